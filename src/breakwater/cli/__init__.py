@@ -1,0 +1,1 @@
+"""The ``breakwater`` command: one module per subcommand, each a thin layer over the library."""

@@ -1,0 +1,53 @@
+"""``breakwater serve``: one node on the embedded defaults or the engines given by URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from breakwater.config import load_config
+
+
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on (default 127.0.0.1).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port (default 8080).")] = None,
+    data: Annotated[Path | None, typer.Option(help="Data directory (default ./data).")] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(help="Store URL, e.g. sqlite:///path.db (default: a file under --data)."),
+    ] = None,
+    region: Annotated[str | None, typer.Option(help="This node's region (default local).")] = None,
+    node: Annotated[
+        str | None, typer.Option(help="This node's id (default: region plus a random suffix).")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="TOML config file (or BREAKWATER_CONFIG).")
+    ] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error.")] = None,
+    drain_grace: Annotated[
+        float | None, typer.Option(help="Seconds /readyz says 503 before stopping (default 1).")
+    ] = None,
+) -> None:
+    """Run one node. Every flag is also read from BREAKWATER_<FLAG> and the config file."""
+    from breakwater.obs import logging as bw_logging
+    from breakwater.server.runner import serve as run
+
+    settings = load_config(
+        config,
+        overrides={
+            "host": host,
+            "port": port,
+            "data": data,
+            "store": store,
+            "region": region,
+            "node": node,
+            "log_level": log_level,
+            "drain_grace_s": drain_grace,
+        },
+    )
+    bw_logging.configure(settings.log_level)
+    run(settings)

@@ -1,0 +1,244 @@
+"""Node configuration: one frozen object built once, from defaults < TOML < environment < flags.
+
+Every top-level setting ``key`` is also read from ``BREAKWATER_KEY`` and every limit from
+``BREAKWATER_LIMITS_KEY``. Collections (schema, conflict policy, indexes) come from the TOML file
+only. A bad value fails at startup with a :class:`ConfigError` that names the key and the value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import jsonschema
+
+from breakwater.core.collections import CollectionConfig, Validator
+from breakwater.core.errors import SchemaViolation
+from breakwater.core.hlc import NODE_PATTERN
+from breakwater.core.limits import Limits
+from breakwater.core.mutation import COLLECTION_PATTERN
+
+ENV_PREFIX = "BREAKWATER_"
+
+
+class ConfigError(ValueError):
+    """A setting is missing, malformed or out of range; the message names key and value."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a node needs to start."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data: Path = Path("data")
+    store: str = ""
+    region: str = "local"
+    node: str = ""
+    log_level: str = "info"
+    max_clock_skew_s: float = 60.0
+    retention_days: float = 30.0
+    compaction_interval_s: float = 3600.0
+    drain_grace_s: float = 1.0
+    drain_timeout_s: float = 10.0
+    limits: Limits = field(default_factory=Limits)
+    collections: Mapping[str, CollectionConfig] = field(default_factory=dict)
+
+    @property
+    def store_url(self) -> str:
+        """The store URL, defaulting to a SQLite file in the data directory."""
+        return self.store or f"sqlite:///{self.data / 'breakwater.db'}"
+
+    @property
+    def store_url_redacted(self) -> str:
+        """The store URL with any password replaced, for logs."""
+        return redact_url(self.store_url)
+
+    @property
+    def node_id(self) -> str:
+        """The node id used in HLC stamps."""
+        return self.node or f"{self.region}-{secrets.token_hex(3)}"
+
+
+def redact_url(url: str) -> str:
+    """``url`` without the password of its user info (safe to log)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+_TOP_KEYS = [f.name for f in dataclasses.fields(Config) if f.name not in ("limits", "collections")]
+_LIMIT_KEYS = [f.name for f in dataclasses.fields(Limits)]
+
+
+def _coerce(key: str, value: Any, kind: type | str) -> Any:
+    kind_name = kind if isinstance(kind, str) else kind.__name__
+    try:
+        if kind_name == "int":
+            if isinstance(value, bool):
+                raise ValueError
+            return int(value)
+        if kind_name == "float":
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if kind_name == "Path":
+            return Path(str(value))
+        if kind_name == "str":
+            if not isinstance(value, str):
+                raise ValueError
+            return value
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} = {value!r} is not a valid {kind_name}") from None
+    raise ConfigError(f"{key}: unsupported setting type {kind_name}")
+
+
+def _field_types(cls: type) -> dict[str, str]:
+    return {f.name: str(f.type) for f in dataclasses.fields(cls)}
+
+
+def _load_schema_file(name: str, file: str, base: Path) -> Any:
+    path = Path(file) if Path(file).is_absolute() else base / file
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"collections.{name}.schema_file = {str(path)!r}: {exc}") from exc
+
+
+def _schema_validator(name: str, schema: Any) -> Validator:
+    if not isinstance(schema, dict):
+        raise ConfigError(f"collections.{name}.schema must be a table (a JSON Schema)")
+    try:
+        validator_cls = jsonschema.validators.validator_for(schema)
+        validator_cls.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise ConfigError(
+            f"collections.{name}.schema is not a valid JSON Schema: {exc.message}"
+        ) from exc
+    validator = validator_cls(schema)
+
+    def validate(document: dict[str, Any]) -> None:
+        errors = sorted(validator.iter_errors(document), key=lambda e: list(e.path))
+        if errors:
+            raise SchemaViolation(
+                f"document does not match the {name!r} schema: {errors[0].message}",
+                errors=[
+                    {"path": "/" + "/".join(str(p) for p in e.path), "message": e.message}
+                    for e in errors[:20]
+                ],
+            )
+
+    return validate
+
+
+def _collections(raw: Any, base: Path) -> dict[str, CollectionConfig]:
+    if not isinstance(raw, dict):
+        raise ConfigError("collections must be a table of tables")
+    result = {}
+    for name, settings in raw.items():
+        if not COLLECTION_PATTERN.match(name):
+            raise ConfigError(f"collections.{name}: not a valid collection name")
+        if not isinstance(settings, dict):
+            raise ConfigError(f"collections.{name} must be a table")
+        unknown = set(settings) - {"conflict", "indexes", "schema", "schema_file"}
+        if unknown:
+            raise ConfigError(f"collections.{name}: unknown settings {sorted(unknown)}")
+        schema = settings.get("schema")
+        if "schema_file" in settings:
+            schema = _load_schema_file(name, str(settings["schema_file"]), base)
+        indexes = settings.get("indexes", [])
+        if not isinstance(indexes, list) or not all(isinstance(i, str) for i in indexes):
+            raise ConfigError(f"collections.{name}.indexes must be a list of field names")
+        try:
+            result[name] = CollectionConfig(
+                name=name,
+                conflict=settings.get("conflict", "field"),
+                indexes=tuple(indexes),
+                validator=None if schema is None else _schema_validator(name, schema),
+            )
+        except ValueError as exc:
+            if isinstance(exc, ConfigError):
+                raise
+            raise ConfigError(str(exc)) from exc
+    return result
+
+
+def load_config(
+    file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the :class:`Config`: defaults, then ``file``, then ``env``, then ``overrides``."""
+    env = os.environ if env is None else env
+    if file is None and env.get(f"{ENV_PREFIX}CONFIG"):
+        file = Path(env[f"{ENV_PREFIX}CONFIG"])
+    raw: dict[str, Any] = {}
+    if file is not None:
+        try:
+            raw = tomllib.loads(file.read_text())
+        except OSError as exc:
+            raise ConfigError(f"config file {str(file)!r} cannot be read: {exc}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {str(file)!r} is not valid TOML: {exc}") from exc
+    known = set(_TOP_KEYS) | {"limits", "collections"}
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigError(f"unknown settings in {file}: {sorted(unknown)}")
+    top_types = _field_types(Config)
+    values: dict[str, Any] = {}
+    for key in _TOP_KEYS:
+        if key in raw:
+            values[key] = _coerce(key, raw[key], top_types[key])
+        env_key = f"{ENV_PREFIX}{key.upper()}"
+        if env.get(env_key):
+            values[key] = _coerce(env_key, env[env_key], top_types[key])
+        if overrides and overrides.get(key) is not None:
+            values[key] = _coerce(f"--{key.replace('_', '-')}", overrides[key], top_types[key])
+    limit_types = _field_types(Limits)
+    raw_limits = raw.get("limits", {})
+    if not isinstance(raw_limits, dict) or set(raw_limits) - set(_LIMIT_KEYS):
+        raise ConfigError(f"limits must be a table with keys from {_LIMIT_KEYS}")
+    limit_values: dict[str, Any] = {}
+    for key in _LIMIT_KEYS:
+        if key in raw_limits:
+            limit_values[key] = _coerce(f"limits.{key}", raw_limits[key], limit_types[key])
+        env_key = f"{ENV_PREFIX}LIMITS_{key.upper()}"
+        if env.get(env_key):
+            limit_values[key] = _coerce(env_key, env[env_key], limit_types[key])
+        if key in limit_values and limit_values[key] <= 0:
+            raise ConfigError(f"limits.{key} = {limit_values[key]!r} must be positive")
+    base = file.parent if file is not None else Path.cwd()
+    config = Config(
+        **values,
+        limits=Limits(**limit_values),
+        collections=_collections(raw.get("collections", {}), base),
+    )
+    _check(config)
+    return config
+
+
+def _check(config: Config) -> None:
+    if not 0 <= config.port <= 65535:
+        raise ConfigError(f"port = {config.port} is not a TCP port")
+    if not NODE_PATTERN.match(config.region):
+        raise ConfigError(f"region = {config.region!r} must match {NODE_PATTERN.pattern}")
+    if config.node and not NODE_PATTERN.match(config.node):
+        raise ConfigError(f"node = {config.node!r} must match {NODE_PATTERN.pattern}")
+    if config.log_level.lower() not in ("debug", "info", "warning", "error"):
+        raise ConfigError(f"log_level = {config.log_level!r} is not debug, info, warning or error")
+    for key in ("max_clock_skew_s", "retention_days", "compaction_interval_s"):
+        if getattr(config, key) <= 0:
+            raise ConfigError(f"{key} = {getattr(config, key)!r} must be positive")
+    for key in ("drain_grace_s", "drain_timeout_s"):
+        if getattr(config, key) < 0:
+            raise ConfigError(f"{key} = {getattr(config, key)!r} must not be negative")

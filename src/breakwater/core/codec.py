@@ -1,0 +1,38 @@
+"""JSON encoding for every hot path, with a canonical form for hashing.
+
+orjson is the one JSON codec of the project: it rejects NaN, Infinity and integers beyond 64 bits on
+input, which keeps every document representable identically in SQLite, PostgreSQL and on devices.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from breakwater.core.errors import ValidationError
+
+JSONDecodeError = orjson.JSONDecodeError
+
+
+def dumps(value: Any) -> bytes:
+    """Compact JSON bytes."""
+    return orjson.dumps(value)
+
+
+def dumps_canonical(value: Any) -> bytes:
+    """JSON with sorted keys: equal values give equal bytes on every replica."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def loads(data: bytes | str) -> Any:
+    """Parse JSON that this process wrote itself (trusted)."""
+    return orjson.loads(data)
+
+
+def parse_body(data: bytes | str, what: str = "body") -> Any:
+    """Parse untrusted JSON, turning any syntax error into a :class:`ValidationError`."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ValidationError(f"{what} is not valid JSON: {exc}") from exc

@@ -1,0 +1,69 @@
+"""Feed cursors: opaque strings that encode a version vector ``{origin: seq}``.
+
+A vector says, per origin region, the highest seq a reader has seen. Every region can answer
+"changes not covered by this vector", so a client keeps its cursor when it fails over. The empty
+cursor means "from the beginning" and is always valid.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Iterable, Mapping
+
+from breakwater.core import codec
+from breakwater.core.errors import ValidationError
+
+PREFIX = "c1."
+ORIGIN_PATTERN = re.compile(r"^[A-Za-z0-9_.~:-]{1,64}$")
+MAX_ORIGINS = 256
+
+VersionVector = dict[str, int]
+
+
+def encode(vector: Mapping[str, int]) -> str:
+    """The opaque cursor for ``vector`` (origins sorted, so equal vectors give equal cursors)."""
+    if not vector:
+        return ""
+    body = codec.dumps_canonical(dict(vector))
+    return PREFIX + base64.urlsafe_b64encode(body).decode("ascii").rstrip("=")
+
+
+def decode(cursor: str | None) -> VersionVector:
+    """The vector inside ``cursor``; a malformed cursor is a :class:`ValidationError`."""
+    if not cursor:
+        return {}
+    if not cursor.startswith(PREFIX) or len(cursor) > 16_384:
+        raise ValidationError("cursor is not a Breakwater cursor", field="cursor")
+    body = cursor[len(PREFIX) :]
+    try:
+        raw = codec.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    except (binascii.Error, ValueError, codec.JSONDecodeError) as exc:
+        raise ValidationError("cursor is corrupt", field="cursor") from exc
+    if not isinstance(raw, dict) or len(raw) > MAX_ORIGINS:
+        raise ValidationError("cursor is corrupt", field="cursor")
+    for origin, seq in raw.items():
+        valid_seq = isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq < 2**63
+        if not ORIGIN_PATTERN.match(origin) or not valid_seq:
+            raise ValidationError("cursor is corrupt", field="cursor")
+    return raw
+
+
+def advance(vector: Mapping[str, int], changes: Iterable[tuple[str, int]]) -> VersionVector:
+    """``vector`` moved past every ``(origin, seq)`` in ``changes``."""
+    result = dict(vector)
+    for origin, seq in changes:
+        if seq > result.get(origin, 0):
+            result[origin] = seq
+    return result
+
+
+def merge(left: Mapping[str, int], right: Mapping[str, int]) -> VersionVector:
+    """The pointwise maximum of two vectors."""
+    return advance(left, right.items())
+
+
+def covers(vector: Mapping[str, int], origin: str, seq: int) -> bool:
+    """True when the change ``(origin, seq)`` is at or behind ``vector``."""
+    return vector.get(origin, 0) >= seq

@@ -1,0 +1,169 @@
+"""Document state as a state-based CRDT, and the merge (join) that makes replicas converge.
+
+A document's replicated state is a plain JSON object (so every store and device keeps it as is):
+
+``f``  field registers ``{name: [hlc, value]}``; ``[hlc]`` alone marks the field removed at ``hlc``
+``s``  HLC of the newest ``set`` (fields written before it are dead)
+``x``  HLC of the newest ``delete`` (everything written before it is dead)
+``n``  counter increments ``{name: {mutation_id: [hlc, amount]}}``
+
+A mutation becomes a small state of the same shape (:func:`delta_for`) and applying it is
+:func:`join`, which is commutative, associative and idempotent (I4). Increments are keyed by
+``mutation_id``, so the same mutation reaching a replica twice (client retry and replication) counts
+once (I2) even when it arrives embedded in a peer's state. :func:`normalize` drops what can never be
+visible again (it only grows dead), so converged replicas hold byte-identical states and versions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from breakwater.core.codec import dumps_canonical
+
+State = dict[str, Any]
+Register = list[Any]
+
+
+def empty_state() -> State:
+    """The state of a document nobody has written."""
+    return {"f": {}, "s": "", "x": "", "n": {}}
+
+
+def _register_wins(candidate: Register, current: Register) -> bool:
+    """Field order: newer HLC wins; equal HLCs (one buggy writer) fall back to canonical bytes."""
+    if candidate[0] != current[0]:
+        return bool(candidate[0] > current[0])
+    return dumps_canonical(candidate) > dumps_canonical(current)
+
+
+def join(left: State, right: State) -> State:
+    """The least upper bound of two states; neither argument is modified."""
+    fields: dict[str, Register] = dict(left["f"])
+    for name, register in right["f"].items():
+        current = fields.get(name)
+        if current is None or _register_wins(register, current):
+            fields[name] = register
+    counters: dict[str, dict[str, list[Any]]] = {k: dict(v) for k, v in left["n"].items()}
+    for name, increments in right["n"].items():
+        merged = counters.setdefault(name, {})
+        for mutation_id, increment in increments.items():
+            current_inc = merged.get(mutation_id)
+            if current_inc is None or dumps_canonical(increment) > dumps_canonical(current_inc):
+                merged[mutation_id] = increment
+    return normalize(
+        {
+            "f": fields,
+            "s": max(left["s"], right["s"]),
+            "x": max(left["x"], right["x"]),
+            "n": counters,
+        }
+    )
+
+
+def _reset(state: State) -> str:
+    return str(max(state["s"], state["x"]))
+
+
+def normalize(state: State) -> State:
+    """Drop registers and increments that no future join can make visible again."""
+    reset = _reset(state)
+    # A set's own fields carry the set's HLC, so they survive it; a delete kills its equals too.
+    fields = {
+        name: reg
+        for name, reg in state["f"].items()
+        if reg[0] >= state["s"] and reg[0] > state["x"]
+    }
+    counters: dict[str, dict[str, list[Any]]] = {}
+    for name, increments in state["n"].items():
+        floor = max(reset, fields[name][0]) if name in fields else reset
+        live = {mid: inc for mid, inc in increments.items() if inc[0] > floor}
+        if live:
+            counters[name] = live
+    return {"f": fields, "s": state["s"], "x": state["x"], "n": counters}
+
+
+def newest_write(state: State) -> str:
+    """The HLC of the newest write that is still visible (or the newest delete)."""
+    newest = max(state["s"], state["x"])
+    for register in state["f"].values():
+        newest = max(newest, register[0])
+    for increments in state["n"].values():
+        for increment in increments.values():
+            newest = max(newest, increment[0])
+    return str(newest)
+
+
+def is_deleted(state: State) -> bool:
+    """A document is deleted when its newest write is a delete (or it was never written)."""
+    return state["x"] >= newest_write(state) if state["x"] else newest_write(state) == ""
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def visible(state: State) -> dict[str, Any] | None:
+    """The document as users see it, or ``None`` when it is deleted (a tombstone)."""
+    if is_deleted(state):
+        return None
+    data: dict[str, Any] = {}
+    for name, register in state["f"].items():
+        if len(register) == 2:
+            data[name] = register[1]
+    for name, increments in state["n"].items():
+        register = state["f"].get(name)
+        base = register[1] if register and len(register) == 2 and _is_number(register[1]) else 0
+        # Sum in a fixed order so that float rounding is identical on every replica.
+        total = base
+        for _, increment in sorted(increments.items(), key=lambda item: (item[1][0], item[0])):
+            total += increment[1]
+        data[name] = total
+    return data
+
+
+def version(state: State) -> str:
+    """A version that is equal on two replicas exactly when their states are equal (the ETag)."""
+    return hashlib.blake2b(dumps_canonical(state), digest_size=10).hexdigest()
+
+
+def delta_for(op: str, data: dict[str, Any] | None, hlc: str, mutation_id: str) -> State:
+    """The state that a mutation contributes; joining it is applying the mutation."""
+    delta = empty_state()
+    if op == "set":
+        delta["s"] = hlc
+        delta["f"] = {name: [hlc, value] for name, value in (data or {}).items()}
+    elif op == "patch":
+        delta["f"] = {
+            name: [hlc] if value is None else [hlc, value] for name, value in (data or {}).items()
+        }
+    elif op == "delete":
+        delta["x"] = hlc
+    elif op == "increment":
+        delta["n"] = {name: {mutation_id: [hlc, amount]} for name, amount in (data or {}).items()}
+    else:
+        raise ValueError(f"unknown op {op!r}")
+    return delta
+
+
+def lost_fields(delta: State, merged: State) -> list[str]:
+    """Names of the fields a mutation wrote that a concurrent newer write overrides (a conflict)."""
+    lost = []
+    for name, register in delta["f"].items():
+        winner = merged["f"].get(name)
+        if winner is not None and winner[0] > register[0]:
+            lost.append(name)
+    reset = max(delta["s"], delta["x"])
+    if reset:
+        if merged["s"] > reset or merged["x"] > reset:
+            lost.append("*")
+        else:
+            lost.extend(
+                name
+                for name, register in merged["f"].items()
+                if register[0] > reset and name not in delta["f"]
+            )
+    for name, increments in delta["n"].items():
+        if not all(mid in merged["n"].get(name, {}) for mid in increments):
+            lost.append(name)
+    return sorted(set(lost))

@@ -1,0 +1,124 @@
+"""The one error tree of Breakwater.
+
+Every error a caller can see derives from :class:`BreakwaterError`. Each type carries the stable
+machine-readable ``type`` used on the wire (problem+json), the HTTP status it maps to, and whether
+it is transient (retrying the same request later may succeed) or permanent. Retry policies key on
+``transient``; nothing ever parses messages.
+
+    BreakwaterError
+    ├── InvalidInput                 permanent, 4xx: the request itself is wrong
+    │   ├── ValidationError          400 validation_error
+    │   ├── PayloadTooLarge          413 payload_too_large
+    │   ├── ClockSkew                400 clock_skew (carries the node's HLC)
+    │   └── SchemaViolation          422 schema_violation
+    ├── NotFound                     404 not_found
+    ├── PreconditionFailed           412 precondition_failed
+    ├── CursorExpired                410 cursor_expired
+    └── Unavailable                  transient, 503 unavailable (store down, draining)
+        └── StoreUnavailable         503 store_unavailable
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class BreakwaterError(Exception):
+    """Root of all errors: ``detail`` is the public message, ``extra`` structured context."""
+
+    type: ClassVar[str] = "internal_error"
+    status: ClassVar[int] = 500
+    title: ClassVar[str] = "Internal error"
+    transient: ClassVar[bool] = False
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+    def to_problem(self) -> dict[str, Any]:
+        """The RFC 9457 problem object for this error, public fields only."""
+        problem: dict[str, Any] = {
+            "type": self.type,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        problem.update(self.extra)
+        return problem
+
+
+class InvalidInput(BreakwaterError):
+    """The request is wrong; sending it again unchanged fails again."""
+
+    type = "validation_error"
+    status = 400
+    title = "Invalid input"
+
+
+class ValidationError(InvalidInput):
+    """A value does not have the shape, type or syntax the protocol requires."""
+
+
+class PayloadTooLarge(InvalidInput):
+    """A body, document or batch is over a configured limit."""
+
+    type = "payload_too_large"
+    status = 413
+    title = "Payload too large"
+
+
+class ClockSkew(InvalidInput):
+    """A mutation's HLC is too far ahead of the node's clock; ``extra['hlc']`` is the node's HLC."""
+
+    type = "clock_skew"
+    status = 400
+    title = "Clock skew"
+
+
+class SchemaViolation(InvalidInput):
+    """The resulting document does not match the collection's JSON Schema."""
+
+    type = "schema_violation"
+    status = 422
+    title = "Schema violation"
+
+
+class NotFound(BreakwaterError):
+    """The addressed resource does not exist."""
+
+    type = "not_found"
+    status = 404
+    title = "Not found"
+
+
+class PreconditionFailed(BreakwaterError):
+    """``If-Match`` named a version that is not the document's current one."""
+
+    type = "precondition_failed"
+    status = 412
+    title = "Precondition failed"
+
+
+class CursorExpired(BreakwaterError):
+    """The cursor points behind the retention horizon; the reader must resync from scratch."""
+
+    type = "cursor_expired"
+    status = 410
+    title = "Cursor expired"
+
+
+class Unavailable(BreakwaterError):
+    """A dependency is down or the node is draining; the same request may succeed later."""
+
+    type = "unavailable"
+    status = 503
+    title = "Service unavailable"
+    transient = True
+
+
+class StoreUnavailable(Unavailable):
+    """The document store cannot be reached or refused the write; nothing was acknowledged."""
+
+    type = "store_unavailable"
+    title = "Store unavailable"

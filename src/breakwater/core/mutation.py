@@ -1,0 +1,148 @@
+"""Mutations: the only way a document changes, and their static validation.
+
+Everything that can be checked without the current document is checked here, at the edge, so that
+a request with any bad mutation is refused whole (4xx, nothing applied) before it reaches a store.
+What depends on the stored document (``If-Match``, the collection schema) is checked when applied.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from breakwater.core import codec
+from breakwater.core.errors import PayloadTooLarge, ValidationError
+from breakwater.core.limits import Limits
+
+OPS = ("set", "patch", "delete", "increment")
+COLLECTION_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@~+=-]{0,255}$")
+MUTATION_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:~-]{1,128}$")
+FIELD_PATTERN = re.compile(r"^[^\x00-\x1f]{1,256}$")
+VERSION_PATTERN = re.compile(r"^[0-9a-f]{20}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Mutation:
+    """One client-made change. ``hlc`` is ``None`` until a node stamps it (simple clients).
+
+    ``if_match`` is a version (or ``*``: any live version) the document must have; ``must_exist``
+    makes a missing document a ``not_found`` rejection (REST ``PATCH`` and ``DELETE``).
+    """
+
+    mutation_id: str
+    collection: str
+    doc_id: str
+    op: str
+    data: dict[str, Any] | None
+    hlc: str | None = None
+    if_match: str | None = None
+    must_exist: bool = False
+
+
+def check_collection(name: Any) -> str:
+    """Return ``name`` if it is a valid collection name."""
+    if not isinstance(name, str) or not COLLECTION_PATTERN.match(name):
+        raise ValidationError(
+            f"collection {name!r} must match {COLLECTION_PATTERN.pattern}", field="collection"
+        )
+    return name
+
+
+def check_doc_id(doc_id: Any) -> str:
+    """Return ``doc_id`` if it is a valid document id."""
+    if not isinstance(doc_id, str) or not ID_PATTERN.match(doc_id):
+        raise ValidationError(f"id {doc_id!r} must match {ID_PATTERN.pattern}", field="id")
+    return doc_id
+
+
+def check_version(value: Any, what: str = "If-Match") -> str:
+    """Return a version given as ``"v"``, ``v``, ``W/"v"`` or ``*``; refuse anything else."""
+    if not isinstance(value, str):
+        raise ValidationError(f"{what} must be a version string", field="if_match")
+    text = value.strip()
+    if text == "*":
+        return text
+    text = text.removeprefix("W/")
+    if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
+        text = text[1:-1]
+    if not VERSION_PATTERN.match(text):
+        raise ValidationError(f"{what} {value!r} is not a document version", field="if_match")
+    return text
+
+
+def check_depth(value: Any, max_depth: int) -> None:
+    """Refuse JSON nested deeper than ``max_depth`` (iteratively: no recursion limit to hit)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > max_depth:
+            raise ValidationError(f"document is nested deeper than {max_depth} levels")
+        if isinstance(node, dict):
+            stack.extend((child, depth + 1) for child in node.values())
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node)
+
+
+def check_document(data: Any, limits: Limits) -> dict[str, Any]:
+    """Validate a whole document body: an object, within size and depth, with sane field names."""
+    if not isinstance(data, dict):
+        raise ValidationError("a document must be a JSON object", field="data")
+    for name in data:
+        if not FIELD_PATTERN.match(name):
+            raise ValidationError(f"field name {name!r} is empty, too long or has control chars")
+    size = len(codec.dumps(data))
+    if size > limits.max_document_bytes:
+        raise PayloadTooLarge(
+            f"document is {size} bytes; the limit is {limits.max_document_bytes}",
+            limit=limits.max_document_bytes,
+        )
+    check_depth(data, limits.max_depth)
+    return data
+
+
+def _check_increment(data: dict[str, Any]) -> None:
+    if not data:
+        raise ValidationError("increment needs at least one field", field="data")
+    for name, amount in data.items():
+        if isinstance(amount, bool) or not isinstance(amount, int | float):
+            raise ValidationError(f"increment of {name!r} must be a number", field="data")
+
+
+def parse_mutation(raw: Any, limits: Limits) -> Mutation:
+    """Build a :class:`Mutation` from its wire form, or raise a 4xx error naming what is wrong."""
+    if not isinstance(raw, dict):
+        raise ValidationError("a mutation must be a JSON object")
+    unknown = set(raw) - {"mutation_id", "collection", "id", "op", "data", "hlc", "if_match"}
+    if unknown:
+        raise ValidationError(f"unknown mutation fields: {sorted(unknown)}")
+    mutation_id = raw.get("mutation_id")
+    if not isinstance(mutation_id, str) or not MUTATION_ID_PATTERN.match(mutation_id):
+        raise ValidationError(
+            f"mutation_id must match {MUTATION_ID_PATTERN.pattern}", field="mutation_id"
+        )
+    op = raw.get("op")
+    if op not in OPS:
+        raise ValidationError(f"op {op!r} is not one of {list(OPS)}", field="op")
+    data = raw.get("data")
+    if op == "delete":
+        if data is not None:
+            raise ValidationError("delete takes no data", field="data")
+    else:
+        data = check_document(data, limits)
+        if op == "increment":
+            _check_increment(data)
+    hlc = raw.get("hlc")
+    if hlc is not None and not isinstance(hlc, str):
+        raise ValidationError("hlc must be a string", field="hlc")
+    if_match = raw.get("if_match")
+    return Mutation(
+        mutation_id=mutation_id,
+        collection=check_collection(raw.get("collection")),
+        doc_id=check_doc_id(raw.get("id")),
+        op=op,
+        data=data,
+        hlc=hlc,
+        if_match=None if if_match is None else check_version(if_match, "if_match"),
+    )

@@ -1,0 +1,1 @@
+"""Observability: metrics, structured logs (tracing and dashboards come later)."""

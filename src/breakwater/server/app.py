@@ -1,0 +1,93 @@
+"""``create_app``: the ASGI application of one node, with its dependencies injected."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+import breakwater
+from breakwater.config import Config
+from breakwater.core.engine import Engine
+from breakwater.core.errors import BreakwaterError
+from breakwater.core.hlc import HybridClock
+from breakwater.obs.logging import get_logger
+from breakwater.obs.metrics import Metrics
+from breakwater.server import docs_api, health, problems, sync_api
+from breakwater.server.middleware import ObserveRequests
+from breakwater.server.node import Node
+from breakwater.storage import open_store
+from breakwater.storage.base import Store
+
+_log = get_logger("breakwater.server")
+DAY_MS = 86_400_000
+
+
+def build_node(
+    config: Config, store: Store | None = None, clock: HybridClock | None = None
+) -> Node:
+    """Wire clock, engine, metrics and store for ``config`` (``store`` overrides the URL)."""
+    clock = clock or HybridClock(config.node_id, max_skew_ms=int(config.max_clock_skew_s * 1000))
+    engine = Engine(config.region, clock, config.collections, config.limits)
+    metrics = Metrics()
+    if store is None:
+        store = open_store(config.store_url, engine, hooks=metrics)
+    return Node(config=config, clock=clock, engine=engine, store=store, metrics=metrics)
+
+
+async def _compact_forever(node: Node) -> None:
+    horizon_ms = int(node.config.retention_days * DAY_MS)
+    while True:
+        await asyncio.sleep(node.config.compaction_interval_s)
+        try:
+            report = await node.store.compact(horizon_ms)
+            _log.info(
+                "compacted",
+                changes=report.changes_removed,
+                tombstones=report.tombstones_purged,
+                mutation_ids=report.mutation_ids_forgotten,
+            )
+        except BreakwaterError as error:
+            _log.warning("compaction_failed", error=error.type, detail=error.detail)
+
+
+def create_app(
+    config: Config, store: Store | None = None, clock: HybridClock | None = None
+) -> FastAPI:
+    """The node's app; the store is opened on startup and flushed and closed on shutdown."""
+    node = build_node(config, store, clock)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await node.store.open()
+        compaction = asyncio.create_task(_compact_forever(node))
+        _log.info(
+            "node_started",
+            region=config.region,
+            node=node.clock.node,
+            store=config.store_url_redacted,
+        )
+        try:
+            yield
+        finally:
+            compaction.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await compaction
+            await node.store.aclose()
+            _log.info("node_stopped", node=node.clock.node)
+
+    app = FastAPI(
+        title="Breakwater",
+        version=breakwater.__version__,
+        description="Offline-first document sync for mobile apps. See docs/protocol.md.",
+        lifespan=lifespan,
+    )
+    app.state.node = node
+    problems.install(app)
+    app.include_router(health.router)
+    app.include_router(docs_api.router)
+    app.include_router(sync_api.router)
+    app.add_middleware(ObserveRequests, metrics=node.metrics)
+    return app

@@ -1,0 +1,156 @@
+"""Single-document REST endpoints and queries. Writes go through the same engine as pushes."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from breakwater.core import query as query_mod
+from breakwater.core.engine import MutationResult
+from breakwater.core.errors import NotFound, ValidationError
+from breakwater.core.mutation import (
+    MUTATION_ID_PATTERN,
+    Mutation,
+    check_collection,
+    check_doc_id,
+    check_document,
+    check_version,
+)
+from breakwater.server import openapi
+from breakwater.server.body import read_json
+from breakwater.server.node import Node
+from breakwater.server.responses import json_response, node_of
+from breakwater.server.wire import doc_json, etag
+
+router = APIRouter(prefix="/v1/collections/{collection}", tags=["documents"])
+
+
+def _mutation_id(request: Request) -> str:
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return uuid.uuid4().hex
+    if not MUTATION_ID_PATTERN.match(key):
+        raise ValidationError(f"Idempotency-Key must match {MUTATION_ID_PATTERN.pattern}")
+    return key
+
+
+def _if_match(request: Request) -> str | None:
+    value = request.headers.get("if-match")
+    return None if value is None else check_version(value)
+
+
+async def _write(node: Node, mutation: Mutation) -> Response:
+    [result] = await node.store.apply([mutation])
+    node.metrics.mutations.labels(result.status).inc()
+    if result.status == "rejected":
+        assert result.error is not None
+        raise result.error
+    if result.status == "duplicate":
+        return await _replayed(node, mutation, result)
+    assert result.doc is not None
+    status = 201 if result.created and mutation.op != "delete" else 200
+    return json_response(doc_json(result.doc), status, {"ETag": etag(result.doc.version)})
+
+
+async def _replayed(node: Node, mutation: Mutation, result: MutationResult) -> Response:
+    """A retried request (same Idempotency-Key): the current document, marked as a replay."""
+    doc = await node.store.get(mutation.collection, mutation.doc_id)
+    if doc is None:
+        raise NotFound(f"document {mutation.collection}/{mutation.doc_id} does not exist")
+    headers = {"ETag": etag(doc.version), "Idempotent-Replayed": "true"}
+    return json_response(doc_json(doc), 200, headers)
+
+
+@router.get("/docs/{doc_id}", responses=openapi.DOC_RESPONSES, summary="Read one document")
+async def get_document(collection: str, doc_id: str, request: Request) -> Response:
+    """The live document with its version as ``ETag``; ``If-None-Match`` gives 304."""
+    node = node_of(request)
+    doc = await node.store.get(check_collection(collection), check_doc_id(doc_id))
+    if doc is None or doc.deleted:
+        raise NotFound(f"document {collection}/{doc_id} does not exist")
+    tag = etag(doc.version)
+    if request.headers.get("if-none-match") in (tag, doc.version, f"W/{tag}"):
+        return Response(status_code=304, headers={"ETag": tag})
+    return json_response(doc_json(doc), headers={"ETag": tag})
+
+
+@router.put(
+    "/docs/{doc_id}",
+    responses=openapi.DOC_RESPONSES,
+    openapi_extra=openapi.DOCUMENT_BODY,
+    summary="Create or replace a document",
+)
+async def put_document(collection: str, doc_id: str, request: Request) -> Response:
+    """Replace the whole document (``set``). 201 when it did not exist."""
+    node = node_of(request)
+    mutation = Mutation(
+        mutation_id=_mutation_id(request),
+        collection=check_collection(collection),
+        doc_id=check_doc_id(doc_id),
+        op="set",
+        data=check_document(
+            await read_json(request, node.config.limits.max_body_bytes), node.config.limits
+        ),
+        if_match=_if_match(request),
+    )
+    return await _write(node, mutation)
+
+
+@router.patch(
+    "/docs/{doc_id}",
+    responses=openapi.DOC_RESPONSES,
+    openapi_extra=openapi.DOCUMENT_BODY,
+    summary="Update fields of a document",
+)
+async def patch_document(collection: str, doc_id: str, request: Request) -> Response:
+    """Set the given top-level fields; ``null`` removes a field. 404 if the document is absent."""
+    node = node_of(request)
+    mutation = Mutation(
+        mutation_id=_mutation_id(request),
+        collection=check_collection(collection),
+        doc_id=check_doc_id(doc_id),
+        op="patch",
+        data=check_document(
+            await read_json(request, node.config.limits.max_body_bytes), node.config.limits
+        ),
+        if_match=_if_match(request),
+        must_exist=True,
+    )
+    return await _write(node, mutation)
+
+
+@router.delete("/docs/{doc_id}", responses=openapi.DOC_RESPONSES, summary="Delete a document")
+async def delete_document(collection: str, doc_id: str, request: Request) -> Response:
+    """Leave a tombstone (synced to every replica). 404 if the document is absent."""
+    node = node_of(request)
+    mutation = Mutation(
+        mutation_id=_mutation_id(request),
+        collection=check_collection(collection),
+        doc_id=check_doc_id(doc_id),
+        op="delete",
+        data=None,
+        if_match=_if_match(request),
+        must_exist=True,
+    )
+    return await _write(node, mutation)
+
+
+@router.get("/docs", responses=openapi.QUERY_RESPONSES, summary="Query documents")
+async def query_documents(
+    collection: str,
+    request: Request,
+    where: Annotated[list[str], Query(description="FIELD:OP:VALUE, repeatable")] = [],  # noqa: B006
+    order: Annotated[str | None, Query(description="FIELD or -FIELD (descending)")] = None,
+    limit: Annotated[int, Query(description="page size")] = 100,
+    after: Annotated[str | None, Query(description="the `next` token of the last page")] = None,
+) -> Response:
+    """Live documents matching every filter, in ``order`` then id, one keyset page."""
+    node = node_of(request)
+    parsed = query_mod.parse_query(
+        check_collection(collection), where, order, limit, after, node.config.limits.max_query_limit
+    )
+    page = await node.store.query(parsed)
+    return json_response({"docs": [doc_json(doc) for doc in page.docs], "next": page.next_token})

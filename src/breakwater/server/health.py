@@ -1,0 +1,47 @@
+"""Liveness, readiness and metrics endpoints."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from breakwater.core.errors import BreakwaterError
+from breakwater.obs.metrics import CONTENT_TYPE
+from breakwater.server.responses import json_response, node_of
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="Liveness")
+async def healthz() -> Response:
+    """200 while the process answers at all."""
+    return json_response({"status": "ok"})
+
+
+@router.get("/readyz", summary="Readiness", responses={503: {"description": "not ready"}})
+async def readyz(request: Request) -> Response:
+    """200 when every dependency answers; 503 naming the failing ones, or while draining."""
+    node = node_of(request)
+    checks: dict[str, str] = {}
+    try:
+        await node.store.ping()
+        checks["store"] = "ok"
+    except BreakwaterError as error:
+        checks["store"] = error.detail
+    node.metrics.dependency_up.labels("store").set(1 if checks["store"] == "ok" else 0)
+    failing = sorted(name for name, state in checks.items() if state != "ok")
+    if node.draining:
+        body = {"status": "draining", "checks": checks, "failing": failing}
+        return json_response(body, 503, {"Retry-After": "1"})
+    if failing:
+        body = {"status": "unavailable", "checks": checks, "failing": failing}
+        return json_response(body, 503, {"Retry-After": "1"})
+    return json_response(
+        {"status": "ready", "checks": checks, "region": node.config.region, "node": node.clock.node}
+    )
+
+
+@router.get("/metrics", summary="Prometheus metrics")
+async def metrics(request: Request) -> Response:
+    """Every metric in the Prometheus text format."""
+    return Response(node_of(request).metrics.render(), media_type=CONTENT_TYPE)

@@ -1,0 +1,170 @@
+"""OpenAPI fragments for routes that read raw bodies (they parse with orjson, not pydantic)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_PROBLEM = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string", "examples": ["validation_error"]},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+    },
+    "additionalProperties": True,
+}
+_PROBLEM_CONTENT = {"application/problem+json": {"schema": _PROBLEM}}
+_DOCUMENT = {"type": "object", "additionalProperties": True, "examples": [{"title": "Milk"}]}
+_ENVELOPE = {
+    "type": "object",
+    "required": ["collection", "id", "version", "hlc", "origin", "seq", "deleted", "data"],
+    "properties": {
+        "collection": {"type": "string"},
+        "id": {"type": "string"},
+        "version": {"type": "string"},
+        "hlc": {"type": "string"},
+        "origin": {"type": "string"},
+        "seq": {"type": "integer"},
+        "deleted": {"type": "boolean"},
+        "data": {"anyOf": [_DOCUMENT, {"type": "null"}]},
+    },
+}
+_MUTATION = {
+    "type": "object",
+    "required": ["mutation_id", "collection", "id", "op"],
+    "properties": {
+        "mutation_id": {"type": "string", "pattern": "^[A-Za-z0-9_.:~-]{1,128}$"},
+        "collection": {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_]{0,63}$"},
+        "id": {"type": "string"},
+        "op": {"type": "string", "enum": ["set", "patch", "delete", "increment"]},
+        "data": {"anyOf": [_DOCUMENT, {"type": "null"}]},
+        "hlc": {"type": "string"},
+        "if_match": {"type": "string"},
+    },
+    "additionalProperties": False,
+}
+_RESULT = {
+    "type": "object",
+    "required": ["mutation_id", "status"],
+    "properties": {
+        "mutation_id": {"type": "string"},
+        "status": {"type": "string", "enum": ["applied", "duplicate", "rejected"]},
+        "origin": {"type": "string"},
+        "seq": {"type": "integer"},
+        "version": {"type": "string"},
+        "hlc": {"type": "string"},
+        "conflict": {"type": "array", "items": {"type": "string"}},
+        "error": _PROBLEM,
+    },
+}
+_CHANGE = {
+    "type": "object",
+    "required": [
+        "origin",
+        "seq",
+        "collection",
+        "id",
+        "op",
+        "mutation_id",
+        "hlc",
+        "deleted",
+        "version",
+        "data",
+    ],
+    "properties": {
+        **{
+            k: {"type": "string"}
+            for k in ("origin", "collection", "id", "mutation_id", "hlc", "version")
+        },
+        "seq": {"type": "integer"},
+        "op": {"type": "string", "enum": ["set", "patch", "delete", "increment"]},
+        "deleted": {"type": "boolean"},
+        "data": {"anyOf": [_DOCUMENT, {"type": "null"}]},
+        "state": {"type": "object"},
+    },
+}
+_VECTOR = {"type": "object", "additionalProperties": {"type": "integer"}}
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"description": "problem+json", "content": _PROBLEM_CONTENT} for code in codes}
+
+
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+DOCUMENT_BODY: dict[str, Any] = {
+    "requestBody": {"required": True, "content": {"application/json": {"schema": _DOCUMENT}}}
+}
+DOC_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _json("the document", _ENVELOPE),
+    201: _json("the document, created", _ENVELOPE),
+    304: {"description": "not modified (If-None-Match)"},
+    **_errors(400, 404, 412, 413, 422, 503),
+}
+QUERY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _json(
+        "one page of documents",
+        {
+            "type": "object",
+            "required": ["docs", "next"],
+            "properties": {
+                "docs": {"type": "array", "items": _ENVELOPE},
+                "next": {"type": ["string", "null"]},
+            },
+        },
+    ),
+    **_errors(400, 503),
+}
+PUSH_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["mutations"],
+                    "properties": {
+                        "client_id": {"type": "string"},
+                        "mutations": {"type": "array", "items": _MUTATION, "minItems": 1},
+                    },
+                    "additionalProperties": False,
+                }
+            }
+        },
+    }
+}
+PUSH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _json(
+        "one result per mutation, in order",
+        {
+            "type": "object",
+            "required": ["results", "hlc"],
+            "properties": {
+                "results": {"type": "array", "items": _RESULT},
+                "hlc": {"type": "string"},
+            },
+        },
+    ),
+    **_errors(400, 413, 503),
+}
+PULL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _json(
+        "changes after the cursor",
+        {
+            "type": "object",
+            "required": ["changes", "cursor", "has_more", "stable", "hlc"],
+            "properties": {
+                "changes": {"type": "array", "items": _CHANGE},
+                "cursor": {"type": "string"},
+                "has_more": {"type": "boolean"},
+                "stable": _VECTOR,
+                "hlc": {"type": "string"},
+            },
+        },
+    ),
+    **_errors(400, 410, 503),
+}

@@ -1,0 +1,79 @@
+"""Errors to RFC 9457 problem+json responses, in one place.
+
+The public ``detail`` of a :class:`BreakwaterError` is shown; the raw cause never is. Anything
+unexpected is logged with its traceback and answered with a bare 500 that leaks nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from breakwater.core import codec
+from breakwater.core.errors import BreakwaterError, ValidationError
+from breakwater.obs.logging import get_logger
+
+PROBLEM_JSON = "application/problem+json"
+RETRY_AFTER_SECONDS = 1
+_log = get_logger("breakwater.server")
+
+_HTTP_TYPES = {
+    404: ("not_found", "Not found"),
+    405: ("method_not_allowed", "Method not allowed"),
+    406: ("not_acceptable", "Not acceptable"),
+    415: ("unsupported_media_type", "Unsupported media type"),
+}
+
+
+def problem(status: int, type_: str, title: str, detail: str, **extra: Any) -> Response:
+    """A problem+json response."""
+    body = {"type": type_, "title": title, "status": status, "detail": detail, **extra}
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status in (429, 503) else None
+    return Response(codec.dumps(body), status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def error_response(error: BreakwaterError) -> Response:
+    """The problem+json response of a Breakwater error."""
+    return problem(error.status, error.type, error.title, error.detail, **error.extra)
+
+
+async def _breakwater_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, BreakwaterError)
+    if exc.status >= 500:
+        _log.warning("unavailable", error=exc.type, detail=exc.detail, path=request.url.path)
+    return error_response(exc)
+
+
+async def _request_validation(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"location": ".".join(str(p) for p in err.get("loc", ())), "message": err.get("msg", "")}
+        for err in exc.errors()
+    ]
+    first = errors[0] if errors else {"location": "request", "message": "invalid"}
+    return error_response(
+        ValidationError(f"{first['location']}: {first['message']}", errors=errors)
+    )
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    type_, title = _HTTP_TYPES.get(exc.status_code, ("http_error", "HTTP error"))
+    return problem(exc.status_code, type_, title, str(exc.detail))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    _log.error("unhandled_error", path=request.url.path, exc_info=exc)
+    return problem(500, "internal_error", "Internal error", "the node failed to answer; see logs")
+
+
+def install(app: FastAPI) -> None:
+    """Register every error handler on ``app``."""
+    app.add_exception_handler(BreakwaterError, _breakwater_error)
+    app.add_exception_handler(RequestValidationError, _request_validation)
+    app.add_exception_handler(StarletteHTTPException, _http_exception)
+    app.add_exception_handler(Exception, _unexpected)

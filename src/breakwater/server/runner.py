@@ -1,0 +1,58 @@
+"""Serving one node with uvicorn, and draining it on SIGTERM or SIGINT.
+
+On the first signal the node turns ``/readyz`` to 503 at once, keeps serving for
+``drain_grace_s`` so that balancers notice, then stops accepting connections, lets in-flight
+requests finish within ``drain_timeout_s`` and closes the store, which flushes the writer.
+A second signal stops at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from types import FrameType
+
+import uvicorn
+
+from breakwater.config import Config
+from breakwater.obs.logging import get_logger
+from breakwater.server.app import create_app
+from breakwater.server.node import Node
+
+_log = get_logger("breakwater.server")
+
+
+class _DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, node: Node, grace_s: float) -> None:
+        super().__init__(config)
+        self.node = node
+        self.grace_s = grace_s
+        self._signals = 0
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._signals += 1
+        if self._signals > 1 or self.grace_s <= 0:
+            super().handle_exit(sig, frame)
+            return
+        self.node.start_draining()
+        _log.info("draining", signal=sig, grace_s=self.grace_s)
+        timer = threading.Timer(self.grace_s, super().handle_exit, args=(sig, frame))
+        timer.daemon = True
+        timer.start()
+
+
+def serve(config: Config) -> None:
+    """Run a node in the foreground until it is signalled."""
+    app = create_app(config)
+    uv_config = uvicorn.Config(
+        app,
+        host=config.host,
+        port=config.port,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=max(int(config.drain_timeout_s), 1),
+        server_header=False,
+    )
+    _DrainingServer(uv_config, app.state.node, config.drain_grace_s).run()

@@ -1,0 +1,123 @@
+"""``POST /v1/sync/push`` and ``GET /v1/sync/pull``: the protocol devices and regions sync with."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from breakwater.core import cursor as cursor_mod
+from breakwater.core.errors import BreakwaterError, PayloadTooLarge, ValidationError
+from breakwater.core.mutation import Mutation, check_collection, parse_mutation
+from breakwater.server import openapi
+from breakwater.server.body import read_json
+from breakwater.server.node import Node
+from breakwater.server.responses import json_response, node_of
+from breakwater.server.wire import change_json, result_json
+
+router = APIRouter(prefix="/v1/sync", tags=["sync"])
+CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:~-]{1,128}$")
+
+
+def _parse_push(body: Any, node: Node) -> list[Mutation]:
+    """Validate a whole push before anything is applied: one bad mutation refuses all of it."""
+    limits = node.config.limits
+    if not isinstance(body, dict):
+        raise ValidationError("push body must be a JSON object")
+    unknown = set(body) - {"client_id", "mutations"}
+    if unknown:
+        raise ValidationError(f"unknown push fields: {sorted(unknown)}")
+    client_id = body.get("client_id")
+    if client_id is not None and (
+        not isinstance(client_id, str) or not CLIENT_ID_PATTERN.match(client_id)
+    ):
+        raise ValidationError(f"client_id must match {CLIENT_ID_PATTERN.pattern}")
+    raw = body.get("mutations")
+    if not isinstance(raw, list) or not raw:
+        raise ValidationError("mutations must be a non-empty list")
+    if len(raw) > limits.max_mutations_per_push:
+        raise PayloadTooLarge(
+            f"{len(raw)} mutations in one push; the limit is {limits.max_mutations_per_push}",
+            limit=limits.max_mutations_per_push,
+        )
+    mutations = []
+    for index, item in enumerate(raw):
+        try:
+            mutation = parse_mutation(item, limits)
+            if mutation.hlc is not None:
+                node.clock.check(mutation.hlc)
+        except BreakwaterError as error:
+            error.extra["index"] = index
+            error.detail = f"mutations[{index}]: {error.detail}"
+            raise
+        mutations.append(mutation)
+    return mutations
+
+
+@router.post(
+    "/push",
+    openapi_extra=openapi.PUSH_BODY,
+    responses=openapi.PUSH_RESPONSES,
+    summary="Push a batch of mutations",
+)
+async def push(request: Request) -> Response:
+    """Apply mutations once each; every result names the change ``(origin, seq)`` or a problem."""
+    node = node_of(request)
+    mutations = _parse_push(await read_json(request, node.config.limits.max_body_bytes), node)
+    results = await node.store.apply(mutations)
+    for result in results:
+        node.metrics.mutations.labels(result.status).inc()
+    return json_response({"results": [result_json(r) for r in results], "hlc": node.clock.now()})
+
+
+def _collections(raw: str | None) -> list[str] | None:
+    if not raw:
+        return None
+    names = [name.strip() for name in raw.split(",") if name.strip()]
+    if len(names) > 64:
+        raise ValidationError("at most 64 collections per pull", field="collections")
+    return [check_collection(name) for name in names]
+
+
+@router.get("/pull", responses=openapi.PULL_RESPONSES, summary="Pull changes after a cursor")
+async def pull(
+    request: Request,
+    cursor: Annotated[
+        str, Query(description="the cursor of the last pull; empty: from start")
+    ] = "",
+    collections: Annotated[str | None, Query(description="comma-separated names")] = None,
+    limit: Annotated[int, Query(description="changes per page")] = 100,
+    wait: Annotated[float, Query(description="long-poll seconds when nothing is new")] = 0.0,
+    include_state: Annotated[bool, Query(description="add each document's CRDT state")] = False,
+) -> Response:
+    """Changes not covered by ``cursor``, in commit order, with the cursor to continue from."""
+    node = node_of(request)
+    limits = node.config.limits
+    if not 1 <= limit <= limits.max_pull_limit:
+        raise ValidationError(f"limit must be between 1 and {limits.max_pull_limit}", field="limit")
+    if not 0 <= wait <= limits.max_wait_seconds:
+        raise ValidationError(
+            f"wait must be between 0 and {limits.max_wait_seconds} seconds", field="wait"
+        )
+    vector = cursor_mod.decode(cursor)
+    names = _collections(collections)
+    deadline = time.monotonic() + wait
+    page = await node.store.pull(vector, names, limit, include_state)
+    while not page.entries and not node.draining:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not await node.store.wait_for_commit(page.head, remaining):
+            break
+        page = await node.store.pull(vector, names, limit, include_state)
+    return json_response(
+        {
+            "changes": [change_json(entry) for entry in page.entries],
+            "cursor": cursor_mod.encode(page.vector),
+            "has_more": page.has_more,
+            # One region: what this region committed is everything that exists (issue: replication).
+            "stable": page.head,
+            "hlc": node.clock.now(),
+        }
+    )

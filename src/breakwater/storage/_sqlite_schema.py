@@ -1,0 +1,87 @@
+"""Versioned schema migrations of the SQLite store (``PRAGMA user_version`` is the version)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from breakwater.core.errors import StoreUnavailable
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: documents, the change feed, mutation ids, per-origin heads, conflicts.
+    """
+    CREATE TABLE docs (
+        collection TEXT NOT NULL,
+        id TEXT NOT NULL,
+        data TEXT,
+        state TEXT NOT NULL,
+        version TEXT NOT NULL,
+        hlc TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        lsn INTEGER NOT NULL,
+        deleted INTEGER NOT NULL,
+        UNIQUE (collection, id)
+    );
+    CREATE TABLE changes (
+        lsn INTEGER PRIMARY KEY,
+        origin TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        collection TEXT NOT NULL,
+        doc_id TEXT NOT NULL,
+        mutation_id TEXT NOT NULL,
+        hlc TEXT NOT NULL,
+        op TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        UNIQUE (origin, seq)
+    );
+    CREATE TABLE mutations (
+        mutation_id TEXT PRIMARY KEY,
+        origin TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        at_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX mutations_age ON mutations (at_ms);
+    CREATE TABLE origins (
+        origin TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        low_water INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    CREATE TABLE conflicts (
+        id INTEGER PRIMARY KEY,
+        collection TEXT NOT NULL,
+        doc_id TEXT NOT NULL,
+        mutation_id TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        fields TEXT NOT NULL,
+        winner_hlc TEXT NOT NULL,
+        at_ms INTEGER NOT NULL
+    );
+    CREATE INDEX conflicts_doc ON conflicts (collection, doc_id);
+    """,
+)
+
+LATEST = len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the database to :data:`LATEST`, one transaction per step; return the old version."""
+    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    if current > LATEST:
+        raise StoreUnavailable(
+            f"the database is at schema version {current}, newer than this Breakwater "
+            f"({LATEST}); upgrade Breakwater or restore a backup"
+        )
+    for version in range(current + 1, LATEST + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # executescript would commit on its own; run statement by statement instead.
+            for statement in MIGRATIONS[version - 1].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return int(current)

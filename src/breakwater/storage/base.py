@@ -1,0 +1,100 @@
+"""The ``Store`` protocol: where a region's documents and change feed live.
+
+Contract for every backend (checked by tests/storage/test_conformance.py):
+
+- ``apply`` returns only after the mutations are durable (I1); concurrent callers share one
+  transaction and one fsync (group commit). Results come back in the order given. Applying a
+  ``mutation_id`` again has no effect and answers ``duplicate`` with the original ``(origin, seq)``.
+- ``pull`` never exposes a seq of an origin before every smaller seq of that origin is committed
+  (I3); the cursor it returns covers exactly what the reader has been given.
+- Backend errors never escape: a store that cannot serve raises ``StoreUnavailable``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from breakwater.core.cursor import VersionVector
+from breakwater.core.engine import Change, MutationResult, StoredDoc
+from breakwater.core.mutation import Mutation
+from breakwater.core.query import Query
+
+
+@dataclass(frozen=True, slots=True)
+class FeedEntry:
+    """A change and the document's current merged state (``data`` is ``None`` for a tombstone)."""
+
+    change: Change
+    data: dict[str, Any] | None
+    version: str
+    state: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedPage:
+    """One page of the change feed and the cursor vector to continue from."""
+
+    entries: list[FeedEntry]
+    vector: VersionVector
+    has_more: bool
+    head: VersionVector
+
+
+@dataclass(frozen=True, slots=True)
+class QueryPage:
+    """Documents matching a query and the token of the next page (``None`` at the end)."""
+
+    docs: list[StoredDoc]
+    next_token: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CompactionReport:
+    """What a retention pass removed."""
+
+    changes_removed: int = 0
+    tombstones_purged: int = 0
+    mutation_ids_forgotten: int = 0
+    low_water: VersionVector = field(default_factory=dict)
+
+
+class Store(Protocol):
+    """A region's document store. Lifecycle: ``await open()`` … ``await aclose()``."""
+
+    async def open(self) -> None:
+        """Create or migrate the schema and start serving."""
+
+    async def aclose(self) -> None:
+        """Finish every queued write, then release connections. Idempotent."""
+
+    async def apply(self, mutations: Sequence[Mutation]) -> list[MutationResult]:
+        """Apply mutations durably, once each (see module docstring)."""
+
+    async def get(self, collection: str, doc_id: str) -> StoredDoc | None:
+        """A document, tombstones included; ``None`` if it was never written."""
+
+    async def query(self, query: Query) -> QueryPage:
+        """Live documents matching ``query``, in its order, one page."""
+
+    async def pull(
+        self,
+        vector: VersionVector,
+        collections: Sequence[str] | None,
+        limit: int,
+        include_state: bool = False,
+    ) -> FeedPage:
+        """Changes not covered by ``vector`` in commit order; ``CursorExpired`` if it is too old."""
+
+    async def head(self) -> VersionVector:
+        """The committed high-water vector of this store."""
+
+    async def wait_for_commit(self, seen: VersionVector, seconds: float) -> bool:
+        """Wait until the head moves beyond ``seen`` or ``seconds`` pass; True if it moved."""
+
+    async def compact(self, horizon_ms: int, now_ms: int | None = None) -> CompactionReport:
+        """Drop superseded changes, tombstones and mutation ids older than the horizon."""
+
+    async def ping(self) -> None:
+        """Raise ``StoreUnavailable`` unless the store answers."""
