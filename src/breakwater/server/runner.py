@@ -8,6 +8,7 @@ A second signal stops at once.
 
 from __future__ import annotations
 
+import socket
 import threading
 from types import FrameType
 
@@ -38,6 +39,12 @@ class _DrainingServer(uvicorn.Server):
         timer = threading.Timer(self.grace_s, super().handle_exit, args=(sig, frame))
         timer.daemon = True
         timer.start()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets)
+        if not self.force_exit:
+            # A clean drain exits 0 instead of re-raising the signal (uvicorn's default).
+            self._captured_signals.clear()
 
 
 def serve(config: Config) -> None:
