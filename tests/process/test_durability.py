@@ -30,10 +30,10 @@ def mutation(mid: str, doc_id: str) -> dict[str, Any]:
     }
 
 
-async def push_until_killed(url: str, acked: list[str], stop: asyncio.Event) -> None:
+async def push_until_killed(url: str, acked: list[str], enough: asyncio.Event) -> None:
     """One pusher: batches of 1-4 increments until the node stops answering."""
     async with httpx.AsyncClient(base_url=url, timeout=5) as http:
-        while not stop.is_set():
+        while True:
             batch = [
                 mutation(uuid.uuid4().hex, f"d{len(acked) % 50}") for _ in range(1 + len(acked) % 4)
             ]
@@ -46,6 +46,8 @@ async def push_until_killed(url: str, acked: list[str], stop: asyncio.Event) -> 
             for result in response.json()["results"]:
                 assert result["status"] == "applied"
                 acked.append(result["mutation_id"])
+            if len(acked) >= 1500:
+                enough.set()
 
 
 async def feed_mutation_ids(url: str) -> list[str]:
@@ -85,15 +87,15 @@ async def test_sigkill_under_load_loses_no_acknowledged_write(
     """I1: 16 concurrent pushers, SIGKILL mid-load, restart: every acked mutation is there."""
     server = start_server()
     acked: list[str] = []
-    stop = asyncio.Event()
-    pushers = [asyncio.ensure_future(push_until_killed(server.url, acked, stop)) for _ in range(16)]
-    while len(acked) < 1500:
-        await asyncio.sleep(0.05)
+    enough = asyncio.Event()
+    pushers = [
+        asyncio.ensure_future(push_until_killed(server.url, acked, enough)) for _ in range(16)
+    ]
+    await asyncio.wait_for(enough.wait(), 60)
     killer = threading.Thread(target=server.kill)
     killer.start()
     await asyncio.gather(*pushers)
     killer.join()
-    stop.set()
     restarted = start_server(port=int(server.url.rsplit(":", 1)[1]))
     present = set(await feed_mutation_ids(restarted.url))
     lost = [mid for mid in acked if mid not in present]
