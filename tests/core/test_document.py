@@ -176,3 +176,32 @@ def test_joining_partial_replicas_converges(deltas: list[State], rnd: random.Ran
     assert document.join(left, right) == reference
     assert document.join(right, left) == reference
     assert document.join(document.join(left, right), left) == reference
+
+
+@settings(max_examples=300, deadline=None)
+@given(mutation_sets())
+def test_pack_then_unpack_restores_the_state(deltas: list[State]) -> None:
+    """Storage keeps pack(state) beside the visible document; unpacking restores the state."""
+    state = apply_all(deltas)
+    assert document.unpack(document.pack(state), document.visible(state)) == state
+
+
+def test_pack_of_a_set_document_holds_no_values() -> None:
+    """A document written by one set stores only its clocks, not its values twice."""
+    state = apply_all([document.delta_for("set", {"a": "x" * 500}, stamp(1), "m1")])
+    assert document.pack(state) == {"f": {}, "s": stamp(1), "x": "", "n": {}}
+
+
+@settings(max_examples=300, deadline=None)
+@given(mutation_sets(), st.dictionaries(FIELDS, VALUES.filter(lambda v: v is not None)))
+def test_apply_fast_path_equals_the_join(deltas: list[State], data: dict[str, Any]) -> None:
+    """document.apply's shortcut for a newest set gives exactly what the general join gives."""
+    state = apply_all(deltas)
+    hlc = stamp(99, "z")
+    _, fast, fast_visible, fast_newest = document.apply(
+        state, document.newest_write(state), "set", data, hlc, "mz"
+    )
+    joined = document.join(state, document.delta_for("set", data, hlc, "mz"))
+    assert fast == joined
+    assert fast_visible == document.visible(joined)
+    assert fast_newest == document.newest_write(joined)

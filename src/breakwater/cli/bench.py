@@ -2,8 +2,55 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from breakwater.core import codec
 
 app = typer.Typer(
-    help="Benchmarks (results go to stdout as a table and JSON).", no_args_is_help=True
+    help="Benchmarks: a table on stdout and, with --json, a JSON report.", no_args_is_help=True
 )
+
+
+def _write_json(report: dict[str, Any], path: Path | None) -> None:
+    if path is not None:
+        path.write_bytes(codec.dumps(report) + b"\n")
+
+
+@app.command("push")
+def push(
+    runs: Annotated[int, typer.Option(min=1, max=20, help="Runs; medians are reported.")] = 3,
+    seconds: Annotated[
+        float, typer.Option(min=0.5, max=120, help="Seconds per scenario and run.")
+    ] = 5.0,
+    log_level: Annotated[str, typer.Option(help="The node's log level.")] = "info",
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+) -> None:
+    """Durable push throughput and latency of 1 KB documents against raw SQLite inserts."""
+    from breakwater.bench import push as bench_push
+
+    console = Console()
+    with console.status("starting") as status:
+        report = asyncio.run(
+            bench_push.run(runs, seconds, log_level, lambda text: status.update(text))
+        )
+    table = Table(title=f"breakwater bench push (medians of {runs} runs, {seconds:g} s each)")
+    for column in ("scenario", "docs/s", "p50 ms", "p99 ms", "raw sqlite rows/s", "ratio"):
+        table.add_column(column, justify="left" if column == "scenario" else "right")
+    for row in report["results"]:
+        table.add_row(
+            row["scenario"],
+            f"{row['docs_per_s']:,}",
+            f"{row['p50_ms']:.2f}",
+            f"{row['p99_ms']:.2f}",
+            f"{row['raw_sqlite_rows_per_s']:,}",
+            f"{row['ratio_to_raw']:.2f}",
+        )
+    console.print(table)
+    console.print(f"machine: {report['machine']}")
+    _write_json(report, json_path)

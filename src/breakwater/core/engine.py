@@ -152,10 +152,14 @@ class Engine:
         op, data = mutation.op, mutation.data
         if config.conflict == "document" and op in ("patch", "increment"):
             op, data = "set", _document_level_update(current, op, data or {})
-        delta = document.delta_for(op, data, hlc, mutation.mutation_id)
-        base = current.state if current is not None else document.empty_state()
-        state = document.join(base, delta)
-        visible = document.visible(state)
+        delta, state, visible, newest = document.apply(
+            current.state if current is not None else None,
+            current.hlc if current is not None else "",
+            op,
+            data,
+            hlc,
+            mutation.mutation_id,
+        )
         data_json = None
         if visible is not None:
             config.validate(visible)
@@ -176,12 +180,12 @@ class Engine:
             state=state,
             data=visible,
             version=document.version(state),
-            hlc=document.newest_write(state),
+            hlc=newest,
             origin=self.origin,
             seq=seq,
         )
         target.save(stored, change, data_json)
-        lost = document.lost_fields(delta, state) if current is not None else []
+        lost = document.lost_fields(delta, state) if current is not None and hlc < newest else []
         if lost:
             target.record_conflict(Conflict(change, lost, stored.hlc))
         return MutationResult(

@@ -47,7 +47,6 @@ async def _compact_forever(node: Node) -> None:
                 "compacted",
                 changes=report.changes_removed,
                 tombstones=report.tombstones_purged,
-                mutation_ids=report.mutation_ids_forgotten,
             )
         except BreakwaterError as error:
             _log.warning("compaction_failed", error=error.type, detail=error.detail)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections import Counter
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -68,8 +69,8 @@ async def push(request: Request) -> Response:
     node = node_of(request)
     mutations = _parse_push(await read_json(request, node.config.limits.max_body_bytes), node)
     results = await node.store.apply(mutations)
-    for result in results:
-        node.metrics.mutations.labels(result.status).inc()
+    for status, count in Counter(result.status for result in results).items():
+        node.metrics.mutations.labels(status).inc(count)
     return json_response({"results": [result_json(r) for r in results], "hlc": node.clock.now()})
 
 

@@ -7,7 +7,8 @@ import sqlite3
 from breakwater.core.errors import StoreUnavailable
 
 MIGRATIONS: tuple[str, ...] = (
-    # 1: documents, the change feed, mutation ids, per-origin heads, conflicts.
+    # 1: documents (visible data + packed CRDT clocks), the change feed (which also answers
+    # "was this mutation id applied?" for the retention horizon), per-origin heads, conflicts.
     """
     CREATE TABLE docs (
         collection TEXT NOT NULL,
@@ -34,13 +35,7 @@ MIGRATIONS: tuple[str, ...] = (
         at_ms INTEGER NOT NULL,
         UNIQUE (origin, seq)
     );
-    CREATE TABLE mutations (
-        mutation_id TEXT PRIMARY KEY,
-        origin TEXT NOT NULL,
-        seq INTEGER NOT NULL,
-        at_ms INTEGER NOT NULL
-    ) WITHOUT ROWID;
-    CREATE INDEX mutations_age ON mutations (at_ms);
+    CREATE UNIQUE INDEX changes_mutation ON changes (mutation_id);
     CREATE TABLE origins (
         origin TEXT PRIMARY KEY,
         seq INTEGER NOT NULL,

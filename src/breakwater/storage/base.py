@@ -52,11 +52,10 @@ class QueryPage:
 
 @dataclass(frozen=True, slots=True)
 class CompactionReport:
-    """What a retention pass removed."""
+    """What a retention pass removed (a removed change's mutation id is forgotten with it)."""
 
     changes_removed: int = 0
     tombstones_purged: int = 0
-    mutation_ids_forgotten: int = 0
     low_water: VersionVector = field(default_factory=dict)
 
 
@@ -94,7 +93,7 @@ class Store(Protocol):
         """Wait until the head moves beyond ``seen`` or ``seconds`` pass; True if it moved."""
 
     async def compact(self, horizon_ms: int, now_ms: int | None = None) -> CompactionReport:
-        """Drop superseded changes, tombstones and mutation ids older than the horizon."""
+        """Drop superseded changes and tombstones past the horizon; raise low-water marks."""
 
     async def ping(self) -> None:
         """Raise ``StoreUnavailable`` unless the store answers."""

@@ -23,19 +23,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from breakwater.core import codec, cursor
+from breakwater.core import codec, cursor, document
 from breakwater.core.cursor import VersionVector
-from breakwater.core.engine import Change, Conflict, Engine, MutationResult, StoredDoc
+from breakwater.core.engine import Change, Engine, MutationResult, StoredDoc
 from breakwater.core.errors import CursorExpired, StoreUnavailable
 from breakwater.core.mutation import Mutation
 from breakwater.core.query import OPERATORS, Query, Scalar, encode_page_token
 from breakwater.storage import _sqlite_schema
+from breakwater.storage._sqlite_batch import DOC_COLUMNS, WriteBatch, doc_from_row
 from breakwater.storage.base import CompactionReport, FeedEntry, FeedPage, QueryPage
 from breakwater.storage.hooks import NO_HOOKS, StoreHooks
 
 T = TypeVar("T")
 _STOP = object()
-_DOC_COLUMNS = "collection, id, state, data, version, hlc, origin, seq"
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -48,113 +48,11 @@ def _connect(path: str) -> sqlite3.Connection:
     return conn
 
 
-def _doc_from_row(row: Sequence[Any]) -> StoredDoc:
-    return StoredDoc(
-        collection=row[0],
-        doc_id=row[1],
-        state=codec.loads(row[2]),
-        data=None if row[3] is None else codec.loads(row[3]),
-        version=row[4],
-        hlc=row[5],
-        origin=row[6],
-        seq=row[7],
-    )
-
-
 @dataclass(slots=True)
 class _WriteRequest:
     mutations: Sequence[Mutation]
     future: asyncio.Future[list[MutationResult]]
     loop: asyncio.AbstractEventLoop
-
-
-class _Transaction:
-    """The engine's :class:`~breakwater.core.engine.WriteTarget` over the writer's connection."""
-
-    def __init__(self, conn: sqlite3.Connection, now_ms: int) -> None:
-        self.conn = conn
-        self.now_ms = now_ms
-        self.touched: dict[str, int] = {}
-
-    def load(self, collection: str, doc_id: str) -> StoredDoc | None:
-        row = self.conn.execute(
-            f"SELECT {_DOC_COLUMNS} FROM docs WHERE collection = ? AND id = ?",
-            (collection, doc_id),
-        ).fetchone()
-        return None if row is None else _doc_from_row(row)
-
-    def find_mutation(self, mutation_id: str) -> tuple[str, int] | None:
-        row = self.conn.execute(
-            "SELECT origin, seq FROM mutations WHERE mutation_id = ?", (mutation_id,)
-        ).fetchone()
-        return None if row is None else (row[0], row[1])
-
-    def next_seq(self, origin: str) -> int:
-        row = self.conn.execute(
-            "UPDATE origins SET seq = seq + 1 WHERE origin = ? RETURNING seq", (origin,)
-        ).fetchone()
-        if row is None:
-            self.conn.execute("INSERT INTO origins (origin, seq) VALUES (?, 1)", (origin,))
-            return 1
-        return int(row[0])
-
-    def save(self, doc: StoredDoc, change: Change, data_json: bytes | None) -> None:
-        lsn = self.conn.execute(
-            "INSERT INTO changes (origin, seq, collection, doc_id, mutation_id, hlc, op, at_ms)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                change.origin,
-                change.seq,
-                change.collection,
-                change.doc_id,
-                change.mutation_id,
-                change.hlc,
-                change.op,
-                self.now_ms,
-            ),
-        ).lastrowid
-        self.conn.execute(
-            "INSERT INTO docs (collection, id, data, state, version, hlc, origin, seq, lsn,"
-            " deleted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (collection, id) DO UPDATE SET data = excluded.data,"
-            " state = excluded.state, version = excluded.version, hlc = excluded.hlc,"
-            " origin = excluded.origin, seq = excluded.seq, lsn = excluded.lsn,"
-            " deleted = excluded.deleted",
-            (
-                doc.collection,
-                doc.doc_id,
-                None if data_json is None else data_json.decode(),
-                codec.dumps(doc.state).decode(),
-                doc.version,
-                doc.hlc,
-                doc.origin,
-                doc.seq,
-                lsn,
-                int(doc.deleted),
-            ),
-        )
-        self.conn.execute(
-            "INSERT INTO mutations (mutation_id, origin, seq, at_ms) VALUES (?, ?, ?, ?)",
-            (change.mutation_id, change.origin, change.seq, self.now_ms),
-        )
-        self.touched[change.origin] = change.seq
-
-    def record_conflict(self, conflict: Conflict) -> None:
-        change = conflict.change
-        self.conn.execute(
-            "INSERT INTO conflicts (collection, doc_id, mutation_id, origin, seq, fields,"
-            " winner_hlc, at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                change.collection,
-                change.doc_id,
-                change.mutation_id,
-                change.origin,
-                change.seq,
-                codec.dumps(conflict.fields).decode(),
-                conflict.winner_hlc,
-                self.now_ms,
-            ),
-        )
 
 
 class SqliteStore:
@@ -268,12 +166,13 @@ class SqliteStore:
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_WriteRequest], count: int) -> None:
         started = time.perf_counter()
-        tx = _Transaction(conn, self._clock_ms())
+        staged = WriteBatch(conn, self._clock_ms())
         outcomes: list[list[MutationResult] | BaseException] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for request in batch:
-                outcomes.append(self._apply_request(conn, tx, request))
+            staged.prefetch(m for request in batch for m in request.mutations)
+            outcomes = [self._apply_request(staged, request) for request in batch]
+            staged.flush()
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
@@ -281,30 +180,28 @@ class SqliteStore:
             error = StoreUnavailable(f"the write was not committed: {exc}")
             error.__cause__ = exc
             outcomes = [error] * len(batch)
-            tx.touched.clear()
+            staged = WriteBatch(conn, 0)
         self.hooks.on_commit(count, time.perf_counter() - started)
         for request, outcome in zip(batch, outcomes, strict=True):
             request.loop.call_soon_threadsafe(_resolve, request.future, outcome)
-        if tx.touched and self._loop is not None:
+        if staged.touched and self._loop is not None:
             self._loop.call_soon_threadsafe(self._notify_commit)
 
     def _apply_request(
-        self, conn: sqlite3.Connection, tx: _Transaction, request: _WriteRequest
+        self, staged: WriteBatch, request: _WriteRequest
     ) -> list[MutationResult] | BaseException:
-        """Apply one caller's mutations inside a savepoint, so a bug fails that caller alone."""
-        conn.execute("SAVEPOINT request")
+        """Apply one caller's mutations; a bug fails that caller alone, not the batch."""
         try:
-            results = [self.engine.apply(tx, mutation) for mutation in request.mutations]
+            results = [self.engine.apply(staged, mutation) for mutation in request.mutations]
         except sqlite3.Error:
             raise
         except Exception as exc:
-            conn.execute("ROLLBACK TO request")
-            conn.execute("RELEASE request")
+            staged.discard_request()
             return exc
-        conn.execute("RELEASE request")
+        staged.keep_request()
         for result in results:
-            if result.conflict_fields:
-                self.hooks.on_conflict(result.doc.collection if result.doc else "")
+            if result.conflict_fields and result.doc is not None:
+                self.hooks.on_conflict(result.doc.collection)
         return results
 
     def _notify_commit(self) -> None:
@@ -345,10 +242,10 @@ class SqliteStore:
 
         def read(conn: sqlite3.Connection) -> StoredDoc | None:
             row = conn.execute(
-                f"SELECT {_DOC_COLUMNS} FROM docs WHERE collection = ? AND id = ?",
+                f"SELECT {DOC_COLUMNS} FROM docs WHERE collection = ? AND id = ?",
                 (collection, doc_id),
             ).fetchone()
-            return None if row is None else _doc_from_row(row)
+            return None if row is None else doc_from_row(row)
 
         return await self._read(read)
 
@@ -357,7 +254,7 @@ class SqliteStore:
         sql, params = _query_sql(query)
 
         def read(conn: sqlite3.Connection) -> list[StoredDoc]:
-            return [_doc_from_row(row) for row in conn.execute(sql, params).fetchall()]
+            return [doc_from_row(row) for row in conn.execute(sql, params).fetchall()]
 
         docs = await self._read(read)
         token = None
@@ -475,7 +372,7 @@ def _query_sql(query: Query) -> tuple[str, list[Any]]:
                 params.extend([_bind(value), _bind(value), after_id])
         order_sql = f"{expr} {direction}, id {direction}"
     sql = (
-        f"SELECT {_DOC_COLUMNS} FROM docs WHERE {' AND '.join(clauses)}"
+        f"SELECT {DOC_COLUMNS} FROM docs WHERE {' AND '.join(clauses)}"
         f" ORDER BY {order_sql} LIMIT {int(query.limit) + 1}"
     )
     return sql, params
@@ -538,15 +435,17 @@ def _pull(
     ).fetchall()
     has_more = len(rows) > limit
     rows = rows[:limit]
-    entries = [
-        FeedEntry(
-            change=Change(row[0], row[1], row[2], row[3], row[4], row[5], row[6]),
-            data=None if row[7] is None else codec.loads(row[7]),
-            version=row[8],
-            state=codec.loads(row[9]) if include_state else None,
+    entries = []
+    for row in rows:
+        data = None if row[7] is None else codec.loads(row[7])
+        entries.append(
+            FeedEntry(
+                change=Change(row[0], row[1], row[2], row[3], row[4], row[5], row[6]),
+                data=data,
+                version=row[8],
+                state=document.unpack(codec.loads(row[9]), data) if include_state else None,
+            )
         )
-        for row in rows
-    ]
     advanced = cursor.advance(vector, ((e.change.origin, e.change.seq) for e in entries))
     if not has_more:
         # Everything up to the snapshot's head was considered: the reader is caught up.
@@ -578,9 +477,8 @@ def _compact(conn: sqlite3.Connection, cutoff_ms: int) -> CompactionReport:
             conn.execute(
                 "UPDATE origins SET low_water = MAX(low_water, ?) WHERE origin = ?", (seq, origin)
             )
-        forgotten = conn.execute("DELETE FROM mutations WHERE at_ms < ?", (cutoff_ms,)).rowcount
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    return CompactionReport(len(removed), len(purge), forgotten, low_water)
+    return CompactionReport(len(removed), len(purge), low_water)

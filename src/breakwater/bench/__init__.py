@@ -1,0 +1,1 @@
+"""Benchmarks that compare Breakwater with a physical limit measured in the same run."""

@@ -1,0 +1,256 @@
+"""``breakwater bench push``: durable push throughput and latency against raw SQLite.
+
+Each run starts a fresh ``breakwater serve`` subprocess, pushes 1 KB documents over keep-alive
+connections for each scenario, then measures in the same run the physical limit: raw ``sqlite3``
+inserts of the same rows with the same durability (WAL, ``synchronous=FULL``) and the same batch
+sizes. Reports medians over the runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from breakwater.bench._http import HttpConnection
+from breakwater.bench.stats import median, percentile
+from breakwater.core import codec
+
+DOC_BYTES = 1024
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Pushes of ``batch`` mutations from ``concurrency`` connections at once."""
+
+    name: str
+    batch: int
+    concurrency: int
+
+
+SCENARIOS = (
+    Scenario("batch 100, 1 connection", 100, 1),
+    Scenario("batch 100, 4 connections", 100, 4),
+    Scenario("batch 1, 16 connections", 1, 16),
+)
+
+
+@dataclass
+class Measurement:
+    """One scenario in one run."""
+
+    docs_per_s: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+
+
+@dataclass
+class ScenarioResult:
+    """A scenario's medians over every run, next to the raw SQLite rate of its batch size."""
+
+    scenario: Scenario
+    runs: list[Measurement] = field(default_factory=list)
+    raw_rows_per_s: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """Medians and the ratio to raw SQLite."""
+        docs = median([m.docs_per_s for m in self.runs])
+        raw = median(self.raw_rows_per_s)
+        return {
+            "scenario": self.scenario.name,
+            "batch": self.scenario.batch,
+            "concurrency": self.scenario.concurrency,
+            "docs_per_s": round(docs),
+            "p50_ms": round(median([m.p50_ms for m in self.runs]), 2),
+            "p99_ms": round(median([m.p99_ms for m in self.runs]), 2),
+            "raw_sqlite_rows_per_s": round(raw),
+            "ratio_to_raw": round(docs / raw, 3) if raw else None,
+            "errors": sum(m.errors for m in self.runs),
+            "runs": [asdict(m) for m in self.runs],
+        }
+
+
+def _payload(index: int) -> bytes:
+    filler = "x" * DOC_BYTES
+    doc = {"title": f"document {index}", "done": index % 2 == 0, "n": index, "body": filler}
+    raw = codec.dumps(doc)
+    return codec.dumps({**doc, "body": filler[: DOC_BYTES - (len(raw) - DOC_BYTES)]})
+
+
+def _push_body(prefix: str, start: int, batch: int, payload: bytes) -> bytes:
+    parts = [
+        b'{"mutation_id":"%s-%d","collection":"bench","id":"%s-%d","op":"set","data":%s}'
+        % (prefix.encode(), start + k, prefix.encode(), start + k, payload)
+        for k in range(batch)
+    ]
+    return b'{"client_id":"bench","mutations":[' + b",".join(parts) + b"]}"
+
+
+async def _push_load(port: int, scenario: Scenario, seconds: float) -> Measurement:
+    payload = _payload(0)
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal errors
+        prefix = uuid.uuid4().hex[:12]
+        sent = 0
+        async with HttpConnection("127.0.0.1", port) as conn:
+            while time.perf_counter() < deadline:
+                body = _push_body(prefix, sent, scenario.batch, payload)
+                started = time.perf_counter()
+                status, _ = await conn.request("POST", "/v1/sync/push", body)
+                latencies.append(time.perf_counter() - started)
+                if status != 200:
+                    errors += 1
+                sent += scenario.batch
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(scenario.concurrency)))
+    elapsed = time.perf_counter() - started
+    return Measurement(
+        docs_per_s=(len(latencies) - errors) * scenario.batch / elapsed,
+        p50_ms=percentile(latencies, 0.50) * 1000,
+        p99_ms=percentile(latencies, 0.99) * 1000,
+        requests=len(latencies),
+        errors=errors,
+    )
+
+
+def raw_sqlite_rate(path: Path, batch: int, seconds: float) -> float:
+    """Rows/s of plain sqlite3 inserts of the same 1 KB rows, one transaction per ``batch``."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("CREATE TABLE IF NOT EXISTS docs (id TEXT PRIMARY KEY, data TEXT NOT NULL)")
+    payload = _payload(0).decode()
+    rows = 0
+    started = time.perf_counter()
+    deadline = started + seconds
+    while time.perf_counter() < deadline:
+        conn.execute("BEGIN")
+        conn.executemany(
+            "INSERT INTO docs (id, data) VALUES (?, ?)",
+            [(f"r{rows + k}", payload) for k in range(batch)],
+        )
+        conn.execute("COMMIT")
+        rows += batch
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return rows / elapsed
+
+
+class _Node:
+    """A ``breakwater serve`` subprocess for one run, stopped by its PID."""
+
+    def __init__(self, data: Path, port: int, log_level: str) -> None:
+        command = [
+            sys.executable,
+            "-m",
+            "breakwater",
+            "serve",
+            "--port",
+            str(port),
+            "--data",
+            str(data),
+            "--drain-grace",
+            "0",
+            "--log-level",
+            log_level,
+        ]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BREAKWATER_")}
+        self.port = port
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+        )
+
+    async def wait_ready(self, seconds: float = 30) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"breakwater serve exited with {self.process.returncode}")
+            try:
+                async with HttpConnection("127.0.0.1", self.port) as conn:
+                    status, _ = await conn.request("GET", "/readyz")
+                if status == 200:
+                    return
+            except OSError:
+                pass
+            await asyncio.sleep(0.1)
+        raise RuntimeError("breakwater serve did not become ready")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+    }
+
+
+async def run(
+    runs: int,
+    seconds: float,
+    log_level: str = "info",
+    progress: Callable[[str], None] = lambda _: None,
+) -> dict[str, Any]:
+    """Every scenario ``runs`` times; the report as a JSON-ready dict."""
+    results = [ScenarioResult(s) for s in SCENARIOS]
+    for run_index in range(runs):
+        with tempfile.TemporaryDirectory(prefix="bw-bench-") as tmp:
+            node = _Node(Path(tmp) / "data", _free_port(), log_level)
+            try:
+                await node.wait_ready()
+                for result in results:
+                    progress(f"run {run_index + 1}/{runs}: {result.scenario.name}")
+                    result.runs.append(await _push_load(node.port, result.scenario, seconds))
+            finally:
+                node.stop()
+            for result in results:
+                progress(f"run {run_index + 1}/{runs}: raw sqlite3, batch {result.scenario.batch}")
+                raw_path = Path(tmp) / f"raw-{result.scenario.batch}-{id(result)}.db"
+                result.raw_rows_per_s.append(
+                    await asyncio.to_thread(
+                        raw_sqlite_rate, raw_path, result.scenario.batch, seconds
+                    )
+                )
+    return {
+        "benchmark": "push",
+        "doc_bytes": DOC_BYTES,
+        "seconds_per_scenario": seconds,
+        "runs": runs,
+        "machine": machine(),
+        "results": [r.summary() for r in results],
+    }
