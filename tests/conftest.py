@@ -34,7 +34,7 @@ def make_config(tmp_path: Path) -> Callable[..., Config]:
             file = tmp_path / "breakwater.toml"
             file.write_text(toml)
         config = load_config(file, env={}, overrides={"data": tmp_path / "data"})
-        return replace(config, drain_grace_s=0.0, **overrides)
+        return replace(config, drain_grace=0.0, **overrides)
 
     return make
 

@@ -16,21 +16,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import jsonschema
 
 from breakwater.core.collections import CollectionConfig, Validator
-from breakwater.core.errors import SchemaViolation
+from breakwater.core.errors import ConfigError, SchemaViolation
 from breakwater.core.hlc import NODE_PATTERN
 from breakwater.core.limits import Limits
 from breakwater.core.mutation import COLLECTION_PATTERN
+from breakwater.storage import redact_url
 
 ENV_PREFIX = "BREAKWATER_"
 
-
-class ConfigError(ValueError):
-    """A setting is missing, malformed or out of range; the message names key and value."""
+__all__ = ["Config", "ConfigError", "load_config", "redact_url"]
 
 
 @dataclass(frozen=True)
@@ -44,11 +42,12 @@ class Config:
     region: str = "local"
     node: str = ""
     log_level: str = "info"
-    max_clock_skew_s: float = 60.0
+    # Durations are in seconds unless the name says otherwise.
+    max_clock_skew: float = 60.0
     retention_days: float = 30.0
-    compaction_interval_s: float = 3600.0
-    drain_grace_s: float = 1.0
-    drain_timeout_s: float = 10.0
+    compaction_interval: float = 3600.0
+    drain_grace: float = 1.0
+    drain_timeout: float = 10.0
     limits: Limits = field(default_factory=Limits)
     collections: Mapping[str, CollectionConfig] = field(default_factory=dict)
 
@@ -68,15 +67,6 @@ class Config:
         return self.node or f"{self.region}-{secrets.token_hex(3)}"
 
 
-def redact_url(url: str) -> str:
-    """``url`` without the password of its user info (safe to log)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 _TOP_KEYS = [f.name for f in dataclasses.fields(Config) if f.name not in ("limits", "collections")]
 _LIMIT_KEYS = [f.name for f in dataclasses.fields(Limits)]
 
@@ -85,7 +75,7 @@ def _coerce(key: str, value: Any, kind: type | str) -> Any:
     kind_name = kind if isinstance(kind, str) else kind.__name__
     try:
         if kind_name == "int":
-            if isinstance(value, bool):
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError
             return int(value)
         if kind_name == "float":
@@ -146,7 +136,7 @@ def _collections(raw: Any, base: Path) -> dict[str, CollectionConfig]:
         raise ConfigError("collections must be a table of tables")
     result = {}
     for name, settings in raw.items():
-        if not COLLECTION_PATTERN.match(name):
+        if not COLLECTION_PATTERN.fullmatch(name):
             raise ConfigError(f"collections.{name}: not a valid collection name")
         if not isinstance(settings, dict):
             raise ConfigError(f"collections.{name} must be a table")
@@ -230,15 +220,15 @@ def load_config(
 def _check(config: Config) -> None:
     if not 0 <= config.port <= 65535:
         raise ConfigError(f"port = {config.port} is not a TCP port")
-    if not NODE_PATTERN.match(config.region):
+    if not NODE_PATTERN.fullmatch(config.region):
         raise ConfigError(f"region = {config.region!r} must match {NODE_PATTERN.pattern}")
-    if config.node and not NODE_PATTERN.match(config.node):
+    if config.node and not NODE_PATTERN.fullmatch(config.node):
         raise ConfigError(f"node = {config.node!r} must match {NODE_PATTERN.pattern}")
     if config.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log_level = {config.log_level!r} is not debug, info, warning or error")
-    for key in ("max_clock_skew_s", "retention_days", "compaction_interval_s"):
+    for key in ("max_clock_skew", "retention_days", "compaction_interval"):
         if getattr(config, key) <= 0:
             raise ConfigError(f"{key} = {getattr(config, key)!r} must be positive")
-    for key in ("drain_grace_s", "drain_timeout_s"):
+    for key in ("drain_grace", "drain_timeout"):
         if getattr(config, key) < 0:
             raise ConfigError(f"{key} = {getattr(config, key)!r} must not be negative")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import threading
 import time
 import uuid
@@ -144,4 +145,5 @@ def test_sigterm_drains_then_exits_cleanly(start_server: Callable[..., ServerPro
         poller.join()
     assert long_poll.get("status") == 200
     assert server.process.wait(timeout=20) == 0
-    assert '"event": "node_stopped"' in server.log.read_text()
+    events = [json.loads(line).get("event") for line in server.log.read_text().splitlines()]
+    assert "node_stopped" in events

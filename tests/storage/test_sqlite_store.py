@@ -259,9 +259,9 @@ async def test_configured_index_serves_queries(tmp_path: Path) -> None:
     await store.aclose()
     conn = sqlite3.connect(tmp_path / "s.db")
     plan = conn.execute(
-        "EXPLAIN QUERY PLAN SELECT id FROM docs WHERE collection = ? AND deleted = 0"
+        "EXPLAIN QUERY PLAN SELECT id FROM docs WHERE collection = 'todos' AND deleted = 0"
         " AND json_extract(data, '$.done') = ? ORDER BY json_extract(data, '$.done'), id",
-        ("todos", 1),
+        (1,),
     ).fetchall()
     assert any("bw_todos__done" in row[-1] for row in plan)
 

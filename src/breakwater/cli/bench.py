@@ -54,3 +54,25 @@ def push(
     console.print(table)
     console.print(f"machine: {report['machine']}")
     _write_json(report, json_path)
+
+
+@app.command("query")
+def query(
+    documents: Annotated[int, typer.Option(min=1000, help="Documents per collection.")] = 100_000,
+    queries: Annotated[int, typer.Option(min=10, help="Queries on the indexed collection.")] = 500,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+) -> None:
+    """Range-query latency on an indexed and an unindexed collection, against raw SQLite."""
+    from breakwater.bench import query as bench_query
+
+    console = Console()
+    with console.status("starting") as status:
+        report = asyncio.run(bench_query.run(documents, queries, lambda text: status.update(text)))
+    table = Table(title=f"breakwater bench query ({documents:,} documents, {report['query']})")
+    for column in ("case", "p50 ms", "p99 ms"):
+        table.add_column(column, justify="left" if column == "case" else "right")
+    for case in ("indexed", "unindexed", "raw_sqlite_indexed"):
+        table.add_row(case, f"{report[case]['p50_ms']:.3f}", f"{report[case]['p99_ms']:.3f}")
+    console.print(table)
+    console.print(f"indexed / raw sqlite: {report['indexed_over_raw']}x")
+    _write_json(report, json_path)

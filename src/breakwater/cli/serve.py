@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from breakwater.config import load_config
+from breakwater.config import ConfigError, load_config
 
 
 def serve(
@@ -46,8 +46,14 @@ def serve(
             "region": region,
             "node": node,
             "log_level": log_level,
-            "drain_grace_s": drain_grace,
+            "drain_grace": drain_grace,
         },
     )
+    try:
+        settings.data.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"data = {str(settings.data)!r} cannot be created: {exc.strerror}"
+        ) from exc
     bw_logging.configure(settings.log_level)
     run(settings)

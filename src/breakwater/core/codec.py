@@ -1,7 +1,8 @@
 """JSON encoding for every hot path, with a canonical form for hashing.
 
-orjson is the one JSON codec of the project: it rejects NaN, Infinity and integers beyond 64 bits on
-input, which keeps every document representable identically in SQLite, PostgreSQL and on devices.
+orjson is the one JSON codec of the project: it rejects NaN and Infinity on input and reads integers
+beyond 64 bits as doubles, as JavaScript does, so every document is representable identically in
+SQLite, PostgreSQL and on devices.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ class CollectionConfig:
                 f"not {self.conflict!r}"
             )
         for name in self.indexes:
-            if not INDEX_FIELD_PATTERN.match(name):
+            if not INDEX_FIELD_PATTERN.fullmatch(name):
                 raise ValueError(f"collections.{self.name}.indexes: {name!r} is not a field name")
 
     def validate(self, document: dict[str, Any]) -> None:

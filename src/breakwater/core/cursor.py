@@ -45,7 +45,7 @@ def decode(cursor: str | None) -> VersionVector:
         raise ValidationError("cursor is corrupt", field="cursor")
     for origin, seq in raw.items():
         valid_seq = isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq < 2**63
-        if not ORIGIN_PATTERN.match(origin) or not valid_seq:
+        if not ORIGIN_PATTERN.fullmatch(origin) or not valid_seq:
             raise ValidationError("cursor is corrupt", field="cursor")
     return raw
 

@@ -184,11 +184,7 @@ def apply(
 
 def lost_fields(delta: State, merged: State) -> list[str]:
     """Names of the fields a mutation wrote that a concurrent newer write overrides (a conflict)."""
-    lost = []
-    for name, register in delta["f"].items():
-        winner = merged["f"].get(name)
-        if winner is not None and winner[0] > register[0]:
-            lost.append(name)
+    lost = [name for name, register in delta["f"].items() if merged["f"].get(name) != register]
     reset = max(delta["s"], delta["x"])
     if reset:
         if merged["s"] > reset or merged["x"] > reset:

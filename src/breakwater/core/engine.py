@@ -137,7 +137,9 @@ class Engine:
         if mutation.must_exist and not live:
             raise NotFound(f"document {mutation.collection}/{mutation.doc_id} does not exist")
         if mutation.if_match is not None and not (
-            live and current is not None and mutation.if_match in ("*", current.version)
+            live
+            and current is not None
+            and ("*" in mutation.if_match or current.version in mutation.if_match)
         ):
             raise PreconditionFailed(
                 "the document is not at the version given in If-Match",

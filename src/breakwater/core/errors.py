@@ -14,8 +14,9 @@ it is transient (retrying the same request later may succeed) or permanent. Retr
     ├── NotFound                     404 not_found
     ├── PreconditionFailed           412 precondition_failed
     ├── CursorExpired                410 cursor_expired
-    └── Unavailable                  transient, 503 unavailable (store down, draining)
-        └── StoreUnavailable         503 store_unavailable
+    ├── Unavailable                  transient, 503 unavailable (store down, draining)
+    │   └── StoreUnavailable         503 store_unavailable
+    └── ConfigError                  a setting is wrong; the node does not start (also a ValueError)
 """
 
 from __future__ import annotations
@@ -122,3 +123,10 @@ class StoreUnavailable(Unavailable):
 
     type = "store_unavailable"
     title = "Store unavailable"
+
+
+class ConfigError(BreakwaterError, ValueError):
+    """A setting is missing, malformed or out of range; the message names key and value."""
+
+    type = "config_error"
+    title = "Configuration error"

@@ -35,7 +35,7 @@ def encode(wall_ms: int, counter: int, node: str) -> str:
 
 def decode(stamp: str) -> Stamp:
     """Parse a stamp, raising :class:`ValidationError` when it is malformed."""
-    match = STAMP_PATTERN.match(stamp) if isinstance(stamp, str) else None
+    match = STAMP_PATTERN.fullmatch(stamp) if isinstance(stamp, str) else None
     if match is None:
         raise ValidationError(f"hlc {stamp!r} is not a valid HLC stamp")
     return Stamp(int(match[1]), int(match[2]), match[3])
@@ -60,7 +60,7 @@ class HybridClock:
         max_skew_ms: int = 60_000,
         physical_ms: Callable[[], int] = system_ms,
     ) -> None:
-        if not NODE_PATTERN.match(node):
+        if not NODE_PATTERN.fullmatch(node):
             raise ValueError(f"node id {node!r} must match {NODE_PATTERN.pattern}")
         self.node = node
         self.max_skew_ms = max_skew_ms

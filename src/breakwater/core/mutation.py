@@ -27,7 +27,7 @@ VERSION_PATTERN = re.compile(r"^[0-9a-f]{20}$")
 class Mutation:
     """One client-made change. ``hlc`` is ``None`` until a node stamps it (simple clients).
 
-    ``if_match`` is a version (or ``*``: any live version) the document must have; ``must_exist``
+    ``if_match`` lists the versions (``*``: any live version) the document may have; ``must_exist``
     makes a missing document a ``not_found`` rejection (REST ``PATCH`` and ``DELETE``).
     """
 
@@ -37,13 +37,13 @@ class Mutation:
     op: str
     data: dict[str, Any] | None
     hlc: str | None = None
-    if_match: str | None = None
+    if_match: tuple[str, ...] | None = None
     must_exist: bool = False
 
 
 def check_collection(name: Any) -> str:
     """Return ``name`` if it is a valid collection name."""
-    if not isinstance(name, str) or not COLLECTION_PATTERN.match(name):
+    if not isinstance(name, str) or not COLLECTION_PATTERN.fullmatch(name):
         raise ValidationError(
             f"collection {name!r} must match {COLLECTION_PATTERN.pattern}", field="collection"
         )
@@ -52,24 +52,16 @@ def check_collection(name: Any) -> str:
 
 def check_doc_id(doc_id: Any) -> str:
     """Return ``doc_id`` if it is a valid document id."""
-    if not isinstance(doc_id, str) or not ID_PATTERN.match(doc_id):
+    if not isinstance(doc_id, str) or not ID_PATTERN.fullmatch(doc_id):
         raise ValidationError(f"id {doc_id!r} must match {ID_PATTERN.pattern}", field="id")
     return doc_id
 
 
-def check_version(value: Any, what: str = "If-Match") -> str:
-    """Return a version given as ``"v"``, ``v``, ``W/"v"`` or ``*``; refuse anything else."""
-    if not isinstance(value, str):
-        raise ValidationError(f"{what} must be a version string", field="if_match")
-    text = value.strip()
-    if text == "*":
-        return text
-    text = text.removeprefix("W/")
-    if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
-        text = text[1:-1]
-    if not VERSION_PATTERN.match(text):
-        raise ValidationError(f"{what} {value!r} is not a document version", field="if_match")
-    return text
+def check_version(value: Any) -> str:
+    """Return a mutation's ``if_match``: a document version or ``*``; refuse anything else."""
+    if not isinstance(value, str) or not (value == "*" or VERSION_PATTERN.fullmatch(value)):
+        raise ValidationError(f"if_match {value!r} is not a document version", field="if_match")
+    return value
 
 
 def check_depth(value: Any, max_depth: int) -> None:
@@ -90,7 +82,7 @@ def check_document(data: Any, limits: Limits) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValidationError("a document must be a JSON object", field="data")
     for name in data:
-        if not FIELD_PATTERN.match(name):
+        if not FIELD_PATTERN.fullmatch(name):
             raise ValidationError(f"field name {name!r} is empty, too long or has control chars")
     size = len(codec.dumps(data))
     if size > limits.max_document_bytes:
@@ -118,7 +110,7 @@ def parse_mutation(raw: Any, limits: Limits) -> Mutation:
     if unknown:
         raise ValidationError(f"unknown mutation fields: {sorted(unknown)}")
     mutation_id = raw.get("mutation_id")
-    if not isinstance(mutation_id, str) or not MUTATION_ID_PATTERN.match(mutation_id):
+    if not isinstance(mutation_id, str) or not MUTATION_ID_PATTERN.fullmatch(mutation_id):
         raise ValidationError(
             f"mutation_id must match {MUTATION_ID_PATTERN.pattern}", field="mutation_id"
         )
@@ -144,5 +136,5 @@ def parse_mutation(raw: Any, limits: Limits) -> Mutation:
         op=op,
         data=data,
         hlc=hlc,
-        if_match=None if if_match is None else check_version(if_match, "if_match"),
+        if_match=None if if_match is None else (check_version(if_match),),
     )

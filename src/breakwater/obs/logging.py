@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 import orjson
 import structlog
@@ -17,6 +18,10 @@ _SHARED: list[structlog.typing.Processor] = [
     structlog.processors.add_log_level,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
 ]
+
+
+def _dumps_text(value: Any, **_: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
 def configure(level: str = "info") -> None:
@@ -40,7 +45,7 @@ def configure(level: str = "info") -> None:
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
-                structlog.processors.JSONRenderer(),
+                structlog.processors.JSONRenderer(serializer=_dumps_text),
             ],
             foreign_pre_chain=[*_SHARED, structlog.stdlib.add_logger_name],
         )

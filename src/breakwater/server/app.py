@@ -29,7 +29,7 @@ def build_node(
     config: Config, store: Store | None = None, clock: HybridClock | None = None
 ) -> Node:
     """Wire clock, engine, metrics and store for ``config`` (``store`` overrides the URL)."""
-    clock = clock or HybridClock(config.node_id, max_skew_ms=int(config.max_clock_skew_s * 1000))
+    clock = clock or HybridClock(config.node_id, max_skew_ms=int(config.max_clock_skew * 1000))
     engine = Engine(config.region, clock, config.collections, config.limits)
     metrics = Metrics()
     if store is None:
@@ -40,7 +40,7 @@ def build_node(
 async def _compact_forever(node: Node) -> None:
     horizon_ms = int(node.config.retention_days * DAY_MS)
     while True:
-        await asyncio.sleep(node.config.compaction_interval_s)
+        await asyncio.sleep(node.config.compaction_interval)
         try:
             report = await node.store.compact(horizon_ms)
             _log.info(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 import uuid
 from typing import Annotated
 
@@ -11,16 +13,10 @@ from starlette.responses import Response
 from breakwater.core import query as query_mod
 from breakwater.core.engine import MutationResult
 from breakwater.core.errors import NotFound, ValidationError
-from breakwater.core.mutation import (
-    MUTATION_ID_PATTERN,
-    Mutation,
-    check_collection,
-    check_doc_id,
-    check_document,
-    check_version,
-)
+from breakwater.core.mutation import Mutation, check_collection, check_doc_id, check_document
 from breakwater.server import openapi
 from breakwater.server.body import read_json
+from breakwater.server.conditional import if_none_match_hits, parse_if_match
 from breakwater.server.node import Node
 from breakwater.server.responses import json_response, node_of
 from breakwater.server.wire import doc_json, etag
@@ -28,18 +24,22 @@ from breakwater.server.wire import doc_json, etag
 router = APIRouter(prefix="/v1/collections/{collection}", tags=["documents"])
 
 
-def _mutation_id(request: Request) -> str:
+IDEMPOTENCY_KEY_PATTERN = re.compile(r"^[A-Za-z0-9_.:~-]{1,100}$")
+
+
+def _mutation_id(request: Request, collection: str, doc_id: str) -> str:
+    """A fresh mutation id, or one derived from ``Idempotency-Key`` and the request's target.
+
+    The key is scoped to method and document, so reusing a key on another document (or a key
+    that equals some pushed mutation id) is a new request, never a replay of an unrelated one.
+    """
     key = request.headers.get("idempotency-key")
     if key is None:
         return uuid.uuid4().hex
-    if not MUTATION_ID_PATTERN.match(key):
-        raise ValidationError(f"Idempotency-Key must match {MUTATION_ID_PATTERN.pattern}")
-    return key
-
-
-def _if_match(request: Request) -> str | None:
-    value = request.headers.get("if-match")
-    return None if value is None else check_version(value)
+    if not IDEMPOTENCY_KEY_PATTERN.fullmatch(key):
+        raise ValidationError(f"Idempotency-Key must match {IDEMPOTENCY_KEY_PATTERN.pattern}")
+    target = f"{request.method} {collection}/{doc_id}".encode()
+    return f"{key}.{hashlib.blake2b(target, digest_size=6).hexdigest()}"
 
 
 async def _write(node: Node, mutation: Mutation) -> Response:
@@ -72,7 +72,7 @@ async def get_document(collection: str, doc_id: str, request: Request) -> Respon
     if doc is None or doc.deleted:
         raise NotFound(f"document {collection}/{doc_id} does not exist")
     tag = etag(doc.version)
-    if request.headers.get("if-none-match") in (tag, doc.version, f"W/{tag}"):
+    if if_none_match_hits(request.headers.get("if-none-match"), doc.version):
         return Response(status_code=304, headers={"ETag": tag})
     return json_response(doc_json(doc), headers={"ETag": tag})
 
@@ -87,14 +87,14 @@ async def put_document(collection: str, doc_id: str, request: Request) -> Respon
     """Replace the whole document (``set``). 201 when it did not exist."""
     node = node_of(request)
     mutation = Mutation(
-        mutation_id=_mutation_id(request),
+        mutation_id=_mutation_id(request, collection, doc_id),
         collection=check_collection(collection),
         doc_id=check_doc_id(doc_id),
         op="set",
         data=check_document(
             await read_json(request, node.config.limits.max_body_bytes), node.config.limits
         ),
-        if_match=_if_match(request),
+        if_match=parse_if_match(request.headers.get("if-match")),
     )
     return await _write(node, mutation)
 
@@ -109,14 +109,14 @@ async def patch_document(collection: str, doc_id: str, request: Request) -> Resp
     """Set the given top-level fields; ``null`` removes a field. 404 if the document is absent."""
     node = node_of(request)
     mutation = Mutation(
-        mutation_id=_mutation_id(request),
+        mutation_id=_mutation_id(request, collection, doc_id),
         collection=check_collection(collection),
         doc_id=check_doc_id(doc_id),
         op="patch",
         data=check_document(
             await read_json(request, node.config.limits.max_body_bytes), node.config.limits
         ),
-        if_match=_if_match(request),
+        if_match=parse_if_match(request.headers.get("if-match")),
         must_exist=True,
     )
     return await _write(node, mutation)
@@ -127,12 +127,12 @@ async def delete_document(collection: str, doc_id: str, request: Request) -> Res
     """Leave a tombstone (synced to every replica). 404 if the document is absent."""
     node = node_of(request)
     mutation = Mutation(
-        mutation_id=_mutation_id(request),
+        mutation_id=_mutation_id(request, collection, doc_id),
         collection=check_collection(collection),
         doc_id=check_doc_id(doc_id),
         op="delete",
         data=None,
-        if_match=_if_match(request),
+        if_match=parse_if_match(request.headers.get("if-match")),
         must_exist=True,
     )
     return await _write(node, mutation)

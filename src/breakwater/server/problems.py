@@ -6,6 +6,7 @@ unexpected is logged with its traceback and answered with a bare 500 that leaks 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -29,11 +30,22 @@ _HTTP_TYPES = {
 }
 
 
-def problem(status: int, type_: str, title: str, detail: str, **extra: Any) -> Response:
-    """A problem+json response."""
+def problem(
+    status: int,
+    type_: str,
+    title: str,
+    detail: str,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    """A problem+json response (``Retry-After`` added on 429 and 503)."""
     body = {"type": type_, "title": title, "status": status, "detail": detail, **extra}
-    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status in (429, 503) else None
-    return Response(codec.dumps(body), status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    all_headers = dict(headers or {})
+    if status in (429, 503):
+        all_headers.setdefault("Retry-After", str(RETRY_AFTER_SECONDS))
+    return Response(
+        codec.dumps(body), status_code=status, media_type=PROBLEM_JSON, headers=all_headers
+    )
 
 
 def error_response(error: BreakwaterError) -> Response:
@@ -63,7 +75,7 @@ async def _request_validation(request: Request, exc: Exception) -> Response:
 async def _http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     type_, title = _HTTP_TYPES.get(exc.status_code, ("http_error", "HTTP error"))
-    return problem(exc.status_code, type_, title, str(exc.detail))
+    return problem(exc.status_code, type_, title, str(exc.detail), headers=exc.headers)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

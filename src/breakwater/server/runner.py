@@ -1,8 +1,8 @@
 """Serving one node with uvicorn, and draining it on SIGTERM or SIGINT.
 
 On the first signal the node turns ``/readyz`` to 503 at once, keeps serving for
-``drain_grace_s`` so that balancers notice, then stops accepting connections, lets in-flight
-requests finish within ``drain_timeout_s`` and closes the store, which flushes the writer.
+``drain_grace`` so that balancers notice, then stops accepting connections, lets in-flight
+requests finish within ``drain_timeout`` and closes the store, which flushes the writer.
 A second signal stops at once.
 """
 
@@ -59,7 +59,7 @@ def serve(config: Config) -> None:
         log_config=None,
         access_log=False,
         lifespan="on",
-        timeout_graceful_shutdown=max(int(config.drain_timeout_s), 1),
+        timeout_graceful_shutdown=max(int(config.drain_timeout), 1),
         server_header=False,
     )
-    _DrainingServer(uv_config, app.state.node, config.drain_grace_s).run()
+    _DrainingServer(uv_config, app.state.node, config.drain_grace).run()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from breakwater.core.engine import Engine
+from breakwater.core.errors import ConfigError
 from breakwater.storage.base import CompactionReport, FeedEntry, FeedPage, QueryPage, Store
 from breakwater.storage.hooks import NO_HOOKS, StoreHooks
 
@@ -20,8 +21,18 @@ __all__ = [
     "Store",
     "StoreHooks",
     "open_store",
+    "redact_url",
     "sqlite_path",
 ]
+
+
+def redact_url(url: str) -> str:
+    """``url`` without the password of its user info (safe to log and to show)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def sqlite_path(url: str) -> Path:
@@ -29,7 +40,7 @@ def sqlite_path(url: str) -> Path:
     parts = urlsplit(url)
     path = parts.path[1:] if parts.path.startswith("/") else parts.path
     if not path:
-        raise ValueError(f"store URL {url!r} names no file; use sqlite:///path/to/file.db")
+        raise ConfigError(f"store URL {url!r} names no file; use sqlite:///path/to/file.db")
     return Path(path)
 
 
@@ -40,6 +51,7 @@ def open_store(url: str, engine: Engine, hooks: StoreHooks = NO_HOOKS) -> Store:
         from breakwater.storage.sqlite import SqliteStore
 
         return SqliteStore(sqlite_path(url), engine, hooks=hooks)
-    raise ValueError(
-        f"store URL {url!r} has an unsupported scheme {scheme!r}; supported: {', '.join(SCHEMES)}"
+    raise ConfigError(
+        f"store URL {redact_url(url)!r} has an unsupported scheme {scheme!r};"
+        f" supported: {', '.join(SCHEMES)}"
     )

@@ -27,7 +27,7 @@ from breakwater.core import codec, cursor, document
 from breakwater.core.cursor import VersionVector
 from breakwater.core.engine import Change, Engine, MutationResult, StoredDoc
 from breakwater.core.errors import CursorExpired, StoreUnavailable
-from breakwater.core.mutation import Mutation
+from breakwater.core.mutation import Mutation, check_collection
 from breakwater.core.query import OPERATORS, Query, Scalar, encode_page_token
 from breakwater.storage import _sqlite_schema
 from breakwater.storage._sqlite_batch import DOC_COLUMNS, WriteBatch, doc_from_row
@@ -89,13 +89,13 @@ class SqliteStore:
         """Create the file, migrate, create the configured indexes and start the writer."""
         self._loop = asyncio.get_running_loop()
         self._commit_event = asyncio.Event()
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             conn = _connect(self.path)
             _sqlite_schema.migrate(conn)
             self._create_indexes(conn)
-        except sqlite3.Error as exc:
+        except (OSError, sqlite3.Error) as exc:
             raise StoreUnavailable(f"cannot open SQLite store at {self.path}: {exc}") from exc
         self._writer = threading.Thread(
             target=self._writer_loop, args=(conn,), name="bw-writer", daemon=True
@@ -109,7 +109,8 @@ class SqliteStore:
                 # expression must be literal for SQLite to match it against queries.
                 conn.execute(
                     f"CREATE INDEX IF NOT EXISTS bw_{config.name}__{name} ON docs"
-                    f" (collection, json_extract(data, '$.{name}'), id) WHERE deleted = 0"
+                    f" (json_extract(data, '$.{name}'), id)"
+                    f" WHERE collection = '{config.name}' AND deleted = 0"
                 )
 
     async def aclose(self) -> None:
@@ -251,7 +252,7 @@ class SqliteStore:
 
     async def query(self, query: Query) -> QueryPage:
         """Live documents matching ``query``, keyset-paginated."""
-        sql, params = _query_sql(query)
+        sql, params = _query_sql(query, self.engine.collection(query.collection).indexes)
 
         def read(conn: sqlite3.Connection) -> list[StoredDoc]:
             return [doc_from_row(row) for row in conn.execute(sql, params).fetchall()]
@@ -335,14 +336,27 @@ def _head(conn: sqlite3.Connection) -> VersionVector:
     return dict(conn.execute("SELECT origin, seq FROM origins").fetchall())
 
 
-def _bind(value: Scalar) -> Scalar:
-    # json_extract yields 1/0 for JSON booleans.
-    return int(value) if isinstance(value, bool) else value
+def _bind(value: Any) -> Scalar:
+    """``value`` as json_extract yields it: 1/0 for booleans, compact JSON text for containers."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, dict | list):
+        return codec.dumps(value).decode()
+    return value  # type: ignore[no-any-return]
 
 
-def _query_sql(query: Query) -> tuple[str, list[Any]]:
-    clauses = ["collection = ?", "deleted = 0"]
-    params: list[Any] = [query.collection]
+def _index_for(query: Query, indexes: Sequence[str]) -> str | None:
+    """The configured index that serves ``query`` best: its order field's, else a filter's."""
+    if query.order in indexes:
+        return query.order
+    return next((f.field for f in query.filters if f.field in indexes), None)
+
+
+def _query_sql(query: Query, indexes: Sequence[str] = ()) -> tuple[str, list[Any]]:
+    # The collection is inlined (its name is validated against a strict pattern) so that SQLite
+    # can match the partial index of that collection; a bound parameter would hide it.
+    clauses = [f"collection = '{check_collection(query.collection)}'", "deleted = 0"]
+    params: list[Any] = []
     for item in query.filters:
         expr = f"json_extract(data, '$.{item.field}')"
         if item.value is None:
@@ -371,8 +385,11 @@ def _query_sql(query: Query) -> tuple[str, list[Any]]:
                 clauses.append(f"({expr} {compare} ? OR ({expr} = ? AND id {compare} ?){tail})")
                 params.extend([_bind(value), _bind(value), after_id])
         order_sql = f"{expr} {direction}, id {direction}"
+    # Without statistics SQLite prefers the (collection, id) key over a field index; name it.
+    field = _index_for(query, indexes)
+    indexed_by = f" INDEXED BY bw_{query.collection}__{field}" if field else ""
     sql = (
-        f"SELECT {DOC_COLUMNS} FROM docs WHERE {' AND '.join(clauses)}"
+        f"SELECT {DOC_COLUMNS} FROM docs{indexed_by} WHERE {' AND '.join(clauses)}"
         f" ORDER BY {order_sql} LIMIT {int(query.limit) + 1}"
     )
     return sql, params

@@ -1,0 +1,124 @@
+"""Configuration: precedence, validation with clear messages, collections."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from breakwater.config import ConfigError, load_config, redact_url
+from breakwater.core.errors import SchemaViolation
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    """A TOML file with ``text``."""
+    path = tmp_path / "breakwater.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_need_no_file() -> None:
+    """With nothing given the node listens on 127.0.0.1:8080 with data in ./data."""
+    config = load_config(None, env={})
+    assert (config.host, config.port, config.region) == ("127.0.0.1", 8080, "local")
+    assert config.store_url == "sqlite:///data/breakwater.db"
+
+
+def test_precedence_is_defaults_toml_env_flags(tmp_path: Path) -> None:
+    """A flag beats the environment, which beats the file, which beats the default."""
+    file = write(tmp_path, 'port = 9001\nregion = "eu"\nnode = "eu-1"\n')
+    env = {"BREAKWATER_PORT": "9002", "BREAKWATER_REGION": "us"}
+    config = load_config(file, env=env, overrides={"port": 9003})
+    assert config.port == 9003
+    assert config.region == "us"
+    assert config.node == "eu-1"
+
+
+def test_config_file_can_come_from_the_environment(tmp_path: Path) -> None:
+    """BREAKWATER_CONFIG names the file when no --config is given."""
+    file = write(tmp_path, "port = 9100\n")
+    assert load_config(None, env={"BREAKWATER_CONFIG": str(file)}).port == 9100
+
+
+def test_limits_read_from_file_and_environment(tmp_path: Path) -> None:
+    """[limits] and BREAKWATER_LIMITS_* set the input limits."""
+    file = write(tmp_path, "[limits]\nmax_body_bytes = 2048\n")
+    config = load_config(file, env={"BREAKWATER_LIMITS_MAX_MUTATIONS_PER_PUSH": "7"})
+    assert config.limits.max_body_bytes == 2048
+    assert config.limits.max_mutations_per_push == 7
+
+
+@pytest.mark.parametrize(
+    ("toml", "env", "message"),
+    [
+        ("port = 'eighty'", {}, "port = 'eighty' is not a valid int"),
+        ("", {"BREAKWATER_PORT": "x"}, "BREAKWATER_PORT = 'x' is not a valid int"),
+        ("port = 70000", {}, "port = 70000 is not a TCP port"),
+        ("region = 'has space'", {}, "region = 'has space' must match"),
+        ("colour = 'blue'", {}, "unknown settings"),
+        ("[limits]\nmax_body_bytes = 0", {}, "limits.max_body_bytes = 0 must be positive"),
+        ("[limits]\nmystery = 1", {}, "limits must be a table with keys"),
+        ("[collections.todos]\nconflict = 'random'", {}, "conflict must be 'field' or 'document'"),
+        ("[collections.todos]\nindexes = ['a b']", {}, "is not a field name"),
+        ("[collections.todos]\nschema = { type = 12 }", {}, "is not a valid JSON Schema"),
+        ("[collections.todos]\nsorting = 1", {}, "unknown settings"),
+        ("[collections.9bad]\n", {}, "not a valid collection name"),
+        ("log_level = 'loud'", {}, "log_level = 'loud'"),
+        ("port = ", {}, "is not valid TOML"),
+    ],
+)
+def test_bad_settings_fail_naming_key_and_value(
+    tmp_path: Path, toml: str, env: dict[str, str], message: str
+) -> None:
+    """Every bad value fails at startup with a message naming it."""
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        load_config(write(tmp_path, toml), env=env)
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
+    """A config path that does not exist is named in the error."""
+    with pytest.raises(ConfigError, match="cannot be read"):
+        load_config(tmp_path / "absent.toml", env={})
+
+
+def test_collection_schema_validates_documents(tmp_path: Path) -> None:
+    """A collection's inline JSON Schema becomes its validator."""
+    file = write(
+        tmp_path,
+        '[collections.todos]\nschema = { type = "object", required = ["title"] }\n',
+    )
+    todos = load_config(file, env={}).collections["todos"]
+    todos.validate({"title": "x"})
+    with pytest.raises(SchemaViolation) as caught:
+        todos.validate({"done": True})
+    assert caught.value.extra["errors"][0]["message"] == "'title' is a required property"
+
+
+def test_collection_schema_can_live_in_a_json_file(tmp_path: Path) -> None:
+    """schema_file loads a JSON Schema relative to the config file."""
+    (tmp_path / "todo.json").write_text('{"type": "object", "maxProperties": 1}')
+    file = write(tmp_path, '[collections.todos]\nschema_file = "todo.json"\n')
+    with pytest.raises(SchemaViolation):
+        load_config(file, env={}).collections["todos"].validate({"a": 1, "b": 2})
+
+
+def test_redact_url_hides_passwords() -> None:
+    """Store URLs are logged without their password."""
+    assert redact_url("postgresql://bw:s3cret@db:5432/bw") == "postgresql://bw:***@db:5432/bw"
+    assert redact_url("sqlite:///data/x.db") == "sqlite:///data/x.db"
+
+
+def test_cli_reports_config_errors_with_a_hint(tmp_path: Path) -> None:
+    """`breakwater serve` with a bad setting exits 2 with one Error: line and a Try: hint."""
+    result = subprocess.run(
+        [sys.executable, "-m", "breakwater", "serve", "--config", str(tmp_path / "none.toml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("Error: config file")
+    assert lines[1].startswith("Try: ")
