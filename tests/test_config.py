@@ -122,3 +122,40 @@ def test_cli_reports_config_errors_with_a_hint(tmp_path: Path) -> None:
     lines = result.stderr.strip().splitlines()
     assert lines[0].startswith("Error: config file")
     assert lines[1].startswith("Try: ")
+
+
+def test_cli_names_an_unusable_data_directory(tmp_path: Path) -> None:
+    """A data directory that cannot be created is one Error: line, not a traceback."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = subprocess.run(
+        [sys.executable, "-m", "breakwater", "serve", "--data", str(blocker / "sub")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("Error: data = ")
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_hides_the_password_of_an_unsupported_store_url(tmp_path: Path) -> None:
+    """An unknown store scheme lists the supported ones and never prints the password."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "breakwater",
+            "serve",
+            "--data",
+            str(tmp_path),
+            "--store",
+            "mysql://bw:hunter2@db/bw",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "supported: sqlite" in result.stderr
+    assert "hunter2" not in result.stderr + result.stdout

@@ -25,6 +25,10 @@ from typing import Any
 from breakwater.bench._http import HttpConnection
 from breakwater.bench.stats import median, percentile
 from breakwater.core import codec
+from breakwater.core.engine import Engine
+from breakwater.core.hlc import HybridClock
+from breakwater.core.mutation import Mutation
+from breakwater.storage.sqlite import SqliteStore
 
 DOC_BYTES = 1024
 
@@ -130,6 +134,28 @@ async def _push_load(port: int, scenario: Scenario, seconds: float) -> Measureme
     )
 
 
+async def store_only_rate(path: Path, batch: int, seconds: float) -> float:
+    """Docs/s of ``SqliteStore.apply`` in this process: the engine and writer without HTTP."""
+    engine = Engine("bench", HybridClock("bench"))
+    store = SqliteStore(path, engine)
+    await store.open()
+    data = codec.loads(_payload(0))
+    docs = 0
+    started = time.perf_counter()
+    try:
+        while time.perf_counter() - started < seconds:
+            await store.apply(
+                [
+                    Mutation(f"s{docs + k}", "bench", f"s{docs + k}", "set", data)
+                    for k in range(batch)
+                ]
+            )
+            docs += batch
+    finally:
+        await store.aclose()
+    return docs / (time.perf_counter() - started)
+
+
 def raw_sqlite_rate(path: Path, batch: int, seconds: float) -> float:
     """Rows/s of plain sqlite3 inserts of the same 1 KB rows, one transaction per ``batch``."""
     conn = sqlite3.connect(path, isolation_level=None)
@@ -228,6 +254,7 @@ async def run(
 ) -> dict[str, Any]:
     """Every scenario ``runs`` times; the report as a JSON-ready dict."""
     results = [ScenarioResult(s) for s in SCENARIOS]
+    store_rates: list[float] = []
     for run_index in range(runs):
         with tempfile.TemporaryDirectory(prefix="bw-bench-") as tmp:
             node = _Node(Path(tmp) / "data", _free_port(), log_level)
@@ -246,8 +273,12 @@ async def run(
                         raw_sqlite_rate, raw_path, result.scenario.batch, seconds
                     )
                 )
+        progress(f"run {run_index + 1}/{runs}: store only (no HTTP), batch 100")
+        with tempfile.TemporaryDirectory(prefix="bw-bench-store-") as tmp:
+            store_rates.append(await store_only_rate(Path(tmp) / "store.db", 100, seconds))
     return {
         "benchmark": "push",
+        "store_only_batch_100_docs_per_s": round(median(store_rates)),
         "doc_bytes": DOC_BYTES,
         "seconds_per_scenario": seconds,
         "runs": runs,

@@ -77,7 +77,7 @@ async def push(request: Request) -> Response:
 def _collections(raw: str | None) -> list[str] | None:
     if not raw:
         return None
-    names = [name.strip() for name in raw.split(",") if name.strip()]
+    names = [name.strip(" ") for name in raw.split(",") if name.strip(" ")]
     if len(names) > 64:
         raise ValidationError("at most 64 collections per pull", field="collections")
     return [check_collection(name) for name in names]
