@@ -80,3 +80,21 @@ def query(
     console.print(table)
     console.print(f"indexed / raw sqlite: {report['indexed_over_raw']}x")
     _write_json(report, json_path)
+
+
+@app.command("startup")
+def startup(
+    runs: Annotated[int, typer.Option(min=1, max=50, help="Starts; the median is reported.")] = 7,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+) -> None:
+    """Seconds from spawning `breakwater serve` to a healthy node, next to a bare `python`."""
+    from breakwater.bench import startup as bench_startup
+
+    console = Console()
+    with console.status("starting") as status:
+        report = bench_startup.run(runs, lambda text: status.update(text))
+    console.print(
+        f"to healthy: median {report['seconds_to_healthy_median']} s, "
+        f"max {report['seconds_to_healthy_max']} s; bare python: {report['bare_python_median']} s"
+    )
+    _write_json(report, json_path)
