@@ -280,3 +280,20 @@ def test_migrations_refuse_a_newer_database(tmp_path: Path) -> None:
     conn.execute(f"PRAGMA user_version = {_sqlite_schema.LATEST + 1}")
     with pytest.raises(StoreUnavailable, match="newer than this Breakwater"):
         _sqlite_schema.migrate(conn)
+
+
+async def test_reopened_store_never_stamps_behind_its_writes(tmp_path: Path) -> None:
+    """After a restart with the wall clock set back, new stamps still sort after old ones."""
+    path = tmp_path / "s.db"
+    first = SqliteStore(path, Engine("r1", HybridClock("n1")))
+    await first.open()
+    [old] = await first.apply([put("m1", "a")])
+    await first.aclose()
+    clock = HybridClock("n1", physical_ms=lambda: 1_000)  # 1970: far behind
+    second = SqliteStore(path, Engine("r1", clock))
+    await second.open()
+    [new] = await second.apply([put("m2", "a")])
+    await second.aclose()
+    assert old.doc is not None and new.doc is not None
+    assert new.doc.hlc > old.doc.hlc
+    assert new.doc.data == {"v": "m2"}

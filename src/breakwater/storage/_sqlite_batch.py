@@ -219,10 +219,14 @@ class WriteBatch:
                 for key, (doc, data_json) in batch.docs.items()
             ],
         )
+        newest_hlc: dict[str, str] = {}
+        for change in batch.changes:
+            newest_hlc[change.origin] = max(newest_hlc.get(change.origin, ""), change.hlc)
         self.conn.executemany(
-            "INSERT INTO origins (origin, seq) VALUES (?, ?)"
-            " ON CONFLICT (origin) DO UPDATE SET seq = excluded.seq",
-            list(batch.seqs.items()),
+            "INSERT INTO origins (origin, seq, hlc) VALUES (?, ?, ?)"
+            " ON CONFLICT (origin) DO UPDATE SET seq = excluded.seq,"
+            " hlc = MAX(origins.hlc, excluded.hlc)",
+            [(origin, seq, newest_hlc[origin]) for origin, seq in batch.seqs.items()],
         )
         if batch.conflicts:
             self.conn.executemany(

@@ -39,7 +39,8 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE origins (
         origin TEXT PRIMARY KEY,
         seq INTEGER NOT NULL,
-        low_water INTEGER NOT NULL DEFAULT 0
+        low_water INTEGER NOT NULL DEFAULT 0,
+        hlc TEXT NOT NULL DEFAULT ''
     ) WITHOUT ROWID;
     CREATE TABLE conflicts (
         id INTEGER PRIMARY KEY,

@@ -95,6 +95,11 @@ class SqliteStore:
             conn = _connect(self.path)
             _sqlite_schema.migrate(conn)
             self._create_indexes(conn)
+            # A restarted node must never stamp behind what it already wrote, even if the
+            # wall clock went back while it was down.
+            newest = conn.execute("SELECT MAX(hlc) FROM origins").fetchone()[0]
+            if newest:
+                self.engine.clock.observe(newest)
         except (OSError, sqlite3.Error) as exc:
             raise StoreUnavailable(f"cannot open SQLite store at {self.path}: {exc}") from exc
         self._writer = threading.Thread(
