@@ -1,0 +1,49 @@
+"""The benchmarks run end to end with tiny parameters (their figures are not judged here)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def bench(tmp_path: Path, *args: str) -> dict[str, object]:
+    """Run `breakwater bench ...` and return its JSON report."""
+    out = tmp_path / "report.json"
+    subprocess.run(
+        [sys.executable, "-m", "breakwater", "bench", *args, "--json", str(out)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    report: dict[str, object] = json.loads(out.read_text())
+    return report
+
+
+def test_bench_push_reports_every_scenario(tmp_path: Path) -> None:
+    """bench push measures each scenario, the raw SQLite floor and the store alone."""
+    report = bench(tmp_path, "push", "--runs", "1", "--seconds", "0.5")
+    results = report["results"]
+    assert isinstance(results, list) and len(results) == 3
+    for row in results:
+        assert row["docs_per_s"] > 0 and row["raw_sqlite_rows_per_s"] > 0
+        assert row["errors"] == 0
+    assert isinstance(report["store_only_batch_100_docs_per_s"], int)
+
+
+def test_bench_query_reports_indexed_and_unindexed(tmp_path: Path) -> None:
+    """bench query loads documents and times both collections and raw SQLite."""
+    report = bench(tmp_path, "query", "--documents", "2000", "--queries", "20")
+    for case in ("indexed", "unindexed", "raw_sqlite_indexed"):
+        assert report[case]["p50_ms"] > 0  # type: ignore[index]
+
+
+def test_bench_startup_reports_seconds_to_healthy(tmp_path: Path) -> None:
+    """bench startup starts a node and times it."""
+    report = bench(tmp_path, "startup", "--runs", "1")
+    assert 0 < report["seconds_to_healthy_median"] < 30  # type: ignore[operator]
