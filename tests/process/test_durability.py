@@ -124,14 +124,18 @@ async def test_retries_after_restart_apply_once(start_server: Callable[..., Serv
 
 
 def test_sigterm_drains_then_exits_cleanly(start_server: Callable[..., ServerProcess]) -> None:
-    """SIGTERM: /readyz turns 503 during the grace period, in-flight work ends, exit code 0."""
-    server = start_server(None, "--drain-grace", "1.5")
+    """SIGTERM: /readyz turns 503, long-polls end early, writes still work during the grace
+    period, and the process exits 0 after closing the store."""
+    server = start_server(None, "--drain-grace", "3")
     with httpx.Client(base_url=server.url, timeout=10) as http:
         long_poll: dict[str, Any] = {}
 
         def poll() -> None:
+            started = time.monotonic()
             with contextlib.suppress(httpx.HTTPError):
-                long_poll["status"] = http.get("/v1/sync/pull", params={"wait": 1}).status_code
+                params = {"wait": 30, "collections": "quiet"}
+                long_poll["status"] = http.get("/v1/sync/pull", params=params).status_code
+            long_poll["seconds"] = time.monotonic() - started
 
         poller = threading.Thread(target=poll)
         poller.start()
@@ -141,9 +145,10 @@ def test_sigterm_drains_then_exits_cleanly(start_server: Callable[..., ServerPro
         ready = http.get("/readyz")
         assert ready.status_code == 503
         assert ready.json()["status"] == "draining"
+        poller.join(timeout=20)
+        assert long_poll.get("status") == 200
+        assert long_poll["seconds"] < 2, "a long-poll must end early when the node drains"
         assert http.put("/v1/collections/t/docs/a", json={"during": "drain"}).status_code == 201
-        poller.join()
-    assert long_poll.get("status") == 200
     assert server.process.wait(timeout=20) == 0
     events = [json.loads(line).get("event") for line in server.log.read_text().splitlines()]
     assert "node_stopped" in events

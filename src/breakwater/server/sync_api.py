@@ -21,6 +21,7 @@ from breakwater.server.wire import change_json, result_json
 
 router = APIRouter(prefix="/v1/sync", tags=["sync"])
 CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:~-]{1,128}$")
+DRAIN_CHECK_SECONDS = 0.5
 
 
 def _parse_push(body: Any, node: Node) -> list[Mutation]:
@@ -109,9 +110,11 @@ async def pull(
     page = await node.store.pull(vector, names, limit, include_state)
     while not page.entries and not node.draining:
         remaining = deadline - time.monotonic()
-        if remaining <= 0 or not await node.store.wait_for_commit(page.head, remaining):
+        if remaining <= 0:
             break
-        page = await node.store.pull(vector, names, limit, include_state)
+        # A commit wakes the wait at once; the slice only bounds how late a drain is noticed.
+        if await node.store.wait_for_commit(page.head, min(remaining, DRAIN_CHECK_SECONDS)):
+            page = await node.store.pull(vector, names, limit, include_state)
     return json_response(
         {
             "changes": [change_json(entry) for entry in page.entries],
