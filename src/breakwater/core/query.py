@@ -19,6 +19,7 @@ from breakwater.core.errors import ValidationError
 OPERATORS = {"eq": "=", "ne": "!=", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
 FIELD_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 Scalar = str | int | float | bool | None
+MAX_INT64 = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +56,19 @@ def _scalar(text: str) -> Scalar:
         return text
     if isinstance(value, dict | list):
         raise ValidationError("filter values must be strings, numbers, booleans or null")
-    return value  # type: ignore[no-any-return]
+    return _comparable(value)
+
+
+def _comparable(value: Scalar) -> Scalar:
+    """``value`` as stores compare it: an integer past the signed 64-bit range is a float.
+
+    The JSON codec reads integers up to 2**64 - 1, but SQLite (and PostgreSQL ``bigint``) hold
+    only signed 64-bit ones: a document's larger integer is stored and compared as a float, and
+    binding the int itself would fail inside the store.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value > MAX_INT64:
+        return float(value)
+    return value
 
 
 def parse_filter(text: str) -> Filter:
@@ -88,7 +101,7 @@ def decode_page_token(token: str) -> tuple[Scalar, str]:
         raise ValidationError("after is not a page token", field="after")
     if isinstance(raw[0], dict | list):
         raise ValidationError("after is not a page token", field="after")
-    return raw[0], raw[1]
+    return _comparable(raw[0]), raw[1]
 
 
 def parse_query(
