@@ -12,6 +12,7 @@ import binascii
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from breakwater.core import codec
 from breakwater.core.errors import ValidationError
@@ -85,8 +86,16 @@ def parse_filter(text: str) -> Filter:
     return Filter(_field(name), op, value)
 
 
-def encode_page_token(value: Scalar, doc_id: str) -> str:
-    """The opaque ``after`` token that continues a page after ``(value, doc_id)``."""
+def encode_page_token(value: Any, doc_id: str) -> str:
+    """The opaque ``after`` token that continues a page after ``(value, doc_id)``.
+
+    ``value`` is the order field of the page's last document and may be any JSON value. An array
+    or object is carried as its compact JSON text, which is what a store compares it as (SQLite's
+    ``json_extract`` yields that text), so that the token stays a scalar :func:`decode_page_token`
+    accepts.
+    """
+    if isinstance(value, dict | list):
+        value = codec.dumps(value).decode()
     raw = codec.dumps([value, doc_id])
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
