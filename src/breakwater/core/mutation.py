@@ -92,13 +92,18 @@ def check_document(data: Any, limits: Limits) -> dict[str, Any]:
     for name in data:
         if not FIELD_PATTERN.match(name):
             raise ValidationError(f"field name {name!r} is empty, too long or has control chars")
-    size = len(codec.dumps(data))
+    # Depth first: the codec refuses to encode very deep values, so measuring the size of an
+    # over-deep document would fail with an encoder error instead of this 400.
+    check_depth(data, limits.max_depth)
+    try:
+        size = len(codec.dumps(data))
+    except TypeError as exc:  # the codec's encode error; reachable only if max_depth is huge
+        raise ValidationError("document is nested too deeply to encode", field="data") from exc
     if size > limits.max_document_bytes:
         raise PayloadTooLarge(
             f"document is {size} bytes; the limit is {limits.max_document_bytes}",
             limit=limits.max_document_bytes,
         )
-    check_depth(data, limits.max_depth)
     return data
 
 
