@@ -304,6 +304,25 @@ async def test_an_increment_past_64_bits_is_not_a_500(make_client: MakeClient, p
         assert (await raw.get("/v1/collections/c/docs/a")).json()["data"] == {"n": big}
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "BUG (core/engine.py): increments whose float sum overflows to infinity are applied, "
+        "and orjson writes the infinite total as null: the counter silently becomes null"
+    ),
+)
+async def test_a_float_increment_overflow_never_turns_the_counter_into_null(
+    client: httpx.AsyncClient,
+) -> None:
+    """An increment that would make a counter infinite does not store null in its place."""
+    await push(client, mutation("m1", op="increment", data={"n": 1e308}))
+    response = await client.post(
+        PUSH, json={"mutations": [mutation("m2", op="increment", data={"n": 1e308})]}
+    )
+    assert response.status_code < 500
+    assert await document(client, "a") == {"n": 1e308}
+
+
 # -- pull ---------------------------------------------------------------------------------------
 
 
