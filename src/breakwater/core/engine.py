@@ -7,6 +7,7 @@ store all compute the same document from the same changes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -18,6 +19,7 @@ from breakwater.core.errors import (
     NotFound,
     PayloadTooLarge,
     PreconditionFailed,
+    ValidationError,
 )
 from breakwater.core.hlc import HybridClock
 from breakwater.core.limits import Limits
@@ -66,6 +68,7 @@ class Conflict:
 
 
 ResultStatus = Literal["applied", "duplicate", "rejected"]
+MIN_INT64, MAX_UINT64 = -(2**63), 2**64 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +167,8 @@ class Engine:
         )
         data_json = None
         if visible is not None:
+            if mutation.op == "increment":
+                _check_counters(visible, mutation.data or {})
             config.validate(visible)
             data_json = codec.dumps(visible)
             if len(data_json) > self.limits.max_document_bytes:
@@ -199,6 +204,16 @@ class Engine:
             created=current is None or current.deleted,
             conflict_fields=lost,
         )
+
+
+def _check_counters(visible: dict[str, Any], increments: dict[str, Any]) -> None:
+    """Refuse an increment whose total leaves what every replica can store exactly."""
+    for name in increments:
+        total = visible.get(name)
+        if isinstance(total, float) and not math.isfinite(total):
+            raise ValidationError(f"increment of {name!r} would make it infinite", field="data")
+        if isinstance(total, int) and not MIN_INT64 <= total <= MAX_UINT64:
+            raise ValidationError(f"increment of {name!r} would pass 64 bits", field="data")
 
 
 def _document_level_update(

@@ -41,11 +41,27 @@ class Mutation:
     must_exist: bool = False
 
 
+def _shown(value: Any) -> str:
+    """``value`` for an error message: short strings and scalars as is, arrays and objects by kind.
+
+    Never ``repr`` an untrusted JSON value whole: a list nested a thousand deep makes ``repr``
+    hit the recursion limit, and a megabyte string would be echoed back in the problem.
+    """
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 80 else f"{value[:80]!r}..."
+    if isinstance(value, list):
+        return "[...]"
+    if isinstance(value, dict):
+        return "{...}"
+    return repr(value)
+
+
 def check_collection(name: Any) -> str:
     """Return ``name`` if it is a valid collection name."""
     if not isinstance(name, str) or not COLLECTION_PATTERN.fullmatch(name):
         raise ValidationError(
-            f"collection {name!r} must match {COLLECTION_PATTERN.pattern}", field="collection"
+            f"collection {_shown(name)} must match {COLLECTION_PATTERN.pattern}",
+            field="collection",
         )
     return name
 
@@ -53,14 +69,16 @@ def check_collection(name: Any) -> str:
 def check_doc_id(doc_id: Any) -> str:
     """Return ``doc_id`` if it is a valid document id."""
     if not isinstance(doc_id, str) or not ID_PATTERN.fullmatch(doc_id):
-        raise ValidationError(f"id {doc_id!r} must match {ID_PATTERN.pattern}", field="id")
+        raise ValidationError(f"id {_shown(doc_id)} must match {ID_PATTERN.pattern}", field="id")
     return doc_id
 
 
 def check_version(value: Any) -> str:
     """Return a mutation's ``if_match``: a document version or ``*``; refuse anything else."""
     if not isinstance(value, str) or not (value == "*" or VERSION_PATTERN.fullmatch(value)):
-        raise ValidationError(f"if_match {value!r} is not a document version", field="if_match")
+        raise ValidationError(
+            f"if_match {_shown(value)} is not a document version", field="if_match"
+        )
     return value
 
 
@@ -83,14 +101,21 @@ def check_document(data: Any, limits: Limits) -> dict[str, Any]:
         raise ValidationError("a document must be a JSON object", field="data")
     for name in data:
         if not FIELD_PATTERN.fullmatch(name):
-            raise ValidationError(f"field name {name!r} is empty, too long or has control chars")
-    size = len(codec.dumps(data))
+            raise ValidationError(
+                f"field name {_shown(name)} is empty, too long or has control chars"
+            )
+    # Depth first: the codec refuses to encode very deep values, so measuring the size of an
+    # over-deep document would fail with an encoder error instead of this 400.
+    check_depth(data, limits.max_depth)
+    try:
+        size = len(codec.dumps(data))
+    except TypeError as exc:  # the codec's encode error; reachable only if max_depth is huge
+        raise ValidationError("document is nested too deeply to encode", field="data") from exc
     if size > limits.max_document_bytes:
         raise PayloadTooLarge(
             f"document is {size} bytes; the limit is {limits.max_document_bytes}",
             limit=limits.max_document_bytes,
         )
-    check_depth(data, limits.max_depth)
     return data
 
 
@@ -99,7 +124,7 @@ def _check_increment(data: dict[str, Any]) -> None:
         raise ValidationError("increment needs at least one field", field="data")
     for name, amount in data.items():
         if isinstance(amount, bool) or not isinstance(amount, int | float):
-            raise ValidationError(f"increment of {name!r} must be a number", field="data")
+            raise ValidationError(f"increment of {_shown(name)} must be a number", field="data")
 
 
 def parse_mutation(raw: Any, limits: Limits) -> Mutation:
@@ -116,7 +141,7 @@ def parse_mutation(raw: Any, limits: Limits) -> Mutation:
         )
     op = raw.get("op")
     if op not in OPS:
-        raise ValidationError(f"op {op!r} is not one of {list(OPS)}", field="op")
+        raise ValidationError(f"op {_shown(op)} is not one of {list(OPS)}", field="op")
     data = raw.get("data")
     if op == "delete":
         if data is not None:

@@ -20,6 +20,7 @@ from breakwater.core.errors import ValidationError
 OPERATORS = {"eq": "=", "ne": "!=", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
 FIELD_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 Scalar = str | int | float | bool | None
+MAX_INT64 = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +41,7 @@ class Query:
     order: str | None = None
     descending: bool = False
     limit: int = 100
-    after: tuple[Any, str] | None = None
+    after: tuple[Scalar, str] | None = None
 
 
 def _field(name: str) -> str:
@@ -56,7 +57,19 @@ def _scalar(text: str) -> Scalar:
         return text
     if isinstance(value, dict | list):
         raise ValidationError("filter values must be strings, numbers, booleans or null")
-    return value  # type: ignore[no-any-return]
+    return _comparable(value)
+
+
+def _comparable(value: Scalar) -> Scalar:
+    """``value`` as stores compare it: an integer past the signed 64-bit range is a float.
+
+    The JSON codec reads integers up to 2**64 - 1, but SQLite (and PostgreSQL ``bigint``) hold
+    only signed 64-bit ones: a document's larger integer is stored and compared as a float, and
+    binding the int itself would fail inside the store.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value > MAX_INT64:
+        return float(value)
+    return value
 
 
 def parse_filter(text: str) -> Filter:
@@ -74,12 +87,20 @@ def parse_filter(text: str) -> Filter:
 
 
 def encode_page_token(value: Any, doc_id: str) -> str:
-    """The opaque ``after`` token that continues a page after ``(value, doc_id)``."""
+    """The opaque ``after`` token that continues a page after ``(value, doc_id)``.
+
+    ``value`` is the order field of the page's last document and may be any JSON value. An array
+    or object is carried as its compact JSON text, which is what a store compares it as (SQLite's
+    ``json_extract`` yields that text), so that the token stays a scalar :func:`decode_page_token`
+    accepts.
+    """
+    if isinstance(value, dict | list):
+        value = codec.dumps(value).decode()
     raw = codec.dumps([value, doc_id])
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
-def decode_page_token(token: str) -> tuple[Any, str]:
+def decode_page_token(token: str) -> tuple[Scalar, str]:
     """Inverse of :func:`encode_page_token`; a corrupt token is a :class:`ValidationError`."""
     try:
         raw = codec.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
@@ -87,7 +108,9 @@ def decode_page_token(token: str) -> tuple[Any, str]:
         raise ValidationError("after is not a page token", field="after") from exc
     if not (isinstance(raw, list) and len(raw) == 2 and isinstance(raw[1], str)):
         raise ValidationError("after is not a page token", field="after")
-    return raw[0], raw[1]
+    if isinstance(raw[0], dict | list):
+        raise ValidationError("after is not a page token", field="after")
+    return _comparable(raw[0]), raw[1]
 
 
 def parse_query(

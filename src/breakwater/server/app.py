@@ -82,6 +82,8 @@ def create_app(
         version=breakwater.__version__,
         description="Offline-first document sync for mobile apps. See docs/protocol.md.",
         lifespan=lifespan,
+        # A trailing slash is a wrong path, not a redirect: a 307 is no problem+json (I7).
+        redirect_slashes=False,
     )
     app.state.node = node
     problems.install(app)

@@ -14,7 +14,8 @@ async def read_json(request: Request, max_bytes: int) -> Any:
     """The parsed JSON body; 413 past ``max_bytes`` (checked on the header and while reading)."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        # str.isdigit() accepts digits int() refuses ("²"): only ASCII digits are a length.
+        if not (declared.isascii() and declared.isdigit()):
             raise ValidationError("Content-Length is not a number")
         if int(declared) > max_bytes:
             raise PayloadTooLarge(

@@ -7,7 +7,8 @@ import re
 from breakwater.core.errors import ValidationError
 from breakwater.core.mutation import VERSION_PATTERN
 
-_TAG = re.compile(r'\s*(W/)?"([^"]*)"\s*')
+# A quoted entity tag; the bare version is accepted too (curl users paste it unquoted).
+_TAG = re.compile(r'\s*(W/)?(?:"([^"]*)"|([0-9a-f]+))\s*')
 
 
 def _tags(header: str, name: str) -> list[tuple[bool, str]]:
@@ -15,9 +16,12 @@ def _tags(header: str, name: str) -> list[tuple[bool, str]]:
     tags = []
     for part in header.split(","):
         match = _TAG.fullmatch(part)
-        if match is None or not VERSION_PATTERN.fullmatch(match[2]):
-            raise ValidationError(f"{name} {header!r} is not a list of entity tags", field=name)
-        tags.append((match[1] is not None, match[2]))
+        version = None if match is None else match[2] or match[3]
+        if match is None or version is None or not VERSION_PATTERN.fullmatch(version):
+            raise ValidationError(
+                f"{name} {header[:100]!r} is not a list of entity tags", field=name
+            )
+        tags.append((match[1] is not None, version))
     return tags
 
 

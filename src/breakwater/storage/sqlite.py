@@ -341,13 +341,9 @@ def _head(conn: sqlite3.Connection) -> VersionVector:
     return dict(conn.execute("SELECT origin, seq FROM origins").fetchall())
 
 
-def _bind(value: Any) -> Scalar:
-    """``value`` as json_extract yields it: 1/0 for booleans, compact JSON text for containers."""
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, dict | list):
-        return codec.dumps(value).decode()
-    return value  # type: ignore[no-any-return]
+def _bind(value: Scalar) -> Scalar:
+    """``value`` as json_extract yields it: 1/0 for booleans."""
+    return int(value) if isinstance(value, bool) else value
 
 
 def _index_for(query: Query, indexes: Sequence[str]) -> str | None:
