@@ -264,13 +264,13 @@ BAD_INPUTS: list[Bad] = [
     Bad("put bad if-match", "PUT", f"{DOCS}/t1", 400, V, json={}, headers={"If-Match": "nope"}),
     Bad("put empty if-match", "PUT", f"{DOCS}/t1", 400, V, json={}, headers={"If-Match": ""}),
     Bad(
-        "put if-match list",
+        "put if-match unterminated quote",
         "PUT",
         f"{DOCS}/t1",
         400,
         V,
         json={},
-        headers={"If-Match": '"aaaaaaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbbbbbb"'},
+        headers={"If-Match": '"abc'},
     ),
     Bad("delete bad if-match", "DELETE", f"{DOCS}/t1", 400, V, headers={"If-Match": "W/x"}),
     Bad(
