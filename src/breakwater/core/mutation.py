@@ -58,7 +58,7 @@ def _shown(value: Any) -> str:
 
 def check_collection(name: Any) -> str:
     """Return ``name`` if it is a valid collection name."""
-    if not isinstance(name, str) or not COLLECTION_PATTERN.match(name):
+    if not isinstance(name, str) or not COLLECTION_PATTERN.fullmatch(name):
         raise ValidationError(
             f"collection {_shown(name)} must match {COLLECTION_PATTERN.pattern}",
             field="collection",
@@ -68,7 +68,7 @@ def check_collection(name: Any) -> str:
 
 def check_doc_id(doc_id: Any) -> str:
     """Return ``doc_id`` if it is a valid document id."""
-    if not isinstance(doc_id, str) or not ID_PATTERN.match(doc_id):
+    if not isinstance(doc_id, str) or not ID_PATTERN.fullmatch(doc_id):
         raise ValidationError(f"id {_shown(doc_id)} must match {ID_PATTERN.pattern}", field="id")
     return doc_id
 
@@ -83,7 +83,7 @@ def check_version(value: Any, what: str = "If-Match") -> str:
     text = text.removeprefix("W/")
     if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
         text = text[1:-1]
-    if not VERSION_PATTERN.match(text):
+    if not VERSION_PATTERN.fullmatch(text):
         raise ValidationError(f"{what} {_shown(value)} is not a document version", field="if_match")
     return text
 
@@ -106,7 +106,7 @@ def check_document(data: Any, limits: Limits) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValidationError("a document must be a JSON object", field="data")
     for name in data:
-        if not FIELD_PATTERN.match(name):
+        if not FIELD_PATTERN.fullmatch(name):
             raise ValidationError(
                 f"field name {_shown(name)} is empty, too long or has control chars"
             )
@@ -141,7 +141,7 @@ def parse_mutation(raw: Any, limits: Limits) -> Mutation:
     if unknown:
         raise ValidationError(f"unknown mutation fields: {sorted(unknown)}")
     mutation_id = raw.get("mutation_id")
-    if not isinstance(mutation_id, str) or not MUTATION_ID_PATTERN.match(mutation_id):
+    if not isinstance(mutation_id, str) or not MUTATION_ID_PATTERN.fullmatch(mutation_id):
         raise ValidationError(
             f"mutation_id must match {MUTATION_ID_PATTERN.pattern}", field="mutation_id"
         )

@@ -45,7 +45,7 @@ class Query:
 
 
 def _field(name: str) -> str:
-    if not FIELD_PATTERN.match(name):
+    if not FIELD_PATTERN.fullmatch(name):
         raise ValidationError(f"{name!r} is not a queryable field name", field="where")
     return name
 

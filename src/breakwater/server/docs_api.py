@@ -32,7 +32,7 @@ def _mutation_id(request: Request) -> str:
     key = request.headers.get("idempotency-key")
     if key is None:
         return uuid.uuid4().hex
-    if not MUTATION_ID_PATTERN.match(key):
+    if not MUTATION_ID_PATTERN.fullmatch(key):
         raise ValidationError(f"Idempotency-Key must match {MUTATION_ID_PATTERN.pattern}")
     return key
 

@@ -63,6 +63,6 @@ class ObserveRequests:
 def _request_id(scope: Scope) -> str:
     """The caller's ``X-Request-ID`` when it is a safe token, else a new one."""
     for name, value in scope.get("headers", []):
-        if name == b"x-request-id" and _REQUEST_ID.match(value):
+        if name == b"x-request-id" and _REQUEST_ID.fullmatch(value):
             return str(value.decode())
     return uuid.uuid4().hex

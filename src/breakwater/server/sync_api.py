@@ -32,7 +32,7 @@ def _parse_push(body: Any, node: Node) -> list[Mutation]:
         raise ValidationError(f"unknown push fields: {sorted(unknown)}")
     client_id = body.get("client_id")
     if client_id is not None and (
-        not isinstance(client_id, str) or not CLIENT_ID_PATTERN.match(client_id)
+        not isinstance(client_id, str) or not CLIENT_ID_PATTERN.fullmatch(client_id)
     ):
         raise ValidationError(f"client_id must match {CLIENT_ID_PATTERN.pattern}")
     raw = body.get("mutations")
