@@ -730,3 +730,24 @@ async def test_the_requests_the_table_varies_are_valid(make_client: MakeClient) 
     query = {"where": "title:eq:one", "order": "-title", "after": b64(b'["z","a"]')}
     assert (await client.get(DOCS, params=query)).status_code == 200
     assert (await client.delete(f"{DOCS}/t1")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("params", "field_name"),
+    [
+        ({"order": "a-b"}, "order"),
+        ({"where": "a-b:eq:1"}, "where"),
+        ({"after": "!!!"}, "after"),
+        ({"limit": 0}, "limit"),
+        ({"wait": -1}, "wait"),
+        ({"cursor": "garbage"}, "cursor"),
+    ],
+)
+async def test_a_bad_parameter_is_named_in_the_problem(
+    client: httpx.AsyncClient, params: dict[str, Any], field_name: str
+) -> None:
+    """The problem's field names the query parameter that is wrong."""
+    path = PULL if {"wait", "cursor"} & set(params) else DOCS
+    response = await client.get(path, params=params)
+    assert response.status_code == 400
+    assert response.json()["field"] == field_name
