@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -280,6 +281,21 @@ async def test_write_with_stale_if_match_is_412_and_changes_nothing(
     assert response.json()["current_version"] == current["version"]
     assert (await client.get(f"{DOCS}/a")).json() == current
     assert await feed(client) == before
+
+
+async def test_concurrent_writes_with_one_if_match_let_exactly_one_through(
+    client: httpx.AsyncClient,
+) -> None:
+    """Of several concurrent PUTs naming the same version in If-Match, one wins, the rest 412."""
+    etag = (await client.put(f"{DOCS}/a", json={"t": 0})).headers["etag"]
+    responses = await asyncio.gather(
+        *(client.put(f"{DOCS}/a", json={"t": i}, headers={"If-Match": etag}) for i in range(1, 9))
+    )
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200] + [412] * 7
+    [winner] = [r for r in responses if r.status_code == 200]
+    assert (await client.get(f"{DOCS}/a")).json() == winner.json()
+    assert len(await feed(client)) == 2
 
 
 async def test_if_match_star_on_a_missing_document_is_412(client: httpx.AsyncClient) -> None:
