@@ -586,8 +586,13 @@ async def send(client: httpx.AsyncClient, bad: Bad) -> httpx.Response:
         content = _chunks(bad.stream)
     elif bad.json is not None:
         content = codec.dumps(bad.json() if callable(bad.json) else bad.json)
+    # Raw header bytes, so that a value may hold what no well-behaved client would send.
+    headers = [
+        (name.encode(), value if isinstance(value, bytes) else value.encode())
+        for name, value in bad.headers.items()
+    ]
     return await client.request(
-        bad.method, bad.path, content=content, params=bad.params, headers=bad.headers
+        bad.method, bad.path, content=content, params=bad.params, headers=headers
     )
 
 
