@@ -24,14 +24,16 @@ MakeClient = Callable[..., Any]
 
 MAX_BODY = 4096
 MAX_DOCUMENT = 512
+MAX_QUERY = 200
+MAX_PULL = 200
 LIMITS_TOML = f"""
 [limits]
 max_body_bytes = {MAX_BODY}
 max_document_bytes = {MAX_DOCUMENT}
 max_mutations_per_push = 5
 max_depth = 6
-max_query_limit = 50
-max_pull_limit = 50
+max_query_limit = {MAX_QUERY}
+max_pull_limit = {MAX_PULL}
 max_wait_seconds = 10
 
 [collections.strict]
@@ -117,10 +119,15 @@ class Bad:
     params: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, str | bytes] = field(default_factory=dict)
     keys: Sequence[str] = ()
+    says: str = ""  # a piece of the detail, to show the request failed for the intended reason
+
+    def param(self) -> Any:
+        """This case as a pytest parameter named after it."""
+        return pytest.param(self, id=self.name)
 
 
-def _get(name: str, path: str, status: int, type_: str, **params: Any) -> Bad:
-    return Bad(name, "GET", path, status, type_, params=params)
+def _get(name: str, path: str, status: int, type_: str, *, says: str, **params: Any) -> Bad:
+    return Bad(name, "GET", path, status, type_, params=params, says=says)
 
 
 def _push(name: str, body: Any, status: int = 400, type_: str = V) -> Bad:
@@ -259,18 +266,28 @@ BAD_INPUTS: list[Bad] = [
     Bad("put unicode id", "PUT", f"{DOCS}/%C3%A9", 400, V, json={}),
     Bad("put id with a space", "PUT", f"{DOCS}/a%20b", 400, V, json={}),
     Bad("put id starting with a dash", "PUT", f"{DOCS}/-x", 400, V, json={}),
+    Bad("put id with a trailing newline", "PUT", f"{DOCS}/t1%0A", 400, V, json={}),
+    Bad(
+        "put collection with a trailing newline",
+        "PUT",
+        "/v1/collections/todos%0A/docs/x",
+        400,
+        V,
+        json={},
+    ),
+    _put("put field name with a trailing newline", {"title\n": "x"}),
     Bad("get id of 300 chars", "GET", f"{DOCS}/{'i' * 300}", 400, V),
     Bad("delete unicode id", "DELETE", f"{DOCS}/%E2%98%83", 400, V),
     Bad("put bad if-match", "PUT", f"{DOCS}/t1", 400, V, json={}, headers={"If-Match": "nope"}),
     Bad("put empty if-match", "PUT", f"{DOCS}/t1", 400, V, json={}, headers={"If-Match": ""}),
     Bad(
-        "put if-match list with a bad member",
+        "put if-match unterminated quote",
         "PUT",
         f"{DOCS}/t1",
         400,
         V,
         json={},
-        headers={"If-Match": '"aaaaaaaaaaaaaaaaaaaa", nope'},
+        headers={"If-Match": '"abc'},
     ),
     Bad("delete bad if-match", "DELETE", f"{DOCS}/t1", 400, V, headers={"If-Match": "W/x"}),
     Bad(
@@ -374,6 +391,19 @@ BAD_INPUTS: list[Bad] = [
     _push("push id ../x", pushing(mut(id="../x"))),
     _push("push id of 300 chars", pushing(mut(id="i" * 300))),
     _push("push unicode id", pushing(mut(id="idé"))),
+    _push("push id with a trailing newline", pushing(mut(id="t1\n"))),
+    _push("push collection with a trailing newline", pushing(mut(collection="todos\n"))),
+    _push("push mutation_id with a trailing newline", pushing(mut(mutation_id="m1\n"))),
+    _push("push client_id with a trailing newline", {**pushing(mut()), "client_id": "phone\n"}),
+    Bad(
+        "push hlc with a trailing newline",
+        "POST",
+        PUSH,
+        400,
+        V,
+        json=lambda: pushing(mut(hlc=future_stamp(0) + "\n")),
+        says="hlc",
+    ),
     _push("push op missing", pushing(mut(op=...))),
     _push("push unknown op", pushing(mut(op="upsert"))),
     _push("push op a number", pushing(mut(op=1))),
@@ -411,70 +441,116 @@ BAD_INPUTS: list[Bad] = [
         json=lambda: pushing(mut(), mut(mutation_id="b", hlc=future_stamp(120_000))),
     ),
     # -- pull ---------------------------------------------------------------------------------
-    _get("pull garbage cursor", PULL, 400, V, cursor="garbage"),
-    _get("pull cursor with a wrong prefix", PULL, 400, V, cursor="c2." + b64(b'{"local":1}')),
-    _get("pull cursor corrupt base64", PULL, 400, V, cursor="c1.!!!!"),
-    _get("pull cursor not json", PULL, 400, V, cursor=cursor_of(b"\xff\xfe")),
-    _get("pull cursor not an object", PULL, 400, V, cursor=cursor_of(b"[1]")),
-    _get("pull cursor negative seq", PULL, 400, V, cursor=cursor_of(b'{"local":-1}')),
-    _get("pull cursor float seq", PULL, 400, V, cursor=cursor_of(b'{"local":1.5}')),
-    _get("pull cursor bool seq", PULL, 400, V, cursor=cursor_of(b'{"local":true}')),
+    _get("pull garbage cursor", PULL, 400, V, cursor="garbage", says="cursor"),
+    _get(
+        "pull cursor with a wrong prefix",
+        PULL,
+        400,
+        V,
+        cursor="c2." + b64(b'{"local":1}'),
+        says="cursor",
+    ),
+    _get("pull cursor corrupt base64", PULL, 400, V, cursor="c1.!!!!", says="cursor"),
+    _get("pull cursor not json", PULL, 400, V, cursor=cursor_of(b"\xff\xfe"), says="cursor"),
+    _get("pull cursor not an object", PULL, 400, V, cursor=cursor_of(b"[1]"), says="cursor"),
+    _get(
+        "pull cursor negative seq", PULL, 400, V, cursor=cursor_of(b'{"local":-1}'), says="cursor"
+    ),
+    _get("pull cursor float seq", PULL, 400, V, cursor=cursor_of(b'{"local":1.5}'), says="cursor"),
+    _get("pull cursor bool seq", PULL, 400, V, cursor=cursor_of(b'{"local":true}'), says="cursor"),
     _get(
         "pull cursor seq past 2**63",
         PULL,
         400,
         V,
         cursor=cursor_of(b'{"local":9223372036854775808}'),
+        says="cursor",
     ),
-    _get("pull cursor bad origin", PULL, 400, V, cursor=cursor_of(b'{"bad origin":1}')),
-    _get("pull cursor too long", PULL, 400, V, cursor="c1." + "A" * 17000),
-    _get("pull unicode cursor", PULL, 400, V, cursor="c1.\u00e9"),
-    _get("pull limit 0", PULL, 400, V, limit=0),
-    _get("pull limit too big", PULL, 400, V, limit=51),
-    _get("pull limit negative", PULL, 400, V, limit=-5),
-    _get("pull limit not a number", PULL, 400, V, limit="ten"),
-    _get("pull limit a float", PULL, 400, V, limit="1.5"),
-    _get("pull wait negative", PULL, 400, V, wait=-1),
-    _get("pull wait too big", PULL, 400, V, wait=11),
-    _get("pull wait not a number", PULL, 400, V, wait="soon"),
-    _get("pull wait nan", PULL, 400, V, wait="nan"),
-    _get("pull wait inf", PULL, 400, V, wait="inf"),
-    _get("pull bad collection", PULL, 400, V, collections="todos,bad-name"),
     _get(
-        "pull too many collections", PULL, 400, V, collections=",".join(f"c{i}" for i in range(65))
+        "pull cursor bad origin", PULL, 400, V, cursor=cursor_of(b'{"bad origin":1}'), says="cursor"
     ),
-    _get("pull include_state not a bool", PULL, 400, V, include_state="maybe"),
+    Bad(
+        "pull cursor origin with a trailing newline",
+        "GET",
+        PULL,
+        400,
+        V,
+        params={"cursor": cursor_of(b'{"local\\n":1}')},
+        says="cursor",
+    ),
+    _get("pull cursor too long", PULL, 400, V, cursor="c1." + "A" * 17000, says="cursor"),
+    _get("pull unicode cursor", PULL, 400, V, cursor="c1.\u00e9", says="cursor"),
+    _get("pull limit 0", PULL, 400, V, limit=0, says="limit"),
+    _get("pull limit too big", PULL, 400, V, limit=MAX_PULL + 1, says="limit"),
+    _get("pull limit negative", PULL, 400, V, limit=-5, says="limit"),
+    _get("pull limit not a number", PULL, 400, V, limit="ten", says="limit"),
+    _get("pull limit a float", PULL, 400, V, limit="1.5", says="limit"),
+    _get("pull wait negative", PULL, 400, V, wait=-1, says="wait"),
+    _get("pull wait too big", PULL, 400, V, wait=11, says="wait"),
+    _get("pull wait not a number", PULL, 400, V, wait="soon", says="wait"),
+    _get("pull wait nan", PULL, 400, V, wait="nan", says="wait"),
+    _get("pull wait inf", PULL, 400, V, wait="inf", says="wait"),
+    _get("pull bad collection", PULL, 400, V, collections="todos,bad-name", says="collection"),
+    _get(
+        "pull too many collections",
+        PULL,
+        400,
+        V,
+        collections=",".join(f"c{i}" for i in range(65)),
+        says="collections per pull",
+    ),
+    _get(
+        "pull include_state not a bool", PULL, 400, V, include_state="maybe", says="include_state"
+    ),
     # -- queries ------------------------------------------------------------------------------
-    _get("query where without operator", DOCS, 400, V, where="title"),
-    _get("query where without value", DOCS, 400, V, where="title:eq"),
-    _get("query unknown operator", DOCS, 400, V, where="title:like:a%"),
-    _get("query object as value", DOCS, 400, V, where='title:eq:{"a":1}'),
-    _get("query array as value", DOCS, 400, V, where="title:eq:[1]"),
-    _get("query nested field", DOCS, 400, V, where="a.b:eq:1"),
-    _get("query field with a digit first", DOCS, 400, V, where="1a:eq:1"),
-    _get("query empty field", DOCS, 400, V, where=":eq:1"),
-    _get("query null with lt", DOCS, 400, V, where="n:lt:null"),
-    _get("query too many filters", DOCS, 400, V, where=[f"f{i}:eq:1" for i in range(17)]),
-    _get("query bad order field", DOCS, 400, V, order="a-b"),
-    _get("query empty order", DOCS, 400, V, order=""),
-    _get("query order of a dash", DOCS, 400, V, order="-"),
-    _get("query order double dash", DOCS, 400, V, order="--n"),
-    _get("query limit 0", DOCS, 400, V, limit=0),
-    _get("query limit too big", DOCS, 400, V, limit=51),
-    _get("query limit not a number", DOCS, 400, V, limit="all"),
-    _get("query garbage after", DOCS, 400, V, after="!!!"),
-    _get("query after not json", DOCS, 400, V, after=b64(b"\xff")),
-    _get("query after an object", DOCS, 400, V, after=b64(b'{"a":1}')),
-    _get("query after without id", DOCS, 400, V, after=b64(b"[1]")),
-    _get("query after with a numeric id", DOCS, 400, V, after=b64(b"[1,2]")),
-    _get("query after with a list value", DOCS, 400, V, after=b64(b'[[1],"a"]')),
-    _get("query unicode after", DOCS, 400, V, after="\u00e9\u00e9"),
-    _get("query bad collection", "/v1/collections/no-such/docs", 400, V),
+    _get("query where without operator", DOCS, 400, V, where="title", says="FIELD:OP:VALUE"),
+    _get("query where without value", DOCS, 400, V, where="title:eq", says="FIELD:OP:VALUE"),
+    _get("query unknown operator", DOCS, 400, V, where="title:like:a%", says="operator"),
+    _get("query object as value", DOCS, 400, V, where='title:eq:{"a":1}', says="filter values"),
+    _get("query array as value", DOCS, 400, V, where="title:eq:[1]", says="filter values"),
+    _get("query nested field", DOCS, 400, V, where="a.b:eq:1", says="queryable field"),
+    _get(
+        "query field with a trailing newline",
+        DOCS,
+        400,
+        V,
+        where="title\n:eq:one",
+        says="queryable field",
+    ),
+    _get(
+        "query order with a trailing newline", DOCS, 400, V, order="title\n", says="queryable field"
+    ),
+    _get("query field with a digit first", DOCS, 400, V, where="1a:eq:1", says="queryable field"),
+    _get("query empty field", DOCS, 400, V, where=":eq:1", says="queryable field"),
+    _get("query null with lt", DOCS, 400, V, where="n:lt:null", says="null can only"),
+    _get(
+        "query too many filters",
+        DOCS,
+        400,
+        V,
+        where=[f"f{i}:eq:1" for i in range(17)],
+        says="at most 16",
+    ),
+    _get("query bad order field", DOCS, 400, V, order="a-b", says="queryable field"),
+    _get("query empty order", DOCS, 400, V, order="", says="queryable field"),
+    _get("query order of a dash", DOCS, 400, V, order="-", says="queryable field"),
+    _get("query order double dash", DOCS, 400, V, order="--n", says="queryable field"),
+    _get("query limit 0", DOCS, 400, V, limit=0, says="limit"),
+    _get("query limit too big", DOCS, 400, V, limit=MAX_QUERY + 1, says="limit"),
+    _get("query limit not a number", DOCS, 400, V, limit="all", says="limit"),
+    _get("query garbage after", DOCS, 400, V, after="!!!", says="page token"),
+    _get("query after not json", DOCS, 400, V, after=b64(b"\xff"), says="page token"),
+    _get("query after an object", DOCS, 400, V, after=b64(b'{"a":1}'), says="page token"),
+    _get("query after without id", DOCS, 400, V, after=b64(b"[1]"), says="page token"),
+    _get("query after with a numeric id", DOCS, 400, V, after=b64(b"[1,2]"), says="page token"),
+    _get("query after with a list value", DOCS, 400, V, after=b64(b'[[1],"a"]'), says="page token"),
+    _get("query unicode after", DOCS, 400, V, after="\u00e9\u00e9", says="page token"),
+    _get("query bad collection", "/v1/collections/no-such/docs", 400, V, says="collection"),
     # -- routes -------------------------------------------------------------------------------
-    _get("unknown route", "/v1/nothing", 404, "not_found"),
-    _get("unknown version prefix", "/v2/sync/pull", 404, "not_found"),
-    _get("collection without docs", "/v1/collections/todos", 404, "not_found"),
-    _get("query with a trailing slash", f"{DOCS}/", 404, "not_found"),
+    _get("unknown route", "/v1/nothing", 404, "not_found", says="Not Found"),
+    _get("unknown version prefix", "/v2/sync/pull", 404, "not_found", says="Not Found"),
+    _get("collection without docs", "/v1/collections/todos", 404, "not_found", says="Not Found"),
+    _get("query with a trailing slash", f"{DOCS}/", 404, "not_found", says="Not Found"),
     Bad("post to a document", "POST", f"{DOCS}/t1", 405, "method_not_allowed", json={}),
     Bad("get the push endpoint", "GET", PUSH, 405, "method_not_allowed"),
     Bad("put the pull endpoint", "PUT", PULL, 405, "method_not_allowed", json={}),
@@ -496,8 +572,13 @@ async def send(client: httpx.AsyncClient, bad: Bad) -> httpx.Response:
         content = _chunks(bad.stream)
     elif bad.json is not None:
         content = codec.dumps(bad.json() if callable(bad.json) else bad.json)
+    # Raw header bytes, so that a value may hold what no well-behaved client would send.
+    headers = [
+        (name.encode(), value if isinstance(value, bytes) else value.encode())
+        for name, value in bad.headers.items()
+    ]
     return await client.request(
-        bad.method, bad.path, content=content, params=bad.params, headers=bad.headers
+        bad.method, bad.path, content=content, params=bad.params, headers=headers
     )
 
 
@@ -522,7 +603,7 @@ async def snapshot(client: httpx.AsyncClient) -> dict[str, Any]:
     cursor = ""
     for _ in range(1000):
         response = await client.get(
-            PULL, params={"cursor": cursor, "limit": 50, "include_state": "true"}
+            PULL, params={"cursor": cursor, "limit": MAX_PULL, "include_state": "true"}
         )
         assert response.status_code == 200
         page = response.json()
@@ -540,7 +621,7 @@ def test_the_table_is_large_and_names_are_unique() -> None:
     assert len(names) == len(set(names))
 
 
-@pytest.mark.parametrize("bad", BAD_INPUTS, ids=[bad.name for bad in BAD_INPUTS])
+@pytest.mark.parametrize("bad", [bad.param() for bad in BAD_INPUTS])
 async def test_bad_input_gets_a_problem_and_changes_nothing(
     make_client: MakeClient, bad: Bad
 ) -> None:
@@ -564,6 +645,7 @@ async def test_bad_input_gets_a_problem_and_changes_nothing(
     assert problem["detail"]
     for key in bad.keys:
         assert key in problem, f"problem lacks {key!r}: {problem}"
+    assert bad.says in problem["detail"]
     assert await snapshot(client) == before
 
 
@@ -621,5 +703,42 @@ async def test_limits_take_effect_only_above_their_value(make_client: MakeClient
     near = {"pad": "x" * (MAX_DOCUMENT - 20)}
     assert len(codec.dumps(near)) <= MAX_DOCUMENT
     assert (await client.put(f"{DOCS}/near", json=near)).status_code == 201
-    assert (await client.get(DOCS, params={"limit": 50})).status_code == 200
-    assert (await client.get(PULL, params={"limit": 50, "wait": 0})).status_code == 200
+    assert (await client.get(DOCS, params={"limit": MAX_QUERY})).status_code == 200
+    assert (await client.get(PULL, params={"limit": MAX_PULL, "wait": 0})).status_code == 200
+
+
+async def test_the_requests_the_table_varies_are_valid(make_client: MakeClient) -> None:
+    """Without their one fault the table's requests succeed, so each case fails for its fault."""
+    client: httpx.AsyncClient = await make_client(LIMITS_TOML)
+    await seed(client)
+    assert (await client.put(f"{DOCS}/t1", json={"title": "x"})).status_code == 200
+    assert (await client.patch(f"{DOCS}/t1", json={"more": "y"})).status_code == 200
+    assert (await client.put(f"{STRICT}/s1", json={"title": "fine"})).status_code == 200
+    assert (await client.post(PUSH, json=pushing(mut()))).status_code == 200
+    assert (await client.get(PULL)).status_code == 200
+    assert (await client.get(PULL, params={"cursor": cursor_of(b'{"local":1}')})).status_code == 200
+    assert (await client.get(DOCS)).status_code == 200
+    query = {"where": "title:eq:one", "order": "-title", "after": b64(b'["z","a"]')}
+    assert (await client.get(DOCS, params=query)).status_code == 200
+    assert (await client.delete(f"{DOCS}/t1")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("params", "field_name"),
+    [
+        ({"order": "a-b"}, "order"),
+        ({"where": "a-b:eq:1"}, "where"),
+        ({"after": "!!!"}, "after"),
+        ({"limit": 0}, "limit"),
+        ({"wait": -1}, "wait"),
+        ({"cursor": "garbage"}, "cursor"),
+    ],
+)
+async def test_a_bad_parameter_is_named_in_the_problem(
+    client: httpx.AsyncClient, params: dict[str, Any], field_name: str
+) -> None:
+    """The problem's field names the query parameter that is wrong."""
+    path = PULL if {"wait", "cursor"} & set(params) else DOCS
+    response = await client.get(path, params=params)
+    assert response.status_code == 400
+    assert response.json()["field"] == field_name

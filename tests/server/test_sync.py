@@ -132,6 +132,17 @@ async def test_a_mutation_twice_in_one_push_applies_once(client: httpx.AsyncClie
     assert len((await pull(client))["changes"]) == 1
 
 
+async def test_concurrent_pushes_of_one_mutation_apply_it_once(
+    client: httpx.AsyncClient,
+) -> None:
+    """The same mutation pushed by several requests at once is applied once, the rest duplicates."""
+    pushes = [push(client, mutation("inc", op="increment", data={"n": 1})) for _ in range(8)]
+    results = [result for [result] in await asyncio.gather(*pushes)]
+    assert sorted(r["status"] for r in results) == ["applied"] + ["duplicate"] * 7
+    assert {(r["origin"], r["seq"]) for r in results} == {("local", 1)}
+    assert await document(client, "a") == {"n": 1}
+
+
 async def test_increments_sum(client: httpx.AsyncClient) -> None:
     """Increments add up across pushes, on top of the value a set wrote."""
     await push(client, mutation("s", data={"n": 10, "t": "x"}))

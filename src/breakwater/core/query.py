@@ -44,9 +44,9 @@ class Query:
     after: tuple[Scalar, str] | None = None
 
 
-def _field(name: str) -> str:
+def _field(name: str, param: str) -> str:
     if not FIELD_PATTERN.fullmatch(name):
-        raise ValidationError(f"{name!r} is not a queryable field name", field="where")
+        raise ValidationError(f"{name!r} is not a queryable field name", field=param)
     return name
 
 
@@ -83,7 +83,7 @@ def parse_filter(text: str) -> Filter:
     value = _scalar(raw)
     if value is None and op not in ("eq", "ne"):
         raise ValidationError("null can only be compared with eq or ne", field="where")
-    return Filter(_field(name), op, value)
+    return Filter(_field(name, "where"), op, value)
 
 
 def encode_page_token(value: Any, doc_id: str) -> str:
@@ -129,7 +129,7 @@ def parse_query(
     descending = False
     if order is not None:
         descending = order.startswith("-")
-        order = _field(order.removeprefix("-"))
+        order = _field(order.removeprefix("-"), "order")
     return Query(
         collection=collection,
         filters=tuple(parse_filter(item) for item in where),
