@@ -60,6 +60,7 @@ def test_limits_read_from_file_and_environment(tmp_path: Path) -> None:
         ("colour = 'blue'", {}, "unknown settings"),
         ("[limits]\nmax_body_bytes = 0", {}, "limits.max_body_bytes = 0 must be positive"),
         ("[limits]\nmystery = 1", {}, "limits must be a table with keys"),
+        ("[limits]\nmax_depth = 500", {}, "limits.max_depth = 500 must be at most 200"),
         ("[collections.todos]\nconflict = 'random'", {}, "conflict must be 'field' or 'document'"),
         ("[collections.todos]\nindexes = ['a b']", {}, "is not a field name"),
         ("[collections.todos]\nschema = { type = 12 }", {}, "is not a valid JSON Schema"),

@@ -27,6 +27,7 @@ from breakwater.core.mutation import COLLECTION_PATTERN
 from breakwater.storage import redact_url
 
 ENV_PREFIX = "BREAKWATER_"
+MAX_DEPTH_CEILING = 200
 
 __all__ = ["Config", "ConfigError", "load_config", "redact_url"]
 
@@ -207,6 +208,11 @@ def load_config(
             limit_values[key] = _coerce(env_key, env[env_key], limit_types[key])
         if key in limit_values and limit_values[key] <= 0:
             raise ConfigError(f"limits.{key} = {limit_values[key]!r} must be positive")
+    if limit_values.get("max_depth", 0) > MAX_DEPTH_CEILING:
+        # The JSON codec cannot encode deeper values; a larger limit would turn a 400 into a 500.
+        raise ConfigError(
+            f"limits.max_depth = {limit_values['max_depth']} must be at most {MAX_DEPTH_CEILING}"
+        )
     base = file.parent if file is not None else Path.cwd()
     config = Config(
         **values,
