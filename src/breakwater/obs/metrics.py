@@ -58,6 +58,41 @@ class Metrics:
         self.draining = Gauge(
             "breakwater_draining", "1 while the node drains before shutting down.", registry=r
         )
+        self.realtime_connections = Gauge(
+            "breakwater_realtime_connections",
+            "Open realtime connections, by transport (websocket, sse).",
+            ["transport"],
+            registry=r,
+        )
+        self.realtime_messages = Counter(
+            "breakwater_realtime_messages",
+            "Messages (WebSocket frames or SSE events, heartbeats included) sent, by transport.",
+            ["transport"],
+            registry=r,
+        )
+        self.realtime_bytes = Counter(
+            "breakwater_realtime_bytes",
+            "Bytes of realtime messages handed to the transport (before compression).",
+            ["transport"],
+            registry=r,
+        )
+        self.realtime_overflows = Counter(
+            "breakwater_realtime_overflows",
+            "Times a subscriber's queue overflowed and it fell back to catching up from the store.",
+            registry=r,
+        )
+        self.realtime_refused = Counter(
+            "breakwater_realtime_refused",
+            "Realtime connections refused, by transport and reason (limit, rate, draining).",
+            ["transport", "reason"],
+            registry=r,
+        )
+        self.realtime_notify_seconds = Histogram(
+            "breakwater_realtime_notify_seconds",
+            "From a commit to the send of the live message that carries it.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.dependency_up = Gauge(
             "breakwater_dependency_up",
             "1 when a dependency answers its readiness check.",

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 import breakwater
+from breakwater.bus import Bus, open_bus
 from breakwater.config import Config
 from breakwater.core.engine import Engine
 from breakwater.core.errors import BreakwaterError
@@ -18,6 +19,7 @@ from breakwater.obs.metrics import Metrics
 from breakwater.server import docs_api, health, problems, sync_api
 from breakwater.server.middleware import ObserveRequests
 from breakwater.server.node import Node
+from breakwater.server.store_hooks import NodeStoreHooks
 from breakwater.storage import open_store
 from breakwater.storage.base import Store
 
@@ -26,15 +28,31 @@ DAY_MS = 86_400_000
 
 
 def build_node(
-    config: Config, store: Store | None = None, clock: HybridClock | None = None
+    config: Config,
+    store: Store | None = None,
+    clock: HybridClock | None = None,
+    bus: Bus | None = None,
 ) -> Node:
-    """Wire clock, engine, metrics and store for ``config`` (``store`` overrides the URL)."""
+    """Wire clock, engine, metrics, bus and store for ``config`` (arguments override URLs).
+
+    A store built here publishes a commit notice on the bus after every commit; a store passed
+    in keeps the hooks it was built with.
+    """
     clock = clock or HybridClock(config.node_id, max_skew_ms=int(config.max_clock_skew * 1000))
     engine = Engine(config.region, clock, config.collections, config.limits)
     metrics = Metrics()
+    if bus is None:
+        bus = open_bus(config.bus)
     if store is None:
-        store = open_store(config.store_url, engine, hooks=metrics)
-    return Node(config=config, clock=clock, engine=engine, store=store, metrics=metrics)
+        store = open_store(config.store_url, engine, hooks=NodeStoreHooks(metrics, bus))
+    return Node(
+        config=config,
+        clock=clock,
+        engine=engine,
+        store=store,
+        metrics=metrics,
+        bus=bus,
+    )
 
 
 async def _compact_forever(node: Node) -> None:
@@ -53,13 +71,17 @@ async def _compact_forever(node: Node) -> None:
 
 
 def create_app(
-    config: Config, store: Store | None = None, clock: HybridClock | None = None
+    config: Config,
+    store: Store | None = None,
+    clock: HybridClock | None = None,
+    bus: Bus | None = None,
 ) -> FastAPI:
     """The node's app; the store is opened on startup and flushed and closed on shutdown."""
-    node = build_node(config, store, clock)
+    node = build_node(config, store, clock, bus)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await node.bus.open()
         await node.store.open()
         compaction = asyncio.create_task(_compact_forever(node))
         _log.info(
@@ -75,6 +97,7 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await compaction
             await node.store.aclose()
+            await node.bus.aclose()
             _log.info("node_stopped", node=node.clock.node)
 
     app = FastAPI(

@@ -1,9 +1,10 @@
-"""The state one node shares between its routes: config, engine, store, metrics, drain flag."""
+"""The state one node shares between its routes: config, engine, store, bus, metrics, drain."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from breakwater.bus import Bus
 from breakwater.config import Config
 from breakwater.core.engine import Engine
 from breakwater.core.hlc import HybridClock
@@ -20,6 +21,7 @@ class Node:
     engine: Engine
     store: Store
     metrics: Metrics
+    bus: Bus
     draining: bool = False
     dependencies: dict[str, str] = field(default_factory=dict)
 
