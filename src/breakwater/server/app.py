@@ -19,6 +19,9 @@ from breakwater.obs.metrics import Metrics
 from breakwater.server import docs_api, health, problems, sync_api
 from breakwater.server.middleware import ObserveRequests
 from breakwater.server.node import Node
+from breakwater.server.realtime import sse as realtime_sse
+from breakwater.server.realtime import websocket as realtime_websocket
+from breakwater.server.realtime.hub import Realtime
 from breakwater.server.store_hooks import NodeStoreHooks
 from breakwater.storage import open_store
 from breakwater.storage.base import Store
@@ -35,8 +38,9 @@ def build_node(
 ) -> Node:
     """Wire clock, engine, metrics, bus and store for ``config`` (arguments override URLs).
 
-    A store built here publishes a commit notice on the bus after every commit; a store passed
-    in keeps the hooks it was built with.
+    A store built here publishes a commit notice on the bus after every commit. A store passed
+    in keeps the hooks it was built with; without notices, realtime clients and long-polls
+    still get every change, within the follower's one-second poll.
     """
     clock = clock or HybridClock(config.node_id, max_skew_ms=int(config.max_clock_skew * 1000))
     engine = Engine(config.region, clock, config.collections, config.limits)
@@ -45,6 +49,7 @@ def build_node(
         bus = open_bus(config.bus)
     if store is None:
         store = open_store(config.store_url, engine, hooks=NodeStoreHooks(metrics, bus))
+    realtime = Realtime(config, store, bus, metrics)
     return Node(
         config=config,
         clock=clock,
@@ -52,6 +57,7 @@ def build_node(
         store=store,
         metrics=metrics,
         bus=bus,
+        realtime=realtime,
     )
 
 
@@ -83,6 +89,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await node.bus.open()
         await node.store.open()
+        await node.realtime.start()
         compaction = asyncio.create_task(_compact_forever(node))
         _log.info(
             "node_started",
@@ -96,6 +103,7 @@ def create_app(
             compaction.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await compaction
+            await node.realtime.aclose()
             await node.store.aclose()
             await node.bus.aclose()
             _log.info("node_stopped", node=node.clock.node)
@@ -111,5 +119,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(docs_api.router)
     app.include_router(sync_api.router)
+    app.include_router(realtime_websocket.router)
+    app.include_router(realtime_sse.router)
     app.add_middleware(ObserveRequests, metrics=node.metrics)
     return app

@@ -1,4 +1,4 @@
-"""The state one node shares between its routes: config, engine, store, bus, metrics, drain."""
+"""The state one node shares between its routes: config, engine, store, bus, realtime, drain."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from breakwater.config import Config
 from breakwater.core.engine import Engine
 from breakwater.core.hlc import HybridClock
 from breakwater.obs.metrics import Metrics
+from breakwater.server.realtime.hub import Realtime
 from breakwater.storage.base import Store
 
 
@@ -22,10 +23,15 @@ class Node:
     store: Store
     metrics: Metrics
     bus: Bus
+    realtime: Realtime
     draining: bool = False
     dependencies: dict[str, str] = field(default_factory=dict)
 
     def start_draining(self) -> None:
-        """Turn readiness off so that balancers stop sending new work here."""
+        """Turn readiness off, refuse new realtime clients and tell open ones to reconnect.
+
+        Safe to call from a signal handler, and more than once.
+        """
         self.draining = True
         self.metrics.draining.set(1)
+        self.realtime.start_draining()

@@ -74,7 +74,8 @@ async def push(request: Request) -> Response:
     return json_response({"results": [result_json(r) for r in results], "hlc": node.clock.now()})
 
 
-def _collections(raw: str | None) -> list[str] | None:
+def parse_collections(raw: str | None) -> list[str] | None:
+    """The names of a comma-separated ``collections`` parameter (None: every collection)."""
     if not raw:
         return None
     names = [name.strip() for name in raw.split(",") if name.strip()]
@@ -104,7 +105,7 @@ async def pull(
             f"wait must be between 0 and {limits.max_wait_seconds} seconds", field="wait"
         )
     vector = cursor_mod.decode(cursor)
-    names = _collections(collections)
+    names = parse_collections(collections)
     deadline = time.monotonic() + wait
     page = await node.store.pull(vector, names, limit, include_state)
     while not page.entries and not node.draining:
