@@ -109,10 +109,12 @@ async def pull(
     deadline = time.monotonic() + wait
     page = await node.store.pull(vector, names, limit, include_state)
     while not page.entries and not node.draining:
+        # Nothing matching yet: wait for the node's feed follower to see a commit past what
+        # this pull covered (it hears of local commits at once, through the bus).
         remaining = deadline - time.monotonic()
-        if remaining <= 0 or not await node.store.wait_for_commit(page.head, remaining):
+        if remaining <= 0 or not await node.realtime.fanout.wait_beyond(page.vector, remaining):
             break
-        page = await node.store.pull(vector, names, limit, include_state)
+        page = await node.store.pull(page.vector, names, limit, include_state)
     return json_response(
         {
             "changes": [change_json(entry) for entry in page.entries],
