@@ -54,8 +54,8 @@ class Config:
     realtime_heartbeat: float = 15.0
     realtime_timeout: float = 45.0
     realtime_queue: int = 1000
-    realtime_admission_rate: float = 500.0
-    realtime_admission_burst: int = 200
+    realtime_admission_rate: float = 200.0
+    realtime_admission_burst: int = 100
     realtime_admission_wait: float = 5.0
     limits: Limits = field(default_factory=Limits)
     collections: Mapping[str, CollectionConfig] = field(default_factory=dict)

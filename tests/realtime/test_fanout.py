@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,7 @@ from breakwater.core.hlc import HybridClock
 from breakwater.core.mutation import Mutation
 from breakwater.obs.metrics import Metrics
 from breakwater.server.realtime.fanout import Batch, Fanout, Subscriber
+from breakwater.server.realtime.wakeup import Wakeup
 from breakwater.server.store_hooks import NodeStoreHooks
 from breakwater.storage.sqlite import SqliteStore
 
@@ -61,13 +63,15 @@ def seqs(batches: list[Batch]) -> list[int]:
     return [c["seq"] for b in batches for c in codec.loads(b.text)["changes"]]
 
 
-async def drain_live(sub: Subscriber, want: int, seconds: float = 5.0) -> list[Batch]:
+async def drain_live(
+    sub: Subscriber, want: int, seconds: float = 5.0, max_bytes: int = 256 * 1024
+) -> list[Batch]:
     """Take queued batches until ``want`` changes arrived (or fail after ``seconds``)."""
     taken: list[Batch] = []
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
     while sum(b.changes for b in taken) < want:
-        batch = sub.take()
+        batch = sub.take(max_bytes)
         if batch is None:
             assert loop.time() < deadline, f"only {len(seqs(taken))} of {want} changes arrived"
             sub.wakeup.clear()
@@ -88,11 +92,23 @@ async def catch_up(rig: Rig, sub: Subscriber) -> list[Batch]:
     raise AssertionError("the subscriber never caught up")
 
 
+async def receive(rig: Rig, sub: Subscriber, want: int) -> list[Batch]:
+    """Catch up, then take live batches, until ``want`` changes arrived.
+
+    Changes the follower had not published yet when the catch-up ended come live.
+    """
+    batches = await catch_up(rig, sub)
+    got = sum(b.changes for b in batches)
+    if got < want:
+        batches += await drain_live(sub, want - got, max_bytes=rig.fanout.max_message_bytes)
+    return batches
+
+
 async def test_a_new_subscriber_replays_then_goes_live(rig: Rig) -> None:
     """Replay brings the history, then live pages bring later commits, each change once."""
     await rig.write(5)
-    sub = Subscriber(None, {}, asyncio.Event())
-    replayed = await catch_up(rig, sub)
+    sub = Subscriber(None, {}, Wakeup())
+    replayed = await receive(rig, sub, 5)
     assert seqs(replayed) == [1, 2, 3, 4, 5]
     await rig.write(3)
     assert seqs(await drain_live(sub, 3)) == [6, 7, 8]
@@ -101,7 +117,7 @@ async def test_a_new_subscriber_replays_then_goes_live(rig: Rig) -> None:
 
 async def test_live_pages_already_replayed_are_dropped(rig: Rig) -> None:
     """A replay that read past the follower's position gets only the changes it lacks."""
-    sub = Subscriber(None, {}, asyncio.Event())
+    sub = Subscriber(None, {}, Wakeup())
     # Commit while the follower cannot see it yet: the replay reads ahead of the position.
     await rig.fanout.aclose()
     await rig.write(4)
@@ -118,7 +134,7 @@ async def test_live_pages_already_replayed_are_dropped(rig: Rig) -> None:
 
 async def test_a_filter_skips_other_collections_but_moves_the_cursor(rig: Rig) -> None:
     """A subscriber of ``todos`` gets no ``notes`` change, and its next cursor is past them."""
-    sub = Subscriber(frozenset({"todos"}), {}, asyncio.Event())
+    sub = Subscriber(frozenset({"todos"}), {}, Wakeup())
     await catch_up(rig, sub)
     await rig.write(3, "notes")
     await rig.write(1, "todos")
@@ -129,7 +145,7 @@ async def test_a_filter_skips_other_collections_but_moves_the_cursor(rig: Rig) -
 
 async def test_one_page_is_encoded_once_for_every_subscriber_of_a_filter(rig: Rig) -> None:
     """Subscribers of the same filter share the very same message text."""
-    subs = [Subscriber(None, {}, asyncio.Event()) for _ in range(3)]
+    subs = [Subscriber(None, {}, Wakeup()) for _ in range(3)]
     for sub in subs:
         await catch_up(rig, sub)
     await rig.write(2)
@@ -145,7 +161,7 @@ async def test_an_overflowing_subscriber_falls_back_to_replay_and_loses_nothing(
     await rig.store.open()
     await rig.fanout.start()
     try:
-        sub = Subscriber(None, {}, asyncio.Event())
+        sub = Subscriber(None, {}, Wakeup())
         await catch_up(rig, sub)
         await rig.write(4)
         first = await drain_live(sub, 4)  # taken: the replay point moves past them
@@ -157,7 +173,7 @@ async def test_an_overflowing_subscriber_falls_back_to_replay_and_loses_nothing(
             await asyncio.sleep(0.02)
         assert not sub.live and not sub.queue
         assert rig.metrics.realtime_overflows._value.get() == 1
-        rest = await catch_up(rig, sub)
+        rest = await receive(rig, sub, 34 - len(seqs(first)))
         assert seqs(first + rest) == list(range(1, 35))
     finally:
         await rig.fanout.aclose()
@@ -168,8 +184,8 @@ async def test_messages_are_split_at_the_size_limit(rig: Rig) -> None:
     """A page bigger than the message limit goes out in several messages, cursors in step."""
     rig.fanout.max_message_bytes = 600
     await rig.write(12)
-    sub = Subscriber(None, {}, asyncio.Event())
-    batches = await catch_up(rig, sub)
+    sub = Subscriber(None, {}, Wakeup())
+    batches = await receive(rig, sub, 12)
     assert len(batches) > 2
     assert seqs(batches) == list(range(1, 13))
     for batch in batches:
@@ -180,7 +196,7 @@ async def test_messages_are_split_at_the_size_limit(rig: Rig) -> None:
 
 async def test_a_removed_subscriber_is_not_attached_by_a_late_replay(rig: Rig) -> None:
     """A subscriber that unsubscribes while its replay pull runs never goes live."""
-    sub = Subscriber(None, {}, asyncio.Event())
+    sub = Subscriber(None, {}, Wakeup())
     replay = asyncio.ensure_future(rig.fanout.replay(sub))
     rig.fanout.remove(sub)
     assert await replay == []
@@ -215,7 +231,7 @@ async def test_commits_from_another_process_are_found_by_polling(tmp_path: Path)
     other = SqliteStore(tmp_path / "s.db", Engine("r1", HybridClock("n2")))
     await other.open()
     try:
-        sub = Subscriber(None, {}, asyncio.Event())
+        sub = Subscriber(None, {}, Wakeup())
         await catch_up(rig, sub)
         await other.apply([Mutation("x1", "todos", "x", "set", {"v": 1})])
         assert seqs(await drain_live(sub, 1, seconds=3)) == [1]
@@ -223,3 +239,73 @@ async def test_commits_from_another_process_are_found_by_polling(tmp_path: Path)
         await other.aclose()
         await rig.fanout.aclose()
         await rig.store.aclose()
+
+
+class CountingStore:
+    """A store proxy that counts pulls (everything else passes through)."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.store = store
+        self.pulls = 0
+
+    async def pull(self, *args: Any, **kwargs: Any) -> Any:
+        self.pulls += 1
+        return await self.store.pull(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+async def test_a_resume_from_a_recent_cursor_is_served_from_memory(rig: Rig) -> None:
+    """Cursors within the recent changes catch up without a single store pull."""
+    await rig.write(30)
+    await asyncio.sleep(0.1)  # the follower has published them
+    counting = CountingStore(rig.store)
+    rig.fanout.store = counting  # type: ignore[assignment]
+    subs = [Subscriber(None, {"r1": k}, Wakeup()) for k in range(0, 30, 3)]
+    for k, sub in zip(range(0, 30, 3), subs, strict=True):
+        assert seqs(await receive(rig, sub, 30 - k)) == list(range(k + 1, 31))
+    assert counting.pulls == 0
+
+
+async def test_a_cursor_older_than_the_recent_changes_reads_the_store(tmp_path: Path) -> None:
+    """Past the in-memory window, the catch-up pulls from the store, then joins memory."""
+    rig = Rig(tmp_path)
+    rig.fanout.recent.max_changes = 10
+    await rig.store.open()
+    await rig.fanout.start()
+    try:
+        for _ in range(10):
+            await rig.write(4)
+        await asyncio.sleep(0.1)
+        assert rig.fanout.recent.changes <= 10 + 4
+        assert rig.fanout.recent.base["r1"] >= 26
+        counting = CountingStore(rig.store)
+        rig.fanout.store = counting  # type: ignore[assignment]
+        rig.fanout.page_size = 8
+        sub = Subscriber(frozenset({"todos"}), {"r1": 5}, Wakeup())
+        assert seqs(await receive(rig, sub, 35)) == list(range(6, 41))
+        assert counting.pulls >= 3  # at least 6-13, 14-21, 22-29 from the store
+    finally:
+        await rig.fanout.aclose()
+        await rig.store.aclose()
+
+
+async def test_a_connection_that_fell_behind_gets_queued_messages_merged(rig: Rig) -> None:
+    """Several queued messages are taken as one, with the last cursor and the oldest time."""
+    sub = Subscriber(None, {}, Wakeup())
+    await catch_up(rig, sub)
+    for _ in range(3):
+        await rig.write(2)
+        for _ in range(100):
+            if sub.queued and sub.queue[-1].cursor == {"r1": rig.written}:
+                break
+            await asyncio.sleep(0.01)
+    assert len(sub.queue) == 3
+    times = [batch.at for batch in sub.queue]
+    merged = sub.take()
+    assert merged is not None and not sub.queue and sub.queued == 0
+    assert seqs([merged]) == [1, 2, 3, 4, 5, 6]
+    assert merged.cursor == sub.resume_from == {"r1": 6}
+    assert codec.loads(merged.text)["cursor"] == merged.cursor_text
+    assert merged.at == min(t for t in times if t is not None)

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from breakwater.core import cursor as cursor_mod
+from breakwater.server.app import compact
 from tests.realtime.clients import SseEvent, put, sse_events
 from tests.realtime.conftest import LiveNode
 
@@ -103,7 +104,7 @@ async def test_an_expired_cursor_gets_410(live: LiveNode) -> None:
     """A cursor behind the retention horizon gets ``410 cursor_expired`` (no stream to retry)."""
     for _ in range(3):
         await put(live.url, "todos", "same", {"v": 1})
-    await live.node.store.compact(horizon_ms=0, now_ms=2**62)
+    await compact(live.node, horizon_ms=0, now_ms=2**62)
     async with httpx.AsyncClient(base_url=live.url, timeout=10) as http:
         response = await http.get(
             "/v1/realtime/sse", params={"cursor": cursor_mod.encode({"local": 1})}

@@ -12,6 +12,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from breakwater.core import cursor as cursor_mod
+from breakwater.server.app import compact
 from tests.realtime.clients import put, recv, subscribe
 from tests.realtime.conftest import LiveNode
 
@@ -188,7 +189,7 @@ async def test_an_expired_cursor_gets_cursor_expired(live: LiveNode) -> None:
     """A cursor behind the retention horizon gets an ``error`` (410) and no subscription."""
     for _ in range(3):
         await put(live.url, "todos", "same", {"v": 1})
-    await live.node.store.compact(horizon_ms=0, now_ms=2**62)
+    await compact(live.node, horizon_ms=0, now_ms=2**62)
     async with connect(f"{live.ws_url}/v1/realtime") as ws:
         await subscribe(ws, None, cursor_mod.encode({"local": 1}))
         message = await recv(ws)

@@ -24,7 +24,7 @@ from breakwater.server.realtime import websocket as realtime_websocket
 from breakwater.server.realtime.hub import Realtime
 from breakwater.server.store_hooks import NodeStoreHooks
 from breakwater.storage import open_store
-from breakwater.storage.base import Store
+from breakwater.storage.base import CompactionReport, Store
 
 _log = get_logger("breakwater.server")
 DAY_MS = 86_400_000
@@ -61,12 +61,19 @@ def build_node(
     )
 
 
+async def compact(node: Node, horizon_ms: int, now_ms: int | None = None) -> CompactionReport:
+    """One retention pass; realtime resumes then refuse cursors behind it, as pulls do."""
+    report = await node.store.compact(horizon_ms, now_ms)
+    node.realtime.fanout.forget_before(report.low_water)
+    return report
+
+
 async def _compact_forever(node: Node) -> None:
     horizon_ms = int(node.config.retention_days * DAY_MS)
     while True:
         await asyncio.sleep(node.config.compaction_interval)
         try:
-            report = await node.store.compact(horizon_ms)
+            report = await compact(node, horizon_ms)
             _log.info(
                 "compacted",
                 changes=report.changes_removed,
@@ -119,7 +126,8 @@ def create_app(
     app.include_router(health.router)
     app.include_router(docs_api.router)
     app.include_router(sync_api.router)
-    app.include_router(realtime_websocket.router)
     app.include_router(realtime_sse.router)
     app.add_middleware(ObserveRequests, metrics=node.metrics)
+    # Outermost of ours: realtime WebSockets skip the routing layers (see its module).
+    app.add_middleware(realtime_websocket.WebSocketEntry)
     return app

@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from breakwater.config import Config
 from breakwater.obs.logging import get_logger
 from breakwater.server.app import create_app
+from breakwater.server.gc_policy import CollectorPolicy
 from breakwater.server.node import Node
 
 _log = get_logger("breakwater.server")
@@ -88,5 +89,9 @@ def uvicorn_config(app: FastAPI, config: Config) -> uvicorn.Config:
 def serve(config: Config) -> None:
     """Run a node in the foreground until it is signalled."""
     app = create_app(config)
-    server = _DrainingServer(uvicorn_config(app, config), app.state.node, config.drain_grace)
+    node: Node = app.state.node
+    collector = CollectorPolicy()
+    node.realtime.collector = collector
+    server = _DrainingServer(uvicorn_config(app, config), node, config.drain_grace)
+    collector.freeze_startup()
     server.run()

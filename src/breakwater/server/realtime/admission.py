@@ -40,6 +40,7 @@ class Admission:
         max_wait: float,
         metrics: Metrics,
         jitter: Callable[[], float] = random.random,
+        on_wait: Callable[[], None] = lambda: None,
     ) -> None:
         self.limit = limit
         self.bucket = bucket
@@ -48,6 +49,7 @@ class Admission:
         self.draining = False
         self.taken = 0
         self._jitter = jitter
+        self._on_wait = on_wait
 
     def _refuse(self, transport: str, reason: str, detail: str, after: float) -> Refused:
         self.metrics.realtime_refused.labels(transport, reason).inc()
@@ -82,6 +84,7 @@ class Admission:
         self.taken += 1
         try:
             if wait > 0:
+                self._on_wait()  # a storm: connections queue for their turn
                 await asyncio.sleep(wait)
             if self.draining:
                 raise self._refuse(

@@ -1,24 +1,25 @@
 """Fan-out of the change feed to every realtime subscriber of a node, gap-free (I5).
 
 One *follower* task per node keeps a shared ``position`` in the feed. When the bus announces a
-commit (or, for writers the bus does not reach, when a once-a-second poll of the store's head
-finds one), it pulls the new changes from the store once, page by page, and hands each page to
-every *live* subscriber through that subscriber's bounded queue. A page is encoded once per
-collection filter, so a thousand subscribers of one filter share one message text.
+commit (or, for writers the bus does not reach, when a once-a-second poll of the store's head finds
+one), it pulls the new changes from the store once, page by page, and hands each page to every
+*live* subscriber through that subscriber's bounded queue. A page is encoded once per collection
+filter, so a thousand subscribers of one filter share one message text.
 
-A subscriber starts in *replay* mode: its connection pulls from the store from its own cursor
-with its own pulls (:meth:`Fanout.replay`). Right after a pull that reached the end of the feed
-returns, in the same step of the event loop, the subscriber is switched to live if its cursor
-covers the shared position. The follower moves the position in a single step too, so no page
-can slip between the two: every change the replay did not cover is in a later page, and a page
-change the replay already delivered is dropped (its ``(origin, seq)`` is covered by the
-subscriber's cursor). This is "subscribe first, replay, then drop what the replay sent" without
-buffering during the replay, so a long replay holds no memory.
+A subscriber starts in *replay* mode: its connection catches up from its own cursor
+(:meth:`Fanout.replay`), from the recent changes the follower keeps in memory when they reach back
+that far (the common case after a disconnect or a node's drain), else with its own pulls from the
+store. Right after the step that reached the end of the feed, in the same step of the event loop,
+the subscriber is switched to live if its cursor covers the shared position. The follower moves the
+position in a single step too, so no page can slip between the two: every change the replay did not
+cover is in a later page, and a page change the replay already delivered is dropped (its ``(origin,
+seq)`` is covered by the subscriber's cursor). This is "subscribe first, replay, then drop what the
+replay sent" without buffering during the replay, so a long replay holds no memory.
 
-When a live subscriber's queue would exceed ``queue_limit`` changes (a slow consumer), its queue
-is dropped and it goes back to replay mode from the cursor of the last message its connection
-took: it loses nothing and catches up through the feed, and the node holds at most
-``queue_limit`` changes for it.
+When a live subscriber's queue would exceed ``queue_limit`` changes (a slow consumer), its queue is
+dropped and it goes back to replay mode from the cursor of the last message its connection took: it
+loses nothing and catches up through the feed, and the node holds at most ``queue_limit`` changes
+for it.
 
 Everything here runs on one event loop; nothing is shared across threads.
 """
@@ -38,12 +39,17 @@ from breakwater.core.errors import CursorExpired
 from breakwater.obs.logging import get_logger
 from breakwater.obs.metrics import Metrics
 from breakwater.server.realtime import messages
+from breakwater.server.realtime.wakeup import Wakeup
 from breakwater.storage.base import FeedEntry, FeedPage, Store
 
 _log = get_logger("breakwater.realtime")
 PAGE_SIZE = 500
 MAX_MESSAGE_BYTES = 256 * 1024
 POLL_INTERVAL = 1.0
+RECENT_CHANGES = 10_000
+RECENT_BYTES = 16 * 1024 * 1024
+SCAN_LIMIT = 4 * PAGE_SIZE
+"""Changes a resume from memory looks at per step (a filter may skip most of them)."""
 
 
 def covers_all(vector: Mapping[str, int], other: Mapping[str, int]) -> bool:
@@ -66,8 +72,28 @@ class Batch:
     changes: int
     at: float | None
     """Wall-clock time of the commit that made it live (None for replayed messages)."""
+    encoded: list[bytes]
+    """Its changes, encoded (to merge queued messages into one)."""
+    stable: VersionVector
     sse: bytes | None = None
     """The message framed as an SSE event, built by the first SSE connection that sends it."""
+    size: int = 0
+    """Bytes of its changes."""
+
+    def __post_init__(self) -> None:
+        self.size = sum(map(len, self.encoded))
+
+
+def merge_batches(batches: Sequence[Batch]) -> Batch:
+    """One message carrying the changes of consecutive ``batches``, with the last cursor."""
+    if len(batches) == 1:
+        return batches[0]
+    last = batches[-1]
+    encoded = [body for batch in batches for body in batch.encoded]
+    text = messages.changes(encoded, last.cursor_text, last.stable)
+    oldest = [batch.at for batch in batches if batch.at is not None]
+    at = min(oldest) if oldest else None
+    return Batch(text, last.cursor, last.cursor_text, len(encoded), at, encoded, last.stable)
 
 
 class Subscriber:
@@ -89,7 +115,7 @@ class Subscriber:
         self,
         collections: frozenset[str] | None,
         cursor: VersionVector,
-        wakeup: asyncio.Event,
+        wakeup: Wakeup,
     ) -> None:
         self.collections = collections
         self.resume_from: VersionVector = dict(cursor)
@@ -103,18 +129,23 @@ class Subscriber:
         self.queued = 0
         self.wakeup = wakeup
 
-    def take(self) -> Batch | None:
-        """The next queued message, if any; its cursor becomes the replay point."""
+    def take(self, max_bytes: int = MAX_MESSAGE_BYTES) -> Batch | None:
+        """The next queued message, if any; its cursor becomes the replay point.
+
+        When more are queued (the connection fell behind), they are merged into one message
+        of up to ``max_bytes``: fewer, bigger messages is how a busy node keeps up.
+        """
         if not self.queue:
             return None
-        batch = self.queue.popleft()
+        taken = [self.queue.popleft()]
+        size = taken[0].size
+        while self.queue and size + self.queue[0].size <= max_bytes:
+            size += self.queue[0].size
+            taken.append(self.queue.popleft())
+        batch = merge_batches(taken)
         self.queued -= batch.changes
         self.resume_from = batch.cursor
         return batch
-
-    def matches(self, entry: FeedEntry) -> bool:
-        """True when ``entry`` is in one of the subscribed collections."""
-        return self.collections is None or entry.change.collection in self.collections
 
     @property
     def store_filter(self) -> list[str] | None:
@@ -122,21 +153,26 @@ class Subscriber:
         return None if self.collections is None else sorted(self.collections)
 
 
-def _advance(vector: VersionVector, entries: Iterable[FeedEntry]) -> VersionVector:
-    return cursor_mod.advance(vector, ((e.change.origin, e.change.seq) for e in entries))
+Key = tuple[str, int, str]
+"""What the fan-out keeps of a change besides its encoding: ``(origin, seq, collection)``."""
+
+
+def keys_of(entries: Sequence[FeedEntry]) -> list[Key]:
+    """The keys of feed entries."""
+    return [(e.change.origin, e.change.seq, e.change.collection) for e in entries]
 
 
 def build_batches(
-    entries: Sequence[FeedEntry],
+    keys: Sequence[Key],
     encoded: Sequence[bytes],
-    indexes: Sequence[int],
+    indexes: Iterable[int],
     start: VersionVector,
     end: VersionVector,
     stable: VersionVector,
     at: float | None,
     max_bytes: int = MAX_MESSAGE_BYTES,
 ) -> list[Batch]:
-    """Messages carrying ``entries[i]`` for ``i`` in ``indexes``, split at ``max_bytes``.
+    """Messages carrying change ``i`` for ``i`` in ``indexes``, split at ``max_bytes``.
 
     Every message but the last carries the cursor ``start`` advanced past its changes; the last
     carries ``end`` (which may also cover changes the subscriber's filter skipped). With no
@@ -149,19 +185,80 @@ def build_batches(
 
     def emit(chunk: list[int], cursor: VersionVector) -> None:
         text = cursor_mod.encode(cursor)
-        body = messages.changes([encoded[i] for i in chunk], text, stable)
-        batches.append(Batch(body, cursor, text, len(chunk), at))
+        bodies = [encoded[i] for i in chunk]
+        batches.append(
+            Batch(
+                messages.changes(bodies, text, stable), cursor, text, len(chunk), at, bodies, stable
+            )
+        )
 
     for index in indexes:
         length = len(encoded[index])
         if chunk and size + length > max_bytes:
-            vector = _advance(vector, (entries[i] for i in chunk))
+            vector = cursor_mod.advance(vector, (keys[i][:2] for i in chunk))
             emit(chunk, vector)
             chunk, size = [], 0
         chunk.append(index)
         size += length
     emit(chunk, end)
     return batches
+
+
+@dataclass(slots=True, eq=False)
+class RecentPage:
+    """One page the follower published, kept for resumes: its changes and where it ends."""
+
+    end: VersionVector
+    keys: list[Key]
+    encoded: list[bytes]
+    size: int
+
+
+class Recent:
+    """The newest changes of the feed, encoded, in feed order (bounded by count and bytes).
+
+    A resume whose cursor covers :attr:`base` (everything before the oldest page kept) is
+    served from here without touching the store: that is what makes a storm of reconnects
+    from recent cursors cheap.
+    """
+
+    def __init__(self, base: VersionVector, max_changes: int, max_bytes: int) -> None:
+        self.base = dict(base)
+        self.pages: deque[RecentPage] = deque()
+        self.changes = 0
+        self.bytes = 0
+        self.max_changes = max_changes
+        self.max_bytes = max_bytes
+
+    def add(self, page: RecentPage) -> None:
+        """Keep ``page``; forget the oldest pages past the bounds."""
+        self.pages.append(page)
+        self.changes += len(page.keys)
+        self.bytes += page.size
+        while len(self.pages) > 1 and (
+            self.changes > self.max_changes or self.bytes > self.max_bytes
+        ):
+            oldest = self.pages.popleft()
+            self.changes -= len(oldest.keys)
+            self.bytes -= oldest.size
+            self.base = oldest.end
+
+    def reset(self, base: VersionVector) -> None:
+        """Forget everything (the feed was not followed continuously)."""
+        self.pages.clear()
+        self.changes = self.bytes = 0
+        self.base = dict(base)
+
+    def first_page_after(self, vector: VersionVector) -> int:
+        """The index of the first page with a change ``vector`` does not cover."""
+        low, high = 0, len(self.pages)
+        while low < high:
+            middle = (low + high) // 2
+            if covers_all(vector, self.pages[middle].end):
+                low = middle + 1
+            else:
+                high = middle
+        return low
 
 
 class Fanout:
@@ -174,6 +271,8 @@ class Fanout:
         metrics: Metrics,
         *,
         queue_limit: int,
+        recent_changes: int = RECENT_CHANGES,
+        recent_bytes: int = RECENT_BYTES,
         poll_interval: float = POLL_INTERVAL,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
@@ -186,6 +285,8 @@ class Fanout:
         self.max_message_bytes = max_message_bytes
         self.position: VersionVector = {}
         self.stable: VersionVector = {}
+        self.recent = Recent({}, recent_changes, recent_bytes)
+        self.low_water: VersionVector = {}
         self._groups: dict[frozenset[str] | None, set[Subscriber]] = {}
         self._unaligned: set[Subscriber] = set()
         self._advanced = asyncio.Event()
@@ -203,6 +304,7 @@ class Fanout:
             notices.close()
             raise
         self.stable = dict(self.position)
+        self.recent.reset(self.position)
         self._task = asyncio.create_task(self._follow(notices), name="bw-realtime-follower")
 
     async def aclose(self) -> None:
@@ -217,6 +319,10 @@ class Fanout:
         """Make every long-poll waiting in :meth:`wait_beyond` answer now (draining)."""
         self._stopped = True
         self._wake_waiters()
+
+    def forget_before(self, low_water: VersionVector) -> None:
+        """The store removed changes up to ``low_water`` (a retention pass)."""
+        self.low_water = cursor_mod.merge(self.low_water, low_water)
 
     # subscribers --------------------------------------------------------------------------------
 
@@ -255,22 +361,29 @@ class Fanout:
             self._unaligned.add(sub)
 
     async def replay(self, sub: Subscriber) -> list[Batch]:
-        """One page of ``sub``'s catch-up from the store; switches it to live once caught up.
+        """One step of ``sub``'s catch-up; switches it to live once it has caught up.
 
-        Returns the messages to send, in order, before anything queued for ``sub`` later.
-        Raises ``CursorExpired`` or ``StoreUnavailable`` from the store.
+        Served from the recent changes in memory when they reach back to the subscriber's
+        cursor, else pulled from the store. Returns the messages to send, in order, before
+        anything queued for ``sub`` later. Raises ``CursorExpired`` or ``StoreUnavailable``.
         """
+        if sub.closed:
+            return []
         start = sub.resume_from
+        # Memory may still hold changes the retention pass removed from the store; a cursor
+        # behind the horizon goes to the store all the same, to get cursor_expired there.
+        if covers_all(start, self.recent.base) and (not start or covers_all(start, self.low_water)):
+            return self._replay_recent(sub)
         page = await self.store.pull(start, sub.store_filter, self.page_size)
         # From here to the return nothing awaits: the switch to live is atomic with respect to
         # the follower, which moves the shared position in single steps too.
         if sub.closed:
             return []
-        encoded = messages.encode_changes(page.entries)
+        batches = []
         if page.entries or not same_position(page.vector, start):
             batches = build_batches(
-                page.entries,
-                encoded,
+                keys_of(page.entries),
+                messages.encode_changes(page.entries),
                 range(len(page.entries)),
                 start,
                 page.vector,
@@ -278,11 +391,46 @@ class Fanout:
                 None,
                 self.max_message_bytes,
             )
-        else:
-            batches = []
         sub.resume_from = page.vector
         if not page.has_more and covers_all(page.vector, self.position):
             self._attach(sub, page.vector)
+        return batches
+
+    def _replay_recent(self, sub: Subscriber) -> list[Batch]:
+        """A catch-up step from memory (synchronous, so the switch to live is atomic)."""
+        start = sub.resume_from
+        keys: list[Key] = []
+        encoded: list[bytes] = []
+        wanted: list[int] = []
+        pages = self.recent.pages
+        index = self.recent.first_page_after(start)
+        scanned = 0
+        while index < len(pages) and len(wanted) < self.page_size and scanned < SCAN_LIMIT:
+            page = pages[index]
+            for key, body in zip(page.keys, page.encoded, strict=True):
+                origin, seq, collection = key
+                if cursor_mod.covers(start, origin, seq):
+                    continue
+                if sub.collections is None or collection in sub.collections:
+                    wanted.append(len(keys))
+                keys.append(key)
+                encoded.append(body)
+            scanned += len(page.keys)
+            index += 1
+        done = index == len(pages)
+        end = (
+            cursor_mod.merge(start, self.position)
+            if done
+            else cursor_mod.advance(start, (key[:2] for key in keys))
+        )
+        batches = []
+        if wanted or (done and not same_position(end, start)):
+            batches = build_batches(
+                keys, encoded, wanted, start, end, self.stable, None, self.max_message_bytes
+            )
+        sub.resume_from = end
+        if done:
+            self._attach(sub, end)
         return batches
 
     def _offer(self, sub: Subscriber, batches: list[Batch], changes: int) -> None:
@@ -357,21 +505,23 @@ class Fanout:
         for sub in [s for group in self._groups.values() for s in group] + list(self._unaligned):
             self._overflow(sub)
         self.position = head
+        self.recent.reset(head)
 
     def _publish(self, page: FeedPage, at: float) -> None:
         """Hand one page to every live subscriber, then move the shared position past it."""
         before = self.position
-        entries = page.entries
-        if entries:
-            encoded = messages.encode_changes(entries)
-            for key, group in list(self._groups.items()):
+        if page.entries:
+            keys = keys_of(page.entries)
+            encoded = messages.encode_changes(page.entries)
+            self.recent.add(RecentPage(page.vector, keys, encoded, sum(map(len, encoded))))
+            for collections, group in list(self._groups.items()):
                 indexes = [
-                    i for i, e in enumerate(entries) if key is None or e.change.collection in key
+                    i for i, key in enumerate(keys) if collections is None or key[2] in collections
                 ]
                 if not indexes:
                     continue
                 batches = build_batches(
-                    entries,
+                    keys,
                     encoded,
                     indexes,
                     before,
@@ -382,40 +532,33 @@ class Fanout:
                 )
                 for sub in list(group):
                     self._offer(sub, batches, len(indexes))
+            for sub in list(self._unaligned):
+                self._publish_unaligned(sub, keys, encoded, page, at)
         self.position = page.vector
         self.stable = page.head
         for sub in list(self._unaligned):
-            self._publish_unaligned(sub, page, at)
+            sub.cursor = cursor_mod.merge(sub.cursor, page.vector)
+            if same_position(sub.cursor, self.position):
+                self._detach(sub)
+                self._attach(sub, sub.cursor)
         self._wake_waiters()
 
-    def _publish_unaligned(self, sub: Subscriber, page: FeedPage, at: float) -> None:
+    def _publish_unaligned(
+        self, sub: Subscriber, keys: list[Key], encoded: list[bytes], page: FeedPage, at: float
+    ) -> None:
         """A live subscriber ahead of the shared position gets what it has not seen yet."""
-        entries = page.entries
         indexes = [
             i
-            for i, e in enumerate(entries)
-            if sub.matches(e) and not cursor_mod.covers(sub.cursor, e.change.origin, e.change.seq)
+            for i, (origin, seq, collection) in enumerate(keys)
+            if (sub.collections is None or collection in sub.collections)
+            and not cursor_mod.covers(sub.cursor, origin, seq)
         ]
-        after = cursor_mod.merge(sub.cursor, page.vector)
         if indexes:
-            encoded = messages.encode_changes([entries[i] for i in indexes])
+            after = cursor_mod.merge(sub.cursor, page.vector)
             batches = build_batches(
-                [entries[i] for i in indexes],
-                encoded,
-                range(len(indexes)),
-                sub.cursor,
-                after,
-                page.head,
-                at,
-                self.max_message_bytes,
+                keys, encoded, indexes, sub.cursor, after, page.head, at, self.max_message_bytes
             )
             self._offer(sub, batches, len(indexes))
-            if not sub.live:
-                return  # it overflowed
-        sub.cursor = after
-        if same_position(after, self.position):
-            self._detach(sub)
-            self._attach(sub, after)
 
     # long-poll ----------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from breakwater.bus import Bus
 from breakwater.config import Config
 from breakwater.obs.metrics import Metrics
 from breakwater.resilience import TokenBucket
+from breakwater.server.gc_policy import CollectorPolicy
 from breakwater.server.realtime.admission import Admission
 from breakwater.server.realtime.fanout import Fanout
 from breakwater.server.realtime.session import CLOSE_RESTART, Session
@@ -27,10 +28,14 @@ class Realtime:
             TokenBucket(config.realtime_admission_rate, config.realtime_admission_burst),
             config.realtime_admission_wait,
             metrics,
+            on_wait=self._storm,
         )
+        self.collector: CollectorPolicy | None = None
+        """Set by the process that serves the node (tests leave the collector alone)."""
         self.sessions: set[Session] = set()
         self.draining = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._ticker: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -38,12 +43,28 @@ class Realtime:
         """Start following the feed (on the event loop that serves the node)."""
         self._loop = asyncio.get_running_loop()
         await self.fanout.start()
+        self._ticker = asyncio.create_task(self._tick_forever(), name="bw-realtime-tick")
 
     async def aclose(self) -> None:
         """Drop every session that is still open and stop the follower."""
         for session in list(self.sessions):
             session.abort("stopped")
+        if self._ticker is not None:
+            self._ticker.cancel()
+            await asyncio.gather(self._ticker, return_exceptions=True)
+        if self.collector is not None and self.collector.deferring:
+            self.collector.tick()
         await self.fanout.aclose()
+
+    def _storm(self) -> None:
+        if self.collector is not None:
+            self.collector.storm()
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            if self.collector is not None:
+                self.collector.tick()
 
     def attach(self, session: Session) -> None:
         """Count a session that started; a session that starts while draining ends at once."""

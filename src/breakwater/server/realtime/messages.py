@@ -20,8 +20,13 @@ UNSUBSCRIBED = '{"type":"unsubscribed"}'
 
 
 def encode_changes(entries: Sequence[FeedEntry]) -> list[bytes]:
-    """Each change as compact JSON, in order (the same shape as in a pull response)."""
-    return [codec.dumps(change_json(entry)) for entry in entries]
+    """Each change as compact JSON, in order (the same shape as in a pull response).
+
+    The encodings are kept (recent changes, queued messages), so each is copied into an object
+    of its own size: orjson's result sits in a buffer of at least 4 KiB (measured with orjson
+    3.13), which for a kept 300-byte change is more than ten times its size.
+    """
+    return [memoryview(codec.dumps(change_json(entry))).tobytes() for entry in entries]
 
 
 def changes(encoded: Sequence[bytes], cursor: str, stable: VersionVector) -> str:

@@ -29,6 +29,7 @@ from breakwater.core.mutation import check_collection
 from breakwater.obs.logging import get_logger
 from breakwater.server.realtime import messages
 from breakwater.server.realtime.fanout import Batch, Subscriber
+from breakwater.server.realtime.wakeup import Wakeup
 
 if TYPE_CHECKING:
     from breakwater.server.realtime.hub import Realtime
@@ -56,7 +57,10 @@ class Disconnected(Exception):
 
 
 class Outbound(Protocol):
-    """How a transport writes the session's messages; each call returns the bytes written."""
+    """How a transport writes the session's messages; each call returns the bytes written.
+
+    Every method raises :class:`Disconnected` once the client is gone.
+    """
 
     transport: str
 
@@ -69,6 +73,9 @@ class Outbound(Protocol):
     async def send_heartbeat(self) -> int:
         """Write a keep-alive."""
 
+    async def close(self, code: int) -> None:
+        """End the stream (``code`` is the WebSocket close code); the reader then returns."""
+
 
 class Session:
     """The state and the sender of one realtime connection."""
@@ -79,7 +86,7 @@ class Session:
         self.fanout = hub.fanout
         self.metrics = hub.metrics
         self.expects_heartbeats = expects_heartbeats
-        self.wakeup = asyncio.Event()
+        self.wakeup = Wakeup()
         self.control: deque[tuple[str, str]] = deque()
         self.subscriber: Subscriber | None = None
         self.sent_cursor = ""
@@ -91,34 +98,51 @@ class Session:
         self._heartbeat_due = False
         self._timer: asyncio.TimerHandle | None = None
         self._pump: asyncio.Task[None] | None = None
-        self._messages = hub.metrics.realtime_messages.labels(out.transport)
-        self._bytes = hub.metrics.realtime_bytes.labels(out.transport)
+        self._reader: asyncio.Task[object] | None = None
+        self._interrupted = False
+        self._closed = False
+        self._figures = hub.metrics.realtime
+        self._transport = out.transport
 
     # lifecycle ----------------------------------------------------------------------------------
 
     async def run(self, reader: Callable[[], Awaitable[None]]) -> tuple[str, int] | None:
         """Serve until the client leaves or the session ends; return how it ended.
 
-        ``reader`` consumes what the client sends and returns when it disconnects. The result
-        is ``None`` when the client left, else ``(reason, close_code)``; ``reason`` is
-        ``"stalled"`` when the connection must be dropped without a goodbye.
+        ``reader`` consumes what the client sends, in the calling task, and returns when the
+        client disconnects or the stream is closed. The pump runs in a task of its own; when
+        it ends (goodbye sent and stream closed, or dropped) the reader ends too. The result is
+        ``None`` when the client left, else ``(reason, close_code)``.
         """
         self.hub.attach(self)
         self._arm_timer()
+        self._reader = asyncio.current_task()
         self._pump = asyncio.create_task(self._run_pump())
-        read = asyncio.ensure_future(reader())
+        self._pump.add_done_callback(self._after_pump)
         try:
-            await asyncio.wait({self._pump, read}, return_when=asyncio.FIRST_COMPLETED)
+            await reader()
+        except asyncio.CancelledError:
+            # Our own interruption of the reader (the connection was dropped) ends the session
+            # normally; anything else (the server stopping) goes on.
+            if not self._interrupted or self._reader is None or self._reader.uncancel() > 0:
+                raise
         finally:
-            for task in (self._pump, read):
-                task.cancel()
-            await asyncio.gather(self._pump, read, return_exceptions=True)
+            self._reader = None
+            self._pump.cancel()
+            await asyncio.gather(self._pump, return_exceptions=True)
             if self._timer is not None:
                 self._timer.cancel()
             if self.subscriber is not None:
                 self.fanout.remove(self.subscriber)
             self.hub.detach(self)
         return self.ending
+
+    def _after_pump(self, pump: asyncio.Task[None]) -> None:
+        """The pump ended: unless it closed the stream (the reader sees that), stop reading."""
+        closed = not pump.cancelled() and pump.exception() is None and self._closed
+        if not closed and self._reader is not None:
+            self._interrupted = True
+            self._reader.cancel()
 
     def end(self, reason: str, code: int) -> None:
         """Send what is pending, a ``reconnect`` for :data:`GOODBYE_REASONS`, and close."""
@@ -204,14 +228,13 @@ class Session:
             written = await write
         finally:
             self._sending_since = None
-        self._messages.inc()
-        self._bytes.inc(written)
+        self._figures.sent(self._transport, written)
 
     async def _send_batch(self, batch: Batch) -> None:
         await self._send(self.out.send_changes(batch))
         self.sent_cursor = batch.cursor_text
         if batch.at is not None:
-            self.metrics.realtime_notify_seconds.observe(max(0.0, time.time() - batch.at))
+            self._figures.notified(max(0.0, time.time() - batch.at))
 
     async def _run_pump(self) -> None:
         with contextlib.suppress(Disconnected):
@@ -224,17 +247,19 @@ class Session:
                 await self._send(self.out.send_message(kind, text))
                 continue
             if self.ending is not None:
-                reason, _ = self.ending
+                reason, code = self.ending
                 if reason in GOODBYE_REASONS:
                     goodbye = messages.reconnect(reason, self.sent_cursor)
                     await self._send(self.out.send_message("reconnect", goodbye))
+                await self.out.close(code)
+                self._closed = True
                 return
             sub = self.subscriber
             if sub is not None:
                 if not sub.live:
                     await self._replay(sub)
                     continue
-                batch = sub.take()
+                batch = sub.take(self.fanout.max_message_bytes)
                 if batch is not None:
                     await self._send_batch(batch)
                     continue
@@ -275,8 +300,9 @@ class Session:
                 # Changes the filter skipped moved the cursor: hand it over, so that a client
                 # of a quiet collection never falls behind the retention horizon.
                 sub.resume_from = vector
-                body = messages.changes([], text, self.fanout.stable)
-                await self._send_batch(Batch(body, vector, text, 0, None))
+                stable = self.fanout.stable
+                body = messages.changes([], text, stable)
+                await self._send_batch(Batch(body, vector, text, 0, None, [], stable))
                 return
         await self._send(self.out.send_heartbeat())
 

@@ -69,6 +69,15 @@ class SseOut:
         """A comment, which clients ignore and proxies count as traffic."""
         return await self._write(KEEP_ALIVE)
 
+    async def close(self, code: int) -> None:
+        """End the response (the pending ``receive`` then answers ``http.disconnect``)."""
+        if self.disconnected.is_set():
+            raise Disconnected
+        try:
+            await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError as exc:
+            raise Disconnected from exc
+
 
 class SseSession(Session):
     """An SSE stream ends when its cursor expires (the client must resync, not resume)."""
@@ -123,10 +132,7 @@ class EventStream(Response):
                 pass
             out.disconnected.set()
 
-        ending = await session.run(wait_for_disconnect)
-        if ending is None or ending[0] == "stalled" or out.disconnected.is_set():
-            return
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await session.run(wait_for_disconnect)
 
 
 @router.get(
