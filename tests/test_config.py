@@ -50,6 +50,16 @@ def test_limits_read_from_file_and_environment(tmp_path: Path) -> None:
     assert config.limits.max_mutations_per_push == 7
 
 
+def test_realtime_settings_read_from_file_and_environment(tmp_path: Path) -> None:
+    """Realtime knobs and the bus URL follow the generic key / BREAKWATER_KEY rule."""
+    file = write(tmp_path, "realtime_heartbeat = 5.0\nrealtime_timeout = 12.5\n")
+    env = {"BREAKWATER_MAX_REALTIME_CONNECTIONS": "250", "BREAKWATER_BUS": "memory://"}
+    config = load_config(file, env=env)
+    assert (config.realtime_heartbeat, config.realtime_timeout) == (5.0, 12.5)
+    assert config.max_realtime_connections == 250
+    assert config.bus == "memory://"
+
+
 @pytest.mark.parametrize(
     ("toml", "env", "message"),
     [
@@ -68,6 +78,14 @@ def test_limits_read_from_file_and_environment(tmp_path: Path) -> None:
         ("[collections.9bad]\n", {}, "not a valid collection name"),
         ("log_level = 'loud'", {}, "log_level = 'loud'"),
         ("port = ", {}, "is not valid TOML"),
+        ("max_realtime_connections = 0", {}, "max_realtime_connections = 0 must be positive"),
+        ("realtime_queue = -1", {}, "realtime_queue = -1 must be positive"),
+        ("realtime_admission_wait = -1.0", {}, "realtime_admission_wait = -1.0 must not be"),
+        (
+            "realtime_heartbeat = 30.0\nrealtime_timeout = 30.0",
+            {},
+            "realtime_timeout = 30.0 must be longer than realtime_heartbeat = 30.0",
+        ),
     ],
 )
 def test_bad_settings_fail_naming_key_and_value(

@@ -49,6 +49,15 @@ class Config:
     compaction_interval: float = 3600.0
     drain_grace: float = 1.0
     drain_timeout: float = 10.0
+    bus: str = "memory://"
+    # Realtime (WebSocket and SSE): see docs/protocol.md#realtime.
+    max_realtime_connections: int = 10_000
+    realtime_heartbeat: float = 15.0
+    realtime_timeout: float = 45.0
+    realtime_queue: int = 1000
+    realtime_admission_rate: float = 200.0
+    realtime_admission_burst: int = 100
+    realtime_admission_wait: float = 5.0
     limits: Limits = field(default_factory=Limits)
     collections: Mapping[str, CollectionConfig] = field(default_factory=dict)
 
@@ -238,3 +247,21 @@ def _check(config: Config) -> None:
     for key in ("drain_grace", "drain_timeout"):
         if getattr(config, key) < 0:
             raise ConfigError(f"{key} = {getattr(config, key)!r} must not be negative")
+    for key in (
+        "max_realtime_connections",
+        "realtime_heartbeat",
+        "realtime_queue",
+        "realtime_admission_rate",
+        "realtime_admission_burst",
+    ):
+        if getattr(config, key) <= 0:
+            raise ConfigError(f"{key} = {getattr(config, key)!r} must be positive")
+    if config.realtime_admission_wait < 0:
+        raise ConfigError(
+            f"realtime_admission_wait = {config.realtime_admission_wait!r} must not be negative"
+        )
+    if config.realtime_timeout <= config.realtime_heartbeat:
+        raise ConfigError(
+            f"realtime_timeout = {config.realtime_timeout!r} must be longer than"
+            f" realtime_heartbeat = {config.realtime_heartbeat!r}"
+        )

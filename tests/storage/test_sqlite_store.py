@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +33,20 @@ def inc(mid: str, doc_id: str, amount: int = 1) -> Mutation:
 
 
 class CountingHooks:
-    """Counts group commits."""
+    """Counts group commits and records feed notifications."""
 
     def __init__(self) -> None:
         self.commits: list[int] = []
+        self.advanced: list[tuple[dict[str, int], float]] = []
 
     def on_commit(self, mutations: int, seconds: float) -> None:
         self.commits.append(mutations)
 
     def on_conflict(self, collection: str) -> None:
         pass
+
+    def on_feed_advanced(self, head: dict[str, int], at: float) -> None:
+        self.advanced.append((head, at))
 
 
 async def read_feed(store: SqliteStore, limit: int = 7) -> list[tuple[str, int]]:
@@ -109,6 +115,46 @@ async def test_concurrent_requests_share_commits(tmp_path: Path) -> None:
     await store.aclose()
     assert sum(hooks.commits) == 200
     assert len(hooks.commits) < 100
+
+
+async def test_feed_advances_are_announced_on_the_loop_after_commit(tmp_path: Path) -> None:
+    """``on_feed_advanced`` runs on the event loop, once the change is readable elsewhere."""
+    path = tmp_path / "s.db"
+    seen: list[tuple[dict[str, int], int, int]] = []
+    loop_thread = threading.get_ident()
+
+    class Hooks(CountingHooks):
+        def on_feed_advanced(self, head: dict[str, int], at: float) -> None:
+            # Another connection must already see the change: the notice follows COMMIT.
+            with contextlib.closing(sqlite3.connect(path)) as conn:
+                visible = conn.execute("SELECT COUNT(*) FROM changes").fetchone()[0]
+            seen.append((head, visible, threading.get_ident()))
+
+    store = SqliteStore(path, Engine("r1", HybridClock("n1")), hooks=Hooks())
+    await store.open()
+    try:
+        await store.apply([put("m1", "a"), put("m2", "b"), put("m3", "c")])
+        for _ in range(100):
+            if seen:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await store.aclose()
+    assert seen == [({"r1": 3}, 3, loop_thread)]
+
+
+async def test_a_commit_that_writes_nothing_announces_nothing(tmp_path: Path) -> None:
+    """Duplicates only: no feed entry was written, so no advance is announced."""
+    hooks = CountingHooks()
+    store = SqliteStore(tmp_path / "s.db", Engine("r1", HybridClock("n1")), hooks=hooks)
+    await store.open()
+    try:
+        await store.apply([put("m1", "a")])
+        await store.apply([put("m1", "a")])
+        await asyncio.sleep(0.05)
+    finally:
+        await store.aclose()
+    assert [head for head, _ in hooks.advanced] == [{"r1": 1}]
 
 
 async def test_failure_inside_one_request_fails_only_that_request(tmp_path: Path) -> None:

@@ -98,3 +98,63 @@ def startup(
         f"max {report['seconds_to_healthy_max']} s; bare python: {report['bare_python_median']} s"
     )
     _write_json(report, json_path)
+
+
+@app.command("realtime")
+def realtime(
+    subscribers: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--subscribers", "-n", min=1, help="Subscriber counts to run (repeat the option)."
+        ),
+    ] = None,
+    rate: Annotated[float, typer.Option(min=1, help="Writes per second.")] = 200.0,
+    seconds: Annotated[float, typer.Option(min=1, max=120, help="Seconds of writes.")] = 10.0,
+    runs: Annotated[int, typer.Option(min=1, max=10, help="Runs; medians are reported.")] = 3,
+    deflate: Annotated[
+        bool, typer.Option(help="Subscribers offer permessage-deflate (the node accepts it).")
+    ] = False,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+) -> None:
+    """Write-to-delivery latency, deliveries/s and memory per idle WebSocket subscriber."""
+    from breakwater.bench import realtime as bench_realtime
+
+    counts = subscribers or [1, 100, 1000, 5000]
+    console = Console()
+    with console.status("starting") as status:
+        report = asyncio.run(
+            bench_realtime.run(
+                counts, rate, seconds, runs, deflate, lambda text: status.update(text)
+            )
+        )
+    table = Table(
+        title=f"breakwater bench realtime ({rate:g} writes/s for {seconds:g} s,"
+        f" medians of {runs} runs)"
+    )
+    columns = (
+        "subscribers",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "deliveries/s",
+        "delivered",
+        "changes/msg",
+        "KiB/idle conn",
+    )
+    for column in columns:
+        table.add_column(column, justify="right")
+    for row in report["results"]:
+        idle = row["idle_kib_per_connection"]
+        table.add_row(
+            f"{row['subscribers']:,}",
+            f"{row['p50_ms']:.2f}",
+            f"{row['p99_ms']:.2f}",
+            f"{row['max_ms']:.2f}",
+            f"{row['deliveries_per_s']:,}",
+            f"{row['delivered_fraction']:.1%}",
+            f"{row['changes_per_message']:.1f}",
+            "-" if idle is None else f"{idle:.1f}",
+        )
+    console.print(table)
+    console.print(f"machine: {report['machine']}")
+    _write_json(report, json_path)

@@ -20,6 +20,10 @@ def serve(
         str | None,
         typer.Option(help="Store URL, e.g. sqlite:///path.db (default: a file under --data)."),
     ] = None,
+    bus: Annotated[
+        str | None,
+        typer.Option(help="Bus URL for commit notices (default memory://, this process only)."),
+    ] = None,
     region: Annotated[str | None, typer.Option(help="This node's region (default local).")] = None,
     node: Annotated[
         str | None, typer.Option(help="This node's id (default: region plus a random suffix).")
@@ -43,6 +47,7 @@ def serve(
             "port": port,
             "data": data,
             "store": store,
+            "bus": bus,
             "region": region,
             "node": node,
             "log_level": log_level,

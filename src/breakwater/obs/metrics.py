@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -58,6 +63,25 @@ class Metrics:
         self.draining = Gauge(
             "breakwater_draining", "1 while the node drains before shutting down.", registry=r
         )
+        self.realtime_connections = Gauge(
+            "breakwater_realtime_connections",
+            "Open realtime connections, by transport (websocket, sse).",
+            ["transport"],
+            registry=r,
+        )
+        self.realtime = RealtimeFigures()
+        r.register(_RealtimeCollector(self.realtime))
+        self.realtime_overflows = Counter(
+            "breakwater_realtime_overflows",
+            "Times a subscriber's queue overflowed and it fell back to catching up from the store.",
+            registry=r,
+        )
+        self.realtime_refused = Counter(
+            "breakwater_realtime_refused",
+            "Realtime connections refused, by transport and reason (limit, rate, draining).",
+            ["transport", "reason"],
+            registry=r,
+        )
         self.dependency_up = Gauge(
             "breakwater_dependency_up",
             "1 when a dependency answers its readiness check.",
@@ -79,3 +103,67 @@ class Metrics:
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)
+
+
+TRANSPORTS = ("websocket", "sse")
+
+
+class RealtimeFigures:
+    """Per-message realtime figures, kept as plain numbers.
+
+    They change for every message sent to every subscriber, tens of thousands of times a
+    second: a Prometheus counter's lock per update would cost a tenth of the node's time. Only
+    the event loop updates them, and ``/metrics`` reads them on that loop.
+    """
+
+    def __init__(self) -> None:
+        self.messages = dict.fromkeys(TRANSPORTS, 0)
+        self.bytes = dict.fromkeys(TRANSPORTS, 0)
+        self.notify_buckets = [0] * (len(_LATENCY_BUCKETS) + 1)
+        self.notify_sum = 0.0
+
+    def sent(self, transport: str, size: int) -> None:
+        """Count one message of ``size`` bytes."""
+        self.messages[transport] += 1
+        self.bytes[transport] += size
+
+    def notified(self, seconds: float) -> None:
+        """Record the time from a commit to the send of its live message."""
+        self.notify_buckets[bisect.bisect_left(_LATENCY_BUCKETS, seconds)] += 1
+        self.notify_sum += seconds
+
+
+class _RealtimeCollector(Collector):
+    def __init__(self, figures: RealtimeFigures) -> None:
+        self.figures = figures
+
+    def collect(self) -> Iterator[Metric]:
+        figures = self.figures
+        messages = CounterMetricFamily(
+            "breakwater_realtime_messages",
+            "Messages (WebSocket frames or SSE events, heartbeats included) sent, by transport.",
+            labels=["transport"],
+        )
+        sent_bytes = CounterMetricFamily(
+            "breakwater_realtime_bytes",
+            "Bytes of realtime messages handed to the transport (before compression).",
+            labels=["transport"],
+        )
+        for transport in TRANSPORTS:
+            messages.add_metric([transport], figures.messages[transport])
+            sent_bytes.add_metric([transport], figures.bytes[transport])
+        yield messages
+        yield sent_bytes
+        cumulative = 0
+        buckets = []
+        for bound, count in zip(
+            [*map(str, _LATENCY_BUCKETS), "+Inf"], figures.notify_buckets, strict=True
+        ):
+            cumulative += count
+            buckets.append((bound, cumulative))
+        yield HistogramMetricFamily(
+            "breakwater_realtime_notify_seconds",
+            "From a commit to the send of the live message that carries it.",
+            buckets=buckets,
+            sum_value=figures.notify_sum,
+        )

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 import breakwater
+from breakwater.bus import Bus, open_bus
 from breakwater.config import Config
 from breakwater.core.engine import Engine
 from breakwater.core.errors import BreakwaterError
@@ -18,23 +19,53 @@ from breakwater.obs.metrics import Metrics
 from breakwater.server import docs_api, health, problems, sync_api
 from breakwater.server.middleware import ObserveRequests
 from breakwater.server.node import Node
+from breakwater.server.realtime import sse as realtime_sse
+from breakwater.server.realtime import websocket as realtime_websocket
+from breakwater.server.realtime.hub import Realtime
+from breakwater.server.store_hooks import NodeStoreHooks
 from breakwater.storage import open_store
-from breakwater.storage.base import Store
+from breakwater.storage.base import CompactionReport, Store
 
 _log = get_logger("breakwater.server")
 DAY_MS = 86_400_000
 
 
 def build_node(
-    config: Config, store: Store | None = None, clock: HybridClock | None = None
+    config: Config,
+    store: Store | None = None,
+    clock: HybridClock | None = None,
+    bus: Bus | None = None,
 ) -> Node:
-    """Wire clock, engine, metrics and store for ``config`` (``store`` overrides the URL)."""
+    """Wire clock, engine, metrics, bus and store for ``config`` (arguments override URLs).
+
+    A store built here publishes a commit notice on the bus after every commit. A store passed
+    in keeps the hooks it was built with; without notices, realtime clients and long-polls
+    still get every change, within the follower's one-second poll.
+    """
     clock = clock or HybridClock(config.node_id, max_skew_ms=int(config.max_clock_skew * 1000))
     engine = Engine(config.region, clock, config.collections, config.limits)
     metrics = Metrics()
+    if bus is None:
+        bus = open_bus(config.bus)
     if store is None:
-        store = open_store(config.store_url, engine, hooks=metrics)
-    return Node(config=config, clock=clock, engine=engine, store=store, metrics=metrics)
+        store = open_store(config.store_url, engine, hooks=NodeStoreHooks(metrics, bus))
+    realtime = Realtime(config, store, bus, metrics)
+    return Node(
+        config=config,
+        clock=clock,
+        engine=engine,
+        store=store,
+        metrics=metrics,
+        bus=bus,
+        realtime=realtime,
+    )
+
+
+async def compact(node: Node, horizon_ms: int, now_ms: int | None = None) -> CompactionReport:
+    """One retention pass; realtime resumes then refuse cursors behind it, as pulls do."""
+    report = await node.store.compact(horizon_ms, now_ms)
+    node.realtime.fanout.forget_before(report.low_water)
+    return report
 
 
 async def _compact_forever(node: Node) -> None:
@@ -42,7 +73,7 @@ async def _compact_forever(node: Node) -> None:
     while True:
         await asyncio.sleep(node.config.compaction_interval)
         try:
-            report = await node.store.compact(horizon_ms)
+            report = await compact(node, horizon_ms)
             _log.info(
                 "compacted",
                 changes=report.changes_removed,
@@ -53,14 +84,19 @@ async def _compact_forever(node: Node) -> None:
 
 
 def create_app(
-    config: Config, store: Store | None = None, clock: HybridClock | None = None
+    config: Config,
+    store: Store | None = None,
+    clock: HybridClock | None = None,
+    bus: Bus | None = None,
 ) -> FastAPI:
     """The node's app; the store is opened on startup and flushed and closed on shutdown."""
-    node = build_node(config, store, clock)
+    node = build_node(config, store, clock, bus)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await node.bus.open()
         await node.store.open()
+        await node.realtime.start()
         compaction = asyncio.create_task(_compact_forever(node))
         _log.info(
             "node_started",
@@ -74,7 +110,9 @@ def create_app(
             compaction.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await compaction
+            await node.realtime.aclose()
             await node.store.aclose()
+            await node.bus.aclose()
             _log.info("node_stopped", node=node.clock.node)
 
     app = FastAPI(
@@ -90,5 +128,8 @@ def create_app(
     app.include_router(health.router)
     app.include_router(docs_api.router)
     app.include_router(sync_api.router)
+    app.include_router(realtime_sse.router)
     app.add_middleware(ObserveRequests, metrics=node.metrics)
+    # Outermost of ours: realtime WebSockets skip the routing layers (see its module).
+    app.add_middleware(realtime_websocket.WebSocketEntry)
     return app

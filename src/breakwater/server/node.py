@@ -1,13 +1,15 @@
-"""The state one node shares between its routes: config, engine, store, metrics, drain flag."""
+"""The state one node shares between its routes: config, engine, store, bus, realtime, drain."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from breakwater.bus import Bus
 from breakwater.config import Config
 from breakwater.core.engine import Engine
 from breakwater.core.hlc import HybridClock
 from breakwater.obs.metrics import Metrics
+from breakwater.server.realtime.hub import Realtime
 from breakwater.storage.base import Store
 
 
@@ -20,10 +22,16 @@ class Node:
     engine: Engine
     store: Store
     metrics: Metrics
+    bus: Bus
+    realtime: Realtime
     draining: bool = False
     dependencies: dict[str, str] = field(default_factory=dict)
 
     def start_draining(self) -> None:
-        """Turn readiness off so that balancers stop sending new work here."""
+        """Turn readiness off, refuse new realtime clients and tell open ones to reconnect.
+
+        Safe to call from a signal handler, and more than once.
+        """
         self.draining = True
         self.metrics.draining.set(1)
+        self.realtime.start_draining()

@@ -168,3 +168,13 @@ PULL_RESPONSES: dict[int | str, dict[str, Any]] = {
     ),
     **_errors(400, 410, 503),
 }
+SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": (
+            "an endless text/event-stream: `changes` events (id: the cursor; data: a changes"
+            " message), `error` and `reconnect` events, and `: keep-alive` comments"
+        ),
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    },
+    **_errors(400, 410, 503),
+}

@@ -21,7 +21,6 @@ from breakwater.server.wire import change_json, result_json
 
 router = APIRouter(prefix="/v1/sync", tags=["sync"])
 CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:~-]{1,128}$")
-DRAIN_CHECK_SECONDS = 0.5
 
 
 def _parse_push(body: Any, node: Node) -> list[Mutation]:
@@ -75,7 +74,8 @@ async def push(request: Request) -> Response:
     return json_response({"results": [result_json(r) for r in results], "hlc": node.clock.now()})
 
 
-def _collections(raw: str | None) -> list[str] | None:
+def parse_collections(raw: str | None) -> list[str] | None:
+    """The names of a comma-separated ``collections`` parameter (None: every collection)."""
     if not raw:
         return None
     names = [name.strip(" ") for name in raw.split(",") if name.strip(" ")]
@@ -105,16 +105,16 @@ async def pull(
             f"wait must be between 0 and {limits.max_wait_seconds} seconds", field="wait"
         )
     vector = cursor_mod.decode(cursor)
-    names = _collections(collections)
+    names = parse_collections(collections)
     deadline = time.monotonic() + wait
     page = await node.store.pull(vector, names, limit, include_state)
     while not page.entries and not node.draining:
+        # Nothing matching yet: wait for the node's feed follower to see a commit past what
+        # this pull covered (it hears of local commits at once, through the bus).
         remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        if remaining <= 0 or not await node.realtime.fanout.wait_beyond(page.vector, remaining):
             break
-        # A commit wakes the wait at once; the slice only bounds how late a drain is noticed.
-        if await node.store.wait_for_commit(page.head, min(remaining, DRAIN_CHECK_SECONDS)):
-            page = await node.store.pull(vector, names, limit, include_state)
+        page = await node.store.pull(page.vector, names, limit, include_state)
     return json_response(
         {
             "changes": [change_json(entry) for entry in page.entries],

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from breakwater.core.cursor import VersionVector
+
 
 class StoreHooks(Protocol):
-    """Callbacks a store calls from its writer; implementations must be fast and never raise."""
+    """Callbacks a store calls; implementations must be fast and never raise.
+
+    ``on_commit`` and ``on_conflict`` run on the store's writer (a thread of their own in the
+    SQLite store); ``on_feed_advanced`` runs on the event loop that opened the store.
+    """
 
     def on_commit(self, mutations: int, seconds: float) -> None:
         """One group commit of ``mutations`` mutations took ``seconds``."""
@@ -14,12 +20,22 @@ class StoreHooks(Protocol):
     def on_conflict(self, collection: str) -> None:
         """A merge in ``collection`` overrode (part of) a concurrent write."""
 
+    def on_feed_advanced(self, head: VersionVector, at: float) -> None:
+        """Changes up to ``head`` are committed and readable (never called before the commit).
+
+        ``head`` holds the new seq of every origin the commit wrote; ``at`` is the wall-clock
+        time (``time.time()``) right after the commit. Called on the store's event loop.
+        """
+
 
 class _NoHooks:
     def on_commit(self, mutations: int, seconds: float) -> None:
         """Ignore."""
 
     def on_conflict(self, collection: str) -> None:
+        """Ignore."""
+
+    def on_feed_advanced(self, head: VersionVector, at: float) -> None:
         """Ignore."""
 
 

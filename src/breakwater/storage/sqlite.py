@@ -187,11 +187,13 @@ class SqliteStore:
             error.__cause__ = exc
             outcomes = [error] * len(batch)
             staged = WriteBatch(conn, 0)
+        committed_at = time.time()
         self.hooks.on_commit(count, time.perf_counter() - started)
         for request, outcome in zip(batch, outcomes, strict=True):
             request.loop.call_soon_threadsafe(_resolve, request.future, outcome)
-        if staged.touched and self._loop is not None:
-            self._loop.call_soon_threadsafe(self._notify_commit)
+        touched = staged.touched
+        if touched and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._notify_commit, touched, committed_at)
 
     def _apply_request(
         self, staged: WriteBatch, request: _WriteRequest
@@ -210,10 +212,12 @@ class SqliteStore:
                 self.hooks.on_conflict(result.doc.collection)
         return results
 
-    def _notify_commit(self) -> None:
+    def _notify_commit(self, head: VersionVector, at: float) -> None:
+        """On the event loop, after COMMIT: wake local waiters, then tell the hooks."""
         if self._commit_event is not None:
             self._commit_event.set()
             self._commit_event = asyncio.Event()
+        self.hooks.on_feed_advanced(head, at)
 
     # reads -------------------------------------------------------------------------------------
 

@@ -1,0 +1,276 @@
+"""``breakwater bench realtime``: fan-out latency, throughput and memory per connection.
+
+For each number of subscribers, each run starts a fresh ``breakwater serve`` subprocess,
+measures its resident memory, opens the WebSocket subscriptions from a separate client process
+(:mod:`breakwater.bench._realtime_subscribers`) and measures memory again once they are idle,
+then writes small documents at a fixed rate from this process, each stamped with its send
+time. Reported per scenario, as medians over the runs: write-to-delivery latency (from the
+writer sending the ``PUT`` to a subscriber receiving the change: it includes the durable
+commit), deliveries per second (changes received, summed over subscribers, over the time it
+took to deliver them), and resident memory per idle connection.
+
+Server, subscribers and writer share one machine: on a small one the client's CPU is part of
+what limits the figures, which the report's ``machine`` section lets a reader judge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from breakwater.bench._http import HttpConnection
+from breakwater.bench.push import _free_port, _Node, machine
+from breakwater.bench.stats import median, percentile
+from breakwater.core import codec
+
+SAMPLED = 50
+"""Subscribers that time every change (the others only count them)."""
+WRITERS = 4
+"""Keep-alive connections the writer spreads its requests over (so the rate holds)."""
+DRAIN_SECONDS = 15.0
+"""How long after the last write the subscribers may take to receive everything."""
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of ``pid`` (VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+@dataclass
+class Run:
+    """One scenario, one run."""
+
+    latencies_ms: list[float]
+    deliveries: int
+    expected: int
+    delivery_seconds: float
+    idle_kib_per_connection: float | None
+    messages: int
+    writes: int
+    write_errors: int
+
+
+@dataclass
+class ScenarioResult:
+    """Every run of one scenario, and their medians."""
+
+    subscribers: int
+    rate: float
+    runs: list[Run] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """Medians over the runs."""
+
+        def med(values: list[float]) -> float:
+            return round(median(values), 2)
+
+        idle = [r.idle_kib_per_connection for r in self.runs if r.idle_kib_per_connection]
+        return {
+            "subscribers": self.subscribers,
+            "writes_per_s": self.rate,
+            "p50_ms": med([percentile(r.latencies_ms, 0.5) for r in self.runs]),
+            "p99_ms": med([percentile(r.latencies_ms, 0.99) for r in self.runs]),
+            "max_ms": med([max(r.latencies_ms, default=0.0) for r in self.runs]),
+            "deliveries_per_s": round(
+                median([r.deliveries / r.delivery_seconds for r in self.runs])
+            ),
+            "delivered_fraction": round(
+                median([r.deliveries / r.expected if r.expected else 1.0 for r in self.runs]), 4
+            ),
+            "changes_per_message": med(
+                [r.deliveries / r.messages if r.messages else 0.0 for r in self.runs]
+            ),
+            "idle_kib_per_connection": med(idle) if idle else None,
+            "write_errors": sum(r.write_errors for r in self.runs),
+            "runs": [
+                {
+                    "p50_ms": round(percentile(r.latencies_ms, 0.5), 2),
+                    "p99_ms": round(percentile(r.latencies_ms, 0.99), 2),
+                    "max_ms": round(max(r.latencies_ms, default=0.0), 2),
+                    "deliveries": r.deliveries,
+                    "expected": r.expected,
+                    "delivery_seconds": round(r.delivery_seconds, 2),
+                    "idle_kib_per_connection": r.idle_kib_per_connection,
+                    "messages": r.messages,
+                }
+                for r in self.runs
+            ],
+        }
+
+
+class Subscribers:
+    """The subscriber process, driven line by line."""
+
+    def __init__(self, port: int, count: int, deflate: bool, cursor: str) -> None:
+        command = [
+            sys.executable,
+            "-m",
+            "breakwater.bench._realtime_subscribers",
+            "--port",
+            str(port),
+            "--n",
+            str(count),
+            "--sample",
+            str(min(SAMPLED, count)),
+            "--cursor",
+            cursor,
+        ]
+        if deflate:
+            command.append("--deflate")
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+
+    async def line(self, seconds: float) -> dict[str, Any]:
+        """The next JSON line the process prints."""
+        assert self.process.stdout is not None
+        text = await asyncio.wait_for(asyncio.to_thread(self.process.stdout.readline), seconds)
+        if not text:
+            raise RuntimeError("the subscriber process exited")
+        result: dict[str, Any] = json.loads(text)
+        return result
+
+    def command(self, text: str) -> None:
+        """Send one command."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(text + "\n")
+        self.process.stdin.flush()
+
+    def stop(self) -> None:
+        """Tell it to exit, and make sure it did (by its PID)."""
+        with contextlib.suppress(OSError, ValueError):
+            self.command("exit")
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+async def _write_at_rate(port: int, rate: float, seconds: float) -> tuple[int, int]:
+    """PUT small documents stamped with their send time at ``rate`` per second."""
+    errors = 0
+    count = int(rate * seconds)
+    pad = "x" * 64
+    connections = [HttpConnection("127.0.0.1", port) for _ in range(WRITERS)]
+    for connection in connections:
+        await connection.__aenter__()
+    locks = [asyncio.Lock() for _ in connections]
+    started = time.perf_counter()
+
+    async def one(index: int) -> None:
+        nonlocal errors
+        slot = index % WRITERS
+        async with locks[slot]:
+            body = codec.dumps({"t": time.time(), "i": index, "pad": pad})
+            status, _ = await connections[slot].request(
+                "PUT", f"/v1/collections/bench/docs/w{index}", body
+            )
+            if status not in (200, 201):
+                errors += 1
+
+    tasks = []
+    try:
+        for index in range(count):
+            delay = started + index / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.ensure_future(one(index)))
+        await asyncio.gather(*tasks)
+    finally:
+        for connection in connections:
+            await connection.__aexit__(None, None, None)
+    return count, errors
+
+
+async def _one_run(
+    count: int, rate: float, seconds: float, deflate: bool, progress: Callable[[str], None]
+) -> Run:
+    with tempfile.TemporaryDirectory(prefix="bw-bench-rt-") as tmp:
+        node = _Node(Path(tmp) / "data", _free_port(), "warning")
+        subscribers: Subscribers | None = None
+        try:
+            await node.wait_ready()
+            await _write_at_rate(node.port, 50, 0.5)  # warm up the write and fan-out paths
+            async with HttpConnection("127.0.0.1", node.port) as http:
+                _, body = await http.request("GET", "/v1/sync/pull?limit=1000")
+            head = codec.loads(body)["cursor"]  # subscribers start here: no replay
+            await asyncio.sleep(0.5)
+            before = rss_bytes(node.process.pid)
+            progress(f"{count} subscribers: connecting")
+            subscribers = Subscribers(node.port, count, deflate, head)
+            ready = await subscribers.line(180)
+            if ready["ready"] != count:
+                raise RuntimeError(f"only {ready['ready']} of {count} subscribers are ready")
+            await asyncio.sleep(2)
+            idle = (rss_bytes(node.process.pid) - before) / count / 1024 if count >= 100 else None
+            progress(f"{count} subscribers: {rate:g} writes/s for {seconds:g} s")
+            subscribers.command("measure")
+            measured = time.perf_counter()
+            writes, errors = await _write_at_rate(node.port, rate, seconds)
+            expected = writes * count
+            report: dict[str, Any] = {}
+            deadline = time.perf_counter() + DRAIN_SECONDS
+            while True:
+                subscribers.command("report")
+                report = await subscribers.line(30)
+                if report["changes"] >= expected or time.perf_counter() > deadline:
+                    break
+                await asyncio.sleep(0.1)
+            return Run(
+                latencies_ms=[latency * 1000 for latency in report["latencies"]],
+                deliveries=report["changes"],
+                expected=expected,
+                delivery_seconds=time.perf_counter() - measured,
+                idle_kib_per_connection=round(idle, 1) if idle is not None else None,
+                messages=report["messages"],
+                writes=writes,
+                write_errors=errors,
+            )
+        finally:
+            if subscribers is not None:
+                subscribers.stop()
+            node.stop()
+
+
+async def run(
+    counts: list[int],
+    rate: float,
+    seconds: float,
+    runs: int,
+    deflate: bool = False,
+    progress: Callable[[str], None] = lambda _: None,
+) -> dict[str, Any]:
+    """Every scenario ``runs`` times; the report as a JSON-ready dict."""
+    results = [ScenarioResult(count, rate) for count in counts]
+    for run_index, result in itertools.product(range(runs), results):
+        prefix = f"run {run_index + 1}/{runs}"
+
+        def step(text: str, prefix: str = prefix) -> None:
+            progress(f"{prefix}: {text}")
+
+        result.runs.append(await _one_run(result.subscribers, rate, seconds, deflate, step))
+    return {
+        "benchmark": "realtime",
+        "writes_per_s": rate,
+        "seconds": seconds,
+        "runs": runs,
+        "deflate": deflate,
+        "sampled_subscribers": SAMPLED,
+        "machine": machine() | {"load_average": os.getloadavg()},
+        "results": [r.summary() for r in results],
+    }

@@ -1,0 +1,581 @@
+"""Fan-out of the change feed to every realtime subscriber of a node, gap-free (I5).
+
+One *follower* task per node keeps a shared ``position`` in the feed. When the bus announces a
+commit (or, for writers the bus does not reach, when a once-a-second poll of the store's head finds
+one), it pulls the new changes from the store once, page by page, and hands each page to every
+*live* subscriber through that subscriber's bounded queue. A page is encoded once per collection
+filter, so a thousand subscribers of one filter share one message text.
+
+A subscriber starts in *replay* mode: its connection catches up from its own cursor
+(:meth:`Fanout.replay`), from the recent changes the follower keeps in memory when they reach back
+that far (the common case after a disconnect or a node's drain), else with its own pulls from the
+store. Right after the step that reached the end of the feed, in the same step of the event loop,
+the subscriber is switched to live if its cursor covers the shared position. The follower moves the
+position in a single step too, so no page can slip between the two: every change the replay did not
+cover is in a later page, and a page change the replay already delivered is dropped (its ``(origin,
+seq)`` is covered by the subscriber's cursor). This is "subscribe first, replay, then drop what the
+replay sent" without buffering during the replay, so a long replay holds no memory.
+
+When a live subscriber's queue would exceed ``queue_limit`` changes (a slow consumer), its queue is
+dropped and it goes back to replay mode from the cursor of the last message its connection took: it
+loses nothing and catches up through the feed, and the node holds at most ``queue_limit`` changes
+for it.
+
+Everything here runs on one event loop; nothing is shared across threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from breakwater.bus import Bus, CommitNotice, Subscription
+from breakwater.core import cursor as cursor_mod
+from breakwater.core.cursor import VersionVector
+from breakwater.core.errors import CursorExpired
+from breakwater.obs.logging import get_logger
+from breakwater.obs.metrics import Metrics
+from breakwater.server.realtime import messages
+from breakwater.server.realtime.wakeup import Wakeup
+from breakwater.storage.base import FeedEntry, FeedPage, Store
+
+_log = get_logger("breakwater.realtime")
+PAGE_SIZE = 500
+MAX_MESSAGE_BYTES = 256 * 1024
+POLL_INTERVAL = 1.0
+RECENT_CHANGES = 10_000
+RECENT_BYTES = 16 * 1024 * 1024
+SCAN_LIMIT = 4 * PAGE_SIZE
+"""Changes a resume from memory looks at per step (a filter may skip most of them)."""
+
+
+def covers_all(vector: Mapping[str, int], other: Mapping[str, int]) -> bool:
+    """True when ``vector`` covers every change that ``other`` covers."""
+    return all(vector.get(origin, 0) >= seq for origin, seq in other.items())
+
+
+def same_position(left: Mapping[str, int], right: Mapping[str, int]) -> bool:
+    """True when two vectors cover exactly the same changes (zero entries ignored)."""
+    return covers_all(left, right) and covers_all(right, left)
+
+
+@dataclass(slots=True, eq=False)
+class Batch:
+    """One ``changes`` message, ready to send, and the cursor the client holds after it."""
+
+    text: str
+    cursor: VersionVector
+    cursor_text: str
+    changes: int
+    at: float | None
+    """Wall-clock time of the commit that made it live (None for replayed messages)."""
+    encoded: list[bytes]
+    """Its changes, encoded (to merge queued messages into one)."""
+    stable: VersionVector
+    sse: bytes | None = None
+    """The message framed as an SSE event, built by the first SSE connection that sends it."""
+    size: int = 0
+    """Bytes of its changes."""
+
+    def __post_init__(self) -> None:
+        self.size = sum(map(len, self.encoded))
+
+
+def merge_batches(batches: Sequence[Batch]) -> Batch:
+    """One message carrying the changes of consecutive ``batches``, with the last cursor."""
+    if len(batches) == 1:
+        return batches[0]
+    last = batches[-1]
+    encoded = [body for batch in batches for body in batch.encoded]
+    text = messages.changes(encoded, last.cursor_text, last.stable)
+    oldest = [batch.at for batch in batches if batch.at is not None]
+    at = min(oldest) if oldest else None
+    return Batch(text, last.cursor, last.cursor_text, len(encoded), at, encoded, last.stable)
+
+
+class Subscriber:
+    """One connection's subscription: its filter, its position and its bounded queue."""
+
+    __slots__ = (
+        "aligned",
+        "closed",
+        "collections",
+        "cursor",
+        "live",
+        "queue",
+        "queued",
+        "resume_from",
+        "wakeup",
+    )
+
+    def __init__(
+        self,
+        collections: frozenset[str] | None,
+        cursor: VersionVector,
+        wakeup: Wakeup,
+    ) -> None:
+        self.collections = collections
+        self.resume_from: VersionVector = dict(cursor)
+        """Where a replay starts: the cursor of the last message the connection took."""
+        self.cursor: VersionVector = {}
+        """The position of a live subscriber that is not aligned with the shared position."""
+        self.live = False
+        self.aligned = False
+        self.closed = False
+        self.queue: deque[Batch] = deque()
+        self.queued = 0
+        self.wakeup = wakeup
+
+    def take(self, max_bytes: int = MAX_MESSAGE_BYTES) -> Batch | None:
+        """The next queued message, if any; its cursor becomes the replay point.
+
+        When more are queued (the connection fell behind), they are merged into one message
+        of up to ``max_bytes``: fewer, bigger messages is how a busy node keeps up.
+        """
+        if not self.queue:
+            return None
+        taken = [self.queue.popleft()]
+        size = taken[0].size
+        while self.queue and size + self.queue[0].size <= max_bytes:
+            size += self.queue[0].size
+            taken.append(self.queue.popleft())
+        batch = merge_batches(taken)
+        self.queued -= batch.changes
+        self.resume_from = batch.cursor
+        return batch
+
+    @property
+    def store_filter(self) -> list[str] | None:
+        """The collection filter as the store takes it."""
+        return None if self.collections is None else sorted(self.collections)
+
+
+Key = tuple[str, int, str]
+"""What the fan-out keeps of a change besides its encoding: ``(origin, seq, collection)``."""
+
+
+def keys_of(entries: Sequence[FeedEntry]) -> list[Key]:
+    """The keys of feed entries."""
+    return [(e.change.origin, e.change.seq, e.change.collection) for e in entries]
+
+
+def build_batches(
+    keys: Sequence[Key],
+    encoded: Sequence[bytes],
+    indexes: Iterable[int],
+    start: VersionVector,
+    end: VersionVector,
+    stable: VersionVector,
+    at: float | None,
+    max_bytes: int = MAX_MESSAGE_BYTES,
+) -> list[Batch]:
+    """Messages carrying change ``i`` for ``i`` in ``indexes``, split at ``max_bytes``.
+
+    Every message but the last carries the cursor ``start`` advanced past its changes; the last
+    carries ``end`` (which may also cover changes the subscriber's filter skipped). With no
+    index, one empty message carries ``end``.
+    """
+    batches: list[Batch] = []
+    vector = start
+    chunk: list[int] = []
+    size = 0
+
+    def emit(chunk: list[int], cursor: VersionVector) -> None:
+        text = cursor_mod.encode(cursor)
+        bodies = [encoded[i] for i in chunk]
+        batches.append(
+            Batch(
+                messages.changes(bodies, text, stable), cursor, text, len(chunk), at, bodies, stable
+            )
+        )
+
+    for index in indexes:
+        length = len(encoded[index])
+        if chunk and size + length > max_bytes:
+            vector = cursor_mod.advance(vector, (keys[i][:2] for i in chunk))
+            emit(chunk, vector)
+            chunk, size = [], 0
+        chunk.append(index)
+        size += length
+    emit(chunk, end)
+    return batches
+
+
+@dataclass(slots=True, eq=False)
+class RecentPage:
+    """One page the follower published, kept for resumes: its changes and where it ends."""
+
+    end: VersionVector
+    keys: list[Key]
+    encoded: list[bytes]
+    size: int
+
+
+class Recent:
+    """The newest changes of the feed, encoded, in feed order (bounded by count and bytes).
+
+    A resume whose cursor covers :attr:`base` (everything before the oldest page kept) is
+    served from here without touching the store: that is what makes a storm of reconnects
+    from recent cursors cheap.
+    """
+
+    def __init__(self, base: VersionVector, max_changes: int, max_bytes: int) -> None:
+        self.base = dict(base)
+        self.pages: deque[RecentPage] = deque()
+        self.changes = 0
+        self.bytes = 0
+        self.max_changes = max_changes
+        self.max_bytes = max_bytes
+
+    def add(self, page: RecentPage) -> None:
+        """Keep ``page``; forget the oldest pages past the bounds."""
+        self.pages.append(page)
+        self.changes += len(page.keys)
+        self.bytes += page.size
+        while len(self.pages) > 1 and (
+            self.changes > self.max_changes or self.bytes > self.max_bytes
+        ):
+            oldest = self.pages.popleft()
+            self.changes -= len(oldest.keys)
+            self.bytes -= oldest.size
+            self.base = oldest.end
+
+    def reset(self, base: VersionVector) -> None:
+        """Forget everything (the feed was not followed continuously)."""
+        self.pages.clear()
+        self.changes = self.bytes = 0
+        self.base = dict(base)
+
+    def first_page_after(self, vector: VersionVector) -> int:
+        """The index of the first page with a change ``vector`` does not cover."""
+        low, high = 0, len(self.pages)
+        while low < high:
+            middle = (low + high) // 2
+            if covers_all(vector, self.pages[middle].end):
+                low = middle + 1
+            else:
+                high = middle
+        return low
+
+
+class Fanout:
+    """The follower, the shared position and the live subscribers of one node."""
+
+    def __init__(
+        self,
+        store: Store,
+        bus: Bus,
+        metrics: Metrics,
+        *,
+        queue_limit: int,
+        recent_changes: int = RECENT_CHANGES,
+        recent_bytes: int = RECENT_BYTES,
+        poll_interval: float = POLL_INTERVAL,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+    ) -> None:
+        self.store = store
+        self.bus = bus
+        self.metrics = metrics
+        self.queue_limit = queue_limit
+        self.page_size = min(PAGE_SIZE, queue_limit)
+        self.poll_interval = poll_interval
+        self.max_message_bytes = max_message_bytes
+        self.position: VersionVector = {}
+        self.stable: VersionVector = {}
+        self.recent = Recent({}, recent_changes, recent_bytes)
+        self.low_water: VersionVector = {}
+        self._groups: dict[frozenset[str] | None, set[Subscriber]] = {}
+        self._unaligned: set[Subscriber] = set()
+        self._advanced = asyncio.Event()
+        self._stopped = False
+        self._task: asyncio.Task[None] | None = None
+
+    # lifecycle ----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Subscribe to the bus, read the store's head and start following from there."""
+        notices = self.bus.subscribe(buffer=256)
+        try:
+            self.position = await self.store.head()
+        except Exception:
+            notices.close()
+            raise
+        self.stable = dict(self.position)
+        self.recent.reset(self.position)
+        self._task = asyncio.create_task(self._follow(notices), name="bw-realtime-follower")
+
+    async def aclose(self) -> None:
+        """Stop the follower and release every waiter."""
+        self.stop_waiters()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    def stop_waiters(self) -> None:
+        """Make every long-poll waiting in :meth:`wait_beyond` answer now (draining)."""
+        self._stopped = True
+        self._wake_waiters()
+
+    def forget_before(self, low_water: VersionVector) -> None:
+        """The store removed changes up to ``low_water`` (a retention pass)."""
+        self.low_water = cursor_mod.merge(self.low_water, low_water)
+
+    # subscribers --------------------------------------------------------------------------------
+
+    def remove(self, sub: Subscriber) -> None:
+        """Forget ``sub`` (its connection ended or it unsubscribed)."""
+        sub.closed = True
+        self._detach(sub)
+        sub.live = False
+        sub.queue.clear()
+        sub.queued = 0
+
+    def cursor_of(self, sub: Subscriber) -> VersionVector:
+        """Where a live subscriber stands once its queue is sent."""
+        return dict(self.position) if sub.aligned else dict(sub.cursor)
+
+    def _detach(self, sub: Subscriber) -> None:
+        if sub.aligned:
+            group = self._groups.get(sub.collections)
+            if group is not None:
+                group.discard(sub)
+                if not group:
+                    del self._groups[sub.collections]
+        else:
+            self._unaligned.discard(sub)
+        sub.aligned = False
+
+    def _attach(self, sub: Subscriber, cursor: VersionVector) -> None:
+        """Make ``sub`` live at ``cursor`` (which covers the shared position)."""
+        sub.live = True
+        if same_position(cursor, self.position):
+            sub.aligned = True
+            self._groups.setdefault(sub.collections, set()).add(sub)
+        else:
+            sub.aligned = False
+            sub.cursor = dict(cursor)
+            self._unaligned.add(sub)
+
+    async def replay(self, sub: Subscriber) -> list[Batch]:
+        """One step of ``sub``'s catch-up; switches it to live once it has caught up.
+
+        Served from the recent changes in memory when they reach back to the subscriber's
+        cursor, else pulled from the store. Returns the messages to send, in order, before
+        anything queued for ``sub`` later. Raises ``CursorExpired`` or ``StoreUnavailable``.
+        """
+        if sub.closed:
+            return []
+        start = sub.resume_from
+        # Memory may still hold changes the retention pass removed from the store; a cursor
+        # behind the horizon goes to the store all the same, to get cursor_expired there.
+        if covers_all(start, self.recent.base) and (not start or covers_all(start, self.low_water)):
+            return self._replay_recent(sub)
+        page = await self.store.pull(start, sub.store_filter, self.page_size)
+        # From here to the return nothing awaits: the switch to live is atomic with respect to
+        # the follower, which moves the shared position in single steps too.
+        if sub.closed:
+            return []
+        batches = []
+        if page.entries or not same_position(page.vector, start):
+            batches = build_batches(
+                keys_of(page.entries),
+                messages.encode_changes(page.entries),
+                range(len(page.entries)),
+                start,
+                page.vector,
+                page.head,
+                None,
+                self.max_message_bytes,
+            )
+        sub.resume_from = page.vector
+        if not page.has_more and covers_all(page.vector, self.position):
+            self._attach(sub, page.vector)
+        return batches
+
+    def _replay_recent(self, sub: Subscriber) -> list[Batch]:
+        """A catch-up step from memory (synchronous, so the switch to live is atomic)."""
+        start = sub.resume_from
+        keys: list[Key] = []
+        encoded: list[bytes] = []
+        wanted: list[int] = []
+        pages = self.recent.pages
+        index = self.recent.first_page_after(start)
+        scanned = 0
+        while index < len(pages) and len(wanted) < self.page_size and scanned < SCAN_LIMIT:
+            page = pages[index]
+            for key, body in zip(page.keys, page.encoded, strict=True):
+                origin, seq, collection = key
+                if cursor_mod.covers(start, origin, seq):
+                    continue
+                if sub.collections is None or collection in sub.collections:
+                    wanted.append(len(keys))
+                keys.append(key)
+                encoded.append(body)
+            scanned += len(page.keys)
+            index += 1
+        done = index == len(pages)
+        end = (
+            cursor_mod.merge(start, self.position)
+            if done
+            else cursor_mod.advance(start, (key[:2] for key in keys))
+        )
+        batches = []
+        if wanted or (done and not same_position(end, start)):
+            batches = build_batches(
+                keys, encoded, wanted, start, end, self.stable, None, self.max_message_bytes
+            )
+        sub.resume_from = end
+        if done:
+            self._attach(sub, end)
+        return batches
+
+    def _offer(self, sub: Subscriber, batches: list[Batch], changes: int) -> None:
+        if sub.queued + changes > self.queue_limit:
+            self._overflow(sub)
+            return
+        sub.queue.extend(batches)
+        sub.queued += changes
+        sub.wakeup.set()
+
+    def _overflow(self, sub: Subscriber) -> None:
+        """Drop ``sub``'s queue; its connection catches up from ``resume_from`` instead."""
+        self._detach(sub)
+        sub.live = False
+        sub.queue.clear()
+        sub.queued = 0
+        self.metrics.realtime_overflows.inc()
+        sub.wakeup.set()
+
+    # the follower -------------------------------------------------------------------------------
+
+    async def _follow(self, notices: Subscription) -> None:
+        try:
+            while True:
+                try:
+                    at = await self._next_commit(notices)
+                    if at is not None:
+                        await self._catch_up(at)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:
+                    # Degrade, never die (I8): subscribers wait, nothing is lost, and the next
+                    # notice or poll retries from the same position.
+                    _log.warning(
+                        "realtime_follower_failed", error=type(error).__name__, detail=str(error)
+                    )
+                    await asyncio.sleep(self.poll_interval)
+        finally:
+            notices.close()
+
+    async def _next_commit(self, notices: Subscription) -> float | None:
+        """The commit time of changes past the position, or None when nothing is new."""
+        notice: CommitNotice | None
+        try:
+            notice = await asyncio.wait_for(anext(notices), self.poll_interval)
+        except TimeoutError:
+            notice = None
+        except StopAsyncIteration:
+            await asyncio.sleep(self.poll_interval)  # the bus is closed: poll only
+            notice = None
+        if notice is not None:
+            return None if covers_all(self.position, notice.head) else notice.at
+        # No notice for a while: writers in another process (or a bus that lost its broker)
+        # do not reach us, so look at the store's head.
+        head = await self.store.head()
+        return None if covers_all(self.position, head) else time.time()
+
+    async def _catch_up(self, at: float) -> None:
+        while True:
+            try:
+                page = await self.store.pull(self.position, None, self.page_size)
+            except CursorExpired:
+                self._restart_from_head(await self.store.head())
+                return
+            self._publish(page, at)
+            if not page.has_more:
+                return
+
+    def _restart_from_head(self, head: VersionVector) -> None:
+        """The position fell behind the retention horizon: every live subscriber replays."""
+        _log.warning("realtime_follower_expired", position=self.position)
+        for sub in [s for group in self._groups.values() for s in group] + list(self._unaligned):
+            self._overflow(sub)
+        self.position = head
+        self.recent.reset(head)
+
+    def _publish(self, page: FeedPage, at: float) -> None:
+        """Hand one page to every live subscriber, then move the shared position past it."""
+        before = self.position
+        if page.entries:
+            keys = keys_of(page.entries)
+            encoded = messages.encode_changes(page.entries)
+            self.recent.add(RecentPage(page.vector, keys, encoded, sum(map(len, encoded))))
+            for collections, group in list(self._groups.items()):
+                indexes = [
+                    i for i, key in enumerate(keys) if collections is None or key[2] in collections
+                ]
+                if not indexes:
+                    continue
+                batches = build_batches(
+                    keys,
+                    encoded,
+                    indexes,
+                    before,
+                    page.vector,
+                    page.head,
+                    at,
+                    self.max_message_bytes,
+                )
+                for sub in list(group):
+                    self._offer(sub, batches, len(indexes))
+            for sub in list(self._unaligned):
+                self._publish_unaligned(sub, keys, encoded, page, at)
+        self.position = page.vector
+        self.stable = page.head
+        for sub in list(self._unaligned):
+            sub.cursor = cursor_mod.merge(sub.cursor, page.vector)
+            if same_position(sub.cursor, self.position):
+                self._detach(sub)
+                self._attach(sub, sub.cursor)
+        self._wake_waiters()
+
+    def _publish_unaligned(
+        self, sub: Subscriber, keys: list[Key], encoded: list[bytes], page: FeedPage, at: float
+    ) -> None:
+        """A live subscriber ahead of the shared position gets what it has not seen yet."""
+        indexes = [
+            i
+            for i, (origin, seq, collection) in enumerate(keys)
+            if (sub.collections is None or collection in sub.collections)
+            and not cursor_mod.covers(sub.cursor, origin, seq)
+        ]
+        if indexes:
+            after = cursor_mod.merge(sub.cursor, page.vector)
+            batches = build_batches(
+                keys, encoded, indexes, sub.cursor, after, page.head, at, self.max_message_bytes
+            )
+            self._offer(sub, batches, len(indexes))
+
+    # long-poll ----------------------------------------------------------------------------------
+
+    def _wake_waiters(self) -> None:
+        self._advanced.set()
+        self._advanced = asyncio.Event()
+
+    async def wait_beyond(self, seen: VersionVector, seconds: float) -> bool:
+        """Wait until the feed has a change past ``seen``; False after ``seconds`` or draining."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while not any(seq > seen.get(origin, 0) for origin, seq in self.position.items()):
+            remaining = deadline - loop.time()
+            if self._stopped or remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._advanced.wait(), remaining)
+            except TimeoutError:
+                return False
+        return True

@@ -1,0 +1,117 @@
+"""The realtime layer of one node: fan-out, admission, open sessions and their drain."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from breakwater.bus import Bus
+from breakwater.config import Config
+from breakwater.obs.metrics import Metrics
+from breakwater.resilience import TokenBucket
+from breakwater.server.gc_policy import CollectorPolicy
+from breakwater.server.realtime.admission import Admission
+from breakwater.server.realtime.fanout import Fanout
+from breakwater.server.realtime.session import CLOSE_RESTART, Session
+from breakwater.storage.base import Store
+
+
+class Realtime:
+    """Everything the WebSocket, SSE and long-poll endpoints of a node share."""
+
+    def __init__(self, config: Config, store: Store, bus: Bus, metrics: Metrics) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.fanout = Fanout(store, bus, metrics, queue_limit=config.realtime_queue)
+        self.admission = Admission(
+            config.max_realtime_connections,
+            TokenBucket(config.realtime_admission_rate, config.realtime_admission_burst),
+            config.realtime_admission_wait,
+            metrics,
+            on_wait=self._storm,
+        )
+        self.collector: CollectorPolicy | None = None
+        """Set by the process that serves the node (tests leave the collector alone)."""
+        self.sessions: set[Session] = set()
+        self.draining = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def start(self) -> None:
+        """Start following the feed (on the event loop that serves the node)."""
+        self._loop = asyncio.get_running_loop()
+        await self.fanout.start()
+        self._ticker = asyncio.create_task(self._tick_forever(), name="bw-realtime-tick")
+
+    async def aclose(self) -> None:
+        """Drop every session that is still open and stop the follower."""
+        for session in list(self.sessions):
+            session.abort("stopped")
+        if self._ticker is not None:
+            self._ticker.cancel()
+            await asyncio.gather(self._ticker, return_exceptions=True)
+        if self.collector is not None and self.collector.deferring:
+            self.collector.tick()
+        await self.fanout.aclose()
+
+    def _storm(self) -> None:
+        if self.collector is not None:
+            self.collector.storm()
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            if self.collector is not None:
+                self.collector.tick()
+
+    def attach(self, session: Session) -> None:
+        """Count a session that started; a session that starts while draining ends at once."""
+        self.sessions.add(session)
+        self._idle.clear()
+        self.metrics.realtime_connections.labels(session.out.transport).inc()
+        if self.draining:
+            session.end("draining", CLOSE_RESTART)
+
+    def detach(self, session: Session) -> None:
+        """Forget a session that ended."""
+        if session in self.sessions:
+            self.sessions.discard(session)
+            self.metrics.realtime_connections.labels(session.out.transport).dec()
+        if not self.sessions:
+            self._idle.set()
+
+    def start_draining(self) -> None:
+        """Refuse new connections and tell every open one to reconnect elsewhere.
+
+        Safe to call from a signal handler: the work is scheduled on the node's event loop.
+        """
+        self.draining = True
+        self.admission.draining = True
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._say_goodbye)
+
+    def _say_goodbye(self) -> None:
+        self.fanout.stop_waiters()
+        for session in list(self.sessions):
+            session.end("draining", CLOSE_RESTART)
+
+    async def drain(self, seconds: float) -> int:
+        """Start draining and wait up to ``seconds`` for every session to end.
+
+        Sessions still open then (their clients are not reading) are dropped without a
+        goodbye. Returns how many had to be dropped.
+        """
+        self.draining = True
+        self.admission.draining = True
+        self._say_goodbye()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), seconds)
+        stuck = list(self.sessions)
+        for session in stuck:
+            session.abort("stalled")
+        if stuck:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), 1.0)
+        return len(stuck)

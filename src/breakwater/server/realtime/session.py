@@ -1,0 +1,355 @@
+"""One realtime connection, whatever its transport: subscription, heartbeats, and its sender.
+
+Exactly one task (the *pump*) writes to a connection, in this order of priority: control
+messages (``pong``, ``subscribed``, ``error``…), then the goodbye (``reconnect``) when the
+session ends, then the subscription's changes (a replay page from the store, or the live queue),
+then a heartbeat when one is due. Because only the pump writes, a message that cannot be written
+(the client stopped reading) holds back only this connection.
+
+A timer per connection fires every ``realtime_heartbeat`` seconds: it makes the pump send a
+heartbeat (or, when the subscriber's cursor moved past changes its filter skipped, an empty
+``changes`` message that hands over the new cursor), closes a connection whose client has said
+nothing for ``realtime_timeout`` seconds, and aborts one whose last write has been stuck that
+long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from breakwater.core import codec
+from breakwater.core import cursor as cursor_mod
+from breakwater.core.errors import BreakwaterError, CursorExpired, ValidationError
+from breakwater.core.mutation import check_collection
+from breakwater.obs.logging import get_logger
+from breakwater.server.realtime import messages
+from breakwater.server.realtime.fanout import Batch, Subscriber
+from breakwater.server.realtime.wakeup import Wakeup
+
+if TYPE_CHECKING:
+    from breakwater.server.realtime.hub import Realtime
+
+_log = get_logger("breakwater.realtime")
+MAX_CONTROL = 32
+"""Control messages waiting to be sent; a client that makes more without reading is closed."""
+MAX_STRIKES = 10
+"""Bad messages a client may send before it is closed with 1008."""
+MAX_COLLECTIONS = 64
+STORE_RETRY_SECONDS = 1.0
+
+GOODBYE_REASONS = frozenset({"draining", "timeout"})
+"""Ways of ending after which the client is told to ``reconnect`` and resume."""
+
+# Close codes (WebSocket) for each way a session ends.
+CLOSE_NORMAL = 1000
+CLOSE_POLICY = 1008
+CLOSE_RESTART = 1012
+CLOSE_TIMEOUT = 4408
+
+
+class Disconnected(Exception):
+    """The client is gone; nothing more can be written."""
+
+
+class Outbound(Protocol):
+    """How a transport writes the session's messages; each call returns the bytes written.
+
+    Every method raises :class:`Disconnected` once the client is gone.
+    """
+
+    transport: str
+
+    async def send_changes(self, batch: Batch) -> int:
+        """Write one ``changes`` message."""
+
+    async def send_message(self, kind: str, text: str) -> int:
+        """Write one message of type ``kind`` whose JSON is ``text``."""
+
+    async def send_heartbeat(self) -> int:
+        """Write a keep-alive."""
+
+    async def close(self, code: int) -> None:
+        """End the stream (``code`` is the WebSocket close code); the reader then returns."""
+
+
+class Session:
+    """The state and the sender of one realtime connection."""
+
+    def __init__(self, hub: Realtime, out: Outbound, *, expects_heartbeats: bool) -> None:
+        self.hub = hub
+        self.out = out
+        self.fanout = hub.fanout
+        self.metrics = hub.metrics
+        self.expects_heartbeats = expects_heartbeats
+        self.wakeup = Wakeup()
+        self.control: deque[tuple[str, str]] = deque()
+        self.subscriber: Subscriber | None = None
+        self.sent_cursor = ""
+        self.ending: tuple[str, int] | None = None
+        self.strikes = 0
+        self._loop = asyncio.get_running_loop()
+        self.last_seen = self._loop.time()
+        self._sending_since: float | None = None
+        self._heartbeat_due = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._pump: asyncio.Task[None] | None = None
+        self._reader: asyncio.Task[object] | None = None
+        self._interrupted = False
+        self._closed = False
+        self._figures = hub.metrics.realtime
+        self._transport = out.transport
+
+    # lifecycle ----------------------------------------------------------------------------------
+
+    async def run(self, reader: Callable[[], Awaitable[None]]) -> tuple[str, int] | None:
+        """Serve until the client leaves or the session ends; return how it ended.
+
+        ``reader`` consumes what the client sends, in the calling task, and returns when the
+        client disconnects or the stream is closed. The pump runs in a task of its own; when
+        it ends (goodbye sent and stream closed, or dropped) the reader ends too. The result is
+        ``None`` when the client left, else ``(reason, close_code)``.
+        """
+        self.hub.attach(self)
+        self._arm_timer()
+        self._reader = asyncio.current_task()
+        self._pump = asyncio.create_task(self._run_pump())
+        self._pump.add_done_callback(self._after_pump)
+        try:
+            await reader()
+        except asyncio.CancelledError:
+            # Our own interruption of the reader (the connection was dropped) ends the session
+            # normally; anything else (the server stopping) goes on.
+            if not self._interrupted or self._reader is None or self._reader.uncancel() > 0:
+                raise
+        finally:
+            self._reader = None
+            self._pump.cancel()
+            await asyncio.gather(self._pump, return_exceptions=True)
+            if self._timer is not None:
+                self._timer.cancel()
+            if self.subscriber is not None:
+                self.fanout.remove(self.subscriber)
+            self.hub.detach(self)
+        return self.ending
+
+    def _after_pump(self, pump: asyncio.Task[None]) -> None:
+        """The pump ended: unless it closed the stream (the reader sees that), stop reading."""
+        closed = not pump.cancelled() and pump.exception() is None and self._closed
+        if not closed and self._reader is not None:
+            self._interrupted = True
+            self._reader.cancel()
+
+    def end(self, reason: str, code: int) -> None:
+        """Send what is pending, a ``reconnect`` for :data:`GOODBYE_REASONS`, and close."""
+        if self.ending is None:
+            self.ending = (reason, code)
+            self.wakeup.set()
+
+    def abort(self, reason: str) -> None:
+        """Drop the connection at once, without a goodbye (the client is not reading)."""
+        self.ending = (reason, 0)
+        if self._pump is not None:
+            self._pump.cancel()
+
+    # subscriptions ------------------------------------------------------------------------------
+
+    def subscribe(self, collections: frozenset[str] | None, cursor: str) -> None:
+        """Follow ``collections`` (all when None) from ``cursor``, replacing any subscription."""
+        vector = cursor_mod.decode(cursor)
+        if self.subscriber is not None:
+            self.fanout.remove(self.subscriber)
+        self.subscriber = Subscriber(collections, vector, self.wakeup)
+        self.sent_cursor = cursor_mod.encode(vector)
+        self.wakeup.set()
+
+    def unsubscribe(self) -> None:
+        """Stop following; nothing more of the old subscription is sent."""
+        if self.subscriber is not None:
+            self.fanout.remove(self.subscriber)
+            self.subscriber = None
+
+    # what the client sends (WebSocket) ----------------------------------------------------------
+
+    def receive(self, text: str | None) -> None:
+        """Handle one client message; a bad one gets an ``error`` and counts as a strike."""
+        self.last_seen = self._loop.time()
+        try:
+            self._handle(text)
+        except BreakwaterError as error:
+            self.strikes += 1
+            self.send_control("error", messages.error(error.to_problem()))
+            if self.strikes >= MAX_STRIKES:
+                self.end("abuse", CLOSE_POLICY)
+
+    def send_control(self, kind: str, text: str) -> None:
+        """Queue a control message; a client that lets too many pile up is closed."""
+        if len(self.control) >= MAX_CONTROL:
+            self.end("abuse", CLOSE_POLICY)
+            return
+        self.control.append((kind, text))
+        self.wakeup.set()
+
+    def _handle(self, text: str | None) -> None:
+        if text is None:
+            raise ValidationError("messages must be JSON text frames, not binary")
+        body = codec.parse_body(text, "message")
+        if not isinstance(body, dict):
+            raise ValidationError("a message must be a JSON object")
+        kind = body.get("type")
+        if kind == "ping":
+            self.send_control("pong", messages.PONG)
+        elif kind == "pong":
+            pass
+        elif kind == "subscribe":
+            collections, cursor = _parse_subscribe(body)
+            self.subscribe(collections, cursor)
+            names = None if collections is None else sorted(collections)
+            self.send_control("subscribed", messages.subscribed(names, cursor))
+        elif kind == "unsubscribe":
+            _no_unknown(body, {"type"})
+            self.unsubscribe()
+            self.send_control("unsubscribed", messages.UNSUBSCRIBED)
+        else:
+            raise ValidationError(
+                f"unknown message type {kind!r}; expected subscribe, unsubscribe, ping or pong",
+                field="type",
+            )
+
+    # the pump -----------------------------------------------------------------------------------
+
+    async def _send(self, write: Awaitable[int]) -> None:
+        self._sending_since = self._loop.time()
+        try:
+            written = await write
+        finally:
+            self._sending_since = None
+        self._figures.sent(self._transport, written)
+
+    async def _send_batch(self, batch: Batch) -> None:
+        await self._send(self.out.send_changes(batch))
+        self.sent_cursor = batch.cursor_text
+        if batch.at is not None:
+            self._figures.notified(max(0.0, time.time() - batch.at))
+
+    async def _run_pump(self) -> None:
+        with contextlib.suppress(Disconnected):
+            await self._pump_loop()
+
+    async def _pump_loop(self) -> None:
+        while True:
+            if self.control:
+                kind, text = self.control.popleft()
+                await self._send(self.out.send_message(kind, text))
+                continue
+            if self.ending is not None:
+                reason, code = self.ending
+                if reason in GOODBYE_REASONS:
+                    goodbye = messages.reconnect(reason, self.sent_cursor)
+                    await self._send(self.out.send_message("reconnect", goodbye))
+                await self.out.close(code)
+                self._closed = True
+                return
+            sub = self.subscriber
+            if sub is not None:
+                if not sub.live:
+                    await self._replay(sub)
+                    continue
+                batch = sub.take(self.fanout.max_message_bytes)
+                if batch is not None:
+                    await self._send_batch(batch)
+                    continue
+            if self._heartbeat_due:
+                self._heartbeat_due = False
+                await self._heartbeat(sub)
+                continue
+            self.wakeup.clear()
+            await self.wakeup.wait()
+
+    async def _replay(self, sub: Subscriber) -> None:
+        try:
+            batches = await self.fanout.replay(sub)
+        except CursorExpired as error:
+            if sub is self.subscriber:
+                self.unsubscribe()
+                self.send_control("error", messages.error(error.to_problem()))
+                self.on_expired()
+            return
+        except BreakwaterError as error:
+            # The store is down: keep the connection, retry at a bounded pace (I8).
+            _log.warning("realtime_replay_failed", error=error.type, detail=error.detail)
+            await asyncio.sleep(STORE_RETRY_SECONDS)
+            return
+        for batch in batches:
+            if sub is not self.subscriber:
+                return
+            await self._send_batch(batch)
+
+    def on_expired(self) -> None:
+        """The subscription's cursor expired; by default the connection stays open."""
+
+    async def _heartbeat(self, sub: Subscriber | None) -> None:
+        if sub is not None and sub.live and not sub.queue:
+            vector = self.fanout.cursor_of(sub)
+            text = cursor_mod.encode(vector)
+            if text != self.sent_cursor:
+                # Changes the filter skipped moved the cursor: hand it over, so that a client
+                # of a quiet collection never falls behind the retention horizon.
+                sub.resume_from = vector
+                stable = self.fanout.stable
+                body = messages.changes([], text, stable)
+                await self._send_batch(Batch(body, vector, text, 0, None, [], stable))
+                return
+        await self._send(self.out.send_heartbeat())
+
+    # the timer ----------------------------------------------------------------------------------
+
+    def _arm_timer(self) -> None:
+        self._timer = self._loop.call_later(self.hub.config.realtime_heartbeat, self._on_timer)
+
+    def _on_timer(self) -> None:
+        now = self._loop.time()
+        timeout = self.hub.config.realtime_timeout
+        if self._sending_since is not None and now - self._sending_since > timeout:
+            self.abort("stalled")
+            return
+        if self.expects_heartbeats and now - self.last_seen > timeout:
+            self.end("timeout", CLOSE_TIMEOUT)
+        else:
+            self._heartbeat_due = True
+            self.wakeup.set()
+        self._arm_timer()
+
+
+def _no_unknown(body: dict[str, Any], known: set[str]) -> None:
+    unknown = set(body) - known
+    if unknown:
+        raise ValidationError(f"unknown message fields: {sorted(unknown)}")
+
+
+def _parse_subscribe(body: dict[str, Any]) -> tuple[frozenset[str] | None, str]:
+    """The collections and cursor of a ``subscribe`` message, validated."""
+    _no_unknown(body, {"type", "collections", "cursor"})
+    raw = body.get("collections")
+    collections: frozenset[str] | None = None
+    if raw is not None:
+        if not isinstance(raw, list) or not raw:
+            raise ValidationError(
+                "collections must be null or a non-empty list of names", field="collections"
+            )
+        if len(raw) > MAX_COLLECTIONS:
+            raise ValidationError(
+                f"at most {MAX_COLLECTIONS} collections per subscription", field="collections"
+            )
+        collections = frozenset(check_collection(name) for name in raw)
+    cursor = body.get("cursor", "")
+    if cursor is None:
+        cursor = ""
+    if not isinstance(cursor, str):
+        raise ValidationError("cursor must be a string", field="cursor")
+    cursor_mod.decode(cursor)
+    return collections, cursor

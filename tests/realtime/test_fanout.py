@@ -1,0 +1,311 @@
+"""The fan-out on a real store and bus: replay, the switch to live, filters, overflow (I5)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from breakwater.bus.memory import MemoryBus
+from breakwater.core import codec
+from breakwater.core.engine import Engine
+from breakwater.core.hlc import HybridClock
+from breakwater.core.mutation import Mutation
+from breakwater.obs.metrics import Metrics
+from breakwater.server.realtime.fanout import Batch, Fanout, Subscriber
+from breakwater.server.realtime.wakeup import Wakeup
+from breakwater.server.store_hooks import NodeStoreHooks
+from breakwater.storage.sqlite import SqliteStore
+
+
+class Rig:
+    """A store that publishes commit notices, a bus, and a running fan-out over them."""
+
+    def __init__(self, tmp_path: Path, queue_limit: int = 1000) -> None:
+        self.metrics = Metrics()
+        self.bus = MemoryBus()
+        engine = Engine("r1", HybridClock("n1"))
+        self.store = SqliteStore(
+            tmp_path / "s.db", engine, hooks=NodeStoreHooks(self.metrics, self.bus)
+        )
+        self.fanout = Fanout(self.store, self.bus, self.metrics, queue_limit=queue_limit)
+        self.written = 0
+
+    async def write(self, count: int = 1, collection: str = "todos") -> None:
+        """Apply ``count`` new documents in one commit."""
+        start = self.written
+        self.written += count
+        await self.store.apply(
+            [
+                Mutation(f"m{i}", collection, f"d{i}", "set", {"i": i})
+                for i in range(start, start + count)
+            ]
+        )
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    """An open rig with a queue limit of 1000 changes."""
+    opened = Rig(tmp_path)
+    await opened.store.open()
+    await opened.fanout.start()
+    yield opened
+    await opened.fanout.aclose()
+    await opened.store.aclose()
+
+
+def seqs(batches: list[Batch]) -> list[int]:
+    """The seqs carried by ``batches``, in order."""
+    return [c["seq"] for b in batches for c in codec.loads(b.text)["changes"]]
+
+
+async def drain_live(
+    sub: Subscriber, want: int, seconds: float = 5.0, max_bytes: int = 256 * 1024
+) -> list[Batch]:
+    """Take queued batches until ``want`` changes arrived (or fail after ``seconds``)."""
+    taken: list[Batch] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while sum(b.changes for b in taken) < want:
+        batch = sub.take(max_bytes)
+        if batch is None:
+            assert loop.time() < deadline, f"only {len(seqs(taken))} of {want} changes arrived"
+            sub.wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(sub.wakeup.wait(), 0.05)
+            continue
+        taken.append(batch)
+    return taken
+
+
+async def catch_up(rig: Rig, sub: Subscriber) -> list[Batch]:
+    """Replay until ``sub`` is live (bounded)."""
+    batches: list[Batch] = []
+    for _ in range(100):
+        batches += await rig.fanout.replay(sub)
+        if sub.live:
+            return batches
+    raise AssertionError("the subscriber never caught up")
+
+
+async def receive(rig: Rig, sub: Subscriber, want: int) -> list[Batch]:
+    """Catch up, then take live batches, until ``want`` changes arrived.
+
+    Changes the follower had not published yet when the catch-up ended come live.
+    """
+    batches = await catch_up(rig, sub)
+    got = sum(b.changes for b in batches)
+    if got < want:
+        batches += await drain_live(sub, want - got, max_bytes=rig.fanout.max_message_bytes)
+    return batches
+
+
+async def test_a_new_subscriber_replays_then_goes_live(rig: Rig) -> None:
+    """Replay brings the history, then live pages bring later commits, each change once."""
+    await rig.write(5)
+    sub = Subscriber(None, {}, Wakeup())
+    replayed = await receive(rig, sub, 5)
+    assert seqs(replayed) == [1, 2, 3, 4, 5]
+    await rig.write(3)
+    assert seqs(await drain_live(sub, 3)) == [6, 7, 8]
+    assert codec.loads(replayed[-1].text)["cursor"] == replayed[-1].cursor_text
+
+
+async def test_live_pages_already_replayed_are_dropped(rig: Rig) -> None:
+    """A replay that read past the follower's position gets only the changes it lacks."""
+    sub = Subscriber(None, {}, Wakeup())
+    # Commit while the follower cannot see it yet: the replay reads ahead of the position.
+    await rig.fanout.aclose()
+    await rig.write(4)
+    rig.fanout.poll_interval = 60  # no poll during the test: only the next notice moves it
+    await rig.fanout.start()
+    rig.fanout.position = {}
+    replayed = await catch_up(rig, sub)
+    assert seqs(replayed) == [1, 2, 3, 4]
+    assert not sub.aligned
+    await rig.write(2)
+    assert seqs(await drain_live(sub, 2)) == [5, 6]
+    assert sub.aligned
+
+
+async def test_a_filter_skips_other_collections_but_moves_the_cursor(rig: Rig) -> None:
+    """A subscriber of ``todos`` gets no ``notes`` change, and its next cursor is past them."""
+    sub = Subscriber(frozenset({"todos"}), {}, Wakeup())
+    await catch_up(rig, sub)
+    await rig.write(3, "notes")
+    await rig.write(1, "todos")
+    [batch] = await drain_live(sub, 1)
+    assert seqs([batch]) == [4]
+    assert batch.cursor == {"r1": 4}
+
+
+async def test_one_page_is_encoded_once_for_every_subscriber_of_a_filter(rig: Rig) -> None:
+    """Subscribers of the same filter share the very same message text."""
+    subs = [Subscriber(None, {}, Wakeup()) for _ in range(3)]
+    for sub in subs:
+        await catch_up(rig, sub)
+    await rig.write(2)
+    texts = [(await drain_live(sub, 2))[0].text for sub in subs]
+    assert texts[0] is texts[1] is texts[2]
+
+
+async def test_an_overflowing_subscriber_falls_back_to_replay_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    """Past its queue limit a subscriber drops its queue and catches up from the store."""
+    rig = Rig(tmp_path, queue_limit=10)
+    await rig.store.open()
+    await rig.fanout.start()
+    try:
+        sub = Subscriber(None, {}, Wakeup())
+        await catch_up(rig, sub)
+        await rig.write(4)
+        first = await drain_live(sub, 4)  # taken: the replay point moves past them
+        for _ in range(6):
+            await rig.write(5)
+        for _ in range(100):
+            if not sub.live:
+                break
+            await asyncio.sleep(0.02)
+        assert not sub.live and not sub.queue
+        assert rig.metrics.realtime_overflows._value.get() == 1
+        rest = await receive(rig, sub, 34 - len(seqs(first)))
+        assert seqs(first + rest) == list(range(1, 35))
+    finally:
+        await rig.fanout.aclose()
+        await rig.store.aclose()
+
+
+async def test_messages_are_split_at_the_size_limit(rig: Rig) -> None:
+    """A page bigger than the message limit goes out in several messages, cursors in step."""
+    rig.fanout.max_message_bytes = 600
+    await rig.write(12)
+    sub = Subscriber(None, {}, Wakeup())
+    batches = await receive(rig, sub, 12)
+    assert len(batches) > 2
+    assert seqs(batches) == list(range(1, 13))
+    for batch in batches:
+        body = codec.loads(batch.text)
+        assert batch.cursor == {"r1": body["changes"][-1]["seq"]}
+        assert len(batch.text) < 600 + 400
+
+
+async def test_a_removed_subscriber_is_not_attached_by_a_late_replay(rig: Rig) -> None:
+    """A subscriber that unsubscribes while its replay pull runs never goes live."""
+    sub = Subscriber(None, {}, Wakeup())
+    replay = asyncio.ensure_future(rig.fanout.replay(sub))
+    rig.fanout.remove(sub)
+    assert await replay == []
+    await rig.write(1)
+    await asyncio.sleep(0.1)
+    assert not sub.live and not sub.queue
+
+
+async def test_long_poll_wait_wakes_on_a_commit(rig: Rig) -> None:
+    """``wait_beyond`` returns True soon after a commit past the vector it was given."""
+    waiter = asyncio.ensure_future(rig.fanout.wait_beyond({}, 10))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    await rig.write(1)
+    assert await asyncio.wait_for(waiter, 2)
+
+
+async def test_long_poll_wait_ends_when_draining(rig: Rig) -> None:
+    """``stop_waiters`` makes pending waits answer False at once."""
+    waiter = asyncio.ensure_future(rig.fanout.wait_beyond({}, 10))
+    await asyncio.sleep(0.05)
+    rig.fanout.stop_waiters()
+    assert await asyncio.wait_for(waiter, 1) is False
+
+
+async def test_commits_from_another_process_are_found_by_polling(tmp_path: Path) -> None:
+    """A writer whose commits the bus never hears of is seen within the poll interval."""
+    rig = Rig(tmp_path)
+    rig.fanout.poll_interval = 0.2
+    await rig.store.open()
+    await rig.fanout.start()
+    other = SqliteStore(tmp_path / "s.db", Engine("r1", HybridClock("n2")))
+    await other.open()
+    try:
+        sub = Subscriber(None, {}, Wakeup())
+        await catch_up(rig, sub)
+        await other.apply([Mutation("x1", "todos", "x", "set", {"v": 1})])
+        assert seqs(await drain_live(sub, 1, seconds=3)) == [1]
+    finally:
+        await other.aclose()
+        await rig.fanout.aclose()
+        await rig.store.aclose()
+
+
+class CountingStore:
+    """A store proxy that counts pulls (everything else passes through)."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.store = store
+        self.pulls = 0
+
+    async def pull(self, *args: Any, **kwargs: Any) -> Any:
+        self.pulls += 1
+        return await self.store.pull(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+async def test_a_resume_from_a_recent_cursor_is_served_from_memory(rig: Rig) -> None:
+    """Cursors within the recent changes catch up without a single store pull."""
+    await rig.write(30)
+    await asyncio.sleep(0.1)  # the follower has published them
+    counting = CountingStore(rig.store)
+    rig.fanout.store = counting  # type: ignore[assignment]
+    subs = [Subscriber(None, {"r1": k}, Wakeup()) for k in range(0, 30, 3)]
+    for k, sub in zip(range(0, 30, 3), subs, strict=True):
+        assert seqs(await receive(rig, sub, 30 - k)) == list(range(k + 1, 31))
+    assert counting.pulls == 0
+
+
+async def test_a_cursor_older_than_the_recent_changes_reads_the_store(tmp_path: Path) -> None:
+    """Past the in-memory window, the catch-up pulls from the store, then joins memory."""
+    rig = Rig(tmp_path)
+    rig.fanout.recent.max_changes = 10
+    await rig.store.open()
+    await rig.fanout.start()
+    try:
+        for _ in range(10):
+            await rig.write(4)
+        await asyncio.sleep(0.1)
+        assert rig.fanout.recent.changes <= 10 + 4
+        assert rig.fanout.recent.base["r1"] >= 26
+        counting = CountingStore(rig.store)
+        rig.fanout.store = counting  # type: ignore[assignment]
+        rig.fanout.page_size = 8
+        sub = Subscriber(frozenset({"todos"}), {"r1": 5}, Wakeup())
+        assert seqs(await receive(rig, sub, 35)) == list(range(6, 41))
+        assert counting.pulls >= 3  # at least 6-13, 14-21, 22-29 from the store
+    finally:
+        await rig.fanout.aclose()
+        await rig.store.aclose()
+
+
+async def test_a_connection_that_fell_behind_gets_queued_messages_merged(rig: Rig) -> None:
+    """Several queued messages are taken as one, with the last cursor and the oldest time."""
+    sub = Subscriber(None, {}, Wakeup())
+    await catch_up(rig, sub)
+    for _ in range(3):
+        await rig.write(2)
+        for _ in range(100):
+            if sub.queued and sub.queue[-1].cursor == {"r1": rig.written}:
+                break
+            await asyncio.sleep(0.01)
+    assert len(sub.queue) == 3
+    times = [batch.at for batch in sub.queue]
+    merged = sub.take()
+    assert merged is not None and not sub.queue and sub.queued == 0
+    assert seqs([merged]) == [1, 2, 3, 4, 5, 6]
+    assert merged.cursor == sub.resume_from == {"r1": 6}
+    assert codec.loads(merged.text)["cursor"] == merged.cursor_text
+    assert merged.at == min(t for t in times if t is not None)
