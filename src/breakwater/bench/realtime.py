@@ -7,7 +7,9 @@ then writes small documents at a fixed rate from this process, each stamped with
 time. Reported per scenario, as medians over the runs: write-to-delivery latency (from the
 writer sending the ``PUT`` to a subscriber receiving the change: it includes the durable
 commit), deliveries per second (changes received, summed over subscribers, over the time it
-took to deliver them), and resident memory per idle connection.
+took to deliver them), resident memory per idle connection, and the node's own commit-to-send
+time (from its ``breakwater_realtime_notify_seconds`` histogram: the upper bound of the bucket
+that holds the quantile).
 
 Server, subscribers and writer share one machine: on a small one the client's CPU is part of
 what limits the figures, which the report's ``machine`` section lets a reader judge.
@@ -50,10 +52,28 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+def notify_quantile(metrics_text: str, fraction: float) -> float | None:
+    """The upper bound (ms) of the notify histogram bucket holding the ``fraction`` quantile."""
+    buckets: list[tuple[float, float]] = []
+    for line in metrics_text.splitlines():
+        if line.startswith("breakwater_realtime_notify_seconds_bucket{"):
+            label = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float(label), float(line.rsplit(" ", 1)[1])))
+    if not buckets or buckets[-1][1] == 0:
+        return None
+    total = buckets[-1][1]
+    for upper, count in buckets:
+        if count >= fraction * total:
+            return upper * 1000
+    return None
+
+
 @dataclass
 class Run:
     """One scenario, one run."""
 
+    notify_p50_ms: float | None
+    notify_p99_ms: float | None
     latencies_ms: list[float]
     deliveries: int
     expected: int
@@ -95,6 +115,8 @@ class ScenarioResult:
                 [r.deliveries / r.messages if r.messages else 0.0 for r in self.runs]
             ),
             "idle_kib_per_connection": med(idle) if idle else None,
+            "notify_p50_ms_at_most": _median_or_none([r.notify_p50_ms for r in self.runs]),
+            "notify_p99_ms_at_most": _median_or_none([r.notify_p99_ms for r in self.runs]),
             "write_errors": sum(r.write_errors for r in self.runs),
             "runs": [
                 {
@@ -110,6 +132,11 @@ class ScenarioResult:
                 for r in self.runs
             ],
         }
+
+
+def _median_or_none(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(median(known), 2) if known else None
 
 
 class Subscribers:
@@ -231,7 +258,12 @@ async def _one_run(
                 if report["changes"] >= expected or time.perf_counter() > deadline:
                     break
                 await asyncio.sleep(0.1)
+            async with HttpConnection("127.0.0.1", node.port) as http:
+                _, metrics = await http.request("GET", "/metrics")
+            text = metrics.decode()
             return Run(
+                notify_p50_ms=notify_quantile(text, 0.5),
+                notify_p99_ms=notify_quantile(text, 0.99),
                 latencies_ms=[latency * 1000 for latency in report["latencies"]],
                 deliveries=report["changes"],
                 expected=expected,

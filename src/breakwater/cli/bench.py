@@ -140,6 +140,7 @@ def realtime(
         "delivered",
         "changes/msg",
         "KiB/idle conn",
+        "notify p99 ≤ ms",
     )
     for column in columns:
         table.add_column(column, justify="right")
@@ -154,6 +155,7 @@ def realtime(
             f"{row['delivered_fraction']:.1%}",
             f"{row['changes_per_message']:.1f}",
             "-" if idle is None else f"{idle:.1f}",
+            "-" if row["notify_p99_ms_at_most"] is None else f"{row['notify_p99_ms_at_most']:g}",
         )
     console.print(table)
     console.print(f"machine: {report['machine']}")
