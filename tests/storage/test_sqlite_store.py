@@ -256,16 +256,6 @@ async def test_pull_filters_collections_and_still_advances(store: SqliteStore) -
     assert again.entries == []
 
 
-async def test_wait_for_commit_wakes_on_a_commit(store: SqliteStore) -> None:
-    """wait_for_commit returns True as soon as a commit moves the head past what was seen."""
-    head = await store.head()
-    waiter = asyncio.ensure_future(store.wait_for_commit(head, 10))
-    await asyncio.sleep(0.05)
-    await store.apply([put("m1", "a")])
-    assert await asyncio.wait_for(waiter, 5) is True
-    assert await store.wait_for_commit(await store.head(), 0.05) is False
-
-
 async def test_compaction_expires_old_cursors_but_not_full_sync(tmp_path: Path) -> None:
     """Past the horizon: superseded changes and tombstones go, old cursors get CursorExpired,
     the empty cursor still yields every live document."""

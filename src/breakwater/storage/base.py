@@ -89,9 +89,6 @@ class Store(Protocol):
     async def head(self) -> VersionVector:
         """The committed high-water vector of this store."""
 
-    async def wait_for_commit(self, seen: VersionVector, seconds: float) -> bool:
-        """Wait until the head moves beyond ``seen`` or ``seconds`` pass; True if it moved."""
-
     async def compact(self, horizon_ms: int, now_ms: int | None = None) -> CompactionReport:
         """Drop superseded changes and tombstones past the horizon; raise low-water marks."""
 

@@ -80,7 +80,6 @@ class SqliteStore:
         self._reader_conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
         self._closed = False
-        self._commit_event: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # lifecycle -------------------------------------------------------------------------------
@@ -88,7 +87,6 @@ class SqliteStore:
     async def open(self) -> None:
         """Create the file, migrate, create the configured indexes and start the writer."""
         self._loop = asyncio.get_running_loop()
-        self._commit_event = asyncio.Event()
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -213,10 +211,7 @@ class SqliteStore:
         return results
 
     def _notify_commit(self, head: VersionVector, at: float) -> None:
-        """On the event loop, after COMMIT: wake local waiters, then tell the hooks."""
-        if self._commit_event is not None:
-            self._commit_event.set()
-            self._commit_event = asyncio.Event()
+        """On the event loop, after COMMIT: tell the hooks (the node publishes a notice)."""
         self.hooks.on_feed_advanced(head, at)
 
     # reads -------------------------------------------------------------------------------------
@@ -292,20 +287,6 @@ class SqliteStore:
             return _pull(conn, vector, collections, limit, include_state)
 
         return await self._read(read)
-
-    async def wait_for_commit(self, seen: VersionVector, seconds: float) -> bool:
-        """Wait for a local commit (or poll, for writers in other processes) past ``seen``."""
-        deadline = time.monotonic() + seconds
-        while True:
-            head = await self.head()
-            if any(seq > seen.get(origin, 0) for origin, seq in head.items()):
-                return True
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or self._commit_event is None:
-                return False
-            # Another process sharing the file does not wake us: poll at least once a second.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._commit_event.wait(), min(remaining, 1.0))
 
     async def ping(self) -> None:
         """Run a trivial read."""
