@@ -9,11 +9,7 @@ sizes. Reports medians over the runs.
 from __future__ import annotations
 
 import asyncio
-import os
-import platform
 import sqlite3
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -23,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from breakwater.bench._http import HttpConnection
+from breakwater.bench._node import BenchNode, free_port, machine
 from breakwater.bench.stats import median, percentile
 from breakwater.core import codec
 from breakwater.core.engine import Engine
@@ -179,73 +176,6 @@ def raw_sqlite_rate(path: Path, batch: int, seconds: float) -> float:
     return rows / elapsed
 
 
-class _Node:
-    """A ``breakwater serve`` subprocess for one run, stopped by its PID."""
-
-    def __init__(self, data: Path, port: int, log_level: str) -> None:
-        command = [
-            sys.executable,
-            "-m",
-            "breakwater",
-            "serve",
-            "--port",
-            str(port),
-            "--data",
-            str(data),
-            "--drain-grace",
-            "0",
-            "--log-level",
-            log_level,
-        ]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("BREAKWATER_")}
-        self.port = port
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
-        )
-
-    async def wait_ready(self, seconds: float = 30) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"breakwater serve exited with {self.process.returncode}")
-            try:
-                async with HttpConnection("127.0.0.1", self.port) as conn:
-                    status, _ = await conn.request("GET", "/readyz")
-                if status == 200:
-                    return
-            except OSError:
-                pass
-            await asyncio.sleep(0.1)
-        raise RuntimeError("breakwater serve did not become ready")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def machine() -> dict[str, Any]:
-    """What the figures were measured on."""
-    return {
-        "cpus": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version,
-    }
-
-
 async def run(
     runs: int,
     seconds: float,
@@ -257,7 +187,7 @@ async def run(
     store_rates: list[float] = []
     for run_index in range(runs):
         with tempfile.TemporaryDirectory(prefix="bw-bench-") as tmp:
-            node = _Node(Path(tmp) / "data", _free_port(), log_level)
+            node = BenchNode(Path(tmp) / "data", free_port(), log_level)
             try:
                 await node.wait_ready()
                 for result in results:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from breakwater.bench.push import machine
+from breakwater.bench._node import machine
 from breakwater.bench.stats import median, percentile
 from breakwater.core.collections import CollectionConfig
 from breakwater.core.engine import Engine

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from breakwater.bench._http import HttpConnection
-from breakwater.bench.push import _free_port, _Node, machine
+from breakwater.bench._node import BenchNode, free_port, machine
 from breakwater.bench.stats import median, percentile
 from breakwater.core import codec
 
@@ -228,7 +228,7 @@ async def _one_run(
     count: int, rate: float, seconds: float, deflate: bool, progress: Callable[[str], None]
 ) -> Run:
     with tempfile.TemporaryDirectory(prefix="bw-bench-rt-") as tmp:
-        node = _Node(Path(tmp) / "data", _free_port(), "warning")
+        node = BenchNode(Path(tmp) / "data", free_port(), "warning")
         subscribers: Subscribers | None = None
         try:
             await node.wait_ready()
