@@ -48,9 +48,11 @@ def problem(
     )
 
 
-def error_response(error: BreakwaterError) -> Response:
+def error_response(error: BreakwaterError, headers: Mapping[str, str] | None = None) -> Response:
     """The problem+json response of a Breakwater error."""
-    return problem(error.status, error.type, error.title, error.detail, **error.extra)
+    return problem(
+        error.status, error.type, error.title, error.detail, headers=headers, **error.extra
+    )
 
 
 async def _breakwater_error(request: Request, exc: Exception) -> Response:

@@ -157,14 +157,7 @@ async def realtime_sse(
     try:
         await hub.admission.admit(TRANSPORT)
     except Refused as refused:
-        return problems.problem(
-            refused.status,
-            refused.type,
-            refused.title,
-            refused.detail,
-            headers={"Retry-After": str(refused.retry_after)},
-            reason=refused.reason,
-        )
+        return problems.error_response(refused, headers={"Retry-After": str(refused.retry_after)})
     try:
         # Check the cursor against the retention horizon now, so that an expired one gets a
         # plain 410 instead of a stream (EventSource does not retry a non-200 answer).

@@ -69,13 +69,8 @@ class WebSocketOut:
 async def _refuse(scope: Scope, receive: Receive, send: Send, refused: Refused) -> None:
     """Refuse before the upgrade: an HTTP 503 problem with Retry-After (or 1013)."""
     if "websocket.http.response" in scope.get("extensions", {}):
-        response = problems.problem(
-            refused.status,
-            refused.type,
-            refused.title,
-            refused.detail,
-            headers={"Retry-After": str(refused.retry_after)},
-            reason=refused.reason,
+        response = problems.error_response(
+            refused, headers={"Retry-After": str(refused.retry_after)}
         )
         await response(scope, receive, send)  # sent as websocket.http.response.*
     else:
