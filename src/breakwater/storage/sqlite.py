@@ -81,6 +81,7 @@ class SqliteStore:
         self._conns_lock = threading.Lock()
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._available: bool | None = None
 
     # lifecycle -------------------------------------------------------------------------------
 
@@ -238,9 +239,18 @@ class SqliteStore:
                 conn.execute("COMMIT")
 
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._readers, run)
+            result = await asyncio.get_running_loop().run_in_executor(self._readers, run)
         except sqlite3.Error as exc:
+            self._report(False)
             raise StoreUnavailable(f"the store could not be read: {exc}") from exc
+        self._report(True)
+        return result
+
+    def _report(self, available: bool) -> None:
+        """Tell the hooks when reads start or stop working (on the event loop)."""
+        if available != self._available:
+            self._available = available
+            self.hooks.on_available(available)
 
     async def get(self, collection: str, doc_id: str) -> StoredDoc | None:
         """A document, tombstones included."""
