@@ -95,7 +95,13 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await node.bus.open()
-        await node.store.open()
+        try:
+            await node.store.open()
+        except BreakwaterError as error:
+            # One clear line (the store names itself, password hidden) before the traceback.
+            _log.error("startup_failed", error=error.type, detail=error.detail)
+            await node.bus.aclose()
+            raise
         await node.realtime.start()
         compaction = asyncio.create_task(_compact_forever(node))
         _log.info(
