@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import asyncpg
 import pytest
+
+from tests.services import POSTGRES_URL, require_service
 
 pytestmark = pytest.mark.slow
 
@@ -34,6 +38,36 @@ def test_bench_push_reports_every_scenario(tmp_path: Path) -> None:
         assert row["docs_per_s"] > 0 and row["raw_sqlite_rows_per_s"] > 0
         assert row["errors"] == 0
     assert isinstance(report["store_only_batch_100_docs_per_s"], int)
+
+
+def test_bench_push_on_postgres_reports_one_and_two_nodes(tmp_path: Path) -> None:
+    """bench push --store postgresql://… measures 1 and 2 nodes and raw asyncpg, then drops
+    its schemas."""
+    url = require_service(POSTGRES_URL)
+    report = bench(tmp_path, "push", "--runs", "1", "--seconds", "0.5", "--store", url)
+    results = report["results"]
+    assert isinstance(results, list)
+    assert {(row["nodes"], row["scenario"]) for row in results} == {
+        (1, "batch 100, 1 connection"),
+        (1, "batch 100, 4 connections"),
+        (1, "batch 1, 16 connections"),
+        (2, "batch 100, 4 connections"),
+        (2, "batch 1, 16 connections"),
+    }
+    for row in results:
+        assert row["docs_per_s"] > 0 and row["raw_asyncpg_rows_per_s"] > 0
+        assert row["errors"] == 0
+    left = asyncio.run(_bench_schemas(url))
+    assert left == []
+
+
+async def _bench_schemas(url: str) -> list[str]:
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'bw_bench_%'")
+    finally:
+        await conn.close()
+    return [row[0] for row in rows]
 
 
 def test_bench_query_reports_indexed_and_unindexed(tmp_path: Path) -> None:

@@ -29,9 +29,19 @@ def push(
         float, typer.Option(min=0.5, max=120, help="Seconds per scenario and run.")
     ] = 5.0,
     log_level: Annotated[str, typer.Option(help="The node's log level.")] = "info",
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="A postgresql:// URL: bench 1 and 2 nodes on it (fresh schemas, dropped after)"
+            " against raw asyncpg; default: the embedded SQLite store against raw sqlite3."
+        ),
+    ] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
 ) -> None:
-    """Durable push throughput and latency of 1 KB documents against raw SQLite inserts."""
+    """Durable push throughput and latency of 1 KB documents against raw inserts."""
+    if store is not None:
+        _push_postgres(store, runs, seconds, log_level, json_path)
+        return
     from breakwater.bench import push as bench_push
 
     console = Console()
@@ -56,6 +66,43 @@ def push(
         f"store only (engine + writer, no HTTP), batch 100: "
         f"{report['store_only_batch_100_docs_per_s']:,} docs/s"
     )
+    console.print(f"machine: {report['machine']}")
+    _write_json(report, json_path)
+
+
+def _push_postgres(
+    url: str, runs: int, seconds: float, log_level: str, json_path: Path | None
+) -> None:
+    from urllib.parse import urlsplit
+
+    from breakwater.bench import push_postgres
+    from breakwater.config import ConfigError
+
+    if urlsplit(url).scheme not in ("postgresql", "postgres"):
+        raise ConfigError(f"--store must be a postgresql:// URL, not {url.split(':', 1)[0]!r}")
+    console = Console()
+    with console.status("starting") as status:
+        report = asyncio.run(
+            push_postgres.run(url, runs, seconds, log_level, lambda text: status.update(text))
+        )
+    table = Table(
+        title=f"breakwater bench push on {report['store']} (medians of {runs} runs,"
+        f" {seconds:g} s each)"
+    )
+    columns = ("scenario", "nodes", "docs/s", "p50 ms", "p99 ms", "raw asyncpg rows/s", "ratio")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "scenario" else "right")
+    for row in report["results"]:
+        table.add_row(
+            row["scenario"],
+            str(row["nodes"]),
+            f"{row['docs_per_s']:,}",
+            f"{row['p50_ms']:.2f}",
+            f"{row['p99_ms']:.2f}",
+            f"{row['raw_asyncpg_rows_per_s']:,}",
+            f"{row['ratio_to_raw']:.2f}",
+        )
+    console.print(table)
     console.print(f"machine: {report['machine']}")
     _write_json(report, json_path)
 

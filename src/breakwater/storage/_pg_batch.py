@@ -47,16 +47,19 @@ class PgWriteBatch(StagedBatch):
             self.known_seqs[origin] = seq
         ids = sorted({m.mutation_id for m in mutations})
         self.known_mutations.update(dict.fromkeys(ids))
+        # One index probe per key (LATERAL), whatever the planner's statistics say: a young
+        # table without them would otherwise be scanned whole.
         for mutation_id, origin, seq in await conn.fetch(
-            "SELECT mutation_id, origin, seq FROM changes WHERE mutation_id = ANY($1::text[])",
+            "SELECT k.m, c.origin, c.seq FROM unnest($1::text[]) AS k(m) CROSS JOIN LATERAL"
+            " (SELECT origin, seq FROM changes WHERE mutation_id = k.m) AS c",
             ids,
         ):
             self.known_mutations[mutation_id] = (origin, seq)
         keys = sorted({(m.collection, m.doc_id) for m in mutations})
         self.known_docs.update(dict.fromkeys(keys))
         rows = await conn.fetch(
-            f"SELECT {DOC_COLUMNS} FROM docs"
-            " JOIN unnest($1::text[], $2::text[]) AS k(c, i) ON collection = k.c AND id = k.i",
+            f"SELECT d.* FROM unnest($1::text[], $2::text[]) AS k(c, i) CROSS JOIN LATERAL"
+            f" (SELECT {DOC_COLUMNS} FROM docs WHERE collection = k.c AND id = k.i) AS d",
             [c for c, _ in keys],
             [i for _, i in keys],
         )
