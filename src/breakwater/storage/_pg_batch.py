@@ -2,13 +2,14 @@
 
 The writer holds the feed head's row lock (see docs/adr/0005) when it calls :meth:`prefetch`,
 so what it reads (mutation ids, documents, seqs) is what the previous group, of any node,
-committed. :meth:`flush` writes the kept effects with one array (``unnest``) statement per table.
+committed. :meth:`prefetch` is one statement and :meth:`flush` another (array parameters through
+``unnest``, one data-modifying CTE per table), whatever the size of the group.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -22,7 +23,7 @@ from breakwater.storage._staging import StagedBatch
 Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
 
 
-def doc_from_row(row: asyncpg.Record) -> StoredDoc:
+def doc_from_row(row: asyncpg.Record | tuple[Any, ...]) -> StoredDoc:
     """A stored document from a row of :data:`DOC_COLUMNS`."""
     data = None if row[3] is None else codec.loads(row[3])
     return StoredDoc(
@@ -37,50 +38,87 @@ def doc_from_row(row: asyncpg.Record) -> StoredDoc:
     )
 
 
+_READ = (
+    # One statement, one snapshot taken after the feed head's lock was granted: the head, every
+    # origin's seq, which mutation ids are known, the documents touched. Mutation ids and
+    # documents are one index probe per key (LATERAL), whatever the planner's statistics say:
+    # a young table without them would otherwise be scanned whole.
+    "SELECT 'h', NULL::text, NULL::text, NULL::text, NULL::text, NULL::text, NULL::text,"
+    " NULL::text, lsn FROM feed_head"
+    " UNION ALL SELECT 'o', NULL, NULL, NULL, NULL, NULL, NULL, origin, seq FROM origins"
+    " UNION ALL SELECT 'm', NULL, k.m, NULL, NULL, NULL, NULL, c.origin, c.seq"
+    " FROM unnest($1::text[]) AS k(m) CROSS JOIN LATERAL"
+    " (SELECT origin, seq FROM changes WHERE mutation_id = k.m) AS c"
+    " UNION ALL SELECT 'd', d.* FROM unnest($2::text[], $3::text[]) AS k(c, i) CROSS JOIN LATERAL"
+    f" (SELECT {DOC_COLUMNS} FROM docs WHERE collection = k.c AND id = k.i) AS d"
+)
+
+_WRITE = (
+    # One statement for every table, so that a group commit costs four round trips in all
+    # (BEGIN and the lock, this read, this write, COMMIT), whatever its size.
+    "WITH changes_written AS (INSERT INTO changes (lsn, origin, seq, collection, doc_id,"
+    " mutation_id, hlc, op, at_ms) SELECT l, o, s, c, d, m, h, p, $9::bigint FROM"
+    " unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[],"
+    " $7::text[], $8::text[]) AS t(l, o, s, c, d, m, h, p)),"
+    " docs_written AS (INSERT INTO docs (collection, id, data, state, version, hlc, origin, seq,"
+    " lsn, deleted) SELECT * FROM unnest($10::text[], $11::text[], $12::text[], $13::text[],"
+    " $14::text[], $15::text[], $16::text[], $17::bigint[], $18::bigint[], $19::boolean[])"
+    " ON CONFLICT (collection, id) DO UPDATE SET data = excluded.data, state = excluded.state,"
+    " version = excluded.version, hlc = excluded.hlc, origin = excluded.origin,"
+    " seq = excluded.seq, lsn = excluded.lsn, deleted = excluded.deleted),"
+    " origins_written AS (INSERT INTO origins (origin, seq, hlc) SELECT * FROM"
+    " unnest($20::text[], $21::bigint[], $22::text[]) ON CONFLICT (origin) DO UPDATE"
+    " SET seq = excluded.seq, hlc = GREATEST(origins.hlc, excluded.hlc)),"
+    " conflicts_written AS (INSERT INTO conflicts (collection, doc_id, mutation_id, origin, seq,"
+    " fields, winner_hlc, at_ms) SELECT c, d, m, o, s, f, w, $9::bigint FROM unnest($23::text[],"
+    " $24::text[], $25::text[], $26::text[], $27::bigint[], $28::text[], $29::text[])"
+    " AS t(c, d, m, o, s, f, w))"
+    " UPDATE feed_head SET lsn = $30"
+)
+
+
 class PgWriteBatch(StagedBatch):
     """The engine's ``WriteTarget`` for one group commit, read and written in bulk."""
 
-    async def prefetch(self, conn: Connection, mutations: Iterable[Mutation]) -> None:
-        """Read the origins' seqs, which mutation ids are known, and the documents touched."""
-        mutations = list(mutations)
-        for origin, seq in await conn.fetch("SELECT origin, seq FROM origins"):
-            self.known_seqs[origin] = seq
-        ids = sorted({m.mutation_id for m in mutations})
-        self.known_mutations.update(dict.fromkeys(ids))
-        # One index probe per key (LATERAL), whatever the planner's statistics say: a young
-        # table without them would otherwise be scanned whole.
-        for mutation_id, origin, seq in await conn.fetch(
-            "SELECT k.m, c.origin, c.seq FROM unnest($1::text[]) AS k(m) CROSS JOIN LATERAL"
-            " (SELECT origin, seq FROM changes WHERE mutation_id = k.m) AS c",
-            ids,
-        ):
-            self.known_mutations[mutation_id] = (origin, seq)
-        keys = sorted({(m.collection, m.doc_id) for m in mutations})
-        self.known_docs.update(dict.fromkeys(keys))
-        rows = await conn.fetch(
-            f"SELECT d.* FROM unnest($1::text[], $2::text[]) AS k(c, i) CROSS JOIN LATERAL"
-            f" (SELECT {DOC_COLUMNS} FROM docs WHERE collection = k.c AND id = k.i) AS d",
-            [c for c, _ in keys],
-            [i for _, i in keys],
-        )
-        for row in rows:
-            self.known_docs[(row[0], row[1])] = doc_from_row(row)
+    head_lsn = 0
 
-    async def flush(self, conn: Connection, head_lsn: int) -> None:
-        """Write every kept effect after feed position ``head_lsn``; the caller commits."""
+    async def prefetch(self, conn: Connection, mutations: Iterable[Mutation]) -> None:
+        """Read the feed head, the origins' seqs, which mutation ids are known, and the
+        documents the mutations touch (the caller holds the feed head's lock)."""
+        mutations = list(mutations)
+        ids = sorted({m.mutation_id for m in mutations})
+        keys = sorted({(m.collection, m.doc_id) for m in mutations})
+        self.known_mutations.update(dict.fromkeys(ids))
+        self.known_docs.update(dict.fromkeys(keys))
+        rows = await conn.fetch(_READ, ids, [c for c, _ in keys], [i for _, i in keys])
+        for row in rows:
+            kind = row[0]
+            if kind == "d":
+                self.known_docs[(row[1], row[2])] = doc_from_row(row[1:])
+            elif kind == "m":
+                self.known_mutations[row[2]] = (row[7], row[8])
+            elif kind == "o":
+                self.known_seqs[row[7]] = row[8]
+            else:
+                self.head_lsn = row[8]
+
+    async def flush(self, conn: Connection) -> None:
+        """Write every kept effect after the feed head; the caller commits."""
         batch = self.batch
         if not batch.changes:
             return
-        lsns: dict[tuple[str, str], int] = {}
-        for lsn, change in enumerate(batch.changes, start=head_lsn + 1):
-            lsns[(change.collection, change.doc_id)] = lsn
         changes = batch.changes
+        first = self.head_lsn + 1
+        lsns: dict[tuple[str, str], int] = {}
+        for lsn, change in enumerate(changes, start=first):
+            lsns[(change.collection, change.doc_id)] = lsn
+        docs = list(batch.docs.items())
+        newest_hlc = self.newest_hlc()
+        seqs = list(batch.seqs.items())
+        conflicts = batch.conflicts
         await conn.execute(
-            "INSERT INTO changes (lsn, origin, seq, collection, doc_id, mutation_id, hlc, op,"
-            " at_ms) SELECT l, o, s, c, d, m, h, p, $9::bigint FROM unnest($1::bigint[],"
-            " $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],"
-            " $8::text[]) AS t(l, o, s, c, d, m, h, p)",
-            list(range(head_lsn + 1, head_lsn + 1 + len(changes))),
+            _WRITE,
+            list(range(first, first + len(changes))),
             [c.origin for c in changes],
             [c.seq for c in changes],
             [c.collection for c in changes],
@@ -89,16 +127,6 @@ class PgWriteBatch(StagedBatch):
             [c.hlc for c in changes],
             [c.op for c in changes],
             self.now_ms,
-        )
-        docs = list(batch.docs.items())
-        await conn.execute(
-            "INSERT INTO docs (collection, id, data, state, version, hlc, origin, seq, lsn,"
-            " deleted) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
-            " $5::text[], $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::boolean[])"
-            " ON CONFLICT (collection, id) DO UPDATE SET data = excluded.data,"
-            " state = excluded.state, version = excluded.version, hlc = excluded.hlc,"
-            " origin = excluded.origin, seq = excluded.seq, lsn = excluded.lsn,"
-            " deleted = excluded.deleted",
             [key[0] for key, _ in docs],
             [key[1] for key, _ in docs],
             [None if data is None else data.decode() for _, (_, data) in docs],
@@ -109,33 +137,15 @@ class PgWriteBatch(StagedBatch):
             [doc.seq for _, (doc, _) in docs],
             [lsns[key] for key, _ in docs],
             [doc.deleted for _, (doc, _) in docs],
-        )
-        newest_hlc = self.newest_hlc()
-        seqs = list(batch.seqs.items())
-        await conn.execute(
-            "INSERT INTO origins (origin, seq, hlc) SELECT * FROM unnest($1::text[],"
-            " $2::bigint[], $3::text[]) ON CONFLICT (origin) DO UPDATE SET seq = excluded.seq,"
-            " hlc = GREATEST(origins.hlc, excluded.hlc)",
             [origin for origin, _ in seqs],
             [seq for _, seq in seqs],
             [newest_hlc[origin] for origin, _ in seqs],
+            [c.change.collection for c in conflicts],
+            [c.change.doc_id for c in conflicts],
+            [c.change.mutation_id for c in conflicts],
+            [c.change.origin for c in conflicts],
+            [c.change.seq for c in conflicts],
+            [codec.dumps(c.fields).decode() for c in conflicts],
+            [c.winner_hlc for c in conflicts],
+            first + len(changes) - 1,
         )
-        await conn.execute("UPDATE feed_head SET lsn = $1", head_lsn + len(changes))
-        if batch.conflicts:
-            await conn.executemany(
-                "INSERT INTO conflicts (collection, doc_id, mutation_id, origin, seq, fields,"
-                " winner_hlc, at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                [
-                    (
-                        c.change.collection,
-                        c.change.doc_id,
-                        c.change.mutation_id,
-                        c.change.origin,
-                        c.change.seq,
-                        codec.dumps(c.fields).decode(),
-                        c.winner_hlc,
-                        self.now_ms,
-                    )
-                    for c in batch.conflicts
-                ],
-            )

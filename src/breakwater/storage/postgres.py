@@ -18,6 +18,7 @@ connections after one, so the store recovers by itself when the server is back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -275,12 +276,20 @@ class PostgresStore:
         try:
             assert self._pool is not None
             await self._claim_node_id()
-            async with self._pool.acquire() as conn, conn.transaction():
-                # The feed head's row lock orders this group after every committed one.
-                head_lsn = await conn.fetchval("SELECT lsn FROM feed_head FOR UPDATE")
-                await staged.prefetch(conn, (m for r in batch for m in r.mutations))
-                outcomes = [self._apply_request(staged, request) for request in batch]
-                await staged.flush(conn, head_lsn)
+            async with self._pool.acquire() as conn:
+                try:
+                    # The feed head's row lock orders this group after every committed one;
+                    # BEGIN and the lock share one round trip.
+                    await conn.execute("BEGIN; SELECT FROM feed_head FOR UPDATE")
+                    await staged.prefetch(conn, (m for r in batch for m in r.mutations))
+                    outcomes = [self._apply_request(staged, request) for request in batch]
+                    await staged.flush(conn)
+                    await conn.execute("COMMIT")
+                except BaseException:
+                    if not conn.is_closed():
+                        with contextlib.suppress(*DB_ERRORS):
+                            await conn.execute("ROLLBACK")
+                    raise
             self._report(True)
         except DB_ERRORS as exc:
             outcomes = [await self._failed("did not commit the write", exc)] * len(batch)
