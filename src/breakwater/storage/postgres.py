@@ -160,6 +160,7 @@ class PostgresStore:
                 timeout=self.settings.timeout,
                 command_timeout=self.settings.timeout,
                 server_settings=self._server_settings(),
+                reset=_keep_session,
             )
             await self._claim_node_id()
         except DB_ERRORS as exc:
@@ -321,16 +322,17 @@ class PostgresStore:
 
     # reads -------------------------------------------------------------------------------------
 
-    async def _read(self, fn: Callable[[Connection], Awaitable[T]]) -> T:
-        """Run ``fn`` in one read-only snapshot."""
+    async def _read(self, fn: Callable[[Connection], Awaitable[T]], *, snapshot: bool = False) -> T:
+        """Run ``fn``; with ``snapshot``, all its statements in one read-only snapshot."""
         if self._closed or self._pool is None:
             raise StoreUnavailable("the store is closed")
         try:
-            async with (
-                self._pool.acquire() as conn,
-                conn.transaction(isolation="repeatable_read", readonly=True),
-            ):
-                result = await fn(conn)
+            async with self._pool.acquire() as conn:
+                if snapshot:
+                    async with conn.transaction(isolation="repeatable_read", readonly=True):
+                        result = await fn(conn)
+                else:
+                    result = await fn(conn)
         except DB_ERRORS as exc:
             raise await self._failed("could not be read", exc) from exc
         self._report(True)
@@ -385,7 +387,7 @@ class PostgresStore:
         async def read(conn: Connection) -> FeedPage:
             return await _pull(conn, vector, collections, limit, include_state)
 
-        return await self._read(read)
+        return await self._read(read, snapshot=True)
 
     async def ping(self) -> None:
         """Run a trivial query, and hold this node's id."""
@@ -406,6 +408,14 @@ class PostgresStore:
                 return await _compact(conn, cutoff)
         except DB_ERRORS as exc:
             raise await self._failed("compaction failed", exc) from exc
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Skip asyncpg's reset query when a connection returns to the pool (a round trip per use).
+
+    The store never changes session state on pooled connections (no SET, LISTEN, cursors or
+    session locks); an open transaction is still rolled back by the pool itself.
+    """
 
 
 def _resolve(
