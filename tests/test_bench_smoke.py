@@ -57,6 +57,7 @@ def test_bench_push_on_postgres_reports_one_and_two_nodes(tmp_path: Path) -> Non
     for row in results:
         assert row["docs_per_s"] > 0 and row["raw_asyncpg_rows_per_s"] > 0
         assert row["errors"] == 0
+    assert isinstance(report["store_only_batch_100_docs_per_s"], int)
     left = asyncio.run(_bench_schemas(url))
     assert left == []
 

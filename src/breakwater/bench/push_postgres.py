@@ -25,7 +25,12 @@ import asyncpg
 from breakwater.bench._node import BenchNode, free_port, machine
 from breakwater.bench.push import DOC_BYTES, SCENARIOS, Measurement, Scenario, payload, push_load
 from breakwater.bench.stats import median
+from breakwater.core import codec
+from breakwater.core.engine import Engine
+from breakwater.core.hlc import HybridClock
+from breakwater.core.mutation import Mutation
 from breakwater.storage import redact_url
+from breakwater.storage.postgres import PostgresStore
 
 NODE_COUNTS = (1, 2)
 
@@ -110,6 +115,27 @@ async def raw_asyncpg_rate(dsn: str, schema: str, scenario: Scenario, seconds: f
     return rows / elapsed
 
 
+async def store_only_rate(url: str, batch: int, seconds: float) -> float:
+    """Docs/s of ``PostgresStore.apply`` in this process: engine and writer without HTTP."""
+    store = PostgresStore(url, Engine("bench", HybridClock("bench-store")))
+    await store.open()
+    data = codec.loads(payload(0))
+    docs = 0
+    started = time.perf_counter()
+    try:
+        while time.perf_counter() - started < seconds:
+            await store.apply(
+                [
+                    Mutation(f"s{docs + k}", "bench", f"s{docs + k}", "set", data)
+                    for k in range(batch)
+                ]
+            )
+            docs += batch
+    finally:
+        await store.aclose()
+    return docs / (time.perf_counter() - started)
+
+
 async def _drop_schemas(dsn: str, schemas: list[str]) -> None:
     conn = await asyncpg.connect(dsn)
     try:
@@ -168,6 +194,7 @@ async def run(
         ]
         for nodes in NODE_COUNTS
     }
+    store_rates: list[float] = []
     for run_index in range(runs):
         schemas: list[str] = []
         try:
@@ -183,6 +210,10 @@ async def run(
                     log_level,
                     _prefixed(progress, f"run {run_index + 1}/{runs}: "),
                 )
+            store_schema = f"bw_bench_store_{uuid.uuid4().hex[:10]}"
+            schemas.append(store_schema)
+            progress(f"run {run_index + 1}/{runs}: store only (no HTTP), batch 100")
+            store_rates.append(await store_only_rate(with_schema(url, store_schema), 100, seconds))
             raw_schema = f"bw_bench_raw_{uuid.uuid4().hex[:10]}"
             schemas.append(raw_schema)
             conn = await asyncpg.connect(dsn)
@@ -200,6 +231,7 @@ async def run(
     return {
         "benchmark": "push",
         "store": redact_url(url),
+        "store_only_batch_100_docs_per_s": round(median(store_rates)),
         "doc_bytes": DOC_BYTES,
         "seconds_per_scenario": seconds,
         "runs": runs,

@@ -103,6 +103,10 @@ def _push_postgres(
             f"{row['ratio_to_raw']:.2f}",
         )
     console.print(table)
+    console.print(
+        f"store only (engine + writer, no HTTP), batch 100: "
+        f"{report['store_only_batch_100_docs_per_s']:,} docs/s"
+    )
     console.print(f"machine: {report['machine']}")
     _write_json(report, json_path)
 
