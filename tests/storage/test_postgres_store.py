@@ -166,3 +166,30 @@ async def test_configured_index_serves_queries(
         f" ORDER BY {rank}, {number}, {text}, id"
     )
     assert any("bw_todos__done" in row[0] for row in plan)
+
+
+async def test_a_node_whose_id_was_taken_meanwhile_answers_unavailable_until_it_is_free(
+    schema_url: tuple[str, str], conn: asyncpg.Connection
+) -> None:
+    """After its node-id lock is lost and another process took the id, a node refuses writes
+    (503, never two writers with one id); once the id is free it claims it and writes again."""
+    url, _ = schema_url
+    first = PostgresStore(url, engine("n1"))
+    await first.open()
+    try:
+        await conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = 'breakwater n1' AND query LIKE '%pg_try_advisory_lock%'"
+        )
+        await asyncio.sleep(0.2)
+        second = PostgresStore(url, engine("n1"))
+        await second.open()
+        with pytest.raises(StoreUnavailable, match="already serving"):
+            await first.apply([Mutation("m1", "todos", "a", "set", {"x": 1})])
+        with pytest.raises(StoreUnavailable, match="already serving"):
+            await first.ping()
+        await second.aclose()
+        [result] = await first.apply([Mutation("m2", "todos", "a", "set", {"x": 2})])
+        assert result.status == "applied"
+    finally:
+        await first.aclose()

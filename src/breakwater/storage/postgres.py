@@ -235,9 +235,18 @@ class PostgresStore:
         self._report(False)
         if self._pool is not None:
             await self._pool.expire_connections()
-        error = StoreUnavailable(f"PostgreSQL {what}: {type(exc).__name__}: {exc}")
+        # The public detail names the kind of failure only: a server's message may quote data.
+        error = StoreUnavailable(f"PostgreSQL {what} ({type(exc).__name__})")
         error.__cause__ = exc
         return error
+
+    async def _hold_node_id(self) -> None:
+        """Claim the node id again if its connection was lost; a taken id is unavailability."""
+        try:
+            await self._claim_node_id()
+        except ConfigError as exc:
+            self._report(False)
+            raise StoreUnavailable(exc.detail) from exc
 
     # writes ------------------------------------------------------------------------------------
 
@@ -276,7 +285,7 @@ class PostgresStore:
         outcomes: list[list[MutationResult] | BaseException]
         try:
             assert self._pool is not None
-            await self._claim_node_id()
+            await self._hold_node_id()
             async with self._pool.acquire() as conn:
                 try:
                     # The feed head's row lock orders this group after every committed one;
@@ -294,6 +303,9 @@ class PostgresStore:
             self._report(True)
         except DB_ERRORS as exc:
             outcomes = [await self._failed("did not commit the write", exc)] * len(batch)
+            staged = PgWriteBatch(0)
+        except StoreUnavailable as exc:
+            outcomes = [exc] * len(batch)
             staged = PgWriteBatch(0)
         except Exception as exc:  # a bug must fail its callers, never stop the writer
             outcomes = [exc] * len(batch)
@@ -392,7 +404,7 @@ class PostgresStore:
     async def ping(self) -> None:
         """Run a trivial query, and hold this node's id."""
         try:
-            await self._claim_node_id()
+            await self._hold_node_id()
         except DB_ERRORS as exc:
             raise await self._failed("is unreachable", exc) from exc
         await self._read(lambda conn: conn.fetchval("SELECT 1"))
