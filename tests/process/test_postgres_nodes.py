@@ -1,6 +1,6 @@
 """Real `breakwater serve` processes over one PostgreSQL database: two nodes writing at once give
-one gap-free feed that a reader follows exactly once (I2, I3), SIGKILL loses no acknowledged write
-(I1), and a second node with a taken node id is refused."""
+one gap-free feed that a reader (pull or WebSocket) follows exactly once (I2, I3, I5), SIGKILL
+loses no acknowledged write (I1), and a second node with a taken node id is refused."""
 
 from __future__ import annotations
 
@@ -15,9 +15,11 @@ from typing import Any
 
 import httpx
 import pytest
+import websockets
 
 from tests.conftest import ServerProcess, free_port
 from tests.process.test_durability import counters, feed_mutation_ids, push_until_killed
+from tests.realtime.clients import recv, subscribe
 from tests.storage.backends import drop_schema, postgres_url
 
 pytestmark = pytest.mark.slow
@@ -121,3 +123,42 @@ def test_a_second_node_with_a_taken_node_id_is_refused(
     output = (result.stdout + result.stderr).decode()
     assert result.returncode != 0
     assert "startup_failed" in output and "node id 'twin' is already serving" in output
+
+
+async def test_a_subscriber_on_one_node_gets_every_change_written_on_both(
+    start_server: Callable[..., ServerProcess], store_url: str
+) -> None:
+    """I3 and I5 across nodes: a WebSocket subscriber on node b, reconnecting once with its
+    cursor, receives every change pushed to a or b exactly once, in seq order."""
+    nodes = [start_server(None, "--store", store_url, "--node", f"rt{i}") for i in range(2)]
+    ws_url = nodes[1].url.replace("http://", "ws://") + "/v1/realtime"
+    acked: list[str] = []
+    received: list[tuple[int, str]] = []
+
+    async def pusher(url: str, index: int) -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+            for round_ in range(15):
+                batch = [increment(f"d{(index + round_ + k) % 7}") for k in range(1 + round_ % 3)]
+                response = await http.post("/v1/sync/push", json={"mutations": batch})
+                assert response.status_code == 200, response.text
+                acked.extend(r["mutation_id"] for r in response.json()["results"])
+                await asyncio.sleep(0.01)
+
+    async def listen(cursor: str, until: Callable[[], bool]) -> str:
+        async with websockets.connect(ws_url) as ws:
+            await subscribe(ws, ["load"], cursor)
+            while not until():
+                message = await recv(ws, 10)
+                if message["type"] == "changes":
+                    received.extend((c["seq"], c["mutation_id"]) for c in message["changes"])
+                    cursor = message["cursor"]
+        return cursor
+
+    writers = asyncio.ensure_future(
+        asyncio.gather(*(pusher(nodes[i % 2].url, i) for i in range(4)))
+    )
+    cursor = await listen("", lambda: len(received) >= 20)
+    await listen(cursor, lambda: writers.done() and len(received) >= len(acked))
+    await writers
+    assert [seq for seq, _ in received] == list(range(1, len(acked) + 1))
+    assert sorted(mid for _, mid in received) == sorted(acked)

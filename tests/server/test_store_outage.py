@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.services import POSTGRES_URL
+from tests.services import POSTGRES_URL, require_service
 from tests.storage.backends import drop_schema, postgres_url
 from tests.tcp_forwarder import TcpForwarder
 
@@ -23,8 +23,7 @@ DOCS = "/v1/collections/todos/docs"
 @pytest.fixture
 async def forwarder() -> AsyncIterator[TcpForwarder]:
     """A cuttable path to the shared PostgreSQL."""
-    postgres_url()  # skips (or fails under CI) when PostgreSQL is absent
-    upstream = urlsplit(POSTGRES_URL)
+    upstream = urlsplit(require_service(POSTGRES_URL))
     proxy = TcpForwarder(upstream.hostname or "127.0.0.1", upstream.port or 5432)
     await proxy.start()
     yield proxy
