@@ -115,22 +115,26 @@ async def raw_asyncpg_rate(dsn: str, schema: str, scenario: Scenario, seconds: f
     return rows / elapsed
 
 
-async def store_only_rate(url: str, batch: int, seconds: float) -> float:
-    """Docs/s of ``PostgresStore.apply`` in this process: engine and writer without HTTP."""
+async def store_only_rate(url: str, scenario: Scenario, seconds: float) -> float:
+    """Docs/s of ``PostgresStore.apply`` in this process, ``scenario.concurrency`` callers of
+    ``scenario.batch`` mutations each: the engine and writer without HTTP."""
     store = PostgresStore(url, Engine("bench", HybridClock("bench-store")))
     await store.open()
     data = codec.loads(payload(0))
     docs = 0
     started = time.perf_counter()
-    try:
+
+    async def caller(index: int) -> None:
+        nonlocal docs
+        sent = 0
         while time.perf_counter() - started < seconds:
-            await store.apply(
-                [
-                    Mutation(f"s{docs + k}", "bench", f"s{docs + k}", "set", data)
-                    for k in range(batch)
-                ]
-            )
-            docs += batch
+            ids = [f"s{index}-{sent + k}" for k in range(scenario.batch)]
+            await store.apply([Mutation(i, "bench", i, "set", data) for i in ids])
+            sent += scenario.batch
+            docs += scenario.batch
+
+    try:
+        await asyncio.gather(*(caller(i) for i in range(scenario.concurrency)))
     finally:
         await store.aclose()
     return docs / (time.perf_counter() - started)
@@ -188,13 +192,13 @@ async def run(
 ) -> dict[str, Any]:
     """Every scenario on 1 and 2 nodes, ``runs`` times; the report as a JSON-ready dict."""
     dsn = driver_dsn(url)
+    store_rates: dict[Scenario, list[float]] = {s: [] for s in SCENARIOS}
     results = {
         nodes: [
             PgScenarioResult(s, nodes) for s in SCENARIOS if nodes == 1 or s.concurrency >= nodes
         ]
         for nodes in NODE_COUNTS
     }
-    store_rates: list[float] = []
     for run_index in range(runs):
         schemas: list[str] = []
         try:
@@ -212,8 +216,11 @@ async def run(
                 )
             store_schema = f"bw_bench_store_{uuid.uuid4().hex[:10]}"
             schemas.append(store_schema)
-            progress(f"run {run_index + 1}/{runs}: store only (no HTTP), batch 100")
-            store_rates.append(await store_only_rate(with_schema(url, store_schema), 100, seconds))
+            for scenario, rates in store_rates.items():
+                progress(f"run {run_index + 1}/{runs}: store only (no HTTP), {scenario.name}")
+                rates.append(
+                    await store_only_rate(with_schema(url, store_schema), scenario, seconds)
+                )
             raw_schema = f"bw_bench_raw_{uuid.uuid4().hex[:10]}"
             schemas.append(raw_schema)
             conn = await asyncpg.connect(dsn)
@@ -231,7 +238,16 @@ async def run(
     return {
         "benchmark": "push",
         "store": redact_url(url),
-        "store_only_batch_100_docs_per_s": round(median(store_rates)),
+        "store_only": [
+            {
+                "scenario": scenario.name,
+                "docs_per_s": round(median(rates)),
+                "ratio_to_raw": round(median(rates) / median(r.raw_rows_per_s), 3),
+            }
+            for scenario, rates in store_rates.items()
+            for r in results[1]
+            if r.scenario == scenario
+        ],
         "doc_bytes": DOC_BYTES,
         "seconds_per_scenario": seconds,
         "runs": runs,

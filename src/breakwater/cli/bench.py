@@ -103,10 +103,11 @@ def _push_postgres(
             f"{row['ratio_to_raw']:.2f}",
         )
     console.print(table)
-    console.print(
-        f"store only (engine + writer, no HTTP), batch 100: "
-        f"{report['store_only_batch_100_docs_per_s']:,} docs/s"
-    )
+    for row in report["store_only"]:
+        console.print(
+            f"store only (engine + writer, no HTTP), {row['scenario']}: "
+            f"{row['docs_per_s']:,} docs/s, {row['ratio_to_raw']:.2f} of raw"
+        )
     console.print(f"machine: {report['machine']}")
     _write_json(report, json_path)
 
