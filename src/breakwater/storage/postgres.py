@@ -122,6 +122,7 @@ class PostgresStore:
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._pool: asyncpg.Pool | None = None
         self._node_lock: asyncpg.Connection | None = None
+        self._claiming = asyncio.Lock()
         self._writer: asyncio.Task[None] | None = None
         self._closed = False
         self._available: bool | None = None
@@ -188,19 +189,28 @@ class PostgresStore:
         """
         if self._node_lock is not None and not self._node_lock.is_closed():
             return
-        if self._node_lock is not None:
-            self._node_lock.terminate()
-            self._node_lock = None
-        conn = await self._connect()
-        key = f"breakwater-node:{self.settings.schema}:{self.engine.clock.node}"
-        claimed = await conn.fetchval("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", key)
-        if not claimed:
-            await conn.close()
-            raise ConfigError(
-                f"node id {self.engine.clock.node!r} is already serving on store {self.url};"
-                " give every node its own node id (--node, BREAKWATER_NODE)"
-            )
-        self._node_lock = conn
+        async with self._claiming:  # the writer and a readiness check may both get here
+            if self._node_lock is not None and not self._node_lock.is_closed():
+                return
+            if self._node_lock is not None:
+                self._node_lock.terminate()
+                self._node_lock = None
+            conn = await self._connect()
+            key = f"breakwater-node:{self.settings.schema}:{self.engine.clock.node}"
+            try:
+                claimed = await conn.fetchval(
+                    "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", key
+                )
+            except BaseException:
+                conn.terminate()
+                raise
+            if not claimed:
+                conn.terminate()
+                raise ConfigError(
+                    f"node id {self.engine.clock.node!r} is already serving on store"
+                    f" {self.url}; give every node its own node id (--node, BREAKWATER_NODE)"
+                )
+            self._node_lock = conn
 
     async def aclose(self) -> None:
         """Commit every queued write, stop the writer and close every connection."""
