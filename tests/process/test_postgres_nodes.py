@@ -145,10 +145,15 @@ async def test_a_subscriber_on_one_node_gets_every_change_written_on_both(
                 await asyncio.sleep(0.01)
 
     async def listen(cursor: str, until: Callable[[], bool]) -> str:
+        deadline = asyncio.get_running_loop().time() + 30
         async with websockets.connect(ws_url) as ws:
             await subscribe(ws, ["load"], cursor)
             while not until():
-                message = await recv(ws, 10)
+                assert asyncio.get_running_loop().time() < deadline, "changes stopped coming"
+                try:
+                    message = await recv(ws, 0.5)
+                except TimeoutError:
+                    continue  # look at until() again: the writers may have finished
                 if message["type"] == "changes":
                     received.extend((c["seq"], c["mutation_id"]) for c in message["changes"])
                     cursor = message["cursor"]

@@ -344,17 +344,13 @@ class PostgresStore:
 
     # reads -------------------------------------------------------------------------------------
 
-    async def _read(self, fn: Callable[[Connection], Awaitable[T]], *, snapshot: bool = False) -> T:
-        """Run ``fn``; with ``snapshot``, all its statements in one read-only snapshot."""
+    async def _read(self, fn: Callable[[Connection], Awaitable[T]]) -> T:
+        """Run ``fn``, one statement (one snapshot), on a pooled connection."""
         if self._closed or self._pool is None:
             raise StoreUnavailable("the store is closed")
         try:
             async with self._pool.acquire() as conn:
-                if snapshot:
-                    async with conn.transaction(isolation="repeatable_read", readonly=True):
-                        result = await fn(conn)
-                else:
-                    result = await fn(conn)
+                result = await fn(conn)
         except DB_ERRORS as exc:
             raise await self._failed("could not be read", exc) from exc
         self._report(True)
@@ -404,12 +400,12 @@ class PostgresStore:
         limit: int,
         include_state: bool = False,
     ) -> FeedPage:
-        """Changes past ``vector`` in commit order, read in one snapshot."""
+        """Changes past ``vector`` in commit order, read with the head in one statement."""
 
         async def read(conn: Connection) -> FeedPage:
             return await _pull(conn, vector, collections, limit, include_state)
 
-        return await self._read(read, snapshot=True)
+        return await self._read(read)
 
     async def ping(self) -> None:
         """Run a trivial query, and hold this node's id."""
@@ -451,6 +447,32 @@ def _resolve(
         future.set_result(outcome)
 
 
+_PULL = (
+    # One statement is one snapshot: the head (every origin's seq and low-water mark) and the
+    # page are read together, in one round trip. Per origin lsn order is seq order, so the scan
+    # starts after the oldest position that every origin's cursor covers (0 if the cursor
+    # misses an origin), found with one probe of the (origin, seq) index per origin.
+    "WITH head AS (SELECT origin, seq, low_water FROM origins),"
+    " seen AS (SELECT * FROM unnest($1::text[], $2::bigint[]) AS v(o, s)),"
+    " start AS (SELECT CASE WHEN EXISTS (SELECT FROM head) AND NOT EXISTS (SELECT FROM head h"
+    " WHERE NOT EXISTS (SELECT FROM seen WHERE seen.o = h.origin AND seen.s > 0))"
+    " THEN (SELECT MIN(COALESCE((SELECT c.lsn FROM changes c WHERE c.origin = h.origin"
+    " AND c.seq <= seen.s ORDER BY c.seq DESC LIMIT 1), 0)) FROM head h"
+    " JOIN seen ON seen.o = h.origin) ELSE 0 END AS lsn)"
+    " SELECT * FROM (SELECT 0 AS part, 0::bigint AS lsn, origin, seq, low_water,"
+    " NULL::text AS collection, NULL::text AS doc_id, NULL::text AS mutation_id,"
+    " NULL::text AS hlc, NULL::text AS op, NULL::text AS data, NULL::text AS version,"
+    " NULL::text AS state FROM head"
+    " UNION ALL (SELECT 1, c.lsn, c.origin, c.seq, 0, c.collection, c.doc_id, c.mutation_id,"
+    " c.hlc, c.op, d.data, d.version, CASE WHEN $5::boolean THEN d.state END"
+    " FROM changes c JOIN docs d ON d.collection = c.collection AND d.id = c.doc_id"
+    " WHERE c.lsn > (SELECT lsn FROM start)"
+    " AND NOT EXISTS (SELECT FROM seen WHERE c.origin = seen.o AND c.seq <= seen.s)"
+    " AND ($3::text[] IS NULL OR c.collection = ANY($3::text[]))"
+    " ORDER BY c.lsn LIMIT $4)) AS page ORDER BY part, lsn"
+)
+
+
 async def _pull(
     conn: Connection,
     vector: VersionVector,
@@ -458,50 +480,36 @@ async def _pull(
     limit: int,
     include_state: bool,
 ) -> FeedPage:
-    origins = await conn.fetch("SELECT origin, seq, low_water FROM origins")
-    if vector:  # the empty cursor (full sync) is always valid
-        for origin, _, low_water in origins:
-            if low_water > 0 and vector.get(origin, 0) < low_water:
+    rows = await conn.fetch(
+        _PULL,
+        list(vector),
+        list(vector.values()),
+        list(collections) if collections else None,
+        limit + 1,
+        include_state,
+    )
+    head: VersionVector = {}
+    changes = []
+    for row in rows:
+        if row[0] == 0:
+            head[row[2]] = row[3]
+            # The empty cursor (full sync) is always valid.
+            if vector and row[4] > 0 and vector.get(row[2], 0) < row[4]:
                 raise CursorExpired(
                     "the cursor is older than the retention horizon; resync from an empty cursor"
                 )
-    head: VersionVector = {row[0]: row[1] for row in origins}
-    start = 0
-    if head and all(vector.get(origin, 0) > 0 for origin in head):
-        # Per origin lsn order is seq order: start after the oldest position every origin's
-        # cursor covers.
-        start = await conn.fetchval(
-            "SELECT MIN(COALESCE((SELECT MAX(lsn) FROM changes WHERE origin = v.o"
-            " AND seq <= v.s), 0)) FROM unnest($1::text[], $2::bigint[]) AS v(o, s)",
-            list(head),
-            [vector[origin] for origin in head],
-        )
-    covered = [(origin, seq) for origin, seq in vector.items() if seq > 0]
-    state_col = ", d.state" if include_state else ""
-    rows = await conn.fetch(
-        "SELECT c.origin, c.seq, c.collection, c.doc_id, c.mutation_id, c.hlc, c.op,"
-        f" d.data, d.version{state_col} FROM changes c"
-        " JOIN docs d ON d.collection = c.collection AND d.id = c.doc_id"
-        " WHERE c.lsn > $1 AND NOT EXISTS (SELECT 1 FROM unnest($2::text[], $3::bigint[])"
-        " AS v(o, s) WHERE c.origin = v.o AND c.seq <= v.s)"
-        " AND ($4::text[] IS NULL OR c.collection = ANY($4::text[]))"
-        " ORDER BY c.lsn LIMIT $5",
-        start,
-        [origin for origin, _ in covered],
-        [seq for _, seq in covered],
-        list(collections) if collections else None,
-        limit + 1,
-    )
-    has_more = len(rows) > limit
+        else:
+            changes.append(row)
+    has_more = len(changes) > limit
     entries = []
-    for row in rows[:limit]:
-        data = None if row[7] is None else codec.loads(row[7])
+    for row in changes[:limit]:
+        data = None if row[10] is None else codec.loads(row[10])
         entries.append(
             FeedEntry(
-                change=Change(row[0], row[1], row[2], row[3], row[4], row[5], row[6]),
+                change=Change(row[2], row[3], row[5], row[6], row[7], row[8], row[9]),
                 data=data,
-                version=row[8],
-                state=document.unpack(codec.loads(row[9]), data) if include_state else None,
+                version=row[11],
+                state=document.unpack(codec.loads(row[12]), data) if include_state else None,
             )
         )
     advanced = cursor.advance(vector, ((e.change.origin, e.change.seq) for e in entries))
