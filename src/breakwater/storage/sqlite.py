@@ -48,6 +48,10 @@ def _connect(path: str) -> sqlite3.Connection:
     return conn
 
 
+_Answer = tuple[asyncio.Future[list[MutationResult]], list[MutationResult] | BaseException]
+"""A write request's future and what to resolve it with."""
+
+
 @dataclass(slots=True)
 class _WriteRequest:
     mutations: Sequence[Mutation]
@@ -178,7 +182,7 @@ class SqliteStore:
             outcomes = [self._apply_request(staged, request) for request in batch]
             staged.flush()
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except Exception as exc:  # the writer thread must outlive any failure, or writes hang
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             error = StoreUnavailable(f"the write was not committed: {exc}")
@@ -187,11 +191,19 @@ class SqliteStore:
             staged = WriteBatch(conn, 0)
         committed_at = time.time()
         self.hooks.on_commit(count, time.perf_counter() - started)
+        # One wake-up per event loop, not per request; on the store's own loop the commit
+        # notice follows the answers in the same callback, so nothing can run between them.
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Answer]] = {}
         for request, outcome in zip(batch, outcomes, strict=True):
-            request.loop.call_soon_threadsafe(_resolve, request.future, outcome)
+            by_loop.setdefault(request.loop, []).append((request.future, outcome))
         touched = staged.touched
         if touched and self._loop is not None:
-            self._loop.call_soon_threadsafe(self._notify_commit, touched, committed_at)
+            by_loop.setdefault(self._loop, [])
+        for loop, answers in by_loop.items():
+            notice = (touched, committed_at) if touched and loop is self._loop else None
+            # A loop closed since its caller queued the write has nobody left to answer.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._deliver, answers, notice)
 
     def _apply_request(
         self, staged: WriteBatch, request: _WriteRequest
@@ -210,9 +222,12 @@ class SqliteStore:
                 self.hooks.on_conflict(result.doc.collection)
         return results
 
-    def _notify_commit(self, head: VersionVector, at: float) -> None:
-        """On the event loop, after COMMIT: tell the hooks (the node publishes a notice)."""
-        self.hooks.on_feed_advanced(head, at)
+    def _deliver(self, answers: list[_Answer], notice: tuple[VersionVector, float] | None) -> None:
+        """On an event loop, after COMMIT: answer the callers, then tell the hooks."""
+        for future, outcome in answers:
+            _resolve(future, outcome)
+        if notice is not None:
+            self.hooks.on_feed_advanced(*notice)
 
     # reads -------------------------------------------------------------------------------------
 
@@ -382,16 +397,21 @@ def _query_sql(query: Query, indexes: Sequence[str] = ()) -> tuple[str, list[Any
 
 
 def _start_lsn(conn: sqlite3.Connection, vector: VersionVector, head: VersionVector) -> int:
-    """The local position before which every change is covered by ``vector``."""
+    """The local position before which every change is covered by ``vector``.
+
+    An origin's changes are appended in seq order, so its lsn grows with its seq: the newest
+    covered change is found by one index step, not by a scan of everything covered.
+    """
     start: int | None = None
     for origin in head:
         seen = vector.get(origin, 0)
         if seen <= 0:
             return 0
         row = conn.execute(
-            "SELECT MAX(lsn) FROM changes WHERE origin = ? AND seq <= ?", (origin, seen)
+            "SELECT lsn FROM changes WHERE origin = ? AND seq <= ? ORDER BY seq DESC LIMIT 1",
+            (origin, seen),
         ).fetchone()
-        lsn = row[0] or 0
+        lsn = row[0] if row else 0
         start = lsn if start is None else min(start, lsn)
     return start or 0
 
