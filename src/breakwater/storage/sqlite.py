@@ -31,6 +31,7 @@ from breakwater.core.mutation import Mutation, check_collection
 from breakwater.core.query import OPERATORS, Query, Scalar, encode_page_token
 from breakwater.storage import _sqlite_schema
 from breakwater.storage._sqlite_batch import DOC_COLUMNS, WriteBatch, doc_from_row
+from breakwater.storage._sqlite_lock import WriterLock
 from breakwater.storage.base import CompactionReport, FeedEntry, FeedPage, QueryPage
 from breakwater.storage.hooks import NO_HOOKS, StoreHooks
 
@@ -79,6 +80,7 @@ class SqliteStore:
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
+        self._writer_lock = WriterLock(":memory:")
         self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="bw-read")
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
@@ -95,8 +97,10 @@ class SqliteStore:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             conn = _connect(self.path)
-            _sqlite_schema.migrate(conn)
-            self._create_indexes(conn)
+            self._writer_lock = WriterLock(self.path)
+            with self._writer_lock:  # processes opening one new file at once migrate it once
+                _sqlite_schema.migrate(conn)
+                self._create_indexes(conn)
             # A restarted node must never stamp behind what it already wrote, even if the
             # wall clock went back while it was down.
             newest = conn.execute("SELECT MAX(hlc) FROM origins").fetchone()[0]
@@ -171,20 +175,25 @@ class SqliteStore:
                     return
         finally:
             conn.close()
+            self._writer_lock.close()
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_WriteRequest], count: int) -> None:
         started = time.perf_counter()
         staged = WriteBatch(conn, self._clock_ms())
         outcomes: list[list[MutationResult] | BaseException] = []
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            staged.prefetch(m for request in batch for m in request.mutations)
-            outcomes = [self._apply_request(staged, request) for request in batch]
-            staged.flush()
-            conn.execute("COMMIT")
+            with self._writer_lock:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    staged.prefetch(m for request in batch for m in request.mutations)
+                    outcomes = [self._apply_request(staged, request) for request in batch]
+                    staged.flush()
+                    conn.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                    raise
         except Exception as exc:  # the writer thread must outlive any failure, or writes hang
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
             error = StoreUnavailable(f"the write was not committed: {exc}")
             error.__cause__ = exc
             outcomes = [error] * len(batch)
@@ -318,11 +327,14 @@ class SqliteStore:
 
     def _with_own_connection(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = _connect(self.path)
+        lock = WriterLock(self.path)
         try:
-            return fn(conn)
+            with lock:
+                return fn(conn)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"compaction failed: {exc}") from exc
         finally:
+            lock.close()
             conn.close()
 
 
