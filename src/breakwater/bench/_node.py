@@ -19,7 +19,7 @@ from breakwater.bench._http import HttpConnection
 class BenchNode:
     """A ``breakwater serve`` subprocess for one run, stopped by its PID."""
 
-    def __init__(self, data: Path, port: int, log_level: str) -> None:
+    def __init__(self, data: Path, port: int, log_level: str, workers: int = 1) -> None:
         command = [
             sys.executable,
             "-m",
@@ -33,6 +33,8 @@ class BenchNode:
             "0",
             "--log-level",
             log_level,
+            "--workers",
+            str(workers),
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("BREAKWATER_")}
         self.port = port
