@@ -120,6 +120,9 @@ def realtime(
     deflate: Annotated[
         bool, typer.Option(help="Subscribers offer permessage-deflate (the node accepts it).")
     ] = False,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="The node's worker processes (serve --workers).")
+    ] = 1,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
 ) -> None:
     """Write-to-delivery latency, deliveries/s and memory per idle WebSocket subscriber."""
@@ -130,12 +133,12 @@ def realtime(
     with console.status("starting") as status:
         report = asyncio.run(
             bench_realtime.run(
-                counts, rate, seconds, runs, deflate, lambda text: status.update(text)
+                counts, rate, seconds, runs, deflate, lambda text: status.update(text), workers
             )
         )
     table = Table(
-        title=f"breakwater bench realtime ({rate:g} writes/s for {seconds:g} s,"
-        f" medians of {runs} runs)"
+        title=f"breakwater bench realtime ({rate:g} writes/s for {seconds:g} s, {workers}"
+        f" worker(s), medians of {runs} runs)"
     )
     columns = (
         "subscribers",
