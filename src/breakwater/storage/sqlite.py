@@ -96,9 +96,11 @@ class SqliteStore:
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            conn = _connect(self.path)
             self._writer_lock = WriterLock(self.path)
-            with self._writer_lock:  # processes opening one new file at once migrate it once
+            # Processes opening one new file at once turn it to WAL and migrate it once: SQLite
+            # answers "locked" at once, without waiting, to a second journal-mode change.
+            with self._writer_lock:
+                conn = _connect(self.path)
                 _sqlite_schema.migrate(conn)
                 self._create_indexes(conn)
             # A restarted node must never stamp behind what it already wrote, even if the
