@@ -93,3 +93,16 @@ async def test_everything_else_is_the_real_transport() -> None:
     """Attributes uvicorn reads come from the wrapped transport."""
     transport = wrap(RecordingTransport())
     assert transport.get_extra_info("peername") == ("127.0.0.1", 1234)
+
+
+async def test_write_now_goes_straight_out_unless_bytes_are_pending() -> None:
+    """A direct write skips the wait, but never overtakes bytes written before it."""
+    real = RecordingTransport()
+    transport = wrap(real)
+    transport.write_now(b"frame-1")
+    assert real.writes == [b"frame-1"]
+    transport.write(b"pong")
+    transport.write_now(b"frame-2")
+    assert real.writes == [b"frame-1"]
+    await asyncio.sleep(0)
+    assert real.writes == [b"frame-1", b"pongframe-2"]

@@ -31,6 +31,14 @@ class CoalescingTransport:
         self._pending.append(bytes(data))
         self._size += len(data)
 
+    def write_now(self, data: bytes) -> None:
+        """Write at once (one call per message, as a fan-out to many sockets wants), unless
+        earlier bytes are still pending: those go first, so the order never changes."""
+        if self._pending:
+            self.write(data)
+        elif not self._transport.is_closing():
+            self._transport.write(data)
+
     def writelines(self, chunks: Any) -> None:
         for chunk in chunks:
             self.write(chunk)

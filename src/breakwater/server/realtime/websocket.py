@@ -20,6 +20,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from breakwater.server import problems
+from breakwater.server.coalescing import CoalescingTransport
 from breakwater.server.node import Node
 from breakwater.server.realtime import messages
 from breakwater.server.realtime.admission import Refused
@@ -78,7 +79,10 @@ class _DirectSocket:
             return False
         if batch.frame is None:
             batch.frame = text_frame(batch.text.encode())
-        transport.write(batch.frame)
+        if isinstance(transport, CoalescingTransport):
+            transport.write_now(batch.frame)
+        else:
+            transport.write(batch.frame)
         return True
 
 
