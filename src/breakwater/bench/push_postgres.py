@@ -156,6 +156,7 @@ async def _nodes_run(
     seconds: float,
     log_level: str,
     progress: Callable[[str], None],
+    workers: int,
 ) -> None:
     with tempfile.TemporaryDirectory(prefix="bw-bench-pg-") as tmp:
         started = [
@@ -163,6 +164,7 @@ async def _nodes_run(
                 Path(tmp) / f"data{i}",
                 free_port(),
                 log_level,
+                workers,
                 ["--store", url, "--node", f"bench-{i}"],
             )
             for i in range(nodes)
@@ -189,8 +191,10 @@ async def run(
     seconds: float,
     log_level: str = "info",
     progress: Callable[[str], None] = lambda _: None,
+    workers: int = 1,
 ) -> dict[str, Any]:
-    """Every scenario on 1 and 2 nodes, ``runs`` times; the report as a JSON-ready dict."""
+    """Every scenario on 1 and 2 nodes of ``workers`` processes each, ``runs`` times; the report
+    as a JSON-ready dict."""
     dsn = driver_dsn(url)
     store_rates: dict[Scenario, list[float]] = {s: [] for s in SCENARIOS}
     results = {
@@ -213,6 +217,7 @@ async def run(
                     seconds,
                     log_level,
                     _prefixed(progress, f"run {run_index + 1}/{runs}: "),
+                    workers,
                 )
             store_schema = f"bw_bench_store_{uuid.uuid4().hex[:10]}"
             schemas.append(store_schema)
@@ -238,6 +243,7 @@ async def run(
     return {
         "benchmark": "push",
         "store": redact_url(url),
+        "workers": workers,
         "store_only": [
             {
                 "scenario": scenario.name,

@@ -29,6 +29,9 @@ def push(
         float, typer.Option(min=0.5, max=120, help="Seconds per scenario and run.")
     ] = 5.0,
     log_level: Annotated[str, typer.Option(help="The node's log level.")] = "info",
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="The node's worker processes (serve --workers).")
+    ] = 1,
     store: Annotated[
         str | None,
         typer.Option(
@@ -40,16 +43,19 @@ def push(
 ) -> None:
     """Durable push throughput and latency of 1 KB documents against raw inserts."""
     if store is not None:
-        _push_postgres(store, runs, seconds, log_level, json_path)
+        _push_postgres(store, runs, seconds, log_level, workers, json_path)
         return
     from breakwater.bench import push as bench_push
 
     console = Console()
     with console.status("starting") as status:
         report = asyncio.run(
-            bench_push.run(runs, seconds, log_level, lambda text: status.update(text))
+            bench_push.run(runs, seconds, log_level, lambda text: status.update(text), workers)
         )
-    table = Table(title=f"breakwater bench push (medians of {runs} runs, {seconds:g} s each)")
+    table = Table(
+        title=f"breakwater bench push, {workers} worker(s) (medians of {runs} runs,"
+        f" {seconds:g} s each)"
+    )
     for column in ("scenario", "docs/s", "p50 ms", "p99 ms", "raw sqlite rows/s", "ratio"):
         table.add_column(column, justify="left" if column == "scenario" else "right")
     for row in report["results"]:
@@ -71,7 +77,7 @@ def push(
 
 
 def _push_postgres(
-    url: str, runs: int, seconds: float, log_level: str, json_path: Path | None
+    url: str, runs: int, seconds: float, log_level: str, workers: int, json_path: Path | None
 ) -> None:
     from urllib.parse import urlsplit
 
@@ -83,7 +89,9 @@ def _push_postgres(
     console = Console()
     with console.status("starting") as status:
         report = asyncio.run(
-            push_postgres.run(url, runs, seconds, log_level, lambda text: status.update(text))
+            push_postgres.run(
+                url, runs, seconds, log_level, lambda text: status.update(text), workers
+            )
         )
     table = Table(
         title=f"breakwater bench push on {report['store']} (medians of {runs} runs,"
@@ -166,6 +174,9 @@ def realtime(
     deflate: Annotated[
         bool, typer.Option(help="Subscribers offer permessage-deflate (the node accepts it).")
     ] = False,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="The node's worker processes (serve --workers).")
+    ] = 1,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
 ) -> None:
     """Write-to-delivery latency, deliveries/s and memory per idle WebSocket subscriber."""
@@ -176,12 +187,12 @@ def realtime(
     with console.status("starting") as status:
         report = asyncio.run(
             bench_realtime.run(
-                counts, rate, seconds, runs, deflate, lambda text: status.update(text)
+                counts, rate, seconds, runs, deflate, lambda text: status.update(text), workers
             )
         )
     table = Table(
-        title=f"breakwater bench realtime ({rate:g} writes/s for {seconds:g} s,"
-        f" medians of {runs} runs)"
+        title=f"breakwater bench realtime ({rate:g} writes/s for {seconds:g} s, {workers}"
+        f" worker(s), medians of {runs} runs)"
     )
     columns = (
         "subscribers",
