@@ -203,6 +203,7 @@ async def run(
         ]
         for nodes in NODE_COUNTS
     }
+    used: list[str] = []
     for run_index in range(runs):
         schemas: list[str] = []
         try:
@@ -240,10 +241,12 @@ async def run(
                         other.raw_rows_per_s.append(rate)
         finally:
             await _drop_schemas(dsn, schemas)
+            used += schemas
     return {
         "benchmark": "push",
         "store": redact_url(url),
         "workers": workers,
+        "schemas_dropped": used,
         "store_only": [
             {
                 "scenario": scenario.name,
