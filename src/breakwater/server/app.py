@@ -5,10 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from fastapi import FastAPI
 
 import breakwater
+from breakwater.auth.passwords import HashParameters, Passwords
+from breakwater.auth.policy import Policy
+from breakwater.auth.service import AuthService
+from breakwater.auth.signing_keys import load_keys
+from breakwater.auth.sqlite_store import SqliteAuthStore
+from breakwater.auth.tokens import TokenIssuer
 from breakwater.bus import Bus, open_bus
 from breakwater.config import Config
 from breakwater.core.engine import Engine
@@ -16,9 +23,11 @@ from breakwater.core.errors import BreakwaterError
 from breakwater.core.hlc import HybridClock
 from breakwater.obs.logging import get_logger
 from breakwater.obs.metrics import Metrics
-from breakwater.server import docs_api, health, problems, sync_api
+from breakwater.server import auth_api, docs_api, health, problems, sync_api
+from breakwater.server.access import Gatekeeper
 from breakwater.server.middleware import ObserveRequests
 from breakwater.server.node import Node
+from breakwater.server.rate_limit import RateLimiter
 from breakwater.server.realtime import sse as realtime_sse
 from breakwater.server.realtime import websocket as realtime_websocket
 from breakwater.server.realtime.hub import Realtime
@@ -50,6 +59,15 @@ def build_node(
     if store is None:
         store = open_store(config.store_url, engine, hooks=NodeStoreHooks(metrics, bus))
     realtime = Realtime(config, store, bus, metrics)
+    settings = config.auth
+    keys_file = Path(settings.signing_keys_file) if settings.signing_keys_file else None
+    auth_store = SqliteAuthStore(config.data / "auth.db")
+    passwords = Passwords(HashParameters(settings.password_memory_kib, settings.password_time_cost))
+    issuer = TokenIssuer(
+        load_keys(keys_file or config.data / "auth-keys.json"),
+        settings.audience,
+        settings.access_ttl,
+    )
     return Node(
         config=config,
         clock=clock,
@@ -58,6 +76,12 @@ def build_node(
         metrics=metrics,
         bus=bus,
         realtime=realtime,
+        auth=AuthService(auth_store, issuer, passwords, settings.refresh_ttl),
+        auth_store=auth_store,
+        policy=Policy(
+            settings.resolved_mode(config.host), config.rules, frozenset(settings.mfa_roles)
+        ),
+        limiter=RateLimiter(settings, metrics),
     )
 
 
@@ -94,6 +118,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(node.auth_store.open)
         await node.bus.open()
         await node.store.open()
         await node.realtime.start()
@@ -103,6 +128,7 @@ def create_app(
             region=config.region,
             node=node.clock.node,
             store=config.store_url_redacted,
+            auth=node.policy.mode,
         )
         try:
             yield
@@ -113,6 +139,7 @@ def create_app(
             await node.realtime.aclose()
             await node.store.aclose()
             await node.bus.aclose()
+            node.auth_store.close()
             _log.info("node_stopped", node=node.clock.node)
 
     app = FastAPI(
@@ -126,9 +153,11 @@ def create_app(
     app.state.node = node
     problems.install(app)
     app.include_router(health.router)
+    app.include_router(auth_api.router)
     app.include_router(docs_api.router)
     app.include_router(sync_api.router)
     app.include_router(realtime_sse.router)
+    app.add_middleware(Gatekeeper)
     app.add_middleware(ObserveRequests, metrics=node.metrics)
     # Outermost of ours: realtime WebSockets skip the routing layers (see its module).
     app.add_middleware(realtime_websocket.WebSocketEntry)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from breakwater.auth.policy import Policy
+from breakwater.auth.service import AuthService
+from breakwater.auth.store import AuthStore
 from breakwater.bus import Bus
 from breakwater.config import Config
 from breakwater.core.engine import Engine
 from breakwater.core.hlc import HybridClock
 from breakwater.obs.metrics import Metrics
+from breakwater.server.rate_limit import RateLimiter
 from breakwater.server.realtime.hub import Realtime
 from breakwater.storage.base import Store
 
@@ -24,6 +28,10 @@ class Node:
     metrics: Metrics
     bus: Bus
     realtime: Realtime
+    auth: AuthService
+    auth_store: AuthStore
+    policy: Policy
+    limiter: RateLimiter
     draining: bool = False
     dependencies: dict[str, str] = field(default_factory=dict)
 

@@ -49,7 +49,9 @@ def problem(
 
 
 def error_response(error: BreakwaterError, headers: Mapping[str, str] | None = None) -> Response:
-    """The problem+json response of a Breakwater error."""
+    """The problem+json response of a Breakwater error (``Retry-After`` from its extra)."""
+    if "retry_after" in error.extra:
+        headers = {"Retry-After": str(error.extra["retry_after"]), **(headers or {})}
     return problem(
         error.status, error.type, error.title, error.detail, headers=headers, **error.extra
     )

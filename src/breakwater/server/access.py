@@ -1,0 +1,106 @@
+"""Who is calling, from the request's credential, and the rate limits every request passes.
+
+:class:`Gatekeeper` is a plain ASGI wrapper in front of the HTTP routes. It reads the
+credential once (``Authorization: Bearer <access token>``, ``Authorization: ApiKey <key>``,
+or, for EventSource clients that cannot set headers, ``?access_token=`` on the SSE stream),
+then applies the per-IP, per-user and global token buckets. A bad credential is not refused
+here: the auth endpoints must still work with a stale token in the header, so the error is kept
+and raised by :func:`identity_of` when a data endpoint asks who the caller is.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs
+
+from fastapi import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from breakwater.auth.identity import Identity
+from breakwater.core.errors import BreakwaterError, Unauthorized
+from breakwater.server import problems
+
+if TYPE_CHECKING:
+    from breakwater.server.node import Node
+
+AUTH_PATH_PREFIX = "/v1/auth/"
+SSE_PATH = "/v1/realtime/sse"
+Resolved = Identity | BreakwaterError | None
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _query_token(scope: Scope) -> str | None:
+    raw = scope.get("query_string", b"")
+    if b"access_token=" not in raw:
+        return None
+    values = parse_qs(raw.decode("latin-1")).get("access_token")
+    return values[-1] if values else None
+
+
+def resolve(node: Node, scope: Scope, allow_query_token: bool = False) -> Resolved:
+    """The caller of ``scope``: an identity, the error of a bad credential, or None."""
+    header = _header(scope, b"authorization")
+    token: str | None = None
+    if header is not None:
+        kind, _, value = header.strip().partition(" ")
+        value = value.strip()
+        if kind.lower() == "bearer" and value:
+            token = value
+        elif kind.lower() == "apikey" and value:
+            try:
+                return node.auth.verify_key(value)
+            except BreakwaterError as error:
+                return error
+        else:
+            return Unauthorized("Authorization must be 'Bearer <token>' or 'ApiKey <key>'")
+    elif allow_query_token:
+        token = _query_token(scope)
+    if token is None:
+        return None
+    try:
+        return node.auth.issuer.verify(token)
+    except BreakwaterError as error:
+        return error
+
+
+def identity_of(request: Request) -> Identity | None:
+    """The verified caller of a request (None: no credential); a bad credential raises 401."""
+    resolved: Resolved = request.scope.get("state", {}).get("identity")
+    if isinstance(resolved, BreakwaterError):
+        raise resolved
+    return resolved
+
+
+def client_ip(scope: Scope) -> str:
+    """The peer address (proxies' forwarding headers are not trusted)."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+class Gatekeeper:
+    """Resolves the caller and applies the rate limits to every HTTP request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        node: Node = scope["app"].state.node
+        path = scope["path"]
+        resolved = resolve(node, scope, allow_query_token=path == SSE_PATH)
+        scope.setdefault("state", {})["identity"] = resolved
+        uid = resolved.uid if isinstance(resolved, Identity) else None
+        try:
+            node.limiter.check(client_ip(scope), uid, path.startswith(AUTH_PATH_PREFIX))
+        except BreakwaterError as error:
+            await problems.error_response(error)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
