@@ -57,3 +57,7 @@ async def rules_node(make_client: Callable[..., Any]) -> httpx.AsyncClient:
     """A node in enforce mode with an owner-only ``notes`` collection and an ``open`` one."""
     client: httpx.AsyncClient = await make_client(RULES)
     return client
+
+
+__all__ = ["make_node"]
+from tests.realtime.conftest import make_node  # noqa: E402  (live uvicorn nodes for realtime)
