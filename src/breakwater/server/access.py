@@ -23,6 +23,7 @@ from breakwater.server import problems
 if TYPE_CHECKING:
     from breakwater.server.node import Node
 
+API_PREFIX = "/v1/"
 AUTH_PATH_PREFIX = "/v1/auth/"
 SSE_PATH = "/v1/realtime/sse"
 Resolved = Identity | BreakwaterError | None
@@ -90,7 +91,8 @@ class Gatekeeper:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
+            # Probes and metrics (/healthz, /readyz, /metrics) are never limited.
             await self.app(scope, receive, send)
             return
         node: Node = scope["app"].state.node
