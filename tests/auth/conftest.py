@@ -23,7 +23,8 @@ mode = "enforce"
 
 [collections.notes]
 owner = "owner"
-rules = { read = "auth.uid == doc.owner || (has(doc.public) && doc.public == true)", write = "auth.uid == doc.owner" }
+rules.read = "auth.uid == doc.owner || (has(doc.public) && doc.public == true)"
+rules.write = "auth.uid == doc.owner"
 
 [collections.open]
 rules = { read = "true", write = "true" }

@@ -20,9 +20,7 @@ async def test_rate_limit_answers_429_with_retry_after_and_counts_it(
     make_client: Callable[..., Any],
 ) -> None:
     """Past the per-IP burst the node answers 429 problem+json with Retry-After, in metrics."""
-    client: httpx.AsyncClient = await make_client(
-        FAST_HASH + "rate_per_ip = 1\nburst_per_ip = 3\n"
-    )
+    client: httpx.AsyncClient = await make_client(FAST_HASH + "rate_per_ip = 1\nburst_per_ip = 3\n")
     statuses = [(await client.get("/v1/collections/a/docs/x")).status_code for _ in range(5)]
     assert statuses[:3] == [404, 404, 404]
     limited = await client.get("/v1/collections/a/docs/x")
@@ -63,14 +61,15 @@ async def test_realtime_connections_per_user_are_bounded(
     make_node: Callable[..., Awaitable[LiveNode]],
 ) -> None:
     """A user past ``max_realtime_per_user`` open streams is refused with 429."""
-    live = await make_node(RULES + "\n[auth]\n" if False else RULES.replace(
-        'mode = "enforce"', 'mode = "enforce"\nmax_realtime_per_user = 2'
-    ))
+    live = await make_node(
+        RULES.replace('mode = "enforce"', 'mode = "enforce"\nmax_realtime_per_user = 2')
+    )
     async with httpx.AsyncClient(base_url=live.url) as http:
         user = await sign_up(http, "rt@example.com")
     url = f"{live.ws_url}/v1/realtime"
-    async with websockets.connect(url, additional_headers=user.headers), websockets.connect(
-        url, additional_headers=user.headers
+    async with (
+        websockets.connect(url, additional_headers=user.headers),
+        websockets.connect(url, additional_headers=user.headers),
     ):
         with pytest.raises(websockets.InvalidStatus) as refused:
             async with websockets.connect(url, additional_headers=user.headers):
@@ -135,15 +134,21 @@ async def test_api_keys_are_scoped_and_revocable(rules_node: httpx.AsyncClient) 
     headers = {"Authorization": f"ApiKey {secret}"}
     owner = await sign_up(rules_node, "k@example.com")
     await rules_node.put("/v1/collections/notes/docs/n", json={"a": 1}, headers=owner.headers)
-    assert (await rules_node.get("/v1/collections/notes/docs/n", headers=headers)).status_code == 200
+    assert (
+        await rules_node.get("/v1/collections/notes/docs/n", headers=headers)
+    ).status_code == 200
     write = await rules_node.put("/v1/collections/notes/docs/n", json={"a": 2}, headers=headers)
     assert write.status_code == 403
     service.store.revoke_key(record.key_id, 0)
-    assert (await rules_node.get("/v1/collections/notes/docs/n", headers=headers)).status_code == 401
+    assert (
+        await rules_node.get("/v1/collections/notes/docs/n", headers=headers)
+    ).status_code == 401
 
 
 async def test_no_secret_appears_in_any_log_line(
-    rules_node: httpx.AsyncClient, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+    rules_node: httpx.AsyncClient,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Passwords, tokens and keys never reach the logs, whatever the outcome of the request."""
     caplog.set_level(logging.DEBUG)
@@ -154,7 +159,9 @@ async def test_no_secret_appears_in_any_log_line(
     body = signup.json()
     access, refresh = body["access_token"], body["refresh_token"]
     headers = {"Authorization": f"Bearer {access}"}
-    await rules_node.post("/v1/auth/login", json={"email": "log@example.com", "password": "wrong-pw"})
+    await rules_node.post(
+        "/v1/auth/login", json={"email": "log@example.com", "password": "wrong-pw"}
+    )
     await rules_node.post("/v1/auth/refresh", json={"refresh_token": refresh})
     await rules_node.post("/v1/auth/refresh", json={"refresh_token": refresh})  # reuse
     await rules_node.get("/v1/sync/pull", params={"access_token": access})

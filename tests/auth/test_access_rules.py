@@ -129,7 +129,9 @@ async def test_mass_assignment_of_the_owner_field_is_refused(
         headers=alice.headers,
     )
     assert push.json()["results"][0]["error"]["type"] == "forbidden"
-    assert (await rules_node.get("/v1/collections/notes/docs/f2", headers=bob.headers)).status_code == 404
+    assert (
+        await rules_node.get("/v1/collections/notes/docs/f2", headers=bob.headers)
+    ).status_code == 404
     same = await rules_node.put(
         "/v1/collections/notes/docs/a2", json={"owner": alice.uid}, headers=alice.headers
     )
@@ -189,7 +191,7 @@ async def test_open_collection_is_readable_by_every_user(rules_node: httpx.Async
         ('{ read = "auth.uid == " }', "not valid CEL"),
         ('{ read = "user.id == doc.owner" }', "unknown variables ['user']"),
         ('{ delete = "true" }', "unknown actions"),
-        ('{ read = 3 }', "CEL expression in a string"),
+        ("{ read = 3 }", "CEL expression in a string"),
     ],
 )
 def test_invalid_rules_fail_at_startup_naming_the_key(
@@ -198,7 +200,7 @@ def test_invalid_rules_fail_at_startup_naming_the_key(
     """A bad rule is a ConfigError naming collections.NAME.rules."""
     file = tmp_path / "b.toml"
     file.write_text(f"[collections.notes]\nrules = {rules}\n")
-    with pytest.raises(ConfigError, match="collections.notes.rules") as error:
+    with pytest.raises(ConfigError, match=r"collections\.notes\.rules") as error:
         load_config(file, env={})
     assert message in str(error.value)
 
@@ -224,9 +226,7 @@ async def test_websocket_streams_only_readable_documents(
         await subscribe(ws, ["notes"])
         async with httpx.AsyncClient(base_url=live.url) as http:
             await _bobs_note(http, bob)
-            await http.put(
-                "/v1/collections/notes/docs/a1", json={"mine": 1}, headers=alice.headers
-            )
+            await http.put("/v1/collections/notes/docs/a1", json={"mine": 1}, headers=alice.headers)
         seen: dict[str, Any] = {}
         while len(seen) < 2:
             message = await recv(ws)

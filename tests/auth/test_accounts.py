@@ -57,9 +57,13 @@ async def test_an_email_has_one_account(rules_node: httpx.AsyncClient) -> None:
 
 async def test_short_passwords_and_bad_emails_are_refused(rules_node: httpx.AsyncClient) -> None:
     """Sign-up validates its input with a 400 naming the field."""
-    short = await rules_node.post("/v1/auth/signup", json={"email": "c@example.com", "password": "x"})
+    short = await rules_node.post(
+        "/v1/auth/signup", json={"email": "c@example.com", "password": "x"}
+    )
     assert short.status_code == 400 and short.json()["field"] == "password"
-    bad = await rules_node.post("/v1/auth/signup", json={"email": "nope", "password": "long enough"})
+    bad = await rules_node.post(
+        "/v1/auth/signup", json={"email": "nope", "password": "long enough"}
+    )
     assert bad.status_code == 400 and bad.json()["field"] == "email"
 
 
@@ -73,7 +77,8 @@ async def test_anonymous_account_links_an_email_and_keeps_its_uid_and_data(
     put = await rules_node.put("/v1/collections/notes/docs/n1", json={"t": 1}, headers=headers)
     assert put.status_code == 201
     linked = await rules_node.post(
-        "/v1/auth/link", json={"email": "dev@example.com", "password": "linked password"},
+        "/v1/auth/link",
+        json={"email": "dev@example.com", "password": "linked password"},
         headers=headers,
     )
     assert linked.status_code == 200, linked.text
