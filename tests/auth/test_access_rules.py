@@ -215,13 +215,18 @@ async def _live_users(make_node: Callable[..., Awaitable[LiveNode]]) -> tuple[Li
     return live, alice, bob
 
 
+@pytest.mark.parametrize("compression", ["deflate", None])
 async def test_websocket_streams_only_readable_documents(
-    make_node: Callable[..., Awaitable[LiveNode]],
+    make_node: Callable[..., Awaitable[LiveNode]], compression: str | None
 ) -> None:
-    """Alice's WebSocket gets her notes and a removal for Bob's, never Bob's data."""
+    """Alice's WebSocket gets her notes and a removal for Bob's, never Bob's data.
+
+    Without compression, idle connections get live changes written directly by the fan-out:
+    that path must not skip the filter either.
+    """
     live, alice, bob = await _live_users(make_node)
     async with websockets.connect(
-        f"{live.ws_url}/v1/realtime", additional_headers=alice.headers
+        f"{live.ws_url}/v1/realtime", additional_headers=alice.headers, compression=compression
     ) as ws:
         await subscribe(ws, ["notes"])
         async with httpx.AsyncClient(base_url=live.url) as http:

@@ -23,6 +23,7 @@ from breakwater.core.errors import BreakwaterError
 from breakwater.core.hlc import HybridClock
 from breakwater.obs.logging import get_logger
 from breakwater.obs.metrics import Metrics
+from breakwater.obs.worker_metrics import WorkerMetrics
 from breakwater.server import auth_api, docs_api, health, problems, sync_api
 from breakwater.server.access import Gatekeeper
 from breakwater.server.middleware import ObserveRequests
@@ -32,6 +33,7 @@ from breakwater.server.realtime import sse as realtime_sse
 from breakwater.server.realtime import websocket as realtime_websocket
 from breakwater.server.realtime.hub import Realtime
 from breakwater.server.store_hooks import NodeStoreHooks
+from breakwater.server.workers import WorkerRole
 from breakwater.storage import open_store
 from breakwater.storage.base import CompactionReport, Store
 
@@ -112,9 +114,15 @@ def create_app(
     store: Store | None = None,
     clock: HybridClock | None = None,
     bus: Bus | None = None,
+    role: WorkerRole | None = None,
 ) -> FastAPI:
-    """The node's app; the store is opened on startup and flushed and closed on shutdown."""
+    """The node's app; the store is opened on startup and flushed and closed on shutdown.
+
+    With ``role``, the app is one worker process of a node (``serve --workers``).
+    """
     node = build_node(config, store, clock, bus)
+    if role is not None:
+        node.worker_metrics = WorkerMetrics(node.metrics, role.run_dir, role.index)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -123,6 +131,9 @@ def create_app(
         await node.store.open()
         await node.realtime.start()
         compaction = asyncio.create_task(_compact_forever(node))
+        background = [compaction]
+        if node.worker_metrics is not None:
+            background.append(asyncio.create_task(node.worker_metrics.publish_forever()))
         _log.info(
             "node_started",
             region=config.region,
@@ -133,9 +144,9 @@ def create_app(
         try:
             yield
         finally:
-            compaction.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await compaction
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             await node.realtime.aclose()
             await node.store.aclose()
             await node.bus.aclose()

@@ -12,6 +12,7 @@ from breakwater.config import Config
 from breakwater.core.engine import Engine
 from breakwater.core.hlc import HybridClock
 from breakwater.obs.metrics import Metrics
+from breakwater.obs.worker_metrics import WorkerMetrics
 from breakwater.server.rate_limit import RateLimiter
 from breakwater.server.realtime.hub import Realtime
 from breakwater.storage.base import Store
@@ -34,6 +35,8 @@ class Node:
     limiter: RateLimiter
     draining: bool = False
     dependencies: dict[str, str] = field(default_factory=dict)
+    worker_metrics: WorkerMetrics | None = None
+    """Set when this process is one worker of several: ``/metrics`` answers for all of them."""
 
     def start_draining(self) -> None:
         """Turn readiness off, refuse new realtime clients and tell open ones to reconnect.
