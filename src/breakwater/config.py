@@ -21,7 +21,7 @@ from typing import Any
 import jsonschema
 
 from breakwater.auth.rules import CollectionRules, compile_rules
-from breakwater.auth.settings import AuthSettings
+from breakwater.auth.settings import AuthSettings, proxy_networks
 from breakwater.core.collections import CollectionConfig, Validator
 from breakwater.core.errors import ConfigError, SchemaViolation
 from breakwater.core.hlc import NODE_PATTERN
@@ -194,6 +194,10 @@ def _auth(raw: Any, env: Mapping[str, str]) -> AuthSettings:
             raise ConfigError(f"auth.{key} = {getattr(settings, key)!r} must be at least 1")
     if not settings.audience:
         raise ConfigError("auth.audience must not be empty")
+    try:
+        proxy_networks(settings.trusted_proxies)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return settings
 
 

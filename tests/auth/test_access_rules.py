@@ -293,3 +293,36 @@ async def test_sse_streams_only_readable_documents(
         assert seen["a1"]["data"]["mine"] == 1
         refused = await http.get("/v1/realtime/sse", params={"access_token": "forged"})
         assert refused.status_code == 401
+
+
+async def test_a_stream_whose_token_expires_is_closed_and_can_be_renewed(
+    make_node: Callable[..., Awaitable[LiveNode]],
+) -> None:
+    """An ``auth`` message renews the token (same user only); an expired one ends with 4401."""
+    live = await make_node(
+        RULES.replace('mode = "enforce"', 'mode = "enforce"\naccess_ttl = 2'),
+        realtime_heartbeat=0.2,
+        realtime_timeout=30.0,
+    )
+    async with httpx.AsyncClient(base_url=live.url) as http:
+        alice, bob = await _two_users(http)
+        fresh = await http.post("/v1/auth/refresh", json={"refresh_token": alice.refresh})
+    async with websockets.connect(
+        f"{live.ws_url}/v1/realtime", additional_headers=alice.headers
+    ) as ws:
+        await subscribe(ws, ["notes"])
+        await ws.send(json.dumps({"type": "auth", "token": bob.access}))
+        refused = await recv(ws)
+        assert refused["type"] == "error" and refused["error"]["type"] == "unauthorized"
+        await ws.send(json.dumps({"type": "auth", "token": fresh.json()["access_token"]}))
+        renewed = await recv(ws)
+        assert renewed["type"] == "authenticated" and renewed["expires"] > 0
+    async with websockets.connect(
+        f"{live.ws_url}/v1/realtime", additional_headers=bob.headers
+    ) as ws:
+        await subscribe(ws, ["notes"])
+        expired = await recv(ws, seconds=10)
+        assert expired["type"] == "error" and expired["error"]["type"] == "unauthorized"
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await recv(ws, seconds=5)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401

@@ -144,3 +144,21 @@ async def test_bad_bearer_tokens_are_401_on_data_paths(rules_node: httpx.AsyncCl
         assert response.headers["content-type"] == "application/problem+json"
     push = await rules_node.post("/v1/sync/push", json={"mutations": []}, headers=headers)
     assert push.status_code == 401
+
+
+def test_processes_starting_at_once_share_one_key_set(tmp_path: object) -> None:
+    """Workers that all find no key file end up verifying each other's tokens."""
+    from concurrent.futures import ProcessPoolExecutor
+    from pathlib import Path
+
+    path = Path(str(tmp_path)) / "auth-keys.json"
+    with ProcessPoolExecutor(4) as pool:
+        kids = set(pool.map(_current_kid, [path] * 8))
+    assert len(kids) == 1
+    assert [p.name for p in path.parent.iterdir()] == ["auth-keys.json"]
+
+
+def _current_kid(path: object) -> str:
+    from pathlib import Path
+
+    return load_keys(Path(str(path))).current.kid

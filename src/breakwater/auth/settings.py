@@ -22,6 +22,7 @@ class AuthSettings:
     refresh_ttl: float = 30 * 86_400.0
     signing_keys_file: str = ""
     mfa_roles: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
     rate_per_ip: float = 1000.0
     burst_per_ip: int = 2000
     rate_per_user: float = 500.0
@@ -39,6 +40,24 @@ class AuthSettings:
         if self.mode != "auto":
             return self.mode
         return "open" if is_loopback(host) else "enforce"
+
+
+def proxy_networks(
+    proxies: tuple[str, ...],
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """The networks of ``trusted_proxies`` (a bare address is a one-address network).
+
+    Raises ``ValueError`` naming the entry that is neither.
+    """
+    networks = []
+    for entry in proxies:
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ValueError(
+                f"auth.trusted_proxies: {entry!r} is not an address or network"
+            ) from None
+    return tuple(networks)
 
 
 def is_loopback(host: str) -> bool:

@@ -75,9 +75,7 @@ class SigningKeys:
 def load_keys(path: Path) -> SigningKeys:
     """The key set in ``path``, created with one new key when the file does not exist."""
     if not path.exists():
-        created = SigningKeys([SigningKeys.generate()])
-        save_keys(path, created)
-        return created
+        _create_once(path, SigningKeys([SigningKeys.generate()]))
     try:
         raw = json.loads(path.read_text())
         keys = [
@@ -92,8 +90,27 @@ def load_keys(path: Path) -> SigningKeys:
     return SigningKeys(keys)
 
 
+def _create_once(path: Path, keys: SigningKeys) -> None:
+    """Create ``path`` with ``keys`` unless another process created it first.
+
+    The worker processes of one node start at once; each must end up with the same keys, so
+    the file is linked into place (which fails if it exists) instead of renamed over.
+    """
+    temporary = _write_temporary(path, keys)
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        pass
+    finally:
+        temporary.unlink()
+
+
 def save_keys(path: Path, keys: SigningKeys) -> None:
     """Write the key set atomically with owner-only permissions."""
+    _write_temporary(path, keys).replace(path)
+
+
+def _write_temporary(path: Path, keys: SigningKeys) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     body = {
         "keys": [
@@ -101,10 +118,10 @@ def save_keys(path: Path, keys: SigningKeys) -> None:
             for k in keys.keys
         ]
     }
-    temporary = path.with_suffix(".tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w") as file:
         json.dump(body, file)
         file.flush()
         os.fsync(file.fileno())
-    temporary.replace(path)
+    return temporary

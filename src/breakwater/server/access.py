@@ -10,6 +10,7 @@ and raised by :func:`identity_of` when a data endpoint asks who the caller is.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
@@ -27,6 +28,7 @@ API_PREFIX = "/v1/"
 AUTH_PATH_PREFIX = "/v1/auth/"
 SSE_PATH = "/v1/realtime/sse"
 Resolved = Identity | BreakwaterError | None
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -78,10 +80,29 @@ def identity_of(request: Request) -> Identity | None:
     return resolved
 
 
-def client_ip(scope: Scope) -> str:
-    """The peer address (proxies' forwarding headers are not trusted)."""
+def client_ip(scope: Scope, trusted: tuple[IPNetwork, ...] = ()) -> str:
+    """The client's address: the peer, or, when the peer is a trusted proxy, the nearest
+    address in ``X-Forwarded-For`` that is not one (the header's other entries are the
+    client's own claims and are ignored)."""
     client = scope.get("client")
-    return str(client[0]) if client else "unknown"
+    peer = str(client[0]) if client else "unknown"
+    if not trusted or not _trusted(peer, trusted):
+        return peer
+    forwarded = _header(scope, b"x-forwarded-for")
+    if not forwarded:
+        return peer
+    for hop in reversed([part.strip() for part in forwarded.split(",")]):
+        if not _trusted(hop, trusted):
+            return hop or peer
+    return peer
+
+
+def _trusted(address: str, trusted: tuple[IPNetwork, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted)
 
 
 class Gatekeeper:
@@ -101,7 +122,9 @@ class Gatekeeper:
         scope.setdefault("state", {})["identity"] = resolved
         uid = resolved.uid if isinstance(resolved, Identity) else None
         try:
-            node.limiter.check(client_ip(scope), uid, path.startswith(AUTH_PATH_PREFIX))
+            node.limiter.check(
+                client_ip(scope, node.limiter.trusted), uid, path.startswith(AUTH_PATH_PREFIX)
+            )
         except BreakwaterError as error:
             await problems.error_response(error)(scope, receive, send)
             return

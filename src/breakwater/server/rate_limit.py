@@ -13,7 +13,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from breakwater.auth.settings import AuthSettings
+from breakwater.auth.settings import AuthSettings, proxy_networks
 from breakwater.core.errors import RateLimited
 from breakwater.obs.metrics import Metrics
 from breakwater.resilience import TokenBucket
@@ -54,6 +54,8 @@ class RateLimiter:
         self, settings: AuthSettings, metrics: Metrics, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.metrics = metrics
+        self.trusted = proxy_networks(settings.trusted_proxies)
+        """Proxies whose ``X-Forwarded-For`` names the client (see ``access.client_ip``)."""
 
         def buckets(rate: float, burst: int) -> Buckets | None:
             return Buckets(rate, burst, clock) if rate > 0 else None

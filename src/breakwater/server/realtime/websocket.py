@@ -157,7 +157,8 @@ async def serve_websocket(node: Node, scope: Scope, receive: Receive, send: Send
         if isinstance(resolved, BreakwaterError):
             raise resolved
         node.policy.admit_caller(identity)
-        node.limiter.check(client_ip(scope), None if identity is None else identity.uid)
+        uid = None if identity is None else identity.uid
+        node.limiter.check(client_ip(scope, node.limiter.trusted), uid)
         hub.claim_user_slot(identity)
     except BreakwaterError as error:
         await _refuse(scope, receive, send, error)
