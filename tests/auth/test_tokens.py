@@ -162,3 +162,21 @@ def _current_kid(path: object) -> str:
     from pathlib import Path
 
     return load_keys(Path(str(path))).current.kid
+
+
+def test_a_cached_token_still_expires(issuer: TokenIssuer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A token verified once is refused once it expires, though its check is cached."""
+    token = issuer.issue(CLAIMS)
+    assert issuer.verify(token).uid == "u1"
+    later = time.time() + issuer.ttl + 60
+    monkeypatch.setattr(time, "time", lambda: later)
+    with pytest.raises(Unauthorized, match="expired"):
+        issuer.verify(token)
+
+
+def test_forged_tokens_are_not_cached(issuer: TokenIssuer) -> None:
+    """Refused tokens leave no trace: the cache holds only verified ones."""
+    for index in range(50):
+        with pytest.raises(Unauthorized):
+            issuer.verify(f"eyJhbGciOiJIUzI1NiJ9.e30.{index}")
+    assert len(issuer._verified) == 0

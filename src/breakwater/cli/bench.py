@@ -169,3 +169,58 @@ def realtime(
     console.print(table)
     console.print(f"machine: {report['machine']}")
     _write_json(report, json_path)
+
+
+@app.command("auth")
+def auth(
+    runs: Annotated[int, typer.Option(min=1, max=20, help="Runs; medians are reported.")] = 3,
+    logins: Annotated[int, typer.Option(min=2, max=1000, help="Sign-ins per run.")] = 40,
+    batches: Annotated[
+        int, typer.Option(min=1, max=200, help="Pushes of 100 documents per run and node.")
+    ] = 20,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+) -> None:
+    """Sign-in rate, token verification cost, and push/pull throughput with and without rules."""
+    from breakwater.bench import auth as bench_auth
+
+    console = Console()
+    with console.status("starting") as status:
+        report = asyncio.run(
+            bench_auth.run(runs, logins, batches, lambda text: status.update(text))
+        )
+    table = Table(title=f"breakwater bench auth (medians of {runs} runs)")
+    for column in ("measure", "value", "same-run reference", "ratio"):
+        table.add_column(column, justify="left" if column == "measure" else "right")
+    table.add_row(
+        "sign-ins/s (argon2id, 2 threads)",
+        f"{report['logins_per_s']:,}",
+        f"{report['raw_argon2id_verifies_per_s']:,} bare verifies/s",
+        f"{report['login_ratio_to_raw']:.2f}",
+    )
+    table.add_row(
+        "token verification µs, first sight",
+        f"{report['token_verify_first_us']:.1f}",
+        f"{report['hmac_sha256_us']:.1f} µs bare HMAC",
+        f"{report['token_verify_first_us'] / report['hmac_sha256_us']:.1f}x",
+    )
+    table.add_row(
+        "token verification µs, seen before",
+        f"{report['token_verify_again_us']:.1f}",
+        f"{report['hmac_sha256_us']:.1f} µs bare HMAC",
+        f"{report['token_verify_again_us'] / report['hmac_sha256_us']:.1f}x",
+    )
+    table.add_row(
+        "push docs/s with rules",
+        f"{report['push_docs_per_s_with_rules']:,}",
+        f"{report['push_docs_per_s_without_rules']:,} without",
+        f"{report['push_ratio']:.2f}",
+    )
+    table.add_row(
+        "pull changes/s with rules",
+        f"{report['pull_changes_per_s_with_rules']:,}",
+        f"{report['pull_changes_per_s_without_rules']:,} without",
+        f"{report['pull_ratio']:.2f}",
+    )
+    console.print(table)
+    console.print(f"machine: {report['machine']}")
+    _write_json(report, json_path)
