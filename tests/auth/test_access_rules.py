@@ -4,6 +4,7 @@ read, change or subscribe to user B's documents, through any path."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -326,3 +327,32 @@ async def test_a_stream_whose_token_expires_is_closed_and_can_be_renewed(
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await recv(ws, seconds=5)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+
+
+async def test_query_page_tokens_reveal_nothing_of_hidden_documents(
+    rules_node: httpx.AsyncClient,
+) -> None:
+    """Under a read rule, ``next`` is sealed: it pages correctly and cannot be read or forged."""
+    alice, bob = await _two_users(rules_node)
+    await rules_node.put("/v1/collections/notes/docs/a1", json={"rank": 1}, headers=alice.headers)
+    await rules_node.put(
+        "/v1/collections/notes/docs/b1", json={"rank": 2, "secret": "s3cr3t"}, headers=bob.headers
+    )
+    await rules_node.put("/v1/collections/notes/docs/a2", json={"rank": 3}, headers=alice.headers)
+    params = {"order": "rank", "limit": "2"}  # page 1 ends on Bob's b1
+    first = await rules_node.get("/v1/collections/notes/docs", params=params, headers=alice.headers)
+    assert [d["id"] for d in first.json()["docs"]] == ["a1"]
+    token = first.json()["next"]
+    assert token.startswith("s.")
+    decoded = base64.urlsafe_b64decode(token[2:] + "=" * (-len(token[2:]) % 4))
+    assert b"b1" not in decoded
+    rest = await rules_node.get(
+        "/v1/collections/notes/docs", params={**params, "after": token}, headers=alice.headers
+    )
+    ids = [d["id"] for d in first.json()["docs"]] + [d["id"] for d in rest.json()["docs"]]
+    assert sorted(ids) == ["a1", "a2"]
+    plain = base64.urlsafe_b64encode(b'[null,"b1"]').decode().rstrip("=")
+    forged = await rules_node.get(
+        "/v1/collections/notes/docs", params={**params, "after": plain}, headers=alice.headers
+    )
+    assert forged.status_code == 400 and forged.json()["field"] == "after"

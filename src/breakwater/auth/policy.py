@@ -68,6 +68,13 @@ class Policy:
             return self.mode == "open"
         return rule.allows({"auth": _auth(identity), "doc": data})
 
+    def filters_reads(self, identity: Identity | None, collection: str) -> bool:
+        """True when the read rule may hide some documents of ``collection`` from the caller."""
+        if identity is not None and identity.kind == "key":
+            return False
+        rule = self._rule(collection, "read")
+        return rule is not None and rule.constant is not True
+
     def guard(self, identity: Identity | None, collection: str) -> WriteCheck | None:
         """The write guard for a mutation on ``collection`` (``None``: nothing to check)."""
         if identity is not None and identity.kind == "key":

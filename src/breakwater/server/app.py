@@ -12,6 +12,7 @@ from fastapi import FastAPI
 import breakwater
 from breakwater.auth.passwords import HashParameters, Passwords
 from breakwater.auth.policy import Policy
+from breakwater.auth.sealing import Sealer
 from breakwater.auth.service import AuthService
 from breakwater.auth.signing_keys import load_keys
 from breakwater.auth.sqlite_store import SqliteAuthStore
@@ -65,11 +66,8 @@ def build_node(
     keys_file = Path(settings.signing_keys_file) if settings.signing_keys_file else None
     auth_store = SqliteAuthStore(config.data / "auth.db")
     passwords = Passwords(HashParameters(settings.password_memory_kib, settings.password_time_cost))
-    issuer = TokenIssuer(
-        load_keys(keys_file or config.data / "auth-keys.json"),
-        settings.audience,
-        settings.access_ttl,
-    )
+    keys = load_keys(keys_file or config.data / "auth-keys.json")
+    issuer = TokenIssuer(keys, settings.audience, settings.access_ttl)
     return Node(
         config=config,
         clock=clock,
@@ -84,6 +82,7 @@ def build_node(
             settings.resolved_mode(config.host), config.rules, frozenset(settings.mfa_roles)
         ),
         limiter=RateLimiter(settings, metrics),
+        sealer=Sealer(keys),
     )
 
 

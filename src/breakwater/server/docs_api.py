@@ -181,11 +181,18 @@ async def query_documents(
     node = node_of(request)
     identity = identity_of(request)
     node.policy.admit(identity, check_collection(collection), "read")
+    # With a read rule, a page may come back shorter than ``limit`` (hidden documents are left
+    # out) and ``next`` continues after the last document looked at, which may be a hidden one:
+    # the token is sealed so that it reveals nothing of it.
+    sealed = node.policy.filters_reads(identity, collection)
+    if sealed and after is not None:
+        after = node.sealer.open(after)
     parsed = query_mod.parse_query(
         collection, where, order, limit, after, node.config.limits.max_query_limit
     )
     page = await node.store.query(parsed)
-    # A page may come back shorter than ``limit`` when the read rule hides some of its
-    # documents; ``next`` still continues after the last document looked at.
     docs = [doc_json(doc) for doc in page.docs if _readable(node, identity, doc)]
-    return json_response({"docs": docs, "next": page.next_token})
+    next_token = page.next_token
+    if sealed and next_token is not None:
+        next_token = node.sealer.seal(next_token)
+    return json_response({"docs": docs, "next": next_token})

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from breakwater.auth.policy import Policy
+from breakwater.auth.sealing import Sealer
 from breakwater.auth.service import AuthService
 from breakwater.auth.store import AuthStore
 from breakwater.bus import Bus
@@ -33,6 +34,7 @@ class Node:
     auth_store: AuthStore
     policy: Policy
     limiter: RateLimiter
+    sealer: Sealer
     draining: bool = False
     dependencies: dict[str, str] = field(default_factory=dict)
     worker_metrics: WorkerMetrics | None = None
