@@ -61,12 +61,20 @@ class Policy:
 
     def may_read(self, identity: Identity | None, collection: str, data: Mapping[str, Any]) -> bool:
         """True when the caller may read this document (the collection already admitted)."""
+        return self.reader(identity, collection)(data)
+
+    def reader(
+        self, identity: Identity | None, collection: str
+    ) -> Callable[[Mapping[str, Any]], bool]:
+        """``may_read`` for many documents of one collection (the caller converted once)."""
         if identity is not None and identity.kind == "key":
-            return identity.allows_scope("read", collection)
+            allowed = identity.allows_scope("read", collection)
+            return lambda data: allowed
         rule = self._rule(collection, "read")
         if rule is None:
-            return self.mode == "open"
-        return rule.allows({"auth": _auth(identity), "doc": data})
+            return lambda data: self.mode == "open"
+        bound = rule.bind({"auth": _auth(identity)})
+        return lambda data: bound.allows({"doc": data})
 
     def filters_reads(self, identity: Identity | None, collection: str) -> bool:
         """True when the read rule may hide some documents of ``collection`` from the caller."""
@@ -101,14 +109,15 @@ class Policy:
             )
         if self.mode == "open" and not any(r.read is not None for r in self.rules.values()):
             return None
-        auth = _auth(identity)
+        auth = {"auth": _auth(identity)}
+        bound = {name: rules.read.bind(auth) for name, rules in self.rules.items() if rules.read}
 
         def view(change: Change) -> Change | None:
-            rule = self._rule(change["collection"], "read")
+            rule = bound.get(change["collection"])
             if rule is None:
                 return change if self.mode == "open" else None
             data = change["data"]
-            if data is None or rule.allows({"auth": auth, "doc": data}):
+            if data is None or rule.allows({"doc": data}):
                 return change
             return removal(change)
 

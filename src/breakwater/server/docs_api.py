@@ -191,7 +191,8 @@ async def query_documents(
         collection, where, order, limit, after, node.config.limits.max_query_limit
     )
     page = await node.store.query(parsed)
-    docs = [doc_json(doc) for doc in page.docs if _readable(node, identity, doc)]
+    readable = node.policy.reader(identity, collection)
+    docs = [doc_json(doc) for doc in page.docs if doc.data is not None and readable(doc.data)]
     next_token = page.next_token
     if sealed and next_token is not None:
         next_token = node.sealer.seal(next_token)
