@@ -356,3 +356,16 @@ async def test_query_page_tokens_reveal_nothing_of_hidden_documents(
         "/v1/collections/notes/docs", params={**params, "after": plain}, headers=alice.headers
     )
     assert forged.status_code == 400 and forged.json()["field"] == "after"
+
+
+async def test_an_anonymous_stream_cannot_sign_in_later(
+    make_node: Callable[..., Awaitable[LiveNode]],
+) -> None:
+    """In open mode a stream opened without a token cannot take one on (limits count at connect)."""
+    live = await make_node()
+    async with httpx.AsyncClient(base_url=live.url) as http:
+        user = await sign_up(http, "late@example.com")
+    async with websockets.connect(f"{live.ws_url}/v1/realtime") as ws:
+        await ws.send(json.dumps({"type": "auth", "token": user.access}))
+        refused = await recv(ws)
+        assert refused["type"] == "error" and refused["error"]["type"] == "unauthorized"

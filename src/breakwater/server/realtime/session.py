@@ -278,8 +278,12 @@ class Session:
         token = body.get("token")
         if not isinstance(token, str) or self.authenticate is None:
             raise ValidationError("auth needs a token", field="token")
+        if self.identity is None:
+            # Who a connection belongs to is settled at the upgrade (and counted against that
+            # user's connection limit); a stream renews its token, it does not sign in.
+            raise Unauthorized("authenticate when connecting: Authorization or access_token")
         identity = self.authenticate(token)
-        if self.identity is not None and identity.uid != self.identity.uid:
+        if identity.uid != self.identity.uid:
             raise Unauthorized("a stream cannot change users; open a new connection")
         self.identity = identity
         if self.policy is not None and self.subscriber is not None:
