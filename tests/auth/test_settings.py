@@ -76,3 +76,21 @@ def test_the_documented_example_config_loads() -> None:
     config = load_config(EXAMPLE, env={})
     assert set(config.rules) == {"todos", "profiles"}
     assert config.rules["todos"].owner_field == "owner"
+
+
+async def test_a_node_on_a_public_address_refuses_anonymous_access(make_client: object) -> None:
+    """With no auth settings at all, a node bound to 0.0.0.0 enforces: 401 without a token,
+    and a signed-in user still finds undeclared collections closed."""
+    from collections.abc import Callable
+    from typing import Any, cast
+
+    client = await cast(Callable[..., Any], make_client)(host="0.0.0.0")
+    assert (await client.get("/v1/collections/todos/docs/t1")).status_code == 401
+    assert (await client.get("/v1/sync/pull")).status_code == 401
+    signup = await client.post(
+        "/v1/auth/signup", json={"email": "p@example.com", "password": "long enough"}
+    )
+    headers = {"Authorization": f"Bearer {signup.json()['access_token']}"}
+    closed = await client.put("/v1/collections/todos/docs/t1", json={"a": 1}, headers=headers)
+    assert closed.status_code == 403 and "no write rule" in closed.json()["detail"]
+    assert (await client.get("/readyz")).status_code == 200
