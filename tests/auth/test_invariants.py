@@ -3,12 +3,14 @@ view of the feed never carries a document the rules refuse it."""
 
 from __future__ import annotations
 
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 
 from breakwater.auth.identity import Identity
 from breakwater.auth.policy import Policy
@@ -97,3 +99,76 @@ def test_a_readers_view_never_carries_a_refused_document(
             assert shown == change
         else:
             assert shown["op"] == "remove" and shown["data"] is None and "owner" not in str(shown)
+
+
+class RefreshModel(RuleBasedStateMachine):
+    """The auth store's refresh tokens against a model: a token rotates once; any later use,
+    or use after its family was revoked, is reuse and revokes the family; a token never issued
+    is unknown."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tmp = tempfile.TemporaryDirectory()
+        self.store = SqliteAuthStore(Path(self.tmp.name) / "auth.db")
+        self.store.open()
+        self.family_of: dict[str, str] = {}
+        self.used: set[str] = set()
+        self.revoked: set[str] = set()
+        self.counter = 0
+
+    tokens = Bundle("tokens")
+
+    def _name(self) -> str:
+        self.counter += 1
+        return f"t{self.counter}"
+
+    @rule(target=tokens)
+    def sign_in(self) -> str:
+        token, family = self._name(), f"f{self.counter}"
+        self.store.add_refresh(RefreshToken(token, family, "u", 0, 10**15))
+        self.family_of[token] = family
+        return token
+
+    @rule(target=tokens, token=tokens)
+    def refresh(self, token: str) -> str:
+        new = self._name()
+        outcome, _ = self.store.rotate_refresh(token, RefreshToken(new, "", "", 1, 10**15), 1)
+        if token not in self.family_of:  # issued by nobody (a refused refresh's would-be token)
+            assert outcome == "unknown"
+            return new
+        family = self.family_of[token]
+        if token in self.used or family in self.revoked:
+            assert outcome == "reused"
+            self.revoked.add(family)
+        else:
+            assert outcome == "rotated"
+            self.used.add(token)
+            self.family_of[new] = family
+        return new
+
+    @rule(token=tokens)
+    def sign_out(self, token: str) -> None:
+        family = self.store.family_of(token)
+        if token in self.family_of:
+            assert family == self.family_of[token]
+            self.store.revoke_family(family)
+            self.revoked.add(family)
+
+    @invariant()
+    def live_tokens_match(self) -> None:
+        for token, family in self.family_of.items():
+            live = token not in self.used and family not in self.revoked
+            # A live token is one that would rotate; probe without changing state.
+            with self.store._tx() as db:
+                used, revoked = db.execute(
+                    "SELECT used, revoked FROM refresh_tokens WHERE token_hash = ?", (token,)
+                ).fetchone()
+            assert live == (not used and not revoked)
+
+    def teardown(self) -> None:
+        self.store.close()
+        self.tmp.cleanup()
+
+
+RefreshModel.TestCase.settings = settings(max_examples=40, stateful_step_count=25, deadline=None)
+test_refresh_tokens_follow_the_model = RefreshModel.TestCase
