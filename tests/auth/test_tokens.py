@@ -142,6 +142,7 @@ async def test_bad_bearer_tokens_are_401_on_data_paths(rules_node: httpx.AsyncCl
         response = await rules_node.request(method, url, headers=headers)
         assert response.status_code == 401, url
         assert response.headers["content-type"] == "application/problem+json"
+        assert response.headers["www-authenticate"].startswith("Bearer")
     push = await rules_node.post("/v1/sync/push", json={"mutations": []}, headers=headers)
     assert push.status_code == 401
 
