@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
 
 import breakwater
 from breakwater.auth.passwords import HashParameters, Passwords
@@ -27,6 +29,7 @@ from breakwater.obs.metrics import Metrics
 from breakwater.obs.worker_metrics import WorkerMetrics
 from breakwater.server import auth_api, docs_api, health, problems, sync_api
 from breakwater.server.access import Gatekeeper
+from breakwater.server.direct_routes import DirectRoutes, Endpoint
 from breakwater.server.middleware import ObserveRequests
 from breakwater.server.node import Node
 from breakwater.server.rate_limit import RateLimiter
@@ -108,6 +111,17 @@ async def _compact_forever(node: Node) -> None:
             _log.warning("compaction_failed", error=error.type, detail=error.detail)
 
 
+def _direct_routes() -> dict[tuple[str, str], tuple[Endpoint, BaseRoute]]:
+    """The hot endpoints :class:`DirectRoutes` answers, with the routes registered for them."""
+    routes: dict[tuple[str, str], tuple[Endpoint, BaseRoute]] = {}
+    for route in sync_api.router.routes:
+        if isinstance(route, APIRoute) and route.endpoint is sync_api.push:
+            routes[("POST", route.path)] = (sync_api.push, route)
+    if ("POST", "/v1/sync/push") not in routes:
+        raise RuntimeError("POST /v1/sync/push is not registered")
+    return routes
+
+
 def create_app(
     config: Config,
     store: Store | None = None,
@@ -167,6 +181,9 @@ def create_app(
     app.include_router(docs_api.router)
     app.include_router(sync_api.router)
     app.include_router(realtime_sse.router)
+    app.add_middleware(DirectRoutes, routes=_direct_routes())
+    # Outside the direct routes, so that every request, pushes included, has its caller
+    # resolved and its rate limits applied (inside the observer: refusals are counted).
     app.add_middleware(Gatekeeper)
     app.add_middleware(ObserveRequests, metrics=node.metrics)
     # Outermost of ours: realtime WebSockets skip the routing layers (see its module).

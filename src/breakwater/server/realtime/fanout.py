@@ -297,6 +297,7 @@ class Fanout:
         self._unaligned: set[Subscriber] = set()
         self._advanced = asyncio.Event()
         self._stopped = False
+        self._closing = False
         self._task: asyncio.Task[None] | None = None
 
     # lifecycle ----------------------------------------------------------------------------------
@@ -311,15 +312,21 @@ class Fanout:
             raise
         self.stable = dict(self.position)
         self.recent.reset(self.position)
+        self._closing = False
         self._task = asyncio.create_task(self._follow(notices), name="bw-realtime-follower")
 
     async def aclose(self) -> None:
         """Stop the follower and release every waiter."""
         self.stop_waiters()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._closing = True
+        # Python 3.11's wait_for can swallow a cancellation that lands as its inner wait
+        # finishes; the flag ends the loop then, and the cancel is repeated until it is done.
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=1.0)
 
     def stop_waiters(self) -> None:
         """Make every long-poll waiting in :meth:`wait_beyond` answer now (draining)."""
@@ -471,7 +478,7 @@ class Fanout:
 
     async def _follow(self, notices: Subscription) -> None:
         try:
-            while True:
+            while not self._closing:
                 try:
                     at = await self._next_commit(notices)
                     if at is not None:

@@ -23,6 +23,7 @@ from breakwater.auth.identity import Identity
 from breakwater.core.errors import BreakwaterError
 from breakwater.server import problems
 from breakwater.server.access import client_ip, resolve
+from breakwater.server.coalescing import CoalescingTransport
 from breakwater.server.node import Node
 from breakwater.server.realtime import messages
 from breakwater.server.realtime.admission import Refused
@@ -82,7 +83,10 @@ class _DirectSocket:
             return False
         if batch.frame is None:
             batch.frame = text_frame(batch.text.encode())
-        transport.write(batch.frame)
+        if isinstance(transport, CoalescingTransport):
+            transport.write_now(batch.frame)
+        else:
+            transport.write(batch.frame)
         return True
 
 
