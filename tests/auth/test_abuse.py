@@ -180,9 +180,7 @@ async def test_no_secret_appears_in_any_log_line(
 
 async def test_pushes_are_rate_limited_like_every_request(make_client: Callable[..., Any]) -> None:
     """POST /v1/sync/push (served by the direct route) passes the same limits."""
-    client: httpx.AsyncClient = await make_client(
-        FAST_HASH + "rate_per_ip = 1\nburst_per_ip = 2\n"
-    )
+    client: httpx.AsyncClient = await make_client(FAST_HASH + "rate_per_ip = 1\nburst_per_ip = 2\n")
     body = {"mutations": [{"mutation_id": "m", "collection": "a", "id": "x", "op": "delete"}]}
     statuses = [(await client.post("/v1/sync/push", json=body)).status_code for _ in range(3)]
     assert statuses == [200, 200, 429]
