@@ -1,0 +1,56 @@
+"""Outbox entries: local mutations waiting to be acknowledged and made stable by the server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from breakwater.core import cursor as cursor_mod
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """One pending mutation; ``origin``/``seq`` are set once a push acknowledged it."""
+
+    position: int
+    mutation_id: str
+    collection: str
+    doc_id: str
+    op: str
+    data: dict[str, Any] | None
+    hlc: str
+    origin: str | None = None
+    seq: int | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """The mutation as ``POST /v1/sync/push`` takes it."""
+        wire: dict[str, Any] = {
+            "mutation_id": self.mutation_id,
+            "collection": self.collection,
+            "id": self.doc_id,
+            "op": self.op,
+            "hlc": self.hlc,
+        }
+        if self.op != "delete":
+            wire["data"] = self.data
+        return wire
+
+    def settled(self, stable: dict[str, int], pulled: dict[str, int]) -> bool:
+        """Acknowledged, durable in every region (``stable``) and already in the local copy."""
+        if self.origin is None or self.seq is None:
+            return False
+        return cursor_mod.covers(stable, self.origin, self.seq) and cursor_mod.covers(
+            pulled, self.origin, self.seq
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A mutation the server refused: it is out of the outbox and its effect rolled back."""
+
+    mutation_id: str
+    collection: str
+    doc_id: str
+    op: str
+    data: dict[str, Any] | None
+    problem: dict[str, Any]
