@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from breakwater.core import cursor as cursor_mod
+from breakwater.core.errors import NotFound
 from breakwater.server import openapi, problems
 from breakwater.server.realtime.admission import Refused
 from breakwater.server.realtime.fanout import Batch
@@ -150,7 +151,10 @@ async def realtime_sse(
     ] = None,
 ) -> Response:
     """Changes after the cursor, then live, as ``changes`` events whose ids are cursors."""
-    hub = node_of(request).realtime
+    node = node_of(request)
+    if TRANSPORT not in node.config.enabled_realtime_transports:
+        raise NotFound("the SSE transport is disabled on this node (realtime_transports)")
+    hub = node.realtime
     start = last_event_id if last_event_id is not None else cursor
     vector = cursor_mod.decode(start)
     names = parse_collections(collections)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from breakwater.core.errors import BreakwaterError, NotFound
 from breakwater.server import problems
 from breakwater.server.node import Node
 from breakwater.server.realtime import messages
@@ -26,6 +27,7 @@ from breakwater.server.realtime.session import Disconnected, Session
 PATH = "/v1/realtime"
 TRANSPORT = "websocket"
 CLOSE_TRY_AGAIN_LATER = 1013
+DISABLED = NotFound("the WebSocket transport is disabled on this node (realtime_transports)")
 
 
 class WebSocketOut:
@@ -66,20 +68,32 @@ class WebSocketOut:
             raise Disconnected from exc
 
 
-async def _refuse(scope: Scope, receive: Receive, send: Send, refused: Refused) -> None:
-    """Refuse before the upgrade: an HTTP 503 problem with Retry-After (or 1013)."""
+async def _send_problem(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    error: BreakwaterError,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """Refuse before the upgrade with an HTTP problem answer (or close 1013 if none is possible)."""
     if "websocket.http.response" in scope.get("extensions", {}):
-        response = problems.error_response(
-            refused, headers={"Retry-After": str(refused.retry_after)}
-        )
+        response = problems.error_response(error, headers=headers)
         await response(scope, receive, send)  # sent as websocket.http.response.*
     else:
         await send({"type": "websocket.close", "code": CLOSE_TRY_AGAIN_LATER})
 
 
+async def _refuse(scope: Scope, receive: Receive, send: Send, refused: Refused) -> None:
+    """Refuse before the upgrade: an HTTP 503 problem with Retry-After (or 1013)."""
+    await _send_problem(scope, receive, send, refused, {"Retry-After": str(refused.retry_after)})
+
+
 async def serve_websocket(node: Node, scope: Scope, receive: Receive, send: Send) -> None:
     """Serve one WebSocket client until it leaves, times out, or the node drains."""
     if (await receive())["type"] != "websocket.connect":
+        return
+    if TRANSPORT not in node.config.enabled_realtime_transports:
+        await _send_problem(scope, receive, send, DISABLED)
         return
     hub = node.realtime
     try:
