@@ -1,0 +1,53 @@
+"""Fixtures for SDK tests against real ``breakwater serve`` subprocesses."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from breakwater.client import Client, Event
+
+
+@pytest.fixture
+async def make_device(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    """Open SDK clients on their own databases; all are closed at teardown."""
+    stack = contextlib.AsyncExitStack()
+
+    async def make(url: str, name: str = "device", **options: Any) -> Client:
+        options.setdefault("backoff_cap", 1.0)
+        options.setdefault("breaker_reset", 0.5)
+        client = Client([url], tmp_path / f"{name}.db", **options)
+        return await stack.enter_async_context(client)
+
+    async with stack:
+        yield make
+
+
+def record_events(client: Client) -> list[Event]:
+    """Every event ``client`` emits from now on."""
+    events: list[Event] = []
+    client.on(events.append)
+    return events
+
+
+def server_doc(url: str, collection: str, doc_id: str) -> dict[str, Any] | None:
+    """A document as the node shows it (``None`` when missing)."""
+    response = httpx.get(f"{url}/v1/collections/{collection}/docs/{doc_id}")
+    return None if response.status_code == 404 else response.json()
+
+
+def feed(url: str) -> list[dict[str, Any]]:
+    """Every change in the node's feed."""
+    changes: list[dict[str, Any]] = []
+    cursor = ""
+    while True:
+        page = httpx.get(f"{url}/v1/sync/pull", params={"cursor": cursor, "limit": 1000}).json()
+        changes += page["changes"]
+        cursor = page["cursor"]
+        if not page["has_more"]:
+            return changes
