@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from breakwater.client import Client, Document
+from breakwater.client import Client, Document, Event
 from tests.conftest import ServerProcess, free_port
 
 pytestmark = pytest.mark.slow
@@ -33,9 +33,20 @@ async def next_matching(
 
 
 async def wait_transport(client: Client, name: str, seconds: float = 15) -> None:
-    async with asyncio.timeout(seconds):
-        while client.status.transport != name:
-            await asyncio.sleep(0.05)
+    """Wait until the client's status names transport ``name``."""
+    reached = asyncio.Event()
+
+    def check(_event: Event) -> None:
+        if client.status.transport == name:
+            reached.set()
+
+    remove = client.on(check)
+    try:
+        if client.status.transport != name:
+            async with asyncio.timeout(seconds):
+                await reached.wait()
+    finally:
+        remove()
 
 
 def node_config(tmp_path: Path, transports: str) -> str:
