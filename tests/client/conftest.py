@@ -18,10 +18,11 @@ async def make_device(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     """Open SDK clients on their own databases; all are closed at teardown."""
     stack = contextlib.AsyncExitStack()
 
-    async def make(url: str, name: str = "device", **options: Any) -> Client:
+    async def make(url: str | list[str], name: str = "device", **options: Any) -> Client:
         options.setdefault("backoff_cap", 1.0)
         options.setdefault("breaker_reset", 0.5)
-        client = Client([url], tmp_path / f"{name}.db", **options)
+        urls = [url] if isinstance(url, str) else url
+        client = Client(urls, tmp_path / f"{name}.db", **options)
         return await stack.enter_async_context(client)
 
     async with stack:

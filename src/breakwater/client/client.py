@@ -47,7 +47,8 @@ class Client:
     ``headers``: the access-token hook: a callable (sync or async) giving the headers to send
     with every request, e.g. ``lambda: {"Authorization": f"Bearer {tokens.access}"}``.
     ``transports``: realtime transports to try, best first (``websocket``, ``sse``,
-    ``long_poll``). ``sync=False`` opens the database only (no network).
+    ``long_poll``). ``sync=False`` opens the database only (no network). ``http_transport``
+    replaces httpx's network transport (e.g. ``httpx.ASGITransport`` for an in-process node).
     """
 
     def __init__(
@@ -68,6 +69,7 @@ class Client:
         long_poll_wait: float = 25.0,
         limits: Limits | None = None,
         sync: bool = True,
+        http_transport: httpx.AsyncBaseTransport | None = None,
         physical_ms: Callable[[], int] = hlc_mod.system_ms,
     ) -> None:
         unknown = set(transports) - set(TRANSPORTS)
@@ -85,6 +87,7 @@ class Client:
             push_batch, pull_limit, poll_interval, climb_back_after, backoff_base, backoff_cap
         )
         self._sync_enabled = sync
+        self._http_transport = http_transport
         self._http: httpx.AsyncClient | None = None
         self._loop: SyncLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -111,7 +114,9 @@ class Client:
             self._start_sync()
 
     def _start_sync(self) -> None:
-        self._http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0))
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(30.0, connect=5.0), transport=self._http_transport
+        )
         transports = [
             LongPollTransport(self._long_poll_wait) if name == "long_poll" else TRANSPORTS[name]()
             for name in self._transport_names
