@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from breakwater.client import Client, Event
+from breakwater.client import Client, Event, Status
 
 
 @pytest.fixture
@@ -52,3 +53,20 @@ def feed(url: str) -> list[dict[str, Any]]:
         cursor = page["cursor"]
         if not page["has_more"]:
             return changes
+
+
+async def wait_status(client: Client, predicate: Callable[[Status], bool], seconds: float) -> None:
+    """Wait until ``predicate(client.status)`` holds (checked at each event)."""
+    reached = asyncio.Event()
+
+    def check(_event: Event) -> None:
+        if predicate(client.status):
+            reached.set()
+
+    remove = client.on(check)
+    try:
+        if not predicate(client.status):
+            async with asyncio.timeout(seconds):
+                await reached.wait()
+    finally:
+        remove()

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from breakwater.client import MutationRejected, SyncProgress
-from tests.client.conftest import feed, record_events, server_doc
+from breakwater.client import MutationRejected, StatusChanged, SyncProgress
+from tests.client.conftest import feed, record_events, server_doc, wait_status
 from tests.conftest import ServerProcess, free_port
 
 pytestmark = pytest.mark.slow
@@ -150,3 +150,22 @@ async def test_first_sync_reports_progress_in_pages(
     assert [p.changes for p in progress][:3] == [100, 200, 250]
     assert progress[2].has_more is False
     assert len(await reader.collection("items").query()) == 250
+
+
+async def test_status_reports_offline_syncing_online_pending_and_errors(
+    start_server: Callable[..., ServerProcess], make_device: Callable[..., Any]
+) -> None:
+    """Properties and StatusChanged events follow the connection and the outbox."""
+    port = free_port()
+    phone = await make_device(f"http://127.0.0.1:{port}")
+    events = record_events(phone)
+    await phone.collection("todos").set("t1", {"a": 1})
+    await phone.collection("todos").set("t2", {"a": 2})
+    await wait_status(phone, lambda status: status.last_error is not None, 10)
+    assert phone.status.state == "offline" and not phone.online and phone.pending == 2
+    start_server(port=port)
+    async with asyncio.timeout(30):
+        await phone.wait_synced()
+    states = [e.status.state for e in events if isinstance(e, StatusChanged)]
+    assert states[-1] == "online" and "syncing" in states and "offline" in states
+    assert phone.pending == 0 and phone.status.last_error is None and phone.online

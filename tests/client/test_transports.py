@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from breakwater.client import Client, Document, Event
+from breakwater.client import Client, Document
+from tests.client.conftest import wait_status
 from tests.conftest import ServerProcess, free_port
 
 pytestmark = pytest.mark.slow
@@ -34,19 +35,7 @@ async def next_matching(
 
 async def wait_transport(client: Client, name: str, seconds: float = 15) -> None:
     """Wait until the client's status names transport ``name``."""
-    reached = asyncio.Event()
-
-    def check(_event: Event) -> None:
-        if client.status.transport == name:
-            reached.set()
-
-    remove = client.on(check)
-    try:
-        if client.status.transport != name:
-            async with asyncio.timeout(seconds):
-                await reached.wait()
-    finally:
-        remove()
+    await wait_status(client, lambda status: status.transport == name, seconds)
 
 
 def node_config(tmp_path: Path, transports: str) -> str:
