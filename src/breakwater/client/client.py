@@ -213,6 +213,7 @@ class Client:
             remove = self.on(wake)
             try:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), 0.5)
+                    async with asyncio.timeout(0.5):
+                        await changed.wait()
             finally:
                 remove()

@@ -93,7 +93,7 @@ class SyncLoop:
                 endpoint = self.pool.choose()
                 if endpoint is None:
                     self.board.update(state="offline")
-                    await self._sleep_or_wake(max(self.pool.retry_in(), 0.05))
+                    await asyncio.sleep(max(self.pool.retry_in(), 0.05))
                     continue
                 await self._use(endpoint)
                 api = NodeApi(self.http, endpoint.url, self.headers)
@@ -117,7 +117,8 @@ class SyncLoop:
             await asyncio.sleep(seconds)
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.wake.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self.wake.wait()
 
     async def _use(self, endpoint: Endpoint) -> None:
         """Switch to ``endpoint``: re-push unstable acks (I2 makes it safe), restart realtime."""
@@ -151,14 +152,14 @@ class SyncLoop:
         self.wake.set()
         async with self.synced:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self.synced.wait_for(lambda: not is_ahead(cursor, self.store.cursor)),
-                    self.settings.poll_interval,
-                )
+                async with asyncio.timeout(self.settings.poll_interval):
+                    await self.synced.wait_for(lambda: not is_ahead(cursor, self.store.cursor))
 
     async def _sync_once(self, api: NodeApi) -> None:
         pending = await self.store.pending_count()
-        self.board.update(state="syncing", pending=pending)
+        if pending or self.board.status.state == "offline":
+            # A pull on a realtime notice while online is not shown as "syncing" (no flicker).
+            self.board.update(state="syncing", pending=pending)
         await self._push_all(api)
         await self._pull_all(api)
         pending = await self.store.pending_count()

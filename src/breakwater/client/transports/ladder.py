@@ -60,11 +60,14 @@ class TransportLadder:
                     await transport.listen(context)
                 else:
                     remaining = self.climb_back_after - (self._clock() - self._fell_at)
-                    await asyncio.wait_for(transport.listen(context), max(remaining, 0.001))
+                    try:
+                        async with asyncio.timeout(max(remaining, 0.001)):
+                            await transport.listen(context)
+                    except TimeoutError:
+                        self.level -= 1  # climb back up and try the better transport again
+                        continue
                 self._backoff.reset()
                 await self._sleep(0.5 + random.random() * 2.5)  # protocol: spread reconnects
-            except TimeoutError:
-                self.level -= 1  # climb back up and try the better transport again
             except TransportRefused:
                 if self.level + 1 < len(self.transports):
                     self.level += 1

@@ -27,7 +27,8 @@ class WebSocketTransport:
                     codec.dumps({"type": "subscribe", "cursor": context.cursor()}).decode()
                 )
                 while True:
-                    raw = await asyncio.wait_for(ws.recv(), context.idle_timeout)
+                    async with asyncio.timeout(context.idle_timeout):
+                        raw = await ws.recv()
                     message = codec.loads(raw)
                     kind = message.get("type")
                     if kind == "ping":
