@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     collection TEXT NOT NULL, id TEXT NOT NULL, op TEXT NOT NULL, data TEXT,
     hlc TEXT NOT NULL, origin TEXT, seq INTEGER);
 CREATE INDEX IF NOT EXISTS outbox_doc ON outbox (collection, id);
+CREATE INDEX IF NOT EXISTS outbox_ack ON outbox (origin, seq) WHERE origin IS NOT NULL;
 CREATE TABLE IF NOT EXISTS rejected (
     position INTEGER PRIMARY KEY, mutation_id TEXT NOT NULL, collection TEXT NOT NULL,
     id TEXT NOT NULL, op TEXT NOT NULL, data TEXT, problem TEXT NOT NULL);
@@ -397,10 +398,16 @@ class LocalStore:
         """Drop outbox entries that are acknowledged, stable and already pulled (I6)."""
         pulled = cursor_mod.decode(self.cursor)
         settled: set[DocKey] = set()
-        for entry in self._entries("WHERE origin IS NOT NULL", -1):
-            if entry.settled(self.stable, pulled):
-                self._db.execute("DELETE FROM outbox WHERE position = ?", (entry.position,))
-                settled.add((entry.collection, entry.doc_id))
+        for origin, stable_seq in self.stable.items():
+            limit = min(stable_seq, pulled.get(origin, 0))
+            where = "WHERE origin = ? AND seq <= ?"
+            settled.update(
+                (str(c), str(i))
+                for c, i in self._db.execute(
+                    f"SELECT collection, id FROM outbox {where}", (origin, limit)
+                )
+            )
+            self._db.execute(f"DELETE FROM outbox {where}", (origin, limit))
         return settled
 
     async def begin_resync(self) -> None:

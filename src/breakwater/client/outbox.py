@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from breakwater.core import cursor as cursor_mod
-
 
 @dataclass(frozen=True, slots=True)
 class OutboxEntry:
@@ -34,14 +32,6 @@ class OutboxEntry:
         if self.op != "delete":
             wire["data"] = self.data
         return wire
-
-    def settled(self, stable: dict[str, int], pulled: dict[str, int]) -> bool:
-        """Acknowledged, durable in every region (``stable``) and already in the local copy."""
-        if self.origin is None or self.seq is None:
-            return False
-        return cursor_mod.covers(stable, self.origin, self.seq) and cursor_mod.covers(
-            pulled, self.origin, self.seq
-        )
 
 
 @dataclass(frozen=True, slots=True)
