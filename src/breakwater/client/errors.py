@@ -50,7 +50,8 @@ class RemoteProblem(BreakwaterError):
     """A problem answer of a type the SDK has no class for (``type`` and ``status`` kept)."""
 
     def __init__(self, problem: dict[str, Any]) -> None:
-        super().__init__(str(problem.get("detail", "")), problem=problem)
+        summary = problem.get("detail") or f"{problem.get('status')} {problem.get('type')}"
+        super().__init__(str(summary), problem=problem)
         self.problem = problem
 
 
@@ -81,5 +82,10 @@ def error_for_problem(status: int, problem: dict[str, Any]) -> BreakwaterError:
 
 
 def is_permanent_input_error(error: BreakwaterError) -> bool:
-    """An error that re-sending the same mutation will never fix."""
-    return isinstance(error, InvalidInput | RemoteProblem) and not isinstance(error, ClockSkew)
+    """A refusal of the mutations themselves that re-sending them will never fix.
+
+    Only input errors count (``validation_error``, ``payload_too_large``, ``schema_violation``);
+    a refusal of the request as a whole (``unauthorized``, ``forbidden``, ``rate_limited``, an
+    unknown type) says nothing about the writes, which stay queued and are retried.
+    """
+    return isinstance(error, InvalidInput) and not isinstance(error, ClockSkew)

@@ -106,6 +106,15 @@ class SyncLoop:
                     delay = getattr(exc, "retry_after", None) or self._backoff.next_delay()
                     await self._sleep_or_wake(delay, wakeable=False)
                     continue
+                except Exception as exc:
+                    # A refusal the loop cannot act on (e.g. 401 before the token hook has a
+                    # token) or a malformed answer: report it, back off, never stop syncing.
+                    log.warning(
+                        "sync failed: %s", exc, exc_info=not isinstance(exc, BreakwaterError)
+                    )
+                    self.board.update(last_error=f"{type(exc).__name__}: {exc}")
+                    await self._sleep_or_wake(self._backoff.next_delay(), wakeable=False)
+                    continue
                 self.pool.succeeded(endpoint, api.last_latency)
                 self._backoff.reset()
                 await self._sleep_or_wake(self.settings.poll_interval)

@@ -11,6 +11,7 @@ the same rung, and the sync loop's failover picks another endpoint.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -19,6 +20,8 @@ from breakwater.client.errors import EndpointUnavailable, TransportRefused
 from breakwater.client.transports.base import StreamContext, Transport
 from breakwater.core.errors import BreakwaterError, CursorExpired
 from breakwater.resilience import Backoff
+
+log = logging.getLogger("breakwater.client")
 
 
 class TransportLadder:
@@ -81,4 +84,8 @@ class TransportLadder:
                 self._on_transport(None)
                 await self._sleep(exc.retry_after or self._backoff.next_delay())
             except BreakwaterError:
+                await self._sleep(self._backoff.next_delay())
+            except Exception:
+                # A malformed message must not end realtime for good; the pull loop is unaffected.
+                log.warning("realtime transport %s failed", transport.name, exc_info=True)
                 await self._sleep(self._backoff.next_delay())
