@@ -18,13 +18,15 @@ TOKEN = "Bearer device-token"
 
 
 class GuardedNode:
-    """Answers like a node, but 401 to any request without the right Authorization."""
+    """Answers like a node, but 401 to any /v1 request without the right Authorization."""
 
     def __init__(self) -> None:
         self.node = FakeNode("local")
         self.refused = 0
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/readyz":  # health checks need no token
+            return httpx.Response(200, json={"status": "ready"})
         if request.headers.get("authorization") != TOKEN:
             self.refused += 1
             problem = {"type": "unauthorized", "title": "Unauthorized", "status": 401}

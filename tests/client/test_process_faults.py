@@ -66,7 +66,9 @@ def test_app_killed_with_pending_outbox_delivers_everything_after_restart(
     assert set(ids.values()) == {1}
     counter = server_doc(server.url, "todos", "counter")
     assert counter is not None and counter["data"]["n"] >= returned + 1
-    assert counter["data"]["n"] == result["todos"] - 1  # one increment per set, each once
+    # One increment follows each set, each counted once; the kill may land between the two.
+    sets = result["todos"] - 1  # the counter document is in the collection too
+    assert counter["data"]["n"] in (sets, sets - 1)
 
 
 async def test_node_killed_after_commit_before_answer_applies_the_retry_once(

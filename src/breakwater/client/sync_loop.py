@@ -95,10 +95,13 @@ class SyncLoop:
                     self.board.update(state="offline")
                     await asyncio.sleep(max(self.pool.retry_in(), 0.05))
                     continue
-                await self._use(endpoint)
                 api = NodeApi(self.http, endpoint.url, self.headers)
                 self.wake.clear()
                 try:
+                    if endpoint is not self._endpoint:
+                        # Health before switching: a draining or unready node answers 503.
+                        self.pool.succeeded(endpoint, await api.ready())
+                        await self._use(endpoint)
                     await self._sync_once(api)
                 except (EndpointUnavailable, httpx.HTTPError) as exc:
                     self.pool.failed(endpoint)
@@ -131,8 +134,6 @@ class SyncLoop:
 
     async def _use(self, endpoint: Endpoint) -> None:
         """Switch to ``endpoint``: re-push unstable acks (I2 makes it safe), restart realtime."""
-        if endpoint is self._endpoint:
-            return
         if self._endpoint is not None:
             await self.store.forget_acks()
         self._endpoint = endpoint
