@@ -169,3 +169,19 @@ async def test_status_reports_offline_syncing_online_pending_and_errors(
     states = [e.status.state for e in events if isinstance(e, StatusChanged)]
     assert states[-1] == "online" and "syncing" in states and "offline" in states
     assert phone.pending == 0 and phone.status.last_error is None and phone.online
+
+
+async def test_sync_now_cuts_a_backoff_wait_short(
+    start_server: Callable[..., ServerProcess], make_device: Callable[..., Any]
+) -> None:
+    """After a failure the client would wait up to a minute; sync_now retries at once."""
+    port = free_port()
+    phone = await make_device(
+        f"http://127.0.0.1:{port}", backoff_base=60.0, backoff_cap=60.0, breaker_failures=100
+    )
+    await phone.collection("todos").set("t1", {"a": 1})
+    await wait_status(phone, lambda status: status.last_error is not None, 10)
+    start_server(port=port)
+    phone.sync_now()
+    async with asyncio.timeout(10):
+        await phone.wait_synced()

@@ -194,8 +194,10 @@ class Client:
         return await self._store.outbox()
 
     def sync_now(self) -> None:
-        """Skip the wait: push and pull at once (no-op without sync)."""
+        """Push and pull at once, cutting short a wait after a failure too: call it when the
+        platform reports the network back (no-op without sync)."""
         if self._loop is not None:
+            self._loop.retry_now.set()
             self._loop.wake.set()
 
     async def wait_synced(self) -> None:
@@ -204,7 +206,8 @@ class Client:
         while True:
             if self._board.status.state == "online" and await self._store.pending_count() == 0:
                 return
-            self.sync_now()
+            if self._loop is not None:
+                self._loop.wake.set()  # not retry_now: waiting must not defeat the backoff
             changed = asyncio.Event()
 
             def wake(_event: Event, changed: asyncio.Event = changed) -> None:

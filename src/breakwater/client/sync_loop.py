@@ -75,6 +75,7 @@ class SyncLoop:
         self.settings = settings
         self.headers = headers
         self.wake = asyncio.Event()
+        self.retry_now = asyncio.Event()
         self.synced = asyncio.Condition()
         self._on_changed = on_changed
         self._transports = list(transports)
@@ -107,7 +108,7 @@ class SyncLoop:
                     self.pool.failed(endpoint)
                     self.board.update(state="offline", last_error=str(exc))
                     delay = getattr(exc, "retry_after", None) or self._backoff.next_delay()
-                    await self._sleep_or_wake(delay, wakeable=False)
+                    await self._backoff_sleep(delay)
                     continue
                 except Exception as exc:
                     # A refusal the loop cannot act on (e.g. 401 before the token hook has a
@@ -116,7 +117,7 @@ class SyncLoop:
                         "sync failed: %s", exc, exc_info=not isinstance(exc, BreakwaterError)
                     )
                     self.board.update(last_error=f"{type(exc).__name__}: {exc}")
-                    await self._sleep_or_wake(self._backoff.next_delay(), wakeable=False)
+                    await self._backoff_sleep(self._backoff.next_delay())
                     continue
                 self.pool.succeeded(endpoint, api.last_latency)
                 self._backoff.reset()
@@ -124,13 +125,19 @@ class SyncLoop:
         finally:
             await self._stop_ladder()
 
-    async def _sleep_or_wake(self, seconds: float, wakeable: bool = True) -> None:
-        if not wakeable:
-            await asyncio.sleep(seconds)
-            return
+    async def _sleep_or_wake(self, seconds: float) -> None:
+        """Wait up to ``seconds`` for a local write or a realtime notice."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self.wake.wait()
+
+    async def _backoff_sleep(self, seconds: float) -> None:
+        """Wait after a failure; new local writes do not cut it short, ``sync_now`` does (the
+        app calls it when the OS reports the network back)."""
+        self.retry_now.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self.retry_now.wait()
 
     async def _use(self, endpoint: Endpoint) -> None:
         """Switch to ``endpoint``: re-push unstable acks (I2 makes it safe), restart realtime."""
