@@ -241,3 +241,20 @@ async def _check_view(store: LocalStore) -> None:
         expected = view_of(rebase(server, pending))[0] if (server or pending) else None
         doc = await store.get("c", doc_id)
         assert (None if doc is None else codec.loads(codec.dumps(doc.data))) == expected
+
+
+async def test_last_sync_time_survives_reopen(tmp_path: Path) -> None:
+    """The end of a complete pull is remembered across restarts; a partial page is not one."""
+    first = LocalStore(tmp_path / "d.db")
+    await first.open()
+    await first.apply_page([], "", {}, done=False)
+    assert first.last_synced_at is None
+    await first.apply_page([], "", {}, done=True)
+    synced = first.last_synced_at
+    await first.aclose()
+    again = LocalStore(tmp_path / "d.db")
+    await again.open()
+    try:
+        assert synced is not None and again.last_synced_at == synced
+    finally:
+        await again.aclose()

@@ -109,7 +109,9 @@ class Client:
         """Open the device database and start syncing."""
         await self._store.open()
         self._open = True
-        self._board.update(pending=await self._store.pending_count())
+        self._board.update(
+            pending=await self._store.pending_count(), last_synced_at=self._store.last_synced_at
+        )
         if self._sync_enabled:
             self._start_sync()
 

@@ -6,7 +6,8 @@ Tables:
 ``docs``         the local view: ``server_docs`` with the outbox re-applied (:mod:`.rebase`)
 ``outbox``       local mutations not yet acknowledged *and* stable (I6)
 ``rejected``     mutations the server refused, kept for the app to inspect
-``meta``         device id, mutation counter, last HLC stamp, clock offset, cursor, stable
+``meta``         device id, mutation counter, last HLC stamp, clock offset, cursor, stable,
+                 time of the last complete pull
 
 The database runs in WAL mode with ``synchronous=FULL``: a call that returns has committed and
 fsynced. A local write, its outbox entry and the clock's new stamp commit in one transaction, so
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -98,6 +100,7 @@ class LocalStore:
         self.cursor = ""
         self.stable: dict[str, int] = {}
         self.resyncing = False
+        self.last_synced_at: float | None = None
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -140,6 +143,8 @@ class LocalStore:
         self.cursor = self._meta("cursor")
         self.stable = codec.loads(self._meta("stable", "{}"))
         self.resyncing = self._meta("resyncing") == "1"
+        synced = self._meta("last_synced_at")
+        self.last_synced_at = float(synced) if synced else None
 
     async def aclose(self) -> None:
         """Close the database and stop its thread."""
@@ -386,6 +391,9 @@ class LocalStore:
             self.stable = cursor_mod.merge(self.stable, stable)
             self._set_meta("cursor", cursor)
             self._set_meta("stable", _dumps(self.stable))
+            if done:
+                self.last_synced_at = time.time()
+                self._set_meta("last_synced_at", repr(self.last_synced_at))
             if done and self.resyncing:
                 touched |= self._finish_resync()
             settled = self._settle()

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -185,7 +184,7 @@ class SyncLoop:
             state="syncing" if unsent else "online",
             pending=pending,
             last_error=None,
-            last_synced_at=time.time(),
+            last_synced_at=self.store.last_synced_at,
         )
         if unsent:
             self.wake.set()  # written while this iteration ran: go again at once
