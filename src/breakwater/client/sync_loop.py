@@ -10,6 +10,9 @@ One iteration on the chosen endpoint:
    ``cursor_expired`` starts a full resync that keeps the outbox;
 3. wait until a local write or the realtime ladder wakes it (or ``poll_interval`` passes).
 
+A push refused as unavailable (a node whose store refuses writes) still lets the pull run, so
+other devices' changes keep arriving while the device's own writes wait.
+
 Failures mark the endpoint in the pool (circuit breaker, failover) and wait with exponential
 backoff and full jitter before the next iteration.
 """
@@ -176,8 +179,14 @@ class SyncLoop:
         if pending or self.board.status.state == "offline":
             # A pull on a realtime notice while online is not shown as "syncing" (no flicker).
             self.board.update(state="syncing", pending=pending)
-        await self._push_all(api)
+        push_failed: EndpointUnavailable | None = None
+        try:
+            await self._push_all(api)
+        except EndpointUnavailable as exc:
+            push_failed = exc  # a node that refuses writes may still serve reads (I8): pull
         await self._pull_all(api)
+        if push_failed is not None:
+            raise push_failed
         pending = await self.store.pending_count()
         unsent = await self.store.unsent(1)
         self.board.update(
