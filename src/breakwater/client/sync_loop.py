@@ -83,7 +83,6 @@ class SyncLoop:
         self._transports = list(transports)
         self._backoff = Backoff(settings.backoff_base, settings.backoff_cap)
         self._ladder_task: asyncio.Task[None] | None = None
-        self._ladder: TransportLadder | None = None
         self._endpoint: Endpoint | None = None
         self._push_batch = settings.push_batch
 
@@ -148,7 +147,7 @@ class SyncLoop:
         self._endpoint = endpoint
         await self._stop_ladder()
         self.board.update(endpoint=endpoint.url)
-        self._ladder = TransportLadder(
+        ladder = TransportLadder(
             self._transports,
             self.settings.climb_back_after,
             on_transport=lambda name: self.board.update(transport=name),
@@ -157,7 +156,7 @@ class SyncLoop:
         context = StreamContext(
             endpoint.url, self.http, self.headers, lambda: self.store.cursor, self._notified
         )
-        self._ladder_task = asyncio.create_task(self._ladder.run(context))
+        self._ladder_task = asyncio.create_task(ladder.run(context))
 
     async def _stop_ladder(self) -> None:
         if self._ladder_task is not None:
