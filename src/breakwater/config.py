@@ -29,6 +29,8 @@ from breakwater.storage import redact_url
 ENV_PREFIX = "BREAKWATER_"
 REALTIME_TRANSPORTS = ("websocket", "sse")
 MAX_DEPTH_CEILING = 200
+MAX_WORKERS = 64
+MAX_WORKER_NODE_ID = 60
 
 __all__ = ["Config", "ConfigError", "load_config", "redact_url"]
 
@@ -43,6 +45,8 @@ class Config:
     store: str = ""
     region: str = "local"
     node: str = ""
+    workers: int = 1
+    """Processes serving this node (``serve --workers``); see server/workers.py."""
     log_level: str = "info"
     # Durations are in seconds unless the name says otherwise.
     max_clock_skew: float = 60.0
@@ -247,6 +251,13 @@ def _check(config: Config) -> None:
         raise ConfigError(f"region = {config.region!r} must match {NODE_PATTERN.pattern}")
     if config.node and not NODE_PATTERN.fullmatch(config.node):
         raise ConfigError(f"node = {config.node!r} must match {NODE_PATTERN.pattern}")
+    if not 1 <= config.workers <= MAX_WORKERS:
+        raise ConfigError(f"workers = {config.workers} must be between 1 and {MAX_WORKERS}")
+    if config.workers > 1 and config.node and len(config.node) > MAX_WORKER_NODE_ID:
+        raise ConfigError(
+            f"node = {config.node!r} is too long for workers: at most {MAX_WORKER_NODE_ID}"
+            " characters leave room for the worker suffix"
+        )
     if config.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log_level = {config.log_level!r} is not debug, info, warning or error")
     for key in ("max_clock_skew", "retention_days", "compaction_interval"):

@@ -19,7 +19,7 @@ from breakwater.bench._http import HttpConnection
 class BenchNode:
     """A ``breakwater serve`` subprocess for one run, stopped by its PID."""
 
-    def __init__(self, data: Path, port: int, log_level: str) -> None:
+    def __init__(self, data: Path, port: int, log_level: str, workers: int = 1) -> None:
         command = [
             sys.executable,
             "-m",
@@ -33,6 +33,8 @@ class BenchNode:
             "0",
             "--log-level",
             log_level,
+            "--workers",
+            str(workers),
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("BREAKWATER_")}
         self.port = port
@@ -55,6 +57,22 @@ class BenchNode:
                 pass
             await asyncio.sleep(interval)
         raise RuntimeError("breakwater serve did not become ready")
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the node: the process and, with workers, its children."""
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                pid = int(stat.parent.name)
+                parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+                if pid != self.process.pid and parent != self.process.pid:
+                    continue
+                for line in (stat.parent / "status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+            except (OSError, ValueError, IndexError):
+                continue  # a process that ended while we looked
+        return total
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it has not exited within 20 s."""

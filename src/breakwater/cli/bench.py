@@ -29,6 +29,9 @@ def push(
         float, typer.Option(min=0.5, max=120, help="Seconds per scenario and run.")
     ] = 5.0,
     log_level: Annotated[str, typer.Option(help="The node's log level.")] = "info",
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="The node's worker processes (serve --workers).")
+    ] = 1,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
 ) -> None:
     """Durable push throughput and latency of 1 KB documents against raw SQLite inserts."""
@@ -37,9 +40,12 @@ def push(
     console = Console()
     with console.status("starting") as status:
         report = asyncio.run(
-            bench_push.run(runs, seconds, log_level, lambda text: status.update(text))
+            bench_push.run(runs, seconds, log_level, lambda text: status.update(text), workers)
         )
-    table = Table(title=f"breakwater bench push (medians of {runs} runs, {seconds:g} s each)")
+    table = Table(
+        title=f"breakwater bench push, {workers} worker(s) (medians of {runs} runs,"
+        f" {seconds:g} s each)"
+    )
     for column in ("scenario", "docs/s", "p50 ms", "p99 ms", "raw sqlite rows/s", "ratio"):
         table.add_column(column, justify="left" if column == "scenario" else "right")
     for row in report["results"]:
@@ -114,6 +120,9 @@ def realtime(
     deflate: Annotated[
         bool, typer.Option(help="Subscribers offer permessage-deflate (the node accepts it).")
     ] = False,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="The node's worker processes (serve --workers).")
+    ] = 1,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
 ) -> None:
     """Write-to-delivery latency, deliveries/s and memory per idle WebSocket subscriber."""
@@ -124,12 +133,12 @@ def realtime(
     with console.status("starting") as status:
         report = asyncio.run(
             bench_realtime.run(
-                counts, rate, seconds, runs, deflate, lambda text: status.update(text)
+                counts, rate, seconds, runs, deflate, lambda text: status.update(text), workers
             )
         )
     table = Table(
-        title=f"breakwater bench realtime ({rate:g} writes/s for {seconds:g} s,"
-        f" medians of {runs} runs)"
+        title=f"breakwater bench realtime ({rate:g} writes/s for {seconds:g} s, {workers}"
+        f" worker(s), medians of {runs} runs)"
     )
     columns = (
         "subscribers",

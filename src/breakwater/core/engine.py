@@ -149,6 +149,10 @@ class Engine:
                 current_version=current.version if live and current is not None else None,
             )
         if mutation.hlc is None:
+            if current is not None:
+                # A server-stamped write orders after all the document holds, even when another
+                # writer of the store (a worker, a node) stamped it with a clock slightly ahead.
+                self.clock.observe(current.hlc)
             hlc = self.clock.now()
         else:
             hlc = mutation.hlc

@@ -7,6 +7,8 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
 
 import breakwater
 from breakwater.bus import Bus, open_bus
@@ -16,13 +18,16 @@ from breakwater.core.errors import BreakwaterError
 from breakwater.core.hlc import HybridClock
 from breakwater.obs.logging import get_logger
 from breakwater.obs.metrics import Metrics
+from breakwater.obs.worker_metrics import WorkerMetrics
 from breakwater.server import docs_api, health, problems, sync_api
+from breakwater.server.direct_routes import DirectRoutes, Endpoint
 from breakwater.server.middleware import ObserveRequests
 from breakwater.server.node import Node
 from breakwater.server.realtime import sse as realtime_sse
 from breakwater.server.realtime import websocket as realtime_websocket
 from breakwater.server.realtime.hub import Realtime
 from breakwater.server.store_hooks import NodeStoreHooks
+from breakwater.server.workers import WorkerRole
 from breakwater.storage import open_store
 from breakwater.storage.base import CompactionReport, Store
 
@@ -83,14 +88,31 @@ async def _compact_forever(node: Node) -> None:
             _log.warning("compaction_failed", error=error.type, detail=error.detail)
 
 
+def _direct_routes() -> dict[tuple[str, str], tuple[Endpoint, BaseRoute]]:
+    """The hot endpoints :class:`DirectRoutes` answers, with the routes registered for them."""
+    routes: dict[tuple[str, str], tuple[Endpoint, BaseRoute]] = {}
+    for route in sync_api.router.routes:
+        if isinstance(route, APIRoute) and route.endpoint is sync_api.push:
+            routes[("POST", route.path)] = (sync_api.push, route)
+    if ("POST", "/v1/sync/push") not in routes:
+        raise RuntimeError("POST /v1/sync/push is not registered")
+    return routes
+
+
 def create_app(
     config: Config,
     store: Store | None = None,
     clock: HybridClock | None = None,
     bus: Bus | None = None,
+    role: WorkerRole | None = None,
 ) -> FastAPI:
-    """The node's app; the store is opened on startup and flushed and closed on shutdown."""
+    """The node's app; the store is opened on startup and flushed and closed on shutdown.
+
+    With ``role``, the app is one worker process of a node (``serve --workers``).
+    """
     node = build_node(config, store, clock, bus)
+    if role is not None:
+        node.worker_metrics = WorkerMetrics(node.metrics, role.run_dir, role.index)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -98,6 +120,9 @@ def create_app(
         await node.store.open()
         await node.realtime.start()
         compaction = asyncio.create_task(_compact_forever(node))
+        background = [compaction]
+        if node.worker_metrics is not None:
+            background.append(asyncio.create_task(node.worker_metrics.publish_forever()))
         _log.info(
             "node_started",
             region=config.region,
@@ -107,9 +132,9 @@ def create_app(
         try:
             yield
         finally:
-            compaction.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await compaction
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             await node.realtime.aclose()
             await node.store.aclose()
             await node.bus.aclose()
@@ -129,6 +154,7 @@ def create_app(
     app.include_router(docs_api.router)
     app.include_router(sync_api.router)
     app.include_router(realtime_sse.router)
+    app.add_middleware(DirectRoutes, routes=_direct_routes())
     app.add_middleware(ObserveRequests, metrics=node.metrics)
     # Outermost of ours: realtime WebSockets skip the routing layers (see its module).
     app.add_middleware(realtime_websocket.WebSocketEntry)

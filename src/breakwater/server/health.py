@@ -44,4 +44,7 @@ async def readyz(request: Request) -> Response:
 @router.get("/metrics", summary="Prometheus metrics")
 async def metrics(request: Request) -> Response:
     """Every metric in the Prometheus text format."""
-    return Response(node_of(request).metrics.render(), media_type=CONTENT_TYPE)
+    node = node_of(request)
+    if node.worker_metrics is not None:
+        return Response(node.worker_metrics.render(), media_type=CONTENT_TYPE)
+    return Response(node.metrics.render(), media_type=CONTENT_TYPE)

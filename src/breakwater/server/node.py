@@ -9,6 +9,7 @@ from breakwater.config import Config
 from breakwater.core.engine import Engine
 from breakwater.core.hlc import HybridClock
 from breakwater.obs.metrics import Metrics
+from breakwater.obs.worker_metrics import WorkerMetrics
 from breakwater.server.realtime.hub import Realtime
 from breakwater.storage.base import Store
 
@@ -26,6 +27,8 @@ class Node:
     realtime: Realtime
     draining: bool = False
     dependencies: dict[str, str] = field(default_factory=dict)
+    worker_metrics: WorkerMetrics | None = None
+    """Set when this process is one worker of several: ``/metrics`` answers for all of them."""
 
     def start_draining(self) -> None:
         """Turn readiness off, refuse new realtime clients and tell open ones to reconnect.

@@ -55,7 +55,8 @@ def error_response(error: BreakwaterError, headers: Mapping[str, str] | None = N
     )
 
 
-async def _breakwater_error(request: Request, exc: Exception) -> Response:
+async def breakwater_error(request: Request, exc: Exception) -> Response:
+    """The answer to a Breakwater error raised while handling ``request``."""
     assert isinstance(exc, BreakwaterError)
     if exc.status >= 500:
         _log.warning("unavailable", error=exc.type, detail=exc.detail, path=request.url.path)
@@ -87,7 +88,7 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 def install(app: FastAPI) -> None:
     """Register every error handler on ``app``."""
-    app.add_exception_handler(BreakwaterError, _breakwater_error)
+    app.add_exception_handler(BreakwaterError, breakwater_error)
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(StarletteHTTPException, _http_exception)
     app.add_exception_handler(Exception, _unexpected)

@@ -76,6 +76,12 @@ class Outbound(Protocol):
     async def close(self, code: int) -> None:
         """End the stream (``code`` is the WebSocket close code); the reader then returns."""
 
+    def write_now(self, batch: Batch) -> bool:
+        """Write ``batch`` at once without waiting, if the stream can take it now.
+
+        False (nothing written) when it cannot: the message then goes through the pump.
+        """
+
 
 class Session:
     """The state and the sender of one realtime connection."""
@@ -268,7 +274,32 @@ class Session:
                 await self._heartbeat(sub)
                 continue
             self.wakeup.clear()
-            await self.wakeup.wait()
+            if sub is not None and sub.live:
+                sub.direct = self._write_now
+            try:
+                await self.wakeup.wait()
+            finally:
+                if sub is not None:
+                    sub.direct = None
+
+    def _write_now(self, batches: list[Batch]) -> int:
+        """Live messages written by the fan-out itself while the pump sleeps (it wakes only
+        for what cannot be written at once); returns how many were written."""
+        if self.control or self.ending is not None or self._heartbeat_due:
+            return 0
+        sub = self.subscriber
+        written = 0
+        for batch in batches:
+            if not self.out.write_now(batch):
+                break
+            written += 1
+            self.sent_cursor = batch.cursor_text
+            if sub is not None:
+                sub.resume_from = batch.cursor
+            self._figures.sent(self._transport, len(batch.text))
+            if batch.at is not None:
+                self._figures.notified(max(0.0, time.time() - batch.at))
+        return written
 
     async def _replay(self, sub: Subscriber) -> None:
         try:

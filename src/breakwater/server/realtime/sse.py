@@ -62,6 +62,10 @@ class SseOut:
             batch.sse = sse_event("changes", batch.text, batch.cursor_text)
         return await self._write(batch.sse)
 
+    def write_now(self, batch: Batch) -> bool:
+        """SSE messages always go through the pump (the HTTP body is chunked by the server)."""
+        return False
+
     async def send_message(self, kind: str, text: str) -> int:
         """An event of type ``kind``."""
         return await self._write(sse_event(kind, text))

@@ -14,10 +14,14 @@ walks stall the whole node; skipping the layers halves what a connection keeps.
 
 from __future__ import annotations
 
+import struct
+from typing import Any
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from breakwater.core.errors import BreakwaterError, NotFound
 from breakwater.server import problems
+from breakwater.server.coalescing import CoalescingTransport
 from breakwater.server.node import Node
 from breakwater.server.realtime import messages
 from breakwater.server.realtime.admission import Refused
@@ -30,6 +34,60 @@ CLOSE_TRY_AGAIN_LATER = 1013
 DISABLED = NotFound("the WebSocket transport is disabled on this node (realtime_transports)")
 
 
+def text_frame(payload: bytes) -> bytes:
+    """An unfragmented, unmasked WebSocket text frame (what a server sends, RFC 6455 5.2)."""
+    length = len(payload)
+    if length < 126:
+        header = struct.pack("!BB", 0x81, length)
+    elif length < 1 << 16:
+        header = struct.pack("!BBH", 0x81, 126, length)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, length)
+    return header + payload
+
+
+class _DirectSocket:
+    """The transport under uvicorn's WebSocket protocol, for frames written without a task.
+
+    A ``changes`` message is framed once and the same bytes go to every subscriber: no
+    per-connection task wake-up, framing or ASGI call. Only while the connection is plainly
+    open, uncompressed (permessage-deflate frames depend on each connection's compression
+    state) and not paused by flow control; anything else goes the ASGI way.
+    """
+
+    def __init__(self, protocol: Any) -> None:
+        self._protocol = protocol
+
+    @classmethod
+    def under(cls, send: Send) -> _DirectSocket | None:
+        """The socket under ``send`` if it is uvicorn's sans-I/O WebSocket protocol."""
+        protocol = getattr(send, "__self__", None)
+        needed = ("transport", "conn", "writable", "close_sent", "handshake_complete")
+        if protocol is None or not all(hasattr(protocol, name) for name in needed):
+            return None
+        return cls(protocol)
+
+    def write(self, batch: Batch) -> bool:
+        protocol = self._protocol
+        transport = protocol.transport
+        if (
+            not protocol.handshake_complete
+            or protocol.close_sent
+            or getattr(protocol.conn, "extensions", True)
+            or not protocol.writable.is_set()
+            or transport is None
+            or transport.is_closing()
+        ):
+            return False
+        if batch.frame is None:
+            batch.frame = text_frame(batch.text.encode())
+        if isinstance(transport, CoalescingTransport):
+            transport.write_now(batch.frame)
+        else:
+            transport.write(batch.frame)
+        return True
+
+
 class WebSocketOut:
     """Writes a session's messages as WebSocket text frames through the ASGI ``send``."""
 
@@ -37,6 +95,11 @@ class WebSocketOut:
 
     def __init__(self, send: Send) -> None:
         self._send = send
+        self._direct = _DirectSocket.under(send)
+
+    def write_now(self, batch: Batch) -> bool:
+        """Write a ``changes`` frame straight to the socket if the connection allows it."""
+        return self._direct is not None and self._direct.write(batch)
 
     async def _write(self, text: str) -> int:
         message: Message = {"type": "websocket.send", "text": text}
