@@ -64,3 +64,11 @@ def test_bench_auth_reports_every_figure(tmp_path: Path) -> None:
     ):
         value = report[key]
         assert isinstance(value, int | float) and value > 0, key
+
+
+def test_bench_sdk_reports_latency_drain_and_reconnect(tmp_path: Path) -> None:
+    """bench sdk times local writes, drains an outbox and reconnects, with their floors."""
+    report = bench(tmp_path, "sdk", "--runs", "1", "--writes", "20", "--pending", "50")
+    assert report["local_write_p50_ms"] > 0 and report["raw_sqlite_commit_p50_ms"] > 0  # type: ignore[operator]
+    assert report["drain_mutations_per_s"] > 0 and report["raw_push_mutations_per_s"] > 0  # type: ignore[operator]
+    assert report["reconnect_to_synced_s"] > 0  # type: ignore[operator]

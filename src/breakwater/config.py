@@ -30,6 +30,7 @@ from breakwater.core.mutation import COLLECTION_PATTERN
 from breakwater.storage import redact_url
 
 ENV_PREFIX = "BREAKWATER_"
+REALTIME_TRANSPORTS = ("websocket", "sse")
 MAX_DEPTH_CEILING = 200
 MAX_WORKERS = 64
 MAX_WORKER_NODE_ID = 60
@@ -65,6 +66,8 @@ class Config:
     realtime_admission_rate: float = 200.0
     realtime_admission_burst: int = 100
     realtime_admission_wait: float = 5.0
+    # Comma-separated realtime transports this node serves (long-poll pulls always work).
+    realtime_transports: str = "websocket,sse"
     limits: Limits = field(default_factory=Limits)
     collections: Mapping[str, CollectionConfig] = field(default_factory=dict)
     auth: AuthSettings = field(default_factory=AuthSettings)
@@ -84,6 +87,11 @@ class Config:
     def node_id(self) -> str:
         """The node id used in HLC stamps."""
         return self.node or f"{self.region}-{secrets.token_hex(3)}"
+
+    @property
+    def enabled_realtime_transports(self) -> frozenset[str]:
+        """The realtime transports this node serves (``realtime_transports``, parsed)."""
+        return frozenset(t.strip() for t in self.realtime_transports.split(",") if t.strip())
 
 
 _TABLES = ("limits", "collections", "auth", "rules")
@@ -329,6 +337,12 @@ def _check(config: Config) -> None:
     if config.realtime_admission_wait < 0:
         raise ConfigError(
             f"realtime_admission_wait = {config.realtime_admission_wait!r} must not be negative"
+        )
+    unknown = set(config.enabled_realtime_transports) - set(REALTIME_TRANSPORTS)
+    if unknown:
+        raise ConfigError(
+            f"realtime_transports = {config.realtime_transports!r} names {sorted(unknown)};"
+            f" use a comma-separated subset of {list(REALTIME_TRANSPORTS)} (or empty)"
         )
     if config.realtime_timeout <= config.realtime_heartbeat:
         raise ConfigError(

@@ -19,6 +19,7 @@ from starlette.types import Receive, Scope, Send
 from breakwater.auth.identity import Identity
 from breakwater.auth.policy import Policy
 from breakwater.core import cursor as cursor_mod
+from breakwater.core.errors import NotFound
 from breakwater.server import openapi, problems
 from breakwater.server.access import identity_of
 from breakwater.server.realtime.admission import Refused
@@ -170,6 +171,8 @@ async def realtime_sse(
 ) -> Response:
     """Changes after the cursor, then live, as ``changes`` events whose ids are cursors."""
     node = node_of(request)
+    if TRANSPORT not in node.config.enabled_realtime_transports:
+        raise NotFound("the SSE transport is disabled on this node (realtime_transports)")
     hub = node.realtime
     identity = identity_of(request)
     node.policy.admit_caller(identity)

@@ -20,7 +20,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from breakwater.auth.identity import Identity
-from breakwater.core.errors import BreakwaterError
+from breakwater.core.errors import BreakwaterError, NotFound
 from breakwater.server import problems
 from breakwater.server.access import client_ip, resolve
 from breakwater.server.coalescing import CoalescingTransport
@@ -34,6 +34,7 @@ PATH = "/v1/realtime"
 TRANSPORT = "websocket"
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_POLICY_VIOLATION = 1008
+DISABLED = NotFound("the WebSocket transport is disabled on this node (realtime_transports)")
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -153,6 +154,9 @@ async def _refuse(scope: Scope, receive: Receive, send: Send, refused: Breakwate
 async def serve_websocket(node: Node, scope: Scope, receive: Receive, send: Send) -> None:
     """Serve one WebSocket client until it leaves, times out, or the node drains."""
     if (await receive())["type"] != "websocket.connect":
+        return
+    if TRANSPORT not in node.config.enabled_realtime_transports:
+        await _refuse(scope, receive, send, DISABLED)
         return
     hub = node.realtime
     resolved = resolve(node, scope, allow_query_token=True)
