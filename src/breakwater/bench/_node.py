@@ -46,6 +46,9 @@ class BenchNode:
             *extra_args,
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("BREAKWATER_")}
+        # Every load client comes from one address: the per-IP and per-user limits would
+        # measure themselves, not the node (bench auth measures the auth paths on their own).
+        env.update(BREAKWATER_AUTH_RATE_PER_IP="0", BREAKWATER_AUTH_RATE_PER_USER="0")
         self.port = port
         self.process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env

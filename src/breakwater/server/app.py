@@ -5,12 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 
 import breakwater
+from breakwater.auth.passwords import HashParameters, Passwords
+from breakwater.auth.policy import Policy
+from breakwater.auth.sealing import Sealer
+from breakwater.auth.service import AuthService
+from breakwater.auth.signing_keys import load_keys
+from breakwater.auth.sqlite_store import SqliteAuthStore
+from breakwater.auth.tokens import TokenIssuer
 from breakwater.bus import Bus, open_bus
 from breakwater.config import Config
 from breakwater.core.engine import Engine
@@ -19,10 +27,12 @@ from breakwater.core.hlc import HybridClock
 from breakwater.obs.logging import get_logger
 from breakwater.obs.metrics import Metrics
 from breakwater.obs.worker_metrics import WorkerMetrics
-from breakwater.server import docs_api, health, problems, sync_api
+from breakwater.server import auth_api, docs_api, health, problems, sync_api
+from breakwater.server.access import Gatekeeper
 from breakwater.server.direct_routes import DirectRoutes, Endpoint
 from breakwater.server.middleware import ObserveRequests
 from breakwater.server.node import Node
+from breakwater.server.rate_limit import RateLimiter
 from breakwater.server.realtime import sse as realtime_sse
 from breakwater.server.realtime import websocket as realtime_websocket
 from breakwater.server.realtime.hub import Realtime
@@ -55,6 +65,12 @@ def build_node(
     if store is None:
         store = open_store(config.store_url, engine, hooks=NodeStoreHooks(metrics, bus))
     realtime = Realtime(config, store, bus, metrics)
+    settings = config.auth
+    keys_file = Path(settings.signing_keys_file) if settings.signing_keys_file else None
+    auth_store = SqliteAuthStore(config.data / "auth.db")
+    passwords = Passwords(HashParameters(settings.password_memory_kib, settings.password_time_cost))
+    keys = load_keys(keys_file or config.data / "auth-keys.json")
+    issuer = TokenIssuer(keys, settings.audience, settings.access_ttl)
     return Node(
         config=config,
         clock=clock,
@@ -63,6 +79,13 @@ def build_node(
         metrics=metrics,
         bus=bus,
         realtime=realtime,
+        auth=AuthService(auth_store, issuer, passwords, settings.refresh_ttl),
+        auth_store=auth_store,
+        policy=Policy(
+            settings.resolved_mode(config.host), config.rules, frozenset(settings.mfa_roles)
+        ),
+        limiter=RateLimiter(settings, metrics),
+        sealer=Sealer(keys),
     )
 
 
@@ -116,6 +139,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(node.auth_store.open)
         await node.bus.open()
         try:
             await node.store.open()
@@ -134,6 +158,7 @@ def create_app(
             region=config.region,
             node=node.clock.node,
             store=config.store_url_redacted,
+            auth=node.policy.mode,
         )
         try:
             yield
@@ -144,6 +169,7 @@ def create_app(
             await node.realtime.aclose()
             await node.store.aclose()
             await node.bus.aclose()
+            node.auth_store.close()
             _log.info("node_stopped", node=node.clock.node)
 
     app = FastAPI(
@@ -157,10 +183,14 @@ def create_app(
     app.state.node = node
     problems.install(app)
     app.include_router(health.router)
+    app.include_router(auth_api.router)
     app.include_router(docs_api.router)
     app.include_router(sync_api.router)
     app.include_router(realtime_sse.router)
     app.add_middleware(DirectRoutes, routes=_direct_routes())
+    # Outside the direct routes, so that every request, pushes included, has its caller
+    # resolved and its rate limits applied (inside the observer: refusals are counted).
+    app.add_middleware(Gatekeeper)
     app.add_middleware(ObserveRequests, metrics=node.metrics)
     # Outermost of ours: realtime WebSockets skip the routing layers (see its module).
     app.add_middleware(realtime_websocket.WebSocketEntry)

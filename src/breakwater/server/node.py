@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from breakwater.auth.policy import Policy
+from breakwater.auth.sealing import Sealer
+from breakwater.auth.service import AuthService
+from breakwater.auth.store import AuthStore
 from breakwater.bus import Bus
 from breakwater.config import Config
 from breakwater.core.engine import Engine
 from breakwater.core.hlc import HybridClock
 from breakwater.obs.metrics import Metrics
 from breakwater.obs.worker_metrics import WorkerMetrics
+from breakwater.server.rate_limit import RateLimiter
 from breakwater.server.realtime.hub import Realtime
 from breakwater.storage.base import Store
 
@@ -25,6 +30,11 @@ class Node:
     metrics: Metrics
     bus: Bus
     realtime: Realtime
+    auth: AuthService
+    auth_store: AuthStore
+    policy: Policy
+    limiter: RateLimiter
+    sealer: Sealer
     draining: bool = False
     dependencies: dict[str, str] = field(default_factory=dict)
     worker_metrics: WorkerMetrics | None = None

@@ -49,7 +49,11 @@ def problem(
 
 
 def error_response(error: BreakwaterError, headers: Mapping[str, str] | None = None) -> Response:
-    """The problem+json response of a Breakwater error."""
+    """The problem+json response of a Breakwater error (``Retry-After`` from its extra)."""
+    if "retry_after" in error.extra:
+        headers = {"Retry-After": str(error.extra["retry_after"]), **(headers or {})}
+    if error.status == 401:  # RFC 9110: a 401 names the scheme that would be accepted
+        headers = {"WWW-Authenticate": 'Bearer realm="breakwater"', **(headers or {})}
     return problem(
         error.status, error.type, error.title, error.detail, headers=headers, **error.extra
     )

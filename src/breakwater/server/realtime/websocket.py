@@ -19,7 +19,10 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from breakwater.auth.identity import Identity
+from breakwater.core.errors import BreakwaterError, NotFound
 from breakwater.server import problems
+from breakwater.server.access import client_ip, resolve
 from breakwater.server.coalescing import CoalescingTransport
 from breakwater.server.node import Node
 from breakwater.server.realtime import messages
@@ -30,6 +33,8 @@ from breakwater.server.realtime.session import Disconnected, Session
 PATH = "/v1/realtime"
 TRANSPORT = "websocket"
 CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_POLICY_VIOLATION = 1008
+DISABLED = NotFound("the WebSocket transport is disabled on this node (realtime_transports)")
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -129,30 +134,59 @@ class WebSocketOut:
             raise Disconnected from exc
 
 
-async def _refuse(scope: Scope, receive: Receive, send: Send, refused: Refused) -> None:
-    """Refuse before the upgrade: an HTTP 503 problem with Retry-After (or 1013)."""
+async def _refuse(scope: Scope, receive: Receive, send: Send, refused: BreakwaterError) -> None:
+    """Refuse before the upgrade: an HTTP problem (503/429 with Retry-After, 401, 403).
+
+    Without the ASGI response extension, the close code says the same: 1013 for a transient
+    refusal, 1008 for a credential or access refusal.
+    """
     if "websocket.http.response" in scope.get("extensions", {}):
-        response = problems.error_response(
-            refused, headers={"Retry-After": str(refused.retry_after)}
-        )
+        headers = {}
+        if isinstance(refused, Refused):
+            headers["Retry-After"] = str(refused.retry_after)
+        response = problems.error_response(refused, headers=headers)
         await response(scope, receive, send)  # sent as websocket.http.response.*
     else:
-        await send({"type": "websocket.close", "code": CLOSE_TRY_AGAIN_LATER})
+        code = CLOSE_TRY_AGAIN_LATER if refused.transient else CLOSE_POLICY_VIOLATION
+        await send({"type": "websocket.close", "code": code})
 
 
 async def serve_websocket(node: Node, scope: Scope, receive: Receive, send: Send) -> None:
     """Serve one WebSocket client until it leaves, times out, or the node drains."""
     if (await receive())["type"] != "websocket.connect":
         return
+    if TRANSPORT not in node.config.enabled_realtime_transports:
+        await _refuse(scope, receive, send, DISABLED)
+        return
     hub = node.realtime
+    resolved = resolve(node, scope, allow_query_token=True)
+    identity = resolved if isinstance(resolved, Identity) else None
+    try:
+        if isinstance(resolved, BreakwaterError):
+            raise resolved
+        node.policy.admit_caller(identity)
+        uid = None if identity is None else identity.uid
+        node.limiter.check(client_ip(scope, node.limiter.trusted), uid)
+        hub.claim_user_slot(identity)
+    except BreakwaterError as error:
+        await _refuse(scope, receive, send, error)
+        return
     try:
         await hub.admission.admit(TRANSPORT)
     except Refused as refused:
+        hub.release_user_slot(identity)
         await _refuse(scope, receive, send, refused)
         return
     try:
         await send({"type": "websocket.accept"})
-        session = Session(hub, WebSocketOut(send), expects_heartbeats=True)
+        session = Session(
+            hub,
+            WebSocketOut(send),
+            expects_heartbeats=True,
+            policy=node.policy,
+            identity=identity,
+            authenticate=node.auth.issuer.verify,
+        )
 
         async def read() -> None:
             while True:
@@ -164,6 +198,7 @@ async def serve_websocket(node: Node, scope: Scope, receive: Receive, send: Send
         await session.run(read)
     finally:
         hub.admission.release()
+        hub.release_user_slot(identity)
 
 
 class WebSocketEntry:
