@@ -7,9 +7,10 @@ store connections and writer thread), each on its own listening socket of the no
 by this supervisor (``SO_REUSEPORT``: the kernel spreads connections evenly). What makes them one
 node:
 
-- Writes: each worker's writer takes the SQLite file's writer lock for its group commit
-  (storage/_sqlite_lock.py), and seqs are allocated inside the transaction, so the feed stays
-  gap-free (I3) across workers; HLC stamps carry per-worker node ids (``<node>.w<i>``).
+- Writes: each worker's writer takes the store's writer lock for its group commit (the SQLite
+  file's ``flock``, storage/_sqlite_lock.py; PostgreSQL's ``feed_head`` row, ADR 0005), and seqs
+  are allocated inside the transaction, so the feed stays gap-free (I3) across workers; HLC
+  stamps carry per-worker node ids (``<node>.w<i>``).
 - Notices: the workers share an ``ipc://`` bus (unless another bus is configured), so a commit in
   one wakes the realtime subscribers and long-polls of all of them at once.
 - Limits: the realtime connection limit and admission rate are divided between the workers.
