@@ -1,4 +1,4 @@
-"""The Bus contract, run against every backend (only ``memory://`` today)."""
+"""The Bus contract, run against every backend (memory, redis, nats)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from breakwater.bus import SCHEMES, Bus, CommitNotice, open_bus
+from breakwater.bus import Bus, CommitNotice, open_bus
 from breakwater.core.errors import ConfigError
 
 
-@pytest.fixture(params=[f"{scheme}://" for scheme in SCHEMES])
-async def bus(request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
-    """An open bus of each backend."""
-    opened = open_bus(request.param)
+@pytest.fixture
+async def bus(bus_url: str) -> AsyncIterator[Bus]:
+    """An open bus of each backend (``bus_url`` is parametrized over them in conftest.py)."""
+    opened = open_bus(bus_url)
     await opened.open()
     yield opened
     await opened.aclose()
