@@ -157,7 +157,13 @@ def test_a_pending_notice_folds_heads_per_origin() -> None:
 
 @pytest.mark.parametrize(
     "payload",
-    [b"", b"not json", b"[]", b'{"s": 1, "h": {}, "at": 1}', b'{"s": "x", "h": {"r": "1"}, "at": 1}'],
+    [
+        b"",
+        b"not json",
+        b"[]",
+        b'{"s": 1, "h": {}, "at": 1}',
+        b'{"s": "x", "h": {"r": "1"}, "at": 1}',
+    ],
 )
 def test_a_payload_that_is_not_a_notice_is_ignored(payload: bytes) -> None:
     """Foreign or corrupt messages on the channel decode to nothing."""

@@ -50,7 +50,7 @@ class Link(Protocol):
         """Publish ``payload`` on the channel; raises on a broken connection."""
 
     def receive(self) -> AsyncIterator[bytes]:
-        """The payloads published on the channel (ours may be included); ends or raises when lost."""
+        """The payloads on the channel (ours may be among them); ends or raises when lost."""
 
     async def ping(self) -> None:
         """One round trip to the broker; raises on a broken connection."""

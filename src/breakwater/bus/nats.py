@@ -67,7 +67,7 @@ class NatsLink:
             error_cb=self._on_error,
         )
         await self.client.subscribe(self.subject, cb=self._on_message)
-        await self.client.flush(timeout=SEND_TIMEOUT)
+        await self.client.flush(timeout=int(SEND_TIMEOUT))
 
     async def send(self, payload: bytes) -> None:
         """Publish the payload (buffered by nats-py, flushed by its flusher task)."""
@@ -87,7 +87,7 @@ class NatsLink:
         """A round trip (PING/PONG) to the server."""
         if self.client is None:
             raise ConnectionError("the NATS connection is not open")
-        await self.client.flush(timeout=SEND_TIMEOUT)
+        await self.client.flush(timeout=int(SEND_TIMEOUT))
 
     async def close(self) -> None:
         """Close the connection."""

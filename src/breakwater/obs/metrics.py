@@ -82,6 +82,19 @@ class Metrics:
             ["transport", "reason"],
             registry=r,
         )
+        self.cache_lookups = Counter(
+            "breakwater_cache_lookups",
+            "Cached reads (documents and query pages), by result: hit, miss, error (the cache"
+            " failed; the store answered) or bypass (the cache is being left alone).",
+            ["result"],
+            registry=r,
+        )
+        self.cache_errors = Counter(
+            "breakwater_cache_errors",
+            "Cache calls that failed, by operation (read, write, invalidate).",
+            ["operation"],
+            registry=r,
+        )
         self.dependency_up = Gauge(
             "breakwater_dependency_up",
             "1 when a dependency answers its readiness check.",

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 import breakwater
 from breakwater.bus import Bus, open_bus
+from breakwater.cache import Cache, open_cache
 from breakwater.config import Config
 from breakwater.core.engine import Engine
 from breakwater.core.errors import BreakwaterError
@@ -19,6 +20,7 @@ from breakwater.obs.metrics import Metrics
 from breakwater.server import docs_api, health, problems, sync_api
 from breakwater.server.middleware import ObserveRequests
 from breakwater.server.node import Node
+from breakwater.server.read_cache import ReadCache
 from breakwater.server.realtime import sse as realtime_sse
 from breakwater.server.realtime import websocket as realtime_websocket
 from breakwater.server.realtime.hub import Realtime
@@ -35,8 +37,10 @@ def build_node(
     store: Store | None = None,
     clock: HybridClock | None = None,
     bus: Bus | None = None,
+    cache: Cache | None = None,
 ) -> Node:
-    """Wire clock, engine, metrics, bus and store for ``config`` (arguments override URLs).
+    """Wire clock, engine, metrics, bus, cache and store for ``config`` (arguments override
+    URLs).
 
     A store built here publishes a commit notice on the bus after every commit. A store passed
     in keeps the hooks it was built with; without notices, realtime clients and long-polls
@@ -46,10 +50,15 @@ def build_node(
     engine = Engine(config.region, clock, config.collections, config.limits)
     metrics = Metrics()
     if bus is None:
-        bus = open_bus(config.bus)
+        bus = open_bus(config.bus, namespace=config.region)
+    if cache is None:
+        cache = open_cache(config.cache, namespace=config.region)
     if store is None:
         store = open_store(config.store_url, engine, hooks=NodeStoreHooks(metrics, bus))
-    realtime = Realtime(config, store, bus, metrics)
+    read_cache = ReadCache(cache, metrics, config.cache_ttl)
+    realtime = Realtime(config, store, bus, metrics, on_changes=read_cache.followed)
+    metrics.dependency_up.labels("bus").set_function(lambda: 1 if bus.healthy else 0)
+    metrics.dependency_up.labels("cache").set_function(lambda: 1 if read_cache.healthy else 0)
     return Node(
         config=config,
         clock=clock,
@@ -57,6 +66,7 @@ def build_node(
         store=store,
         metrics=metrics,
         bus=bus,
+        cache=read_cache,
         realtime=realtime,
     )
 
@@ -88,13 +98,16 @@ def create_app(
     store: Store | None = None,
     clock: HybridClock | None = None,
     bus: Bus | None = None,
+    cache: Cache | None = None,
 ) -> FastAPI:
     """The node's app; the store is opened on startup and flushed and closed on shutdown."""
-    node = build_node(config, store, clock, bus)
+    node = build_node(config, store, clock, bus, cache)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await node.bus.open()
+        await node.cache.cache.open()
+        await node.cache.start()
         await node.store.open()
         await node.realtime.start()
         compaction = asyncio.create_task(_compact_forever(node))
@@ -112,6 +125,7 @@ def create_app(
                 await compaction
             await node.realtime.aclose()
             await node.store.aclose()
+            await node.cache.cache.aclose()
             await node.bus.aclose()
             _log.info("node_stopped", node=node.clock.node)
 

@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
+from breakwater.core import codec
 from breakwater.core import query as query_mod
 from breakwater.core.engine import MutationResult
 from breakwater.core.errors import NotFound, ValidationError
@@ -45,6 +46,12 @@ def _mutation_id(request: Request, collection: str, doc_id: str) -> str:
 async def _write(node: Node, mutation: Mutation) -> Response:
     [result] = await node.store.apply([mutation])
     node.metrics.mutations.labels(result.status).inc()
+    if result.status == "applied":
+        # Before the answer: this client's next read on this node sees its write.
+        assert result.origin is not None and result.seq is not None
+        await node.cache.committed(
+            [(mutation.collection, mutation.doc_id, result.origin, result.seq)]
+        )
     if result.status == "rejected":
         assert result.error is not None
         raise result.error
@@ -68,13 +75,14 @@ async def _replayed(node: Node, mutation: Mutation, result: MutationResult) -> R
 async def get_document(collection: str, doc_id: str, request: Request) -> Response:
     """The live document with its version as ``ETag``; ``If-None-Match`` gives 304."""
     node = node_of(request)
-    doc = await node.store.get(check_collection(collection), check_doc_id(doc_id))
-    if doc is None or doc.deleted:
+    collection, doc_id = check_collection(collection), check_doc_id(doc_id)
+    doc = await node.cache.document(collection, doc_id, lambda: node.store.get(collection, doc_id))
+    if doc is None:
         raise NotFound(f"document {collection}/{doc_id} does not exist")
     tag = etag(doc.version)
     if if_none_match_hits(request.headers.get("if-none-match"), doc.version):
         return Response(status_code=304, headers={"ETag": tag})
-    return json_response(doc_json(doc), headers={"ETag": tag})
+    return Response(doc.body, media_type="application/json", headers={"ETag": tag})
 
 
 @router.put(
@@ -152,5 +160,9 @@ async def query_documents(
     parsed = query_mod.parse_query(
         check_collection(collection), where, order, limit, after, node.config.limits.max_query_limit
     )
-    page = await node.store.query(parsed)
-    return json_response({"docs": [doc_json(doc) for doc in page.docs], "next": page.next_token})
+
+    async def load() -> bytes:
+        page = await node.store.query(parsed)
+        return codec.dumps({"docs": [doc_json(doc) for doc in page.docs], "next": page.next_token})
+
+    return Response(await node.cache.query(parsed, load), media_type="application/json")

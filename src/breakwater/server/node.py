@@ -1,4 +1,5 @@
-"""The state one node shares between its routes: config, engine, store, bus, realtime, drain."""
+"""The state one node shares between its routes: config, engine, store, bus, cache, realtime,
+drain."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from breakwater.config import Config
 from breakwater.core.engine import Engine
 from breakwater.core.hlc import HybridClock
 from breakwater.obs.metrics import Metrics
+from breakwater.server.read_cache import ReadCache
 from breakwater.server.realtime.hub import Realtime
 from breakwater.storage.base import Store
 
@@ -23,6 +25,7 @@ class Node:
     store: Store
     metrics: Metrics
     bus: Bus
+    cache: ReadCache
     realtime: Realtime
     draining: bool = False
     dependencies: dict[str, str] = field(default_factory=dict)

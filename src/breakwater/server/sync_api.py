@@ -69,6 +69,13 @@ async def push(request: Request) -> Response:
     node = node_of(request)
     mutations = _parse_push(await read_json(request, node.config.limits.max_body_bytes), node)
     results = await node.store.apply(mutations)
+    await node.cache.committed(
+        [
+            (m.collection, m.doc_id, r.origin, r.seq)
+            for m, r in zip(mutations, results, strict=True)
+            if r.status == "applied" and r.origin is not None and r.seq is not None
+        ]
+    )
     for status, count in Counter(result.status for result in results).items():
         node.metrics.mutations.labels(status).inc(count)
     return json_response({"results": [result_json(r) for r in results], "hlc": node.clock.now()})

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from breakwater.bus import Bus, CommitNotice, Subscription
@@ -153,6 +153,9 @@ class Subscriber:
         return None if self.collections is None else sorted(self.collections)
 
 
+ChangesHook = Callable[[list[tuple[str, str, str, int]]], Awaitable[None]]
+"""Told the ``(collection, id, origin, seq)`` of every change the follower is about to deliver."""
+
 Key = tuple[str, int, str]
 """What the fan-out keeps of a change besides its encoding: ``(origin, seq, collection)``."""
 
@@ -275,8 +278,10 @@ class Fanout:
         recent_bytes: int = RECENT_BYTES,
         poll_interval: float = POLL_INTERVAL,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
+        on_changes: ChangesHook | None = None,
     ) -> None:
         self.store = store
+        self.on_changes = on_changes
         self.bus = bus
         self.metrics = metrics
         self.queue_limit = queue_limit
@@ -291,6 +296,7 @@ class Fanout:
         self._unaligned: set[Subscriber] = set()
         self._advanced = asyncio.Event()
         self._stopped = False
+        self._closing = False
         self._task: asyncio.Task[None] | None = None
 
     # lifecycle ----------------------------------------------------------------------------------
@@ -309,6 +315,7 @@ class Fanout:
 
     async def aclose(self) -> None:
         """Stop the follower and release every waiter."""
+        self._closing = True
         self.stop_waiters()
         if self._task is not None:
             self._task.cancel()
@@ -454,7 +461,10 @@ class Fanout:
 
     async def _follow(self, notices: Subscription) -> None:
         try:
-            while True:
+            # Not ``while True``: on Python 3.11 ``asyncio.wait_for`` can swallow a
+            # cancellation that lands as its inner wait completes; the stop flag (set by
+            # ``aclose`` before it cancels) ends the loop within a poll interval anyway.
+            while not self._closing:
                 try:
                     at = await self._next_commit(notices)
                     if at is not None:
@@ -495,6 +505,15 @@ class Fanout:
             except CursorExpired:
                 self._restart_from_head(await self.store.head())
                 return
+            if self.on_changes is not None and page.entries:
+                # Before the delivery: a subscriber that reads a document it was just told
+                # about reads at least that version from this node (the cache is invalidated).
+                await self.on_changes(
+                    [
+                        (e.change.collection, e.change.doc_id, e.change.origin, e.change.seq)
+                        for e in page.entries
+                    ]
+                )
             self._publish(page, at)
             if not page.has_more:
                 return
