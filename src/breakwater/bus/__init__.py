@@ -37,7 +37,7 @@ SCHEMES = ("memory", "redis", "nats")
 CHANNEL = "commits"
 """Notices travel on ``<prefix>.commits``."""
 
-__all__ = ["SCHEMES", "Bus", "CommitNotice", "Subscription", "open_bus", "split_prefix"]
+__all__ = ["SCHEMES", "Bus", "BusStats", "CommitNotice", "Subscription", "open_bus", "split_prefix"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +46,18 @@ class CommitNotice:
 
     head: VersionVector
     at: float
+
+
+@dataclass(slots=True)
+class BusStats:
+    """What a bus did since it opened (all zero for the in-process bus)."""
+
+    sent: int = 0
+    """Notices sent to the broker (one may cover several commits)."""
+    received: int = 0
+    """Notices received from other nodes through the broker."""
+    reconnects: int = 0
+    """Times the connection to the broker was lost and made again."""
 
 
 class Subscription(Protocol):
@@ -82,6 +94,10 @@ class Bus(Protocol):
     @property
     def healthy(self) -> bool:
         """False while the backend cannot deliver notices (readers fall back to polling)."""
+
+    @property
+    def stats(self) -> BusStats:
+        """Counters for metrics."""
 
 
 def split_prefix(url: str, default: str) -> tuple[str, str]:

@@ -27,7 +27,7 @@ from typing import Protocol
 
 import structlog
 
-from breakwater.bus import CommitNotice
+from breakwater.bus import BusStats, CommitNotice
 from breakwater.bus.memory import MemoryBus, MemorySubscription
 from breakwater.core import codec
 from breakwater.core.cursor import VersionVector
@@ -107,9 +107,7 @@ class RemoteBus:
         self.backoff = backoff or Backoff(base=0.1, cap=5.0)
         self.sender_id = secrets.token_hex(8)
         self.local = MemoryBus()
-        self.sent = 0
-        self.received = 0
-        self.reconnects = 0
+        self.stats = BusStats()
         self._pending: CommitNotice | None = None
         self._wakeup = asyncio.Event()
         self._connected = asyncio.Event()
@@ -183,7 +181,7 @@ class RemoteBus:
                 self._healthy = False
                 self._connected.clear()
                 await link.close()
-            self.reconnects += 1
+            self.stats.reconnects += 1
             await asyncio.sleep(self.backoff.next_delay())
 
     async def _serve(self, link: Link) -> None:
@@ -224,7 +222,7 @@ class RemoteBus:
                 self._pending = fold(notice, self._pending) if self._pending else notice
                 self._wakeup.set()
                 raise
-            self.sent += 1
+            self.stats.sent += 1
 
     async def _receive_forever(self, link: Link) -> None:
         async for payload in link.receive():
@@ -235,7 +233,7 @@ class RemoteBus:
                 continue
             sender, notice = decoded
             if sender != self.sender_id:
-                self.received += 1
+                self.stats.received += 1
                 self.local.publish(notice)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -102,6 +102,10 @@ class Metrics:
             registry=r,
         )
 
+    def watch_bus(self, figures: Callable[[], tuple[int, int, int]]) -> None:
+        """Export the bus's ``(sent, received, reconnects)`` counters, read at each scrape."""
+        self.registry.register(_BusCollector(figures))
+
     # StoreHooks -------------------------------------------------------------------------------
 
     def on_commit(self, mutations: int, seconds: float) -> None:
@@ -179,4 +183,25 @@ class _RealtimeCollector(Collector):
             "From a commit to the send of the live message that carries it.",
             buckets=buckets,
             sum_value=figures.notify_sum,
+        )
+
+
+class _BusCollector(Collector):
+    def __init__(self, figures: Callable[[], tuple[int, int, int]]) -> None:
+        self.figures = figures
+
+    def collect(self) -> Iterator[Metric]:
+        sent, received, reconnects = self.figures()
+        notices = CounterMetricFamily(
+            "breakwater_bus_notices",
+            "Commit notices through the bus's broker, by direction (sent, received).",
+            labels=["direction"],
+        )
+        notices.add_metric(["sent"], sent)
+        notices.add_metric(["received"], received)
+        yield notices
+        yield CounterMetricFamily(
+            "breakwater_bus_reconnects",
+            "Times the bus lost its broker and connected again.",
+            value=reconnects,
         )

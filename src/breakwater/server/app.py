@@ -58,6 +58,7 @@ def build_node(
     read_cache = ReadCache(cache, metrics, config.cache_ttl)
     realtime = Realtime(config, store, bus, metrics, on_changes=read_cache.followed)
     metrics.dependency_up.labels("bus").set_function(lambda: 1 if bus.healthy else 0)
+    metrics.watch_bus(lambda: (bus.stats.sent, bus.stats.received, bus.stats.reconnects))
     metrics.dependency_up.labels("cache").set_function(lambda: 1 if read_cache.healthy else 0)
     return Node(
         config=config,
