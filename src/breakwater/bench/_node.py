@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,9 @@ from breakwater.bench._http import HttpConnection
 class BenchNode:
     """A ``breakwater serve`` subprocess for one run, stopped by its PID."""
 
-    def __init__(self, data: Path, port: int, log_level: str) -> None:
+    def __init__(
+        self, data: Path, port: int, log_level: str, extra_args: Sequence[str] = ()
+    ) -> None:
         command = [
             sys.executable,
             "-m",
@@ -33,6 +36,7 @@ class BenchNode:
             "0",
             "--log-level",
             log_level,
+            *extra_args,
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("BREAKWATER_")}
         self.port = port

@@ -114,6 +114,14 @@ def realtime(
     deflate: Annotated[
         bool, typer.Option(help="Subscribers offer permessage-deflate (the node accepts it).")
     ] = False,
+    bus: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--bus",
+            help="Also run across two nodes over this bus (redis://…, nats://…; repeat the"
+            " option); the same-node memory bus is always run as the reference.",
+        ),
+    ] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
 ) -> None:
     """Write-to-delivery latency, deliveries/s and memory per idle WebSocket subscriber."""
@@ -124,7 +132,7 @@ def realtime(
     with console.status("starting") as status:
         report = asyncio.run(
             bench_realtime.run(
-                counts, rate, seconds, runs, deflate, lambda text: status.update(text)
+                counts, rate, seconds, runs, deflate, lambda text: status.update(text), bus
             )
         )
     table = Table(
@@ -132,6 +140,7 @@ def realtime(
         f" medians of {runs} runs)"
     )
     columns = (
+        "bus",
         "subscribers",
         "p50 ms",
         "p99 ms",
@@ -147,6 +156,7 @@ def realtime(
     for row in report["results"]:
         idle = row["idle_kib_per_connection"]
         table.add_row(
+            row["bus"],
             f"{row['subscribers']:,}",
             f"{row['p50_ms']:.2f}",
             f"{row['p99_ms']:.2f}",
