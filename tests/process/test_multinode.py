@@ -179,3 +179,23 @@ async def test_with_the_broker_dead_every_change_still_arrives_through_the_poll(
             assert time.monotonic() < deadline, "node B kept serving a stale read"
             await asyncio.sleep(0.05)
     assert bus_received(a) == bus_received(b) == 0
+
+
+@pytest.mark.parametrize("scheme", ["redis", "nats"])
+async def test_a_long_poll_on_node_b_answers_a_write_on_node_a_promptly(
+    scheme: str, start_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    """A pull waiting on B returns the change written on A well within the poll interval."""
+    a, b = two_nodes(start_server, tmp_path / "data", live_bus(scheme))
+    async with httpx.AsyncClient(timeout=20) as http:
+        cursor = (await http.get(f"{b.url}/v1/sync/pull")).json()["cursor"]
+        waiting = asyncio.ensure_future(
+            http.get(f"{b.url}/v1/sync/pull", params={"cursor": cursor, "wait": 10})
+        )
+        await asyncio.sleep(0.5)  # the pull is waiting on B
+        started = time.monotonic()
+        ack = (await http.put(f"{a.url}/v1/collections/notes/docs/lp", json={"v": 1})).json()
+        pulled = (await waiting).json()
+        elapsed = time.monotonic() - started
+    assert [(c["origin"], c["seq"]) for c in pulled["changes"]] == [(ack["origin"], ack["seq"])]
+    assert elapsed < POLL_INTERVAL / 2, elapsed
