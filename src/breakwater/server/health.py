@@ -39,7 +39,7 @@ async def readyz(request: Request) -> Response:
         degraded.append("bus")
     else:
         checks["bus"] = "ok"
-    if not node.cache.healthy:
+    if not await node.cache.check():
         checks["cache"] = "unreachable: reads go to the store"
         degraded.append("cache")
     else:

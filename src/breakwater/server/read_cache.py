@@ -89,6 +89,23 @@ class ReadCache:
         """False while the cache is being left alone after a failure."""
         return not self._epoch_stale and self._clock() >= self._resume_at
 
+    async def check(self) -> bool:
+        """Whether the cache answers now (a readiness check: one bounded round trip).
+
+        A node whose epoch is stale renews it here, so it does not stay degraded until its
+        next read.
+        """
+        if not self._usable():
+            return False
+        if self._epoch_stale:
+            return await self._renew_epoch()
+        try:
+            await self.cache.get_many([EPOCH])
+        except CacheUnavailable:
+            self._failed("read")
+            return False
+        return True
+
     # plumbing -----------------------------------------------------------------------------------
 
     def _failed(self, operation: str) -> None:

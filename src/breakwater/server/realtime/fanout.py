@@ -311,6 +311,7 @@ class Fanout:
             raise
         self.stable = dict(self.position)
         self.recent.reset(self.position)
+        self._closing = False
         self._task = asyncio.create_task(self._follow(notices), name="bw-realtime-follower")
 
     async def aclose(self) -> None:
