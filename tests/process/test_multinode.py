@@ -164,8 +164,10 @@ async def test_with_the_broker_dead_every_change_still_arrives_through_the_poll(
     a, b = two_nodes(start_server, tmp_path / "data", dead_bus(scheme))
     async with httpx.AsyncClient(timeout=10) as http:
         ready = await http.get(f"{b.url}/readyz")
+        metrics = (await http.get(f"{b.url}/metrics")).text
     assert ready.status_code == 200
     assert ready.json()["degraded"] == ["bus"]
+    assert 'breakwater_dependency_up{dependency="bus"} 0.0' in metrics
     await every_change_once_on_both(a, b, 30)
     async with httpx.AsyncClient(timeout=10) as http:
         await http.put(f"{b.url}/v1/collections/notes/docs/last", json={"v": "b"})

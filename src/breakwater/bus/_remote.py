@@ -157,6 +157,7 @@ class RemoteBus:
     # the connection -----------------------------------------------------------------------------
 
     async def _supervise(self) -> None:
+        lost = False
         while not self._closed:
             try:
                 async with asyncio.timeout(CONNECT_TIMEOUT):
@@ -168,6 +169,8 @@ class RemoteBus:
                 await asyncio.sleep(self.backoff.next_delay())
                 continue
             self.backoff.reset()
+            if lost:
+                self.stats.reconnects += 1
             self._healthy = True
             self._connected.set()
             self._log.info("bus_connected", bus=self.connector.name)
@@ -181,7 +184,7 @@ class RemoteBus:
                 self._healthy = False
                 self._connected.clear()
                 await link.close()
-            self.stats.reconnects += 1
+            lost = True
             await asyncio.sleep(self.backoff.next_delay())
 
     async def _serve(self, link: Link) -> None:
