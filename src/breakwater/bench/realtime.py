@@ -246,16 +246,25 @@ def _with_prefix(bus: str) -> str:
     return f"{bus}{'&' if '?' in bus else '?'}prefix=bench-{uuid.uuid4().hex[:12]}"
 
 
-def _start_nodes(data: Path, bus: str) -> tuple[BenchNode, BenchNode]:
-    """The writer's node and the subscribers' node: one node on the memory bus, else two
-    nodes on one SQLite file and the broker ``bus``."""
+async def _start_nodes(data: Path, bus: str) -> tuple[BenchNode, BenchNode]:
+    """The writer's node and the subscribers' node, both ready: one node on the memory bus,
+    else two nodes on one SQLite file and the broker ``bus`` (started one after the other, so
+    that only the first creates the store)."""
     if bus == MEMORY_BUS:
         node = BenchNode(data, free_port(), "warning")
+        await node.wait_ready()
         return node, node
     bus = _with_prefix(bus)
-    writer = BenchNode(data, free_port(), "warning", ["--node", "node-a", "--bus", bus])
-    reader = BenchNode(data, free_port(), "warning", ["--node", "node-b", "--bus", bus])
-    return writer, reader
+    started: list[BenchNode] = []
+    try:
+        for name in ("node-a", "node-b"):
+            started.append(BenchNode(data, free_port(), "warning", ["--node", name, "--bus", bus]))
+            await started[-1].wait_ready()
+    except BaseException:
+        for node in started:
+            node.stop()
+        raise
+    return started[0], started[1]
 
 
 async def _one_run(
@@ -267,11 +276,9 @@ async def _one_run(
     bus: str = MEMORY_BUS,
 ) -> Run:
     with tempfile.TemporaryDirectory(prefix="bw-bench-rt-") as tmp:
-        writer, node = _start_nodes(Path(tmp) / "data", bus)
+        writer, node = await _start_nodes(Path(tmp) / "data", bus)
         subscribers: Subscribers | None = None
         try:
-            await writer.wait_ready()
-            await node.wait_ready()
             await _write_at_rate(writer.port, 50, 0.5)  # warm up the write and fan-out paths
             await asyncio.sleep(1.5)  # the reader's node has followed the warm-up writes
             async with HttpConnection("127.0.0.1", node.port) as http:
