@@ -73,3 +73,28 @@ def test_bench_realtime_runs_across_two_nodes_over_a_broker(tmp_path: Path) -> N
     assert [row["bus"] for row in results] == ["memory, same node", "redis, node A to node B"]
     for row in results:
         assert row["delivered_fraction"] == 1.0 and row["write_errors"] == 0
+
+
+def test_bench_auth_reports_every_figure(tmp_path: Path) -> None:
+    """bench auth measures sign-ins, token checks, and push and pull with and without rules."""
+    report = bench(tmp_path, "auth", "--runs", "1", "--logins", "2", "--batches", "1")
+    for key in (
+        "logins_per_s",
+        "raw_argon2id_verifies_per_s",
+        "token_verify_first_us",
+        "token_verify_again_us",
+        "push_docs_per_s_with_rules",
+        "push_docs_per_s_without_rules",
+        "pull_changes_per_s_with_rules",
+        "pull_changes_per_s_without_rules",
+    ):
+        value = report[key]
+        assert isinstance(value, int | float) and value > 0, key
+
+
+def test_bench_sdk_reports_latency_drain_and_reconnect(tmp_path: Path) -> None:
+    """bench sdk times local writes, drains an outbox and reconnects, with their floors."""
+    report = bench(tmp_path, "sdk", "--runs", "1", "--writes", "20", "--pending", "50")
+    assert report["local_write_p50_ms"] > 0 and report["raw_sqlite_commit_p50_ms"] > 0  # type: ignore[operator]
+    assert report["drain_mutations_per_s"] > 0 and report["raw_push_mutations_per_s"] > 0  # type: ignore[operator]
+    assert report["reconnect_to_synced_s"] > 0  # type: ignore[operator]

@@ -178,3 +178,14 @@ def test_cli_hides_the_password_of_an_unsupported_store_url(tmp_path: Path) -> N
     assert result.returncode == 2
     assert "supported: sqlite" in result.stderr
     assert "hunter2" not in result.stderr + result.stdout
+
+
+def test_realtime_transports_parse_and_refuse_unknown_names(tmp_path: Path) -> None:
+    """realtime_transports is a comma-separated subset of websocket, sse (empty allowed)."""
+    assert load_config(None, env={}).enabled_realtime_transports == {"websocket", "sse"}
+    only_sse = load_config(write(tmp_path, 'realtime_transports = " sse "\n'), env={})
+    assert only_sse.enabled_realtime_transports == {"sse"}
+    none = load_config(write(tmp_path, 'realtime_transports = ""\n'), env={})
+    assert none.enabled_realtime_transports == frozenset()
+    with pytest.raises(ConfigError, match="realtime_transports = 'sse,smoke'"):
+        load_config(write(tmp_path, 'realtime_transports = "sse,smoke"\n'), env={})

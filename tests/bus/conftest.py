@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
 import uuid
+from collections.abc import Iterator
 
 import pytest
 
@@ -26,6 +28,10 @@ def bus_url_for(scheme: str) -> str:
 
 
 @pytest.fixture(params=SCHEMES)
-def bus_url(request: pytest.FixtureRequest) -> str:
-    """A bus URL of each backend."""
-    return bus_url_for(request.param)
+def bus_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A bus URL of each backend (ipc in a short temporary directory: socket paths are short)."""
+    if request.param == "ipc":
+        with tempfile.TemporaryDirectory(prefix="bw-bus-") as short_dir:
+            yield f"ipc://{short_dir}"
+        return
+    yield bus_url_for(request.param)

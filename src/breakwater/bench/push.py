@@ -181,13 +181,14 @@ async def run(
     seconds: float,
     log_level: str = "info",
     progress: Callable[[str], None] = lambda _: None,
+    workers: int = 1,
 ) -> dict[str, Any]:
-    """Every scenario ``runs`` times; the report as a JSON-ready dict."""
+    """Every scenario ``runs`` times against a node of ``workers`` processes; a JSON-ready dict."""
     results = [ScenarioResult(s) for s in SCENARIOS]
     store_rates: list[float] = []
     for run_index in range(runs):
         with tempfile.TemporaryDirectory(prefix="bw-bench-") as tmp:
-            node = BenchNode(Path(tmp) / "data", free_port(), log_level)
+            node = BenchNode(Path(tmp) / "data", free_port(), log_level, workers)
             try:
                 await node.wait_ready()
                 for result in results:
@@ -212,6 +213,7 @@ async def run(
         "doc_bytes": DOC_BYTES,
         "seconds_per_scenario": seconds,
         "runs": runs,
+        "workers": workers,
         "machine": machine(),
         "results": [r.summary() for r in results],
     }

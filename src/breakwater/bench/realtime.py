@@ -50,21 +50,14 @@ DRAIN_SECONDS = 15.0
 """How long after the last write the subscribers may take to receive everything."""
 
 
-def rss_bytes(pid: int) -> int:
-    """Resident memory of ``pid`` (VmRSS)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
 def notify_quantile(metrics_text: str, fraction: float) -> float | None:
     """The upper bound (ms) of the notify histogram bucket holding the ``fraction`` quantile."""
-    buckets: list[tuple[float, float]] = []
+    counts: dict[float, float] = {}  # summed over workers, when the node has several
     for line in metrics_text.splitlines():
         if line.startswith("breakwater_realtime_notify_seconds_bucket{"):
-            label = line.split('le="', 1)[1].split('"', 1)[0]
-            buckets.append((float(label), float(line.rsplit(" ", 1)[1])))
+            upper = float(line.split('le="', 1)[1].split('"', 1)[0])
+            counts[upper] = counts.get(upper, 0.0) + float(line.rsplit(" ", 1)[1])
+    buckets = sorted(counts.items())
     if not buckets or buckets[-1][1] == 0:
         return None
     total = buckets[-1][1]
@@ -246,19 +239,20 @@ def _with_prefix(bus: str) -> str:
     return f"{bus}{'&' if '?' in bus else '?'}prefix=bench-{uuid.uuid4().hex[:12]}"
 
 
-async def _start_nodes(data: Path, bus: str) -> tuple[BenchNode, BenchNode]:
+async def _start_nodes(data: Path, bus: str, workers: int) -> tuple[BenchNode, BenchNode]:
     """The writer's node and the subscribers' node, both ready: one node on the memory bus,
     else two nodes on one SQLite file and the broker ``bus`` (started one after the other, so
     that only the first creates the store)."""
     if bus == MEMORY_BUS:
-        node = BenchNode(data, free_port(), "warning")
+        node = BenchNode(data, free_port(), "warning", workers)
         await node.wait_ready()
         return node, node
     bus = _with_prefix(bus)
     started: list[BenchNode] = []
     try:
         for name in ("node-a", "node-b"):
-            started.append(BenchNode(data, free_port(), "warning", ["--node", name, "--bus", bus]))
+            args = ["--node", name, "--bus", bus]
+            started.append(BenchNode(data, free_port(), "warning", workers, args))
             await started[-1].wait_ready()
     except BaseException:
         for node in started:
@@ -273,10 +267,11 @@ async def _one_run(
     seconds: float,
     deflate: bool,
     progress: Callable[[str], None],
+    workers: int = 1,
     bus: str = MEMORY_BUS,
 ) -> Run:
     with tempfile.TemporaryDirectory(prefix="bw-bench-rt-") as tmp:
-        writer, node = await _start_nodes(Path(tmp) / "data", bus)
+        writer, node = await _start_nodes(Path(tmp) / "data", bus, workers)
         subscribers: Subscribers | None = None
         try:
             await _write_at_rate(writer.port, 50, 0.5)  # warm up the write and fan-out paths
@@ -285,14 +280,14 @@ async def _one_run(
                 _, body = await http.request("GET", "/v1/sync/pull?limit=1000")
             head = codec.loads(body)["cursor"]  # subscribers start here: no replay
             await asyncio.sleep(0.5)
-            before = rss_bytes(node.process.pid)
+            before = node.rss_bytes()
             progress(f"{count} subscribers: connecting")
             subscribers = Subscribers(node.port, count, deflate, head)
             ready = await subscribers.line(180)
             if ready["ready"] != count:
                 raise RuntimeError(f"only {ready['ready']} of {count} subscribers are ready")
             await asyncio.sleep(2)
-            idle = (rss_bytes(node.process.pid) - before) / count / 1024 if count >= 100 else None
+            idle = (node.rss_bytes() - before) / count / 1024 if count >= 100 else None
             progress(f"{count} subscribers: {rate:g} writes/s for {seconds:g} s")
             subscribers.command("measure")
             measured = time.perf_counter()
@@ -336,10 +331,12 @@ async def run(
     runs: int,
     deflate: bool = False,
     progress: Callable[[str], None] = lambda _: None,
+    workers: int = 1,
     buses: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Every scenario (each bus with each subscriber count) ``runs`` times, interleaved; the
-    report as a JSON-ready dict. The memory bus is always among the buses (the reference)."""
+    """Every scenario (each bus with each subscriber count) ``runs`` times, interleaved, on
+    nodes of ``workers`` processes; the report as a JSON-ready dict. The memory bus is always
+    among the buses (the reference)."""
     buses = [MEMORY_BUS] + [bus for bus in buses or [] if bus != MEMORY_BUS]
     results = [ScenarioResult(count, rate, bus) for bus in buses for count in counts]
     for run_index, result in itertools.product(range(runs), results):
@@ -349,7 +346,7 @@ async def run(
             progress(f"{prefix}: {text}")
 
         result.runs.append(
-            await _one_run(result.subscribers, rate, seconds, deflate, step, result.bus)
+            await _one_run(result.subscribers, rate, seconds, deflate, step, workers, result.bus)
         )
     return {
         "benchmark": "realtime",
@@ -357,6 +354,7 @@ async def run(
         "seconds": seconds,
         "runs": runs,
         "deflate": deflate,
+        "workers": workers,
         "sampled_subscribers": SAMPLED,
         "machine": machine() | {"load_average": os.getloadavg()},
         "results": [r.summary() for r in results],

@@ -17,6 +17,7 @@ Contract for every backend (checked by tests/bus/test_conformance.py):
   it cannot send) and reports it through ``healthy``; readers then rely on their fallback poll.
 
 Backends are chosen by URL scheme with :func:`open_bus`: ``memory://`` (one process),
+``ipc:///directory`` (the processes of one machine, e.g. the workers of ``serve --workers``),
 ``redis://`` (Redis pub/sub) and ``nats://`` (core NATS) for the nodes of a region. The broker
 backends keep the contract through a broker outage: ``healthy`` turns false, ``publish`` still
 returns at once, local subscribers still hear this node's commits, and the bus reconnects by
@@ -27,13 +28,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from breakwater.core.cursor import VersionVector
 from breakwater.core.errors import ConfigError
 
-SCHEMES = ("memory", "redis", "nats")
+SCHEMES = ("memory", "ipc", "redis", "nats")
 CHANNEL = "commits"
 """Notices travel on ``<prefix>.commits``."""
 
@@ -117,11 +119,18 @@ def open_bus(url: str, namespace: str = "local") -> Bus:
     Broker backends take ``?prefix=NAME`` (default ``breakwater.<namespace>``, the region): the
     nodes of one region share it, and regions that share a broker keep apart.
     """
-    scheme = urlsplit(url).scheme
+    parts = urlsplit(url)
+    scheme = parts.scheme
     if scheme == "memory":
         from breakwater.bus.memory import MemoryBus
 
         return MemoryBus()
+    if scheme == "ipc":
+        from breakwater.bus.ipc import IpcBus
+
+        if parts.netloc or not parts.path.startswith("/"):
+            raise ConfigError("an ipc bus URL names an absolute directory: ipc:///path/to/dir")
+        return IpcBus(Path(parts.path))
     if scheme in ("redis", "rediss", "nats", "tls"):
         broker_url, prefix = split_prefix(url, f"breakwater.{namespace}")
         channel = f"{prefix}.{CHANNEL}"

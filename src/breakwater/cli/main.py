@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from breakwater.cli import bench, serve
+from breakwater.cli import bench, keys, serve, users
 from breakwater.config import ConfigError
 from breakwater.core.errors import BreakwaterError
 
@@ -19,6 +19,8 @@ app = typer.Typer(
 )
 app.command("serve")(serve.serve)
 app.add_typer(bench.app, name="bench")
+app.add_typer(keys.app, name="keys")
+app.add_typer(users.app, name="users")
 
 
 def main() -> None:

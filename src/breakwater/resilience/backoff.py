@@ -1,43 +1,42 @@
-"""Exponential backoff with full jitter: how long to wait before the next reconnect attempt.
+"""Exponential backoff with full jitter (the AWS architecture blog's "full jitter").
 
-Attempt ``n`` (from 0) waits a uniformly random time in ``[0, min(cap, base * 2**n)]`` ("full
-jitter", as in the AWS architecture note): many clients that lost the same broker at the same
-moment spread their retries instead of reconnecting in lockstep.
+The n-th wait is uniform in ``[0, min(cap, base * 2**n)]``: clients that failed together spread
+out instead of retrying in lock-step, and the cap bounds the worst wait. ``random`` is injected so
+tests are deterministic.
 """
 
 from __future__ import annotations
 
-import random
+import random as _random
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 
-@dataclass
 class Backoff:
-    """Delays for successive attempts; :meth:`reset` after a success."""
+    """Successive waits for one retrying caller; :meth:`reset` after a success."""
 
-    base: float = 0.1
-    cap: float = 10.0
-    rand: Callable[[], float] = field(default=random.random, repr=False)
-    attempt: int = 0
+    def __init__(
+        self,
+        base: float = 0.1,
+        cap: float = 30.0,
+        random: Callable[[], float] = _random.random,
+    ) -> None:
+        if not (base > 0 and cap >= base):
+            raise ValueError(f"need 0 < base <= cap, got base={base!r} cap={cap!r}")
+        self.base = base
+        self.cap = cap
+        self._random = random
+        self.attempts = 0
 
-    def __post_init__(self) -> None:
-        if not self.base > 0:
-            raise ValueError(f"base must be positive, not {self.base!r}")
-        if self.cap < self.base:
-            raise ValueError(f"cap must be at least base, not {self.cap!r}")
-
-    def ceiling(self, attempt: int) -> float:
-        """The longest wait of ``attempt``: ``min(cap, base * 2**attempt)``."""
-        # Past 2**64 the product only overflows the cap: stop doubling there.
-        return min(self.cap, self.base * 2.0 ** min(attempt, 64))
+    def ceiling(self) -> float:
+        """The upper bound of the next wait."""
+        return min(self.cap, self.base * float(2 ** min(self.attempts, 62)))
 
     def next_delay(self) -> float:
-        """The wait before the next attempt (and count that attempt)."""
-        delay = self.rand() * self.ceiling(self.attempt)
-        self.attempt += 1
+        """The next wait in seconds (uniform below :meth:`ceiling`); counts one attempt."""
+        delay = self._random() * self.ceiling()
+        self.attempts += 1
         return delay
 
     def reset(self) -> None:
-        """The last attempt succeeded: the next failure waits briefly again."""
-        self.attempt = 0
+        """Start again from ``base`` (after a success)."""
+        self.attempts = 0
