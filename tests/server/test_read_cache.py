@@ -227,3 +227,27 @@ async def test_an_evicted_token_never_revives_an_old_entry(evicted: str) -> None
     doc = await cache.document("notes", "n1", load)
     assert doc is not None and doc.version == "v2"
     assert len(calls) == 2
+
+
+@pytest.mark.parametrize(
+    ("cache", "expected"),
+    [("memory://", "none://"), ("memory://?max_entries=5", "none://"), ("none://", "none://")],
+)
+def test_workers_turn_an_in_process_cache_off(
+    make_config: Callable[..., Any], tmp_path: Any, cache: str, expected: str
+) -> None:
+    """With several workers a per-process cache could break read-your-writes: it is off."""
+    from breakwater.server.workers import WorkerRole, worker_config
+
+    config = make_config(cache=cache)
+    role = WorkerRole(index=0, count=2, run_dir=tmp_path, supervisor=1)
+    assert worker_config(config, role).cache == expected
+
+
+def test_workers_keep_a_shared_cache(make_config: Callable[..., Any], tmp_path: Any) -> None:
+    """A redis cache is shared by the workers and stays on."""
+    from breakwater.server.workers import WorkerRole, worker_config
+
+    config = make_config(cache="redis://127.0.0.1:6379/0")
+    role = WorkerRole(index=1, count=2, run_dir=tmp_path, supervisor=1)
+    assert worker_config(config, role).cache == "redis://127.0.0.1:6379/0"
