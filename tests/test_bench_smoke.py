@@ -87,6 +87,32 @@ def test_bench_startup_reports_seconds_to_healthy(tmp_path: Path) -> None:
     assert 0 < report["seconds_to_healthy_median"] < 30  # type: ignore[operator]
 
 
+def test_bench_realtime_runs_across_two_nodes_over_a_broker(tmp_path: Path) -> None:
+    """bench realtime --bus measures the same-node memory bus and the two-node broker bus."""
+    from tests.services import REDIS_URL, require_service
+
+    bus = require_service(REDIS_URL)
+    report = bench(
+        tmp_path,
+        "realtime",
+        "-n",
+        "2",
+        "--rate",
+        "20",
+        "--seconds",
+        "1",
+        "--runs",
+        "1",
+        "--bus",
+        bus,
+    )
+    results = report["results"]
+    assert isinstance(results, list)
+    assert [row["bus"] for row in results] == ["memory, same node", "redis, node A to node B"]
+    for row in results:
+        assert row["delivered_fraction"] == 1.0 and row["write_errors"] == 0
+
+
 def test_bench_auth_reports_every_figure(tmp_path: Path) -> None:
     """bench auth measures sign-ins, token checks, and push and pull with and without rules."""
     report = bench(tmp_path, "auth", "--runs", "1", "--logins", "2", "--batches", "1")

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "breakwater"
 ALLOWED = {
     "core": set(),
     "storage": {"core"},
-    "bus": {"core"},
+    "bus": {"core", "resilience"},  # the reconnect backoff (ADR 0005)
     "cache": {"core"},
     "resilience": set(),
     "obs": set(),

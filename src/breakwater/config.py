@@ -58,6 +58,8 @@ class Config:
     drain_grace: float = 1.0
     drain_timeout: float = 10.0
     bus: str = "memory://"
+    cache: str = "memory://"
+    cache_ttl: float = 60.0
     # Realtime (WebSocket and SSE): see docs/protocol.md#realtime.
     max_realtime_connections: int = 10_000
     realtime_heartbeat: float = 15.0
@@ -319,7 +321,7 @@ def _check(config: Config) -> None:
         )
     if config.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log_level = {config.log_level!r} is not debug, info, warning or error")
-    for key in ("max_clock_skew", "retention_days", "compaction_interval"):
+    for key in ("max_clock_skew", "retention_days", "compaction_interval", "cache_ttl"):
         if getattr(config, key) <= 0:
             raise ConfigError(f"{key} = {getattr(config, key)!r} must be positive")
     for key in ("drain_grace", "drain_timeout"):

@@ -369,3 +369,24 @@ async def test_an_anonymous_stream_cannot_sign_in_later(
         await ws.send(json.dumps({"type": "auth", "token": user.access}))
         refused = await recv(ws)
         assert refused["type"] == "error" and refused["error"]["type"] == "unauthorized"
+
+
+async def test_cached_reads_apply_the_read_rule_to_every_caller(
+    rules_node: httpx.AsyncClient,
+) -> None:
+    """A document or query page cached for its owner is never served to another user."""
+    alice = await sign_up(rules_node, "alice-cache@example.com")
+    bob = await sign_up(rules_node, "bob-cache@example.com")
+    path = "/v1/collections/notes/docs/secret"
+    body = {"owner": alice.uid, "text": "mine"}
+    assert (await rules_node.put(path, json=body, headers=alice.headers)).status_code == 201
+    query = "/v1/collections/notes/docs"
+    for _ in range(2):  # the second round is served from the cache
+        assert (await rules_node.get(path, headers=alice.headers)).status_code == 200
+        assert [
+            d["id"] for d in (await rules_node.get(query, headers=alice.headers)).json()["docs"]
+        ] == ["secret"]
+    assert (await rules_node.get(path, headers=bob.headers)).status_code == 403
+    assert (await rules_node.get(query, headers=bob.headers)).json()["docs"] == []
+    metrics = (await rules_node.get("/metrics")).text
+    assert 'breakwater_cache_lookups_total{result="hit"}' in metrics

@@ -1,26 +1,23 @@
-"""The Bus contract, run against every backend."""
+"""The Bus contract, run against every backend (memory, ipc, redis, nats)."""
 
 from __future__ import annotations
 
 import asyncio
-import tempfile
 from collections.abc import AsyncIterator
 
 import pytest
 
-from breakwater.bus import SCHEMES, Bus, CommitNotice, open_bus
+from breakwater.bus import Bus, CommitNotice, open_bus
 from breakwater.core.errors import ConfigError
 
 
-@pytest.fixture(params=SCHEMES)
-async def bus(request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
-    """An open bus of each backend."""
-    with tempfile.TemporaryDirectory(prefix="bw-bus-") as short_dir:  # Unix socket paths are short
-        urls = {"memory": "memory://", "ipc": f"ipc://{short_dir}"}
-        opened = open_bus(urls[request.param])
-        await opened.open()
-        yield opened
-        await opened.aclose()
+@pytest.fixture
+async def bus(bus_url: str) -> AsyncIterator[Bus]:
+    """An open bus of each backend (``bus_url`` is parametrized over them in conftest.py)."""
+    opened = open_bus(bus_url)
+    await opened.open()
+    yield opened
+    await opened.aclose()
 
 
 def notice(seq: int) -> CommitNotice:

@@ -12,11 +12,12 @@ async def test_healthz_answers_ok(client: httpx.AsyncClient) -> None:
     assert response.json() == {"status": "ok"}
 
 
-async def test_readyz_names_the_store_check(client: httpx.AsyncClient) -> None:
-    """/readyz is 200 with the store check passing."""
+async def test_readyz_names_every_dependency_check(client: httpx.AsyncClient) -> None:
+    """/readyz is 200 with the store, bus and cache checks passing."""
     response = await client.get("/readyz")
     assert response.status_code == 200
-    assert response.json()["checks"] == {"store": "ok"}
+    assert response.json()["status"] == "ready"
+    assert response.json()["checks"] == {"store": "ok", "bus": "ok", "cache": "ok"}
 
 
 async def test_readyz_is_503_while_draining(client: httpx.AsyncClient) -> None:

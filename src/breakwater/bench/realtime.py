@@ -11,6 +11,11 @@ took to deliver them), resident memory per idle connection, and the node's own c
 time (from its ``breakwater_realtime_notify_seconds`` histogram: the upper bound of the bucket
 that holds the quantile).
 
+With ``--bus`` URLs (``redis://…``, ``nats://…``) each scenario also runs across two nodes: node
+A and node B share one SQLite file and the bus, the writer writes to A and the subscribers are
+on B, so every delivery crosses the broker. The same-node run on the in-process bus
+(``memory://``) is always measured in the same run, as the reference.
+
 Server, subscribers and writer share one machine: on a small one the client's CPU is part of
 what limits the figures, which the report's ``machine`` section lets a reader judge.
 """
@@ -26,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,12 +83,22 @@ class Run:
     write_errors: int
 
 
+MEMORY_BUS = "memory://"
+
+
+def bus_label(bus: str) -> str:
+    """How a report names a bus: its scheme, and whether the delivery crosses nodes."""
+    scheme = bus.split("://", 1)[0]
+    return "memory, same node" if bus == MEMORY_BUS else f"{scheme}, node A to node B"
+
+
 @dataclass
 class ScenarioResult:
     """Every run of one scenario, and their medians."""
 
     subscribers: int
     rate: float
+    bus: str = MEMORY_BUS
     runs: list[Run] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
@@ -93,6 +109,7 @@ class ScenarioResult:
 
         idle = [r.idle_kib_per_connection for r in self.runs if r.idle_kib_per_connection]
         return {
+            "bus": bus_label(self.bus),
             "subscribers": self.subscribers,
             "writes_per_s": self.rate,
             "p50_ms": med([percentile(r.latencies_ms, 0.5) for r in self.runs]),
@@ -217,20 +234,48 @@ async def _write_at_rate(port: int, rate: float, seconds: float) -> tuple[int, i
     return count, errors
 
 
+def _with_prefix(bus: str) -> str:
+    """A broker URL with a prefix of its own, so concurrent benchmarks keep apart."""
+    return f"{bus}{'&' if '?' in bus else '?'}prefix=bench-{uuid.uuid4().hex[:12]}"
+
+
+async def _start_nodes(data: Path, bus: str, workers: int) -> tuple[BenchNode, BenchNode]:
+    """The writer's node and the subscribers' node, both ready: one node on the memory bus,
+    else two nodes on one SQLite file and the broker ``bus`` (started one after the other, so
+    that only the first creates the store)."""
+    if bus == MEMORY_BUS:
+        node = BenchNode(data, free_port(), "warning", workers)
+        await node.wait_ready()
+        return node, node
+    bus = _with_prefix(bus)
+    started: list[BenchNode] = []
+    try:
+        for name in ("node-a", "node-b"):
+            args = ["--node", name, "--bus", bus]
+            started.append(BenchNode(data, free_port(), "warning", workers, args))
+            await started[-1].wait_ready()
+    except BaseException:
+        for node in started:
+            node.stop()
+        raise
+    return started[0], started[1]
+
+
 async def _one_run(
     count: int,
     rate: float,
     seconds: float,
     deflate: bool,
     progress: Callable[[str], None],
-    workers: int,
+    workers: int = 1,
+    bus: str = MEMORY_BUS,
 ) -> Run:
     with tempfile.TemporaryDirectory(prefix="bw-bench-rt-") as tmp:
-        node = BenchNode(Path(tmp) / "data", free_port(), "warning", workers)
+        writer, node = await _start_nodes(Path(tmp) / "data", bus, workers)
         subscribers: Subscribers | None = None
         try:
-            await node.wait_ready()
-            await _write_at_rate(node.port, 50, 0.5)  # warm up the write and fan-out paths
+            await _write_at_rate(writer.port, 50, 0.5)  # warm up the write and fan-out paths
+            await asyncio.sleep(1.5)  # the reader's node has followed the warm-up writes
             async with HttpConnection("127.0.0.1", node.port) as http:
                 _, body = await http.request("GET", "/v1/sync/pull?limit=1000")
             head = codec.loads(body)["cursor"]  # subscribers start here: no replay
@@ -246,7 +291,7 @@ async def _one_run(
             progress(f"{count} subscribers: {rate:g} writes/s for {seconds:g} s")
             subscribers.command("measure")
             measured = time.perf_counter()
-            writes, errors = await _write_at_rate(node.port, rate, seconds)
+            writes, errors = await _write_at_rate(writer.port, rate, seconds)
             expected = writes * count
             report: dict[str, Any] = {}
             deadline = time.perf_counter() + DRAIN_SECONDS
@@ -275,6 +320,8 @@ async def _one_run(
             if subscribers is not None:
                 subscribers.stop()
             node.stop()
+            if writer is not node:
+                writer.stop()
 
 
 async def run(
@@ -285,17 +332,21 @@ async def run(
     deflate: bool = False,
     progress: Callable[[str], None] = lambda _: None,
     workers: int = 1,
+    buses: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Every scenario ``runs`` times on a node of ``workers`` processes; a JSON-ready dict."""
-    results = [ScenarioResult(count, rate) for count in counts]
+    """Every scenario (each bus with each subscriber count) ``runs`` times, interleaved, on
+    nodes of ``workers`` processes; the report as a JSON-ready dict. The memory bus is always
+    among the buses (the reference)."""
+    buses = [MEMORY_BUS] + [bus for bus in buses or [] if bus != MEMORY_BUS]
+    results = [ScenarioResult(count, rate, bus) for bus in buses for count in counts]
     for run_index, result in itertools.product(range(runs), results):
-        prefix = f"run {run_index + 1}/{runs}"
+        prefix = f"run {run_index + 1}/{runs}, {bus_label(result.bus)}"
 
         def step(text: str, prefix: str = prefix) -> None:
             progress(f"{prefix}: {text}")
 
         result.runs.append(
-            await _one_run(result.subscribers, rate, seconds, deflate, step, workers)
+            await _one_run(result.subscribers, rate, seconds, deflate, step, workers, result.bus)
         )
     return {
         "benchmark": "realtime",

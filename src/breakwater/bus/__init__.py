@@ -16,8 +16,12 @@ Contract for every backend (checked by tests/bus/test_conformance.py):
   iteration. A backend that loses its broker keeps accepting ``publish`` calls (dropping what
   it cannot send) and reports it through ``healthy``; readers then rely on their fallback poll.
 
-Backends are chosen by URL scheme with :func:`open_bus`: ``memory://`` (one process) and
-``ipc:///directory`` (the processes of one machine, e.g. the workers of ``serve --workers``).
+Backends are chosen by URL scheme with :func:`open_bus`: ``memory://`` (one process),
+``ipc:///directory`` (the processes of one machine, e.g. the workers of ``serve --workers``),
+``redis://`` (Redis pub/sub) and ``nats://`` (core NATS) for the nodes of a region. The broker
+backends keep the contract through a broker outage: ``healthy`` turns false, ``publish`` still
+returns at once, local subscribers still hear this node's commits, and the bus reconnects by
+itself with exponential backoff and full jitter.
 """
 
 from __future__ import annotations
@@ -26,14 +30,16 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from breakwater.core.cursor import VersionVector
 from breakwater.core.errors import ConfigError
 
-SCHEMES = ("memory", "ipc")
+SCHEMES = ("memory", "ipc", "redis", "nats")
+CHANNEL = "commits"
+"""Notices travel on ``<prefix>.commits``."""
 
-__all__ = ["SCHEMES", "Bus", "CommitNotice", "Subscription", "open_bus"]
+__all__ = ["SCHEMES", "Bus", "BusStats", "CommitNotice", "Subscription", "open_bus", "split_prefix"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +48,18 @@ class CommitNotice:
 
     head: VersionVector
     at: float
+
+
+@dataclass(slots=True)
+class BusStats:
+    """What a bus did since it opened (all zero for the in-process bus)."""
+
+    sent: int = 0
+    """Notices sent to the broker (one may cover several commits)."""
+    received: int = 0
+    """Notices received from other nodes through the broker."""
+    reconnects: int = 0
+    """Times the connection to the broker was lost and made again."""
 
 
 class Subscription(Protocol):
@@ -79,9 +97,28 @@ class Bus(Protocol):
     def healthy(self) -> bool:
         """False while the backend cannot deliver notices (readers fall back to polling)."""
 
+    @property
+    def stats(self) -> BusStats:
+        """Counters for metrics."""
 
-def open_bus(url: str) -> Bus:
-    """A bus for ``url`` (not yet opened); an unknown scheme lists the supported ones."""
+
+def split_prefix(url: str, default: str) -> tuple[str, str]:
+    """``url`` without its ``prefix`` query parameter, and that prefix (or ``default``)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    prefix = next((value for key, value in query if key == "prefix"), default)
+    if not prefix:
+        raise ConfigError("the prefix of a bus or cache URL must not be empty")
+    rest = urlencode([(key, value) for key, value in query if key != "prefix"])
+    return urlunsplit(parts._replace(query=rest)), prefix
+
+
+def open_bus(url: str, namespace: str = "local") -> Bus:
+    """A bus for ``url`` (not yet opened); an unknown scheme lists the supported ones.
+
+    Broker backends take ``?prefix=NAME`` (default ``breakwater.<namespace>``, the region): the
+    nodes of one region share it, and regions that share a broker keep apart.
+    """
     parts = urlsplit(url)
     scheme = parts.scheme
     if scheme == "memory":
@@ -94,6 +131,16 @@ def open_bus(url: str) -> Bus:
         if parts.netloc or not parts.path.startswith("/"):
             raise ConfigError("an ipc bus URL names an absolute directory: ipc:///path/to/dir")
         return IpcBus(Path(parts.path))
+    if scheme in ("redis", "rediss", "nats", "tls"):
+        broker_url, prefix = split_prefix(url, f"breakwater.{namespace}")
+        channel = f"{prefix}.{CHANNEL}"
+        if scheme.startswith("redis"):
+            from breakwater.bus.redis import redis_bus
+
+            return redis_bus(broker_url, channel)
+        from breakwater.bus.nats import nats_bus
+
+        return nats_bus(broker_url, channel)
     # The URL itself is not repeated: a broker URL may carry a password.
     raise ConfigError(
         f"bus URL has an unsupported scheme {scheme!r}; supported: "

@@ -21,7 +21,7 @@ import socket
 import time
 from pathlib import Path
 
-from breakwater.bus import CommitNotice
+from breakwater.bus import BusStats, CommitNotice
 from breakwater.bus.memory import MemoryBus, MemorySubscription
 from breakwater.core import codec
 from breakwater.core.errors import ConfigError
@@ -102,6 +102,11 @@ class IpcBus:
     def healthy(self) -> bool:
         """True while the socket is open (there is no broker to lose)."""
         return self._socket is not None
+
+    @property
+    def stats(self) -> BusStats:
+        """Broker counters do not apply to datagrams between local processes: all zero."""
+        return BusStats()
 
     def _peer_paths(self) -> list[str]:
         now = time.monotonic()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-from breakwater.bus import CommitNotice
+from breakwater.bus import BusStats, CommitNotice
 
 
 class MemorySubscription:
@@ -86,3 +86,8 @@ class MemoryBus:
     def healthy(self) -> bool:
         """Always true: there is no broker to lose."""
         return True
+
+    @property
+    def stats(self) -> BusStats:
+        """Nothing crosses a process boundary: all zero."""
+        return BusStats()

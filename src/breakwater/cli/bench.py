@@ -177,6 +177,14 @@ def realtime(
     workers: Annotated[
         int, typer.Option(min=1, max=64, help="The node's worker processes (serve --workers).")
     ] = 1,
+    bus: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--bus",
+            help="Also run across two nodes over this bus (redis://…, nats://…; repeat the"
+            " option); the same-node memory bus is always run as the reference.",
+        ),
+    ] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
 ) -> None:
     """Write-to-delivery latency, deliveries/s and memory per idle WebSocket subscriber."""
@@ -187,7 +195,7 @@ def realtime(
     with console.status("starting") as status:
         report = asyncio.run(
             bench_realtime.run(
-                counts, rate, seconds, runs, deflate, lambda text: status.update(text), workers
+                counts, rate, seconds, runs, deflate, lambda text: status.update(text), workers, bus
             )
         )
     table = Table(
@@ -195,6 +203,7 @@ def realtime(
         f" worker(s), medians of {runs} runs)"
     )
     columns = (
+        "bus",
         "subscribers",
         "p50 ms",
         "p99 ms",
@@ -210,6 +219,7 @@ def realtime(
     for row in report["results"]:
         idle = row["idle_kib_per_connection"]
         table.add_row(
+            row["bus"],
             f"{row['subscribers']:,}",
             f"{row['p50_ms']:.2f}",
             f"{row['p99_ms']:.2f}",

@@ -24,6 +24,10 @@ def serve(
         str | None,
         typer.Option(help="Bus URL for commit notices (default memory://, this process only)."),
     ] = None,
+    cache: Annotated[
+        str | None,
+        typer.Option(help="Cache URL for hot reads (default memory://; redis://…; none://)."),
+    ] = None,
     region: Annotated[str | None, typer.Option(help="This node's region (default local).")] = None,
     node: Annotated[
         str | None, typer.Option(help="This node's id (default: region plus a random suffix).")
@@ -50,6 +54,7 @@ def serve(
         "data": data,
         "store": store,
         "bus": bus,
+        "cache": cache,
         "region": region,
         "node": node,
         "log_level": log_level,

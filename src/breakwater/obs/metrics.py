@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -82,6 +82,19 @@ class Metrics:
             ["transport", "reason"],
             registry=r,
         )
+        self.cache_lookups = Counter(
+            "breakwater_cache_lookups",
+            "Cached reads (documents and query pages), by result: hit, miss, error (the cache"
+            " failed; the store answered) or bypass (the cache is being left alone).",
+            ["result"],
+            registry=r,
+        )
+        self.cache_errors = Counter(
+            "breakwater_cache_errors",
+            "Cache calls that failed, by operation (read, write, invalidate).",
+            ["operation"],
+            registry=r,
+        )
         self.rate_limited = Counter(
             "breakwater_rate_limited",
             "Requests refused with 429, by the limit that refused them (ip, user, auth, global).",
@@ -106,6 +119,10 @@ class Metrics:
             ["dependency"],
             registry=r,
         )
+
+    def watch_bus(self, figures: Callable[[], tuple[int, int, int]]) -> None:
+        """Export the bus's ``(sent, received, reconnects)`` counters, read at each scrape."""
+        self.registry.register(_BusCollector(figures))
 
     # StoreHooks -------------------------------------------------------------------------------
 
@@ -184,4 +201,25 @@ class _RealtimeCollector(Collector):
             "From a commit to the send of the live message that carries it.",
             buckets=buckets,
             sum_value=figures.notify_sum,
+        )
+
+
+class _BusCollector(Collector):
+    def __init__(self, figures: Callable[[], tuple[int, int, int]]) -> None:
+        self.figures = figures
+
+    def collect(self) -> Iterator[Metric]:
+        sent, received, reconnects = self.figures()
+        notices = CounterMetricFamily(
+            "breakwater_bus_notices",
+            "Commit notices through the bus's broker, by direction (sent, received).",
+            labels=["direction"],
+        )
+        notices.add_metric(["sent"], sent)
+        notices.add_metric(["received"], received)
+        yield notices
+        yield CounterMetricFamily(
+            "breakwater_bus_reconnects",
+            "Times the bus lost its broker and connected again.",
+            value=reconnects,
         )

@@ -20,6 +20,7 @@ from breakwater.auth.signing_keys import load_keys
 from breakwater.auth.sqlite_store import SqliteAuthStore
 from breakwater.auth.tokens import TokenIssuer
 from breakwater.bus import Bus, open_bus
+from breakwater.cache import Cache, open_cache
 from breakwater.config import Config
 from breakwater.core.engine import Engine
 from breakwater.core.errors import BreakwaterError
@@ -33,6 +34,7 @@ from breakwater.server.direct_routes import DirectRoutes, Endpoint
 from breakwater.server.middleware import ObserveRequests
 from breakwater.server.node import Node
 from breakwater.server.rate_limit import RateLimiter
+from breakwater.server.read_cache import ReadCache
 from breakwater.server.realtime import sse as realtime_sse
 from breakwater.server.realtime import websocket as realtime_websocket
 from breakwater.server.realtime.hub import Realtime
@@ -50,8 +52,10 @@ def build_node(
     store: Store | None = None,
     clock: HybridClock | None = None,
     bus: Bus | None = None,
+    cache: Cache | None = None,
 ) -> Node:
-    """Wire clock, engine, metrics, bus and store for ``config`` (arguments override URLs).
+    """Wire clock, engine, metrics, bus, cache and store for ``config`` (arguments override
+    URLs).
 
     A store built here publishes a commit notice on the bus after every commit. A store passed
     in keeps the hooks it was built with; without notices, realtime clients and long-polls
@@ -61,10 +65,16 @@ def build_node(
     engine = Engine(config.region, clock, config.collections, config.limits)
     metrics = Metrics()
     if bus is None:
-        bus = open_bus(config.bus)
+        bus = open_bus(config.bus, namespace=config.region)
+    if cache is None:
+        cache = open_cache(config.cache, namespace=config.region)
     if store is None:
         store = open_store(config.store_url, engine, hooks=NodeStoreHooks(metrics, bus))
-    realtime = Realtime(config, store, bus, metrics)
+    read_cache = ReadCache(cache, metrics, config.cache_ttl)
+    realtime = Realtime(config, store, bus, metrics, on_changes=read_cache.followed)
+    metrics.dependency_up.labels("bus").set_function(lambda: 1 if bus.healthy else 0)
+    metrics.watch_bus(lambda: (bus.stats.sent, bus.stats.received, bus.stats.reconnects))
+    metrics.dependency_up.labels("cache").set_function(lambda: 1 if read_cache.healthy else 0)
     settings = config.auth
     keys_file = Path(settings.signing_keys_file) if settings.signing_keys_file else None
     auth_store = SqliteAuthStore(config.data / "auth.db")
@@ -78,6 +88,7 @@ def build_node(
         store=store,
         metrics=metrics,
         bus=bus,
+        cache=read_cache,
         realtime=realtime,
         auth=AuthService(auth_store, issuer, passwords, settings.refresh_ttl),
         auth_store=auth_store,
@@ -128,12 +139,13 @@ def create_app(
     clock: HybridClock | None = None,
     bus: Bus | None = None,
     role: WorkerRole | None = None,
+    cache: Cache | None = None,
 ) -> FastAPI:
     """The node's app; the store is opened on startup and flushed and closed on shutdown.
 
     With ``role``, the app is one worker process of a node (``serve --workers``).
     """
-    node = build_node(config, store, clock, bus)
+    node = build_node(config, store, clock, bus, cache)
     if role is not None:
         node.worker_metrics = WorkerMetrics(node.metrics, role.run_dir, role.index)
 
@@ -141,11 +153,14 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(node.auth_store.open)
         await node.bus.open()
+        await node.cache.cache.open()
+        await node.cache.start()
         try:
             await node.store.open()
         except BreakwaterError as error:
             # One clear line (the store names itself, password hidden) before the traceback.
             _log.error("startup_failed", error=error.type, detail=error.detail)
+            await node.cache.cache.aclose()
             await node.bus.aclose()
             raise
         await node.realtime.start()
@@ -168,6 +183,7 @@ def create_app(
             await asyncio.gather(*background, return_exceptions=True)
             await node.realtime.aclose()
             await node.store.aclose()
+            await node.cache.cache.aclose()
             await node.bus.aclose()
             node.auth_store.close()
             _log.info("node_stopped", node=node.clock.node)

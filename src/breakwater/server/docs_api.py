@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from breakwater.auth.identity import Identity
+from breakwater.core import codec
 from breakwater.core import query as query_mod
 from breakwater.core.engine import StoredDoc
 from breakwater.core.errors import Forbidden, NotFound, ValidationError
@@ -63,6 +64,12 @@ async def _write(node: Node, mutation: Mutation, identity: Identity | None) -> R
     mutation = replace(mutation, guard=node.policy.guard(identity, mutation.collection))
     [result] = await node.store.apply([mutation])
     node.metrics.mutations.labels(result.status).inc()
+    if result.status == "applied":
+        # Before the answer: this client's next read on this node sees its write.
+        assert result.origin is not None and result.seq is not None
+        await node.cache.committed(
+            [(mutation.collection, mutation.doc_id, result.origin, result.seq)]
+        )
     if result.status == "rejected":
         assert result.error is not None
         if isinstance(result.error, Forbidden):
@@ -95,16 +102,21 @@ async def get_document(collection: str, doc_id: str, request: Request) -> Respon
     node = node_of(request)
     identity = identity_of(request)
     node.policy.admit(identity, check_collection(collection), "read")
-    doc = await node.store.get(collection, check_doc_id(doc_id))
-    if doc is None or doc.deleted:
+    doc_id = check_doc_id(doc_id)
+    # The cache holds the store's answer, the same for every caller; the read rule is applied
+    # to it on every request.
+    doc = await node.cache.document(collection, doc_id, lambda: node.store.get(collection, doc_id))
+    if doc is None:
         raise NotFound(f"document {collection}/{doc_id} does not exist")
-    if not _readable(node, identity, doc):
+    reader = node.policy.reader(identity, collection)
+    filters = node.policy.filters_reads(identity, collection)
+    if not reader(codec.loads(doc.body)["data"] if filters else {}):
         node.metrics.access_denied.labels("rest").inc()
         raise Forbidden(f"the collection's read rule refuses {collection}/{doc_id}")
     tag = etag(doc.version)
     if if_none_match_hits(request.headers.get("if-none-match"), doc.version):
         return Response(status_code=304, headers={"ETag": tag})
-    return json_response(doc_json(doc), headers={"ETag": tag})
+    return Response(doc.body, media_type="application/json", headers={"ETag": tag})
 
 
 @router.put(
@@ -190,10 +202,20 @@ async def query_documents(
     parsed = query_mod.parse_query(
         collection, where, order, limit, after, node.config.limits.max_query_limit
     )
-    page = await node.store.query(parsed)
+
+    async def load() -> bytes:
+        page = await node.store.query(parsed)
+        return codec.dumps({"docs": [doc_json(doc) for doc in page.docs], "next": page.next_token})
+
+    # The cache holds the store's page, the same for every caller (the query is keyed with the
+    # unsealed ``after``); the read rule and the sealing are applied on every request.
+    body = await node.cache.query(parsed, load)
     readable = node.policy.reader(identity, collection)
-    docs = [doc_json(doc) for doc in page.docs if doc.data is not None and readable(doc.data)]
-    next_token = page.next_token
+    if not sealed and readable({}):
+        return Response(body, media_type="application/json")
+    page = codec.loads(body)
+    docs = [doc for doc in page["docs"] if doc["data"] is not None and readable(doc["data"])]
+    next_token = page["next"]
     if sealed and next_token is not None:
         next_token = node.sealer.seal(next_token)
     return json_response({"docs": docs, "next": next_token})

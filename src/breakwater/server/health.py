@@ -20,7 +20,8 @@ async def healthz() -> Response:
 
 @router.get("/readyz", summary="Readiness", responses={503: {"description": "not ready"}})
 async def readyz(request: Request) -> Response:
-    """200 when every dependency answers; 503 naming the failing ones, or while draining."""
+    """200 when the store answers (``degraded`` names a missing bus or cache); 503 naming the
+    failing ones, or while draining."""
     node = node_of(request)
     checks: dict[str, str] = {}
     try:
@@ -30,15 +31,29 @@ async def readyz(request: Request) -> Response:
         checks["store"] = error.detail
     node.metrics.dependency_up.labels("store").set(1 if checks["store"] == "ok" else 0)
     failing = sorted(name for name, state in checks.items() if state != "ok")
+    # Without the bus or the cache the node still serves every request (I8): they are named
+    # as degraded, never as failing.
+    degraded = []
+    if not node.bus.healthy:
+        checks["bus"] = "unreachable: other nodes' changes arrive through the fallback poll"
+        degraded.append("bus")
+    else:
+        checks["bus"] = "ok"
+    if not await node.cache.check():
+        checks["cache"] = "unreachable: reads go to the store"
+        degraded.append("cache")
+    else:
+        checks["cache"] = "ok"
     if node.draining:
         body = {"status": "draining", "checks": checks, "failing": failing}
         return json_response(body, 503, {"Retry-After": "1"})
     if failing:
         body = {"status": "unavailable", "checks": checks, "failing": failing}
         return json_response(body, 503, {"Retry-After": "1"})
-    return json_response(
-        {"status": "ready", "checks": checks, "region": node.config.region, "node": node.clock.node}
-    )
+    body = {"status": "degraded" if degraded else "ready", "checks": checks}
+    if degraded:
+        body["degraded"] = degraded
+    return json_response(body | {"region": node.config.region, "node": node.clock.node})
 
 
 @router.get(

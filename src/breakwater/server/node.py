@@ -1,4 +1,5 @@
-"""The state one node shares between its routes: config, engine, store, bus, realtime, drain."""
+"""The state one node shares between its routes: config, engine, store, bus, cache, realtime,
+drain."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from breakwater.core.hlc import HybridClock
 from breakwater.obs.metrics import Metrics
 from breakwater.obs.worker_metrics import WorkerMetrics
 from breakwater.server.rate_limit import RateLimiter
+from breakwater.server.read_cache import ReadCache
 from breakwater.server.realtime.hub import Realtime
 from breakwater.storage.base import Store
 
@@ -29,6 +31,7 @@ class Node:
     store: Store
     metrics: Metrics
     bus: Bus
+    cache: ReadCache
     realtime: Realtime
     auth: AuthService
     auth_store: AuthStore

@@ -84,6 +84,13 @@ async def push(request: Request) -> Response:
     body = await read_json(request, node.config.limits.max_body_bytes)
     mutations = _parse_push(body, node, identity)
     results = await node.store.apply(mutations)
+    await node.cache.committed(
+        [
+            (m.collection, m.doc_id, r.origin, r.seq)
+            for m, r in zip(mutations, results, strict=True)
+            if r.status == "applied" and r.origin is not None and r.seq is not None
+        ]
+    )
     for status, count in Counter(result.status for result in results).items():
         node.metrics.mutations.labels(status).inc(count)
     denied = sum(isinstance(result.error, Forbidden) for result in results)

@@ -75,10 +75,14 @@ def worker_config(config: Config, role: WorkerRole) -> Config:
     bus = config.bus
     if bus == "memory://":
         bus = f"ipc://{role.run_dir / 'bus'}"
+    # An in-process cache per worker would let a client's next connection, landing on another
+    # worker, read a copy older than the write this node just acknowledged (ADR 0006): off.
+    cache = "none://" if config.cache.startswith("memory:") else config.cache
     return replace(
         config,
         node=node,
         bus=bus,
+        cache=cache,
         max_realtime_connections=math.ceil(config.max_realtime_connections / role.count),
         realtime_admission_rate=config.realtime_admission_rate / role.count,
         realtime_admission_burst=math.ceil(config.realtime_admission_burst / role.count),

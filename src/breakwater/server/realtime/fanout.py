@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from breakwater.bus import Bus, CommitNotice, Subscription
@@ -159,6 +159,9 @@ class Subscriber:
         return None if self.collections is None else sorted(self.collections)
 
 
+ChangesHook = Callable[[list[tuple[str, str, str, int]]], Awaitable[None]]
+"""Told the ``(collection, id, origin, seq)`` of every change the follower is about to deliver."""
+
 Key = tuple[str, int, str]
 """What the fan-out keeps of a change besides its encoding: ``(origin, seq, collection)``."""
 
@@ -281,8 +284,10 @@ class Fanout:
         recent_bytes: int = RECENT_BYTES,
         poll_interval: float = POLL_INTERVAL,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
+        on_changes: ChangesHook | None = None,
     ) -> None:
         self.store = store
+        self.on_changes = on_changes
         self.bus = bus
         self.metrics = metrics
         self.queue_limit = queue_limit
@@ -519,6 +524,15 @@ class Fanout:
             except CursorExpired:
                 self._restart_from_head(await self.store.head())
                 return
+            if self.on_changes is not None and page.entries:
+                # Before the delivery: a subscriber that reads a document it was just told
+                # about reads at least that version from this node (the cache is invalidated).
+                await self.on_changes(
+                    [
+                        (e.change.collection, e.change.doc_id, e.change.origin, e.change.seq)
+                        for e in page.entries
+                    ]
+                )
             self._publish(page, at)
             if not page.has_more:
                 return

@@ -13,7 +13,7 @@ from breakwater.obs.metrics import Metrics
 from breakwater.resilience import TokenBucket
 from breakwater.server.gc_policy import CollectorPolicy
 from breakwater.server.realtime.admission import Admission
-from breakwater.server.realtime.fanout import Fanout
+from breakwater.server.realtime.fanout import ChangesHook, Fanout
 from breakwater.server.realtime.session import CLOSE_RESTART, Session
 from breakwater.storage.base import Store
 
@@ -21,10 +21,19 @@ from breakwater.storage.base import Store
 class Realtime:
     """Everything the WebSocket, SSE and long-poll endpoints of a node share."""
 
-    def __init__(self, config: Config, store: Store, bus: Bus, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        bus: Bus,
+        metrics: Metrics,
+        on_changes: ChangesHook | None = None,
+    ) -> None:
         self.config = config
         self.metrics = metrics
-        self.fanout = Fanout(store, bus, metrics, queue_limit=config.realtime_queue)
+        self.fanout = Fanout(
+            store, bus, metrics, queue_limit=config.realtime_queue, on_changes=on_changes
+        )
         self.admission = Admission(
             config.max_realtime_connections,
             TokenBucket(config.realtime_admission_rate, config.realtime_admission_burst),
