@@ -11,6 +11,8 @@ import asyncio
 import os
 import signal
 import statistics
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -186,3 +188,25 @@ def test_sigterm_drains_every_worker_and_exits_cleanly(
     log = server.log.read_text()
     assert log.count('"event":"node_stopped"') == 2
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+
+
+def test_sigterm_while_workers_are_still_starting_is_a_clean_stop(tmp_path: Path) -> None:
+    """A signal that reaches workers before they serve still ends the node with status 0."""
+    log = tmp_path / "serve.log"
+    command = [
+        sys.executable, "-m", "breakwater", "serve", "--workers", "2", "--port", "0",
+        "--data", str(tmp_path / "data"), "--drain-grace", "0",
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BREAKWATER_")}
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while "workers_started" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0, log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

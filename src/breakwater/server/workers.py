@@ -190,7 +190,10 @@ class Supervisor:
                 del self._workers[index]
                 code = process.exitcode
                 if self._stopping:
-                    status = status or (0 if code == 0 else 1)
+                    # A worker still starting when the signal came dies of it (-SIGTERM)
+                    # before it has served anything: that is a clean stop too.
+                    clean = code in (0, -signal.SIGTERM)
+                    status = status or (0 if clean else 1)
                     continue
                 if not self._may_restart():
                     _log.error("worker_crash_loop", worker=index, exit_code=code)
