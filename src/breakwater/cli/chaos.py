@@ -1,0 +1,55 @@
+"""``breakwater chaos``: fault injection from the command line (see docs/verification.md)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="Fault injection: a chaos proxy with an HTTP control API.")
+
+
+def parse_address(option: str, value: str) -> tuple[str, int]:
+    """``host:port`` as a pair; a usage error naming the option otherwise."""
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise typer.BadParameter(f"{value!r} is not host:port", param_hint=option)
+    return host, int(port)
+
+
+@app.command("proxy")
+def proxy(
+    listen: Annotated[str, typer.Option(help="host:port clients connect to.")],
+    upstream: Annotated[str, typer.Option(help="host:port of the node or engine behind it.")],
+    control: Annotated[
+        str, typer.Option(help="host:port of the HTTP control API.")
+    ] = "127.0.0.1:9001",
+    name: Annotated[str, typer.Option(help="The proxy's name in the control API.")] = "proxy",
+) -> None:
+    """Run one fault-injecting TCP proxy until interrupted; faults are set over HTTP."""
+    import uvicorn
+
+    from breakwater.chaos.control import control_app
+    from breakwater.chaos.proxy import ChaosProxy
+
+    listen_at = parse_address("--listen", listen)
+    upstream_at = parse_address("--upstream", upstream)
+    control_host, control_port = parse_address("--control", control)
+
+    async def run() -> None:
+        async with ChaosProxy(upstream_at, listen_at, name=name) as chaos:
+            typer.echo(
+                f"proxy {name}: {chaos.address} -> {upstream}; "
+                f"control http://{control_host}:{control_port}/proxies/{name}"
+            )
+            config = uvicorn.Config(
+                control_app({name: chaos}),
+                host=control_host,
+                port=control_port,
+                log_level="warning",
+                lifespan="off",
+            )
+            await uvicorn.Server(config).serve()
+
+    asyncio.run(run())
