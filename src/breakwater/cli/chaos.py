@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Annotated
 
 import typer
+import uvicorn
 
 app = typer.Typer(help="Fault injection: a chaos proxy with an HTTP control API.")
 
@@ -18,6 +20,14 @@ def parse_address(option: str, value: str) -> tuple[str, int]:
     return host, int(port)
 
 
+class _QuietServer(uvicorn.Server):
+    """Uvicorn that exits 0 on SIGINT or SIGTERM after its clean shutdown (no re-raised signal)."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets)
+        self._captured_signals.clear()
+
+
 @app.command("proxy")
 def proxy(
     listen: Annotated[str, typer.Option(help="host:port clients connect to.")],
@@ -28,8 +38,6 @@ def proxy(
     name: Annotated[str, typer.Option(help="The proxy's name in the control API.")] = "proxy",
 ) -> None:
     """Run one fault-injecting TCP proxy until interrupted; faults are set over HTTP."""
-    import uvicorn
-
     from breakwater.chaos.control import control_app
     from breakwater.chaos.proxy import ChaosProxy
 
@@ -50,6 +58,6 @@ def proxy(
                 log_level="warning",
                 lifespan="off",
             )
-            await uvicorn.Server(config).serve()
+            await _QuietServer(config).serve()
 
     asyncio.run(run())
