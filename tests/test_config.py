@@ -178,3 +178,14 @@ def test_cli_hides_the_password_of_an_unsupported_store_url(tmp_path: Path) -> N
     assert result.returncode == 2
     assert "supported: sqlite" in result.stderr
     assert "hunter2" not in result.stderr + result.stdout
+
+
+def test_clock_offset_shifts_the_node_clock() -> None:
+    """BREAKWATER_CLOCK_OFFSET_MS (test-only) moves the node's HLC physical time."""
+    from breakwater.core.hlc import system_ms
+    from breakwater.server.app import build_node
+
+    config = load_config(env={"BREAKWATER_CLOCK_OFFSET_MS": "-90000"})
+    assert config.clock_offset_ms == -90_000
+    clock = build_node(config).clock
+    assert abs(clock.physical() - (system_ms() - 90_000)) < 5_000
