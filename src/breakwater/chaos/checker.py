@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from breakwater.chaos.history import History, MutationRecord, Operation
+from breakwater.core import codec
 
 WRITER_FIELD = "w"
 """The field in which every workload ``set`` and ``patch`` names its own mutation id."""
@@ -132,28 +133,33 @@ class Verdict:
 # The reference model ------------------------------------------------------------------------------
 
 
+def apply_mutation(doc: dict[str, Any] | None, mutation: MutationRecord) -> dict[str, Any] | None:
+    """``doc`` after ``mutation`` (``None``: absent or deleted), by the merge rules' semantics."""
+    data = mutation.data or {}
+    if mutation.op == "set":
+        return dict(data)
+    if mutation.op == "delete":
+        return None
+    doc = dict(doc or {})
+    if mutation.op == "patch":
+        for name, value in data.items():
+            if value is None:
+                doc.pop(name, None)
+            else:
+                doc[name] = value
+    elif mutation.op == "increment":
+        for name, amount in data.items():
+            current = doc.get(name, 0)
+            numeric = isinstance(current, int | float) and not isinstance(current, bool)
+            doc[name] = (current if numeric else 0) + amount
+    return doc
+
+
 def fold(mutations: Iterable[MutationRecord]) -> dict[str, Any] | None:
     """The document that ``mutations`` make, applied in HLC order (``None``: absent or deleted)."""
     doc: dict[str, Any] | None = None
     for mutation in sorted(mutations, key=lambda m: m.hlc):
-        data = mutation.data or {}
-        if mutation.op == "set":
-            doc = dict(data)
-        elif mutation.op == "delete":
-            doc = None
-        elif mutation.op == "patch":
-            doc = dict(doc or {})
-            for name, value in data.items():
-                if value is None:
-                    doc.pop(name, None)
-                else:
-                    doc[name] = value
-        elif mutation.op == "increment":
-            doc = dict(doc or {})
-            for name, amount in data.items():
-                current = doc.get(name, 0)
-                numeric = isinstance(current, int | float) and not isinstance(current, bool)
-                doc[name] = (current if numeric else 0) + amount
+        doc = apply_mutation(doc, mutation)
     return doc
 
 
@@ -348,24 +354,30 @@ def _check_counter_state(
     return anomalies
 
 
+def divergences(replicas: list[ReplicaState]) -> list[Anomaly]:
+    """The documents on which ``replicas`` differ (in data, or in version where both have one)."""
+    anomalies = []
+    keys: set[DocKey] = set().union(*(replica.docs for replica in replicas))
+    for key in sorted(keys):
+        states = {r.name: r.docs.get(key, DocState(None)) for r in replicas}
+        datas = {codec.dumps_canonical(state.data) for state in states.values()}
+        versions = {state.version for state in states.values() if state.version is not None}
+        if len(datas) > 1 or len(versions) > 1:
+            shown = ", ".join(
+                f"{name}={state.version}:{state.data}" for name, state in sorted(states.items())
+            )
+            anomalies.append(Anomaly(f"{_fmt(key)} diverges: {shown}"))
+    return anomalies
+
+
 def _check_convergence(
     replicas: list[ReplicaState], healed_at: float, bound_s: float
 ) -> CheckResult:
     result = CheckResult("convergence", "(c) every node and device holds identical documents")
     if not replicas:
         return result
-    keys = set().union(*(replica.docs for replica in replicas))
-    for key in sorted(keys):
-        result.checked += 1
-        states = {r.name: r.docs.get(key, DocState(None)) for r in replicas}
-        datas = {name: state.data for name, state in states.items()}
-        versions = {state.version for state in states.values() if state.version is not None}
-        distinct_data = {repr(sorted((d or {}).items())) for d in datas.values()}
-        if len(distinct_data) > 1 or len(versions) > 1:
-            shown = ", ".join(
-                f"{name}={state.version}:{state.data}" for name, state in sorted(states.items())
-            )
-            result.anomalies.append(Anomaly(f"{_fmt(key)} diverges: {shown}"))
+    result.checked = len(set().union(*(replica.docs for replica in replicas)))
+    result.anomalies.extend(divergences(replicas))
     last = max(replica.taken_at for replica in replicas)
     if last - healed_at > bound_s:
         result.anomalies.append(

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from breakwater.cli import bench, chaos, serve
+from breakwater.cli import bench, chaos, serve, verify
 from breakwater.config import ConfigError
 from breakwater.core.errors import BreakwaterError
 
@@ -18,6 +18,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("serve")(serve.serve)
+app.command("verify")(verify.verify)
 app.add_typer(bench.app, name="bench")
 app.add_typer(chaos.app, name="chaos")
 
