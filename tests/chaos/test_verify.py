@@ -1,0 +1,86 @@
+"""``breakwater verify`` end to end: real nodes, proxies, process faults, devices, the checker."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from breakwater.chaos.history import read_history
+from breakwater.chaos.runner import run_scenario
+from breakwater.chaos.scenario import load_scenario
+from breakwater.core import codec
+
+SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
+
+pytestmark = pytest.mark.slow
+
+TINY = """
+name: tiny
+duration: 6
+topology: {nodes: 2}
+devices:
+  count: 4
+  interval: 0.3
+  offline: [{at: 1, duration: 2, devices: 2}]
+faults:
+  - {at: 1, kind: kill, target: n2, duration: 1}
+  - {at: 3, kind: blackhole, target: n1, duration: 1, params: {direction: downstream}}
+bounds: {convergence_s: 20, request_timeout_s: 1}
+"""
+
+
+@pytest.mark.timeout(180)
+async def test_ci_scenario_passes_under_faults(tmp_path: Path) -> None:
+    """The CI scenario (two nodes, 50 devices, SIGKILL, pause, latency, resets) passes every
+    check, and its history shows the faults happened and hurt: unknown outcomes and retries."""
+    result = await run_scenario(load_scenario(SCENARIOS / "ci.yaml"), tmp_path)
+    assert result.verdict.passed, result.verdict.render()
+    history = read_history(tmp_path / "history.jsonl")
+    started = Counter(f.fault for f in history.faults if f.action == "start")
+    assert {"kill", "pause", "latency", "reset_peer", "offline"} <= set(started)
+    outcomes = Counter(op.outcome for op in history.operations if op.kind == "push")
+    assert outcomes["unknown"] > 0, outcomes
+    assert any(
+        status == "duplicate" for op in history.operations for status in op.results.values()
+    ), "no retry of an applied mutation was seen"
+    assert result.stats["mutations_acknowledged"] > 500
+    assert result.stats["converged_after_s"] <= 30
+    report = codec.loads((tmp_path / "report.json").read_bytes())
+    assert report["verdict"]["passed"] is True
+
+
+def test_cli_prints_a_table_of_verdicts(tmp_path: Path) -> None:
+    """``breakwater verify FILE`` runs it, prints the verdict table and exits 0."""
+    scenario = tmp_path / "tiny.yaml"
+    scenario.write_text(TINY)
+    result = subprocess.run(
+        [sys.executable, "-m", "breakwater", "verify", str(scenario), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for check in ("(a)", "(b)", "(c)", "(d)"):
+        assert check in result.stdout
+    assert "FAIL" not in result.stdout
+    assert (tmp_path / "tiny" / "history.jsonl").stat().st_size > 0
+
+
+def test_cli_refuses_an_invalid_scenario_before_starting(tmp_path: Path) -> None:
+    """A bad scenario: exit 1 with one Error: line naming the key; nothing runs."""
+    scenario = tmp_path / "bad.yaml"
+    scenario.write_text(TINY.replace("kind: kill", "kind: meteor"))
+    result = subprocess.run(
+        [sys.executable, "-m", "breakwater", "verify", str(scenario), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "Error: " in result.stderr
+    assert "faults[0].kind = 'meteor' is not a fault" in result.stderr
+    assert not (tmp_path / "tiny").exists()
