@@ -8,11 +8,15 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 
+from breakwater.chaos.checker import DocState, ReplicaState, check
 from breakwater.chaos.history import read_history
-from breakwater.chaos.runner import run_scenario
-from breakwater.chaos.scenario import load_scenario
+from breakwater.chaos.processes import NodeProcess
+from breakwater.chaos.runner import node_state, run_scenario
+from breakwater.chaos.scenario import load_scenario, parse_scenario
 from breakwater.core import codec
+from tests.conftest import free_port
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
@@ -64,8 +68,8 @@ def test_cli_prints_a_table_of_verdicts(tmp_path: Path) -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    for check in ("(a)", "(b)", "(c)", "(d)"):
-        assert check in result.stdout
+    for title in ("(a)", "(b)", "(c)", "(d)"):
+        assert title in result.stdout
     assert "FAIL" not in result.stdout
     assert (tmp_path / "tiny" / "history.jsonl").stat().st_size > 0
 
@@ -84,3 +88,23 @@ def test_cli_refuses_an_invalid_scenario_before_starting(tmp_path: Path) -> None
     assert "Error: " in result.stderr
     assert "faults[0].kind = 'meteor' is not a fault" in result.stderr
     assert not (tmp_path / "tiny").exists()
+
+
+async def test_a_node_that_lost_its_store_is_caught(tmp_path: Path) -> None:
+    """End to end, refuted: the real history of a run, judged against a node started on an
+    empty store, fails no_lost_writes (every acknowledged write missing) and convergence."""
+    scenario = parse_scenario(yaml.safe_load(TINY))
+    result = await run_scenario(scenario, tmp_path / "run")
+    assert result.verdict.passed, result.verdict.render()
+    history = read_history(tmp_path / "run" / "history.jsonl")
+    blank = NodeProcess("n1", free_port(), tmp_path / "blank", log=tmp_path / "blank.log")
+    await blank.start()
+    try:
+        empty = await node_state(blank.url, "n1", taken_at=history.operations[-1].invoked_at)
+    finally:
+        await blank.stop()
+    device = ReplicaState("dev0", "device", {("counters", "c0"): DocState({"n": 1}, "v")})
+    verdict = check(history, [empty, device], healed_at=0.0, bound_s=1000.0)
+    lost = verdict.result("no_lost_writes")
+    assert len(lost.anomalies) == result.stats["mutations_acknowledged"] > 0
+    assert not verdict.result("convergence").passed

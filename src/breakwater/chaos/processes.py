@@ -19,9 +19,13 @@ from pathlib import Path
 
 import httpx
 
+from breakwater.core.errors import BreakwaterError
 
-class NodeFailed(RuntimeError):
-    """The node exited or did not become ready in time; the message ends with its log's tail."""
+
+class NodeFailed(BreakwaterError):
+    """The node exited or did not become ready in time; the detail ends with its log's tail."""
+
+    type = "node_failed"
 
 
 class NodeProcess:

@@ -312,7 +312,8 @@ async def run_scenario(
         finally:
             for device in devices:
                 await device.aclose()
-            with contextlib.suppress(Exception):
+            # Cleanup must not hide the error that ended the run, if any.
+            with contextlib.suppress(OSError, RuntimeError):
                 await cluster.aclose()
     verdict = check(
         recorder.history, replicas, healed_at=healed_at, bound_s=scenario.bounds.convergence_s

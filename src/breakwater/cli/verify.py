@@ -46,32 +46,47 @@ def verify(
         if not result.verdict.passed:
             console.print(result.verdict.render(), markup=False, highlight=False)
     console.print(_table(results))
+    for result in results:
+        console.print(_figures(result), markup=False, highlight=False)
     if not all(result.verdict.passed for result in results):
         raise typer.Exit(1)
 
 
+CHECK_TITLES = {
+    "no_lost_writes": "(a) no acknowledged write lost",
+    "exactly_once": "(b) exactly-once effects",
+    "convergence": "(c) convergence",
+    "read_your_writes": "(d) read-your-writes",
+}
+
+
 def _table(results: list[RunResult]) -> Table:
+    """One row per scenario and check: its verdict, what it checked, what it found."""
     table = Table(title="breakwater verify")
-    for column in ("scenario", "check", "verdict", "checked", "anomalies"):
-        table.add_column(column, justify="right" if column in ("checked", "anomalies") else "left")
+    table.add_column("scenario", no_wrap=True)
+    table.add_column("check", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
+    table.add_column("checked", justify="right", no_wrap=True)
+    table.add_column("anomalies", justify="right", no_wrap=True)
     for result in results:
-        for check in result.verdict.results:
+        for index, check in enumerate(result.verdict.results):
             table.add_row(
-                result.scenario.name,
-                check.description,
+                result.scenario.name if index == 0 else "",
+                CHECK_TITLES.get(check.name, check.name),
                 "[green]pass[/]" if check.passed else "[red]FAIL[/]",
                 str(check.checked),
                 str(len(check.anomalies)),
+                end_section=index == len(result.verdict.results) - 1,
             )
-        stats = result.stats
-        table.add_row(
-            result.scenario.name,
-            f"ops {stats['operations']}, acked {stats['mutations_acknowledged']}, "
-            f"pushes {stats['pushes']}, faults {stats['faults']}, "
-            f"converged {stats['converged_after_s']}s after heal",
-            "",
-            "",
-            "",
-            end_section=True,
-        )
     return table
+
+
+def _figures(result: RunResult) -> str:
+    stats = result.stats
+    pushes = stats["pushes"]
+    return (
+        f"{result.scenario.name}: {stats['operations']} operations, "
+        f"{stats['mutations_acknowledged']} mutations acknowledged, pushes ok/failed/unknown "
+        f"{pushes['ok']}/{pushes['failed']}/{pushes['unknown']}, {stats['faults']} faults, "
+        f"replicas agreed {stats['converged_after_s']:.1f} s after the heal; {result.out}"
+    )
