@@ -273,6 +273,10 @@ class Recorder:
         if file is not None:
             file.write(codec.dumps({"type": "meta", **meta}) + b"\n")
 
+    def start_clock(self) -> None:
+        """Make this instant time zero of the history (the start of the workload)."""
+        self._start = self._clock()
+
     def now(self) -> float:
         """Seconds since the run began."""
         return round(self._clock() - self._start, 6)

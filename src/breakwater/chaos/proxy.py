@@ -19,8 +19,9 @@ import random
 import socket
 import struct
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from breakwater.chaos.faults import (
     Bandwidth,
@@ -36,6 +37,7 @@ from breakwater.chaos.faults import (
 )
 from breakwater.resilience import TokenBucket
 
+F = TypeVar("F", bound=Fault)
 CHUNK_BYTES = 64 * 1024
 QUEUE_CHUNKS = 16
 """Chunks in flight per pipe: bounds the proxy's memory and gives backpressure under latency."""
@@ -154,10 +156,10 @@ class ChaosProxy:
         for kind in list(self._faults):
             self.clear_fault(kind)
 
-    def fault(self, kind: type[Any], direction: str | None = None) -> Any:
+    def fault(self, kind: type[F], direction: str | None = None) -> F | None:
         """The fault of type ``kind`` in force (for ``direction``, if given), else ``None``."""
         fault = self._faults.get(kind.kind)
-        if fault is None or (direction is not None and not acts_on(fault, direction)):
+        if not isinstance(fault, kind) or (direction is not None and not acts_on(fault, direction)):
             return None
         return fault
 
@@ -193,8 +195,9 @@ class ChaosProxy:
     # Connections -------------------------------------------------------------------------------
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        connection = _Connection(self, reader, writer)
-        connection.task = asyncio.current_task()  # type: ignore[assignment]
+        task = asyncio.current_task()
+        assert task is not None  # start_server runs each client in a task of its own
+        connection = _Connection(self, reader, writer, task)
         self._connections.add(connection)
         self.stats.connections += 1
         self.stats.open += 1
@@ -211,13 +214,17 @@ class _Connection:
     """One client connection and its upstream connection."""
 
     def __init__(
-        self, proxy: ChaosProxy, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        proxy: ChaosProxy,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        task: asyncio.Task[Any],
     ) -> None:
         self.proxy = proxy
         self.client_reader = reader
         self.client_writer = writer
+        self.task = task
         self.upstream_writer: asyncio.StreamWriter | None = None
-        self.task: asyncio.Task[None]
         self._reset_timer: asyncio.TimerHandle | None = None
         self._done = asyncio.Event()
         self._reset = False
@@ -317,7 +324,7 @@ class _Pipe:
         self._last_due = 0.0
         self._bucket: tuple[Bandwidth, TokenBucket] | None = None
 
-    def tasks(self) -> list[Any]:
+    def tasks(self) -> list[Coroutine[Any, Any, None]]:
         return [self._read(), self._write()]
 
     async def _read(self) -> None:
@@ -351,7 +358,7 @@ class _Pipe:
             self.connection.finish(broken=True)
 
     async def _delay(self, arrived: float) -> None:
-        latency: Latency | None = self.proxy.fault(Latency, self.direction)
+        latency = self.proxy.fault(Latency, self.direction)
         if latency is None:
             return
         jitter = self.proxy.rng.uniform(-latency.jitter_ms, latency.jitter_ms)
@@ -371,8 +378,8 @@ class _Pipe:
                 await asyncio.sleep(pause)
 
     def _pieces(self, data: bytes) -> list[tuple[bytes, float]]:
-        slicer: Slicer | None = self.proxy.fault(Slicer, self.direction)
-        bandwidth: Bandwidth | None = self.proxy.fault(Bandwidth, self.direction)
+        slicer = self.proxy.fault(Slicer, self.direction)
+        bandwidth = self.proxy.fault(Bandwidth, self.direction)
         limit = _burst(bandwidth) if bandwidth is not None else len(data)
         pieces: list[tuple[bytes, float]] = []
         offset = 0
@@ -390,7 +397,7 @@ class _Pipe:
         return pieces
 
     async def _throttle(self, size: int) -> None:
-        bandwidth: Bandwidth | None = self.proxy.fault(Bandwidth, self.direction)
+        bandwidth = self.proxy.fault(Bandwidth, self.direction)
         if bandwidth is None:
             self._bucket = None
             return

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -137,7 +137,7 @@ class Nemesis:
         for target in self._targets(step):
             await self._apply(step, target, "heal")
 
-    async def _apply(self, step: FaultStep, target: str, action: str) -> None:
+    async def _apply(self, step: FaultStep, target: str, action: Literal["start", "heal"]) -> None:
         node, proxy = self.cluster.nodes[target], self.cluster.proxies[target]
         params = dict(step.params)
         try:
@@ -160,7 +160,7 @@ class Nemesis:
         except RuntimeError as error:
             # e.g. pausing a node another fault killed: recorded, the run goes on.
             params["skipped"] = str(error)
-        self.recorder.fault(action, step.kind, target, **params)  # type: ignore[arg-type]
+        self.recorder.fault(action, step.kind, target, **params)
         self.progress(f"{action} {step.kind} on {target}")
 
 
@@ -277,7 +277,6 @@ async def run_scenario(
         try:
             progress(f"starting {len(cluster.nodes)} nodes")
             await cluster.start()
-            # Time zero of the history is the start of the workload, as in the fault schedule.
             recorder = Recorder(meta, history_file)
             rng = random.Random(scenario.seed)
             devices = [
@@ -292,6 +291,8 @@ async def run_scenario(
                 )
                 for i in range(scenario.devices.count)
             ]
+            # Time zero of the history is the start of the workload, as in the fault schedule.
+            recorder.start_clock()
             started = time.monotonic()
             stop_at = started + scenario.duration
             progress(f"running {len(devices)} devices for {scenario.duration:g}s")

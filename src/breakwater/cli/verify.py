@@ -67,7 +67,7 @@ def _table(results: list[RunResult]) -> Table:
     table.add_column("check", no_wrap=True)
     table.add_column("verdict", no_wrap=True)
     table.add_column("checked", justify="right", no_wrap=True)
-    table.add_column("anomalies", justify="right", no_wrap=True)
+    table.add_column("found", justify="right", no_wrap=True)
     for result in results:
         for index, check in enumerate(result.verdict.results):
             table.add_row(
