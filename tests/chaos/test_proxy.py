@@ -258,3 +258,23 @@ async def test_close_drops_open_connections(echo: EchoServer) -> None:
         await asyncio.wait_for(reader.read(1), 2)
     with pytest.raises(OSError):
         await asyncio.open_connection("127.0.0.1", port)
+
+
+async def test_blackhole_and_bandwidth_switch_on_an_open_connection(
+    proxy: ChaosProxy, echo: EchoServer
+) -> None:
+    """Faults switched on mid-connection act at once, and the connection works after healing."""
+    reader, writer = await connect(proxy)
+    await round_trip(reader, writer, b"a")
+    proxy.set_fault(Blackhole(direction="downstream"))
+    writer.write(b"b")
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(reader.read(1), 0.3)
+    proxy.clear_fault("blackhole")
+    proxy.set_fault(Bandwidth(bytes_per_second=100_000, direction="downstream"))
+    took = await round_trip(reader, writer, os.urandom(30_000))
+    assert took >= 0.25
+    proxy.heal()
+    assert await round_trip(reader, writer, b"c") < 0.2
+    assert echo.received[:2] == b"ab"
+    writer.close()
