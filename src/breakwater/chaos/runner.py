@@ -164,9 +164,10 @@ class Nemesis:
         self.progress(f"{action} {step.kind} on {target}")
 
 
-async def _device_loop(
+async def device_loop(
     device: Device, scenario: Scenario, rng: random.Random, stop_at: float
 ) -> None:
+    """Act at random intervals until ``stop_at`` (monotonic), syncing every sync interval."""
     spec = scenario.devices
     kinds = list(spec.mix)
     weights = [spec.mix[k] for k in kinds]
@@ -299,7 +300,7 @@ async def run_scenario(
             await asyncio.gather(
                 Nemesis(cluster, recorder, progress).play(scenario.faults, started),
                 _offline_schedule(devices, scenario, recorder, started),
-                *(_device_loop(d, scenario, random.Random(rng.random()), stop_at) for d in devices),
+                *(device_loop(d, scenario, random.Random(rng.random()), stop_at) for d in devices),
             )
             progress("healing every fault")
             await cluster.heal()

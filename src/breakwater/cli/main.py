@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from breakwater.cli import bench, chaos, serve, verify
+from breakwater.cli import bench, chaos, loadtest, serve, verify
 from breakwater.config import ConfigError
 from breakwater.core.errors import BreakwaterError
 
@@ -19,6 +19,7 @@ app = typer.Typer(
 )
 app.command("serve")(serve.serve)
 app.command("verify")(verify.verify)
+app.command("loadtest")(loadtest.loadtest)
 app.add_typer(bench.app, name="bench")
 app.add_typer(chaos.app, name="chaos")
 
