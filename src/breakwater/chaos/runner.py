@@ -66,6 +66,7 @@ class Cluster:
         self.scenario = scenario
         self.nodes: dict[str, NodeProcess] = {}
         self.proxies: dict[str, ChaosProxy] = {}
+        self.offsets = {spec.name: spec.clock_offset_ms for spec in scenario.nodes}
         for spec in scenario.nodes:
             self.nodes[spec.name] = NodeProcess(
                 spec.name,
@@ -154,7 +155,8 @@ class Nemesis:
                 if action == "start":
                     await node.restart()
             elif step.kind == "clock_skew":
-                offset = params["offset_ms"] if action == "start" else 0
+                # Healing puts back the offset the topology gave the node (usually none).
+                offset = params["offset_ms"] if action == "start" else self.cluster.offsets[target]
                 node.env = Cluster._env(offset)
                 await node.restart()
         except RuntimeError as error:
