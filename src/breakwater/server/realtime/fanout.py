@@ -475,7 +475,10 @@ class Fanout:
         """The commit time of changes past the position, or None when nothing is new."""
         notice: CommitNotice | None
         try:
-            notice = await asyncio.wait_for(anext(notices), self.poll_interval)
+            # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that arrives just
+            # as the notice does, and the follower then outlives aclose() (a hung shutdown).
+            async with asyncio.timeout(self.poll_interval):
+                notice = await anext(notices)
         except TimeoutError:
             notice = None
         except StopAsyncIteration:
