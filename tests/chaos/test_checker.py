@@ -138,3 +138,17 @@ def test_a_random_planted_anomaly_is_always_caught(
     expected = plant(run, anomaly, random.Random(where))
     result = verdict(run)
     assert not result.result(expected).passed, (anomaly, result.render())
+
+
+def test_replicas_survive_a_json_round_trip() -> None:
+    """Final states written as JSON read back to the same verdict (planted anomaly included)."""
+    from breakwater.chaos.checker import parse_replicas, replicas_json
+    from breakwater.core import codec
+
+    run = simulate(13)
+    plant(run, "duplicate_count", random.Random(1))
+    raw = codec.loads(codec.dumps(replicas_json(run.replicas, run.healed_at, run.bound_s)))
+    replicas, healed_at, bound_s = parse_replicas(raw)
+    again = check(run.history, replicas, healed_at=healed_at, bound_s=bound_s)
+    assert again.to_json() == verdict(run).to_json()
+    assert not again.passed

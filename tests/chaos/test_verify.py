@@ -58,7 +58,8 @@ async def test_ci_scenario_passes_under_faults(tmp_path: Path) -> None:
 
 
 def test_cli_prints_a_table_of_verdicts(tmp_path: Path) -> None:
-    """``breakwater verify FILE`` runs it, prints the verdict table and exits 0."""
+    """``breakwater verify FILE`` runs it, prints the verdict table and exits 0; ``breakwater
+    chaos check`` judges the recorded run again, and refutes it once a write is removed."""
     scenario = tmp_path / "tiny.yaml"
     scenario.write_text(TINY)
     result = subprocess.run(
@@ -72,6 +73,26 @@ def test_cli_prints_a_table_of_verdicts(tmp_path: Path) -> None:
         assert title in result.stdout
     assert "FAIL" not in result.stdout
     assert (tmp_path / "tiny" / "history.jsonl").stat().st_size > 0
+    again = chaos_check(tmp_path / "tiny")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "verdict: PASS" in again.stdout
+    states = codec.loads((tmp_path / "tiny" / "replicas.json").read_bytes())
+    lost = states["replicas"][0]["applied"].pop(0)
+    (tmp_path / "tiny" / "replicas.json").write_bytes(codec.dumps(states))
+    tampered = chaos_check(tmp_path / "tiny")
+    assert tampered.returncode == 1
+    assert f"{lost} " in tampered.stdout
+    assert "missing from n1's feed" in tampered.stdout
+
+
+def chaos_check(run: Path) -> subprocess.CompletedProcess[str]:
+    """``breakwater chaos check RUN``."""
+    return subprocess.run(
+        [sys.executable, "-m", "breakwater", "chaos", "check", str(run)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_cli_refuses_an_invalid_scenario_before_starting(tmp_path: Path) -> None:

@@ -458,6 +458,53 @@ def _stale_writer(
     )
 
 
+def replicas_json(replicas: list[ReplicaState], healed_at: float, bound_s: float) -> dict[str, Any]:
+    """The final states and the bound, as JSON, so that a run can be checked again later."""
+    return {
+        "healed_at": healed_at,
+        "bound_s": bound_s,
+        "replicas": [
+            {
+                "name": r.name,
+                "kind": r.kind,
+                "taken_at": r.taken_at,
+                "applied": r.applied,
+                "docs": [
+                    {
+                        "collection": key[0],
+                        "id": key[1],
+                        "data": doc.data,
+                        "version": doc.version,
+                        "counters": doc.counters,
+                    }
+                    for key, doc in sorted(r.docs.items())
+                ],
+            }
+            for r in replicas
+        ],
+    }
+
+
+def parse_replicas(raw: Any) -> tuple[list[ReplicaState], float, float]:
+    """Read back :func:`replicas_json`: the replicas, ``healed_at`` and ``bound_s``."""
+    replicas = [
+        ReplicaState(
+            name=str(r["name"]),
+            kind="node" if r["kind"] == "node" else "device",
+            docs={
+                (str(d["collection"]), str(d["id"])): DocState(
+                    d["data"], d["version"], d.get("counters")
+                )
+                for d in r["docs"]
+            },
+            applied=None if r["applied"] is None else [str(m) for m in r["applied"]],
+            taken_at=float(r["taken_at"]),
+        )
+        for r in raw["replicas"]
+    ]
+    return replicas, float(raw["healed_at"]), float(raw["bound_s"])
+
+
 def check(
     history: History,
     replicas: list[ReplicaState],

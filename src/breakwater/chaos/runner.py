@@ -11,7 +11,8 @@ The run has four phases:
 4. read each node's final state straight from the node (not through its proxy) and run the
    checker over the history.
 
-The history streams to ``<out>/history.jsonl`` and the report to ``<out>/report.json``.
+The history streams to ``<out>/history.jsonl``; the final states go to ``<out>/replicas.json``
+(so ``breakwater chaos check`` can judge the run again) and the report to ``<out>/report.json``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,14 @@ from typing import Any, Literal
 
 import httpx
 
-from breakwater.chaos.checker import DocState, ReplicaState, Verdict, check, divergences
+from breakwater.chaos.checker import (
+    DocState,
+    ReplicaState,
+    Verdict,
+    check,
+    divergences,
+    replicas_json,
+)
 from breakwater.chaos.device import Device, HttpDevice
 from breakwater.chaos.faults import FAULT_TYPES, parse_fault
 from breakwater.chaos.history import Recorder
@@ -322,6 +330,8 @@ async def run_scenario(
     verdict = check(
         recorder.history, replicas, healed_at=healed_at, bound_s=scenario.bounds.convergence_s
     )
+    states = replicas_json(replicas, healed_at, scenario.bounds.convergence_s)
+    (out / "replicas.json").write_bytes(codec.dumps(states) + b"\n")
     result = RunResult(scenario, verdict, out, _stats(recorder, replicas, healed_at))
     report = {"scenario": scenario.name, "stats": result.stats, "verdict": verdict.to_json()}
     (out / "report.json").write_bytes(codec.dumps(report) + b"\n")

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from pathlib import Path
 from typing import Annotated
 
 import typer
 import uvicorn
 
-app = typer.Typer(help="Fault injection: a chaos proxy with an HTTP control API.")
+app = typer.Typer(
+    help="Fault injection: a chaos proxy with an HTTP control API; checking a recorded run."
+)
 
 
 def parse_address(option: str, value: str) -> tuple[str, int]:
@@ -61,3 +64,27 @@ def proxy(
             await _QuietServer(config).serve()
 
     asyncio.run(run())
+
+
+@app.command("check")
+def check_run(
+    run: Annotated[
+        Path, typer.Argument(help="A run's directory, with history.jsonl and replicas.json.")
+    ],
+) -> None:
+    """Check a recorded run again: its history against the final states of its replicas."""
+    from breakwater.chaos.checker import check, parse_replicas
+    from breakwater.chaos.history import HistoryError, read_history
+    from breakwater.core import codec
+
+    try:
+        history = read_history(run / "history.jsonl")
+        replicas, healed_at, bound_s = parse_replicas(
+            codec.loads((run / "replicas.json").read_bytes())
+        )
+    except (OSError, HistoryError, ValueError, KeyError, TypeError) as exc:
+        raise typer.BadParameter(f"{run} does not hold a readable run: {exc}") from exc
+    verdict = check(history, replicas, healed_at=healed_at, bound_s=bound_s)
+    typer.echo(verdict.render())
+    if not verdict.passed:
+        raise typer.Exit(1)
