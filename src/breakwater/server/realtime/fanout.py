@@ -475,10 +475,7 @@ class Fanout:
         """The commit time of changes past the position, or None when nothing is new."""
         notice: CommitNotice | None
         try:
-            # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that arrives just
-            # as the notice does, and the follower then outlives aclose() (a hung shutdown).
-            async with asyncio.timeout(self.poll_interval):
-                notice = await anext(notices)
+            notice = await asyncio.wait_for(anext(notices), self.poll_interval)
         except TimeoutError:
             notice = None
         except StopAsyncIteration:
