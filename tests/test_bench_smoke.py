@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import asyncpg
 import pytest
+
+from tests.services import POSTGRES_URL, require_service
 
 pytestmark = pytest.mark.slow
 
@@ -36,6 +40,40 @@ def test_bench_push_reports_every_scenario(tmp_path: Path) -> None:
     assert isinstance(report["store_only_batch_100_docs_per_s"], int)
 
 
+def test_bench_push_on_postgres_reports_one_and_two_nodes(tmp_path: Path) -> None:
+    """bench push --store postgresql://… measures 1 and 2 nodes and raw asyncpg, then drops
+    its schemas."""
+    url = require_service(POSTGRES_URL)
+    report = bench(tmp_path, "push", "--runs", "1", "--seconds", "0.5", "--store", url)
+    results = report["results"]
+    assert isinstance(results, list)
+    assert {(row["nodes"], row["scenario"]) for row in results} == {
+        (1, "batch 100, 1 connection"),
+        (1, "batch 100, 4 connections"),
+        (1, "batch 1, 16 connections"),
+        (2, "batch 100, 4 connections"),
+        (2, "batch 1, 16 connections"),
+    }
+    for row in results:
+        assert row["docs_per_s"] > 0 and row["raw_asyncpg_rows_per_s"] > 0
+        assert row["errors"] == 0
+    store_only = report["store_only"]
+    assert isinstance(store_only, list) and len(store_only) == 3
+    assert all(row["docs_per_s"] > 0 for row in store_only)
+    dropped = report["schemas_dropped"]
+    assert isinstance(dropped, list) and len(dropped) == 4  # 1 node, 2 nodes, store, raw
+    assert not set(dropped) & set(asyncio.run(_bench_schemas(url)))
+
+
+async def _bench_schemas(url: str) -> list[str]:
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'bw_bench_%'")
+    finally:
+        await conn.close()
+    return [row[0] for row in rows]
+
+
 def test_bench_query_reports_indexed_and_unindexed(tmp_path: Path) -> None:
     """bench query loads documents and times both collections and raw SQLite."""
     report = bench(tmp_path, "query", "--documents", "2000", "--queries", "20")
@@ -47,3 +85,28 @@ def test_bench_startup_reports_seconds_to_healthy(tmp_path: Path) -> None:
     """bench startup starts a node and times it."""
     report = bench(tmp_path, "startup", "--runs", "1")
     assert 0 < report["seconds_to_healthy_median"] < 30  # type: ignore[operator]
+
+
+def test_bench_auth_reports_every_figure(tmp_path: Path) -> None:
+    """bench auth measures sign-ins, token checks, and push and pull with and without rules."""
+    report = bench(tmp_path, "auth", "--runs", "1", "--logins", "2", "--batches", "1")
+    for key in (
+        "logins_per_s",
+        "raw_argon2id_verifies_per_s",
+        "token_verify_first_us",
+        "token_verify_again_us",
+        "push_docs_per_s_with_rules",
+        "push_docs_per_s_without_rules",
+        "pull_changes_per_s_with_rules",
+        "pull_changes_per_s_without_rules",
+    ):
+        value = report[key]
+        assert isinstance(value, int | float) and value > 0, key
+
+
+def test_bench_sdk_reports_latency_drain_and_reconnect(tmp_path: Path) -> None:
+    """bench sdk times local writes, drains an outbox and reconnects, with their floors."""
+    report = bench(tmp_path, "sdk", "--runs", "1", "--writes", "20", "--pending", "50")
+    assert report["local_write_p50_ms"] > 0 and report["raw_sqlite_commit_p50_ms"] > 0  # type: ignore[operator]
+    assert report["drain_mutations_per_s"] > 0 and report["raw_push_mutations_per_s"] > 0  # type: ignore[operator]
+    assert report["reconnect_to_synced_s"] > 0  # type: ignore[operator]

@@ -189,3 +189,14 @@ def test_clock_offset_shifts_the_node_clock() -> None:
     assert config.clock_offset_ms == -90_000
     clock = build_node(config).clock
     assert abs(clock.physical() - (system_ms() - 90_000)) < 5_000
+
+
+def test_realtime_transports_parse_and_refuse_unknown_names(tmp_path: Path) -> None:
+    """realtime_transports is a comma-separated subset of websocket, sse (empty allowed)."""
+    assert load_config(None, env={}).enabled_realtime_transports == {"websocket", "sse"}
+    only_sse = load_config(write(tmp_path, 'realtime_transports = " sse "\n'), env={})
+    assert only_sse.enabled_realtime_transports == {"sse"}
+    none = load_config(write(tmp_path, 'realtime_transports = ""\n'), env={})
+    assert none.enabled_realtime_transports == frozenset()
+    with pytest.raises(ConfigError, match="realtime_transports = 'sse,smoke'"):
+        load_config(write(tmp_path, 'realtime_transports = "sse,smoke"\n'), env={})

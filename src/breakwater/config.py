@@ -1,8 +1,9 @@
 """Node configuration: one frozen object built once, from defaults < TOML < environment < flags.
 
 Every top-level setting ``key`` is also read from ``BREAKWATER_KEY`` and every limit from
-``BREAKWATER_LIMITS_KEY``. Collections (schema, conflict policy, indexes) come from the TOML file
-only. A bad value fails at startup with a :class:`ConfigError` that names the key and the value.
+``BREAKWATER_LIMITS_KEY``, every ``[auth]`` setting from ``BREAKWATER_AUTH_KEY``. Collections
+(schema, conflict policy, indexes, access rules, owner field) come from the TOML file only.
+A bad value fails at startup with a :class:`ConfigError` that names the key and the value.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import Any
 
 import jsonschema
 
+from breakwater.auth.rules import CollectionRules, compile_rules
+from breakwater.auth.settings import AuthSettings, proxy_networks
 from breakwater.core.collections import CollectionConfig, Validator
 from breakwater.core.errors import ConfigError, SchemaViolation
 from breakwater.core.hlc import NODE_PATTERN
@@ -27,7 +30,10 @@ from breakwater.core.mutation import COLLECTION_PATTERN
 from breakwater.storage import redact_url
 
 ENV_PREFIX = "BREAKWATER_"
+REALTIME_TRANSPORTS = ("websocket", "sse")
 MAX_DEPTH_CEILING = 200
+MAX_WORKERS = 64
+MAX_WORKER_NODE_ID = 60
 
 __all__ = ["Config", "ConfigError", "load_config", "redact_url"]
 
@@ -42,6 +48,8 @@ class Config:
     store: str = ""
     region: str = "local"
     node: str = ""
+    workers: int = 1
+    """Processes serving this node (``serve --workers``); see server/workers.py."""
     log_level: str = "info"
     # Durations are in seconds unless the name says otherwise.
     max_clock_skew: float = 60.0
@@ -60,8 +68,12 @@ class Config:
     realtime_admission_rate: float = 200.0
     realtime_admission_burst: int = 100
     realtime_admission_wait: float = 5.0
+    # Comma-separated realtime transports this node serves (long-poll pulls always work).
+    realtime_transports: str = "websocket,sse"
     limits: Limits = field(default_factory=Limits)
     collections: Mapping[str, CollectionConfig] = field(default_factory=dict)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    rules: Mapping[str, CollectionRules] = field(default_factory=dict)
 
     @property
     def store_url(self) -> str:
@@ -78,9 +90,16 @@ class Config:
         """The node id used in HLC stamps."""
         return self.node or f"{self.region}-{secrets.token_hex(3)}"
 
+    @property
+    def enabled_realtime_transports(self) -> frozenset[str]:
+        """The realtime transports this node serves (``realtime_transports``, parsed)."""
+        return frozenset(t.strip() for t in self.realtime_transports.split(",") if t.strip())
 
-_TOP_KEYS = [f.name for f in dataclasses.fields(Config) if f.name not in ("limits", "collections")]
+
+_TABLES = ("limits", "collections", "auth", "rules")
+_TOP_KEYS = [f.name for f in dataclasses.fields(Config) if f.name not in _TABLES]
 _LIMIT_KEYS = [f.name for f in dataclasses.fields(Limits)]
+_AUTH_KEYS = [f.name for f in dataclasses.fields(AuthSettings)]
 
 
 def _coerce(key: str, value: Any, kind: type | str) -> Any:
@@ -96,10 +115,16 @@ def _coerce(key: str, value: Any, kind: type | str) -> Any:
             return float(value)
         if kind_name == "Path":
             return Path(str(value))
-        if kind_name == "str":
+        if kind_name in ("str", "ModeSetting"):
             if not isinstance(value, str):
                 raise ValueError
             return value
+        if kind_name == "tuple[str, ...]":
+            if isinstance(value, str):
+                value = [part.strip() for part in value.split(",") if part.strip()]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError
+            return tuple(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{key} = {value!r} is not a valid {kind_name}") from None
     raise ConfigError(f"{key}: unsupported setting type {kind_name}")
@@ -143,6 +168,49 @@ def _schema_validator(name: str, schema: Any) -> Validator:
     return validate
 
 
+def _rules(raw: Any) -> dict[str, CollectionRules]:
+    """The compiled access rules and owner fields of the collections that declare them."""
+    result = {}
+    for name, settings in raw.items():
+        if isinstance(settings, dict) and ("rules" in settings or "owner" in settings):
+            result[name] = compile_rules(name, settings.get("rules", {}), settings.get("owner"))
+    return result
+
+
+def _auth(raw: Any, env: Mapping[str, str]) -> AuthSettings:
+    if not isinstance(raw, dict) or set(raw) - set(_AUTH_KEYS):
+        raise ConfigError(f"auth must be a table with keys from {_AUTH_KEYS}")
+    types = _field_types(AuthSettings)
+    values: dict[str, Any] = {}
+    for key in _AUTH_KEYS:
+        if key in raw:
+            values[key] = _coerce(f"auth.{key}", raw[key], types[key])
+        env_key = f"{ENV_PREFIX}AUTH_{key.upper()}"
+        if env.get(env_key):
+            values[key] = _coerce(env_key, env[env_key], types[key])
+    settings = AuthSettings(**values)
+    if settings.mode not in ("auto", "open", "enforce"):
+        raise ConfigError(f"auth.mode = {settings.mode!r} is not auto, open or enforce")
+    for key in ("access_ttl", "refresh_ttl", "max_realtime_per_user", "password_time_cost"):
+        if getattr(settings, key) <= 0:
+            raise ConfigError(f"auth.{key} = {getattr(settings, key)!r} must be positive")
+    if settings.password_memory_kib < 8 * settings.password_time_cost:
+        raise ConfigError(f"auth.password_memory_kib = {settings.password_memory_kib} is too small")
+    for key in ("rate_per_ip", "rate_per_user", "rate_global", "rate_auth_per_ip"):
+        if getattr(settings, key) < 0:
+            raise ConfigError(f"auth.{key} = {getattr(settings, key)!r} must not be negative")
+    for key in ("burst_per_ip", "burst_per_user", "burst_global", "burst_auth_per_ip"):
+        if getattr(settings, key) < 1:
+            raise ConfigError(f"auth.{key} = {getattr(settings, key)!r} must be at least 1")
+    if not settings.audience:
+        raise ConfigError("auth.audience must not be empty")
+    try:
+        proxy_networks(settings.trusted_proxies)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return settings
+
+
 def _collections(raw: Any, base: Path) -> dict[str, CollectionConfig]:
     if not isinstance(raw, dict):
         raise ConfigError("collections must be a table of tables")
@@ -152,7 +220,7 @@ def _collections(raw: Any, base: Path) -> dict[str, CollectionConfig]:
             raise ConfigError(f"collections.{name}: not a valid collection name")
         if not isinstance(settings, dict):
             raise ConfigError(f"collections.{name} must be a table")
-        unknown = set(settings) - {"conflict", "indexes", "schema", "schema_file"}
+        unknown = set(settings) - {"conflict", "indexes", "schema", "schema_file", "rules", "owner"}
         if unknown:
             raise ConfigError(f"collections.{name}: unknown settings {sorted(unknown)}")
         schema = settings.get("schema")
@@ -192,7 +260,7 @@ def load_config(
             raise ConfigError(f"config file {str(file)!r} cannot be read: {exc}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {str(file)!r} is not valid TOML: {exc}") from exc
-    known = set(_TOP_KEYS) | {"limits", "collections"}
+    known = set(_TOP_KEYS) | {"limits", "collections", "auth"}
     unknown = set(raw) - known
     if unknown:
         raise ConfigError(f"unknown settings in {file}: {sorted(unknown)}")
@@ -225,10 +293,13 @@ def load_config(
             f"limits.max_depth = {limit_values['max_depth']} must be at most {MAX_DEPTH_CEILING}"
         )
     base = file.parent if file is not None else Path.cwd()
+    collections = _collections(raw.get("collections", {}), base)
     config = Config(
         **values,
         limits=Limits(**limit_values),
-        collections=_collections(raw.get("collections", {}), base),
+        collections=collections,
+        auth=_auth(raw.get("auth", {}), env),
+        rules=_rules(raw.get("collections", {})),
     )
     _check(config)
     return config
@@ -241,6 +312,13 @@ def _check(config: Config) -> None:
         raise ConfigError(f"region = {config.region!r} must match {NODE_PATTERN.pattern}")
     if config.node and not NODE_PATTERN.fullmatch(config.node):
         raise ConfigError(f"node = {config.node!r} must match {NODE_PATTERN.pattern}")
+    if not 1 <= config.workers <= MAX_WORKERS:
+        raise ConfigError(f"workers = {config.workers} must be between 1 and {MAX_WORKERS}")
+    if config.workers > 1 and config.node and len(config.node) > MAX_WORKER_NODE_ID:
+        raise ConfigError(
+            f"node = {config.node!r} is too long for workers: at most {MAX_WORKER_NODE_ID}"
+            " characters leave room for the worker suffix"
+        )
     if config.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log_level = {config.log_level!r} is not debug, info, warning or error")
     for key in ("max_clock_skew", "retention_days", "compaction_interval"):
@@ -261,6 +339,12 @@ def _check(config: Config) -> None:
     if config.realtime_admission_wait < 0:
         raise ConfigError(
             f"realtime_admission_wait = {config.realtime_admission_wait!r} must not be negative"
+        )
+    unknown = set(config.enabled_realtime_transports) - set(REALTIME_TRANSPORTS)
+    if unknown:
+        raise ConfigError(
+            f"realtime_transports = {config.realtime_transports!r} names {sorted(unknown)};"
+            f" use a comma-separated subset of {list(REALTIME_TRANSPORTS)} (or empty)"
         )
     if config.realtime_timeout <= config.realtime_heartbeat:
         raise ConfigError(

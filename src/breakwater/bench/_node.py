@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,14 @@ from breakwater.bench._http import HttpConnection
 class BenchNode:
     """A ``breakwater serve`` subprocess for one run, stopped by its PID."""
 
-    def __init__(self, data: Path, port: int, log_level: str) -> None:
+    def __init__(
+        self,
+        data: Path,
+        port: int,
+        log_level: str,
+        workers: int = 1,
+        extra_args: Sequence[str] = (),
+    ) -> None:
         command = [
             sys.executable,
             "-m",
@@ -33,8 +41,14 @@ class BenchNode:
             "0",
             "--log-level",
             log_level,
+            "--workers",
+            str(workers),
+            *extra_args,
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("BREAKWATER_")}
+        # Every load client comes from one address: the per-IP and per-user limits would
+        # measure themselves, not the node (bench auth measures the auth paths on their own).
+        env.update(BREAKWATER_AUTH_RATE_PER_IP="0", BREAKWATER_AUTH_RATE_PER_USER="0")
         self.port = port
         self.process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
@@ -55,6 +69,22 @@ class BenchNode:
                 pass
             await asyncio.sleep(interval)
         raise RuntimeError("breakwater serve did not become ready")
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the node: the process and, with workers, its children."""
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                pid = int(stat.parent.name)
+                parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+                if pid != self.process.pid and parent != self.process.pid:
+                    continue
+                for line in (stat.parent / "status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+            except (OSError, ValueError, IndexError):
+                continue  # a process that ended while we looked
+        return total
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it has not exited within 20 s."""

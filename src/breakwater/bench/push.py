@@ -13,7 +13,7 @@ import sqlite3
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,7 +83,8 @@ class ScenarioResult:
         }
 
 
-def _payload(index: int) -> bytes:
+def payload(index: int) -> bytes:
+    """A JSON document of about :data:`DOC_BYTES` bytes."""
     filler = "x" * DOC_BYTES
     doc = {"title": f"document {index}", "done": index % 2 == 0, "n": index, "body": filler}
     raw = codec.dumps(doc)
@@ -99,19 +100,20 @@ def _push_body(prefix: str, start: int, batch: int, payload: bytes) -> bytes:
     return b'{"client_id":"bench","mutations":[' + b",".join(parts) + b"]}"
 
 
-async def _push_load(port: int, scenario: Scenario, seconds: float) -> Measurement:
-    payload = _payload(0)
+async def push_load(ports: Sequence[int], scenario: Scenario, seconds: float) -> Measurement:
+    """Push from ``scenario.concurrency`` connections, spread over ``ports`` in turn."""
+    body_doc = payload(0)
     latencies: list[float] = []
     errors = 0
     deadline = time.perf_counter() + seconds
 
-    async def worker() -> None:
+    async def worker(port: int) -> None:
         nonlocal errors
         prefix = uuid.uuid4().hex[:12]
         sent = 0
         async with HttpConnection("127.0.0.1", port) as conn:
             while time.perf_counter() < deadline:
-                body = _push_body(prefix, sent, scenario.batch, payload)
+                body = _push_body(prefix, sent, scenario.batch, body_doc)
                 started = time.perf_counter()
                 status, _ = await conn.request("POST", "/v1/sync/push", body)
                 latencies.append(time.perf_counter() - started)
@@ -120,7 +122,7 @@ async def _push_load(port: int, scenario: Scenario, seconds: float) -> Measureme
                 sent += scenario.batch
 
     started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(scenario.concurrency)))
+    await asyncio.gather(*(worker(ports[i % len(ports)]) for i in range(scenario.concurrency)))
     elapsed = time.perf_counter() - started
     return Measurement(
         docs_per_s=(len(latencies) - errors) * scenario.batch / elapsed,
@@ -136,7 +138,7 @@ async def store_only_rate(path: Path, batch: int, seconds: float) -> float:
     engine = Engine("bench", HybridClock("bench"))
     store = SqliteStore(path, engine)
     await store.open()
-    data = codec.loads(_payload(0))
+    data = codec.loads(payload(0))
     docs = 0
     started = time.perf_counter()
     try:
@@ -159,7 +161,7 @@ def raw_sqlite_rate(path: Path, batch: int, seconds: float) -> float:
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("CREATE TABLE IF NOT EXISTS docs (id TEXT PRIMARY KEY, data TEXT NOT NULL)")
-    payload = _payload(0).decode()
+    row = payload(0).decode()
     rows = 0
     started = time.perf_counter()
     deadline = started + seconds
@@ -167,7 +169,7 @@ def raw_sqlite_rate(path: Path, batch: int, seconds: float) -> float:
         conn.execute("BEGIN")
         conn.executemany(
             "INSERT INTO docs (id, data) VALUES (?, ?)",
-            [(f"r{rows + k}", payload) for k in range(batch)],
+            [(f"r{rows + k}", row) for k in range(batch)],
         )
         conn.execute("COMMIT")
         rows += batch
@@ -181,18 +183,19 @@ async def run(
     seconds: float,
     log_level: str = "info",
     progress: Callable[[str], None] = lambda _: None,
+    workers: int = 1,
 ) -> dict[str, Any]:
-    """Every scenario ``runs`` times; the report as a JSON-ready dict."""
+    """Every scenario ``runs`` times against a node of ``workers`` processes; a JSON-ready dict."""
     results = [ScenarioResult(s) for s in SCENARIOS]
     store_rates: list[float] = []
     for run_index in range(runs):
         with tempfile.TemporaryDirectory(prefix="bw-bench-") as tmp:
-            node = BenchNode(Path(tmp) / "data", free_port(), log_level)
+            node = BenchNode(Path(tmp) / "data", free_port(), log_level, workers)
             try:
                 await node.wait_ready()
                 for result in results:
                     progress(f"run {run_index + 1}/{runs}: {result.scenario.name}")
-                    result.runs.append(await _push_load(node.port, result.scenario, seconds))
+                    result.runs.append(await push_load([node.port], result.scenario, seconds))
             finally:
                 node.stop()
             for result in results:
@@ -212,6 +215,7 @@ async def run(
         "doc_bytes": DOC_BYTES,
         "seconds_per_scenario": seconds,
         "runs": runs,
+        "workers": workers,
         "machine": machine(),
         "results": [r.summary() for r in results],
     }

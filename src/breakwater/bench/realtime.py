@@ -44,21 +44,14 @@ DRAIN_SECONDS = 15.0
 """How long after the last write the subscribers may take to receive everything."""
 
 
-def rss_bytes(pid: int) -> int:
-    """Resident memory of ``pid`` (VmRSS)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
 def notify_quantile(metrics_text: str, fraction: float) -> float | None:
     """The upper bound (ms) of the notify histogram bucket holding the ``fraction`` quantile."""
-    buckets: list[tuple[float, float]] = []
+    counts: dict[float, float] = {}  # summed over workers, when the node has several
     for line in metrics_text.splitlines():
         if line.startswith("breakwater_realtime_notify_seconds_bucket{"):
-            label = line.split('le="', 1)[1].split('"', 1)[0]
-            buckets.append((float(label), float(line.rsplit(" ", 1)[1])))
+            upper = float(line.split('le="', 1)[1].split('"', 1)[0])
+            counts[upper] = counts.get(upper, 0.0) + float(line.rsplit(" ", 1)[1])
+    buckets = sorted(counts.items())
     if not buckets or buckets[-1][1] == 0:
         return None
     total = buckets[-1][1]
@@ -225,10 +218,15 @@ async def _write_at_rate(port: int, rate: float, seconds: float) -> tuple[int, i
 
 
 async def _one_run(
-    count: int, rate: float, seconds: float, deflate: bool, progress: Callable[[str], None]
+    count: int,
+    rate: float,
+    seconds: float,
+    deflate: bool,
+    progress: Callable[[str], None],
+    workers: int,
 ) -> Run:
     with tempfile.TemporaryDirectory(prefix="bw-bench-rt-") as tmp:
-        node = BenchNode(Path(tmp) / "data", free_port(), "warning")
+        node = BenchNode(Path(tmp) / "data", free_port(), "warning", workers)
         subscribers: Subscribers | None = None
         try:
             await node.wait_ready()
@@ -237,14 +235,14 @@ async def _one_run(
                 _, body = await http.request("GET", "/v1/sync/pull?limit=1000")
             head = codec.loads(body)["cursor"]  # subscribers start here: no replay
             await asyncio.sleep(0.5)
-            before = rss_bytes(node.process.pid)
+            before = node.rss_bytes()
             progress(f"{count} subscribers: connecting")
             subscribers = Subscribers(node.port, count, deflate, head)
             ready = await subscribers.line(180)
             if ready["ready"] != count:
                 raise RuntimeError(f"only {ready['ready']} of {count} subscribers are ready")
             await asyncio.sleep(2)
-            idle = (rss_bytes(node.process.pid) - before) / count / 1024 if count >= 100 else None
+            idle = (node.rss_bytes() - before) / count / 1024 if count >= 100 else None
             progress(f"{count} subscribers: {rate:g} writes/s for {seconds:g} s")
             subscribers.command("measure")
             measured = time.perf_counter()
@@ -286,8 +284,9 @@ async def run(
     runs: int,
     deflate: bool = False,
     progress: Callable[[str], None] = lambda _: None,
+    workers: int = 1,
 ) -> dict[str, Any]:
-    """Every scenario ``runs`` times; the report as a JSON-ready dict."""
+    """Every scenario ``runs`` times on a node of ``workers`` processes; a JSON-ready dict."""
     results = [ScenarioResult(count, rate) for count in counts]
     for run_index, result in itertools.product(range(runs), results):
         prefix = f"run {run_index + 1}/{runs}"
@@ -295,13 +294,16 @@ async def run(
         def step(text: str, prefix: str = prefix) -> None:
             progress(f"{prefix}: {text}")
 
-        result.runs.append(await _one_run(result.subscribers, rate, seconds, deflate, step))
+        result.runs.append(
+            await _one_run(result.subscribers, rate, seconds, deflate, step, workers)
+        )
     return {
         "benchmark": "realtime",
         "writes_per_s": rate,
         "seconds": seconds,
         "runs": runs,
         "deflate": deflate,
+        "workers": workers,
         "sampled_subscribers": SAMPLED,
         "machine": machine() | {"load_average": os.getloadavg()},
         "results": [r.summary() for r in results],

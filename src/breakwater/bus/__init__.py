@@ -16,20 +16,22 @@ Contract for every backend (checked by tests/bus/test_conformance.py):
   iteration. A backend that loses its broker keeps accepting ``publish`` calls (dropping what
   it cannot send) and reports it through ``healthy``; readers then rely on their fallback poll.
 
-Backends are chosen by URL scheme with :func:`open_bus`; only ``memory://`` (one process) exists.
+Backends are chosen by URL scheme with :func:`open_bus`: ``memory://`` (one process) and
+``ipc:///directory`` (the processes of one machine, e.g. the workers of ``serve --workers``).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
 from breakwater.core.cursor import VersionVector
 from breakwater.core.errors import ConfigError
 
-SCHEMES = ("memory",)
+SCHEMES = ("memory", "ipc")
 
 __all__ = ["SCHEMES", "Bus", "CommitNotice", "Subscription", "open_bus"]
 
@@ -80,11 +82,18 @@ class Bus(Protocol):
 
 def open_bus(url: str) -> Bus:
     """A bus for ``url`` (not yet opened); an unknown scheme lists the supported ones."""
-    scheme = urlsplit(url).scheme
+    parts = urlsplit(url)
+    scheme = parts.scheme
     if scheme == "memory":
         from breakwater.bus.memory import MemoryBus
 
         return MemoryBus()
+    if scheme == "ipc":
+        from breakwater.bus.ipc import IpcBus
+
+        if parts.netloc or not parts.path.startswith("/"):
+            raise ConfigError("an ipc bus URL names an absolute directory: ipc:///path/to/dir")
+        return IpcBus(Path(parts.path))
     # The URL itself is not repeated: a broker URL may carry a password.
     raise ConfigError(
         f"bus URL has an unsupported scheme {scheme!r}; supported: "

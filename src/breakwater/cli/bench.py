@@ -29,17 +29,33 @@ def push(
         float, typer.Option(min=0.5, max=120, help="Seconds per scenario and run.")
     ] = 5.0,
     log_level: Annotated[str, typer.Option(help="The node's log level.")] = "info",
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="The node's worker processes (serve --workers).")
+    ] = 1,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="A postgresql:// URL: bench 1 and 2 nodes on it (fresh schemas, dropped after)"
+            " against raw asyncpg; default: the embedded SQLite store against raw sqlite3."
+        ),
+    ] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
 ) -> None:
-    """Durable push throughput and latency of 1 KB documents against raw SQLite inserts."""
+    """Durable push throughput and latency of 1 KB documents against raw inserts."""
+    if store is not None:
+        _push_postgres(store, runs, seconds, log_level, workers, json_path)
+        return
     from breakwater.bench import push as bench_push
 
     console = Console()
     with console.status("starting") as status:
         report = asyncio.run(
-            bench_push.run(runs, seconds, log_level, lambda text: status.update(text))
+            bench_push.run(runs, seconds, log_level, lambda text: status.update(text), workers)
         )
-    table = Table(title=f"breakwater bench push (medians of {runs} runs, {seconds:g} s each)")
+    table = Table(
+        title=f"breakwater bench push, {workers} worker(s) (medians of {runs} runs,"
+        f" {seconds:g} s each)"
+    )
     for column in ("scenario", "docs/s", "p50 ms", "p99 ms", "raw sqlite rows/s", "ratio"):
         table.add_column(column, justify="left" if column == "scenario" else "right")
     for row in report["results"]:
@@ -56,6 +72,50 @@ def push(
         f"store only (engine + writer, no HTTP), batch 100: "
         f"{report['store_only_batch_100_docs_per_s']:,} docs/s"
     )
+    console.print(f"machine: {report['machine']}")
+    _write_json(report, json_path)
+
+
+def _push_postgres(
+    url: str, runs: int, seconds: float, log_level: str, workers: int, json_path: Path | None
+) -> None:
+    from urllib.parse import urlsplit
+
+    from breakwater.bench import push_postgres
+    from breakwater.config import ConfigError
+
+    if urlsplit(url).scheme not in ("postgresql", "postgres"):
+        raise ConfigError(f"--store must be a postgresql:// URL, not {url.split(':', 1)[0]!r}")
+    console = Console()
+    with console.status("starting") as status:
+        report = asyncio.run(
+            push_postgres.run(
+                url, runs, seconds, log_level, lambda text: status.update(text), workers
+            )
+        )
+    table = Table(
+        title=f"breakwater bench push on {report['store']} (medians of {runs} runs,"
+        f" {seconds:g} s each)"
+    )
+    columns = ("scenario", "nodes", "docs/s", "p50 ms", "p99 ms", "raw asyncpg rows/s", "ratio")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "scenario" else "right")
+    for row in report["results"]:
+        table.add_row(
+            row["scenario"],
+            str(row["nodes"]),
+            f"{row['docs_per_s']:,}",
+            f"{row['p50_ms']:.2f}",
+            f"{row['p99_ms']:.2f}",
+            f"{row['raw_asyncpg_rows_per_s']:,}",
+            f"{row['ratio_to_raw']:.2f}",
+        )
+    console.print(table)
+    for row in report["store_only"]:
+        console.print(
+            f"store only (engine + writer, no HTTP), {row['scenario']}: "
+            f"{row['docs_per_s']:,} docs/s, {row['ratio_to_raw']:.2f} of raw"
+        )
     console.print(f"machine: {report['machine']}")
     _write_json(report, json_path)
 
@@ -114,6 +174,9 @@ def realtime(
     deflate: Annotated[
         bool, typer.Option(help="Subscribers offer permessage-deflate (the node accepts it).")
     ] = False,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="The node's worker processes (serve --workers).")
+    ] = 1,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
 ) -> None:
     """Write-to-delivery latency, deliveries/s and memory per idle WebSocket subscriber."""
@@ -124,12 +187,12 @@ def realtime(
     with console.status("starting") as status:
         report = asyncio.run(
             bench_realtime.run(
-                counts, rate, seconds, runs, deflate, lambda text: status.update(text)
+                counts, rate, seconds, runs, deflate, lambda text: status.update(text), workers
             )
         )
     table = Table(
-        title=f"breakwater bench realtime ({rate:g} writes/s for {seconds:g} s,"
-        f" medians of {runs} runs)"
+        title=f"breakwater bench realtime ({rate:g} writes/s for {seconds:g} s, {workers}"
+        f" worker(s), medians of {runs} runs)"
     )
     columns = (
         "subscribers",
@@ -158,5 +221,107 @@ def realtime(
             "-" if row["notify_p99_ms_at_most"] is None else f"{row['notify_p99_ms_at_most']:g}",
         )
     console.print(table)
+    console.print(f"machine: {report['machine']}")
+    _write_json(report, json_path)
+
+
+@app.command("auth")
+def auth(
+    runs: Annotated[int, typer.Option(min=1, max=20, help="Runs; medians are reported.")] = 3,
+    logins: Annotated[int, typer.Option(min=2, max=1000, help="Sign-ins per run.")] = 40,
+    batches: Annotated[
+        int, typer.Option(min=1, max=200, help="Pushes of 100 documents per run and node.")
+    ] = 20,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+) -> None:
+    """Sign-in rate, token verification cost, and push/pull throughput with and without rules."""
+    from breakwater.bench import auth as bench_auth
+
+    console = Console()
+    with console.status("starting") as status:
+        report = asyncio.run(
+            bench_auth.run(runs, logins, batches, lambda text: status.update(text))
+        )
+    table = Table(title=f"breakwater bench auth (medians of {runs} runs)")
+    for column in ("measure", "value", "same-run reference", "ratio"):
+        table.add_column(column, justify="left" if column == "measure" else "right")
+    table.add_row(
+        "sign-ins/s (argon2id, 2 threads)",
+        f"{report['logins_per_s']:,}",
+        f"{report['raw_argon2id_verifies_per_s']:,} bare verifies/s",
+        f"{report['login_ratio_to_raw']:.2f}",
+    )
+    table.add_row(
+        "token verification µs, first sight",
+        f"{report['token_verify_first_us']:.1f}",
+        f"{report['hmac_sha256_us']:.1f} µs bare HMAC",
+        f"{report['token_verify_first_us'] / report['hmac_sha256_us']:.1f}x",
+    )
+    table.add_row(
+        "token verification µs, seen before",
+        f"{report['token_verify_again_us']:.1f}",
+        f"{report['hmac_sha256_us']:.1f} µs bare HMAC",
+        f"{report['token_verify_again_us'] / report['hmac_sha256_us']:.1f}x",
+    )
+    table.add_row(
+        "push docs/s with rules",
+        f"{report['push_docs_per_s_with_rules']:,}",
+        f"{report['push_docs_per_s_without_rules']:,} without",
+        f"{report['push_ratio']:.2f}",
+    )
+    table.add_row(
+        "pull changes/s with rules",
+        f"{report['pull_changes_per_s_with_rules']:,}",
+        f"{report['pull_changes_per_s_without_rules']:,} without",
+        f"{report['pull_ratio']:.2f}",
+    )
+    console.print(table)
+    console.print(f"machine: {report['machine']}")
+    _write_json(report, json_path)
+
+
+@app.command("sdk")
+def sdk(
+    runs: Annotated[int, typer.Option(min=1, max=20, help="Runs; medians are reported.")] = 3,
+    writes: Annotated[
+        int, typer.Option(min=10, max=100_000, help="Local writes timed per run.")
+    ] = 2000,
+    pending: Annotated[
+        int, typer.Option(min=10, max=100_000, help="Pending writes to drain per run.")
+    ] = 10_000,
+    log_level: Annotated[str, typer.Option(help="The node's log level.")] = "warning",
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+) -> None:
+    """Client SDK: durable local write latency, outbox drain rate, reconnect to fully synced."""
+    from breakwater.bench import sdk as bench_sdk
+
+    console = Console()
+    with console.status("starting") as status:
+        report = asyncio.run(
+            bench_sdk.run(runs, writes, pending, log_level, lambda text: status.update(text))
+        )
+    table = Table(title=f"breakwater bench sdk (medians of {runs} runs)")
+    for column in ("figure", "SDK", "floor", "ratio"):
+        table.add_column(column, justify="left" if column == "figure" else "right")
+    table.add_row(
+        "local write p50 / p99 ms (durable)",
+        f"{report['local_write_p50_ms']:.3f} / {report['local_write_p99_ms']:.3f}",
+        f"{report['raw_sqlite_commit_p50_ms']:.3f} / {report['raw_sqlite_commit_p99_ms']:.3f}",
+        f"{report['local_write_ratio_to_raw_p50']:.2f}",
+    )
+    table.add_row(
+        f"outbox drain, {pending:,} writes (mutations/s)",
+        f"{report['drain_mutations_per_s']:,}",
+        f"{report['raw_push_mutations_per_s']:,}",
+        f"{report['drain_ratio_to_raw_push']:.2f}",
+    )
+    table.add_row(
+        f"reconnect to fully synced, {pending:,} writes (s)",
+        f"{report['reconnect_to_synced_s']:.2f}",
+        "",
+        "",
+    )
+    console.print(table)
+    console.print("floors: bare SQLite INSERT+COMMIT (WAL, FULL); bare HTTP pushes of 500")
     console.print(f"machine: {report['machine']}")
     _write_json(report, json_path)

@@ -28,6 +28,10 @@ def serve(
     node: Annotated[
         str | None, typer.Option(help="This node's id (default: region plus a random suffix).")
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Processes serving this node, sharing its port and store (default 1)."),
+    ] = None,
     config: Annotated[
         Path | None, typer.Option("--config", help="TOML config file (or BREAKWATER_CONFIG).")
     ] = None,
@@ -40,20 +44,19 @@ def serve(
     from breakwater.obs import logging as bw_logging
     from breakwater.server.runner import serve as run
 
-    settings = load_config(
-        config,
-        overrides={
-            "host": host,
-            "port": port,
-            "data": data,
-            "store": store,
-            "bus": bus,
-            "region": region,
-            "node": node,
-            "log_level": log_level,
-            "drain_grace": drain_grace,
-        },
-    )
+    overrides = {
+        "host": host,
+        "port": port,
+        "data": data,
+        "store": store,
+        "bus": bus,
+        "region": region,
+        "node": node,
+        "log_level": log_level,
+        "drain_grace": drain_grace,
+        "workers": workers,
+    }
+    settings = load_config(config, overrides=overrides)
     try:
         settings.data.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -61,4 +64,8 @@ def serve(
             f"data = {str(settings.data)!r} cannot be created: {exc.strerror}"
         ) from exc
     bw_logging.configure(settings.log_level)
+    if settings.workers > 1:
+        from breakwater.server.workers import Supervisor
+
+        raise typer.Exit(Supervisor(settings, config, overrides).run())
     run(settings)

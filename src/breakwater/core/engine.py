@@ -149,12 +149,19 @@ class Engine:
                 current_version=current.version if live and current is not None else None,
             )
         if mutation.hlc is None:
+            if current is not None:
+                # A server-stamped write orders after all the document holds, even when another
+                # writer of the store (a worker, a node) stamped it with a clock slightly ahead.
+                self.clock.observe(current.hlc)
             hlc = self.clock.now()
         else:
             hlc = mutation.hlc
             self.clock.observe(hlc)
         config = self.collection(mutation.collection)
         op, data = mutation.op, mutation.data
+        before = current.data if live and current is not None else None
+        if mutation.guard is not None:
+            data = mutation.guard.prepare(before, op, data)
         if config.conflict == "document" and op in ("patch", "increment"):
             op, data = "set", _document_level_update(current, op, data or {})
         delta, state, visible, newest = document.apply(
@@ -177,6 +184,8 @@ class Engine:
                     f"the limit is {self.limits.max_document_bytes}",
                     limit=self.limits.max_document_bytes,
                 )
+        if mutation.guard is not None:
+            mutation.guard.check(before, visible, mutation.op)
         seq = target.next_seq(self.origin)
         change = Change(
             self.origin, seq, mutation.collection, mutation.doc_id, mutation.mutation_id, hlc, op

@@ -11,6 +11,9 @@ it is transient (retrying the same request later may succeed) or permanent. Retr
     │   ├── PayloadTooLarge          413 payload_too_large
     │   ├── ClockSkew                400 clock_skew (carries the node's HLC)
     │   └── SchemaViolation          422 schema_violation
+    ├── Unauthorized                 401 unauthorized (no, bad or expired credentials)
+    ├── Forbidden                    403 forbidden (authenticated, but a rule or scope refuses)
+    ├── RateLimited                  transient, 429 rate_limited (carries ``retry_after``)
     ├── NotFound                     404 not_found
     ├── PreconditionFailed           412 precondition_failed
     ├── CursorExpired                410 cursor_expired
@@ -83,6 +86,31 @@ class SchemaViolation(InvalidInput):
     type = "schema_violation"
     status = 422
     title = "Schema violation"
+
+
+class Unauthorized(BreakwaterError):
+    """The request carries no valid credentials (missing, malformed, expired or revoked)."""
+
+    type = "unauthorized"
+    status = 401
+    title = "Unauthorized"
+
+
+class Forbidden(BreakwaterError):
+    """The caller is known but may not do this: an access rule, a scope or a role refuses."""
+
+    type = "forbidden"
+    status = 403
+    title = "Forbidden"
+
+
+class RateLimited(BreakwaterError):
+    """Too many requests; ``extra['retry_after']`` is the seconds to wait."""
+
+    type = "rate_limited"
+    status = 429
+    title = "Too many requests"
+    transient = True
 
 
 class NotFound(BreakwaterError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from breakwater.core import codec
 from breakwater.core.errors import PayloadTooLarge, ValidationError
@@ -23,12 +23,30 @@ FIELD_PATTERN = re.compile(r"^[^\x00-\x1f]{1,256}$")
 VERSION_PATTERN = re.compile(r"^[0-9a-f]{20}$")
 
 
+class WriteGuard(Protocol):
+    """Access control of one write, run by the engine inside the write transaction.
+
+    Because it runs there, it sees exactly the state it guards (no check-then-write race).
+    ``None`` stands for a document that is absent or deleted. Either method raises a
+    :class:`~breakwater.core.errors.BreakwaterError` (``forbidden``) to reject the mutation.
+    """
+
+    def prepare(
+        self, before: dict[str, Any] | None, op: str, data: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
+        """The data to apply: ``data`` with server-owned fields filled in or refused."""
+
+    def check(self, before: dict[str, Any] | None, after: dict[str, Any] | None, op: str) -> None:
+        """Refuse the write unless the caller may turn ``before`` into ``after``."""
+
+
 @dataclass(frozen=True, slots=True)
 class Mutation:
     """One client-made change. ``hlc`` is ``None`` until a node stamps it (simple clients).
 
     ``if_match`` lists the versions (``*``: any live version) the document may have; ``must_exist``
-    makes a missing document a ``not_found`` rejection (REST ``PATCH`` and ``DELETE``).
+    makes a missing document a ``not_found`` rejection (REST ``PATCH`` and ``DELETE``);
+    ``guard`` (set by the server from the caller's access rules) may reject it on its content.
     """
 
     mutation_id: str
@@ -39,6 +57,7 @@ class Mutation:
     hlc: str | None = None
     if_match: tuple[str, ...] | None = None
     must_exist: bool = False
+    guard: WriteGuard | None = None
 
 
 def _shown(value: Any) -> str:

@@ -82,6 +82,24 @@ class Metrics:
             ["transport", "reason"],
             registry=r,
         )
+        self.rate_limited = Counter(
+            "breakwater_rate_limited",
+            "Requests refused with 429, by the limit that refused them (ip, user, auth, global).",
+            ["limit"],
+            registry=r,
+        )
+        self.auth_events = Counter(
+            "breakwater_auth_events",
+            "Sign-in outcomes and token events (login_ok, login_failed, refresh_reused, ...).",
+            ["event"],
+            registry=r,
+        )
+        self.access_denied = Counter(
+            "breakwater_access_denied",
+            "Requests or changes refused by an access rule or scope, by path kind.",
+            ["path"],
+            registry=r,
+        )
         self.dependency_up = Gauge(
             "breakwater_dependency_up",
             "1 when a dependency answers its readiness check.",

@@ -5,10 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
 
 import breakwater
+from breakwater.auth.passwords import HashParameters, Passwords
+from breakwater.auth.policy import Policy
+from breakwater.auth.sealing import Sealer
+from breakwater.auth.service import AuthService
+from breakwater.auth.signing_keys import load_keys
+from breakwater.auth.sqlite_store import SqliteAuthStore
+from breakwater.auth.tokens import TokenIssuer
 from breakwater.bus import Bus, open_bus
 from breakwater.config import Config
 from breakwater.core.engine import Engine
@@ -16,13 +26,18 @@ from breakwater.core.errors import BreakwaterError
 from breakwater.core.hlc import HybridClock
 from breakwater.obs.logging import get_logger
 from breakwater.obs.metrics import Metrics
-from breakwater.server import docs_api, health, problems, sync_api
+from breakwater.obs.worker_metrics import WorkerMetrics
+from breakwater.server import auth_api, docs_api, health, problems, sync_api
+from breakwater.server.access import Gatekeeper
+from breakwater.server.direct_routes import DirectRoutes, Endpoint
 from breakwater.server.middleware import ObserveRequests
 from breakwater.server.node import Node
+from breakwater.server.rate_limit import RateLimiter
 from breakwater.server.realtime import sse as realtime_sse
 from breakwater.server.realtime import websocket as realtime_websocket
 from breakwater.server.realtime.hub import Realtime
 from breakwater.server.store_hooks import NodeStoreHooks
+from breakwater.server.workers import WorkerRole
 from breakwater.storage import open_store
 from breakwater.storage.base import CompactionReport, Store
 
@@ -52,6 +67,12 @@ def build_node(
     if store is None:
         store = open_store(config.store_url, engine, hooks=NodeStoreHooks(metrics, bus))
     realtime = Realtime(config, store, bus, metrics)
+    settings = config.auth
+    keys_file = Path(settings.signing_keys_file) if settings.signing_keys_file else None
+    auth_store = SqliteAuthStore(config.data / "auth.db")
+    passwords = Passwords(HashParameters(settings.password_memory_kib, settings.password_time_cost))
+    keys = load_keys(keys_file or config.data / "auth-keys.json")
+    issuer = TokenIssuer(keys, settings.audience, settings.access_ttl)
     return Node(
         config=config,
         clock=clock,
@@ -60,6 +81,13 @@ def build_node(
         metrics=metrics,
         bus=bus,
         realtime=realtime,
+        auth=AuthService(auth_store, issuer, passwords, settings.refresh_ttl),
+        auth_store=auth_store,
+        policy=Policy(
+            settings.resolved_mode(config.host), config.rules, frozenset(settings.mfa_roles)
+        ),
+        limiter=RateLimiter(settings, metrics),
+        sealer=Sealer(keys),
     )
 
 
@@ -85,38 +113,67 @@ async def _compact_forever(node: Node) -> None:
             _log.warning("compaction_failed", error=error.type, detail=error.detail)
 
 
+def _direct_routes() -> dict[tuple[str, str], tuple[Endpoint, BaseRoute]]:
+    """The hot endpoints :class:`DirectRoutes` answers, with the routes registered for them."""
+    routes: dict[tuple[str, str], tuple[Endpoint, BaseRoute]] = {}
+    for route in sync_api.router.routes:
+        if isinstance(route, APIRoute) and route.endpoint is sync_api.push:
+            routes[("POST", route.path)] = (sync_api.push, route)
+    if ("POST", "/v1/sync/push") not in routes:
+        raise RuntimeError("POST /v1/sync/push is not registered")
+    return routes
+
+
 def create_app(
     config: Config,
     store: Store | None = None,
     clock: HybridClock | None = None,
     bus: Bus | None = None,
+    role: WorkerRole | None = None,
 ) -> FastAPI:
-    """The node's app; the store is opened on startup and flushed and closed on shutdown."""
+    """The node's app; the store is opened on startup and flushed and closed on shutdown.
+
+    With ``role``, the app is one worker process of a node (``serve --workers``).
+    """
     node = build_node(config, store, clock, bus)
+    if role is not None:
+        node.worker_metrics = WorkerMetrics(node.metrics, role.run_dir, role.index)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(node.auth_store.open)
         await node.bus.open()
-        await node.store.open()
+        try:
+            await node.store.open()
+        except BreakwaterError as error:
+            # One clear line (the store names itself, password hidden) before the traceback.
+            _log.error("startup_failed", error=error.type, detail=error.detail)
+            await node.bus.aclose()
+            raise
         await node.realtime.start()
         compaction = asyncio.create_task(_compact_forever(node))
+        background = [compaction]
+        if node.worker_metrics is not None:
+            background.append(asyncio.create_task(node.worker_metrics.publish_forever()))
         _log.info(
             "node_started",
             region=config.region,
             node=node.clock.node,
             store=config.store_url_redacted,
+            auth=node.policy.mode,
         )
         if config.clock_offset_ms:
             _log.warning("clock_offset", offset_ms=config.clock_offset_ms)
         try:
             yield
         finally:
-            compaction.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await compaction
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             await node.realtime.aclose()
             await node.store.aclose()
             await node.bus.aclose()
+            node.auth_store.close()
             _log.info("node_stopped", node=node.clock.node)
 
     app = FastAPI(
@@ -130,9 +187,14 @@ def create_app(
     app.state.node = node
     problems.install(app)
     app.include_router(health.router)
+    app.include_router(auth_api.router)
     app.include_router(docs_api.router)
     app.include_router(sync_api.router)
     app.include_router(realtime_sse.router)
+    app.add_middleware(DirectRoutes, routes=_direct_routes())
+    # Outside the direct routes, so that every request, pushes included, has its caller
+    # resolved and its rate limits applied (inside the observer: refusals are counted).
+    app.add_middleware(Gatekeeper)
     app.add_middleware(ObserveRequests, metrics=node.metrics)
     # Outermost of ours: realtime WebSockets skip the routing layers (see its module).
     app.add_middleware(realtime_websocket.WebSocketEntry)

@@ -5,16 +5,19 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
+from breakwater.auth.identity import Identity
 from breakwater.core import query as query_mod
-from breakwater.core.engine import MutationResult
-from breakwater.core.errors import NotFound, ValidationError
+from breakwater.core.engine import StoredDoc
+from breakwater.core.errors import Forbidden, NotFound, ValidationError
 from breakwater.core.mutation import Mutation, check_collection, check_doc_id, check_document
 from breakwater.server import openapi
+from breakwater.server.access import identity_of
 from breakwater.server.body import read_json
 from breakwater.server.conditional import if_none_match_hits, parse_if_match
 from breakwater.server.node import Node
@@ -27,40 +30,62 @@ router = APIRouter(prefix="/v1/collections/{collection}", tags=["documents"])
 IDEMPOTENCY_KEY_PATTERN = re.compile(r"^[A-Za-z0-9_.:~-]{1,100}$")
 
 
-def _mutation_id(request: Request, collection: str, doc_id: str) -> str:
+def _mutation_id(request: Request, collection: str, doc_id: str, identity: Identity | None) -> str:
     """A fresh mutation id, or one derived from ``Idempotency-Key`` and the request's target.
 
-    The key is scoped to method and document, so reusing a key on another document (or a key
-    that equals some pushed mutation id) is a new request, never a replay of an unrelated one.
+    The key is scoped to caller, method and document, so reusing a key on another document, by
+    another user (or a key that equals some pushed mutation id) is a new request, never a
+    replay of an unrelated one.
     """
     key = request.headers.get("idempotency-key")
     if key is None:
         return uuid.uuid4().hex
     if not IDEMPOTENCY_KEY_PATTERN.fullmatch(key):
         raise ValidationError(f"Idempotency-Key must match {IDEMPOTENCY_KEY_PATTERN.pattern}")
-    target = f"{request.method} {collection}/{doc_id}".encode()
+    caller = "" if identity is None else identity.uid
+    target = f"{caller} {request.method} {collection}/{doc_id}".encode()
     return f"{key}.{hashlib.blake2b(target, digest_size=6).hexdigest()}"
 
 
-async def _write(node: Node, mutation: Mutation) -> Response:
+def _writing(request: Request, collection: str) -> tuple[Node, Identity | None]:
+    """The node and the caller of a write that the policy admits to ``collection``."""
+    node = node_of(request)
+    identity = identity_of(request)
+    node.policy.admit(identity, check_collection(collection), "write")
+    return node, identity
+
+
+def _readable(node: Node, identity: Identity | None, doc: StoredDoc) -> bool:
+    return doc.data is not None and node.policy.may_read(identity, doc.collection, doc.data)
+
+
+async def _write(node: Node, mutation: Mutation, identity: Identity | None) -> Response:
+    mutation = replace(mutation, guard=node.policy.guard(identity, mutation.collection))
     [result] = await node.store.apply([mutation])
     node.metrics.mutations.labels(result.status).inc()
     if result.status == "rejected":
         assert result.error is not None
+        if isinstance(result.error, Forbidden):
+            node.metrics.access_denied.labels("rest").inc()
         raise result.error
     if result.status == "duplicate":
-        return await _replayed(node, mutation, result)
+        return await _replayed(node, mutation, identity)
     assert result.doc is not None
     status = 201 if result.created and mutation.op != "delete" else 200
-    return json_response(doc_json(result.doc), status, {"ETag": etag(result.doc.version)})
+    headers = {"ETag": etag(result.doc.version)}
+    if not result.doc.deleted and not _readable(node, identity, result.doc):
+        return Response(status_code=204, headers=headers)
+    return json_response(doc_json(result.doc), status, headers)
 
 
-async def _replayed(node: Node, mutation: Mutation, result: MutationResult) -> Response:
+async def _replayed(node: Node, mutation: Mutation, identity: Identity | None) -> Response:
     """A retried request (same Idempotency-Key): the current document, marked as a replay."""
     doc = await node.store.get(mutation.collection, mutation.doc_id)
     if doc is None:
         raise NotFound(f"document {mutation.collection}/{mutation.doc_id} does not exist")
     headers = {"ETag": etag(doc.version), "Idempotent-Replayed": "true"}
+    if not doc.deleted and not _readable(node, identity, doc):
+        return Response(status_code=204, headers=headers)
     return json_response(doc_json(doc), 200, headers)
 
 
@@ -68,9 +93,14 @@ async def _replayed(node: Node, mutation: Mutation, result: MutationResult) -> R
 async def get_document(collection: str, doc_id: str, request: Request) -> Response:
     """The live document with its version as ``ETag``; ``If-None-Match`` gives 304."""
     node = node_of(request)
-    doc = await node.store.get(check_collection(collection), check_doc_id(doc_id))
+    identity = identity_of(request)
+    node.policy.admit(identity, check_collection(collection), "read")
+    doc = await node.store.get(collection, check_doc_id(doc_id))
     if doc is None or doc.deleted:
         raise NotFound(f"document {collection}/{doc_id} does not exist")
+    if not _readable(node, identity, doc):
+        node.metrics.access_denied.labels("rest").inc()
+        raise Forbidden(f"the collection's read rule refuses {collection}/{doc_id}")
     tag = etag(doc.version)
     if if_none_match_hits(request.headers.get("if-none-match"), doc.version):
         return Response(status_code=304, headers={"ETag": tag})
@@ -85,9 +115,9 @@ async def get_document(collection: str, doc_id: str, request: Request) -> Respon
 )
 async def put_document(collection: str, doc_id: str, request: Request) -> Response:
     """Replace the whole document (``set``). 201 when it did not exist."""
-    node = node_of(request)
+    node, identity = _writing(request, collection)
     mutation = Mutation(
-        mutation_id=_mutation_id(request, collection, doc_id),
+        mutation_id=_mutation_id(request, collection, doc_id, identity),
         collection=check_collection(collection),
         doc_id=check_doc_id(doc_id),
         op="set",
@@ -96,7 +126,7 @@ async def put_document(collection: str, doc_id: str, request: Request) -> Respon
         ),
         if_match=parse_if_match(request.headers.get("if-match")),
     )
-    return await _write(node, mutation)
+    return await _write(node, mutation, identity)
 
 
 @router.patch(
@@ -107,9 +137,9 @@ async def put_document(collection: str, doc_id: str, request: Request) -> Respon
 )
 async def patch_document(collection: str, doc_id: str, request: Request) -> Response:
     """Set the given top-level fields; ``null`` removes a field. 404 if the document is absent."""
-    node = node_of(request)
+    node, identity = _writing(request, collection)
     mutation = Mutation(
-        mutation_id=_mutation_id(request, collection, doc_id),
+        mutation_id=_mutation_id(request, collection, doc_id, identity),
         collection=check_collection(collection),
         doc_id=check_doc_id(doc_id),
         op="patch",
@@ -119,15 +149,15 @@ async def patch_document(collection: str, doc_id: str, request: Request) -> Resp
         if_match=parse_if_match(request.headers.get("if-match")),
         must_exist=True,
     )
-    return await _write(node, mutation)
+    return await _write(node, mutation, identity)
 
 
 @router.delete("/docs/{doc_id}", responses=openapi.DOC_RESPONSES, summary="Delete a document")
 async def delete_document(collection: str, doc_id: str, request: Request) -> Response:
     """Leave a tombstone (synced to every replica). 404 if the document is absent."""
-    node = node_of(request)
+    node, identity = _writing(request, collection)
     mutation = Mutation(
-        mutation_id=_mutation_id(request, collection, doc_id),
+        mutation_id=_mutation_id(request, collection, doc_id, identity),
         collection=check_collection(collection),
         doc_id=check_doc_id(doc_id),
         op="delete",
@@ -135,7 +165,7 @@ async def delete_document(collection: str, doc_id: str, request: Request) -> Res
         if_match=parse_if_match(request.headers.get("if-match")),
         must_exist=True,
     )
-    return await _write(node, mutation)
+    return await _write(node, mutation, identity)
 
 
 @router.get("/docs", responses=openapi.QUERY_RESPONSES, summary="Query documents")
@@ -149,8 +179,21 @@ async def query_documents(
 ) -> Response:
     """Live documents matching every filter, in ``order`` then id, one keyset page."""
     node = node_of(request)
+    identity = identity_of(request)
+    node.policy.admit(identity, check_collection(collection), "read")
+    # With a read rule, a page may come back shorter than ``limit`` (hidden documents are left
+    # out) and ``next`` continues after the last document looked at, which may be a hidden one:
+    # the token is sealed so that it reveals nothing of it.
+    sealed = node.policy.filters_reads(identity, collection)
+    if sealed and after is not None:
+        after = node.sealer.open(after)
     parsed = query_mod.parse_query(
-        check_collection(collection), where, order, limit, after, node.config.limits.max_query_limit
+        collection, where, order, limit, after, node.config.limits.max_query_limit
     )
     page = await node.store.query(parsed)
-    return json_response({"docs": [doc_json(doc) for doc in page.docs], "next": page.next_token})
+    readable = node.policy.reader(identity, collection)
+    docs = [doc_json(doc) for doc in page.docs if doc.data is not None and readable(doc.data)]
+    next_token = page.next_token
+    if sealed and next_token is not None:
+        next_token = node.sealer.seal(next_token)
+    return json_response({"docs": docs, "next": next_token})

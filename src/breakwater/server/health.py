@@ -41,7 +41,20 @@ async def readyz(request: Request) -> Response:
     )
 
 
-@router.get("/metrics", summary="Prometheus metrics")
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text exposition format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def metrics(request: Request) -> Response:
     """Every metric in the Prometheus text format."""
-    return Response(node_of(request).metrics.render(), media_type=CONTENT_TYPE)
+    node = node_of(request)
+    if node.worker_metrics is not None:
+        return Response(node.worker_metrics.render(), media_type=CONTENT_TYPE)
+    return Response(node.metrics.render(), media_type=CONTENT_TYPE)

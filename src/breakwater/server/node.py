@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from breakwater.auth.policy import Policy
+from breakwater.auth.sealing import Sealer
+from breakwater.auth.service import AuthService
+from breakwater.auth.store import AuthStore
 from breakwater.bus import Bus
 from breakwater.config import Config
 from breakwater.core.engine import Engine
 from breakwater.core.hlc import HybridClock
 from breakwater.obs.metrics import Metrics
+from breakwater.obs.worker_metrics import WorkerMetrics
+from breakwater.server.rate_limit import RateLimiter
 from breakwater.server.realtime.hub import Realtime
 from breakwater.storage.base import Store
 
@@ -24,8 +30,15 @@ class Node:
     metrics: Metrics
     bus: Bus
     realtime: Realtime
+    auth: AuthService
+    auth_store: AuthStore
+    policy: Policy
+    limiter: RateLimiter
+    sealer: Sealer
     draining: bool = False
     dependencies: dict[str, str] = field(default_factory=dict)
+    worker_metrics: WorkerMetrics | None = None
+    """Set when this process is one worker of several: ``/metrics`` answers for all of them."""
 
     def start_draining(self) -> None:
         """Turn readiness off, refuse new realtime clients and tell open ones to reconnect.

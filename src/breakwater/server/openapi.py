@@ -79,7 +79,7 @@ _CHANGE = {
             for k in ("origin", "collection", "id", "mutation_id", "hlc", "version")
         },
         "seq": {"type": "integer"},
-        "op": {"type": "string", "enum": ["set", "patch", "delete", "increment"]},
+        "op": {"type": "string", "enum": ["set", "patch", "delete", "increment", "remove"]},
         "deleted": {"type": "boolean"},
         "data": {"anyOf": [_DOCUMENT, {"type": "null"}]},
         "state": {"type": "object"},
@@ -103,7 +103,8 @@ DOC_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: _json("the document", _ENVELOPE),
     201: _json("the document, created", _ENVELOPE),
     304: {"description": "not modified (If-None-Match)"},
-    **_errors(400, 404, 412, 413, 422, 503),
+    204: {"description": "written, but the caller may not read the result"},
+    **_errors(400, 401, 403, 404, 412, 413, 422, 429, 503),
 }
 QUERY_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: _json(
@@ -117,7 +118,7 @@ QUERY_RESPONSES: dict[int | str, dict[str, Any]] = {
             },
         },
     ),
-    **_errors(400, 503),
+    **_errors(400, 401, 403, 429, 503),
 }
 PUSH_BODY: dict[str, Any] = {
     "requestBody": {
@@ -149,7 +150,7 @@ PUSH_RESPONSES: dict[int | str, dict[str, Any]] = {
             },
         },
     ),
-    **_errors(400, 413, 503),
+    **_errors(400, 401, 403, 413, 429, 503),
 }
 PULL_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: _json(
@@ -166,7 +167,7 @@ PULL_RESPONSES: dict[int | str, dict[str, Any]] = {
             },
         },
     ),
-    **_errors(400, 410, 503),
+    **_errors(400, 401, 403, 410, 429, 503),
 }
 SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
@@ -176,5 +177,91 @@ SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
         ),
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
     },
-    **_errors(400, 410, 503),
+    **_errors(400, 401, 403, 410, 429, 503),
+}
+
+
+def _body(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    schema = {
+        "type": "object",
+        "required": required,
+        "properties": properties,
+        "additionalProperties": False,
+    }
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+_STRING = {"type": "string"}
+_SESSION = {
+    "type": "object",
+    "required": ["access_token", "token_type", "expires_in", "refresh_token", "uid", "anonymous"],
+    "properties": {
+        "access_token": _STRING,
+        "token_type": {"type": "string", "enum": ["Bearer"]},
+        "expires_in": {"type": "integer"},
+        "refresh_token": _STRING,
+        "uid": _STRING,
+        "anonymous": {"type": "boolean"},
+    },
+}
+CREDENTIALS_BODY = _body({"email": _STRING, "password": _STRING}, ["email", "password"])
+LOGIN_BODY = _body(
+    {"email": _STRING, "password": _STRING, "otp": _STRING, "recovery_code": _STRING},
+    ["email", "password"],
+)
+REFRESH_BODY = _body({"refresh_token": _STRING}, ["refresh_token"])
+PASSWORD_BODY = _body(
+    {"current_password": _STRING, "new_password": _STRING}, ["current_password", "new_password"]
+)
+CODE_BODY = _body({"code": _STRING}, ["code"])
+SESSION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _json("a signed-in session", _SESSION),
+    201: _json("a new account, signed in", _SESSION),
+    **_errors(400, 401, 403, 409, 413, 429, 503),
+}
+LOGOUT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    204: {"description": "the session is revoked"},
+    **_errors(400, 413, 429, 503),
+}
+ENROL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _json(
+        "the TOTP secret (shown once) and its otpauth:// URI",
+        {
+            "type": "object",
+            "required": ["secret", "uri"],
+            "properties": {"secret": _STRING, "uri": _STRING},
+        },
+    ),
+    **_errors(400, 401, 403, 429, 503),
+}
+CONFIRM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _json(
+        "MFA is on: recovery codes (shown once) and a session signed in with MFA",
+        {
+            "type": "object",
+            "required": ["recovery_codes", "session"],
+            "properties": {
+                "recovery_codes": {"type": "array", "items": _STRING},
+                "session": _SESSION,
+            },
+        },
+    ),
+    **_errors(400, 401, 403, 413, 429, 503),
+}
+ME_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _json(
+        "the caller",
+        {
+            "type": "object",
+            "required": ["uid", "kind", "anonymous", "roles", "mfa"],
+            "properties": {
+                "uid": _STRING,
+                "kind": {"type": "string", "enum": ["user", "key"]},
+                "anonymous": {"type": "boolean"},
+                "roles": {"type": "array", "items": _STRING},
+                "mfa": {"type": "boolean"},
+            },
+        },
+    ),
+    **_errors(401, 429),
 }

@@ -49,13 +49,18 @@ def problem(
 
 
 def error_response(error: BreakwaterError, headers: Mapping[str, str] | None = None) -> Response:
-    """The problem+json response of a Breakwater error."""
+    """The problem+json response of a Breakwater error (``Retry-After`` from its extra)."""
+    if "retry_after" in error.extra:
+        headers = {"Retry-After": str(error.extra["retry_after"]), **(headers or {})}
+    if error.status == 401:  # RFC 9110: a 401 names the scheme that would be accepted
+        headers = {"WWW-Authenticate": 'Bearer realm="breakwater"', **(headers or {})}
     return problem(
         error.status, error.type, error.title, error.detail, headers=headers, **error.extra
     )
 
 
-async def _breakwater_error(request: Request, exc: Exception) -> Response:
+async def breakwater_error(request: Request, exc: Exception) -> Response:
+    """The answer to a Breakwater error raised while handling ``request``."""
     assert isinstance(exc, BreakwaterError)
     if exc.status >= 500:
         _log.warning("unavailable", error=exc.type, detail=exc.detail, path=request.url.path)
@@ -87,7 +92,7 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 def install(app: FastAPI) -> None:
     """Register every error handler on ``app``."""
-    app.add_exception_handler(BreakwaterError, _breakwater_error)
+    app.add_exception_handler(BreakwaterError, breakwater_error)
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(StarletteHTTPException, _http_exception)
     app.add_exception_handler(Exception, _unexpected)

@@ -8,6 +8,7 @@ notice, then stops accepting connections, lets in-flight requests finish within
 
 from __future__ import annotations
 
+import signal
 import socket
 import threading
 from types import FrameType
@@ -18,8 +19,10 @@ from fastapi import FastAPI
 from breakwater.config import Config
 from breakwater.obs.logging import get_logger
 from breakwater.server.app import create_app
+from breakwater.server.coalescing import CoalescingHttpToolsProtocol
 from breakwater.server.gc_policy import CollectorPolicy
 from breakwater.server.node import Node
+from breakwater.server.workers import WorkerRole
 
 _log = get_logger("breakwater.server")
 REALTIME_GOODBYE_SECONDS = 2.0
@@ -29,13 +32,18 @@ CLIENT_MESSAGE_BYTES = 64 * 1024
 
 
 class _DrainingServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, node: Node, grace_s: float) -> None:
+    def __init__(
+        self, config: uvicorn.Config, node: Node, grace_s: float, *, worker: bool = False
+    ) -> None:
         super().__init__(config)
         self.node = node
         self.grace_s = grace_s
+        self.worker = worker
         self._signals = 0
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.worker and sig == signal.SIGINT:
+            return  # a terminal's Ctrl-C; the supervisor turns it into our SIGTERM
         self._signals += 1
         if self._signals > 1 or self.grace_s <= 0:
             super().handle_exit(sig, frame)
@@ -70,7 +78,7 @@ def uvicorn_config(app: FastAPI, config: Config) -> uvicorn.Config:
         host=config.host,
         port=config.port,
         loop="uvloop",
-        http="httptools",
+        http=CoalescingHttpToolsProtocol,
         ws="websockets-sansio",
         log_config=None,
         access_log=False,
@@ -86,12 +94,16 @@ def uvicorn_config(app: FastAPI, config: Config) -> uvicorn.Config:
     )
 
 
-def serve(config: Config) -> None:
-    """Run a node in the foreground until it is signalled."""
-    app = create_app(config)
+def serve(
+    config: Config, sockets: list[socket.socket] | None = None, role: WorkerRole | None = None
+) -> None:
+    """Run a node (or, with ``role``, one worker of it on ``sockets``) until it is signalled."""
+    app = create_app(config, role=role)
     node: Node = app.state.node
     collector = CollectorPolicy()
     node.realtime.collector = collector
-    server = _DrainingServer(uvicorn_config(app, config), node, config.drain_grace)
+    server = _DrainingServer(
+        uvicorn_config(app, config), node, config.drain_grace, worker=role is not None
+    )
     collector.freeze_startup()
-    server.run()
+    server.run(sockets=sockets)

@@ -25,3 +25,7 @@ class NodeStoreHooks:
     def on_feed_advanced(self, head: VersionVector, at: float) -> None:
         """Publish the commit (the store calls this after COMMIT, on the node's loop)."""
         self.bus.publish(CommitNotice(head, at))
+
+    def on_available(self, available: bool) -> None:
+        """Follow the store's health in ``breakwater_dependency_up{dependency="store"}``."""
+        self.metrics.dependency_up.labels("store").set(1 if available else 0)

@@ -5,15 +5,18 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
+from breakwater.auth.identity import Identity
 from breakwater.core import cursor as cursor_mod
-from breakwater.core.errors import BreakwaterError, PayloadTooLarge, ValidationError
+from breakwater.core.errors import BreakwaterError, Forbidden, PayloadTooLarge, ValidationError
 from breakwater.core.mutation import Mutation, check_collection, parse_mutation
 from breakwater.server import openapi
+from breakwater.server.access import identity_of
 from breakwater.server.body import read_json
 from breakwater.server.node import Node
 from breakwater.server.responses import json_response, node_of
@@ -23,8 +26,13 @@ router = APIRouter(prefix="/v1/sync", tags=["sync"])
 CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:~-]{1,128}$")
 
 
-def _parse_push(body: Any, node: Node) -> list[Mutation]:
-    """Validate a whole push before anything is applied: one bad mutation refuses all of it."""
+def _parse_push(body: Any, node: Node, identity: Identity | None) -> list[Mutation]:
+    """Validate a whole push before anything is applied: one bad mutation refuses all of it.
+
+    That includes access: a mutation on a collection the caller may not write refuses the
+    push (403). What depends on the document (the write rule, the owner field) is checked by
+    each mutation's guard when it is applied, and rejects that mutation only.
+    """
     limits = node.config.limits
     if not isinstance(body, dict):
         raise ValidationError("push body must be a JSON object")
@@ -48,8 +56,12 @@ def _parse_push(body: Any, node: Node) -> list[Mutation]:
     for index, item in enumerate(raw):
         try:
             mutation = parse_mutation(item, limits)
+            node.policy.admit(identity, mutation.collection, "write")
             if mutation.hlc is not None:
                 node.clock.check(mutation.hlc)
+            guard = node.policy.guard(identity, mutation.collection)
+            if guard is not None:
+                mutation = replace(mutation, guard=guard)
         except BreakwaterError as error:
             error.extra["index"] = index
             error.detail = f"mutations[{index}]: {error.detail}"
@@ -67,10 +79,16 @@ def _parse_push(body: Any, node: Node) -> list[Mutation]:
 async def push(request: Request) -> Response:
     """Apply mutations once each; every result names the change ``(origin, seq)`` or a problem."""
     node = node_of(request)
-    mutations = _parse_push(await read_json(request, node.config.limits.max_body_bytes), node)
+    identity = identity_of(request)
+    node.policy.admit_caller(identity)
+    body = await read_json(request, node.config.limits.max_body_bytes)
+    mutations = _parse_push(body, node, identity)
     results = await node.store.apply(mutations)
     for status, count in Counter(result.status for result in results).items():
         node.metrics.mutations.labels(status).inc(count)
+    denied = sum(isinstance(result.error, Forbidden) for result in results)
+    if denied:
+        node.metrics.access_denied.labels("push").inc(denied)
     return json_response({"results": [result_json(r) for r in results], "hlc": node.clock.now()})
 
 
@@ -97,6 +115,8 @@ async def pull(
 ) -> Response:
     """Changes not covered by ``cursor``, in commit order, with the cursor to continue from."""
     node = node_of(request)
+    identity = identity_of(request)
+    node.policy.admit_caller(identity)
     limits = node.config.limits
     if not 1 <= limit <= limits.max_pull_limit:
         raise ValidationError(f"limit must be between 1 and {limits.max_pull_limit}", field="limit")
@@ -106,6 +126,9 @@ async def pull(
         )
     vector = cursor_mod.decode(cursor)
     names = parse_collections(collections)
+    for name in names or ():
+        node.policy.admit(identity, name, "read")
+    view = node.policy.viewer(identity, names)
     deadline = time.monotonic() + wait
     page = await node.store.pull(vector, names, limit, include_state)
     while not page.entries and not node.draining:
@@ -115,9 +138,12 @@ async def pull(
         if remaining <= 0 or not await node.realtime.fanout.wait_beyond(page.vector, remaining):
             break
         page = await node.store.pull(page.vector, names, limit, include_state)
+    changes = [change_json(entry) for entry in page.entries]
+    if view is not None:
+        changes = [shown for change in changes if (shown := view(change)) is not None]
     return json_response(
         {
-            "changes": [change_json(entry) for entry in page.entries],
+            "changes": changes,
             "cursor": cursor_mod.encode(page.vector),
             "has_more": page.has_more,
             # One region: what this region committed is everything that exists (issue: replication).

@@ -10,7 +10,7 @@ from breakwater.core.errors import ConfigError
 from breakwater.storage.base import CompactionReport, FeedEntry, FeedPage, QueryPage, Store
 from breakwater.storage.hooks import NO_HOOKS, StoreHooks
 
-SCHEMES = ("sqlite",)
+SCHEMES = ("sqlite", "postgresql", "postgres")
 
 __all__ = [
     "NO_HOOKS",
@@ -51,6 +51,10 @@ def open_store(url: str, engine: Engine, hooks: StoreHooks = NO_HOOKS) -> Store:
         from breakwater.storage.sqlite import SqliteStore
 
         return SqliteStore(sqlite_path(url), engine, hooks=hooks)
+    if scheme in ("postgresql", "postgres"):
+        from breakwater.storage.postgres import PostgresStore
+
+        return PostgresStore(url, engine, hooks=hooks)
     raise ConfigError(
         f"store URL {redact_url(url)!r} has an unsupported scheme {scheme!r};"
         f" supported: {', '.join(SCHEMES)}"

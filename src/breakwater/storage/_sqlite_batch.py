@@ -6,8 +6,7 @@ every effect is staged in memory, and :meth:`WriteBatch.flush` writes them with 
 Few statements per batch means few trips through SQLite and few hand-overs of the GIL between
 the writer thread and the event loop, which is where a per-mutation design spends its time.
 
-Each caller's request is staged in a layer of its own, so an unexpected error while applying one
-request discards that request alone (:meth:`discard_request`).
+The staging itself (request layers, the ``WriteTarget``) is :mod:`breakwater.storage._staging`.
 """
 
 from __future__ import annotations
@@ -17,8 +16,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from breakwater.core import codec, document
-from breakwater.core.engine import Change, Conflict, StoredDoc
+from breakwater.core.engine import StoredDoc
 from breakwater.core.mutation import Mutation
+from breakwater.storage._staging import StagedBatch
 
 DOC_COLUMNS = "collection, id, state, data, version, hlc, origin, seq"
 _CHUNK = 400  # stays under SQLite's default limit of bound parameters
@@ -44,132 +44,68 @@ def _chunks(items: list[Any]) -> Iterable[list[Any]]:
         yield items[start : start + _CHUNK]
 
 
-class _Layer:
-    """The staged effects of one request (or, merged, of the whole batch)."""
-
-    def __init__(self) -> None:
-        self.docs: dict[tuple[str, str], tuple[StoredDoc, bytes | None]] = {}
-        self.changes: list[Change] = []
-        self.applied: dict[str, tuple[str, int]] = {}
-        self.conflicts: list[Conflict] = []
-        self.seqs: dict[str, int] = {}
-
-    def merge(self, other: _Layer) -> None:
-        self.docs.update(other.docs)
-        self.changes += other.changes
-        self.applied.update(other.applied)
-        self.conflicts += other.conflicts
-        self.seqs.update(other.seqs)
-
-
-class WriteBatch:
+class WriteBatch(StagedBatch):
     """The engine's ``WriteTarget`` for one group commit on the writer's connection."""
 
     def __init__(self, conn: sqlite3.Connection, now_ms: int) -> None:
+        super().__init__(now_ms)
         self.conn = conn
-        self.now_ms = now_ms
-        self._known_docs: dict[tuple[str, str], StoredDoc | None] = {}
-        self._known_mutations: dict[str, tuple[str, int] | None] = {}
-        self._batch = _Layer()
-        self._request = _Layer()
 
     # reading what the batch needs, in a few queries -----------------------------------------
 
     def prefetch(self, mutations: Iterable[Mutation]) -> None:
         """Load which of the mutation ids were applied, and the documents the others touch."""
         mutations = list(mutations)
-        ids = sorted({m.mutation_id for m in mutations} - self._known_mutations.keys())
+        ids = sorted({m.mutation_id for m in mutations} - self.known_mutations.keys())
         for mutation_id in ids:
-            self._known_mutations[mutation_id] = None
+            self.known_mutations[mutation_id] = None
         for chunk in _chunks(ids):
             marks = ", ".join("?" * len(chunk))
             for mutation_id, origin, seq in self.conn.execute(
                 f"SELECT mutation_id, origin, seq FROM changes WHERE mutation_id IN ({marks})",
                 chunk,
             ):
-                self._known_mutations[mutation_id] = (origin, seq)
+                self.known_mutations[mutation_id] = (origin, seq)
         by_collection: dict[str, set[str]] = {}
         for m in mutations:
-            if self._known_mutations[m.mutation_id] is not None:
+            if self.known_mutations[m.mutation_id] is not None:
                 continue  # a duplicate: its document is not needed
-            if (m.collection, m.doc_id) not in self._known_docs:
+            if (m.collection, m.doc_id) not in self.known_docs:
                 by_collection.setdefault(m.collection, set()).add(m.doc_id)
         for collection, doc_ids in by_collection.items():
             wanted = sorted(doc_ids)
             for doc_id in wanted:
-                self._known_docs[(collection, doc_id)] = None
+                self.known_docs[(collection, doc_id)] = None
             for chunk in _chunks(wanted):
                 marks = ", ".join("?" * len(chunk))
                 for row in self.conn.execute(
                     f"SELECT {DOC_COLUMNS} FROM docs WHERE collection = ? AND id IN ({marks})",
                     [collection, *chunk],
                 ):
-                    self._known_docs[(row[0], row[1])] = doc_from_row(row)
+                    self.known_docs[(row[0], row[1])] = doc_from_row(row)
 
-    # WriteTarget ----------------------------------------------------------------------------
+    def _fetch_doc(self, collection: str, doc_id: str) -> StoredDoc | None:
+        row = self.conn.execute(
+            f"SELECT {DOC_COLUMNS} FROM docs WHERE collection = ? AND id = ?",
+            (collection, doc_id),
+        ).fetchone()
+        return None if row is None else doc_from_row(row)
 
-    def load(self, collection: str, doc_id: str) -> StoredDoc | None:
-        key = (collection, doc_id)
-        for layer in (self._request, self._batch):
-            if key in layer.docs:
-                return layer.docs[key][0]
-        if key not in self._known_docs:
-            row = self.conn.execute(
-                f"SELECT {DOC_COLUMNS} FROM docs WHERE collection = ? AND id = ?", key
-            ).fetchone()
-            self._known_docs[key] = None if row is None else doc_from_row(row)
-        return self._known_docs[key]
+    def _fetch_mutation(self, mutation_id: str) -> tuple[str, int] | None:
+        row = self.conn.execute(
+            "SELECT origin, seq FROM changes WHERE mutation_id = ?", (mutation_id,)
+        ).fetchone()
+        return None if row is None else (row[0], row[1])
 
-    def find_mutation(self, mutation_id: str) -> tuple[str, int] | None:
-        for layer in (self._request, self._batch):
-            if mutation_id in layer.applied:
-                return layer.applied[mutation_id]
-        if mutation_id not in self._known_mutations:
-            row = self.conn.execute(
-                "SELECT origin, seq FROM changes WHERE mutation_id = ?", (mutation_id,)
-            ).fetchone()
-            self._known_mutations[mutation_id] = None if row is None else (row[0], row[1])
-        return self._known_mutations[mutation_id]
-
-    def next_seq(self, origin: str) -> int:
-        current = self._request.seqs.get(origin) or self._batch.seqs.get(origin)
-        if current is None:
-            row = self.conn.execute(
-                "SELECT seq FROM origins WHERE origin = ?", (origin,)
-            ).fetchone()
-            current = 0 if row is None else int(row[0])
-        self._request.seqs[origin] = current + 1
-        return current + 1
-
-    def save(self, doc: StoredDoc, change: Change, data_json: bytes | None) -> None:
-        self._request.docs[(doc.collection, doc.doc_id)] = (doc, data_json)
-        self._request.changes.append(change)
-        self._request.applied[change.mutation_id] = (change.origin, change.seq)
-
-    def record_conflict(self, conflict: Conflict) -> None:
-        self._request.conflicts.append(conflict)
-
-    # request layers -------------------------------------------------------------------------
-
-    def keep_request(self) -> None:
-        """Make the current request's effects part of the batch."""
-        self._batch.merge(self._request)
-        self._request = _Layer()
-
-    def discard_request(self) -> None:
-        """Forget the current request's effects (it failed)."""
-        self._request = _Layer()
-
-    @property
-    def touched(self) -> dict[str, int]:
-        """The new head seq of every origin this batch wrote."""
-        return dict(self._batch.seqs)
+    def _fetch_seq(self, origin: str) -> int:
+        row = self.conn.execute("SELECT seq FROM origins WHERE origin = ?", (origin,)).fetchone()
+        return 0 if row is None else int(row[0])
 
     # writing ----------------------------------------------------------------------------------
 
     def flush(self) -> None:
         """Write every kept effect; the caller commits."""
-        batch = self._batch
+        batch = self.batch
         if not batch.changes:
             return
         # The writer holds SQLite's write lock, so the next local positions are ours to number.
@@ -219,9 +155,7 @@ class WriteBatch:
                 for key, (doc, data_json) in batch.docs.items()
             ],
         )
-        newest_hlc: dict[str, str] = {}
-        for change in batch.changes:
-            newest_hlc[change.origin] = max(newest_hlc.get(change.origin, ""), change.hlc)
+        newest_hlc = self.newest_hlc()
         self.conn.executemany(
             "INSERT INTO origins (origin, seq, hlc) VALUES (?, ?, ?)"
             " ON CONFLICT (origin) DO UPDATE SET seq = excluded.seq,"

@@ -27,6 +27,13 @@ class StoreHooks(Protocol):
         time (``time.time()``) right after the commit. Called on the store's event loop.
         """
 
+    def on_available(self, available: bool) -> None:
+        """The store found it can (``True``) or cannot (``False``) serve; called on changes.
+
+        Called on the store's event loop after an operation succeeded or failed, so that a
+        health gauge follows the store without waiting for a readiness probe.
+        """
+
 
 class _NoHooks:
     def on_commit(self, mutations: int, seconds: float) -> None:
@@ -36,6 +43,9 @@ class _NoHooks:
         """Ignore."""
 
     def on_feed_advanced(self, head: VersionVector, at: float) -> None:
+        """Ignore."""
+
+    def on_available(self, available: bool) -> None:
         """Ignore."""
 
 

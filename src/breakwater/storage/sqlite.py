@@ -31,6 +31,7 @@ from breakwater.core.mutation import Mutation, check_collection
 from breakwater.core.query import OPERATORS, Query, Scalar, encode_page_token
 from breakwater.storage import _sqlite_schema
 from breakwater.storage._sqlite_batch import DOC_COLUMNS, WriteBatch, doc_from_row
+from breakwater.storage._sqlite_lock import WriterLock
 from breakwater.storage.base import CompactionReport, FeedEntry, FeedPage, QueryPage
 from breakwater.storage.hooks import NO_HOOKS, StoreHooks
 
@@ -46,6 +47,10 @@ def _connect(path: str) -> sqlite3.Connection:
     conn.execute("PRAGMA cache_size = -32000")
     conn.execute("PRAGMA temp_store = MEMORY")
     return conn
+
+
+_Answer = tuple[asyncio.Future[list[MutationResult]], list[MutationResult] | BaseException]
+"""A write request's future and what to resolve it with."""
 
 
 @dataclass(slots=True)
@@ -75,12 +80,14 @@ class SqliteStore:
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
+        self._writer_lock = WriterLock(":memory:")
         self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="bw-read")
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._available: bool | None = None
 
     # lifecycle -------------------------------------------------------------------------------
 
@@ -90,9 +97,13 @@ class SqliteStore:
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            conn = _connect(self.path)
-            _sqlite_schema.migrate(conn)
-            self._create_indexes(conn)
+            self._writer_lock = WriterLock(self.path)
+            # Processes opening one new file at once turn it to WAL and migrate it once: SQLite
+            # answers "locked" at once, without waiting, to a second journal-mode change.
+            with self._writer_lock:
+                conn = _connect(self.path)
+                _sqlite_schema.migrate(conn)
+                self._create_indexes(conn)
             # A restarted node must never stamp behind what it already wrote, even if the
             # wall clock went back while it was down.
             newest = conn.execute("SELECT MAX(hlc) FROM origins").fetchone()[0]
@@ -167,31 +178,44 @@ class SqliteStore:
                     return
         finally:
             conn.close()
+            self._writer_lock.close()
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_WriteRequest], count: int) -> None:
         started = time.perf_counter()
         staged = WriteBatch(conn, self._clock_ms())
         outcomes: list[list[MutationResult] | BaseException] = []
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            staged.prefetch(m for request in batch for m in request.mutations)
-            outcomes = [self._apply_request(staged, request) for request in batch]
-            staged.flush()
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
+            with self._writer_lock:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    staged.prefetch(m for request in batch for m in request.mutations)
+                    outcomes = [self._apply_request(staged, request) for request in batch]
+                    staged.flush()
+                    conn.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                    raise
+        except Exception as exc:  # the writer thread must outlive any failure, or writes hang
             error = StoreUnavailable(f"the write was not committed: {exc}")
             error.__cause__ = exc
             outcomes = [error] * len(batch)
             staged = WriteBatch(conn, 0)
         committed_at = time.time()
         self.hooks.on_commit(count, time.perf_counter() - started)
+        # One wake-up per event loop, not per request; on the store's own loop the commit
+        # notice follows the answers in the same callback, so nothing can run between them.
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Answer]] = {}
         for request, outcome in zip(batch, outcomes, strict=True):
-            request.loop.call_soon_threadsafe(_resolve, request.future, outcome)
+            by_loop.setdefault(request.loop, []).append((request.future, outcome))
         touched = staged.touched
         if touched and self._loop is not None:
-            self._loop.call_soon_threadsafe(self._notify_commit, touched, committed_at)
+            by_loop.setdefault(self._loop, [])
+        for loop, answers in by_loop.items():
+            notice = (touched, committed_at) if touched and loop is self._loop else None
+            # A loop closed since its caller queued the write has nobody left to answer.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._deliver, answers, notice)
 
     def _apply_request(
         self, staged: WriteBatch, request: _WriteRequest
@@ -210,9 +234,12 @@ class SqliteStore:
                 self.hooks.on_conflict(result.doc.collection)
         return results
 
-    def _notify_commit(self, head: VersionVector, at: float) -> None:
-        """On the event loop, after COMMIT: tell the hooks (the node publishes a notice)."""
-        self.hooks.on_feed_advanced(head, at)
+    def _deliver(self, answers: list[_Answer], notice: tuple[VersionVector, float] | None) -> None:
+        """On an event loop, after COMMIT: answer the callers, then tell the hooks."""
+        for future, outcome in answers:
+            _resolve(future, outcome)
+        if notice is not None:
+            self.hooks.on_feed_advanced(*notice)
 
     # reads -------------------------------------------------------------------------------------
 
@@ -238,9 +265,18 @@ class SqliteStore:
                 conn.execute("COMMIT")
 
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._readers, run)
+            result = await asyncio.get_running_loop().run_in_executor(self._readers, run)
         except sqlite3.Error as exc:
+            self._report(False)
             raise StoreUnavailable(f"the store could not be read: {exc}") from exc
+        self._report(True)
+        return result
+
+    def _report(self, available: bool) -> None:
+        """Tell the hooks when reads start or stop working (on the event loop)."""
+        if available != self._available:
+            self._available = available
+            self.hooks.on_available(available)
 
     async def get(self, collection: str, doc_id: str) -> StoredDoc | None:
         """A document, tombstones included."""
@@ -303,11 +339,14 @@ class SqliteStore:
 
     def _with_own_connection(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = _connect(self.path)
+        lock = WriterLock(self.path)
         try:
-            return fn(conn)
+            with lock:
+                return fn(conn)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"compaction failed: {exc}") from exc
         finally:
+            lock.close()
             conn.close()
 
 
@@ -382,16 +421,21 @@ def _query_sql(query: Query, indexes: Sequence[str] = ()) -> tuple[str, list[Any
 
 
 def _start_lsn(conn: sqlite3.Connection, vector: VersionVector, head: VersionVector) -> int:
-    """The local position before which every change is covered by ``vector``."""
+    """The local position before which every change is covered by ``vector``.
+
+    An origin's changes are appended in seq order, so its lsn grows with its seq: the newest
+    covered change is found by one index step, not by a scan of everything covered.
+    """
     start: int | None = None
     for origin in head:
         seen = vector.get(origin, 0)
         if seen <= 0:
             return 0
         row = conn.execute(
-            "SELECT MAX(lsn) FROM changes WHERE origin = ? AND seq <= ?", (origin, seen)
+            "SELECT lsn FROM changes WHERE origin = ? AND seq <= ? ORDER BY seq DESC LIMIT 1",
+            (origin, seen),
         ).fetchone()
-        lsn = row[0] or 0
+        lsn = row[0] if row else 0
         start = lsn if start is None else min(start, lsn)
     return start or 0
 

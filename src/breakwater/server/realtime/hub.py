@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from breakwater.auth.identity import Identity
 from breakwater.bus import Bus
 from breakwater.config import Config
+from breakwater.core.errors import RateLimited
 from breakwater.obs.metrics import Metrics
 from breakwater.resilience import TokenBucket
 from breakwater.server.gc_policy import CollectorPolicy
@@ -33,6 +35,8 @@ class Realtime:
         self.collector: CollectorPolicy | None = None
         """Set by the process that serves the node (tests leave the collector alone)."""
         self.sessions: set[Session] = set()
+        self.per_user: dict[str, int] = {}
+        """Open realtime connections of each user (bounded by ``auth.max_realtime_per_user``)."""
         self.draining = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -65,6 +69,30 @@ class Realtime:
             await asyncio.sleep(1.0)
             if self.collector is not None:
                 self.collector.tick()
+
+    def claim_user_slot(self, identity: Identity | None) -> None:
+        """Count a connection of ``identity``; ``RateLimited`` past the per-user limit."""
+        if identity is None:
+            return
+        count = self.per_user.get(identity.uid, 0)
+        if count >= self.config.auth.max_realtime_per_user:
+            self.metrics.realtime_refused.labels("any", "user_limit").inc()
+            raise RateLimited(
+                f"at most {self.config.auth.max_realtime_per_user} realtime connections per user",
+                retry_after=5,
+                limit="user_connections",
+            )
+        self.per_user[identity.uid] = count + 1
+
+    def release_user_slot(self, identity: Identity | None) -> None:
+        """Forget a connection counted by :meth:`claim_user_slot`."""
+        if identity is None:
+            return
+        count = self.per_user.get(identity.uid, 0) - 1
+        if count > 0:
+            self.per_user[identity.uid] = count
+        else:
+            self.per_user.pop(identity.uid, None)
 
     def attach(self, session: Session) -> None:
         """Count a session that started; a session that starts while draining ends at once."""

@@ -57,3 +57,8 @@ def reconnect(reason: str, cursor: str) -> str:
 def error(problem: dict[str, Any]) -> str:
     """An ``error`` message; the problem object is nested because it has a ``type`` of its own."""
     return codec.dumps({"type": "error", "error": problem}).decode()
+
+
+def authenticated(expires: float | None) -> str:
+    """The acknowledgement of an ``auth`` message: until when the new token is valid."""
+    return codec.dumps({"type": "authenticated", "expires": expires}).decode()

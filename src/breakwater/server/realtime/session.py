@@ -22,9 +22,11 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from breakwater.auth.identity import Identity
+from breakwater.auth.policy import Policy
 from breakwater.core import codec
 from breakwater.core import cursor as cursor_mod
-from breakwater.core.errors import BreakwaterError, CursorExpired, ValidationError
+from breakwater.core.errors import BreakwaterError, CursorExpired, Unauthorized, ValidationError
 from breakwater.core.mutation import check_collection
 from breakwater.obs.logging import get_logger
 from breakwater.server.realtime import messages
@@ -50,6 +52,26 @@ CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008
 CLOSE_RESTART = 1012
 CLOSE_TIMEOUT = 4408
+CLOSE_UNAUTHORIZED = 4401
+
+View = Callable[[dict[str, Any]], dict[str, Any] | None]
+Authenticate = Callable[[str], Identity]
+
+
+def restrict(batch: Batch, view: View) -> Batch:
+    """``batch`` with each change as ``view`` shows it (dropped, removal or as is).
+
+    Only connections under access rules pay for this: the others send the shared batch.
+    """
+    encoded = []
+    for body in batch.encoded:
+        shown = view(codec.loads(body))
+        if shown is not None:
+            encoded.append(codec.dumps(shown))
+    text = messages.changes(encoded, batch.cursor_text, batch.stable)
+    return Batch(
+        text, batch.cursor, batch.cursor_text, len(encoded), batch.at, encoded, batch.stable
+    )
 
 
 class Disconnected(Exception):
@@ -76,12 +98,31 @@ class Outbound(Protocol):
     async def close(self, code: int) -> None:
         """End the stream (``code`` is the WebSocket close code); the reader then returns."""
 
+    def write_now(self, batch: Batch) -> bool:
+        """Write ``batch`` at once without waiting, if the stream can take it now.
+
+        False (nothing written) when it cannot: the message then goes through the pump.
+        """
+
 
 class Session:
     """The state and the sender of one realtime connection."""
 
-    def __init__(self, hub: Realtime, out: Outbound, *, expects_heartbeats: bool) -> None:
+    def __init__(
+        self,
+        hub: Realtime,
+        out: Outbound,
+        *,
+        expects_heartbeats: bool,
+        policy: Policy | None = None,
+        identity: Identity | None = None,
+        authenticate: Authenticate | None = None,
+    ) -> None:
         self.hub = hub
+        self.policy = policy
+        self.identity = identity
+        self.authenticate = authenticate
+        self.view: View | None = None
         self.out = out
         self.fanout = hub.fanout
         self.metrics = hub.metrics
@@ -159,8 +200,16 @@ class Session:
     # subscriptions ------------------------------------------------------------------------------
 
     def subscribe(self, collections: frozenset[str] | None, cursor: str) -> None:
-        """Follow ``collections`` (all when None) from ``cursor``, replacing any subscription."""
+        """Follow ``collections`` (all when None) from ``cursor``, replacing any subscription.
+
+        Raises ``Forbidden`` for a named collection the caller may not read; changes of
+        documents it may not read are dropped or sent as removals (:meth:`Policy.viewer`).
+        """
         vector = cursor_mod.decode(cursor)
+        if self.policy is not None:
+            for name in collections or ():
+                self.policy.admit(self.identity, name, "read")
+            self.view = self.policy.viewer(self.identity, collections)
         if self.subscriber is not None:
             self.fanout.remove(self.subscriber)
         self.subscriber = Subscriber(collections, vector, self.wakeup)
@@ -210,15 +259,36 @@ class Session:
             self.subscribe(collections, cursor)
             names = None if collections is None else sorted(collections)
             self.send_control("subscribed", messages.subscribed(names, cursor))
+        elif kind == "auth":
+            self._reauthenticate(body)
         elif kind == "unsubscribe":
             _no_unknown(body, {"type"})
             self.unsubscribe()
             self.send_control("unsubscribed", messages.UNSUBSCRIBED)
         else:
             raise ValidationError(
-                f"unknown message type {kind!r}; expected subscribe, unsubscribe, ping or pong",
+                f"unknown message type {kind!r};"
+                " expected subscribe, unsubscribe, auth, ping or pong",
                 field="type",
             )
+
+    def _reauthenticate(self, body: dict[str, Any]) -> None:
+        """Replace the access token (before the old one expires); the user must stay the same."""
+        _no_unknown(body, {"type", "token"})
+        token = body.get("token")
+        if not isinstance(token, str) or self.authenticate is None:
+            raise ValidationError("auth needs a token", field="token")
+        if self.identity is None:
+            # Who a connection belongs to is settled at the upgrade (and counted against that
+            # user's connection limit); a stream renews its token, it does not sign in.
+            raise Unauthorized("authenticate when connecting: Authorization or access_token")
+        identity = self.authenticate(token)
+        if identity.uid != self.identity.uid:
+            raise Unauthorized("a stream cannot change users; open a new connection")
+        self.identity = identity
+        if self.policy is not None and self.subscriber is not None:
+            self.view = self.policy.viewer(identity, self.subscriber.collections)
+        self.send_control("authenticated", messages.authenticated(identity.expires))
 
     # the pump -----------------------------------------------------------------------------------
 
@@ -231,6 +301,8 @@ class Session:
         self._figures.sent(self._transport, written)
 
     async def _send_batch(self, batch: Batch) -> None:
+        if self.view is not None and batch.changes:
+            batch = restrict(batch, self.view)
         await self._send(self.out.send_changes(batch))
         self.sent_cursor = batch.cursor_text
         if batch.at is not None:
@@ -268,7 +340,34 @@ class Session:
                 await self._heartbeat(sub)
                 continue
             self.wakeup.clear()
-            await self.wakeup.wait()
+            if sub is not None and sub.live and self.view is None:
+                # Direct writes send the shared message as is: a connection under access
+                # rules always goes through _send_batch, which shows it only what it may read.
+                sub.direct = self._write_now
+            try:
+                await self.wakeup.wait()
+            finally:
+                if sub is not None:
+                    sub.direct = None
+
+    def _write_now(self, batches: list[Batch]) -> int:
+        """Live messages written by the fan-out itself while the pump sleeps (it wakes only
+        for what cannot be written at once); returns how many were written."""
+        if self.control or self.ending is not None or self._heartbeat_due:
+            return 0
+        sub = self.subscriber
+        written = 0
+        for batch in batches:
+            if not self.out.write_now(batch):
+                break
+            written += 1
+            self.sent_cursor = batch.cursor_text
+            if sub is not None:
+                sub.resume_from = batch.cursor
+            self._figures.sent(self._transport, len(batch.text))
+            if batch.at is not None:
+                self._figures.notified(max(0.0, time.time() - batch.at))
+        return written
 
     async def _replay(self, sub: Subscriber) -> None:
         try:
@@ -317,7 +416,12 @@ class Session:
         if self._sending_since is not None and now - self._sending_since > timeout:
             self.abort("stalled")
             return
-        if self.expects_heartbeats and now - self.last_seen > timeout:
+        expires = None if self.identity is None else self.identity.expires
+        if expires is not None and time.time() > expires and self.ending is None:
+            expired = Unauthorized("the access token expired; reconnect with a fresh one")
+            self.send_control("error", messages.error(expired.to_problem()))
+            self.end("unauthorized", CLOSE_UNAUTHORIZED)
+        elif self.expects_heartbeats and now - self.last_seen > timeout:
             self.end("timeout", CLOSE_TIMEOUT)
         else:
             self._heartbeat_due = True

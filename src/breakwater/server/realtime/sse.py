@@ -16,8 +16,12 @@ from fastapi import APIRouter, Header, Query, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from breakwater.auth.identity import Identity
+from breakwater.auth.policy import Policy
 from breakwater.core import cursor as cursor_mod
+from breakwater.core.errors import NotFound
 from breakwater.server import openapi, problems
+from breakwater.server.access import identity_of
 from breakwater.server.realtime.admission import Refused
 from breakwater.server.realtime.fanout import Batch
 from breakwater.server.realtime.hub import Realtime
@@ -61,6 +65,10 @@ class SseOut:
             batch.sse = sse_event("changes", batch.text, batch.cursor_text)
         return await self._write(batch.sse)
 
+    def write_now(self, batch: Batch) -> bool:
+        """SSE messages always go through the pump (the HTTP body is chunked by the server)."""
+        return False
+
     async def send_message(self, kind: str, text: str) -> int:
         """An event of type ``kind``."""
         return await self._write(sse_event(kind, text))
@@ -92,7 +100,14 @@ class EventStream(Response):
 
     media_type = MEDIA_TYPE
 
-    def __init__(self, hub: Realtime, collections: frozenset[str] | None, cursor: str) -> None:
+    def __init__(
+        self,
+        hub: Realtime,
+        collections: frozenset[str] | None,
+        cursor: str,
+        policy: Policy | None = None,
+        identity: Identity | None = None,
+    ) -> None:
         # Not Response.__init__: it would add ``content-length: 0`` to an endless body.
         self.status_code = 200
         self.background = None
@@ -105,17 +120,22 @@ class EventStream(Response):
         self.hub = hub
         self.collections = collections
         self.cursor = cursor
+        self.policy = policy
+        self.identity = identity
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await self._stream(receive, send)
         finally:
             self.hub.admission.release()
+            self.hub.release_user_slot(self.identity)
 
     async def _stream(self, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         out = SseOut(send)
-        session = SseSession(self.hub, out, expects_heartbeats=False)
+        session = SseSession(
+            self.hub, out, expects_heartbeats=False, policy=self.policy, identity=self.identity
+        )
         # Browsers reconnect after ``retry`` ms; spreading it avoids reconnect storms.
         retry = 1000 + random.randrange(2000)
         await send(
@@ -150,13 +170,22 @@ async def realtime_sse(
     ] = None,
 ) -> Response:
     """Changes after the cursor, then live, as ``changes`` events whose ids are cursors."""
-    hub = node_of(request).realtime
+    node = node_of(request)
+    if TRANSPORT not in node.config.enabled_realtime_transports:
+        raise NotFound("the SSE transport is disabled on this node (realtime_transports)")
+    hub = node.realtime
+    identity = identity_of(request)
+    node.policy.admit_caller(identity)
     start = last_event_id if last_event_id is not None else cursor
     vector = cursor_mod.decode(start)
     names = parse_collections(collections)
+    for name in names or ():
+        node.policy.admit(identity, name, "read")
+    hub.claim_user_slot(identity)
     try:
         await hub.admission.admit(TRANSPORT)
     except Refused as refused:
+        hub.release_user_slot(identity)
         return problems.error_response(refused, headers={"Retry-After": str(refused.retry_after)})
     try:
         # Check the cursor against the retention horizon now, so that an expired one gets a
@@ -164,5 +193,12 @@ async def realtime_sse(
         await hub.fanout.store.pull(vector, names, 1)
     except BaseException:
         hub.admission.release()
+        hub.release_user_slot(identity)
         raise
-    return EventStream(hub, None if names is None else frozenset(names), cursor_mod.encode(vector))
+    return EventStream(
+        hub,
+        None if names is None else frozenset(names),
+        cursor_mod.encode(vector),
+        node.policy,
+        identity,
+    )

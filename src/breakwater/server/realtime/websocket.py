@@ -14,9 +14,16 @@ walks stall the whole node; skipping the layers halves what a connection keeps.
 
 from __future__ import annotations
 
+import struct
+from typing import Any
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from breakwater.auth.identity import Identity
+from breakwater.core.errors import BreakwaterError, NotFound
 from breakwater.server import problems
+from breakwater.server.access import client_ip, resolve
+from breakwater.server.coalescing import CoalescingTransport
 from breakwater.server.node import Node
 from breakwater.server.realtime import messages
 from breakwater.server.realtime.admission import Refused
@@ -26,6 +33,62 @@ from breakwater.server.realtime.session import Disconnected, Session
 PATH = "/v1/realtime"
 TRANSPORT = "websocket"
 CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_POLICY_VIOLATION = 1008
+DISABLED = NotFound("the WebSocket transport is disabled on this node (realtime_transports)")
+
+
+def text_frame(payload: bytes) -> bytes:
+    """An unfragmented, unmasked WebSocket text frame (what a server sends, RFC 6455 5.2)."""
+    length = len(payload)
+    if length < 126:
+        header = struct.pack("!BB", 0x81, length)
+    elif length < 1 << 16:
+        header = struct.pack("!BBH", 0x81, 126, length)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, length)
+    return header + payload
+
+
+class _DirectSocket:
+    """The transport under uvicorn's WebSocket protocol, for frames written without a task.
+
+    A ``changes`` message is framed once and the same bytes go to every subscriber: no
+    per-connection task wake-up, framing or ASGI call. Only while the connection is plainly
+    open, uncompressed (permessage-deflate frames depend on each connection's compression
+    state) and not paused by flow control; anything else goes the ASGI way.
+    """
+
+    def __init__(self, protocol: Any) -> None:
+        self._protocol = protocol
+
+    @classmethod
+    def under(cls, send: Send) -> _DirectSocket | None:
+        """The socket under ``send`` if it is uvicorn's sans-I/O WebSocket protocol."""
+        protocol = getattr(send, "__self__", None)
+        needed = ("transport", "conn", "writable", "close_sent", "handshake_complete")
+        if protocol is None or not all(hasattr(protocol, name) for name in needed):
+            return None
+        return cls(protocol)
+
+    def write(self, batch: Batch) -> bool:
+        protocol = self._protocol
+        transport = protocol.transport
+        if (
+            not protocol.handshake_complete
+            or protocol.close_sent
+            or getattr(protocol.conn, "extensions", True)
+            or not protocol.writable.is_set()
+            or transport is None
+            or transport.is_closing()
+        ):
+            return False
+        if batch.frame is None:
+            batch.frame = text_frame(batch.text.encode())
+        if isinstance(transport, CoalescingTransport):
+            transport.write_now(batch.frame)
+        else:
+            transport.write(batch.frame)
+        return True
 
 
 class WebSocketOut:
@@ -35,6 +98,11 @@ class WebSocketOut:
 
     def __init__(self, send: Send) -> None:
         self._send = send
+        self._direct = _DirectSocket.under(send)
+
+    def write_now(self, batch: Batch) -> bool:
+        """Write a ``changes`` frame straight to the socket if the connection allows it."""
+        return self._direct is not None and self._direct.write(batch)
 
     async def _write(self, text: str) -> int:
         message: Message = {"type": "websocket.send", "text": text}
@@ -66,30 +134,59 @@ class WebSocketOut:
             raise Disconnected from exc
 
 
-async def _refuse(scope: Scope, receive: Receive, send: Send, refused: Refused) -> None:
-    """Refuse before the upgrade: an HTTP 503 problem with Retry-After (or 1013)."""
+async def _refuse(scope: Scope, receive: Receive, send: Send, refused: BreakwaterError) -> None:
+    """Refuse before the upgrade: an HTTP problem (503/429 with Retry-After, 401, 403).
+
+    Without the ASGI response extension, the close code says the same: 1013 for a transient
+    refusal, 1008 for a credential or access refusal.
+    """
     if "websocket.http.response" in scope.get("extensions", {}):
-        response = problems.error_response(
-            refused, headers={"Retry-After": str(refused.retry_after)}
-        )
+        headers = {}
+        if isinstance(refused, Refused):
+            headers["Retry-After"] = str(refused.retry_after)
+        response = problems.error_response(refused, headers=headers)
         await response(scope, receive, send)  # sent as websocket.http.response.*
     else:
-        await send({"type": "websocket.close", "code": CLOSE_TRY_AGAIN_LATER})
+        code = CLOSE_TRY_AGAIN_LATER if refused.transient else CLOSE_POLICY_VIOLATION
+        await send({"type": "websocket.close", "code": code})
 
 
 async def serve_websocket(node: Node, scope: Scope, receive: Receive, send: Send) -> None:
     """Serve one WebSocket client until it leaves, times out, or the node drains."""
     if (await receive())["type"] != "websocket.connect":
         return
+    if TRANSPORT not in node.config.enabled_realtime_transports:
+        await _refuse(scope, receive, send, DISABLED)
+        return
     hub = node.realtime
+    resolved = resolve(node, scope, allow_query_token=True)
+    identity = resolved if isinstance(resolved, Identity) else None
+    try:
+        if isinstance(resolved, BreakwaterError):
+            raise resolved
+        node.policy.admit_caller(identity)
+        uid = None if identity is None else identity.uid
+        node.limiter.check(client_ip(scope, node.limiter.trusted), uid)
+        hub.claim_user_slot(identity)
+    except BreakwaterError as error:
+        await _refuse(scope, receive, send, error)
+        return
     try:
         await hub.admission.admit(TRANSPORT)
     except Refused as refused:
+        hub.release_user_slot(identity)
         await _refuse(scope, receive, send, refused)
         return
     try:
         await send({"type": "websocket.accept"})
-        session = Session(hub, WebSocketOut(send), expects_heartbeats=True)
+        session = Session(
+            hub,
+            WebSocketOut(send),
+            expects_heartbeats=True,
+            policy=node.policy,
+            identity=identity,
+            authenticate=node.auth.issuer.verify,
+        )
 
         async def read() -> None:
             while True:
@@ -101,6 +198,7 @@ async def serve_websocket(node: Node, scope: Scope, receive: Receive, send: Send
         await session.run(read)
     finally:
         hub.admission.release()
+        hub.release_user_slot(identity)
 
 
 class WebSocketEntry:

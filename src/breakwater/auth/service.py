@@ -1,0 +1,348 @@
+"""Accounts and sessions: sign-up, sign-in, anonymous accounts, refresh rotation, sign-out,
+password change, email linking, TOTP enrolment and API keys.
+
+Every method that hashes a password or touches the store runs in a worker thread, so a burst
+of sign-ins (argon2id costs tens of milliseconds each) never stalls the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TypeVar
+
+from breakwater.auth import totp
+from breakwater.auth.identity import Identity
+from breakwater.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, Passwords
+from breakwater.auth.records import Account, ApiKey, RefreshToken
+from breakwater.auth.store import AuthStore
+from breakwater.auth.tokens import AccessClaims, TokenIssuer, hash_secret, new_refresh_secret
+from breakwater.core.errors import Forbidden, Unauthorized, ValidationError
+
+T = TypeVar("T")
+EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}$")
+KEY_PREFIX = "bwk"
+KEY_SCOPE_PATTERN = re.compile(r"^(admin|(read|write):(\*|[A-Za-z][A-Za-z0-9_]{0,63}))$")
+BAD_CREDENTIALS = "the email or password is wrong"
+
+
+@dataclass(frozen=True)
+class Session:
+    """What a successful sign-in returns: an access token and a refresh token."""
+
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    uid: str
+    anonymous: bool
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    """A started TOTP enrolment: the secret to show once and its ``otpauth://`` URI."""
+
+    secret: str
+    uri: str
+
+
+def check_email(email: object) -> str:
+    """A syntactically plausible email, lower-cased."""
+    if not isinstance(email, str) or not EMAIL_PATTERN.fullmatch(email):
+        raise ValidationError("email is not a valid address", field="email")
+    return email.lower()
+
+
+def check_password(password: object) -> str:
+    """A password of an acceptable length (NIST 800-63B: length, not composition rules)."""
+    if not isinstance(password, str) or not (
+        MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH
+    ):
+        raise ValidationError(
+            f"password must be {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters",
+            field="password",
+        )
+    return password
+
+
+class AuthService:
+    """The account and token operations behind ``/v1/auth``."""
+
+    def __init__(
+        self,
+        store: AuthStore,
+        issuer: TokenIssuer,
+        passwords: Passwords,
+        refresh_ttl_seconds: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.issuer = issuer
+        self.passwords = passwords
+        self.refresh_ttl = refresh_ttl_seconds
+        self.clock = clock
+
+    async def _run(self, work: Callable[[], T]) -> T:
+        return await asyncio.to_thread(work)
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    # sessions -----------------------------------------------------------------------------------
+
+    def _start_session(self, account: Account, amr: tuple[str, ...]) -> Session:
+        """Issue an access token and the first refresh token of a new family."""
+        refresh = new_refresh_secret()
+        now_ms = self._now_ms()
+        self.store.add_refresh(
+            RefreshToken(
+                hash_secret(refresh),
+                family=secrets.token_hex(12),
+                uid=account.uid,
+                created_ms=now_ms,
+                expires_ms=now_ms + int(self.refresh_ttl * 1000),
+                amr=amr,
+            )
+        )
+        return self._session(account, refresh, amr)
+
+    def _session(self, account: Account, refresh: str, amr: tuple[str, ...]) -> Session:
+        access = self.issuer.issue(
+            AccessClaims(account.uid, account.anonymous, account.roles, amr), now=self.clock()
+        )
+        return Session(access, refresh, int(self.issuer.ttl), account.uid, account.anonymous)
+
+    async def signup(self, email: object, password: object) -> Session:
+        """Create an email+password account and sign it in."""
+        address, secret = check_email(email), check_password(password)
+
+        def work() -> Session:
+            account = Account(
+                uid=_new_uid(),
+                email=address,
+                password_hash=self.passwords.hash(secret),
+                anonymous=False,
+                created_ms=self._now_ms(),
+            )
+            self.store.create_account(account)
+            return self._start_session(account, ("pwd",))
+
+        return await self._run(work)
+
+    async def anonymous(self) -> Session:
+        """Create an anonymous account (a device that has not signed up) and sign it in."""
+
+        def work() -> Session:
+            account = Account(_new_uid(), None, None, anonymous=True, created_ms=self._now_ms())
+            self.store.create_account(account)
+            return self._start_session(account, ("anon",))
+
+        return await self._run(work)
+
+    async def login(
+        self, email: object, password: object, otp: object = None, recovery_code: object = None
+    ) -> Session:
+        """Sign in with email and password, plus a TOTP or recovery code once MFA is on."""
+        if not isinstance(email, str) or not isinstance(password, str):
+            raise ValidationError("email and password are required")
+        if len(password) > MAX_PASSWORD_LENGTH:
+            raise Unauthorized(BAD_CREDENTIALS)
+
+        def work() -> Session:
+            account = self.store.account_by_email(email)
+            hashed = None if account is None else account.password_hash
+            if not self.passwords.verify(hashed, password) or account is None:
+                raise Unauthorized(BAD_CREDENTIALS)
+            if hashed is not None and self.passwords.needs_rehash(hashed):
+                account = replace(account, password_hash=self.passwords.hash(password))
+                self.store.update_account(account)
+            amr: tuple[str, ...] = ("pwd",)
+            if account.totp_enabled:
+                account = self._second_factor(account, otp, recovery_code)
+                amr = ("pwd", "otp")
+            return self._start_session(account, amr)
+
+        return await self._run(work)
+
+    def _second_factor(self, account: Account, otp: object, recovery_code: object) -> Account:
+        assert account.totp_secret is not None
+        if isinstance(otp, str):
+            step = totp.matching_step(
+                account.totp_secret, otp, account.totp_last_step, self.clock()
+            )
+            if step is None:
+                raise Unauthorized("the one-time code is wrong or was used", mfa_required=True)
+            account = replace(account, totp_last_step=step)
+        elif isinstance(recovery_code, str):
+            remaining = totp.use_recovery_code(account.recovery_hashes, recovery_code)
+            if remaining is None:
+                raise Unauthorized("the recovery code is wrong or was used", mfa_required=True)
+            account = replace(account, recovery_hashes=remaining)
+        else:
+            raise Unauthorized("a one-time code (otp) is required", mfa_required=True)
+        self.store.update_account(account)
+        return account
+
+    async def refresh(self, refresh_token: object) -> Session:
+        """Rotate a refresh token: the old one is spent; reusing a spent one revokes its family."""
+        if not isinstance(refresh_token, str) or not refresh_token:
+            raise ValidationError("refresh_token is required", field="refresh_token")
+
+        def work() -> Session:
+            new = new_refresh_secret()
+            now_ms = self._now_ms()
+            record = RefreshToken(
+                hash_secret(new), "", "", now_ms, now_ms + int(self.refresh_ttl * 1000)
+            )
+            outcome, old = self.store.rotate_refresh(hash_secret(refresh_token), record, now_ms)
+            if outcome == "reused":
+                raise Unauthorized("the refresh token was already used; the session is revoked")
+            if outcome != "rotated" or old is None:
+                raise Unauthorized("the refresh token is unknown or expired")
+            account = self.store.account(old.uid)
+            if account is None:
+                raise Unauthorized("the account no longer exists")
+            return self._session(account, new, old.amr)
+
+        return await self._run(work)
+
+    async def logout(self, refresh_token: object) -> None:
+        """Revoke the session (token family) of ``refresh_token``; unknown tokens are ignored."""
+        if not isinstance(refresh_token, str) or not refresh_token:
+            raise ValidationError("refresh_token is required", field="refresh_token")
+
+        def work() -> None:
+            family = self.store.family_of(hash_secret(refresh_token))
+            if family is not None:
+                self.store.revoke_family(family)
+
+        await self._run(work)
+
+    # account changes ----------------------------------------------------------------------------
+
+    def _account(self, identity: Identity) -> Account:
+        if identity.kind != "user":
+            raise Forbidden("this operation needs a user's access token")
+        account = self.store.account(identity.uid)
+        if account is None:
+            raise Unauthorized("the account no longer exists")
+        return account
+
+    async def change_password(self, identity: Identity, current: object, new: object) -> Session:
+        """Change the password; every other session of the account is signed out."""
+        secret = check_password(new)
+        if not isinstance(current, str):
+            raise ValidationError("current_password is required", field="current_password")
+
+        def work() -> Session:
+            account = self._account(identity)
+            if account.password_hash is None:
+                raise Forbidden("an anonymous account has no password; link an email first")
+            if not self.passwords.verify(account.password_hash, current):
+                raise Unauthorized(BAD_CREDENTIALS)
+            account = replace(account, password_hash=self.passwords.hash(secret))
+            self.store.update_account(account)
+            self.store.revoke_user(account.uid)
+            amr = ("pwd", "otp") if identity.mfa else ("pwd",)
+            return self._start_session(account, amr)
+
+        return await self._run(work)
+
+    async def link(self, identity: Identity, email: object, password: object) -> Session:
+        """Give an anonymous account an email and password; its uid (and data) stay."""
+        address, secret = check_email(email), check_password(password)
+
+        def work() -> Session:
+            account = self._account(identity)
+            if not account.anonymous:
+                raise Forbidden("the account already has an email")
+            linked = replace(
+                account,
+                email=address,
+                password_hash=self.passwords.hash(secret),
+                anonymous=False,
+            )
+            self.store.update_account(linked)
+            self.store.revoke_user(account.uid)
+            return self._start_session(linked, ("pwd",))
+
+        return await self._run(work)
+
+    # TOTP ---------------------------------------------------------------------------------------
+
+    async def mfa_enroll(self, identity: Identity) -> Enrolment:
+        """Start TOTP enrolment: a new secret, not active until confirmed with a code."""
+
+        def work() -> Enrolment:
+            account = self._account(identity)
+            if account.anonymous or account.email is None:
+                raise Forbidden("link an email before enabling multi-factor sign-in")
+            if account.totp_enabled:
+                raise Forbidden("multi-factor sign-in is already on")
+            secret = totp.new_secret()
+            self.store.update_account(replace(account, totp_secret=secret))
+            return Enrolment(secret, totp.provisioning_uri(secret, account.email))
+
+        return await self._run(work)
+
+    async def mfa_confirm(self, identity: Identity, code: object) -> tuple[list[str], Session]:
+        """Turn TOTP on with a first valid code; returns the recovery codes (shown once)."""
+
+        def work() -> tuple[list[str], Session]:
+            account = self._account(identity)
+            if account.totp_secret is None or account.totp_enabled:
+                raise Forbidden("start an enrolment first (POST /v1/auth/mfa/enroll)")
+            step = totp.matching_step(
+                account.totp_secret, str(code), account.totp_last_step, self.clock()
+            )
+            if step is None:
+                raise Unauthorized("the one-time code is wrong", mfa_required=True)
+            codes = totp.new_recovery_codes()
+            account = replace(
+                account,
+                totp_enabled=True,
+                totp_last_step=step,
+                recovery_hashes=tuple(hash_secret(c) for c in codes),
+            )
+            self.store.update_account(account)
+            return codes, self._start_session(account, ("pwd", "otp"))
+
+        return await self._run(work)
+
+    # API keys -----------------------------------------------------------------------------------
+
+    def create_key(self, name: str, scopes: list[str]) -> tuple[str, ApiKey]:
+        """A new API key: returns the full key (shown once) and its stored record."""
+        bad = [scope for scope in scopes if not KEY_SCOPE_PATTERN.fullmatch(scope)]
+        if not scopes or bad:
+            raise ValidationError(
+                "scopes must be admin, read:NAME, write:NAME, read:* or write:*;"
+                f" got {bad or scopes}"
+            )
+        key_id = secrets.token_hex(6)
+        secret = secrets.token_urlsafe(32)
+        record = ApiKey(key_id, name, frozenset(scopes), hash_secret(secret), self._now_ms())
+        self.store.add_key(record)
+        return f"{KEY_PREFIX}_{key_id}_{secret}", record
+
+    def verify_key(self, presented: str) -> Identity:
+        """The identity of a live API key; ``Unauthorized`` otherwise."""
+        prefix, _, rest = presented.partition("_")
+        key_id, _, secret = rest.partition("_")
+        if prefix != KEY_PREFIX or not key_id or not secret:
+            raise Unauthorized("the API key is malformed")
+        record = self.store.key(key_id)
+        if (
+            record is None
+            or record.revoked_ms is not None
+            or not secrets.compare_digest(record.secret_hash, hash_secret(secret))
+        ):
+            raise Unauthorized("the API key is unknown or revoked")
+        return Identity(uid=f"key:{key_id}", kind="key", scopes=record.scopes)
+
+
+def _new_uid() -> str:
+    return secrets.token_hex(12)

@@ -1,0 +1,287 @@
+"""The embedded ``AuthStore``: a SQLite file of its own in the node's data directory.
+
+One connection behind a lock (auth writes are rare next to document writes); WAL with
+``synchronous=FULL`` so that a sign-out or a revocation, once answered, survives a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from breakwater.auth.records import Account, ApiKey, RefreshToken
+from breakwater.auth.store import EmailTaken, RotateOutcome
+from breakwater.core.errors import StoreUnavailable
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (
+    uid TEXT PRIMARY KEY,
+    email TEXT UNIQUE,
+    password_hash TEXT,
+    anonymous INTEGER NOT NULL,
+    roles TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    totp_secret TEXT,
+    totp_enabled INTEGER NOT NULL DEFAULT 0,
+    recovery_hashes TEXT NOT NULL DEFAULT '[]',
+    totp_last_step INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS refresh_tokens (
+    token_hash TEXT PRIMARY KEY,
+    family TEXT NOT NULL,
+    uid TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    amr TEXT NOT NULL DEFAULT '[]',
+    used INTEGER NOT NULL DEFAULT 0,
+    revoked INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS refresh_family ON refresh_tokens (family);
+CREATE INDEX IF NOT EXISTS refresh_uid ON refresh_tokens (uid);
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    scopes TEXT NOT NULL,
+    secret_hash TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    revoked_ms INTEGER
+);
+"""
+_ACCOUNT_COLUMNS = (
+    "uid, email, password_hash, anonymous, roles, created_ms, totp_secret, totp_enabled,"
+    " recovery_hashes, totp_last_step"
+)
+
+
+def _account(row: Sequence[Any]) -> Account:
+    return Account(
+        uid=row[0],
+        email=row[1],
+        password_hash=row[2],
+        anonymous=bool(row[3]),
+        roles=tuple(json.loads(row[4])),
+        created_ms=row[5],
+        totp_secret=row[6],
+        totp_enabled=bool(row[7]),
+        recovery_hashes=tuple(json.loads(row[8])),
+        totp_last_step=row[9],
+    )
+
+
+def _account_row(a: Account) -> tuple[Any, ...]:
+    return (
+        a.uid,
+        a.email.lower() if a.email else None,
+        a.password_hash,
+        int(a.anonymous),
+        json.dumps(list(a.roles)),
+        a.created_ms,
+        a.totp_secret,
+        int(a.totp_enabled),
+        json.dumps(list(a.recovery_hashes)),
+        a.totp_last_step,
+    )
+
+
+def _key(row: Sequence[Any]) -> ApiKey:
+    return ApiKey(row[0], row[1], frozenset(json.loads(row[2])), row[3], row[4], row[5])
+
+
+class SqliteAuthStore:
+    """``AuthStore`` on one SQLite file (see :mod:`breakwater.auth.store` for the contract)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def open(self) -> None:
+        """Create the file (owner-only permissions) and the schema."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.touch(mode=0o600, exist_ok=True)
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA busy_timeout = 5000")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = FULL")
+            db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreUnavailable(f"the auth store {str(self.path)!r} cannot be opened") from exc
+        self._db = db
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._db is None:
+                raise StoreUnavailable("the auth store is closed")
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                yield db
+                db.execute("COMMIT")
+            except BaseException as exc:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.IntegrityError):
+                    raise EmailTaken("an account with this email exists") from exc
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreUnavailable("the auth store failed") from exc
+                raise
+
+    # accounts -----------------------------------------------------------------------------------
+
+    def create_account(self, account: Account) -> None:
+        """Insert a new account."""
+        with self._tx() as db:
+            db.execute(
+                f"INSERT INTO accounts ({_ACCOUNT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                _account_row(account),
+            )
+
+    def account(self, uid: str) -> Account | None:
+        """The account ``uid``."""
+        with self._tx() as db:
+            row = db.execute(
+                f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE uid = ?", (uid,)
+            ).fetchone()
+        return None if row is None else _account(row)
+
+    def account_by_email(self, email: str) -> Account | None:
+        """The account with ``email``."""
+        with self._tx() as db:
+            row = db.execute(
+                f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE email = ?", (email.lower(),)
+            ).fetchone()
+        return None if row is None else _account(row)
+
+    def update_account(self, account: Account) -> None:
+        """Replace an account's fields."""
+        row = _account_row(account)
+        with self._tx() as db:
+            db.execute(
+                "UPDATE accounts SET email=?, password_hash=?, anonymous=?, roles=?, created_ms=?,"
+                " totp_secret=?, totp_enabled=?, recovery_hashes=?, totp_last_step=?"
+                " WHERE uid = ?",
+                (*row[1:], row[0]),
+            )
+
+    # refresh tokens -----------------------------------------------------------------------------
+
+    def add_refresh(self, token: RefreshToken) -> None:
+        """Store a refresh token."""
+        with self._tx() as db:
+            self._insert_refresh(db, token)
+
+    @staticmethod
+    def _insert_refresh(db: sqlite3.Connection, t: RefreshToken) -> None:
+        db.execute(
+            "INSERT INTO refresh_tokens (token_hash, family, uid, created_ms, expires_ms, amr)"
+            " VALUES (?,?,?,?,?,?)",
+            (t.token_hash, t.family, t.uid, t.created_ms, t.expires_ms, json.dumps(list(t.amr))),
+        )
+
+    def rotate_refresh(
+        self, old_hash: str, new: RefreshToken | None, now_ms: int
+    ) -> tuple[RotateOutcome, RefreshToken | None]:
+        """Use a token once; reuse revokes its family."""
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT family, uid, created_ms, expires_ms, amr, used, revoked"
+                " FROM refresh_tokens WHERE token_hash = ?",
+                (old_hash,),
+            ).fetchone()
+            if row is None:
+                return "unknown", None
+            family, uid, created_ms, expires_ms, amr, used, revoked = row
+            old = RefreshToken(
+                old_hash, family, uid, created_ms, expires_ms, tuple(json.loads(amr))
+            )
+            if used or revoked:
+                db.execute("UPDATE refresh_tokens SET revoked = 1 WHERE family = ?", (family,))
+                return "reused", old
+            if expires_ms <= now_ms:
+                return "expired", old
+            db.execute("UPDATE refresh_tokens SET used = 1 WHERE token_hash = ?", (old_hash,))
+            if new is not None:
+                self._insert_refresh(
+                    db,
+                    RefreshToken(
+                        new.token_hash, family, uid, new.created_ms, new.expires_ms, old.amr
+                    ),
+                )
+            return "rotated", old
+
+    def revoke_family(self, family: str) -> None:
+        """Revoke a family."""
+        with self._tx() as db:
+            db.execute("UPDATE refresh_tokens SET revoked = 1 WHERE family = ?", (family,))
+
+    def revoke_user(self, uid: str) -> None:
+        """Revoke every family of a user."""
+        with self._tx() as db:
+            db.execute("UPDATE refresh_tokens SET revoked = 1 WHERE uid = ?", (uid,))
+
+    def family_of(self, token_hash: str) -> str | None:
+        """The family of a token."""
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT family FROM refresh_tokens WHERE token_hash = ?", (token_hash,)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    # API keys -----------------------------------------------------------------------------------
+
+    def add_key(self, key: ApiKey) -> None:
+        """Store an API key."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO api_keys (key_id, name, scopes, secret_hash, created_ms)"
+                " VALUES (?,?,?,?,?)",
+                (
+                    key.key_id,
+                    key.name,
+                    json.dumps(sorted(key.scopes)),
+                    key.secret_hash,
+                    key.created_ms,
+                ),
+            )
+
+    def key(self, key_id: str) -> ApiKey | None:
+        """One key."""
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT key_id, name, scopes, secret_hash, created_ms, revoked_ms"
+                " FROM api_keys WHERE key_id = ?",
+                (key_id,),
+            ).fetchone()
+        return None if row is None else _key(row)
+
+    def keys(self) -> Sequence[ApiKey]:
+        """Every key."""
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT key_id, name, scopes, secret_hash, created_ms, revoked_ms"
+                " FROM api_keys ORDER BY created_ms, key_id"
+            ).fetchall()
+        return [_key(row) for row in rows]
+
+    def revoke_key(self, key_id: str, now_ms: int) -> bool:
+        """Revoke a live key."""
+        with self._tx() as db:
+            cursor = db.execute(
+                "UPDATE api_keys SET revoked_ms = ? WHERE key_id = ? AND revoked_ms IS NULL",
+                (now_ms, key_id),
+            )
+            return cursor.rowcount == 1

@@ -1,0 +1,84 @@
+"""The ``AuthStore`` protocol: where accounts, refresh tokens and API keys live.
+
+Contract for every backend:
+
+- Emails are unique (case-insensitive, stored lower-cased): ``create_account`` and ``link_email``
+  raise :class:`EmailTaken` for a taken one and change nothing.
+- ``rotate_refresh`` is atomic: of concurrent rotations of one token, exactly one succeeds. A
+  token that was already used or revoked is *reuse*: the store revokes its whole family and
+  answers ``"reused"``; nothing is issued.
+- Secrets are never stored, only their hashes. Backend errors never escape as driver errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, Protocol
+
+from breakwater.auth.records import Account, ApiKey, RefreshToken
+from breakwater.core.errors import BreakwaterError
+
+RotateOutcome = Literal["rotated", "reused", "unknown", "expired"]
+
+
+class EmailTaken(BreakwaterError):
+    """Another account already has this email."""
+
+    type = "email_taken"
+    status = 409
+    title = "Email taken"
+
+
+class AuthStore(Protocol):
+    """Persistence of the auth service. Lifecycle: ``open()`` … ``close()``."""
+
+    def open(self) -> None:
+        """Create or migrate the schema."""
+
+    def close(self) -> None:
+        """Release the database. Idempotent."""
+
+    def create_account(self, account: Account) -> None:
+        """Insert a new account; ``EmailTaken`` if its email is taken."""
+
+    def account(self, uid: str) -> Account | None:
+        """The account ``uid``, if any."""
+
+    def account_by_email(self, email: str) -> Account | None:
+        """The account with ``email`` (compared lower-cased), if any."""
+
+    def update_account(self, account: Account) -> None:
+        """Replace every field of an existing account; ``EmailTaken`` on a taken email."""
+
+    def add_refresh(self, token: RefreshToken) -> None:
+        """Store a newly issued refresh token."""
+
+    def rotate_refresh(
+        self, old_hash: str, new: RefreshToken | None, now_ms: int
+    ) -> tuple[RotateOutcome, RefreshToken | None]:
+        """Use ``old_hash`` once and store ``new`` in its family (see module docstring).
+
+        ``new`` may be built without knowing the family: the store stores it with the old
+        token's family and uid. Returns the outcome and the old token's record.
+        """
+
+    def revoke_family(self, family: str) -> None:
+        """Revoke every token of a family (sign-out, reuse). Idempotent."""
+
+    def revoke_user(self, uid: str) -> None:
+        """Revoke every refresh token of a user (password change)."""
+
+    def family_of(self, token_hash: str) -> str | None:
+        """The family of a stored refresh token."""
+
+    def add_key(self, key: ApiKey) -> None:
+        """Store a new API key."""
+
+    def key(self, key_id: str) -> ApiKey | None:
+        """The API key ``key_id`` (revoked ones too)."""
+
+    def keys(self) -> Sequence[ApiKey]:
+        """Every API key, oldest first."""
+
+    def revoke_key(self, key_id: str, now_ms: int) -> bool:
+        """Revoke a key; False if there is no live key with that id."""

@@ -1,0 +1,34 @@
+"""The Breakwater client SDK: an offline-first local store that syncs in the background.
+
+See docs/sdk.md. The public API is :class:`Client`, :class:`Collection`, :class:`Document`, the
+status and events, and the errors.
+"""
+
+from breakwater.client.client import Client
+from breakwater.client.collection import Collection
+from breakwater.client.errors import ClientClosed, EndpointUnavailable, TransportRefused
+from breakwater.client.events import (
+    Event,
+    MutationRejected,
+    Status,
+    StatusChanged,
+    SyncProgress,
+)
+from breakwater.client.local_store import Document
+from breakwater.client.outbox import OutboxEntry, Rejection
+
+__all__ = [
+    "Client",
+    "ClientClosed",
+    "Collection",
+    "Document",
+    "EndpointUnavailable",
+    "Event",
+    "MutationRejected",
+    "OutboxEntry",
+    "Rejection",
+    "Status",
+    "StatusChanged",
+    "SyncProgress",
+    "TransportRefused",
+]

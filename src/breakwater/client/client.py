@@ -1,0 +1,224 @@
+"""``Client``: the SDK's entry point (docs/sdk.md).
+
+    async with Client(endpoints=["https://eu.example.com"], db_path="app.db") as client:
+        todos = client.collection("todos")
+        await todos.set("t1", {"title": "Buy milk"})   # durable on the device, queued
+        async for items in todos.watch(order_by="title"):
+            ...
+
+Opening the client opens the device database and starts the background sync; closing it stops
+the sync and closes the database. Nothing is lost by closing (or by the process dying): the
+outbox is on disk and drains the next time a client opens the same ``db_path``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import httpx
+
+from breakwater.client.change_signal import ChangeSignal
+from breakwater.client.collection import Collection
+from breakwater.client.endpoints import EndpointPool
+from breakwater.client.errors import ClientClosed
+from breakwater.client.events import Event, Listener, Status
+from breakwater.client.local_store import LocalStore
+from breakwater.client.node_api import HeadersProvider
+from breakwater.client.outbox import OutboxEntry, Rejection
+from breakwater.client.status import StatusBoard
+from breakwater.client.sync_loop import SyncLoop, SyncSettings
+from breakwater.client.transports import TRANSPORTS, LongPollTransport
+from breakwater.core import hlc as hlc_mod
+from breakwater.core.limits import Limits
+
+DEFAULT_TRANSPORTS = ("websocket", "sse", "long_poll")
+
+
+class Client:
+    """An offline-first client of one Breakwater deployment.
+
+    ``endpoints``: base URLs of nodes, gateways or regions, in order of preference.
+    ``db_path``: the device database (created if missing).
+    ``headers``: the access-token hook: a callable (sync or async) giving the headers to send
+    with every request, e.g. ``lambda: {"Authorization": f"Bearer {tokens.access}"}``.
+    ``transports``: realtime transports to try, best first (``websocket``, ``sse``,
+    ``long_poll``). ``sync=False`` opens the database only (no network). ``http_transport``
+    replaces httpx's network transport (e.g. ``httpx.ASGITransport`` for an in-process node).
+    """
+
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        db_path: Path | str,
+        *,
+        headers: HeadersProvider | None = None,
+        transports: Sequence[str] = DEFAULT_TRANSPORTS,
+        push_batch: int = 500,
+        pull_limit: int = 1000,
+        poll_interval: float = 30.0,
+        climb_back_after: float = 300.0,
+        backoff_base: float = 0.2,
+        backoff_cap: float = 30.0,
+        breaker_failures: int = 3,
+        breaker_reset: float = 5.0,
+        long_poll_wait: float = 25.0,
+        limits: Limits | None = None,
+        sync: bool = True,
+        http_transport: httpx.AsyncBaseTransport | None = None,
+        physical_ms: Callable[[], int] = hlc_mod.system_ms,
+    ) -> None:
+        unknown = set(transports) - set(TRANSPORTS)
+        if unknown:
+            raise ValueError(f"unknown transports {sorted(unknown)}; use {sorted(TRANSPORTS)}")
+        self._store = LocalStore(db_path, physical_ms)
+        self._pool = EndpointPool(endpoints, breaker_failures, breaker_reset)
+        self._board = StatusBoard()
+        self._signal = ChangeSignal()
+        self._limits = limits or Limits()
+        self._headers = headers
+        self._transport_names = tuple(transports)
+        self._long_poll_wait = long_poll_wait
+        self._settings = SyncSettings(
+            push_batch, pull_limit, poll_interval, climb_back_after, backoff_base, backoff_cap
+        )
+        self._sync_enabled = sync
+        self._http_transport = http_transport
+        self._http: httpx.AsyncClient | None = None
+        self._loop: SyncLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._open = False
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def open(self) -> None:
+        """Open the device database and start syncing."""
+        await self._store.open()
+        self._open = True
+        self._board.update(
+            pending=await self._store.pending_count(), last_synced_at=self._store.last_synced_at
+        )
+        if self._sync_enabled:
+            self._start_sync()
+
+    def _start_sync(self) -> None:
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(30.0, connect=5.0), transport=self._http_transport
+        )
+        transports = [
+            LongPollTransport(self._long_poll_wait) if name == "long_poll" else TRANSPORTS[name]()
+            for name in self._transport_names
+        ]
+        self._loop = SyncLoop(
+            self._store,
+            self._pool,
+            self._http,
+            self._board,
+            transports,
+            self._signal.changed,
+            self._settings,
+            self._headers,
+        )
+        self._task = asyncio.create_task(self._loop.run(), name="breakwater-sync")
+
+    async def aclose(self) -> None:
+        """Stop syncing and close the database (pending writes stay queued on disk)."""
+        if not self._open:
+            return
+        self._open = False
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._http is not None:
+            await self._http.aclose()
+        await self._store.aclose()
+        self._board.update(state="offline", transport=None)
+
+    def collection(self, name: str) -> Collection:
+        """A collection of the local view; cheap, make as many as you like."""
+        if not self._open:
+            raise ClientClosed("the client is not open; use `async with Client(...)`")
+        return Collection(name, self._store, self._signal, self._written, self._limits)
+
+    def _written(self, collection: str) -> None:
+        self._signal.changed([collection])
+        self._board.update(pending=self._board.status.pending + 1)
+        if self._loop is not None:
+            self._loop.wake.set()
+
+    # -- status ---------------------------------------------------------------------------
+
+    @property
+    def status(self) -> Status:
+        """Connectivity, pending count, last error and last sync time, now."""
+        return self._board.status
+
+    @property
+    def online(self) -> bool:
+        """The last sync with an endpoint worked."""
+        return self._board.status.state != "offline"
+
+    @property
+    def pending(self) -> int:
+        """Local writes not yet acknowledged and stable."""
+        return self._board.status.pending
+
+    @property
+    def device_id(self) -> str:
+        """This install's id (the prefix of its mutation ids)."""
+        return self._store.device_id
+
+    def on(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener`` with every event; returns a function that removes it."""
+        return self._board.on(listener)
+
+    async def rejections(self) -> list[Rejection]:
+        """Writes the server refused (they are rolled back locally), oldest first."""
+        return await self._store.rejections()
+
+    async def outbox(self) -> list[OutboxEntry]:
+        """Writes not yet acknowledged and stable, in write order."""
+        return await self._store.outbox()
+
+    def sync_now(self) -> None:
+        """Push and pull at once, cutting short a wait after a failure too: call it when the
+        platform reports the network back (no-op without sync)."""
+        if self._loop is not None:
+            self._loop.retry_now.set()
+            self._loop.wake.set()
+
+    async def wait_synced(self) -> None:
+        """Wait until the outbox is empty and the last sync succeeded (bound it with
+        ``asyncio.timeout``)."""
+        while True:
+            if self._board.status.state == "online" and await self._store.pending_count() == 0:
+                return
+            if self._loop is not None:
+                self._loop.wake.set()  # not retry_now: waiting must not defeat the backoff
+            changed = asyncio.Event()
+
+            def wake(_event: Event, changed: asyncio.Event = changed) -> None:
+                changed.set()
+
+            remove = self.on(wake)
+            try:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.5):
+                        await changed.wait()
+            finally:
+                remove()

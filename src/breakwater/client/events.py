@@ -1,0 +1,54 @@
+"""Events the client emits for the UI, and the status they carry.
+
+Listeners are plain callables registered with ``Client.on``; they run on the event loop and must
+not block. The same facts are readable at any time as ``Client.status`` and friends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from breakwater.client.outbox import Rejection
+
+Connectivity = Literal["offline", "syncing", "online"]
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """What a UI shows: connectivity, unsent writes, the last problem and the last full sync."""
+
+    state: Connectivity = "offline"
+    pending: int = 0
+    last_error: str | None = None
+    last_synced_at: float | None = None
+    transport: str | None = None
+    endpoint: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChanged:
+    """Any field of :class:`Status` changed."""
+
+    status: Status
+
+
+@dataclass(frozen=True, slots=True)
+class MutationRejected:
+    """The server refused a local write; it left the outbox and its document rolled back."""
+
+    rejection: Rejection
+
+
+@dataclass(frozen=True, slots=True)
+class SyncProgress:
+    """One pulled page: changes and pages received in this catch-up, and whether more wait."""
+
+    changes: int
+    pages: int
+    has_more: bool
+
+
+Event = StatusChanged | MutationRejected | SyncProgress
+Listener = Callable[[Event], None]

@@ -1,0 +1,455 @@
+"""The device's SQLite database: server states, the local view, the outbox, cursors and the HLC.
+
+Tables:
+
+``server_docs``  the replicated state of each document as the server last sent it
+``docs``         the local view: ``server_docs`` with the outbox re-applied (:mod:`.rebase`)
+``outbox``       local mutations not yet acknowledged *and* stable (I6)
+``rejected``     mutations the server refused, kept for the app to inspect
+``meta``         device id, mutation counter, last HLC stamp, clock offset, cursor, stable,
+                 time of the last complete pull
+
+The database runs in WAL mode with ``synchronous=FULL``: a call that returns has committed and
+fsynced. A local write, its outbox entry and the clock's new stamp commit in one transaction, so
+a write the app saw returned survives a crash. All access goes through one thread (one
+connection), which serialises transactions without locks in Python.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from breakwater.client.clock import DeviceClock
+from breakwater.client.local_query import LocalQuery, query_sql
+from breakwater.client.outbox import OutboxEntry, Rejection
+from breakwater.client.rebase import rebase, view_of
+from breakwater.core import codec
+from breakwater.core import cursor as cursor_mod
+from breakwater.core import hlc as hlc_mod
+from breakwater.core.document import State, join
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS server_docs (
+    collection TEXT NOT NULL, id TEXT NOT NULL, state TEXT NOT NULL,
+    seen INTEGER NOT NULL DEFAULT 1, PRIMARY KEY (collection, id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS docs (
+    collection TEXT NOT NULL, id TEXT NOT NULL, data TEXT, hlc TEXT NOT NULL,
+    pending INTEGER NOT NULL, PRIMARY KEY (collection, id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outbox (
+    position INTEGER PRIMARY KEY AUTOINCREMENT, mutation_id TEXT NOT NULL UNIQUE,
+    collection TEXT NOT NULL, id TEXT NOT NULL, op TEXT NOT NULL, data TEXT,
+    hlc TEXT NOT NULL, origin TEXT, seq INTEGER);
+CREATE INDEX IF NOT EXISTS outbox_doc ON outbox (collection, id);
+CREATE INDEX IF NOT EXISTS outbox_ack ON outbox (origin, seq) WHERE origin IS NOT NULL;
+CREATE TABLE IF NOT EXISTS rejected (
+    position INTEGER PRIMARY KEY, mutation_id TEXT NOT NULL, collection TEXT NOT NULL,
+    id TEXT NOT NULL, op TEXT NOT NULL, data TEXT, problem TEXT NOT NULL);
+"""
+
+DocKey = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A document as the device sees it; ``pending`` when local edits are not yet settled."""
+
+    collection: str
+    id: str
+    data: dict[str, Any]
+    hlc: str
+    pending: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PageResult:
+    """What applying one pulled page changed, and the entries it settled."""
+
+    collections: frozenset[str]
+    settled: int
+
+
+def _dumps(value: Any) -> str:
+    return codec.dumps(value).decode()
+
+
+def _loads_or_none(text: str | None) -> Any:
+    return None if text is None else codec.loads(text)
+
+
+class LocalStore:
+    """The SDK's durable state; every public method is a coroutine that runs on the DB thread."""
+
+    def __init__(self, path: Path | str, physical_ms: Callable[[], int] = hlc_mod.system_ms):
+        self.path = Path(path)
+        self._physical_ms = physical_ms
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bw-local-store")
+        self._conn: sqlite3.Connection | None = None
+        self.device_id = ""
+        self.clock = DeviceClock("d-unset")
+        self.cursor = ""
+        self.stable: dict[str, int] = {}
+        self.resyncing = False
+        self.last_synced_at: float | None = None
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("the local store is not open")
+        return self._conn
+
+    def _meta(self, key: str, default: str = "") -> str:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else default
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    async def open(self) -> None:
+        """Open (creating when new) the database and restore the clock, cursor and device id."""
+        await self._run(self._open)
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 5000")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.executescript(SCHEMA)
+        self._conn = conn
+        with self._transaction():
+            self.device_id = self._meta("device_id") or secrets.token_hex(6)
+            self._set_meta("device_id", self.device_id)
+        offset = int(self._meta("clock_offset_ms", "0"))
+        self.clock = DeviceClock(f"d-{self.device_id}", self._physical_ms, offset)
+        last = self._meta("hlc")
+        if last:
+            self.clock.observe(last)
+        self.cursor = self._meta("cursor")
+        self.stable = codec.loads(self._meta("stable", "{}"))
+        self.resyncing = self._meta("resyncing") == "1"
+        synced = self._meta("last_synced_at")
+        self.last_synced_at = float(synced) if synced else None
+
+    async def aclose(self) -> None:
+        """Close the database and stop its thread."""
+        if self._conn is not None:
+            await self._run(self._db.close)
+            self._conn = None
+        self._executor.shutdown(wait=True)
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+    # -- local writes and reads -----------------------------------------------------------
+
+    async def write(
+        self, collection: str, doc_id: str, op: str, data: dict[str, Any] | None
+    ) -> Document | None:
+        """Apply a local mutation and queue it, durably, in one transaction; return the view."""
+        return await self._run(self._write, collection, doc_id, op, data)
+
+    def _write(
+        self, collection: str, doc_id: str, op: str, data: dict[str, Any] | None
+    ) -> Document | None:
+        with self._transaction():
+            counter = int(self._meta("counter", "0")) + 1
+            self._set_meta("counter", str(counter))
+            stamp = self.clock.now()
+            self._set_meta("hlc", stamp)
+            self._db.execute(
+                "INSERT INTO outbox (mutation_id, collection, id, op, data, hlc)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    f"{self.device_id}.{counter}",
+                    collection,
+                    doc_id,
+                    op,
+                    None if data is None else _dumps(data),
+                    stamp,
+                ),
+            )
+            return self._refresh_view(collection, doc_id)
+
+    async def get(self, collection: str, doc_id: str) -> Document | None:
+        """The local view of one document (``None`` when missing or deleted)."""
+        return await self._run(self._get, collection, doc_id)
+
+    def _get(self, collection: str, doc_id: str) -> Document | None:
+        row = self._db.execute(
+            "SELECT data, hlc, pending FROM docs WHERE collection = ? AND id = ?",
+            (collection, doc_id),
+        ).fetchone()
+        if row is None or row[0] is None:
+            return None
+        return Document(collection, doc_id, codec.loads(row[0]), row[1], bool(row[2]))
+
+    async def query(self, query: LocalQuery) -> list[Document]:
+        """Live documents of the local view matching ``query``, in its order."""
+        return await self._run(self._query, query)
+
+    def _query(self, query: LocalQuery) -> list[Document]:
+        sql, params = query_sql(query)
+        return [
+            Document(query.collection, row[0], codec.loads(row[1]), row[2], bool(row[3]))
+            for row in self._db.execute(sql, params)
+        ]
+
+    def _server_state(self, collection: str, doc_id: str) -> State | None:
+        row = self._db.execute(
+            "SELECT state FROM server_docs WHERE collection = ? AND id = ?", (collection, doc_id)
+        ).fetchone()
+        return None if row is None else codec.loads(row[0])
+
+    def _refresh_view(self, collection: str, doc_id: str) -> Document | None:
+        """Recompute one document's local view from its server state and its outbox entries."""
+        pending = [
+            (op, _loads_or_none(data), stamp, mutation_id)
+            for op, data, stamp, mutation_id in self._db.execute(
+                "SELECT op, data, hlc, mutation_id FROM outbox"
+                " WHERE collection = ? AND id = ? ORDER BY position",
+                (collection, doc_id),
+            )
+        ]
+        server = self._server_state(collection, doc_id)
+        if server is None and not pending:
+            self._db.execute(
+                "DELETE FROM docs WHERE collection = ? AND id = ?", (collection, doc_id)
+            )
+            return None
+        data, newest = view_of(rebase(server, pending))
+        self._db.execute(
+            "INSERT OR REPLACE INTO docs (collection, id, data, hlc, pending)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (
+                collection,
+                doc_id,
+                None if data is None else _dumps(data),
+                newest,
+                int(bool(pending)),
+            ),
+        )
+        if data is None:
+            return None
+        return Document(collection, doc_id, data, newest, bool(pending))
+
+    # -- the outbox -----------------------------------------------------------------------
+
+    async def unsent(self, limit: int) -> list[OutboxEntry]:
+        """The oldest ``limit`` entries not yet acknowledged, in write order."""
+        return await self._run(self._entries, "WHERE origin IS NULL", limit)
+
+    async def outbox(self) -> list[OutboxEntry]:
+        """Every entry still in the outbox (acknowledged but not stable ones included)."""
+        return await self._run(self._entries, "", -1)
+
+    def _entries(self, where: str, limit: int) -> list[OutboxEntry]:
+        rows = self._db.execute(
+            "SELECT position, mutation_id, collection, id, op, data, hlc, origin, seq FROM outbox"
+            f" {where} ORDER BY position LIMIT ?",
+            (limit,),
+        )
+        return [
+            OutboxEntry(pos, mid, coll, doc_id, op, _loads_or_none(data), stamp, origin, seq)
+            for pos, mid, coll, doc_id, op, data, stamp, origin, seq in rows
+        ]
+
+    async def pending_count(self) -> int:
+        """Entries in the outbox."""
+        return await self._run(
+            lambda: int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
+        )
+
+    async def record_acks(self, acks: Sequence[tuple[str, str, int]]) -> None:
+        """Remember ``(mutation_id, origin, seq)`` for acknowledged entries (they stay queued)."""
+        await self._run(self._record_acks, acks)
+
+    def _record_acks(self, acks: Sequence[tuple[str, str, int]]) -> None:
+        with self._transaction():
+            self._db.executemany(
+                "UPDATE outbox SET origin = ?, seq = ? WHERE mutation_id = ?",
+                [(origin, seq, mid) for mid, origin, seq in acks],
+            )
+
+    async def reject(self, rejections: Sequence[tuple[str, dict[str, Any]]]) -> list[Rejection]:
+        """Move refused entries to ``rejected`` and roll their documents back to server state."""
+        return await self._run(self._reject, rejections)
+
+    def _reject(self, rejections: Sequence[tuple[str, dict[str, Any]]]) -> list[Rejection]:
+        done: list[Rejection] = []
+        with self._transaction():
+            for mutation_id, problem in rejections:
+                row = self._db.execute(
+                    "SELECT position, collection, id, op, data FROM outbox WHERE mutation_id = ?",
+                    (mutation_id,),
+                ).fetchone()
+                if row is None:
+                    continue
+                position, collection, doc_id, op, data = row
+                self._db.execute(
+                    "INSERT OR REPLACE INTO rejected VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (position, mutation_id, collection, doc_id, op, data, _dumps(problem)),
+                )
+                self._db.execute("DELETE FROM outbox WHERE position = ?", (position,))
+                self._refresh_view(collection, doc_id)
+                done.append(
+                    Rejection(mutation_id, collection, doc_id, op, _loads_or_none(data), problem)
+                )
+        return done
+
+    async def rejections(self) -> list[Rejection]:
+        """Every mutation the server refused, oldest first."""
+        return await self._run(self._rejections)
+
+    def _rejections(self) -> list[Rejection]:
+        rows = self._db.execute(
+            "SELECT mutation_id, collection, id, op, data, problem FROM rejected ORDER BY position"
+        )
+        return [
+            Rejection(mid, coll, doc_id, op, _loads_or_none(data), codec.loads(problem))
+            for mid, coll, doc_id, op, data, problem in rows
+        ]
+
+    async def forget_acks(self) -> None:
+        """Treat acknowledged-but-unstable entries as unsent (after failing over: re-push them)."""
+        await self._run(self._forget_acks)
+
+    def _forget_acks(self) -> None:
+        with self._transaction():
+            self._db.execute("UPDATE outbox SET origin = NULL, seq = NULL")
+
+    async def restamp(self, node_stamp: str) -> int:
+        """Correct the clock to a node's and re-stamp every unsent entry (after ``clock_skew``)."""
+        return await self._run(self._restamp, node_stamp)
+
+    def _restamp(self, node_stamp: str) -> int:
+        self.clock.correct(node_stamp)
+        with self._transaction():
+            rows = self._db.execute(
+                "SELECT position, collection, id FROM outbox WHERE origin IS NULL ORDER BY position"
+            ).fetchall()
+            docs: set[DocKey] = set()
+            for position, collection, doc_id in rows:
+                stamp = self.clock.now()
+                self._db.execute("UPDATE outbox SET hlc = ? WHERE position = ?", (stamp, position))
+                docs.add((collection, doc_id))
+            self._set_meta("clock_offset_ms", str(self.clock.offset_ms))
+            self._set_meta("hlc", self.clock.now())
+            for collection, doc_id in docs:
+                self._refresh_view(collection, doc_id)
+        return len(rows)
+
+    # -- pulled changes -------------------------------------------------------------------
+
+    async def apply_page(
+        self, changes: Sequence[dict[str, Any]], cursor: str, stable: dict[str, int], done: bool
+    ) -> PageResult:
+        """Join a pulled page into the server states, move the cursor and settle the outbox.
+
+        Everything commits in one transaction, so a crash mid-sync resumes from this page's
+        cursor with its documents in place. ``done`` (no more pages) ends a running resync.
+        """
+        return await self._run(self._apply_page, changes, cursor, stable, done)
+
+    def _apply_page(
+        self, changes: Sequence[dict[str, Any]], cursor: str, stable: dict[str, int], done: bool
+    ) -> PageResult:
+        latest: dict[DocKey, State] = {}
+        for change in changes:
+            state = change.get("state")
+            if state is None:
+                raise ValueError("pulled change without state (pull with include_state=true)")
+            latest[(change["collection"], change["id"])] = state
+            if change.get("hlc"):
+                self.clock.observe(change["hlc"])
+        touched: set[DocKey] = set(latest)
+        with self._transaction():
+            for (collection, doc_id), incoming in latest.items():
+                current = self._server_state(collection, doc_id)
+                merged = incoming if current is None else join(current, incoming)
+                self._db.execute(
+                    "INSERT OR REPLACE INTO server_docs (collection, id, state, seen)"
+                    " VALUES (?, ?, ?, 1)",
+                    (collection, doc_id, _dumps(merged)),
+                )
+            self.cursor = cursor
+            self.stable = cursor_mod.merge(self.stable, stable)
+            self._set_meta("cursor", cursor)
+            self._set_meta("stable", _dumps(self.stable))
+            if done:
+                self.last_synced_at = time.time()
+                self._set_meta("last_synced_at", repr(self.last_synced_at))
+            if done and self.resyncing:
+                touched |= self._finish_resync()
+            settled = self._settle()
+            touched |= settled
+            for collection, doc_id in touched:
+                self._refresh_view(collection, doc_id)
+        return PageResult(frozenset(c for c, _ in touched), len(settled))
+
+    def _settle(self) -> set[DocKey]:
+        """Drop outbox entries that are acknowledged, stable and already pulled (I6)."""
+        pulled = cursor_mod.decode(self.cursor)
+        settled: set[DocKey] = set()
+        for origin, stable_seq in self.stable.items():
+            limit = min(stable_seq, pulled.get(origin, 0))
+            where = "WHERE origin = ? AND seq <= ?"
+            settled.update(
+                (str(c), str(i))
+                for c, i in self._db.execute(
+                    f"SELECT collection, id FROM outbox {where}", (origin, limit)
+                )
+            )
+            self._db.execute(f"DELETE FROM outbox {where}", (origin, limit))
+        return settled
+
+    async def begin_resync(self) -> None:
+        """Start over from an empty cursor (``cursor_expired``), keeping the outbox."""
+        await self._run(self._begin_resync)
+
+    def _begin_resync(self) -> None:
+        with self._transaction():
+            self._db.execute("UPDATE server_docs SET seen = 0")
+            self.cursor = ""
+            self.resyncing = True
+            self._set_meta("cursor", "")
+            self._set_meta("resyncing", "1")
+
+    def _finish_resync(self) -> set[DocKey]:
+        """Forget server documents the full resync did not bring back (purged meanwhile)."""
+        gone = {
+            (str(c), str(i))
+            for c, i in self._db.execute("SELECT collection, id FROM server_docs WHERE seen = 0")
+        }
+        self._db.execute("DELETE FROM server_docs WHERE seen = 0")
+        self.resyncing = False
+        self._set_meta("resyncing", "0")
+        return gone
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on error) on an autocommit connection."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._conn.execute("COMMIT" if exc_type is None else "ROLLBACK")

@@ -1,0 +1,99 @@
+"""The two sync calls of the wire protocol (docs/protocol.md#push, #pull) over httpx.
+
+Network errors, 5xx and 429 become :class:`EndpointUnavailable` (transient); other problem
+answers become the core error of their ``type``. httpx's exceptions never leave this module.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import httpx
+
+from breakwater.client.errors import EndpointUnavailable, error_for_problem
+from breakwater.core import codec
+
+HeadersProvider = Callable[[], Mapping[str, str] | Awaitable[Mapping[str, str]]]
+
+
+async def auth_headers(provider: HeadersProvider | None) -> dict[str, str]:
+    """Headers from the app's access-token hook (sync or async), or none."""
+    if provider is None:
+        return {}
+    headers = provider()
+    if inspect.isawaitable(headers):
+        headers = await headers
+    return dict(headers)
+
+
+class NodeApi:
+    """Push and pull against one endpoint; measures each call's latency for failover."""
+
+    def __init__(
+        self, http: httpx.AsyncClient, base_url: str, headers: HeadersProvider | None = None
+    ) -> None:
+        self.http = http
+        self.base_url = base_url.rstrip("/")
+        self._headers = headers
+        self.last_latency = 0.0
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        headers = await auth_headers(self._headers)
+        if "content" in kwargs:
+            headers["content-type"] = "application/json"
+        started = time.monotonic()
+        try:
+            response = await self.http.request(
+                method, f"{self.base_url}{path}", headers=headers, **kwargs
+            )
+        except httpx.HTTPError as exc:
+            raise EndpointUnavailable(f"{self.base_url}: {type(exc).__name__}: {exc}") from exc
+        self.last_latency = time.monotonic() - started
+        if response.status_code == 200:
+            try:
+                return codec.loads(response.content)
+            except codec.JSONDecodeError as exc:
+                raise EndpointUnavailable(f"{self.base_url}: answer is not JSON") from exc
+        try:
+            problem = codec.loads(response.content)
+        except codec.JSONDecodeError:
+            problem = {}
+        if not isinstance(problem, dict):
+            problem = {}
+        error = error_for_problem(response.status_code, problem)
+        if isinstance(error, EndpointUnavailable):
+            retry_after = response.headers.get("retry-after", "")
+            error.retry_after = float(retry_after) if retry_after.isdigit() else None
+        raise error
+
+    async def push(self, client_id: str, mutations: list[dict[str, Any]]) -> dict[str, Any]:
+        """``POST /v1/sync/push``: one result per mutation, in order, and the node's clock."""
+        body = codec.dumps({"client_id": client_id, "mutations": mutations})
+        result: dict[str, Any] = await self._call(
+            "POST",
+            "/v1/sync/push",
+            content=body,
+        )
+        return result
+
+    async def pull(
+        self, cursor: str, limit: int, wait: float = 0, include_state: bool = True
+    ) -> dict[str, Any]:
+        """``GET /v1/sync/pull``: a page of changes after ``cursor``."""
+        params: dict[str, Any] = {"cursor": cursor, "limit": limit}
+        if wait:
+            params["wait"] = wait
+        if include_state:
+            params["include_state"] = "true"
+        result: dict[str, Any] = await self._call(
+            "GET", "/v1/sync/pull", params=params, timeout=wait + 30
+        )
+        return result
+
+    async def ready(self) -> float:
+        """``GET /readyz``; returns the round-trip time, raises when the node cannot serve."""
+        await self._call("GET", "/readyz")
+        return self.last_latency

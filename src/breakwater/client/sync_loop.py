@@ -1,0 +1,282 @@
+"""The background sync: push the outbox, pull the feed, then wait for a local write or a change.
+
+One iteration on the chosen endpoint:
+
+1. push unsent outbox entries in batches (``POST /v1/sync/push``); acknowledged entries keep
+   their ``(origin, seq)`` and stay queued; rejected ones leave the outbox and roll back;
+   a ``clock_skew`` refusal corrects the device clock, re-stamps and pushes again;
+2. pull pages (``GET /v1/sync/pull``, with states) until ``has_more`` is false; each page
+   commits with its cursor, and entries acknowledged, stable and pulled leave the outbox;
+   ``cursor_expired`` starts a full resync that keeps the outbox;
+3. wait until a local write or the realtime ladder wakes it (or ``poll_interval`` passes).
+
+A push refused as unavailable (a node whose store refuses writes) still lets the pull run, so
+other devices' changes keep arriving while the device's own writes wait.
+
+Failures mark the endpoint in the pool (circuit breaker, failover) and wait with exponential
+backoff and full jitter before the next iteration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from breakwater.client.endpoints import Endpoint, EndpointPool
+from breakwater.client.errors import EndpointUnavailable, is_permanent_input_error
+from breakwater.client.events import MutationRejected, SyncProgress
+from breakwater.client.local_store import LocalStore
+from breakwater.client.node_api import HeadersProvider, NodeApi
+from breakwater.client.status import StatusBoard
+from breakwater.client.transports import StreamContext, Transport, TransportLadder
+from breakwater.client.transports.base import is_ahead
+from breakwater.core.errors import BreakwaterError, ClockSkew, CursorExpired, PayloadTooLarge
+from breakwater.resilience import Backoff
+
+log = logging.getLogger("breakwater.client")
+
+MAX_RESTAMPS_PER_PUSH = 3
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    """Tuning knobs of the sync loop (the Client's keyword arguments)."""
+
+    push_batch: int = 500
+    pull_limit: int = 1000
+    poll_interval: float = 30.0
+    climb_back_after: float = 300.0
+    backoff_base: float = 0.2
+    backoff_cap: float = 30.0
+
+
+class SyncLoop:
+    """Runs until cancelled; owns the endpoint pool, the transport ladder and the status."""
+
+    def __init__(
+        self,
+        store: LocalStore,
+        pool: EndpointPool,
+        http: httpx.AsyncClient,
+        board: StatusBoard,
+        transports: Sequence[Transport],
+        on_changed: Callable[[frozenset[str]], None],
+        settings: SyncSettings,
+        headers: HeadersProvider | None = None,
+    ) -> None:
+        self.store = store
+        self.pool = pool
+        self.http = http
+        self.board = board
+        self.settings = settings
+        self.headers = headers
+        self.wake = asyncio.Event()
+        self.retry_now = asyncio.Event()
+        self.synced = asyncio.Condition()
+        self._on_changed = on_changed
+        self._transports = list(transports)
+        self._backoff = Backoff(settings.backoff_base, settings.backoff_cap)
+        self._ladder_task: asyncio.Task[None] | None = None
+        self._endpoint: Endpoint | None = None
+        self._push_batch = settings.push_batch
+
+    # -- the loop -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Sync forever (cancel the task to stop)."""
+        try:
+            while True:
+                endpoint = self.pool.choose()
+                if endpoint is None:
+                    self.board.update(state="offline")
+                    await asyncio.sleep(max(self.pool.retry_in(), 0.05))
+                    continue
+                api = NodeApi(self.http, endpoint.url, self.headers)
+                self.wake.clear()
+                try:
+                    if endpoint is not self._endpoint:
+                        # Health before switching: a draining or unready node answers 503.
+                        self.pool.succeeded(endpoint, await api.ready())
+                        await self._use(endpoint)
+                    await self._sync_once(api)
+                except (EndpointUnavailable, httpx.HTTPError) as exc:
+                    self.pool.failed(endpoint)
+                    self.board.update(state="offline", last_error=str(exc))
+                    delay = getattr(exc, "retry_after", None) or self._backoff.next_delay()
+                    await self._backoff_sleep(delay)
+                    continue
+                except Exception as exc:
+                    # A refusal the loop cannot act on (e.g. 401 before the token hook has a
+                    # token) or a malformed answer: report it, back off, never stop syncing.
+                    log.warning(
+                        "sync failed: %s", exc, exc_info=not isinstance(exc, BreakwaterError)
+                    )
+                    self.board.update(last_error=f"{type(exc).__name__}: {exc}")
+                    await self._backoff_sleep(self._backoff.next_delay())
+                    continue
+                self.pool.succeeded(endpoint, api.last_latency)
+                self._backoff.reset()
+                await self._sleep_or_wake(self.settings.poll_interval)
+        finally:
+            await self._stop_ladder()
+
+    async def _sleep_or_wake(self, seconds: float) -> None:
+        """Wait up to ``seconds`` for a local write or a realtime notice."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self.wake.wait()
+
+    async def _backoff_sleep(self, seconds: float) -> None:
+        """Wait after a failure; new local writes do not cut it short, ``sync_now`` does (the
+        app calls it when the OS reports the network back)."""
+        self.retry_now.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self.retry_now.wait()
+
+    async def _use(self, endpoint: Endpoint) -> None:
+        """Switch to ``endpoint``: re-push unstable acks (I2 makes it safe), restart realtime."""
+        if self._endpoint is not None:
+            await self.store.forget_acks()
+        self._endpoint = endpoint
+        await self._stop_ladder()
+        self.board.update(endpoint=endpoint.url)
+        ladder = TransportLadder(
+            self._transports,
+            self.settings.climb_back_after,
+            on_transport=lambda name: self.board.update(transport=name),
+            on_expired=self.wake.set,
+        )
+        context = StreamContext(
+            endpoint.url, self.http, self.headers, lambda: self.store.cursor, self._notified
+        )
+        self._ladder_task = asyncio.create_task(ladder.run(context))
+
+    async def _stop_ladder(self) -> None:
+        if self._ladder_task is not None:
+            self._ladder_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ladder_task
+            self._ladder_task = None
+
+    async def _notified(self, cursor: str) -> None:
+        """A transport saw changes up to ``cursor``: wake the loop and wait until pulled."""
+        self.wake.set()
+        async with self.synced:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.poll_interval):
+                    await self.synced.wait_for(lambda: not is_ahead(cursor, self.store.cursor))
+
+    async def _sync_once(self, api: NodeApi) -> None:
+        pending = await self.store.pending_count()
+        if pending or self.board.status.state == "offline":
+            # A pull on a realtime notice while online is not shown as "syncing" (no flicker).
+            self.board.update(state="syncing", pending=pending)
+        push_failed: EndpointUnavailable | None = None
+        try:
+            await self._push_all(api)
+        except EndpointUnavailable as exc:
+            push_failed = exc  # a node that refuses writes may still serve reads (I8): pull
+        await self._pull_all(api)
+        if push_failed is not None:
+            raise push_failed
+        pending = await self.store.pending_count()
+        unsent = await self.store.unsent(1)
+        self.board.update(
+            state="syncing" if unsent else "online",
+            pending=pending,
+            last_error=None,
+            last_synced_at=self.store.last_synced_at,
+        )
+        if unsent:
+            self.wake.set()  # written while this iteration ran: go again at once
+        async with self.synced:
+            self.synced.notify_all()
+
+    # -- push -----------------------------------------------------------------------------
+
+    async def _push_all(self, api: NodeApi) -> None:
+        restamps = 0
+        while True:
+            batch = await self.store.unsent(self._push_batch)
+            if not batch:
+                return
+            try:
+                answer = await api.push(self.store.device_id, [e.to_wire() for e in batch])
+            except ClockSkew as exc:
+                restamps += 1
+                if restamps > MAX_RESTAMPS_PER_PUSH:
+                    raise EndpointUnavailable(f"clock skew persists: {exc.detail}") from exc
+                count = await self.store.restamp(str(exc.extra["hlc"]))
+                log.info("clock skew: re-stamped %d pending mutations", count)
+                continue
+            except PayloadTooLarge as exc:
+                if "index" not in exc.extra and self._push_batch > 1:
+                    self._push_batch = max(1, self._push_batch // 2)
+                    continue
+                await self._reject(batch, exc)
+                continue
+            except BreakwaterError as exc:
+                if not is_permanent_input_error(exc):
+                    raise
+                await self._reject(batch, exc)
+                continue
+            await self._record(answer)
+
+    async def _reject(self, batch: Sequence[Any], exc: BreakwaterError) -> None:
+        """A whole push was refused for input: reject the mutation it names (or the first)."""
+        index = exc.extra.get("index")
+        entry = batch[index if isinstance(index, int) and 0 <= index < len(batch) else 0]
+        await self._rejected([(entry.mutation_id, exc.to_problem())])
+
+    async def _record(self, answer: dict[str, Any]) -> None:
+        acks: list[tuple[str, str, int]] = []
+        refused: list[tuple[str, dict[str, Any]]] = []
+        for result in answer["results"]:
+            if result["status"] in ("applied", "duplicate"):
+                acks.append((result["mutation_id"], result["origin"], int(result["seq"])))
+            else:
+                refused.append((result["mutation_id"], result["error"]))
+        if answer.get("hlc"):
+            self.store.clock.observe(answer["hlc"])
+        await self.store.record_acks(acks)
+        if refused:
+            await self._rejected(refused)
+
+    async def _rejected(self, refused: list[tuple[str, dict[str, Any]]]) -> None:
+        rejections = await self.store.reject(refused)
+        self._on_changed(frozenset(r.collection for r in rejections))
+        for rejection in rejections:
+            self.board.emit(MutationRejected(rejection))
+
+    # -- pull -----------------------------------------------------------------------------
+
+    async def _pull_all(self, api: NodeApi) -> None:
+        changes = pages = 0
+        while True:
+            try:
+                page = await api.pull(self.store.cursor, self.settings.pull_limit)
+            except CursorExpired:
+                log.warning("cursor expired: full resync (the outbox is kept)")
+                await self.store.begin_resync()
+                continue
+            has_more = bool(page["has_more"])
+            result = await self.store.apply_page(
+                page["changes"], page["cursor"], page.get("stable", {}), done=not has_more
+            )
+            if page.get("hlc"):
+                self.store.clock.observe(page["hlc"])
+            changes += len(page["changes"])
+            pages += 1
+            if result.collections:
+                self._on_changed(result.collections)
+            if page["changes"] or has_more:
+                self.board.emit(SyncProgress(changes, pages, has_more))
+            if not has_more:
+                return

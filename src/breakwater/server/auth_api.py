@@ -1,0 +1,214 @@
+"""``/v1/auth``: sign-up, sign-in, anonymous accounts, token refresh, sign-out, password change,
+email linking and TOTP enrolment. Responses carrying tokens are never cached."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from breakwater.auth.identity import Identity
+from breakwater.auth.service import Session
+from breakwater.core.errors import BreakwaterError, Unauthorized, ValidationError
+from breakwater.server import openapi
+from breakwater.server.access import identity_of
+from breakwater.server.body import read_json
+from breakwater.server.responses import json_response, node_of
+
+router = APIRouter(prefix="/v1/auth", tags=["auth"])
+NO_STORE = {"Cache-Control": "no-store"}
+AUTH_BODY_BYTES = 16 * 1024
+
+
+async def _body(request: Request, fields: set[str]) -> dict[str, Any]:
+    body = await read_json(request, AUTH_BODY_BYTES)
+    if not isinstance(body, dict):
+        raise ValidationError("the body must be a JSON object")
+    unknown = set(body) - fields
+    if unknown:
+        raise ValidationError(f"unknown fields: {sorted(unknown)}")
+    return body
+
+
+def _session_body(session: Session) -> dict[str, Any]:
+    return {
+        "access_token": session.access_token,
+        "token_type": "Bearer",
+        "expires_in": session.expires_in,
+        "refresh_token": session.refresh_token,
+        "uid": session.uid,
+        "anonymous": session.anonymous,
+    }
+
+
+def _session(session: Session, status: int = 200) -> Response:
+    return json_response(_session_body(session), status, NO_STORE)
+
+
+def _caller(request: Request) -> Identity:
+    identity = identity_of(request)
+    if identity is None:
+        raise Unauthorized("this endpoint needs a bearer token")
+    return identity
+
+
+def _count(request: Request, event: str) -> None:
+    node_of(request).metrics.auth_events.labels(event).inc()
+
+
+@router.post(
+    "/signup",
+    summary="Create an account with email and password",
+    openapi_extra=openapi.CREDENTIALS_BODY,
+    responses=openapi.SESSION_RESPONSES,
+    status_code=201,
+)
+async def signup(request: Request) -> Response:
+    """A new account, signed in (201); 409 ``email_taken`` when the email has an account."""
+    body = await _body(request, {"email", "password"})
+    session = await node_of(request).auth.signup(body.get("email"), body.get("password"))
+    _count(request, "signup")
+    return _session(session, 201)
+
+
+@router.post(
+    "/login",
+    summary="Sign in with email and password (and a one-time code once MFA is on)",
+    openapi_extra=openapi.LOGIN_BODY,
+    responses=openapi.SESSION_RESPONSES,
+)
+async def login(request: Request) -> Response:
+    """A session; 401 ``unauthorized`` (``mfa_required: true`` when a code is missing)."""
+    body = await _body(request, {"email", "password", "otp", "recovery_code"})
+    try:
+        session = await node_of(request).auth.login(
+            body.get("email"), body.get("password"), body.get("otp"), body.get("recovery_code")
+        )
+    except BreakwaterError:
+        _count(request, "login_failed")
+        raise
+    _count(request, "login_ok")
+    return _session(session)
+
+
+@router.post(
+    "/anonymous",
+    summary="Create an anonymous account",
+    responses=openapi.SESSION_RESPONSES,
+    status_code=201,
+)
+async def anonymous(request: Request) -> Response:
+    """A new anonymous account, signed in; link an email later to keep its uid and data."""
+    session = await node_of(request).auth.anonymous()
+    _count(request, "anonymous")
+    return _session(session, 201)
+
+
+@router.post(
+    "/refresh",
+    summary="Exchange a refresh token for new tokens (rotation)",
+    openapi_extra=openapi.REFRESH_BODY,
+    responses=openapi.SESSION_RESPONSES,
+)
+async def refresh(request: Request) -> Response:
+    """New access and refresh tokens; the old refresh token is spent (reuse revokes all)."""
+    body = await _body(request, {"refresh_token"})
+    try:
+        session = await node_of(request).auth.refresh(body.get("refresh_token"))
+    except BreakwaterError:
+        _count(request, "refresh_failed")
+        raise
+    _count(request, "refresh_ok")
+    return _session(session)
+
+
+@router.post(
+    "/logout",
+    summary="Sign out: revoke the session of a refresh token",
+    openapi_extra=openapi.REFRESH_BODY,
+    responses=openapi.LOGOUT_RESPONSES,
+    status_code=204,
+)
+async def logout(request: Request) -> Response:
+    """204; access tokens already issued stay valid until they expire (minutes)."""
+    body = await _body(request, {"refresh_token"})
+    await node_of(request).auth.logout(body.get("refresh_token"))
+    _count(request, "logout")
+    return Response(status_code=204, headers=NO_STORE)
+
+
+@router.post(
+    "/password",
+    summary="Change the password (signs out every other session)",
+    openapi_extra=openapi.PASSWORD_BODY,
+    responses=openapi.SESSION_RESPONSES,
+)
+async def change_password(request: Request) -> Response:
+    """A new session; every refresh token of the account issued before is revoked."""
+    caller = _caller(request)
+    body = await _body(request, {"current_password", "new_password"})
+    session = await node_of(request).auth.change_password(
+        caller, body.get("current_password"), body.get("new_password")
+    )
+    _count(request, "password_changed")
+    return _session(session)
+
+
+@router.post(
+    "/link",
+    summary="Give an anonymous account an email and password",
+    openapi_extra=openapi.CREDENTIALS_BODY,
+    responses=openapi.SESSION_RESPONSES,
+)
+async def link(request: Request) -> Response:
+    """The same uid (and so the same documents), now with an email; a new session."""
+    caller = _caller(request)
+    body = await _body(request, {"email", "password"})
+    session = await node_of(request).auth.link(caller, body.get("email"), body.get("password"))
+    _count(request, "linked")
+    return _session(session)
+
+
+@router.get("/me", summary="Who the credential stands for", responses=openapi.ME_RESPONSES)
+async def me(request: Request) -> Response:
+    """The caller's uid, kind, roles and whether it signed in with MFA."""
+    caller = _caller(request)
+    return json_response(
+        {
+            "uid": caller.uid,
+            "kind": caller.kind,
+            "anonymous": caller.anonymous,
+            "roles": list(caller.roles),
+            "mfa": caller.mfa,
+        },
+        headers=NO_STORE,
+    )
+
+
+@router.post(
+    "/mfa/enroll",
+    summary="Start TOTP enrolment",
+    responses=openapi.ENROL_RESPONSES,
+)
+async def mfa_enroll(request: Request) -> Response:
+    """A TOTP secret and its otpauth:// URI; MFA is on once confirmed with a code."""
+    enrolment = await node_of(request).auth.mfa_enroll(_caller(request))
+    return json_response({"secret": enrolment.secret, "uri": enrolment.uri}, headers=NO_STORE)
+
+
+@router.post(
+    "/mfa/confirm",
+    summary="Confirm TOTP enrolment with a first code",
+    openapi_extra=openapi.CODE_BODY,
+    responses=openapi.CONFIRM_RESPONSES,
+)
+async def mfa_confirm(request: Request) -> Response:
+    """MFA is on: ten single-use recovery codes (shown once) and a session signed in with MFA."""
+    caller = _caller(request)
+    body = await _body(request, {"code"})
+    codes, session = await node_of(request).auth.mfa_confirm(caller, body.get("code"))
+    _count(request, "mfa_enabled")
+    return json_response(
+        {"recovery_codes": codes, "session": _session_body(session)}, headers=NO_STORE
+    )

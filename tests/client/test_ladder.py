@@ -1,0 +1,107 @@
+"""The transport ladder: refused transports fall back, unreachable endpoints do not, and a
+lower rung climbs back up after ``climb_back_after``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+import httpx
+
+from breakwater.client.errors import EndpointUnavailable, TransportRefused
+from breakwater.client.transports import StreamContext, TransportLadder
+
+
+class Scripted:
+    """A transport whose behaviour the test switches: refuse, fail to connect, or stream."""
+
+    def __init__(self, name: str, mode: str) -> None:
+        self.name = name
+        self.mode = mode
+
+    async def listen(self, context: StreamContext) -> None:
+        if self.mode == "refuse":
+            raise TransportRefused(f"{self.name} refused")
+        if self.mode == "down":
+            raise EndpointUnavailable("connection refused")
+        await asyncio.Event().wait()  # streams until cancelled
+
+
+class Recorder:
+    """The ladder's ``on_transport`` hook: records rungs, fires once ``done(names)`` holds."""
+
+    def __init__(
+        self,
+        done: Callable[[list[str | None]], bool],
+        also: Callable[[str | None], None] = lambda _name: None,
+    ) -> None:
+        self.names: list[str | None] = []
+        self.done = done
+        self.also = also
+        self.reached = asyncio.Event()
+
+    def __call__(self, name: str | None) -> None:
+        self.names.append(name)
+        self.also(name)
+        if self.done(self.names):
+            self.reached.set()
+
+
+async def no_sleep(_seconds: float) -> None:
+    await asyncio.sleep(0)
+
+
+async def run_until(ladder: TransportLadder, recorder: Recorder) -> None:
+    async def notify(_cursor: str) -> None:
+        return None
+
+    async with httpx.AsyncClient() as http:
+        context = StreamContext("http://node", http, None, lambda: "", notify)
+        task = asyncio.create_task(ladder.run(context))
+        try:
+            async with asyncio.timeout(5):
+                await recorder.reached.wait()
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def test_refusals_fall_back_rung_by_rung() -> None:
+    """WebSocket and SSE refused: the ladder ends on long-poll."""
+    recorder = Recorder(lambda names: names[-1] == "long_poll")
+    rungs = [
+        Scripted("websocket", "refuse"),
+        Scripted("sse", "refuse"),
+        Scripted("long_poll", "ok"),
+    ]
+    ladder = TransportLadder(rungs, 300, on_transport=recorder, sleep=no_sleep)
+    await run_until(ladder, recorder)
+    assert recorder.names == ["websocket", "sse", "long_poll"]
+    assert ladder.current == "long_poll"
+
+
+async def test_unreachable_endpoint_does_not_fall_back() -> None:
+    """Connection failures retry the same rung (the endpoint is down, not the transport)."""
+    recorder = Recorder(lambda names: names.count(None) >= 5)
+    rungs = [Scripted("websocket", "down"), Scripted("sse", "ok")]
+    ladder = TransportLadder(rungs, 300, on_transport=recorder, sleep=no_sleep)
+    await run_until(ladder, recorder)
+    assert ladder.current == "websocket" and "sse" not in recorder.names
+
+
+async def test_climbs_back_to_websocket_once_it_works_again() -> None:
+    """After climb_back_after on a lower rung the ladder tries the better transport again."""
+    websocket = Scripted("websocket", "refuse")
+
+    def proxy_fixed(name: str | None) -> None:
+        if name == "sse":
+            websocket.mode = "ok"  # the proxy got fixed while the client was on SSE
+
+    recorder = Recorder(lambda names: names[-1] == "websocket" and len(names) > 1, proxy_fixed)
+    ladder = TransportLadder(
+        [websocket, Scripted("sse", "ok")], 0.05, on_transport=recorder, sleep=no_sleep
+    )
+    await run_until(ladder, recorder)
+    assert recorder.names == ["websocket", "sse", "websocket"]

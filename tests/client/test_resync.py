@@ -1,0 +1,57 @@
+"""cursor_expired: a device whose cursor fell behind the retention horizon resyncs in full and
+keeps its outbox (in-process node through httpx.ASGITransport)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from breakwater.client import Client
+from breakwater.server.app import compact
+
+
+def device(path: Path, node: httpx.AsyncClient) -> Client:
+    return Client(
+        ["http://node"],
+        path,
+        http_transport=httpx.ASGITransport(app=node.app),  # type: ignore[attr-defined]
+        transports=("long_poll",),
+        backoff_cap=0.5,
+    )
+
+
+async def test_expired_cursor_resyncs_and_keeps_pending_writes(
+    tmp_path: Path, make_client: Callable[..., Any]
+) -> None:
+    """Purged documents vanish, new ones arrive, and the offline write is still delivered."""
+    node: httpx.AsyncClient = await make_client()
+    async with device(tmp_path / "d.db", node) as phone:
+        await phone.collection("todos").set("a", {"v": 1})
+        await phone.collection("todos").set("b", {"v": 2})
+        async with asyncio.timeout(20):
+            await phone.wait_synced()
+    # While the phone is closed: b is deleted, c written, and retention purges the history.
+    assert (await node.delete("/v1/collections/todos/docs/b")).status_code == 200
+    assert (await node.put("/v1/collections/todos/docs/c", json={"v": 3})).status_code == 201
+    await compact(node.app.state.node, horizon_ms=0, now_ms=int(time.time() * 1000) + 60_000)  # type: ignore[attr-defined]
+    expired = await node.get("/v1/sync/pull", params={"cursor": "c1.eyJsb2NhbCI6Mn0"})
+    assert expired.status_code == 410
+
+    reopened = device(tmp_path / "d.db", node)
+    await reopened.open()
+    try:
+        todos = reopened.collection("todos")
+        await todos.set("d", {"v": 4})  # pending when the resync starts
+        async with asyncio.timeout(20):
+            await reopened.wait_synced()
+        docs = {d.id: d.data for d in await todos.query()}
+        assert docs == {"a": {"v": 1}, "c": {"v": 3}, "d": {"v": 4}}
+        server = (await node.get("/v1/collections/todos/docs/d")).json()
+        assert server["data"] == {"v": 4}
+    finally:
+        await reopened.aclose()

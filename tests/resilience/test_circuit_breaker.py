@@ -1,0 +1,62 @@
+"""Circuit breaker: opens after consecutive failures, probes once after the timeout."""
+
+from __future__ import annotations
+
+from breakwater.resilience import CircuitBreaker
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_opens_after_threshold_consecutive_failures() -> None:
+    """Two failures keep it closed; the third opens it and calls are refused."""
+    breaker = CircuitBreaker(failure_threshold=3, reset_timeout=5, clock=FakeClock())
+    breaker.record_failure()
+    breaker.record_failure()
+    assert breaker.state == "closed" and breaker.allow()
+    breaker.record_failure()
+    assert breaker.state == "open" and not breaker.allow()
+
+
+def test_success_resets_the_failure_count() -> None:
+    """Failures must be consecutive to open the breaker."""
+    breaker = CircuitBreaker(failure_threshold=2, reset_timeout=5, clock=FakeClock())
+    breaker.record_failure()
+    breaker.record_success()
+    breaker.record_failure()
+    assert breaker.state == "closed"
+
+
+def test_half_open_lets_one_probe_through() -> None:
+    """After the timeout exactly one caller may probe; its success closes the breaker."""
+    clock = FakeClock()
+    breaker = CircuitBreaker(failure_threshold=1, reset_timeout=5, clock=clock)
+    breaker.record_failure()
+    assert breaker.retry_in() == 5
+    clock.now = 5.0
+    assert breaker.state == "half_open"
+    assert breaker.allow()
+    assert not breaker.allow()
+    breaker.record_success()
+    assert breaker.state == "closed" and breaker.allow()
+
+
+def test_failed_probe_opens_again_for_a_full_timeout() -> None:
+    """A failing probe re-opens the breaker and restarts its timeout."""
+    clock = FakeClock()
+    breaker = CircuitBreaker(failure_threshold=3, reset_timeout=5, clock=clock)
+    for _ in range(3):
+        breaker.record_failure()
+    clock.now = 6.0
+    assert breaker.allow()
+    breaker.record_failure()
+    assert breaker.state == "open"
+    clock.now = 10.0
+    assert not breaker.allow()
+    clock.now = 11.0
+    assert breaker.allow()

@@ -1,0 +1,526 @@
+"""The Store contract, run unchanged against every backend (SQLite and PostgreSQL).
+
+Exactly-once apply (I2), group commit, the gap-free feed under concurrent writers (I3),
+retention and cursors (ADR 0003), queries and keyset pages, lifecycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+import threading
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from breakwater.core import cursor
+from breakwater.core.collections import CollectionConfig
+from breakwater.core.engine import Engine
+from breakwater.core.errors import CursorExpired, StoreUnavailable
+from breakwater.core.hlc import HybridClock
+from breakwater.core.mutation import Mutation
+from breakwater.core.query import Filter, Query, decode_page_token
+from breakwater.storage import NO_HOOKS, StoreHooks
+from breakwater.storage.base import Store
+from tests.storage.backends import (
+    BACKENDS,
+    build_store,
+    drop_schema,
+    engine,
+    postgres_url,
+    sqlite_url,
+)
+
+MakeStore = Callable[..., Any]
+
+
+@pytest.fixture(params=BACKENDS)
+async def url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A store URL of each backend, private to this test."""
+    if request.param == "sqlite":
+        yield sqlite_url(tmp_path)
+        return
+    store_url, schema = postgres_url(pool_size="4")
+    yield store_url
+    await drop_schema(schema)
+
+
+@pytest.fixture
+async def make_store(url: str) -> AsyncIterator[MakeStore]:
+    """Open stores on this test's URL; every one still open is closed at teardown."""
+    opened: list[Store] = []
+
+    async def make(
+        store_engine: Engine | None = None,
+        hooks: StoreHooks = NO_HOOKS,
+        clock_ms: Callable[[], int] | None = None,
+    ) -> Store:
+        store = build_store(url, store_engine or engine(), hooks, clock_ms)
+        await store.open()
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        await store.aclose()
+
+
+@pytest.fixture
+async def store(make_store: MakeStore) -> Store:
+    """An open store of region ``r1`` on each backend."""
+    opened: Store = await make_store()
+    return opened
+
+
+def put(mid: str, doc_id: str, data: dict[str, Any] | None = None, **kw: Any) -> Mutation:
+    """A set mutation."""
+    return Mutation(mid, "todos", doc_id, "set", data if data is not None else {"v": mid}, **kw)
+
+
+def inc(mid: str, doc_id: str, amount: int = 1) -> Mutation:
+    """An increment of field n."""
+    return Mutation(mid, "todos", doc_id, "increment", {"n": amount})
+
+
+class CountingHooks:
+    """Counts group commits and records feed notifications and availability."""
+
+    def __init__(self) -> None:
+        self.commits: list[int] = []
+        self.advanced: list[tuple[dict[str, int], int]] = []
+        self.available: list[bool] = []
+
+    def on_commit(self, mutations: int, seconds: float) -> None:
+        self.commits.append(mutations)
+
+    def on_conflict(self, collection: str) -> None:
+        pass
+
+    def on_feed_advanced(self, head: dict[str, int], at: float) -> None:
+        self.advanced.append((head, threading.get_ident()))
+
+    def on_available(self, available: bool) -> None:
+        self.available.append(available)
+
+
+async def read_feed(store: Store, limit: int = 7) -> list[tuple[str, int]]:
+    """Follow the feed from the empty cursor to the end; return the (origin, seq) seen."""
+    vector: dict[str, int] = {}
+    seen = []
+    while True:
+        page = await store.pull(vector, None, limit)
+        seen += [(e.change.origin, e.change.seq) for e in page.entries]
+        vector = page.vector
+        if not page.has_more:
+            return seen
+
+
+# -- apply: order, exactly once, group commit -----------------------------------------------------
+
+
+async def test_apply_allocates_increasing_seqs_in_order(store: Store) -> None:
+    """Results come back in order with consecutive seqs of the store's origin."""
+    results = await store.apply([put("m1", "a"), put("m2", "b"), put("m3", "a")])
+    assert [(r.status, r.origin, r.seq) for r in results] == [
+        ("applied", "r1", 1),
+        ("applied", "r1", 2),
+        ("applied", "r1", 3),
+    ]
+
+
+async def test_duplicate_in_the_same_batch_applies_once(store: Store) -> None:
+    """The same mutation twice in one call is applied, then reported duplicate."""
+    results = await store.apply([inc("m1", "a"), inc("m1", "a")])
+    assert [r.status for r in results] == ["applied", "duplicate"]
+    assert results[1].seq == results[0].seq
+    doc = await store.get("todos", "a")
+    assert doc is not None and doc.data == {"n": 1}
+
+
+async def test_concurrent_pushes_of_one_mutation_apply_once(store: Store) -> None:
+    """I2: 50 concurrent pushes of one increment count once and all name the same change."""
+    results = await asyncio.gather(*(store.apply([inc("same", "a", 5)]) for _ in range(50)))
+    statuses = sorted(r[0].status for r in results)
+    assert statuses == ["applied"] + ["duplicate"] * 49
+    assert {(r[0].origin, r[0].seq) for r in results} == {("r1", 1)}
+    doc = await store.get("todos", "a")
+    assert doc is not None and doc.data == {"n": 5}
+
+
+async def test_duplicates_survive_reopen(make_store: MakeStore) -> None:
+    """I2: after the store is closed and reopened, a known mutation id is still a duplicate."""
+    first = await make_store(engine("n1"))
+    [applied] = await first.apply([inc("m1", "a", 3)])
+    await first.aclose()
+    second = await make_store(engine("n2"))
+    [again] = await second.apply([inc("m1", "a", 3)])
+    doc = await second.get("todos", "a")
+    assert again.status == "duplicate" and again.seq == applied.seq
+    assert doc is not None and doc.data == {"n": 3}
+
+
+async def test_one_mutation_pushed_to_two_nodes_at_once_applies_once(
+    make_store: MakeStore,
+) -> None:
+    """I2 across nodes: the same increment sent to two stores concurrently counts once."""
+    first, second = await make_store(engine("n1")), await make_store(engine("n2"))
+    results = await asyncio.gather(
+        *(node.apply([inc(f"m{i}", "a")]) for i in range(40) for node in (first, second))
+    )
+    statuses = [r[0].status for r in results]
+    assert statuses.count("applied") == 40 and statuses.count("duplicate") == 40
+    doc = await first.get("todos", "a")
+    assert doc is not None and doc.data == {"n": 40}
+
+
+async def test_restarted_store_continues_its_origin_seq(make_store: MakeStore) -> None:
+    """A reopened store allocates after the seqs already committed, never over them."""
+    first = await make_store(engine("n1"))
+    await first.apply([put("m1", "a"), put("m2", "b")])
+    await first.aclose()
+    second = await make_store(engine("n1"))
+    [result] = await second.apply([put("m3", "c")])
+    assert (result.origin, result.seq) == ("r1", 3)
+    assert await read_feed(second) == [("r1", 1), ("r1", 2), ("r1", 3)]
+
+
+async def test_concurrent_requests_share_commits(make_store: MakeStore) -> None:
+    """Group commit: 200 concurrent single-mutation calls take far fewer than 200 commits."""
+    hooks = CountingHooks()
+    store = await make_store(hooks=hooks)
+    await asyncio.gather(*(store.apply([put(f"m{i}", f"d{i}")]) for i in range(200)))
+    assert sum(hooks.commits) == 200
+    assert len(hooks.commits) < 100
+
+
+async def test_feed_advances_are_announced_on_the_loop_after_commit(
+    make_store: MakeStore,
+) -> None:
+    """``on_feed_advanced`` names the new head, on the event loop, once the change is readable."""
+    hooks = CountingHooks()
+    store = await make_store(hooks=hooks)
+    other = await make_store(engine("n2"))
+    await store.apply([put("m1", "a"), put("m2", "b"), put("m3", "c")])
+    for _ in range(100):
+        if hooks.advanced:
+            break
+        await asyncio.sleep(0.01)
+    assert hooks.advanced == [({"r1": 3}, threading.get_ident())]
+    assert await read_feed(other) == [("r1", 1), ("r1", 2), ("r1", 3)]
+
+
+async def test_a_commit_that_writes_nothing_announces_nothing(make_store: MakeStore) -> None:
+    """Duplicates only: no feed entry was written, so no advance is announced."""
+    hooks = CountingHooks()
+    store = await make_store(hooks=hooks)
+    await store.apply([put("m1", "a")])
+    await store.apply([put("m1", "a")])
+    await asyncio.sleep(0.05)
+    assert [head for head, _ in hooks.advanced] == [{"r1": 1}]
+
+
+async def test_failure_inside_one_request_fails_only_that_request(make_store: MakeStore) -> None:
+    """An unexpected error while applying one caller's mutations rolls back only that caller."""
+
+    def explode(doc: dict[str, Any]) -> None:
+        if doc.get("boom"):
+            raise RuntimeError("validator bug")
+
+    store = await make_store(
+        engine(collections={"todos": CollectionConfig("todos", validator=explode)})
+    )
+    good, bad = await asyncio.gather(
+        store.apply([put("m1", "a")]),
+        store.apply([put("m2", "b"), put("m3", "c", {"boom": True})]),
+        return_exceptions=True,
+    )
+    assert not isinstance(good, BaseException) and good[0].status == "applied"
+    assert isinstance(bad, RuntimeError)
+    assert await store.get("todos", "b") is None
+    assert await read_feed(store) == [("r1", 1)]
+
+
+async def test_closed_store_refuses_work(store: Store) -> None:
+    """After aclose every call raises StoreUnavailable, and aclose again is harmless."""
+    await store.aclose()
+    await store.aclose()
+    with pytest.raises(StoreUnavailable):
+        await store.apply([put("m1", "a")])
+    with pytest.raises(StoreUnavailable):
+        await store.get("todos", "a")
+
+
+async def test_aclose_flushes_queued_writes(make_store: MakeStore) -> None:
+    """Writes queued before aclose are committed, not dropped."""
+    store = await make_store()
+    pending = [asyncio.ensure_future(store.apply([put(f"m{i}", f"d{i}")])) for i in range(50)]
+    await asyncio.sleep(0)
+    await store.aclose()
+    results = await asyncio.gather(*pending)
+    assert all(r[0].status == "applied" for r in results)
+    reopened = await make_store(engine("n2"))
+    assert len(await read_feed(reopened, limit=100)) == 50
+
+
+async def test_reopened_store_never_stamps_behind_its_writes(make_store: MakeStore) -> None:
+    """After a restart with the wall clock set back, new stamps still sort after old ones."""
+    first = await make_store(engine("n1"))
+    [old] = await first.apply([put("m1", "a")])
+    await first.aclose()
+    clock = HybridClock("n1", physical_ms=lambda: 1_000)  # 1970: far behind
+    second = await make_store(engine(clock=clock))
+    [new] = await second.apply([put("m2", "a")])
+    assert old.doc is not None and new.doc is not None
+    assert new.doc.hlc > old.doc.hlc
+    assert new.doc.data == {"v": "m2"}
+
+
+# -- the gap-free feed (I3) -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("origins", [("r1", "r1"), ("r1", "r2")], ids=["one-region", "two-origins"])
+@pytest.mark.parametrize("seed", range(3))
+async def test_feed_is_gap_free_under_concurrent_writers(
+    make_store: MakeStore, seed: int, origins: tuple[str, str]
+) -> None:
+    """I3: two stores on one database (two nodes writing at once) and a live reader: every
+    (origin, seq) exactly once, in seq order per origin, and no cursor ever passes a change."""
+    writers = [await make_store(engine(f"n{i}", origin)) for i, origin in enumerate(origins)]
+    reader = await make_store(engine("reader"))
+    total = 600
+    done = asyncio.Event()
+    rnd = random.Random(seed)
+
+    async def write(writer: Store, offset: int) -> None:
+        for batch in range(0, total // 2, 5):
+            mutations = [put(f"w{offset}-{batch + k}", f"d{rnd.randint(0, 40)}") for k in range(5)]
+            await asyncio.gather(*(writer.apply([m]) for m in mutations))
+
+    async def follow() -> list[tuple[str, int]]:
+        vector: dict[str, int] = {}
+        seen: list[tuple[str, int]] = []
+        while True:
+            finished = done.is_set()
+            page = await reader.pull(vector, None, rnd.randint(1, 20))
+            seen += [(e.change.origin, e.change.seq) for e in page.entries]
+            for origin in set(origins):
+                newest = max((s for o, s in seen if o == origin), default=0)
+                assert cursor.covers(page.vector, origin, newest)
+            vector = page.vector
+            if finished and not page.has_more:
+                return seen
+            await asyncio.sleep(0)
+
+    follower = asyncio.ensure_future(follow())
+    await asyncio.gather(write(writers[0], 0), write(writers[1], 1))
+    done.set()
+    seen = await follower
+    assert len(seen) == len(set(seen)) == total
+    for origin in set(origins):
+        seqs = [s for o, s in seen if o == origin]
+        assert seqs == list(range(1, len(seqs) + 1))
+    assert sum(1 for o, _ in seen if o == origins[1]) >= total // 2
+
+
+async def test_pull_filters_collections_and_still_advances(store: Store) -> None:
+    """A filtered pull returns only its collections, and its cursor moves past the others."""
+    await store.apply([put("m1", "a"), Mutation("m2", "notes", "x", "set", {"t": 1})])
+    page = await store.pull({}, ["notes"], 10)
+    assert [e.change.collection for e in page.entries] == ["notes"]
+    assert page.vector == {"r1": 2}
+    again = await store.pull(page.vector, ["notes"], 10)
+    assert again.entries == []
+
+
+async def test_pull_pages_carry_the_current_document(store: Store) -> None:
+    """Each entry carries the document's merged state now; a tombstone carries None."""
+    await store.apply([put("m1", "a", {"x": 1}), put("m2", "b")])
+    await store.apply([Mutation("m3", "todos", "a", "patch", {"y": 2})])
+    await store.apply([Mutation("m4", "todos", "b", "delete", None)])
+    page = await store.pull({}, None, 10, include_state=True)
+    by_seq = {e.change.seq: e for e in page.entries}
+    assert by_seq[1].data == {"x": 1, "y": 2} and by_seq[3].data == {"x": 1, "y": 2}
+    assert by_seq[4].data is None and by_seq[4].change.op == "delete"
+    assert by_seq[1].state is not None
+    assert page.head == {"r1": 4}
+
+
+async def test_head_is_the_committed_seq_of_every_origin(make_store: MakeStore) -> None:
+    """head names the newest committed seq of each origin."""
+    first, second = await make_store(engine("n1", "r1")), await make_store(engine("n2", "r2"))
+    assert await first.head() == {}
+    await first.apply([put("m1", "a"), put("m2", "b")])
+    await second.apply([put("m3", "c")])
+    assert await first.head() == {"r1": 2, "r2": 1}
+
+
+# -- retention (ADR 0003) -------------------------------------------------------------------------
+
+
+async def test_compaction_expires_old_cursors_but_not_full_sync(make_store: MakeStore) -> None:
+    """Past the horizon: superseded changes and tombstones go, old cursors get CursorExpired,
+    the empty cursor still yields every live document."""
+    now = [1_000_000]
+    store = await make_store(clock_ms=lambda: now[0])
+    await store.apply([put("m1", "a"), put("m2", "b"), put("m3", "c")])
+    await store.apply([put("m4", "a"), Mutation("m5", "todos", "b", "delete", None)])
+    old_cursor = {"r1": 1}
+    now[0] += 10_000
+    report = await store.compact(horizon_ms=5_000)
+    assert report.changes_removed == 3  # m1 (superseded), m2 (superseded), m5 (tombstone)
+    assert report.tombstones_purged == 1
+    assert report.low_water == {"r1": 5}
+    with pytest.raises(CursorExpired):
+        await store.pull(old_cursor, None, 10)
+    page = await store.pull({}, None, 10)
+    assert sorted(e.change.doc_id for e in page.entries) == ["a", "c"]
+    assert (await store.pull(page.vector, None, 10)).entries == []
+    assert await store.get("todos", "b") is None
+
+
+async def test_compaction_keeps_recent_changes(store: Store) -> None:
+    """Nothing newer than the horizon is removed and no cursor expires."""
+    await store.apply([put("m1", "a"), put("m2", "a")])
+    report = await store.compact(horizon_ms=60_000)
+    assert report.changes_removed == 0
+    assert len((await store.pull({"r1": 0}, None, 10)).entries) == 2
+
+
+# -- queries --------------------------------------------------------------------------------------
+
+OPERATOR_DOCS: dict[str, dict[str, Any]] = {
+    "a": {"n": 1, "s": "apple", "flag": True},
+    "b": {"n": 2, "s": "banana", "flag": False},
+    "c": {"n": 3, "s": "cherry", "opt": 1},
+    "d": {"n": 2.5, "s": "date", "opt": None},
+    "e": {"n": "text", "s": 7},
+}
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        ([("n", "eq", 2)], ["b"]),
+        ([("n", "ne", 2)], ["a", "c", "d", "e"]),
+        ([("n", "lt", 2.5)], ["a", "b"]),
+        ([("n", "gte", 2)], ["b", "c", "d", "e"]),
+        ([("n", "gt", "a")], ["e"]),
+        ([("s", "gt", "b")], ["b", "c", "d"]),
+        ([("s", "lte", "cherry")], ["a", "b", "c", "e"]),
+        ([("flag", "eq", True)], ["a"]),
+        ([("flag", "eq", 0)], ["b"]),
+        ([("opt", "eq", None)], ["a", "b", "d", "e"]),
+        ([("opt", "ne", None)], ["c"]),
+        ([("n", "gte", 2), ("s", "lt", "d")], ["b", "c", "e"]),
+    ],
+    ids=lambda value: (
+        "&".join(f"{f}:{o}:{v}" for f, o, v in value)
+        if isinstance(value, list) and value and isinstance(value[0], tuple)
+        else None
+    ),
+)
+async def test_filters_compare_by_type_then_value(
+    store: Store, where: list[tuple[str, str, Any]], expected: list[str]
+) -> None:
+    """Filters: null (missing) matches no comparison, numbers sort before text, booleans are 1/0."""
+    await store.apply([put(f"m-{k}", k, v) for k, v in OPERATOR_DOCS.items()])
+    page = await store.query(Query("todos", tuple(Filter(f, o, v) for f, o, v in where)))
+    assert [d.doc_id for d in page.docs] == expected
+
+
+MIXED_VALUES: list[Any] = [
+    None,
+    False,
+    True,
+    -3,
+    0,
+    2.5,
+    18446744073709551615,
+    "",
+    "b",
+    "é",
+    "a\x00b",
+    [1, 2],
+    [],
+    {"k": "v", "a": 1},
+    {},
+]
+
+
+async def walk(store: Store, query: Query) -> list[str]:
+    """Every document id of ``query``, page by page."""
+    ids: list[str] = []
+    after = None
+    for _ in range(100):
+        page = await store.query(dataclasses.replace(query, after=after))
+        ids += [d.doc_id for d in page.docs]
+        if page.next_token is None:
+            return ids
+        after = decode_page_token(page.next_token)
+    raise AssertionError("pagination did not end")
+
+
+@pytest.mark.parametrize("descending", [False, True])
+async def test_keyset_pages_over_mixed_json_values(store: Store, descending: bool) -> None:
+    """Order values of every JSON type page completely, in the order of one big page, nulls
+    first ascending, numbers before text."""
+    docs = {f"doc{i:02d}": {"value": value} for i, value in enumerate(MIXED_VALUES)}
+    docs["nofield"] = {"other": 1}
+    await store.apply([put(f"m-{k}", k, v) for k, v in docs.items()])
+    query = Query("todos", order="value", descending=descending, limit=2)
+    walked = await walk(store, query)
+    single = await store.query(Query("todos", order="value", descending=descending, limit=100))
+    assert walked == [d.doc_id for d in single.docs]
+    assert sorted(walked) == sorted(docs)
+    ascending = walked[::-1] if descending else walked
+    assert set(ascending[:2]) == {"doc00", "nofield"}
+    numbers = ["doc01", "doc04", "doc02", "doc05", "doc06"]
+    assert [i for i in ascending if i in numbers] == numbers
+    assert ascending.index("doc06") < ascending.index("doc07") < ascending.index("doc08")
+
+
+async def test_indexed_collection_answers_like_an_unindexed_one(make_store: MakeStore) -> None:
+    """A configured index changes speed only: the same documents in the same pages."""
+    config = {"indexed": CollectionConfig("indexed", indexes=("rank", "done"))}
+    store = await make_store(engine(collections=config))
+    for collection in ("indexed", "plain"):
+        await store.apply(
+            [
+                Mutation(
+                    f"{collection}-{i}",
+                    collection,
+                    f"doc{i}",
+                    "set",
+                    {"done": i % 3 == 0, **({} if i % 7 == 3 else {"rank": i % 5})},
+                )
+                for i in range(41)
+            ]
+        )
+    for filters, order, descending in [
+        ((Filter("done", "eq", True),), None, False),
+        ((Filter("rank", "gte", 2), Filter("done", "eq", False)), "rank", True),
+        ((Filter("rank", "eq", None),), "rank", False),
+    ]:
+        pages = [
+            await walk(store, Query(c, filters, order, descending, limit=6))
+            for c in ("indexed", "plain")
+        ]
+        assert pages[0] and pages[0] == pages[1]
+
+
+async def test_query_leaves_out_tombstones(store: Store) -> None:
+    """Deleted documents never appear in a query."""
+    await store.apply([put("m1", "a"), put("m2", "b")])
+    await store.apply([Mutation("m3", "todos", "a", "delete", None)])
+    page = await store.query(Query("todos"))
+    assert [d.doc_id for d in page.docs] == ["b"]
+    tombstone = await store.get("todos", "a")
+    assert tombstone is not None and tombstone.deleted
+
+
+async def test_ping_answers_on_an_open_store(store: Store) -> None:
+    """ping returns quietly while the store serves."""
+    await store.ping()

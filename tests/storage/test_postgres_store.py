@@ -1,0 +1,195 @@
+"""What only the PostgreSQL store shows: migrations, node ids, URL settings, errors, index plans.
+
+The Store contract itself is tests/storage/test_conformance.py, run on every backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from breakwater.core.collections import CollectionConfig
+from breakwater.core.errors import ConfigError, StoreUnavailable
+from breakwater.core.mutation import Mutation
+from breakwater.storage import _pg_schema, open_store, redact_url
+from breakwater.storage._pg_query import key_sql
+from breakwater.storage.postgres import PostgresSettings, PostgresStore
+from tests.services import POSTGRES_URL
+from tests.storage.backends import drop_schema, engine, postgres_url
+
+
+@pytest.fixture
+async def schema_url() -> AsyncIterator[tuple[str, str]]:
+    """A store URL with a fresh schema, dropped afterwards."""
+    url, schema = postgres_url(pool_size="2")
+    yield url, schema
+    await drop_schema(schema)
+
+
+@pytest.fixture
+async def conn(schema_url: tuple[str, str]) -> AsyncIterator[asyncpg.Connection]:
+    """A plain connection to the test database."""
+    connection = await asyncpg.connect(POSTGRES_URL)
+    yield connection
+    await connection.close()
+
+
+async def test_migrations_bring_a_new_schema_to_the_latest_version(
+    schema_url: tuple[str, str], conn: asyncpg.Connection
+) -> None:
+    """A new schema ends at the latest version, and migrating again changes nothing."""
+    _, schema = schema_url
+    assert await _pg_schema.migrate(conn, schema) == 0
+    assert await _pg_schema.migrate(conn, schema) == _pg_schema.LATEST
+    versions = await conn.fetch(f'SELECT version FROM "{schema}".schema_migrations')
+    assert [row[0] for row in versions] == list(range(1, _pg_schema.LATEST + 1))
+
+
+async def test_migrations_apply_only_the_missing_steps_in_order(
+    schema_url: tuple[str, str], conn: asyncpg.Connection
+) -> None:
+    """A schema at version 1 of a longer list gets steps 2 and 3, each once."""
+    _, schema = schema_url
+    steps = ("CREATE TABLE one (x int)", "CREATE TABLE two (x int)", "INSERT INTO two VALUES (3)")
+    assert await _pg_schema.migrate(conn, schema, steps[:1]) == 0
+    assert await _pg_schema.migrate(conn, schema, steps) == 1
+    assert await _pg_schema.migrate(conn, schema, steps) == 3
+    assert await conn.fetchval(f'SELECT COUNT(*) FROM "{schema}".two') == 1
+
+
+async def test_concurrent_migrations_migrate_once(schema_url: tuple[str, str]) -> None:
+    """Nodes starting together over one new database create the schema once, without errors."""
+    _, schema = schema_url
+    conns = [await asyncpg.connect(POSTGRES_URL) for _ in range(3)]
+    try:
+        await asyncio.gather(*(_pg_schema.migrate(c, schema) for c in conns))
+        versions = await conns[0].fetch(f'SELECT version FROM "{schema}".schema_migrations')
+    finally:
+        for c in conns:
+            await c.close()
+    assert [row[0] for row in versions] == list(range(1, _pg_schema.LATEST + 1))
+
+
+async def test_migrations_refuse_a_newer_schema(
+    schema_url: tuple[str, str], conn: asyncpg.Connection
+) -> None:
+    """A schema from a newer Breakwater is refused with a clear error, not modified."""
+    _, schema = schema_url
+    await _pg_schema.migrate(conn, schema)
+    await conn.execute(
+        f'INSERT INTO "{schema}".schema_migrations (version) VALUES ($1)', _pg_schema.LATEST + 1
+    )
+    with pytest.raises(StoreUnavailable, match="newer than this Breakwater"):
+        await _pg_schema.migrate(conn, schema)
+
+
+async def test_a_second_node_with_the_same_id_is_refused(schema_url: tuple[str, str]) -> None:
+    """Two processes with one node id would stamp equal HLCs: the second one cannot open."""
+    url, _ = schema_url
+    first = PostgresStore(url, engine("n1"))
+    await first.open()
+    try:
+        second = PostgresStore(url, engine("n1"))
+        with pytest.raises(ConfigError, match="node id 'n1' is already serving"):
+            await second.open()
+        other = PostgresStore(url, engine("n2"))
+        await other.open()
+        await other.aclose()
+    finally:
+        await first.aclose()
+    again = PostgresStore(url, engine("n1"))
+    await again.open()  # the id is free once its node has stopped
+    await again.aclose()
+
+
+async def test_an_unreachable_server_is_store_unavailable_without_the_password() -> None:
+    """Nothing listening: open fails fast with StoreUnavailable, and the password is not shown."""
+    url = "postgresql://postgres:s3cret@127.0.0.1:9/test?timeout=2"
+    store = PostgresStore(url, engine())
+    with pytest.raises(StoreUnavailable) as caught:
+        await store.open()
+    assert "s3cret" not in str(caught.value) and "***" in caught.value.detail
+
+
+def test_url_settings_are_parsed_and_removed_before_connecting() -> None:
+    """schema, pool_size and timeout are Breakwater's; other parameters go to the driver."""
+    settings = PostgresSettings.from_url(
+        "postgres://u:pw@db:5433/app?schema=tenant_1&pool_size=3&timeout=2.5&sslmode=disable"
+    )
+    assert settings == PostgresSettings(
+        "postgres://u:pw@db:5433/app?sslmode=disable", "tenant_1", 3, 2.5
+    )
+    assert PostgresSettings.from_url("postgresql://db/app").schema == "breakwater"
+
+
+@pytest.mark.parametrize(
+    "query", ["schema=a;drop", "schema=", "pool_size=0", "pool_size=x", "timeout=-1"]
+)
+def test_bad_url_settings_are_config_errors_without_the_password(query: str) -> None:
+    """A bad store URL setting fails at startup, naming the URL with its password hidden."""
+    with pytest.raises(ConfigError) as caught:
+        PostgresSettings.from_url(f"postgresql://u:pw@db/app?{query}")
+    assert "pw@" not in str(caught.value) and "***" in str(caught.value)
+
+
+def test_open_store_picks_postgres_for_both_schemes() -> None:
+    """postgresql:// and postgres:// URLs both open the PostgreSQL store."""
+    for scheme in ("postgresql", "postgres"):
+        assert isinstance(open_store(f"{scheme}://db/app", engine()), PostgresStore)
+    assert redact_url("postgresql://u:pw@db/app") == "postgresql://u:***@db/app"
+
+
+async def test_configured_index_serves_queries(
+    schema_url: tuple[str, str], conn: asyncpg.Connection
+) -> None:
+    """A configured index exists and PostgreSQL chooses it for filters on that field."""
+    url, schema = schema_url
+    config = {"todos": CollectionConfig("todos", indexes=("done",))}
+    store = PostgresStore(url, engine(collections=config))
+    await store.open()
+    try:
+        await store.apply(
+            [Mutation(f"m{i}", "todos", f"d{i}", "set", {"done": i % 2}) for i in range(300)]
+        )
+    finally:
+        await store.aclose()
+    rank, number, text = key_sql("done")
+    await conn.execute(f'SET search_path TO "{schema}"')
+    await conn.execute("ANALYZE docs")
+    await conn.execute("SET enable_seqscan = off")
+    plan = await conn.fetch(
+        f"EXPLAIN SELECT id FROM docs WHERE collection = 'todos' AND NOT deleted"
+        f" AND ({rank}, {number}, {text}) = (1, 1.0::float8, '')"
+        f" ORDER BY {rank}, {number}, {text}, id"
+    )
+    assert any("bw_todos__done" in row[0] for row in plan)
+
+
+async def test_a_node_whose_id_was_taken_meanwhile_answers_unavailable_until_it_is_free(
+    schema_url: tuple[str, str], conn: asyncpg.Connection
+) -> None:
+    """After its node-id lock is lost and another process took the id, a node refuses writes
+    (503, never two writers with one id); once the id is free it claims it and writes again."""
+    url, _ = schema_url
+    first = PostgresStore(url, engine("n1"))
+    await first.open()
+    try:
+        await conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = 'breakwater n1' AND query LIKE '%pg_try_advisory_lock%'"
+        )
+        await asyncio.sleep(0.2)
+        second = PostgresStore(url, engine("n1"))
+        await second.open()
+        with pytest.raises(StoreUnavailable, match="already serving"):
+            await first.apply([Mutation("m1", "todos", "a", "set", {"x": 1})])
+        with pytest.raises(StoreUnavailable, match="already serving"):
+            await first.ping()
+        await second.aclose()
+        [result] = await first.apply([Mutation("m2", "todos", "a", "set", {"x": 2})])
+        assert result.status == "applied"
+    finally:
+        await first.aclose()
