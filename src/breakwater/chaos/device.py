@@ -1,8 +1,8 @@
 """A simulated mobile device on plain HTTP: writes offline, syncs when it can, records everything.
 
-This stands in for the SDK until ``breakwater.client`` exists; :class:`Device` is the seam a
-runner drives, so an SDK-backed device can replace :class:`HttpDevice` without touching the
-runner or the checker. The device behaves like the SDK promises to (ARCHITECTURE.md section 6):
+This was written before the SDK (``breakwater.client``) and stands in for it; :class:`Device` is
+the seam a runner drives, so an SDK-backed device can replace :class:`HttpDevice` without
+touching the runner or the checker. It behaves as the SDK promises to (ARCHITECTURE.md section 6):
 
 - a write gets a client-made ``mutation_id`` and an HLC stamp from the device's own clock, applies
   to the local view at once and waits in the outbox; pushes retry the same ids until a node
