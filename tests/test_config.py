@@ -180,6 +180,17 @@ def test_cli_hides_the_password_of_an_unsupported_store_url(tmp_path: Path) -> N
     assert "hunter2" not in result.stderr + result.stdout
 
 
+def test_clock_offset_shifts_the_node_clock() -> None:
+    """BREAKWATER_CLOCK_OFFSET_MS (test-only) moves the node's HLC physical time."""
+    from breakwater.core.hlc import system_ms
+    from breakwater.server.app import build_node
+
+    config = load_config(env={"BREAKWATER_CLOCK_OFFSET_MS": "-90000"})
+    assert config.clock_offset_ms == -90_000
+    clock = build_node(config).clock
+    assert abs(clock.physical() - (system_ms() - 90_000)) < 5_000
+
+
 def test_realtime_transports_parse_and_refuse_unknown_names(tmp_path: Path) -> None:
     """realtime_transports is a comma-separated subset of websocket, sse (empty allowed)."""
     assert load_config(None, env={}).enabled_realtime_transports == {"websocket", "sse"}

@@ -53,6 +53,8 @@ class Config:
     log_level: str = "info"
     # Durations are in seconds unless the name says otherwise.
     max_clock_skew: float = 60.0
+    # Test-only: shifts the HLC physical time (chaos clock-skew faults). Never in production.
+    clock_offset_ms: int = 0
     retention_days: float = 30.0
     compaction_interval: float = 3600.0
     drain_grace: float = 1.0

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from breakwater.cli import bench, keys, serve, users
+from breakwater.cli import bench, chaos, keys, loadtest, serve, users, verify
 from breakwater.config import ConfigError
 from breakwater.core.errors import BreakwaterError
 
@@ -18,9 +18,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("serve")(serve.serve)
+app.command("verify")(verify.verify)
+app.command("loadtest")(loadtest.loadtest)
 app.add_typer(bench.app, name="bench")
 app.add_typer(keys.app, name="keys")
 app.add_typer(users.app, name="users")
+app.add_typer(chaos.app, name="chaos")
 
 
 def main() -> None:

@@ -61,7 +61,9 @@ def build_node(
     in keeps the hooks it was built with; without notices, realtime clients and long-polls
     still get every change, within the follower's one-second poll.
     """
-    clock = clock or HybridClock(config.node_id, max_skew_ms=int(config.max_clock_skew * 1000))
+    if clock is None:
+        clock = HybridClock(config.node_id, max_skew_ms=int(config.max_clock_skew * 1000))
+        clock.offset_ms = config.clock_offset_ms
     engine = Engine(config.region, clock, config.collections, config.limits)
     metrics = Metrics()
     if bus is None:
@@ -175,6 +177,8 @@ def create_app(
             store=config.store_url_redacted,
             auth=node.policy.mode,
         )
+        if config.clock_offset_ms:
+            _log.warning("clock_offset", offset_ms=config.clock_offset_ms)
         try:
             yield
         finally:

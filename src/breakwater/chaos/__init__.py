@@ -1,0 +1,1 @@
+"""Verification toolkit: fault injection, histories and the checker (ARCHITECTURE.md section 8)."""

@@ -1,0 +1,525 @@
+"""The checker: from a history and the final replicas, prove or refute four properties.
+
+- ``no_lost_writes`` (a): every acknowledged mutation is in every node's change feed, and every
+  document on every node is what its mutations make it (a value missing there is a lost write).
+- ``exactly_once`` (b): no mutation appears twice in a feed, nothing appears that no client sent
+  or that was certainly refused, and no counter holds more than its increments (a duplicate
+  effect shows there: the workload increments counters so that each effect adds up).
+- ``convergence`` (c): every node and device holds identical documents, and the last of them was
+  read within the bound after the faults healed.
+- ``read_your_writes`` (d): a read by a device reflects each of that device's writes acknowledged
+  before the read began.
+
+The reference model is independent of the server's merge code: a document is the fold, in HLC
+order, of the mutations that took effect on it (``set`` replaces, ``patch`` sets or removes
+fields, ``increment`` adds, ``delete`` empties), which is what the merge rules of docs/protocol.md
+promise. Which mutations took effect on a node is read from its feed, so operations whose outcome
+is unknown need no guess. Read-your-writes relies on the workload's conventions (see
+:mod:`breakwater.chaos.workload`): every ``set`` and ``patch`` writes its own mutation id in the
+field ``w``, and counter documents only ever receive increments.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from breakwater.chaos.history import History, MutationRecord, Operation
+from breakwater.core import codec
+
+WRITER_FIELD = "w"
+"""The field in which every workload ``set`` and ``patch`` names its own mutation id."""
+SHOWN_ANOMALIES = 20
+
+DocKey = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class DocState:
+    """One document on one replica: ``data`` ``None`` when deleted; ``counters`` (nodes, when the
+    state was pulled) maps each counter field to the amount of each mutation id counted in it."""
+
+    data: dict[str, Any] | None
+    version: str | None = None
+    counters: dict[str, dict[str, float]] | None = None
+
+
+@dataclass
+class ReplicaState:
+    """The final documents of one node or device, read at ``taken_at`` (run seconds).
+
+    ``applied`` is a node's change feed as mutation ids in feed order (``None`` for a device)."""
+
+    name: str
+    kind: Literal["node", "device"]
+    docs: dict[DocKey, DocState]
+    applied: list[str] | None = None
+    taken_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    """One violation, with the operations and mutations that show it."""
+
+    message: str
+    mutation_ids: tuple[str, ...] = ()
+    op_ids: tuple[int, ...] = ()
+
+
+@dataclass
+class CheckResult:
+    """The outcome of one check."""
+
+    name: str
+    description: str
+    checked: int = 0
+    anomalies: list[Anomaly] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.anomalies
+
+
+@dataclass
+class Verdict:
+    """The four checks' results."""
+
+    results: list[CheckResult]
+
+    @property
+    def passed(self) -> bool:
+        return all(result.passed for result in self.results)
+
+    def result(self, name: str) -> CheckResult:
+        return next(r for r in self.results if r.name == name)
+
+    def render(self) -> str:
+        """A plain-text verdict naming the offending operations."""
+        lines = [f"verdict: {'PASS' if self.passed else 'FAIL'}"]
+        for result in self.results:
+            state = "ok" if result.passed else f"FAIL ({len(result.anomalies)})"
+            lines.append(f"  {result.name}: {state}, {result.checked} checked")
+            for anomaly in result.anomalies[:SHOWN_ANOMALIES]:
+                lines.append(f"    - {anomaly.message}")
+            if len(result.anomalies) > SHOWN_ANOMALIES:
+                lines.append(f"    ... {len(result.anomalies) - SHOWN_ANOMALIES} more")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "checks": [
+                {
+                    "name": r.name,
+                    "description": r.description,
+                    "passed": r.passed,
+                    "checked": r.checked,
+                    "anomalies": [
+                        {
+                            "message": a.message,
+                            "mutation_ids": list(a.mutation_ids),
+                            "op_ids": list(a.op_ids),
+                        }
+                        for a in r.anomalies
+                    ],
+                }
+                for r in self.results
+            ],
+        }
+
+
+# The reference model ------------------------------------------------------------------------------
+
+
+def apply_mutation(doc: dict[str, Any] | None, mutation: MutationRecord) -> dict[str, Any] | None:
+    """``doc`` after ``mutation`` (``None``: absent or deleted), by the merge rules' semantics."""
+    data = mutation.data or {}
+    if mutation.op == "set":
+        return dict(data)
+    if mutation.op == "delete":
+        return None
+    doc = dict(doc or {})
+    if mutation.op == "patch":
+        for name, value in data.items():
+            if value is None:
+                doc.pop(name, None)
+            else:
+                doc[name] = value
+    elif mutation.op == "increment":
+        for name, amount in data.items():
+            current = doc.get(name, 0)
+            numeric = isinstance(current, int | float) and not isinstance(current, bool)
+            doc[name] = (current if numeric else 0) + amount
+    return doc
+
+
+def fold(mutations: Iterable[MutationRecord]) -> dict[str, Any] | None:
+    """The document that ``mutations`` make, applied in HLC order (``None``: absent or deleted)."""
+    doc: dict[str, Any] | None = None
+    for mutation in sorted(mutations, key=lambda m: m.hlc):
+        doc = apply_mutation(doc, mutation)
+    return doc
+
+
+def _by_doc(mutations: Iterable[MutationRecord]) -> dict[DocKey, list[MutationRecord]]:
+    grouped: dict[DocKey, list[MutationRecord]] = defaultdict(list)
+    for mutation in mutations:
+        grouped[(mutation.collection, mutation.doc_id)].append(mutation)
+    return grouped
+
+
+def _counter_fields(mutations: Iterable[MutationRecord]) -> set[str]:
+    return {name for m in mutations if m.op == "increment" for name in (m.data or {})}
+
+
+def _fmt(key: DocKey) -> str:
+    return f"{key[0]}/{key[1]}"
+
+
+# The checks -------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Facts:
+    """What the history says about each mutation."""
+
+    sent: dict[str, MutationRecord]
+    acked: dict[str, Operation]  # mutation id -> the first op that acknowledged it
+    refused: set[str]  # every push of it failed or rejected it: certainly not applied
+
+    @classmethod
+    def of(cls, history: History) -> _Facts:
+        acked: dict[str, Operation] = {}
+        maybe: set[str] = set()
+        for op in history.operations:
+            if op.kind != "push":
+                continue
+            for mutation in op.mutations:
+                mid = mutation.mutation_id
+                if op.acknowledged(mid):
+                    acked.setdefault(mid, op)
+                if op.outcome == "unknown" or (
+                    op.outcome == "ok" and op.results.get(mid) != "rejected"
+                ):
+                    maybe.add(mid)
+        sent = history.mutations()
+        return cls(sent, acked, set(sent) - maybe)
+
+
+def _check_lost(facts: _Facts, nodes: list[ReplicaState]) -> CheckResult:
+    result = CheckResult("no_lost_writes", "(a) every acknowledged write is on every node")
+    for node in nodes:
+        applied = set(node.applied or ())
+        for mid, op in facts.acked.items():
+            result.checked += 1
+            if mid not in applied:
+                result.anomalies.append(
+                    Anomaly(
+                        f"acknowledged mutation {mid} ({op.process}, op {op.op_id}, acked at "
+                        f"{op.completed_at}s) is missing from {node.name}'s feed",
+                        (mid,),
+                        (op.op_id,),
+                    )
+                )
+        effective = [facts.sent[mid] for mid in applied if mid in facts.sent]
+        for key, mutations in _by_doc(effective).items():
+            expected = fold(mutations)
+            actual = node.docs.get(key, DocState(None)).data
+            counters = _counter_fields(mutations)
+            missing = _missing_values(expected, actual, counters)
+            if missing:
+                winners = _writers_of(mutations, missing)
+                result.anomalies.append(
+                    Anomaly(
+                        f"{_fmt(key)} on {node.name}: fields {sorted(missing)} should be "
+                        f"{_pick(expected, missing)} (mutations {winners}) but are "
+                        f"{_pick(actual, missing)}",
+                        tuple(winners),
+                        tuple(facts.acked[m].op_id for m in winners if m in facts.acked),
+                    )
+                )
+    return result
+
+
+def _missing_values(
+    expected: dict[str, Any] | None, actual: dict[str, Any] | None, counters: set[str]
+) -> set[str]:
+    """Fields that are not what the mutations make them (a counter only when it holds too
+    little: too much is a duplicate effect); ``*`` when a deleted document has data."""
+    if expected is None and actual is not None:
+        return {"*"}
+    expected, actual = expected or {}, actual or {}
+    missing = set()
+    for name in expected.keys() | actual.keys():
+        want, have = expected.get(name), actual.get(name)
+        if name in counters and isinstance(want, int | float) and isinstance(have, int | float):
+            if have < want:
+                missing.add(name)
+        elif have != want:
+            missing.add(name)
+    return missing
+
+
+def _writers_of(mutations: list[MutationRecord], fields: set[str]) -> list[str]:
+    """The last mutations (by HLC) that wrote one of ``fields`` (any, for ``*``)."""
+    ordered = sorted(mutations, key=lambda m: m.hlc)
+    return [
+        m.mutation_id
+        for m in ordered
+        if "*" in fields or m.op in ("set", "delete") or fields & set(m.data or {})
+    ][-5:]
+
+
+def _pick(doc: dict[str, Any] | None, names: set[str]) -> dict[str, Any]:
+    return {name: (doc or {}).get(name) for name in sorted(names)}
+
+
+def _check_exactly_once(facts: _Facts, nodes: list[ReplicaState]) -> CheckResult:
+    result = CheckResult("exactly_once", "(b) every mutation's effect appears exactly once")
+    for node in nodes:
+        counts = Counter(node.applied or ())
+        for mid, count in counts.items():
+            result.checked += 1
+            if count > 1:
+                result.anomalies.append(
+                    Anomaly(f"{mid} appears {count} times in {node.name}'s feed", (mid,))
+                )
+            if mid not in facts.sent:
+                result.anomalies.append(
+                    Anomaly(f"{mid} is in {node.name}'s feed but no client sent it", (mid,))
+                )
+            elif mid in facts.refused:
+                result.anomalies.append(
+                    Anomaly(
+                        f"{mid} was refused on every push yet took effect on {node.name}", (mid,)
+                    )
+                )
+        effective = [facts.sent[mid] for mid in counts if mid in facts.sent]
+        grouped = _by_doc(effective)
+        for key, mutations in grouped.items():
+            expected = fold(mutations) or {}
+            doc = node.docs.get(key, DocState(None))
+            actual = doc.data or {}
+            for name in sorted(_counter_fields(mutations)):
+                want, have = expected.get(name), actual.get(name)
+                if isinstance(want, int | float) and isinstance(have, int | float) and have > want:
+                    result.anomalies.append(
+                        Anomaly(
+                            f"{_fmt(key)}.{name} on {node.name} is {have}, but its increments "
+                            f"add up to {want}: an effect counted more than once",
+                            tuple(m.mutation_id for m in mutations if name in (m.data or {}))[-5:],
+                        )
+                    )
+            result.anomalies.extend(_check_counter_state(node, key, doc, mutations, facts))
+        for key in node.docs.keys() - grouped.keys():
+            if node.docs[key].data is not None:
+                result.anomalies.append(
+                    Anomaly(
+                        f"{_fmt(key)} on {node.name} exists but no mutation in its feed made it"
+                    )
+                )
+    return result
+
+
+def _check_counter_state(
+    node: ReplicaState,
+    key: DocKey,
+    doc: DocState,
+    mutations: list[MutationRecord],
+    facts: _Facts,
+) -> list[Anomaly]:
+    """With the replicated state pulled: each counted mutation is a sent increment, counted once
+    with the amount it carried."""
+    if doc.counters is None:
+        return []
+    sent = {m.mutation_id: m for m in mutations if m.op == "increment"}
+    anomalies = []
+    for name, counted in doc.counters.items():
+        for mid, amount in counted.items():
+            mutation = sent.get(mid) or facts.sent.get(mid)
+            if mutation is None or mutation.op != "increment":
+                anomalies.append(
+                    Anomaly(f"{_fmt(key)}.{name} on {node.name} counts {mid}, not a sent increment")
+                )
+            elif (mutation.data or {}).get(name) != amount:
+                anomalies.append(
+                    Anomaly(
+                        f"{_fmt(key)}.{name} on {node.name} counts {mid} as {amount}, "
+                        f"but it added {(mutation.data or {}).get(name)}",
+                        (mid,),
+                    )
+                )
+    return anomalies
+
+
+def divergences(replicas: list[ReplicaState]) -> list[Anomaly]:
+    """The documents on which ``replicas`` differ (in data, or in version where both have one)."""
+    anomalies = []
+    keys: set[DocKey] = set().union(*(replica.docs for replica in replicas))
+    for key in sorted(keys):
+        states = {r.name: r.docs.get(key, DocState(None)) for r in replicas}
+        datas = {codec.dumps_canonical(state.data) for state in states.values()}
+        versions = {state.version for state in states.values() if state.version is not None}
+        if len(datas) > 1 or len(versions) > 1:
+            shown = ", ".join(
+                f"{name}={state.version}:{state.data}" for name, state in sorted(states.items())
+            )
+            anomalies.append(Anomaly(f"{_fmt(key)} diverges: {shown}"))
+    return anomalies
+
+
+def _check_convergence(
+    replicas: list[ReplicaState], healed_at: float, bound_s: float
+) -> CheckResult:
+    result = CheckResult("convergence", "(c) every node and device holds identical documents")
+    if not replicas:
+        return result
+    result.checked = len(set().union(*(replica.docs for replica in replicas)))
+    result.anomalies.extend(divergences(replicas))
+    last = max(replica.taken_at for replica in replicas)
+    if last - healed_at > bound_s:
+        result.anomalies.append(
+            Anomaly(
+                f"replicas were read {last - healed_at:.1f}s after the faults healed; "
+                f"the bound is {bound_s:g}s"
+            )
+        )
+    return result
+
+
+def _check_read_your_writes(history: History, facts: _Facts) -> CheckResult:
+    result = CheckResult("read_your_writes", "(d) each device reads its own acknowledged writes")
+    by_doc = _by_doc(facts.sent.values())
+    counter_only = {key for key, ms in by_doc.items() if all(m.op == "increment" for m in ms)}
+    acks: dict[tuple[str, DocKey], list[tuple[float, MutationRecord, int]]] = defaultdict(list)
+    for mid, op in facts.acked.items():
+        mutation = facts.sent[mid]
+        key = (mutation.collection, mutation.doc_id)
+        acks[(op.process, key)].append((op.completed_at or 0.0, mutation, op.op_id))
+    for op in history.operations:
+        if op.kind != "read" or op.outcome != "ok" or op.read is None:
+            continue
+        key = (op.read.collection, op.read.doc_id)
+        own = [a for a in acks.get((op.process, key), ()) if a[0] < op.invoked_at]
+        if not own:
+            continue
+        result.checked += 1
+        anomaly = (
+            _stale_counter(op, key, own)
+            if key in counter_only
+            else _stale_writer(op, key, own, facts)
+        )
+        if anomaly is not None:
+            result.anomalies.append(anomaly)
+    return result
+
+
+def _stale_counter(
+    op: Operation, key: DocKey, own: list[tuple[float, MutationRecord, int]]
+) -> Anomaly | None:
+    data = (op.read.data if op.read else None) or {}
+    totals: Counter[str] = Counter()
+    for _, mutation, _ in own:
+        totals.update(mutation.data or {})
+    for name, total in totals.items():
+        value = data.get(name, 0)
+        if isinstance(value, int | float) and value < total:
+            return Anomaly(
+                f"{op.process} read {_fmt(key)}.{name} = {value} (op {op.op_id}) after its own "
+                f"acknowledged increments added {total}",
+                tuple(m.mutation_id for _, m, _ in own)[-5:],
+                (op.op_id, *(i for _, _, i in own[-5:])),
+            )
+    return None
+
+
+def _stale_writer(
+    op: Operation, key: DocKey, own: list[tuple[float, MutationRecord, int]], facts: _Facts
+) -> Anomaly | None:
+    writes = [(m, i) for _, m, i in own if m.op in ("set", "patch", "delete")]
+    if not writes:
+        return None
+    latest, latest_op = max(writes, key=lambda w: w[0].hlc)
+    data = op.read.data if op.read else None
+    seen = (data or {}).get(WRITER_FIELD)
+    seen_mutation = facts.sent.get(seen) if isinstance(seen, str) else None
+    if latest.op == "delete":
+        if data is None or (seen_mutation is not None and seen_mutation.hlc >= latest.hlc):
+            return None
+    elif seen_mutation is not None and seen_mutation.hlc >= latest.hlc:
+        return None
+    return Anomaly(
+        f"{op.process} read {_fmt(key)} (op {op.op_id}) and saw writer {seen!r}, older than its "
+        f"own {latest.op} {latest.mutation_id} acknowledged before (op {latest_op})",
+        (latest.mutation_id,),
+        (op.op_id, latest_op),
+    )
+
+
+def replicas_json(replicas: list[ReplicaState], healed_at: float, bound_s: float) -> dict[str, Any]:
+    """The final states and the bound, as JSON, so that a run can be checked again later."""
+    return {
+        "healed_at": healed_at,
+        "bound_s": bound_s,
+        "replicas": [
+            {
+                "name": r.name,
+                "kind": r.kind,
+                "taken_at": r.taken_at,
+                "applied": r.applied,
+                "docs": [
+                    {
+                        "collection": key[0],
+                        "id": key[1],
+                        "data": doc.data,
+                        "version": doc.version,
+                        "counters": doc.counters,
+                    }
+                    for key, doc in sorted(r.docs.items())
+                ],
+            }
+            for r in replicas
+        ],
+    }
+
+
+def parse_replicas(raw: Any) -> tuple[list[ReplicaState], float, float]:
+    """Read back :func:`replicas_json`: the replicas, ``healed_at`` and ``bound_s``."""
+    replicas = [
+        ReplicaState(
+            name=str(r["name"]),
+            kind="node" if r["kind"] == "node" else "device",
+            docs={
+                (str(d["collection"]), str(d["id"])): DocState(
+                    d["data"], d["version"], d.get("counters")
+                )
+                for d in r["docs"]
+            },
+            applied=None if r["applied"] is None else [str(m) for m in r["applied"]],
+            taken_at=float(r["taken_at"]),
+        )
+        for r in raw["replicas"]
+    ]
+    return replicas, float(raw["healed_at"]), float(raw["bound_s"])
+
+
+def check(
+    history: History,
+    replicas: list[ReplicaState],
+    *,
+    healed_at: float,
+    bound_s: float,
+) -> Verdict:
+    """Run the four checks over ``history`` and the final ``replicas``."""
+    facts = _Facts.of(history)
+    nodes = [replica for replica in replicas if replica.kind == "node"]
+    return Verdict(
+        [
+            _check_lost(facts, nodes),
+            _check_exactly_once(facts, nodes),
+            _check_convergence(replicas, healed_at, bound_s),
+            _check_read_your_writes(history, facts),
+        ]
+    )

@@ -1,0 +1,338 @@
+"""Run a scenario for real: nodes behind chaos proxies, devices, the fault schedule, the checker.
+
+The run has four phases:
+
+1. start every node of the topology (``breakwater serve`` processes sharing one store) and a
+   :class:`ChaosProxy` in front of each; devices reach nodes only through the proxies;
+2. for ``duration`` seconds devices act and sync, go offline and online on schedule, while the
+   nemesis injects the fault schedule (proxy faults, SIGKILL, SIGSTOP, restarts, clock skew);
+3. heal everything (proxies healed, paused nodes resumed, dead nodes restarted, clocks reset),
+   bring every device online, and sync until every replica agrees or the convergence bound ends;
+4. read each node's final state straight from the node (not through its proxy) and run the
+   checker over the history.
+
+The history streams to ``<out>/history.jsonl``; the final states go to ``<out>/replicas.json``
+(so ``breakwater chaos check`` can judge the run again) and the report to ``<out>/report.json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+
+from breakwater.chaos.checker import (
+    DocState,
+    ReplicaState,
+    Verdict,
+    check,
+    divergences,
+    replicas_json,
+)
+from breakwater.chaos.device import Device, HttpDevice
+from breakwater.chaos.faults import FAULT_TYPES, parse_fault
+from breakwater.chaos.history import Recorder
+from breakwater.chaos.processes import NodeProcess
+from breakwater.chaos.proxy import ChaosProxy
+from breakwater.chaos.scenario import FaultStep, Scenario
+from breakwater.core import codec
+
+Progress = Callable[[str], None]
+SNAPSHOT_PAGE = 1000
+
+
+def free_port() -> int:
+    """A loopback TCP port that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class RunResult:
+    """What a run produced."""
+
+    scenario: Scenario
+    verdict: Verdict
+    out: Path
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+class Cluster:
+    """The topology's nodes, each behind its own proxy."""
+
+    def __init__(self, scenario: Scenario, out: Path) -> None:
+        self.scenario = scenario
+        self.nodes: dict[str, NodeProcess] = {}
+        self.proxies: dict[str, ChaosProxy] = {}
+        self.offsets = {spec.name: spec.clock_offset_ms for spec in scenario.nodes}
+        for spec in scenario.nodes:
+            self.nodes[spec.name] = NodeProcess(
+                spec.name,
+                free_port(),
+                out / "data",
+                log=out / f"{spec.name}.log",
+                env=self._env(spec.clock_offset_ms),
+                args=["--log-level", "warning"],
+            )
+
+    @staticmethod
+    def _env(offset_ms: int) -> dict[str, str]:
+        return {"BREAKWATER_CLOCK_OFFSET_MS": str(offset_ms)} if offset_ms else {}
+
+    async def start(self) -> None:
+        # One after the other: the first node creates the shared store's schema.
+        for name, node in self.nodes.items():
+            await node.start()
+            proxy = ChaosProxy(("127.0.0.1", node.port), name=name)
+            await proxy.start()
+            self.proxies[name] = proxy
+
+    def endpoints(self) -> list[tuple[str, str]]:
+        return [(name, f"http://{proxy.address}") for name, proxy in self.proxies.items()]
+
+    async def heal(self) -> None:
+        """Every fault off: proxies healed, nodes resumed, restarted, clocks back to the spec."""
+        for proxy in self.proxies.values():
+            proxy.heal()
+        for spec in self.scenario.nodes:
+            node = self.nodes[spec.name]
+            wanted = self._env(spec.clock_offset_ms)
+            if node.paused:
+                node.resume()
+            if node.env != wanted:
+                node.env = wanted
+                await node.restart()
+            elif not node.running:
+                await node.start()
+
+    async def aclose(self) -> None:
+        for proxy in self.proxies.values():
+            await proxy.aclose()
+        for node in self.nodes.values():
+            await node.stop()
+
+
+class Nemesis:
+    """Plays the fault schedule against the cluster and records each fault in the history."""
+
+    def __init__(self, cluster: Cluster, recorder: Recorder, progress: Progress) -> None:
+        self.cluster = cluster
+        self.recorder = recorder
+        self.progress = progress
+
+    async def play(self, steps: tuple[FaultStep, ...], started: float) -> None:
+        await asyncio.gather(*(self._step(step, started) for step in steps))
+
+    def _targets(self, step: FaultStep) -> list[str]:
+        return list(self.cluster.nodes) if step.target == "all" else [step.target]
+
+    async def _step(self, step: FaultStep, started: float) -> None:
+        await asyncio.sleep(max(0.0, started + step.at - time.monotonic()))
+        for target in self._targets(step):
+            await self._apply(step, target, "start")
+        if step.duration is None:
+            return
+        await asyncio.sleep(step.duration)
+        for target in self._targets(step):
+            await self._apply(step, target, "heal")
+
+    async def _apply(self, step: FaultStep, target: str, action: Literal["start", "heal"]) -> None:
+        node, proxy = self.cluster.nodes[target], self.cluster.proxies[target]
+        params = dict(step.params)
+        try:
+            if step.kind in FAULT_TYPES:
+                if action == "start":
+                    proxy.set_fault(parse_fault(step.kind, params))
+                else:
+                    proxy.clear_fault(step.kind)
+            elif step.kind == "kill":
+                await (node.kill() if action == "start" else node.start())
+            elif step.kind == "pause":
+                node.pause() if action == "start" else node.resume()
+            elif step.kind == "restart":
+                if action == "start":
+                    await node.restart()
+            elif step.kind == "clock_skew":
+                # Healing puts back the offset the topology gave the node (usually none).
+                offset = params["offset_ms"] if action == "start" else self.cluster.offsets[target]
+                node.env = Cluster._env(offset)
+                await node.restart()
+        except RuntimeError as error:
+            # e.g. pausing a node another fault killed: recorded, the run goes on.
+            params["skipped"] = str(error)
+        self.recorder.fault(action, step.kind, target, **params)
+        self.progress(f"{action} {step.kind} on {target}")
+
+
+async def device_loop(
+    device: Device, scenario: Scenario, rng: random.Random, stop_at: float
+) -> None:
+    """Act at random intervals until ``stop_at`` (monotonic), syncing every sync interval."""
+    spec = scenario.devices
+    kinds = list(spec.mix)
+    weights = [spec.mix[k] for k in kinds]
+    last_sync = time.monotonic()
+    while True:
+        await asyncio.sleep(rng.expovariate(1 / spec.interval))
+        if time.monotonic() >= stop_at:
+            return
+        await device.act(rng.choices(kinds, weights)[0])
+        if device.online and time.monotonic() - last_sync >= spec.sync_interval:
+            await device.sync()
+            last_sync = time.monotonic()
+
+
+async def _offline_schedule(
+    devices: list[HttpDevice], scenario: Scenario, recorder: Recorder, started: float
+) -> None:
+    rng = random.Random(scenario.seed + 1)
+
+    async def period(at: float, duration: float, count: int) -> None:
+        await asyncio.sleep(max(0.0, started + at - time.monotonic()))
+        chosen = rng.sample(devices, count)
+        for device in chosen:
+            device.online = False
+        recorder.fault("start", "offline", f"{count} devices", duration=duration)
+        await asyncio.sleep(duration)
+        for device in chosen:
+            device.online = True
+        recorder.fault("heal", "offline", f"{count} devices")
+
+    await asyncio.gather(*(period(p.at, p.duration, p.devices) for p in scenario.devices.offline))
+
+
+async def node_state(url: str, name: str, taken_at: float) -> ReplicaState:
+    """A node's whole feed (mutation ids) and documents with their counter states."""
+    docs: dict[tuple[str, str], DocState] = {}
+    applied: list[str] = []
+    cursor = ""
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        while True:
+            params: dict[str, Any] = {"cursor": cursor, "limit": SNAPSHOT_PAGE}
+            params["include_state"] = "true"
+            response = await http.get("/v1/sync/pull", params=params)
+            response.raise_for_status()
+            page = response.json()
+            for change in page["changes"]:
+                applied.append(change["mutation_id"])
+                counted = {
+                    name: {mid: entry[1] for mid, entry in ids.items()}
+                    for name, ids in change.get("state", {}).get("n", {}).items()
+                }
+                data = None if change["deleted"] else change["data"]
+                docs[(change["collection"], change["id"])] = DocState(
+                    data, change["version"], counted or None
+                )
+            cursor = page["cursor"]
+            if not page["has_more"]:
+                return ReplicaState(name, "node", docs, applied, taken_at)
+
+
+async def _converge(
+    cluster: Cluster, devices: list[HttpDevice], recorder: Recorder, deadline: float
+) -> list[ReplicaState]:
+    """Sync every device until all replicas agree or ``deadline`` (monotonic) passes."""
+    while True:
+        for _ in range(20):
+            await asyncio.gather(*(d.sync() for d in devices if d.pending()))
+            if not any(d.pending() for d in devices) or time.monotonic() > deadline:
+                break
+        await asyncio.gather(*(d.pull() for d in devices))
+        taken = recorder.now()
+        nodes = await asyncio.gather(
+            *(node_state(node.url, name, taken) for name, node in cluster.nodes.items())
+        )
+        replicas = [*nodes, *(d.snapshot(recorder.now()) for d in devices)]
+        pending = any(d.pending() for d in devices)
+        if (not pending and not divergences(replicas)) or time.monotonic() > deadline:
+            return replicas
+        await asyncio.sleep(0.5)
+
+
+def _stats(recorder: Recorder, replicas: list[ReplicaState], healed_at: float) -> dict[str, Any]:
+    ops = recorder.history.operations
+    pushes = [op for op in ops if op.kind == "push"]
+    acked = {mid for op in pushes for mid in op.results if op.acknowledged(mid)}
+    return {
+        "operations": len(ops),
+        "pushes": {o: sum(op.outcome == o for op in pushes) for o in ("ok", "failed", "unknown")},
+        "reads": sum(op.kind == "read" for op in ops),
+        "mutations_sent": len(recorder.history.mutations()),
+        "mutations_acknowledged": len(acked),
+        "faults": sum(f.action == "start" for f in recorder.history.faults),
+        "healed_at_s": healed_at,
+        "converged_after_s": round(max(r.taken_at for r in replicas) - healed_at, 3),
+        "documents": len(replicas[0].docs) if replicas else 0,
+    }
+
+
+async def run_scenario(
+    scenario: Scenario, out: Path, progress: Progress = lambda _: None
+) -> RunResult:
+    """Run ``scenario`` with its outputs under ``out``; the verdict and run statistics."""
+    await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
+    meta = {"scenario": scenario.name, "seed": scenario.seed, "started": time.time()}
+    cluster = Cluster(scenario, out)
+    devices: list[HttpDevice] = []
+    with (out / "history.jsonl").open("wb") as history_file:
+        try:
+            progress(f"starting {len(cluster.nodes)} nodes")
+            await cluster.start()
+            recorder = Recorder(meta, history_file)
+            rng = random.Random(scenario.seed)
+            devices = [
+                HttpDevice(
+                    f"dev{i}",
+                    cluster.endpoints(),
+                    recorder,
+                    random.Random(rng.random()),
+                    timeout_s=scenario.bounds.request_timeout_s,
+                    counters=scenario.devices.counters,
+                    first=i,
+                )
+                for i in range(scenario.devices.count)
+            ]
+            # Time zero of the history is the start of the workload, as in the fault schedule.
+            recorder.start_clock()
+            started = time.monotonic()
+            stop_at = started + scenario.duration
+            progress(f"running {len(devices)} devices for {scenario.duration:g}s")
+            await asyncio.gather(
+                Nemesis(cluster, recorder, progress).play(scenario.faults, started),
+                _offline_schedule(devices, scenario, recorder, started),
+                *(device_loop(d, scenario, random.Random(rng.random()), stop_at) for d in devices),
+            )
+            progress("healing every fault")
+            await cluster.heal()
+            for device in devices:
+                device.online = True
+            healed_at = recorder.now()
+            recorder.fault("heal", "all", "cluster")
+            deadline = time.monotonic() + scenario.bounds.convergence_s
+            progress("waiting for convergence")
+            replicas = await _converge(cluster, devices, recorder, deadline)
+        finally:
+            for device in devices:
+                await device.aclose()
+            # Cleanup must not hide the error that ended the run, if any.
+            with contextlib.suppress(OSError, RuntimeError):
+                await cluster.aclose()
+    verdict = check(
+        recorder.history, replicas, healed_at=healed_at, bound_s=scenario.bounds.convergence_s
+    )
+    states = replicas_json(replicas, healed_at, scenario.bounds.convergence_s)
+    (out / "replicas.json").write_bytes(codec.dumps(states) + b"\n")
+    result = RunResult(scenario, verdict, out, _stats(recorder, replicas, healed_at))
+    report = {"scenario": scenario.name, "stats": result.stats, "verdict": verdict.to_json()}
+    (out / "report.json").write_bytes(codec.dumps(report) + b"\n")
+    return result

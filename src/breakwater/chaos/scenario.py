@@ -1,0 +1,296 @@
+"""Scenarios: what ``breakwater verify`` runs, written in YAML and validated before anything starts.
+
+A scenario names the topology to start, the simulated devices (count, write mix, offline
+periods), the fault schedule, the duration and the bounds to check. The format, with every key,
+is in docs/verification.md; each error names the key path, e.g. ``faults[2].at``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from breakwater.chaos.faults import FAULT_TYPES, parse_fault
+from breakwater.core.errors import BreakwaterError, ValidationError
+from breakwater.core.hlc import NODE_PATTERN
+
+PROCESS_FAULTS = ("kill", "pause", "restart", "clock_skew")
+"""Faults on a node's process; the others (:data:`FAULT_TYPES`) act on its proxy."""
+MIX_KINDS = ("note", "counter", "read")
+
+
+class ScenarioError(BreakwaterError):
+    """A scenario file is missing, not YAML, or not a valid scenario; ``detail`` says where."""
+
+    type = "scenario_error"
+    status = 400
+    title = "Invalid scenario"
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One ``breakwater serve`` node of the topology."""
+
+    name: str
+    clock_offset_ms: int = 0
+
+
+@dataclass(frozen=True)
+class OfflinePeriod:
+    """``devices`` devices (a count) go offline at ``at`` for ``duration`` seconds."""
+
+    at: float
+    duration: float
+    devices: int
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """The simulated devices: how many, how often they act, and what they do."""
+
+    count: int = 10
+    interval: float = 1.0
+    mix: Mapping[str, float] = field(
+        default_factory=lambda: {"note": 0.4, "counter": 0.4, "read": 0.2}
+    )
+    counters: int = 5
+    sync_interval: float = 2.0
+    offline: tuple[OfflinePeriod, ...] = ()
+
+
+@dataclass(frozen=True)
+class FaultStep:
+    """One fault of the schedule: ``kind`` on node ``target`` (or ``all``) from ``at`` for
+    ``duration`` seconds (``None``: until the run heals every fault)."""
+
+    at: float
+    kind: str
+    target: str
+    duration: float | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Limits the run is judged by."""
+
+    convergence_s: float = 30.0
+    request_timeout_s: float = 2.0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A validated scenario."""
+
+    name: str
+    duration: float
+    nodes: tuple[NodeSpec, ...]
+    devices: DeviceSpec
+    faults: tuple[FaultStep, ...] = ()
+    bounds: Bounds = Bounds()
+    description: str = ""
+    seed: int = 1
+
+
+class _Reader:
+    """Typed access to one mapping of the YAML, with errors that name the key path."""
+
+    def __init__(self, raw: Any, path: str, known: tuple[str, ...]) -> None:
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ValidationError(f"{path or 'scenario'} must be a mapping")
+        unknown = set(raw) - set(known)
+        if unknown:
+            raise ValidationError(
+                f"{path or 'scenario'}: unknown keys {sorted(map(str, unknown))}; "
+                f"known: {list(known)}"
+            )
+        self.raw = raw
+        self.path = path
+
+    def where(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def number(
+        self, key: str, default: float | None = None, *, minimum: float = 0.0, integer: bool = False
+    ) -> float:
+        value = self.raw.get(key, default)
+        if value is None:
+            raise ValidationError(f"{self.where(key)} is required")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise ValidationError(f"{self.where(key)} = {value!r} is not a number")
+        if value < minimum:
+            raise ValidationError(f"{self.where(key)} = {value!r} must be at least {minimum:g}")
+        if integer and not float(value).is_integer():
+            raise ValidationError(f"{self.where(key)} = {value!r} is not a whole number")
+        return value
+
+    def text(self, key: str, default: str | None = None) -> str:
+        value = self.raw.get(key, default)
+        if not isinstance(value, str):
+            raise ValidationError(f"{self.where(key)} = {value!r} is not a string")
+        return value
+
+    def items(self, key: str) -> list[Any]:
+        value = self.raw.get(key, [])
+        if not isinstance(value, list):
+            raise ValidationError(f"{self.where(key)} must be a list")
+        return value
+
+
+def _nodes(raw: Any) -> tuple[NodeSpec, ...]:
+    topology = _Reader(raw, "topology", ("nodes", "store"))
+    store = topology.text("store", "sqlite")
+    if store != "sqlite":
+        raise ValidationError(
+            f"topology.store = {store!r}: only 'sqlite' (every node on one shared file) is "
+            "supported by this build"
+        )
+    nodes = topology.raw.get("nodes", 1)
+    if isinstance(nodes, int) and not isinstance(nodes, bool):
+        if not 1 <= nodes <= 16:
+            raise ValidationError(f"topology.nodes = {nodes} must be between 1 and 16")
+        return tuple(NodeSpec(f"n{i + 1}") for i in range(nodes))
+    if not isinstance(nodes, list) or not nodes:
+        raise ValidationError("topology.nodes must be a count or a non-empty list of nodes")
+    specs = []
+    for index, item in enumerate(nodes):
+        node = _Reader(item, f"topology.nodes[{index}]", ("name", "clock_offset_ms"))
+        name = node.text("name")
+        if not NODE_PATTERN.fullmatch(name) or name in ("all", "local"):
+            raise ValidationError(f"{node.where('name')} = {name!r} is not a usable node id")
+        offset = node.raw.get("clock_offset_ms", 0)
+        if isinstance(offset, bool) or not isinstance(offset, int):
+            raise ValidationError(f"{node.where('clock_offset_ms')} must be a whole number")
+        specs.append(NodeSpec(name, offset))
+    if len({s.name for s in specs}) != len(specs):
+        raise ValidationError("topology.nodes: node names must be unique")
+    return tuple(specs)
+
+
+def _devices(raw: Any, duration: float) -> DeviceSpec:
+    devices = _Reader(
+        raw, "devices", ("count", "interval", "mix", "counters", "sync_interval", "offline")
+    )
+    count = int(devices.number("count", 10, minimum=1, integer=True))
+    mix_raw = devices.raw.get("mix", {"note": 0.4, "counter": 0.4, "read": 0.2})
+    mix = _Reader(mix_raw, "devices.mix", MIX_KINDS)
+    weights = {kind: mix.number(kind, 0) for kind in MIX_KINDS}
+    if not sum(weights.values()) > 0:
+        raise ValidationError("devices.mix needs at least one positive weight")
+    offline = []
+    for index, item in enumerate(devices.items("offline")):
+        period = _Reader(item, f"devices.offline[{index}]", ("at", "duration", "devices"))
+        at = period.number("at")
+        length = period.number("duration", minimum=0.001)
+        share = period.number("devices")
+        if share > count:
+            raise ValidationError(f"{period.where('devices')} = {share:g} is more than {count}")
+        # A fraction below 1 is a share of the devices; 1 or more is a count.
+        how_many = round(share * count) if share < 1 else int(share)
+        if at >= duration:
+            raise ValidationError(f"{period.where('at')} = {at:g} is not within the duration")
+        offline.append(OfflinePeriod(at, length, how_many))
+    return DeviceSpec(
+        count=count,
+        interval=devices.number("interval", 1.0, minimum=0.01),
+        mix=weights,
+        counters=int(devices.number("counters", 5, minimum=1, integer=True)),
+        sync_interval=devices.number("sync_interval", 2.0, minimum=0.05),
+        offline=tuple(offline),
+    )
+
+
+def _faults(raw: list[Any], nodes: tuple[NodeSpec, ...], duration: float) -> tuple[FaultStep, ...]:
+    names = {node.name for node in nodes}
+    steps = []
+    for index, item in enumerate(raw):
+        step = _Reader(item, f"faults[{index}]", ("at", "kind", "target", "duration", "params"))
+        kind = step.text("kind")
+        if kind not in FAULT_TYPES and kind not in PROCESS_FAULTS:
+            raise ValidationError(
+                f"{step.where('kind')} = {kind!r} is not a fault; known: "
+                f"{sorted([*FAULT_TYPES, *PROCESS_FAULTS])}"
+            )
+        target = step.text("target", "all")
+        if target != "all" and target not in names:
+            raise ValidationError(
+                f"{step.where('target')} = {target!r} is not a node; known: {sorted(names)}, all"
+            )
+        at = step.number("at")
+        if at >= duration:
+            raise ValidationError(f"{step.where('at')} = {at:g} is not within the duration")
+        length = step.raw.get("duration")
+        if length is not None:
+            length = step.number("duration", minimum=0.001)
+        params = step.raw.get("params") or {}
+        if not isinstance(params, dict):
+            raise ValidationError(f"{step.where('params')} must be a mapping")
+        if kind in FAULT_TYPES:
+            try:
+                parse_fault(kind, params)
+            except ValidationError as error:
+                raise ValidationError(f"{step.where('params')}: {error.detail}") from None
+        elif kind == "clock_skew":
+            offset = params.get("offset_ms")
+            if (
+                set(params) != {"offset_ms"}
+                or isinstance(offset, bool)
+                or not isinstance(offset, int)
+            ):
+                raise ValidationError(
+                    f"{step.where('params')}: clock_skew takes one whole number, offset_ms"
+                )
+        elif params:
+            raise ValidationError(f"{step.where('params')}: {kind} takes no parameters")
+        steps.append(FaultStep(at, kind, target, length, params))
+    return tuple(sorted(steps, key=lambda s: s.at))
+
+
+def parse_scenario(raw: Any, source: str = "scenario") -> Scenario:
+    """Validate a scenario's parsed YAML; :class:`ScenarioError` names the source and the key."""
+    try:
+        top = _Reader(
+            raw,
+            "",
+            ("name", "description", "seed", "duration", "topology", "devices", "faults", "bounds"),
+        )
+        duration = top.number("duration", minimum=1)
+        nodes = _nodes(top.raw.get("topology"))
+        bounds = _Reader(top.raw.get("bounds"), "bounds", ("convergence_s", "request_timeout_s"))
+        return Scenario(
+            name=top.text("name"),
+            description=top.text("description", ""),
+            seed=int(top.number("seed", 1, integer=True)),
+            duration=duration,
+            nodes=nodes,
+            devices=_devices(top.raw.get("devices"), duration),
+            faults=_faults(top.items("faults"), nodes, duration),
+            bounds=Bounds(
+                convergence_s=bounds.number("convergence_s", 30.0, minimum=0.1),
+                request_timeout_s=bounds.number("request_timeout_s", 2.0, minimum=0.05),
+            ),
+        )
+    except ValidationError as error:
+        raise ScenarioError(f"{source}: {error.detail}") from None
+
+
+def load_scenario(path: Path) -> Scenario:
+    """Read and validate the scenario file ``path``."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot be read: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"{path}: not valid YAML: {exc}") from exc
+    return parse_scenario(raw, str(path))

@@ -1,0 +1,45 @@
+"""``breakwater loadtest``: simulated devices against real nodes; a JSON report and a plot."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+
+def loadtest(
+    devices: Annotated[int, typer.Option(min=1, max=5000, help="Simulated devices.")] = 50,
+    nodes: Annotated[int, typer.Option(min=1, max=8, help="Nodes on one SQLite file.")] = 1,
+    duration: Annotated[float, typer.Option(min=2, max=3600, help="Seconds of load.")] = 30.0,
+    interval: Annotated[
+        float, typer.Option(min=0.001, help="Mean seconds between a device's writes.")
+    ] = 0.5,
+    seed: Annotated[int, typer.Option(help="Seeds the devices' choices.")] = 1,
+    out: Annotated[
+        Path, typer.Option(help="Directory for report.json, plot.html and the history.")
+    ] = Path("loadtest-run"),
+) -> None:
+    """Run DEVICES devices writing for DURATION seconds; figures per second and overall."""
+    from breakwater.chaos.loadtest import LoadSpec, run_load
+
+    spec = LoadSpec(nodes=nodes, devices=devices, duration=duration, interval=interval, seed=seed)
+    console = Console()
+    with console.status("starting") as status:
+        report = asyncio.run(run_load(spec, out, lambda text: status.update(text)))
+    figures = report["summary"]
+    table = Table(title=f"breakwater loadtest: {devices} devices, {nodes} node(s), {duration:g} s")
+    for column in ("mutations/s", "push p50 ms", "push p99 ms", "push max ms", "errors"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        f"{figures['mutations_per_s']:,}",
+        f"{figures['push_p50_ms']:.1f}",
+        f"{figures['push_p99_ms']:.1f}",
+        f"{figures['push_max_ms']:.1f}",
+        str(figures["errors"]),
+    )
+    console.print(table)
+    console.print(f"report: {out / 'report.json'}, plot: {out / 'plot.html'}")

@@ -1,0 +1,92 @@
+"""``breakwater verify``: run scenarios against real nodes and print one table of verdicts."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from breakwater.chaos.runner import RunResult
+
+DEFAULT_DIR = Path("scenarios")
+
+
+def verify(
+    scenarios: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Scenario files (default: every scenarios/*.yaml here)."),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option(help="Directory for each run's history, report and node logs.")
+    ] = Path("verify-runs"),
+) -> None:
+    """Run each scenario in turn (nodes, proxies, devices, faults) and check its history."""
+    from breakwater.chaos.runner import run_scenario
+    from breakwater.chaos.scenario import ScenarioError, load_scenario
+
+    paths = scenarios or sorted(DEFAULT_DIR.glob("*.yaml"))
+    if not paths:
+        raise ScenarioError(f"no scenario given and none in {DEFAULT_DIR}/")
+    loaded = [load_scenario(path) for path in paths]  # all validated before anything runs
+    console = Console()
+    results: list[RunResult] = []
+    for scenario in loaded:
+        with console.status(f"{scenario.name}: starting") as status:
+
+            def progress(text: str, name: str = scenario.name) -> None:
+                status.update(f"{name}: {text}")
+
+            result = asyncio.run(run_scenario(scenario, out / scenario.name, progress))
+        results.append(result)
+        if not result.verdict.passed:
+            console.print(result.verdict.render(), markup=False, highlight=False)
+    console.print(_table(results))
+    for result in results:
+        console.print(_figures(result), markup=False, highlight=False)
+    if not all(result.verdict.passed for result in results):
+        raise typer.Exit(1)
+
+
+CHECK_TITLES = {
+    "no_lost_writes": "(a) no acknowledged write lost",
+    "exactly_once": "(b) exactly-once effects",
+    "convergence": "(c) convergence",
+    "read_your_writes": "(d) read-your-writes",
+}
+
+
+def _table(results: list[RunResult]) -> Table:
+    """One row per scenario and check: its verdict, what it checked, what it found."""
+    table = Table(title="breakwater verify")
+    table.add_column("scenario", no_wrap=True)
+    table.add_column("check", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
+    table.add_column("checked", justify="right", no_wrap=True)
+    table.add_column("found", justify="right", no_wrap=True)
+    for result in results:
+        for index, check in enumerate(result.verdict.results):
+            table.add_row(
+                result.scenario.name if index == 0 else "",
+                CHECK_TITLES.get(check.name, check.name),
+                "[green]pass[/]" if check.passed else "[red]FAIL[/]",
+                str(check.checked),
+                str(len(check.anomalies)),
+                end_section=index == len(result.verdict.results) - 1,
+            )
+    return table
+
+
+def _figures(result: RunResult) -> str:
+    stats = result.stats
+    pushes = stats["pushes"]
+    return (
+        f"{result.scenario.name}: {stats['operations']} operations, "
+        f"{stats['mutations_acknowledged']} mutations acknowledged, pushes ok/failed/unknown "
+        f"{pushes['ok']}/{pushes['failed']}/{pushes['unknown']}, {stats['faults']} faults, "
+        f"replicas agreed {stats['converged_after_s']:.1f} s after the heal; {result.out}"
+    )

@@ -1,0 +1,154 @@
+"""The checker: clean histories pass; each planted anomaly is caught by the check it violates."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from breakwater.chaos.checker import DocState, ReplicaState, Verdict, check, fold
+from breakwater.chaos.history import MutationRecord, Operation
+from tests.chaos.histories import ANOMALIES, Run, plant, simulate
+
+
+def verdict(run: Run) -> Verdict:
+    return check(run.history, run.replicas, healed_at=run.healed_at, bound_s=run.bound_s)
+
+
+def mutation(mid: str, op: str, data: dict[str, object] | None, stamp: int) -> MutationRecord:
+    return MutationRecord(mid, "c", "x", op, data, f"{stamp:013d}-0000-d")
+
+
+def test_fold_applies_in_hlc_order_whatever_the_arrival() -> None:
+    """The model: a late-arriving older patch loses to a newer set; increments add up."""
+    mutations = [
+        mutation("m3", "patch", {"a": 3}, 3),
+        mutation("m1", "patch", {"a": 1, "b": 1}, 1),
+        mutation("m2", "set", {"a": 2}, 2),
+        mutation("m4", "increment", {"n": 2}, 4),
+        mutation("m5", "increment", {"n": 5}, 5),
+    ]
+    assert fold(mutations) == {"a": 3, "n": 7}
+    assert fold([*mutations, mutation("m6", "delete", None, 6)]) is None
+    assert fold(
+        [mutation("m7", "patch", {"a": 1, "b": 2}, 1), mutation("m8", "patch", {"b": None}, 2)]
+    ) == {"a": 1}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_clean_run_passes(seed: int) -> None:
+    """A correct run, with failed and unknown pushes and retries, passes every check."""
+    result = verdict(simulate(seed))
+    assert result.passed, result.render()
+    assert all(r.checked > 0 for r in result.results)
+
+
+@pytest.mark.parametrize("anomaly", ANOMALIES)
+def test_each_planted_anomaly_is_caught(anomaly: str) -> None:
+    """A lost write, a lost effect, a duplicate in the feed, a counter counted twice, a divergent
+    replica and a stale read each fail the check they violate, naming what is wrong."""
+    run = simulate(11)
+    expected = plant(run, anomaly, random.Random(3))
+    result = verdict(run)
+    assert not result.result(expected).passed, result.render()
+    assert "FAIL" in result.render()
+
+
+def test_a_lost_write_names_the_operation() -> None:
+    """The verdict of a lost acknowledged write names the mutation, the device and the op."""
+    run = simulate(2)
+    node = run.node("n1")
+    victim = node.applied[0]  # type: ignore[index]
+    node.applied = node.applied[1:]  # type: ignore[index]
+    text = verdict(run).render()
+    assert f"acknowledged mutation {victim}" in text
+    assert "missing from n1's feed" in text
+
+
+def test_a_refused_mutation_that_took_effect_is_caught() -> None:
+    """A mutation whose every push failed must not be in a feed."""
+    run = simulate(4)
+    refused = MutationRecord("d0.refused", "notes", "d0", "patch", {"w": "d0.refused"}, "0")
+    run.history.operations.append(
+        Operation(999, "d0", "push", "n1", 50.0, 50.1, "failed", (refused,))
+    )
+    run.node("n2").applied.append(refused.mutation_id)  # type: ignore[union-attr]
+    result = verdict(run)
+    assert not result.result("exactly_once").passed
+    assert "refused on every push" in result.render()
+
+
+def test_a_phantom_mutation_is_caught() -> None:
+    """A feed entry that no client sent is an anomaly."""
+    run = simulate(5)
+    run.node("n1").applied.append("ghost.1")  # type: ignore[union-attr]
+    assert "no client sent it" in verdict(run).render()
+
+
+def test_convergence_late_past_the_bound_fails() -> None:
+    """Identical replicas read after the bound still fail convergence."""
+    run = simulate(6)
+    run.replicas[-1].taken_at = run.healed_at + run.bound_s + 1
+    result = verdict(run)
+    assert not result.result("convergence").passed
+    assert "the bound is" in result.render()
+
+
+def test_a_counter_state_counting_an_unsent_mutation_is_caught() -> None:
+    """With the pulled state, a counter contribution of an id nobody sent is an anomaly."""
+    run = simulate(7)
+    node = run.node("n1")
+    key = next(k for k, d in node.docs.items() if d.counters)
+    doc = node.docs[key]
+    node.docs[key] = DocState(doc.data, doc.version, {"n": {**doc.counters["n"], "ghost": 0}})  # type: ignore[index]
+    assert not verdict(run).result("exactly_once").passed
+
+
+def test_an_empty_history_passes() -> None:
+    """Nothing sent, nothing stored: nothing to refute."""
+    from breakwater.chaos.history import History
+
+    replicas = [ReplicaState("n1", "node", {}, [], 0.0), ReplicaState("d0", "device", {})]
+    assert check(History(), replicas, healed_at=0.0, bound_s=1.0).passed
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10**6), devices=st.integers(1, 5), steps=st.integers(0, 80))
+def test_random_clean_runs_pass(seed: int, devices: int, steps: int) -> None:
+    """Any correct run passes."""
+    result = verdict(simulate(seed, devices, steps))
+    assert result.passed, result.render()
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    seed=st.integers(0, 10**6),
+    devices=st.integers(1, 5),
+    steps=st.integers(0, 80),
+    anomaly=st.sampled_from(ANOMALIES),
+    where=st.integers(0, 10**6),
+)
+def test_a_random_planted_anomaly_is_always_caught(
+    seed: int, devices: int, steps: int, anomaly: str, where: int
+) -> None:
+    """One anomaly of any kind, planted anywhere, fails the check it violates."""
+    run = simulate(seed, devices, steps)
+    expected = plant(run, anomaly, random.Random(where))
+    result = verdict(run)
+    assert not result.result(expected).passed, (anomaly, result.render())
+
+
+def test_replicas_survive_a_json_round_trip() -> None:
+    """Final states written as JSON read back to the same verdict (planted anomaly included)."""
+    from breakwater.chaos.checker import parse_replicas, replicas_json
+    from breakwater.core import codec
+
+    run = simulate(13)
+    plant(run, "duplicate_count", random.Random(1))
+    raw = codec.loads(codec.dumps(replicas_json(run.replicas, run.healed_at, run.bound_s)))
+    replicas, healed_at, bound_s = parse_replicas(raw)
+    again = check(run.history, replicas, healed_at=healed_at, bound_s=bound_s)
+    assert again.to_json() == verdict(run).to_json()
+    assert not again.passed

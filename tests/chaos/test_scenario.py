@@ -1,0 +1,106 @@
+"""Scenario files: the shipped ones load; each mistake gets an error naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from breakwater.chaos.scenario import ScenarioError, load_scenario, parse_scenario
+
+SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
+
+
+def base(**changes: Any) -> dict[str, Any]:
+    raw: dict[str, Any] = {
+        "name": "t",
+        "duration": 10,
+        "topology": {"nodes": 2},
+        "devices": {"count": 4},
+        "faults": [{"at": 1, "kind": "latency", "target": "n1", "params": {"ms": 5}}],
+    }
+    raw.update(changes)
+    return raw
+
+
+@pytest.mark.parametrize("path", sorted(SCENARIOS.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_scenarios_are_valid(path: Path) -> None:
+    """Every scenario in scenarios/ loads, has faults and fits its duration."""
+    scenario = load_scenario(path)
+    assert scenario.faults
+    assert all(step.at < scenario.duration for step in scenario.faults)
+
+
+def test_ci_scenario_has_what_ci_promises() -> None:
+    """The CI scenario: two nodes, 50 devices offline and online, kill, pause, latency, reset."""
+    scenario = load_scenario(SCENARIOS / "ci.yaml")
+    assert len(scenario.nodes) == 2
+    assert scenario.devices.count == 50
+    assert scenario.devices.offline
+    assert {"kill", "pause", "latency", "reset_peer"} <= {step.kind for step in scenario.faults}
+
+
+def test_defaults_and_shapes() -> None:
+    """A node count names nodes n1..nN; a fraction of devices offline becomes a count."""
+    scenario = parse_scenario(
+        base(devices={"count": 10, "offline": [{"at": 2, "duration": 3, "devices": 0.3}]})
+    )
+    assert [node.name for node in scenario.nodes] == ["n1", "n2"]
+    assert scenario.devices.offline[0].devices == 3
+    assert scenario.bounds.convergence_s == 30.0
+    assert scenario.faults[0].params == {"ms": 5}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"duration": "long"}, "duration = 'long' is not a number"),
+        ({"name": None}, "name = None is not a string"),
+        ({"colour": 1}, "unknown keys ['colour']"),
+        ({"topology": {"nodes": 0}}, "topology.nodes = 0 must be between 1 and 16"),
+        ({"topology": {"store": "postgresql://x"}}, "only 'sqlite'"),
+        ({"topology": {"nodes": [{"name": "a"}, {"name": "a"}]}}, "must be unique"),
+        ({"topology": {"nodes": [{"name": "all"}]}}, "not a usable node id"),
+        ({"devices": {"count": 2.5}}, "devices.count = 2.5 is not a whole number"),
+        ({"devices": {"mix": {"note": 0}}}, "at least one positive weight"),
+        ({"devices": {"mix": {"delete": 1}}}, "devices.mix: unknown keys ['delete']"),
+        (
+            {"devices": {"count": 2, "offline": [{"at": 1, "duration": 1, "devices": 5}]}},
+            "devices.offline[0].devices = 5 is more than 2",
+        ),
+        ({"faults": [{"at": 1, "kind": "flood"}]}, "faults[0].kind = 'flood' is not a fault"),
+        ({"faults": [{"at": 1, "kind": "pause", "target": "n7"}]}, "faults[0].target = 'n7'"),
+        ({"faults": [{"at": 99, "kind": "pause"}]}, "faults[0].at = 99 is not within"),
+        ({"faults": [{"at": -1, "kind": "pause"}]}, "faults[0].at = -1 must be at least 0"),
+        (
+            {"faults": [{"at": 1, "kind": "latency", "params": {"ms": -5}}]},
+            "faults[0].params: latency.ms must be a finite number >= 0",
+        ),
+        (
+            {"faults": [{"at": 1, "kind": "clock_skew", "params": {"offset_ms": "1s"}}]},
+            "clock_skew takes one whole number",
+        ),
+        ({"faults": [{"at": 1, "kind": "kill", "params": {"x": 1}}]}, "kill takes no parameters"),
+        ({"bounds": {"convergence_s": 0}}, "bounds.convergence_s = 0 must be at least 0.1"),
+    ],
+)
+def test_mistakes_are_named(change: dict[str, Any], message: str) -> None:
+    """Each invalid value raises ScenarioError with the source, the key path and the problem."""
+    with pytest.raises(ScenarioError) as caught:
+        parse_scenario(base(**change), "s.yaml")
+    assert caught.value.detail.startswith("s.yaml: ")
+    assert message in caught.value.detail
+
+
+def test_a_file_that_is_not_yaml(tmp_path: Path) -> None:
+    """Broken YAML and missing files are ScenarioErrors naming the file."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(ScenarioError, match="not valid YAML"):
+        load_scenario(bad)
+    with pytest.raises(ScenarioError, match="cannot be read"):
+        load_scenario(tmp_path / "missing.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n")
+    with pytest.raises(ScenarioError, match="scenario must be a mapping"):
+        load_scenario(tmp_path / "list.yaml")

@@ -1,0 +1,131 @@
+"""``breakwater verify`` end to end: real nodes, proxies, process faults, devices, the checker."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from breakwater.chaos.checker import DocState, ReplicaState, check
+from breakwater.chaos.history import read_history
+from breakwater.chaos.processes import NodeProcess
+from breakwater.chaos.runner import node_state, run_scenario
+from breakwater.chaos.scenario import load_scenario, parse_scenario
+from breakwater.core import codec
+from tests.conftest import free_port
+
+SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
+
+pytestmark = pytest.mark.slow
+
+TINY = """
+name: tiny
+duration: 6
+topology: {nodes: 2}
+devices:
+  count: 4
+  interval: 0.3
+  offline: [{at: 1, duration: 2, devices: 2}]
+faults:
+  - {at: 1, kind: kill, target: n2, duration: 1}
+  - {at: 3, kind: blackhole, target: n1, duration: 1, params: {direction: downstream}}
+bounds: {convergence_s: 20, request_timeout_s: 1}
+"""
+
+
+@pytest.mark.timeout(180)
+async def test_ci_scenario_passes_under_faults(tmp_path: Path) -> None:
+    """The CI scenario (two nodes, 50 devices, SIGKILL, pause, latency, resets) passes every
+    check, and its history shows the faults happened and hurt: unknown outcomes and retries."""
+    result = await run_scenario(load_scenario(SCENARIOS / "ci.yaml"), tmp_path)
+    assert result.verdict.passed, result.verdict.render()
+    history = read_history(tmp_path / "history.jsonl")
+    started = Counter(f.fault for f in history.faults if f.action == "start")
+    assert {"kill", "pause", "latency", "reset_peer", "offline"} <= set(started)
+    outcomes = Counter(op.outcome for op in history.operations if op.kind == "push")
+    assert outcomes["unknown"] > 0, outcomes
+    assert any(
+        status == "duplicate" for op in history.operations for status in op.results.values()
+    ), "no retry of an applied mutation was seen"
+    assert result.stats["mutations_acknowledged"] > 500
+    assert result.stats["converged_after_s"] <= 30
+    report = codec.loads((tmp_path / "report.json").read_bytes())
+    assert report["verdict"]["passed"] is True
+
+
+def test_cli_prints_a_table_of_verdicts(tmp_path: Path) -> None:
+    """``breakwater verify FILE`` runs it, prints the verdict table and exits 0; ``breakwater
+    chaos check`` judges the recorded run again, and refutes it once a write is removed."""
+    scenario = tmp_path / "tiny.yaml"
+    scenario.write_text(TINY)
+    result = subprocess.run(
+        [sys.executable, "-m", "breakwater", "verify", str(scenario), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for title in ("(a)", "(b)", "(c)", "(d)"):
+        assert title in result.stdout
+    assert "FAIL" not in result.stdout
+    assert (tmp_path / "tiny" / "history.jsonl").stat().st_size > 0
+    again = chaos_check(tmp_path / "tiny")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "verdict: PASS" in again.stdout
+    states = codec.loads((tmp_path / "tiny" / "replicas.json").read_bytes())
+    lost = states["replicas"][0]["applied"].pop(0)
+    (tmp_path / "tiny" / "replicas.json").write_bytes(codec.dumps(states))
+    tampered = chaos_check(tmp_path / "tiny")
+    assert tampered.returncode == 1
+    assert f"{lost} " in tampered.stdout
+    assert "missing from n1's feed" in tampered.stdout
+
+
+def chaos_check(run: Path) -> subprocess.CompletedProcess[str]:
+    """``breakwater chaos check RUN``."""
+    return subprocess.run(
+        [sys.executable, "-m", "breakwater", "chaos", "check", str(run)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_cli_refuses_an_invalid_scenario_before_starting(tmp_path: Path) -> None:
+    """A bad scenario: exit 1 with one Error: line naming the key; nothing runs."""
+    scenario = tmp_path / "bad.yaml"
+    scenario.write_text(TINY.replace("kind: kill", "kind: meteor"))
+    result = subprocess.run(
+        [sys.executable, "-m", "breakwater", "verify", str(scenario), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "Error: " in result.stderr
+    assert "faults[0].kind = 'meteor' is not a fault" in result.stderr
+    assert not (tmp_path / "tiny").exists()
+
+
+async def test_a_node_that_lost_its_store_is_caught(tmp_path: Path) -> None:
+    """End to end, refuted: the real history of a run, judged against a node started on an
+    empty store, fails no_lost_writes (every acknowledged write missing) and convergence."""
+    scenario = parse_scenario(yaml.safe_load(TINY))
+    result = await run_scenario(scenario, tmp_path / "run")
+    assert result.verdict.passed, result.verdict.render()
+    history = read_history(tmp_path / "run" / "history.jsonl")
+    blank = NodeProcess("n1", free_port(), tmp_path / "blank", log=tmp_path / "blank.log")
+    await blank.start()
+    try:
+        empty = await node_state(blank.url, "n1", taken_at=history.operations[-1].invoked_at)
+    finally:
+        await blank.stop()
+    device = ReplicaState("dev0", "device", {("counters", "c0"): DocState({"n": 1}, "v")})
+    verdict = check(history, [empty, device], healed_at=0.0, bound_s=1000.0)
+    lost = verdict.result("no_lost_writes")
+    assert len(lost.anomalies) == result.stats["mutations_acknowledged"] > 0
+    assert not verdict.result("convergence").passed
