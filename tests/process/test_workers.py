@@ -61,6 +61,18 @@ async def client_of_each_worker(url: str) -> dict[str, httpx.AsyncClient]:
     return found
 
 
+def wait_until_both_workers_serve(url: str) -> None:
+    """Open new connections until each worker has answered /readyz once."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + 60
+    while len(seen) < 2 and time.monotonic() < deadline:
+        with httpx.Client(base_url=url, timeout=10) as http:
+            response = http.get("/readyz")
+            if response.status_code == 200:
+                seen.add(response.json()["node"])
+    assert len(seen) == 2, f"only {sorted(seen)} answered"
+
+
 async def feed(url: str) -> list[dict[str, object]]:
     """Every change of the feed, from the empty cursor to the end."""
     changes: list[dict[str, object]] = []
@@ -184,6 +196,7 @@ def test_sigterm_drains_every_worker_and_exits_cleanly(
     """One SIGTERM to the supervisor stops both workers through their drain; exit status 0."""
     server = start_server(None, "--workers", "2")
     workers = worker_pids(server.process.pid)
+    wait_until_both_workers_serve(server.url)
     assert server.terminate() == 0
     log = server.log.read_text()
     assert log.count('"event":"node_stopped"') == 2
