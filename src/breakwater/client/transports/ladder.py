@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from breakwater.client.errors import EndpointUnavailable, TransportRefused
-from breakwater.client.transports.base import StreamContext, Transport
+from breakwater.client.transports.base import StreamContext, TokenRenewed, Transport
 from breakwater.core.errors import BreakwaterError, CursorExpired
 from breakwater.resilience import Backoff
 
@@ -71,6 +71,10 @@ class TransportLadder:
                         continue
                 self._backoff.reset()
                 await self._sleep(0.5 + random.random() * 2.5)  # protocol: spread reconnects
+            except TokenRenewed:
+                # Reconnect with the new token now; the short random pause only keeps a node
+                # that refuses every token from being hammered.
+                await self._sleep(random.random() * 0.2)
             except TransportRefused:
                 if self.level + 1 < len(self.transports):
                     self.level += 1
