@@ -26,7 +26,7 @@ from breakwater.client.events import AuthChanged, AuthState, Event
 from breakwater.client.local_store import LocalStore
 from breakwater.client.node_api import NodeApi
 from breakwater.core import codec
-from breakwater.core.errors import Unauthorized
+from breakwater.core.errors import BreakwaterError, Unauthorized
 
 log = logging.getLogger("breakwater.client")
 
@@ -167,7 +167,7 @@ class Auth:
             if tokens is None:
                 return
             await self._forget("signed_out")
-        with contextlib.suppress(EndpointUnavailable, Unauthorized):
+        with contextlib.suppress(BreakwaterError):  # signed out here whatever the node says
             await self._post("/v1/auth/logout", {"refresh_token": tokens.refresh_token})
 
     # -- credentials for requests and streams ---------------------------------------------
