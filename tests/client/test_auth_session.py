@@ -28,6 +28,8 @@ pytestmark = pytest.mark.slow
 
 ACCESS_TTL = 4.0
 CONFIG = f"""
+realtime_heartbeat = 1.0  # the node checks a stream's token expiry at each heartbeat
+
 [auth]
 mode = "enforce"
 access_ttl = {ACCESS_TTL}
@@ -324,3 +326,29 @@ async def test_wrong_password_and_account_calls_without_sign_in(
     assert device.auth.state.kind == "signed_out"
     with pytest.raises(NotSignedIn):
         await device.auth.change_password(PASSWORD, "new horse battery")
+
+
+async def test_stream_closed_with_4401_refreshes_and_reconnects(
+    auth_server: ServerProcess, make_device: Callable[..., Any]
+) -> None:
+    """A tablet that never renews ahead of time (its clock says the token is fresh) has its
+    WebSocket closed with 4401 when the token expires: it refreshes, reconnects on WebSocket and
+    keeps receiving the phone's writes."""
+    ann_email = email("ann")
+    phone = await make_device(auth_server.url, "phone", transports=("websocket",))
+    tablet = await make_device(auth_server.url, "tablet", transports=("websocket",))
+    await phone.auth.sign_up(ann_email, PASSWORD)
+    await tablet.auth.sign_in(ann_email, PASSWORD)
+    tablet.auth._clock = lambda: 0.0  # never due: only the node's 4401 can trigger the refresh
+    await wait_for(lambda: _streaming(tablet, "websocket"), 15)
+    socket = _websocket_of(tablet)
+    await wait_for(lambda: _reconnected(socket), 3 * ACCESS_TTL)
+    assert tablet.auth.refreshes >= 1
+    await phone.collection("notes").set("after", {"text": "after the 4401"})
+    await wait_for(lambda: _has(tablet, "after"), 15)
+    assert tablet.status.transport == "websocket"
+    assert tablet.auth.state.kind == "signed_in"
+
+
+async def _reconnected(socket: WebSocketTransport) -> bool:
+    return socket.connections >= 2
