@@ -125,6 +125,8 @@ class Client:
 
     def _http_client(self) -> httpx.AsyncClient:
         """The one HTTP client of sync, realtime and sign-in (made on first use)."""
+        if not self._open:
+            raise ClientClosed("the client is not open; use `async with Client(...)`")
         if self._http is None:
             self._http = httpx.AsyncClient(
                 timeout=httpx.Timeout(30.0, connect=5.0), transport=self._http_transport

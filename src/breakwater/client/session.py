@@ -114,10 +114,15 @@ class Auth:
     async def restore(self) -> None:
         """Load the session a previous run stored (the app stays signed in across restarts)."""
         stored = await self._store.credential(SESSION_KEY)
-        if stored:
-            data = codec.loads(stored)
-            self._tokens = Tokens(**data)
-            self._emit(AuthChanged(self.state, "restored"))
+        if not stored:
+            return
+        try:
+            self._tokens = Tokens(**codec.loads(stored))
+        except (codec.JSONDecodeError, TypeError):
+            log.warning("the stored session is unreadable: signed out")
+            await self._store.set_credential(SESSION_KEY, "")
+            return
+        self._emit(AuthChanged(self.state, "restored"))
 
     # -- sign-in and account calls --------------------------------------------------------
 
