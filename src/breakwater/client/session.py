@@ -31,9 +31,9 @@ from breakwater.core.errors import BreakwaterError, Unauthorized
 log = logging.getLogger("breakwater.client")
 
 REFRESH_MARGIN_MAX = 60.0
-"""Refresh at most this many seconds before the access token expires ..."""
-REFRESH_MARGIN_FRACTION = 0.2
-"""... or after 80% of its lifetime, whichever comes later (short lifetimes in tests)."""
+"""Refresh this many seconds before the access token expires ..."""
+REFRESH_MARGIN_FRACTION = 0.5
+"""... or halfway through its lifetime when it lives less than two minutes."""
 CLAIM_ROUNDING = 1.0
 """``exp`` is in whole seconds: count a token as expiring up to a second early."""
 SESSION_KEY = "session"
