@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pyotp
 import pytest
 
-from breakwater.client import AuthChanged, Client, MutationRejected, NotSignedIn
+from breakwater.client import AuthChanged, Client, MfaRequired, MutationRejected, NotSignedIn
 from breakwater.client.endpoints import EndpointPool
 from breakwater.client.local_store import LocalStore
 from breakwater.client.node_api import NodeApi
@@ -352,3 +353,26 @@ async def test_stream_closed_with_4401_refreshes_and_reconnects(
 
 async def _reconnected(socket: WebSocketTransport) -> bool:
     return socket.connections >= 2
+
+
+async def test_sign_in_asks_for_a_code_when_mfa_is_on(
+    auth_server: ServerProcess, make_device: Callable[..., Any]
+) -> None:
+    """With TOTP on, ``sign_in`` raises ``MfaRequired`` (no code, or a wrong one) and succeeds
+    with a code (here a recovery code: the TOTP step was spent by the confirmation)."""
+    address = email("mfa")
+    device = await make_device(auth_server.url, "device", sync=False)
+    await device.auth.sign_up(address, PASSWORD)
+    async with httpx.AsyncClient(base_url=auth_server.url, headers=await device.auth()) as http:
+        secret = (await http.post("/v1/auth/mfa/enroll")).json()["secret"]
+        confirm = await http.post("/v1/auth/mfa/confirm", json={"code": pyotp.TOTP(secret).now()})
+        assert confirm.status_code == 200, confirm.text
+    recovery_code = confirm.json()["recovery_codes"][0]
+    await device.auth.sign_out()
+    with pytest.raises(MfaRequired):
+        await device.auth.sign_in(address, PASSWORD)
+    with pytest.raises(MfaRequired):
+        await device.auth.sign_in(address, PASSWORD, otp="000000")
+    assert device.auth.state.kind == "signed_out"
+    state = await device.auth.sign_in(address, PASSWORD, recovery_code=recovery_code)
+    assert state.kind == "signed_in"
