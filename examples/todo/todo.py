@@ -4,6 +4,7 @@
     python examples/todo/todo.py --db phone.db done <id>
     python examples/todo/todo.py --db phone.db list
     python examples/todo/todo.py --db tablet.db watch      # live list and sync status
+    python examples/todo/todo.py --db phone.db signup ann@example.com "correct horse"
 
 See README.md in this folder for a walk-through with the server going down and coming back.
 """
@@ -50,9 +51,24 @@ async def main() -> None:
     sub.add_parser("remove").add_argument("id")
     sub.add_parser("list")
     sub.add_parser("watch")
+    for command in ("signup", "login"):
+        account = sub.add_parser(command)
+        account.add_argument("email")
+        account.add_argument("password")
+    sub.add_parser("logout")
     args = parser.parse_args()
 
     async with Client(args.server.split(","), args.db, backoff_cap=2.0) as client:
+        if args.command in ("signup", "login", "logout"):
+            # The session is stored in the device database: later commands are signed in.
+            if args.command == "signup":
+                await client.auth.sign_up(args.email, args.password)
+            elif args.command == "login":
+                await client.auth.sign_in(args.email, args.password)
+            else:
+                await client.auth.sign_out()
+            print(f"   {client.auth.state.kind} {client.auth.state.uid or ''}")
+            return
         todos = client.collection("todos")
         if args.command == "add":
             item_id = f"{int(time.time())}-{secrets.token_hex(2)}"

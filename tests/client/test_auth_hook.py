@@ -72,7 +72,7 @@ async def test_token_hook_headers_are_sent_and_missing_token_is_retried(tmp_path
     async with client:
         await client.collection("todos").set("t1", {"a": 1})
         await wait_status(client, lambda s: s.last_error is not None, 5)
-        assert "unauthorized" in str(client.status.last_error)
+        assert "Unauthorized" in str(client.status.last_error)
         assert await client.rejections() == []  # a refused request is not a refused write
         assert client.pending == 1
         token["authorization"] = TOKEN

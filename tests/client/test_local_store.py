@@ -16,6 +16,7 @@ from breakwater.client.local_store import LocalStore
 from breakwater.client.outbox import OutboxEntry
 from breakwater.client.rebase import rebase, view_of
 from breakwater.core import codec
+from breakwater.core import cursor as cursor_mod
 from tests.client.fake_node import FakeNode
 
 
@@ -258,3 +259,26 @@ async def test_last_sync_time_survives_reopen(tmp_path: Path) -> None:
         assert synced is not None and again.last_synced_at == synced
     finally:
         await again.aclose()
+
+
+async def test_pulled_removal_drops_the_document_and_keeps_the_cursor(store: LocalStore) -> None:
+    """A document the user may no longer read arrives as a removal (no state): it leaves the
+    device, the cursor moves, and a later readable change of it brings it back."""
+    node = FakeNode()
+    node.push([OutboxEntry(0, "o.1", "notes", "n1", "set", {"text": "hi"}, "0000000000001-0000-x")])
+    await pull_all(store, node)
+    assert await store.get("notes", "n1") is not None
+    node.push([OutboxEntry(0, "o.2", "notes", "n1", "set", {"text": "x"}, "0000000000002-0000-x")])
+    removal = {
+        "origin": node.origin, "seq": 2, "collection": "notes", "id": "n1", "op": "remove",
+        "mutation_id": "", "hlc": "", "deleted": True, "version": "", "data": None,
+    }  # fmt: skip
+    cursor = cursor_mod.encode({node.origin: 2})
+    result = await store.apply_page([removal], cursor, {}, done=True)
+    assert await store.get("notes", "n1") is None
+    assert result.collections == frozenset({"notes"})
+    assert store.cursor == cursor
+    node.push([OutboxEntry(0, "o.3", "notes", "n1", "set", {"text": "y"}, "0000000000003-0000-x")])
+    await pull_all(store, node)  # readable again: the full state comes back
+    doc = await store.get("notes", "n1")
+    assert doc is not None and doc.data == {"text": "y"}

@@ -1,13 +1,21 @@
 """The Breakwater client SDK: an offline-first local store that syncs in the background.
 
 See docs/sdk.md. The public API is :class:`Client`, :class:`Collection`, :class:`Document`, the
-status and events, and the errors.
+status and events, sign-in (``client.auth``), and the errors.
 """
 
 from breakwater.client.client import Client
 from breakwater.client.collection import Collection
-from breakwater.client.errors import ClientClosed, EndpointUnavailable, TransportRefused
+from breakwater.client.errors import (
+    ClientClosed,
+    EndpointUnavailable,
+    MfaRequired,
+    NotSignedIn,
+    TransportRefused,
+)
 from breakwater.client.events import (
+    AuthChanged,
+    AuthState,
     Event,
     MutationRejected,
     Status,
@@ -16,15 +24,21 @@ from breakwater.client.events import (
 )
 from breakwater.client.local_store import Document
 from breakwater.client.outbox import OutboxEntry, Rejection
+from breakwater.client.session import Auth
 
 __all__ = [
+    "Auth",
+    "AuthChanged",
+    "AuthState",
     "Client",
     "ClientClosed",
     "Collection",
     "Document",
     "EndpointUnavailable",
     "Event",
+    "MfaRequired",
     "MutationRejected",
+    "NotSignedIn",
     "OutboxEntry",
     "Rejection",
     "Status",

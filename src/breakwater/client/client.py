@@ -1,6 +1,8 @@
 """``Client``: the SDK's entry point (docs/sdk.md).
 
     async with Client(endpoints=["https://eu.example.com"], db_path="app.db") as client:
+        if client.auth.state.kind == "signed_out":
+            await client.auth.sign_in("ann@example.com", "correct horse")
         todos = client.collection("todos")
         await todos.set("t1", {"title": "Buy milk"})   # durable on the device, queued
         async for items in todos.watch(order_by="title"):
@@ -26,10 +28,11 @@ from breakwater.client.change_signal import ChangeSignal
 from breakwater.client.collection import Collection
 from breakwater.client.endpoints import EndpointPool
 from breakwater.client.errors import ClientClosed
-from breakwater.client.events import Event, Listener, Status
+from breakwater.client.events import AuthChanged, Event, Listener, Status
 from breakwater.client.local_store import LocalStore
 from breakwater.client.node_api import HeadersProvider
 from breakwater.client.outbox import OutboxEntry, Rejection
+from breakwater.client.session import Auth
 from breakwater.client.status import StatusBoard
 from breakwater.client.sync_loop import SyncLoop, SyncSettings
 from breakwater.client.transports import TRANSPORTS, LongPollTransport
@@ -44,8 +47,9 @@ class Client:
 
     ``endpoints``: base URLs of nodes, gateways or regions, in order of preference.
     ``db_path``: the device database (created if missing).
-    ``headers``: the access-token hook: a callable (sync or async) giving the headers to send
-    with every request, e.g. ``lambda: {"Authorization": f"Bearer {tokens.access}"}``.
+    ``headers``: replaces ``client.auth`` as the source of credentials: a callable (sync or
+    async) giving the headers to send with every request, e.g. an API key. Without it, every
+    request carries the access token of ``client.auth`` (sign-in, refresh, re-authentication).
     ``transports``: realtime transports to try, best first (``websocket``, ``sse``,
     ``long_poll``). ``sync=False`` opens the database only (no network). ``http_transport``
     replaces httpx's network transport (e.g. ``httpx.ASGITransport`` for an in-process node).
@@ -80,7 +84,11 @@ class Client:
         self._board = StatusBoard()
         self._signal = ChangeSignal()
         self._limits = limits or Limits()
-        self._headers = headers
+        self._http: httpx.AsyncClient | None = None
+        self.auth = Auth(self._store, self._pool, self._http_client, self._board.emit)
+        """Sign-up, sign-in, anonymous accounts, sign-out (:class:`~.session.Auth`)."""
+        self._headers: HeadersProvider = headers if headers is not None else self.auth
+        self._board.on(self._on_auth_changed)
         self._transport_names = tuple(transports)
         self._long_poll_wait = long_poll_wait
         self._settings = SyncSettings(
@@ -88,7 +96,6 @@ class Client:
         )
         self._sync_enabled = sync
         self._http_transport = http_transport
-        self._http: httpx.AsyncClient | None = None
         self._loop: SyncLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._open = False
@@ -109,16 +116,29 @@ class Client:
         """Open the device database and start syncing."""
         await self._store.open()
         self._open = True
+        await self.auth.restore()
         self._board.update(
             pending=await self._store.pending_count(), last_synced_at=self._store.last_synced_at
         )
         if self._sync_enabled:
             self._start_sync()
 
+    def _http_client(self) -> httpx.AsyncClient:
+        """The one HTTP client of sync, realtime and sign-in (made on first use)."""
+        if not self._open:
+            raise ClientClosed("the client is not open; use `async with Client(...)`")
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                timeout=httpx.Timeout(30.0, connect=5.0), transport=self._http_transport
+            )
+        return self._http
+
+    def _on_auth_changed(self, event: Event) -> None:
+        """A sign-in may unblock writes refused for want of a token: sync now."""
+        if isinstance(event, AuthChanged) and event.state.uid is not None:
+            self.sync_now()
+
     def _start_sync(self) -> None:
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(30.0, connect=5.0), transport=self._http_transport
-        )
         transports = [
             LongPollTransport(self._long_poll_wait) if name == "long_poll" else TRANSPORTS[name]()
             for name in self._transport_names
@@ -126,7 +146,7 @@ class Client:
         self._loop = SyncLoop(
             self._store,
             self._pool,
-            self._http,
+            self._http_client(),
             self._board,
             transports,
             self._signal.changed,
@@ -146,6 +166,7 @@ class Client:
                 await self._task
         if self._http is not None:
             await self._http.aclose()
+            self._http = None
         await self._store.aclose()
         self._board.update(state="offline", transport=None)
 

@@ -4,6 +4,9 @@ BreakwaterError
 ├── EndpointUnavailable    transient: the endpoint did not answer, or answered 5xx/429
 ├── TransportRefused       permanent for this transport: the endpoint refused the stream
 ├── ClientClosed           the client was used after ``aclose``
+├── NotSignedIn            an account call that needs a signed-in user
+├── Unauthorized
+│   └── MfaRequired        sign-in needs a one-time code (``otp``) or a recovery code
 └── (a problem answer)     mapped by :func:`error_for_problem` to the core type of its
                            ``type`` (ClockSkew, CursorExpired, ...) or a RemoteProblem
 """
@@ -16,11 +19,13 @@ from breakwater.core.errors import (
     BreakwaterError,
     ClockSkew,
     CursorExpired,
+    Forbidden,
     InvalidInput,
     NotFound,
     PayloadTooLarge,
     PreconditionFailed,
     SchemaViolation,
+    Unauthorized,
     Unavailable,
     ValidationError,
 )
@@ -46,6 +51,16 @@ class ClientClosed(BreakwaterError):
     type = "client_closed"
 
 
+class NotSignedIn(BreakwaterError):
+    """The call needs a signed-in user (``client.auth.sign_in`` first)."""
+
+    type = "not_signed_in"
+
+
+class MfaRequired(Unauthorized):
+    """The account has MFA on: sign in again with ``otp`` (or ``recovery_code``)."""
+
+
 class RemoteProblem(BreakwaterError):
     """A problem answer of a type the SDK has no class for (``type`` and ``status`` kept)."""
 
@@ -65,6 +80,8 @@ _BY_TYPE: dict[str, type[BreakwaterError]] = {
         NotFound,
         PreconditionFailed,
         CursorExpired,
+        Unauthorized,
+        Forbidden,
     )
 }
 

@@ -13,6 +13,7 @@ from typing import Literal
 from breakwater.client.outbox import Rejection
 
 Connectivity = Literal["offline", "syncing", "online"]
+AuthKind = Literal["signed_out", "signed_in", "anonymous"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,5 +51,24 @@ class SyncProgress:
     has_more: bool
 
 
-Event = StatusChanged | MutationRejected | SyncProgress
+@dataclass(frozen=True, slots=True)
+class AuthState:
+    """Who the device is signed in as: nobody, an email account, or an anonymous account."""
+
+    kind: AuthKind = "signed_out"
+    uid: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthChanged:
+    """The sign-in changed. ``reason`` says why: ``signed_up``, ``signed_in``, ``anonymous``,
+    ``linked``, ``password``, ``restored`` (from the device database), ``signed_out``, or
+    ``refresh_refused``: the node refused the refresh token (the sign-in was revoked, the
+    account deleted, or the token reused), so the device is signed out; pending writes stay."""
+
+    state: AuthState
+    reason: str
+
+
+Event = StatusChanged | MutationRejected | SyncProgress | AuthChanged
 Listener = Callable[[Event], None]

@@ -7,7 +7,8 @@ Tables:
 ``outbox``       local mutations not yet acknowledged *and* stable (I6)
 ``rejected``     mutations the server refused, kept for the app to inspect
 ``meta``         device id, mutation counter, last HLC stamp, clock offset, cursor, stable,
-                 time of the last complete pull
+                 time of the last complete pull, and the signed-in session (``credential:*``:
+                 it holds a refresh token, a bearer secret, so the file is made owner-only)
 
 The database runs in WAL mode with ``synchronous=FULL``: a call that returns has committed and
 fsynced. A local write, its outbox entry and the clock's new stamp commit in one transaction, so
@@ -37,6 +38,8 @@ from breakwater.core import hlc as hlc_mod
 from breakwater.core.document import State, join
 
 T = TypeVar("T")
+REMOVAL_OP = "remove"
+"""A pulled change of a document the user may not read: it leaves the device."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -120,6 +123,21 @@ class LocalStore:
     def _set_meta(self, key: str, value: str) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
+    async def credential(self, key: str) -> str:
+        """A stored credential (``""`` when none): the device database keeps the session."""
+        return await self._run(self._meta, f"credential:{key}")
+
+    async def set_credential(self, key: str, value: str) -> None:
+        """Store (``value``) or forget (``""``) a credential, durably."""
+        await self._run(self._write_credential, f"credential:{key}", value)
+
+    def _write_credential(self, key: str, value: str) -> None:
+        with self._transaction():
+            if value:
+                self._set_meta(key, value)
+            else:
+                self._db.execute("DELETE FROM meta WHERE key = ?", (key,))
+
     async def open(self) -> None:
         """Open (creating when new) the database and restore the clock, cursor and device id."""
         await self._run(self._open)
@@ -127,6 +145,7 @@ class LocalStore:
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.path.chmod(0o600)  # the session's refresh token is a bearer secret (docs/sdk.md)
         conn.execute("PRAGMA busy_timeout = 5000")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = FULL")
@@ -369,9 +388,13 @@ class LocalStore:
     def _apply_page(
         self, changes: Sequence[dict[str, Any]], cursor: str, stable: dict[str, int], done: bool
     ) -> PageResult:
-        latest: dict[DocKey, State] = {}
+        latest: dict[DocKey, State | None] = {}
         for change in changes:
             state = change.get("state")
+            if change.get("op") == REMOVAL_OP:
+                # A document the user may not read (any more): drop it (docs/protocol.md).
+                latest[(change["collection"], change["id"])] = None
+                continue
             if state is None:
                 raise ValueError("pulled change without state (pull with include_state=true)")
             latest[(change["collection"], change["id"])] = state
@@ -380,6 +403,12 @@ class LocalStore:
         touched: set[DocKey] = set(latest)
         with self._transaction():
             for (collection, doc_id), incoming in latest.items():
+                if incoming is None:
+                    self._db.execute(
+                        "DELETE FROM server_docs WHERE collection = ? AND id = ?",
+                        (collection, doc_id),
+                    )
+                    continue
                 current = self._server_state(collection, doc_id)
                 merged = incoming if current is None else join(current, incoming)
                 self._db.execute(

@@ -2,6 +2,9 @@
 
 Network errors, 5xx and 429 become :class:`EndpointUnavailable` (transient); other problem
 answers become the core error of their ``type``. httpx's exceptions never leave this module.
+
+With :class:`Credentials` (the SDK's ``client.auth``) a request refused with 401 is retried once
+after the credentials renewed the token.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
@@ -17,6 +20,25 @@ from breakwater.client.errors import EndpointUnavailable, error_for_problem
 from breakwater.core import codec
 
 HeadersProvider = Callable[[], Mapping[str, str] | Awaitable[Mapping[str, str]]]
+
+
+@runtime_checkable
+class Credentials(Protocol):
+    """A headers provider that can also renew its token (``client.auth``)."""
+
+    def __call__(self) -> Awaitable[Mapping[str, str]]: ...
+
+    async def renew(self, used: Mapping[str, str]) -> bool:
+        """After a 401 of a request sent with ``used``: whether a retry has a new token."""
+        ...
+
+    async def access_token(self) -> str | None:
+        """The token to present now (refreshed when due)."""
+        ...
+
+    async def next_renewal(self) -> None:
+        """Return when a stream should present a new token."""
+        ...
 
 
 async def auth_headers(provider: HeadersProvider | None) -> dict[str, str]:
@@ -42,17 +64,15 @@ class NodeApi:
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         headers = await auth_headers(self._headers)
-        if "content" in kwargs:
-            headers["content-type"] = "application/json"
-        started = time.monotonic()
-        try:
-            response = await self.http.request(
-                method, f"{self.base_url}{path}", headers=headers, **kwargs
-            )
-        except httpx.HTTPError as exc:
-            raise EndpointUnavailable(f"{self.base_url}: {type(exc).__name__}: {exc}") from exc
-        self.last_latency = time.monotonic() - started
-        if response.status_code == 200:
+        response = await self._send(method, path, headers, **kwargs)
+        credentials = self._headers if isinstance(self._headers, Credentials) else None
+        # Once: a second 401 is the answer.
+        if response.status_code == 401 and credentials and await credentials.renew(headers):
+            headers = await auth_headers(self._headers)
+            response = await self._send(method, path, headers, **kwargs)
+        if 200 <= response.status_code < 300:
+            if not response.content:
+                return None
             try:
                 return codec.loads(response.content)
             except codec.JSONDecodeError as exc:
@@ -68,6 +88,26 @@ class NodeApi:
             retry_after = response.headers.get("retry-after", "")
             error.retry_after = float(retry_after) if retry_after.isdigit() else None
         raise error
+
+    async def _send(
+        self, method: str, path: str, headers: dict[str, str], **kwargs: Any
+    ) -> httpx.Response:
+        if "content" in kwargs:
+            headers = {**headers, "content-type": "application/json"}
+        started = time.monotonic()
+        try:
+            response = await self.http.request(
+                method, f"{self.base_url}{path}", headers=headers, **kwargs
+            )
+        except httpx.HTTPError as exc:
+            raise EndpointUnavailable(f"{self.base_url}: {type(exc).__name__}: {exc}") from exc
+        self.last_latency = time.monotonic() - started
+        return response
+
+    async def post(self, path: str, body: dict[str, Any] | None) -> Any:
+        """``POST`` a JSON body (or none); the decoded answer, ``None`` for an empty one."""
+        content = b"" if body is None else codec.dumps(body)
+        return await self._call("POST", path, content=content)
 
     async def push(self, client_id: str, mutations: list[dict[str, Any]]) -> dict[str, Any]:
         """``POST /v1/sync/push``: one result per mutation, in order, and the node's clock."""

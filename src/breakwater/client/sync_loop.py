@@ -36,7 +36,13 @@ from breakwater.client.node_api import HeadersProvider, NodeApi
 from breakwater.client.status import StatusBoard
 from breakwater.client.transports import StreamContext, Transport, TransportLadder
 from breakwater.client.transports.base import is_ahead
-from breakwater.core.errors import BreakwaterError, ClockSkew, CursorExpired, PayloadTooLarge
+from breakwater.core.errors import (
+    BreakwaterError,
+    ClockSkew,
+    CursorExpired,
+    Forbidden,
+    PayloadTooLarge,
+)
 from breakwater.resilience import Backoff
 
 log = logging.getLogger("breakwater.client")
@@ -220,6 +226,12 @@ class SyncLoop:
                 if "index" not in exc.extra and self._push_batch > 1:
                     self._push_batch = max(1, self._push_batch // 2)
                     continue
+                await self._reject(batch, exc)
+                continue
+            except Forbidden as exc:
+                if not isinstance(exc.extra.get("index"), int):
+                    raise  # the push as a whole (e.g. MFA required): the writes stay queued
+                # A mutation on a collection the user may not write: re-sending never helps.
                 await self._reject(batch, exc)
                 continue
             except BreakwaterError as exc:

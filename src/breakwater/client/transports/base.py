@@ -11,19 +11,32 @@ Contract of :meth:`Transport.listen`:
 - raises :class:`TransportRefused` when the endpoint works but refuses this transport (the
   ladder then falls back to the next one);
 - raises :class:`EndpointUnavailable` when the endpoint cannot be reached or is overloaded;
-- raises ``CursorExpired`` when the cursor is behind the retention horizon.
+- raises ``CursorExpired`` when the cursor is behind the retention horizon;
+- raises :class:`TokenRenewed` when the stream must be reopened with a new access token (an
+  SSE stream after a refresh, a stream refused or closed with 401/4401 after a refresh);
+- raises ``Unauthorized`` when refused and the credentials have no new token (signed out).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 import httpx
 
-from breakwater.client.node_api import HeadersProvider
+from breakwater.client.node_api import Credentials, HeadersProvider
 from breakwater.core import cursor as cursor_mod
+from breakwater.core.errors import Unauthorized
+
+RENEWAL_RETRY_SECONDS = 1.0
+"""Pause before asking again when a due refresh could not be made (the node unreachable)."""
+
+
+class TokenRenewed(Exception):
+    """The stream must reconnect at once with the new access token (nothing is lost: it
+    resumes from the device's cursor)."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +57,31 @@ def is_ahead(message_cursor: str, local_cursor: str) -> bool:
     return any(
         not cursor_mod.covers(local, o, s) for o, s in cursor_mod.decode(message_cursor).items()
     )
+
+
+def bearer_of(headers: Mapping[str, str]) -> str | None:
+    """The access token in ``headers``, if any."""
+    value = headers.get("Authorization", "")
+    return value.removeprefix("Bearer ") if value.startswith("Bearer ") else None
+
+
+async def token_change(credentials: Credentials, used: str | None) -> str | None:
+    """Wait until the credentials hold a token other than ``used``; return it (``None``: the
+    device signed out)."""
+    while True:
+        await credentials.next_renewal()
+        token = await credentials.access_token()
+        if token != used:
+            return token
+        await asyncio.sleep(RENEWAL_RETRY_SECONDS)
+
+
+async def refused_for_token(context: StreamContext, used: Mapping[str, str]) -> BaseException:
+    """The error for a stream refused with 401 or closed with 4401: :class:`TokenRenewed`
+    when the credentials now have a new token, ``Unauthorized`` when not."""
+    if isinstance(context.headers, Credentials) and await context.headers.renew(used):
+        return TokenRenewed()
+    return Unauthorized("the realtime stream was refused: no valid access token")
 
 
 class Transport(Protocol):

@@ -11,14 +11,16 @@ the same rung, and the sync loop's failover picks another endpoint.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from breakwater.client.errors import EndpointUnavailable, TransportRefused
-from breakwater.client.transports.base import StreamContext, Transport
-from breakwater.core.errors import BreakwaterError, CursorExpired
+from breakwater.client.node_api import Credentials
+from breakwater.client.transports.base import StreamContext, TokenRenewed, Transport
+from breakwater.core.errors import BreakwaterError, CursorExpired, Unauthorized
 from breakwater.resilience import Backoff
 
 log = logging.getLogger("breakwater.client")
@@ -71,6 +73,10 @@ class TransportLadder:
                         continue
                 self._backoff.reset()
                 await self._sleep(0.5 + random.random() * 2.5)  # protocol: spread reconnects
+            except TokenRenewed:
+                # Reconnect with the new token now; the short random pause only keeps a node
+                # that refuses every token from being hammered.
+                await self._sleep(random.random() * 0.2)
             except TransportRefused:
                 if self.level + 1 < len(self.transports):
                     self.level += 1
@@ -80,6 +86,8 @@ class TransportLadder:
             except CursorExpired:
                 self._on_expired()
                 await self._sleep(self._backoff.next_delay())
+            except Unauthorized:
+                await self._wait_for_credentials(context)
             except EndpointUnavailable as exc:
                 self._on_transport(None)
                 await self._sleep(exc.retry_after or self._backoff.next_delay())
@@ -89,3 +97,13 @@ class TransportLadder:
                 # A malformed message must not end realtime for good; the pull loop is unaffected.
                 log.warning("realtime transport %s failed", transport.name, exc_info=True)
                 await self._sleep(self._backoff.next_delay())
+
+    async def _wait_for_credentials(self, context: StreamContext) -> None:
+        """Refused for want of a valid token (signed out): wait for a sign-in, or back off."""
+        delay = self._backoff.next_delay()
+        if not isinstance(context.headers, Credentials):
+            await self._sleep(delay)
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await context.headers.next_renewal()

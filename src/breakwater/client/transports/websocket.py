@@ -1,16 +1,32 @@
-"""Realtime over a WebSocket (``GET /v1/realtime``), with the ``websockets`` library."""
+"""Realtime over a WebSocket (``GET /v1/realtime``), with the ``websockets`` library.
+
+With :class:`Credentials` the connection stays authenticated in place: when the token is due for
+refresh (or was refreshed by a request), the new token goes over the open socket as an ``auth``
+message (docs/protocol.md#realtime-and-token-expiry). An upgrade refused with 401, or a socket
+closed with 4401, renews the token and reconnects at once from the device's cursor.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from breakwater.client.errors import EndpointUnavailable, TransportRefused, error_for_problem
-from breakwater.client.node_api import auth_headers
-from breakwater.client.transports.base import StreamContext, is_ahead
+from breakwater.client.node_api import Credentials, auth_headers
+from breakwater.client.transports.base import (
+    StreamContext,
+    bearer_of,
+    is_ahead,
+    refused_for_token,
+    token_change,
+)
 from breakwater.core import codec
+from breakwater.core.errors import Unauthorized
+
+CLOSE_UNAUTHORIZED = 4401
 
 
 class WebSocketTransport:
@@ -18,36 +34,73 @@ class WebSocketTransport:
 
     name = "websocket"
 
+    def __init__(self) -> None:
+        self.connections = 0
+        """Connections opened (a re-authentication in place opens none)."""
+        self.reauthenticated = 0
+        """``authenticated`` answers received on open connections."""
+
     async def listen(self, context: StreamContext) -> None:
         url = "ws" + context.base_url.removeprefix("http") + "/v1/realtime"
         headers = await auth_headers(context.headers)
         try:
             async with connect(url, additional_headers=headers, open_timeout=10) as ws:
-                await ws.send(
-                    codec.dumps({"type": "subscribe", "cursor": context.cursor()}).decode()
-                )
-                while True:
-                    async with asyncio.timeout(context.idle_timeout):
-                        raw = await ws.recv()
-                    message = codec.loads(raw)
-                    kind = message.get("type")
-                    if kind == "ping":
-                        await ws.send('{"type":"pong"}')
-                    elif kind == "changes" and is_ahead(message["cursor"], context.cursor()):
-                        await context.notify(message["cursor"])
-                    elif kind == "error":
-                        problem = message.get("error", {})
-                        raise error_for_problem(int(problem.get("status", 400)), problem)
-                    elif kind == "reconnect":
-                        return
+                self.connections += 1
+                renewing = None
+                if isinstance(context.headers, Credentials):
+                    renewing = asyncio.create_task(
+                        self._keep_authenticated(ws, context.headers, bearer_of(headers))
+                    )
+                try:
+                    await self._follow(ws, context)
+                finally:
+                    if renewing is not None:
+                        renewing.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                            await renewing
         except InvalidStatus as exc:
             status = exc.response.status_code
+            if status == 401:
+                raise await refused_for_token(context, headers) from exc
             if status >= 500 or status == 429:
                 raise EndpointUnavailable(f"WebSocket refused with {status}") from exc
             raise TransportRefused(f"WebSocket upgrade refused with {status}") from exc
         except InvalidHandshake as exc:
             raise TransportRefused(f"WebSocket handshake failed: {exc}") from exc
-        except ConnectionClosed:
+        except Unauthorized as exc:  # the token expired on the open socket (error, then 4401)
+            raise await refused_for_token(context, headers) from exc
+        except ConnectionClosed as exc:
+            if exc.rcvd is not None and exc.rcvd.code == CLOSE_UNAUTHORIZED:
+                raise await refused_for_token(context, headers) from exc
             return
         except (OSError, TimeoutError) as exc:
             raise EndpointUnavailable(f"WebSocket: {type(exc).__name__}: {exc}") from exc
+
+    async def _follow(self, ws: ClientConnection, context: StreamContext) -> None:
+        await ws.send(codec.dumps({"type": "subscribe", "cursor": context.cursor()}).decode())
+        while True:
+            async with asyncio.timeout(context.idle_timeout):
+                raw = await ws.recv()
+            message = codec.loads(raw)
+            kind = message.get("type")
+            if kind == "ping":
+                await ws.send('{"type":"pong"}')
+            elif kind == "changes" and is_ahead(message["cursor"], context.cursor()):
+                await context.notify(message["cursor"])
+            elif kind == "authenticated":
+                self.reauthenticated += 1
+            elif kind == "error":
+                problem = message.get("error", {})
+                raise error_for_problem(int(problem.get("status", 400)), problem)
+            elif kind == "reconnect":
+                return
+
+    async def _keep_authenticated(
+        self, ws: ClientConnection, credentials: Credentials, token: str | None
+    ) -> None:
+        """Send each new token over the open socket before the old one expires."""
+        while True:
+            token = await token_change(credentials, token)
+            if token is None:  # signed out: the node closes the socket when the token expires
+                return
+            await ws.send(codec.dumps({"type": "auth", "token": token}).decode())
