@@ -12,19 +12,18 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from tests.forwarder import Forwarder
 from tests.services import POSTGRES_URL, require_service
 from tests.storage.backends import drop_schema, postgres_url
-from tests.tcp_forwarder import TcpForwarder
 
 GAUGE = 'breakwater_dependency_up{dependency="store"}'
 DOCS = "/v1/collections/todos/docs"
 
 
 @pytest.fixture
-async def forwarder() -> AsyncIterator[TcpForwarder]:
+async def forwarder() -> AsyncIterator[Forwarder]:
     """A cuttable path to the shared PostgreSQL."""
-    upstream = urlsplit(require_service(POSTGRES_URL))
-    proxy = TcpForwarder(upstream.hostname or "127.0.0.1", upstream.port or 5432)
+    proxy = Forwarder(require_service(POSTGRES_URL))
     await proxy.start()
     yield proxy
     await proxy.aclose()
@@ -32,7 +31,7 @@ async def forwarder() -> AsyncIterator[TcpForwarder]:
 
 @pytest.fixture
 async def node(
-    forwarder: TcpForwarder, make_client: Callable[..., Any]
+    forwarder: Forwarder, make_client: Callable[..., Any]
 ) -> AsyncIterator[httpx.AsyncClient]:
     """An in-process node whose PostgreSQL store is reached through the forwarder."""
     direct, schema = postgres_url(pool_size="4", timeout="2")
@@ -60,7 +59,7 @@ async def wait_ready(client: httpx.AsyncClient, seconds: float = 20) -> None:
 
 
 async def test_store_outage_is_503_and_recovers_without_losing_acknowledged_writes(
-    node: httpx.AsyncClient, forwarder: TcpForwarder
+    node: httpx.AsyncClient, forwarder: Forwarder
 ) -> None:
     """Cut PostgreSQL off mid-traffic, check every degraded answer, restore, check everything."""
     acknowledged: dict[str, int] = {}
