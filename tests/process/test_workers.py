@@ -24,6 +24,7 @@ import pytest
 
 from tests.conftest import ServerProcess
 from tests.process.test_durability import counters, push_until_killed
+from tests.services import REDIS_URL, require_service
 
 pytestmark = pytest.mark.slow
 
@@ -116,11 +117,17 @@ async def test_writes_through_both_workers_are_durable_and_the_feed_gap_free(
     assert len(stamps) == 2 and all(stamp.endswith((".w0", ".w1")) for stamp in stamps)
 
 
+@pytest.mark.parametrize("bus", ["ipc", "redis"])
 async def test_a_commit_in_one_worker_wakes_a_long_poll_in_the_other(
-    start_server: Callable[..., ServerProcess],
+    start_server: Callable[..., ServerProcess], bus: str
 ) -> None:
-    """Long-polls answer well within the one-second fallback poll: the ipc bus carried it."""
-    server = start_server(None, "--workers", "2")
+    """Long-polls answer well within the one-second fallback poll: the bus carried it (the
+    workers' own ipc bus by default, or the configured Redis bus every worker connects to)."""
+    args = ["--workers", "2"]
+    if bus == "redis":
+        prefix = f"bw-test-{uuid.uuid4().hex[:8]}"
+        args += ["--bus", f"{require_service(REDIS_URL)}?prefix={prefix}"]
+    server = start_server(None, *args)
     clients = await client_of_each_worker(server.url)
     waiter, writer = clients.values()
     try:
