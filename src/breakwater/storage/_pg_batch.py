@@ -9,33 +9,17 @@ committed. :meth:`prefetch` is one statement and :meth:`flush` another (array pa
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, TypeAlias
+from typing import TypeAlias
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from breakwater.core import codec, document
-from breakwater.core.engine import StoredDoc
 from breakwater.core.mutation import Mutation
-from breakwater.storage._pg_query import DOC_COLUMNS
+from breakwater.storage._rows import DOC_COLUMNS, doc_from_row
 from breakwater.storage._staging import StagedBatch
 
 Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
-
-
-def doc_from_row(row: asyncpg.Record | tuple[Any, ...]) -> StoredDoc:
-    """A stored document from a row of :data:`DOC_COLUMNS`."""
-    data = None if row[3] is None else codec.loads(row[3])
-    return StoredDoc(
-        collection=row[0],
-        doc_id=row[1],
-        state=document.unpack(codec.loads(row[2]), data),
-        data=data,
-        version=row[4],
-        hlc=row[5],
-        origin=row[6],
-        seq=row[7],
-    )
 
 
 _READ = (

@@ -18,8 +18,8 @@ from typing import Any
 
 from breakwater.core.mutation import check_collection
 from breakwater.core.query import Query, Scalar
+from breakwater.storage._rows import DOC_COLUMNS
 
-DOC_COLUMNS = "collection, id, state, data, version, hlc, origin, seq"
 _NUL_ESCAPE = "\\u0000"
 _NUL_STAND_IN_ESCAPE = "\\u2400"
 _COMPARE = {"eq": "=", "ne": "<>", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}

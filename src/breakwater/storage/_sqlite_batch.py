@@ -12,31 +12,16 @@ The staging itself (request layers, the ``WriteTarget``) is :mod:`breakwater.sto
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from breakwater.core import codec, document
 from breakwater.core.engine import StoredDoc
 from breakwater.core.mutation import Mutation
+from breakwater.storage._rows import DOC_COLUMNS, doc_from_row
 from breakwater.storage._staging import StagedBatch
 
-DOC_COLUMNS = "collection, id, state, data, version, hlc, origin, seq"
 _CHUNK = 400  # stays under SQLite's default limit of bound parameters
-
-
-def doc_from_row(row: Sequence[Any]) -> StoredDoc:
-    """A stored document from a row of :data:`DOC_COLUMNS`."""
-    data = None if row[3] is None else codec.loads(row[3])
-    return StoredDoc(
-        collection=row[0],
-        doc_id=row[1],
-        state=document.unpack(codec.loads(row[2]), data),
-        data=data,
-        version=row[4],
-        hlc=row[5],
-        origin=row[6],
-        seq=row[7],
-    )
 
 
 def _chunks(items: list[Any]) -> Iterable[list[Any]]:

@@ -27,16 +27,16 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from breakwater.core import codec, cursor, document
 from breakwater.core.cursor import VersionVector
 from breakwater.core.engine import Change, Engine, MutationResult, StoredDoc
 from breakwater.core.errors import ConfigError, CursorExpired, StoreUnavailable
 from breakwater.core.mutation import Mutation
 from breakwater.core.query import Query, encode_page_token
 from breakwater.storage import _pg_schema, redact_url
-from breakwater.storage._pg_batch import Connection, PgWriteBatch, doc_from_row
-from breakwater.storage._pg_query import DOC_COLUMNS, index_sql, query_sql
-from breakwater.storage.base import CompactionReport, FeedEntry, FeedPage, QueryPage
+from breakwater.storage._pg_batch import Connection, PgWriteBatch
+from breakwater.storage._pg_query import index_sql, query_sql
+from breakwater.storage._rows import DOC_COLUMNS, doc_from_row, feed_entry, feed_page
+from breakwater.storage.base import CompactionReport, FeedPage, QueryPage
 from breakwater.storage.hooks import NO_HOOKS, StoreHooks
 
 T = TypeVar("T")
@@ -501,22 +501,16 @@ async def _pull(
         else:
             changes.append(row)
     has_more = len(changes) > limit
-    entries = []
-    for row in changes[:limit]:
-        data = None if row[10] is None else codec.loads(row[10])
-        entries.append(
-            FeedEntry(
-                change=Change(row[2], row[3], row[5], row[6], row[7], row[8], row[9]),
-                data=data,
-                version=row[11],
-                state=document.unpack(codec.loads(row[12]), data) if include_state else None,
-            )
+    entries = [
+        feed_entry(
+            Change(row[2], row[3], row[5], row[6], row[7], row[8], row[9]),
+            row[10],
+            row[11],
+            row[12] if include_state else None,
         )
-    advanced = cursor.advance(vector, ((e.change.origin, e.change.seq) for e in entries))
-    if not has_more:
-        # Everything up to the snapshot's head was considered: the reader is caught up.
-        advanced = cursor.merge(advanced, head)
-    return FeedPage(entries, advanced, has_more, head)
+        for row in changes[:limit]
+    ]
+    return feed_page(vector, entries, has_more, head)
 
 
 async def _compact(conn: Connection, cutoff_ms: int) -> CompactionReport:

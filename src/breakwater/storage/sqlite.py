@@ -23,16 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from breakwater.core import codec, cursor, document
 from breakwater.core.cursor import VersionVector
 from breakwater.core.engine import Change, Engine, MutationResult, StoredDoc
 from breakwater.core.errors import CursorExpired, StoreUnavailable
 from breakwater.core.mutation import Mutation, check_collection
 from breakwater.core.query import OPERATORS, Query, Scalar, encode_page_token
 from breakwater.storage import _sqlite_schema
-from breakwater.storage._sqlite_batch import DOC_COLUMNS, WriteBatch, doc_from_row
+from breakwater.storage._rows import DOC_COLUMNS, doc_from_row, feed_entry, feed_page
+from breakwater.storage._sqlite_batch import WriteBatch
 from breakwater.storage._sqlite_lock import WriterLock
-from breakwater.storage.base import CompactionReport, FeedEntry, FeedPage, QueryPage
+from breakwater.storage.base import CompactionReport, FeedPage, QueryPage
 from breakwater.storage.hooks import NO_HOOKS, StoreHooks
 
 T = TypeVar("T")
@@ -482,22 +482,16 @@ def _pull(
     ).fetchall()
     has_more = len(rows) > limit
     rows = rows[:limit]
-    entries = []
-    for row in rows:
-        data = None if row[7] is None else codec.loads(row[7])
-        entries.append(
-            FeedEntry(
-                change=Change(row[0], row[1], row[2], row[3], row[4], row[5], row[6]),
-                data=data,
-                version=row[8],
-                state=document.unpack(codec.loads(row[9]), data) if include_state else None,
-            )
+    entries = [
+        feed_entry(
+            Change(row[0], row[1], row[2], row[3], row[4], row[5], row[6]),
+            row[7],
+            row[8],
+            row[9] if include_state else None,
         )
-    advanced = cursor.advance(vector, ((e.change.origin, e.change.seq) for e in entries))
-    if not has_more:
-        # Everything up to the snapshot's head was considered: the reader is caught up.
-        advanced = cursor.merge(advanced, head)
-    return FeedPage(entries, advanced, has_more, head)
+        for row in rows
+    ]
+    return feed_page(vector, entries, has_more, head)
 
 
 def _compact(conn: sqlite3.Connection, cutoff_ms: int) -> CompactionReport:
