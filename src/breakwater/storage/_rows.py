@@ -7,7 +7,8 @@ from typing import Any
 from breakwater.core import codec, cursor, document
 from breakwater.core.cursor import VersionVector
 from breakwater.core.engine import Change, StoredDoc
-from breakwater.storage.base import FeedEntry, FeedPage
+from breakwater.core.query import Query, encode_page_token
+from breakwater.storage.base import FeedEntry, FeedPage, QueryPage
 
 DOC_COLUMNS = "collection, id, state, data, version, hlc, origin, seq"
 
@@ -45,3 +46,14 @@ def feed_page(
         # Everything up to the snapshot's head was considered: the reader is caught up.
         advanced = cursor.merge(advanced, head)
     return FeedPage(entries, advanced, has_more, head)
+
+
+def query_page(query: Query, docs: list[StoredDoc]) -> QueryPage:
+    """One page of ``docs`` read with a limit of ``query.limit + 1``: the extra one only says
+    that another page follows, and the page token points after the last one kept."""
+    if len(docs) <= query.limit:
+        return QueryPage(docs, None)
+    docs = docs[: query.limit]
+    last = docs[-1]
+    value = last.data.get(query.order) if query.order and last.data else None
+    return QueryPage(docs, encode_page_token(value, last.doc_id))

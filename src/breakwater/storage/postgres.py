@@ -31,11 +31,11 @@ from breakwater.core.cursor import VersionVector
 from breakwater.core.engine import Change, Engine, MutationResult, StoredDoc
 from breakwater.core.errors import ConfigError, CursorExpired, StoreUnavailable
 from breakwater.core.mutation import Mutation
-from breakwater.core.query import Query, encode_page_token
+from breakwater.core.query import Query
 from breakwater.storage import _pg_schema, redact_url
 from breakwater.storage._pg_batch import Connection, PgWriteBatch
 from breakwater.storage._pg_query import index_sql, query_sql
-from breakwater.storage._rows import DOC_COLUMNS, doc_from_row, feed_entry, feed_page
+from breakwater.storage._rows import DOC_COLUMNS, doc_from_row, feed_entry, feed_page, query_page
 from breakwater.storage.base import CompactionReport, FeedPage, QueryPage
 from breakwater.storage.hooks import NO_HOOKS, StoreHooks
 
@@ -376,14 +376,7 @@ class PostgresStore:
         async def read(conn: Connection) -> list[StoredDoc]:
             return [doc_from_row(row) for row in await conn.fetch(sql, *params)]
 
-        docs = await self._read(read)
-        token = None
-        if len(docs) > query.limit:
-            docs = docs[: query.limit]
-            last = docs[-1]
-            value = last.data.get(query.order) if query.order and last.data else None
-            token = encode_page_token(value, last.doc_id)
-        return QueryPage(docs, token)
+        return query_page(query, await self._read(read))
 
     async def head(self) -> VersionVector:
         """The committed seq of every origin."""

@@ -27,9 +27,9 @@ from breakwater.core.cursor import VersionVector
 from breakwater.core.engine import Change, Engine, MutationResult, StoredDoc
 from breakwater.core.errors import CursorExpired, StoreUnavailable
 from breakwater.core.mutation import Mutation, check_collection
-from breakwater.core.query import OPERATORS, Query, Scalar, encode_page_token
+from breakwater.core.query import OPERATORS, Query, Scalar
 from breakwater.storage import _sqlite_schema
-from breakwater.storage._rows import DOC_COLUMNS, doc_from_row, feed_entry, feed_page
+from breakwater.storage._rows import DOC_COLUMNS, doc_from_row, feed_entry, feed_page, query_page
 from breakwater.storage._sqlite_batch import WriteBatch
 from breakwater.storage._sqlite_lock import WriterLock
 from breakwater.storage.base import CompactionReport, FeedPage, QueryPage
@@ -297,14 +297,7 @@ class SqliteStore:
         def read(conn: sqlite3.Connection) -> list[StoredDoc]:
             return [doc_from_row(row) for row in conn.execute(sql, params).fetchall()]
 
-        docs = await self._read(read)
-        token = None
-        if len(docs) > query.limit:
-            docs = docs[: query.limit]
-            last = docs[-1]
-            value = last.data.get(query.order) if query.order and last.data else None
-            token = encode_page_token(value, last.doc_id)
-        return QueryPage(docs, token)
+        return query_page(query, await self._read(read))
 
     async def head(self) -> VersionVector:
         """The committed seq of every origin."""

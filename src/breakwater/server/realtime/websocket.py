@@ -23,7 +23,6 @@ from breakwater.auth.identity import Identity
 from breakwater.core.errors import BreakwaterError, NotFound
 from breakwater.server import problems
 from breakwater.server.access import client_ip, resolve
-from breakwater.server.coalescing import CoalescingTransport
 from breakwater.server.node import Node
 from breakwater.server.realtime import messages
 from breakwater.server.realtime.admission import Refused
@@ -60,34 +59,31 @@ class _DirectSocket:
 
     def __init__(self, protocol: Any) -> None:
         self._protocol = protocol
+        self._transport = protocol.transport
+        # The coalescing transport's immediate write keeps order with bytes still pending.
+        self._send_frame = getattr(self._transport, "write_now", self._transport.write)
 
     @classmethod
     def under(cls, send: Send) -> _DirectSocket | None:
-        """The socket under ``send`` if it is uvicorn's sans-I/O WebSocket protocol."""
+        """The socket under ``send`` if it is uvicorn's sans-I/O WebSocket protocol, accepted
+        and without compression (what the handshake settled never changes afterwards)."""
         protocol = getattr(send, "__self__", None)
         needed = ("transport", "conn", "writable", "close_sent", "handshake_complete")
         if protocol is None or not all(hasattr(protocol, name) for name in needed):
+            return None
+        if not protocol.handshake_complete or getattr(protocol.conn, "extensions", True):
+            return None
+        if protocol.transport is None:
             return None
         return cls(protocol)
 
     def write(self, batch: Batch) -> bool:
         protocol = self._protocol
-        transport = protocol.transport
-        if (
-            not protocol.handshake_complete
-            or protocol.close_sent
-            or getattr(protocol.conn, "extensions", True)
-            or not protocol.writable.is_set()
-            or transport is None
-            or transport.is_closing()
-        ):
+        if protocol.close_sent or not protocol.writable.is_set() or self._transport.is_closing():
             return False
         if batch.frame is None:
             batch.frame = text_frame(batch.text.encode())
-        if isinstance(transport, CoalescingTransport):
-            transport.write_now(batch.frame)
-        else:
-            transport.write(batch.frame)
+        self._send_frame(batch.frame)
         return True
 
 
