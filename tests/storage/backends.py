@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -62,3 +63,28 @@ def engine(
 ) -> Engine:
     """An engine of region ``origin`` with an HLC of node ``node``."""
     return Engine(origin, clock or HybridClock(node), collections)
+
+
+class CountingHooks:
+    """Counts group commits and records feed notifications and availability."""
+
+    def __init__(self) -> None:
+        self.commits: list[int] = []
+        self.retries = 0
+        self.advanced: list[tuple[dict[str, int], int]] = []
+        self.available: list[bool] = []
+
+    def on_commit(self, mutations: int, seconds: float) -> None:
+        self.commits.append(mutations)
+
+    def on_conflict(self, collection: str) -> None:
+        pass
+
+    def on_commit_retried(self) -> None:
+        self.retries += 1
+
+    def on_feed_advanced(self, head: dict[str, int], at: float) -> None:
+        self.advanced.append((head, threading.get_ident()))
+
+    def on_available(self, available: bool) -> None:
+        self.available.append(available)

@@ -27,6 +27,7 @@ from breakwater.storage import NO_HOOKS, StoreHooks
 from breakwater.storage.base import Store
 from tests.storage.backends import (
     BACKENDS,
+    CountingHooks,
     build_store,
     drop_schema,
     engine,
@@ -83,27 +84,6 @@ def put(mid: str, doc_id: str, data: dict[str, Any] | None = None, **kw: Any) ->
 def inc(mid: str, doc_id: str, amount: int = 1) -> Mutation:
     """An increment of field n."""
     return Mutation(mid, "todos", doc_id, "increment", {"n": amount})
-
-
-class CountingHooks:
-    """Counts group commits and records feed notifications and availability."""
-
-    def __init__(self) -> None:
-        self.commits: list[int] = []
-        self.advanced: list[tuple[dict[str, int], int]] = []
-        self.available: list[bool] = []
-
-    def on_commit(self, mutations: int, seconds: float) -> None:
-        self.commits.append(mutations)
-
-    def on_conflict(self, collection: str) -> None:
-        pass
-
-    def on_feed_advanced(self, head: dict[str, int], at: float) -> None:
-        self.advanced.append((head, threading.get_ident()))
-
-    def on_available(self, available: bool) -> None:
-        self.available.append(available)
 
 
 async def read_feed(store: Store, limit: int = 7) -> list[tuple[str, int]]:

@@ -15,10 +15,11 @@ from breakwater.core.collections import CollectionConfig
 from breakwater.core.errors import ConfigError, StoreUnavailable
 from breakwater.core.mutation import Mutation
 from breakwater.storage import _pg_schema, open_store, redact_url
+from breakwater.storage._pg_batch import PgWriteBatch
 from breakwater.storage._pg_query import key_sql
 from breakwater.storage.postgres import PostgresSettings, PostgresStore
 from tests.services import POSTGRES_URL
-from tests.storage.backends import drop_schema, engine, postgres_url
+from tests.storage.backends import CountingHooks, drop_schema, engine, postgres_url
 
 
 @pytest.fixture
@@ -193,3 +194,81 @@ async def test_a_node_whose_id_was_taken_meanwhile_answers_unavailable_until_it_
         assert result.status == "applied"
     finally:
         await first.aclose()
+
+
+async def test_a_group_read_before_another_nodes_commit_is_redone_under_the_lock(
+    schema_url: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Node A reads without the lock; node B commits before A writes: A's optimistic write
+    must write nothing, and A redoes the group under the lock, so both increments count,
+    B's change is not overwritten, and the feed stays gap-free with one seq per change."""
+    url, _ = schema_url
+    hooks = CountingHooks()
+    a, b = PostgresStore(url, engine("na"), hooks=hooks), PostgresStore(url, engine("nb"))
+    await a.open()
+    await b.open()
+    try:
+        await a.apply([Mutation("m0", "c", "doc", "set", {"title": "first", "n": 1})])
+        original = PgWriteBatch.prefetch
+        interleaved = False
+
+        async def prefetch_then_let_b_commit(self: PgWriteBatch, conn: object, ms: object) -> None:
+            nonlocal interleaved
+            await original(self, conn, ms)  # type: ignore[arg-type]
+            if not interleaved and conn is not None:
+                interleaved = True  # only A's first read: B commits right after it
+                await b.apply(
+                    [
+                        Mutation("mb", "c", "doc", "increment", {"n": 10}),
+                        Mutation("mb2", "c", "other", "set", {"by": "b"}),
+                    ]
+                )
+
+        monkeypatch.setattr(PgWriteBatch, "prefetch", prefetch_then_let_b_commit)
+        [result] = await a.apply([Mutation("ma", "c", "doc", "increment", {"n": 100})])
+        monkeypatch.undo()
+        assert interleaved and hooks.retries == 1
+        assert result.status == "applied"
+        doc = await a.get("c", "doc")
+        assert doc is not None and doc.data == {"title": "first", "n": 111}
+        page = await a.pull({}, None, 100)
+        ids = [(e.change.origin, e.change.seq, e.change.mutation_id) for e in page.entries]
+        assert sorted(seq for _, seq, _ in ids) == [1, 2, 3, 4]
+        assert {m for _, _, m in ids} == {"m0", "mb", "mb2", "ma"}
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_a_group_read_without_the_lock_commits_in_two_round_trips(
+    schema_url: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no other writer, a group is one read and one write statement: no BEGIN, no
+    COMMIT, no retry."""
+    url, _ = schema_url
+    store = PostgresStore(url, engine("n1"))
+    await store.open()
+    statements: list[str] = []
+    try:
+        original_fetch, original_fetchval = asyncpg.Connection.fetch, asyncpg.Connection.fetchval
+        original_execute = asyncpg.Connection.execute
+
+        def spy(original: object) -> object:
+            async def call(self: asyncpg.Connection, query: str, *args: object, **kw: object):  # type: ignore[no-untyped-def]
+                statements.append(query.split()[0])
+                return await original(self, query, *args, **kw)  # type: ignore[operator]
+
+            return call
+
+        monkeypatch.setattr(asyncpg.Connection, "fetch", spy(original_fetch))
+        monkeypatch.setattr(asyncpg.Connection, "fetchval", spy(original_fetchval))
+        monkeypatch.setattr(asyncpg.Connection, "execute", spy(original_execute))
+        results = await store.apply(
+            [Mutation(f"m{i}", "c", f"d{i}", "set", {"i": i}) for i in range(5)]
+        )
+        monkeypatch.undo()
+        assert [r.status for r in results] == ["applied"] * 5
+        assert statements == ["SELECT", "WITH"], statements
+        assert [e.change.seq for e in (await store.pull({}, None, 10)).entries] == [1, 2, 3, 4, 5]
+    finally:
+        await store.aclose()

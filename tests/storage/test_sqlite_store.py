@@ -31,6 +31,7 @@ class CountingHooks:
 
     def __init__(self) -> None:
         self.commits: list[int] = []
+        self.retries = 0
         self.advanced: list[tuple[dict[str, int], float]] = []
 
     def on_commit(self, mutations: int, seconds: float) -> None:
@@ -38,6 +39,9 @@ class CountingHooks:
 
     def on_conflict(self, collection: str) -> None:
         pass
+
+    def on_commit_retried(self) -> None:
+        self.retries += 1
 
     def on_feed_advanced(self, head: dict[str, int], at: float) -> None:
         self.advanced.append((head, at))

@@ -45,6 +45,12 @@ class Metrics:
             "Merges in which a concurrent write lost (last-writer-wins overrode it).",
             registry=r,
         )
+        self.commit_retries = Counter(
+            "breakwater_group_commit_retries",
+            "Group commits read without the lock and redone under it, because another node"
+            " committed between their read and their write (PostgreSQL).",
+            registry=r,
+        )
         self.commit_size = Histogram(
             "breakwater_group_commit_mutations",
             "Mutations per group commit (one transaction, one fsync).",

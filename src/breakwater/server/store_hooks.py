@@ -22,6 +22,10 @@ class NodeStoreHooks:
         """Count the conflict."""
         self.metrics.on_conflict(collection)
 
+    def on_commit_retried(self) -> None:
+        """Count the retry."""
+        self.metrics.commit_retries.inc()
+
     def on_feed_advanced(self, head: VersionVector, at: float) -> None:
         """Publish the commit (the store calls this after COMMIT, on the node's loop)."""
         self.bus.publish(CommitNotice(head, at))

@@ -1,15 +1,21 @@
-"""One group commit of the PostgreSQL writer: a few round trips, whatever the batch size.
+"""One group commit of the PostgreSQL writer: two round trips, whatever the batch size.
 
-The writer holds the feed head's row lock (see docs/adr/0005) when it calls :meth:`prefetch`,
-so what it reads (mutation ids, documents, seqs) is what the previous group, of any node,
-committed. :meth:`prefetch` is one statement and :meth:`flush` another (array parameters through
-``unnest``, one data-modifying CTE per table), whatever the size of the group.
+A group is first tried optimistically: :meth:`PgWriteBatch.prefetch` reads what the group needs
+(the feed head, mutation ids, documents, seqs) in one statement without any lock, the engine runs
+on that snapshot, and :meth:`PgWriteBatch.write_if_fresh` writes everything in one autocommit
+statement that first takes the feed head's row lock and writes only if the head is still the one
+the read saw. Every group commit of every node moves the head, so an unchanged head proves that
+nothing was committed in between and the snapshot was current: the statement, its commit
+included, is one round trip. When the head moved (another node committed), nothing is written
+and the writer redoes the group under the lock, in a transaction, with :meth:`flush` (see
+docs/adr/0005-postgres-gap-free-feed.md). Both write statements take array parameters through
+``unnest``, one data-modifying CTE per table.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -23,8 +29,8 @@ Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProx
 
 
 _READ = (
-    # One statement, one snapshot taken after the feed head's lock was granted: the head, every
-    # origin's seq, which mutation ids are known, the documents touched. Mutation ids and
+    # One statement, one snapshot: the head, every origin's seq, which mutation ids are known,
+    # the documents touched. Mutation ids and
     # documents are one index probe per key (LATERAL), whatever the planner's statistics say:
     # a young table without them would otherwise be scanned whole.
     "SELECT 'h', NULL::text, NULL::text, NULL::text, NULL::text, NULL::text, NULL::text,"
@@ -37,28 +43,43 @@ _READ = (
     f" (SELECT {DOC_COLUMNS} FROM docs WHERE collection = k.c AND id = k.i) AS d"
 )
 
-_WRITE = (
-    # One statement for every table, so that a group commit costs four round trips in all
-    # (BEGIN and the lock, this read, this write, COMMIT), whatever its size.
-    "WITH changes_written AS (INSERT INTO changes (lsn, origin, seq, collection, doc_id,"
-    " mutation_id, hlc, op, at_ms) SELECT l, o, s, c, d, m, h, p, $9::bigint FROM"
-    " unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[],"
-    " $7::text[], $8::text[]) AS t(l, o, s, c, d, m, h, p)),"
-    " docs_written AS (INSERT INTO docs (collection, id, data, state, version, hlc, origin, seq,"
-    " lsn, deleted) SELECT * FROM unnest($10::text[], $11::text[], $12::text[], $13::text[],"
-    " $14::text[], $15::text[], $16::text[], $17::bigint[], $18::bigint[], $19::boolean[])"
-    " ON CONFLICT (collection, id) DO UPDATE SET data = excluded.data, state = excluded.state,"
-    " version = excluded.version, hlc = excluded.hlc, origin = excluded.origin,"
-    " seq = excluded.seq, lsn = excluded.lsn, deleted = excluded.deleted),"
-    " origins_written AS (INSERT INTO origins (origin, seq, hlc) SELECT * FROM"
-    " unnest($20::text[], $21::bigint[], $22::text[]) ON CONFLICT (origin) DO UPDATE"
-    " SET seq = excluded.seq, hlc = GREATEST(origins.hlc, excluded.hlc)),"
-    " conflicts_written AS (INSERT INTO conflicts (collection, doc_id, mutation_id, origin, seq,"
-    " fields, winner_hlc, at_ms) SELECT c, d, m, o, s, f, w, $9::bigint FROM unnest($23::text[],"
-    " $24::text[], $25::text[], $26::text[], $27::bigint[], $28::text[], $29::text[])"
-    " AS t(c, d, m, o, s, f, w))"
-    " UPDATE feed_head SET lsn = $30"
+
+def _write_sql(guard: str, lock: str) -> str:
+    """The statement writing a group: every table in one statement, each insert under ``guard``."""
+    return (
+        f"WITH {lock}changes_written AS (INSERT INTO changes (lsn, origin, seq, collection,"
+        " doc_id, mutation_id, hlc, op, at_ms) SELECT l, o, s, c, d, m, h, p, $9::bigint FROM"
+        " unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[],"
+        f" $7::text[], $8::text[]) AS t(l, o, s, c, d, m, h, p) WHERE {guard}),"
+        " docs_written AS (INSERT INTO docs (collection, id, data, state, version, hlc, origin,"
+        " seq, lsn, deleted) SELECT * FROM unnest($10::text[], $11::text[], $12::text[],"
+        " $13::text[], $14::text[], $15::text[], $16::text[], $17::bigint[], $18::bigint[],"
+        f" $19::boolean[]) AS t WHERE {guard}"
+        " ON CONFLICT (collection, id) DO UPDATE SET data = excluded.data, state = excluded.state,"
+        " version = excluded.version, hlc = excluded.hlc, origin = excluded.origin,"
+        " seq = excluded.seq, lsn = excluded.lsn, deleted = excluded.deleted),"
+        " origins_written AS (INSERT INTO origins (origin, seq, hlc) SELECT * FROM"
+        f" unnest($20::text[], $21::bigint[], $22::text[]) AS t WHERE {guard}"
+        " ON CONFLICT (origin) DO UPDATE"
+        " SET seq = excluded.seq, hlc = GREATEST(origins.hlc, excluded.hlc)),"
+        " conflicts_written AS (INSERT INTO conflicts (collection, doc_id, mutation_id, origin,"
+        " seq, fields, winner_hlc, at_ms) SELECT c, d, m, o, s, f, w, $9::bigint FROM"
+        " unnest($23::text[], $24::text[], $25::text[], $26::text[], $27::bigint[], $28::text[],"
+        f" $29::text[]) AS t(c, d, m, o, s, f, w) WHERE {guard})"
+        f" UPDATE feed_head SET lsn = $30 WHERE {guard} RETURNING lsn"
+    )
+
+
+_WRITE = _write_sql("true", "")
+"""The write of a group whose caller holds the feed head's lock in a transaction."""
+
+_WRITE_IF_FRESH = _write_sql(
+    "(SELECT lsn = $31 FROM head)", "head AS (SELECT lsn FROM feed_head FOR UPDATE), "
 )
+"""The write of a group read without the lock: it takes the lock, and writes (and, being one
+autocommit statement, commits) only if the head is still ``$31``, the head the read saw. After
+waiting for the lock, ``FOR UPDATE`` sees the head's newest version, so a group committed in
+between shows as a moved head, and every insert and the head's update are skipped."""
 
 
 class PgWriteBatch(StagedBatch):
@@ -68,7 +89,7 @@ class PgWriteBatch(StagedBatch):
 
     async def prefetch(self, conn: Connection, mutations: Iterable[Mutation]) -> None:
         """Read the feed head, the origins' seqs, which mutation ids are known, and the
-        documents the mutations touch (the caller holds the feed head's lock)."""
+        documents the mutations touch, in one snapshot (with or without the head's lock)."""
         mutations = list(mutations)
         ids = sorted({m.mutation_id for m in mutations})
         keys = sorted({(m.collection, m.doc_id) for m in mutations})
@@ -87,10 +108,21 @@ class PgWriteBatch(StagedBatch):
                 self.head_lsn = row[8]
 
     async def flush(self, conn: Connection) -> None:
-        """Write every kept effect after the feed head; the caller commits."""
+        """Write every kept effect after the feed head; the caller holds the lock and commits."""
+        if self.batch.changes:
+            await conn.execute(_WRITE, *self._write_args())
+
+    async def write_if_fresh(self, conn: Connection) -> bool:
+        """Lock the head, write and commit, all in one statement, if the head is still the one
+        :meth:`prefetch` read; whether it was (when not, nothing was written)."""
+        if not self.batch.changes:
+            return True  # duplicates and refusals only: the snapshot answered them
+        written = await conn.fetchval(_WRITE_IF_FRESH, *self._write_args(), self.head_lsn)
+        return written is not None
+
+    def _write_args(self) -> list[Any]:
+        """The parameters ``$1`` to ``$30`` of the write statements."""
         batch = self.batch
-        if not batch.changes:
-            return
         changes = batch.changes
         first = self.head_lsn + 1
         lsns: dict[tuple[str, str], int] = {}
@@ -100,8 +132,7 @@ class PgWriteBatch(StagedBatch):
         newest_hlc = self.newest_hlc()
         seqs = list(batch.seqs.items())
         conflicts = batch.conflicts
-        await conn.execute(
-            _WRITE,
+        return [
             list(range(first, first + len(changes))),
             [c.origin for c in changes],
             [c.seq for c in changes],
@@ -132,4 +163,4 @@ class PgWriteBatch(StagedBatch):
             [codec.dumps(c.fields).decode() for c in conflicts],
             [c.winner_hlc for c in conflicts],
             first + len(changes) - 1,
-        )
+        ]

@@ -20,6 +20,10 @@ class StoreHooks(Protocol):
     def on_conflict(self, collection: str) -> None:
         """A merge in ``collection`` overrode (part of) a concurrent write."""
 
+    def on_commit_retried(self) -> None:
+        """A group commit read without a lock found its read outdated at write time, and was
+        redone under the lock (nothing of the first attempt was written)."""
+
     def on_feed_advanced(self, head: VersionVector, at: float) -> None:
         """Changes up to ``head`` are committed and readable (never called before the commit).
 
@@ -40,6 +44,9 @@ class _NoHooks:
         """Ignore."""
 
     def on_conflict(self, collection: str) -> None:
+        """Ignore."""
+
+    def on_commit_retried(self) -> None:
         """Ignore."""
 
     def on_feed_advanced(self, head: VersionVector, at: float) -> None:

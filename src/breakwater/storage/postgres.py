@@ -2,8 +2,10 @@
 
 One writer task per node drains whatever requests queued while the previous commit ran and
 applies them in one transaction (group commit: many requests, one WAL flush). Every group
-commit, of every node on the database, first locks the one row of ``feed_head``; it numbers its
-feed entries after the head it finds there and commits before the next group can read it. So
+commit, of every node on the database, writes under the lock of the one row of ``feed_head``; it
+numbers its feed entries after the head it finds there and commits before the next group can
+read it (a group read without the lock writes only if the head did not move since,
+:mod:`breakwater.storage._pg_batch`). So
 local positions (``lsn``) and every origin's seqs are allocated in commit order, a reader never
 sees a position before a smaller one commits (I3), and two nodes never merge into the same
 document from stale reads. docs/adr/0005-postgres-gap-free-feed.md has the reasoning and the
@@ -296,20 +298,16 @@ class PostgresStore:
         try:
             assert self._pool is not None
             await self._hold_node_id()
+            mutations = [m for request in batch for m in request.mutations]
             async with self._pool.acquire() as conn:
-                try:
-                    # The feed head's row lock orders this group after every committed one;
-                    # BEGIN and the lock share one round trip.
-                    await conn.execute("BEGIN; SELECT FROM feed_head FOR UPDATE")
-                    await staged.prefetch(conn, (m for r in batch for m in r.mutations))
-                    outcomes = [self._apply_request(staged, request) for request in batch]
-                    await staged.flush(conn)
-                    await conn.execute("COMMIT")
-                except BaseException:
-                    if not conn.is_closed():
-                        with contextlib.suppress(*DB_ERRORS):
-                            await conn.execute("ROLLBACK")
-                    raise
+                # Optimistically on a snapshot read without the lock: two round trips in all.
+                await staged.prefetch(conn, mutations)
+                outcomes = [self._apply_request(staged, request) for request in batch]
+                if not await staged.write_if_fresh(conn):
+                    # Another node committed in between: redo the group under the lock.
+                    self.hooks.on_commit_retried()
+                    staged = PgWriteBatch(staged.now_ms)
+                    outcomes = await self._commit_locked(conn, staged, batch, mutations)
             self._report(True)
         except DB_ERRORS as exc:
             outcomes = [await self._failed("did not commit the write", exc)] * len(batch)
@@ -322,10 +320,35 @@ class PostgresStore:
             staged = PgWriteBatch(0)
         committed_at = time.time()
         self.hooks.on_commit(count, time.perf_counter() - started)
+        for conflict in staged.batch.conflicts:
+            self.hooks.on_conflict(conflict.change.collection)
         for request, outcome in zip(batch, outcomes, strict=True):
             _resolve(request.future, outcome)
         if staged.touched:
             self.hooks.on_feed_advanced(staged.touched, committed_at)
+
+    async def _commit_locked(
+        self,
+        conn: Connection,
+        staged: PgWriteBatch,
+        batch: list[_WriteRequest],
+        mutations: list[Mutation],
+    ) -> list[list[MutationResult] | BaseException]:
+        """The group in a transaction holding the feed head's lock: four round trips, but no
+        other group can commit between its read and its write."""
+        try:
+            # BEGIN and the lock share one round trip.
+            await conn.execute("BEGIN; SELECT FROM feed_head FOR UPDATE")
+            await staged.prefetch(conn, mutations)
+            outcomes = [self._apply_request(staged, request) for request in batch]
+            await staged.flush(conn)
+            await conn.execute("COMMIT")
+        except BaseException:
+            if not conn.is_closed():
+                with contextlib.suppress(*DB_ERRORS):
+                    await conn.execute("ROLLBACK")
+            raise
+        return outcomes
 
     def _apply_request(
         self, staged: PgWriteBatch, request: _WriteRequest
@@ -337,9 +360,6 @@ class PostgresStore:
             staged.discard_request()
             return exc
         staged.keep_request()
-        for result in results:
-            if result.conflict_fields and result.doc is not None:
-                self.hooks.on_conflict(result.doc.collection)
         return results
 
     # reads -------------------------------------------------------------------------------------
