@@ -24,9 +24,10 @@ from breakwater.core.errors import (
 from breakwater.core.hlc import HybridClock
 from breakwater.core.limits import Limits
 from breakwater.core.mutation import Mutation
+from breakwater.core.records import record
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StoredDoc:
     """A document as a store holds it: replicated state plus what is derived from it."""
 
@@ -45,7 +46,7 @@ class StoredDoc:
         return self.data is None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Change:
     """One entry of the change feed: mutation ``mutation_id`` applied as ``(origin, seq)``."""
 
@@ -68,10 +69,13 @@ class Conflict:
 
 
 ResultStatus = Literal["applied", "duplicate", "rejected"]
+_UNCONFIGURED = CollectionConfig("*")
+"""The settings of every collection the config does not mention (one shared instance: a new
+one per mutation cost a dataclass construction on every write)."""
 MIN_INT64, MAX_UINT64 = -(2**63), 2**64 - 1
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class MutationResult:
     """What became of one mutation; ``origin``/``seq`` name its feed entry when not rejected."""
 
@@ -122,7 +126,7 @@ class Engine:
     def collection(self, name: str) -> CollectionConfig:
         """The settings of ``name`` (defaults for collections the config does not mention)."""
         config = self.collections.get(name)
-        return config if config is not None else CollectionConfig(name)
+        return config if config is not None else _UNCONFIGURED
 
     def apply(self, target: WriteTarget, mutation: Mutation) -> MutationResult:
         """Apply one mutation once; state-dependent refusals come back as ``rejected``."""

@@ -8,12 +8,12 @@ What depends on the stored document (``If-Match``, the collection schema) is che
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from breakwater.core import codec
 from breakwater.core.errors import PayloadTooLarge, ValidationError
 from breakwater.core.limits import Limits
+from breakwater.core.records import record
 
 OPS = ("set", "patch", "delete", "increment")
 COLLECTION_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
@@ -40,7 +40,7 @@ class WriteGuard(Protocol):
         """Refuse the write unless the caller may turn ``before`` into ``after``."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Mutation:
     """One client-made change. ``hlc`` is ``None`` until a node stamps it (simple clients).
 
@@ -103,15 +103,17 @@ def check_version(value: Any) -> str:
 
 def check_depth(value: Any, max_depth: int) -> None:
     """Refuse JSON nested deeper than ``max_depth`` (iteratively: no recursion limit to hit)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
+    if not isinstance(value, dict | list):
+        return
+    # Only containers go on the stack: the scalars of a flat document cost one check each.
+    stack: list[tuple[dict[str, Any] | list[Any], int]] = [(value, 1)]
     while stack:
         node, depth = stack.pop()
-        if depth > max_depth:
+        if depth > max_depth or (node and depth == max_depth):  # members are a level deeper
             raise ValidationError(f"document is nested deeper than {max_depth} levels")
-        if isinstance(node, dict):
-            stack.extend((child, depth + 1) for child in node.values())
-        elif isinstance(node, list):
-            stack.extend((child, depth + 1) for child in node)
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
 
 
 def check_document(data: Any, limits: Limits) -> dict[str, Any]:

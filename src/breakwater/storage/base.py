@@ -20,9 +20,10 @@ from breakwater.core.cursor import VersionVector
 from breakwater.core.engine import Change, MutationResult, StoredDoc
 from breakwater.core.mutation import Mutation
 from breakwater.core.query import Query
+from breakwater.core.records import record
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class FeedEntry:
     """A change and the document's current merged state (``data`` is ``None`` for a tombstone)."""
 
