@@ -4,16 +4,20 @@ refresh, the server's copy of the documents, and the request timeout."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from breakwater.chaos.faults import Blackhole
 from breakwater.chaos.proxy import ChaosProxy
-from breakwater.client import MutationQueued, MutationsAcknowledged
+from breakwater.client import Client, MutationQueued, MutationsAcknowledged
 from tests.client.conftest import feed, record_events, server_doc, wait_status
 from tests.conftest import ServerProcess
 
@@ -157,3 +161,68 @@ async def test_a_lost_answer_times_out_and_the_retry_is_acknowledged_as_duplicat
     assert ack.duplicates == {entry.mutation_id}
     assert [c["mutation_id"] for c in feed(server.url)] == [entry.mutation_id]
     assert server_doc(server.url, "todos", "t1")["data"] == {"n": 3}  # type: ignore[index]
+
+
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("write"), st.integers(1, 5)),
+        st.tuples(st.sampled_from(["pause", "resume", "refresh"])),
+        st.tuples(st.just("wait"), st.sampled_from([0.0, 0.005, 0.02])),
+    ),
+    min_size=1,
+    max_size=12,
+)
+examples = itertools.count()
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(steps)
+def test_any_interleaving_of_pause_resume_and_writes_delivers_each_write_once(
+    tmp_path_factory: pytest.TempPathFactory,
+    start_server: Callable[..., ServerProcess],
+    steps: list[tuple[Any, ...]],
+) -> None:
+    """Model-based: whatever the order of writes, pauses (cutting pushes short), resumes and
+    refreshes, after a final resume and refresh each write is in the node's feed exactly once,
+    acknowledged by an event, and the node's counter is the sum of the writes."""
+    # One node for every example of this test (the fixture stops it at teardown).
+    if not hasattr(start_server, "shared"):
+        start_server.shared = start_server()  # type: ignore[attr-defined]
+    server: ServerProcess = start_server.shared  # type: ignore[attr-defined]
+    doc_id = f"d{next(examples)}"
+    path = tmp_path_factory.mktemp("device") / "d.db"
+    asyncio.run(_play(server.url, path, doc_id, steps))
+
+
+async def _play(url: str, path: Path, doc_id: str, steps: list[tuple[Any, ...]]) -> None:
+    async with Client([url], path, backoff_cap=0.5, breaker_reset=0.5) as phone:
+        events = record_events(phone)
+        counters = phone.collection("counters")
+        total = 0
+        for step in steps:
+            if step[0] == "write":
+                await counters.increment(doc_id, {"n": step[1]})
+                total += step[1]
+            elif step[0] == "pause":
+                await phone.pause()
+            elif step[0] == "resume":
+                phone.resume()
+            elif step[0] == "refresh":
+                async with asyncio.timeout(20):
+                    refreshed = await phone.refresh()
+                assert refreshed == (not phone.paused)
+            else:
+                await asyncio.sleep(step[1])  # lets a push start, so a pause can cut it short
+        phone.resume()
+        async with asyncio.timeout(20):
+            assert await phone.refresh()
+        mine = {e.entry.mutation_id for e in events if isinstance(e, MutationQueued)}
+        ids = Counter(c["mutation_id"] for c in feed(url) if c["id"] == doc_id)
+        assert ids == Counter(dict.fromkeys(mine, 1))
+        assert set(acknowledged(events)) == mine
+        expected = {"n": total} if total else None
+        assert (server_doc(url, "counters", doc_id) or {}).get("data") == expected
+        local = await counters.get(doc_id)
+        assert (local.data if local else None) == expected

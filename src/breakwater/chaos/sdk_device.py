@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from breakwater.chaos.checker import DocState, ReplicaState
 from breakwater.chaos.device import Workload
@@ -74,7 +75,7 @@ class SdkDevice:
         sync_interval: float,
         sync_timeout: float,
         first: int = 0,
-        **client_options: object,
+        **client_options: Any,
     ) -> None:
         self.name = name
         self.recorder = recorder
@@ -88,7 +89,7 @@ class SdkDevice:
             db_path,
             request_timeout=request_timeout,
             poll_interval=sync_interval,
-            **client_options,  # type: ignore[arg-type]
+            **client_options,
         )
         self.client.on(self._on_event)
         self._online = True
@@ -155,11 +156,12 @@ class SdkDevice:
         return ReplicaState(self.name, "device", docs, None, taken_at)
 
     async def aclose(self) -> None:
+        # Sync stops first, so that no acknowledgement can arrive after the verdict below.
+        node = self._current_node()
+        await self.client.aclose()
         for invoked, entry in self._unacknowledged.values():
-            node = self._current_node()
             self._add(node, invoked, None, "unknown", entry, {}, "never acknowledged")
         self._unacknowledged.clear()
-        await self.client.aclose()
 
     # What the SDK tells the app -------------------------------------------------------------
 
