@@ -68,9 +68,11 @@ class Run:
         return next(r for r in self.replicas if r.name == name)
 
 
-def simulate(seed: int, devices: int = 3, steps: int = 40) -> Run:
+def simulate(seed: int, devices: int = 3, steps: int = 40, tokens: bool = False) -> Run:
     """A correct run: devices write their notes, share counters, read, retry; some pushes fail
-    or end unknown (applied or not); every device ends with an acknowledged write and a read."""
+    or end unknown (applied or not); every device ends with an acknowledged write and a read.
+    A note's writer token is its mutation id, or with ``tokens`` one of the device's own (as an
+    app that learns mutation ids only after writing makes)."""
     rng = random.Random(seed)
     history = History(meta={"seed": seed})
     docs: dict[tuple[str, str], _Doc] = {}
@@ -95,7 +97,8 @@ def simulate(seed: int, devices: int = 3, steps: int = 40) -> Run:
                 stamp(device),
             )  # fmt: skip
         op = rng.choice(["set", "patch"])
-        data = {WRITER_FIELD: mid, "v" if op == "set" else "p": rng.randint(0, 99)}
+        token = f"{device}-w{counter[0] + 1}" if tokens else mid
+        data = {WRITER_FIELD: token, "v" if op == "set" else "p": rng.randint(0, 99)}
         return MutationRecord(mid, "notes", device, op, data, stamp(device))
 
     def push(device: str, batch: list[MutationRecord], outcome: str | None = None) -> None:
@@ -230,7 +233,7 @@ def plant(run: Run, anomaly: str, rng: random.Random) -> str:
         index, op = rng.choice(reads)
         assert op.read is not None
         older = [
-            m.mutation_id
+            (m.data or {})[WRITER_FIELD]
             for m in acked
             if m.doc_id == op.process and m.collection == "notes"
             and m.hlc < _latest_own(run, op).hlc

@@ -56,6 +56,18 @@ def test_each_planted_anomaly_is_caught(anomaly: str) -> None:
     assert "FAIL" in result.render()
 
 
+def test_writer_tokens_need_not_be_mutation_ids() -> None:
+    """Notes that carry the device's own writer tokens: a clean run passes (each read's token
+    names the write it shows), and a stale read is still caught."""
+    clean = verdict(simulate(11, tokens=True))
+    assert clean.passed, clean.render()
+    assert clean.result("read_your_writes").checked > 0
+    run = simulate(11, tokens=True)
+    assert plant(run, "stale", random.Random(3)) == "read_your_writes"
+    [stale] = verdict(run).result("read_your_writes").anomalies
+    assert "older than its own" in stale.message
+
+
 def test_a_lost_write_names_the_operation() -> None:
     """The verdict of a lost acknowledged write names the mutation, the device and the op."""
     run = simulate(2)

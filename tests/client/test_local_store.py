@@ -47,10 +47,11 @@ async def test_write_and_outbox_entry_survive_reopen(tmp_path: Path) -> None:
     again = LocalStore(tmp_path / "d.db")
     await again.open()
     try:
-        assert await again.get("todos", "t1") == written
+        assert await again.get("todos", "t1") == written.view
         [entry] = await again.outbox()
-        assert (entry.op, entry.data, entry.hlc) == ("set", {"title": "milk"}, written.hlc)
-        assert again.clock.now() > written.hlc
+        assert entry == written.entry
+        assert (entry.op, entry.data, entry.hlc) == ("set", {"title": "milk"}, written.entry.hlc)
+        assert again.clock.now() > written.entry.hlc
         assert again.device_id == first.device_id
     finally:
         await again.aclose()
@@ -126,7 +127,7 @@ async def test_restamp_moves_unsent_stamps_back_to_the_node_clock(tmp_path: Path
     await again.open()
     try:
         written = await again.write("todos", "t2", "set", {"a": 2})
-        assert written.hlc < "1800000000100"
+        assert written.entry.hlc < "1800000000100"
     finally:
         await again.aclose()
 

@@ -15,8 +15,9 @@ order, of the mutations that took effect on it (``set`` replaces, ``patch`` sets
 fields, ``increment`` adds, ``delete`` empties), which is what the merge rules of docs/protocol.md
 promise. Which mutations took effect on a node is read from its feed, so operations whose outcome
 is unknown need no guess. Read-your-writes relies on the workload's conventions (see
-:mod:`breakwater.chaos.workload`): every ``set`` and ``patch`` writes its own mutation id in the
-field ``w``, and counter documents only ever receive increments.
+:mod:`breakwater.chaos.device`): every ``set`` and ``patch`` writes a token of its own, unique in
+the run, in the field ``w`` (its mutation id will do), and counter documents only ever receive
+increments.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from breakwater.chaos.history import History, MutationRecord, Operation
 from breakwater.core import codec
 
 WRITER_FIELD = "w"
-"""The field in which every workload ``set`` and ``patch`` names its own mutation id."""
+"""The field in which every workload ``set`` and ``patch`` writes its own unique token."""
 SHOWN_ANOMALIES = 20
 
 DocKey = tuple[str, str]
@@ -188,6 +189,7 @@ class _Facts:
     sent: dict[str, MutationRecord]
     acked: dict[str, Operation]  # mutation id -> the first op that acknowledged it
     refused: set[str]  # every push of it failed or rejected it: certainly not applied
+    writers: dict[str, MutationRecord]  # the WRITER_FIELD token of a set or patch -> it
 
     @classmethod
     def of(cls, history: History) -> _Facts:
@@ -205,7 +207,13 @@ class _Facts:
                 ):
                     maybe.add(mid)
         sent = history.mutations()
-        return cls(sent, acked, set(sent) - maybe)
+        writers = {
+            token: m
+            for m in sent.values()
+            if m.op in ("set", "patch")
+            and isinstance(token := (m.data or {}).get(WRITER_FIELD), str)
+        }
+        return cls(sent, acked, set(sent) - maybe, writers)
 
 
 def _check_lost(facts: _Facts, nodes: list[ReplicaState]) -> CheckResult:
@@ -444,14 +452,15 @@ def _stale_writer(
     latest, latest_op = max(writes, key=lambda w: w[0].hlc)
     data = op.read.data if op.read else None
     seen = (data or {}).get(WRITER_FIELD)
-    seen_mutation = facts.sent.get(seen) if isinstance(seen, str) else None
+    seen_mutation = facts.writers.get(seen) if isinstance(seen, str) else None
     if latest.op == "delete":
         if data is None or (seen_mutation is not None and seen_mutation.hlc >= latest.hlc):
             return None
     elif seen_mutation is not None and seen_mutation.hlc >= latest.hlc:
         return None
     return Anomaly(
-        f"{op.process} read {_fmt(key)} (op {op.op_id}) and saw writer {seen!r}, older than its "
+        f"{op.process} read {_fmt(key)} (op {op.op_id}) and saw writer {seen!r}"
+        f"{f' ({seen_mutation.mutation_id})' if seen_mutation else ''}, older than its "
         f"own {latest.op} {latest.mutation_id} acknowledged before (op {latest_op})",
         (latest.mutation_id,),
         (op.op_id, latest_op),

@@ -1,9 +1,10 @@
 """``breakwater loadtest``: many simulated devices against real nodes, measured second by second.
 
-The devices are the same as in scenarios (:class:`~breakwater.chaos.device.HttpDevice`), but
-they reach the nodes directly (no proxy in the path) and nothing is broken. Every push is in the
-history, so the figures come from it: per second, acknowledged mutations, push latency
-percentiles and errors; over the run, the sustained rate and the latency distribution.
+The devices are the same SDK clients as in scenarios (:class:`~.sdk_device.SdkDevice`), but
+they reach the nodes directly (no proxy in the path) and nothing is broken. Every write is in the
+history, from the app's call to the node's acknowledgement, so the figures come from it: per
+second, acknowledged mutations, write latency percentiles and errors; over the run, the
+sustained rate and the latency distribution.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from breakwater.chaos.device import HttpDevice
+from breakwater.chaos.device import Device
 from breakwater.chaos.history import History, Recorder
-from breakwater.chaos.runner import Cluster, device_loop
+from breakwater.chaos.runner import Cluster, device_loop, open_devices
 from breakwater.chaos.scenario import Bounds, DeviceSpec, NodeSpec, Scenario
 from breakwater.core import codec
 
@@ -51,12 +52,12 @@ def timeline(history: History, duration: float, bucket_s: float = 1.0) -> list[d
     errors = [0] * buckets
     latencies: list[list[float]] = [[] for _ in range(buckets)]
     for op in history.operations:
-        if op.completed_at is None:
-            continue
-        index = min(buckets - 1, max(0, int(op.completed_at / bucket_s)))
+        # A write never acknowledged counts as an error when it was made.
+        at = op.invoked_at if op.completed_at is None else op.completed_at
+        index = min(buckets - 1, max(0, int(at / bucket_s)))
         if op.outcome != "ok":
             errors[index] += 1
-        if op.kind == "push":
+        if op.kind == "push" and op.completed_at is not None:
             latencies[index].append((op.completed_at - op.invoked_at) * 1000)
             acked[index] += sum(op.acknowledged(m.mutation_id) for m in op.mutations)
     return [
@@ -73,12 +74,10 @@ def timeline(history: History, duration: float, bucket_s: float = 1.0) -> list[d
 
 def summary(history: History, spec: LoadSpec, warmup_s: float) -> dict[str, Any]:
     """Figures over the run after ``warmup_s``: sustained rate, latency, errors."""
-    pushes = [
-        op
-        for op in history.operations
-        if op.kind == "push" and op.completed_at is not None and op.invoked_at >= warmup_s
+    pushes = [op for op in history.operations if op.kind == "push" and op.invoked_at >= warmup_s]
+    latencies = [
+        (op.completed_at - op.invoked_at) * 1000 for op in pushes if op.completed_at is not None
     ]
-    latencies = [((op.completed_at or 0) - op.invoked_at) * 1000 for op in pushes]
     acked = sum(op.acknowledged(m.mutation_id) for op in pushes for m in op.mutations)
     seconds = max(1e-9, spec.duration - warmup_s)
     return {
@@ -105,13 +104,13 @@ async def run_load(
             count=spec.devices,
             interval=spec.interval,
             mix={"note": 0.5, "counter": 0.5, "read": 0.0},
-            sync_interval=spec.duration + 1,  # push after every write; no pulls while measuring
+            sync_interval=spec.duration + 1,  # no polling: the SDK syncs on writes and notices
         ),
         bounds=Bounds(request_timeout_s=spec.request_timeout_s),
         seed=spec.seed,
     )
     cluster = Cluster(scenario, out)
-    devices: list[HttpDevice] = []
+    devices: list[Device] = []
     with (out / "history.jsonl").open("wb") as history_file:
         try:
             progress(f"starting {spec.nodes} node(s)")
@@ -119,18 +118,7 @@ async def run_load(
             recorder = Recorder({"loadtest": spec.__dict__}, history_file)
             rng = random.Random(spec.seed)
             endpoints = [(name, node.url) for name, node in cluster.nodes.items()]
-            devices = [
-                HttpDevice(
-                    f"dev{i}",
-                    endpoints,
-                    recorder,
-                    random.Random(rng.random()),
-                    timeout_s=spec.request_timeout_s,
-                    counters=scenario.devices.counters,
-                    first=i,
-                )
-                for i in range(spec.devices)
-            ]
+            devices = await open_devices(scenario, endpoints, recorder, out, rng)
             recorder.start_clock()
             stop_at = time.monotonic() + spec.duration
             loops = asyncio.gather(
@@ -144,6 +132,8 @@ async def run_load(
                     f"{sum(op.outcome != 'ok' for op in pushes)} errors"
                 )
             await loops
+            progress("waiting for the last writes to be acknowledged")
+            await asyncio.gather(*(device.sync() for device in devices))
         finally:
             for device in devices:
                 await device.aclose()

@@ -37,12 +37,13 @@ from breakwater.chaos.checker import (
     divergences,
     replicas_json,
 )
-from breakwater.chaos.device import Device, HttpDevice
+from breakwater.chaos.device import Device, Workload
 from breakwater.chaos.faults import FAULT_TYPES, parse_fault
 from breakwater.chaos.history import Recorder
 from breakwater.chaos.processes import NodeProcess
 from breakwater.chaos.proxy import ChaosProxy
 from breakwater.chaos.scenario import FaultStep, Scenario
+from breakwater.chaos.sdk_device import SdkDevice
 from breakwater.core import codec
 
 Progress = Callable[[str], None]
@@ -174,38 +175,66 @@ class Nemesis:
         self.progress(f"{action} {step.kind} on {target}")
 
 
+async def open_devices(
+    scenario: Scenario,
+    endpoints: list[tuple[str, str]],
+    recorder: Recorder,
+    out: Path,
+    rng: random.Random,
+) -> list[Device]:
+    """The scenario's devices, each an SDK client on its own database under ``out/devices``,
+    opened (and syncing) together."""
+    spec = scenario.devices
+    timeout = scenario.bounds.request_timeout_s
+    await asyncio.to_thread((out / "devices").mkdir, parents=True, exist_ok=True)
+    devices = [
+        SdkDevice(
+            f"dev{i}",
+            endpoints,
+            out / "devices" / f"dev{i}.db",
+            recorder,
+            Workload(f"dev{i}", spec.counters, random.Random(rng.random())),
+            request_timeout=timeout,
+            sync_interval=spec.sync_interval,
+            sync_timeout=max(5.0, 3 * timeout),
+            first=i,
+        )
+        for i in range(spec.count)
+    ]
+    opened = await asyncio.gather(*(d.open() for d in devices), return_exceptions=True)
+    failures = [error for error in opened if isinstance(error, BaseException)]
+    if failures:
+        await asyncio.gather(*(d.aclose() for d in devices), return_exceptions=True)
+        raise failures[0]
+    return list(devices)
+
+
 async def device_loop(
     device: Device, scenario: Scenario, rng: random.Random, stop_at: float
 ) -> None:
-    """Act at random intervals until ``stop_at`` (monotonic), syncing every sync interval."""
+    """Act at random intervals until ``stop_at`` (monotonic); the device syncs by itself."""
     spec = scenario.devices
     kinds = list(spec.mix)
     weights = [spec.mix[k] for k in kinds]
-    last_sync = time.monotonic()
     while True:
         await asyncio.sleep(rng.expovariate(1 / spec.interval))
         if time.monotonic() >= stop_at:
             return
         await device.act(rng.choices(kinds, weights)[0])
-        if device.online and time.monotonic() - last_sync >= spec.sync_interval:
-            await device.sync()
-            last_sync = time.monotonic()
 
 
 async def _offline_schedule(
-    devices: list[HttpDevice], scenario: Scenario, recorder: Recorder, started: float
+    devices: list[Device], scenario: Scenario, recorder: Recorder, started: float
 ) -> None:
     rng = random.Random(scenario.seed + 1)
 
     async def period(at: float, duration: float, count: int) -> None:
         await asyncio.sleep(max(0.0, started + at - time.monotonic()))
         chosen = rng.sample(devices, count)
-        for device in chosen:
-            device.online = False
+        await asyncio.gather(*(device.set_online(False) for device in chosen))
         recorder.fault("start", "offline", f"{count} devices", duration=duration)
         await asyncio.sleep(duration)
-        for device in chosen:
-            device.online = True
+        await asyncio.gather(*(device.set_online(True) for device in chosen))
         recorder.fault("heal", "offline", f"{count} devices")
 
     await asyncio.gather(*(period(p.at, p.duration, p.devices) for p in scenario.devices.offline))
@@ -239,20 +268,17 @@ async def node_state(url: str, name: str, taken_at: float) -> ReplicaState:
 
 
 async def _converge(
-    cluster: Cluster, devices: list[HttpDevice], recorder: Recorder, deadline: float
+    cluster: Cluster, devices: list[Device], recorder: Recorder, deadline: float
 ) -> list[ReplicaState]:
     """Sync every device until all replicas agree or ``deadline`` (monotonic) passes."""
     while True:
-        for _ in range(20):
-            await asyncio.gather(*(d.sync() for d in devices if d.pending()))
-            if not any(d.pending() for d in devices) or time.monotonic() > deadline:
-                break
-        await asyncio.gather(*(d.pull() for d in devices))
+        await asyncio.gather(*(d.sync() for d in devices))
         taken = recorder.now()
         nodes = await asyncio.gather(
             *(node_state(node.url, name, taken) for name, node in cluster.nodes.items())
         )
-        replicas = [*nodes, *(d.snapshot(recorder.now()) for d in devices)]
+        copies = await asyncio.gather(*(d.snapshot(recorder.now()) for d in devices))
+        replicas = [*nodes, *copies]
         pending = any(d.pending() for d in devices)
         if (not pending and not divergences(replicas)) or time.monotonic() > deadline:
             return replicas
@@ -283,25 +309,14 @@ async def run_scenario(
     await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
     meta = {"scenario": scenario.name, "seed": scenario.seed, "started": time.time()}
     cluster = Cluster(scenario, out)
-    devices: list[HttpDevice] = []
+    devices: list[Device] = []
     with (out / "history.jsonl").open("wb") as history_file:
         try:
             progress(f"starting {len(cluster.nodes)} nodes")
             await cluster.start()
             recorder = Recorder(meta, history_file)
             rng = random.Random(scenario.seed)
-            devices = [
-                HttpDevice(
-                    f"dev{i}",
-                    cluster.endpoints(),
-                    recorder,
-                    random.Random(rng.random()),
-                    timeout_s=scenario.bounds.request_timeout_s,
-                    counters=scenario.devices.counters,
-                    first=i,
-                )
-                for i in range(scenario.devices.count)
-            ]
+            devices = await open_devices(scenario, cluster.endpoints(), recorder, out, rng)
             # Time zero of the history is the start of the workload, as in the fault schedule.
             recorder.start_clock()
             started = time.monotonic()
@@ -314,8 +329,7 @@ async def run_scenario(
             )
             progress("healing every fault")
             await cluster.heal()
-            for device in devices:
-                device.online = True
+            await asyncio.gather(*(device.set_online(True) for device in devices))
             healed_at = recorder.now()
             recorder.fault("heal", "all", "cluster")
             deadline = time.monotonic() + scenario.bounds.convergence_s

@@ -23,7 +23,7 @@ def loadtest(
         Path, typer.Option(help="Directory for report.json, plot.html and the history.")
     ] = Path("loadtest-run"),
 ) -> None:
-    """Run DEVICES devices writing for DURATION seconds; figures per second and overall."""
+    """Run DEVICES SDK clients writing for DURATION seconds; figures per second and overall."""
     from breakwater.chaos.loadtest import LoadSpec, run_load
 
     spec = LoadSpec(nodes=nodes, devices=devices, duration=duration, interval=interval, seed=seed)
@@ -32,7 +32,8 @@ def loadtest(
         report = asyncio.run(run_load(spec, out, lambda text: status.update(text)))
     figures = report["summary"]
     table = Table(title=f"breakwater loadtest: {devices} devices, {nodes} node(s), {duration:g} s")
-    for column in ("mutations/s", "push p50 ms", "push p99 ms", "push max ms", "errors"):
+    # Latency: from the app's write call to the node's acknowledgement of it.
+    for column in ("mutations/s", "write→ack p50 ms", "p99 ms", "max ms", "unacknowledged"):
         table.add_column(column, justify="right")
     table.add_row(
         f"{figures['mutations_per_s']:,}",

@@ -17,12 +17,14 @@ from breakwater.client.events import (
     AuthChanged,
     AuthState,
     Event,
+    MutationQueued,
     MutationRejected,
+    MutationsAcknowledged,
     Status,
     StatusChanged,
     SyncProgress,
 )
-from breakwater.client.local_store import Document
+from breakwater.client.local_store import Document, ServerDocument
 from breakwater.client.outbox import OutboxEntry, Rejection
 from breakwater.client.session import Auth
 
@@ -37,10 +39,13 @@ __all__ = [
     "EndpointUnavailable",
     "Event",
     "MfaRequired",
+    "MutationQueued",
     "MutationRejected",
+    "MutationsAcknowledged",
     "NotSignedIn",
     "OutboxEntry",
     "Rejection",
+    "ServerDocument",
     "Status",
     "StatusChanged",
     "SyncProgress",

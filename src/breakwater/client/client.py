@@ -28,8 +28,8 @@ from breakwater.client.change_signal import ChangeSignal
 from breakwater.client.collection import Collection
 from breakwater.client.endpoints import EndpointPool
 from breakwater.client.errors import ClientClosed
-from breakwater.client.events import AuthChanged, Event, Listener, Status
-from breakwater.client.local_store import LocalStore
+from breakwater.client.events import AuthChanged, Event, Listener, MutationQueued, Status
+from breakwater.client.local_store import LocalStore, ServerDocument
 from breakwater.client.node_api import HeadersProvider
 from breakwater.client.outbox import OutboxEntry, Rejection
 from breakwater.client.session import Auth
@@ -53,6 +53,8 @@ class Client:
     ``transports``: realtime transports to try, best first (``websocket``, ``sse``,
     ``long_poll``). ``sync=False`` opens the database only (no network). ``http_transport``
     replaces httpx's network transport (e.g. ``httpx.ASGITransport`` for an in-process node).
+    ``request_timeout``: seconds a request may wait for an answer before the endpoint counts as
+    failed (a long poll adds its wait; connecting has its own 5 s bound).
     """
 
     def __init__(
@@ -71,6 +73,7 @@ class Client:
         breaker_failures: int = 3,
         breaker_reset: float = 5.0,
         long_poll_wait: float = 25.0,
+        request_timeout: float = 30.0,
         limits: Limits | None = None,
         sync: bool = True,
         http_transport: httpx.AsyncBaseTransport | None = None,
@@ -91,6 +94,7 @@ class Client:
         self._board.on(self._on_auth_changed)
         self._transport_names = tuple(transports)
         self._long_poll_wait = long_poll_wait
+        self._timeout = httpx.Timeout(request_timeout, connect=min(5.0, request_timeout))
         self._settings = SyncSettings(
             push_batch, pull_limit, poll_interval, climb_back_after, backoff_base, backoff_cap
         )
@@ -128,9 +132,7 @@ class Client:
         if not self._open:
             raise ClientClosed("the client is not open; use `async with Client(...)`")
         if self._http is None:
-            self._http = httpx.AsyncClient(
-                timeout=httpx.Timeout(30.0, connect=5.0), transport=self._http_transport
-            )
+            self._http = httpx.AsyncClient(timeout=self._timeout, transport=self._http_transport)
         return self._http
 
     def _on_auth_changed(self, event: Event) -> None:
@@ -155,15 +157,43 @@ class Client:
         )
         self._task = asyncio.create_task(self._loop.run(), name="breakwater-sync")
 
+    async def _stop_sync(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._task = None
+        self._loop = None
+
+    async def pause(self) -> None:
+        """Stop all network traffic until :meth:`resume` (an offline mode: "sync on Wi-Fi only",
+        a user's switch). Reads and writes go on locally. A push in flight is abandoned: the
+        node may or may not have applied it, and the same entries are pushed again on resume
+        (I2 makes that safe)."""
+        if not self._open:
+            raise ClientClosed("the client is not open; use `async with Client(...)`")
+        await self._stop_sync()
+        self._board.update(state="offline", transport=None)
+
+    def resume(self) -> None:
+        """Sync again after :meth:`pause`, at once (no-op when syncing or made with
+        ``sync=False``)."""
+        if not self._open:
+            raise ClientClosed("the client is not open; use `async with Client(...)`")
+        if self._sync_enabled and self._task is None:
+            self._start_sync()
+
+    @property
+    def paused(self) -> bool:
+        """No sync runs: :meth:`pause` was called, or the client was made with ``sync=False``."""
+        return self._task is None
+
     async def aclose(self) -> None:
         """Stop syncing and close the database (pending writes stay queued on disk)."""
         if not self._open:
             return
         self._open = False
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._stop_sync()
         if self._http is not None:
             await self._http.aclose()
             self._http = None
@@ -176,8 +206,9 @@ class Client:
             raise ClientClosed("the client is not open; use `async with Client(...)`")
         return Collection(name, self._store, self._signal, self._written, self._limits)
 
-    def _written(self, collection: str) -> None:
-        self._signal.changed([collection])
+    def _written(self, entry: OutboxEntry) -> None:
+        self._signal.changed([entry.collection])
+        self._board.emit(MutationQueued(entry))
         self._board.update(pending=self._board.status.pending + 1)
         if self._loop is not None:
             self._loop.wake.set()
@@ -216,12 +247,31 @@ class Client:
         """Writes not yet acknowledged and stable, in write order."""
         return await self._store.outbox()
 
+    async def server_documents(self) -> list[ServerDocument]:
+        """Every document as the server last sent it, without pending local writes on top
+        (tombstones included, in key order): what the device knows the server holds."""
+        return await self._store.server_documents()
+
     def sync_now(self) -> None:
         """Push and pull at once, cutting short a wait after a failure too: call it when the
         platform reports the network back (no-op without sync)."""
         if self._loop is not None:
             self._loop.retry_now.set()
             self._loop.wake.set()
+
+    async def refresh(self) -> bool:
+        """Sync now ("pull to refresh") and return ``True`` once a sync round that began after
+        the call has finished: every write made before the call pushed, the feed pulled to its
+        end. Failed rounds are retried as usual, so bound the wait with ``asyncio.timeout``.
+        ``False`` at once when no sync runs (paused, or ``sync=False``)."""
+        loop = self._loop
+        if loop is None:
+            return False
+        wanted = loop.rounds_started + 1
+        self.sync_now()
+        async with loop.synced:
+            await loop.synced.wait_for(lambda: loop.rounds_done >= wanted)
+        return True
 
     async def wait_synced(self) -> None:
         """Wait until the outbox is empty and the last sync succeeded (bound it with

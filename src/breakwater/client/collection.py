@@ -14,6 +14,7 @@ from typing import Any
 from breakwater.client.change_signal import ChangeSignal
 from breakwater.client.local_query import Where, build_query
 from breakwater.client.local_store import Document, LocalStore
+from breakwater.client.outbox import OutboxEntry
 from breakwater.core.limits import Limits
 from breakwater.core.mutation import check_collection, parse_mutation
 
@@ -28,7 +29,7 @@ class Collection:
         name: str,
         store: LocalStore,
         signal: ChangeSignal,
-        on_write: Callable[[str], None],
+        on_write: Callable[[OutboxEntry], None],
         limits: Limits,
     ) -> None:
         self.name = check_collection(name)
@@ -43,9 +44,9 @@ class Collection:
         if data is not None:
             raw["data"] = data
         parse_mutation(raw, self._limits)
-        document = await self._store.write(self.name, doc_id, op, data)
-        self._on_write(self.name)
-        return document
+        written = await self._store.write(self.name, doc_id, op, data)
+        self._on_write(written.entry)
+        return written.view
 
     async def get(self, doc_id: str) -> Document | None:
         """The document as this device sees it (``None`` when missing or deleted)."""

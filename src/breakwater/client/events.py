@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from breakwater.client.outbox import Rejection
+from breakwater.client.outbox import OutboxEntry, Rejection
 
 Connectivity = Literal["offline", "syncing", "online"]
 AuthKind = Literal["signed_out", "signed_in", "anonymous"]
@@ -33,6 +33,28 @@ class StatusChanged:
     """Any field of :class:`Status` changed."""
 
     status: Status
+
+
+@dataclass(frozen=True, slots=True)
+class MutationQueued:
+    """A local write committed on the device with its outbox entry; emitted before the write
+    call returns, so the caller learns the write's ``mutation_id``."""
+
+    entry: OutboxEntry
+
+
+@dataclass(frozen=True, slots=True)
+class MutationsAcknowledged:
+    """A node acknowledged these entries of one push: they are durable on the server (I1).
+
+    ``entries`` are as pushed (the stamp the node got; ``origin`` and ``seq`` set). They stay in
+    the outbox until ``stable`` covers them (I6), so after a failover the same entry may be
+    acknowledged again, as a ``duplicate``. ``duplicates`` names the ids the node already had
+    (a retry of a push whose answer was lost); ``endpoint`` is the base URL that answered."""
+
+    entries: tuple[OutboxEntry, ...]
+    duplicates: frozenset[str]
+    endpoint: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,5 +92,12 @@ class AuthChanged:
     reason: str
 
 
-Event = StatusChanged | MutationRejected | SyncProgress | AuthChanged
+Event = (
+    StatusChanged
+    | MutationQueued
+    | MutationsAcknowledged
+    | MutationRejected
+    | SyncProgress
+    | AuthChanged
+)
 Listener = Callable[[Event], None]

@@ -35,7 +35,7 @@ from breakwater.client.rebase import rebase, view_of
 from breakwater.core import codec
 from breakwater.core import cursor as cursor_mod
 from breakwater.core import hlc as hlc_mod
-from breakwater.core.document import State, join
+from breakwater.core.document import State, join, version, visible
 
 T = TypeVar("T")
 REMOVAL_OP = "remove"
@@ -72,6 +72,27 @@ class Document:
     data: dict[str, Any]
     hlc: str
     pending: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LocalWrite:
+    """What a local write made: the document's new view and the queued outbox entry."""
+
+    view: Document | None
+    entry: OutboxEntry
+
+
+@dataclass(frozen=True, slots=True)
+class ServerDocument:
+    """A document as the server last sent it, without pending local writes on top.
+
+    ``data`` is ``None`` for a deleted document (a tombstone); ``version`` is the server's
+    version of that state (the ``ETag``), equal on every replica holding the same state."""
+
+    collection: str
+    id: str
+    data: dict[str, Any] | None
+    version: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,31 +200,36 @@ class LocalStore:
 
     async def write(
         self, collection: str, doc_id: str, op: str, data: dict[str, Any] | None
-    ) -> Document | None:
-        """Apply a local mutation and queue it, durably, in one transaction; return the view."""
+    ) -> LocalWrite:
+        """Apply a local mutation and queue it, durably, in one transaction."""
         return await self._run(self._write, collection, doc_id, op, data)
 
     def _write(
         self, collection: str, doc_id: str, op: str, data: dict[str, Any] | None
-    ) -> Document | None:
+    ) -> LocalWrite:
         with self._transaction():
             counter = int(self._meta("counter", "0")) + 1
             self._set_meta("counter", str(counter))
             stamp = self.clock.now()
             self._set_meta("hlc", stamp)
-            self._db.execute(
+            mutation_id = f"{self.device_id}.{counter}"
+            stored = None if data is None else _dumps(data)
+            cursor = self._db.execute(
                 "INSERT INTO outbox (mutation_id, collection, id, op, data, hlc)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    f"{self.device_id}.{counter}",
-                    collection,
-                    doc_id,
-                    op,
-                    None if data is None else _dumps(data),
-                    stamp,
-                ),
+                (mutation_id, collection, doc_id, op, stored, stamp),
             )
-            return self._refresh_view(collection, doc_id)
+            # The entry as stored, so that the caller changing ``data`` later changes nothing.
+            entry = OutboxEntry(
+                int(cursor.lastrowid or 0),
+                mutation_id,
+                collection,
+                doc_id,
+                op,
+                _loads_or_none(stored),
+                stamp,
+            )
+            return LocalWrite(self._refresh_view(collection, doc_id), entry)
 
     async def get(self, collection: str, doc_id: str) -> Document | None:
         """The local view of one document (``None`` when missing or deleted)."""
@@ -228,6 +254,18 @@ class LocalStore:
             Document(query.collection, row[0], codec.loads(row[1]), row[2], bool(row[3]))
             for row in self._db.execute(sql, params)
         ]
+
+    async def server_documents(self) -> list[ServerDocument]:
+        """Every document as the server last sent it, tombstones included, in key order."""
+        return await self._run(self._server_documents)
+
+    def _server_documents(self) -> list[ServerDocument]:
+        rows = self._db.execute("SELECT collection, id, state FROM server_docs ORDER BY 1, 2")
+        documents = []
+        for collection, doc_id, text in rows:
+            state = codec.loads(text)
+            documents.append(ServerDocument(collection, doc_id, visible(state), version(state)))
+        return documents
 
     def _server_state(self, collection: str, doc_id: str) -> State | None:
         row = self._db.execute(

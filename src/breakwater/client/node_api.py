@@ -128,9 +128,17 @@ class NodeApi:
             params["wait"] = wait
         if include_state:
             params["include_state"] = "true"
-        result: dict[str, Any] = await self._call(
-            "GET", "/v1/sync/pull", params=params, timeout=wait + 30
-        )
+        extra: dict[str, Any] = {}
+        if wait:
+            # The node holds a long poll up to ``wait``: the read timeout counts on top of it.
+            limits = self.http.timeout
+            extra["timeout"] = httpx.Timeout(
+                connect=limits.connect,
+                read=wait + (limits.read or 0.0),
+                write=limits.write,
+                pool=limits.pool,
+            )
+        result: dict[str, Any] = await self._call("GET", "/v1/sync/pull", params=params, **extra)
         return result
 
     async def ready(self) -> float:

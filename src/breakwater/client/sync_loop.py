@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,9 +31,10 @@ import httpx
 
 from breakwater.client.endpoints import Endpoint, EndpointPool
 from breakwater.client.errors import EndpointUnavailable, is_permanent_input_error
-from breakwater.client.events import MutationRejected, SyncProgress
+from breakwater.client.events import MutationRejected, MutationsAcknowledged, SyncProgress
 from breakwater.client.local_store import LocalStore
 from breakwater.client.node_api import HeadersProvider, NodeApi
+from breakwater.client.outbox import OutboxEntry
 from breakwater.client.status import StatusBoard
 from breakwater.client.transports import StreamContext, Transport, TransportLadder
 from breakwater.client.transports.base import is_ahead
@@ -85,6 +87,9 @@ class SyncLoop:
         self.wake = asyncio.Event()
         self.retry_now = asyncio.Event()
         self.synced = asyncio.Condition()
+        self.rounds_started = 0
+        self.rounds_done = 0
+        """Sync rounds begun, and the number of the last that finished (both from 1)."""
         self._on_changed = on_changed
         self._transports = list(transports)
         self._backoff = Backoff(settings.backoff_base, settings.backoff_cap)
@@ -180,6 +185,8 @@ class SyncLoop:
                     await self.synced.wait_for(lambda: not is_ahead(cursor, self.store.cursor))
 
     async def _sync_once(self, api: NodeApi) -> None:
+        self.rounds_started += 1
+        this_round = self.rounds_started
         pending = await self.store.pending_count()
         if pending or self.board.status.state == "offline":
             # A pull on a realtime notice while online is not shown as "syncing" (no flicker).
@@ -203,6 +210,7 @@ class SyncLoop:
         if unsent:
             self.wake.set()  # written while this iteration ran: go again at once
         async with self.synced:
+            self.rounds_done = this_round
             self.synced.notify_all()
 
     # -- push -----------------------------------------------------------------------------
@@ -239,7 +247,7 @@ class SyncLoop:
                     raise
                 await self._reject(batch, exc)
                 continue
-            await self._record(answer)
+            await self._record(answer, batch, api.base_url)
 
     async def _reject(self, batch: Sequence[Any], exc: BreakwaterError) -> None:
         """A whole push was refused for input: reject the mutation it names (or the first)."""
@@ -247,16 +255,31 @@ class SyncLoop:
         entry = batch[index if isinstance(index, int) and 0 <= index < len(batch) else 0]
         await self._rejected([(entry.mutation_id, exc.to_problem())])
 
-    async def _record(self, answer: dict[str, Any]) -> None:
+    async def _record(
+        self, answer: dict[str, Any], batch: Sequence[OutboxEntry], endpoint: str
+    ) -> None:
         acks: list[tuple[str, str, int]] = []
+        duplicates: set[str] = set()
         refused: list[tuple[str, dict[str, Any]]] = []
         for result in answer["results"]:
             if result["status"] in ("applied", "duplicate"):
                 acks.append((result["mutation_id"], result["origin"], int(result["seq"])))
+                if result["status"] == "duplicate":
+                    duplicates.add(result["mutation_id"])
             else:
                 refused.append((result["mutation_id"], result["error"]))
         if answer.get("hlc"):
             self.store.clock.observe(answer["hlc"])
+        if acks:
+            # Told before the device records it, so that a sync stopped in between (pause,
+            # close) cannot hide an acknowledgement the node gave.
+            pushed = {entry.mutation_id: entry for entry in batch}
+            entries = tuple(
+                dataclasses.replace(pushed[mid], origin=origin, seq=seq)
+                for mid, origin, seq in acks
+                if mid in pushed
+            )
+            self.board.emit(MutationsAcknowledged(entries, frozenset(duplicates), endpoint))
         await self.store.record_acks(acks)
         if refused:
             await self._rejected(refused)
