@@ -17,7 +17,7 @@ from breakwater.core.mutation import Mutation
 from breakwater.storage import _pg_schema, open_store, redact_url
 from breakwater.storage._pg_batch import PgWriteBatch
 from breakwater.storage._pg_query import key_sql
-from breakwater.storage.postgres import PostgresSettings, PostgresStore
+from breakwater.storage.postgres import Optimism, PostgresSettings, PostgresStore
 from tests.services import POSTGRES_URL
 from tests.storage.backends import CountingHooks, drop_schema, engine, postgres_url
 
@@ -272,3 +272,25 @@ async def test_a_group_read_without_the_lock_commits_in_two_round_trips(
         assert [e.change.seq for e in (await store.pull({}, None, 10)).entries] == [1, 2, 3, 4, 5]
     finally:
         await store.aclose()
+
+
+def test_optimism_goes_to_the_lock_under_contention_and_probes_its_way_back() -> None:
+    """Stale tries push the store to the locked path, with one probe in ``probe_every``;
+    fresh probes bring it back to trying every group without the lock."""
+    optimism = Optimism(threshold=0.5, weight=0.2, probe_every=4)
+    assert all(optimism.worth_trying() for _ in range(10))  # a store alone always tries
+    tries = []
+    for _ in range(40):  # another node commits between every read and write
+        tried = optimism.worth_trying()
+        tries.append(tried)
+        if tried:
+            optimism.record(stale=True)
+    assert tries[:4] == [True, True, True, True]  # 0.2, 0.36, 0.49, 0.59: then the lock
+    assert tries[4:] == ([False, False, False, True] * 9)[:36]  # one probe in four
+    fresh_probes = 0
+    while optimism.stale_rate >= 0.5:  # the other node went quiet: probes find the head still
+        if optimism.worth_trying():
+            optimism.record(stale=False)
+            fresh_probes += 1
+    assert fresh_probes == 3  # 0.945 -> 0.756 -> 0.605 -> 0.484
+    assert all(optimism.worth_trying() for _ in range(10))
