@@ -136,3 +136,37 @@ def test_bench_sdk_reports_latency_drain_and_reconnect(tmp_path: Path) -> None:
     assert report["local_write_p50_ms"] > 0 and report["raw_sqlite_commit_p50_ms"] > 0  # type: ignore[operator]
     assert report["drain_mutations_per_s"] > 0 and report["raw_push_mutations_per_s"] > 0  # type: ignore[operator]
     assert report["reconnect_to_synced_s"] > 0  # type: ignore[operator]
+
+
+def test_bench_instructions_measures_the_push_path_and_reads_callgrinds_totals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The measured program pushes and reads back what it pushed; the totals come from
+    callgrind's summary line (a stand-in valgrind here: a real run takes a minute)."""
+    from breakwater.bench import instructions
+
+    asyncio.run(instructions.push_path(2, tmp_path))
+    fake = tmp_path / "valgrind"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'for a in "$@"; do case "$a" in 1) n=1000;; 3) n=61000;; esac; done\n'
+        'echo "==1== Collected : $n" >&2\n'
+    )
+    fake.chmod(0o755)
+    monkeypatch.setattr(instructions.shutil, "which", lambda _name: str(fake))
+    report = instructions.run(1, 3)
+    assert report == {
+        "instructions_per_doc": 300,
+        "batches": [1, 3],
+        "instructions": [1000, 61000],
+    }
+
+
+def test_bench_instructions_without_valgrind_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from breakwater.bench import instructions
+
+    monkeypatch.setattr(instructions.shutil, "which", lambda _name: None)
+    with pytest.raises(RuntimeError, match="valgrind is not installed"):
+        instructions.count(1)

@@ -91,7 +91,7 @@ def payload(index: int) -> bytes:
     return codec.dumps({**doc, "body": filler[: DOC_BYTES - (len(raw) - DOC_BYTES)]})
 
 
-def _push_body(prefix: str, start: int, batch: int, payload: bytes) -> bytes:
+def push_body(prefix: str, start: int, batch: int, payload: bytes) -> bytes:
     parts = [
         b'{"mutation_id":"%s-%d","collection":"bench","id":"%s-%d","op":"set","data":%s}'
         % (prefix.encode(), start + k, prefix.encode(), start + k, payload)
@@ -113,7 +113,7 @@ async def push_load(ports: Sequence[int], scenario: Scenario, seconds: float) ->
         sent = 0
         async with HttpConnection("127.0.0.1", port) as conn:
             while time.perf_counter() < deadline:
-                body = _push_body(prefix, sent, scenario.batch, body_doc)
+                body = push_body(prefix, sent, scenario.batch, body_doc)
                 started = time.perf_counter()
                 status, _ = await conn.request("POST", "/v1/sync/push", body)
                 latencies.append(time.perf_counter() - started)

@@ -120,6 +120,27 @@ def _push_postgres(
     _write_json(report, json_path)
 
 
+@app.command("instructions")
+def instructions(
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+) -> None:
+    """CPU instructions per pushed document (callgrind): the push path's cost, free of noise."""
+    from breakwater.bench import instructions as bench_instructions
+
+    console = Console()
+    with console.status("counting instructions under callgrind (about a minute)"):
+        try:
+            report = bench_instructions.run()
+        except RuntimeError as error:
+            console.print(f"[red]{error}[/red]")
+            raise typer.Exit(1) from error
+    console.print(
+        f"push path (parse, merge, SQLite group commit, answer, feed read):"
+        f" {report['instructions_per_doc']:,} instructions per 1 KB document"
+    )
+    _write_json(report, json_path)
+
+
 @app.command("query")
 def query(
     documents: Annotated[int, typer.Option(min=1000, help="Documents per collection.")] = 100_000,
