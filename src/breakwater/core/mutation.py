@@ -20,6 +20,7 @@ COLLECTION_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@~+=-]{0,255}$")
 MUTATION_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:~-]{1,128}$")
 FIELD_PATTERN = re.compile(r"^[^\x00-\x1f]{1,256}$")
+MUTATION_FIELDS = frozenset(("mutation_id", "collection", "id", "op", "data", "hlc", "if_match"))
 VERSION_PATTERN = re.compile(r"^[0-9a-f]{20}$")
 
 
@@ -152,9 +153,8 @@ def parse_mutation(raw: Any, limits: Limits) -> Mutation:
     """Build a :class:`Mutation` from its wire form, or raise a 4xx error naming what is wrong."""
     if not isinstance(raw, dict):
         raise ValidationError("a mutation must be a JSON object")
-    unknown = set(raw) - {"mutation_id", "collection", "id", "op", "data", "hlc", "if_match"}
-    if unknown:
-        raise ValidationError(f"unknown mutation fields: {sorted(unknown)}")
+    if not raw.keys() <= MUTATION_FIELDS:
+        raise ValidationError(f"unknown mutation fields: {sorted(set(raw) - MUTATION_FIELDS)}")
     mutation_id = raw.get("mutation_id")
     if not isinstance(mutation_id, str) or not MUTATION_ID_PATTERN.fullmatch(mutation_id):
         raise ValidationError(
