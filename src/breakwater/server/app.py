@@ -39,6 +39,7 @@ from breakwater.server.realtime import sse as realtime_sse
 from breakwater.server.realtime import websocket as realtime_websocket
 from breakwater.server.realtime.hub import Realtime
 from breakwater.server.store_hooks import NodeStoreHooks
+from breakwater.server.store_opener import StoreOpener
 from breakwater.server.workers import WorkerRole
 from breakwater.storage import open_store
 from breakwater.storage.base import CompactionReport, Store
@@ -83,6 +84,9 @@ def build_node(
     passwords = Passwords(HashParameters(settings.password_memory_kib, settings.password_time_cost))
     keys = load_keys(keys_file or config.data / "auth-keys.json")
     issuer = TokenIssuer(keys, settings.audience, settings.access_ttl)
+    store_opener = StoreOpener(
+        store, realtime.start, lambda up: metrics.dependency_up.labels("store").set(int(up))
+    )
     return Node(
         config=config,
         clock=clock,
@@ -99,6 +103,7 @@ def build_node(
         ),
         limiter=RateLimiter(settings, metrics),
         sealer=Sealer(keys),
+        store_opener=store_opener,
     )
 
 
@@ -158,14 +163,14 @@ def create_app(
         await node.cache.cache.open()
         await node.cache.start()
         try:
-            await node.store.open()
+            # A store that is unreachable is waited for in the background (I8).
+            await node.store_opener.open()
         except BreakwaterError as error:
             # One clear line (the store names itself, password hidden) before the traceback.
             _log.error("startup_failed", error=error.type, detail=error.detail)
             await node.cache.cache.aclose()
             await node.bus.aclose()
             raise
-        await node.realtime.start()
         compaction = asyncio.create_task(_compact_forever(node))
         background = [compaction]
         if node.worker_metrics is not None:
@@ -185,6 +190,7 @@ def create_app(
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            await node.store_opener.aclose()
             await node.realtime.aclose()
             await node.store.aclose()
             await node.cache.cache.aclose()
