@@ -160,6 +160,9 @@ async def test_a_node_started_while_postgresql_is_down_serves_503_then_recovers_
     assert write.json()["type"] == "store_unavailable"
     assert (await node.get(f"{DOCS}/early")).status_code == 503
     assert (await node.get("/v1/sync/pull")).status_code == 503
+    account = {"email": "early@example.com", "password": "correct horse"}
+    signup = await node.post("/v1/auth/signup", json=account)
+    assert signup.status_code == 503 and signup.json()["type"] == "store_unavailable"
     assert await migrated_version(schema_url[1]) is None
 
     await forwarder.restore()
@@ -176,3 +179,4 @@ async def test_a_node_started_while_postgresql_is_down_serves_503_then_recovers_
     woken = await asyncio.wait_for(waiting, 8)
     assert [change["id"] for change in woken.json()["changes"]] == ["late"]
     assert (await node.get(f"{DOCS}/late")).json()["data"] == {"x": 2}
+    assert (await node.post("/v1/auth/signup", json=account)).status_code == 201

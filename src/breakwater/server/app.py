@@ -17,7 +17,6 @@ from breakwater.auth.policy import Policy
 from breakwater.auth.sealing import Sealer
 from breakwater.auth.service import AuthService
 from breakwater.auth.signing_keys import load_keys
-from breakwater.auth.sqlite_store import SqliteAuthStore
 from breakwater.auth.tokens import TokenIssuer
 from breakwater.bus import Bus, open_bus
 from breakwater.cache import Cache, open_cache
@@ -30,6 +29,7 @@ from breakwater.obs.metrics import Metrics
 from breakwater.obs.worker_metrics import WorkerMetrics
 from breakwater.server import auth_api, docs_api, health, problems, sync_api
 from breakwater.server.access import Gatekeeper
+from breakwater.server.auth_backend import auth_store_for
 from breakwater.server.direct_routes import DirectRoutes, Endpoint
 from breakwater.server.middleware import ObserveRequests
 from breakwater.server.node import Node
@@ -80,7 +80,7 @@ def build_node(
     metrics.dependency_up.labels("cache").set_function(lambda: 1 if read_cache.healthy else 0)
     settings = config.auth
     keys_file = Path(settings.signing_keys_file) if settings.signing_keys_file else None
-    auth_store = SqliteAuthStore(config.data / "auth.db")
+    auth_store = auth_store_for(config)
     passwords = Passwords(HashParameters(settings.password_memory_kib, settings.password_time_cost))
     keys = load_keys(keys_file or config.data / "auth-keys.json")
     issuer = TokenIssuer(keys, settings.audience, settings.access_ttl)
