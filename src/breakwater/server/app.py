@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
@@ -41,7 +42,7 @@ from breakwater.server.realtime.hub import Realtime
 from breakwater.server.store_hooks import NodeStoreHooks
 from breakwater.server.store_opener import StoreOpener
 from breakwater.server.workers import WorkerRole
-from breakwater.storage import open_store
+from breakwater.storage import POSTGRES_SCHEMES, open_store
 from breakwater.storage.base import CompactionReport, Store
 
 _log = get_logger("breakwater.server")
@@ -85,7 +86,10 @@ def build_node(
     keys = load_keys(keys_file or config.data / "auth-keys.json")
     issuer = TokenIssuer(keys, settings.audience, settings.access_ttl)
     store_opener = StoreOpener(
-        store, realtime.start, lambda up: metrics.dependency_up.labels("store").set(int(up))
+        store,
+        realtime.start,
+        lambda up: metrics.dependency_up.labels("store").set(int(up)),
+        wait=urlsplit(config.store_url).scheme in POSTGRES_SCHEMES,
     )
     return Node(
         config=config,

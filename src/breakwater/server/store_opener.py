@@ -4,8 +4,9 @@ A node whose store is down when it starts still starts: until the store opens, `
 503 naming it, writes and reads get 503 ``store_unavailable`` with ``Retry-After`` (a store that
 is not open answers ``StoreUnavailable`` to every call), and the first open that succeeds
 migrates the schema and then starts whatever waits for the store (the realtime follower).
-Only unavailability is waited out: any other error (a bad config, a node id that another process
-holds while the server answers) still stops the start, where the operator sees it.
+Only a network store's unavailability is waited out: a SQLite file that cannot be opened, and
+any other error (a bad config, a node id that another process holds while the server answers),
+still stops the start, where the operator sees it.
 """
 
 from __future__ import annotations
@@ -29,9 +30,13 @@ class StoreOpener:
         store: Store,
         on_open: Callable[[], Awaitable[None]],
         on_available: Callable[[bool], None],
+        *,
+        wait: bool,
         backoff: Backoff | None = None,
     ) -> None:
         self.store = store
+        self.wait = wait
+        """Whether an unavailable store is waited for (a database server) or fails the start."""
         self.on_open = on_open
         self.on_available = on_available
         self.backoff = backoff or Backoff(base=0.2, cap=5.0)
@@ -45,6 +50,8 @@ class StoreOpener:
         try:
             await self._open_once()
         except StoreUnavailable as error:
+            if not self.wait:
+                raise
             self._failed(error, first=True)
             self._task = asyncio.create_task(self._retry_forever(), name="bw-store-opener")
 
