@@ -185,7 +185,7 @@ class PostgresRefreshModel(RefreshModel):
 
 RefreshModel.TestCase.settings = settings(max_examples=40, stateful_step_count=25, deadline=None)
 PostgresRefreshModel.TestCase.settings = settings(
-    max_examples=15, stateful_step_count=25, deadline=None
+    max_examples=10, stateful_step_count=25, deadline=None
 )
 test_refresh_tokens_follow_the_model = RefreshModel.TestCase
 test_postgres_refresh_tokens_follow_the_model = PostgresRefreshModel.TestCase
