@@ -13,7 +13,9 @@ ADR 0010 compares its cross-node latency with core NATS and says which is the de
 
 URL: ``nats+jetstream://[user:password@]host:port?prefix=NAME``; notices travel on
 ``NAME.commits`` and the stream is named after the prefix (``.`` and other characters a stream
-name cannot hold become ``_``).
+name cannot hold become ``_``). A stream of that name that already exists is used as it is
+(an operator may have created it with other limits); one that captures other subjects makes
+the connection fail, which the bus reports as unhealthy and retries.
 """
 
 from __future__ import annotations
