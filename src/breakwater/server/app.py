@@ -199,7 +199,7 @@ def create_app(
             await node.store.aclose()
             await node.cache.cache.aclose()
             await node.bus.aclose()
-            node.auth_store.close()
+            await asyncio.to_thread(node.auth_store.close)
             _log.info("node_stopped", node=node.clock.node)
 
     app = FastAPI(
