@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from breakwater.auth.postgres_store import PostgresAuthStore
-from breakwater.core.errors import StoreUnavailable
+from breakwater.core.errors import StoreIncompatible, StoreUnavailable
 from tests.forwarder import Forwarder
 from tests.services import POSTGRES_URL, require_service
 from tests.storage.backends import drop_schema, postgres_url
@@ -67,7 +67,7 @@ async def test_auth_tables_from_a_newer_breakwater_are_refused(schema: str) -> N
         await conn.close()
     store = store_on(schema)
     try:
-        with pytest.raises(StoreUnavailable, match="newer than this Breakwater"):
+        with pytest.raises(StoreIncompatible, match="newer than this Breakwater"):
             await asyncio.to_thread(store.account, "x")
     finally:
         store.close()

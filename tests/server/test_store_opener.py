@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from breakwater.core.errors import ConfigError, StoreUnavailable
+from breakwater.core.errors import ConfigError, StoreIncompatible, StoreUnavailable
 from breakwater.resilience import Backoff
 from breakwater.server.store_opener import StoreOpener
 from breakwater.storage.base import Store
@@ -64,6 +64,15 @@ async def test_an_error_other_than_unavailability_fails_the_start_even_when_wait
     subject, _, _ = opener(FlakyStore(1, ConfigError("node id 'a' is already serving")), wait=True)
     with pytest.raises(ConfigError):
         await subject.open()
+
+
+async def test_a_schema_from_a_newer_breakwater_fails_the_start_even_when_waiting() -> None:
+    """Waiting cannot fix an incompatible schema: the operator sees it at once."""
+    newer = StoreIncompatible("the database schema 'breakwater' is at version 9")
+    subject, health, _ = opener(FlakyStore(1, newer), wait=True)
+    with pytest.raises(StoreIncompatible):
+        await subject.open()
+    assert health == []
 
 
 async def test_closing_stops_the_retries() -> None:

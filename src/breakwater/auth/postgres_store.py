@@ -26,7 +26,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from breakwater.auth.records import Account, ApiKey, RefreshToken
 from breakwater.auth.store import EmailTaken, RotateOutcome
-from breakwater.core.errors import StoreUnavailable
+from breakwater.core.errors import StoreIncompatible, StoreUnavailable
 
 T = TypeVar("T")
 Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
@@ -149,7 +149,7 @@ async def migrate(conn: asyncpg.Connection, schema: str) -> None:
             )
             newest = await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM auth_migrations")
             if newest > len(MIGRATIONS):
-                raise StoreUnavailable(
+                raise StoreIncompatible(
                     f"the auth tables of schema {schema!r} are at version {newest}, newer than"
                     f" this Breakwater ({len(MIGRATIONS)}); upgrade Breakwater"
                 )

@@ -4,9 +4,10 @@ A node whose store is down when it starts still starts: until the store opens, `
 503 naming it, writes and reads get 503 ``store_unavailable`` with ``Retry-After`` (a store that
 is not open answers ``StoreUnavailable`` to every call), and the first open that succeeds
 migrates the schema and then starts whatever waits for the store (the realtime follower).
-Only a network store's unavailability is waited out: a SQLite file that cannot be opened, and
-any other error (a bad config, a node id that another process holds while the server answers),
-still stops the start, where the operator sees it.
+Only a network store's transient unavailability is waited out: a SQLite file that cannot be
+opened, a schema written by a newer Breakwater (``StoreIncompatible``), and any other error (a bad
+config, a node id that another process holds while the server answers) still stop the start,
+where the operator sees them.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class StoreOpener:
         try:
             await self._open_once()
         except StoreUnavailable as error:
-            if not self.wait:
+            if not (self.wait and error.transient):
                 raise
             self._failed(error, first=True)
             self._task = asyncio.create_task(self._retry_forever(), name="bw-store-opener")
