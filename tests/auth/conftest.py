@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
+
+from tests.auth.backends import AUTH_BACKENDS
+from tests.storage.backends import drop_schema, postgres_url
 
 # Cheap argon2 parameters keep the tests fast; the OWASP defaults are what nodes use.
 FAST_HASH = """
@@ -58,6 +61,20 @@ async def rules_node(make_client: Callable[..., Any]) -> httpx.AsyncClient:
     """A node in enforce mode with an owner-only ``notes`` collection and an ``open`` one."""
     client: httpx.AsyncClient = await make_client(RULES)
     return client
+
+
+@pytest.fixture(params=AUTH_BACKENDS)
+async def auth_node(
+    request: pytest.FixtureRequest, make_client: Callable[..., Any]
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The :func:`rules_node` over each auth store: SQLite beside a SQLite document store, and
+    PostgreSQL (chosen automatically) beside a PostgreSQL one."""
+    if request.param == "sqlite":
+        yield await make_client(RULES)
+        return
+    url, schema = postgres_url()
+    yield await make_client(RULES, store=url)
+    await drop_schema(schema)
 
 
 __all__ = ["make_node"]

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
@@ -16,13 +18,20 @@ from breakwater.auth.identity import Identity
 from breakwater.auth.policy import Policy
 from breakwater.auth.records import RefreshToken
 from breakwater.auth.rules import compile_rules
-from breakwater.auth.sqlite_store import SqliteAuthStore
+from breakwater.auth.store import AuthStore
+from tests.auth.backends import AUTH_BACKENDS, opened_auth_store, token_flags
 
 
-def test_concurrent_rotations_of_one_token_let_exactly_one_through(tmp_path: Path) -> None:
+@pytest.fixture(params=AUTH_BACKENDS)
+def auth_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AuthStore]:
+    """An open auth store of each backend."""
+    with opened_auth_store(request.param, tmp_path) as store:
+        yield store
+
+
+def test_concurrent_rotations_of_one_token_let_exactly_one_through(auth_store: AuthStore) -> None:
     """Of 8 threads refreshing one token at once, one rotates; the rest see reuse."""
-    store = SqliteAuthStore(tmp_path / "auth.db")
-    store.open()
+    store = auth_store
     store.add_refresh(RefreshToken("old", "fam", "u1", 0, 10**15))
     outcomes: list[str] = []
     barrier = threading.Barrier(8)
@@ -41,7 +50,6 @@ def test_concurrent_rotations_of_one_token_let_exactly_one_through(tmp_path: Pat
     # The reuse revoked the family: the winner's new token is dead too.
     winner = next(f"new{i}" for i in range(8) if store.family_of(f"new{i}") is not None)
     assert store.rotate_refresh(winner, None, 2)[0] == "reused"
-    store.close()
 
 
 RULES = compile_rules(
@@ -106,11 +114,13 @@ class RefreshModel(RuleBasedStateMachine):
     or use after its family was revoked, is reuse and revokes the family; a token never issued
     is unknown."""
 
+    backend = "sqlite"
+
     def __init__(self) -> None:
         super().__init__()
         self.tmp = tempfile.TemporaryDirectory()
-        self.store = SqliteAuthStore(Path(self.tmp.name) / "auth.db")
-        self.store.open()
+        self.opened = opened_auth_store(self.backend, Path(self.tmp.name))
+        self.store = self.opened.__enter__()
         self.family_of: dict[str, str] = {}
         self.used: set[str] = set()
         self.revoked: set[str] = set()
@@ -159,16 +169,23 @@ class RefreshModel(RuleBasedStateMachine):
         for token, family in self.family_of.items():
             live = token not in self.used and family not in self.revoked
             # A live token is one that would rotate; probe without changing state.
-            with self.store._tx() as db:
-                used, revoked = db.execute(
-                    "SELECT used, revoked FROM refresh_tokens WHERE token_hash = ?", (token,)
-                ).fetchone()
+            used, revoked = token_flags(self.store, token)
             assert live == (not used and not revoked)
 
     def teardown(self) -> None:
-        self.store.close()
+        self.opened.__exit__(None, None, None)
         self.tmp.cleanup()
 
 
+class PostgresRefreshModel(RefreshModel):
+    """The same model against the PostgreSQL auth store."""
+
+    backend = "postgres"
+
+
 RefreshModel.TestCase.settings = settings(max_examples=40, stateful_step_count=25, deadline=None)
+PostgresRefreshModel.TestCase.settings = settings(
+    max_examples=10, stateful_step_count=25, deadline=None
+)
 test_refresh_tokens_follow_the_model = RefreshModel.TestCase
+test_postgres_refresh_tokens_follow_the_model = PostgresRefreshModel.TestCase

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from typer.testing import CliRunner
 
 from breakwater.auth.passwords import Passwords
+from breakwater.auth.postgres_store import PostgresAuthStore
 from breakwater.auth.service import AuthService
 from breakwater.auth.signing_keys import load_keys
 from breakwater.auth.sqlite_store import SqliteAuthStore
 from breakwater.auth.tokens import TokenIssuer
 from breakwater.cli.main import app
 from breakwater.core.errors import Unauthorized
+from tests.storage.backends import drop_schema, postgres_url
 
 
 def test_create_list_revoke(tmp_path: Path) -> None:
@@ -95,3 +99,27 @@ def test_serve_with_an_invalid_rule_fails_with_one_error_line(tmp_path: Path) ->
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "collections.notes.rules.read" in errors[0]
     assert "not valid CEL" in errors[0]
+
+
+async def test_keys_made_with_a_postgresql_store_are_in_the_database(tmp_path: Path) -> None:
+    """With BREAKWATER_STORE on PostgreSQL, the CLI writes where every node reads: not auth.db."""
+    url, schema = postgres_url()
+    try:
+        created = CliRunner().invoke(
+            app,
+            ["keys", "create", "ops", "--scope", "admin", "--data", str(tmp_path)],
+            env={"BREAKWATER_STORE": url},
+        )
+        assert created.exit_code == 0, created.output
+        key_id = created.output.split()[0]
+        assert not (tmp_path / "auth.db").exists()
+        parts = urlsplit(url)
+        store = PostgresAuthStore(parts._replace(query="").geturl(), schema)
+        store.open()
+        try:
+            key = await asyncio.to_thread(store.key, key_id)
+        finally:
+            store.close()
+        assert key is not None and key.scopes == {"admin"}
+    finally:
+        await drop_schema(schema)

@@ -116,18 +116,18 @@ def test_rotation_drops_keys_retired_longer_than_a_token_lives() -> None:
     assert second.current.kid in {k.kid for k in third.keys}
 
 
-async def test_refresh_rotates_and_reuse_revokes_the_family(rules_node: httpx.AsyncClient) -> None:
+async def test_refresh_rotates_and_reuse_revokes_the_family(auth_node: httpx.AsyncClient) -> None:
     """A refresh token works once; presenting it again revokes every token of the session."""
-    user = await sign_up(rules_node, "rot@example.com")
-    first = await rules_node.post("/v1/auth/refresh", json={"refresh_token": user.refresh})
+    user = await sign_up(auth_node, "rot@example.com")
+    first = await auth_node.post("/v1/auth/refresh", json={"refresh_token": user.refresh})
     assert first.status_code == 200
     next_refresh = first.json()["refresh_token"]
     assert next_refresh != user.refresh
-    reuse = await rules_node.post("/v1/auth/refresh", json={"refresh_token": user.refresh})
+    reuse = await auth_node.post("/v1/auth/refresh", json={"refresh_token": user.refresh})
     assert reuse.status_code == 401
     assert "already used" in reuse.json()["detail"]
     # The attacker's replay revoked the family: the legitimate next token is dead too.
-    after = await rules_node.post("/v1/auth/refresh", json={"refresh_token": next_refresh})
+    after = await auth_node.post("/v1/auth/refresh", json={"refresh_token": next_refresh})
     assert after.status_code == 401
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
+import nats
 import pytest
+from nats.js.errors import NotFoundError
 
-from breakwater.bus import SCHEMES
+from breakwater.bus import CHANNEL, SCHEMES
+from breakwater.bus.jetstream import stream_name
 from tests.services import NATS_URL, REDIS_URL, require_service
 
 
@@ -24,7 +28,31 @@ def bus_url_for(scheme: str) -> str:
         return "memory://"
     if scheme == "redis":
         return with_prefix(require_service(REDIS_URL), prefix)
-    return with_prefix(require_service(NATS_URL), prefix)
+    url = with_prefix(require_service(NATS_URL), prefix)
+    if scheme == "nats+jetstream":
+        _streams.append(stream_name(f"{prefix}.{CHANNEL}"))
+        return url.replace("nats://", "nats+jetstream://", 1)
+    return url
+
+
+_streams: list[str] = []
+"""JetStream streams the tests declared (memory-only, but they outlive their buses)."""
+
+
+@pytest.fixture(autouse=True)
+async def _delete_test_streams() -> AsyncIterator[None]:
+    """Delete the JetStream streams a test's buses declared."""
+    yield
+    if not _streams:
+        return
+    client = await nats.connect(NATS_URL)
+    try:
+        js = client.jetstream()
+        while _streams:
+            with contextlib.suppress(NotFoundError):
+                await js.delete_stream(_streams.pop())
+    finally:
+        await client.close()
 
 
 @pytest.fixture(params=SCHEMES)

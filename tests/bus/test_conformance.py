@@ -1,4 +1,4 @@
-"""The Bus contract, run against every backend (memory, ipc, redis, nats)."""
+"""The Bus contract, run against every backend (memory, ipc, redis, nats, nats+jetstream)."""
 
 from __future__ import annotations
 

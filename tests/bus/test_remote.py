@@ -1,9 +1,11 @@
-"""Broker backends (redis, nats) across processes' buses: delivery, echo, outage, recovery."""
+"""Broker backends (redis, nats, nats+jetstream) across processes' buses: delivery, echo,
+outage, recovery."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -18,7 +20,7 @@ from tests.services import NATS_URL, REDIS_URL, require_service
 FAST = Backoff(base=0.05, cap=0.2)
 
 
-@pytest.fixture(params=["redis", "nats"])
+@pytest.fixture(params=["redis", "nats", "nats+jetstream"])
 def scheme(request: pytest.FixtureRequest) -> str:
     """Each broker backend."""
     return str(request.param)
@@ -39,6 +41,11 @@ async def make_bus() -> AsyncIterator[Callable[[str], RemoteBus]]:
     yield make
     for bus in opened:
         await bus.aclose()
+
+
+def through(forwarder: Forwarder, url: str) -> str:
+    """``url`` with its host and port replaced by the forwarder's."""
+    return urlunsplit(urlsplit(url)._replace(netloc=f"127.0.0.1:{forwarder.port}"))
 
 
 def notice(seq: int) -> CommitNotice:
@@ -98,11 +105,10 @@ async def test_a_broker_outage_is_reported_and_healed(
 ) -> None:
     """Cut: unhealthy, publish still returns and local subscribers still hear; restored:
     healthy again and notices cross between buses again."""
-    target = require_service(REDIS_URL if scheme == "redis" else NATS_URL)
-    forwarder = Forwarder(target)
+    forwarder = Forwarder(require_service(REDIS_URL if scheme == "redis" else NATS_URL))
     await forwarder.start()
-    prefix_url = bus_url_for(scheme).replace(target, forwarder.url)
-    cut_off, direct = make_bus(prefix_url), make_bus(prefix_url.replace(forwarder.url, target))
+    direct_url = bus_url_for(scheme)
+    cut_off, direct = make_bus(through(forwarder, direct_url)), make_bus(direct_url)
     try:
         await cut_off.open()
         await direct.open()
@@ -134,11 +140,10 @@ async def test_a_bus_opened_while_the_broker_is_down_connects_later(
     scheme: str, make_bus: Callable[[str], RemoteBus]
 ) -> None:
     """``open`` returns (unhealthy) without a broker, and the bus connects once it is there."""
-    target = require_service(REDIS_URL if scheme == "redis" else NATS_URL)
-    forwarder = Forwarder(target)
+    forwarder = Forwarder(require_service(REDIS_URL if scheme == "redis" else NATS_URL))
     await forwarder.start()
     await forwarder.cut()
-    bus = make_bus(bus_url_for(scheme).replace(target, forwarder.url))
+    bus = make_bus(through(forwarder, bus_url_for(scheme)))
     try:
         await asyncio.wait_for(bus.open(), 5)
         assert not bus.healthy

@@ -12,12 +12,14 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 import websockets
 
 from tests.conftest import ServerProcess, free_port
+from tests.forwarder import Forwarder
 from tests.process.test_durability import counters, feed_mutation_ids, push_until_killed
 from tests.realtime.clients import recv, subscribe
 from tests.storage.backends import drop_schema, postgres_url
@@ -167,3 +169,32 @@ async def test_a_subscriber_on_one_node_gets_every_change_written_on_both(
     await writers
     assert [seq for seq, _ in received] == list(range(1, len(acked) + 1))
     assert sorted(mid for _, mid in received) == sorted(acked)
+
+
+async def test_a_node_started_while_postgresql_is_down_serves_once_it_returns(
+    start_server: Callable[..., ServerProcess], store_url: str
+) -> None:
+    """`serve` with the database cut off at start: alive, 503 naming the store; restored:
+    ready by itself, and the write is durable."""
+    proxy = Forwarder(store_url)
+    await proxy.start()
+    await proxy.cut()
+    try:
+        parts = urlsplit(store_url)
+        cut_url = parts._replace(netloc=f"postgres@127.0.0.1:{proxy.port}").geturl()
+        node = start_server(None, "--store", cut_url, "--node", "late")  # waits for /healthz
+        async with httpx.AsyncClient(base_url=node.url, timeout=10) as http:
+            ready = await http.get("/readyz")
+            assert ready.status_code == 503 and ready.json()["failing"] == ["store"]
+            refused = await http.put("/v1/collections/t/docs/x", json={"x": 1})
+            assert refused.status_code == 503 and refused.headers["retry-after"]
+            await proxy.restore()
+            deadline = asyncio.get_running_loop().time() + 20
+            while (await http.get("/readyz")).status_code != 200:
+                assert asyncio.get_running_loop().time() < deadline, "never became ready"
+                await asyncio.sleep(0.1)
+            assert (await http.put("/v1/collections/t/docs/x", json={"x": 2})).status_code == 201
+        assert node.process.poll() is None
+    finally:
+        await proxy.aclose()
+    assert "store_unavailable_at_start" in node.log.read_text()

@@ -24,7 +24,7 @@ import pytest
 
 from tests.conftest import ServerProcess
 from tests.process.test_durability import counters, push_until_killed
-from tests.services import REDIS_URL, require_service
+from tests.services import NATS_URL, REDIS_URL, require_service
 
 pytestmark = pytest.mark.slow
 
@@ -117,16 +117,18 @@ async def test_writes_through_both_workers_are_durable_and_the_feed_gap_free(
     assert len(stamps) == 2 and all(stamp.endswith((".w0", ".w1")) for stamp in stamps)
 
 
-@pytest.mark.parametrize("bus", ["ipc", "redis"])
+@pytest.mark.parametrize("bus", ["ipc", "redis", "nats"])
 async def test_a_commit_in_one_worker_wakes_a_long_poll_in_the_other(
     start_server: Callable[..., ServerProcess], bus: str
 ) -> None:
     """Long-polls answer well within the one-second fallback poll: the bus carried it (the
-    workers' own ipc bus by default, or the configured Redis bus every worker connects to)."""
+    workers' own ipc bus by default, or the configured Redis or NATS bus every worker connects
+    to)."""
     args = ["--workers", "2"]
-    if bus == "redis":
+    if bus != "ipc":
         prefix = f"bw-test-{uuid.uuid4().hex[:8]}"
-        args += ["--bus", f"{require_service(REDIS_URL)}?prefix={prefix}"]
+        broker = REDIS_URL if bus == "redis" else NATS_URL
+        args += ["--bus", f"{require_service(broker)}?prefix={prefix}"]
     server = start_server(None, *args)
     clients = await client_of_each_worker(server.url)
     waiter, writer = clients.values()

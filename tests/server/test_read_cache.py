@@ -177,6 +177,8 @@ async def test_an_unreachable_redis_cache_degrades_to_store_reads(
 
         await eventually(cached_again, 15.0)
         assert (await client.get("/readyz")).json()["status"] == "ready"
+        metrics = (await client.get("/metrics")).text
+        assert 'breakwater_dependency_up{dependency="cache"} 1.0' in metrics
     finally:
         await forwarder.aclose()
 

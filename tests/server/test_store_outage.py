@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+import asyncpg
 import httpx
 import pytest
 
@@ -30,16 +31,19 @@ async def forwarder() -> AsyncIterator[Forwarder]:
 
 
 @pytest.fixture
-async def node(
-    forwarder: Forwarder, make_client: Callable[..., Any]
-) -> AsyncIterator[httpx.AsyncClient]:
-    """An in-process node whose PostgreSQL store is reached through the forwarder."""
+async def schema_url(forwarder: Forwarder) -> AsyncIterator[tuple[str, str]]:
+    """A PostgreSQL URL through the forwarder to a schema of this test's own, and the schema."""
     direct, schema = postgres_url(pool_size="4", timeout="2")
     parts = urlsplit(direct)
-    url = parts._replace(netloc=f"postgres@127.0.0.1:{forwarder.port}").geturl()
-    client: httpx.AsyncClient = await make_client(store=url)
-    yield client
+    yield parts._replace(netloc=f"postgres@127.0.0.1:{forwarder.port}").geturl(), schema
     await drop_schema(schema)
+
+
+@pytest.fixture
+async def node(schema_url: tuple[str, str], make_client: Callable[..., Any]) -> httpx.AsyncClient:
+    """An in-process node whose PostgreSQL store is reached through the forwarder."""
+    client: httpx.AsyncClient = await make_client(store=schema_url[0])
+    return client
 
 
 def gauge(metrics: str) -> float:
@@ -123,3 +127,56 @@ async def test_store_outage_is_503_and_recovers_without_losing_acknowledged_writ
     pull = await node.get("/v1/sync/pull", params={"limit": 1000})
     seqs = [change["seq"] for change in pull.json()["changes"]]
     assert seqs == sorted(seqs) and len(seqs) == len(set(seqs)) >= len(acknowledged) + 1
+
+
+async def migrated_version(schema: str) -> int | None:
+    """The schema's migration version, or None if it was never created."""
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        exists = await conn.fetchval("SELECT to_regclass($1)", f'"{schema}".schema_migrations')
+        if exists is None:
+            return None
+        version: int = await conn.fetchval(f'SELECT MAX(version) FROM "{schema}".schema_migrations')
+        return version
+    finally:
+        await conn.close()
+
+
+async def test_a_node_started_while_postgresql_is_down_serves_503_then_recovers_by_itself(
+    forwarder: Forwarder, schema_url: tuple[str, str], make_client: Callable[..., Any]
+) -> None:
+    """Start with PostgreSQL cut off: 503s naming the store; restore: migrated, serving, live."""
+    await forwarder.cut()
+    node: httpx.AsyncClient = await make_client(store=schema_url[0])
+
+    ready = await node.get("/readyz")
+    assert ready.status_code == 503 and ready.headers["retry-after"]
+    assert ready.json()["failing"] == ["store"]
+    assert ready.json()["checks"]["store"].startswith("not open: ")
+    assert gauge((await node.get("/metrics")).text) == 0.0
+    write = await node.put(f"{DOCS}/early", json={"x": 1})
+    assert write.status_code == 503 and write.headers["retry-after"]
+    assert write.headers["content-type"] == "application/problem+json"
+    assert write.json()["type"] == "store_unavailable"
+    assert (await node.get(f"{DOCS}/early")).status_code == 503
+    assert (await node.get("/v1/sync/pull")).status_code == 503
+    account = {"email": "early@example.com", "password": "correct horse"}
+    signup = await node.post("/v1/auth/signup", json=account)
+    assert signup.status_code == 503 and signup.json()["type"] == "store_unavailable"
+    assert await migrated_version(schema_url[1]) is None
+
+    await forwarder.restore()
+    await wait_ready(node)
+    assert await migrated_version(schema_url[1]) == 1
+    assert gauge((await node.get("/metrics")).text) == 1.0
+    # The realtime follower started from the head, so subscribers can go live again.
+    assert node.app.state.node.realtime.fanout.following  # type: ignore[attr-defined]
+    cursor = (await node.get("/v1/sync/pull")).json()["cursor"]
+    waiting = asyncio.ensure_future(
+        node.get("/v1/sync/pull", params={"cursor": cursor, "wait": 10})
+    )
+    assert (await node.put(f"{DOCS}/late", json={"x": 2})).status_code == 201
+    woken = await asyncio.wait_for(waiting, 8)
+    assert [change["id"] for change in woken.json()["changes"]] == ["late"]
+    assert (await node.get(f"{DOCS}/late")).json()["data"] == {"x": 2}
+    assert (await node.post("/v1/auth/signup", json=account)).status_code == 201

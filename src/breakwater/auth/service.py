@@ -328,6 +328,10 @@ class AuthService:
         self.store.add_key(record)
         return f"{KEY_PREFIX}_{key_id}_{secret}", record
 
+    async def authenticate_key(self, presented: str) -> Identity:
+        """:meth:`verify_key` off the event loop (the store may be a network round trip)."""
+        return await self._run(lambda: self.verify_key(presented))
+
     def verify_key(self, presented: str) -> Identity:
         """The identity of a live API key; ``Unauthorized`` otherwise."""
         prefix, _, rest = presented.partition("_")

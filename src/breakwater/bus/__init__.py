@@ -18,7 +18,8 @@ Contract for every backend (checked by tests/bus/test_conformance.py):
 
 Backends are chosen by URL scheme with :func:`open_bus`: ``memory://`` (one process),
 ``ipc:///directory`` (the processes of one machine, e.g. the workers of ``serve --workers``),
-``redis://`` (Redis pub/sub) and ``nats://`` (core NATS) for the nodes of a region. The broker
+``redis://`` (Redis pub/sub), ``nats://`` (core NATS) and ``nats+jetstream://`` (a JetStream
+stream) for the nodes of a region. The broker
 backends keep the contract through a broker outage: ``healthy`` turns false, ``publish`` still
 returns at once, local subscribers still hear this node's commits, and the bus reconnects by
 itself with exponential backoff and full jitter.
@@ -35,7 +36,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from breakwater.core.cursor import VersionVector
 from breakwater.core.errors import ConfigError
 
-SCHEMES = ("memory", "ipc", "redis", "nats")
+SCHEMES = ("memory", "ipc", "redis", "nats", "nats+jetstream")
 CHANNEL = "commits"
 """Notices travel on ``<prefix>.commits``."""
 
@@ -131,13 +132,18 @@ def open_bus(url: str, namespace: str = "local") -> Bus:
         if parts.netloc or not parts.path.startswith("/"):
             raise ConfigError("an ipc bus URL names an absolute directory: ipc:///path/to/dir")
         return IpcBus(Path(parts.path))
-    if scheme in ("redis", "rediss", "nats", "tls"):
+    if scheme in ("redis", "rediss", "nats", "tls", "nats+jetstream", "tls+jetstream"):
         broker_url, prefix = split_prefix(url, f"breakwater.{namespace}")
         channel = f"{prefix}.{CHANNEL}"
         if scheme.startswith("redis"):
             from breakwater.bus.redis import redis_bus
 
             return redis_bus(broker_url, channel)
+        if scheme.endswith("+jetstream"):
+            from breakwater.bus.jetstream import jetstream_bus
+
+            plain = urlunsplit(urlsplit(broker_url)._replace(scheme=scheme.split("+")[0]))
+            return jetstream_bus(plain, channel)
         from breakwater.bus.nats import nats_bus
 
         return nats_bus(broker_url, channel)

@@ -1,10 +1,11 @@
 """The NATS bus (``nats://``): commit notices over core NATS subjects.
 
-Core NATS rather than JetStream: a notice matters only to the nodes listening now, and the newest
-one supersedes the older ones (see :mod:`breakwater.bus`). JetStream's persistence and acks would
-add a round trip and a stream to manage for guarantees the store's feed already gives; a node
-that misses notices meets the changes through its fallback poll. ``no_echo`` keeps the server
-from sending a node its own notices.
+Core NATS by default: a notice matters only to the nodes listening now, and the newest one
+supersedes the older ones (see :mod:`breakwater.bus`). JetStream's persistence and acks add a
+round trip and a stream to manage for guarantees the store's feed already gives; a node that
+misses notices meets the changes through its fallback poll. Where JetStream is wanted anyway,
+``nats+jetstream://`` (:mod:`breakwater.bus.jetstream`) reuses this connection code. ``no_echo``
+keeps the server from sending a node its own notices.
 
 nats-py's own reconnect (fixed waits, give up after 60 tries) is off: the bus reconnects forever,
 with exponential backoff and full jitter, like every backend.
@@ -55,6 +56,12 @@ class NatsLink:
 
     async def start(self, url: str) -> None:
         """Connect and subscribe; raises when NATS cannot be reached."""
+        client = await self.connect(url)
+        await client.subscribe(self.subject, cb=self._on_message)
+        await client.flush(timeout=int(SEND_TIMEOUT))
+
+    async def connect(self, url: str) -> Client:
+        """The connection, without nats-py's own reconnects (the bus reconnects itself)."""
         self.client = await nats.connect(
             url,
             allow_reconnect=False,
@@ -66,8 +73,7 @@ class NatsLink:
             closed_cb=self._on_lost,
             error_cb=self._on_error,
         )
-        await self.client.subscribe(self.subject, cb=self._on_message)
-        await self.client.flush(timeout=int(SEND_TIMEOUT))
+        return self.client
 
     async def send(self, payload: bytes) -> None:
         """Publish the payload (buffered by nats-py, flushed by its flusher task)."""
@@ -105,9 +111,13 @@ class NatsConnector:
         self.url = url
         self.subject = subject
 
+    def new_link(self) -> NatsLink:
+        """An unconnected link of this backend."""
+        return NatsLink(self.subject)
+
     async def connect(self) -> NatsLink:
         """A subscribed link."""
-        link = NatsLink(self.subject)
+        link = self.new_link()
         try:
             await link.start(self.url)
         except BaseException:

@@ -12,10 +12,11 @@ import typer
 from breakwater.auth.passwords import Passwords
 from breakwater.auth.service import AuthService
 from breakwater.auth.signing_keys import load_keys, save_keys
-from breakwater.auth.sqlite_store import SqliteAuthStore
+from breakwater.auth.store import AuthStore
 from breakwater.auth.tokens import TokenIssuer
 from breakwater.config import Config, load_config
 from breakwater.core.errors import NotFound
+from breakwater.server.auth_backend import auth_store_for
 
 app = typer.Typer(help="API keys for servers and admins, and access-token signing keys.")
 
@@ -34,8 +35,8 @@ def _keys_path(config: Config) -> Path:
     return Path(file) if file else config.data / "auth-keys.json"
 
 
-def _service(config: Config) -> tuple[AuthService, SqliteAuthStore]:
-    store = SqliteAuthStore(config.data / "auth.db")
+def _service(config: Config) -> tuple[AuthService, AuthStore]:
+    store = auth_store_for(config)
     store.open()
     issuer = TokenIssuer(
         load_keys(_keys_path(config)), config.auth.audience, config.auth.access_ttl

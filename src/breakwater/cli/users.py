@@ -8,9 +8,10 @@ from typing import Annotated
 
 import typer
 
-from breakwater.auth.sqlite_store import SqliteAuthStore
+from breakwater.auth.store import AuthStore
 from breakwater.config import load_config
 from breakwater.core.errors import NotFound, ValidationError
+from breakwater.server.auth_backend import auth_store_for
 
 app = typer.Typer(help="Accounts: show one, set its roles.")
 
@@ -20,8 +21,8 @@ ConfigOption = Annotated[
 ]
 
 
-def _store(data: Path | None, config: Path | None) -> SqliteAuthStore:
-    store = SqliteAuthStore(load_config(config, overrides={"data": data}).data / "auth.db")
+def _store(data: Path | None, config: Path | None) -> AuthStore:
+    store = auth_store_for(load_config(config, overrides={"data": data}))
     store.open()
     return store
 

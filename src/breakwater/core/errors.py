@@ -19,6 +19,7 @@ it is transient (retrying the same request later may succeed) or permanent. Retr
     ├── CursorExpired                410 cursor_expired
     ├── Unavailable                  transient, 503 unavailable (store down, draining)
     │   └── StoreUnavailable         503 store_unavailable
+    │       └── StoreIncompatible    permanent: the schema is newer than this code
     └── ConfigError                  a setting is wrong; the node does not start (also a ValueError)
 """
 
@@ -151,6 +152,13 @@ class StoreUnavailable(Unavailable):
 
     type = "store_unavailable"
     title = "Store unavailable"
+
+
+class StoreIncompatible(StoreUnavailable):
+    """The store's schema was written by a newer Breakwater: waiting will not help (a node
+    whose store says so at start does not start), upgrading or restoring will."""
+
+    transient = False
 
 
 class ConfigError(BreakwaterError, ValueError):

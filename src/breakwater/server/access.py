@@ -46,7 +46,7 @@ def _query_token(scope: Scope) -> str | None:
     return values[-1] if values else None
 
 
-def resolve(node: Node, scope: Scope, allow_query_token: bool = False) -> Resolved:
+async def resolve(node: Node, scope: Scope, allow_query_token: bool = False) -> Resolved:
     """The caller of ``scope``: an identity, the error of a bad credential, or None."""
     header = _header(scope, b"authorization")
     token: str | None = None
@@ -57,7 +57,7 @@ def resolve(node: Node, scope: Scope, allow_query_token: bool = False) -> Resolv
             token = value
         elif kind.lower() == "apikey" and value:
             try:
-                return node.auth.verify_key(value)
+                return await node.auth.authenticate_key(value)
             except BreakwaterError as error:
                 return error
         else:
@@ -118,7 +118,7 @@ class Gatekeeper:
             return
         node: Node = scope["app"].state.node
         path = scope["path"]
-        resolved = resolve(node, scope, allow_query_token=path == SSE_PATH)
+        resolved = await resolve(node, scope, allow_query_token=path == SSE_PATH)
         scope.setdefault("state", {})["identity"] = resolved
         uid = resolved.uid if isinstance(resolved, Identity) else None
         try:

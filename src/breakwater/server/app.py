@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
@@ -17,7 +18,6 @@ from breakwater.auth.policy import Policy
 from breakwater.auth.sealing import Sealer
 from breakwater.auth.service import AuthService
 from breakwater.auth.signing_keys import load_keys
-from breakwater.auth.sqlite_store import SqliteAuthStore
 from breakwater.auth.tokens import TokenIssuer
 from breakwater.bus import Bus, open_bus
 from breakwater.cache import Cache, open_cache
@@ -30,6 +30,7 @@ from breakwater.obs.metrics import Metrics
 from breakwater.obs.worker_metrics import WorkerMetrics
 from breakwater.server import auth_api, docs_api, health, problems, sync_api
 from breakwater.server.access import Gatekeeper
+from breakwater.server.auth_backend import auth_store_for
 from breakwater.server.direct_routes import DirectRoutes, Endpoint
 from breakwater.server.middleware import ObserveRequests
 from breakwater.server.node import Node
@@ -39,8 +40,9 @@ from breakwater.server.realtime import sse as realtime_sse
 from breakwater.server.realtime import websocket as realtime_websocket
 from breakwater.server.realtime.hub import Realtime
 from breakwater.server.store_hooks import NodeStoreHooks
+from breakwater.server.store_opener import StoreOpener
 from breakwater.server.workers import WorkerRole
-from breakwater.storage import open_store
+from breakwater.storage import POSTGRES_SCHEMES, open_store
 from breakwater.storage.base import CompactionReport, Store
 
 _log = get_logger("breakwater.server")
@@ -79,10 +81,16 @@ def build_node(
     metrics.dependency_up.labels("cache").set_function(lambda: 1 if read_cache.healthy else 0)
     settings = config.auth
     keys_file = Path(settings.signing_keys_file) if settings.signing_keys_file else None
-    auth_store = SqliteAuthStore(config.data / "auth.db")
+    auth_store = auth_store_for(config)
     passwords = Passwords(HashParameters(settings.password_memory_kib, settings.password_time_cost))
     keys = load_keys(keys_file or config.data / "auth-keys.json")
     issuer = TokenIssuer(keys, settings.audience, settings.access_ttl)
+    store_opener = StoreOpener(
+        store,
+        realtime.start,
+        lambda up: metrics.dependency_up.labels("store").set(int(up)),
+        wait=urlsplit(config.store_url).scheme in POSTGRES_SCHEMES,
+    )
     return Node(
         config=config,
         clock=clock,
@@ -99,6 +107,7 @@ def build_node(
         ),
         limiter=RateLimiter(settings, metrics),
         sealer=Sealer(keys),
+        store_opener=store_opener,
     )
 
 
@@ -158,14 +167,14 @@ def create_app(
         await node.cache.cache.open()
         await node.cache.start()
         try:
-            await node.store.open()
+            # A store that is unreachable is waited for in the background (I8).
+            await node.store_opener.open()
         except BreakwaterError as error:
             # One clear line (the store names itself, password hidden) before the traceback.
             _log.error("startup_failed", error=error.type, detail=error.detail)
             await node.cache.cache.aclose()
             await node.bus.aclose()
             raise
-        await node.realtime.start()
         compaction = asyncio.create_task(_compact_forever(node))
         background = [compaction]
         if node.worker_metrics is not None:
@@ -185,11 +194,12 @@ def create_app(
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            await node.store_opener.aclose()
             await node.realtime.aclose()
             await node.store.aclose()
             await node.cache.cache.aclose()
             await node.bus.aclose()
-            node.auth_store.close()
+            await asyncio.to_thread(node.auth_store.close)
             _log.info("node_stopped", node=node.clock.node)
 
     app = FastAPI(

@@ -24,11 +24,14 @@ async def readyz(request: Request) -> Response:
     failing ones, or while draining."""
     node = node_of(request)
     checks: dict[str, str] = {}
-    try:
-        await node.store.ping()
-        checks["store"] = "ok"
-    except BreakwaterError as error:
-        checks["store"] = error.detail
+    if not node.store_opener.opened:
+        checks["store"] = node.store_opener.problem
+    else:
+        try:
+            await node.store.ping()
+            checks["store"] = "ok"
+        except BreakwaterError as error:
+            checks["store"] = error.detail
     node.metrics.dependency_up.labels("store").set(1 if checks["store"] == "ok" else 0)
     failing = sorted(name for name, state in checks.items() if state != "ok")
     # Without the bus or the cache the node still serves every request (I8): they are named

@@ -3,7 +3,7 @@ drain."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from breakwater.auth.policy import Policy
 from breakwater.auth.sealing import Sealer
@@ -18,6 +18,7 @@ from breakwater.obs.worker_metrics import WorkerMetrics
 from breakwater.server.rate_limit import RateLimiter
 from breakwater.server.read_cache import ReadCache
 from breakwater.server.realtime.hub import Realtime
+from breakwater.server.store_opener import StoreOpener
 from breakwater.storage.base import Store
 
 
@@ -38,8 +39,8 @@ class Node:
     policy: Policy
     limiter: RateLimiter
     sealer: Sealer
+    store_opener: StoreOpener
     draining: bool = False
-    dependencies: dict[str, str] = field(default_factory=dict)
     worker_metrics: WorkerMetrics | None = None
     """Set when this process is one worker of several: ``/metrics`` answers for all of them."""
 

@@ -10,10 +10,12 @@ from breakwater.core.errors import ConfigError
 from breakwater.storage.base import CompactionReport, FeedEntry, FeedPage, QueryPage, Store
 from breakwater.storage.hooks import NO_HOOKS, StoreHooks
 
-SCHEMES = ("sqlite", "postgresql", "postgres")
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+SCHEMES = ("sqlite", *POSTGRES_SCHEMES)
 
 __all__ = [
     "NO_HOOKS",
+    "POSTGRES_SCHEMES",
     "CompactionReport",
     "FeedEntry",
     "FeedPage",
@@ -51,7 +53,7 @@ def open_store(url: str, engine: Engine, hooks: StoreHooks = NO_HOOKS) -> Store:
         from breakwater.storage.sqlite import SqliteStore
 
         return SqliteStore(sqlite_path(url), engine, hooks=hooks)
-    if scheme in ("postgresql", "postgres"):
+    if scheme in POSTGRES_SCHEMES:
         from breakwater.storage.postgres import PostgresStore
 
         return PostgresStore(url, engine, hooks=hooks)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from breakwater.core.errors import StoreUnavailable
+from breakwater.core.errors import StoreIncompatible
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: documents (visible data + packed CRDT clocks), the change feed (which also answers
@@ -108,7 +108,7 @@ async def migrate(
         )
         old = await _version(conn, schema)
     if old > latest:
-        raise StoreUnavailable(
+        raise StoreIncompatible(
             f"the database schema {schema!r} is at version {old}, newer than this Breakwater"
             f" ({latest}); upgrade Breakwater or restore a backup"
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from breakwater.core.errors import StoreUnavailable
+from breakwater.core.errors import StoreIncompatible
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: documents (visible data + packed CRDT clocks), the change feed (which also answers
@@ -64,7 +64,7 @@ def migrate(conn: sqlite3.Connection) -> int:
     """Bring the database to :data:`LATEST`, one transaction per step; return the old version."""
     current = conn.execute("PRAGMA user_version").fetchone()[0]
     if current > LATEST:
-        raise StoreUnavailable(
+        raise StoreIncompatible(
             f"the database is at schema version {current}, newer than this Breakwater "
             f"({LATEST}); upgrade Breakwater or restore a backup"
         )

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from breakwater.bus import Bus, CommitNotice, Subscription
 from breakwater.core import cursor as cursor_mod
 from breakwater.core.cursor import VersionVector
-from breakwater.core.errors import CursorExpired
+from breakwater.core.errors import BreakwaterError, CursorExpired, StoreUnavailable
 from breakwater.obs.logging import get_logger
 from breakwater.obs.metrics import Metrics
 from breakwater.server.realtime import messages
@@ -304,21 +304,31 @@ class Fanout:
         self._stopped = False
         self._closing = False
         self._task: asyncio.Task[None] | None = None
+        self.following = False
+        """True once the position is the store's head (a replay before then could attach a
+        subscriber behind the position the follower starts from)."""
 
     # lifecycle ----------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Subscribe to the bus, read the store's head and start following from there."""
+        """Subscribe to the bus, read the store's head and start following from there.
+
+        A store that cannot answer yet does not stop the start (I8): the follower reads the
+        head as soon as it can, and until then subscribers wait in replay.
+        """
         notices = self.bus.subscribe(buffer=256)
         try:
-            self.position = await self.store.head()
-        except Exception:
-            notices.close()
-            raise
-        self.stable = dict(self.position)
-        self.recent.reset(self.position)
+            self._start_at(await self.store.head())
+        except BreakwaterError as error:
+            _log.warning("realtime_head_unavailable", error=error.type, detail=error.detail)
         self._closing = False
         self._task = asyncio.create_task(self._follow(notices), name="bw-realtime-follower")
+
+    def _start_at(self, head: VersionVector) -> None:
+        self.position = head
+        self.stable = dict(head)
+        self.recent.reset(head)
+        self.following = True
 
     async def aclose(self) -> None:
         """Stop the follower and release every waiter."""
@@ -388,6 +398,8 @@ class Fanout:
         """
         if sub.closed:
             return []
+        if not self.following:
+            raise StoreUnavailable("the feed's head could not be read yet")
         start = sub.resume_from
         # Memory may still hold changes the retention pass removed from the store; a cursor
         # behind the horizon goes to the store all the same, to get cursor_expired there.
@@ -485,6 +497,8 @@ class Fanout:
         try:
             while not self._closing:
                 try:
+                    if not self.following:
+                        self._start_at(await self.store.head())
                     at = await self._next_commit(notices)
                     if at is not None:
                         await self._catch_up(at)

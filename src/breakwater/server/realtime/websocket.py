@@ -155,7 +155,7 @@ async def serve_websocket(node: Node, scope: Scope, receive: Receive, send: Send
         await _refuse(scope, receive, send, DISABLED)
         return
     hub = node.realtime
-    resolved = resolve(node, scope, allow_query_token=True)
+    resolved = await resolve(node, scope, allow_query_token=True)
     identity = resolved if isinstance(resolved, Identity) else None
     try:
         if isinstance(resolved, BreakwaterError):

@@ -1,0 +1,443 @@
+"""The ``AuthStore`` on PostgreSQL: every node of a region shares its users, keys and tokens.
+
+Chosen when the document store is PostgreSQL, in the same schema (tables prefixed ``auth_``,
+versioned by ``auth_migrations``), so that two nodes over one database agree on accounts, API
+keys and refresh-token families: a refresh token used on one node and replayed on another is
+reuse there too, and revokes its family.
+
+The protocol is synchronous (the auth service calls it from worker threads, next to password
+hashing); asyncpg is not. So the store owns a private event loop in one thread, and each call
+runs one transaction there and waits for it, bounded by the statement timeout. The pool is
+created lazily, on the first call that finds the server: a node starts while PostgreSQL is down
+(I8), and every call until it returns raises ``StoreUnavailable`` (503, ``Retry-After``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeAlias, TypeVar
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from breakwater.auth.records import Account, ApiKey, RefreshToken
+from breakwater.auth.store import EmailTaken, RotateOutcome
+from breakwater.core.errors import StoreIncompatible, StoreUnavailable
+
+T = TypeVar("T")
+Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+Row: TypeAlias = "Sequence[Any] | asyncpg.Record"
+_DB_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the same records as the SQLite auth store; text compared in byte order ("C").
+    """
+    CREATE TABLE auth_accounts (
+        uid text COLLATE "C" PRIMARY KEY,
+        email text COLLATE "C" UNIQUE,
+        password_hash text,
+        anonymous boolean NOT NULL,
+        roles text NOT NULL,
+        created_ms bigint NOT NULL,
+        totp_secret text,
+        totp_enabled boolean NOT NULL DEFAULT false,
+        recovery_hashes text NOT NULL DEFAULT '[]',
+        totp_last_step bigint NOT NULL DEFAULT 0
+    );
+    CREATE TABLE auth_refresh_tokens (
+        token_hash text COLLATE "C" PRIMARY KEY,
+        family text COLLATE "C" NOT NULL,
+        uid text COLLATE "C" NOT NULL,
+        created_ms bigint NOT NULL,
+        expires_ms bigint NOT NULL,
+        amr text NOT NULL DEFAULT '[]',
+        used boolean NOT NULL DEFAULT false,
+        revoked boolean NOT NULL DEFAULT false
+    );
+    CREATE INDEX auth_refresh_family ON auth_refresh_tokens (family);
+    CREATE INDEX auth_refresh_uid ON auth_refresh_tokens (uid);
+    CREATE TABLE auth_api_keys (
+        key_id text COLLATE "C" PRIMARY KEY,
+        name text NOT NULL,
+        scopes text NOT NULL,
+        secret_hash text NOT NULL,
+        created_ms bigint NOT NULL,
+        revoked_ms bigint
+    );
+    """,
+)
+
+_ACCOUNT_COLUMNS = (
+    "uid, email, password_hash, anonymous, roles, created_ms, totp_secret, totp_enabled,"
+    " recovery_hashes, totp_last_step"
+)
+_KEY_COLUMNS = "key_id, name, scopes, secret_hash, created_ms, revoked_ms"
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _account(row: Row) -> Account:
+    return Account(
+        uid=row[0],
+        email=row[1],
+        password_hash=row[2],
+        anonymous=row[3],
+        roles=tuple(json.loads(row[4])),
+        created_ms=row[5],
+        totp_secret=row[6],
+        totp_enabled=row[7],
+        recovery_hashes=tuple(json.loads(row[8])),
+        totp_last_step=row[9],
+    )
+
+
+def _account_row(a: Account) -> tuple[Any, ...]:
+    return (
+        a.uid,
+        a.email.lower() if a.email else None,
+        a.password_hash,
+        a.anonymous,
+        json.dumps(list(a.roles)),
+        a.created_ms,
+        a.totp_secret,
+        a.totp_enabled,
+        json.dumps(list(a.recovery_hashes)),
+        a.totp_last_step,
+    )
+
+
+def _key(row: Row) -> ApiKey:
+    return ApiKey(row[0], row[1], frozenset(json.loads(row[2])), row[3], row[4], row[5])
+
+
+async def _insert_refresh(conn: Connection, t: RefreshToken) -> None:
+    await conn.execute(
+        "INSERT INTO auth_refresh_tokens (token_hash, family, uid, created_ms, expires_ms, amr)"
+        " VALUES ($1, $2, $3, $4, $5, $6)",
+        t.token_hash,
+        t.family,
+        t.uid,
+        t.created_ms,
+        t.expires_ms,
+        json.dumps(list(t.amr)),
+    )
+
+
+async def migrate(conn: asyncpg.Connection, schema: str) -> None:
+    """Bring the auth tables of ``schema`` to the newest version, once across nodes."""
+    lock = f"breakwater-migrate:{schema}"  # the document store's migration lock: one at a time
+    for version, script in enumerate(MIGRATIONS, start=1):
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", lock)
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(schema)}")
+            await conn.execute(f"SET LOCAL search_path TO {_quote(schema)}")
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS auth_migrations"
+                " (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            newest = await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM auth_migrations")
+            if newest > len(MIGRATIONS):
+                raise StoreIncompatible(
+                    f"the auth tables of schema {schema!r} are at version {newest}, newer than"
+                    f" this Breakwater ({len(MIGRATIONS)}); upgrade Breakwater"
+                )
+            if newest >= version:
+                continue
+            await conn.execute(script)
+            await conn.execute("INSERT INTO auth_migrations (version) VALUES ($1)", version)
+
+
+class PostgresAuthStore:
+    """``AuthStore`` in a PostgreSQL schema (see :mod:`breakwater.auth.store` for the contract)."""
+
+    def __init__(self, dsn: str, schema: str, *, pool_size: int = 4, timeout: float = 10.0) -> None:
+        self.dsn = dsn
+        self.schema = schema
+        self.pool_size = pool_size
+        self.timeout = timeout
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._pool: asyncpg.Pool | None = None
+        self._pool_lock: asyncio.Lock | None = None
+
+    # lifecycle ----------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Start the store's event loop; the database is reached on first use."""
+        if self._loop is not None:
+            return
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            self._pool_lock = asyncio.Lock()
+            loop.call_soon(ready.set)
+            loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="bw-auth-postgres", daemon=True)
+        self._thread.start()
+        ready.wait()
+        self._loop = loop
+
+    def close(self) -> None:
+        """Close the pool and stop the loop. Idempotent."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        self._loop = self._thread = None
+        close = asyncio.run_coroutine_threadsafe(self._close_pool(), loop)
+        try:
+            close.result(self.timeout + 1)
+        except (concurrent.futures.TimeoutError, *_DB_ERRORS):
+            pass  # the connections die with the loop
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(self.timeout + 1)
+        loop.close()
+
+    async def _close_pool(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), self.timeout)
+            except _DB_ERRORS:
+                pool.terminate()
+
+    async def _ready_pool(self) -> asyncpg.Pool:
+        """The pool, created (and the schema migrated) on the first call that reaches the
+        server."""
+        if self._pool is not None:
+            return self._pool
+        assert self._pool_lock is not None
+        async with self._pool_lock:
+            if self._pool is None:
+                conn = await asyncpg.connect(self.dsn, timeout=self.timeout)
+                try:
+                    await migrate(conn, self.schema)
+                finally:
+                    await conn.close()
+                self._pool = await asyncpg.create_pool(
+                    self.dsn,
+                    min_size=1,
+                    max_size=self.pool_size,
+                    timeout=self.timeout,
+                    command_timeout=self.timeout,
+                    server_settings={
+                        "synchronous_commit": "on",
+                        "search_path": _quote(self.schema),
+                        "application_name": "breakwater auth",
+                    },
+                )
+            return self._pool
+
+    def _call(self, work: Callable[[Connection], Awaitable[T]]) -> T:
+        """Run ``work`` in one transaction on the store's loop and wait for its result."""
+        loop = self._loop
+        if loop is None:
+            raise StoreUnavailable("the auth store is closed")
+        future = asyncio.run_coroutine_threadsafe(self._transaction(work), loop)
+        try:
+            return future.result(3 * self.timeout)
+        except concurrent.futures.TimeoutError as exc:
+            future.cancel()
+            raise StoreUnavailable("the auth store did not answer in time") from exc
+
+    async def _transaction(self, work: Callable[[Connection], Awaitable[T]]) -> T:
+        try:
+            pool = await self._ready_pool()
+            async with pool.acquire() as conn, conn.transaction():
+                return await work(conn)
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name == "auth_accounts_email_key":
+                raise EmailTaken("an account with this email exists") from exc
+            raise StoreUnavailable("the auth store refused a duplicate record") from exc
+        except _DB_ERRORS as exc:
+            if self._pool is not None:
+                await self._pool.expire_connections()
+            # The kind of failure only: a server's message may quote data.
+            raise StoreUnavailable(f"the auth store failed ({type(exc).__name__})") from exc
+
+    # accounts -----------------------------------------------------------------------------------
+
+    def create_account(self, account: Account) -> None:
+        """Insert a new account."""
+
+        async def work(conn: Connection) -> None:
+            await conn.execute(
+                f"INSERT INTO auth_accounts ({_ACCOUNT_COLUMNS})"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                *_account_row(account),
+            )
+
+        self._call(work)
+
+    def _one_account(self, where: str, value: str) -> Account | None:
+        async def work(conn: Connection) -> Account | None:
+            row = await conn.fetchrow(
+                f"SELECT {_ACCOUNT_COLUMNS} FROM auth_accounts WHERE {where} = $1", value
+            )
+            return None if row is None else _account(row)
+
+        return self._call(work)
+
+    def account(self, uid: str) -> Account | None:
+        """The account ``uid``."""
+        return self._one_account("uid", uid)
+
+    def account_by_email(self, email: str) -> Account | None:
+        """The account with ``email``."""
+        return self._one_account("email", email.lower())
+
+    def update_account(self, account: Account) -> None:
+        """Replace an account's fields."""
+        row = _account_row(account)
+
+        async def work(conn: Connection) -> None:
+            await conn.execute(
+                "UPDATE auth_accounts SET email = $2, password_hash = $3, anonymous = $4,"
+                " roles = $5, created_ms = $6, totp_secret = $7, totp_enabled = $8,"
+                " recovery_hashes = $9, totp_last_step = $10 WHERE uid = $1",
+                *row,
+            )
+
+        self._call(work)
+
+    # refresh tokens -----------------------------------------------------------------------------
+
+    def add_refresh(self, token: RefreshToken) -> None:
+        """Store a refresh token."""
+
+        async def work(conn: Connection) -> None:
+            await _insert_refresh(conn, token)
+
+        self._call(work)
+
+    def rotate_refresh(
+        self, old_hash: str, new: RefreshToken | None, now_ms: int
+    ) -> tuple[RotateOutcome, RefreshToken | None]:
+        """Use a token once; reuse revokes its family (the row lock orders racing nodes)."""
+
+        async def work(conn: Connection) -> tuple[RotateOutcome, RefreshToken | None]:
+            row = await conn.fetchrow(
+                "SELECT family, uid, created_ms, expires_ms, amr, used, revoked"
+                " FROM auth_refresh_tokens WHERE token_hash = $1 FOR UPDATE",
+                old_hash,
+            )
+            if row is None:
+                return "unknown", None
+            family, uid, created_ms, expires_ms, amr, used, revoked = row
+            old = RefreshToken(
+                old_hash, family, uid, created_ms, expires_ms, tuple(json.loads(amr))
+            )
+            if used or revoked:
+                await conn.execute(
+                    "UPDATE auth_refresh_tokens SET revoked = true WHERE family = $1", family
+                )
+                return "reused", old
+            if expires_ms <= now_ms:
+                return "expired", old
+            await conn.execute(
+                "UPDATE auth_refresh_tokens SET used = true WHERE token_hash = $1", old_hash
+            )
+            if new is not None:
+                await _insert_refresh(
+                    conn,
+                    RefreshToken(
+                        new.token_hash, family, uid, new.created_ms, new.expires_ms, old.amr
+                    ),
+                )
+            return "rotated", old
+
+        return self._call(work)
+
+    def _revoke_where(self, column: str, value: str) -> None:
+        async def work(conn: Connection) -> None:
+            await conn.execute(
+                f"UPDATE auth_refresh_tokens SET revoked = true WHERE {column} = $1", value
+            )
+
+        self._call(work)
+
+    def revoke_family(self, family: str) -> None:
+        """Revoke a family."""
+        self._revoke_where("family", family)
+
+    def revoke_user(self, uid: str) -> None:
+        """Revoke every family of a user."""
+        self._revoke_where("uid", uid)
+
+    def family_of(self, token_hash: str) -> str | None:
+        """The family of a token."""
+
+        async def work(conn: Connection) -> str | None:
+            family: str | None = await conn.fetchval(
+                "SELECT family FROM auth_refresh_tokens WHERE token_hash = $1", token_hash
+            )
+            return family
+
+        return self._call(work)
+
+    # API keys -----------------------------------------------------------------------------------
+
+    def add_key(self, key: ApiKey) -> None:
+        """Store an API key."""
+
+        async def work(conn: Connection) -> None:
+            await conn.execute(
+                "INSERT INTO auth_api_keys (key_id, name, scopes, secret_hash, created_ms)"
+                " VALUES ($1, $2, $3, $4, $5)",
+                key.key_id,
+                key.name,
+                json.dumps(sorted(key.scopes)),
+                key.secret_hash,
+                key.created_ms,
+            )
+
+        self._call(work)
+
+    def key(self, key_id: str) -> ApiKey | None:
+        """One key."""
+
+        async def work(conn: Connection) -> ApiKey | None:
+            row = await conn.fetchrow(
+                f"SELECT {_KEY_COLUMNS} FROM auth_api_keys WHERE key_id = $1", key_id
+            )
+            return None if row is None else _key(row)
+
+        return self._call(work)
+
+    def keys(self) -> Sequence[ApiKey]:
+        """Every key, oldest first."""
+
+        async def work(conn: Connection) -> list[ApiKey]:
+            rows = await conn.fetch(
+                f"SELECT {_KEY_COLUMNS} FROM auth_api_keys ORDER BY created_ms, key_id"
+            )
+            return [_key(row) for row in rows]
+
+        return self._call(work)
+
+    def revoke_key(self, key_id: str, now_ms: int) -> bool:
+        """Revoke a live key."""
+
+        async def work(conn: Connection) -> bool:
+            status: str = await conn.execute(
+                "UPDATE auth_api_keys SET revoked_ms = $1 WHERE key_id = $2 AND revoked_ms IS NULL",
+                now_ms,
+                key_id,
+            )
+            return status == "UPDATE 1"
+
+        return self._call(work)
