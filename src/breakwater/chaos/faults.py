@@ -42,7 +42,10 @@ class Bandwidth:
 
 @dataclass(frozen=True)
 class Blackhole:
-    """Accept, never answer: bytes in the chosen direction are read and dropped, closes too."""
+    """Accept, never answer: bytes in the chosen direction are read and dropped, closes too.
+
+    A connection that lost bytes is reset when the fault lifts: TCP never delivers what follows
+    a hole in the stream."""
 
     direction: Direction = "both"
     kind = "blackhole"

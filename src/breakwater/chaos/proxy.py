@@ -9,6 +9,12 @@ once. Faults are described in :mod:`breakwater.chaos.faults`.
 
 A reset (the ``reset_peer`` fault, or the upstream resetting) reaches the client as a real TCP
 RST (``SO_LINGER`` 0); a clean close as a FIN. Everything runs on the caller's event loop.
+
+A blackhole drops bytes, and TCP never delivers a stream with a hole in it: a connection that
+lost bytes stays silent in that direction while the blackhole lasts and is reset when it lifts.
+Delivering what follows the hole would hand the peer a stream no network produces (for a
+WebSocket with permessage-deflate: frames decompressed against a window missing the dropped
+messages, well-framed garbage).
 """
 
 from __future__ import annotations
@@ -180,8 +186,18 @@ class ChaosProxy:
         }
 
     def _notify(self) -> None:
+        self._reset_holed_connections()
         self._changed.set()
         self._changed = asyncio.Event()
+
+    def _reset_holed_connections(self) -> None:
+        """Reset every connection that lost bytes in a direction no blackhole covers any more."""
+        for connection in list(self._connections):
+            if any(
+                pipe.holed and self.fault(Blackhole, pipe.direction) is None
+                for pipe in connection.pipes
+            ):
+                connection.reset()
 
     async def wait_change(self) -> None:
         """Return at the next fault change."""
@@ -225,6 +241,7 @@ class _Connection:
         self.client_writer = writer
         self.task = task
         self.upstream_writer: asyncio.StreamWriter | None = None
+        self.pipes: list[_Pipe] = []
         self._reset_timer: asyncio.TimerHandle | None = None
         self._done = asyncio.Event()
         self._reset = False
@@ -272,11 +289,11 @@ class _Connection:
             if self._reset:
                 abort_with_reset(upstream_writer)
                 return
-            pipes = [
+            self.pipes = [
                 _Pipe(self, "upstream", self.client_reader, upstream_writer),
                 _Pipe(self, "downstream", upstream_reader, self.client_writer),
             ]
-            tasks = [asyncio.ensure_future(task) for pipe in pipes for task in pipe.tasks()]
+            tasks = [asyncio.ensure_future(task) for pipe in self.pipes for task in pipe.tasks()]
             try:
                 await self._done.wait()
             finally:
@@ -323,6 +340,8 @@ class _Pipe:
         self.queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue(QUEUE_CHUNKS)
         self._last_due = 0.0
         self._bucket: tuple[Bandwidth, TokenBucket] | None = None
+        self.holed = False
+        """Whether a blackhole dropped bytes of this stream: nothing after them may pass."""
 
     def tasks(self) -> list[Coroutine[Any, Any, None]]:
         return [self._read(), self._write()]
@@ -346,7 +365,11 @@ class _Pipe:
                 await self.proxy.wait_link(self.direction)
                 if self.proxy.fault(Blackhole, self.direction) is not None:
                     self.proxy.stats.dropped[self.direction] += len(data)
-                    continue  # a blackhole swallows the close too: the peer waits forever
+                    self.holed = True
+                    continue  # a blackhole swallows the close too: the peer waits until it lifts
+                if self.holed:  # the proxy resets the connection as the blackhole lifts
+                    self.connection.finish(broken=True)
+                    return
                 if not data:
                     slow = self.proxy.fault(SlowClose)
                     if slow is not None:
