@@ -4,6 +4,7 @@ over every transport, each change of them exactly once; writes elsewhere still p
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from breakwater.client import Client
 from breakwater.core import codec
@@ -234,3 +237,102 @@ async def test_reopening_with_the_same_scope_keeps_the_cursor(
     reopened = [(params, page) for params, page in network.pulls[first_run:]]
     assert reopened and all(params["cursor"] == last_cursor for params, _ in reopened)
     assert all(page["changes"] == [] for _, page in reopened)
+
+
+# -- model-based: any scopes, any writes, any order (one real node for every example) -------
+
+SCOPES = [None, ("a",), ("a", "b"), ("c",)]
+Step = tuple[str, Any, str, int]
+write = (st.sampled_from("abc"), st.sampled_from("xy"), st.integers(1, 9))
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("node"), *write),
+        st.tuples(st.just("device"), *write),
+        st.tuples(st.just("reopen"), st.sampled_from(SCOPES), st.just(""), st.just(0)),
+    ),
+    min_size=1,
+    max_size=8,
+)
+examples = itertools.count()
+
+
+@pytest.mark.slow
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(steps, st.sampled_from(SCOPES))
+def test_a_device_holds_exactly_the_nodes_documents_of_its_scope(
+    tmp_path_factory: pytest.TempPathFactory,
+    start_server: Callable[..., ServerProcess],
+    steps: list[Step],
+    first: Any,
+) -> None:
+    """Whatever the writes on the node and on the device and the scope changes between them,
+    once synced the device holds the node's documents of its scope (data and version) and
+    nothing else, its outbox is empty, and each device write is in the feed once."""
+    if not hasattr(start_server, "shared"):
+        start_server.shared = start_server()  # type: ignore[attr-defined]
+    server: ServerProcess = start_server.shared  # type: ignore[attr-defined]
+    # Collections of their own per example: "a" is "a<k>" in example k.
+    k = next(examples)
+    names = {letter: f"{letter}{k}" for letter in "abc"}
+    path = tmp_path_factory.mktemp("device") / "d.db"
+    asyncio.run(_play_scopes(server.url, path, names, steps, first))
+
+
+def _scope_of(names: dict[str, str], scope: Any) -> list[str] | None:
+    return None if scope is None else [names[letter] for letter in scope]
+
+
+async def _play_scopes(
+    url: str, path: Path, names: dict[str, str], steps: list[Step], scope: Any
+) -> None:
+    def device(scope: Any) -> Client:
+        return Client([url], path, backoff_cap=0.5, sync_collections=_scope_of(names, scope))
+
+    async with httpx.AsyncClient(base_url=url) as node:
+        phone = await device(scope).__aenter__()
+        device_id = phone.device_id
+        try:
+            for kind, what, doc_id, value in steps:
+                if kind == "node":
+                    path_ = f"/v1/collections/{names[what]}/docs/{doc_id}"
+                    (await node.put(path_, json={"v": value})).raise_for_status()
+                elif kind == "device":
+                    await phone.collection(names[what]).increment(doc_id, {"n": value})
+                else:
+                    await phone.aclose()
+                    scope = what
+                    phone = await device(scope).__aenter__()
+            try:
+                async with asyncio.timeout(20):
+                    await phone.refresh()
+                    await phone.wait_synced()
+            except TimeoutError:
+                outbox = await phone.outbox()
+                raise AssertionError(f"not synced: {phone.status}, outbox {outbox}") from None
+            held = {
+                (d.collection, d.id): (d.data, d.version) for d in await phone.server_documents()
+            }
+            views = {
+                (names[c], d.id): d.data
+                for c in "abc"
+                for d in await phone.collection(names[c]).query()
+            }
+            assert await phone.outbox() == []
+        finally:
+            await phone.aclose()
+        on_node = {}
+        for collection in names.values():
+            page = (await node.get(f"/v1/collections/{collection}/docs")).json()
+            for envelope in page["docs"]:
+                on_node[(collection, envelope["id"])] = (envelope["data"], envelope["version"])
+    followed = _scope_of(names, scope)
+    in_scope = {k: v for k, v in on_node.items() if followed is None or k[0] in followed}
+    # Without a scope the device follows every collection: other examples' too.
+    held = {k: v for k, v in held.items() if k[0] in names.values()}
+    assert held == in_scope
+    assert views == {k: data for k, (data, _) in in_scope.items()}
+    written = Counter(c["mutation_id"] for c in feed(url) if c["mutation_id"].startswith(device_id))
+    assert len(written) == sum(kind == "device" for kind, *_ in steps)
+    assert set(written.values()) <= {1}
