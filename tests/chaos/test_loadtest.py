@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from breakwater.chaos.device import Workload
 from breakwater.chaos.history import History, MutationRecord, Operation
 from breakwater.chaos.loadtest import LoadSpec, render_html, run_load, summary, timeline
+from breakwater.client import Client
 from breakwater.core import codec
 
 
@@ -46,6 +51,23 @@ def test_summary_skips_the_warmup() -> None:
     assert figures["errors"] == 0
 
 
+@pytest.mark.parametrize("scoped", [False, True])
+def test_a_workload_writes_and_syncs_its_collections(scoped: bool) -> None:
+    """Scoped: a device's notes and counters are its own collections, the ones it syncs;
+    shared: every device writes the same two and syncs everything."""
+    workload = Workload("dev7", counters=3, rng=random.Random(4), scoped=scoped)
+    written = {workload.write(kind).collection for kind in ["note", "counter"] * 20}
+    read = {workload.read()[0] for _ in range(40)}
+    if scoped:
+        assert written == read == {"notes_dev7", "counters_dev7"}
+        assert workload.collections == ("notes_dev7", "counters_dev7")
+    else:
+        assert written == read == {"notes", "counters"}
+        assert workload.collections is None
+    note = workload.write("note")
+    assert note.doc_id == "dev7" and note.op in ("set", "patch")
+
+
 def test_the_plot_draws_three_charts() -> None:
     """The HTML report is self-contained with one SVG per chart."""
     history = History(operations=[push(1, 0.1, 0.01)])
@@ -59,12 +81,43 @@ def test_the_plot_draws_three_charts() -> None:
     assert "push latency" in html
 
 
+async def documents_held(database: Path) -> set[tuple[str, str]]:
+    """The server documents a closed device database holds."""
+    async with Client(["http://unused"], database, sync=False) as device:
+        return {(d.collection, d.id) for d in await device.server_documents()}
+
+
 @pytest.mark.slow
-async def test_a_short_run_writes_its_report(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workload", ["scoped", "shared"])
+async def test_a_short_run_writes_its_report(tmp_path: Path, workload: str) -> None:
     """Five devices for three seconds against a real node: mutations acknowledged, no errors,
-    report and plot written."""
-    report = await run_load(LoadSpec(devices=5, duration=3, interval=0.05), tmp_path)
+    report and plot written. Scoped devices hold only their own documents; shared ones hold
+    every device's note."""
+    spec = LoadSpec(devices=5, duration=3, interval=0.05, workload=workload)  # type: ignore[arg-type]
+    report = await run_load(spec, tmp_path)
     assert report["summary"]["mutations_per_s"] > 0
     assert report["summary"]["errors"] == 0
     assert codec.loads((tmp_path / "report.json").read_bytes()) == report
     assert (tmp_path / "plot.html").read_text().count("<svg") == 3
+    held = {i: await documents_held(tmp_path / "devices" / f"dev{i}.db") for i in range(5)}
+    notes = {i: {doc_id for collection, doc_id in held[i] if collection.startswith("notes")}
+             for i in range(5)}  # fmt: skip
+    if workload == "scoped":
+        for i in range(5):
+            assert {c for c, _ in held[i]} <= {f"notes_dev{i}", f"counters_dev{i}"}
+            assert notes[i] == {f"dev{i}"}
+    else:
+        assert all(notes[i] == {f"dev{k}" for k in range(5)} for i in range(5))
+
+
+def test_an_unknown_workload_is_one_error_line(tmp_path: Path) -> None:
+    """``--workload`` other than scoped or shared ends with exit code 1 and one Error: line,
+    before any node starts."""
+    run = subprocess.run(
+        [sys.executable, "-m", "breakwater", "loadtest", "--workload", "everyone",
+         "--out", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert run.returncode == 1
+    assert run.stderr.strip() == ("Error: --workload 'everyone' is not one of ['scoped', 'shared']")
+    assert not (tmp_path / "run").exists()

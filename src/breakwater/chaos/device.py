@@ -10,6 +10,14 @@ relies on:
   read names the write it shows;
 - the shared counters ``counters/c<k>`` receive increments of 1 to 5 and nothing else, so that
   every effect adds up.
+
+A *scoped* workload (the load test's default) is one user's data per device: the note is
+``notes_<device>/<device>`` and the counters ``counters_<device>/c<k>``, and the device syncs
+those two collections only (the SDK's ``sync_collections``). Every write then reaches the node
+and its writer, not every device, so a load test measures the node rather than the fan-out of
+each write into every simulated device's database. The counters are per device for the same
+reason: shared ones would bring that fan-out back for half the writes, and a device's own
+retried increments still prove exactly-once effects.
 """
 
 from __future__ import annotations
@@ -67,26 +75,36 @@ class Write:
 class Workload:
     """The actions of one device, drawn from its own seeded random stream."""
 
-    def __init__(self, device: str, counters: int, rng: random.Random) -> None:
+    def __init__(
+        self, device: str, counters: int, rng: random.Random, *, scoped: bool = False
+    ) -> None:
         self.device = device
         self.counters = counters
         self.rng = rng
+        self.scoped = scoped
+        self.notes = f"notes_{device}" if scoped else "notes"
+        self.counter_collection = f"counters_{device}" if scoped else "counters"
         self._tokens = 0
+
+    @property
+    def collections(self) -> tuple[str, ...] | None:
+        """The collections the device syncs: its own two when scoped, else all (``None``)."""
+        return (self.notes, self.counter_collection) if self.scoped else None
 
     def write(self, kind: str) -> Write:
         """A ``note`` (a set or patch of the device's note) or a ``counter`` increment."""
         if kind == "counter":
             key = f"c{self.rng.randrange(self.counters)}"
-            return Write("counters", key, "increment", {"n": self.rng.randint(1, 5)})
+            return Write(self.counter_collection, key, "increment", {"n": self.rng.randint(1, 5)})
         self._tokens += 1
         token = f"{self.device}.{self._tokens}"
         op: Literal["set", "patch"] = "set" if self.rng.random() < 0.5 else "patch"
         field = "v" if op == "set" else "p"
         data = {WRITER_FIELD: token, field: self.rng.randrange(1_000_000)}
-        return Write("notes", self.device, op, data)
+        return Write(self.notes, self.device, op, data)
 
     def read(self) -> DocKey:
-        """The document a ``read`` looks at: the device's note or a shared counter."""
+        """The document a ``read`` looks at: the device's note or one of its counters."""
         if self.rng.random() < 0.5:
-            return ("notes", self.device)
-        return ("counters", f"c{self.rng.randrange(self.counters)}")
+            return (self.notes, self.device)
+        return (self.counter_collection, f"c{self.rng.randrange(self.counters)}")

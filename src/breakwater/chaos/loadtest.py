@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from breakwater.chaos.device import Device
 from breakwater.chaos.history import History, Recorder
@@ -27,7 +27,9 @@ from breakwater.core import codec
 
 @dataclass(frozen=True)
 class LoadSpec:
-    """What to run: ``devices`` devices acting every ``interval`` seconds on average."""
+    """What to run: ``devices`` devices acting every ``interval`` seconds on average, each on
+    its own collections (``workload="scoped"``) or all on the same ones (``"shared"``, every
+    write synced to every device; :class:`~breakwater.chaos.device.Workload`)."""
 
     nodes: int = 1
     devices: int = 50
@@ -35,6 +37,7 @@ class LoadSpec:
     interval: float = 0.5
     seed: int = 1
     request_timeout_s: float = 5.0
+    workload: Literal["scoped", "shared"] = "scoped"
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -118,7 +121,8 @@ async def run_load(
             recorder = Recorder({"loadtest": spec.__dict__}, history_file)
             rng = random.Random(spec.seed)
             endpoints = [(name, node.url) for name, node in cluster.nodes.items()]
-            devices = await open_devices(scenario, endpoints, recorder, out, rng)
+            scoped = spec.workload == "scoped"
+            devices = await open_devices(scenario, endpoints, recorder, out, rng, scoped)
             recorder.start_clock()
             stop_at = time.monotonic() + spec.duration
             loops = asyncio.gather(

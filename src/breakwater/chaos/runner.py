@@ -181,9 +181,12 @@ async def open_devices(
     recorder: Recorder,
     out: Path,
     rng: random.Random,
+    scoped: bool = False,
 ) -> list[Device]:
     """The scenario's devices, each an SDK client on its own database under ``out/devices``,
-    opened (and syncing) together."""
+    opened (and syncing) together; ``scoped``: each on its own collections (the load test's
+    workload; the checker's convergence check compares whole replicas, so scenarios keep the
+    shared one)."""
     spec = scenario.devices
     timeout = scenario.bounds.request_timeout_s
     await asyncio.to_thread((out / "devices").mkdir, parents=True, exist_ok=True)
@@ -193,7 +196,7 @@ async def open_devices(
             endpoints,
             out / "devices" / f"dev{i}.db",
             recorder,
-            Workload(f"dev{i}", spec.counters, random.Random(rng.random())),
+            Workload(f"dev{i}", spec.counters, random.Random(rng.random()), scoped=scoped),
             request_timeout=timeout,
             sync_interval=spec.sync_interval,
             sync_timeout=max(5.0, 3 * timeout),

@@ -58,9 +58,10 @@ class SdkDevice:
     """One simulated phone on the SDK. Open it with :meth:`open` (or ``async with``).
 
     ``endpoints`` are ``(node name, base URL)`` pairs; the device prefers them in order from
-    ``first``. ``sync_interval`` is the SDK's poll interval (it also syncs after every write and
-    on every realtime notice); ``sync_timeout`` bounds :meth:`sync`. Other keyword arguments go
-    to :class:`~breakwater.client.Client` (``transports``, ``breaker_reset``, ...).
+    ``first``. The device syncs the collections its workload uses (all of them unless the
+    workload is scoped). ``sync_interval`` is the SDK's poll interval (it also syncs after
+    every write and on every realtime notice); ``sync_timeout`` bounds :meth:`sync`. Other
+    keyword arguments go to :class:`~breakwater.client.Client` (``transports``, ...).
     """
 
     def __init__(
@@ -89,6 +90,7 @@ class SdkDevice:
             db_path,
             request_timeout=request_timeout,
             poll_interval=sync_interval,
+            sync_collections=workload.collections,
             **client_options,
         )
         self.client.on(self._on_event)

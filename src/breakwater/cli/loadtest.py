@@ -18,6 +18,13 @@ def loadtest(
     interval: Annotated[
         float, typer.Option(min=0.001, help="Mean seconds between a device's writes.")
     ] = 0.5,
+    workload: Annotated[
+        str,
+        typer.Option(
+            help="scoped: each device syncs only its own collections (one user's data); "
+            "shared: every device syncs every write."
+        ),
+    ] = "scoped",
     seed: Annotated[int, typer.Option(help="Seeds the devices' choices.")] = 1,
     out: Annotated[
         Path, typer.Option(help="Directory for report.json, plot.html and the history.")
@@ -25,13 +32,25 @@ def loadtest(
 ) -> None:
     """Run DEVICES SDK clients writing for DURATION seconds; figures per second and overall."""
     from breakwater.chaos.loadtest import LoadSpec, run_load
+    from breakwater.core.errors import ValidationError
 
-    spec = LoadSpec(nodes=nodes, devices=devices, duration=duration, interval=interval, seed=seed)
+    if workload not in ("scoped", "shared"):
+        raise ValidationError(f"--workload {workload!r} is not one of ['scoped', 'shared']")
+    spec = LoadSpec(
+        nodes=nodes,
+        devices=devices,
+        duration=duration,
+        interval=interval,
+        seed=seed,
+        workload="scoped" if workload == "scoped" else "shared",
+    )
     console = Console()
     with console.status("starting") as status:
         report = asyncio.run(run_load(spec, out, lambda text: status.update(text)))
     figures = report["summary"]
-    table = Table(title=f"breakwater loadtest: {devices} devices, {nodes} node(s), {duration:g} s")
+    table = Table(
+        title=f"breakwater loadtest: {devices} {workload} devices, {nodes} node(s), {duration:g} s"
+    )
     # Latency: from the app's write call to the node's acknowledgement of it.
     for column in ("mutations/s", "write→ack p50 ms", "p99 ms", "max ms", "unacknowledged"):
         table.add_column(column, justify="right")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -32,6 +33,7 @@ from breakwater.client.events import AuthChanged, Event, Listener, MutationQueue
 from breakwater.client.local_store import LocalStore, ServerDocument
 from breakwater.client.node_api import HeadersProvider
 from breakwater.client.outbox import OutboxEntry, Rejection
+from breakwater.client.scope import sync_scope
 from breakwater.client.session import Auth
 from breakwater.client.status import StatusBoard
 from breakwater.client.sync_loop import SyncLoop, SyncSettings
@@ -40,6 +42,8 @@ from breakwater.core import hlc as hlc_mod
 from breakwater.core.limits import Limits
 
 DEFAULT_TRANSPORTS = ("websocket", "sse", "long_poll")
+
+log = logging.getLogger("breakwater.client")
 
 
 class Client:
@@ -55,6 +59,9 @@ class Client:
     replaces httpx's network transport (e.g. ``httpx.ASGITransport`` for an in-process node).
     ``request_timeout``: seconds a request may wait for an answer before the endpoint counts as
     failed (a long poll adds its wait; connecting has its own 5 s bound).
+    ``sync_collections``: the collections this device pulls and follows in realtime (``None``:
+    every one). Writes to other collections are still pushed; they stay in the local view until
+    settled, then leave it (docs/sdk.md#scoped-sync).
     """
 
     def __init__(
@@ -74,6 +81,7 @@ class Client:
         breaker_reset: float = 5.0,
         long_poll_wait: float = 25.0,
         request_timeout: float = 30.0,
+        sync_collections: Sequence[str] | None = None,
         limits: Limits | None = None,
         sync: bool = True,
         http_transport: httpx.AsyncBaseTransport | None = None,
@@ -95,8 +103,15 @@ class Client:
         self._transport_names = tuple(transports)
         self._long_poll_wait = long_poll_wait
         self._timeout = httpx.Timeout(request_timeout, connect=min(5.0, request_timeout))
+        self._scope = sync_scope(sync_collections)
         self._settings = SyncSettings(
-            push_batch, pull_limit, poll_interval, climb_back_after, backoff_base, backoff_cap
+            push_batch,
+            pull_limit,
+            poll_interval,
+            climb_back_after,
+            backoff_base,
+            backoff_cap,
+            self._scope,
         )
         self._sync_enabled = sync
         self._http_transport = http_transport
@@ -120,6 +135,8 @@ class Client:
         """Open the device database and start syncing."""
         await self._store.open()
         self._open = True
+        if self._sync_enabled and await self._store.follow(self._scope):
+            log.info("the sync scope changed: full resync (the outbox is kept)")
         await self.auth.restore()
         self._board.update(
             pending=await self._store.pending_count(), last_synced_at=self._store.last_synced_at
@@ -229,6 +246,11 @@ class Client:
     def pending(self) -> int:
         """Local writes not yet acknowledged and stable."""
         return self._board.status.pending
+
+    @property
+    def sync_collections(self) -> tuple[str, ...] | None:
+        """The collections this device pulls and follows, sorted (``None``: every one)."""
+        return self._scope
 
     @property
     def device_id(self) -> str:

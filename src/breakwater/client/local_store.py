@@ -6,9 +6,10 @@ Tables:
 ``docs``         the local view: ``server_docs`` with the outbox re-applied (:mod:`.rebase`)
 ``outbox``       local mutations not yet acknowledged *and* stable (I6)
 ``rejected``     mutations the server refused, kept for the app to inspect
-``meta``         device id, mutation counter, last HLC stamp, clock offset, cursor, stable,
-                 time of the last complete pull, and the signed-in session (``credential:*``:
-                 it holds a refresh token, a bearer secret, so the file is made owner-only)
+``meta``         device id, mutation counter, last HLC stamp, clock offset, cursor and the
+                 scope it was pulled with, stable, time of the last complete pull, and the
+                 signed-in session (``credential:*``: it holds a refresh token, a bearer
+                 secret, so the file is made owner-only)
 
 The database runs in WAL mode with ``synchronous=FULL``: a call that returns has committed and
 fsynced. A local write, its outbox entry and the clock's new stamp commit in one transaction, so
@@ -32,6 +33,7 @@ from breakwater.client.clock import DeviceClock
 from breakwater.client.local_query import LocalQuery, query_sql
 from breakwater.client.outbox import OutboxEntry, Rejection
 from breakwater.client.rebase import rebase, view_of
+from breakwater.client.scope import Scope
 from breakwater.core import codec
 from breakwater.core import cursor as cursor_mod
 from breakwater.core import hlc as hlc_mod
@@ -470,7 +472,10 @@ class LocalStore:
         return PageResult(frozenset(c for c, _ in touched), len(settled))
 
     def _settle(self) -> set[DocKey]:
-        """Drop outbox entries that are acknowledged, stable and already pulled (I6)."""
+        """Drop outbox entries that are acknowledged, stable and already pulled (I6).
+
+        "Pulled" is "behind the cursor": a write to a collection outside the device's scope is
+        never pulled, so it settles there too, and its document leaves the local view."""
         pulled = cursor_mod.decode(self.cursor)
         settled: set[DocKey] = set()
         for origin, stable_seq in self.stable.items():
@@ -485,17 +490,40 @@ class LocalStore:
             self._db.execute(f"DELETE FROM outbox {where}", (origin, limit))
         return settled
 
+    async def follow(self, scope: Scope) -> bool:
+        """Make the stored cursor belong to ``scope``; whether that started a full resync.
+
+        A cursor covers the changes of the collections it was pulled with and skips the others
+        for good (docs/protocol.md#cursors), so a database synced with another scope starts
+        over from the empty cursor, keeping the outbox; documents the new scope does not bring
+        back leave the device when that resync completes."""
+        return await self._run(self._follow, scope)
+
+    def _follow(self, scope: Scope) -> bool:
+        wanted = _dumps(None if scope is None else list(scope))
+        if self._meta("scope", "null") == wanted:
+            return False
+        with self._transaction():
+            self._set_meta("scope", wanted)
+            if not self.cursor:
+                return False  # nothing pulled yet (or a resync already under way)
+            self._start_resync()
+        return True
+
     async def begin_resync(self) -> None:
         """Start over from an empty cursor (``cursor_expired``), keeping the outbox."""
         await self._run(self._begin_resync)
 
     def _begin_resync(self) -> None:
         with self._transaction():
-            self._db.execute("UPDATE server_docs SET seen = 0")
-            self.cursor = ""
-            self.resyncing = True
-            self._set_meta("cursor", "")
-            self._set_meta("resyncing", "1")
+            self._start_resync()
+
+    def _start_resync(self) -> None:
+        self._db.execute("UPDATE server_docs SET seen = 0")
+        self.cursor = ""
+        self.resyncing = True
+        self._set_meta("cursor", "")
+        self._set_meta("resyncing", "1")
 
     def _finish_resync(self) -> set[DocKey]:
         """Forget server documents the full resync did not bring back (purged meanwhile)."""

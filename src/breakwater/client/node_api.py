@@ -120,10 +120,18 @@ class NodeApi:
         return result
 
     async def pull(
-        self, cursor: str, limit: int, wait: float = 0, include_state: bool = True
+        self,
+        cursor: str,
+        limit: int,
+        wait: float = 0,
+        include_state: bool = True,
+        collections: str | None = None,
     ) -> dict[str, Any]:
-        """``GET /v1/sync/pull``: a page of changes after ``cursor``."""
+        """``GET /v1/sync/pull``: a page of changes after ``cursor`` (of ``collections`` only,
+        comma-separated, when given)."""
         params: dict[str, Any] = {"cursor": cursor, "limit": limit}
+        if collections is not None:
+            params["collections"] = collections
         if wait:
             params["wait"] = wait
         if include_state:

@@ -5,8 +5,9 @@ One iteration on the chosen endpoint:
 1. push unsent outbox entries in batches (``POST /v1/sync/push``); acknowledged entries keep
    their ``(origin, seq)`` and stay queued; rejected ones leave the outbox and roll back;
    a ``clock_skew`` refusal corrects the device clock, re-stamps and pushes again;
-2. pull pages (``GET /v1/sync/pull``, with states) until ``has_more`` is false; each page
-   commits with its cursor, and entries acknowledged, stable and pulled leave the outbox;
+2. pull pages (``GET /v1/sync/pull``, with states, of the device's scope) until ``has_more``
+   is false; each page commits with its cursor, and entries acknowledged, stable and pulled
+   (or behind the cursor: out of scope, they never arrive) leave the outbox;
    ``cursor_expired`` starts a full resync that keeps the outbox;
 3. wait until a local write or the realtime ladder wakes it (or ``poll_interval`` passes).
 
@@ -35,6 +36,7 @@ from breakwater.client.events import MutationRejected, MutationsAcknowledged, Sy
 from breakwater.client.local_store import LocalStore
 from breakwater.client.node_api import HeadersProvider, NodeApi
 from breakwater.client.outbox import OutboxEntry
+from breakwater.client.scope import Scope, scope_param
 from breakwater.client.status import StatusBoard
 from breakwater.client.transports import StreamContext, Transport, TransportLadder
 from breakwater.client.transports.base import is_ahead
@@ -54,7 +56,8 @@ MAX_RESTAMPS_PER_PUSH = 3
 
 @dataclass(frozen=True)
 class SyncSettings:
-    """Tuning knobs of the sync loop (the Client's keyword arguments)."""
+    """Tuning knobs of the sync loop (the Client's keyword arguments); ``collections`` is the
+    scope pulls and streams ask for (``None``: every collection)."""
 
     push_batch: int = 500
     pull_limit: int = 1000
@@ -62,6 +65,7 @@ class SyncSettings:
     climb_back_after: float = 300.0
     backoff_base: float = 0.2
     backoff_cap: float = 30.0
+    collections: Scope = None
 
 
 class SyncLoop:
@@ -165,7 +169,12 @@ class SyncLoop:
             on_expired=self.wake.set,
         )
         context = StreamContext(
-            endpoint.url, self.http, self.headers, lambda: self.store.cursor, self._notified
+            endpoint.url,
+            self.http,
+            self.headers,
+            lambda: self.store.cursor,
+            self._notified,
+            collections=self.settings.collections,
         )
         self._ladder_task = asyncio.create_task(ladder.run(context))
 
@@ -296,7 +305,11 @@ class SyncLoop:
         changes = pages = 0
         while True:
             try:
-                page = await api.pull(self.store.cursor, self.settings.pull_limit)
+                page = await api.pull(
+                    self.store.cursor,
+                    self.settings.pull_limit,
+                    collections=scope_param(self.settings.collections),
+                )
             except CursorExpired:
                 log.warning("cursor expired: full resync (the outbox is kept)")
                 await self.store.begin_resync()

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 
@@ -41,7 +41,10 @@ class TokenRenewed(Exception):
 
 @dataclass(frozen=True)
 class StreamContext:
-    """What a transport needs: where, as whom, from which cursor, and whom to tell."""
+    """What a transport needs: where, as whom, from which cursor, and whom to tell.
+
+    ``collections`` is the device's scope (:mod:`breakwater.client.scope`): the stream asks the
+    node for these collections only (``None``: every collection)."""
 
     base_url: str
     http: httpx.AsyncClient
@@ -49,6 +52,14 @@ class StreamContext:
     cursor: Callable[[], str]
     notify: Callable[[str], Awaitable[None]]
     idle_timeout: float = 45.0
+    collections: tuple[str, ...] | None = None
+
+
+def brings_changes(message: Mapping[str, Any], local_cursor: str) -> bool:
+    """Whether a ``changes`` message holds changes the device has not pulled yet. A message
+    without changes only moves the cursor past changes the subscription's filter skipped: the
+    node sends none to a scoped device, so there is nothing to pull for it."""
+    return bool(message.get("changes")) and is_ahead(str(message["cursor"]), local_cursor)
 
 
 def is_ahead(message_cursor: str, local_cursor: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from breakwater.client.node_api import NodeApi
+from breakwater.client.scope import scope_param
 from breakwater.client.transports.base import StreamContext
 
 WAIT_SECONDS = 25.0
@@ -19,6 +20,12 @@ class LongPollTransport:
     async def listen(self, context: StreamContext) -> None:
         api = NodeApi(context.http, context.base_url, context.headers)
         while True:
-            page = await api.pull(context.cursor(), limit=1, wait=self.wait, include_state=False)
+            page = await api.pull(
+                context.cursor(),
+                limit=1,
+                wait=self.wait,
+                include_state=False,
+                collections=scope_param(context.collections),
+            )
             if page["changes"]:
                 await context.notify(page["cursor"])

@@ -13,16 +13,26 @@ import httpx
 
 from breakwater.client.errors import EndpointUnavailable, TransportRefused, error_for_problem
 from breakwater.client.node_api import Credentials, auth_headers
+from breakwater.client.scope import scope_param
 from breakwater.client.transports.base import (
     StreamContext,
     TokenRenewed,
     bearer_of,
-    is_ahead,
+    brings_changes,
     refused_for_token,
     token_change,
 )
 from breakwater.core import codec
 from breakwater.core.errors import Unauthorized
+
+
+def _stream_params(context: StreamContext) -> dict[str, str]:
+    """The stream's query: the device's cursor, and its collections when scoped."""
+    params = {"cursor": context.cursor()}
+    collections = scope_param(context.collections)
+    if collections is not None:
+        params["collections"] = collections
+    return params
 
 
 class SseTransport:
@@ -37,7 +47,7 @@ class SseTransport:
             async with context.http.stream(
                 "GET",
                 f"{context.base_url}/v1/realtime/sse",
-                params={"cursor": context.cursor()},
+                params=_stream_params(context),
                 headers=headers,
                 timeout=timeout,
             ) as response:
@@ -90,9 +100,9 @@ class SseTransport:
                 data += line[5:].strip()
             elif line == "":
                 if event == "changes" and data:
-                    cursor = codec.loads(data)["cursor"]
-                    if is_ahead(cursor, context.cursor()):
-                        await context.notify(cursor)
+                    message = codec.loads(data)
+                    if brings_changes(message, context.cursor()):
+                        await context.notify(message["cursor"])
                 elif event == "error" and data:
                     problem = codec.loads(data).get("error", {})
                     raise error_for_problem(int(problem.get("status", 400)), problem)

@@ -19,7 +19,7 @@ from breakwater.client.node_api import Credentials, auth_headers
 from breakwater.client.transports.base import (
     StreamContext,
     bearer_of,
-    is_ahead,
+    brings_changes,
     refused_for_token,
     token_change,
 )
@@ -30,7 +30,7 @@ CLOSE_UNAUTHORIZED = 4401
 
 
 class WebSocketTransport:
-    """Subscribe to every collection from the device's cursor and wake the sync loop."""
+    """Subscribe to the device's collections from its cursor and wake the sync loop."""
 
     name = "websocket"
 
@@ -77,7 +77,10 @@ class WebSocketTransport:
             raise EndpointUnavailable(f"WebSocket: {type(exc).__name__}: {exc}") from exc
 
     async def _follow(self, ws: ClientConnection, context: StreamContext) -> None:
-        await ws.send(codec.dumps({"type": "subscribe", "cursor": context.cursor()}).decode())
+        subscribe: dict[str, object] = {"type": "subscribe", "cursor": context.cursor()}
+        if context.collections is not None:
+            subscribe["collections"] = list(context.collections)
+        await ws.send(codec.dumps(subscribe).decode())
         while True:
             async with asyncio.timeout(context.idle_timeout):
                 raw = await ws.recv()
@@ -85,7 +88,7 @@ class WebSocketTransport:
             kind = message.get("type")
             if kind == "ping":
                 await ws.send('{"type":"pong"}')
-            elif kind == "changes" and is_ahead(message["cursor"], context.cursor()):
+            elif kind == "changes" and brings_changes(message, context.cursor()):
                 await context.notify(message["cursor"])
             elif kind == "authenticated":
                 self.reauthenticated += 1
