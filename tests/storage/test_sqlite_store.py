@@ -19,35 +19,12 @@ from breakwater.core.hlc import HybridClock
 from breakwater.core.mutation import Mutation
 from breakwater.storage import _sqlite_schema
 from breakwater.storage.sqlite import SqliteStore
+from tests.storage.backends import CountingHooks
 
 
 def put(mid: str, doc_id: str, data: dict[str, Any] | None = None, **kw: Any) -> Mutation:
     """A set mutation."""
     return Mutation(mid, "todos", doc_id, "set", data if data is not None else {"v": mid}, **kw)
-
-
-class CountingHooks:
-    """Counts group commits and records feed notifications."""
-
-    def __init__(self) -> None:
-        self.commits: list[int] = []
-        self.retries = 0
-        self.advanced: list[tuple[dict[str, int], float]] = []
-
-    def on_commit(self, mutations: int, seconds: float) -> None:
-        self.commits.append(mutations)
-
-    def on_conflict(self, collection: str) -> None:
-        pass
-
-    def on_commit_retried(self) -> None:
-        self.retries += 1
-
-    def on_feed_advanced(self, head: dict[str, int], at: float) -> None:
-        self.advanced.append((head, at))
-
-    def on_available(self, available: bool) -> None:
-        pass
 
 
 async def test_feed_advances_are_announced_on_the_loop_after_commit(tmp_path: Path) -> None:
