@@ -111,6 +111,8 @@ def test_bench_realtime_runs_across_two_nodes_over_a_broker(tmp_path: Path) -> N
     assert [row["bus"] for row in results] == ["memory, same node", "redis, node A to node B"]
     for row in results:
         assert row["delivered_fraction"] == 1.0 and row["write_errors"] == 0
+        # The node did work for its deliveries, and the figure says how much per delivery.
+        assert row["node_cpu_us_per_delivery"] > 0
 
 
 def test_bench_auth_reports_every_figure(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ class BenchNode:
         log_level: str,
         workers: int = 1,
         extra_args: Sequence[str] = (),
+        settings: Mapping[str, str] | None = None,
     ) -> None:
         command = [
             sys.executable,
@@ -49,6 +50,7 @@ class BenchNode:
         # Every load client comes from one address: the per-IP and per-user limits would
         # measure themselves, not the node (bench auth measures the auth paths on their own).
         env.update(BREAKWATER_AUTH_RATE_PER_IP="0", BREAKWATER_AUTH_RATE_PER_USER="0")
+        env.update(settings or {})
         self.port = port
         self.process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
@@ -70,21 +72,34 @@ class BenchNode:
             await asyncio.sleep(interval)
         raise RuntimeError("breakwater serve did not become ready")
 
-    def rss_bytes(self) -> int:
-        """Resident memory of the node: the process and, with workers, its children."""
-        total = 0
+    def _processes(self) -> list[Path]:
+        """The ``/proc`` folders of the node: the process and, with workers, its children."""
+        found = []
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
                 pid = int(stat.parent.name)
                 parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-                if pid != self.process.pid and parent != self.process.pid:
-                    continue
-                for line in (stat.parent / "status").read_text().splitlines():
+            except (OSError, ValueError, IndexError):
+                continue  # a process that ended while we looked
+            if pid == self.process.pid or parent == self.process.pid:
+                found.append(stat.parent)
+        return found
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the node, workers included."""
+        total = 0
+        for folder in self._processes():
+            try:
+                for line in (folder / "status").read_text().splitlines():
                     if line.startswith("VmRSS:"):
                         total += int(line.split()[1]) * 1024
             except (OSError, ValueError, IndexError):
-                continue  # a process that ended while we looked
+                continue
         return total
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user and system) the node has used so far, workers included."""
+        return sum(cpu_seconds(folder) for folder in self._processes())
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it has not exited within 20 s."""
@@ -94,6 +109,17 @@ class BenchNode:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def cpu_seconds(folder: Path) -> float:
+    """User and system CPU seconds of the process whose ``/proc`` folder is ``folder``
+    (0 once it has ended)."""
+    try:
+        fields = (folder / "stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # Fields 14 and 15 of proc(5), counted from 1 with the pid and the name before ")".
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:

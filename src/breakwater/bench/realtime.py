@@ -32,13 +32,13 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from breakwater.bench._http import HttpConnection
-from breakwater.bench._node import BenchNode, free_port, machine
+from breakwater.bench._node import BenchNode, cpu_seconds, free_port, machine
 from breakwater.bench.stats import median, percentile
 from breakwater.core import codec
 
@@ -81,6 +81,10 @@ class Run:
     messages: int
     writes: int
     write_errors: int
+    node_cpu_s: float = 0.0
+    """CPU seconds the node used from the first write until every change was received."""
+    subscribers_cpu_s: float = 0.0
+    """The same for the subscribers' process (the load generator's share of the machine)."""
 
 
 MEMORY_BUS = "memory://"
@@ -128,6 +132,12 @@ class ScenarioResult:
             "notify_p50_ms_at_most": _median_or_none([r.notify_p50_ms for r in self.runs]),
             "notify_p99_ms_at_most": _median_or_none([r.notify_p99_ms for r in self.runs]),
             "write_errors": sum(r.write_errors for r in self.runs),
+            "node_cpu_us_per_delivery": med(
+                [r.node_cpu_s * 1e6 / r.deliveries for r in self.runs if r.deliveries]
+            ),
+            "subscribers_cpu_us_per_delivery": med(
+                [r.subscribers_cpu_s * 1e6 / r.deliveries for r in self.runs if r.deliveries]
+            ),
             "runs": [
                 {
                     "p50_ms": round(percentile(r.latencies_ms, 0.5), 2),
@@ -138,6 +148,8 @@ class ScenarioResult:
                     "delivery_seconds": round(r.delivery_seconds, 2),
                     "idle_kib_per_connection": r.idle_kib_per_connection,
                     "messages": r.messages,
+                    "node_cpu_s": round(r.node_cpu_s, 2),
+                    "subscribers_cpu_s": round(r.subscribers_cpu_s, 2),
                 }
                 for r in self.runs
             ],
@@ -186,6 +198,10 @@ class Subscribers:
         assert self.process.stdin is not None
         self.process.stdin.write(text + "\n")
         self.process.stdin.flush()
+
+    def cpu_seconds(self) -> float:
+        """CPU time the subscribers' process has used so far."""
+        return cpu_seconds(Path(f"/proc/{self.process.pid}"))
 
     def stop(self) -> None:
         """Tell it to exit, and make sure it did (by its PID)."""
@@ -239,12 +255,14 @@ def _with_prefix(bus: str) -> str:
     return f"{bus}{'&' if '?' in bus else '?'}prefix=bench-{uuid.uuid4().hex[:12]}"
 
 
-async def _start_nodes(data: Path, bus: str, workers: int) -> tuple[BenchNode, BenchNode]:
+async def _start_nodes(
+    data: Path, bus: str, workers: int, settings: Mapping[str, str]
+) -> tuple[BenchNode, BenchNode]:
     """The writer's node and the subscribers' node, both ready: one node on the memory bus,
     else two nodes on one SQLite file and the broker ``bus`` (started one after the other, so
     that only the first creates the store)."""
     if bus == MEMORY_BUS:
-        node = BenchNode(data, free_port(), "warning", workers)
+        node = BenchNode(data, free_port(), "warning", workers, settings=settings)
         await node.wait_ready()
         return node, node
     bus = _with_prefix(bus)
@@ -252,7 +270,7 @@ async def _start_nodes(data: Path, bus: str, workers: int) -> tuple[BenchNode, B
     try:
         for name in ("node-a", "node-b"):
             args = ["--node", name, "--bus", bus]
-            started.append(BenchNode(data, free_port(), "warning", workers, args))
+            started.append(BenchNode(data, free_port(), "warning", workers, args, settings))
             await started[-1].wait_ready()
     except BaseException:
         for node in started:
@@ -269,9 +287,10 @@ async def _one_run(
     progress: Callable[[str], None],
     workers: int = 1,
     bus: str = MEMORY_BUS,
+    settings: Mapping[str, str] | None = None,
 ) -> Run:
     with tempfile.TemporaryDirectory(prefix="bw-bench-rt-") as tmp:
-        writer, node = await _start_nodes(Path(tmp) / "data", bus, workers)
+        writer, node = await _start_nodes(Path(tmp) / "data", bus, workers, settings or {})
         subscribers: Subscribers | None = None
         try:
             await _write_at_rate(writer.port, 50, 0.5)  # warm up the write and fan-out paths
@@ -291,6 +310,7 @@ async def _one_run(
             progress(f"{count} subscribers: {rate:g} writes/s for {seconds:g} s")
             subscribers.command("measure")
             measured = time.perf_counter()
+            node_cpu, subscribers_cpu = node.cpu_seconds(), subscribers.cpu_seconds()
             writes, errors = await _write_at_rate(writer.port, rate, seconds)
             expected = writes * count
             report: dict[str, Any] = {}
@@ -301,6 +321,8 @@ async def _one_run(
                 if report["changes"] >= expected or time.perf_counter() > deadline:
                     break
                 await asyncio.sleep(0.1)
+            node_cpu = node.cpu_seconds() - node_cpu
+            subscribers_cpu = subscribers.cpu_seconds() - subscribers_cpu
             async with HttpConnection("127.0.0.1", node.port) as http:
                 _, metrics = await http.request("GET", "/metrics")
             text = metrics.decode()
@@ -315,6 +337,8 @@ async def _one_run(
                 messages=report["messages"],
                 writes=writes,
                 write_errors=errors,
+                node_cpu_s=node_cpu,
+                subscribers_cpu_s=subscribers_cpu,
             )
         finally:
             if subscribers is not None:
@@ -333,6 +357,7 @@ async def run(
     progress: Callable[[str], None] = lambda _: None,
     workers: int = 1,
     buses: list[str] | None = None,
+    settings: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Every scenario (each bus with each subscriber count) ``runs`` times, interleaved, on
     nodes of ``workers`` processes; the report as a JSON-ready dict. The memory bus is always
@@ -346,7 +371,9 @@ async def run(
             progress(f"{prefix}: {text}")
 
         result.runs.append(
-            await _one_run(result.subscribers, rate, seconds, deflate, step, workers, result.bus)
+            await _one_run(
+                result.subscribers, rate, seconds, deflate, step, workers, result.bus, settings
+            )
         )
     return {
         "benchmark": "realtime",
@@ -355,6 +382,7 @@ async def run(
         "runs": runs,
         "deflate": deflate,
         "workers": workers,
+        "settings": dict(settings or {}),
         "sampled_subscribers": SAMPLED,
         "machine": machine() | {"load_average": os.getloadavg()},
         "results": [r.summary() for r in results],

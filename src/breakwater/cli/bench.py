@@ -17,6 +17,26 @@ app = typer.Typer(
 )
 
 
+def _node_settings(pairs: list[str] | None) -> dict[str, str]:
+    """``--set key=value`` options as the node's ``BREAKWATER_*`` variables; a key that is no
+    setting (docs/configuration.md) is refused before anything starts."""
+    import dataclasses
+
+    from breakwater.config import Config
+    from breakwater.core.errors import ValidationError
+
+    known = {f.name for f in dataclasses.fields(Config)}
+    settings = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in known:
+            raise ValidationError(
+                f"--set {pair!r}: expected key=value with a setting of docs/configuration.md"
+            )
+        settings[f"BREAKWATER_{key.upper()}"] = value
+    return settings
+
+
 def _write_json(report: dict[str, Any], path: Path | None) -> None:
     if path is not None:
         path.write_bytes(codec.dumps(report) + b"\n")
@@ -206,17 +226,34 @@ def realtime(
             " option); the same-node memory bus is always run as the reference.",
         ),
     ] = None,
+    settings: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="A node setting as key=value, e.g. realtime_fanout_share=1 (repeat the option).",
+        ),
+    ] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
 ) -> None:
     """Write-to-delivery latency, deliveries/s and memory per idle WebSocket subscriber."""
     from breakwater.bench import realtime as bench_realtime
+
+    node_settings = _node_settings(settings)
 
     counts = subscribers or [1, 100, 1000, 5000]
     console = Console()
     with console.status("starting") as status:
         report = asyncio.run(
             bench_realtime.run(
-                counts, rate, seconds, runs, deflate, lambda text: status.update(text), workers, bus
+                counts,
+                rate,
+                seconds,
+                runs,
+                deflate,
+                lambda text: status.update(text),
+                workers,
+                bus,
+                node_settings,
             )
         )
     table = Table(
@@ -234,6 +271,7 @@ def realtime(
         "changes/msg",
         "KiB/idle conn",
         "notify p99 ≤ ms",
+        "node CPU µs/delivery",
     )
     for column in columns:
         table.add_column(column, justify="right")
@@ -250,6 +288,7 @@ def realtime(
             f"{row['changes_per_message']:.1f}",
             "-" if idle is None else f"{idle:.1f}",
             "-" if row["notify_p99_ms_at_most"] is None else f"{row['notify_p99_ms_at_most']:g}",
+            f"{row['node_cpu_us_per_delivery']:.2f}",
         )
     console.print(table)
     console.print(f"machine: {report['machine']}")
