@@ -80,6 +80,8 @@ def test_realtime_settings_read_from_file_and_environment(tmp_path: Path) -> Non
         ("port = ", {}, "is not valid TOML"),
         ("max_realtime_connections = 0", {}, "max_realtime_connections = 0 must be positive"),
         ("realtime_queue = -1", {}, "realtime_queue = -1 must be positive"),
+        ("realtime_fanout_share = 0", {}, "realtime_fanout_share = 0.0 must be in (0, 1]"),
+        ("realtime_fanout_share = 1.5", {}, "realtime_fanout_share = 1.5 must be in (0, 1]"),
         ("realtime_admission_wait = -1.0", {}, "realtime_admission_wait = -1.0 must not be"),
         (
             "realtime_heartbeat = 30.0\nrealtime_timeout = 30.0",

@@ -67,6 +67,8 @@ class Config:
     realtime_heartbeat: float = 15.0
     realtime_timeout: float = 45.0
     realtime_queue: int = 1000
+    # Largest share of the event loop the live fan-out may take; 1 sends one round per commit.
+    realtime_fanout_share: float = 0.5
     realtime_admission_rate: float = 200.0
     realtime_admission_burst: int = 100
     realtime_admission_wait: float = 5.0
@@ -338,6 +340,10 @@ def _check(config: Config) -> None:
     ):
         if getattr(config, key) <= 0:
             raise ConfigError(f"{key} = {getattr(config, key)!r} must be positive")
+    if not 0 < config.realtime_fanout_share <= 1:
+        raise ConfigError(
+            f"realtime_fanout_share = {config.realtime_fanout_share!r} must be in (0, 1]"
+        )
     if config.realtime_admission_wait < 0:
         raise ConfigError(
             f"realtime_admission_wait = {config.realtime_admission_wait!r} must not be negative"

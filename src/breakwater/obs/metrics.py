@@ -168,10 +168,10 @@ class RealtimeFigures:
         self.messages[transport] += 1
         self.bytes[transport] += size
 
-    def notified(self, seconds: float) -> None:
-        """Record the time from a commit to the send of its live message."""
-        self.notify_buckets[bisect.bisect_left(_LATENCY_BUCKETS, seconds)] += 1
-        self.notify_sum += seconds
+    def notified(self, seconds: float, messages: int = 1) -> None:
+        """Record the time from a commit to the send of ``messages`` of its live messages."""
+        self.notify_buckets[bisect.bisect_left(_LATENCY_BUCKETS, seconds)] += messages
+        self.notify_sum += seconds * messages
 
 
 class _RealtimeCollector(Collector):

@@ -14,6 +14,7 @@ from breakwater.resilience import TokenBucket
 from breakwater.server.gc_policy import CollectorPolicy
 from breakwater.server.realtime.admission import Admission
 from breakwater.server.realtime.fanout import ChangesHook, Fanout
+from breakwater.server.realtime.pacing import FanoutPacer
 from breakwater.server.realtime.session import CLOSE_RESTART, Session
 from breakwater.storage.base import Store
 
@@ -32,7 +33,12 @@ class Realtime:
         self.config = config
         self.metrics = metrics
         self.fanout = Fanout(
-            store, bus, metrics, queue_limit=config.realtime_queue, on_changes=on_changes
+            store,
+            bus,
+            metrics,
+            queue_limit=config.realtime_queue,
+            on_changes=on_changes,
+            pacer=FanoutPacer(share=config.realtime_fanout_share),
         )
         self.admission = Admission(
             config.max_realtime_connections,

@@ -352,7 +352,8 @@ class Session:
 
     def _write_now(self, batches: list[Batch]) -> int:
         """Live messages written by the fan-out itself while the pump sleeps (it wakes only
-        for what cannot be written at once); returns how many were written."""
+        for what cannot be written at once); returns how many were written. The fan-out
+        records their notify latency, once per round."""
         if self.control or self.ending is not None or self._heartbeat_due:
             return 0
         sub = self.subscriber
@@ -365,8 +366,6 @@ class Session:
             if sub is not None:
                 sub.resume_from = batch.cursor
             self._figures.sent(self._transport, len(batch.text))
-            if batch.at is not None:
-                self._figures.notified(max(0.0, time.time() - batch.at))
         return written
 
     async def _replay(self, sub: Subscriber) -> None:
