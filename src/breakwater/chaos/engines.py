@@ -131,12 +131,33 @@ async def _run(command: list[str], what: str) -> str:
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs; a zombie (exited, not yet reaped by its parent) does not."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return _signalable(pid)
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def _signalable(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    return True
+
+
+async def _exited(pid: int, seconds: float) -> bool:
+    """Wait up to ``seconds`` for ``pid`` to exit; whether it did."""
+    deadline = time.monotonic() + seconds
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
     return True
 
 
@@ -198,13 +219,17 @@ class PostgresEngine:
 
     async def stop(self, mode: StopMode = "fast") -> None:
         """``pg_ctl stop -m fast`` (clean) or ``-m immediate`` (a crash: recovery on start)."""
-        if not self.running or self._root is None:
+        pid = self._pid
+        if pid is None or not self.running or self._root is None:
             raise RuntimeError("postgres is not running")
         await _run(
             self._tool("pg_ctl", "stop", "-w", "-t", "30", "-m", mode, "-D",
                        str(self._root / "data")),
             "pg_ctl stop",
         )  # fmt: skip
+        # pg_ctl returns once the pid file is gone, a moment before the postmaster exits.
+        if not await _exited(pid, 10.0):
+            raise EngineFailed(f"postgres (PID {pid}) still runs after pg_ctl stop")
         self._pid = None
 
     async def aclose(self) -> None:
@@ -217,6 +242,7 @@ class PostgresEngine:
             except EngineFailed:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+                await _exited(pid, 10.0)
         if self._root is not None:
             with contextlib.suppress(OSError):
                 shutil.copyfile(self._root / "postgres.log", self.log)

@@ -71,8 +71,8 @@ def _table(results: list[RunResult]) -> Table:
     scenario, the time its replicas took to agree after the final heal."""
     table = Table(title="breakwater verify")
     table.add_column("scenario", no_wrap=True)
-    table.add_column("converged", justify="right", no_wrap=True)
-    table.add_column("check", no_wrap=True)
+    table.add_column("agreed", justify="right", no_wrap=True)
+    table.add_column("check")
     table.add_column("verdict", no_wrap=True)
     table.add_column("checked", justify="right", no_wrap=True)
     table.add_column("found", justify="right", no_wrap=True)
