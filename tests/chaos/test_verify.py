@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -89,7 +90,7 @@ def test_cli_prints_a_table_of_verdicts(tmp_path: Path) -> None:
     for title in ("(a)", "(b)", "(c)", "(d)", "agreed"):
         assert title in result.stdout
     seconds = codec.loads((tmp_path / "tiny" / "report.json").read_bytes())["stats"]
-    assert f"│ {seconds['converged_after_s']:.1f} s │" in result.stdout
+    assert re.search(rf"│ +{seconds['converged_after_s']:.1f} s │", result.stdout)
     assert "FAIL" not in result.stdout
     assert (tmp_path / "tiny" / "history.jsonl").stat().st_size > 0
     again = chaos_check(tmp_path / "tiny")
