@@ -14,7 +14,7 @@ import yaml
 from breakwater.chaos.checker import DocState, ReplicaState, check
 from breakwater.chaos.history import read_history
 from breakwater.chaos.processes import NodeProcess
-from breakwater.chaos.runner import node_state, run_scenario
+from breakwater.chaos.runner import fresh_run_dir, node_state, run_scenario
 from breakwater.chaos.scenario import load_scenario, parse_scenario
 from breakwater.core import codec
 from tests.chaos.engines import require_engines
@@ -172,3 +172,13 @@ async def test_an_engine_outage_holds_writes_and_loses_none(tmp_path: Path) -> N
     report = codec.loads((tmp_path / "report.json").read_bytes())
     assert report["stats"]["converged_after_s"] == result.stats["converged_after_s"]
     assert "database system is ready" in (tmp_path / "postgres.log").read_text()
+
+
+def test_a_run_replaces_an_earlier_runs_store_and_devices(tmp_path: Path) -> None:
+    """A second run into the same directory must not find the first run's SQLite store (its
+    mutations would be in the feed) or device databases; other files stay until rewritten."""
+    for leftover in ("data/breakwater.db", "devices/dev0.db", "n1.log"):
+        (tmp_path / leftover).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / leftover).write_text("old run")
+    fresh_run_dir(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["n1.log"]

@@ -25,7 +25,7 @@ from typing import Any, Literal
 from breakwater.chaos.device import Device
 from breakwater.chaos.history import History, Recorder
 from breakwater.chaos.maxrate import SearchSpec, Step, StepResult, StepRunner, find_max
-from breakwater.chaos.runner import Cluster, device_loop, open_devices
+from breakwater.chaos.runner import Cluster, device_loop, fresh_run_dir, open_devices
 from breakwater.chaos.scenario import Bounds, DeviceSpec, EngineSpec, NodeSpec, Scenario
 from breakwater.core import codec
 
@@ -105,7 +105,7 @@ async def run_load(
     spec: LoadSpec, out: Path, progress: Callable[[str], None] = lambda _: None
 ) -> dict[str, Any]:
     """Run the load and return the report (also written to ``out/report.json``)."""
-    await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
+    await asyncio.to_thread(fresh_run_dir, out)
     scenario = Scenario(
         name="loadtest",
         duration=spec.duration,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import shutil
 import socket
 import time
 from collections.abc import Callable
@@ -52,6 +53,14 @@ from breakwater.core import codec
 
 Progress = Callable[[str], None]
 SNAPSHOT_PAGE = 1000
+
+
+def fresh_run_dir(out: Path) -> None:
+    """Create ``out``, removing the store and device databases an earlier run left there: a
+    new run on an old SQLite store would find that run's mutations in its feed."""
+    out.mkdir(parents=True, exist_ok=True)
+    for leftover in ("data", "devices"):
+        shutil.rmtree(out / leftover, ignore_errors=True)
 
 
 def free_port() -> int:
@@ -366,8 +375,9 @@ def _stats(
 async def run_scenario(
     scenario: Scenario, out: Path, progress: Progress = lambda _: None
 ) -> RunResult:
-    """Run ``scenario`` with its outputs under ``out``; the verdict and run statistics."""
-    await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
+    """Run ``scenario`` with its outputs under ``out`` (replacing an earlier run's); the
+    verdict and run statistics."""
+    await asyncio.to_thread(fresh_run_dir, out)
     meta = {"scenario": scenario.name, "seed": scenario.seed, "started": time.time()}
     cluster = Cluster(scenario, out)
     devices: list[Device] = []
