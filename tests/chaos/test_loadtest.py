@@ -43,6 +43,13 @@ def test_timeline_buckets_acks_latencies_and_errors() -> None:
     assert [row["errors"] for row in rows] == [0, 1]
 
 
+def test_the_warmup_defaults_to_two_seconds_or_a_fifth() -> None:
+    """Two seconds, a fifth of a run shorter than ten, or what the spec says."""
+    assert LoadSpec(duration=30).warmup == 2.0
+    assert LoadSpec(duration=5).warmup == 1.0
+    assert LoadSpec(duration=15, warmup_s=5).warmup == 5.0
+
+
 def test_summary_skips_the_warmup() -> None:
     """The sustained rate counts acknowledgements after the warm-up over the measured time."""
     history = History(operations=[push(i, i * 0.5, 0.01) for i in range(20)])
@@ -124,6 +131,14 @@ def test_an_unknown_choice_is_one_error_line(
     run = loadtest_cli(option, value, "--out", str(tmp_path / "run"))
     assert run.returncode == 1
     assert run.stderr.strip() == f"Error: {option} {value!r} is not one of {known}"
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_warmup_as_long_as_the_run_is_one_error_line(tmp_path: Path) -> None:
+    """``--warmup`` must leave some of ``--duration`` to measure."""
+    run = loadtest_cli("--duration", "5", "--warmup", "5", "--out", str(tmp_path / "run"))
+    assert run.returncode == 1
+    assert run.stderr.strip() == "Error: --warmup 5 must be shorter than --duration 5"
     assert not (tmp_path / "run").exists()
 
 

@@ -58,6 +58,10 @@ def loadtest(
     max_seconds: Annotated[
         float, typer.Option(min=10, help="--find-max: no step starts that would end later.")
     ] = 900.0,
+    warmup: Annotated[
+        float | None,
+        typer.Option(min=0, help="Seconds left out of the figures (default 2, or duration/5)."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seeds the devices' choices.")] = 1,
     out: Annotated[
         Path, typer.Option(help="Directory for report.json, plot.html and the history.")
@@ -74,6 +78,8 @@ def loadtest(
     ):
         if value not in known:
             raise ValidationError(f"{option} {value!r} is not one of {list(known)}")
+    if warmup is not None and warmup >= duration:
+        raise ValidationError(f"--warmup {warmup:g} must be shorter than --duration {duration:g}")
     spec = LoadSpec(
         nodes=nodes,
         devices=devices,
@@ -82,6 +88,7 @@ def loadtest(
         seed=seed,
         workload="scoped" if workload == "scoped" else "shared",
         store="sqlite" if store == "sqlite" else "postgresql",
+        warmup_s=warmup,
     )
     console = Console()
     title = f"{devices} {workload} devices, {nodes} node(s) on {store}"
