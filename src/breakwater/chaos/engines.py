@@ -214,8 +214,18 @@ class PostgresEngine:
                        "-l", str(root / "postgres.log"), "-o", options),
             "pg_ctl start",
         )  # fmt: skip
-        pid_file = (root / "data" / "postmaster.pid").read_text().splitlines()
-        self._pid = int(pid_file[0])
+        self._pid = self._postmaster_pid()
+
+    def _postmaster_pid(self) -> int | None:
+        """The PID in ``postmaster.pid``, if the file is there (it is while the server runs)."""
+        if self._root is None:
+            return None
+        try:
+            lines = (self._root / "data" / "postmaster.pid").read_text()
+        except OSError:
+            return None
+        first = lines.split("\n", 1)[0].strip()
+        return int(first) if first.isdigit() else None
 
     async def stop(self, mode: StopMode = "fast") -> None:
         """``pg_ctl stop -m fast`` (clean) or ``-m immediate`` (a crash: recovery on start)."""
@@ -235,7 +245,9 @@ class PostgresEngine:
     async def aclose(self) -> None:
         """Stop it (SIGKILL to its postmaster's PID if ``pg_ctl`` fails), keep its log in
         ``log``, remove the directory."""
-        pid = self._pid
+        # A start that failed late may have left a server running without our knowing its PID.
+        pid = self._pid or self._postmaster_pid()
+        self._pid = pid
         if pid is not None and self.running:
             try:
                 await self.stop("fast")
