@@ -14,6 +14,7 @@ from breakwater.chaos.history import History, MutationRecord, Operation
 from breakwater.chaos.loadtest import LoadSpec, render_html, run_load, summary, timeline
 from breakwater.client import Client
 from breakwater.core import codec
+from tests.chaos.engines import require_engines
 
 
 def push(op_id: int, invoked: float, took: float, outcome: str = "ok") -> Operation:
@@ -40,6 +41,13 @@ def test_timeline_buckets_acks_latencies_and_errors() -> None:
     assert rows[0]["p50_ms"] == pytest.approx(10, abs=0.01)
     assert rows[0]["p99_ms"] == pytest.approx(30, abs=0.01)
     assert [row["errors"] for row in rows] == [0, 1]
+
+
+def test_the_warmup_defaults_to_two_seconds_or_a_fifth() -> None:
+    """Two seconds, a fifth of a run shorter than ten, or what the spec says."""
+    assert LoadSpec(duration=30).warmup == 2.0
+    assert LoadSpec(duration=5).warmup == 1.0
+    assert LoadSpec(duration=15, warmup_s=5).warmup == 5.0
 
 
 def test_summary_skips_the_warmup() -> None:
@@ -110,14 +118,60 @@ async def test_a_short_run_writes_its_report(tmp_path: Path, workload: str) -> N
         assert all(notes[i] == {f"dev{k}" for k in range(5)} for i in range(5))
 
 
-def test_an_unknown_workload_is_one_error_line(tmp_path: Path) -> None:
-    """``--workload`` other than scoped or shared ends with exit code 1 and one Error: line,
-    before any node starts."""
-    run = subprocess.run(
-        [sys.executable, "-m", "breakwater", "loadtest", "--workload", "everyone",
-         "--out", str(tmp_path / "run")],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+@pytest.mark.parametrize(
+    ("option", "value", "known"),
+    [("--workload", "everyone", "['scoped', 'shared']"),
+     ("--store", "mysql", "['sqlite', 'postgresql']")],
+)  # fmt: skip
+def test_an_unknown_choice_is_one_error_line(
+    tmp_path: Path, option: str, value: str, known: str
+) -> None:
+    """``--workload`` other than scoped or shared, or ``--store`` other than sqlite or
+    postgresql, ends with exit code 1 and one Error: line, before any node starts."""
+    run = loadtest_cli(option, value, "--out", str(tmp_path / "run"))
     assert run.returncode == 1
-    assert run.stderr.strip() == ("Error: --workload 'everyone' is not one of ['scoped', 'shared']")
+    assert run.stderr.strip() == f"Error: {option} {value!r} is not one of {known}"
     assert not (tmp_path / "run").exists()
+
+
+def test_a_warmup_as_long_as_the_run_is_one_error_line(tmp_path: Path) -> None:
+    """``--warmup`` must leave some of ``--duration`` to measure."""
+    run = loadtest_cli("--duration", "5", "--warmup", "5", "--out", str(tmp_path / "run"))
+    assert run.returncode == 1
+    assert run.stderr.strip() == "Error: --warmup 5 must be shorter than --duration 5"
+    assert not (tmp_path / "run").exists()
+
+
+def loadtest_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``breakwater loadtest ARGS``."""
+    return subprocess.run(
+        [sys.executable, "-m", "breakwater", "loadtest", *args],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_find_max_on_postgresql_runs_bounded_steps(tmp_path: Path) -> None:
+    """``--find-max --store postgresql``: each step a short run on its own private PostgreSQL,
+    no more steps than --max-steps, one line per step, the result table, and report.json
+    with every step; the rate reported is that of the best passing step."""
+    require_engines("postgres")
+    run = loadtest_cli(
+        "--find-max", "--store", "postgresql", "--devices", "3", "--duration", "3",
+        "--start-rate", "5", "--max-steps", "2", "--p99-bound-ms", "1000",
+        "--out", str(tmp_path),
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    report = codec.loads((tmp_path / "report.json").read_bytes())
+    result = report["find_max"]
+    assert report["spec"]["store"] == "postgresql"
+    assert [step["offered"] for step in result["steps"]] == [5, 10]
+    passed = [step for step in result["steps"] if step["passed"]]
+    assert passed, result
+    assert result["max_mutations_per_s"] == passed[-1]["achieved"] > 0
+    assert result["devices"] == 3
+    assert result["stopped"] == "steps"
+    assert run.stdout.count("/s offered: ") == 2
+    assert "max mutations/s" in run.stdout
+    assert sorted(p.name for p in (tmp_path / "steps").iterdir()) == ["01-5", "02-10"]
+    assert (tmp_path / "steps" / "01-5" / "postgres.log").exists()

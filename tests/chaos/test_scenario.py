@@ -53,13 +53,75 @@ def test_defaults_and_shapes() -> None:
 
 
 @pytest.mark.parametrize(
+    ("topology", "engines"),
+    [
+        ({"nodes": 2}, ()),
+        ({"store": "postgresql"}, ("postgres",)),
+        ({"store": "sqlite", "cache": "redis"}, ("redis",)),
+        ({"store": "postgresql", "bus": "redis", "cache": "redis"}, ("postgres", "redis")),
+    ],
+)
+def test_the_topology_names_its_private_engines(
+    topology: dict[str, Any], engines: tuple[str, ...]
+) -> None:
+    """SQLite and in-node bus and cache by default; postgresql starts a private PostgreSQL and
+    a redis bus or cache one private Redis, which engine_stop can then target."""
+    scenario = parse_scenario(base(topology=topology, faults=[]))
+    assert scenario.engines.engines == engines
+    assert scenario.engines.store == topology.get("store", "sqlite")
+    for engine in engines:
+        step = {"at": 1, "kind": "engine_stop", "target": engine, "duration": 2}
+        stop = parse_scenario(base(topology=topology, faults=[step])).faults[0]
+        assert (stop.kind, stop.target, stop.duration) == ("engine_stop", engine, 2)
+
+
+@pytest.mark.parametrize(
     ("change", "message"),
     [
         ({"duration": "long"}, "duration = 'long' is not a number"),
         ({"name": None}, "name = None is not a string"),
         ({"colour": 1}, "unknown keys ['colour']"),
         ({"topology": {"nodes": 0}}, "topology.nodes = 0 must be between 1 and 16"),
-        ({"topology": {"store": "postgresql://x"}}, "only 'sqlite'"),
+        (
+            {"topology": {"store": "postgresql://x"}},
+            "topology.store = 'postgresql://x' is not one of ['sqlite', 'postgresql']",
+        ),
+        ({"topology": {"bus": "nats"}}, "topology.bus = 'nats' is not one of ['memory', 'redis']"),
+        ({"topology": {"cache": 6379}}, "topology.cache = 6379 is not a string"),
+        (
+            {"faults": [{"at": 1, "kind": "engine_stop", "target": "postgres"}]},
+            "faults[0].target = 'postgres' is not an engine of the topology; known: []",
+        ),
+        (
+            {
+                "topology": {"store": "postgresql"},
+                "faults": [{"at": 1, "kind": "engine_stop", "target": "redis"}],
+            },
+            "faults[0].target = 'redis' is not an engine of the topology; known: ['postgres']",
+        ),
+        (
+            {
+                "topology": {"bus": "redis"},
+                "faults": [{"at": 1, "kind": "engine_stop", "target": "n1"}],
+            },
+            "faults[0].target = 'n1' is not an engine of the topology; known: ['redis']",
+        ),
+        (
+            {
+                "topology": {"store": "postgresql"},
+                "faults": [
+                    {"at": 1, "kind": "engine_stop", "target": "postgres", "params": {"mode": "x"}}
+                ],
+            },
+            "faults[0].params: engine_stop takes one optional mode, one of ['fast', 'immediate']",
+        ),
+        (
+            {
+                "topology": {"store": "postgresql"},
+                "faults": [{"at": 1, "kind": "kill", "target": "postgres"}],
+            },
+            "faults[0].target = 'postgres' is not a node",
+        ),
         ({"topology": {"nodes": [{"name": "a"}, {"name": "a"}]}}, "must be unique"),
         ({"topology": {"nodes": [{"name": "all"}]}}, "not a usable node id"),
         ({"devices": {"count": 2.5}}, "devices.count = 2.5 is not a whole number"),
@@ -104,3 +166,15 @@ def test_a_file_that_is_not_yaml(tmp_path: Path) -> None:
     (tmp_path / "list.yaml").write_text("- 1\n")
     with pytest.raises(ScenarioError, match="scenario must be a mapping"):
         load_scenario(tmp_path / "list.yaml")
+
+
+def test_engine_outage_scenario_has_what_it_promises() -> None:
+    """Two nodes on a private PostgreSQL with a private Redis bus; PostgreSQL stopped cleanly
+    and crashed, Redis stopped, a node killed."""
+    scenario = load_scenario(SCENARIOS / "postgres-engine-outage.yaml")
+    assert len(scenario.nodes) == 2
+    assert (scenario.engines.store, scenario.engines.bus) == ("postgresql", "redis")
+    stops = {(s.target, s.params.get("mode", "fast")) for s in scenario.faults
+             if s.kind == "engine_stop"}  # fmt: skip
+    assert stops == {("postgres", "fast"), ("postgres", "immediate"), ("redis", "fast")}
+    assert "kill" in {step.kind for step in scenario.faults}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -13,9 +14,10 @@ import yaml
 from breakwater.chaos.checker import DocState, ReplicaState, check
 from breakwater.chaos.history import read_history
 from breakwater.chaos.processes import NodeProcess
-from breakwater.chaos.runner import node_state, run_scenario
+from breakwater.chaos.runner import fresh_run_dir, node_state, run_scenario
 from breakwater.chaos.scenario import load_scenario, parse_scenario
 from breakwater.core import codec
+from tests.chaos.engines import require_engines
 from tests.conftest import free_port
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
@@ -33,6 +35,18 @@ devices:
 faults:
   - {at: 1, kind: kill, target: n2, duration: 1}
   - {at: 3, kind: blackhole, target: n1, duration: 1, params: {direction: downstream}}
+bounds: {convergence_s: 20, request_timeout_s: 1}
+"""
+
+ENGINE_OUTAGE = """
+name: engine-outage-short
+duration: 13
+topology: {nodes: 2, store: postgresql, bus: redis}
+devices: {count: 8, interval: 0.4, sync_interval: 2}
+faults:
+  - {at: 2, kind: engine_stop, target: postgres, duration: 3}
+  - {at: 6, kind: engine_stop, target: redis, duration: 2}
+  - {at: 9, kind: kill, target: n2, duration: 1.5}
 bounds: {convergence_s: 20, request_timeout_s: 1}
 """
 
@@ -73,8 +87,10 @@ def test_cli_prints_a_table_of_verdicts(tmp_path: Path) -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    for title in ("(a)", "(b)", "(c)", "(d)"):
+    for title in ("(a)", "(b)", "(c)", "(d)", "agreed"):
         assert title in result.stdout
+    seconds = codec.loads((tmp_path / "tiny" / "report.json").read_bytes())["stats"]
+    assert re.search(rf"│ +{seconds['converged_after_s']:.1f} s │", result.stdout)
     assert "FAIL" not in result.stdout
     assert (tmp_path / "tiny" / "history.jsonl").stat().st_size > 0
     again = chaos_check(tmp_path / "tiny")
@@ -133,3 +149,36 @@ async def test_a_node_that_lost_its_store_is_caught(tmp_path: Path) -> None:
     lost = verdict.result("no_lost_writes")
     assert len(lost.anomalies) == result.stats["mutations_acknowledged"] > 0
     assert not verdict.result("convergence").passed
+
+
+@pytest.mark.timeout(120)
+async def test_an_engine_outage_holds_writes_and_loses_none(tmp_path: Path) -> None:
+    """A shortened postgres-engine-outage: with the private PostgreSQL stopped, writes wait (the
+    nodes answer 503 and the SDK retries) and are acknowledged after it returns; with Redis
+    stopped and a node killed too, every check passes and the replicas agree after the heal."""
+    require_engines("postgres", "redis")
+    result = await run_scenario(parse_scenario(yaml.safe_load(ENGINE_OUTAGE)), tmp_path)
+    assert result.verdict.passed, result.verdict.render()
+    history = read_history(tmp_path / "history.jsonl")
+    stops = {(f.target, f.action): f for f in history.faults if f.fault == "engine_stop"}
+    assert set(stops) == {(t, a) for t in ("postgres", "redis") for a in ("start", "heal")}
+    assert not any("skipped" in f.params for f in stops.values())
+    down, up = stops[("postgres", "start")].at, stops[("postgres", "heal")].at
+    writes = [op for op in history.operations if op.kind == "push"]
+    assert {op.outcome for op in writes} == {"ok"}
+    held = [op for op in writes if down < op.invoked_at < up and (op.completed_at or 0) > up]
+    assert held, "no write made while PostgreSQL was down waited for it"
+    assert 0 <= result.stats["converged_after_s"] <= 20
+    report = codec.loads((tmp_path / "report.json").read_bytes())
+    assert report["stats"]["converged_after_s"] == result.stats["converged_after_s"]
+    assert "database system is ready" in (tmp_path / "postgres.log").read_text()
+
+
+def test_a_run_replaces_an_earlier_runs_store_and_devices(tmp_path: Path) -> None:
+    """A second run into the same directory must not find the first run's SQLite store (its
+    mutations would be in the feed) or device databases; other files stay until rewritten."""
+    for leftover in ("data/breakwater.db", "devices/dev0.db", "n1.log"):
+        (tmp_path / leftover).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / leftover).write_text("old run")
+    fresh_run_dir(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["n1.log"]

@@ -4,12 +4,16 @@ The devices are the same SDK clients as in scenarios (:class:`~.sdk_device.SdkDe
 they reach the nodes directly (no proxy in the path) and nothing is broken. Every write is in the
 history, from the app's call to the node's acknowledgement, so the figures come from it: per
 second, acknowledged mutations, write latency percentiles and errors; over the run, the
-sustained rate and the latency distribution.
+sustained rate and the latency distribution. With ``store="postgresql"`` the nodes share a
+private PostgreSQL started for the run (:mod:`~.engines`). :func:`run_find_max` repeats bounded
+runs at offered rates chosen by :func:`~.maxrate.find_max`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import itertools
 import math
 import random
 import time
@@ -20,8 +24,9 @@ from typing import Any, Literal
 
 from breakwater.chaos.device import Device
 from breakwater.chaos.history import History, Recorder
-from breakwater.chaos.runner import Cluster, device_loop, open_devices
-from breakwater.chaos.scenario import Bounds, DeviceSpec, NodeSpec, Scenario
+from breakwater.chaos.maxrate import SearchSpec, Step, StepResult, StepRunner, find_max
+from breakwater.chaos.runner import Cluster, device_loop, fresh_run_dir, open_devices
+from breakwater.chaos.scenario import Bounds, DeviceSpec, EngineSpec, NodeSpec, Scenario
 from breakwater.core import codec
 
 
@@ -29,7 +34,10 @@ from breakwater.core import codec
 class LoadSpec:
     """What to run: ``devices`` devices acting every ``interval`` seconds on average, each on
     its own collections (``workload="scoped"``) or all on the same ones (``"shared"``, every
-    write synced to every device; :class:`~breakwater.chaos.device.Workload`)."""
+    write synced to every device; :class:`~breakwater.chaos.device.Workload`), against
+    ``nodes`` nodes on one SQLite file or one private PostgreSQL (``store``). The figures skip
+    the first ``warmup_s`` seconds (default: 2, or a fifth of a shorter run), while 50 devices
+    opening at once still pull and connect."""
 
     nodes: int = 1
     devices: int = 50
@@ -38,6 +46,13 @@ class LoadSpec:
     seed: int = 1
     request_timeout_s: float = 5.0
     workload: Literal["scoped", "shared"] = "scoped"
+    store: Literal["sqlite", "postgresql"] = "sqlite"
+    warmup_s: float | None = None
+
+    @property
+    def warmup(self) -> float:
+        """Seconds at the start left out of the summary."""
+        return min(2.0, self.duration / 5) if self.warmup_s is None else self.warmup_s
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -98,7 +113,7 @@ async def run_load(
     spec: LoadSpec, out: Path, progress: Callable[[str], None] = lambda _: None
 ) -> dict[str, Any]:
     """Run the load and return the report (also written to ``out/report.json``)."""
-    await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
+    await asyncio.to_thread(fresh_run_dir, out)
     scenario = Scenario(
         name="loadtest",
         duration=spec.duration,
@@ -111,6 +126,7 @@ async def run_load(
         ),
         bounds=Bounds(request_timeout_s=spec.request_timeout_s),
         seed=spec.seed,
+        engines=EngineSpec(store=spec.store),
     )
     cluster = Cluster(scenario, out)
     devices: list[Device] = []
@@ -145,11 +161,50 @@ async def run_load(
     history = recorder.history
     report = {
         "spec": spec.__dict__,
-        "summary": summary(history, spec, warmup_s=min(2.0, spec.duration / 5)),
+        "summary": summary(history, spec, warmup_s=spec.warmup),
         "timeline": timeline(history, spec.duration),
     }
     (out / "report.json").write_bytes(codec.dumps(report) + b"\n")
     (out / "plot.html").write_text(render_html(report), encoding="utf-8")
+    return report
+
+
+def step_runner(
+    base: LoadSpec, out: Path, progress: Callable[[str], None] = lambda _: None
+) -> StepRunner:
+    """Steps for :func:`~.maxrate.find_max`: each a run of ``base`` at the offered rate (its
+    devices' interval set to match), with its outputs in ``out/steps/NN-RATE``."""
+    numbers = itertools.count(1)
+
+    async def run_step(rate: float) -> StepResult:
+        spec = dataclasses.replace(base, interval=base.devices / rate)
+        report = await run_load(spec, out / "steps" / f"{next(numbers):02d}-{rate:g}", progress)
+        figures = report["summary"]
+        return StepResult(
+            offered=round(rate, 3),
+            achieved=figures["mutations_per_s"],
+            p99_ms=figures["push_p99_ms"],
+            errors=figures["errors"],
+            devices=spec.devices,
+        )
+
+    return run_step
+
+
+async def run_find_max(
+    base: LoadSpec,
+    search: SearchSpec,
+    out: Path,
+    progress: Callable[[str], None] = lambda _: None,
+    on_step: Callable[[Step], None] = lambda _: None,
+) -> dict[str, Any]:
+    """Search for the highest rate ``base``'s deployment sustains under ``search``'s p99 bound;
+    the report (also written to ``out/report.json``) with every step's figures."""
+    await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
+    result = await find_max(step_runner(base, out, progress), search, on_step=on_step)
+    spec = {key: value for key, value in base.__dict__.items() if key != "interval"}
+    report = {"spec": spec, "find_max": result.to_json()}
+    (out / "report.json").write_bytes(codec.dumps(report) + b"\n")
     return report
 
 

@@ -2,12 +2,15 @@
 
 The run has four phases:
 
-1. start every node of the topology (``breakwater serve`` processes sharing one store) and a
-   :class:`ChaosProxy` in front of each; devices reach nodes only through the proxies;
+1. start the topology's private engines if it has any (PostgreSQL, Redis), then every node
+   (``breakwater serve`` processes sharing one store) and a :class:`ChaosProxy` in front of
+   each; devices reach nodes only through the proxies;
 2. for ``duration`` seconds devices act and sync, go offline and online on schedule, while the
-   nemesis injects the fault schedule (proxy faults, SIGKILL, SIGSTOP, restarts, clock skew);
-3. heal everything (proxies healed, paused nodes resumed, dead nodes restarted, clocks reset),
-   bring every device online, and sync until every replica agrees or the convergence bound ends;
+   nemesis injects the fault schedule (proxy faults, SIGKILL, SIGSTOP, restarts, clock skew,
+   engine stops);
+3. heal everything (engines started, proxies healed, paused nodes resumed, dead nodes
+   restarted, clocks reset), bring every device online, and sync until every replica agrees or
+   the convergence bound ends, timing how long that took;
 4. read each node's final state straight from the node (not through its proxy) and run the
    checker over the history.
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import shutil
 import socket
 import time
 from collections.abc import Callable
@@ -38,16 +42,25 @@ from breakwater.chaos.checker import (
     replicas_json,
 )
 from breakwater.chaos.device import Device, Workload
+from breakwater.chaos.engines import Engine, PostgresEngine, RedisEngine
 from breakwater.chaos.faults import FAULT_TYPES, parse_fault
 from breakwater.chaos.history import Recorder
 from breakwater.chaos.processes import NodeProcess
 from breakwater.chaos.proxy import ChaosProxy
-from breakwater.chaos.scenario import FaultStep, Scenario
+from breakwater.chaos.scenario import ENGINE_FAULTS, FaultStep, Scenario
 from breakwater.chaos.sdk_device import SdkDevice
 from breakwater.core import codec
 
 Progress = Callable[[str], None]
 SNAPSHOT_PAGE = 1000
+
+
+def fresh_run_dir(out: Path) -> None:
+    """Create ``out``, removing the store and device databases an earlier run left there: a
+    new run on an old SQLite store would find that run's mutations in its feed."""
+    out.mkdir(parents=True, exist_ok=True)
+    for leftover in ("data", "devices"):
+        shutil.rmtree(out / leftover, ignore_errors=True)
 
 
 def free_port() -> int:
@@ -69,10 +82,11 @@ class RunResult:
 
 
 class Cluster:
-    """The topology's nodes, each behind its own proxy."""
+    """The topology's private engines and nodes, each node behind its own proxy."""
 
     def __init__(self, scenario: Scenario, out: Path) -> None:
         self.scenario = scenario
+        self.engines = _engines(scenario, out)
         self.nodes: dict[str, NodeProcess] = {}
         self.proxies: dict[str, ChaosProxy] = {}
         self.offsets = {spec.name: spec.clock_offset_ms for spec in scenario.nodes}
@@ -83,14 +97,26 @@ class Cluster:
                 out / "data",
                 log=out / f"{spec.name}.log",
                 env=self._env(spec.clock_offset_ms),
-                args=["--log-level", "warning"],
+                args=["--log-level", "warning", *self._engine_args()],
             )
+
+    def _engine_args(self) -> list[str]:
+        """``serve`` flags pointing the node at the private engines."""
+        spec, args = self.scenario.engines, []
+        if spec.store == "postgresql":
+            args += ["--store", self.engines["postgres"].url]
+        for role in ("bus", "cache"):
+            if getattr(spec, role) == "redis":
+                args += [f"--{role}", self.engines["redis"].url]
+        return args
 
     @staticmethod
     def _env(offset_ms: int) -> dict[str, str]:
         return {"BREAKWATER_CLOCK_OFFSET_MS": str(offset_ms)} if offset_ms else {}
 
     async def start(self) -> None:
+        for engine in self.engines.values():
+            await engine.start()
         # One after the other: the first node creates the shared store's schema.
         for name, node in self.nodes.items():
             await node.start()
@@ -102,7 +128,11 @@ class Cluster:
         return [(name, f"http://{proxy.address}") for name, proxy in self.proxies.items()]
 
     async def heal(self) -> None:
-        """Every fault off: proxies healed, nodes resumed, restarted, clocks back to the spec."""
+        """Every fault off: engines started, proxies healed, nodes resumed, restarted, clocks
+        back to the spec (engines first: a node starting without its store is not ready)."""
+        for engine in self.engines.values():
+            if not engine.running:
+                await engine.start()
         for proxy in self.proxies.values():
             proxy.heal()
         for spec in self.scenario.nodes:
@@ -121,6 +151,19 @@ class Cluster:
             await proxy.aclose()
         for node in self.nodes.values():
             await node.stop()
+        for engine in self.engines.values():
+            await engine.aclose()
+
+
+def _engines(scenario: Scenario, out: Path) -> dict[str, Engine]:
+    """The scenario's private engines by name, not started (``EngineMissing`` if not here)."""
+    kinds: dict[str, type[PostgresEngine] | type[RedisEngine]] = {
+        "postgres": PostgresEngine,
+        "redis": RedisEngine,
+    }
+    return {
+        name: kinds[name](free_port(), out / f"{name}.log") for name in scenario.engines.engines
+    }
 
 
 class Nemesis:
@@ -137,6 +180,18 @@ class Nemesis:
     def _targets(self, step: FaultStep) -> list[str]:
         return list(self.cluster.nodes) if step.target == "all" else [step.target]
 
+    async def _engine(self, step: FaultStep, action: Literal["start", "heal"]) -> None:
+        engine, params = self.cluster.engines[step.target], dict(step.params)
+        try:
+            if action == "start":
+                await engine.stop(params.get("mode", "fast"))
+            else:
+                await engine.start()
+        except RuntimeError as error:
+            params["skipped"] = str(error)
+        self.recorder.fault(action, step.kind, step.target, **params)
+        self.progress(f"{action} {step.kind} on {step.target}")
+
     async def _step(self, step: FaultStep, started: float) -> None:
         await asyncio.sleep(max(0.0, started + step.at - time.monotonic()))
         for target in self._targets(step):
@@ -148,6 +203,9 @@ class Nemesis:
             await self._apply(step, target, "heal")
 
     async def _apply(self, step: FaultStep, target: str, action: Literal["start", "heal"]) -> None:
+        if step.kind in ENGINE_FAULTS:
+            await self._engine(step, action)
+            return
         node, proxy = self.cluster.nodes[target], self.cluster.proxies[target]
         params = dict(step.params)
         try:
@@ -272,8 +330,13 @@ async def node_state(url: str, name: str, taken_at: float) -> ReplicaState:
 
 async def _converge(
     cluster: Cluster, devices: list[Device], recorder: Recorder, deadline: float
-) -> list[ReplicaState]:
-    """Sync every device until all replicas agree or ``deadline`` (monotonic) passes."""
+) -> tuple[list[ReplicaState], float | None]:
+    """Sync every device until all replicas agree or ``deadline`` (monotonic) passes; the last
+    states read, and when (history time) they were seen to agree, ``None`` if they never did.
+
+    Agreement is seen at the end of a round (a sync of every device, then every replica
+    read), so the time is an upper bound, within one round and the pause between rounds.
+    """
     while True:
         await asyncio.gather(*(d.sync() for d in devices))
         taken = recorder.now()
@@ -282,13 +345,16 @@ async def _converge(
         )
         copies = await asyncio.gather(*(d.snapshot(recorder.now()) for d in devices))
         replicas = [*nodes, *copies]
-        pending = any(d.pending() for d in devices)
-        if (not pending and not divergences(replicas)) or time.monotonic() > deadline:
-            return replicas
-        await asyncio.sleep(0.5)
+        if not any(d.pending() for d in devices) and not divergences(replicas):
+            return replicas, recorder.now()
+        if time.monotonic() > deadline:
+            return replicas, None
+        await asyncio.sleep(0.25)
 
 
-def _stats(recorder: Recorder, replicas: list[ReplicaState], healed_at: float) -> dict[str, Any]:
+def _stats(
+    recorder: Recorder, replicas: list[ReplicaState], healed_at: float, agreed_at: float | None
+) -> dict[str, Any]:
     ops = recorder.history.operations
     pushes = [op for op in ops if op.kind == "push"]
     acked = {mid for op in pushes for mid in op.results if op.acknowledged(mid)}
@@ -300,7 +366,8 @@ def _stats(recorder: Recorder, replicas: list[ReplicaState], healed_at: float) -
         "mutations_acknowledged": len(acked),
         "faults": sum(f.action == "start" for f in recorder.history.faults),
         "healed_at_s": healed_at,
-        "converged_after_s": round(max(r.taken_at for r in replicas) - healed_at, 3),
+        # From the final heal until every node and device was seen to agree; None: never.
+        "converged_after_s": None if agreed_at is None else round(agreed_at - healed_at, 3),
         "documents": len(replicas[0].docs) if replicas else 0,
     }
 
@@ -308,8 +375,9 @@ def _stats(recorder: Recorder, replicas: list[ReplicaState], healed_at: float) -
 async def run_scenario(
     scenario: Scenario, out: Path, progress: Progress = lambda _: None
 ) -> RunResult:
-    """Run ``scenario`` with its outputs under ``out``; the verdict and run statistics."""
-    await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
+    """Run ``scenario`` with its outputs under ``out`` (replacing an earlier run's); the
+    verdict and run statistics."""
+    await asyncio.to_thread(fresh_run_dir, out)
     meta = {"scenario": scenario.name, "seed": scenario.seed, "started": time.time()}
     cluster = Cluster(scenario, out)
     devices: list[Device] = []
@@ -337,7 +405,7 @@ async def run_scenario(
             recorder.fault("heal", "all", "cluster")
             deadline = time.monotonic() + scenario.bounds.convergence_s
             progress("waiting for convergence")
-            replicas = await _converge(cluster, devices, recorder, deadline)
+            replicas, agreed_at = await _converge(cluster, devices, recorder, deadline)
         finally:
             for device in devices:
                 await device.aclose()
@@ -349,7 +417,7 @@ async def run_scenario(
     )
     states = replicas_json(replicas, healed_at, scenario.bounds.convergence_s)
     (out / "replicas.json").write_bytes(codec.dumps(states) + b"\n")
-    result = RunResult(scenario, verdict, out, _stats(recorder, replicas, healed_at))
+    result = RunResult(scenario, verdict, out, _stats(recorder, replicas, healed_at, agreed_at))
     report = {"scenario": scenario.name, "stats": result.stats, "verdict": verdict.to_json()}
     (out / "report.json").write_bytes(codec.dumps(report) + b"\n")
     return result

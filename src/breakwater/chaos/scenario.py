@@ -15,13 +15,18 @@ from typing import Any
 
 import yaml
 
+from breakwater.chaos.engines import STOP_MODES
 from breakwater.chaos.faults import FAULT_TYPES, parse_fault
 from breakwater.core.errors import BreakwaterError, ValidationError
 from breakwater.core.hlc import NODE_PATTERN
 
 PROCESS_FAULTS = ("kill", "pause", "restart", "clock_skew")
-"""Faults on a node's process; the others (:data:`FAULT_TYPES`) act on its proxy."""
+"""Faults on a node's process; the others (:data:`FAULT_TYPES`) act on its proxy, except
+:data:`ENGINE_FAULTS`, which act on a private engine of the topology."""
+ENGINE_FAULTS = ("engine_stop",)
 MIX_KINDS = ("note", "counter", "read")
+STORES = ("sqlite", "postgresql")
+BROKERS = ("memory", "redis")
 
 
 class ScenarioError(BreakwaterError):
@@ -38,6 +43,23 @@ class NodeSpec:
 
     name: str
     clock_offset_ms: int = 0
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """What the nodes run on: ``store`` ``sqlite`` (one shared file) or ``postgresql``, and
+    ``bus`` and ``cache`` ``memory`` (in each node) or ``redis``; every ``postgresql`` or
+    ``redis`` is a private engine started for the run (:mod:`breakwater.chaos.engines`)."""
+
+    store: str = "sqlite"
+    bus: str = "memory"
+    cache: str = "memory"
+
+    @property
+    def engines(self) -> tuple[str, ...]:
+        """The private engines to start: ``postgres``, ``redis``, both or none."""
+        wanted = ("postgres",) if self.store == "postgresql" else ()
+        return wanted + (("redis",) if "redis" in (self.bus, self.cache) else ())
 
 
 @dataclass(frozen=True)
@@ -65,8 +87,9 @@ class DeviceSpec:
 
 @dataclass(frozen=True)
 class FaultStep:
-    """One fault of the schedule: ``kind`` on node ``target`` (or ``all``) from ``at`` for
-    ``duration`` seconds (``None``: until the run heals every fault)."""
+    """One fault of the schedule: ``kind`` on node ``target`` (or ``all``; an engine's name for
+    ``engine_stop``) from ``at`` for ``duration`` seconds (``None``: until the run heals every
+    fault)."""
 
     at: float
     kind: str
@@ -95,6 +118,7 @@ class Scenario:
     bounds: Bounds = Bounds()
     description: str = ""
     seed: int = 1
+    engines: EngineSpec = EngineSpec()
 
 
 class _Reader:
@@ -148,14 +172,20 @@ class _Reader:
         return value
 
 
+def _engines(raw: Any) -> EngineSpec:
+    topology = _Reader(raw, "topology", ("nodes", "store", "bus", "cache"))
+    chosen = {}
+    for key, default, known in (("store", "sqlite", STORES), ("bus", "memory", BROKERS),
+                                ("cache", "memory", BROKERS)):  # fmt: skip
+        value = topology.text(key, default)
+        if value not in known:
+            raise ValidationError(f"{topology.where(key)} = {value!r} is not one of {list(known)}")
+        chosen[key] = value
+    return EngineSpec(**chosen)
+
+
 def _nodes(raw: Any) -> tuple[NodeSpec, ...]:
-    topology = _Reader(raw, "topology", ("nodes", "store"))
-    store = topology.text("store", "sqlite")
-    if store != "sqlite":
-        raise ValidationError(
-            f"topology.store = {store!r}: only 'sqlite' (every node on one shared file) is "
-            "supported by this build"
-        )
+    topology = _Reader(raw, "topology", ("nodes", "store", "bus", "cache"))
     nodes = topology.raw.get("nodes", 1)
     if isinstance(nodes, int) and not isinstance(nodes, bool):
         if not 1 <= nodes <= 16:
@@ -211,22 +241,36 @@ def _devices(raw: Any, duration: float) -> DeviceSpec:
     )
 
 
-def _faults(raw: list[Any], nodes: tuple[NodeSpec, ...], duration: float) -> tuple[FaultStep, ...]:
+def _target(step: _Reader, kind: str, nodes: set[str], engines: EngineSpec) -> str:
+    if kind in ENGINE_FAULTS:
+        target = step.text("target", "")
+        if target not in engines.engines:
+            raise ValidationError(
+                f"{step.where('target')} = {target!r} is not an engine of the topology; known: "
+                f"{list(engines.engines)} (postgres with store: postgresql, redis with bus or "
+                "cache: redis)"
+            )
+        return target
+    target = step.text("target", "all")
+    if target != "all" and target not in nodes:
+        raise ValidationError(
+            f"{step.where('target')} = {target!r} is not a node; known: {sorted(nodes)}, all"
+        )
+    return target
+
+
+def _faults(
+    raw: list[Any], nodes: tuple[NodeSpec, ...], engines: EngineSpec, duration: float
+) -> tuple[FaultStep, ...]:
     names = {node.name for node in nodes}
+    known = sorted([*FAULT_TYPES, *PROCESS_FAULTS, *ENGINE_FAULTS])
     steps = []
     for index, item in enumerate(raw):
         step = _Reader(item, f"faults[{index}]", ("at", "kind", "target", "duration", "params"))
         kind = step.text("kind")
-        if kind not in FAULT_TYPES and kind not in PROCESS_FAULTS:
-            raise ValidationError(
-                f"{step.where('kind')} = {kind!r} is not a fault; known: "
-                f"{sorted([*FAULT_TYPES, *PROCESS_FAULTS])}"
-            )
-        target = step.text("target", "all")
-        if target != "all" and target not in names:
-            raise ValidationError(
-                f"{step.where('target')} = {target!r} is not a node; known: {sorted(names)}, all"
-            )
+        if kind not in known:
+            raise ValidationError(f"{step.where('kind')} = {kind!r} is not a fault; known: {known}")
+        target = _target(step, kind, names, engines)
         at = step.number("at")
         if at >= duration:
             raise ValidationError(f"{step.where('at')} = {at:g} is not within the duration")
@@ -251,6 +295,12 @@ def _faults(raw: list[Any], nodes: tuple[NodeSpec, ...], duration: float) -> tup
                 raise ValidationError(
                     f"{step.where('params')}: clock_skew takes one whole number, offset_ms"
                 )
+        elif kind == "engine_stop":
+            if set(params) - {"mode"} or params.get("mode", "fast") not in STOP_MODES:
+                raise ValidationError(
+                    f"{step.where('params')}: engine_stop takes one optional mode, one of "
+                    f"{list(STOP_MODES)}"
+                )
         elif params:
             raise ValidationError(f"{step.where('params')}: {kind} takes no parameters")
         steps.append(FaultStep(at, kind, target, length, params))
@@ -267,6 +317,7 @@ def parse_scenario(raw: Any, source: str = "scenario") -> Scenario:
         )
         duration = top.number("duration", minimum=1)
         nodes = _nodes(top.raw.get("topology"))
+        engines = _engines(top.raw.get("topology"))
         bounds = _Reader(top.raw.get("bounds"), "bounds", ("convergence_s", "request_timeout_s"))
         return Scenario(
             name=top.text("name"),
@@ -275,11 +326,12 @@ def parse_scenario(raw: Any, source: str = "scenario") -> Scenario:
             duration=duration,
             nodes=nodes,
             devices=_devices(top.raw.get("devices"), duration),
-            faults=_faults(top.items("faults"), nodes, duration),
+            faults=_faults(top.items("faults"), nodes, engines, duration),
             bounds=Bounds(
                 convergence_s=bounds.number("convergence_s", 30.0, minimum=0.1),
                 request_timeout_s=bounds.number("request_timeout_s", 2.0, minimum=0.05),
             ),
+            engines=engines,
         )
     except ValidationError as error:
         raise ScenarioError(f"{source}: {error.detail}") from None

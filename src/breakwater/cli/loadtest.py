@@ -1,20 +1,28 @@
-"""``breakwater loadtest``: simulated devices against real nodes; a JSON report and a plot."""
+"""``breakwater loadtest``: simulated devices against real nodes; a JSON report and a plot, or
+with ``--find-max`` the highest rate that keeps p99 under a bound."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from breakwater.chaos.loadtest import LoadSpec
+    from breakwater.chaos.maxrate import SearchSpec, Step
 
 
 def loadtest(
     devices: Annotated[int, typer.Option(min=1, max=5000, help="Simulated devices.")] = 50,
-    nodes: Annotated[int, typer.Option(min=1, max=8, help="Nodes on one SQLite file.")] = 1,
-    duration: Annotated[float, typer.Option(min=2, max=3600, help="Seconds of load.")] = 30.0,
+    nodes: Annotated[int, typer.Option(min=1, max=8, help="Nodes sharing one store.")] = 1,
+    duration: Annotated[
+        float, typer.Option(min=2, max=3600, help="Seconds of load (of each step with --find-max).")
+    ] = 30.0,
     interval: Annotated[
         float, typer.Option(min=0.001, help="Mean seconds between a device's writes.")
     ] = 0.5,
@@ -25,6 +33,35 @@ def loadtest(
             "shared: every device syncs every write."
         ),
     ] = "scoped",
+    store: Annotated[
+        str,
+        typer.Option(
+            help="sqlite: one file the nodes share; postgresql: a private PostgreSQL started "
+            "for the run (and each step)."
+        ),
+    ] = "sqlite",
+    find_max: Annotated[
+        bool,
+        typer.Option(
+            "--find-max",
+            help="Search for the highest write rate with p99 write→ack under --p99-bound-ms "
+            "(doubling, then bisection; --interval is then chosen per step).",
+        ),
+    ] = False,
+    p99_bound_ms: Annotated[
+        float, typer.Option(min=1, help="--find-max: the p99 latency bound.")
+    ] = 100.0,
+    start_rate: Annotated[
+        float, typer.Option(min=1, help="--find-max: the first rate tried (mutations/s).")
+    ] = 25.0,
+    max_steps: Annotated[int, typer.Option(min=1, max=30, help="--find-max: at most.")] = 12,
+    max_seconds: Annotated[
+        float, typer.Option(min=10, help="--find-max: no step starts that would end later.")
+    ] = 900.0,
+    warmup: Annotated[
+        float | None,
+        typer.Option(min=0, help="Seconds left out of the figures (default 2, or duration/5)."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seeds the devices' choices.")] = 1,
     out: Annotated[
         Path, typer.Option(help="Directory for report.json, plot.html and the history.")
@@ -32,10 +69,17 @@ def loadtest(
 ) -> None:
     """Run DEVICES SDK clients writing for DURATION seconds; figures per second and overall."""
     from breakwater.chaos.loadtest import LoadSpec, run_load
+    from breakwater.chaos.maxrate import SearchSpec
     from breakwater.core.errors import ValidationError
 
-    if workload not in ("scoped", "shared"):
-        raise ValidationError(f"--workload {workload!r} is not one of ['scoped', 'shared']")
+    for option, value, known in (
+        ("--workload", workload, ("scoped", "shared")),
+        ("--store", store, ("sqlite", "postgresql")),
+    ):
+        if value not in known:
+            raise ValidationError(f"{option} {value!r} is not one of {list(known)}")
+    if warmup is not None and warmup >= duration:
+        raise ValidationError(f"--warmup {warmup:g} must be shorter than --duration {duration:g}")
     spec = LoadSpec(
         nodes=nodes,
         devices=devices,
@@ -43,14 +87,24 @@ def loadtest(
         interval=interval,
         seed=seed,
         workload="scoped" if workload == "scoped" else "shared",
+        store="sqlite" if store == "sqlite" else "postgresql",
+        warmup_s=warmup,
     )
     console = Console()
+    title = f"{devices} {workload} devices, {nodes} node(s) on {store}"
+    if find_max:
+        search = SearchSpec(
+            bound_ms=p99_bound_ms,
+            start=start_rate,
+            max_steps=max_steps,
+            max_seconds=max_seconds,
+        )
+        _find_max(console, spec, search, out, title)
+        return
     with console.status("starting") as status:
         report = asyncio.run(run_load(spec, out, lambda text: status.update(text)))
     figures = report["summary"]
-    table = Table(
-        title=f"breakwater loadtest: {devices} {workload} devices, {nodes} node(s), {duration:g} s"
-    )
+    table = Table(title=f"breakwater loadtest: {title}, {duration:g} s")
     # Latency: from the app's write call to the node's acknowledgement of it.
     for column in ("mutations/s", "write→ack p50 ms", "p99 ms", "max ms", "unacknowledged"):
         table.add_column(column, justify="right")
@@ -63,3 +117,51 @@ def loadtest(
     )
     console.print(table)
     console.print(f"report: {out / 'report.json'}, plot: {out / 'plot.html'}")
+
+
+def _find_max(console: Console, spec: LoadSpec, search: SearchSpec, out: Path, title: str) -> None:
+    """Run the search with a progress bar of steps and a line per step; print the result."""
+    from breakwater.chaos.loadtest import run_find_max
+
+    columns = (
+        TextColumn("[bold]find-max"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+    )
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("starting", total=search.max_steps)
+
+        def on_step(step: Step) -> None:
+            progress.advance(task)
+            progress.console.print(_step_line(step.result.__dict__, step.passed))
+
+        report = asyncio.run(
+            run_find_max(
+                spec, search, out, lambda text: progress.update(task, description=text), on_step
+            )
+        )
+    result = report["find_max"]
+    table = Table(title=f"breakwater loadtest --find-max: {title}, {spec.duration:g} s a step")
+    for column in ("max mutations/s", "offered/s", "p99 ms", "devices", "steps", "stopped"):
+        table.add_column(column, justify="right")
+    found = result["max_mutations_per_s"] is not None
+    table.add_row(
+        f"{result['max_mutations_per_s']:,}" if found else f"none under {search.bound_ms:g} ms",
+        f"{result['offered_per_s']:g}" if found else "",
+        f"{result['p99_ms']:.1f}" if found else "",
+        str(result["devices"] or ""),
+        str(len(result["steps"])),
+        result["stopped"],
+    )
+    console.print(table)
+    console.print(f"report: {out / 'report.json'}, each step under {out / 'steps'}/")
+
+
+def _step_line(step: dict[str, Any], passed: bool) -> str:
+    verdict = "[green]pass[/]" if passed else "[red]fail[/]"
+    return (
+        f"{step['offered']:g}/s offered: {step['achieved']:g}/s acked, p99 "
+        f"{step['p99_ms']:.1f} ms, {step['errors']} unacked: {verdict}"
+    )

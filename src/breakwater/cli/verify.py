@@ -60,11 +60,19 @@ CHECK_TITLES = {
 }
 
 
+def converged(result: RunResult) -> str:
+    """Seconds from the final heal until every node and device agreed, or ``never``."""
+    seconds = result.stats["converged_after_s"]
+    return "never" if seconds is None else f"{seconds:.1f} s"
+
+
 def _table(results: list[RunResult]) -> Table:
-    """One row per scenario and check: its verdict, what it checked, what it found."""
+    """One row per scenario and check: its verdict, what it checked, what it found; with each
+    scenario, the time its replicas took to agree after the final heal."""
     table = Table(title="breakwater verify")
     table.add_column("scenario", no_wrap=True)
-    table.add_column("check", no_wrap=True)
+    table.add_column("agreed", justify="right", no_wrap=True)
+    table.add_column("check")
     table.add_column("verdict", no_wrap=True)
     table.add_column("checked", justify="right", no_wrap=True)
     table.add_column("found", justify="right", no_wrap=True)
@@ -72,6 +80,7 @@ def _table(results: list[RunResult]) -> Table:
         for index, check in enumerate(result.verdict.results):
             table.add_row(
                 result.scenario.name if index == 0 else "",
+                converged(result) if index == 0 else "",
                 CHECK_TITLES.get(check.name, check.name),
                 "[green]pass[/]" if check.passed else "[red]FAIL[/]",
                 str(check.checked),
@@ -88,5 +97,5 @@ def _figures(result: RunResult) -> str:
         f"{result.scenario.name}: {stats['operations']} operations, "
         f"{stats['mutations_acknowledged']} mutations acknowledged, pushes ok/failed/unknown "
         f"{pushes['ok']}/{pushes['failed']}/{pushes['unknown']}, {stats['faults']} faults, "
-        f"replicas agreed {stats['converged_after_s']:.1f} s after the heal; {result.out}"
+        f"replicas agreed after the heal: {converged(result)}; {result.out}"
     )
