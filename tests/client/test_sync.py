@@ -185,3 +185,37 @@ async def test_sync_now_cuts_a_backoff_wait_short(
     phone.sync_now()
     async with asyncio.timeout(10):
         await phone.wait_synced()
+
+
+async def test_sync_now_during_a_failing_attempt_cuts_the_next_backoff_short(
+    start_server: Callable[..., ServerProcess], make_device: Callable[..., Any]
+) -> None:
+    """The network comes back while a request still hangs on a dead link: the app's sync_now
+    then must not be forgotten when that request fails, or the client sleeps a whole backoff
+    (up to a minute here) with the node already back."""
+    port = free_port()
+    hanging: list[asyncio.StreamWriter] = []
+    accepted = asyncio.Event()
+
+    async def never_answer(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        hanging.append(writer)
+        accepted.set()
+
+    blackhole = await asyncio.start_server(never_answer, "127.0.0.1", port)
+    phone = await make_device(
+        f"http://127.0.0.1:{port}",
+        backoff_base=60.0,
+        backoff_cap=60.0,
+        breaker_failures=100,
+        request_timeout=30.0,
+    )
+    await phone.collection("todos").set("t1", {"a": 1})
+    async with asyncio.timeout(10):
+        await accepted.wait()  # the sync loop's request now hangs
+    blackhole.close()
+    start_server(port=port)
+    phone.sync_now()  # "the network is back", while the request still hangs
+    for writer in hanging:
+        writer.transport.abort()  # the hanging request fails now, after sync_now
+    async with asyncio.timeout(10):
+        await phone.wait_synced()

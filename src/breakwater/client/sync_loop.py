@@ -114,6 +114,9 @@ class SyncLoop:
                     continue
                 api = NodeApi(self.http, endpoint.url, self.headers)
                 self.wake.clear()
+                # Cleared before the attempt, not before the wait after it: a sync_now that
+                # arrives while a request hangs on a dead link cuts the following wait short.
+                self.retry_now.clear()
                 try:
                     if endpoint is not self._endpoint:
                         # Health before switching: a draining or unready node answers 503.
@@ -149,8 +152,8 @@ class SyncLoop:
 
     async def _backoff_sleep(self, seconds: float) -> None:
         """Wait after a failure; new local writes do not cut it short, ``sync_now`` does (the
-        app calls it when the OS reports the network back)."""
-        self.retry_now.clear()
+        app calls it when the OS reports the network back), also one made during the attempt
+        that failed."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self.retry_now.wait()
