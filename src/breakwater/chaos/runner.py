@@ -180,18 +180,6 @@ class Nemesis:
     def _targets(self, step: FaultStep) -> list[str]:
         return list(self.cluster.nodes) if step.target == "all" else [step.target]
 
-    async def _engine(self, step: FaultStep, action: Literal["start", "heal"]) -> None:
-        engine, params = self.cluster.engines[step.target], dict(step.params)
-        try:
-            if action == "start":
-                await engine.stop(params.get("mode", "fast"))
-            else:
-                await engine.start()
-        except RuntimeError as error:
-            params["skipped"] = str(error)
-        self.recorder.fault(action, step.kind, step.target, **params)
-        self.progress(f"{action} {step.kind} on {step.target}")
-
     async def _step(self, step: FaultStep, started: float) -> None:
         await asyncio.sleep(max(0.0, started + step.at - time.monotonic()))
         for target in self._targets(step):
@@ -203,34 +191,42 @@ class Nemesis:
             await self._apply(step, target, "heal")
 
     async def _apply(self, step: FaultStep, target: str, action: Literal["start", "heal"]) -> None:
-        if step.kind in ENGINE_FAULTS:
-            await self._engine(step, action)
-            return
-        node, proxy = self.cluster.nodes[target], self.cluster.proxies[target]
         params = dict(step.params)
         try:
-            if step.kind in FAULT_TYPES:
-                if action == "start":
-                    proxy.set_fault(parse_fault(step.kind, params))
-                else:
-                    proxy.clear_fault(step.kind)
-            elif step.kind == "kill":
-                await (node.kill() if action == "start" else node.start())
-            elif step.kind == "pause":
-                node.pause() if action == "start" else node.resume()
-            elif step.kind == "restart":
-                if action == "start":
-                    await node.restart()
-            elif step.kind == "clock_skew":
-                # Healing puts back the offset the topology gave the node (usually none).
-                offset = params["offset_ms"] if action == "start" else self.cluster.offsets[target]
-                node.env = Cluster._env(offset)
-                await node.restart()
+            if step.kind in ENGINE_FAULTS:
+                engine = self.cluster.engines[target]
+                await (
+                    engine.stop(params.get("mode", "fast")) if action == "start" else engine.start()
+                )
+            else:
+                await self._node_fault(step.kind, target, action, params)
         except RuntimeError as error:
             # e.g. pausing a node another fault killed: recorded, the run goes on.
             params["skipped"] = str(error)
         self.recorder.fault(action, step.kind, target, **params)
         self.progress(f"{action} {step.kind} on {target}")
+
+    async def _node_fault(
+        self, kind: str, target: str, action: Literal["start", "heal"], params: dict[str, Any]
+    ) -> None:
+        node, proxy = self.cluster.nodes[target], self.cluster.proxies[target]
+        if kind in FAULT_TYPES:
+            if action == "start":
+                proxy.set_fault(parse_fault(kind, params))
+            else:
+                proxy.clear_fault(kind)
+        elif kind == "kill":
+            await (node.kill() if action == "start" else node.start())
+        elif kind == "pause":
+            node.pause() if action == "start" else node.resume()
+        elif kind == "restart":
+            if action == "start":
+                await node.restart()
+        elif kind == "clock_skew":
+            # Healing puts back the offset the topology gave the node (usually none).
+            offset = params["offset_ms"] if action == "start" else self.cluster.offsets[target]
+            node.env = Cluster._env(offset)
+            await node.restart()
 
 
 async def open_devices(
