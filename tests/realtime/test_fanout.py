@@ -18,6 +18,7 @@ from breakwater.core.hlc import HybridClock
 from breakwater.core.mutation import Mutation
 from breakwater.obs.metrics import Metrics
 from breakwater.server.realtime.fanout import Batch, Fanout, Subscriber
+from breakwater.server.realtime.pacing import FanoutPacer
 from breakwater.server.realtime.wakeup import Wakeup
 from breakwater.server.store_hooks import NodeStoreHooks
 from breakwater.storage.sqlite import SqliteStore
@@ -26,14 +27,18 @@ from breakwater.storage.sqlite import SqliteStore
 class Rig:
     """A store that publishes commit notices, a bus, and a running fan-out over them."""
 
-    def __init__(self, tmp_path: Path, queue_limit: int = 1000) -> None:
+    def __init__(
+        self, tmp_path: Path, queue_limit: int = 1000, pacer: FanoutPacer | None = None
+    ) -> None:
         self.metrics = Metrics()
         self.bus = MemoryBus()
         engine = Engine("r1", HybridClock("n1"))
         self.store = SqliteStore(
             tmp_path / "s.db", engine, hooks=NodeStoreHooks(self.metrics, self.bus)
         )
-        self.fanout = Fanout(self.store, self.bus, self.metrics, queue_limit=queue_limit)
+        self.fanout = Fanout(
+            self.store, self.bus, self.metrics, queue_limit=queue_limit, pacer=pacer
+        )
         self.written = 0
 
     async def write(self, count: int = 1, collection: str = "todos") -> None:
@@ -48,15 +53,24 @@ class Rig:
         )
 
 
+@contextlib.asynccontextmanager
+async def running(tmp_path: Path, pacer: FanoutPacer | None = None) -> AsyncIterator[Rig]:
+    """A rig with its store open and its fan-out following, closed on exit."""
+    opened = Rig(tmp_path, pacer=pacer)
+    await opened.store.open()
+    await opened.fanout.start()
+    try:
+        yield opened
+    finally:
+        await opened.fanout.aclose()
+        await opened.store.aclose()
+
+
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     """An open rig with a queue limit of 1000 changes."""
-    opened = Rig(tmp_path)
-    await opened.store.open()
-    await opened.fanout.start()
-    yield opened
-    await opened.fanout.aclose()
-    await opened.store.aclose()
+    async with running(tmp_path) as opened:
+        yield opened
 
 
 def seqs(batches: list[Batch]) -> list[int]:

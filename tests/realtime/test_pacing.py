@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from breakwater.server.realtime.fanout import Batch, Fanout, Subscriber
+from breakwater.server.realtime.fanout import Batch, Subscriber
 from breakwater.server.realtime.pacing import UNPACED, FanoutPacer
 from breakwater.server.realtime.wakeup import Wakeup
-from tests.realtime.test_fanout import Rig, catch_up, seqs
+from tests.realtime.test_fanout import Rig, catch_up, running, seqs
 
 shares = st.floats(min_value=0.01, max_value=1.0)
 seconds = st.floats(min_value=0.0, max_value=10.0)
@@ -70,22 +70,10 @@ class SlowSocket:
 async def test_commits_during_a_pause_leave_together_each_once_in_order(tmp_path: Path) -> None:
     """After a costly round the follower waits; the commits made meanwhile arrive as one
     message, with nothing lost, duplicated or reordered."""
-    rig = Rig(tmp_path)
     # Pause 99 times the round (capped at 1 s): 10 ms of writing makes a pause of 0.99 s.
-    rig.fanout = Fanout(
-        rig.store,
-        rig.bus,
-        rig.metrics,
-        queue_limit=1000,
-        pacer=FanoutPacer(share=0.01, floor=0.0, ceiling=1.0),
-    )
-    await rig.store.open()
-    await rig.fanout.start()
-    try:
-        sub = Subscriber(None, {}, Wakeup())
-        await catch_up(rig, sub)
-        socket = SlowSocket(cost=0.01)
-        sub.direct = socket
+    pacer = FanoutPacer(share=0.01, floor=0.0, ceiling=1.0)
+    async with running(tmp_path, pacer) as rig:
+        socket = await live_on(rig, SlowSocket(cost=0.01))
         await rig.write()
         deadline = time.monotonic() + 10
         while not socket.messages:
@@ -104,21 +92,12 @@ async def test_commits_during_a_pause_leave_together_each_once_in_order(tmp_path
         assert socket.messages[-1].cursor == {"r1": 11}
         if in_pause:
             assert len(socket.messages) == 2
-    finally:
-        await rig.fanout.aclose()
-        await rig.store.aclose()
 
 
 async def test_a_pause_does_not_delay_the_first_commit_after_quiet(tmp_path: Path) -> None:
     """A commit after an idle spell goes out in the next round, with no pause before it."""
-    rig = Rig(tmp_path)
-    await rig.store.open()
-    await rig.fanout.start()
-    try:
-        sub = Subscriber(None, {}, Wakeup())
-        await catch_up(rig, sub)
-        socket = SlowSocket(cost=0.0)
-        sub.direct = socket
+    async with running(tmp_path) as rig:
+        socket = await live_on(rig, SlowSocket(cost=0.0))
         for expected in range(1, 4):
             await rig.write()
             deadline = time.monotonic() + 5
@@ -126,6 +105,11 @@ async def test_a_pause_does_not_delay_the_first_commit_after_quiet(tmp_path: Pat
                 assert time.monotonic() < deadline
                 await asyncio.sleep(0.001)
         assert [b.changes for b in socket.messages] == [1, 1, 1]
-    finally:
-        await rig.fanout.aclose()
-        await rig.store.aclose()
+
+
+async def live_on(rig: Rig, socket: SlowSocket) -> SlowSocket:
+    """A live subscriber of every collection whose messages ``socket`` takes directly."""
+    sub = Subscriber(None, {}, Wakeup())
+    await catch_up(rig, sub)
+    sub.direct = socket
+    return socket
