@@ -5,7 +5,8 @@ subscriptions, prints ``{"ready": ...}`` once every one is acknowledged, then fo
 on stdin, one per line: ``measure`` starts counting (and resets), ``report`` prints what was
 counted since, as one JSON line, ``exit`` closes everything. A few *sampled* subscribers parse
 every message to time each change (its ``data.t`` is the writer's send time); the others only
-count changes, to keep the client's CPU per message small.
+count changes, to keep the client's CPU per message small; they are spread evenly over the
+connection order.
 """
 
 from __future__ import annotations
@@ -101,8 +102,11 @@ async def main() -> None:
     counters = Counters(args.n)
     started = time.monotonic()
     pending = []
+    # Sampled subscribers are spread over the connection order, which is the order the node
+    # sends in: the first ones opened would see only the start of every send pass.
+    every = max(1, args.n // max(1, args.sample))
     for index in range(args.n):
-        sampled = index < args.sample
+        sampled = index % every == 0 and index // every < args.sample
         pending.append(
             asyncio.ensure_future(
                 _open(args.port, index, counters, sampled, args.deflate, args.cursor)
