@@ -31,6 +31,11 @@ class CoalescingTransport:
         self._pending.append(bytes(data))
         self._size += len(data)
 
+    @property
+    def raw(self) -> asyncio.Transport:
+        """The wrapped transport (for checks on the hot path that skip ``__getattr__``)."""
+        return self._transport
+
     def write_now(self, data: bytes) -> None:
         """Write at once (one call per message, as a fan-out to many sockets wants), unless
         earlier bytes are still pending: those go first, so the order never changes."""

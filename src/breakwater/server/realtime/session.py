@@ -98,11 +98,18 @@ class Outbound(Protocol):
     async def close(self, code: int) -> None:
         """End the stream (``code`` is the WebSocket close code); the reader then returns."""
 
-    def write_now(self, batch: Batch) -> bool:
-        """Write ``batch`` at once without waiting, if the stream can take it now.
+    write_now: Callable[[Batch], bool]
+    """Write a batch at once without waiting, if the stream can take it now.
 
-        False (nothing written) when it cannot: the message then goes through the pump.
-        """
+    False (nothing written) when it cannot: the message then goes through the pump. An
+    attribute rather than a method, so that the fan-out's call is one call deep.
+    """
+
+
+def never_now(batch: Batch) -> bool:
+    """The direct writer of a stream that takes no direct writes (everything goes through
+    the pump)."""
+    return False
 
 
 class Session:
@@ -189,7 +196,7 @@ class Session:
         """Send what is pending, a ``reconnect`` for :data:`GOODBYE_REASONS`, and close."""
         if self.ending is None:
             self.ending = (reason, code)
-            self.wakeup.set()
+            self._wake()
 
     def abort(self, reason: str) -> None:
         """Drop the connection at once, without a goodbye (the client is not reading)."""
@@ -241,7 +248,7 @@ class Session:
             self.end("abuse", CLOSE_POLICY)
             return
         self.control.append((kind, text))
-        self.wakeup.set()
+        self._wake()
 
     def _handle(self, text: str | None) -> None:
         if text is None:
@@ -350,22 +357,30 @@ class Session:
                 if sub is not None:
                     sub.direct = None
 
+    def _wake(self) -> None:
+        """Wake the pump for something only it sends; until it has, the fan-out writes
+        nothing directly (which would overtake it)."""
+        self.wakeup.set()
+        if self.subscriber is not None:
+            self.subscriber.direct = None
+
     def _write_now(self, batches: list[Batch]) -> int:
         """Live messages written by the fan-out itself while the pump sleeps (it wakes only
         for what cannot be written at once); returns how many were written. The fan-out
-        records their notify latency, once per round."""
-        if self.control or self.ending is not None or self._heartbeat_due:
-            return 0
-        sub = self.subscriber
+        records their notify latency, once per chunk of subscribers. It calls this for every
+        subscriber of every page, so it is kept flat."""
+        write = self.out.write_now
         written = 0
         for batch in batches:
-            if not self.out.write_now(batch):
+            if not write(batch):
                 break
             written += 1
-            self.sent_cursor = batch.cursor_text
-            if sub is not None:
-                sub.resume_from = batch.cursor
             self._figures.sent(self._transport, len(batch.text))
+        if written:
+            last = batches[written - 1]
+            self.sent_cursor = last.cursor_text
+            if self.subscriber is not None:
+                self.subscriber.resume_from = last.cursor
         return written
 
     async def _replay(self, sub: Subscriber) -> None:
@@ -424,7 +439,7 @@ class Session:
             self.end("timeout", CLOSE_TIMEOUT)
         else:
             self._heartbeat_due = True
-            self.wakeup.set()
+            self._wake()
         self._arm_timer()
 
 

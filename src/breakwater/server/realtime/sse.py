@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
@@ -25,7 +26,7 @@ from breakwater.server.access import identity_of
 from breakwater.server.realtime.admission import Refused
 from breakwater.server.realtime.fanout import Batch
 from breakwater.server.realtime.hub import Realtime
-from breakwater.server.realtime.session import Disconnected, Session
+from breakwater.server.realtime.session import Disconnected, Session, never_now
 from breakwater.server.responses import node_of
 from breakwater.server.sync_api import parse_collections
 
@@ -49,6 +50,8 @@ class SseOut:
     def __init__(self, send: Send) -> None:
         self._send = send
         self.disconnected = asyncio.Event()
+        self.write_now: Callable[[Batch], bool] = never_now
+        """SSE messages always go through the pump (the HTTP body is chunked by the server)."""
 
     async def _write(self, data: bytes) -> int:
         if self.disconnected.is_set():
@@ -64,10 +67,6 @@ class SseOut:
         if batch.sse is None:
             batch.sse = sse_event("changes", batch.text, batch.cursor_text)
         return await self._write(batch.sse)
-
-    def write_now(self, batch: Batch) -> bool:
-        """SSE messages always go through the pump (the HTTP body is chunked by the server)."""
-        return False
 
     async def send_message(self, kind: str, text: str) -> int:
         """An event of type ``kind``."""

@@ -15,6 +15,7 @@ walks stall the whole node; skipping the layers halves what a connection keeps.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -27,7 +28,7 @@ from breakwater.server.node import Node
 from breakwater.server.realtime import messages
 from breakwater.server.realtime.admission import Refused
 from breakwater.server.realtime.fanout import Batch
-from breakwater.server.realtime.session import Disconnected, Session
+from breakwater.server.realtime.session import Disconnected, Session, never_now
 
 PATH = "/v1/realtime"
 TRANSPORT = "websocket"
@@ -59,9 +60,11 @@ class _DirectSocket:
 
     def __init__(self, protocol: Any) -> None:
         self._protocol = protocol
-        self._transport = protocol.transport
+        self._writable = protocol.writable
+        transport = protocol.transport
         # The coalescing transport's immediate write keeps order with bytes still pending.
-        self._send_frame = getattr(self._transport, "write_now", self._transport.write)
+        self._send_frame = getattr(transport, "write_now", transport.write)
+        self._closing = getattr(transport, "raw", transport).is_closing
 
     @classmethod
     def under(cls, send: Send) -> _DirectSocket | None:
@@ -78,12 +81,13 @@ class _DirectSocket:
         return cls(protocol)
 
     def write(self, batch: Batch) -> bool:
-        protocol = self._protocol
-        if protocol.close_sent or not protocol.writable.is_set() or self._transport.is_closing():
+        """Write ``batch``'s frame now; False if the connection is closing or paused."""
+        if self._protocol.close_sent or not self._writable.is_set() or self._closing():
             return False
-        if batch.frame is None:
-            batch.frame = text_frame(batch.text.encode())
-        self._send_frame(batch.frame)
+        frame = batch.frame
+        if frame is None:
+            frame = batch.frame = text_frame(batch.text.encode())
+        self._send_frame(frame)
         return True
 
 
@@ -94,11 +98,9 @@ class WebSocketOut:
 
     def __init__(self, send: Send) -> None:
         self._send = send
-        self._direct = _DirectSocket.under(send)
-
-    def write_now(self, batch: Batch) -> bool:
-        """Write a ``changes`` frame straight to the socket if the connection allows it."""
-        return self._direct is not None and self._direct.write(batch)
+        direct = _DirectSocket.under(send)
+        self.write_now: Callable[[Batch], bool] = never_now if direct is None else direct.write
+        """A ``changes`` frame straight to the socket, if the connection allows it."""
 
     async def _write(self, text: str) -> int:
         message: Message = {"type": "websocket.send", "text": text}
