@@ -84,8 +84,15 @@ class Store(Protocol):
         collections: Sequence[str] | None,
         limit: int,
         include_state: bool = False,
+        *,
+        urgent: bool = False,
     ) -> FeedPage:
-        """Changes not covered by ``vector`` in commit order; ``CursorExpired`` if it is too old."""
+        """Changes not covered by ``vector`` in commit order; ``CursorExpired`` if it is too old.
+
+        ``urgent``: the caller waits on this read to deliver changes live (the realtime
+        follower); a store whose reads are local may serve it on the calling thread, skipping
+        the hop to a reader thread and back.
+        """
 
     async def head(self) -> VersionVector:
         """The committed high-water vector of this store."""

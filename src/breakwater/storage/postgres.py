@@ -449,8 +449,11 @@ class PostgresStore:
         collections: Sequence[str] | None,
         limit: int,
         include_state: bool = False,
+        *,
+        urgent: bool = False,
     ) -> FeedPage:
-        """Changes past ``vector`` in commit order, read with the head in one statement."""
+        """Changes past ``vector`` in commit order, read with the head in one statement (on the
+        event loop whether ``urgent`` or not: asyncpg has no thread to skip)."""
 
         async def read(conn: Connection) -> FeedPage:
             return await _pull(conn, vector, collections, limit, include_state)

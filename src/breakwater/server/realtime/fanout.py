@@ -27,10 +27,12 @@ Everything here runs on one event loop; nothing is shared across threads.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from breakwater.bus import Bus, CommitNotice, Subscription
 from breakwater.core import cursor as cursor_mod
@@ -39,7 +41,7 @@ from breakwater.core.errors import BreakwaterError, CursorExpired, StoreUnavaila
 from breakwater.obs.logging import get_logger
 from breakwater.obs.metrics import Metrics
 from breakwater.server.realtime import messages
-from breakwater.server.realtime.pacing import FanoutPacer
+from breakwater.server.realtime.pacing import UNPACED, FanoutPacer
 from breakwater.server.realtime.wakeup import Wakeup
 from breakwater.storage.base import FeedEntry, FeedPage, Store
 
@@ -51,6 +53,8 @@ RECENT_CHANGES = 10_000
 RECENT_BYTES = 16 * 1024 * 1024
 SCAN_LIMIT = 4 * PAGE_SIZE
 """Changes a resume from memory looks at per step (a filter may skip most of them)."""
+SEND_CHUNK = 32
+"""Subscribers the sender visits between two yields to the event loop."""
 
 
 def covers_all(vector: Mapping[str, int], other: Mapping[str, int]) -> bool:
@@ -108,6 +112,7 @@ class Subscriber:
         "collections",
         "cursor",
         "direct",
+        "generation",
         "live",
         "queue",
         "queued",
@@ -128,6 +133,9 @@ class Subscriber:
         """The position of a live subscriber that is not aligned with the shared position."""
         self.live = False
         self.aligned = False
+        """Live at a position of the follower's: :attr:`generation` says which."""
+        self.generation = 0
+        """The follower's page count when an aligned subscriber was last sent to."""
         self.closed = False
         self.queue: deque[Batch] = deque()
         self.queued = 0
@@ -162,6 +170,10 @@ class Subscriber:
 
 ChangesHook = Callable[[list[tuple[str, str, str, int]]], Awaitable[None]]
 """Told the ``(collection, id, origin, seq)`` of every change the follower is about to deliver."""
+
+Messages = tuple[list[Batch], int]
+"""Messages for a subscriber, and the number of changes they carry."""
+_UNSEEN: Any = object()
 
 Key = tuple[str, int, str]
 """What the fan-out keeps of a change besides its encoding: ``(origin, seq, collection)``."""
@@ -216,12 +228,14 @@ def build_batches(
 
 @dataclass(slots=True, eq=False)
 class RecentPage:
-    """One page the follower published, kept for resumes: its changes and where it ends."""
+    """One page the follower published, kept for resumes and live sends: its changes, where it
+    ends and the wall-clock time of the commit that made the follower pull it."""
 
     end: VersionVector
     keys: list[Key]
     encoded: list[bytes]
     size: int
+    at: float
 
 
 class Recent:
@@ -229,7 +243,9 @@ class Recent:
 
     A resume whose cursor covers :attr:`base` (everything before the oldest page kept) is
     served from here without touching the store: that is what makes a storm of reconnects
-    from recent cursors cheap.
+    from recent cursors cheap. Live subscribers are sent from here too: each remembers the
+    *generation* it has (the number of pages published when it was last sent to), and gets the
+    pages after it.
     """
 
     def __init__(self, base: VersionVector, max_changes: int, max_bytes: int) -> None:
@@ -239,10 +255,13 @@ class Recent:
         self.bytes = 0
         self.max_changes = max_changes
         self.max_bytes = max_bytes
+        self.generation = 0
+        """How many pages were ever published; the newest kept page is this generation."""
 
     def add(self, page: RecentPage) -> None:
         """Keep ``page``; forget the oldest pages past the bounds."""
         self.pages.append(page)
+        self.generation += 1
         self.changes += len(page.keys)
         self.bytes += page.size
         while len(self.pages) > 1 and (
@@ -254,10 +273,28 @@ class Recent:
             self.base = oldest.end
 
     def reset(self, base: VersionVector) -> None:
-        """Forget everything (the feed was not followed continuously)."""
+        """Forget everything (the feed was not followed continuously).
+
+        The generation moves on, so that nobody holding an older one is sent from here.
+        """
         self.pages.clear()
         self.changes = self.bytes = 0
         self.base = dict(base)
+        self.generation += 1
+
+    def since(self, generation: int) -> list[RecentPage] | None:
+        """The pages after ``generation``, or None when some of them were forgotten."""
+        kept_from = self.generation - len(self.pages)
+        if generation < kept_from:
+            return None
+        return list(itertools.islice(self.pages, generation - kept_from, None))
+
+    def end_of(self, generation: int) -> VersionVector | None:
+        """The feed vector at ``generation``, or None when it was forgotten."""
+        kept_from = self.generation - len(self.pages)
+        if generation < kept_from or generation > self.generation:
+            return None
+        return self.base if generation == kept_from else self.pages[generation - kept_from - 1].end
 
     def first_page_after(self, vector: VersionVector) -> int:
         """The index of the first page with a change ``vector`` does not cover."""
@@ -289,7 +326,7 @@ class Fanout:
         pacer: FanoutPacer | None = None,
     ) -> None:
         self.store = store
-        self.pacer = pacer or FanoutPacer()
+        self.pacer = pacer or UNPACED
         self.on_changes = on_changes
         self.bus = bus
         self.metrics = metrics
@@ -301,14 +338,18 @@ class Fanout:
         self.stable: VersionVector = {}
         self.recent = Recent({}, recent_changes, recent_bytes)
         self.low_water: VersionVector = {}
-        self._groups: dict[frozenset[str] | None, set[Subscriber]] = {}
+        self._live: dict[Subscriber, None] = {}
+        """Aligned subscribers, in the order the sender visits them."""
         self._unaligned: set[Subscriber] = set()
         self._written_directly = 0
-        """Live messages the current round wrote straight to sockets (see :meth:`_publish`)."""
+        """Live messages written straight to sockets since the figures were last recorded."""
         self._advanced = asyncio.Event()
+        self._published = asyncio.Event()
+        """Set when the follower publishes a page the sender has not sent yet."""
         self._stopped = False
         self._closing = False
         self._task: asyncio.Task[None] | None = None
+        self._sender: asyncio.Task[None] | None = None
         self.following = False
         """True once the position is the store's head (a replay before then could attach a
         subscriber behind the position the follower starts from)."""
@@ -328,6 +369,7 @@ class Fanout:
             _log.warning("realtime_head_unavailable", error=error.type, detail=error.detail)
         self._closing = False
         self._task = asyncio.create_task(self._follow(notices), name="bw-realtime-follower")
+        self._sender = asyncio.create_task(self._send_loop(), name="bw-realtime-sender")
 
     def _start_at(self, head: VersionVector) -> None:
         self.position = head
@@ -338,15 +380,14 @@ class Fanout:
     async def aclose(self) -> None:
         """Stop the follower and release every waiter."""
         self.stop_waiters()
-        task, self._task = self._task, None
-        if task is None:
-            return
         self._closing = True
-        # Python 3.11's wait_for can swallow a cancellation that lands as its inner wait
-        # finishes; the flag ends the loop then, and the cancel is repeated until it is done.
-        while not task.done():
-            task.cancel()
-            await asyncio.wait({task}, timeout=1.0)
+        for task in (self._task, self._sender):
+            # Python 3.11's wait_for can swallow a cancellation that lands as its inner wait
+            # finishes; the flag ends the loop then, and the cancel is repeated until it is done.
+            while task is not None and not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=1.0)
+        self._task = self._sender = None
 
     def stop_waiters(self) -> None:
         """Make every long-poll waiting in :meth:`wait_beyond` answer now (draining)."""
@@ -370,15 +411,15 @@ class Fanout:
 
     def cursor_of(self, sub: Subscriber) -> VersionVector:
         """Where a live subscriber stands once its queue is sent."""
-        return dict(self.position) if sub.aligned else dict(sub.cursor)
+        if not sub.aligned:
+            return dict(sub.cursor)
+        vector = self.recent.end_of(sub.generation)
+        # Forgotten: the sender will send it back to replay from where its messages ended.
+        return dict(sub.resume_from if vector is None else vector)
 
     def _detach(self, sub: Subscriber) -> None:
         if sub.aligned:
-            group = self._groups.get(sub.collections)
-            if group is not None:
-                group.discard(sub)
-                if not group:
-                    del self._groups[sub.collections]
+            self._live.pop(sub, None)
         else:
             self._unaligned.discard(sub)
         sub.aligned = False
@@ -388,7 +429,8 @@ class Fanout:
         sub.live = True
         if same_position(cursor, self.position):
             sub.aligned = True
-            self._groups.setdefault(sub.collections, set()).add(sub)
+            sub.generation = self.recent.generation
+            self._live[sub] = None
         else:
             sub.aligned = False
             sub.cursor = dict(cursor)
@@ -470,17 +512,18 @@ class Fanout:
         return batches
 
     def _offer(self, sub: Subscriber, batches: list[Batch], changes: int) -> None:
-        if sub.direct is not None and not sub.queue:
+        direct = sub.direct
+        if direct is not None and not sub.queue:
             # The connection is idle and writable: hand the messages straight to its socket,
             # without waking its task (the cost of a wake-up per subscriber per commit is what
             # bounds fan-out to thousands of subscribers).
-            written = sub.direct(batches)
-            self._written_directly += written
+            written = direct(batches)
             if written:
+                self._written_directly += written
+                if written == len(batches):
+                    return
                 batches = batches[written:]
                 changes = sum(batch.changes for batch in batches)
-                if not batches:
-                    return
         if sub.queued + changes > self.queue_limit:
             self._overflow(sub)
             return
@@ -507,10 +550,7 @@ class Fanout:
                         self._start_at(await self.store.head())
                     at = await self._next_commit(notices)
                     if at is not None:
-                        pause = self.pacer.pause_after(await self._catch_up(at))
-                        if pause:
-                            # Commits made meanwhile leave together in the next round.
-                            await asyncio.sleep(pause)
+                        await self._catch_up(at)
                 except asyncio.CancelledError:
                     raise
                 except Exception as error:
@@ -540,15 +580,14 @@ class Fanout:
         head = await self.store.head()
         return None if covers_all(self.position, head) else time.time()
 
-    async def _catch_up(self, at: float) -> float:
-        """Publish every page past the position; returns the seconds the rounds took."""
-        spent = 0.0
+    async def _catch_up(self, at: float) -> None:
+        """Publish every page past the position."""
         while True:
             try:
-                page = await self.store.pull(self.position, None, self.page_size)
+                page = await self.store.pull(self.position, None, self.page_size, urgent=True)
             except CursorExpired:
                 self._restart_from_head(await self.store.head())
-                return spent
+                return
             if self.on_changes is not None and page.entries:
                 # Before the delivery: a subscriber that reads a document it was just told
                 # about reads at least that version from this node (the cache is invalidated).
@@ -558,52 +597,33 @@ class Fanout:
                         for e in page.entries
                     ]
                 )
-            started = time.perf_counter()
             self._publish(page, at)
-            spent += time.perf_counter() - started
             if not page.has_more:
-                return spent
+                return
 
     def _restart_from_head(self, head: VersionVector) -> None:
         """The position fell behind the retention horizon: every live subscriber replays."""
         _log.warning("realtime_follower_expired", position=self.position)
-        for sub in [s for group in self._groups.values() for s in group] + list(self._unaligned):
+        for sub in list(self._live) + list(self._unaligned):
             self._overflow(sub)
         self.position = head
         self.recent.reset(head)
 
     def _publish(self, page: FeedPage, at: float) -> None:
-        """Hand one page to every live subscriber, then move the shared position past it."""
-        before = self.position
-        if page.entries:
+        """Add one page to the recent changes and move the shared position past it.
+
+        Aligned subscribers get it from the sender (:meth:`_send_loop`); the few unaligned ones,
+        whose cursors differ from everyone's, get it here.
+        """
+        if page.entries or not same_position(page.vector, self.position):
             keys = keys_of(page.entries)
             encoded = messages.encode_changes(page.entries)
-            self.recent.add(RecentPage(page.vector, keys, encoded, sum(map(len, encoded))))
-            for collections, group in list(self._groups.items()):
-                indexes = [
-                    i for i, key in enumerate(keys) if collections is None or key[2] in collections
-                ]
-                if not indexes:
-                    continue
-                batches = build_batches(
-                    keys,
-                    encoded,
-                    indexes,
-                    before,
-                    page.vector,
-                    page.head,
-                    at,
-                    self.max_message_bytes,
-                )
-                for sub in list(group):
-                    self._offer(sub, batches, len(indexes))
+            self.recent.add(RecentPage(page.vector, keys, encoded, sum(map(len, encoded)), at))
             for sub in list(self._unaligned):
                 self._publish_unaligned(sub, keys, encoded, page, at)
-            if self._written_directly:
-                # One clock read per round, taken after the last write: an upper bound for
-                # every message of the round, without a clock read and a bisection per socket.
-                self.metrics.realtime.notified(max(0.0, time.time() - at), self._written_directly)
-                self._written_directly = 0
+            self._record_direct_writes(at)
+            if self._live:
+                self._published.set()
         self.position = page.vector
         self.stable = page.head
         for sub in list(self._unaligned):
@@ -629,6 +649,111 @@ class Fanout:
                 keys, encoded, indexes, sub.cursor, after, page.head, at, self.max_message_bytes
             )
             self._offer(sub, batches, len(indexes))
+
+    # the sender ---------------------------------------------------------------------------------
+
+    async def _send_loop(self) -> None:
+        """Visit the aligned subscribers in passes, each getting every page it lacks at once.
+
+        The follower publishes while a pass runs, so a subscriber late in the pass already gets
+        the pages published since the pass began: a change waits at most one pass for every
+        subscriber, not the rest of one round and then its place in the next. Subscribers that
+        lack the same pages share the same messages.
+        """
+        while True:
+            await self._published.wait()
+            self._published.clear()
+            try:
+                spent = await self._send_pass()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                # A subscriber's failure must not stop the others' delivery (I8).
+                _log.warning("realtime_send_failed", error=type(error).__name__, detail=str(error))
+                self._published.set()
+                await asyncio.sleep(self.poll_interval)
+                continue
+            pause = self.pacer.pause_after(spent)
+            if pause:
+                # Commits made meanwhile leave together in the next pass.
+                await asyncio.sleep(pause)
+
+    async def _send_pass(self) -> float:
+        """One visit of every aligned subscriber that lacks pages; returns the seconds it took
+        of the event loop (which it yields every ``SEND_CHUNK`` subscribers)."""
+        spent = 0.0
+        shared: dict[tuple[frozenset[str] | None, int], Messages | None] = {}
+        shared_for = -1
+        started = time.perf_counter()
+        visited = 0
+        oldest: float | None = None
+        recent = self.recent
+        for sub in list(self._live):
+            generation = recent.generation
+            if sub.generation == generation or not sub.aligned:
+                continue
+            if generation != shared_for:
+                shared.clear()
+                shared_for = generation
+            key = (sub.collections, sub.generation)
+            found = shared.get(key, _UNSEEN)
+            if found is _UNSEEN:
+                found = shared[key] = self._messages_since(sub.collections, sub.generation)
+            if found is None:
+                self._overflow(sub)  # its pages were forgotten: it catches up from its cursor
+                continue
+            sub.generation = generation
+            batches, changes = found
+            if batches:
+                self._offer(sub, batches, changes)
+                at = batches[0].at
+                if at is not None and (oldest is None or at < oldest):
+                    oldest = at
+            visited += 1
+            if visited % SEND_CHUNK == 0:
+                self._record_direct_writes(oldest)
+                oldest = None
+                spent += time.perf_counter() - started
+                await asyncio.sleep(0)  # requests and the follower's next page come in here
+                started = time.perf_counter()
+        self._record_direct_writes(oldest)
+        return spent + time.perf_counter() - started
+
+    def _messages_since(
+        self, collections: frozenset[str] | None, generation: int
+    ) -> Messages | None:
+        """The messages that bring a subscriber of ``collections`` from ``generation`` to the
+        position, and how many changes they carry; None when those pages were forgotten."""
+        pages = self.recent.since(generation)
+        start = self.recent.end_of(generation)
+        if pages is None or start is None:
+            return None
+        if len(pages) == 1:
+            keys, encoded = pages[0].keys, pages[0].encoded
+        else:
+            keys = [key for page in pages for key in page.keys]
+            encoded = [body for page in pages for body in page.encoded]
+        indexes = [i for i, key in enumerate(keys) if collections is None or key[2] in collections]
+        if not indexes:
+            return [], 0
+        batches = build_batches(
+            keys,
+            encoded,
+            indexes,
+            start,
+            self.position,
+            self.stable,
+            min(page.at for page in pages),
+            self.max_message_bytes,
+        )
+        return batches, len(indexes)
+
+    def _record_direct_writes(self, oldest: float | None) -> None:
+        """Record the notify latency of the messages written straight to sockets since the last
+        call: one clock read after them, from the ``oldest`` commit (an upper bound for each)."""
+        if self._written_directly and oldest is not None:
+            self.metrics.realtime.notified(max(0.0, time.time() - oldest), self._written_directly)
+        self._written_directly = 0
 
     # long-poll ----------------------------------------------------------------------------------
 

@@ -1,14 +1,14 @@
-"""Spacing of fan-out rounds, so that a busy node sends fewer, bigger messages instead of queueing.
+"""Optional pauses between fan-out passes: fewer, bigger messages for less CPU, at a latency cost.
 
-A round hands one page of changes to every live subscriber, and its cost is one socket write per
-connection: with 1,000 subscribers 7 to 20 ms of a core here, nearly all of it system calls.
-At 200 commits a second, one round per commit is a full core, and everything else on the event
-loop (HTTP requests, the commit's own answer) queues behind it, so latency grows with the load.
-Waiting after a costly round for as long as it took, before pulling again, caps the fan-out at
-half of the loop; the commits made meanwhile leave together in the next round, as one message
-per connection. The wait is never longer than the round that caused it (plus a bounded ceiling),
-so a change waits at most one round for the next one: with few subscribers a round costs
-microseconds and nothing waits at all.
+A pass hands every live subscriber what it lacks, and its cost is one socket write per
+connection: with 1,000 subscribers 5 to 20 ms of a core here, most of it system calls. By
+default passes follow each other without a pause (each yields to the event loop every few dozen
+subscribers, so requests are served meanwhile): a change then waits at most one pass. An
+operator who would rather spend less of the node on sending can cap the fan-out's share of the
+loop (``realtime_fanout_share``): after a pass the sender waits in proportion to what the pass
+took, and what commits meanwhile leaves together as one message per connection. The wait is
+never longer than the pass that caused it (plus a bounded ceiling), and passes cheaper than the
+floor never wait.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class FanoutPacer:
-    """How long the follower waits after a round that took ``seconds`` of the event loop.
+    """How long the sender waits after a pass that took ``seconds`` of the event loop.
 
     ``share`` is the largest part of the loop's time the fan-out may take (0.5: a pause as long
-    as the round); rounds cheaper than ``floor`` never wait (a timer costs more than it saves);
+    as the pass); passes cheaper than ``floor`` never wait (a timer costs more than it saves);
     no pause is longer than ``ceiling``.
     """
 
@@ -36,11 +36,11 @@ class FanoutPacer:
             raise ValueError("floor and ceiling must not be negative")
 
     def pause_after(self, seconds: float) -> float:
-        """The wait before the next round, after one that took ``seconds``."""
+        """The wait before the next pass, after one that took ``seconds``."""
         if seconds < self.floor:
             return 0.0
         return min(self.ceiling, seconds * (1 - self.share) / self.share)
 
 
 UNPACED = FanoutPacer(share=1.0)
-"""A pacer that never waits: one round per commit whatever it costs."""
+"""A pacer that never waits: passes follow each other, the default."""
