@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
+import pytest
+import uvloop
+
 from breakwater.server.coalescing import CoalescingTransport
+
+LOOPS = pytest.mark.parametrize("run", [asyncio.run, uvloop.run], ids=["asyncio", "uvloop"])
+"""Socket tests run on the standard loop and on uvloop (what ``breakwater serve`` runs)."""
+Run = Callable[[Coroutine[Any, Any, None]], None]
 
 
 class RecordingTransport:
@@ -106,3 +114,124 @@ async def test_write_now_goes_straight_out_unless_bytes_are_pending() -> None:
     assert real.writes == [b"frame-1"]
     await asyncio.sleep(0)
     assert real.writes == [b"frame-1", b"pongframe-2"]
+
+
+class Receiver(asyncio.Protocol):
+    """The far end of a loopback connection: keeps every byte; reads only when resumed."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.lost = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.data += data
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+
+async def loopback() -> tuple[CoalescingTransport, Receiver, asyncio.Server]:
+    """A coalescing transport on a real loopback connection, and the receiver at its far end."""
+    loop = asyncio.get_running_loop()
+    accepted: asyncio.Future[asyncio.Transport] = loop.create_future()
+
+    class Sender(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            accepted.set_result(cast(asyncio.Transport, transport))
+
+    server = await loop.create_server(Sender, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    _, receiver = await loop.create_connection(Receiver, "127.0.0.1", port)
+    transport = CoalescingTransport(await accepted, loop)
+    assert transport._fd >= 0  # the direct path is the one under test
+    return transport, receiver, server
+
+
+async def received(receiver: Receiver, size: int) -> bytes:
+    """What ``receiver`` holds once ``size`` bytes arrived (bounded wait)."""
+    for _ in range(500):
+        if len(receiver.data) >= size:
+            break
+        await asyncio.sleep(0.01)
+    return bytes(receiver.data)
+
+
+@LOOPS
+def test_write_now_on_a_socket_keeps_the_order_with_pending_bytes(run: Run) -> None:
+    """Straight to the socket when nothing waits; behind whatever was written before."""
+    run(_write_now_on_a_socket_keeps_the_order_with_pending_bytes())
+
+
+async def _write_now_on_a_socket_keeps_the_order_with_pending_bytes() -> None:
+    transport, receiver, server = await loopback()
+    try:
+        transport.write_now(b"frame-1;")
+        transport.write(b"pong;")
+        transport.write_now(b"frame-2;")
+        await asyncio.sleep(0)
+        transport.write_now(b"frame-3;")
+        expected = b"frame-1;pong;frame-2;frame-3;"
+        assert await received(receiver, len(expected)) == expected
+    finally:
+        transport.close()
+        server.close()
+
+
+@LOOPS
+def test_a_write_the_socket_cannot_take_whole_is_finished_by_the_transport(run: Run) -> None:
+    """A partial write leaves the rest to the transport's buffer, and later direct writes
+    queue behind it: the peer gets every byte in order once it reads."""
+    run(_a_write_the_socket_cannot_take_whole_is_finished_by_the_transport())
+
+
+async def _a_write_the_socket_cannot_take_whole_is_finished_by_the_transport() -> None:
+    transport, receiver, server = await loopback()
+    assert receiver.transport is not None
+    receiver.transport.pause_reading()
+    try:
+        big = bytes(range(256)) * (16 * 1024)  # 4 MiB: more than both socket buffers
+        transport.write_now(big)
+        assert transport.get_write_buffer_size() > 0
+        transport.write_now(b"after")
+        receiver.transport.resume_reading()
+        assert await received(receiver, len(big) + 5) == big + b"after"
+    finally:
+        transport.close()
+        server.close()
+
+
+@LOOPS
+def test_write_now_to_a_peer_that_left_does_not_raise(run: Run) -> None:
+    """The transport meets the error itself and closes; nothing is written after that."""
+    run(_write_now_to_a_peer_that_left_does_not_raise())
+
+
+async def _write_now_to_a_peer_that_left_does_not_raise() -> None:
+    transport, receiver, server = await loopback()
+    assert receiver.transport is not None
+    receiver.transport.abort()
+    await receiver.lost
+    try:
+        for _ in range(50):
+            transport.write_now(b"x" * 1024)
+            await asyncio.sleep(0.001)
+        assert transport.is_closing()
+    finally:
+        transport.close()
+        server.close()
+
+
+def test_a_tls_transport_is_never_written_to_directly() -> None:
+    """Under TLS the socket carries ciphertext: no descriptor is taken for direct writes."""
+
+    class Tls(RecordingTransport):
+        def get_extra_info(self, name: str) -> Any:
+            return object() if name in ("sslcontext", "socket") else None
+
+    transport = CoalescingTransport(cast(asyncio.Transport, Tls()), cast(Any, None))
+    assert transport._fd == -1

@@ -328,6 +328,19 @@ async def test_pull_pages_carry_the_current_document(store: Store) -> None:
     assert page.head == {"r1": 4}
 
 
+async def test_an_urgent_pull_reads_what_a_plain_one_does(store: Store) -> None:
+    """``urgent`` may change where a pull runs, never what it returns (pages, cursor, expiry)."""
+    await store.apply([put(f"m{i}", f"d{i % 3}", {"i": i}) for i in range(7)])
+    await store.apply([Mutation("n1", "notes", "x", "set", {"t": 1})])
+    for vector, collections, limit in [({}, None, 3), ({"r1": 2}, ["todos"], 10), ({}, None, 50)]:
+        plain = await store.pull(vector, collections, limit)
+        urgent = await store.pull(vector, collections, limit, urgent=True)
+        assert urgent == plain
+    await store.aclose()
+    with pytest.raises(StoreUnavailable):
+        await store.pull({}, None, 10, urgent=True)
+
+
 async def test_head_is_the_committed_seq_of_every_origin(make_store: MakeStore) -> None:
     """head names the newest committed seq of each origin."""
     first, second = await make_store(engine("n1", "r1")), await make_store(engine("n2", "r2"))
