@@ -172,3 +172,16 @@ def test_bench_instructions_without_valgrind_is_a_clear_error(
     monkeypatch.setattr(instructions.shutil, "which", lambda _name: None)
     with pytest.raises(RuntimeError, match="valgrind is not installed"):
         instructions.count(1)
+
+
+def test_bench_realtime_counts_every_change_at_the_counting_subscribers(tmp_path: Path) -> None:
+    """With more subscribers than sampled ones (spread over the connection order), the rest
+    only count: every change of every subscriber is still counted (delivered 100 %)."""
+    report = bench(
+        tmp_path, "realtime", "-n", "80", "--rate", "50", "--seconds", "1", "--runs", "1"
+    )
+    results = report["results"]
+    assert isinstance(results, list)
+    [row] = results
+    assert row["delivered_fraction"] == 1.0 and row["write_errors"] == 0
+    assert row["changes_per_message"] >= 1.0
