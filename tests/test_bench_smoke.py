@@ -185,3 +185,15 @@ def test_bench_realtime_counts_every_change_at_the_counting_subscribers(tmp_path
     [row] = results
     assert row["delivered_fraction"] == 1.0 and row["write_errors"] == 0
     assert row["changes_per_message"] >= 1.0
+    # The floor was measured in the same run, and the p99 is expressed against it.
+    assert row["raw_send_round_ms"] > 0
+    assert row["p99_per_raw_round"] == pytest.approx(
+        row["p99_ms"] / row["raw_send_round_ms"], rel=0.5
+    )
+
+
+def test_a_raw_send_round_costs_more_with_more_sockets() -> None:
+    """The floor is a real measurement: 200 sockets cost far more than one."""
+    from breakwater.bench._raw_sends import raw_send_round_ms
+
+    assert 0 < raw_send_round_ms(1) * 20 < raw_send_round_ms(200)

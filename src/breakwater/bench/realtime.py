@@ -9,7 +9,9 @@ writer sending the ``PUT`` to a subscriber receiving the change: it includes the
 commit), deliveries per second (changes received, summed over subscribers, over the time it
 took to deliver them), resident memory per idle connection, and the node's own commit-to-send
 time (from its ``breakwater_realtime_notify_seconds`` histogram: the upper bound of the bucket
-that holds the quantile).
+that holds the quantile). Before each run, the physical limit: one round of bare ``os.write``
+calls to as many loopback sockets (:mod:`breakwater.bench._raw_sends`), and the p99 as a multiple
+of it.
 
 With ``--bus`` URLs (``redis://…``, ``nats://…``) each scenario also runs across two nodes: node
 A and node B share one SQLite file and the bus, the writer writes to A and the subscribers are
@@ -39,6 +41,7 @@ from typing import Any
 
 from breakwater.bench._http import HttpConnection
 from breakwater.bench._node import BenchNode, cpu_seconds, free_port, machine
+from breakwater.bench._raw_sends import raw_send_round_ms
 from breakwater.bench.stats import median, percentile
 from breakwater.core import codec
 
@@ -85,6 +88,8 @@ class Run:
     """CPU seconds the node used from the first write until every change was received."""
     subscribers_cpu_s: float = 0.0
     """The same for the subscribers' process (the load generator's share of the machine)."""
+    raw_round_ms: float = 0.0
+    """One round of bare writes to as many loopback sockets, in the same run (the floor)."""
 
 
 MEMORY_BUS = "memory://"
@@ -138,6 +143,10 @@ class ScenarioResult:
             "subscribers_cpu_us_per_delivery": med(
                 [r.subscribers_cpu_s * 1e6 / r.deliveries for r in self.runs if r.deliveries]
             ),
+            "raw_send_round_ms": med([r.raw_round_ms for r in self.runs]),
+            "p99_per_raw_round": med(
+                [percentile(r.latencies_ms, 0.99) / r.raw_round_ms for r in self.runs]
+            ),
             "runs": [
                 {
                     "p50_ms": round(percentile(r.latencies_ms, 0.5), 2),
@@ -150,6 +159,7 @@ class ScenarioResult:
                     "messages": r.messages,
                     "node_cpu_s": round(r.node_cpu_s, 2),
                     "subscribers_cpu_s": round(r.subscribers_cpu_s, 2),
+                    "raw_send_round_ms": round(r.raw_round_ms, 3),
                 }
                 for r in self.runs
             ],
@@ -289,6 +299,8 @@ async def _one_run(
     bus: str = MEMORY_BUS,
     settings: Mapping[str, str] | None = None,
 ) -> Run:
+    progress(f"{count} subscribers: a round of bare socket writes")
+    raw_round = raw_send_round_ms(count)
     with tempfile.TemporaryDirectory(prefix="bw-bench-rt-") as tmp:
         writer, node = await _start_nodes(Path(tmp) / "data", bus, workers, settings or {})
         subscribers: Subscribers | None = None
@@ -339,6 +351,7 @@ async def _one_run(
                 write_errors=errors,
                 node_cpu_s=node_cpu,
                 subscribers_cpu_s=subscribers_cpu,
+                raw_round_ms=raw_round,
             )
         finally:
             if subscribers is not None:

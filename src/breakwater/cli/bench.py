@@ -272,6 +272,8 @@ def realtime(
         "KiB/idle conn",
         "notify p99 ≤ ms",
         "node CPU µs/delivery",
+        "raw send round ms",
+        "p99 ÷ raw round",
     )
     for column in columns:
         table.add_column(column, justify="right")
@@ -289,6 +291,8 @@ def realtime(
             "-" if idle is None else f"{idle:.1f}",
             "-" if row["notify_p99_ms_at_most"] is None else f"{row['notify_p99_ms_at_most']:g}",
             f"{row['node_cpu_us_per_delivery']:.2f}",
+            f"{row['raw_send_round_ms']:.2f}",
+            f"{row['p99_per_raw_round']:.1f}",
         )
     console.print(table)
     console.print(f"machine: {report['machine']}")
