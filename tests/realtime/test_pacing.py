@@ -1,4 +1,4 @@
-"""Paced fan-out rounds: a costly round is followed by a pause, and what commits meanwhile leaves
+"""Paced fan-out passes: a costly pass is followed by a pause, and what commits meanwhile leaves
 together, each change once and in order (I5 holds whatever the pacing)."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from tests.realtime.test_fanout import Rig, catch_up, running, seqs
 
 shares = st.floats(min_value=0.01, max_value=1.0)
 seconds = st.floats(min_value=0.0, max_value=10.0, allow_subnormal=False)
-"""Round times; subnormal ones would make the pause underflow to zero."""
+"""Pass times; subnormal ones would make the pause underflow to zero."""
 
 
 @given(shares, st.floats(0, 0.01), st.floats(0, 1), seconds)
@@ -39,8 +39,8 @@ def test_an_unpaced_fan_out_never_waits(spent: float) -> None:
     assert UNPACED.pause_after(spent) == 0.0
 
 
-def test_cheap_rounds_never_wait() -> None:
-    """A round of a few subscribers (microseconds) is followed by no timer at all."""
+def test_cheap_passes_never_wait() -> None:
+    """A pass over a few subscribers (microseconds) is followed by no timer at all."""
     assert FanoutPacer().pause_after(0.0002) == 0.0
     assert FanoutPacer().pause_after(0.004) == pytest.approx(0.004)
     assert FanoutPacer().pause_after(5.0) == FanoutPacer().ceiling
@@ -69,9 +69,9 @@ class SlowSocket:
 
 
 async def test_commits_during_a_pause_leave_together_each_once_in_order(tmp_path: Path) -> None:
-    """After a costly round the follower waits; the commits made meanwhile arrive as one
+    """After a costly pass the sender waits; the commits made meanwhile arrive as one
     message, with nothing lost, duplicated or reordered."""
-    # Pause 99 times the round (capped at 1 s): 10 ms of writing makes a pause of 0.99 s.
+    # Pause 99 times the pass (capped at 1 s): 10 ms of writing makes a pause of 0.99 s.
     pacer = FanoutPacer(share=0.01, floor=0.0, ceiling=1.0)
     async with running(tmp_path, pacer) as rig:
         socket = await live_on(rig, SlowSocket(cost=0.01))
@@ -96,7 +96,7 @@ async def test_commits_during_a_pause_leave_together_each_once_in_order(tmp_path
 
 
 async def test_a_pause_does_not_delay_the_first_commit_after_quiet(tmp_path: Path) -> None:
-    """A commit after an idle spell goes out in the next round, with no pause before it."""
+    """A commit after an idle spell goes out in the next pass, with no pause before it."""
     async with running(tmp_path) as rig:
         socket = await live_on(rig, SlowSocket(cost=0.0))
         for expected in range(1, 4):
