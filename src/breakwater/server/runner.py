@@ -29,13 +29,13 @@ _log = get_logger("breakwater.server")
 REALTIME_GOODBYE_SECONDS = 2.0
 """How long realtime clients get to read their ``reconnect`` before they are dropped."""
 CLIENT_MESSAGE_BYTES = 64 * 1024
-GIL_SWITCH_SECONDS = 0.0001
+GIL_SWITCH_SECONDS = 0.001
 """How long a thread may hold the GIL while another waits (Python's default is 5 ms).
 
-The writer thread's group commit and the event loop take turns on the GIL: with the default,
-a commit made while the loop sends to 1,000 subscribers waited up to 5 ms at each of its
-SQLite calls, and its median write-to-notice time was 8.5 ms; at 0.1 ms it is 3 - 4 ms
-(docs/benchmarks.md, Realtime, session 6)."""
+The writer thread's group commit and the event loop take turns on the GIL. With the default,
+a commit made while the loop sent to 1,000 subscribers waited up to 5 ms at each of its SQLite
+calls, and p99 delivery was 19 ms; at 1 ms it is 14 ms. 0.1 ms was no better for delivery and
+cost a tenth of the push throughput in forced switches (docs/benchmarks.md, Realtime, session 6)."""
 """Largest WebSocket message a client may send (subscribe messages are a few KiB at most)."""
 
 
