@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import signal
 import socket
-import sys
 import threading
 from types import FrameType
 
@@ -29,13 +28,6 @@ _log = get_logger("breakwater.server")
 REALTIME_GOODBYE_SECONDS = 2.0
 """How long realtime clients get to read their ``reconnect`` before they are dropped."""
 CLIENT_MESSAGE_BYTES = 64 * 1024
-GIL_SWITCH_SECONDS = 0.001
-"""How long a thread may hold the GIL while another waits (Python's default is 5 ms).
-
-The writer thread's group commit and the event loop take turns on the GIL. With the default,
-a commit made while the loop sent to 1,000 subscribers waited up to 5 ms at each of its SQLite
-calls, and p99 delivery was 19 ms; at 1 ms it is 14 ms. 0.1 ms was no better for delivery and
-cost a tenth of the push throughput in forced switches (docs/benchmarks.md, Realtime, session 6)."""
 """Largest WebSocket message a client may send (subscribe messages are a few KiB at most)."""
 
 
@@ -106,7 +98,6 @@ def serve(
     config: Config, sockets: list[socket.socket] | None = None, role: WorkerRole | None = None
 ) -> None:
     """Run a node (or, with ``role``, one worker of it on ``sockets``) until it is signalled."""
-    sys.setswitchinterval(GIL_SWITCH_SECONDS)
     app = create_app(config, role=role)
     node: Node = app.state.node
     collector = CollectorPolicy()

@@ -41,6 +41,7 @@ from breakwater.core.errors import BreakwaterError, CursorExpired, StoreUnavaila
 from breakwater.obs.logging import get_logger
 from breakwater.obs.metrics import Metrics
 from breakwater.server.realtime import messages
+from breakwater.server.realtime.gil import DURING_SENDS
 from breakwater.server.realtime.pacing import UNPACED, FanoutPacer
 from breakwater.server.realtime.wakeup import Wakeup
 from breakwater.storage.base import FeedEntry, FeedPage, Store
@@ -664,7 +665,8 @@ class Fanout:
             await self._published.wait()
             self._published.clear()
             try:
-                spent = await self._send_pass()
+                with DURING_SENDS:
+                    spent = await self._send_pass()
             except asyncio.CancelledError:
                 raise
             except Exception as error:
