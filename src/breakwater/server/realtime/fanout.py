@@ -2,9 +2,11 @@
 
 One *follower* task per node keeps a shared ``position`` in the feed. When the bus announces a
 commit (or, for writers the bus does not reach, when a once-a-second poll of the store's head finds
-one), it pulls the new changes from the store once, page by page, and hands each page to every
-*live* subscriber through that subscriber's bounded queue. A page is encoded once per collection
-filter, so a thousand subscribers of one filter share one message text.
+one), it pulls the new changes from the store once, page by page, and publishes each page into
+the recent changes it keeps in memory. A *sender* task hands the *live* subscribers what they
+lack, in passes over them in a fixed order: each gets, at its visit, every page published since
+its last one, written straight to its socket when the connection is idle, else through its
+bounded queue. Subscribers lacking the same pages with the same filter share one message text.
 
 A subscriber starts in *replay* mode: its connection catches up from its own cursor
 (:meth:`Fanout.replay`), from the recent changes the follower keeps in memory when they reach back
@@ -19,7 +21,8 @@ replay sent" without buffering during the replay, so a long replay holds no memo
 When a live subscriber's queue would exceed ``queue_limit`` changes (a slow consumer), its queue is
 dropped and it goes back to replay mode from the cursor of the last message its connection took: it
 loses nothing and catches up through the feed, and the node holds at most ``queue_limit`` changes
-for it.
+for it. The same happens to a live subscriber whose missing pages have left the recent changes
+before the sender reached it.
 
 Everything here runs on one event loop; nothing is shared across threads.
 """
