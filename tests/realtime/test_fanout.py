@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -54,9 +55,11 @@ class Rig:
 
 
 @contextlib.asynccontextmanager
-async def running(tmp_path: Path, pacer: FanoutPacer | None = None) -> AsyncIterator[Rig]:
+async def running(
+    tmp_path: Path, pacer: FanoutPacer | None = None, queue_limit: int = 1000
+) -> AsyncIterator[Rig]:
     """A rig with its store open and its fan-out following, closed on exit."""
-    opened = Rig(tmp_path, pacer=pacer)
+    opened = Rig(tmp_path, queue_limit=queue_limit, pacer=pacer)
     await opened.store.open()
     await opened.fanout.start()
     try:
@@ -71,6 +74,22 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     """An open rig with a queue limit of 1000 changes."""
     async with running(tmp_path) as opened:
         yield opened
+
+
+class SlowSocket:
+    """A direct writer that takes ``cost`` seconds of the loop per call, as a thousand socket
+    writes would, and keeps what it was given."""
+
+    def __init__(self, cost: float) -> None:
+        self.cost = cost
+        self.messages: list[Batch] = []
+
+    def __call__(self, batches: list[Batch]) -> int:
+        until = time.perf_counter() + self.cost
+        while time.perf_counter() < until:
+            pass
+        self.messages.extend(batches)
+        return len(batches)
 
 
 def seqs(batches: list[Batch]) -> list[int]:

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from breakwater.server.realtime.fanout import Batch, Subscriber
+from breakwater.server.realtime.fanout import Subscriber
 from breakwater.server.realtime.pacing import UNPACED, FanoutPacer
 from breakwater.server.realtime.wakeup import Wakeup
-from tests.realtime.test_fanout import Rig, catch_up, running, seqs
+from tests.realtime.test_fanout import Rig, SlowSocket, catch_up, running, seqs
 
 shares = st.floats(min_value=0.01, max_value=1.0)
 seconds = st.floats(min_value=0.0, max_value=10.0, allow_subnormal=False)
@@ -50,22 +50,6 @@ def test_cheap_passes_never_wait() -> None:
 def test_a_share_outside_zero_to_one_is_refused(share: float) -> None:
     with pytest.raises(ValueError, match="share"):
         FanoutPacer(share=share)
-
-
-class SlowSocket:
-    """A direct writer that takes ``cost`` seconds of the loop per call, as a thousand socket
-    writes would, and keeps what it was given."""
-
-    def __init__(self, cost: float) -> None:
-        self.cost = cost
-        self.messages: list[Batch] = []
-
-    def __call__(self, batches: list[Batch]) -> int:
-        until = time.perf_counter() + self.cost
-        while time.perf_counter() < until:
-            pass
-        self.messages.extend(batches)
-        return len(batches)
 
 
 async def test_commits_during_a_pause_leave_together_each_once_in_order(tmp_path: Path) -> None:

@@ -6,10 +6,8 @@ of its filter once and in order (I5)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import tempfile
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -19,37 +17,9 @@ from hypothesis import strategies as st
 from breakwater.server.realtime import fanout as fanout_mod
 from breakwater.server.realtime.fanout import Batch, Recent, RecentPage, Subscriber
 from breakwater.server.realtime.wakeup import Wakeup
-from tests.realtime.test_fanout import Rig, catch_up, seqs
+from tests.realtime.test_fanout import Rig, SlowSocket, catch_up, running, seqs
 
 FILTERS: list[frozenset[str] | None] = [None, frozenset({"todos"}), frozenset({"notes"})]
-
-
-@contextlib.asynccontextmanager
-async def opened(path: Path, queue_limit: int = 1000) -> AsyncIterator[Rig]:
-    """A rig with its store open and its fan-out following, closed on exit."""
-    rig = Rig(path, queue_limit=queue_limit)
-    await rig.store.open()
-    await rig.fanout.start()
-    try:
-        yield rig
-    finally:
-        await rig.fanout.aclose()
-        await rig.store.aclose()
-
-
-class SlowSocket:
-    """A direct writer that takes ``cost`` seconds of the loop per call and keeps what it got."""
-
-    def __init__(self, cost: float) -> None:
-        self.cost = cost
-        self.messages: list[Batch] = []
-
-    def __call__(self, batches: list[Batch]) -> int:
-        until = time.perf_counter() + self.cost
-        while time.perf_counter() < until:
-            pass
-        self.messages.extend(batches)
-        return len(batches)
 
 
 async def test_a_commit_during_a_pass_reaches_the_rest_of_that_pass(
@@ -58,7 +28,7 @@ async def test_a_commit_during_a_pass_reaches_the_rest_of_that_pass(
     """A page published while a pass runs goes, in the same pass, to every subscriber the pass
     has not reached yet, merged with the page it was sending: those wait for no second pass."""
     monkeypatch.setattr(fanout_mod, "SEND_CHUNK", 4)
-    async with opened(tmp_path) as rig:
+    async with running(tmp_path) as rig:
         sockets = [SlowSocket(cost=0.004) for _ in range(48)]  # 12 chunks of 16 ms
         for socket in sockets:
             sub = Subscriber(None, {}, Wakeup())
@@ -70,7 +40,7 @@ async def test_a_commit_during_a_pass_reaches_the_rest_of_that_pass(
             # The first subscriber's write starts the next commit while the pass goes on.
             if not second:
                 second.append(asyncio.ensure_future(rig.write()))
-            return SlowSocket.__call__(sockets[0], batches)
+            return sockets[0](batches)
 
         next(iter(rig.fanout._live)).direct = first_write  # the first to join is sent first
         await rig.write()
@@ -87,7 +57,7 @@ async def test_a_commit_during_a_pass_reaches_the_rest_of_that_pass(
 
 async def test_subscribers_lacking_the_same_pages_share_one_message(tmp_path: Path) -> None:
     """Everyone one page behind gets the very same message text, framed once."""
-    async with opened(tmp_path) as rig:
+    async with running(tmp_path) as rig:
         sockets = [SlowSocket(cost=0.0) for _ in range(5)]
         for socket in sockets:
             sub = Subscriber(None, {}, Wakeup())
@@ -149,7 +119,7 @@ async def _run_steps(path: Path, plan: list[tuple[str, int]]) -> None:
     written: list[tuple[int, str]] = []
     followers: list[Follower] = []
     left: set[int] = set()
-    async with opened(path, queue_limit=8) as rig:
+    async with running(path, queue_limit=8) as rig:
         for kind, arg in plan:
             if kind == "write":
                 collection = "todos" if arg % 2 else "notes"
