@@ -221,6 +221,7 @@ async def _write_now_to_a_peer_that_left_does_not_raise() -> None:
             transport.write_now(b"x" * 1024)
             await asyncio.sleep(0.001)
         assert transport.is_closing()
+        assert transport.write_now(b"late") is False  # the direct writer falls back to the pump
     finally:
         transport.close()
         server.close()

@@ -38,32 +38,28 @@ class CoalescingTransport:
         self._pending.append(bytes(data))
         self._size += len(data)
 
-    @property
-    def raw(self) -> asyncio.Transport:
-        """The wrapped transport (for checks on the hot path that skip ``__getattr__``)."""
-        return self._transport
-
-    def write_now(self, data: bytes) -> None:
+    def write_now(self, data: bytes) -> bool:
         """Write at once (one call per message, as a fan-out to many sockets wants), unless
-        earlier bytes are still pending: those go first, so the order never changes."""
-        if self._pending:
-            self.write(data)
-            return
+        earlier bytes are still pending: those go first, so the order never changes. False,
+        and nothing written, once the transport is closing."""
         transport = self._transport
         if transport.is_closing():
-            return
-        if self._fd < 0 or transport.get_write_buffer_size():
+            return False
+        if self._pending:
+            self.write(data)
+        elif self._fd < 0 or transport.get_write_buffer_size():
             transport.write(data)
-            return
-        try:
-            written = os.write(self._fd, data)
-        except BlockingIOError:
-            written = 0
-        except OSError:
-            transport.write(data)  # the transport meets the same error and closes itself
-            return
-        if written < len(data):
-            transport.write(data[written:])  # its buffer was empty: the order holds
+        else:
+            try:
+                written = os.write(self._fd, data)
+            except BlockingIOError:
+                written = 0
+            except OSError:
+                written = -1
+                transport.write(data)  # the transport meets the same error and closes itself
+            if 0 <= written < len(data):
+                transport.write(data[written:])  # its buffer was empty: the order holds
+        return True
 
     def writelines(self, chunks: Any) -> None:
         for chunk in chunks:

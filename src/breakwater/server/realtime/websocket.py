@@ -24,6 +24,7 @@ from breakwater.auth.identity import Identity
 from breakwater.core.errors import BreakwaterError, NotFound
 from breakwater.server import problems
 from breakwater.server.access import client_ip, resolve
+from breakwater.server.coalescing import CoalescingTransport
 from breakwater.server.node import Node
 from breakwater.server.realtime import messages
 from breakwater.server.realtime.admission import Refused
@@ -55,16 +56,14 @@ class _DirectSocket:
     A ``changes`` message is framed once and the same bytes go to every subscriber: no
     per-connection task wake-up, framing or ASGI call. Only while the connection is plainly
     open, uncompressed (permessage-deflate frames depend on each connection's compression
-    state) and not paused by flow control; anything else goes the ASGI way.
+    state) and not paused by flow control; anything else goes the ASGI way. It needs the node's
+    coalescing transport, whose immediate write keeps order with bytes still pending.
     """
 
     def __init__(self, protocol: Any) -> None:
         self._protocol = protocol
         self._writable = protocol.writable
-        transport = protocol.transport
-        # The coalescing transport's immediate write keeps order with bytes still pending.
-        self._send_frame = getattr(transport, "write_now", transport.write)
-        self._closing = getattr(transport, "raw", transport).is_closing
+        self._send_frame: Callable[[bytes], bool] = protocol.transport.write_now
 
     @classmethod
     def under(cls, send: Send) -> _DirectSocket | None:
@@ -76,19 +75,18 @@ class _DirectSocket:
             return None
         if not protocol.handshake_complete or getattr(protocol.conn, "extensions", True):
             return None
-        if protocol.transport is None:
+        if not isinstance(protocol.transport, CoalescingTransport):
             return None
         return cls(protocol)
 
     def write(self, batch: Batch) -> bool:
         """Write ``batch``'s frame now; False if the connection is closing or paused."""
-        if self._protocol.close_sent or not self._writable.is_set() or self._closing():
+        if self._protocol.close_sent or not self._writable.is_set():
             return False
         frame = batch.frame
         if frame is None:
             frame = batch.frame = text_frame(batch.text.encode())
-        self._send_frame(frame)
-        return True
+        return self._send_frame(frame)
 
 
 class WebSocketOut:
