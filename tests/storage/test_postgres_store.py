@@ -15,7 +15,7 @@ from breakwater.core.collections import CollectionConfig
 from breakwater.core.errors import ConfigError, StoreUnavailable
 from breakwater.core.mutation import Mutation
 from breakwater.storage import _pg_schema, open_store, redact_url
-from breakwater.storage._pg_batch import PgWriteBatch
+from breakwater.storage._pg_batch import READ, PgWriteBatch
 from breakwater.storage._pg_query import key_sql
 from breakwater.storage.postgres import Optimism, PostgresSettings, PostgresStore
 from tests.services import POSTGRES_URL
@@ -167,6 +167,34 @@ async def test_configured_index_serves_queries(
         f" ORDER BY {rank}, {number}, {text}, id"
     )
     assert any("bw_todos__done" in row[0] for row in plan)
+
+
+async def test_the_group_read_probes_indexes_on_a_young_table(
+    schema_url: tuple[str, str], conn: asyncpg.Connection
+) -> None:
+    """Before statistics exist, the writer's read of known mutation ids and documents is one
+    index probe per key, never a join over the whole feed or every document (which the
+    planner prefers for tables of a few thousand rows, and which grows with the table)."""
+    url, schema = schema_url
+    store = PostgresStore(url, engine())
+    await store.open()
+    try:
+        for start in range(0, 3000, 500):
+            await store.apply(
+                [
+                    Mutation(f"m{i}", "todos", f"d{i}", "set", {"n": i})
+                    for i in range(start, start + 500)
+                ]
+            )
+    finally:
+        await store.aclose()
+    await conn.execute(f'SET search_path TO "{schema}"')
+    keys = [f"new{i}" for i in range(100)]
+    plan = "\n".join(
+        row[0] for row in await conn.fetch("EXPLAIN " + READ, keys, ["todos"] * 100, keys)
+    )
+    assert "Seq Scan on changes" not in plan and "Seq Scan on docs" not in plan, plan
+    assert "changes_mutation" in plan and "docs_pkey" in plan, plan
 
 
 async def test_a_node_whose_id_was_taken_meanwhile_answers_unavailable_until_it_is_free(

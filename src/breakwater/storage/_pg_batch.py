@@ -28,19 +28,21 @@ from breakwater.storage._staging import StagedBatch
 Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
 
 
-_READ = (
+READ = (
     # One statement, one snapshot: the head, every origin's seq, which mutation ids are known,
-    # the documents touched. Mutation ids and
-    # documents are one index probe per key (LATERAL), whatever the planner's statistics say:
-    # a young table without them would otherwise be scanned whole.
+    # the documents touched. Mutation ids and documents are one index probe per key, whatever
+    # the planner's statistics say: ``OFFSET 0`` keeps each LATERAL subquery a parameterized
+    # probe. Without it the planner flattens the subquery into a join, and while a table is
+    # young (tens of thousands of rows) prefers a hash join over the whole table: 2.4 ms for
+    # 100 keys on 20,000 feed entries, against 0.25 ms for the probes (measured in session 7).
     "SELECT 'h', NULL::text, NULL::text, NULL::text, NULL::text, NULL::text, NULL::text,"
     " NULL::text, lsn FROM feed_head"
     " UNION ALL SELECT 'o', NULL, NULL, NULL, NULL, NULL, NULL, origin, seq FROM origins"
     " UNION ALL SELECT 'm', NULL, k.m, NULL, NULL, NULL, NULL, c.origin, c.seq"
     " FROM unnest($1::text[]) AS k(m) CROSS JOIN LATERAL"
-    " (SELECT origin, seq FROM changes WHERE mutation_id = k.m) AS c"
+    " (SELECT origin, seq FROM changes WHERE mutation_id = k.m OFFSET 0) AS c"
     " UNION ALL SELECT 'd', d.* FROM unnest($2::text[], $3::text[]) AS k(c, i) CROSS JOIN LATERAL"
-    f" (SELECT {DOC_COLUMNS} FROM docs WHERE collection = k.c AND id = k.i) AS d"
+    f" (SELECT {DOC_COLUMNS} FROM docs WHERE collection = k.c AND id = k.i OFFSET 0) AS d"
 )
 
 
@@ -70,10 +72,10 @@ def _write_sql(guard: str, lock: str) -> str:
     )
 
 
-_WRITE = _write_sql("true", "")
+WRITE = _write_sql("true", "")
 """The write of a group whose caller holds the feed head's lock in a transaction."""
 
-_WRITE_IF_FRESH = _write_sql(
+WRITE_IF_FRESH = _write_sql(
     "(SELECT lsn = $31 FROM head)", "head AS (SELECT lsn FROM feed_head FOR UPDATE), "
 )
 """The write of a group read without the lock: it takes the lock, and writes (and, being one
@@ -95,7 +97,7 @@ class PgWriteBatch(StagedBatch):
         keys = sorted({(m.collection, m.doc_id) for m in mutations})
         self.known_mutations.update(dict.fromkeys(ids))
         self.known_docs.update(dict.fromkeys(keys))
-        rows = await conn.fetch(_READ, ids, [c for c, _ in keys], [i for _, i in keys])
+        rows = await conn.fetch(READ, ids, [c for c, _ in keys], [i for _, i in keys])
         for row in rows:
             kind = row[0]
             if kind == "d":
@@ -110,14 +112,14 @@ class PgWriteBatch(StagedBatch):
     async def flush(self, conn: Connection) -> None:
         """Write every kept effect after the feed head; the caller holds the lock and commits."""
         if self.batch.changes:
-            await conn.execute(_WRITE, *self._write_args())
+            await conn.execute(WRITE, *self._write_args())
 
     async def write_if_fresh(self, conn: Connection) -> bool:
         """Lock the head, write and commit, all in one statement, if the head is still the one
         :meth:`prefetch` read; whether it was (when not, nothing was written)."""
         if not self.batch.changes:
             return True  # duplicates and refusals only: the snapshot answered them
-        written = await conn.fetchval(_WRITE_IF_FRESH, *self._write_args(), self.head_lsn)
+        written = await conn.fetchval(WRITE_IF_FRESH, *self._write_args(), self.head_lsn)
         return written is not None
 
     def _write_args(self) -> list[Any]:
