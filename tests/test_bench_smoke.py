@@ -38,6 +38,16 @@ def test_bench_push_reports_every_scenario(tmp_path: Path) -> None:
         assert row["docs_per_s"] > 0 and row["raw_sqlite_rows_per_s"] > 0
         assert row["errors"] == 0
     assert isinstance(report["store_only_batch_100_docs_per_s"], int)
+    _check_store_rows(report, 0.40)
+
+
+def _check_store_rows(report: dict[str, object], target: float) -> None:
+    """The store's rows were measured, and the per-document figures follow from the rates."""
+    rows = report["store_rows_batch_100"]
+    assert isinstance(rows, dict) and rows["docs_per_s"] > 0
+    figures = rows["per_document"]
+    assert figures["target"] == target
+    assert figures["store_rows_us"] == pytest.approx(1e6 / rows["docs_per_s"], rel=0.01)
 
 
 def test_bench_push_on_postgres_reports_one_and_two_nodes(tmp_path: Path) -> None:
@@ -60,8 +70,9 @@ def test_bench_push_on_postgres_reports_one_and_two_nodes(tmp_path: Path) -> Non
     store_only = report["store_only"]
     assert isinstance(store_only, list) and len(store_only) == 3
     assert all(row["docs_per_s"] > 0 for row in store_only)
+    _check_store_rows(report, 0.50)
     dropped = report["schemas_dropped"]
-    assert isinstance(dropped, list) and len(dropped) == 4  # 1 node, 2 nodes, store, raw
+    assert isinstance(dropped, list) and len(dropped) == 5  # 1 node, 2 nodes, store, rows, raw
     assert not set(dropped) & set(asyncio.run(_bench_schemas(url)))
 
 

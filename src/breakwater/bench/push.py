@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from breakwater.bench import store_rows
 from breakwater.bench._http import HttpConnection
 from breakwater.bench._node import BenchNode, free_port, machine
 from breakwater.bench.stats import median, percentile
@@ -28,6 +29,8 @@ from breakwater.core.mutation import Mutation
 from breakwater.storage.sqlite import SqliteStore
 
 DOC_BYTES = 1024
+TARGET = 0.40
+"""Issue #2's target for batched pushes: this share of the raw SQLite rate of the same run."""
 
 
 @dataclass(frozen=True)
@@ -188,6 +191,7 @@ async def run(
     """Every scenario ``runs`` times against a node of ``workers`` processes; a JSON-ready dict."""
     results = [ScenarioResult(s) for s in SCENARIOS]
     store_rates: list[float] = []
+    row_rates: list[float] = []
     for run_index in range(runs):
         with tempfile.TemporaryDirectory(prefix="bw-bench-") as tmp:
             node = BenchNode(Path(tmp) / "data", free_port(), log_level, workers)
@@ -206,12 +210,24 @@ async def run(
                         raw_sqlite_rate, raw_path, result.scenario.batch, seconds
                     )
                 )
+        progress(f"run {run_index + 1}/{runs}: the store's rows alone, batch 100")
+        row_rates.append(await asyncio.to_thread(store_rows.sqlite_rate, payload(0), 100, seconds))
         progress(f"run {run_index + 1}/{runs}: store only (no HTTP), batch 100")
         with tempfile.TemporaryDirectory(prefix="bw-bench-store-") as tmp:
             store_rates.append(await store_only_rate(Path(tmp) / "store.db", 100, seconds))
+    single = next(r for r in results if r.scenario.batch == 100 and r.scenario.concurrency == 1)
+    raw = median(single.raw_rows_per_s)
+    rows = median(row_rates)
     return {
         "benchmark": "push",
         "store_only_batch_100_docs_per_s": round(median(store_rates)),
+        "store_rows_batch_100": {
+            "docs_per_s": round(rows),
+            "ratio_to_raw": round(rows / raw, 3),
+            "per_document": store_rows.per_document(
+                raw, rows, median([m.docs_per_s for m in single.runs]), TARGET
+            ),
+        },
         "doc_bytes": DOC_BYTES,
         "seconds_per_scenario": seconds,
         "runs": runs,

@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
+from breakwater.bench import store_rows
 from breakwater.bench._node import BenchNode, free_port, machine
 from breakwater.bench.push import DOC_BYTES, SCENARIOS, Measurement, Scenario, payload, push_load
 from breakwater.bench.stats import median
@@ -33,6 +34,8 @@ from breakwater.storage import redact_url
 from breakwater.storage.postgres import PostgresStore
 
 NODE_COUNTS = (1, 2)
+TARGET = 0.50
+"""Issue #6's target: this share of the raw asyncpg rate of the same run."""
 
 
 @dataclass
@@ -204,6 +207,7 @@ async def run(
         for nodes in NODE_COUNTS
     }
     used: list[str] = []
+    row_rates: list[float] = []
     for run_index in range(runs):
         schemas: list[str] = []
         try:
@@ -227,6 +231,14 @@ async def run(
                 rates.append(
                     await store_only_rate(with_schema(url, store_schema), scenario, seconds)
                 )
+            rows_schema = f"bw_bench_rows_{uuid.uuid4().hex[:10]}"
+            schemas.append(rows_schema)
+            progress(f"run {run_index + 1}/{runs}: the store's rows alone, batch 100")
+            row_rates.append(
+                await store_rows.postgres_rate(
+                    with_schema(url, rows_schema), payload(0), 100, seconds
+                )
+            )
             raw_schema = f"bw_bench_raw_{uuid.uuid4().hex[:10]}"
             schemas.append(raw_schema)
             conn = await asyncpg.connect(dsn)
@@ -242,9 +254,19 @@ async def run(
         finally:
             await _drop_schemas(dsn, schemas)
             used += schemas
+    single = next(r for r in results[1] if r.scenario.batch == 100 and r.scenario.concurrency == 1)
+    raw = median(single.raw_rows_per_s)
+    rows = median(row_rates)
     return {
         "benchmark": "push",
         "store": redact_url(url),
+        "store_rows_batch_100": {
+            "docs_per_s": round(rows),
+            "ratio_to_raw": round(rows / raw, 3),
+            "per_document": store_rows.per_document(
+                raw, rows, median([m.docs_per_s for m in single.runs]), TARGET
+            ),
+        },
         "workers": workers,
         "schemas_dropped": used,
         "store_only": [

@@ -92,8 +92,24 @@ def push(
         f"store only (engine + writer, no HTTP), batch 100: "
         f"{report['store_only_batch_100_docs_per_s']:,} docs/s"
     )
+    _print_store_rows(console, report["store_rows_batch_100"])
     console.print(f"machine: {report['machine']}")
     _write_json(report, json_path)
+
+
+def _print_store_rows(console: Console, rows: dict[str, Any]) -> None:
+    """The floor of the data model, and what the target leaves the node per document."""
+    us = rows["per_document"]
+    console.print(
+        f"the store's rows alone (its SQL on precomputed values), batch 100: "
+        f"{rows['docs_per_s']:,} docs/s, {rows['ratio_to_raw']:.2f} of raw"
+    )
+    console.print(
+        f"per document, batch 100 on 1 connection: raw {us['raw_us']:.1f} µs, the store's rows"
+        f" {us['store_rows_us']:.1f} µs, the node {us['node_us']:.1f} µs; {us['target']:.2f} of"
+        f" raw leaves {us['left_at_target_us']:.1f} µs beyond the rows, the node takes"
+        f" {us['node_beyond_rows_us']:.1f} µs"
+    )
 
 
 def _push_postgres(
@@ -136,6 +152,7 @@ def _push_postgres(
             f"store only (engine + writer, no HTTP), {row['scenario']}: "
             f"{row['docs_per_s']:,} docs/s, {row['ratio_to_raw']:.2f} of raw"
         )
+    _print_store_rows(console, report["store_rows_batch_100"])
     console.print(f"machine: {report['machine']}")
     _write_json(report, json_path)
 

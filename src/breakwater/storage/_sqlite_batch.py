@@ -23,6 +23,29 @@ from breakwater.storage._staging import StagedBatch
 
 _CHUNK = 400  # stays under SQLite's default limit of bound parameters
 
+# The statements of a group commit, shared with the benchmark that runs them alone
+# (:mod:`breakwater.bench.store_rows`). The ``{marks}`` are one ``?`` per key of a chunk.
+KNOWN_MUTATIONS = "SELECT mutation_id, origin, seq FROM changes WHERE mutation_id IN ({marks})"
+KNOWN_DOCS = f"SELECT {DOC_COLUMNS} FROM docs WHERE collection = ? AND id IN ({{marks}})"
+LAST_LSN = "SELECT COALESCE(MAX(lsn), 0) FROM changes"
+INSERT_CHANGES = (
+    "INSERT INTO changes (lsn, origin, seq, collection, doc_id, mutation_id, hlc, op, at_ms)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+UPSERT_DOCS = (
+    "INSERT INTO docs (collection, id, data, state, version, hlc, origin, seq, lsn, deleted)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (collection, id) DO UPDATE SET data = excluded.data,"
+    " state = excluded.state, version = excluded.version, hlc = excluded.hlc,"
+    " origin = excluded.origin, seq = excluded.seq, lsn = excluded.lsn,"
+    " deleted = excluded.deleted"
+)
+UPSERT_ORIGINS = (
+    "INSERT INTO origins (origin, seq, hlc) VALUES (?, ?, ?)"
+    " ON CONFLICT (origin) DO UPDATE SET seq = excluded.seq,"
+    " hlc = MAX(origins.hlc, excluded.hlc)"
+)
+
 
 def _chunks(items: list[Any]) -> Iterable[list[Any]]:
     for start in range(0, len(items), _CHUNK):
@@ -47,8 +70,7 @@ class WriteBatch(StagedBatch):
         for chunk in _chunks(ids):
             marks = ", ".join("?" * len(chunk))
             for mutation_id, origin, seq in self.conn.execute(
-                f"SELECT mutation_id, origin, seq FROM changes WHERE mutation_id IN ({marks})",
-                chunk,
+                KNOWN_MUTATIONS.format(marks=marks), chunk
             ):
                 self.known_mutations[mutation_id] = (origin, seq)
         by_collection: dict[str, set[str]] = {}
@@ -63,10 +85,7 @@ class WriteBatch(StagedBatch):
                 self.known_docs[(collection, doc_id)] = None
             for chunk in _chunks(wanted):
                 marks = ", ".join("?" * len(chunk))
-                for row in self.conn.execute(
-                    f"SELECT {DOC_COLUMNS} FROM docs WHERE collection = ? AND id IN ({marks})",
-                    [collection, *chunk],
-                ):
+                for row in self.conn.execute(KNOWN_DOCS.format(marks=marks), [collection, *chunk]):
                     self.known_docs[(row[0], row[1])] = doc_from_row(row)
 
     def _fetch_doc(self, collection: str, doc_id: str) -> StoredDoc | None:
@@ -94,7 +113,7 @@ class WriteBatch(StagedBatch):
         if not batch.changes:
             return
         # The writer holds SQLite's write lock, so the next local positions are ours to number.
-        last = self.conn.execute("SELECT COALESCE(MAX(lsn), 0) FROM changes").fetchone()[0]
+        last = self.conn.execute(LAST_LSN).fetchone()[0]
         lsns: dict[tuple[str, str], int] = {}
         rows = []
         for lsn, change in enumerate(batch.changes, start=last + 1):
@@ -112,18 +131,9 @@ class WriteBatch(StagedBatch):
                     self.now_ms,
                 )
             )
+        self.conn.executemany(INSERT_CHANGES, rows)
         self.conn.executemany(
-            "INSERT INTO changes (lsn, origin, seq, collection, doc_id, mutation_id, hlc, op,"
-            " at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
-        self.conn.executemany(
-            "INSERT INTO docs (collection, id, data, state, version, hlc, origin, seq, lsn,"
-            " deleted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (collection, id) DO UPDATE SET data = excluded.data,"
-            " state = excluded.state, version = excluded.version, hlc = excluded.hlc,"
-            " origin = excluded.origin, seq = excluded.seq, lsn = excluded.lsn,"
-            " deleted = excluded.deleted",
+            UPSERT_DOCS,
             [
                 (
                     doc.collection,
@@ -142,9 +152,7 @@ class WriteBatch(StagedBatch):
         )
         newest_hlc = self.newest_hlc()
         self.conn.executemany(
-            "INSERT INTO origins (origin, seq, hlc) VALUES (?, ?, ?)"
-            " ON CONFLICT (origin) DO UPDATE SET seq = excluded.seq,"
-            " hlc = MAX(origins.hlc, excluded.hlc)",
+            UPSERT_ORIGINS,
             [(origin, seq, newest_hlc[origin]) for origin, seq in batch.seqs.items()],
         )
         if batch.conflicts:

@@ -39,7 +39,8 @@ T = TypeVar("T")
 _STOP = object()
 
 
-def _connect(path: str) -> sqlite3.Connection:
+def connect(path: str | Path) -> sqlite3.Connection:
+    """A connection with the store's settings: WAL, ``synchronous=FULL``, a 30 s busy wait."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.execute("PRAGMA busy_timeout = 30000")
     conn.execute("PRAGMA journal_mode = WAL")
@@ -101,7 +102,7 @@ class SqliteStore:
             # Processes opening one new file at once turn it to WAL and migrate it once: SQLite
             # answers "locked" at once, without waiting, to a second journal-mode change.
             with self._writer_lock:
-                conn = _connect(self.path)
+                conn = connect(self.path)
                 _sqlite_schema.migrate(conn)
                 self._create_indexes(conn)
             # A restarted node must never stamp behind what it already wrote, even if the
@@ -246,7 +247,7 @@ class SqliteStore:
     def _reader(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = _connect(self.path)
+            conn = connect(self.path)
             self._local.conn = conn
             with self._conns_lock:
                 self._reader_conns.append(conn)
@@ -343,7 +344,7 @@ class SqliteStore:
         return await asyncio.to_thread(self._with_own_connection, run)
 
     def _with_own_connection(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        conn = _connect(self.path)
+        conn = connect(self.path)
         lock = WriterLock(self.path)
         try:
             with lock:

@@ -1,0 +1,73 @@
+"""The store's-rows floor writes exactly what the store writes: the store reads it back whole.
+
+A floor that wrote lighter rows than the store would flatter the data model; these tests open
+the rows it wrote with the real store and find documents, feed, dedupe and head intact.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from breakwater.bench import store_rows
+from breakwater.bench.push import payload
+from breakwater.core import codec
+from breakwater.core.mutation import Mutation
+from breakwater.storage.base import Store
+from breakwater.storage.postgres import PostgresStore
+from breakwater.storage.sqlite import SqliteStore
+from tests.storage.backends import drop_schema, engine, postgres_url
+
+
+async def _reads_back(store: Store, body: bytes) -> None:
+    """Every written document, its feed entry, its mutation id and the head are the store's."""
+    head = await store.head()
+    written = head[store_rows.ORIGIN]
+    assert written > 0 and written % 10 == 0
+    page = await store.pull({}, None, written)
+    assert len(page.entries) == written and not page.has_more
+    assert [e.change.seq for e in page.entries] == list(range(1, written + 1))
+    assert all(e.data == codec.loads(body) for e in page.entries)
+    doc = await store.get(store_rows.COLLECTION, "doc-0")
+    assert doc is not None and doc.data == codec.loads(body)
+    [again] = await store.apply(
+        [Mutation("doc-0", store_rows.COLLECTION, "doc-0", "set", {"x": 1})]
+    )
+    assert again.status == "duplicate" and again.seq == 1
+    [new] = await store.apply([Mutation("new", store_rows.COLLECTION, "new", "set", {"x": 1})])
+    assert new.status == "applied"
+
+
+async def test_the_sqlite_rows_are_the_stores(tmp_path: Path) -> None:
+    path = tmp_path / "rows.db"
+    assert store_rows.write_sqlite(path, payload(0), 10, 0.2) > 0
+    store = SqliteStore(path, engine("other"))
+    await store.open()
+    try:
+        await _reads_back(store, payload(0))
+    finally:
+        await store.aclose()
+
+
+async def test_the_postgres_rows_are_the_stores() -> None:
+    url, schema = postgres_url()
+    try:
+        assert await store_rows.postgres_rate(url, payload(0), 10, 0.2) > 0
+        store = PostgresStore(url, engine("other"))
+        await store.open()
+        try:
+            await _reads_back(store, payload(0))
+        finally:
+            await store.aclose()
+    finally:
+        await drop_schema(schema)
+
+
+def test_per_document_figures_are_the_inverse_rates() -> None:
+    """At raw 100,000/s, rows 50,000/s and a node at 10,000/s, a 0.40 target leaves 5 µs."""
+    figures = store_rows.per_document(100_000, 50_000, 10_000, 0.40)
+    assert figures["raw_us"] == pytest.approx(10)
+    assert figures["store_rows_us"] == pytest.approx(20)
+    assert figures["left_at_target_us"] == pytest.approx(5)
+    assert figures["node_beyond_rows_us"] == pytest.approx(80)
