@@ -187,6 +187,28 @@ async def test_sync_now_cuts_a_backoff_wait_short(
         await phone.wait_synced()
 
 
+async def test_sync_now_probes_at_once_while_every_breaker_is_open(
+    start_server: Callable[..., ServerProcess], make_device: Callable[..., Any]
+) -> None:
+    """With the only node's breaker open for a minute, the client waits for it, not for the
+    backoff; sync_now (the network is back) must let a probe through now."""
+    port = free_port()
+    phone = await make_device(
+        f"http://127.0.0.1:{port}",
+        backoff_base=0.05,
+        backoff_cap=0.05,
+        breaker_failures=1,
+        breaker_reset=60.0,
+    )
+    await phone.collection("todos").set("t1", {"a": 1})
+    await wait_status(phone, lambda status: status.last_error is not None, 10)
+    await asyncio.sleep(0.3)  # past the backoff: now waiting on the open breaker
+    start_server(port=port)
+    phone.sync_now()
+    async with asyncio.timeout(10):
+        await phone.wait_synced()
+
+
 async def test_sync_now_during_a_failing_attempt_cuts_the_next_backoff_short(
     start_server: Callable[..., ServerProcess], make_device: Callable[..., Any]
 ) -> None:

@@ -60,3 +60,22 @@ def test_failed_probe_opens_again_for_a_full_timeout() -> None:
     assert not breaker.allow()
     clock.now = 11.0
     assert breaker.allow()
+
+
+def test_probe_now_lets_one_probe_through_before_the_timeout() -> None:
+    """News that the dependency is back opens the way for one probe at once; a failure of that
+    probe opens the breaker for a full timeout again, and a closed breaker stays as it is."""
+    clock = FakeClock()
+    breaker = CircuitBreaker(failure_threshold=1, reset_timeout=5, clock=clock)
+    breaker.probe_now()
+    assert breaker.state == "closed"
+    breaker.record_failure()
+    clock.now = 1.0
+    assert not breaker.allow()
+    breaker.probe_now()
+    assert breaker.state == "half_open" and breaker.retry_in() == 0
+    assert breaker.allow() and not breaker.allow()
+    breaker.probe_now()  # a probe is already out: still only that one
+    assert not breaker.allow()
+    breaker.record_failure()
+    assert breaker.state == "open" and breaker.retry_in() == 5

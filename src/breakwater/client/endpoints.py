@@ -73,6 +73,11 @@ class EndpointPool:
         """Seconds until some endpoint's breaker lets a probe through."""
         return min(e.breaker.retry_in() for e in self.endpoints)
 
+    def probe_now(self) -> None:
+        """Let every open breaker through with a probe now (the network is said to be back)."""
+        for endpoint in self.endpoints:
+            endpoint.breaker.probe_now()
+
     def succeeded(self, endpoint: Endpoint, latency: float) -> None:
         """A call to ``endpoint`` worked and took ``latency`` seconds."""
         endpoint.breaker.record_success()

@@ -110,7 +110,8 @@ class SyncLoop:
                 endpoint = self.pool.choose()
                 if endpoint is None:
                     self.board.update(state="offline")
-                    await asyncio.sleep(max(self.pool.retry_in(), 0.05))
+                    if await self._backoff_sleep(max(self.pool.retry_in(), 0.05)):
+                        self.pool.probe_now()  # sync_now: the app says the network is back
                     continue
                 api = NodeApi(self.http, endpoint.url, self.headers)
                 self.wake.clear()
@@ -150,13 +151,15 @@ class SyncLoop:
             async with asyncio.timeout(seconds):
                 await self.wake.wait()
 
-    async def _backoff_sleep(self, seconds: float) -> None:
-        """Wait after a failure; new local writes do not cut it short, ``sync_now`` does (the
-        app calls it when the OS reports the network back), also one made during the attempt
-        that failed."""
+    async def _backoff_sleep(self, seconds: float) -> bool:
+        """Wait after a failure; whether ``sync_now`` cut the wait short. New local writes do
+        not, ``sync_now`` does (the app calls it when the OS reports the network back), also
+        one made during the attempt that failed."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self.retry_now.wait()
+                return True
+        return False
 
     async def _use(self, endpoint: Endpoint) -> None:
         """Switch to ``endpoint``: re-push unstable acks (I2 makes it safe), restart realtime."""

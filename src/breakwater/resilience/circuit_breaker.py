@@ -57,6 +57,12 @@ class CircuitBreaker:
             return 0.0
         return max(0.0, self.reset_timeout - (self._clock() - self._opened_at))
 
+    def probe_now(self) -> None:
+        """Let the next call through as a probe, without waiting out ``reset_timeout`` (the
+        caller has news that the dependency is back, such as the OS reporting the network)."""
+        if self._opened_at is not None and not self._probing:
+            self._opened_at = self._clock() - self.reset_timeout
+
     def record_success(self) -> None:
         """A call succeeded: close the breaker."""
         self._failures = 0
