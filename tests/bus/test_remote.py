@@ -10,7 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from breakwater.bus import CommitNotice, open_bus
-from breakwater.bus._remote import RemoteBus, decode, encode, fold
+from breakwater.bus._remote import Link, RemoteBus, decode, encode, fold
 from breakwater.bus.memory import MemorySubscription
 from breakwater.resilience import Backoff
 from tests.bus.conftest import bus_url_for
@@ -152,6 +152,32 @@ async def test_a_bus_opened_while_the_broker_is_down_connects_later(
         await eventually(lambda: bus.healthy)
     finally:
         await forwarder.aclose()
+
+
+class RefusingConnector:
+    """A broker address where nothing listens: every attempt fails at once."""
+
+    name = "refusing"
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    async def connect(self) -> Link:
+        self.attempts += 1
+        raise ConnectionRefusedError("nothing listens there")
+
+
+async def test_open_returns_after_a_refused_first_attempt_without_retrying_first() -> None:
+    """A refused connection does not hold the node's start: ``open`` returns on the first
+    attempt's failure (degraded), where it used to sit out the whole open wait retrying."""
+    connector = RefusingConnector()
+    bus = RemoteBus(connector, Backoff(base=0.05, cap=0.05))
+    try:
+        await asyncio.wait_for(bus.open(), 5)
+        assert connector.attempts == 1 and not bus.healthy
+        await eventually(lambda: connector.attempts > 1)  # it keeps trying in the background
+    finally:
+        await bus.aclose()
 
 
 def test_a_pending_notice_folds_heads_per_origin() -> None:

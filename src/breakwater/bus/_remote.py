@@ -40,7 +40,7 @@ CONNECT_TIMEOUT = 2.0
 KEEPALIVE = 5.0
 """An idle connection is pinged this often, so a silent broker is noticed (and reported)."""
 OPEN_WAIT = CONNECT_TIMEOUT + 0.5
-"""How long ``open`` waits for the first connection before returning anyway (I8)."""
+"""How long ``open`` waits for the first attempt's outcome before returning anyway (I8)."""
 
 
 class Link(Protocol):
@@ -111,6 +111,8 @@ class RemoteBus:
         self._pending: CommitNotice | None = None
         self._wakeup = asyncio.Event()
         self._connected = asyncio.Event()
+        self._first_attempt = asyncio.Event()
+        """Set once the first connection attempt succeeded or failed."""
         self._healthy = False
         self._closed = False
         self._task: asyncio.Task[None] | None = None
@@ -119,12 +121,16 @@ class RemoteBus:
     # Bus ----------------------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Start connecting; wait a moment for the first connection, never fail (I8)."""
+        """Start connecting; wait for the first attempt's outcome, never fail (I8).
+
+        A broker that refuses (nothing listens) answers at once, so the node starts degraded at
+        once; only an attempt that hangs holds the start, for :data:`OPEN_WAIT` at most.
+        """
         if self._task is not None:
             return
         self._task = asyncio.create_task(self._supervise(), name=f"bw-bus-{self.connector.name}")
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._connected.wait(), OPEN_WAIT)
+            await asyncio.wait_for(self._first_attempt.wait(), OPEN_WAIT)
 
     async def aclose(self) -> None:
         """End every subscription and the connection."""
@@ -166,8 +172,10 @@ class RemoteBus:
                 raise
             except Exception as error:
                 self._log.warning("bus_connect_failed", bus=self.connector.name, error=repr(error))
+                self._first_attempt.set()
                 await asyncio.sleep(self.backoff.next_delay())
                 continue
+            self._first_attempt.set()
             self.backoff.reset()
             if lost:
                 self.stats.reconnects += 1
