@@ -166,7 +166,7 @@ def test_bench_instructions_measures_the_push_path_and_reads_callgrinds_totals(
         'echo "==1== Collected : $n" >&2\n'
     )
     fake.chmod(0o755)
-    monkeypatch.setattr(instructions.shutil, "which", lambda _name: str(fake))
+    monkeypatch.setattr("breakwater.bench.instructions.shutil.which", lambda _name: str(fake))
     report = instructions.run(1, 3)
     assert report == {
         "instructions_per_doc": 300,
@@ -180,7 +180,7 @@ def test_bench_instructions_without_valgrind_is_a_clear_error(
 ) -> None:
     from breakwater.bench import instructions
 
-    monkeypatch.setattr(instructions.shutil, "which", lambda _name: None)
+    monkeypatch.setattr("breakwater.bench.instructions.shutil.which", lambda _name: None)
     with pytest.raises(RuntimeError, match="valgrind is not installed"):
         instructions.count(1)
 

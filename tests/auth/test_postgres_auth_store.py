@@ -59,7 +59,13 @@ async def test_nodes_starting_together_migrate_the_auth_tables_once(schema: str)
 
 async def test_auth_tables_from_a_newer_breakwater_are_refused(schema: str) -> None:
     """A version this code does not know is StoreUnavailable naming it, and nothing changes."""
-    await asyncio.to_thread(lambda: (s := store_on(schema), s.account("x"), s.close()))
+
+    def migrate_and_close() -> None:
+        store = store_on(schema)
+        store.account("x")
+        store.close()
+
+    await asyncio.to_thread(migrate_and_close)
     conn = await asyncpg.connect(POSTGRES_URL)
     try:
         await conn.execute(f'INSERT INTO "{schema}".auth_migrations (version) VALUES (99)')

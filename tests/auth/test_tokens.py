@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Mapping
 
 import httpx
 import jwt
@@ -19,7 +20,7 @@ from tests.auth.conftest import sign_up
 CLAIMS = AccessClaims("u1", False, (), ("pwd",))
 
 
-def _b64(value: dict[str, object]) -> str:
+def _b64(value: Mapping[str, object]) -> str:
     return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
 
 

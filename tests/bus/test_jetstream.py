@@ -47,7 +47,11 @@ async def test_the_stream_keeps_a_few_notices_in_memory(url: str, opened: list[R
     bus = await open_jetstream_bus(url, opened)
     for seq in range(1, 2 * PER_SUBJECT + 1):
         bus.publish(CommitNotice({"r1": seq}, float(seq)))
-        await eventually(lambda sent=seq: bus.stats.sent == sent)  # one each, none folded
+
+        def sent_all(sent: int = seq) -> bool:
+            return bus.stats.sent == sent
+
+        await eventually(sent_all)  # one each, none folded
     prefix = url.rpartition("prefix=")[2]
     client = await nats.connect(NATS_URL)
     try:

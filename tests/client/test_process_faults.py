@@ -94,7 +94,7 @@ async def test_node_killed_after_commit_before_answer_applies_the_retry_once(
     finally:
         await proxy.aclose()
     assert server_doc(restarted.url, "likes", "post1")["data"] == {"n": 40}  # type: ignore[index]
-    assert (await likes.get("post1")).data == {"n": 40}  # type: ignore[union-attr]
+    assert (await likes.get("post1")).data == {"n": 40}
     async with httpx.AsyncClient() as http:
         metrics = (await http.get(f"{restarted.url}/metrics")).text
     duplicates = re.search(r'breakwater_mutations_total\{status="duplicate"\} (\S+)', metrics)

@@ -33,7 +33,7 @@ async def test_offline_writes_reach_the_server_exactly_once_and_another_device(
     await todos.patch("t1", {"done": True})
     await todos.delete("t2")
     assert [d.id for d in await todos.query({"done": True})] == ["t1"]
-    assert (await todos.get("t0")).data["likes"] == 5  # type: ignore[union-attr]
+    assert (await todos.get("t0")).data["likes"] == 5
     await asyncio.sleep(0.3)
     assert phone.status.state == "offline" and phone.pending == 27
 
@@ -71,13 +71,13 @@ async def test_rejected_write_is_reported_and_rolled_back(
     async with asyncio.timeout(30):
         await phone.wait_synced()
     await notes.patch("n1", {"title": 42})
-    assert (await notes.get("n1")).data == {"title": 42}  # type: ignore[union-attr]
+    assert (await notes.get("n1")).data == {"title": 42}
     async with asyncio.timeout(30):
         await phone.wait_synced()
     [rejection] = await phone.rejections()
     assert rejection.problem["type"] == "schema_violation" and rejection.data == {"title": 42}
     assert [e.rejection for e in events if isinstance(e, MutationRejected)] == [rejection]
-    assert (await notes.get("n1")).data == {"title": "fine"}  # type: ignore[union-attr]
+    assert (await notes.get("n1")).data == {"title": "fine"}
 
 
 async def test_clock_ahead_of_the_node_is_corrected_and_writes_still_land(
@@ -113,7 +113,7 @@ async def test_two_devices_editing_offline_converge(
     await tablet.collection("todos").patch("t1", {"title": "tablet title", "size": 3})
     await tablet.collection("todos").increment("t1", {"n": 5})
     # Offline, each device sees its own edits.
-    assert (await tablet.collection("todos").get("t1")).data["title"] == "tablet title"  # type: ignore[union-attr]
+    assert (await tablet.collection("todos").get("t1")).data["title"] == "tablet title"
     start_server(port=port)
     async with asyncio.timeout(60):
         await phone.wait_synced()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -35,7 +37,8 @@ def test_decode_refuses_garbage(bad: str) -> None:
 
 def test_decode_refuses_negative_and_boolean_seqs() -> None:
     """Seqs must be non-negative integers."""
-    for body in ({"a": -1}, {"a": True}, {"a": 1.5}):
+    forged_bodies: tuple[dict[str, Any], ...] = ({"a": -1}, {"a": True}, {"a": 1.5})
+    for body in forged_bodies:
         forged = cursor.PREFIX + cursor.encode(body)[len(cursor.PREFIX) :]
         with pytest.raises(ValidationError):
             cursor.decode(forged)

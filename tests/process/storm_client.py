@@ -73,7 +73,9 @@ async def subscriber(
         report["admitted"].append(time.monotonic() - report["started"])
         client.send_text(json.dumps({"type": "subscribe", "cursor": sub.cursor}).encode())
         sub.reconnect.clear()
-        waits = [asyncio.ensure_future(e.wait()) for e in (sub.done, sub.reconnect)]
+        waits: list[asyncio.Future[Any]] = [
+            asyncio.ensure_future(e.wait()) for e in (sub.done, sub.reconnect)
+        ]
         waits.append(asyncio.ensure_future(client.closed))
         await asyncio.wait(
             waits, timeout=max(0.0, deadline - time.monotonic()), return_when="FIRST_COMPLETED"

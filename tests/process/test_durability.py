@@ -68,7 +68,7 @@ async def feed_mutation_ids(url: str) -> list[str]:
 
 async def counters(url: str) -> int:
     """The sum of every load document's counter."""
-    total = 0
+    total: int = 0
     async with httpx.AsyncClient(base_url=url, timeout=10) as http:
         after = None
         while True:
@@ -133,7 +133,7 @@ def test_sigterm_drains_then_exits_cleanly(start_server: Callable[..., ServerPro
         def poll() -> None:
             started = time.monotonic()
             with contextlib.suppress(httpx.HTTPError):
-                params = {"wait": 30, "collections": "quiet"}
+                params: dict[str, str | int] = {"wait": 30, "collections": "quiet"}
                 long_poll["status"] = http.get("/v1/sync/pull", params=params).status_code
             long_poll["seconds"] = time.monotonic() - started
 

@@ -69,7 +69,7 @@ async def test_two_nodes_writing_at_once_give_one_gap_free_feed(
         async with httpx.AsyncClient(base_url=url, timeout=10) as http:
             while True:
                 still_writing = writing
-                params = {"cursor": cursor, "limit": 37}
+                params: dict[str, str | int] = {"cursor": cursor, "limit": 37}
                 page = (await http.get("/v1/sync/pull", params=params)).json()
                 seen.extend((c["seq"], c["mutation_id"]) for c in page["changes"])
                 cursor = page["cursor"]

@@ -37,6 +37,7 @@ async def test_websockets_library_client_subscribes_resumes_and_is_told_to_recon
     ws_url = server.url.replace("http://", "ws://") + "/v1/realtime"
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
         async with connect(ws_url) as ws:
+            assert ws.response is not None
             assert "permessage-deflate" in ws.response.headers["Sec-WebSocket-Extensions"]
             await ws.send(json.dumps({"type": "subscribe", "collections": ["todos"], "cursor": ""}))
             assert await next_message(ws) == {

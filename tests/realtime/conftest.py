@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import uvicorn
@@ -60,7 +60,7 @@ async def make_node(
 
     yield make
     for server, _ in running:
-        node: Node = server.config.app.state.node
+        node: Node = cast(FastAPI, server.config.app).state.node
         await node.realtime.drain(2.0)
         server.should_exit = True
     for server, task in running:

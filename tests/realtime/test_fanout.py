@@ -295,7 +295,7 @@ async def test_a_resume_from_a_recent_cursor_is_served_from_memory(rig: Rig) -> 
     await rig.write(30)
     await asyncio.sleep(0.1)  # the follower has published them
     counting = CountingStore(rig.store)
-    rig.fanout.store = counting  # type: ignore[assignment]
+    rig.fanout.store = counting
     subs = [Subscriber(None, {"r1": k}, Wakeup()) for k in range(0, 30, 3)]
     for k, sub in zip(range(0, 30, 3), subs, strict=True):
         assert seqs(await receive(rig, sub, 30 - k)) == list(range(k + 1, 31))
@@ -315,7 +315,7 @@ async def test_a_cursor_older_than_the_recent_changes_reads_the_store(tmp_path: 
         assert rig.fanout.recent.changes <= 10 + 4
         assert rig.fanout.recent.base["r1"] >= 26
         counting = CountingStore(rig.store)
-        rig.fanout.store = counting  # type: ignore[assignment]
+        rig.fanout.store = counting
         rig.fanout.page_size = 8
         sub = Subscriber(frozenset({"todos"}), {"r1": 5}, Wakeup())
         assert seqs(await receive(rig, sub, 35)) == list(range(6, 41))

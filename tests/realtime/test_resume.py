@@ -8,7 +8,7 @@ import contextlib
 import json
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -28,14 +28,14 @@ Change = tuple[str, int, str]
 async def write_stream(node: LiveNode, rng: random.Random, done: asyncio.Event) -> None:
     """Pushes to the node (origin ``local``) and, in the same file, a second origin ``eu``
     (changes that arrive the way replicated ones will: not announced on this node's bus)."""
-    other = SqliteStore(node.node.store.path, Engine("eu", HybridClock("eu-1")))
+    other = SqliteStore(cast(SqliteStore, node.node.store).path, Engine("eu", HybridClock("eu-1")))
     await other.open()
     try:
         async with httpx.AsyncClient(base_url=node.url, timeout=10) as http:
             written = 0
             while written < WRITES:
                 size = rng.randint(1, 5)
-                batch = [
+                batch: list[dict[str, Any]] = [
                     {
                         "mutation_id": f"w{written + k}",
                         "collection": rng.choice(["todos", "notes"]),

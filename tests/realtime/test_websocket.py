@@ -61,9 +61,11 @@ async def changes_until(ws: ClientConnection, last_seq: int, messages: int = 10)
 async def test_permessage_deflate_is_negotiated_when_the_client_offers_it(live: LiveNode) -> None:
     """A client offering permessage-deflate gets it; one that does not, does not."""
     async with connect(f"{live.ws_url}/v1/realtime", compression="deflate") as ws:
+        assert ws.response is not None
         offered = ws.response.headers.get("Sec-WebSocket-Extensions", "")
         await subscribe(ws)  # compressed frames both ways work
     async with connect(f"{live.ws_url}/v1/realtime", compression=None) as ws:
+        assert ws.response is not None
         plain = ws.response.headers.get("Sec-WebSocket-Extensions")
     assert offered.startswith("permessage-deflate")
     assert plain is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from breakwater.resilience import CircuitBreaker
+from breakwater.resilience.circuit_breaker import State
 
 
 class FakeClock:
@@ -13,14 +14,20 @@ class FakeClock:
         return self.now
 
 
+def state_of(breaker: CircuitBreaker) -> State:
+    """The breaker's state read afresh (mypy would otherwise keep ``breaker.state`` narrowed to
+    the Literal of an earlier assert, across the calls that change it)."""
+    return breaker.state
+
+
 def test_opens_after_threshold_consecutive_failures() -> None:
     """Two failures keep it closed; the third opens it and calls are refused."""
     breaker = CircuitBreaker(failure_threshold=3, reset_timeout=5, clock=FakeClock())
     breaker.record_failure()
     breaker.record_failure()
-    assert breaker.state == "closed" and breaker.allow()
+    assert state_of(breaker) == "closed" and breaker.allow()
     breaker.record_failure()
-    assert breaker.state == "open" and not breaker.allow()
+    assert state_of(breaker) == "open" and not breaker.allow()
 
 
 def test_success_resets_the_failure_count() -> None:
@@ -29,7 +36,7 @@ def test_success_resets_the_failure_count() -> None:
     breaker.record_failure()
     breaker.record_success()
     breaker.record_failure()
-    assert breaker.state == "closed"
+    assert state_of(breaker) == "closed"
 
 
 def test_half_open_lets_one_probe_through() -> None:
@@ -39,11 +46,11 @@ def test_half_open_lets_one_probe_through() -> None:
     breaker.record_failure()
     assert breaker.retry_in() == 5
     clock.now = 5.0
-    assert breaker.state == "half_open"
+    assert state_of(breaker) == "half_open"
     assert breaker.allow()
     assert not breaker.allow()
     breaker.record_success()
-    assert breaker.state == "closed" and breaker.allow()
+    assert state_of(breaker) == "closed" and breaker.allow()
 
 
 def test_failed_probe_opens_again_for_a_full_timeout() -> None:
@@ -55,7 +62,7 @@ def test_failed_probe_opens_again_for_a_full_timeout() -> None:
     clock.now = 6.0
     assert breaker.allow()
     breaker.record_failure()
-    assert breaker.state == "open"
+    assert state_of(breaker) == "open"
     clock.now = 10.0
     assert not breaker.allow()
     clock.now = 11.0
@@ -68,14 +75,14 @@ def test_probe_now_lets_one_probe_through_before_the_timeout() -> None:
     clock = FakeClock()
     breaker = CircuitBreaker(failure_threshold=1, reset_timeout=5, clock=clock)
     breaker.probe_now()
-    assert breaker.state == "closed"
+    assert state_of(breaker) == "closed"
     breaker.record_failure()
     clock.now = 1.0
     assert not breaker.allow()
     breaker.probe_now()
-    assert breaker.state == "half_open" and breaker.retry_in() == 0
+    assert state_of(breaker) == "half_open" and breaker.retry_in() == 0
     assert breaker.allow() and not breaker.allow()
     breaker.probe_now()  # a probe is already out: still only that one
     assert not breaker.allow()
     breaker.record_failure()
-    assert breaker.state == "open" and breaker.retry_in() == 5
+    assert state_of(breaker) == "open" and breaker.retry_in() == 5

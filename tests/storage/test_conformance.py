@@ -209,7 +209,7 @@ async def test_failure_inside_one_request_fails_only_that_request(make_store: Ma
         if doc.get("boom"):
             raise RuntimeError("validator bug")
 
-    store = await make_store(
+    store: Store = await make_store(
         engine(collections={"todos": CollectionConfig("todos", validator=explode)})
     )
     good, bad = await asyncio.gather(
