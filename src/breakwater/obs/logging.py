@@ -65,6 +65,28 @@ class StepBufferedLogger:
         self._stream.flush()
 
 
+class LibraryWarningsOnOneLine(logging.Filter):
+    """A library's warning keeps its line but not its traceback; errors keep theirs.
+
+    During a PostgreSQL outage asyncpg's pool logs "Failed to restore the pool connection
+    floor" with a full traceback every second; the node reports the outage itself (its own
+    events, ``/readyz``, metrics), so the library's line needs the error, not the stack.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.levelno < logging.ERROR and not _ours(record.name):
+            error = record.exc_info[1]
+            record.msg = f"{record.getMessage()} ({type(error).__name__}: {error})"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def _ours(name: str) -> bool:
+    return name == "breakwater" or name.startswith("breakwater.")
+
+
 def _dumps_text(value: Any, **_: Any) -> str:
     return orjson.dumps(value).decode()
 
@@ -95,6 +117,7 @@ def configure(level: str = "info") -> None:
             foreign_pre_chain=[*_SHARED, structlog.stdlib.add_logger_name],
         )
     )
+    handler.addFilter(LibraryWarningsOnOneLine())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)
