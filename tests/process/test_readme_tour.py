@@ -1,0 +1,105 @@
+"""The README's 5-minute tour works as written: every command, in order, against a fresh node.
+
+Each ``sh`` block of the tour runs in one bash session (later commands use variables set by
+earlier ones), with the node's port in place of 8080. Where the README shows an output (the
+``text`` block after the commands), the real output must match it, once the values that differ
+on every run (stamps, versions, request ids, dates) are masked and the README's ``…`` (left-out
+members) may stand for anything.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ServerProcess
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+TOUR = "## A 5-minute tour"
+STEP_END = "@@ step done @@"
+
+VOLATILE = (
+    (re.compile(r"\d{13}-\d{4}-[A-Za-z0-9._-]+"), "<hlc>"),
+    (re.compile(r'"version":"[0-9a-f]{20}"'), '"version":"<version>"'),
+    (re.compile(r'"current_version":"[0-9a-f]{20}"'), '"current_version":"<version>"'),
+    (re.compile(r'etag: "[0-9a-f]{20}"'), 'etag: "<version>"'),
+    (re.compile(r"x-request-id: \S+"), "x-request-id: <id>"),
+    (re.compile(r"date: [^\n]+"), "date: <date>"),
+    (re.compile(r"content-length: \d+"), "content-length: <n>"),
+)
+
+
+@dataclass(frozen=True)
+class Step:
+    """The commands of one ``sh`` block and the output the README shows after it (if any)."""
+
+    commands: str
+    shown: str | None
+
+
+def tour_steps(text: str) -> list[Step]:
+    """The tour's steps, in order."""
+    section = text.split(TOUR, 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```(\w+)\n(.*?)```", section, flags=re.S)
+    steps: list[Step] = []
+    for index, (kind, body) in enumerate(blocks):
+        if kind != "sh":
+            continue
+        following = blocks[index + 1] if index + 1 < len(blocks) else None
+        shown = following[1] if following is not None and following[0] == "text" else None
+        steps.append(Step(body, shown))
+    return steps
+
+
+def masked(text: str) -> str:
+    """``text`` with the run-dependent values replaced and the layout whitespace removed (the
+    README breaks long JSON into lines and spaces it; the node answers compact JSON)."""
+    for pattern, replacement in VOLATILE:
+        text = pattern.sub(replacement, text)
+    text = re.sub(r"\n\s*", "", text.strip())
+    return re.sub(r"([:,\[{])\s+", r"\1", text)
+
+
+def matches(shown: str, actual: str) -> bool:
+    """Whether ``actual`` is what the README shows, ``…`` standing for left-out members."""
+    parts = [re.escape(part) for part in masked(shown).split("…")]
+    return re.fullmatch(".*?".join(parts), masked(actual), flags=re.S) is not None
+
+
+def test_the_tour_is_parsed_into_its_steps() -> None:
+    """The parser finds the tour's commands and the outputs shown for them."""
+    steps = tour_steps(README.read_text())
+    assert len(steps) >= 15
+    assert steps[0].commands.startswith("curl -s -X PUT")
+    assert steps[0].shown is not None and '"title":"Buy milk"' in steps[0].shown
+    assert matches('{"a":1,…,"d":4}', '{"a":1,"b":2,"c":3,"d":4}')
+    assert not matches('{"a":1,…,"d":4}', '{"a":2,"b":2,"c":3,"d":4}')
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="the tour needs curl")
+def test_the_readme_tour_runs_as_written(
+    start_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    server = start_server()
+    steps = tour_steps(README.read_text())
+    script = "\n".join(
+        f"{step.commands.replace('http://127.0.0.1:8080', server.url)}\necho\necho '{STEP_END}'"
+        for step in steps
+    )
+    done = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    outputs = done.stdout.split(STEP_END + "\n")
+    assert len(outputs) == len(steps) + 1 and outputs[-1] == ""
+    for number, (step, actual) in enumerate(zip(steps, outputs, strict=False), start=1):
+        if step.shown is not None:
+            assert matches(step.shown, actual), (
+                f"step {number}:\n{step.commands}\nREADME shows:\n{step.shown}\nran:\n{actual}"
+            )
