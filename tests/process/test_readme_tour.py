@@ -19,20 +19,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ServerProcess
+from tests.doc_examples import matches
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 TOUR = "## A 5-minute tour"
 STEP_END = "@@ step done @@"
-
-VOLATILE = (
-    (re.compile(r"\d{13}-\d{4}-[A-Za-z0-9._-]+"), "<hlc>"),
-    (re.compile(r'"version":"[0-9a-f]{20}"'), '"version":"<version>"'),
-    (re.compile(r'"current_version":"[0-9a-f]{20}"'), '"current_version":"<version>"'),
-    (re.compile(r'etag: "[0-9a-f]{20}"'), 'etag: "<version>"'),
-    (re.compile(r"x-request-id: \S+"), "x-request-id: <id>"),
-    (re.compile(r"date: [^\n]+"), "date: <date>"),
-    (re.compile(r"content-length: \d+"), "content-length: <n>"),
-)
 
 
 @dataclass(frozen=True)
@@ -55,21 +46,6 @@ def tour_steps(text: str) -> list[Step]:
         shown = following[1] if following is not None and following[0] == "text" else None
         steps.append(Step(body, shown))
     return steps
-
-
-def masked(text: str) -> str:
-    """``text`` with the run-dependent values replaced and the layout whitespace removed (the
-    README breaks long JSON into lines and spaces it; the node answers compact JSON)."""
-    for pattern, replacement in VOLATILE:
-        text = pattern.sub(replacement, text)
-    text = re.sub(r"\n\s*", "", text.strip())
-    return re.sub(r"([:,\[{])\s+", r"\1", text)
-
-
-def matches(shown: str, actual: str) -> bool:
-    """Whether ``actual`` is what the README shows, ``…`` standing for left-out members."""
-    parts = [re.escape(part) for part in masked(shown).split("…")]
-    return re.fullmatch(".*?".join(parts), masked(actual), flags=re.S) is not None
 
 
 def test_the_tour_is_parsed_into_its_steps() -> None:

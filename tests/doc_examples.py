@@ -1,0 +1,34 @@
+"""Comparing what a documented command prints with what the docs show for it.
+
+Docs show real outputs with the values that differ on every run (stamps, versions, ids, dates)
+as they were, JSON broken into lines, and ``…`` for left-out members; the comparison masks the
+first, ignores the layout and lets ``…`` stand for anything. Headers the docs leave out
+(``date``, ``content-length``, ``x-request-id``) are dropped from both sides.
+"""
+
+from __future__ import annotations
+
+import re
+
+VOLATILE = (
+    (re.compile(r"(?im)^(date|content-length|x-request-id): [^\n]*\n"), ""),
+    (re.compile(r"\d{13}-\d{4}-[A-Za-z0-9._-]+"), "<hlc>"),
+    (re.compile(r'"(version|current_version)":"[0-9a-f]{20}"'), r'"\1":"<version>"'),
+    (re.compile(r'etag: "[0-9a-f]{20}"'), 'etag: "<version>"'),
+    (re.compile(r'"owner":"[0-9a-f]{24}"'), '"owner":"<uid>"'),
+)
+
+
+def masked(text: str) -> str:
+    """``text`` with the run-dependent values replaced and the layout whitespace removed (the
+    docs break long JSON into lines and space it; the node answers compact JSON)."""
+    for pattern, replacement in VOLATILE:
+        text = pattern.sub(replacement, text)
+    text = re.sub(r"\n\s*", "", text.strip())
+    return re.sub(r"([:,\[{])\s+", r"\1", text)
+
+
+def matches(shown: str, actual: str) -> bool:
+    """Whether ``actual`` is what the docs show, ``…`` standing for left-out members."""
+    parts = [re.escape(part) for part in masked(shown).split("…")]
+    return re.fullmatch(".*?".join(parts), masked(actual), flags=re.S) is not None
