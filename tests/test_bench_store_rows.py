@@ -71,3 +71,11 @@ def test_per_document_figures_are_the_inverse_rates() -> None:
     assert figures["store_rows_us"] == pytest.approx(20)
     assert figures["left_at_target_us"] == pytest.approx(5)
     assert figures["node_beyond_rows_us"] == pytest.approx(80)
+
+
+def test_the_floor_report_takes_the_median_of_each_series() -> None:
+    report = store_rows.floor_report(
+        [90_000, 100_000, 200_000], [50_000, 10_000, 60_000], [10_000, 9_000, 11_000], 0.40
+    )
+    assert report["docs_per_s"] == 50_000 and report["ratio_to_raw"] == 0.5
+    assert report["per_document"] == store_rows.per_document(100_000, 50_000, 10_000, 0.40)

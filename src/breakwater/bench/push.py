@@ -216,18 +216,12 @@ async def run(
         with tempfile.TemporaryDirectory(prefix="bw-bench-store-") as tmp:
             store_rates.append(await store_only_rate(Path(tmp) / "store.db", 100, seconds))
     single = next(r for r in results if r.scenario.batch == 100 and r.scenario.concurrency == 1)
-    raw = median(single.raw_rows_per_s)
-    rows = median(row_rates)
     return {
         "benchmark": "push",
         "store_only_batch_100_docs_per_s": round(median(store_rates)),
-        "store_rows_batch_100": {
-            "docs_per_s": round(rows),
-            "ratio_to_raw": round(rows / raw, 3),
-            "per_document": store_rows.per_document(
-                raw, rows, median([m.docs_per_s for m in single.runs]), TARGET
-            ),
-        },
+        "store_rows_batch_100": store_rows.floor_report(
+            single.raw_rows_per_s, row_rates, [m.docs_per_s for m in single.runs], TARGET
+        ),
         "doc_bytes": DOC_BYTES,
         "seconds_per_scenario": seconds,
         "runs": runs,

@@ -255,18 +255,12 @@ async def run(
             await _drop_schemas(dsn, schemas)
             used += schemas
     single = next(r for r in results[1] if r.scenario.batch == 100 and r.scenario.concurrency == 1)
-    raw = median(single.raw_rows_per_s)
-    rows = median(row_rates)
     return {
         "benchmark": "push",
         "store": redact_url(url),
-        "store_rows_batch_100": {
-            "docs_per_s": round(rows),
-            "ratio_to_raw": round(rows / raw, 3),
-            "per_document": store_rows.per_document(
-                raw, rows, median([m.docs_per_s for m in single.runs]), TARGET
-            ),
-        },
+        "store_rows_batch_100": store_rows.floor_report(
+            single.raw_rows_per_s, row_rates, [m.docs_per_s for m in single.runs], TARGET
+        ),
         "workers": workers,
         "schemas_dropped": used,
         "store_only": [

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import asyncpg
 
+from breakwater.bench.stats import median
 from breakwater.core import codec, document
 from breakwater.core.engine import Engine
 from breakwater.core.hlc import HybridClock
@@ -29,6 +30,19 @@ from breakwater.storage.sqlite import connect
 
 ORIGIN = "bench"
 COLLECTION = "bench"
+
+
+def floor_report(
+    raw_rates: list[float], row_rates: list[float], node_rates: list[float], target: float
+) -> dict[str, object]:
+    """The report's ``store_rows_batch_100``: medians of the runs of raw inserts, of the
+    store's rows and of the node (batch 100, one connection), and the figures per document."""
+    raw, rows = median(raw_rates), median(row_rates)
+    return {
+        "docs_per_s": round(rows),
+        "ratio_to_raw": round(rows / raw, 3),
+        "per_document": per_document(raw, rows, median(node_rates), target),
+    }
 
 
 def per_document(raw: float, rows: float, node: float, target: float) -> dict[str, float]:
