@@ -21,7 +21,16 @@ from tests.storage.backends import drop_schema, engine, postgres_url
 
 
 async def _reads_back(store: Store, body: bytes) -> None:
-    """Every written document, its feed entry, its mutation id and the head are the store's."""
+    """Opened on the rows, ``store`` finds every written document, its feed entry, its
+    mutation id and the head as its own writes would have left them."""
+    await store.open()
+    try:
+        await _check(store, body)
+    finally:
+        await store.aclose()
+
+
+async def _check(store: Store, body: bytes) -> None:
     head = await store.head()
     written = head[store_rows.ORIGIN]
     assert written > 0 and written % 10 == 0
@@ -42,24 +51,14 @@ async def _reads_back(store: Store, body: bytes) -> None:
 async def test_the_sqlite_rows_are_the_stores(tmp_path: Path) -> None:
     path = tmp_path / "rows.db"
     assert store_rows.write_sqlite(path, payload(0), 10, 0.2) > 0
-    store = SqliteStore(path, engine("other"))
-    await store.open()
-    try:
-        await _reads_back(store, payload(0))
-    finally:
-        await store.aclose()
+    await _reads_back(SqliteStore(path, engine("other")), payload(0))
 
 
 async def test_the_postgres_rows_are_the_stores() -> None:
     url, schema = postgres_url()
     try:
         assert await store_rows.postgres_rate(url, payload(0), 10, 0.2) > 0
-        store = PostgresStore(url, engine("other"))
-        await store.open()
-        try:
-            await _reads_back(store, payload(0))
-        finally:
-            await store.aclose()
+        await _reads_back(PostgresStore(url, engine("other")), payload(0))
     finally:
         await drop_schema(schema)
 

@@ -171,38 +171,38 @@ async def test_status_reports_offline_syncing_online_pending_and_errors(
     assert phone.pending == 0 and phone.status.last_error is None and phone.online
 
 
-async def test_sync_now_cuts_a_backoff_wait_short(
-    start_server: Callable[..., ServerProcess], make_device: Callable[..., Any]
+@pytest.mark.parametrize(
+    ("options", "settle"),
+    [
+        # After a failure the client would wait a minute of backoff.
+        ({"backoff_base": 60.0, "backoff_cap": 60.0, "breaker_failures": 100}, 0.0),
+        # Past a short backoff, the only node's breaker is open for a minute: the client
+        # waits on the breaker, and sync_now must let a probe through now.
+        (
+            {
+                "backoff_base": 0.05,
+                "backoff_cap": 0.05,
+                "breaker_failures": 1,
+                "breaker_reset": 60.0,
+            },
+            0.3,
+        ),
+    ],
+    ids=["backoff", "open-breaker"],
+)
+async def test_sync_now_cuts_a_wait_short(
+    start_server: Callable[..., ServerProcess],
+    make_device: Callable[..., Any],
+    options: dict[str, float],
+    settle: float,
 ) -> None:
-    """After a failure the client would wait up to a minute; sync_now retries at once."""
+    """The network is back (the app calls sync_now): the client syncs at once, whether it was
+    waiting out a backoff or an open circuit breaker."""
     port = free_port()
-    phone = await make_device(
-        f"http://127.0.0.1:{port}", backoff_base=60.0, backoff_cap=60.0, breaker_failures=100
-    )
+    phone = await make_device(f"http://127.0.0.1:{port}", **options)
     await phone.collection("todos").set("t1", {"a": 1})
     await wait_status(phone, lambda status: status.last_error is not None, 10)
-    start_server(port=port)
-    phone.sync_now()
-    async with asyncio.timeout(10):
-        await phone.wait_synced()
-
-
-async def test_sync_now_probes_at_once_while_every_breaker_is_open(
-    start_server: Callable[..., ServerProcess], make_device: Callable[..., Any]
-) -> None:
-    """With the only node's breaker open for a minute, the client waits for it, not for the
-    backoff; sync_now (the network is back) must let a probe through now."""
-    port = free_port()
-    phone = await make_device(
-        f"http://127.0.0.1:{port}",
-        backoff_base=0.05,
-        backoff_cap=0.05,
-        breaker_failures=1,
-        breaker_reset=60.0,
-    )
-    await phone.collection("todos").set("t1", {"a": 1})
-    await wait_status(phone, lambda status: status.last_error is not None, 10)
-    await asyncio.sleep(0.3)  # past the backoff: now waiting on the open breaker
+    await asyncio.sleep(settle)
     start_server(port=port)
     phone.sync_now()
     async with asyncio.timeout(10):
