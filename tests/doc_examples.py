@@ -9,6 +9,9 @@ first, ignores the layout and lets ``…`` stand for anything. Headers the docs 
 from __future__ import annotations
 
 import re
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
 
 VOLATILE = (
     (re.compile(r"(?im)^(date|content-length|x-request-id): [^\n]*\n"), ""),
@@ -32,3 +35,19 @@ def matches(shown: str, actual: str) -> bool:
     """Whether ``actual`` is what the docs show, ``…`` standing for left-out members."""
     parts = [re.escape(part) for part in masked(shown).split("…")]
     return re.fullmatch(".*?".join(parts), masked(actual), flags=re.S) is not None
+
+
+_STEP_END = "@@ step done @@"
+
+
+def run_in_one_shell(commands: Sequence[str], cwd: Path) -> list[str]:
+    """What each of ``commands`` printed, run in order in one bash session (later commands use
+    the variables and directory earlier ones set); fails on a command that fails the shell."""
+    script = "\n".join(f"{command}\necho\necho '{_STEP_END}'" for command in commands)
+    done = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, timeout=120, cwd=cwd
+    )
+    assert done.returncode == 0, done.stderr
+    outputs = done.stdout.split(_STEP_END + "\n")
+    assert len(outputs) == len(commands) + 1 and outputs[-1] == "", done.stdout
+    return outputs[:-1]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,12 +16,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ServerProcess
-from tests.doc_examples import matches
+from tests.doc_examples import matches, run_in_one_shell
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "configuration.md"
 EXAMPLE = ROOT / "docs" / "examples" / "breakwater.toml"
-STEP_END = "@@ step done @@"
 
 
 def transcript() -> list[tuple[str, str]]:
@@ -46,15 +44,12 @@ def test_the_configuration_example_runs_as_written(
     node = start_server(tmp_path / "data", "--config", str(EXAMPLE))
     port = node.url.rsplit(":", 1)[1]
     run = [(c, s) for c, s in steps if "breakwater serve" not in c]
-    script = "\n".join(
-        f"{command.replace('127.0.0.1:9090', f'127.0.0.1:{port}')}\necho '{STEP_END}'"
+    commands = [
+        command.replace("127.0.0.1:9090", f"127.0.0.1:{port}").replace(
+            "../../.venv/bin/python",
+            sys.executable,  # this checkout's interpreter
+        )
         for command, _ in run
-    ).replace("../../.venv/bin/python", sys.executable)  # this checkout's interpreter
-    done = subprocess.run(
-        ["bash", "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT
-    )
-    assert done.returncode == 0, done.stderr
-    outputs = done.stdout.split(STEP_END + "\n")
-    assert len(outputs) == len(run) + 1
-    for (command, shown), actual in zip(run, outputs, strict=False):
+    ]
+    for (command, shown), actual in zip(run, run_in_one_shell(commands, ROOT), strict=True):
         assert matches(shown, actual), f"$ {command}\ndocs show:\n{shown}\nran:\n{actual}"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +18,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ServerProcess
-from tests.doc_examples import matches
+from tests.doc_examples import matches, run_in_one_shell
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 TOUR = "## A 5-minute tour"
-STEP_END = "@@ step done @@"
 
 
 @dataclass(frozen=True)
@@ -64,17 +62,9 @@ def test_the_readme_tour_runs_as_written(
 ) -> None:
     server = start_server()
     steps = tour_steps(README.read_text())
-    script = "\n".join(
-        f"{step.commands.replace('http://127.0.0.1:8080', server.url)}\necho\necho '{STEP_END}'"
-        for step in steps
-    )
-    done = subprocess.run(
-        ["bash", "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path
-    )
-    assert done.returncode == 0, done.stderr
-    outputs = done.stdout.split(STEP_END + "\n")
-    assert len(outputs) == len(steps) + 1 and outputs[-1] == ""
-    for number, (step, actual) in enumerate(zip(steps, outputs, strict=False), start=1):
+    commands = [step.commands.replace("http://127.0.0.1:8080", server.url) for step in steps]
+    outputs = run_in_one_shell(commands, tmp_path)
+    for number, (step, actual) in enumerate(zip(steps, outputs, strict=True), start=1):
         if step.shown is not None:
             assert matches(step.shown, actual), (
                 f"step {number}:\n{step.commands}\nREADME shows:\n{step.shown}\nran:\n{actual}"
