@@ -27,7 +27,7 @@ def test_the_sdk_quick_example_runs_and_prints_what_it_says(
     code = first_example().replace("http://127.0.0.1:8080", server.url)
     assert "phone.db" in code and server.url in code
     program = subprocess.Popen(
-        [sys.executable, "-c", code],
+        [sys.executable, "-u", "-c", code],  # unbuffered: the example never exits
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
