@@ -57,7 +57,16 @@ class BenchNode:
         )
 
     async def wait_ready(self, seconds: float = 30, interval: float = 0.02) -> None:
-        """Return once ``/readyz`` answers 200; raise if the node exits or takes too long."""
+        """Return once ``/readyz`` answers 200; raise if the node exits or takes too long.
+        A node that is not ready when this raises (or is cancelled) is stopped: nobody else
+        holds it yet."""
+        try:
+            await self._poll_ready(seconds, interval)
+        except BaseException:
+            self.stop()
+            raise
+
+    async def _poll_ready(self, seconds: float, interval: float) -> None:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -10,11 +10,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from breakwater.cli import long_run
 from breakwater.core import codec
 
 app = typer.Typer(
     help="Benchmarks: a table on stdout and, with --json, a JSON report.", no_args_is_help=True
 )
+
+
+@app.callback()
+def _benchmarks() -> None:
+    # Benchmarks start nodes and load processes: a SIGTERM must stop them too.
+    long_run.stop_cleanly_on_signals()
 
 
 def _node_settings(pairs: list[str] | None) -> dict[str, str]:
@@ -68,10 +75,8 @@ def push(
     from breakwater.bench import push as bench_push
 
     console = Console()
-    with console.status("starting") as status:
-        report = asyncio.run(
-            bench_push.run(runs, seconds, log_level, lambda text: status.update(text), workers)
-        )
+    with long_run.progress() as step:
+        report = asyncio.run(bench_push.run(runs, seconds, log_level, step, workers))
     table = Table(
         title=f"breakwater bench push, {workers} worker(s) (medians of {runs} runs,"
         f" {seconds:g} s each)"
@@ -123,12 +128,8 @@ def _push_postgres(
     if urlsplit(url).scheme not in ("postgresql", "postgres"):
         raise ConfigError(f"--store must be a postgresql:// URL, not {url.split(':', 1)[0]!r}")
     console = Console()
-    with console.status("starting") as status:
-        report = asyncio.run(
-            push_postgres.run(
-                url, runs, seconds, log_level, lambda text: status.update(text), workers
-            )
-        )
+    with long_run.progress() as step:
+        report = asyncio.run(push_postgres.run(url, runs, seconds, log_level, step, workers))
     table = Table(
         title=f"breakwater bench push on {report['store']} (medians of {runs} runs,"
         f" {seconds:g} s each)"
@@ -165,7 +166,7 @@ def instructions(
     from breakwater.bench import instructions as bench_instructions
 
     console = Console()
-    with console.status("counting instructions under callgrind (about a minute)"):
+    with long_run.progress("counting instructions under callgrind (about a minute)"):
         try:
             report = bench_instructions.run()
         except RuntimeError as error:
@@ -188,8 +189,8 @@ def query(
     from breakwater.bench import query as bench_query
 
     console = Console()
-    with console.status("starting") as status:
-        report = asyncio.run(bench_query.run(documents, queries, lambda text: status.update(text)))
+    with long_run.progress() as step:
+        report = asyncio.run(bench_query.run(documents, queries, step))
     table = Table(title=f"breakwater bench query ({documents:,} documents, {report['query']})")
     for column in ("case", "p50 ms", "p99 ms"):
         table.add_column(column, justify="left" if column == "case" else "right")
@@ -209,8 +210,8 @@ def startup(
     from breakwater.bench import startup as bench_startup
 
     console = Console()
-    with console.status("starting") as status:
-        report = bench_startup.run(runs, lambda text: status.update(text))
+    with long_run.progress() as step:
+        report = bench_startup.run(runs, step)
     console.print(
         f"to healthy: median {report['seconds_to_healthy_median']} s, "
         f"max {report['seconds_to_healthy_max']} s; bare python: {report['bare_python_median']} s"
@@ -259,7 +260,7 @@ def realtime(
 
     counts = subscribers or [1, 100, 1000, 5000]
     console = Console()
-    with console.status("starting") as status:
+    with long_run.progress() as step:
         report = asyncio.run(
             bench_realtime.run(
                 counts,
@@ -267,7 +268,7 @@ def realtime(
                 seconds,
                 runs,
                 deflate,
-                lambda text: status.update(text),
+                step,
                 workers,
                 bus,
                 node_settings,
@@ -329,10 +330,8 @@ def auth(
     from breakwater.bench import auth as bench_auth
 
     console = Console()
-    with console.status("starting") as status:
-        report = asyncio.run(
-            bench_auth.run(runs, logins, batches, lambda text: status.update(text))
-        )
+    with long_run.progress() as step:
+        report = asyncio.run(bench_auth.run(runs, logins, batches, step))
     table = Table(title=f"breakwater bench auth (medians of {runs} runs)")
     for column in ("measure", "value", "same-run reference", "ratio"):
         table.add_column(column, justify="left" if column == "measure" else "right")
@@ -387,10 +386,8 @@ def sdk(
     from breakwater.bench import sdk as bench_sdk
 
     console = Console()
-    with console.status("starting") as status:
-        report = asyncio.run(
-            bench_sdk.run(runs, writes, pending, log_level, lambda text: status.update(text))
-        )
+    with long_run.progress() as step:
+        report = asyncio.run(bench_sdk.run(runs, writes, pending, log_level, step))
     table = Table(title=f"breakwater bench sdk (medians of {runs} runs)")
     for column in ("figure", "SDK", "floor", "ratio"):
         table.add_column(column, justify="left" if column == "figure" else "right")

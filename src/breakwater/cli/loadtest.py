@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from breakwater.cli import long_run
+
 if TYPE_CHECKING:
     from breakwater.chaos.loadtest import LoadSpec
     from breakwater.chaos.maxrate import SearchSpec, Step
@@ -80,6 +82,7 @@ def loadtest(
             raise ValidationError(f"{option} {value!r} is not one of {list(known)}")
     if warmup is not None and warmup >= duration:
         raise ValidationError(f"--warmup {warmup:g} must be shorter than --duration {duration:g}")
+    long_run.stop_cleanly_on_signals()
     spec = LoadSpec(
         nodes=nodes,
         devices=devices,
@@ -101,8 +104,8 @@ def loadtest(
         )
         _find_max(console, spec, search, out, title)
         return
-    with console.status("starting") as status:
-        report = asyncio.run(run_load(spec, out, lambda text: status.update(text)))
+    with long_run.progress() as step:
+        report = asyncio.run(run_load(spec, out, step))
     figures = report["summary"]
     table = Table(title=f"breakwater loadtest: {title}, {duration:g} s")
     # Latency: from the app's write call to the node's acknowledgement of it.

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from breakwater.cli import bench, chaos, keys, loadtest, serve, users, verify
+from breakwater.cli import bench, chaos, keys, loadtest, long_run, serve, users, verify
 from breakwater.config import ConfigError
 from breakwater.core.errors import BreakwaterError
 
@@ -30,6 +30,12 @@ def main() -> None:
     """Run the CLI; configuration and runtime errors end with exit code 2 or 1 and a hint."""
     try:
         app()
+    except SystemExit:
+        signalled = long_run.exit_code()
+        if signalled is not None:
+            print("Stopped by a signal; what the command had started is stopped.", file=sys.stderr)
+            sys.exit(signalled)
+        raise
     except ConfigError as error:
         print(f"Error: {error}", file=sys.stderr)
         print(

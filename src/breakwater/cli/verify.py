@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from breakwater.cli import long_run
+
 if TYPE_CHECKING:
     from breakwater.chaos.runner import RunResult
 
@@ -33,13 +35,14 @@ def verify(
     if not paths:
         raise ScenarioError(f"no scenario given and none in {DEFAULT_DIR}/")
     loaded = [load_scenario(path) for path in paths]  # all validated before anything runs
+    long_run.stop_cleanly_on_signals()
     console = Console()
     results: list[RunResult] = []
     for scenario in loaded:
-        with console.status(f"{scenario.name}: starting") as status:
+        with long_run.progress(f"{scenario.name}: starting") as step:
 
             def progress(text: str, name: str = scenario.name) -> None:
-                status.update(f"{name}: {text}")
+                step(f"{name}: {text}")
 
             result = asyncio.run(run_scenario(scenario, out / scenario.name, progress))
         results.append(result)
