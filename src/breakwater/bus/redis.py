@@ -54,7 +54,7 @@ class RedisLink:
     async def close(self) -> None:
         """Close both connections."""
         with contextlib.suppress(Exception):
-            await self.pubsub.aclose()  # type: ignore[no-untyped-call]
+            await self.pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
         with contextlib.suppress(Exception):
             await self.client.aclose()
 
