@@ -290,12 +290,13 @@ async def test_a_redis_outage_falls_back_to_the_nodes_own_limits_and_recovers(
         metrics = (await client.get("/metrics")).text
         assert 'breakwater_dependency_up{dependency="rate_limits"} 0.0' in metrics
         assert "breakwater_rate_limit_fallbacks_total 4.0" in metrics
+        assert "rate_limits" in (await client.get("/readyz")).json()["degraded"]
         assert capsys.readouterr().out.count("rate_limits_local") == 1
         await forwarder.restore()
         node.buckets.breaker.probe_now()
         after = [(await client.get(DOC)).status_code for _ in range(3)]
         assert after == [404, 404, 429]  # Redis's bucket again, with its one token used
-        assert node.buckets.healthy
+        assert (await client.get("/readyz")).json()["checks"]["rate_limits"] == "ok"
         assert "rate_limits_shared" in capsys.readouterr().out
     finally:
         await forwarder.aclose()
