@@ -196,15 +196,21 @@ def _auth(raw: Any, env: Mapping[str, str]) -> AuthSettings:
     settings = AuthSettings(**values)
     if settings.mode not in ("auto", "open", "enforce"):
         raise ConfigError(f"auth.mode = {settings.mode!r} is not auto, open or enforce")
-    for key in ("access_ttl", "refresh_ttl", "max_realtime_per_user", "password_time_cost"):
+    for key in (
+        "access_ttl",
+        "refresh_ttl",
+        "max_realtime_per_user",
+        "password_time_cost",
+        "signin_known_address_days",
+    ):
         if getattr(settings, key) <= 0:
             raise ConfigError(f"auth.{key} = {getattr(settings, key)!r} must be positive")
     if settings.password_memory_kib < 8 * settings.password_time_cost:
         raise ConfigError(f"auth.password_memory_kib = {settings.password_memory_kib} is too small")
-    for key in ("rate_per_ip", "rate_per_user", "rate_global", "rate_auth_per_ip"):
+    for key in (name for name in _AUTH_KEYS if name.startswith("rate_")):
         if getattr(settings, key) < 0:
             raise ConfigError(f"auth.{key} = {getattr(settings, key)!r} must not be negative")
-    for key in ("burst_per_ip", "burst_per_user", "burst_global", "burst_auth_per_ip"):
+    for key in (name for name in _AUTH_KEYS if name.startswith("burst_")):
         if getattr(settings, key) < 1:
             raise ConfigError(f"auth.{key} = {getattr(settings, key)!r} must be at least 1")
     if not settings.audience:

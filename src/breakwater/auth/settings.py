@@ -29,8 +29,15 @@ class AuthSettings:
     burst_per_user: int = 1000
     rate_global: float = 0.0
     burst_global: int = 10_000
+    rate_per_key: float = 1000.0
+    burst_per_key: int = 2000
     rate_auth_per_ip: float = 5.0
     burst_auth_per_ip: int = 20
+    rate_signin_failures_per_address: float = 1 / 300
+    burst_signin_failures_per_address: int = 10
+    rate_signin_failures_per_account: float = 1 / 60
+    burst_signin_failures_per_account: int = 100
+    signin_known_address_days: float = 30.0
     max_realtime_per_user: int = 20
     password_memory_kib: int = 19 * 1024
     password_time_cost: int = 2

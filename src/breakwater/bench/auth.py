@@ -36,7 +36,7 @@ from breakwater.server.app import create_app
 
 EMAIL = "bench@example.com"
 PASSWORD = "bench password 1234"
-NO_LIMITS = "rate_per_ip = 0\nrate_per_user = 0\nrate_auth_per_ip = 0\n"
+NO_LIMITS = "rate_per_ip = 0\nrate_per_user = 0\nrate_per_key = 0\nrate_auth_per_ip = 0\n"
 WITHOUT_RULES = f'[auth]\nmode = "open"\n{NO_LIMITS}'
 WITH_RULES = f"""[auth]
 mode = "enforce"

@@ -103,8 +103,15 @@ class Metrics:
         )
         self.rate_limited = Counter(
             "breakwater_rate_limited",
-            "Requests refused with 429, by the limit that refused them (ip, user, auth, global).",
+            "Requests refused with 429, by the limit that refused them (ip, user, key, auth,"
+            " global, signin_address, signin_account).",
             ["limit"],
+            registry=r,
+        )
+        self.rate_limit_fallbacks = Counter(
+            "breakwater_rate_limit_fallbacks",
+            "Rate-limit checks made with this node's own buckets because the region's shared"
+            " buckets (Redis) did not answer.",
             registry=r,
         )
         self.auth_events = Counter(

@@ -3,9 +3,10 @@
 :class:`Gatekeeper` is a plain ASGI wrapper in front of the HTTP routes. It reads the
 credential once (``Authorization: Bearer <access token>``, ``Authorization: ApiKey <key>``,
 or, for EventSource clients that cannot set headers, ``?access_token=`` on the SSE stream),
-then applies the per-IP, per-user and global token buckets. A bad credential is not refused
-here: the auth endpoints must still work with a stale token in the header, so the error is kept
-and raised by :func:`identity_of` when a data endpoint asks who the caller is.
+then applies the rate limits (per account or API key, per address without a credential; see
+``rate_limit``). A bad credential is not refused here: the auth endpoints must still work with
+a stale token in the header, so the error is kept and raised by :func:`identity_of` when a data
+endpoint asks who the caller is.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
     from breakwater.server.node import Node
 
 API_PREFIX = "/v1/"
-AUTH_PATH_PREFIX = "/v1/auth/"
 SSE_PATH = "/v1/realtime/sse"
 Resolved = Identity | BreakwaterError | None
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -120,11 +120,9 @@ class Gatekeeper:
         path = scope["path"]
         resolved = await resolve(node, scope, allow_query_token=path == SSE_PATH)
         scope.setdefault("state", {})["identity"] = resolved
-        uid = resolved.uid if isinstance(resolved, Identity) else None
+        caller = resolved if isinstance(resolved, Identity) else None
         try:
-            node.limiter.check(
-                client_ip(scope, node.limiter.trusted), uid, path.startswith(AUTH_PATH_PREFIX)
-            )
+            await node.limiter.check(caller, client_ip(scope, node.limiter.trusted), path)
         except BreakwaterError as error:
             await problems.error_response(error)(scope, receive, send)
             return

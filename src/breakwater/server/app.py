@@ -21,6 +21,7 @@ from breakwater.auth.signing_keys import load_keys
 from breakwater.auth.tokens import TokenIssuer
 from breakwater.bus import Bus, open_bus
 from breakwater.cache import Cache, open_cache
+from breakwater.cache.buckets import MemoryBuckets, open_buckets
 from breakwater.config import Config
 from breakwater.core.engine import Engine
 from breakwater.core.errors import BreakwaterError
@@ -34,11 +35,13 @@ from breakwater.server.auth_backend import auth_store_for
 from breakwater.server.direct_routes import DirectRoutes, Endpoint
 from breakwater.server.middleware import ObserveRequests
 from breakwater.server.node import Node
-from breakwater.server.rate_limit import RateLimiter
+from breakwater.server.rate_limit import Pseudonyms, RateLimiter
 from breakwater.server.read_cache import ReadCache
 from breakwater.server.realtime import sse as realtime_sse
 from breakwater.server.realtime import websocket as realtime_websocket
 from breakwater.server.realtime.hub import Realtime
+from breakwater.server.region_buckets import RegionBuckets
+from breakwater.server.sign_in_guard import SignInGuard
 from breakwater.server.store_hooks import NodeStoreHooks
 from breakwater.server.store_opener import StoreOpener
 from breakwater.server.workers import WorkerRole
@@ -85,6 +88,13 @@ def build_node(
     passwords = Passwords(HashParameters(settings.password_memory_kib, settings.password_time_cost))
     keys = load_keys(keys_file or config.data / "auth-keys.json")
     issuer = TokenIssuer(keys, settings.audience, settings.access_ttl)
+    buckets = RegionBuckets(
+        open_buckets(config.cache, namespace=config.region), MemoryBuckets(), metrics
+    )
+    if buckets.shared is not None:
+        metrics.dependency_up.labels("rate_limits").set_function(lambda: int(buckets.healthy))
+    # The oldest signing key: a rotation adds a key, so bucket names survive it.
+    names = Pseudonyms(keys.keys[0].secret)
     store_opener = StoreOpener(
         store,
         realtime.start,
@@ -105,7 +115,9 @@ def build_node(
         policy=Policy(
             settings.resolved_mode(config.host), config.rules, frozenset(settings.mfa_roles)
         ),
-        limiter=RateLimiter(settings, metrics),
+        buckets=buckets,
+        limiter=RateLimiter(settings, metrics, buckets, names),
+        sign_in_guard=SignInGuard(settings, metrics, buckets, names),
         sealer=Sealer(keys),
         store_opener=store_opener,
     )
@@ -166,12 +178,14 @@ def create_app(
         await node.bus.open()
         await node.cache.cache.open()
         await node.cache.start()
+        await node.buckets.open()
         try:
             # A store that is unreachable is waited for in the background (I8).
             await node.store_opener.open()
         except BreakwaterError as error:
             # One clear line (the store names itself, password hidden) before the traceback.
             _log.error("startup_failed", error=error.type, detail=error.detail)
+            await node.buckets.aclose()
             await node.cache.cache.aclose()
             await node.bus.aclose()
             raise
@@ -197,6 +211,7 @@ def create_app(
             await node.store_opener.aclose()
             await node.realtime.aclose()
             await node.store.aclose()
+            await node.buckets.aclose()
             await node.cache.cache.aclose()
             await node.bus.aclose()
             await asyncio.to_thread(node.auth_store.close)

@@ -12,7 +12,7 @@ from breakwater.auth.identity import Identity
 from breakwater.auth.service import Session
 from breakwater.core.errors import BreakwaterError, Unauthorized, ValidationError
 from breakwater.server import openapi
-from breakwater.server.access import identity_of
+from breakwater.server.access import client_ip, identity_of
 from breakwater.server.body import read_json
 from breakwater.server.responses import json_response, node_of
 
@@ -79,12 +79,17 @@ async def signup(request: Request) -> Response:
     responses=openapi.SESSION_RESPONSES,
 )
 async def login(request: Request) -> Response:
-    """A session; 401 ``unauthorized`` (``mfa_required: true`` when a code is missing)."""
+    """A session; 401 ``unauthorized`` (``mfa_required: true`` when a code is missing); 429
+    while the account's failed sign-ins are limited (server/sign_in_guard.py)."""
     body = await _body(request, {"email", "password", "otp", "recovery_code"})
+    node = node_of(request)
     try:
-        session = await node_of(request).auth.login(
-            body.get("email"), body.get("password"), body.get("otp"), body.get("recovery_code")
-        )
+        async with node.sign_in_guard.attempt(
+            body.get("email"), client_ip(request.scope, node.limiter.trusted)
+        ):
+            session = await node.auth.login(
+                body.get("email"), body.get("password"), body.get("otp"), body.get("recovery_code")
+            )
     except BreakwaterError:
         _count(request, "login_failed")
         raise

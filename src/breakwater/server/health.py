@@ -20,8 +20,8 @@ async def healthz() -> Response:
 
 @router.get("/readyz", summary="Readiness", responses={503: {"description": "not ready"}})
 async def readyz(request: Request) -> Response:
-    """200 when the store answers (``degraded`` names a missing bus or cache); 503 naming the
-    failing ones, or while draining."""
+    """200 when the store answers (``degraded`` names a missing bus, cache or shared rate-limit
+    buckets); 503 naming the failing ones, or while draining."""
     node = node_of(request)
     checks: dict[str, str] = {}
     if not node.store_opener.opened:
@@ -47,6 +47,12 @@ async def readyz(request: Request) -> Response:
         degraded.append("cache")
     else:
         checks["cache"] = "ok"
+    if node.buckets.shared is not None:
+        if node.buckets.healthy:
+            checks["rate_limits"] = "ok"
+        else:
+            checks["rate_limits"] = "unreachable: limits are per node"
+            degraded.append("rate_limits")
     if node.draining:
         body = {"status": "draining", "checks": checks, "failing": failing}
         return json_response(body, 503, {"Retry-After": "1"})

@@ -18,6 +18,8 @@ from breakwater.obs.worker_metrics import WorkerMetrics
 from breakwater.server.rate_limit import RateLimiter
 from breakwater.server.read_cache import ReadCache
 from breakwater.server.realtime.hub import Realtime
+from breakwater.server.region_buckets import RegionBuckets
+from breakwater.server.sign_in_guard import SignInGuard
 from breakwater.server.store_opener import StoreOpener
 from breakwater.storage.base import Store
 
@@ -37,7 +39,9 @@ class Node:
     auth: AuthService
     auth_store: AuthStore
     policy: Policy
+    buckets: RegionBuckets
     limiter: RateLimiter
+    sign_in_guard: SignInGuard
     sealer: Sealer
     store_opener: StoreOpener
     draining: bool = False

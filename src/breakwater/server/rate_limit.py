@@ -1,89 +1,99 @@
-"""Token-bucket rate limits per client IP, per user and for the whole node (429 + Retry-After).
+"""Rate limits that know who is asking (429 + Retry-After), shared by a region's nodes.
 
-Buckets are kept per key in a bounded LRU, so a flood of distinct addresses costs bounded
-memory: a forgotten key starts again with a full bucket, which errs on the side of serving.
-The auth endpoints (sign-in, sign-up, refresh) have a stricter per-IP bucket of their own:
-each costs an argon2id hash, and they are what a password-guessing attack hits.
+Which buckets a request under ``/v1/`` takes a token from:
+
+- ``global``: every request (off by default).
+- ``user`` per account for a signed-in user, ``key`` per API key. The per-address bucket does
+  not apply to them: carrier-grade NAT puts thousands of phones behind one address, so any
+  per-address ceiling either throttles honest users or is too high to stop anyone. What an
+  attacker can do with accounts is bounded by how fast they can be made, and making them
+  (sign-up, anonymous) is limited per address.
+- ``ip`` per client address for every request without a valid credential, and always for the
+  sign-in endpoints (sign-up, login, anonymous, refresh, logout), whatever credential they carry.
+- ``auth`` on ``/v1/auth/*`` (each costs an argon2id hash or guards a secret): per address for
+  the sign-in endpoints, per account for the others (password change, linking, MFA).
+
+A refused request takes nothing from any bucket. Failed sign-ins have rules of their own
+(server/sign_in_guard.py). Buckets are keyed by uid, key id, or a keyed hash of the address,
+so no address, email or secret is ever a key in Redis.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import math
-import time
-from collections import OrderedDict
-from collections.abc import Callable
 
+from breakwater.auth.identity import Identity
 from breakwater.auth.settings import AuthSettings, proxy_networks
+from breakwater.cache.buckets import Buckets, Limit
 from breakwater.core.errors import RateLimited
 from breakwater.obs.metrics import Metrics
-from breakwater.resilience import TokenBucket
 
-MAX_KEYS = 100_000
+AUTH_PATH_PREFIX = "/v1/auth/"
+SIGN_IN_PATHS = frozenset(
+    AUTH_PATH_PREFIX + name for name in ("signup", "login", "anonymous", "refresh", "logout")
+)
+"""The auth endpoints a caller uses before it has (or to renew) a credential."""
 
 
-class Buckets:
-    """One token bucket per key, at most ``max_keys`` of them (least recently used go)."""
+class Pseudonyms:
+    """Stable, unlinkable names for addresses and emails in bucket keys (HMAC-SHA256)."""
 
-    def __init__(
-        self, rate: float, burst: int, clock: Callable[[], float], max_keys: int = MAX_KEYS
-    ) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.clock = clock
-        self.max_keys = max_keys
-        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
 
-    def retry_after(self, key: str) -> float:
-        """0 when ``key`` may go now (a token is taken), else the seconds to wait."""
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = TokenBucket(self.rate, self.burst, self.clock)
-            if len(self._buckets) > self.max_keys:
-                self._buckets.popitem(last=False)
-        else:
-            self._buckets.move_to_end(key)
-        if bucket.try_acquire():
-            return 0.0
-        return bucket.retry_after()
+    def of(self, kind: str, value: str) -> str:
+        """``value``'s pseudonym, distinct per ``kind``; 128 bits in hex."""
+        digest = hmac.new(self._secret, f"{kind}\0{value}".encode(), hashlib.sha256)
+        return digest.hexdigest()[:32]
+
+
+def refusal(scope: str, seconds: float, metrics: Metrics) -> RateLimited:
+    """The 429 of a ``scope`` bucket that has a token again in ``seconds``, counted."""
+    metrics.rate_limited.labels(scope).inc()
+    wait = max(1, math.ceil(seconds))
+    return RateLimited(
+        f"too many requests ({scope} limit); retry in {wait} s", retry_after=wait, limit=scope
+    )
 
 
 class RateLimiter:
-    """The node's limits; :meth:`check` raises ``RateLimited`` and counts the refusal."""
+    """The node's request limits; :meth:`check` raises ``RateLimited`` and counts the refusal."""
 
     def __init__(
-        self, settings: AuthSettings, metrics: Metrics, clock: Callable[[], float] = time.monotonic
+        self, settings: AuthSettings, metrics: Metrics, buckets: Buckets, names: Pseudonyms
     ) -> None:
+        self.settings = settings
         self.metrics = metrics
+        self.buckets = buckets
+        self.names = names
         self.trusted = proxy_networks(settings.trusted_proxies)
         """Proxies whose ``X-Forwarded-For`` names the client (see ``access.client_ip``)."""
 
-        def buckets(rate: float, burst: int) -> Buckets | None:
-            return Buckets(rate, burst, clock) if rate > 0 else None
+    def limits(self, caller: Identity | None, ip: str, path: str) -> list[tuple[str, Limit]]:
+        """The buckets (with their scope names) a request of ``caller`` from ``ip`` takes from."""
+        s = self.settings
+        sign_in = path in SIGN_IN_PATHS
+        address = self.names.of("ip", ip)
+        wanted: list[tuple[str, str, float, int]] = [("global", "g", s.rate_global, s.burst_global)]
+        if caller is None or sign_in:
+            wanted.append(("ip", f"ip:{address}", s.rate_per_ip, s.burst_per_ip))
+        elif caller.kind == "key":
+            wanted.append(("key", f"k:{caller.uid}", s.rate_per_key, s.burst_per_key))
+        else:
+            wanted.append(("user", f"u:{caller.uid}", s.rate_per_user, s.burst_per_user))
+        if path.startswith(AUTH_PATH_PREFIX):
+            who = f"ip:{address}" if caller is None or sign_in else f"u:{caller.uid}"
+            wanted.append(("auth", f"a:{who}", s.rate_auth_per_ip, s.burst_auth_per_ip))
+        return [(scope, Limit(key, rate, burst)) for scope, key, rate, burst in wanted if rate > 0]
 
-        self.per_ip = buckets(settings.rate_per_ip, settings.burst_per_ip)
-        self.per_user = buckets(settings.rate_per_user, settings.burst_per_user)
-        self.auth_per_ip = buckets(settings.rate_auth_per_ip, settings.burst_auth_per_ip)
-        self.global_ = buckets(settings.rate_global, settings.burst_global)
-
-    def check(self, ip: str, uid: str | None, auth_endpoint: bool = False) -> None:
+    async def check(self, caller: Identity | None, ip: str, path: str) -> None:
         """Take one token from every bucket that applies, or refuse with the longest wait."""
-        checks: list[tuple[str, Buckets | None, str]] = [
-            ("global", self.global_, ""),
-            ("ip", self.per_ip, ip),
-        ]
-        if auth_endpoint:
-            checks.append(("auth", self.auth_per_ip, ip))
-        if uid is not None:
-            checks.append(("user", self.per_user, uid))
-        for scope, buckets, key in checks:
-            if buckets is None:
-                continue
-            wait = buckets.retry_after(key)
-            if wait > 0:
-                self.metrics.rate_limited.labels(scope).inc()
-                seconds = max(1, math.ceil(wait))
-                raise RateLimited(
-                    f"too many requests ({scope} limit); retry in {seconds} s",
-                    retry_after=seconds,
-                    limit=scope,
-                )
+        scoped = self.limits(caller, ip, path)
+        if not scoped:
+            return
+        wait = await self.buckets.take([limit for _, limit in scoped])
+        if wait is not None:
+            scope = next(scope for scope, limit in scoped if limit == wait.limit)
+            raise refusal(scope, wait.seconds, self.metrics)

@@ -161,8 +161,9 @@ async def serve_websocket(node: Node, scope: Scope, receive: Receive, send: Send
         if isinstance(resolved, BreakwaterError):
             raise resolved
         node.policy.admit_caller(identity)
-        uid = None if identity is None else identity.uid
-        node.limiter.check(client_ip(scope, node.limiter.trusted), uid)
+        await node.limiter.check(
+            identity, client_ip(scope, node.limiter.trusted), scope.get("path", "")
+        )
         hub.claim_user_slot(identity)
     except BreakwaterError as error:
         await _refuse(scope, receive, send, error)
