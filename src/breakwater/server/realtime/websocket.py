@@ -50,6 +50,11 @@ def text_frame(payload: bytes) -> bytes:
     return header + payload
 
 
+PROTOCOL_ATTRIBUTES = ("transport", "conn", "writable", "close_sent", "handshake_complete")
+"""What :class:`_DirectSocket` reads of uvicorn's sans-I/O WebSocket protocol (not public API:
+tests/server/test_uvicorn_internals.py checks them on the installed uvicorn)."""
+
+
 class _DirectSocket:
     """The transport under uvicorn's WebSocket protocol, for frames written without a task.
 
@@ -70,8 +75,7 @@ class _DirectSocket:
         """The socket under ``send`` if it is uvicorn's sans-I/O WebSocket protocol, accepted
         and without compression (what the handshake settled never changes afterwards)."""
         protocol = getattr(send, "__self__", None)
-        needed = ("transport", "conn", "writable", "close_sent", "handshake_complete")
-        if protocol is None or not all(hasattr(protocol, name) for name in needed):
+        if protocol is None or not all(hasattr(protocol, name) for name in PROTOCOL_ATTRIBUTES):
             return None
         if not protocol.handshake_complete or getattr(protocol.conn, "extensions", True):
             return None

@@ -1,0 +1,138 @@
+"""The parts of uvicorn that are not its public API and that the node relies on.
+
+An upgrade that changes one of them would break every node, or worse, quietly turn a fast path
+off (the direct WebSocket writer falls back to the ASGI path when the attributes it reads are
+missing). These tests fail first and say what moved. pyproject.toml bounds uvicorn to the minor
+versions checked here; to allow a newer one, install it, run this file, adapt the code it names.
+
+- server/coalescing.py subclasses ``HttpToolsProtocol`` and hands it a wrapped transport in
+  ``connection_made``: uvicorn must build the protocol as ``(config, server_state, app_state,
+  _loop)``, keep ``self.loop``, and write responses through the transport it was given.
+- server/realtime/websocket.py reads ``PROTOCOL_ATTRIBUTES`` of the websockets-sansio protocol,
+  which it reaches as the ASGI ``send`` callable's ``__self__``.
+- server/runner.py overrides ``Server.handle_exit`` and ``Server.shutdown`` and reads
+  ``force_exit`` and ``_captured_signals``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from importlib.metadata import requires, version
+from typing import Any
+
+import pytest
+import uvicorn
+from packaging.requirements import Requirement
+from starlette.types import Receive, Scope, Send
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.server import ServerState
+
+from breakwater.server.coalescing import CoalescingHttpToolsProtocol, CoalescingTransport
+from breakwater.server.realtime.websocket import PROTOCOL_ATTRIBUTES
+
+UVICORN = version("uvicorn")
+
+
+def moved(what: str) -> str:
+    """The failure message: what changed, and where the node depends on it."""
+    return f"uvicorn {UVICORN}: {what} changed; see this file's docstring before upgrading"
+
+
+class Transport:
+    """An asyncio transport that records what is written to it."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 8080)}.get(
+            name, default
+        )
+
+
+async def hello(scope: Scope, receive: Receive, send: Send) -> None:
+    """An ASGI app answering ``hello`` in a head and a body message."""
+    headers = [(b"content-length", b"5")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"hello"})
+
+
+def test_uvicorn_is_bounded_to_the_versions_checked_here() -> None:
+    """pyproject.toml gives uvicorn an upper bound, and the installed version is inside it."""
+    declared = [Requirement(line) for line in requires("breakwater") or []]
+    (uvicorn_requirement,) = [r for r in declared if r.name == "uvicorn" and not r.marker]
+    assert any(spec.operator == "<" for spec in uvicorn_requirement.specifier)
+    assert uvicorn_requirement.specifier.contains(UVICORN)
+
+
+def test_the_server_keeps_what_the_draining_runner_overrides() -> None:
+    """``handle_exit(sig, frame)``, ``shutdown(sockets)``, ``force_exit``, ``_captured_signals``."""
+    server = uvicorn.Server(uvicorn.Config(hello))
+    assert list(inspect.signature(server.handle_exit).parameters) == ["sig", "frame"], moved(
+        "Server.handle_exit's signature"
+    )
+    assert list(inspect.signature(server.shutdown).parameters) == ["sockets"], moved(
+        "Server.shutdown's signature"
+    )
+    assert server.force_exit is False, moved("Server.force_exit")
+    assert server._captured_signals == [], moved("Server._captured_signals")
+
+
+async def test_the_http_protocol_answers_through_the_coalescing_transport() -> None:
+    """uvicorn builds our protocol subclass as it builds its own, and the response it writes
+    reaches the socket as one write: head and body coalesced."""
+    config = uvicorn.Config(
+        hello, http=CoalescingHttpToolsProtocol, log_config=None, access_log=False
+    )
+    config.load()
+    loop = asyncio.get_running_loop()
+    protocol = CoalescingHttpToolsProtocol(config, ServerState(), {}, loop)
+    assert protocol.loop is loop, moved("HttpToolsProtocol.loop")
+    real = Transport()
+    protocol.connection_made(real)  # type: ignore[arg-type]
+    assert isinstance(protocol.transport, CoalescingTransport), moved(
+        "HttpToolsProtocol.connection_made"
+    )
+    protocol.data_received(b"GET / HTTP/1.1\r\nHost: node\r\n\r\n")
+    for _ in range(100):
+        if real.writes:
+            break
+        await asyncio.sleep(0.01)
+    protocol.connection_lost(None)
+    assert len(real.writes) == 1, moved("how HttpToolsProtocol writes a response")
+    assert real.writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
+    assert real.writes[0].endswith(b"\r\n\r\nhello")
+
+
+@pytest.mark.parametrize("name", PROTOCOL_ATTRIBUTES)
+async def test_the_websocket_protocol_keeps_what_the_direct_writer_reads(name: str) -> None:
+    """Each attribute the direct writer reads exists on a new sans-I/O protocol, and its ASGI
+    ``send`` is a bound method of the protocol (how the writer finds it)."""
+    config = uvicorn.Config(hello, ws="websockets-sansio", log_config=None)
+    config.load()
+    protocol = WebSocketsSansIOProtocol(config, ServerState(), {}, asyncio.get_running_loop())
+    assert hasattr(protocol, name), moved(f"the websockets-sansio protocol's {name!r}")
+    assert getattr(protocol.send, "__self__", None) is protocol, moved(
+        "the websockets-sansio protocol's send"
+    )
+    assert config.ws_protocol_class is WebSocketsSansIOProtocol, moved("ws='websockets-sansio'")
