@@ -20,15 +20,13 @@ def first_example() -> str:
     return match.group(1)
 
 
-def test_the_sdk_quick_example_runs_and_prints_what_it_says(
-    start_server: Callable[..., ServerProcess], tmp_path: Path
-) -> None:
-    server = start_server()
-    code = first_example().replace("http://127.0.0.1:8080", server.url)
-    assert "phone.db" in code and server.url in code
+def run_first_example(python: str, url: str, cwd: Path) -> list[str]:
+    """The first three lines the example prints with ``python`` against the node at ``url``."""
+    code = first_example().replace("http://127.0.0.1:8080", url)
+    assert "phone.db" in code and url in code
     program = subprocess.Popen(
-        [sys.executable, "-u", "-c", code],  # unbuffered: the example never exits
-        cwd=tmp_path,
+        [python, "-u", "-c", code],  # unbuffered: the example never exits
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -45,7 +43,19 @@ def test_the_sdk_quick_example_runs_and_prints_what_it_says(
         program.kill()
         _, errors = program.communicate(timeout=30)
     assert len(lines) == 3, errors
+    return lines
+
+
+def assert_prints_what_it_says(lines: list[str]) -> None:
+    """The example's three lines: the document, the query's result, the live query's titles."""
     got, queried, watched = lines
     assert got.startswith("Document(") and "data={'title': 'Buy milk', 'done': True}" in got
     assert "'title': 'Buy milk'" in queried and "'done': True" in queried
     assert watched == "['Buy milk']"
+
+
+def test_the_sdk_quick_example_runs_and_prints_what_it_says(
+    start_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    server = start_server()
+    assert_prints_what_it_says(run_first_example(sys.executable, server.url, tmp_path))

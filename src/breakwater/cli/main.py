@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 
-from breakwater.cli import bench, chaos, keys, loadtest, long_run, serve, users, verify
+import breakwater
+from breakwater.cli import bench, chaos, init, keys, loadtest, long_run, serve, users, verify
 from breakwater.config import ConfigError
 from breakwater.core.errors import BreakwaterError
 
@@ -17,6 +19,30 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+# Shipped by breakwater-tools (docs/adr/0020-distributions.md); a server install may lack them.
+TOOLS_PACKAGES = ("breakwater.bench", "breakwater.chaos")
+TOOLS_INSTALL = "pip install 'breakwater-server[tools]'"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"breakwater {breakwater.__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Breakwater: an offline-first backend for mobile apps."""
+
+
+app.command("init")(init.init)
 app.command("serve")(serve.serve)
 app.command("verify")(verify.verify)
 app.command("loadtest")(loadtest.loadtest)
@@ -46,3 +72,13 @@ def main() -> None:
     except BreakwaterError as error:
         print(f"Error: {error.detail}", file=sys.stderr)
         sys.exit(1)
+    except ModuleNotFoundError as error:
+        if error.name not in TOOLS_PACKAGES:
+            raise
+        print(
+            f"Error: this command needs the benchmarks and verification toolkit ({error.name}),"
+            " which this installation does not include",
+            file=sys.stderr,
+        )
+        print(f"Try: {TOOLS_INSTALL}", file=sys.stderr)
+        sys.exit(2)
