@@ -79,7 +79,7 @@ async def hello(scope: Scope, receive: Receive, send: Send) -> None:
 
 def test_uvicorn_is_bounded_to_the_versions_checked_here() -> None:
     """pyproject.toml gives uvicorn an upper bound, and the installed version is inside it."""
-    declared = [Requirement(line) for line in requires("breakwater") or []]
+    declared = [Requirement(line) for line in requires("breakwater-server") or []]
     (uvicorn_requirement,) = [r for r in declared if r.name == "uvicorn" and not r.marker]
     assert any(spec.operator == "<" for spec in uvicorn_requirement.specifier)
     assert uvicorn_requirement.specifier.contains(UVICORN)
