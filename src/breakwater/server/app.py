@@ -15,7 +15,6 @@ from starlette.routing import BaseRoute
 import breakwater
 from breakwater.auth.passwords import HashParameters, Passwords
 from breakwater.auth.policy import Policy
-from breakwater.auth.sealing import Sealer
 from breakwater.auth.service import AuthService
 from breakwater.auth.signing_keys import load_keys
 from breakwater.auth.tokens import TokenIssuer
@@ -106,7 +105,6 @@ def build_node(
             settings.resolved_mode(config.host), config.rules, frozenset(settings.mfa_roles)
         ),
         limiter=RateLimiter(settings, metrics),
-        sealer=Sealer(keys),
         store_opener=store_opener,
     )
 

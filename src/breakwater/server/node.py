@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from breakwater.auth.policy import Policy
-from breakwater.auth.sealing import Sealer
 from breakwater.auth.service import AuthService
 from breakwater.auth.store import AuthStore
 from breakwater.bus import Bus
@@ -38,7 +37,6 @@ class Node:
     auth_store: AuthStore
     policy: Policy
     limiter: RateLimiter
-    sealer: Sealer
     store_opener: StoreOpener
     draining: bool = False
     worker_metrics: WorkerMetrics | None = None
