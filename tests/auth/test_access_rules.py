@@ -401,3 +401,22 @@ async def test_cached_reads_apply_the_read_rule_to_every_caller(
     assert (await rules_node.get(query, headers=bob.headers)).json()["docs"] == []
     metrics = (await rules_node.get("/metrics")).text
     assert 'breakwater_cache_lookups_total{result="hit"}' in metrics
+
+
+async def test_changes_a_reader_may_not_see_do_not_end_its_long_poll(
+    make_client: Callable[..., Any],
+) -> None:
+    """A write to a collection Alice may not read keeps her long-poll waiting for her own."""
+    node: httpx.AsyncClient = await make_client(
+        RULES + '\n[collections.inbox]\nrules.write = "true"\n'
+    )
+    alice, bob = await _two_users(node)
+    poll = asyncio.ensure_future(
+        node.get("/v1/sync/pull", params={"wait": 20}, headers=alice.headers)
+    )
+    await asyncio.sleep(0.2)
+    await node.put("/v1/collections/inbox/docs/m1", json={"to": "alice"}, headers=bob.headers)
+    await asyncio.sleep(0.2)
+    await node.put("/v1/collections/open/docs/o1", json={"a": 1}, headers=alice.headers)
+    body = (await asyncio.wait_for(poll, 10)).json()
+    assert [(c["collection"], c["id"]) for c in body["changes"]] == [("open", "o1")]
