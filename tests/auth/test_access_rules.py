@@ -14,6 +14,7 @@ import pytest
 import websockets
 
 from breakwater.config import load_config
+from breakwater.core import cursor as cursor_mod
 from breakwater.core.errors import ConfigError
 from tests.auth.conftest import RULES, User, sign_up
 from tests.realtime.clients import recv, sse_events, subscribe
@@ -420,3 +421,45 @@ async def test_changes_a_reader_may_not_see_do_not_end_its_long_poll(
     await node.put("/v1/collections/open/docs/o1", json={"a": 1}, headers=alice.headers)
     body = (await asyncio.wait_for(poll, 10)).json()
     assert [(c["collection"], c["id"]) for c in body["changes"]] == [("open", "o1")]
+
+
+async def test_changes_a_subscriber_may_not_see_send_it_nothing_at_their_time(
+    make_node: Callable[..., Awaitable[LiveNode]],
+) -> None:
+    """A write to a collection Alice may not read sends her stream no message of its own; her
+    next message is her own change (the cursor moves on with it, or at a heartbeat)."""
+    inbox = '\n[collections.inbox]\nrules.write = "true"\n'
+    live = await make_node(RULES + inbox, realtime_heartbeat=30.0, realtime_timeout=90.0)
+    async with httpx.AsyncClient(base_url=live.url) as http:
+        alice, bob = await _two_users(http)
+        await http.put("/v1/collections/open/docs/o0", json={"a": 0}, headers=alice.headers)
+        async with websockets.connect(
+            f"{live.ws_url}/v1/realtime", additional_headers=alice.headers
+        ) as ws:
+            await subscribe(ws)
+            caught_up = await recv(ws)
+            assert [c["id"] for c in caught_up["changes"]] == ["o0"]
+            await http.put("/v1/collections/inbox/docs/m1", json={"to": "a"}, headers=bob.headers)
+            await http.put("/v1/collections/open/docs/o1", json={"a": 1}, headers=alice.headers)
+            message = await recv(ws)
+            assert message["type"] == "changes"
+            assert [c["id"] for c in message["changes"]] == ["o1"]
+
+
+async def test_a_heartbeat_moves_a_subscriber_past_changes_it_may_not_see(
+    make_node: Callable[..., Awaitable[LiveNode]],
+) -> None:
+    """Changes Alice may not see still move her cursor: the next heartbeat hands it over."""
+    inbox = '\n[collections.inbox]\nrules.write = "true"\n'
+    live = await make_node(RULES + inbox, realtime_heartbeat=0.2)
+    async with httpx.AsyncClient(base_url=live.url) as http:
+        alice, bob = await _two_users(http)
+        async with websockets.connect(
+            f"{live.ws_url}/v1/realtime", additional_headers=alice.headers
+        ) as ws:
+            await subscribe(ws)
+            await http.put("/v1/collections/inbox/docs/m1", json={"to": "a"}, headers=bob.headers)
+            while (message := await recv(ws))["type"] != "changes" or not message["cursor"]:
+                pass
+            assert message["changes"] == []
+            assert cursor_mod.decode(message["cursor"]) == {"local": 1}
