@@ -75,6 +75,12 @@ def test_other_rules_run_in_the_scan_and_key_cached_pages_by_caller() -> None:
     [
         (_policy("true"), ALICE, EVERYTHING),
         (_policy("false"), ALICE, NOTHING),
+        (
+            _policy("auth != null && 'editor' in auth.roles"),
+            Identity("e", roles=("editor",)),
+            EVERYTHING,
+        ),
+        (_policy("auth != null && 'editor' in auth.roles"), ALICE, NOTHING),
         (Policy("open"), None, EVERYTHING),
         (Policy("enforce"), ALICE, NOTHING),
         (
@@ -88,7 +94,8 @@ def test_other_rules_run_in_the_scan_and_key_cached_pages_by_caller() -> None:
 def test_constant_answers_need_no_scan(
     policy: Policy, identity: Identity | None, expected: Any
 ) -> None:
-    """Rules ``true``/``false``, open collections and API key scopes decide per collection."""
+    """Constant rules, rules on the caller alone, open collections and API key scopes decide
+    for the whole collection."""
     assert policy.read_view(identity, "notes") is expected
 
 

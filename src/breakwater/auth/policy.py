@@ -118,9 +118,10 @@ class Policy:
         rule = self._rule(collection, "read")
         if rule is None:
             return EVERYTHING if self.mode == "open" else NOTHING
-        if rule.constant is not None:
-            return EVERYTHING if rule.constant else NOTHING
         auth = _auth(identity)
+        bound = rule.bind({"auth": auth})
+        if not rule.reads_doc:  # ``true``, ``false``, or a rule on the caller alone
+            return EVERYTHING if bound.allows({}) else NOTHING
         if rule.uid_field is not None:
             # ``doc.F == auth.uid``: without a caller the rule allows nothing; with one, the
             # store selects exactly the caller's documents.
@@ -128,7 +129,6 @@ class Policy:
                 return NOTHING
             if UID_PATTERN.fullmatch(identity.uid):
                 return ReadView(filters=(Filter(rule.uid_field, "eq", identity.uid),))
-        bound = rule.bind({"auth": auth})
         return ReadView(
             visible=lambda data: bound.allows({"doc": data}),
             key=codec.dumps_canonical(auth).decode(),

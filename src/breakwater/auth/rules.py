@@ -51,7 +51,10 @@ class Rule:
         except ValueError as exc:
             message = str(exc).replace("\n", " ")
             raise ConfigError(f"{where} = {source!r} is not valid CEL: {message}") from None
-        unknown = set(self._program.variables()) - variables
+        used = set(self._program.variables())
+        self.reads_doc = "doc" in used
+        """False when the rule decides on the caller alone (the same for every document)."""
+        unknown = used - variables
         if unknown:
             raise ConfigError(
                 f"{where} = {source!r} uses unknown variables {sorted(unknown)};"
