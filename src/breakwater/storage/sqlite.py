@@ -304,9 +304,12 @@ class SqliteStore:
 
         def read(conn: sqlite3.Connection) -> QueryPage:
             builder = PageBuilder(query, visible)
-            for row in conn.execute(sql, params):
-                if not builder.add(row):
-                    break
+            # Closed at once when the page is complete: an unfinished statement would keep its
+            # read snapshot (and hold back WAL checkpoints) until collected.
+            with contextlib.closing(conn.execute(sql, params)) as rows:
+                for row in rows:
+                    if not builder.add(row):
+                        break
             return builder.page()
 
         return await self._read(read)
