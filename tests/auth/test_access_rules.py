@@ -463,3 +463,31 @@ async def test_a_heartbeat_moves_a_subscriber_past_changes_it_may_not_see(
                 pass
             assert message["changes"] == []
             assert cursor_mod.decode(message["cursor"]) == {"local": 1}
+
+
+async def test_a_refused_write_tells_nothing_of_the_document_it_would_change(
+    make_client: Callable[..., Any],
+) -> None:
+    """Alice's writes to Bob's note are refused alike whatever his values: the write rule
+    answers before the checks of the merged document (counter range, size) can."""
+    node: httpx.AsyncClient = await make_client(RULES + "\n[limits]\nmax_document_bytes = 2048\n")
+    alice, bob = await _two_users(node)
+    put = await node.put(
+        "/v1/collections/notes/docs/b1", json={"n": 10**19, "pad": "x" * 1000}, headers=bob.headers
+    )
+    assert put.status_code == 201, put.text
+    probes = [
+        ("increment", {"n": 1}),
+        ("increment", {"n": 9 * 10**18}),  # would pass 64 bits
+        ("patch", {"more": "y" * 100}),
+        ("patch", {"more": "y" * 1000}),  # would make the document too large
+    ]
+    mutations = [
+        {"mutation_id": f"probe{i}", "collection": "notes", "id": "b1", "op": op, "data": data}
+        for i, (op, data) in enumerate(probes)
+    ]
+    response = await node.post(
+        "/v1/sync/push", json={"mutations": mutations}, headers=alice.headers
+    )
+    results = response.json()["results"]
+    assert [(r["status"], r["error"]["type"]) for r in results] == [("rejected", "forbidden")] * 4
