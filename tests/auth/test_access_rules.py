@@ -14,6 +14,7 @@ import pytest
 import websockets
 
 from breakwater.config import load_config
+from breakwater.core import cursor as cursor_mod
 from breakwater.core.errors import ConfigError
 from tests.auth.conftest import RULES, User, sign_up
 from tests.realtime.clients import recv, sse_events, subscribe
@@ -329,33 +330,44 @@ async def test_a_stream_whose_token_expires_is_closed_and_can_be_renewed(
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
 
 
-async def test_query_page_tokens_reveal_nothing_of_hidden_documents(
+async def test_query_pages_are_filled_with_readable_documents_only(
     rules_node: httpx.AsyncClient,
 ) -> None:
-    """Under a read rule, ``next`` is sealed: it pages correctly and cannot be read or forged."""
+    """A page holds the first readable matches; ``next`` exists only if another one follows."""
     alice, bob = await _two_users(rules_node)
     await rules_node.put("/v1/collections/notes/docs/a1", json={"rank": 1}, headers=alice.headers)
     await rules_node.put(
         "/v1/collections/notes/docs/b1", json={"rank": 2, "secret": "s3cr3t"}, headers=bob.headers
     )
     await rules_node.put("/v1/collections/notes/docs/a2", json={"rank": 3}, headers=alice.headers)
-    params = {"order": "rank", "limit": "2"}  # page 1 ends on Bob's b1
-    first = await rules_node.get("/v1/collections/notes/docs", params=params, headers=alice.headers)
+    url = "/v1/collections/notes/docs"
+    whole = await rules_node.get(url, params={"order": "rank", "limit": "2"}, headers=alice.headers)
+    assert [d["id"] for d in whole.json()["docs"]] == ["a1", "a2"]
+    assert whole.json()["next"] is None
+    params = {"order": "rank", "limit": "1"}
+    first = await rules_node.get(url, params=params, headers=alice.headers)
     assert [d["id"] for d in first.json()["docs"]] == ["a1"]
     token = first.json()["next"]
-    assert token.startswith("s.")
-    decoded = base64.urlsafe_b64decode(token[2:] + "=" * (-len(token[2:]) % 4))
-    assert b"b1" not in decoded
-    rest = await rules_node.get(
-        "/v1/collections/notes/docs", params={**params, "after": token}, headers=alice.headers
-    )
-    ids = [d["id"] for d in first.json()["docs"]] + [d["id"] for d in rest.json()["docs"]]
-    assert sorted(ids) == ["a1", "a2"]
-    plain = base64.urlsafe_b64encode(b'[null,"b1"]').decode().rstrip("=")
-    forged = await rules_node.get(
-        "/v1/collections/notes/docs", params={**params, "after": plain}, headers=alice.headers
-    )
-    assert forged.status_code == 400 and forged.json()["field"] == "after"
+    assert base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)) == b'[1,"a1"]'
+    rest = await rules_node.get(url, params={**params, "after": token}, headers=alice.headers)
+    assert [d["id"] for d in rest.json()["docs"]] == ["a2"] and rest.json()["next"] is None
+
+
+async def test_range_filters_cannot_probe_a_hidden_value(rules_node: httpx.AsyncClient) -> None:
+    """Alice's range queries over Bob's hidden number answer alike whatever the bound."""
+    alice, bob = await _two_users(rules_node)
+    await rules_node.put("/v1/collections/notes/docs/a1", json={"n": 7}, headers=alice.headers)
+    await rules_node.put("/v1/collections/notes/docs/b1", json={"n": 42}, headers=bob.headers)
+    pages = []
+    for bound in (8, 41, 42, 43, 100):  # Alice's own document matches every one
+        response = await rules_node.get(
+            "/v1/collections/notes/docs",
+            params={"where": f"n:lt:{bound}", "order": "n", "limit": "1"},
+            headers=alice.headers,
+        )
+        body = response.json()
+        pages.append(([d["id"] for d in body["docs"]], body["next"]))
+    assert pages == [(["a1"], None)] * 5
 
 
 async def test_an_anonymous_stream_cannot_sign_in_later(
@@ -390,3 +402,92 @@ async def test_cached_reads_apply_the_read_rule_to_every_caller(
     assert (await rules_node.get(query, headers=bob.headers)).json()["docs"] == []
     metrics = (await rules_node.get("/metrics")).text
     assert 'breakwater_cache_lookups_total{result="hit"}' in metrics
+
+
+async def test_changes_a_reader_may_not_see_do_not_end_its_long_poll(
+    make_client: Callable[..., Any],
+) -> None:
+    """A write to a collection Alice may not read keeps her long-poll waiting for her own."""
+    node: httpx.AsyncClient = await make_client(
+        RULES + '\n[collections.inbox]\nrules.write = "true"\n'
+    )
+    alice, bob = await _two_users(node)
+    poll = asyncio.ensure_future(
+        node.get("/v1/sync/pull", params={"wait": 20}, headers=alice.headers)
+    )
+    await asyncio.sleep(0.2)
+    await node.put("/v1/collections/inbox/docs/m1", json={"to": "alice"}, headers=bob.headers)
+    await asyncio.sleep(0.2)
+    await node.put("/v1/collections/open/docs/o1", json={"a": 1}, headers=alice.headers)
+    body = (await asyncio.wait_for(poll, 10)).json()
+    assert [(c["collection"], c["id"]) for c in body["changes"]] == [("open", "o1")]
+
+
+async def test_changes_a_subscriber_may_not_see_send_it_nothing_at_their_time(
+    make_node: Callable[..., Awaitable[LiveNode]],
+) -> None:
+    """A write to a collection Alice may not read sends her stream no message of its own; her
+    next message is her own change (the cursor moves on with it, or at a heartbeat)."""
+    inbox = '\n[collections.inbox]\nrules.write = "true"\n'
+    live = await make_node(RULES + inbox, realtime_heartbeat=30.0, realtime_timeout=90.0)
+    async with httpx.AsyncClient(base_url=live.url) as http:
+        alice, bob = await _two_users(http)
+        await http.put("/v1/collections/open/docs/o0", json={"a": 0}, headers=alice.headers)
+        async with websockets.connect(
+            f"{live.ws_url}/v1/realtime", additional_headers=alice.headers
+        ) as ws:
+            await subscribe(ws)
+            caught_up = await recv(ws)
+            assert [c["id"] for c in caught_up["changes"]] == ["o0"]
+            await http.put("/v1/collections/inbox/docs/m1", json={"to": "a"}, headers=bob.headers)
+            await http.put("/v1/collections/open/docs/o1", json={"a": 1}, headers=alice.headers)
+            message = await recv(ws)
+            assert message["type"] == "changes"
+            assert [c["id"] for c in message["changes"]] == ["o1"]
+
+
+async def test_a_heartbeat_moves_a_subscriber_past_changes_it_may_not_see(
+    make_node: Callable[..., Awaitable[LiveNode]],
+) -> None:
+    """Changes Alice may not see still move her cursor: the next heartbeat hands it over."""
+    inbox = '\n[collections.inbox]\nrules.write = "true"\n'
+    live = await make_node(RULES + inbox, realtime_heartbeat=0.2)
+    async with httpx.AsyncClient(base_url=live.url) as http:
+        alice, bob = await _two_users(http)
+        async with websockets.connect(
+            f"{live.ws_url}/v1/realtime", additional_headers=alice.headers
+        ) as ws:
+            await subscribe(ws)
+            await http.put("/v1/collections/inbox/docs/m1", json={"to": "a"}, headers=bob.headers)
+            while (message := await recv(ws))["type"] != "changes" or not message["cursor"]:
+                pass
+            assert message["changes"] == []
+            assert cursor_mod.decode(message["cursor"]) == {"local": 1}
+
+
+async def test_a_refused_write_tells_nothing_of_the_document_it_would_change(
+    make_client: Callable[..., Any],
+) -> None:
+    """Alice's writes to Bob's note are refused alike whatever his values: the write rule
+    answers before the checks of the merged document (counter range, size) can."""
+    node: httpx.AsyncClient = await make_client(RULES + "\n[limits]\nmax_document_bytes = 2048\n")
+    alice, bob = await _two_users(node)
+    put = await node.put(
+        "/v1/collections/notes/docs/b1", json={"n": 10**19, "pad": "x" * 1000}, headers=bob.headers
+    )
+    assert put.status_code == 201, put.text
+    probes = [
+        ("increment", {"n": 1}),
+        ("increment", {"n": 9 * 10**18}),  # would pass 64 bits
+        ("patch", {"more": "y" * 100}),
+        ("patch", {"more": "y" * 1000}),  # would make the document too large
+    ]
+    mutations = [
+        {"mutation_id": f"probe{i}", "collection": "notes", "id": "b1", "op": op, "data": data}
+        for i, (op, data) in enumerate(probes)
+    ]
+    response = await node.post(
+        "/v1/sync/push", json={"mutations": mutations}, headers=alice.headers
+    )
+    results = response.json()["results"]
+    assert [(r["status"], r["error"]["type"]) for r in results] == [("rejected", "forbidden")] * 4

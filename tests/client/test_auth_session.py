@@ -127,6 +127,25 @@ async def test_each_user_syncs_only_their_own_documents(
     assert await bob.rejections() == [] and await phone.rejections() == []
 
 
+async def test_sdk_queries_never_see_another_users_hidden_values(
+    auth_server: ServerProcess, make_device: Callable[..., Any]
+) -> None:
+    """The SDK queries its local store, which holds only what the node let the user read: a
+    range query over a value of Bob's finds nothing of his (documents nor their count)."""
+    ann = await make_device(auth_server.url, "ann")
+    bob = await make_device(auth_server.url, "bob")
+    await ann.auth.sign_up(email("ann"), PASSWORD)
+    await bob.auth.sign_up(email("bob"), PASSWORD)
+    await bob.collection("notes").set("b1", {"n": 42})
+    async with asyncio.timeout(30):
+        await bob.wait_synced()
+        await ann.collection("notes").set("a1", {"n": 7})
+        await ann.wait_synced()  # her write settles once her cursor is past it, so past Bob's
+    for where in (["n:gt:8"], ["n:lt:100"], ["n:eq:42"]):
+        found = await ann.collection("notes").query(where, order_by="-n", limit=1)
+        assert [doc.id for doc in found] == ([] if where != ["n:lt:100"] else ["a1"])
+
+
 async def _has(device: Client, doc_id: str) -> bool:
     return doc_id in await local_ids(device)
 

@@ -517,3 +517,30 @@ async def test_query_leaves_out_tombstones(store: Store) -> None:
 async def test_ping_answers_on_an_open_store(store: Store) -> None:
     """ping returns quietly while the store serves."""
     await store.ping()
+
+
+@pytest.mark.parametrize("descending", [False, True])
+async def test_a_query_pages_only_what_visible_accepts(store: Store, descending: bool) -> None:
+    """With ``visible``, pages hold only accepted documents, ``next`` exists only if another
+    accepted one follows and names the page's last document; none accepted: one empty page."""
+    await store.apply([put(f"m-{i}", f"d{i}", {"n": i}) for i in range(10)])
+    query = Query("todos", order="n", descending=descending, limit=2)
+    even = [f"d{i}" for i in (range(0, 10, 2) if not descending else range(8, -1, -2))]
+    pages: list[tuple[list[str], str | None]] = []
+    after = None
+    while True:
+        page = await store.query(
+            dataclasses.replace(query, after=after), lambda data: data["n"] % 2 == 0
+        )
+        pages.append(([d.doc_id for d in page.docs], page.next_token))
+        if page.next_token is None:
+            break
+        after = decode_page_token(page.next_token)
+    assert [ids for ids, _ in pages] == [even[0:2], even[2:4], even[4:]]
+    assert [token and decode_page_token(token) for _, token in pages] == [
+        (int(even[1][1:]), even[1]),
+        (int(even[3][1:]), even[3]),
+        None,
+    ]
+    nothing = await store.query(query, lambda data: data["n"] > 100)
+    assert nothing.docs == [] and nothing.next_token is None

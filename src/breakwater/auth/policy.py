@@ -13,17 +13,45 @@ whose role requires MFA and who did not sign in with it is refused.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from breakwater.auth.identity import Identity
 from breakwater.auth.rules import CollectionRules, Rule
+from breakwater.core import codec
 from breakwater.core.errors import Forbidden, Unauthorized
+from breakwater.core.query import Filter, Visible
+
+UID_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,128}", re.ASCII)
+"""A uid a store compares exactly as the rule does (no NUL, nothing that looks like JSON)."""
 
 Mode = Literal["open", "enforce"]
 Action = Literal["read", "write"]
 Change = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadView:
+    """What one caller may read of one collection, in the forms a query needs
+    (docs/adr/0016-queries-under-read-rules.md).
+
+    A query runs with ``filters`` added (conditions every readable document meets, so the
+    store selects only those rows) and ``visible`` applied to each remaining row inside the
+    scan (``None``: every selected row is readable). ``nothing``: the caller may read no
+    document, so the store is not asked. ``key`` names the caller's view for cached pages: it
+    is empty when the page depends on the query alone, else the caller's rule context.
+    """
+
+    filters: tuple[Filter, ...] = ()
+    visible: Visible | None = None
+    nothing: bool = False
+    key: str = ""
+
+
+EVERYTHING = ReadView()
+NOTHING = ReadView(nothing=True)
 
 
 @dataclass(frozen=True)
@@ -82,6 +110,29 @@ class Policy:
             return False
         rule = self._rule(collection, "read")
         return rule is not None and rule.constant is not True
+
+    def read_view(self, identity: Identity | None, collection: str) -> ReadView:
+        """How a query of ``collection`` by the caller leaves out what it may not read."""
+        if identity is not None and identity.kind == "key":
+            return EVERYTHING if identity.allows_scope("read", collection) else NOTHING
+        rule = self._rule(collection, "read")
+        if rule is None:
+            return EVERYTHING if self.mode == "open" else NOTHING
+        auth = _auth(identity)
+        bound = rule.bind({"auth": auth})
+        if not rule.reads_doc:  # ``true``, ``false``, or a rule on the caller alone
+            return EVERYTHING if bound.allows({}) else NOTHING
+        if rule.uid_field is not None:
+            # ``doc.F == auth.uid``: without a caller the rule allows nothing; with one, the
+            # store selects exactly the caller's documents.
+            if identity is None:
+                return NOTHING
+            if UID_PATTERN.fullmatch(identity.uid):
+                return ReadView(filters=(Filter(rule.uid_field, "eq", identity.uid),))
+        return ReadView(
+            visible=lambda data: bound.allows({"doc": data}),
+            key=codec.dumps_canonical(auth).decode(),
+        )
 
     def guard(self, identity: Identity | None, collection: str) -> WriteCheck | None:
         """The write guard for a mutation on ``collection`` (``None``: nothing to check)."""

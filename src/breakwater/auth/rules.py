@@ -15,6 +15,7 @@ loaded, so a syntax error or an unknown variable stops the node from starting.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,14 @@ from breakwater.core.errors import ConfigError
 READ_VARIABLES = frozenset({"auth", "doc"})
 WRITE_VARIABLES = frozenset({"auth", "doc", "before", "op"})
 ACTIONS = ("read", "write")
+_DOC_FIELD = r"doc\.([A-Za-z_][A-Za-z0-9_]{0,63})"
+_UID = r"auth\.uid"
+OWNER_SHAPE = re.compile(
+    rf"\s*(?:auth\s*!=\s*null\s*&&\s*)?(?:{_DOC_FIELD}\s*==\s*{_UID}|{_UID}\s*==\s*{_DOC_FIELD})\s*",
+    re.ASCII,
+)
+"""``doc.F == auth.uid`` (either side, optionally after ``auth != null &&``): a rule that allows
+exactly the documents whose field ``F`` is the caller's uid, so a store can select them."""
 
 
 class Rule:
@@ -34,12 +43,18 @@ class Rule:
     def __init__(self, source: str, where: str, variables: frozenset[str]) -> None:
         self.source = source
         self.constant: bool | None = {"true": True, "false": False}.get(source.strip())
+        shape = OWNER_SHAPE.fullmatch(source)
+        self.uid_field: str | None = None if shape is None else shape[1] or shape[2]
+        """The document field this rule compares with ``auth.uid``, when that is all it does."""
         try:
             self._program = cel.compile(source)
         except ValueError as exc:
             message = str(exc).replace("\n", " ")
             raise ConfigError(f"{where} = {source!r} is not valid CEL: {message}") from None
-        unknown = set(self._program.variables()) - variables
+        used = set(self._program.variables())
+        self.reads_doc = "doc" in used
+        """False when the rule decides on the caller alone (the same for every document)."""
+        unknown = used - variables
         if unknown:
             raise ConfigError(
                 f"{where} = {source!r} uses unknown variables {sorted(unknown)};"

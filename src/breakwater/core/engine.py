@@ -176,6 +176,10 @@ class Engine:
             hlc,
             mutation.mutation_id,
         )
+        if mutation.guard is not None:
+            # Before the checks of the merged document: their answers depend on the document
+            # as stored, which a caller the rule refuses must learn nothing of.
+            mutation.guard.check(before, visible, mutation.op)
         data_json = None
         if visible is not None:
             if mutation.op == "increment":
@@ -188,8 +192,6 @@ class Engine:
                     f"the limit is {self.limits.max_document_bytes}",
                     limit=self.limits.max_document_bytes,
                 )
-        if mutation.guard is not None:
-            mutation.guard.check(before, visible, mutation.op)
         seq = target.next_seq(self.origin)
         change = Change(
             self.origin, seq, mutation.collection, mutation.doc_id, mutation.mutation_id, hlc, op

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,8 @@ OPERATORS = {"eq": "=", "ne": "!=", "lt": "<", "lte": "<=", "gt": ">", "gte": ">
 FIELD_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 Scalar = str | int | float | bool | None
 MAX_INT64 = 2**63 - 1
+Visible = Callable[[Mapping[str, Any]], bool]
+"""Whether the caller may read a document's data: a store applies it inside a query's scan."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,6 @@ from starlette.routing import BaseRoute
 import breakwater
 from breakwater.auth.passwords import HashParameters, Passwords
 from breakwater.auth.policy import Policy
-from breakwater.auth.sealing import Sealer
 from breakwater.auth.service import AuthService
 from breakwater.auth.signing_keys import load_keys
 from breakwater.auth.tokens import TokenIssuer
@@ -118,7 +117,6 @@ def build_node(
         buckets=buckets,
         limiter=RateLimiter(settings, metrics, buckets, names),
         sign_in_guard=SignInGuard(settings, metrics, buckets, names),
-        sealer=Sealer(keys),
         store_opener=store_opener,
     )
 

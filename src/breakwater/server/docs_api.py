@@ -22,6 +22,7 @@ from breakwater.server.access import identity_of
 from breakwater.server.body import read_json
 from breakwater.server.conditional import if_none_match_hits, parse_if_match
 from breakwater.server.node import Node
+from breakwater.server.queries import query_page
 from breakwater.server.responses import json_response, node_of
 from breakwater.server.wire import doc_json, etag
 
@@ -189,33 +190,12 @@ async def query_documents(
     limit: Annotated[int, Query(description="page size")] = 100,
     after: Annotated[str | None, Query(description="the `next` token of the last page")] = None,
 ) -> Response:
-    """Live documents matching every filter, in ``order`` then id, one keyset page."""
+    """Live documents matching every filter, in ``order`` then id, one keyset page; documents
+    the read rule refuses take no part in it."""
     node = node_of(request)
     identity = identity_of(request)
     node.policy.admit(identity, check_collection(collection), "read")
-    # With a read rule, a page may come back shorter than ``limit`` (hidden documents are left
-    # out) and ``next`` continues after the last document looked at, which may be a hidden one:
-    # the token is sealed so that it reveals nothing of it.
-    sealed = node.policy.filters_reads(identity, collection)
-    if sealed and after is not None:
-        after = node.sealer.open(after)
     parsed = query_mod.parse_query(
         collection, where, order, limit, after, node.config.limits.max_query_limit
     )
-
-    async def load() -> bytes:
-        page = await node.store.query(parsed)
-        return codec.dumps({"docs": [doc_json(doc) for doc in page.docs], "next": page.next_token})
-
-    # The cache holds the store's page, the same for every caller (the query is keyed with the
-    # unsealed ``after``); the read rule and the sealing are applied on every request.
-    body = await node.cache.query(parsed, load)
-    readable = node.policy.reader(identity, collection)
-    if not sealed and readable({}):
-        return Response(body, media_type="application/json")
-    page = codec.loads(body)
-    docs = [doc for doc in page["docs"] if doc["data"] is not None and readable(doc["data"])]
-    next_token = page["next"]
-    if sealed and next_token is not None:
-        next_token = node.sealer.seal(next_token)
-    return json_response({"docs": docs, "next": next_token})
+    return Response(await query_page(node, identity, parsed), media_type="application/json")

@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from breakwater.auth.policy import Policy
-from breakwater.auth.sealing import Sealer
 from breakwater.auth.service import AuthService
 from breakwater.auth.store import AuthStore
 from breakwater.bus import Bus
@@ -42,7 +41,6 @@ class Node:
     buckets: RegionBuckets
     limiter: RateLimiter
     sign_in_guard: SignInGuard
-    sealer: Sealer
     store_opener: StoreOpener
     draining: bool = False
     worker_metrics: WorkerMetrics | None = None

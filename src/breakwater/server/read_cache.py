@@ -63,9 +63,9 @@ def _token() -> bytes:
     return f"{_TOKEN_PREFIX}{next(_TOKEN_COUNTER):x}".encode()
 
 
-def _query_digest(query: Query) -> str:
+def _query_digest(query: Query, viewer: str) -> str:
     # repr keeps 1, 1.0 and True apart, as the store's comparisons do.
-    return hashlib.blake2b(repr(query).encode(), digest_size=12).hexdigest()
+    return hashlib.blake2b(f"{query!r}\n{viewer}".encode(), digest_size=12).hexdigest()
 
 
 class ReadCache:
@@ -212,11 +212,14 @@ class ReadCache:
         version, _, body = payload.partition(b"\n")
         return CachedDoc(body, version.decode())
 
-    async def query(self, query: Query, load: Callable[[], Awaitable[bytes]]) -> bytes:
-        """The encoded response of one query page."""
+    async def query(
+        self, query: Query, load: Callable[[], Awaitable[bytes]], viewer: str = ""
+    ) -> bytes:
+        """The encoded response of one query page as ``viewer`` sees it (a read rule's view of
+        the page; empty when the page is the same for every caller allowed to run ``query``)."""
         collection = query.collection
         payload = await self._lookup(
-            f"c/{collection}", f"q/{collection}/{_query_digest(query)}", load
+            f"c/{collection}", f"q/{collection}/{_query_digest(query, viewer)}", load
         )
         return payload if payload is not None else await load()
 

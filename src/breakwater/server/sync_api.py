@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Annotated, Any
 
@@ -12,6 +13,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from breakwater.auth.identity import Identity
+from breakwater.auth.policy import Change
 from breakwater.core import cursor as cursor_mod
 from breakwater.core.errors import BreakwaterError, Forbidden, PayloadTooLarge, ValidationError
 from breakwater.core.mutation import Mutation, check_collection, parse_mutation
@@ -21,6 +23,7 @@ from breakwater.server.body import read_json
 from breakwater.server.node import Node
 from breakwater.server.responses import json_response, node_of
 from breakwater.server.wire import change_json, result_json
+from breakwater.storage.base import FeedPage
 
 router = APIRouter(prefix="/v1/sync", tags=["sync"])
 CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:~-]{1,128}$")
@@ -109,6 +112,14 @@ def parse_collections(raw: str | None) -> list[str] | None:
     return [check_collection(name) for name in names]
 
 
+def _shown(page: FeedPage, view: Callable[[Change], Change | None] | None) -> list[Change]:
+    """The changes of ``page`` as the caller's view shows them."""
+    changes = [change_json(entry) for entry in page.entries]
+    if view is None:
+        return changes
+    return [shown for change in changes if (shown := view(change)) is not None]
+
+
 @router.get("/pull", responses=openapi.PULL_RESPONSES, summary="Pull changes after a cursor")
 async def pull(
     request: Request,
@@ -138,16 +149,19 @@ async def pull(
     view = node.policy.viewer(identity, names)
     deadline = time.monotonic() + wait
     page = await node.store.pull(vector, names, limit, include_state)
-    while not page.entries and not node.draining:
-        # Nothing matching yet: wait for the node's feed follower to see a commit past what
-        # this pull covered (it hears of local commits at once, through the bus).
+    changes = _shown(page, view)
+    while not changes and not node.draining:
+        # Nothing the caller may see yet: wait for the node's feed follower to see a commit
+        # past what this pull covered (it hears of local commits at once, through the bus).
+        # Changes the caller may not see do not end the wait, so its length tells nothing
+        # of them.
         remaining = deadline - time.monotonic()
-        if remaining <= 0 or not await node.realtime.fanout.wait_beyond(page.vector, remaining):
+        if remaining <= 0:
+            break
+        if not page.has_more and not await node.realtime.fanout.wait_beyond(page.vector, remaining):
             break
         page = await node.store.pull(page.vector, names, limit, include_state)
-    changes = [change_json(entry) for entry in page.entries]
-    if view is not None:
-        changes = [shown for change in changes if (shown := view(change)) is not None]
+        changes = _shown(page, view)
     return json_response(
         {
             "changes": changes,

@@ -78,8 +78,9 @@ class _Params:
         return [self.add(rank, "int"), self.add(number, "float8"), self.add(text, "text")]
 
 
-def query_sql(query: Query) -> tuple[str, list[Any]]:
-    """The SELECT of one page of ``query`` (one row more than the limit) and its parameters."""
+def query_sql(query: Query, limited: bool = True) -> tuple[str, list[Any]]:
+    """The SELECT of ``query`` in its order and its parameters: one row more than the page, or
+    every row (``limited=False``) for a scan that decides row by row which ones count."""
     # The collection is inlined (validated name) so that PostgreSQL matches its partial index.
     clauses = [f"collection = '{check_collection(query.collection)}'", "NOT deleted"]
     params = _Params()
@@ -108,6 +109,6 @@ def query_sql(query: Query) -> tuple[str, list[Any]]:
         order_sql = ", ".join(f"{expr} {direction}" for expr in (rank, number, text, "id"))
     sql = (
         f"SELECT {DOC_COLUMNS} FROM docs WHERE {' AND '.join(clauses)}"
-        f" ORDER BY {order_sql} LIMIT {int(query.limit) + 1}"
+        f" ORDER BY {order_sql}{f' LIMIT {int(query.limit) + 1}' if limited else ''}"
     )
     return sql, params.values

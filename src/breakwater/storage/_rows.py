@@ -7,7 +7,7 @@ from typing import Any
 from breakwater.core import codec, cursor, document
 from breakwater.core.cursor import VersionVector
 from breakwater.core.engine import Change, StoredDoc
-from breakwater.core.query import Query, encode_page_token
+from breakwater.core.query import Query, Visible, encode_page_token
 from breakwater.storage.base import FeedEntry, FeedPage, QueryPage
 
 DOC_COLUMNS = "collection, id, state, data, version, hlc, origin, seq"
@@ -48,12 +48,40 @@ def feed_page(
     return FeedPage(entries, advanced, has_more, head)
 
 
-def query_page(query: Query, docs: list[StoredDoc]) -> QueryPage:
-    """One page of ``docs`` read with a limit of ``query.limit + 1``: the extra one only says
-    that another page follows, and the page token points after the last one kept."""
-    if len(docs) <= query.limit:
-        return QueryPage(docs, None)
-    docs = docs[: query.limit]
-    last = docs[-1]
-    value = last.data.get(query.order) if query.order and last.data else None
-    return QueryPage(docs, encode_page_token(value, last.doc_id))
+class PageBuilder:
+    """One query page from the rows a store reads in the query's order, with the read rule
+    applied inside the scan.
+
+    Rows come from a statement with no limit when ``visible`` is set (else with a limit of
+    ``query.limit + 1``). Rows whose data ``visible`` refuses are skipped before they count: the
+    page holds the first ``query.limit`` visible rows, a token exists only if one more visible
+    row follows, and it names the last row kept. So hidden documents change nothing of the page
+    (docs/adr/0016-queries-under-read-rules.md).
+    """
+
+    __slots__ = ("_docs", "_query", "_visible", "next_token")
+
+    def __init__(self, query: Query, visible: Visible | None = None) -> None:
+        self._query = query
+        self._visible = visible
+        self._docs: list[StoredDoc] = []
+        self.next_token: str | None = None
+
+    def add(self, row: Any) -> bool:
+        """Take one row of :data:`DOC_COLUMNS`; False once the page is complete (stop reading)."""
+        if self._visible is not None:
+            data = None if row[3] is None else codec.loads(row[3])
+            if data is None or not self._visible(data):
+                return True
+        if len(self._docs) == self._query.limit:
+            last = self._docs[-1]
+            order = self._query.order
+            value = last.data.get(order) if order and last.data else None
+            self.next_token = encode_page_token(value, last.doc_id)
+            return False
+        self._docs.append(doc_from_row(row))
+        return True
+
+    def page(self) -> QueryPage:
+        """The page read so far."""
+        return QueryPage(self._docs, self.next_token)

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from breakwater.core.cursor import VersionVector
 from breakwater.core.engine import Change, MutationResult, StoredDoc
 from breakwater.core.mutation import Mutation
-from breakwater.core.query import Query
+from breakwater.core.query import Query, Visible
 from breakwater.core.records import record
 
 
@@ -75,8 +75,11 @@ class Store(Protocol):
     async def get(self, collection: str, doc_id: str) -> StoredDoc | None:
         """A document, tombstones included; ``None`` if it was never written."""
 
-    async def query(self, query: Query) -> QueryPage:
-        """Live documents matching ``query``, in its order, one page."""
+    async def query(self, query: Query, visible: Visible | None = None) -> QueryPage:
+        """Live documents matching ``query`` in its order, one page, as if the documents whose
+        data ``visible`` refuses did not exist: the page holds the first ``query.limit``
+        visible matches, ``next_token`` exists only if another visible match follows and names
+        the last document of the page (docs/adr/0016-queries-under-read-rules.md)."""
 
     async def pull(
         self,

@@ -33,11 +33,11 @@ from breakwater.core.cursor import VersionVector
 from breakwater.core.engine import Change, Engine, MutationResult, StoredDoc
 from breakwater.core.errors import ConfigError, CursorExpired, StoreUnavailable
 from breakwater.core.mutation import Mutation
-from breakwater.core.query import Query
+from breakwater.core.query import Query, Visible
 from breakwater.storage import _pg_schema, redact_url
 from breakwater.storage._pg_batch import Connection, PgWriteBatch
 from breakwater.storage._pg_query import index_sql, query_sql
-from breakwater.storage._rows import DOC_COLUMNS, doc_from_row, feed_entry, feed_page, query_page
+from breakwater.storage._rows import DOC_COLUMNS, PageBuilder, doc_from_row, feed_entry, feed_page
 from breakwater.storage.base import CompactionReport, FeedPage, QueryPage
 from breakwater.storage.hooks import NO_HOOKS, StoreHooks
 
@@ -426,14 +426,25 @@ class PostgresStore:
 
         return await self._read(read)
 
-    async def query(self, query: Query) -> QueryPage:
-        """Live documents matching ``query``, keyset-paginated."""
-        sql, params = query_sql(query)
+    async def query(self, query: Query, visible: Visible | None = None) -> QueryPage:
+        """Live documents matching ``query`` that ``visible`` accepts, keyset-paginated. With
+        ``visible``, the rows are fetched through a cursor (one snapshot) until the page is
+        complete, ``query.limit + 1`` rows per round trip."""
+        sql, params = query_sql(query, limited=visible is None)
 
-        async def read(conn: Connection) -> list[StoredDoc]:
-            return [doc_from_row(row) for row in await conn.fetch(sql, *params)]
+        async def read(conn: Connection) -> QueryPage:
+            builder = PageBuilder(query, visible)
+            if visible is None:
+                for row in await conn.fetch(sql, *params):
+                    builder.add(row)
+                return builder.page()
+            async with conn.transaction(readonly=True):
+                async for row in conn.cursor(sql, *params, prefetch=query.limit + 1):
+                    if not builder.add(row):
+                        break
+            return builder.page()
 
-        return query_page(query, await self._read(read))
+        return await self._read(read)
 
     async def head(self) -> VersionVector:
         """The committed seq of every origin."""

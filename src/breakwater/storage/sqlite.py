@@ -27,9 +27,9 @@ from breakwater.core.cursor import VersionVector
 from breakwater.core.engine import Change, Engine, MutationResult, StoredDoc
 from breakwater.core.errors import CursorExpired, StoreUnavailable
 from breakwater.core.mutation import Mutation, check_collection
-from breakwater.core.query import OPERATORS, Query, Scalar
+from breakwater.core.query import OPERATORS, Query, Scalar, Visible
 from breakwater.storage import _sqlite_schema
-from breakwater.storage._rows import DOC_COLUMNS, doc_from_row, feed_entry, feed_page, query_page
+from breakwater.storage._rows import DOC_COLUMNS, PageBuilder, doc_from_row, feed_entry, feed_page
 from breakwater.storage._sqlite_batch import WriteBatch
 from breakwater.storage._sqlite_lock import WriterLock
 from breakwater.storage.base import CompactionReport, FeedPage, QueryPage
@@ -296,14 +296,23 @@ class SqliteStore:
 
         return await self._read(read)
 
-    async def query(self, query: Query) -> QueryPage:
-        """Live documents matching ``query``, keyset-paginated."""
-        sql, params = _query_sql(query, self.engine.collection(query.collection).indexes)
+    async def query(self, query: Query, visible: Visible | None = None) -> QueryPage:
+        """Live documents matching ``query`` that ``visible`` accepts, keyset-paginated; the
+        rows are read lazily, in one snapshot, until the page is complete."""
+        indexes = self.engine.collection(query.collection).indexes
+        sql, params = _query_sql(query, indexes, limited=visible is None)
 
-        def read(conn: sqlite3.Connection) -> list[StoredDoc]:
-            return [doc_from_row(row) for row in conn.execute(sql, params).fetchall()]
+        def read(conn: sqlite3.Connection) -> QueryPage:
+            builder = PageBuilder(query, visible)
+            # Closed at once when the page is complete: an unfinished statement would keep its
+            # read snapshot (and hold back WAL checkpoints) until collected.
+            with contextlib.closing(conn.execute(sql, params)) as rows:
+                for row in rows:
+                    if not builder.add(row):
+                        break
+            return builder.page()
 
-        return query_page(query, await self._read(read))
+        return await self._read(read)
 
     async def head(self) -> VersionVector:
         """The committed seq of every origin."""
@@ -383,7 +392,11 @@ def _index_for(query: Query, indexes: Sequence[str]) -> str | None:
     return next((f.field for f in query.filters if f.field in indexes), None)
 
 
-def _query_sql(query: Query, indexes: Sequence[str] = ()) -> tuple[str, list[Any]]:
+def _query_sql(
+    query: Query, indexes: Sequence[str] = (), limited: bool = True
+) -> tuple[str, list[Any]]:
+    """The SELECT of ``query`` in its order: one row more than the page, or every row
+    (``limited=False``) for a scan that decides row by row which ones count."""
     # The collection is inlined (its name is validated against a strict pattern) so that SQLite
     # can match the partial index of that collection; a bound parameter would hide it.
     clauses = [f"collection = '{check_collection(query.collection)}'", "deleted = 0"]
@@ -421,7 +434,7 @@ def _query_sql(query: Query, indexes: Sequence[str] = ()) -> tuple[str, list[Any
     indexed_by = f" INDEXED BY bw_{query.collection}__{field}" if field else ""
     sql = (
         f"SELECT {DOC_COLUMNS} FROM docs{indexed_by} WHERE {' AND '.join(clauses)}"
-        f" ORDER BY {order_sql} LIMIT {int(query.limit) + 1}"
+        f" ORDER BY {order_sql}{f' LIMIT {int(query.limit) + 1}' if limited else ''}"
     )
     return sql, params
 

@@ -310,6 +310,10 @@ class Session:
     async def _send_batch(self, batch: Batch) -> None:
         if self.view is not None and batch.changes:
             batch = restrict(batch, self.view)
+            if not batch.changes:
+                # Only changes this reader may not see: a message now would tell it when they
+                # were written. The heartbeat hands the cursor over instead.
+                return
         await self._send(self.out.send_changes(batch))
         self.sent_cursor = batch.cursor_text
         if batch.at is not None:
