@@ -85,6 +85,9 @@ def uvicorn_config(app: FastAPI, config: Config) -> uvicorn.Config:
         lifespan="on",
         timeout_graceful_shutdown=max(int(config.drain_timeout), 1),
         server_header=False,
+        # Forwarding headers are honoured only from auth.trusted_proxies, by access.client_ip:
+        # uvicorn's own handling would believe any loopback peer (its default allow-list).
+        proxy_headers=False,
         # Heartbeats are the application's (JSON ping/pong every realtime_heartbeat), so that
         # browsers, which cannot see protocol pings, can detect a dead node too.
         ws_ping_interval=None,
