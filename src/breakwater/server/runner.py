@@ -19,9 +19,9 @@ from fastapi import FastAPI
 from breakwater.config import Config
 from breakwater.obs.logging import get_logger
 from breakwater.server.app import create_app
-from breakwater.server.coalescing import CoalescingHttpToolsProtocol
 from breakwater.server.gc_policy import CollectorPolicy
 from breakwater.server.node import Node
+from breakwater.server.slow_clients import guarded_protocol
 from breakwater.server.workers import WorkerRole
 
 _log = get_logger("breakwater.server")
@@ -78,7 +78,7 @@ def uvicorn_config(app: FastAPI, config: Config) -> uvicorn.Config:
         host=config.host,
         port=config.port,
         loop="uvloop",
-        http=CoalescingHttpToolsProtocol,
+        http=guarded_protocol(config),
         ws="websockets-sansio",
         log_config=None,
         access_log=False,
