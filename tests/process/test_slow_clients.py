@@ -155,3 +155,32 @@ def test_realtime_streams_outlive_every_deadline(
         while "subscribed" not in kinds and len(kinds) < 100:  # pings came meanwhile
             kinds.append(json.loads(websocket.recv(timeout=BOUND))["type"])
         assert "subscribed" in kinds
+
+
+def _admitted(server: ServerProcess) -> bool:
+    """Whether a new connection from loopback is served (not closed at once)."""
+    with closing(_open(server)) as sock:
+        try:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            return _read_to_close(sock).startswith(b"HTTP/1.1 200 ")
+        except (ConnectionResetError, BrokenPipeError):
+            return False
+
+
+def test_a_websocket_holds_its_slot_until_it_closes(
+    start_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    """WebSockets (which leave the HTTP protocol at their upgrade) count against the cap
+    while open, and give their slots back when they close."""
+    server = _node(start_server, tmp_path)
+    ws_url = server.url.replace("http", "ws", 1) + "/v1/realtime"
+    with ExitStack() as stack:
+        for _ in range(CAP):
+            stack.enter_context(connect(ws_url))
+        assert not _admitted(server)
+    deadline = time.monotonic() + BOUND  # the node sees the closes a moment after the client
+    while not _admitted(server):
+        assert time.monotonic() < deadline, "the WebSockets' slots were never given back"
+    with ExitStack() as stack:
+        for _ in range(CAP):
+            stack.enter_context(connect(ws_url))
