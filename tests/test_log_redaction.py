@@ -58,3 +58,11 @@ def test_an_event_field_named_like_a_credential_is_redacted() -> None:
     out = redact_event(None, "info", dict(event))
     assert json.dumps(out).count("hunter2-secret") == 0
     assert out["path"] == "/v1/a" and out["status"] == 200
+
+
+@given(SECRET, st.sampled_from(FORMS), st.sampled_from(["event", "path", "exception", "url"]))
+def test_a_secret_in_any_field_of_an_event_is_redacted(secret: str, form: str, key: str) -> None:
+    """Whichever field a line puts it in, with the request line's other fields around it."""
+    event = {"event": "request", "method": "GET", "status": 200, "request_id": "ab-1"}
+    event[key] = form.format(s=secret)
+    assert secret not in json.dumps(redact_event(None, "info", event))
