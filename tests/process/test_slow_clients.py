@@ -55,36 +55,40 @@ def _read_to_close(sock: socket.socket) -> bytes:
     return received
 
 
-def _trickle(sock: socket.socket, data: bytes) -> bytes:
-    """Send ``data`` a byte every 0.2 s until the node closes; what it answered."""
-    for byte in data:
+def _trickle(sock: socket.socket, data: bytes) -> tuple[bytes, int]:
+    """Send ``data`` a byte every 0.2 s until the node closes the connection: what it
+    answered (nothing when the close came as a reset, which discards it) and the bytes sent."""
+    for sent, byte in enumerate(data):
         try:
             sock.sendall(bytes([byte]))
-        except (BrokenPipeError, ConnectionResetError):
-            break
-        sock.settimeout(0.2)
-        try:
-            if answer := sock.recv(4096):
-                sock.settimeout(BOUND)
-                return answer + _read_to_close(sock)
-            return b""
+            sock.settimeout(0.2)
+            answer = sock.recv(4096)
         except TimeoutError:
             continue
+        except (BrokenPipeError, ConnectionResetError):
+            return b"", sent
+        sock.settimeout(BOUND)
+        try:
+            return answer + _read_to_close(sock), sent + 1
+        except ConnectionResetError:
+            return answer, sent + 1
     sock.settimeout(BOUND)
-    return _read_to_close(sock)
+    return _read_to_close(sock), len(data)
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_headers_sent_a_byte_at_a_time_are_cut_off(
     start_server: Callable[..., ServerProcess], tmp_path: Path, workers: str
 ) -> None:
-    """A slowloris request line is answered 408 and closed, long before it completes."""
+    """A slowloris request is closed long before it completes, answered 408 (unless a byte
+    in flight as the node closes makes the close a reset, which discards the answer)."""
     server = _node(start_server, tmp_path, workers)
     request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: " + b"a" * 200 + b"\r\n\r\n"
     with closing(_open(server)) as sock:
-        answer = _trickle(sock, request)
-    assert answer.startswith(b"HTTP/1.1 408 "), answer
-    assert b'"type":"request_timeout"' in answer
+        answer, sent = _trickle(sock, request)
+    assert sent < len(request) / 2, sent
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 408 "), answer
+    assert not answer or b'"type":"request_timeout"' in answer
 
 
 def test_a_silent_connection_is_closed(

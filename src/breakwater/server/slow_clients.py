@@ -25,7 +25,7 @@ import asyncio
 import ipaddress
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import cast
 
 from breakwater.auth.settings import proxy_networks
 from breakwater.config import Config
@@ -145,7 +145,7 @@ class GuardedHttpProtocol(CoalescingHttpToolsProtocol):
         super().handle_websocket_upgrade()
         if self._counted is not None:
             # The WebSocket protocol owns the socket now; its end frees the address's slot.
-            taken_over: Any = self.transport.get_protocol()
+            taken_over = cast(asyncio.Protocol, self.transport.get_protocol())
             self.transport.set_protocol(_ReleaseWhenLost(taken_over, self._release))
 
     def _arm(self, seconds: float) -> None:
