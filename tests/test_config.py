@@ -83,6 +83,9 @@ def test_realtime_settings_read_from_file_and_environment(tmp_path: Path) -> Non
         ("realtime_fanout_share = 0", {}, "realtime_fanout_share = 0.0 must be in (0, 1]"),
         ("realtime_fanout_share = 1.5", {}, "realtime_fanout_share = 1.5 must be in (0, 1]"),
         ("realtime_admission_wait = -1.0", {}, "realtime_admission_wait = -1.0 must not be"),
+        ("header_timeout = 0", {}, "header_timeout = 0.0 must be positive"),
+        ("body_timeout = -1", {}, "body_timeout = -1.0 must be positive"),
+        ("max_connections_per_address = -1", {}, "max_connections_per_address = -1 must not"),
         (
             "realtime_heartbeat = 30.0\nrealtime_timeout = 30.0",
             {},

@@ -59,6 +59,10 @@ class Config:
     compaction_interval: float = 3600.0
     drain_grace: float = 1.0
     drain_timeout: float = 10.0
+    # Slow and greedy clients: see server/slow_clients.py and docs/security.md.
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    max_connections_per_address: int = 256
     bus: str = "memory://"
     cache: str = "memory://"
     cache_ttl: float = 60.0
@@ -332,10 +336,17 @@ def _check(config: Config) -> None:
         )
     if config.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log_level = {config.log_level!r} is not debug, info, warning or error")
-    for key in ("max_clock_skew", "retention_days", "compaction_interval", "cache_ttl"):
+    for key in (
+        "max_clock_skew",
+        "retention_days",
+        "compaction_interval",
+        "cache_ttl",
+        "header_timeout",
+        "body_timeout",
+    ):
         if getattr(config, key) <= 0:
             raise ConfigError(f"{key} = {getattr(config, key)!r} must be positive")
-    for key in ("drain_grace", "drain_timeout"):
+    for key in ("drain_grace", "drain_timeout", "max_connections_per_address"):
         if getattr(config, key) < 0:
             raise ConfigError(f"{key} = {getattr(config, key)!r} must not be negative")
     for key in (

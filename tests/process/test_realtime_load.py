@@ -240,14 +240,17 @@ async def small_writes(url: str, count: int, per_second: float, collection: str 
 
 @pytest.mark.timeout(300)
 async def test_a_reconnect_storm_is_paced_and_everyone_catches_up(
-    start_server: Callable[..., ServerProcess],
+    start_server: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:
     """2,000 subscribers reconnect within one second, from cursors spread over 300 changes,
     while writes go on: admission is paced, /healthz p99 stays under 100 ms, and every
     subscriber gets exactly the changes after its cursor."""
     import random
 
-    server = start_server(None, "--log-level", "warning")
+    config = tmp_path / "storm.toml"
+    # Every subscriber comes from this one address: no per-address connection cap.
+    config.write_text("max_connections_per_address = 0\n")
+    server = start_server(None, "--config", str(config), "--log-level", "warning")
     await small_writes(server.url, HISTORY, 0, "history")
     rng = random.Random(2000)
     cursors = []

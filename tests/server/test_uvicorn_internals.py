@@ -8,6 +8,10 @@ versions checked here; to allow a newer one, install it, run this file, adapt th
 - server/coalescing.py subclasses ``HttpToolsProtocol`` and hands it a wrapped transport in
   ``connection_made``: uvicorn must build the protocol as ``(config, server_state, app_state,
   _loop)``, keep ``self.loop``, and write responses through the transport it was given.
+- server/slow_clients.py subclasses that protocol again: it overrides the parser callbacks
+  ``on_message_begin``, ``on_headers_complete``, ``on_body``, ``on_message_complete`` and
+  ``handle_websocket_upgrade``, and reads ``client``, ``cycle`` (``response_started``,
+  ``response_complete``, ``waiting_for_100_continue``) and ``flow.read_paused``.
 - server/realtime/websocket.py reads ``PROTOCOL_ATTRIBUTES`` of the websockets-sansio protocol,
   which it reaches as the ASGI ``send`` callable's ``__self__``.
 - server/runner.py overrides ``Server.handle_exit`` and ``Server.shutdown`` and reads
@@ -28,8 +32,10 @@ from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 
+from breakwater.config import Config
 from breakwater.server.coalescing import CoalescingHttpToolsProtocol, CoalescingTransport
 from breakwater.server.realtime.websocket import PROTOCOL_ATTRIBUTES
+from breakwater.server.slow_clients import guarded_protocol
 
 UVICORN = version("uvicorn")
 
@@ -136,3 +142,33 @@ async def test_the_websocket_protocol_keeps_what_the_direct_writer_reads(name: s
         "the websockets-sansio protocol's send"
     )
     assert config.ws_protocol_class is WebSocketsSansIOProtocol, moved("ws='websockets-sansio'")
+
+
+async def test_the_guarded_protocol_is_called_at_each_step_of_a_request() -> None:
+    """uvicorn still calls the parser callbacks the read deadlines hang on, with the state they
+    read: armed at the connection's start, re-armed for the body, disarmed once it is read."""
+    guarded = guarded_protocol(Config())
+    config = uvicorn.Config(hello, http=guarded, log_config=None, access_log=False)
+    config.load()
+    loop = asyncio.get_running_loop()
+    protocol = guarded(config, ServerState(), {}, loop)
+    real = Transport()
+    protocol.connection_made(real)  # type: ignore[arg-type]
+    assert protocol.client == ("127.0.0.1", 40000), moved("HttpToolsProtocol.client")
+    assert protocol._deadline is not None, moved("connection_made")
+    protocol.data_received(b"POST / HTTP/1.1\r\nHost: node\r\nContent-Length: 4\r\n\r\nab")
+    body_deadline = protocol._deadline
+    assert body_deadline is not None
+    assert body_deadline.when() - loop.time() > Config().header_timeout, moved(
+        "on_headers_complete or on_body"
+    )
+    cycle = protocol.cycle
+    for name in ("response_started", "response_complete", "waiting_for_100_continue"):
+        assert hasattr(cycle, name), moved(f"RequestResponseCycle.{name}")
+    assert protocol.flow.read_paused is False, moved("FlowControl.read_paused")
+    protocol.data_received(b"cd")
+    assert protocol._deadline is None, moved("on_message_complete")
+    protocol.connection_lost(None)
+    assert callable(getattr(protocol, "handle_websocket_upgrade", None)), moved(
+        "HttpToolsProtocol.handle_websocket_upgrade"
+    )

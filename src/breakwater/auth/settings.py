@@ -67,6 +67,17 @@ def proxy_networks(
     return tuple(networks)
 
 
+def within(
+    address: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+) -> bool:
+    """True when ``address`` is an IP address inside one of ``networks`` (e.g. a trusted proxy)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
 def is_loopback(host: str) -> bool:
     """True for ``127.0.0.0/8``, ``::1`` and ``localhost``."""
     if host.lower() in LOOPBACK_NAMES:

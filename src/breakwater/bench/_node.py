@@ -47,9 +47,11 @@ class BenchNode:
             *extra_args,
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("BREAKWATER_")}
-        # Every load client comes from one address: the per-IP and per-user limits would
-        # measure themselves, not the node (bench auth measures the auth paths on their own).
+        # Every load client comes from one address: the per-IP and per-user limits and the
+        # per-address connection cap would measure themselves, not the node (bench auth
+        # measures the auth paths on their own).
         env.update(BREAKWATER_AUTH_RATE_PER_IP="0", BREAKWATER_AUTH_RATE_PER_USER="0")
+        env.update(BREAKWATER_MAX_CONNECTIONS_PER_ADDRESS="0")
         env.update(settings or {})
         self.port = port
         self.process = subprocess.Popen(

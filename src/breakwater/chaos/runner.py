@@ -112,7 +112,12 @@ class Cluster:
 
     @staticmethod
     def _env(offset_ms: int) -> dict[str, str]:
-        return {"BREAKWATER_CLOCK_OFFSET_MS": str(offset_ms)} if offset_ms else {}
+        # Every device reaches a node through its chaos proxy, so from one address: the
+        # per-address connection cap would refuse a loadtest's devices, not protect the node.
+        env = {"BREAKWATER_MAX_CONNECTIONS_PER_ADDRESS": "0"}
+        if offset_ms:
+            env["BREAKWATER_CLOCK_OFFSET_MS"] = str(offset_ms)
+        return env
 
     async def start(self) -> None:
         for engine in self.engines.values():

@@ -1,7 +1,8 @@
 """Structured JSON logs: one object per line, on stdout, through structlog.
 
 ``configure`` is called by the CLI when a node starts, never at import. Uvicorn's own loggers are
-routed through the same renderer so that every line a node prints is JSON.
+routed through the same renderer so that every line a node prints is JSON, and every line, the
+node's and every library's, passes :func:`~breakwater.obs.redact.redact_event` on its way out.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any, BinaryIO
 
 import orjson
 import structlog
+
+from breakwater.obs.redact import redact_event
 
 _SHARED: list[structlog.typing.Processor] = [
     structlog.contextvars.merge_contextvars,
@@ -100,6 +103,7 @@ def configure(level: str = "info") -> None:
         processors=[
             *_SHARED,
             structlog.processors.format_exc_info,
+            redact_event,
             structlog.processors.JSONRenderer(serializer=orjson.dumps),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
@@ -112,6 +116,7 @@ def configure(level: str = "info") -> None:
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
+                redact_event,
                 structlog.processors.JSONRenderer(serializer=_dumps_text),
             ],
             foreign_pre_chain=[*_SHARED, structlog.stdlib.add_logger_name],

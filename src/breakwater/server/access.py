@@ -19,6 +19,7 @@ from fastapi import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from breakwater.auth.identity import Identity
+from breakwater.auth.settings import within
 from breakwater.core.errors import BreakwaterError, Unauthorized
 from breakwater.server import problems
 
@@ -86,23 +87,15 @@ def client_ip(scope: Scope, trusted: tuple[IPNetwork, ...] = ()) -> str:
     client's own claims and are ignored)."""
     client = scope.get("client")
     peer = str(client[0]) if client else "unknown"
-    if not trusted or not _trusted(peer, trusted):
+    if not trusted or not within(peer, trusted):
         return peer
     forwarded = _header(scope, b"x-forwarded-for")
     if not forwarded:
         return peer
     for hop in reversed([part.strip() for part in forwarded.split(",")]):
-        if not _trusted(hop, trusted):
+        if not within(hop, trusted):
             return hop or peer
     return peer
-
-
-def _trusted(address: str, trusted: tuple[IPNetwork, ...]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in trusted)
 
 
 class Gatekeeper:

@@ -19,9 +19,9 @@ from fastapi import FastAPI
 from breakwater.config import Config
 from breakwater.obs.logging import get_logger
 from breakwater.server.app import create_app
-from breakwater.server.coalescing import CoalescingHttpToolsProtocol
 from breakwater.server.gc_policy import CollectorPolicy
 from breakwater.server.node import Node
+from breakwater.server.slow_clients import guarded_protocol
 from breakwater.server.workers import WorkerRole
 
 _log = get_logger("breakwater.server")
@@ -78,13 +78,16 @@ def uvicorn_config(app: FastAPI, config: Config) -> uvicorn.Config:
         host=config.host,
         port=config.port,
         loop="uvloop",
-        http=CoalescingHttpToolsProtocol,
+        http=guarded_protocol(config),
         ws="websockets-sansio",
         log_config=None,
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=max(int(config.drain_timeout), 1),
         server_header=False,
+        # Forwarding headers are honoured only from auth.trusted_proxies, by access.client_ip:
+        # uvicorn's own handling would believe any loopback peer (its default allow-list).
+        proxy_headers=False,
         # Heartbeats are the application's (JSON ping/pong every realtime_heartbeat), so that
         # browsers, which cannot see protocol pings, can detect a dead node too.
         ws_ping_interval=None,

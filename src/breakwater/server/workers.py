@@ -13,7 +13,9 @@ node:
   stamps carry per-worker node ids (``<node>.w<i>``).
 - Notices: the workers share an ``ipc://`` bus (unless another bus is configured), so a commit in
   one wakes the realtime subscribers and long-polls of all of them at once.
-- Limits: the realtime connection limit and admission rate are divided between the workers.
+- Limits: the realtime connection limit and admission rate, and the per-address connection
+  cap, are divided between the workers (the kernel spreads an address's connections over
+  them by a hash of each connection's ports, so about evenly).
 - Metrics: ``/metrics`` on any worker answers for all of them, labelled by ``worker``.
 
 The supervisor forwards SIGTERM/SIGINT to every worker (each drains as a single node does, and a
@@ -86,6 +88,7 @@ def worker_config(config: Config, role: WorkerRole) -> Config:
         max_realtime_connections=math.ceil(config.max_realtime_connections / role.count),
         realtime_admission_rate=config.realtime_admission_rate / role.count,
         realtime_admission_burst=math.ceil(config.realtime_admission_burst / role.count),
+        max_connections_per_address=math.ceil(config.max_connections_per_address / role.count),
     )
 
 

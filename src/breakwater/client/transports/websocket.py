@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.frames import Frame
 
 from breakwater.client.errors import EndpointUnavailable, TransportRefused, error_for_problem
 from breakwater.client.node_api import Credentials, auth_headers
@@ -27,6 +30,25 @@ from breakwater.core import codec
 from breakwater.core.errors import Unauthorized
 
 CLOSE_UNAUTHORIZED = 4401
+CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+
+class WithoutSecrets(logging.LoggerAdapter[logging.Logger]):
+    """websockets' connection logger, minus what would show a credential at ``debug``: the
+    value of a credential header of the handshake, and every frame's payload (the ``auth``
+    message carries a token), which is logged as its type and size only."""
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if args and msg in ("> %s: %s", "< %s: %s"):
+            if str(args[0]).lower() in CREDENTIAL_HEADERS:
+                args = (args[0], "[redacted]", *args[2:])
+        elif args and isinstance(args[0], Frame):
+            frame = args[0]
+            args = (f"{frame.opcode.name} [{len(frame.data)} bytes]", *args[1:])
+        super().log(level, msg, *args, **kwargs)
+
+
+_LOG = WithoutSecrets(logging.getLogger("websockets.client"))
 
 
 class WebSocketTransport:
@@ -44,7 +66,7 @@ class WebSocketTransport:
         url = "ws" + context.base_url.removeprefix("http") + "/v1/realtime"
         headers = await auth_headers(context.headers)
         try:
-            async with connect(url, additional_headers=headers, open_timeout=10) as ws:
+            async with connect(url, additional_headers=headers, open_timeout=10, logger=_LOG) as ws:
                 self.connections += 1
                 renewing = None
                 if isinstance(context.headers, Credentials):
