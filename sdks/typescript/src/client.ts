@@ -1,0 +1,132 @@
+/**
+ * `Client`: the local store, the collections and the background sync of one device.
+ *
+ * Every read and write is answered by the device's storage, online or not; the sync loop
+ * pushes the outbox and pulls others' changes whenever an endpoint answers.
+ */
+
+import { Collection } from "./collection.js";
+import { EndpointPool } from "./endpoints.js";
+import { ClientClosed } from "./errors.js";
+import { Emitter } from "./events.js";
+import type { ClientEvents, Status } from "./events.js";
+import { LocalStore } from "./local-store.js";
+import { DEFAULT_LIMITS } from "./mutation.js";
+import type { Limits } from "./mutation.js";
+import type { Fetch, HeadersProvider } from "./node-api.js";
+import type { OutboxEntry, Rejection } from "./outbox.js";
+import type { StorageAdapter } from "./storage/adapter.js";
+import { SyncLoop } from "./sync.js";
+
+export interface ClientOptions {
+  /** Base URLs of nodes, gateways or regions, in order of preference. */
+  endpoints: readonly string[];
+  /** The device's storage: `IndexedDbStorage` in browsers, `SqlStorage` on React Native, `MemoryStorage` in tests. */
+  storage: StorageAdapter;
+  /** Headers for every request (e.g. `{Authorization: "Bearer …"}`), called before each one. */
+  headers?: HeadersProvider;
+  /** `false` opens the storage only (no network at all). */
+  sync?: boolean;
+  fetch?: Fetch;
+  pushBatch?: number;
+  pullLimit?: number;
+  longPollWaitMs?: number;
+  requestTimeoutMs?: number;
+  backoffBaseMs?: number;
+  backoffCapMs?: number;
+  breakerFailures?: number;
+  breakerResetMs?: number;
+  limits?: Limits;
+}
+
+export class Client {
+  private readonly collections = new Map<string, Collection>();
+  private closed = false;
+
+  private constructor(
+    private readonly store: LocalStore,
+    private readonly events: Emitter<ClientEvents>,
+    private readonly loop: SyncLoop | null,
+    private readonly limits: Limits,
+  ) {}
+
+  /** Open the device's storage and, unless `sync: false`, start syncing in the background. */
+  static async open(options: ClientOptions): Promise<Client> {
+    const store = new LocalStore(options.storage);
+    await store.open();
+    const events = new Emitter<ClientEvents>();
+    const loop =
+      options.sync === false
+        ? null
+        : new SyncLoop(
+            store,
+            new EndpointPool(options.endpoints, options.breakerFailures ?? 3, options.breakerResetMs ?? 5_000),
+            events,
+            {
+              pushBatch: options.pushBatch ?? 500,
+              pullLimit: options.pullLimit ?? 1000,
+              longPollWaitMs: options.longPollWaitMs ?? 25_000,
+              requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
+              backoffBaseMs: options.backoffBaseMs ?? 200,
+              backoffCapMs: options.backoffCapMs ?? 30_000,
+            },
+            options.fetch ?? globalThis.fetch.bind(globalThis),
+            options.headers,
+          );
+    const client = new Client(store, events, loop, options.limits ?? DEFAULT_LIMITS);
+    loop?.start();
+    return client;
+  }
+
+  private live(): void {
+    if (this.closed) throw new ClientClosed();
+  }
+
+  /** The collection `name` (the same object on every call). */
+  collection(name: string): Collection {
+    this.live();
+    let collection = this.collections.get(name);
+    if (collection === undefined) {
+      collection = new Collection(name, this.store, this.events, () => this.loop?.wake(), this.limits);
+      this.collections.set(name, collection);
+    }
+    return collection;
+  }
+
+  /** What the sync is doing now (also sent as `status` events). */
+  get status(): Status {
+    return this.loop?.status ?? { state: "offline", pending: this.store.entries().length, endpoint: null, lastError: null };
+  }
+
+  /** This device's id: the prefix of its mutation ids. */
+  get deviceId(): string {
+    return this.store.deviceId;
+  }
+
+  on<K extends keyof ClientEvents>(event: K, listener: (value: ClientEvents[K]) => void): () => void {
+    return this.events.on(event, listener);
+  }
+
+  /** Retry at once (e.g. when the OS reports the network back), skipping backoff and open breakers. */
+  syncNow(): void {
+    this.loop?.syncNow();
+  }
+
+  /** Entries not yet acknowledged and stable, oldest first. */
+  outbox(): readonly OutboxEntry[] {
+    return this.store.entries();
+  }
+
+  /** Every mutation the server refused, oldest first. */
+  rejections(): Promise<Rejection[]> {
+    return this.store.rejections();
+  }
+
+  /** Stop syncing and close the storage; writes already resolved are kept. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.loop?.stop();
+    await this.store.close();
+  }
+}

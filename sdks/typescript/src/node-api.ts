@@ -1,0 +1,97 @@
+/**
+ * The sync calls of the wire protocol (docs/protocol.md#push, #pull) over `fetch`. Network
+ * errors, timeouts, 5xx and 429 become `EndpointUnavailable`; other problem answers become a
+ * `BreakwaterError` of their `type` (410 a `CursorExpired`). An abort by the caller's `signal`
+ * rethrows its reason untouched, so the sync loop can tell "woken" from "failed".
+ */
+
+import { EndpointUnavailable, errorForProblem } from "./errors.js";
+import type { Problem } from "./errors.js";
+import type { VersionVector } from "./cursor.js";
+import type { PulledChange } from "./local-store.js";
+
+export type Fetch = typeof fetch;
+export type HeadersProvider = () => Record<string, string> | Promise<Record<string, string>>;
+
+export interface PushResult {
+  mutation_id: string;
+  status: "applied" | "duplicate" | "rejected";
+  origin?: string;
+  seq?: number;
+  error?: Problem;
+}
+
+export interface PushAnswer {
+  results: PushResult[];
+  hlc?: string;
+}
+
+export interface PullPage {
+  changes: PulledChange[];
+  cursor: string;
+  has_more: boolean;
+  stable?: VersionVector;
+  hlc?: string;
+}
+
+export class NodeApi {
+  /** Milliseconds the last call took. */
+  lastLatency = 0;
+
+  constructor(
+    readonly baseUrl: string,
+    private readonly fetchFn: Fetch,
+    private readonly timeoutMs: number,
+    private readonly headers?: HeadersProvider,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
+
+  private async call(method: string, path: string, body?: unknown, extraMs = 0, signal?: AbortSignal): Promise<unknown> {
+    const headers: Record<string, string> = { ...(this.headers ? await this.headers() : {}) };
+    if (body !== undefined) headers["content-type"] = "application/json";
+    const timeout = AbortSignal.timeout(this.timeoutMs + extraMs);
+    const started = this.now();
+    let response: Response;
+    let text: string;
+    try {
+      response = await this.fetchFn(`${this.baseUrl}${path}`, {
+        method,
+        headers,
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+      });
+      text = await response.text();
+    } catch (error) {
+      if (signal?.aborted) throw signal.reason;
+      throw new EndpointUnavailable(`${this.baseUrl}: ${String(error)}`);
+    }
+    this.lastLatency = this.now() - started;
+    let parsed: unknown = null;
+    try {
+      parsed = text ? JSON.parse(text) : null;
+    } catch {
+      if (response.ok) throw new EndpointUnavailable(`${this.baseUrl}: answer is not JSON`);
+    }
+    if (response.ok) return parsed;
+    const retryAfter = Number(response.headers.get("retry-after") ?? "");
+    const problem = parsed !== null && typeof parsed === "object" ? (parsed as Partial<Problem>) : {};
+    throw errorForProblem(response.status, problem, Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : undefined);
+  }
+
+  /** `POST /v1/sync/push`: one result per mutation, in order, and the node's clock. */
+  async push(clientId: string, mutations: readonly Record<string, unknown>[]): Promise<PushAnswer> {
+    return (await this.call("POST", "/v1/sync/push", { client_id: clientId, mutations })) as PushAnswer;
+  }
+
+  /** `GET /v1/sync/pull` with states; `waitS` > 0 long-polls (the timeout counts on top of it). */
+  async pull(cursor: string, limit: number, waitS = 0, signal?: AbortSignal): Promise<PullPage> {
+    const params = new URLSearchParams({ cursor, limit: String(limit), include_state: "true" });
+    if (waitS > 0) params.set("wait", String(waitS));
+    return (await this.call("GET", `/v1/sync/pull?${params}`, undefined, waitS * 1000, signal)) as PullPage;
+  }
+
+  /** `GET /readyz`: throws when the node cannot serve (a draining node answers 503). */
+  async ready(): Promise<void> {
+    await this.call("GET", "/readyz");
+  }
+}

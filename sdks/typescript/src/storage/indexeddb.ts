@@ -1,0 +1,66 @@
+/**
+ * Storage in IndexedDB, the browser default: one object store per table, one `readwrite`
+ * transaction with `durability: "strict"` per commit, so a commit that resolved survives a crash.
+ */
+
+import { TABLES } from "./adapter.js";
+import type { StorageAdapter, Table, Write } from "./adapter.js";
+
+const VERSION = 1;
+
+function done(request: IDBRequest): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+}
+
+export class IndexedDbStorage implements StorageAdapter {
+  private constructor(
+    private readonly db: IDBDatabase,
+    private readonly keyRange: typeof IDBKeyRange,
+  ) {}
+
+  /** Open (creating when new) the database `name`; `factory` and `keyRange` default to the page's globals. */
+  static async open(name: string, factory: IDBFactory = indexedDB, keyRange: typeof IDBKeyRange = IDBKeyRange): Promise<IndexedDbStorage> {
+    const request = factory.open(name, VERSION);
+    request.onupgradeneeded = () => {
+      for (const table of TABLES) {
+        if (!request.result.objectStoreNames.contains(table)) request.result.createObjectStore(table);
+      }
+    };
+    return new IndexedDbStorage((await done(request)) as IDBDatabase, keyRange);
+  }
+
+  async get(table: Table, key: string): Promise<unknown> {
+    return done(this.db.transaction(table, "readonly").objectStore(table).get(key));
+  }
+
+  async list(table: Table, prefix = ""): Promise<[string, unknown][]> {
+    const store = this.db.transaction(table, "readonly").objectStore(table);
+    const range = this.keyRange.bound(prefix, `${prefix}\uffff`);
+    const [keys, values] = await Promise.all([done(store.getAllKeys(range)), done(store.getAll(range))]);
+    return (keys as string[]).map((key, i) => [key, (values as unknown[])[i]]);
+  }
+
+  async commit(writes: readonly Write[]): Promise<void> {
+    if (writes.length === 0) return;
+    const tables = [...new Set(writes.map((w) => w.table))];
+    const tx = this.db.transaction(tables, "readwrite", { durability: "strict" });
+    const finished = new Promise<void>((resolve, reject) => {
+      tx.oncomplete = () => resolve();
+      tx.onerror = () => reject(tx.error);
+      tx.onabort = () => reject(tx.error ?? new Error("IndexedDB transaction aborted"));
+    });
+    for (const { table, key, value } of writes) {
+      const store = tx.objectStore(table);
+      if (value === undefined) store.delete(key);
+      else store.put(value, key);
+    }
+    await finished;
+  }
+
+  async close(): Promise<void> {
+    this.db.close();
+  }
+}

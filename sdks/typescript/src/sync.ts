@@ -1,0 +1,269 @@
+/**
+ * The background sync, with the Python SDK's rules (docs/sdk.md#sync-in-detail). One round on
+ * the chosen endpoint:
+ *
+ * 1. push unsent outbox entries in batches; acknowledged entries keep their `(origin, seq)` and
+ *    stay queued; rejected ones leave the outbox and roll back; a `clock_skew` refusal corrects
+ *    the device clock, re-stamps and pushes again; a `413` without an index halves the batch;
+ * 2. pull pages (with states) until `has_more` is false; each page commits with its cursor, and
+ *    entries acknowledged, stable and pulled back leave the outbox; a `410` on the cursor starts
+ *    a full resync that keeps the outbox;
+ * 3. follow: a long-poll pull, cut short by a local write or `syncNow()`.
+ *
+ * A push refused as unavailable still lets the pull run (a node that refuses writes may serve
+ * reads). Failures mark the endpoint in the pool (breaker, failover) and wait with exponential
+ * backoff and full jitter. Switching endpoints re-pushes acknowledged-but-unstable entries (the
+ * old node may die before replicating them; mutation ids make the re-push safe).
+ */
+
+import { Backoff } from "./backoff.js";
+import type { Endpoint, EndpointPool } from "./endpoints.js";
+import { BreakwaterError, CursorExpired, EndpointUnavailable } from "./errors.js";
+import type { Problem } from "./errors.js";
+import type { ClientEvents, Emitter, Status } from "./events.js";
+import type { LocalStore } from "./local-store.js";
+import { NodeApi } from "./node-api.js";
+import type { Fetch, HeadersProvider, PullPage, PushAnswer } from "./node-api.js";
+import { toWire } from "./outbox.js";
+import type { OutboxEntry } from "./outbox.js";
+
+const MAX_RESTAMPS_PER_PUSH = 3;
+/** Refusals of the mutations themselves: re-sending them never helps. */
+const PERMANENT_INPUT_ERRORS = new Set(["validation_error", "payload_too_large", "schema_violation"]);
+
+export interface SyncSettings {
+  pushBatch: number;
+  pullLimit: number;
+  longPollWaitMs: number;
+  requestTimeoutMs: number;
+  backoffBaseMs: number;
+  backoffCapMs: number;
+}
+
+/** A promise that resolves after `ms`, or at once when `signal` aborts. */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done);
+  });
+}
+
+export class SyncLoop {
+  status: Status = { state: "offline", pending: 0, endpoint: null, lastError: null };
+  private readonly stopping = new AbortController();
+  private retry = new AbortController();
+  private wakeUp = new AbortController();
+  private readonly backoff: Backoff;
+  private endpoint: Endpoint | null = null;
+  private pushBatch: number;
+  private running: Promise<void> | null = null;
+
+  constructor(
+    private readonly store: LocalStore,
+    private readonly pool: EndpointPool,
+    private readonly events: Emitter<ClientEvents>,
+    private readonly settings: SyncSettings,
+    private readonly fetchFn: Fetch,
+    private readonly headers?: HeadersProvider,
+    random?: () => number,
+  ) {
+    this.backoff = new Backoff(settings.backoffBaseMs, settings.backoffCapMs, random);
+    this.pushBatch = settings.pushBatch;
+  }
+
+  start(): void {
+    this.running ??= this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.stopping.abort();
+    await this.running;
+  }
+
+  /** A local write: cut the long poll short so the write is pushed at once. */
+  wake(): void {
+    this.wakeUp.abort();
+  }
+
+  /** The app says the network is back: probe every endpoint and retry now. */
+  syncNow(): void {
+    this.pool.probeNow();
+    this.retry.abort();
+    this.wakeUp.abort();
+  }
+
+  private update(change: Partial<Status>): void {
+    this.status = { ...this.status, pending: this.store.entries().length, ...change };
+    this.events.emit("status", this.status);
+  }
+
+  private async wait(ms: number): Promise<void> {
+    await pause(ms, AbortSignal.any([this.retry.signal, this.stopping.signal]));
+    if (this.retry.signal.aborted) this.retry = new AbortController();
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopping.signal.aborted) {
+      const endpoint = this.pool.choose();
+      if (endpoint === null) {
+        this.update({ state: "offline" });
+        await this.wait(Math.max(this.pool.retryIn(), 50));
+        continue;
+      }
+      const api = new NodeApi(endpoint.url, this.fetchFn, this.settings.requestTimeoutMs, this.headers);
+      try {
+        if (endpoint !== this.endpoint) await this.use(endpoint, api);
+        await this.round(api);
+        this.pool.succeeded(endpoint, api.lastLatency);
+        this.backoff.reset();
+        await this.follow(api);
+      } catch (error) {
+        if (this.stopping.signal.aborted) return;
+        const unavailable = error instanceof EndpointUnavailable;
+        if (unavailable) this.pool.failed(endpoint);
+        this.update({ ...(unavailable ? { state: "offline" as const } : {}), lastError: String(error) });
+        const retryAfter = unavailable ? error.retryAfter : undefined;
+        await this.wait(retryAfter !== undefined ? retryAfter * 1000 : this.backoff.next());
+      }
+    }
+  }
+
+  /** Switch to `endpoint` once it says it is ready; re-push what the old one did not make stable. */
+  private async use(endpoint: Endpoint, api: NodeApi): Promise<void> {
+    await api.ready();
+    this.pool.succeeded(endpoint, api.lastLatency);
+    if (this.endpoint !== null) await this.store.forgetAcks();
+    this.endpoint = endpoint;
+    this.update({ endpoint: endpoint.url });
+  }
+
+  private async round(api: NodeApi): Promise<void> {
+    if (this.store.entries().length > 0 || this.status.state === "offline") this.update({ state: "syncing" });
+    let pushFailed: EndpointUnavailable | null = null;
+    try {
+      await this.pushAll(api);
+    } catch (error) {
+      if (!(error instanceof EndpointUnavailable)) throw error;
+      pushFailed = error; // a node that refuses writes may still serve reads: pull
+    }
+    await this.pullAll(api);
+    if (pushFailed !== null) throw pushFailed;
+    this.update({ state: this.store.unsent(1).length > 0 ? "syncing" : "online", lastError: null });
+  }
+
+  /** A long-poll pull, unless there is something to push; a local write cuts it short. */
+  private async follow(api: NodeApi): Promise<void> {
+    this.wakeUp = new AbortController();
+    if (this.store.unsent(1).length > 0) return;
+    const signal = AbortSignal.any([this.wakeUp.signal, this.stopping.signal]);
+    let page: PullPage;
+    try {
+      page = await api.pull(this.store.cursor, this.settings.pullLimit, this.settings.longPollWaitMs / 1000, signal);
+    } catch (error) {
+      if (signal.aborted) return;
+      if (error instanceof CursorExpired) return this.store.beginResync();
+      throw error;
+    }
+    await this.applyPage(page, { changes: 0, pages: 0 });
+  }
+
+  // -- push ---------------------------------------------------------------------------------
+
+  private async pushAll(api: NodeApi): Promise<void> {
+    let restamps = 0;
+    for (;;) {
+      const batch = this.store.unsent(this.pushBatch);
+      if (batch.length === 0) return;
+      let answer: PushAnswer;
+      try {
+        answer = await api.push(this.store.deviceId, batch.map(toWire));
+      } catch (error) {
+        if (!(error instanceof BreakwaterError) || error instanceof EndpointUnavailable) throw error;
+        const index = error.problem["index"];
+        if (error.type === "clock_skew") {
+          restamps += 1;
+          if (restamps > MAX_RESTAMPS_PER_PUSH) throw new EndpointUnavailable(`clock skew persists: ${error.message}`);
+          await this.store.restamp(String(error.problem["hlc"]));
+          continue;
+        }
+        if (error.type === "payload_too_large" && typeof index !== "number" && this.pushBatch > 1) {
+          this.pushBatch = Math.max(1, Math.floor(this.pushBatch / 2));
+          continue;
+        }
+        const refusesOne = error.type === "forbidden" ? typeof index === "number" : PERMANENT_INPUT_ERRORS.has(error.type);
+        if (!refusesOne) throw error; // the push as a whole (e.g. 401): the writes stay queued
+        const entry = batch[typeof index === "number" && index >= 0 && index < batch.length ? index : 0] as OutboxEntry;
+        await this.rejected([[entry.mutationId, error.problem]]);
+        continue;
+      }
+      await this.record(answer, batch, api.baseUrl);
+    }
+  }
+
+  private async record(answer: PushAnswer, batch: readonly OutboxEntry[], endpoint: string): Promise<void> {
+    const acks: [string, string, number][] = [];
+    const duplicates = new Set<string>();
+    const refused: [string, Problem][] = [];
+    for (const result of answer.results) {
+      if ((result.status === "applied" || result.status === "duplicate") && result.origin !== undefined && result.seq !== undefined) {
+        acks.push([result.mutation_id, result.origin, result.seq]);
+        if (result.status === "duplicate") duplicates.add(result.mutation_id);
+      } else {
+        refused.push([result.mutation_id, result.error ?? { type: "rejected" }]);
+      }
+    }
+    if (answer.hlc) this.store.clock.observe(answer.hlc);
+    if (acks.length > 0) {
+      const pushed = new Map(batch.map((e) => [e.mutationId, e]));
+      const entries = acks.flatMap(([mid, origin, seq]) => {
+        const entry = pushed.get(mid);
+        return entry ? [{ ...entry, origin, seq }] : [];
+      });
+      // Told before the device records it, so that a stop in between cannot hide an ack.
+      this.events.emit("acknowledged", { entries, duplicates, endpoint });
+      await this.store.recordAcks(acks);
+    }
+    if (refused.length > 0) await this.rejected(refused);
+  }
+
+  private async rejected(refused: readonly (readonly [string, Problem])[]): Promise<void> {
+    const rejections = await this.store.reject(refused);
+    this.events.emit("changed", new Set(rejections.map((r) => r.collection)));
+    for (const rejection of rejections) this.events.emit("rejected", rejection);
+  }
+
+  // -- pull ---------------------------------------------------------------------------------
+
+  private async pullAll(api: NodeApi): Promise<void> {
+    const progress = { changes: 0, pages: 0 };
+    for (;;) {
+      let page: PullPage;
+      try {
+        page = await api.pull(this.store.cursor, this.settings.pullLimit);
+      } catch (error) {
+        if (!(error instanceof CursorExpired)) throw error;
+        await this.store.beginResync(); // any 410 on the cursor: start over, keep the outbox
+        continue;
+      }
+      if (!(await this.applyPage(page, progress))) return;
+    }
+  }
+
+  /** Apply one pulled page; whether more are waiting. */
+  private async applyPage(page: PullPage, progress: { changes: number; pages: number }): Promise<boolean> {
+    const collections = await this.store.applyPage(page.changes, page.cursor, page.stable ?? {}, !page.has_more);
+    if (page.hlc) this.store.clock.observe(page.hlc);
+    progress.changes += page.changes.length;
+    progress.pages += 1;
+    if (collections.size > 0) this.events.emit("changed", collections);
+    if (page.changes.length > 0 || page.has_more) this.events.emit("progress", { ...progress, hasMore: page.has_more });
+    this.update({});
+    return page.has_more;
+  }
+}

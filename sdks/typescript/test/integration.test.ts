@@ -1,0 +1,130 @@
+// The SDK against a real `breakwater serve` (see test/node.ts): offline writes, reconnect,
+// exactly-once under retries, others' changes arriving live, resync on 410, failover.
+import { afterEach, describe, expect, it, vi } from "vitest";
+
+import { Client } from "../src/client.js";
+import type { ClientOptions } from "../src/client.js";
+import type { Document } from "../src/local-store.js";
+import type { Fetch } from "../src/node-api.js";
+import { MemoryStorage } from "../src/storage/memory.js";
+import { freePort, Node } from "./node.js";
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function startNode(port?: number): Promise<Node> {
+  const node = new Node(port ?? (await freePort()));
+  cleanups.push(() => node.remove());
+  await node.start();
+  return node;
+}
+
+async function openClient(options: Partial<ClientOptions> & Pick<ClientOptions, "endpoints">): Promise<Client> {
+  const client = await Client.open({
+    storage: new MemoryStorage(),
+    longPollWaitMs: 2_000,
+    requestTimeoutMs: 5_000,
+    backoffBaseMs: 20,
+    backoffCapMs: 200,
+    breakerResetMs: 200,
+    ...options,
+  });
+  cleanups.push(() => client.close());
+  return client;
+}
+
+const settled = (client: Client) => vi.waitFor(() => expect(client.outbox()).toEqual([]), { timeout: 15_000, interval: 50 });
+
+describe("against breakwater serve", () => {
+  it("keeps writes made offline and delivers them once the node is up", async () => {
+    const port = await freePort();
+    const client = await openClient({ endpoints: [`http://127.0.0.1:${port}`] });
+    const todos = client.collection("todos");
+    await todos.set("t1", { title: "milk", done: false });
+    await todos.patch("t1", { done: true });
+    await client.collection("stats").increment("s", { n: 2 });
+    expect(await todos.get("t1")).toMatchObject({ data: { title: "milk", done: true }, pending: true });
+    await vi.waitFor(() => expect(client.status).toMatchObject({ state: "offline", pending: 3 }), { timeout: 5_000 });
+
+    const node = await startNode(port);
+    client.syncNow();
+    await settled(client);
+    expect((await node.document("todos", "t1"))?.data).toEqual({ title: "milk", done: true });
+    expect((await node.document("stats", "s"))?.data).toEqual({ n: 2 });
+    expect(await todos.get("t1")).toMatchObject({ data: { title: "milk", done: true }, pending: false });
+  });
+
+  it("applies every mutation once when each push reaches the node twice", async () => {
+    const node = await startNode();
+    const doubled: Fetch = async (input, init) => {
+      if (String(input).endsWith("/v1/sync/push")) await fetch(input, init); // a retry after a lost answer
+      return fetch(input, init);
+    };
+    const client = await openClient({ endpoints: [node.url], fetch: doubled });
+    const duplicates: string[] = [];
+    client.on("acknowledged", ({ duplicates: ids }) => duplicates.push(...ids));
+    const counters = client.collection("counters");
+    for (let i = 0; i < 3; i++) await counters.increment("c", { n: 1 });
+    await settled(client);
+    expect((await node.document("counters", "c"))?.data).toEqual({ n: 3 });
+    expect((await counters.get("c"))?.data).toEqual({ n: 3 });
+    expect(duplicates.length).toBeGreaterThan(0);
+  });
+
+  it("shows others' changes live", async () => {
+    const node = await startNode();
+    const client = await openClient({ endpoints: [node.url] });
+    const seen: Document[][] = [];
+    client.collection("notes").watch({ orderBy: "title" }, (docs) => seen.push(docs));
+    await vi.waitFor(() => expect(client.status.state).toBe("online"), { timeout: 10_000 });
+    await node.put("notes", "n1", { title: "from elsewhere" });
+    await vi.waitFor(() => expect(seen.at(-1)?.map((d) => d.data["title"])).toEqual(["from elsewhere"]), { timeout: 10_000 });
+  });
+
+  it("resyncs from scratch on a 410 for its cursor, keeping the outbox", async () => {
+    const node = await startNode();
+    await node.put("todos", "old", { title: "before" });
+    // armed: the next pull past the start gets 410; until the resync's pull, pushes get 503,
+    // so the new write is still in the outbox while the device resyncs.
+    let phase: "idle" | "armed" | "expired" | "done" = "idle";
+    const cursorsAfter410: string[] = [];
+    const expiring: Fetch = async (input, init) => {
+      const url = new URL(String(input));
+      if (url.pathname === "/v1/sync/push" && (phase === "armed" || phase === "expired")) {
+        return new Response(JSON.stringify({ type: "store_unavailable", status: 503 }), { status: 503 });
+      }
+      if (url.pathname === "/v1/sync/pull" && !url.searchParams.has("wait")) {
+        if (phase === "armed") {
+          phase = "expired";
+          return new Response(JSON.stringify({ type: "cursor_expired", status: 410 }), { status: 410 });
+        }
+        if (phase === "expired") {
+          cursorsAfter410.push(url.searchParams.get("cursor") ?? "");
+          phase = "done";
+        }
+      }
+      return fetch(input, init);
+    };
+    const client = await openClient({ endpoints: [node.url], fetch: expiring });
+    const todos = client.collection("todos");
+    await vi.waitFor(async () => expect(await todos.get("old")).not.toBeNull(), { timeout: 10_000 });
+    phase = "armed";
+    await todos.set("new", { title: "after" });
+    await settled(client);
+    expect(cursorsAfter410).toEqual([""]);
+    expect((await node.document("todos", "new"))?.data).toEqual({ title: "after" });
+    expect((await todos.query()).map((d) => d.id)).toEqual(["new", "old"]);
+  });
+
+  it("fails over to the next endpoint when the first does not answer", async () => {
+    const node = await startNode();
+    const dead = `http://127.0.0.1:${await freePort()}`;
+    const client = await openClient({ endpoints: [dead, node.url] });
+    await client.collection("todos").set("t1", { title: "x" });
+    await settled(client);
+    expect(client.status.endpoint).toBe(node.url);
+    expect((await node.document("todos", "t1"))?.data).toEqual({ title: "x" });
+  });
+});
