@@ -16,7 +16,21 @@ import type { Limits } from "./mutation.js";
 import type { Fetch, HeadersProvider } from "./node-api.js";
 import type { OutboxEntry, Rejection } from "./outbox.js";
 import type { StorageAdapter } from "./storage/adapter.js";
+import { LongPollTransport } from "./realtime/long-poll.js";
+import { SseTransport } from "./realtime/sse.js";
+import type { Transport, TransportName, WebSocketConstructor } from "./realtime/transport.js";
+import { WebSocketTransport } from "./realtime/websocket.js";
 import { SyncLoop } from "./sync.js";
+
+/** The transports named, best first; the WebSocket rung only where a WebSocket exists. */
+function transportsFor(names: readonly TransportName[], WebSocketImpl: WebSocketConstructor | undefined): Transport[] {
+  const transports = names.flatMap((name): Transport[] => {
+    if (name === "websocket") return WebSocketImpl ? [new WebSocketTransport(WebSocketImpl)] : [];
+    return [name === "sse" ? new SseTransport() : new LongPollTransport()];
+  });
+  if (transports.length === 0) throw new RangeError("no realtime transport can run here");
+  return transports;
+}
 
 export interface ClientOptions {
   /** Base URLs of nodes, gateways or regions, in order of preference. */
@@ -34,6 +48,13 @@ export interface ClientOptions {
   requestTimeoutMs?: number;
   backoffBaseMs?: number;
   backoffCapMs?: number;
+  /** Realtime transports to try, best first. */
+  transports?: readonly TransportName[];
+  /** The WebSocket to use (default `globalThis.WebSocket`; without one the WebSocket rung is skipped). */
+  WebSocket?: WebSocketConstructor;
+  pollIntervalMs?: number;
+  climbBackAfterMs?: number;
+  idleTimeoutMs?: number;
   breakerFailures?: number;
   breakerResetMs?: number;
   limits?: Limits;
@@ -69,8 +90,12 @@ export class Client {
               requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
               backoffBaseMs: options.backoffBaseMs ?? 200,
               backoffCapMs: options.backoffCapMs ?? 30_000,
+              pollIntervalMs: options.pollIntervalMs ?? 30_000,
+              climbBackAfterMs: options.climbBackAfterMs ?? 300_000,
+              idleTimeoutMs: options.idleTimeoutMs ?? 45_000,
             },
             options.fetch ?? globalThis.fetch.bind(globalThis),
+            transportsFor(options.transports ?? ["websocket", "sse", "long_poll"], options.WebSocket ?? globalThis.WebSocket),
             options.headers,
           );
     const client = new Client(store, events, loop, options.limits ?? DEFAULT_LIMITS);
@@ -95,7 +120,7 @@ export class Client {
 
   /** What the sync is doing now (also sent as `status` events). */
   get status(): Status {
-    return this.loop?.status ?? { state: "offline", pending: this.store.entries().length, endpoint: null, lastError: null };
+    return this.loop?.status ?? { state: "offline", pending: this.store.entries().length, endpoint: null, transport: null, lastError: null };
   }
 
   /** This device's id: the prefix of its mutation ids. */

@@ -8,6 +8,8 @@ export interface Status {
   /** Entries in the outbox (not yet acknowledged and stable). */
   readonly pending: number;
   readonly endpoint: string | null;
+  /** The realtime transport in use (`null`: none connected). */
+  readonly transport: "websocket" | "sse" | "long_poll" | null;
   readonly lastError: string | null;
 }
 

@@ -8,7 +8,11 @@
  * 2. pull pages (with states) until `has_more` is false; each page commits with its cursor, and
  *    entries acknowledged, stable and pulled back leave the outbox; a `410` on the cursor starts
  *    a full resync that keeps the outbox;
- * 3. follow: a long-poll pull, cut short by a local write or `syncNow()`.
+ * 3. wait for a local write, `syncNow()`, a realtime notice or `pollIntervalMs` (a safety net).
+ *
+ * Realtime runs beside the loop on the current endpoint: the transport ladder (WebSocket, SSE,
+ * long-poll, falling back when one is refused) only says that the feed moved past the device's
+ * cursor, and the loop pulls the changes with their states.
  *
  * A push refused as unavailable still lets the pull run (a node that refuses writes may serve
  * reads). Failures mark the endpoint in the pool (breaker, failover) and wait with exponential
@@ -26,6 +30,10 @@ import { NodeApi } from "./node-api.js";
 import type { Fetch, HeadersProvider, PullPage, PushAnswer } from "./node-api.js";
 import { toWire } from "./outbox.js";
 import type { OutboxEntry } from "./outbox.js";
+import { pause } from "./pause.js";
+import { TransportLadder } from "./realtime/ladder.js";
+import { isAhead } from "./realtime/transport.js";
+import type { StreamContext, Transport } from "./realtime/transport.js";
 
 const MAX_RESTAMPS_PER_PUSH = 3;
 /** Refusals of the mutations themselves: re-sending them never helps. */
@@ -38,24 +46,13 @@ export interface SyncSettings {
   requestTimeoutMs: number;
   backoffBaseMs: number;
   backoffCapMs: number;
-}
-
-/** A promise that resolves after `ms`, or at once when `signal` aborts. */
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done);
-  });
+  pollIntervalMs: number;
+  climbBackAfterMs: number;
+  idleTimeoutMs: number;
 }
 
 export class SyncLoop {
-  status: Status = { state: "offline", pending: 0, endpoint: null, lastError: null };
+  status: Status = { state: "offline", pending: 0, endpoint: null, transport: null, lastError: null };
   private readonly stopping = new AbortController();
   private retry = new AbortController();
   private wakeUp = new AbortController();
@@ -63,6 +60,9 @@ export class SyncLoop {
   private endpoint: Endpoint | null = null;
   private pushBatch: number;
   private running: Promise<void> | null = null;
+  private realtime: { stop: AbortController; done: Promise<void> } | null = null;
+  /** Realtime notices waiting for the device to pull up to their cursor. */
+  private readonly notices = new Set<() => boolean>();
 
   constructor(
     private readonly store: LocalStore,
@@ -70,6 +70,7 @@ export class SyncLoop {
     private readonly events: Emitter<ClientEvents>,
     private readonly settings: SyncSettings,
     private readonly fetchFn: Fetch,
+    private readonly transports: readonly Transport[],
     private readonly headers?: HeadersProvider,
     random?: () => number,
   ) {
@@ -84,6 +85,7 @@ export class SyncLoop {
   async stop(): Promise<void> {
     this.stopping.abort();
     await this.running;
+    await this.stopRealtime();
   }
 
   /** A local write: cut the long poll short so the write is pushed at once. */
@@ -122,7 +124,7 @@ export class SyncLoop {
         await this.round(api);
         this.pool.succeeded(endpoint, api.lastLatency);
         this.backoff.reset();
-        await this.follow(api);
+        await this.follow();
       } catch (error) {
         if (this.stopping.signal.aborted) return;
         const unavailable = error instanceof EndpointUnavailable;
@@ -141,6 +143,52 @@ export class SyncLoop {
     if (this.endpoint !== null) await this.store.forgetAcks();
     this.endpoint = endpoint;
     this.update({ endpoint: endpoint.url });
+    await this.stopRealtime();
+    const stop = new AbortController();
+    const ladder = new TransportLadder(
+      this.transports,
+      this.settings.climbBackAfterMs,
+      (transport) => this.update({ transport }),
+      () => this.wakeUp.abort(),
+    );
+    const context: StreamContext = {
+      baseUrl: endpoint.url,
+      fetch: this.fetchFn,
+      headers: this.headers,
+      signal: AbortSignal.any([stop.signal, this.stopping.signal]),
+      idleTimeoutMs: this.settings.idleTimeoutMs,
+      longPollWaitMs: this.settings.longPollWaitMs,
+      requestTimeoutMs: this.settings.requestTimeoutMs,
+      cursor: () => this.store.cursor,
+      notify: (cursor) => this.notified(cursor),
+    };
+    this.realtime = { stop, done: ladder.run(context) };
+  }
+
+  private async stopRealtime(): Promise<void> {
+    const realtime = this.realtime;
+    this.realtime = null;
+    realtime?.stop.abort();
+    await realtime?.done;
+  }
+
+  /** A transport saw the feed move to `cursor`: wake the loop; resolves once pulled (or after the poll interval). */
+  private notified(cursor: string): Promise<void> {
+    this.wakeUp.abort();
+    return new Promise((resolve) => {
+      const waiter = (): boolean => {
+        if (isAhead(cursor, this.store.cursor)) return false;
+        settle();
+        return true;
+      };
+      const settle = (): void => {
+        clearTimeout(timer);
+        this.notices.delete(waiter);
+        resolve();
+      };
+      const timer = setTimeout(settle, this.settings.pollIntervalMs);
+      if (!waiter()) this.notices.add(waiter);
+    });
   }
 
   private async round(api: NodeApi): Promise<void> {
@@ -157,20 +205,13 @@ export class SyncLoop {
     this.update({ state: this.store.unsent(1).length > 0 ? "syncing" : "online", lastError: null });
   }
 
-  /** A long-poll pull, unless there is something to push; a local write cuts it short. */
-  private async follow(api: NodeApi): Promise<void> {
-    this.wakeUp = new AbortController();
-    if (this.store.unsent(1).length > 0) return;
-    const signal = AbortSignal.any([this.wakeUp.signal, this.stopping.signal]);
-    let page: PullPage;
-    try {
-      page = await api.pull(this.store.cursor, this.settings.pullLimit, this.settings.longPollWaitMs / 1000, signal);
-    } catch (error) {
-      if (signal.aborted) return;
-      if (error instanceof CursorExpired) return this.store.beginResync();
-      throw error;
+  /** Wait for a local write, `syncNow()`, a realtime notice or the poll interval. */
+  private async follow(): Promise<void> {
+    // A wake-up during the round (a notice of changes it may have missed) counts too.
+    if (this.store.unsent(1).length === 0 && !this.wakeUp.signal.aborted) {
+      await pause(this.settings.pollIntervalMs, AbortSignal.any([this.wakeUp.signal, this.stopping.signal]));
     }
-    await this.applyPage(page, { changes: 0, pages: 0 });
+    this.wakeUp = new AbortController();
   }
 
   // -- push ---------------------------------------------------------------------------------
@@ -259,6 +300,7 @@ export class SyncLoop {
   private async applyPage(page: PullPage, progress: { changes: number; pages: number }): Promise<boolean> {
     const collections = await this.store.applyPage(page.changes, page.cursor, page.stable ?? {}, !page.has_more);
     if (page.hlc) this.store.clock.observe(page.hlc);
+    for (const waiter of this.notices) waiter();
     progress.changes += page.changes.length;
     progress.pages += 1;
     if (collections.size > 0) this.events.emit("changed", collections);

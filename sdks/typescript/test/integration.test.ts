@@ -1,11 +1,14 @@
 // The SDK against a real `breakwater serve` (see test/node.ts): offline writes, reconnect,
 // exactly-once under retries, others' changes arriving live, resync on 410, failover.
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { WebSocket as WsWebSocket } from "ws";
 
 import { Client } from "../src/client.js";
 import type { ClientOptions } from "../src/client.js";
 import type { Document } from "../src/local-store.js";
 import type { Fetch } from "../src/node-api.js";
+import type { Rejection } from "../src/outbox.js";
+import type { TransportName, WebSocketConstructor } from "../src/realtime/transport.js";
 import { MemoryStorage } from "../src/storage/memory.js";
 import { freePort, Node } from "./node.js";
 
@@ -14,8 +17,8 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function startNode(port?: number): Promise<Node> {
-  const node = new Node(port ?? (await freePort()));
+async function startNode(port?: number, env: Record<string, string> = {}, config?: string): Promise<Node> {
+  const node = new Node(port ?? (await freePort()), env, config);
   cleanups.push(() => node.remove());
   await node.start();
   return node;
@@ -29,6 +32,7 @@ async function openClient(options: Partial<ClientOptions> & Pick<ClientOptions, 
     backoffBaseMs: 20,
     backoffCapMs: 200,
     breakerResetMs: 200,
+    pollIntervalMs: 120_000, // longer than any test: changes that arrive came by realtime
     ...options,
   });
   cleanups.push(() => client.close());
@@ -73,14 +77,21 @@ describe("against breakwater serve", () => {
     expect(duplicates.length).toBeGreaterThan(0);
   });
 
-  it("shows others' changes live", async () => {
-    const node = await startNode();
-    const client = await openClient({ endpoints: [node.url] });
+  it.each<[string, Record<string, string>, TransportName]>([
+    ["a WebSocket", {}, "websocket"],
+    ["SSE when WebSockets are refused", { BREAKWATER_REALTIME_TRANSPORTS: "sse" }, "sse"],
+    ["long-poll when both streams are refused", { BREAKWATER_REALTIME_TRANSPORTS: "," }, "long_poll"], // ",": none (an empty variable is unset),
+  ])("shows others' changes live over %s", async (_, env, transport) => {
+    const node = await startNode(undefined, env);
+    const client = await openClient({ endpoints: [node.url], WebSocket: WsWebSocket as unknown as WebSocketConstructor });
     const seen: Document[][] = [];
     client.collection("notes").watch({ orderBy: "title" }, (docs) => seen.push(docs));
-    await vi.waitFor(() => expect(client.status.state).toBe("online"), { timeout: 10_000 });
+    await vi.waitFor(() => expect(client.status).toMatchObject({ state: "online", transport }), { timeout: 10_000 });
     await node.put("notes", "n1", { title: "from elsewhere" });
     await vi.waitFor(() => expect(seen.at(-1)?.map((d) => d.data["title"])).toEqual(["from elsewhere"]), { timeout: 10_000 });
+    await node.put("notes", "n2", { title: "and again" });
+    await vi.waitFor(() => expect(seen.at(-1)?.length).toBe(2), { timeout: 10_000 });
+    expect(client.status.transport).toBe(transport);
   });
 
   it("resyncs from scratch on a 410 for its cursor, keeping the outbox", async () => {
@@ -116,6 +127,22 @@ describe("against breakwater serve", () => {
     expect(cursorsAfter410).toEqual([""]);
     expect((await node.document("todos", "new"))?.data).toEqual({ title: "after" });
     expect((await todos.query()).map((d) => d.id)).toEqual(["new", "old"]);
+  });
+
+  it("surfaces a mutation the node refuses, rolls it back and delivers the others", async () => {
+    const node = await startNode(undefined, {}, '[collections.tasks.schema]\ntype = "object"\nrequired = ["title"]\n');
+    const client = await openClient({ endpoints: [node.url] });
+    const rejected: Rejection[] = [];
+    client.on("rejected", (rejection) => rejected.push(rejection));
+    const tasks = client.collection("tasks");
+    await tasks.set("bad", { note: "no title" });
+    await tasks.set("good", { title: "ok" });
+    await settled(client);
+    expect(rejected.map((r) => [r.id, r.problem.type])).toEqual([["bad", "schema_violation"]]);
+    expect((await client.rejections()).map((r) => r.id)).toEqual(["bad"]);
+    expect(await tasks.get("bad")).toBeNull();
+    expect(await node.document("tasks", "bad")).toBeNull();
+    expect((await node.document("tasks", "good"))?.data).toEqual({ title: "ok" });
   });
 
   it("fails over to the next endpoint when the first does not answer", async () => {

@@ -2,7 +2,7 @@
 // a temporary data directory; stopped by its PID.
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -26,14 +26,25 @@ export class Node {
   readonly url: string;
   private readonly dataDir = mkdtempSync(join(tmpdir(), "bw-node-"));
 
-  constructor(readonly port: number) {
+  constructor(
+    readonly port: number,
+    private readonly env: Record<string, string> = {},
+    private readonly config?: string,
+  ) {
     this.url = `http://127.0.0.1:${port}`;
   }
 
   /** Start the node and wait until `/readyz` answers 200. */
   async start(): Promise<void> {
-    this.process = spawn(BREAKWATER, ["serve", "--host", "127.0.0.1", "--port", String(this.port), "--data", this.dataDir, "--log-level", "warning"], {
+    const args = ["serve", "--host", "127.0.0.1", "--port", String(this.port), "--data", this.dataDir, "--log-level", "warning"];
+    if (this.config !== undefined) {
+      const path = join(this.dataDir, "breakwater.toml");
+      writeFileSync(path, this.config);
+      args.push("--config", path);
+    }
+    this.process = spawn(BREAKWATER, args, {
       stdio: ["ignore", "ignore", "inherit"],
+      env: { ...process.env, ...this.env },
     });
     const deadline = Date.now() + 20_000;
     while (Date.now() < deadline) {
