@@ -62,9 +62,12 @@ export class SseTransport implements Transport {
     let buffer = "";
     let event = "message";
     let data = "";
-    for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) {
+    const reader = body.getReader(); // not `for await`: Safari's streams are not async-iterable
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
       touch();
-      buffer += decoder.decode(chunk, { stream: true });
+      buffer += decoder.decode(value, { stream: true });
       let newline: number;
       while ((newline = buffer.indexOf("\n")) >= 0) {
         const line = buffer.slice(0, newline).replace(/\r$/, "");
