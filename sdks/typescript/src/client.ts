@@ -5,6 +5,7 @@
  * pushes the outbox and pulls others' changes whenever an endpoint answers.
  */
 
+import { Auth } from "./auth.js";
 import { Collection } from "./collection.js";
 import { EndpointPool } from "./endpoints.js";
 import { ClientClosed } from "./errors.js";
@@ -37,7 +38,7 @@ export interface ClientOptions {
   endpoints: readonly string[];
   /** The device's storage: `IndexedDbStorage` in browsers, `SqlStorage` on React Native, `MemoryStorage` in tests. */
   storage: StorageAdapter;
-  /** Headers for every request (e.g. `{Authorization: "Bearer …"}`), called before each one. */
+  /** Replaces `client.auth` as the source of credentials: headers for every request (e.g. an API key), called before each one. */
   headers?: HeadersProvider;
   /** `false` opens the storage only (no network at all). */
   sync?: boolean;
@@ -69,6 +70,8 @@ export class Client {
     private readonly events: Emitter<ClientEvents>,
     private readonly loop: SyncLoop | null,
     private readonly limits: Limits,
+    /** Accounts and sign-in; its session's access token goes with every request unless `headers` is given. */
+    readonly auth: Auth,
   ) {}
 
   /** Open the device's storage and, unless `sync: false`, start syncing in the background. */
@@ -76,7 +79,15 @@ export class Client {
     const store = new LocalStore(options.storage);
     await store.open();
     const events = new Emitter<ClientEvents>();
-    const loop =
+    const fetchFn = options.fetch ?? globalThis.fetch.bind(globalThis);
+    const requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
+    let loop: SyncLoop | null = null;
+    const auth = new Auth(store, options.endpoints, fetchFn, requestTimeoutMs, (session) => {
+      events.emit("auth", session === null ? null : { uid: session.uid, anonymous: session.anonymous });
+      loop?.syncNow(); // writes refused for want of a token can go now
+    });
+    await auth.load();
+    loop =
       options.sync === false
         ? null
         : new SyncLoop(
@@ -87,18 +98,18 @@ export class Client {
               pushBatch: options.pushBatch ?? 500,
               pullLimit: options.pullLimit ?? 1000,
               longPollWaitMs: options.longPollWaitMs ?? 25_000,
-              requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
+              requestTimeoutMs,
               backoffBaseMs: options.backoffBaseMs ?? 200,
               backoffCapMs: options.backoffCapMs ?? 30_000,
               pollIntervalMs: options.pollIntervalMs ?? 30_000,
               climbBackAfterMs: options.climbBackAfterMs ?? 300_000,
               idleTimeoutMs: options.idleTimeoutMs ?? 45_000,
             },
-            options.fetch ?? globalThis.fetch.bind(globalThis),
+            fetchFn,
             transportsFor(options.transports ?? ["websocket", "sse", "long_poll"], options.WebSocket ?? globalThis.WebSocket),
-            options.headers,
+            options.headers ?? auth.provider,
           );
-    const client = new Client(store, events, loop, options.limits ?? DEFAULT_LIMITS);
+    const client = new Client(store, events, loop, options.limits ?? DEFAULT_LIMITS, auth);
     loop?.start();
     return client;
   }

@@ -21,6 +21,8 @@ export interface ClientEvents {
   rejected: Rejection;
   /** The local view of these collections changed (local write, pull, rejection). */
   changed: ReadonlySet<string>;
+  /** Signed in (`uid`, `anonymous`) or signed out (`null`). */
+  auth: { uid: string; anonymous: boolean } | null;
   /** A pulled page was applied; `hasMore` until the device has caught up (first-sync progress). */
   progress: { changes: number; pages: number; hasMore: boolean };
 }

@@ -123,6 +123,16 @@ export class LocalStore {
     return this.serial(() => this.adapter.close());
   }
 
+  /** A stored setting of the SDK (the signed-in session), or `undefined`. */
+  getMeta<T>(key: string): Promise<T | undefined> {
+    return this.serial(async () => (await this.adapter.get("meta", key)) as T | undefined);
+  }
+
+  /** Store (or, with `undefined`/`null`, forget) a setting, durably. */
+  putMeta(key: string, value: unknown): Promise<void> {
+    return this.serial(() => this.adapter.commit([{ table: "meta", key, value: value ?? undefined }]));
+  }
+
   // -- local writes and reads ---------------------------------------------------------------
 
   /** Apply a local mutation and queue it, durably, in one commit. */

@@ -11,7 +11,11 @@ import type { VersionVector } from "./cursor.js";
 import type { PulledChange } from "./local-store.js";
 
 export type Fetch = typeof fetch;
-export type HeadersProvider = () => Record<string, string> | Promise<Record<string, string>>;
+/** Headers for every request; with `renew`, a request refused with 401 is retried once after it says yes. */
+export interface HeadersProvider {
+  (): Record<string, string> | Promise<Record<string, string>>;
+  renew?: (used: Record<string, string>) => Promise<boolean>;
+}
 
 export interface PushResult {
   mutation_id: string;
@@ -34,6 +38,14 @@ export interface PullPage {
   hlc?: string;
 }
 
+/** An HTTP answer, read whole. */
+interface Answer {
+  status: number;
+  ok: boolean;
+  retryAfter: string | null;
+  text: string;
+}
+
 export class NodeApi {
   /** Milliseconds the last call took. */
   lastLatency = 0;
@@ -47,7 +59,24 @@ export class NodeApi {
   ) {}
 
   private async call(method: string, path: string, body?: unknown, extraMs = 0, signal?: AbortSignal): Promise<unknown> {
-    const headers: Record<string, string> = { ...(this.headers ? await this.headers() : {}) };
+    const used = this.headers ? await this.headers() : {};
+    const first = await this.send(method, path, used, body, extraMs, signal);
+    // Once: a second 401 is the answer.
+    if (first.status === 401 && this.headers?.renew && (await this.headers.renew(used))) {
+      return this.answer(await this.send(method, path, await this.headers(), body, extraMs, signal));
+    }
+    return this.answer(first);
+  }
+
+  private async send(
+    method: string,
+    path: string,
+    authorization: Record<string, string>,
+    body: unknown,
+    extraMs: number,
+    signal: AbortSignal | undefined,
+  ): Promise<Answer> {
+    const headers: Record<string, string> = { ...authorization };
     if (body !== undefined) headers["content-type"] = "application/json";
     const timeout = AbortSignal.timeout(this.timeoutMs + extraMs);
     const started = this.now();
@@ -66,16 +95,26 @@ export class NodeApi {
       throw new EndpointUnavailable(`${this.baseUrl}: ${String(error)}`);
     }
     this.lastLatency = this.now() - started;
+    return { status: response.status, ok: response.ok, retryAfter: response.headers.get("retry-after"), text };
+  }
+
+  /** The decoded body of a 2xx answer, or the error for any other. */
+  private answer(response: Answer): unknown {
     let parsed: unknown = null;
     try {
-      parsed = text ? JSON.parse(text) : null;
+      parsed = response.text ? JSON.parse(response.text) : null;
     } catch {
       if (response.ok) throw new EndpointUnavailable(`${this.baseUrl}: answer is not JSON`);
     }
     if (response.ok) return parsed;
-    const retryAfter = Number(response.headers.get("retry-after") ?? "");
+    const retryAfter = Number(response.retryAfter ?? "");
     const problem = parsed !== null && typeof parsed === "object" ? (parsed as Partial<Problem>) : {};
     throw errorForProblem(response.status, problem, Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : undefined);
+  }
+
+  /** `POST` a JSON body (or none); the decoded answer (`null` for an empty one). */
+  post(path: string, body: unknown): Promise<unknown> {
+    return this.call("POST", path, body);
   }
 
   /** `POST /v1/sync/push`: one result per mutation, in order, and the node's clock. */
