@@ -8,11 +8,11 @@
 import { Auth } from "./auth.js";
 import { Collection } from "./collection.js";
 import { EndpointPool } from "./endpoints.js";
-import { ClientClosed } from "./errors.js";
+import { ClientClosed, ValidationError } from "./errors.js";
 import { Emitter } from "./events.js";
 import type { ClientEvents, Status } from "./events.js";
 import { LocalStore } from "./local-store.js";
-import { DEFAULT_LIMITS } from "./mutation.js";
+import { checkCollection, DEFAULT_LIMITS } from "./mutation.js";
 import type { Limits } from "./mutation.js";
 import type { Fetch, HeadersProvider } from "./node-api.js";
 import type { OutboxEntry, Rejection } from "./outbox.js";
@@ -59,6 +59,18 @@ export interface ClientOptions {
   breakerFailures?: number;
   breakerResetMs?: number;
   limits?: Limits;
+  /** The collections this device pulls and follows, e.g. `["notes_ann", "settings"]` (default: all); writes to others still push. */
+  syncCollections?: readonly string[];
+}
+
+const MAX_SCOPE = 64;
+
+/** The scope as stored and sent: sorted, unique, valid names (`null`: every collection). */
+function scopeOf(collections: readonly string[] | undefined): string[] | null {
+  if (collections === undefined) return null;
+  const scope = [...new Set(collections.map(checkCollection))].sort();
+  if (scope.length === 0 || scope.length > MAX_SCOPE) throw new ValidationError(`syncCollections needs 1 to ${MAX_SCOPE} names`, "syncCollections");
+  return scope;
 }
 
 export class Client {
@@ -87,6 +99,8 @@ export class Client {
       loop?.syncNow(); // writes refused for want of a token can go now
     });
     await auth.load();
+    const collections = scopeOf(options.syncCollections);
+    await store.follow(collections);
     loop =
       options.sync === false
         ? null
@@ -104,6 +118,7 @@ export class Client {
               pollIntervalMs: options.pollIntervalMs ?? 30_000,
               climbBackAfterMs: options.climbBackAfterMs ?? 300_000,
               idleTimeoutMs: options.idleTimeoutMs ?? 45_000,
+              collections,
             },
             fetchFn,
             transportsFor(options.transports ?? ["websocket", "sse", "long_poll"], options.WebSocket ?? globalThis.WebSocket),

@@ -351,19 +351,40 @@ export class LocalStore {
     });
   }
 
+  /**
+   * Make the stored cursor belong to `scope` (sorted collection names, `null`: all); whether that
+   * started a full resync. A cursor skips for good the collections it was not pulled with
+   * (docs/protocol.md#cursors), so a device synced with another scope starts over, keeping its
+   * outbox; documents the new scope does not bring back leave when that resync completes.
+   */
+  follow(scope: readonly string[] | null): Promise<boolean> {
+    return this.serial(async () => {
+      const stored = (await this.adapter.get("meta", "scope")) as string[] | null | undefined;
+      if (JSON.stringify(stored ?? null) === JSON.stringify(scope)) return false;
+      const scopeWrite: Write = { table: "meta", key: "scope", value: scope ?? undefined };
+      if (!this.cursor) {
+        await this.adapter.commit([scopeWrite]); // nothing pulled yet (or a resync under way)
+        return false;
+      }
+      await this.startResync([scopeWrite]);
+      return true;
+    });
+  }
+
   /** Start over from an empty cursor (`410` on the cursor), keeping the outbox. */
   beginResync(): Promise<void> {
-    return this.serial(async () => {
-      const writes: Write[] = (await this.adapter.list("server")).map(([key, value]) => ({
-        table: "server",
-        key,
-        value: { ...(value as ServerRow), seen: false },
-      }));
-      writes.push({ table: "meta", key: "cursor", value: "" }, { table: "meta", key: "resyncing", value: true });
-      await this.adapter.commit(writes);
-      this.cursor = "";
-      this.resyncing = true;
-    });
+    return this.serial(() => this.startResync([]));
+  }
+
+  /** Mark every server document unseen and empty the cursor, in one commit with `writes`. */
+  private async startResync(writes: Write[]): Promise<void> {
+    for (const [key, value] of await this.adapter.list("server")) {
+      writes.push({ table: "server", key, value: { ...(value as ServerRow), seen: false } });
+    }
+    writes.push({ table: "meta", key: "cursor", value: "" }, { table: "meta", key: "resyncing", value: true });
+    await this.adapter.commit(writes);
+    this.cursor = "";
+    this.resyncing = true;
   }
 }
 

@@ -122,9 +122,15 @@ export class NodeApi {
     return (await this.call("POST", "/v1/sync/push", { client_id: clientId, mutations })) as PushAnswer;
   }
 
-  /** `GET /v1/sync/pull` (with states unless told); `waitS` > 0 long-polls (the timeout counts on top of it). */
-  async pull(cursor: string, limit: number, waitS = 0, signal?: AbortSignal, includeState = true): Promise<PullPage> {
+  /** `GET /v1/sync/pull` (with states unless told, of `collections` only when given); `waitS` > 0 long-polls (the timeout counts on top of it). */
+  async pull(
+    cursor: string,
+    limit: number,
+    options: { waitS?: number; signal?: AbortSignal; includeState?: boolean; collections?: readonly string[] | null } = {},
+  ): Promise<PullPage> {
+    const { waitS = 0, signal, includeState = true, collections = null } = options;
     const params = new URLSearchParams({ cursor, limit: String(limit) });
+    if (collections !== null) params.set("collections", collections.join(","));
     if (includeState) params.set("include_state", "true");
     if (waitS > 0) params.set("wait", String(waitS));
     return (await this.call("GET", `/v1/sync/pull?${params}`, undefined, waitS * 1000, signal)) as PullPage;

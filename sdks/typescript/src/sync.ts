@@ -49,6 +49,8 @@ export interface SyncSettings {
   pollIntervalMs: number;
   climbBackAfterMs: number;
   idleTimeoutMs: number;
+  /** The collections this device pulls and follows (`null`: all). */
+  collections: readonly string[] | null;
 }
 
 export class SyncLoop {
@@ -159,6 +161,7 @@ export class SyncLoop {
       idleTimeoutMs: this.settings.idleTimeoutMs,
       longPollWaitMs: this.settings.longPollWaitMs,
       requestTimeoutMs: this.settings.requestTimeoutMs,
+      collections: this.settings.collections,
       cursor: () => this.store.cursor,
       notify: (cursor) => this.notified(cursor),
     };
@@ -286,7 +289,7 @@ export class SyncLoop {
     for (;;) {
       let page: PullPage;
       try {
-        page = await api.pull(this.store.cursor, this.settings.pullLimit);
+        page = await api.pull(this.store.cursor, this.settings.pullLimit, { collections: this.settings.collections });
       } catch (error) {
         if (!(error instanceof CursorExpired)) throw error;
         await this.store.beginResync(); // any 410 on the cursor: start over, keep the outbox

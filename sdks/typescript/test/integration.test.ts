@@ -145,6 +145,18 @@ describe("against breakwater serve", () => {
     expect((await node.document("tasks", "good"))?.data).toEqual({ title: "ok" });
   });
 
+  it("pulls and follows only the collections of its scope, and still pushes to others", async () => {
+    const node = await startNode();
+    await node.put("notes", "n0", { text: "not followed" });
+    const client = await openClient({ endpoints: [node.url], syncCollections: ["todos"] });
+    await client.collection("notes").set("n1", { text: "mine" });
+    await node.put("todos", "t1", { title: "followed" });
+    await vi.waitFor(async () => expect(await client.collection("todos").get("t1")).not.toBeNull(), { timeout: 10_000 });
+    await settled(client);
+    expect((await node.document("notes", "n1"))?.data).toEqual({ text: "mine" });
+    expect(await client.collection("notes").query()).toEqual([]); // settled out of scope: gone here
+  });
+
   it("fails over to the next endpoint when the first does not answer", async () => {
     const node = await startNode();
     const dead = `http://127.0.0.1:${await freePort()}`;

@@ -73,6 +73,17 @@ describe("LocalStore", () => {
     expect(store.entries()).toHaveLength(1);
   });
 
+  it("starts a full resync, keeping the outbox, when opened with another scope", async () => {
+    const store = await openStore();
+    expect(await store.follow(["todos"])).toBe(false); // nothing pulled yet
+    await store.applyPage([], encodeCursor({ r: 3 }), {}, true);
+    await store.write("todos", "t1", "set", { title: "a" });
+    expect(await store.follow(["todos"])).toBe(false);
+    expect(await store.follow(["notes", "todos"])).toBe(true);
+    expect(store.cursor).toBe("");
+    expect(store.entries()).toHaveLength(1);
+  });
+
   it("re-stamps unsent entries after a clock_skew correction, below the node's clock", async () => {
     const store = await openStore();
     await store.write("todos", "t1", "set", { title: "a" });

@@ -10,7 +10,12 @@ export class LongPollTransport implements Transport {
   async listen(context: StreamContext): Promise<void> {
     const api = new NodeApi(context.baseUrl, context.fetch, context.requestTimeoutMs, context.headers);
     for (;;) {
-      const page = await api.pull(context.cursor(), 1, context.longPollWaitMs / 1000, context.signal, false);
+      const page = await api.pull(context.cursor(), 1, {
+        waitS: context.longPollWaitMs / 1000,
+        signal: context.signal,
+        includeState: false,
+        collections: context.collections,
+      });
       if (page.changes.length > 0) await context.notify(page.cursor);
     }
   }

@@ -34,7 +34,9 @@ export class SseTransport implements Transport {
     const watch = idleWatch(context.idleTimeoutMs, idle);
     try {
       const headers = { ...(context.headers ? await context.headers() : {}), accept: "text/event-stream" };
-      const url = `${context.baseUrl}/v1/realtime/sse?${new URLSearchParams({ cursor: context.cursor() })}`;
+      const params = new URLSearchParams({ cursor: context.cursor() });
+      if (context.collections !== null) params.set("collections", context.collections.join(","));
+      const url = `${context.baseUrl}/v1/realtime/sse?${params}`;
       const response = await context.fetch(url, { headers, signal });
       if (response.status !== 200) {
         const problem = (await response.json().catch(() => ({}))) as Partial<Problem>;

@@ -29,6 +29,8 @@ export interface StreamContext {
   readonly idleTimeoutMs: number;
   readonly longPollWaitMs: number;
   readonly requestTimeoutMs: number;
+  /** The device's scope: the collections it follows (`null`: all). */
+  readonly collections: readonly string[] | null;
   /** The device's cursor now. */
   cursor(): string;
   /** The feed moved to `cursor`: resolves once the device has pulled up to it (or gave up). */

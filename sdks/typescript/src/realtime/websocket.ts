@@ -58,7 +58,7 @@ export class WebSocketTransport implements Transport {
       context.signal.addEventListener("abort", aborted);
       ws.onopen = () => {
         opened = true;
-        ws.send(JSON.stringify({ type: "subscribe", cursor: context.cursor() }));
+        ws.send(JSON.stringify({ type: "subscribe", collections: context.collections, cursor: context.cursor() }));
       };
       ws.onmessage = (event: MessageEvent) => {
         clearTimeout(idle);
