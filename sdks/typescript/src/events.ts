@@ -40,7 +40,16 @@ export class Emitter<Events extends object> {
     return () => set.delete(listener as Listener<never>);
   }
 
+  /** Call every listener; one that throws is reported as an uncaught error, and the SDK goes on. */
   emit<K extends keyof Events>(event: K, value: Events[K]): void {
-    for (const listener of this.listeners.get(event) ?? []) (listener as Listener<Events[K]>)(value);
+    for (const listener of this.listeners.get(event) ?? []) {
+      try {
+        (listener as Listener<Events[K]>)(value);
+      } catch (error) {
+        queueMicrotask(() => {
+          throw error;
+        });
+      }
+    }
   }
 }

@@ -55,10 +55,14 @@ export class NodeApi {
     private readonly fetchFn: Fetch,
     private readonly timeoutMs: number,
     private readonly headers?: HeadersProvider,
+    /** Aborts every call of this API (the client is closing). */
+    private readonly stop?: AbortSignal,
     private readonly now: () => number = () => performance.now(),
   ) {}
 
-  private async call(method: string, path: string, body?: unknown, extraMs = 0, signal?: AbortSignal): Promise<unknown> {
+  private async call(method: string, path: string, body?: unknown, extraMs = 0, callSignal?: AbortSignal): Promise<unknown> {
+    const signals = [callSignal, this.stop].filter((s): s is AbortSignal => s !== undefined);
+    const signal = signals.length > 0 ? AbortSignal.any(signals) : undefined;
     const used = this.headers ? await this.headers() : {};
     const first = await this.send(method, path, used, body, extraMs, signal);
     // Once: a second 401 is the answer.

@@ -90,7 +90,7 @@ export class SyncLoop {
     await this.stopRealtime();
   }
 
-  /** A local write: cut the long poll short so the write is pushed at once. */
+  /** A local write: end the wait so that the write is pushed at once. */
   wake(): void {
     this.wakeUp.abort();
   }
@@ -120,7 +120,7 @@ export class SyncLoop {
         await this.wait(Math.max(this.pool.retryIn(), 50));
         continue;
       }
-      const api = new NodeApi(endpoint.url, this.fetchFn, this.settings.requestTimeoutMs, this.headers);
+      const api = new NodeApi(endpoint.url, this.fetchFn, this.settings.requestTimeoutMs, this.headers, this.stopping.signal);
       try {
         if (endpoint !== this.endpoint) await this.use(endpoint, api);
         await this.round(api);
