@@ -24,7 +24,7 @@ afterEach(async () => {
 });
 
 async function setup(storage = new MemoryStorage()): Promise<{ node: Node; client: Client; storage: MemoryStorage }> {
-  const node = new Node(await freePort(), {}, ENFORCE);
+  const node = new Node(await freePort(), { config: ENFORCE });
   cleanups.push(() => node.remove());
   await node.start();
   const client = await open(node, storage);

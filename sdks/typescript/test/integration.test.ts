@@ -1,5 +1,10 @@
 // The SDK against a real `breakwater serve` (see test/node.ts): offline writes, reconnect,
-// exactly-once under retries, others' changes arriving live, resync on 410, failover.
+// exactly-once under retries, others' changes arriving live over each transport, resync on
+// 410, rejections, scoped sync, failover between two nodes.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { WebSocket as WsWebSocket } from "ws";
 
@@ -11,14 +16,15 @@ import type { Rejection } from "../src/outbox.js";
 import type { TransportName, WebSocketConstructor } from "../src/realtime/transport.js";
 import { MemoryStorage } from "../src/storage/memory.js";
 import { freePort, Node } from "./node.js";
+import type { NodeOptions } from "./node.js";
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function startNode(port?: number, env: Record<string, string> = {}, config?: string): Promise<Node> {
-  const node = new Node(port ?? (await freePort()), env, config);
+async function startNode(port?: number, options: NodeOptions = {}): Promise<Node> {
+  const node = new Node(port ?? (await freePort()), options);
   cleanups.push(() => node.remove());
   await node.start();
   return node;
@@ -82,7 +88,7 @@ describe("against breakwater serve", () => {
     ["SSE when WebSockets are refused", { BREAKWATER_REALTIME_TRANSPORTS: "sse" }, "sse"],
     ["long-poll when both streams are refused", { BREAKWATER_REALTIME_TRANSPORTS: "," }, "long_poll"], // ",": none (an empty variable is unset),
   ])("shows others' changes live over %s", async (_, env, transport) => {
-    const node = await startNode(undefined, env);
+    const node = await startNode(undefined, { env });
     const client = await openClient({ endpoints: [node.url], WebSocket: WsWebSocket as unknown as WebSocketConstructor });
     const seen: Document[][] = [];
     client.collection("notes").watch({ orderBy: "title" }, (docs) => seen.push(docs));
@@ -130,7 +136,7 @@ describe("against breakwater serve", () => {
   });
 
   it("surfaces a mutation the node refuses, rolls it back and delivers the others", async () => {
-    const node = await startNode(undefined, {}, '[collections.tasks.schema]\ntype = "object"\nrequired = ["title"]\n');
+    const node = await startNode(undefined, { config: '[collections.tasks.schema]\ntype = "object"\nrequired = ["title"]\n' });
     const client = await openClient({ endpoints: [node.url] });
     const rejected: Rejection[] = [];
     client.on("rejected", (rejection) => rejected.push(rejection));
@@ -155,6 +161,25 @@ describe("against breakwater serve", () => {
     await settled(client);
     expect((await node.document("notes", "n1"))?.data).toEqual({ text: "mine" });
     expect(await client.collection("notes").query()).toEqual([]); // settled out of scope: gone here
+  });
+
+  it("fails over to the region's other node when its node stops, and applies every write once", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "bw-shared-"));
+    cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
+    const store = `sqlite:///${join(dir, "shared.db")}`;
+    const [a, b] = [await startNode(undefined, { store }), await startNode(undefined, { store })];
+    const client = await openClient({ endpoints: [a!.url, b!.url], breakerFailures: 1 });
+    const counters = client.collection("counters");
+    await counters.increment("c", { n: 1 });
+    await settled(client);
+    expect(client.status.endpoint).toBe(a!.url);
+    await a!.stop();
+    await counters.increment("c", { n: 1 });
+    await counters.increment("c", { n: 1 });
+    await settled(client);
+    expect(client.status.endpoint).toBe(b!.url);
+    expect((await b!.document("counters", "c"))?.data).toEqual({ n: 3 });
+    expect((await counters.get("c"))?.data).toEqual({ n: 3 });
   });
 
   it("fails over to the next endpoint when the first does not answer", async () => {

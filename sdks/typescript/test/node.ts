@@ -21,6 +21,15 @@ export function freePort(): Promise<number> {
   });
 }
 
+export interface NodeOptions {
+  /** Extra `BREAKWATER_*` settings. */
+  env?: Record<string, string>;
+  /** A TOML config file's text. */
+  config?: string;
+  /** A store URL (two nodes on one `sqlite:///` file serve one region's data). */
+  store?: string;
+}
+
 export class Node {
   private process: ChildProcess | null = null;
   readonly url: string;
@@ -28,8 +37,7 @@ export class Node {
 
   constructor(
     readonly port: number,
-    private readonly env: Record<string, string> = {},
-    private readonly config?: string,
+    private readonly options: NodeOptions = {},
   ) {
     this.url = `http://127.0.0.1:${port}`;
   }
@@ -37,14 +45,15 @@ export class Node {
   /** Start the node and wait until `/readyz` answers 200. */
   async start(): Promise<void> {
     const args = ["serve", "--host", "127.0.0.1", "--port", String(this.port), "--data", this.dataDir, "--log-level", "warning"];
-    if (this.config !== undefined) {
+    if (this.options.config !== undefined) {
       const path = join(this.dataDir, "breakwater.toml");
-      writeFileSync(path, this.config);
+      writeFileSync(path, this.options.config);
       args.push("--config", path);
     }
+    if (this.options.store !== undefined) args.push("--store", this.options.store);
     this.process = spawn(BREAKWATER, args, {
       stdio: ["ignore", "ignore", "inherit"],
-      env: { ...process.env, ...this.env },
+      env: { ...process.env, ...this.options.env },
     });
     const deadline = Date.now() + 20_000;
     while (Date.now() < deadline) {
