@@ -59,6 +59,8 @@ export interface ClientOptions {
   breakerFailures?: number;
   breakerResetMs?: number;
   limits?: Limits;
+  /** The device's wall clock in milliseconds (tests and simulations skew it). */
+  now?: () => number;
   /** The collections this device pulls and follows, e.g. `["notes_ann", "settings"]` (default: all); writes to others still push. */
   syncCollections?: readonly string[];
 }
@@ -88,7 +90,7 @@ export class Client {
 
   /** Open the device's storage and, unless `sync: false`, start syncing in the background. */
   static async open(options: ClientOptions): Promise<Client> {
-    const store = new LocalStore(options.storage);
+    const store = new LocalStore(options.storage, options.now);
     await store.open();
     const events = new Emitter<ClientEvents>();
     const fetchFn = options.fetch ?? globalThis.fetch.bind(globalThis);

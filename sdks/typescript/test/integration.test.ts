@@ -163,6 +163,17 @@ describe("against breakwater serve", () => {
     expect(await client.collection("notes").query()).toEqual([]); // settled out of scope: gone here
   });
 
+  it("re-stamps writes from a device whose clock runs an hour ahead, once the node refuses them", async () => {
+    const node = await startNode();
+    const client = await openClient({ endpoints: [node.url], now: () => Date.now() + 3_600_000 });
+    await client.collection("todos").set("t1", { title: "from the future" });
+    await settled(client);
+    const stored = await node.document("todos", "t1");
+    expect(stored?.data).toEqual({ title: "from the future" });
+    const wallMs = Number(stored?.hlc.slice(0, 13));
+    expect(wallMs).toBeLessThan(Date.now() + 60_000); // within the node's max_clock_skew
+  });
+
   it("fails over to the region's other node when its node stops, and applies every write once", async () => {
     const dir = mkdtempSync(join(tmpdir(), "bw-shared-"));
     cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));

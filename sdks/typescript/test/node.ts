@@ -84,11 +84,11 @@ export class Node {
   }
 
   /** `GET` a document's envelope from the node (`null` when 404). */
-  async document(collection: string, id: string): Promise<{ data: Record<string, unknown> | null; version: string } | null> {
+  async document(collection: string, id: string): Promise<{ data: Record<string, unknown> | null; version: string; hlc: string } | null> {
     const response = await fetch(`${this.url}/v1/collections/${collection}/docs/${id}`);
     if (response.status === 404) return null;
     if (!response.ok) throw new Error(`GET ${collection}/${id}: ${response.status}`);
-    return (await response.json()) as { data: Record<string, unknown> | null; version: string };
+    return (await response.json()) as { data: Record<string, unknown> | null; version: string; hlc: string };
   }
 
   /** `PUT` a document as another client would. */
