@@ -26,8 +26,12 @@ export class WebSocketTransport implements Transport {
     // A browser WebSocket cannot send headers: a bearer token goes as `access_token`.
     const authorization = (context.headers ? await context.headers() : {})["Authorization"] ?? "";
     const query = authorization.startsWith("Bearer ") ? `?${new URLSearchParams({ access_token: authorization.slice(7) })}` : "";
-    const opened = await this.follow(context, query);
-    if (opened !== null) throw opened;
+    const connection = await this.follow(context, query);
+    if (context.signal.aborted) throw context.signal.reason;
+    if (connection.opened) {
+      if (connection.error !== undefined) throw connection.error;
+      return; // the node asked for a reconnect
+    }
     // It never opened: refused by the node (or a proxy), or the node is down?
     try {
       const health = await context.fetch(`${context.baseUrl}/healthz`, { signal: AbortSignal.any([context.signal, AbortSignal.timeout(context.requestTimeoutMs)]) });
@@ -39,20 +43,21 @@ export class WebSocketTransport implements Transport {
     throw new EndpointUnavailable("WebSocket: the node does not answer");
   }
 
-  /** Run one connection; `null` when it failed before opening, else how it ended (`undefined`: normally). */
-  private follow(context: StreamContext, query: string): Promise<unknown> {
+  /** Run one connection: whether it opened, and the error it ended with (none: the node asked to reconnect). */
+  private follow(context: StreamContext, query: string): Promise<{ opened: boolean; error?: unknown }> {
     const url = `${context.baseUrl.replace(/^http/, "ws")}/v1/realtime${query}`;
     return new Promise((resolve) => {
+      if (context.signal.aborted) return resolve({ opened: false });
       const ws = new this.WebSocketImpl(url);
       let opened = false;
       let idle = setTimeout(() => finish(new EndpointUnavailable(`realtime: nothing heard for ${context.idleTimeoutMs} ms`)), context.idleTimeoutMs);
       let queue = Promise.resolve();
-      const finish = (outcome: unknown): void => {
+      const finish = (error: unknown): void => {
         clearTimeout(idle);
         context.signal.removeEventListener("abort", aborted);
         ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
         if (ws.readyState === ws.CONNECTING || ws.readyState === ws.OPEN) ws.close();
-        resolve(outcome);
+        resolve(error === undefined ? { opened } : { opened, error });
       };
       const aborted = (): void => finish(context.signal.reason);
       context.signal.addEventListener("abort", aborted);
@@ -60,10 +65,7 @@ export class WebSocketTransport implements Transport {
         opened = true;
         ws.send(JSON.stringify({ type: "subscribe", collections: context.collections, cursor: context.cursor() }));
       };
-      ws.onmessage = (event: MessageEvent) => {
-        clearTimeout(idle);
-        idle = setTimeout(() => finish(new EndpointUnavailable(`realtime: nothing heard for ${context.idleTimeoutMs} ms`)), context.idleTimeoutMs);
-        const message = JSON.parse(String(event.data)) as Message;
+      const handle = (message: Message): void => {
         if (message.type === "ping") ws.send(JSON.stringify({ type: "pong" }));
         else if (message.type === "changes" && bringsChanges(message, context.cursor())) {
           const cursor = message.cursor as string;
@@ -73,7 +75,16 @@ export class WebSocketTransport implements Transport {
           finish(errorForProblem(problem.status ?? 400, problem)); // a 410: CursorExpired
         } else if (message.type === "reconnect") finish(undefined);
       };
-      ws.onclose = () => finish(opened ? new EndpointUnavailable("WebSocket closed") : null);
+      ws.onmessage = (event: MessageEvent) => {
+        clearTimeout(idle);
+        idle = setTimeout(() => finish(new EndpointUnavailable(`realtime: nothing heard for ${context.idleTimeoutMs} ms`)), context.idleTimeoutMs);
+        try {
+          handle(JSON.parse(String(event.data)) as Message);
+        } catch (error) {
+          finish(new EndpointUnavailable(`WebSocket: a malformed message: ${String(error)}`)); // never throw in a handler
+        }
+      };
+      ws.onclose = () => finish(opened ? new EndpointUnavailable("WebSocket closed") : undefined);
       ws.onerror = () => undefined; // a close always follows
     });
   }
