@@ -17,7 +17,7 @@ export type { OutboxEntry, Rejection } from "./outbox.js";
 export type { Operator, Scalar, Where, WhereClause } from "./query.js";
 export type { TransportName, WebSocketConstructor } from "./realtime/transport.js";
 export type { StorageAdapter, Table, Write } from "./storage/adapter.js";
-export { IndexedDbStorage } from "./storage/indexeddb.js";
+export { IndexedDbStorage, StorageInUse } from "./storage/indexeddb.js";
 export { MemoryStorage } from "./storage/memory.js";
 export { SqlStorage } from "./storage/sql.js";
 export type { SqlDatabase, SqlStatement } from "./storage/sql.js";

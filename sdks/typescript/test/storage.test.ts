@@ -8,7 +8,7 @@ import { IDBFactory, IDBKeyRange } from "fake-indexeddb";
 import { afterAll, describe, expect, it } from "vitest";
 
 import type { StorageAdapter } from "../src/storage/adapter.js";
-import { IndexedDbStorage } from "../src/storage/indexeddb.js";
+import { IndexedDbStorage, StorageInUse } from "../src/storage/indexeddb.js";
 import { MemoryStorage } from "../src/storage/memory.js";
 import { SqlStorage } from "../src/storage/sql.js";
 
@@ -92,5 +92,34 @@ describe.each(BACKENDS)("$name storage", (backend) => {
     expect(await again.get("meta", "cursor")).toBe("c1.x");
     expect(await again.list("outbox")).toEqual([["000000000000001", { op: "set" }]]);
     await again.close();
+  });
+});
+
+/** The part of the Web Locks API that IndexedDbStorage uses, for one page's tabs. */
+function fakeLocks(): LockManager {
+  const held = new Set<string>();
+  const request = async (name: string, options: LockOptions, callback: (lock: Lock | null) => unknown): Promise<unknown> => {
+    if (options.ifAvailable && held.has(name)) return callback(null);
+    held.add(name);
+    try {
+      return await callback({ name, mode: "exclusive" });
+    } finally {
+      held.delete(name);
+    }
+  };
+  return { request } as unknown as LockManager;
+}
+
+describe("IndexedDbStorage in several tabs", () => {
+  it("refuses a second open of one database while the first is open, and allows it after close", async () => {
+    const factory = new IDBFactory();
+    const locks = fakeLocks();
+    const first = await IndexedDbStorage.open("shared", factory, IDBKeyRange, locks);
+    await expect(IndexedDbStorage.open("shared", factory, IDBKeyRange, locks)).rejects.toBeInstanceOf(StorageInUse);
+    const other = await IndexedDbStorage.open("another", factory, IDBKeyRange, locks);
+    await first.close();
+    const again = await IndexedDbStorage.open("shared", factory, IDBKeyRange, locks);
+    await again.close();
+    await other.close();
   });
 });
