@@ -81,14 +81,23 @@ export class Collection {
     let running = Promise.resolve();
     let active = true;
     const refresh = (): void => {
-      running = running.then(async () => {
-        const results = await this.store.query(query);
-        const text = JSON.stringify(results);
-        if (active && text !== last) {
-          last = text;
-          listener(results);
-        }
-      });
+      running = running
+        .then(async () => {
+          const results = await this.store.query(query);
+          const text = JSON.stringify(results);
+          if (active && text !== last) {
+            last = text;
+            listener(results);
+          }
+        })
+        .catch((error: unknown) => {
+          // Reported as uncaught, and the watch goes on (a broken chain would stop it for good).
+          if (active) {
+            queueMicrotask(() => {
+              throw error;
+            });
+          }
+        });
     };
     const off = this.events.on("changed", (collections) => {
       if (collections.has(this.name)) refresh();
