@@ -1,0 +1,72 @@
+/**
+ * Feed cursors: opaque strings that encode a version vector `{origin: seq}` (docs/protocol.md#cursors).
+ * The SDK stores the node's cursors as they come; it decodes them only to tell which
+ * acknowledged mutations it has pulled back, so it can let them leave the outbox.
+ */
+
+import { canonicalJson } from "./canonical.js";
+import { ValidationError } from "./errors.js";
+
+export type VersionVector = Record<string, number>;
+
+const PREFIX = "c1.";
+const ORIGIN_PATTERN = /^[A-Za-z0-9_.~:-]{1,64}$/;
+const MAX_ORIGINS = 256;
+
+function base64url(text: string): string {
+  const bytes = new TextEncoder().encode(text);
+  return btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+}
+
+function fromBase64url(body: string): string {
+  const binary = atob(body.replaceAll("-", "+").replaceAll("_", "/"));
+  return new TextDecoder("utf-8", { fatal: true }).decode(Uint8Array.from(binary, (c) => c.charCodeAt(0)));
+}
+
+/** The cursor for `vector` (origins sorted, so equal vectors give equal cursors). */
+export function encodeCursor(vector: VersionVector): string {
+  return Object.keys(vector).length === 0 ? "" : PREFIX + base64url(canonicalJson(vector));
+}
+
+/** The vector inside `cursor`; a malformed cursor is a `ValidationError`. */
+export function decodeCursor(cursor: string | null | undefined): VersionVector {
+  if (!cursor) return {};
+  if (!cursor.startsWith(PREFIX) || cursor.length > 16_384) {
+    throw new ValidationError("cursor is not a Breakwater cursor", "cursor");
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(fromBase64url(cursor.slice(PREFIX.length)));
+  } catch {
+    throw new ValidationError("cursor is corrupt", "cursor");
+  }
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
+    throw new ValidationError("cursor is corrupt", "cursor");
+  }
+  const entries = Object.entries(raw);
+  const valid = (origin: string, seq: unknown): boolean =>
+    ORIGIN_PATTERN.test(origin) && typeof seq === "number" && Number.isInteger(seq) && seq >= 0 && seq < 2 ** 63;
+  if (entries.length > MAX_ORIGINS || !entries.every(([origin, seq]) => valid(origin, seq))) {
+    throw new ValidationError("cursor is corrupt", "cursor");
+  }
+  return raw as VersionVector;
+}
+
+/** `vector` moved past every `[origin, seq]` of `changes`. */
+export function advance(vector: VersionVector, changes: Iterable<readonly [string, number]>): VersionVector {
+  const result = { ...vector };
+  for (const [origin, seq] of changes) {
+    if (seq > (result[origin] ?? 0)) result[origin] = seq;
+  }
+  return result;
+}
+
+/** The pointwise maximum of two vectors. */
+export function mergeVectors(left: VersionVector, right: VersionVector): VersionVector {
+  return advance(left, Object.entries(right));
+}
+
+/** Whether the change `(origin, seq)` is at or behind `vector`. */
+export function covers(vector: VersionVector, origin: string, seq: number): boolean {
+  return (vector[origin] ?? 0) >= seq;
+}

@@ -1,0 +1,404 @@
+/**
+ * The device's durable state over a `StorageAdapter`: server states, the local view, the
+ * outbox, cursor, stable vector and clock (the Python SDK's `local_store.py`, same rules).
+ *
+ * Tables: `server` (each document's replicated state as the server last sent it, and whether a
+ * running full resync has seen it), `docs` (the local view: `server` with the outbox re-applied),
+ * `outbox` (by position), `rejected`, `meta`. Every method runs alone (one queue), and commits
+ * what it changed in one adapter commit, so a local write, its outbox entry and the clock's new
+ * stamp survive a crash together or not at all.
+ */
+
+import { decodeCursor, mergeVectors } from "./cursor.js";
+import type { VersionVector } from "./cursor.js";
+import { join } from "./document.js";
+import type { JsonObject, Op, State } from "./document.js";
+import type { Problem } from "./errors.js";
+import { HybridClock } from "./hlc.js";
+import type { OutboxEntry, Rejection } from "./outbox.js";
+import { runQuery } from "./query.js";
+import type { Query } from "./query.js";
+import { rebase, viewOf } from "./rebase.js";
+import type { StorageAdapter, Table, Write } from "./storage/adapter.js";
+
+/** A document as the device sees it; `pending` while local edits are not yet settled. */
+export interface Document {
+  readonly collection: string;
+  readonly id: string;
+  readonly data: JsonObject;
+  readonly hlc: string;
+  readonly pending: boolean;
+}
+
+/** A pulled change (docs/protocol.md#pull, with `include_state=true`). */
+export interface PulledChange {
+  collection: string;
+  id: string;
+  op: string;
+  hlc?: string;
+  state?: State;
+}
+
+interface ServerRow {
+  state: State;
+  seen: boolean;
+}
+
+interface ViewRow {
+  data: JsonObject | null;
+  hlc: string;
+  pending: boolean;
+}
+
+/** A pulled change of a document the user may not read (any more): it leaves the device. */
+const REMOVAL_OP = "remove";
+
+const docKey = (collection: string, id: string): string => `${collection}/${id}`;
+const positionKey = (position: number): string => String(position).padStart(15, "0");
+
+/** Writes staged by one operation, read back through before they are committed. */
+class Batch {
+  readonly writes = new Map<string, Write>();
+
+  constructor(private readonly adapter: StorageAdapter) {}
+
+  put(table: Table, key: string, value: unknown): void {
+    this.writes.set(`${table}\u0000${key}`, { table, key, value });
+  }
+
+  async get(table: Table, key: string): Promise<unknown> {
+    const staged = this.writes.get(`${table}\u0000${key}`);
+    return staged === undefined ? this.adapter.get(table, key) : staged.value;
+  }
+}
+
+export class LocalStore {
+  deviceId = "";
+  cursor = "";
+  stable: VersionVector = {};
+  resyncing = false;
+  clock: HybridClock = new HybridClock("d-unset");
+  private counter = 0;
+  private outbox: OutboxEntry[] = [];
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly adapter: StorageAdapter,
+    private readonly physicalMs: () => number = Date.now,
+    private readonly randomId: () => string = () => crypto.randomUUID().replaceAll("-", "").slice(0, 12),
+  ) {}
+
+  /** Run `fn` after every earlier call has finished (one operation at a time). */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const result = this.queue.then(fn);
+    this.queue = result.catch(() => undefined);
+    return result;
+  }
+
+  private async meta<T>(key: string, fallback: T): Promise<T> {
+    const value = await this.adapter.get("meta", key);
+    return value === undefined ? fallback : (value as T);
+  }
+
+  /** Load (creating when new) the device id, clock, cursor and outbox. */
+  open(): Promise<void> {
+    return this.serial(async () => {
+      this.deviceId = await this.meta("device_id", "");
+      if (!this.deviceId) {
+        this.deviceId = this.randomId();
+        await this.adapter.commit([{ table: "meta", key: "device_id", value: this.deviceId }]);
+      }
+      this.counter = await this.meta("counter", 0);
+      this.clock = new HybridClock(`d-${this.deviceId}`, this.physicalMs, await this.meta("clock_offset_ms", 0));
+      const last = await this.meta("hlc", "");
+      if (last) this.clock.observe(last);
+      this.cursor = await this.meta("cursor", "");
+      this.stable = await this.meta("stable", {});
+      this.resyncing = await this.meta("resyncing", false);
+      this.outbox = (await this.adapter.list("outbox")).map(([, entry]) => entry as OutboxEntry);
+    });
+  }
+
+  close(): Promise<void> {
+    return this.serial(() => this.adapter.close());
+  }
+
+  /** A stored setting of the SDK (the signed-in session), or `undefined`. */
+  getMeta<T>(key: string): Promise<T | undefined> {
+    return this.serial(async () => (await this.adapter.get("meta", key)) as T | undefined);
+  }
+
+  /** Store (or, with `undefined`/`null`, forget) a setting, durably. */
+  putMeta(key: string, value: unknown): Promise<void> {
+    return this.serial(() => this.adapter.commit([{ table: "meta", key, value: value ?? undefined }]));
+  }
+
+  // -- local writes and reads ---------------------------------------------------------------
+
+  /** Apply a local mutation and queue it, durably, in one commit. */
+  write(collection: string, id: string, op: Op, data: JsonObject | null): Promise<{ view: Document | null; entry: OutboxEntry }> {
+    return this.serial(async () => {
+      const counter = this.counter + 1;
+      const hlc = this.clock.now();
+      const position = (this.outbox.at(-1)?.position ?? (await this.meta("last_position", 0))) + 1;
+      const entry: OutboxEntry = {
+        position,
+        mutationId: `${this.deviceId}.${counter}`,
+        collection,
+        id,
+        op,
+        data: data === null ? null : structuredClone(data),
+        hlc,
+        origin: null,
+        seq: null,
+      };
+      const outbox = [...this.outbox, entry];
+      const batch = new Batch(this.adapter);
+      batch.put("meta", "counter", counter);
+      batch.put("meta", "hlc", hlc);
+      batch.put("meta", "last_position", position);
+      batch.put("outbox", positionKey(position), entry);
+      const view = await this.refreshView(batch, outbox, collection, id);
+      await this.adapter.commit([...batch.writes.values()]);
+      this.counter = counter;
+      this.outbox = outbox;
+      return { view, entry };
+    });
+  }
+
+  /** The local view of one document (`null` when missing or deleted). */
+  get(collection: string, id: string): Promise<Document | null> {
+    return this.serial(async () => {
+      const row = (await this.adapter.get("docs", docKey(collection, id))) as ViewRow | undefined;
+      return row?.data ? { collection, id, data: row.data, hlc: row.hlc, pending: row.pending } : null;
+    });
+  }
+
+  /** Live documents of the local view matching `query`, in its order. */
+  query(query: Query): Promise<Document[]> {
+    return this.serial(async () => {
+      const prefix = `${query.collection}/`;
+      const docs: Document[] = [];
+      for (const [key, value] of await this.adapter.list("docs", prefix)) {
+        const row = value as ViewRow;
+        if (row.data !== null) {
+          docs.push({ collection: query.collection, id: key.slice(prefix.length), data: row.data, hlc: row.hlc, pending: row.pending });
+        }
+      }
+      return runQuery(query, docs);
+    });
+  }
+
+  /** Recompute one document's view from its server state and its outbox entries (staged). */
+  private async refreshView(batch: Batch, outbox: readonly OutboxEntry[], collection: string, id: string): Promise<Document | null> {
+    const key = docKey(collection, id);
+    const pending = outbox
+      .filter((e) => e.collection === collection && e.id === id)
+      .map((e) => ({ op: e.op, data: e.data, hlc: e.hlc, mutationId: e.mutationId }));
+    const server = (await batch.get("server", key)) as ServerRow | undefined;
+    if (server === undefined && pending.length === 0) {
+      batch.put("docs", key, undefined);
+      return null;
+    }
+    const { data, hlc } = viewOf(rebase(server?.state ?? null, pending));
+    const row: ViewRow = { data, hlc, pending: pending.length > 0 };
+    batch.put("docs", key, row);
+    return data === null ? null : { collection, id, data, hlc, pending: row.pending };
+  }
+
+  // -- the outbox ---------------------------------------------------------------------------
+
+  /** The oldest `limit` entries not yet acknowledged, in write order. */
+  unsent(limit: number): OutboxEntry[] {
+    return this.outbox.filter((e) => e.origin === null).slice(0, limit);
+  }
+
+  /** Every entry still in the outbox (acknowledged but not stable ones included). */
+  entries(): readonly OutboxEntry[] {
+    return this.outbox;
+  }
+
+  /** Remember `[mutationId, origin, seq]` for acknowledged entries (they stay queued). */
+  recordAcks(acks: readonly (readonly [string, string, number])[]): Promise<void> {
+    return this.serial(async () => {
+      const byId = new Map(acks.map(([mid, origin, seq]) => [mid, { origin, seq }]));
+      const outbox = this.outbox.map((e) => {
+        const ack = byId.get(e.mutationId);
+        return ack ? { ...e, ...ack } : e;
+      });
+      await this.adapter.commit(outbox.filter((e) => byId.has(e.mutationId)).map((e) => ({ table: "outbox", key: positionKey(e.position), value: e })));
+      this.outbox = outbox;
+    });
+  }
+
+  /** Move refused entries to `rejected` and roll their documents back. */
+  reject(refused: readonly (readonly [string, Problem])[]): Promise<Rejection[]> {
+    return this.serial(async () => {
+      const problems = new Map(refused);
+      const gone = this.outbox.filter((e) => problems.has(e.mutationId));
+      const outbox = this.outbox.filter((e) => !problems.has(e.mutationId));
+      const batch = new Batch(this.adapter);
+      const rejections: Rejection[] = [];
+      for (const e of gone) {
+        const rejection: Rejection = { mutationId: e.mutationId, collection: e.collection, id: e.id, op: e.op, data: e.data, problem: problems.get(e.mutationId) as Problem };
+        batch.put("rejected", positionKey(e.position), rejection);
+        batch.put("outbox", positionKey(e.position), undefined);
+        rejections.push(rejection);
+      }
+      for (const e of gone) await this.refreshView(batch, outbox, e.collection, e.id);
+      await this.adapter.commit([...batch.writes.values()]);
+      this.outbox = outbox;
+      return rejections;
+    });
+  }
+
+  /** Every mutation the server refused, oldest first. */
+  async rejections(): Promise<Rejection[]> {
+    return (await this.adapter.list("rejected")).map(([, value]) => value as Rejection);
+  }
+
+  /** Treat acknowledged-but-unstable entries as unsent (after failing over: re-push them). */
+  forgetAcks(): Promise<void> {
+    return this.serial(async () => {
+      const outbox = this.outbox.map((e) => ({ ...e, origin: null, seq: null }));
+      await this.adapter.commit(outbox.map((e) => ({ table: "outbox", key: positionKey(e.position), value: e })));
+      this.outbox = outbox;
+    });
+  }
+
+  /** Correct the clock to a node's and re-stamp every unsent entry (after `clock_skew`). */
+  restamp(nodeStamp: string): Promise<number> {
+    return this.serial(async () => {
+      this.clock.correct(nodeStamp);
+      const outbox = this.outbox.map((e) => (e.origin === null ? { ...e, hlc: this.clock.now() } : e));
+      const batch = new Batch(this.adapter);
+      const changed = outbox.filter((e) => e.origin === null);
+      for (const e of changed) batch.put("outbox", positionKey(e.position), e);
+      batch.put("meta", "clock_offset_ms", this.clock.offsetMs);
+      batch.put("meta", "hlc", this.clock.now());
+      for (const key of new Set(changed.map((e) => docKey(e.collection, e.id)))) {
+        const [collection, id] = splitKey(key);
+        await this.refreshView(batch, outbox, collection, id);
+      }
+      await this.adapter.commit([...batch.writes.values()]);
+      this.outbox = outbox;
+      return changed.length;
+    });
+  }
+
+  // -- pulled changes -----------------------------------------------------------------------
+
+  /**
+   * Join a pulled page into the server states, move the cursor and settle the outbox, in one
+   * commit (a crash mid-sync resumes from this page's cursor). `done` (no more pages) ends a
+   * running resync. Returns the collections whose local view changed.
+   */
+  applyPage(changes: readonly PulledChange[], cursor: string, stable: VersionVector, done: boolean): Promise<Set<string>> {
+    return this.serial(async () => {
+      const latest = new Map<string, State | null>();
+      for (const change of changes) {
+        const key = docKey(change.collection, change.id);
+        if (change.op === REMOVAL_OP) {
+          latest.set(key, null);
+          continue;
+        }
+        if (change.state === undefined) throw new Error("pulled change without state (pull with include_state=true)");
+        latest.set(key, change.state);
+        if (change.hlc) this.clock.observe(change.hlc);
+      }
+      const batch = new Batch(this.adapter);
+      const touched = new Set(latest.keys());
+      for (const [key, incoming] of latest) {
+        if (incoming === null) {
+          batch.put("server", key, undefined);
+          continue;
+        }
+        const current = (await batch.get("server", key)) as ServerRow | undefined;
+        batch.put("server", key, { state: current ? join(current.state, incoming) : incoming, seen: true });
+      }
+      const newStable = mergeVectors(this.stable, stable);
+      batch.put("meta", "cursor", cursor);
+      batch.put("meta", "stable", newStable);
+      batch.put("meta", "hlc", this.clock.now());
+      let resyncing = this.resyncing;
+      if (done && resyncing) {
+        for (const [key, value] of await this.adapter.list("server")) {
+          if (!(value as ServerRow).seen && !latest.has(key)) {
+            batch.put("server", key, undefined); // purged while this device was away
+            touched.add(key);
+          }
+        }
+        resyncing = false;
+        batch.put("meta", "resyncing", false);
+      }
+      const outbox = settle(this.outbox, newStable, decodeCursor(cursor));
+      for (const e of this.outbox) {
+        if (!outbox.includes(e)) {
+          batch.put("outbox", positionKey(e.position), undefined);
+          touched.add(docKey(e.collection, e.id));
+        }
+      }
+      for (const key of touched) {
+        const [collection, id] = splitKey(key);
+        await this.refreshView(batch, outbox, collection, id);
+      }
+      await this.adapter.commit([...batch.writes.values()]);
+      this.cursor = cursor;
+      this.stable = newStable;
+      this.resyncing = resyncing;
+      this.outbox = outbox;
+      return new Set([...touched].map((key) => splitKey(key)[0]));
+    });
+  }
+
+  /**
+   * Make the stored cursor belong to `scope` (sorted collection names, `null`: all); whether that
+   * started a full resync. A cursor skips for good the collections it was not pulled with
+   * (docs/protocol.md#cursors), so a device synced with another scope starts over, keeping its
+   * outbox; documents the new scope does not bring back leave when that resync completes.
+   */
+  follow(scope: readonly string[] | null): Promise<boolean> {
+    return this.serial(async () => {
+      const stored = (await this.adapter.get("meta", "scope")) as string[] | null | undefined;
+      if (JSON.stringify(stored ?? null) === JSON.stringify(scope)) return false;
+      const scopeWrite: Write = { table: "meta", key: "scope", value: scope ?? undefined };
+      if (!this.cursor) {
+        await this.adapter.commit([scopeWrite]); // nothing pulled yet (or a resync under way)
+        return false;
+      }
+      await this.startResync([scopeWrite]);
+      return true;
+    });
+  }
+
+  /** Start over from an empty cursor (`410` on the cursor), keeping the outbox. */
+  beginResync(): Promise<void> {
+    return this.serial(() => this.startResync([]));
+  }
+
+  /** Mark every server document unseen and empty the cursor, in one commit with `writes`. */
+  private async startResync(writes: Write[]): Promise<void> {
+    for (const [key, value] of await this.adapter.list("server")) {
+      writes.push({ table: "server", key, value: { ...(value as ServerRow), seen: false } });
+    }
+    writes.push({ table: "meta", key: "cursor", value: "" }, { table: "meta", key: "resyncing", value: true });
+    await this.adapter.commit(writes);
+    this.cursor = "";
+    this.resyncing = true;
+  }
+}
+
+function splitKey(key: string): [string, string] {
+  const slash = key.indexOf("/");
+  return [key.slice(0, slash), key.slice(slash + 1)];
+}
+
+/**
+ * The outbox without entries that are acknowledged, stable and pulled back (behind the cursor:
+ * a write outside the device's scope is never pulled, so it settles there too).
+ */
+function settle(outbox: readonly OutboxEntry[], stable: VersionVector, pulled: VersionVector): OutboxEntry[] {
+  const limit: VersionVector = {};
+  for (const [origin, seq] of Object.entries(stable)) limit[origin] = Math.min(seq, pulled[origin] ?? 0);
+  return outbox.filter((e) => e.origin === null || e.seq === null || e.seq > (limit[e.origin] ?? 0));
+}

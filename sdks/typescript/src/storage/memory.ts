@@ -1,0 +1,34 @@
+/** Storage in memory: for tests and for apps that want no persistence (nothing survives a reload). */
+
+import { TABLES } from "./adapter.js";
+import type { StorageAdapter, Table, Write } from "./adapter.js";
+
+export class MemoryStorage implements StorageAdapter {
+  private readonly tables = new Map<Table, Map<string, unknown>>(TABLES.map((t) => [t, new Map()]));
+
+  private table(name: Table): Map<string, unknown> {
+    return this.tables.get(name) as Map<string, unknown>;
+  }
+
+  async get(table: Table, key: string): Promise<unknown> {
+    const value = this.table(table).get(key);
+    return value === undefined ? undefined : structuredClone(value);
+  }
+
+  async list(table: Table, prefix = ""): Promise<[string, unknown][]> {
+    return [...this.table(table)]
+      .filter(([key]) => key.startsWith(prefix))
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([key, value]) => [key, structuredClone(value)]);
+  }
+
+  async commit(writes: readonly Write[]): Promise<void> {
+    const copies = writes.map((w) => ({ ...w, value: w.value === undefined ? undefined : structuredClone(w.value) }));
+    for (const { table, key, value } of copies) {
+      if (value === undefined) this.table(table).delete(key);
+      else this.table(table).set(key, value);
+    }
+  }
+
+  async close(): Promise<void> {}
+}

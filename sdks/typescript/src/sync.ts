@@ -1,0 +1,314 @@
+/**
+ * The background sync, with the Python SDK's rules (docs/sdk.md#sync-in-detail). One round on
+ * the chosen endpoint:
+ *
+ * 1. push unsent outbox entries in batches; acknowledged entries keep their `(origin, seq)` and
+ *    stay queued; rejected ones leave the outbox and roll back; a `clock_skew` refusal corrects
+ *    the device clock, re-stamps and pushes again; a `413` without an index halves the batch;
+ * 2. pull pages (with states) until `has_more` is false; each page commits with its cursor, and
+ *    entries acknowledged, stable and pulled back leave the outbox; a `410` on the cursor starts
+ *    a full resync that keeps the outbox;
+ * 3. wait for a local write, `syncNow()`, a realtime notice or `pollIntervalMs` (a safety net).
+ *
+ * Realtime runs beside the loop on the current endpoint: the transport ladder (WebSocket, SSE,
+ * long-poll, falling back when one is refused) only says that the feed moved past the device's
+ * cursor, and the loop pulls the changes with their states.
+ *
+ * A push refused as unavailable still lets the pull run (a node that refuses writes may serve
+ * reads). Failures mark the endpoint in the pool (breaker, failover) and wait with exponential
+ * backoff and full jitter. Switching endpoints re-pushes acknowledged-but-unstable entries (the
+ * old node may die before replicating them; mutation ids make the re-push safe).
+ */
+
+import { Backoff } from "./backoff.js";
+import type { Endpoint, EndpointPool } from "./endpoints.js";
+import { BreakwaterError, CursorExpired, EndpointUnavailable } from "./errors.js";
+import type { Problem } from "./errors.js";
+import type { ClientEvents, Emitter, Status } from "./events.js";
+import type { LocalStore } from "./local-store.js";
+import { NodeApi } from "./node-api.js";
+import type { Fetch, HeadersProvider, PullPage, PushAnswer } from "./node-api.js";
+import { toWire } from "./outbox.js";
+import type { OutboxEntry } from "./outbox.js";
+import { pause } from "./pause.js";
+import { TransportLadder } from "./realtime/ladder.js";
+import { isAhead } from "./realtime/transport.js";
+import type { StreamContext, Transport } from "./realtime/transport.js";
+
+const MAX_RESTAMPS_PER_PUSH = 3;
+/** Refusals of the mutations themselves: re-sending them never helps. */
+const PERMANENT_INPUT_ERRORS = new Set(["validation_error", "payload_too_large", "schema_violation"]);
+
+export interface SyncSettings {
+  pushBatch: number;
+  pullLimit: number;
+  longPollWaitMs: number;
+  requestTimeoutMs: number;
+  backoffBaseMs: number;
+  backoffCapMs: number;
+  pollIntervalMs: number;
+  climbBackAfterMs: number;
+  idleTimeoutMs: number;
+  /** The collections this device pulls and follows (`null`: all). */
+  collections: readonly string[] | null;
+}
+
+export class SyncLoop {
+  status: Status = { state: "offline", pending: 0, endpoint: null, transport: null, lastError: null };
+  private readonly stopping = new AbortController();
+  private retry = new AbortController();
+  private wakeUp = new AbortController();
+  private readonly backoff: Backoff;
+  private endpoint: Endpoint | null = null;
+  private pushBatch: number;
+  private running: Promise<void> | null = null;
+  private realtime: { stop: AbortController; done: Promise<void> } | null = null;
+  /** Realtime notices waiting for the device to pull up to their cursor. */
+  private readonly notices = new Set<() => boolean>();
+
+  constructor(
+    private readonly store: LocalStore,
+    private readonly pool: EndpointPool,
+    private readonly events: Emitter<ClientEvents>,
+    private readonly settings: SyncSettings,
+    private readonly fetchFn: Fetch,
+    private readonly transports: readonly Transport[],
+    private readonly headers?: HeadersProvider,
+    random?: () => number,
+  ) {
+    this.backoff = new Backoff(settings.backoffBaseMs, settings.backoffCapMs, random);
+    this.pushBatch = settings.pushBatch;
+  }
+
+  start(): void {
+    this.running ??= this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.stopping.abort();
+    await this.running;
+    await this.stopRealtime();
+  }
+
+  /** A local write: end the wait so that the write is pushed at once. */
+  wake(): void {
+    this.wakeUp.abort();
+  }
+
+  /** The app says the network is back: probe every endpoint and retry now. */
+  syncNow(): void {
+    this.pool.probeNow();
+    this.retry.abort();
+    this.wakeUp.abort();
+  }
+
+  private update(change: Partial<Status>): void {
+    this.status = { ...this.status, pending: this.store.entries().length, ...change };
+    this.events.emit("status", this.status);
+  }
+
+  private async wait(ms: number): Promise<void> {
+    await pause(ms, AbortSignal.any([this.retry.signal, this.stopping.signal]));
+    if (this.retry.signal.aborted) this.retry = new AbortController();
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopping.signal.aborted) {
+      const endpoint = this.pool.choose();
+      if (endpoint === null) {
+        this.update({ state: "offline" });
+        await this.wait(Math.max(this.pool.retryIn(), 50));
+        continue;
+      }
+      const api = new NodeApi(endpoint.url, this.fetchFn, this.settings.requestTimeoutMs, this.headers, this.stopping.signal);
+      try {
+        if (endpoint !== this.endpoint) await this.use(endpoint, api);
+        await this.round(api);
+        this.pool.succeeded(endpoint, api.lastLatency);
+        this.backoff.reset();
+        await this.follow();
+      } catch (error) {
+        if (this.stopping.signal.aborted) return;
+        const unavailable = error instanceof EndpointUnavailable;
+        if (unavailable) this.pool.failed(endpoint);
+        this.update({ ...(unavailable ? { state: "offline" as const } : {}), lastError: String(error) });
+        const retryAfter = unavailable ? error.retryAfter : undefined;
+        await this.wait(retryAfter !== undefined ? retryAfter * 1000 : this.backoff.next());
+      }
+    }
+  }
+
+  /** Switch to `endpoint` once it says it is ready; re-push what the old one did not make stable. */
+  private async use(endpoint: Endpoint, api: NodeApi): Promise<void> {
+    await api.ready();
+    this.pool.succeeded(endpoint, api.lastLatency);
+    if (this.endpoint !== null) await this.store.forgetAcks();
+    this.endpoint = endpoint;
+    this.update({ endpoint: endpoint.url });
+    await this.stopRealtime();
+    const stop = new AbortController();
+    const ladder = new TransportLadder(
+      this.transports,
+      this.settings.climbBackAfterMs,
+      (transport) => this.update({ transport }),
+      () => this.wakeUp.abort(),
+    );
+    const context: StreamContext = {
+      baseUrl: endpoint.url,
+      fetch: this.fetchFn,
+      headers: this.headers,
+      signal: AbortSignal.any([stop.signal, this.stopping.signal]),
+      idleTimeoutMs: this.settings.idleTimeoutMs,
+      longPollWaitMs: this.settings.longPollWaitMs,
+      requestTimeoutMs: this.settings.requestTimeoutMs,
+      collections: this.settings.collections,
+      cursor: () => this.store.cursor,
+      notify: (cursor) => this.notified(cursor),
+    };
+    this.realtime = { stop, done: ladder.run(context) };
+  }
+
+  private async stopRealtime(): Promise<void> {
+    const realtime = this.realtime;
+    this.realtime = null;
+    realtime?.stop.abort();
+    await realtime?.done;
+  }
+
+  /** A transport saw the feed move to `cursor`: wake the loop; resolves once pulled (or after the poll interval). */
+  private notified(cursor: string): Promise<void> {
+    this.wakeUp.abort();
+    return new Promise((resolve) => {
+      const waiter = (): boolean => {
+        if (isAhead(cursor, this.store.cursor)) return false;
+        settle();
+        return true;
+      };
+      const settle = (): void => {
+        clearTimeout(timer);
+        this.notices.delete(waiter);
+        resolve();
+      };
+      const timer = setTimeout(settle, this.settings.pollIntervalMs);
+      if (!waiter()) this.notices.add(waiter);
+    });
+  }
+
+  private async round(api: NodeApi): Promise<void> {
+    if (this.store.entries().length > 0 || this.status.state === "offline") this.update({ state: "syncing" });
+    let pushFailed: EndpointUnavailable | null = null;
+    try {
+      await this.pushAll(api);
+    } catch (error) {
+      if (!(error instanceof EndpointUnavailable)) throw error;
+      pushFailed = error; // a node that refuses writes may still serve reads: pull
+    }
+    await this.pullAll(api);
+    if (pushFailed !== null) throw pushFailed;
+    this.update({ state: this.store.unsent(1).length > 0 ? "syncing" : "online", lastError: null });
+  }
+
+  /** Wait for a local write, `syncNow()`, a realtime notice or the poll interval. */
+  private async follow(): Promise<void> {
+    // A wake-up during the round (a notice of changes it may have missed) counts too.
+    if (this.store.unsent(1).length === 0 && !this.wakeUp.signal.aborted) {
+      await pause(this.settings.pollIntervalMs, AbortSignal.any([this.wakeUp.signal, this.stopping.signal]));
+    }
+    this.wakeUp = new AbortController();
+  }
+
+  // -- push ---------------------------------------------------------------------------------
+
+  private async pushAll(api: NodeApi): Promise<void> {
+    let restamps = 0;
+    for (;;) {
+      const batch = this.store.unsent(this.pushBatch);
+      if (batch.length === 0) return;
+      let answer: PushAnswer;
+      try {
+        answer = await api.push(this.store.deviceId, batch.map(toWire));
+      } catch (error) {
+        if (!(error instanceof BreakwaterError) || error instanceof EndpointUnavailable) throw error;
+        const index = error.problem["index"];
+        if (error.type === "clock_skew") {
+          restamps += 1;
+          if (restamps > MAX_RESTAMPS_PER_PUSH) throw new EndpointUnavailable(`clock skew persists: ${error.message}`);
+          await this.store.restamp(String(error.problem["hlc"]));
+          continue;
+        }
+        if (error.type === "payload_too_large" && typeof index !== "number" && this.pushBatch > 1) {
+          this.pushBatch = Math.max(1, Math.floor(this.pushBatch / 2));
+          continue;
+        }
+        const refusesOne = error.type === "forbidden" ? typeof index === "number" : PERMANENT_INPUT_ERRORS.has(error.type);
+        if (!refusesOne) throw error; // the push as a whole (e.g. 401): the writes stay queued
+        const entry = batch[typeof index === "number" && index >= 0 && index < batch.length ? index : 0] as OutboxEntry;
+        await this.rejected([[entry.mutationId, error.problem]]);
+        continue;
+      }
+      await this.record(answer, batch, api.baseUrl);
+    }
+  }
+
+  private async record(answer: PushAnswer, batch: readonly OutboxEntry[], endpoint: string): Promise<void> {
+    const acks: [string, string, number][] = [];
+    const duplicates = new Set<string>();
+    const refused: [string, Problem][] = [];
+    for (const result of answer.results) {
+      if ((result.status === "applied" || result.status === "duplicate") && result.origin !== undefined && result.seq !== undefined) {
+        acks.push([result.mutation_id, result.origin, result.seq]);
+        if (result.status === "duplicate") duplicates.add(result.mutation_id);
+      } else {
+        refused.push([result.mutation_id, result.error ?? { type: "rejected" }]);
+      }
+    }
+    if (answer.hlc) this.store.clock.observe(answer.hlc);
+    if (acks.length > 0) {
+      const pushed = new Map(batch.map((e) => [e.mutationId, e]));
+      const entries = acks.flatMap(([mid, origin, seq]) => {
+        const entry = pushed.get(mid);
+        return entry ? [{ ...entry, origin, seq }] : [];
+      });
+      // Told before the device records it, so that a stop in between cannot hide an ack.
+      this.events.emit("acknowledged", { entries, duplicates, endpoint });
+      await this.store.recordAcks(acks);
+    }
+    if (refused.length > 0) await this.rejected(refused);
+  }
+
+  private async rejected(refused: readonly (readonly [string, Problem])[]): Promise<void> {
+    const rejections = await this.store.reject(refused);
+    this.events.emit("changed", new Set(rejections.map((r) => r.collection)));
+    for (const rejection of rejections) this.events.emit("rejected", rejection);
+  }
+
+  // -- pull ---------------------------------------------------------------------------------
+
+  private async pullAll(api: NodeApi): Promise<void> {
+    const progress = { changes: 0, pages: 0 };
+    for (;;) {
+      let page: PullPage;
+      try {
+        page = await api.pull(this.store.cursor, this.settings.pullLimit, { collections: this.settings.collections });
+      } catch (error) {
+        if (!(error instanceof CursorExpired)) throw error;
+        await this.store.beginResync(); // any 410 on the cursor: start over, keep the outbox
+        continue;
+      }
+      if (!(await this.applyPage(page, progress))) return;
+    }
+  }
+
+  /** Apply one pulled page; whether more are waiting. */
+  private async applyPage(page: PullPage, progress: { changes: number; pages: number }): Promise<boolean> {
+    const collections = await this.store.applyPage(page.changes, page.cursor, page.stable ?? {}, !page.has_more);
+    if (page.hlc) this.store.clock.observe(page.hlc);
+    for (const waiter of this.notices) waiter();
+    progress.changes += page.changes.length;
+    progress.pages += 1;
+    if (collections.size > 0) this.events.emit("changed", collections);
+    if (page.changes.length > 0 || page.has_more) this.events.emit("progress", { ...progress, hasMore: page.has_more });
+    this.update({});
+    return page.has_more;
+  }
+}

@@ -1,0 +1,105 @@
+// Accounts against a real `breakwater serve` in auth mode `enforce` (see test/node.ts).
+import { afterEach, describe, expect, it, vi } from "vitest";
+
+import { Auth } from "../src/auth.js";
+import { Client } from "../src/client.js";
+import { LocalStore } from "../src/local-store.js";
+import { MemoryStorage } from "../src/storage/memory.js";
+import { freePort, Node } from "./node.js";
+
+const ENFORCE = `
+[auth]
+mode = "enforce"
+access_ttl = 2.0
+
+[collections.notes]
+owner = "owner"
+rules.read = "auth.uid == doc.owner"
+rules.write = "auth.uid == doc.owner"
+`;
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function setup(storage = new MemoryStorage()): Promise<{ node: Node; client: Client; storage: MemoryStorage }> {
+  const node = new Node(await freePort(), { config: ENFORCE });
+  cleanups.push(() => node.remove());
+  await node.start();
+  const client = await open(node, storage);
+  return { node, client, storage };
+}
+
+async function open(node: Node, storage: MemoryStorage): Promise<Client> {
+  const client = await Client.open({ endpoints: [node.url], storage, backoffBaseMs: 20, backoffCapMs: 200, pollIntervalMs: 120_000 });
+  cleanups.push(() => client.close());
+  return client;
+}
+
+const settled = (client: Client) => vi.waitFor(() => expect(client.outbox()).toEqual([]), { timeout: 15_000, interval: 50 });
+
+describe("refresh", () => {
+  it("spends a refresh token once however many requests need a new access token at once", async () => {
+    let now = 0;
+    const spent: string[] = [];
+    const fake: typeof fetch = async (input, init) => {
+      const path = new URL(String(input)).pathname;
+      const body = JSON.parse(String(init?.body ?? "{}")) as { refresh_token?: string };
+      if (path === "/v1/auth/refresh") spent.push(body.refresh_token ?? "");
+      const token = `t${spent.length}`;
+      const session = { access_token: `a-${token}`, refresh_token: `r-${token}`, expires_in: 100, uid: "u1", anonymous: true };
+      return new Response(JSON.stringify(session), { status: 200 });
+    };
+    const store = new LocalStore(new MemoryStorage());
+    await store.open();
+    const auth = new Auth(store, ["http://node"], fake, 1_000, () => undefined, () => now);
+    await auth.signInAnonymously();
+    now = 90_000; // past refreshAt (a quarter of the 100 s life before expiry)
+    const headers = await Promise.all([auth.headers(), auth.headers(), auth.provider.renew?.({ Authorization: "Bearer a-t0" })]);
+    expect(spent).toEqual(["r-t0"]);
+    expect(headers[0]).toEqual({ Authorization: "Bearer a-t1" });
+    expect(headers[1]).toEqual({ Authorization: "Bearer a-t1" });
+  });
+});
+
+describe("accounts", () => {
+  it("keeps writes queued while signed out, and delivers them once signed in anonymously", async () => {
+    const { client } = await setup();
+    await client.collection("notes").set("n1", { text: "hi" });
+    await vi.waitFor(() => expect(client.status.lastError).toMatch(/unauthorized|token/i), { timeout: 10_000 });
+    expect(client.outbox()).toHaveLength(1);
+    const session = await client.auth.signInAnonymously();
+    expect(session.anonymous).toBe(true);
+    await settled(client);
+    // The node filled in the owner: the write went there and came back in a pull.
+    await vi.waitFor(async () => expect((await client.collection("notes").get("n1"))?.data).toEqual({ text: "hi", owner: session.uid }), { timeout: 10_000 });
+  });
+
+  it("refreshes the access token when it expires, rotating the refresh token", async () => {
+    const { client } = await setup();
+    const first = await client.auth.signUp("ann@example.com", "correct horse");
+    const notes = client.collection("notes");
+    await notes.set("n1", { text: "one" });
+    await settled(client);
+    await new Promise((resolve) => setTimeout(resolve, 2_500)); // the 2 s access token expires
+    await notes.set("n2", { text: "two" });
+    await settled(client);
+    const now = client.auth.session;
+    expect(now?.uid).toBe(first.uid);
+    expect(now?.refreshToken).not.toBe(first.refreshToken);
+    expect(now?.accessToken).not.toBe(first.accessToken);
+  });
+
+  it("keeps the session across a restart and signs in again with the same account", async () => {
+    const { node, client, storage } = await setup();
+    const ann = await client.auth.signUp("bob@example.com", "correct horse");
+    await client.close();
+    const again = await open(node, storage);
+    expect(again.auth.session?.uid).toBe(ann.uid);
+    await again.auth.signOut();
+    expect(again.auth.session).toBeNull();
+    expect((await again.auth.signIn("bob@example.com", "correct horse")).uid).toBe(ann.uid);
+    await expect(again.auth.signIn("bob@example.com", "wrong password")).rejects.toMatchObject({ type: "unauthorized" });
+  });
+});

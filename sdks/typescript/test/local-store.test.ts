@@ -1,0 +1,96 @@
+// The device's durable state (src/local-store.ts) over the memory adapter: the outbox rules.
+import { describe, expect, it } from "vitest";
+
+import { encodeCursor } from "../src/cursor.js";
+import { deltaFor, join, emptyState } from "../src/document.js";
+import { LocalStore } from "../src/local-store.js";
+import { buildQuery } from "../src/query.js";
+import { MemoryStorage } from "../src/storage/memory.js";
+
+async function openStore(storage = new MemoryStorage()): Promise<LocalStore> {
+  let now = 1_000;
+  const store = new LocalStore(storage, () => now++, () => "dev1");
+  await store.open();
+  return store;
+}
+
+const serverState = (hlc: string, data: Record<string, string>) => join(emptyState(), deltaFor("set", data, hlc, "srv.1"));
+
+describe("LocalStore", () => {
+  it("queues each write with a unique mutation id and keeps it across a reopen", async () => {
+    const storage = new MemoryStorage();
+    const store = await openStore(storage);
+    await store.write("todos", "t1", "set", { title: "a" });
+    await store.write("todos", "t1", "patch", { done: true });
+    const again = await openStore(storage);
+    expect(again.entries().map((e) => e.mutationId)).toEqual(["dev1.1", "dev1.2"]);
+    expect(await again.get("todos", "t1")).toMatchObject({ data: { title: "a", done: true }, pending: true });
+    await again.write("todos", "t2", "set", { title: "b" });
+    expect(again.entries().map((e) => e.mutationId)).toEqual(["dev1.1", "dev1.2", "dev1.3"]);
+  });
+
+  it("rolls a rejected write back to the server's state and keeps the rejection", async () => {
+    const store = await openStore();
+    await store.applyPage([{ collection: "todos", id: "t1", op: "set", state: serverState("0000000000500-0000-srv", { title: "server" }) }], encodeCursor({ r: 1 }), { r: 1 }, true);
+    await store.write("todos", "t1", "patch", { title: "mine" });
+    expect((await store.get("todos", "t1"))?.data).toEqual({ title: "mine" });
+    const [entry] = store.entries();
+    const rejections = await store.reject([[entry?.mutationId ?? "", { type: "forbidden" }]]);
+    expect(rejections.map((r) => r.problem.type)).toEqual(["forbidden"]);
+    expect(await store.get("todos", "t1")).toMatchObject({ data: { title: "server" }, pending: false });
+    expect(store.entries()).toEqual([]);
+    expect((await store.rejections()).map((r) => r.mutationId)).toEqual([entry?.mutationId]);
+  });
+
+  it("keeps an acknowledged entry until it is stable and pulled back", async () => {
+    const store = await openStore();
+    const { entry } = await store.write("todos", "t1", "set", { title: "a" });
+    await store.recordAcks([[entry.mutationId, "r", 5]]);
+    await store.applyPage([], encodeCursor({ r: 5 }), { r: 4 }, true);
+    expect(store.entries().map((e) => e.mutationId)).toEqual([entry.mutationId]);
+    await store.applyPage([], encodeCursor({ r: 5 }), { r: 5 }, true);
+    expect(store.entries()).toEqual([]);
+  });
+
+  it("re-pushes acknowledged entries after forgetting acks (failover)", async () => {
+    const store = await openStore();
+    const { entry } = await store.write("todos", "t1", "set", { title: "a" });
+    await store.recordAcks([[entry.mutationId, "r", 5]]);
+    expect(store.unsent(10)).toEqual([]);
+    await store.forgetAcks();
+    expect(store.unsent(10).map((e) => e.mutationId)).toEqual([entry.mutationId]);
+  });
+
+  it("drops documents a completed resync did not bring back, keeping pending writes", async () => {
+    const store = await openStore();
+    const state = serverState("0000000000500-0000-srv", { title: "gone" });
+    await store.applyPage([{ collection: "todos", id: "gone", op: "set", state }], encodeCursor({ r: 1 }), {}, true);
+    await store.write("todos", "mine", "set", { title: "local" });
+    await store.beginResync();
+    await store.applyPage([], encodeCursor({ r: 2 }), {}, true);
+    const ids = (await store.query(buildQuery("todos"))).map((d) => d.id);
+    expect(ids).toEqual(["mine"]);
+    expect(store.entries()).toHaveLength(1);
+  });
+
+  it("starts a full resync, keeping the outbox, when opened with another scope", async () => {
+    const store = await openStore();
+    expect(await store.follow(["todos"])).toBe(false); // nothing pulled yet
+    await store.applyPage([], encodeCursor({ r: 3 }), {}, true);
+    await store.write("todos", "t1", "set", { title: "a" });
+    expect(await store.follow(["todos"])).toBe(false);
+    expect(await store.follow(["notes", "todos"])).toBe(true);
+    expect(store.cursor).toBe("");
+    expect(store.entries()).toHaveLength(1);
+  });
+
+  it("re-stamps unsent entries after a clock_skew correction, below the node's clock", async () => {
+    const store = await openStore();
+    await store.write("todos", "t1", "set", { title: "a" });
+    const node = "0000000000100-0000-srv";
+    expect(await store.restamp(node)).toBe(1);
+    const [entry] = store.entries();
+    expect((entry?.hlc ?? "") > node).toBe(true);
+    expect(entry?.hlc.startsWith("00000000001")).toBe(true);
+  });
+});

@@ -1,0 +1,125 @@
+// One contract suite for every storage adapter (src/storage/adapter.ts), reopened where durable.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+import Database from "better-sqlite3";
+import { IDBFactory, IDBKeyRange } from "fake-indexeddb";
+import { afterAll, describe, expect, it } from "vitest";
+
+import type { StorageAdapter } from "../src/storage/adapter.js";
+import { IndexedDbStorage, StorageInUse } from "../src/storage/indexeddb.js";
+import { MemoryStorage } from "../src/storage/memory.js";
+import { SqlStorage } from "../src/storage/sql.js";
+
+const dir = mkdtempSync(join(tmpdir(), "bw-storage-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+interface Backend {
+  name: string;
+  /** A fresh store, and how to open it again (the same data) after closing it. */
+  make(): Promise<{ store: StorageAdapter; reopen: () => Promise<StorageAdapter> }>;
+}
+
+let serial = 0;
+export const BACKENDS: Backend[] = [
+  {
+    name: "memory",
+    async make() {
+      const store = new MemoryStorage();
+      return { store, reopen: async () => store };
+    },
+  },
+  {
+    name: "indexeddb",
+    async make() {
+      const factory = new IDBFactory();
+      const name = `db${serial++}`;
+      const open = () => IndexedDbStorage.open(name, factory, IDBKeyRange);
+      return { store: await open(), reopen: open };
+    },
+  },
+  {
+    name: "sql",
+    async make() {
+      const path = join(dir, `db${serial++}.sqlite`);
+      return { store: new SqlStorage(new Database(path)), reopen: async () => new SqlStorage(new Database(path)) };
+    },
+  },
+];
+
+describe.each(BACKENDS)("$name storage", (backend) => {
+  it("returns what was committed, and undefined for what was not", async () => {
+    const { store } = await backend.make();
+    await store.commit([{ table: "docs", key: "todos/t1", value: { data: { a: [1, "é"] }, n: null } }]);
+    expect(await store.get("docs", "todos/t1")).toEqual({ data: { a: [1, "é"] }, n: null });
+    expect(await store.get("docs", "todos/t2")).toBeUndefined();
+    expect(await store.get("server", "todos/t1")).toBeUndefined();
+  });
+
+  it("lists a prefix in key order", async () => {
+    const { store } = await backend.make();
+    await store.commit(["b/2", "a/1", "b/10", "b/1", "bb/1"].map((key) => ({ table: "docs" as const, key, value: key })));
+    expect((await store.list("docs", "b/")).map(([key]) => key)).toEqual(["b/1", "b/10", "b/2"]);
+    expect((await store.list("docs")).length).toBe(5);
+  });
+
+  it("deletes with an undefined value", async () => {
+    const { store } = await backend.make();
+    await store.commit([{ table: "meta", key: "k", value: 1 }]);
+    await store.commit([{ table: "meta", key: "k", value: undefined }]);
+    expect(await store.get("meta", "k")).toBeUndefined();
+  });
+
+  it("hands out copies: changing a value read or written changes nothing stored", async () => {
+    const { store } = await backend.make();
+    const value = { list: [1] };
+    await store.commit([{ table: "meta", key: "k", value }]);
+    value.list.push(2);
+    const read = (await store.get("meta", "k")) as { list: number[] };
+    read.list.push(3);
+    expect(await store.get("meta", "k")).toEqual({ list: [1] });
+  });
+
+  it("keeps what was committed across a close and reopen", async () => {
+    const { store, reopen } = await backend.make();
+    await store.commit([
+      { table: "outbox", key: "000000000000001", value: { op: "set" } },
+      { table: "meta", key: "cursor", value: "c1.x" },
+    ]);
+    await store.close();
+    const again = await reopen();
+    expect(await again.get("meta", "cursor")).toBe("c1.x");
+    expect(await again.list("outbox")).toEqual([["000000000000001", { op: "set" }]]);
+    await again.close();
+  });
+});
+
+/** The part of the Web Locks API that IndexedDbStorage uses, for one page's tabs. */
+function fakeLocks(): LockManager {
+  const held = new Set<string>();
+  const request = async (name: string, options: LockOptions, callback: (lock: Lock | null) => unknown): Promise<unknown> => {
+    if (options.ifAvailable && held.has(name)) return callback(null);
+    held.add(name);
+    try {
+      return await callback({ name, mode: "exclusive" });
+    } finally {
+      held.delete(name);
+    }
+  };
+  return { request } as unknown as LockManager;
+}
+
+describe("IndexedDbStorage in several tabs", () => {
+  it("refuses a second open of one database while the first is open, and allows it after close", async () => {
+    const factory = new IDBFactory();
+    const locks = fakeLocks();
+    const first = await IndexedDbStorage.open("shared", factory, IDBKeyRange, locks);
+    await expect(IndexedDbStorage.open("shared", factory, IDBKeyRange, locks)).rejects.toBeInstanceOf(StorageInUse);
+    const other = await IndexedDbStorage.open("another", factory, IDBKeyRange, locks);
+    await first.close();
+    const again = await IndexedDbStorage.open("shared", factory, IDBKeyRange, locks);
+    await again.close();
+    await other.close();
+  });
+});
