@@ -121,9 +121,28 @@ def test_url_settings_are_parsed_and_removed_before_connecting() -> None:
         "postgres://u:pw@db:5433/app?schema=tenant_1&pool_size=3&timeout=2.5&sslmode=disable"
     )
     assert settings == PostgresSettings(
-        "postgres://u:pw@db:5433/app?sslmode=disable", "tenant_1", 3, 2.5
+        "postgres://u:pw@db:5433/app?sslmode=disable&target_session_attrs=read-write",
+        "tenant_1",
+        3,
+        2.5,
     )
     assert PostgresSettings.from_url("postgresql://db/app").schema == "breakwater"
+
+
+@pytest.mark.parametrize("target", ["read-write", "primary"])
+def test_a_multi_host_url_keeps_a_target_that_only_a_primary_meets(target: str) -> None:
+    """Hosts stay as listed for the driver, and an explicit writable target is kept."""
+    url = f"postgresql://u@h1:5432,h2:5433/app?target_session_attrs={target}&schema=s"
+    settings = PostgresSettings.from_url(url)
+    assert settings.dsn == f"postgresql://u@h1:5432,h2:5433/app?target_session_attrs={target}"
+
+
+@pytest.mark.parametrize("target", ["any", "standby", "prefer-standby", "read-only"])
+def test_a_target_that_may_pick_a_standby_is_a_config_error(target: str) -> None:
+    """The store writes, so a URL that lets the driver settle on a standby fails at startup."""
+    with pytest.raises(ConfigError) as caught:
+        PostgresSettings.from_url(f"postgresql://u:pw@h1,h2/app?target_session_attrs={target}")
+    assert target in str(caught.value) and "pw@" not in str(caught.value)
 
 
 @pytest.mark.parametrize(

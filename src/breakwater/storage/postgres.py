@@ -15,6 +15,12 @@ URL query parameters (removed before connecting): ``schema`` (default ``breakwat
 ``pool_size`` (default 8) and ``timeout`` (seconds to connect or run one statement, default 10).
 Every asyncpg, network or server error becomes :class:`StoreUnavailable`; the pool replaces its
 connections after one, so the store recovers by itself when the server is back.
+
+The URL may list several hosts (``postgresql://u@h1:5432,h2:5432/db``, a primary and its
+standbys): every connection goes to the one that accepts writes (``target_session_attrs`` is
+``read-write`` unless the URL asks for ``primary``), so after a standby is promoted the next
+connection finds it, and a server that turned read-only makes the store unavailable instead of
+serving from it (:meth:`PostgresStore.ping`).
 """
 
 from __future__ import annotations
@@ -56,6 +62,8 @@ DB_ERRORS = (
 DEFAULT_SCHEMA = "breakwater"
 DEFAULT_POOL_SIZE = 8
 DEFAULT_TIMEOUT = 10.0
+WRITABLE_TARGETS = ("read-write", "primary")
+"""The ``target_session_attrs`` a store accepts: it writes, so it must never settle on a standby."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +86,16 @@ class PostgresSettings:
                 ours[key] = value
             else:
                 theirs.append((key, value))
-        dsn = urlunsplit(parts._replace(query=urlencode(theirs)))
         shown = redact_url(url)
+        targets = [value for key, value in theirs if key == "target_session_attrs"]
+        if not targets:
+            theirs.append(("target_session_attrs", "read-write"))
+        elif any(target not in WRITABLE_TARGETS for target in targets):
+            raise ConfigError(
+                f"store URL {shown!r}: target_session_attrs={targets[-1]!r} could connect to a"
+                f" standby; the store writes, so it must be one of {list(WRITABLE_TARGETS)}"
+            )
+        dsn = urlunsplit(parts._replace(query=urlencode(theirs)))
         schema = ours.get("schema", DEFAULT_SCHEMA)
         if not schema or len(schema) > 63 or not schema.replace("_", "a").isalnum():
             raise ConfigError(f"store URL {shown!r}: schema={schema!r} must be a plain name")
@@ -281,6 +297,8 @@ class PostgresStore:
             await self._pool.expire_connections()
         # The public detail names the kind of failure only: a server's message may quote data.
         error = StoreUnavailable(f"PostgreSQL {what} ({type(exc).__name__})")
+        if isinstance(exc, asyncpg.ReadOnlySQLTransactionError):
+            error = StoreUnavailable(f"PostgreSQL {what}: the server is a read-only standby")
         error.__cause__ = exc
         return error
 
@@ -461,12 +479,18 @@ class PostgresStore:
         return await self._read(read)
 
     async def ping(self) -> None:
-        """Run a trivial query, and hold this node's id."""
+        """Check that the server answers and accepts writes, and hold this node's id.
+
+        A pooled connection may outlive its server's role: a primary fenced read-only, or a
+        connection made before a failover tool turned the server into a standby. Writes there
+        would fail one by one, so the store reports itself unavailable and drops its
+        connections; the next ones go to whichever listed host accepts writes.
+        """
         try:
             await self._hold_node_id()
         except DB_ERRORS as exc:
             raise await self._failed("is unreachable", exc) from exc
-        await self._read(lambda conn: conn.fetchval("SELECT 1"))
+        await self._read(_refuse_read_only)
 
     async def compact(self, horizon_ms: int, now_ms: int | None = None) -> CompactionReport:
         """Apply the retention horizon in one transaction, between two group commits."""
@@ -479,6 +503,15 @@ class PostgresStore:
                 return await _compact(conn, cutoff)
         except DB_ERRORS as exc:
             raise await self._failed("compaction failed", exc) from exc
+
+
+async def _refuse_read_only(conn: Connection) -> None:
+    """Fail as a write would where the server refuses writes (a standby, or a primary fenced
+    with ``default_transaction_read_only``)."""
+    if await conn.fetchval(
+        "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'"
+    ):
+        raise asyncpg.ReadOnlySQLTransactionError("the server accepts no writes")
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
