@@ -12,7 +12,8 @@ PostgreSQL refuses to run as root, so under root ``initdb`` and ``pg_ctl`` run a
 A PostgreSQL engine may also be a streaming-replication standby of another one (``upstream``):
 its data comes from ``pg_basebackup`` of the upstream, and ``promote()`` makes it a primary.
 ``kill(wipe=True)`` is the loss of a primary's machine: every process of the server SIGKILLed
-and its data folder removed, after which the engine is ``lost`` and cannot start again.
+and its data folder removed, after which the engine is ``lost`` and cannot start again (nor
+can a primary whose standby was promoted).
 """
 
 from __future__ import annotations
@@ -237,7 +238,7 @@ class PostgresEngine:
         if self.running:
             raise RuntimeError(f"{self.name} is already running")
         if self.lost:
-            raise RuntimeError(f"{self.name} lost its data folder; it cannot start again")
+            raise RuntimeError(f"{self.name} was lost or replaced; it cannot start again")
         root = self._root or await self._init()
         options = f"-p {self.port} -k {root / 'sock'} -c listen_addresses=127.0.0.1 -c fsync=on"
         # cluster_name is the application_name a standby reports to its primary.
@@ -304,6 +305,9 @@ class PostgresEngine:
             self._tool("pg_ctl", "promote", "-w", "-t", "30", "-D", str(self._root / "data")),
             "pg_ctl promote",
         )  # fmt: skip
+        # Started again, the old primary would be a second primary with a diverged history:
+        # it has to be rebuilt as a standby of this one instead (pg_basebackup or pg_rewind).
+        self.upstream.lost = True
         self.upstream = None
 
     async def kill(self, *, wipe: bool = False) -> None:
