@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from breakwater.cli import bench, chaos, keys, loadtest, long_run, serve, users, verify
+from breakwater.cli import bench, chaos, drill, keys, loadtest, long_run, serve, users, verify
 from breakwater.config import ConfigError
 from breakwater.core.errors import BreakwaterError
 
@@ -24,6 +24,7 @@ app.add_typer(bench.app, name="bench")
 app.add_typer(keys.app, name="keys")
 app.add_typer(users.app, name="users")
 app.add_typer(chaos.app, name="chaos")
+app.add_typer(drill.app, name="drill")
 
 
 def main() -> None:
