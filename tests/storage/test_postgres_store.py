@@ -6,7 +6,10 @@ The Store contract itself is tests/storage/test_conformance.py, run on every bac
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -16,6 +19,7 @@ from breakwater.core.errors import ConfigError, StoreUnavailable
 from breakwater.core.mutation import Mutation
 from breakwater.storage import _pg_schema, open_store, redact_url
 from breakwater.storage._pg_batch import READ, PgWriteBatch
+from breakwater.storage._pg_hosts import parse_hosts
 from breakwater.storage._pg_query import key_sql
 from breakwater.storage.postgres import Optimism, PostgresSettings, PostgresStore
 from tests.services import POSTGRES_URL
@@ -341,3 +345,51 @@ def test_optimism_goes_to_the_lock_under_contention_and_probes_its_way_back() ->
             fresh_probes += 1
     assert fresh_probes == 3  # 0.945 -> 0.756 -> 0.605 -> 0.484
     assert all(optimism.worth_trying() for _ in range(10))
+
+
+@pytest.mark.parametrize(
+    ("netloc", "hosts"),
+    [
+        ("u:pw@db", (("db", 5432),)),
+        ("u@h1:5433,h2,[::1]:5434", (("h1", 5433), ("h2", 5432), ("::1", 5434))),
+        ("", ()),
+    ],
+)
+def test_a_url_names_its_hosts_in_order(netloc: str, hosts: tuple[tuple[str, int], ...]) -> None:
+    """Every listed host with its port (5432 if none); no host means the driver's default."""
+    assert parse_hosts(netloc) == hosts
+
+
+def test_a_host_with_a_bad_port_is_a_config_error() -> None:
+    """A port that is not a number fails at startup, without the password."""
+    with pytest.raises(ConfigError) as caught:
+        PostgresSettings.from_url("postgresql://u:pw@h1:5432,h2:x/app")
+    assert "port" in str(caught.value) and "pw@" not in str(caught.value)
+
+
+async def test_a_host_that_never_answers_costs_one_try_and_the_next_host_serves(
+    schema_url: tuple[str, str],
+) -> None:
+    """A vanished machine listed first (it takes the TCP connection, never answers) delays the
+    first connection by one timeout; the next host serves, and is tried first from then on."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    parts = urlsplit(schema_url[0])
+    netloc = f"postgres@127.0.0.1:{silent.getsockname()[1]},{parts.hostname}:{parts.port}"
+    store = PostgresStore(f"{parts._replace(netloc=netloc).geturl()}&timeout=1", engine())
+    try:
+        await store.open()
+        [result] = await store.apply([Mutation("m1", "todos", "a", "set", {"x": 1})])
+        assert result.status == "applied"
+        await store.ping()
+    finally:
+        await store.aclose()
+        silent.setblocking(False)
+        tried = 0
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                silent.accept()[0].close()
+                tried += 1
+        silent.close()
+    assert tried == 1

@@ -18,7 +18,8 @@ connections after one, so the store recovers by itself when the server is back.
 
 The URL may list several hosts (``postgresql://u@h1:5432,h2:5432/db``, a primary and its
 standbys): every connection goes to the one that accepts writes (``target_session_attrs`` is
-``read-write`` unless the URL asks for ``primary``), so after a standby is promoted the next
+``read-write`` unless the URL asks for ``primary``), each host tried within ``timeout`` and the
+last one that worked first (:mod:`._pg_hosts`), so after a standby is promoted the next
 connection finds it, and a server that turned read-only makes the store unavailable instead of
 serving from it (:meth:`PostgresStore.ping`).
 """
@@ -42,6 +43,7 @@ from breakwater.core.mutation import Mutation
 from breakwater.core.query import Query
 from breakwater.storage import _pg_schema, redact_url
 from breakwater.storage._pg_batch import Connection, PgWriteBatch
+from breakwater.storage._pg_hosts import HostRotation, parse_hosts
 from breakwater.storage._pg_query import index_sql, query_sql
 from breakwater.storage._rows import DOC_COLUMNS, doc_from_row, feed_entry, feed_page, query_page
 from breakwater.storage.base import CompactionReport, FeedPage, QueryPage
@@ -96,6 +98,10 @@ class PostgresSettings:
                 f" standby; the store writes, so it must be one of {list(WRITABLE_TARGETS)}"
             )
         dsn = urlunsplit(parts._replace(query=urlencode(theirs)))
+        try:
+            parse_hosts(parts.netloc)
+        except ValueError:
+            raise ConfigError(f"store URL {shown!r}: a host's port is not a number") from None
         schema = ours.get("schema", DEFAULT_SCHEMA)
         if not schema or len(schema) > 63 or not schema.replace("_", "a").isalnum():
             raise ConfigError(f"store URL {shown!r}: schema={schema!r} must be a plain name")
@@ -111,6 +117,10 @@ class PostgresSettings:
                 f"store URL {shown!r}: pool_size must be 1..1000 and timeout 0..3600 seconds"
             )
         return cls(dsn, schema, pool_size, timeout)
+
+    def host_rotation(self) -> HostRotation:
+        """A connector over the URL's hosts, each tried within ``timeout`` (:mod:`._pg_hosts`)."""
+        return HostRotation(parse_hosts(urlsplit(self.dsn).netloc))
 
 
 @dataclass(slots=True)
@@ -164,6 +174,7 @@ class PostgresStore:
     ) -> None:
         self.settings = PostgresSettings.from_url(url)
         self.url = redact_url(url)
+        self._hosts = self.settings.host_rotation()
         self.engine = engine
         self.hooks = hooks
         self._max_batch = max_batch
@@ -212,6 +223,7 @@ class PostgresStore:
                 command_timeout=self.settings.timeout,
                 server_settings=self._server_settings(),
                 reset=_keep_session,
+                connect=self._hosts.connect,
             )
             await self._claim_node_id()
         except DB_ERRORS as exc:
@@ -223,7 +235,7 @@ class PostgresStore:
         self._writer = asyncio.create_task(self._writer_loop(), name="bw-pg-writer")
 
     async def _connect(self) -> asyncpg.Connection:
-        return await asyncpg.connect(
+        return await self._hosts.connect(
             self.settings.dsn,
             timeout=self.settings.timeout,
             command_timeout=self.settings.timeout,
