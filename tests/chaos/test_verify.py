@@ -195,6 +195,7 @@ async def test_a_lost_primary_and_a_promoted_standby_lose_no_acknowledged_write(
     require_engines("postgres")
     result = await run_scenario(parse_scenario(yaml.safe_load(FAILOVER)), tmp_path)
     assert result.verdict.passed, result.verdict.render()
+    assert result.verdict.result("gap_free_feed").checked >= result.stats["mutations_acknowledged"]
     history = read_history(tmp_path / "history.jsonl")
     steps = {
         (f.fault, f.action): f for f in history.faults if f.fault in ("engine_kill", "promote")

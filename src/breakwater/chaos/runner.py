@@ -335,6 +335,7 @@ async def node_state(url: str, name: str, taken_at: float) -> ReplicaState:
     """A node's whole feed (mutation ids) and documents with their counter states."""
     docs: dict[tuple[str, str], DocState] = {}
     applied: list[str] = []
+    positions: list[tuple[str, int]] = []
     cursor = ""
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
         while True:
@@ -345,6 +346,7 @@ async def node_state(url: str, name: str, taken_at: float) -> ReplicaState:
             page = response.json()
             for change in page["changes"]:
                 applied.append(change["mutation_id"])
+                positions.append((change["origin"], change["seq"]))
                 counted = {
                     name: {mid: entry[1] for mid, entry in ids.items()}
                     for name, ids in change.get("state", {}).get("n", {}).items()
@@ -355,7 +357,7 @@ async def node_state(url: str, name: str, taken_at: float) -> ReplicaState:
                 )
             cursor = page["cursor"]
             if not page["has_more"]:
-                return ReplicaState(name, "node", docs, applied, taken_at)
+                return ReplicaState(name, "node", docs, applied, taken_at, positions)
 
 
 async def _converge(
