@@ -176,6 +176,7 @@ def _judge(
     first acknowledgement of a try sent once every process of the old primary had exited:
     one sent before may have committed there, an instant before the SIGKILL."""
     in_feed = dict(feed)
+    by_seq = {seq: mutation_id for mutation_id, seq in feed}
     seqs = [seq for _, seq in feed]
     after = [at for _, sent, at in load.acks.values() if sent >= dead]
     steady = [at for _, _, at in load.acks.values() if started + 1.0 <= at < killed]
@@ -189,10 +190,11 @@ def _judge(
         lost=sum(mutation_id not in in_feed for mutation_id in load.acks),
         applied_twice=len(feed) - len(in_feed),
         seqs_skipped=(max(seqs) - len(set(seqs))) if seqs else 0,
+        # An acknowledged seq that now names another change: the write it named was lost and
+        # the promoted standby numbered a new change with it (an asynchronous standby's risk).
         seqs_reused=sum(
-            in_feed[mutation_id] != seq
+            by_seq.get(seq, mutation_id) != mutation_id
             for mutation_id, (seq, _, _) in load.acks.items()
-            if mutation_id in in_feed
         ),
         retried=load.retried,
     )
