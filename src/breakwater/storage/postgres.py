@@ -310,7 +310,7 @@ class PostgresStore:
         # The public detail names the kind of failure only: a server's message may quote data.
         error = StoreUnavailable(f"PostgreSQL {what} ({type(exc).__name__})")
         if isinstance(exc, asyncpg.ReadOnlySQLTransactionError):
-            error = StoreUnavailable(f"PostgreSQL {what}: the server is a read-only standby")
+            error = StoreUnavailable(f"PostgreSQL {what}: the server is read-only (a standby?)")
         error.__cause__ = exc
         return error
 
