@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from breakwater.core.collections import CollectionConfig
 from breakwater.core.errors import ConfigError, StoreUnavailable
@@ -393,3 +395,28 @@ async def test_a_host_that_never_answers_costs_one_try_and_the_next_host_serves(
                 tried += 1
         silent.close()
     assert tried == 1
+
+
+_HOST_NAMES = st.from_regex(r"[a-z][a-z0-9.-]{0,20}", fullmatch=True)
+_V6 = st.ip_addresses(v=6).map(str)
+
+
+@given(
+    st.lists(
+        st.tuples(st.one_of(_HOST_NAMES, _V6), st.one_of(st.none(), st.integers(1, 65535))),
+        min_size=1,
+        max_size=5,
+    ),
+    st.sampled_from(["", "u@", "u:p@ss@"]),
+)
+def test_every_listed_host_is_found_with_its_port(
+    listed: list[tuple[str, int | None]], userinfo: str
+) -> None:
+    """Whatever the names, addresses (IPv6 in brackets), ports and credentials, the hosts come
+    back in order, 5432 where no port is given."""
+    items = [
+        (f"[{host}]" if ":" in host else host) + ("" if port is None else f":{port}")
+        for host, port in listed
+    ]
+    netloc = userinfo + ",".join(items)
+    assert parse_hosts(netloc) == tuple((host, port or 5432) for host, port in listed)
