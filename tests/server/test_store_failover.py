@@ -106,6 +106,8 @@ async def test_a_node_follows_a_promotion_and_loses_repeats_and_reuses_nothing(
     assert refused.status_code == 503
     assert refused.headers["content-type"] == "application/problem+json"
     assert refused.json()["type"] == "store_unavailable"
+    ready = await node.get("/readyz")
+    assert "no listed host accepts writes" in ready.json()["checks"]["store"], ready.text
 
     await standby.promote()
     promoted.set()

@@ -70,4 +70,6 @@ class HostRotation:
                 continue
             self._first = index
             return conn
-        raise errors[-1]
+        # A host that answered but takes no writes says more than one that did not answer.
+        standbys = [e for e in errors if isinstance(e, asyncpg.TargetServerAttributeNotMatched)]
+        raise (standbys or errors)[-1]

@@ -311,6 +311,10 @@ class PostgresStore:
         error = StoreUnavailable(f"PostgreSQL {what} ({type(exc).__name__})")
         if isinstance(exc, asyncpg.ReadOnlySQLTransactionError):
             error = StoreUnavailable(f"PostgreSQL {what}: the server is read-only (a standby?)")
+        elif isinstance(exc, asyncpg.TargetServerAttributeNotMatched):
+            error = StoreUnavailable(
+                f"PostgreSQL {what}: no listed host accepts writes (a standby awaiting promotion?)"
+            )
         error.__cause__ = exc
         return error
 
