@@ -17,7 +17,16 @@ from breakwater.chaos.checker import WRITER_FIELD, DocState, ReplicaState
 from breakwater.chaos.history import History, MutationRecord, Operation, ReadRecord
 from breakwater.core import hlc
 
-ANOMALIES = ("lost_write", "lost_effect", "duplicate_feed", "duplicate_count", "divergent", "stale")
+ANOMALIES = (
+    "lost_write",
+    "lost_effect",
+    "duplicate_feed",
+    "duplicate_count",
+    "divergent",
+    "stale",
+    "seq_skipped",
+    "seq_reused",
+)
 
 
 @dataclass
@@ -169,6 +178,7 @@ def simulate(seed: int, devices: int = 3, steps: int = 40, tokens: bool = False)
             {k: DocState(d, version_of(d), counters[k] or None) for k, d in states.items()},
             list(feed),
             tick(),
+            [("r1", seq) for seq in range(1, len(feed) + 1)],
         )
         for name in ("n1", "n2")
     ]
@@ -217,6 +227,12 @@ def plant(run: Run, anomaly: str, rng: random.Random) -> str:
         data["n"] += victim.data["n"]  # type: ignore[index]
         node.docs[key] = replace(node.docs[key], data=data, version=version_of(data))
         return "exactly_once"
+    if anomaly in ("seq_skipped", "seq_reused"):
+        positions = node.positions or []
+        at = rng.randrange(1, len(positions))
+        shift = 1 if anomaly == "seq_skipped" else -1
+        node.positions = positions[:at] + [(o, seq + shift) for o, seq in positions[at:]]
+        return "gap_free_feed"
     if anomaly == "divergent":
         replica = rng.choice(run.replicas)
         key = rng.choice(sorted(replica.docs))

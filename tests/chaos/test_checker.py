@@ -48,7 +48,8 @@ def test_a_clean_run_passes(seed: int) -> None:
 @pytest.mark.parametrize("anomaly", ANOMALIES)
 def test_each_planted_anomaly_is_caught(anomaly: str) -> None:
     """A lost write, a lost effect, a duplicate in the feed, a counter counted twice, a divergent
-    replica and a stale read each fail the check they violate, naming what is wrong."""
+    replica, a stale read and a feed seq skipped or reused each fail the check they violate,
+    naming what is wrong."""
     run = simulate(11)
     expected = plant(run, anomaly, random.Random(3))
     result = verdict(run)

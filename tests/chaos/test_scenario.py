@@ -59,6 +59,11 @@ def test_defaults_and_shapes() -> None:
         ({"store": "postgresql"}, ("postgres",)),
         ({"store": "sqlite", "cache": "redis"}, ("redis",)),
         ({"store": "postgresql", "bus": "redis", "cache": "redis"}, ("postgres", "redis")),
+        ({"store": "postgresql", "standby": "sync"}, ("postgres", "standby")),
+        (
+            {"store": "postgresql", "standby": "async", "bus": "redis"},
+            ("postgres", "standby", "redis"),
+        ),
     ],
 )
 def test_the_topology_names_its_private_engines(
@@ -121,6 +126,56 @@ def test_the_topology_names_its_private_engines(
                 "faults": [{"at": 1, "kind": "kill", "target": "postgres"}],
             },
             "faults[0].target = 'postgres' is not a node",
+        ),
+        ({"topology": {"standby": "sync"}}, "topology.standby needs store: postgresql"),
+        (
+            {"topology": {"store": "postgresql", "standby": "hot"}},
+            "topology.standby = 'hot' is not one of ['none', 'sync', 'async']",
+        ),
+        (
+            {
+                "topology": {"store": "postgresql", "standby": "sync"},
+                "faults": [{"at": 1, "kind": "promote", "target": "postgres"}],
+            },
+            "faults[0].target: only the standby can be promoted",
+        ),
+        (
+            {
+                "topology": {"store": "postgresql", "standby": "sync"},
+                "faults": [{"at": 1, "kind": "promote", "target": "standby", "duration": 2}],
+            },
+            "faults[0].duration: a promotion is not undone",
+        ),
+        (
+            {
+                "topology": {"store": "postgresql", "bus": "redis"},
+                "faults": [{"at": 1, "kind": "engine_kill", "target": "redis"}],
+            },
+            "faults[0].target: engine_kill acts on PostgreSQL only",
+        ),
+        (
+            {
+                "topology": {"store": "postgresql"},
+                "faults": [
+                    {"at": 1, "kind": "engine_kill", "target": "postgres", "params": {"wipe": 1}}
+                ],
+            },
+            "faults[0].params: engine_kill takes one optional wipe, true or false",
+        ),
+        (
+            {
+                "topology": {"store": "postgresql"},
+                "faults": [
+                    {
+                        "at": 1,
+                        "kind": "engine_kill",
+                        "target": "postgres",
+                        "duration": 2,
+                        "params": {"wipe": True},
+                    }
+                ],
+            },
+            "faults[0].duration: a wiped engine cannot come back; leave it out",
         ),
         ({"topology": {"nodes": [{"name": "a"}, {"name": "a"}]}}, "must be unique"),
         ({"topology": {"nodes": [{"name": "all"}]}}, "not a usable node id"),

@@ -50,6 +50,17 @@ faults:
 bounds: {convergence_s: 20, request_timeout_s: 1}
 """
 
+FAILOVER = """
+name: postgres-failover-short
+duration: 12
+topology: {nodes: 2, store: postgresql, standby: sync}
+devices: {count: 8, interval: 0.4, sync_interval: 1}
+faults:
+  - {at: 3, kind: engine_kill, target: postgres, params: {wipe: true}}
+  - {at: 5, kind: promote, target: standby}
+bounds: {convergence_s: 20, request_timeout_s: 1}
+"""
+
 
 @pytest.mark.timeout(180)
 async def test_ci_scenario_passes_under_faults(tmp_path: Path) -> None:
@@ -172,6 +183,34 @@ async def test_an_engine_outage_holds_writes_and_loses_none(tmp_path: Path) -> N
     report = codec.loads((tmp_path / "report.json").read_bytes())
     assert report["stats"]["converged_after_s"] == result.stats["converged_after_s"]
     assert "database system is ready" in (tmp_path / "postgres.log").read_text()
+
+
+@pytest.mark.timeout(150)
+async def test_a_lost_primary_and_a_promoted_standby_lose_no_acknowledged_write(
+    tmp_path: Path,
+) -> None:
+    """A shortened postgres-failover: the primary SIGKILLed with its data folder removed, the
+    synchronous standby promoted; writes wait through the switch, are acknowledged on the new
+    primary, every check passes, and the lost primary stays down after the heal."""
+    require_engines("postgres")
+    result = await run_scenario(parse_scenario(yaml.safe_load(FAILOVER)), tmp_path)
+    assert result.verdict.passed, result.verdict.render()
+    assert result.verdict.result("gap_free_feed").checked >= result.stats["mutations_acknowledged"]
+    history = read_history(tmp_path / "history.jsonl")
+    steps = {
+        (f.fault, f.action): f for f in history.faults if f.fault in ("engine_kill", "promote")
+    }
+    assert set(steps) == {("engine_kill", "start"), ("promote", "start")}
+    assert not any("skipped" in f.params for f in steps.values())
+    killed, promoted = steps[("engine_kill", "start")].at, steps[("promote", "start")].at
+    writes = [op for op in history.operations if op.kind == "push"]
+    assert {op.outcome for op in writes} == {"ok"}
+    before = [op for op in writes if (op.completed_at or 0) < killed]
+    after = [op for op in writes if op.invoked_at > promoted]
+    assert before and after, "writes must be acknowledged on both sides of the switch"
+    assert (
+        "database system is ready to accept connections" in (tmp_path / "standby.log").read_text()
+    )
 
 
 def test_a_run_replaces_an_earlier_runs_store_and_devices(tmp_path: Path) -> None:

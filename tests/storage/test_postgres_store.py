@@ -6,16 +6,22 @@ The Store contract itself is tests/storage/test_conformance.py, run on every bac
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from breakwater.core.collections import CollectionConfig
 from breakwater.core.errors import ConfigError, StoreUnavailable
 from breakwater.core.mutation import Mutation
 from breakwater.storage import _pg_schema, open_store, redact_url
 from breakwater.storage._pg_batch import READ, PgWriteBatch
+from breakwater.storage._pg_hosts import parse_hosts
 from breakwater.storage._pg_query import key_sql
 from breakwater.storage.postgres import Optimism, PostgresSettings, PostgresStore
 from tests.services import POSTGRES_URL
@@ -121,9 +127,28 @@ def test_url_settings_are_parsed_and_removed_before_connecting() -> None:
         "postgres://u:pw@db:5433/app?schema=tenant_1&pool_size=3&timeout=2.5&sslmode=disable"
     )
     assert settings == PostgresSettings(
-        "postgres://u:pw@db:5433/app?sslmode=disable", "tenant_1", 3, 2.5
+        "postgres://u:pw@db:5433/app?sslmode=disable&target_session_attrs=read-write",
+        "tenant_1",
+        3,
+        2.5,
     )
     assert PostgresSettings.from_url("postgresql://db/app").schema == "breakwater"
+
+
+@pytest.mark.parametrize("target", ["read-write", "primary"])
+def test_a_multi_host_url_keeps_a_target_that_only_a_primary_meets(target: str) -> None:
+    """Hosts stay as listed for the driver, and an explicit writable target is kept."""
+    url = f"postgresql://u@h1:5432,h2:5433/app?target_session_attrs={target}&schema=s"
+    settings = PostgresSettings.from_url(url)
+    assert settings.dsn == f"postgresql://u@h1:5432,h2:5433/app?target_session_attrs={target}"
+
+
+@pytest.mark.parametrize("target", ["any", "standby", "prefer-standby", "read-only"])
+def test_a_target_that_may_pick_a_standby_is_a_config_error(target: str) -> None:
+    """The store writes, so a URL that lets the driver settle on a standby fails at startup."""
+    with pytest.raises(ConfigError) as caught:
+        PostgresSettings.from_url(f"postgresql://u:pw@h1,h2/app?target_session_attrs={target}")
+    assert target in str(caught.value) and "pw@" not in str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -322,3 +347,76 @@ def test_optimism_goes_to_the_lock_under_contention_and_probes_its_way_back() ->
             fresh_probes += 1
     assert fresh_probes == 3  # 0.945 -> 0.756 -> 0.605 -> 0.484
     assert all(optimism.worth_trying() for _ in range(10))
+
+
+@pytest.mark.parametrize(
+    ("netloc", "hosts"),
+    [
+        ("u:pw@db", (("db", 5432),)),
+        ("u@h1:5433,h2,[::1]:5434", (("h1", 5433), ("h2", 5432), ("::1", 5434))),
+        ("", ()),
+    ],
+)
+def test_a_url_names_its_hosts_in_order(netloc: str, hosts: tuple[tuple[str, int], ...]) -> None:
+    """Every listed host with its port (5432 if none); no host means the driver's default."""
+    assert parse_hosts(netloc) == hosts
+
+
+def test_a_host_with_a_bad_port_is_a_config_error() -> None:
+    """A port that is not a number fails at startup, without the password."""
+    with pytest.raises(ConfigError) as caught:
+        PostgresSettings.from_url("postgresql://u:pw@h1:5432,h2:x/app")
+    assert "port" in str(caught.value) and "pw@" not in str(caught.value)
+
+
+async def test_a_host_that_never_answers_costs_one_try_and_the_next_host_serves(
+    schema_url: tuple[str, str],
+) -> None:
+    """A vanished machine listed first (it takes the TCP connection, never answers) delays the
+    first connection by one timeout; the next host serves, and is tried first from then on."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    parts = urlsplit(schema_url[0])
+    netloc = f"postgres@127.0.0.1:{silent.getsockname()[1]},{parts.hostname}:{parts.port}"
+    store = PostgresStore(f"{parts._replace(netloc=netloc).geturl()}&timeout=1", engine())
+    try:
+        await store.open()
+        [result] = await store.apply([Mutation("m1", "todos", "a", "set", {"x": 1})])
+        assert result.status == "applied"
+        await store.ping()
+    finally:
+        await store.aclose()
+        silent.setblocking(False)
+        tried = 0
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                silent.accept()[0].close()
+                tried += 1
+        silent.close()
+    assert tried == 1
+
+
+_HOST_NAMES = st.from_regex(r"[a-z][a-z0-9.-]{0,20}", fullmatch=True)
+_V6 = st.ip_addresses(v=6).map(str)
+
+
+@given(
+    st.lists(
+        st.tuples(st.one_of(_HOST_NAMES, _V6), st.one_of(st.none(), st.integers(1, 65535))),
+        min_size=1,
+        max_size=5,
+    ),
+    st.sampled_from(["", "u@", "u:p@ss@"]),
+)
+def test_every_listed_host_is_found_with_its_port(
+    listed: list[tuple[str, int | None]], userinfo: str
+) -> None:
+    """Whatever the names, addresses (IPv6 in brackets), ports and credentials, the hosts come
+    back in order, 5432 where no port is given."""
+    items = [
+        (f"[{host}]" if ":" in host else host) + ("" if port is None else f":{port}")
+        for host, port in listed
+    ]
+    netloc = userinfo + ",".join(items)
+    assert parse_hosts(netloc) == tuple((host, port or 5432) for host, port in listed)

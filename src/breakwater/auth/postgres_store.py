@@ -19,7 +19,7 @@ import concurrent.futures
 import json
 import threading
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, Protocol, TypeAlias, TypeVar
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -159,11 +159,28 @@ async def migrate(conn: asyncpg.Connection, schema: str) -> None:
             await conn.execute("INSERT INTO auth_migrations (version) VALUES ($1)", version)
 
 
+class Connector(Protocol):
+    """What stands in for ``asyncpg.connect``."""
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> asyncpg.Connection: ...
+
+
 class PostgresAuthStore:
     """``AuthStore`` in a PostgreSQL schema (see :mod:`breakwater.auth.store` for the contract)."""
 
-    def __init__(self, dsn: str, schema: str, *, pool_size: int = 4, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        schema: str,
+        *,
+        pool_size: int = 4,
+        timeout: float = 10.0,
+        connect: Connector = asyncpg.connect,
+    ) -> None:
+        """``connect`` stands in for ``asyncpg.connect`` (the document store's host rotation,
+        so that both follow a failover alike)."""
         self.dsn = dsn
+        self._connect = connect
         self.schema = schema
         self.pool_size = pool_size
         self.timeout = timeout
@@ -223,7 +240,7 @@ class PostgresAuthStore:
         assert self._pool_lock is not None
         async with self._pool_lock:
             if self._pool is None:
-                conn = await asyncpg.connect(self.dsn, timeout=self.timeout)
+                conn = await self._connect(self.dsn, timeout=self.timeout)
                 try:
                     await migrate(conn, self.schema)
                 finally:
@@ -234,6 +251,7 @@ class PostgresAuthStore:
                     max_size=self.pool_size,
                     timeout=self.timeout,
                     command_timeout=self.timeout,
+                    connect=self._connect,
                     server_settings={
                         "synchronous_commit": "on",
                         "search_path": _quote(self.schema),

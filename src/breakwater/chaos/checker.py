@@ -1,4 +1,4 @@
-"""The checker: from a history and the final replicas, prove or refute four properties.
+"""The checker: from a history and the final replicas, prove or refute five properties.
 
 - ``no_lost_writes`` (a): every acknowledged mutation is in every node's change feed, and every
   document on every node is what its mutations make it (a value missing there is a lost write).
@@ -9,6 +9,8 @@
   read within the bound after the faults healed.
 - ``read_your_writes`` (d): a read by a device reflects each of that device's writes acknowledged
   before the read began.
+- ``gap_free_feed`` (e): in every node's feed each origin's seqs go up by one, in feed order (a
+  seq skipped or given twice would show; a database failover is where it could happen).
 
 The reference model is independent of the server's merge code: a document is the fold, in HLC
 order, of the mutations that took effect on it (``set`` replaces, ``patch`` sets or removes
@@ -51,13 +53,15 @@ class DocState:
 class ReplicaState:
     """The final documents of one node or device, read at ``taken_at`` (run seconds).
 
-    ``applied`` is a node's change feed as mutation ids in feed order (``None`` for a device)."""
+    ``applied`` is a node's change feed as mutation ids in feed order (``None`` for a device),
+    ``positions`` the ``(origin, seq)`` of each of those entries (``None`` if not recorded)."""
 
     name: str
     kind: Literal["node", "device"]
     docs: dict[DocKey, DocState]
     applied: list[str] | None = None
     taken_at: float = 0.0
+    positions: list[tuple[str, int]] | None = None
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,7 @@ class CheckResult:
 
 @dataclass
 class Verdict:
-    """The four checks' results."""
+    """The five checks' results."""
 
     results: list[CheckResult]
 
@@ -478,6 +482,7 @@ def replicas_json(replicas: list[ReplicaState], healed_at: float, bound_s: float
                 "kind": r.kind,
                 "taken_at": r.taken_at,
                 "applied": r.applied,
+                "positions": r.positions,
                 "docs": [
                     {
                         "collection": key[0],
@@ -508,6 +513,9 @@ def parse_replicas(raw: Any) -> tuple[list[ReplicaState], float, float]:
             },
             applied=None if r["applied"] is None else [str(m) for m in r["applied"]],
             taken_at=float(r["taken_at"]),
+            positions=None
+            if r.get("positions") is None
+            else [(str(origin), int(seq)) for origin, seq in r["positions"]],
         )
         for r in raw["replicas"]
     ]
@@ -521,7 +529,7 @@ def check(
     healed_at: float,
     bound_s: float,
 ) -> Verdict:
-    """Run the four checks over ``history`` and the final ``replicas``."""
+    """Run the five checks over ``history`` and the final ``replicas``."""
     facts = _Facts.of(history)
     nodes = [replica for replica in replicas if replica.kind == "node"]
     return Verdict(
@@ -530,5 +538,27 @@ def check(
             _check_exactly_once(facts, nodes),
             _check_convergence(replicas, healed_at, bound_s),
             _check_read_your_writes(history, facts),
+            _check_gap_free(nodes),
         ]
     )
+
+
+def _check_gap_free(nodes: list[ReplicaState]) -> CheckResult:
+    result = CheckResult("gap_free_feed", "(e) each origin's seqs go up by one in every feed")
+    for node in nodes:
+        last: dict[str, int] = {}
+        for mutation_id, (origin, seq) in zip(
+            node.applied or (), node.positions or (), strict=False
+        ):
+            result.checked += 1
+            # The first entry of an origin may follow compacted ones, so it can start anywhere.
+            if origin in last and seq != last[origin] + 1:
+                result.anomalies.append(
+                    Anomaly(
+                        f"{mutation_id} has seq {seq} of {origin} in {node.name}'s feed, after"
+                        f" {last[origin]}",
+                        (mutation_id,),
+                    )
+                )
+            last[origin] = seq
+    return result

@@ -8,6 +8,12 @@ data directory survives a stop, so the nodes find their store again.
 
 PostgreSQL refuses to run as root, so under root ``initdb`` and ``pg_ctl`` run as the
 ``postgres`` user (``runuser``) on a directory handed to it.
+
+A PostgreSQL engine may also be a streaming-replication standby of another one (``upstream``):
+its data comes from ``pg_basebackup`` of the upstream, and ``promote()`` makes it a primary.
+``kill(wipe=True)`` is the loss of a primary's machine: every process of the server SIGKILLed
+and its data folder removed, after which the engine is ``lost`` and cannot start again (nor
+can a primary whose standby was promoted).
 """
 
 from __future__ import annotations
@@ -162,13 +168,27 @@ async def _exited(pid: int, seconds: float) -> bool:
 
 
 class PostgresEngine:
-    """A private PostgreSQL cluster on ``127.0.0.1:port``, trust authentication, fsync on."""
+    """A private PostgreSQL cluster on ``127.0.0.1:port``, trust authentication, fsync on.
 
-    name = "postgres"
+    With ``upstream``, a standby streaming from it (``application_name`` = ``name``); with
+    ``synchronous_standby``, a primary whose commits wait until that standby has flushed them.
+    """
 
-    def __init__(self, port: int, log: Path) -> None:
+    def __init__(
+        self,
+        port: int,
+        log: Path,
+        *,
+        name: str = "postgres",
+        upstream: PostgresEngine | None = None,
+        synchronous_standby: str | None = None,
+    ) -> None:
+        self.name = name
         self.port = port
         self.log = log
+        self.upstream = upstream
+        self.synchronous_standby = synchronous_standby
+        self.lost = False
         self._bindir = postgres_bindir()
         self._prefix = _as_engine_user()
         self._root: Path | None = None
@@ -195,6 +215,16 @@ class PostgresEngine:
             user = pwd.getpwnam(ENGINE_USER)
             for path in (root, root / "sock"):
                 os.chown(path, user.pw_uid, user.pw_gid)
+        if self.upstream is not None:
+            # -R writes standby.signal and primary_conninfo; -X stream copies the WAL written
+            # meanwhile, so the copy is consistent on its own.
+            await _run(
+                self._tool("pg_basebackup", "-h", "127.0.0.1", "-p", str(self.upstream.port),
+                           "-U", "postgres", "-D", str(root / "data"), "-R", "-X", "stream",
+                           "-c", "fast"),
+                "pg_basebackup",
+            )  # fmt: skip
+            return root
         # --no-sync: initdb's own files; the server runs with fsync on.
         await _run(
             self._tool("initdb", "-D", str(root / "data"), "-U", "postgres", "--auth=trust",
@@ -206,15 +236,40 @@ class PostgresEngine:
     async def start(self) -> None:
         """``initdb`` on the first start, then ``pg_ctl start`` waiting until it accepts."""
         if self.running:
-            raise RuntimeError("postgres is already running")
+            raise RuntimeError(f"{self.name} is already running")
+        if self.lost:
+            raise RuntimeError(f"{self.name} was lost or replaced; it cannot start again")
         root = self._root or await self._init()
         options = f"-p {self.port} -k {root / 'sock'} -c listen_addresses=127.0.0.1 -c fsync=on"
+        # cluster_name is the application_name a standby reports to its primary.
+        options += f" -c cluster_name={self.name}"
+        if self.synchronous_standby:
+            options += f" -c synchronous_standby_names={self.synchronous_standby}"
         await _run(
             self._tool("pg_ctl", "start", "-w", "-t", "30", "-D", str(root / "data"),
                        "-l", str(root / "postgres.log"), "-o", options),
             "pg_ctl start",
         )  # fmt: skip
         self._pid = self._postmaster_pid()
+        if self.upstream is not None:
+            await self.upstream.wait_for_standby(self.name)
+
+    async def wait_for_standby(self, name: str, seconds: float = 30.0) -> None:
+        """Return once standby ``name`` streams from this server, and is its synchronous
+        standby if it was configured as one (a moment after it connects)."""
+        wanted = "sync" if self.synchronous_standby == name else "async"
+        query = f"SELECT sync_state FROM pg_stat_replication WHERE application_name = '{name}'"
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            state = await _run(
+                self._tool("psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+                           "-d", "postgres", "-Atc", query),
+                "psql",
+            )  # fmt: skip
+            if state.strip() == wanted:
+                return
+            await asyncio.sleep(0.1)
+        raise EngineFailed(f"standby {name} did not stream from {self.name} in {seconds:g}s")
 
     def _postmaster_pid(self) -> int | None:
         """The PID in ``postmaster.pid``, if the file is there (it is while the server runs)."""
@@ -231,7 +286,7 @@ class PostgresEngine:
         """``pg_ctl stop -m fast`` (clean) or ``-m immediate`` (a crash: recovery on start)."""
         pid = self._pid
         if pid is None or not self.running or self._root is None:
-            raise RuntimeError("postgres is not running")
+            raise RuntimeError(f"{self.name} is not running")
         await _run(
             self._tool("pg_ctl", "stop", "-w", "-t", "30", "-m", mode, "-D",
                        str(self._root / "data")),
@@ -241,6 +296,37 @@ class PostgresEngine:
         if not await _exited(pid, 10.0):
             raise EngineFailed(f"postgres (PID {pid}) still runs after pg_ctl stop")
         self._pid = None
+
+    async def promote(self) -> None:
+        """``pg_ctl promote``: the standby stops following and accepts writes once it returns."""
+        if self.upstream is None or not self.running or self._root is None:
+            raise RuntimeError(f"{self.name} is not a running standby")
+        await _run(
+            self._tool("pg_ctl", "promote", "-w", "-t", "30", "-D", str(self._root / "data")),
+            "pg_ctl promote",
+        )  # fmt: skip
+        # Started again, the old primary would be a second primary with a diverged history:
+        # it has to be rebuilt as a standby of this one instead (pg_basebackup or pg_rewind).
+        self.upstream.lost = True
+        self.upstream = None
+
+    async def kill(self, *, wipe: bool = False) -> None:
+        """SIGKILL the postmaster and every process it started (a machine that died: no
+        shutdown, no backend outliving it); ``wipe`` also removes the data folder (its disk is
+        gone too), after which the engine is ``lost``."""
+        pid = self._pid
+        if pid is None or not self.running or self._root is None:
+            raise RuntimeError(f"{self.name} is not running")
+        children = _children(pid)
+        for victim in (pid, *children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(victim, signal.SIGKILL)
+        for victim in (pid, *children):
+            await _exited(victim, 10.0)
+        self._pid = None
+        if wipe:
+            await asyncio.to_thread(shutil.rmtree, self._root / "data", True)
+            self.lost = True
 
     async def aclose(self) -> None:
         """Stop it (SIGKILL to its postmaster's PID if ``pg_ctl`` fails), keep its log in
@@ -260,6 +346,15 @@ class PostgresEngine:
                 shutil.copyfile(self._root / "postgres.log", self.log)
             shutil.rmtree(self._root, ignore_errors=True)
             self._root = None
+
+
+def _children(pid: int) -> list[int]:
+    """The PIDs of ``pid``'s child processes (empty if it is gone)."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(child) for child in text.split()]
 
 
 class RedisEngine:

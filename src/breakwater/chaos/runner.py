@@ -104,11 +104,27 @@ class Cluster:
         """``serve`` flags pointing the node at the private engines."""
         spec, args = self.scenario.engines, []
         if spec.store == "postgresql":
-            args += ["--store", self.engines["postgres"].url]
+            args += ["--store", self._store_url()]
         for role in ("bus", "cache"):
             if getattr(spec, role) == "redis":
                 args += [f"--{role}", self.engines["redis"].url]
         return args
+
+    def _store_url(self) -> str:
+        """The private PostgreSQL, with its standby as a second host if it has one: the
+        nodes' connections go to whichever of them accepts writes."""
+        primary = self.postgres("postgres")
+        if "standby" not in self.engines:
+            return primary.url
+        hosts = f"127.0.0.1:{primary.port},127.0.0.1:{self.postgres('standby').port}"
+        return f"postgresql://postgres@{hosts}/postgres"
+
+    def postgres(self, name: str) -> PostgresEngine:
+        """The private PostgreSQL engine ``name`` (``postgres`` or ``standby``)."""
+        engine = self.engines[name]
+        if not isinstance(engine, PostgresEngine):
+            raise RuntimeError(f"{name} is not a PostgreSQL engine")
+        return engine
 
     @staticmethod
     def _env(offset_ms: int) -> dict[str, str]:
@@ -136,7 +152,9 @@ class Cluster:
         """Every fault off: engines started, proxies healed, nodes resumed, restarted, clocks
         back to the spec (engines first: a node starting without its store is not ready)."""
         for engine in self.engines.values():
-            if not engine.running:
+            # A lost PostgreSQL (wiped, or replaced by its promoted standby) stays down.
+            lost = isinstance(engine, PostgresEngine) and engine.lost
+            if not engine.running and not lost:
                 await engine.start()
         for proxy in self.proxies.values():
             proxy.heal()
@@ -162,13 +180,19 @@ class Cluster:
 
 def _engines(scenario: Scenario, out: Path) -> dict[str, Engine]:
     """The scenario's private engines by name, not started (``EngineMissing`` if not here)."""
-    kinds: dict[str, type[PostgresEngine] | type[RedisEngine]] = {
-        "postgres": PostgresEngine,
-        "redis": RedisEngine,
-    }
-    return {
-        name: kinds[name](free_port(), out / f"{name}.log") for name in scenario.engines.engines
-    }
+    engines: dict[str, Engine] = {}
+    spec = scenario.engines
+    if "postgres" in spec.engines:
+        synchronous = "standby" if spec.standby == "sync" else None
+        primary = PostgresEngine(free_port(), out / "postgres.log", synchronous_standby=synchronous)
+        engines["postgres"] = primary
+        if "standby" in spec.engines:
+            engines["standby"] = PostgresEngine(
+                free_port(), out / "standby.log", name="standby", upstream=primary
+            )
+    if "redis" in spec.engines:
+        engines["redis"] = RedisEngine(free_port(), out / "redis.log")
+    return engines
 
 
 class Nemesis:
@@ -199,10 +223,7 @@ class Nemesis:
         params = dict(step.params)
         try:
             if step.kind in ENGINE_FAULTS:
-                engine = self.cluster.engines[target]
-                await (
-                    engine.stop(params.get("mode", "fast")) if action == "start" else engine.start()
-                )
+                await self._engine_fault(step.kind, target, action, params)
             else:
                 await self._node_fault(step.kind, target, action, params)
         except RuntimeError as error:
@@ -210,6 +231,19 @@ class Nemesis:
             params["skipped"] = str(error)
         self.recorder.fault(action, step.kind, target, **params)
         self.progress(f"{action} {step.kind} on {target}")
+
+    async def _engine_fault(
+        self, kind: str, target: str, action: Literal["start", "heal"], params: dict[str, Any]
+    ) -> None:
+        engine = self.cluster.engines[target]
+        if action == "heal":
+            await engine.start()
+        elif kind == "engine_stop":
+            await engine.stop(params.get("mode", "fast"))
+        elif kind == "engine_kill":
+            await self.cluster.postgres(target).kill(wipe=params.get("wipe", False))
+        elif kind == "promote":
+            await self.cluster.postgres(target).promote()
 
     async def _node_fault(
         self, kind: str, target: str, action: Literal["start", "heal"], params: dict[str, Any]
@@ -306,6 +340,7 @@ async def node_state(url: str, name: str, taken_at: float) -> ReplicaState:
     """A node's whole feed (mutation ids) and documents with their counter states."""
     docs: dict[tuple[str, str], DocState] = {}
     applied: list[str] = []
+    positions: list[tuple[str, int]] = []
     cursor = ""
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
         while True:
@@ -316,6 +351,7 @@ async def node_state(url: str, name: str, taken_at: float) -> ReplicaState:
             page = response.json()
             for change in page["changes"]:
                 applied.append(change["mutation_id"])
+                positions.append((change["origin"], change["seq"]))
                 counted = {
                     name: {mid: entry[1] for mid, entry in ids.items()}
                     for name, ids in change.get("state", {}).get("n", {}).items()
@@ -326,7 +362,7 @@ async def node_state(url: str, name: str, taken_at: float) -> ReplicaState:
                 )
             cursor = page["cursor"]
             if not page["has_more"]:
-                return ReplicaState(name, "node", docs, applied, taken_at)
+                return ReplicaState(name, "node", docs, applied, taken_at, positions)
 
 
 async def _converge(

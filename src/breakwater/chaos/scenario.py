@@ -23,10 +23,11 @@ from breakwater.core.hlc import NODE_PATTERN
 PROCESS_FAULTS = ("kill", "pause", "restart", "clock_skew")
 """Faults on a node's process; the others (:data:`FAULT_TYPES`) act on its proxy, except
 :data:`ENGINE_FAULTS`, which act on a private engine of the topology."""
-ENGINE_FAULTS = ("engine_stop",)
+ENGINE_FAULTS = ("engine_stop", "engine_kill", "promote")
 MIX_KINDS = ("note", "counter", "read")
 STORES = ("sqlite", "postgresql")
 BROKERS = ("memory", "redis")
+STANDBYS = ("none", "sync", "async")
 
 
 class ScenarioError(BreakwaterError):
@@ -49,16 +50,21 @@ class NodeSpec:
 class EngineSpec:
     """What the nodes run on: ``store`` ``sqlite`` (one shared file) or ``postgresql``, and
     ``bus`` and ``cache`` ``memory`` (in each node) or ``redis``; every ``postgresql`` or
-    ``redis`` is a private engine started for the run (:mod:`breakwater.chaos.engines`)."""
+    ``redis`` is a private engine started for the run (:mod:`breakwater.chaos.engines`).
+    ``standby`` (``sync`` or ``async``) adds a streaming standby of the PostgreSQL, named
+    ``standby``, that the nodes' store URL lists after the primary."""
 
     store: str = "sqlite"
     bus: str = "memory"
     cache: str = "memory"
+    standby: str = "none"
 
     @property
     def engines(self) -> tuple[str, ...]:
-        """The private engines to start: ``postgres``, ``redis``, both or none."""
-        wanted = ("postgres",) if self.store == "postgresql" else ()
+        """The private engines to start: ``postgres`` (and ``standby``), ``redis``, or none."""
+        wanted: tuple[str, ...] = ()
+        if self.store == "postgresql":
+            wanted = ("postgres", "standby") if self.standby != "none" else ("postgres",)
         return wanted + (("redis",) if "redis" in (self.bus, self.cache) else ())
 
 
@@ -172,20 +178,26 @@ class _Reader:
         return value
 
 
+TOPOLOGY_KEYS = ("nodes", "store", "bus", "cache", "standby")
+
+
 def _engines(raw: Any) -> EngineSpec:
-    topology = _Reader(raw, "topology", ("nodes", "store", "bus", "cache"))
+    topology = _Reader(raw, "topology", TOPOLOGY_KEYS)
     chosen = {}
     for key, default, known in (("store", "sqlite", STORES), ("bus", "memory", BROKERS),
-                                ("cache", "memory", BROKERS)):  # fmt: skip
+                                ("cache", "memory", BROKERS),
+                                ("standby", "none", STANDBYS)):  # fmt: skip
         value = topology.text(key, default)
         if value not in known:
             raise ValidationError(f"{topology.where(key)} = {value!r} is not one of {list(known)}")
         chosen[key] = value
+    if chosen["standby"] != "none" and chosen["store"] != "postgresql":
+        raise ValidationError("topology.standby needs store: postgresql")
     return EngineSpec(**chosen)
 
 
 def _nodes(raw: Any) -> tuple[NodeSpec, ...]:
-    topology = _Reader(raw, "topology", ("nodes", "store", "bus", "cache"))
+    topology = _Reader(raw, "topology", TOPOLOGY_KEYS)
     nodes = topology.raw.get("nodes", 1)
     if isinstance(nodes, int) and not isinstance(nodes, bool):
         if not 1 <= nodes <= 16:
@@ -247,9 +259,13 @@ def _target(step: _Reader, kind: str, nodes: set[str], engines: EngineSpec) -> s
         if target not in engines.engines:
             raise ValidationError(
                 f"{step.where('target')} = {target!r} is not an engine of the topology; known: "
-                f"{list(engines.engines)} (postgres with store: postgresql, redis with bus or "
-                "cache: redis)"
+                f"{list(engines.engines)} (postgres with store: postgresql, standby with "
+                "standby: sync or async, redis with bus or cache: redis)"
             )
+        if kind == "engine_kill" and target == "redis":
+            raise ValidationError(f"{step.where('target')}: engine_kill acts on PostgreSQL only")
+        if kind == "promote" and target != "standby":
+            raise ValidationError(f"{step.where('target')}: only the standby can be promoted")
         return target
     target = step.text("target", "all")
     if target != "all" and target not in nodes:
@@ -301,6 +317,17 @@ def _faults(
                     f"{step.where('params')}: engine_stop takes one optional mode, one of "
                     f"{list(STOP_MODES)}"
                 )
+        elif kind == "engine_kill":
+            if set(params) - {"wipe"} or not isinstance(params.get("wipe", False), bool):
+                raise ValidationError(
+                    f"{step.where('params')}: engine_kill takes one optional wipe, true or false"
+                )
+            if length is not None and params.get("wipe"):
+                raise ValidationError(
+                    f"{step.where('duration')}: a wiped engine cannot come back; leave it out"
+                )
+        elif kind == "promote" and length is not None:
+            raise ValidationError(f"{step.where('duration')}: a promotion is not undone")
         elif params:
             raise ValidationError(f"{step.where('params')}: {kind} takes no parameters")
         steps.append(FaultStep(at, kind, target, length, params))

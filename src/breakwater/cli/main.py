@@ -8,7 +8,18 @@ from typing import Annotated
 import typer
 
 import breakwater
-from breakwater.cli import bench, chaos, init, keys, loadtest, long_run, serve, users, verify
+from breakwater.cli import (
+    bench,
+    chaos,
+    drill,
+    init,
+    keys,
+    loadtest,
+    long_run,
+    serve,
+    users,
+    verify,
+)
 from breakwater.config import ConfigError
 from breakwater.core.errors import BreakwaterError
 
@@ -50,6 +61,7 @@ app.add_typer(bench.app, name="bench")
 app.add_typer(keys.app, name="keys")
 app.add_typer(users.app, name="users")
 app.add_typer(chaos.app, name="chaos")
+app.add_typer(drill.app, name="drill")
 
 
 def main() -> None:

@@ -60,6 +60,7 @@ CHECK_TITLES = {
     "exactly_once": "(b) exactly-once effects",
     "convergence": "(c) convergence",
     "read_your_writes": "(d) read-your-writes",
+    "gap_free_feed": "(e) gap-free feeds",
 }
 
 

@@ -25,6 +25,7 @@ def auth_store_for(config: Config) -> AuthStore:
             settings.schema,
             pool_size=min(AUTH_POOL_SIZE, settings.pool_size),
             timeout=settings.timeout,
+            connect=settings.host_rotation().connect,
         )
     from breakwater.auth.sqlite_store import SqliteAuthStore
 

@@ -15,6 +15,13 @@ URL query parameters (removed before connecting): ``schema`` (default ``breakwat
 ``pool_size`` (default 8) and ``timeout`` (seconds to connect or run one statement, default 10).
 Every asyncpg, network or server error becomes :class:`StoreUnavailable`; the pool replaces its
 connections after one, so the store recovers by itself when the server is back.
+
+The URL may list several hosts (``postgresql://u@h1:5432,h2:5432/db``, a primary and its
+standbys): every connection goes to the one that accepts writes (``target_session_attrs`` is
+``read-write`` unless the URL asks for ``primary``), each host tried within ``timeout`` and the
+last one that worked first (:mod:`._pg_hosts`), so after a standby is promoted the next
+connection finds it, and a server that turned read-only makes the store unavailable instead of
+serving from it (:meth:`PostgresStore.ping`).
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from breakwater.core.mutation import Mutation
 from breakwater.core.query import Query, Visible
 from breakwater.storage import _pg_schema, redact_url
 from breakwater.storage._pg_batch import Connection, PgWriteBatch
+from breakwater.storage._pg_hosts import HostRotation, parse_hosts
 from breakwater.storage._pg_query import index_sql, query_sql
 from breakwater.storage._rows import DOC_COLUMNS, PageBuilder, doc_from_row, feed_entry, feed_page
 from breakwater.storage.base import CompactionReport, FeedPage, QueryPage
@@ -56,6 +64,8 @@ DB_ERRORS = (
 DEFAULT_SCHEMA = "breakwater"
 DEFAULT_POOL_SIZE = 8
 DEFAULT_TIMEOUT = 10.0
+WRITABLE_TARGETS = ("read-write", "primary")
+"""The ``target_session_attrs`` a store accepts: it writes, so it must never settle on a standby."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +88,20 @@ class PostgresSettings:
                 ours[key] = value
             else:
                 theirs.append((key, value))
-        dsn = urlunsplit(parts._replace(query=urlencode(theirs)))
         shown = redact_url(url)
+        targets = [value for key, value in theirs if key == "target_session_attrs"]
+        if not targets:
+            theirs.append(("target_session_attrs", "read-write"))
+        elif any(target not in WRITABLE_TARGETS for target in targets):
+            raise ConfigError(
+                f"store URL {shown!r}: target_session_attrs={targets[-1]!r} could connect to a"
+                f" standby; the store writes, so it must be one of {list(WRITABLE_TARGETS)}"
+            )
+        dsn = urlunsplit(parts._replace(query=urlencode(theirs)))
+        try:
+            parse_hosts(parts.netloc)
+        except ValueError:
+            raise ConfigError(f"store URL {shown!r}: a host's port is not a number") from None
         schema = ours.get("schema", DEFAULT_SCHEMA)
         if not schema or len(schema) > 63 or not schema.replace("_", "a").isalnum():
             raise ConfigError(f"store URL {shown!r}: schema={schema!r} must be a plain name")
@@ -95,6 +117,10 @@ class PostgresSettings:
                 f"store URL {shown!r}: pool_size must be 1..1000 and timeout 0..3600 seconds"
             )
         return cls(dsn, schema, pool_size, timeout)
+
+    def host_rotation(self) -> HostRotation:
+        """A connector over the URL's hosts, each tried within ``timeout`` (:mod:`._pg_hosts`)."""
+        return HostRotation(parse_hosts(urlsplit(self.dsn).netloc))
 
 
 @dataclass(slots=True)
@@ -148,6 +174,7 @@ class PostgresStore:
     ) -> None:
         self.settings = PostgresSettings.from_url(url)
         self.url = redact_url(url)
+        self._hosts = self.settings.host_rotation()
         self.engine = engine
         self.hooks = hooks
         self._max_batch = max_batch
@@ -196,6 +223,7 @@ class PostgresStore:
                 command_timeout=self.settings.timeout,
                 server_settings=self._server_settings(),
                 reset=_keep_session,
+                connect=self._hosts.connect,
             )
             await self._claim_node_id()
         except DB_ERRORS as exc:
@@ -207,7 +235,7 @@ class PostgresStore:
         self._writer = asyncio.create_task(self._writer_loop(), name="bw-pg-writer")
 
     async def _connect(self) -> asyncpg.Connection:
-        return await asyncpg.connect(
+        return await self._hosts.connect(
             self.settings.dsn,
             timeout=self.settings.timeout,
             command_timeout=self.settings.timeout,
@@ -281,6 +309,12 @@ class PostgresStore:
             await self._pool.expire_connections()
         # The public detail names the kind of failure only: a server's message may quote data.
         error = StoreUnavailable(f"PostgreSQL {what} ({type(exc).__name__})")
+        if isinstance(exc, asyncpg.ReadOnlySQLTransactionError):
+            error = StoreUnavailable(f"PostgreSQL {what}: the server is read-only (a standby?)")
+        elif isinstance(exc, asyncpg.TargetServerAttributeNotMatched):
+            error = StoreUnavailable(
+                f"PostgreSQL {what}: no listed host accepts writes (a standby awaiting promotion?)"
+            )
         error.__cause__ = exc
         return error
 
@@ -472,12 +506,18 @@ class PostgresStore:
         return await self._read(read)
 
     async def ping(self) -> None:
-        """Run a trivial query, and hold this node's id."""
+        """Check that the server answers and accepts writes, and hold this node's id.
+
+        A pooled connection may outlive its server's role: a primary fenced read-only, or a
+        connection made before a failover tool turned the server into a standby. Writes there
+        would fail one by one, so the store reports itself unavailable and drops its
+        connections; the next ones go to whichever listed host accepts writes.
+        """
         try:
             await self._hold_node_id()
         except DB_ERRORS as exc:
             raise await self._failed("is unreachable", exc) from exc
-        await self._read(lambda conn: conn.fetchval("SELECT 1"))
+        await self._read(_refuse_read_only)
 
     async def compact(self, horizon_ms: int, now_ms: int | None = None) -> CompactionReport:
         """Apply the retention horizon in one transaction, between two group commits."""
@@ -490,6 +530,15 @@ class PostgresStore:
                 return await _compact(conn, cutoff)
         except DB_ERRORS as exc:
             raise await self._failed("compaction failed", exc) from exc
+
+
+async def _refuse_read_only(conn: Connection) -> None:
+    """Fail as a write would where the server refuses writes (a standby, or a primary fenced
+    with ``default_transaction_read_only``)."""
+    if await conn.fetchval(
+        "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'"
+    ):
+        raise asyncpg.ReadOnlySQLTransactionError("the server accepts no writes")
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
