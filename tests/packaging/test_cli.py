@@ -3,6 +3,7 @@ when the toolkit is missing."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections.abc import Sequence
 from importlib.machinery import ModuleSpec
@@ -62,3 +63,19 @@ def test_a_tools_command_without_the_tools_names_the_extra(
     error = capsys.readouterr().err
     assert f"({missing})" in error
     assert "Try: pip install 'breakwater-server[tools]'" in error
+
+
+def test_the_cli_imports_without_the_tools() -> None:
+    """A server install without breakwater-tools can still load every command module (a
+    module-level import of bench or chaos in a cli module would break even `serve`)."""
+    blocked = "import sys\n" + "\n".join(
+        [
+            "class NotInstalled:",
+            "    def find_spec(self, name, path, target=None):",
+            "        if name.startswith(('breakwater.bench', 'breakwater.chaos')):",
+            "            raise ModuleNotFoundError(name, name=name)",
+            "sys.meta_path.insert(0, NotInstalled())",
+            "import breakwater.cli.main",
+        ]
+    )
+    subprocess.run([sys.executable, "-c", blocked], check=True, timeout=60)

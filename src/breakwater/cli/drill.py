@@ -17,7 +17,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from breakwater.bench.stats import median, percentile
 from breakwater.cli import long_run
 
 if TYPE_CHECKING:
@@ -71,6 +70,8 @@ def standby_promotion(
 def _table(results: list[DrillResult], modes: Sequence[str]) -> Table:
     """One row per standby mode: the median throughput and the failover times' percentiles
     over its drills, and the totals of acknowledged, lost, twice-applied, skipped and reused."""
+    from breakwater.bench.stats import median, percentile  # breakwater-tools, like the drill
+
     table = Table(title="breakwater drill standby-promotion")
     for column in ("standby", "drills", "pushes/s", "loss→write p50/p99",
                    "promotion→write p50/p99", "acked", "lost", "twice", "skipped",
