@@ -52,7 +52,13 @@ def _as_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def stop_cleanly_on_signals() -> None:
-    """From now on SIGTERM and SIGHUP end this process as Ctrl-C does."""
+    """From now on SIGTERM and SIGHUP end this process as Ctrl-C does.
+
+    A shell starts a background job (``cmd &`` in a script) with SIGINT ignored, and Python
+    keeps it so; then Ctrl-C, and the SIGTERM passed on as one, would do nothing at all. A
+    long command takes Python's own Ctrl-C handling back."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _as_interrupt)
 
