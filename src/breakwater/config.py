@@ -110,6 +110,8 @@ _AUTH_KEYS = [f.name for f in dataclasses.fields(AuthSettings)]
 def _coerce(key: str, value: Any, kind: type | str) -> Any:
     kind_name = kind if isinstance(kind, str) else kind.__name__
     try:
+        if kind_name in ("int", "float") and isinstance(value, str) and not value.isascii():
+            raise ValueError  # int() and float() read Arabic-Indic and fullwidth digits too
         if kind_name == "int":
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError

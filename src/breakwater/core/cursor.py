@@ -16,7 +16,7 @@ from breakwater.core import codec
 from breakwater.core.errors import ValidationError
 
 PREFIX = "c1."
-ORIGIN_PATTERN = re.compile(r"^[A-Za-z0-9_.~:-]{1,64}$")
+ORIGIN_PATTERN = re.compile(r"^[A-Za-z0-9_.~:-]{1,64}$", re.ASCII)
 MAX_ORIGINS = 256
 
 VersionVector = dict[str, int]

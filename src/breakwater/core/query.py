@@ -18,7 +18,7 @@ from breakwater.core import codec
 from breakwater.core.errors import ValidationError
 
 OPERATORS = {"eq": "=", "ne": "!=", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
-FIELD_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+FIELD_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$", re.ASCII)
 Scalar = str | int | float | bool | None
 MAX_INT64 = 2**63 - 1
 

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import Request
 
 from breakwater.core import codec
+from breakwater.core.ascii import is_digits
 from breakwater.core.errors import PayloadTooLarge, ValidationError
 
 
@@ -14,8 +15,7 @@ async def read_json(request: Request, max_bytes: int) -> Any:
     """The parsed JSON body; 413 past ``max_bytes`` (checked on the header and while reading)."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        # str.isdigit() accepts digits int() refuses ("²"): only ASCII digits are a length.
-        if not (declared.isascii() and declared.isdigit()):
+        if not is_digits(declared):
             raise ValidationError("Content-Length is not a number")
         if int(declared) > max_bytes:
             raise PayloadTooLarge(

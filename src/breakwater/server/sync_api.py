@@ -19,11 +19,12 @@ from breakwater.server import openapi
 from breakwater.server.access import identity_of
 from breakwater.server.body import read_json
 from breakwater.server.node import Node
+from breakwater.server.params import AsciiFloat, AsciiInt
 from breakwater.server.responses import json_response, node_of
 from breakwater.server.wire import change_json, result_json
 
 router = APIRouter(prefix="/v1/sync", tags=["sync"])
-CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:~-]{1,128}$")
+CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:~-]{1,128}$", re.ASCII)
 
 
 def _parse_push(body: Any, node: Node, identity: Identity | None) -> list[Mutation]:
@@ -116,8 +117,8 @@ async def pull(
         str, Query(description="the cursor of the last pull; empty: from start")
     ] = "",
     collections: Annotated[str | None, Query(description="comma-separated names")] = None,
-    limit: Annotated[int, Query(description="changes per page")] = 100,
-    wait: Annotated[float, Query(description="long-poll seconds when nothing is new")] = 0.0,
+    limit: Annotated[AsciiInt, Query(description="changes per page")] = 100,
+    wait: Annotated[AsciiFloat, Query(description="long-poll seconds when nothing is new")] = 0.0,
     include_state: Annotated[bool, Query(description="add each document's CRDT state")] = False,
 ) -> Response:
     """Changes not covered by ``cursor``, in commit order, with the cursor to continue from."""
