@@ -73,6 +73,8 @@ def test_realtime_settings_read_from_file_and_environment(tmp_path: Path) -> Non
         ),
         ("", {"BREAKWATER_PORT": "\uff18\uff10"}, "is not a valid int"),
         ("", {"BREAKWATER_MAX_CLOCK_SKEW": "\u0666\u0660"}, "is not a valid float"),
+        ("", {"BREAKWATER_AUTH_MFA_ROLES": "admin,,ops"}, "is not a valid tuple"),
+        ("[auth]\nmfa_roles = ['admin', '']", {}, "is not a valid tuple"),
         ("port = 70000", {}, "port = 70000 is not a TCP port"),
         ("region = 'has space'", {}, "region = 'has space' must match"),
         ("colour = 'blue'", {}, "unknown settings"),

@@ -128,7 +128,9 @@ def _coerce(key: str, value: Any, kind: type | str) -> Any:
             return value
         if kind_name == "tuple[str, ...]":
             if isinstance(value, str):
-                value = [part.strip() for part in value.split(",") if part.strip()]
+                value = [part.strip() for part in value.split(",")] if value.strip() else []
+            if "" in value:
+                raise ValueError  # "a,,b": a name left out by mistake, never skipped silently
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ValueError
             return tuple(value)

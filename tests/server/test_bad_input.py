@@ -16,6 +16,7 @@ from breakwater.core import codec
 
 PUSH = "/v1/sync/push"
 PULL = "/v1/sync/pull"
+SSE = "/v1/realtime/sse"
 DOCS = "/v1/collections/todos/docs"
 STRICT = "/v1/collections/strict/docs"
 PROBLEM_KEYS = ("type", "title", "status", "detail")
@@ -491,6 +492,11 @@ BAD_INPUTS: list[Bad] = [
     _get("pull wait nan", PULL, 400, V, wait="nan", says="wait"),
     _get("pull wait inf", PULL, 400, V, wait="inf", says="wait"),
     _get("pull bad collection", PULL, 400, V, collections="todos,bad-name", says="collection"),
+    _get("pull empty collection name", PULL, 400, V, collections="todos,,x", says="empty name"),
+    _get("pull trailing comma", PULL, 400, V, collections="todos,", says="empty name"),
+    _get("pull only commas", PULL, 400, V, collections=",", says="empty name"),
+    _get("pull blank name", PULL, 400, V, collections="todos, ,x", says="empty name"),
+    _get("sse empty collection name", SSE, 400, V, collections="todos,,x", says="empty name"),
     _get(
         "pull too many collections",
         PULL,

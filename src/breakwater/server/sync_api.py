@@ -101,12 +101,18 @@ async def push(request: Request) -> Response:
 
 
 def parse_collections(raw: str | None) -> list[str] | None:
-    """The names of a comma-separated ``collections`` parameter (None: every collection)."""
+    """The names of a comma-separated ``collections`` parameter (None: every collection).
+
+    An empty name (``a,,b``, a trailing comma) is refused, not skipped: a caller who meant a
+    name there would otherwise get a silently narrower subscription than it asked for.
+    """
     if not raw:
         return None
-    names = [name.strip(" ") for name in raw.split(",") if name.strip(" ")]
+    names = [name.strip(" ") for name in raw.split(",")]
     if len(names) > 64:
         raise ValidationError("at most 64 collections per pull", field="collections")
+    if "" in names:
+        raise ValidationError("collections has an empty name", field="collections")
     return [check_collection(name) for name in names]
 
 
