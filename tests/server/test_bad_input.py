@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import re
 import time
+import zlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -164,6 +166,47 @@ BAD_INPUTS: list[Bad] = [
     _push("push body is an array", [mut()]),
     _push("push body is a string", "mutations"),
     Bad("push json null", "POST", PUSH, 400, V, content=b"null"),
+    # -- content encodings (the node decodes none) ---------------------------------------------
+    Bad(
+        "put gzip body",
+        "PUT",
+        f"{DOCS}/t1",
+        415,
+        "unsupported_media_type",
+        content=gzip.compress(b'{"title": "zipped"}'),
+        headers={"Content-Encoding": "gzip"},
+        says="'gzip' is not supported",
+    ),
+    Bad(
+        "push gzip body",
+        "POST",
+        PUSH,
+        415,
+        "unsupported_media_type",
+        content=gzip.compress(codec.dumps(pushing(mut()))),
+        headers={"Content-Encoding": "gzip"},
+        says="'gzip' is not supported",
+    ),
+    Bad(
+        "push br after identity",
+        "POST",
+        PUSH,
+        415,
+        "unsupported_media_type",
+        content=codec.dumps(pushing(mut())),
+        headers={"Content-Encoding": "identity, br"},
+        says="'br' is not supported",
+    ),
+    Bad(
+        "signup deflate body",
+        "POST",
+        "/v1/auth/signup",
+        415,
+        "unsupported_media_type",
+        content=zlib.compress(b'{"email": "z@example.com", "password": "pppppppppppp"}'),
+        headers={"Content-Encoding": "deflate"},
+        says="'deflate' is not supported",
+    ),
     # -- sizes --------------------------------------------------------------------------------
     _put("put body over max_body_bytes", {"pad": PADDING}, 413, TOO_LARGE),
     Bad(
@@ -748,3 +791,12 @@ async def test_a_bad_parameter_is_named_in_the_problem(
     response = await client.get(path, params=params)
     assert response.status_code == 400
     assert response.json()["field"] == field_name
+
+
+async def test_an_identity_content_encoding_is_accepted(make_client: MakeClient) -> None:
+    """``Content-Encoding: identity`` is no encoding: the write goes through."""
+    client: httpx.AsyncClient = await make_client()
+    response = await client.put(
+        f"{DOCS}/plain", json={"title": "a"}, headers={"Content-Encoding": "Identity"}
+    )
+    assert response.status_code == 201
