@@ -39,6 +39,7 @@ from breakwater.server.read_cache import ReadCache
 from breakwater.server.realtime import sse as realtime_sse
 from breakwater.server.realtime import websocket as realtime_websocket
 from breakwater.server.realtime.hub import Realtime
+from breakwater.server.security_headers import NodeApp
 from breakwater.server.store_hooks import NodeStoreHooks
 from breakwater.server.store_opener import StoreOpener
 from breakwater.server.workers import WorkerRole
@@ -202,7 +203,7 @@ def create_app(
             await asyncio.to_thread(node.auth_store.close)
             _log.info("node_stopped", node=node.clock.node)
 
-    app = FastAPI(
+    app = NodeApp(
         title="Breakwater",
         version=breakwater.__version__,
         description="Offline-first document sync for mobile apps. See docs/protocol.md.",
