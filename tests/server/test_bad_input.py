@@ -166,6 +166,46 @@ BAD_INPUTS: list[Bad] = [
     _push("push body is an array", [mut()]),
     _push("push body is a string", "mutations"),
     Bad("push json null", "POST", PUSH, 400, V, content=b"null"),
+    # -- duplicate keys (one parser keeps the first, another the last) -------------------------
+    _raw_put("put duplicate field", b'{"title": "a", "title": "b"}'),
+    Bad(
+        "push two mutation ids",
+        "POST",
+        PUSH,
+        400,
+        V,
+        content=b'{"mutations":[{"mutation_id":"m-a","mutation_id":"m-b","collection":"todos",'
+        b'"id":"t1","op":"set","data":{"title":"twice"}}]}',
+        says="'mutation_id' twice",
+    ),
+    Bad(
+        "push duplicate key written as an escape",
+        "POST",
+        PUSH,
+        400,
+        V,
+        content=b'{"mutations":[{"mutation_id":"m-a","collection":"todos","id":"t1","op":"set",'
+        b'"data":{"title":"x","\\u0074itle":"y"}}]}',
+        says="'title' twice",
+    ),
+    Bad(
+        "push duplicate top-level key",
+        "POST",
+        PUSH,
+        400,
+        V,
+        content=b'{"mutations":[],"mutations":[{"mutation_id":"m","collection":"todos",'
+        b'"id":"t1","op":"delete"}]}',
+        says="twice",
+    ),
+    _get(
+        "pull cursor with a duplicate origin",
+        PULL,
+        400,
+        V,
+        cursor=cursor_of(b'{"local":1,"local":9}'),
+        says="cursor",
+    ),
     # -- content encodings (the node decodes none) ---------------------------------------------
     Bad(
         "put gzip body",

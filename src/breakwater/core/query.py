@@ -103,8 +103,8 @@ def encode_page_token(value: Any, doc_id: str) -> str:
 def decode_page_token(token: str) -> tuple[Scalar, str]:
     """Inverse of :func:`encode_page_token`; a corrupt token is a :class:`ValidationError`."""
     try:
-        raw = codec.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (binascii.Error, ValueError, codec.JSONDecodeError) as exc:
+        raw = codec.parse_body(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (binascii.Error, ValueError, ValidationError) as exc:
         raise ValidationError("after is not a page token", field="after") from exc
     if not (isinstance(raw, list) and len(raw) == 2 and isinstance(raw[1], str)):
         raise ValidationError("after is not a page token", field="after")
