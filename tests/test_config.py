@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from breakwater.cache import open_cache
 from breakwater.config import ConfigError, load_config, redact_url
 from breakwater.core.errors import SchemaViolation
 
@@ -65,6 +66,15 @@ def test_realtime_settings_read_from_file_and_environment(tmp_path: Path) -> Non
     [
         ("port = 'eighty'", {}, "port = 'eighty' is not a valid int"),
         ("", {"BREAKWATER_PORT": "x"}, "BREAKWATER_PORT = 'x' is not a valid int"),
+        (
+            "",
+            {"BREAKWATER_PORT": "\u0668\u0660"},
+            "BREAKWATER_PORT = '\u0668\u0660' is not a valid int",
+        ),
+        ("", {"BREAKWATER_PORT": "\uff18\uff10"}, "is not a valid int"),
+        ("", {"BREAKWATER_MAX_CLOCK_SKEW": "\u0666\u0660"}, "is not a valid float"),
+        ("", {"BREAKWATER_AUTH_MFA_ROLES": "admin,,ops"}, "is not a valid tuple"),
+        ("[auth]\nmfa_roles = ['admin', '']", {}, "is not a valid tuple"),
         ("port = 70000", {}, "port = 70000 is not a TCP port"),
         ("region = 'has space'", {}, "region = 'has space' must match"),
         ("colour = 'blue'", {}, "unknown settings"),
@@ -205,3 +215,10 @@ def test_realtime_transports_parse_and_refuse_unknown_names(tmp_path: Path) -> N
     assert none.enabled_realtime_transports == frozenset()
     with pytest.raises(ConfigError, match="realtime_transports = 'sse,smoke'"):
         load_config(write(tmp_path, 'realtime_transports = "sse,smoke"\n'), env={})
+
+
+@pytest.mark.parametrize("raw", ["\u0661\u0660", "\uff11\uff10", "\u00b2"])
+def test_a_cache_url_size_in_non_ascii_digits_is_refused(raw: str) -> None:
+    """int() reads Arabic-Indic and fullwidth digits; a URL parameter must not."""
+    with pytest.raises(ConfigError, match="max_entries"):
+        open_cache(f"memory://?max_entries={raw}")

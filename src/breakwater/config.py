@@ -114,6 +114,8 @@ _AUTH_KEYS = [f.name for f in dataclasses.fields(AuthSettings)]
 def _coerce(key: str, value: Any, kind: type | str) -> Any:
     kind_name = kind if isinstance(kind, str) else kind.__name__
     try:
+        if kind_name in ("int", "float") and isinstance(value, str) and not value.isascii():
+            raise ValueError  # int() and float() read Arabic-Indic and fullwidth digits too
         if kind_name == "int":
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError
@@ -130,7 +132,9 @@ def _coerce(key: str, value: Any, kind: type | str) -> Any:
             return value
         if kind_name == "tuple[str, ...]":
             if isinstance(value, str):
-                value = [part.strip() for part in value.split(",") if part.strip()]
+                value = [part.strip() for part in value.split(",")] if value.strip() else []
+            if "" in value:
+                raise ValueError  # "a,,b": a name left out by mistake, never skipped silently
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ValueError
             return tuple(value)

@@ -32,7 +32,7 @@ async def test_signup_then_login_gives_the_same_uid(auth_node: httpx.AsyncClient
     )
     assert login.status_code == 200
     assert login.json()["uid"] == user.uid
-    assert login.headers["cache-control"] == "no-store"
+    assert login.headers["cache-control"] == "private, no-store"
     wrong = await auth_node.post(
         "/v1/auth/login", json={"email": "ann@example.com", "password": "wrong horse"}
     )

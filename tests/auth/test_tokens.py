@@ -182,3 +182,47 @@ def test_forged_tokens_are_not_cached(issuer: TokenIssuer) -> None:
         with pytest.raises(Unauthorized):
             issuer.verify(f"eyJhbGciOiJIUzI1NiJ9.e30.{index}")
     assert len(issuer._verified) == 0
+
+
+def _signed_with(issuer: TokenIssuer, **changes: object) -> str:
+    """A token properly signed by ``issuer`` whose claims are changed (``...`` removes one)."""
+    claims = jwt.decode(issuer.issue(CLAIMS), options={"verify_signature": False})
+    claims.update(changes)
+    claims = {name: value for name, value in claims.items() if value is not ...}
+    key = issuer.keys.current
+    return jwt.encode(claims, key.secret, algorithm=ALGORITHM, headers={"kid": key.kid})
+
+
+IN_AN_HOUR = int(time.time()) + 3600
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        pytest.param({"exp": str(IN_AN_HOUR)}, id="exp a string"),
+        pytest.param({"exp": "\u0661" + str(IN_AN_HOUR)[1:]}, id="exp Arabic-Indic digits"),
+        pytest.param({"exp": float(IN_AN_HOUR)}, id="exp a float"),
+        pytest.param({"iat": str(int(time.time()))}, id="iat a string"),
+        pytest.param({"iat": True}, id="iat a bool"),
+        pytest.param({"nbf": "0"}, id="nbf a string"),
+        pytest.param({"sub": 7}, id="sub a number"),
+        pytest.param({"sub": ""}, id="sub empty"),
+        pytest.param({"anon": "false"}, id="anon a string"),
+        pytest.param({"jti": 5}, id="jti a number"),
+        pytest.param({"roles": "admin"}, id="roles a string"),
+        pytest.param({"roles": ["admin", 1]}, id="roles with a number"),
+        pytest.param({"amr": "otp"}, id="amr a string"),
+    ],
+)
+def test_a_signed_token_with_a_mistyped_claim_is_refused(
+    issuer: TokenIssuer, changes: dict[str, object]
+) -> None:
+    """Claims this issuer never writes with that type are refused, even under a valid signature."""
+    with pytest.raises(Unauthorized, match="invalid"):
+        issuer.verify(_signed_with(issuer, **changes))
+
+
+def test_a_signed_token_with_well_typed_optional_claims_verifies(issuer: TokenIssuer) -> None:
+    """``nbf`` as an int and an anonymous flag as a bool are fine."""
+    identity = issuer.verify(_signed_with(issuer, nbf=int(time.time()) - 10, anon=True))
+    assert identity.anonymous

@@ -32,7 +32,8 @@ async def test_changes_arrive_as_events_whose_ids_are_cursors(live: LiveNode) ->
     ):
         assert response.status_code == 200
         assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
-        assert response.headers["cache-control"] == "no-cache"
+        assert response.headers["cache-control"] == "private, no-store"
+        assert response.headers["x-content-type-options"] == "nosniff"
         assert "content-length" not in response.headers
         events = sse_events(response)
         first = await next_event(events)

@@ -195,6 +195,7 @@ async def test_the_connection_limit_refuses_with_503_before_the_upgrade(
     response = refused.value.response
     assert response.status_code == 503
     assert response.headers["Content-Type"] == "application/problem+json"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert int(response.headers["Retry-After"]) >= 1
     body = json.loads(response.body)
     assert (body["type"], body["reason"]) == ("unavailable", "limit")

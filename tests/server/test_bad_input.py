@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import re
 import time
+import zlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +18,7 @@ from breakwater.core import codec
 
 PUSH = "/v1/sync/push"
 PULL = "/v1/sync/pull"
+SSE = "/v1/realtime/sse"
 DOCS = "/v1/collections/todos/docs"
 STRICT = "/v1/collections/strict/docs"
 PROBLEM_KEYS = ("type", "title", "status", "detail")
@@ -163,6 +166,87 @@ BAD_INPUTS: list[Bad] = [
     _push("push body is an array", [mut()]),
     _push("push body is a string", "mutations"),
     Bad("push json null", "POST", PUSH, 400, V, content=b"null"),
+    # -- duplicate keys (one parser keeps the first, another the last) -------------------------
+    _raw_put("put duplicate field", b'{"title": "a", "title": "b"}'),
+    Bad(
+        "push two mutation ids",
+        "POST",
+        PUSH,
+        400,
+        V,
+        content=b'{"mutations":[{"mutation_id":"m-a","mutation_id":"m-b","collection":"todos",'
+        b'"id":"t1","op":"set","data":{"title":"twice"}}]}',
+        says="'mutation_id' twice",
+    ),
+    Bad(
+        "push duplicate key written as an escape",
+        "POST",
+        PUSH,
+        400,
+        V,
+        content=b'{"mutations":[{"mutation_id":"m-a","collection":"todos","id":"t1","op":"set",'
+        b'"data":{"title":"x","\\u0074itle":"y"}}]}',
+        says="'title' twice",
+    ),
+    Bad(
+        "push duplicate top-level key",
+        "POST",
+        PUSH,
+        400,
+        V,
+        content=b'{"mutations":[],"mutations":[{"mutation_id":"m","collection":"todos",'
+        b'"id":"t1","op":"delete"}]}',
+        says="twice",
+    ),
+    _get(
+        "pull cursor with a duplicate origin",
+        PULL,
+        400,
+        V,
+        cursor=cursor_of(b'{"local":1,"local":9}'),
+        says="cursor",
+    ),
+    # -- content encodings (the node decodes none) ---------------------------------------------
+    Bad(
+        "put gzip body",
+        "PUT",
+        f"{DOCS}/t1",
+        415,
+        "unsupported_media_type",
+        content=gzip.compress(b'{"title": "zipped"}'),
+        headers={"Content-Encoding": "gzip"},
+        says="'gzip' is not supported",
+    ),
+    Bad(
+        "push gzip body",
+        "POST",
+        PUSH,
+        415,
+        "unsupported_media_type",
+        content=gzip.compress(codec.dumps(pushing(mut()))),
+        headers={"Content-Encoding": "gzip"},
+        says="'gzip' is not supported",
+    ),
+    Bad(
+        "push br after identity",
+        "POST",
+        PUSH,
+        415,
+        "unsupported_media_type",
+        content=codec.dumps(pushing(mut())),
+        headers={"Content-Encoding": "identity, br"},
+        says="'br' is not supported",
+    ),
+    Bad(
+        "signup deflate body",
+        "POST",
+        "/v1/auth/signup",
+        415,
+        "unsupported_media_type",
+        content=zlib.compress(b'{"email": "z@example.com", "password": "pppppppppppp"}'),
+        headers={"Content-Encoding": "deflate"},
+        says="'deflate' is not supported",
+    ),
     # -- sizes --------------------------------------------------------------------------------
     _put("put body over max_body_bytes", {"pad": PADDING}, 413, TOO_LARGE),
     Bad(
@@ -491,6 +575,11 @@ BAD_INPUTS: list[Bad] = [
     _get("pull wait nan", PULL, 400, V, wait="nan", says="wait"),
     _get("pull wait inf", PULL, 400, V, wait="inf", says="wait"),
     _get("pull bad collection", PULL, 400, V, collections="todos,bad-name", says="collection"),
+    _get("pull empty collection name", PULL, 400, V, collections="todos,,x", says="empty name"),
+    _get("pull trailing comma", PULL, 400, V, collections="todos,", says="empty name"),
+    _get("pull only commas", PULL, 400, V, collections=",", says="empty name"),
+    _get("pull blank name", PULL, 400, V, collections="todos, ,x", says="empty name"),
+    _get("sse empty collection name", SSE, 400, V, collections="todos,,x", says="empty name"),
     _get(
         "pull too many collections",
         PULL,
@@ -742,3 +831,12 @@ async def test_a_bad_parameter_is_named_in_the_problem(
     response = await client.get(path, params=params)
     assert response.status_code == 400
     assert response.json()["field"] == field_name
+
+
+async def test_an_identity_content_encoding_is_accepted(make_client: MakeClient) -> None:
+    """``Content-Encoding: identity`` is no encoding: the write goes through."""
+    client: httpx.AsyncClient = await make_client()
+    response = await client.put(
+        f"{DOCS}/plain", json={"title": "a"}, headers={"Content-Encoding": "Identity"}
+    )
+    assert response.status_code == 201

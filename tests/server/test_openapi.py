@@ -26,3 +26,17 @@ async def test_push_body_schema_is_documented(client: httpx.AsyncClient) -> None
     spec = (await client.get("/openapi.json")).json()
     body = spec["paths"]["/v1/sync/push"]["post"]["requestBody"]["content"]["application/json"]
     assert set(body["schema"]["properties"]) == {"client_id", "mutations"}
+
+
+async def test_every_operation_with_a_body_documents_415(client: httpx.AsyncClient) -> None:
+    """A compressed body is a 415, so every operation that takes a body lists it."""
+    spec = (await client.get("/openapi.json")).json()
+    with_body = [
+        (path, method, operation)
+        for path, item in spec["paths"].items()
+        for method, operation in item.items()
+        if "requestBody" in operation
+    ]
+    assert with_body
+    missing = [(p, m) for p, m, op in with_body if "415" not in op["responses"]]
+    assert missing == []

@@ -24,9 +24,10 @@ from breakwater.auth.tokens import AccessClaims, TokenIssuer, hash_secret, new_r
 from breakwater.core.errors import Forbidden, Unauthorized, ValidationError
 
 T = TypeVar("T")
-EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}$")
+# Printable ASCII but space and "@": no lookalike or invisible characters in a sign-in name.
+EMAIL_PATTERN = re.compile(r"^[!-?A-~]{1,64}@[!-?A-~]{1,255}\.[!-?A-~]{1,63}$", re.ASCII)
 KEY_PREFIX = "bwk"
-KEY_SCOPE_PATTERN = re.compile(r"^(admin|(read|write):(\*|[A-Za-z][A-Za-z0-9_]{0,63}))$")
+KEY_SCOPE_PATTERN = re.compile(r"^(admin|(read|write):(\*|[A-Za-z][A-Za-z0-9_]{0,63}))$", re.ASCII)
 BAD_CREDENTIALS = "the email or password is wrong"
 
 

@@ -13,6 +13,7 @@ import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 import jwt
 
@@ -121,18 +122,35 @@ class TokenIssuer:
             raise Unauthorized("the access token has expired") from None
         except jwt.PyJWTError:
             raise Unauthorized("the access token is invalid") from None
-        roles = claims.get("roles", [])
-        amr = claims.get("amr", [])
-        if not isinstance(claims["sub"], str) or not _strings(roles) or not _strings(amr):
+        if not _well_typed(claims):
             raise Unauthorized("the access token is invalid")
         return Identity(
             uid=claims["sub"],
             kind="user",
-            anonymous=bool(claims.get("anon", False)),
-            roles=tuple(roles),
-            mfa="otp" in amr,
+            anonymous=claims.get("anon", False),
+            roles=tuple(claims.get("roles", [])),
+            mfa="otp" in claims.get("amr", []),
             expires=float(claims["exp"]),
         )
+
+
+def _well_typed(claims: dict[str, Any]) -> bool:
+    """Every claim has the JSON type this issuer writes.
+
+    PyJWT reads ``exp``, ``iat`` and ``nbf`` with ``int()``, so ``"exp": "99999999999"`` (or
+    ``true``, or a float) passes its checks; and ``bool("false")`` is True. A signed token
+    with such claims was not written by this code, so it is refused whole.
+    """
+    times = [claims[name] for name in ("exp", "iat", "nbf") if name in claims]
+    return (
+        all(type(value) is int for value in times)
+        and isinstance(claims["sub"], str)
+        and bool(claims["sub"])
+        and isinstance(claims.get("anon", False), bool)
+        and isinstance(claims.get("jti", ""), str)
+        and _strings(claims.get("roles", []))
+        and _strings(claims.get("amr", []))
+    )
 
 
 def _strings(values: object) -> bool:

@@ -14,6 +14,7 @@ import time
 import pyotp
 
 from breakwater.auth.tokens import hash_secret
+from breakwater.core.ascii import is_digits
 
 ISSUER = "Breakwater"
 VALID_WINDOW = 1
@@ -32,7 +33,7 @@ def provisioning_uri(secret: str, account: str) -> str:
 
 def matching_step(secret: str, code: str, last_step: int, now: float | None = None) -> int | None:
     """The time step ``code`` is valid for (newer than ``last_step``), else ``None``."""
-    if not (isinstance(code, str) and len(code) == 6 and code.isdigit()):
+    if not (isinstance(code, str) and len(code) == 6 and is_digits(code)):
         return None
     totp = pyotp.TOTP(secret)
     at = time.time() if now is None else now

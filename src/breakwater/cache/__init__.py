@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from breakwater.core.ascii import is_digits
 from breakwater.core.errors import ConfigError, Unavailable
 
 SCHEMES = ("memory", "redis", "none")
@@ -74,7 +75,7 @@ def _positive_int(options: Mapping[str, str], key: str, default: int) -> int:
     raw = options.get(key)
     if raw is None:
         return default
-    if not raw.isdigit() or int(raw) <= 0:
+    if not is_digits(raw) or int(raw) <= 0:
         raise ConfigError(f"cache URL parameter {key} = {raw!r} must be a positive integer")
     return int(raw)
 

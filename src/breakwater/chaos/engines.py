@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Literal, Protocol
 
+from breakwater.core.ascii import is_digits
 from breakwater.core.errors import BreakwaterError
 
 StopMode = Literal["fast", "immediate"]
@@ -102,7 +103,7 @@ def redis_binary() -> Path:
 
 
 def _version(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in text.split(".") if part.isdigit())
+    return tuple(int(part) for part in text.split(".") if is_digits(part))
 
 
 def _as_engine_user() -> list[str]:
@@ -280,7 +281,7 @@ class PostgresEngine:
         except OSError:
             return None
         first = lines.split("\n", 1)[0].strip()
-        return int(first) if first.isdigit() else None
+        return int(first) if is_digits(first) else None
 
     async def stop(self, mode: StopMode = "fast") -> None:
         """``pg_ctl stop -m fast`` (clean) or ``-m immediate`` (a crash: recovery on start)."""

@@ -10,6 +10,8 @@ from typing import Annotated
 import typer
 import uvicorn
 
+from breakwater.core.ascii import is_digits
+
 app = typer.Typer(
     help="Fault injection: a chaos proxy with an HTTP control API; checking a recorded run."
 )
@@ -18,7 +20,7 @@ app = typer.Typer(
 def parse_address(option: str, value: str) -> tuple[str, int]:
     """``host:port`` as a pair; a usage error naming the option otherwise."""
     host, _, port = value.rpartition(":")
-    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not host or not is_digits(port) or not 0 <= int(port) <= 65535:
         raise typer.BadParameter(f"{value!r} is not host:port", param_hint=option)
     return host, int(port)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from breakwater.core import hlc as hlc_mod
+from breakwater.core.errors import ValidationError
 from breakwater.core.hlc import HybridClock
 
 
@@ -35,8 +36,16 @@ class DeviceClock:
         return self._clock.now()
 
     def observe(self, stamp: str) -> None:
-        """Advance past a received stamp (a node's clock, a pulled change)."""
-        self._clock.observe(stamp)
+        """Advance past a received stamp (a node's clock, a pulled change).
+
+        A stamp that does not decode is not observed: no clock issues one, but a store written
+        before nodes refused non-ASCII digits may still hand one out, and refusing the whole
+        pulled page for it would stop this device's sync for good.
+        """
+        try:
+            self._clock.observe(stamp)
+        except ValidationError:
+            return
 
     def correct(self, node_stamp: str) -> None:
         """Re-base on a node's clock after a ``clock_skew`` refusal (forgets the future stamps)."""

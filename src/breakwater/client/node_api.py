@@ -18,6 +18,7 @@ import httpx
 
 from breakwater.client.errors import EndpointUnavailable, error_for_problem
 from breakwater.core import codec
+from breakwater.core.ascii import is_digits
 
 HeadersProvider = Callable[[], Mapping[str, str] | Awaitable[Mapping[str, str]]]
 
@@ -86,7 +87,7 @@ class NodeApi:
         error = error_for_problem(response.status_code, problem)
         if isinstance(error, EndpointUnavailable):
             retry_after = response.headers.get("retry-after", "")
-            error.retry_after = float(retry_after) if retry_after.isdigit() else None
+            error.retry_after = float(retry_after) if is_digits(retry_after) else None
         raise error
 
     async def _send(

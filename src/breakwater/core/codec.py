@@ -7,6 +7,7 @@ SQLite, PostgreSQL and on devices.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -32,8 +33,53 @@ def loads(data: bytes | str) -> Any:
 
 
 def parse_body(data: bytes | str, what: str = "body") -> Any:
-    """Parse untrusted JSON, turning any syntax error into a :class:`ValidationError`."""
+    """Parse untrusted JSON, turning any syntax error into a :class:`ValidationError`.
+
+    An object with the same key twice is refused too: orjson keeps the last value, while a
+    proxy or another parser may keep the first, and then they see another mutation than the
+    node applied. orjson cannot report duplicates, so the text is checked by re-encoding the
+    parsed value: equal bytes (every body our SDK sends) prove there were none; anything else
+    (blanks, escapes, duplicates) is re-read once by the standard library, which does see them.
+    See docs/benchmarks.md for the cost.
+    """
     try:
-        return orjson.loads(data)
+        value = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise ValidationError(f"{what} is not valid JSON: {exc}") from exc
+    if isinstance(value, dict | list) and not _is_own_encoding(value, data):
+        _refuse_duplicate_keys(data, what)
+    return value
+
+
+def _is_own_encoding(value: Any, data: bytes | str) -> bool:
+    try:
+        encoded = orjson.dumps(value)
+    except orjson.JSONEncodeError:  # nested deeper than the encoder goes
+        return False
+    return encoded == (data.encode() if isinstance(data, str) else data)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return result
+
+
+class _DuplicateKey(Exception):
+    """Raised out of the standard library's parser with the repeated key."""
+
+
+def _refuse_duplicate_keys(data: bytes | str, what: str) -> None:
+    try:
+        json.loads(data, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as duplicate:
+        key = str(duplicate)
+        shown = repr(key) if len(key) <= 80 else f"{key[:80]!r}..."
+        raise ValidationError(f"{what} has the key {shown} twice in one object") from None
+    except RecursionError:
+        raise ValidationError(f"{what} is nested too deeply") from None

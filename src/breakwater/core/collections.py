@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 ConflictPolicy = Literal["field", "document"]
-INDEX_FIELD_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+INDEX_FIELD_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$", re.ASCII)
 
 #: Raises :class:`~breakwater.core.errors.SchemaViolation` for a document it refuses.
 Validator = Callable[[dict[str, Any]], None]

@@ -16,7 +16,7 @@ from breakwater.core import codec
 from breakwater.core.errors import ValidationError
 
 PREFIX = "c1."
-ORIGIN_PATTERN = re.compile(r"^[A-Za-z0-9_.~:-]{1,64}$")
+ORIGIN_PATTERN = re.compile(r"^[A-Za-z0-9_.~:-]{1,64}$", re.ASCII)
 MAX_ORIGINS = 256
 
 VersionVector = dict[str, int]
@@ -38,8 +38,8 @@ def decode(cursor: str | None) -> VersionVector:
         raise ValidationError("cursor is not a Breakwater cursor", field="cursor")
     body = cursor[len(PREFIX) :]
     try:
-        raw = codec.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-    except (binascii.Error, ValueError, codec.JSONDecodeError) as exc:
+        raw = codec.parse_body(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    except (binascii.Error, ValueError, ValidationError) as exc:
         raise ValidationError("cursor is corrupt", field="cursor") from exc
     if not isinstance(raw, dict) or len(raw) > MAX_ORIGINS:
         raise ValidationError("cursor is corrupt", field="cursor")

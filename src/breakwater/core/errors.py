@@ -10,6 +10,7 @@ it is transient (retrying the same request later may succeed) or permanent. Retr
     │   ├── ValidationError          400 validation_error
     │   ├── PayloadTooLarge          413 payload_too_large
     │   ├── ClockSkew                400 clock_skew (carries the node's HLC)
+    │   ├── UnsupportedEncoding      415 unsupported_media_type (a compressed body)
     │   └── SchemaViolation          422 schema_violation
     ├── Unauthorized                 401 unauthorized (no, bad or expired credentials)
     ├── Forbidden                    403 forbidden (authenticated, but a rule or scope refuses)
@@ -79,6 +80,14 @@ class ClockSkew(InvalidInput):
     type = "clock_skew"
     status = 400
     title = "Clock skew"
+
+
+class UnsupportedEncoding(InvalidInput):
+    """The body has a ``Content-Encoding`` (gzip, br, ...) the node does not decode."""
+
+    type = "unsupported_media_type"
+    status = 415
+    title = "Unsupported media type"
 
 
 class SchemaViolation(InvalidInput):

@@ -15,8 +15,8 @@ from typing import NamedTuple
 
 from breakwater.core.errors import ClockSkew, ValidationError
 
-NODE_PATTERN = re.compile(r"^[A-Za-z0-9_.~:-]{1,64}$")
-STAMP_PATTERN = re.compile(r"^(\d{13})-(\d{4})-([A-Za-z0-9_.~:-]{1,64})$")
+NODE_PATTERN = re.compile(r"^[A-Za-z0-9_.~:-]{1,64}$", re.ASCII)
+STAMP_PATTERN = re.compile(r"^([0-9]{13})-([0-9]{4})-([A-Za-z0-9_.~:-]{1,64})$", re.ASCII)
 MAX_COUNTER = 9999
 
 

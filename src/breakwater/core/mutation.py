@@ -16,12 +16,12 @@ from breakwater.core.limits import Limits
 from breakwater.core.records import record
 
 OPS = ("set", "patch", "delete", "increment")
-COLLECTION_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@~+=-]{0,255}$")
-MUTATION_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:~-]{1,128}$")
-FIELD_PATTERN = re.compile(r"^[^\x00-\x1f]{1,256}$")
+COLLECTION_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$", re.ASCII)
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@~+=-]{0,255}$", re.ASCII)
+MUTATION_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:~-]{1,128}$", re.ASCII)
+FIELD_PATTERN = re.compile(r"^[^\x00-\x1f]{1,256}$", re.ASCII)
 MUTATION_FIELDS = frozenset(("mutation_id", "collection", "id", "op", "data", "hlc", "if_match"))
-VERSION_PATTERN = re.compile(r"^[0-9a-f]{20}$")
+VERSION_PATTERN = re.compile(r"^[0-9a-f]{20}$", re.ASCII)
 
 
 class WriteGuard(Protocol):

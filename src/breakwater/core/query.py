@@ -18,7 +18,7 @@ from breakwater.core import codec
 from breakwater.core.errors import ValidationError
 
 OPERATORS = {"eq": "=", "ne": "!=", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
-FIELD_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+FIELD_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$", re.ASCII)
 Scalar = str | int | float | bool | None
 MAX_INT64 = 2**63 - 1
 Visible = Callable[[Mapping[str, Any]], bool]
@@ -105,8 +105,8 @@ def encode_page_token(value: Any, doc_id: str) -> str:
 def decode_page_token(token: str) -> tuple[Scalar, str]:
     """Inverse of :func:`encode_page_token`; a corrupt token is a :class:`ValidationError`."""
     try:
-        raw = codec.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (binascii.Error, ValueError, codec.JSONDecodeError) as exc:
+        raw = codec.parse_body(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (binascii.Error, ValueError, ValidationError) as exc:
         raise ValidationError("after is not a page token", field="after") from exc
     if not (isinstance(raw, list) and len(raw) == 2 and isinstance(raw[1], str)):
         raise ValidationError("after is not a page token", field="after")

@@ -40,6 +40,7 @@ from breakwater.server.realtime import sse as realtime_sse
 from breakwater.server.realtime import websocket as realtime_websocket
 from breakwater.server.realtime.hub import Realtime
 from breakwater.server.region_buckets import RegionBuckets
+from breakwater.server.security_headers import NodeApp
 from breakwater.server.sign_in_guard import SignInGuard
 from breakwater.server.store_hooks import NodeStoreHooks
 from breakwater.server.store_opener import StoreOpener
@@ -215,7 +216,7 @@ def create_app(
             await asyncio.to_thread(node.auth_store.close)
             _log.info("node_stopped", node=node.clock.node)
 
-    app = FastAPI(
+    app = NodeApp(
         title="Breakwater",
         version=breakwater.__version__,
         description="Offline-first document sync for mobile apps. See docs/protocol.md.",

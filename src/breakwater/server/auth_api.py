@@ -17,7 +17,6 @@ from breakwater.server.body import read_json
 from breakwater.server.responses import json_response, node_of
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
-NO_STORE = {"Cache-Control": "no-store"}
 AUTH_BODY_BYTES = 16 * 1024
 
 
@@ -43,7 +42,7 @@ def _session_body(session: Session) -> dict[str, Any]:
 
 
 def _session(session: Session, status: int = 200) -> Response:
-    return json_response(_session_body(session), status, NO_STORE)
+    return json_response(_session_body(session), status)
 
 
 def _caller(request: Request) -> Identity:
@@ -140,7 +139,7 @@ async def logout(request: Request) -> Response:
     body = await _body(request, {"refresh_token"})
     await node_of(request).auth.logout(body.get("refresh_token"))
     _count(request, "logout")
-    return Response(status_code=204, headers=NO_STORE)
+    return Response(status_code=204)
 
 
 @router.post(
@@ -187,7 +186,6 @@ async def me(request: Request) -> Response:
             "roles": list(caller.roles),
             "mfa": caller.mfa,
         },
-        headers=NO_STORE,
     )
 
 
@@ -199,7 +197,7 @@ async def me(request: Request) -> Response:
 async def mfa_enroll(request: Request) -> Response:
     """A TOTP secret and its otpauth:// URI; MFA is on once confirmed with a code."""
     enrolment = await node_of(request).auth.mfa_enroll(_caller(request))
-    return json_response({"secret": enrolment.secret, "uri": enrolment.uri}, headers=NO_STORE)
+    return json_response({"secret": enrolment.secret, "uri": enrolment.uri})
 
 
 @router.post(
@@ -214,6 +212,4 @@ async def mfa_confirm(request: Request) -> Response:
     body = await _body(request, {"code"})
     codes, session = await node_of(request).auth.mfa_confirm(caller, body.get("code"))
     _count(request, "mfa_enabled")
-    return json_response(
-        {"recovery_codes": codes, "session": _session_body(session)}, headers=NO_STORE
-    )
+    return json_response({"recovery_codes": codes, "session": _session_body(session)})

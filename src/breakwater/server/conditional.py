@@ -8,7 +8,7 @@ from breakwater.core.errors import ValidationError
 from breakwater.core.mutation import VERSION_PATTERN
 
 # A quoted entity tag; the bare version is accepted too (curl users paste it unquoted).
-_TAG = re.compile(r'\s*(W/)?(?:"([^"]*)"|([0-9a-f]+))\s*')
+_TAG = re.compile(r'[ \t]*(W/)?(?:"([^"]*)"|([0-9a-f]+))[ \t]*', re.ASCII)
 
 
 def _tags(header: str, name: str) -> list[tuple[bool, str]]:
@@ -30,7 +30,7 @@ def parse_if_match(header: str | None) -> tuple[str, ...] | None:
     comparison), so a list of only weak tags accepts nothing."""
     if header is None:
         return None
-    if header.strip() == "*":
+    if header.strip(" \t") == "*":
         return ("*",)
     return tuple(version for weak, version in _tags(header, "If-Match") if not weak)
 
@@ -39,6 +39,6 @@ def if_none_match_hits(header: str | None, version: str) -> bool:
     """True when ``If-None-Match`` names ``version`` (weak comparison) or is ``*``."""
     if header is None:
         return False
-    if header.strip() == "*":
+    if header.strip(" \t") == "*":
         return True
     return any(tag == version for _, tag in _tags(header, "If-None-Match"))

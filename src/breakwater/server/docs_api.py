@@ -22,6 +22,7 @@ from breakwater.server.access import identity_of
 from breakwater.server.body import read_json
 from breakwater.server.conditional import if_none_match_hits, parse_if_match
 from breakwater.server.node import Node
+from breakwater.server.params import AsciiInt
 from breakwater.server.queries import query_page
 from breakwater.server.responses import json_response, node_of
 from breakwater.server.wire import doc_json, etag
@@ -29,7 +30,7 @@ from breakwater.server.wire import doc_json, etag
 router = APIRouter(prefix="/v1/collections/{collection}", tags=["documents"])
 
 
-IDEMPOTENCY_KEY_PATTERN = re.compile(r"^[A-Za-z0-9_.:~-]{1,100}$")
+IDEMPOTENCY_KEY_PATTERN = re.compile(r"^[A-Za-z0-9_.:~-]{1,100}$", re.ASCII)
 
 
 def _mutation_id(request: Request, collection: str, doc_id: str, identity: Identity | None) -> str:
@@ -187,7 +188,7 @@ async def query_documents(
     request: Request,
     where: Annotated[list[str], Query(description="FIELD:OP:VALUE, repeatable")] = [],  # noqa: B006
     order: Annotated[str | None, Query(description="FIELD or -FIELD (descending)")] = None,
-    limit: Annotated[int, Query(description="page size")] = 100,
+    limit: Annotated[AsciiInt, Query(description="page size")] = 100,
     after: Annotated[str | None, Query(description="the `next` token of the last page")] = None,
 ) -> Response:
     """Live documents matching every filter, in ``order`` then id, one keyset page; documents

@@ -104,7 +104,7 @@ DOC_RESPONSES: dict[int | str, dict[str, Any]] = {
     201: _json("the document, created", _ENVELOPE),
     304: {"description": "not modified (If-None-Match)"},
     204: {"description": "written, but the caller may not read the result"},
-    **_errors(400, 401, 403, 404, 412, 413, 422, 429, 503),
+    **_errors(400, 401, 403, 404, 412, 413, 415, 422, 429, 503),
 }
 QUERY_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: _json(
@@ -150,7 +150,7 @@ PUSH_RESPONSES: dict[int | str, dict[str, Any]] = {
             },
         },
     ),
-    **_errors(400, 401, 403, 413, 429, 503),
+    **_errors(400, 401, 403, 413, 415, 429, 503),
 }
 PULL_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: _json(
@@ -217,11 +217,11 @@ CODE_BODY = _body({"code": _STRING}, ["code"])
 SESSION_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: _json("a signed-in session", _SESSION),
     201: _json("a new account, signed in", _SESSION),
-    **_errors(400, 401, 403, 409, 413, 429, 503),
+    **_errors(400, 401, 403, 409, 413, 415, 429, 503),
 }
 LOGOUT_RESPONSES: dict[int | str, dict[str, Any]] = {
     204: {"description": "the session is revoked"},
-    **_errors(400, 413, 429, 503),
+    **_errors(400, 413, 415, 429, 503),
 }
 ENROL_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: _json(
@@ -246,7 +246,7 @@ CONFIRM_RESPONSES: dict[int | str, dict[str, Any]] = {
             },
         },
     ),
-    **_errors(400, 401, 403, 413, 429, 503),
+    **_errors(400, 401, 403, 413, 415, 429, 503),
 }
 ME_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: _json(

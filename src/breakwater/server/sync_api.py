@@ -21,12 +21,13 @@ from breakwater.server import openapi
 from breakwater.server.access import identity_of
 from breakwater.server.body import read_json
 from breakwater.server.node import Node
+from breakwater.server.params import AsciiFloat, AsciiInt
 from breakwater.server.responses import json_response, node_of
 from breakwater.server.wire import change_json, result_json
 from breakwater.storage.base import FeedPage
 
 router = APIRouter(prefix="/v1/sync", tags=["sync"])
-CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:~-]{1,128}$")
+CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:~-]{1,128}$", re.ASCII)
 
 
 def _parse_push(body: Any, node: Node, identity: Identity | None) -> list[Mutation]:
@@ -103,12 +104,18 @@ async def push(request: Request) -> Response:
 
 
 def parse_collections(raw: str | None) -> list[str] | None:
-    """The names of a comma-separated ``collections`` parameter (None: every collection)."""
+    """The names of a comma-separated ``collections`` parameter (None: every collection).
+
+    An empty name (``a,,b``, a trailing comma) is refused, not skipped: a caller who meant a
+    name there would otherwise get a silently narrower subscription than it asked for.
+    """
     if not raw:
         return None
-    names = [name.strip(" ") for name in raw.split(",") if name.strip(" ")]
+    names = [name.strip(" ") for name in raw.split(",")]
     if len(names) > 64:
         raise ValidationError("at most 64 collections per pull", field="collections")
+    if "" in names:
+        raise ValidationError("collections has an empty name", field="collections")
     return [check_collection(name) for name in names]
 
 
@@ -127,8 +134,8 @@ async def pull(
         str, Query(description="the cursor of the last pull; empty: from start")
     ] = "",
     collections: Annotated[str | None, Query(description="comma-separated names")] = None,
-    limit: Annotated[int, Query(description="changes per page")] = 100,
-    wait: Annotated[float, Query(description="long-poll seconds when nothing is new")] = 0.0,
+    limit: Annotated[AsciiInt, Query(description="changes per page")] = 100,
+    wait: Annotated[AsciiFloat, Query(description="long-poll seconds when nothing is new")] = 0.0,
     include_state: Annotated[bool, Query(description="add each document's CRDT state")] = False,
 ) -> Response:
     """Changes not covered by ``cursor``, in commit order, with the cursor to continue from."""

@@ -103,7 +103,11 @@ class PostgresSettings:
         except ValueError:
             raise ConfigError(f"store URL {shown!r}: a host's port is not a number") from None
         schema = ours.get("schema", DEFAULT_SCHEMA)
-        if not schema or len(schema) > 63 or not schema.replace("_", "a").isalnum():
+        if (
+            not schema
+            or len(schema) > 63
+            or not (schema.isascii() and schema.replace("_", "a").isalnum())
+        ):
             raise ConfigError(f"store URL {shown!r}: schema={schema!r} must be a plain name")
         try:
             pool_size = int(ours.get("pool_size", DEFAULT_POOL_SIZE))

@@ -113,7 +113,6 @@ class EventStream(Response):
         self.body = b""
         self.raw_headers = [
             (b"content-type", b"text/event-stream; charset=utf-8"),
-            (b"cache-control", b"no-cache"),
             (b"x-accel-buffering", b"no"),
         ]
         self.hub = hub

@@ -30,6 +30,7 @@ from breakwater.server.realtime import messages
 from breakwater.server.realtime.admission import Refused
 from breakwater.server.realtime.fanout import Batch
 from breakwater.server.realtime.session import Disconnected, Session, never_now
+from breakwater.server.security_headers import API_HEADERS
 
 PATH = "/v1/realtime"
 TRANSPORT = "websocket"
@@ -141,7 +142,7 @@ async def _refuse(scope: Scope, receive: Receive, send: Send, refused: Breakwate
     refusal, 1008 for a credential or access refusal.
     """
     if "websocket.http.response" in scope.get("extensions", {}):
-        headers = {}
+        headers = dict(API_HEADERS)  # not under SecurityHeaders, which leaves WebSockets be
         if isinstance(refused, Refused):
             headers["Retry-After"] = str(refused.retry_after)
         response = problems.error_response(refused, headers=headers)
