@@ -48,7 +48,7 @@ async def readyz(request: Request) -> Response:
     else:
         checks["cache"] = "ok"
     if node.buckets.shared is not None:
-        if node.buckets.healthy:
+        if await node.buckets.check():
             checks["rate_limits"] = "ok"
         else:
             checks["rate_limits"] = "unreachable: limits are per node"

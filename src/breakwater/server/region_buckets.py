@@ -22,6 +22,8 @@ _log = get_logger("breakwater.server.rate_limit")
 T = TypeVar("T")
 PROBE_INTERVAL = 2.0
 """Seconds between attempts to reach the shared buckets while they are down."""
+PROBE_KEY = "probe"
+"""The mark a health check reads to see whether the shared buckets answer again."""
 
 
 class RegionBuckets:
@@ -55,24 +57,39 @@ class RegionBuckets:
         if self.shared is not None:
             await self.shared.aclose()
 
+    async def check(self) -> bool:
+        """:attr:`healthy`, after a probe of the shared buckets when they are down and a probe
+        is due: a health check brings the limits back to Redis on an idle node too."""
+        if self.shared is not None and not self._shared_up and self.breaker.allow():
+            await self._shared(self.shared, lambda buckets: buckets.marked(PROBE_KEY))
+        return self.healthy
+
     async def _call(self, operation: Callable[[Buckets], Awaitable[T]]) -> T:
         if self.shared is not None and self.breaker.allow():
-            try:
-                result = await operation(self.shared)
-            except BucketsUnavailable as error:
-                self.breaker.record_failure()
-                if self._shared_up:
-                    self._shared_up = False
-                    _log.warning("rate_limits_local", error=error.type, detail=error.detail)
-            else:
-                self.breaker.record_success()
-                if not self._shared_up:
-                    self._shared_up = True
-                    _log.info("rate_limits_shared")
-                return result
+            answered, result = await self._shared(self.shared, operation)
+            if answered:
+                return result  # type: ignore[return-value]
         if self.shared is not None:
             self.metrics.rate_limit_fallbacks.inc()
         return await operation(self.local)
+
+    async def _shared(
+        self, shared: Buckets, operation: Callable[[Buckets], Awaitable[T]]
+    ) -> tuple[bool, T | None]:
+        """``operation`` on the shared buckets, kept in the breaker's books: (answered, result)."""
+        try:
+            result = await operation(shared)
+        except BucketsUnavailable as error:
+            self.breaker.record_failure()
+            if self._shared_up:
+                self._shared_up = False
+                _log.warning("rate_limits_local", error=error.type, detail=error.detail)
+            return False, None
+        self.breaker.record_success()
+        if not self._shared_up:
+            self._shared_up = True
+            _log.info("rate_limits_shared")
+        return True, result
 
     async def take(self, limits: Sequence[Limit]) -> Wait | None:
         """See :meth:`Buckets.take`."""
