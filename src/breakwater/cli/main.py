@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from breakwater.cli import bench, chaos, keys, loadtest, serve, users, verify
+from breakwater.cli import bench, chaos, keys, loadtest, restore, serve, users, verify
 from breakwater.config import ConfigError
 from breakwater.core.errors import BreakwaterError
 
@@ -20,6 +20,7 @@ app = typer.Typer(
 app.command("serve")(serve.serve)
 app.command("verify")(verify.verify)
 app.command("loadtest")(loadtest.loadtest)
+app.command("restore")(restore.restore)
 app.add_typer(bench.app, name="bench")
 app.add_typer(keys.app, name="keys")
 app.add_typer(users.app, name="users")
