@@ -138,6 +138,7 @@ async def pull(
     view = node.policy.viewer(identity, names)
     deadline = time.monotonic() + wait
     page = await node.store.pull(vector, names, limit, include_state)
+    cursor_mod.require_honourable(vector, page.head)
     while not page.entries and not node.draining:
         # Nothing matching yet: wait for the node's feed follower to see a commit past what
         # this pull covered (it hears of local commits at once, through the bus).
