@@ -58,6 +58,12 @@ async def make_client(
         yield make
 
 
+def origin_of(client: httpx.AsyncClient) -> str:
+    """The origin an in-process node's writes get (its region and its store's incarnation)."""
+    origin: str = client.app.state.node.store.origin  # type: ignore[attr-defined]
+    return origin
+
+
 @pytest.fixture
 async def client(make_client: Callable[..., Any]) -> httpx.AsyncClient:
     """An in-process node with default settings."""

@@ -1,8 +1,9 @@
 """Comparing what a documented command prints with what the docs show for it.
 
-Docs show real outputs with the values that differ on every run (stamps, versions, ids, dates)
-as they were, JSON broken into lines, and ``…`` for left-out members; the comparison masks the
-first, ignores the layout and lets ``…`` stand for anything. Headers the docs leave out
+Docs show real outputs with the values that differ on every run (stamps, versions, ids, dates,
+the store's incarnation in origins and inside cursors) as they were, JSON broken into lines,
+and ``…`` for left-out members; the comparison masks the first, ignores the layout and lets
+``…`` stand for anything. Headers the docs leave out
 (``date``, ``content-length``, ``x-request-id``) are dropped from both sides.
 """
 
@@ -10,11 +11,25 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-VOLATILE = (
+from breakwater.core import codec
+from breakwater.core import cursor as cursor_mod
+
+INCARNATION = re.compile(r"~[0-9a-f]{12}\b")
+
+
+def _cursor(match: re.Match[str]) -> str:
+    """A cursor shown as its vector with the incarnations masked: the seqs still compare."""
+    vector = codec.dumps_canonical(cursor_mod.decode(match[0])).decode()
+    return f"<cursor {INCARNATION.sub('~<incarnation>', vector)}>"
+
+
+VOLATILE: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...] = (
     (re.compile(r"(?im)^(date|content-length|x-request-id): [^\n]*\n"), ""),
+    (re.compile(re.escape(cursor_mod.PREFIX) + r"[A-Za-z0-9_-]+"), _cursor),
+    (INCARNATION, "~<incarnation>"),
     (re.compile(r"\d{13}-\d{4}-[A-Za-z0-9._-]+"), "<hlc>"),
     (re.compile(r'"(version|current_version)":"[0-9a-f]{20}"'), r'"\1":"<version>"'),
     (re.compile(r'etag: "[0-9a-f]{20}"'), 'etag: "<version>"'),

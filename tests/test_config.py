@@ -77,6 +77,8 @@ def test_realtime_settings_read_from_file_and_environment(tmp_path: Path) -> Non
         ("[auth]\nmfa_roles = ['admin', '']", {}, "is not a valid tuple"),
         ("port = 70000", {}, "port = 70000 is not a TCP port"),
         ("region = 'has space'", {}, "region = 'has space' must match"),
+        ("region = 'eu~1'", {}, "region = 'eu~1' must match"),  # ~ joins the incarnation
+        (f"region = '{'r' * 49}'", {}, "must match"),  # region~incarnation fits an origin
         ("colour = 'blue'", {}, "unknown settings"),
         ("[limits]\nmax_body_bytes = 0", {}, "limits.max_body_bytes = 0 must be positive"),
         ("[limits]\nmystery = 1", {}, "limits must be a table with keys"),

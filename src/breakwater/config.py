@@ -25,6 +25,7 @@ from breakwater.auth.settings import AuthSettings, proxy_networks
 from breakwater.core.collections import CollectionConfig, Validator
 from breakwater.core.errors import ConfigError, SchemaViolation
 from breakwater.core.hlc import NODE_PATTERN
+from breakwater.core.incarnation import REGION_PATTERN
 from breakwater.core.limits import Limits
 from breakwater.core.mutation import COLLECTION_PATTERN
 from breakwater.storage import redact_url
@@ -327,8 +328,8 @@ def load_config(
 def _check(config: Config) -> None:
     if not 0 <= config.port <= 65535:
         raise ConfigError(f"port = {config.port} is not a TCP port")
-    if not NODE_PATTERN.fullmatch(config.region):
-        raise ConfigError(f"region = {config.region!r} must match {NODE_PATTERN.pattern}")
+    if not REGION_PATTERN.fullmatch(config.region):
+        raise ConfigError(f"region = {config.region!r} must match {REGION_PATTERN.pattern}")
     if config.node and not NODE_PATTERN.fullmatch(config.node):
         raise ConfigError(f"node = {config.node!r} must match {NODE_PATTERN.pattern}")
     if not 1 <= config.workers <= MAX_WORKERS:

@@ -12,7 +12,9 @@ from typing import Any
 import httpx
 
 from breakwater.client import Client
+from breakwater.core.cursor import encode
 from breakwater.server.app import compact
+from tests.conftest import origin_of
 
 
 def device(path: Path, node: httpx.AsyncClient) -> Client:
@@ -39,8 +41,8 @@ async def test_expired_cursor_resyncs_and_keeps_pending_writes(
     assert (await node.delete("/v1/collections/todos/docs/b")).status_code == 200
     assert (await node.put("/v1/collections/todos/docs/c", json={"v": 3})).status_code == 201
     await compact(node.app.state.node, horizon_ms=0, now_ms=int(time.time() * 1000) + 60_000)  # type: ignore[attr-defined]
-    expired = await node.get("/v1/sync/pull", params={"cursor": "c1.eyJsb2NhbCI6Mn0"})
-    assert expired.status_code == 410
+    expired = await node.get("/v1/sync/pull", params={"cursor": encode({origin_of(node): 2})})
+    assert (expired.status_code, expired.json()["type"]) == (410, "cursor_expired")
 
     reopened = device(tmp_path / "d.db", node)
     await reopened.open()

@@ -1,61 +1,128 @@
-"""The backup commands of docs/operations.md, run on a live node, restore everything it holds.
+"""The backup and restore commands of docs/operations.md, run as written on a live node.
 
 A copy of the document database alone would lose the accounts and the signing keys: users
-could not sign in, and every token issued before would stop verifying. The documented commands
-run as written (paths replaced) while the node serves; a node started on the copies has the
-documents, signs the same user in, and still accepts a token the old node issued.
+could not sign in, and every token issued before would stop verifying. And a store put back
+without ``breakwater restore`` would hand out again the positions it gave to changes after the
+backup (ADR 0018). The documented commands run as written (paths, dates and URLs replaced); a
+node started on the restored store has the documents of the backup, signs the same user in,
+still accepts a token the old node issued, and refuses the cursor of a device that synced a
+change the backup lacks with ``410 cursor_unknown``.
 """
 
 from __future__ import annotations
 
+import datetime
+import os
 import re
 import shutil
 import subprocess
-from collections.abc import Callable
+import sys
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import ServerProcess
+from tests.services import POSTGRES_URL
+from tests.storage.backends import drop_schema, postgres_url
 
 OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 ACCOUNT = {"email": "ann@example.com", "password": "correct horse battery"}
+DOCS_URL = "postgresql://breakwater@db.internal:5432/breakwater"
 
 
-def backup_commands() -> str:
-    """The ``sh`` block of the Backups section."""
-    section = OPERATIONS.read_text().split("## Backups", 1)[1].split("\n## ", 1)[0]
-    match = re.search(r"```sh\n(.*?)```", section, flags=re.S)
-    assert match is not None, "docs/operations.md: the Backups section has no commands"
-    return match.group(1)
+def commands(section: str) -> list[str]:
+    """The ``sh`` blocks of a section of docs/operations.md: SQLite first, then PostgreSQL."""
+    text = OPERATIONS.read_text().split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", text, flags=re.S)
+    assert len(blocks) == 2, f"docs/operations.md: {section} has no SQLite and PostgreSQL blocks"
+    return blocks
 
 
-@pytest.mark.skipif(shutil.which("sqlite3") is None, reason="the procedure needs sqlite3")
-def test_the_documented_backup_restores_documents_accounts_and_tokens(
-    start_server: Callable[..., ServerProcess], tmp_path: Path
-) -> None:
-    live, backups, restored = tmp_path / "live", tmp_path / "backups", tmp_path / "restored"
+def run(script: str, replacements: Mapping[str, str]) -> str:
+    """Run a documented block with its paths replaced, ``breakwater`` being this checkout's."""
+    for shown, actual in replacements.items():
+        script = script.replace(shown, actual)
+    script = re.sub(r"^DAY=\S+$", f"DAY={datetime.date.today():%Y-%m-%d}", script, flags=re.M)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BREAKWATER_")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    done = subprocess.run(
+        ["bash", "-e", "-c", script], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@dataclass
+class Procedure:
+    """What the documented blocks of one store run on, and how a node is started on it."""
+
+    blocks: int
+    replacements: dict[str, str]
+    serve: tuple[str, ...]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def procedure(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Procedure]:
+    """The SQLite blocks on a data directory, or the PostgreSQL ones on a schema of this test."""
+    live, backups = tmp_path / "live", tmp_path / "backups"
     backups.mkdir()
-    node = start_server(live)
+    paths = {"/var/lib/breakwater": str(live), "/backups": str(backups)}
+    if request.param == "sqlite":
+        if shutil.which("sqlite3") is None:
+            pytest.skip("the procedure needs sqlite3")
+        yield Procedure(0, paths, ())
+        return
+    if shutil.which("pg_dump") is None or shutil.which("pg_restore") is None:
+        pytest.skip("the procedure needs pg_dump and pg_restore")
+    url, schema = postgres_url()
+    # libpq's tools take the database's URL; the nodes and `breakwater restore` the store's.
+    replacements = {
+        f"--store {DOCS_URL}": f"--store {url}",
+        "--schema=breakwater": f"--schema={schema}",
+        DOCS_URL: POSTGRES_URL,
+        **paths,
+    }
+    yield Procedure(1, replacements, ("--store", url))
+    await drop_schema(schema)
+
+
+def test_the_documented_backup_and_restore_bring_back_the_backup_and_a_new_origin(
+    start_server: Callable[..., ServerProcess], tmp_path: Path, procedure: Procedure
+) -> None:
+    """Documents, accounts and tokens come back; a write after the backup is gone, and the
+    cursor of a device that saw it is refused with ``410 cursor_unknown``."""
+    live = tmp_path / "live"
+    node = start_server(live, *procedure.serve)
     with httpx.Client(base_url=node.url, timeout=10) as http:
         token = http.post("/v1/auth/signup", json=ACCOUNT).json()["access_token"]
         wrote = http.put("/v1/collections/notes/docs/n1", json={"text": "keep me"})
         assert wrote.status_code == 201
-    commands = backup_commands()
-    script = commands.replace("/var/lib/breakwater", str(live)).replace("/backups", str(backups))
-    subprocess.run(["bash", "-e", "-c", script], check=True, timeout=60)
+        run(commands("Backups")[procedure.blocks], procedure.replacements)
+        lost = http.put("/v1/collections/notes/docs/n2", json={"text": "after the backup"})
+        assert lost.status_code == 201
+        cursor = http.get("/v1/sync/pull").json()["cursor"]
     node.terminate()
+    if procedure.blocks == 0:
+        names = {
+            re.sub(r"-\d{4}-\d{2}-\d{2}", "", p.name) for p in (tmp_path / "backups").iterdir()
+        }
+        assert names == {"breakwater.db", "auth.db", "auth-keys.json"}
 
-    restored.mkdir()
-    for copy in backups.iterdir():
-        name = re.sub(r"-\d{4}-\d{2}-\d{2}", "", copy.name)  # breakwater-2026-12-03.db -> ...
-        shutil.copy2(copy, restored / name)
-    assert {p.name for p in restored.iterdir()} == {"breakwater.db", "auth.db", "auth-keys.json"}
-    assert (restored / "auth-keys.json").stat().st_mode & 0o077 == 0, "keys stay private"
-    again = start_server(restored)
+    printed = run(commands("Restore")[procedure.blocks], procedure.replacements)
+    again = start_server(live, *procedure.serve)
+    assert (live / "auth-keys.json").stat().st_mode & 0o077 == 0, "keys stay private"
     with httpx.Client(base_url=again.url, timeout=10) as http:
         assert http.get("/v1/collections/notes/docs/n1").json()["data"] == {"text": "keep me"}
+        assert http.get("/v1/collections/notes/docs/n2").status_code == 404
         assert http.post("/v1/auth/login", json=ACCOUNT).status_code == 200
         me = http.get("/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
         assert me.status_code == 200 and me.json()["kind"] == "user", me.text
+        refused = http.get("/v1/sync/pull", params={"cursor": cursor})
+        assert (refused.status_code, refused.json()["reason"]) == (410, "ahead")
+        new = http.put("/v1/collections/notes/docs/n3", json={"text": "after the restore"})
+    assert printed.strip().endswith(f"new writes get origin {new.json()['origin']}")
+    assert new.json()["origin"] != lost.json()["origin"]
+    assert new.json()["seq"] == 1

@@ -174,7 +174,7 @@ async def test_a_filter_skips_other_collections_but_moves_the_cursor(rig: Rig) -
     await rig.write(1, "todos")
     [batch] = await drain_live(sub, 1)
     assert seqs([batch]) == [4]
-    assert batch.cursor == {"r1": 4}
+    assert batch.cursor == {rig.store.origin: 4}
 
 
 async def test_one_page_is_encoded_once_for_every_subscriber_of_a_filter(rig: Rig) -> None:
@@ -224,7 +224,7 @@ async def test_messages_are_split_at_the_size_limit(rig: Rig) -> None:
     assert seqs(batches) == list(range(1, 13))
     for batch in batches:
         body = codec.loads(batch.text)
-        assert batch.cursor == {"r1": body["changes"][-1]["seq"]}
+        assert batch.cursor == {rig.store.origin: body["changes"][-1]["seq"]}
         assert len(batch.text) < 600 + 400
 
 
@@ -296,7 +296,7 @@ async def test_a_resume_from_a_recent_cursor_is_served_from_memory(rig: Rig) -> 
     await asyncio.sleep(0.1)  # the follower has published them
     counting = CountingStore(rig.store)
     rig.fanout.store = counting
-    subs = [Subscriber(None, {"r1": k}, Wakeup()) for k in range(0, 30, 3)]
+    subs = [Subscriber(None, {rig.store.origin: k}, Wakeup()) for k in range(0, 30, 3)]
     for k, sub in zip(range(0, 30, 3), subs, strict=True):
         assert seqs(await receive(rig, sub, 30 - k)) == list(range(k + 1, 31))
     assert counting.pulls == 0
@@ -313,11 +313,11 @@ async def test_a_cursor_older_than_the_recent_changes_reads_the_store(tmp_path: 
             await rig.write(4)
         await asyncio.sleep(0.1)
         assert rig.fanout.recent.changes <= 10 + 4
-        assert rig.fanout.recent.base["r1"] >= 26
+        assert rig.fanout.recent.base[rig.store.origin] >= 26
         counting = CountingStore(rig.store)
         rig.fanout.store = counting
         rig.fanout.page_size = 8
-        sub = Subscriber(frozenset({"todos"}), {"r1": 5}, Wakeup())
+        sub = Subscriber(frozenset({"todos"}), {rig.store.origin: 5}, Wakeup())
         assert seqs(await receive(rig, sub, 35)) == list(range(6, 41))
         assert counting.pulls >= 3  # at least 6-13, 14-21, 22-29 from the store
     finally:
@@ -332,7 +332,7 @@ async def test_a_connection_that_fell_behind_gets_queued_messages_merged(rig: Ri
     for _ in range(3):
         await rig.write(2)
         for _ in range(100):
-            if sub.queued and sub.queue[-1].cursor == {"r1": rig.written}:
+            if sub.queued and sub.queue[-1].cursor == {rig.store.origin: rig.written}:
                 break
             await asyncio.sleep(0.01)
     assert len(sub.queue) == 3
@@ -340,7 +340,7 @@ async def test_a_connection_that_fell_behind_gets_queued_messages_merged(rig: Ri
     merged = sub.take()
     assert merged is not None and not sub.queue and sub.queued == 0
     assert seqs([merged]) == [1, 2, 3, 4, 5, 6]
-    assert merged.cursor == sub.resume_from == {"r1": 6}
+    assert merged.cursor == sub.resume_from == {rig.store.origin: 6}
     assert codec.loads(merged.text)["cursor"] == merged.cursor_text
     assert merged.at == min(t for t in times if t is not None)
 

@@ -74,7 +74,7 @@ async def test_commits_during_a_pause_leave_together_each_once_in_order(tmp_path
             assert time.monotonic() < deadline, "the paced changes never arrived"
             await asyncio.sleep(0.01)
         assert seqs(socket.messages) == list(range(1, 12))
-        assert socket.messages[-1].cursor == {"r1": 11}
+        assert socket.messages[-1].cursor == {rig.store.origin: 11}
         if in_pause:
             assert len(socket.messages) == 2
 

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
+from breakwater.core import incarnation
 from breakwater.core.engine import Engine
 from breakwater.core.hlc import HybridClock
 from breakwater.core.mutation import Mutation
@@ -26,7 +27,7 @@ Change = tuple[str, int, str]
 
 
 async def write_stream(node: LiveNode, rng: random.Random, done: asyncio.Event) -> None:
-    """Pushes to the node (origin ``local``) and, in the same file, a second origin ``eu``
+    """Pushes to the node (region ``local``) and, in the same file, a second region ``eu``
     (changes that arrive the way replicated ones will: not announced on this node's bus)."""
     other = SqliteStore(cast(SqliteStore, node.node.store).path, Engine("eu", HybridClock("eu-1")))
     await other.open()
@@ -155,7 +156,7 @@ async def resume_many_times(
             received, cursor = await websocket_session(node, cursor, collections, rng)
             got += received
     check_exactly_once_in_order(got, want)
-    assert {origin for origin, _, _ in got} == {"local", "eu"}
+    assert {incarnation.region_of(origin) for origin, _, _ in got} == {"local", "eu"}
     assert count >= sessions
 
 

@@ -52,7 +52,7 @@ async def test_a_commit_during_a_pass_reaches_the_rest_of_that_pass(
         for socket in sockets:
             assert seqs(socket.messages) == [1, 2]
         assert [len(sockets[0].messages), len(sockets[-1].messages)] == [2, 1]
-        assert sockets[-1].messages[0].cursor == {"r1": 2}
+        assert sockets[-1].messages[0].cursor == {rig.store.origin: 2}
 
 
 async def test_subscribers_lacking_the_same_pages_share_one_message(tmp_path: Path) -> None:

@@ -44,15 +44,15 @@ async def test_changes_arrive_as_events_whose_ids_are_cursors(live: LiveNode) ->
     assert (replayed.event, replayed.id) == ("changes", replayed.json()["cursor"])
     assert [c["id"] for c in replayed.json()["changes"]] == ["t1"]
     assert [c["id"] for c in fresh.json()["changes"]] == ["t2"]
-    assert cursor_mod.decode(fresh.id) == {"local": 2}
+    assert cursor_mod.decode(fresh.id) == {live.node.store.origin: 2}
 
 
 async def test_last_event_id_wins_over_the_cursor_parameter(live: LiveNode) -> None:
     """A reconnecting EventSource's ``Last-Event-ID`` is where the stream resumes."""
     for i in range(4):
         await put(live.url, "todos", f"t{i}", {"i": i})
-    params = {"cursor": cursor_mod.encode({"local": 1})}
-    headers = {"Last-Event-ID": cursor_mod.encode({"local": 3})}
+    params = {"cursor": cursor_mod.encode({live.node.store.origin: 1})}
+    headers = {"Last-Event-ID": cursor_mod.encode({live.node.store.origin: 3})}
     async with (
         httpx.AsyncClient(base_url=live.url, timeout=10) as http,
         http.stream("GET", "/v1/realtime/sse", params=params, headers=headers) as response,
@@ -108,7 +108,7 @@ async def test_an_expired_cursor_gets_410(live: LiveNode) -> None:
     await compact(live.node, horizon_ms=0, now_ms=2**62)
     async with httpx.AsyncClient(base_url=live.url, timeout=10) as http:
         response = await http.get(
-            "/v1/realtime/sse", params={"cursor": cursor_mod.encode({"local": 1})}
+            "/v1/realtime/sse", params={"cursor": cursor_mod.encode({live.node.store.origin: 1})}
         )
     assert response.status_code == 410
     assert response.json()["type"] == "cursor_expired"

@@ -29,7 +29,7 @@ async def test_subscribe_is_acknowledged_then_changes_arrive(live: LiveNode) -> 
     assert message["type"] == "changes"
     assert message["changes"] == pulled["changes"]
     assert message["cursor"] == pulled["cursor"]
-    assert message["stable"] == pulled["stable"] == {"local": 1}
+    assert message["stable"] == pulled["stable"] == {live.node.store.origin: 1}
 
 
 async def test_the_history_is_replayed_from_the_cursor(live: LiveNode) -> None:
@@ -37,7 +37,7 @@ async def test_the_history_is_replayed_from_the_cursor(live: LiveNode) -> None:
     for i in range(5):
         await put(live.url, "todos", f"t{i}", {"i": i})
     async with connect(f"{live.ws_url}/v1/realtime") as ws:
-        await subscribe(ws, None, cursor_mod.encode({"local": 2}))
+        await subscribe(ws, None, cursor_mod.encode({live.node.store.origin: 2}))
         # The history may come in more than one message (replay, then the live page).
         replayed = await changes_until(ws, 5)
         await put(live.url, "todos", "t9", {"i": 9})
@@ -181,7 +181,7 @@ async def test_a_quiet_filter_still_gets_its_cursor_moved(
         await put(node.url, "busy", "b1", {"a": 1})
         message = await recv(ws, 2)
     assert message["changes"] == []
-    assert cursor_mod.decode(message["cursor"]) == {"local": 1}
+    assert cursor_mod.decode(message["cursor"]) == {node.node.store.origin: 1}
 
 
 async def test_the_connection_limit_refuses_with_503_before_the_upgrade(
@@ -207,7 +207,7 @@ async def test_an_expired_cursor_gets_cursor_expired(live: LiveNode) -> None:
         await put(live.url, "todos", "same", {"v": 1})
     await compact(live.node, horizon_ms=0, now_ms=2**62)
     async with connect(f"{live.ws_url}/v1/realtime") as ws:
-        await subscribe(ws, None, cursor_mod.encode({"local": 1}))
+        await subscribe(ws, None, cursor_mod.encode({live.node.store.origin: 1}))
         message = await recv(ws)
         await put(live.url, "todos", "other", {"v": 1})
         with pytest.raises(TimeoutError):

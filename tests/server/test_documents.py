@@ -12,6 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import origin_of
+
 DOCS = "/v1/collections/todos/docs"
 ENVELOPE_KEYS = {"collection", "id", "version", "hlc", "origin", "seq", "deleted", "data"}
 MakeClient = Callable[..., Any]
@@ -228,7 +230,7 @@ async def test_get_returns_the_document_envelope(client: httpx.AsyncClient) -> N
     assert body["id"] == "a"
     assert body["deleted"] is False
     assert body["data"] == {"title": "a", "n": [1, {"x": None}]}
-    assert body["origin"] == "local"
+    assert body["origin"] == origin_of(client)
     assert body["seq"] == 1
     assert response.headers["etag"] == f'"{body["version"]}"'
 

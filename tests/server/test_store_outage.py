@@ -13,6 +13,7 @@ import asyncpg
 import httpx
 import pytest
 
+from breakwater.storage._pg_schema import LATEST
 from tests.forwarder import Forwarder
 from tests.services import POSTGRES_URL, require_service
 from tests.storage.backends import drop_schema, postgres_url
@@ -167,7 +168,7 @@ async def test_a_node_started_while_postgresql_is_down_serves_503_then_recovers_
 
     await forwarder.restore()
     await wait_ready(node)
-    assert await migrated_version(schema_url[1]) == 1
+    assert await migrated_version(schema_url[1]) == LATEST
     assert gauge((await node.get("/metrics")).text) == 1.0
     # The realtime follower started from the head, so subscribers can go live again.
     assert node.app.state.node.realtime.fanout.following  # type: ignore[attr-defined]

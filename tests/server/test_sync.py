@@ -11,6 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import origin_of
+
 PUSH = "/v1/sync/push"
 PULL = "/v1/sync/pull"
 STAMP = re.compile(r"^\d{13}-\d{4}-[A-Za-z0-9_.~:-]{1,64}$")
@@ -78,7 +80,8 @@ async def test_push_answers_one_result_per_mutation_in_order(client: httpx.Async
     )
     assert [r["mutation_id"] for r in results] == ["m1", "m2", "m3"]
     assert [r["status"] for r in results] == ["applied"] * 3
-    assert [(r["origin"], r["seq"]) for r in results] == [("local", 1), ("local", 2), ("local", 3)]
+    origin = origin_of(client)
+    assert [(r["origin"], r["seq"]) for r in results] == [(origin, 1), (origin, 2), (origin, 3)]
 
 
 async def test_applied_result_names_its_feed_entry(client: httpx.AsyncClient) -> None:
@@ -139,7 +142,7 @@ async def test_concurrent_pushes_of_one_mutation_apply_it_once(
     pushes = [push(client, mutation("inc", op="increment", data={"n": 1})) for _ in range(8)]
     results = [result for [result] in await asyncio.gather(*pushes)]
     assert sorted(r["status"] for r in results) == ["applied"] + ["duplicate"] * 7
-    assert {(r["origin"], r["seq"]) for r in results} == {("local", 1)}
+    assert {(r["origin"], r["seq"]) for r in results} == {(origin_of(client), 1)}
     assert await document(client, "a") == {"n": 1}
 
 
@@ -335,7 +338,7 @@ async def test_pull_from_the_empty_cursor_returns_every_change_in_seq_order(
     changes = page["changes"]
     assert [c["seq"] for c in changes] == [1, 2, 3, 4]
     assert [c["mutation_id"] for c in changes] == ["m1", "m2", "m3", "m4"]
-    assert {c["origin"] for c in changes} == {"local"}
+    assert {c["origin"] for c in changes} == {origin_of(client)}
     assert changes[0]["collection"] == "todos"
     assert changes[0]["id"] == "a"
     assert changes[0]["op"] == "set"
@@ -446,8 +449,8 @@ async def test_stable_is_the_head_vector(client: httpx.AsyncClient) -> None:
     """stable names the committed head: empty at first, then this region's last seq."""
     assert (await pull(client))["stable"] == {}
     await push(client, *(mutation(f"m{i}", f"d{i}") for i in range(3)))
-    assert (await pull(client))["stable"] == {"local": 3}
-    assert (await pull(client, limit=1))["stable"] == {"local": 3}
+    assert (await pull(client))["stable"] == {origin_of(client): 3}
+    assert (await pull(client, limit=1))["stable"] == {origin_of(client): 3}
 
 
 async def test_long_poll_returns_when_a_push_commits(client: httpx.AsyncClient) -> None:

@@ -57,12 +57,12 @@ def build_store(
 
 def engine(
     node: str = "n1",
-    origin: str = "r1",
+    region: str = "r1",
     collections: Mapping[str, CollectionConfig] | None = None,
     clock: HybridClock | None = None,
 ) -> Engine:
-    """An engine of region ``origin`` with an HLC of node ``node``."""
-    return Engine(origin, clock or HybridClock(node), collections)
+    """An engine of ``region`` with an HLC of node ``node``."""
+    return Engine(region, clock or HybridClock(node), collections)
 
 
 class CountingHooks:

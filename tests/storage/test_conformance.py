@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from breakwater.core import cursor
+from breakwater.core import cursor, incarnation
 from breakwater.core.collections import CollectionConfig
 from breakwater.core.engine import Engine
-from breakwater.core.errors import CursorExpired, StoreUnavailable
+from breakwater.core.errors import ConfigError, CursorExpired, StoreUnavailable
 from breakwater.core.hlc import HybridClock
 from breakwater.core.mutation import Mutation
 from breakwater.core.query import Filter, Query, decode_page_token
@@ -58,9 +58,10 @@ async def make_store(url: str) -> AsyncIterator[MakeStore]:
         store_engine: Engine | None = None,
         hooks: StoreHooks = NO_HOOKS,
         clock_ms: Callable[[], int] | None = None,
+        restored: bool = False,
     ) -> Store:
         store = build_store(url, store_engine or engine(), hooks, clock_ms)
-        await store.open()
+        await store.open(restored=restored)
         opened.append(store)
         return store
 
@@ -105,9 +106,9 @@ async def test_apply_allocates_increasing_seqs_in_order(store: Store) -> None:
     """Results come back in order with consecutive seqs of the store's origin."""
     results = await store.apply([put("m1", "a"), put("m2", "b"), put("m3", "a")])
     assert [(r.status, r.origin, r.seq) for r in results] == [
-        ("applied", "r1", 1),
-        ("applied", "r1", 2),
-        ("applied", "r1", 3),
+        ("applied", store.origin, 1),
+        ("applied", store.origin, 2),
+        ("applied", store.origin, 3),
     ]
 
 
@@ -125,7 +126,7 @@ async def test_concurrent_pushes_of_one_mutation_apply_once(store: Store) -> Non
     results = await asyncio.gather(*(store.apply([inc("same", "a", 5)]) for _ in range(50)))
     statuses = sorted(r[0].status for r in results)
     assert statuses == ["applied"] + ["duplicate"] * 49
-    assert {(r[0].origin, r[0].seq) for r in results} == {("r1", 1)}
+    assert {(r[0].origin, r[0].seq) for r in results} == {(store.origin, 1)}
     doc = await store.get("todos", "a")
     assert doc is not None and doc.data == {"n": 5}
 
@@ -163,8 +164,45 @@ async def test_restarted_store_continues_its_origin_seq(make_store: MakeStore) -
     await first.aclose()
     second = await make_store(engine("n1"))
     [result] = await second.apply([put("m3", "c")])
-    assert (result.origin, result.seq) == ("r1", 3)
-    assert await read_feed(second) == [("r1", 1), ("r1", 2), ("r1", 3)]
+    origin = first.origin
+    assert (result.origin, result.seq) == (origin, 3)
+    assert await read_feed(second) == [(origin, 1), (origin, 2), (origin, 3)]
+
+
+async def test_a_store_writes_under_its_region_and_keeps_its_incarnation(
+    make_store: MakeStore,
+) -> None:
+    """The origin is ``region~incarnation``; reopening keeps it, so seqs continue (ADR 0018)."""
+    first = await make_store(engine("n1", "eu"))
+    second = await make_store(engine("n2", "eu"))
+    region, incarnation_id = first.origin.split("~")
+    assert (region, second.origin) == ("eu", first.origin)
+    assert incarnation.PATTERN.fullmatch(incarnation_id)
+
+
+async def test_a_restored_store_never_reuses_a_position(make_store: MakeStore) -> None:
+    """Opened as restored, a store writes under a new origin from seq 1: no ``(origin, seq)``
+    it handed out before is given to another change, and its old changes stay readable."""
+    first = await make_store(engine("n1"))
+    await first.apply([put("m1", "a"), put("m2", "b")])
+    await first.aclose()
+    restored = await make_store(engine("n1"), restored=True)
+    [result] = await restored.apply([put("m3", "c")])
+    assert restored.origin != first.origin
+    assert (result.origin, result.seq) == (restored.origin, 1)
+    assert await read_feed(restored) == [(first.origin, 1), (first.origin, 2), (result.origin, 1)]
+    assert await restored.head() == {first.origin: 2, restored.origin: 1}
+    await restored.aclose()
+    reopened = await make_store(engine("n1"))
+    assert reopened.origin == restored.origin
+
+
+async def test_only_an_existing_store_can_be_marked_restored(make_store: MakeStore) -> None:
+    """Marking a missing store restored is refused and creates nothing (a wrong path or URL
+    would otherwise become an empty store that a node serves)."""
+    for _ in range(2):  # had the first refusal created a store, the second would open it
+        with pytest.raises(ConfigError, match="no Breakwater store"):
+            await make_store(restored=True)
 
 
 async def test_concurrent_requests_share_commits(make_store: MakeStore) -> None:
@@ -188,8 +226,9 @@ async def test_feed_advances_are_announced_on_the_loop_after_commit(
         if hooks.advanced:
             break
         await asyncio.sleep(0.01)
-    assert hooks.advanced == [({"r1": 3}, threading.get_ident())]
-    assert await read_feed(other) == [("r1", 1), ("r1", 2), ("r1", 3)]
+    origin = store.origin
+    assert hooks.advanced == [({origin: 3}, threading.get_ident())]
+    assert await read_feed(other) == [(origin, 1), (origin, 2), (origin, 3)]
 
 
 async def test_a_commit_that_writes_nothing_announces_nothing(make_store: MakeStore) -> None:
@@ -199,7 +238,7 @@ async def test_a_commit_that_writes_nothing_announces_nothing(make_store: MakeSt
     await store.apply([put("m1", "a")])
     await store.apply([put("m1", "a")])
     await asyncio.sleep(0.05)
-    assert [head for head, _ in hooks.advanced] == [{"r1": 1}]
+    assert [head for head, _ in hooks.advanced] == [{store.origin: 1}]
 
 
 async def test_failure_inside_one_request_fails_only_that_request(make_store: MakeStore) -> None:
@@ -220,7 +259,7 @@ async def test_failure_inside_one_request_fails_only_that_request(make_store: Ma
     assert not isinstance(good, BaseException) and good[0].status == "applied"
     assert isinstance(bad, RuntimeError)
     assert await store.get("todos", "b") is None
-    assert await read_feed(store) == [("r1", 1)]
+    assert await read_feed(store) == [(store.origin, 1)]
 
 
 async def test_closed_store_refuses_work(store: Store) -> None:
@@ -261,14 +300,15 @@ async def test_reopened_store_never_stamps_behind_its_writes(make_store: MakeSto
 # -- the gap-free feed (I3) -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("origins", [("r1", "r1"), ("r1", "r2")], ids=["one-region", "two-origins"])
+@pytest.mark.parametrize("regions", [("r1", "r1"), ("r1", "r2")], ids=["one-region", "two-origins"])
 @pytest.mark.parametrize("seed", range(3))
 async def test_feed_is_gap_free_under_concurrent_writers(
-    make_store: MakeStore, seed: int, origins: tuple[str, str]
+    make_store: MakeStore, seed: int, regions: tuple[str, str]
 ) -> None:
     """I3: two stores on one database (two nodes writing at once) and a live reader: every
     (origin, seq) exactly once, in seq order per origin, and no cursor ever passes a change."""
-    writers = [await make_store(engine(f"n{i}", origin)) for i, origin in enumerate(origins)]
+    writers = [await make_store(engine(f"n{i}", region)) for i, region in enumerate(regions)]
+    origins = [writer.origin for writer in writers]
     reader = await make_store(engine("reader"))
     total = 600
     done = asyncio.Event()
@@ -310,7 +350,7 @@ async def test_pull_filters_collections_and_still_advances(store: Store) -> None
     await store.apply([put("m1", "a"), Mutation("m2", "notes", "x", "set", {"t": 1})])
     page = await store.pull({}, ["notes"], 10)
     assert [e.change.collection for e in page.entries] == ["notes"]
-    assert page.vector == {"r1": 2}
+    assert page.vector == {store.origin: 2}
     again = await store.pull(page.vector, ["notes"], 10)
     assert again.entries == []
 
@@ -325,14 +365,18 @@ async def test_pull_pages_carry_the_current_document(store: Store) -> None:
     assert by_seq[1].data == {"x": 1, "y": 2} and by_seq[3].data == {"x": 1, "y": 2}
     assert by_seq[4].data is None and by_seq[4].change.op == "delete"
     assert by_seq[1].state is not None
-    assert page.head == {"r1": 4}
+    assert page.head == {store.origin: 4}
 
 
 async def test_an_urgent_pull_reads_what_a_plain_one_does(store: Store) -> None:
     """``urgent`` may change where a pull runs, never what it returns (pages, cursor, expiry)."""
     await store.apply([put(f"m{i}", f"d{i % 3}", {"i": i}) for i in range(7)])
     await store.apply([Mutation("n1", "notes", "x", "set", {"t": 1})])
-    for vector, collections, limit in [({}, None, 3), ({"r1": 2}, ["todos"], 10), ({}, None, 50)]:
+    for vector, collections, limit in [
+        ({}, None, 3),
+        ({store.origin: 2}, ["todos"], 10),
+        ({}, None, 50),
+    ]:
         plain = await store.pull(vector, collections, limit)
         urgent = await store.pull(vector, collections, limit, urgent=True)
         assert urgent == plain
@@ -347,7 +391,7 @@ async def test_head_is_the_committed_seq_of_every_origin(make_store: MakeStore) 
     assert await first.head() == {}
     await first.apply([put("m1", "a"), put("m2", "b")])
     await second.apply([put("m3", "c")])
-    assert await first.head() == {"r1": 2, "r2": 1}
+    assert await first.head() == {first.origin: 2, second.origin: 1}
 
 
 # -- retention (ADR 0003) -------------------------------------------------------------------------
@@ -360,12 +404,12 @@ async def test_compaction_expires_old_cursors_but_not_full_sync(make_store: Make
     store = await make_store(clock_ms=lambda: now[0])
     await store.apply([put("m1", "a"), put("m2", "b"), put("m3", "c")])
     await store.apply([put("m4", "a"), Mutation("m5", "todos", "b", "delete", None)])
-    old_cursor = {"r1": 1}
+    old_cursor = {store.origin: 1}
     now[0] += 10_000
     report = await store.compact(horizon_ms=5_000)
     assert report.changes_removed == 3  # m1 (superseded), m2 (superseded), m5 (tombstone)
     assert report.tombstones_purged == 1
-    assert report.low_water == {"r1": 5}
+    assert report.low_water == {store.origin: 5}
     with pytest.raises(CursorExpired):
         await store.pull(old_cursor, None, 10)
     page = await store.pull({}, None, 10)
@@ -379,7 +423,7 @@ async def test_compaction_keeps_recent_changes(store: Store) -> None:
     await store.apply([put("m1", "a"), put("m2", "a")])
     report = await store.compact(horizon_ms=60_000)
     assert report.changes_removed == 0
-    assert len((await store.pull({"r1": 0}, None, 10)).entries) == 2
+    assert len((await store.pull({store.origin: 0}, None, 10)).entries) == 2
 
 
 # -- queries --------------------------------------------------------------------------------------

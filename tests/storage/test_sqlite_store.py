@@ -50,7 +50,7 @@ async def test_feed_advances_are_announced_on_the_loop_after_commit(tmp_path: Pa
             await asyncio.sleep(0.01)
     finally:
         await store.aclose()
-    assert seen == [({"r1": 3}, 3, loop_thread)]
+    assert seen == [({store.origin: 3}, 3, loop_thread)]
 
 
 async def test_configured_index_serves_queries(tmp_path: Path) -> None:

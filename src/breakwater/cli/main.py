@@ -16,6 +16,7 @@ from breakwater.cli import (
     keys,
     loadtest,
     long_run,
+    restore,
     serve,
     users,
     verify,
@@ -57,6 +58,7 @@ app.command("init")(init.init)
 app.command("serve")(serve.serve)
 app.command("verify")(verify.verify)
 app.command("loadtest")(loadtest.loadtest)
+app.command("restore")(restore.restore)
 app.add_typer(bench.app, name="bench")
 app.add_typer(keys.app, name="keys")
 app.add_typer(users.app, name="users")

@@ -8,7 +8,8 @@ BreakwaterError
 ├── Unauthorized
 │   └── MfaRequired        sign-in needs a one-time code (``otp``) or a recovery code
 └── (a problem answer)     mapped by :func:`error_for_problem` to the core type of its
-                           ``type`` (ClockSkew, CursorExpired, ...) or a RemoteProblem
+                           ``type`` (ClockSkew, CursorExpired, CursorUnknown, ...) or a
+                           RemoteProblem
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from breakwater.core.errors import (
     BreakwaterError,
     ClockSkew,
     CursorExpired,
+    CursorUnknown,
     Forbidden,
     InvalidInput,
     NotFound,
@@ -80,6 +82,7 @@ _BY_TYPE: dict[str, type[BreakwaterError]] = {
         NotFound,
         PreconditionFailed,
         CursorExpired,
+        CursorUnknown,
         Unauthorized,
         Forbidden,
     )

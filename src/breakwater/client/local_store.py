@@ -449,7 +449,9 @@ class LocalStore:
                         (collection, doc_id),
                     )
                     continue
-                current = self._server_state(collection, doc_id)
+                # A full resync replaces what the device held: after a restore of the node
+                # from a backup, the device may hold changes the node no longer has.
+                current = None if self.resyncing else self._server_state(collection, doc_id)
                 merged = incoming if current is None else join(current, incoming)
                 self._db.execute(
                     "INSERT OR REPLACE INTO server_docs (collection, id, state, seen)"
@@ -511,7 +513,8 @@ class LocalStore:
         return True
 
     async def begin_resync(self) -> None:
-        """Start over from an empty cursor (``cursor_expired``), keeping the outbox."""
+        """Start over from an empty cursor (``cursor_expired``, ``cursor_unknown``), keeping
+        the outbox."""
         await self._run(self._begin_resync)
 
     def _begin_resync(self) -> None:
@@ -519,10 +522,16 @@ class LocalStore:
             self._start_resync()
 
     def _start_resync(self) -> None:
+        """Forget the cursor, ``stable`` and the acknowledgements of unsettled writes: after a
+        restore the node may have lost a write it acknowledged, so each is pushed again (the
+        node answers ``duplicate`` for those it holds, I2)."""
         self._db.execute("UPDATE server_docs SET seen = 0")
+        self._db.execute("UPDATE outbox SET origin = NULL, seq = NULL")
         self.cursor = ""
+        self.stable = {}
         self.resyncing = True
         self._set_meta("cursor", "")
+        self._set_meta("stable", _dumps(self.stable))
         self._set_meta("resyncing", "1")
 
     def _finish_resync(self) -> set[DocKey]:

@@ -8,7 +8,7 @@ One iteration on the chosen endpoint:
 2. pull pages (``GET /v1/sync/pull``, with states, of the device's scope) until ``has_more``
    is false; each page commits with its cursor, and entries acknowledged, stable and pulled
    (or behind the cursor: out of scope, they never arrive) leave the outbox;
-   ``cursor_expired`` starts a full resync that keeps the outbox;
+   ``cursor_expired`` and ``cursor_unknown`` start a full resync that keeps the outbox;
 3. wait until a local write or the realtime ladder wakes it (or ``poll_interval`` passes).
 
 A push refused as unavailable (a node whose store refuses writes) still lets the pull run, so
@@ -43,7 +43,7 @@ from breakwater.client.transports.base import is_ahead
 from breakwater.core.errors import (
     BreakwaterError,
     ClockSkew,
-    CursorExpired,
+    CursorGone,
     Forbidden,
     PayloadTooLarge,
 )
@@ -316,8 +316,8 @@ class SyncLoop:
                     self.settings.pull_limit,
                     collections=scope_param(self.settings.collections),
                 )
-            except CursorExpired:
-                log.warning("cursor expired: full resync (the outbox is kept)")
+            except CursorGone as gone:
+                log.warning("%s: full resync (the outbox is kept)", gone.type)
                 await self.store.begin_resync()
                 continue
             has_more = bool(page["has_more"])

@@ -10,10 +10,10 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 
-from breakwater.core import codec
-from breakwater.core.errors import ValidationError
+from breakwater.core import codec, incarnation
+from breakwater.core.errors import CursorUnknown, ValidationError
 
 PREFIX = "c1."
 ORIGIN_PATTERN = re.compile(r"^[A-Za-z0-9_.~:-]{1,64}$", re.ASCII)
@@ -67,3 +67,30 @@ def merge(left: Mapping[str, int], right: Mapping[str, int]) -> VersionVector:
 def covers(vector: Mapping[str, int], origin: str, seq: int) -> bool:
     """True when the change ``(origin, seq)`` is at or behind ``vector``."""
     return vector.get(origin, 0) >= seq
+
+
+def require_honourable(
+    vector: Mapping[str, int], head: Mapping[str, int], peer_regions: Container[str] = ()
+) -> None:
+    """Raise :class:`CursorUnknown` unless a store at ``head`` can answer "changes after
+    ``vector``" without leaving a gap.
+
+    A vector ahead of the store's committed head for an origin says the reader has seen changes
+    the store does not hold: it was restored from a backup taken before them (``ahead``), or the
+    origin never wrote here (``unknown_origin``: another deployment's cursor). Answering such a
+    cursor with an empty page would hide from the reader every change the store later makes at
+    positions it believes it has. The one legal case is an origin of a peer region, whose changes
+    replication has not brought yet (a device that failed over): ``peer_regions`` names them.
+    """
+    for origin, seq in vector.items():
+        known = head.get(origin)
+        if seq <= (known or 0) or incarnation.region_of(origin) in peer_regions:
+            continue
+        reason = "unknown_origin" if known is None else "ahead"
+        raise CursorUnknown(
+            f"the cursor has seen changes of origin {origin!r} that this node does not hold"
+            " (a restore from a backup, or another deployment's cursor); resync from an"
+            " empty cursor",
+            reason=reason,
+            origin=origin,
+        )

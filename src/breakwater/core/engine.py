@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from breakwater.core import codec, document
+from breakwater.core import codec, document, incarnation
 from breakwater.core.collections import CollectionConfig
 from breakwater.core.errors import (
     BreakwaterError,
@@ -109,19 +109,25 @@ class WriteTarget(Protocol):
 
 
 class Engine:
-    """Applies mutations for one region (``origin``) with one clock and collection settings."""
+    """Applies mutations for one region with one clock and collection settings."""
 
     def __init__(
         self,
-        origin: str,
+        region: str,
         clock: HybridClock,
         collections: Mapping[str, CollectionConfig] | None = None,
         limits: Limits | None = None,
     ) -> None:
-        self.origin = origin
+        self.region = region
+        self.origin = region
+        """The origin new changes get: set by :meth:`incarnate` when the store opens."""
         self.clock = clock
         self.collections = dict(collections or {})
         self.limits = limits or Limits()
+
+    def incarnate(self, store_incarnation: str) -> None:
+        """Write under the region qualified by the opened store's incarnation (ADR 0018)."""
+        self.origin = incarnation.origin(self.region, store_incarnation)
 
     def collection(self, name: str) -> CollectionConfig:
         """The settings of ``name`` (defaults for collections the config does not mention)."""

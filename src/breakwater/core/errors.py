@@ -17,7 +17,9 @@ it is transient (retrying the same request later may succeed) or permanent. Retr
     ├── RateLimited                  transient, 429 rate_limited (carries ``retry_after``)
     ├── NotFound                     404 not_found
     ├── PreconditionFailed           412 precondition_failed
-    ├── CursorExpired                410 cursor_expired
+    ├── CursorGone                   410: the node cannot honour the cursor; resync from empty
+    │   ├── CursorExpired            410 cursor_expired (behind the retention horizon)
+    │   └── CursorUnknown            410 cursor_unknown (names positions this store never had)
     ├── Unavailable                  transient, 503 unavailable (store down, draining)
     │   └── StoreUnavailable         503 store_unavailable
     │       └── StoreIncompatible    permanent: the schema is newer than this code
@@ -139,12 +141,28 @@ class PreconditionFailed(BreakwaterError):
     title = "Precondition failed"
 
 
-class CursorExpired(BreakwaterError):
+class CursorGone(BreakwaterError):
+    """The node cannot answer "changes after this cursor"; the reader resyncs from the empty
+    cursor. Readers handle the subtypes alike, so a new reason needs no new client code."""
+
+    type = "cursor_gone"
+    status = 410
+    title = "Cursor gone"
+
+
+class CursorExpired(CursorGone):
     """The cursor points behind the retention horizon; the reader must resync from scratch."""
 
     type = "cursor_expired"
-    status = 410
     title = "Cursor expired"
+
+
+class CursorUnknown(CursorGone):
+    """The cursor has seen changes this store does not hold (a restore from a backup, another
+    deployment's cursor); ``extra['reason']`` says which (docs/protocol.md#cursors)."""
+
+    type = "cursor_unknown"
+    title = "Cursor unknown"
 
 
 class Unavailable(BreakwaterError):

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from breakwater.core.errors import StoreIncompatible
+from breakwater.core import incarnation
+from breakwater.core.errors import ConfigError, StoreIncompatible
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: documents (visible data + packed CRDT clocks), the change feed (which also answers
@@ -70,6 +71,10 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX conflicts_doc ON conflicts (collection, doc_id);
     """,
+    # 2: the store's own settings; ``incarnation`` qualifies the origin it writes under (ADR 0018).
+    """
+    CREATE TABLE meta (key text COLLATE "C" PRIMARY KEY, value text NOT NULL);
+    """,
 )
 
 LATEST = len(MIGRATIONS)
@@ -124,3 +129,28 @@ async def migrate(
                 version,
             )
     return old
+
+
+async def require_existing(conn: asyncpg.Connection, schema: str) -> None:
+    """Refuse to mark as restored a schema that holds no store (a wrong URL or schema name
+    would otherwise become a new, empty store that the nodes then serve)."""
+    table = f"{quote_ident(schema)}.schema_migrations"
+    if await conn.fetchval("SELECT to_regclass($1)", table) is None or not await _version(
+        conn, schema
+    ):
+        raise ConfigError(f"the database schema {schema!r} holds no Breakwater store to restore")
+
+
+async def incarnate(conn: asyncpg.Connection, restored: bool) -> str:
+    """The store's incarnation: kept across opens, new for a new store and after a restore.
+
+    Runs inside the caller's transaction, under the schema's lock: nodes that open a store at
+    once agree on one incarnation."""
+    stored: str | None = await conn.fetchval("SELECT value FROM meta WHERE key = 'incarnation'")
+    value = incarnation.new() if stored is None or restored else stored
+    await conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('incarnation', $1)"
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        value,
+    )
+    return value

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from pathlib import Path
 
-from breakwater.core.errors import StoreIncompatible
+from breakwater.core import incarnation
+from breakwater.core.errors import ConfigError, StoreIncompatible
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: documents (visible data + packed CRDT clocks), the change feed (which also answers
@@ -55,6 +58,10 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX conflicts_doc ON conflicts (collection, doc_id);
     """,
+    # 2: the store's own settings; ``incarnation`` qualifies the origin it writes under (ADR 0018).
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+    """,
 )
 
 LATEST = len(MIGRATIONS)
@@ -81,3 +88,31 @@ def migrate(conn: sqlite3.Connection) -> int:
             conn.execute("ROLLBACK")
             raise
     return int(current)
+
+
+def require_existing(path: str | Path) -> None:
+    """Refuse to mark as restored a file that holds no store: a wrong path would otherwise
+    become a new, empty store that a node then serves."""
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+        ) as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.Error as exc:
+        raise ConfigError(f"no Breakwater store at {path} to mark restored ({exc})") from exc
+    if version == 0:
+        raise ConfigError(f"{path} holds no Breakwater store to mark restored")
+
+
+def incarnate(conn: sqlite3.Connection, restored: bool) -> str:
+    """The store's incarnation: kept across opens, new for a new store and after a restore."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'incarnation'").fetchone()
+        value = incarnation.new() if row is None or restored else str(row[0])
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('incarnation', ?)", (value,))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return value

@@ -63,8 +63,18 @@ class CompactionReport:
 class Store(Protocol):
     """A region's document store. Lifecycle: ``await open()`` … ``await aclose()``."""
 
-    async def open(self) -> None:
-        """Create or migrate the schema and start serving."""
+    async def open(self, *, restored: bool = False) -> None:
+        """Create or migrate the schema and start serving.
+
+        The store keeps an incarnation id and sets its engine's origin from it (ADR 0018): a
+        new one when the store is created and when ``restored`` says the store was just put
+        back from a backup, so that it never hands out a position ``(origin, seq)`` twice.
+        Stores opened at once over one database agree on one incarnation.
+        """
+
+    @property
+    def origin(self) -> str:
+        """The origin of this store's own changes: region and incarnation (set by ``open``)."""
 
     async def aclose(self) -> None:
         """Finish every queued write, then release connections. Idempotent."""

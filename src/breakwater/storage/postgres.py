@@ -201,17 +201,20 @@ class PostgresStore:
             "application_name": f"breakwater {self.engine.clock.node}",
         }
 
-    async def open(self) -> None:
+    async def open(self, *, restored: bool = False) -> None:
         """Connect, migrate, create the configured indexes, claim the node id, start writing."""
         try:
             conn = await self._connect()
             try:
+                if restored:
+                    await _pg_schema.require_existing(conn, self.settings.schema)
                 await _pg_schema.migrate(conn, self.settings.schema)
                 async with conn.transaction():
                     await _pg_schema.lock_schema(conn, self.settings.schema)
                     for config in self.engine.collections.values():
                         for name in config.indexes:
                             await conn.execute(index_sql(config.name, name))
+                    self.engine.incarnate(await _pg_schema.incarnate(conn, restored))
                 # A restarted node must never stamp behind what it already wrote, even if the
                 # wall clock went back while it was down.
                 newest = await conn.fetchval("SELECT MAX(hlc) FROM origins")
@@ -277,6 +280,11 @@ class PostgresStore:
                     f" {self.url}; give every node its own node id (--node, BREAKWATER_NODE)"
                 )
             self._node_lock = conn
+
+    @property
+    def origin(self) -> str:
+        """The origin of this store's own changes (region and incarnation, set by ``open``)."""
+        return self.engine.origin
 
     async def aclose(self) -> None:
         """Commit every queued write, stop the writer and close every connection."""

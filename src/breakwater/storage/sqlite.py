@@ -92,9 +92,11 @@ class SqliteStore:
 
     # lifecycle -------------------------------------------------------------------------------
 
-    async def open(self) -> None:
+    async def open(self, *, restored: bool = False) -> None:
         """Create the file, migrate, create the configured indexes and start the writer."""
         self._loop = asyncio.get_running_loop()
+        if restored:
+            _sqlite_schema.require_existing(self.path)
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -105,6 +107,7 @@ class SqliteStore:
                 conn = connect(self.path)
                 _sqlite_schema.migrate(conn)
                 self._create_indexes(conn)
+                self.engine.incarnate(_sqlite_schema.incarnate(conn, restored))
             # A restarted node must never stamp behind what it already wrote, even if the
             # wall clock went back while it was down.
             newest = conn.execute("SELECT MAX(hlc) FROM origins").fetchone()[0]
@@ -127,6 +130,11 @@ class SqliteStore:
                     f" (json_extract(data, '$.{name}'), id)"
                     f" WHERE collection = '{config.name}' AND deleted = 0"
                 )
+
+    @property
+    def origin(self) -> str:
+        """The origin of this store's own changes (region and incarnation, set by ``open``)."""
+        return self.engine.origin
 
     async def aclose(self) -> None:
         """Drain the write queue, stop the writer and close every connection."""

@@ -11,7 +11,8 @@ Contract of :meth:`Transport.listen`:
 - raises :class:`TransportRefused` when the endpoint works but refuses this transport (the
   ladder then falls back to the next one);
 - raises :class:`EndpointUnavailable` when the endpoint cannot be reached or is overloaded;
-- raises ``CursorExpired`` when the cursor is behind the retention horizon;
+- raises ``CursorGone`` when the node cannot honour the cursor (``cursor_expired``,
+  ``cursor_unknown``);
 - raises :class:`TokenRenewed` when the stream must be reopened with a new access token (an
   SSE stream after a refresh, a stream refused or closed with 401/4401 after a refresh);
 - raises ``Unauthorized`` when refused and the credentials have no new token (signed out).

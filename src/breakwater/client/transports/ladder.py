@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from breakwater.client.errors import EndpointUnavailable, TransportRefused
 from breakwater.client.node_api import Credentials
 from breakwater.client.transports.base import StreamContext, TokenRenewed, Transport
-from breakwater.core.errors import BreakwaterError, CursorExpired, Unauthorized
+from breakwater.core.errors import BreakwaterError, CursorGone, Unauthorized
 from breakwater.resilience import Backoff
 
 log = logging.getLogger("breakwater.client")
@@ -83,7 +83,7 @@ class TransportLadder:
                     self._fell_at = self._clock()
                 else:
                     await self._sleep(self._backoff.next_delay())
-            except CursorExpired:
+            except CursorGone:
                 self._on_expired()
                 await self._sleep(self._backoff.next_delay())
             except Unauthorized:

@@ -445,7 +445,7 @@ class Fanout:
 
         Served from the recent changes in memory when they reach back to the subscriber's
         cursor, else pulled from the store. Returns the messages to send, in order, before
-        anything queued for ``sub`` later. Raises ``CursorExpired`` or ``StoreUnavailable``.
+        anything queued for ``sub`` later. Raises ``CursorGone`` or ``StoreUnavailable``.
         """
         if sub.closed:
             return []
@@ -453,10 +453,17 @@ class Fanout:
             raise StoreUnavailable("the feed's head could not be read yet")
         start = sub.resume_from
         # Memory may still hold changes the retention pass removed from the store; a cursor
-        # behind the horizon goes to the store all the same, to get cursor_expired there.
-        if covers_all(start, self.recent.base) and (not start or covers_all(start, self.low_water)):
+        # behind the horizon goes to the store all the same, to get cursor_expired there. So
+        # does one ahead of what this node has followed: the store's head decides whether it
+        # is honoured (the follower may merely lag behind another node's commit).
+        if (
+            covers_all(start, self.recent.base)
+            and (not start or covers_all(start, self.low_water))
+            and covers_all(self.position, start)
+        ):
             return self._replay_recent(sub)
         page = await self.store.pull(start, sub.store_filter, self.page_size)
+        cursor_mod.require_honourable(start, page.head)
         # From here to the return nothing awaits: the switch to live is atomic with respect to
         # the follower, which moves the shared position in single steps too.
         if sub.closed:

@@ -26,7 +26,7 @@ from breakwater.auth.identity import Identity
 from breakwater.auth.policy import Policy
 from breakwater.core import codec
 from breakwater.core import cursor as cursor_mod
-from breakwater.core.errors import BreakwaterError, CursorExpired, Unauthorized, ValidationError
+from breakwater.core.errors import BreakwaterError, CursorGone, Unauthorized, ValidationError
 from breakwater.core.mutation import check_collection
 from breakwater.obs.logging import get_logger
 from breakwater.server.realtime import messages
@@ -390,7 +390,7 @@ class Session:
     async def _replay(self, sub: Subscriber) -> None:
         try:
             batches = await self.fanout.replay(sub)
-        except CursorExpired as error:
+        except CursorGone as error:
             if sub is self.subscriber:
                 self.unsubscribe()
                 self.send_control("error", messages.error(error.to_problem()))
@@ -407,7 +407,8 @@ class Session:
             await self._send_batch(batch)
 
     def on_expired(self) -> None:
-        """The subscription's cursor expired; by default the connection stays open."""
+        """The node cannot honour the subscription's cursor (``cursor_expired`` or
+        ``cursor_unknown``); by default the connection stays open."""
 
     async def _heartbeat(self, sub: Subscriber | None) -> None:
         if sub is not None and sub.live and not sub.queue:

@@ -186,9 +186,11 @@ async def realtime_sse(
         hub.release_user_slot(identity)
         return problems.error_response(refused, headers={"Retry-After": str(refused.retry_after)})
     try:
-        # Check the cursor against the retention horizon now, so that an expired one gets a
-        # plain 410 instead of a stream (EventSource does not retry a non-200 answer).
-        await hub.fanout.store.pull(vector, names, 1)
+        # Check the cursor now (the retention horizon, the store's head), so that one the node
+        # cannot honour gets a plain 410 instead of a stream (EventSource does not retry a
+        # non-200 answer).
+        page = await hub.fanout.store.pull(vector, names, 1)
+        cursor_mod.require_honourable(vector, page.head)
     except BaseException:
         hub.admission.release()
         hub.release_user_slot(identity)

@@ -1,0 +1,1 @@
+"""Operations on a region's store: what an operator runs while its nodes are stopped."""
