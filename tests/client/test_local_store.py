@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from breakwater.client.local_query import build_query
 from breakwater.client.local_store import LocalStore
 from breakwater.client.outbox import OutboxEntry
-from breakwater.client.rebase import rebase, view_of
+from breakwater.client.rebase import Pending, rebase, view_of
 from breakwater.core import codec
 from breakwater.core import cursor as cursor_mod
 from tests.client.fake_node import FakeNode
@@ -239,7 +239,17 @@ async def _check_view(store: LocalStore) -> None:
     outbox = await store.outbox()
     for doc_id in ("d0", "d1"):
         server = await store._run(store._server_state, "c", doc_id)
-        pending = [(e.op, e.data, e.hlc, e.mutation_id) for e in outbox if e.doc_id == doc_id]
+        pending: list[Pending] = [
+            (
+                e.op,
+                e.data,
+                e.hlc,
+                e.mutation_id,
+                None if e.origin is None or e.seq is None else (e.origin, e.seq),
+            )
+            for e in outbox
+            if e.doc_id == doc_id
+        ]
         expected = view_of(rebase(server, pending))[0] if (server or pending) else None
         doc = await store.get("c", doc_id)
         assert (None if doc is None else codec.loads(codec.dumps(doc.data))) == expected

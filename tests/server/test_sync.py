@@ -439,7 +439,8 @@ async def test_include_state_adds_the_crdt_state(client: httpx.AsyncClient) -> N
     states = [c["state"] for c in with_state["changes"]]
     assert all(set(state) == {"f", "s", "x", "n"} for state in states)
     assert states[0]["f"]["x"][1] == 1
-    assert list(states[0]["n"]["n"]) == ["m2"]
+    [(origin, (upto, total, _))] = states[0]["n"]["n"]["b"].items()
+    assert (origin, upto, total) == (with_state["changes"][1]["origin"], 2, 2)
 
 
 async def test_stable_is_the_head_vector(client: httpx.AsyncClient) -> None:
