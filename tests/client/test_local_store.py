@@ -293,3 +293,49 @@ async def test_pulled_removal_drops_the_document_and_keeps_the_cursor(store: Loc
     await pull_all(store, node)  # readable again: the full state comes back
     doc = await store.get("notes", "n1")
     assert doc is not None and doc.data == {"text": "y"}
+
+
+async def test_server_states_with_unfolded_counters_are_pulled_again(tmp_path: Path) -> None:
+    """A database from before folding forgets its old counter states and resyncs, so the node's
+    folded bases never join the same increments kept by id; the local view stays until then."""
+    path = tmp_path / "device.db"
+    node = FakeNode()
+    for i in range(3):
+        stamp = f"170000000000{i}-0000-x"
+        node.push([OutboxEntry(0, f"x.{i}", "stats", "likes", "increment", {"n": 1}, stamp)])
+    store = LocalStore(path)
+    await store.open()
+    await pull_all(store, node)
+    old = {"f": {}, "s": "", "x": "", "n": {"n": {f"x.{i}": [f"{i}", 1] for i in range(3)}}}
+    await store._run(
+        store._db.execute, "UPDATE server_docs SET state = ?", (codec.dumps(old).decode(),)
+    )
+    await store._run(store._db.execute, "DELETE FROM meta WHERE key = 'counter_format'")
+    await store.aclose()
+
+    again = LocalStore(path)
+    await again.open()
+    try:
+        assert again.resyncing and again.cursor == ""
+        assert await again.server_documents() == []
+        assert (await again.get("stats", "likes")) is not None
+        await pull_all(again, node)
+        doc = await again.get("stats", "likes")
+        assert doc is not None and doc.data == {"n": 3}
+    finally:
+        await again.aclose()
+
+
+async def test_a_pulled_change_acknowledges_a_write_whose_ack_was_lost(store: LocalStore) -> None:
+    """The node applied and folded an increment but the push's answer was lost: the pulled
+    change gives the entry its position, so the view counts the increment once."""
+    node = FakeNode()
+    written = await store.write("stats", "likes", "increment", {"n": 1})
+    node.push([written.entry])  # applied; the acknowledgement never reaches the device
+    node.push([OutboxEntry(0, "x.1", "other", "d", "set", {"a": 1}, "1700000000001-0000-x")])
+    page = node.pull(store.cursor, 1)  # the increment's change, not yet the rest of the feed
+    await store.apply_page(page["changes"], page["cursor"], {}, done=False)
+    doc = await store.get("stats", "likes")
+    assert doc is not None and doc.data == {"n": 1}
+    [entry] = await store.outbox()
+    assert (entry.origin, entry.seq) == (node.origin, 1)
