@@ -58,7 +58,9 @@ def highest(state: State) -> dict[str, int]:
     vector: dict[str, int] = {}
     for entry in state["n"].values():
         positions = [(o, b[0]) for o, b in entry.get("b", {}).items()]
-        positions += [(i[2], i[3]) for i in entry.get("i", {}).values() if len(i) >= 4]
+        positions += [
+            (o, s) for i in entry.get("i", {}).values() for o, s in (i[2] if len(i) > 2 else [])
+        ]
         for origin, seq in positions:
             vector[origin] = max(vector.get(origin, 0), seq)
     return vector
@@ -192,9 +194,14 @@ def region_runs(draw: st.DrawFn, resets: bool) -> list[tuple[str, Any]]:
     return steps
 
 
-def run_regions(steps: list[tuple[str, Any]], fold: bool) -> list[Region]:
+def run_regions(
+    steps: list[tuple[str, Any]], fold: bool, seen: list[State] | None = None
+) -> list[Region]:
+    """Run the steps; ``seen`` collects every state any region held on the way."""
     regions = [Region(name) for name in ("A", "B", "C")]
     for kind, arg in steps:
+        if seen is not None:
+            seen.extend(region.state for region in regions)
         if kind == "apply":
             regions[arg[0]].apply(arg[1])
         elif kind == "send":
@@ -280,3 +287,19 @@ def test_a_counter_stored_before_folding_reads_as_one_base() -> None:
     assert state["n"] == {"n": {"b": {counter.LEGACY_ORIGIN: [0, 7, stamp(3)]}}}
     assert document.visible(state) == {"n": 17}
     assert document.newest_write(state) == stamp(3)
+
+
+@settings(max_examples=300, deadline=None)
+@given(region_runs(resets=True), st.randoms(use_true_random=False))
+def test_joins_of_any_states_regions_held_are_aci(
+    steps: list[tuple[str, Any]], rnd: random.Random
+) -> None:
+    """Any three states that regions held (before or after folds, a stale one included: a
+    delayed message) join commutatively, associatively and idempotently."""
+    seen: list[State] = []
+    run_regions(steps, fold=True, seen=seen)
+    x, y, z = (rnd.choice(seen) for _ in range(3))
+    join = document.join
+    assert join(x, y) == join(y, x)
+    assert join(x, join(y, z)) == join(join(x, y), z)
+    assert join(join(x, y), y) == join(x, y)

@@ -2,14 +2,18 @@
 
 One counter is a JSON object with three optional members (empty ones are left out):
 
-``b``  folded bases ``{origin: [upto_seq, sum, newest_hlc]}``: the sum of the live increments of
-       ``origin`` with a seq up to ``upto_seq`` (a G-counter entry: the larger ``upto`` wins)
-``i``  increments not folded yet ``{mutation_id: [hlc, amount, origin, seq]}``; a device's own
-       increment the node has not acknowledged yet has no position: ``[hlc, amount]``
-``k``  the erase cut ``{origin: seq}``: every increment at or below it was erased by a reset
+``b``  folded bases ``{origin: [upto_seq, sum, newest_hlc]}``: every increment with a position of
+       ``origin`` up to ``upto_seq`` is folded, and ``sum`` adds those summed under ``origin``
+       (the first of their positions); a G-counter entry: the larger ``upto`` wins
+``i``  increments not folded yet ``{mutation_id: [hlc, amount, [[origin, seq], ...]]}``: every feed
+       position the mutation was applied at (two regions may each apply it before they exchange
+       it); a device's own increment the node has not acknowledged yet has none: ``[hlc, amount]``
+``k``  the erase cut ``{origin: seq}``: an increment with a position at or below it was erased by
+       a reset; it stays (not counted) until folded, so a copy of it under another position
+       cannot count again
 
 An increment is counted once whatever path it takes: by its mutation id while it is in ``i``,
-and by its position once folded (an increment a base already covers is dropped on arrival).
+and by its positions once folded (an increment a base already covers is dropped on arrival).
 Folding (:func:`fold`) moves the increments that a *stable* vector covers into the bases, so
 the state is bounded by the origins and by what is in flight, not by history, and the value
 does not depend on when, or whether, a replica folded. See docs/adr/0019-compact-counters.md.
@@ -28,13 +32,16 @@ LEGACY_ORIGIN = ""
 """The base that holds a counter's increments from before folding existed (format 1)."""
 
 
-def _order(increment: Increment) -> tuple[int, str, int, bytes]:
-    """Which copy of one mutation's increment a join keeps (the smallest): a positioned copy
-    over a device's unpositioned one, then the smaller position (a mutation that two regions
-    applied before exchanging it), then the canonical bytes."""
-    if len(increment) >= 4:
-        return (0, str(increment[2]), int(increment[3]), dumps_canonical(increment))
-    return (1, "", 0, dumps_canonical(increment))
+def _positions(increment: Increment) -> list[list[Any]]:
+    return increment[2] if len(increment) > 2 else []
+
+
+def _join_increment(left: Increment, right: Increment) -> Increment:
+    """Two copies of one mutation's increment: its feed positions are the union of theirs."""
+    if len(left) <= 2 and len(right) <= 2:
+        return left if dumps_canonical(left) >= dumps_canonical(right) else right
+    positions = sorted({(o, s) for o, s in _positions(left) + _positions(right)})
+    return [left[0], left[1], [list(position) for position in positions]]
 
 
 def _base_wins(candidate: list[Any], current: list[Any]) -> bool:
@@ -58,27 +65,32 @@ def join(left: Counter, right: Counter) -> Counter:
     increments: dict[str, Increment] = dict(left.get("i", {}))
     for mutation_id, increment in right.get("i", {}).items():
         current_inc = increments.get(mutation_id)
-        if current_inc is None or _order(increment) < _order(current_inc):
-            increments[mutation_id] = increment
+        increments[mutation_id] = (
+            increment if current_inc is None else _join_increment(current_inc, increment)
+        )
     return normalize({"b": bases, "i": increments, "k": cut})
 
 
-def _counted(increment: Increment, bases: Mapping[str, list[Any]], cut: Mapping[str, int]) -> bool:
-    """Whether an increment still counts on its own: not folded into a base, not erased."""
-    if len(increment) < 4:
-        return True
-    origin, seq = increment[2], increment[3]
-    base = bases.get(origin)
-    return not (base is not None and seq <= base[0]) and seq > cut.get(origin, -1)
+def _erased(increment: Increment, cut: Mapping[str, int]) -> bool:
+    """Erased: a reset's cut covers one of its positions."""
+    return any(seq <= cut.get(origin, -1) for origin, seq in _positions(increment))
+
+
+def _folded(increment: Increment, bases: Mapping[str, list[Any]]) -> bool:
+    """Folded: a base covers one of its positions (a fold covers every position it took)."""
+    return any(origin in bases and seq <= bases[origin][0] for origin, seq in _positions(increment))
 
 
 def normalize(counter: Counter) -> Counter:
-    """Drop erased bases and increments that are erased or already folded; leave out empties."""
+    """Drop the increments a base already holds; leave out empty members.
+
+    Erased increments and bases stay (they no longer count): an erased increment until it is
+    folded, since dropping it earlier would let a copy of it under another position count again;
+    an erased base because its ``upto`` still says which increments it took (one per origin).
+    """
     cut: dict[str, int] = counter.get("k", {})
-    bases = {o: base for o, base in counter.get("b", {}).items() if base[0] > cut.get(o, -1)}
-    increments = {
-        mid: inc for mid, inc in counter.get("i", {}).items() if _counted(inc, bases, cut)
-    }
+    bases = counter.get("b", {})
+    increments = {mid: inc for mid, inc in counter.get("i", {}).items() if not _folded(inc, bases)}
     result: Counter = {}
     if bases:
         result["b"] = bases
@@ -97,43 +109,57 @@ def erase(counter: Counter) -> Counter:
     """
     cut: dict[str, int] = dict(counter.get("k", {}))
     positions = [(o, base[0]) for o, base in counter.get("b", {}).items()]
-    positions += [(inc[2], inc[3]) for inc in counter.get("i", {}).values() if len(inc) >= 4]
+    for increment in counter.get("i", {}).values():
+        positions += [(o, s) for o, s in _positions(increment)]
     for origin, seq in positions:
         if seq > cut.get(origin, -1):
             cut[origin] = seq
-    return {"k": cut} if cut else {}
+    increments = {mid: inc for mid, inc in counter.get("i", {}).items() if _positions(inc)}
+    return normalize({"b": counter.get("b", {}), "i": increments, "k": cut})
+
+
+def _live(counter: Counter) -> list[tuple[str, Increment]]:
+    cut = counter.get("k", {})
+    return [(mid, inc) for mid, inc in counter.get("i", {}).items() if not _erased(inc, cut)]
+
+
+def _live_bases(counter: Counter) -> list[tuple[str, list[Any]]]:
+    cut = counter.get("k", {})
+    return sorted((o, base) for o, base in counter.get("b", {}).items() if base[0] > cut.get(o, -1))
 
 
 def counts(counter: Counter) -> bool:
-    """Whether the counter adds anything to its field (a bare erase cut does not)."""
-    return bool(counter.get("b") or counter.get("i"))
+    """Whether the counter adds anything to its field (erased increments and bases do not)."""
+    return bool(_live_bases(counter) or _live(counter))
 
 
 def total(counter: Counter, start: Any) -> Any:
     """``start`` plus every base and live increment, summed in a fixed order (bases by origin,
     then increments by stamp and id) so that float rounding is equal on every replica."""
     result = start
-    for _, base in sorted(counter.get("b", {}).items()):
+    for _, base in _live_bases(counter):
         result += base[1]
-    for _, increment in sorted(counter.get("i", {}).items(), key=lambda it: (it[1][0], it[0])):
+    for _, increment in sorted(_live(counter), key=lambda it: (it[1][0], it[0])):
         result += increment[1]
     return result
 
 
 def newest(counter: Counter) -> str:
     """The newest stamp among the bases and increments ("" for none)."""
-    stamps = [str(base[2]) for base in counter.get("b", {}).values()]
-    stamps += [str(inc[0]) for inc in counter.get("i", {}).values()]
+    stamps = [str(base[2]) for _, base in _live_bases(counter)]
+    stamps += [str(inc[0]) for _, inc in _live(counter)]
     return max(stamps, default="")
 
 
 def place(counter: Counter, mutation_id: str, origin: str, seq: int) -> Counter:
     """The counter with mutation ``mutation_id``'s increment given its feed position."""
     increment = counter.get("i", {}).get(mutation_id)
-    if increment is None or len(increment) >= 4:
+    if increment is None:
         return counter
     increments = dict(counter["i"])
-    increments[mutation_id] = [increment[0], increment[1], origin, seq]
+    increments[mutation_id] = _join_increment(
+        increment, [increment[0], increment[1], [[origin, seq]]]
+    )
     return {**counter, "i": increments}
 
 
@@ -146,19 +172,35 @@ def fold(counter: Counter, stable: Mapping[str, int]) -> Counter:
     arrive later under a position the base does not cover, and no reset can arrive whose cut
     splits a base, so the value is the same folded or not.
     """
-    ripe = sorted(
-        (inc[2], inc[3], mid)
-        for mid, inc in counter.get("i", {}).items()
-        if len(inc) >= 4 and inc[3] <= stable.get(inc[2], 0)
-    )
+    cut = counter.get("k", {})
+    # A base covers every seq up to its ``upto``, so no base may pass a position of an
+    # increment that does not fold now; holding one back can hold back others (a fixpoint).
+    positioned = {mid: _positions(inc) for mid, inc in counter.get("i", {}).items()}
+    ripe_ids = {mid for mid, ps in positioned.items() if ps}
+    while True:
+        limit = dict(stable)
+        for mid, positions in positioned.items():
+            if mid not in ripe_ids:
+                for origin, seq in positions:
+                    limit[origin] = min(seq - 1, limit.get(origin, 0))
+        held = {mid for mid in ripe_ids if any(s > limit.get(o, 0) for o, s in positioned[mid])}
+        if not held:
+            break
+        ripe_ids -= held
+    ripe = sorted((min(positioned[mid]), mid) for mid in ripe_ids)
     if not ripe:
         return counter
     increments = dict(counter["i"])
     bases: dict[str, list[Any]] = dict(counter.get("b", {}))
-    for origin, seq, mid in ripe:
-        hlc, amount = increments.pop(mid)[:2]
-        upto, summed, newest_hlc = bases.get(origin, [0, 0, ""])
-        bases[origin] = [max(upto, seq), summed + amount, max(newest_hlc, hlc)]
+    for (origin, _), mid in ripe:
+        increment = increments.pop(mid)
+        for at, seq in _positions(increment):
+            upto, summed, newest_hlc = bases.get(at, [0, 0, ""])
+            if upto <= cut.get(at, -1):  # an erased base starts over
+                summed, newest_hlc = 0, ""
+            if at == origin and not _erased(increment, cut):  # summed under its first position
+                summed, newest_hlc = summed + increment[1], max(newest_hlc, increment[0])
+            bases[at] = [max(upto, seq), summed, newest_hlc]
     return normalize({**counter, "b": bases, "i": increments})
 
 

@@ -21,7 +21,7 @@ dead), so converged replicas hold byte-identical states and versions.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from breakwater.core import counter
@@ -159,7 +159,7 @@ def delta_for(op: str, data: dict[str, Any] | None, hlc: str, mutation_id: str) 
     return delta
 
 
-def _erase(state: State, names: Any, hlc: str) -> dict[str, counter.Counter]:
+def _erase(state: State, names: Iterable[str], hlc: str) -> dict[str, counter.Counter]:
     """The erase cuts of a reset at ``hlc`` of the counters ``names``: it erases what this
     replica holds of each counter for which it is the newest write (a late, older reset of a
     field erases nothing; its value loses anyway)."""
