@@ -324,18 +324,3 @@ async def test_server_states_with_unfolded_counters_are_pulled_again(tmp_path: P
         assert doc is not None and doc.data == {"n": 3}
     finally:
         await again.aclose()
-
-
-async def test_a_pulled_change_acknowledges_a_write_whose_ack_was_lost(store: LocalStore) -> None:
-    """The node applied and folded an increment but the push's answer was lost: the pulled
-    change gives the entry its position, so the view counts the increment once."""
-    node = FakeNode()
-    written = await store.write("stats", "likes", "increment", {"n": 1})
-    node.push([written.entry])  # applied; the acknowledgement never reaches the device
-    node.push([OutboxEntry(0, "x.1", "other", "d", "set", {"a": 1}, "1700000000001-0000-x")])
-    page = node.pull(store.cursor, 1)  # the increment's change, not yet the rest of the feed
-    await store.apply_page(page["changes"], page["cursor"], {}, done=False)
-    doc = await store.get("stats", "likes")
-    assert doc is not None and doc.data == {"n": 1}
-    [entry] = await store.outbox()
-    assert (entry.origin, entry.seq) == (node.origin, 1)

@@ -487,16 +487,6 @@ class LocalStore:
                     " VALUES (?, ?, ?, 1)",
                     (collection, doc_id, _dumps(merged)),
                 )
-            # A pulled change of a write whose acknowledgement was lost is its acknowledgement:
-            # with its position the view sees it inside the node's folded counter base.
-            self._db.executemany(
-                "UPDATE outbox SET origin = ?, seq = ? WHERE mutation_id = ? AND origin IS NULL",
-                [
-                    (change["origin"], change["seq"], change["mutation_id"])
-                    for change in changes
-                    if change.get("op") != REMOVAL_OP and change.get("mutation_id")
-                ],
-            )
             self.cursor = cursor
             self.stable = cursor_mod.merge(self.stable, stable)
             self._set_meta("cursor", cursor)
