@@ -208,3 +208,13 @@ def test_a_raw_send_round_costs_more_with_more_sockets() -> None:
     from breakwater.bench._raw_sends import raw_send_round_ms
 
     assert 0 < raw_send_round_ms(1) * 20 < raw_send_round_ms(200)
+
+
+def test_bench_counters_reports_each_checkpoint(tmp_path: Path) -> None:
+    """bench counters times increments at each checkpoint, with the counter's exact value."""
+    report = bench(tmp_path, "counters", "--runs", "1", "--samples", "2", "--largest", "1000")
+    results = report["results"]
+    assert isinstance(results, list)
+    assert [row["earlier_increments"] for row in results] == [1, 100, 1000]
+    assert all(row["us_per_increment"] > 0 and row["state_bytes"] > 0 for row in results)
+    assert isinstance(report["last_over_first"], float)

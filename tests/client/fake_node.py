@@ -34,8 +34,10 @@ class FakeNode:
                 _, new, _, _ = document.apply(
                     state, newest, entry.op, entry.data, entry.hlc, entry.mutation_id
                 )
-                self.states[key] = new
                 seq = len(self.feed) + 1
+                # As the engine: the increment takes its position and, one region, folds at once.
+                new = document.settle(new, entry.mutation_id, self.origin, seq, {self.origin: seq})
+                self.states[key] = new
                 self.feed.append((seq, key, entry.mutation_id, entry.hlc))
                 self.applied[entry.mutation_id] = seq
             acks.append((entry.mutation_id, self.origin, self.applied[entry.mutation_id]))

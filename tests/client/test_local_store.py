@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from breakwater.client.local_query import build_query
 from breakwater.client.local_store import LocalStore
 from breakwater.client.outbox import OutboxEntry
-from breakwater.client.rebase import rebase, view_of
+from breakwater.client.rebase import Pending, rebase, view_of
 from breakwater.core import codec
 from breakwater.core import cursor as cursor_mod
 from tests.client.fake_node import FakeNode
@@ -239,7 +239,17 @@ async def _check_view(store: LocalStore) -> None:
     outbox = await store.outbox()
     for doc_id in ("d0", "d1"):
         server = await store._run(store._server_state, "c", doc_id)
-        pending = [(e.op, e.data, e.hlc, e.mutation_id) for e in outbox if e.doc_id == doc_id]
+        pending: list[Pending] = [
+            (
+                e.op,
+                e.data,
+                e.hlc,
+                e.mutation_id,
+                None if e.origin is None or e.seq is None else (e.origin, e.seq),
+            )
+            for e in outbox
+            if e.doc_id == doc_id
+        ]
         expected = view_of(rebase(server, pending))[0] if (server or pending) else None
         doc = await store.get("c", doc_id)
         assert (None if doc is None else codec.loads(codec.dumps(doc.data))) == expected
@@ -283,3 +293,34 @@ async def test_pulled_removal_drops_the_document_and_keeps_the_cursor(store: Loc
     await pull_all(store, node)  # readable again: the full state comes back
     doc = await store.get("notes", "n1")
     assert doc is not None and doc.data == {"text": "y"}
+
+
+async def test_server_states_with_unfolded_counters_are_pulled_again(tmp_path: Path) -> None:
+    """A database from before folding forgets its old counter states and resyncs, so the node's
+    folded bases never join the same increments kept by id; the local view stays until then."""
+    path = tmp_path / "device.db"
+    node = FakeNode()
+    for i in range(3):
+        stamp = f"170000000000{i}-0000-x"
+        node.push([OutboxEntry(0, f"x.{i}", "stats", "likes", "increment", {"n": 1}, stamp)])
+    store = LocalStore(path)
+    await store.open()
+    await pull_all(store, node)
+    old = {"f": {}, "s": "", "x": "", "n": {"n": {f"x.{i}": [f"{i}", 1] for i in range(3)}}}
+    await store._run(
+        store._db.execute, "UPDATE server_docs SET state = ?", (codec.dumps(old).decode(),)
+    )
+    await store._run(store._db.execute, "DELETE FROM meta WHERE key = 'counter_format'")
+    await store.aclose()
+
+    again = LocalStore(path)
+    await again.open()
+    try:
+        assert again.resyncing and again.cursor == ""
+        assert await again.server_documents() == []
+        assert (await again.get("stats", "likes")) is not None
+        await pull_all(again, node)
+        doc = await again.get("stats", "likes")
+        assert doc is not None and doc.data == {"n": 3}
+    finally:
+        await again.aclose()

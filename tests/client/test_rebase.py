@@ -38,13 +38,20 @@ def mutations(draw: st.DrawFn) -> list[tuple[str, Any, str, str]]:
     return result
 
 
-def server_apply(order: list[tuple[str, Any, str, str]]) -> State:
-    """What a node computes applying the mutations in this order (core's fast paths included)."""
-    state: State | None = None
+Mutation = tuple[str, Any, str, str]
+
+
+def server_apply(order: list[Mutation]) -> tuple[State, dict[str, tuple[str, int]]]:
+    """What a node computes applying the mutations in this order (core's fast paths and its
+    folding included), and the position it gave each."""
+    state = document.empty_state()
     newest = ""
-    for op, data, hlc, mid in order:
+    positions = {}
+    for seq, (op, data, hlc, mid) in enumerate(order, start=1):
         _, state, _, newest = document.apply(state, newest, op, data, hlc, mid)
-    return state if state is not None else document.empty_state()
+        state = document.settle(state, mid, "o", seq, {"o": seq})
+        positions[mid] = ("o", seq)
+    return state, positions
 
 
 @settings(max_examples=300, deadline=None)
@@ -53,24 +60,33 @@ def server_apply(order: list[tuple[str, Any, str, str]]) -> State:
     st.data(),
 )
 def test_rebase_over_any_server_state_equals_server_side_application(
-    all_mutations: list[tuple[str, Any, str, str]], data: st.DataObject
+    all_mutations: list[Mutation], data: st.DataObject
 ) -> None:
-    """For any split into server-known and pending (overlapping: acked but not yet settled)
-    mutations, in any arrival order, the device's view is the server's final document."""
+    """For any split into server-known and pending mutations (overlapping: acknowledged, folded
+    by the server, but not yet settled), the device's view is the server's final document once
+    the server applies the pending ones in the order the device pushes them."""
     on_server = data.draw(st.permutations(all_mutations)).copy()
     known = data.draw(st.integers(0, len(on_server)))
-    server_state = server_apply(on_server[:known])
+    server_state, positions = server_apply(on_server[:known])
     pending = [m for m in all_mutations if m not in on_server[:known]]
-    pending += data.draw(st.lists(st.sampled_from(on_server[:known]), max_size=2)) if known else []
-    local = rebase(server_state, pending)
-    final = server_apply(on_server)
-    assert document.version(document.normalize(local)) == document.version(
-        document.normalize(final)
+    final, _ = server_apply(on_server[:known] + pending)
+    acked = data.draw(st.lists(st.sampled_from(on_server[:known]), max_size=2)) if known else []
+    local = rebase(
+        server_state,
+        [(*m, positions[m[3]]) for m in acked] + [(*m, None) for m in pending],
     )
     assert view_of(local)[0] == document.visible(final)
 
 
 def test_rebase_without_server_state_is_the_pending_writes() -> None:
     """A document only this device wrote is its own writes."""
-    state = rebase(None, [("set", {"a": 1}, "1700000000001-0000-d", "m1")])
+    state = rebase(None, [("set", {"a": 1}, "1700000000001-0000-d", "m1", None)])
     assert view_of(state) == ({"a": 1}, "1700000000001-0000-d")
+
+
+def test_acknowledged_increment_the_server_folded_counts_once() -> None:
+    """An acknowledged increment still in the outbox is seen in the server's folded base."""
+    increment = ("increment", {"n": 2}, "1700000000001-0000-d", "m1")
+    server_state, positions = server_apply([increment])
+    local = rebase(server_state, [(*increment, positions["m1"])])
+    assert view_of(local)[0] == {"n": 2}

@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from breakwater.core import document
+from breakwater.core import counter, document
 from breakwater.core.document import State
 
 
@@ -91,13 +91,16 @@ def test_same_increment_twice_counts_once() -> None:
 
 
 def test_set_after_increment_resets_the_counter() -> None:
-    """A set newer than an increment replaces the counter's value."""
-    deltas = [
-        document.delta_for("increment", {"n": 5}, stamp(1), "m1"),
-        document.delta_for("set", {"n": 0}, stamp(2), "m2"),
-        document.delta_for("increment", {"n": 1}, stamp(3), "m3"),
-    ]
-    assert document.visible(apply_all(deltas)) == {"n": 1}
+    """A set applied after an increment erases it: the counter restarts from the set's value."""
+    state: State | None = None
+    newest = ""
+    for op, data, hlc, mid in [
+        ("increment", {"n": 5}, stamp(1), "m1"),
+        ("set", {"n": 0}, stamp(2), "m2"),
+        ("increment", {"n": 1}, stamp(3), "m3"),
+    ]:
+        _, state, visible, newest = document.apply(state, newest, op, data, hlc, mid)
+    assert visible == {"n": 1}
 
 
 def test_increment_over_a_string_starts_from_zero() -> None:
@@ -122,6 +125,16 @@ def test_version_depends_only_on_state() -> None:
     same = apply_all([document.delta_for("set", {"a": 1}, stamp(1), "m1")])
     other = apply_all([document.delta_for("set", {"a": 2}, stamp(1), "m1")])
     assert document.version(one) == document.version(same) != document.version(other)
+
+
+def positioned(state: State) -> State:
+    """``state`` as a node holds it: every increment at a feed position."""
+    counters = {}
+    for name, value in state["n"].items():
+        for index, mid in enumerate(sorted(value.get("i", {}))):
+            value = counter.place(value, mid, "o", index + 1)
+        counters[name] = value
+    return {**state, "n": counters}
 
 
 # Property tests (I4) -----------------------------------------------------------------------
@@ -196,12 +209,12 @@ def test_pack_of_a_set_document_holds_no_values() -> None:
 @given(mutation_sets(), st.dictionaries(FIELDS, VALUES.filter(lambda v: v is not None)))
 def test_apply_fast_path_equals_the_join(deltas: list[State], data: dict[str, Any]) -> None:
     """document.apply's shortcut for a newest set gives exactly what the general join gives."""
-    state = apply_all(deltas)
+    state = positioned(apply_all(deltas))
     hlc = stamp(99, "z")
-    _, fast, fast_visible, fast_newest = document.apply(
+    delta, fast, fast_visible, fast_newest = document.apply(
         state, document.newest_write(state), "set", data, hlc, "mz"
     )
-    joined = document.join(state, document.delta_for("set", data, hlc, "mz"))
+    joined = document.join(state, delta)
     assert fast == joined
     assert fast_visible == document.visible(joined)
     assert fast_newest == document.newest_write(joined)

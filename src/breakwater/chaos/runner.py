@@ -352,9 +352,10 @@ async def node_state(url: str, name: str, taken_at: float) -> ReplicaState:
             for change in page["changes"]:
                 applied.append(change["mutation_id"])
                 positions.append((change["origin"], change["seq"]))
+                # Increments still kept one by one; folded ones are checked through the value.
                 counted = {
-                    name: {mid: entry[1] for mid, entry in ids.items()}
-                    for name, ids in change.get("state", {}).get("n", {}).items()
+                    name: {mid: entry[1] for mid, entry in value.get("i", {}).items()}
+                    for name, value in change.get("state", {}).get("n", {}).items()
                 }
                 data = None if change["deleted"] else change["data"]
                 docs[(change["collection"], change["id"])] = DocState(

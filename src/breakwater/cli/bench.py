@@ -158,6 +158,47 @@ def _push_postgres(
     _write_json(report, json_path)
 
 
+@app.command("counters")
+def counters(
+    runs: Annotated[int, typer.Option(min=1, max=20, help="Runs; medians are reported.")] = 3,
+    samples: Annotated[
+        int, typer.Option(min=1, max=1000, help="Timed batches of 100 per checkpoint and run.")
+    ] = 50,
+    largest: Annotated[
+        int, typer.Option(min=100, help="Earlier increments at the last checkpoint.")
+    ] = 100_000,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+) -> None:
+    """Cost per increment of one field after 1, 10,000 and 100,000 earlier increments."""
+    from breakwater.bench import counters as bench_counters
+
+    console = Console()
+    with console.status("starting") as status:
+        report = asyncio.run(
+            bench_counters.run(runs, samples, largest, lambda text: status.update(text))
+        )
+    table = Table(
+        title=f"breakwater bench counters (engine + SQLite store, batches of {report['batch']},"
+        f" medians of {runs} runs)"
+    )
+    for column in ("earlier increments", "µs/increment", "p99 µs/increment", "state bytes"):
+        table.add_column(column, justify="right")
+    for row in report["results"]:
+        table.add_row(
+            f"{row['earlier_increments']:,}",
+            f"{row['us_per_increment']:.1f}",
+            f"{row['p99_us_per_increment']:.1f}",
+            f"{row['state_bytes']:,}",
+        )
+    console.print(table)
+    console.print(
+        f"last / first: {report['last_over_first']:.2f} (target ≤"
+        f" {report['target_last_over_first']})"
+    )
+    console.print(f"machine: {report['machine']}")
+    _write_json(report, json_path)
+
+
 @app.command("instructions")
 def instructions(
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,

@@ -32,11 +32,12 @@ from typing import Any, TypeVar
 from breakwater.client.clock import DeviceClock
 from breakwater.client.local_query import LocalQuery, query_sql
 from breakwater.client.outbox import OutboxEntry, Rejection
-from breakwater.client.rebase import rebase, view_of
+from breakwater.client.rebase import Pending, rebase, view_of
 from breakwater.client.scope import Scope
 from breakwater.core import codec
 from breakwater.core import cursor as cursor_mod
 from breakwater.core import hlc as hlc_mod
+from breakwater.core.counter import is_legacy
 from breakwater.core.document import State, join, version, visible
 
 T = TypeVar("T")
@@ -63,6 +64,8 @@ CREATE TABLE IF NOT EXISTS rejected (
 """
 
 DocKey = tuple[str, str]
+COUNTER_FORMAT = "2"
+"""Counters in ``server_docs`` hold folded bases (docs/adr/0019-compact-counters.md)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +190,28 @@ class LocalStore:
         self.resyncing = self._meta("resyncing") == "1"
         synced = self._meta("last_synced_at")
         self.last_synced_at = float(synced) if synced else None
+        if self._meta("counter_format", "1") != COUNTER_FORMAT:
+            self._forget_unfolded_counters()
+
+    def _forget_unfolded_counters(self) -> None:
+        """Drop server states whose counters predate folding and pull everything again.
+
+        Such a state keeps increments by mutation id that the node has since folded into a
+        base: joined with the node's new state they would count twice. The local view keeps
+        showing the document until the resync brings its state back; the outbox is untouched.
+        """
+        with self._transaction():
+            stale = [
+                (collection, doc_id)
+                for collection, doc_id, text in self._db.execute(
+                    "SELECT collection, id, state FROM server_docs"
+                )
+                if any(is_legacy(value) for value in codec.loads(text)["n"].values())
+            ]
+            self._db.executemany("DELETE FROM server_docs WHERE collection = ? AND id = ?", stale)
+            if stale and self.cursor:
+                self._start_resync()
+            self._set_meta("counter_format", COUNTER_FORMAT)
 
     async def aclose(self) -> None:
         """Close the database and stop its thread."""
@@ -277,10 +302,16 @@ class LocalStore:
 
     def _refresh_view(self, collection: str, doc_id: str) -> Document | None:
         """Recompute one document's local view from its server state and its outbox entries."""
-        pending = [
-            (op, _loads_or_none(data), stamp, mutation_id)
-            for op, data, stamp, mutation_id in self._db.execute(
-                "SELECT op, data, hlc, mutation_id FROM outbox"
+        pending: list[Pending] = [
+            (
+                op,
+                _loads_or_none(data),
+                stamp,
+                mutation_id,
+                None if origin is None else (origin, seq),
+            )
+            for op, data, stamp, mutation_id, origin, seq in self._db.execute(
+                "SELECT op, data, hlc, mutation_id, origin, seq FROM outbox"
                 " WHERE collection = ? AND id = ? ORDER BY position",
                 (collection, doc_id),
             )

@@ -1,9 +1,10 @@
 """The local view of a document: the server's state with the pending local mutations on top.
 
-Pending mutations are joined into the server state as the same deltas the server will apply
-(core.document.delta_for with the mutation's own stamp and id), so the device computes exactly the
-document the server will hold once it has them all (I4), whatever the server received meanwhile.
-A mutation the server already has joins as a no-op (the join is idempotent).
+Pending mutations are applied to the server state as the server applies them
+(core.document.apply with the mutation's own stamp and id), so the device computes the document
+the server will hold once it has them, whatever the server received meanwhile. A mutation the
+server already has changes nothing: by its id while the server keeps its increment apart, and by
+its acknowledged position once the server has folded it into a base.
 """
 
 from __future__ import annotations
@@ -11,14 +12,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from breakwater.core.document import State, delta_for, empty_state, join, newest_write, visible
+from breakwater.core.document import State, apply, empty_state, newest_write, visible
+
+Pending = tuple[str, Any, str, str, tuple[str, int] | None]
+"""``(op, data, hlc, mutation_id, position)``; ``position`` once the server acknowledged it."""
 
 
-def rebase(server_state: State | None, pending: Iterable[tuple[str, Any, str, str]]) -> State:
-    """``server_state`` joined with each pending ``(op, data, hlc, mutation_id)``."""
+def rebase(server_state: State | None, pending: Iterable[Pending]) -> State:
+    """``server_state`` with each pending mutation applied in order."""
     state = server_state if server_state is not None else empty_state()
-    for op, data, hlc, mutation_id in pending:
-        state = join(state, delta_for(op, data, hlc, mutation_id))
+    newest = newest_write(state)
+    for op, data, hlc, mutation_id, position in pending:
+        _, state, _, newest = apply(state, newest, op, data, hlc, mutation_id, position)
     return state
 
 

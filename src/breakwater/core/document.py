@@ -5,20 +5,26 @@ A document's replicated state is a plain JSON object (so every store and device 
 ``f``  field registers ``{name: [hlc, value]}``; ``[hlc]`` alone marks the field removed at ``hlc``
 ``s``  HLC of the newest ``set`` (fields written before it are dead)
 ``x``  HLC of the newest ``delete`` (everything written before it is dead)
-``n``  counter increments ``{name: {mutation_id: [hlc, amount]}}``
+``n``  counters ``{name: counter}`` (:mod:`breakwater.core.counter`: folded bases, increments in
+       flight keyed by ``mutation_id``, and the cut of what resets erased)
 
 A mutation becomes a small state of the same shape (:func:`delta_for`) and applying it is
 :func:`join`, which is commutative, associative and idempotent (I4). Increments are keyed by
-``mutation_id``, so the same mutation reaching a replica twice (client retry and replication) counts
-once (I2) even when it arrives embedded in a peer's state. :func:`normalize` drops what can never be
-visible again (it only grows dead), so converged replicas hold byte-identical states and versions.
+``mutation_id`` (and by position once folded), so the same mutation reaching a replica twice
+(client retry and replication) counts once (I2) even when it arrives embedded in a peer's state.
+A reset (``set``, ``delete``, or ``patch`` of the field) that is the field's newest write when it
+is first applied erases the increments that replica holds (:func:`apply`); the erasure travels
+in the state as a cut. :func:`normalize` drops what can never be visible again (it only grows
+dead), so converged replicas hold byte-identical states and versions.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from breakwater.core import counter
 from breakwater.core.codec import dumps_canonical
 
 State = dict[str, Any]
@@ -46,13 +52,10 @@ def join(left: State, right: State) -> State:
         current = fields.get(name)
         if current is None or _register_wins(register, current):
             fields[name] = register
-    counters: dict[str, dict[str, list[Any]]] = {k: dict(v) for k, v in left["n"].items()}
-    for name, increments in right["n"].items():
-        merged = counters.setdefault(name, {})
-        for mutation_id, increment in increments.items():
-            current_inc = merged.get(mutation_id)
-            if current_inc is None or dumps_canonical(increment) > dumps_canonical(current_inc):
-                merged[mutation_id] = increment
+    counters: dict[str, counter.Counter] = dict(left["n"])
+    for name, right_counter in right["n"].items():
+        mine = counters.get(name)
+        counters[name] = right_counter if mine is None else counter.join(mine, right_counter)
     return normalize(
         {
             "f": fields,
@@ -69,20 +72,25 @@ def _reset(state: State) -> str:
 
 def normalize(state: State) -> State:
     """Drop registers and increments that no future join can make visible again."""
-    reset = _reset(state)
     # A set's own fields carry the set's HLC, so they survive it; a delete kills its equals too.
     fields = {
         name: reg
         for name, reg in state["f"].items()
         if reg[0] >= state["s"] and reg[0] > state["x"]
     }
-    counters: dict[str, dict[str, list[Any]]] = {}
-    for name, increments in state["n"].items():
-        floor = max(reset, fields[name][0]) if name in fields else reset
-        live = {mid: inc for mid, inc in increments.items() if inc[0] > floor}
-        if live:
-            counters[name] = live
+    counters = {}
+    for name, value in state["n"].items():
+        kept = counter.normalize(value)
+        if kept:
+            counters[name] = kept
     return {"f": fields, "s": state["s"], "x": state["x"], "n": counters}
+
+
+def _floor(state: State, name: str) -> str:
+    """The stamp of the newest write that reset field ``name`` (a set, delete or its own write)."""
+    register = state["f"].get(name)
+    reset = _reset(state)
+    return max(reset, register[0]) if register is not None else reset
 
 
 def newest_write(state: State) -> str:
@@ -90,9 +98,8 @@ def newest_write(state: State) -> str:
     newest = max(state["s"], state["x"])
     for register in state["f"].values():
         newest = max(newest, register[0])
-    for increments in state["n"].values():
-        for increment in increments.values():
-            newest = max(newest, increment[0])
+    for value in state["n"].values():
+        newest = max(newest, counter.newest(value))
     return str(newest)
 
 
@@ -117,14 +124,12 @@ def visible(state: State, newest: str | None = None) -> dict[str, Any] | None:
     for name, register in state["f"].items():
         if len(register) == 2:
             data[name] = register[1]
-    for name, increments in state["n"].items():
+    for name, value in state["n"].items():
+        if not counter.counts(value):
+            continue
         register = state["f"].get(name)
         base = register[1] if register and len(register) == 2 and _is_number(register[1]) else 0
-        # Sum in a fixed order so that float rounding is identical on every replica.
-        total = base
-        for _, increment in sorted(increments.items(), key=lambda item: (item[1][0], item[0])):
-            total += increment[1]
-        data[name] = total
+        data[name] = counter.total(value, base)
     return data
 
 
@@ -146,10 +151,24 @@ def delta_for(op: str, data: dict[str, Any] | None, hlc: str, mutation_id: str) 
     elif op == "delete":
         delta["x"] = hlc
     elif op == "increment":
-        delta["n"] = {name: {mutation_id: [hlc, amount]} for name, amount in (data or {}).items()}
+        delta["n"] = {
+            name: {"i": {mutation_id: [hlc, amount]}} for name, amount in (data or {}).items()
+        }
     else:
         raise ValueError(f"unknown op {op!r}")
     return delta
+
+
+def _erase(state: State, names: Iterable[str], hlc: str) -> dict[str, counter.Counter]:
+    """The erase cuts of a reset at ``hlc`` of the counters ``names``: it erases what this
+    replica holds of each counter for which it is the newest write (a late, older reset of a
+    field erases nothing; its value loses anyway)."""
+    cuts = {}
+    for name in names:
+        current = state["n"].get(name)
+        if current is not None and hlc > _floor(state, name):
+            cuts[name] = counter.erase(current)  # {} when it held only unpositioned increments
+    return cuts
 
 
 def apply(
@@ -159,31 +178,77 @@ def apply(
     data: dict[str, Any] | None,
     hlc: str,
     mutation_id: str,
+    position: tuple[str, int] | None = None,
 ) -> tuple[State, State, dict[str, Any] | None, str]:
-    """Apply a mutation to ``state`` (whose :func:`newest_write` is ``newest``).
+    """Apply a mutation to ``state`` (whose :func:`newest_write` is ``newest``) where it is
+    first applied, or on a device over its server state; ``position`` is the increment's feed
+    position when known (a device's acknowledged write), so that a base covering it is seen.
 
-    Returns the mutation's delta, the new state, its visible document and its newest write. A
-    ``set`` newer than every write replaces everything, so it skips the general join (the common
-    case of inserts and overwrites); the result is identical to the join (tested).
+    Returns the mutation's delta (with the erase cuts of a reset), the new state, its visible
+    document and its newest write. A ``set`` newer than every write replaces everything, so it
+    skips the general join (the common case of inserts and overwrites); the result is identical
+    to the join (tested).
     """
+    current = state if state is not None else empty_state()
+    erased = {}
+    if op in ("set", "delete") or (op == "patch" and data):
+        erased = _erase(current, current["n"] if op != "patch" else (data or {}), hlc)
+    delta: State
     if op == "set" and hlc > newest and data is not None:
         delta = {
             "f": {name: [hlc, value] for name, value in data.items()},
             "s": hlc,
             "x": "",
-            "n": {},
+            "n": {name: cut for name, cut in erased.items() if cut},
         }
-        if state is None or not state["x"]:
+        if not current["x"]:
             return delta, delta, dict(data), hlc
-        return delta, {**delta, "x": state["x"]}, dict(data), hlc
+        return delta, {**delta, "x": current["x"]}, dict(data), hlc
     delta = delta_for(op, data, hlc, mutation_id)
-    joined = join(state if state is not None else empty_state(), delta)
+    if op == "increment" and position is not None:
+        delta["n"] = {
+            name: counter.place(value, mutation_id, *position) for name, value in delta["n"].items()
+        }
+    delta["n"].update(erased)
+    joined = join(current, delta)
+    for name in erased:  # a device's own unpositioned increments go too
+        kept = counter.erase(joined["n"].get(name, {}))
+        if kept:
+            joined["n"][name] = kept
+        else:
+            joined["n"].pop(name, None)
     newest = newest_write(joined)
     return delta, joined, visible(joined, newest), newest
 
 
+def settle(
+    state: State, mutation_id: str, origin: str, seq: int, stable: Mapping[str, int]
+) -> State:
+    """``state`` with mutation ``mutation_id``'s increments at feed position ``(origin, seq)``
+    and every increment that ``stable`` covers folded (:func:`breakwater.core.counter.fold`)."""
+    counters = {
+        name: counter.fold(counter.place(value, mutation_id, origin, seq), stable)
+        for name, value in state["n"].items()
+    }
+    return {**state, "n": counters}
+
+
+def upgrade(state: State) -> State:
+    """``state`` with counters kept in the format before folding turned into folded bases."""
+    if not any(counter.is_legacy(value) for value in state["n"].values()):
+        return state
+    counters = {
+        name: counter.upgrade(value) if counter.is_legacy(value) else value
+        for name, value in state["n"].items()
+    }
+    return {**state, "n": counters}
+
+
 def lost_fields(delta: State, merged: State) -> list[str]:
-    """Names of the fields a mutation wrote that a concurrent newer write overrides (a conflict)."""
+    """Names of the fields a mutation wrote that a concurrent newer write overrides (a conflict).
+
+    An increment never loses: it counts until a reset that is first applied after it erases it.
+    """
     lost = [name for name, register in delta["f"].items() if merged["f"].get(name) != register]
     reset = max(delta["s"], delta["x"])
     if reset:
@@ -195,9 +260,6 @@ def lost_fields(delta: State, merged: State) -> list[str]:
                 for name, register in merged["f"].items()
                 if register[0] > reset and name not in delta["f"]
             )
-    for name, increments in delta["n"].items():
-        if not all(mid in merged["n"].get(name, {}) for mid in increments):
-            lost.append(name)
     return sorted(set(lost))
 
 
@@ -217,7 +279,11 @@ def pack(state: State) -> State:
 
 
 def unpack(packed: State, data: dict[str, Any] | None) -> State:
-    """Rebuild the full state from :func:`pack`'s output and the visible document."""
+    """Rebuild the full state from :func:`pack`'s output and the visible document.
+
+    Counters stored before folding existed come back folded (:func:`upgrade`); the next write
+    stores them so (a document migrates on its first write, and reads never see the old form).
+    """
     fields: dict[str, Register] = {}
     for name, entry in packed["f"].items():
         fields[name] = [entry, data[name]] if isinstance(entry, str) and data else entry
@@ -226,4 +292,4 @@ def unpack(packed: State, data: dict[str, Any] | None) -> State:
         for name, value in data.items():
             if name not in fields and name not in counters:
                 fields[name] = [packed["s"], value]
-    return {"f": fields, "s": packed["s"], "x": packed["x"], "n": packed["n"]}
+    return upgrade({"f": fields, "s": packed["s"], "x": packed["x"], "n": packed["n"]})

@@ -134,6 +134,13 @@ class Engine:
         config = self.collections.get(name)
         return config if config is not None else _UNCONFIGURED
 
+    def stable_after(self, seq: int) -> dict[str, int]:
+        """What every replica holds once this region commits ``seq``: the vector a counter
+        folds its increments up to. With one region it is the region's own head (nothing can
+        bring an increment back under another position); replication replaces it with the
+        causally stable vector of docs/adr/0019-compact-counters.md."""
+        return {self.origin: seq}
+
     def apply(self, target: WriteTarget, mutation: Mutation) -> MutationResult:
         """Apply one mutation once; state-dependent refusals come back as ``rejected``."""
         seen = target.find_mutation(mutation.mutation_id)
@@ -199,6 +206,12 @@ class Engine:
                     limit=self.limits.max_document_bytes,
                 )
         seq = target.next_seq(self.origin)
+        if op == "increment":
+            state = document.settle(
+                state, mutation.mutation_id, self.origin, seq, self.stable_after(seq)
+            )
+            visible = document.visible(state, newest)  # folding may round a float sum anew
+            data_json = None if visible is None else codec.dumps(visible)
         change = Change(
             self.origin, seq, mutation.collection, mutation.doc_id, mutation.mutation_id, hlc, op
         )
