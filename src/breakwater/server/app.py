@@ -30,6 +30,7 @@ from breakwater.obs.metrics import Metrics
 from breakwater.obs.worker_metrics import WorkerMetrics
 from breakwater.server import auth_api, docs_api, health, problems, sync_api
 from breakwater.server.access import Gatekeeper
+from breakwater.server.application.writes import Writes
 from breakwater.server.auth_backend import auth_store_for
 from breakwater.server.direct_routes import DirectRoutes, Endpoint
 from breakwater.server.middleware import ObserveRequests
@@ -100,6 +101,9 @@ def build_node(
         lambda up: metrics.dependency_up.labels("store").set(int(up)),
         wait=urlsplit(config.store_url).scheme in POSTGRES_SCHEMES,
     )
+    policy = Policy(
+        settings.resolved_mode(config.host), config.rules, frozenset(settings.mfa_roles)
+    )
     return Node(
         config=config,
         clock=clock,
@@ -111,13 +115,12 @@ def build_node(
         realtime=realtime,
         auth=AuthService(auth_store, issuer, passwords, settings.refresh_ttl),
         auth_store=auth_store,
-        policy=Policy(
-            settings.resolved_mode(config.host), config.rules, frozenset(settings.mfa_roles)
-        ),
+        policy=policy,
         buckets=buckets,
         limiter=RateLimiter(settings, metrics, buckets, names),
         sign_in_guard=SignInGuard(settings, metrics, buckets, names),
         store_opener=store_opener,
+        writes=Writes(store, read_cache, policy, clock, metrics),
     )
 
 
