@@ -67,3 +67,8 @@ def merge(left: Mapping[str, int], right: Mapping[str, int]) -> VersionVector:
 def covers(vector: Mapping[str, int], origin: str, seq: int) -> bool:
     """True when the change ``(origin, seq)`` is at or behind ``vector``."""
     return vector.get(origin, 0) >= seq
+
+
+def covers_all(vector: Mapping[str, int], other: Mapping[str, int]) -> bool:
+    """True when ``vector`` covers every change that ``other`` covers."""
+    return all(vector.get(origin, 0) >= seq for origin, seq in other.items())

@@ -138,7 +138,7 @@ async def pull(
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
-        if not page.has_more and not await node.realtime.fanout.wait_beyond(page.vector, remaining):
+        if not page.has_more and not await node.feed.wait_beyond(page.vector, remaining):
             break
         page = await node.store.pull(page.vector, names, limit, include_state)
         changes = _shown(page, view)
