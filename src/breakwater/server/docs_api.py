@@ -1,4 +1,4 @@
-"""Single-document REST endpoints and queries. Writes go through the same engine as pushes."""
+"""Single-document REST endpoints and queries; writes go through the node's write path."""
 
 from __future__ import annotations
 
