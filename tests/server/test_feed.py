@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from breakwater.bus.memory import MemoryBus
 from breakwater.core.cursor import VersionVector
@@ -45,14 +48,14 @@ class Recorder:
 class Rig:
     """A store that publishes commit notices, a bus and a follower over them."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, page_size: int = 3) -> None:
         self.bus = MemoryBus()
         self.store = SqliteStore(
             tmp_path / "s.db",
             Engine("r1", HybridClock("n1")),
             hooks=NodeStoreHooks(Metrics(), self.bus),
         )
-        self.feed = FeedFollower(self.store, self.bus, page_size=3, poll_interval=0.05)
+        self.feed = FeedFollower(self.store, self.bus, page_size=page_size, poll_interval=0.05)
         self.written = 0
 
     async def write(self, count: int = 1) -> None:
@@ -156,3 +159,38 @@ async def test_a_position_behind_the_retention_horizon_restarts_consumers_at_the
     assert consumer.restarts == [{}, {"r1": 3}]
     assert consumer.seqs == [1, 2, 3]
     assert rig.feed.position == {"r1": 3}
+
+
+async def _follow_commits(path: Path, page_size: int, commits: list[int], failures: int) -> None:
+    rig = Rig(path, page_size)
+    await rig.store.open()
+    log: list[tuple[str, int]] = []
+    flaky, steady = Recorder("flaky", log, fail=failures), Recorder("steady", log)
+    rig.feed.subscribe(flaky)
+    rig.feed.subscribe(steady)
+    await rig.feed.start()
+    try:
+        for count in commits:
+            await rig.write(count)
+        total = sum(commits)
+        await until(lambda: len(steady.seqs) >= total and len(flaky.seqs) >= total, 10)
+        assert flaky.seqs == steady.seqs == list(range(1, total + 1))
+        assert rig.feed.position == ({"r1": total} if total else {})
+    finally:
+        await rig.feed.aclose()
+        await rig.store.aclose()
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    page_size=st.integers(1, 5),
+    commits=st.lists(st.integers(1, 7), max_size=6),
+    failures=st.integers(0, 2),
+)
+def test_each_consumer_gets_every_change_once_in_feed_order(
+    page_size: int, commits: list[int], failures: int
+) -> None:
+    """Whatever the commit sizes, the page size and a consumer's failed deliveries, every
+    consumer is handed each change exactly once, in seq order (I3 for the node's consumers)."""
+    with tempfile.TemporaryDirectory() as directory:
+        asyncio.run(_follow_commits(Path(directory), page_size, commits, failures))
