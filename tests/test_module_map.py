@@ -69,3 +69,20 @@ def test_core_uses_no_third_party_library_but_the_json_codec() -> None:
             else:
                 continue
             assert roots <= allowed, f"{path.name} imports {roots - allowed}"
+
+
+# Inside the server: the application layer sits below the routes and realtime, which call it
+# (ARCHITECTURE.md §2); of the server it may use only the read cache it keeps fresh.
+APPLICATION_MAY_IMPORT = {"breakwater.server.read_cache", "breakwater.server.application"}
+
+
+def test_the_application_layer_imports_no_route_and_no_consumer() -> None:
+    """server/application imports no route module and none of its consumers (realtime)."""
+    for path in (PACKAGE / "server" / "application").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                name = node.module
+                if name.startswith("breakwater.server"):
+                    assert any(name.startswith(allowed) for allowed in APPLICATION_MAY_IMPORT), (
+                        f"{path.relative_to(PACKAGE)} imports {name}"
+                    )

@@ -18,6 +18,7 @@ from breakwater.core.engine import Engine
 from breakwater.core.hlc import HybridClock
 from breakwater.core.mutation import Mutation
 from breakwater.obs.metrics import Metrics
+from breakwater.server.application.feed import FeedFollower
 from breakwater.server.realtime.fanout import Batch, Fanout, Subscriber
 from breakwater.server.realtime.pacing import FanoutPacer
 from breakwater.server.realtime.wakeup import Wakeup
@@ -37,10 +38,22 @@ class Rig:
         self.store = SqliteStore(
             tmp_path / "s.db", engine, hooks=NodeStoreHooks(self.metrics, self.bus)
         )
+        self.feed = FeedFollower(self.store, self.bus, page_size=min(500, queue_limit))
         self.fanout = Fanout(
-            self.store, self.bus, self.metrics, queue_limit=queue_limit, pacer=pacer
+            self.store, self.feed, self.metrics, queue_limit=queue_limit, pacer=pacer
         )
+        self.feed.subscribe(self.fanout)
         self.written = 0
+
+    async def start(self) -> None:
+        """Start following the feed and sending, as a node does."""
+        await self.feed.start()
+        await self.fanout.start()
+
+    async def aclose(self) -> None:
+        """Stop sending and following."""
+        await self.fanout.aclose()
+        await self.feed.aclose()
 
     async def write(self, count: int = 1, collection: str = "todos") -> None:
         """Apply ``count`` new documents in one commit."""
@@ -61,11 +74,11 @@ async def running(
     """A rig with its store open and its fan-out following, closed on exit."""
     opened = Rig(tmp_path, queue_limit=queue_limit, pacer=pacer)
     await opened.store.open()
-    await opened.fanout.start()
+    await opened.start()
     try:
         yield opened
     finally:
-        await opened.fanout.aclose()
+        await opened.aclose()
         await opened.store.aclose()
 
 
@@ -153,10 +166,10 @@ async def test_live_pages_already_replayed_are_dropped(rig: Rig) -> None:
     """A replay that read past the follower's position gets only the changes it lacks."""
     sub = Subscriber(None, {}, Wakeup())
     # Commit while the follower cannot see it yet: the replay reads ahead of the position.
-    await rig.fanout.aclose()
+    await rig.aclose()
     await rig.write(4)
-    rig.fanout.poll_interval = 60  # no poll during the test: only the next notice moves it
-    await rig.fanout.start()
+    rig.feed.poll_interval = 60  # no poll during the test: only the next notice moves it
+    await rig.start()
     rig.fanout.position = {}
     replayed = await catch_up(rig, sub)
     assert seqs(replayed) == [1, 2, 3, 4]
@@ -193,7 +206,7 @@ async def test_an_overflowing_subscriber_falls_back_to_replay_and_loses_nothing(
     """Past its queue limit a subscriber drops its queue and catches up from the store."""
     rig = Rig(tmp_path, queue_limit=10)
     await rig.store.open()
-    await rig.fanout.start()
+    await rig.start()
     try:
         sub = Subscriber(None, {}, Wakeup())
         await catch_up(rig, sub)
@@ -210,7 +223,7 @@ async def test_an_overflowing_subscriber_falls_back_to_replay_and_loses_nothing(
         rest = await receive(rig, sub, 34 - len(seqs(first)))
         assert seqs(first + rest) == list(range(1, 35))
     finally:
-        await rig.fanout.aclose()
+        await rig.aclose()
         await rig.store.aclose()
 
 
@@ -241,7 +254,7 @@ async def test_a_removed_subscriber_is_not_attached_by_a_late_replay(rig: Rig) -
 
 async def test_long_poll_wait_wakes_on_a_commit(rig: Rig) -> None:
     """``wait_beyond`` returns True soon after a commit past the vector it was given."""
-    waiter = asyncio.ensure_future(rig.fanout.wait_beyond({}, 10))
+    waiter = asyncio.ensure_future(rig.feed.wait_beyond({}, 10))
     await asyncio.sleep(0.05)
     assert not waiter.done()
     await rig.write(1)
@@ -250,18 +263,18 @@ async def test_long_poll_wait_wakes_on_a_commit(rig: Rig) -> None:
 
 async def test_long_poll_wait_ends_when_draining(rig: Rig) -> None:
     """``stop_waiters`` makes pending waits answer False at once."""
-    waiter = asyncio.ensure_future(rig.fanout.wait_beyond({}, 10))
+    waiter = asyncio.ensure_future(rig.feed.wait_beyond({}, 10))
     await asyncio.sleep(0.05)
-    rig.fanout.stop_waiters()
+    rig.feed.stop_waiters()
     assert await asyncio.wait_for(waiter, 1) is False
 
 
 async def test_commits_from_another_process_are_found_by_polling(tmp_path: Path) -> None:
     """A writer whose commits the bus never hears of is seen within the poll interval."""
     rig = Rig(tmp_path)
-    rig.fanout.poll_interval = 0.2
+    rig.feed.poll_interval = 0.2
     await rig.store.open()
-    await rig.fanout.start()
+    await rig.start()
     other = SqliteStore(tmp_path / "s.db", Engine("r1", HybridClock("n2")))
     await other.open()
     try:
@@ -271,7 +284,7 @@ async def test_commits_from_another_process_are_found_by_polling(tmp_path: Path)
         assert seqs(await drain_live(sub, 1, seconds=3)) == [1]
     finally:
         await other.aclose()
-        await rig.fanout.aclose()
+        await rig.aclose()
         await rig.store.aclose()
 
 
@@ -307,7 +320,7 @@ async def test_a_cursor_older_than_the_recent_changes_reads_the_store(tmp_path: 
     rig = Rig(tmp_path)
     rig.fanout.recent.max_changes = 10
     await rig.store.open()
-    await rig.fanout.start()
+    await rig.start()
     try:
         for _ in range(10):
             await rig.write(4)
@@ -321,7 +334,7 @@ async def test_a_cursor_older_than_the_recent_changes_reads_the_store(tmp_path: 
         assert seqs(await receive(rig, sub, 35)) == list(range(6, 41))
         assert counting.pulls >= 3  # at least 6-13, 14-21, 22-29 from the store
     finally:
-        await rig.fanout.aclose()
+        await rig.aclose()
         await rig.store.aclose()
 
 
@@ -354,8 +367,8 @@ async def test_closing_as_a_notice_arrives_still_stops_the_follower(tmp_path: Pa
     for _ in range(20):
         rig = Rig(tmp_path)
         await rig.store.open()
-        await rig.fanout.start()
+        await rig.start()
         await asyncio.sleep(0.01)  # the follower waits for a notice
         rig.bus.publish(CommitNotice({"r1": 0}, 0.0))
-        await asyncio.wait_for(rig.fanout.aclose(), 5)
+        await asyncio.wait_for(rig.aclose(), 5)
         await rig.store.aclose()

@@ -69,6 +69,11 @@ def covers(vector: Mapping[str, int], origin: str, seq: int) -> bool:
     return vector.get(origin, 0) >= seq
 
 
+def covers_all(vector: Mapping[str, int], other: Mapping[str, int]) -> bool:
+    """True when ``vector`` covers every change that ``other`` covers."""
+    return all(vector.get(origin, 0) >= seq for origin, seq in other.items())
+
+
 def require_honourable(
     vector: Mapping[str, int], head: Mapping[str, int], peer_regions: Container[str] = ()
 ) -> None:

@@ -30,6 +30,8 @@ from breakwater.obs.metrics import Metrics
 from breakwater.obs.worker_metrics import WorkerMetrics
 from breakwater.server import auth_api, docs_api, health, problems, sync_api
 from breakwater.server.access import Gatekeeper
+from breakwater.server.application.feed import PAGE_SIZE, FeedFollower
+from breakwater.server.application.writes import Writes
 from breakwater.server.auth_backend import auth_store_for
 from breakwater.server.direct_routes import DirectRoutes, Endpoint
 from breakwater.server.middleware import ObserveRequests
@@ -78,7 +80,16 @@ def build_node(
     if store is None:
         store = open_store(config.store_url, engine, hooks=NodeStoreHooks(metrics, bus))
     read_cache = ReadCache(cache, metrics, config.cache_ttl)
-    realtime = Realtime(config, store, bus, metrics, on_changes=read_cache.followed)
+    feed = FeedFollower(store, bus, page_size=min(PAGE_SIZE, config.realtime_queue))
+    realtime = Realtime(config, store, feed, metrics)
+    # In this order: a client told of a change reads at least that version from this node.
+    feed.subscribe(read_cache)
+    feed.subscribe(realtime.fanout)
+
+    async def start_following() -> None:
+        await feed.start()
+        await realtime.start()
+
     metrics.dependency_up.labels("bus").set_function(lambda: 1 if bus.healthy else 0)
     metrics.watch_bus(lambda: (bus.stats.sent, bus.stats.received, bus.stats.reconnects))
     metrics.dependency_up.labels("cache").set_function(lambda: 1 if read_cache.healthy else 0)
@@ -97,9 +108,12 @@ def build_node(
     names = Pseudonyms(keys.keys[0].secret)
     store_opener = StoreOpener(
         store,
-        realtime.start,
+        start_following,
         lambda up: metrics.dependency_up.labels("store").set(int(up)),
         wait=urlsplit(config.store_url).scheme in POSTGRES_SCHEMES,
+    )
+    policy = Policy(
+        settings.resolved_mode(config.host), config.rules, frozenset(settings.mfa_roles)
     )
     return Node(
         config=config,
@@ -112,20 +126,20 @@ def build_node(
         realtime=realtime,
         auth=AuthService(auth_store, issuer, passwords, settings.refresh_ttl),
         auth_store=auth_store,
-        policy=Policy(
-            settings.resolved_mode(config.host), config.rules, frozenset(settings.mfa_roles)
-        ),
+        policy=policy,
         buckets=buckets,
         limiter=RateLimiter(settings, metrics, buckets, names),
         sign_in_guard=SignInGuard(settings, metrics, buckets, names),
         store_opener=store_opener,
+        writes=Writes(store, read_cache, policy, clock, metrics),
+        feed=feed,
     )
 
 
 async def compact(node: Node, horizon_ms: int, now_ms: int | None = None) -> CompactionReport:
     """One retention pass; realtime resumes then refuse cursors behind it, as pulls do."""
     report = await node.store.compact(horizon_ms, now_ms)
-    node.realtime.fanout.forget_before(report.low_water)
+    node.feed.forget_before(report.low_water)
     return report
 
 
@@ -209,6 +223,7 @@ def create_app(
             await asyncio.gather(*background, return_exceptions=True)
             await node.store_opener.aclose()
             await node.realtime.aclose()
+            await node.feed.aclose()
             await node.store.aclose()
             await node.buckets.aclose()
             await node.cache.cache.aclose()

@@ -1,11 +1,10 @@
-"""Single-document REST endpoints and queries. Writes go through the same engine as pushes."""
+"""Single-document REST endpoints and queries; writes go through the node's write path."""
 
 from __future__ import annotations
 
 import hashlib
 import re
 import uuid
-from dataclasses import replace
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -63,19 +62,10 @@ def _readable(node: Node, identity: Identity | None, doc: StoredDoc) -> bool:
 
 
 async def _write(node: Node, mutation: Mutation, identity: Identity | None) -> Response:
-    mutation = replace(mutation, guard=node.policy.guard(identity, mutation.collection))
-    [result] = await node.store.apply([mutation])
-    node.metrics.mutations.labels(result.status).inc()
-    if result.status == "applied":
-        # Before the answer: this client's next read on this node sees its write.
-        assert result.origin is not None and result.seq is not None
-        await node.cache.committed(
-            [(mutation.collection, mutation.doc_id, result.origin, result.seq)]
-        )
+    mutation = node.writes.admit(identity, mutation)
+    [result] = await node.writes.apply([mutation], "rest")
     if result.status == "rejected":
         assert result.error is not None
-        if isinstance(result.error, Forbidden):
-            node.metrics.access_denied.labels("rest").inc()
         raise result.error
     if result.status == "duplicate":
         return await _replayed(node, mutation, identity)

@@ -14,6 +14,8 @@ from breakwater.core.engine import Engine
 from breakwater.core.hlc import HybridClock
 from breakwater.obs.metrics import Metrics
 from breakwater.obs.worker_metrics import WorkerMetrics
+from breakwater.server.application.feed import FeedFollower
+from breakwater.server.application.writes import Writes
 from breakwater.server.rate_limit import RateLimiter
 from breakwater.server.read_cache import ReadCache
 from breakwater.server.realtime.hub import Realtime
@@ -42,6 +44,10 @@ class Node:
     limiter: RateLimiter
     sign_in_guard: SignInGuard
     store_opener: StoreOpener
+    writes: Writes
+    """The write path every route and worker writes through."""
+    feed: FeedFollower
+    """The node's one reader of committed changes (cache, realtime and long-polls follow it)."""
     draining: bool = False
     worker_metrics: WorkerMetrics | None = None
     """Set when this process is one worker of several: ``/metrics`` answers for all of them."""

@@ -29,11 +29,13 @@ from dataclasses import dataclass
 
 from breakwater.cache import Cache, CacheUnavailable
 from breakwater.core import codec
+from breakwater.core.cursor import VersionVector
 from breakwater.core.engine import StoredDoc
 from breakwater.core.query import Query
 from breakwater.obs.metrics import Metrics
 from breakwater.resilience import Backoff
 from breakwater.server.wire import doc_json
+from breakwater.storage.base import FeedPage
 
 EPOCH = "e"
 TOKEN_TTL_FACTOR = 4
@@ -243,6 +245,21 @@ class ReadCache:
             else:
                 others.append((collection, doc_id))
         await self.invalidate(others)
+
+    # as a consumer of the node's feed follower ---------------------------------------------
+
+    def restart(self, head: VersionVector) -> None:
+        """Nothing to do: entries of changes the follower skips expire with their ttl."""
+
+    async def deliver(self, page: FeedPage, at: float) -> None:
+        """Invalidate what a page of the feed changed (before the fan-out tells anyone)."""
+        if page.entries:
+            await self.followed(
+                [
+                    (e.change.collection, e.change.doc_id, e.change.origin, e.change.seq)
+                    for e in page.entries
+                ]
+            )
 
     async def invalidate(self, documents: Iterable[tuple[str, str]]) -> None:
         """Replace the tokens of the committed ``(collection, id)`` documents and their

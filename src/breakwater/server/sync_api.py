@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -15,7 +13,7 @@ from starlette.responses import Response
 from breakwater.auth.identity import Identity
 from breakwater.auth.policy import Change
 from breakwater.core import cursor as cursor_mod
-from breakwater.core.errors import BreakwaterError, Forbidden, PayloadTooLarge, ValidationError
+from breakwater.core.errors import BreakwaterError, PayloadTooLarge, ValidationError
 from breakwater.core.mutation import Mutation, check_collection, parse_mutation
 from breakwater.server import openapi
 from breakwater.server.access import identity_of
@@ -59,13 +57,7 @@ def _parse_push(body: Any, node: Node, identity: Identity | None) -> list[Mutati
     mutations = []
     for index, item in enumerate(raw):
         try:
-            mutation = parse_mutation(item, limits)
-            node.policy.admit(identity, mutation.collection, "write")
-            if mutation.hlc is not None:
-                node.clock.check(mutation.hlc)
-            guard = node.policy.guard(identity, mutation.collection)
-            if guard is not None:
-                mutation = replace(mutation, guard=guard)
+            mutation = node.writes.admit(identity, parse_mutation(item, limits))
         except BreakwaterError as error:
             error.extra["index"] = index
             error.detail = f"mutations[{index}]: {error.detail}"
@@ -87,19 +79,7 @@ async def push(request: Request) -> Response:
     node.policy.admit_caller(identity)
     body = await read_json(request, node.config.limits.max_body_bytes)
     mutations = _parse_push(body, node, identity)
-    results = await node.store.apply(mutations)
-    await node.cache.committed(
-        [
-            (m.collection, m.doc_id, r.origin, r.seq)
-            for m, r in zip(mutations, results, strict=True)
-            if r.status == "applied" and r.origin is not None and r.seq is not None
-        ]
-    )
-    for status, count in Counter(result.status for result in results).items():
-        node.metrics.mutations.labels(status).inc(count)
-    denied = sum(isinstance(result.error, Forbidden) for result in results)
-    if denied:
-        node.metrics.access_denied.labels("push").inc(denied)
+    results = await node.writes.apply(mutations, "push")
     return json_response({"results": [result_json(r) for r in results], "hlc": node.clock.now()})
 
 
@@ -166,7 +146,7 @@ async def pull(
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
-        if not page.has_more and not await node.realtime.fanout.wait_beyond(page.vector, remaining):
+        if not page.has_more and not await node.feed.wait_beyond(page.vector, remaining):
             break
         page = await node.store.pull(page.vector, names, limit, include_state)
         changes = _shown(page, view)

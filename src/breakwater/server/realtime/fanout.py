@@ -1,22 +1,23 @@
 """Fan-out of the change feed to every realtime subscriber of a node, gap-free (I5).
 
-One *follower* task per node keeps a shared ``position`` in the feed. When the bus announces a
-commit (or, for writers the bus does not reach, when a once-a-second poll of the store's head finds
-one), it pulls the new changes from the store once, page by page, and publishes each page into
-the recent changes it keeps in memory. A *sender* task hands the *live* subscribers what they
-lack, in passes over them in a fixed order: each gets, at its visit, every page published since
-its last one, written straight to its socket when the connection is idle, else through its
-bounded queue. Subscribers lacking the same pages with the same filter share one message text.
+The fan-out is a consumer of the node's feed follower (:mod:`breakwater.server.application.feed`):
+it keeps a shared ``position`` in the feed and publishes each page the follower delivers into the
+recent changes it keeps in memory, moving the position past it. A *sender* task hands the *live*
+subscribers what they lack, in passes over them in a fixed order: each gets, at its visit, every
+page published since its last one, written straight to its socket when the connection is idle,
+else through its bounded queue. Subscribers lacking the same pages with the same filter share one
+message text.
 
 A subscriber starts in *replay* mode: its connection catches up from its own cursor
-(:meth:`Fanout.replay`), from the recent changes the follower keeps in memory when they reach back
+(:meth:`Fanout.replay`), from the recent changes the fan-out keeps in memory when they reach back
 that far (the common case after a disconnect or a node's drain), else with its own pulls from the
 store. Right after the step that reached the end of the feed, in the same step of the event loop,
-the subscriber is switched to live if its cursor covers the shared position. The follower moves the
-position in a single step too, so no page can slip between the two: every change the replay did not
-cover is in a later page, and a page change the replay already delivered is dropped (its ``(origin,
-seq)`` is covered by the subscriber's cursor). This is "subscribe first, replay, then drop what the
-replay sent" without buffering during the replay, so a long replay holds no memory.
+the subscriber is switched to live if its cursor covers the shared position. A delivered page
+moves the position in a single step too, so no page can slip between the two: every change the
+replay did not cover is in a later page, and a page change the replay already delivered is
+dropped (its ``(origin, seq)`` is covered by the subscriber's cursor). This is "subscribe first,
+replay, then drop what the replay sent" without buffering during the replay, so a long replay
+holds no memory.
 
 When a live subscriber's queue would exceed ``queue_limit`` changes (a slow consumer), its queue is
 dropped and it goes back to replay mode from the cursor of the last message its connection took: it
@@ -33,16 +34,16 @@ import asyncio
 import itertools
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from breakwater.bus import Bus, CommitNotice, Subscription
 from breakwater.core import cursor as cursor_mod
-from breakwater.core.cursor import VersionVector
-from breakwater.core.errors import BreakwaterError, CursorExpired, StoreUnavailable
+from breakwater.core.cursor import VersionVector, covers_all
+from breakwater.core.errors import StoreUnavailable
 from breakwater.obs.logging import get_logger
 from breakwater.obs.metrics import Metrics
+from breakwater.server.application.feed import FeedFollower
 from breakwater.server.realtime import messages
 from breakwater.server.realtime.gil import DURING_SENDS
 from breakwater.server.realtime.pacing import UNPACED, FanoutPacer
@@ -52,18 +53,14 @@ from breakwater.storage.base import FeedEntry, FeedPage, Store
 _log = get_logger("breakwater.realtime")
 PAGE_SIZE = 500
 MAX_MESSAGE_BYTES = 256 * 1024
-POLL_INTERVAL = 1.0
 RECENT_CHANGES = 10_000
 RECENT_BYTES = 16 * 1024 * 1024
 SCAN_LIMIT = 4 * PAGE_SIZE
 """Changes a resume from memory looks at per step (a filter may skip most of them)."""
 SEND_CHUNK = 32
 """Subscribers the sender visits between two yields to the event loop."""
-
-
-def covers_all(vector: Mapping[str, int], other: Mapping[str, int]) -> bool:
-    """True when ``vector`` covers every change that ``other`` covers."""
-    return all(vector.get(origin, 0) >= seq for origin, seq in other.items())
+RETRY_PAUSE = 1.0
+"""Seconds the sender waits after a pass failed."""
 
 
 def same_position(left: Mapping[str, int], right: Mapping[str, int]) -> bool:
@@ -171,9 +168,6 @@ class Subscriber:
         """The collection filter as the store takes it."""
         return None if self.collections is None else sorted(self.collections)
 
-
-ChangesHook = Callable[[list[tuple[str, str, str, int]]], Awaitable[None]]
-"""Told the ``(collection, id, origin, seq)`` of every change the follower is about to deliver."""
 
 Messages = tuple[list[Batch], int]
 """Messages for a subscriber, and the number of changes they carry."""
@@ -313,46 +307,37 @@ class Recent:
 
 
 class Fanout:
-    """The follower, the shared position and the live subscribers of one node."""
+    """The shared position and the live subscribers of one node (a consumer of its feed)."""
 
     def __init__(
         self,
         store: Store,
-        bus: Bus,
+        feed: FeedFollower,
         metrics: Metrics,
         *,
         queue_limit: int,
         recent_changes: int = RECENT_CHANGES,
         recent_bytes: int = RECENT_BYTES,
-        poll_interval: float = POLL_INTERVAL,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
-        on_changes: ChangesHook | None = None,
         pacer: FanoutPacer | None = None,
     ) -> None:
         self.store = store
+        self.feed = feed
         self.pacer = pacer or UNPACED
-        self.on_changes = on_changes
-        self.bus = bus
         self.metrics = metrics
         self.queue_limit = queue_limit
         self.page_size = min(PAGE_SIZE, queue_limit)
-        self.poll_interval = poll_interval
         self.max_message_bytes = max_message_bytes
         self.position: VersionVector = {}
         self.stable: VersionVector = {}
         self.recent = Recent({}, recent_changes, recent_bytes)
-        self.low_water: VersionVector = {}
         self._live: dict[Subscriber, None] = {}
         """Aligned subscribers, in the order the sender visits them."""
         self._unaligned: set[Subscriber] = set()
         self._written_directly = 0
         """Live messages written straight to sockets since the figures were last recorded."""
-        self._advanced = asyncio.Event()
         self._published = asyncio.Event()
-        """Set when the follower publishes a page the sender has not sent yet."""
-        self._stopped = False
-        self._closing = False
-        self._task: asyncio.Task[None] | None = None
+        """Set when a page is published that the sender has not sent yet."""
         self._sender: asyncio.Task[None] | None = None
         self.following = False
         """True once the position is the store's head (a replay before then could attach a
@@ -361,46 +346,17 @@ class Fanout:
     # lifecycle ----------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Subscribe to the bus, read the store's head and start following from there.
-
-        A store that cannot answer yet does not stop the start (I8): the follower reads the
-        head as soon as it can, and until then subscribers wait in replay.
-        """
-        notices = self.bus.subscribe(buffer=256)
-        try:
-            self._start_at(await self.store.head())
-        except BreakwaterError as error:
-            _log.warning("realtime_head_unavailable", error=error.type, detail=error.detail)
-        self._closing = False
-        self._task = asyncio.create_task(self._follow(notices), name="bw-realtime-follower")
+        """Start the sender (the feed follower delivers pages on its own)."""
         self._sender = asyncio.create_task(self._send_loop(), name="bw-realtime-sender")
 
-    def _start_at(self, head: VersionVector) -> None:
-        self.position = head
-        self.stable = dict(head)
-        self.recent.reset(head)
-        self.following = True
-
     async def aclose(self) -> None:
-        """Stop the follower and release every waiter."""
-        self.stop_waiters()
-        self._closing = True
-        for task in (self._task, self._sender):
-            # Python 3.11's wait_for can swallow a cancellation that lands as its inner wait
-            # finishes; the flag ends the loop then, and the cancel is repeated until it is done.
-            while task is not None and not task.done():
-                task.cancel()
-                await asyncio.wait({task}, timeout=1.0)
-        self._task = self._sender = None
-
-    def stop_waiters(self) -> None:
-        """Make every long-poll waiting in :meth:`wait_beyond` answer now (draining)."""
-        self._stopped = True
-        self._wake_waiters()
-
-    def forget_before(self, low_water: VersionVector) -> None:
-        """The store removed changes up to ``low_water`` (a retention pass)."""
-        self.low_water = cursor_mod.merge(self.low_water, low_water)
+        """Stop the sender."""
+        # Python 3.11's wait_for can swallow a cancellation that lands as its inner wait
+        # finishes; the cancel is repeated until it is done.
+        while self._sender is not None and not self._sender.done():
+            self._sender.cancel()
+            await asyncio.wait({self._sender}, timeout=1.0)
+        self._sender = None
 
     # subscribers --------------------------------------------------------------------------------
 
@@ -456,9 +412,10 @@ class Fanout:
         # behind the horizon goes to the store all the same, to get cursor_expired there. So
         # does one ahead of what this node has followed: the store's head decides whether it
         # is honoured (the follower may merely lag behind another node's commit).
+        low_water = self.feed.low_water
         if (
             covers_all(start, self.recent.base)
-            and (not start or covers_all(start, self.low_water))
+            and (not start or covers_all(start, low_water))
             and covers_all(self.position, start)
         ):
             return self._replay_recent(sub)
@@ -551,74 +508,22 @@ class Fanout:
         self.metrics.realtime_overflows.inc()
         sub.wakeup.set()
 
-    # the follower -------------------------------------------------------------------------------
+    # the feed's consumer ------------------------------------------------------------------------
 
-    async def _follow(self, notices: Subscription) -> None:
-        try:
-            while not self._closing:
-                try:
-                    if not self.following:
-                        self._start_at(await self.store.head())
-                    at = await self._next_commit(notices)
-                    if at is not None:
-                        await self._catch_up(at)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as error:
-                    # Degrade, never die (I8): subscribers wait, nothing is lost, and the next
-                    # notice or poll retries from the same position.
-                    _log.warning(
-                        "realtime_follower_failed", error=type(error).__name__, detail=str(error)
-                    )
-                    await asyncio.sleep(self.poll_interval)
-        finally:
-            notices.close()
-
-    async def _next_commit(self, notices: Subscription) -> float | None:
-        """The commit time of changes past the position, or None when nothing is new."""
-        notice: CommitNotice | None
-        try:
-            notice = await asyncio.wait_for(anext(notices), self.poll_interval)
-        except TimeoutError:
-            notice = None
-        except StopAsyncIteration:
-            await asyncio.sleep(self.poll_interval)  # the bus is closed: poll only
-            notice = None
-        if notice is not None:
-            return None if covers_all(self.position, notice.head) else notice.at
-        # No notice for a while: writers in another process (or a bus that lost its broker)
-        # do not reach us, so look at the store's head.
-        head = await self.store.head()
-        return None if covers_all(self.position, head) else time.time()
-
-    async def _catch_up(self, at: float) -> None:
-        """Publish every page past the position."""
-        while True:
-            try:
-                page = await self.store.pull(self.position, None, self.page_size, urgent=True)
-            except CursorExpired:
-                self._restart_from_head(await self.store.head())
-                return
-            if self.on_changes is not None and page.entries:
-                # Before the delivery: a subscriber that reads a document it was just told
-                # about reads at least that version from this node (the cache is invalidated).
-                await self.on_changes(
-                    [
-                        (e.change.collection, e.change.doc_id, e.change.origin, e.change.seq)
-                        for e in page.entries
-                    ]
-                )
-            self._publish(page, at)
-            if not page.has_more:
-                return
-
-    def _restart_from_head(self, head: VersionVector) -> None:
-        """The position fell behind the retention horizon: every live subscriber replays."""
-        _log.warning("realtime_follower_expired", position=self.position)
+    def restart(self, head: VersionVector) -> None:
+        """The follower starts at ``head``: every live subscriber (none at the first start, all
+        when the follower fell behind the retention horizon) replays from its cursor."""
         for sub in list(self._live) + list(self._unaligned):
             self._overflow(sub)
-        self.position = head
+        self.position = dict(head)
+        self.stable = dict(head)
         self.recent.reset(head)
+        self.following = True
+
+    async def deliver(self, page: FeedPage, at: float) -> None:
+        """Publish the follower's next page (without awaiting, so the position moves in one
+        step)."""
+        self._publish(page, at)
 
     def _publish(self, page: FeedPage, at: float) -> None:
         """Add one page to the recent changes and move the shared position past it.
@@ -642,7 +547,6 @@ class Fanout:
             if same_position(sub.cursor, self.position):
                 self._detach(sub)
                 self._attach(sub, sub.cursor)
-        self._wake_waiters()
 
     def _publish_unaligned(
         self, sub: Subscriber, keys: list[Key], encoded: list[bytes], page: FeedPage, at: float
@@ -683,7 +587,7 @@ class Fanout:
                 # A subscriber's failure must not stop the others' delivery (I8).
                 _log.warning("realtime_send_failed", error=type(error).__name__, detail=str(error))
                 self._published.set()
-                await asyncio.sleep(self.poll_interval)
+                await asyncio.sleep(RETRY_PAUSE)
                 continue
             pause = self.pacer.pause_after(spent)
             if pause:
@@ -766,23 +670,3 @@ class Fanout:
         if self._written_directly and oldest is not None:
             self.metrics.realtime.notified(max(0.0, time.time() - oldest), self._written_directly)
         self._written_directly = 0
-
-    # long-poll ----------------------------------------------------------------------------------
-
-    def _wake_waiters(self) -> None:
-        self._advanced.set()
-        self._advanced = asyncio.Event()
-
-    async def wait_beyond(self, seen: VersionVector, seconds: float) -> bool:
-        """Wait until the feed has a change past ``seen``; False after ``seconds`` or draining."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + seconds
-        while not any(seq > seen.get(origin, 0) for origin, seq in self.position.items()):
-            remaining = deadline - loop.time()
-            if self._stopped or remaining <= 0:
-                return False
-            try:
-                await asyncio.wait_for(self._advanced.wait(), remaining)
-            except TimeoutError:
-                return False
-        return True

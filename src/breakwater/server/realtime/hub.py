@@ -1,4 +1,7 @@
-"""The realtime layer of one node: fan-out, admission, open sessions and their drain."""
+"""The realtime layer of one node: fan-out, admission, open sessions and their drain.
+
+The fan-out is one consumer of the node's feed follower; the node subscribes it.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +9,14 @@ import asyncio
 import contextlib
 
 from breakwater.auth.identity import Identity
-from breakwater.bus import Bus
 from breakwater.config import Config
 from breakwater.core.errors import RateLimited
 from breakwater.obs.metrics import Metrics
 from breakwater.resilience import TokenBucket
+from breakwater.server.application.feed import FeedFollower
 from breakwater.server.gc_policy import CollectorPolicy
 from breakwater.server.realtime.admission import Admission
-from breakwater.server.realtime.fanout import ChangesHook, Fanout
+from breakwater.server.realtime.fanout import Fanout
 from breakwater.server.realtime.pacing import FanoutPacer
 from breakwater.server.realtime.session import CLOSE_RESTART, Session
 from breakwater.storage.base import Store
@@ -26,18 +29,17 @@ class Realtime:
         self,
         config: Config,
         store: Store,
-        bus: Bus,
+        feed: FeedFollower,
         metrics: Metrics,
-        on_changes: ChangesHook | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics
+        self.feed = feed
         self.fanout = Fanout(
             store,
-            bus,
+            feed,
             metrics,
             queue_limit=config.realtime_queue,
-            on_changes=on_changes,
             pacer=FanoutPacer(share=config.realtime_fanout_share),
         )
         self.admission = Admission(
@@ -59,13 +61,13 @@ class Realtime:
         self._idle.set()
 
     async def start(self) -> None:
-        """Start following the feed (on the event loop that serves the node)."""
+        """Start sending (on the event loop that serves the node)."""
         self._loop = asyncio.get_running_loop()
         await self.fanout.start()
         self._ticker = asyncio.create_task(self._tick_forever(), name="bw-realtime-tick")
 
     async def aclose(self) -> None:
-        """Drop every session that is still open and stop the follower."""
+        """Drop every session that is still open and stop the sender."""
         for session in list(self.sessions):
             session.abort("stopped")
         if self._ticker is not None:
@@ -136,7 +138,7 @@ class Realtime:
             self._loop.call_soon_threadsafe(self._say_goodbye)
 
     def _say_goodbye(self) -> None:
-        self.fanout.stop_waiters()
+        self.feed.stop_waiters()  # long-polls answer now, with what they have
         for session in list(self.sessions):
             session.end("draining", CLOSE_RESTART)
 

@@ -1,0 +1,80 @@
+"""The node's write path: every write, whichever route or worker makes it, goes through here.
+
+Admission (access policy, clock skew, the per-document write guard), the durable apply, the read
+cache's invalidation before the answer and the metrics happen once, here, so the push route, the
+REST document routes and (later) replication cannot drift apart. Parsing and HTTP answers stay in
+the routes.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Literal
+
+from breakwater.auth.identity import Identity
+from breakwater.auth.policy import Policy
+from breakwater.core.engine import MutationResult
+from breakwater.core.errors import Forbidden
+from breakwater.core.hlc import HybridClock
+from breakwater.core.mutation import Mutation
+from breakwater.obs.metrics import Metrics
+from breakwater.server.read_cache import ReadCache
+from breakwater.storage.base import Store
+
+Channel = Literal["push", "rest"]
+"""Who wrote: the label of refused writes in ``breakwater_access_denied_total``."""
+
+
+class Writes:
+    """Admits and applies mutations for a caller; one instance per node."""
+
+    def __init__(
+        self,
+        store: Store,
+        cache: ReadCache,
+        policy: Policy,
+        clock: HybridClock,
+        metrics: Metrics,
+    ) -> None:
+        self.store = store
+        self.cache = cache
+        self.policy = policy
+        self.clock = clock
+        self.metrics = metrics
+
+    def admit(self, identity: Identity | None, mutation: Mutation) -> Mutation:
+        """``mutation`` as it may be applied for ``identity``, with its write guard attached.
+
+        Raises ``Forbidden`` or ``Unauthorized`` when the caller may not write the collection at
+        all, and ``ClockSkew`` when its stamp is too far ahead. What depends on the stored
+        document (the write rule, the owner field) is checked by the guard during the apply and
+        rejects that mutation only.
+        """
+        self.policy.admit(identity, mutation.collection, "write")
+        if mutation.hlc is not None:
+            self.clock.check(mutation.hlc)
+        guard = self.policy.guard(identity, mutation.collection)
+        return mutation if guard is None else replace(mutation, guard=guard)
+
+    async def apply(self, mutations: Sequence[Mutation], channel: Channel) -> list[MutationResult]:
+        """Apply admitted ``mutations`` durably, one result each, in order.
+
+        Before it returns, the read cache no longer serves what an applied mutation replaced,
+        so the caller's next read on this node sees its write.
+        """
+        results = await self.store.apply(mutations)
+        await self.cache.committed(
+            [
+                (m.collection, m.doc_id, r.origin, r.seq)
+                for m, r in zip(mutations, results, strict=True)
+                if r.status == "applied" and r.origin is not None and r.seq is not None
+            ]
+        )
+        for status, count in Counter(result.status for result in results).items():
+            self.metrics.mutations.labels(status).inc(count)
+        denied = sum(isinstance(result.error, Forbidden) for result in results)
+        if denied:
+            self.metrics.access_denied.labels(channel).inc(denied)
+        return results
