@@ -149,9 +149,10 @@ function eraseFor(state: State, names: Iterable<string>, hlc: string): Record<st
 }
 
 /**
- * Apply a mutation to `state` as the node does where it is first applied (`document.apply` of
- * the Python core, the same state); the device uses it over its server state. `position` is the
+ * Apply a mutation to `state` as the node does where it is first applied (the Python core's
+ * `document.apply`, the same state); the device uses it over its server state. `position` is the
  * increment's feed position once acknowledged, so that a base that folded it is seen to cover it.
+ * A `set` newer than every write replaces everything but the delete stamp and the erase cuts.
  */
 export function apply(
   state: State,
@@ -163,6 +164,11 @@ export function apply(
 ): State {
   const resets = op === "set" || op === "delete" || (op === "patch" && data !== null && Object.keys(data).length > 0);
   const erased = resets ? eraseFor(state, op === "patch" ? Object.keys(data ?? {}) : Object.keys(state.n), hlc) : {};
+  if (op === "set" && data !== null && hlc > newestWrite(state)) {
+    const fields = Object.fromEntries(Object.entries(data).map(([name, value]): [string, Register] => [name, [hlc, value]]));
+    const cuts = Object.entries(erased).filter(([, cut]) => Object.keys(cut).length > 0);
+    return { f: fields, s: hlc, x: state.x, n: Object.fromEntries(cuts) };
+  }
   const delta = deltaFor(op, data, hlc, mutationId);
   if (op === "increment" && position !== null) {
     for (const [name, value] of Object.entries(delta.n)) delta.n[name] = counter.place(value, mutationId, ...position);
