@@ -9,6 +9,8 @@
  * stamp survive a crash together or not at all.
  */
 
+import { isLegacy } from "./counter.js";
+import type { Position } from "./counter.js";
 import { decodeCursor, mergeVectors } from "./cursor.js";
 import type { VersionVector } from "./cursor.js";
 import { join } from "./document.js";
@@ -55,6 +57,9 @@ const REMOVAL_OP = "remove";
 
 const docKey = (collection: string, id: string): string => `${collection}/${id}`;
 const positionKey = (position: number): string => String(position).padStart(15, "0");
+
+/** Counters in `server` hold folded bases (docs/adr/0019-compact-counters.md). */
+const COUNTER_FORMAT = 2;
 
 /** Writes staged by one operation, read back through before they are committed. */
 class Batch {
@@ -116,7 +121,23 @@ export class LocalStore {
       this.stable = await this.meta("stable", {});
       this.resyncing = await this.meta("resyncing", false);
       this.outbox = (await this.adapter.list("outbox")).map(([, entry]) => entry as OutboxEntry);
+      if ((await this.meta("counter_format", 1)) !== COUNTER_FORMAT) await this.forgetUnfoldedCounters();
     });
+  }
+
+  /**
+   * Drop server states whose counters predate folding and pull everything again: they keep
+   * increments by mutation id that the node has since folded into a base, so joined with the
+   * node's new state they would count twice. The local view stays until the resync brings the
+   * state back; the outbox is untouched.
+   */
+  private async forgetUnfoldedCounters(): Promise<void> {
+    const writes: Write[] = [{ table: "meta", key: "counter_format", value: COUNTER_FORMAT }];
+    for (const [key, value] of await this.adapter.list("server")) {
+      if (Object.values((value as ServerRow).state.n).some(isLegacy)) writes.push({ table: "server", key, value: undefined });
+    }
+    if (writes.length > 1 && this.cursor) await this.startResync(writes);
+    else await this.adapter.commit(writes);
   }
 
   close(): Promise<void> {
@@ -194,7 +215,13 @@ export class LocalStore {
     const key = docKey(collection, id);
     const pending = outbox
       .filter((e) => e.collection === collection && e.id === id)
-      .map((e) => ({ op: e.op, data: e.data, hlc: e.hlc, mutationId: e.mutationId }));
+      .map((e) => ({
+        op: e.op,
+        data: e.data,
+        hlc: e.hlc,
+        mutationId: e.mutationId,
+        position: e.origin === null || e.seq === null ? null : ([e.origin, e.seq] as Position),
+      }));
     const server = (await batch.get("server", key)) as ServerRow | undefined;
     if (server === undefined && pending.length === 0) {
       batch.put("docs", key, undefined);
@@ -376,10 +403,11 @@ export class LocalStore {
     return this.serial(() => this.startResync([]));
   }
 
-  /** Mark every server document unseen and empty the cursor, in one commit with `writes`. */
+  /** Mark every server document unseen (but those `writes` rewrites) and empty the cursor, in one commit with `writes`. */
   private async startResync(writes: Write[]): Promise<void> {
+    const rewritten = new Set(writes.filter((w) => w.table === "server").map((w) => w.key));
     for (const [key, value] of await this.adapter.list("server")) {
-      writes.push({ table: "server", key, value: { ...(value as ServerRow), seen: false } });
+      if (!rewritten.has(key)) writes.push({ table: "server", key, value: { ...(value as ServerRow), seen: false } });
     }
     writes.push({ table: "meta", key: "cursor", value: "" }, { table: "meta", key: "resyncing", value: true });
     await this.adapter.commit(writes);

@@ -2,7 +2,7 @@
 import { describe, expect, it } from "vitest";
 
 import { encodeCursor } from "../src/cursor.js";
-import { deltaFor, join, emptyState } from "../src/document.js";
+import { apply, deltaFor, join, emptyState, settle } from "../src/document.js";
 import { LocalStore } from "../src/local-store.js";
 import { buildQuery } from "../src/query.js";
 import { MemoryStorage } from "../src/storage/memory.js";
@@ -92,5 +92,35 @@ describe("LocalStore", () => {
     const [entry] = store.entries();
     expect((entry?.hlc ?? "") > node).toBe(true);
     expect(entry?.hlc.startsWith("00000000001")).toBe(true);
+  });
+
+  it("shows an acknowledged increment the node already folded into a base once", async () => {
+    const store = await openStore();
+    const { entry } = await store.write("stats", "likes", "increment", { n: 2 });
+    await store.recordAcks([[entry.mutationId, "r", 5]]);
+    const applied = apply(emptyState(), "increment", { n: 2 }, entry.hlc, entry.mutationId);
+    const folded = settle(applied, entry.mutationId, "r", 5, { r: 5 });
+    // Not stable yet for the device (stable r=4), so the entry stays in the outbox.
+    await store.applyPage([{ collection: "stats", id: "likes", op: "increment", state: folded }], encodeCursor({ r: 5 }), { r: 4 }, true);
+    expect(store.entries()).toHaveLength(1);
+    expect(await store.get("stats", "likes")).toMatchObject({ data: { n: 2 }, pending: true });
+  });
+
+  it("forgets server states with counters from before folding and pulls again, keeping the view", async () => {
+    const storage = new MemoryStorage();
+    const store = await openStore(storage);
+    await store.applyPage([{ collection: "todos", id: "t1", op: "set", state: serverState("0000000000500-0000-srv", { title: "a" }) }], encodeCursor({ r: 3 }), {}, true);
+    const old = { f: {}, s: "", x: "", n: { n: { "x.1": ["0000000000400-0000-srv", 1], "x.2": ["0000000000401-0000-srv", 1] } } };
+    await storage.commit([
+      { table: "server", key: "stats/likes", value: { state: old, seen: true } },
+      { table: "docs", key: "stats/likes", value: { data: { n: 2 }, hlc: "0000000000401-0000-srv", pending: false } },
+      { table: "meta", key: "counter_format", value: undefined },
+    ]);
+    const again = await openStore(storage);
+    expect(again.resyncing).toBe(true);
+    expect(again.cursor).toBe("");
+    expect(await storage.get("server", "stats/likes")).toBeUndefined();
+    expect(await storage.get("server", "todos/t1")).toMatchObject({ seen: false });
+    expect((await again.get("stats", "likes"))?.data).toEqual({ n: 2 });
   });
 });
