@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from breakwater.auth import totp
-from breakwater.auth.identity import Identity
+from breakwater.auth.identity import ADMIN_SCOPE, Identity
 from breakwater.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, Passwords
 from breakwater.auth.records import Account, ApiKey, RefreshToken
 from breakwater.auth.store import AuthStore
@@ -327,6 +327,15 @@ class AuthService:
         record = ApiKey(key_id, name, frozenset(scopes), hash_secret(secret), self._now_ms())
         self.store.add_key(record)
         return f"{KEY_PREFIX}_{key_id}_{secret}", record
+
+    async def admin_configured(self) -> bool:
+        """True when a live API key has the ``admin`` scope: without one the console is off."""
+
+        def work() -> bool:
+            keys = self.store.keys()
+            return any(k.revoked_ms is None and ADMIN_SCOPE in k.scopes for k in keys)
+
+        return await self._run(work)
 
     async def authenticate_key(self, presented: str) -> Identity:
         """:meth:`verify_key` off the event loop (the store may be a network round trip)."""

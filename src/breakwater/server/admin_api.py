@@ -1,0 +1,110 @@
+"""The admin console (``GET /_/``) and the admin endpoints under ``/v1/admin/`` it reads.
+
+For admins only: an API key with the ``admin`` scope or a user with the ``admin`` role
+(401 without a credential, 403 for anyone else). On a node where no live admin key exists
+all of it answers 404: the console is off. Documents are browsed and edited through the
+ordinary document endpoints with the admin's own credential, so the same access checks,
+cache invalidation and metrics apply as for any caller; these routes add only what those
+endpoints do not answer.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import HTMLResponse, Response
+
+from breakwater.auth.identity import Identity
+from breakwater.auth.rule_tester import evaluate_rule
+from breakwater.core.errors import NotFound, ValidationError
+from breakwater.core.mutation import check_collection
+from breakwater.server.access import identity_of
+from breakwater.server.body import read_json
+from breakwater.server.readiness import check
+from breakwater.server.responses import json_response, node_of
+
+router = APIRouter(tags=["admin"])
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "no credential"},
+    403: {"description": "not an admin"},
+    404: {"description": "the console is off: no admin API key exists"},
+}
+
+
+@cache
+def _page() -> str:
+    return resources.files("breakwater.server").joinpath("static/console.html").read_text("utf-8")
+
+
+async def _console_on(request: Request) -> None:
+    if not await node_of(request).auth.admin_configured():
+        raise NotFound("the admin console is off: create an API key with the admin scope")
+
+
+async def _admin(request: Request) -> Identity:
+    await _console_on(request)
+    return node_of(request).policy.admit_admin(identity_of(request))
+
+
+@router.get("/_/", summary="Admin console", response_class=HTMLResponse, responses=_ERRORS)
+async def console(request: Request) -> Response:
+    """The console's page; it asks for an admin API key and reads the endpoints below."""
+    await _console_on(request)
+    return HTMLResponse(_page(), headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/v1/admin/overview", summary="Region, collections and rules", responses=_ERRORS)
+async def overview(request: Request) -> Response:
+    """This node's region and its health, replication (none yet), auth mode, and each known
+    collection with its merge policy and rules."""
+    await _admin(request)
+    node = node_of(request)
+    readiness = await check(node)
+    region = node.config.region
+    names = sorted(set(node.engine.collections) | set(node.policy.rules))
+    collections = []
+    for name in names:
+        rules = node.policy.rules.get(name)
+        collections.append(
+            {
+                "name": name,
+                "conflict": node.engine.collection(name).conflict,
+                "rules": {
+                    "read": rules.read.source if rules and rules.read else None,
+                    "write": rules.write.source if rules and rules.write else None,
+                    "owner": rules.owner_field if rules else None,
+                },
+            }
+        )
+    body = {
+        "region": region,
+        "node": node.clock.node,
+        "auth_mode": node.policy.mode,
+        "regions": [{"name": region, "local": True, "state": node.health_history.overall.label}],
+        "replication": {"peers": [], "built": False},
+        "checks": readiness.checks,
+        "collections": collections,
+    }
+    return json_response(body)
+
+
+@router.post(
+    "/v1/admin/collections/{collection}/rules/test",
+    summary="Evaluate a collection's rule for a given caller and document",
+    responses=_ERRORS | {400: {"description": "bad input"}},
+)
+async def rule_test(request: Request, collection: str) -> Response:
+    """``{action, auth, doc, before?, op?}`` → ``{allowed, rule, reason}``; nothing is written."""
+    await _admin(request)
+    node = node_of(request)
+    name = check_collection(collection)
+    body = await read_json(request, node.config.limits.max_body_bytes)
+    if not isinstance(body, dict):
+        raise ValidationError("the body must be a JSON object")
+    verdict = evaluate_rule(node.policy, name, body.get("action"), body)
+    return json_response(
+        {"allowed": verdict.allowed, "rule": verdict.rule, "reason": verdict.reason}
+    )

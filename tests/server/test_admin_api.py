@@ -1,0 +1,216 @@
+"""The admin endpoints and the console page: admins only, off without an admin key, bad input
+refused with problem+json."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.auth.conftest import FAST_HASH, sign_up
+
+CONFIG = (
+    FAST_HASH
+    + """mode = "enforce"
+
+[collections.notes]
+conflict = "document"
+
+[collections.notes.rules]
+read = "auth != null && doc.owner == auth.uid"
+write = "auth != null && (doc.owner == auth.uid || 'editor' in auth.roles) && op != 'delete'"
+"""
+)
+OVERVIEW = "/v1/admin/overview"
+RULE_TEST = "/v1/admin/collections/notes/rules/test"
+
+
+@dataclass
+class Admin:
+    """A node in enforce mode with an admin key, a plain key, an admin user and a plain user."""
+
+    client: httpx.AsyncClient
+    headers: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+async def _bearer(client: httpx.AsyncClient, email: str, roles: tuple[str, ...]) -> str:
+    user = await sign_up(client, email)
+    store = client.app.state.node.auth_store  # type: ignore[attr-defined]
+    store.update_account(replace(store.account(user.uid), roles=roles))
+    login = await client.post("/v1/auth/login", json={"email": email, "password": "correct horse"})
+    return f"Bearer {login.json()['access_token']}"
+
+
+@pytest.fixture
+async def admin(make_client: Callable[..., Any]) -> Admin:
+    """The node and a header per caller."""
+    client: httpx.AsyncClient = await make_client(CONFIG)
+    auth = client.app.state.node.auth  # type: ignore[attr-defined]
+    return Admin(
+        client,
+        {
+            "admin key": {"Authorization": f"ApiKey {auth.create_key('ops', ['admin'])[0]}"},
+            "read key": {"Authorization": f"ApiKey {auth.create_key('r', ['read:*'])[0]}"},
+            "admin user": {"Authorization": await _bearer(client, "a@example.com", ("admin",))},
+            "plain user": {"Authorization": await _bearer(client, "p@example.com", ())},
+        },
+    )
+
+
+@dataclass(frozen=True)
+class Call:
+    """One admin request."""
+
+    method: str
+    path: str
+    body: Any = None
+
+
+CALLS = [
+    Call("GET", OVERVIEW),
+    Call("POST", RULE_TEST, {"action": "read", "auth": None, "doc": {}}),
+    Call("GET", "/_/"),
+]
+
+
+@pytest.mark.parametrize("call", CALLS, ids=lambda call: f"{call.method} {call.path}")
+@pytest.mark.parametrize(
+    ("caller", "status"),
+    [("admin key", 200), ("admin user", 200), (None, 401), ("read key", 403), ("plain user", 403)],
+)
+async def test_only_admins_are_let_in(
+    admin: Admin, call: Call, caller: str | None, status: int
+) -> None:
+    """Admin keys and admin users get 200; no credential 401; any other caller 403 (the
+    console's page itself is shown to anyone once the console is on: its data is not)."""
+    headers = admin.headers[caller] if caller else {}
+    response = await admin.client.request(call.method, call.path, json=call.body, headers=headers)
+    expected = 200 if call.path == "/_/" else status
+    assert response.status_code == expected, response.text
+    if expected != 200:
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["type"] == {401: "unauthorized", 403: "forbidden"}[expected]
+
+
+@pytest.mark.parametrize("call", CALLS, ids=lambda call: f"{call.method} {call.path}")
+async def test_the_console_is_off_without_an_admin_key(
+    make_client: Callable[..., Any], call: Call
+) -> None:
+    """With no live admin key, every admin path is 404, even for an admin user; revoking the
+    last admin key turns it off again."""
+    client: httpx.AsyncClient = await make_client(CONFIG)
+    node = client.app.state.node  # type: ignore[attr-defined]
+    node.auth.create_key("r", ["read:*"])
+    headers = {"Authorization": await _bearer(client, "a@example.com", ("admin",))}
+    off = await client.request(call.method, call.path, json=call.body, headers=headers)
+    assert off.status_code == 404
+    assert off.headers["content-type"] == "application/problem+json"
+    _, record = node.auth.create_key("ops", ["admin"])
+    on = await client.request(call.method, call.path, json=call.body, headers=headers)
+    assert on.status_code == 200
+    node.auth_store.revoke_key(record.key_id, 1)
+    again = await client.request(call.method, call.path, json=call.body, headers=headers)
+    assert again.status_code == 404
+
+
+async def test_overview_names_the_region_rules_and_no_replication(admin: Admin) -> None:
+    """One region, this one; replication not built; each collection with its rules."""
+    body = (await admin.client.get(OVERVIEW, headers=admin.headers["admin key"])).json()
+    assert body["auth_mode"] == "enforce"
+    assert body["regions"] == [{"name": body["region"], "local": True, "state": "operational"}]
+    assert body["replication"] == {"peers": [], "built": False}
+    assert body["collections"] == [
+        {
+            "name": "notes",
+            "conflict": "document",
+            "rules": {
+                "read": "auth != null && doc.owner == auth.uid",
+                "write": "auth != null && (doc.owner == auth.uid || 'editor' in auth.roles)"
+                " && op != 'delete'",
+                "owner": None,
+            },
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("request_body", "allowed"),
+    [
+        ({"action": "read", "auth": {"uid": "u1"}, "doc": {"owner": "u1"}}, True),
+        ({"action": "read", "auth": {"uid": "u2"}, "doc": {"owner": "u1"}}, False),
+        ({"action": "read", "auth": None, "doc": {"owner": "u1"}}, False),
+        ({"action": "write", "auth": {"uid": "u2", "roles": ["editor"]}, "doc": {}}, True),
+        ({"action": "write", "op": "delete", "auth": {"uid": "u1"}, "doc": {"owner": "u1"}}, False),
+        ({"action": "write", "auth": {"uid": "u2", "roles": ["viewer"]}, "doc": {}}, False),
+    ],
+)
+async def test_the_rule_tester_evaluates_the_collection_rule(
+    admin: Admin, request_body: dict[str, Any], allowed: bool
+) -> None:
+    """The verdict is the configured rule's, for the given caller, document and op."""
+    response = await admin.client.post(
+        RULE_TEST, json=request_body, headers=admin.headers["admin user"]
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["allowed"] is allowed
+    assert response.json()["rule"].startswith("auth != null")
+
+
+async def test_the_rule_tester_without_a_rule_follows_the_mode(admin: Admin) -> None:
+    """A collection with no rule is closed in enforce mode, and the verdict says so."""
+    response = await admin.client.post(
+        "/v1/admin/collections/other/rules/test",
+        json={"action": "read", "auth": {"uid": "u1"}, "doc": {}},
+        headers=admin.headers["admin key"],
+    )
+    assert response.json() == {
+        "allowed": False,
+        "rule": None,
+        "reason": "no read rule: mode enforce refuses",
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        (RULE_TEST, {"action": "delete", "auth": None, "doc": {}}, "action"),
+        (RULE_TEST, {"action": "read", "auth": "u1", "doc": {}}, "auth"),
+        (RULE_TEST, {"action": "read", "auth": {"uid": ""}, "doc": {}}, "auth.uid"),
+        (
+            RULE_TEST,
+            {"action": "read", "auth": {"uid": "u", "roles": "x"}, "doc": {}},
+            "auth.roles",
+        ),
+        (RULE_TEST, {"action": "read", "auth": {"uid": "u", "mfa": 1}, "doc": {}}, "auth.mfa"),
+        (RULE_TEST, {"action": "read", "auth": None, "doc": [1]}, "doc"),
+        (RULE_TEST, {"action": "read", "auth": None}, "doc"),
+        (RULE_TEST, {"action": "write", "op": "x", "auth": None, "doc": {}}, "op"),
+        (RULE_TEST, {"action": "write", "auth": None, "doc": {}, "before": 3}, "before"),
+        (RULE_TEST, [1, 2], None),
+        ("/v1/admin/collections/9bad/rules/test", {"action": "read", "doc": {}}, None),
+    ],
+)
+async def test_bad_rule_tests_are_refused_with_a_problem(
+    admin: Admin, path: str, body: Any, field: str | None
+) -> None:
+    """Each malformed field gets a 400 validation_error naming it."""
+    response = await admin.client.post(path, json=body, headers=admin.headers["admin key"])
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["type"] == "validation_error"
+    if field is not None:
+        assert problem["field"] == field
+
+
+async def test_a_rule_test_without_a_body_is_refused(admin: Admin) -> None:
+    """An empty or non-JSON body is a 400, never a 500."""
+    headers = admin.headers["admin key"]
+    empty = await admin.client.post(RULE_TEST, headers=headers)
+    garbage = await admin.client.post(
+        RULE_TEST, content=b"{nope", headers=headers | {"Content-Type": "application/json"}
+    )
+    assert empty.status_code == garbage.status_code == 400
