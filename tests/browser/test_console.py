@@ -69,6 +69,12 @@ async def test_an_admin_finds_edits_and_sees_the_history(
     # Newest first: the edit is the change after the two puts (seqs 1 and 2).
     await expect(page.locator("#history tr").first).to_contain_text(":3")
     await screenshot(page, "console-edited")
+
+    await page.fill("#k-name", "reports")
+    await page.fill("#k-scopes", "read:notes")
+    await page.click("#key-form button")
+    await expect(page.locator("#key-result")).to_contain_text("bwk_")
+    await expect(page.locator("#keys tr", has_text="reports")).to_contain_text("active")
     async with httpx.AsyncClient(base_url=node.url) as client:
         stored = (await client.get("/v1/collections/notes/docs/n2")).json()
     assert stored["data"] == {"title": "second, edited"}

@@ -67,12 +67,16 @@ class Call:
     method: str
     path: str
     body: Any = None
+    ok: int = 200
 
 
 CALLS = [
     Call("GET", OVERVIEW),
     Call("POST", RULE_TEST, {"action": "read", "auth": None, "doc": {}}),
     Call("GET", "/_/"),
+    Call("GET", "/v1/admin/keys"),
+    Call("POST", "/v1/admin/keys", {"name": "ci", "scopes": ["read:*"]}, 201),
+    Call("DELETE", "/v1/admin/keys/000000000000", ok=404),
 ]
 
 
@@ -89,8 +93,10 @@ async def test_only_admins_are_let_in(
     headers = admin.headers[caller] if caller else {}
     response = await admin.client.request(call.method, call.path, json=call.body, headers=headers)
     expected = 200 if call.path == "/_/" else status
+    if expected == 200:
+        expected = call.ok
     assert response.status_code == expected, response.text
-    if expected != 200:
+    if expected in (401, 403):
         assert response.headers["content-type"] == "application/problem+json"
         assert response.json()["type"] == {401: "unauthorized", 403: "forbidden"}[expected]
 
@@ -110,7 +116,7 @@ async def test_the_console_is_off_without_an_admin_key(
     assert off.headers["content-type"] == "application/problem+json"
     _, record = node.auth.create_key("ops", ["admin"])
     on = await client.request(call.method, call.path, json=call.body, headers=headers)
-    assert on.status_code == 200
+    assert on.status_code == call.ok
     node.auth_store.revoke_key(record.key_id, 1)
     again = await client.request(call.method, call.path, json=call.body, headers=headers)
     assert again.status_code == 404
@@ -214,3 +220,62 @@ async def test_a_rule_test_without_a_body_is_refused(admin: Admin) -> None:
         RULE_TEST, content=b"{nope", headers=headers | {"Content-Type": "application/json"}
     )
     assert empty.status_code == garbage.status_code == 400
+
+
+async def test_keys_are_created_listed_and_revoked_without_showing_secrets(admin: Admin) -> None:
+    """A created key works at once, is listed by id and scopes only, and once revoked is
+    refused and listed as revoked; revoking it again is 404."""
+    headers = admin.headers["admin key"]
+    created = await admin.client.post(
+        "/v1/admin/keys", json={"name": "reports", "scopes": ["read:*"]}, headers=headers
+    )
+    assert created.status_code == 201
+    assert created.headers["cache-control"] == "no-store"
+    secret, key_id = created.json()["key"], created.json()["key_id"]
+    reader = {"Authorization": f"ApiKey {secret}"}
+    assert (
+        await admin.client.get("/v1/collections/notes/docs/x", headers=reader)
+    ).status_code == 404
+    listed = (await admin.client.get("/v1/admin/keys", headers=headers)).json()["keys"]
+    assert secret.rsplit("_", 1)[1] not in str(listed)
+    assert {"key_id": key_id, "name": "reports", "scopes": ["read:*"]}.items() <= next(
+        key for key in listed if key["key_id"] == key_id
+    ).items()
+    revoked = await admin.client.delete(f"/v1/admin/keys/{key_id}", headers=headers)
+    assert revoked.status_code == 204
+    refused = await admin.client.get("/v1/collections/notes/docs/x", headers=reader)
+    assert refused.status_code == 401
+    listed = (await admin.client.get("/v1/admin/keys", headers=headers)).json()["keys"]
+    assert next(key for key in listed if key["key_id"] == key_id)["revoked_ms"] is not None
+    again = await admin.client.delete(f"/v1/admin/keys/{key_id}", headers=headers)
+    assert again.status_code == 404
+    assert again.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"scopes": ["read:*"]}, "name"),
+        ({"name": "", "scopes": ["read:*"]}, "name"),
+        ({"name": "x" * 65, "scopes": ["read:*"]}, "name"),
+        ({"name": "a\nb", "scopes": ["read:*"]}, "name"),
+        ({"name": "k", "scopes": "read:*"}, "scopes"),
+        ({"name": "k", "scopes": [1]}, "scopes"),
+        ({"name": "k", "scopes": []}, None),
+        ({"name": "k", "scopes": ["root"]}, None),
+        ([], None),
+    ],
+)
+async def test_bad_keys_are_refused_and_nothing_is_created(
+    admin: Admin, body: Any, field: str | None
+) -> None:
+    """Each bad name or scope list is a 400 naming the field, and no key is added."""
+    headers = admin.headers["admin key"]
+    before = (await admin.client.get("/v1/admin/keys", headers=headers)).json()["keys"]
+    response = await admin.client.post("/v1/admin/keys", json=body, headers=headers)
+    assert response.status_code == 400, response.text
+    assert response.json()["type"] == "validation_error"
+    if field is not None:
+        assert response.json()["field"] == field
+    after = (await admin.client.get("/v1/admin/keys", headers=headers)).json()["keys"]
+    assert after == before

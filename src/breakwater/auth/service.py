@@ -21,7 +21,7 @@ from breakwater.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, 
 from breakwater.auth.records import Account, ApiKey, RefreshToken
 from breakwater.auth.store import AuthStore
 from breakwater.auth.tokens import AccessClaims, TokenIssuer, hash_secret, new_refresh_secret
-from breakwater.core.errors import Forbidden, Unauthorized, ValidationError
+from breakwater.core.errors import Forbidden, NotFound, Unauthorized, ValidationError
 
 T = TypeVar("T")
 EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}$")
@@ -327,6 +327,24 @@ class AuthService:
         record = ApiKey(key_id, name, frozenset(scopes), hash_secret(secret), self._now_ms())
         self.store.add_key(record)
         return f"{KEY_PREFIX}_{key_id}_{secret}", record
+
+    async def issue_key(self, name: object, scopes: object) -> tuple[str, ApiKey]:
+        """:meth:`create_key` for input from a request: ``name`` 1-64 characters, ``scopes`` a
+        list of strings."""
+        if not isinstance(name, str) or not 1 <= len(name) <= 64 or not name.isprintable():
+            raise ValidationError("name must be 1 to 64 printable characters", field="name")
+        if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+            raise ValidationError("scopes must be a list of strings", field="scopes")
+        return await self._run(lambda: self.create_key(name, scopes))
+
+    async def list_keys(self) -> list[ApiKey]:
+        """Every key, revoked ones included, oldest first."""
+        return sorted(await self._run(self.store.keys), key=lambda key: key.created_ms)
+
+    async def revoke_key(self, key_id: str) -> None:
+        """Revoke a live key; ``NotFound`` when there is none with that id."""
+        if not await self._run(lambda: self.store.revoke_key(key_id, self._now_ms())):
+            raise NotFound(f"no active API key {key_id!r}")
 
     async def admin_configured(self) -> bool:
         """True when a live API key has the ``admin`` scope: without one the console is off."""

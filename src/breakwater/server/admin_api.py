@@ -18,6 +18,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import HTMLResponse, Response
 
 from breakwater.auth.identity import Identity
+from breakwater.auth.records import ApiKey
 from breakwater.auth.rule_tester import evaluate_rule
 from breakwater.core.errors import NotFound, ValidationError
 from breakwater.core.mutation import check_collection
@@ -108,3 +109,49 @@ async def rule_test(request: Request, collection: str) -> Response:
     return json_response(
         {"allowed": verdict.allowed, "rule": verdict.rule, "reason": verdict.reason}
     )
+
+
+def _key(key: ApiKey) -> dict[str, Any]:
+    """A key as the console lists it: never its secret or hash."""
+    return {
+        "key_id": key.key_id,
+        "name": key.name,
+        "scopes": sorted(key.scopes),
+        "created_ms": key.created_ms,
+        "revoked_ms": key.revoked_ms,
+    }
+
+
+@router.get("/v1/admin/keys", summary="List API keys", responses=_ERRORS)
+async def list_keys(request: Request) -> Response:
+    """Every API key, revoked ones included (id, name, scopes, times; no secret)."""
+    await _admin(request)
+    return json_response({"keys": [_key(key) for key in await node_of(request).auth.list_keys()]})
+
+
+@router.post(
+    "/v1/admin/keys",
+    summary="Create an API key",
+    status_code=201,
+    responses=_ERRORS | {400: {"description": "bad input"}},
+)
+async def create_key(request: Request) -> Response:
+    """``{name, scopes}`` → the key, shown this once, and its record."""
+    await _admin(request)
+    node = node_of(request)
+    body = await read_json(request, node.config.limits.max_body_bytes)
+    if not isinstance(body, dict):
+        raise ValidationError("the body must be a JSON object")
+    secret, record = await node.auth.issue_key(body.get("name"), body.get("scopes"))
+    return json_response({"key": secret} | _key(record), 201, {"Cache-Control": "no-store"})
+
+
+@router.delete(
+    "/v1/admin/keys/{key_id}", summary="Revoke an API key", status_code=204, responses=_ERRORS
+)
+async def revoke_key(request: Request, key_id: str) -> Response:
+    """Revoke a live key: nodes refuse it from their next request on; 404 if none is live.
+    Revoking the last admin key turns the console off."""
+    await _admin(request)
+    await node_of(request).auth.revoke_key(key_id)
+    return Response(status_code=204)
