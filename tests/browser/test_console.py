@@ -33,8 +33,13 @@ def create_key(data: Path, scope: str) -> str:
 
 @pytest.fixture
 def node(start_server: Callable[..., ServerProcess], tmp_path: Path) -> ServerProcess:
-    """A node with two notes."""
+    """A node with two notes and an account."""
     server = start_server(tmp_path / "data")
+    signup = httpx.post(
+        f"{server.url}/v1/auth/signup",
+        json={"email": "ed@example.com", "password": "correct horse"},
+    )
+    assert signup.status_code == 201
     for doc_id, title in (("n1", "first"), ("n2", "second")):
         put = httpx.put(f"{server.url}/v1/collections/notes/docs/{doc_id}", json={"title": title})
         assert put.status_code == 201
@@ -75,6 +80,21 @@ async def test_an_admin_finds_edits_and_sees_the_history(
     await page.click("#key-form button")
     await expect(page.locator("#key-result")).to_contain_text("bwk_")
     await expect(page.locator("#keys tr", has_text="reports")).to_contain_text("active")
+
+    await page.fill("#a-query", "ed@")
+    await page.click("#account-form button")
+    await page.fill('[aria-label="roles of ed@example.com"]', "editor")
+    await page.click("#accounts button")
+    await expect(page.locator("#account-result")).to_contain_text("Roles set")
+    await screenshot(page, "console-accounts")
+    async with httpx.AsyncClient(base_url=node.url) as client:
+        login = await client.post(
+            "/v1/auth/login", json={"email": "ed@example.com", "password": "correct horse"}
+        )
+        me = await client.get(
+            "/v1/auth/me", headers={"Authorization": f"Bearer {login.json()['access_token']}"}
+        )
+    assert me.json()["roles"] == ["editor"]
     async with httpx.AsyncClient(base_url=node.url) as client:
         stored = (await client.get("/v1/collections/notes/docs/n2")).json()
     assert stored["data"] == {"title": "second, edited"}

@@ -77,6 +77,8 @@ CALLS = [
     Call("GET", "/v1/admin/keys"),
     Call("POST", "/v1/admin/keys", {"name": "ci", "scopes": ["read:*"]}, 201),
     Call("DELETE", "/v1/admin/keys/000000000000", ok=404),
+    Call("GET", "/v1/admin/accounts"),
+    Call("PUT", "/v1/admin/accounts/nobody/roles", {"roles": []}, 404),
 ]
 
 
@@ -279,3 +281,59 @@ async def test_bad_keys_are_refused_and_nothing_is_created(
         assert response.json()["field"] == field
     after = (await admin.client.get("/v1/admin/keys", headers=headers)).json()["keys"]
     assert after == before
+
+
+async def test_an_admin_finds_an_account_and_grants_it_the_admin_role(admin: Admin) -> None:
+    """Found by email prefix; once given the admin role, its next sign-in reaches the admin
+    endpoints (until then its token still says what it was)."""
+    headers = admin.headers["admin key"]
+    found = await admin.client.get("/v1/admin/accounts", params={"q": "P@"}, headers=headers)
+    assert [a["email"] for a in found.json()["accounts"]] == ["p@example.com"]
+    account = found.json()["accounts"][0]
+    assert set(account) == {"uid", "email", "anonymous", "roles", "mfa", "created_ms"}
+    path = f"/v1/admin/accounts/{account['uid']}/roles"
+    granted = await admin.client.put(path, json={"roles": ["admin", "admin"]}, headers=headers)
+    assert granted.status_code == 200
+    assert granted.json()["roles"] == ["admin"]
+    old = admin.headers["plain user"]
+    assert (await admin.client.get(OVERVIEW, headers=old)).status_code == 403
+    login = await admin.client.post(
+        "/v1/auth/login", json={"email": "p@example.com", "password": "correct horse"}
+    )
+    promoted = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    assert (await admin.client.get(OVERVIEW, headers=promoted)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"roles": "admin"}, 400),
+        ({"roles": ["not a role"]}, 400),
+        ({"roles": [1]}, 400),
+        ({"roles": [f"r{i}" for i in range(33)]}, 400),
+        ({}, 400),
+        ("admin", 400),
+    ],
+)
+async def test_bad_roles_are_refused_and_change_nothing(
+    admin: Admin, body: Any, status: int
+) -> None:
+    """Each malformed roles body is a 400 and the account keeps its roles."""
+    headers = admin.headers["admin key"]
+    found = await admin.client.get("/v1/admin/accounts", params={"q": "a@"}, headers=headers)
+    uid = found.json()["accounts"][0]["uid"]
+    response = await admin.client.put(f"/v1/admin/accounts/{uid}/roles", json=body, headers=headers)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    again = await admin.client.get("/v1/admin/accounts", params={"q": uid}, headers=headers)
+    assert again.json()["accounts"][0]["roles"] == ["admin"]
+
+
+@pytest.mark.parametrize("params", [{"limit": "0"}, {"limit": "201"}, {"q": "x" * 321}])
+async def test_bad_account_searches_are_refused(admin: Admin, params: dict[str, str]) -> None:
+    """Limits out of range and overlong searches are 400 problems."""
+    response = await admin.client.get(
+        "/v1/admin/accounts", params=params, headers=admin.headers["admin key"]
+    )
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/problem+json"

@@ -24,6 +24,7 @@ from breakwater.auth.tokens import AccessClaims, TokenIssuer, hash_secret, new_r
 from breakwater.core.errors import Forbidden, NotFound, Unauthorized, ValidationError
 
 T = TypeVar("T")
+MAX_ROLES = 32
 EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}$")
 KEY_PREFIX = "bwk"
 KEY_SCOPE_PATTERN = re.compile(r"^(admin|(read|write):(\*|[A-Za-z][A-Za-z0-9_]{0,63}))$")
@@ -309,6 +310,33 @@ class AuthService:
             )
             self.store.update_account(account)
             return codes, self._start_session(account, ("pwd", "otp"))
+
+        return await self._run(work)
+
+    # accounts, for admins ------------------------------------------------------------------------
+
+    async def find_accounts(self, text: str, limit: int) -> list[Account]:
+        """Accounts whose uid is ``text`` or whose email starts with it, by email."""
+        return list(await self._run(lambda: self.store.find_accounts(text, limit)))
+
+    async def set_roles(self, uid: str, roles: object) -> Account:
+        """Replace an account's roles; they reach its tokens at its next sign-in or refresh."""
+        if (
+            not isinstance(roles, list)
+            or len(roles) > MAX_ROLES
+            or not all(isinstance(role, str) and role.isidentifier() for role in roles)
+        ):
+            raise ValidationError(
+                f"roles must be a list of at most {MAX_ROLES} identifiers", field="roles"
+            )
+
+        def work() -> Account:
+            account = self.store.account(uid)
+            if account is None:
+                raise NotFound(f"no account {uid!r}")
+            updated = replace(account, roles=tuple(dict.fromkeys(roles)))
+            self.store.update_account(updated)
+            return updated
 
         return await self._run(work)
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from starlette.responses import HTMLResponse, Response
 
 from breakwater.auth.identity import Identity
-from breakwater.auth.records import ApiKey
+from breakwater.auth.records import Account, ApiKey
 from breakwater.auth.rule_tester import evaluate_rule
 from breakwater.core.errors import NotFound, ValidationError
 from breakwater.core.mutation import check_collection
@@ -28,6 +28,7 @@ from breakwater.server.readiness import check
 from breakwater.server.responses import json_response, node_of
 
 router = APIRouter(tags=["admin"])
+MAX_ACCOUNTS = 200
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "no credential"},
     403: {"description": "not an admin"},
@@ -155,3 +156,43 @@ async def revoke_key(request: Request, key_id: str) -> Response:
     await _admin(request)
     await node_of(request).auth.revoke_key(key_id)
     return Response(status_code=204)
+
+
+def _account(account: Account) -> dict[str, Any]:
+    """An account as the console lists it: never a hash or secret."""
+    return {
+        "uid": account.uid,
+        "email": account.email,
+        "anonymous": account.anonymous,
+        "roles": list(account.roles),
+        "mfa": account.totp_enabled,
+        "created_ms": account.created_ms,
+    }
+
+
+@router.get("/v1/admin/accounts", summary="Find accounts", responses=_ERRORS)
+async def find_accounts(
+    request: Request,
+    q: Annotated[str, Query(max_length=320, description="a uid, or an email's start")] = "",
+    limit: Annotated[int, Query(ge=1, le=MAX_ACCOUNTS)] = 50,
+) -> Response:
+    """Accounts whose uid is ``q`` or whose email starts with it (all with an email when empty)."""
+    await _admin(request)
+    accounts = await node_of(request).auth.find_accounts(q, limit)
+    return json_response({"accounts": [_account(account) for account in accounts]})
+
+
+@router.put(
+    "/v1/admin/accounts/{uid}/roles",
+    summary="Set an account's roles",
+    responses=_ERRORS | {400: {"description": "bad input"}},
+)
+async def set_roles(request: Request, uid: str) -> Response:
+    """``{roles: [...]}`` replaces the roles; they reach the account's tokens at its next
+    sign-in or refresh."""
+    await _admin(request)
+    node = node_of(request)
+    body = await read_json(request, node.config.limits.max_body_bytes)
+    if not isinstance(body, dict):
+        raise ValidationError("the body must be a JSON object")
+    return json_response(_account(await node.auth.set_roles(uid, body.get("roles"))))
