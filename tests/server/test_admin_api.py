@@ -78,6 +78,7 @@ CALLS = [
     Call("POST", "/v1/admin/keys", {"name": "ci", "scopes": ["read:*"]}, 201),
     Call("DELETE", "/v1/admin/keys/000000000000", ok=404),
     Call("GET", "/v1/admin/accounts"),
+    Call("GET", "/v1/admin/conflicts"),
     Call("PUT", "/v1/admin/accounts/nobody/roles", {"roles": []}, 404),
 ]
 
@@ -334,6 +335,37 @@ async def test_bad_account_searches_are_refused(admin: Admin, params: dict[str, 
     """Limits out of range and overlong searches are 400 problems."""
     response = await admin.client.get(
         "/v1/admin/accounts", params=params, headers=admin.headers["admin key"]
+    )
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_conflicts_recorded_by_merges_are_listed(admin: Admin) -> None:
+    """A push older than the stored field shows up as a conflict, newest first, filterable."""
+    headers = admin.headers["admin key"]
+    older, newer = "1796000000000-0000-dev", "1796000000001-0000-dev"
+    for mutation_id, value, hlc in (("m1", "new", newer), ("m2", "old", older)):
+        mutation: dict[str, Any] = {"mutation_id": mutation_id, "collection": "notes"}
+        mutation |= {"id": "n1", "op": "set", "data": {"title": value}, "hlc": hlc}
+        push = await admin.client.post(
+            "/v1/sync/push", json={"client_id": "c", "mutations": [mutation]}, headers=headers
+        )
+        assert push.json()["results"][0]["status"] == "applied", push.text
+    listed = await admin.client.get("/v1/admin/conflicts", headers=headers)
+    [conflict] = listed.json()["conflicts"]
+    assert conflict["collection"] == "notes" and conflict["mutation_id"] == "m2"
+    assert conflict["winner_hlc"] == newer and "title" in conflict["fields"]
+    other = await admin.client.get(
+        "/v1/admin/conflicts", params={"collection": "todos"}, headers=headers
+    )
+    assert other.json() == {"conflicts": []}
+
+
+@pytest.mark.parametrize("params", [{"limit": "0"}, {"limit": "501"}, {"collection": "9x"}])
+async def test_bad_conflict_queries_are_refused(admin: Admin, params: dict[str, str]) -> None:
+    """A limit out of range or a bad collection name is a 400 problem."""
+    response = await admin.client.get(
+        "/v1/admin/conflicts", params=params, headers=admin.headers["admin key"]
     )
     assert response.status_code == 400
     assert response.headers["content-type"] == "application/problem+json"

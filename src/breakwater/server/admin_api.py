@@ -10,6 +10,7 @@ endpoints do not answer.
 
 from __future__ import annotations
 
+import dataclasses
 from functools import cache
 from importlib import resources
 from typing import Annotated, Any
@@ -29,6 +30,7 @@ from breakwater.server.responses import json_response, node_of
 
 router = APIRouter(tags=["admin"])
 MAX_ACCOUNTS = 200
+MAX_CONFLICTS = 500
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "no credential"},
     403: {"description": "not an admin"},
@@ -196,3 +198,16 @@ async def set_roles(request: Request, uid: str) -> Response:
     if not isinstance(body, dict):
         raise ValidationError("the body must be a JSON object")
     return json_response(_account(await node.auth.set_roles(uid, body.get("roles"))))
+
+
+@router.get("/v1/admin/conflicts", summary="Recent merge conflicts", responses=_ERRORS)
+async def conflicts(
+    request: Request,
+    collection: Annotated[str | None, Query(description="only this collection's")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_CONFLICTS)] = 50,
+) -> Response:
+    """The most recent merges in which fields of a concurrent write lost, newest first."""
+    await _admin(request)
+    name = None if collection is None else check_collection(collection)
+    recorded = await node_of(request).store.conflicts(limit, name)
+    return json_response({"conflicts": [dataclasses.asdict(c) for c in recorded]})
