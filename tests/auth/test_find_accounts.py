@@ -1,4 +1,5 @@
-"""``AuthStore.find_accounts`` on every backend: by uid or email prefix, literal, bounded."""
+"""The admin console's account calls on every auth store backend: ``find_accounts`` (by uid
+or literal email prefix, bounded) and ``delete_account``."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from breakwater.auth.records import Account
+from breakwater.auth.records import Account, RefreshToken
 from breakwater.auth.store import AuthStore
 from tests.auth.backends import AUTH_BACKENDS, opened_auth_store
 
@@ -48,3 +49,15 @@ def test_accounts_are_found_by_uid_or_literal_email_prefix(
     """Email prefixes are literal (no LIKE wildcards), case-insensitive, ordered and limited;
     a uid matches only whole."""
     assert emails(store.find_accounts(text, limit)) == expected
+
+
+def test_deleting_an_account_removes_it_and_its_refresh_tokens(store: AuthStore) -> None:
+    """The account and its tokens go together; the others stay; a second delete is False."""
+    store.add_refresh(RefreshToken("h1", "f1", "u1", 0, 10**13))
+    store.add_refresh(RefreshToken("h2", "f2", "u2", 0, 10**13))
+    assert store.delete_account("u1") is True
+    assert store.account("u1") is None
+    assert store.family_of("h1") is None
+    assert store.family_of("h2") == "f2"
+    assert emails(store.find_accounts("ann", 10)) == ["anna@x.io"]
+    assert store.delete_account("u1") is False

@@ -84,7 +84,7 @@ async def test_an_admin_finds_edits_and_sees_the_history(
     await page.fill("#a-query", "ed@")
     await page.click("#account-form button")
     await page.fill('[aria-label="roles of ed@example.com"]', "editor")
-    await page.click("#accounts button")
+    await page.click("#accounts form button")
     await expect(page.locator("#account-result")).to_contain_text("Roles set")
     await screenshot(page, "console-accounts")
     async with httpx.AsyncClient(base_url=node.url) as client:

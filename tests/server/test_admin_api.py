@@ -79,6 +79,7 @@ CALLS = [
     Call("DELETE", "/v1/admin/keys/000000000000", ok=404),
     Call("GET", "/v1/admin/accounts"),
     Call("GET", "/v1/admin/conflicts"),
+    Call("DELETE", "/v1/admin/accounts/nobody", ok=404),
     Call("PUT", "/v1/admin/accounts/nobody/roles", {"roles": []}, 404),
 ]
 
@@ -369,3 +370,21 @@ async def test_bad_conflict_queries_are_refused(admin: Admin, params: dict[str, 
     )
     assert response.status_code == 400
     assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_deleted_account_can_neither_sign_in_nor_refresh(admin: Admin) -> None:
+    """Deleting an account ends its sessions and its password; deleting it again is 404."""
+    user = await sign_up(admin.client, "gone@example.com")
+    headers = admin.headers["admin key"]
+    deleted = await admin.client.delete(f"/v1/admin/accounts/{user.uid}", headers=headers)
+    assert deleted.status_code == 204
+    refresh = await admin.client.post("/v1/auth/refresh", json={"refresh_token": user.refresh})
+    assert refresh.status_code == 401
+    login = await admin.client.post(
+        "/v1/auth/login", json={"email": "gone@example.com", "password": "correct horse"}
+    )
+    assert login.status_code == 401
+    found = await admin.client.get("/v1/admin/accounts", params={"q": "gone"}, headers=headers)
+    assert found.json() == {"accounts": []}
+    again = await admin.client.delete(f"/v1/admin/accounts/{user.uid}", headers=headers)
+    assert again.status_code == 404

@@ -300,6 +300,17 @@ class PostgresAuthStore:
         """The account with ``email``."""
         return self._one_account("email", email.lower())
 
+    def delete_account(self, uid: str) -> bool:
+        """Remove the account and its refresh tokens in one transaction."""
+
+        async def work(conn: Connection) -> bool:
+            async with conn.transaction():
+                await conn.execute("DELETE FROM auth_refresh_tokens WHERE uid = $1", uid)
+                status = await conn.execute("DELETE FROM auth_accounts WHERE uid = $1", uid)
+            return bool(status != "DELETE 0")
+
+        return self._call(work)
+
     def find_accounts(self, text: str, limit: int) -> Sequence[Account]:
         """Accounts by uid or email prefix, by email (left(): no LIKE wildcards to escape)."""
         text = text.lower()

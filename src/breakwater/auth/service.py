@@ -340,6 +340,12 @@ class AuthService:
 
         return await self._run(work)
 
+    async def delete_account(self, uid: str) -> None:
+        """Delete an account and end its sessions (its refresh tokens go with it; an access
+        token it holds works until it expires, at most ``access_ttl``)."""
+        if not await self._run(lambda: self.store.delete_account(uid)):
+            raise NotFound(f"no account {uid!r}")
+
     # API keys -----------------------------------------------------------------------------------
 
     def create_key(self, name: str, scopes: list[str]) -> tuple[str, ApiKey]:

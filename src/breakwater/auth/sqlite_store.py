@@ -166,6 +166,12 @@ class SqliteAuthStore:
             ).fetchone()
         return None if row is None else _account(row)
 
+    def delete_account(self, uid: str) -> bool:
+        """Remove the account and its refresh tokens in one transaction."""
+        with self._tx() as db:
+            db.execute("DELETE FROM refresh_tokens WHERE uid = ?", (uid,))
+            return db.execute("DELETE FROM accounts WHERE uid = ?", (uid,)).rowcount > 0
+
     def find_accounts(self, text: str, limit: int) -> Sequence[Account]:
         """Accounts by uid or email prefix, by email (substr: no LIKE wildcards to escape)."""
         text = text.lower()

@@ -200,6 +200,16 @@ async def set_roles(request: Request, uid: str) -> Response:
     return json_response(_account(await node.auth.set_roles(uid, body.get("roles"))))
 
 
+@router.delete(
+    "/v1/admin/accounts/{uid}", summary="Delete an account", status_code=204, responses=_ERRORS
+)
+async def delete_account(request: Request, uid: str) -> Response:
+    """Delete an account and its sessions; the documents it wrote stay."""
+    await _admin(request)
+    await node_of(request).auth.delete_account(uid)
+    return Response(status_code=204)
+
+
 @router.get("/v1/admin/conflicts", summary="Recent merge conflicts", responses=_ERRORS)
 async def conflicts(
     request: Request,
