@@ -86,6 +86,8 @@ async def test_an_admin_finds_edits_and_sees_the_history(
     await page.fill('[aria-label="roles of ed@example.com"]', "editor")
     await page.click("#accounts form button")
     await expect(page.locator("#account-result")).to_contain_text("Roles set")
+    # The live chart has two scrapes of /metrics to compare (one every two seconds).
+    await expect(page.locator("#rates")).to_contain_text("requests/s", timeout=10_000)
     await screenshot(page, "console-accounts")
     async with httpx.AsyncClient(base_url=node.url) as client:
         login = await client.post(
