@@ -7,6 +7,7 @@ of skipping, so a skipped backend can never be counted as a passing one.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 
 import pytest
@@ -35,3 +36,14 @@ def require_service(url: str) -> str:
             pytest.fail(f"{reason}; BREAKWATER_REQUIRE_SERVICES=1 requires it", pytrace=False)
         pytest.skip(reason)
     return url
+
+
+def require_program(name: str) -> str:
+    """The path of program ``name``; if it is not on PATH, skip (or fail under CI) saying so."""
+    path = shutil.which(name)
+    if path is None:
+        reason = f"{name} is not installed (.ci/run installs it)"
+        if os.environ.get("BREAKWATER_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"{reason}; BREAKWATER_REQUIRE_SERVICES=1 requires it", pytrace=False)
+        pytest.skip(reason)
+    return path

@@ -21,6 +21,25 @@ async def test_openapi_lists_every_endpoint(client: httpx.AsyncClient) -> None:
     assert {"/healthz", "/readyz", "/metrics"} <= set(paths)
 
 
+async def test_openapi_lists_the_status_and_admin_endpoints(client: httpx.AsyncClient) -> None:
+    """The public status and every admin endpoint are in the spec, admin ones with 401/403."""
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    assert "get" in paths["/v1/status"]
+    admin = {
+        ("/v1/admin/overview", "get"),
+        ("/v1/admin/collections/{collection}/rules/test", "post"),
+        ("/v1/admin/keys", "get"),
+        ("/v1/admin/keys", "post"),
+        ("/v1/admin/keys/{key_id}", "delete"),
+        ("/v1/admin/accounts", "get"),
+        ("/v1/admin/accounts/{uid}/roles", "put"),
+        ("/v1/admin/accounts/{uid}", "delete"),
+        ("/v1/admin/conflicts", "get"),
+    }
+    for path, method in admin:
+        assert {"401", "403", "404"} <= set(paths[path][method]["responses"]), (path, method)
+
+
 async def test_push_body_schema_is_documented(client: httpx.AsyncClient) -> None:
     """The push request body schema names its fields, though the route parses raw JSON."""
     spec = (await client.get("/openapi.json")).json()

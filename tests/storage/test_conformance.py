@@ -588,3 +588,34 @@ async def test_a_query_pages_only_what_visible_accepts(store: Store, descending:
     ]
     nothing = await store.query(query, lambda data: data["n"] > 100)
     assert nothing.docs == [] and nothing.next_token is None
+
+
+# -- conflicts ------------------------------------------------------------------------------------
+
+
+async def test_conflicts_are_read_back_newest_first(store: Store) -> None:
+    """A write older than the stored field is recorded as a conflict with the fields it lost;
+    the store lists conflicts newest first, per collection and up to a limit."""
+    clock = HybridClock("dev")
+    older, newer, newest = clock.now(), clock.now(), clock.now()
+    await store.apply([put("m1", "a", {"v": 2, "w": 1}, hlc=newer)])
+    lost = await store.apply([put("m2", "a", {"v": 1}, hlc=older)])
+    await store.apply([Mutation("m3", "notes", "x", "set", {"t": 2}, hlc=newest)])
+    await store.apply([Mutation("m4", "notes", "x", "patch", {"t": 1}, hlc=older)])
+    assert lost[0].conflict_fields
+    conflicts = await store.conflicts(10)
+    assert [(c.collection, c.doc_id, c.mutation_id) for c in conflicts] == [
+        ("notes", "x", "m4"),
+        ("todos", "a", "m2"),
+    ]
+    todo = conflicts[1]
+    assert (todo.fields, todo.winner_hlc, todo.origin, todo.seq) == (
+        lost[0].conflict_fields,
+        newer,
+        lost[0].origin,
+        lost[0].seq,
+    )
+    assert todo.at_ms > 0
+    assert [c.mutation_id for c in await store.conflicts(10, "todos")] == ["m2"]
+    assert [c.mutation_id for c in await store.conflicts(1)] == ["m4"]
+    assert await store.conflicts(10, "other") == []

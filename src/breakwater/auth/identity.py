@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 Kind = Literal["user", "key"]
 ADMIN_SCOPE = "admin"
+ADMIN_ROLE = "admin"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,13 @@ class Identity:
             {ADMIN_SCOPE, f"{action}:*", f"{action}:{collection}"} & self.scopes
             or (action == "read" and {"write:*", f"write:{collection}"} & self.scopes)
         )
+
+    @property
+    def is_admin(self) -> bool:
+        """An API key with the ``admin`` scope, or a user with the ``admin`` role."""
+        if self.kind == "key":
+            return ADMIN_SCOPE in self.scopes
+        return ADMIN_ROLE in self.roles
 
     def rule_context(self) -> dict[str, Any]:
         """The ``auth`` variable of an access rule."""

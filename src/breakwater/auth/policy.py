@@ -87,6 +87,15 @@ class Policy:
         if identity.kind == "user" and not identity.mfa and self.mfa_roles & set(identity.roles):
             raise Forbidden("your role requires multi-factor sign-in", mfa_required=True)
 
+    def admit_admin(self, identity: Identity | None) -> Identity:
+        """The caller, if it may use the admin endpoints (an admin key or an admin user)."""
+        if identity is None:
+            raise Unauthorized("the admin endpoints require an admin API key or an admin's token")
+        self.admit_caller(identity)
+        if not identity.is_admin:
+            raise Forbidden("the admin endpoints are for admin API keys and the admin role")
+        return identity
+
     def may_read(self, identity: Identity | None, collection: str, data: Mapping[str, Any]) -> bool:
         """True when the caller may read this document (the collection already admitted)."""
         return self.reader(identity, collection)(data)

@@ -318,6 +318,33 @@ class PostgresAuthStore:
         """The account with ``email``."""
         return self._one_account("email", email.lower())
 
+    def delete_account(self, uid: str) -> bool:
+        """Remove the account and its refresh tokens in one transaction."""
+
+        async def work(conn: Connection) -> bool:
+            async with conn.transaction():
+                await conn.execute("DELETE FROM auth_refresh_tokens WHERE uid = $1", uid)
+                status = await conn.execute("DELETE FROM auth_accounts WHERE uid = $1", uid)
+            return bool(status != "DELETE 0")
+
+        return self._call(work)
+
+    def find_accounts(self, text: str, limit: int) -> Sequence[Account]:
+        """Accounts by uid or email prefix, by email (left(): no LIKE wildcards to escape)."""
+        text = text.lower()
+
+        async def work(conn: Connection) -> list[Account]:
+            rows = await conn.fetch(
+                f"SELECT {_ACCOUNT_COLUMNS} FROM auth_accounts"
+                " WHERE uid = $1 OR left(email, $2) = $1 ORDER BY email, uid LIMIT $3",
+                text,
+                len(text),
+                limit,
+            )
+            return [_account(row) for row in rows]
+
+        return self._call(work)
+
     def update_account(self, account: Account) -> None:
         """Replace an account's fields."""
         row = _account_row(account)

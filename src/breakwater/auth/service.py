@@ -16,14 +16,15 @@ from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from breakwater.auth import totp
-from breakwater.auth.identity import Identity
+from breakwater.auth.identity import ADMIN_SCOPE, Identity
 from breakwater.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, Passwords
 from breakwater.auth.records import Account, ApiKey, RefreshToken
 from breakwater.auth.store import AuthStore
 from breakwater.auth.tokens import AccessClaims, TokenIssuer, hash_secret, new_refresh_secret
-from breakwater.core.errors import Forbidden, Unauthorized, ValidationError
+from breakwater.core.errors import Forbidden, NotFound, Unauthorized, ValidationError
 
 T = TypeVar("T")
+MAX_ROLES = 32
 # Printable ASCII but space and "@": no lookalike or invisible characters in a sign-in name.
 EMAIL_PATTERN = re.compile(r"^[!-?A-~]{1,64}@[!-?A-~]{1,255}\.[!-?A-~]{1,63}$", re.ASCII)
 KEY_PREFIX = "bwk"
@@ -313,6 +314,39 @@ class AuthService:
 
         return await self._run(work)
 
+    # accounts, for admins ------------------------------------------------------------------------
+
+    async def find_accounts(self, text: str, limit: int) -> list[Account]:
+        """Accounts whose uid is ``text`` or whose email starts with it, by email."""
+        return list(await self._run(lambda: self.store.find_accounts(text, limit)))
+
+    async def set_roles(self, uid: str, roles: object) -> Account:
+        """Replace an account's roles; they reach its tokens at its next sign-in or refresh."""
+        if (
+            not isinstance(roles, list)
+            or len(roles) > MAX_ROLES
+            or not all(isinstance(role, str) and role.isidentifier() for role in roles)
+        ):
+            raise ValidationError(
+                f"roles must be a list of at most {MAX_ROLES} identifiers", field="roles"
+            )
+
+        def work() -> Account:
+            account = self.store.account(uid)
+            if account is None:
+                raise NotFound(f"no account {uid!r}")
+            updated = replace(account, roles=tuple(dict.fromkeys(roles)))
+            self.store.update_account(updated)
+            return updated
+
+        return await self._run(work)
+
+    async def delete_account(self, uid: str) -> None:
+        """Delete an account and end its sessions (its refresh tokens go with it; an access
+        token it holds works until it expires, at most ``access_ttl``)."""
+        if not await self._run(lambda: self.store.delete_account(uid)):
+            raise NotFound(f"no account {uid!r}")
+
     # API keys -----------------------------------------------------------------------------------
 
     def create_key(self, name: str, scopes: list[str]) -> tuple[str, ApiKey]:
@@ -328,6 +362,33 @@ class AuthService:
         record = ApiKey(key_id, name, frozenset(scopes), hash_secret(secret), self._now_ms())
         self.store.add_key(record)
         return f"{KEY_PREFIX}_{key_id}_{secret}", record
+
+    async def issue_key(self, name: object, scopes: object) -> tuple[str, ApiKey]:
+        """:meth:`create_key` for input from a request: ``name`` 1-64 characters, ``scopes`` a
+        list of strings."""
+        if not isinstance(name, str) or not 1 <= len(name) <= 64 or not name.isprintable():
+            raise ValidationError("name must be 1 to 64 printable characters", field="name")
+        if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+            raise ValidationError("scopes must be a list of strings", field="scopes")
+        return await self._run(lambda: self.create_key(name, scopes))
+
+    async def list_keys(self) -> list[ApiKey]:
+        """Every key, revoked ones included, oldest first."""
+        return sorted(await self._run(self.store.keys), key=lambda key: key.created_ms)
+
+    async def revoke_key(self, key_id: str) -> None:
+        """Revoke a live key; ``NotFound`` when there is none with that id."""
+        if not await self._run(lambda: self.store.revoke_key(key_id, self._now_ms())):
+            raise NotFound(f"no active API key {key_id!r}")
+
+    async def admin_configured(self) -> bool:
+        """True when a live API key has the ``admin`` scope: without one the console is off."""
+
+        def work() -> bool:
+            keys = self.store.keys()
+            return any(k.revoked_ms is None and ADMIN_SCOPE in k.scopes for k in keys)
+
+        return await self._run(work)
 
     async def authenticate_key(self, presented: str) -> Identity:
         """:meth:`verify_key` off the event loop (the store may be a network round trip)."""

@@ -166,6 +166,23 @@ class SqliteAuthStore:
             ).fetchone()
         return None if row is None else _account(row)
 
+    def delete_account(self, uid: str) -> bool:
+        """Remove the account and its refresh tokens in one transaction."""
+        with self._tx() as db:
+            db.execute("DELETE FROM refresh_tokens WHERE uid = ?", (uid,))
+            return db.execute("DELETE FROM accounts WHERE uid = ?", (uid,)).rowcount > 0
+
+    def find_accounts(self, text: str, limit: int) -> Sequence[Account]:
+        """Accounts by uid or email prefix, by email (substr: no LIKE wildcards to escape)."""
+        text = text.lower()
+        with self._tx() as db:
+            rows = db.execute(
+                f"SELECT {_ACCOUNT_COLUMNS} FROM accounts"
+                " WHERE uid = ? OR substr(email, 1, ?) = ? ORDER BY email, uid LIMIT ?",
+                (text, len(text), text, limit),
+            ).fetchall()
+        return [_account(row) for row in rows]
+
     def update_account(self, account: Account) -> None:
         """Replace an account's fields."""
         row = _account_row(account)

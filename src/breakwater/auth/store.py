@@ -50,6 +50,13 @@ class AuthStore(Protocol):
     def update_account(self, account: Account) -> None:
         """Replace every field of an existing account; ``EmailTaken`` on a taken email."""
 
+    def delete_account(self, uid: str) -> bool:
+        """Remove the account ``uid`` and its refresh tokens at once; False if there was none."""
+
+    def find_accounts(self, text: str, limit: int) -> Sequence[Account]:
+        """Up to ``limit`` accounts whose uid is ``text`` or whose email starts with it
+        (lower-cased; an empty ``text`` matches every account with an email), by email."""
+
     def add_refresh(self, token: RefreshToken) -> None:
         """Store a newly issued refresh token."""
 

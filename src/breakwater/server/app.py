@@ -28,7 +28,15 @@ from breakwater.core.hlc import HybridClock
 from breakwater.obs.logging import get_logger
 from breakwater.obs.metrics import Metrics
 from breakwater.obs.worker_metrics import WorkerMetrics
-from breakwater.server import auth_api, docs_api, health, problems, sync_api
+from breakwater.server import (
+    admin_api,
+    auth_api,
+    docs_api,
+    health,
+    problems,
+    status_api,
+    sync_api,
+)
 from breakwater.server.access import Gatekeeper
 from breakwater.server.application.feed import PAGE_SIZE, FeedFollower
 from breakwater.server.application.writes import Writes
@@ -242,6 +250,8 @@ def create_app(
     app.state.node = node
     problems.install(app)
     app.include_router(health.router)
+    app.include_router(status_api.router)
+    app.include_router(admin_api.router)
     app.include_router(auth_api.router)
     app.include_router(docs_api.router)
     app.include_router(sync_api.router)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from breakwater.core.errors import BreakwaterError
 from breakwater.obs.metrics import CONTENT_TYPE
+from breakwater.server.readiness import check
 from breakwater.server.responses import json_response, node_of
 
 router = APIRouter(tags=["health"])
@@ -23,36 +23,8 @@ async def readyz(request: Request) -> Response:
     """200 when the store answers (``degraded`` names a missing bus, cache or shared rate-limit
     buckets); 503 naming the failing ones, or while draining."""
     node = node_of(request)
-    checks: dict[str, str] = {}
-    if not node.store_opener.opened:
-        checks["store"] = node.store_opener.problem
-    else:
-        try:
-            await node.store.ping()
-            checks["store"] = "ok"
-        except BreakwaterError as error:
-            checks["store"] = error.detail
-    node.metrics.dependency_up.labels("store").set(1 if checks["store"] == "ok" else 0)
-    failing = sorted(name for name, state in checks.items() if state != "ok")
-    # Without the bus or the cache the node still serves every request (I8): they are named
-    # as degraded, never as failing.
-    degraded = []
-    if not node.bus.healthy:
-        checks["bus"] = "unreachable: other nodes' changes arrive through the fallback poll"
-        degraded.append("bus")
-    else:
-        checks["bus"] = "ok"
-    if not await node.cache.check():
-        checks["cache"] = "unreachable: reads go to the store"
-        degraded.append("cache")
-    else:
-        checks["cache"] = "ok"
-    if node.buckets.shared is not None:
-        if await node.buckets.check():
-            checks["rate_limits"] = "ok"
-        else:
-            checks["rate_limits"] = "unreachable: limits are per node"
-            degraded.append("rate_limits")
+    readiness = await check(node)
+    checks, failing, degraded = readiness.checks, readiness.failing, readiness.degraded
     if node.draining:
         body = {"status": "draining", "checks": checks, "failing": failing}
         return json_response(body, 503, {"Retry-After": "1"})

@@ -3,7 +3,7 @@ drain."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from breakwater.auth.policy import Policy
 from breakwater.auth.service import AuthService
@@ -13,6 +13,7 @@ from breakwater.config import Config
 from breakwater.core.engine import Engine
 from breakwater.core.hlc import HybridClock
 from breakwater.obs.metrics import Metrics
+from breakwater.obs.status import HealthHistory
 from breakwater.obs.worker_metrics import WorkerMetrics
 from breakwater.server.application.feed import FeedFollower
 from breakwater.server.application.writes import Writes
@@ -51,6 +52,8 @@ class Node:
     draining: bool = False
     worker_metrics: WorkerMetrics | None = None
     """Set when this process is one worker of several: ``/metrics`` answers for all of them."""
+    health_history: HealthHistory = field(default_factory=HealthHistory)
+    """Readiness outcomes per component, for the public status page."""
 
     def start_draining(self) -> None:
         """Turn readiness off, refuse new realtime clients and tell open ones to reconnect.

@@ -8,7 +8,7 @@ from breakwater.core import codec, cursor, document
 from breakwater.core.cursor import VersionVector
 from breakwater.core.engine import Change, StoredDoc
 from breakwater.core.query import Query, Visible, encode_page_token
-from breakwater.storage.base import FeedEntry, FeedPage, QueryPage
+from breakwater.storage.base import FeedEntry, FeedPage, QueryPage, RecordedConflict
 
 DOC_COLUMNS = "collection, id, state, data, version, hlc, origin, seq"
 
@@ -25,6 +25,14 @@ def doc_from_row(row: Any) -> StoredDoc:
         hlc=row[5],
         origin=row[6],
         seq=row[7],
+    )
+
+
+def conflict_of(row: Any) -> RecordedConflict:
+    """A recorded conflict from ``collection, doc_id, mutation_id, origin, seq, fields,
+    winner_hlc, at_ms`` (``fields`` stored as a JSON list)."""
+    return RecordedConflict(
+        row[0], row[1], row[2], row[3], row[4], codec.loads(row[5]), row[6], row[7]
     )
 
 

@@ -60,6 +60,20 @@ class CompactionReport:
     low_water: VersionVector = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class RecordedConflict:
+    """A merge in which fields of a concurrent write lost, as the store keeps it."""
+
+    collection: str
+    doc_id: str
+    mutation_id: str
+    origin: str
+    seq: int
+    fields: list[str]
+    winner_hlc: str
+    at_ms: int
+
+
 class Store(Protocol):
     """A region's document store. Lifecycle: ``await open()`` … ``await aclose()``."""
 
@@ -115,3 +129,6 @@ class Store(Protocol):
 
     async def ping(self) -> None:
         """Raise ``StoreUnavailable`` unless the store answers."""
+
+    async def conflicts(self, limit: int, collection: str | None = None) -> list[RecordedConflict]:
+        """The ``limit`` most recently recorded conflicts (of ``collection``), newest first."""

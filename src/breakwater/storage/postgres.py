@@ -45,8 +45,15 @@ from breakwater.storage import _pg_schema, redact_url
 from breakwater.storage._pg_batch import Connection, PgWriteBatch
 from breakwater.storage._pg_hosts import HostRotation, parse_hosts
 from breakwater.storage._pg_query import index_sql, query_sql
-from breakwater.storage._rows import DOC_COLUMNS, PageBuilder, doc_from_row, feed_entry, feed_page
-from breakwater.storage.base import CompactionReport, FeedPage, QueryPage
+from breakwater.storage._rows import (
+    DOC_COLUMNS,
+    PageBuilder,
+    conflict_of,
+    doc_from_row,
+    feed_entry,
+    feed_page,
+)
+from breakwater.storage.base import CompactionReport, FeedPage, QueryPage, RecordedConflict
 from breakwater.storage.hooks import NO_HOOKS, StoreHooks
 
 T = TypeVar("T")
@@ -514,6 +521,22 @@ class PostgresStore:
 
         async def read(conn: Connection) -> FeedPage:
             return await _pull(conn, vector, collections, limit, include_state)
+
+        return await self._read(read)
+
+    async def conflicts(self, limit: int, collection: str | None = None) -> list[RecordedConflict]:
+        """The most recent conflicts, newest first."""
+        where, args = (
+            ("WHERE collection = $2", (limit, collection)) if collection else ("", (limit,))
+        )
+
+        async def read(conn: Connection) -> list[RecordedConflict]:
+            rows = await conn.fetch(
+                "SELECT collection, doc_id, mutation_id, origin, seq, fields, winner_hlc, at_ms"
+                f" FROM conflicts {where} ORDER BY id DESC LIMIT $1",
+                *args,
+            )
+            return [conflict_of(tuple(row)) for row in rows]
 
         return await self._read(read)
 

@@ -29,10 +29,17 @@ from breakwater.core.errors import CursorExpired, StoreUnavailable
 from breakwater.core.mutation import Mutation, check_collection
 from breakwater.core.query import OPERATORS, Query, Scalar, Visible
 from breakwater.storage import _sqlite_schema
-from breakwater.storage._rows import DOC_COLUMNS, PageBuilder, doc_from_row, feed_entry, feed_page
+from breakwater.storage._rows import (
+    DOC_COLUMNS,
+    PageBuilder,
+    conflict_of,
+    doc_from_row,
+    feed_entry,
+    feed_page,
+)
 from breakwater.storage._sqlite_batch import WriteBatch
 from breakwater.storage._sqlite_lock import WriterLock
-from breakwater.storage.base import CompactionReport, FeedPage, QueryPage
+from breakwater.storage.base import CompactionReport, FeedPage, QueryPage, RecordedConflict
 from breakwater.storage.hooks import NO_HOOKS, StoreHooks
 
 T = TypeVar("T")
@@ -350,6 +357,22 @@ class SqliteStore:
     async def ping(self) -> None:
         """Run a trivial read."""
         await self._read(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    async def conflicts(self, limit: int, collection: str | None = None) -> list[RecordedConflict]:
+        """The most recent conflicts, newest first."""
+        where, args = (
+            ("WHERE collection = ?", (collection, limit)) if collection else ("", (limit,))
+        )
+
+        def read(conn: sqlite3.Connection) -> list[RecordedConflict]:
+            rows = conn.execute(
+                "SELECT collection, doc_id, mutation_id, origin, seq, fields, winner_hlc, at_ms"
+                f" FROM conflicts {where} ORDER BY id DESC LIMIT ?",
+                args,
+            ).fetchall()
+            return [conflict_of(row) for row in rows]
+
+        return await self._read(read)
 
     async def compact(self, horizon_ms: int, now_ms: int | None = None) -> CompactionReport:
         """Apply the retention horizon through the writer thread's connection."""
