@@ -31,6 +31,7 @@ from breakwater.obs.worker_metrics import WorkerMetrics
 from breakwater.server import auth_api, docs_api, health, problems, sync_api
 from breakwater.server.access import Gatekeeper
 from breakwater.server.auth_backend import auth_store_for
+from breakwater.server.cors import Cors, Origins
 from breakwater.server.direct_routes import DirectRoutes, Endpoint
 from breakwater.server.middleware import ObserveRequests
 from breakwater.server.node import Node
@@ -118,6 +119,7 @@ def build_node(
         limiter=RateLimiter(settings, metrics, buckets, names),
         sign_in_guard=SignInGuard(settings, metrics, buckets, names),
         store_opener=store_opener,
+        origins=Origins.of(config),
     )
 
 
@@ -234,6 +236,9 @@ def create_app(
     # Outside the direct routes, so that every request, pushes included, has its caller
     # resolved and its rate limits applied (inside the observer: refusals are counted).
     app.add_middleware(Gatekeeper)
+    # Outside the gatekeeper: preflights carry no credential, and refusals (401, 429) need
+    # the CORS headers for a page to read them.
+    app.add_middleware(Cors, origins=node.origins, max_age=config.cors_max_age)
     app.add_middleware(ObserveRequests, metrics=node.metrics)
     # Outermost of ours: realtime WebSockets skip the routing layers (see its module).
     app.add_middleware(realtime_websocket.WebSocketEntry)

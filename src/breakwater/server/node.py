@@ -14,6 +14,7 @@ from breakwater.core.engine import Engine
 from breakwater.core.hlc import HybridClock
 from breakwater.obs.metrics import Metrics
 from breakwater.obs.worker_metrics import WorkerMetrics
+from breakwater.server.cors import Origins
 from breakwater.server.rate_limit import RateLimiter
 from breakwater.server.read_cache import ReadCache
 from breakwater.server.realtime.hub import Realtime
@@ -42,6 +43,8 @@ class Node:
     limiter: RateLimiter
     sign_in_guard: SignInGuard
     store_opener: StoreOpener
+    origins: Origins
+    """The web pages that may call this node (HTTP and WebSocket)."""
     draining: bool = False
     worker_metrics: WorkerMetrics | None = None
     """Set when this process is one worker of several: ``/metrics`` answers for all of them."""
