@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from breakwater.core.codec import dumps_canonical
+from breakwater.core.canonical import dumps_canonical
 
 State = dict[str, Any]
 Register = list[Any]
