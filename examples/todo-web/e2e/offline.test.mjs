@@ -112,6 +112,18 @@ after(async () => {
 });
 
 test("offline writes survive a reload and reach the node once, live in another context", { timeout: 180_000 }, async () => {
+  try {
+    await offlineJourney();
+  } catch (error) {
+    // What each open page showed when a step failed, next to the steps' screenshots.
+    for (const [index, page] of browser.contexts().flatMap((c) => c.pages()).entries()) {
+      await shot(page, `failure-page-${index}`).catch(() => undefined);
+    }
+    throw error;
+  }
+});
+
+async function offlineJourney() {
   const device = await browser.newContext();
   const page = await openApp(device);
   await page.waitForSelector("#status[data-state=online]", { timeout: STEP_MS });
@@ -165,4 +177,4 @@ test("offline writes survive a reload and reach the node once, live in another c
   assert.equal(ids.length, 4, `two adds, one edit, one toggle: ${JSON.stringify(pulled.changes)}`);
   const docs = new Map(pulled.changes.map((change) => [change.id, change.data]));
   assert.deepEqual([...docs.values()].map((doc) => [doc.title, doc.done]).sort(), [["bread", true], ["oat milk", false]]);
-});
+}
