@@ -14,15 +14,15 @@ import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from breakwater.core import codec
 from breakwater.core import cursor as cursor_mod
+from breakwater.core.canonical import dumps_canonical
 
 INCARNATION = re.compile(r"~[0-9a-f]{12}\b")
 
 
 def _cursor(match: re.Match[str]) -> str:
     """A cursor shown as its vector with the incarnations masked: the seqs still compare."""
-    vector = codec.dumps_canonical(cursor_mod.decode(match[0])).decode()
+    vector = dumps_canonical(cursor_mod.decode(match[0])).decode()
     return f"<cursor {INCARNATION.sub('~<incarnation>', vector)}>"
 
 

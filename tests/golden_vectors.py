@@ -13,7 +13,10 @@ after a core change with::
 from __future__ import annotations
 
 import json
+import math
+import random
 import sqlite3
+import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ from breakwater.client.local_query import build_query, query_sql
 from breakwater.client.rebase import rebase, view_of
 from breakwater.core import codec, document, hlc
 from breakwater.core import cursor as cursor_mod
+from breakwater.core.canonical import dumps_canonical
 from breakwater.core.errors import ValidationError
 
 VECTORS_DIR = Path(__file__).resolve().parent.parent / "sdks" / "vectors"
@@ -180,6 +184,11 @@ DOCUMENT_CASES: dict[str, list[Mutation]] = {
     "equal_stamp_tie_by_canonical_bytes": [
         ("patch", {"a": "x"}, stamp(1), "m1"),
         ("patch", {"a": 2}, stamp(1), "m2"),
+    ],
+    # Canonical JSON writes the whole float 1.0 as 1, which sorts before 1.5 ("1]" < "1.5").
+    "equal_stamp_tie_whole_float": [
+        ("patch", {"a": 1.5}, stamp(1), "m1"),
+        ("patch", {"a": 1.0}, stamp(1), "m2"),
     ],
     "equal_stamp_tie_objects": [
         ("patch", {"a": {"k": 1, "b": [True, None]}}, stamp(1), "m1"),
@@ -378,7 +387,45 @@ def query_vectors() -> dict[str, Any]:
     }
 
 
+def _random_doubles(count: int) -> list[float]:
+    """Finite doubles from random bit patterns (every exponent), seeded so the file is stable."""
+    rng = random.Random(8785)
+    doubles: list[float] = []
+    while len(doubles) < count:
+        (value,) = struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))
+        if math.isfinite(value):
+            doubles.append(value)
+    return doubles
+
+
+def canonical_vectors() -> dict[str, Any]:
+    """JSON values and their canonical text (docs/protocol.md#canonical-json)."""
+    values: list[Any] = [
+        1.0,
+        -0.0,
+        0.1,
+        100.0,
+        1.5e20,
+        1e21,
+        1e-6,
+        1e-7,
+        1.23e-18,
+        123456789.125,
+        5e-324,
+        1.7976931348623157e308,
+        2**53,
+        2**60,
+        -(2**63),
+        '\x1f\x7f\u2028/\b"\\é😀',
+        {"b": [1.0, {"y": None, "x": True}], "a": {}, "é": 2.50},
+        {"\uffff": 1, "😀": 2, "z": 3, "": 4},
+        *_random_doubles(300),
+    ]
+    return {"cases": [{"value": v, "canonical": dumps_canonical(v).decode()} for v in values]}
+
+
 BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {
+    "canonical": canonical_vectors,
     "hlc": hlc_vectors,
     "document": document_vectors,
     "rebase": rebase_vectors,

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema
 
@@ -80,6 +81,11 @@ class Config:
     realtime_admission_wait: float = 5.0
     # Comma-separated realtime transports this node serves (long-poll pulls always work).
     realtime_transports: str = "websocket,sse"
+    # Web pages that may call the node (CORS and the WebSocket Origin check): see
+    # server/cors.py and docs/security.md#browsers. Empty: pages on loopback when the node
+    # listens on loopback, none otherwise. "*" allows every origin.
+    cors_origins: tuple[str, ...] = ()
+    cors_max_age: int = 7200
     limits: Limits = field(default_factory=Limits)
     collections: Mapping[str, CollectionConfig] = field(default_factory=dict)
     auth: AuthSettings = field(default_factory=AuthSettings)
@@ -371,6 +377,14 @@ def _check(config: Config) -> None:
         raise ConfigError(
             f"realtime_admission_wait = {config.realtime_admission_wait!r} must not be negative"
         )
+    if config.cors_max_age < 0:
+        raise ConfigError(f"cors_max_age = {config.cors_max_age!r} must not be negative")
+    for origin in config.cors_origins:
+        if origin != "*" and not _is_origin(origin):
+            raise ConfigError(
+                f"cors_origins names {origin!r}: an origin is lower-case scheme://host[:port]"
+                ' (no path, as a browser sends it), or "*"'
+            )
     unknown = set(config.enabled_realtime_transports) - set(REALTIME_TRANSPORTS)
     if unknown:
         raise ConfigError(
@@ -382,3 +396,19 @@ def _check(config: Config) -> None:
             f"realtime_timeout = {config.realtime_timeout!r} must be longer than"
             f" realtime_heartbeat = {config.realtime_heartbeat!r}"
         )
+
+
+def _is_origin(value: str) -> bool:
+    """True for a serialised origin as browsers send it: lower case, no path, no credentials."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises ValueError on a bad port)
+    except ValueError:
+        return False
+    return (
+        value == value.lower()
+        and bool(parts.scheme and parts.hostname)
+        and "@" not in parts.netloc
+        and not (parts.path or parts.query or parts.fragment)
+        and value == f"{parts.scheme}://{parts.netloc}"
+    )

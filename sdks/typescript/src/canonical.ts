@@ -1,11 +1,11 @@
 /**
- * Canonical JSON text and the byte order of UTF-8, as the Python core computes them.
+ * The canonical JSON form (docs/protocol.md#canonical-json) and the byte order of UTF-8, as the
+ * Python core computes them.
  *
- * The core breaks two rare ties (two writes of one field with the same HLC; one increment seen
- * with two amounts) by comparing canonical JSON bytes: compact, keys sorted by code point
- * (orjson with `OPT_SORT_KEYS`). `JSON.stringify` escapes strings as orjson does; numbers agree
- * for integers and for floats that are not whole (orjson writes `1.0` where JavaScript has no
- * float/int distinction and writes `1`: docs/sdk-js.md, "not yet").
+ * Merge ties (two writes of one field with the same HLC; one increment seen with two amounts)
+ * compare canonical bytes, and versions hash them: compact, keys sorted by code point, strings
+ * and numbers as RFC 8785 writes them, which is what `JSON.stringify` does (`1.0` is `1`,
+ * `1e21` is `1e+21`). The golden vectors of sdks/vectors/canonical.json hold both sides to it.
  */
 
 /** Compare two strings as their UTF-8 bytes compare (code point order, not UTF-16 units). */

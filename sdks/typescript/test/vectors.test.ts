@@ -2,6 +2,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 
+import { canonicalJson } from "../src/canonical.js";
 import { advance, covers, decodeCursor, encodeCursor, mergeVectors } from "../src/cursor.js";
 import { deltaFor, emptyState, isDeleted, join, newestWrite, visible } from "../src/document.js";
 import type { JsonObject, Op, State } from "../src/document.js";
@@ -83,6 +84,12 @@ describe("hlc vectors", () => {
       if (event.stamp !== undefined) clock.observe(event.stamp);
       expect(clock.now()).toBe(event.result);
     }
+  });
+});
+
+describe("canonical JSON vectors", () => {
+  it.each(load<{ cases: { value: unknown; canonical: string }[] }>("canonical").cases)("$canonical", (c) => {
+    expect(canonicalJson(c.value)).toBe(c.canonical);
   });
 });
 

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from breakwater.auth.identity import Identity
 from breakwater.auth.rules import CollectionRules, Rule
-from breakwater.core import codec
+from breakwater.core.canonical import dumps_canonical
 from breakwater.core.errors import Forbidden, Unauthorized
 from breakwater.core.query import Filter, Visible
 
@@ -140,7 +140,7 @@ class Policy:
                 return ReadView(filters=(Filter(rule.uid_field, "eq", identity.uid),))
         return ReadView(
             visible=lambda data: bound.allows({"doc": data}),
-            key=codec.dumps_canonical(auth).decode(),
+            key=dumps_canonical(auth).decode(),
         )
 
     def guard(self, identity: Identity | None, collection: str) -> WriteCheck | None:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from breakwater.chaos.history import History, MutationRecord, Operation
-from breakwater.core import codec
+from breakwater.core.canonical import dumps_canonical
 
 WRITER_FIELD = "w"
 """The field in which every workload ``set`` and ``patch`` writes its own unique token."""
@@ -372,7 +372,7 @@ def divergences(replicas: list[ReplicaState]) -> list[Anomaly]:
     keys: set[DocKey] = set().union(*(replica.docs for replica in replicas))
     for key in sorted(keys):
         states = {r.name: r.docs.get(key, DocState(None)) for r in replicas}
-        datas = {codec.dumps_canonical(state.data) for state in states.values()}
+        datas = {dumps_canonical(state.data) for state in states.values()}
         versions = {state.version for state in states.values() if state.version is not None}
         if len(datas) > 1 or len(versions) > 1:
             shown = ", ".join(

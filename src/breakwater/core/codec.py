@@ -1,4 +1,4 @@
-"""JSON encoding for every hot path, with a canonical form for hashing.
+"""JSON encoding for every hot path (the canonical form for hashing is in canonical.py).
 
 orjson is the one JSON codec of the project: it rejects NaN and Infinity on input and reads integers
 beyond 64 bits as doubles, as JavaScript does, so every document is representable identically in
@@ -20,11 +20,6 @@ JSONDecodeError = orjson.JSONDecodeError
 def dumps(value: Any) -> bytes:
     """Compact JSON bytes."""
     return orjson.dumps(value)
-
-
-def dumps_canonical(value: Any) -> bytes:
-    """JSON with sorted keys: equal values give equal bytes on every replica."""
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
 def loads(data: bytes | str) -> Any:

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from breakwater.core.codec import dumps_canonical
+from breakwater.core.canonical import dumps_canonical
 
 Counter = dict[str, Any]
 Increment = list[Any]

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from breakwater.core import counter
-from breakwater.core.codec import dumps_canonical
+from breakwater.core.canonical import dumps_canonical
 
 State = dict[str, Any]
 Register = list[Any]

@@ -41,6 +41,7 @@ from breakwater.server.access import Gatekeeper
 from breakwater.server.application.feed import PAGE_SIZE, FeedFollower
 from breakwater.server.application.writes import Writes
 from breakwater.server.auth_backend import auth_store_for
+from breakwater.server.cors import Cors, Origins
 from breakwater.server.direct_routes import DirectRoutes, Endpoint
 from breakwater.server.middleware import ObserveRequests
 from breakwater.server.node import Node
@@ -141,6 +142,7 @@ def build_node(
         store_opener=store_opener,
         writes=Writes(store, read_cache, policy, clock, metrics),
         feed=feed,
+        origins=Origins.of(config),
     )
 
 
@@ -260,6 +262,9 @@ def create_app(
     # Outside the direct routes, so that every request, pushes included, has its caller
     # resolved and its rate limits applied (inside the observer: refusals are counted).
     app.add_middleware(Gatekeeper)
+    # Outside the gatekeeper: preflights carry no credential, and refusals (401, 429) need
+    # the CORS headers for a page to read them.
+    app.add_middleware(Cors, origins=node.origins, max_age=config.cors_max_age)
     app.add_middleware(ObserveRequests, metrics=node.metrics)
     # Outermost of ours: realtime WebSockets skip the routing layers (see its module).
     app.add_middleware(realtime_websocket.WebSocketEntry)

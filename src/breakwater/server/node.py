@@ -17,6 +17,7 @@ from breakwater.obs.status import HealthHistory
 from breakwater.obs.worker_metrics import WorkerMetrics
 from breakwater.server.application.feed import FeedFollower
 from breakwater.server.application.writes import Writes
+from breakwater.server.cors import Origins
 from breakwater.server.rate_limit import RateLimiter
 from breakwater.server.read_cache import ReadCache
 from breakwater.server.realtime.hub import Realtime
@@ -49,6 +50,8 @@ class Node:
     """The write path every route and worker writes through."""
     feed: FeedFollower
     """The node's one reader of committed changes (cache, realtime and long-polls follow it)."""
+    origins: Origins
+    """The web pages that may call this node (HTTP and WebSocket)."""
     draining: bool = False
     worker_metrics: WorkerMetrics | None = None
     """Set when this process is one worker of several: ``/metrics`` answers for all of them."""

@@ -159,6 +159,10 @@ async def serve_websocket(node: Node, scope: Scope, receive: Receive, send: Send
     if TRANSPORT not in node.config.enabled_realtime_transports:
         await _refuse(scope, receive, send, DISABLED)
         return
+    foreign_page = node.origins.refusal(scope)
+    if foreign_page is not None:
+        await _refuse(scope, receive, send, foreign_page)
+        return
     hub = node.realtime
     resolved = await resolve(node, scope, allow_query_token=True)
     identity = resolved if isinstance(resolved, Identity) else None
