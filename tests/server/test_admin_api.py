@@ -234,7 +234,7 @@ async def test_keys_are_created_listed_and_revoked_without_showing_secrets(admin
         "/v1/admin/keys", json={"name": "reports", "scopes": ["read:*"]}, headers=headers
     )
     assert created.status_code == 201
-    assert created.headers["cache-control"] == "no-store"
+    assert created.headers["cache-control"] == "private, no-store"
     secret, key_id = created.json()["key"], created.json()["key_id"]
     reader = {"Authorization": f"ApiKey {secret}"}
     assert (

@@ -96,7 +96,7 @@ async def test_consumers_start_at_the_head_and_get_only_later_changes(rig: Rig) 
     consumer = Recorder("a", log)
     rig.feed.subscribe(consumer)
     await rig.feed.start()
-    assert consumer.restarts == [{"r1": 2}]
+    assert consumer.restarts == [{rig.store.origin: 2}]
     await rig.write(1)
     await until(lambda: consumer.seqs == [3])
     assert consumer.seqs == [3]
@@ -115,7 +115,7 @@ async def test_every_page_reaches_every_consumer_in_subscription_order(rig: Rig)
     assert first.seqs == second.seqs == list(range(1, 8))
     for seq in range(1, 8):
         assert log.index(("first", seq)) < log.index(("second", seq))
-    assert rig.feed.position == {"r1": 7}
+    assert rig.feed.position == {rig.store.origin: 7}
 
 
 async def test_a_failing_consumer_holds_the_position_and_gets_the_page_again(rig: Rig) -> None:
@@ -153,12 +153,14 @@ async def test_a_position_behind_the_retention_horizon_restarts_consumers_at_the
         await rig.store.apply([Mutation(f"u{version}", "todos", "d", "set", {"v": version})])
     await until(lambda: consumer.seqs == [1, 2, 3])
     report = await rig.store.compact(0, now_ms=2**62)
-    assert report.low_water == {"r1": 2}
-    rig.feed.position = {"r1": 1}  # as if it had fallen behind before the retention pass
+    assert report.low_water == {rig.store.origin: 2}
+    rig.feed.position = {
+        rig.store.origin: 1
+    }  # as if it had fallen behind before the retention pass
     await until(lambda: len(consumer.restarts) == 2)
-    assert consumer.restarts == [{}, {"r1": 3}]
+    assert consumer.restarts == [{}, {rig.store.origin: 3}]
     assert consumer.seqs == [1, 2, 3]
-    assert rig.feed.position == {"r1": 3}
+    assert rig.feed.position == {rig.store.origin: 3}
 
 
 async def _follow_commits(path: Path, page_size: int, commits: list[int], failures: int) -> None:
@@ -175,7 +177,7 @@ async def _follow_commits(path: Path, page_size: int, commits: list[int], failur
         total = sum(commits)
         await until(lambda: len(steady.seqs) >= total and len(flaky.seqs) >= total, 10)
         assert flaky.seqs == steady.seqs == list(range(1, total + 1))
-        assert rig.feed.position == ({"r1": total} if total else {})
+        assert rig.feed.position == ({rig.store.origin: total} if total else {})
     finally:
         await rig.feed.aclose()
         await rig.store.aclose()
