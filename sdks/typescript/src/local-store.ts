@@ -129,7 +129,7 @@ export class LocalStore {
    * Drop server states whose counters predate folding and pull everything again: they keep
    * increments by mutation id that the node has since folded into a base, so joined with the
    * node's new state they would count twice. The local view stays until the resync brings the
-   * state back; the outbox is untouched.
+   * state back; the outbox keeps every entry.
    */
   private async forgetUnfoldedCounters(): Promise<void> {
     const writes: Write[] = [{ table: "meta", key: "counter_format", value: COUNTER_FORMAT }];
@@ -403,15 +403,30 @@ export class LocalStore {
     return this.serial(() => this.startResync([]));
   }
 
-  /** Mark every server document unseen (but those `writes` rewrites) and empty the cursor, in one commit with `writes`. */
+  /**
+   * Mark every server document unseen (but those `writes` rewrites), empty the cursor and forget
+   * `stable` and the acknowledgements of unsettled writes, in one commit with `writes`: after a
+   * restore the node may have lost a write it acknowledged, so each is pushed again (the node
+   * answers `duplicate` for those it holds, I2), as the Python SDK does.
+   */
   private async startResync(writes: Write[]): Promise<void> {
     const rewritten = new Set(writes.filter((w) => w.table === "server").map((w) => w.key));
     for (const [key, value] of await this.adapter.list("server")) {
       if (!rewritten.has(key)) writes.push({ table: "server", key, value: { ...(value as ServerRow), seen: false } });
     }
-    writes.push({ table: "meta", key: "cursor", value: "" }, { table: "meta", key: "resyncing", value: true });
+    const outbox = this.outbox.map((e) => (e.origin === null ? e : { ...e, origin: null, seq: null }));
+    outbox.forEach((e, i) => {
+      if (e !== this.outbox[i]) writes.push({ table: "outbox", key: positionKey(e.position), value: e });
+    });
+    writes.push(
+      { table: "meta", key: "cursor", value: "" },
+      { table: "meta", key: "stable", value: {} },
+      { table: "meta", key: "resyncing", value: true },
+    );
     await this.adapter.commit(writes);
+    this.outbox = outbox;
     this.cursor = "";
+    this.stable = {};
     this.resyncing = true;
   }
 }

@@ -61,6 +61,17 @@ describe("LocalStore", () => {
     expect(store.unsent(10).map((e) => e.mutationId)).toEqual([entry.mutationId]);
   });
 
+  it("pushes acknowledged but unsettled writes again after a resync (the node may have lost them)", async () => {
+    const store = await openStore();
+    const { entry } = await store.write("todos", "t1", "set", { title: "a" });
+    await store.recordAcks([[entry.mutationId, "r", 5]]);
+    await store.applyPage([], encodeCursor({ r: 5 }), { r: 4 }, true);
+    expect(store.unsent(10)).toEqual([]);
+    await store.beginResync();
+    expect(store.stable).toEqual({});
+    expect(store.unsent(10).map((e) => e.mutationId)).toEqual([entry.mutationId]);
+  });
+
   it("drops documents a completed resync did not bring back, keeping pending writes", async () => {
     const store = await openStore();
     const state = serverState("0000000000500-0000-srv", { title: "gone" });
