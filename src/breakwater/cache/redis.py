@@ -21,6 +21,20 @@ TIMEOUT = 0.5
 """Seconds one call (connect included) may take."""
 
 
+def fail_fast_client(url: str, timeout: float) -> aioredis.Redis:
+    """A pool whose calls (connect included) give up after ``timeout`` seconds, unretried: the
+    cache and the shared rate-limit buckets must never hold a request up for long."""
+    return aioredis.Redis.from_url(
+        url, socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0)
+    )
+
+
+async def close_quietly(client: aioredis.Redis) -> None:
+    """Close ``client``'s pool; a server already gone is no error."""
+    with contextlib.suppress(RedisError, OSError):
+        await client.aclose()
+
+
 class RedisCache:
     """A :class:`~breakwater.cache.Cache` on a Redis server."""
 
@@ -32,19 +46,13 @@ class RedisCache:
 
     async def open(self) -> None:
         """Create the connection pool (connections are made on first use)."""
-        self._client = aioredis.Redis.from_url(
-            self.url,
-            socket_connect_timeout=self.timeout,
-            socket_timeout=self.timeout,
-            retry=Retry(NoBackoff(), 0),
-        )
+        self._client = fail_fast_client(self.url, self.timeout)
 
     async def aclose(self) -> None:
         """Close the pool."""
         if self._client is not None:
             client, self._client = self._client, None
-            with contextlib.suppress(RedisError, OSError):
-                await client.aclose()
+            await close_quietly(client)
 
     def _redis(self) -> aioredis.Redis:
         if self._client is None:

@@ -10,19 +10,14 @@ own buckets (see server/rate_limit.py).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from breakwater.cache.buckets import BucketsUnavailable, Limit, Wait
-
-TIMEOUT = 0.5
-"""Seconds one call (connect included) may take."""
+from breakwater.cache.redis import TIMEOUT, close_quietly, fail_fast_client
 
 # KEYS: the buckets; ARGV: interval and burst (microseconds, tokens) of each.
 # Returns {0, 0} when every bucket let the request in, else {i, wait_us} for the bucket i
@@ -83,12 +78,7 @@ class RedisBuckets:
 
     async def open(self) -> None:
         """Create the connection pool (connections are made on first use)."""
-        client = aioredis.Redis.from_url(
-            self.url,
-            socket_connect_timeout=self.timeout,
-            socket_timeout=self.timeout,
-            retry=Retry(NoBackoff(), 0),
-        )
+        client = fail_fast_client(self.url, self.timeout)
         self._client = client
         self._take = client.register_script(TAKE)
         self._refund = client.register_script(REFUND)
@@ -97,8 +87,7 @@ class RedisBuckets:
         """Close the pool."""
         if self._client is not None:
             client, self._client = self._client, None
-            with contextlib.suppress(RedisError, OSError):
-                await client.aclose()
+            await close_quietly(client)
 
     def _redis(self) -> aioredis.Redis:
         if self._client is None:
