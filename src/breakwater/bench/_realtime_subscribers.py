@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from breakwater.bench._ws import HandshakeRefused, WsClient
+from breakwater.bench.descriptors import require_descriptors
 
 PATH = "/v1/realtime"
 PING = b'{"type":"ping"}'
@@ -99,6 +100,7 @@ async def main() -> None:
     parser.add_argument("--deflate", action="store_true")
     parser.add_argument("--cursor", default="", help="where every subscription starts")
     args = parser.parse_args()
+    require_descriptors(args.n, "the subscriber process")
     counters = Counters(args.n)
     started = time.monotonic()
     pending = []

@@ -42,6 +42,7 @@ from typing import Any
 from breakwater.bench._http import HttpConnection
 from breakwater.bench._node import BenchNode, cpu_seconds, free_port, machine
 from breakwater.bench._raw_sends import raw_send_round_ms
+from breakwater.bench.descriptors import require_descriptors
 from breakwater.bench.stats import median, percentile
 from breakwater.core import codec
 
@@ -375,6 +376,9 @@ async def run(
     """Every scenario (each bus with each subscriber count) ``runs`` times, interleaved, on
     nodes of ``workers`` processes; the report as a JSON-ready dict. The memory bus is always
     among the buses (the reference)."""
+    # The node and the subscriber process each hold one socket per subscriber (and inherit the
+    # soft limit raised here); a scale past the machine's limit stops before anything starts.
+    require_descriptors(max(counts), "a node serving the subscribers")
     buses = [MEMORY_BUS] + [bus for bus in buses or [] if bus != MEMORY_BUS]
     results = [ScenarioResult(count, rate, bus) for bus in buses for count in counts]
     for run_index, result in itertools.product(range(runs), results):
