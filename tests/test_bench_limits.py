@@ -7,10 +7,17 @@ import resource
 import subprocess
 import sys
 import textwrap
+from typing import Any
 
 import pytest
 
-from breakwater.bench.descriptors import HEADROOM, MachineLimit, require_descriptors
+from breakwater.bench.descriptors import (
+    HEADROOM,
+    BenchStopped,
+    MachineLimit,
+    require_descriptors,
+)
+from breakwater.bench.realtime import wait_ready
 
 
 def test_a_scale_past_the_hard_limit_is_refused_naming_the_limit() -> None:
@@ -70,3 +77,39 @@ def test_bench_realtime_past_the_limit_is_one_error_line_and_exit_2() -> None:
     assert out.returncode == 2
     assert "Traceback" not in out.stdout + out.stderr
     assert "open files" in out.stdout and "ulimit -Hn" in out.stdout
+
+
+class Lines:
+    """A subscriber process that says what it is given, then times out."""
+
+    def __init__(self, *lines: dict[str, Any]) -> None:
+        self.lines = list(lines)
+
+    async def line(self, seconds: float) -> dict[str, Any]:
+        if not self.lines:
+            raise TimeoutError
+        return self.lines.pop(0)
+
+
+async def test_connecting_subscribers_report_progress_until_ready() -> None:
+    said: list[str] = []
+    source = Lines(
+        {"connecting": 500, "acknowledged": 450},
+        {"connecting": 1000, "acknowledged": 1000},
+        {"ready": 1000, "seconds": 3.0},
+    )
+    await wait_ready(source, 1000, said.append)
+    assert said == [
+        "1000 subscribers: 500 connecting, 450 subscribed",
+        "1000 subscribers: 1,000 connecting, 1,000 subscribed",
+    ]
+
+
+async def test_subscribers_that_stall_stop_the_run_with_one_sentence() -> None:
+    with pytest.raises(BenchStopped, match="stopped making progress"):
+        await wait_ready(Lines({"connecting": 500, "acknowledged": 0}), 1000, lambda _: None)
+
+
+async def test_subscribers_not_all_acknowledged_stop_the_run_saying_how_many() -> None:
+    with pytest.raises(BenchStopped, match="only 999 of 1,000 subscriptions"):
+        await wait_ready(Lines({"ready": 999, "seconds": 120.0}), 1000, lambda _: None)

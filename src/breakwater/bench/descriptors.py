@@ -14,7 +14,11 @@ HEADROOM = 256
 """Descriptors a process needs beside its sockets (files, pipes, the event loop, libraries)."""
 
 
-class MachineLimit(RuntimeError):
+class BenchStopped(RuntimeError):
+    """A benchmark cannot go on; the message says why in one line (no traceback to read)."""
+
+
+class MachineLimit(BenchStopped):
     """The machine cannot hold the scale asked for; the message says which limit and how to
     lift it."""
 

@@ -297,7 +297,7 @@ def realtime(
 ) -> None:
     """Write-to-delivery latency, deliveries/s and memory per idle WebSocket subscriber."""
     from breakwater.bench import realtime as bench_realtime
-    from breakwater.bench.descriptors import MachineLimit
+    from breakwater.bench.descriptors import BenchStopped
 
     node_settings = _node_settings(settings)
 
@@ -310,8 +310,8 @@ def realtime(
                     counts, rate, seconds, runs, deflate, step, workers, bus, node_settings
                 )
             )
-    except MachineLimit as limit:
-        console.print(f"Error: {limit}", style="bold red")
+    except BenchStopped as stopped:
+        console.print(f"Error: {stopped}", style="bold red")
         raise typer.Exit(2) from None
     table = Table(
         title=f"breakwater bench realtime ({rate:g} writes/s for {seconds:g} s, {workers}"
