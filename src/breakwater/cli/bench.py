@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from breakwater.cli import long_run
+from breakwater.cli.output import report_console
 from breakwater.core import codec
 
 app = typer.Typer(
@@ -74,7 +75,7 @@ def push(
         return
     from breakwater.bench import push as bench_push
 
-    console = Console()
+    console = report_console()
     with long_run.progress() as step:
         report = asyncio.run(bench_push.run(runs, seconds, log_level, step, workers))
     table = Table(
@@ -127,7 +128,7 @@ def _push_postgres(
 
     if urlsplit(url).scheme not in ("postgresql", "postgres"):
         raise ConfigError(f"--store must be a postgresql:// URL, not {url.split(':', 1)[0]!r}")
-    console = Console()
+    console = report_console()
     with long_run.progress() as step:
         report = asyncio.run(push_postgres.run(url, runs, seconds, log_level, step, workers))
     table = Table(
@@ -172,7 +173,7 @@ def counters(
     """Cost per increment of one field after 1, 10,000 and 100,000 earlier increments."""
     from breakwater.bench import counters as bench_counters
 
-    console = Console()
+    console = report_console()
     with console.status("starting") as status:
         report = asyncio.run(
             bench_counters.run(runs, samples, largest, lambda text: status.update(text))
@@ -206,7 +207,7 @@ def instructions(
     """CPU instructions per pushed document (callgrind): the push path's cost, free of noise."""
     from breakwater.bench import instructions as bench_instructions
 
-    console = Console()
+    console = report_console()
     with long_run.progress("counting instructions under callgrind (about a minute)"):
         try:
             report = bench_instructions.run()
@@ -229,7 +230,7 @@ def query(
     """Range-query latency on an indexed and an unindexed collection, against raw SQLite."""
     from breakwater.bench import query as bench_query
 
-    console = Console()
+    console = report_console()
     with long_run.progress() as step:
         report = asyncio.run(bench_query.run(documents, queries, step))
     table = Table(title=f"breakwater bench query ({documents:,} documents, {report['query']})")
@@ -250,7 +251,7 @@ def startup(
     """Seconds from spawning `breakwater serve` to a healthy node, next to a bare `python`."""
     from breakwater.bench import startup as bench_startup
 
-    console = Console()
+    console = report_console()
     with long_run.progress() as step:
         report = bench_startup.run(runs, step)
     console.print(
@@ -296,25 +297,22 @@ def realtime(
 ) -> None:
     """Write-to-delivery latency, deliveries/s and memory per idle WebSocket subscriber."""
     from breakwater.bench import realtime as bench_realtime
+    from breakwater.bench.descriptors import BenchStopped
 
     node_settings = _node_settings(settings)
 
     counts = subscribers or [1, 100, 1000, 5000]
-    console = Console()
-    with long_run.progress() as step:
-        report = asyncio.run(
-            bench_realtime.run(
-                counts,
-                rate,
-                seconds,
-                runs,
-                deflate,
-                step,
-                workers,
-                bus,
-                node_settings,
+    console = report_console()
+    try:
+        with long_run.progress() as step:
+            report = asyncio.run(
+                bench_realtime.run(
+                    counts, rate, seconds, runs, deflate, step, workers, bus, node_settings
+                )
             )
-        )
+    except BenchStopped as stopped:
+        console.print(f"Error: {stopped}", style="bold red")
+        raise typer.Exit(2) from None
     table = Table(
         title=f"breakwater bench realtime ({rate:g} writes/s for {seconds:g} s, {workers}"
         f" worker(s), medians of {runs} runs)"
@@ -370,7 +368,7 @@ def auth(
     """Sign-in rate, token verification cost, and push/pull throughput with and without rules."""
     from breakwater.bench import auth as bench_auth
 
-    console = Console()
+    console = report_console()
     with long_run.progress() as step:
         report = asyncio.run(bench_auth.run(runs, logins, batches, step))
     table = Table(title=f"breakwater bench auth (medians of {runs} runs)")
@@ -426,7 +424,7 @@ def sdk(
     """Client SDK: durable local write latency, outbox drain rate, reconnect to fully synced."""
     from breakwater.bench import sdk as bench_sdk
 
-    console = Console()
+    console = report_console()
     with long_run.progress() as step:
         report = asyncio.run(bench_sdk.run(runs, writes, pending, log_level, step))
     table = Table(title=f"breakwater bench sdk (medians of {runs} runs)")
