@@ -49,7 +49,7 @@ async def test_subscriptions_are_added_updated_listed_and_removed(reopen: Reopen
     changed = Subscription("wh_1", "http://h/2", (), ("patch",), "s3cret", 1, "new")
     assert await store.update(changed)
     assert await store.subscription("wh_1") == changed
-    await store.log(Attempt("wh_1", "d1", 1, "failed", 500, 3.5, "HTTP 500", 10))
+    await store.log([Attempt("wh_1", "d1", 1, "failed", 500, 3.5, "HTTP 500", 10)])
     await store.add_dead_letter(DeadLetter("wh_1", "d1", b"{}", 3, "HTTP 500", 10))
     assert await store.remove("wh_1")
     assert not await store.remove("wh_1")
@@ -73,8 +73,12 @@ async def test_the_delivery_log_is_newest_first_and_filters_by_delivery(reopen: 
     """Attempts come back newest first; a delivery id narrows them; old ones are forgotten."""
     store = await reopen()
     await store.add(SUB, None)
-    for at, (key, attempt) in enumerate([("d1", 1), ("d2", 1), ("d1", 2)]):
-        await store.log(Attempt("wh_1", key, attempt, "failed", None, 1.0, "timeout", 100 + at))
+    await store.log(
+        [
+            Attempt("wh_1", key, attempt, "failed", None, 1.0, "timeout", 100 + at)
+            for at, (key, attempt) in enumerate([("d1", 1), ("d2", 1), ("d1", 2)])
+        ]
+    )
     assert [(a.delivery_id, a.attempt) for a in await store.attempts("wh_1", 10)] == [
         ("d1", 2),
         ("d2", 1),

@@ -17,7 +17,7 @@ def _record_failure(data: Path, sub_id: str) -> None:
     async def work() -> None:
         store = WebhookStore(SqliteDatabase(data / "webhooks.db"))
         await store.open()
-        await store.log(Attempt(sub_id, "whd_1", 1, "failed", 503, 12.5, "HTTP 503", 1000))
+        await store.log([Attempt(sub_id, "whd_1", 1, "failed", 503, 12.5, "HTTP 503", 1000)])
         await store.add_dead_letter(DeadLetter(sub_id, "whd_1", b"{}", 1, "HTTP 503", 1000))
         await store.aclose()
 

@@ -41,6 +41,9 @@ class Database(Protocol):
     async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
         """Run one statement; the number of rows it changed."""
 
+    async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement once per row of arguments, in one transaction."""
+
     async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
         """Run one query; its rows."""
 
@@ -49,8 +52,14 @@ class Database(Protocol):
 
 
 class SqliteDatabase:
-    """A SQLite file of its own (WAL, ``synchronous=FULL``: an answered write survives a crash),
-    one connection behind a lock, called from worker threads."""
+    """A SQLite file of its own, one connection behind a lock, called from worker threads.
+
+    WAL with ``synchronous=NORMAL``: a commit survives the process crashing; a power loss may
+    lose the last commits, but only a suffix of them (WAL replays in order). For delivery that
+    is safe: a lost cursor save moves the cursor back (changes are delivered again, at least
+    once), and a cursor save that survived means every dead letter and log row before it did.
+    An fsync per delivery attempt would cost more than the delivery (ADR 0025).
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -68,7 +77,7 @@ class SqliteDatabase:
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             db.execute("PRAGMA busy_timeout = 5000")
             db.execute("PRAGMA journal_mode = WAL")
-            db.execute("PRAGMA synchronous = FULL")
+            db.execute("PRAGMA synchronous = NORMAL")
             db.executescript(schema)
         except (OSError, sqlite3.Error) as exc:
             raise StoreUnavailable(
@@ -80,9 +89,24 @@ class SqliteDatabase:
         """Run one statement."""
         return await asyncio.to_thread(self._run, sql, args, lambda cursor: cursor.rowcount)
 
+    async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement per row in one transaction (one commit for a page's log)."""
+        await asyncio.to_thread(self._run_many, sql, rows)
+
     async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
         """Run one query."""
         return await asyncio.to_thread(self._run, sql, args, lambda cursor: cursor.fetchall())
+
+    def _run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self._lock:
+            if self._db is None:
+                raise StoreUnavailable("the webhook store is closed")
+            try:
+                with self._db:
+                    self._db.execute("BEGIN")
+                    self._db.executemany(sql, [tuple(row) for row in rows])
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"the webhook store failed ({type(exc).__name__})") from exc
 
     def _run(self, sql: str, args: Sequence[Any], read: Callable[[sqlite3.Cursor], T]) -> T:
         """Run and read the result under the lock (one connection is shared by threads)."""
@@ -148,18 +172,25 @@ class PostgresDatabase:
         status = await self._call("execute", sql, args)
         return int(status.rsplit(" ", 1)[-1]) if status.rsplit(" ", 1)[-1].isdigit() else 0
 
+    async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement per row (asyncpg's executemany is one transaction)."""
+        await self._call("executemany", sql, [tuple(row) for row in rows], spread=False)
+
     async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
         """Run one query."""
         return [tuple(row) for row in await self._call("fetch", sql, args)]
 
-    async def _call(self, method: str, sql: str, args: Sequence[Any]) -> Any:
+    async def _call(
+        self, method: str, sql: str, args: Sequence[Any], *, spread: bool = True
+    ) -> Any:
         if self._pool is None:
             raise StoreUnavailable("the webhook store is closed")
-        numbered = iter(range(1, len(args) + 1))
+        numbered = iter(range(1, sql.count("?") + 1))
         text = _PLACEHOLDER.sub(lambda _: f"${next(numbered)}", sql)
         try:
             async with self._pool.acquire() as conn:
-                return await getattr(conn, method)(text, *args)
+                call = getattr(conn, method)
+                return await (call(text, *args) if spread else call(text, args))
         except _PG_ERRORS as exc:
             raise StoreUnavailable(f"the webhook store failed ({type(exc).__name__})") from exc
 

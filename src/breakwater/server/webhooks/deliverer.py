@@ -241,7 +241,9 @@ class Deliverer:
         todo = [entry for entry in page.entries if self._ours(subscription, entry)]
         self._observe_backlog(sub_id, todo)
         limit = asyncio.Semaphore(self.policy.concurrency)
-        await asyncio.gather(*(self._deliver_change(subscription, e, limit) for e in todo))
+        log: list[Attempt] = []
+        await asyncio.gather(*(self._deliver_change(subscription, e, limit, log) for e in todo))
+        await self.store.log(log)  # one commit for the page's successful attempts
         self.metrics.lag.labels(sub_id).set(0)
         if page.vector == cursor:
             return False
@@ -261,26 +263,34 @@ class Deliverer:
             self.metrics.lag.labels(sub_id).set(max(0.0, time.time() - oldest_ms / 1000))
 
     async def _deliver_change(
-        self, subscription: Subscription, entry: FeedEntry, limit: asyncio.Semaphore
+        self,
+        subscription: Subscription,
+        entry: FeedEntry,
+        limit: asyncio.Semaphore,
+        log: list[Attempt],
     ) -> None:
         delivery_id, body = payload.event(subscription.sub_id, entry)
         async with limit:
-            attempts = await self._attempt_all(subscription, delivery_id, body)
+            attempts = await self._attempt_all(subscription, delivery_id, body, log)
         if attempts is not None:
             await self._bury(subscription, delivery_id, body, attempts)
         self.metrics.pending.labels(subscription.sub_id).dec()
 
     async def _attempt_all(
-        self, subscription: Subscription, delivery_id: str, body: bytes
+        self, subscription: Subscription, delivery_id: str, body: bytes, log: list[Attempt]
     ) -> tuple[int, str] | None:
-        """Try up to ``max_attempts`` times; None once delivered, else (attempts, last error)."""
+        """Try up to ``max_attempts`` times; None once delivered, else (attempts, last error).
+
+        Each attempt is added to ``log``, which the caller writes when its page is done; a
+        failure writes it at once, so that admins see a failing receiver while it retries.
+        """
         error = ""
         for attempt in range(1, self.policy.max_attempts + 1):
             answer = await self.sender.send(subscription, delivery_id, body, attempt)
             self.metrics.attempts.labels(answer.outcome).inc()
             if answer.outcome != "refused":
                 self.metrics.latency.observe(answer.latency_ms / 1000)
-            await self.store.log(
+            log.append(
                 Attempt(
                     subscription.sub_id,
                     delivery_id,
@@ -295,6 +305,9 @@ class Deliverer:
             if answer.outcome == "delivered":
                 return None
             error = answer.error
+            written = log[:]
+            del log[:]
+            await self.store.log(written)
             if attempt < self.policy.max_attempts:
                 await self._sleep(
                     backoff(attempt, self.policy.backoff_base, self.policy.backoff_cap, self._rng)
@@ -319,7 +332,9 @@ class Deliverer:
             subscription.sub_id, self.policy.page_size, state="queued"
         )
         for letter in letters:
-            failed = await self._attempt_all(subscription, letter.delivery_id, letter.payload)
+            log: list[Attempt] = []
+            failed = await self._attempt_all(subscription, letter.delivery_id, letter.payload, log)
+            await self.store.log(log)
             if failed is None:
                 await self.store.mark_letter(subscription.sub_id, letter.delivery_id, "redelivered")
             else:

@@ -15,6 +15,7 @@ Contract:
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from breakwater.config import Config
 from breakwater.core.cursor import VersionVector
@@ -180,21 +181,25 @@ class WebhookStore:
 
     # delivery log -------------------------------------------------------------------------------
 
-    async def log(self, attempt: Attempt) -> None:
-        """Record one attempt."""
-        a = attempt
-        await self.database.execute(
+    async def log(self, attempts: Sequence[Attempt]) -> None:
+        """Record attempts (in one transaction)."""
+        if not attempts:
+            return
+        await self.database.execute_many(
             f"INSERT INTO webhook_attempts ({_ATTEMPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                a.sub_id,
-                a.delivery_id,
-                a.attempt,
-                a.outcome,
-                a.status,
-                a.latency_ms,
-                a.error,
-                a.at_ms,
-            ),
+            [
+                (
+                    a.sub_id,
+                    a.delivery_id,
+                    a.attempt,
+                    a.outcome,
+                    a.status,
+                    a.latency_ms,
+                    a.error,
+                    a.at_ms,
+                )
+                for a in attempts
+            ],
         )
 
     async def attempts(
