@@ -412,6 +412,11 @@ def _check(config: Config) -> None:
             f"realtime_transports = {config.realtime_transports!r} names {sorted(unknown)};"
             f" use a comma-separated subset of {list(REALTIME_TRANSPORTS)} (or empty)"
         )
+    if config.webhook_backoff_cap < config.webhook_backoff_base:
+        raise ConfigError(
+            f"webhook_backoff_cap = {config.webhook_backoff_cap!r} must be at least"
+            f" webhook_backoff_base = {config.webhook_backoff_base!r}"
+        )
     if config.realtime_timeout <= config.realtime_heartbeat:
         raise ConfigError(
             f"realtime_timeout = {config.realtime_timeout!r} must be longer than"

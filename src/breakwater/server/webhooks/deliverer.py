@@ -30,6 +30,7 @@ from breakwater.core.cursor import VersionVector
 from breakwater.core.errors import BreakwaterError, CursorExpired
 from breakwater.core.incarnation import region_of
 from breakwater.obs.logging import get_logger
+from breakwater.resilience.backoff import Backoff
 from breakwater.server.webhooks import payload
 from breakwater.server.webhooks.metrics import WebhookMetrics
 from breakwater.server.webhooks.records import Attempt, DeadLetter, Subscription
@@ -58,12 +59,6 @@ class DeliveryPolicy:
     """Seconds the delivery log keeps an attempt."""
 
 
-def backoff(attempt: int, base: float, cap: float, rng: random.Random) -> float:
-    """Seconds before attempt ``attempt + 1``: full jitter over ``min(cap, base * 2^(attempt-1))``
-    (receivers coming back are not met by every delivery at the same instant)."""
-    return rng.uniform(0.0, min(cap, base * 2.0 ** (attempt - 1)))
-
-
 class Deliverer:
     """Delivers every matching change of this region to every subscription (module docstring)."""
 
@@ -88,6 +83,7 @@ class Deliverer:
         self.metrics = metrics
         self.sender = sender or Sender(policy.timeout, policy.allow_private)
         self._sleep = sleep
+        """The wait between attempts (tests pass one that records and returns at once)."""
         self._rng = rng or random.Random()
         self.lease = f"webhooks:{region}"
         self.leading = False
@@ -167,7 +163,7 @@ class Deliverer:
                 self.leading = False
                 self.metrics.leader.set(0)
                 await self._stop_workers()
-            await self._sleep(renew)
+            await asyncio.sleep(renew)
 
     async def _forget_old_attempts(self, now_ms: int) -> None:
         """Trim the delivery log at most once an hour (the log is bounded in time)."""
@@ -215,7 +211,7 @@ class Deliverer:
                     error=type(error).__name__,
                     detail=str(error) if isinstance(error, BreakwaterError) else "",
                 )
-                await self._sleep(self.policy.poll_interval)
+                await asyncio.sleep(self.policy.poll_interval)
                 continue
             if not moved:
                 with contextlib.suppress(TimeoutError):
@@ -285,6 +281,7 @@ class Deliverer:
         failure writes it at once, so that admins see a failing receiver while it retries.
         """
         error = ""
+        waits = Backoff(self.policy.backoff_base, self.policy.backoff_cap, self._rng.random)
         for attempt in range(1, self.policy.max_attempts + 1):
             answer = await self.sender.send(subscription, delivery_id, body, attempt)
             self.metrics.attempts.labels(answer.outcome).inc()
@@ -309,9 +306,7 @@ class Deliverer:
             del log[:]
             await self.store.log(written)
             if attempt < self.policy.max_attempts:
-                await self._sleep(
-                    backoff(attempt, self.policy.backoff_base, self.policy.backoff_cap, self._rng)
-                )
+                await self._sleep(waits.next_delay())
         return self.policy.max_attempts, error
 
     async def _bury(
