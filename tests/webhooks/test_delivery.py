@@ -149,6 +149,11 @@ async def test_a_dead_letter_is_redelivered_with_its_key_when_asked(
         await asyncio.sleep(0.05)
     assert (await letters())[0]["state"] == "redelivered"
     assert (await client.post(path, headers=headers)).status_code == 404
+    metrics = (await client.get("/metrics")).text
+    assert "breakwater_webhook_dead_letters_total 1.0" in metrics
+    assert 'breakwater_webhook_attempts_total{outcome="failed"} 3.0' in metrics
+    assert 'breakwater_webhook_attempts_total{outcome="delivered"} 1.0' in metrics
+    assert "breakwater_webhook_deliverer 1.0" in metrics
 
 
 async def test_a_node_restarted_mid_backlog_delivers_every_change(
