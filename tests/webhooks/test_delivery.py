@@ -199,3 +199,19 @@ async def test_a_change_is_delivered_only_by_the_region_it_was_written_in(
     await caught_up(node)
     assert (len(receiver.delivered()) == 2) is delivered
     assert delivered or receiver.requests == []
+
+
+async def test_a_private_receiver_is_never_called_unless_allowed(
+    make_client: MakeClient, receiver: Receiver
+) -> None:
+    """Without webhook_allow_private a loopback receiver gets nothing: attempts are refused."""
+    client = await make_client(**(FAST | {"webhook_allow_private": False}), webhook_max_attempts=2)
+    headers = admin_headers(client)
+    sub = await subscribe(client, headers, receiver.url)
+    await client.put(f"{DOCS}/a", json={"x": 1})
+    await caught_up(client.app.state.node)
+    log = await client.get(f"/v1/admin/webhooks/{sub['id']}/deliveries", headers=headers)
+    attempts = log.json()["deliveries"]
+    assert [a["outcome"] for a in attempts] == ["refused", "refused"]
+    assert "non-public" in attempts[0]["error"]
+    assert receiver.requests == []
