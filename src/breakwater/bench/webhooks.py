@@ -15,6 +15,7 @@ import asyncio
 import json
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -135,11 +136,11 @@ async def _bare_posts(port: int, samples: int) -> list[float]:
     return times
 
 
-async def _control(rate: float, seconds: float) -> list[float]:
+async def _control(rate: float, seconds: float, settings: Mapping[str, str]) -> list[float]:
     """The same paced writes on a node without subscriptions: their answer times."""
     with tempfile.TemporaryDirectory(prefix="bw-bench-webhooks-") as folder:
         port = free_port()
-        node = BenchNode(Path(folder), port, "warning")
+        node = BenchNode(Path(folder), port, "warning", settings=settings)
         try:
             await node.wait_ready()
             async with httpx.AsyncClient(
@@ -153,8 +154,10 @@ async def _control(rate: float, seconds: float) -> list[float]:
     return answers
 
 
-async def _one_run(rate: float, seconds: float, run: int) -> dict[str, float]:
-    control = await _control(rate, seconds)
+async def _one_run(
+    rate: float, seconds: float, run: int, settings: Mapping[str, str]
+) -> dict[str, float]:
+    control = await _control(rate, seconds, settings)
     receiver = _Receiver()
     await receiver.start()
     with tempfile.TemporaryDirectory(prefix="bw-bench-webhooks-") as folder:
@@ -162,7 +165,10 @@ async def _one_run(rate: float, seconds: float, run: int) -> dict[str, float]:
         await _subscribe(data, f"http://127.0.0.1:{receiver.port}/hook")
         port = free_port()
         node = BenchNode(
-            data, port, "warning", settings={"BREAKWATER_WEBHOOK_ALLOW_PRIVATE": "true"}
+            data,
+            port,
+            "warning",
+            settings={**settings, "BREAKWATER_WEBHOOK_ALLOW_PRIVATE": "true"},
         )
         try:
             await node.wait_ready()
@@ -204,15 +210,19 @@ async def _one_run(rate: float, seconds: float, run: int) -> dict[str, float]:
     }
 
 
-async def run(rate: float, seconds: float, runs: int) -> dict[str, Any]:
-    """Medians over ``runs`` of the figures of one run (see the module docstring)."""
-    results = [await _one_run(rate, seconds, index) for index in range(runs)]
+async def run(
+    rate: float, seconds: float, runs: int, settings: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Medians over ``runs`` of the figures of one run (see the module docstring); ``settings``
+    are ``BREAKWATER_*`` variables for both nodes."""
+    results = [await _one_run(rate, seconds, index, settings or {}) for index in range(runs)]
     medians = {key: median([r[key] for r in results]) for key in results[0]}
     floor = medians["write_p50_ms"] + medians["post_p50_ms"]
     return {
         "benchmark": "webhooks",
         "rate": rate,
         "seconds": seconds,
+        "settings": dict(settings or {}),
         "runs": results,
         "median": medians,
         "p50_over_floor": medians["p50_ms"] / floor if floor else None,

@@ -461,13 +461,18 @@ def webhooks(
     rate: Annotated[float, typer.Option(min=1, max=5000, help="Writes per second.")] = 500,
     seconds: Annotated[float, typer.Option(min=1, max=120, help="Seconds of writes per run.")] = 10,
     runs: Annotated[int, typer.Option(min=1, max=20, help="Runs; medians are reported.")] = 3,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="A node setting key=value (e.g. webhook_concurrency=16)."),
+    ] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
 ) -> None:
     """Webhook delivery latency p50/p99 at a fixed write rate, against write + POST floor."""
     from breakwater.bench import webhooks as bench_webhooks
 
+    settings = _node_settings(set_)
     with long_run.progress(f"{runs} runs of {seconds:g} s at {rate:g} writes/s"):
-        report = asyncio.run(bench_webhooks.run(rate, seconds, runs))
+        report = asyncio.run(bench_webhooks.run(rate, seconds, runs, settings))
     medians = report["median"]
     table = Table(title=f"breakwater bench webhooks ({rate:g} writes/s, medians of {runs} runs)")
     for column in (
