@@ -30,6 +30,7 @@ from breakwater.server.webhooks.subscriptions import new_subscription
 IN_FLIGHT = 64
 """Pushes in flight at most (the pacing, not this, sets the rate)."""
 BATCH = 10
+PUSH_ATTEMPTS = 3
 """Documents per push: 500 changes/s are 50 pushes/s, which a loaded 2-core machine sustains."""
 
 
@@ -108,9 +109,16 @@ async def _write_paced(
         async with limit:
             began = time.perf_counter()
             sent.update(dict.fromkeys(ids, began))
-            response = await client.post(
-                "/v1/sync/push", json={"client_id": "bench", "mutations": mutations}
-            )
+            for attempt in range(PUSH_ATTEMPTS):
+                try:
+                    response = await client.post(
+                        "/v1/sync/push", json={"client_id": "bench", "mutations": mutations}
+                    )
+                    break
+                except httpx.TransportError:
+                    # A connection the loaded node closed: a push is idempotent (mutation ids).
+                    if attempt == PUSH_ATTEMPTS - 1:
+                        raise
             response.raise_for_status()
             answers.append(time.perf_counter() - began)
 
