@@ -1,18 +1,20 @@
 """One HTTP attempt of one delivery: signed, bounded by a timeout, its answer reduced to an
-outcome. The receiver's body is never read (a slow or huge answer costs nothing)."""
+outcome. A receiver's answer body is never kept (a slow or huge answer costs nothing)."""
 
 from __future__ import annotations
 
+import asyncio
+import ssl
 import time
 from dataclasses import dataclass
 
-import httpx
-
 import breakwater
 from breakwater.server.webhooks import signature
+from breakwater.server.webhooks._http1 import Http1Client, ProtocolError
 from breakwater.server.webhooks.records import Outcome, Subscription
 from breakwater.server.webhooks.targets import TargetRefused, check_target
 
+USER_AGENT = f"Breakwater-Webhooks/{breakwater.__version__}"
 DELIVERY_HEADER = "Breakwater-Delivery"
 ATTEMPT_HEADER = "Breakwater-Attempt"
 
@@ -28,21 +30,15 @@ class Answer:
 
 
 class Sender:
-    """Posts deliveries through one connection pool (``transport`` replaces the network)."""
+    """Posts deliveries over kept-alive connections; redirects are never followed (one could
+    point inside the network). ``ssl_context`` replaces the system's trust (tests)."""
 
     def __init__(
-        self,
-        timeout: float,
-        allow_private: bool,
-        transport: httpx.AsyncBaseTransport | None = None,
+        self, timeout: float, allow_private: bool, ssl_context: ssl.SSLContext | None = None
     ) -> None:
+        self.timeout = timeout
         self.allow_private = allow_private
-        self._client = httpx.AsyncClient(
-            timeout=timeout,
-            follow_redirects=False,  # a redirect could point inside the network
-            transport=transport,
-            headers={"User-Agent": f"Breakwater-Webhooks/{breakwater.__version__}"},
-        )
+        self._client = Http1Client(ssl_context)
 
     async def send(
         self, subscription: Subscription, delivery_id: str, body: bytes, attempt: int
@@ -54,6 +50,7 @@ class Sender:
         except TargetRefused as refused:
             return Answer("refused", None, 0.0, str(refused))
         headers = {
+            "User-Agent": USER_AGENT,
             "Content-Type": "application/json",
             signature.HEADER: signature.sign(subscription.secret, body, int(time.time())),
             DELIVERY_HEADER: delivery_id,
@@ -61,13 +58,11 @@ class Sender:
             ATTEMPT_HEADER: str(attempt),
         }
         try:
-            async with self._client.stream(
-                "POST", subscription.url, content=body, headers=headers
-            ) as response:
-                status = response.status_code
-        except httpx.TimeoutException:
+            async with asyncio.timeout(self.timeout):
+                status = await self._client.post(subscription.url, headers, body)
+        except TimeoutError:
             return Answer("failed", None, _ms_since(started), "timeout")
-        except httpx.HTTPError as error:
+        except (OSError, asyncio.IncompleteReadError, ProtocolError) as error:
             # The kind only: a message can quote the URL, whose query may hold a token.
             return Answer("failed", None, _ms_since(started), type(error).__name__)
         latency = _ms_since(started)
