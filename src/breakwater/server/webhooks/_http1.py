@@ -72,18 +72,21 @@ class Http1Client:
         reader, writer = connection
         keep = done = False
         try:
-            writer.write(request)
-            await writer.drain()
+            try:
+                writer.write(request)
+                await writer.drain()
+                head = await reader.readuntil(b"\r\n\r\n")
+            except ConnectionError as error:  # reset or broken before any answer
+                raise _Stale from error
+            except asyncio.IncompleteReadError as error:
+                if not error.partial:  # closed before any answer
+                    raise _Stale from error
+                raise
             while True:
-                try:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                except asyncio.IncompleteReadError as error:
-                    if not error.partial:
-                        raise _Stale from error
-                    raise
                 status, sized, keep = _parse_head(head)
                 if not 100 <= status < 200:
                     break
+                head = await reader.readuntil(b"\r\n\r\n")
             if keep and sized is not None:
                 await reader.readexactly(sized)
             else:
