@@ -218,3 +218,13 @@ def test_bench_counters_reports_each_checkpoint(tmp_path: Path) -> None:
     assert [row["earlier_increments"] for row in results] == [1, 100, 1000]
     assert all(row["us_per_increment"] > 0 and row["state_bytes"] > 0 for row in results)
     assert isinstance(report["last_over_first"], float)
+
+
+def test_bench_webhooks_delivers_every_change_and_reports_its_floor(tmp_path: Path) -> None:
+    """bench webhooks delivers every paced write and reports latency, floor and peer."""
+    report = bench(tmp_path, "webhooks", "--runs", "1", "--seconds", "1", "--rate", "50")
+    medians = report["median"]
+    assert isinstance(medians, dict)
+    assert medians["writes"] == 50 and medians["delivered"] == 1.0
+    assert 0 < medians["p50_ms"] <= medians["p99_ms"]
+    assert medians["post_p50_ms"] > 0 and medians["control_write_p50_ms"] > 0

@@ -452,3 +452,46 @@ def sdk(
     console.print("floors: bare SQLite INSERT+COMMIT (WAL, FULL); bare HTTP pushes of 500")
     console.print(f"machine: {report['machine']}")
     _write_json(report, json_path)
+
+
+@app.command("webhooks")
+def webhooks(
+    rate: Annotated[float, typer.Option(min=1, max=5000, help="Writes per second.")] = 500,
+    seconds: Annotated[float, typer.Option(min=1, max=120, help="Seconds of writes per run.")] = 10,
+    runs: Annotated[int, typer.Option(min=1, max=20, help="Runs; medians are reported.")] = 3,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="A node setting key=value (e.g. webhook_concurrency=16)."),
+    ] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+) -> None:
+    """Webhook delivery latency p50/p99 at a fixed write rate, against write + POST floor."""
+    from breakwater.bench import webhooks as bench_webhooks
+
+    settings = _node_settings(set_)
+    with long_run.progress(f"{runs} runs of {seconds:g} s at {rate:g} writes/s"):
+        report = asyncio.run(bench_webhooks.run(rate, seconds, runs, settings))
+    medians = report["median"]
+    table = Table(title=f"breakwater bench webhooks ({rate:g} writes/s, medians of {runs} runs)")
+    for column in (
+        "achieved/s",
+        "delivered",
+        "p50 ms",
+        "p99 ms",
+        "write p50/p99 ms",
+        "POST p50 ms",
+        "p50 / floor",
+    ):
+        table.add_column(column, justify="right")
+    table.add_row(
+        f"{medians['rate']:.0f}",
+        f"{medians['delivered']:.1%}",
+        f"{medians['p50_ms']:.1f}",
+        f"{medians['p99_ms']:.1f}",
+        f"{medians['write_p50_ms']:.1f} / {medians['write_p99_ms']:.1f}",
+        f"{medians['control_write_p50_ms']:.1f} / {medians['control_write_p99_ms']:.1f}",
+        f"{medians['post_p50_ms']:.2f}",
+        f"{report['p50_over_floor']:.1f}x",
+    )
+    Console().print(table)
+    _write_json(report, json_path)

@@ -20,6 +20,7 @@ from breakwater.cli import (
     serve,
     users,
     verify,
+    webhooks,
 )
 from breakwater.config import ConfigError
 from breakwater.core.errors import BreakwaterError
@@ -64,6 +65,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(users.app, name="users")
 app.add_typer(chaos.app, name="chaos")
 app.add_typer(drill.app, name="drill")
+app.add_typer(webhooks.app, name="webhooks")
 
 
 def main() -> None:

@@ -36,6 +36,7 @@ from breakwater.server import (
     problems,
     status_api,
     sync_api,
+    webhooks_api,
 )
 from breakwater.server.access import Gatekeeper
 from breakwater.server.application.feed import PAGE_SIZE, FeedFollower
@@ -55,6 +56,9 @@ from breakwater.server.security_headers import NodeApp
 from breakwater.server.sign_in_guard import SignInGuard
 from breakwater.server.store_hooks import NodeStoreHooks
 from breakwater.server.store_opener import StoreOpener
+from breakwater.server.webhooks.deliverer import Deliverer, DeliveryPolicy
+from breakwater.server.webhooks.metrics import WebhookMetrics
+from breakwater.server.webhooks.store import webhook_store_for
 from breakwater.server.workers import WorkerRole
 from breakwater.storage import POSTGRES_SCHEMES, open_store
 from breakwater.storage.base import CompactionReport, Store
@@ -94,6 +98,16 @@ def build_node(
     # In this order: a client told of a change reads at least that version from this node.
     feed.subscribe(read_cache)
     feed.subscribe(realtime.fanout)
+    # Last, and only a wake-up: its deliveries run in tasks of their own (never slow the feed).
+    webhooks = Deliverer(
+        webhook_store_for(config),
+        store,
+        region=config.region,
+        holder=clock.node,
+        policy=webhook_policy(config),
+        metrics=WebhookMetrics(metrics.registry),
+    )
+    feed.subscribe(webhooks)
 
     async def start_following() -> None:
         await feed.start()
@@ -143,6 +157,20 @@ def build_node(
         writes=Writes(store, read_cache, policy, clock, metrics),
         feed=feed,
         origins=Origins.of(config),
+        webhooks=webhooks,
+    )
+
+
+def webhook_policy(config: Config) -> DeliveryPolicy:
+    """The delivery bounds of ``config``'s ``webhook_*`` keys."""
+    return DeliveryPolicy(
+        timeout=config.webhook_timeout,
+        max_attempts=config.webhook_max_attempts,
+        backoff_base=config.webhook_backoff_base,
+        backoff_cap=config.webhook_backoff_cap,
+        concurrency=config.webhook_concurrency,
+        allow_private=config.webhook_allow_private,
+        log_retention=config.webhook_log_retention_days * 86400,
     )
 
 
@@ -212,6 +240,7 @@ def create_app(
             await node.cache.cache.aclose()
             await node.bus.aclose()
             raise
+        await node.webhooks.start()
         compaction = asyncio.create_task(_compact_forever(node))
         background = [compaction]
         if node.worker_metrics is not None:
@@ -232,6 +261,7 @@ def create_app(
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             await node.store_opener.aclose()
+            await node.webhooks.aclose()
             await node.realtime.aclose()
             await node.feed.aclose()
             await node.store.aclose()
@@ -254,6 +284,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(status_api.router)
     app.include_router(admin_api.router)
+    app.include_router(webhooks_api.router)
     app.include_router(auth_api.router)
     app.include_router(docs_api.router)
     app.include_router(sync_api.router)

@@ -24,6 +24,7 @@ from breakwater.server.realtime.hub import Realtime
 from breakwater.server.region_buckets import RegionBuckets
 from breakwater.server.sign_in_guard import SignInGuard
 from breakwater.server.store_opener import StoreOpener
+from breakwater.server.webhooks.deliverer import Deliverer
 from breakwater.storage.base import Store
 
 
@@ -52,6 +53,8 @@ class Node:
     """The node's one reader of committed changes (cache, realtime and long-polls follow it)."""
     origins: Origins
     """The web pages that may call this node (HTTP and WebSocket)."""
+    webhooks: Deliverer
+    """Webhook subscriptions and their delivery (delivers while it holds the region's lease)."""
     draining: bool = False
     worker_metrics: WorkerMetrics | None = None
     """Set when this process is one worker of several: ``/metrics`` answers for all of them."""
