@@ -493,5 +493,5 @@ def webhooks(
         f"{medians['post_p50_ms']:.2f}",
         f"{report['p50_over_floor']:.1f}x",
     )
-    Console().print(table)
+    report_console().print(table)
     _write_json(report, json_path)
