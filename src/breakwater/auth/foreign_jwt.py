@@ -13,7 +13,7 @@ from typing import Any
 
 import jwt
 
-from breakwater.auth.jwks import JwksCache
+from breakwater.auth.jwks import JwksCache, PublishedKey
 from breakwater.core.errors import Unauthorized
 
 KEY_TYPES = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
@@ -70,16 +70,16 @@ def _allowed_header(token: str, expect: Expectations) -> tuple[str, str]:
     return alg, kid
 
 
-def _decode(token: str, key: jwt.PyJWK | None, alg: str, expect: Expectations) -> dict[str, Any]:
+def _decode(token: str, key: PublishedKey | None, alg: str, expect: Expectations) -> dict[str, Any]:
     if key is None:
         raise Unauthorized("the token was signed with a key the issuer does not publish")
-    declared = key._jwk_data.get("alg")
-    if KEY_TYPES.get(alg[:2]) != key.key_type or (declared is not None and declared != alg):
+    declared = key.declared_alg
+    if KEY_TYPES.get(alg[:2]) != key.jwk.key_type or (declared is not None and declared != alg):
         raise Unauthorized("the token's algorithm does not fit the issuer's key")
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
-            key.key,
+            key.jwk.key,
             algorithms=[alg],
             audience=expect.audience,
             issuer=expect.issuer,

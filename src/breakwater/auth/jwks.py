@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -74,6 +75,14 @@ class Discovery:
         return value
 
 
+@dataclass(frozen=True, slots=True)
+class PublishedKey:
+    """A verifying key and the algorithm its JWK declares (``alg``), if it declares one."""
+
+    jwk: jwt.PyJWK
+    declared_alg: str | None
+
+
 class JwksCache:
     """The public keys of one issuer by ``kid``."""
 
@@ -91,18 +100,18 @@ class JwksCache:
         self.fetch = fetch
         self.clock = clock
         self.fetches = 0
-        self._keys: dict[str, jwt.PyJWK] = {}
+        self._keys: dict[str, PublishedKey] = {}
         self._fetched: float | None = None
         self._attempted: float | None = None
         self._lock = asyncio.Lock()
 
-    def cached(self, kid: str) -> jwt.PyJWK | None:
+    def cached(self, kid: str) -> PublishedKey | None:
         """The key ``kid`` from the cache alone (no network), while the cache is fresh."""
         if self._fetched is None or self.clock() - self._fetched > self.ttl:
             return None
         return self._keys.get(kid)
 
-    async def key(self, kid: str) -> jwt.PyJWK | None:
+    async def key(self, kid: str) -> PublishedKey | None:
         """The key ``kid``, fetching the set when it is stale or lacks ``kid`` (rate limited)."""
         known = self.cached(kid)
         if known is not None:
@@ -119,15 +128,18 @@ class JwksCache:
     async def _refresh(self) -> None:
         document = await self.fetch(await self.locate())
         self.fetches += 1
-        keys: dict[str, jwt.PyJWK] = {}
+        keys: dict[str, PublishedKey] = {}
         entries = document.get("keys")
         for entry in entries if isinstance(entries, list) else []:
             if not isinstance(entry, dict) or not isinstance(entry.get("kid"), str):
                 continue
             if entry.get("use", "sig") != "sig" or "d" in entry:
                 continue  # encryption keys, and a private key published by mistake
+            declared = entry.get("alg")
             try:
-                keys[entry["kid"]] = jwt.PyJWK(entry)
+                keys[entry["kid"]] = PublishedKey(
+                    jwt.PyJWK(entry), declared if isinstance(declared, str) else None
+                )
             except jwt.PyJWTError:
                 continue  # a key type this node cannot use; the others still work
         self._keys, self._fetched = keys, self.clock()
