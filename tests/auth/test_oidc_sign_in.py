@@ -3,6 +3,7 @@ it): accounts created and linked safely, and every replayed or mismatched step r
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -42,6 +43,18 @@ issuer = "{issuer}"
 client_id = "{CLIENT_ID}"
 redirect_uris = ["{REDIRECT_URI}"]
 link_verified_email = true
+
+[auth.oidc.providers.confidential]
+issuer = "{issuer}"
+client_id = "confidential-app"
+client_secret = "test-client-secret-not-a-real-one"
+redirect_uris = ["{REDIRECT_URI}"]
+
+[auth.oidc.providers.wrong_secret]
+issuer = "{issuer}"
+client_id = "confidential-app"
+client_secret = "not-the-secret"
+redirect_uris = ["{REDIRECT_URI}"]
 
 [auth.external.local]
 issuer = "{issuer}"
@@ -171,7 +184,9 @@ async def test_a_wrong_pkce_verifier_is_refused(node: httpx.AsyncClient) -> None
     """A stolen code is useless without the app's verifier: the provider refuses, so do we."""
     body = await _callback_body(node, "ivan@example.com", "local")
     body["code_verifier"] = new_verifier()
-    _refused(await node.post("/v1/auth/oidc/local/callback", json=body))
+    refused = await node.post("/v1/auth/oidc/local/callback", json=body)
+    _refused(refused)
+    assert "invalid_grant" in refused.json()["detail"]
 
 
 async def test_a_replayed_or_unknown_state_is_refused(node: httpx.AsyncClient) -> None:
@@ -186,6 +201,9 @@ async def test_a_replayed_or_unknown_state_is_refused(node: httpx.AsyncClient) -
     )
     elsewhere = await _callback_body(node, "judy@example.com", "local")
     _refused(await node.post("/v1/auth/oidc/trusting/callback", json=elsewhere))
+    mixed_up = await _callback_body(node, "judy@example.com", "local")
+    mixed_up["iss"] = "https://evil.example"  # RFC 9207: the answer of another provider
+    _refused(await node.post("/v1/auth/oidc/local/callback", json=mixed_up))
 
 
 async def test_the_redirect_uri_must_be_allowed_and_the_same(node: httpx.AsyncClient) -> None:
@@ -219,8 +237,20 @@ async def test_bad_input_is_a_clear_4xx(node: httpx.AsyncClient) -> None:
 async def test_the_providers_id_token_works_as_an_external_token(
     oidc_provider: Provider, node: httpx.AsyncClient
 ) -> None:
-    """``[auth.external.local]`` trusts the provider's own tokens through its discovery and
-    JWKS: the bearer is ``local:<sub>``, and rules see that uid."""
+    """``[auth.oidc.providers.confidential]
+    issuer = "{issuer}"
+    client_id = "confidential-app"
+    client_secret = "test-client-secret-not-a-real-one"
+    redirect_uris = ["{REDIRECT_URI}"]
+
+    [auth.oidc.providers.wrong_secret]
+    issuer = "{issuer}"
+    client_id = "confidential-app"
+    client_secret = "not-the-secret"
+    redirect_uris = ["{REDIRECT_URI}"]
+
+    [auth.external.local]`` trusts the provider's own tokens through its discovery and
+        JWKS: the bearer is ``local:<sub>``, and rules see that uid."""
     verifier = new_verifier()
     started = await _start(node, "local", verifier)
     returned = await browser_sign_in(started["authorize_url"], "lena@example.com")
@@ -231,3 +261,32 @@ async def test_the_providers_id_token_works_as_an_external_token(
     assert me.json()["uid"] == "local:lena@example.com"
     put = await node.put("/v1/collections/notes/docs/x1", json={"t": 1}, headers=bearer)
     assert put.status_code == 201 and put.json()["data"]["owner"] == me.json()["uid"]
+
+
+async def test_a_confidential_client_sends_its_secret(node: httpx.AsyncClient) -> None:
+    """With ``client_secret`` the exchange authenticates the client; a wrong secret is 401."""
+    _user(await _sign_in(node, "olga@example.com", "confidential"))
+    refused = await _sign_in(node, "olga@example.com", "wrong_secret")
+    _refused(refused)
+    assert "invalid_client" in refused.json()["detail"]
+
+
+async def test_no_secret_of_the_flow_reaches_the_logs(
+    node: httpx.AsyncClient, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """At debug, the node logs neither the state, the code, the verifier, the client secret
+    nor the tokens it answers (the test's own browser requests are left out)."""
+    caplog.set_level(logging.DEBUG)
+    verifier = new_verifier()
+    started = await _start(node, "confidential", verifier)
+    node_logs = caplog.text + capsys.readouterr().out
+    returned = await browser_sign_in(started["authorize_url"], "pia@example.com")
+    caplog.clear()
+    capsys.readouterr()
+    body = {**returned, "code_verifier": verifier, "redirect_uri": REDIRECT_URI}
+    session = _user(await node.post("/v1/auth/oidc/confidential/callback", json=body))
+    node_logs += caplog.text + capsys.readouterr().out
+    assert "/v1/auth/oidc/confidential/callback" in node_logs  # the logs were captured
+    secrets = [started["state"], returned["code"], verifier, session.access, session.refresh]
+    for secret in [*secrets, "test-client-secret-not-a-real-one"]:
+        assert secret not in node_logs

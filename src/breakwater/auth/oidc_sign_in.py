@@ -19,8 +19,6 @@ See docs/security.md for the account-takeover risk this guards against.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import re
 import secrets
 from collections.abc import Callable, Mapping
@@ -79,6 +77,8 @@ class Callback:
     redirect_uri: str
     otp: object = None
     recovery_code: object = None
+    iss: object = None
+    """The authorization response's ``iss`` (RFC 9207), when the provider sends one."""
 
     @staticmethod
     def of(provider: str, body: Mapping[str, object]) -> Callback:
@@ -103,13 +103,8 @@ class Callback:
             redirect_uri,
             body.get("otp"),
             body.get("recovery_code"),
+            body.get("iss"),
         )
-
-
-def challenge_of(verifier: str) -> str:
-    """The S256 ``code_challenge`` of a PKCE verifier (what an app computes)."""
-    digest = hashlib.sha256(verifier.encode()).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 class OidcSignIn:
@@ -157,6 +152,9 @@ class OidcSignIn:
     async def _verified_user(self, callback: Callback) -> ProviderUser:
         """Spend the state, exchange the code, check the ID token."""
         client = self._client(callback.provider)
+        if callback.iss is not None and callback.iss != client.settings.issuer:
+            # RFC 9207: the answer came from another provider than this flow's (mix-up attack).
+            raise Unauthorized("the authorization response is from another issuer")
         now_ms = self._now_ms()
         flow = await self._run(lambda: self.store.take_flow(hash_secret(callback.state), now_ms))
         if flow is None or flow.provider != callback.provider:

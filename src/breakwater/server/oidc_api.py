@@ -14,7 +14,7 @@ from breakwater.server.auth_api import caller_of, count_event, read_fields, sess
 from breakwater.server.responses import json_response, node_of
 
 router = APIRouter(prefix="/v1/auth/oidc", tags=["auth"])
-CALLBACK_FIELDS = {"state", "code", "code_verifier", "redirect_uri", "otp", "recovery_code"}
+CALLBACK_FIELDS = {"state", "code", "code_verifier", "redirect_uri", "otp", "recovery_code", "iss"}
 
 
 def _identities(linked: list[LinkedIdentity]) -> Response:

@@ -276,6 +276,7 @@ OIDC_CALLBACK_BODY = _body(
         "redirect_uri": _STRING,
         "otp": _STRING,
         "recovery_code": _STRING,
+        "iss": _STRING,
     },
     ["state", "code", "code_verifier", "redirect_uri"],
 )
