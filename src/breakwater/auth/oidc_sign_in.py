@@ -110,16 +110,11 @@ class Callback:
 class OidcSignIn:
     """The ``/v1/auth/oidc`` operations over the configured providers."""
 
-    def __init__(
-        self,
-        settings: OidcSettings,
-        service: AuthService,
-        clients: Mapping[str, OidcClient] | None = None,
-    ) -> None:
+    def __init__(self, settings: OidcSettings, service: AuthService) -> None:
         self.settings = settings
         self.service = service
         self.store = service.store
-        self.clients = dict(clients or {p.name: OidcClient(p) for p in settings.providers})
+        self.clients = {p.name: OidcClient(p) for p in settings.providers}
 
     def _client(self, provider: str) -> OidcClient:
         client = self.clients.get(provider)
