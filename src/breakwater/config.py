@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import jsonschema
 
+from breakwater.auth.external_settings import parse_external, parse_oidc
 from breakwater.auth.rules import CollectionRules, compile_rules
 from breakwater.auth.settings import AuthSettings, proxy_networks
 from breakwater.core.collections import CollectionConfig, Validator
@@ -124,7 +125,8 @@ class Config:
 _TABLES = ("limits", "collections", "auth", "rules")
 _TOP_KEYS = [f.name for f in dataclasses.fields(Config) if f.name not in _TABLES]
 _LIMIT_KEYS = [f.name for f in dataclasses.fields(Limits)]
-_AUTH_KEYS = [f.name for f in dataclasses.fields(AuthSettings)]
+_AUTH_TABLES = ("oidc", "external")
+_AUTH_KEYS = [f.name for f in dataclasses.fields(AuthSettings) if f.name not in _AUTH_TABLES]
 
 
 def _coerce(key: str, value: Any, kind: type | str) -> Any:
@@ -213,10 +215,13 @@ def _rules(raw: Any) -> dict[str, CollectionRules]:
 
 
 def _auth(raw: Any, env: Mapping[str, str]) -> AuthSettings:
-    if not isinstance(raw, dict) or set(raw) - set(_AUTH_KEYS):
-        raise ConfigError(f"auth must be a table with keys from {_AUTH_KEYS}")
+    if not isinstance(raw, dict) or set(raw) - {*_AUTH_KEYS, *_AUTH_TABLES}:
+        raise ConfigError(f"auth must be a table with keys from {[*_AUTH_KEYS, *_AUTH_TABLES]}")
     types = _field_types(AuthSettings)
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = {
+        "oidc": parse_oidc(raw.get("oidc", {}), env),
+        "external": parse_external(raw.get("external", {})),
+    }
     for key in _AUTH_KEYS:
         if key in raw:
             values[key] = _coerce(f"auth.{key}", raw[key], types[key])

@@ -13,11 +13,14 @@ from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 
 import breakwater
+from breakwater.auth.external_tokens import ExternalIssuer
+from breakwater.auth.oidc_sign_in import OidcSignIn
 from breakwater.auth.passwords import HashParameters, Passwords
 from breakwater.auth.policy import Policy
 from breakwater.auth.service import AuthService
 from breakwater.auth.signing_keys import load_keys
 from breakwater.auth.tokens import TokenIssuer
+from breakwater.auth.verifier import TokenVerifier
 from breakwater.bus import Bus, open_bus
 from breakwater.cache import Cache, open_cache
 from breakwater.cache.buckets import MemoryBuckets, open_buckets
@@ -33,6 +36,7 @@ from breakwater.server import (
     auth_api,
     docs_api,
     health,
+    oidc_api,
     problems,
     status_api,
     sync_api,
@@ -138,6 +142,7 @@ def build_node(
     policy = Policy(
         settings.resolved_mode(config.host), config.rules, frozenset(settings.mfa_roles)
     )
+    auth = AuthService(auth_store, issuer, passwords, settings.refresh_ttl)
     return Node(
         config=config,
         clock=clock,
@@ -147,7 +152,7 @@ def build_node(
         bus=bus,
         cache=read_cache,
         realtime=realtime,
-        auth=AuthService(auth_store, issuer, passwords, settings.refresh_ttl),
+        auth=auth,
         auth_store=auth_store,
         policy=policy,
         buckets=buckets,
@@ -158,6 +163,8 @@ def build_node(
         feed=feed,
         origins=Origins.of(config),
         webhooks=webhooks,
+        verifier=TokenVerifier(issuer, [ExternalIssuer(s) for s in settings.external]),
+        oidc=OidcSignIn(settings.oidc, auth),
     )
 
 
@@ -286,6 +293,7 @@ def create_app(
     app.include_router(admin_api.router)
     app.include_router(webhooks_api.router)
     app.include_router(auth_api.router)
+    app.include_router(oidc_api.router)
     app.include_router(docs_api.router)
     app.include_router(sync_api.router)
     app.include_router(realtime_sse.router)
