@@ -1,0 +1,113 @@
+"""Rendered configurations: HAProxy accepts each strategy's; bad plans fail before rendering."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from breakwater.gateway import (
+    STRATEGIES,
+    GatewayError,
+    GatewayPlan,
+    Node,
+    Strategy,
+    check_config,
+    render,
+)
+
+
+def region_nodes(strategy: Strategy) -> tuple[Node, ...]:
+    """Two nodes (weighted 1:3 for ``weighted``) and a backup in another region."""
+    heavy = 3 if strategy == "weighted" else 1
+    return (
+        Node.from_url("http://10.0.0.1:8080", name="a"),
+        Node.from_url("http://10.0.0.2:8080", name="b", weight=heavy),
+        Node.from_url("http://10.1.0.1:8080", name="other-region", backup=True),
+    )
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_haproxy_accepts_the_configuration_of_each_strategy(
+    haproxy: str, strategy: Strategy, tmp_path: Path
+) -> None:
+    """``haproxy -c`` accepts what every strategy renders, with a stats socket and backups."""
+    plan = GatewayPlan(region_nodes(strategy), strategy=strategy, stats_socket=tmp_path / "s")
+    check_config(render(plan), haproxy)
+
+
+def test_a_configuration_haproxy_refuses_raises_with_its_words(haproxy: str) -> None:
+    """A broken configuration is a GatewayError quoting HAProxy, not a silent success."""
+    text = render(GatewayPlan(region_nodes("roundrobin"))).replace("balance", "balanse")
+    with pytest.raises(GatewayError, match="balanse"):
+        check_config(text, haproxy)
+
+
+@dataclass(frozen=True)
+class BadNode:
+    url: str
+    weight: int
+    problem: str
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        BadNode("https://10.0.0.1:8443", 1, "expected http://host:port"),
+        BadNode("10.0.0.1:8080", 1, "expected http://host:port"),
+        BadNode("http://10.0.0.1:80x", 1, "port is not a number"),
+        BadNode("http://10.0.0.1:8080/v1", 1, "no path"),
+        BadNode("http://10.0.0.1:8080", 0, "weight 0"),
+        BadNode("http://10.0.0.1:8080", 257, "weight 257"),
+    ],
+)
+def test_a_bad_node_is_refused_naming_it(case: BadNode) -> None:
+    """A node URL or weight HAProxy could not use fails when the plan is built."""
+    with pytest.raises(GatewayError, match=case.problem):
+        Node.from_url(case.url, weight=case.weight)
+
+
+def test_weights_need_the_weighted_strategy() -> None:
+    """Weights under round robin would be a silent surprise: refused."""
+    with pytest.raises(GatewayError, match="weighted"):
+        GatewayPlan(region_nodes("weighted"), strategy="roundrobin")
+
+
+def test_a_gateway_of_backups_only_is_refused() -> None:
+    """Backups serve only when the region's nodes are down, so a region needs a node."""
+    with pytest.raises(GatewayError, match="not a backup"):
+        GatewayPlan((Node.from_url("http://10.1.0.1:8080", backup=True),))
+
+
+def test_the_command_prints_a_checked_configuration(haproxy: str, tmp_path: Path) -> None:
+    """``breakwater gateway haproxy`` prints a configuration that HAProxy accepts."""
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "breakwater", "gateway", "haproxy"),
+            *("--node", "http://127.0.0.1:8001", "--node", "http://127.0.0.1:8002"),
+            *("--strategy", "weighted", "--weight", "1", "--weight", "4"),
+            *("--backup", "http://10.1.0.1:8080", "--bind", "127.0.0.1:9000"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "server node2 127.0.0.1:8002 weight 4" in result.stdout
+    assert "drain_grace >= " in result.stderr
+    check_config(result.stdout, haproxy)
+
+
+def test_the_command_refuses_a_bad_node_with_exit_2() -> None:
+    """A bad node URL ends with an Error: line and a Try: hint, exit code 2."""
+    result = subprocess.run(
+        [sys.executable, "-m", "breakwater", "gateway", "haproxy", "--node", "ftp://x:1"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "Error: node 'ftp://x:1': expected http://host:port" in result.stderr
+    assert "Try:" in result.stderr
