@@ -6,11 +6,9 @@ answer (as a node killed mid-request does), counting what reached them.
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -19,55 +17,27 @@ import pytest
 from breakwater.gateway import GatewayPlan, HaproxyProcess, Node
 from tests.conftest import free_port
 from tests.gateway.conftest import FAST_CHECKS, TEST_TIMEOUTS
+from tests.gateway.stand_ins import stand_in
 
 RETRIES = 3
-
-
-class _Dropper(BaseHTTPRequestHandler):
-    arrived: Counter[str]
-
-    def _drop(self) -> None:
-        if self.path == "/readyz":
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        length = int(self.headers.get("Content-Length") or 0)
-        self.rfile.read(length)
-        self.arrived[self.command] += 1
-        self.close_connection = True  # no answer at all: HAProxy sees an empty response
-
-    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _drop
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Quiet."""
 
 
 @pytest.fixture
 def dropping_region(haproxy: str, tmp_path: Path) -> Iterator[tuple[str, Counter[str]]]:
     """A gateway over two dropping nodes; the count of requests they received, by method."""
     arrived: Counter[str] = Counter()
-    handler = type("Dropper", (_Dropper,), {"arrived": arrived})
-    servers = [ThreadingHTTPServer(("127.0.0.1", 0), handler) for _ in range(2)]
-    for server in servers:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-    nodes = tuple(
-        Node.from_url(f"http://127.0.0.1:{server.server_address[1]}", name=f"d{i}")
-        for i, server in enumerate(servers)
-    )
-    plan = GatewayPlan(
-        nodes,
-        bind_port=free_port(),
-        checks=FAST_CHECKS,
-        timeouts=TEST_TIMEOUTS,
-        retries=RETRIES,
-        error_limit=1000,  # keep both in the pool: this test counts attempts
-    )
-    with HaproxyProcess(plan, tmp_path / "gateway", haproxy) as gateway:
-        yield gateway.url, arrived
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    with stand_in("drop", arrived) as first, stand_in("drop", arrived) as second:
+        nodes = (Node.from_url(first, name="d0"), Node.from_url(second, name="d1"))
+        plan = GatewayPlan(
+            nodes,
+            bind_port=free_port(),
+            checks=FAST_CHECKS,
+            timeouts=TEST_TIMEOUTS,
+            retries=RETRIES,
+            error_limit=1000,  # keep both in the pool: this test counts attempts
+        )
+        with HaproxyProcess(plan, tmp_path / "gateway", haproxy) as gateway:
+            yield gateway.url, arrived
 
 
 @dataclass(frozen=True)

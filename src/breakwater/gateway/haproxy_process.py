@@ -110,14 +110,15 @@ class HaproxyProcess:
                 raise GatewayError(f"haproxy's admin socket did not answer: {exc}") from exc
         return b"".join(chunks).decode()
 
+    def stats(self) -> dict[str, dict[str, str]]:
+        """HAProxy's ``show stat`` for the nodes' backend: a row per server and ``BACKEND``
+        (columns such as ``status``, ``wretr`` retries, ``wredis`` redispatches)."""
+        rows = csv.DictReader(io.StringIO(self.command("show stat").lstrip("# ")))
+        return {row["svname"]: row for row in rows if row["pxname"] == "nodes"}
+
     def server_states(self) -> dict[str, str]:
         """Each server's state as HAProxy sees it (``UP``, ``DOWN``, ``DRAIN``, ``MAINT``…)."""
-        rows = csv.DictReader(io.StringIO(self.command("show stat").lstrip("# ")))
-        return {
-            row["svname"]: row["status"]
-            for row in rows
-            if row["pxname"] == "nodes" and row["svname"] not in ("FRONTEND", "BACKEND")
-        }
+        return {name: row["status"] for name, row in self.stats().items() if name != "BACKEND"}
 
     def set_state(self, server: str, state: str) -> None:
         """Put a server in ``ready``, ``drain`` (no new requests) or ``maint`` by hand."""
