@@ -111,3 +111,19 @@ def test_the_command_refuses_a_bad_node_with_exit_2() -> None:
     assert result.returncode == 2
     assert "Error: node 'ftp://x:1': expected http://host:port" in result.stderr
     assert "Try:" in result.stderr
+
+
+def test_the_configuration_shown_in_the_docs_is_what_the_command_renders() -> None:
+    """docs/gateway.md's rendered example is the command's output for its two nodes."""
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "gateway.md").read_text()
+    shown = docs.split("```text\n", 1)[1].split("```", 1)[0]
+    plan = GatewayPlan(
+        (
+            Node.from_url("http://10.0.0.11:8080", name="node1"),
+            Node.from_url("http://10.0.0.12:8080", name="node2"),
+        ),
+        bind_host="0.0.0.0",
+        stats_socket=Path("/run/haproxy/breakwater.sock"),
+    )
+    rendered = render(plan)
+    assert rendered.split("\n", 2)[2] == shown
