@@ -1,8 +1,8 @@
 """``breakwater bench gateway``: the latency HAProxy adds in front of a node.
 
-The peer is the same node reached directly, in the same run: each run measures a batch of
-sequential requests on one keep-alive connection straight to the node and another through the
-gateway (alternating which goes first), and reports the difference of their percentiles.
+The peer is the same node reached directly, in the same run: each run sends sequential requests
+on one keep-alive connection straight to the node and on one through the gateway, interleaved
+one by one, and reports the difference of their percentiles.
 Reads (a document GET) and pushes (one mutation, which HAProxy buffers whole so it can send it
 again) are measured separately.
 """
@@ -38,36 +38,45 @@ def _push_body() -> bytes:
     return codec.dumps({"mutations": [mutation]})
 
 
-async def _latencies(port: int, kind: str, count: int) -> list[float]:
-    """Seconds of each of ``count`` sequential requests on one keep-alive connection."""
-    seconds = []
-    async with HttpConnection("127.0.0.1", port) as connection:
-        for _ in range(count):
-            if kind == "read":
-                method, path, body = "GET", READ_PATH, b""
-            else:
-                method, path, body = "POST", "/v1/sync/push", _push_body()
-            started = time.perf_counter()
-            status, _ = await connection.request(method, path, body)
-            seconds.append(time.perf_counter() - started)
-            if status != 200:
-                raise RuntimeError(f"{method} {path} answered {status}")
-    return seconds
+def _request(kind: str) -> tuple[str, str, bytes]:
+    if kind == "read":
+        return "GET", READ_PATH, b""
+    return "POST", "/v1/sync/push", _push_body()
+
+
+async def _timed(connection: HttpConnection, kind: str) -> float:
+    method, path, body = _request(kind)
+    started = time.perf_counter()
+    status, _ = await connection.request(method, path, body)
+    elapsed = time.perf_counter() - started
+    if status != 200:
+        raise RuntimeError(f"{method} {path} answered {status}")
+    return elapsed
 
 
 def _ms(value: float) -> float:
     return round(value * 1000, 3)
 
 
-async def _one_run(
-    node_port: int, gateway_port: int, kind: str, count: int, flip: bool
-) -> dict[str, float]:
-    order = [("gateway", gateway_port), ("direct", node_port)]
-    measured = {}
-    for name, port in reversed(order) if flip else order:
-        await _latencies(port, kind, max(count // 10, 10))  # warm the connection and caches
-        measured[name] = await _latencies(port, kind, count)
-    direct, gateway = measured["direct"], measured["gateway"]
+async def _one_run(node_port: int, gateway_port: int, kind: str, count: int) -> dict[str, float]:
+    """``count`` requests each way, interleaved one by one (the first way alternating), so
+    that the machine's noise falls on both alike."""
+    direct: list[float] = []
+    gateway: list[float] = []
+    async with (
+        HttpConnection("127.0.0.1", node_port) as straight,
+        HttpConnection("127.0.0.1", gateway_port) as through,
+    ):
+        for _ in range(max(count // 10, 10)):  # warm both connections and the caches
+            await _timed(straight, kind)
+            await _timed(through, kind)
+        for index in range(count):
+            if index % 2:
+                direct.append(await _timed(straight, kind))
+                gateway.append(await _timed(through, kind))
+            else:
+                gateway.append(await _timed(through, kind))
+                direct.append(await _timed(straight, kind))
     return {
         "direct_p50_ms": _ms(percentile(direct, 0.5)),
         "direct_p99_ms": _ms(percentile(direct, 0.99)),
@@ -87,9 +96,7 @@ async def _measure(
     for index in range(runs):
         for kind in KINDS:
             progress(f"run {index + 1}/{runs}: {kind}")
-            results[kind].append(
-                await _one_run(node_port, gateway_port, kind, requests, flip=index % 2 == 1)
-            )
+            results[kind].append(await _one_run(node_port, gateway_port, kind, requests))
     return results
 
 
