@@ -1,7 +1,7 @@
 """Draining a node behind a real HAProxy under realtime load and pushes, end to end.
 
-SIGTERM n2: its ``/readyz`` turns 503 and HAProxy takes it out of the pool, its WebSocket
-subscribers are told to ``reconnect`` and land, through the gateway, on the other nodes, where
+SIGTERM n2: its ``/readyz`` turns 503 and HAProxy takes it out of the pool, its WebSocket and
+SSE subscribers are told to ``reconnect`` and land, through the gateway, on the other nodes, where
 they resume from their cursors and miss nothing (I5); pushes through the gateway meanwhile all
 succeed, and the node exits 0.
 """
@@ -9,6 +9,7 @@ succeed, and the node exits 0.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import threading
@@ -78,6 +79,62 @@ class Subscriber:
                 return
 
 
+class SseSubscriber:
+    """The same client over Server-Sent Events, resuming with ``Last-Event-ID``."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url + "/v1/realtime/sse"
+        self.cursor = ""
+        self.received: list[Change] = []
+        self.nodes: list[str] = []
+        self.refused = 0
+        self.connected = asyncio.Event()
+        self.arrived = asyncio.Event()
+
+    async def follow(self, expected: Callable[[], set[Change]], done: asyncio.Event) -> None:
+        """Receive until ``done`` is set and every change of ``expected()`` arrived."""
+        reading = asyncio.ensure_future(self._reconnecting())
+        try:
+            while not (done.is_set() and expected() <= set(self.received)):
+                with contextlib.suppress(TimeoutError):  # a change arrived, or time to look
+                    await asyncio.wait_for(self.arrived.wait(), 0.1)
+                self.arrived.clear()
+        finally:
+            reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reading
+
+    async def _reconnecting(self) -> None:
+        async with httpx.AsyncClient(timeout=httpx.Timeout(10, read=None)) as http:
+            while True:
+                headers = {"Last-Event-ID": self.cursor} if self.cursor else {}
+                try:
+                    async with http.stream("GET", self.url, headers=headers) as stream:
+                        if stream.status_code == 200:
+                            self.nodes.append(stream.headers.get("x-served-by", ""))
+                            self.connected.set()
+                            await self._read(stream)
+                            continue  # at once, as the WebSocket subscriber does
+                        self.refused += 1
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(random.uniform(0.05, 0.3))
+
+    async def _read(self, stream: httpx.Response) -> None:
+        event = ""
+        async for line in stream.aiter_lines():
+            if line.startswith("event:"):
+                event = line.removeprefix("event:").strip()
+            elif line.startswith("data:") and event == "changes":
+                message = json.loads(line.removeprefix("data:"))
+                self.received += [(c["origin"], c["seq"]) for c in message["changes"]]
+                self.cursor = message["cursor"]
+                self.arrived.set()
+            elif line.startswith("data:") and event == "reconnect":
+                assert json.loads(line.removeprefix("data:"))["cursor"] == self.cursor
+                return
+
+
 class Writer:
     """Pushes one new document at a time through the gateway, retrying as the SDK does."""
 
@@ -110,14 +167,15 @@ class Writer:
                 await asyncio.sleep(0.01)
 
 
+@pytest.mark.parametrize("transport", [Subscriber, SseSubscriber], ids=["websocket", "sse"])
 async def test_a_drained_nodes_subscribers_resume_on_other_nodes_missing_nothing(
-    start_region: Callable[..., Region],
+    start_region: Callable[..., Region], transport: type[Subscriber | SseSubscriber]
 ) -> None:
     """Every subscriber ends on n1 or n3 with every acknowledged change exactly once, in
     order; no push fails; n2 leaves HAProxy's pool and exits 0."""
     region = start_region(3)
     writer = Writer(region.url)
-    subscribers = [Subscriber(region.url) for _ in range(SUBSCRIBERS)]
+    subscribers = [transport(region.url) for _ in range(SUBSCRIBERS)]
     stop_writing, done = asyncio.Event(), asyncio.Event()
     following = [asyncio.ensure_future(s.follow(lambda: writer.acked, done)) for s in subscribers]
     await asyncio.wait_for(asyncio.gather(*(s.connected.wait() for s in subscribers)), 30)
