@@ -9,8 +9,7 @@ Why each part is there (docs/gateway.md explains it for operators):
   repeat: reads, pushes (their mutation ids make a second apply a ``duplicate``) and document
   writes that carry an ``Idempotency-Key``. Any other request is retried only when it could not
   be sent at all (a refused connection). A body can only be sent again if HAProxy holds all of
-  it (``http-buffer-request``, requests up to its 16 KiB buffer); ``http-no-delay`` keeps that
-  buffering from adding about 4.6 ms to every push (docs/adr/0030-haproxy-gateway.md).
+  it (``http-buffer-request``, requests up to its 16 KiB buffer).
 - ``timeout server`` bounds ordinary requests; long-polls and SSE get the longer stream bound,
   upgraded WebSockets the tunnel bound. Nothing waits without a bound.
 - The client's own ``X-Forwarded-For`` is dropped and the peer address appended, so that a node
@@ -89,7 +88,6 @@ def render(plan: GatewayPlan) -> str:
         "    http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host breakwater-gateway",
         "    http-check expect status 200",
         "    option http-buffer-request",
-        "    option http-no-delay",
         "    option redispatch 1",
         f"    retries {plan.retries}",
         f"    retry-on {RETRIED_ON}",
