@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,8 +14,10 @@ from breakwater.gateway import (
     STRATEGIES,
     GatewayError,
     GatewayPlan,
+    HealthChecks,
     Node,
     Strategy,
+    Timeouts,
     check_config,
     render,
 )
@@ -74,6 +77,23 @@ def test_weights_need_the_weighted_strategy() -> None:
     """Weights under round robin would be a silent surprise: refused."""
     with pytest.raises(GatewayError, match="weighted"):
         GatewayPlan(region_nodes("weighted"), strategy="roundrobin")
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: HealthChecks(interval=0),
+        lambda: HealthChecks(fall=0),
+        lambda: Timeouts(request=-1),
+    ],
+    ids=["interval 0", "fall 0", "negative request timeout"],
+)
+def test_checks_and_timeouts_that_never_end_or_never_fire_are_refused(
+    build: Callable[[], object],
+) -> None:
+    """A zero interval, a zero fall or a negative timeout fails when the plan is built."""
+    with pytest.raises(GatewayError):
+        build()
 
 
 def test_a_gateway_of_backups_only_is_refused() -> None:

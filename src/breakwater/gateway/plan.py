@@ -71,6 +71,11 @@ class Node:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
+def _positive(what: str, *seconds: float) -> None:
+    if not all(value > 0 for value in seconds):
+        raise GatewayError(f"{what}: every interval and timeout must be above 0 s")
+
+
 @dataclass(frozen=True)
 class HealthChecks:
     """Active checks of ``/readyz``: a node leaves after ``fall`` failures (checked every
@@ -82,6 +87,11 @@ class HealthChecks:
     fall: int = 2
     rise: int = 2
     timeout: float = 1.0
+
+    def __post_init__(self) -> None:
+        _positive("checks", self.interval, self.fast_interval, self.down_interval, self.timeout)
+        if self.fall < 1 or self.rise < 1:
+            raise GatewayError(f"checks: fall {self.fall} and rise {self.rise} must be >= 1")
 
     def seconds_to_notice(self) -> float:
         """The longest a failing node keeps getting new requests after ``/readyz`` turns 503.
@@ -108,6 +118,18 @@ class Timeouts:
     client: float = 75.0
     http_request: float = 10.0
     queue: float = 5.0
+
+    def __post_init__(self) -> None:
+        _positive(
+            "timeouts",
+            self.connect,
+            self.request,
+            self.stream,
+            self.tunnel,
+            self.client,
+            self.http_request,
+            self.queue,
+        )
 
 
 @dataclass(frozen=True)
