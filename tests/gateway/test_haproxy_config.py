@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -147,3 +148,21 @@ def test_the_configuration_shown_in_the_docs_is_what_the_command_renders() -> No
     )
     rendered = render(plan)
     assert rendered.split("\n", 2)[2] == shown
+
+
+def test_the_command_reads_its_options_from_the_environment(haproxy: str) -> None:
+    """BREAKWATER_GATEWAY_<OPTION> gives an option; a list takes addresses separated by spaces."""
+    env = dict(
+        os.environ,
+        BREAKWATER_GATEWAY_NODE="http://127.0.0.1:8001 http://127.0.0.1:8002",
+        BREAKWATER_GATEWAY_STRATEGY="leastconn",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "breakwater", "gateway", "haproxy"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    assert "    balance leastconn\n" in result.stdout
+    assert "server node2 127.0.0.1:8002" in result.stdout

@@ -50,40 +50,92 @@ def _plan_nodes(urls: list[str], weights: list[int], backups: list[str]) -> tupl
 @app.command("haproxy")
 def haproxy(
     node: Annotated[
-        list[str], typer.Option(help="A node's URL, http://host:port (repeat for each node).")
+        list[str],
+        typer.Option(
+            envvar="BREAKWATER_GATEWAY_NODE",
+            help="A node's URL, http://host:port (repeat for each node).",
+        ),
     ],
     strategy: Annotated[
-        str, typer.Option(help="roundrobin, leastconn or weighted (with --weight).")
+        str,
+        typer.Option(
+            envvar="BREAKWATER_GATEWAY_STRATEGY",
+            help="roundrobin, leastconn or weighted (with --weight).",
+        ),
     ] = "roundrobin",
     weight: Annotated[
         list[int] | None,
-        typer.Option(help="Weight 1-256 of each --node, in order (strategy weighted)."),
+        typer.Option(
+            envvar="BREAKWATER_GATEWAY_WEIGHT",
+            help="Weight 1-256 of each --node, in order (strategy weighted).",
+        ),
     ] = None,
     backup: Annotated[
         list[str] | None,
         typer.Option(
-            help="A backup server's URL (e.g. another region): used only when every node is down."
+            envvar="BREAKWATER_GATEWAY_BACKUP",
+            help="A backup server's URL (e.g. another region): used only when every node is down.",
         ),
     ] = None,
-    bind: Annotated[str, typer.Option(help="HOST:PORT the gateway listens on.")] = "0.0.0.0:8080",
+    bind: Annotated[
+        str,
+        typer.Option(envvar="BREAKWATER_GATEWAY_BIND", help="HOST:PORT the gateway listens on."),
+    ] = "0.0.0.0:8080",
     check_interval: Annotated[
-        float, typer.Option(min=0.1, help="Seconds between /readyz checks of a node.")
+        float,
+        typer.Option(
+            envvar="BREAKWATER_GATEWAY_CHECK_INTERVAL",
+            min=0.1,
+            help="Seconds between /readyz checks of a node.",
+        ),
     ] = 1.0,
-    fall: Annotated[int, typer.Option(min=1, help="Failed checks that take a node out.")] = 2,
-    rise: Annotated[int, typer.Option(min=1, help="Passed checks that bring it back.")] = 2,
+    fall: Annotated[
+        int,
+        typer.Option(
+            envvar="BREAKWATER_GATEWAY_FALL", min=1, help="Failed checks that take a node out."
+        ),
+    ] = 2,
+    rise: Annotated[
+        int,
+        typer.Option(
+            envvar="BREAKWATER_GATEWAY_RISE", min=1, help="Passed checks that bring it back."
+        ),
+    ] = 2,
     error_limit: Annotated[
-        int, typer.Option(min=1, help="Consecutive failed requests that eject a node at once.")
+        int,
+        typer.Option(
+            envvar="BREAKWATER_GATEWAY_ERROR_LIMIT",
+            min=1,
+            help="Consecutive failed requests that eject a node at once.",
+        ),
     ] = 10,
     retries: Annotated[
-        int, typer.Option(min=0, help="Retries of a safe request on another node.")
+        int,
+        typer.Option(
+            envvar="BREAKWATER_GATEWAY_RETRIES",
+            min=0,
+            help="Retries of a safe request on another node.",
+        ),
     ] = 3,
     request_timeout: Annotated[
-        float, typer.Option(min=0.1, help="Seconds a node may take to answer a request.")
+        float,
+        typer.Option(
+            envvar="BREAKWATER_GATEWAY_REQUEST_TIMEOUT",
+            min=0.1,
+            help="Seconds a node may take to answer a request.",
+        ),
     ] = 15.0,
     stats_socket: Annotated[
-        Path | None, typer.Option(help="HAProxy's admin socket (show stat, set server).")
+        Path | None,
+        typer.Option(
+            envvar="BREAKWATER_GATEWAY_STATS_SOCKET",
+            help="HAProxy's admin socket (show stat, set server).",
+        ),
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Write the configuration here.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(envvar="BREAKWATER_GATEWAY_OUT", help="Write the configuration here."),
+    ] = None,
     run: Annotated[
         bool, typer.Option("--run", help="Run HAProxy in the foreground with it (exec).")
     ] = False,
