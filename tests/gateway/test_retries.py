@@ -77,3 +77,16 @@ def test_only_requests_safe_to_repeat_are_sent_again(
     )
     assert response.status_code == 502
     assert arrived[case.method] == case.attempts
+
+
+@pytest.mark.parametrize(("kib", "attempts"), [(8, SAFE), (64, 1)])
+def test_a_push_is_sent_again_only_if_it_fits_the_gateways_buffer(
+    dropping_region: tuple[str, Counter[str]], kib: int, attempts: int
+) -> None:
+    """HAProxy keeps a copy of a body up to its 16 KiB buffer: a larger push is not resent
+    (the client's retry covers it, docs/gateway.md)."""
+    url, arrived = dropping_region
+    body = b'{"mutations": [], "pad": "' + b"x" * (kib * 1024) + b'"}'
+    response = httpx.post(f"{url}/v1/sync/push", content=body, timeout=20)
+    assert response.status_code == 502
+    assert arrived["POST"] == attempts
