@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from breakwater.gateway import (
 )
 from tests.conftest import ServerProcess, free_port
 from tests.services import require_program
+from tests.storage.backends import drop_schema, postgres_url
 
 FAST_CHECKS = HealthChecks(
     interval=0.2, fast_interval=0.1, down_interval=0.2, fall=2, rise=2, timeout=0.5
@@ -64,8 +65,14 @@ def start_region(
     gateways: list[HaproxyProcess] = []
 
     def start(
-        count: int = 3, *, weights: tuple[int, ...] = (), strategy: Strategy = "roundrobin"
+        count: int = 3,
+        *,
+        weights: tuple[int, ...] = (),
+        strategy: Strategy = "roundrobin",
+        store: str | None = None,
     ) -> Region:
+        """Nodes share one data folder: its SQLite file, or with ``store`` a PostgreSQL store
+        (the folder then holds only the signing keys they share)."""
         data = tmp_path / "data"
         nodes = {}
         for index in range(count):
@@ -95,6 +102,18 @@ def start_region(
     for gateway in gateways:
         with contextlib.suppress(Exception):
             gateway.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def region_store(request: pytest.FixtureRequest) -> AsyncIterator[str | None]:
+    """The store of a region's nodes: one SQLite file (None), or a PostgreSQL schema of this
+    test's own (skipped, or failed under BREAKWATER_REQUIRE_SERVICES=1, without PostgreSQL)."""
+    if request.param == "sqlite":
+        yield None
+        return
+    url, schema = postgres_url(pool_size="4")
+    yield url
+    await drop_schema(schema)
 
 
 def served_by(response: httpx.Response) -> str:

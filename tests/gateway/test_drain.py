@@ -169,11 +169,13 @@ class Writer:
 
 @pytest.mark.parametrize("transport", [Subscriber, SseSubscriber], ids=["websocket", "sse"])
 async def test_a_drained_nodes_subscribers_resume_on_other_nodes_missing_nothing(
-    start_region: Callable[..., Region], transport: type[Subscriber | SseSubscriber]
+    start_region: Callable[..., Region],
+    region_store: str | None,
+    transport: type[Subscriber | SseSubscriber],
 ) -> None:
     """Every subscriber ends on n1 or n3 with every acknowledged change exactly once, in
     order; no push fails; n2 leaves HAProxy's pool and exits 0."""
-    region = start_region(3)
+    region = start_region(3, store=region_store)
     writer = Writer(region.url)
     subscribers = [transport(region.url) for _ in range(SUBSCRIBERS)]
     stop_writing, done = asyncio.Event(), asyncio.Event()

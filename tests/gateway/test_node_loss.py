@@ -78,10 +78,11 @@ class Pusher:
 
 async def test_a_node_killed_under_pushes_loses_nothing_and_applies_nothing_twice(
     start_region: Callable[..., Region],
+    region_store: str | None,
 ) -> None:
     """SIGKILL n1 mid-load: every push is acknowledged, once in the feed and in the counters,
     and every request through the gateway ended within its bounds."""
-    region = start_region(3)
+    region = start_region(3, store=region_store)
     pushers = [Pusher(region.url, f"p{i}") for i in range(PUSHERS)]
     started = asyncio.Event()
     async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as http:
