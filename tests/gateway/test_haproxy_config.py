@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from breakwater.gateway import (
     STRATEGIES,
@@ -22,6 +24,7 @@ from breakwater.gateway import (
     check_config,
     render,
 )
+from tests.services import require_program
 
 
 def region_nodes(strategy: Strategy) -> tuple[Node, ...]:
@@ -166,3 +169,52 @@ def test_the_command_reads_its_options_from_the_environment(haproxy: str) -> Non
     )
     assert "    balance leastconn\n" in result.stdout
     assert "server node2 127.0.0.1:8002" in result.stdout
+
+
+@st.composite
+def plans(draw: st.DrawFn) -> GatewayPlan:
+    """Any valid plan: 1-5 nodes (weighted or not), up to 2 backups, any checks and bounds."""
+    strategy = draw(st.sampled_from(STRATEGIES))
+    count = draw(st.integers(1, 5))
+    weights = st.integers(1, 256) if strategy == "weighted" else st.just(1)
+    nodes = [
+        Node.from_url(f"http://10.0.0.{i + 1}:{8000 + i}", weight=draw(weights), name=f"n{i}")
+        for i in range(count)
+    ]
+    nodes += [
+        Node.from_url(f"http://10.1.0.{i + 1}:8080", backup=True)
+        for i in range(draw(st.integers(0, 2)))
+    ]
+    seconds = st.floats(0.05, 120, allow_nan=False)
+    return GatewayPlan(
+        tuple(nodes),
+        strategy=strategy,
+        bind_port=draw(st.integers(1, 65535)),
+        checks=HealthChecks(
+            interval=draw(seconds),
+            fast_interval=draw(seconds),
+            down_interval=draw(seconds),
+            fall=draw(st.integers(1, 10)),
+            rise=draw(st.integers(1, 10)),
+            timeout=draw(seconds),
+        ),
+        timeouts=Timeouts(request=draw(seconds), stream=draw(seconds)),
+        retries=draw(st.integers(0, 10)),
+        error_limit=draw(st.integers(1, 1000)),
+        max_connections=draw(st.none() | st.integers(1, 1000)),
+    )
+
+
+@settings(max_examples=25, deadline=None)
+@given(plan=plans())
+def test_haproxy_accepts_every_valid_plan_with_one_server_line_per_node(
+    plan: GatewayPlan,
+) -> None:
+    """Whatever a valid plan holds, HAProxy accepts its configuration, every node is a server
+    with its weight, and only backups are marked backup."""
+    text = render(plan)
+    check_config(text, require_program("haproxy"))
+    servers = [line.split() for line in text.splitlines() if line.startswith("    server ")]
+    assert [(s[1], int(s[4]), s[-1] == "backup") for s in servers] == [
+        (node.name, node.weight, node.backup) for node in plan.nodes
+    ]
