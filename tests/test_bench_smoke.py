@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.services import POSTGRES_URL, require_service
+from tests.services import POSTGRES_URL, require_program, require_service
 
 pytestmark = pytest.mark.slow
 
@@ -228,3 +228,14 @@ def test_bench_webhooks_delivers_every_change_and_reports_its_floor(tmp_path: Pa
     assert medians["writes"] == 50 and medians["delivered"] == 1.0
     assert 0 < medians["p50_ms"] <= medians["p99_ms"]
     assert medians["post_p50_ms"] > 0 and medians["control_write_p50_ms"] > 0
+
+
+def test_bench_gateway_reports_direct_and_gateway_percentiles(tmp_path: Path) -> None:
+    """bench gateway measures reads and pushes both ways through a real HAProxy."""
+    require_program("haproxy")
+    report = bench(tmp_path, "gateway", "--requests", "100", "--runs", "1")
+    summary = report["median_of_runs"]
+    for kind in ("read", "push"):
+        row = summary[kind]  # type: ignore[index]
+        assert row["direct_p50_ms"] > 0 and row["gateway_p50_ms"] > 0
+    assert str(report["machine"]["haproxy"]).startswith("2.")  # type: ignore[index]

@@ -495,3 +495,39 @@ def webhooks(
     )
     report_console().print(table)
     _write_json(report, json_path)
+
+
+@app.command("gateway")
+def gateway(
+    requests: Annotated[
+        int, typer.Option(min=100, help="Sequential requests per run and kind, each way.")
+    ] = 2000,
+    runs: Annotated[int, typer.Option(min=1, max=50, help="Runs; medians are reported.")] = 5,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+) -> None:
+    """Latency HAProxy (breakwater gateway haproxy) adds in front of one node: p50 and p99 of
+    reads and pushes through it, against the same requests sent straight to the node."""
+    from breakwater.bench import gateway as bench_gateway
+
+    console = report_console()
+    with long_run.progress() as step:
+        report = bench_gateway.run(requests, runs, step)
+    table = Table(title=f"gateway overhead, median of {runs} runs (ms)")
+    for column in ("kind", "direct p50", "gateway p50", "added p50", "direct p99", "added p99"):
+        table.add_column(column)
+    for kind, row in report["median_of_runs"].items():
+        table.add_row(
+            kind,
+            *(
+                str(row[key])
+                for key in (
+                    "direct_p50_ms",
+                    "gateway_p50_ms",
+                    "added_p50_ms",
+                    "direct_p99_ms",
+                    "added_p99_ms",
+                )
+            ),
+        )
+    console.print(table)
+    _write_json(report, json_path)

@@ -12,6 +12,7 @@ from breakwater.cli import (
     bench,
     chaos,
     drill,
+    gateway,
     init,
     keys,
     loadtest,
@@ -66,6 +67,7 @@ app.add_typer(users.app, name="users")
 app.add_typer(chaos.app, name="chaos")
 app.add_typer(drill.app, name="drill")
 app.add_typer(webhooks.app, name="webhooks")
+app.add_typer(gateway.app, name="gateway")
 
 
 def main() -> None:
