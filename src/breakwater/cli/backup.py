@@ -16,7 +16,7 @@ from breakwater.core.engine import Engine
 from breakwater.core.hlc import HybridClock
 from breakwater.ops import sealing
 from breakwater.ops.archive import Archiver
-from breakwater.ops.backup import default_name, take_backup
+from breakwater.ops.backup import AUTH_FILE, KEYS_FILE, NodeFiles, default_name, take_backup
 from breakwater.ops.objects import open_objects
 from breakwater.storage import open_store
 
@@ -31,6 +31,13 @@ KeyFileOption = Annotated[
         "--key-file", help="Encrypt with the base64 key in this file (or BREAKWATER_BACKUP_KEY)."
     ),
 ]
+
+
+def node_files(config: Config) -> NodeFiles:
+    """Where a node of ``config`` keeps its store, accounts and signing keys."""
+    named = config.auth.signing_keys_file
+    keys = Path(named) if named else config.data / KEYS_FILE
+    return NodeFiles(config.store_url, config.data / AUTH_FILE, keys)
 
 
 def progress(line: str) -> None:
@@ -63,7 +70,7 @@ def backup(
     key = sealing.load_key(key_file)
     chosen = name or default_name()
     target = open_objects(to)
-    manifest = asyncio.run(take_backup(settings, target, chosen, key, progress))
+    manifest = asyncio.run(take_backup(node_files(settings), target, chosen, key, progress))
     state = "encrypted" if manifest.encrypted else "not encrypted"
     typer.echo(f"backup {chosen} at {target.url}: {len(manifest.files)} files, {state}")
 

@@ -9,7 +9,14 @@ from typing import Annotated
 
 import typer
 
-from breakwater.cli.backup import ConfigOption, DataOption, KeyFileOption, StoreOption, progress
+from breakwater.cli.backup import (
+    ConfigOption,
+    DataOption,
+    KeyFileOption,
+    StoreOption,
+    node_files,
+    progress,
+)
 from breakwater.config import ConfigError, load_config
 from breakwater.ops import sealing
 from breakwater.ops.objects import open_objects
@@ -58,7 +65,7 @@ def restore(
     if from_ is not None:
         try:
             restored = restore_backup(
-                settings,
+                node_files(settings),
                 open_objects(from_),
                 backup,
                 sealing.load_key(key_file),

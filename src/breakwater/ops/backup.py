@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from breakwater.config import Config
 from breakwater.core import codec
 from breakwater.core.cursor import VersionVector
 from breakwater.core.errors import ConfigError
@@ -85,10 +84,20 @@ def default_name(now: float | None = None) -> str:
     return moment.strftime("%Y%m%dT%H%M%SZ")
 
 
-def keys_path(config: Config) -> Path:
-    """The signing keys file a node of ``config`` uses."""
-    named = config.auth.signing_keys_file
-    return Path(named) if named else config.data / KEYS_FILE
+@dataclass(frozen=True, slots=True)
+class NodeFiles:
+    """Where a node keeps what a backup copies (from its configuration, by the CLI)."""
+
+    store_url: str
+    auth_db: Path
+    """The SQLite accounts database (unused with a PostgreSQL store, which holds them)."""
+    keys: Path
+    """The token signing keys file."""
+
+    @property
+    def postgres(self) -> bool:
+        """Whether the store (and with it the accounts) is in PostgreSQL."""
+        return self.store_url.split(":", 1)[0] in POSTGRES_SCHEMES
 
 
 def _copy_sqlite(source: Path, target: Path) -> VersionVector | None:
@@ -111,19 +120,18 @@ def _copy_sqlite(source: Path, target: Path) -> VersionVector | None:
         return dict(dst.execute("SELECT origin, seq FROM origins").fetchall())
 
 
-def _store_files_sqlite(config: Config, work: Path, report: Report) -> VersionVector:
-    head: VersionVector = {}
-    store = sqlite_path(config.store_url)
+def _store_files_sqlite(node: NodeFiles, work: Path, report: Report) -> VersionVector:
+    store = sqlite_path(node.store_url)
     report(f"copying {store} (online backup)")
     head = _copy_sqlite(store, work / STORE_FILE) or {}
-    auth = config.data / AUTH_FILE
+    auth = node.auth_db
     if auth.exists():
         report(f"copying {auth} (online backup)")
         _copy_sqlite(auth, work / AUTH_FILE)
     return head
 
 
-async def _store_files_postgres(config: Config, work: Path, report: Report) -> VersionVector:
+async def _store_files_postgres(node: NodeFiles, work: Path, report: Report) -> VersionVector:
     """``pg_dump`` of the schema from a snapshot this transaction exports and holds."""
     import asyncpg
 
@@ -133,7 +141,7 @@ async def _store_files_postgres(config: Config, work: Path, report: Report) -> V
         raise ConfigError(
             "backing up a PostgreSQL store needs pg_dump (the postgresql-client package)"
         )
-    settings = PostgresSettings.from_url(config.store_url)
+    settings = PostgresSettings.from_url(node.store_url)
     conn = await asyncpg.connect(settings.dsn)
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
@@ -159,12 +167,11 @@ async def _store_files_postgres(config: Config, work: Path, report: Report) -> V
 
 
 def _seal_all(
-    config: Config, work: Path, target: ObjectStore, name: str, key: bytes | None, report: Report
+    node: NodeFiles, work: Path, target: ObjectStore, name: str, key: bytes | None, report: Report
 ) -> dict[str, str]:
     """Add the signing keys, then seal and store every file; their checksums as stored."""
-    keys = keys_path(config)
-    if keys.exists():
-        shutil.copyfile(keys, work / KEYS_FILE)
+    if node.keys.exists():
+        shutil.copyfile(node.keys, work / KEYS_FILE)
     files: dict[str, str] = {}
     for path in sorted(work.iterdir()):
         stored = sealing.seal(f"{name}/{path.name}", path.read_bytes(), key)
@@ -175,18 +182,18 @@ def _seal_all(
 
 
 async def take_backup(
-    config: Config, target: ObjectStore, name: str, key: bytes | None, report: Report
+    node: NodeFiles, target: ObjectStore, name: str, key: bytes | None, report: Report
 ) -> Manifest:
     """Copy the node's store, accounts and signing keys to ``target`` under ``name``."""
-    postgres = config.store_url.split(":", 1)[0] in POSTGRES_SCHEMES
+    postgres = node.postgres
     with tempfile.TemporaryDirectory(prefix="bw-backup-") as folder:
         work = Path(folder)
         taken_ms = time.time_ns() // 1_000_000
         if postgres:
-            head = await _store_files_postgres(config, work, report)
+            head = await _store_files_postgres(node, work, report)
         else:
-            head = await asyncio.to_thread(_store_files_sqlite, config, work, report)
-        files = await asyncio.to_thread(_seal_all, config, work, target, name, key, report)
+            head = await asyncio.to_thread(_store_files_sqlite, node, work, report)
+        files = await asyncio.to_thread(_seal_all, node, work, target, name, key, report)
     manifest = Manifest(
         "postgres" if postgres else "sqlite", taken_ms, head, files, key is not None
     )

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from breakwater.config import Config
 from breakwater.core.engine import Engine
 from breakwater.core.errors import ConfigError
 from breakwater.core.hlc import HybridClock
@@ -27,7 +26,7 @@ from breakwater.ops.archive import read_archive, replay_plan
 from breakwater.ops.objects import ObjectStore
 from breakwater.ops.replay import replay_sqlite
 from breakwater.ops.sealing import SealBroken, unseal
-from breakwater.storage import POSTGRES_SCHEMES, open_store, sqlite_path
+from breakwater.storage import open_store, sqlite_path
 
 Report = Callable[[str], None]
 
@@ -67,10 +66,10 @@ def choose_backup(source: ObjectStore, until_ms: int | None, key: bytes | None) 
     raise ConfigError(f"{source.url} holds no backup taken before the time asked for")
 
 
-def _put_back_sqlite(config: Config, folder: Path) -> Path:
-    store = sqlite_path(config.store_url)
+def _put_back_sqlite(node: backup.NodeFiles, folder: Path) -> Path:
+    store = sqlite_path(node.store_url)
     store.parent.mkdir(parents=True, exist_ok=True)
-    places = {backup.STORE_FILE: store, backup.AUTH_FILE: config.data / backup.AUTH_FILE}
+    places = {backup.STORE_FILE: store, backup.AUTH_FILE: node.auth_db}
     for file, place in places.items():
         for stale in (
             place,
@@ -83,12 +82,12 @@ def _put_back_sqlite(config: Config, folder: Path) -> Path:
     return store
 
 
-def _put_back_postgres(config: Config, folder: Path) -> None:
+def _put_back_postgres(node: backup.NodeFiles, folder: Path) -> None:
     from breakwater.storage.postgres import PostgresSettings
 
     if shutil.which("pg_restore") is None:
         raise ConfigError("restoring a PostgreSQL store needs pg_restore (postgresql-client)")
-    dsn = PostgresSettings.from_url(config.store_url).dsn
+    dsn = PostgresSettings.from_url(node.store_url).dsn
     done = subprocess.run(
         ["pg_restore", "--clean", "--if-exists", f"--dbname={dsn}", str(folder / backup.DUMP_FILE)],
         capture_output=True,
@@ -100,7 +99,7 @@ def _put_back_postgres(config: Config, folder: Path) -> None:
 
 
 def restore_backup(
-    config: Config,
+    node: backup.NodeFiles,
     source: ObjectStore,
     name: str | None,
     key: bytes | None,
@@ -110,7 +109,7 @@ def restore_backup(
 ) -> Restored:
     """Put back backup ``name`` (the newest before ``until_ms`` if ``None``) and replay the
     archive up to ``until_ms``; the caller then starts the new incarnation."""
-    postgres = config.store_url.split(":", 1)[0] in POSTGRES_SCHEMES
+    postgres = node.postgres
     chosen = name or choose_backup(source, until_ms, key)
     with tempfile.TemporaryDirectory(prefix="bw-restore-") as work:
         folder = Path(work)
@@ -129,14 +128,14 @@ def restore_backup(
         if manifest.kind == "postgres":
             if not postgres:
                 raise ConfigError(f"backup {chosen} is of a PostgreSQL store; pass --store")
-            _put_back_postgres(config, folder)
+            _put_back_postgres(node, folder)
         else:
             if postgres:
                 raise ConfigError(f"backup {chosen} is of a SQLite store; pass --data")
-            store = _put_back_sqlite(config, folder)
+            store = _put_back_sqlite(node, folder)
         keys = folder / backup.KEYS_FILE
         if keys.exists():
-            target = backup.keys_path(config)
+            target = node.keys
             target.parent.mkdir(parents=True, exist_ok=True)
             target.unlink(missing_ok=True)
             shutil.copyfile(keys, target)
