@@ -11,9 +11,8 @@ document comes back only from its owner's device.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,25 +24,13 @@ from breakwater.config import Config
 from breakwater.ops.backup import AUTH_FILE, KEYS_FILE, NodeFiles, take_backup
 from breakwater.ops.objects import FolderObjects
 from breakwater.ops.restore import restore_backup, start_new_incarnation
-from breakwater.server.app import create_app
+from tests.client.test_restore_resync import serving
 
 pytestmark = pytest.mark.slow
 
 
 def node_files(config: Config) -> NodeFiles:
     return NodeFiles(config.store_url, config.data / AUTH_FILE, config.data / KEYS_FILE)
-
-
-@contextlib.asynccontextmanager
-async def serving(config: Config) -> AsyncIterator[httpx.AsyncClient]:
-    """An in-process node that stops (closing its store) when the block ends."""
-    app = create_app(config)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://node") as node,
-    ):
-        node.app = app  # type: ignore[attr-defined]
-        yield node
 
 
 def device(path: Path, node: httpx.AsyncClient, offer: bool) -> Client:

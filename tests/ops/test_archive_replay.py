@@ -24,7 +24,7 @@ from breakwater.core.engine import StoredDoc
 from breakwater.core.mutation import Mutation
 from breakwater.ops import sealing
 from breakwater.ops.archive import Archiver, read_archive, replay_plan
-from breakwater.ops.backup import _copy_sqlite
+from breakwater.ops.backup import copy_database
 from breakwater.ops.objects import FolderObjects
 from breakwater.ops.replay import replay_sqlite
 from breakwater.storage.sqlite import SqliteStore
@@ -89,7 +89,7 @@ async def _replay_to(folder: Path, script: list[Step], backup_at: int, cut: int)
     try:
         for index, (kind, arguments) in enumerate(script):
             if index == backup_at:
-                base_head, base_ms = _copy_sqlite(folder / "live.db", base) or {}, now[0]
+                base_head, base_ms = copy_database(folder / "live.db", base) or {}, now[0]
             if kind == "archive":
                 await archiver.step()
                 continue
@@ -97,9 +97,9 @@ async def _replay_to(folder: Path, script: list[Step], backup_at: int, cut: int)
             now[0] += 10
             await _write(store, index, doc, value, delete and value % 3 == 0)
             snapshots[now[0]] = folder / f"at-{now[0]}.db"
-            _copy_sqlite(folder / "live.db", snapshots[now[0]])
+            copy_database(folder / "live.db", snapshots[now[0]])
         if not base.exists():
-            base_head, base_ms = _copy_sqlite(folder / "live.db", base) or {}, now[0]
+            base_head, base_ms = copy_database(folder / "live.db", base) or {}, now[0]
         await archiver.step()
     finally:
         await store.aclose()

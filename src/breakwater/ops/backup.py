@@ -57,7 +57,7 @@ class Manifest:
                 "format": FORMAT,
                 "kind": self.kind,
                 "taken_ms": self.taken_ms,
-                "taken_at": _iso(self.taken_ms),
+                "taken_at": iso_time(self.taken_ms),
                 "head": self.head,
                 "files": self.files,
                 "encrypted": self.encrypted,
@@ -73,7 +73,8 @@ class Manifest:
         return cls(raw["kind"], raw["taken_ms"], raw["head"], raw["files"], raw["encrypted"])
 
 
-def _iso(ms: int) -> str:
+def iso_time(ms: int) -> str:
+    """Epoch milliseconds as an ISO 8601 UTC time, as ``--to`` takes it."""
     moment = datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -100,7 +101,7 @@ class NodeFiles:
         return self.store_url.split(":", 1)[0] in POSTGRES_SCHEMES
 
 
-def _copy_sqlite(source: Path, target: Path) -> VersionVector | None:
+def copy_database(source: Path, target: Path) -> VersionVector | None:
     """Copy one database with the online backup API in one step (one read snapshot: writers
     go on; a stepped copy would restart whenever a writer commits) and return the feed's head
     when it is the store."""
@@ -123,11 +124,11 @@ def _copy_sqlite(source: Path, target: Path) -> VersionVector | None:
 def _store_files_sqlite(node: NodeFiles, work: Path, report: Report) -> VersionVector:
     store = sqlite_path(node.store_url)
     report(f"copying {store} (online backup)")
-    head = _copy_sqlite(store, work / STORE_FILE) or {}
+    head = copy_database(store, work / STORE_FILE) or {}
     auth = node.auth_db
     if auth.exists():
         report(f"copying {auth} (online backup)")
-        _copy_sqlite(auth, work / AUTH_FILE)
+        copy_database(auth, work / AUTH_FILE)
     return head
 
 

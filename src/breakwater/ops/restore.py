@@ -140,7 +140,7 @@ def restore_backup(
             target.unlink(missing_ok=True)
             shutil.copyfile(keys, target)
             target.chmod(0o600)
-        report(f"put back backup {chosen} (taken {backup._iso(manifest.taken_ms)})")
+        report(f"put back backup {chosen} (taken {backup.iso_time(manifest.taken_ms)})")
     if plan is None or not plan.changes:
         return Restored(chosen, 0, manifest.taken_ms, plan is None or plan.exact)
     total = len(plan.changes)
