@@ -14,11 +14,28 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import asyncpg
+
 from breakwater.core import codec, document
 from breakwater.ops.archive import ArchivedChange
 from breakwater.storage._sqlite_batch import INSERT_CHANGES, LAST_LSN, UPSERT_DOCS, UPSERT_ORIGINS
 
 _CHUNK = 10_000
+_PG_CHANGES = (
+    "INSERT INTO {s}.changes (lsn, origin, seq, collection, doc_id, mutation_id, hlc, op, at_ms)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+)
+_PG_DOCS = (
+    "INSERT INTO {s}.docs (collection, id, data, state, version, hlc, origin, seq, lsn, deleted)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (collection, id) DO UPDATE"
+    " SET data = excluded.data, state = excluded.state, version = excluded.version,"
+    " hlc = excluded.hlc, origin = excluded.origin, seq = excluded.seq, lsn = excluded.lsn,"
+    " deleted = excluded.deleted"
+)
+_PG_ORIGINS = (
+    "INSERT INTO {s}.origins (origin, seq, hlc) VALUES ($1, $2, $3) ON CONFLICT (origin)"
+    " DO UPDATE SET seq = excluded.seq, hlc = GREATEST({s}.origins.hlc, excluded.hlc)"
+)
 
 
 def _doc_row(change: ArchivedChange, lsn: int) -> tuple[object, ...]:
@@ -41,6 +58,56 @@ def _doc_row(change: ArchivedChange, lsn: int) -> tuple[object, ...]:
     )
 
 
+def _rows(
+    chunk: Sequence[ArchivedChange], last_lsn: int
+) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]], list[tuple[str, int, str]]]:
+    """The feed, document and origin rows of ``chunk``, numbered after ``last_lsn``."""
+    feed: list[tuple[object, ...]] = []
+    docs: list[tuple[object, ...]] = []
+    heads: dict[str, tuple[int, str]] = {}
+    for lsn, change in enumerate(chunk, start=last_lsn + 1):
+        feed.append(
+            (
+                lsn,
+                change.origin,
+                change.seq,
+                change.collection,
+                change.doc_id,
+                change.mutation_id,
+                change.hlc,
+                change.op,
+                change.at_ms,
+            )
+        )
+        if change.current:
+            docs.append(_doc_row(change, lsn))
+        seq, hlc = heads.get(change.origin, (0, ""))
+        heads[change.origin] = (max(seq, change.seq), max(hlc, change.hlc))
+    return feed, docs, [(o, s, h) for o, (s, h) in heads.items()]
+
+
+async def replay_postgres(
+    dsn: str, schema: str, changes: Sequence[ArchivedChange], report: Callable[[int], None]
+) -> None:
+    """Append ``changes`` to the PostgreSQL store in ``schema``, one transaction per chunk,
+    holding the feed's head row as a committing node does (ADR 0005)."""
+    quoted = '"' + schema.replace('"', '""') + '"'
+    conn = await asyncpg.connect(dsn)
+    try:
+        for start in range(0, len(changes), _CHUNK):
+            async with conn.transaction():
+                lsn = await conn.fetchval(f"SELECT lsn FROM {quoted}.feed_head FOR UPDATE")
+                feed, docs, heads = _rows(changes[start : start + _CHUNK], lsn)
+                await conn.executemany(_PG_CHANGES.format(s=quoted), feed)
+                rows = [(*row[:-1], bool(row[-1])) for row in docs]
+                await conn.executemany(_PG_DOCS.format(s=quoted), rows)
+                await conn.executemany(_PG_ORIGINS.format(s=quoted), heads)
+                await conn.execute(f"UPDATE {quoted}.feed_head SET lsn = $1", lsn + len(feed))
+            report(start + len(feed))
+    finally:
+        await conn.close()
+
+
 def replay_sqlite(
     path: Path, changes: Sequence[ArchivedChange], report: Callable[[int], None]
 ) -> None:
@@ -49,35 +116,15 @@ def replay_sqlite(
         conn.execute("PRAGMA journal_mode = WAL")
         lsn = conn.execute(LAST_LSN).fetchone()[0]
         for start in range(0, len(changes), _CHUNK):
-            chunk = changes[start : start + _CHUNK]
             conn.execute("BEGIN IMMEDIATE")
             try:
-                feed, docs = [], []
-                heads: dict[str, tuple[int, str]] = {}
-                for change in chunk:
-                    lsn += 1
-                    feed.append(
-                        (
-                            lsn,
-                            change.origin,
-                            change.seq,
-                            change.collection,
-                            change.doc_id,
-                            change.mutation_id,
-                            change.hlc,
-                            change.op,
-                            change.at_ms,
-                        )
-                    )
-                    if change.current:
-                        docs.append(_doc_row(change, lsn))
-                    seq, hlc = heads.get(change.origin, (0, ""))
-                    heads[change.origin] = (max(seq, change.seq), max(hlc, change.hlc))
+                feed, docs, heads = _rows(changes[start : start + _CHUNK], lsn)
                 conn.executemany(INSERT_CHANGES, feed)
                 conn.executemany(UPSERT_DOCS, docs)
-                conn.executemany(UPSERT_ORIGINS, [(o, s, h) for o, (s, h) in heads.items()])
+                conn.executemany(UPSERT_ORIGINS, heads)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-            report(start + len(chunk))
+            lsn += len(feed)
+            report(start + len(feed))

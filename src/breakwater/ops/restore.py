@@ -10,6 +10,7 @@ of every restore (docs/operations.md#restore); the nodes must be stopped while i
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import shutil
 import subprocess
@@ -24,7 +25,7 @@ from breakwater.core.hlc import HybridClock
 from breakwater.ops import backup
 from breakwater.ops.archive import read_archive, replay_plan
 from breakwater.ops.objects import ObjectStore
-from breakwater.ops.replay import replay_sqlite
+from breakwater.ops.replay import replay_postgres, replay_sqlite
 from breakwater.ops.sealing import SealBroken, unseal
 from breakwater.storage import open_store, sqlite_path
 
@@ -120,11 +121,6 @@ def restore_backup(
         if archive is not None:
             report("reading the archive")
             plan = replay_plan(read_archive(archive, key), manifest.head, until_ms)
-            if postgres and plan.changes:
-                raise ConfigError(
-                    "replaying the archive onto a PostgreSQL store is not supported yet;"
-                    " restore into SQLite or without --archive"
-                )
         if manifest.kind == "postgres":
             if not postgres:
                 raise ConfigError(f"backup {chosen} is of a PostgreSQL store; pass --store")
@@ -145,7 +141,17 @@ def restore_backup(
         return Restored(chosen, 0, manifest.taken_ms, plan is None or plan.exact)
     total = len(plan.changes)
     report(f"replaying {total:,} archived changes")
-    replay_sqlite(store, plan.changes, lambda done: report(f"replayed {done:,}/{total:,} changes"))
+
+    def replayed(done: int) -> None:
+        report(f"replayed {done:,}/{total:,} changes")
+
+    if postgres:
+        from breakwater.storage.postgres import PostgresSettings
+
+        settings = PostgresSettings.from_url(node.store_url)
+        asyncio.run(replay_postgres(settings.dsn, settings.schema, plan.changes, replayed))
+    else:
+        replay_sqlite(store, plan.changes, replayed)
     return Restored(chosen, total, plan.changes[-1].at_ms, plan.exact)
 
 
