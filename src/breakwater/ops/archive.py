@@ -17,8 +17,8 @@ it is exact, and says so.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable, Iterator, Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,17 +154,14 @@ class Archiver:
         *,
         interval: float = 0.1,
         batch: int = 5000,
-        clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.target = target
         self.key = key
         self.interval = interval
         self.batch = batch
-        self.clock = clock
         self.cursor = ArchiveCursor.read(target, key)
         self.archived = 0
-        self.lags: list[float] = []
 
     async def step(self) -> int:
         """Archive what one read of the feed brings; how many changes it archived."""
@@ -180,11 +177,10 @@ class Archiver:
             return 0
         changes = [ArchivedChange.of_entry(entry) for entry in page.entries]
         name = segment_name(self.cursor.next_segment)
-        self.target.put(name, sealing.seal(name, encode_segment(changes, page.vector), self.key))
-        now_ms = self.clock() * 1000
-        self.lags.extend((now_ms - change.at_ms) / 1000 for change in changes)
+        sealed = sealing.seal(name, encode_segment(changes, page.vector), self.key)
+        await asyncio.to_thread(self.target.put, name, sealed)
         self.cursor = ArchiveCursor(page.vector, self.cursor.next_segment + 1)
-        self.cursor.write(self.target, self.key)
+        await asyncio.to_thread(self.cursor.write, self.target, self.key)
         self.archived += len(changes)
         return len(changes)
 
@@ -193,14 +189,8 @@ class Archiver:
         while not stop.is_set():
             if await self.step() >= self.batch:
                 continue
-            with _suppress_timeout():
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.interval)
-
-
-def _suppress_timeout() -> Any:
-    import contextlib
-
-    return contextlib.suppress(TimeoutError)
 
 
 def read_archive(source: ObjectStore, key: bytes | None) -> Iterator[ArchivedChange]:
