@@ -40,6 +40,22 @@ def commands(section: str) -> list[str]:
     return blocks
 
 
+def shown_output(section: str, replacements: Mapping[str, str]) -> str:
+    """The ``text`` block of a section of docs/operations.md, paths replaced, names masked."""
+    text = OPERATIONS.read_text().split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+    [shown] = re.findall(r"```text\n(.*?)```", text, flags=re.S)
+    for documented, actual in replacements.items():
+        shown = shown.replace(documented, actual)
+    return masked_names(shown)
+
+
+def masked_names(output: str) -> str:
+    """``output`` with backup names, times and incarnations masked."""
+    output = re.sub(r"\b\d{8}T\d{6}Z\b", "<name>", output)
+    output = re.sub(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z", "<time>", output)
+    return re.sub(r"~[0-9a-f]{12}\b", "~<incarnation>", output).strip()
+
+
 def run(script: str, replacements: Mapping[str, str]) -> str:
     """Run a documented block with its paths replaced, ``breakwater`` being this checkout's."""
     for shown, actual in replacements.items():
@@ -98,7 +114,7 @@ def test_the_documented_backup_and_restore_bring_back_the_backup_and_a_new_origi
         token = http.post("/v1/auth/signup", json=ACCOUNT).json()["access_token"]
         wrote = http.put("/v1/collections/notes/docs/n1", json={"text": "keep me"})
         assert wrote.status_code == 201
-        run(commands("Backups")[procedure.blocks], procedure.replacements)
+        made = run(commands("Backups")[procedure.blocks], procedure.replacements)
         lost = http.put("/v1/collections/notes/docs/n2", json={"text": "after the backup"})
         assert lost.status_code == 201
         cursor = http.get("/v1/sync/pull").json()["cursor"]
@@ -109,6 +125,9 @@ def test_the_documented_backup_and_restore_bring_back_the_backup_and_a_new_origi
     assert {path.name for path in backup.iterdir()} == stored
 
     printed = run(commands("Restore")[procedure.blocks], procedure.replacements)
+    if procedure.blocks == 0:  # the outputs docs/operations.md shows, names and times masked
+        assert shown_output("Backups", procedure.replacements) == masked_names(made)
+        assert shown_output("Restore", procedure.replacements) == masked_names(printed)
     again = start_server(live, *procedure.serve)
     assert (live / "auth-keys.json").stat().st_mode & 0o077 == 0, "keys stay private"
     with httpx.Client(base_url=again.url, timeout=10) as http:
