@@ -170,3 +170,7 @@ async def test_a_damaged_or_encrypted_segment_is_refused(tmp_path: Path) -> None
     with pytest.raises(sealing.SealBroken, match="wrong key"):
         list(read_archive(secret, bytes(range(32))))
     assert [c.mutation_id for c in read_archive(secret, key)] == ["m1"]
+    [encrypted] = secret.names("segments/")
+    secret.put(encrypted, sealing.seal(encrypted, b"forged", None))
+    with pytest.raises(sealing.SealBroken, match="not encrypted"):
+        list(read_archive(secret, key))

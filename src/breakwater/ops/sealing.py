@@ -83,6 +83,10 @@ def seal(name: str, body: bytes, key: bytes | None) -> bytes:
 def unseal(name: str, stored: bytes, key: bytes | None) -> bytes:
     """The body of a sealed object; ``SealBroken`` when it does not verify."""
     magic, rest = stored[:4], stored[4:]
+    if magic == PLAIN and key is not None:
+        # Anyone can write a plain object with a valid checksum: with a key, only what the key
+        # sealed is trusted.
+        raise SealBroken(f"{name} is not encrypted, but a key was given: refusing it")
     if magic == PLAIN:
         digest, body = rest[:32], rest[32:]
         if len(digest) != 32 or hashlib.sha256(body).digest() != digest:
