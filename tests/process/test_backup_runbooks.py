@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import ServerProcess
 from tests.ops.s3 import s3_server
@@ -26,6 +27,8 @@ from tests.process.test_backups import iso
 
 OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 DOCUMENTED_TIME = "2026-12-06T08:00:00Z"
+
+pytestmark = pytest.mark.slow
 
 
 def blocks(section: str) -> list[str]:

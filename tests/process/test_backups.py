@@ -27,6 +27,8 @@ import pytest
 from tests.conftest import ServerProcess
 from tests.ops.s3 import S3Server, s3_server
 
+pytestmark = pytest.mark.slow
+
 
 @dataclass
 class Write:
