@@ -237,6 +237,8 @@ def test_a_damaged_backup_is_refused_and_nothing_is_put_back(tmp_path: Path) -> 
     finally:
         node.terminate()
         node.wait(timeout=20)
+    for stored in (backups / "b1").iterdir():
+        assert stored.stat().st_mode & 0o077 == 0, f"{stored.name} is private from its creation"
     store = backups / "b1" / "breakwater.db"
     damaged = bytearray(store.read_bytes())
     damaged[len(damaged) // 2] ^= 0x40

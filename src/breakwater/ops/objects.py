@@ -32,6 +32,17 @@ class ObjectStore(Protocol):
         """The names that start with ``prefix``, sorted."""
 
 
+def write_private(path: Path, body: bytes) -> None:
+    """Write ``path`` readable by its owner only from the first byte (backups hold password
+    hashes and signing keys), and fsync it."""
+    path.unlink(missing_ok=True)  # a file left behind keeps its mode through O_TRUNC
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(body)
+        out.flush()
+        os.fsync(out.fileno())
+
+
 class FolderObjects:
     """Objects as files under a folder."""
 
@@ -44,10 +55,7 @@ class FolderObjects:
         target = self.root / name
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.partial")
-        with partial.open("wb") as out:
-            out.write(body)
-            out.flush()
-            os.fsync(out.fileno())
+        write_private(partial, body)
         partial.replace(target)
         folder = os.open(target.parent, os.O_RDONLY)
         try:

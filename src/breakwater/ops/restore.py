@@ -24,9 +24,9 @@ from breakwater.core.errors import ConfigError
 from breakwater.core.hlc import HybridClock
 from breakwater.ops import backup
 from breakwater.ops.archive import read_archive, replay_plan
-from breakwater.ops.objects import ObjectStore
+from breakwater.ops.objects import ObjectStore, write_private
 from breakwater.ops.replay import replay_postgres, replay_sqlite
-from breakwater.ops.sealing import SealBroken, unseal
+from breakwater.ops.sealing import unseal
 from breakwater.storage import open_store, sqlite_path
 
 Report = Callable[[str], None]
@@ -131,11 +131,9 @@ def restore_backup(
             store = _put_back_sqlite(node, folder)
         keys = folder / backup.KEYS_FILE
         if keys.exists():
-            target = node.keys
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.unlink(missing_ok=True)
-            shutil.copyfile(keys, target)
-            target.chmod(0o600)
+            node.keys.parent.mkdir(parents=True, exist_ok=True)
+            node.keys.unlink(missing_ok=True)
+            write_private(node.keys, keys.read_bytes())
         report(f"put back backup {chosen} (taken {backup.iso_time(manifest.taken_ms)})")
     if plan is None or not plan.changes:
         return Restored(chosen, 0, manifest.taken_ms, plan is None or plan.exact)
@@ -153,6 +151,3 @@ def restore_backup(
     else:
         replay_sqlite(store, plan.changes, replayed)
     return Restored(chosen, total, plan.changes[-1].at_ms, plan.exact)
-
-
-__all__ = ["Restored", "SealBroken", "restore_backup", "start_new_incarnation"]
