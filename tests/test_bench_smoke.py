@@ -239,3 +239,21 @@ def test_bench_gateway_reports_direct_and_gateway_percentiles(tmp_path: Path) ->
         row = summary[kind]  # type: ignore[index]
         assert row["direct_p50_ms"] > 0 and row["gateway_p50_ms"] > 0
     assert str(report["machine"]["haproxy"]).startswith("2.")  # type: ignore[index]
+
+
+def test_bench_archive_lag_measures_every_archived_change(tmp_path: Path) -> None:
+    """bench archive-lag runs ``breakwater archive`` beside paced writes and reports the lag of
+    every change it wrote (it fails if the archive misses one) against its floor."""
+    report = bench(tmp_path, "archive-lag", "--runs", "1", "--seconds", "1", "--rate", "50")
+    runs = report["runs"]
+    assert isinstance(runs, list) and len(runs) == 1
+    run: dict[str, float] = runs[0]
+    assert run["segments"] >= 1 and 0 < run["lag_p50_s"] <= run["lag_max_s"] < 30
+    assert run["floor_s"] >= 0.1  # the read interval at least
+
+
+def test_bench_restore_times_both_paths(tmp_path: Path) -> None:
+    """bench restore puts a backup back and replays an archive of the same documents."""
+    report = bench(tmp_path, "restore", "--docs", "3000")
+    assert report["docs"] == 3000
+    assert report["from_backup_s"] > 0 and report["replay_s"] > 0  # type: ignore[operator]

@@ -531,3 +531,68 @@ def gateway(
         )
     console.print(table)
     _write_json(report, json_path)
+
+
+@app.command("archive-lag")
+def archive_lag(
+    runs: Annotated[int, typer.Option(min=1, max=20, help="Runs; medians are reported.")] = 3,
+    rate: Annotated[float, typer.Option(min=1, help="Writes per second.")] = 500.0,
+    seconds: Annotated[
+        float, typer.Option(min=1, max=300, help="Seconds of writes per run.")
+    ] = 10.0,
+    interval: Annotated[
+        float, typer.Option(min=0.01, help="The archiver's read interval when idle.")
+    ] = 0.1,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+) -> None:
+    """Commit-to-archived lag of ``breakwater archive`` under paced writes (target p99 ≤ 1 s)."""
+    from breakwater.bench import backups as bench_backups
+
+    console = report_console()
+    with console.status("starting") as status:
+        report = asyncio.run(
+            bench_backups.archive_lag(runs, rate, seconds, interval, lambda t: status.update(t))
+        )
+    table = Table(title=f"breakwater bench archive-lag ({rate:.0f} writes/s, medians of {runs})")
+    for column in ("writes/s", "lag p50 s", "lag p99 s", "lag max s", "floor s", "p99 / floor"):
+        table.add_column(column, justify="right")
+    m = report["median"]
+    table.add_row(
+        f"{m['achieved_writes_per_s']:,.0f}",
+        f"{m['lag_p50_s']:.3f}",
+        f"{m['lag_p99_s']:.3f}",
+        f"{m['lag_max_s']:.3f}",
+        f"{m['floor_s']:.3f}",
+        f"{m['lag_p99_s'] / m['floor_s']:.1f}",
+    )
+    console.print(table)
+    console.print(f"machine: {report['machine']}")
+    _write_json(report, json_path)
+
+
+@app.command("restore")
+def restore(
+    docs: Annotated[int, typer.Option(min=1, help="Documents in the store.")] = 1_000_000,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+) -> None:
+    """Time to restore ``docs`` documents from a backup, and by replaying the archive."""
+    from breakwater.bench import backups as bench_backups
+
+    console = report_console()
+    with console.status("starting") as status:
+        report = asyncio.run(bench_backups.restore(docs, lambda t: status.update(t)))
+    table = Table(title=f"breakwater bench restore ({docs:,} documents, SQLite)")
+    for column in ("path", "seconds", "documents/s"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        "backup put back",
+        f"{report['from_backup_s']:.1f}",
+        f"{report['from_backup_docs_per_s']:,.0f}",
+    )
+    table.add_row(
+        "archive replayed", f"{report['replay_s']:.1f}", f"{report['replay_docs_per_s']:,.0f}"
+    )
+    table.add_row("copy of the backup (floor)", f"{report['copy_floor_s']:.1f}", "")
+    console.print(table)
+    console.print(f"backup: {report['backup_bytes']:,} bytes; machine: {report['machine']}")
+    _write_json(report, json_path)

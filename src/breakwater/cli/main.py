@@ -9,6 +9,7 @@ import typer
 
 import breakwater
 from breakwater.cli import (
+    backup,
     bench,
     chaos,
     drill,
@@ -61,6 +62,8 @@ app.command("serve")(serve.serve)
 app.command("verify")(verify.verify)
 app.command("loadtest")(loadtest.loadtest)
 app.command("restore")(restore.restore)
+app.command("backup")(backup.backup)
+app.command("archive")(backup.archive)
 app.add_typer(bench.app, name="bench")
 app.add_typer(keys.app, name="keys")
 app.add_typer(users.app, name="users")

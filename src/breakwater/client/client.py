@@ -62,6 +62,9 @@ class Client:
     ``sync_collections``: the collections this device pulls and follows in realtime (``None``:
     every one). Writes to other collections are still pushed; they stay in the local view until
     settled, then leave it (docs/sdk.md#scoped-sync).
+    ``offer_after_restore``: when the node answers ``cursor_unknown`` (it was restored to an
+    earlier point), write back the documents this device held that the node lost, as ordinary
+    writes under this device's credentials (docs/sdk.md#restores).
     """
 
     def __init__(
@@ -82,6 +85,7 @@ class Client:
         long_poll_wait: float = 25.0,
         request_timeout: float = 30.0,
         sync_collections: Sequence[str] | None = None,
+        offer_after_restore: bool = True,
         limits: Limits | None = None,
         sync: bool = True,
         http_transport: httpx.AsyncBaseTransport | None = None,
@@ -112,6 +116,7 @@ class Client:
             backoff_base,
             backoff_cap,
             self._scope,
+            offer_after_restore,
         )
         self._sync_enabled = sync
         self._http_transport = http_transport

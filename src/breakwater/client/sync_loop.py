@@ -44,6 +44,7 @@ from breakwater.core.errors import (
     BreakwaterError,
     ClockSkew,
     CursorGone,
+    CursorUnknown,
     Forbidden,
     PayloadTooLarge,
 )
@@ -66,6 +67,7 @@ class SyncSettings:
     backoff_base: float = 0.2
     backoff_cap: float = 30.0
     collections: Scope = None
+    offer_after_restore: bool = True
 
 
 class SyncLoop:
@@ -318,7 +320,8 @@ class SyncLoop:
                 )
             except CursorGone as gone:
                 log.warning("%s: full resync (the outbox is kept)", gone.type)
-                await self.store.begin_resync()
+                restored = isinstance(gone, CursorUnknown) and self.settings.offer_after_restore
+                await self.store.begin_resync(offer=restored)
                 continue
             has_more = bool(page["has_more"])
             result = await self.store.apply_page(

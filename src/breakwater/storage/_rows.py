@@ -37,12 +37,25 @@ def conflict_of(row: Any) -> RecordedConflict:
 
 
 def feed_entry(
-    change: Change, data_json: str | None, version: str, state_json: str | None
+    change: Change,
+    data_json: str | None,
+    version: str,
+    state_json: str | None,
+    at_ms: int | None = None,
+    current: bool | None = None,
 ) -> FeedEntry:
-    """A feed entry; the CRDT state is unpacked only when it was read (``include_state``)."""
+    """A feed entry; the CRDT state (with the commit time and whether this change left it) is
+    unpacked only when it was read (``include_state``)."""
     data = None if data_json is None else codec.loads(data_json)
     state = None if state_json is None else document.unpack(codec.loads(state_json), data)
-    return FeedEntry(change=change, data=data, version=version, state=state)
+    return FeedEntry(
+        change=change,
+        data=data,
+        version=version,
+        state=state,
+        at_ms=at_ms,
+        current=True if current is None else bool(current),
+    )
 
 
 def feed_page(

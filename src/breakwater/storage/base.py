@@ -25,12 +25,20 @@ from breakwater.core.records import record
 
 @record
 class FeedEntry:
-    """A change and the document's current merged state (``data`` is ``None`` for a tombstone)."""
+    """A change and the document's current merged state (``data`` is ``None`` for a tombstone).
+
+    Read with the state (``include_state``), an entry also tells when its change was committed
+    (``at_ms``, the store's clock) and whether the state is the one this change left
+    (``current``): a later change of the document supersedes it. The archive needs both to
+    rebuild the store as it was at a given moment (ops/archive.py).
+    """
 
     change: Change
     data: dict[str, Any] | None
     version: str
     state: dict[str, Any] | None = None
+    at_ms: int | None = None
+    current: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -610,9 +610,10 @@ _PULL = (
     " SELECT * FROM (SELECT 0 AS part, 0::bigint AS lsn, origin, seq, low_water,"
     " NULL::text AS collection, NULL::text AS doc_id, NULL::text AS mutation_id,"
     " NULL::text AS hlc, NULL::text AS op, NULL::text AS data, NULL::text AS version,"
-    " NULL::text AS state FROM head"
+    " NULL::text AS state, NULL::bigint AS at_ms, NULL::boolean AS current FROM head"
     " UNION ALL (SELECT 1, c.lsn, c.origin, c.seq, 0, c.collection, c.doc_id, c.mutation_id,"
-    " c.hlc, c.op, d.data, d.version, CASE WHEN $5::boolean THEN d.state END"
+    " c.hlc, c.op, d.data, d.version, CASE WHEN $5::boolean THEN d.state END,"
+    " CASE WHEN $5::boolean THEN c.at_ms END, CASE WHEN $5::boolean THEN d.lsn = c.lsn END"
     " FROM changes c JOIN docs d ON d.collection = c.collection AND d.id = c.doc_id"
     " WHERE c.lsn > (SELECT lsn FROM start)"
     " AND NOT EXISTS (SELECT FROM seen WHERE c.origin = seen.o AND c.seq <= seen.s)"
@@ -655,6 +656,8 @@ async def _pull(
             row[10],
             row[11],
             row[12] if include_state else None,
+            row[13],
+            row[14],
         )
         for row in changes[:limit]
     ]

@@ -522,7 +522,7 @@ def _pull(
     if collections:
         clauses.append(f"c.collection IN ({', '.join('?' for _ in collections)})")
         params.extend(collections)
-    state_col = ", d.state" if include_state else ""
+    state_col = ", d.state, c.at_ms, d.lsn = c.lsn" if include_state else ""
     rows = conn.execute(
         "SELECT c.origin, c.seq, c.collection, c.doc_id, c.mutation_id, c.hlc, c.op,"
         f" d.data, d.version{state_col} FROM changes c"
@@ -537,7 +537,7 @@ def _pull(
             Change(row[0], row[1], row[2], row[3], row[4], row[5], row[6]),
             row[7],
             row[8],
-            row[9] if include_state else None,
+            *((row[9], row[10], row[11]) if include_state else (None,)),
         )
         for row in rows
     ]
