@@ -203,7 +203,7 @@ async def test_a_drained_nodes_subscribers_resume_on_other_nodes_missing_nothing
 
     assert exit_codes == [0]
     assert writer.failures == 0
-    assert 0 < before_drain and gone + 10 <= len(writer.acked), "writes stopped around the drain"
+    assert before_drain > 0 and gone + 10 <= len(writer.acked), "writes stopped around the drain"
     for subscriber in subscribers:
         assert subscriber.nodes[-1] in ("n1", "n3"), subscriber.nodes
         assert len(subscriber.received) == len(set(subscriber.received)), "a change came twice"
