@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from breakwater.auth.postgres_store import PostgresAuthStore
+from breakwater.auth.postgres_store import MIGRATIONS, PostgresAuthStore
 from breakwater.core.errors import StoreIncompatible, StoreUnavailable
 from tests.forwarder import Forwarder
 from tests.services import POSTGRES_URL, require_service
@@ -34,7 +34,7 @@ def store_on(schema: str, dsn: str = POSTGRES_URL) -> PostgresAuthStore:
 
 
 async def test_nodes_starting_together_migrate_the_auth_tables_once(schema: str) -> None:
-    """Four stores' first calls race on a fresh schema: all answer, one migration row."""
+    """Four stores' first calls race on a fresh schema: all answer, one row per migration."""
     stores = [store_on(schema) for _ in range(4)]
     barrier = threading.Barrier(len(stores))
     answers: list[object] = []
@@ -54,7 +54,7 @@ async def test_nodes_starting_together_migrate_the_auth_tables_once(schema: str)
         rows = await conn.fetch(f'SELECT version FROM "{schema}".auth_migrations')
     finally:
         await conn.close()
-    assert [row[0] for row in rows] == [1]
+    assert [row[0] for row in rows] == list(range(1, len(MIGRATIONS) + 1))
 
 
 async def test_auth_tables_from_a_newer_breakwater_are_refused(schema: str) -> None:
@@ -96,3 +96,33 @@ async def test_an_unreachable_server_is_store_unavailable_until_it_returns(schem
     finally:
         await asyncio.to_thread(store.close)  # its connections pass the forwarder on this loop
         await forwarder.aclose()
+
+
+async def test_auth_tables_of_version_1_gain_the_account_lifecycle_and_keep_their_rows(
+    schema: str,
+) -> None:
+    """A schema written before accounts could be disabled or verified is migrated in place:
+    its accounts stay, enabled and unverified."""
+    conn = await asyncpg.connect(require_service(POSTGRES_URL))
+    try:
+        await conn.execute(f'CREATE SCHEMA "{schema}"; SET search_path TO "{schema}"')
+        await conn.execute(MIGRATIONS[0])
+        await conn.execute(
+            "CREATE TABLE auth_migrations (version integer PRIMARY KEY,"
+            " applied_at timestamptz NOT NULL DEFAULT now());"
+            " INSERT INTO auth_migrations VALUES (1)"
+        )
+        await conn.execute(
+            "INSERT INTO auth_accounts (uid, email, password_hash, anonymous, roles, created_ms)"
+            " VALUES ('u1', 'old@example.com', 'h', false, '[]', 1)"
+        )
+    finally:
+        await conn.close()
+    store = await asyncio.to_thread(store_on, schema)
+    try:
+        account = await asyncio.to_thread(store.account, "u1")
+        assert account is not None and account.email == "old@example.com"
+        assert (account.disabled, account.email_verified) == (False, False)
+        assert await asyncio.to_thread(store.disabled_uids) == frozenset()
+    finally:
+        store.close()

@@ -7,6 +7,8 @@ Contract for every backend:
 - ``rotate_refresh`` is atomic: of concurrent rotations of one token, exactly one succeeds. A
   token that was already used or revoked is *reuse*: the store revokes its whole family and
   answers ``"reused"``; nothing is issued.
+- ``use_one_time`` is atomic: of concurrent uses of one token, exactly one gets its record; a
+  used token is gone, and so are the other live tokens of that user and purpose.
 - Secrets are never stored, only their hashes. Backend errors never escape as driver errors.
 """
 
@@ -15,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal, Protocol
 
-from breakwater.auth.records import Account, ApiKey, RefreshToken
+from breakwater.auth.records import Account, ApiKey, OneTimeToken, RefreshToken
 from breakwater.core.errors import BreakwaterError
 
 RotateOutcome = Literal["rotated", "reused", "unknown", "expired"]
@@ -50,8 +52,14 @@ class AuthStore(Protocol):
     def update_account(self, account: Account) -> None:
         """Replace every field of an existing account; ``EmailTaken`` on a taken email."""
 
-    def delete_account(self, uid: str) -> bool:
-        """Remove the account ``uid`` and its refresh tokens at once; False if there was none."""
+    def delete_account(self, uid: str, now_ms: int) -> bool:
+        """Erase the account ``uid`` at once: its refresh and one-time tokens go, and its row
+        keeps only the uid, disabled (a tombstone no read method returns); False if there was
+        no account."""
+
+    def disabled_uids(self) -> frozenset[str]:
+        """The uids of every disabled account, erased ones included (a node keeps them in
+        memory to refuse their access tokens)."""
 
     def find_accounts(self, text: str, limit: int) -> Sequence[Account]:
         """Up to ``limit`` accounts whose uid is ``text`` or whose email starts with it
@@ -77,6 +85,14 @@ class AuthStore(Protocol):
 
     def family_of(self, token_hash: str) -> str | None:
         """The family of a stored refresh token."""
+
+    def add_one_time(self, token: OneTimeToken) -> None:
+        """Store a newly mailed one-time token."""
+
+    def use_one_time(self, token_hash: str, purpose: str, now_ms: int) -> OneTimeToken | None:
+        """Spend a live token of ``purpose``: its record, or None when it is unknown, of another
+        purpose, expired or already used. Spending removes every token of that user and
+        purpose (an older link dies with the newer one)."""
 
     def add_key(self, key: ApiKey) -> None:
         """Store a new API key."""
