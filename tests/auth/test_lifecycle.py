@@ -259,13 +259,13 @@ async def test_bad_input_is_a_4xx_problem(
     assert answer.headers["content-type"] == "application/problem+json"
 
 
-async def test_without_smtp_the_mailed_flows_answer_503(rules_node: httpx.AsyncClient) -> None:
-    """A node with no SMTP server says so instead of pretending to mail."""
+async def test_without_smtp_the_mailed_flows_are_off(rules_node: httpx.AsyncClient) -> None:
+    """A node with no SMTP server says so (404 mail_off) instead of pretending to mail."""
     user = await sign_up(rules_node, "nomail@example.com")
     reset = await rules_node.post("/v1/auth/password/reset", json={"email": "nomail@example.com"})
-    assert reset.status_code == 503 and reset.json()["type"] == "mail_unavailable"
+    assert reset.status_code == 404 and reset.json()["type"] == "mail_off"
     verify = await rules_node.post("/v1/auth/email/verify", headers=user.headers)
-    assert verify.status_code == 503
+    assert verify.status_code == 404
 
 
 async def test_tokens_and_the_smtp_password_stay_out_of_the_logs(

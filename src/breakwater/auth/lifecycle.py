@@ -28,8 +28,8 @@ from breakwater.auth.tokens import hash_secret
 from breakwater.core.errors import (
     BreakwaterError,
     Forbidden,
+    NotFound,
     Unauthorized,
-    Unavailable,
     ValidationError,
 )
 
@@ -44,11 +44,12 @@ MAX_TRACKED_ADDRESSES = 100_000
 MAX_TOKEN_LENGTH = 128
 
 
-class MailUnavailable(Unavailable):
-    """The node has no SMTP server configured, so it cannot mail a link."""
+class MailOff(NotFound):
+    """The node has no SMTP server configured, so the mailed flows are off (404, as the admin
+    console is on a node without an admin key: a setting, not an outage)."""
 
-    type = "mail_unavailable"
-    title = "Mail unavailable"
+    type = "mail_off"
+    title = "Mail is off"
 
 
 class TokenInvalid(BreakwaterError):
@@ -83,7 +84,7 @@ class AccountLifecycle:
 
     def _require_mail(self) -> None:
         if not self.mailer.settings.enabled:
-            raise MailUnavailable("this node has no SMTP server configured ([smtp] host)")
+            raise MailOff("this node has no SMTP server configured ([smtp] host)")
 
     def _may_mail(self, address: str) -> bool:
         """Count a mail to ``address``; False once it had :data:`MAILS_PER_ADDRESS` this window."""

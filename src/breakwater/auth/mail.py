@@ -28,7 +28,7 @@ SENDERS = 2
 @dataclass(frozen=True)
 class SmtpSettings:
     """The ``[smtp]`` table. Mail is off while ``host`` is empty; then verification and reset
-    mails are not sent and the endpoints that need them answer 503 ``mail_unavailable``."""
+    mails are not sent and the endpoints that need them answer 404 ``mail_off``."""
 
     host: str = ""
     port: int = 587

@@ -238,7 +238,7 @@ MAILED_RESPONSES: dict[int | str, dict[str, Any]] = {
         "accepted: a mail goes out when the request is valid (the same answer either way)",
         {"type": "object", "required": ["status"], "properties": {"status": _STRING}},
     ),
-    **_errors(400, 401, 403, 413, 415, 429, 503),
+    **_errors(400, 401, 403, 404, 413, 415, 429, 503),
 }
 ACCOUNT_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: _json("the account", _ACCOUNT),
