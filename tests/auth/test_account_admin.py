@@ -136,6 +136,41 @@ async def test_a_disabled_account_cannot_open_a_realtime_connection(
     assert refused.value.response.status_code == 403
 
 
+@pytest.mark.parametrize("where", ["this node", "another node"])
+async def test_open_realtime_connections_of_a_disabled_account_are_closed(
+    make_node: Callable[..., Awaitable[LiveNode]], where: str
+) -> None:
+    """Disabled through the admin API, or in the store (another node, the CLI): the open
+    WebSocket gets an account_disabled error and is closed with 1008 (within the reload)."""
+    live = await make_node(RULES)
+    node: Node = live.app.state.node
+    async with httpx.AsyncClient(base_url=live.url) as http:
+        user = await sign_up(http, "rt-open@example.com")
+        admin = {"Authorization": f"ApiKey {node.auth.create_key('ops', ['admin'])[0]}"}
+        async with websockets.connect(
+            f"{live.ws_url}/v1/realtime", additional_headers=user.headers
+        ) as websocket:
+            await websocket.send(json.dumps({"type": "subscribe", "collections": ["notes"]}))
+            if where == "this node":
+                answer = await http.post(f"/v1/admin/accounts/{user.uid}/disable", headers=admin)
+                assert answer.status_code == 200
+            else:
+                account = await asyncio.to_thread(node.auth_store.account, user.uid)
+                assert account is not None
+                await asyncio.to_thread(
+                    node.auth_store.update_account, replace(account, disabled=True)
+                )
+            errors = []
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                async with asyncio.timeout(10):
+                    while True:
+                        message = json.loads(await websocket.recv())
+                        if message["type"] == "error":
+                            errors.append(message["error"]["type"])
+    assert errors == ["account_disabled"]
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+
+
 async def test_export_holds_the_account_and_exactly_its_documents(
     auth_node: httpx.AsyncClient,
 ) -> None:

@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 from breakwater.auth.records import Account
+from breakwater.auth.service import AccountDisabled
 from breakwater.core.engine import StoredDoc
 from breakwater.core.mutation import Mutation
 from breakwater.core.query import Filter, Query, decode_page_token
@@ -74,11 +75,19 @@ async def export_user(node: Node, account: Account) -> dict[str, Any]:
     }
 
 
+async def disable_user(node: Node, uid: str) -> Account:
+    """Disable the account and close its open realtime connections on this node (the other
+    nodes close theirs at their next reload of the disabled accounts)."""
+    account = await node.auth.set_disabled(uid, True)
+    node.realtime.end_sessions_of(frozenset({uid}), AccountDisabled("this account is disabled"))
+    return account
+
+
 async def delete_user(node: Node, uid: str) -> int:
     """Disable the account (no new writes while its documents go), delete every document it
     owns (tombstones through the write path), then erase the account and its tokens; returns
     how many documents were deleted. ``NotFound`` when there is no such account."""
-    await node.auth.set_disabled(uid, True)
+    await disable_user(node, uid)
     deleted = 0
     for name, field in owned_collections(node):
         while docs := await _owned_page(node, name, field, uid):

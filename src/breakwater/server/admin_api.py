@@ -24,7 +24,7 @@ from breakwater.auth.rule_tester import evaluate_rule
 from breakwater.core.errors import NotFound, ValidationError
 from breakwater.core.mutation import check_collection
 from breakwater.server.access import identity_of
-from breakwater.server.account_data import account_json, delete_user, export_user
+from breakwater.server.account_data import account_json, delete_user, disable_user, export_user
 from breakwater.server.auth_api import export_response
 from breakwater.server.body import read_json
 from breakwater.server.readiness import check
@@ -195,7 +195,7 @@ async def disable_account(request: Request, uid: str) -> Response:
     """Its sessions end and its tokens are refused at once (on other nodes within seconds);
     sign-in answers 403 ``account_disabled``. Its data stays."""
     await _admin(request)
-    return json_response(account_json(await node_of(request).auth.set_disabled(uid, True)))
+    return json_response(account_json(await disable_user(node_of(request), uid)))
 
 
 @router.post("/v1/admin/accounts/{uid}/enable", summary="Re-enable an account", responses=_ERRORS)

@@ -17,7 +17,7 @@ from breakwater.auth.lifecycle import AccountLifecycle
 from breakwater.auth.mail import Mailer
 from breakwater.auth.passwords import HashParameters, Passwords
 from breakwater.auth.policy import Policy
-from breakwater.auth.service import AuthService
+from breakwater.auth.service import AccountDisabled, AuthService
 from breakwater.auth.signing_keys import load_keys
 from breakwater.auth.tokens import TokenIssuer
 from breakwater.bus import Bus, open_bus
@@ -168,6 +168,10 @@ async def _reload_disabled_forever(node: Node) -> None:
             await node.auth.reload_disabled()
         except BreakwaterError as error:
             _log.warning("disabled_reload_failed", error=error.type)
+        if node.auth.disabled:
+            node.realtime.end_sessions_of(
+                node.auth.disabled, AccountDisabled("this account is disabled")
+            )
         await asyncio.sleep(DISABLED_RELOAD_SECONDS)
 
 
