@@ -284,3 +284,20 @@ async def test_tokens_and_the_smtp_password_stay_out_of_the_logs(
     assert "mail_failed" in logged  # aiosmtpd here has no STARTTLS: every send fails
     assert secret not in logged
     assert "token=" not in logged
+
+
+async def test_reset_requests_are_limited_per_address_like_sign_in(
+    make_client: Callable[..., Any], mailbox: Mailbox
+) -> None:
+    """The reset endpoints share the per-address sign-in bucket, whatever token is sent."""
+    toml = RULES.replace('mode = "enforce"', 'mode = "enforce"\nburst_auth_per_ip = 2')
+    client = await make_client(toml + mailbox.config)
+    body = {"email": "limited@example.com"}
+    answers = [
+        (await client.post("/v1/auth/password/reset", json=body)).status_code for _ in range(3)
+    ]
+    assert answers == [202, 202, 429]
+    confirm = await client.post(
+        "/v1/auth/password/reset/confirm", json={"token": "x", "new_password": "long enough"}
+    )
+    assert confirm.status_code == 429
