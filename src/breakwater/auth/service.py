@@ -102,6 +102,7 @@ class AuthService:
         self.clock = clock
         self.disabled: frozenset[str] = frozenset()
         """Disabled uids, refused on every request: see :meth:`reload_disabled` (ADR 0026)."""
+        self._local_changes = 0
 
     async def _run(self, work: Callable[[], T]) -> T:
         return await asyncio.to_thread(work)
@@ -123,8 +124,19 @@ class AuthService:
         return identity
 
     async def reload_disabled(self) -> None:
-        """Read the disabled accounts from the store (other nodes and the CLI disable too)."""
-        self.disabled = await self._run(self.store.disabled_uids)
+        """Read the disabled accounts from the store (other nodes and the CLI disable too).
+
+        A read that raced a change made here is dropped (it may predate it); the next one
+        takes it.
+        """
+        before = self._local_changes
+        fresh = await self._run(self.store.disabled_uids)
+        if self._local_changes == before:
+            self.disabled = fresh
+
+    def _mark(self, uid: str, disabled: bool) -> None:
+        self._local_changes += 1
+        self.disabled = (self.disabled | {uid}) if disabled else (self.disabled - {uid})
 
     async def set_disabled(self, uid: str, disabled: bool) -> Account:
         """Disable (or re-enable) an account: its sessions end and its access tokens are refused
@@ -141,7 +153,7 @@ class AuthService:
             return updated
 
         account = await self._run(work)
-        self.disabled = (self.disabled | {uid}) if disabled else (self.disabled - {uid})
+        self._mark(uid, disabled)
         return account
 
     # sessions -----------------------------------------------------------------------------------
@@ -417,7 +429,7 @@ class AuthService:
         disabled, see :meth:`AuthStore.delete_account`)."""
         if not await self._run(lambda: self.store.delete_account(uid, self._now_ms())):
             raise NotFound(f"no account {uid!r}")
-        self.disabled = self.disabled | {uid}
+        self._mark(uid, True)
 
     # API keys -----------------------------------------------------------------------------------
 
