@@ -1,7 +1,7 @@
 /** Breakwater's TypeScript SDK: an offline-first local store that syncs in the background (docs/sdk-js.md). */
 
 export { Auth, MfaRequired } from "./auth.js";
-export type { Session } from "./auth.js";
+export type { Account, AccountExport, Session } from "./auth.js";
 export { Client } from "./client.js";
 export type { ClientOptions } from "./client.js";
 export { Collection } from "./collection.js";
