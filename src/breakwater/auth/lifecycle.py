@@ -35,6 +35,7 @@ from breakwater.core.errors import (
 
 T = TypeVar("T")
 VERIFY, RESET, EMAIL = "verify", "reset", "email"
+"""A token's purpose, which is also the path of its link under ``smtp.base_url``."""
 TOKEN_TTL = {VERIFY: 48 * 3600.0, RESET: 3600.0, EMAIL: 24 * 3600.0}
 """Seconds a mailed token stays valid: a reset is the most sensitive, so it is the shortest."""
 MAILS_PER_ADDRESS = 5
@@ -129,20 +130,35 @@ class AccountLifecycle:
         return record, account
 
     def _letter(self, to: str, subject: str, text: str) -> None:
+        """Post a letter unless ``to`` had its share of mails this window."""
         if self._may_mail(to):
-            name = self.mailer.settings.app_name
-            self.mailer.post(Letter(to, f"{name}: {subject}", text))
+            self._post(to, subject, text)
+
+    def _post(self, to: str, subject: str, text: str) -> None:
+        self.mailer.post(Letter(to, f"{self.mailer.settings.app_name}: {subject}", text))
+
+    def _mail_link(
+        self, account: Account, purpose: str, to: str, subject: str, text: Callable[[str], str]
+    ) -> None:
+        """Issue a token of ``purpose`` and mail its link, unless ``to`` had its share of mails
+        this window (then no token is stored either)."""
+        if self._may_mail(to):
+            link = self.mailer.settings.link(purpose, self._issue(account, purpose, to))
+            self._post(to, subject, text(link))
 
     # verification ---------------------------------------------------------------------------
 
     def _mail_verification(self, account: Account) -> None:
         assert account.email is not None
-        link = self.mailer.settings.link("verify", self._issue(account, VERIFY, account.email))
-        self._letter(
+        self._mail_link(
+            account,
+            VERIFY,
             account.email,
             "confirm your email address",
-            f"Confirm that this address is yours:\n\n{link}\n\n"
-            f"The link works once, for {int(TOKEN_TTL[VERIFY] // 3600)} hours.",
+            lambda link: (
+                f"Confirm that this address is yours:\n\n{link}\n\n"
+                f"The link works once, for {int(TOKEN_TTL[VERIFY] // 3600)} hours."
+            ),
         )
 
     async def signed_up(self, uid: str) -> None:
@@ -196,13 +212,16 @@ class AccountLifecycle:
         account = self.store.account_by_email(address)
         if account is None or account.email is None:
             return
-        link = self.mailer.settings.link("reset", self._issue(account, RESET, account.email))
-        self._letter(
+        self._mail_link(
+            account,
+            RESET,
             account.email,
             "reset your password",
-            f"Someone asked to reset the password of this account. If it was you:\n\n{link}\n\n"
-            f"The link works once, for {int(TOKEN_TTL[RESET] // 60)} minutes. If it was not"
-            " you, ignore this mail: your password stays as it is.",
+            lambda link: (
+                "Someone asked to reset the password of this account. If it was you:"
+                f"\n\n{link}\n\nThe link works once, for {int(TOKEN_TTL[RESET] // 60)} minutes."
+                " If it was not you, ignore this mail: your password stays as it is."
+            ),
         )
 
     async def confirm_reset(self, token: object, new_password: object) -> None:
@@ -248,12 +267,15 @@ class AccountLifecycle:
                 raise Unauthorized(BAD_CREDENTIALS)
             if address == account.email:
                 raise ValidationError("new_email is the current email", field="new_email")
-            link = self.mailer.settings.link("email", self._issue(account, EMAIL, address))
-            self._letter(
+            self._mail_link(
+                account,
+                EMAIL,
                 address,
                 "confirm your new email address",
-                f"Confirm that this address should become your account's:\n\n{link}\n\n"
-                f"The link works once, for {int(TOKEN_TTL[EMAIL] // 3600)} hours.",
+                lambda link: (
+                    "Confirm that this address should become your account's:"
+                    f"\n\n{link}\n\nThe link works once, for {int(TOKEN_TTL[EMAIL] // 3600)} hours."
+                ),
             )
             self._letter(
                 account.email,

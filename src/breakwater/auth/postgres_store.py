@@ -480,9 +480,16 @@ class PostgresAuthStore:
     # one-time tokens ----------------------------------------------------------------------------
 
     def add_one_time(self, token: OneTimeToken) -> None:
-        """Store a mailed token."""
+        """Store a mailed token; the user's expired tokens of that purpose go."""
 
         async def work(conn: Connection) -> None:
+            await conn.execute(
+                "DELETE FROM auth_one_time_tokens"
+                " WHERE uid = $1 AND purpose = $2 AND expires_ms <= $3",
+                token.uid,
+                token.purpose,
+                token.created_ms,
+            )
             await conn.execute(
                 f"INSERT INTO auth_one_time_tokens ({_ONE_TIME_COLUMNS})"
                 " VALUES ($1, $2, $3, $4, $5, $6)",

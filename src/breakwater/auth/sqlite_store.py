@@ -329,8 +329,12 @@ class SqliteAuthStore:
     # one-time tokens ----------------------------------------------------------------------------
 
     def add_one_time(self, token: OneTimeToken) -> None:
-        """Store a mailed token."""
+        """Store a mailed token; the user's expired tokens of that purpose go."""
         with self._tx() as db:
+            db.execute(
+                "DELETE FROM one_time_tokens WHERE uid = ? AND purpose = ? AND expires_ms <= ?",
+                (token.uid, token.purpose, token.created_ms),
+            )
             db.execute(
                 f"INSERT INTO one_time_tokens ({_ONE_TIME_COLUMNS}) VALUES (?,?,?,?,?,?)",
                 (

@@ -87,7 +87,8 @@ class AuthStore(Protocol):
         """The family of a stored refresh token."""
 
     def add_one_time(self, token: OneTimeToken) -> None:
-        """Store a newly mailed one-time token."""
+        """Store a newly mailed one-time token; the user's tokens of that purpose that expired
+        by its ``created_ms`` are removed (so expired tokens never pile up)."""
 
     def use_one_time(self, token_hash: str, purpose: str, now_ms: int) -> OneTimeToken | None:
         """Spend a live token of ``purpose``: its record, or None when it is unknown, of another
