@@ -74,6 +74,8 @@ async def test_sign_up_mails_a_link_that_verifies_the_email_once(
     assert again.status_code == 400 and again.json()["type"] == "token_invalid"
     session = (await login(mail_node, "ver@example.com", "correct horse")).json()
     headers = {"Authorization": f"Bearer {session['access_token']}"}
+    me = await mail_node.get("/v1/auth/me", headers=headers)
+    assert me.json()["email_verified"] is True
     allowed = await mail_node.put("/v1/collections/verified/docs/d", json={"x": 1}, headers=headers)
     assert allowed.status_code == 201, allowed.text
     # Verified: no new link is sent.

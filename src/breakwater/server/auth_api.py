@@ -184,7 +184,8 @@ async def link(request: Request) -> Response:
 
 @router.get("/me", summary="Who the credential stands for", responses=openapi.ME_RESPONSES)
 async def me(request: Request) -> Response:
-    """The caller's uid, kind, roles and whether it signed in with MFA."""
+    """The caller's uid, kind, roles, whether it signed in with MFA and whether its token says
+    its email is verified."""
     caller = _caller(request)
     return json_response(
         {
@@ -193,6 +194,7 @@ async def me(request: Request) -> Response:
             "anonymous": caller.anonymous,
             "roles": list(caller.roles),
             "mfa": caller.mfa,
+            "email_verified": caller.email_verified,
         },
     )
 

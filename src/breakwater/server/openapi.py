@@ -309,6 +309,7 @@ ME_RESPONSES: dict[int | str, dict[str, Any]] = {
                 "anonymous": {"type": "boolean"},
                 "roles": {"type": "array", "items": _STRING},
                 "mfa": {"type": "boolean"},
+                "email_verified": {"type": "boolean"},
             },
         },
     ),
