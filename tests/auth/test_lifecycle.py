@@ -292,7 +292,9 @@ async def test_reset_requests_are_limited_per_address_like_sign_in(
     make_client: Callable[..., Any], mailbox: Mailbox
 ) -> None:
     """The reset endpoints share the per-address sign-in bucket, whatever token is sent."""
-    toml = RULES.replace('mode = "enforce"', 'mode = "enforce"\nburst_auth_per_ip = 2')
+    # A bucket of 2 that refills once in 1,000 s: a slow machine cannot earn a token back.
+    limited = 'mode = "enforce"\nburst_auth_per_ip = 2\nrate_auth_per_ip = 0.001'
+    toml = RULES.replace('mode = "enforce"', limited)
     client = await make_client(toml + mailbox.config)
     body = {"email": "limited@example.com"}
     answers = [
