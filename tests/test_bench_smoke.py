@@ -134,6 +134,8 @@ def test_bench_auth_reports_every_figure(tmp_path: Path) -> None:
         "raw_argon2id_verifies_per_s",
         "token_verify_first_us",
         "token_verify_again_us",
+        "token_verify_with_denylist_us",
+        "auth_store_lookup_us",
         "push_docs_per_s_with_rules",
         "push_docs_per_s_without_rules",
         "pull_changes_per_s_with_rules",

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import jsonschema
 
 from breakwater.auth.external_settings import parse_external, parse_oidc
+from breakwater.auth.mail import SmtpSettings
 from breakwater.auth.rules import CollectionRules, compile_rules
 from breakwater.auth.settings import AuthSettings, proxy_networks
 from breakwater.core.collections import CollectionConfig, Validator
@@ -100,6 +101,7 @@ class Config:
     collections: Mapping[str, CollectionConfig] = field(default_factory=dict)
     auth: AuthSettings = field(default_factory=AuthSettings)
     rules: Mapping[str, CollectionRules] = field(default_factory=dict)
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
 
     @property
     def store_url(self) -> str:
@@ -122,11 +124,13 @@ class Config:
         return frozenset(t.strip() for t in self.realtime_transports.split(",") if t.strip())
 
 
-_TABLES = ("limits", "collections", "auth", "rules")
+_TABLES = ("limits", "collections", "auth", "rules", "smtp")
 _TOP_KEYS = [f.name for f in dataclasses.fields(Config) if f.name not in _TABLES]
 _LIMIT_KEYS = [f.name for f in dataclasses.fields(Limits)]
 _AUTH_TABLES = ("oidc", "external")
 _AUTH_KEYS = [f.name for f in dataclasses.fields(AuthSettings) if f.name not in _AUTH_TABLES]
+_SMTP_KEYS = [f.name for f in dataclasses.fields(SmtpSettings)]
+_SMTP_SECURITY = ("starttls", "ssl", "none")
 
 
 def _coerce(key: str, value: Any, kind: type | str) -> Any:
@@ -257,6 +261,33 @@ def _auth(raw: Any, env: Mapping[str, str]) -> AuthSettings:
     return settings
 
 
+def _smtp(raw: Any, env: Mapping[str, str]) -> SmtpSettings:
+    """The ``[smtp]`` table; every key also reads from ``BREAKWATER_SMTP_<KEY>`` (so the
+    password can stay out of the file)."""
+    if not isinstance(raw, dict) or set(raw) - set(_SMTP_KEYS):
+        raise ConfigError(f"smtp must be a table with keys from {_SMTP_KEYS}")
+    types = _field_types(SmtpSettings)
+    values: dict[str, Any] = {}
+    for key in _SMTP_KEYS:
+        if key in raw:
+            values[key] = _coerce(f"smtp.{key}", raw[key], types[key])
+        env_key = f"{ENV_PREFIX}SMTP_{key.upper()}"
+        if env.get(env_key):
+            values[key] = _coerce(env_key, env[env_key], types[key])
+    settings = SmtpSettings(**values)
+    if settings.security not in _SMTP_SECURITY:
+        raise ConfigError(f"smtp.security = {settings.security!r} is not one of {_SMTP_SECURITY}")
+    if not 0 < settings.port <= 65535:
+        raise ConfigError(f"smtp.port = {settings.port} is not a TCP port")
+    if settings.timeout <= 0:
+        raise ConfigError(f"smtp.timeout = {settings.timeout} must be positive")
+    if settings.host and "@" not in settings.from_address:
+        raise ConfigError("smtp.from_address must be an email address when smtp.host is set")
+    if settings.base_url and not settings.base_url.startswith(("https://", "http://")):
+        raise ConfigError(f"smtp.base_url = {settings.base_url!r} must be an http(s) URL")
+    return settings
+
+
 def _collections(raw: Any, base: Path) -> dict[str, CollectionConfig]:
     if not isinstance(raw, dict):
         raise ConfigError("collections must be a table of tables")
@@ -306,7 +337,7 @@ def load_config(
             raise ConfigError(f"config file {str(file)!r} cannot be read: {exc}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {str(file)!r} is not valid TOML: {exc}") from exc
-    known = set(_TOP_KEYS) | {"limits", "collections", "auth"}
+    known = set(_TOP_KEYS) | {"limits", "collections", "auth", "smtp"}
     unknown = set(raw) - known
     if unknown:
         raise ConfigError(f"unknown settings in {file}: {sorted(unknown)}")
@@ -346,6 +377,7 @@ def load_config(
         collections=collections,
         auth=_auth(raw.get("auth", {}), env),
         rules=_rules(raw.get("collections", {})),
+        smtp=_smtp(raw.get("smtp", {}), env),
     )
     _check(config)
     return config

@@ -1,7 +1,7 @@
 /** Breakwater's TypeScript SDK: an offline-first local store that syncs in the background (docs/sdk-js.md). */
 
 export { Auth, MfaRequired, pkcePair } from "./auth.js";
-export type { OidcStart, Session } from "./auth.js";
+export type { Account, AccountExport, OidcStart, Session } from "./auth.js";
 export { externalToken } from "./external-token.js";
 export type { TokenCallback } from "./external-token.js";
 export { Client } from "./client.js";

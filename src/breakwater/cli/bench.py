@@ -393,6 +393,12 @@ def auth(
         f"{report['token_verify_again_us'] / report['hmac_sha256_us']:.1f}x",
     )
     table.add_row(
+        "token verification µs, seen before, with the disabled denylist",
+        f"{report['token_verify_with_denylist_us']:.2f}",
+        f"{report['auth_store_lookup_us']:.1f} µs auth-store lookup",
+        f"{report['token_verify_with_denylist_us'] / report['auth_store_lookup_us']:.4f}",
+    )
+    table.add_row(
         "push docs/s with rules",
         f"{report['push_docs_per_s_with_rules']:,}",
         f"{report['push_docs_per_s_without_rules']:,} without",

@@ -14,10 +14,12 @@ from starlette.routing import BaseRoute
 
 import breakwater
 from breakwater.auth.external_tokens import ExternalIssuer
+from breakwater.auth.lifecycle import AccountLifecycle
+from breakwater.auth.mail import Mailer
 from breakwater.auth.oidc_sign_in import OidcSignIn
 from breakwater.auth.passwords import HashParameters, Passwords
 from breakwater.auth.policy import Policy
-from breakwater.auth.service import AuthService
+from breakwater.auth.service import AccountDisabled, AuthService
 from breakwater.auth.signing_keys import load_keys
 from breakwater.auth.tokens import TokenIssuer
 from breakwater.auth.verifier import TokenVerifier
@@ -69,6 +71,8 @@ from breakwater.storage.base import CompactionReport, Store
 
 _log = get_logger("breakwater.server")
 DAY_MS = 86_400_000
+DISABLED_RELOAD_SECONDS = 2.0
+"""How soon the other nodes refuse an account disabled on one (ADR 0026)."""
 
 
 def build_node(
@@ -143,6 +147,7 @@ def build_node(
         settings.resolved_mode(config.host), config.rules, frozenset(settings.mfa_roles)
     )
     auth = AuthService(auth_store, issuer, passwords, settings.refresh_ttl)
+    mailer = Mailer(config.smtp)
     return Node(
         config=config,
         clock=clock,
@@ -154,6 +159,8 @@ def build_node(
         realtime=realtime,
         auth=auth,
         auth_store=auth_store,
+        mailer=mailer,
+        lifecycle=AccountLifecycle(auth, mailer),
         policy=policy,
         buckets=buckets,
         limiter=RateLimiter(settings, metrics, buckets, names),
@@ -163,7 +170,7 @@ def build_node(
         feed=feed,
         origins=Origins.of(config),
         webhooks=webhooks,
-        verifier=TokenVerifier(issuer, [ExternalIssuer(s) for s in settings.external]),
+        verifier=TokenVerifier(auth.verify_access, [ExternalIssuer(s) for s in settings.external]),
         oidc=OidcSignIn(settings.oidc, auth),
     )
 
@@ -186,6 +193,20 @@ async def compact(node: Node, horizon_ms: int, now_ms: int | None = None) -> Com
     report = await node.store.compact(horizon_ms, now_ms)
     node.feed.forget_before(report.low_water)
     return report
+
+
+async def _reload_disabled_forever(node: Node) -> None:
+    """Follow the accounts disabled elsewhere (other nodes, the CLI): ADR 0026."""
+    while True:
+        try:
+            await node.auth.reload_disabled()
+        except BreakwaterError as error:
+            _log.warning("disabled_reload_failed", error=error.type)
+        if node.auth.disabled:
+            node.realtime.end_sessions_of(
+                node.auth.disabled, AccountDisabled("this account is disabled")
+            )
+        await asyncio.sleep(DISABLED_RELOAD_SECONDS)
 
 
 async def _compact_forever(node: Node) -> None:
@@ -233,6 +254,8 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(node.auth_store.open)
+        with contextlib.suppress(BreakwaterError):  # a store still down is followed below
+            await node.auth.reload_disabled()
         await node.bus.open()
         await node.cache.cache.open()
         await node.cache.start()
@@ -249,7 +272,7 @@ def create_app(
             raise
         await node.webhooks.start()
         compaction = asyncio.create_task(_compact_forever(node))
-        background = [compaction]
+        background = [compaction, asyncio.create_task(_reload_disabled_forever(node))]
         if node.worker_metrics is not None:
             background.append(asyncio.create_task(node.worker_metrics.publish_forever()))
         _log.info(
@@ -275,6 +298,7 @@ def create_app(
             await node.buckets.aclose()
             await node.cache.cache.aclose()
             await node.bus.aclose()
+            await node.mailer.aclose()
             await asyncio.to_thread(node.auth_store.close)
             _log.info("node_stopped", node=node.clock.node)
 

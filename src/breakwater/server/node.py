@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from breakwater.auth.lifecycle import AccountLifecycle
+from breakwater.auth.mail import Mailer
 from breakwater.auth.oidc_sign_in import OidcSignIn
 from breakwater.auth.policy import Policy
 from breakwater.auth.service import AuthService
@@ -44,6 +46,9 @@ class Node:
     realtime: Realtime
     auth: AuthService
     auth_store: AuthStore
+    mailer: Mailer
+    lifecycle: AccountLifecycle
+    """Mailed account flows: verification, password reset, change of email."""
     policy: Policy
     buckets: RegionBuckets
     limiter: RateLimiter
