@@ -4,6 +4,7 @@ drain."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from breakwater.auth.policy import Policy
 from breakwater.auth.service import AuthService
@@ -25,6 +26,9 @@ from breakwater.server.region_buckets import RegionBuckets
 from breakwater.server.sign_in_guard import SignInGuard
 from breakwater.server.store_opener import StoreOpener
 from breakwater.storage.base import Store
+
+if TYPE_CHECKING:
+    from breakwater.obs.tracing import Tracing
 
 
 @dataclass
@@ -57,6 +61,8 @@ class Node:
     """Set when this process is one worker of several: ``/metrics`` answers for all of them."""
     health_history: HealthHistory = field(default_factory=HealthHistory)
     """Readiness outcomes per component, for the public status page."""
+    tracing: Tracing | None = None
+    """The node's OpenTelemetry tracing; None (no span anywhere) unless enabled (ADR 0028)."""
 
     def start_draining(self) -> None:
         """Turn readiness off, refuse new realtime clients and tell open ones to reconnect.
