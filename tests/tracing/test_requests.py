@@ -154,3 +154,33 @@ def test_a_node_remembers_a_bounded_number_of_writes() -> None:
         == f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
     )
     tracing.shutdown()
+
+
+def test_a_replicated_batch_links_to_the_origin_writes_and_its_deliveries_to_it() -> None:
+    """The replication seam: a span linked to the origin's write (from its traceparent), and
+    the receiving region's deliveries of the changes linked to that span."""
+    exporter = InMemorySpanExporter()
+    origin = build_tracing(TracingSettings(True), "eu-1", "eu", SimpleSpanProcessor(exporter))
+    with origin.span("write"):
+        origin.remember([("eu~1", 7)])
+    traceparent = origin.traceparent_of(("eu~1", 7))
+    assert traceparent is not None
+    region = build_tracing(TracingSettings(True), "us-1", "us", SimpleSpanProcessor(exporter))
+    headers: dict[str, str] = {}
+    with region.client_span("replication.pull", headers) as pull:
+        assert headers["traceparent"].split("-")[2] == f"{pull.get_span_context().span_id:016x}"
+    with region.linked("replication.apply", [traceparent, "malformed"]) as applied:
+        region.remember([("eu~1", 7)])
+    delivery = region.delivery_span("realtime.deliver", [("eu~1", 7)])
+    assert delivery is not None
+    delivery.end()
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    write_context = spans["write"].context
+    assert [link.context.span_id for link in spans["replication.apply"].links] == [
+        write_context.span_id
+    ]
+    assert spans["realtime.deliver"].links[0].context.span_id == (
+        applied.get_span_context().span_id
+    )
+    origin.shutdown()
+    region.shutdown()

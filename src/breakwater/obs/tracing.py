@@ -15,7 +15,7 @@ links back to the write that made it.
 from __future__ import annotations
 
 import contextlib
-import itertools
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from typing import Any
 
@@ -78,7 +78,7 @@ class Tracing:
         self.provider = provider
         self.tracer = provider.get_tracer("breakwater", breakwater.__version__)
         self.remembered = remembered
-        self._writes: dict[Key, SpanContext] = {}
+        self._writes: OrderedDict[Key, SpanContext] = OrderedDict()
 
     def shutdown(self) -> None:
         """Export what is buffered and stop (the node's shutdown)."""
@@ -146,10 +146,8 @@ class Tracing:
         writes = self._writes
         for key in keys:
             writes[key] = context
-        excess = len(writes) - self.remembered
-        if excess > 0:
-            for key in list(itertools.islice(writes, excess)):
-                del writes[key]
+        while len(writes) > self.remembered:
+            writes.popitem(last=False)
 
     def write_context(self, key: Key) -> SpanContext | None:
         """The span context of the write that made change ``key``, if it was made here lately."""
@@ -157,16 +155,16 @@ class Tracing:
 
     def traceparent_of(self, key: Key) -> str | None:
         """Change ``key``'s write as a ``traceparent`` value (for replication to carry along)."""
-        context = self._writes.get(key)
+        context = self.write_context(key)
         if context is None:
             return None
         carrier: dict[str, str] = {}
         _PROPAGATOR.inject(carrier, trace.set_span_in_context(trace.NonRecordingSpan(context)))
         return carrier.get("traceparent")
 
-    def links_to(self, keys: Iterable[Key], extra: Iterable[SpanContext] = ()) -> list[Link]:
+    def links_to(self, keys: Iterable[Key]) -> list[Link]:
         """Links to the writes of ``keys`` (one per distinct write span, at most MAX_LINKS)."""
-        seen = {(c.trace_id, c.span_id): c for c in extra}
+        seen: dict[tuple[int, int], SpanContext] = {}
         for key in keys:
             context = self._writes.get(key)
             if context is not None:
@@ -186,6 +184,21 @@ class Tracing:
             return None
         parent = trace.set_span_in_context(trace.NonRecordingSpan(links[0].context))
         return self.tracer.start_span(name, context=parent, links=links, attributes=attributes)
+
+    @contextlib.contextmanager
+    def linked(self, name: str, traceparents: Iterable[str], **attributes: Any) -> Iterator[Span]:
+        """A current span linked to the writes ``traceparents`` name, e.g. a replication batch
+        applying changes other regions wrote (malformed values are skipped).
+
+        Inside it, :meth:`remember` makes this region's deliveries of the changes link to it.
+        """
+        links: list[Link] = []
+        for value in traceparents:
+            context = trace.get_current_span(self.extract({"traceparent": value}))
+            if context.get_span_context().is_valid and len(links) < MAX_LINKS:
+                links.append(Link(context.get_span_context()))
+        with self.tracer.start_as_current_span(name, links=links, attributes=attributes) as span:
+            yield span
 
     @staticmethod
     def recording() -> bool:
