@@ -151,6 +151,27 @@ def _push_tracing(
     _write_json(report, json_path)
 
 
+def _instructions_per_request(baseline_src: Path | None, json_path: Path | None) -> None:
+    """Instructions per push through the whole node: tracing off, on, and a baseline tree."""
+    from breakwater.bench import instructions_request
+
+    console = Console()
+    with long_run.progress("counting instructions under callgrind (a few minutes)"):
+        try:
+            report = instructions_request.run(baseline_src)
+        except RuntimeError as error:
+            console.print(f"[red]{error}[/red]")
+            raise typer.Exit(1) from error
+    off = report["tracing_off"]
+    for name in ("baseline", "tracing_off", "tracing_on"):
+        if name in report:
+            console.print(
+                f"{name.replace('_', ' ')}: {report[name]:,} instructions per push"
+                f" ({report[name] / off:.3f} of tracing off)"
+            )
+    _write_json(report, json_path)
+
+
 def _print_store_rows(console: Console, rows: dict[str, Any]) -> None:
     """The floor of the data model, and what the target leaves the node per document."""
     us = rows["per_document"]
@@ -251,8 +272,23 @@ def counters(
 @app.command("instructions")
 def instructions(
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+    requests: Annotated[
+        bool,
+        typer.Option(
+            "--requests",
+            help="Per single-mutation push through the whole node in one process, tracing"
+            " off and on (a few minutes).",
+        ),
+    ] = False,
+    baseline_src: Annotated[
+        Path | None,
+        typer.Option(help="With --requests: also count a node served from this src/ folder."),
+    ] = None,
 ) -> None:
     """CPU instructions per pushed document (callgrind): the push path's cost, free of noise."""
+    if requests:
+        _instructions_per_request(baseline_src, json_path)
+        return
     from breakwater.bench import instructions as bench_instructions
 
     console = Console()
