@@ -1,7 +1,7 @@
 """``breakwater bench instructions --requests``: CPU instructions per single-mutation push
 through the whole node in one process (middleware, routes, write path, group commit, feed
-follower), counted by callgrind, so that what tracing costs, on and off, is a figure noise
-cannot move.
+follower), counted by callgrind, so that what tracing costs (off, on with every trace kept,
+on with every trace dropped by the sampler) is a figure noise cannot move.
 
 The measured program is source text run with ``python -c``, so that it runs unchanged against
 another source tree (``PYTHONPATH``, e.g. a checkout of main) that lacks this module; it uses
@@ -18,8 +18,10 @@ import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+Mode = Literal["off", "on", "dropped"]
+"""Tracing off; on with every trace kept; on with every trace dropped by the sampler."""
 FEW, MANY = 40, 200
 """Pushes of the two measured runs; their difference is what one more push costs."""
 
@@ -32,7 +34,8 @@ import httpx
 from breakwater.config import load_config
 from breakwater.server.app import create_app
 
-PUSHES, TRACED = int(sys.argv[1]), sys.argv[2] == "on"
+PUSHES, MODE = int(sys.argv[1]), sys.argv[2]
+TRACED = MODE != "off"
 
 
 async def main() -> None:
@@ -45,8 +48,12 @@ async def main() -> None:
         from breakwater.obs.tracing_settings import TracingSettings
 
         exporter = InMemorySpanExporter()
+        ratio = 0.0 if MODE == "dropped" else 1.0
         tracing = build_tracing(
-            TracingSettings(enabled=True), "bench", "bench", SimpleSpanProcessor(exporter)
+            TracingSettings(enabled=True, sampler_ratio=ratio),
+            "bench",
+            "bench",
+            SimpleSpanProcessor(exporter),
         )
     config = load_config(None, env={}, overrides={"data": Path(tempfile.mkdtemp())})
     app = create_app(config, tracing=tracing) if tracing else create_app(config)
@@ -67,7 +74,7 @@ asyncio.run(main())
 """
 
 
-def count(pushes: int, traced: bool, source: Path | None = None) -> int:
+def count(pushes: int, mode: Mode, source: Path | None = None) -> int:
     """Instructions of one run of :data:`PROGRAM` under callgrind (``source``: another tree)."""
     valgrind = shutil.which("valgrind")
     if valgrind is None:
@@ -85,7 +92,7 @@ def count(pushes: int, traced: bool, source: Path | None = None) -> int:
                 "-c",
                 PROGRAM,
                 str(pushes),
-                "on" if traced else "off",
+                mode,
             ],
             capture_output=True,
             text=True,
@@ -98,16 +105,18 @@ def count(pushes: int, traced: bool, source: Path | None = None) -> int:
         return int(match.group(1))
 
 
-def per_push(traced: bool, source: Path | None = None) -> int:
+def per_push(mode: Mode, source: Path | None = None) -> int:
     """Instructions one more push costs (the difference of two runs)."""
-    return (count(MANY, traced, source) - count(FEW, traced, source)) // (MANY - FEW)
+    return (count(MANY, mode, source) - count(FEW, mode, source)) // (MANY - FEW)
 
 
-def run(baseline_src: Path | None = None) -> dict[str, Any]:
-    """Instructions per push with tracing off and on (all kept), and for ``baseline_src``."""
+def run(
+    baseline_src: Path | None = None, modes: tuple[Mode, ...] = ("off", "on", "dropped")
+) -> dict[str, Any]:
+    """Instructions per push in each tracing mode, and for ``baseline_src`` (tracing off)."""
     report: dict[str, Any] = {"pushes": [FEW, MANY], "mutations_per_push": 1}
-    report["tracing_off"] = per_push(False)
-    report["tracing_on"] = per_push(True)
+    for mode in modes:
+        report[f"tracing_{mode}"] = per_push(mode)
     if baseline_src is not None:
-        report["baseline"] = per_push(False, baseline_src)
+        report["baseline"] = per_push("off", baseline_src)
     return report

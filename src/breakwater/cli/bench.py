@@ -163,7 +163,7 @@ def _instructions_per_request(baseline_src: Path | None, json_path: Path | None)
             console.print(f"[red]{error}[/red]")
             raise typer.Exit(1) from error
     off = report["tracing_off"]
-    for name in ("baseline", "tracing_off", "tracing_on"):
+    for name in ("baseline", "tracing_off", "tracing_on", "tracing_dropped"):
         if name in report:
             console.print(
                 f"{name.replace('_', ' ')}: {report[name]:,} instructions per push"
