@@ -41,6 +41,26 @@ def test_bench_push_reports_every_scenario(tmp_path: Path) -> None:
     _check_store_rows(report, 0.40)
 
 
+def test_bench_push_tracing_compares_off_on_and_a_baseline_tree(tmp_path: Path) -> None:
+    """bench push --tracing serves every variant, and the traced ones export over OTLP."""
+    src = Path(__file__).resolve().parents[1] / "src"
+    report = bench(
+        tmp_path, "push", "--tracing", "--runs", "1", "--seconds", "0.5", "--baseline-src", str(src)
+    )
+    results = report["results"]
+    assert isinstance(results, list) and len(results) == 3 * 4
+    assert {row["variant"] for row in results} == {
+        "tracing off",
+        "tracing on, all kept",
+        "tracing on, 1% kept",
+        "baseline",
+    }
+    for row in results:
+        assert row["docs_per_s"] > 0 and row["cpu_us_per_doc"] > 0 and row["errors"] == 0
+    exports = report["otlp_exports"]
+    assert isinstance(exports, int) and exports > 0
+
+
 def _check_store_rows(report: dict[str, object], target: float) -> None:
     """The store's rows were measured, and the per-document figures follow from the rates."""
     rows = report["store_rows_batch_100"]

@@ -24,7 +24,7 @@ from breakwater.core.hlc import HybridClock
 from breakwater.core.mutation import Mutation
 from breakwater.core.query import Filter, Query, decode_page_token
 from breakwater.storage import NO_HOOKS, StoreHooks
-from breakwater.storage.base import Store
+from breakwater.storage.base import CommitPhases, Store
 from tests.storage.backends import (
     BACKENDS,
     CountingHooks,
@@ -100,6 +100,22 @@ async def read_feed(store: Store, limit: int = 7) -> list[tuple[str, int]]:
 
 
 # -- apply: order, exactly once, group commit -----------------------------------------------------
+
+
+async def test_a_traced_write_learns_its_group_commit_phases_in_order(store: Store) -> None:
+    """``phases`` given: queued ≤ started ≤ merged ≤ committed, and the group's size; every
+    caller of one group commit gets the same phase stamps but its own queueing time."""
+    first, second = CommitPhases(), CommitPhases()
+    await asyncio.gather(
+        store.apply([put("m1", "a"), put("m2", "b")], first),
+        store.apply([put("m3", "c")], second),
+    )
+    for phases in (first, second):
+        assert 0 < phases.queued <= phases.started <= phases.merged <= phases.committed
+        assert phases.group in (1, 2, 3)
+    if first.started == second.started:  # one group commit took both
+        assert first.group == second.group == 3
+        assert (first.merged, first.committed) == (second.merged, second.committed)
 
 
 async def test_apply_allocates_increasing_seqs_in_order(store: Store) -> None:

@@ -18,6 +18,7 @@ export type { HeadersProvider } from "./node-api.js";
 export type { OutboxEntry, Rejection } from "./outbox.js";
 export type { Operator, Scalar, Where, WhereClause } from "./query.js";
 export type { TransportName, WebSocketConstructor } from "./realtime/transport.js";
+export type { TraceparentSource } from "./trace-context.js";
 export type { StorageAdapter, Table, Write } from "./storage/adapter.js";
 export { IndexedDbStorage, StorageInUse } from "./storage/indexeddb.js";
 export { MemoryStorage } from "./storage/memory.js";

@@ -68,8 +68,24 @@ def push(
         ),
     ] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+    tracing: Annotated[
+        bool,
+        typer.Option(
+            "--tracing",
+            help="Compare tracing off, on, and on at 1% (exported to an OTLP sink) in one run.",
+        ),
+    ] = False,
+    baseline_src: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --tracing: also serve the node from this src/ folder (e.g. main's)."
+        ),
+    ] = None,
 ) -> None:
     """Durable push throughput and latency of 1 KB documents against raw inserts."""
+    if tracing:
+        _push_tracing(runs, seconds, log_level, baseline_src, json_path)
+        return
     if store is not None:
         _push_postgres(store, runs, seconds, log_level, workers, json_path)
         return
@@ -100,6 +116,60 @@ def push(
     )
     _print_store_rows(console, report["store_rows_batch_100"])
     console.print(f"machine: {report['machine']}")
+    _write_json(report, json_path)
+
+
+def _push_tracing(
+    runs: int, seconds: float, log_level: str, baseline_src: Path | None, json_path: Path | None
+) -> None:
+    """What tracing costs a push: off, on and on at 1%, and a baseline tree, in one run."""
+    from breakwater.bench import push_tracing
+
+    console = Console()
+    with long_run.progress() as step:
+        report = asyncio.run(push_tracing.run(runs, seconds, log_level, step, baseline_src))
+    table = Table(
+        title=f"breakwater bench push --tracing (medians of {runs} runs, {seconds:g} s each)"
+    )
+    columns = ("scenario", "variant", "docs/s", "p50 ms", "p99 ms", "CPU µs/doc", "rate", "CPU")
+    for column in columns:
+        table.add_column(column, justify="left" if column in columns[:2] else "right")
+    for row in report["results"]:
+        table.add_row(
+            row["scenario"],
+            row["variant"],
+            f"{row['docs_per_s']:,}",
+            f"{row['p50_ms']:.2f}",
+            f"{row['p99_ms']:.2f}",
+            f"{row['cpu_us_per_doc']:.1f}",
+            f"{row['rate_vs_off']:.3f}",
+            f"{row['cpu_vs_off']:.3f}",
+        )
+    console.print(table)
+    console.print("rate and CPU: ratios to tracing off in the same run")
+    console.print(f"OTLP exports received: {report['otlp_exports']:,} ({report['otlp_bytes']:,} B)")
+    console.print(f"machine: {report['machine']}")
+    _write_json(report, json_path)
+
+
+def _instructions_per_request(baseline_src: Path | None, json_path: Path | None) -> None:
+    """Instructions per push through the whole node: tracing off, on, and a baseline tree."""
+    from breakwater.bench import instructions_request
+
+    console = Console()
+    with long_run.progress("counting instructions under callgrind (a few minutes)"):
+        try:
+            report = instructions_request.run(baseline_src)
+        except RuntimeError as error:
+            console.print(f"[red]{error}[/red]")
+            raise typer.Exit(1) from error
+    off = report["tracing_off"]
+    for name in ("baseline", "tracing_off", "tracing_on", "tracing_dropped"):
+        if name in report:
+            console.print(
+                f"{name.replace('_', ' ')}: {report[name]:,} instructions per push"
+                f" ({report[name] / off:.3f} of tracing off)"
+            )
     _write_json(report, json_path)
 
 
@@ -203,8 +273,23 @@ def counters(
 @app.command("instructions")
 def instructions(
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+    requests: Annotated[
+        bool,
+        typer.Option(
+            "--requests",
+            help="Per single-mutation push through the whole node in one process, tracing"
+            " off and on (a few minutes).",
+        ),
+    ] = False,
+    baseline_src: Annotated[
+        Path | None,
+        typer.Option(help="With --requests: also count a node served from this src/ folder."),
+    ] = None,
 ) -> None:
     """CPU instructions per pushed document (callgrind): the push path's cost, free of noise."""
+    if requests:
+        _instructions_per_request(baseline_src, json_path)
+        return
     from breakwater.bench import instructions as bench_instructions
 
     console = report_console()

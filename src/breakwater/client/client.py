@@ -37,6 +37,7 @@ from breakwater.client.scope import sync_scope
 from breakwater.client.session import Auth
 from breakwater.client.status import StatusBoard
 from breakwater.client.sync_loop import SyncLoop, SyncSettings
+from breakwater.client.trace_context import add_trace_headers
 from breakwater.client.transports import TRANSPORTS, LongPollTransport
 from breakwater.core import hlc as hlc_mod
 from breakwater.core.limits import Limits
@@ -154,7 +155,11 @@ class Client:
         if not self._open:
             raise ClientClosed("the client is not open; use `async with Client(...)`")
         if self._http is None:
-            self._http = httpx.AsyncClient(timeout=self._timeout, transport=self._http_transport)
+            self._http = httpx.AsyncClient(
+                timeout=self._timeout,
+                transport=self._http_transport,
+                event_hooks={"request": [add_trace_headers]},
+            )
         return self._http
 
     def _on_auth_changed(self, event: Event) -> None:

@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from fastapi.telemetry import TelemetryConfig
 from starlette.routing import BaseRoute
 
 import breakwater
@@ -28,7 +30,7 @@ from breakwater.cache import Cache, open_cache
 from breakwater.cache.buckets import MemoryBuckets, open_buckets
 from breakwater.config import Config
 from breakwater.core.engine import Engine
-from breakwater.core.errors import BreakwaterError
+from breakwater.core.errors import BreakwaterError, ConfigError
 from breakwater.core.hlc import HybridClock
 from breakwater.obs.logging import get_logger
 from breakwater.obs.metrics import Metrics
@@ -69,10 +71,21 @@ from breakwater.server.workers import WorkerRole
 from breakwater.storage import POSTGRES_SCHEMES, open_store
 from breakwater.storage.base import CompactionReport, Store
 
+if TYPE_CHECKING:
+    from breakwater.obs.tracing import Tracing
+
 _log = get_logger("breakwater.server")
 DAY_MS = 86_400_000
 DISABLED_RELOAD_SECONDS = 2.0
 """How soon the other nodes refuse an account disabled on one (ADR 0026)."""
+
+FASTAPI_TELEMETRY_OFF: TelemetryConfig = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+    "auto_configure": False,
+}
 
 
 def build_node(
@@ -81,9 +94,10 @@ def build_node(
     clock: HybridClock | None = None,
     bus: Bus | None = None,
     cache: Cache | None = None,
+    tracing: Tracing | None = None,
 ) -> Node:
     """Wire clock, engine, metrics, bus, cache and store for ``config`` (arguments override
-    URLs).
+    URLs, ``tracing`` overrides ``[tracing]``).
 
     A store built here publishes a commit notice on the bus after every commit. A store passed
     in keeps the hooks it was built with; without notices, realtime clients and long-polls
@@ -93,6 +107,8 @@ def build_node(
         clock = HybridClock(config.node_id, max_skew_ms=int(config.max_clock_skew * 1000))
         clock.offset_ms = config.clock_offset_ms
     engine = Engine(config.region, clock, config.collections, config.limits)
+    if tracing is None and config.tracing.enabled:
+        tracing = _tracing_for(config, clock.node)
     metrics = Metrics()
     if bus is None:
         bus = open_bus(config.bus, namespace=config.region)
@@ -102,7 +118,7 @@ def build_node(
         store = open_store(config.store_url, engine, hooks=NodeStoreHooks(metrics, bus))
     read_cache = ReadCache(cache, metrics, config.cache_ttl)
     feed = FeedFollower(store, bus, page_size=min(PAGE_SIZE, config.realtime_queue))
-    realtime = Realtime(config, store, feed, metrics)
+    realtime = Realtime(config, store, feed, metrics, tracing)
     # In this order: a client told of a change reads at least that version from this node.
     feed.subscribe(read_cache)
     feed.subscribe(realtime.fanout)
@@ -166,12 +182,13 @@ def build_node(
         limiter=RateLimiter(settings, metrics, buckets, names),
         sign_in_guard=SignInGuard(settings, metrics, buckets, names),
         store_opener=store_opener,
-        writes=Writes(store, read_cache, policy, clock, metrics),
+        writes=Writes(store, read_cache, policy, clock, metrics, tracing),
         feed=feed,
         origins=Origins.of(config),
         webhooks=webhooks,
         verifier=TokenVerifier(auth.verify_access, [ExternalIssuer(s) for s in settings.external]),
         oidc=OidcSignIn(settings.oidc, auth),
+        tracing=tracing,
     )
 
 
@@ -186,6 +203,18 @@ def webhook_policy(config: Config) -> DeliveryPolicy:
         allow_private=config.webhook_allow_private,
         log_retention=config.webhook_log_retention_days * 86400,
     )
+
+
+def _tracing_for(config: Config, node: str) -> Tracing:
+    """The node's tracing from ``[tracing]`` (imported here: a node that does not trace never
+    imports OpenTelemetry)."""
+    try:
+        from breakwater.obs.tracing import build_tracing
+    except ImportError as exc:
+        raise ConfigError(
+            "tracing.enabled needs OpenTelemetry: pip install 'breakwater-server[otel]'"
+        ) from exc
+    return build_tracing(config.tracing, node, config.region)
 
 
 async def compact(node: Node, horizon_ms: int, now_ms: int | None = None) -> CompactionReport:
@@ -242,12 +271,13 @@ def create_app(
     bus: Bus | None = None,
     role: WorkerRole | None = None,
     cache: Cache | None = None,
+    tracing: Tracing | None = None,
 ) -> FastAPI:
     """The node's app; the store is opened on startup and flushed and closed on shutdown.
 
     With ``role``, the app is one worker process of a node (``serve --workers``).
     """
-    node = build_node(config, store, clock, bus, cache)
+    node = build_node(config, store, clock, bus, cache, tracing)
     if role is not None:
         node.worker_metrics = WorkerMetrics(node.metrics, role.run_dir, role.index)
 
@@ -300,6 +330,8 @@ def create_app(
             await node.bus.aclose()
             await node.mailer.aclose()
             await asyncio.to_thread(node.auth_store.close)
+            if node.tracing is not None:
+                await asyncio.to_thread(node.tracing.shutdown)
             _log.info("node_stopped", node=node.clock.node)
 
     app = NodeApp(
@@ -309,6 +341,10 @@ def create_app(
         lifespan=lifespan,
         # A trailing slash is a wrong path, not a redirect: a 307 is no problem+json (I7).
         redirect_slashes=False,
+        # The node owns its spans (ADR 0028): FastAPI's own would use the process-global
+        # providers, miss the direct routes and come back whenever something in the process
+        # configures those providers, traced or not.
+        telemetry=FASTAPI_TELEMETRY_OFF,
     )
     app.state.node = node
     problems.install(app)
@@ -329,6 +365,12 @@ def create_app(
     # the CORS headers for a page to read them.
     app.add_middleware(Cors, origins=node.origins, max_age=config.cors_max_age)
     app.add_middleware(ObserveRequests, metrics=node.metrics)
-    # Outermost of ours: realtime WebSockets skip the routing layers (see its module).
+    # Realtime WebSockets skip the routing layers (see its module).
     app.add_middleware(realtime_websocket.WebSocketEntry)
+    if node.tracing is not None:
+        from breakwater.server.trace_requests import TraceRequests
+
+        # Outermost: a request's access log line carries its trace ids, and WebSocket
+        # handshakes are seen before the realtime entry takes them.
+        app.add_middleware(TraceRequests, tracing=node.tracing)
     return app

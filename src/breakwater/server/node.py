@@ -4,6 +4,7 @@ drain."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from breakwater.auth.lifecycle import AccountLifecycle
 from breakwater.auth.mail import Mailer
@@ -30,6 +31,9 @@ from breakwater.server.sign_in_guard import SignInGuard
 from breakwater.server.store_opener import StoreOpener
 from breakwater.server.webhooks.deliverer import Deliverer
 from breakwater.storage.base import Store
+
+if TYPE_CHECKING:
+    from breakwater.obs.tracing import Tracing
 
 
 @dataclass
@@ -71,6 +75,8 @@ class Node:
     """Set when this process is one worker of several: ``/metrics`` answers for all of them."""
     health_history: HealthHistory = field(default_factory=HealthHistory)
     """Readiness outcomes per component, for the public status page."""
+    tracing: Tracing | None = None
+    """The node's OpenTelemetry tracing; None (no span anywhere) unless enabled (ADR 0028)."""
 
     def start_draining(self) -> None:
         """Turn readiness off, refuse new realtime clients and tell open ones to reconnect.

@@ -51,6 +51,24 @@ class FeedPage:
     head: VersionVector
 
 
+@dataclass(slots=True)
+class CommitPhases:
+    """When one caller's write passed each phase of its group commit (``time.time_ns()``).
+
+    A store fills it in only for a caller that passes one (a traced write), so the untraced
+    path reads no clock for it. ``queued`` to ``started`` is the wait for the writer, ``started``
+    to ``merged`` the reads and merges of the whole group, ``merged`` to ``committed`` its
+    writes and the durable commit (the fsync).
+    """
+
+    queued: int = 0
+    started: int = 0
+    merged: int = 0
+    committed: int = 0
+    group: int = 0
+    """Mutations in the group commit."""
+
+
 @dataclass(frozen=True, slots=True)
 class QueryPage:
     """Documents matching a query and the token of the next page (``None`` at the end)."""
@@ -101,8 +119,11 @@ class Store(Protocol):
     async def aclose(self) -> None:
         """Finish every queued write, then release connections. Idempotent."""
 
-    async def apply(self, mutations: Sequence[Mutation]) -> list[MutationResult]:
-        """Apply mutations durably, once each (see module docstring)."""
+    async def apply(
+        self, mutations: Sequence[Mutation], phases: CommitPhases | None = None
+    ) -> list[MutationResult]:
+        """Apply mutations durably, once each (see module docstring); fill ``phases`` in when
+        given."""
 
     async def get(self, collection: str, doc_id: str) -> StoredDoc | None:
         """A document, tombstones included; ``None`` if it was never written."""

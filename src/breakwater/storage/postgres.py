@@ -45,6 +45,7 @@ from breakwater.storage import _pg_schema, redact_url
 from breakwater.storage._pg_batch import Connection, PgWriteBatch
 from breakwater.storage._pg_hosts import HostRotation, parse_hosts
 from breakwater.storage._pg_query import index_sql, query_sql
+from breakwater.storage._phases import mark_phase
 from breakwater.storage._rows import (
     DOC_COLUMNS,
     PageBuilder,
@@ -53,7 +54,13 @@ from breakwater.storage._rows import (
     feed_entry,
     feed_page,
 )
-from breakwater.storage.base import CompactionReport, FeedPage, QueryPage, RecordedConflict
+from breakwater.storage.base import (
+    CommitPhases,
+    CompactionReport,
+    FeedPage,
+    QueryPage,
+    RecordedConflict,
+)
 from breakwater.storage.hooks import NO_HOOKS, StoreHooks
 
 T = TypeVar("T")
@@ -138,6 +145,7 @@ class PostgresSettings:
 class _WriteRequest:
     mutations: Sequence[Mutation]
     future: asyncio.Future[list[MutationResult]]
+    phases: CommitPhases | None = None
 
 
 class Optimism:
@@ -347,14 +355,18 @@ class PostgresStore:
 
     # writes ------------------------------------------------------------------------------------
 
-    async def apply(self, mutations: Sequence[Mutation]) -> list[MutationResult]:
+    async def apply(
+        self, mutations: Sequence[Mutation], phases: CommitPhases | None = None
+    ) -> list[MutationResult]:
         """Queue ``mutations`` for the next group commit and wait until they are durable."""
         if self._closed or self._writer is None:
             raise StoreUnavailable("the store is closed")
         if not mutations:
             return []
         future: asyncio.Future[list[MutationResult]] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_WriteRequest(mutations, future))
+        if phases is not None:
+            phases.queued = time.time_ns()
+        self._queue.put_nowait(_WriteRequest(mutations, future, phases))
         return await future
 
     async def _writer_loop(self) -> None:
@@ -378,6 +390,8 @@ class PostgresStore:
 
     async def _commit(self, batch: list[_WriteRequest], count: int) -> None:
         started = time.perf_counter()
+        traced = [request.phases for request in batch if request.phases is not None]
+        mark_phase(traced, "started", count)
         staged = PgWriteBatch(self._clock_ms())
         outcomes: list[list[MutationResult] | BaseException]
         try:
@@ -389,15 +403,16 @@ class PostgresStore:
                     # On a snapshot read without the lock: two round trips in all.
                     await staged.prefetch(conn, mutations)
                     outcomes = [self._apply_request(staged, request) for request in batch]
+                    mark_phase(traced, "merged")
                     fresh = await staged.write_if_fresh(conn)
                     self._optimism.record(stale=not fresh)
                     if not fresh:
                         # Another node committed in between: redo the group under the lock.
                         self.hooks.on_commit_retried()
                         staged = PgWriteBatch(staged.now_ms)
-                        outcomes = await self._commit_locked(conn, staged, batch, mutations)
+                        outcomes = await self._commit_locked(conn, staged, batch, mutations, traced)
                 else:
-                    outcomes = await self._commit_locked(conn, staged, batch, mutations)
+                    outcomes = await self._commit_locked(conn, staged, batch, mutations, traced)
             self._report(True)
         except DB_ERRORS as exc:
             outcomes = [await self._failed("did not commit the write", exc)] * len(batch)
@@ -409,6 +424,7 @@ class PostgresStore:
             outcomes = [exc] * len(batch)
             staged = PgWriteBatch(0)
         committed_at = time.time()
+        mark_phase(traced, "committed")
         self.hooks.on_commit(count, time.perf_counter() - started)
         for conflict in staged.batch.conflicts:
             self.hooks.on_conflict(conflict.change.collection)
@@ -423,6 +439,7 @@ class PostgresStore:
         staged: PgWriteBatch,
         batch: list[_WriteRequest],
         mutations: list[Mutation],
+        traced: list[CommitPhases],
     ) -> list[list[MutationResult] | BaseException]:
         """The group in a transaction holding the feed head's lock: four round trips, but no
         other group can commit between its read and its write."""
@@ -431,6 +448,7 @@ class PostgresStore:
             await conn.execute("BEGIN; SELECT FROM feed_head FOR UPDATE")
             await staged.prefetch(conn, mutations)
             outcomes = [self._apply_request(staged, request) for request in batch]
+            mark_phase(traced, "merged")
             await staged.flush(conn)
             await conn.execute("COMMIT")
         except BaseException:

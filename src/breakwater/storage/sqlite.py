@@ -29,6 +29,7 @@ from breakwater.core.errors import CursorExpired, StoreUnavailable
 from breakwater.core.mutation import Mutation, check_collection
 from breakwater.core.query import OPERATORS, Query, Scalar, Visible
 from breakwater.storage import _sqlite_schema
+from breakwater.storage._phases import mark_phase
 from breakwater.storage._rows import (
     DOC_COLUMNS,
     PageBuilder,
@@ -39,7 +40,13 @@ from breakwater.storage._rows import (
 )
 from breakwater.storage._sqlite_batch import WriteBatch
 from breakwater.storage._sqlite_lock import WriterLock
-from breakwater.storage.base import CompactionReport, FeedPage, QueryPage, RecordedConflict
+from breakwater.storage.base import (
+    CommitPhases,
+    CompactionReport,
+    FeedPage,
+    QueryPage,
+    RecordedConflict,
+)
 from breakwater.storage.hooks import NO_HOOKS, StoreHooks
 
 T = TypeVar("T")
@@ -66,6 +73,7 @@ class _WriteRequest:
     mutations: Sequence[Mutation]
     future: asyncio.Future[list[MutationResult]]
     loop: asyncio.AbstractEventLoop
+    phases: CommitPhases | None = None
 
 
 class SqliteStore:
@@ -159,7 +167,9 @@ class SqliteStore:
 
     # writes ------------------------------------------------------------------------------------
 
-    async def apply(self, mutations: Sequence[Mutation]) -> list[MutationResult]:
+    async def apply(
+        self, mutations: Sequence[Mutation], phases: CommitPhases | None = None
+    ) -> list[MutationResult]:
         """Queue ``mutations`` for the next group commit and wait until they are durable."""
         if self._closed or self._writer is None:
             raise StoreUnavailable("the store is closed")
@@ -167,7 +177,9 @@ class SqliteStore:
             return []
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[MutationResult]] = loop.create_future()
-        self._queue.put(_WriteRequest(mutations, future, loop))
+        if phases is not None:
+            phases.queued = time.time_ns()
+        self._queue.put(_WriteRequest(mutations, future, loop, phases))
         return await future
 
     def _writer_loop(self, conn: sqlite3.Connection) -> None:
@@ -198,6 +210,8 @@ class SqliteStore:
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_WriteRequest], count: int) -> None:
         started = time.perf_counter()
+        traced = [request.phases for request in batch if request.phases is not None]
+        mark_phase(traced, "started", count)
         staged = WriteBatch(conn, self._clock_ms())
         outcomes: list[list[MutationResult] | BaseException] = []
         try:
@@ -206,6 +220,7 @@ class SqliteStore:
                     conn.execute("BEGIN IMMEDIATE")
                     staged.prefetch(m for request in batch for m in request.mutations)
                     outcomes = [self._apply_request(staged, request) for request in batch]
+                    mark_phase(traced, "merged")
                     staged.flush()
                     conn.execute("COMMIT")
                 except BaseException:
@@ -218,6 +233,7 @@ class SqliteStore:
             outcomes = [error] * len(batch)
             staged = WriteBatch(conn, 0)
         committed_at = time.time()
+        mark_phase(traced, "committed")
         self.hooks.on_commit(count, time.perf_counter() - started)
         # One wake-up per event loop, not per request; on the store's own loop the commit
         # notice follows the answers in the same callback, so nothing can run between them.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import TYPE_CHECKING
 
 from breakwater.auth.identity import Identity
 from breakwater.config import Config
@@ -22,6 +23,9 @@ from breakwater.server.realtime.pacing import FanoutPacer
 from breakwater.server.realtime.session import CLOSE_POLICY, CLOSE_RESTART, Session
 from breakwater.storage.base import Store
 
+if TYPE_CHECKING:
+    from breakwater.obs.tracing import Tracing
+
 
 class Realtime:
     """Everything the WebSocket, SSE and long-poll endpoints of a node share."""
@@ -32,6 +36,7 @@ class Realtime:
         store: Store,
         feed: FeedFollower,
         metrics: Metrics,
+        tracing: Tracing | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics
@@ -42,6 +47,7 @@ class Realtime:
             metrics,
             queue_limit=config.realtime_queue,
             pacer=FanoutPacer(share=config.realtime_fanout_share),
+            tracing=tracing,
         )
         self.admission = Admission(
             config.max_realtime_connections,
