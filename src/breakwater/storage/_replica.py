@@ -11,32 +11,13 @@ the position, so a device re-pushing the mutation here gets ``duplicate`` (I2).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 
 from breakwater.core import codec, counter, document
 from breakwater.core.engine import Engine, StoredDoc
 from breakwater.core.errors import ValidationError
-from breakwater.core.records import record
 from breakwater.storage._staging import StagedBatch
-from breakwater.storage.base import FeedEntry
-
-
-@record
-class ReplicaApplied:
-    """What one replicated batch did: entries applied and skipped (already held)."""
-
-    applied: int
-    skipped: int
-    head: dict[str, int] = field(default_factory=dict)
-    """The new local seq of every origin the batch advanced."""
-
-
-@dataclass(frozen=True, slots=True)
-class ReplicaProgress:
-    """Replication bookkeeping written in the batch's own transaction (key -> JSON value)."""
-
-    writes: Mapping[str, object] = field(default_factory=dict)
+from breakwater.storage.base import FeedEntry, ReplicaApplied
 
 
 def check_entries(entries: Sequence[FeedEntry]) -> None:

@@ -14,16 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from breakwater.core.cursor import VersionVector
 from breakwater.core.engine import Change, MutationResult, StoredDoc
 from breakwater.core.mutation import Mutation
 from breakwater.core.query import Query, Visible
 from breakwater.core.records import record
-
-if TYPE_CHECKING:
-    from breakwater.storage._replica import ReplicaApplied
 
 
 @record
@@ -75,6 +72,16 @@ class RecordedConflict:
     fields: list[str]
     winner_hlc: str
     at_ms: int
+
+
+@record
+class ReplicaApplied:
+    """What one replicated batch did: entries applied and skipped (already held)."""
+
+    applied: int
+    skipped: int
+    head: dict[str, int] = field(default_factory=dict)
+    """The new local seq of every origin the batch advanced."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,7 +46,6 @@ from breakwater.storage import _pg_schema, _replica, redact_url
 from breakwater.storage._pg_batch import Connection, PgWriteBatch
 from breakwater.storage._pg_hosts import HostRotation, parse_hosts
 from breakwater.storage._pg_query import index_sql, query_sql
-from breakwater.storage._replica import ReplicaApplied
 from breakwater.storage._rows import (
     DOC_COLUMNS,
     PageBuilder,
@@ -62,6 +61,7 @@ from breakwater.storage.base import (
     Lease,
     QueryPage,
     RecordedConflict,
+    ReplicaApplied,
 )
 from breakwater.storage.hooks import NO_HOOKS, StoreHooks
 

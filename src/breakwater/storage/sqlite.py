@@ -30,7 +30,6 @@ from breakwater.core.errors import CursorExpired, StoreUnavailable
 from breakwater.core.mutation import Mutation, check_collection
 from breakwater.core.query import OPERATORS, Query, Scalar, Visible
 from breakwater.storage import _replica, _sqlite_schema
-from breakwater.storage._replica import ReplicaApplied
 from breakwater.storage._rows import (
     DOC_COLUMNS,
     PageBuilder,
@@ -48,6 +47,7 @@ from breakwater.storage.base import (
     Lease,
     QueryPage,
     RecordedConflict,
+    ReplicaApplied,
 )
 from breakwater.storage.hooks import NO_HOOKS, StoreHooks
 
