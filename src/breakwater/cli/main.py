@@ -16,6 +16,7 @@ from breakwater.cli import (
     keys,
     loadtest,
     long_run,
+    region,
     restore,
     serve,
     users,
@@ -64,6 +65,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(users.app, name="users")
 app.add_typer(chaos.app, name="chaos")
 app.add_typer(drill.app, name="drill")
+app.add_typer(region.app, name="region")
 
 
 def main() -> None:
