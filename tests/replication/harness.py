@@ -118,6 +118,11 @@ class Cluster:
                 pull_wait=pull_wait,
                 write_concern_timeout=write_concern_timeout,
             )
+        # Regions started one after the other failed to reach the later ones: try them now
+        # rather than after the breaker's wait.
+        for region in self.regions.values():
+            for replicator in region.node.replication.replicators:
+                replicator.nudge()
         return self.regions
 
     async def start_region(

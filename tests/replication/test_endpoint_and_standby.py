@@ -14,7 +14,7 @@ from breakwater.core import codec
 from breakwater.core import cursor as cursor_mod
 from tests.replication.harness import Cluster, Region, eventually, issue_key, mutation
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture
