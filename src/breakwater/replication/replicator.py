@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from breakwater.core.cursor import VersionVector
@@ -86,7 +86,6 @@ class PeerStatus:
     lag_changes: int = 0
     pulls: int = 0
     applied: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def lag_seconds(self, now: float) -> float | None:
         """Seconds since this region last held all the peer held (None: never)."""
