@@ -252,3 +252,19 @@ async def test_three_regions_on_postgresql_converge_and_dedupe(tmp_path: Path) -
     finally:
         for _, schema in urls.values():
             await drop_schema(schema)
+
+
+async def test_a_device_cursor_from_a_peer_is_honoured_before_replication_brings_it(
+    cluster: Cluster,
+) -> None:
+    """A device that pulled from A fails over to B before B has A's change: B answers its
+    cursor (no 410 cursor_unknown) with B's own changes, not the one the device has."""
+    regions = await cluster.start({"a": ["b"], "b": ["a"]})
+    a, b = regions["a"], regions["b"]
+    b.links["a"].up = False
+    await a.push(mutation("m1", "from-a", title="a"))
+    await b.push(mutation("m2", "from-b", title="b"))
+    device_cursor = (await a.client.get("/v1/sync/pull")).json()["cursor"]
+    answer = await b.client.get("/v1/sync/pull", params={"cursor": device_cursor})
+    assert answer.status_code == 200, answer.text
+    assert [change["id"] for change in answer.json()["changes"]] == ["from-b"]
