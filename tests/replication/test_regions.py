@@ -64,6 +64,17 @@ async def test_three_regions_with_writers_in_each_converge(cluster: Cluster) -> 
     heads = [await region.node.store.head() for region in regions]
     assert heads[0] == heads[1] == heads[2]
     assert len(heads[0]) == 3  # one origin per region, each kept wherever its changes went
+    metrics = regions[0].node.metrics.registry
+    for peer in ("b", "c"):
+        for direction in ("in", "out"):
+            for encoding in ("wire", "json"):
+                labels = {"peer": peer, "direction": direction, "encoding": encoding}
+                sample = metrics.get_sample_value("breakwater_replication_bytes_total", labels)
+                assert sample is not None and sample > 0, labels
+        applied = metrics.get_sample_value(
+            "breakwater_replication_applied_changes_total", {"peer": peer}
+        )
+        assert applied is not None and applied >= 3
 
 
 async def test_a_and_b_that_cannot_reach_each_other_converge_through_c(
