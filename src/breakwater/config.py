@@ -31,6 +31,7 @@ from breakwater.core.hlc import NODE_PATTERN
 from breakwater.core.incarnation import REGION_PATTERN
 from breakwater.core.limits import Limits
 from breakwater.core.mutation import COLLECTION_PATTERN
+from breakwater.core.topology import Topology, parse_topology
 from breakwater.obs.tracing_settings import TracingSettings
 from breakwater.storage import redact_url
 
@@ -104,6 +105,8 @@ class Config:
     rules: Mapping[str, CollectionRules] = field(default_factory=dict)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     tracing: TracingSettings = field(default_factory=TracingSettings)
+    topology: Topology = field(default_factory=Topology)
+    """Peer regions and this region's initial state (core/topology.py, docs/multi-region.md)."""
 
     @property
     def store_url(self) -> str:
@@ -126,7 +129,7 @@ class Config:
         return frozenset(t.strip() for t in self.realtime_transports.split(",") if t.strip())
 
 
-_TABLES = ("limits", "collections", "auth", "rules", "smtp", "tracing")
+_TABLES = ("limits", "collections", "auth", "rules", "smtp", "tracing", "topology")
 _TOP_KEYS = [f.name for f in dataclasses.fields(Config) if f.name not in _TABLES]
 _LIMIT_KEYS = [f.name for f in dataclasses.fields(Limits)]
 _AUTH_TABLES = ("oidc", "external")
@@ -378,7 +381,7 @@ def load_config(
             raise ConfigError(f"config file {str(file)!r} cannot be read: {exc}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {str(file)!r} is not valid TOML: {exc}") from exc
-    known = set(_TOP_KEYS) | {"limits", "collections", "auth", "smtp", "tracing"}
+    known = set(_TOP_KEYS) | {"limits", "collections", "auth", "smtp", "tracing", "topology"}
     unknown = set(raw) - known
     if unknown:
         raise ConfigError(f"unknown settings in {file}: {sorted(unknown)}")
@@ -420,6 +423,14 @@ def load_config(
         rules=_rules(raw.get("collections", {})),
         smtp=_smtp(raw.get("smtp", {}), env),
         tracing=_tracing(raw.get("tracing", {}), env),
+        topology=Topology(),
+    )
+    # After the top-level keys: the own-address check needs the final region, host and port.
+    config = dataclasses.replace(
+        config,
+        topology=parse_topology(
+            raw.get("topology", {}), env, config.region, config.host, config.port
+        ),
     )
     _check(config)
     return config

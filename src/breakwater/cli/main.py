@@ -18,6 +18,7 @@ from breakwater.cli import (
     keys,
     loadtest,
     long_run,
+    region,
     restore,
     serve,
     users,
@@ -71,6 +72,7 @@ app.add_typer(chaos.app, name="chaos")
 app.add_typer(drill.app, name="drill")
 app.add_typer(webhooks.app, name="webhooks")
 app.add_typer(gateway.app, name="gateway")
+app.add_typer(region.app, name="region")
 
 
 def main() -> None:

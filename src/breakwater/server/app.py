@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+import httpx
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.telemetry import TelemetryConfig
@@ -42,12 +43,15 @@ from breakwater.server import (
     health,
     oidc_api,
     problems,
+    replication_api,
     status_api,
     sync_api,
     webhooks_api,
 )
 from breakwater.server.access import Gatekeeper
 from breakwater.server.application.feed import PAGE_SIZE, FeedFollower
+from breakwater.server.application.region import RegionView
+from breakwater.server.application.replication import Replication
 from breakwater.server.application.writes import Writes
 from breakwater.server.auth_backend import auth_store_for
 from breakwater.server.cors import Cors, Origins
@@ -95,13 +99,15 @@ def build_node(
     bus: Bus | None = None,
     cache: Cache | None = None,
     tracing: Tracing | None = None,
+    peer_transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
 ) -> Node:
     """Wire clock, engine, metrics, bus, cache and store for ``config`` (arguments override
     URLs, ``tracing`` overrides ``[tracing]``).
 
     A store built here publishes a commit notice on the bus after every commit. A store passed
     in keeps the hooks it was built with; without notices, realtime clients and long-polls
-    still get every change, within the follower's one-second poll.
+    still get every change, within the follower's one-second poll. ``peer_transports`` carry
+    replication pulls to named peer regions instead of the network (in-process tests).
     """
     if clock is None:
         clock = HybridClock(config.node_id, max_skew_ms=int(config.max_clock_skew * 1000))
@@ -118,7 +124,8 @@ def build_node(
         store = open_store(config.store_url, engine, hooks=NodeStoreHooks(metrics, bus))
     read_cache = ReadCache(cache, metrics, config.cache_ttl)
     feed = FeedFollower(store, bus, page_size=min(PAGE_SIZE, config.realtime_queue))
-    realtime = Realtime(config, store, feed, metrics, tracing)
+    region = RegionView(config, store, engine, metrics)
+    realtime = Realtime(config, store, feed, metrics, tracing, stable_of=region.stable_for)
     # In this order: a client told of a change reads at least that version from this node.
     feed.subscribe(read_cache)
     feed.subscribe(realtime.fanout)
@@ -133,14 +140,21 @@ def build_node(
     )
     feed.subscribe(webhooks)
 
+    settings = config.auth
+    policy = Policy(
+        settings.resolved_mode(config.host), config.rules, frozenset(settings.mfa_roles)
+    )
+    writes = Writes(store, read_cache, policy, clock, metrics, tracing=tracing, region=region)
+    replication = Replication(config, store, writes, region, metrics, transports=peer_transports)
+
     async def start_following() -> None:
         await feed.start()
         await realtime.start()
+        await replication.start()
 
     metrics.dependency_up.labels("bus").set_function(lambda: 1 if bus.healthy else 0)
     metrics.watch_bus(lambda: (bus.stats.sent, bus.stats.received, bus.stats.reconnects))
     metrics.dependency_up.labels("cache").set_function(lambda: 1 if read_cache.healthy else 0)
-    settings = config.auth
     keys_file = Path(settings.signing_keys_file) if settings.signing_keys_file else None
     auth_store = auth_store_for(config)
     passwords = Passwords(HashParameters(settings.password_memory_kib, settings.password_time_cost))
@@ -158,9 +172,6 @@ def build_node(
         start_following,
         lambda up: metrics.dependency_up.labels("store").set(int(up)),
         wait=urlsplit(config.store_url).scheme in POSTGRES_SCHEMES,
-    )
-    policy = Policy(
-        settings.resolved_mode(config.host), config.rules, frozenset(settings.mfa_roles)
     )
     auth = AuthService(auth_store, issuer, passwords, settings.refresh_ttl)
     mailer = Mailer(config.smtp)
@@ -182,13 +193,15 @@ def build_node(
         limiter=RateLimiter(settings, metrics, buckets, names),
         sign_in_guard=SignInGuard(settings, metrics, buckets, names),
         store_opener=store_opener,
-        writes=Writes(store, read_cache, policy, clock, metrics, tracing),
+        writes=writes,
         feed=feed,
         origins=Origins.of(config),
         webhooks=webhooks,
         verifier=TokenVerifier(auth.verify_access, [ExternalIssuer(s) for s in settings.external]),
         oidc=OidcSignIn(settings.oidc, auth),
         tracing=tracing,
+        region=region,
+        replication=replication,
     )
 
 
@@ -272,12 +285,13 @@ def create_app(
     role: WorkerRole | None = None,
     cache: Cache | None = None,
     tracing: Tracing | None = None,
+    peer_transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
 ) -> FastAPI:
     """The node's app; the store is opened on startup and flushed and closed on shutdown.
 
     With ``role``, the app is one worker process of a node (``serve --workers``).
     """
-    node = build_node(config, store, clock, bus, cache, tracing)
+    node = build_node(config, store, clock, bus, cache, tracing, peer_transports)
     if role is not None:
         node.worker_metrics = WorkerMetrics(node.metrics, role.run_dir, role.index)
 
@@ -322,6 +336,7 @@ def create_app(
             await asyncio.gather(*background, return_exceptions=True)
             await node.store_opener.aclose()
             await node.webhooks.aclose()
+            await node.replication.aclose()
             await node.realtime.aclose()
             await node.feed.aclose()
             await node.store.aclose()
@@ -356,6 +371,7 @@ def create_app(
     app.include_router(oidc_api.router)
     app.include_router(docs_api.router)
     app.include_router(sync_api.router)
+    app.include_router(replication_api.router)
     app.include_router(realtime_sse.router)
     app.add_middleware(DirectRoutes, routes=_direct_routes())
     # Outside the direct routes, so that every request, pushes included, has its caller

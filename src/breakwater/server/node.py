@@ -21,6 +21,8 @@ from breakwater.obs.metrics import Metrics
 from breakwater.obs.status import HealthHistory
 from breakwater.obs.worker_metrics import WorkerMetrics
 from breakwater.server.application.feed import FeedFollower
+from breakwater.server.application.region import RegionView
+from breakwater.server.application.replication import Replication
 from breakwater.server.application.writes import Writes
 from breakwater.server.cors import Origins
 from breakwater.server.rate_limit import RateLimiter
@@ -70,6 +72,10 @@ class Node:
     """Bearer tokens: Breakwater's own and the configured external issuers'."""
     oidc: OidcSignIn
     """Sign-in with the configured OpenID Connect providers."""
+    region: RegionView
+    """This region's state (active or standby), stable vector and what peers hold."""
+    replication: Replication
+    """The replicators pulling from peer regions (none without ``[topology.peers]``)."""
     draining: bool = False
     worker_metrics: WorkerMetrics | None = None
     """Set when this process is one worker of several: ``/metrics`` answers for all of them."""

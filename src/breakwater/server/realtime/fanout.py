@@ -35,7 +35,7 @@ import contextlib
 import itertools
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -310,6 +310,11 @@ class Recent:
         return low
 
 
+def head_is_stable(head: VersionVector) -> VersionVector:
+    """One region: ``stable`` is the head itself."""
+    return head
+
+
 class Fanout:
     """The shared position and the live subscribers of one node (a consumer of its feed)."""
 
@@ -325,12 +330,19 @@ class Fanout:
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         pacer: FanoutPacer | None = None,
         tracing: Tracing | None = None,
+        stable_of: Callable[[VersionVector], VersionVector] = head_is_stable,
+        peer_regions: Container[str] = (),
     ) -> None:
         self.store = store
         self.tracing = tracing
         self._untraced: list[tuple[str, int]] = []
         """Changes published for the live subscribers since the sender's last pass (tracing)."""
+        self.peer_regions = peer_regions
+        """Regions whose changes a cursor may name before replication brings them here."""
         self.feed = feed
+        self.stable_of = stable_of
+        """The ``stable`` vector to send with a page read at a head (the head itself for one
+        region; the region's causally stable vector with peers)."""
         self.pacer = pacer or UNPACED
         self.metrics = metrics
         self.queue_limit = queue_limit
@@ -428,7 +440,7 @@ class Fanout:
         ):
             return self._replay_recent(sub)
         page = await self.store.pull(start, sub.store_filter, self.page_size)
-        cursor_mod.require_honourable(start, page.head)
+        cursor_mod.require_honourable(start, page.head, self.peer_regions)
         # From here to the return nothing awaits: the switch to live is atomic with respect to
         # the follower, which moves the shared position in single steps too.
         if sub.closed:
@@ -524,7 +536,7 @@ class Fanout:
         for sub in list(self._live) + list(self._unaligned):
             self._overflow(sub)
         self.position = dict(head)
-        self.stable = dict(head)
+        self.stable = self.stable_of(head)
         self.recent.reset(head)
         self.following = True
 
@@ -556,7 +568,7 @@ class Fanout:
             if self._live:
                 self._published.set()
         self.position = page.vector
-        self.stable = page.head
+        self.stable = self.stable_of(page.head)
         for sub in list(self._unaligned):
             sub.cursor = cursor_mod.merge(sub.cursor, page.vector)
             if same_position(sub.cursor, self.position):

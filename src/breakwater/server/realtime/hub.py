@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from breakwater.auth.identity import Identity
 from breakwater.config import Config
+from breakwater.core.cursor import VersionVector
 from breakwater.core.errors import BreakwaterError, RateLimited
 from breakwater.obs.metrics import Metrics
 from breakwater.resilience import TokenBucket
@@ -18,7 +20,7 @@ from breakwater.server.application.feed import FeedFollower
 from breakwater.server.gc_policy import CollectorPolicy
 from breakwater.server.realtime import messages
 from breakwater.server.realtime.admission import Admission
-from breakwater.server.realtime.fanout import Fanout
+from breakwater.server.realtime.fanout import Fanout, head_is_stable
 from breakwater.server.realtime.pacing import FanoutPacer
 from breakwater.server.realtime.session import CLOSE_POLICY, CLOSE_RESTART, Session
 from breakwater.storage.base import Store
@@ -37,6 +39,7 @@ class Realtime:
         feed: FeedFollower,
         metrics: Metrics,
         tracing: Tracing | None = None,
+        stable_of: Callable[[VersionVector], VersionVector] = head_is_stable,
     ) -> None:
         self.config = config
         self.metrics = metrics
@@ -48,6 +51,8 @@ class Realtime:
             queue_limit=config.realtime_queue,
             pacer=FanoutPacer(share=config.realtime_fanout_share),
             tracing=tracing,
+            stable_of=stable_of,
+            peer_regions=config.topology.peer_regions,
         )
         self.admission = Admission(
             config.max_realtime_connections,
