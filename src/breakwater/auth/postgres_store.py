@@ -123,6 +123,10 @@ _ACCOUNT_COLUMNS = (
     "uid, email, password_hash, anonymous, roles, created_ms, totp_secret, totp_enabled,"
     " recovery_hashes, totp_last_step, email_verified, disabled"
 )
+_INSERT_ACCOUNT = (
+    f"INSERT INTO auth_accounts ({_ACCOUNT_COLUMNS}) VALUES"
+    f" ({', '.join(f'${n}' for n in range(1, len(_ACCOUNT_COLUMNS.split(',')) + 1))})"
+)
 _ONE_TIME_COLUMNS = "token_hash, purpose, uid, email, created_ms, expires_ms"
 _TOMBSTONE = (
     "email = NULL, password_hash = NULL, roles = '[]', totp_secret = NULL, totp_enabled = false,"
@@ -347,11 +351,7 @@ class PostgresAuthStore:
         """Insert a new account."""
 
         async def work(conn: Connection) -> None:
-            await conn.execute(
-                f"INSERT INTO auth_accounts ({_ACCOUNT_COLUMNS})"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-                *_account_row(account),
-            )
+            await conn.execute(_INSERT_ACCOUNT, *_account_row(account))
 
         self._call(work)
 
@@ -616,11 +616,7 @@ class PostgresAuthStore:
 
         async def work(conn: Connection) -> None:
             await _insert_identity(conn, identity)
-            await conn.execute(
-                f"INSERT INTO auth_accounts ({_ACCOUNT_COLUMNS})"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                *_account_row(account),
-            )
+            await conn.execute(_INSERT_ACCOUNT, *_account_row(account))
 
         self._call(work)
 

@@ -104,6 +104,10 @@ _ACCOUNT_COLUMNS = (
     "uid, email, password_hash, anonymous, roles, created_ms, totp_secret, totp_enabled,"
     " recovery_hashes, totp_last_step, email_verified, disabled"
 )
+_INSERT_ACCOUNT = (
+    f"INSERT INTO accounts ({_ACCOUNT_COLUMNS})"
+    f" VALUES ({', '.join('?' * len(_ACCOUNT_COLUMNS.split(',')))})"
+)
 _ONE_TIME_COLUMNS = "token_hash, purpose, uid, email, created_ms, expires_ms"
 _TOMBSTONE = (
     "email = NULL, password_hash = NULL, roles = '[]', totp_secret = NULL, totp_enabled = 0,"
@@ -227,10 +231,7 @@ class SqliteAuthStore:
     def create_account(self, account: Account) -> None:
         """Insert a new account."""
         with self._tx() as db:
-            db.execute(
-                f"INSERT INTO accounts ({_ACCOUNT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                _account_row(account),
-            )
+            db.execute(_INSERT_ACCOUNT, _account_row(account))
 
     def account(self, uid: str) -> Account | None:
         """The account ``uid``."""
@@ -444,10 +445,7 @@ class SqliteAuthStore:
         """Insert the account and its identity together."""
         with self._tx() as db:
             self._insert_identity(db, identity)
-            db.execute(
-                f"INSERT INTO accounts ({_ACCOUNT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                _account_row(account),
-            )
+            db.execute(_INSERT_ACCOUNT, _account_row(account))
 
     def add_identity(self, identity: LinkedIdentity) -> None:
         """Link an identity."""
