@@ -68,6 +68,38 @@ def proxy(
     asyncio.run(run())
 
 
+@app.command("proxies")
+def proxies(
+    spec: Annotated[
+        Path,
+        typer.Option(help='JSON file: {"proxies": {NAME: {"listen": h:p, "upstream": h:p}}}.'),
+    ],
+    control: Annotated[
+        str, typer.Option(help="host:port of the HTTP control API.")
+    ] = "127.0.0.1:9001",
+) -> None:
+    """Run several proxies in one process behind one control API (a local cluster's links)."""
+    from breakwater.chaos.control import control_app
+    from breakwater.chaos.proxy_host import read_specs, started
+
+    specs = read_specs(spec)
+    control_host, control_port = parse_address("--control", control)
+
+    async def run() -> None:
+        async with started(specs) as running:
+            typer.echo(f"{len(running)} proxies; control http://{control_host}:{control_port}")
+            config = uvicorn.Config(
+                control_app(running),
+                host=control_host,
+                port=control_port,
+                log_level="warning",
+                lifespan="off",
+            )
+            await _QuietServer(config).serve()
+
+    asyncio.run(run())
+
+
 @app.command("check")
 def check_run(
     run: Annotated[
