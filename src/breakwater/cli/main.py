@@ -11,6 +11,7 @@ import breakwater
 from breakwater.cli import (
     bench,
     chaos,
+    cluster,
     drill,
     init,
     keys,
@@ -63,6 +64,7 @@ app.add_typer(bench.app, name="bench")
 app.add_typer(keys.app, name="keys")
 app.add_typer(users.app, name="users")
 app.add_typer(chaos.app, name="chaos")
+app.add_typer(cluster.app, name="cluster")
 app.add_typer(drill.app, name="drill")
 
 
