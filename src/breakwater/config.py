@@ -29,6 +29,7 @@ from breakwater.core.hlc import NODE_PATTERN
 from breakwater.core.incarnation import REGION_PATTERN
 from breakwater.core.limits import Limits
 from breakwater.core.mutation import COLLECTION_PATTERN
+from breakwater.core.topology import Topology, parse_topology
 from breakwater.storage import redact_url
 
 ENV_PREFIX = "BREAKWATER_"
@@ -90,6 +91,8 @@ class Config:
     collections: Mapping[str, CollectionConfig] = field(default_factory=dict)
     auth: AuthSettings = field(default_factory=AuthSettings)
     rules: Mapping[str, CollectionRules] = field(default_factory=dict)
+    topology: Topology = field(default_factory=Topology)
+    """Peer regions and this region's initial state (core/topology.py, docs/multi-region.md)."""
 
     @property
     def store_url(self) -> str:
@@ -112,7 +115,7 @@ class Config:
         return frozenset(t.strip() for t in self.realtime_transports.split(",") if t.strip())
 
 
-_TABLES = ("limits", "collections", "auth", "rules")
+_TABLES = ("limits", "collections", "auth", "rules", "topology")
 _TOP_KEYS = [f.name for f in dataclasses.fields(Config) if f.name not in _TABLES]
 _LIMIT_KEYS = [f.name for f in dataclasses.fields(Limits)]
 _AUTH_KEYS = [f.name for f in dataclasses.fields(AuthSettings)]
@@ -286,7 +289,7 @@ def load_config(
             raise ConfigError(f"config file {str(file)!r} cannot be read: {exc}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {str(file)!r} is not valid TOML: {exc}") from exc
-    known = set(_TOP_KEYS) | {"limits", "collections", "auth"}
+    known = set(_TOP_KEYS) | {"limits", "collections", "auth", "topology"}
     unknown = set(raw) - known
     if unknown:
         raise ConfigError(f"unknown settings in {file}: {sorted(unknown)}")
@@ -326,6 +329,14 @@ def load_config(
         collections=collections,
         auth=_auth(raw.get("auth", {}), env),
         rules=_rules(raw.get("collections", {})),
+        topology=Topology(),
+    )
+    # After the top-level keys: the own-address check needs the final region, host and port.
+    config = dataclasses.replace(
+        config,
+        topology=parse_topology(
+            raw.get("topology", {}), env, config.region, config.host, config.port
+        ),
     )
     _check(config)
     return config

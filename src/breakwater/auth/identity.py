@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 Kind = Literal["user", "key"]
 ADMIN_SCOPE = "admin"
+REPLICATION_SCOPE = "replication"
+"""The scope of the keys regions pull each other's changes with (and nothing else)."""
 ADMIN_ROLE = "admin"
 
 
@@ -32,6 +34,11 @@ class Identity:
             {ADMIN_SCOPE, f"{action}:*", f"{action}:{collection}"} & self.scopes
             or (action == "read" and {"write:*", f"write:{collection}"} & self.scopes)
         )
+
+    @property
+    def is_replicator(self) -> bool:
+        """An API key with the ``replication`` scope (never a user, whatever its roles)."""
+        return self.kind == "key" and REPLICATION_SCOPE in self.scopes
 
     @property
     def is_admin(self) -> bool:

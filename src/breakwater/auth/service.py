@@ -28,7 +28,9 @@ MAX_ROLES = 32
 # Printable ASCII but space and "@": no lookalike or invisible characters in a sign-in name.
 EMAIL_PATTERN = re.compile(r"^[!-?A-~]{1,64}@[!-?A-~]{1,255}\.[!-?A-~]{1,63}$", re.ASCII)
 KEY_PREFIX = "bwk"
-KEY_SCOPE_PATTERN = re.compile(r"^(admin|(read|write):(\*|[A-Za-z][A-Za-z0-9_]{0,63}))$", re.ASCII)
+KEY_SCOPE_PATTERN = re.compile(
+    r"^(admin|replication|(read|write):(\*|[A-Za-z][A-Za-z0-9_]{0,63}))$", re.ASCII
+)
 BAD_CREDENTIALS = "the email or password is wrong"
 
 
@@ -360,7 +362,7 @@ class AuthService:
         bad = [scope for scope in scopes if not KEY_SCOPE_PATTERN.fullmatch(scope)]
         if not scopes or bad:
             raise ValidationError(
-                "scopes must be admin, read:NAME, write:NAME, read:* or write:*;"
+                "scopes must be admin, replication, read:NAME, write:NAME, read:* or write:*;"
                 f" got {bad or scopes}"
             )
         prefix, _, rest = key.partition("_")

@@ -49,7 +49,9 @@ def create(
     name: Annotated[str, typer.Argument(help="What the key is for (shown in list).")],
     scope: Annotated[
         list[str],
-        typer.Option("--scope", help="admin, read:NAME, write:NAME, read:* or write:*; repeat."),
+        typer.Option(
+            "--scope", help="admin, replication, read:NAME, write:NAME, read:* or write:*; repeat."
+        ),
     ],
     data: DataOption = None,
     config: ConfigOption = None,
