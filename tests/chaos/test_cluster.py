@@ -126,4 +126,4 @@ def test_bad_specs_are_refused_before_anything_starts() -> None:
         ({"regions": 2, "standby": ("mars",)}, "mars"),
     ):
         with pytest.raises(ValidationError, match=words):
-            ClusterSpec(**kwargs)  # type: ignore[arg-type]
+            ClusterSpec(**kwargs)

@@ -360,9 +360,9 @@ class LocalCluster:
 
     # Down ----------------------------------------------------------------------------------------
 
-    async def down(self) -> None:
+    async def down(self, remove: bool = True) -> None:
         """Stop every process the cluster started (by PID and start time), drop its databases
-        and remove its directory."""
+        and (with ``remove``) delete its directory, logs included."""
         info = self.info
         if info is None:
             return
@@ -373,7 +373,10 @@ class LocalCluster:
             if region.database:
                 self.progress(f"{region.name}: dropping database {region.database}")
                 await self._drop_database(region.database)
-        await asyncio.to_thread(shutil.rmtree, self.directory, True)
+        if remove:
+            await asyncio.to_thread(shutil.rmtree, self.directory, True)
+        else:
+            info.file.unlink(missing_ok=True)  # nothing runs any more
         self.info = None
 
     # Status --------------------------------------------------------------------------------------

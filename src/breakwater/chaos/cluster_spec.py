@@ -46,8 +46,17 @@ class ClusterSpec:
     standby: tuple[str, ...] = ()
     clock_offsets_ms: Mapping[str, int] = field(default_factory=dict)
     postgres: str = DEFAULT_POSTGRES
+    region_names: tuple[str, ...] = ()
+    """The regions' names (default: the first ``regions`` of :data:`REGION_NAMES`)."""
 
     def __post_init__(self) -> None:
+        if self.region_names and len(self.region_names) != self.regions:
+            raise ValidationError(f"{self.regions} regions need {self.regions} names")
+        bad = [n for n in self.region_names if not REGION_PATTERN.fullmatch(n) or "~" in n]
+        if bad or len({n.lower() for n in self.region_names}) != len(self.region_names):
+            raise ValidationError(
+                f"region names must be distinct and match {REGION_PATTERN.pattern}"
+            )
         if not 1 <= self.regions <= len(REGION_NAMES):
             raise ValidationError(f"--regions must be 1 to {len(REGION_NAMES)}, not {self.regions}")
         if not 1 <= self.nodes_per_region <= MAX_NODES_PER_REGION:
@@ -71,12 +80,11 @@ class ClusterSpec:
             raise ValidationError(f"no region {sorted(unknown)}; the regions are {self.names}")
         if set(self.standby) >= set(self.names):
             raise ValidationError("at least one region must be active")
-        assert all(REGION_PATTERN.fullmatch(name) for name in self.names)
 
     @property
     def names(self) -> list[str]:
         """The regions' names, in order."""
-        return list(REGION_NAMES[: self.regions])
+        return list(self.region_names or REGION_NAMES[: self.regions])
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -89,6 +97,7 @@ class ClusterSpec:
             "standby": list(self.standby),
             "clock_offsets_ms": dict(self.clock_offsets_ms),
             "postgres": self.postgres,
+            "region_names": self.names,
         }
 
     @classmethod
@@ -103,6 +112,7 @@ class ClusterSpec:
             standby=tuple(raw["standby"]),
             clock_offsets_ms=dict(raw["clock_offsets_ms"]),
             postgres=str(raw["postgres"]),
+            region_names=tuple(raw.get("region_names", ())),
         )
 
 
