@@ -24,7 +24,17 @@ ALLOWED = {
     "gateway": {"resilience", "obs"},
     "ops": {"storage", "core"},
     "chaos": {"client", "resilience", "core"},
-    "server": {"core", "storage", "bus", "cache", "auth", "obs", "config", "resilience"},
+    "server": {
+        "core",
+        "storage",
+        "bus",
+        "cache",
+        "auth",
+        "obs",
+        "config",
+        "resilience",
+        "replication",
+    },
 }
 
 

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from breakwater.core import cursor, incarnation
+from breakwater.core import cursor, hlc, incarnation
 from breakwater.core.collections import CollectionConfig
 from breakwater.core.engine import Engine
-from breakwater.core.errors import ConfigError, CursorExpired, StoreUnavailable
+from breakwater.core.errors import ConfigError, CursorExpired, StoreUnavailable, ValidationError
 from breakwater.core.hlc import HybridClock
 from breakwater.core.mutation import Mutation
 from breakwater.core.query import Filter, Query, decode_page_token
@@ -619,3 +619,170 @@ async def test_conflicts_are_read_back_newest_first(store: Store) -> None:
     assert [c.mutation_id for c in await store.conflicts(10, "todos")] == ["m2"]
     assert [c.mutation_id for c in await store.conflicts(1)] == ["m4"]
     assert await store.conflicts(10, "other") == []
+
+
+# replication (docs/adr/0022-replication.md) --------------------------------------------------
+
+
+@pytest.fixture
+async def region_store(
+    request: pytest.FixtureRequest, url: str, tmp_path: Path
+) -> AsyncIterator[Callable[[str], Any]]:
+    """Open a store of another region on this test's backend (a file or a schema of its own)."""
+    opened: list[Store] = []
+    schemas: list[str] = []
+
+    async def make(region: str, region_engine: Engine | None = None) -> Store:
+        region_engine = region_engine or engine(node=f"{region}-n", region=region)
+        if url.startswith("sqlite"):
+            region_url = sqlite_url(tmp_path / region)
+        else:
+            region_url, schema = postgres_url(pool_size="4")
+            schemas.append(schema)
+        store = build_store(region_url, region_engine, NO_HOOKS, None)
+        await store.open()
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        await store.aclose()
+    for schema in schemas:
+        await drop_schema(schema)
+
+
+async def replicate(source: Store, target: Store, vector: dict[str, int] | None = None) -> Any:
+    """Copy every change ``source`` holds past ``vector`` into ``target``; the last cursor."""
+    vector = dict(vector or {})
+    while True:
+        page = await source.pull(vector, None, 3, include_state=True)
+        await target.apply_replicated(page.entries, {"peer:test": {"cursor": page.vector}})
+        vector = page.vector
+        if not page.has_more:
+            return vector
+
+
+async def test_replicated_changes_keep_their_positions_and_apply_once(
+    store: Store, region_store: Callable[[str], Any]
+) -> None:
+    """A peer's changes land at their original (origin, seq), with equal documents; a page
+    applied again is skipped whole, and the progress row is written with the batch."""
+    peer: Store = await region_store("r2")
+    await store.apply([put(f"m{i}", f"d{i % 3}") for i in range(7)])
+    await replicate(store, peer)
+    assert await read_feed(peer) == await read_feed(store)
+    assert (await peer.head())[store.origin] == 7
+    for doc_id in ("d0", "d1", "d2"):
+        mine, theirs = await store.get("todos", doc_id), await peer.get("todos", doc_id)
+        assert mine is not None and theirs is not None
+        assert (theirs.data, theirs.version) == (mine.data, mine.version)
+    page = await store.pull({}, None, 100, include_state=True)
+    again = await peer.apply_replicated(page.entries)
+    assert (again.applied, again.skipped) == (0, 7)
+    assert (await peer.replication_state())["peer:test"]["cursor"] == await store.head()
+
+
+async def test_a_device_repushing_a_replicated_mutation_gets_duplicate(
+    store: Store, region_store: Callable[[str], Any]
+) -> None:
+    """I2 across regions: the mutation id comes with the replicated change."""
+    peer: Store = await region_store("r2")
+    [first] = await store.apply([inc("m1", "d")])
+    await replicate(store, peer)
+    [again] = await peer.apply([inc("m1", "d")])
+    assert (again.status, again.origin, again.seq) == ("duplicate", first.origin, first.seq)
+    doc = await peer.get("todos", "d")
+    assert doc is not None and doc.data == {"n": 1}
+
+
+async def test_changes_are_forwarded_transitively_with_their_origin(
+    store: Store, region_store: Callable[[str], Any]
+) -> None:
+    """C learns A's changes through B, and a device cursor of A is honoured by C."""
+    b: Store = await region_store("r2")
+    c: Store = await region_store("r3")
+    await store.apply([put("a1", "x"), put("a2", "y")])
+    await b.apply([put("b1", "z")])
+    await replicate(store, b)
+    await replicate(b, c)
+    assert sorted(await read_feed(c)) == sorted(await read_feed(b))
+    assert (await c.head())[store.origin] == 2
+    cursor_at_a = (await store.pull({}, None, 100)).vector
+    page = await c.pull(cursor_at_a, None, 100)
+    assert [(e.change.origin, e.change.mutation_id) for e in page.entries] == [(b.origin, "b1")]
+
+
+async def test_an_increment_applied_in_two_regions_counts_once(
+    region_store: Callable[..., Any],
+) -> None:
+    """One mutation applied under two positions (a device re-pushed it to another region before
+    replication) counts once everywhere, and both positions stay in each feed; folding up to a
+    causally stable vector afterwards changes no value."""
+    engines = [engine(node=f"{name}-n", region=name) for name in ("r1", "r2")]
+    for region_engine in engines:
+        region_engine.stable = {}  # a region with peers folds only what is stable
+    store: Store = await region_store("r1", engines[0])
+    peer: Store = await region_store("r2", engines[1])
+    stamp = hlc.encode(hlc.system_ms(), 0, "device")  # the device's stamp travels with it
+    repushed = dataclasses.replace(inc("m1", "d", 5), hlc=stamp)
+    await store.apply([repushed, inc("m2", "d", 1)])
+    await peer.apply([repushed])
+    await replicate(store, peer)
+    await replicate(peer, store)
+    for region in (store, peer):
+        doc = await region.get("todos", "d")
+        assert doc is not None and doc.data == {"n": 6}
+    mine, theirs = await store.get("todos", "d"), await peer.get("todos", "d")
+    assert mine is not None and theirs is not None and mine.version == theirs.version
+    assert len(await read_feed(store)) == len(await read_feed(peer)) == 3
+    # Both regions hold everything: fold it all at r1 on its next write, and exchange again.
+    engines[0].stable = cursor.merge(await store.head(), await peer.head())
+    await store.apply([inc("m3", "d", 1)])
+    await replicate(store, peer, await peer.head())
+    for region in (store, peer):
+        doc = await region.get("todos", "d")
+        assert doc is not None and doc.data == {"n": 7}
+    folded = await store.get("todos", "d")
+    assert folded is not None and set(folded.state["n"]["n"]["i"]) == {"m3"}
+
+
+async def test_a_batch_out_of_seq_order_is_refused_and_changes_nothing(
+    store: Store, region_store: Callable[[str], Any]
+) -> None:
+    """I3: a page whose origin's seqs go backwards, or an entry without state, is a
+    ValidationError before any work (progress included)."""
+    peer: Store = await region_store("r2")
+    await store.apply([put("m1", "a"), put("m2", "b")])
+    entries = (await store.pull({}, None, 10, include_state=True)).entries
+    with pytest.raises(ValidationError):
+        await peer.apply_replicated(entries[::-1], {"peer:test": {"cursor": {"x": 1}}})
+    stateless = [dataclasses.replace(e, state=None) for e in entries]
+    with pytest.raises(ValidationError):
+        await peer.apply_replicated(stateless)
+    assert await peer.head() == {}
+    assert await peer.replication_state() == {}
+
+
+async def test_a_lease_has_one_holder_until_it_expires(make_store: MakeStore) -> None:
+    """Two nodes of a region: one takes the lease, renews it; the other takes over only after
+    it expires."""
+    now = [1_000_000]
+    first = await make_store(clock_ms=lambda: now[0])
+    second = await make_store(engine(node="n2"), clock_ms=lambda: now[0])
+    assert await first.take_lease("us", "node-a", 3000)
+    assert not await second.take_lease("us", "node-b", 3000)
+    now[0] += 2000
+    assert await first.take_lease("us", "node-a", 3000)
+    now[0] += 2500
+    assert not await second.take_lease("us", "node-b", 3000)
+    now[0] += 1000
+    assert await second.take_lease("us", "node-b", 3000)
+    assert not await first.take_lease("us", "node-a", 3000)
+
+
+async def test_replication_state_keeps_a_value_when_asked_for_new_only(store: Store) -> None:
+    """``only_new`` seeds a value once (a region's initial state), never overwriting it."""
+    await store.put_replication_state({"region_state": "standby"}, only_new=True)
+    await store.put_replication_state({"region_state": "active"})
+    await store.put_replication_state({"region_state": "standby"}, only_new=True)
+    assert (await store.replication_state())["region_state"] == "active"

@@ -122,6 +122,9 @@ class Engine:
         self.origin = region
         """The origin new changes get: set by :meth:`incarnate` when the store opens."""
         self.clock = clock
+        self.stable: dict[str, int] | None = None
+        """The causally stable vector of a region with peers (replication keeps it current,
+        docs/adr/0022-replication.md); ``None`` for a deployment of one region."""
         self.collections = dict(collections or {})
         self.limits = limits or Limits()
 
@@ -137,9 +140,16 @@ class Engine:
     def stable_after(self, seq: int) -> dict[str, int]:
         """What every replica holds once this region commits ``seq``: the vector a counter
         folds its increments up to. With one region it is the region's own head (nothing can
-        bring an increment back under another position); replication replaces it with the
-        causally stable vector of docs/adr/0019-compact-counters.md."""
-        return {self.origin: seq}
+        bring an increment back under another position); with peers it is the causally stable
+        vector replication keeps (docs/adr/0019-compact-counters.md, 0022-replication.md)."""
+        stable = self.stable
+        return {self.origin: seq} if stable is None else dict(stable)
+
+    def stable_vector(self) -> dict[str, int] | None:
+        """The causally stable vector to fold replicated counters with (``None``: one region,
+        where nothing is replicated)."""
+        stable = self.stable
+        return None if stable is None else dict(stable)
 
     def apply(self, target: WriteTarget, mutation: Mutation) -> MutationResult:
         """Apply one mutation once; state-dependent refusals come back as ``rejected``."""

@@ -21,6 +21,7 @@ it is transient (retrying the same request later may succeed) or permanent. Retr
     │   ├── CursorExpired            410 cursor_expired (behind the retention horizon)
     │   └── CursorUnknown            410 cursor_unknown (names positions this store never had)
     ├── Unavailable                  transient, 503 unavailable (store down, draining)
+    │   ├── RegionStandby            503 region_standby (a standby region refuses writes)
     │   └── StoreUnavailable         503 store_unavailable
     │       └── StoreIncompatible    permanent: the schema is newer than this code
     └── ConfigError                  a setting is wrong; the node does not start (also a ValueError)
@@ -172,6 +173,14 @@ class Unavailable(BreakwaterError):
     status = 503
     title = "Service unavailable"
     transient = True
+
+
+class RegionStandby(Unavailable):
+    """This region is a standby: it replicates and serves reads, but takes no write until it
+    is promoted; ``extra['active_regions']`` names the regions that do (docs/multi-region.md)."""
+
+    type = "region_standby"
+    title = "Region is a standby"
 
 
 class StoreUnavailable(Unavailable):

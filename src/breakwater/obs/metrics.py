@@ -132,6 +132,50 @@ class Metrics:
             ["dependency"],
             registry=r,
         )
+        # Replication (docs/multi-region.md#metrics): per peer region.
+        self.replication_bytes = Counter(
+            "breakwater_replication_bytes",
+            "Replication page bytes, by peer, direction (in: pulled from the peer, out: served"
+            " to it) and encoding (wire: as sent, compressed; json: before compression).",
+            ["peer", "direction", "encoding"],
+            registry=r,
+        )
+        self.replication_applied = Counter(
+            "breakwater_replication_applied_changes",
+            "Changes pulled from a peer and applied here (skipped ones, already held, excluded).",
+            ["peer"],
+            registry=r,
+        )
+        self.replication_retries = Counter(
+            "breakwater_replication_retries",
+            "Failed pulls from a peer, by kind (unavailable, refused, expired, bad_answer).",
+            ["peer", "kind"],
+            registry=r,
+        )
+        self.replication_breaker = Gauge(
+            "breakwater_replication_breaker_open",
+            "1 while the circuit breaker towards a peer is open or half-open.",
+            ["peer"],
+            registry=r,
+        )
+        self.replication_lag_changes = Gauge(
+            "breakwater_replication_lag_changes",
+            "Changes the peer's head held that this region had not applied, at the last pull.",
+            ["peer"],
+            registry=r,
+        )
+        self.replication_lag_seconds = Gauge(
+            "breakwater_replication_lag_seconds",
+            "Seconds since this region last held everything the peer held (0 when caught up).",
+            ["peer"],
+            registry=r,
+        )
+        self.stable_lag = Gauge(
+            "breakwater_stable_lag_changes",
+            "Changes of an origin this region holds that the stable vector does not cover yet.",
+            ["origin"],
+            registry=r,
+        )
 
     def watch_bus(self, figures: Callable[[], tuple[int, int, int]]) -> None:
         """Export the bus's ``(sent, received, reconnects)`` counters, read at each scrape."""

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
@@ -34,11 +35,14 @@ from breakwater.server import (
     docs_api,
     health,
     problems,
+    replication_api,
     status_api,
     sync_api,
 )
 from breakwater.server.access import Gatekeeper
 from breakwater.server.application.feed import PAGE_SIZE, FeedFollower
+from breakwater.server.application.region import RegionView
+from breakwater.server.application.replication import Replication
 from breakwater.server.application.writes import Writes
 from breakwater.server.auth_backend import auth_store_for
 from breakwater.server.cors import Cors, Origins
@@ -69,13 +73,15 @@ def build_node(
     clock: HybridClock | None = None,
     bus: Bus | None = None,
     cache: Cache | None = None,
+    peer_transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
 ) -> Node:
     """Wire clock, engine, metrics, bus, cache and store for ``config`` (arguments override
     URLs).
 
     A store built here publishes a commit notice on the bus after every commit. A store passed
     in keeps the hooks it was built with; without notices, realtime clients and long-polls
-    still get every change, within the follower's one-second poll.
+    still get every change, within the follower's one-second poll. ``peer_transports`` carry
+    replication pulls to named peer regions instead of the network (in-process tests).
     """
     if clock is None:
         clock = HybridClock(config.node_id, max_skew_ms=int(config.max_clock_skew * 1000))
@@ -90,14 +96,24 @@ def build_node(
         store = open_store(config.store_url, engine, hooks=NodeStoreHooks(metrics, bus))
     read_cache = ReadCache(cache, metrics, config.cache_ttl)
     feed = FeedFollower(store, bus, page_size=min(PAGE_SIZE, config.realtime_queue))
-    realtime = Realtime(config, store, feed, metrics)
+    region = RegionView(config, store, engine, metrics)
+    realtime = Realtime(config, store, feed, metrics, region.stable_for)
     # In this order: a client told of a change reads at least that version from this node.
     feed.subscribe(read_cache)
     feed.subscribe(realtime.fanout)
 
+    policy = Policy(
+        config.auth.resolved_mode(config.host),
+        config.rules,
+        frozenset(config.auth.mfa_roles),
+    )
+    writes = Writes(store, read_cache, policy, clock, metrics, region)
+    replication = Replication(config, store, writes, region, metrics, transports=peer_transports)
+
     async def start_following() -> None:
         await feed.start()
         await realtime.start()
+        await replication.start()
 
     metrics.dependency_up.labels("bus").set_function(lambda: 1 if bus.healthy else 0)
     metrics.watch_bus(lambda: (bus.stats.sent, bus.stats.received, bus.stats.reconnects))
@@ -121,9 +137,6 @@ def build_node(
         lambda up: metrics.dependency_up.labels("store").set(int(up)),
         wait=urlsplit(config.store_url).scheme in POSTGRES_SCHEMES,
     )
-    policy = Policy(
-        settings.resolved_mode(config.host), config.rules, frozenset(settings.mfa_roles)
-    )
     return Node(
         config=config,
         clock=clock,
@@ -140,9 +153,11 @@ def build_node(
         limiter=RateLimiter(settings, metrics, buckets, names),
         sign_in_guard=SignInGuard(settings, metrics, buckets, names),
         store_opener=store_opener,
-        writes=Writes(store, read_cache, policy, clock, metrics),
+        writes=writes,
         feed=feed,
         origins=Origins.of(config),
+        region=region,
+        replication=replication,
     )
 
 
@@ -186,12 +201,13 @@ def create_app(
     bus: Bus | None = None,
     role: WorkerRole | None = None,
     cache: Cache | None = None,
+    peer_transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
 ) -> FastAPI:
     """The node's app; the store is opened on startup and flushed and closed on shutdown.
 
     With ``role``, the app is one worker process of a node (``serve --workers``).
     """
-    node = build_node(config, store, clock, bus, cache)
+    node = build_node(config, store, clock, bus, cache, peer_transports)
     if role is not None:
         node.worker_metrics = WorkerMetrics(node.metrics, role.run_dir, role.index)
 
@@ -232,6 +248,7 @@ def create_app(
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             await node.store_opener.aclose()
+            await node.replication.aclose()
             await node.realtime.aclose()
             await node.feed.aclose()
             await node.store.aclose()
@@ -257,6 +274,7 @@ def create_app(
     app.include_router(auth_api.router)
     app.include_router(docs_api.router)
     app.include_router(sync_api.router)
+    app.include_router(replication_api.router)
     app.include_router(realtime_sse.router)
     app.add_middleware(DirectRoutes, routes=_direct_routes())
     # Outside the direct routes, so that every request, pushes included, has its caller

@@ -13,7 +13,7 @@ from starlette.responses import Response
 from breakwater.auth.identity import Identity
 from breakwater.core import codec
 from breakwater.core import query as query_mod
-from breakwater.core.engine import StoredDoc
+from breakwater.core.engine import MutationResult, StoredDoc
 from breakwater.core.errors import Forbidden, NotFound, ValidationError
 from breakwater.core.mutation import Mutation, check_collection, check_doc_id, check_document
 from breakwater.server import openapi
@@ -53,17 +53,42 @@ def _writing(request: Request, collection: str) -> tuple[Node, Identity | None]:
     """The node and the caller of a write that the policy admits to ``collection``."""
     node = node_of(request)
     identity = identity_of(request)
+    node.region.require_writable()  # before anything else: a standby takes no write
     node.policy.admit(identity, check_collection(collection), "write")
     return node, identity
+
+
+def _write_concern(request: Request) -> str:
+    """The ``Write-Concern`` header (or ``write_concern`` parameter): local or replicated."""
+    value = request.headers.get("write-concern") or request.query_params.get("write_concern")
+    concern = (value or "local").strip().lower()
+    if concern not in ("local", "replicated"):
+        raise ValidationError("Write-Concern must be local or replicated", field="write_concern")
+    return concern
 
 
 def _readable(node: Node, identity: Identity | None, doc: StoredDoc) -> bool:
     return doc.data is not None and node.policy.may_read(identity, doc.collection, doc.data)
 
 
-async def _write(node: Node, mutation: Mutation, identity: Identity | None) -> Response:
+async def _write(
+    node: Node, mutation: Mutation, identity: Identity | None, concern: str = "local"
+) -> Response:
     mutation = node.writes.admit(identity, mutation)
     [result] = await node.writes.apply([mutation], "rest")
+    if concern == "replicated" and result.status != "rejected":
+        held = await node.writes.replicated([result], node.config.topology.write_concern_timeout)
+        response = await _written(node, mutation, identity, result)
+        response.headers["Replicated"] = "true" if held else "false"
+        if not held:
+            response.status_code = 202
+        return response
+    return await _written(node, mutation, identity, result)
+
+
+async def _written(
+    node: Node, mutation: Mutation, identity: Identity | None, result: MutationResult
+) -> Response:
     if result.status == "rejected":
         assert result.error is not None
         raise result.error
@@ -130,7 +155,7 @@ async def put_document(collection: str, doc_id: str, request: Request) -> Respon
         ),
         if_match=parse_if_match(request.headers.get("if-match")),
     )
-    return await _write(node, mutation, identity)
+    return await _write(node, mutation, identity, _write_concern(request))
 
 
 @router.patch(
@@ -153,7 +178,7 @@ async def patch_document(collection: str, doc_id: str, request: Request) -> Resp
         if_match=parse_if_match(request.headers.get("if-match")),
         must_exist=True,
     )
-    return await _write(node, mutation, identity)
+    return await _write(node, mutation, identity, _write_concern(request))
 
 
 @router.delete("/docs/{doc_id}", responses=openapi.DOC_RESPONSES, summary="Delete a document")
@@ -169,7 +194,7 @@ async def delete_document(collection: str, doc_id: str, request: Request) -> Res
         if_match=parse_if_match(request.headers.get("if-match")),
         must_exist=True,
     )
-    return await _write(node, mutation, identity)
+    return await _write(node, mutation, identity, _write_concern(request))
 
 
 @router.get("/docs", responses=openapi.QUERY_RESPONSES, summary="Query documents")

@@ -31,10 +31,12 @@ async def readyz(request: Request) -> Response:
     if failing:
         body = {"status": "unavailable", "checks": checks, "failing": failing}
         return json_response(body, 503, {"Retry-After": "1"})
-    body = {"status": "degraded" if degraded else "ready", "checks": checks}
+    ready: dict[str, object] = {"status": "degraded" if degraded else "ready", "checks": checks}
     if degraded:
-        body["degraded"] = degraded
-    return json_response(body | {"region": node.config.region, "node": node.clock.node})
+        ready["degraded"] = degraded
+    if node.config.topology.peers:
+        ready["replication"] = node.replication.summary()
+    return json_response(ready | {"region": node.config.region, "node": node.clock.node})
 
 
 @router.get(

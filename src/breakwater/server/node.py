@@ -16,6 +16,8 @@ from breakwater.obs.metrics import Metrics
 from breakwater.obs.status import HealthHistory
 from breakwater.obs.worker_metrics import WorkerMetrics
 from breakwater.server.application.feed import FeedFollower
+from breakwater.server.application.region import RegionView
+from breakwater.server.application.replication import Replication
 from breakwater.server.application.writes import Writes
 from breakwater.server.cors import Origins
 from breakwater.server.rate_limit import RateLimiter
@@ -52,6 +54,10 @@ class Node:
     """The node's one reader of committed changes (cache, realtime and long-polls follow it)."""
     origins: Origins
     """The web pages that may call this node (HTTP and WebSocket)."""
+    region: RegionView
+    """This region's state (active or standby), stable vector and what peers hold."""
+    replication: Replication
+    """The replicators pulling from peer regions (none without ``[topology.peers]``)."""
     draining: bool = False
     worker_metrics: WorkerMetrics | None = None
     """Set when this process is one worker of several: ``/metrics`` answers for all of them."""

@@ -26,6 +26,9 @@ from breakwater.storage.base import FeedPage
 
 router = APIRouter(prefix="/v1/sync", tags=["sync"])
 CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:~-]{1,128}$", re.ASCII)
+WRITE_CONCERNS = ("local", "replicated")
+"""``local``: acknowledged once durable in this region; ``replicated``: once another region
+holds it too, or after ``topology.write_concern_timeout`` with 202 (docs/protocol.md)."""
 
 
 def _parse_push(body: Any, node: Node, identity: Identity | None) -> list[Mutation]:
@@ -38,9 +41,13 @@ def _parse_push(body: Any, node: Node, identity: Identity | None) -> list[Mutati
     limits = node.config.limits
     if not isinstance(body, dict):
         raise ValidationError("push body must be a JSON object")
-    unknown = set(body) - {"client_id", "mutations"}
+    unknown = set(body) - {"client_id", "mutations", "write_concern"}
     if unknown:
         raise ValidationError(f"unknown push fields: {sorted(unknown)}")
+    if body.get("write_concern", "local") not in WRITE_CONCERNS:
+        raise ValidationError(
+            f"write_concern must be one of {list(WRITE_CONCERNS)}", field="write_concern"
+        )
     client_id = body.get("client_id")
     if client_id is not None and (
         not isinstance(client_id, str) or not CLIENT_ID_PATTERN.fullmatch(client_id)
@@ -77,10 +84,19 @@ async def push(request: Request) -> Response:
     node = node_of(request)
     identity = identity_of(request)
     node.policy.admit_caller(identity)
+    node.region.require_writable()
     body = await read_json(request, node.config.limits.max_body_bytes)
     mutations = _parse_push(body, node, identity)
     results = await node.writes.apply(mutations, "push")
-    return json_response({"results": [result_json(r) for r in results], "hlc": node.clock.now()})
+    answers = [result_json(r) for r in results]
+    status = 200
+    if body.get("write_concern") == "replicated":
+        held = await node.writes.replicated(results, node.config.topology.write_concern_timeout)
+        for answer in answers:
+            if answer["status"] != "rejected":
+                answer["replicated"] = held
+        status = 200 if held else 202
+    return json_response({"results": answers, "hlc": node.clock.now()}, status)
 
 
 def parse_collections(raw: str | None) -> list[str] | None:
@@ -136,7 +152,7 @@ async def pull(
     view = node.policy.viewer(identity, names)
     deadline = time.monotonic() + wait
     page = await node.store.pull(vector, names, limit, include_state)
-    cursor_mod.require_honourable(vector, page.head)
+    cursor_mod.require_honourable(vector, page.head, node.config.topology.peer_regions)
     changes = _shown(page, view)
     while not changes and not node.draining:
         # Nothing the caller may see yet: wait for the node's feed follower to see a commit
@@ -155,8 +171,8 @@ async def pull(
             "changes": changes,
             "cursor": cursor_mod.encode(page.vector),
             "has_more": page.has_more,
-            # One region: what this region committed is everything that exists (issue: replication).
-            "stable": page.head,
+            # One region: its head. With peers: what every region holds (docs/multi-region.md).
+            "stable": node.region.stable_for(page.head),
             "hlc": node.clock.now(),
         }
     )

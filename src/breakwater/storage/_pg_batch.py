@@ -21,6 +21,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from breakwater.core import codec, document
+from breakwater.core.engine import Change
 from breakwater.core.mutation import Mutation
 from breakwater.storage._rows import DOC_COLUMNS, doc_from_row
 from breakwater.storage._staging import StagedBatch
@@ -89,7 +90,7 @@ class PgWriteBatch(StagedBatch):
 
     head_lsn = 0
 
-    async def prefetch(self, conn: Connection, mutations: Iterable[Mutation]) -> None:
+    async def prefetch(self, conn: Connection, mutations: Iterable[Mutation | Change]) -> None:
         """Read the feed head, the origins' seqs, which mutation ids are known, and the
         documents the mutations touch, in one snapshot (with or without the head's lock)."""
         mutations = list(mutations)

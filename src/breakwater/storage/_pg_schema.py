@@ -75,6 +75,17 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE meta (key text COLLATE "C" PRIMARY KEY, value text NOT NULL);
     """,
+    # 3: replication (ADR 0022): a mutation applied in two regions has a position in each, and
+    # the feed keeps both; the region's state, peer cursors, leases and stable vector.
+    """
+    DROP INDEX changes_mutation;
+    CREATE INDEX changes_mutation ON changes (mutation_id);
+    CREATE TABLE replication (
+        key text COLLATE "C" PRIMARY KEY,
+        value text NOT NULL,
+        updated_ms bigint NOT NULL
+    );
+    """,
 )
 
 LATEST = len(MIGRATIONS)

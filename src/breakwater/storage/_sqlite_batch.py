@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from breakwater.core import codec, document
-from breakwater.core.engine import StoredDoc
+from breakwater.core.engine import Change, StoredDoc
 from breakwater.core.mutation import Mutation
 from breakwater.storage._rows import DOC_COLUMNS, doc_from_row
 from breakwater.storage._staging import StagedBatch
@@ -61,7 +61,7 @@ class WriteBatch(StagedBatch):
 
     # reading what the batch needs, in a few queries -----------------------------------------
 
-    def prefetch(self, mutations: Iterable[Mutation]) -> None:
+    def prefetch(self, mutations: Iterable[Mutation | Change]) -> None:
         """Load which of the mutation ids were applied, and the documents the others touch."""
         mutations = list(mutations)
         ids = sorted({m.mutation_id for m in mutations} - self.known_mutations.keys())

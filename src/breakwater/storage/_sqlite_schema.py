@@ -62,6 +62,18 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
     """,
+    # 3: replication (ADR 0022). A mutation applied in two regions has two positions, and each
+    # region's feed keeps both, so a mutation id no longer names one feed entry. The region's
+    # state, per-peer cursors, leases and the stable vector live in ``replication``.
+    """
+    DROP INDEX changes_mutation;
+    CREATE INDEX changes_mutation ON changes (mutation_id);
+    CREATE TABLE replication (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        updated_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
 
 LATEST = len(MIGRATIONS)

@@ -74,13 +74,23 @@ class StagedBatch:
         return self.known_mutations[mutation_id]
 
     def next_seq(self, origin: str) -> int:
+        current = self.seq_of(origin)
+        self._request.seqs[origin] = current + 1
+        return current + 1
+
+    def seq_of(self, origin: str) -> int:
+        """The highest seq of ``origin`` this store holds, staged changes included."""
         current = self._request.seqs.get(origin) or self.batch.seqs.get(origin)
         if current is None:
             if origin not in self.known_seqs:
                 self.known_seqs[origin] = self._fetch_seq(origin)
             current = self.known_seqs[origin]
-        self._request.seqs[origin] = current + 1
-        return current + 1
+        return current
+
+    def save_replicated(self, doc: StoredDoc, change: Change, data_json: bytes | None) -> None:
+        """Stage a peer's change at its original position (its origin's head moves to it)."""
+        self.save(doc, change, data_json)
+        self._request.seqs[change.origin] = change.seq
 
     def save(self, doc: StoredDoc, change: Change, data_json: bytes | None) -> None:
         self._request.docs[(doc.collection, doc.doc_id)] = (doc, data_json)

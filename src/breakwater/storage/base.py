@@ -12,7 +12,7 @@ Contract for every backend (checked by tests/storage/test_conformance.py):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -74,6 +74,39 @@ class RecordedConflict:
     at_ms: int
 
 
+@record
+class ReplicaApplied:
+    """What one replicated batch did: entries applied and skipped (already held)."""
+
+    applied: int
+    skipped: int
+    head: dict[str, int] = field(default_factory=dict)
+    """The new local seq of every origin the batch advanced."""
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Who runs a region's one replicator for a peer, until when (epoch milliseconds)."""
+
+    holder: str = ""
+    expires_ms: int = 0
+
+    @classmethod
+    def parse(cls, value: Any) -> Lease:
+        """The lease from its stored JSON (no lease: a free one)."""
+        if not isinstance(value, dict):
+            return cls()
+        return cls(str(value.get("holder", "")), int(value.get("expires_ms", 0)))
+
+    def free_for(self, holder: str, now_ms: int) -> bool:
+        """True when ``holder`` may take or renew the lease at ``now_ms``."""
+        return not self.holder or self.holder == holder or self.expires_ms <= now_ms
+
+    def dump(self) -> dict[str, Any]:
+        """The stored JSON form."""
+        return {"holder": self.holder, "expires_ms": self.expires_ms}
+
+
 class Store(Protocol):
     """A region's document store. Lifecycle: ``await open()`` … ``await aclose()``."""
 
@@ -132,3 +165,24 @@ class Store(Protocol):
 
     async def conflicts(self, limit: int, collection: str | None = None) -> list[RecordedConflict]:
         """The ``limit`` most recently recorded conflicts (of ``collection``), newest first."""
+
+    async def apply_replicated(
+        self, entries: Sequence[FeedEntry], progress: Mapping[str, object] | None = None
+    ) -> ReplicaApplied:
+        """Apply a peer region's feed entries (each with its document's full state) in one
+        durable transaction, at their original ``(origin, seq)``, with the same merge as device
+        writes; record their mutation ids (I2); skip entries the local head already covers;
+        write ``progress`` (replication bookkeeping, key -> JSON) in the same transaction.
+        Entries must be in increasing seq order per origin (I3), else ``ValidationError``
+        before any work."""
+
+    async def replication_state(self) -> dict[str, Any]:
+        """Every replication bookkeeping value by key."""
+
+    async def put_replication_state(
+        self, writes: Mapping[str, object], *, only_new: bool = False
+    ) -> None:
+        """Write bookkeeping values durably (``only_new``: keep values already stored)."""
+
+    async def take_lease(self, name: str, holder: str, ttl_ms: int) -> bool:
+        """Take or renew lease ``name`` for ``holder``; False while another holder's is live."""

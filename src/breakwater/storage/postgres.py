@@ -29,19 +29,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
+from breakwater.core import codec
 from breakwater.core.cursor import VersionVector
 from breakwater.core.engine import Change, Engine, MutationResult, StoredDoc
 from breakwater.core.errors import ConfigError, CursorExpired, StoreUnavailable
 from breakwater.core.mutation import Mutation
 from breakwater.core.query import Query, Visible
-from breakwater.storage import _pg_schema, redact_url
+from breakwater.storage import _pg_schema, _replica, redact_url
 from breakwater.storage._pg_batch import Connection, PgWriteBatch
 from breakwater.storage._pg_hosts import HostRotation, parse_hosts
 from breakwater.storage._pg_query import index_sql, query_sql
@@ -53,7 +54,15 @@ from breakwater.storage._rows import (
     feed_entry,
     feed_page,
 )
-from breakwater.storage.base import CompactionReport, FeedPage, QueryPage, RecordedConflict
+from breakwater.storage.base import (
+    CompactionReport,
+    FeedEntry,
+    FeedPage,
+    Lease,
+    QueryPage,
+    RecordedConflict,
+    ReplicaApplied,
+)
 from breakwater.storage.hooks import NO_HOOKS, StoreHooks
 
 T = TypeVar("T")
@@ -554,6 +563,74 @@ class PostgresStore:
             raise await self._failed("is unreachable", exc) from exc
         await self._read(_refuse_read_only)
 
+    # replication (docs/adr/0022-replication.md) ------------------------------------------------
+
+    async def _in_transaction(self, what: str, fn: Callable[[Connection], Awaitable[T]]) -> T:
+        """``fn`` in a transaction holding the feed head's lock (between two group commits)."""
+        if self._closed or self._pool is None:
+            raise StoreUnavailable("the store is closed")
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await conn.execute("SELECT lsn FROM feed_head FOR UPDATE")
+                return await fn(conn)
+        except DB_ERRORS as exc:
+            raise await self._failed(what, exc) from exc
+
+    async def apply_replicated(
+        self, entries: Sequence[FeedEntry], progress: Mapping[str, object] | None = None
+    ) -> ReplicaApplied:
+        """Apply a peer's feed entries at their original positions, and write ``progress``
+        (replication bookkeeping) in the same durable transaction."""
+        _replica.check_entries(entries)
+
+        async def run(conn: Connection) -> ReplicaApplied:
+            staged = PgWriteBatch(self._clock_ms())
+            await staged.prefetch(conn, [entry.change for entry in entries])
+            result = _replica.stage_entries(staged, self.engine, entries)
+            await staged.flush(conn)
+            await _put_replication(conn, progress or {}, self._clock_ms())
+            return result
+
+        result = await self._in_transaction("did not apply replicated changes", run)
+        if result.head:
+            self.hooks.on_feed_advanced(result.head, time.time())
+        return result
+
+    async def replication_state(self) -> dict[str, Any]:
+        """Every replication bookkeeping value by key (region state, peers, leases, stable)."""
+
+        async def read(conn: Connection) -> dict[str, Any]:
+            rows = await conn.fetch("SELECT key, value FROM replication")
+            return {row[0]: codec.loads(row[1]) for row in rows}
+
+        return await self._read(read)
+
+    async def put_replication_state(
+        self, writes: Mapping[str, object], *, only_new: bool = False
+    ) -> None:
+        """Write replication bookkeeping values (``only_new``: keep values already there)."""
+
+        async def run(conn: Connection) -> None:
+            await _put_replication(conn, writes, self._clock_ms(), only_new=only_new)
+
+        await self._in_transaction("did not write replication state", run)
+
+    async def take_lease(self, name: str, holder: str, ttl_ms: int) -> bool:
+        """Take or renew lease ``name`` for ``holder`` unless another holder's is still live."""
+
+        async def run(conn: Connection) -> bool:
+            now = self._clock_ms()
+            value = await conn.fetchval(
+                "SELECT value FROM replication WHERE key = $1", f"lease:{name}"
+            )
+            lease = Lease.parse(None if value is None else codec.loads(value))
+            if not lease.free_for(holder, now):
+                return False
+            await _put_replication(conn, {f"lease:{name}": Lease(holder, now + ttl_ms).dump()}, now)
+            return True
+
+        return await self._in_transaction("did not take the lease", run)
+
     async def compact(self, horizon_ms: int, now_ms: int | None = None) -> CompactionReport:
         """Apply the retention horizon in one transaction, between two group commits."""
         if self._closed or self._pool is None:
@@ -565,6 +642,23 @@ class PostgresStore:
                 return await _compact(conn, cutoff)
         except DB_ERRORS as exc:
             raise await self._failed("compaction failed", exc) from exc
+
+
+async def _put_replication(
+    conn: Connection, writes: Mapping[str, object], now_ms: int, *, only_new: bool = False
+) -> None:
+    if not writes:
+        return
+    action = (
+        "NOTHING"
+        if only_new
+        else ("UPDATE SET value = excluded.value, updated_ms = excluded.updated_ms")
+    )
+    await conn.executemany(
+        "INSERT INTO replication (key, value, updated_ms) VALUES ($1, $2, $3)"
+        f" ON CONFLICT (key) DO {action}",
+        [(key, codec.dumps(value).decode(), now_ms) for key, value in writes.items()],
+    )
 
 
 async def _refuse_read_only(conn: Connection) -> None:

@@ -17,18 +17,19 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from breakwater.core import codec
 from breakwater.core.cursor import VersionVector
 from breakwater.core.engine import Change, Engine, MutationResult, StoredDoc
 from breakwater.core.errors import CursorExpired, StoreUnavailable
 from breakwater.core.mutation import Mutation, check_collection
 from breakwater.core.query import OPERATORS, Query, Scalar, Visible
-from breakwater.storage import _sqlite_schema
+from breakwater.storage import _replica, _sqlite_schema
 from breakwater.storage._rows import (
     DOC_COLUMNS,
     PageBuilder,
@@ -39,7 +40,15 @@ from breakwater.storage._rows import (
 )
 from breakwater.storage._sqlite_batch import WriteBatch
 from breakwater.storage._sqlite_lock import WriterLock
-from breakwater.storage.base import CompactionReport, FeedPage, QueryPage, RecordedConflict
+from breakwater.storage.base import (
+    CompactionReport,
+    FeedEntry,
+    FeedPage,
+    Lease,
+    QueryPage,
+    RecordedConflict,
+    ReplicaApplied,
+)
 from breakwater.storage.hooks import NO_HOOKS, StoreHooks
 
 T = TypeVar("T")
@@ -65,6 +74,16 @@ _Answer = tuple[asyncio.Future[list[MutationResult]], list[MutationResult] | Bas
 class _WriteRequest:
     mutations: Sequence[Mutation]
     future: asyncio.Future[list[MutationResult]]
+    loop: asyncio.AbstractEventLoop
+
+
+@dataclass(slots=True)
+class _OwnTransaction:
+    """Work that needs a write transaction of its own on the writer's connection (replicated
+    batches, replication bookkeeping): ``run`` returns its answer and the origins it advanced."""
+
+    run: Callable[[sqlite3.Connection], tuple[Any, VersionVector]]
+    future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
 
 
@@ -176,9 +195,13 @@ class SqliteStore:
                 first = self._queue.get()
                 if first is _STOP:
                     return
+                if isinstance(first, _OwnTransaction):
+                    self._run_own(conn, first)
+                    continue
                 batch = [first]
                 count = len(first.mutations)
                 stop = False
+                own: _OwnTransaction | None = None
                 while count < self._max_batch:
                     try:
                         item = self._queue.get_nowait()
@@ -187,9 +210,14 @@ class SqliteStore:
                     if item is _STOP:
                         stop = True
                         break
+                    if isinstance(item, _OwnTransaction):
+                        own = item
+                        break
                     batch.append(item)
                     count += len(item.mutations)
                 self._commit(conn, batch, count)
+                if own is not None:
+                    self._run_own(conn, own)
                 if stop:
                     return
         finally:
@@ -232,6 +260,106 @@ class SqliteStore:
             # A loop closed since its caller queued the write has nobody left to answer.
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._deliver, answers, notice)
+
+    def _run_own(self, conn: sqlite3.Connection, request: _OwnTransaction) -> None:
+        """Run ``request`` in a transaction of its own, then answer it and tell the hooks."""
+        touched: VersionVector = {}
+        outcome: Any
+        try:
+            with self._writer_lock:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    outcome, touched = request.run(conn)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as exc:
+            error = StoreUnavailable(f"the write was not committed: {exc}")
+            error.__cause__ = exc
+            outcome, touched = error, {}
+        except Exception as exc:  # a bad batch fails its caller, never the writer thread
+            outcome, touched = exc, {}
+        notice = (touched, time.time()) if touched else None
+        with contextlib.suppress(RuntimeError):
+            request.loop.call_soon_threadsafe(self._deliver_own, request.future, outcome, notice)
+
+    def _deliver_own(
+        self, future: asyncio.Future[Any], outcome: Any, notice: tuple[VersionVector, float] | None
+    ) -> None:
+        if not future.done():
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+        if notice is not None:
+            self.hooks.on_feed_advanced(*notice)
+
+    async def _in_own_transaction(
+        self, run: Callable[[sqlite3.Connection], tuple[T, VersionVector]]
+    ) -> T:
+        if self._closed or self._writer is None:
+            raise StoreUnavailable("the store is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_OwnTransaction(run, future, loop))
+        return await future
+
+    # replication (docs/adr/0022-replication.md) ------------------------------------------------
+
+    async def apply_replicated(
+        self, entries: Sequence[FeedEntry], progress: Mapping[str, object] | None = None
+    ) -> ReplicaApplied:
+        """Apply a peer's feed entries at their original positions, and write ``progress``
+        (replication bookkeeping) in the same durable transaction."""
+        _replica.check_entries(entries)
+
+        def run(conn: sqlite3.Connection) -> tuple[ReplicaApplied, VersionVector]:
+            staged = WriteBatch(conn, self._clock_ms())
+            staged.prefetch(entry.change for entry in entries)
+            result = _replica.stage_entries(staged, self.engine, entries)
+            staged.flush()
+            _put_replication(conn, progress or {}, self._clock_ms())
+            return result, result.head
+
+        return await self._in_own_transaction(run)
+
+    async def replication_state(self) -> dict[str, Any]:
+        """Every replication bookkeeping value by key (region state, peers, leases, stable)."""
+
+        def read(conn: sqlite3.Connection) -> dict[str, Any]:
+            rows = conn.execute("SELECT key, value FROM replication").fetchall()
+            return {key: codec.loads(value) for key, value in rows}
+
+        return await self._read(read)
+
+    async def put_replication_state(
+        self, writes: Mapping[str, object], *, only_new: bool = False
+    ) -> None:
+        """Write replication bookkeeping values (``only_new``: keep values already there)."""
+
+        def run(conn: sqlite3.Connection) -> tuple[None, VersionVector]:
+            _put_replication(conn, writes, self._clock_ms(), only_new=only_new)
+            return None, {}
+
+        await self._in_own_transaction(run)
+
+    async def take_lease(self, name: str, holder: str, ttl_ms: int) -> bool:
+        """Take or renew lease ``name`` for ``holder`` unless another holder's is still live."""
+
+        def run(conn: sqlite3.Connection) -> tuple[bool, VersionVector]:
+            now = self._clock_ms()
+            row = conn.execute(
+                "SELECT value FROM replication WHERE key = ?", (f"lease:{name}",)
+            ).fetchone()
+            lease = Lease.parse(None if row is None else codec.loads(row[0]))
+            if not lease.free_for(holder, now):
+                return False, {}
+            _put_replication(conn, {f"lease:{name}": Lease(holder, now + ttl_ms).dump()}, now)
+            return True, {}
+
+        return await self._in_own_transaction(run)
 
     def _apply_request(
         self, staged: WriteBatch, request: _WriteRequest
@@ -405,6 +533,16 @@ def _resolve(
         future.set_exception(outcome)
     else:
         future.set_result(outcome)
+
+
+def _put_replication(
+    conn: sqlite3.Connection, writes: Mapping[str, object], now_ms: int, *, only_new: bool = False
+) -> None:
+    verb = "INSERT OR IGNORE" if only_new else "INSERT OR REPLACE"
+    conn.executemany(
+        f"{verb} INTO replication (key, value, updated_ms) VALUES (?, ?, ?)",
+        [(key, codec.dumps(value).decode(), now_ms) for key, value in writes.items()],
+    )
 
 
 def _head(conn: sqlite3.Connection) -> VersionVector:

@@ -9,7 +9,7 @@ the routes.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Literal
 
@@ -20,8 +20,9 @@ from breakwater.core.errors import Forbidden
 from breakwater.core.hlc import HybridClock
 from breakwater.core.mutation import Mutation
 from breakwater.obs.metrics import Metrics
+from breakwater.server.application.region import RegionView
 from breakwater.server.read_cache import ReadCache
-from breakwater.storage.base import Store
+from breakwater.storage.base import FeedEntry, ReplicaApplied, Store
 
 Channel = Literal["push", "rest"]
 """Who wrote: the label of refused writes in ``breakwater_access_denied_total``."""
@@ -37,8 +38,10 @@ class Writes:
         policy: Policy,
         clock: HybridClock,
         metrics: Metrics,
+        region: RegionView | None = None,
     ) -> None:
         self.store = store
+        self.region = region
         self.cache = cache
         self.policy = policy
         self.clock = clock
@@ -47,16 +50,34 @@ class Writes:
     def admit(self, identity: Identity | None, mutation: Mutation) -> Mutation:
         """``mutation`` as it may be applied for ``identity``, with its write guard attached.
 
-        Raises ``Forbidden`` or ``Unauthorized`` when the caller may not write the collection at
-        all, and ``ClockSkew`` when its stamp is too far ahead. What depends on the stored
-        document (the write rule, the owner field) is checked by the guard during the apply and
-        rejects that mutation only.
+        Raises ``RegionStandby`` on a standby region, ``Forbidden`` or ``Unauthorized`` when
+        the caller may not write the collection at all, and ``ClockSkew`` when its stamp is
+        too far ahead. What depends on the stored document (the write rule, the owner field)
+        is checked by the guard during the apply and rejects that mutation only.
         """
+        if self.region is not None:
+            self.region.require_writable()  # a standby takes no write, before any other check
         self.policy.admit(identity, mutation.collection, "write")
         if mutation.hlc is not None:
             self.clock.check(mutation.hlc)
         guard = self.policy.guard(identity, mutation.collection)
         return mutation if guard is None else replace(mutation, guard=guard)
+
+    async def apply_replicated(
+        self, entries: Sequence[FeedEntry], progress: Mapping[str, object] | None = None
+    ) -> ReplicaApplied:
+        """Apply a page a peer region sent (replication's write path), with the replicator's
+        ``progress`` in the same transaction. Realtime and long-polls see the changes through
+        the feed like any commit; the read cache forgets the documents before this returns."""
+        result = await self.store.apply_replicated(entries, progress)
+        if result.applied:
+            await self.cache.committed(
+                [
+                    (e.change.collection, e.change.doc_id, e.change.origin, e.change.seq)
+                    for e in entries
+                ]
+            )
+        return result
 
     async def apply(self, mutations: Sequence[Mutation], channel: Channel) -> list[MutationResult]:
         """Apply admitted ``mutations`` durably, one result each, in order.
@@ -78,3 +99,15 @@ class Writes:
         if denied:
             self.metrics.access_denied.labels(channel).inc(denied)
         return results
+
+    async def replicated(self, results: Sequence[MutationResult], seconds: float) -> bool:
+        """Wait up to ``seconds`` until another region holds every change of
+        ``results`` (write concern ``replicated``); whether one does."""
+        positions = [
+            (r.origin, r.seq)
+            for r in results
+            if r.status != "rejected" and r.origin is not None and r.seq is not None
+        ]
+        if self.region is None:
+            return not positions
+        return await self.region.wait_held_elsewhere(positions, seconds)

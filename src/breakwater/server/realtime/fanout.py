@@ -320,9 +320,13 @@ class Fanout:
         recent_bytes: int = RECENT_BYTES,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         pacer: FanoutPacer | None = None,
+        stable_of: Callable[[VersionVector], VersionVector] = dict,
     ) -> None:
         self.store = store
         self.feed = feed
+        self.stable_of = stable_of
+        """The ``stable`` vector to send with a page read at a head (the head itself for one
+        region; the region's causally stable vector with peers)."""
         self.pacer = pacer or UNPACED
         self.metrics = metrics
         self.queue_limit = queue_limit
@@ -516,7 +520,7 @@ class Fanout:
         for sub in list(self._live) + list(self._unaligned):
             self._overflow(sub)
         self.position = dict(head)
-        self.stable = dict(head)
+        self.stable = self.stable_of(head)
         self.recent.reset(head)
         self.following = True
 
@@ -541,7 +545,7 @@ class Fanout:
             if self._live:
                 self._published.set()
         self.position = page.vector
-        self.stable = page.head
+        self.stable = self.stable_of(page.head)
         for sub in list(self._unaligned):
             sub.cursor = cursor_mod.merge(sub.cursor, page.vector)
             if same_position(sub.cursor, self.position):

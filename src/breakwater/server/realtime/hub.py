@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 from breakwater.auth.identity import Identity
 from breakwater.config import Config
+from breakwater.core.cursor import VersionVector
 from breakwater.core.errors import RateLimited
 from breakwater.obs.metrics import Metrics
 from breakwater.resilience import TokenBucket
@@ -31,6 +33,7 @@ class Realtime:
         store: Store,
         feed: FeedFollower,
         metrics: Metrics,
+        stable_of: Callable[[VersionVector], VersionVector] = dict,
     ) -> None:
         self.config = config
         self.metrics = metrics
@@ -41,6 +44,7 @@ class Realtime:
             metrics,
             queue_limit=config.realtime_queue,
             pacer=FanoutPacer(share=config.realtime_fanout_share),
+            stable_of=stable_of,
         )
         self.admission = Admission(
             config.max_realtime_connections,

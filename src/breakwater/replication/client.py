@@ -1,0 +1,117 @@
+"""Pulling one peer region's replication feed over HTTP (gzip on the wire).
+
+Each pull goes to one of the peer's URLs; a URL that fails is left for the next one, so a peer
+served by several nodes (or a load balancer and a spare) keeps answering. Bytes are counted
+before and after decompression: cross-region traffic is what multi-region costs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import httpx
+
+from breakwater.core import codec
+from breakwater.core import cursor as cursor_mod
+from breakwater.core.cursor import VersionVector
+from breakwater.core.errors import ValidationError
+from breakwater.core.topology import Peer
+from breakwater.replication.wire import ReplicaPage, parse_page
+
+FailureKind = Literal["expired", "refused", "unavailable", "bad_answer"]
+PULL_PATH = "/v1/replication/pull"
+
+
+class PullFailed(Exception):
+    """A pull that brought nothing: ``kind`` says whether waiting helps."""
+
+    def __init__(self, kind: FailureKind, detail: str) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class Pulled:
+    """A page and what it cost on the wire (compressed) and as JSON (uncompressed)."""
+
+    page: ReplicaPage
+    wire_bytes: int
+    json_bytes: int
+
+
+class PeerClient:
+    """Pulls from one peer region with the replication key it issued to this region."""
+
+    def __init__(
+        self,
+        peer: Peer,
+        region: str,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        connect_timeout: float = 3.0,
+    ) -> None:
+        self.peer = peer
+        self.region = region
+        self._next_url = 0
+        self._connect_timeout = connect_timeout
+        self._http = httpx.AsyncClient(
+            transport=transport,
+            headers={
+                "Authorization": f"ApiKey {peer.key}",
+                "Accept-Encoding": "gzip",
+                "User-Agent": f"breakwater-replicator/{region}",
+            },
+        )
+
+    @property
+    def url(self) -> str:
+        """The peer URL the next pull goes to."""
+        return self.peer.urls[self._next_url % len(self.peer.urls)]
+
+    async def pull(self, vector: VersionVector, limit: int, wait: float) -> Pulled:
+        """One page past ``vector``; :class:`PullFailed` when there is none."""
+        params = {
+            "cursor": cursor_mod.encode(vector),
+            "limit": str(limit),
+            "wait": str(wait),
+            "region": self.region,
+        }
+        timeout = httpx.Timeout(wait + 10.0, connect=self._connect_timeout)
+        url = self.url
+        try:
+            response = await self._http.get(url + PULL_PATH, params=params, timeout=timeout)
+            body = response.content
+        except httpx.HTTPError as exc:
+            self._next_url += 1  # the next try goes to the peer's next URL
+            raise PullFailed("unavailable", f"{url}: {type(exc).__name__}") from exc
+        wire = response.num_bytes_downloaded
+        if response.status_code == 410:
+            raise PullFailed("expired", f"{url}: {_problem_type(body)}")
+        if response.status_code in (401, 403):
+            raise PullFailed("refused", f"{url}: {response.status_code} {_problem_type(body)}")
+        if response.status_code != 200:
+            self._next_url += 1
+            raise PullFailed("unavailable", f"{url}: HTTP {response.status_code}")
+        try:
+            page = parse_page(codec.parse_body(body, "replication page"))
+        except (ValueError, ValidationError) as exc:
+            raise PullFailed("bad_answer", f"{url}: {exc}") from exc
+        if page.region.lower() != self.peer.name.lower():
+            raise PullFailed(
+                "bad_answer", f"{url} answers as region {page.region!r}, not {self.peer.name!r}"
+            )
+        return Pulled(page, wire, len(body))
+
+    async def aclose(self) -> None:
+        """Close the connections."""
+        await self._http.aclose()
+
+
+def _problem_type(body: bytes) -> str:
+    try:
+        problem = codec.loads(body)
+    except ValueError:
+        return "no problem+json"
+    return str(problem.get("type")) if isinstance(problem, dict) else "no problem+json"

@@ -1,0 +1,242 @@
+"""One peer's replicator: pull its feed from a durable cursor, apply, repeat.
+
+Exactly one node of a region replicates from a given peer: it holds a lease row in the store,
+renewed every second, which another node takes over once it has not been renewed for
+``lease_ttl`` seconds (a killed holder is replaced within seconds). Each page is applied in one
+transaction together with the new cursor, so a crash never skips nor applies a page twice (a
+page applied again is skipped entry by entry anyway). Failures are retried with exponential
+backoff and full jitter, behind a circuit breaker per peer; the loop runs as a task of its own
+and never holds up local reads or writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from breakwater.core.cursor import VersionVector
+from breakwater.core.errors import BreakwaterError
+from breakwater.core.topology import Peer, Topology
+from breakwater.replication.client import PeerClient, Pulled, PullFailed
+from breakwater.resilience.backoff import Backoff
+from breakwater.resilience.circuit_breaker import CircuitBreaker
+from breakwater.storage.base import FeedEntry, ReplicaApplied
+
+RENEW_INTERVAL = 1.0
+SLOW_RETRY = 30.0
+"""Seconds between tries when waiting cannot help soon (refused key, expired cursor)."""
+
+
+def peer_key(name: str) -> str:
+    """The replication-state key of peer ``name``'s progress row."""
+    return f"peer:{name}"
+
+
+class ReplicationTarget(Protocol):
+    """Where replicated pages go: the node's application layer over its store."""
+
+    async def apply_replicated(
+        self, entries: Sequence[FeedEntry], progress: Mapping[str, object] | None = None
+    ) -> ReplicaApplied:
+        """Apply a page and write ``progress`` in the same transaction."""
+
+    async def replication_state(self) -> dict[str, Any]:
+        """Every replication bookkeeping value by key."""
+
+    async def put_replication_state(
+        self, writes: Mapping[str, object], *, only_new: bool = False
+    ) -> None:
+        """Write bookkeeping values durably."""
+
+    async def take_lease(self, name: str, holder: str, ttl_ms: int) -> bool:
+        """Take or renew a lease."""
+
+    async def head(self) -> VersionVector:
+        """This region's committed head."""
+
+
+class Observer(Protocol):
+    """What the replicator reports (metrics and logs live above this module)."""
+
+    def pulled(self, peer: str, pulled: Pulled, applied: ReplicaApplied, lag: int) -> None:
+        """A page was pulled and applied; ``lag`` changes remain behind the peer's head."""
+
+    def failed(self, peer: str, failure: PullFailed | BreakwaterError) -> None:
+        """A pull or an apply failed (it is retried)."""
+
+    def breaker(self, peer: str, state: str) -> None:
+        """The breaker towards ``peer`` is now in ``state``."""
+
+
+@dataclass
+class PeerStatus:
+    """What this node knows of its replication from one peer (for readyz and the admin view)."""
+
+    name: str
+    holding_lease: bool = False
+    breaker: str = "closed"
+    last_error: str = ""
+    needs_full_transfer: bool = False
+    caught_up_at: float | None = None
+    """Wall-clock time the last page that reached the peer's head was applied."""
+    lag_changes: int = 0
+    pulls: int = 0
+    applied: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def lag_seconds(self, now: float) -> float | None:
+        """Seconds since this region last held all the peer held (None: never)."""
+        return None if self.caught_up_at is None else max(0.0, now - self.caught_up_at)
+
+
+def _lag(peer_head: Mapping[str, int], local_head: Mapping[str, int]) -> int:
+    return sum(max(0, seq - local_head.get(origin, 0)) for origin, seq in peer_head.items())
+
+
+class PeerReplicator:
+    """The replicator of one peer region, on one node (active while it holds the lease)."""
+
+    def __init__(
+        self,
+        peer: Peer,
+        topology: Topology,
+        holder: str,
+        target: ReplicationTarget,
+        observer: Observer,
+        client: PeerClient,
+        *,
+        wall: Callable[[], float] = time.time,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.peer = peer
+        self.topology = topology
+        self.holder = holder
+        self.target = target
+        self.observer = observer
+        self.client = client
+        self.status = PeerStatus(peer.name)
+        self._wall = wall
+        self._backoff = backoff or Backoff(base=0.2, cap=10.0)
+        self._breaker = CircuitBreaker(failure_threshold=3, reset_timeout=5.0)
+
+    async def run_forever(self) -> None:
+        """Hold the lease when it is free and replicate while holding it."""
+        while True:
+            try:
+                held = await self._take_lease()
+            except BreakwaterError:
+                held = False
+            if not held:
+                await asyncio.sleep(RENEW_INTERVAL)
+                continue
+            self.status.holding_lease = True
+            work = asyncio.create_task(self._replicate())
+            keep = asyncio.create_task(self._keep_lease())
+            try:
+                await asyncio.wait({work, keep}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                self.status.holding_lease = False
+                for task in (work, keep):
+                    task.cancel()
+                for task in (work, keep):
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+            if work.done() and not work.cancelled() and work.exception() is not None:
+                await asyncio.sleep(RENEW_INTERVAL)  # a bug: do not spin
+
+    async def _take_lease(self) -> bool:
+        ttl_ms = int(self.topology.lease_ttl * 1000)
+        return await self.target.take_lease(self.peer.name, self.holder, ttl_ms)
+
+    async def _keep_lease(self) -> None:
+        """Renew every second; return when the lease is lost (or cannot be renewed)."""
+        while True:
+            await asyncio.sleep(RENEW_INTERVAL)
+            try:
+                if not await self._take_lease():
+                    return
+            except BreakwaterError:
+                return
+
+    async def _replicate(self) -> None:
+        row = (await self.target.replication_state()).get(peer_key(self.peer.name), {})
+        vector: VersionVector = dict(row.get("cursor", {}))
+        caught_up = row.get("caught_up")
+        wait = 0.0
+        while True:
+            if not self._breaker.allow():
+                self._set_breaker()
+                await asyncio.sleep(max(self._breaker.retry_in(), 0.05))
+                continue
+            try:
+                pulled = await self.client.pull(vector, self.topology.pull_limit, wait)
+            except PullFailed as failure:
+                await self._failed(failure, row)
+                continue
+            page = pulled.page
+            if not page.has_more:
+                caught_up = page.head  # this page brings everything the peer held
+            now_ms = int(self._wall() * 1000)
+            row = {
+                "cursor": page.vector,
+                "caught_up": caught_up,
+                "state": page.state,
+                "regions": list(page.regions),
+                "stable": page.stable,
+                "head": page.head,
+                "needs_full_transfer": False,
+                "updated_ms": now_ms,
+            }
+            try:
+                applied = await self.target.apply_replicated(
+                    page.entries, {peer_key(self.peer.name): row}
+                )
+                local = await self.target.head()
+            except BreakwaterError as error:
+                self.observer.failed(self.peer.name, error)
+                self.status.last_error = f"{error.type}: {error.detail}"
+                await asyncio.sleep(self._backoff.next_delay())
+                continue
+            self._breaker.record_success()
+            self._set_breaker()
+            self._backoff.reset()
+            vector = page.vector
+            status = self.status
+            status.pulls += 1
+            status.applied += applied.applied
+            status.lag_changes = _lag(page.head, local)
+            status.needs_full_transfer = False
+            status.last_error = ""
+            if not page.has_more:
+                status.caught_up_at = self._wall()
+            self.observer.pulled(self.peer.name, pulled, applied, status.lag_changes)
+            wait = 0.0 if page.has_more else self.topology.pull_wait
+
+    async def _failed(self, failure: PullFailed, row: Mapping[str, Any]) -> None:
+        self.observer.failed(self.peer.name, failure)
+        self.status.last_error = f"{failure.kind}: {failure.detail}"
+        if failure.kind == "expired":
+            # Past the peer's retention horizon: only a full state transfer can catch up.
+            self.status.needs_full_transfer = True
+            with contextlib.suppress(BreakwaterError):
+                await self.target.put_replication_state(
+                    {peer_key(self.peer.name): {**row, "needs_full_transfer": True}}
+                )
+            await asyncio.sleep(SLOW_RETRY)
+            return
+        if failure.kind == "refused":
+            await asyncio.sleep(SLOW_RETRY)
+            return
+        self._breaker.record_failure()
+        self._set_breaker()
+        await asyncio.sleep(self._backoff.next_delay())
+
+    def _set_breaker(self) -> None:
+        state = self._breaker.state
+        if state != self.status.breaker:
+            self.status.breaker = state
+            self.observer.breaker(self.peer.name, state)

@@ -1,0 +1,160 @@
+"""The replication pull's answer, as JSON: a page of feed entries with full document states.
+
+A peer region is a very reliable client: it reads the same feed as devices do, but every entry
+carries the document's whole CRDT state (so joining it is the whole merge), its original
+``(origin, seq)``, mutation id and HLC. With the page come the responder's head vector, its region
+name and state, its stable vector and the regions it replicates with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from breakwater.core import cursor as cursor_mod
+from breakwater.core import hlc
+from breakwater.core.cursor import VersionVector
+from breakwater.core.engine import Change
+from breakwater.core.errors import ValidationError
+from breakwater.core.incarnation import REGION_PATTERN
+from breakwater.core.mutation import COLLECTION_PATTERN, ID_PATTERN, MUTATION_ID_PATTERN
+from breakwater.core.topology import REGION_STATES
+from breakwater.storage.base import FeedEntry, FeedPage
+
+_OPS = frozenset({"set", "patch", "delete", "increment"})
+_STATE_KEYS = frozenset({"f", "s", "x", "n"})
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaPage:
+    """A page a peer answered, checked."""
+
+    region: str
+    state: str
+    entries: list[FeedEntry]
+    vector: VersionVector
+    has_more: bool
+    head: VersionVector
+    stable: VersionVector
+    regions: tuple[str, ...]
+
+
+def entry_json(entry: FeedEntry) -> dict[str, Any]:
+    """One replicated entry: the change and its document's full state."""
+    change = entry.change
+    return {
+        "origin": change.origin,
+        "seq": change.seq,
+        "collection": change.collection,
+        "id": change.doc_id,
+        "mutation_id": change.mutation_id,
+        "hlc": change.hlc,
+        "op": change.op,
+        "state": entry.state,
+    }
+
+
+def page_json(
+    page: FeedPage,
+    *,
+    region: str,
+    state: str,
+    stable: Mapping[str, int],
+    regions: Sequence[str],
+) -> dict[str, Any]:
+    """The answer of ``GET /v1/replication/pull``."""
+    return {
+        "region": region,
+        "state": state,
+        "entries": [entry_json(entry) for entry in page.entries],
+        "cursor": cursor_mod.encode(page.vector),
+        "has_more": page.has_more,
+        "head": dict(page.head),
+        "stable": dict(stable),
+        "regions": sorted(regions),
+    }
+
+
+def _vector(value: Any, name: str) -> VersionVector:
+    if not isinstance(value, dict) or len(value) > cursor_mod.MAX_ORIGINS:
+        raise ValidationError(f"{name} must be a version vector", field=name)
+    for origin, seq in value.items():
+        valid = isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq < 2**63
+        if not cursor_mod.ORIGIN_PATTERN.fullmatch(origin) or not valid:
+            raise ValidationError(f"{name} must be a version vector", field=name)
+    return dict(value)
+
+
+def _text(item: Mapping[str, Any], key: str, pattern: Any) -> str:
+    value = item.get(key)
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise ValidationError(f"entry {key} is missing or malformed", field=key)
+    return value
+
+
+def parse_entry(item: Any) -> FeedEntry:
+    """One entry of a replication page; anything malformed is a ValidationError."""
+    if not isinstance(item, dict):
+        raise ValidationError("an entry must be an object", field="entries")
+    seq = item.get("seq")
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 < seq < 2**63:
+        raise ValidationError("entry seq must be a positive integer", field="seq")
+    op = item.get("op")
+    if op not in _OPS:
+        raise ValidationError("entry op is unknown", field="op")
+    stamp = item.get("hlc")
+    if not isinstance(stamp, str):
+        raise ValidationError("entry hlc is malformed", field="hlc")
+    hlc.decode(stamp)
+    state = item.get("state")
+    if not isinstance(state, dict) or set(state) != _STATE_KEYS:
+        raise ValidationError("entry state must be a document state", field="state")
+    if not (isinstance(state["f"], dict) and isinstance(state["n"], dict)):
+        raise ValidationError("entry state must be a document state", field="state")
+    if not (isinstance(state["s"], str) and isinstance(state["x"], str)):
+        raise ValidationError("entry state must be a document state", field="state")
+    change = Change(
+        origin=_text(item, "origin", cursor_mod.ORIGIN_PATTERN),
+        seq=seq,
+        collection=_text(item, "collection", COLLECTION_PATTERN),
+        doc_id=_text(item, "id", ID_PATTERN),
+        mutation_id=_text(item, "mutation_id", MUTATION_ID_PATTERN),
+        hlc=stamp,
+        op=op,
+    )
+    return FeedEntry(change=change, data=None, version="", state=state)
+
+
+def parse_page(body: Any) -> ReplicaPage:
+    """A peer's answer, checked field by field (a peer is trusted, but not its bugs)."""
+    if not isinstance(body, dict):
+        raise ValidationError("a replication page must be a JSON object")
+    region, state = body.get("region"), body.get("state")
+    if not isinstance(region, str) or not REGION_PATTERN.fullmatch(region):
+        raise ValidationError("the page names no valid region", field="region")
+    if state not in REGION_STATES:
+        raise ValidationError("the page names no valid region state", field="state")
+    entries = body.get("entries")
+    if not isinstance(entries, list):
+        raise ValidationError("entries must be a list", field="entries")
+    regions = body.get("regions", [])
+    if not isinstance(regions, list) or not all(
+        isinstance(name, str) and REGION_PATTERN.fullmatch(name) for name in regions
+    ):
+        raise ValidationError("regions must list region names", field="regions")
+    has_more, cursor = body.get("has_more"), body.get("cursor")
+    if not isinstance(has_more, bool):
+        raise ValidationError("has_more must be a boolean", field="has_more")
+    if not isinstance(cursor, str):
+        raise ValidationError("cursor must be a string", field="cursor")
+    return ReplicaPage(
+        region=region,
+        state=str(state),
+        entries=[parse_entry(item) for item in entries],
+        vector=cursor_mod.decode(cursor),
+        has_more=has_more,
+        head=_vector(body.get("head"), "head"),
+        stable=_vector(body.get("stable", {}), "stable"),
+        regions=tuple(regions),
+    )

@@ -1,0 +1,184 @@
+"""This region as the node sees it: its state, its stable vector and what peers hold.
+
+Everything here is kept in the store (a promotion, each peer's caught-up head, what each peer
+confirmed holding), so every node of a region answers alike and a restart forgets nothing; each
+node re-reads it twice a second (and every 50 ms while a write waits for ``replicated``). The
+stable vector is :func:`breakwater.replication.stable.stable_vector` over this region's head and
+every peer's caught-up head; the engine folds counters with it. Without peers nothing changes:
+``stable`` is the region's own head, as it was before replication.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from breakwater.config import Config
+from breakwater.core import cursor as cursor_mod
+from breakwater.core.cursor import VersionVector
+from breakwater.core.engine import Engine
+from breakwater.core.errors import BreakwaterError, RegionStandby
+from breakwater.obs.logging import get_logger
+from breakwater.obs.metrics import Metrics
+from breakwater.replication.replicator import peer_key
+from breakwater.replication.stable import stable_vector, unknown_regions
+from breakwater.storage.base import Store
+
+_log = get_logger("breakwater.region")
+REGION_STATE_KEY = "region_state"
+HELD_PREFIX = "held:"
+REFRESH = 0.5
+REFRESH_WHILE_WAITING = 0.05
+
+
+class RegionView:
+    """This region's replicated bookkeeping, read from the store, for one node."""
+
+    def __init__(self, config: Config, store: Store, engine: Engine, metrics: Metrics) -> None:
+        self.region = config.region
+        self.topology = config.topology
+        self.store = store
+        self.engine = engine
+        self.metrics = metrics
+        self.state: str = config.topology.state
+        self.peer_rows: dict[str, dict[str, Any]] = {}
+        self.held: dict[str, VersionVector] = {}
+        """What each peer region confirmed holding of this region's feed (the cursor it pulls
+        with: a region pulls only from a cursor it has durably applied)."""
+        self.unknown: frozenset[str] = frozenset()
+        self._stable: VersionVector = {}
+        self._waiters = 0
+        self._refreshed = asyncio.Event()
+        if self.replicated:
+            engine.stable = {}  # nothing is stable before every peer was caught up once
+
+    @property
+    def replicated(self) -> bool:
+        """True when this region has peers."""
+        return bool(self.topology.peers)
+
+    @property
+    def stable(self) -> VersionVector:
+        """The causally stable vector (meaningful only with peers)."""
+        return self._stable
+
+    def stable_for(self, head: Mapping[str, int]) -> VersionVector:
+        """The ``stable`` to send with a page read at ``head``."""
+        return dict(self._stable) if self.replicated else dict(head)
+
+    def active_regions(self) -> list[str]:
+        """The regions known to take writes (this one, and peers that said so)."""
+        names = [self.region] if self.state == "active" else []
+        names += [name for name, row in self.peer_rows.items() if row.get("state") == "active"]
+        return sorted(names)
+
+    def require_writable(self) -> None:
+        """Refuse a write on a standby, naming where to write instead."""
+        if self.state == "standby":
+            active = self.active_regions()
+            raise RegionStandby(
+                f"region {self.region!r} is a standby and takes no writes; write to an active"
+                f" region ({', '.join(active) if active else 'none known yet'})",
+                region=self.region,
+                active_regions=active,
+            )
+
+    async def open(self) -> None:
+        """Seed the region's state from the configuration (once, ever) and read everything."""
+        await self.store.put_replication_state(
+            {REGION_STATE_KEY: self.topology.state}, only_new=True
+        )
+        await self.refresh()
+
+    async def refresh(self) -> None:
+        """Read the region's state, peers' rows and held vectors; recompute ``stable``."""
+        values = await self.store.replication_state()
+        state = values.get(REGION_STATE_KEY, self.topology.state)
+        if state != self.state:
+            _log.info("region_state", region=self.region, state=state)
+        self.state = state
+        self.peer_rows = {
+            name: row
+            for name in self.topology.peers
+            if isinstance(row := values.get(peer_key(name)), dict)
+        }
+        self.held = {
+            key[len(HELD_PREFIX) :]: dict(value)
+            for key, value in values.items()
+            if key.startswith(HELD_PREFIX) and isinstance(value, dict)
+        }
+        if self.replicated:
+            head = await self.store.head()
+            self._update_stable(head)
+        self._refreshed.set()
+        self._refreshed = asyncio.Event()
+
+    def _update_stable(self, head: Mapping[str, int]) -> None:
+        heard_of = [row.get("regions", []) for row in self.peer_rows.values()]
+        self.unknown = unknown_regions(self.region, self.topology.peers, heard_of)
+        caught_up = [self.peer_rows.get(name, {}).get("caught_up") for name in self.topology.peers]
+        computed = {} if self.unknown else stable_vector(head, caught_up)
+        # Each computed vector is stable; so is their union, and stable never goes back.
+        self._stable = cursor_mod.merge(self._stable, computed)
+        self.engine.stable = dict(self._stable)
+        for origin, seq in head.items():
+            self.metrics.stable_lag.labels(origin).set(max(0, seq - self._stable.get(origin, 0)))
+
+    async def run_forever(self) -> None:
+        """Re-read the bookkeeping twice a second (faster while writes wait on peers)."""
+        while True:
+            await asyncio.sleep(REFRESH_WHILE_WAITING if self._waiters else REFRESH)
+            with contextlib.suppress(BreakwaterError):
+                await self.refresh()
+
+    async def promote(self) -> str:
+        """Make this region active (durably, for every node); the state before."""
+        before = self.state
+        await self.store.put_replication_state({REGION_STATE_KEY: "active"})
+        await self.refresh()
+        _log.warning("region_promoted", region=self.region, before=before)
+        return before
+
+    async def record_held(self, region: str, vector: Mapping[str, int]) -> None:
+        """Peer ``region`` pulled with ``vector``: it durably holds every change it covers."""
+        if region not in self.topology.peers:
+            return
+        current = self.held.get(region, {})
+        if cursor_mod.covers_all(current, vector):
+            return
+        merged = cursor_mod.merge(current, vector)
+        self.held[region] = merged
+        await self.store.put_replication_state({HELD_PREFIX + region: merged})
+
+    def held_elsewhere(self, positions: Iterable[tuple[str, int]]) -> bool:
+        """True when at least one peer region holds every one of ``positions``."""
+        wanted = list(positions)
+        return any(
+            all(cursor_mod.covers(vector, origin, seq) for origin, seq in wanted)
+            for vector in self.held.values()
+        )
+
+    async def wait_held_elsewhere(
+        self, positions: Iterable[tuple[str, int]], seconds: float
+    ) -> bool:
+        """Wait up to ``seconds`` for a peer region to hold every position."""
+        wanted = list(positions)
+        if not wanted or self.held_elsewhere(wanted):
+            return True
+        if not self.replicated:
+            return False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        self._waiters += 1
+        try:
+            while not self.held_elsewhere(wanted):
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return False
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._refreshed.wait(), remaining)
+            return True
+        finally:
+            self._waiters -= 1

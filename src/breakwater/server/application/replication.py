@@ -1,0 +1,201 @@
+"""The node's replication: one replicator per peer region (active while its lease is held
+here), the region view they feed, and the metrics and logs they report through.
+
+Replicators run as tasks of their own: a slow or dead peer delays nothing local. Pages go through
+:meth:`Writes.apply_replicated`, so the read cache, realtime and long-polls see replicated changes
+exactly like local ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from breakwater.config import Config
+from breakwater.core.cursor import VersionVector
+from breakwater.core.errors import BreakwaterError
+from breakwater.obs.logging import get_logger
+from breakwater.obs.metrics import Metrics
+from breakwater.replication.client import PeerClient, Pulled, PullFailed
+from breakwater.replication.replicator import PeerReplicator, peer_key
+from breakwater.server.application.region import RegionView
+from breakwater.server.application.writes import Writes
+from breakwater.storage.base import FeedEntry, Lease, ReplicaApplied, Store
+
+_log = get_logger("breakwater.replication")
+
+
+class _Target:
+    """Where replicators write: the write path for pages, the store for bookkeeping."""
+
+    def __init__(self, store: Store, writes: Writes) -> None:
+        self.store = store
+        self.writes = writes
+
+    async def apply_replicated(
+        self, entries: Sequence[FeedEntry], progress: Mapping[str, object] | None = None
+    ) -> ReplicaApplied:
+        return await self.writes.apply_replicated(entries, progress)
+
+    async def replication_state(self) -> dict[str, Any]:
+        return await self.store.replication_state()
+
+    async def put_replication_state(
+        self, writes: Mapping[str, object], *, only_new: bool = False
+    ) -> None:
+        await self.store.put_replication_state(writes, only_new=only_new)
+
+    async def take_lease(self, name: str, holder: str, ttl_ms: int) -> bool:
+        return await self.store.take_lease(name, holder, ttl_ms)
+
+    async def head(self) -> VersionVector:
+        return await self.store.head()
+
+
+class _Reporter:
+    """Replicator events to Prometheus metrics and structured logs (never a key)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self._last_failure: dict[str, str] = {}
+
+    def pulled(self, peer: str, pulled: Pulled, applied: ReplicaApplied, lag: int) -> None:
+        m = self.metrics
+        m.replication_bytes.labels(peer, "in", "wire").inc(pulled.wire_bytes)
+        m.replication_bytes.labels(peer, "in", "json").inc(pulled.json_bytes)
+        m.replication_applied.labels(peer).inc(applied.applied)
+        m.replication_lag_changes.labels(peer).set(lag)
+        if self._last_failure.pop(peer, None) is not None:
+            _log.info("replication_resumed", peer=peer)
+
+    def failed(self, peer: str, failure: PullFailed | BreakwaterError) -> None:
+        kind = failure.kind if isinstance(failure, PullFailed) else "apply"
+        self.metrics.replication_retries.labels(peer, kind).inc()
+        if self._last_failure.get(peer) != kind:  # one line per kind of trouble, not per try
+            self._last_failure[peer] = kind
+            log = _log.error if kind in ("expired", "refused", "bad_answer") else _log.warning
+            log("replication_failed", peer=peer, kind=kind, detail=failure.detail)
+
+    def breaker(self, peer: str, state: str) -> None:
+        self.metrics.replication_breaker.labels(peer).set(0 if state == "closed" else 1)
+        _log.info("replication_breaker", peer=peer, state=state)
+
+
+class Replication:
+    """Every replicator of this node and the region view; started once the store is open."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        writes: Writes,
+        region: RegionView,
+        metrics: Metrics,
+        holder: str | None = None,
+        transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.region = region
+        self.metrics = metrics
+        self.holder = holder or f"{config.node_id}-{secrets.token_hex(4)}"
+        """This node's lease identity: unique per process, so a restarted node is a new one."""
+        target = _Target(store, writes)
+        reporter = _Reporter(metrics)
+        self.replicators = [
+            PeerReplicator(
+                peer,
+                config.topology,
+                self.holder,
+                target,
+                reporter,
+                PeerClient(peer, config.region),
+            )
+            for peer in config.topology.peers.values()
+        ]
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Read the region's bookkeeping, then start the refresh loop and the replicators."""
+        await self.region.open()
+        self._tasks.append(asyncio.create_task(self.region.run_forever()))
+        for replicator in self.replicators:
+            self._tasks.append(asyncio.create_task(replicator.run_forever()))
+            self._watch_lag(replicator)
+
+    def _watch_lag(self, replicator: PeerReplicator) -> None:
+        status = replicator.status
+        gauge = self.metrics.replication_lag_seconds.labels(replicator.peer.name)
+        gauge.set_function(lambda: status.lag_seconds(time.time()) or 0.0)
+
+    async def aclose(self) -> None:
+        """Stop every task and close the peer connections."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        for replicator in self.replicators:
+            await replicator.client.aclose()
+
+    def summary(self) -> dict[str, Any]:
+        """Each peer's state and cursor as this node last read them (for ``/readyz``: no store
+        read; a peer that is down never makes the node unready, replication is asynchronous)."""
+        peers = {}
+        for replicator in self.replicators:
+            name = replicator.peer.name
+            row = self.region.peer_rows.get(name, {})
+            status = replicator.status
+            peers[name] = {
+                "state": row.get("state", "unknown"),
+                "cursor": row.get("cursor", {}),
+                "needs_full_transfer": bool(row.get("needs_full_transfer", False))
+                or status.needs_full_transfer,
+                "replicating_here": status.holding_lease,
+                "last_error": status.last_error or None,
+            }
+        return {"state": self.region.state, "peers": peers}
+
+    async def report(self) -> dict[str, Any]:
+        """Each peer's state, cursor, lag and lease holder, as the store and this node know."""
+        values = await self.store.replication_state()
+        now = time.time()
+        peers = {}
+        for replicator in self.replicators:
+            name = replicator.peer.name
+            row = values.get(peer_key(name), {})
+            lease = Lease.parse(values.get(f"lease:{name}"))
+            status = replicator.status
+            peers[name] = {
+                "state": row.get("state", "unknown"),
+                "urls": list(replicator.peer.urls),
+                "cursor": row.get("cursor", {}),
+                "caught_up": row.get("caught_up"),
+                "peer_head": row.get("head", {}),
+                "needs_full_transfer": bool(row.get("needs_full_transfer", False)),
+                "updated_ms": row.get("updated_ms"),
+                "held": self.region.held.get(name, {}),
+                "lease": {
+                    "holder": lease.holder or None,
+                    "expires_ms": lease.expires_ms or None,
+                    "this_node": lease.holder == self.holder and lease.expires_ms > now * 1000,
+                },
+                "lag_changes": status.lag_changes if status.holding_lease else None,
+                "lag_seconds": status.lag_seconds(now) if status.holding_lease else None,
+                "breaker": status.breaker,
+                "last_error": status.last_error or None,
+            }
+        return {
+            "region": self.config.region,
+            "state": self.region.state,
+            "stable": self.region.stable_for(await self.store.head()),
+            "unknown_regions": sorted(self.region.unknown),
+            "peers": peers,
+        }

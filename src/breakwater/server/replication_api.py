@@ -1,0 +1,123 @@
+"""The replication endpoint peer regions pull from, and the admin endpoints of replication.
+
+``GET /v1/replication/pull`` answers only an API key with the ``replication`` scope (a peer
+region's key): it returns every change past the cursor with the document's full CRDT state, so a
+device credential can never read through it. The puller's cursor also tells this region what the
+puller durably holds (write concern ``replicated``). Pages are gzip-compressed when the caller
+accepts it, and their bytes are counted before and after.
+"""
+
+from __future__ import annotations
+
+import gzip
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from breakwater.auth.identity import Identity
+from breakwater.core import codec
+from breakwater.core import cursor as cursor_mod
+from breakwater.core.errors import Forbidden, Unauthorized, ValidationError
+from breakwater.core.incarnation import REGION_PATTERN
+from breakwater.replication.wire import page_json
+from breakwater.server.access import identity_of
+from breakwater.server.node import Node
+from breakwater.server.params import AsciiFloat, AsciiInt
+from breakwater.server.responses import json_response, node_of
+
+router = APIRouter(tags=["replication"])
+GZIP_LEVEL = 5
+"""zlib level 5: within a few percent of level 9's ratio on replication pages at a third of the
+CPU (docs/adr/0022-replication.md)."""
+_ERRORS: dict[int | str, dict[str, str]] = {
+    401: {"description": "no credential"},
+    403: {"description": "not an API key with the replication scope"},
+}
+
+
+def _replicator(request: Request) -> Identity:
+    identity = identity_of(request)
+    if identity is None:
+        raise Unauthorized("the replication endpoints require a replication API key")
+    if not identity.is_replicator:
+        raise Forbidden("the replication endpoints are for API keys with the replication scope")
+    return identity
+
+
+def _accepts_gzip(request: Request) -> bool:
+    accepted = request.headers.get("accept-encoding", "")
+    return any(part.split(";")[0].strip() == "gzip" for part in accepted.split(","))
+
+
+@router.get("/v1/replication/pull", summary="Pull changes for a peer region", responses=_ERRORS)
+async def replication_pull(
+    request: Request,
+    cursor: Annotated[str, Query(description="the puller's cursor for this region")] = "",
+    limit: Annotated[AsciiInt, Query(description="entries per page")] = 500,
+    wait: Annotated[AsciiFloat, Query(description="long-poll seconds when nothing is new")] = 0.0,
+    region: Annotated[str | None, Query(description="the pulling region's name")] = None,
+) -> Response:
+    """Feed entries past ``cursor`` with full document states, original positions, mutation ids
+    and HLCs, and this region's name, state, head and stable vector."""
+    _replicator(request)
+    node = node_of(request)
+    limits = node.config.limits
+    if not 1 <= limit <= limits.max_pull_limit:
+        raise ValidationError(f"limit must be between 1 and {limits.max_pull_limit}", field="limit")
+    if not 0 <= wait <= limits.max_wait_seconds:
+        raise ValidationError(
+            f"wait must be between 0 and {limits.max_wait_seconds} seconds", field="wait"
+        )
+    if region is not None and not REGION_PATTERN.fullmatch(region):
+        raise ValidationError("region is not a region name", field="region")
+    vector = cursor_mod.decode(cursor)
+    if region is not None:
+        # A region pulls only from a cursor it has durably applied: it holds all of it.
+        await node.region.record_held(region, vector)
+    deadline = time.monotonic() + wait
+    page = await node.store.pull(vector, None, limit, include_state=True)
+    while not page.entries and not page.has_more and not node.draining:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not await node.feed.wait_beyond(page.vector, remaining):
+            break
+        page = await node.store.pull(page.vector, None, limit, include_state=True)
+    body = codec.dumps(
+        page_json(
+            page,
+            region=node.config.region,
+            state=node.region.state,
+            stable=node.region.stable_for(page.head),
+            regions=sorted(node.config.topology.peers),
+        )
+    )
+    peer = region if region in node.config.topology.peers else "unknown"
+    node.metrics.replication_bytes.labels(peer, "out", "json").inc(len(body))
+    headers = {"Vary": "Accept-Encoding"}
+    if _accepts_gzip(request):
+        body = gzip.compress(body, GZIP_LEVEL)
+        headers["Content-Encoding"] = "gzip"
+    node.metrics.replication_bytes.labels(peer, "out", "wire").inc(len(body))
+    return Response(body, media_type="application/json", headers=headers)
+
+
+def _admin(request: Request, node: Node) -> Identity:
+    return node.policy.admit_admin(identity_of(request))
+
+
+@router.post("/v1/admin/region/promote", summary="Promote a standby region", responses=_ERRORS)
+async def promote(request: Request) -> Response:
+    """Make this region active for every node of it, durably (idempotent)."""
+    node = node_of(request)
+    _admin(request, node)
+    before = await node.region.promote()
+    return json_response({"region": node.config.region, "state": "active", "before": before})
+
+
+@router.get("/v1/admin/replication", summary="Replication peers and cursors", responses=_ERRORS)
+async def replication_report(request: Request) -> Response:
+    """Each peer's state, cursor, caught-up head, lag, breaker and lease holder."""
+    node = node_of(request)
+    _admin(request, node)
+    return json_response(await node.replication.report())
