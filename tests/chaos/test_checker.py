@@ -100,6 +100,23 @@ def test_a_phantom_mutation_is_caught() -> None:
     assert "no client sent it" in verdict(run).render()
 
 
+def test_a_mutation_met_under_two_origins_counts_once_under_one_it_is_twice() -> None:
+    """Regions that both applied a mutation (a device re-pushed it after a failover) keep one
+    feed position per origin: that passes; the same mutation twice under one origin fails."""
+    run = simulate(5)
+    node = run.node("n1")
+    assert node.applied and node.positions
+    mid = node.applied[0]
+    node.applied.append(mid)
+    node.positions.append(("other~region", 1))
+    assert verdict(run).result("exactly_once").passed
+    node.applied.append(mid)
+    node.positions.append(("other~region", 2))
+    result = verdict(run).result("exactly_once")
+    assert not result.passed
+    assert f"{mid} appears 3 times in n1's feed" in verdict(run).render()
+
+
 def test_convergence_late_past_the_bound_fails() -> None:
     """Identical replicas read after the bound still fail convergence."""
     run = simulate(6)

@@ -348,7 +348,9 @@ class LocalCluster:
         async with httpx.AsyncClient(timeout=1.0) as http:
             while time.monotonic() < deadline:
                 if not process.alive:
-                    raise ClusterFailed(f"{what} exited:\n{_log_tail(process.log)}")
+                    raise ClusterFailed(
+                        f"{what} {process.describe_exit()}:\n{_log_tail(process.log)}"
+                    )
                 try:
                     if (await http.get(url)).status_code == 200:
                         self.progress(f"{what} ready")

@@ -19,6 +19,10 @@ from pathlib import Path
 from typing import Any
 
 
+_EXITS: dict[int, int] = {}
+"""Wait statuses of our own children, by PID, once reaped (for :meth:`ProcessRecord.describe_exit`)."""
+
+
 def _stat(pid: int) -> list[str] | None:
     """The fields of ``/proc/PID/stat`` after the command name, or ``None`` if there is none."""
     try:
@@ -67,7 +71,19 @@ class ProcessRecord:
     def _reap(self) -> None:
         # Our own child becomes a zombie until waited for; someone else's is reaped by init.
         with contextlib.suppress(ChildProcessError):
-            os.waitpid(self.pid, os.WNOHANG)
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                _EXITS[pid] = status
+
+    def describe_exit(self) -> str:
+        """How the process ended, when it was our child: ``exit code N`` or ``signal NAME``."""
+        self._reap()
+        status = _EXITS.get(self.pid)
+        if status is None:
+            return "ended"
+        if os.WIFSIGNALED(status):
+            return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+        return f"exit code {os.waitstatus_to_exitcode(status)}"
 
     def wait_exit(self, seconds: float) -> bool:
         """Wait up to ``seconds`` for the process to end; whether it did."""
