@@ -18,9 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-
 _EXITS: dict[int, int] = {}
-"""Wait statuses of our own children, by PID, once reaped (for :meth:`ProcessRecord.describe_exit`)."""
+"""Wait statuses of our own children by PID, once reaped (:meth:`ProcessRecord.describe_exit`)."""
 
 
 def _stat(pid: int) -> list[str] | None:
