@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from functools import partial
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -146,7 +147,7 @@ async def test_region_lost_with_unreplicated_acks_loses_nothing_and_counts_once(
         await cluster.clear_fault(cluster.region_links("eu"), "partition")
         await cluster.start_region("eu")
         for url in (eu.node_urls()[0], us.node_urls()[0]):
-            await eventually(lambda u=url: _equals(counter(u), 10), 60, f"{url} counts 10")
+            await eventually(partial(_counts, url, 10), 60, f"{url} counts 10")
         await eventually(lambda: _outbox_empty(phone), 60, "stable covers every write")
         states = [await documents(r.node_urls()[0]) for r in (eu, us)]
         assert states[0] == states[1]
@@ -197,7 +198,11 @@ async def _true(value: bool) -> bool:
 
 
 async def _equals(value: Awaitable[Any], wanted: Any) -> bool:
-    return await value == wanted
+    return bool(await value == wanted)
+
+
+async def _counts(url: str, wanted: int) -> bool:
+    return bool(await counter(url) == wanted)
 
 
 async def _outbox_empty(client: Client) -> bool:
