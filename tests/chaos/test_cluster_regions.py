@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from functools import partial
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
