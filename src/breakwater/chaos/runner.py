@@ -404,7 +404,11 @@ async def node_state(url: str, name: str, taken_at: float) -> ReplicaState:
 
 
 async def _converge(
-    cluster: Topology, devices: list[Device], recorder: Recorder, deadline: float
+    cluster: Topology,
+    devices: list[Device],
+    recorder: Recorder,
+    deadline: float,
+    versions: bool = True,
 ) -> tuple[list[ReplicaState], float | None]:
     """Sync every device until all replicas agree or ``deadline`` (monotonic) passes; the last
     states read, and when (history time) they were seen to agree, ``None`` if they never did.
@@ -420,7 +424,7 @@ async def _converge(
         )
         copies = await asyncio.gather(*(d.snapshot(recorder.now()) for d in devices))
         replicas = [*nodes, *copies]
-        if not any(d.pending() for d in devices) and not divergences(replicas):
+        if not any(d.pending() for d in devices) and not divergences(replicas, versions):
             return replicas, recorder.now()
         if time.monotonic() > deadline:
             return replicas, None
@@ -463,6 +467,7 @@ async def run_scenario(
     await asyncio.to_thread(fresh_run_dir, out)
     meta = {"scenario": scenario.name, "seed": scenario.seed, "started": time.time()}
     cluster = _topology(scenario, out)
+    versions = scenario.regions is None  # a version is a region's ETag (checker.divergences)
     devices: list[Device] = []
     with (out / "history.jsonl").open("wb") as history_file:
         try:
@@ -488,17 +493,18 @@ async def run_scenario(
             recorder.fault("heal", "all", "cluster")
             deadline = time.monotonic() + scenario.bounds.convergence_s
             progress("waiting for convergence")
-            replicas, agreed_at = await _converge(cluster, devices, recorder, deadline)
+            replicas, agreed_at = await _converge(cluster, devices, recorder, deadline, versions)
         finally:
             for device in devices:
                 await device.aclose()
             # Cleanup must not hide the error that ended the run, if any.
             with contextlib.suppress(OSError, RuntimeError):
                 await cluster.aclose()
+    bound = scenario.bounds.convergence_s
     verdict = check(
-        recorder.history, replicas, healed_at=healed_at, bound_s=scenario.bounds.convergence_s
+        recorder.history, replicas, healed_at=healed_at, bound_s=bound, versions=versions
     )
-    states = replicas_json(replicas, healed_at, scenario.bounds.convergence_s)
+    states = replicas_json(replicas, healed_at, bound, versions)
     (out / "replicas.json").write_bytes(codec.dumps(states) + b"\n")
     result = RunResult(scenario, verdict, out, _stats(recorder, replicas, healed_at, agreed_at))
     report = {"scenario": scenario.name, "stats": result.stats, "verdict": verdict.to_json()}

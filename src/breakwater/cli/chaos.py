@@ -113,12 +113,12 @@ def check_run(
 
     try:
         history = read_history(run / "history.jsonl")
-        replicas, healed_at, bound_s = parse_replicas(
-            codec.loads((run / "replicas.json").read_bytes())
-        )
+        raw = codec.loads((run / "replicas.json").read_bytes())
+        replicas, healed_at, bound_s = parse_replicas(raw)
+        versions = bool(raw.get("versions_compared", True))
     except (OSError, HistoryError, ValueError, KeyError, TypeError) as exc:
         raise typer.BadParameter(f"{run} does not hold a readable run: {exc}") from exc
-    verdict = check(history, replicas, healed_at=healed_at, bound_s=bound_s)
+    verdict = check(history, replicas, healed_at=healed_at, bound_s=bound_s, versions=versions)
     typer.echo(verdict.render())
     if not verdict.passed:
         raise typer.Exit(1)
