@@ -51,6 +51,7 @@ class RegionTopology:
         self.scenario = scenario
         self.cluster = LocalCluster(cluster_spec(scenario), out / "cluster")
         self.paused: set[str] = set()
+        self._busy: dict[str, asyncio.Lock] = {}
 
     async def start(self) -> None:
         await self.cluster.up()
@@ -90,8 +91,21 @@ class RegionTopology:
             return [node.name for node in self.cluster.region(target).nodes]
         return [target]
 
+    def _region_of(self, target: str) -> str:
+        return target if target in self.regions else self.cluster.node(target)[0].name
+
     async def apply(self, kind: str, target: str, action: Action, params: dict[str, Any]) -> None:
-        """Start or heal fault ``kind`` on ``target``."""
+        """Start or heal fault ``kind`` on ``target``. Process faults on one region wait for
+        each other: a node still starting (seconds, on a loaded machine) when the next fault
+        kills its region would otherwise die under its own readiness wait."""
+        if kind in FAULT_TYPES:
+            await self._apply(kind, target, action, params)
+            return
+        lock = self._busy.setdefault(self._region_of(target), asyncio.Lock())
+        async with lock:
+            await self._apply(kind, target, action, params)
+
+    async def _apply(self, kind: str, target: str, action: Action, params: dict[str, Any]) -> None:
         if kind in FAULT_TYPES:
             if action == "start":
                 await self.cluster.set_fault(self._proxies(target), kind, params)
@@ -105,7 +119,7 @@ class RegionTopology:
         elif kind == "promote":
             await self.cluster.promote(target)
         elif kind == "clock_skew":
-            region = target if target in self.regions else self.cluster.node(target)[0].name
+            region = self._region_of(target)
             offset = params["offset_ms"] if action == "start" else None
             await self.cluster.restart_region(region, offset)
         else:
