@@ -199,6 +199,37 @@ def counters(
     _write_json(report, json_path)
 
 
+@app.command("replication")
+def replication(
+    runs: Annotated[int, typer.Option(min=1, max=20, help="Runs; medians are reported.")] = 3,
+    changes: Annotated[int, typer.Option(min=100, help="Backlog size per run.")] = 5000,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+) -> None:
+    """Catch-up rate on a peer's backlog vs the region's own batched push rate; wire bytes."""
+    from breakwater.bench import replication as bench_replication
+
+    console = Console()
+    with console.status("starting") as status:
+        report = asyncio.run(bench_replication.run(runs, changes, lambda text: status.update(text)))
+    table = Table(
+        title=f"breakwater bench replication (2 regions in-process, SQLite, {changes:,} changes,"
+        f" medians of {runs} runs)"
+    )
+    for column in ("push/s (a)", "replicated/s (b)", "ratio", "JSON B/change", "wire B/change"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        f"{report['push_per_second']:,.0f}",
+        f"{report['replicate_per_second']:,.0f}",
+        f"{report['replicate_over_push']:.2f}",
+        f"{report['json_bytes_per_change']:.0f}",
+        f"{report['wire_bytes_per_change']:.0f}",
+    )
+    console.print(table)
+    console.print(f"target ratio ≥ {report['target_replicate_over_push']}")
+    console.print(f"machine: {report['machine']}")
+    _write_json(report, json_path)
+
+
 @app.command("instructions")
 def instructions(
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,

@@ -17,6 +17,7 @@ from breakwater.cli import (
     keys,
     loadtest,
     long_run,
+    region,
     restore,
     serve,
     users,
@@ -66,6 +67,7 @@ app.add_typer(users.app, name="users")
 app.add_typer(chaos.app, name="chaos")
 app.add_typer(cluster.app, name="cluster")
 app.add_typer(drill.app, name="drill")
+app.add_typer(region.app, name="region")
 
 
 def main() -> None:

@@ -145,12 +145,6 @@ class Engine:
         stable = self.stable
         return {self.origin: seq} if stable is None else dict(stable)
 
-    def stable_vector(self) -> dict[str, int] | None:
-        """The causally stable vector to fold replicated counters with (``None``: one region,
-        where nothing is replicated)."""
-        stable = self.stable
-        return None if stable is None else dict(stable)
-
     def apply(self, target: WriteTarget, mutation: Mutation) -> MutationResult:
         """Apply one mutation once; state-dependent refusals come back as ``rejected``."""
         seen = target.find_mutation(mutation.mutation_id)

@@ -58,6 +58,8 @@ class PeerClient:
         self._connect_timeout = connect_timeout
         self._http = httpx.AsyncClient(
             transport=transport,
+            # An injected transport is the whole route (tests); proxy variables would bypass it.
+            trust_env=transport is None,
             headers={
                 "Authorization": f"ApiKey {peer.key}",
                 "Accept-Encoding": "gzip",

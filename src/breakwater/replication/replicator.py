@@ -122,6 +122,20 @@ class PeerReplicator:
         self._wall = wall
         self._backoff = backoff or Backoff(base=0.2, cap=10.0)
         self._breaker = CircuitBreaker(failure_threshold=3, reset_timeout=5.0)
+        self._nudged = asyncio.Event()
+
+    def nudge(self) -> None:
+        """The peer is evidently up (it just pulled from this region): end any backoff or open
+        breaker's wait and try it now."""
+        if self.status.breaker != "closed" or self.status.last_error:
+            self._breaker.probe_now()
+            self._nudged.set()
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less when :meth:`nudge` says the peer is back."""
+        self._nudged.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._nudged.wait(), seconds)
 
     async def run_forever(self) -> None:
         """Hold the lease when it is free and replicate while holding it."""
@@ -170,7 +184,7 @@ class PeerReplicator:
         while True:
             if not self._breaker.allow():
                 self._set_breaker()
-                await asyncio.sleep(max(self._breaker.retry_in(), 0.05))
+                await self._pause(max(self._breaker.retry_in(), 0.05))
                 continue
             try:
                 pulled = await self.client.pull(vector, self.topology.pull_limit, wait)
@@ -199,7 +213,7 @@ class PeerReplicator:
             except BreakwaterError as error:
                 self.observer.failed(self.peer.name, error)
                 self.status.last_error = f"{error.type}: {error.detail}"
-                await asyncio.sleep(self._backoff.next_delay())
+                await self._pause(self._backoff.next_delay())
                 continue
             self._breaker.record_success()
             self._set_breaker()
@@ -233,7 +247,7 @@ class PeerReplicator:
             return
         self._breaker.record_failure()
         self._set_breaker()
-        await asyncio.sleep(self._backoff.next_delay())
+        await self._pause(self._backoff.next_delay())
 
     def _set_breaker(self) -> None:
         state = self._breaker.state

@@ -76,6 +76,7 @@ async def replication_pull(
     if region is not None:
         # A region pulls only from a cursor it has durably applied: it holds all of it.
         await node.region.record_held(region, vector)
+        node.replication.heard_from(region)
     deadline = time.monotonic() + wait
     page = await node.store.pull(vector, None, limit, include_state=True)
     while not page.entries and not page.has_more and not node.draining:

@@ -7,13 +7,18 @@ every region, and a third region learns the change from this one (transitive for
 entry already covered by this store's head for its origin is skipped, so pages that overlap
 (two peers forwarding one origin, a retried page) apply once. The mutation id is recorded with
 the position, so a device re-pushing the mutation here gets ``duplicate`` (I2).
+
+Counters are not folded here: an entry keeps its position's state as its origin made it, so a
+fold made here would stay here (peers skip the position) and replicas would hold different,
+equal-valued states for good. Folding happens at a local write, whose new change carries the
+folded state to every region (ADR 0019).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from breakwater.core import codec, counter, document
+from breakwater.core import codec, document
 from breakwater.core.engine import Engine, StoredDoc
 from breakwater.core.errors import ValidationError
 from breakwater.storage._staging import StagedBatch
@@ -43,7 +48,6 @@ def stage_entries(
 ) -> ReplicaApplied:
     """Join every entry not yet held into its document and stage it at its original position."""
     applied = skipped = 0
-    stable = engine.stable_vector()
     for entry in entries:
         change = entry.change
         if change.seq <= staged.seq_of(change.origin):
@@ -53,11 +57,6 @@ def stage_entries(
         current = staged.load(change.collection, change.doc_id)
         remote = document.upgrade(entry.state)
         state = remote if current is None else document.join(current.state, remote)
-        if stable is not None:
-            state = {
-                **state,
-                "n": {name: counter.fold(value, stable) for name, value in state["n"].items()},
-            }
         state = document.normalize(state)
         newest = document.newest_write(state)
         visible = document.visible(state, newest)

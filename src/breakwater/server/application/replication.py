@@ -115,7 +115,7 @@ class Replication:
                 self.holder,
                 target,
                 reporter,
-                PeerClient(peer, config.region),
+                PeerClient(peer, config.region, transport=(transports or {}).get(peer.name)),
             )
             for peer in config.topology.peers.values()
         ]
@@ -144,6 +144,12 @@ class Replication:
         self._tasks.clear()
         for replicator in self.replicators:
             await replicator.client.aclose()
+
+    def heard_from(self, region: str) -> None:
+        """Peer ``region`` just pulled from this node: it is up, so stop backing off from it."""
+        for replicator in self.replicators:
+            if replicator.peer.name == region:
+                replicator.nudge()
 
     def summary(self) -> dict[str, Any]:
         """Each peer's state and cursor as this node last read them (for ``/readyz``: no store

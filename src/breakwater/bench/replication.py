@@ -1,0 +1,141 @@
+"""``breakwater bench replication``: how fast a region catches up on a peer's backlog,
+against the same region's own batched push rate, and the bytes each change costs on the wire.
+
+Two in-process regions over SQLite, linked through an ASGI transport (no network: the figure
+is the replication path itself, pull + decompress + parse + apply, not a WAN). The backlog is
+pushed to region ``a`` in batches of 100 while ``b``'s link is cut (that push rate is the
+reference), then the link opens and the time until ``b``'s head covers ``a``'s is taken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from breakwater.auth.passwords import Passwords
+from breakwater.auth.service import AuthService
+from breakwater.auth.signing_keys import load_keys
+from breakwater.auth.tokens import TokenIssuer
+from breakwater.bench._node import machine
+from breakwater.config import Config, load_config
+from breakwater.core import cursor
+from breakwater.core.topology import Peer, Topology
+from breakwater.server.app import create_app
+from breakwater.server.auth_backend import auth_store_for
+
+BATCH = 100
+
+
+class _Switch(httpx.AsyncBaseTransport):
+    """An ASGI link that can be cut (``up = False``: connection refused)."""
+
+    def __init__(self) -> None:
+        self.app: Any = None
+        self.up = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if not self.up or self.app is None:
+            raise httpx.ConnectError("link down", request=request)
+        return await httpx.ASGITransport(app=self.app).handle_async_request(request)
+
+
+def _key(config: Config) -> str:
+    store = auth_store_for(config)
+    store.open()
+    try:
+        issuer = TokenIssuer(
+            load_keys(config.data / "auth-keys.json"), config.auth.audience, config.auth.access_ttl
+        )
+        secret, _ = AuthService(store, issuer, Passwords(), config.auth.refresh_ttl).create_key(
+            "bench", ["replication"]
+        )
+    finally:
+        store.close()
+    return secret
+
+
+async def _once(root: Path, changes: int) -> dict[str, float]:
+    configs = {
+        name: replace(
+            load_config(None, env={}, overrides={"data": root / name, "region": name}),
+            drain_grace=0.0,
+        )
+        for name in ("a", "b")
+    }
+    key = _key(configs["a"])
+    link = _Switch()
+    peer = Peer("a", ("http://a.bench",), ("http://a.bench",), key)
+    b_config = replace(configs["b"], topology=Topology(peers={"a": peer}, pull_wait=1.0))
+    a_app = create_app(configs["a"])
+    b_app = create_app(b_config, peer_transports={"a": link})
+    async with contextlib.AsyncExitStack() as stack:
+        for app in (a_app, b_app):
+            await stack.enter_async_context(app.router.lifespan_context(app))
+        link.app = a_app
+        a = await stack.enter_async_context(
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=a_app), base_url="http://a")
+        )
+        started = time.perf_counter()
+        for first in range(0, changes, BATCH):
+            mutations = [
+                {
+                    "mutation_id": f"m{i}",
+                    "collection": "items",
+                    "id": f"d{i}",
+                    "op": "set",
+                    "data": {"title": f"item {i}", "done": i % 2 == 0, "rank": i},
+                }
+                for i in range(first, min(first + BATCH, changes))
+            ]
+            answer = await a.post("/v1/sync/push", json={"mutations": mutations})
+            answer.raise_for_status()
+        push_seconds = time.perf_counter() - started
+        a_head = await a_app.state.node.store.head()
+        b_node = b_app.state.node
+        replicator = b_node.replication.replicators[0]
+        link.up = True
+        replicator.nudge()
+        started = time.perf_counter()
+        while not cursor.covers_all(await b_node.store.head(), a_head):  # noqa: ASYNC110 (polls the store: no event says "b holds all of a")
+            await asyncio.sleep(0.01)
+        replicate_seconds = time.perf_counter() - started
+        registry = b_node.metrics.registry
+
+        def sample(encoding: str) -> float:
+            labels = {"peer": "a", "direction": "in", "encoding": encoding}
+            return registry.get_sample_value("breakwater_replication_bytes_total", labels) or 0.0
+
+        return {
+            "push_per_second": changes / push_seconds,
+            "replicate_per_second": changes / replicate_seconds,
+            "json_bytes_per_change": sample("json") / changes,
+            "wire_bytes_per_change": sample("wire") / changes,
+        }
+
+
+async def run(runs: int, changes: int, progress: Callable[[str], None]) -> dict[str, Any]:
+    """Medians of ``runs`` runs of a backlog of ``changes``."""
+    results = []
+    for index in range(runs):
+        progress(f"run {index + 1}/{runs}")
+        with tempfile.TemporaryDirectory() as root:
+            results.append(await _once(Path(root), changes))
+    median = {key: statistics.median(r[key] for r in results) for key in results[0]}
+    return {
+        "changes": changes,
+        "runs": runs,
+        **median,
+        "replicate_over_push": median["replicate_per_second"] / median["push_per_second"],
+        "target_replicate_over_push": 0.5,
+        "compression_ratio": median["json_bytes_per_change"] / median["wire_bytes_per_change"],
+        "machine": machine(),
+    }

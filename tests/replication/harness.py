@@ -1,0 +1,178 @@
+"""Regions of one deployment started in-process: each an app with its own SQLite store (or
+PostgreSQL schema), pulling from its peers through ASGI transports that a test can cut."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from breakwater.config import Config, load_config
+from breakwater.core.topology import Peer, Topology
+from breakwater.server.app import create_app
+from breakwater.server.auth_backend import auth_store_for
+from breakwater.server.node import Node
+
+
+class Link(httpx.AsyncBaseTransport):
+    """A replication link to a region's app, resolved at each request; ``up = False`` cuts it."""
+
+    def __init__(self, regions: Mapping[str, Region], target: str) -> None:
+        self.regions = regions
+        self.target = target
+        self.up = True
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if not self.up or self.target not in self.regions:
+            raise httpx.ConnectError("link down", request=request)
+        transport = httpx.ASGITransport(app=self.regions[self.target].app)
+        return await transport.handle_async_request(request)
+
+
+@dataclass
+class Region:
+    """One running region: its app, a client for devices, and its node."""
+
+    name: str
+    config: Config
+    app: Any
+    client: httpx.AsyncClient
+    links: dict[str, Link] = field(default_factory=dict)
+
+    @property
+    def node(self) -> Node:
+        node: Node = self.app.state.node
+        return node
+
+    async def push(self, *mutations: dict[str, Any], **extra: Any) -> httpx.Response:
+        return await self.client.post("/v1/sync/push", json={"mutations": list(mutations), **extra})
+
+    async def doc(self, collection: str, doc_id: str) -> dict[str, Any] | None:
+        answer = await self.client.get(f"/v1/collections/{collection}/docs/{doc_id}")
+        if answer.status_code == 404:
+            return None
+        assert answer.status_code == 200, answer.text
+        body: dict[str, Any] = answer.json()
+        return body
+
+
+def issue_key(config: Config, name: str, scopes: Sequence[str] = ("replication",)) -> str:
+    """An API key issued by the region of ``config`` (as ``breakwater keys create`` does)."""
+    from breakwater.auth.passwords import Passwords
+    from breakwater.auth.service import AuthService
+    from breakwater.auth.signing_keys import load_keys
+    from breakwater.auth.tokens import TokenIssuer
+
+    store = auth_store_for(config)
+    store.open()
+    try:
+        issuer = TokenIssuer(
+            load_keys(config.data / "auth-keys.json"), config.auth.audience, config.auth.access_ttl
+        )
+        service = AuthService(store, issuer, Passwords(), config.auth.refresh_ttl)
+        secret, _ = service.create_key(name, list(scopes))
+    finally:
+        store.close()
+    return secret
+
+
+class Cluster:
+    """Start regions that pull from each other; everything stops with the exit stack."""
+
+    def __init__(self, tmp_path: Path, stack: contextlib.AsyncExitStack) -> None:
+        self.tmp_path = tmp_path
+        self.stack = stack
+        self.regions: dict[str, Region] = {}
+        self.keys: dict[str, str] = {}
+
+    def base_config(self, name: str, store: str = "", **overrides: Any) -> Config:
+        data = self.tmp_path / name
+        config = load_config(None, env={}, overrides={"data": data, "region": name})
+        return replace(config, drain_grace=0.0, store=store, **overrides)
+
+    async def start(
+        self,
+        peers: Mapping[str, Sequence[str]],
+        *,
+        states: Mapping[str, str] | None = None,
+        stores: Mapping[str, str] | None = None,
+        pull_wait: float = 2.0,
+        write_concern_timeout: float = 5.0,
+    ) -> dict[str, Region]:
+        """Start one region per key of ``peers``, each pulling from the regions listed."""
+        bases = {name: self.base_config(name, (stores or {}).get(name, "")) for name in peers}
+        for name, config in bases.items():
+            self.keys[name] = issue_key(config, f"for-peers-of-{name}")
+        for name, config in bases.items():
+            await self.start_region(
+                name,
+                config,
+                peers[name],
+                state=(states or {}).get(name, "active"),
+                pull_wait=pull_wait,
+                write_concern_timeout=write_concern_timeout,
+            )
+        # Regions started one after the other failed to reach the later ones: try them now
+        # rather than after the breaker's wait.
+        for region in self.regions.values():
+            for replicator in region.node.replication.replicators:
+                replicator.nudge()
+        return self.regions
+
+    async def start_region(
+        self,
+        name: str,
+        config: Config,
+        peer_names: Sequence[str],
+        *,
+        state: str = "active",
+        pull_wait: float = 2.0,
+        write_concern_timeout: float = 5.0,
+    ) -> Region:
+        """Start (or restart) region ``name`` over ``config``'s store."""
+        topology = Topology(
+            state=state,  # type: ignore[arg-type]
+            peers={
+                peer: Peer(
+                    peer, (f"http://{peer}.test",), (f"http://{peer}.test",), self.keys[peer]
+                )
+                for peer in peer_names
+            },
+            pull_wait=pull_wait,
+            write_concern_timeout=write_concern_timeout,
+            lease_ttl=2.0,
+        )
+        config = replace(config, topology=topology)
+        links = {peer: Link(self.regions, peer) for peer in peer_names}
+        app = create_app(config, peer_transports=links)
+        await self.stack.enter_async_context(app.router.lifespan_context(app))
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://node")
+        await self.stack.enter_async_context(client)
+        region = Region(name, config, app, client, links)
+        self.regions[name] = region
+        return region
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], seconds: float = 10.0, what: str = "condition"
+) -> None:
+    """Poll ``check`` until it holds; fail after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not hold within {seconds}s")
+        await asyncio.sleep(0.05)
+
+
+def mutation(mid: str, doc_id: str, op: str = "set", **data: Any) -> dict[str, Any]:
+    """A push mutation of collection ``todos``."""
+    body: dict[str, Any] = {"mutation_id": mid, "collection": "todos", "id": doc_id, "op": op}
+    if op != "delete":
+        body["data"] = data
+    return body
