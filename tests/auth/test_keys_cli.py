@@ -45,6 +45,30 @@ def test_create_list_revoke(tmp_path: Path) -> None:
     assert again.exit_code != 0
 
 
+def test_create_with_a_key_file_installs_that_key_on_an_empty_store(tmp_path: Path) -> None:
+    """A region rebuilt on an empty store takes back the key its peers hold: the same key
+    verifies there, with the scopes given; a file that holds no key is refused."""
+    runner = CliRunner()
+    first = ["--data", str(tmp_path / "old")]
+    created = runner.invoke(app, ["keys", "create", "ops", "--scope", "admin", *first])
+    assert created.exit_code == 0, created.output
+    key = created.output.split()[-1]
+    (tmp_path / "key").write_text(key + "\n")
+    rebuilt = ["--data", str(tmp_path / "new"), "--key-file", str(tmp_path / "key")]
+    installed = runner.invoke(app, ["keys", "create", "ops", "--scope", "admin", *rebuilt])
+    assert installed.exit_code == 0, installed.output
+    store = SqliteAuthStore(tmp_path / "new" / "auth.db")
+    store.open()
+    keys = load_keys(tmp_path / "new" / "auth-keys.json")
+    service = AuthService(store, TokenIssuer(keys, "x", 60), Passwords(), 60)
+    assert service.verify_key(key).scopes == {"admin"}
+    store.close()
+    (tmp_path / "bad").write_text("not-a-key\n")
+    bad = ["--data", str(tmp_path / "new"), "--key-file", str(tmp_path / "bad")]
+    refused = runner.invoke(app, ["keys", "create", "x", "--scope", "admin", *bad])
+    assert refused.exit_code != 0
+
+
 def test_rotate_signing_keeps_the_old_key(tmp_path: Path) -> None:
     """Rotation adds a key and keeps the previous one for verification."""
     before = load_keys(tmp_path / "auth-keys.json")

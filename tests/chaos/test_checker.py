@@ -100,6 +100,42 @@ def test_a_phantom_mutation_is_caught() -> None:
     assert "no client sent it" in verdict(run).render()
 
 
+def test_a_mutation_met_under_two_origins_counts_once_under_one_it_is_twice() -> None:
+    """Regions that both applied a mutation (a device re-pushed it after a failover) keep one
+    feed position per origin: that passes; the same mutation twice under one origin fails."""
+    run = simulate(5)
+    node = run.node("n1")
+    assert node.applied and node.positions
+    mid = node.applied[0]
+    node.applied.append(mid)
+    node.positions.append(("other~region", 1))
+    assert verdict(run).result("exactly_once").passed
+    node.applied.append(mid)
+    node.positions.append(("other~region", 2))
+    result = verdict(run).result("exactly_once")
+    assert not result.passed
+    assert f"{mid} appears 3 times in n1's feed" in verdict(run).render()
+
+
+def test_across_regions_convergence_compares_data_not_versions() -> None:
+    """A replica with the same data under another version (a region's ETag) diverges when
+    versions are compared (one region), not across regions; other data diverges either way."""
+    run = simulate(6)
+    replica = run.replicas[-1]
+    key = next(k for k, d in replica.docs.items() if d.version)
+    replica.docs[key] = DocState(replica.docs[key].data, "another-version")
+    assert not verdict(run).result("convergence").passed
+    across = check(
+        run.history, run.replicas, healed_at=run.healed_at, bound_s=run.bound_s, versions=False
+    )
+    assert across.result("convergence").passed
+    replica.docs[key] = DocState({"other": 1}, "another-version")
+    across = check(
+        run.history, run.replicas, healed_at=run.healed_at, bound_s=run.bound_s, versions=False
+    )
+    assert not across.result("convergence").passed
+
+
 def test_convergence_late_past_the_bound_fails() -> None:
     """Identical replicas read after the bound still fail convergence."""
     run = simulate(6)

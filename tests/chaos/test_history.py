@@ -32,10 +32,10 @@ def test_round_trip_keeps_every_record(tmp_path: Path) -> None:
     )
     assert again.faults == run.history.faults
     assert again.meta == {"seed": 9}
-    kwargs = {"healed_at": run.healed_at, "bound_s": run.bound_s}
+    healed, bound = run.healed_at, run.bound_s
     assert (
-        check(again, run.replicas, **kwargs).to_json()
-        == check(run.history, run.replicas, **kwargs).to_json()
+        check(again, run.replicas, healed_at=healed, bound_s=bound).to_json()
+        == check(run.history, run.replicas, healed_at=healed, bound_s=bound).to_json()
     )
 
 

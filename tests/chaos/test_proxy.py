@@ -14,6 +14,7 @@ from breakwater.chaos.faults import (
     Bandwidth,
     Blackhole,
     Latency,
+    Loss,
     Partition,
     ResetPeer,
     Slicer,
@@ -97,6 +98,19 @@ async def test_latency_switches_off_on_an_open_connection(proxy: ChaosProxy) -> 
     assert await round_trip(reader, writer, b"a") >= 0.4
     assert proxy.clear_fault("latency")
     assert await round_trip(reader, writer, b"b") < 0.2
+    writer.close()
+
+
+async def test_loss_delays_the_lost_share_by_a_retransmission(proxy: ChaosProxy) -> None:
+    """100% loss downstream: every answer waits one retransmission; 0%: none does; the bytes
+    arrive intact and in order either way."""
+    reader, writer = await connect(proxy)
+    proxy.set_fault(Loss(percent=100, retransmit_ms=150, direction="downstream"))
+    lost = [await round_trip(reader, writer, b"l") for _ in range(3)]
+    assert all(0.15 <= d < 0.29 for d in lost), lost
+    proxy.set_fault(Loss(percent=0, retransmit_ms=150))
+    kept = [await round_trip(reader, writer, b"k") for _ in range(3)]
+    assert all(d < 0.1 for d in kept), kept
     writer.close()
 
 

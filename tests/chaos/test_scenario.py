@@ -233,3 +233,82 @@ def test_engine_outage_scenario_has_what_it_promises() -> None:
              if s.kind == "engine_stop"}  # fmt: skip
     assert stops == {("postgres", "fast"), ("postgres", "immediate"), ("redis", "fast")}
     assert "kill" in {step.kind for step in scenario.faults}
+
+
+def regions(*faults: dict[str, Any], **topology: Any) -> dict[str, Any]:
+    """A multi-region scenario: eu and ap active, us standby, with ``faults``."""
+    shape: dict[str, Any] = {
+        "regions": [{"name": "eu"}, {"name": "us", "state": "standby"}, {"name": "ap"}],
+        "links": {"latency_ms": 20, "loss_pct": 1},
+    }
+    shape.update(topology)
+    return base(topology=shape, faults=list(faults))
+
+
+def test_multi_region_topology_names_regions_nodes_and_links() -> None:
+    """Regions, nodes per region (named region-nI), link faults, and every kind of target."""
+    scenario = parse_scenario(
+        regions(
+            {"at": 1, "kind": "partition", "target": "eu"},
+            {"at": 1, "kind": "partition", "target": "eu/ap", "duration": 2},
+            {"at": 2, "kind": "loss", "target": "ap>eu", "params": {"percent": 5}},
+            {"at": 3, "kind": "kill", "target": "ap-n2", "duration": 1},
+            {"at": 4, "kind": "region_loss", "target": "eu", "duration": 3},
+            {"at": 5, "kind": "promote", "target": "us"},
+            {"at": 6, "kind": "clock_skew", "target": "ap", "params": {"offset_ms": 5000}},
+            nodes=2,
+        )
+    )
+    assert scenario.regions is not None
+    assert scenario.regions.names == ["eu", "us", "ap"]
+    assert scenario.regions.latency_ms == 20 and scenario.regions.loss_pct == 1
+    assert [n.name for n in scenario.nodes] == [
+        "eu-n1",
+        "eu-n2",
+        "us-n1",
+        "us-n2",
+        "ap-n1",
+        "ap-n2",
+    ]
+    assert [f.target for f in scenario.faults] == [
+        "eu",
+        "eu/ap",
+        "ap>eu",
+        "ap-n2",
+        "eu",
+        "us",
+        "ap",
+    ]
+    counted = parse_scenario(base(topology={"regions": 3}, faults=[]))
+    assert counted.regions is not None and counted.regions.names == ["eu", "us", "ap"]
+
+
+@pytest.mark.parametrize(
+    ("scenario", "message"),
+    [
+        (regions({"at": 1, "kind": "partition", "target": "eu>eu"}), "not a link between two"),
+        (regions({"at": 1, "kind": "partition", "target": "mars"}), "is not a node, a region"),
+        (regions({"at": 1, "kind": "kill", "target": "eu/ap"}), "kill does not act on a link"),
+        (
+            regions({"at": 1, "kind": "region_loss", "target": "eu-n1"}),
+            "region_loss needs a region",
+        ),
+        (regions({"at": 1, "kind": "promote", "target": "eu"}), "not a standby region"),
+        (regions({"at": 1, "kind": "promote", "target": "us", "duration": 2}), "not undone"),
+        (regions({"at": 1, "kind": "engine_stop", "target": "postgres"}), "is not a fault"),
+        (regions(bus="redis"), "leave out bus, cache and standby"),
+        (regions(nodes=9), "nodes per region"),
+        (regions(links={"loss_pct": 150}), "loss_pct is a percentage"),
+        (
+            regions(regions=[{"name": "eu", "state": "standby"}]),
+            "at least one region must be active",
+        ),
+        (regions(regions=[{"name": "eu"}, {"name": "EU"}]), "names must be unique"),
+        (regions(regions=[{"name": "e~u"}]), "is not a region name"),
+        (base(topology={"nodes": 2, "links": {"latency_ms": 5}}), "links needs topology.regions"),
+    ],
+)
+def test_multi_region_mistakes_are_named(scenario: dict[str, Any], message: str) -> None:
+    """Each invalid multi-region setting or target is refused, naming the key and the reason."""
+    with pytest.raises(ScenarioError, match=message):
+        parse_scenario(scenario, "r.yaml")

@@ -97,6 +97,35 @@ async def test_entry_leaves_only_when_acknowledged_stable_and_pulled(store: Loca
     assert doc is not None and doc.data == {"n": 1} and not doc.pending
 
 
+async def test_moving_to_another_endpoint_unsends_unstable_acks_across_restarts(
+    tmp_path: Path,
+) -> None:
+    """Acknowledged by region A, not yet stable: on the same endpoint the entry stays sent;
+    on another one, even after a restart, it is unsent again (re-pushed there, RPO 0)."""
+    first = LocalStore(tmp_path / "d.db")
+    await first.open()
+    assert not await first.use_endpoint("http://a")
+    await first.write("todos", "t1", "set", {"n": 1})
+    await first.record_acks(FakeNode("a").push(await first.unsent(10)))
+    assert await first.unsent(10) == []
+    assert not await first.use_endpoint("http://a")
+    assert await first.unsent(10) == []
+    await first.aclose()
+    again = LocalStore(tmp_path / "d.db")
+    await again.open()
+    try:
+        assert await again.use_endpoint("http://b")
+        unsent = await again.unsent(10)
+        assert [e.doc_id for e in unsent] == ["t1"] and unsent[0].origin is None
+        # Region b acknowledges it under its own position; stable of b settles it.
+        node = FakeNode("b")
+        await again.record_acks(node.push(unsent))
+        await pull_all(again, node)
+        assert await again.outbox() == []
+    finally:
+        await again.aclose()
+
+
 async def test_rejection_rolls_back_to_server_state_and_is_listed(store: LocalStore) -> None:
     """A refused write leaves the outbox, the view shows the server's document, the list has it."""
     node = FakeNode()

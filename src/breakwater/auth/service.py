@@ -448,17 +448,25 @@ class AuthService:
 
     def create_key(self, name: str, scopes: list[str]) -> tuple[str, ApiKey]:
         """A new API key: returns the full key (shown once) and its stored record."""
+        key = f"{KEY_PREFIX}_{secrets.token_hex(6)}_{secrets.token_urlsafe(32)}"
+        return key, self.install_key(name, scopes, key)
+
+    def install_key(self, name: str, scopes: list[str], key: str) -> ApiKey:
+        """Store ``key``, a full key as :meth:`create_key` makes them: how a region rebuilt on
+        an empty store takes back the keys its peers already hold."""
         bad = [scope for scope in scopes if not KEY_SCOPE_PATTERN.fullmatch(scope)]
         if not scopes or bad:
             raise ValidationError(
                 "scopes must be admin, replication, read:NAME, write:NAME, read:* or write:*;"
                 f" got {bad or scopes}"
             )
-        key_id = secrets.token_hex(6)
-        secret = secrets.token_urlsafe(32)
+        prefix, _, rest = key.partition("_")
+        key_id, _, secret = rest.partition("_")
+        if prefix != KEY_PREFIX or not key_id or not secret:
+            raise ValidationError(f"not an API key: expected {KEY_PREFIX}_ID_SECRET")
         record = ApiKey(key_id, name, frozenset(scopes), hash_secret(secret), self._now_ms())
         self.store.add_key(record)
-        return f"{KEY_PREFIX}_{key_id}_{secret}", record
+        return record
 
     async def issue_key(self, name: object, scopes: object) -> tuple[str, ApiKey]:
         """:meth:`create_key` for input from a request: ``name`` 1-64 characters, ``scopes`` a

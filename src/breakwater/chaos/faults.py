@@ -88,10 +88,22 @@ class Partition:
     kind = "partition"
 
 
-Fault = Latency | Bandwidth | Blackhole | ResetPeer | SlowClose | Slicer | Partition
+@dataclass(frozen=True)
+class Loss:
+    """Packet loss as TCP shows it: ``percent`` of the chunks arrive ``retransmit_ms`` late (a
+    retransmission; Linux's minimum timeout is 200 ms), keeping the byte order. A TCP proxy
+    cannot drop bytes without breaking the stream, and the stream is all an application sees."""
+
+    percent: float
+    retransmit_ms: float = 200.0
+    direction: Direction = "both"
+    kind = "loss"
+
+
+Fault = Latency | Bandwidth | Blackhole | ResetPeer | SlowClose | Slicer | Partition | Loss
 FAULT_TYPES: dict[str, type[Fault]] = {
     cls.kind: cls
-    for cls in (Latency, Bandwidth, Blackhole, ResetPeer, SlowClose, Slicer, Partition)
+    for cls in (Latency, Bandwidth, Blackhole, ResetPeer, SlowClose, Slicer, Partition, Loss)
 }
 
 
@@ -141,6 +153,8 @@ def parse_fault(kind: str, params: Mapping[str, Any] | None = None) -> Fault:
     fault = cls(**values)
     if isinstance(fault, Bandwidth) and fault.bytes_per_second < 1:
         raise ValidationError("bandwidth.bytes_per_second must be at least 1")
+    if isinstance(fault, Loss) and fault.percent > 100:
+        raise ValidationError("loss.percent must be at most 100", field="percent")
     if isinstance(fault, Slicer) and fault.size_bytes < 1:
         raise ValidationError("slicer.size_bytes must be at least 1")
     return fault

@@ -34,6 +34,7 @@ from breakwater.chaos.faults import (
     Blackhole,
     Fault,
     Latency,
+    Loss,
     Partition,
     ResetPeer,
     Slicer,
@@ -381,11 +382,17 @@ class _Pipe:
             self.connection.finish(broken=True)
 
     async def _delay(self, arrived: float) -> None:
+        delay_ms = 0.0
         latency = self.proxy.fault(Latency, self.direction)
-        if latency is None:
+        if latency is not None:
+            jitter = self.proxy.rng.uniform(-latency.jitter_ms, latency.jitter_ms)
+            delay_ms += max(0.0, latency.ms + jitter)
+        loss = self.proxy.fault(Loss, self.direction)
+        if loss is not None and self.proxy.rng.random() * 100 < loss.percent:
+            delay_ms += loss.retransmit_ms
+        if not delay_ms:
             return
-        jitter = self.proxy.rng.uniform(-latency.jitter_ms, latency.jitter_ms)
-        due = max(arrived + max(0.0, latency.ms + jitter) / 1000, self._last_due)
+        due = max(arrived + delay_ms / 1000, self._last_due)
         self._last_due = due
         wait = due - time.monotonic()
         if wait > 0:

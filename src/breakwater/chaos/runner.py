@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import httpx
 
@@ -59,7 +59,7 @@ def fresh_run_dir(out: Path) -> None:
     """Create ``out``, removing the store and device databases an earlier run left there: a
     new run on an old SQLite store would find that run's mutations in its feed."""
     out.mkdir(parents=True, exist_ok=True)
-    for leftover in ("data", "devices"):
+    for leftover in ("data", "devices", "cluster"):
         shutil.rmtree(out / leftover, ignore_errors=True)
 
 
@@ -148,6 +148,57 @@ class Cluster:
     def endpoints(self) -> list[tuple[str, str]]:
         return [(name, f"http://{proxy.address}") for name, proxy in self.proxies.items()]
 
+    def replica_urls(self) -> dict[str, str]:
+        """The nodes whose final state the checker judges, by name."""
+        return {name: node.url for name, node in self.nodes.items()}
+
+    def targets(self, target: str) -> list[str]:
+        return list(self.nodes) if target == "all" else [target]
+
+    async def apply(
+        self, kind: str, target: str, action: Literal["start", "heal"], params: dict[str, Any]
+    ) -> None:
+        """Start or heal fault ``kind`` on ``target`` (a node or an engine)."""
+        if kind in ENGINE_FAULTS:
+            await self._engine_fault(kind, target, action, params)
+        else:
+            await self._node_fault(kind, target, action, params)
+
+    async def _engine_fault(
+        self, kind: str, target: str, action: Literal["start", "heal"], params: dict[str, Any]
+    ) -> None:
+        engine = self.engines[target]
+        if action == "heal":
+            await engine.start()
+        elif kind == "engine_stop":
+            await engine.stop(params.get("mode", "fast"))
+        elif kind == "engine_kill":
+            await self.postgres(target).kill(wipe=params.get("wipe", False))
+        elif kind == "promote":
+            await self.postgres(target).promote()
+
+    async def _node_fault(
+        self, kind: str, target: str, action: Literal["start", "heal"], params: dict[str, Any]
+    ) -> None:
+        node, proxy = self.nodes[target], self.proxies[target]
+        if kind in FAULT_TYPES:
+            if action == "start":
+                proxy.set_fault(parse_fault(kind, params))
+            else:
+                proxy.clear_fault(kind)
+        elif kind == "kill":
+            await (node.kill() if action == "start" else node.start())
+        elif kind == "pause":
+            node.pause() if action == "start" else node.resume()
+        elif kind == "restart":
+            if action == "start":
+                await node.restart()
+        elif kind == "clock_skew":
+            # Healing puts back the offset the topology gave the node (usually none).
+            offset = params["offset_ms"] if action == "start" else self.offsets[target]
+            node.env = Cluster._env(offset)
+            await node.restart()
+
     async def heal(self) -> None:
         """Every fault off: engines started, proxies healed, nodes resumed, restarted, clocks
         back to the spec (engines first: a node starting without its store is not ready)."""
@@ -195,10 +246,37 @@ def _engines(scenario: Scenario, out: Path) -> dict[str, Engine]:
     return engines
 
 
-class Nemesis:
-    """Plays the fault schedule against the cluster and records each fault in the history."""
+class Topology(Protocol):
+    """What a run starts and breaks: the nodes of one region (:class:`Cluster`) or several
+    regions (:class:`~breakwater.chaos.region_topology.RegionTopology`)."""
 
-    def __init__(self, cluster: Cluster, recorder: Recorder, progress: Progress) -> None:
+    async def start(self) -> None: ...
+
+    def endpoints(self) -> list[tuple[str, str]]:
+        """``(name, URL)`` of every endpoint devices may use."""
+        ...
+
+    def replica_urls(self) -> dict[str, str]:
+        """The nodes whose final state the checker judges, by name."""
+        ...
+
+    def targets(self, target: str) -> list[str]:
+        """What a fault on ``target`` acts on, one at a time (``all``: every node)."""
+        ...
+
+    async def apply(
+        self, kind: str, target: str, action: Literal["start", "heal"], params: dict[str, Any]
+    ) -> None: ...
+
+    async def heal(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Nemesis:
+    """Plays the fault schedule against the topology and records each fault in the history."""
+
+    def __init__(self, cluster: Topology, recorder: Recorder, progress: Progress) -> None:
         self.cluster = cluster
         self.recorder = recorder
         self.progress = progress
@@ -206,66 +284,25 @@ class Nemesis:
     async def play(self, steps: tuple[FaultStep, ...], started: float) -> None:
         await asyncio.gather(*(self._step(step, started) for step in steps))
 
-    def _targets(self, step: FaultStep) -> list[str]:
-        return list(self.cluster.nodes) if step.target == "all" else [step.target]
-
     async def _step(self, step: FaultStep, started: float) -> None:
         await asyncio.sleep(max(0.0, started + step.at - time.monotonic()))
-        for target in self._targets(step):
+        for target in self.cluster.targets(step.target):
             await self._apply(step, target, "start")
         if step.duration is None:
             return
         await asyncio.sleep(step.duration)
-        for target in self._targets(step):
+        for target in self.cluster.targets(step.target):
             await self._apply(step, target, "heal")
 
     async def _apply(self, step: FaultStep, target: str, action: Literal["start", "heal"]) -> None:
         params = dict(step.params)
         try:
-            if step.kind in ENGINE_FAULTS:
-                await self._engine_fault(step.kind, target, action, params)
-            else:
-                await self._node_fault(step.kind, target, action, params)
-        except RuntimeError as error:
+            await self.cluster.apply(step.kind, target, action, dict(step.params))
+        except (RuntimeError, httpx.HTTPError) as error:
             # e.g. pausing a node another fault killed: recorded, the run goes on.
             params["skipped"] = str(error)
         self.recorder.fault(action, step.kind, target, **params)
         self.progress(f"{action} {step.kind} on {target}")
-
-    async def _engine_fault(
-        self, kind: str, target: str, action: Literal["start", "heal"], params: dict[str, Any]
-    ) -> None:
-        engine = self.cluster.engines[target]
-        if action == "heal":
-            await engine.start()
-        elif kind == "engine_stop":
-            await engine.stop(params.get("mode", "fast"))
-        elif kind == "engine_kill":
-            await self.cluster.postgres(target).kill(wipe=params.get("wipe", False))
-        elif kind == "promote":
-            await self.cluster.postgres(target).promote()
-
-    async def _node_fault(
-        self, kind: str, target: str, action: Literal["start", "heal"], params: dict[str, Any]
-    ) -> None:
-        node, proxy = self.cluster.nodes[target], self.cluster.proxies[target]
-        if kind in FAULT_TYPES:
-            if action == "start":
-                proxy.set_fault(parse_fault(kind, params))
-            else:
-                proxy.clear_fault(kind)
-        elif kind == "kill":
-            await (node.kill() if action == "start" else node.start())
-        elif kind == "pause":
-            node.pause() if action == "start" else node.resume()
-        elif kind == "restart":
-            if action == "start":
-                await node.restart()
-        elif kind == "clock_skew":
-            # Healing puts back the offset the topology gave the node (usually none).
-            offset = params["offset_ms"] if action == "start" else self.cluster.offsets[target]
-            node.env = Cluster._env(offset)
-            await node.restart()
 
 
 async def open_devices(
@@ -367,7 +404,11 @@ async def node_state(url: str, name: str, taken_at: float) -> ReplicaState:
 
 
 async def _converge(
-    cluster: Cluster, devices: list[Device], recorder: Recorder, deadline: float
+    cluster: Topology,
+    devices: list[Device],
+    recorder: Recorder,
+    deadline: float,
+    versions: bool = True,
 ) -> tuple[list[ReplicaState], float | None]:
     """Sync every device until all replicas agree or ``deadline`` (monotonic) passes; the last
     states read, and when (history time) they were seen to agree, ``None`` if they never did.
@@ -379,11 +420,11 @@ async def _converge(
         await asyncio.gather(*(d.sync() for d in devices))
         taken = recorder.now()
         nodes = await asyncio.gather(
-            *(node_state(node.url, name, taken) for name, node in cluster.nodes.items())
+            *(node_state(url, name, taken) for name, url in cluster.replica_urls().items())
         )
         copies = await asyncio.gather(*(d.snapshot(recorder.now()) for d in devices))
         replicas = [*nodes, *copies]
-        if not any(d.pending() for d in devices) and not divergences(replicas):
+        if not any(d.pending() for d in devices) and not divergences(replicas, versions):
             return replicas, recorder.now()
         if time.monotonic() > deadline:
             return replicas, None
@@ -410,6 +451,14 @@ def _stats(
     }
 
 
+def _topology(scenario: Scenario, out: Path) -> Topology:
+    if scenario.regions is None:
+        return Cluster(scenario, out)
+    from breakwater.chaos.region_topology import RegionTopology
+
+    return RegionTopology(scenario, out)
+
+
 async def run_scenario(
     scenario: Scenario, out: Path, progress: Progress = lambda _: None
 ) -> RunResult:
@@ -417,11 +466,12 @@ async def run_scenario(
     verdict and run statistics."""
     await asyncio.to_thread(fresh_run_dir, out)
     meta = {"scenario": scenario.name, "seed": scenario.seed, "started": time.time()}
-    cluster = Cluster(scenario, out)
+    cluster = _topology(scenario, out)
+    versions = scenario.regions is None  # a version is a region's ETag (checker.divergences)
     devices: list[Device] = []
     with (out / "history.jsonl").open("wb") as history_file:
         try:
-            progress(f"starting {len(cluster.nodes)} nodes")
+            progress(f"starting {len(scenario.nodes)} nodes")
             await cluster.start()
             recorder = Recorder(meta, history_file)
             rng = random.Random(scenario.seed)
@@ -443,17 +493,18 @@ async def run_scenario(
             recorder.fault("heal", "all", "cluster")
             deadline = time.monotonic() + scenario.bounds.convergence_s
             progress("waiting for convergence")
-            replicas, agreed_at = await _converge(cluster, devices, recorder, deadline)
+            replicas, agreed_at = await _converge(cluster, devices, recorder, deadline, versions)
         finally:
             for device in devices:
                 await device.aclose()
             # Cleanup must not hide the error that ended the run, if any.
             with contextlib.suppress(OSError, RuntimeError):
                 await cluster.aclose()
+    bound = scenario.bounds.convergence_s
     verdict = check(
-        recorder.history, replicas, healed_at=healed_at, bound_s=scenario.bounds.convergence_s
+        recorder.history, replicas, healed_at=healed_at, bound_s=bound, versions=versions
     )
-    states = replicas_json(replicas, healed_at, scenario.bounds.convergence_s)
+    states = replicas_json(replicas, healed_at, bound, versions)
     (out / "replicas.json").write_bytes(codec.dumps(states) + b"\n")
     result = RunResult(scenario, verdict, out, _stats(recorder, replicas, healed_at, agreed_at))
     report = {"scenario": scenario.name, "stats": result.stats, "verdict": verdict.to_json()}

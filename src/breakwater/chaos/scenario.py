@@ -15,15 +15,19 @@ from typing import Any
 
 import yaml
 
+from breakwater.chaos.cluster_spec import REGION_NAMES
 from breakwater.chaos.engines import STOP_MODES
 from breakwater.chaos.faults import FAULT_TYPES, parse_fault
 from breakwater.core.errors import BreakwaterError, ValidationError
 from breakwater.core.hlc import NODE_PATTERN
+from breakwater.core.incarnation import REGION_PATTERN
 
 PROCESS_FAULTS = ("kill", "pause", "restart", "clock_skew")
 """Faults on a node's process; the others (:data:`FAULT_TYPES`) act on its proxy, except
 :data:`ENGINE_FAULTS`, which act on a private engine of the topology."""
 ENGINE_FAULTS = ("engine_stop", "engine_kill", "promote")
+REGION_FAULTS = ("region_loss", "promote")
+"""Faults on a whole region of a multi-region topology (``promote``: a standby region)."""
 MIX_KINDS = ("note", "counter", "read")
 STORES = ("sqlite", "postgresql")
 BROKERS = ("memory", "redis")
@@ -113,6 +117,31 @@ class Bounds:
 
 
 @dataclass(frozen=True)
+class RegionSpec:
+    """One region of a multi-region topology."""
+
+    name: str
+    state: str = "active"
+    clock_offset_ms: int = 0
+
+
+@dataclass(frozen=True)
+class RegionsSpec:
+    """A multi-region topology (``topology.regions``): the regions, nodes per region, and the
+    latency, jitter and loss every cross-region link adds (breakwater.chaos.cluster)."""
+
+    regions: tuple[RegionSpec, ...]
+    nodes_per_region: int = 1
+    latency_ms: float = 0.0
+    jitter_ms: float = 0.0
+    loss_pct: float = 0.0
+
+    @property
+    def names(self) -> list[str]:
+        return [region.name for region in self.regions]
+
+
+@dataclass(frozen=True)
 class Scenario:
     """A validated scenario."""
 
@@ -125,6 +154,8 @@ class Scenario:
     description: str = ""
     seed: int = 1
     engines: EngineSpec = EngineSpec()
+    regions: RegionsSpec | None = None
+    """A multi-region topology; ``None``: the nodes of one region."""
 
 
 class _Reader:
@@ -178,7 +209,8 @@ class _Reader:
         return value
 
 
-TOPOLOGY_KEYS = ("nodes", "store", "bus", "cache", "standby")
+TOPOLOGY_KEYS = ("nodes", "store", "bus", "cache", "standby", "regions", "links")
+MAX_REGIONS = 8
 
 
 def _engines(raw: Any) -> EngineSpec:
@@ -218,6 +250,108 @@ def _nodes(raw: Any) -> tuple[NodeSpec, ...]:
     if len({s.name for s in specs}) != len(specs):
         raise ValidationError("topology.nodes: node names must be unique")
     return tuple(specs)
+
+
+def _regions(raw: Any, engines: EngineSpec) -> RegionsSpec | None:
+    topology = _Reader(raw, "topology", TOPOLOGY_KEYS)
+    regions = topology.raw.get("regions")
+    if regions is None:
+        if "links" in topology.raw:
+            raise ValidationError("topology.links needs topology.regions")
+        return None
+    if engines.bus != "memory" or engines.cache != "memory" or engines.standby != "none":
+        raise ValidationError(
+            "topology.regions runs each region on its own store only: "
+            "leave out bus, cache and standby"
+        )
+    if isinstance(regions, int) and not isinstance(regions, bool):
+        if not 1 <= regions <= MAX_REGIONS:
+            raise ValidationError(
+                f"topology.regions = {regions} must be between 1 and {MAX_REGIONS}"
+            )
+        specs = [RegionSpec(name) for name in REGION_NAMES[:regions]]
+    elif isinstance(regions, list) and 1 <= len(regions) <= MAX_REGIONS:
+        specs = []
+        for index, item in enumerate(regions):
+            region = _Reader(
+                item, f"topology.regions[{index}]", ("name", "state", "clock_offset_ms")
+            )
+            name = region.text("name")
+            if not REGION_PATTERN.fullmatch(name) or "~" in name or name == "all":
+                raise ValidationError(f"{region.where('name')} = {name!r} is not a region name")
+            state = region.text("state", "active")
+            if state not in ("active", "standby"):
+                raise ValidationError(f"{region.where('state')} must be active or standby")
+            offset = region.raw.get("clock_offset_ms", 0)
+            if isinstance(offset, bool) or not isinstance(offset, int):
+                raise ValidationError(f"{region.where('clock_offset_ms')} must be a whole number")
+            specs.append(RegionSpec(name, state, offset))
+        if len({r.name.lower() for r in specs}) != len(specs):
+            raise ValidationError("topology.regions: region names must be unique")
+        if all(r.state == "standby" for r in specs):
+            raise ValidationError("topology.regions: at least one region must be active")
+    else:
+        raise ValidationError(
+            f"topology.regions must be a count or a list of 1 to {MAX_REGIONS} regions"
+        )
+    nodes = topology.raw.get("nodes", 1)
+    if isinstance(nodes, bool) or not isinstance(nodes, int) or not 1 <= nodes <= 8:
+        raise ValidationError("topology.nodes is the nodes per region with regions: 1 to 8")
+    links = _Reader(
+        topology.raw.get("links"), "topology.links", ("latency_ms", "jitter_ms", "loss_pct")
+    )
+    loss = links.number("loss_pct", 0.0)
+    if loss > 100:
+        raise ValidationError("topology.links.loss_pct is a percentage: 0 to 100")
+    return RegionsSpec(
+        tuple(specs),
+        nodes,
+        latency_ms=links.number("latency_ms", 0.0),
+        jitter_ms=links.number("jitter_ms", 0.0),
+        loss_pct=loss,
+    )
+
+
+def _region_nodes(regions: RegionsSpec) -> tuple[NodeSpec, ...]:
+    return tuple(
+        NodeSpec(f"{region.name}-n{index + 1}", region.clock_offset_ms)
+        for region in regions.regions
+        for index in range(regions.nodes_per_region)
+    )
+
+
+def _region_target(step: _Reader, kind: str, regions: RegionsSpec, nodes: set[str]) -> str:
+    """A fault target in a multi-region topology (see breakwater.chaos.region_topology)."""
+    names = regions.names
+    target = step.text("target", "all")
+    if kind == "region_loss" and target not in names:
+        raise ValidationError(
+            f"{step.where('target')} = {target!r}: region_loss needs a region; known: {names}"
+        )
+    if kind == "promote":
+        standby = [r.name for r in regions.regions if r.state == "standby"]
+        if target not in standby:
+            raise ValidationError(
+                f"{step.where('target')} = {target!r} is not a standby region; standby: {standby}"
+            )
+        return target
+    for separator in ("/", ">"):
+        if separator in target:
+            if kind not in FAULT_TYPES:
+                raise ValidationError(f"{step.where('target')}: {kind} does not act on a link")
+            one, _, two = target.partition(separator)
+            if one not in names or two not in names or one == two:
+                raise ValidationError(
+                    f"{step.where('target')} = {target!r} is not a link between two regions"
+                    f" of {names}"
+                )
+            return target
+    if target != "all" and target not in names and target not in nodes:
+        raise ValidationError(
+            f"{step.where('target')} = {target!r} is not a node, a region or a link "
+            f"(A/B, A>B); regions: {names}, nodes: {sorted(nodes)}"
+        )
+    return target
 
 
 def _devices(raw: Any, duration: float) -> DeviceSpec:
@@ -276,17 +410,25 @@ def _target(step: _Reader, kind: str, nodes: set[str], engines: EngineSpec) -> s
 
 
 def _faults(
-    raw: list[Any], nodes: tuple[NodeSpec, ...], engines: EngineSpec, duration: float
+    raw: list[Any],
+    nodes: tuple[NodeSpec, ...],
+    engines: EngineSpec,
+    duration: float,
+    regions: RegionsSpec | None = None,
 ) -> tuple[FaultStep, ...]:
     names = {node.name for node in nodes}
-    known = sorted([*FAULT_TYPES, *PROCESS_FAULTS, *ENGINE_FAULTS])
+    special = REGION_FAULTS if regions is not None else ENGINE_FAULTS
+    known = sorted({*FAULT_TYPES, *PROCESS_FAULTS, *special})
     steps = []
     for index, item in enumerate(raw):
         step = _Reader(item, f"faults[{index}]", ("at", "kind", "target", "duration", "params"))
         kind = step.text("kind")
         if kind not in known:
             raise ValidationError(f"{step.where('kind')} = {kind!r} is not a fault; known: {known}")
-        target = _target(step, kind, names, engines)
+        if regions is not None:
+            target = _region_target(step, kind, regions, names)
+        else:
+            target = _target(step, kind, names, engines)
         at = step.number("at")
         if at >= duration:
             raise ValidationError(f"{step.where('at')} = {at:g} is not within the duration")
@@ -326,6 +468,8 @@ def _faults(
                 raise ValidationError(
                     f"{step.where('duration')}: a wiped engine cannot come back; leave it out"
                 )
+        elif kind == "region_loss" and params:
+            raise ValidationError(f"{step.where('params')}: region_loss takes no parameters")
         elif kind == "promote" and length is not None:
             raise ValidationError(f"{step.where('duration')}: a promotion is not undone")
         elif params:
@@ -343,8 +487,9 @@ def parse_scenario(raw: Any, source: str = "scenario") -> Scenario:
             ("name", "description", "seed", "duration", "topology", "devices", "faults", "bounds"),
         )
         duration = top.number("duration", minimum=1)
-        nodes = _nodes(top.raw.get("topology"))
         engines = _engines(top.raw.get("topology"))
+        regions = _regions(top.raw.get("topology"), engines)
+        nodes = _region_nodes(regions) if regions else _nodes(top.raw.get("topology"))
         bounds = _Reader(top.raw.get("bounds"), "bounds", ("convergence_s", "request_timeout_s"))
         return Scenario(
             name=top.text("name"),
@@ -353,12 +498,13 @@ def parse_scenario(raw: Any, source: str = "scenario") -> Scenario:
             duration=duration,
             nodes=nodes,
             devices=_devices(top.raw.get("devices"), duration),
-            faults=_faults(top.items("faults"), nodes, engines, duration),
+            faults=_faults(top.items("faults"), nodes, engines, duration, regions),
             bounds=Bounds(
                 convergence_s=bounds.number("convergence_s", 30.0, minimum=0.1),
                 request_timeout_s=bounds.number("request_timeout_s", 2.0, minimum=0.05),
             ),
             engines=engines,
+            regions=regions,
         )
     except ValidationError as error:
         raise ScenarioError(f"{source}: {error.detail}") from None

@@ -125,7 +125,7 @@ def _push_tracing(
     """What tracing costs a push: off, on and on at 1%, and a baseline tree, in one run."""
     from breakwater.bench import push_tracing
 
-    console = Console()
+    console = report_console()
     with long_run.progress() as step:
         report = asyncio.run(push_tracing.run(runs, seconds, log_level, step, baseline_src))
     table = Table(
@@ -156,7 +156,7 @@ def _instructions_per_request(baseline_src: Path | None, json_path: Path | None)
     """Instructions per push through the whole node: tracing off, on, and a baseline tree."""
     from breakwater.bench import instructions_request
 
-    console = Console()
+    console = report_console()
     with long_run.progress("counting instructions under callgrind (a few minutes)"):
         try:
             report = instructions_request.run(baseline_src)
@@ -279,7 +279,7 @@ def replication(
     """Catch-up rate on a peer's backlog vs the region's own batched push rate; wire bytes."""
     from breakwater.bench import replication as bench_replication
 
-    console = Console()
+    console = report_console()
     with console.status("starting") as status:
         report = asyncio.run(bench_replication.run(runs, changes, lambda text: status.update(text)))
     table = Table(

@@ -68,6 +68,38 @@ def proxy(
     asyncio.run(run())
 
 
+@app.command("proxies")
+def proxies(
+    spec: Annotated[
+        Path,
+        typer.Option(help='JSON file: {"proxies": {NAME: {"listen": h:p, "upstream": h:p}}}.'),
+    ],
+    control: Annotated[
+        str, typer.Option(help="host:port of the HTTP control API.")
+    ] = "127.0.0.1:9001",
+) -> None:
+    """Run several proxies in one process behind one control API (a local cluster's links)."""
+    from breakwater.chaos.control import control_app
+    from breakwater.chaos.proxy_host import read_specs, started
+
+    specs = read_specs(spec)
+    control_host, control_port = parse_address("--control", control)
+
+    async def run() -> None:
+        async with started(specs) as running:
+            typer.echo(f"{len(running)} proxies; control http://{control_host}:{control_port}")
+            config = uvicorn.Config(
+                control_app(running),
+                host=control_host,
+                port=control_port,
+                log_level="warning",
+                lifespan="off",
+            )
+            await _QuietServer(config).serve()
+
+    asyncio.run(run())
+
+
 @app.command("check")
 def check_run(
     run: Annotated[
@@ -81,12 +113,12 @@ def check_run(
 
     try:
         history = read_history(run / "history.jsonl")
-        replicas, healed_at, bound_s = parse_replicas(
-            codec.loads((run / "replicas.json").read_bytes())
-        )
+        raw = codec.loads((run / "replicas.json").read_bytes())
+        replicas, healed_at, bound_s = parse_replicas(raw)
+        versions = bool(raw.get("versions_compared", True))
     except (OSError, HistoryError, ValueError, KeyError, TypeError) as exc:
         raise typer.BadParameter(f"{run} does not hold a readable run: {exc}") from exc
-    verdict = check(history, replicas, healed_at=healed_at, bound_s=bound_s)
+    verdict = check(history, replicas, healed_at=healed_at, bound_s=bound_s, versions=versions)
     typer.echo(verdict.render())
     if not verdict.passed:
         raise typer.Exit(1)

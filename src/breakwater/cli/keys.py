@@ -55,11 +55,22 @@ def create(
     ],
     data: DataOption = None,
     config: ConfigOption = None,
+    key_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Install the key in this file (as an earlier create printed it) instead of a new"
+            " one: a region rebuilt on an empty store keeps the keys its peers hold."
+        ),
+    ] = None,
 ) -> None:
     """Create a key and print it once (send it as ``Authorization: ApiKey <key>``)."""
     service, store = _service(_config(data, config))
     try:
-        secret, record = service.create_key(name, scope)
+        if key_file is None:
+            secret, record = service.create_key(name, scope)
+        else:
+            secret = key_file.read_text().strip()
+            record = service.install_key(name, scope, secret)
     finally:
         store.close()
     typer.echo(f"{record.key_id}\t{','.join(sorted(record.scopes))}")

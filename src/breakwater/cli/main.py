@@ -12,6 +12,7 @@ from breakwater.cli import (
     backup,
     bench,
     chaos,
+    cluster,
     drill,
     gateway,
     init,
@@ -69,6 +70,7 @@ app.add_typer(bench.app, name="bench")
 app.add_typer(keys.app, name="keys")
 app.add_typer(users.app, name="users")
 app.add_typer(chaos.app, name="chaos")
+app.add_typer(cluster.app, name="cluster")
 app.add_typer(drill.app, name="drill")
 app.add_typer(webhooks.app, name="webhooks")
 app.add_typer(gateway.app, name="gateway")

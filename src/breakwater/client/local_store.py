@@ -7,7 +7,8 @@ Tables:
 ``outbox``       local mutations not yet acknowledged *and* stable (I6)
 ``rejected``     mutations the server refused, kept for the app to inspect
 ``meta``         device id, mutation counter, last HLC stamp, clock offset, cursor and the
-                 scope it was pulled with, stable, time of the last complete pull, and the
+                 scope it was pulled with, stable, time of the last complete pull, the
+                 endpoint that gave the outbox's acknowledgements, and the
                  signed-in session (``credential:*``: it holds a refresh token, a bearer
                  secret, so the file is made owner-only)
 
@@ -418,13 +419,24 @@ class LocalStore:
             for mid, coll, doc_id, op, data, problem in rows
         ]
 
-    async def forget_acks(self) -> None:
-        """Treat acknowledged-but-unstable entries as unsent (after failing over: re-push them)."""
-        await self._run(self._forget_acks)
+    async def use_endpoint(self, url: str) -> bool:
+        """Sync with ``url`` from now on; whether that forgot the outbox's acknowledgements.
 
-    def _forget_acks(self) -> None:
+        An acknowledgement that ``stable`` does not cover yet holds only in the region that
+        gave it, which may be lost. So when the device moves to another endpoint than the one
+        that acknowledged its unsettled writes (also across a restart: the endpoint is kept
+        here), they count as unsent and are pushed again there (RPO 0; I2 makes it safe).
+        """
+        return await self._run(self._use_endpoint, url)
+
+    def _use_endpoint(self, url: str) -> bool:
         with self._transaction():
+            previous = self._meta("endpoint")
+            self._set_meta("endpoint", url)
+            if previous in ("", url):
+                return False
             self._db.execute("UPDATE outbox SET origin = NULL, seq = NULL")
+            return True
 
     async def restamp(self, node_stamp: str) -> int:
         """Correct the clock to a node's and re-stamp every unsent entry (after ``clock_skew``)."""

@@ -165,8 +165,8 @@ class SyncLoop:
 
     async def _use(self, endpoint: Endpoint) -> None:
         """Switch to ``endpoint``: re-push unstable acks (I2 makes it safe), restart realtime."""
-        if self._endpoint is not None:
-            await self.store.forget_acks()
+        if await self.store.use_endpoint(endpoint.url):
+            log.info("now on %s: pushing unsettled acknowledged writes again", endpoint.url)
         self._endpoint = endpoint
         await self._stop_ladder()
         self.board.update(endpoint=endpoint.url)
