@@ -99,6 +99,8 @@ def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
 DOCUMENT_BODY: dict[str, Any] = {
     "requestBody": {"required": True, "content": {"application/json": {"schema": _DOCUMENT}}}
 }
+REPLICATION_RESPONSES: dict[int | str, dict[str, Any]] = _errors(400, 401, 403, 404, 410, 429, 503)
+"""Peer regions' routes and their admin views (server/replication_api.py)."""
 DOC_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: _json("the document", _ENVELOPE),
     201: _json("the document, created", _ENVELOPE),

@@ -22,6 +22,7 @@ from breakwater.core import cursor as cursor_mod
 from breakwater.core.errors import Forbidden, Unauthorized, ValidationError
 from breakwater.core.incarnation import REGION_PATTERN
 from breakwater.replication.wire import page_json
+from breakwater.server import openapi
 from breakwater.server.access import identity_of
 from breakwater.server.node import Node
 from breakwater.server.params import AsciiFloat, AsciiInt
@@ -31,10 +32,6 @@ router = APIRouter(tags=["replication"])
 GZIP_LEVEL = 5
 """zlib level 5: within a few percent of level 9's ratio on replication pages at a third of the
 CPU (docs/adr/0022-replication.md)."""
-_ERRORS: dict[int | str, dict[str, str]] = {
-    401: {"description": "no credential"},
-    403: {"description": "not an API key with the replication scope"},
-}
 
 
 def _replicator(request: Request) -> Identity:
@@ -51,7 +48,11 @@ def _accepts_gzip(request: Request) -> bool:
     return any(part.split(";")[0].strip() == "gzip" for part in accepted.split(","))
 
 
-@router.get("/v1/replication/pull", summary="Pull changes for a peer region", responses=_ERRORS)
+@router.get(
+    "/v1/replication/pull",
+    summary="Pull changes for a peer region",
+    responses=openapi.REPLICATION_RESPONSES,
+)
 async def replication_pull(
     request: Request,
     cursor: Annotated[str, Query(description="the puller's cursor for this region")] = "",
@@ -107,7 +108,11 @@ def _admin(request: Request, node: Node) -> Identity:
     return node.policy.admit_admin(identity_of(request))
 
 
-@router.post("/v1/admin/region/promote", summary="Promote a standby region", responses=_ERRORS)
+@router.post(
+    "/v1/admin/region/promote",
+    summary="Promote a standby region",
+    responses=openapi.REPLICATION_RESPONSES,
+)
 async def promote(request: Request) -> Response:
     """Make this region active for every node of it, durably (idempotent)."""
     node = node_of(request)
@@ -116,7 +121,11 @@ async def promote(request: Request) -> Response:
     return json_response({"region": node.config.region, "state": "active", "before": before})
 
 
-@router.get("/v1/admin/replication", summary="Replication peers and cursors", responses=_ERRORS)
+@router.get(
+    "/v1/admin/replication",
+    summary="Replication peers and cursors",
+    responses=openapi.REPLICATION_RESPONSES,
+)
 async def replication_report(request: Request) -> Response:
     """Each peer's state, cursor, caught-up head, lag, breaker and lease holder."""
     node = node_of(request)
