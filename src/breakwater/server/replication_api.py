@@ -21,7 +21,10 @@ from breakwater.core import codec
 from breakwater.core import cursor as cursor_mod
 from breakwater.core.errors import Forbidden, Unauthorized, ValidationError
 from breakwater.core.incarnation import REGION_PATTERN
-from breakwater.replication.wire import page_json
+from breakwater.core.mutation import COLLECTION_PATTERN
+from breakwater.core.topology import MAX_BUCKETS
+from breakwater.replication import digest
+from breakwater.replication.wire import bucket_doc_json, page_json
 from breakwater.server.access import identity_of
 from breakwater.server.node import Node
 from breakwater.server.params import AsciiFloat, AsciiInt
@@ -101,6 +104,61 @@ async def replication_pull(
         headers["Content-Encoding"] = "gzip"
     node.metrics.replication_bytes.labels(peer, "out", "wire").inc(len(body))
     return Response(body, media_type="application/json", headers=headers)
+
+
+def _buckets(buckets: int) -> int:
+    if not 1 <= buckets <= MAX_BUCKETS:
+        raise ValidationError(f"buckets must be between 1 and {MAX_BUCKETS}", field="buckets")
+    return buckets
+
+
+@router.get("/v1/replication/digest", summary="Anti-entropy digests", responses=_ERRORS)
+async def replication_digest(
+    request: Request,
+    buckets: Annotated[AsciiInt, Query(description="hash buckets per collection")] = 256,
+) -> Response:
+    """Per collection, a digest of each hash bucket of its live documents' ``(id, version)``,
+    and the head they were read at (docs/multi-region.md#anti-entropy)."""
+    _replicator(request)
+    node = node_of(request)
+    _buckets(buckets)
+    summaries = await node.store.doc_summaries()
+    return json_response(
+        {
+            "region": node.config.region,
+            "head": summaries.head,
+            "buckets": buckets,
+            "collections": digest.digests(summaries.docs, buckets),
+        }
+    )
+
+
+@router.get("/v1/replication/bucket", summary="One anti-entropy bucket", responses=_ERRORS)
+async def replication_bucket(
+    request: Request,
+    collection: Annotated[str, Query(description="the collection")],
+    bucket: Annotated[AsciiInt, Query(description="the bucket, 0 to buckets - 1")],
+    buckets: Annotated[AsciiInt, Query(description="hash buckets per collection")] = 256,
+) -> Response:
+    """Every document of one bucket, tombstones included, with its full CRDT state, and the
+    head the listing was read at (read before the documents: a document changed since is at a
+    position the head does not cover, which the comparing region leaves to replication)."""
+    _replicator(request)
+    node = node_of(request)
+    _buckets(buckets)
+    if not COLLECTION_PATTERN.fullmatch(collection):
+        raise ValidationError("collection is not a collection name", field="collection")
+    if not 0 <= bucket < buckets:
+        raise ValidationError(f"bucket must be between 0 and {buckets - 1}", field="bucket")
+    summaries = await node.store.doc_summaries(collection)
+    docs = []
+    for summary in summaries.docs:
+        if digest.bucket_of(summary.doc_id, buckets) == bucket:
+            doc = await node.store.get(collection, summary.doc_id)
+            if doc is not None:
+                docs.append(bucket_doc_json(doc))
+    body = {"region": node.config.region, "head": summaries.head, "docs": docs}
+    return json_response(body)
 
 
 def _admin(request: Request, node: Node) -> Identity:
