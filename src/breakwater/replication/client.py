@@ -85,14 +85,19 @@ class PeerClient:
         """The peer URL the next pull goes to."""
         return self.peer.urls[self._next_url % len(self.peer.urls)]
 
-    async def pull(self, vector: VersionVector, limit: int, wait: float) -> Pulled:
-        """One page past ``vector``; :class:`PullFailed` when there is none."""
+    async def pull(
+        self, vector: VersionVector, limit: int, wait: float, *, transfer: bool = False
+    ) -> Pulled:
+        """One page past ``vector``; :class:`PullFailed` when there is none. ``transfer``: a
+        full state transfer's page, served past the peer's retention horizon."""
         params = {
             "cursor": cursor_mod.encode(vector),
             "limit": str(limit),
             "wait": str(wait),
             "region": self.region,
         }
+        if transfer:
+            params["transfer"] = "true"
         body, wire = await self._get(PULL_PATH, params, wait + 10.0)
         page = self._parse(body, parse_page)
         self._check_region(page.region)

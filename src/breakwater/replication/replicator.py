@@ -310,6 +310,8 @@ class PeerReplicator:
 
     async def _expired(self, failure: PullFailed, row: Mapping[str, Any]) -> dict[str, Any]:
         """Past the peer's retention horizon: only a full state transfer can catch up."""
+        self._breaker.record_success()  # the peer answered: it is up (a half-open probe ends)
+        self._set_breaker()
         self.observer.failed(self.peer.name, failure)
         self.status.last_error = f"{failure.kind}: {failure.detail}"
         self.status.needs_full_transfer = True
@@ -336,10 +338,13 @@ class PeerReplicator:
                 await self._pause(max(self._breaker.retry_in(), 0.05))
                 continue
             try:
-                pulled = await self.client.pull(vector, self.topology.pull_limit, 0.0)
+                pulled = await self.client.pull(
+                    vector, self.topology.pull_limit, 0.0, transfer=True
+                )
             except PullFailed as failure:
                 if failure.kind == "expired":  # the peer compacted past the transfer: restart
                     vector, changes, applied = {}, 0, 0
+                    self._breaker.record_success()
                     self.observer.failed(self.peer.name, failure)
                 else:
                     await self._failed(failure)

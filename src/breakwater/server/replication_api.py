@@ -61,6 +61,9 @@ async def replication_pull(
     limit: Annotated[AsciiInt, Query(description="entries per page")] = 500,
     wait: Annotated[AsciiFloat, Query(description="long-poll seconds when nothing is new")] = 0.0,
     region: Annotated[str | None, Query(description="the pulling region's name")] = None,
+    transfer: Annotated[
+        bool, Query(description="a full state transfer continuing past the retention horizon")
+    ] = False,
 ) -> Response:
     """Feed entries past ``cursor`` with full document states, original positions, mutation ids
     and HLCs, and this region's name, state, head and stable vector."""
@@ -77,12 +80,14 @@ async def replication_pull(
         raise ValidationError("region is not a region name", field="region")
     vector = cursor_mod.decode(cursor)
     if region is not None:
-        # A region pulls only from a cursor it has durably applied: it holds all of it.
-        await node.region.record_held(region, vector)
+        if not transfer:
+            # A region pulls only from a cursor it has durably applied: it holds all of it
+            # (not so a transfer's cursor: a change it covers may come in a later document).
+            await node.region.record_held(region, vector)
         node.replication.heard_from(region)
     deadline = time.monotonic() + wait
-    page = await node.store.pull(vector, None, limit, include_state=True)
-    while not page.entries and not page.has_more and not node.draining:
+    page = await node.store.pull(vector, None, limit, include_state=True, past_horizon=transfer)
+    while not transfer and not page.entries and not page.has_more and not node.draining:
         remaining = deadline - time.monotonic()
         if remaining <= 0 or not await node.feed.wait_beyond(page.vector, remaining):
             break

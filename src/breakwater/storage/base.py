@@ -183,12 +183,17 @@ class Store(Protocol):
         include_state: bool = False,
         *,
         urgent: bool = False,
+        past_horizon: bool = False,
     ) -> FeedPage:
         """Changes not covered by ``vector`` in commit order; ``CursorExpired`` if it is too old.
 
         ``urgent``: the caller waits on this read to deliver changes live (the realtime
         follower); a store whose reads are local may serve it on the calling thread, skipping
         the hop to a reader thread and back.
+        ``past_horizon``: serve ``vector`` even behind the low-water marks: a full state
+        transfer continuing from a cursor the empty one led to (what compaction removed since
+        is a superseded change, whose document comes later, or a purged delete, which
+        anti-entropy handles: docs/adr/0032-state-transfer-and-anti-entropy.md).
         """
 
     async def head(self) -> VersionVector:

@@ -528,12 +528,13 @@ class PostgresStore:
         include_state: bool = False,
         *,
         urgent: bool = False,
+        past_horizon: bool = False,
     ) -> FeedPage:
         """Changes past ``vector`` in commit order, read with the head in one statement (on the
         event loop whether ``urgent`` or not: asyncpg has no thread to skip)."""
 
         async def read(conn: Connection) -> FeedPage:
-            return await _pull(conn, vector, collections, limit, include_state)
+            return await _pull(conn, vector, collections, limit, include_state, past_horizon)
 
         return await self._read(read)
 
@@ -757,6 +758,7 @@ async def _pull(
     collections: Sequence[str] | None,
     limit: int,
     include_state: bool,
+    past_horizon: bool = False,
 ) -> FeedPage:
     rows = await conn.fetch(
         _PULL,
@@ -772,7 +774,8 @@ async def _pull(
         if row[0] == 0:
             head[row[2]] = row[3]
             # The empty cursor (full sync) is always valid.
-            if vector and row[4] > 0 and vector.get(row[2], 0) < row[4]:
+            expired = vector and row[4] > 0 and vector.get(row[2], 0) < row[4]
+            if expired and not past_horizon:
                 raise CursorExpired(
                     "the cursor is older than the retention horizon; resync from an empty cursor"
                 )

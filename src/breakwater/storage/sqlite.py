@@ -497,6 +497,7 @@ class SqliteStore:
         include_state: bool = False,
         *,
         urgent: bool = False,
+        past_horizon: bool = False,
     ) -> FeedPage:
         """Changes past ``vector`` in local commit order, read in one snapshot.
 
@@ -506,7 +507,7 @@ class SqliteStore:
         """
 
         def read(conn: sqlite3.Connection) -> FeedPage:
-            return _pull(conn, vector, collections, limit, include_state)
+            return _pull(conn, vector, collections, limit, include_state, past_horizon)
 
         return await self._read(read, here=urgent)
 
@@ -674,8 +675,10 @@ def _pull(
     collections: Sequence[str] | None,
     limit: int,
     include_state: bool,
+    past_horizon: bool = False,
 ) -> FeedPage:
-    _check_not_expired(conn, vector)
+    if not past_horizon:
+        _check_not_expired(conn, vector)
     head = _head(conn)
     clauses = ["c.lsn > ?"]
     params: list[Any] = [_start_lsn(conn, vector, head)]
