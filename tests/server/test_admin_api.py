@@ -131,7 +131,7 @@ async def test_overview_names_the_region_rules_and_no_replication(admin: Admin) 
     body = (await admin.client.get(OVERVIEW, headers=admin.headers["admin key"])).json()
     assert body["auth_mode"] == "enforce"
     assert body["regions"] == [{"name": body["region"], "local": True, "state": "operational"}]
-    assert body["replication"] == {"peers": [], "built": False}
+    assert body["replication"] == {"peers": [], "built": True, "state": "active"}
     assert body["collections"] == [
         {
             "name": "notes",

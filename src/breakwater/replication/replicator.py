@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from breakwater.core.cursor import VersionVector
@@ -74,8 +74,8 @@ class Observer(Protocol):
     def pulled(self, peer: str, pulled: Pulled, applied: ReplicaApplied, lag: int) -> None:
         """A page was pulled and applied; ``lag`` changes remain behind the peer's head."""
 
-    def failed(self, peer: str, failure: PullFailed | BreakwaterError) -> None:
-        """A pull or an apply failed (it is retried)."""
+    def failed(self, peer: str, failure: Exception) -> None:
+        """A pull or an apply failed, or the loop met a bug (it is retried)."""
 
     def breaker(self, peer: str, state: str) -> None:
         """The breaker towards ``peer`` is now in ``state``."""
@@ -136,7 +136,6 @@ class PeerStatus:
     lag_changes: int = 0
     pulls: int = 0
     applied: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def lag_seconds(self, now: float) -> float | None:
         """Seconds since this region last held all the peer held (None: never)."""
@@ -216,8 +215,10 @@ class PeerReplicator:
                 for task in (work, keep):
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
-            if work.done() and not work.cancelled() and work.exception() is not None:
-                await asyncio.sleep(RENEW_INTERVAL)  # a bug: do not spin
+            if work.done() and not work.cancelled() and (bug := work.exception()) is not None:
+                assert isinstance(bug, Exception)
+                self.observer.failed(self.peer.name, bug)
+                await asyncio.sleep(RENEW_INTERVAL)  # do not spin on a bug
 
     async def _take_lease(self) -> bool:
         ttl_ms = int(self.topology.lease_ttl * 1000)

@@ -62,7 +62,7 @@ async def console(request: Request) -> Response:
 
 @router.get("/v1/admin/overview", summary="Region, collections and rules", responses=_ERRORS)
 async def overview(request: Request) -> Response:
-    """This node's region and its health, replication (none yet), auth mode, and each known
+    """This node's region and its health, its peers and state, auth mode, and each known
     collection with its merge policy and rules."""
     await _admin(request)
     node = node_of(request)
@@ -88,7 +88,11 @@ async def overview(request: Request) -> Response:
         "node": node.clock.node,
         "auth_mode": node.policy.mode,
         "regions": [{"name": region, "local": True, "state": node.health_history.overall.label}],
-        "replication": {"peers": [], "built": False},
+        "replication": {
+            "peers": sorted(node.config.topology.peers),
+            "built": True,
+            "state": node.region.state,
+        },
         "checks": readiness.checks,
         "collections": collections,
     }

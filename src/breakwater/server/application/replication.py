@@ -89,13 +89,19 @@ class _Reporter:
         if self._last_failure.pop(peer, None) is not None:
             _log.info("replication_resumed", peer=peer)
 
-    def failed(self, peer: str, failure: PullFailed | BreakwaterError) -> None:
-        kind = failure.kind if isinstance(failure, PullFailed) else "apply"
+    def failed(self, peer: str, failure: Exception) -> None:
+        kind: str
+        if isinstance(failure, PullFailed):
+            kind, detail = failure.kind, failure.detail
+        elif isinstance(failure, BreakwaterError):
+            kind, detail = "apply", failure.detail
+        else:
+            kind, detail = "bug", repr(failure)
         self.metrics.replication_retries.labels(peer, kind).inc()
         if self._last_failure.get(peer) != kind:  # one line per kind of trouble, not per try
             self._last_failure[peer] = kind
-            log = _log.error if kind in ("expired", "refused", "bad_answer") else _log.warning
-            log("replication_failed", peer=peer, kind=kind, detail=failure.detail)
+            log = _log.warning if kind in ("unavailable", "apply") else _log.error
+            log("replication_failed", peer=peer, kind=kind, detail=detail)
 
     def breaker(self, peer: str, state: str) -> None:
         self.metrics.replication_breaker.labels(peer).set(0 if state == "closed" else 1)

@@ -34,7 +34,7 @@ import asyncio
 import itertools
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -321,8 +321,11 @@ class Fanout:
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         pacer: FanoutPacer | None = None,
         stable_of: Callable[[VersionVector], VersionVector] = dict,
+        peer_regions: Container[str] = (),
     ) -> None:
         self.store = store
+        self.peer_regions = peer_regions
+        """Regions whose changes a cursor may name before replication brings them here."""
         self.feed = feed
         self.stable_of = stable_of
         """The ``stable`` vector to send with a page read at a head (the head itself for one
@@ -424,7 +427,7 @@ class Fanout:
         ):
             return self._replay_recent(sub)
         page = await self.store.pull(start, sub.store_filter, self.page_size)
-        cursor_mod.require_honourable(start, page.head)
+        cursor_mod.require_honourable(start, page.head, self.peer_regions)
         # From here to the return nothing awaits: the switch to live is atomic with respect to
         # the follower, which moves the shared position in single steps too.
         if sub.closed:

@@ -45,6 +45,7 @@ class Realtime:
             queue_limit=config.realtime_queue,
             pacer=FanoutPacer(share=config.realtime_fanout_share),
             stable_of=stable_of,
+            peer_regions=config.topology.peer_regions,
         )
         self.admission = Admission(
             config.max_realtime_connections,
