@@ -215,12 +215,25 @@ def replication(
         title=f"breakwater bench replication (2 regions in-process, SQLite, {changes:,} changes,"
         f" medians of {runs} runs)"
     )
-    for column in ("push/s (a)", "replicated/s (b)", "ratio", "JSON B/change", "wire B/change"):
+    columns = (
+        "push/s (a)",
+        "replicated/s (b)",
+        "ratio",
+        "transfer new/s (b)",
+        "ratio",
+        "AE round ms",
+        "JSON B/change",
+        "wire B/change",
+    )
+    for column in columns:
         table.add_column(column, justify="right")
     table.add_row(
         f"{report['push_per_second']:,.0f}",
         f"{report['replicate_per_second']:,.0f}",
         f"{report['replicate_over_push']:.2f}",
+        f"{report['transfer_new_per_second']:,.0f}",
+        f"{report['transfer_over_push']:.2f}",
+        f"{report['anti_entropy_round_ms']:.0f}",
         f"{report['json_bytes_per_change']:.0f}",
         f"{report['wire_bytes_per_change']:.0f}",
     )
