@@ -204,11 +204,37 @@ def replication(
     runs: Annotated[int, typer.Option(min=1, max=20, help="Runs; medians are reported.")] = 3,
     changes: Annotated[int, typer.Option(min=100, help="Backlog size per run.")] = 5000,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+    cluster: Annotated[
+        bool, typer.Option("--cluster", help="Lag, partition healing and bytes on 3 regions.")
+    ] = False,
+    rate: Annotated[float, typer.Option(min=1, help="--cluster: writes/s over the regions.")] = 500,
+    seconds: Annotated[float, typer.Option(min=1, help="--cluster: seconds of writes.")] = 20,
+    partition_seconds: Annotated[
+        float, typer.Option(min=1, help="--cluster: seconds every link stays cut.")
+    ] = 60,
+    latency_ms: Annotated[
+        float, typer.Option(min=0, help="--cluster: ms added each way per cross-region link.")
+    ] = 40,
 ) -> None:
-    """Catch-up rate on a peer's backlog vs the region's own batched push rate; wire bytes."""
+    """Catch-up rate on a peer's backlog vs the region's own batched push rate; wire bytes.
+    With ``--cluster``: lag, convergence after a partition and bytes per change on
+    ``breakwater cluster`` regions behind latency proxies."""
+    console = Console()
+    if cluster:
+        from breakwater.bench import replication_cluster
+
+        with console.status("starting") as status:
+            result = asyncio.run(
+                replication_cluster.run(
+                    rate, seconds, partition_seconds, latency_ms, lambda t: status.update(t)
+                )
+            )
+        for key, value in result.items():
+            console.print(f"{key}: {value}")
+        _write_json(result, json_path)
+        return
     from breakwater.bench import replication as bench_replication
 
-    console = Console()
     with console.status("starting") as status:
         report = asyncio.run(bench_replication.run(runs, changes, lambda text: status.update(text)))
     table = Table(
