@@ -106,6 +106,7 @@ class Cluster:
         write_concern_timeout: float = 5.0,
         pull_limit: int = 500,
         overrides: Mapping[str, Any] | None = None,
+        anti_entropy_interval: float = 600.0,
     ) -> dict[str, Region]:
         """Start one region per key of ``peers``, each pulling from the regions listed
         (``overrides``: config settings of every region)."""
@@ -124,6 +125,7 @@ class Cluster:
                 pull_wait=pull_wait,
                 write_concern_timeout=write_concern_timeout,
                 pull_limit=pull_limit,
+                anti_entropy_interval=anti_entropy_interval,
             )
         # Regions started one after the other failed to reach the later ones: try them now
         # rather than after the breaker's wait.
@@ -142,6 +144,7 @@ class Cluster:
         pull_wait: float = 2.0,
         write_concern_timeout: float = 5.0,
         pull_limit: int = 500,
+        anti_entropy_interval: float = 600.0,
     ) -> Region:
         """Start (or restart) region ``name`` over ``config``'s store."""
         topology = Topology(
@@ -154,6 +157,7 @@ class Cluster:
             },
             pull_wait=pull_wait,
             pull_limit=pull_limit,
+            anti_entropy_interval=anti_entropy_interval,
             write_concern_timeout=write_concern_timeout,
             lease_ttl=2.0,
         )

@@ -151,6 +151,31 @@ async def _head_covers(region: Region, origin: str, seq: int) -> bool:
     return (await region.node.store.head()).get(origin, 0) >= seq
 
 
+async def test_the_lease_holder_runs_rounds_at_the_configured_interval(cluster: Cluster) -> None:
+    """With ``anti_entropy_interval`` = 1 s, a row deleted by SQL comes back by itself, and a
+    round between regions in sync is counted ``in_sync``."""
+    regions = await cluster.start(PAIR, pull_wait=0.3, anti_entropy_interval=1.0)
+    a, b = regions["a"], regions["b"]
+    await write_and_converge(a, b, ["doc-0", "doc-1"])
+    with contextlib.closing(sqlite3.connect(b.node.store.path)) as conn, conn:  # type: ignore[attr-defined]
+        conn.execute("DELETE FROM docs WHERE id = 'doc-1'")
+
+    async def repaired() -> bool:
+        return await b.node.store.get("todos", "doc-1") is not None
+
+    await eventually(repaired, 15, what="doc-1 repaired by b's own rounds")
+    assert repairs_metric(b, "a") == 1
+
+    async def in_sync_round() -> bool:
+        value = a.node.metrics.registry.get_sample_value(
+            "breakwater_replication_anti_entropy_rounds_total", {"peer": "b", "outcome": "in_sync"}
+        )
+        return (value or 0) >= 1
+
+    await eventually(in_sync_round, 15, what="a round of a finding b in sync")
+    assert repairs_metric(a, "b") == 0
+
+
 async def test_the_endpoints_refuse_other_credentials_and_bad_input(cluster: Cluster) -> None:
     """401 anonymous, 403 an admin key; 400 problem+json for bad buckets, bucket, collection."""
     regions = await cluster.start({"a": []})
