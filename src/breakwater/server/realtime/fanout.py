@@ -306,6 +306,11 @@ class Recent:
         return low
 
 
+def head_is_stable(head: VersionVector) -> VersionVector:
+    """One region: ``stable`` is the head itself."""
+    return head
+
+
 class Fanout:
     """The shared position and the live subscribers of one node (a consumer of its feed)."""
 
@@ -320,7 +325,7 @@ class Fanout:
         recent_bytes: int = RECENT_BYTES,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         pacer: FanoutPacer | None = None,
-        stable_of: Callable[[VersionVector], VersionVector] = dict,
+        stable_of: Callable[[VersionVector], VersionVector] = head_is_stable,
         peer_regions: Container[str] = (),
     ) -> None:
         self.store = store

@@ -18,7 +18,7 @@ from breakwater.resilience import TokenBucket
 from breakwater.server.application.feed import FeedFollower
 from breakwater.server.gc_policy import CollectorPolicy
 from breakwater.server.realtime.admission import Admission
-from breakwater.server.realtime.fanout import Fanout
+from breakwater.server.realtime.fanout import Fanout, head_is_stable
 from breakwater.server.realtime.pacing import FanoutPacer
 from breakwater.server.realtime.session import CLOSE_RESTART, Session
 from breakwater.storage.base import Store
@@ -33,7 +33,7 @@ class Realtime:
         store: Store,
         feed: FeedFollower,
         metrics: Metrics,
-        stable_of: Callable[[VersionVector], VersionVector] = dict,
+        stable_of: Callable[[VersionVector], VersionVector] = head_is_stable,
     ) -> None:
         self.config = config
         self.metrics = metrics
