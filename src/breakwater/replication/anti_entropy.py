@@ -16,9 +16,43 @@ from typing import Protocol
 
 from breakwater.core.engine import StoredDoc
 from breakwater.replication import digest
-from breakwater.replication.client import PeerClient
-from breakwater.replication.wire import BucketDoc
-from breakwater.storage.base import DocSummaries, DocSummary, Repair
+from breakwater.replication.wire import Bucket, BucketDoc, Digest
+from breakwater.storage.base import DocSummaries, DocSummary, Repair, Store
+
+
+class DigestSource(Protocol):
+    """Where a round reads the peer's digests and buckets (its replication endpoints)."""
+
+    async def digest(self, buckets: int) -> Digest:
+        """The peer's digests."""
+
+    async def bucket(self, collection: str, bucket: int, buckets: int) -> Bucket:
+        """One bucket of the peer's collection, with full states."""
+
+
+async def read_digest(store: Store, region: str, buckets: int) -> Digest:
+    """This region's digests, as its replication endpoint serves them."""
+    summaries = await store.doc_summaries()
+    return Digest(region, summaries.head, buckets, digest.digests(summaries.docs, buckets))
+
+
+async def read_bucket(
+    store: Store, region: str, collection: str, bucket: int, buckets: int
+) -> Bucket:
+    """One bucket of this region's collection, tombstones included, with full states; the
+    head is read before the documents (a document changed since is at a position it does not
+    cover, which the comparing region leaves to replication)."""
+    summaries = await store.doc_summaries(collection)
+    docs = []
+    for summary in summaries.docs:
+        if digest.bucket_of(summary.doc_id, buckets) == bucket:
+            doc = await store.get(collection, summary.doc_id)
+            if doc is not None:
+                current = DocSummary(
+                    collection, doc.doc_id, doc.version, doc.origin, doc.seq, doc.hlc, doc.deleted
+                )
+                docs.append(BucketDoc(current, doc.state))
+    return Bucket(region, summaries.head, docs)
 
 
 class RepairTarget(Protocol):
@@ -50,7 +84,7 @@ class RoundReport:
 
 async def run_round(
     peer: str,
-    client: PeerClient,
+    client: DigestSource,
     target: RepairTarget,
     *,
     buckets: int,

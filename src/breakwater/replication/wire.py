@@ -16,7 +16,7 @@ from typing import Any
 from breakwater.core import cursor as cursor_mod
 from breakwater.core import hlc
 from breakwater.core.cursor import VersionVector
-from breakwater.core.engine import Change, StoredDoc
+from breakwater.core.engine import Change
 from breakwater.core.errors import ValidationError
 from breakwater.core.incarnation import REGION_PATTERN
 from breakwater.core.mutation import COLLECTION_PATTERN, ID_PATTERN, MUTATION_ID_PATTERN
@@ -196,16 +196,33 @@ class Bucket:
     docs: list[BucketDoc]
 
 
-def bucket_doc_json(doc: StoredDoc) -> dict[str, Any]:
-    """One document of a bucket listing."""
+def digest_json(digest: Digest) -> dict[str, Any]:
+    """The answer of ``GET /v1/replication/digest``."""
     return {
-        "id": doc.doc_id,
-        "version": doc.version,
-        "origin": doc.origin,
-        "seq": doc.seq,
-        "hlc": doc.hlc,
-        "deleted": doc.deleted,
-        "state": doc.state,
+        "region": digest.region,
+        "head": dict(digest.head),
+        "buckets": digest.buckets,
+        "collections": digest.collections,
+    }
+
+
+def bucket_json(bucket: Bucket) -> dict[str, Any]:
+    """The answer of ``GET /v1/replication/bucket``."""
+    return {
+        "region": bucket.region,
+        "head": dict(bucket.head),
+        "docs": [
+            {
+                "id": doc.summary.doc_id,
+                "version": doc.summary.version,
+                "origin": doc.summary.origin,
+                "seq": doc.summary.seq,
+                "hlc": doc.summary.hlc,
+                "deleted": doc.summary.deleted,
+                "state": doc.state,
+            }
+            for doc in bucket.docs
+        ],
     }
 
 

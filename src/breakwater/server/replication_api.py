@@ -23,8 +23,8 @@ from breakwater.core.errors import Forbidden, Unauthorized, ValidationError
 from breakwater.core.incarnation import REGION_PATTERN
 from breakwater.core.mutation import COLLECTION_PATTERN
 from breakwater.core.topology import MAX_BUCKETS
-from breakwater.replication import digest
-from breakwater.replication.wire import bucket_doc_json, page_json
+from breakwater.replication.anti_entropy import read_bucket, read_digest
+from breakwater.replication.wire import bucket_json, digest_json, page_json
 from breakwater.server.access import identity_of
 from breakwater.server.node import Node
 from breakwater.server.params import AsciiFloat, AsciiInt
@@ -127,15 +127,7 @@ async def replication_digest(
     _replicator(request)
     node = node_of(request)
     _buckets(buckets)
-    summaries = await node.store.doc_summaries()
-    return json_response(
-        {
-            "region": node.config.region,
-            "head": summaries.head,
-            "buckets": buckets,
-            "collections": digest.digests(summaries.docs, buckets),
-        }
-    )
+    return json_response(digest_json(await read_digest(node.store, node.config.region, buckets)))
 
 
 @router.get("/v1/replication/bucket", summary="One anti-entropy bucket", responses=_ERRORS)
@@ -146,8 +138,7 @@ async def replication_bucket(
     buckets: Annotated[AsciiInt, Query(description="hash buckets per collection")] = 256,
 ) -> Response:
     """Every document of one bucket, tombstones included, with its full CRDT state, and the
-    head the listing was read at (read before the documents: a document changed since is at a
-    position the head does not cover, which the comparing region leaves to replication)."""
+    head read before them."""
     _replicator(request)
     node = node_of(request)
     _buckets(buckets)
@@ -155,15 +146,8 @@ async def replication_bucket(
         raise ValidationError("collection is not a collection name", field="collection")
     if not 0 <= bucket < buckets:
         raise ValidationError(f"bucket must be between 0 and {buckets - 1}", field="bucket")
-    summaries = await node.store.doc_summaries(collection)
-    docs = []
-    for summary in summaries.docs:
-        if digest.bucket_of(summary.doc_id, buckets) == bucket:
-            doc = await node.store.get(collection, summary.doc_id)
-            if doc is not None:
-                docs.append(bucket_doc_json(doc))
-    body = {"region": node.config.region, "head": summaries.head, "docs": docs}
-    return json_response(body)
+    listing = await read_bucket(node.store, node.config.region, collection, bucket, buckets)
+    return json_response(bucket_json(listing))
 
 
 def _admin(request: Request, node: Node) -> Identity:
