@@ -11,7 +11,8 @@ from breakwater.core.query import Query, Visible, encode_page_token
 from breakwater.storage.base import DocSummary, FeedEntry, FeedPage, QueryPage, RecordedConflict
 
 DOC_COLUMNS = "collection, id, state, data, version, hlc, origin, seq"
-SUMMARY_COLUMNS = "collection, id, version, origin, seq, hlc, deleted"
+SUMMARY_COLUMNS = "collection, id, version, origin, seq, hlc, data IS NULL"
+"""A summary's ``deleted`` is what reads serve (no data), as :attr:`StoredDoc.deleted` is."""
 
 
 def doc_from_row(row: Any) -> StoredDoc:
