@@ -218,3 +218,14 @@ def test_bench_counters_reports_each_checkpoint(tmp_path: Path) -> None:
     assert [row["earlier_increments"] for row in results] == [1, 100, 1000]
     assert all(row["us_per_increment"] > 0 and row["state_bytes"] > 0 for row in results)
     assert isinstance(report["last_over_first"], float)
+
+
+def test_bench_replication_measures_catch_up_transfer_and_a_round(tmp_path: Path) -> None:
+    """bench replication: the feed catch-up, a full state transfer after a 410 and an
+    anti-entropy round in sync, in one run."""
+    report = bench(tmp_path, "replication", "--runs", "1", "--changes", "200")
+    for key in ("push_per_second", "replicate_per_second", "transfer_new_per_second"):
+        value = report[key]
+        assert isinstance(value, float) and value > 0, key
+    round_ms = report["anti_entropy_round_ms"]
+    assert isinstance(round_ms, float) and round_ms > 0
