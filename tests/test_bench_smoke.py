@@ -279,3 +279,14 @@ def test_bench_restore_times_both_paths(tmp_path: Path) -> None:
     report = bench(tmp_path, "restore", "--docs", "3000")
     assert report["docs"] == 3000
     assert report["from_backup_s"] > 0 and report["replay_s"] > 0  # type: ignore[operator]
+
+
+def test_bench_replication_measures_catch_up_transfer_and_a_round(tmp_path: Path) -> None:
+    """bench replication: the feed catch-up, a full state transfer after a 410 and an
+    anti-entropy round in sync, in one run."""
+    report = bench(tmp_path, "replication", "--runs", "1", "--changes", "200")
+    for key in ("push_per_second", "replicate_per_second", "transfer_new_per_second"):
+        value = report[key]
+        assert isinstance(value, float) and value > 0, key
+    round_ms = report["anti_entropy_round_ms"]
+    assert isinstance(round_ms, float) and round_ms > 0

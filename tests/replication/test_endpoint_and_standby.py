@@ -205,11 +205,12 @@ async def _true(value: bool) -> bool:
     return value
 
 
-async def test_a_cursor_past_the_peers_retention_marks_the_peer_for_full_transfer(
+async def test_a_cursor_past_the_peers_retention_is_caught_up_by_a_full_transfer(
     cluster: Cluster,
 ) -> None:
-    """B compacted away changes A never pulled: A's pull gets 410 cursor_expired, and A says
-    so in /readyz and in its stored peer row (where state transfer will take over)."""
+    """B compacted away changes A never pulled: A's pull gets 410 cursor_expired (counted), A
+    marks the peer for a full state transfer, which then brings B's documents and clears the
+    mark in /readyz and in its stored peer row (ADR 0032)."""
     from breakwater.server.app import compact
 
     regions = await cluster.start({"a": ["b"], "b": []}, pull_wait=0.3)
@@ -223,16 +224,22 @@ async def test_a_cursor_past_the_peers_retention_marks_the_peer_for_full_transfe
     report = await compact(b.node, 0, now_ms=2**62)
     assert report.changes_removed >= 1
     a.links["b"].up = True
-    a.node.replication.replicators[0].nudge()
-    await eventually(
-        lambda: _true(a.node.replication.replicators[0].status.needs_full_transfer),
-        what="410 seen",
-    )
-    ready = (await a.client.get("/readyz")).json()
-    assert ready["replication"]["peers"]["b"]["needs_full_transfer"] is True
-    row = (await a.node.store.replication_state())["peer:b"]
-    assert row["needs_full_transfer"] is True
+    replicator = a.node.replication.replicators[0]
+    replicator.nudge()
+
+    async def transferred() -> bool:
+        doc = await a.doc("todos", "d1")
+        progress = replicator.status.transfer
+        return doc is not None and doc["data"] == {"v": 2} and bool(progress and progress.done)
+
+    await eventually(transferred, what="full transfer")
     expired = a.node.metrics.registry.get_sample_value(
         "breakwater_replication_retries_total", {"peer": "b", "kind": "expired"}
     )
     assert expired is not None and expired >= 1
+    await a.node.region.refresh()  # the rows /readyz reports, as the node re-reads them
+    ready = (await a.client.get("/readyz")).json()
+    assert ready["replication"]["peers"]["b"]["needs_full_transfer"] is False
+    assert ready["replication"]["peers"]["b"]["transfer"]["done"] is True
+    row = (await a.node.store.replication_state())["peer:b"]
+    assert row["needs_full_transfer"] is False

@@ -275,23 +275,62 @@ def replication(
     runs: Annotated[int, typer.Option(min=1, max=20, help="Runs; medians are reported.")] = 3,
     changes: Annotated[int, typer.Option(min=100, help="Backlog size per run.")] = 5000,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+    cluster: Annotated[
+        bool, typer.Option("--cluster", help="Lag, partition healing and bytes on 3 regions.")
+    ] = False,
+    rate: Annotated[float, typer.Option(min=1, help="--cluster: writes/s over the regions.")] = 500,
+    seconds: Annotated[float, typer.Option(min=1, help="--cluster: seconds of writes.")] = 20,
+    partition_seconds: Annotated[
+        float, typer.Option(min=1, help="--cluster: seconds every link stays cut.")
+    ] = 60,
+    latency_ms: Annotated[
+        float, typer.Option(min=0, help="--cluster: ms added each way per cross-region link.")
+    ] = 40,
 ) -> None:
-    """Catch-up rate on a peer's backlog vs the region's own batched push rate; wire bytes."""
+    """Catch-up rate on a peer's backlog vs the region's own batched push rate; wire bytes.
+    With ``--cluster``: lag, convergence after a partition and bytes per change on
+    ``breakwater cluster`` regions behind latency proxies."""
+    console = report_console()
+    if cluster:
+        from breakwater.bench import replication_cluster
+
+        with console.status("starting") as status:
+            result = asyncio.run(
+                replication_cluster.run(
+                    rate, seconds, partition_seconds, latency_ms, lambda t: status.update(t)
+                )
+            )
+        for key, value in result.items():
+            console.print(f"{key}: {value}")
+        _write_json(result, json_path)
+        return
     from breakwater.bench import replication as bench_replication
 
-    console = report_console()
     with console.status("starting") as status:
         report = asyncio.run(bench_replication.run(runs, changes, lambda text: status.update(text)))
     table = Table(
         title=f"breakwater bench replication (2 regions in-process, SQLite, {changes:,} changes,"
         f" medians of {runs} runs)"
     )
-    for column in ("push/s (a)", "replicated/s (b)", "ratio", "JSON B/change", "wire B/change"):
+    columns = (
+        "push/s (a)",
+        "replicated/s (b)",
+        "ratio",
+        "transfer new/s (b)",
+        "ratio",
+        "AE round ms",
+        "JSON B/change",
+        "wire B/change",
+    )
+    for column in columns:
         table.add_column(column, justify="right")
     table.add_row(
         f"{report['push_per_second']:,.0f}",
         f"{report['replicate_per_second']:,.0f}",
         f"{report['replicate_over_push']:.2f}",
+        f"{report['transfer_new_per_second']:,.0f}",
+        f"{report['transfer_over_push']:.2f}",
+        f"{report['anti_entropy_round_ms']:.0f}",
         f"{report['json_bytes_per_change']:.0f}",
         f"{report['wire_bytes_per_change']:.0f}",
     )

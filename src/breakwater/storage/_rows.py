@@ -8,9 +8,11 @@ from breakwater.core import codec, cursor, document
 from breakwater.core.cursor import VersionVector
 from breakwater.core.engine import Change, StoredDoc
 from breakwater.core.query import Query, Visible, encode_page_token
-from breakwater.storage.base import FeedEntry, FeedPage, QueryPage, RecordedConflict
+from breakwater.storage.base import DocSummary, FeedEntry, FeedPage, QueryPage, RecordedConflict
 
 DOC_COLUMNS = "collection, id, state, data, version, hlc, origin, seq"
+SUMMARY_COLUMNS = "collection, id, version, origin, seq, hlc, data IS NULL"
+"""A summary's ``deleted`` is what reads serve (no data), as :attr:`StoredDoc.deleted` is."""
 
 
 def doc_from_row(row: Any) -> StoredDoc:
@@ -26,6 +28,11 @@ def doc_from_row(row: Any) -> StoredDoc:
         origin=row[6],
         seq=row[7],
     )
+
+
+def summary_from_row(row: Any) -> DocSummary:
+    """A document's summary from a row of :data:`SUMMARY_COLUMNS`."""
+    return DocSummary(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]))
 
 
 def conflict_of(row: Any) -> RecordedConflict:

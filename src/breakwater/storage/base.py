@@ -111,6 +111,43 @@ class ReplicaApplied:
 
 
 @dataclass(frozen=True, slots=True)
+class DocSummary:
+    """What anti-entropy compares of a document: its version and the change that last touched
+    it here (docs/adr/0032-state-transfer-and-anti-entropy.md)."""
+
+    collection: str
+    doc_id: str
+    version: str
+    origin: str
+    seq: int
+    hlc: str
+    deleted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DocSummaries:
+    """Every document's summary and the head, read in one snapshot."""
+
+    head: VersionVector
+    docs: list[DocSummary]
+
+
+@dataclass(frozen=True, slots=True)
+class Repair:
+    """A peer's state of a document to join into the local one, or (``state`` None) a delete:
+    applied at a new local position when it changes the document, so that devices and other
+    regions learn it through the feed."""
+
+    collection: str
+    doc_id: str
+    mutation_id: str
+    state: dict[str, Any] | None
+    only_at: tuple[str, int] | None = None
+    """Apply only while the document's last change is still this ``(origin, seq)``: a delete
+    decided on a summary must not remove a write that arrived since."""
+
+
+@dataclass(frozen=True, slots=True)
 class Lease:
     """Who runs a region's one replicator for a peer, until when (epoch milliseconds)."""
 
@@ -175,12 +212,17 @@ class Store(Protocol):
         include_state: bool = False,
         *,
         urgent: bool = False,
+        past_horizon: bool = False,
     ) -> FeedPage:
         """Changes not covered by ``vector`` in commit order; ``CursorExpired`` if it is too old.
 
         ``urgent``: the caller waits on this read to deliver changes live (the realtime
         follower); a store whose reads are local may serve it on the calling thread, skipping
         the hop to a reader thread and back.
+        ``past_horizon``: serve ``vector`` even behind the low-water marks: a full state
+        transfer continuing from a cursor the empty one led to (what compaction removed since
+        is a superseded change, whose document comes later, or a purged delete, which
+        anti-entropy handles: docs/adr/0032-state-transfer-and-anti-entropy.md).
         """
 
     async def head(self) -> VersionVector:
@@ -207,6 +249,15 @@ class Store(Protocol):
 
     async def replication_state(self) -> dict[str, Any]:
         """Every replication bookkeeping value by key."""
+
+    async def doc_summaries(self, collection: str | None = None) -> DocSummaries:
+        """Every document (of ``collection``), tombstones included, and the head, in one
+        snapshot: what anti-entropy digests."""
+
+    async def apply_repairs(self, repairs: Sequence[Repair]) -> list[StoredDoc]:
+        """Join each repair's state into its document (or delete it) in one durable
+        transaction; a repair that changes the document is written at a new local position
+        (a new change of this store's origin). Returns the documents that changed."""
 
     async def put_replication_state(
         self, writes: Mapping[str, object], *, only_new: bool = False

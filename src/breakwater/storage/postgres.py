@@ -49,20 +49,24 @@ from breakwater.storage._pg_query import index_sql, query_sql
 from breakwater.storage._phases import mark_phase
 from breakwater.storage._rows import (
     DOC_COLUMNS,
+    SUMMARY_COLUMNS,
     PageBuilder,
     conflict_of,
     doc_from_row,
     feed_entry,
     feed_page,
+    summary_from_row,
 )
 from breakwater.storage.base import (
     CommitPhases,
     CompactionReport,
+    DocSummaries,
     FeedEntry,
     FeedPage,
     Lease,
     QueryPage,
     RecordedConflict,
+    Repair,
     ReplicaApplied,
 )
 from breakwater.storage.hooks import NO_HOOKS, StoreHooks
@@ -537,12 +541,13 @@ class PostgresStore:
         include_state: bool = False,
         *,
         urgent: bool = False,
+        past_horizon: bool = False,
     ) -> FeedPage:
         """Changes past ``vector`` in commit order, read with the head in one statement (on the
         event loop whether ``urgent`` or not: asyncpg has no thread to skip)."""
 
         async def read(conn: Connection) -> FeedPage:
-            return await _pull(conn, vector, collections, limit, include_state)
+            return await _pull(conn, vector, collections, limit, include_state, past_horizon)
 
         return await self._read(read)
 
@@ -608,6 +613,38 @@ class PostgresStore:
         if result.head:
             self.hooks.on_feed_advanced(result.head, time.time())
         return result
+
+    async def apply_repairs(self, repairs: Sequence[Repair]) -> list[StoredDoc]:
+        """Join repairs into their documents at new local positions, in one transaction."""
+
+        async def run(conn: Connection) -> tuple[list[StoredDoc], VersionVector]:
+            staged = PgWriteBatch(self._clock_ms())
+            await staged.prefetch(conn, _replica.repair_changes(self.engine.origin, repairs))
+            repaired = _replica.stage_repairs(staged, self.engine, repairs)
+            await staged.flush(conn)
+            return repaired, staged.touched
+
+        repaired, touched = await self._in_transaction("did not apply repairs", run)
+        if touched:
+            self.hooks.on_feed_advanced(touched, time.time())
+        return repaired
+
+    async def doc_summaries(self, collection: str | None = None) -> DocSummaries:
+        """Every document's summary (of ``collection``) and the head, in one snapshot."""
+
+        async def read(conn: Connection) -> DocSummaries:
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                head = {
+                    row[0]: row[1] for row in await conn.fetch("SELECT origin, seq FROM origins")
+                }
+                rows = await conn.fetch(
+                    f"SELECT {SUMMARY_COLUMNS} FROM docs"
+                    " WHERE $1::text IS NULL OR collection = $1 ORDER BY collection, id",
+                    collection,
+                )
+            return DocSummaries(head, [summary_from_row(row) for row in rows])
+
+        return await self._read(read)
 
     async def replication_state(self) -> dict[str, Any]:
         """Every replication bookkeeping value by key (region state, peers, leases, stable)."""
@@ -735,6 +772,7 @@ async def _pull(
     collections: Sequence[str] | None,
     limit: int,
     include_state: bool,
+    past_horizon: bool = False,
 ) -> FeedPage:
     rows = await conn.fetch(
         _PULL,
@@ -750,7 +788,8 @@ async def _pull(
         if row[0] == 0:
             head[row[2]] = row[3]
             # The empty cursor (full sync) is always valid.
-            if vector and row[4] > 0 and vector.get(row[2], 0) < row[4]:
+            expired = vector and row[4] > 0 and vector.get(row[2], 0) < row[4]
+            if expired and not past_horizon:
                 raise CursorExpired(
                     "the cursor is older than the retention horizon; resync from an empty cursor"
                 )

@@ -33,22 +33,26 @@ from breakwater.storage import _replica, _sqlite_schema
 from breakwater.storage._phases import mark_phase
 from breakwater.storage._rows import (
     DOC_COLUMNS,
+    SUMMARY_COLUMNS,
     PageBuilder,
     conflict_of,
     doc_from_row,
     feed_entry,
     feed_page,
+    summary_from_row,
 )
 from breakwater.storage._sqlite_batch import WriteBatch
 from breakwater.storage._sqlite_lock import WriterLock
 from breakwater.storage.base import (
     CommitPhases,
     CompactionReport,
+    DocSummaries,
     FeedEntry,
     FeedPage,
     Lease,
     QueryPage,
     RecordedConflict,
+    Repair,
     ReplicaApplied,
 )
 from breakwater.storage.hooks import NO_HOOKS, StoreHooks
@@ -336,6 +340,30 @@ class SqliteStore:
 
         return await self._in_own_transaction(run)
 
+    async def apply_repairs(self, repairs: Sequence[Repair]) -> list[StoredDoc]:
+        """Join repairs into their documents at new local positions, in one transaction."""
+
+        def run(conn: sqlite3.Connection) -> tuple[list[StoredDoc], VersionVector]:
+            staged = WriteBatch(conn, self._clock_ms())
+            staged.prefetch(_replica.repair_changes(self.engine.origin, repairs))
+            repaired = _replica.stage_repairs(staged, self.engine, repairs)
+            staged.flush()
+            return repaired, staged.touched
+
+        return await self._in_own_transaction(run)
+
+    async def doc_summaries(self, collection: str | None = None) -> DocSummaries:
+        """Every document's summary (of ``collection``) and the head, in one snapshot."""
+        where, args = ("WHERE collection = ?", (collection,)) if collection else ("", ())
+
+        def read(conn: sqlite3.Connection) -> DocSummaries:
+            rows = conn.execute(
+                f"SELECT {SUMMARY_COLUMNS} FROM docs {where} ORDER BY collection, id", args
+            ).fetchall()
+            return DocSummaries(_head(conn), [summary_from_row(row) for row in rows])
+
+        return await self._read(read)
+
     async def replication_state(self) -> dict[str, Any]:
         """Every replication bookkeeping value by key (region state, peers, leases, stable)."""
 
@@ -480,6 +508,7 @@ class SqliteStore:
         include_state: bool = False,
         *,
         urgent: bool = False,
+        past_horizon: bool = False,
     ) -> FeedPage:
         """Changes past ``vector`` in local commit order, read in one snapshot.
 
@@ -489,7 +518,7 @@ class SqliteStore:
         """
 
         def read(conn: sqlite3.Connection) -> FeedPage:
-            return _pull(conn, vector, collections, limit, include_state)
+            return _pull(conn, vector, collections, limit, include_state, past_horizon)
 
         return await self._read(read, here=urgent)
 
@@ -657,8 +686,10 @@ def _pull(
     collections: Sequence[str] | None,
     limit: int,
     include_state: bool,
+    past_horizon: bool = False,
 ) -> FeedPage:
-    _check_not_expired(conn, vector)
+    if not past_horizon:
+        _check_not_expired(conn, vector)
     head = _head(conn)
     clauses = ["c.lsn > ?"]
     params: list[Any] = [_start_lsn(conn, vector, head)]

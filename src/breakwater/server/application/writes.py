@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Literal
 
 from breakwater.auth.identity import Identity
 from breakwater.auth.policy import Policy
-from breakwater.core.engine import MutationResult
+from breakwater.core.engine import MutationResult, StoredDoc
 from breakwater.core.errors import Forbidden
 from breakwater.core.hlc import HybridClock
 from breakwater.core.mutation import Mutation
 from breakwater.obs.metrics import Metrics
 from breakwater.server.application.region import RegionView
 from breakwater.server.read_cache import ReadCache
-from breakwater.storage.base import CommitPhases, FeedEntry, ReplicaApplied, Store
+from breakwater.storage.base import CommitPhases, FeedEntry, Repair, ReplicaApplied, Store
 
 if TYPE_CHECKING:
     from breakwater.obs.tracing import Tracing
@@ -86,6 +86,16 @@ class Writes:
                 ]
             )
         return result
+
+    async def apply_repairs(self, repairs: Sequence[Repair]) -> list[StoredDoc]:
+        """Apply anti-entropy repairs (new local positions); the read cache forgets the
+        repaired documents before this returns, and the feed carries them everywhere."""
+        repaired = await self.store.apply_repairs(repairs)
+        if repaired:
+            await self.cache.committed(
+                [(doc.collection, doc.doc_id, doc.origin, doc.seq) for doc in repaired]
+            )
+        return repaired
 
     async def apply(self, mutations: Sequence[Mutation], channel: Channel) -> list[MutationResult]:
         """Apply admitted ``mutations`` durably, one result each, in order.
