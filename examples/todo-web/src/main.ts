@@ -1,6 +1,6 @@
 // The todo list: every read and write goes to the device's IndexedDB through the SDK, which
 // syncs with the node whenever it can. Nothing here waits for the network.
-import { Client, IndexedDbStorage, StorageInUse } from "@breakwater/client";
+import { Client, IndexedDbStorage } from "@breakwater/client";
 import type { Document, Status } from "@breakwater/client";
 
 /** The node: `?node=URL`, else VITE_BREAKWATER_URL at build time, else a local node. */
@@ -71,14 +71,8 @@ async function signIn(client: Client): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  let storage: IndexedDbStorage;
-  try {
-    storage = await IndexedDbStorage.open("todos");
-  } catch (error) {
-    if (!(error instanceof StorageInUse)) throw error;
-    statusLine.textContent = "open in another tab";
-    return;
-  }
+  // Every tab of the app opens the same database: one of them syncs, the others follow it live.
+  const storage = await IndexedDbStorage.open("todos");
   const client = await Client.open({ endpoints: [NODE], storage });
   const todos = client.collection("todos");
   let last: Status | null = null;

@@ -84,6 +84,8 @@ export class LocalStore {
   resyncing = false;
   clock: HybridClock = new HybridClock("d-unset");
   private counter = 0;
+  /** The stored `generation` this object's cached state matches (each commit bumps it). */
+  private generation = -1;
   private outbox: OutboxEntry[] = [];
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -93,9 +95,20 @@ export class LocalStore {
     private readonly randomId: () => string = () => crypto.randomUUID().replaceAll("-", "").slice(0, 12),
   ) {}
 
-  /** Run `fn` after every earlier call has finished (one operation at a time). */
+  /**
+   * Run `fn` after every earlier call has finished (one operation at a time). With storage
+   * shared between tabs, also after every other tab's, on this tab's state refreshed first.
+   */
   private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const result = this.queue.then(fn);
+    const tabs = this.adapter.tabs;
+    const run = tabs
+      ? () =>
+          tabs.exclusive(async () => {
+            await this.catchUp();
+            return fn();
+          })
+      : fn;
+    const result = this.queue.then(run);
     this.queue = result.catch(() => undefined);
     return result;
   }
@@ -111,18 +124,41 @@ export class LocalStore {
       this.deviceId = await this.meta("device_id", "");
       if (!this.deviceId) {
         this.deviceId = this.randomId();
-        await this.adapter.commit([{ table: "meta", key: "device_id", value: this.deviceId }]);
+        await this.commit([{ table: "meta", key: "device_id", value: this.deviceId }]);
       }
-      this.counter = await this.meta("counter", 0);
-      this.clock = new HybridClock(`d-${this.deviceId}`, this.physicalMs, await this.meta("clock_offset_ms", 0));
-      const last = await this.meta("hlc", "");
-      if (last) this.clock.observe(last);
-      this.cursor = await this.meta("cursor", "");
-      this.stable = await this.meta("stable", {});
-      this.resyncing = await this.meta("resyncing", false);
-      this.outbox = (await this.adapter.list("outbox")).map(([, entry]) => entry as OutboxEntry);
+      await this.load();
       if ((await this.meta("counter_format", 1)) !== COUNTER_FORMAT) await this.forgetUnfoldedCounters();
     });
+  }
+
+  /** Read the cached state (all but the device id) from storage. */
+  private async load(): Promise<void> {
+    this.generation = await this.meta("generation", 0);
+    this.counter = await this.meta("counter", 0);
+    this.clock = new HybridClock(`d-${this.deviceId}`, this.physicalMs, await this.meta("clock_offset_ms", 0));
+    const last = await this.meta("hlc", "");
+    if (last) this.clock.observe(last);
+    this.cursor = await this.meta("cursor", "");
+    this.stable = await this.meta("stable", {});
+    this.resyncing = await this.meta("resyncing", false);
+    this.outbox = (await this.adapter.list("outbox")).map(([, entry]) => entry as OutboxEntry);
+  }
+
+  /** Reload the cached state if another tab committed since this one last did (shared storage). */
+  private async catchUp(): Promise<void> {
+    if (this.deviceId && (await this.meta("generation", 0)) !== this.generation) await this.load();
+  }
+
+  /** Commit `writes` with the next generation, so that other tabs see their cache is stale. */
+  private async commit(writes: readonly Write[]): Promise<void> {
+    const generation = this.generation + 1;
+    await this.adapter.commit([...writes, { table: "meta", key: "generation", value: generation }]);
+    this.generation = generation;
+  }
+
+  /** Catch up with what other tabs sharing the storage committed (after their notice). */
+  refresh(): Promise<void> {
+    return this.serial(async () => undefined);
   }
 
   /**
@@ -137,7 +173,7 @@ export class LocalStore {
       if (Object.values((value as ServerRow).state.n).some(isLegacy)) writes.push({ table: "server", key, value: undefined });
     }
     if (writes.length > 1 && this.cursor) await this.startResync(writes);
-    else await this.adapter.commit(writes);
+    else await this.commit(writes);
   }
 
   close(): Promise<void> {
@@ -151,7 +187,7 @@ export class LocalStore {
 
   /** Store (or, with `undefined`/`null`, forget) a setting, durably. */
   putMeta(key: string, value: unknown): Promise<void> {
-    return this.serial(() => this.adapter.commit([{ table: "meta", key, value: value ?? undefined }]));
+    return this.serial(() => this.commit([{ table: "meta", key, value: value ?? undefined }]));
   }
 
   // -- local writes and reads ---------------------------------------------------------------
@@ -180,7 +216,7 @@ export class LocalStore {
       batch.put("meta", "last_position", position);
       batch.put("outbox", positionKey(position), entry);
       const view = await this.refreshView(batch, outbox, collection, id);
-      await this.adapter.commit([...batch.writes.values()]);
+      await this.commit([...batch.writes.values()]);
       this.counter = counter;
       this.outbox = outbox;
       return { view, entry };
@@ -253,7 +289,7 @@ export class LocalStore {
         const ack = byId.get(e.mutationId);
         return ack ? { ...e, ...ack } : e;
       });
-      await this.adapter.commit(outbox.filter((e) => byId.has(e.mutationId)).map((e) => ({ table: "outbox", key: positionKey(e.position), value: e })));
+      await this.commit(outbox.filter((e) => byId.has(e.mutationId)).map((e) => ({ table: "outbox", key: positionKey(e.position), value: e })));
       this.outbox = outbox;
     });
   }
@@ -273,7 +309,7 @@ export class LocalStore {
         rejections.push(rejection);
       }
       for (const e of gone) await this.refreshView(batch, outbox, e.collection, e.id);
-      await this.adapter.commit([...batch.writes.values()]);
+      await this.commit([...batch.writes.values()]);
       this.outbox = outbox;
       return rejections;
     });
@@ -288,7 +324,7 @@ export class LocalStore {
   forgetAcks(): Promise<void> {
     return this.serial(async () => {
       const outbox = this.outbox.map((e) => ({ ...e, origin: null, seq: null }));
-      await this.adapter.commit(outbox.map((e) => ({ table: "outbox", key: positionKey(e.position), value: e })));
+      await this.commit(outbox.map((e) => ({ table: "outbox", key: positionKey(e.position), value: e })));
       this.outbox = outbox;
     });
   }
@@ -307,7 +343,7 @@ export class LocalStore {
         const [collection, id] = splitKey(key);
         await this.refreshView(batch, outbox, collection, id);
       }
-      await this.adapter.commit([...batch.writes.values()]);
+      await this.commit([...batch.writes.values()]);
       this.outbox = outbox;
       return changed.length;
     });
@@ -369,7 +405,7 @@ export class LocalStore {
         const [collection, id] = splitKey(key);
         await this.refreshView(batch, outbox, collection, id);
       }
-      await this.adapter.commit([...batch.writes.values()]);
+      await this.commit([...batch.writes.values()]);
       this.cursor = cursor;
       this.stable = newStable;
       this.resyncing = resyncing;
@@ -390,7 +426,7 @@ export class LocalStore {
       if (JSON.stringify(stored ?? null) === JSON.stringify(scope)) return false;
       const scopeWrite: Write = { table: "meta", key: "scope", value: scope ?? undefined };
       if (!this.cursor) {
-        await this.adapter.commit([scopeWrite]); // nothing pulled yet (or a resync under way)
+        await this.commit([scopeWrite]); // nothing pulled yet (or a resync under way)
         return false;
       }
       await this.startResync([scopeWrite]);
@@ -423,7 +459,7 @@ export class LocalStore {
       { table: "meta", key: "stable", value: {} },
       { table: "meta", key: "resyncing", value: true },
     );
-    await this.adapter.commit(writes);
+    await this.commit(writes);
     this.outbox = outbox;
     this.cursor = "";
     this.stable = {};
