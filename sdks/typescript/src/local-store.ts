@@ -18,7 +18,7 @@ import type { JsonObject, Op, State } from "./document.js";
 import type { Problem } from "./errors.js";
 import { HybridClock } from "./hlc.js";
 import type { OutboxEntry, Rejection } from "./outbox.js";
-import { runQuery } from "./query.js";
+import { matches, runQuery } from "./query.js";
 import type { Query } from "./query.js";
 import { rebase, viewOf } from "./rebase.js";
 import type { StorageAdapter, Table, Write } from "./storage/adapter.js";
@@ -58,6 +58,9 @@ const REMOVAL_OP = "remove";
 const docKey = (collection: string, id: string): string => `${collection}/${id}`;
 const positionKey = (position: number): string => String(position).padStart(15, "0");
 
+/** Commits remembered for live queries; a watch further behind reads its query again. */
+const JOURNAL_LENGTH = 256;
+
 /** Counters in `server` hold folded bases (docs/adr/0019-compact-counters.md). */
 const COUNTER_FORMAT = 2;
 
@@ -87,6 +90,11 @@ export class LocalStore {
   /** The stored `generation` this object's cached state matches (each commit bumps it). */
   private generation = -1;
   private outbox: OutboxEntry[] = [];
+  /** The local-view keys each commit of this object changed, oldest first (for live queries). */
+  private journal: { seq: number; keys: readonly string[] }[] = [];
+  private seq = 0;
+  /** Changes up to this sequence are not in the journal (trimmed, or another tab's). */
+  private forgotten = 0;
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(
@@ -142,6 +150,12 @@ export class LocalStore {
     this.stable = await this.meta("stable", {});
     this.resyncing = await this.meta("resyncing", false);
     this.outbox = (await this.adapter.list("outbox")).map(([, entry]) => entry as OutboxEntry);
+    this.forget(); // whatever changed before is unknown here
+  }
+
+  private forget(): void {
+    this.journal = [];
+    this.forgotten = ++this.seq;
   }
 
   /** Reload the cached state if another tab committed since this one last did (shared storage). */
@@ -154,6 +168,10 @@ export class LocalStore {
     const generation = this.generation + 1;
     await this.adapter.commit([...writes, { table: "meta", key: "generation", value: generation }]);
     this.generation = generation;
+    const keys = writes.filter((w) => w.table === "docs").map((w) => w.key);
+    if (keys.length === 0) return;
+    this.journal.push({ seq: ++this.seq, keys });
+    if (this.journal.length > JOURNAL_LENGTH) this.forgotten = (this.journal.shift() as { seq: number }).seq;
   }
 
   /** Catch up with what other tabs sharing the storage committed (after their notice). */
@@ -233,16 +251,41 @@ export class LocalStore {
 
   /** Live documents of the local view matching `query`, in its order. */
   query(query: Query): Promise<Document[]> {
+    return this.serial(async () => runQuery(query, await this.liveDocuments(query.collection)));
+  }
+
+  private async liveDocuments(collection: string): Promise<Document[]> {
+    const prefix = `${collection}/`;
+    const docs: Document[] = [];
+    for (const [key, value] of await this.adapter.list("docs", prefix)) {
+      const row = value as ViewRow;
+      if (row.data !== null) docs.push({ collection, id: key.slice(prefix.length), data: row.data, hlc: row.hlc, pending: row.pending });
+    }
+    return docs;
+  }
+
+  /** Every live document of `collection` matching `query`'s filters, and the change sequence they are current at. */
+  snapshot(query: Query): Promise<{ seq: number; docs: Document[] }> {
+    return this.serial(async () => ({ seq: this.seq, docs: (await this.liveDocuments(query.collection)).filter((doc) => matches(query, doc.data)) }));
+  }
+
+  /**
+   * The documents of `collection` whose local view changed after sequence `seq`, as they are now
+   * (`null`: gone), and the sequence that is current at; `null` when those changes are not known
+   * (another tab's, or too long ago): read the query again with `snapshot`.
+   */
+  changesSince(collection: string, seq: number): Promise<{ seq: number; docs: Map<string, Document | null> } | null> {
     return this.serial(async () => {
-      const prefix = `${query.collection}/`;
-      const docs: Document[] = [];
-      for (const [key, value] of await this.adapter.list("docs", prefix)) {
-        const row = value as ViewRow;
-        if (row.data !== null) {
-          docs.push({ collection: query.collection, id: key.slice(prefix.length), data: row.data, hlc: row.hlc, pending: row.pending });
-        }
+      if (seq < this.forgotten) return null;
+      const prefix = `${collection}/`;
+      const keys = new Set(this.journal.filter((entry) => entry.seq > seq).flatMap((entry) => entry.keys.filter((key) => key.startsWith(prefix))));
+      const docs = new Map<string, Document | null>();
+      for (const key of keys) {
+        const row = (await this.adapter.get("docs", key)) as ViewRow | undefined;
+        const id = key.slice(prefix.length);
+        docs.set(id, row?.data ? { collection, id, data: row.data, hlc: row.hlc, pending: row.pending } : null);
       }
-      return runQuery(query, docs);
+      return { seq: this.seq, docs };
     });
   }
 
