@@ -17,8 +17,9 @@ if (import.meta.env.PROD && "serviceWorker" in navigator) {
   void navigator.serviceWorker.register("/sw.js");
 }
 
-function showStatus(status: Status | null): void {
-  const state = navigator.onLine ? (status?.state ?? "starting") : "offline";
+/** `following`: another tab of the app syncs, this one shows its changes live. */
+function showStatus(status: Status | null, leading: boolean): void {
+  const state = navigator.onLine ? (status?.state ?? (leading ? "starting" : "following")) : "offline";
   statusLine.dataset["state"] = state;
   statusLine.dataset["pending"] = String(status?.pending ?? 0);
   const pending = status && status.pending > 0 ? ` · ${status.pending} to sync` : "";
@@ -76,14 +77,14 @@ async function main(): Promise<void> {
   const client = await Client.open({ endpoints: [NODE], storage });
   const todos = client.collection("todos");
   let last: Status | null = null;
-  client.on("status", (status) => showStatus((last = status)));
+  client.on("status", (status) => showStatus((last = status), client.leading));
   client.on("rejected", (rejection) => console.warn("refused by the node", rejection.mutationId, rejection.problem));
   addEventListener("online", () => {
-    showStatus(last);
+    showStatus(last, client.leading);
     void signIn(client).then(() => client.syncNow());
   });
-  addEventListener("offline", () => showStatus(last));
-  showStatus(null);
+  addEventListener("offline", () => showStatus(last, client.leading));
+  showStatus(null, client.leading);
   await signIn(client);
   todos.watch({ orderBy: "created" }, (docs) => {
     list.replaceChildren(...docs.map((doc) => todoItem(todos, doc)));
