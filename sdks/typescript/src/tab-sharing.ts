@@ -62,7 +62,8 @@ export function joinTabs(tabs: Tabs, store: LocalStore, events: Emitter<ClientEv
   if (loop !== null) {
     tabs.lead(() => {
       membership.leading = true;
-      loop.start();
+      // The outbox and cursor as the previous leader left them, before the loop reads them.
+      store.refresh().then(() => loop.start(), reportUncaught);
     });
   }
   return membership;
