@@ -67,6 +67,8 @@ const COUNTER_FORMAT = 2;
 /** Writes staged by one operation, read back through before they are committed. */
 class Batch {
   readonly writes = new Map<string, Write>();
+  /** Stored values read ahead (`prefetch`), by the same key as `writes`. */
+  private readonly read = new Map<string, unknown>();
 
   constructor(private readonly adapter: StorageAdapter) {}
 
@@ -74,9 +76,17 @@ class Batch {
     this.writes.set(`${table}\u0000${key}`, { table, key, value });
   }
 
+  /** Read `keys` all at once (a pulled page's documents: one round of reads, not one per change). */
+  async prefetch(table: Table, keys: readonly string[]): Promise<void> {
+    const values = await Promise.all(keys.map((key) => this.adapter.get(table, key)));
+    keys.forEach((key, i) => this.read.set(`${table}\u0000${key}`, values[i]));
+  }
+
   async get(table: Table, key: string): Promise<unknown> {
-    const staged = this.writes.get(`${table}\u0000${key}`);
-    return staged === undefined ? this.adapter.get(table, key) : staged.value;
+    const id = `${table}\u0000${key}`;
+    const staged = this.writes.get(id);
+    if (staged !== undefined) return staged.value;
+    return this.read.has(id) ? this.read.get(id) : this.adapter.get(table, key);
   }
 }
 
@@ -414,6 +424,7 @@ export class LocalStore {
       }
       const batch = new Batch(this.adapter);
       const touched = new Set(latest.keys());
+      await batch.prefetch("server", [...latest.keys()]);
       for (const [key, incoming] of latest) {
         if (incoming === null) {
           batch.put("server", key, undefined);
