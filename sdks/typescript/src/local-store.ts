@@ -22,6 +22,7 @@ import { matches, runQuery } from "./query.js";
 import type { Query } from "./query.js";
 import { rebase, viewOf } from "./rebase.js";
 import type { StorageAdapter, Table, Write } from "./storage/adapter.js";
+import type { Tabs } from "./storage/tabs.js";
 
 /** A document as the device sees it; `pending` while local edits are not yet settled. */
 export interface Document {
@@ -57,6 +58,15 @@ const REMOVAL_OP = "remove";
 
 const docKey = (collection: string, id: string): string => `${collection}/${id}`;
 const positionKey = (position: number): string => String(position).padStart(15, "0");
+
+/** An operation waiting for the cross-tab lock; `run` settles the caller's promise and never rejects. */
+interface Waiting {
+  run: () => Promise<void>;
+  fail: (error: unknown) => void;
+}
+
+/** Operations one tab runs under one grant of the cross-tab lock before it lets others in. */
+const OPERATIONS_PER_GRANT = 64;
 
 /** Commits remembered for live queries; a watch further behind reads its query again. */
 const JOURNAL_LENGTH = 256;
@@ -106,6 +116,9 @@ export class LocalStore {
   /** Changes up to this sequence are not in the journal (trimmed, or another tab's). */
   private forgotten = 0;
   private queue: Promise<unknown> = Promise.resolve();
+  /** Operations waiting for the cross-tab lock (storage shared between tabs). */
+  private waiting: Waiting[] = [];
+  private draining = false;
 
   constructor(
     private readonly adapter: StorageAdapter,
@@ -119,16 +132,36 @@ export class LocalStore {
    */
   private serial<T>(fn: () => Promise<T>): Promise<T> {
     const tabs = this.adapter.tabs;
-    const run = tabs
-      ? () =>
-          tabs.exclusive(async () => {
-            await this.catchUp();
-            return fn();
-          })
-      : fn;
-    const result = this.queue.then(run);
-    this.queue = result.catch(() => undefined);
-    return result;
+    if (tabs === undefined) {
+      const result = this.queue.then(fn);
+      this.queue = result.catch(() => undefined);
+      return result;
+    }
+    return new Promise<T>((resolve, reject) => {
+      this.waiting.push({ run: () => fn().then(resolve, reject), fail: reject });
+      if (!this.draining) {
+        this.draining = true;
+        void this.drain(tabs);
+      }
+    });
+  }
+
+  /**
+   * Run the waiting operations, several under one grant of the cross-tab lock (taking the lock
+   * costs a round trip to the browser), at most `OPERATIONS_PER_GRANT` so other tabs get a turn.
+   */
+  private async drain(tabs: Tabs): Promise<void> {
+    while (this.waiting.length > 0) {
+      try {
+        await tabs.exclusive(async () => {
+          await this.catchUp();
+          for (let n = 0; n < OPERATIONS_PER_GRANT && this.waiting.length > 0; n++) await (this.waiting.shift() as Waiting).run();
+        });
+      } catch (error) {
+        for (const operation of this.waiting.splice(0, OPERATIONS_PER_GRANT)) operation.fail(error); // no lock or no state: fail those due
+      }
+    }
+    this.draining = false;
   }
 
   private async meta<T>(key: string, fallback: T): Promise<T> {

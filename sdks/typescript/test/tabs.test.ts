@@ -125,6 +125,28 @@ describe("LocalStore on storage shared by tabs", () => {
   });
 });
 
+describe("LocalStore operations under the cross-tab lock", () => {
+  it("fails the operations due when the lock cannot be had, and runs later ones", async () => {
+    const [tab] = browserTabs(1);
+    let refuse = false;
+    const flaky: Tabs = {
+      exclusive: (fn) => (refuse ? Promise.reject(new Error("lock refused")) : (tab as Tabs).exclusive(fn)),
+      publish: (notice) => tab?.publish(notice),
+      subscribe: (listener) => (tab as Tabs).subscribe(listener),
+      lead: (onLeader) => tab?.lead(onLeader),
+      close: () => tab?.close(),
+    };
+    const store = new LocalStore(tabStorage(new MemoryStorage(), flaky), () => 1_000, () => "dev1");
+    await store.open();
+    await settle(); // the grant that ran `open` has ended
+    refuse = true;
+    await expect(store.write("todos", "t1", "set", { n: 1 })).rejects.toThrow("lock refused");
+    refuse = false;
+    await store.write("todos", "t2", "set", { n: 2 });
+    expect(store.entries().map((e) => [e.id, e.mutationId])).toEqual([["t2", "dev1.1"]]);
+  });
+});
+
 describe("Clients in several tabs", () => {
   it("shows a write of one tab live in another tab's watch, and syncs from one tab only", async () => {
     const shared = new MemoryStorage();
