@@ -24,7 +24,8 @@ ALLOWED = {
     "gateway": {"resilience", "obs"},
     "ops": {"storage", "core"},
     "chaos": {"client", "resilience", "core"},
-    "server": {"core", "storage", "bus", "cache", "auth", "obs", "config", "resilience"},
+    "files": {"core"},
+    "server": {"core", "storage", "bus", "cache", "auth", "obs", "config", "resilience", "files"},
 }
 
 

@@ -28,6 +28,9 @@ from breakwater.config import Config
 from breakwater.core.engine import Engine
 from breakwater.core.errors import BreakwaterError
 from breakwater.core.hlc import HybridClock
+from breakwater.files.blobs import open_blobs
+from breakwater.files.signing import UrlSigner
+from breakwater.files.uploads import Uploads
 from breakwater.obs.logging import get_logger
 from breakwater.obs.metrics import Metrics
 from breakwater.obs.worker_metrics import WorkerMetrics
@@ -35,6 +38,7 @@ from breakwater.server import (
     admin_api,
     auth_api,
     docs_api,
+    files_api,
     health,
     oidc_api,
     problems,
@@ -44,6 +48,7 @@ from breakwater.server import (
 )
 from breakwater.server.access import Gatekeeper
 from breakwater.server.application.feed import PAGE_SIZE, FeedFollower
+from breakwater.server.application.files import FilePolicy, Files
 from breakwater.server.application.writes import Writes
 from breakwater.server.auth_backend import auth_store_for
 from breakwater.server.cors import Cors, Origins
@@ -165,6 +170,20 @@ def build_node(
         webhooks=webhooks,
         verifier=TokenVerifier(issuer, [ExternalIssuer(s) for s in settings.external]),
         oidc=OidcSignIn(settings.oidc, auth),
+        files=Files(
+            Uploads(config.data / "files" / "uploads", config.files_upload_lifetime),
+            open_blobs(config.files_store, config.data),
+            store,
+            policy,
+            FilePolicy(
+                max_size=config.files_max_size,
+                content_types=config.files_content_types,
+                url_ttl=config.files_url_ttl,
+                gc_grace=config.files_gc_grace,
+            ),
+            # Shared by the nodes that share signing keys: a URL one signs, every one accepts.
+            UrlSigner(keys.keys[0].secret),
+        ),
     )
 
 
@@ -186,6 +205,21 @@ async def compact(node: Node, horizon_ms: int, now_ms: int | None = None) -> Com
     report = await node.store.compact(horizon_ms, now_ms)
     node.feed.forget_before(report.low_water)
     return report
+
+
+async def _collect_files_forever(node: Node) -> None:
+    while True:
+        await asyncio.sleep(node.config.files_gc_interval)
+        try:
+            report = await node.files.collect_garbage()
+            _log.info(
+                "files_collected",
+                kept=report.kept,
+                deleted=report.deleted,
+                expired_uploads=report.expired_uploads,
+            )
+        except BreakwaterError as error:
+            _log.warning("files_collection_failed", error=error.type, detail=error.detail)
 
 
 async def _compact_forever(node: Node) -> None:
@@ -249,7 +283,7 @@ def create_app(
             raise
         await node.webhooks.start()
         compaction = asyncio.create_task(_compact_forever(node))
-        background = [compaction]
+        background = [compaction, asyncio.create_task(_collect_files_forever(node))]
         if node.worker_metrics is not None:
             background.append(asyncio.create_task(node.worker_metrics.publish_forever()))
         _log.info(
@@ -269,6 +303,7 @@ def create_app(
             await asyncio.gather(*background, return_exceptions=True)
             await node.store_opener.aclose()
             await node.webhooks.aclose()
+            await node.files.blobs.aclose()
             await node.realtime.aclose()
             await node.feed.aclose()
             await node.store.aclose()
@@ -295,6 +330,7 @@ def create_app(
     app.include_router(auth_api.router)
     app.include_router(oidc_api.router)
     app.include_router(docs_api.router)
+    app.include_router(files_api.router)
     app.include_router(sync_api.router)
     app.include_router(realtime_sse.router)
     app.add_middleware(DirectRoutes, routes=_direct_routes())

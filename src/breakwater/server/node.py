@@ -18,6 +18,7 @@ from breakwater.obs.metrics import Metrics
 from breakwater.obs.status import HealthHistory
 from breakwater.obs.worker_metrics import WorkerMetrics
 from breakwater.server.application.feed import FeedFollower
+from breakwater.server.application.files import Files
 from breakwater.server.application.writes import Writes
 from breakwater.server.cors import Origins
 from breakwater.server.rate_limit import RateLimiter
@@ -61,6 +62,8 @@ class Node:
     """Bearer tokens: Breakwater's own and the configured external issuers'."""
     oidc: OidcSignIn
     """Sign-in with the configured OpenID Connect providers."""
+    files: Files
+    """Resumable uploads, downloads and garbage collection of files (docs/files.md)."""
     draining: bool = False
     worker_metrics: WorkerMetrics | None = None
     """Set when this process is one worker of several: ``/metrics`` answers for all of them."""
