@@ -258,10 +258,9 @@ class Files:
             return False
         return self.policy.may_read(identity, collection, {})
 
-    async def referenced(self) -> set[str]:
-        """Every file some document refers to, in any state the feed still holds."""
+    async def _references_since(self, vector: dict[str, int]) -> tuple[set[str], dict[str, int]]:
+        """Files the changes after ``vector`` refer to, and the vector after them."""
         found: set[str] = set()
-        vector: dict[str, int] = {}
         while True:
             page = await self.store.pull(vector, None, GC_PAGE)
             for entry in page.entries:
@@ -269,22 +268,33 @@ class Files:
                     found |= file_references(entry.data)
             vector = page.vector
             if not page.has_more:
-                return found
+                return found, vector
 
     async def collect_garbage(self) -> GarbageReport:
         """Delete files past the grace period that no document refers to, and expired uploads.
 
-        The grace period covers the time between an upload and the write of the document that
-        refers to it (an app uploads first, then writes).
+        A file counts as referred to when any change the feed still holds refers to it (so a
+        document's older states keep their files until compaction drops them: never too
+        few). The grace period covers the time between an upload and the write of the
+        document that refers to it (an app uploads first, then writes). The feed is read
+        again after the candidates are chosen, so a write made during the scan saves its file.
         """
         expired = await self.uploads.expire()
-        referenced = await self.referenced()
+        referenced, vector = await self._references_since({})
         cutoff = self.clock() - self.limits.gc_grace
-        kept = deleted = 0
+        candidates: list[str] = []
+        kept = 0
         async for info in self.blobs.blobs():
             if info.sha256 in referenced or info.created > cutoff:
                 kept += 1
-            elif await self.blobs.delete(info.sha256):
+            else:
+                candidates.append(info.sha256)
+        late, _ = await self._references_since(vector)
+        deleted = 0
+        for name in candidates:
+            if name in late:
+                kept += 1
+            elif await self.blobs.delete(name):
                 deleted += 1
         return GarbageReport(kept=kept, deleted=deleted, expired_uploads=expired)
 
