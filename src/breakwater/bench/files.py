@@ -2,12 +2,13 @@
 plain file copy on the same disk.
 
 A ``breakwater serve`` subprocess whose data directory is on the same file system as the
-source file. Each run: a tus upload (creation, then PATCHes of ``chunk`` bytes streamed from
-the file, the last one storing it under its SHA-256: written, hashed, fsynced and renamed)
-and a download of the whole file (streamed to nothing, as a client saving it to a file it
-then fsyncs would do at best). The floor in the same run: ``shutil.copyfile`` of the file
-plus ``fsync``, the physical job of an upload without HTTP, hashing or checks. The client
-runs in this process, so on a small machine it competes with the node for the CPU.
+source file. Each run: a tus upload (creation, then PATCHes of ``chunk`` bytes, the last one
+storing the file under its SHA-256: written, hashed, fsynced, renamed) and a download of the
+whole file. The client is plain sockets (``sendfile`` up, ``recv_into`` a reused buffer
+down), so the figures are the node's, not an HTTP library's. Floors in the same run:
+``shutil.copyfile`` plus ``fsync`` (the physical job without HTTP, hashing or checks), and
+the same copy hashing every block with SHA-256 on the way (what content addressing cannot
+skip). The client runs on the same machine, so on a small one it competes for the CPU.
 """
 
 from __future__ import annotations
@@ -17,13 +18,12 @@ import base64
 import hashlib
 import os
 import shutil
+import socket
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 from breakwater.bench._node import BenchNode, free_port, machine
 from breakwater.bench.stats import median
@@ -54,57 +54,92 @@ def _copy(source: Path, target: Path) -> float:
     return elapsed
 
 
-def _chunks(path: Path, offset: int, length: int) -> Iterator[bytes]:
-    with path.open("rb") as handle:
-        handle.seek(offset)
-        left = length
-        while left > 0:
-            block = handle.read(min(MIB, left))
-            if not block:
-                return
-            left -= len(block)
-            yield block
+def _copy_and_hash(source: Path, target: Path) -> float:
+    """Seconds of a copy that hashes every block and ends on disk (the second floor)."""
+    started = time.perf_counter()
+    hasher = hashlib.sha256()
+    with source.open("rb") as reader, target.open("wb") as writer:
+        while block := reader.read(MIB):
+            hasher.update(block)
+            writer.write(block)
+        writer.flush()
+        os.fsync(writer.fileno())
+    elapsed = time.perf_counter() - started
+    target.unlink()
+    return elapsed
 
 
-def _upload(client: httpx.Client, path: Path, size: int, chunk: int) -> tuple[float, str]:
-    """Seconds of a whole tus upload, and the stored file's name."""
+def _read_head(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers (lower-case names) and the body bytes read past them."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        block = sock.recv(65536)
+        if not block:
+            raise RuntimeError("the node closed the connection")
+        data += block
+    head, _, rest = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(lines[0].split()[1]), headers, rest
+
+
+def _upload(port: int, path: Path, size: int, chunk: int) -> tuple[float, str]:
+    """Seconds of a whole tus upload over one kept-alive connection (``sendfile`` for the
+    bytes, as curl or a native app would), and the stored file's name."""
     metadata = "collection " + base64.b64encode(b"bench").decode()
     started = time.perf_counter()
-    created = client.post(
-        "/v1/uploads",
-        headers={**TUS, "Upload-Length": str(size), "Upload-Metadata": metadata},
-    )
-    created.raise_for_status()
-    location = created.headers["Location"]
-    offset = 0
     name = ""
-    while offset < size:
-        length = min(chunk, size - offset)
-        answer = client.patch(
-            location,
-            content=_chunks(path, offset, length),
-            headers={
-                **TUS,
-                "Upload-Offset": str(offset),
-                "Content-Type": "application/offset+octet-stream",
-                "Content-Length": str(length),
-            },
+    with socket.create_connection(("127.0.0.1", port)) as sock, path.open("rb") as source:
+        sock.sendall(
+            (
+                f"POST /v1/uploads HTTP/1.1\r\nHost: bench\r\nTus-Resumable: 1.0.0\r\n"
+                f"Upload-Length: {size}\r\nUpload-Metadata: {metadata}\r\n"
+                "Content-Length: 0\r\n\r\n"
+            ).encode()
         )
-        answer.raise_for_status()
-        offset = int(answer.headers["Upload-Offset"])
-        name = answer.headers.get("Breakwater-File", "")
+        status, headers, _ = _read_head(sock)
+        if status != 201:
+            raise RuntimeError(f"creating the upload answered {status}")
+        location = headers["location"]
+        offset = 0
+        while offset < size:
+            length = min(chunk, size - offset)
+            sock.sendall(
+                (
+                    f"PATCH {location} HTTP/1.1\r\nHost: bench\r\nTus-Resumable: 1.0.0\r\n"
+                    f"Upload-Offset: {offset}\r\n"
+                    "Content-Type: application/offset+octet-stream\r\n"
+                    f"Content-Length: {length}\r\n\r\n"
+                ).encode()
+            )
+            sock.sendfile(source, offset, length)
+            status, headers, _ = _read_head(sock)
+            if status != 204:
+                raise RuntimeError(f"a PATCH answered {status}")
+            offset = int(headers["upload-offset"])
+            name = headers.get("breakwater-file", "")
     return time.perf_counter() - started, name
 
 
-def _download(client: httpx.Client, name: str, size: int) -> float:
+def _download(port: int, name: str, size: int) -> float:
+    """Seconds to receive the whole file (into a reused buffer: the client's cost is the
+    kernel's copy, as for a native app writing it out)."""
     started = time.perf_counter()
-    received = 0
-    with client.stream("GET", f"/v1/files/{name}") as answer:
-        answer.raise_for_status()
-        for block in answer.iter_raw(MIB):
-            received += len(block)
-    if received != size:
-        raise RuntimeError(f"downloaded {received} bytes of {size}")
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(f"GET /v1/files/{name} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+        status, headers, rest = _read_head(sock)
+        if status != 200:
+            raise RuntimeError(f"the download answered {status}")
+        left = int(headers["content-length"]) - len(rest)
+        buffer = bytearray(MIB)
+        while left > 0:
+            received = sock.recv_into(buffer, min(MIB, left))
+            if not received:
+                raise RuntimeError(f"the download ended {left} bytes short of {size}")
+            left -= received
     return time.perf_counter() - started
 
 
@@ -128,20 +163,19 @@ async def run(
         uploads: list[float] = []
         downloads: list[float] = []
         copies: list[float] = []
+        hashed: list[float] = []
         try:
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as client:
-                for run_index in range(runs):
-                    copies.append(await asyncio.to_thread(_copy, source, root / "copy.bin"))
-                    seconds, name = await asyncio.to_thread(
-                        _upload, client, source, size, chunk_mb * MIB
-                    )
-                    uploads.append(seconds)
-                    downloads.append(await asyncio.to_thread(_download, client, name, size))
-                    # The next run uploads the same bytes: drop the stored copy first.
-                    blob = root / "data" / "files" / "blobs" / name[:2] / name
-                    if run_index < runs - 1:
-                        blob.unlink()
-                        blob.with_name(name + ".json").unlink()
+            for run_index in range(runs):
+                copies.append(await asyncio.to_thread(_copy, source, root / "copy.bin"))
+                hashed.append(await asyncio.to_thread(_copy_and_hash, source, root / "copy.bin"))
+                seconds, name = await asyncio.to_thread(_upload, port, source, size, chunk_mb * MIB)
+                uploads.append(seconds)
+                downloads.append(await asyncio.to_thread(_download, port, name, size))
+                # The next run uploads the same bytes: drop the stored copy first.
+                blob = root / "data" / "files" / "blobs" / name[:2] / name
+                if run_index < runs - 1:
+                    blob.unlink()
+                    blob.with_name(name + ".json").unlink()
         finally:
             node.stop()
 
@@ -149,6 +183,7 @@ async def run(
         return round(size_mb / seconds, 1)
 
     copy, upload, download = median(copies), median(uploads), median(downloads)
+    copy_hash = median(hashed)
     return {
         "size_mb": size_mb,
         "runs": runs,
@@ -156,8 +191,15 @@ async def run(
         "copy_mb_s": rate(copy),
         "upload_mb_s": rate(upload),
         "download_mb_s": rate(download),
+        "copy_hash_mb_s": rate(copy_hash),
         "upload_ratio_to_copy": round(copy / upload, 2),
+        "upload_ratio_to_copy_hash": round(copy_hash / upload, 2),
         "download_ratio_to_copy": round(copy / download, 2),
-        "samples_s": {"copy": copies, "upload": uploads, "download": downloads},
+        "samples_s": {
+            "copy": copies,
+            "copy_hash": hashed,
+            "upload": uploads,
+            "download": downloads,
+        },
         "machine": machine(),
     }
