@@ -206,20 +206,43 @@ def _signature(expires: int | None, signature: str | None) -> tuple[int, str] | 
     return expires, signature
 
 
-@router.api_route("/v1/files/{sha256}", methods=["GET", "HEAD"], summary="Download a file")
+Doc = Annotated[
+    str | None, Query(description="<collection>/<id> of a document that refers to the file")
+]
+Expires = Annotated[int | None, Query(description="of a signed URL (unix seconds)")]
+Signature = Annotated[str | None, Query(description="of a signed URL")]
+
+
+@router.get("/v1/files/{sha256}", summary="Download a file")
 async def download(
     sha256: str,
     request: Request,
-    doc: Annotated[
-        str | None, Query(description="<collection>/<id> of a document that refers to it")
-    ] = None,
-    expires: Annotated[int | None, Query(description="of a signed URL (unix seconds)")] = None,
-    signature: Annotated[str | None, Query(description="of a signed URL")] = None,
+    doc: Doc = None,
+    expires: Expires = None,
+    signature: Signature = None,
 ) -> Response:
     """The file's bytes; ``Range`` gives 206, ``If-None-Match`` with its hash 304."""
+    return await _answer(request, sha256, doc, _signature(expires, signature))
+
+
+@router.head("/v1/files/{sha256}", summary="A file's headers")
+async def download_head(
+    sha256: str,
+    request: Request,
+    doc: Doc = None,
+    expires: Expires = None,
+    signature: Signature = None,
+) -> Response:
+    """What ``GET`` would answer, without the bytes."""
+    return await _answer(request, sha256, doc, _signature(expires, signature))
+
+
+async def _answer(
+    request: Request, sha256: str, doc: str | None, signed: tuple[int, str] | None
+) -> Response:
     node = node_of(request)
-    identity = None if signature is not None else identity_of(request)
-    grant = await node.files.grant(identity, sha256, doc, _signature(expires, signature))
+    identity = None if signed is not None else identity_of(request)
+    grant = await node.files.grant(identity, sha256, doc, signed)
     info = grant.info
     cache = "public" if grant.public else "private"
     headers = {
