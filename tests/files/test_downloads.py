@@ -205,3 +205,13 @@ async def test_a_signed_url_is_only_made_for_a_reader(rules: httpx.AsyncClient) 
     )
     made = await rules.post(f"/v1/files/{name}/url?doc=notes/n1", headers=bob.headers)
     assert made.status_code == 403
+
+
+async def test_uploads_and_downloads_are_counted(client: httpx.AsyncClient) -> None:
+    """/metrics counts created and completed uploads, their bytes and downloads by how."""
+    name = await tus.upload(client, DATA)
+    await client.get(f"/v1/files/{name}")
+    text = (await client.get("/metrics")).text
+    assert 'breakwater_file_uploads_total{stage="completed"} 1.0' in text
+    assert f"breakwater_file_upload_bytes_total {float(len(DATA))}" in text
+    assert 'breakwater_file_downloads_total{via="open"} 1.0' in text

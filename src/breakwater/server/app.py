@@ -48,6 +48,7 @@ from breakwater.server import (
 )
 from breakwater.server.access import Gatekeeper
 from breakwater.server.application.feed import PAGE_SIZE, FeedFollower
+from breakwater.server.application.file_metrics import FileMetrics
 from breakwater.server.application.files import FilePolicy, Files
 from breakwater.server.application.writes import Writes
 from breakwater.server.auth_backend import auth_store_for
@@ -183,6 +184,7 @@ def build_node(
             ),
             # Shared by the nodes that share signing keys: a URL one signs, every one accepts.
             UrlSigner(keys.keys[0].secret),
+            metrics=FileMetrics(metrics.registry),
         ),
     )
 

@@ -36,6 +36,7 @@ from breakwater.files.metadata import parse_metadata
 from breakwater.files.references import file_references, is_sha256
 from breakwater.files.signing import UrlSigner
 from breakwater.files.uploads import Upload, Uploads
+from breakwater.server.application.file_metrics import FileMetrics
 from breakwater.storage.base import Store
 
 GC_PAGE = 500
@@ -96,6 +97,7 @@ class Files:
         limits: FilePolicy,
         signer: UrlSigner,
         clock: Callable[[], float] = time.time,
+        metrics: FileMetrics | None = None,
     ) -> None:
         self.uploads = uploads
         self.blobs = blobs
@@ -104,6 +106,7 @@ class Files:
         self.limits = limits
         self.signer = signer
         self.clock = clock
+        self.metrics = metrics or FileMetrics()
 
     async def create(self, identity: Identity | None, length: int, metadata: str) -> Upload:
         """A new upload after the checks that need no byte: access, size, type."""
@@ -124,6 +127,7 @@ class Files:
         upload = await self.uploads.create(
             length, collection, _uid(identity), content_type, metadata
         )
+        self.metrics.uploads.labels("created").inc()
         if length == 0:
             upload = await self._finish(upload)
         return upload
@@ -151,6 +155,7 @@ class Files:
         """A tus PATCH; the last byte stores the file under its SHA-256."""
         await self._mine(identity, upload_id)
         upload = await self.uploads.append(upload_id, offset, chunks, checksum)
+        self.metrics.upload_bytes.inc(upload.offset - offset)
         if upload.offset == upload.length:
             upload = await self._finish(upload)
         return upload
@@ -166,6 +171,7 @@ class Files:
             created=self.clock(),
         )
         await self.blobs.put(self.uploads.part(upload.id), info)
+        self.metrics.uploads.labels("completed").inc()
         return await self.uploads.mark_finished(upload, sha256)
 
     async def terminate(self, identity: Identity | None, upload_id: str) -> None:
@@ -181,19 +187,30 @@ class Files:
         signature: tuple[int, str] | None = None,
     ) -> Grant:
         """The file, if the caller may download it this way (see the module docstring)."""
+        grant, via = await self._authorize(identity, sha256, doc, signature)
+        self.metrics.downloads.labels(via).inc()
+        return grant
+
+    async def _authorize(
+        self,
+        identity: Identity | None,
+        sha256: str,
+        doc: str | None,
+        signature: tuple[int, str] | None = None,
+    ) -> tuple[Grant, str]:
         if not is_sha256(sha256):
             raise NotFound("a file is named by its lower-case hex SHA-256")
         if signature is not None:
             expires, mac = signature
             if not self.signer.valid(sha256, expires, mac, self.clock()):
                 raise Forbidden("the signed URL is invalid or has expired")
-            return Grant(await self._stored(sha256), public=False)
+            return Grant(await self._stored(sha256), public=False), "signed"
         if doc is not None:
             collection, document = _parse_doc(doc)
             await self._check_reference(identity, collection, document, sha256)
             info = await self._stored(sha256)
             public = await self._anonymous_reads_doc(collection, document)
-            return Grant(info, public=public)
+            return Grant(info, public=public), "doc"
         self.policy.admit_caller(identity)
         found = await self.blobs.stat(sha256)
         if found is None or not (
@@ -204,7 +221,7 @@ class Files:
                 f"file {sha256} is not stored or not readable without naming a document"
                 " that refers to it (?doc=<collection>/<id>)"
             )
-        return Grant(found, public=self._reads_all(None, found.collection))
+        return Grant(found, public=self._reads_all(None, found.collection)), "open"
 
     async def sign(
         self, identity: Identity | None, sha256: str, doc: str | None, ttl: float | None
@@ -213,7 +230,7 @@ class Files:
         lifetime = self.limits.url_ttl if ttl is None else ttl
         if not 0 < lifetime <= self.limits.url_ttl:
             raise ValidationError(f"ttl must be in (0, {self.limits.url_ttl}] seconds", field="ttl")
-        await self.grant(identity, sha256, doc)
+        await self._authorize(identity, sha256, doc)
         expires = int(self.clock() + lifetime)
         mac = self.signer.sign(sha256, expires)
         return f"/v1/files/{sha256}?expires={expires}&signature={mac}", expires
@@ -296,6 +313,8 @@ class Files:
                 kept += 1
             elif await self.blobs.delete(name):
                 deleted += 1
+        self.metrics.collected.inc(deleted)
+        self.metrics.expired_uploads.inc(expired)
         return GarbageReport(kept=kept, deleted=deleted, expired_uploads=expired)
 
 
