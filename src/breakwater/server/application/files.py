@@ -141,8 +141,16 @@ class Files:
         return upload
 
     async def status(self, identity: Identity | None, upload_id: str) -> Upload:
-        """The upload (tus HEAD) for its creator."""
-        return await self._mine(identity, upload_id)
+        """The upload (tus HEAD) for its creator.
+
+        An upload whose bytes all arrived but whose storing failed (the blob store was down:
+        the last PATCH got a 503) is stored now, so a client that resumes with HEAD, as tus
+        clients do, completes it without sending anything again.
+        """
+        upload = await self._mine(identity, upload_id)
+        if upload.offset == upload.length and not upload.finished:
+            upload = await self._finish(upload)
+        return upload
 
     async def append(
         self,
