@@ -228,3 +228,14 @@ def test_bench_webhooks_delivers_every_change_and_reports_its_floor(tmp_path: Pa
     assert medians["writes"] == 50 and medians["delivered"] == 1.0
     assert 0 < medians["p50_ms"] <= medians["p99_ms"]
     assert medians["post_p50_ms"] > 0 and medians["control_write_p50_ms"] > 0
+
+
+def test_bench_files_uploads_downloads_and_reports_both_floors(tmp_path: Path) -> None:
+    """bench files reports upload, download and the copy floors, with two runs' samples."""
+    report = bench(tmp_path, "files", "--size-mb", "3", "--runs", "2", "--chunk-mb", "1")
+    samples = report["samples_s"]
+    assert isinstance(samples, dict)
+    assert {len(values) for values in samples.values()} == {2}
+    for key in ("copy_mb_s", "copy_hash_mb_s", "upload_mb_s", "download_mb_s"):
+        value = report[key]
+        assert isinstance(value, float) and value > 0, key
