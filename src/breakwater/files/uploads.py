@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -35,6 +36,8 @@ WRITE_BATCH = 1 << 20
 PIPELINE = 4
 """Batches that may wait for the writer thread (the memory one PATCH may hold)."""
 ID_BYTES = 16
+ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
+"""What ``secrets.token_urlsafe`` makes; anything else names no upload (nor any path)."""
 
 
 @dataclass(frozen=True)
@@ -122,7 +125,7 @@ class Uploads:
         temp.replace(self._meta(upload.id))
 
     def _load(self, upload_id: str) -> Upload:
-        if not upload_id.replace("-", "").replace("_", "").isalnum() or len(upload_id) > 64:
+        if not ID_PATTERN.fullmatch(upload_id):
             raise NotFound(f"upload {upload_id[:64]!r} does not exist")
         try:
             record = json.loads(self._meta(upload_id).read_text())
