@@ -28,7 +28,7 @@ from breakwater.core.errors import (
 from breakwater.files.checksums import ALGORITHMS, parse_checksum
 from breakwater.files.ranges import parse_range
 from breakwater.files.uploads import Upload
-from breakwater.server import problems
+from breakwater.server import openapi, problems
 from breakwater.server.access import identity_of
 from breakwater.server.params import AsciiFloat
 from breakwater.server.responses import json_response, node_of
@@ -117,7 +117,12 @@ async def upload_options(request: Request) -> Response:
     )
 
 
-@router.post("/v1/uploads", status_code=201, summary="Create an upload (tus creation)")
+@router.post(
+    "/v1/uploads",
+    status_code=201,
+    responses=openapi.UPLOAD_CREATE_RESPONSES,
+    summary="Create an upload (tus creation)",
+)
 async def create_upload(request: Request) -> Response:
     """A new upload of ``Upload-Length`` bytes into the collection named in
     ``Upload-Metadata``; a body of ``application/offset+octet-stream`` is its first chunk."""
@@ -147,7 +152,11 @@ async def create_upload(request: Request) -> Response:
     return await _tus_answer(request, act)
 
 
-@router.head("/v1/uploads/{upload_id}", summary="Resume: the upload's offset (tus HEAD)")
+@router.head(
+    "/v1/uploads/{upload_id}",
+    responses=openapi.UPLOAD_RESPONSES,
+    summary="Resume: the upload's offset (tus HEAD)",
+)
 async def upload_status(upload_id: str, request: Request) -> Response:
     """``Upload-Offset`` and ``Upload-Length`` for the upload's creator."""
 
@@ -162,7 +171,12 @@ async def upload_status(upload_id: str, request: Request) -> Response:
     return await _tus_answer(request, act)
 
 
-@router.patch("/v1/uploads/{upload_id}", status_code=204, summary="Append a chunk (tus PATCH)")
+@router.patch(
+    "/v1/uploads/{upload_id}",
+    status_code=204,
+    responses=openapi.UPLOAD_RESPONSES,
+    summary="Append a chunk (tus PATCH)",
+)
 async def append_chunk(upload_id: str, request: Request) -> Response:
     """Append the body at ``Upload-Offset``: 409 at another offset, 460 on a bad
     ``Upload-Checksum``; the last chunk stores the file and names it in ``Breakwater-File``."""
@@ -179,7 +193,12 @@ async def append_chunk(upload_id: str, request: Request) -> Response:
     return await _tus_answer(request, act)
 
 
-@router.delete("/v1/uploads/{upload_id}", status_code=204, summary="End an upload (tus)")
+@router.delete(
+    "/v1/uploads/{upload_id}",
+    status_code=204,
+    responses=openapi.UPLOAD_RESPONSES,
+    summary="End an upload (tus)",
+)
 async def terminate_upload(upload_id: str, request: Request) -> Response:
     """Abandon an unfinished upload and free its space."""
 
@@ -213,7 +232,7 @@ Expires = Annotated[int | None, Query(description="of a signed URL (unix seconds
 Signature = Annotated[str | None, Query(description="of a signed URL")]
 
 
-@router.get("/v1/files/{sha256}", summary="Download a file")
+@router.get("/v1/files/{sha256}", responses=openapi.FILE_RESPONSES, summary="Download a file")
 async def download(
     sha256: str,
     request: Request,
@@ -225,7 +244,7 @@ async def download(
     return await _answer(request, sha256, doc, _signature(expires, signature))
 
 
-@router.head("/v1/files/{sha256}", summary="A file's headers")
+@router.head("/v1/files/{sha256}", responses=openapi.FILE_RESPONSES, summary="A file's headers")
 async def download_head(
     sha256: str,
     request: Request,
@@ -274,7 +293,11 @@ async def _answer(
     )
 
 
-@router.post("/v1/files/{sha256}/url", summary="A signed, expiring URL of a file")
+@router.post(
+    "/v1/files/{sha256}/url",
+    responses=openapi.SIGNED_URL_RESPONSES,
+    summary="A signed, expiring URL of a file",
+)
 async def signed_url(
     sha256: str,
     request: Request,
