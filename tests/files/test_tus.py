@@ -187,3 +187,24 @@ async def test_an_empty_file_is_stored_at_creation(client: httpx.AsyncClient) ->
     """Upload-Length 0 completes at once."""
     response = await tus.create(client, 0)
     assert response.headers["Breakwater-File"] == sha256(b"")
+
+
+async def test_a_page_may_speak_tus_across_origins(make_client: Callable[..., Any]) -> None:
+    """A preflight allows tus's methods and headers; answers expose Upload-Offset and Location."""
+    node: httpx.AsyncClient = await make_client(cors_origins=("https://app.example",))
+    origin = {"Origin": "https://app.example"}
+    preflight = await node.options(
+        "/v1/uploads/x",
+        headers={
+            **origin,
+            "Access-Control-Request-Method": "PATCH",
+            "Access-Control-Request-Headers": "tus-resumable, upload-offset, content-type",
+        },
+    )
+    allowed = preflight.headers["Access-Control-Allow-Headers"].lower()
+    assert {"tus-resumable", "upload-offset", "upload-length", "upload-metadata"} <= {
+        h.strip() for h in allowed.split(",")
+    }
+    created = await tus.create(node, 3, headers=origin)
+    exposed = {h.strip() for h in created.headers["Access-Control-Expose-Headers"].split(",")}
+    assert {"Location", "Upload-Offset", "Breakwater-File", "Tus-Resumable"} <= exposed
