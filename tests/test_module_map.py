@@ -24,6 +24,7 @@ ALLOWED = {
     "gateway": {"resilience", "obs"},
     "ops": {"storage", "core"},
     "chaos": {"client", "resilience", "core"},
+    "files": {"core"},
     "server": {
         "core",
         "storage",
@@ -34,6 +35,7 @@ ALLOWED = {
         "config",
         "resilience",
         "replication",
+        "files",
     },
 }
 

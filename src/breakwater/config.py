@@ -99,6 +99,21 @@ class Config:
     webhook_backoff_cap: float = 300.0
     webhook_concurrency: int = 4
     webhook_log_retention_days: float = 7.0
+    # Files: see docs/files.md. Empty files_store: on disk under <data>/files/blobs.
+    files_store: str = ""
+    files_max_size: int = 1 << 30
+    files_content_types: tuple[str, ...] = (
+        "image/*",
+        "video/*",
+        "audio/*",
+        "application/pdf",
+        "text/plain",
+        "application/octet-stream",
+    )
+    files_url_ttl: float = 3600.0
+    files_upload_lifetime: float = 86400.0
+    files_gc_grace: float = 86400.0
+    files_gc_interval: float = 3600.0
     limits: Limits = field(default_factory=Limits)
     collections: Mapping[str, CollectionConfig] = field(default_factory=dict)
     auth: AuthSettings = field(default_factory=AuthSettings)
@@ -465,6 +480,11 @@ def _check(config: Config) -> None:
         "webhook_backoff_cap",
         "webhook_concurrency",
         "webhook_log_retention_days",
+        "files_max_size",
+        "files_url_ttl",
+        "files_upload_lifetime",
+        "files_gc_grace",
+        "files_gc_interval",
     ):
         if getattr(config, key) <= 0:
             raise ConfigError(f"{key} = {getattr(config, key)!r} must be positive")

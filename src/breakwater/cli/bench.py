@@ -757,3 +757,40 @@ def restore(
     console.print(table)
     console.print(f"backup: {report['backup_bytes']:,} bytes; machine: {report['machine']}")
     _write_json(report, json_path)
+
+
+@app.command("files")
+def files(
+    size_mb: Annotated[int, typer.Option(min=1, max=4096, help="File size in MiB.")] = 100,
+    runs: Annotated[int, typer.Option(min=1, max=20, help="Runs; medians are reported.")] = 3,
+    chunk_mb: Annotated[int, typer.Option(min=1, max=4096, help="MiB per tus PATCH.")] = 32,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="A node setting key=value (e.g. files_store=s3://...)."),
+    ] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+) -> None:
+    """Upload (tus) and download throughput of one file, against a file copy on the same disk."""
+    from breakwater.bench import files as bench_files
+
+    settings = _node_settings(set_)
+    with long_run.progress(f"{runs} runs of a {size_mb} MiB file"):
+        report = asyncio.run(bench_files.run(size_mb, runs, chunk_mb, settings))
+    table = Table(title=f"breakwater bench files ({size_mb} MiB, medians of {runs} runs)")
+    for column in ("", "MB/s", "ratio to copy", "ratio to copy + SHA-256"):
+        table.add_column(column, justify="right")
+    table.add_row("file copy + fsync (floor)", f"{report['copy_mb_s']:,}", "1.00", "")
+    table.add_row("copy + SHA-256 + fsync (floor)", f"{report['copy_hash_mb_s']:,}", "", "1.00")
+    table.add_row(
+        f"tus upload ({chunk_mb} MiB PATCHes)",
+        f"{report['upload_mb_s']:,}",
+        f"{report['upload_ratio_to_copy']:.2f}",
+        f"{report['upload_ratio_to_copy_hash']:.2f}",
+    )
+    table.add_row(
+        "download", f"{report['download_mb_s']:,}", f"{report['download_ratio_to_copy']:.2f}", ""
+    )
+    console = report_console()
+    console.print(table)
+    console.print(f"machine: {report['machine']}")
+    _write_json(report, json_path)

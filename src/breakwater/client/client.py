@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import httpx
 
@@ -39,6 +39,7 @@ from breakwater.client.status import StatusBoard
 from breakwater.client.sync_loop import SyncLoop, SyncSettings
 from breakwater.client.trace_context import add_trace_headers
 from breakwater.client.transports import TRANSPORTS, LongPollTransport
+from breakwater.client.upload_queue import UploadQueue
 from breakwater.core import hlc as hlc_mod
 from breakwater.core.limits import Limits
 
@@ -226,6 +227,15 @@ class Client:
             self._http = None
         await self._store.aclose()
         self._board.update(state="offline", transport=None)
+
+    def upload_queue(self, **options: Any) -> UploadQueue:
+        """The device's durable queue of file uploads (docs/sdk.md#files), sent with the
+        client's credentials to its preferred endpoint (a tus upload lives on one node, so a
+        queue does not move between endpoints). ``open()`` it before use."""
+        endpoint = self._pool.choose() or self._pool.endpoints[0]
+        return UploadQueue(
+            self._store.path, self._http_client(), endpoint.url, self._headers, **options
+        )
 
     def collection(self, name: str) -> Collection:
         """A collection of the local view; cheap, make as many as you like."""

@@ -11,12 +11,18 @@ it is transient (retrying the same request later may succeed) or permanent. Retr
     │   ├── PayloadTooLarge          413 payload_too_large
     │   ├── ClockSkew                400 clock_skew (carries the node's HLC)
     │   ├── UnsupportedEncoding      415 unsupported_media_type (a compressed body)
+    │   ├── ContentTypeRefused       415 content_type_refused (a file type not allowed)
+    │   ├── ChecksumMismatch         460 checksum_mismatch (a tus chunk's Upload-Checksum)
+    │   └── RangeNotSatisfiable      416 range_not_satisfiable (a download's Range)
     │   └── SchemaViolation          422 schema_violation
     ├── Unauthorized                 401 unauthorized (no, bad or expired credentials)
     ├── Forbidden                    403 forbidden (authenticated, but a rule or scope refuses)
     ├── RateLimited                  transient, 429 rate_limited (carries ``retry_after``)
     ├── NotFound                     404 not_found
     ├── PreconditionFailed           412 precondition_failed
+    ├── Conflict                     409: the resource is in another state than the request says
+    │   ├── OffsetMismatch           409 offset_mismatch (a tus PATCH at the wrong Upload-Offset)
+    │   └── UploadLocked             transient, 423 upload_locked (another PATCH is running)
     ├── CursorGone                   410: the node cannot honour the cursor; resync from empty
     │   ├── CursorExpired            410 cursor_expired (behind the retention horizon)
     │   └── CursorUnknown            410 cursor_unknown (names positions this store never had)
@@ -140,6 +146,54 @@ class PreconditionFailed(BreakwaterError):
     type = "precondition_failed"
     status = 412
     title = "Precondition failed"
+
+
+class ContentTypeRefused(InvalidInput):
+    """A file's declared content type is not on the node's allow-list."""
+
+    type = "content_type_refused"
+    status = 415
+    title = "Content type refused"
+
+
+class ChecksumMismatch(InvalidInput):
+    """A tus chunk does not match its ``Upload-Checksum``; the chunk was discarded."""
+
+    type = "checksum_mismatch"
+    status = 460
+    title = "Checksum mismatch"
+
+
+class RangeNotSatisfiable(InvalidInput):
+    """A ``Range`` names no byte of the file; ``extra['size']`` is the file's size."""
+
+    type = "range_not_satisfiable"
+    status = 416
+    title = "Range not satisfiable"
+
+
+class Conflict(BreakwaterError):
+    """The resource is not in the state the request assumes; re-read it and try again."""
+
+    type = "conflict"
+    status = 409
+    title = "Conflict"
+
+
+class OffsetMismatch(Conflict):
+    """A tus PATCH's ``Upload-Offset`` is not the upload's; ``extra['offset']`` is the upload's."""
+
+    type = "offset_mismatch"
+    title = "Offset mismatch"
+
+
+class UploadLocked(Conflict):
+    """Another request is appending to the same upload; retry after it ends (HEAD first)."""
+
+    type = "upload_locked"
+    status = 423
+    title = "Upload locked"
+    transient = True
 
 
 class CursorGone(BreakwaterError):

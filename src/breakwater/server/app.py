@@ -33,6 +33,9 @@ from breakwater.config import Config
 from breakwater.core.engine import Engine
 from breakwater.core.errors import BreakwaterError, ConfigError
 from breakwater.core.hlc import HybridClock
+from breakwater.files.blobs import open_blobs
+from breakwater.files.signing import UrlSigner
+from breakwater.files.uploads import Uploads
 from breakwater.obs.logging import get_logger
 from breakwater.obs.metrics import Metrics
 from breakwater.obs.worker_metrics import WorkerMetrics
@@ -40,6 +43,7 @@ from breakwater.server import (
     admin_api,
     auth_api,
     docs_api,
+    files_api,
     health,
     oidc_api,
     problems,
@@ -50,6 +54,8 @@ from breakwater.server import (
 )
 from breakwater.server.access import Gatekeeper
 from breakwater.server.application.feed import PAGE_SIZE, FeedFollower
+from breakwater.server.application.file_metrics import FileMetrics
+from breakwater.server.application.files import FilePolicy, Files
 from breakwater.server.application.region import RegionView
 from breakwater.server.application.replication import Replication
 from breakwater.server.application.writes import Writes
@@ -202,6 +208,21 @@ def build_node(
         tracing=tracing,
         region=region,
         replication=replication,
+        files=Files(
+            Uploads(config.data / "files" / "uploads", config.files_upload_lifetime),
+            open_blobs(config.files_store, config.data),
+            store,
+            policy,
+            FilePolicy(
+                max_size=config.files_max_size,
+                content_types=config.files_content_types,
+                url_ttl=config.files_url_ttl,
+                gc_grace=config.files_gc_grace,
+            ),
+            # Shared by the nodes that share signing keys: a URL one signs, every one accepts.
+            UrlSigner(keys.keys[0].secret),
+            metrics=FileMetrics(metrics.registry),
+        ),
     )
 
 
@@ -249,6 +270,21 @@ async def _reload_disabled_forever(node: Node) -> None:
                 node.auth.disabled, AccountDisabled("this account is disabled")
             )
         await asyncio.sleep(DISABLED_RELOAD_SECONDS)
+
+
+async def _collect_files_forever(node: Node) -> None:
+    while True:
+        await asyncio.sleep(node.config.files_gc_interval)
+        try:
+            report = await node.files.collect_garbage()
+            _log.info(
+                "files_collected",
+                kept=report.kept,
+                deleted=report.deleted,
+                expired_uploads=report.expired_uploads,
+            )
+        except BreakwaterError as error:
+            _log.warning("files_collection_failed", error=error.type, detail=error.detail)
 
 
 async def _compact_forever(node: Node) -> None:
@@ -316,7 +352,11 @@ def create_app(
             raise
         await node.webhooks.start()
         compaction = asyncio.create_task(_compact_forever(node))
-        background = [compaction, asyncio.create_task(_reload_disabled_forever(node))]
+        background = [
+            compaction,
+            asyncio.create_task(_reload_disabled_forever(node)),
+            asyncio.create_task(_collect_files_forever(node)),
+        ]
         if node.worker_metrics is not None:
             background.append(asyncio.create_task(node.worker_metrics.publish_forever()))
         _log.info(
@@ -336,6 +376,7 @@ def create_app(
             await asyncio.gather(*background, return_exceptions=True)
             await node.store_opener.aclose()
             await node.webhooks.aclose()
+            await node.files.blobs.aclose()
             await node.replication.aclose()
             await node.realtime.aclose()
             await node.feed.aclose()
@@ -370,6 +411,7 @@ def create_app(
     app.include_router(auth_api.router)
     app.include_router(oidc_api.router)
     app.include_router(docs_api.router)
+    app.include_router(files_api.router)
     app.include_router(sync_api.router)
     app.include_router(replication_api.router)
     app.include_router(realtime_sse.router)

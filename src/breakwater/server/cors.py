@@ -25,13 +25,20 @@ from breakwater.config import Config
 from breakwater.core.errors import Forbidden
 from breakwater.server import problems
 
-ALLOWED_METHODS = "GET, POST, PUT, PATCH, DELETE"
+ALLOWED_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE"
 ALLOWED_HEADERS = (
     "Authorization, Content-Type, If-Match, If-None-Match, Idempotency-Key, Last-Event-ID,"
-    " X-Request-ID, traceparent, tracestate"
+    " X-Request-ID, traceparent, tracestate, Range, If-Range, Tus-Resumable, Upload-Length,"
+    " Upload-Metadata, Upload-Offset, Upload-Checksum, Upload-Defer-Length"
 )
-EXPOSED_HEADERS = "ETag, X-Request-ID, Retry-After, Idempotent-Replayed, WWW-Authenticate"
-"""What the SDK reads of an answer; a page sees only these and the CORS-safelisted ones."""
+EXPOSED_HEADERS = (
+    "ETag, X-Request-ID, Retry-After, Idempotent-Replayed, WWW-Authenticate, Content-Range,"
+    " Accept-Ranges, Location, Tus-Resumable, Tus-Version, Tus-Extension, Tus-Max-Size,"
+    " Tus-Checksum-Algorithm, Upload-Offset, Upload-Length, Upload-Metadata, Upload-Expires,"
+    " Breakwater-File"
+)
+"""What the SDKs and browser tus clients read of an answer; a page sees only these and the
+CORS-safelisted ones."""
 
 
 @dataclass(frozen=True)

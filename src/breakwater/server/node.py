@@ -21,6 +21,7 @@ from breakwater.obs.metrics import Metrics
 from breakwater.obs.status import HealthHistory
 from breakwater.obs.worker_metrics import WorkerMetrics
 from breakwater.server.application.feed import FeedFollower
+from breakwater.server.application.files import Files
 from breakwater.server.application.region import RegionView
 from breakwater.server.application.replication import Replication
 from breakwater.server.application.writes import Writes
@@ -76,6 +77,8 @@ class Node:
     """This region's state (active or standby), stable vector and what peers hold."""
     replication: Replication
     """The replicators pulling from peer regions (none without ``[topology.peers]``)."""
+    files: Files
+    """Resumable uploads, downloads and garbage collection of files (docs/files.md)."""
     draining: bool = False
     worker_metrics: WorkerMetrics | None = None
     """Set when this process is one worker of several: ``/metrics`` answers for all of them."""

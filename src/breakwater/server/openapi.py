@@ -369,3 +369,30 @@ OIDC_IDENTITIES_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: _json("the OpenID Connect identities linked to the account", _IDENTITIES),
     **_errors(400, 401, 403, 404, 409, 413, 415, 429, 503),
 }
+_TUS_ERRORS = _errors(400, 401, 403, 404, 409, 412, 413, 415, 423, 429, 460, 503)
+UPLOAD_CREATE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    201: {"description": "created: Location, Upload-Offset, Upload-Expires"},
+    **_TUS_ERRORS,
+}
+UPLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "the upload: Upload-Offset, Upload-Length (HEAD)"},
+    204: {"description": "appended or ended: Upload-Offset; Breakwater-File once complete"},
+    **_TUS_ERRORS,
+}
+FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "the file's bytes"},
+    206: {"description": "the requested range (Content-Range)"},
+    304: {"description": "not modified (If-None-Match with the hash)"},
+    **_errors(400, 401, 403, 404, 416, 429, 503),
+}
+SIGNED_URL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _json(
+        "a signed URL and its expiry",
+        {
+            "type": "object",
+            "required": ["url", "expires"],
+            "properties": {"url": {"type": "string"}, "expires": {"type": "integer"}},
+        },
+    ),
+    **_errors(400, 401, 403, 404, 429, 503),
+}

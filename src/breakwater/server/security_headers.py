@@ -4,7 +4,8 @@
 WebSocket refusals), so that no browser runs a JSON or text answer as a script or page.
 ``Cache-Control: private, no-store`` goes on every answer under ``/v1/``: documents, queries,
 pulls and streams are the caller's view under its read rules, and auth answers carry tokens,
-so no cache (shared or the browser's) may keep any of them.
+so no cache (shared or the browser's) may keep any of them. The one exception is a file's
+download (``/v1/files/``), whose route sets its own policy: its bytes never change.
 
 The wrapper sits outside FastAPI's own error middleware (see :class:`NodeApp`), so the bare 500
 of an unexpected error carries the headers too. WebSocket scopes pass through untouched: the
@@ -21,6 +22,7 @@ API_HEADERS = {"x-content-type-options": "nosniff", "cache-control": "private, n
 NOSNIFF = (b"x-content-type-options", b"nosniff")
 NO_STORE = (b"cache-control", b"private, no-store")
 API_PREFIX = "/v1/"
+FILES_PREFIX = "/v1/files/"
 
 
 class SecurityHeaders:
@@ -34,11 +36,13 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         api = scope["path"].startswith(API_PREFIX)
+        files = scope["path"].startswith(FILES_PREFIX)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", ()))
-                if api:  # the one cache policy of the API, whatever a route set
+                own = files and any(h[0] == NO_STORE[0] for h in headers)
+                if api and not own:  # the one cache policy of the API, whatever a route set
                     headers = [h for h in headers if h[0] != NO_STORE[0]]
                     headers.append(NO_STORE)
                 headers.append(NOSNIFF)

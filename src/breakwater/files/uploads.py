@@ -1,0 +1,358 @@
+"""Unfinished tus uploads: ``<root>/<id>.json`` (what was declared) and ``<id>.part`` (the
+bytes so far), on the node's local disk whatever the blob store.
+
+The offset of an upload is the size of its part file, which is fsynced before a PATCH is
+answered: an offset a client was told is on disk (a crash can only lose bytes no answer
+named, and the client's HEAD finds the true offset). The SHA-256 of the part is carried
+along in memory while the process lives and recomputed from the part after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from breakwater.core.errors import (
+    ChecksumMismatch,
+    NotFound,
+    OffsetMismatch,
+    PayloadTooLarge,
+    UploadLocked,
+)
+from breakwater.files.checksums import ExpectedChecksum
+
+WRITE_BATCH = 1 << 20
+"""Bytes gathered before one write+hash in a thread (a request body arrives in ~64 KiB)."""
+PIPELINE = 4
+"""Batches that may wait for the writer thread (the memory one PATCH may hold)."""
+ID_BYTES = 16
+ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
+"""What ``secrets.token_urlsafe`` makes; anything else names no upload (nor any path)."""
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One upload as a client sees it through HEAD."""
+
+    id: str
+    length: int
+    offset: int
+    collection: str
+    uploader: str
+    content_type: str
+    metadata: str
+    """The ``Upload-Metadata`` header as the client sent it (echoed by HEAD)."""
+    created: float
+    expires: float
+    sha256: str = ""
+    """Set once the last byte arrived and the file was stored."""
+
+    @property
+    def finished(self) -> bool:
+        """True once every declared byte is stored."""
+        return bool(self.sha256)
+
+
+@dataclass
+class _Progress:
+    """The running SHA-256 of an upload's part, valid for ``offset`` bytes."""
+
+    offset: int
+    hasher: Any
+
+
+class Uploads:
+    """Create, resume, append to and finish uploads in one directory."""
+
+    def __init__(self, root: Path, lifetime: float, clock: Callable[[], float] = time.time):
+        self.root = root
+        self.lifetime = lifetime
+        self.clock = clock
+        self._progress: dict[str, _Progress] = {}
+        self._busy: set[str] = set()
+
+    def _meta(self, upload_id: str) -> Path:
+        return self.root / f"{upload_id}.json"
+
+    def part(self, upload_id: str) -> Path:
+        """Where the bytes of an unfinished upload are."""
+        return self.root / f"{upload_id}.part"
+
+    async def create(
+        self, length: int, collection: str, uploader: str, content_type: str, metadata: str
+    ) -> Upload:
+        """A new empty upload of ``length`` bytes, durable when it returns."""
+        now = self.clock()
+        upload = Upload(
+            id=secrets.token_urlsafe(ID_BYTES),
+            length=length,
+            offset=0,
+            collection=collection,
+            uploader=uploader,
+            content_type=content_type,
+            metadata=metadata,
+            created=now,
+            expires=now + self.lifetime,
+        )
+
+        def write() -> None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.part(upload.id).touch()
+            self._write_meta(upload)
+
+        await asyncio.to_thread(write)
+        self._progress[upload.id] = _Progress(0, hashlib.sha256())
+        return upload
+
+    def _write_meta(self, upload: Upload) -> None:
+        record = dataclasses.asdict(upload)
+        del record["offset"]
+        temp = self._meta(upload.id).with_suffix(".tmp")
+        with temp.open("w") as handle:
+            json.dump(record, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        temp.replace(self._meta(upload.id))
+
+    def _load(self, upload_id: str) -> Upload:
+        if not ID_PATTERN.fullmatch(upload_id):
+            raise NotFound(f"upload {upload_id[:64]!r} does not exist")
+        try:
+            record = json.loads(self._meta(upload_id).read_text())
+        except (OSError, ValueError) as exc:
+            raise NotFound(f"upload {upload_id!r} does not exist") from exc
+        if record["sha256"]:
+            offset = record["length"]
+        else:
+            try:
+                offset = self.part(upload_id).stat().st_size
+            except OSError as exc:
+                raise NotFound(f"upload {upload_id!r} does not exist") from exc
+        upload = Upload(offset=offset, **record)
+        if not upload.finished and upload.expires <= self.clock():
+            raise NotFound(f"upload {upload_id!r} has expired")
+        return upload
+
+    async def get(self, upload_id: str) -> Upload:
+        """The upload and its offset; 404 when unknown or expired."""
+        return await asyncio.to_thread(self._load, upload_id)
+
+    async def append(
+        self,
+        upload_id: str,
+        offset: int,
+        chunks: AsyncIterator[bytes],
+        checksum: ExpectedChecksum | None = None,
+    ) -> Upload:
+        """Append a PATCH body at ``offset``; the upload as it is after.
+
+        409 when ``offset`` is not the upload's, 423 while another append runs, 413 when the
+        body goes past the declared length, 460 when it does not match ``checksum``. A
+        refused chunk leaves nothing behind. A body cut short (the client went away) keeps
+        what arrived, unless a checksum was given (it cannot be verified then).
+        """
+        if upload_id in self._busy:
+            raise UploadLocked(f"upload {upload_id!r} is being appended to by another request")
+        self._busy.add(upload_id)
+        try:
+            return await self._append(upload_id, offset, chunks, checksum)
+        finally:
+            self._busy.discard(upload_id)
+
+    async def _append(
+        self,
+        upload_id: str,
+        offset: int,
+        chunks: AsyncIterator[bytes],
+        checksum: ExpectedChecksum | None,
+    ) -> Upload:
+        upload = await self.get(upload_id)
+        if upload.finished or offset != upload.offset:
+            raise OffsetMismatch(
+                f"Upload-Offset is {offset}; the upload is at {upload.offset}",
+                offset=upload.offset,
+            )
+        progress = await self._progress_at(upload_id, offset)
+        before = progress.hasher.copy()
+        chunk_hasher = checksum.hasher() if checksum is not None else None
+        handle = await asyncio.to_thread(self.part(upload_id).open, "r+b")
+        written = 0
+        writer = _Writer(handle, progress.hasher, chunk_hasher)
+        try:
+            await asyncio.to_thread(handle.seek, offset)
+            batch: list[bytes] = []
+            pending = 0
+            async for chunk in chunks:
+                if offset + written + pending + len(chunk) > upload.length:
+                    raise PayloadTooLarge(
+                        f"the body goes past Upload-Length ({upload.length} bytes)",
+                        limit=upload.length,
+                    )
+                batch.append(chunk)
+                pending += len(chunk)
+                if pending >= WRITE_BATCH:
+                    await writer.put(b"".join(batch))
+                    written += pending
+                    batch, pending = [], 0
+            await writer.put(b"".join(batch))
+            written += pending
+            await writer.finish()
+            if (
+                checksum is not None
+                and chunk_hasher is not None
+                and (chunk_hasher.digest() != checksum.digest)
+            ):
+                raise ChecksumMismatch(
+                    f"the chunk's {checksum.algorithm} is not the Upload-Checksum's"
+                )
+        except BaseException:
+            # Nothing of a refused chunk stays: cut the part back to where it was.
+            await writer.finish(failed=True)
+            await asyncio.to_thread(_truncate, handle, offset)
+            self._progress[upload_id] = _Progress(offset, before)
+            raise
+        finally:
+            await asyncio.to_thread(_sync_and_close, handle)
+        progress.offset = offset + written
+        return dataclasses.replace(upload, offset=progress.offset)
+
+    async def _progress_at(self, upload_id: str, offset: int) -> _Progress:
+        progress = self._progress.get(upload_id)
+        if progress is None or progress.offset != offset:
+            hasher = await asyncio.to_thread(_hash_prefix, self.part(upload_id), offset)
+            progress = _Progress(offset, hasher)
+            self._progress[upload_id] = progress
+        return progress
+
+    async def digest(self, upload_id: str) -> str:
+        """The SHA-256 of a complete upload's bytes."""
+        upload = await self.get(upload_id)
+        progress = await self._progress_at(upload_id, upload.offset)
+        return str(progress.hasher.hexdigest())
+
+    async def mark_finished(self, upload: Upload, sha256: str) -> Upload:
+        """Record that ``upload`` is stored as ``sha256`` (its part is gone)."""
+        finished = dataclasses.replace(upload, sha256=sha256, offset=upload.length)
+        await asyncio.to_thread(self._write_meta, finished)
+        self._progress.pop(upload.id, None)
+        return finished
+
+    async def terminate(self, upload_id: str) -> None:
+        """Remove an upload (tus termination); 404 when unknown, 423 while appended to."""
+        await self.get(upload_id)
+        if upload_id in self._busy:
+            raise UploadLocked(f"upload {upload_id!r} is being appended to by another request")
+        self._progress.pop(upload_id, None)
+
+        def remove() -> None:
+            self.part(upload_id).unlink(missing_ok=True)
+            self._meta(upload_id).unlink(missing_ok=True)
+
+        await asyncio.to_thread(remove)
+
+    async def expire(self) -> int:
+        """Remove unfinished uploads past their expiry and finished records past it too."""
+
+        def sweep() -> int:
+            removed = 0
+            now = self.clock()
+            for meta in self.root.glob("*.json"):
+                try:
+                    record = json.loads(meta.read_text())
+                except (OSError, ValueError):
+                    continue
+                if record["expires"] <= now and record["id"] not in self._busy:
+                    self.part(record["id"]).unlink(missing_ok=True)
+                    meta.unlink(missing_ok=True)
+                    self._progress.pop(record["id"], None)
+                    removed += 1
+            return removed
+
+        if not self.root.exists():
+            return 0
+        return await asyncio.to_thread(sweep)
+
+
+class _Writer:
+    """Writes and hashes batches in a thread while the next batch is received.
+
+    At most :data:`PIPELINE` batches wait, so a fast client cannot fill the memory: receiving
+    stops (and TCP flow control slows the client) until the disk catches up.
+    """
+
+    def __init__(self, handle: Any, hasher: Any, chunk_hasher: Any) -> None:
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=PIPELINE)
+        self._task = asyncio.create_task(self._run(handle, hasher, chunk_hasher))
+
+    async def _run(self, handle: Any, hasher: Any, chunk_hasher: Any) -> None:
+        while (data := await self._queue.get()) is not None:
+            await asyncio.to_thread(_write, handle, data, hasher, chunk_hasher)
+
+    async def put(self, data: bytes) -> None:
+        """Queue ``data``; raises the writer's error if it failed."""
+        if self._task.done():
+            self._task.result()
+        if data:
+            await self._queue.put(data)
+
+    async def finish(self, failed: bool = False) -> None:
+        """Wait until every queued batch is written (``failed``: drop those not started).
+
+        Never cancels a write under way: the caller truncates the file after this returns,
+        which must not race a thread still writing.
+        """
+        if self._task.done():
+            if not failed:
+                self._task.result()
+            return
+        if failed:
+            while not self._queue.empty():
+                self._queue.get_nowait()
+        await self._queue.put(None)
+        if failed:
+            await asyncio.gather(self._task, return_exceptions=True)
+        else:
+            await self._task
+
+
+def _write(handle: Any, data: bytes, hasher: Any, chunk_hasher: Any) -> None:
+    handle.write(data)
+    hasher.update(data)
+    if chunk_hasher is not None:
+        chunk_hasher.update(data)
+
+
+def _truncate(handle: Any, offset: int) -> None:
+    handle.flush()
+    handle.truncate(offset)
+
+
+def _sync_and_close(handle: Any) -> None:
+    try:
+        handle.flush()
+        os.fsync(handle.fileno())
+    finally:
+        handle.close()
+
+
+def _hash_prefix(path: Path, length: int) -> Any:
+    hasher = hashlib.sha256()
+    with path.open("rb") as handle:
+        left = length
+        while left > 0:
+            block = handle.read(min(WRITE_BATCH, left))
+            if not block:
+                break
+            hasher.update(block)
+            left -= len(block)
+    return hasher
