@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -43,6 +44,16 @@ def require_program(name: str) -> str:
     path = shutil.which(name)
     if path is None:
         reason = f"{name} is not installed (.ci/run installs it)"
+        if os.environ.get("BREAKWATER_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"{reason}; BREAKWATER_REQUIRE_SERVICES=1 requires it", pytrace=False)
+        pytest.skip(reason)
+    return path
+
+
+def require_installed(path: Path, what: str) -> Path:
+    """``path`` if it exists; otherwise skip (or fail under CI) saying that ``what`` is missing."""
+    if not path.exists():
+        reason = f"{what} is not installed ({path} is missing; .ci/run installs it)"
         if os.environ.get("BREAKWATER_REQUIRE_SERVICES") == "1":
             pytest.fail(f"{reason}; BREAKWATER_REQUIRE_SERVICES=1 requires it", pytrace=False)
         pytest.skip(reason)

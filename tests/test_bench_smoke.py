@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.services import POSTGRES_URL, require_service
+from tests.services import POSTGRES_URL, require_program, require_service
 
 pytestmark = pytest.mark.slow
 
@@ -218,3 +218,24 @@ def test_bench_counters_reports_each_checkpoint(tmp_path: Path) -> None:
     assert [row["earlier_increments"] for row in results] == [1, 100, 1000]
     assert all(row["us_per_increment"] > 0 and row["state_bytes"] > 0 for row in results)
     assert isinstance(report["last_over_first"], float)
+
+
+def test_bench_webhooks_delivers_every_change_and_reports_its_floor(tmp_path: Path) -> None:
+    """bench webhooks delivers every paced write and reports latency, floor and peer."""
+    report = bench(tmp_path, "webhooks", "--runs", "1", "--seconds", "1", "--rate", "50")
+    medians = report["median"]
+    assert isinstance(medians, dict)
+    assert medians["writes"] == 50 and medians["delivered"] == 1.0
+    assert 0 < medians["p50_ms"] <= medians["p99_ms"]
+    assert medians["post_p50_ms"] > 0 and medians["control_write_p50_ms"] > 0
+
+
+def test_bench_gateway_reports_direct_and_gateway_percentiles(tmp_path: Path) -> None:
+    """bench gateway measures reads and pushes both ways through a real HAProxy."""
+    require_program("haproxy")
+    report = bench(tmp_path, "gateway", "--requests", "100", "--runs", "1")
+    summary = report["median_of_runs"]
+    for kind in ("read", "push"):
+        row = summary[kind]  # type: ignore[index]
+        assert row["direct_p50_ms"] > 0 and row["gateway_p50_ms"] > 0
+    assert str(report["machine"]["haproxy"]).startswith("2.")  # type: ignore[index]

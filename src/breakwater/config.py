@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import jsonschema
 
+from breakwater.auth.external_settings import parse_external, parse_oidc
 from breakwater.auth.rules import CollectionRules, compile_rules
 from breakwater.auth.settings import AuthSettings, proxy_networks
 from breakwater.core.collections import CollectionConfig, Validator
@@ -87,6 +88,15 @@ class Config:
     # listens on loopback, none otherwise. "*" allows every origin.
     cors_origins: tuple[str, ...] = ()
     cors_max_age: int = 7200
+    # Webhooks: see docs/webhooks.md. Receivers on loopback and private networks are refused
+    # unless allowed (SSRF, docs/security.md#webhooks).
+    webhook_allow_private: bool = False
+    webhook_timeout: float = 10.0
+    webhook_max_attempts: int = 8
+    webhook_backoff_base: float = 1.0
+    webhook_backoff_cap: float = 300.0
+    webhook_concurrency: int = 4
+    webhook_log_retention_days: float = 7.0
     limits: Limits = field(default_factory=Limits)
     collections: Mapping[str, CollectionConfig] = field(default_factory=dict)
     auth: AuthSettings = field(default_factory=AuthSettings)
@@ -118,7 +128,8 @@ class Config:
 _TABLES = ("limits", "collections", "auth", "rules", "topology")
 _TOP_KEYS = [f.name for f in dataclasses.fields(Config) if f.name not in _TABLES]
 _LIMIT_KEYS = [f.name for f in dataclasses.fields(Limits)]
-_AUTH_KEYS = [f.name for f in dataclasses.fields(AuthSettings)]
+_AUTH_TABLES = ("oidc", "external")
+_AUTH_KEYS = [f.name for f in dataclasses.fields(AuthSettings) if f.name not in _AUTH_TABLES]
 
 
 def _coerce(key: str, value: Any, kind: type | str) -> Any:
@@ -134,6 +145,12 @@ def _coerce(key: str, value: Any, kind: type | str) -> Any:
             if isinstance(value, bool):
                 raise ValueError
             return float(value)
+        if kind_name == "bool":
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "1", "false", "0"):
+                return value.lower() in ("true", "1")
+            raise ValueError
         if kind_name == "Path":
             return Path(str(value))
         if kind_name in ("str", "ModeSetting"):
@@ -201,10 +218,13 @@ def _rules(raw: Any) -> dict[str, CollectionRules]:
 
 
 def _auth(raw: Any, env: Mapping[str, str]) -> AuthSettings:
-    if not isinstance(raw, dict) or set(raw) - set(_AUTH_KEYS):
-        raise ConfigError(f"auth must be a table with keys from {_AUTH_KEYS}")
+    if not isinstance(raw, dict) or set(raw) - {*_AUTH_KEYS, *_AUTH_TABLES}:
+        raise ConfigError(f"auth must be a table with keys from {[*_AUTH_KEYS, *_AUTH_TABLES]}")
     types = _field_types(AuthSettings)
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = {
+        "oidc": parse_oidc(raw.get("oidc", {}), env),
+        "external": parse_external(raw.get("external", {})),
+    }
     for key in _AUTH_KEYS:
         if key in raw:
             values[key] = _coerce(f"auth.{key}", raw[key], types[key])
@@ -365,6 +385,12 @@ def _check(config: Config) -> None:
         "cache_ttl",
         "header_timeout",
         "body_timeout",
+        "webhook_timeout",
+        "webhook_max_attempts",
+        "webhook_backoff_base",
+        "webhook_backoff_cap",
+        "webhook_concurrency",
+        "webhook_log_retention_days",
     ):
         if getattr(config, key) <= 0:
             raise ConfigError(f"{key} = {getattr(config, key)!r} must be positive")
@@ -401,6 +427,11 @@ def _check(config: Config) -> None:
         raise ConfigError(
             f"realtime_transports = {config.realtime_transports!r} names {sorted(unknown)};"
             f" use a comma-separated subset of {list(REALTIME_TRANSPORTS)} (or empty)"
+        )
+    if config.webhook_backoff_cap < config.webhook_backoff_base:
+        raise ConfigError(
+            f"webhook_backoff_cap = {config.webhook_backoff_cap!r} must be at least"
+            f" webhook_backoff_base = {config.webhook_backoff_base!r}"
         )
     if config.realtime_timeout <= config.realtime_heartbeat:
         raise ConfigError(

@@ -143,6 +143,9 @@ def node(server: Venv, data: Path) -> Iterator[str]:
         process.wait(timeout=30)
 
 
+# Two venvs installed from the registries: the server's now brings cryptography (PyJWT[crypto],
+# for external identity providers' keys) and took 117 s of the default 120 on a loaded machine.
+@pytest.mark.timeout(300)
 def test_the_sdk_installs_alone_and_syncs_with_a_server_install(
     wheels: Path, tmp_path: Path
 ) -> None:

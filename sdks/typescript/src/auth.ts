@@ -33,6 +33,32 @@ export interface Session {
 /** Sign-in needs a one-time code (TOTP or a recovery code): call `signIn` again with it. */
 export class MfaRequired extends BreakwaterError {}
 
+/**
+ * A started OpenID Connect sign-in: open `authorizeUrl` in the system browser; the provider
+ * sends the user back to `redirectUri` with `code` and `state`; pass them to `signInWithOidc`.
+ * `codeVerifier` (PKCE) stays on the device until then.
+ */
+export interface OidcStart {
+  readonly provider: string;
+  readonly authorizeUrl: string;
+  readonly state: string;
+  readonly codeVerifier: string;
+  readonly redirectUri: string;
+}
+
+function base64url(bytes: Uint8Array): string {
+  let binary = "";
+  for (const byte of bytes) binary += String.fromCharCode(byte);
+  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/** A PKCE verifier (48 random bytes, 64 characters) and its S256 challenge (Web Crypto: Node and browsers). */
+export async function pkcePair(): Promise<{ verifier: string; challenge: string }> {
+  const verifier = base64url(globalThis.crypto.getRandomValues(new Uint8Array(48)));
+  const digest = await globalThis.crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier));
+  return { verifier, challenge: base64url(new Uint8Array(digest)) };
+}
+
 interface SessionAnswer {
   access_token: string;
   refresh_token: string;
@@ -131,6 +157,37 @@ export class Auth {
   /** Give the signed-in anonymous account an email and password; the uid stays the same. */
   link(email: string, password: string): Promise<Session> {
     return this.start("/v1/auth/link", { email, password }, true);
+  }
+
+  /** Begin signing in with the OpenID Connect provider `provider` (a name of the node's `[auth.oidc.providers]`). */
+  async startOidc(provider: string, redirectUri: string): Promise<OidcStart> {
+    const { verifier, challenge } = await pkcePair();
+    const path = `/v1/auth/oidc/${encodeURIComponent(provider)}/start`;
+    const answer = (await this.post(path, { redirect_uri: redirectUri, code_challenge: challenge })) as { authorize_url: string; state: string };
+    return { provider, authorizeUrl: answer.authorize_url, state: answer.state, codeVerifier: verifier, redirectUri };
+  }
+
+  /**
+   * Finish an OpenID Connect sign-in with the `code` and `state` the provider sent to the redirect URI.
+   * Throws `MfaRequired` when the account needs a one-time code; a 409 `account_exists` when the email
+   * belongs to an account the provider may not join by itself (sign in there, then `linkOidc`).
+   */
+  async signInWithOidc(started: OidcStart, code: string, state: string, codes: { otp?: string } = {}): Promise<Session> {
+    if (state !== started.state) throw new BreakwaterError({ type: "unauthorized", status: 401, detail: "the state is not this sign-in's" });
+    const body = { code, state, code_verifier: started.codeVerifier, redirect_uri: started.redirectUri, ...(codes.otp ? { otp: codes.otp } : {}) };
+    try {
+      return await this.start(`/v1/auth/oidc/${encodeURIComponent(started.provider)}/callback`, body);
+    } catch (error) {
+      if (error instanceof BreakwaterError && error.problem["mfa_required"] === true) throw new MfaRequired(error.problem);
+      throw error;
+    }
+  }
+
+  /** Link the provider's user to the signed-in account; returns the account's linked identities. */
+  async linkOidc(started: OidcStart, code: string, state: string): Promise<{ provider: string; sub: string }[]> {
+    const body = { code, state, code_verifier: started.codeVerifier, redirect_uri: started.redirectUri };
+    const answer = (await this.post(`/v1/auth/oidc/${encodeURIComponent(started.provider)}/link`, body, true)) as { identities: { provider: string; sub: string }[] };
+    return answer.identities;
   }
 
   /** Start TOTP enrolment: a secret and its `otpauth://` URI, active once confirmed. */

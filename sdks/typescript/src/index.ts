@@ -1,7 +1,9 @@
 /** Breakwater's TypeScript SDK: an offline-first local store that syncs in the background (docs/sdk-js.md). */
 
-export { Auth, MfaRequired } from "./auth.js";
-export type { Session } from "./auth.js";
+export { Auth, MfaRequired, pkcePair } from "./auth.js";
+export type { OidcStart, Session } from "./auth.js";
+export { externalToken } from "./external-token.js";
+export type { TokenCallback } from "./external-token.js";
 export { Client } from "./client.js";
 export type { ClientOptions } from "./client.js";
 export { Collection } from "./collection.js";

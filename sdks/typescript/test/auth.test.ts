@@ -103,3 +103,52 @@ describe("accounts", () => {
     await expect(again.auth.signIn("bob@example.com", "wrong password")).rejects.toMatchObject({ type: "unauthorized" });
   });
 });
+
+describe("OpenID Connect and external tokens", () => {
+  it("keeps the PKCE verifier on the device until the callback, and adopts the session", async () => {
+    const { createHash } = await import("node:crypto");
+    const posted: { path: string; body: Record<string, string> }[] = [];
+    const fake: typeof fetch = async (input, init) => {
+      const path = new URL(String(input)).pathname;
+      const body = JSON.parse(String(init?.body ?? "{}")) as Record<string, string>;
+      posted.push({ path, body });
+      if (path.endsWith("/start")) return new Response(JSON.stringify({ authorize_url: "https://idp/auth?x", state: "st-1", expires_in: 600 }), { status: 200 });
+      const session = { access_token: "a", refresh_token: "r", expires_in: 900, uid: "u-oidc", anonymous: false };
+      return new Response(JSON.stringify(session), { status: 200 });
+    };
+    const store = new LocalStore(new MemoryStorage());
+    await store.open();
+    const auth = new Auth(store, ["http://node"], fake, 1_000, () => undefined);
+    const started = await auth.startOidc("google", "com.example.app:/cb");
+    expect(posted[0]?.path).toBe("/v1/auth/oidc/google/start");
+    expect(JSON.stringify(posted[0]?.body)).not.toContain(started.codeVerifier);
+    const challenge = createHash("sha256").update(started.codeVerifier).digest("base64url");
+    expect(posted[0]?.body).toEqual({ redirect_uri: "com.example.app:/cb", code_challenge: challenge });
+    await expect(auth.signInWithOidc(started, "code-1", "another-state")).rejects.toThrow(/state/);
+    expect(posted).toHaveLength(1);
+    const session = await auth.signInWithOidc(started, "code-1", "st-1");
+    expect(posted[1]).toEqual({
+      path: "/v1/auth/oidc/google/callback",
+      body: { code: "code-1", state: "st-1", code_verifier: started.codeVerifier, redirect_uri: "com.example.app:/cb" },
+    });
+    expect(session.uid).toBe("u-oidc");
+    expect(auth.session?.accessToken).toBe("a");
+  });
+
+  it("asks an external token callback to refresh after a 401, and retries only with a new token", async () => {
+    const { externalToken } = await import("../src/external-token.js");
+    const asked: boolean[] = [];
+    let token = "old";
+    const provider = externalToken(async (force) => {
+      asked.push(force);
+      if (force) token = "new";
+      return token;
+    });
+    const used = await provider();
+    expect(used).toEqual({ Authorization: "Bearer old" });
+    expect(await provider.renew?.(used)).toBe(true);
+    expect(await provider()).toEqual({ Authorization: "Bearer new" });
+    expect(await provider.renew?.({ Authorization: "Bearer new" })).toBe(false);
+    expect(asked).toEqual([false, true, false, true]);
+  });
+});

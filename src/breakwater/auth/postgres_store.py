@@ -24,8 +24,8 @@ from typing import Any, Protocol, TypeAlias, TypeVar
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from breakwater.auth.records import Account, ApiKey, RefreshToken
-from breakwater.auth.store import EmailTaken, RotateOutcome
+from breakwater.auth.records import Account, ApiKey, LinkedIdentity, OidcFlow, RefreshToken
+from breakwater.auth.store import EmailTaken, IdentityTaken, RotateOutcome
 from breakwater.core.errors import StoreIncompatible, StoreUnavailable
 
 T = TypeVar("T")
@@ -75,7 +75,27 @@ MIGRATIONS: tuple[str, ...] = (
         revoked_ms bigint
     );
     """,
+    # 2: OpenID Connect: identities linked to accounts, and started sign-ins.
+    """
+    CREATE TABLE auth_identities (
+        provider text COLLATE "C" NOT NULL,
+        sub text COLLATE "C" NOT NULL,
+        uid text COLLATE "C" NOT NULL,
+        created_ms bigint NOT NULL,
+        PRIMARY KEY (provider, sub)
+    );
+    CREATE INDEX auth_identities_uid ON auth_identities (uid);
+    CREATE TABLE auth_oidc_flows (
+        state_hash text COLLATE "C" PRIMARY KEY,
+        provider text NOT NULL,
+        nonce text NOT NULL,
+        redirect_uri text NOT NULL,
+        expires_ms bigint NOT NULL
+    );
+    """,
 )
+_DAY_MS = 86_400_000
+"""Flows older than a day are surely expired (``flow_ttl`` is minutes): dropped on insert."""
 
 _ACCOUNT_COLUMNS = (
     "uid, email, password_hash, anonymous, roles, created_ms, totp_secret, totp_enabled,"
@@ -280,6 +300,8 @@ class PostgresAuthStore:
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name == "auth_accounts_email_key":
                 raise EmailTaken("an account with this email exists") from exc
+            if exc.constraint_name == "auth_identities_pkey":
+                raise IdentityTaken("this identity is linked to an account already") from exc
             raise StoreUnavailable("the auth store refused a duplicate record") from exc
         except _DB_ERRORS as exc:
             if self._pool is not None:
@@ -324,6 +346,7 @@ class PostgresAuthStore:
         async def work(conn: Connection) -> bool:
             async with conn.transaction():
                 await conn.execute("DELETE FROM auth_refresh_tokens WHERE uid = $1", uid)
+                await conn.execute("DELETE FROM auth_identities WHERE uid = $1", uid)
                 status = await conn.execute("DELETE FROM auth_accounts WHERE uid = $1", uid)
             return bool(status != "DELETE 0")
 
@@ -486,3 +509,93 @@ class PostgresAuthStore:
             return status == "UPDATE 1"
 
         return self._call(work)
+
+    # OpenID Connect -----------------------------------------------------------------------------
+
+    def create_linked_account(self, account: Account, identity: LinkedIdentity) -> None:
+        """Insert the account and its identity in one transaction."""
+
+        async def work(conn: Connection) -> None:
+            await _insert_identity(conn, identity)
+            await conn.execute(
+                f"INSERT INTO auth_accounts ({_ACCOUNT_COLUMNS})"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                *_account_row(account),
+            )
+
+        self._call(work)
+
+    def add_identity(self, identity: LinkedIdentity) -> None:
+        """Link an identity (the primary key refuses a second owner)."""
+
+        async def work(conn: Connection) -> None:
+            await _insert_identity(conn, identity)
+
+        self._call(work)
+
+    def identity_owner(self, provider: str, sub: str) -> str | None:
+        """The uid of an identity."""
+
+        async def work(conn: Connection) -> str | None:
+            uid: str | None = await conn.fetchval(
+                "SELECT uid FROM auth_identities WHERE provider = $1 AND sub = $2", provider, sub
+            )
+            return uid
+
+        return self._call(work)
+
+    def identities(self, uid: str) -> Sequence[LinkedIdentity]:
+        """The identities of an account."""
+
+        async def work(conn: Connection) -> list[LinkedIdentity]:
+            rows = await conn.fetch(
+                "SELECT provider, sub, uid, created_ms FROM auth_identities WHERE uid = $1"
+                " ORDER BY created_ms, provider",
+                uid,
+            )
+            return [LinkedIdentity(*row) for row in rows]
+
+        return self._call(work)
+
+    def add_flow(self, flow: OidcFlow) -> None:
+        """Store a flow; expired ones go."""
+
+        async def work(conn: Connection) -> None:
+            await conn.execute(
+                "DELETE FROM auth_oidc_flows WHERE expires_ms <= $1", flow.expires_ms - _DAY_MS
+            )
+            await conn.execute(
+                "INSERT INTO auth_oidc_flows (state_hash, provider, nonce, redirect_uri,"
+                " expires_ms) VALUES ($1, $2, $3, $4, $5)",
+                flow.state_hash,
+                flow.provider,
+                flow.nonce,
+                flow.redirect_uri,
+                flow.expires_ms,
+            )
+
+        self._call(work)
+
+    def take_flow(self, state_hash: str, now_ms: int) -> OidcFlow | None:
+        """Spend a flow (DELETE ... RETURNING: one of racing callbacks gets it)."""
+
+        async def work(conn: Connection) -> OidcFlow | None:
+            row = await conn.fetchrow(
+                "DELETE FROM auth_oidc_flows WHERE state_hash = $1"
+                " RETURNING state_hash, provider, nonce, redirect_uri, expires_ms",
+                state_hash,
+            )
+            return None if row is None else OidcFlow(*row)
+
+        flow = self._call(work)
+        return flow if flow is not None and flow.expires_ms > now_ms else None
+
+
+async def _insert_identity(conn: Connection, identity: LinkedIdentity) -> None:
+    await conn.execute(
+        "INSERT INTO auth_identities (provider, sub, uid, created_ms) VALUES ($1, $2, $3, $4)",
+        identity.provider,
+        identity.sub,
+        identity.uid,
+        identity.created_ms,
+    )

@@ -44,3 +44,25 @@ class ApiKey:
     created_ms: int
     revoked_ms: int | None = None
     meta: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkedIdentity:
+    """An account's identity at an OpenID Connect provider: that provider's ``sub`` is this user."""
+
+    provider: str
+    sub: str
+    uid: str
+    created_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class OidcFlow:
+    """A started OpenID Connect sign-in, spent by its first callback; ``state_hash`` is the
+    SHA-256 of the state the app carries through the browser."""
+
+    state_hash: str
+    provider: str
+    nonce: str
+    redirect_uri: str
+    expires_ms: int

@@ -113,6 +113,17 @@ class AuthService:
         )
         return self._session(account, refresh, amr)
 
+    def sign_in_as(
+        self, account: Account, amr: tuple[str, ...], otp: object, recovery_code: object
+    ) -> Session:
+        """A new session for an account another party authenticated (an OpenID Connect
+        provider); ``amr`` says how. An account with TOTP on still needs its code: a linked
+        provider replaces the password, not the second factor. Runs in a worker thread."""
+        if account.totp_enabled:
+            account = self._second_factor(account, otp, recovery_code)
+            amr = (*amr, "otp")
+        return self._start_session(account, amr)
+
     def _session(self, account: Account, refresh: str, amr: tuple[str, ...]) -> Session:
         access = self.issuer.issue(
             AccessClaims(account.uid, account.anonymous, account.roles, amr), now=self.clock()

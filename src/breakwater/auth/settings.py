@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
+from breakwater.auth.external_settings import ExternalIssuerSettings, OidcSettings
 from breakwater.auth.policy import Mode
 
 ModeSetting = Literal["auto", "open", "enforce"]
@@ -41,6 +42,10 @@ class AuthSettings:
     max_realtime_per_user: int = 20
     password_memory_kib: int = 19 * 1024
     password_time_cost: int = 2
+    oidc: OidcSettings = field(default_factory=OidcSettings)
+    """``[auth.oidc]``: OpenID Connect providers to sign in with."""
+    external: tuple[ExternalIssuerSettings, ...] = ()
+    """``[auth.external.NAME]``: issuers whose access tokens are accepted."""
 
     def resolved_mode(self, host: str) -> Mode:
         """``auto`` is ``open`` on a loopback address and ``enforce`` on any other."""

@@ -14,8 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from breakwater.auth.records import Account, ApiKey, RefreshToken
-from breakwater.auth.store import EmailTaken, RotateOutcome
+from breakwater.auth.records import Account, ApiKey, LinkedIdentity, OidcFlow, RefreshToken
+from breakwater.auth.store import EmailTaken, IdentityTaken, RotateOutcome
 from breakwater.core.errors import StoreUnavailable
 
 _SCHEMA = """
@@ -52,6 +52,26 @@ CREATE TABLE IF NOT EXISTS api_keys (
     revoked_ms INTEGER
 );
 """
+_IDENTITY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS identities (
+    provider TEXT NOT NULL,
+    sub TEXT NOT NULL,
+    uid TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    PRIMARY KEY (provider, sub)
+);
+CREATE INDEX IF NOT EXISTS identities_uid ON identities (uid);
+CREATE TABLE IF NOT EXISTS oidc_flows (
+    state_hash TEXT PRIMARY KEY,
+    provider TEXT NOT NULL,
+    nonce TEXT NOT NULL,
+    redirect_uri TEXT NOT NULL,
+    expires_ms INTEGER NOT NULL
+);
+"""
+"""OpenID Connect (a step of its own, after the accounts schema, so either can grow alone)."""
+_DAY_MS = 86_400_000
+"""Flows older than a day are surely expired (``flow_ttl`` is minutes): dropped on insert."""
 _ACCOUNT_COLUMNS = (
     "uid, email, password_hash, anonymous, roles, created_ms, totp_secret, totp_enabled,"
     " recovery_hashes, totp_last_step"
@@ -110,6 +130,7 @@ class SqliteAuthStore:
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = FULL")
             db.executescript(_SCHEMA)
+            db.executescript(_IDENTITY_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise StoreUnavailable(f"the auth store {str(self.path)!r} cannot be opened") from exc
         self._db = db
@@ -170,6 +191,7 @@ class SqliteAuthStore:
         """Remove the account and its refresh tokens in one transaction."""
         with self._tx() as db:
             db.execute("DELETE FROM refresh_tokens WHERE uid = ?", (uid,))
+            db.execute("DELETE FROM identities WHERE uid = ?", (uid,))
             return db.execute("DELETE FROM accounts WHERE uid = ?", (uid,)).rowcount > 0
 
     def find_accounts(self, text: str, limit: int) -> Sequence[Account]:
@@ -302,3 +324,72 @@ class SqliteAuthStore:
                 (now_ms, key_id),
             )
             return cursor.rowcount == 1
+
+    # OpenID Connect -----------------------------------------------------------------------------
+
+    def create_linked_account(self, account: Account, identity: LinkedIdentity) -> None:
+        """Insert the account and its identity together."""
+        with self._tx() as db:
+            self._insert_identity(db, identity)
+            db.execute(
+                f"INSERT INTO accounts ({_ACCOUNT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                _account_row(account),
+            )
+
+    def add_identity(self, identity: LinkedIdentity) -> None:
+        """Link an identity."""
+        with self._tx() as db:
+            self._insert_identity(db, identity)
+
+    @staticmethod
+    def _insert_identity(db: sqlite3.Connection, identity: LinkedIdentity) -> None:
+        # Checked first: the transaction is IMMEDIATE, so nobody links it in between, and an
+        # IntegrityError would read as a taken email.
+        if db.execute(
+            "SELECT 1 FROM identities WHERE provider = ? AND sub = ?",
+            (identity.provider, identity.sub),
+        ).fetchone():
+            raise IdentityTaken("this identity is linked to an account already")
+        db.execute(
+            "INSERT INTO identities (provider, sub, uid, created_ms) VALUES (?,?,?,?)",
+            (identity.provider, identity.sub, identity.uid, identity.created_ms),
+        )
+
+    def identity_owner(self, provider: str, sub: str) -> str | None:
+        """The uid of an identity."""
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT uid FROM identities WHERE provider = ? AND sub = ?", (provider, sub)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def identities(self, uid: str) -> Sequence[LinkedIdentity]:
+        """The identities of an account."""
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT provider, sub, uid, created_ms FROM identities WHERE uid = ?"
+                " ORDER BY created_ms, provider",
+                (uid,),
+            ).fetchall()
+        return [LinkedIdentity(*row) for row in rows]
+
+    def add_flow(self, flow: OidcFlow) -> None:
+        """Store a flow; expired ones go."""
+        with self._tx() as db:
+            db.execute("DELETE FROM oidc_flows WHERE expires_ms <= ?", (flow.expires_ms - _DAY_MS,))
+            db.execute(
+                "INSERT INTO oidc_flows (state_hash, provider, nonce, redirect_uri, expires_ms)"
+                " VALUES (?,?,?,?,?)",
+                (flow.state_hash, flow.provider, flow.nonce, flow.redirect_uri, flow.expires_ms),
+            )
+
+    def take_flow(self, state_hash: str, now_ms: int) -> OidcFlow | None:
+        """Spend a flow."""
+        with self._tx() as db:
+            row = db.execute(
+                "DELETE FROM oidc_flows WHERE state_hash = ?"
+                " RETURNING state_hash, provider, nonce, redirect_uri, expires_ms",
+                (state_hash,),
+            ).fetchone()
+        flow = None if row is None else OidcFlow(*row)
+        return flow if flow is not None and flow.expires_ms > now_ms else None

@@ -7,6 +7,9 @@ Contract for every backend:
 - ``rotate_refresh`` is atomic: of concurrent rotations of one token, exactly one succeeds. A
   token that was already used or revoked is *reuse*: the store revokes its whole family and
   answers ``"reused"``; nothing is issued.
+- A provider's ``sub`` belongs to one account at most: ``add_identity`` and
+  ``create_linked_account`` raise :class:`IdentityTaken` when it is linked already.
+- ``take_flow`` is atomic: a started OpenID Connect sign-in is spent by exactly one callback.
 - Secrets are never stored, only their hashes. Backend errors never escape as driver errors.
 """
 
@@ -15,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal, Protocol
 
-from breakwater.auth.records import Account, ApiKey, RefreshToken
+from breakwater.auth.records import Account, ApiKey, LinkedIdentity, OidcFlow, RefreshToken
 from breakwater.core.errors import BreakwaterError
 
 RotateOutcome = Literal["rotated", "reused", "unknown", "expired"]
@@ -27,6 +30,14 @@ class EmailTaken(BreakwaterError):
     type = "email_taken"
     status = 409
     title = "Email taken"
+
+
+class IdentityTaken(BreakwaterError):
+    """The provider's identity is already linked to an account."""
+
+    type = "identity_taken"
+    status = 409
+    title = "Identity taken"
 
 
 class AuthStore(Protocol):
@@ -51,7 +62,8 @@ class AuthStore(Protocol):
         """Replace every field of an existing account; ``EmailTaken`` on a taken email."""
 
     def delete_account(self, uid: str) -> bool:
-        """Remove the account ``uid`` and its refresh tokens at once; False if there was none."""
+        """Remove the account ``uid``, its refresh tokens and linked identities at once; False
+        if there was none."""
 
     def find_accounts(self, text: str, limit: int) -> Sequence[Account]:
         """Up to ``limit`` accounts whose uid is ``text`` or whose email starts with it
@@ -89,3 +101,24 @@ class AuthStore(Protocol):
 
     def revoke_key(self, key_id: str, now_ms: int) -> bool:
         """Revoke a key; False if there is no live key with that id."""
+
+    # OpenID Connect ----------------------------------------------------------------------------
+
+    def create_linked_account(self, account: Account, identity: LinkedIdentity) -> None:
+        """Insert a new account and its first linked identity in one transaction."""
+
+    def add_identity(self, identity: LinkedIdentity) -> None:
+        """Link a provider's ``sub`` to an existing account; ``IdentityTaken`` if linked."""
+
+    def identity_owner(self, provider: str, sub: str) -> str | None:
+        """The uid the provider's ``sub`` is linked to, if any."""
+
+    def identities(self, uid: str) -> Sequence[LinkedIdentity]:
+        """The identities linked to ``uid``, oldest first."""
+
+    def add_flow(self, flow: OidcFlow) -> None:
+        """Store a started sign-in (and drop the expired ones)."""
+
+    def take_flow(self, state_hash: str, now_ms: int) -> OidcFlow | None:
+        """Remove and return the unexpired flow ``state_hash``; None if unknown, spent or
+        expired."""

@@ -22,12 +22,22 @@ from typing import Any
 import orjson
 
 from breakwater.bench._ws import HandshakeRefused, WsClient
+from breakwater.bench.descriptors import require_descriptors
 
 PATH = "/v1/realtime"
 PING = b'{"type":"ping"}'
 PONG = b'{"type":"pong"}'
 SUBSCRIBED = b'"type":"subscribed"'
 CHANGE_MARK = b'"mutation_id"'
+PROGRESS_EVERY = 500
+"""Connections between two progress lines while connecting."""
+ACK_WAIT = 120.0
+"""Seconds to wait, once every connection is open, for every subscription's acknowledgement."""
+
+
+def _say(line: dict[str, Any]) -> None:
+    """One JSON line to the benchmark (progress while connecting, then the readiness)."""
+    print(json.dumps(line), flush=True)
 
 
 class Counters:
@@ -99,6 +109,7 @@ async def main() -> None:
     parser.add_argument("--deflate", action="store_true")
     parser.add_argument("--cursor", default="", help="where every subscription starts")
     args = parser.parse_args()
+    require_descriptors(args.n, "the subscriber process")
     counters = Counters(args.n)
     started = time.monotonic()
     pending = []
@@ -113,10 +124,16 @@ async def main() -> None:
             )
         )
         await asyncio.sleep(1 / args.connect_rate)
+        if index % PROGRESS_EVERY == PROGRESS_EVERY - 1:
+            _say({"connecting": index + 1, "acknowledged": counters.acks})
     clients = await asyncio.gather(*pending)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(counters.all_acknowledged.wait(), 120)
-    print(json.dumps({"ready": counters.acks, "seconds": time.monotonic() - started}), flush=True)
+    waited = 0.0
+    while not counters.all_acknowledged.is_set() and waited < ACK_WAIT:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(counters.all_acknowledged.wait(), 2.0)
+        waited += 2.0
+        _say({"connecting": args.n, "acknowledged": counters.acks})
+    _say({"ready": counters.acks, "seconds": time.monotonic() - started})
     reader = asyncio.StreamReader()
     await asyncio.get_running_loop().connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(reader), sys.stdin

@@ -37,11 +37,12 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from breakwater.bench._http import HttpConnection
 from breakwater.bench._node import BenchNode, cpu_seconds, free_port, machine
 from breakwater.bench._raw_sends import raw_send_round_ms
+from breakwater.bench.descriptors import BenchStopped, require_descriptors
 from breakwater.bench.stats import median, percentile
 from breakwater.core import codec
 
@@ -49,6 +50,8 @@ SAMPLED = 50
 """Subscribers that time every change (the others only count them)."""
 WRITERS = 4
 """Keep-alive connections the writer spreads its requests over (so the rate holds)."""
+STALL_SECONDS = 60.0
+"""How long the subscriber process may go without a progress line before the run stops."""
 DRAIN_SECONDS = 15.0
 """How long after the last write the subscribers may take to receive everything."""
 
@@ -289,6 +292,37 @@ async def _start_nodes(
     return started[0], started[1]
 
 
+class LineSource(Protocol):
+    """Where the subscriber process's JSON lines come from (:class:`Subscribers`)."""
+
+    async def line(self, seconds: float) -> dict[str, Any]:
+        """The next line, or ``TimeoutError`` after ``seconds``."""
+
+
+async def wait_ready(subscribers: LineSource, count: int, progress: Callable[[str], None]) -> None:
+    """Follow the subscriber process's progress lines until it says it is ready; stop with a
+    :class:`BenchStopped` naming how far it got when a line is late or not everyone is ready."""
+    while True:
+        try:
+            line = await subscribers.line(STALL_SECONDS)
+        except (TimeoutError, RuntimeError) as stalled:
+            raise BenchStopped(
+                f"the subscribers stopped making progress (no news for {STALL_SECONDS:g} s while"
+                f" connecting {count:,}): the machine is likely out of CPU or sockets"
+            ) from stalled
+        if "ready" in line:
+            if line["ready"] != count:
+                raise BenchStopped(
+                    f"only {line['ready']:,} of {count:,} subscriptions were acknowledged"
+                    f" in {line['seconds']:.0f} s"
+                )
+            return
+        progress(
+            f"{count} subscribers: {line['connecting']:,} connecting,"
+            f" {line['acknowledged']:,} subscribed"
+        )
+
+
 async def _one_run(
     count: int,
     rate: float,
@@ -314,9 +348,7 @@ async def _one_run(
             before = node.rss_bytes()
             progress(f"{count} subscribers: connecting")
             subscribers = Subscribers(node.port, count, deflate, head)
-            ready = await subscribers.line(180)
-            if ready["ready"] != count:
-                raise RuntimeError(f"only {ready['ready']} of {count} subscribers are ready")
+            await wait_ready(subscribers, count, progress)
             await asyncio.sleep(2)
             idle = (node.rss_bytes() - before) / count / 1024 if count >= 100 else None
             progress(f"{count} subscribers: {rate:g} writes/s for {seconds:g} s")
@@ -375,6 +407,9 @@ async def run(
     """Every scenario (each bus with each subscriber count) ``runs`` times, interleaved, on
     nodes of ``workers`` processes; the report as a JSON-ready dict. The memory bus is always
     among the buses (the reference)."""
+    # The node and the subscriber process each hold one socket per subscriber (and inherit the
+    # soft limit raised here); a scale past the machine's limit stops before anything starts.
+    require_descriptors(max(counts), "a node serving the subscribers")
     buses = [MEMORY_BUS] + [bus for bus in buses or [] if bus != MEMORY_BUS]
     results = [ScenarioResult(count, rate, bus) for bus in buses for count in counts]
     for run_index, result in itertools.product(range(runs), results):

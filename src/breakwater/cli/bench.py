@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from breakwater.cli import long_run
+from breakwater.cli.output import report_console
 from breakwater.core import codec
 
 app = typer.Typer(
@@ -74,7 +75,7 @@ def push(
         return
     from breakwater.bench import push as bench_push
 
-    console = Console()
+    console = report_console()
     with long_run.progress() as step:
         report = asyncio.run(bench_push.run(runs, seconds, log_level, step, workers))
     table = Table(
@@ -127,7 +128,7 @@ def _push_postgres(
 
     if urlsplit(url).scheme not in ("postgresql", "postgres"):
         raise ConfigError(f"--store must be a postgresql:// URL, not {url.split(':', 1)[0]!r}")
-    console = Console()
+    console = report_console()
     with long_run.progress() as step:
         report = asyncio.run(push_postgres.run(url, runs, seconds, log_level, step, workers))
     table = Table(
@@ -172,7 +173,7 @@ def counters(
     """Cost per increment of one field after 1, 10,000 and 100,000 earlier increments."""
     from breakwater.bench import counters as bench_counters
 
-    console = Console()
+    console = report_console()
     with console.status("starting") as status:
         report = asyncio.run(
             bench_counters.run(runs, samples, largest, lambda text: status.update(text))
@@ -237,7 +238,7 @@ def instructions(
     """CPU instructions per pushed document (callgrind): the push path's cost, free of noise."""
     from breakwater.bench import instructions as bench_instructions
 
-    console = Console()
+    console = report_console()
     with long_run.progress("counting instructions under callgrind (about a minute)"):
         try:
             report = bench_instructions.run()
@@ -260,7 +261,7 @@ def query(
     """Range-query latency on an indexed and an unindexed collection, against raw SQLite."""
     from breakwater.bench import query as bench_query
 
-    console = Console()
+    console = report_console()
     with long_run.progress() as step:
         report = asyncio.run(bench_query.run(documents, queries, step))
     table = Table(title=f"breakwater bench query ({documents:,} documents, {report['query']})")
@@ -281,7 +282,7 @@ def startup(
     """Seconds from spawning `breakwater serve` to a healthy node, next to a bare `python`."""
     from breakwater.bench import startup as bench_startup
 
-    console = Console()
+    console = report_console()
     with long_run.progress() as step:
         report = bench_startup.run(runs, step)
     console.print(
@@ -327,25 +328,22 @@ def realtime(
 ) -> None:
     """Write-to-delivery latency, deliveries/s and memory per idle WebSocket subscriber."""
     from breakwater.bench import realtime as bench_realtime
+    from breakwater.bench.descriptors import BenchStopped
 
     node_settings = _node_settings(settings)
 
     counts = subscribers or [1, 100, 1000, 5000]
-    console = Console()
-    with long_run.progress() as step:
-        report = asyncio.run(
-            bench_realtime.run(
-                counts,
-                rate,
-                seconds,
-                runs,
-                deflate,
-                step,
-                workers,
-                bus,
-                node_settings,
+    console = report_console()
+    try:
+        with long_run.progress() as step:
+            report = asyncio.run(
+                bench_realtime.run(
+                    counts, rate, seconds, runs, deflate, step, workers, bus, node_settings
+                )
             )
-        )
+    except BenchStopped as stopped:
+        console.print(f"Error: {stopped}", style="bold red")
+        raise typer.Exit(2) from None
     table = Table(
         title=f"breakwater bench realtime ({rate:g} writes/s for {seconds:g} s, {workers}"
         f" worker(s), medians of {runs} runs)"
@@ -401,7 +399,7 @@ def auth(
     """Sign-in rate, token verification cost, and push/pull throughput with and without rules."""
     from breakwater.bench import auth as bench_auth
 
-    console = Console()
+    console = report_console()
     with long_run.progress() as step:
         report = asyncio.run(bench_auth.run(runs, logins, batches, step))
     table = Table(title=f"breakwater bench auth (medians of {runs} runs)")
@@ -457,7 +455,7 @@ def sdk(
     """Client SDK: durable local write latency, outbox drain rate, reconnect to fully synced."""
     from breakwater.bench import sdk as bench_sdk
 
-    console = Console()
+    console = report_console()
     with long_run.progress() as step:
         report = asyncio.run(bench_sdk.run(runs, writes, pending, log_level, step))
     table = Table(title=f"breakwater bench sdk (medians of {runs} runs)")
@@ -484,4 +482,83 @@ def sdk(
     console.print(table)
     console.print("floors: bare SQLite INSERT+COMMIT (WAL, FULL); bare HTTP pushes of 500")
     console.print(f"machine: {report['machine']}")
+    _write_json(report, json_path)
+
+
+@app.command("webhooks")
+def webhooks(
+    rate: Annotated[float, typer.Option(min=1, max=5000, help="Writes per second.")] = 500,
+    seconds: Annotated[float, typer.Option(min=1, max=120, help="Seconds of writes per run.")] = 10,
+    runs: Annotated[int, typer.Option(min=1, max=20, help="Runs; medians are reported.")] = 3,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="A node setting key=value (e.g. webhook_concurrency=16)."),
+    ] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+) -> None:
+    """Webhook delivery latency p50/p99 at a fixed write rate, against write + POST floor."""
+    from breakwater.bench import webhooks as bench_webhooks
+
+    settings = _node_settings(set_)
+    with long_run.progress(f"{runs} runs of {seconds:g} s at {rate:g} writes/s"):
+        report = asyncio.run(bench_webhooks.run(rate, seconds, runs, settings))
+    medians = report["median"]
+    table = Table(title=f"breakwater bench webhooks ({rate:g} writes/s, medians of {runs} runs)")
+    for column in (
+        "achieved/s",
+        "delivered",
+        "p50 ms",
+        "p99 ms",
+        "write p50/p99 ms",
+        "POST p50 ms",
+        "p50 / floor",
+    ):
+        table.add_column(column, justify="right")
+    table.add_row(
+        f"{medians['rate']:.0f}",
+        f"{medians['delivered']:.1%}",
+        f"{medians['p50_ms']:.1f}",
+        f"{medians['p99_ms']:.1f}",
+        f"{medians['write_p50_ms']:.1f} / {medians['write_p99_ms']:.1f}",
+        f"{medians['control_write_p50_ms']:.1f} / {medians['control_write_p99_ms']:.1f}",
+        f"{medians['post_p50_ms']:.2f}",
+        f"{report['p50_over_floor']:.1f}x",
+    )
+    report_console().print(table)
+    _write_json(report, json_path)
+
+
+@app.command("gateway")
+def gateway(
+    requests: Annotated[
+        int, typer.Option(min=100, help="Sequential requests per run and kind, each way.")
+    ] = 2000,
+    runs: Annotated[int, typer.Option(min=1, max=50, help="Runs; medians are reported.")] = 5,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+) -> None:
+    """Latency HAProxy (breakwater gateway haproxy) adds in front of one node: p50 and p99 of
+    reads and pushes through it, against the same requests sent straight to the node."""
+    from breakwater.bench import gateway as bench_gateway
+
+    console = report_console()
+    with long_run.progress() as step:
+        report = bench_gateway.run(requests, runs, step)
+    table = Table(title=f"gateway overhead, median of {runs} runs (ms)")
+    for column in ("kind", "direct p50", "gateway p50", "added p50", "direct p99", "added p99"):
+        table.add_column(column)
+    for kind, row in report["median_of_runs"].items():
+        table.add_row(
+            kind,
+            *(
+                str(row[key])
+                for key in (
+                    "direct_p50_ms",
+                    "gateway_p50_ms",
+                    "added_p50_ms",
+                    "direct_p99_ms",
+                    "added_p99_ms",
+                )
+            ),
+        )
+    console.print(table)
     _write_json(report, json_path)

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from breakwater.cli import long_run
+from breakwater.cli.output import report_console
 
 if TYPE_CHECKING:
     from breakwater.chaos.promotion_drill import DrillResult
@@ -62,7 +62,7 @@ def standby_promotion(
                 plan = DrillPlan(mode, writers, warmup, promote_after, settle)
                 with tempfile.TemporaryDirectory(prefix="breakwater-drill-") as work:
                     results.append(asyncio.run(run_drill(plan, Path(work))))
-    Console().print(_table(results, modes))
+    report_console().print(_table(results, modes))
     if out is not None:
         out.write_text(json.dumps([result.to_json() for result in results], indent=2) + "\n")
 

@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from breakwater.cli import long_run
+from breakwater.cli.output import report_console
 
 if TYPE_CHECKING:
     from breakwater.chaos.loadtest import LoadSpec
@@ -93,7 +94,7 @@ def loadtest(
         store="sqlite" if store == "sqlite" else "postgresql",
         warmup_s=warmup,
     )
-    console = Console()
+    console = report_console()
     title = f"{devices} {workload} devices, {nodes} node(s) on {store}"
     if find_max:
         search = SearchSpec(

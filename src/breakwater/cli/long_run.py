@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-from rich.console import Console
+from breakwater.cli.output import report_console
 
 Progress = Callable[[str], None]
 
@@ -30,7 +30,7 @@ _received: list[int] = []
 @contextmanager
 def progress(first: str = "starting") -> Iterator[Progress]:
     """A progress callback for one long command (see the module docstring)."""
-    console = Console(stderr=True)
+    console = report_console(stderr=True)
     started = time.monotonic()
     with console.status(first) as status:
 

@@ -13,6 +13,7 @@ from breakwater.cli import (
     chaos,
     cluster,
     drill,
+    gateway,
     init,
     keys,
     loadtest,
@@ -22,6 +23,7 @@ from breakwater.cli import (
     serve,
     users,
     verify,
+    webhooks,
 )
 from breakwater.config import ConfigError
 from breakwater.core.errors import BreakwaterError
@@ -68,6 +70,8 @@ app.add_typer(chaos.app, name="chaos")
 app.add_typer(cluster.app, name="cluster")
 app.add_typer(drill.app, name="drill")
 app.add_typer(region.app, name="region")
+app.add_typer(webhooks.app, name="webhooks")
+app.add_typer(gateway.app, name="gateway")
 
 
 def main() -> None:

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from breakwater.cli import long_run
+from breakwater.cli.output import report_console
 
 if TYPE_CHECKING:
     from breakwater.chaos.runner import RunResult
@@ -36,7 +36,7 @@ def verify(
         raise ScenarioError(f"no scenario given and none in {DEFAULT_DIR}/")
     loaded = [load_scenario(path) for path in paths]  # all validated before anything runs
     long_run.stop_cleanly_on_signals()
-    console = Console()
+    console = report_console()
     results: list[RunResult] = []
     for scenario in loaded:
         with long_run.progress(f"{scenario.name}: starting") as step:

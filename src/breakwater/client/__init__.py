@@ -24,9 +24,10 @@ from breakwater.client.events import (
     StatusChanged,
     SyncProgress,
 )
+from breakwater.client.external_token import ExternalToken
 from breakwater.client.local_store import Document, ServerDocument
 from breakwater.client.outbox import OutboxEntry, Rejection
-from breakwater.client.session import Auth
+from breakwater.client.session import Auth, OidcStart
 
 __all__ = [
     "Auth",
@@ -38,11 +39,13 @@ __all__ = [
     "Document",
     "EndpointUnavailable",
     "Event",
+    "ExternalToken",
     "MfaRequired",
     "MutationQueued",
     "MutationRejected",
     "MutationsAcknowledged",
     "NotSignedIn",
+    "OidcStart",
     "OutboxEntry",
     "Rejection",
     "ServerDocument",

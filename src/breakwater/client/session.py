@@ -11,12 +11,16 @@ device out; local data and the outbox stay.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import logging
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import quote
 
 import httpx
 
@@ -42,6 +46,21 @@ Reason = Literal[
     "restored", "signed_up", "signed_in", "anonymous", "linked", "password", "signed_out",
     "refresh_refused",
 ]  # fmt: skip
+PKCE_VERIFIER_BYTES = 48
+"""64 characters of base64url: inside RFC 7636's 43-128."""
+
+
+@dataclass(frozen=True, slots=True)
+class OidcStart:
+    """A started OpenID Connect sign-in: open ``authorize_url`` in the system browser, then
+    pass ``state``, the returned ``code`` and ``code_verifier`` to ``sign_in_with_oidc``.
+    ``code_verifier`` never leaves the device until then (PKCE)."""
+
+    provider: str
+    authorize_url: str
+    state: str
+    code_verifier: str
+    redirect_uri: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +171,52 @@ class Auth:
     async def sign_in_anonymously(self) -> AuthState:
         """Sign in as a new anonymous account (link an email later to keep its uid and data)."""
         return await self._adopt(await self._post("/v1/auth/anonymous", None), "anonymous")
+
+    async def start_oidc(self, provider: str, redirect_uri: str) -> OidcStart:
+        """Begin signing in with the OpenID Connect provider ``provider`` (its name in the
+        node's ``[auth.oidc.providers]``): a fresh PKCE verifier stays here, its challenge goes
+        to the node, which answers the provider's authorize URL."""
+        verifier = secrets.token_urlsafe(PKCE_VERIFIER_BYTES)
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+        body = {"redirect_uri": redirect_uri, "code_challenge": challenge.rstrip(b"=").decode()}
+        answer = await self._post(f"/v1/auth/oidc/{quote(provider, safe='')}/start", body)
+        return OidcStart(provider, answer["authorize_url"], answer["state"], verifier, redirect_uri)
+
+    async def sign_in_with_oidc(
+        self,
+        provider: str,
+        code: str,
+        code_verifier: str,
+        redirect_uri: str,
+        state: str,
+        otp: str | None = None,
+    ) -> AuthState:
+        """Finish an OpenID Connect sign-in with what the provider sent to ``redirect_uri``;
+        the node exchanges the code and signs in the linked account (made on first sign-in).
+        Raises ``Unauthorized`` for a spent state or a refused code, :class:`MfaRequired` when
+        the account needs a one-time code, and a 409 error when the email belongs to an
+        account the provider may not join by itself (sign in there and ``link_oidc``)."""
+        body = _oidc_body(code, code_verifier, redirect_uri, state)
+        if otp is not None:
+            body["otp"] = otp
+        try:
+            answer = await self._post(f"/v1/auth/oidc/{quote(provider, safe='')}/callback", body)
+        except Unauthorized as exc:
+            if exc.extra.get("mfa_required"):
+                raise MfaRequired(exc.detail, **exc.extra) from exc
+            raise
+        return await self._adopt(answer, "signed_in")
+
+    async def link_oidc(
+        self, provider: str, code: str, code_verifier: str, redirect_uri: str, state: str
+    ) -> list[dict[str, str]]:
+        """Link the provider's user to the signed-in account (after ``start_oidc`` and the
+        browser); answers the account's linked identities."""
+        path = f"/v1/auth/oidc/{quote(provider, safe='')}/link"
+        answer = await self._post_as_user(
+            path, _oidc_body(code, code_verifier, redirect_uri, state)
+        )
+        return list(answer["identities"])
 
     async def link_email(self, email: str, password: str) -> AuthState:
         """Turn the signed-in anonymous account into an email account; the uid (and so the
@@ -275,3 +340,12 @@ class Auth:
         if token is None:
             raise NotSignedIn("sign in first")
         return await self._api({"Authorization": f"Bearer {token}"}).post(path, body)
+
+
+def _oidc_body(code: str, code_verifier: str, redirect_uri: str, state: str) -> dict[str, Any]:
+    return {
+        "code": code,
+        "code_verifier": code_verifier,
+        "redirect_uri": redirect_uri,
+        "state": state,
+    }

@@ -68,7 +68,7 @@ async def resolve(node: Node, scope: Scope, allow_query_token: bool = False) -> 
     if token is None:
         return None
     try:
-        return node.auth.issuer.verify(token)
+        return await node.verifier.verify(token)
     except BreakwaterError as error:
         return error
 

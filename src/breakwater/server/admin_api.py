@@ -53,6 +53,10 @@ async def _admin(request: Request) -> Identity:
     return node_of(request).policy.admit_admin(identity_of(request))
 
 
+require_admin = _admin
+"""For admin routes of other modules (webhooks): the same 404, 401 and 403 as these."""
+
+
 @router.get("/_/", summary="Admin console", response_class=HTMLResponse, responses=_ERRORS)
 async def console(request: Request) -> Response:
     """The console's page; it asks for an admin API key and reads the endpoints below."""

@@ -14,11 +14,14 @@ from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 
 import breakwater
+from breakwater.auth.external_tokens import ExternalIssuer
+from breakwater.auth.oidc_sign_in import OidcSignIn
 from breakwater.auth.passwords import HashParameters, Passwords
 from breakwater.auth.policy import Policy
 from breakwater.auth.service import AuthService
 from breakwater.auth.signing_keys import load_keys
 from breakwater.auth.tokens import TokenIssuer
+from breakwater.auth.verifier import TokenVerifier
 from breakwater.bus import Bus, open_bus
 from breakwater.cache import Cache, open_cache
 from breakwater.cache.buckets import MemoryBuckets, open_buckets
@@ -34,10 +37,12 @@ from breakwater.server import (
     auth_api,
     docs_api,
     health,
+    oidc_api,
     problems,
     replication_api,
     status_api,
     sync_api,
+    webhooks_api,
 )
 from breakwater.server.access import Gatekeeper
 from breakwater.server.application.feed import PAGE_SIZE, FeedFollower
@@ -59,6 +64,9 @@ from breakwater.server.security_headers import NodeApp
 from breakwater.server.sign_in_guard import SignInGuard
 from breakwater.server.store_hooks import NodeStoreHooks
 from breakwater.server.store_opener import StoreOpener
+from breakwater.server.webhooks.deliverer import Deliverer, DeliveryPolicy
+from breakwater.server.webhooks.metrics import WebhookMetrics
+from breakwater.server.webhooks.store import webhook_store_for
 from breakwater.server.workers import WorkerRole
 from breakwater.storage import POSTGRES_SCHEMES, open_store
 from breakwater.storage.base import CompactionReport, Store
@@ -101,6 +109,16 @@ def build_node(
     # In this order: a client told of a change reads at least that version from this node.
     feed.subscribe(read_cache)
     feed.subscribe(realtime.fanout)
+    # Last, and only a wake-up: its deliveries run in tasks of their own (never slow the feed).
+    webhooks = Deliverer(
+        webhook_store_for(config),
+        store,
+        region=config.region,
+        holder=clock.node,
+        policy=webhook_policy(config),
+        metrics=WebhookMetrics(metrics.registry),
+    )
+    feed.subscribe(webhooks)
 
     policy = Policy(
         config.auth.resolved_mode(config.host),
@@ -137,6 +155,7 @@ def build_node(
         lambda up: metrics.dependency_up.labels("store").set(int(up)),
         wait=urlsplit(config.store_url).scheme in POSTGRES_SCHEMES,
     )
+    auth = AuthService(auth_store, issuer, passwords, settings.refresh_ttl)
     return Node(
         config=config,
         clock=clock,
@@ -146,7 +165,7 @@ def build_node(
         bus=bus,
         cache=read_cache,
         realtime=realtime,
-        auth=AuthService(auth_store, issuer, passwords, settings.refresh_ttl),
+        auth=auth,
         auth_store=auth_store,
         policy=policy,
         buckets=buckets,
@@ -158,6 +177,22 @@ def build_node(
         origins=Origins.of(config),
         region=region,
         replication=replication,
+        webhooks=webhooks,
+        verifier=TokenVerifier(issuer, [ExternalIssuer(s) for s in settings.external]),
+        oidc=OidcSignIn(settings.oidc, auth),
+    )
+
+
+def webhook_policy(config: Config) -> DeliveryPolicy:
+    """The delivery bounds of ``config``'s ``webhook_*`` keys."""
+    return DeliveryPolicy(
+        timeout=config.webhook_timeout,
+        max_attempts=config.webhook_max_attempts,
+        backoff_base=config.webhook_backoff_base,
+        backoff_cap=config.webhook_backoff_cap,
+        concurrency=config.webhook_concurrency,
+        allow_private=config.webhook_allow_private,
+        log_retention=config.webhook_log_retention_days * 86400,
     )
 
 
@@ -228,6 +263,7 @@ def create_app(
             await node.cache.cache.aclose()
             await node.bus.aclose()
             raise
+        await node.webhooks.start()
         compaction = asyncio.create_task(_compact_forever(node))
         background = [compaction]
         if node.worker_metrics is not None:
@@ -249,6 +285,7 @@ def create_app(
             await asyncio.gather(*background, return_exceptions=True)
             await node.store_opener.aclose()
             await node.replication.aclose()
+            await node.webhooks.aclose()
             await node.realtime.aclose()
             await node.feed.aclose()
             await node.store.aclose()
@@ -271,7 +308,9 @@ def create_app(
     app.include_router(health.router)
     app.include_router(status_api.router)
     app.include_router(admin_api.router)
+    app.include_router(webhooks_api.router)
     app.include_router(auth_api.router)
+    app.include_router(oidc_api.router)
     app.include_router(docs_api.router)
     app.include_router(sync_api.router)
     app.include_router(replication_api.router)

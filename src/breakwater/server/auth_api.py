@@ -213,3 +213,10 @@ async def mfa_confirm(request: Request) -> Response:
     codes, session = await node_of(request).auth.mfa_confirm(caller, body.get("code"))
     _count(request, "mfa_enabled")
     return json_response({"recovery_codes": codes, "session": _session_body(session)})
+
+
+# The same body rules, session answer and counters for the OpenID Connect routes (oidc_api).
+read_fields = _body
+session_response = _session
+caller_of = _caller
+count_event = _count

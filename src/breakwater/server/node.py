@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from breakwater.auth.oidc_sign_in import OidcSignIn
 from breakwater.auth.policy import Policy
 from breakwater.auth.service import AuthService
 from breakwater.auth.store import AuthStore
+from breakwater.auth.verifier import TokenVerifier
 from breakwater.bus import Bus
 from breakwater.config import Config
 from breakwater.core.engine import Engine
@@ -26,6 +28,7 @@ from breakwater.server.realtime.hub import Realtime
 from breakwater.server.region_buckets import RegionBuckets
 from breakwater.server.sign_in_guard import SignInGuard
 from breakwater.server.store_opener import StoreOpener
+from breakwater.server.webhooks.deliverer import Deliverer
 from breakwater.storage.base import Store
 
 
@@ -58,6 +61,12 @@ class Node:
     """This region's state (active or standby), stable vector and what peers hold."""
     replication: Replication
     """The replicators pulling from peer regions (none without ``[topology.peers]``)."""
+    webhooks: Deliverer
+    """Webhook subscriptions and their delivery (delivers while it holds the region's lease)."""
+    verifier: TokenVerifier
+    """Bearer tokens: Breakwater's own and the configured external issuers'."""
+    oidc: OidcSignIn
+    """Sign-in with the configured OpenID Connect providers."""
     draining: bool = False
     worker_metrics: WorkerMetrics | None = None
     """Set when this process is one worker of several: ``/metrics`` answers for all of them."""

@@ -265,3 +265,55 @@ ME_RESPONSES: dict[int | str, dict[str, Any]] = {
     ),
     **_errors(401, 429),
 }
+OIDC_START_BODY = _body(
+    {"redirect_uri": _STRING, "code_challenge": _STRING}, ["redirect_uri", "code_challenge"]
+)
+OIDC_CALLBACK_BODY = _body(
+    {
+        "state": _STRING,
+        "code": _STRING,
+        "code_verifier": _STRING,
+        "redirect_uri": _STRING,
+        "otp": _STRING,
+        "recovery_code": _STRING,
+        "iss": _STRING,
+    },
+    ["state", "code", "code_verifier", "redirect_uri"],
+)
+OIDC_START_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _json(
+        "the provider's authorize URL to open in the system browser, and the state it carries",
+        {
+            "type": "object",
+            "required": ["authorize_url", "state", "expires_in"],
+            "properties": {
+                "authorize_url": _STRING,
+                "state": _STRING,
+                "expires_in": {"type": "integer"},
+            },
+        },
+    ),
+    **_errors(400, 404, 413, 415, 429, 503),
+}
+OIDC_SESSION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _json("a signed-in session", _SESSION),
+    **_errors(400, 401, 404, 409, 413, 415, 429, 503),
+}
+_IDENTITIES = {
+    "type": "object",
+    "required": ["identities"],
+    "properties": {
+        "identities": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["provider", "sub"],
+                "properties": {"provider": _STRING, "sub": _STRING},
+            },
+        }
+    },
+}
+OIDC_IDENTITIES_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _json("the OpenID Connect identities linked to the account", _IDENTITIES),
+    **_errors(400, 401, 403, 404, 409, 413, 415, 429, 503),
+}

@@ -191,7 +191,7 @@ async def serve_websocket(node: Node, scope: Scope, receive: Receive, send: Send
             expects_heartbeats=True,
             policy=node.policy,
             identity=identity,
-            authenticate=node.auth.issuer.verify,
+            authenticate=node.verifier.verify_cached,
         )
 
         async def read() -> None:
