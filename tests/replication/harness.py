@@ -138,6 +138,7 @@ class Cluster:
         """Start (or restart) region ``name`` over ``config``'s store."""
         topology = Topology(
             state=state,  # type: ignore[arg-type]
+            public_urls=(f"http://{name}.test",),
             peers={
                 peer: Peer(
                     peer, (f"http://{peer}.test",), (f"http://{peer}.test",), self.keys[peer]
