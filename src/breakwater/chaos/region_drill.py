@@ -6,8 +6,8 @@ endpoints; the target region's are the nearest (the others' device proxies get
 :data:`FARTHER_MS` more), so every device starts there and a loss drill moves all of them. Each
 device writes a new document every ``write_interval_s``. Measured:
 
-- **RTO** per device that was on the target when the fault began: from the fault to the first
-  acknowledgement it received afterwards (p50, p99, max over those devices);
+- **RTO** per device on what the fault takes away (the node, the region) when it begins: from
+  the fault to the first acknowledgement it receives afterwards (p50, p99, max over those);
 - **RPO**: acknowledged writes missing from a surviving region once the drill has converged
   (must be 0: the SDK re-pushes acknowledged writes ``stable`` did not cover, I2 dedupes them);
 - **app errors**: writes the server rejected (the only errors an offline-first app sees);
@@ -153,6 +153,13 @@ class Fault:
         self.drill = drill
         self.target = target
 
+    def hit_urls(self) -> set[str]:
+        """The device URLs the fault takes away (none for a partition between regions)."""
+        region = self.cluster.region(self.target)
+        if self.drill == "node-loss":
+            return {region.nodes[0].device_url}
+        return set() if self.drill == "region-partition" else set(region.device_urls())
+
     async def inject(self) -> None:
         region = self.cluster.region(self.target)
         if self.drill == "node-loss":
@@ -215,8 +222,8 @@ async def run_drill(
         try:
             progress(f"{plan.drill}: {plan.devices} devices writing")
             await asyncio.sleep(plan.warmup_s)
-            on_target = set(cluster.region(target).device_urls())
-            affected = [d for d in devices if d.endpoint in on_target]
+            hit = fault.hit_urls()
+            affected = [d for d in devices if d.endpoint in hit]
             fault_at = time.monotonic()
             progress(f"{plan.drill}: fault on {target}")
             await fault.inject()
