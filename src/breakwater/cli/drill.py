@@ -155,6 +155,9 @@ def _register_region_drill(name: str) -> None:
         outage: Annotated[float, typer.Option(min=0.5, help="Seconds of fault.")] = 8.0,
         settle: Annotated[float, typer.Option(min=1.0, help="Seconds after the heal.")] = 6.0,
         regions: Annotated[int, typer.Option(min=2, help="Regions of the local cluster.")] = 3,
+        write_interval: Annotated[
+            float, typer.Option(min=0.01, help="Seconds between two writes of a device.")
+        ] = 0.25,
         target: Annotated[str, typer.Option(help="Region to hit (default: the first).")] = "",
         cluster_dir: Annotated[
             Path | None,
@@ -166,7 +169,7 @@ def _register_region_drill(name: str) -> None:
     ) -> None:
         from breakwater.chaos.region_drill import DrillPlan
 
-        plan = DrillPlan(name, devices, warmup, outage, settle, target=target)  # type: ignore[arg-type]
+        plan = DrillPlan(name, devices, warmup, outage, settle, write_interval, target)  # type: ignore[arg-type]
         long_run.stop_cleanly_on_signals()
         with (
             long_run.progress(f"{name}: starting") as step,
@@ -177,7 +180,8 @@ def _register_region_drill(name: str) -> None:
         if report_dir is not None:
             command_line = (
                 f"breakwater drill {name} --devices {devices} --warmup {warmup:g}"
-                f" --outage {outage:g} --settle {settle:g} --regions {regions}"
+                f" --outage {outage:g} --settle {settle:g} --write-interval {write_interval:g}"
+                + (" --cluster-dir DIR" if cluster_dir else f" --regions {regions}")
             )
             _write_region_report(report, report_dir, command_line)
         if report.lost:
