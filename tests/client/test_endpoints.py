@@ -174,3 +174,17 @@ def test_only_other_regions_are_probed_one_endpoint_each() -> None:
     assert pool.to_probe() == []
     clock.now = 5.0
     assert pool.to_probe() == [b1]
+
+
+def test_a_failed_health_check_before_switching_opens_the_breaker_at_once() -> None:
+    """In a region loss the region's other endpoints cost one try each, then another region."""
+    pool = EndpointPool(
+        [], 3, 5.0, FakeClock(), regions={"a": ["http://a1", "http://a2"], "b": ["http://b1"]}
+    )
+    a1, a2, b1 = pool.endpoints
+    assert pool.choose() is a1
+    for _ in range(3):
+        pool.failed(a1)
+    assert pool.choose() is a2 and pool.has_alternative()
+    pool.failed(a2, health_check=True)
+    assert pool.choose() is b1

@@ -197,6 +197,11 @@ class EndpointPool:
                 chosen.setdefault(endpoint.region, endpoint)
         return list(chosen.values())
 
+    def has_alternative(self) -> bool:
+        """Some endpoint other than the current one has a closed breaker (no backoff needed
+        before trying it: backoff spares a failing server, and that one has not failed)."""
+        return any(e is not self.current and e.breaker.state == "closed" for e in self.endpoints)
+
     def retry_in(self) -> float:
         """Seconds until some endpoint's breaker lets a probe through."""
         return min(e.breaker.retry_in() for e in self.endpoints)
@@ -213,9 +218,14 @@ class EndpointPool:
         endpoint.streak += 1
         endpoint.failing = False
 
-    def failed(self, endpoint: Endpoint) -> None:
-        """A call to ``endpoint`` failed; after enough failures its breaker opens."""
-        endpoint.breaker.record_failure()
+    def failed(self, endpoint: Endpoint, health_check: bool = False) -> None:
+        """A call to ``endpoint`` failed; after enough failures its breaker opens. A failed
+        ``health_check`` before switching to it opens the breaker at once: in a region loss
+        the region's other endpoints then cost one try each, not a breaker's threshold."""
+        if health_check:
+            endpoint.breaker.trip()
+        else:
+            endpoint.breaker.record_failure()
         endpoint.streak = 0
         endpoint.failing = True
         if endpoint.breaker.state != "closed" and self.current is endpoint:

@@ -133,10 +133,12 @@ class SyncLoop:
                 # Cleared before the attempt, not before the wait after it: a sync_now that
                 # arrives while a request hangs on a dead link cuts the following wait short.
                 self.retry_now.clear()
+                switching = endpoint is not self._endpoint
                 try:
-                    if endpoint is not self._endpoint:
+                    if switching:
                         # Health before switching: a draining or unready node answers 503.
                         self.pool.succeeded(endpoint, await api.ready())
+                        switching = False
                         await self._use(endpoint)
                     await self._sync_once(api)
                 except (EndpointUnavailable, httpx.HTTPError) as exc:
@@ -144,8 +146,10 @@ class SyncLoop:
                         "region_standby",
                     ):
                         self.pool.region_states[endpoint.region] = "standby"
-                    self.pool.failed(endpoint)
+                    self.pool.failed(endpoint, health_check=switching)
                     self.board.update(state="offline", last_error=str(exc))
+                    if self.pool.current is None and self.pool.has_alternative():
+                        continue  # fail over now: the next endpoint has not failed
                     delay = getattr(exc, "retry_after", None) or self._backoff.next_delay()
                     await self._backoff_sleep(delay)
                     continue
