@@ -188,3 +188,15 @@ def test_a_failed_health_check_before_switching_opens_the_breaker_at_once() -> N
     assert pool.choose() is a2 and pool.has_alternative()
     pool.failed(a2, health_check=True)
     assert pool.choose() is b1
+
+
+def test_another_healthy_region_makes_one_failure_enough() -> None:
+    """Only a region that answered its last probe counts; an unprobed one does not."""
+    pool = EndpointPool([], 3, 5.0, FakeClock(), regions={"a": ["http://a"], "b": ["http://b"]})
+    a, b = pool.endpoints
+    assert pool.choose() is a
+    assert not pool.healthy_elsewhere(a)  # b never answered
+    pool.succeeded(b, 0.05)
+    assert pool.healthy_elsewhere(a)
+    pool.failed(a, health_check=pool.healthy_elsewhere(a))
+    assert pool.choose() is b

@@ -197,6 +197,18 @@ class EndpointPool:
                 chosen.setdefault(endpoint.region, endpoint)
         return list(chosen.values())
 
+    def healthy_elsewhere(self, failed: Endpoint) -> bool:
+        """Another region answered its last probe or call (breaker closed, not failing): a
+        failure of ``failed`` is then reason enough to move there, without waiting for the
+        breaker's threshold; the failed endpoint comes back by the hysteresis rule."""
+        return any(
+            e.region != failed.region
+            and e.breaker.state == "closed"
+            and e.streak > 0
+            and self._writable(e)
+            for e in self.endpoints
+        )
+
     def has_alternative(self) -> bool:
         """Some endpoint other than the current one has a closed breaker (no backoff needed
         before trying it: backoff spares a failing server, and that one has not failed)."""
@@ -219,9 +231,9 @@ class EndpointPool:
         endpoint.failing = False
 
     def failed(self, endpoint: Endpoint, health_check: bool = False) -> None:
-        """A call to ``endpoint`` failed; after enough failures its breaker opens. A failed
-        ``health_check`` before switching to it opens the breaker at once: in a region loss
-        the region's other endpoints then cost one try each, not a breaker's threshold."""
+        """A call to ``endpoint`` failed; after enough failures its breaker opens. With
+        ``health_check`` (a check before switching to it failed, or another region is known
+        healthy) it opens at once: a failover then costs one try, not a threshold of them."""
         if health_check:
             endpoint.breaker.trip()
         else:

@@ -146,7 +146,10 @@ class SyncLoop:
                         "region_standby",
                     ):
                         self.pool.region_states[endpoint.region] = "standby"
-                    self.pool.failed(endpoint, health_check=switching)
+                    # Fail over at the first timeout or refusal when another region is known
+                    # healthy: a breaker's threshold of failures costs a timeout each.
+                    trip = switching or self.pool.healthy_elsewhere(endpoint)
+                    self.pool.failed(endpoint, health_check=trip)
                     self.board.update(state="offline", last_error=str(exc))
                     if self.pool.current is None and self.pool.has_alternative():
                         continue  # fail over now: the next endpoint has not failed
