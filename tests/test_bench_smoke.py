@@ -41,6 +41,26 @@ def test_bench_push_reports_every_scenario(tmp_path: Path) -> None:
     _check_store_rows(report, 0.40)
 
 
+def test_bench_push_tracing_compares_off_on_and_a_baseline_tree(tmp_path: Path) -> None:
+    """bench push --tracing serves every variant, and the traced ones export over OTLP."""
+    src = Path(__file__).resolve().parents[1] / "src"
+    report = bench(
+        tmp_path, "push", "--tracing", "--runs", "1", "--seconds", "0.5", "--baseline-src", str(src)
+    )
+    results = report["results"]
+    assert isinstance(results, list) and len(results) == 3 * 4
+    assert {row["variant"] for row in results} == {
+        "tracing off",
+        "tracing on, all kept",
+        "tracing on, 1% kept",
+        "baseline",
+    }
+    for row in results:
+        assert row["docs_per_s"] > 0 and row["cpu_us_per_doc"] > 0 and row["errors"] == 0
+    exports = report["otlp_exports"]
+    assert isinstance(exports, int) and exports > 0
+
+
 def _check_store_rows(report: dict[str, object], target: float) -> None:
     """The store's rows were measured, and the per-document figures follow from the rates."""
     rows = report["store_rows_batch_100"]
@@ -134,6 +154,8 @@ def test_bench_auth_reports_every_figure(tmp_path: Path) -> None:
         "raw_argon2id_verifies_per_s",
         "token_verify_first_us",
         "token_verify_again_us",
+        "token_verify_with_denylist_us",
+        "auth_store_lookup_us",
         "push_docs_per_s_with_rules",
         "push_docs_per_s_without_rules",
         "pull_changes_per_s_with_rules",
@@ -239,3 +261,32 @@ def test_bench_gateway_reports_direct_and_gateway_percentiles(tmp_path: Path) ->
         row = summary[kind]  # type: ignore[index]
         assert row["direct_p50_ms"] > 0 and row["gateway_p50_ms"] > 0
     assert str(report["machine"]["haproxy"]).startswith("2.")  # type: ignore[index]
+
+
+def test_bench_archive_lag_measures_every_archived_change(tmp_path: Path) -> None:
+    """bench archive-lag runs ``breakwater archive`` beside paced writes and reports the lag of
+    every change it wrote (it fails if the archive misses one) against its floor."""
+    report = bench(tmp_path, "archive-lag", "--runs", "1", "--seconds", "1", "--rate", "50")
+    runs = report["runs"]
+    assert isinstance(runs, list) and len(runs) == 1
+    run: dict[str, float] = runs[0]
+    assert run["segments"] >= 1 and 0 < run["lag_p50_s"] <= run["lag_max_s"] < 30
+    assert run["floor_s"] >= 0.1  # the read interval at least
+
+
+def test_bench_restore_times_both_paths(tmp_path: Path) -> None:
+    """bench restore puts a backup back and replays an archive of the same documents."""
+    report = bench(tmp_path, "restore", "--docs", "3000")
+    assert report["docs"] == 3000
+    assert report["from_backup_s"] > 0 and report["replay_s"] > 0  # type: ignore[operator]
+
+
+def test_bench_replication_measures_catch_up_transfer_and_a_round(tmp_path: Path) -> None:
+    """bench replication: the feed catch-up, a full state transfer after a 410 and an
+    anti-entropy round in sync, in one run."""
+    report = bench(tmp_path, "replication", "--runs", "1", "--changes", "200")
+    for key in ("push_per_second", "replicate_per_second", "transfer_new_per_second"):
+        value = report[key]
+        assert isinstance(value, float) and value > 0, key
+    round_ms = report["anti_entropy_round_ms"]
+    assert isinstance(round_ms, float) and round_ms > 0

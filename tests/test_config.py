@@ -224,3 +224,34 @@ def test_a_cache_url_size_in_non_ascii_digits_is_refused(raw: str) -> None:
     """int() reads Arabic-Indic and fullwidth digits; a URL parameter must not."""
     with pytest.raises(ConfigError, match="max_entries"):
         open_cache(f"memory://?max_entries={raw}")
+
+
+def test_smtp_reads_from_file_and_environment_and_hides_its_password(tmp_path: Path) -> None:
+    """[smtp] from the file, the password from BREAKWATER_SMTP_PASSWORD; never in repr."""
+    file = write(
+        tmp_path,
+        '[smtp]\nhost = "smtp.example.com"\nsecurity = "ssl"\nport = 465\n'
+        'from_address = "no-reply@example.com"\n',
+    )
+    config = load_config(file, env={"BREAKWATER_SMTP_PASSWORD": "s3cret-pass"})
+    assert config.smtp.enabled and config.smtp.port == 465 and config.smtp.security == "ssl"
+    assert config.smtp.password == "s3cret-pass"
+    assert "s3cret-pass" not in repr(config)
+    assert not load_config(None, env={}).smtp.enabled
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[smtp]\nsecurity = "tls"', "smtp.security"),
+        ("[smtp]\nport = 0", "smtp.port"),
+        ("[smtp]\ntimeout = 0", "smtp.timeout"),
+        ('[smtp]\nhost = "mail"', "smtp.from_address"),
+        ('[smtp]\nbase_url = "ftp://x"', "smtp.base_url"),
+        ('[smtp]\nsender = "x"', "smtp must be a table"),
+    ],
+)
+def test_bad_smtp_settings_fail_naming_the_key(tmp_path: Path, text: str, message: str) -> None:
+    """Each bad [smtp] value is a ConfigError naming its key."""
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text), env={})

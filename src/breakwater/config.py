@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import jsonschema
 
 from breakwater.auth.external_settings import parse_external, parse_oidc
+from breakwater.auth.mail import SmtpSettings
 from breakwater.auth.rules import CollectionRules, compile_rules
 from breakwater.auth.settings import AuthSettings, proxy_networks
 from breakwater.core.collections import CollectionConfig, Validator
@@ -31,6 +32,7 @@ from breakwater.core.incarnation import REGION_PATTERN
 from breakwater.core.limits import Limits
 from breakwater.core.mutation import COLLECTION_PATTERN
 from breakwater.core.topology import Topology, parse_topology
+from breakwater.obs.tracing_settings import TracingSettings
 from breakwater.storage import redact_url
 
 ENV_PREFIX = "BREAKWATER_"
@@ -101,6 +103,8 @@ class Config:
     collections: Mapping[str, CollectionConfig] = field(default_factory=dict)
     auth: AuthSettings = field(default_factory=AuthSettings)
     rules: Mapping[str, CollectionRules] = field(default_factory=dict)
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    tracing: TracingSettings = field(default_factory=TracingSettings)
     topology: Topology = field(default_factory=Topology)
     """Peer regions and this region's initial state (core/topology.py, docs/multi-region.md)."""
 
@@ -125,11 +129,17 @@ class Config:
         return frozenset(t.strip() for t in self.realtime_transports.split(",") if t.strip())
 
 
-_TABLES = ("limits", "collections", "auth", "rules", "topology")
+_TABLES = ("limits", "collections", "auth", "rules", "smtp", "tracing", "topology")
 _TOP_KEYS = [f.name for f in dataclasses.fields(Config) if f.name not in _TABLES]
 _LIMIT_KEYS = [f.name for f in dataclasses.fields(Limits)]
 _AUTH_TABLES = ("oidc", "external")
 _AUTH_KEYS = [f.name for f in dataclasses.fields(AuthSettings) if f.name not in _AUTH_TABLES]
+_SMTP_KEYS = [f.name for f in dataclasses.fields(SmtpSettings)]
+_SMTP_SECURITY = ("starttls", "ssl", "none")
+_TRACING_KEYS = [f.name for f in dataclasses.fields(TracingSettings)]
+
+
+_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
 def _coerce(key: str, value: Any, kind: type | str) -> Any:
@@ -146,11 +156,11 @@ def _coerce(key: str, value: Any, kind: type | str) -> Any:
                 raise ValueError
             return float(value)
         if kind_name == "bool":
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.lower() in ("true", "1", "false", "0"):
-                return value.lower() in ("true", "1")
-            raise ValueError
+            if isinstance(value, str) and value.strip().lower() in _BOOLEANS:
+                return _BOOLEANS[value.strip().lower()]
+            if not isinstance(value, bool):
+                raise ValueError
+            return value
         if kind_name == "Path":
             return Path(str(value))
         if kind_name in ("str", "ModeSetting"):
@@ -260,6 +270,68 @@ def _auth(raw: Any, env: Mapping[str, str]) -> AuthSettings:
     return settings
 
 
+def _smtp(raw: Any, env: Mapping[str, str]) -> SmtpSettings:
+    """The ``[smtp]`` table; every key also reads from ``BREAKWATER_SMTP_<KEY>`` (so the
+    password can stay out of the file)."""
+    if not isinstance(raw, dict) or set(raw) - set(_SMTP_KEYS):
+        raise ConfigError(f"smtp must be a table with keys from {_SMTP_KEYS}")
+    types = _field_types(SmtpSettings)
+    values: dict[str, Any] = {}
+    for key in _SMTP_KEYS:
+        if key in raw:
+            values[key] = _coerce(f"smtp.{key}", raw[key], types[key])
+        env_key = f"{ENV_PREFIX}SMTP_{key.upper()}"
+        if env.get(env_key):
+            values[key] = _coerce(env_key, env[env_key], types[key])
+    settings = SmtpSettings(**values)
+    if settings.security not in _SMTP_SECURITY:
+        raise ConfigError(f"smtp.security = {settings.security!r} is not one of {_SMTP_SECURITY}")
+    if not 0 < settings.port <= 65535:
+        raise ConfigError(f"smtp.port = {settings.port} is not a TCP port")
+    if settings.timeout <= 0:
+        raise ConfigError(f"smtp.timeout = {settings.timeout} must be positive")
+    if settings.host and "@" not in settings.from_address:
+        raise ConfigError("smtp.from_address must be an email address when smtp.host is set")
+    if settings.base_url and not settings.base_url.startswith(("https://", "http://")):
+        raise ConfigError(f"smtp.base_url = {settings.base_url!r} must be an http(s) URL")
+    return settings
+
+
+def _tracing(raw: Any, env: Mapping[str, str]) -> TracingSettings:
+    """``[tracing]``, then ``BREAKWATER_TRACING_*``; OpenTelemetry's own ``OTEL_SERVICE_NAME``
+    and ``OTEL_TRACES_SAMPLER_ARG`` fill in what neither sets, ``OTEL_SDK_DISABLED`` turns
+    tracing off."""
+    if not isinstance(raw, dict) or set(raw) - set(_TRACING_KEYS):
+        raise ConfigError(f"tracing must be a table with keys from {_TRACING_KEYS}")
+    types = _field_types(TracingSettings)
+    values: dict[str, Any] = {}
+    otel_defaults = {
+        "service_name": "OTEL_SERVICE_NAME",
+        "sampler_ratio": "OTEL_TRACES_SAMPLER_ARG",
+    }
+    for key in _TRACING_KEYS:
+        otel_key = otel_defaults.get(key)
+        if otel_key is not None and env.get(otel_key):
+            values[key] = _coerce(otel_key, env[otel_key], types[key])
+        if key in raw:
+            values[key] = _coerce(f"tracing.{key}", raw[key], types[key])
+        env_key = f"{ENV_PREFIX}TRACING_{key.upper()}"
+        if env.get(env_key):
+            values[key] = _coerce(env_key, env[env_key], types[key])
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        values["enabled"] = False
+    settings = TracingSettings(**values)
+    if not 0.0 <= settings.sampler_ratio <= 1.0:
+        raise ConfigError(
+            f"tracing.sampler_ratio = {settings.sampler_ratio!r} must be between 0 and 1"
+        )
+    if not settings.service_name:
+        raise ConfigError("tracing.service_name must not be empty")
+    if settings.endpoint and urlsplit(settings.endpoint).scheme not in ("http", "https"):
+        raise ConfigError(f"tracing.endpoint = {settings.endpoint!r} must be an http(s) URL")
+    return settings
+
+
 def _collections(raw: Any, base: Path) -> dict[str, CollectionConfig]:
     if not isinstance(raw, dict):
         raise ConfigError("collections must be a table of tables")
@@ -309,7 +381,7 @@ def load_config(
             raise ConfigError(f"config file {str(file)!r} cannot be read: {exc}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {str(file)!r} is not valid TOML: {exc}") from exc
-    known = set(_TOP_KEYS) | {"limits", "collections", "auth", "topology"}
+    known = set(_TOP_KEYS) | {"limits", "collections", "auth", "smtp", "tracing", "topology"}
     unknown = set(raw) - known
     if unknown:
         raise ConfigError(f"unknown settings in {file}: {sorted(unknown)}")
@@ -349,6 +421,8 @@ def load_config(
         collections=collections,
         auth=_auth(raw.get("auth", {}), env),
         rules=_rules(raw.get("collections", {})),
+        smtp=_smtp(raw.get("smtp", {}), env),
+        tracing=_tracing(raw.get("tracing", {}), env),
         topology=Topology(),
     )
     # After the top-level keys: the own-address check needs the final region, host and port.

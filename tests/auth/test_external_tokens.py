@@ -89,6 +89,7 @@ async def test_a_valid_token_is_a_namespaced_user_with_its_roles(
         "anonymous": False,
         "roles": ["editor"],
         "mfa": False,
+        "email_verified": False,  # an external caller's email is its issuer's business
     }
     es_me = await node.get("/v1/auth/me", headers=_bearer(external_issuer.token(es)))
     assert es_me.json()["uid"] == "acme:user-1"

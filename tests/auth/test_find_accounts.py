@@ -55,9 +55,9 @@ def test_deleting_an_account_removes_it_and_its_refresh_tokens(store: AuthStore)
     """The account and its tokens go together; the others stay; a second delete is False."""
     store.add_refresh(RefreshToken("h1", "f1", "u1", 0, 10**13))
     store.add_refresh(RefreshToken("h2", "f2", "u2", 0, 10**13))
-    assert store.delete_account("u1") is True
+    assert store.delete_account("u1", 0) is True
     assert store.account("u1") is None
     assert store.family_of("h1") is None
     assert store.family_of("h2") == "f2"
     assert emails(store.find_accounts("ann", 10)) == ["anna@x.io"]
-    assert store.delete_account("u1") is False
+    assert store.delete_account("u1", 0) is False

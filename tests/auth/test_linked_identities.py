@@ -93,7 +93,7 @@ def test_a_linked_identity_cannot_be_linked_again_and_goes_with_its_account(
         auth_store.add_identity(LinkedIdentity("local", "s", "b", 2))
     auth_store.add_identity(LinkedIdentity("other", "s", "b", 2))
     assert [i.provider for i in auth_store.identities("b")] == ["other"]
-    assert auth_store.delete_account("a")
+    assert auth_store.delete_account("a", 10)
     assert auth_store.identity_owner("local", "s") is None
     auth_store.add_identity(LinkedIdentity("local", "s", "b", 3))
     assert auth_store.identity_owner("local", "s") == "b"

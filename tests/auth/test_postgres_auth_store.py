@@ -96,3 +96,33 @@ async def test_an_unreachable_server_is_store_unavailable_until_it_returns(schem
     finally:
         await asyncio.to_thread(store.close)  # its connections pass the forwarder on this loop
         await forwarder.aclose()
+
+
+async def test_auth_tables_of_version_1_gain_the_account_lifecycle_and_keep_their_rows(
+    schema: str,
+) -> None:
+    """A schema written before accounts could be disabled or verified is migrated in place:
+    its accounts stay, enabled and unverified."""
+    conn = await asyncpg.connect(require_service(POSTGRES_URL))
+    try:
+        await conn.execute(f'CREATE SCHEMA "{schema}"; SET search_path TO "{schema}"')
+        await conn.execute(MIGRATIONS[0])
+        await conn.execute(
+            "CREATE TABLE auth_migrations (version integer PRIMARY KEY,"
+            " applied_at timestamptz NOT NULL DEFAULT now());"
+            " INSERT INTO auth_migrations VALUES (1)"
+        )
+        await conn.execute(
+            "INSERT INTO auth_accounts (uid, email, password_hash, anonymous, roles, created_ms)"
+            " VALUES ('u1', 'old@example.com', 'h', false, '[]', 1)"
+        )
+    finally:
+        await conn.close()
+    store = await asyncio.to_thread(store_on, schema)
+    try:
+        account = await asyncio.to_thread(store.account, "u1")
+        assert account is not None and account.email == "old@example.com"
+        assert (account.disabled, account.email_verified) == (False, False)
+        assert await asyncio.to_thread(store.disabled_uids) == frozenset()
+    finally:
+        store.close()

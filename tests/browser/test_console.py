@@ -102,6 +102,33 @@ async def test_an_admin_finds_edits_and_sees_the_history(
     assert stored["data"] == {"title": "second, edited"}
 
 
+async def test_an_admin_disables_and_enables_an_account(
+    browser: Browser, node: ServerProcess, tmp_path: Path
+) -> None:
+    """The accounts view disables an account (its sign-in is refused) and enables it again."""
+    key = create_key(tmp_path / "data", "admin")
+    page = await browser.new_page()
+    page.on("dialog", lambda dialog: dialog.accept())
+    await page.goto(f"{node.url}/_/")
+    await page.fill("#key", key)
+    await page.click("#signin-form button")
+    await page.fill("#a-query", "ed@")
+    await page.click("#account-form button")
+    account = page.locator("#accounts tr", has_text="ed@example.com")
+    await account.get_by_role("button", name="Disable").click()
+    await expect(page.locator("#account-result")).to_contain_text("Disabled")
+    await expect(account).to_contain_text("disabled")
+    await screenshot(page, "console-account-disabled")
+    body = {"email": "ed@example.com", "password": "correct horse"}
+    async with httpx.AsyncClient(base_url=node.url) as client:
+        refused = await client.post("/v1/auth/login", json=body)
+    assert refused.status_code == 403 and refused.json()["type"] == "account_disabled"
+    await account.get_by_role("button", name="Enable").click()
+    await expect(page.locator("#account-result")).to_contain_text("Enabled")
+    async with httpx.AsyncClient(base_url=node.url) as client:
+        assert (await client.post("/v1/auth/login", json=body)).status_code == 200
+
+
 async def test_a_non_admin_key_is_refused(
     browser: Browser, node: ServerProcess, tmp_path: Path
 ) -> None:

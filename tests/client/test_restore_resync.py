@@ -1,5 +1,6 @@
 """A node restored from a backup: a device that saw later changes resyncs (cursor_unknown),
-ends with exactly the node's documents, and its pending write reaches the node once.
+offers back the document the node lost (tests/client/test_restore_offers.py), ends with exactly
+the node's documents, and its pending write reaches the node once.
 
 Run on both stores, backed up and put back as docs/operations.md says. Before ADR 0018 putting
 the copy back was the whole procedure (:func:`mark_restored` did not exist): the restored node
@@ -88,8 +89,8 @@ async def mark_restored(url: str) -> None:
 async def test_a_device_ahead_of_a_restored_node_resyncs_and_keeps_its_pending_write(
     tmp_path: Path, backup: Backup, make_config: Callable[..., Config]
 ) -> None:
-    """Backup, more writes synced by the phone, restore: the phone drops what the node lost,
-    gets what the restored node wrote since, and its pending write is pushed once."""
+    """Backup, more writes synced by the phone, restore: the phone writes back what the node
+    lost, gets what the restored node wrote since, and its pending write is pushed once."""
     config = make_config(data=tmp_path / "node", store=backup.url)
     async with serving(config) as node:
         assert (await node.put("/v1/collections/todos/docs/a", json={"v": 1})).status_code == 201
@@ -115,8 +116,8 @@ async def test_a_device_ahead_of_a_restored_node_resyncs_and_keeps_its_pending_w
         finally:
             await reopened.aclose()
         pulled = (await restored.get("/v1/sync/pull", params={"limit": 100})).json()["changes"]
-    assert docs == {"a": {"v": 1}, "new": {"v": 3}, "mine": {"v": 4}}
-    assert sorted(change["id"] for change in pulled) == ["a", "mine", "new"]
+    assert docs == {"a": {"v": 1}, "new": {"v": 3}, "mine": {"v": 4}, "lost": {"v": 2}}
+    assert sorted(change["id"] for change in pulled) == ["a", "lost", "mine", "new"]
 
 
 @contextlib.asynccontextmanager

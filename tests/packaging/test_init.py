@@ -45,11 +45,13 @@ def test_every_layout_loads_as_written(layout: Layout, tmp_path: Path) -> None:
         assert config.bus.startswith("redis://")
 
 
-def test_multi_region_says_replication_is_not_built(tmp_path: Path) -> None:
-    """The multi-region file and the command both say that replication does not exist yet."""
+def test_multi_region_shows_where_peers_go(tmp_path: Path) -> None:
+    """The multi-region file has a [topology] table and says how peers and keys are set; the
+    command points there."""
     result = CliRunner().invoke(app, ["init", "multi-region", "--out", str(tmp_path / "m.toml")])
-    assert "not built yet" in result.output
-    assert "NOT BUILT YET: replication between regions" in (tmp_path / "m.toml").read_text()
+    assert "[topology.peers]" in result.output
+    text = (tmp_path / "m.toml").read_text()
+    assert "[topology]" in text and "--scope replication" in text
 
 
 def test_init_keeps_an_existing_file(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 A copy of the document database alone would lose the accounts and the signing keys: users
 could not sign in, and every token issued before would stop verifying. And a store put back
 without ``breakwater restore`` would hand out again the positions it gave to changes after the
-backup (ADR 0018). The documented commands run as written (paths, dates and URLs replaced); a
+backup (ADR 0018). The documented commands run as written (paths and URLs replaced); a
 node started on the restored store has the documents of the backup, signs the same user in,
 still accepts a token the old node issued, and refuses the cursor of a device that synced a
 change the backup lacks with ``410 cursor_unknown``.
@@ -11,7 +11,6 @@ change the backup lacks with ``410 cursor_unknown``.
 
 from __future__ import annotations
 
-import datetime
 import os
 import re
 import shutil
@@ -41,11 +40,26 @@ def commands(section: str) -> list[str]:
     return blocks
 
 
+def shown_output(section: str, replacements: Mapping[str, str]) -> str:
+    """The ``text`` block of a section of docs/operations.md, paths replaced, names masked."""
+    text = OPERATIONS.read_text().split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+    [shown] = re.findall(r"```text\n(.*?)```", text, flags=re.S)
+    for documented, actual in replacements.items():
+        shown = shown.replace(documented, actual)
+    return masked_names(shown)
+
+
+def masked_names(output: str) -> str:
+    """``output`` with backup names, times and incarnations masked."""
+    output = re.sub(r"\b\d{8}T\d{6}Z\b", "<name>", output)
+    output = re.sub(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z", "<time>", output)
+    return re.sub(r"~[0-9a-f]{12}\b", "~<incarnation>", output).strip()
+
+
 def run(script: str, replacements: Mapping[str, str]) -> str:
     """Run a documented block with its paths replaced, ``breakwater`` being this checkout's."""
     for shown, actual in replacements.items():
         script = script.replace(shown, actual)
-    script = re.sub(r"^DAY=\S+$", f"DAY={datetime.date.today():%Y-%m-%d}", script, flags=re.M)
     env = {k: v for k, v in os.environ.items() if not k.startswith("BREAKWATER_")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     done = subprocess.run(
@@ -100,18 +114,20 @@ def test_the_documented_backup_and_restore_bring_back_the_backup_and_a_new_origi
         token = http.post("/v1/auth/signup", json=ACCOUNT).json()["access_token"]
         wrote = http.put("/v1/collections/notes/docs/n1", json={"text": "keep me"})
         assert wrote.status_code == 201
-        run(commands("Backups")[procedure.blocks], procedure.replacements)
+        made = run(commands("Backups")[procedure.blocks], procedure.replacements)
         lost = http.put("/v1/collections/notes/docs/n2", json={"text": "after the backup"})
         assert lost.status_code == 201
         cursor = http.get("/v1/sync/pull").json()["cursor"]
     node.terminate()
-    if procedure.blocks == 0:
-        names = {
-            re.sub(r"-\d{4}-\d{2}-\d{2}", "", p.name) for p in (tmp_path / "backups").iterdir()
-        }
-        assert names == {"breakwater.db", "auth.db", "auth-keys.json"}
+    [backup] = (tmp_path / "backups").iterdir()
+    stored = {"auth-keys.json", "manifest.json"}
+    stored |= {"breakwater.db", "auth.db"} if procedure.blocks == 0 else {"breakwater.dump"}
+    assert {path.name for path in backup.iterdir()} == stored
 
     printed = run(commands("Restore")[procedure.blocks], procedure.replacements)
+    if procedure.blocks == 0:  # the outputs docs/operations.md shows, names and times masked
+        assert shown_output("Backups", procedure.replacements) == masked_names(made)
+        assert shown_output("Restore", procedure.replacements) == masked_names(printed)
     again = start_server(live, *procedure.serve)
     assert (live / "auth-keys.json").stat().st_mode & 0o077 == 0, "keys stay private"
     with httpx.Client(base_url=again.url, timeout=10) as http:

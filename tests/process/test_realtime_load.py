@@ -197,8 +197,10 @@ async def test_a_slow_consumer_keeps_node_memory_bounded_and_catches_up(
     # Bounded, the node holds at most realtime_queue = 1000 changes (~2.3 MiB) and one 256 KiB
     # message for it. The rest of the growth is the same without any subscriber (measured ~30
     # MiB on a 2-core test machine): the window of recent changes kept for resumes (at most
-    # 16 MiB), SQLite's page caches over a ~20 MiB file, and allocator slack.
-    assert growth < 60 * 1024 * 1024, f"RSS grew by {growth >> 20} MiB"
+    # 16 MiB), SQLite's page caches over a ~20 MiB file, and allocator slack; round 2's node
+    # (replication, webhooks, tracing wired in, all idle here) measured 59-62 MiB in all. The
+    # bound sits between that and the >140 MiB an unbounded queue would add up to.
+    assert growth < 75 * 1024 * 1024, f"RSS grew by {growth >> 20} MiB"
     assert "breakwater_realtime_overflows_total 0.0" not in metrics
 
 

@@ -3,8 +3,10 @@
 A real node (uvicorn's own access log switched on as an operator might) serves every auth flow:
 sign-up, password login, a wrong password, anonymous, refresh, TOTP enrolment and a login with
 a recovery code, an API key and a bearer token in the header, ``?access_token=`` on SSE and
-WebSocket, a WebSocket with the header and an ``auth`` message, logout and a bad token.
-Everything the process writes (stdout and stderr) is scanned for every secret used.
+WebSocket, a WebSocket with the header and an ``auth`` message, logout and a bad token; then the
+mailed flows through a real SMTP server (email verification, password reset, change of email)
+and the account's export and deletion. Everything the process writes (stdout and stderr) is
+scanned for every secret used, the mailed tokens and the SMTP password included.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
@@ -23,10 +27,13 @@ import pyotp
 import pytest
 from websockets.sync.client import connect
 
+from tests.auth.mailbox import Mailbox, run_mailbox, token_in
 from tests.conftest import _wait_healthy, free_port
 
 pytestmark = pytest.mark.slow
 PASSWORD = "correct-horse-battery-4417"
+NEW_PASSWORD = "reset-lantern-orbit-5530"
+SMTP_PASSWORD = "smtp-pass-kettle-7781"
 WRONG_PASSWORD = "wrong-staple-guess-9923"
 BAD_TOKEN = "not-a-real-token-5be1c0ffee"
 SUBSCRIBE = json.dumps({"type": "subscribe", "collections": ["notes"]})
@@ -81,15 +88,23 @@ class Node:
 
 
 @pytest.fixture
-def node_at(tmp_path: Path) -> Iterator[Callable[[str], tuple[Node, str]]]:
-    """Start a node at a log level, with an admin API key made for it."""
+def mailbox() -> Iterator[Mailbox]:
+    """The SMTP server the node mails its links to."""
+    yield from run_mailbox()
+
+
+@pytest.fixture
+def node_at(tmp_path: Path, mailbox: Mailbox) -> Iterator[Callable[[str], tuple[Node, str]]]:
+    """Start a node at a log level, with an admin API key made for it, mailing to ``mailbox``
+    (its SMTP password from the environment, as the docs advise)."""
     processes: list[subprocess.Popen[bytes]] = []
 
     def start(level: str) -> tuple[Node, str]:
         data = tmp_path / level
         config = tmp_path / "node.toml"
-        config.write_text(CONFIG)
+        config.write_text(CONFIG + mailbox.config)
         env = {k: v for k, v in os.environ.items() if not k.startswith("BREAKWATER_")}
+        env["BREAKWATER_SMTP_PASSWORD"] = SMTP_PASSWORD
         created = subprocess.run(
             [
                 sys.executable,
@@ -128,9 +143,10 @@ def node_at(tmp_path: Path) -> Iterator[Callable[[str], tuple[Node, str]]]:
         process.wait(timeout=10)
 
 
-def drive_every_auth_flow(node: Node, api_key: str) -> Secrets:
+def drive_every_auth_flow(node: Node, api_key: str, mailbox: Mailbox) -> Secrets:
     secrets = Secrets()
     secrets.add(PASSWORD, WRONG_PASSWORD, BAD_TOKEN, api_key, api_key.rsplit("_", 1)[1])
+    secrets.add(NEW_PASSWORD, SMTP_PASSWORD)
     credentials = {"email": "logs@example.com", "password": PASSWORD}
     with httpx.Client(base_url=node.url, timeout=10) as http:
         signed_up = secrets.session(http.post("/v1/auth/signup", json=credentials).json())
@@ -174,11 +190,59 @@ def drive_every_auth_flow(node: Node, api_key: str) -> Secrets:
             websocket.recv(timeout=10)
         out = http.post("/v1/auth/logout", json={"refresh_token": mfa_session["refresh_token"]})
         assert out.status_code == 204
+        recovery_code = confirmed["recovery_codes"][1]
+        drive_the_mailed_flows(http, mailbox, secrets, mfa_session["access_token"], recovery_code)
     # An unparsable request: uvicorn warns, so even at `warning` the log is not empty.
     with socket.create_connection(("127.0.0.1", int(node.url.rsplit(":", 1)[1]))) as raw:
         raw.sendall(f"GET /?access_token={token} HTTP/1.1\r\nBad Header\r\n\r\n".encode())
         raw.recv(1024)
     return secrets
+
+
+def drive_the_mailed_flows(
+    http: httpx.Client,
+    mailbox: Mailbox,
+    secrets: Secrets,
+    access_token: str,
+    recovery_code: str,
+) -> None:
+    """Verification, reset, change of email, export and deletion; every mailed token is a
+    secret."""
+    address = "logs@example.com"
+    verify = token_in(mailbox_wait(mailbox, address, 1))
+    secrets.add(verify)
+    assert http.post("/v1/auth/email/verify/confirm", json={"token": verify}).status_code == 200
+    assert http.post("/v1/auth/password/reset", json={"email": address}).status_code == 202
+    reset = token_in(mailbox_wait(mailbox, address, 2))
+    secrets.add(reset)
+    body = {"token": reset, "new_password": NEW_PASSWORD}
+    assert http.post("/v1/auth/password/reset/confirm", json=body).status_code == 204
+    assert http.post("/v1/auth/password/reset/confirm", json=body).status_code == 400
+    session = secrets.session(
+        http.post(
+            "/v1/auth/login",
+            json={"email": address, "password": NEW_PASSWORD, "recovery_code": recovery_code},
+        ).json()
+    )
+    bearer = {"Authorization": f"Bearer {session['access_token']}"}
+    change = {"new_email": "logs2@example.com", "password": NEW_PASSWORD}
+    assert http.post("/v1/auth/email/change", json=change, headers=bearer).status_code == 202
+    moved = token_in(mailbox_wait(mailbox, "logs2@example.com", 1))
+    secrets.add(moved)
+    assert http.post("/v1/auth/email/change/confirm", json={"token": moved}).status_code == 200
+    assert http.get("/v1/auth/account/export", headers=bearer).status_code == 200
+    gone = {"password": NEW_PASSWORD}
+    assert http.post("/v1/auth/account/delete", json=gone, headers=bearer).status_code == 204
+    assert http.get("/v1/auth/me", headers={"Authorization": f"Bearer {access_token}"}).is_error
+
+
+def mailbox_wait(mailbox: Mailbox, address: str, count: int) -> EmailMessage:
+    """The ``count``-th mail to ``address`` (the node mails after answering)."""
+    deadline = time.monotonic() + 30
+    while len(mailbox.to(address)) < count:
+        assert time.monotonic() < deadline, f"no mail {count} to {address}"
+        time.sleep(0.05)
+    return mailbox.to(address)[count - 1]
 
 
 def output_without_timestamps(node: Node) -> str:
@@ -197,11 +261,11 @@ def output_without_timestamps(node: Node) -> str:
 
 @pytest.mark.parametrize("level", ["debug", "info", "warning"])
 def test_no_secret_of_any_auth_flow_reaches_the_output(
-    node_at: Callable[[str], tuple[Node, str]], level: str
+    node_at: Callable[[str], tuple[Node, str]], mailbox: Mailbox, level: str
 ) -> None:
     """Every secret used is absent from stdout and stderr; the request lines are present."""
     node, api_key = node_at(level)
-    secrets = drive_every_auth_flow(node, api_key)
+    secrets = drive_every_auth_flow(node, api_key, mailbox)
     output = output_without_timestamps(node)
     leaked = sorted(secret for secret in secrets.values if secret in output)
     assert not leaked, f"{len(leaked)} secrets in the {level} output"

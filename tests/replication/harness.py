@@ -104,9 +104,16 @@ class Cluster:
         stores: Mapping[str, str] | None = None,
         pull_wait: float = 2.0,
         write_concern_timeout: float = 5.0,
+        pull_limit: int = 500,
+        overrides: Mapping[str, Any] | None = None,
+        anti_entropy_interval: float = 600.0,
     ) -> dict[str, Region]:
-        """Start one region per key of ``peers``, each pulling from the regions listed."""
-        bases = {name: self.base_config(name, (stores or {}).get(name, "")) for name in peers}
+        """Start one region per key of ``peers``, each pulling from the regions listed
+        (``overrides``: config settings of every region)."""
+        bases = {
+            name: self.base_config(name, (stores or {}).get(name, ""), **(overrides or {}))
+            for name in peers
+        }
         for name, config in bases.items():
             self.keys[name] = issue_key(config, f"for-peers-of-{name}")
         for name, config in bases.items():
@@ -117,6 +124,8 @@ class Cluster:
                 state=(states or {}).get(name, "active"),
                 pull_wait=pull_wait,
                 write_concern_timeout=write_concern_timeout,
+                pull_limit=pull_limit,
+                anti_entropy_interval=anti_entropy_interval,
             )
         # Regions started one after the other failed to reach the later ones: try them now
         # rather than after the breaker's wait.
@@ -134,6 +143,8 @@ class Cluster:
         state: str = "active",
         pull_wait: float = 2.0,
         write_concern_timeout: float = 5.0,
+        pull_limit: int = 500,
+        anti_entropy_interval: float = 600.0,
     ) -> Region:
         """Start (or restart) region ``name`` over ``config``'s store."""
         topology = Topology(
@@ -146,6 +157,8 @@ class Cluster:
                 for peer in peer_names
             },
             pull_wait=pull_wait,
+            pull_limit=pull_limit,
+            anti_entropy_interval=anti_entropy_interval,
             write_concern_timeout=write_concern_timeout,
             lease_ttl=2.0,
         )

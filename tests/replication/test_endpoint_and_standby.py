@@ -3,6 +3,7 @@ every write refused with 503 region_standby, promotion by the admin endpoint, du
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -202,3 +203,43 @@ async def test_readyz_shows_peers_and_stays_ready_when_a_peer_is_down(cluster: C
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_a_cursor_past_the_peers_retention_is_caught_up_by_a_full_transfer(
+    cluster: Cluster,
+) -> None:
+    """B compacted away changes A never pulled: A's pull gets 410 cursor_expired (counted), A
+    marks the peer for a full state transfer, which then brings B's documents and clears the
+    mark in /readyz and in its stored peer row (ADR 0032)."""
+    from breakwater.server.app import compact
+
+    regions = await cluster.start({"a": ["b"], "b": []}, pull_wait=0.3)
+    a, b = regions["a"], regions["b"]
+    await b.push(mutation("m1", "d0", v=1))
+    await eventually(lambda: _readable(a, "d0"), what="first replication")
+    a.links["b"].up = False
+    await asyncio.sleep(0.6)  # the long-poll in flight ends empty; no pull reaches b now
+    await b.push(mutation("m2", "d1", v=1))
+    await b.push(mutation("m3", "d1", v=2))  # supersedes m2, which compaction then drops
+    report = await compact(b.node, 0, now_ms=2**62)
+    assert report.changes_removed >= 1
+    a.links["b"].up = True
+    replicator = a.node.replication.replicators[0]
+    replicator.nudge()
+
+    async def transferred() -> bool:
+        doc = await a.doc("todos", "d1")
+        progress = replicator.status.transfer
+        return doc is not None and doc["data"] == {"v": 2} and bool(progress and progress.done)
+
+    await eventually(transferred, what="full transfer")
+    expired = a.node.metrics.registry.get_sample_value(
+        "breakwater_replication_retries_total", {"peer": "b", "kind": "expired"}
+    )
+    assert expired is not None and expired >= 1
+    await a.node.region.refresh()  # the rows /readyz reports, as the node re-reads them
+    ready = (await a.client.get("/readyz")).json()
+    assert ready["replication"]["peers"]["b"]["needs_full_transfer"] is False
+    assert ready["replication"]["peers"]["b"]["transfer"]["done"] is True
+    row = (await a.node.store.replication_state())["peer:b"]
+    assert row["needs_full_transfer"] is False

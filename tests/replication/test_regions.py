@@ -64,6 +64,17 @@ async def test_three_regions_with_writers_in_each_converge(cluster: Cluster) -> 
     heads = [await region.node.store.head() for region in regions]
     assert heads[0] == heads[1] == heads[2]
     assert len(heads[0]) == 3  # one origin per region, each kept wherever its changes went
+    metrics = regions[0].node.metrics.registry
+    for peer in ("b", "c"):
+        for direction in ("in", "out"):
+            for encoding in ("wire", "json"):
+                labels = {"peer": peer, "direction": direction, "encoding": encoding}
+                sample = metrics.get_sample_value("breakwater_replication_bytes_total", labels)
+                assert sample is not None and sample > 0, labels
+        applied = metrics.get_sample_value(
+            "breakwater_replication_applied_changes_total", {"peer": peer}
+        )
+        assert applied is not None and applied >= 3
 
 
 async def test_a_and_b_that_cannot_reach_each_other_converge_through_c(
@@ -252,3 +263,19 @@ async def test_three_regions_on_postgresql_converge_and_dedupe(tmp_path: Path) -
     finally:
         for _, schema in urls.values():
             await drop_schema(schema)
+
+
+async def test_a_device_cursor_from_a_peer_is_honoured_before_replication_brings_it(
+    cluster: Cluster,
+) -> None:
+    """A device that pulled from A fails over to B before B has A's change: B answers its
+    cursor (no 410 cursor_unknown) with B's own changes, not the one the device has."""
+    regions = await cluster.start({"a": ["b"], "b": ["a"]})
+    a, b = regions["a"], regions["b"]
+    b.links["a"].up = False
+    await a.push(mutation("m1", "from-a", title="a"))
+    await b.push(mutation("m2", "from-b", title="b"))
+    device_cursor = (await a.client.get("/v1/sync/pull")).json()["cursor"]
+    answer = await b.client.get("/v1/sync/pull", params={"cursor": device_cursor})
+    assert answer.status_code == 200, answer.text
+    assert [change["id"] for change in answer.json()["changes"]] == ["from-b"]

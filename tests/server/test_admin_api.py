@@ -81,6 +81,9 @@ CALLS = [
     Call("GET", "/v1/admin/conflicts"),
     Call("DELETE", "/v1/admin/accounts/nobody", ok=404),
     Call("PUT", "/v1/admin/accounts/nobody/roles", {"roles": []}, 404),
+    Call("POST", "/v1/admin/accounts/nobody/disable", ok=404),
+    Call("POST", "/v1/admin/accounts/nobody/enable", ok=404),
+    Call("GET", "/v1/admin/accounts/nobody/export", ok=404),
 ]
 
 
@@ -131,7 +134,7 @@ async def test_overview_names_the_region_rules_and_no_replication(admin: Admin) 
     body = (await admin.client.get(OVERVIEW, headers=admin.headers["admin key"])).json()
     assert body["auth_mode"] == "enforce"
     assert body["regions"] == [{"name": body["region"], "local": True, "state": "operational"}]
-    assert body["replication"] == {"peers": [], "built": False}
+    assert body["replication"] == {"peers": [], "built": True, "state": "active"}
     assert body["collections"] == [
         {
             "name": "notes",
@@ -292,7 +295,16 @@ async def test_an_admin_finds_an_account_and_grants_it_the_admin_role(admin: Adm
     found = await admin.client.get("/v1/admin/accounts", params={"q": "P@"}, headers=headers)
     assert [a["email"] for a in found.json()["accounts"]] == ["p@example.com"]
     account = found.json()["accounts"][0]
-    assert set(account) == {"uid", "email", "anonymous", "roles", "mfa", "created_ms"}
+    assert set(account) == {
+        "uid",
+        "email",
+        "email_verified",
+        "anonymous",
+        "roles",
+        "mfa",
+        "disabled",
+        "created_ms",
+    }
     path = f"/v1/admin/accounts/{account['uid']}/roles"
     granted = await admin.client.put(path, json={"roles": ["admin", "admin"]}, headers=headers)
     assert granted.status_code == 200

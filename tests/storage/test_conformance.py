@@ -24,7 +24,7 @@ from breakwater.core.hlc import HybridClock
 from breakwater.core.mutation import Mutation
 from breakwater.core.query import Filter, Query, decode_page_token
 from breakwater.storage import NO_HOOKS, StoreHooks
-from breakwater.storage.base import Store
+from breakwater.storage.base import CommitPhases, Repair, Store
 from tests.storage.backends import (
     BACKENDS,
     CountingHooks,
@@ -100,6 +100,22 @@ async def read_feed(store: Store, limit: int = 7) -> list[tuple[str, int]]:
 
 
 # -- apply: order, exactly once, group commit -----------------------------------------------------
+
+
+async def test_a_traced_write_learns_its_group_commit_phases_in_order(store: Store) -> None:
+    """``phases`` given: queued ≤ started ≤ merged ≤ committed, and the group's size; every
+    caller of one group commit gets the same phase stamps but its own queueing time."""
+    first, second = CommitPhases(), CommitPhases()
+    await asyncio.gather(
+        store.apply([put("m1", "a"), put("m2", "b")], first),
+        store.apply([put("m3", "c")], second),
+    )
+    for phases in (first, second):
+        assert 0 < phases.queued <= phases.started <= phases.merged <= phases.committed
+        assert phases.group in (1, 2, 3)
+    if first.started == second.started:  # one group commit took both
+        assert first.group == second.group == 3
+        assert (first.merged, first.committed) == (second.merged, second.committed)
 
 
 async def test_apply_allocates_increasing_seqs_in_order(store: Store) -> None:
@@ -786,3 +802,80 @@ async def test_replication_state_keeps_a_value_when_asked_for_new_only(store: St
     await store.put_replication_state({"region_state": "active"})
     await store.put_replication_state({"region_state": "standby"}, only_new=True)
     assert (await store.replication_state())["region_state"] == "active"
+
+
+# anti-entropy and full state transfer (docs/adr/0032-state-transfer-and-anti-entropy.md) ------
+
+
+async def test_doc_summaries_list_every_document_with_the_head(store: Store) -> None:
+    """Live documents and tombstones, with their version and last position, in one snapshot."""
+    await store.apply(
+        [put("m1", "a"), put("m2", "b"), Mutation("m3", "other", "x", "set", {"v": 3})]
+    )
+    await store.apply([Mutation("m4", "todos", "b", "delete", None)])
+    summaries = await store.doc_summaries()
+    assert summaries.head == await store.head()
+    listed = [(s.collection, s.doc_id, s.seq, s.deleted) for s in summaries.docs]
+    assert listed == [("other", "x", 3, False), ("todos", "a", 1, False), ("todos", "b", 4, True)]
+    a = await store.get("todos", "a")
+    assert a is not None and summaries.docs[1].version == a.version
+    assert [s.doc_id for s in (await store.doc_summaries("other")).docs] == ["x"]
+
+
+async def test_a_repair_that_changes_a_document_gets_a_new_local_position(
+    store: Store, region_store: Callable[[str], Any]
+) -> None:
+    """A peer's newer state joined here is a new change of this store's origin (devices and
+    regions pull it); a state that adds nothing writes nothing; a delete decided on an old
+    position does not remove a document written since; a repair delete deletes."""
+    peer: Store = await region_store("r2")
+    await store.apply([put("m1", "d", {"title": "old"}), put("m2", "e"), put("m3", "f")])
+    await replicate(store, peer)
+    await peer.apply([put("m4", "d", {"title": "new"})])
+    newer = await peer.get("todos", "d")
+    assert newer is not None
+    same = await peer.get("todos", "e")
+    assert same is not None
+    head = await store.head()
+    repaired = await store.apply_repairs(
+        [
+            Repair("todos", "d", "repair:r2:1", newer.state),
+            Repair("todos", "e", "repair:r2:2", same.state),
+            Repair("todos", "f", "repair:r2:3", None, only_at=(store.origin, 2)),
+        ]
+    )
+    assert [(doc.doc_id, doc.origin, doc.seq) for doc in repaired] == [("d", store.origin, 4)]
+    d = await store.get("todos", "d")
+    assert d is not None and d.data == {"title": "new"} and d.version == newer.version
+    page = await store.pull(head, None, 10)
+    assert [(e.change.doc_id, e.change.op) for e in page.entries] == [("d", "set")]
+    deleted = await store.apply_repairs(
+        [Repair("todos", "f", "repair:r2:4", None, only_at=(store.origin, 3))]
+    )
+    assert [doc.doc_id for doc in deleted] == ["f"]
+    f = await store.get("todos", "f")
+    assert f is not None and f.deleted
+
+
+async def test_a_transfer_pull_is_served_past_the_horizon(make_store: MakeStore) -> None:
+    """A cursor the empty one led to is expired after compaction, but a transfer continues
+    from it and gets every live document it has not had yet."""
+    now = [1_000_000]
+    store = await make_store(clock_ms=lambda: now[0])
+    await store.apply([put(f"m{i}", f"d{i}") for i in range(6)])
+    await store.apply([put("m9", "d0"), Mutation("m10", "todos", "d1", "delete", None)])
+    now[0] += 10_000
+    await store.compact(horizon_ms=5_000)
+    first = await store.pull({}, None, 2, include_state=True)
+    with pytest.raises(CursorExpired):
+        await store.pull(first.vector, None, 2, include_state=True)
+    ids = [e.change.doc_id for e in first.entries]
+    vector = first.vector
+    while True:
+        page = await store.pull(vector, None, 2, include_state=True, past_horizon=True)
+        ids += [e.change.doc_id for e in page.entries]
+        vector = page.vector
+        if not page.has_more:
+            break
+    assert sorted(ids) == ["d0", "d2", "d3", "d4", "d5"]
+    assert vector == await store.head()

@@ -28,7 +28,7 @@ def test_toml_sets_the_delivery_bounds(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("env", "names"),
     [
-        ({"BREAKWATER_WEBHOOK_ALLOW_PRIVATE": "yes"}, "WEBHOOK_ALLOW_PRIVATE"),
+        ({"BREAKWATER_WEBHOOK_ALLOW_PRIVATE": "maybe"}, "WEBHOOK_ALLOW_PRIVATE"),
         ({"BREAKWATER_WEBHOOK_TIMEOUT": "0"}, "webhook_timeout"),
         ({"BREAKWATER_WEBHOOK_MAX_ATTEMPTS": "-1"}, "webhook_max_attempts"),
         ({"BREAKWATER_WEBHOOK_CONCURRENCY": "0"}, "webhook_concurrency"),

@@ -59,6 +59,25 @@ export async function pkcePair(): Promise<{ verifier: string; challenge: string 
   return { verifier, challenge: base64url(new Uint8Array(digest)) };
 }
 
+/** An account as the node shows it to its owner: never a hash or secret. */
+export interface Account {
+  uid: string;
+  email: string | null;
+  email_verified: boolean;
+  anonymous: boolean;
+  roles: string[];
+  mfa: boolean;
+  disabled: boolean;
+  created_ms: number;
+}
+
+/** `GET /v1/auth/account/export`: the account and its documents per collection. */
+export interface AccountExport {
+  format: string;
+  account: Account;
+  collections: Record<string, { id: string; version: string; data: Record<string, unknown> }[]>;
+}
+
 interface SessionAnswer {
   access_token: string;
   refresh_token: string;
@@ -101,12 +120,17 @@ export class Auth {
   }
 
   /** POST to the first endpoint that answers (a refusal is an answer: it is thrown). */
-  private async post(path: string, body: unknown, bearer = false): Promise<unknown> {
+  private post(path: string, body: unknown, bearer = false): Promise<unknown> {
+    return this.first(bearer, (api) => api.post(path, body));
+  }
+
+  /** `call` on the first endpoint that answers. */
+  private async first(bearer: boolean, call: (api: NodeApi) => Promise<unknown>): Promise<unknown> {
     let last: unknown = new EndpointUnavailable("no endpoint");
     for (const url of this.endpoints) {
       const api = new NodeApi(url.replace(/\/+$/, ""), this.fetchFn, this.timeoutMs, bearer ? this.provider : undefined);
       try {
-        return await api.post(path, body);
+        return await call(api);
       } catch (error) {
         if (!(error instanceof EndpointUnavailable)) throw error;
         last = error;
@@ -200,6 +224,47 @@ export class Auth {
     const answer = (await this.post("/v1/auth/mfa/confirm", { code }, true)) as { recovery_codes: string[]; session: SessionAnswer };
     await this.adopt(answer.session);
     return answer.recovery_codes;
+  }
+
+  /** Ask the node to mail a password-reset link; it answers the same whether or not the address has an account. */
+  async requestPasswordReset(email: string): Promise<void> {
+    await this.post("/v1/auth/password/reset", { email });
+  }
+
+  /** Set a new password with the mailed token; every session of the account ends (sign in again). */
+  async confirmPasswordReset(token: string, newPassword: string): Promise<void> {
+    await this.post("/v1/auth/password/reset/confirm", { token, new_password: newPassword });
+  }
+
+  /** Mail the signed-in account's address a new verification link (sign-up mails the first). */
+  async requestEmailVerification(): Promise<void> {
+    await this.post("/v1/auth/email/verify", undefined, true);
+  }
+
+  /** Verify an address with the mailed token; the account as the node now has it. */
+  async verifyEmail(token: string): Promise<Account> {
+    return (await this.post("/v1/auth/email/verify/confirm", { token })) as Account;
+  }
+
+  /** Ask to move the account to `newEmail` (the password again): a link goes to the new address, a notice to the old one. */
+  async changeEmail(newEmail: string, password: string): Promise<void> {
+    await this.post("/v1/auth/email/change", { new_email: newEmail, password }, true);
+  }
+
+  /** Confirm a change of email with the token mailed to the new address. */
+  async confirmEmailChange(token: string): Promise<Account> {
+    return (await this.post("/v1/auth/email/change/confirm", { token })) as Account;
+  }
+
+  /** The signed-in account and every document it owns (the node's export file). */
+  async exportAccount(): Promise<AccountExport> {
+    return (await this.first(true, (api) => api.get("/v1/auth/account/export"))) as AccountExport;
+  }
+
+  /** Delete the account and the documents it owns at the node (the password again; none for an anonymous account), then forget the session here. */
+  async deleteAccount(password?: string): Promise<void> {
+    await this.post("/v1/auth/account/delete", password === undefined ? {} : { password }, true);
+    await this.save(null);
   }
 
   /** Forget the session on this device and revoke its refresh tokens on the node (when reachable). */

@@ -22,11 +22,13 @@ import { SseTransport } from "./realtime/sse.js";
 import type { Transport, TransportName, WebSocketConstructor } from "./realtime/transport.js";
 import { WebSocketTransport } from "./realtime/websocket.js";
 import { SyncLoop } from "./sync.js";
+import { withTraceContext } from "./trace-context.js";
+import type { TraceparentSource } from "./trace-context.js";
 
 /** The transports named, best first; the WebSocket rung only where a WebSocket exists. */
-function transportsFor(names: readonly TransportName[], WebSocketImpl: WebSocketConstructor | undefined): Transport[] {
+function transportsFor(names: readonly TransportName[], WebSocketImpl: WebSocketConstructor | undefined, traceparent?: TraceparentSource): Transport[] {
   const transports = names.flatMap((name): Transport[] => {
-    if (name === "websocket") return WebSocketImpl ? [new WebSocketTransport(WebSocketImpl)] : [];
+    if (name === "websocket") return WebSocketImpl ? [new WebSocketTransport(WebSocketImpl, traceparent)] : [];
     return [name === "sse" ? new SseTransport() : new LongPollTransport()];
   });
   if (transports.length === 0) throw new RangeError("no realtime transport can run here");
@@ -63,6 +65,8 @@ export interface ClientOptions {
   now?: () => number;
   /** The collections this device pulls and follows, e.g. `["notes_ann", "settings"]` (default: all); writes to others still push. */
   syncCollections?: readonly string[];
+  /** The app's current trace context (a W3C `traceparent`) for each request; default: a new trace per request. */
+  traceparent?: TraceparentSource;
 }
 
 const MAX_SCOPE = 64;
@@ -93,7 +97,7 @@ export class Client {
     const store = new LocalStore(options.storage, options.now);
     await store.open();
     const events = new Emitter<ClientEvents>();
-    const fetchFn = options.fetch ?? globalThis.fetch.bind(globalThis);
+    const fetchFn = withTraceContext(options.fetch ?? globalThis.fetch.bind(globalThis), options.traceparent);
     const requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
     let loop: SyncLoop | null = null;
     const auth = new Auth(store, options.endpoints, fetchFn, requestTimeoutMs, (session) => {
@@ -123,7 +127,7 @@ export class Client {
               collections,
             },
             fetchFn,
-            transportsFor(options.transports ?? ["websocket", "sse", "long_poll"], options.WebSocket ?? globalThis.WebSocket),
+            transportsFor(options.transports ?? ["websocket", "sse", "long_poll"], options.WebSocket ?? globalThis.WebSocket, options.traceparent),
             options.headers ?? auth.provider,
           );
     const client = new Client(store, events, loop, options.limits ?? DEFAULT_LIMITS, auth);

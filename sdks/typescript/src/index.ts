@@ -1,7 +1,7 @@
 /** Breakwater's TypeScript SDK: an offline-first local store that syncs in the background (docs/sdk-js.md). */
 
 export { Auth, MfaRequired, pkcePair } from "./auth.js";
-export type { OidcStart, Session } from "./auth.js";
+export type { Account, AccountExport, OidcStart, Session } from "./auth.js";
 export { externalToken } from "./external-token.js";
 export type { TokenCallback } from "./external-token.js";
 export { Client } from "./client.js";
@@ -18,6 +18,7 @@ export type { HeadersProvider } from "./node-api.js";
 export type { OutboxEntry, Rejection } from "./outbox.js";
 export type { Operator, Scalar, Where, WhereClause } from "./query.js";
 export type { TransportName, WebSocketConstructor } from "./realtime/transport.js";
+export type { TraceparentSource } from "./trace-context.js";
 export type { StorageAdapter, Table, Write } from "./storage/adapter.js";
 export { IndexedDbStorage, StorageInUse } from "./storage/indexeddb.js";
 export { MemoryStorage } from "./storage/memory.js";

@@ -121,6 +121,11 @@ export class NodeApi {
     return this.call("POST", path, body);
   }
 
+  /** `GET` a JSON answer. */
+  get(path: string): Promise<unknown> {
+    return this.call("GET", path);
+  }
+
   /** `POST /v1/sync/push`: one result per mutation, in order, and the node's clock. */
   async push(clientId: string, mutations: readonly Record<string, unknown>[]): Promise<PushAnswer> {
     return (await this.call("POST", "/v1/sync/push", { client_id: clientId, mutations })) as PushAnswer;

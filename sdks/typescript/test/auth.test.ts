@@ -6,6 +6,7 @@ import { Client } from "../src/client.js";
 import { LocalStore } from "../src/local-store.js";
 import { MemoryStorage } from "../src/storage/memory.js";
 import { freePort, Node } from "./node.js";
+import { Mailbox } from "./smtp.js";
 
 const ENFORCE = `
 [auth]
@@ -151,4 +152,35 @@ describe("OpenID Connect and external tokens", () => {
     expect(await provider.renew?.({ Authorization: "Bearer new" })).toBe(false);
     expect(asked).toEqual([false, true, false, true]);
   });
+});
+
+describe("account lifecycle", () => {
+  // deleteAccount is not driven here: after it, client.close() takes ~30 s (an open question
+  // about the SDK's shutdown with a deleted account; see the session report).
+  it("verifies the email, resets the password and exports the account through mailed links", async () => {
+    const mailbox = new Mailbox();
+    await mailbox.start();
+    cleanups.push(() => mailbox.stop());
+    const node = new Node(await freePort(), { config: ENFORCE + mailbox.config() });
+    cleanups.push(() => node.remove());
+    await node.start();
+    const client = await open(node, new MemoryStorage());
+    const session = await client.auth.signUp("ts@example.com", "correct horse");
+    const verified = await client.auth.verifyEmail(await mailbox.token("ts@example.com"));
+    expect(verified).toMatchObject({ uid: session.uid, email_verified: true });
+
+    await client.auth.requestPasswordReset("ts@example.com");
+    await client.auth.requestPasswordReset("nobody@example.com"); // the same answer, no mail
+    await client.auth.confirmPasswordReset(await mailbox.token("ts@example.com", 2), "a new passphrase");
+    await expect(client.auth.signIn("ts@example.com", "correct horse")).rejects.toThrow();
+    await client.auth.signIn("ts@example.com", "a new passphrase");
+
+    await client.collection("notes").set("n1", { text: "mine" });
+    await settled(client);
+    const exported = await client.auth.exportAccount();
+    expect(exported.account.email).toBe("ts@example.com");
+    expect(exported.collections["notes"]?.map((doc) => doc.id)).toEqual(["n1"]);
+
+    expect(mailbox.received.filter((mail) => mail.to === "nobody@example.com")).toEqual([]);
+  }, 60_000);
 });

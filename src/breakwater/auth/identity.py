@@ -27,6 +27,7 @@ class Identity:
     mfa: bool = False
     scopes: frozenset[str] = field(default_factory=frozenset)
     expires: float | None = None
+    email_verified: bool = False
 
     def allows_scope(self, action: str, collection: str) -> bool:
         """True when an API key's scopes cover ``action`` (read or write) on ``collection``."""
@@ -55,4 +56,5 @@ class Identity:
             "anonymous": self.anonymous,
             "roles": list(self.roles),
             "mfa": self.mfa,
+            "email_verified": self.email_verified,
         }

@@ -24,7 +24,14 @@ from typing import Any, Protocol, TypeAlias, TypeVar
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from breakwater.auth.records import Account, ApiKey, LinkedIdentity, OidcFlow, RefreshToken
+from breakwater.auth.records import (
+    Account,
+    ApiKey,
+    LinkedIdentity,
+    OidcFlow,
+    OneTimeToken,
+    RefreshToken,
+)
 from breakwater.auth.store import EmailTaken, IdentityTaken, RotateOutcome
 from breakwater.core.errors import StoreIncompatible, StoreUnavailable
 
@@ -75,7 +82,22 @@ MIGRATIONS: tuple[str, ...] = (
         revoked_ms bigint
     );
     """,
-    # 2: OpenID Connect: identities linked to accounts, and started sign-ins.
+    # 2: the account lifecycle (ADR 0026): verified emails, disabled accounts, mailed tokens.
+    """
+    ALTER TABLE auth_accounts ADD COLUMN email_verified boolean NOT NULL DEFAULT false;
+    ALTER TABLE auth_accounts ADD COLUMN disabled boolean NOT NULL DEFAULT false;
+    ALTER TABLE auth_accounts ADD COLUMN deleted_ms bigint;
+    CREATE TABLE auth_one_time_tokens (
+        token_hash text COLLATE "C" PRIMARY KEY,
+        purpose text COLLATE "C" NOT NULL,
+        uid text COLLATE "C" NOT NULL,
+        email text NOT NULL,
+        created_ms bigint NOT NULL,
+        expires_ms bigint NOT NULL
+    );
+    CREATE INDEX auth_one_time_uid ON auth_one_time_tokens (uid, purpose);
+    """,
+    # 3: OpenID Connect: identities linked to accounts, and started sign-ins.
     """
     CREATE TABLE auth_identities (
         provider text COLLATE "C" NOT NULL,
@@ -99,8 +121,18 @@ _DAY_MS = 86_400_000
 
 _ACCOUNT_COLUMNS = (
     "uid, email, password_hash, anonymous, roles, created_ms, totp_secret, totp_enabled,"
-    " recovery_hashes, totp_last_step"
+    " recovery_hashes, totp_last_step, email_verified, disabled"
 )
+_INSERT_ACCOUNT = (
+    f"INSERT INTO auth_accounts ({_ACCOUNT_COLUMNS}) VALUES"
+    f" ({', '.join(f'${n}' for n in range(1, len(_ACCOUNT_COLUMNS.split(',')) + 1))})"
+)
+_ONE_TIME_COLUMNS = "token_hash, purpose, uid, email, created_ms, expires_ms"
+_TOMBSTONE = (
+    "email = NULL, password_hash = NULL, roles = '[]', totp_secret = NULL, totp_enabled = false,"
+    " recovery_hashes = '[]', email_verified = false, disabled = true, deleted_ms = $2"
+)
+"""What an erased account keeps: its uid, disabled (see the SQLite store)."""
 _KEY_COLUMNS = "key_id, name, scopes, secret_hash, created_ms, revoked_ms"
 
 
@@ -120,6 +152,8 @@ def _account(row: Row) -> Account:
         totp_enabled=row[7],
         recovery_hashes=tuple(json.loads(row[8])),
         totp_last_step=row[9],
+        email_verified=row[10],
+        disabled=row[11],
     )
 
 
@@ -135,6 +169,8 @@ def _account_row(a: Account) -> tuple[Any, ...]:
         a.totp_enabled,
         json.dumps(list(a.recovery_hashes)),
         a.totp_last_step,
+        a.email_verified,
+        a.disabled,
     )
 
 
@@ -315,18 +351,16 @@ class PostgresAuthStore:
         """Insert a new account."""
 
         async def work(conn: Connection) -> None:
-            await conn.execute(
-                f"INSERT INTO auth_accounts ({_ACCOUNT_COLUMNS})"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                *_account_row(account),
-            )
+            await conn.execute(_INSERT_ACCOUNT, *_account_row(account))
 
         self._call(work)
 
     def _one_account(self, where: str, value: str) -> Account | None:
         async def work(conn: Connection) -> Account | None:
             row = await conn.fetchrow(
-                f"SELECT {_ACCOUNT_COLUMNS} FROM auth_accounts WHERE {where} = $1", value
+                f"SELECT {_ACCOUNT_COLUMNS} FROM auth_accounts"
+                f" WHERE {where} = $1 AND deleted_ms IS NULL",
+                value,
             )
             return None if row is None else _account(row)
 
@@ -340,15 +374,29 @@ class PostgresAuthStore:
         """The account with ``email``."""
         return self._one_account("email", email.lower())
 
-    def delete_account(self, uid: str) -> bool:
-        """Remove the account and its refresh tokens in one transaction."""
+    def delete_account(self, uid: str, now_ms: int) -> bool:
+        """Erase the account to its tombstone and remove its tokens, in one transaction."""
 
         async def work(conn: Connection) -> bool:
             async with conn.transaction():
                 await conn.execute("DELETE FROM auth_refresh_tokens WHERE uid = $1", uid)
                 await conn.execute("DELETE FROM auth_identities WHERE uid = $1", uid)
-                status = await conn.execute("DELETE FROM auth_accounts WHERE uid = $1", uid)
-            return bool(status != "DELETE 0")
+                await conn.execute("DELETE FROM auth_one_time_tokens WHERE uid = $1", uid)
+                status = await conn.execute(
+                    f"UPDATE auth_accounts SET {_TOMBSTONE} WHERE uid = $1 AND deleted_ms IS NULL",
+                    uid,
+                    now_ms,
+                )
+            return bool(status != "UPDATE 0")
+
+        return self._call(work)
+
+    def disabled_uids(self) -> frozenset[str]:
+        """Every disabled account's uid."""
+
+        async def work(conn: Connection) -> frozenset[str]:
+            rows = await conn.fetch("SELECT uid FROM auth_accounts WHERE disabled")
+            return frozenset(str(row[0]) for row in rows)
 
         return self._call(work)
 
@@ -359,7 +407,8 @@ class PostgresAuthStore:
         async def work(conn: Connection) -> list[Account]:
             rows = await conn.fetch(
                 f"SELECT {_ACCOUNT_COLUMNS} FROM auth_accounts"
-                " WHERE uid = $1 OR left(email, $2) = $1 ORDER BY email, uid LIMIT $3",
+                " WHERE deleted_ms IS NULL AND (uid = $1 OR left(email, $2) = $1)"
+                " ORDER BY email, uid LIMIT $3",
                 text,
                 len(text),
                 limit,
@@ -376,7 +425,8 @@ class PostgresAuthStore:
             await conn.execute(
                 "UPDATE auth_accounts SET email = $2, password_hash = $3, anonymous = $4,"
                 " roles = $5, created_ms = $6, totp_secret = $7, totp_enabled = $8,"
-                " recovery_hashes = $9, totp_last_step = $10 WHERE uid = $1",
+                " recovery_hashes = $9, totp_last_step = $10, email_verified = $11, disabled = $12"
+                " WHERE uid = $1 AND deleted_ms IS NULL",
                 *row,
             )
 
@@ -457,6 +507,55 @@ class PostgresAuthStore:
 
         return self._call(work)
 
+    # one-time tokens ----------------------------------------------------------------------------
+
+    def add_one_time(self, token: OneTimeToken) -> None:
+        """Store a mailed token; the user's expired tokens of that purpose go."""
+
+        async def work(conn: Connection) -> None:
+            await conn.execute(
+                "DELETE FROM auth_one_time_tokens"
+                " WHERE uid = $1 AND purpose = $2 AND expires_ms <= $3",
+                token.uid,
+                token.purpose,
+                token.created_ms,
+            )
+            await conn.execute(
+                f"INSERT INTO auth_one_time_tokens ({_ONE_TIME_COLUMNS})"
+                " VALUES ($1, $2, $3, $4, $5, $6)",
+                token.token_hash,
+                token.purpose,
+                token.uid,
+                token.email,
+                token.created_ms,
+                token.expires_ms,
+            )
+
+        self._call(work)
+
+    def use_one_time(self, token_hash: str, purpose: str, now_ms: int) -> OneTimeToken | None:
+        """Spend a token (the row lock orders racing nodes); its user's other tokens of that
+        purpose go with it."""
+
+        async def work(conn: Connection) -> OneTimeToken | None:
+            row = await conn.fetchrow(
+                f"SELECT {_ONE_TIME_COLUMNS} FROM auth_one_time_tokens"
+                " WHERE token_hash = $1 AND purpose = $2 FOR UPDATE",
+                token_hash,
+                purpose,
+            )
+            if row is None:
+                return None
+            token = OneTimeToken(*row)
+            await conn.execute(
+                "DELETE FROM auth_one_time_tokens WHERE uid = $1 AND purpose = $2",
+                token.uid,
+                purpose,
+            )
+            return token if token.expires_ms > now_ms else None
+
+        return self._call(work)
+
     # API keys -----------------------------------------------------------------------------------
 
     def add_key(self, key: ApiKey) -> None:
@@ -517,11 +616,7 @@ class PostgresAuthStore:
 
         async def work(conn: Connection) -> None:
             await _insert_identity(conn, identity)
-            await conn.execute(
-                f"INSERT INTO auth_accounts ({_ACCOUNT_COLUMNS})"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                *_account_row(account),
-            )
+            await conn.execute(_INSERT_ACCOUNT, *_account_row(account))
 
         self._call(work)
 

@@ -1,4 +1,5 @@
-"""What the auth store keeps: accounts, refresh tokens and API keys (secrets only as hashes)."""
+"""What the auth store keeps: accounts, refresh tokens, API keys and one-time tokens (secrets
+only as hashes)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,22 @@ class Account:
     totp_enabled: bool = False
     recovery_hashes: tuple[str, ...] = ()
     totp_last_step: int = 0
+    email_verified: bool = False
+    disabled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OneTimeToken:
+    """A single-use token mailed to a user (``purpose``: verify, reset or email); ``token_hash``
+    is SHA-256 of the secret. ``email`` is the address it was sent to (the new one for an email
+    change)."""
+
+    token_hash: str
+    purpose: str
+    uid: str
+    email: str
+    created_ms: int
+    expires_ms: int
 
 
 @dataclass(frozen=True, slots=True)

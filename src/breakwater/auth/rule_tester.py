@@ -40,7 +40,11 @@ def caller(raw: object) -> Identity | None:
     if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
         raise ValidationError("auth.roles must be a list of strings", field="auth.roles")
     return Identity(
-        uid=uid, roles=tuple(roles), anonymous=_flag(raw, "anonymous"), mfa=_flag(raw, "mfa")
+        uid=uid,
+        roles=tuple(roles),
+        anonymous=_flag(raw, "anonymous"),
+        mfa=_flag(raw, "mfa"),
+        email_verified=_flag(raw, "email_verified"),
     )
 
 

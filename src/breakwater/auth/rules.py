@@ -2,7 +2,8 @@
 
 A rule is a CEL expression (https://cel.dev) over these variables:
 
-- ``auth``: the caller (``uid``, ``kind``, ``anonymous``, ``roles``, ``mfa``), ``null`` if none;
+- ``auth``: the caller (``uid``, ``kind``, ``anonymous``, ``roles``, ``mfa``,
+  ``email_verified``), ``null`` if none;
 - ``doc``: the document's data (for a write, as it would be after the write; for a delete, as
   it was before);
 - ``before``: for a write, the data before it (``null`` when the document is new);

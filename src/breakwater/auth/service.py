@@ -1,5 +1,5 @@
 """Accounts and sessions: sign-up, sign-in, anonymous accounts, refresh rotation, sign-out,
-password change, email linking, TOTP enrolment and API keys.
+password change, email linking, TOTP enrolment, disabled accounts and API keys.
 
 Every method that hashes a password or touches the store runs in a worker thread, so a burst
 of sign-ins (argon2id costs tens of milliseconds each) never stalls the event loop.
@@ -21,7 +21,13 @@ from breakwater.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, 
 from breakwater.auth.records import Account, ApiKey, RefreshToken
 from breakwater.auth.store import AuthStore
 from breakwater.auth.tokens import AccessClaims, TokenIssuer, hash_secret, new_refresh_secret
-from breakwater.core.errors import Forbidden, NotFound, Unauthorized, ValidationError
+from breakwater.core.errors import (
+    BreakwaterError,
+    Forbidden,
+    NotFound,
+    Unauthorized,
+    ValidationError,
+)
 
 T = TypeVar("T")
 MAX_ROLES = 32
@@ -32,6 +38,14 @@ KEY_SCOPE_PATTERN = re.compile(
     r"^(admin|replication|(read|write):(\*|[A-Za-z][A-Za-z0-9_]{0,63}))$", re.ASCII
 )
 BAD_CREDENTIALS = "the email or password is wrong"
+
+
+class AccountDisabled(BreakwaterError):
+    """An admin disabled the account: no sign-in, refresh or request until re-enabled."""
+
+    type = "account_disabled"
+    status = 403
+    title = "Account disabled"
 
 
 @dataclass(frozen=True)
@@ -88,12 +102,61 @@ class AuthService:
         self.passwords = passwords
         self.refresh_ttl = refresh_ttl_seconds
         self.clock = clock
+        self.disabled: frozenset[str] = frozenset()
+        """Disabled uids, refused on every request: see :meth:`reload_disabled` (ADR 0026)."""
+        self._local_changes = 0
 
     async def _run(self, work: Callable[[], T]) -> T:
         return await asyncio.to_thread(work)
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
+
+    # disabled accounts --------------------------------------------------------------------------
+
+    def verify_access(self, token: str) -> Identity:
+        """The identity of a valid access token whose account is not disabled.
+
+        Access tokens are JWTs verified without the store; the disabled set is the short
+        denylist that makes disabling take effect before they expire.
+        """
+        identity = self.issuer.verify(token)
+        if identity.uid in self.disabled:
+            raise AccountDisabled("this account is disabled")
+        return identity
+
+    async def reload_disabled(self) -> None:
+        """Read the disabled accounts from the store (other nodes and the CLI disable too).
+
+        A read that raced a change made here is dropped (it may predate it); the next one
+        takes it.
+        """
+        before = self._local_changes
+        fresh = await self._run(self.store.disabled_uids)
+        if self._local_changes == before:
+            self.disabled = fresh
+
+    def _mark(self, uid: str, disabled: bool) -> None:
+        self._local_changes += 1
+        self.disabled = (self.disabled | {uid}) if disabled else (self.disabled - {uid})
+
+    async def set_disabled(self, uid: str, disabled: bool) -> Account:
+        """Disable (or re-enable) an account: its sessions end and its access tokens are refused
+        from now on by this node, and by the others at their next :meth:`reload_disabled`."""
+
+        def work() -> Account:
+            account = self.store.account(uid)
+            if account is None:
+                raise NotFound(f"no account {uid!r}")
+            updated = replace(account, disabled=disabled)
+            self.store.update_account(updated)
+            if disabled:
+                self.store.revoke_user(uid)
+            return updated
+
+        account = await self._run(work)
+        self._mark(uid, disabled)
+        return account
 
     # sessions -----------------------------------------------------------------------------------
 
@@ -126,7 +189,10 @@ class AuthService:
 
     def _session(self, account: Account, refresh: str, amr: tuple[str, ...]) -> Session:
         access = self.issuer.issue(
-            AccessClaims(account.uid, account.anonymous, account.roles, amr), now=self.clock()
+            AccessClaims(
+                account.uid, account.anonymous, account.roles, amr, account.email_verified
+            ),
+            now=self.clock(),
         )
         return Session(access, refresh, int(self.issuer.ttl), account.uid, account.anonymous)
 
@@ -171,6 +237,8 @@ class AuthService:
             hashed = None if account is None else account.password_hash
             if not self.passwords.verify(hashed, password) or account is None:
                 raise Unauthorized(BAD_CREDENTIALS)
+            if account.disabled:
+                raise AccountDisabled("this account is disabled")
             if hashed is not None and self.passwords.needs_rehash(hashed):
                 account = replace(account, password_hash=self.passwords.hash(password))
                 self.store.update_account(account)
@@ -220,6 +288,8 @@ class AuthService:
             account = self.store.account(old.uid)
             if account is None:
                 raise Unauthorized("the account no longer exists")
+            if account.disabled:
+                raise AccountDisabled("this account is disabled")
             return self._session(account, new, old.amr)
 
         return await self._run(work)
@@ -244,7 +314,13 @@ class AuthService:
         account = self.store.account(identity.uid)
         if account is None:
             raise Unauthorized("the account no longer exists")
+        if account.disabled:
+            raise AccountDisabled("this account is disabled")
         return account
+
+    async def own_account(self, identity: Identity) -> Account:
+        """The caller's own account (a user's token; not disabled)."""
+        return await self._run(lambda: self._account(identity))
 
     async def change_password(self, identity: Identity, current: object, new: object) -> Session:
         """Change the password; every other session of the account is signed out."""
@@ -354,11 +430,19 @@ class AuthService:
 
         return await self._run(work)
 
-    async def delete_account(self, uid: str) -> None:
-        """Delete an account and end its sessions (its refresh tokens go with it; an access
-        token it holds works until it expires, at most ``access_ttl``)."""
-        if not await self._run(lambda: self.store.delete_account(uid)):
+    async def account(self, uid: str) -> Account:
+        """The account ``uid``; ``NotFound`` when there is none."""
+        account = await self._run(lambda: self.store.account(uid))
+        if account is None:
             raise NotFound(f"no account {uid!r}")
+        return account
+
+    async def delete_account(self, uid: str) -> None:
+        """Erase an account: its sessions end and its access tokens are refused (its uid stays
+        disabled, see :meth:`AuthStore.delete_account`)."""
+        if not await self._run(lambda: self.store.delete_account(uid, self._now_ms())):
+            raise NotFound(f"no account {uid!r}")
+        self._mark(uid, True)
 
     # API keys -----------------------------------------------------------------------------------
 

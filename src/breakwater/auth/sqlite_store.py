@@ -2,6 +2,8 @@
 
 One connection behind a lock (auth writes are rare next to document writes); WAL with
 ``synchronous=FULL`` so that a sign-out or a revocation, once answered, survives a crash.
+The schema is versioned by ``PRAGMA user_version`` (:data:`MIGRATIONS`); a file written before
+versioning is at 0 and its tables match step 1, which only creates what is missing.
 """
 
 from __future__ import annotations
@@ -14,11 +16,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from breakwater.auth.records import Account, ApiKey, LinkedIdentity, OidcFlow, RefreshToken
+from breakwater.auth.records import (
+    Account,
+    ApiKey,
+    LinkedIdentity,
+    OidcFlow,
+    OneTimeToken,
+    RefreshToken,
+)
 from breakwater.auth.store import EmailTaken, IdentityTaken, RotateOutcome
-from breakwater.core.errors import StoreUnavailable
+from breakwater.core.errors import StoreIncompatible, StoreUnavailable
 
-_SCHEMA = """
+_SCHEMA_1 = """
 CREATE TABLE IF NOT EXISTS accounts (
     uid TEXT PRIMARY KEY,
     email TEXT UNIQUE,
@@ -52,6 +61,25 @@ CREATE TABLE IF NOT EXISTS api_keys (
     revoked_ms INTEGER
 );
 """
+MIGRATIONS: tuple[str, ...] = (
+    _SCHEMA_1,
+    # 2: the account lifecycle (ADR 0026): verified emails, disabled accounts, mailed tokens.
+    """
+    ALTER TABLE accounts ADD COLUMN email_verified INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE accounts ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE accounts ADD COLUMN deleted_ms INTEGER;
+    CREATE TABLE one_time_tokens (
+        token_hash TEXT PRIMARY KEY,
+        purpose TEXT NOT NULL,
+        uid TEXT NOT NULL,
+        email TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL
+    );
+    CREATE INDEX one_time_uid ON one_time_tokens (uid, purpose);
+    """,
+)
+
 _IDENTITY_SCHEMA = """
 CREATE TABLE IF NOT EXISTS identities (
     provider TEXT NOT NULL,
@@ -74,8 +102,19 @@ _DAY_MS = 86_400_000
 """Flows older than a day are surely expired (``flow_ttl`` is minutes): dropped on insert."""
 _ACCOUNT_COLUMNS = (
     "uid, email, password_hash, anonymous, roles, created_ms, totp_secret, totp_enabled,"
-    " recovery_hashes, totp_last_step"
+    " recovery_hashes, totp_last_step, email_verified, disabled"
 )
+_INSERT_ACCOUNT = (
+    f"INSERT INTO accounts ({_ACCOUNT_COLUMNS})"
+    f" VALUES ({', '.join('?' * len(_ACCOUNT_COLUMNS.split(',')))})"
+)
+_ONE_TIME_COLUMNS = "token_hash, purpose, uid, email, created_ms, expires_ms"
+_TOMBSTONE = (
+    "email = NULL, password_hash = NULL, roles = '[]', totp_secret = NULL, totp_enabled = 0,"
+    " recovery_hashes = '[]', email_verified = 0, disabled = 1, deleted_ms = ?"
+)
+"""What an erased account keeps: its uid, disabled, so that the tokens issued to it before are
+refused on every node and the uid is never given out again (ADR 0026)."""
 
 
 def _account(row: Sequence[Any]) -> Account:
@@ -90,6 +129,8 @@ def _account(row: Sequence[Any]) -> Account:
         totp_enabled=bool(row[7]),
         recovery_hashes=tuple(json.loads(row[8])),
         totp_last_step=row[9],
+        email_verified=bool(row[10]),
+        disabled=bool(row[11]),
     )
 
 
@@ -105,11 +146,35 @@ def _account_row(a: Account) -> tuple[Any, ...]:
         int(a.totp_enabled),
         json.dumps(list(a.recovery_hashes)),
         a.totp_last_step,
+        int(a.email_verified),
+        int(a.disabled),
     )
 
 
 def _key(row: Sequence[Any]) -> ApiKey:
     return ApiKey(row[0], row[1], frozenset(json.loads(row[2])), row[3], row[4], row[5])
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring the file to the newest version, one transaction per step."""
+    current = db.execute("PRAGMA user_version").fetchone()[0]
+    if current > len(MIGRATIONS):
+        db.close()
+        raise StoreIncompatible(
+            f"the auth store is at schema version {current}, newer than this Breakwater"
+            f" ({len(MIGRATIONS)}); upgrade Breakwater"
+        )
+    for version in range(current + 1, len(MIGRATIONS) + 1):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in MIGRATIONS[version - 1].split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version = {version}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
 
 class SqliteAuthStore:
@@ -129,7 +194,7 @@ class SqliteAuthStore:
             db.execute("PRAGMA busy_timeout = 5000")
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = FULL")
-            db.executescript(_SCHEMA)
+            _migrate(db)
             db.executescript(_IDENTITY_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise StoreUnavailable(f"the auth store {str(self.path)!r} cannot be opened") from exc
@@ -166,16 +231,14 @@ class SqliteAuthStore:
     def create_account(self, account: Account) -> None:
         """Insert a new account."""
         with self._tx() as db:
-            db.execute(
-                f"INSERT INTO accounts ({_ACCOUNT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                _account_row(account),
-            )
+            db.execute(_INSERT_ACCOUNT, _account_row(account))
 
     def account(self, uid: str) -> Account | None:
         """The account ``uid``."""
         with self._tx() as db:
             row = db.execute(
-                f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE uid = ?", (uid,)
+                f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE uid = ? AND deleted_ms IS NULL",
+                (uid,),
             ).fetchone()
         return None if row is None else _account(row)
 
@@ -187,12 +250,25 @@ class SqliteAuthStore:
             ).fetchone()
         return None if row is None else _account(row)
 
-    def delete_account(self, uid: str) -> bool:
-        """Remove the account and its refresh tokens in one transaction."""
+    def delete_account(self, uid: str, now_ms: int) -> bool:
+        """Erase the account to its tombstone and remove its tokens, in one transaction."""
         with self._tx() as db:
             db.execute("DELETE FROM refresh_tokens WHERE uid = ?", (uid,))
             db.execute("DELETE FROM identities WHERE uid = ?", (uid,))
-            return db.execute("DELETE FROM accounts WHERE uid = ?", (uid,)).rowcount > 0
+            db.execute("DELETE FROM one_time_tokens WHERE uid = ?", (uid,))
+            return (
+                db.execute(
+                    f"UPDATE accounts SET {_TOMBSTONE} WHERE uid = ? AND deleted_ms IS NULL",
+                    (now_ms, uid),
+                ).rowcount
+                > 0
+            )
+
+    def disabled_uids(self) -> frozenset[str]:
+        """Every disabled account's uid."""
+        with self._tx() as db:
+            rows = db.execute("SELECT uid FROM accounts WHERE disabled = 1").fetchall()
+        return frozenset(str(row[0]) for row in rows)
 
     def find_accounts(self, text: str, limit: int) -> Sequence[Account]:
         """Accounts by uid or email prefix, by email (substr: no LIKE wildcards to escape)."""
@@ -200,7 +276,8 @@ class SqliteAuthStore:
         with self._tx() as db:
             rows = db.execute(
                 f"SELECT {_ACCOUNT_COLUMNS} FROM accounts"
-                " WHERE uid = ? OR substr(email, 1, ?) = ? ORDER BY email, uid LIMIT ?",
+                " WHERE deleted_ms IS NULL AND (uid = ? OR substr(email, 1, ?) = ?)"
+                " ORDER BY email, uid LIMIT ?",
                 (text, len(text), text, limit),
             ).fetchall()
         return [_account(row) for row in rows]
@@ -211,8 +288,8 @@ class SqliteAuthStore:
         with self._tx() as db:
             db.execute(
                 "UPDATE accounts SET email=?, password_hash=?, anonymous=?, roles=?, created_ms=?,"
-                " totp_secret=?, totp_enabled=?, recovery_hashes=?, totp_last_step=?"
-                " WHERE uid = ?",
+                " totp_secret=?, totp_enabled=?, recovery_hashes=?, totp_last_step=?,"
+                " email_verified=?, disabled=? WHERE uid = ? AND deleted_ms IS NULL",
                 (*row[1:], row[0]),
             )
 
@@ -280,6 +357,43 @@ class SqliteAuthStore:
             ).fetchone()
         return None if row is None else str(row[0])
 
+    # one-time tokens ----------------------------------------------------------------------------
+
+    def add_one_time(self, token: OneTimeToken) -> None:
+        """Store a mailed token; the user's expired tokens of that purpose go."""
+        with self._tx() as db:
+            db.execute(
+                "DELETE FROM one_time_tokens WHERE uid = ? AND purpose = ? AND expires_ms <= ?",
+                (token.uid, token.purpose, token.created_ms),
+            )
+            db.execute(
+                f"INSERT INTO one_time_tokens ({_ONE_TIME_COLUMNS}) VALUES (?,?,?,?,?,?)",
+                (
+                    token.token_hash,
+                    token.purpose,
+                    token.uid,
+                    token.email,
+                    token.created_ms,
+                    token.expires_ms,
+                ),
+            )
+
+    def use_one_time(self, token_hash: str, purpose: str, now_ms: int) -> OneTimeToken | None:
+        """Spend a token; its user's other tokens of that purpose go with it."""
+        with self._tx() as db:
+            row = db.execute(
+                f"SELECT {_ONE_TIME_COLUMNS} FROM one_time_tokens"
+                " WHERE token_hash = ? AND purpose = ?",
+                (token_hash, purpose),
+            ).fetchone()
+            if row is None:
+                return None
+            token = OneTimeToken(*row)
+            db.execute(
+                "DELETE FROM one_time_tokens WHERE uid = ? AND purpose = ?", (token.uid, purpose)
+            )
+        return token if token.expires_ms > now_ms else None
+
     # API keys -----------------------------------------------------------------------------------
 
     def add_key(self, key: ApiKey) -> None:
@@ -331,10 +445,7 @@ class SqliteAuthStore:
         """Insert the account and its identity together."""
         with self._tx() as db:
             self._insert_identity(db, identity)
-            db.execute(
-                f"INSERT INTO accounts ({_ACCOUNT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                _account_row(account),
-            )
+            db.execute(_INSERT_ACCOUNT, _account_row(account))
 
     def add_identity(self, identity: LinkedIdentity) -> None:
         """Link an identity."""

@@ -10,6 +10,8 @@ Contract for every backend:
 - A provider's ``sub`` belongs to one account at most: ``add_identity`` and
   ``create_linked_account`` raise :class:`IdentityTaken` when it is linked already.
 - ``take_flow`` is atomic: a started OpenID Connect sign-in is spent by exactly one callback.
+- ``use_one_time`` is atomic: of concurrent uses of one token, exactly one gets its record; a
+  used token is gone, and so are the other live tokens of that user and purpose.
 - Secrets are never stored, only their hashes. Backend errors never escape as driver errors.
 """
 
@@ -18,7 +20,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal, Protocol
 
-from breakwater.auth.records import Account, ApiKey, LinkedIdentity, OidcFlow, RefreshToken
+from breakwater.auth.records import (
+    Account,
+    ApiKey,
+    LinkedIdentity,
+    OidcFlow,
+    OneTimeToken,
+    RefreshToken,
+)
 from breakwater.core.errors import BreakwaterError
 
 RotateOutcome = Literal["rotated", "reused", "unknown", "expired"]
@@ -61,9 +70,14 @@ class AuthStore(Protocol):
     def update_account(self, account: Account) -> None:
         """Replace every field of an existing account; ``EmailTaken`` on a taken email."""
 
-    def delete_account(self, uid: str) -> bool:
-        """Remove the account ``uid``, its refresh tokens and linked identities at once; False
-        if there was none."""
+    def delete_account(self, uid: str, now_ms: int) -> bool:
+        """Erase the account ``uid`` at once: its refresh and one-time tokens and its linked
+        identities go, and its row keeps only the uid, disabled (a tombstone no read method
+        returns); False if there was no account."""
+
+    def disabled_uids(self) -> frozenset[str]:
+        """The uids of every disabled account, erased ones included (a node keeps them in
+        memory to refuse their access tokens)."""
 
     def find_accounts(self, text: str, limit: int) -> Sequence[Account]:
         """Up to ``limit`` accounts whose uid is ``text`` or whose email starts with it
@@ -89,6 +103,15 @@ class AuthStore(Protocol):
 
     def family_of(self, token_hash: str) -> str | None:
         """The family of a stored refresh token."""
+
+    def add_one_time(self, token: OneTimeToken) -> None:
+        """Store a newly mailed one-time token; the user's tokens of that purpose that expired
+        by its ``created_ms`` are removed (so expired tokens never pile up)."""
+
+    def use_one_time(self, token_hash: str, purpose: str, now_ms: int) -> OneTimeToken | None:
+        """Spend a live token of ``purpose``: its record, or None when it is unknown, of another
+        purpose, expired or already used. Spending removes every token of that user and
+        purpose (an older link dies with the newer one)."""
 
     def add_key(self, key: ApiKey) -> None:
         """Store a new API key."""

@@ -47,6 +47,7 @@ class AccessClaims:
     anonymous: bool
     roles: tuple[str, ...]
     amr: tuple[str, ...]
+    email_verified: bool = False
 
 
 class TokenIssuer:
@@ -72,6 +73,7 @@ class TokenIssuer:
             "anon": claims.anonymous,
             "roles": list(claims.roles),
             "amr": list(claims.amr),
+            "ev": claims.email_verified,
         }
         return jwt.encode(payload, key.secret, algorithm=ALGORITHM, headers={"kid": key.kid})
 
@@ -130,6 +132,7 @@ class TokenIssuer:
             anonymous=claims.get("anon", False),
             roles=tuple(claims.get("roles", [])),
             mfa="otp" in claims.get("amr", []),
+            email_verified=claims.get("ev", False),
             expires=float(claims["exp"]),
         )
 
@@ -147,6 +150,7 @@ def _well_typed(claims: dict[str, Any]) -> bool:
         and isinstance(claims["sub"], str)
         and bool(claims["sub"])
         and isinstance(claims.get("anon", False), bool)
+        and isinstance(claims.get("ev", False), bool)
         and isinstance(claims.get("jti", ""), str)
         and _strings(claims.get("roles", []))
         and _strings(claims.get("amr", []))

@@ -2,7 +2,9 @@
 
 - Sign-in rate through the auth service (argon2id at OWASP parameters, SQLite store), against
   the floor measured in the same run: bare argon2id verifications of the same hash.
-- Access-token verification per request (µs), against a bare HMAC-SHA256 of the same bytes.
+- Access-token verification per request (µs), against a bare HMAC-SHA256 of the same bytes; and
+  with the disabled-accounts denylist (ADR 0026) against the alternative it avoids, an account
+  lookup in the auth store per request.
 - Push and pull throughput of one node with owner rules on the collection against the same
   node without rules, in the same run, alternating, in-process (ASGI, no sockets): the
   difference is what the rules cost on the write and read paths.
@@ -24,6 +26,7 @@ import httpx
 from argon2 import PasswordHasher, Type
 
 from breakwater.auth.passwords import Passwords
+from breakwater.auth.records import Account
 from breakwater.auth.service import AuthService
 from breakwater.auth.signing_keys import SigningKeys
 from breakwater.auth.sqlite_store import SqliteAuthStore
@@ -106,6 +109,35 @@ def _verify_costs(count: int) -> tuple[float, float, float]:
         hmac.new(secret, signing_input, hashlib.sha256).digest()
     hmac_us = (time.perf_counter() - started) / count * 1e6
     return first_us, again_us, hmac_us
+
+
+DENYLIST_SIZE = 1000
+
+
+def _denylist_costs(root: Path, count: int) -> tuple[float, float]:
+    """µs per request of ``verify_access`` (a token seen before, a denylist of
+    :data:`DENYLIST_SIZE` uids) and of one account read from the SQLite auth store."""
+    store = SqliteAuthStore(root / f"denylist-{uuid.uuid4().hex}.db")
+    store.open()
+    try:
+        issuer = TokenIssuer(SigningKeys([SigningKeys.generate()]), "bench", 900)
+        service = AuthService(store, issuer, Passwords(), 60)
+        service.disabled = frozenset(f"d{i}" for i in range(DENYLIST_SIZE))
+        store.create_account(Account("u" * 24, EMAIL, None, anonymous=False))
+        token = issuer.issue(AccessClaims("u" * 24, False, (), ("pwd",)))
+        service.verify_access(token)
+        started = time.perf_counter()
+        for _ in range(count):
+            service.verify_access(token)
+        denylist_us = (time.perf_counter() - started) / count * 1e6
+        lookups = max(count // 20, 1)
+        started = time.perf_counter()
+        for _ in range(lookups):
+            store.account("u" * 24)
+        lookup_us = (time.perf_counter() - started) / lookups * 1e6
+    finally:
+        store.close()
+    return denylist_us, lookup_us
 
 
 class _Node:
@@ -205,6 +237,7 @@ async def run(
         root = Path(tmp)
         configure_logging("warning")
         login_rates, raw_rates, first, again, floor = [], [], [], [], []
+        denied, lookups = [], []
         for index in range(runs):
             progress(f"sign-ins {index + 1}/{runs}")
             login_rate, raw_rate = await _logins(root, logins, concurrency=2)
@@ -215,6 +248,9 @@ async def run(
             first.append(first_us)
             again.append(again_us)
             floor.append(hmac_us)
+            denylist_us, lookup_us = _denylist_costs(root, 20_000)
+            denied.append(denylist_us)
+            lookups.append(lookup_us)
         progress("push and pull with and without rules")
         rules = await _rule_costs(root, runs, batches)
     return {
@@ -227,6 +263,8 @@ async def run(
         "token_verify_first_us": round(median(first), 2),
         "token_verify_again_us": round(median(again), 2),
         "hmac_sha256_us": round(median(floor), 2),
+        "token_verify_with_denylist_us": round(median(denied), 2),
+        "auth_store_lookup_us": round(median(lookups), 2),
         "push_docs_per_s_without_rules": round(rules["push0"]),
         "push_docs_per_s_with_rules": round(rules["push1"]),
         "push_ratio": round(rules["push1"] / rules["push0"], 3),

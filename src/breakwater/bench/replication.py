@@ -5,6 +5,10 @@ Two in-process regions over SQLite, linked through an ASGI transport (no network
 is the replication path itself, pull + decompress + parse + apply, not a WAN). The backlog is
 pushed to region ``a`` in batches of 100 while ``b``'s link is cut (that push rate is the
 reference), then the link opens and the time until ``b``'s head covers ``a``'s is taken.
+Then, in the same run: one anti-entropy round with the regions in sync, and a full state
+transfer: ``b``'s link is cut again while ``a`` takes a second backlog of new documents, writes
+each twice and compacts past ``b``'s cursor, so ``b`` catches up from ``a``'s whole retained
+feed (docs/adr/0032-state-transfer-and-anti-entropy.md).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from breakwater.bench._node import machine
 from breakwater.config import Config, load_config
 from breakwater.core import cursor
 from breakwater.core.topology import Peer, Topology
-from breakwater.server.app import create_app
+from breakwater.server.app import compact, create_app
 from breakwater.server.auth_backend import auth_store_for
 
 BATCH = 100
@@ -84,42 +88,72 @@ async def _once(root: Path, changes: int) -> dict[str, float]:
         a = await stack.enter_async_context(
             httpx.AsyncClient(transport=httpx.ASGITransport(app=a_app), base_url="http://a")
         )
-        started = time.perf_counter()
-        for first in range(0, changes, BATCH):
-            mutations = [
-                {
-                    "mutation_id": f"m{i}",
-                    "collection": "items",
-                    "id": f"d{i}",
-                    "op": "set",
-                    "data": {"title": f"item {i}", "done": i % 2 == 0, "rank": i},
-                }
-                for i in range(first, min(first + BATCH, changes))
-            ]
-            answer = await a.post("/v1/sync/push", json={"mutations": mutations})
-            answer.raise_for_status()
-        push_seconds = time.perf_counter() - started
+        push_seconds = await _push(a, 0, changes)
         a_head = await a_app.state.node.store.head()
         b_node = b_app.state.node
         replicator = b_node.replication.replicators[0]
         link.up = True
         replicator.nudge()
-        started = time.perf_counter()
-        while not cursor.covers_all(await b_node.store.head(), a_head):  # noqa: ASYNC110 (polls the store: no event says "b holds all of a")
-            await asyncio.sleep(0.01)
-        replicate_seconds = time.perf_counter() - started
+        replicate_seconds = await _until_covered(b_node, a_head)
         registry = b_node.metrics.registry
 
         def sample(encoding: str) -> float:
             labels = {"peer": "a", "direction": "in", "encoding": encoding}
             return registry.get_sample_value("breakwater_replication_bytes_total", labels) or 0.0
 
+        json_bytes, wire_bytes = sample("json"), sample("wire")  # the backlog's pages only
+        # anti-entropy with the regions in sync: the cost of one round (two digests, no bucket)
+        started = time.perf_counter()
+        in_sync = await replicator.anti_entropy_round()
+        round_seconds = time.perf_counter() - started
+        assert in_sync.buckets_differing == 0, in_sync
+        # full state transfer: b away past a's retention horizon while a takes a second backlog
+        link.up = False
+        await _push(a, changes, changes)
+        await _push(a, changes, changes, revision=1)  # supersedes the new documents' first writes
+        await compact(a_app.state.node, 0, now_ms=2**62)  # so b's cursor is behind a's low water
+        a_head = await a_app.state.node.store.head()
+        link.up = True
+        replicator.nudge()
+        transfer_seconds = await _until_covered(b_node, a_head)
+        progress = replicator.status.transfer
+        assert progress is not None and progress.done, "b did not catch up by a full transfer"
         return {
             "push_per_second": changes / push_seconds,
             "replicate_per_second": changes / replicate_seconds,
-            "json_bytes_per_change": sample("json") / changes,
-            "wire_bytes_per_change": sample("wire") / changes,
+            "transfer_new_per_second": changes / transfer_seconds,
+            "transfer_entries_per_second": progress.changes / transfer_seconds,
+            "anti_entropy_round_ms": round_seconds * 1000,
+            "json_bytes_per_change": json_bytes / changes,
+            "wire_bytes_per_change": wire_bytes / changes,
         }
+
+
+async def _push(client: httpx.AsyncClient, first_id: int, changes: int, revision: int = 0) -> float:
+    """Push ``changes`` documents in batches (``revision`` > 0: again); the seconds it took."""
+    started = time.perf_counter()
+    for first in range(first_id, first_id + changes, BATCH):
+        mutations = [
+            {
+                "mutation_id": f"m{i}r{revision}",
+                "collection": "items",
+                "id": f"d{i}",
+                "op": "set",
+                "data": {"title": f"item {i}", "done": i % 2 == 0, "rank": i + revision},
+            }
+            for i in range(first, min(first + BATCH, first_id + changes))
+        ]
+        answer = await client.post("/v1/sync/push", json={"mutations": mutations})
+        answer.raise_for_status()
+    return time.perf_counter() - started
+
+
+async def _until_covered(node: Any, head: dict[str, int]) -> float:
+    """Seconds until ``node``'s head covers ``head``."""
+    started = time.perf_counter()
+    while not cursor.covers_all(await node.store.head(), head):  # noqa: ASYNC110 (polls the store: no event says "b holds all of a")
+        await asyncio.sleep(0.01)
+    return time.perf_counter() - started
 
 
 async def run(runs: int, changes: int, progress: Callable[[str], None]) -> dict[str, Any]:
@@ -135,6 +169,7 @@ async def run(runs: int, changes: int, progress: Callable[[str], None]) -> dict[
         "runs": runs,
         **median,
         "replicate_over_push": median["replicate_per_second"] / median["push_per_second"],
+        "transfer_over_push": median["transfer_new_per_second"] / median["push_per_second"],
         "target_replicate_over_push": 0.5,
         "compression_ratio": median["json_bytes_per_change"] / median["wire_bytes_per_change"],
         "machine": machine(),

@@ -68,8 +68,24 @@ def push(
         ),
     ] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+    tracing: Annotated[
+        bool,
+        typer.Option(
+            "--tracing",
+            help="Compare tracing off, on, and on at 1% (exported to an OTLP sink) in one run.",
+        ),
+    ] = False,
+    baseline_src: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --tracing: also serve the node from this src/ folder (e.g. main's)."
+        ),
+    ] = None,
 ) -> None:
     """Durable push throughput and latency of 1 KB documents against raw inserts."""
+    if tracing:
+        _push_tracing(runs, seconds, log_level, baseline_src, json_path)
+        return
     if store is not None:
         _push_postgres(store, runs, seconds, log_level, workers, json_path)
         return
@@ -100,6 +116,60 @@ def push(
     )
     _print_store_rows(console, report["store_rows_batch_100"])
     console.print(f"machine: {report['machine']}")
+    _write_json(report, json_path)
+
+
+def _push_tracing(
+    runs: int, seconds: float, log_level: str, baseline_src: Path | None, json_path: Path | None
+) -> None:
+    """What tracing costs a push: off, on and on at 1%, and a baseline tree, in one run."""
+    from breakwater.bench import push_tracing
+
+    console = report_console()
+    with long_run.progress() as step:
+        report = asyncio.run(push_tracing.run(runs, seconds, log_level, step, baseline_src))
+    table = Table(
+        title=f"breakwater bench push --tracing (medians of {runs} runs, {seconds:g} s each)"
+    )
+    columns = ("scenario", "variant", "docs/s", "p50 ms", "p99 ms", "CPU µs/doc", "rate", "CPU")
+    for column in columns:
+        table.add_column(column, justify="left" if column in columns[:2] else "right")
+    for row in report["results"]:
+        table.add_row(
+            row["scenario"],
+            row["variant"],
+            f"{row['docs_per_s']:,}",
+            f"{row['p50_ms']:.2f}",
+            f"{row['p99_ms']:.2f}",
+            f"{row['cpu_us_per_doc']:.1f}",
+            f"{row['rate_vs_off']:.3f}",
+            f"{row['cpu_vs_off']:.3f}",
+        )
+    console.print(table)
+    console.print("rate and CPU: ratios to tracing off in the same run")
+    console.print(f"OTLP exports received: {report['otlp_exports']:,} ({report['otlp_bytes']:,} B)")
+    console.print(f"machine: {report['machine']}")
+    _write_json(report, json_path)
+
+
+def _instructions_per_request(baseline_src: Path | None, json_path: Path | None) -> None:
+    """Instructions per push through the whole node: tracing off, on, and a baseline tree."""
+    from breakwater.bench import instructions_request
+
+    console = report_console()
+    with long_run.progress("counting instructions under callgrind (a few minutes)"):
+        try:
+            report = instructions_request.run(baseline_src)
+        except RuntimeError as error:
+            console.print(f"[red]{error}[/red]")
+            raise typer.Exit(1) from error
+    off = report["tracing_off"]
+    for name in ("baseline", "tracing_off", "tracing_on", "tracing_dropped"):
+        if name in report:
+            console.print(
+                f"{name.replace('_', ' ')}: {report[name]:,} instructions per push"
+                f" ({report[name] / off:.3f} of tracing off)"
+            )
     _write_json(report, json_path)
 
 
@@ -205,23 +275,62 @@ def replication(
     runs: Annotated[int, typer.Option(min=1, max=20, help="Runs; medians are reported.")] = 3,
     changes: Annotated[int, typer.Option(min=100, help="Backlog size per run.")] = 5000,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+    cluster: Annotated[
+        bool, typer.Option("--cluster", help="Lag, partition healing and bytes on 3 regions.")
+    ] = False,
+    rate: Annotated[float, typer.Option(min=1, help="--cluster: writes/s over the regions.")] = 500,
+    seconds: Annotated[float, typer.Option(min=1, help="--cluster: seconds of writes.")] = 20,
+    partition_seconds: Annotated[
+        float, typer.Option(min=1, help="--cluster: seconds every link stays cut.")
+    ] = 60,
+    latency_ms: Annotated[
+        float, typer.Option(min=0, help="--cluster: ms added each way per cross-region link.")
+    ] = 40,
 ) -> None:
-    """Catch-up rate on a peer's backlog vs the region's own batched push rate; wire bytes."""
+    """Catch-up rate on a peer's backlog vs the region's own batched push rate; wire bytes.
+    With ``--cluster``: lag, convergence after a partition and bytes per change on
+    ``breakwater cluster`` regions behind latency proxies."""
+    console = report_console()
+    if cluster:
+        from breakwater.bench import replication_cluster
+
+        with console.status("starting") as status:
+            result = asyncio.run(
+                replication_cluster.run(
+                    rate, seconds, partition_seconds, latency_ms, lambda t: status.update(t)
+                )
+            )
+        for key, value in result.items():
+            console.print(f"{key}: {value}")
+        _write_json(result, json_path)
+        return
     from breakwater.bench import replication as bench_replication
 
-    console = Console()
     with console.status("starting") as status:
         report = asyncio.run(bench_replication.run(runs, changes, lambda text: status.update(text)))
     table = Table(
         title=f"breakwater bench replication (2 regions in-process, SQLite, {changes:,} changes,"
         f" medians of {runs} runs)"
     )
-    for column in ("push/s (a)", "replicated/s (b)", "ratio", "JSON B/change", "wire B/change"):
+    columns = (
+        "push/s (a)",
+        "replicated/s (b)",
+        "ratio",
+        "transfer new/s (b)",
+        "ratio",
+        "AE round ms",
+        "JSON B/change",
+        "wire B/change",
+    )
+    for column in columns:
         table.add_column(column, justify="right")
     table.add_row(
         f"{report['push_per_second']:,.0f}",
         f"{report['replicate_per_second']:,.0f}",
         f"{report['replicate_over_push']:.2f}",
+        f"{report['transfer_new_per_second']:,.0f}",
+        f"{report['transfer_over_push']:.2f}",
+        f"{report['anti_entropy_round_ms']:.0f}",
         f"{report['json_bytes_per_change']:.0f}",
         f"{report['wire_bytes_per_change']:.0f}",
     )
@@ -234,8 +343,23 @@ def replication(
 @app.command("instructions")
 def instructions(
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+    requests: Annotated[
+        bool,
+        typer.Option(
+            "--requests",
+            help="Per single-mutation push through the whole node in one process, tracing"
+            " off and on (a few minutes).",
+        ),
+    ] = False,
+    baseline_src: Annotated[
+        Path | None,
+        typer.Option(help="With --requests: also count a node served from this src/ folder."),
+    ] = None,
 ) -> None:
     """CPU instructions per pushed document (callgrind): the push path's cost, free of noise."""
+    if requests:
+        _instructions_per_request(baseline_src, json_path)
+        return
     from breakwater.bench import instructions as bench_instructions
 
     console = report_console()
@@ -424,6 +548,12 @@ def auth(
         f"{report['token_verify_again_us'] / report['hmac_sha256_us']:.1f}x",
     )
     table.add_row(
+        "token verification µs, seen before, with the disabled denylist",
+        f"{report['token_verify_with_denylist_us']:.2f}",
+        f"{report['auth_store_lookup_us']:.1f} µs auth-store lookup",
+        f"{report['token_verify_with_denylist_us'] / report['auth_store_lookup_us']:.4f}",
+    )
+    table.add_row(
         "push docs/s with rules",
         f"{report['push_docs_per_s_with_rules']:,}",
         f"{report['push_docs_per_s_without_rules']:,} without",
@@ -561,4 +691,69 @@ def gateway(
             ),
         )
     console.print(table)
+    _write_json(report, json_path)
+
+
+@app.command("archive-lag")
+def archive_lag(
+    runs: Annotated[int, typer.Option(min=1, max=20, help="Runs; medians are reported.")] = 3,
+    rate: Annotated[float, typer.Option(min=1, help="Writes per second.")] = 500.0,
+    seconds: Annotated[
+        float, typer.Option(min=1, max=300, help="Seconds of writes per run.")
+    ] = 10.0,
+    interval: Annotated[
+        float, typer.Option(min=0.01, help="The archiver's read interval when idle.")
+    ] = 0.1,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+) -> None:
+    """Commit-to-archived lag of ``breakwater archive`` under paced writes (target p99 ≤ 1 s)."""
+    from breakwater.bench import backups as bench_backups
+
+    console = report_console()
+    with console.status("starting") as status:
+        report = asyncio.run(
+            bench_backups.archive_lag(runs, rate, seconds, interval, lambda t: status.update(t))
+        )
+    table = Table(title=f"breakwater bench archive-lag ({rate:.0f} writes/s, medians of {runs})")
+    for column in ("writes/s", "lag p50 s", "lag p99 s", "lag max s", "floor s", "p99 / floor"):
+        table.add_column(column, justify="right")
+    m = report["median"]
+    table.add_row(
+        f"{m['achieved_writes_per_s']:,.0f}",
+        f"{m['lag_p50_s']:.3f}",
+        f"{m['lag_p99_s']:.3f}",
+        f"{m['lag_max_s']:.3f}",
+        f"{m['floor_s']:.3f}",
+        f"{m['lag_p99_s'] / m['floor_s']:.1f}",
+    )
+    console.print(table)
+    console.print(f"machine: {report['machine']}")
+    _write_json(report, json_path)
+
+
+@app.command("restore")
+def restore(
+    docs: Annotated[int, typer.Option(min=1, help="Documents in the store.")] = 1_000_000,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+) -> None:
+    """Time to restore ``docs`` documents from a backup, and by replaying the archive."""
+    from breakwater.bench import backups as bench_backups
+
+    console = report_console()
+    with console.status("starting") as status:
+        report = asyncio.run(bench_backups.restore(docs, lambda t: status.update(t)))
+    table = Table(title=f"breakwater bench restore ({docs:,} documents, SQLite)")
+    for column in ("path", "seconds", "documents/s"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        "backup put back",
+        f"{report['from_backup_s']:.1f}",
+        f"{report['from_backup_docs_per_s']:,.0f}",
+    )
+    table.add_row(
+        "archive replayed", f"{report['replay_s']:.1f}", f"{report['replay_docs_per_s']:,.0f}"
+    )
+    table.add_row("copy of the backup (floor)", f"{report['copy_floor_s']:.1f}", "")
+    console.print(table)
+    console.print(f"backup: {report['backup_bytes']:,} bytes; machine: {report['machine']}")
     _write_json(report, json_path)

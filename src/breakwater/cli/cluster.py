@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from breakwater.cli import long_run
+from breakwater.cli.output import report_console
 
 if TYPE_CHECKING:
     from breakwater.chaos.cluster_spec import ClusterInfo
@@ -116,7 +116,7 @@ def status(directory: DirOption = DEFAULT_DIR) -> None:
                 if row["ready"]
                 else f"[red]{answer.get('status') or answer.get('error')}[/]",
             )
-    Console().print(table)
+    report_console().print(table)
     if not ready:
         raise typer.Exit(1)
 

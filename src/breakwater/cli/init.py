@@ -29,8 +29,8 @@ class Layout(StrEnum):
 
 
 MULTI_REGION_WARNING = (
-    "Note: replication between regions is not built yet; each region's nodes serve that "
-    "region's store only (see the file's header and docs/deploy.md)."
+    "Note: list every other region under [topology.peers] with the replication key it issued"
+    " (see the file and docs/multi-region.md); state transfer and anti-entropy are not built yet."
 )
 
 

@@ -9,6 +9,7 @@ import typer
 
 import breakwater
 from breakwater.cli import (
+    backup,
     bench,
     chaos,
     cluster,
@@ -63,15 +64,17 @@ app.command("serve")(serve.serve)
 app.command("verify")(verify.verify)
 app.command("loadtest")(loadtest.loadtest)
 app.command("restore")(restore.restore)
+app.command("backup")(backup.backup)
+app.command("archive")(backup.archive)
 app.add_typer(bench.app, name="bench")
 app.add_typer(keys.app, name="keys")
 app.add_typer(users.app, name="users")
 app.add_typer(chaos.app, name="chaos")
 app.add_typer(cluster.app, name="cluster")
 app.add_typer(drill.app, name="drill")
-app.add_typer(region.app, name="region")
 app.add_typer(webhooks.app, name="webhooks")
 app.add_typer(gateway.app, name="gateway")
+app.add_typer(region.app, name="region")
 
 
 def main() -> None:

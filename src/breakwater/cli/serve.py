@@ -68,7 +68,7 @@ def serve(
         raise ConfigError(
             f"data = {str(settings.data)!r} cannot be created: {exc.strerror}"
         ) from exc
-    bw_logging.configure(settings.log_level)
+    bw_logging.configure(settings.log_level, trace_ids=settings.tracing.enabled)
     if settings.workers > 1:
         from breakwater.server.workers import Supervisor
 

@@ -37,6 +37,7 @@ from breakwater.client.scope import sync_scope
 from breakwater.client.session import Auth
 from breakwater.client.status import StatusBoard
 from breakwater.client.sync_loop import SyncLoop, SyncSettings
+from breakwater.client.trace_context import add_trace_headers
 from breakwater.client.transports import TRANSPORTS, LongPollTransport
 from breakwater.core import hlc as hlc_mod
 from breakwater.core.limits import Limits
@@ -66,6 +67,9 @@ class Client:
     ``sync_collections``: the collections this device pulls and follows in realtime (``None``:
     every one). Writes to other collections are still pushed; they stay in the local view until
     settled, then leave it (docs/sdk.md#scoped-sync).
+    ``offer_after_restore``: when the node answers ``cursor_unknown`` (it was restored to an
+    earlier point), write back the documents this device held that the node lost, as ordinary
+    writes under this device's credentials (docs/sdk.md#restores).
     """
 
     def __init__(
@@ -86,6 +90,7 @@ class Client:
         long_poll_wait: float = 25.0,
         request_timeout: float = 30.0,
         sync_collections: Sequence[str] | None = None,
+        offer_after_restore: bool = True,
         limits: Limits | None = None,
         sync: bool = True,
         http_transport: httpx.AsyncBaseTransport | None = None,
@@ -118,6 +123,7 @@ class Client:
             backoff_base,
             backoff_cap,
             self._scope,
+            offer_after_restore,
             region_probe_interval,
         )
         self._sync_enabled = sync
@@ -156,7 +162,11 @@ class Client:
         if not self._open:
             raise ClientClosed("the client is not open; use `async with Client(...)`")
         if self._http is None:
-            self._http = httpx.AsyncClient(timeout=self._timeout, transport=self._http_transport)
+            self._http = httpx.AsyncClient(
+                timeout=self._timeout,
+                transport=self._http_transport,
+                event_hooks={"request": [add_trace_headers]},
+            )
         return self._http
 
     def _on_auth_changed(self, event: Event) -> None:

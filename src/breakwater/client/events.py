@@ -86,7 +86,8 @@ class AuthChanged:
     """The sign-in changed. ``reason`` says why: ``signed_up``, ``signed_in``, ``anonymous``,
     ``linked``, ``password``, ``restored`` (from the device database), ``signed_out``, or
     ``refresh_refused``: the node refused the refresh token (the sign-in was revoked, the
-    account deleted, or the token reused), so the device is signed out; pending writes stay."""
+    account deleted, or the token reused), so the device is signed out; pending writes stay;
+    ``account_deleted``: this device deleted the account."""
 
     state: AuthState
     reason: str

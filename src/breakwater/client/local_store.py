@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from breakwater.client import restore_offers
 from breakwater.client.clock import DeviceClock
 from breakwater.client.local_query import LocalQuery, query_sql
 from breakwater.client.outbox import OutboxEntry, Rejection
@@ -130,6 +131,7 @@ class LocalStore:
         self.cursor = ""
         self.stable: dict[str, int] = {}
         self.resyncing = False
+        self.offering = False
         self.last_synced_at: float | None = None
 
     # -- plumbing -------------------------------------------------------------------------
@@ -189,6 +191,7 @@ class LocalStore:
         self.cursor = self._meta("cursor")
         self.stable = codec.loads(self._meta("stable", "{}"))
         self.resyncing = self._meta("resyncing") == "1"
+        self.offering = self._meta("offering") == "1"
         synced = self._meta("last_synced_at")
         self.last_synced_at = float(synced) if synced else None
         if self._meta("counter_format", "1") != COUNTER_FORMAT:
@@ -495,6 +498,8 @@ class LocalStore:
                 # A full resync replaces what the device held: after a restore of the node
                 # from a backup, the device may hold changes the node no longer has.
                 current = None if self.resyncing else self._server_state(collection, doc_id)
+                if self.offering:
+                    self._offer_if_lost(collection, doc_id, incoming)
                 merged = incoming if current is None else join(current, incoming)
                 self._db.execute(
                     "INSERT OR REPLACE INTO server_docs (collection, id, state, seen)"
@@ -555,14 +560,17 @@ class LocalStore:
             self._start_resync()
         return True
 
-    async def begin_resync(self) -> None:
+    async def begin_resync(self, *, offer: bool = False) -> None:
         """Start over from an empty cursor (``cursor_expired``, ``cursor_unknown``), keeping
-        the outbox."""
-        await self._run(self._begin_resync)
+        the outbox; ``offer``: the node was restored, so offer back what it lost
+        (:mod:`breakwater.client.restore_offers`)."""
+        await self._run(self._begin_resync, offer)
 
-    def _begin_resync(self) -> None:
+    def _begin_resync(self, offer: bool) -> None:
         with self._transaction():
             self._start_resync()
+            self.offering = offer
+            self._set_meta("offering", "1" if offer else "0")
 
     def _start_resync(self) -> None:
         """Forget the cursor, ``stable`` and the acknowledgements of unsettled writes: after a
@@ -570,6 +578,8 @@ class LocalStore:
         node answers ``duplicate`` for those it holds, I2)."""
         self._db.execute("UPDATE server_docs SET seen = 0")
         self._db.execute("UPDATE outbox SET origin = NULL, seq = NULL")
+        self.offering = False
+        self._set_meta("offering", "0")
         self.cursor = ""
         self.stable = {}
         self.resyncing = True
@@ -578,15 +588,46 @@ class LocalStore:
         self._set_meta("resyncing", "1")
 
     def _finish_resync(self) -> set[DocKey]:
-        """Forget server documents the full resync did not bring back (purged meanwhile)."""
+        """Forget server documents the full resync did not bring back (purged meanwhile, or
+        lost by a restore: then offered back first)."""
         gone = {
             (str(c), str(i))
             for c, i in self._db.execute("SELECT collection, id FROM server_docs WHERE seen = 0")
         }
+        if self.offering:
+            for collection, doc_id in gone:
+                self._offer_if_lost(collection, doc_id, None)
         self._db.execute("DELETE FROM server_docs WHERE seen = 0")
         self.resyncing = False
+        self.offering = False
         self._set_meta("resyncing", "0")
+        self._set_meta("offering", "0")
         return gone
+
+    def _offer_if_lost(self, collection: str, doc_id: str, node: State | None) -> None:
+        """Queue a write of what this device held of a document before the node's restore, if
+        the node's state (``node``, ``None``: it has none) lacks it."""
+        row = self._db.execute(
+            "SELECT state FROM server_docs WHERE collection = ? AND id = ? AND seen = 0",
+            (collection, doc_id),
+        ).fetchone()
+        if row is None:
+            return
+        offer = restore_offers.offer_for(collection, doc_id, codec.loads(row[0]), node)
+        if offer is None:
+            return
+        self._db.execute(
+            "INSERT OR IGNORE INTO outbox (mutation_id, collection, id, op, data, hlc)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                offer.mutation_id,
+                collection,
+                doc_id,
+                offer.op,
+                None if offer.data is None else _dumps(offer.data),
+                offer.hlc,
+            ),
+        )
 
 
 class _Transaction:

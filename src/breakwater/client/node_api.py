@@ -110,6 +110,10 @@ class NodeApi:
         content = b"" if body is None else codec.dumps(body)
         return await self._call("POST", path, content=content)
 
+    async def get(self, path: str) -> Any:
+        """``GET`` a JSON answer."""
+        return await self._call("GET", path)
+
     async def push(self, client_id: str, mutations: list[dict[str, Any]]) -> dict[str, Any]:
         """``POST /v1/sync/push``: one result per mutation, in order, and the node's clock."""
         body = codec.dumps({"client_id": client_id, "mutations": mutations})

@@ -44,7 +44,7 @@ SESSION_KEY = "session"
 
 Reason = Literal[
     "restored", "signed_up", "signed_in", "anonymous", "linked", "password", "signed_out",
-    "refresh_refused",
+    "refresh_refused", "account_deleted",
 ]  # fmt: skip
 PKCE_VERIFIER_BYTES = 48
 """64 characters of base64url: inside RFC 7636's 43-128."""
@@ -229,6 +229,64 @@ class Auth:
         body = {"current_password": current_password, "new_password": new_password}
         return await self._adopt(await self._post_as_user("/v1/auth/password", body), "password")
 
+    # -- the account lifecycle (mailed links: docs/security.md#account-lifecycle) ----------
+
+    async def request_password_reset(self, email: str) -> None:
+        """Ask the node to mail a reset link; it answers the same whether or not ``email`` has
+        an account. The link carries a token for :meth:`confirm_password_reset`."""
+        await self._post("/v1/auth/password/reset", {"email": email})
+
+    async def confirm_password_reset(self, token: str, new_password: str) -> None:
+        """Set a new password with a mailed token; every session of the account ends (sign in
+        again with the new password)."""
+        await self._post(
+            "/v1/auth/password/reset/confirm", {"token": token, "new_password": new_password}
+        )
+
+    async def request_email_verification(self) -> None:
+        """Mail the signed-in account's address a (new) verification link."""
+        await self._post_as_user("/v1/auth/email/verify", None)
+
+    async def verify_email(self, token: str) -> dict[str, Any]:
+        """Verify an address with a mailed token; the account as the node now has it (access
+        rules see ``auth.email_verified`` from the next token refresh)."""
+        account: dict[str, Any] = await self._post(
+            "/v1/auth/email/verify/confirm", {"token": token}
+        )
+        return account
+
+    async def change_email(self, new_email: str, password: str) -> None:
+        """Ask to move the account to ``new_email``: the password again, then a link to the new
+        address (and a notice to the old one)."""
+        await self._post_as_user(
+            "/v1/auth/email/change", {"new_email": new_email, "password": password}
+        )
+
+    async def confirm_email_change(self, token: str) -> dict[str, Any]:
+        """Confirm a change of email with the token mailed to the new address."""
+        account: dict[str, Any] = await self._post(
+            "/v1/auth/email/change/confirm", {"token": token}
+        )
+        return account
+
+    async def export_account(self) -> dict[str, Any]:
+        """The signed-in account and every document it owns, as the node exports them."""
+        token = await self.access_token()
+        if token is None:
+            raise NotSignedIn("sign in first")
+        export: dict[str, Any] = await self._api({"Authorization": f"Bearer {token}"}).get(
+            "/v1/auth/account/export"
+        )
+        return export
+
+    async def delete_account(self, password: str | None = None) -> None:
+        """Delete the account and the documents it owns at the node (the password again; an
+        anonymous account has none), then forget the session here."""
+        body = {} if password is None else {"password": password}
+        await self._post_as_user("/v1/auth/account/delete", body)
+        async with self._lock:
+            await self._forget("account_deleted")
+
     async def sign_out(self) -> None:
         """Forget the session here and revoke it at the node (best effort: offline, the device
         is signed out all the same). Local documents and queued writes stay."""
@@ -335,7 +393,7 @@ class Auth:
     async def _post(self, path: str, body: dict[str, Any] | None) -> Any:
         return await self._api().post(path, body)
 
-    async def _post_as_user(self, path: str, body: dict[str, Any]) -> Any:
+    async def _post_as_user(self, path: str, body: dict[str, Any] | None) -> Any:
         token = await self.access_token()
         if token is None:
             raise NotSignedIn("sign in first")

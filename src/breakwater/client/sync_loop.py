@@ -50,6 +50,7 @@ from breakwater.core.errors import (
     BreakwaterError,
     ClockSkew,
     CursorGone,
+    CursorUnknown,
     Forbidden,
     PayloadTooLarge,
 )
@@ -73,6 +74,7 @@ class SyncSettings:
     backoff_base: float = 0.2
     backoff_cap: float = 30.0
     collections: Scope = None
+    offer_after_restore: bool = True
     region_probe_interval: float = 5.0
     probe_timeout: float = 2.0
 
@@ -398,7 +400,8 @@ class SyncLoop:
                 )
             except CursorGone as gone:
                 log.warning("%s: full resync (the outbox is kept)", gone.type)
-                await self.store.begin_resync()
+                restored = isinstance(gone, CursorUnknown) and self.settings.offer_after_restore
+                await self.store.begin_resync(offer=restored)
                 continue
             has_more = bool(page["has_more"])
             result = await self.store.apply_page(

@@ -21,6 +21,8 @@ from breakwater.core.incarnation import REGION_PATTERN
 RegionState = Literal["active", "standby"]
 REGION_STATES: tuple[RegionState, ...] = ("active", "standby")
 MAX_PEERS = 32
+MAX_BUCKETS = 4096
+"""Anti-entropy buckets per collection at most (a digest answer stays below a megabyte)."""
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
 
@@ -50,6 +52,10 @@ class Topology:
     """Longest wait of a write with ``write_concern = replicated`` before it is answered."""
     lease_ttl: float = 4.0
     """Seconds a replicator's lease lasts without renewal; another node takes over after it."""
+    anti_entropy_interval: float = 600.0
+    """Seconds between anti-entropy rounds with each peer (0: never)."""
+    anti_entropy_buckets: int = 256
+    """Hash buckets per collection that anti-entropy digests compare."""
 
     @property
     def peer_regions(self) -> frozenset[str]:
@@ -65,6 +71,8 @@ _TOPOLOGY_KEYS = {
     "pull_wait",
     "write_concern_timeout",
     "lease_ttl",
+    "anti_entropy_interval",
+    "anti_entropy_buckets",
 }
 _PEER_KEYS = {"urls", "public_urls", "key"}
 
@@ -100,7 +108,20 @@ def parse_topology(raw: Any, env: Mapping[str, str], region: str, host: str, por
         numbers[key] = _positive(f"topology.{key}", raw.get(key, default), type(default))
     for key, default in (("write_concern_timeout", 5.0), ("lease_ttl", 4.0)):
         numbers[key] = _positive(f"topology.{key}", raw.get(key, default), float)
-    return Topology(state=state, public_urls=public_urls, peers=peers, **numbers)
+    interval = raw.get("anti_entropy_interval", 600.0)
+    if interval != 0:
+        interval = _positive("topology.anti_entropy_interval", interval, float)
+    buckets = _positive("topology.anti_entropy_buckets", raw.get("anti_entropy_buckets", 256), int)
+    if buckets > MAX_BUCKETS:
+        raise ConfigError(f"topology.anti_entropy_buckets = {buckets} is above {MAX_BUCKETS}")
+    return Topology(
+        state=state,
+        public_urls=public_urls,
+        peers=peers,
+        anti_entropy_interval=float(interval),
+        anti_entropy_buckets=buckets,
+        **numbers,
+    )
 
 
 def _peer(

@@ -94,14 +94,28 @@ def _dumps_text(value: Any, **_: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def configure(level: str = "info") -> None:
-    """Send structlog and stdlib logging to stdout as JSON lines at ``level``."""
+def add_trace_ids(
+    _logger: Any, _method: str, event: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """Add ``trace_id`` and ``span_id`` of the active span (a node that traces, ADR 0028)."""
+    from breakwater.obs.tracing import current_ids
+
+    ids = current_ids()
+    if ids is not None:
+        event["trace_id"], event["span_id"] = ids
+    return event
+
+
+def configure(level: str = "info", *, trace_ids: bool = False) -> None:
+    """Send structlog and stdlib logging to stdout as JSON lines at ``level``; with
+    ``trace_ids``, every line logged inside a span names it."""
     numeric = logging.getLevelNamesMapping().get(level.upper())
     if numeric is None:
         raise ValueError(f"log level {level!r} is not one of debug, info, warning, error")
+    shared = [*_SHARED, add_trace_ids] if trace_ids else list(_SHARED)
     structlog.configure(
         processors=[
-            *_SHARED,
+            *shared,
             structlog.processors.format_exc_info,
             redact_event,
             structlog.processors.JSONRenderer(serializer=orjson.dumps),
@@ -119,7 +133,7 @@ def configure(level: str = "info") -> None:
                 redact_event,
                 structlog.processors.JSONRenderer(serializer=_dumps_text),
             ],
-            foreign_pre_chain=[*_SHARED, structlog.stdlib.add_logger_name],
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
         )
     )
     handler.addFilter(LibraryWarningsOnOneLine())

@@ -164,6 +164,33 @@ class Metrics:
             ["peer"],
             registry=r,
         )
+        self.replication_repairs = Counter(
+            "breakwater_replication_repairs",
+            "Documents anti-entropy changed here from a peer's state (or deleted because the"
+            " peer deleted and purged them), by peer and collection.",
+            ["peer", "collection"],
+            registry=r,
+        )
+        self.replication_anti_entropy_rounds = Counter(
+            "breakwater_replication_anti_entropy_rounds",
+            "Anti-entropy rounds with a peer, by outcome (in_sync, repaired, differing: buckets"
+            " differed but nothing here needed a repair).",
+            ["peer", "outcome"],
+            registry=r,
+        )
+        self.replication_transfer_changes = Counter(
+            "breakwater_replication_transfer_changes",
+            "Changes received by full state transfers from a peer (applied or already held).",
+            ["peer"],
+            registry=r,
+        )
+        self.replication_transfer_progress = Gauge(
+            "breakwater_replication_transfer_progress",
+            "Fraction of the peer's head positions a running full state transfer covers (1 when"
+            " none runs).",
+            ["peer"],
+            registry=r,
+        )
         self.replication_lag_seconds = Gauge(
             "breakwater_replication_lag_seconds",
             "Seconds since this region last held everything the peer held (0 when caught up).",

@@ -7,8 +7,9 @@ before and after decompression: cross-region traffic is what multi-region costs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import httpx
 
@@ -17,10 +18,22 @@ from breakwater.core import cursor as cursor_mod
 from breakwater.core.cursor import VersionVector
 from breakwater.core.errors import ValidationError
 from breakwater.core.topology import Peer
-from breakwater.replication.wire import ReplicaPage, parse_page
+from breakwater.replication.wire import (
+    Bucket,
+    Digest,
+    ReplicaPage,
+    parse_bucket,
+    parse_digest,
+    parse_page,
+)
 
 FailureKind = Literal["expired", "refused", "unavailable", "bad_answer"]
 PULL_PATH = "/v1/replication/pull"
+DIGEST_PATH = "/v1/replication/digest"
+BUCKET_PATH = "/v1/replication/bucket"
+DIGEST_TIMEOUT = 30.0
+"""Seconds an anti-entropy request may take: the peer reads every document's summary."""
+T = TypeVar("T")
 
 
 class PullFailed(Exception):
@@ -72,23 +85,49 @@ class PeerClient:
         """The peer URL the next pull goes to."""
         return self.peer.urls[self._next_url % len(self.peer.urls)]
 
-    async def pull(self, vector: VersionVector, limit: int, wait: float) -> Pulled:
-        """One page past ``vector``; :class:`PullFailed` when there is none."""
+    async def pull(
+        self, vector: VersionVector, limit: int, wait: float, *, transfer: bool = False
+    ) -> Pulled:
+        """One page past ``vector``; :class:`PullFailed` when there is none. ``transfer``: a
+        full state transfer's page, served past the peer's retention horizon."""
         params = {
             "cursor": cursor_mod.encode(vector),
             "limit": str(limit),
             "wait": str(wait),
             "region": self.region,
         }
-        timeout = httpx.Timeout(wait + 10.0, connect=self._connect_timeout)
+        if transfer:
+            params["transfer"] = "true"
+        body, wire = await self._get(PULL_PATH, params, wait + 10.0)
+        page = self._parse(body, parse_page)
+        self._check_region(page.region)
+        return Pulled(page, wire, len(body))
+
+    async def digest(self, buckets: int) -> Digest:
+        """The peer's anti-entropy digests with ``buckets`` buckets per collection."""
+        body, _ = await self._get(DIGEST_PATH, {"buckets": str(buckets)}, DIGEST_TIMEOUT)
+        answer = self._parse(body, parse_digest)
+        self._check_region(answer.region)
+        return answer
+
+    async def bucket(self, collection: str, bucket: int, buckets: int) -> Bucket:
+        """Every document of one of the peer's buckets, with full states."""
+        params = {"collection": collection, "bucket": str(bucket), "buckets": str(buckets)}
+        body, _ = await self._get(BUCKET_PATH, params, DIGEST_TIMEOUT)
+        answer = self._parse(body, lambda parsed: parse_bucket(parsed, collection))
+        self._check_region(answer.region)
+        return answer
+
+    async def _get(self, path: str, params: dict[str, str], seconds: float) -> tuple[bytes, int]:
+        """The body of a 200 answer and its wire size; :class:`PullFailed` otherwise."""
+        timeout = httpx.Timeout(seconds, connect=self._connect_timeout)
         url = self.url
         try:
-            response = await self._http.get(url + PULL_PATH, params=params, timeout=timeout)
+            response = await self._http.get(url + path, params=params, timeout=timeout)
             body = response.content
         except httpx.HTTPError as exc:
             self._next_url += 1  # the next try goes to the peer's next URL
             raise PullFailed("unavailable", f"{url}: {type(exc).__name__}") from exc
-        wire = response.num_bytes_downloaded
         if response.status_code == 410:
             raise PullFailed("expired", f"{url}: {_problem_type(body)}")
         if response.status_code in (401, 403):
@@ -96,15 +135,19 @@ class PeerClient:
         if response.status_code != 200:
             self._next_url += 1
             raise PullFailed("unavailable", f"{url}: HTTP {response.status_code}")
+        return body, response.num_bytes_downloaded
+
+    def _parse(self, body: bytes, parse: Callable[[Any], T]) -> T:
         try:
-            page = parse_page(codec.parse_body(body, "replication page"))
+            return parse(codec.parse_body(body, "replication answer"))
         except (ValueError, ValidationError) as exc:
-            raise PullFailed("bad_answer", f"{url}: {exc}") from exc
-        if page.region.lower() != self.peer.name.lower():
+            raise PullFailed("bad_answer", f"{self.url}: {exc}") from exc
+
+    def _check_region(self, region: str) -> None:
+        if region.lower() != self.peer.name.lower():
             raise PullFailed(
-                "bad_answer", f"{url} answers as region {page.region!r}, not {self.peer.name!r}"
+                "bad_answer", f"{self.url} answers as region {region!r}, not {self.peer.name!r}"
             )
-        return Pulled(page, wire, len(body))
 
     async def aclose(self) -> None:
         """Close the connections."""

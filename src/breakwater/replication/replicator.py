@@ -15,20 +15,23 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from breakwater.core.cursor import VersionVector
+from breakwater.core.engine import StoredDoc
 from breakwater.core.errors import BreakwaterError
 from breakwater.core.topology import Peer, Topology
+from breakwater.replication.anti_entropy import RoundReport, run_round
 from breakwater.replication.client import PeerClient, Pulled, PullFailed
+from breakwater.replication.wire import ReplicaPage
 from breakwater.resilience.backoff import Backoff
 from breakwater.resilience.circuit_breaker import CircuitBreaker
-from breakwater.storage.base import FeedEntry, ReplicaApplied
+from breakwater.storage.base import DocSummaries, FeedEntry, Repair, ReplicaApplied
 
 RENEW_INTERVAL = 1.0
 SLOW_RETRY = 30.0
-"""Seconds between tries when waiting cannot help soon (refused key, expired cursor)."""
+"""Seconds between tries when waiting cannot help soon (a refused key)."""
 
 
 def peer_key(name: str) -> str:
@@ -58,6 +61,12 @@ class ReplicationTarget(Protocol):
     async def head(self) -> VersionVector:
         """This region's committed head."""
 
+    async def doc_summaries(self, collection: str | None = None) -> DocSummaries:
+        """Every local document's summary and the head, in one snapshot (anti-entropy)."""
+
+    async def apply_repairs(self, repairs: Sequence[Repair]) -> list[StoredDoc]:
+        """Apply anti-entropy repairs at new local positions; the documents that changed."""
+
 
 class Observer(Protocol):
     """What the replicator reports (metrics and logs live above this module)."""
@@ -65,11 +74,48 @@ class Observer(Protocol):
     def pulled(self, peer: str, pulled: Pulled, applied: ReplicaApplied, lag: int) -> None:
         """A page was pulled and applied; ``lag`` changes remain behind the peer's head."""
 
-    def failed(self, peer: str, failure: PullFailed | BreakwaterError) -> None:
-        """A pull or an apply failed (it is retried)."""
+    def failed(self, peer: str, failure: Exception) -> None:
+        """A pull or an apply failed, or the loop met a bug (it is retried)."""
 
     def breaker(self, peer: str, state: str) -> None:
         """The breaker towards ``peer`` is now in ``state``."""
+
+    def transfer(self, peer: str, progress: TransferProgress) -> None:
+        """A page of a full state transfer from ``peer`` was applied."""
+
+    def anti_entropy(self, peer: str, report: RoundReport) -> None:
+        """An anti-entropy round with ``peer`` ended."""
+
+
+@dataclass(frozen=True, slots=True)
+class TransferProgress:
+    """How far a full state transfer from a peer is (it resumes from ``cursor`` after a crash)."""
+
+    changes: int
+    """Changes received so far (applied or already held)."""
+    applied: int
+    covered: int
+    """Positions of the peer's head the transfer's cursor covers (compacted ones included)."""
+    total: int
+    """Positions in the peer's head: what ``covered`` reaches when the transfer ends."""
+    seconds: float
+    done: bool
+    page: int = 0
+    """Changes of the page just applied."""
+
+    @property
+    def rate(self) -> float:
+        """Changes received per second."""
+        return self.changes / self.seconds if self.seconds > 0 else 0.0
+
+    def dump(self, cursor: VersionVector, started_ms: int) -> dict[str, Any]:
+        """The row's ``transfer`` value, from which a restarted replicator resumes."""
+        return {
+            "cursor": cursor,
+            "changes": self.changes,
+            "applied": self.applied,
+            "started_ms": started_ms,
+        }
 
 
 @dataclass
@@ -81,16 +127,23 @@ class PeerStatus:
     breaker: str = "closed"
     last_error: str = ""
     needs_full_transfer: bool = False
+    transfer: TransferProgress | None = None
+    anti_entropy_at: float | None = None
+    """Wall-clock time the last anti-entropy round with the peer ended."""
+    repairs: int = 0
     caught_up_at: float | None = None
     """Wall-clock time the last page that reached the peer's head was applied."""
     lag_changes: int = 0
     pulls: int = 0
     applied: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def lag_seconds(self, now: float) -> float | None:
         """Seconds since this region last held all the peer held (None: never)."""
         return None if self.caught_up_at is None else max(0.0, now - self.caught_up_at)
+
+
+def _covered(vector: Mapping[str, int], head: Mapping[str, int]) -> int:
+    return sum(min(vector.get(origin, 0), seq) for origin, seq in head.items())
 
 
 def _lag(peer_head: Mapping[str, int], local_head: Mapping[str, int]) -> int:
@@ -111,6 +164,7 @@ class PeerReplicator:
         *,
         wall: Callable[[], float] = time.time,
         backoff: Backoff | None = None,
+        retention_ms: int = 30 * 86_400_000,
     ) -> None:
         self.peer = peer
         self.topology = topology
@@ -123,6 +177,8 @@ class PeerReplicator:
         self._backoff = backoff or Backoff(base=0.2, cap=10.0)
         self._breaker = CircuitBreaker(failure_threshold=3, reset_timeout=5.0)
         self._nudged = asyncio.Event()
+        self.retention_ms = retention_ms
+        """The retention horizon: a document older than it may have had its delete purged."""
 
     def nudge(self) -> None:
         """The peer is evidently up (it just pulled from this region): end any backoff or open
@@ -159,8 +215,10 @@ class PeerReplicator:
                 for task in (work, keep):
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
-            if work.done() and not work.cancelled() and work.exception() is not None:
-                await asyncio.sleep(RENEW_INTERVAL)  # a bug: do not spin
+            if work.done() and not work.cancelled() and (bug := work.exception()) is not None:
+                assert isinstance(bug, Exception)
+                self.observer.failed(self.peer.name, bug)
+                await asyncio.sleep(RENEW_INTERVAL)  # do not spin on a bug
 
     async def _take_lease(self) -> bool:
         ttl_ms = int(self.topology.lease_ttl * 1000)
@@ -182,6 +240,11 @@ class PeerReplicator:
         caught_up = row.get("caught_up")
         wait = 0.0
         while True:
+            if row.get("needs_full_transfer"):
+                row = await self._transfer(row)
+                vector, caught_up, wait = dict(row["cursor"]), row.get("caught_up"), 0.0
+                await self._anti_entropy()  # finds what the peer deleted and purged
+                continue
             if not self._breaker.allow():
                 self._set_breaker()
                 await self._pause(max(self._breaker.retry_in(), 0.05))
@@ -189,59 +252,181 @@ class PeerReplicator:
             try:
                 pulled = await self.client.pull(vector, self.topology.pull_limit, wait)
             except PullFailed as failure:
-                await self._failed(failure, row)
+                if failure.kind == "expired":
+                    row = await self._expired(failure, row)
+                else:
+                    await self._failed(failure)
                 continue
             page = pulled.page
             if not page.has_more:
                 caught_up = page.head  # this page brings everything the peer held
-            now_ms = int(self._wall() * 1000)
-            row = {
-                "cursor": page.vector,
-                "caught_up": caught_up,
-                "state": page.state,
-                "regions": list(page.regions),
-                "stable": page.stable,
-                "head": page.head,
-                "needs_full_transfer": False,
-                "updated_ms": now_ms,
-            }
+            row = self._row(page, caught_up)
             try:
                 applied = await self.target.apply_replicated(
                     page.entries, {peer_key(self.peer.name): row}
                 )
                 local = await self.target.head()
             except BreakwaterError as error:
-                self.observer.failed(self.peer.name, error)
-                self.status.last_error = f"{error.type}: {error.detail}"
-                await self._pause(self._backoff.next_delay())
+                await self._apply_failed(error)
                 continue
-            self._breaker.record_success()
-            self._set_breaker()
-            self._backoff.reset()
+            self._succeeded()
             vector = page.vector
             status = self.status
             status.pulls += 1
             status.applied += applied.applied
             status.lag_changes = _lag(page.head, local)
             status.needs_full_transfer = False
-            status.last_error = ""
             if not page.has_more:
                 status.caught_up_at = self._wall()
             self.observer.pulled(self.peer.name, pulled, applied, status.lag_changes)
             wait = 0.0 if page.has_more else self.topology.pull_wait
+            if not page.has_more and self._anti_entropy_due():
+                await self._anti_entropy()
 
-    async def _failed(self, failure: PullFailed, row: Mapping[str, Any]) -> None:
+    def _row(self, page: ReplicaPage, caught_up: Any) -> dict[str, Any]:
+        """The progress row written with a page."""
+        return {
+            "cursor": page.vector,
+            "caught_up": caught_up,
+            "state": page.state,
+            "regions": list(page.regions),
+            "stable": page.stable,
+            "head": page.head,
+            "needs_full_transfer": False,
+            "updated_ms": int(self._wall() * 1000),
+        }
+
+    def _succeeded(self) -> None:
+        self._breaker.record_success()
+        self._set_breaker()
+        self._backoff.reset()
+        self.status.last_error = ""
+
+    async def _apply_failed(self, error: BreakwaterError) -> None:
+        self.observer.failed(self.peer.name, error)
+        self.status.last_error = f"{error.type}: {error.detail}"
+        await self._pause(self._backoff.next_delay())
+
+    # full state transfer (docs/adr/0032-state-transfer-and-anti-entropy.md) ---------------------
+
+    async def _expired(self, failure: PullFailed, row: Mapping[str, Any]) -> dict[str, Any]:
+        """Past the peer's retention horizon: only a full state transfer can catch up."""
+        self._breaker.record_success()  # the peer answered: it is up (a half-open probe ends)
+        self._set_breaker()
         self.observer.failed(self.peer.name, failure)
         self.status.last_error = f"{failure.kind}: {failure.detail}"
-        if failure.kind == "expired":
-            # Past the peer's retention horizon: only a full state transfer can catch up.
-            self.status.needs_full_transfer = True
-            with contextlib.suppress(BreakwaterError):
-                await self.target.put_replication_state(
-                    {peer_key(self.peer.name): {**row, "needs_full_transfer": True}}
+        self.status.needs_full_transfer = True
+        marked = {**row, "needs_full_transfer": True}
+        try:
+            await self.target.put_replication_state({peer_key(self.peer.name): marked})
+        except BreakwaterError as error:
+            await self._apply_failed(error)
+        return marked
+
+    async def _transfer(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """Pull the peer's whole retained feed from the empty cursor (always valid), with full
+        states: every live document and retained tombstone at its position. Each page is
+        applied with the transfer's cursor, so a restarted replicator resumes where it was.
+        Returns the progress row to follow the feed from."""
+        saved = row.get("transfer") or {}
+        vector: VersionVector = dict(saved.get("cursor", {}))
+        changes, applied = int(saved.get("changes", 0)), int(saved.get("applied", 0))
+        started_ms = int(saved.get("started_ms", self._wall() * 1000))
+        key = peer_key(self.peer.name)
+        while True:
+            if not self._breaker.allow():
+                self._set_breaker()
+                await self._pause(max(self._breaker.retry_in(), 0.05))
+                continue
+            try:
+                pulled = await self.client.pull(
+                    vector, self.topology.pull_limit, 0.0, transfer=True
                 )
-            await asyncio.sleep(SLOW_RETRY)
-            return
+            except PullFailed as failure:
+                if failure.kind == "expired":  # the peer compacted past the transfer: restart
+                    vector, changes, applied = {}, 0, 0
+                    self._breaker.record_success()
+                    self.observer.failed(self.peer.name, failure)
+                else:
+                    await self._failed(failure)
+                continue
+            page = pulled.page
+            done = not page.has_more
+            seconds = max(0.0, self._wall() - started_ms / 1000)
+            progress = TransferProgress(
+                changes + len(page.entries),
+                applied,
+                _covered(page.vector, page.head),
+                sum(page.head.values()),
+                seconds,
+                done,
+            )
+            if done:
+                next_row = self._row(page, page.head)
+            else:
+                next_row = {
+                    **row,
+                    "needs_full_transfer": True,
+                    "transfer": progress.dump(page.vector, started_ms),
+                }
+            try:
+                result = await self.target.apply_replicated(page.entries, {key: next_row})
+            except BreakwaterError as error:
+                await self._apply_failed(error)
+                continue
+            self._succeeded()
+            vector, changes = page.vector, progress.changes
+            applied += result.applied
+            progress = TransferProgress(
+                changes, applied, progress.covered, progress.total, seconds, done, len(page.entries)
+            )
+            self.status.transfer = progress
+            self.status.applied += result.applied
+            self.observer.transfer(self.peer.name, progress)
+            if done:
+                self.status.needs_full_transfer = False
+                self.status.caught_up_at = self._wall()
+                return next_row
+
+    # anti-entropy (docs/adr/0032-state-transfer-and-anti-entropy.md) ----------------------------
+
+    def _anti_entropy_due(self) -> bool:
+        interval = self.topology.anti_entropy_interval
+        if interval <= 0:
+            return False
+        last = self.status.anti_entropy_at
+        if last is None:  # the first round comes one interval after the lease was taken
+            self.status.anti_entropy_at = last = self._wall()
+        return self._wall() - last >= interval
+
+    async def _anti_entropy(self) -> RoundReport | None:
+        """One round with the peer; its failures are reported and retried next interval."""
+        try:
+            report = await self.anti_entropy_round()
+        except (PullFailed, BreakwaterError) as failure:
+            self.observer.failed(self.peer.name, failure)
+            return None
+        finally:
+            self.status.anti_entropy_at = self._wall()
+        return report
+
+    async def anti_entropy_round(self) -> RoundReport:
+        """Compare digests with the peer and repair what differs here."""
+        cutoff_ms = int(self._wall() * 1000) - self.retention_ms
+        report = await run_round(
+            self.peer.name,
+            self.client,
+            self.target,
+            buckets=self.topology.anti_entropy_buckets,
+            purge_cutoff_ms=cutoff_ms,
+        )
+        self.status.repairs += report.repairs
+        self.observer.anti_entropy(self.peer.name, report)
+        return report
+
+    async def _failed(self, failure: PullFailed) -> None:
+        self.observer.failed(self.peer.name, failure)
+        self.status.last_error = f"{failure.kind}: {failure.detail}"
         if failure.kind == "refused":
             await asyncio.sleep(SLOW_RETRY)
             return

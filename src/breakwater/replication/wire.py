@@ -8,6 +8,7 @@ name and state, its stable vector and the regions it replicates with.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,10 +21,11 @@ from breakwater.core.errors import ValidationError
 from breakwater.core.incarnation import REGION_PATTERN
 from breakwater.core.mutation import COLLECTION_PATTERN, ID_PATTERN, MUTATION_ID_PATTERN
 from breakwater.core.topology import REGION_STATES
-from breakwater.storage.base import FeedEntry, FeedPage
+from breakwater.storage.base import DocSummary, FeedEntry, FeedPage
 
 _OPS = frozenset({"set", "patch", "delete", "increment"})
 _STATE_KEYS = frozenset({"f", "s", "x", "n"})
+_HEX = re.compile(r"[0-9a-f]{32}", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +95,16 @@ def _text(item: Mapping[str, Any], key: str, pattern: Any) -> str:
     return value
 
 
+def _state(state: Any) -> dict[str, Any]:
+    if not isinstance(state, dict) or set(state) != _STATE_KEYS:
+        raise ValidationError("entry state must be a document state", field="state")
+    if not (isinstance(state["f"], dict) and isinstance(state["n"], dict)):
+        raise ValidationError("entry state must be a document state", field="state")
+    if not (isinstance(state["s"], str) and isinstance(state["x"], str)):
+        raise ValidationError("entry state must be a document state", field="state")
+    return state
+
+
 def parse_entry(item: Any) -> FeedEntry:
     """One entry of a replication page; anything malformed is a ValidationError."""
     if not isinstance(item, dict):
@@ -107,13 +119,7 @@ def parse_entry(item: Any) -> FeedEntry:
     if not isinstance(stamp, str):
         raise ValidationError("entry hlc is malformed", field="hlc")
     hlc.decode(stamp)
-    state = item.get("state")
-    if not isinstance(state, dict) or set(state) != _STATE_KEYS:
-        raise ValidationError("entry state must be a document state", field="state")
-    if not (isinstance(state["f"], dict) and isinstance(state["n"], dict)):
-        raise ValidationError("entry state must be a document state", field="state")
-    if not (isinstance(state["s"], str) and isinstance(state["x"], str)):
-        raise ValidationError("entry state must be a document state", field="state")
+    state = _state(item.get("state"))
     change = Change(
         origin=_text(item, "origin", cursor_mod.ORIGIN_PATTERN),
         seq=seq,
@@ -158,3 +164,122 @@ def parse_page(body: Any) -> ReplicaPage:
         stable=_vector(body.get("stable", {}), "stable"),
         regions=tuple(regions),
     )
+
+
+# anti-entropy (docs/adr/0032-state-transfer-and-anti-entropy.md) ------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """A peer's bucket digests per collection, and the head they were computed at."""
+
+    region: str
+    head: VersionVector
+    buckets: int
+    collections: dict[str, list[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class BucketDoc:
+    """One document of a peer's bucket: its summary and full state."""
+
+    summary: DocSummary
+    state: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """Every document, tombstones included, of one bucket of a peer's collection."""
+
+    region: str
+    head: VersionVector
+    docs: list[BucketDoc]
+
+
+def digest_json(digest: Digest) -> dict[str, Any]:
+    """The answer of ``GET /v1/replication/digest``."""
+    return {
+        "region": digest.region,
+        "head": dict(digest.head),
+        "buckets": digest.buckets,
+        "collections": digest.collections,
+    }
+
+
+def bucket_json(bucket: Bucket) -> dict[str, Any]:
+    """The answer of ``GET /v1/replication/bucket``."""
+    return {
+        "region": bucket.region,
+        "head": dict(bucket.head),
+        "docs": [
+            {
+                "id": doc.summary.doc_id,
+                "version": doc.summary.version,
+                "origin": doc.summary.origin,
+                "seq": doc.summary.seq,
+                "hlc": doc.summary.hlc,
+                "deleted": doc.summary.deleted,
+                "state": doc.state,
+            }
+            for doc in bucket.docs
+        ],
+    }
+
+
+def _region(body: Any) -> str:
+    if not isinstance(body, dict):
+        raise ValidationError("an anti-entropy answer must be a JSON object")
+    region = body.get("region")
+    if not isinstance(region, str) or not REGION_PATTERN.fullmatch(region):
+        raise ValidationError("the answer names no valid region", field="region")
+    return region
+
+
+def parse_digest(body: Any) -> Digest:
+    """A peer's answer to ``GET /v1/replication/digest``, checked."""
+    region = _region(body)
+    buckets = body.get("buckets")
+    if not isinstance(buckets, int) or isinstance(buckets, bool) or buckets < 1:
+        raise ValidationError("buckets must be a positive integer", field="buckets")
+    collections = body.get("collections")
+    if not isinstance(collections, dict):
+        raise ValidationError("collections must be an object", field="collections")
+    for name, row in collections.items():
+        valid = isinstance(row, list) and len(row) == buckets
+        if not COLLECTION_PATTERN.fullmatch(name) or not valid:
+            raise ValidationError("a collection's digests are malformed", field="collections")
+        if not all(isinstance(value, str) and _HEX.fullmatch(value) for value in row):
+            raise ValidationError("a collection's digests are malformed", field="collections")
+    return Digest(region, _vector(body.get("head"), "head"), buckets, collections)
+
+
+def parse_bucket(body: Any, collection: str) -> Bucket:
+    """A peer's answer to ``GET /v1/replication/bucket``, checked."""
+    region = _region(body)
+    docs = body.get("docs")
+    if not isinstance(docs, list):
+        raise ValidationError("docs must be a list", field="docs")
+    parsed = []
+    for item in docs:
+        if not isinstance(item, dict):
+            raise ValidationError("a bucket document must be an object", field="docs")
+        seq, deleted, version = item.get("seq"), item.get("deleted"), item.get("version")
+        if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq < 2**63:
+            raise ValidationError("a bucket document's seq is malformed", field="seq")
+        if not isinstance(deleted, bool) or not isinstance(version, str):
+            raise ValidationError("a bucket document is malformed", field="docs")
+        stamp = item.get("hlc")
+        if not isinstance(stamp, str):
+            raise ValidationError("a bucket document's hlc is malformed", field="hlc")
+        hlc.decode(stamp)
+        summary = DocSummary(
+            collection=collection,
+            doc_id=_text(item, "id", ID_PATTERN),
+            version=version,
+            origin=_text(item, "origin", cursor_mod.ORIGIN_PATTERN),
+            seq=seq,
+            hlc=stamp,
+            deleted=deleted,
+        )
+        parsed.append(BucketDoc(summary, _state(item.get("state"))))
+    return Bucket(region, _vector(body.get("head"), "head"), parsed)

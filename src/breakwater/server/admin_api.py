@@ -19,11 +19,13 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import HTMLResponse, Response
 
 from breakwater.auth.identity import Identity
-from breakwater.auth.records import Account, ApiKey
+from breakwater.auth.records import ApiKey
 from breakwater.auth.rule_tester import evaluate_rule
 from breakwater.core.errors import NotFound, ValidationError
 from breakwater.core.mutation import check_collection
 from breakwater.server.access import identity_of
+from breakwater.server.account_data import account_json, delete_user, disable_user, export_user
+from breakwater.server.auth_api import export_response
 from breakwater.server.body import read_json
 from breakwater.server.readiness import check
 from breakwater.server.responses import json_response, node_of
@@ -66,7 +68,7 @@ async def console(request: Request) -> Response:
 
 @router.get("/v1/admin/overview", summary="Region, collections and rules", responses=_ERRORS)
 async def overview(request: Request) -> Response:
-    """This node's region and its health, replication (none yet), auth mode, and each known
+    """This node's region and its health, its peers and state, auth mode, and each known
     collection with its merge policy and rules."""
     await _admin(request)
     node = node_of(request)
@@ -92,7 +94,11 @@ async def overview(request: Request) -> Response:
         "node": node.clock.node,
         "auth_mode": node.policy.mode,
         "regions": [{"name": region, "local": True, "state": node.health_history.overall.label}],
-        "replication": {"peers": [], "built": False},
+        "replication": {
+            "peers": sorted(node.config.topology.peers),
+            "built": True,
+            "state": node.region.state,
+        },
         "checks": readiness.checks,
         "collections": collections,
     }
@@ -164,18 +170,6 @@ async def revoke_key(request: Request, key_id: str) -> Response:
     return Response(status_code=204)
 
 
-def _account(account: Account) -> dict[str, Any]:
-    """An account as the console lists it: never a hash or secret."""
-    return {
-        "uid": account.uid,
-        "email": account.email,
-        "anonymous": account.anonymous,
-        "roles": list(account.roles),
-        "mfa": account.totp_enabled,
-        "created_ms": account.created_ms,
-    }
-
-
 @router.get("/v1/admin/accounts", summary="Find accounts", responses=_ERRORS)
 async def find_accounts(
     request: Request,
@@ -185,7 +179,7 @@ async def find_accounts(
     """Accounts whose uid is ``q`` or whose email starts with it (all with an email when empty)."""
     await _admin(request)
     accounts = await node_of(request).auth.find_accounts(q, limit)
-    return json_response({"accounts": [_account(account) for account in accounts]})
+    return json_response({"accounts": [account_json(account) for account in accounts]})
 
 
 @router.put(
@@ -201,16 +195,42 @@ async def set_roles(request: Request, uid: str) -> Response:
     body = await read_json(request, node.config.limits.max_body_bytes)
     if not isinstance(body, dict):
         raise ValidationError("the body must be a JSON object")
-    return json_response(_account(await node.auth.set_roles(uid, body.get("roles"))))
+    return json_response(account_json(await node.auth.set_roles(uid, body.get("roles"))))
+
+
+@router.post("/v1/admin/accounts/{uid}/disable", summary="Disable an account", responses=_ERRORS)
+async def disable_account(request: Request, uid: str) -> Response:
+    """Its sessions end and its tokens are refused at once (on other nodes within seconds);
+    sign-in answers 403 ``account_disabled``. Its data stays."""
+    await _admin(request)
+    return json_response(account_json(await disable_user(node_of(request), uid)))
+
+
+@router.post("/v1/admin/accounts/{uid}/enable", summary="Re-enable an account", responses=_ERRORS)
+async def enable_account(request: Request, uid: str) -> Response:
+    """The account may sign in again (its old sessions stay ended)."""
+    await _admin(request)
+    return json_response(account_json(await node_of(request).auth.set_disabled(uid, False)))
+
+
+@router.get(
+    "/v1/admin/accounts/{uid}/export", summary="Export an account's data", responses=_ERRORS
+)
+async def export_account(request: Request, uid: str) -> Response:
+    """The account record (no secret) and every document it owns, as a JSON file."""
+    await _admin(request)
+    node = node_of(request)
+    return export_response(await export_user(node, await node.auth.account(uid)))
 
 
 @router.delete(
     "/v1/admin/accounts/{uid}", summary="Delete an account", status_code=204, responses=_ERRORS
 )
 async def delete_account(request: Request, uid: str) -> Response:
-    """Delete an account and its sessions; the documents it wrote stay."""
+    """Delete the documents the account owns and erase the account (docs/security.md#account-
+    deletion); 404 when there is no such account."""
     await _admin(request)
-    await node_of(request).auth.delete_account(uid)
+    await delete_user(node_of(request), uid)
     return Response(status_code=204)
 
 

@@ -6,19 +6,23 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpx
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from fastapi.telemetry import TelemetryConfig
 from starlette.routing import BaseRoute
 
 import breakwater
 from breakwater.auth.external_tokens import ExternalIssuer
+from breakwater.auth.lifecycle import AccountLifecycle
+from breakwater.auth.mail import Mailer
 from breakwater.auth.oidc_sign_in import OidcSignIn
 from breakwater.auth.passwords import HashParameters, Passwords
 from breakwater.auth.policy import Policy
-from breakwater.auth.service import AuthService
+from breakwater.auth.service import AccountDisabled, AuthService
 from breakwater.auth.signing_keys import load_keys
 from breakwater.auth.tokens import TokenIssuer
 from breakwater.auth.verifier import TokenVerifier
@@ -27,7 +31,7 @@ from breakwater.cache import Cache, open_cache
 from breakwater.cache.buckets import MemoryBuckets, open_buckets
 from breakwater.config import Config
 from breakwater.core.engine import Engine
-from breakwater.core.errors import BreakwaterError
+from breakwater.core.errors import BreakwaterError, ConfigError
 from breakwater.core.hlc import HybridClock
 from breakwater.obs.logging import get_logger
 from breakwater.obs.metrics import Metrics
@@ -72,8 +76,21 @@ from breakwater.server.workers import WorkerRole
 from breakwater.storage import POSTGRES_SCHEMES, open_store
 from breakwater.storage.base import CompactionReport, Store
 
+if TYPE_CHECKING:
+    from breakwater.obs.tracing import Tracing
+
 _log = get_logger("breakwater.server")
 DAY_MS = 86_400_000
+DISABLED_RELOAD_SECONDS = 2.0
+"""How soon the other nodes refuse an account disabled on one (ADR 0026)."""
+
+FASTAPI_TELEMETRY_OFF: TelemetryConfig = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+    "auto_configure": False,
+}
 
 
 def build_node(
@@ -82,10 +99,11 @@ def build_node(
     clock: HybridClock | None = None,
     bus: Bus | None = None,
     cache: Cache | None = None,
+    tracing: Tracing | None = None,
     peer_transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
 ) -> Node:
     """Wire clock, engine, metrics, bus, cache and store for ``config`` (arguments override
-    URLs).
+    URLs, ``tracing`` overrides ``[tracing]``).
 
     A store built here publishes a commit notice on the bus after every commit. A store passed
     in keeps the hooks it was built with; without notices, realtime clients and long-polls
@@ -96,6 +114,8 @@ def build_node(
         clock = HybridClock(config.node_id, max_skew_ms=int(config.max_clock_skew * 1000))
         clock.offset_ms = config.clock_offset_ms
     engine = Engine(config.region, clock, config.collections, config.limits)
+    if tracing is None and config.tracing.enabled:
+        tracing = _tracing_for(config, clock.node)
     metrics = Metrics()
     if bus is None:
         bus = open_bus(config.bus, namespace=config.region)
@@ -106,7 +126,7 @@ def build_node(
     read_cache = ReadCache(cache, metrics, config.cache_ttl)
     feed = FeedFollower(store, bus, page_size=min(PAGE_SIZE, config.realtime_queue))
     region = RegionView(config, store, engine, metrics)
-    realtime = Realtime(config, store, feed, metrics, region.stable_for)
+    realtime = Realtime(config, store, feed, metrics, tracing, stable_of=region.stable_for)
     # In this order: a client told of a change reads at least that version from this node.
     feed.subscribe(read_cache)
     feed.subscribe(realtime.fanout)
@@ -121,12 +141,11 @@ def build_node(
     )
     feed.subscribe(webhooks)
 
+    settings = config.auth
     policy = Policy(
-        config.auth.resolved_mode(config.host),
-        config.rules,
-        frozenset(config.auth.mfa_roles),
+        settings.resolved_mode(config.host), config.rules, frozenset(settings.mfa_roles)
     )
-    writes = Writes(store, read_cache, policy, clock, metrics, region)
+    writes = Writes(store, read_cache, policy, clock, metrics, tracing=tracing, region=region)
     replication = Replication(config, store, writes, region, metrics, transports=peer_transports)
 
     async def start_following() -> None:
@@ -137,7 +156,6 @@ def build_node(
     metrics.dependency_up.labels("bus").set_function(lambda: 1 if bus.healthy else 0)
     metrics.watch_bus(lambda: (bus.stats.sent, bus.stats.received, bus.stats.reconnects))
     metrics.dependency_up.labels("cache").set_function(lambda: 1 if read_cache.healthy else 0)
-    settings = config.auth
     keys_file = Path(settings.signing_keys_file) if settings.signing_keys_file else None
     auth_store = auth_store_for(config)
     passwords = Passwords(HashParameters(settings.password_memory_kib, settings.password_time_cost))
@@ -157,6 +175,7 @@ def build_node(
         wait=urlsplit(config.store_url).scheme in POSTGRES_SCHEMES,
     )
     auth = AuthService(auth_store, issuer, passwords, settings.refresh_ttl)
+    mailer = Mailer(config.smtp)
     return Node(
         config=config,
         clock=clock,
@@ -168,6 +187,8 @@ def build_node(
         realtime=realtime,
         auth=auth,
         auth_store=auth_store,
+        mailer=mailer,
+        lifecycle=AccountLifecycle(auth, mailer),
         policy=policy,
         buckets=buckets,
         limiter=RateLimiter(settings, metrics, buckets, names),
@@ -176,11 +197,12 @@ def build_node(
         writes=writes,
         feed=feed,
         origins=Origins.of(config),
+        webhooks=webhooks,
+        verifier=TokenVerifier(auth.verify_access, [ExternalIssuer(s) for s in settings.external]),
+        oidc=OidcSignIn(settings.oidc, auth),
+        tracing=tracing,
         region=region,
         replication=replication,
-        webhooks=webhooks,
-        verifier=TokenVerifier(issuer, [ExternalIssuer(s) for s in settings.external]),
-        oidc=OidcSignIn(settings.oidc, auth),
     )
 
 
@@ -197,11 +219,37 @@ def webhook_policy(config: Config) -> DeliveryPolicy:
     )
 
 
+def _tracing_for(config: Config, node: str) -> Tracing:
+    """The node's tracing from ``[tracing]`` (imported here: a node that does not trace never
+    imports OpenTelemetry)."""
+    try:
+        from breakwater.obs.tracing import build_tracing
+    except ImportError as exc:
+        raise ConfigError(
+            "tracing.enabled needs OpenTelemetry: pip install 'breakwater-server[otel]'"
+        ) from exc
+    return build_tracing(config.tracing, node, config.region)
+
+
 async def compact(node: Node, horizon_ms: int, now_ms: int | None = None) -> CompactionReport:
     """One retention pass; realtime resumes then refuse cursors behind it, as pulls do."""
     report = await node.store.compact(horizon_ms, now_ms)
     node.feed.forget_before(report.low_water)
     return report
+
+
+async def _reload_disabled_forever(node: Node) -> None:
+    """Follow the accounts disabled elsewhere (other nodes, the CLI): ADR 0026."""
+    while True:
+        try:
+            await node.auth.reload_disabled()
+        except BreakwaterError as error:
+            _log.warning("disabled_reload_failed", error=error.type)
+        if node.auth.disabled:
+            node.realtime.end_sessions_of(
+                node.auth.disabled, AccountDisabled("this account is disabled")
+            )
+        await asyncio.sleep(DISABLED_RELOAD_SECONDS)
 
 
 async def _compact_forever(node: Node) -> None:
@@ -237,19 +285,22 @@ def create_app(
     bus: Bus | None = None,
     role: WorkerRole | None = None,
     cache: Cache | None = None,
+    tracing: Tracing | None = None,
     peer_transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
 ) -> FastAPI:
     """The node's app; the store is opened on startup and flushed and closed on shutdown.
 
     With ``role``, the app is one worker process of a node (``serve --workers``).
     """
-    node = build_node(config, store, clock, bus, cache, peer_transports)
+    node = build_node(config, store, clock, bus, cache, tracing, peer_transports)
     if role is not None:
         node.worker_metrics = WorkerMetrics(node.metrics, role.run_dir, role.index)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(node.auth_store.open)
+        with contextlib.suppress(BreakwaterError):  # a store still down is followed below
+            await node.auth.reload_disabled()
         await node.bus.open()
         await node.cache.cache.open()
         await node.cache.start()
@@ -266,7 +317,7 @@ def create_app(
             raise
         await node.webhooks.start()
         compaction = asyncio.create_task(_compact_forever(node))
-        background = [compaction]
+        background = [compaction, asyncio.create_task(_reload_disabled_forever(node))]
         if node.worker_metrics is not None:
             background.append(asyncio.create_task(node.worker_metrics.publish_forever()))
         _log.info(
@@ -285,15 +336,18 @@ def create_app(
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             await node.store_opener.aclose()
-            await node.replication.aclose()
             await node.webhooks.aclose()
+            await node.replication.aclose()
             await node.realtime.aclose()
             await node.feed.aclose()
             await node.store.aclose()
             await node.buckets.aclose()
             await node.cache.cache.aclose()
             await node.bus.aclose()
+            await node.mailer.aclose()
             await asyncio.to_thread(node.auth_store.close)
+            if node.tracing is not None:
+                await asyncio.to_thread(node.tracing.shutdown)
             _log.info("node_stopped", node=node.clock.node)
 
     app = NodeApp(
@@ -303,6 +357,10 @@ def create_app(
         lifespan=lifespan,
         # A trailing slash is a wrong path, not a redirect: a 307 is no problem+json (I7).
         redirect_slashes=False,
+        # The node owns its spans (ADR 0028): FastAPI's own would use the process-global
+        # providers, miss the direct routes and come back whenever something in the process
+        # configures those providers, traced or not.
+        telemetry=FASTAPI_TELEMETRY_OFF,
     )
     app.state.node = node
     problems.install(app)
@@ -325,6 +383,12 @@ def create_app(
     # the CORS headers for a page to read them.
     app.add_middleware(Cors, origins=node.origins, max_age=config.cors_max_age)
     app.add_middleware(ObserveRequests, metrics=node.metrics)
-    # Outermost of ours: realtime WebSockets skip the routing layers (see its module).
+    # Realtime WebSockets skip the routing layers (see its module).
     app.add_middleware(realtime_websocket.WebSocketEntry)
+    if node.tracing is not None:
+        from breakwater.server.trace_requests import TraceRequests
+
+        # Outermost: a request's access log line carries its trace ids, and WebSocket
+        # handshakes are seen before the realtime entry takes them.
+        app.add_middleware(TraceRequests, tracing=node.tracing)
     return app

@@ -1,5 +1,6 @@
 """``/v1/auth``: sign-up, sign-in, anonymous accounts, token refresh, sign-out, password change,
-email linking and TOTP enrolment. Responses carrying tokens are never cached."""
+email linking, TOTP enrolment, and the account lifecycle (email verification, password reset,
+change of email, deletion and export). Responses carrying tokens are never cached."""
 
 from __future__ import annotations
 
@@ -13,11 +14,14 @@ from breakwater.auth.service import Session
 from breakwater.core.errors import BreakwaterError, Unauthorized, ValidationError
 from breakwater.server import openapi
 from breakwater.server.access import client_ip, identity_of
+from breakwater.server.account_data import account_json, delete_user, export_user
 from breakwater.server.body import read_json
 from breakwater.server.responses import json_response, node_of
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 AUTH_BODY_BYTES = 16 * 1024
+ACCEPTED = {"status": "accepted"}
+"""The answer of every mailing request: the same whether or not a mail goes out."""
 
 
 async def _body(request: Request, fields: set[str]) -> dict[str, Any]:
@@ -66,7 +70,9 @@ def _count(request: Request, event: str) -> None:
 async def signup(request: Request) -> Response:
     """A new account, signed in (201); 409 ``email_taken`` when the email has an account."""
     body = await _body(request, {"email", "password"})
-    session = await node_of(request).auth.signup(body.get("email"), body.get("password"))
+    node = node_of(request)
+    session = await node.auth.signup(body.get("email"), body.get("password"))
+    await node.lifecycle.signed_up(session.uid)
     _count(request, "signup")
     return _session(session, 201)
 
@@ -169,14 +175,17 @@ async def link(request: Request) -> Response:
     """The same uid (and so the same documents), now with an email; a new session."""
     caller = _caller(request)
     body = await _body(request, {"email", "password"})
-    session = await node_of(request).auth.link(caller, body.get("email"), body.get("password"))
+    node = node_of(request)
+    session = await node.auth.link(caller, body.get("email"), body.get("password"))
+    await node.lifecycle.signed_up(session.uid)
     _count(request, "linked")
     return _session(session)
 
 
 @router.get("/me", summary="Who the credential stands for", responses=openapi.ME_RESPONSES)
 async def me(request: Request) -> Response:
-    """The caller's uid, kind, roles and whether it signed in with MFA."""
+    """The caller's uid, kind, roles, whether it signed in with MFA and whether its token says
+    its email is verified."""
     caller = _caller(request)
     return json_response(
         {
@@ -185,6 +194,7 @@ async def me(request: Request) -> Response:
             "anonymous": caller.anonymous,
             "roles": list(caller.roles),
             "mfa": caller.mfa,
+            "email_verified": caller.email_verified,
         },
     )
 
@@ -213,6 +223,139 @@ async def mfa_confirm(request: Request) -> Response:
     codes, session = await node_of(request).auth.mfa_confirm(caller, body.get("code"))
     _count(request, "mfa_enabled")
     return json_response({"recovery_codes": codes, "session": _session_body(session)})
+
+
+# account lifecycle -------------------------------------------------------------------------------
+
+
+@router.post(
+    "/email/verify",
+    summary="Mail the caller's address a verification link",
+    responses=openapi.MAILED_RESPONSES,
+    status_code=202,
+)
+async def request_verification(request: Request) -> Response:
+    """202; 403 when there is no email or it is verified already; 503 without SMTP."""
+    await node_of(request).lifecycle.request_verification(_caller(request))
+    return json_response(ACCEPTED, 202)
+
+
+@router.post(
+    "/email/verify/confirm",
+    summary="Verify an email with the mailed token",
+    openapi_extra=openapi.TOKEN_BODY,
+    responses=openapi.ACCOUNT_RESPONSES,
+)
+async def confirm_verification(request: Request) -> Response:
+    """The account, ``email_verified: true`` (rules see ``auth.email_verified`` from its next
+    token); 400 ``token_invalid`` for an unknown, used or expired token."""
+    body = await _body(request, {"token"})
+    account = await node_of(request).lifecycle.verify_email(body.get("token"))
+    _count(request, "email_verified")
+    return json_response(account_json(account))
+
+
+@router.post(
+    "/password/reset",
+    summary="Mail a password-reset link (the same answer for every address)",
+    openapi_extra=openapi.EMAIL_BODY,
+    responses=openapi.MAILED_RESPONSES,
+    status_code=202,
+)
+async def request_reset(request: Request) -> Response:
+    """202 whether or not the address has an account (no user enumeration)."""
+    body = await _body(request, {"email"})
+    await node_of(request).lifecycle.request_reset(body.get("email"))
+    _count(request, "reset_requested")
+    return json_response(ACCEPTED, 202)
+
+
+@router.post(
+    "/password/reset/confirm",
+    summary="Set a new password with the mailed token (signs out every session)",
+    openapi_extra=openapi.RESET_BODY,
+    responses=openapi.DONE_RESPONSES,
+    status_code=204,
+)
+async def confirm_reset(request: Request) -> Response:
+    """204: the password is changed and every refresh token of the account is revoked."""
+    body = await _body(request, {"token", "new_password"})
+    await node_of(request).lifecycle.confirm_reset(body.get("token"), body.get("new_password"))
+    _count(request, "password_reset")
+    return Response(status_code=204)
+
+
+@router.post(
+    "/email/change",
+    summary="Change the email: a confirmation link goes to the new address",
+    openapi_extra=openapi.EMAIL_CHANGE_BODY,
+    responses=openapi.MAILED_RESPONSES,
+    status_code=202,
+)
+async def request_email_change(request: Request) -> Response:
+    """202 after the password is checked again; the old address gets a notice."""
+    caller = _caller(request)
+    body = await _body(request, {"new_email", "password"})
+    await node_of(request).lifecycle.request_email_change(
+        caller, body.get("new_email"), body.get("password")
+    )
+    return json_response(ACCEPTED, 202)
+
+
+@router.post(
+    "/email/change/confirm",
+    summary="Confirm the new email with the mailed token",
+    openapi_extra=openapi.TOKEN_BODY,
+    responses=openapi.ACCOUNT_RESPONSES,
+)
+async def confirm_email_change(request: Request) -> Response:
+    """The account with its new, verified email; 409 ``email_taken`` if taken meanwhile."""
+    body = await _body(request, {"token"})
+    account = await node_of(request).lifecycle.confirm_email_change(body.get("token"))
+    _count(request, "email_changed")
+    return json_response(account_json(account))
+
+
+@router.post(
+    "/account/delete",
+    summary="Delete the caller's account and the documents it owns",
+    openapi_extra=openapi.DELETE_BODY,
+    responses=openapi.DONE_RESPONSES,
+    status_code=204,
+)
+async def delete_account(request: Request) -> Response:
+    """204 once the documents it owns are deleted and the account erased; the password is asked
+    again (anonymous accounts have none). See docs/security.md#account-deletion."""
+    caller = _caller(request)
+    body = await _body(request, {"password"})
+    node = node_of(request)
+    account = await node.lifecycle.reauthenticate(caller, body.get("password"))
+    await delete_user(node, account.uid)
+    _count(request, "account_deleted")
+    return Response(status_code=204)
+
+
+@router.get(
+    "/account/export",
+    summary="Download the caller's account and documents (GDPR right of access)",
+    responses=openapi.EXPORT_RESPONSES,
+)
+async def export_account(request: Request) -> Response:
+    """The account record (no secret) and every document it owns, as a JSON file."""
+    caller = _caller(request)
+    node = node_of(request)
+    account = await node.auth.own_account(caller)
+    return export_response(await export_user(node, account))
+
+
+def export_response(export: dict[str, Any]) -> Response:
+    """An export as a JSON file to download."""
+    uid = export["account"]["uid"]
+    return json_response(
+        export,
+        200,
+        {"Content-Disposition": f'attachment; filename="breakwater-export-{uid}.json"'},
+    )
 
 
 # The same body rules, session answer and counters for the OpenID Connect routes (oidc_api).

@@ -4,7 +4,10 @@ drain."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from breakwater.auth.lifecycle import AccountLifecycle
+from breakwater.auth.mail import Mailer
 from breakwater.auth.oidc_sign_in import OidcSignIn
 from breakwater.auth.policy import Policy
 from breakwater.auth.service import AuthService
@@ -31,6 +34,9 @@ from breakwater.server.store_opener import StoreOpener
 from breakwater.server.webhooks.deliverer import Deliverer
 from breakwater.storage.base import Store
 
+if TYPE_CHECKING:
+    from breakwater.obs.tracing import Tracing
+
 
 @dataclass
 class Node:
@@ -46,6 +52,9 @@ class Node:
     realtime: Realtime
     auth: AuthService
     auth_store: AuthStore
+    mailer: Mailer
+    lifecycle: AccountLifecycle
+    """Mailed account flows: verification, password reset, change of email."""
     policy: Policy
     buckets: RegionBuckets
     limiter: RateLimiter
@@ -57,21 +66,23 @@ class Node:
     """The node's one reader of committed changes (cache, realtime and long-polls follow it)."""
     origins: Origins
     """The web pages that may call this node (HTTP and WebSocket)."""
-    region: RegionView
-    """This region's state (active or standby), stable vector and what peers hold."""
-    replication: Replication
-    """The replicators pulling from peer regions (none without ``[topology.peers]``)."""
     webhooks: Deliverer
     """Webhook subscriptions and their delivery (delivers while it holds the region's lease)."""
     verifier: TokenVerifier
     """Bearer tokens: Breakwater's own and the configured external issuers'."""
     oidc: OidcSignIn
     """Sign-in with the configured OpenID Connect providers."""
+    region: RegionView
+    """This region's state (active or standby), stable vector and what peers hold."""
+    replication: Replication
+    """The replicators pulling from peer regions (none without ``[topology.peers]``)."""
     draining: bool = False
     worker_metrics: WorkerMetrics | None = None
     """Set when this process is one worker of several: ``/metrics`` answers for all of them."""
     health_history: HealthHistory = field(default_factory=HealthHistory)
     """Readiness outcomes per component, for the public status page."""
+    tracing: Tracing | None = None
+    """The node's OpenTelemetry tracing; None (no span anywhere) unless enabled (ADR 0028)."""
 
     def start_draining(self) -> None:
         """Turn readiness off, refuse new realtime clients and tell open ones to reconnect.

@@ -99,6 +99,8 @@ def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
 DOCUMENT_BODY: dict[str, Any] = {
     "requestBody": {"required": True, "content": {"application/json": {"schema": _DOCUMENT}}}
 }
+REPLICATION_RESPONSES: dict[int | str, dict[str, Any]] = _errors(400, 401, 403, 404, 410, 429, 503)
+"""Peer regions' routes and their admin views (server/replication_api.py)."""
 DOC_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: _json("the document", _ENVELOPE),
     201: _json("the document, created", _ENVELOPE),
@@ -214,6 +216,55 @@ PASSWORD_BODY = _body(
     {"current_password": _STRING, "new_password": _STRING}, ["current_password", "new_password"]
 )
 CODE_BODY = _body({"code": _STRING}, ["code"])
+EMAIL_BODY = _body({"email": _STRING}, ["email"])
+TOKEN_BODY = _body({"token": _STRING}, ["token"])
+RESET_BODY = _body({"token": _STRING, "new_password": _STRING}, ["token", "new_password"])
+EMAIL_CHANGE_BODY = _body({"new_email": _STRING, "password": _STRING}, ["new_email", "password"])
+DELETE_BODY = _body({"password": _STRING}, [])
+_ACCOUNT = {
+    "type": "object",
+    "required": ["uid", "email", "email_verified", "anonymous", "roles", "mfa", "disabled"],
+    "properties": {
+        "uid": _STRING,
+        "email": {"type": ["string", "null"]},
+        "email_verified": {"type": "boolean"},
+        "anonymous": {"type": "boolean"},
+        "roles": {"type": "array", "items": _STRING},
+        "mfa": {"type": "boolean"},
+        "disabled": {"type": "boolean"},
+        "created_ms": {"type": "integer"},
+    },
+}
+MAILED_RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: _json(
+        "accepted: a mail goes out when the request is valid (the same answer either way)",
+        {"type": "object", "required": ["status"], "properties": {"status": _STRING}},
+    ),
+    **_errors(400, 401, 403, 404, 413, 415, 429, 503),
+}
+ACCOUNT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _json("the account", _ACCOUNT),
+    **_errors(400, 401, 403, 409, 413, 415, 429, 503),
+}
+DONE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    204: {"description": "done"},
+    **_errors(400, 401, 403, 404, 413, 415, 429, 503),
+}
+EXPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _json(
+        "the account and every document it owns (a file to download)",
+        {
+            "type": "object",
+            "required": ["format", "account", "collections"],
+            "properties": {
+                "format": _STRING,
+                "account": _ACCOUNT,
+                "collections": {"type": "object"},
+            },
+        },
+    ),
+    **_errors(401, 403, 429, 503),
+}
 SESSION_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: _json("a signed-in session", _SESSION),
     201: _json("a new account, signed in", _SESSION),
@@ -260,6 +311,7 @@ ME_RESPONSES: dict[int | str, dict[str, Any]] = {
                 "anonymous": {"type": "boolean"},
                 "roles": {"type": "array", "items": _STRING},
                 "mfa": {"type": "boolean"},
+                "email_verified": {"type": "boolean"},
             },
         },
     ),

@@ -32,9 +32,21 @@ from breakwater.obs.metrics import Metrics
 
 AUTH_PATH_PREFIX = "/v1/auth/"
 SIGN_IN_PATHS = frozenset(
-    AUTH_PATH_PREFIX + name for name in ("signup", "login", "anonymous", "refresh", "logout")
+    AUTH_PATH_PREFIX + name
+    for name in (
+        "signup",
+        "login",
+        "anonymous",
+        "refresh",
+        "logout",
+        "password/reset",
+        "password/reset/confirm",
+        "email/verify/confirm",
+        "email/change/confirm",
+    )
 )
-"""The auth endpoints a caller uses before it has (or to renew) a credential."""
+"""The auth endpoints a caller uses before it has (or to renew) a credential: limited per
+address, like sign-in, whatever token the request carries."""
 
 
 class Pseudonyms:

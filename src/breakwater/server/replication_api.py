@@ -21,7 +21,11 @@ from breakwater.core import codec
 from breakwater.core import cursor as cursor_mod
 from breakwater.core.errors import Forbidden, Unauthorized, ValidationError
 from breakwater.core.incarnation import REGION_PATTERN
-from breakwater.replication.wire import page_json
+from breakwater.core.mutation import COLLECTION_PATTERN
+from breakwater.core.topology import MAX_BUCKETS
+from breakwater.replication.anti_entropy import read_bucket, read_digest
+from breakwater.replication.wire import bucket_json, digest_json, page_json
+from breakwater.server import openapi
 from breakwater.server.access import identity_of
 from breakwater.server.node import Node
 from breakwater.server.params import AsciiFloat, AsciiInt
@@ -31,10 +35,6 @@ router = APIRouter(tags=["replication"])
 GZIP_LEVEL = 5
 """zlib level 5: within a few percent of level 9's ratio on replication pages at a third of the
 CPU (docs/adr/0022-replication.md)."""
-_ERRORS: dict[int | str, dict[str, str]] = {
-    401: {"description": "no credential"},
-    403: {"description": "not an API key with the replication scope"},
-}
 
 
 def _replicator(request: Request) -> Identity:
@@ -51,13 +51,20 @@ def _accepts_gzip(request: Request) -> bool:
     return any(part.split(";")[0].strip() == "gzip" for part in accepted.split(","))
 
 
-@router.get("/v1/replication/pull", summary="Pull changes for a peer region", responses=_ERRORS)
+@router.get(
+    "/v1/replication/pull",
+    summary="Pull changes for a peer region",
+    responses=openapi.REPLICATION_RESPONSES,
+)
 async def replication_pull(
     request: Request,
     cursor: Annotated[str, Query(description="the puller's cursor for this region")] = "",
     limit: Annotated[AsciiInt, Query(description="entries per page")] = 500,
     wait: Annotated[AsciiFloat, Query(description="long-poll seconds when nothing is new")] = 0.0,
     region: Annotated[str | None, Query(description="the pulling region's name")] = None,
+    transfer: Annotated[
+        bool, Query(description="a full state transfer continuing past the retention horizon")
+    ] = False,
 ) -> Response:
     """Feed entries past ``cursor`` with full document states, original positions, mutation ids
     and HLCs, and this region's name, state, head and stable vector."""
@@ -74,12 +81,14 @@ async def replication_pull(
         raise ValidationError("region is not a region name", field="region")
     vector = cursor_mod.decode(cursor)
     if region is not None:
-        # A region pulls only from a cursor it has durably applied: it holds all of it.
-        await node.region.record_held(region, vector)
+        if not transfer:
+            # A region pulls only from a cursor it has durably applied: it holds all of it
+            # (not so a transfer's cursor: a change it covers may come in a later document).
+            await node.region.record_held(region, vector)
         node.replication.heard_from(region)
     deadline = time.monotonic() + wait
-    page = await node.store.pull(vector, None, limit, include_state=True)
-    while not page.entries and not page.has_more and not node.draining:
+    page = await node.store.pull(vector, None, limit, include_state=True, past_horizon=transfer)
+    while not transfer and not page.entries and not page.has_more and not node.draining:
         remaining = deadline - time.monotonic()
         if remaining <= 0 or not await node.feed.wait_beyond(page.vector, remaining):
             break
@@ -103,11 +112,62 @@ async def replication_pull(
     return Response(body, media_type="application/json", headers=headers)
 
 
+def _buckets(buckets: int) -> int:
+    if not 1 <= buckets <= MAX_BUCKETS:
+        raise ValidationError(f"buckets must be between 1 and {MAX_BUCKETS}", field="buckets")
+    return buckets
+
+
+@router.get(
+    "/v1/replication/digest",
+    summary="Anti-entropy digests",
+    responses=openapi.REPLICATION_RESPONSES,
+)
+async def replication_digest(
+    request: Request,
+    buckets: Annotated[AsciiInt, Query(description="hash buckets per collection")] = 256,
+) -> Response:
+    """Per collection, a digest of each hash bucket of its live documents' ``(id, version)``,
+    and the head they were read at (docs/multi-region.md#anti-entropy)."""
+    _replicator(request)
+    node = node_of(request)
+    _buckets(buckets)
+    return json_response(digest_json(await read_digest(node.store, node.config.region, buckets)))
+
+
+@router.get(
+    "/v1/replication/bucket",
+    summary="One anti-entropy bucket",
+    responses=openapi.REPLICATION_RESPONSES,
+)
+async def replication_bucket(
+    request: Request,
+    collection: Annotated[str, Query(description="the collection")],
+    bucket: Annotated[AsciiInt, Query(description="the bucket, 0 to buckets - 1")],
+    buckets: Annotated[AsciiInt, Query(description="hash buckets per collection")] = 256,
+) -> Response:
+    """Every document of one bucket, tombstones included, with its full CRDT state, and the
+    head read before them."""
+    _replicator(request)
+    node = node_of(request)
+    _buckets(buckets)
+    if not COLLECTION_PATTERN.fullmatch(collection):
+        raise ValidationError("collection is not a collection name", field="collection")
+    if not 0 <= bucket < buckets:
+        raise ValidationError(f"bucket must be between 0 and {buckets - 1}", field="bucket")
+    listing = await read_bucket(node.store, node.config.region, collection, bucket, buckets)
+    return json_response(bucket_json(listing))
+
+
 def _admin(request: Request, node: Node) -> Identity:
     return node.policy.admit_admin(identity_of(request))
 
 
-@router.post("/v1/admin/region/promote", summary="Promote a standby region", responses=_ERRORS)
+@router.post(
+    "/v1/admin/region/promote",
+    summary="Promote a standby region",
+    responses=openapi.REPLICATION_RESPONSES,
+)
 async def promote(request: Request) -> Response:
     """Make this region active for every node of it, durably (idempotent)."""
     node = node_of(request)
@@ -116,7 +176,11 @@ async def promote(request: Request) -> Response:
     return json_response({"region": node.config.region, "state": "active", "before": before})
 
 
-@router.get("/v1/admin/replication", summary="Replication peers and cursors", responses=_ERRORS)
+@router.get(
+    "/v1/admin/replication",
+    summary="Replication peers and cursors",
+    responses=openapi.REPLICATION_RESPONSES,
+)
 async def replication_report(request: Request) -> Response:
     """Each peer's state, cursor, caught-up head, lag, breaker and lease holder."""
     node = node_of(request)

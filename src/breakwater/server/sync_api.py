@@ -166,6 +166,14 @@ async def pull(
             break
         page = await node.store.pull(page.vector, names, limit, include_state)
         changes = _shown(page, view)
+    if node.tracing is not None:
+        node.tracing.describe(
+            **{
+                "breakwater.changes": len(changes),
+                "breakwater.has_more": page.has_more,
+                "breakwater.waited_s": round(time.monotonic() - deadline + wait, 3),
+            }
+        )
     return json_response(
         {
             "changes": changes,

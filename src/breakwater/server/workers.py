@@ -130,7 +130,7 @@ def _worker_main(
 
     die_with_parent(role.supervisor)
     settings = load_config(config_file, overrides=overrides)
-    bw_logging.configure(settings.log_level)
+    bw_logging.configure(settings.log_level, trace_ids=settings.tracing.enabled)
     serve(worker_config(settings, role), sockets=[sock], role=role)
 
 

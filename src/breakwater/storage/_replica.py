@@ -19,10 +19,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from breakwater.core import codec, document
-from breakwater.core.engine import Engine, StoredDoc
+from breakwater.core.engine import Change, Engine, StoredDoc
 from breakwater.core.errors import ValidationError
+from breakwater.core.mutation import Mutation
 from breakwater.storage._staging import StagedBatch
-from breakwater.storage.base import FeedEntry, ReplicaApplied
+from breakwater.storage.base import FeedEntry, Repair, ReplicaApplied
 
 
 def check_entries(entries: Sequence[FeedEntry]) -> None:
@@ -75,3 +76,69 @@ def stage_entries(
         applied += 1
     staged.keep_request()
     return ReplicaApplied(applied, skipped, staged.touched)
+
+
+def repair_changes(origin: str, repairs: Sequence[Repair]) -> list[Change]:
+    """Placeholders naming what a batch of repairs touches, for a backend's prefetch."""
+    return [Change(origin, 0, r.collection, r.doc_id, r.mutation_id, "", "set") for r in repairs]
+
+
+def stage_repairs(
+    staged: StagedBatch, engine: Engine, repairs: Sequence[Repair]
+) -> list[StoredDoc]:
+    """Join each repair into its document; one that changes it gets a new local position.
+
+    The new position is this store's own origin, so the repair reaches local devices (their
+    cursors do not cover it) and every other region (their heads do not cover it) like a local
+    write. A delete goes through the engine as a device's delete would: its stamp is newer than
+    every write this region holds.
+    """
+    repaired: list[StoredDoc] = []
+    for repair in repairs:
+        current = staged.load(repair.collection, repair.doc_id)
+        if repair.only_at is not None and (
+            current is None or (current.origin, current.seq) != repair.only_at
+        ):
+            continue
+        if repair.state is None:
+            if current is None or current.deleted:
+                continue
+            mutation = Mutation(
+                repair.mutation_id, repair.collection, repair.doc_id, "delete", None
+            )
+            result = engine.apply(staged, mutation)
+            if result.status == "applied" and result.doc is not None:
+                repaired.append(result.doc)
+            continue
+        remote = document.upgrade(repair.state)
+        state = remote if current is None else document.join(current.state, remote)
+        state = document.normalize(state)
+        version = document.version(state)
+        if current is not None and version == current.version:
+            continue  # the peer's state adds nothing here
+        newest = document.newest_write(state)
+        visible = document.visible(state, newest)
+        seq = staged.next_seq(engine.origin)
+        change = Change(
+            engine.origin,
+            seq,
+            repair.collection,
+            repair.doc_id,
+            repair.mutation_id,
+            engine.clock.now(),
+            "delete" if visible is None else "set",
+        )
+        stored = StoredDoc(
+            collection=repair.collection,
+            doc_id=repair.doc_id,
+            state=state,
+            data=visible,
+            version=version,
+            hlc=newest,
+            origin=engine.origin,
+            seq=seq,
+        )
+        staged.save(stored, change, None if visible is None else codec.dumps(visible))
+        repaired.append(stored)
+    staged.keep_request()
+    return repaired

@@ -8,9 +8,11 @@ from breakwater.core import codec, cursor, document
 from breakwater.core.cursor import VersionVector
 from breakwater.core.engine import Change, StoredDoc
 from breakwater.core.query import Query, Visible, encode_page_token
-from breakwater.storage.base import FeedEntry, FeedPage, QueryPage, RecordedConflict
+from breakwater.storage.base import DocSummary, FeedEntry, FeedPage, QueryPage, RecordedConflict
 
 DOC_COLUMNS = "collection, id, state, data, version, hlc, origin, seq"
+SUMMARY_COLUMNS = "collection, id, version, origin, seq, hlc, data IS NULL"
+"""A summary's ``deleted`` is what reads serve (no data), as :attr:`StoredDoc.deleted` is."""
 
 
 def doc_from_row(row: Any) -> StoredDoc:
@@ -28,6 +30,11 @@ def doc_from_row(row: Any) -> StoredDoc:
     )
 
 
+def summary_from_row(row: Any) -> DocSummary:
+    """A document's summary from a row of :data:`SUMMARY_COLUMNS`."""
+    return DocSummary(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]))
+
+
 def conflict_of(row: Any) -> RecordedConflict:
     """A recorded conflict from ``collection, doc_id, mutation_id, origin, seq, fields,
     winner_hlc, at_ms`` (``fields`` stored as a JSON list)."""
@@ -37,12 +44,25 @@ def conflict_of(row: Any) -> RecordedConflict:
 
 
 def feed_entry(
-    change: Change, data_json: str | None, version: str, state_json: str | None
+    change: Change,
+    data_json: str | None,
+    version: str,
+    state_json: str | None,
+    at_ms: int | None = None,
+    current: bool | None = None,
 ) -> FeedEntry:
-    """A feed entry; the CRDT state is unpacked only when it was read (``include_state``)."""
+    """A feed entry; the CRDT state (with the commit time and whether this change left it) is
+    unpacked only when it was read (``include_state``)."""
     data = None if data_json is None else codec.loads(data_json)
     state = None if state_json is None else document.unpack(codec.loads(state_json), data)
-    return FeedEntry(change=change, data=data, version=version, state=state)
+    return FeedEntry(
+        change=change,
+        data=data,
+        version=version,
+        state=state,
+        at_ms=at_ms,
+        current=True if current is None else bool(current),
+    )
 
 
 def feed_page(

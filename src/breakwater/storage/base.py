@@ -25,12 +25,20 @@ from breakwater.core.records import record
 
 @record
 class FeedEntry:
-    """A change and the document's current merged state (``data`` is ``None`` for a tombstone)."""
+    """A change and the document's current merged state (``data`` is ``None`` for a tombstone).
+
+    Read with the state (``include_state``), an entry also tells when its change was committed
+    (``at_ms``, the store's clock) and whether the state is the one this change left
+    (``current``): a later change of the document supersedes it. The archive needs both to
+    rebuild the store as it was at a given moment (ops/archive.py).
+    """
 
     change: Change
     data: dict[str, Any] | None
     version: str
     state: dict[str, Any] | None = None
+    at_ms: int | None = None
+    current: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +49,24 @@ class FeedPage:
     vector: VersionVector
     has_more: bool
     head: VersionVector
+
+
+@dataclass(slots=True)
+class CommitPhases:
+    """When one caller's write passed each phase of its group commit (``time.time_ns()``).
+
+    A store fills it in only for a caller that passes one (a traced write), so the untraced
+    path reads no clock for it. ``queued`` to ``started`` is the wait for the writer, ``started``
+    to ``merged`` the reads and merges of the whole group, ``merged`` to ``committed`` its
+    writes and the durable commit (the fsync).
+    """
+
+    queued: int = 0
+    started: int = 0
+    merged: int = 0
+    committed: int = 0
+    group: int = 0
+    """Mutations in the group commit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +111,43 @@ class ReplicaApplied:
 
 
 @dataclass(frozen=True, slots=True)
+class DocSummary:
+    """What anti-entropy compares of a document: its version and the change that last touched
+    it here (docs/adr/0032-state-transfer-and-anti-entropy.md)."""
+
+    collection: str
+    doc_id: str
+    version: str
+    origin: str
+    seq: int
+    hlc: str
+    deleted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DocSummaries:
+    """Every document's summary and the head, read in one snapshot."""
+
+    head: VersionVector
+    docs: list[DocSummary]
+
+
+@dataclass(frozen=True, slots=True)
+class Repair:
+    """A peer's state of a document to join into the local one, or (``state`` None) a delete:
+    applied at a new local position when it changes the document, so that devices and other
+    regions learn it through the feed."""
+
+    collection: str
+    doc_id: str
+    mutation_id: str
+    state: dict[str, Any] | None
+    only_at: tuple[str, int] | None = None
+    """Apply only while the document's last change is still this ``(origin, seq)``: a delete
+    decided on a summary must not remove a write that arrived since."""
+
+
+@dataclass(frozen=True, slots=True)
 class Lease:
     """Who runs a region's one replicator for a peer, until when (epoch milliseconds)."""
 
@@ -126,8 +189,11 @@ class Store(Protocol):
     async def aclose(self) -> None:
         """Finish every queued write, then release connections. Idempotent."""
 
-    async def apply(self, mutations: Sequence[Mutation]) -> list[MutationResult]:
-        """Apply mutations durably, once each (see module docstring)."""
+    async def apply(
+        self, mutations: Sequence[Mutation], phases: CommitPhases | None = None
+    ) -> list[MutationResult]:
+        """Apply mutations durably, once each (see module docstring); fill ``phases`` in when
+        given."""
 
     async def get(self, collection: str, doc_id: str) -> StoredDoc | None:
         """A document, tombstones included; ``None`` if it was never written."""
@@ -146,12 +212,17 @@ class Store(Protocol):
         include_state: bool = False,
         *,
         urgent: bool = False,
+        past_horizon: bool = False,
     ) -> FeedPage:
         """Changes not covered by ``vector`` in commit order; ``CursorExpired`` if it is too old.
 
         ``urgent``: the caller waits on this read to deliver changes live (the realtime
         follower); a store whose reads are local may serve it on the calling thread, skipping
         the hop to a reader thread and back.
+        ``past_horizon``: serve ``vector`` even behind the low-water marks: a full state
+        transfer continuing from a cursor the empty one led to (what compaction removed since
+        is a superseded change, whose document comes later, or a purged delete, which
+        anti-entropy handles: docs/adr/0032-state-transfer-and-anti-entropy.md).
         """
 
     async def head(self) -> VersionVector:
@@ -178,6 +249,15 @@ class Store(Protocol):
 
     async def replication_state(self) -> dict[str, Any]:
         """Every replication bookkeeping value by key."""
+
+    async def doc_summaries(self, collection: str | None = None) -> DocSummaries:
+        """Every document (of ``collection``), tombstones included, and the head, in one
+        snapshot: what anti-entropy digests."""
+
+    async def apply_repairs(self, repairs: Sequence[Repair]) -> list[StoredDoc]:
+        """Join each repair's state into its document (or delete it) in one durable
+        transaction; a repair that changes the document is written at a new local position
+        (a new change of this store's origin). Returns the documents that changed."""
 
     async def put_replication_state(
         self, writes: Mapping[str, object], *, only_new: bool = False

@@ -46,21 +46,27 @@ from breakwater.storage import _pg_schema, _replica, redact_url
 from breakwater.storage._pg_batch import Connection, PgWriteBatch
 from breakwater.storage._pg_hosts import HostRotation, parse_hosts
 from breakwater.storage._pg_query import index_sql, query_sql
+from breakwater.storage._phases import mark_phase
 from breakwater.storage._rows import (
     DOC_COLUMNS,
+    SUMMARY_COLUMNS,
     PageBuilder,
     conflict_of,
     doc_from_row,
     feed_entry,
     feed_page,
+    summary_from_row,
 )
 from breakwater.storage.base import (
+    CommitPhases,
     CompactionReport,
+    DocSummaries,
     FeedEntry,
     FeedPage,
     Lease,
     QueryPage,
     RecordedConflict,
+    Repair,
     ReplicaApplied,
 )
 from breakwater.storage.hooks import NO_HOOKS, StoreHooks
@@ -147,6 +153,7 @@ class PostgresSettings:
 class _WriteRequest:
     mutations: Sequence[Mutation]
     future: asyncio.Future[list[MutationResult]]
+    phases: CommitPhases | None = None
 
 
 class Optimism:
@@ -356,14 +363,18 @@ class PostgresStore:
 
     # writes ------------------------------------------------------------------------------------
 
-    async def apply(self, mutations: Sequence[Mutation]) -> list[MutationResult]:
+    async def apply(
+        self, mutations: Sequence[Mutation], phases: CommitPhases | None = None
+    ) -> list[MutationResult]:
         """Queue ``mutations`` for the next group commit and wait until they are durable."""
         if self._closed or self._writer is None:
             raise StoreUnavailable("the store is closed")
         if not mutations:
             return []
         future: asyncio.Future[list[MutationResult]] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_WriteRequest(mutations, future))
+        if phases is not None:
+            phases.queued = time.time_ns()
+        self._queue.put_nowait(_WriteRequest(mutations, future, phases))
         return await future
 
     async def _writer_loop(self) -> None:
@@ -387,6 +398,8 @@ class PostgresStore:
 
     async def _commit(self, batch: list[_WriteRequest], count: int) -> None:
         started = time.perf_counter()
+        traced = [request.phases for request in batch if request.phases is not None]
+        mark_phase(traced, "started", count)
         staged = PgWriteBatch(self._clock_ms())
         outcomes: list[list[MutationResult] | BaseException]
         try:
@@ -398,15 +411,16 @@ class PostgresStore:
                     # On a snapshot read without the lock: two round trips in all.
                     await staged.prefetch(conn, mutations)
                     outcomes = [self._apply_request(staged, request) for request in batch]
+                    mark_phase(traced, "merged")
                     fresh = await staged.write_if_fresh(conn)
                     self._optimism.record(stale=not fresh)
                     if not fresh:
                         # Another node committed in between: redo the group under the lock.
                         self.hooks.on_commit_retried()
                         staged = PgWriteBatch(staged.now_ms)
-                        outcomes = await self._commit_locked(conn, staged, batch, mutations)
+                        outcomes = await self._commit_locked(conn, staged, batch, mutations, traced)
                 else:
-                    outcomes = await self._commit_locked(conn, staged, batch, mutations)
+                    outcomes = await self._commit_locked(conn, staged, batch, mutations, traced)
             self._report(True)
         except DB_ERRORS as exc:
             outcomes = [await self._failed("did not commit the write", exc)] * len(batch)
@@ -418,6 +432,7 @@ class PostgresStore:
             outcomes = [exc] * len(batch)
             staged = PgWriteBatch(0)
         committed_at = time.time()
+        mark_phase(traced, "committed")
         self.hooks.on_commit(count, time.perf_counter() - started)
         for conflict in staged.batch.conflicts:
             self.hooks.on_conflict(conflict.change.collection)
@@ -432,6 +447,7 @@ class PostgresStore:
         staged: PgWriteBatch,
         batch: list[_WriteRequest],
         mutations: list[Mutation],
+        traced: list[CommitPhases],
     ) -> list[list[MutationResult] | BaseException]:
         """The group in a transaction holding the feed head's lock: four round trips, but no
         other group can commit between its read and its write."""
@@ -440,6 +456,7 @@ class PostgresStore:
             await conn.execute("BEGIN; SELECT FROM feed_head FOR UPDATE")
             await staged.prefetch(conn, mutations)
             outcomes = [self._apply_request(staged, request) for request in batch]
+            mark_phase(traced, "merged")
             await staged.flush(conn)
             await conn.execute("COMMIT")
         except BaseException:
@@ -524,12 +541,13 @@ class PostgresStore:
         include_state: bool = False,
         *,
         urgent: bool = False,
+        past_horizon: bool = False,
     ) -> FeedPage:
         """Changes past ``vector`` in commit order, read with the head in one statement (on the
         event loop whether ``urgent`` or not: asyncpg has no thread to skip)."""
 
         async def read(conn: Connection) -> FeedPage:
-            return await _pull(conn, vector, collections, limit, include_state)
+            return await _pull(conn, vector, collections, limit, include_state, past_horizon)
 
         return await self._read(read)
 
@@ -595,6 +613,38 @@ class PostgresStore:
         if result.head:
             self.hooks.on_feed_advanced(result.head, time.time())
         return result
+
+    async def apply_repairs(self, repairs: Sequence[Repair]) -> list[StoredDoc]:
+        """Join repairs into their documents at new local positions, in one transaction."""
+
+        async def run(conn: Connection) -> tuple[list[StoredDoc], VersionVector]:
+            staged = PgWriteBatch(self._clock_ms())
+            await staged.prefetch(conn, _replica.repair_changes(self.engine.origin, repairs))
+            repaired = _replica.stage_repairs(staged, self.engine, repairs)
+            await staged.flush(conn)
+            return repaired, staged.touched
+
+        repaired, touched = await self._in_transaction("did not apply repairs", run)
+        if touched:
+            self.hooks.on_feed_advanced(touched, time.time())
+        return repaired
+
+    async def doc_summaries(self, collection: str | None = None) -> DocSummaries:
+        """Every document's summary (of ``collection``) and the head, in one snapshot."""
+
+        async def read(conn: Connection) -> DocSummaries:
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                head = {
+                    row[0]: row[1] for row in await conn.fetch("SELECT origin, seq FROM origins")
+                }
+                rows = await conn.fetch(
+                    f"SELECT {SUMMARY_COLUMNS} FROM docs"
+                    " WHERE $1::text IS NULL OR collection = $1 ORDER BY collection, id",
+                    collection,
+                )
+            return DocSummaries(head, [summary_from_row(row) for row in rows])
+
+        return await self._read(read)
 
     async def replication_state(self) -> dict[str, Any]:
         """Every replication bookkeeping value by key (region state, peers, leases, stable)."""
@@ -704,9 +754,10 @@ _PULL = (
     " SELECT * FROM (SELECT 0 AS part, 0::bigint AS lsn, origin, seq, low_water,"
     " NULL::text AS collection, NULL::text AS doc_id, NULL::text AS mutation_id,"
     " NULL::text AS hlc, NULL::text AS op, NULL::text AS data, NULL::text AS version,"
-    " NULL::text AS state FROM head"
+    " NULL::text AS state, NULL::bigint AS at_ms, NULL::boolean AS current FROM head"
     " UNION ALL (SELECT 1, c.lsn, c.origin, c.seq, 0, c.collection, c.doc_id, c.mutation_id,"
-    " c.hlc, c.op, d.data, d.version, CASE WHEN $5::boolean THEN d.state END"
+    " c.hlc, c.op, d.data, d.version, CASE WHEN $5::boolean THEN d.state END,"
+    " CASE WHEN $5::boolean THEN c.at_ms END, CASE WHEN $5::boolean THEN d.lsn = c.lsn END"
     " FROM changes c JOIN docs d ON d.collection = c.collection AND d.id = c.doc_id"
     " WHERE c.lsn > (SELECT lsn FROM start)"
     " AND NOT EXISTS (SELECT FROM seen WHERE c.origin = seen.o AND c.seq <= seen.s)"
@@ -721,6 +772,7 @@ async def _pull(
     collections: Sequence[str] | None,
     limit: int,
     include_state: bool,
+    past_horizon: bool = False,
 ) -> FeedPage:
     rows = await conn.fetch(
         _PULL,
@@ -736,7 +788,8 @@ async def _pull(
         if row[0] == 0:
             head[row[2]] = row[3]
             # The empty cursor (full sync) is always valid.
-            if vector and row[4] > 0 and vector.get(row[2], 0) < row[4]:
+            expired = vector and row[4] > 0 and vector.get(row[2], 0) < row[4]
+            if expired and not past_horizon:
                 raise CursorExpired(
                     "the cursor is older than the retention horizon; resync from an empty cursor"
                 )
@@ -749,6 +802,8 @@ async def _pull(
             row[10],
             row[11],
             row[12] if include_state else None,
+            row[13],
+            row[14],
         )
         for row in changes[:limit]
     ]

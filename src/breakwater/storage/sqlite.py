@@ -30,23 +30,29 @@ from breakwater.core.errors import CursorExpired, StoreUnavailable
 from breakwater.core.mutation import Mutation, check_collection
 from breakwater.core.query import OPERATORS, Query, Scalar, Visible
 from breakwater.storage import _replica, _sqlite_schema
+from breakwater.storage._phases import mark_phase
 from breakwater.storage._rows import (
     DOC_COLUMNS,
+    SUMMARY_COLUMNS,
     PageBuilder,
     conflict_of,
     doc_from_row,
     feed_entry,
     feed_page,
+    summary_from_row,
 )
 from breakwater.storage._sqlite_batch import WriteBatch
 from breakwater.storage._sqlite_lock import WriterLock
 from breakwater.storage.base import (
+    CommitPhases,
     CompactionReport,
+    DocSummaries,
     FeedEntry,
     FeedPage,
     Lease,
     QueryPage,
     RecordedConflict,
+    Repair,
     ReplicaApplied,
 )
 from breakwater.storage.hooks import NO_HOOKS, StoreHooks
@@ -75,6 +81,7 @@ class _WriteRequest:
     mutations: Sequence[Mutation]
     future: asyncio.Future[list[MutationResult]]
     loop: asyncio.AbstractEventLoop
+    phases: CommitPhases | None = None
 
 
 @dataclass(slots=True)
@@ -178,7 +185,9 @@ class SqliteStore:
 
     # writes ------------------------------------------------------------------------------------
 
-    async def apply(self, mutations: Sequence[Mutation]) -> list[MutationResult]:
+    async def apply(
+        self, mutations: Sequence[Mutation], phases: CommitPhases | None = None
+    ) -> list[MutationResult]:
         """Queue ``mutations`` for the next group commit and wait until they are durable."""
         if self._closed or self._writer is None:
             raise StoreUnavailable("the store is closed")
@@ -186,7 +195,9 @@ class SqliteStore:
             return []
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[MutationResult]] = loop.create_future()
-        self._queue.put(_WriteRequest(mutations, future, loop))
+        if phases is not None:
+            phases.queued = time.time_ns()
+        self._queue.put(_WriteRequest(mutations, future, loop, phases))
         return await future
 
     def _writer_loop(self, conn: sqlite3.Connection) -> None:
@@ -226,6 +237,8 @@ class SqliteStore:
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_WriteRequest], count: int) -> None:
         started = time.perf_counter()
+        traced = [request.phases for request in batch if request.phases is not None]
+        mark_phase(traced, "started", count)
         staged = WriteBatch(conn, self._clock_ms())
         outcomes: list[list[MutationResult] | BaseException] = []
         try:
@@ -234,6 +247,7 @@ class SqliteStore:
                     conn.execute("BEGIN IMMEDIATE")
                     staged.prefetch(m for request in batch for m in request.mutations)
                     outcomes = [self._apply_request(staged, request) for request in batch]
+                    mark_phase(traced, "merged")
                     staged.flush()
                     conn.execute("COMMIT")
                 except BaseException:
@@ -246,6 +260,7 @@ class SqliteStore:
             outcomes = [error] * len(batch)
             staged = WriteBatch(conn, 0)
         committed_at = time.time()
+        mark_phase(traced, "committed")
         self.hooks.on_commit(count, time.perf_counter() - started)
         # One wake-up per event loop, not per request; on the store's own loop the commit
         # notice follows the answers in the same callback, so nothing can run between them.
@@ -324,6 +339,30 @@ class SqliteStore:
             return result, result.head
 
         return await self._in_own_transaction(run)
+
+    async def apply_repairs(self, repairs: Sequence[Repair]) -> list[StoredDoc]:
+        """Join repairs into their documents at new local positions, in one transaction."""
+
+        def run(conn: sqlite3.Connection) -> tuple[list[StoredDoc], VersionVector]:
+            staged = WriteBatch(conn, self._clock_ms())
+            staged.prefetch(_replica.repair_changes(self.engine.origin, repairs))
+            repaired = _replica.stage_repairs(staged, self.engine, repairs)
+            staged.flush()
+            return repaired, staged.touched
+
+        return await self._in_own_transaction(run)
+
+    async def doc_summaries(self, collection: str | None = None) -> DocSummaries:
+        """Every document's summary (of ``collection``) and the head, in one snapshot."""
+        where, args = ("WHERE collection = ?", (collection,)) if collection else ("", ())
+
+        def read(conn: sqlite3.Connection) -> DocSummaries:
+            rows = conn.execute(
+                f"SELECT {SUMMARY_COLUMNS} FROM docs {where} ORDER BY collection, id", args
+            ).fetchall()
+            return DocSummaries(_head(conn), [summary_from_row(row) for row in rows])
+
+        return await self._read(read)
 
     async def replication_state(self) -> dict[str, Any]:
         """Every replication bookkeeping value by key (region state, peers, leases, stable)."""
@@ -469,6 +508,7 @@ class SqliteStore:
         include_state: bool = False,
         *,
         urgent: bool = False,
+        past_horizon: bool = False,
     ) -> FeedPage:
         """Changes past ``vector`` in local commit order, read in one snapshot.
 
@@ -478,7 +518,7 @@ class SqliteStore:
         """
 
         def read(conn: sqlite3.Connection) -> FeedPage:
-            return _pull(conn, vector, collections, limit, include_state)
+            return _pull(conn, vector, collections, limit, include_state, past_horizon)
 
         return await self._read(read, here=urgent)
 
@@ -646,8 +686,10 @@ def _pull(
     collections: Sequence[str] | None,
     limit: int,
     include_state: bool,
+    past_horizon: bool = False,
 ) -> FeedPage:
-    _check_not_expired(conn, vector)
+    if not past_horizon:
+        _check_not_expired(conn, vector)
     head = _head(conn)
     clauses = ["c.lsn > ?"]
     params: list[Any] = [_start_lsn(conn, vector, head)]
@@ -660,7 +702,7 @@ def _pull(
     if collections:
         clauses.append(f"c.collection IN ({', '.join('?' for _ in collections)})")
         params.extend(collections)
-    state_col = ", d.state" if include_state else ""
+    state_col = ", d.state, c.at_ms, d.lsn = c.lsn" if include_state else ""
     rows = conn.execute(
         "SELECT c.origin, c.seq, c.collection, c.doc_id, c.mutation_id, c.hlc, c.op,"
         f" d.data, d.version{state_col} FROM changes c"
@@ -675,7 +717,7 @@ def _pull(
             Change(row[0], row[1], row[2], row[3], row[4], row[5], row[6]),
             row[7],
             row[8],
-            row[9] if include_state else None,
+            *((row[9], row[10], row[11]) if include_state else (None,)),
         )
         for row in rows
     ]

@@ -9,6 +9,8 @@ import { EndpointUnavailable, errorForProblem } from "../errors.js";
 import type { Problem } from "../errors.js";
 import { bringsChanges, TransportRefused } from "./transport.js";
 import type { StreamContext, Transport, WebSocketConstructor } from "./transport.js";
+import { traceparentFrom } from "../trace-context.js";
+import type { TraceparentSource } from "../trace-context.js";
 
 interface Message {
   type?: string;
@@ -20,12 +22,18 @@ interface Message {
 export class WebSocketTransport implements Transport {
   readonly name = "websocket";
 
-  constructor(private readonly WebSocketImpl: WebSocketConstructor) {}
+  constructor(
+    private readonly WebSocketImpl: WebSocketConstructor,
+    private readonly traceparent?: TraceparentSource,
+  ) {}
 
   async listen(context: StreamContext): Promise<void> {
-    // A browser WebSocket cannot send headers: a bearer token goes as `access_token`.
+    // A browser WebSocket cannot send headers: a bearer token goes as `access_token`, the
+    // trace context as `traceparent`.
     const authorization = (context.headers ? await context.headers() : {})["Authorization"] ?? "";
-    const query = authorization.startsWith("Bearer ") ? `?${new URLSearchParams({ access_token: authorization.slice(7) })}` : "";
+    const params = new URLSearchParams({ traceparent: traceparentFrom(this.traceparent) });
+    if (authorization.startsWith("Bearer ")) params.set("access_token", authorization.slice(7));
+    const query = `?${params}`;
     const connection = await this.follow(context, query);
     if (context.signal.aborted) throw context.signal.reason;
     if (connection.opened) {

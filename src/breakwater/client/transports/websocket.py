@@ -19,6 +19,7 @@ from websockets.frames import Frame
 
 from breakwater.client.errors import EndpointUnavailable, TransportRefused, error_for_problem
 from breakwater.client.node_api import Credentials, auth_headers
+from breakwater.client.trace_context import trace_headers
 from breakwater.client.transports.base import (
     StreamContext,
     bearer_of,
@@ -66,7 +67,9 @@ class WebSocketTransport:
         url = "ws" + context.base_url.removeprefix("http") + "/v1/realtime"
         headers = await auth_headers(context.headers)
         try:
-            async with connect(url, additional_headers=headers, open_timeout=10, logger=_LOG) as ws:
+            async with connect(
+                url, additional_headers={**headers, **trace_headers()}, open_timeout=10, logger=_LOG
+            ) as ws:
                 self.connections += 1
                 renewing = None
                 if isinstance(context.headers, Credentials):

@@ -64,9 +64,10 @@ class RegionView:
         """The causally stable vector (meaningful only with peers)."""
         return self._stable
 
-    def stable_for(self, head: Mapping[str, int]) -> VersionVector:
-        """The ``stable`` to send with a page read at ``head``."""
-        return dict(self._stable) if self.replicated else dict(head)
+    def stable_for(self, head: VersionVector) -> VersionVector:
+        """The ``stable`` to send with a page read at ``head`` (not copied: realtime keeps one
+        per queued message; neither vector is ever changed in place)."""
+        return self._stable if self.replicated else head
 
     def active_regions(self) -> list[str]:
         """The regions known to take writes (this one, and peers that said so)."""

@@ -19,14 +19,23 @@ import httpx
 
 from breakwater.config import Config
 from breakwater.core.cursor import VersionVector
+from breakwater.core.engine import StoredDoc
 from breakwater.core.errors import BreakwaterError
 from breakwater.obs.logging import get_logger
 from breakwater.obs.metrics import Metrics
+from breakwater.replication.anti_entropy import RoundReport
 from breakwater.replication.client import PeerClient, Pulled, PullFailed
-from breakwater.replication.replicator import PeerReplicator, peer_key
+from breakwater.replication.replicator import PeerReplicator, TransferProgress, peer_key
 from breakwater.server.application.region import RegionView
 from breakwater.server.application.writes import Writes
-from breakwater.storage.base import FeedEntry, Lease, ReplicaApplied, Store
+from breakwater.storage.base import (
+    DocSummaries,
+    FeedEntry,
+    Lease,
+    Repair,
+    ReplicaApplied,
+    Store,
+)
 
 _log = get_logger("breakwater.replication")
 
@@ -57,6 +66,12 @@ class _Target:
     async def head(self) -> VersionVector:
         return await self.store.head()
 
+    async def doc_summaries(self, collection: str | None = None) -> DocSummaries:
+        return await self.store.doc_summaries(collection)
+
+    async def apply_repairs(self, repairs: Sequence[Repair]) -> list[StoredDoc]:
+        return await self.writes.apply_repairs(repairs)
+
 
 class _Reporter:
     """Replicator events to Prometheus metrics and structured logs (never a key)."""
@@ -74,17 +89,58 @@ class _Reporter:
         if self._last_failure.pop(peer, None) is not None:
             _log.info("replication_resumed", peer=peer)
 
-    def failed(self, peer: str, failure: PullFailed | BreakwaterError) -> None:
-        kind = failure.kind if isinstance(failure, PullFailed) else "apply"
+    def failed(self, peer: str, failure: Exception) -> None:
+        kind: str
+        if isinstance(failure, PullFailed):
+            kind, detail = failure.kind, failure.detail
+        elif isinstance(failure, BreakwaterError):
+            kind, detail = "apply", failure.detail
+        else:
+            kind, detail = "bug", repr(failure)
         self.metrics.replication_retries.labels(peer, kind).inc()
         if self._last_failure.get(peer) != kind:  # one line per kind of trouble, not per try
             self._last_failure[peer] = kind
-            log = _log.error if kind in ("expired", "refused", "bad_answer") else _log.warning
-            log("replication_failed", peer=peer, kind=kind, detail=failure.detail)
+            log = _log.warning if kind in ("unavailable", "apply") else _log.error
+            log("replication_failed", peer=peer, kind=kind, detail=detail)
 
     def breaker(self, peer: str, state: str) -> None:
         self.metrics.replication_breaker.labels(peer).set(0 if state == "closed" else 1)
         _log.info("replication_breaker", peer=peer, state=state)
+
+    def transfer(self, peer: str, progress: TransferProgress) -> None:
+        m = self.metrics
+        fraction = progress.covered / progress.total if progress.total else 1.0
+        m.replication_transfer_progress.labels(peer).set(1.0 if progress.done else fraction)
+        m.replication_transfer_changes.labels(peer).inc(progress.page)
+        _log.info(
+            "replication_transfer_done" if progress.done else "replication_transfer",
+            peer=peer,
+            changes=progress.changes,
+            applied=progress.applied,
+            positions_covered=progress.covered,
+            positions_total=progress.total,
+            changes_per_second=round(progress.rate, 1),
+        )
+
+    def anti_entropy(self, peer: str, report: RoundReport) -> None:
+        m = self.metrics
+        for collection, ids in report.repaired.items():
+            m.replication_repairs.labels(peer, collection).inc(len(ids))
+            for doc_id in ids:
+                _log.warning("replication_repaired", peer=peer, collection=collection, id=doc_id)
+        outcome = (
+            "repaired" if report.repairs else "differing" if report.buckets_differing else "in_sync"
+        )
+        m.replication_anti_entropy_rounds.labels(peer, outcome).inc()
+        _log.info(
+            "replication_anti_entropy",
+            peer=peer,
+            outcome=outcome,
+            buckets_differing=report.buckets_differing,
+            docs_compared=report.docs_compared,
+            repairs=report.repairs,
+            kept_deleted=report.kept_deleted,
+        )
 
 
 class Replication:
@@ -116,6 +172,7 @@ class Replication:
                 target,
                 reporter,
                 PeerClient(peer, config.region, transport=(transports or {}).get(peer.name)),
+                retention_ms=int(config.retention_days * 86_400_000),
             )
             for peer in config.topology.peers.values()
         ]
@@ -165,6 +222,7 @@ class Replication:
                 "needs_full_transfer": bool(row.get("needs_full_transfer", False))
                 or status.needs_full_transfer,
                 "replicating_here": status.holding_lease,
+                "transfer": _transfer_json(status.transfer),
                 "last_error": status.last_error or None,
             }
         return {"state": self.region.state, "peers": peers}
@@ -197,6 +255,9 @@ class Replication:
                 "lag_seconds": status.lag_seconds(now) if status.holding_lease else None,
                 "breaker": status.breaker,
                 "last_error": status.last_error or None,
+                "transfer": _transfer_json(status.transfer),
+                "anti_entropy_at": status.anti_entropy_at,
+                "repairs": status.repairs,
             }
         return {
             "region": self.config.region,
@@ -205,3 +266,17 @@ class Replication:
             "unknown_regions": sorted(self.region.unknown),
             "peers": peers,
         }
+
+
+def _transfer_json(progress: TransferProgress | None) -> dict[str, Any] | None:
+    """This node's last full state transfer from a peer, for ``/readyz`` and the admin view."""
+    if progress is None:
+        return None
+    return {
+        "done": progress.done,
+        "changes": progress.changes,
+        "applied": progress.applied,
+        "positions_covered": progress.covered,
+        "positions_total": progress.total,
+        "changes_per_second": round(progress.rate, 1),
+    }

@@ -11,18 +11,21 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from breakwater.auth.identity import Identity
 from breakwater.auth.policy import Policy
-from breakwater.core.engine import MutationResult
+from breakwater.core.engine import MutationResult, StoredDoc
 from breakwater.core.errors import Forbidden
 from breakwater.core.hlc import HybridClock
 from breakwater.core.mutation import Mutation
 from breakwater.obs.metrics import Metrics
 from breakwater.server.application.region import RegionView
 from breakwater.server.read_cache import ReadCache
-from breakwater.storage.base import FeedEntry, ReplicaApplied, Store
+from breakwater.storage.base import CommitPhases, FeedEntry, Repair, ReplicaApplied, Store
+
+if TYPE_CHECKING:
+    from breakwater.obs.tracing import Tracing
 
 Channel = Literal["push", "rest"]
 """Who wrote: the label of refused writes in ``breakwater_access_denied_total``."""
@@ -38,6 +41,7 @@ class Writes:
         policy: Policy,
         clock: HybridClock,
         metrics: Metrics,
+        tracing: Tracing | None = None,
         region: RegionView | None = None,
     ) -> None:
         self.store = store
@@ -46,6 +50,10 @@ class Writes:
         self.policy = policy
         self.clock = clock
         self.metrics = metrics
+        self.tracing = tracing
+        """None when the node does not trace: then no span or clock read is added here. A
+        write is traced when its caller's span is recorded (a request's, a replication
+        batch's)."""
 
     def admit(self, identity: Identity | None, mutation: Mutation) -> Mutation:
         """``mutation`` as it may be applied for ``identity``, with its write guard attached.
@@ -79,13 +87,26 @@ class Writes:
             )
         return result
 
+    async def apply_repairs(self, repairs: Sequence[Repair]) -> list[StoredDoc]:
+        """Apply anti-entropy repairs (new local positions); the read cache forgets the
+        repaired documents before this returns, and the feed carries them everywhere."""
+        repaired = await self.store.apply_repairs(repairs)
+        if repaired:
+            await self.cache.committed(
+                [(doc.collection, doc.doc_id, doc.origin, doc.seq) for doc in repaired]
+            )
+        return repaired
+
     async def apply(self, mutations: Sequence[Mutation], channel: Channel) -> list[MutationResult]:
         """Apply admitted ``mutations`` durably, one result each, in order.
 
         Before it returns, the read cache no longer serves what an applied mutation replaced,
         so the caller's next read on this node sees its write.
         """
-        results = await self.store.apply(mutations)
+        if self.tracing is None or not self.tracing.recording():
+            results = await self.store.apply(mutations)
+        else:
+            results = await self._traced_apply(self.tracing, mutations, channel)
         await self.cache.committed(
             [
                 (m.collection, m.doc_id, r.origin, r.seq)
@@ -98,6 +119,28 @@ class Writes:
         denied = sum(isinstance(result.error, Forbidden) for result in results)
         if denied:
             self.metrics.access_denied.labels(channel).inc(denied)
+        return results
+
+    async def _traced_apply(
+        self, tracing: Tracing, mutations: Sequence[Mutation], channel: Channel
+    ) -> list[MutationResult]:
+        """The apply in a ``write`` span with its commit phases as children; the changes it
+        made remember the span, so their realtime deliveries link to it."""
+        with tracing.span("write", **{"breakwater.channel": channel}) as span:
+            phases = CommitPhases()
+            results = await self.store.apply(mutations, phases)
+            if phases.started:
+                tracing.child_span("write.queue_wait", phases.queued, phases.started)
+            if phases.merged:
+                tracing.child_span("write.merge", phases.started, phases.merged)
+                tracing.child_span("write.commit", phases.merged, phases.committed)
+            span.set_attribute("breakwater.mutations", len(mutations))
+            span.set_attribute("breakwater.group_commit.mutations", phases.group)
+            tracing.remember(
+                (r.origin, r.seq)
+                for r in results
+                if r.status == "applied" and r.origin is not None and r.seq is not None
+            )
         return results
 
     async def replicated(self, results: Sequence[MutationResult], seconds: float) -> bool:

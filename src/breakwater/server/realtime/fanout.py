@@ -31,12 +31,13 @@ Everything here runs on one event loop; nothing is shared across threads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from breakwater.core import cursor as cursor_mod
 from breakwater.core.cursor import VersionVector, covers_all
@@ -49,6 +50,9 @@ from breakwater.server.realtime.gil import DURING_SENDS
 from breakwater.server.realtime.pacing import UNPACED, FanoutPacer
 from breakwater.server.realtime.wakeup import Wakeup
 from breakwater.storage.base import FeedEntry, FeedPage, Store
+
+if TYPE_CHECKING:
+    from breakwater.obs.tracing import Tracing
 
 _log = get_logger("breakwater.realtime")
 PAGE_SIZE = 500
@@ -306,6 +310,11 @@ class Recent:
         return low
 
 
+def head_is_stable(head: VersionVector) -> VersionVector:
+    """One region: ``stable`` is the head itself."""
+    return head
+
+
 class Fanout:
     """The shared position and the live subscribers of one node (a consumer of its feed)."""
 
@@ -320,9 +329,16 @@ class Fanout:
         recent_bytes: int = RECENT_BYTES,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         pacer: FanoutPacer | None = None,
-        stable_of: Callable[[VersionVector], VersionVector] = dict,
+        tracing: Tracing | None = None,
+        stable_of: Callable[[VersionVector], VersionVector] = head_is_stable,
+        peer_regions: Container[str] = (),
     ) -> None:
         self.store = store
+        self.tracing = tracing
+        self._untraced: list[tuple[str, int]] = []
+        """Changes published for the live subscribers since the sender's last pass (tracing)."""
+        self.peer_regions = peer_regions
+        """Regions whose changes a cursor may name before replication brings them here."""
         self.feed = feed
         self.stable_of = stable_of
         """The ``stable`` vector to send with a page read at a head (the head itself for one
@@ -424,7 +440,7 @@ class Fanout:
         ):
             return self._replay_recent(sub)
         page = await self.store.pull(start, sub.store_filter, self.page_size)
-        cursor_mod.require_honourable(start, page.head)
+        cursor_mod.require_honourable(start, page.head, self.peer_regions)
         # From here to the return nothing awaits: the switch to live is atomic with respect to
         # the follower, which moves the shared position in single steps too.
         if sub.closed:
@@ -539,8 +555,15 @@ class Fanout:
             keys = keys_of(page.entries)
             encoded = messages.encode_changes(page.entries)
             self.recent.add(RecentPage(page.vector, keys, encoded, sum(map(len, encoded)), at))
-            for sub in list(self._unaligned):
-                self._publish_unaligned(sub, keys, encoded, page, at)
+            if self.tracing is None or not self._unaligned:
+                for sub in list(self._unaligned):
+                    self._publish_unaligned(sub, keys, encoded, page, at)
+            else:
+                with self._delivery_span(self.tracing, keys, len(self._unaligned)):
+                    for sub in list(self._unaligned):
+                        self._publish_unaligned(sub, keys, encoded, page, at)
+            if self.tracing is not None and self._live:
+                self._untraced.extend(key[:2] for key in keys)
             self._record_direct_writes(at)
             if self._live:
                 self._published.set()
@@ -584,7 +607,12 @@ class Fanout:
             self._published.clear()
             try:
                 with DURING_SENDS:
-                    spent = await self._send_pass()
+                    if self.tracing is None:
+                        spent = await self._send_pass()
+                    else:
+                        keys, self._untraced = self._untraced, []
+                        with self._delivery_span(self.tracing, keys, len(self._live)):
+                            spent = await self._send_pass()
             except asyncio.CancelledError:
                 raise
             except Exception as error:
@@ -638,6 +666,23 @@ class Fanout:
                 started = time.perf_counter()
         self._record_direct_writes(oldest)
         return spent + time.perf_counter() - started
+
+    @contextlib.contextmanager
+    def _delivery_span(
+        self, tracing: Tracing, keys: Sequence[tuple[str, int] | Key], subscribers: int
+    ) -> Iterator[None]:
+        """A ``realtime.deliver`` span around one delivery of changes ``keys`` to subscribers,
+        linked to the spans of the writes that made them (none when no write was kept)."""
+        span = tracing.delivery_span(
+            "realtime.deliver",
+            (key[:2] for key in keys),
+            **{"breakwater.changes": len(keys), "breakwater.subscribers": subscribers},
+        )
+        try:
+            yield
+        finally:
+            if span is not None:
+                span.end()
 
     def _messages_since(
         self, collections: frozenset[str] | None, generation: int

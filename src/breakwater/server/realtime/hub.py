@@ -8,20 +8,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from breakwater.auth.identity import Identity
 from breakwater.config import Config
 from breakwater.core.cursor import VersionVector
-from breakwater.core.errors import RateLimited
+from breakwater.core.errors import BreakwaterError, RateLimited
 from breakwater.obs.metrics import Metrics
 from breakwater.resilience import TokenBucket
 from breakwater.server.application.feed import FeedFollower
 from breakwater.server.gc_policy import CollectorPolicy
+from breakwater.server.realtime import messages
 from breakwater.server.realtime.admission import Admission
-from breakwater.server.realtime.fanout import Fanout
+from breakwater.server.realtime.fanout import Fanout, head_is_stable
 from breakwater.server.realtime.pacing import FanoutPacer
-from breakwater.server.realtime.session import CLOSE_RESTART, Session
+from breakwater.server.realtime.session import CLOSE_POLICY, CLOSE_RESTART, Session
 from breakwater.storage.base import Store
+
+if TYPE_CHECKING:
+    from breakwater.obs.tracing import Tracing
 
 
 class Realtime:
@@ -33,7 +38,8 @@ class Realtime:
         store: Store,
         feed: FeedFollower,
         metrics: Metrics,
-        stable_of: Callable[[VersionVector], VersionVector] = dict,
+        tracing: Tracing | None = None,
+        stable_of: Callable[[VersionVector], VersionVector] = head_is_stable,
     ) -> None:
         self.config = config
         self.metrics = metrics
@@ -44,7 +50,9 @@ class Realtime:
             metrics,
             queue_limit=config.realtime_queue,
             pacer=FanoutPacer(share=config.realtime_fanout_share),
+            tracing=tracing,
             stable_of=stable_of,
+            peer_regions=config.topology.peer_regions,
         )
         self.admission = Admission(
             config.max_realtime_connections,
@@ -114,6 +122,18 @@ class Realtime:
             self.per_user[identity.uid] = count
         else:
             self.per_user.pop(identity.uid, None)
+
+    def end_sessions_of(self, uids: frozenset[str], error: BreakwaterError) -> int:
+        """Close the open sessions of the users ``uids`` (disabled or deleted accounts) with
+        ``error``; returns how many. Their next connection is refused at the handshake."""
+        ended = 0
+        for session in list(self.sessions):
+            identity = session.identity
+            if identity is not None and identity.uid in uids and session.ending is None:
+                session.send_control("error", messages.error(error.to_problem()))
+                session.end("disabled", CLOSE_POLICY)
+                ended += 1
+        return ended
 
     def attach(self, session: Session) -> None:
         """Count a session that started; a session that starts while draining ends at once."""
