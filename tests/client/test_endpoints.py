@@ -69,3 +69,134 @@ async def test_client_fails_over_to_a_live_endpoint(
         await phone.wait_synced()
     assert server_doc(live.url, "todos", "t1") is not None
     assert phone.status.endpoint == live.url
+
+
+def three_regions(clock: FakeClock, **kwargs: Any) -> EndpointPool:
+    return EndpointPool(
+        [],
+        3,
+        5.0,
+        clock,
+        regions={"far": ["http://far"], "near": ["http://near"], "mid": ["http://mid"]},
+        **kwargs,
+    )
+
+
+def test_a_new_device_picks_the_nearest_measured_region() -> None:
+    """Probed once each, the region with the lowest latency wins whatever the app's order."""
+    pool = three_regions(FakeClock())
+    far, near, mid = pool.endpoints
+    for endpoint, latency in ((far, 0.2), (near, 0.01), (mid, 0.1)):
+        pool.succeeded(endpoint, latency)
+    assert pool.choose() is near
+
+
+def test_returns_home_only_after_settling_and_never_flaps() -> None:
+    """After a failover, home is rejoined once it answered 3 probes and is faster by the margin;
+    two regions of similar latency never trade places."""
+    clock = FakeClock()
+    pool = three_regions(clock)
+    far, near, mid = pool.endpoints
+    for endpoint, latency in ((far, 0.2), (near, 0.01), (mid, 0.1)):
+        pool.succeeded(endpoint, latency)
+    assert pool.choose() is near
+    for _ in range(3):
+        pool.failed(near)
+    assert pool.choose() is mid  # failover to the next nearest, not the far one
+    clock.now = 6.0
+    pool.succeeded(near, 0.01)  # back: one probe is not enough
+    pool.succeeded(near, 0.01)
+    assert pool.choose() is mid
+    pool.succeeded(near, 0.01)
+    assert pool.choose() is near  # settled and much faster: home again
+    for _ in range(10):  # mid keeps answering a little slower: no move back
+        pool.succeeded(mid, 0.012)
+        pool.succeeded(near, 0.011)
+        assert pool.choose() is near
+
+
+def test_a_faster_region_within_the_margin_is_not_worth_a_move() -> None:
+    """Hysteresis: 20 % faster is inside the 30 % margin."""
+    pool = three_regions(FakeClock())
+    _, near, mid = pool.endpoints
+    pool.succeeded(mid, 0.1)
+    pool.current = mid
+    for _ in range(5):
+        pool.succeeded(near, 0.08)
+    assert pool.choose() is mid
+    for _ in range(5):
+        pool.succeeded(near, 0.05)
+    assert pool.choose() is near
+
+
+def test_directory_names_regions_adds_endpoints_and_standby_is_left() -> None:
+    """``GET /v1/regions`` groups a known URL, adds unknown ones, and a standby region is left
+    for a writable one while one works."""
+    pool = EndpointPool(["http://eu.example"], clock=FakeClock())
+    eu = pool.choose()
+    assert eu is not None
+    pool.succeeded(eu, 0.01)
+    added = pool.learn(
+        {
+            "regions": [
+                {"name": "eu", "state": "standby", "endpoints": ["http://eu.example/"]},
+                {"name": "us", "state": "active", "endpoints": ["http://us.example", "ftp://x"]},
+                {"name": 3, "state": "active", "endpoints": ["http://bad"]},
+            ]
+        }
+    )
+    assert [e.url for e in added] == ["http://us.example"]
+    assert pool.region_of("http://eu.example") == "eu"
+    assert pool.region_of("http://us.example") == "us"
+    assert pool.choose().url == "http://us.example"  # type: ignore[union-attr]
+    pool.region_states["eu"] = "active"
+    pool.region_states["us"] = "standby"
+    pool.failed(pool.endpoints[1])
+    assert pool.choose() is eu
+
+
+def test_only_other_regions_are_probed_one_endpoint_each() -> None:
+    """The current region is measured by its requests; open breakers wait their turn."""
+    clock = FakeClock()
+    pool = EndpointPool(
+        [],
+        1,
+        5.0,
+        clock,
+        regions={"a": ["http://a1", "http://a2"], "b": ["http://b1", "http://b2"]},
+    )
+    a1, _, b1, b2 = pool.endpoints
+    pool.current = a1
+    assert pool.to_probe() == [b1]
+    pool.failed(b1)
+    assert pool.to_probe() == [b2]
+    pool.failed(b2)
+    assert pool.to_probe() == []
+    clock.now = 5.0
+    assert pool.to_probe() == [b1]
+
+
+def test_a_failed_health_check_before_switching_opens_the_breaker_at_once() -> None:
+    """In a region loss the region's other endpoints cost one try each, then another region."""
+    pool = EndpointPool(
+        [], 3, 5.0, FakeClock(), regions={"a": ["http://a1", "http://a2"], "b": ["http://b1"]}
+    )
+    a1, a2, b1 = pool.endpoints
+    assert pool.choose() is a1
+    for _ in range(3):
+        pool.failed(a1)
+    assert pool.choose() is a2 and pool.has_alternative()
+    pool.failed(a2, health_check=True)
+    assert pool.choose() is b1
+
+
+def test_another_healthy_region_makes_one_failure_enough() -> None:
+    """Only a region that answered its last probe counts; an unprobed one does not."""
+    pool = EndpointPool([], 3, 5.0, FakeClock(), regions={"a": ["http://a"], "b": ["http://b"]})
+    a, b = pool.endpoints
+    assert pool.choose() is a
+    assert not pool.healthy_elsewhere(a)  # b never answered
+    pool.succeeded(b, 0.05)
+    assert pool.healthy_elsewhere(a)
+    pool.failed(a, health_check=pool.healthy_elsewhere(a))
+    assert pool.choose() is b

@@ -149,6 +149,7 @@ class Cluster:
         """Start (or restart) region ``name`` over ``config``'s store."""
         topology = Topology(
             state=state,  # type: ignore[arg-type]
+            public_urls=(f"http://{name}.test",),
             peers={
                 peer: Peer(
                     peer, (f"http://{peer}.test",), (f"http://{peer}.test",), self.keys[peer]
@@ -189,3 +190,34 @@ def mutation(mid: str, doc_id: str, op: str = "set", **data: Any) -> dict[str, A
     if op != "delete":
         body["data"] = data
     return body
+
+
+class DeviceNet(httpx.AsyncBaseTransport):
+    """The network between devices and regions: ``http://<region>.test`` reaches that region's
+    app after the region's added latency; a region in ``down`` refuses connections."""
+
+    def __init__(self, regions: Mapping[str, Region], latency: Mapping[str, float]) -> None:
+        self.regions = regions
+        self.latency = dict(latency)
+        self.down: set[str] = set()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        name = request.url.host.removesuffix(".test")
+        if name in self.down or name not in self.regions:
+            raise httpx.ConnectError(f"{name} is unreachable", request=request)
+        await asyncio.sleep(self.latency.get(name, 0.0))
+        transport = httpx.ASGITransport(app=self.regions[name].app)
+        return await transport.handle_async_request(request)
+
+
+def isolate(regions: Mapping[str, Region], name: str, net: DeviceNet, up: bool = False) -> None:
+    """Cut (or, ``up``, restore) region ``name`` from devices and from every other region, as
+    a region lost to a power cut looks from outside: nothing it holds leaves it meanwhile."""
+    if up:
+        net.down.discard(name)
+    else:
+        net.down.add(name)
+    for region in regions.values():
+        for peer, link in region.links.items():
+            if name in (region.name, peer):
+                link.up = up

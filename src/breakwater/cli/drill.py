@@ -1,7 +1,9 @@
 """``breakwater drill``: named disasters, measured; one subcommand per drill.
 
-``standby-promotion`` is the first (docs/deploy.md, "Failover to a standby"); the routing issue
-adds node, store and region loss beside it.
+``standby-promotion`` loses a PostgreSQL primary under pushes (docs/deploy.md, "Failover to a
+standby"); ``node-loss``, ``region-loss``, ``store-loss`` and ``region-partition`` hit a local
+multi-region cluster (or one given by its cluster file) while SDK devices write, and report RTO,
+RPO, app errors, convergence and a plot (docs/operations.md#drills).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import json
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -21,6 +23,7 @@ from breakwater.cli.output import report_console
 
 if TYPE_CHECKING:
     from breakwater.chaos.promotion_drill import DrillResult
+    from breakwater.chaos.region_drill import DrillPlan, DrillReport
 
 app = typer.Typer(help="Run a named disaster against private engines and measure the recovery.")
 
@@ -95,3 +98,98 @@ def _table(results: list[DrillResult], modes: Sequence[str]) -> Table:
             str(sum(r.seqs_reused for r in mine)),
         )
     return table
+
+
+DRILL_HELP = {
+    "node-loss": "SIGKILL one node of the target region (of two); devices move to the other.",
+    "region-loss": "SIGKILL every node of the target region, restart it after the outage.",
+    "store-loss": "Lose the target region with its store; rebuild it empty after the outage.",
+    "region-partition": "Cut the target region off from the others; heal after the outage.",
+}
+
+
+async def _run_region_drill(
+    plan: DrillPlan, regions: int, cluster_dir: Path | None, work: Path, step: Any
+) -> DrillReport:
+    from breakwater.chaos.cluster import LocalCluster
+    from breakwater.chaos.cluster_spec import ClusterSpec
+    from breakwater.chaos.region_drill import run_drill
+
+    if cluster_dir is not None:
+        return await run_drill(plan, LocalCluster.attach(cluster_dir, step), work, step)
+    nodes = 2 if plan.drill == "node-loss" else 1
+    spec = ClusterSpec(regions=regions, nodes_per_region=nodes)
+    async with LocalCluster(spec, work / "cluster", step) as cluster:
+        return await run_drill(plan, cluster, work, step)
+
+
+def _region_table(report: DrillReport) -> Table:
+    table = Table(title=f"breakwater drill {report.drill} (region {report.target})")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key, value in report.to_json().items():
+        if key != "acks_per_second":
+            table.add_row(key, f"{value:.2f}" if isinstance(value, float) else str(value))
+    return table
+
+
+def _write_region_report(report: DrillReport, directory: Path, command: str) -> None:
+    from breakwater.chaos.drill_plot import acks_svg
+    from breakwater.chaos.region_drill import report_markdown
+
+    directory.mkdir(parents=True, exist_ok=True)
+    name = f"drill-{report.drill}"
+    title = f"drill {report.drill}: acknowledged writes per second"
+    plot = acks_svg(report.acks_per_second, report.fault_at_s, report.heal_at_s, title)
+    (directory / f"{name}.svg").write_text(plot)
+    (directory / f"{name}.md").write_text(report_markdown(report, f"{name}.svg", command))
+    (directory / f"{name}.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
+
+
+def _register_region_drill(name: str) -> None:
+    """``breakwater drill NAME`` for one drill of :mod:`breakwater.chaos.region_drill`."""
+
+    def command(
+        devices: Annotated[int, typer.Option(min=1, help="Simulated SDK devices.")] = 12,
+        warmup: Annotated[float, typer.Option(min=1.0, help="Seconds before the fault.")] = 5.0,
+        outage: Annotated[float, typer.Option(min=0.5, help="Seconds of fault.")] = 8.0,
+        settle: Annotated[float, typer.Option(min=1.0, help="Seconds after the heal.")] = 6.0,
+        regions: Annotated[int, typer.Option(min=2, help="Regions of the local cluster.")] = 3,
+        write_interval: Annotated[
+            float, typer.Option(min=0.01, help="Seconds between two writes of a device.")
+        ] = 0.25,
+        target: Annotated[str, typer.Option(help="Region to hit (default: the first).")] = "",
+        cluster_dir: Annotated[
+            Path | None,
+            typer.Option(help="Drill the cluster running there (its cluster.json)."),
+        ] = None,
+        report_dir: Annotated[
+            Path | None, typer.Option(help="Write drill-NAME.md, .svg and .json there.")
+        ] = None,
+    ) -> None:
+        from breakwater.chaos.region_drill import DrillPlan
+
+        plan = DrillPlan(name, devices, warmup, outage, settle, write_interval, target)  # type: ignore[arg-type]
+        long_run.stop_cleanly_on_signals()
+        with (
+            long_run.progress(f"{name}: starting") as step,
+            tempfile.TemporaryDirectory(prefix="breakwater-drill-") as work,
+        ):
+            report = asyncio.run(_run_region_drill(plan, regions, cluster_dir, Path(work), step))
+        report_console().print(_region_table(report))
+        if report_dir is not None:
+            command_line = (
+                f"breakwater drill {name} --devices {devices} --warmup {warmup:g}"
+                f" --outage {outage:g} --settle {settle:g} --write-interval {write_interval:g}"
+                + (" --cluster-dir DIR" if cluster_dir else f" --regions {regions}")
+            )
+            _write_region_report(report, report_dir, command_line)
+        if report.lost:
+            raise typer.Exit(1)  # RPO must be 0
+
+    command.__doc__ = DRILL_HELP[name]
+    app.command(name)(command)
+
+
+for _drill in DRILL_HELP:
+    _register_region_drill(_drill)

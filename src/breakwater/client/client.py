@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -52,6 +52,10 @@ class Client:
     """An offline-first client of one Breakwater deployment.
 
     ``endpoints``: base URLs of nodes, gateways or regions, in order of preference.
+    ``regions``: endpoints grouped by region (``{"eu": [...], "us": [...]}``), on top of
+    ``endpoints``; more are learned from the deployment's ``GET /v1/regions``. The client
+    starts in the nearest region, fails over, and returns home with hysteresis, probing the
+    other regions every ``region_probe_interval`` seconds (docs/sdk.md#regions).
     ``db_path``: the device database (created if missing).
     ``headers``: replaces ``client.auth`` as the source of credentials: a callable (sync or
     async) giving the headers to send with every request, e.g. an API key. Without it, every
@@ -92,12 +96,14 @@ class Client:
         sync: bool = True,
         http_transport: httpx.AsyncBaseTransport | None = None,
         physical_ms: Callable[[], int] = hlc_mod.system_ms,
+        regions: Mapping[str, Sequence[str]] | None = None,
+        region_probe_interval: float = 5.0,
     ) -> None:
         unknown = set(transports) - set(TRANSPORTS)
         if unknown:
             raise ValueError(f"unknown transports {sorted(unknown)}; use {sorted(TRANSPORTS)}")
         self._store = LocalStore(db_path, physical_ms)
-        self._pool = EndpointPool(endpoints, breaker_failures, breaker_reset)
+        self._pool = EndpointPool(endpoints, breaker_failures, breaker_reset, regions=regions)
         self._board = StatusBoard()
         self._signal = ChangeSignal()
         self._limits = limits or Limits()
@@ -119,6 +125,7 @@ class Client:
             backoff_cap,
             self._scope,
             offer_after_restore,
+            region_probe_interval,
         )
         self._sync_enabled = sync
         self._http_transport = http_transport

@@ -1,29 +1,45 @@
-"""Client-side failover across endpoints (regions, gateways): health, latency, breakers.
+"""Client-side routing across regions and their endpoints: health, latency, breakers, hysteresis.
 
-Each endpoint has a circuit breaker and a latency estimate (an EWMA of measured round trips).
-:meth:`EndpointPool.choose` prefers the endpoint the client is on while it works, else the
-fastest one whose breaker lets a call through, so a dead region is skipped quickly and probed
-again later, and a slow one is left for a faster one.
+Endpoints are grouped by region (the app's ``regions``, else one region per URL, refined by the
+deployment's directory, ``GET /v1/regions``). Each endpoint has a circuit breaker and a latency
+estimate (an EWMA of health probes and real round trips); a region's latency is its best
+endpoint's. :meth:`EndpointPool.choose` keeps the endpoint the client is on while it works (no
+flapping), else picks the best region (writable first, then fastest) whose breaker lets a call
+through. Moving while the current one works (back home after a failover, or to a region that
+became nearer) needs hysteresis: the other region answered ``settle_probes`` probes in a row
+and is faster by ``move_margin``, so two regions of similar latency never trade places.
+See docs/protocol.md#region-routing for the rules every SDK follows.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from breakwater.resilience import CircuitBreaker
 
 EWMA_WEIGHT = 0.3
+SETTLE_PROBES = 3
+MOVE_MARGIN = 0.3
+UNAVAILABLE_STATES = frozenset({"standby", "draining"})
+"""Directory states in which a region takes no writes: left while any other region works."""
+_STATE_RANK = {"active": 0, "unknown": 1, "unreachable": 2, "draining": 3, "standby": 3}
 
 
 @dataclass
 class Endpoint:
-    """One base URL with its breaker and latency estimate (seconds; ``None``: not measured)."""
+    """One base URL with its region, breaker and latency estimate (seconds; ``None``: not
+    measured); ``streak`` counts its successes in a row (reset by a failure)."""
 
     url: str
     breaker: CircuitBreaker
+    region: str
     latency: float | None = None
+    streak: int = 0
+    failing: bool = False
+    """Its last call failed (ranked after the others while its breaker is still closed)."""
 
     def observe_latency(self, seconds: float) -> None:
         """Fold one measured round trip into the estimate."""
@@ -34,7 +50,7 @@ class Endpoint:
 
 
 class EndpointPool:
-    """The endpoints of one deployment, in the app's order of preference."""
+    """The endpoints of one deployment, grouped by region, in the app's order of preference."""
 
     def __init__(
         self,
@@ -42,32 +58,161 @@ class EndpointPool:
         failure_threshold: int = 3,
         reset_timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        regions: Mapping[str, Sequence[str]] | None = None,
+        settle_probes: int = SETTLE_PROBES,
+        move_margin: float = MOVE_MARGIN,
     ) -> None:
-        if not urls:
+        grouped = [(url, url) for url in urls]
+        grouped += [(url, name) for name, members in (regions or {}).items() for url in members]
+        if not grouped:
             raise ValueError("at least one endpoint is needed")
-        self.endpoints = [
-            Endpoint(url.rstrip("/"), CircuitBreaker(failure_threshold, reset_timeout, clock))
-            for url in urls
-        ]
+        self._failure_threshold = failure_threshold
+        self._reset_timeout = reset_timeout
+        self._clock = clock
+        self.settle_probes = settle_probes
+        self.move_margin = move_margin
+        self.endpoints: list[Endpoint] = []
+        self.region_states: dict[str, str] = {}
+        """Each region's state from the last directory read (``active``, ``standby``, ...)."""
+        for url, region in grouped:
+            self._add(url, region)
         self.current: Endpoint | None = None
+
+    def _add(self, url: str, region: str) -> Endpoint:
+        url = url.rstrip("/")
+        for endpoint in self.endpoints:
+            if endpoint.url == url:
+                if endpoint.region == url:  # grouped by URL only: the name is news
+                    endpoint.region = region
+                return endpoint
+        breaker = CircuitBreaker(self._failure_threshold, self._reset_timeout, self._clock)
+        endpoint = Endpoint(url, breaker, region)
+        self.endpoints.append(endpoint)
+        return endpoint
+
+    # -- what the deployment says --------------------------------------------------------
+
+    def learn(self, directory: Mapping[str, Any]) -> list[Endpoint]:
+        """Take in a ``GET /v1/regions`` answer: name the regions of known URLs, add the
+        endpoints not known yet, note each region's state; the endpoints added."""
+        before = len(self.endpoints)
+        for region in directory.get("regions", []):
+            if not isinstance(region, dict) or not isinstance(region.get("name"), str):
+                continue
+            name = region["name"]
+            state = region.get("state")
+            self.region_states[name] = state if state in _STATE_RANK else "unknown"
+            for url in region.get("endpoints", []):
+                if isinstance(url, str) and url.startswith(("http://", "https://")):
+                    self._add(url, name)
+        return self.endpoints[before:]
+
+    def region_of(self, url: str) -> str | None:
+        """The region of the endpoint at ``url`` (``None``: not in the pool)."""
+        url = url.rstrip("/")
+        return next((e.region for e in self.endpoints if e.url == url), None)
+
+    def region_latency(self, region: str) -> float | None:
+        """The best measured latency of ``region``'s endpoints (``None``: none measured)."""
+        measured = [
+            e.latency for e in self.endpoints if e.region == region and e.latency is not None
+        ]
+        return min(measured) if measured else None
+
+    def unmeasured(self) -> list[Endpoint]:
+        """Endpoints never measured (probe them before the first choice: pick the nearest)."""
+        return [e for e in self.endpoints if e.latency is None and e.breaker.state == "closed"]
+
+    # -- choosing --------------------------------------------------------------------------
+
+    def _writable(self, endpoint: Endpoint) -> bool:
+        return self.region_states.get(endpoint.region, "unknown") not in UNAVAILABLE_STATES
+
+    def _rank(self, item: tuple[int, Endpoint]) -> tuple[bool, bool, int, float, int]:
+        index, endpoint = item
+        latency = self.region_latency(endpoint.region)
+        return (
+            endpoint.breaker.state != "closed",
+            endpoint.failing,
+            _STATE_RANK.get(self.region_states.get(endpoint.region, "unknown"), 1),
+            latency if latency is not None else 0.0,
+            index,
+        )
 
     def choose(self) -> Endpoint | None:
         """The endpoint to use now, or ``None`` when every breaker is open."""
-        if self.current is not None and self.current.breaker.state == "closed":
-            return self.current
-        ranked = sorted(
-            enumerate(self.endpoints),
-            key=lambda item: (
-                item[1].breaker.state != "closed",
-                item[1].latency if item[1].latency is not None else 0.0,
-                item[0],
-            ),
-        )
+        current = self.current
+        if current is not None and current.breaker.state == "closed":
+            better = self.better_region()
+            if better is not None:
+                self.current = better
+                return better
+            if self._writable(current) or not self._others_writable(current):
+                return current
+        ranked = sorted(enumerate(self.endpoints), key=self._rank)
         for _, endpoint in ranked:
             if endpoint.breaker.allow():
                 self.current = endpoint
                 return endpoint
         return None
+
+    def _others_writable(self, current: Endpoint) -> bool:
+        return any(
+            e.region != current.region and e.breaker.state == "closed" and self._writable(e)
+            for e in self.endpoints
+        )
+
+    def better_region(self) -> Endpoint | None:
+        """An endpoint of another region worth moving to while the current one works: settled
+        (``settle_probes`` successes in a row), writable, and faster by ``move_margin``."""
+        current = self.current
+        if current is None:
+            return None
+        here = self.region_latency(current.region)
+        if here is None:
+            return None
+        best: Endpoint | None = None
+        for endpoint in self.endpoints:
+            if (
+                endpoint.region == current.region
+                or endpoint.breaker.state != "closed"
+                or endpoint.streak < self.settle_probes
+                or endpoint.latency is None
+                or not self._writable(endpoint)
+            ):
+                continue
+            if endpoint.latency < here * (1 - self.move_margin) and (
+                best is None or endpoint.latency < (best.latency or 0.0)
+            ):
+                best = endpoint
+        return best
+
+    def to_probe(self) -> list[Endpoint]:
+        """Endpoints of other regions to health-probe now: one per region, whose breaker lets
+        a call through (the current endpoint is measured by its real requests)."""
+        chosen: dict[str, Endpoint] = {}
+        for endpoint in sorted(self.endpoints, key=lambda e: e.breaker.state != "closed"):
+            here = self.current is not None and endpoint.region == self.current.region
+            if not here and endpoint.breaker.retry_in() == 0:
+                chosen.setdefault(endpoint.region, endpoint)
+        return list(chosen.values())
+
+    def healthy_elsewhere(self, failed: Endpoint) -> bool:
+        """Another region answered its last probe or call (breaker closed, not failing): a
+        failure of ``failed`` is then reason enough to move there, without waiting for the
+        breaker's threshold; the failed endpoint comes back by the hysteresis rule."""
+        return any(
+            e.region != failed.region
+            and e.breaker.state == "closed"
+            and e.streak > 0
+            and self._writable(e)
+            for e in self.endpoints
+        )
+
+    def has_alternative(self) -> bool:
+        """Some endpoint other than the current one has a closed breaker (no backoff needed
+        before trying it: backoff spares a failing server, and that one has not failed)."""
+        return any(e is not self.current and e.breaker.state == "closed" for e in self.endpoints)
 
     def retry_in(self) -> float:
         """Seconds until some endpoint's breaker lets a probe through."""
@@ -82,9 +227,22 @@ class EndpointPool:
         """A call to ``endpoint`` worked and took ``latency`` seconds."""
         endpoint.breaker.record_success()
         endpoint.observe_latency(latency)
+        endpoint.streak += 1
+        endpoint.failing = False
 
-    def failed(self, endpoint: Endpoint) -> None:
-        """A call to ``endpoint`` failed; after enough failures its breaker opens."""
-        endpoint.breaker.record_failure()
+    def failed(self, endpoint: Endpoint, health_check: bool = False) -> None:
+        """A call to ``endpoint`` failed; after enough failures its breaker opens. With
+        ``health_check`` (a check before switching to it failed, or another region is known
+        healthy) it opens at once: a failover then costs one try, not a threshold of them."""
+        if health_check:
+            endpoint.breaker.trip()
+        else:
+            endpoint.breaker.record_failure()
+        endpoint.streak = 0
+        endpoint.failing = True
         if endpoint.breaker.state != "closed" and self.current is endpoint:
             self.current = None
+
+    def regions(self) -> Iterable[str]:
+        """The regions in the pool, in order of first appearance."""
+        return dict.fromkeys(e.region for e in self.endpoints)

@@ -93,7 +93,8 @@ def error_for_problem(status: int, problem: dict[str, Any]) -> BreakwaterError:
     """The error for a problem+json answer; 5xx and 429 are transient (EndpointUnavailable)."""
     detail = str(problem.get("detail", f"HTTP {status}"))
     if status >= 500 or status == 429:
-        return EndpointUnavailable(detail, retry_after=None)
+        # The type stays readable: ``region_standby`` tells the SDK to route writes elsewhere.
+        return EndpointUnavailable(detail, retry_after=None, problem=str(problem.get("type", "")))
     extra = {k: v for k, v in problem.items() if k not in ("type", "title", "status", "detail")}
     cls = _BY_TYPE.get(str(problem.get("type")))
     if cls is None:

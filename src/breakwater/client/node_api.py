@@ -154,6 +154,11 @@ class NodeApi:
         result: dict[str, Any] = await self._call("GET", "/v1/sync/pull", params=params, **extra)
         return result
 
+    async def regions(self) -> dict[str, Any]:
+        """``GET /v1/regions``: the deployment's region directory (docs/protocol.md)."""
+        result: dict[str, Any] = await self._call("GET", "/v1/regions")
+        return result
+
     async def ready(self) -> float:
         """``GET /readyz``; returns the round-trip time, raises when the node cannot serve."""
         await self._call("GET", "/readyz")

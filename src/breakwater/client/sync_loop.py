@@ -16,6 +16,11 @@ other devices' changes keep arriving while the device's own writes wait.
 
 Failures mark the endpoint in the pool (circuit breaker, failover) and wait with exponential
 backoff and full jitter before the next iteration.
+
+Region routing (docs/protocol.md#region-routing-every-sdk): before the first choice every
+endpoint is probed once (a new device starts in the nearest region); a prober task probes the
+other regions every ``region_probe_interval`` and re-reads the directory (``GET /v1/regions``)
+every ``ttl``, and wakes the loop when the pool has a better region to move to.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +59,7 @@ from breakwater.resilience import Backoff
 log = logging.getLogger("breakwater.client")
 
 MAX_RESTAMPS_PER_PUSH = 3
+DEFAULT_DIRECTORY_TTL = 30.0
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,8 @@ class SyncSettings:
     backoff_cap: float = 30.0
     collections: Scope = None
     offer_after_restore: bool = True
+    region_probe_interval: float = 5.0
+    probe_timeout: float = 2.0
 
 
 class SyncLoop:
@@ -100,6 +109,9 @@ class SyncLoop:
         self._transports = list(transports)
         self._backoff = Backoff(settings.backoff_base, settings.backoff_cap)
         self._ladder_task: asyncio.Task[None] | None = None
+        self._prober_task: asyncio.Task[None] | None = None
+        self._directory_ttl = DEFAULT_DIRECTORY_TTL
+        self._directory_read_at = -math.inf
         self._endpoint: Endpoint | None = None
         self._push_batch = settings.push_batch
 
@@ -108,6 +120,9 @@ class SyncLoop:
     async def run(self) -> None:
         """Sync forever (cancel the task to stop)."""
         try:
+            if len(list(self.pool.regions())) > 1:
+                await self._probe(self.pool.unmeasured())
+            self._prober_task = asyncio.create_task(self._probe_regions())
             while True:
                 endpoint = self.pool.choose()
                 if endpoint is None:
@@ -120,15 +135,26 @@ class SyncLoop:
                 # Cleared before the attempt, not before the wait after it: a sync_now that
                 # arrives while a request hangs on a dead link cuts the following wait short.
                 self.retry_now.clear()
+                switching = endpoint is not self._endpoint
                 try:
-                    if endpoint is not self._endpoint:
+                    if switching:
                         # Health before switching: a draining or unready node answers 503.
                         self.pool.succeeded(endpoint, await api.ready())
+                        switching = False
                         await self._use(endpoint)
                     await self._sync_once(api)
                 except (EndpointUnavailable, httpx.HTTPError) as exc:
-                    self.pool.failed(endpoint)
+                    if isinstance(exc, EndpointUnavailable) and exc.extra.get("problem") in (
+                        "region_standby",
+                    ):
+                        self.pool.region_states[endpoint.region] = "standby"
+                    # Fail over at the first timeout or refusal when another region is known
+                    # healthy: a breaker's threshold of failures costs a timeout each.
+                    trip = switching or self.pool.healthy_elsewhere(endpoint)
+                    self.pool.failed(endpoint, health_check=trip)
                     self.board.update(state="offline", last_error=str(exc))
+                    if self.pool.current is None and self.pool.has_alternative():
+                        continue  # fail over now: the next endpoint has not failed
                     delay = getattr(exc, "retry_after", None) or self._backoff.next_delay()
                     await self._backoff_sleep(delay)
                     continue
@@ -146,6 +172,59 @@ class SyncLoop:
                 await self._sleep_or_wake(self.settings.poll_interval)
         finally:
             await self._stop_ladder()
+            if self._prober_task is not None:
+                self._prober_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._prober_task
+
+    # -- region routing -------------------------------------------------------------------
+
+    async def _probe(self, endpoints: Sequence[Endpoint]) -> None:
+        """``GET /readyz`` on each of ``endpoints`` at once, each bounded by
+        ``probe_timeout``: successes feed latency and streaks, failures the breakers."""
+
+        async def probe(endpoint: Endpoint) -> None:
+            if not endpoint.breaker.allow():
+                return
+            try:
+                async with asyncio.timeout(self.settings.probe_timeout):
+                    latency = await NodeApi(self.http, endpoint.url).ready()
+            except (EndpointUnavailable, httpx.HTTPError, TimeoutError, BreakwaterError):
+                self.pool.failed(endpoint)
+                return
+            self.pool.succeeded(endpoint, latency)
+
+        await asyncio.gather(*(probe(endpoint) for endpoint in endpoints))
+
+    async def _probe_regions(self) -> None:
+        """Probe the other regions and re-read the directory, forever; wake the loop when
+        the pool would move (home again after a failover, or a region that became nearer)."""
+        while True:
+            await asyncio.sleep(self.settings.region_probe_interval)
+            endpoint = self._endpoint
+            loop = asyncio.get_running_loop()
+            if endpoint is not None and loop.time() - self._directory_read_at > self._directory_ttl:
+                await self._learn(NodeApi(self.http, endpoint.url))
+            await self._probe(self.pool.to_probe())
+            if self.pool.better_region() is not None:
+                self.wake.set()
+
+    async def _learn(self, api: NodeApi) -> None:
+        """Read the deployment's region directory from ``api``'s node (older nodes lack it:
+        then the app's configuration is all the SDK knows)."""
+        self._directory_read_at = asyncio.get_running_loop().time()
+        try:
+            async with asyncio.timeout(self.settings.probe_timeout):
+                directory = await api.regions()
+        except (EndpointUnavailable, httpx.HTTPError, TimeoutError, BreakwaterError) as exc:
+            log.debug("no region directory from %s: %s", api.base_url, exc)
+            return
+        ttl = directory.get("ttl")
+        if isinstance(ttl, int | float) and ttl > 0:
+            self._directory_ttl = float(ttl)
+        added = self.pool.learn(directory)
+        if added:
+            log.info("learned endpoints %s", [e.url for e in added])
 
     async def _sleep_or_wake(self, seconds: float) -> None:
         """Wait up to ``seconds`` for a local write or a realtime notice."""
@@ -168,6 +247,7 @@ class SyncLoop:
         if await self.store.use_endpoint(endpoint.url):
             log.info("now on %s: pushing unsettled acknowledged writes again", endpoint.url)
         self._endpoint = endpoint
+        await self._learn(NodeApi(self.http, endpoint.url))
         await self._stop_ladder()
         self.board.update(endpoint=endpoint.url)
         ladder = TransportLadder(

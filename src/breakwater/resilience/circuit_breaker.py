@@ -63,6 +63,12 @@ class CircuitBreaker:
         if self._opened_at is not None and not self._probing:
             self._opened_at = self._clock() - self.reset_timeout
 
+    def trip(self) -> None:
+        """Open now, whatever the count (a health check before first use failed)."""
+        self._failures = max(self._failures, self.failure_threshold)
+        self._opened_at = self._clock()
+        self._probing = False
+
     def record_success(self) -> None:
         """A call succeeded: close the breaker."""
         self._failures = 0

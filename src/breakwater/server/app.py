@@ -47,6 +47,7 @@ from breakwater.server import (
     health,
     oidc_api,
     problems,
+    regions_api,
     replication_api,
     status_api,
     sync_api,
@@ -414,6 +415,7 @@ def create_app(
     app.include_router(files_api.router)
     app.include_router(sync_api.router)
     app.include_router(replication_api.router)
+    app.include_router(regions_api.router)
     app.include_router(realtime_sse.router)
     app.add_middleware(DirectRoutes, routes=_direct_routes())
     # Outside the direct routes, so that every request, pushes included, has its caller

@@ -1,0 +1,329 @@
+"""Region drills: lose a node, a region, a region's store, or cut a region off, while simulated
+SDK devices write and read, and measure what their users would have seen.
+
+The devices are real SDK clients (:class:`breakwater.client.Client`) given every region's device
+endpoints; the target region's are the nearest (the others' device proxies get
+:data:`FARTHER_MS` more), so every device starts there and a loss drill moves all of them. Each
+device writes a new document every ``write_interval_s``. Measured:
+
+- **RTO** per device on what the fault takes away (the node, the region) when it begins: from
+  the fault to the first acknowledgement it receives afterwards (p50, p99, max over those);
+- **RPO**: acknowledged writes missing from a surviving region once the drill has converged
+  (must be 0: the SDK re-pushes acknowledged writes ``stable`` did not cover, I2 dedupes them);
+- **app errors**: writes the server rejected (the only errors an offline-first app sees);
+- **convergence**: from the heal until every region holds every acknowledged write;
+- acknowledged writes per second through the drill, for the SVG plot (:mod:`.drill_plot`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+
+from breakwater.chaos.cluster import LocalCluster
+from breakwater.client import Client, Event, MutationRejected, MutationsAcknowledged
+from breakwater.client.events import StatusChanged
+
+DrillName = Literal["node-loss", "region-loss", "store-loss", "region-partition"]
+DRILLS: tuple[DrillName, ...] = ("node-loss", "region-loss", "store-loss", "region-partition")
+FARTHER_MS = 15.0
+"""Added to the other regions' device links, so that the target is every device's nearest."""
+COLLECTION = "drill"
+CONVERGENCE_LIMIT_S = 120.0
+
+
+@dataclass(frozen=True)
+class DrillPlan:
+    """How one drill runs; ``target`` is the region hit (default: the first)."""
+
+    drill: DrillName
+    devices: int = 12
+    warmup_s: float = 5.0
+    outage_s: float = 8.0
+    settle_s: float = 6.0
+    write_interval_s: float = 0.25
+    target: str = ""
+
+
+@dataclass
+class DrillReport:
+    """What one drill measured (seconds; ``None``: nothing to measure, e.g. RTO when no device
+    was on the target, or a device never served again)."""
+
+    drill: str
+    target: str
+    devices: int
+    affected: int
+    rto_p50_s: float | None
+    rto_p99_s: float | None
+    rto_max_s: float | None
+    never_recovered: int
+    acknowledged: int
+    lost: int
+    app_errors: int
+    convergence_s: float | None
+    fault_at_s: float
+    heal_at_s: float
+    acks_per_second: list[int] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as a JSON object."""
+        return asdict(self)
+
+
+def percentile(values: Sequence[float], share: float) -> float | None:
+    """The nearest-rank percentile of ``values`` (``None`` when empty)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, int(share * len(ordered) + 0.999999) - 1))
+    return ordered[rank]
+
+
+class DrillDevice:
+    """One simulated phone: writes a new document every interval, remembers every first
+    acknowledgement (mutation id and monotonic time) and each rejection."""
+
+    def __init__(self, name: str, client: Client) -> None:
+        self.name = name
+        self.client = client
+        self.acked: dict[str, float] = {}
+        self.doc_of: dict[str, str] = {}
+        self.rejected = 0
+        self.endpoint: str | None = None
+        client.on(self._event)
+
+    def _event(self, event: Event) -> None:
+        if isinstance(event, MutationsAcknowledged):
+            now = time.monotonic()
+            for entry in event.entries:
+                self.acked.setdefault(entry.mutation_id, now)
+                self.doc_of[entry.mutation_id] = entry.doc_id
+        elif isinstance(event, MutationRejected):
+            self.rejected += 1
+        elif isinstance(event, StatusChanged):
+            self.endpoint = event.status.endpoint
+
+    async def write_forever(self, interval: float) -> None:
+        docs = self.client.collection(COLLECTION)
+        count = 0
+        while True:
+            await docs.set(f"{self.name}-{count}", {"device": self.name, "n": count})
+            count += 1
+            await asyncio.sleep(interval)
+
+    def first_ack_after(self, moment: float) -> float | None:
+        later = [at for at in self.acked.values() if at >= moment]
+        return min(later) - moment if later else None
+
+
+async def doc_ids(url: str) -> set[str] | None:
+    """Every document id of the drill's collection a region serves (``None``: unreachable)."""
+    ids: set[str] = set()
+    cursor = ""
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+            while True:
+                answer = await http.get(
+                    "/v1/sync/pull",
+                    params={"cursor": cursor, "limit": 1000, "collections": COLLECTION},
+                )
+                answer.raise_for_status()
+                page = answer.json()
+                ids.update(change["id"] for change in page["changes"])
+                cursor = page["cursor"]
+                if not page["has_more"]:
+                    return ids
+    except httpx.HTTPError:
+        return None
+
+
+class Fault:
+    """A drill's fault and its healing, on a running local cluster."""
+
+    def __init__(self, cluster: LocalCluster, drill: DrillName, target: str) -> None:
+        self.cluster = cluster
+        self.drill = drill
+        self.target = target
+
+    def hit_urls(self) -> set[str]:
+        """The device URLs the fault takes away (none for a partition between regions)."""
+        region = self.cluster.region(self.target)
+        if self.drill == "node-loss":
+            return {region.nodes[0].device_url}
+        return set() if self.drill == "region-partition" else set(region.device_urls())
+
+    async def inject(self) -> None:
+        region = self.cluster.region(self.target)
+        if self.drill == "node-loss":
+            await self.cluster.kill_node(region.nodes[0].name)
+        elif self.drill == "region-loss":
+            await self.cluster.kill_region(self.target)
+        elif self.drill == "store-loss":
+            await self.cluster.lose_region(self.target)
+        else:
+            await self.cluster.set_fault(self.cluster.region_links(self.target), "partition")
+
+    async def heal(self) -> None:
+        region = self.cluster.region(self.target)
+        if self.drill == "node-loss":
+            await self.cluster.start_node(region.nodes[0].name)
+        elif self.drill in ("region-loss", "store-loss"):
+            await self.cluster.start_region(self.target)
+        else:
+            await self.cluster.clear_fault(self.cluster.region_links(self.target), "partition")
+
+
+def device_regions(cluster: LocalCluster, rotate: int) -> dict[str, list[str]]:
+    """Every region's device URLs, the regions in an order rotated by ``rotate``."""
+    regions = list(cluster.running.regions.values())
+    rotated = regions[rotate % len(regions) :] + regions[: rotate % len(regions)]
+    return {region.name: region.device_urls() for region in rotated}
+
+
+async def run_drill(
+    plan: DrillPlan,
+    cluster: LocalCluster,
+    work: Path,
+    progress: Callable[[str], None] = lambda _: None,
+) -> DrillReport:
+    """Run ``plan`` against the running ``cluster``; device databases go under ``work``."""
+    target = plan.target or next(iter(cluster.running.regions))
+    others = [name for name in cluster.running.regions if name != target]
+    farther = [n.device_proxy for name in others for n in cluster.region(name).nodes]
+    await cluster.set_fault(farther, "latency", {"ms": FARTHER_MS})
+    fault = Fault(cluster, plan.drill, target)
+    started = time.monotonic()
+    async with contextlib.AsyncExitStack() as stack:
+        devices = []
+        for index in range(plan.devices):
+            client = Client(
+                [],
+                work / f"device-{index}.db",
+                regions=device_regions(cluster, index),
+                transports=("long_poll",),
+                backoff_base=0.05,
+                backoff_cap=0.5,
+                breaker_reset=1.0,
+                request_timeout=2.0,
+                region_probe_interval=1.0,
+                poll_interval=2.0,
+            )
+            await stack.enter_async_context(client)
+            devices.append(DrillDevice(f"d{index}", client))
+        writers = [asyncio.create_task(d.write_forever(plan.write_interval_s)) for d in devices]
+        try:
+            progress(f"{plan.drill}: {plan.devices} devices writing")
+            await asyncio.sleep(plan.warmup_s)
+            hit = fault.hit_urls()
+            affected = [d for d in devices if d.endpoint in hit]
+            fault_at = time.monotonic()
+            progress(f"{plan.drill}: fault on {target}")
+            await fault.inject()
+            await asyncio.sleep(plan.outage_s)
+            heal_at = time.monotonic()
+            progress(f"{plan.drill}: healing {target}")
+            await fault.heal()
+            await asyncio.sleep(plan.settle_s)
+        finally:
+            for task in writers:
+                task.cancel()
+            await asyncio.gather(*writers, return_exceptions=True)
+        acked_ids = {d.doc_of[m] for d in devices for m in d.acked if m in d.doc_of}
+        progress(f"{plan.drill}: waiting for convergence")
+        convergence = await _converged(cluster, acked_ids, heal_at)
+        lost = await _lost(cluster, acked_ids)
+    await cluster.clear_fault(farther, "latency")
+    rto = [d.first_ack_after(fault_at) for d in affected]
+    measured = [value for value in rto if value is not None]
+    ack_times = [at for d in devices for at in d.acked.values()]
+    seconds = int(time.monotonic() - started) + 1
+    bins = [0] * seconds
+    for at in ack_times:
+        bins[min(seconds - 1, int(at - started))] += 1
+    return DrillReport(
+        drill=plan.drill,
+        target=target,
+        devices=plan.devices,
+        affected=len(affected),
+        rto_p50_s=percentile(measured, 0.5),
+        rto_p99_s=percentile(measured, 0.99),
+        rto_max_s=max(measured) if measured else None,
+        never_recovered=len(rto) - len(measured),
+        acknowledged=len(acked_ids),
+        lost=lost,
+        app_errors=sum(d.rejected for d in devices),
+        convergence_s=convergence,
+        fault_at_s=fault_at - started,
+        heal_at_s=heal_at - started,
+        acks_per_second=bins,
+    )
+
+
+async def _every_region(
+    cluster: LocalCluster, check: Callable[[set[str] | None], bool]
+) -> Mapping[str, bool]:
+    regions = cluster.running.regions.values()
+    found: list[set[str] | None] = await asyncio.gather(
+        *(doc_ids(region.node_urls()[0]) for region in regions)
+    )
+    return {region.name: check(ids) for region, ids in zip(regions, found, strict=True)}
+
+
+async def _converged(cluster: LocalCluster, acked: set[str], heal_at: float) -> float | None:
+    """Seconds from the heal until every region holds every acknowledged write."""
+    deadline = time.monotonic() + CONVERGENCE_LIMIT_S
+    while time.monotonic() < deadline:
+        held = await _every_region(cluster, lambda ids: ids is not None and acked <= ids)
+        if all(held.values()):
+            return time.monotonic() - heal_at
+        await asyncio.sleep(0.25)
+    return None
+
+
+async def _lost(cluster: LocalCluster, acked: set[str]) -> int:
+    """Acknowledged writes that the best-stocked region lacks (the RPO, in writes)."""
+    regions = cluster.running.regions.values()
+    found = await asyncio.gather(*(doc_ids(region.node_urls()[0]) for region in regions))
+    held: list[set[str]] = [ids for ids in found if ids is not None]
+    return min((len(acked - ids) for ids in held), default=len(acked))
+
+
+def _seconds(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f} s"
+
+
+def report_markdown(report: DrillReport, plot_name: str, command: str) -> str:
+    """The drill's report as a Markdown page (docs/reports/), with its plot."""
+    rto = (report.rto_p50_s, report.rto_p99_s, report.rto_max_s)
+    rows = [
+        ("devices (on the target when it failed)", f"{report.devices} ({report.affected})"),
+        ("RTO p50 / p99 / max", " / ".join(_seconds(v) for v in rto)),
+        ("devices never served again", str(report.never_recovered)),
+        ("acknowledged writes", str(report.acknowledged)),
+        ("RPO: acknowledged writes lost", str(report.lost)),
+        ("errors seen by the app", str(report.app_errors)),
+        ("convergence after the heal", _seconds(report.convergence_s)),
+    ]
+    lines = [
+        f"# Drill `{report.drill}` on region `{report.target}`",
+        "",
+        f"Command: `{command}`",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        *(f"| {name} | {value} |" for name, value in rows),
+        "",
+        f"Fault at {report.fault_at_s:.1f} s, heal at {report.heal_at_s:.1f} s.",
+        "",
+        f"![acknowledged writes per second]({plot_name})",
+        "",
+    ]
+    return "\n".join(lines)
