@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from fastapi.routing import APIRoute
+
+from breakwater.server.direct_routes import DirectRoutes
 
 PUSH = {"mutations": [{"mutation_id": "m1", "collection": "t", "id": "a", "op": "set", "data": {}}]}
 
@@ -51,3 +55,81 @@ async def test_an_unexpected_failure_in_a_push_is_a_500_problem(
     assert response.status_code == 500
     assert response.json()["type"].endswith("internal_error")
     assert "boom" not in response.text
+
+
+DOC = "/v1/collections/t/docs"
+ODD_REQUESTS: list[tuple[str, str, bytes | None, dict[str, str]]] = [
+    ("PUT", f"{DOC}/a", b'{"n": 1}', {}),
+    ("PUT", f"{DOC}/a", b'{"n": 2}', {"If-Match": '"nope"'}),
+    ("PUT", f"{DOC}/a", b"{", {}),
+    ("PUT", f"{DOC}/a", b"", {}),
+    ("PUT", f"{DOC}/a/", b'{"n": 1}', {}),
+    ("PUT", "/v1/collections//docs/a", b'{"n": 1}', {}),
+    ("PUT", f"{DOC}/a%2Fb", b'{"n": 1}', {}),
+    ("PUT", f"{DOC}/%C3%A9t%C3%A9", b'{"n": 1}', {}),
+    ("PUT", "/v1/collections/bad name/docs/a", b'{"n": 1}', {}),
+    ("PUT", f"{DOC}/b", b'{"n": 1}', {"Idempotency-Key": "k1"}),
+    ("PUT", f"{DOC}/b", b'{"n": 1}', {"Idempotency-Key": "k1"}),
+    ("PATCH", f"{DOC}/a", b'{"m": 3}', {}),
+    ("PATCH", f"{DOC}/missing", b'{"m": 3}', {}),
+    ("GET", f"{DOC}/a", None, {}),
+    ("GET", f"{DOC}/missing", None, {}),
+    ("HEAD", f"{DOC}/a", None, {}),
+    ("POST", f"{DOC}/a", b"{}", {}),
+    ("DELETE", f"{DOC}/a", None, {}),
+    ("DELETE", f"{DOC}/a", None, {}),
+    ("GET", f"{DOC}/a", None, {}),
+]
+
+
+def _shape(response: httpx.Response) -> tuple[Any, ...]:
+    """What must not depend on the routing: status, media type, problem type, body fields."""
+    body: Any = None
+    if response.content and response.headers.get("content-type", "").endswith("json"):
+        parsed = response.json()
+        body = parsed.get("type") or sorted(parsed) if isinstance(parsed, dict) else parsed
+    headers = {name: response.headers.get(name) for name in ("allow", "idempotent-replayed")}
+    return response.status_code, response.headers.get("content-type"), body, headers
+
+
+async def test_document_routes_answer_as_the_router_does(
+    make_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Each request, odd paths included, gets the same answer with and without the direct
+    dispatch of the single-document routes."""
+    direct: httpx.AsyncClient = await make_client()
+    direct_shapes = [
+        _shape(await direct.request(method, path, content=body, headers=headers))
+        for method, path, body, headers in ODD_REQUESTS
+    ]
+    routed: httpx.AsyncClient = await make_client(data=tmp_path / "routed")
+    monkeypatch.setattr(DirectRoutes, "_find", lambda self, method, path: None)
+    routed_shapes = [
+        _shape(await routed.request(method, path, content=body, headers=headers))
+        for method, path, body, headers in ODD_REQUESTS
+    ]
+    assert direct_shapes == routed_shapes
+    # The list covers writes, replays, refusals, fall-throughs to 404 and the router's 405.
+    assert {201, 200, 400, 404, 405} <= {shape[0] for shape in direct_shapes}
+
+
+async def test_document_writes_skip_the_router(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A document's read and writes never reach FastAPI's route handling (the cost this
+    layer removes), and are counted under their route template."""
+
+    async def refuse(*_: object) -> None:
+        raise AssertionError("routed")
+
+    monkeypatch.setattr(APIRoute, "handle", refuse)
+    assert (await client.put(f"{DOC}/a", json={"n": 1})).status_code == 201
+    assert (await client.patch(f"{DOC}/a", json={"n": 2})).status_code == 200
+    assert (await client.get(f"{DOC}/a")).json()["data"]["n"] == 2
+    assert (await client.delete(f"{DOC}/a")).status_code == 200
+    monkeypatch.undo()  # /metrics is routed
+    metrics = (await client.get("/metrics")).text
+    template = "/v1/collections/{collection}/docs/{doc_id}"
+    for method, status in (("PUT", 201), ("PATCH", 200), ("GET", 200), ("DELETE", 200)):
+        labels = f'method="{method}",route="{template}",status="{status}"'
+        assert f"breakwater_http_requests_total{{{labels}}} 1.0" in metrics

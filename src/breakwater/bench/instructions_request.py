@@ -20,8 +20,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-Mode = Literal["off", "on", "dropped"]
-"""Tracing off; on with every trace kept; on with every trace dropped by the sampler."""
+Mode = Literal["off", "on", "dropped", "put"]
+"""Tracing off; on with every trace kept; on with every trace dropped by the sampler; tracing
+off with each write a REST ``PUT`` of the same document instead of a push."""
 FEW, MANY = 40, 200
 """Pushes of the two measured runs; their difference is what one more push costs."""
 
@@ -35,7 +36,7 @@ from breakwater.config import load_config
 from breakwater.server.app import create_app
 
 PUSHES, MODE = int(sys.argv[1]), sys.argv[2]
-TRACED = MODE != "off"
+TRACED = MODE in ("on", "dropped")
 
 
 async def main() -> None:
@@ -62,10 +63,14 @@ async def main() -> None:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
             for index in range(PUSHES):
-                body = {"mutations": [{"mutation_id": f"m{index}", "collection": "bench",
-                                       "id": f"d{index}", "op": "set", "data": {"n": index}}]}
-                answer = await client.post("/v1/sync/push", json=body, headers=headers)
-                if answer.status_code != 200:
+                if MODE == "put":
+                    answer = await client.put(f"/v1/collections/bench/docs/d{index}",
+                                              json={"n": index}, headers=headers)
+                else:
+                    body = {"mutations": [{"mutation_id": f"m{index}", "collection": "bench",
+                                           "id": f"d{index}", "op": "set", "data": {"n": index}}]}
+                    answer = await client.post("/v1/sync/push", json=body, headers=headers)
+                if answer.status_code not in (200, 201):
                     raise RuntimeError(answer.text)
             await asyncio.sleep(0.05)  # the follower's last page
 
@@ -111,12 +116,15 @@ def per_push(mode: Mode, source: Path | None = None) -> int:
 
 
 def run(
-    baseline_src: Path | None = None, modes: tuple[Mode, ...] = ("off", "on", "dropped")
+    baseline_src: Path | None = None, modes: tuple[Mode, ...] = ("off", "on", "dropped", "put")
 ) -> dict[str, Any]:
-    """Instructions per push in each tracing mode, and for ``baseline_src`` (tracing off)."""
+    """Instructions per write in each mode, and for ``baseline_src`` (tracing off, and a
+    ``PUT`` when ``put`` is among the modes)."""
     report: dict[str, Any] = {"pushes": [FEW, MANY], "mutations_per_push": 1}
     for mode in modes:
-        report[f"tracing_{mode}"] = per_push(mode)
+        report["rest_put" if mode == "put" else f"tracing_{mode}"] = per_push(mode)
     if baseline_src is not None:
         report["baseline"] = per_push("off", baseline_src)
+        if "put" in modes:
+            report["baseline_put"] = per_push("put", baseline_src)
     return report

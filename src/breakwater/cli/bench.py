@@ -164,12 +164,17 @@ def _instructions_per_request(baseline_src: Path | None, json_path: Path | None)
             console.print(f"[red]{error}[/red]")
             raise typer.Exit(1) from error
     off = report["tracing_off"]
-    for name in ("baseline", "tracing_off", "tracing_on", "tracing_dropped"):
+    for name in ("baseline", "tracing_off", "tracing_on", "tracing_dropped", "rest_put"):
         if name in report:
             console.print(
-                f"{name.replace('_', ' ')}: {report[name]:,} instructions per push"
+                f"{name.replace('_', ' ')}: {report[name]:,} instructions per write"
                 f" ({report[name] / off:.3f} of tracing off)"
             )
+    if "baseline_put" in report:
+        console.print(
+            f"baseline rest put: {report['baseline_put']:,} instructions"
+            f" ({report['baseline_put'] / report['baseline']:.3f} of the baseline's push)"
+        )
     _write_json(report, json_path)
 
 
@@ -348,7 +353,7 @@ def instructions(
         typer.Option(
             "--requests",
             help="Per single-mutation push through the whole node in one process, tracing"
-            " off and on (a few minutes).",
+            " off and on, and per REST PUT (a few minutes).",
         ),
     ] = False,
     baseline_src: Annotated[

@@ -13,7 +13,6 @@ import httpx
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.telemetry import TelemetryConfig
-from starlette.routing import BaseRoute
 
 import breakwater
 from breakwater.auth.external_tokens import ExternalIssuer
@@ -62,7 +61,7 @@ from breakwater.server.application.replication import Replication
 from breakwater.server.application.writes import Writes
 from breakwater.server.auth_backend import auth_store_for
 from breakwater.server.cors import Cors, Origins
-from breakwater.server.direct_routes import DirectRoutes, Endpoint
+from breakwater.server.direct_routes import DirectRoutes
 from breakwater.server.middleware import ObserveRequests
 from breakwater.server.node import Node
 from breakwater.server.rate_limit import Pseudonyms, RateLimiter
@@ -303,14 +302,26 @@ async def _compact_forever(node: Node) -> None:
             _log.warning("compaction_failed", error=error.type, detail=error.detail)
 
 
-def _direct_routes() -> dict[tuple[str, str], tuple[Endpoint, BaseRoute]]:
-    """The hot endpoints :class:`DirectRoutes` answers, with the routes registered for them."""
-    routes: dict[tuple[str, str], tuple[Endpoint, BaseRoute]] = {}
-    for route in sync_api.router.routes:
-        if isinstance(route, APIRoute) and route.endpoint is sync_api.push:
-            routes[("POST", route.path)] = (sync_api.push, route)
-    if ("POST", "/v1/sync/push") not in routes:
-        raise RuntimeError("POST /v1/sync/push is not registered")
+def _direct_routes() -> list[tuple[str, APIRoute]]:
+    """The hot routes :class:`DirectRoutes` answers: the push, and one document's read and
+    writes (not ``HEAD``, which FastAPI answers without a body)."""
+    hot = {
+        sync_api.push: ("POST",),
+        docs_api.get_document: ("GET",),
+        docs_api.put_document: ("PUT",),
+        docs_api.patch_document: ("PATCH",),
+        docs_api.delete_document: ("DELETE",),
+    }
+    routes = [
+        (method, route)
+        for router in (sync_api.router, docs_api.router)
+        for route in router.routes
+        if isinstance(route, APIRoute)
+        for method in hot.get(route.endpoint, ())
+        if method in (route.methods or ())
+    ]
+    if len(routes) != len(hot):
+        raise RuntimeError(f"a direct route is not registered: {routes}")
     return routes
 
 

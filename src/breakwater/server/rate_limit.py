@@ -86,17 +86,19 @@ class RateLimiter:
     def limits(self, caller: Identity | None, ip: str, path: str) -> list[tuple[str, Limit]]:
         """The buckets (with their scope names) a request of ``caller`` from ``ip`` takes from."""
         s = self.settings
-        sign_in = path in SIGN_IN_PATHS
-        address = self.names.of("ip", ip)
         wanted: list[tuple[str, str, float, int]] = [("global", "g", s.rate_global, s.burst_global)]
-        if caller is None or sign_in:
-            wanted.append(("ip", f"ip:{address}", s.rate_per_ip, s.burst_per_ip))
-        elif caller.kind == "key":
-            wanted.append(("key", f"k:{caller.uid}", s.rate_per_key, s.burst_per_key))
+        if caller is None or path in SIGN_IN_PATHS:
+            # The address's pseudonym (an HMAC) only where a bucket is keyed by it: not for
+            # the signed-in callers that make most requests.
+            who = f"ip:{self.names.of('ip', ip)}"
+            wanted.append(("ip", who, s.rate_per_ip, s.burst_per_ip))
         else:
-            wanted.append(("user", f"u:{caller.uid}", s.rate_per_user, s.burst_per_user))
+            who = f"u:{caller.uid}"
+            if caller.kind == "key":
+                wanted.append(("key", f"k:{caller.uid}", s.rate_per_key, s.burst_per_key))
+            else:
+                wanted.append(("user", who, s.rate_per_user, s.burst_per_user))
         if path.startswith(AUTH_PATH_PREFIX):
-            who = f"ip:{address}" if caller is None or sign_in else f"u:{caller.uid}"
             wanted.append(("auth", f"a:{who}", s.rate_auth_per_ip, s.burst_auth_per_ip))
         return [(scope, Limit(key, rate, burst)) for scope, key, rate, burst in wanted if rate > 0]
 

@@ -1,0 +1,53 @@
+"""Which buckets a request takes from, and that a signed-in caller's needs no address pseudonym."""
+
+from __future__ import annotations
+
+from breakwater.auth.identity import Identity
+from breakwater.auth.settings import AuthSettings
+from breakwater.cache.buckets import Limit, MemoryBuckets
+from breakwater.obs.metrics import Metrics
+from breakwater.server.rate_limit import Pseudonyms, RateLimiter
+
+
+class CountingPseudonyms(Pseudonyms):
+    """Pseudonyms that count how often one is computed (each is an HMAC)."""
+
+    def __init__(self) -> None:
+        super().__init__(b"k" * 32)
+        self.computed = 0
+
+    def of(self, kind: str, value: str) -> str:
+        self.computed += 1
+        return super().of(kind, value)
+
+
+def limiter() -> tuple[RateLimiter, CountingPseudonyms]:
+    names = CountingPseudonyms()
+    return RateLimiter(AuthSettings(), Metrics(), MemoryBuckets(), names), names
+
+
+def keys(limits: list[tuple[str, Limit]]) -> list[tuple[str, str]]:
+    """Scope and bucket key of each limit but the global one (off by default)."""
+    return [(scope, limit.key) for scope, limit in limits if scope != "global"]
+
+
+def test_a_signed_in_callers_request_takes_no_address_pseudonym() -> None:
+    rate_limiter, names = limiter()
+    user, key = Identity("u1"), Identity("svc", kind="key")
+    assert keys(rate_limiter.limits(user, "10.0.0.1", "/v1/sync/push")) == [("user", "u:u1")]
+    assert keys(rate_limiter.limits(key, "10.0.0.1", "/v1/sync/push")) == [("key", "k:svc")]
+    auth = rate_limiter.limits(user, "10.0.0.1", "/v1/auth/sessions")
+    assert keys(auth) == [("user", "u:u1"), ("auth", "a:u:u1")]
+    assert names.computed == 0
+
+
+def test_anonymous_and_sign_in_requests_are_keyed_by_the_address_pseudonym() -> None:
+    rate_limiter, names = limiter()
+    address = names.of("ip", "10.0.0.1")
+    anonymous = rate_limiter.limits(None, "10.0.0.1", "/v1/sync/push")
+    assert keys(anonymous) == [("ip", f"ip:{address}")]
+    sign_in = rate_limiter.limits(Identity("u1"), "10.0.0.1", "/v1/auth/login")
+    assert keys(sign_in) == [
+        ("ip", f"ip:{address}"),
+        ("auth", f"a:ip:{address}"),
+    ]
