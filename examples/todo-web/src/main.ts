@@ -1,6 +1,6 @@
 // The todo list: every read and write goes to the device's IndexedDB through the SDK, which
 // syncs with the node whenever it can. Nothing here waits for the network.
-import { Client, IndexedDbStorage, StorageInUse } from "@breakwater/client";
+import { Client, IndexedDbStorage } from "@breakwater/client";
 import type { Document, Status } from "@breakwater/client";
 
 /** The node: `?node=URL`, else VITE_BREAKWATER_URL at build time, else a local node. */
@@ -17,8 +17,9 @@ if (import.meta.env.PROD && "serviceWorker" in navigator) {
   void navigator.serviceWorker.register("/sw.js");
 }
 
-function showStatus(status: Status | null): void {
-  const state = navigator.onLine ? (status?.state ?? "starting") : "offline";
+/** `following`: another tab of the app syncs, this one shows its changes live. */
+function showStatus(status: Status | null, leading: boolean): void {
+  const state = navigator.onLine ? (status?.state ?? (leading ? "starting" : "following")) : "offline";
   statusLine.dataset["state"] = state;
   statusLine.dataset["pending"] = String(status?.pending ?? 0);
   const pending = status && status.pending > 0 ? ` · ${status.pending} to sync` : "";
@@ -71,25 +72,19 @@ async function signIn(client: Client): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  let storage: IndexedDbStorage;
-  try {
-    storage = await IndexedDbStorage.open("todos");
-  } catch (error) {
-    if (!(error instanceof StorageInUse)) throw error;
-    statusLine.textContent = "open in another tab";
-    return;
-  }
+  // Every tab of the app opens the same database: one of them syncs, the others follow it live.
+  const storage = await IndexedDbStorage.open("todos");
   const client = await Client.open({ endpoints: [NODE], storage });
   const todos = client.collection("todos");
   let last: Status | null = null;
-  client.on("status", (status) => showStatus((last = status)));
+  client.on("status", (status) => showStatus((last = status), client.leading));
   client.on("rejected", (rejection) => console.warn("refused by the node", rejection.mutationId, rejection.problem));
   addEventListener("online", () => {
-    showStatus(last);
+    showStatus(last, client.leading);
     void signIn(client).then(() => client.syncNow());
   });
-  addEventListener("offline", () => showStatus(last));
-  showStatus(null);
+  addEventListener("offline", () => showStatus(last, client.leading));
+  showStatus(null, client.leading);
   await signIn(client);
   todos.watch({ orderBy: "created" }, (docs) => {
     list.replaceChildren(...docs.map((doc) => todoItem(todos, doc)));

@@ -22,6 +22,8 @@ import { SseTransport } from "./realtime/sse.js";
 import type { Transport, TransportName, WebSocketConstructor } from "./realtime/transport.js";
 import { WebSocketTransport } from "./realtime/websocket.js";
 import { SyncLoop } from "./sync.js";
+import { joinTabs } from "./tab-sharing.js";
+import type { TabMembership } from "./tab-sharing.js";
 import { withTraceContext } from "./trace-context.js";
 import type { TraceparentSource } from "./trace-context.js";
 
@@ -42,7 +44,10 @@ export interface ClientOptions {
   storage: StorageAdapter;
   /** Replaces `client.auth` as the source of credentials: headers for every request (e.g. an API key), called before each one. */
   headers?: HeadersProvider;
-  /** `false` opens the storage only (no network at all). */
+  /**
+   * `false` opens the storage only (no network at all). With storage shared between tabs
+   * (`IndexedDbStorage` where Web Locks exist) only one tab at a time syncs, the others follow it.
+   */
   sync?: boolean;
   fetch?: Fetch;
   pushBatch?: number;
@@ -82,6 +87,7 @@ function scopeOf(collections: readonly string[] | undefined): string[] | null {
 export class Client {
   private readonly collections = new Map<string, Collection>();
   private closed = false;
+  private tabs: TabMembership | null = null;
 
   private constructor(
     private readonly store: LocalStore,
@@ -131,7 +137,9 @@ export class Client {
             options.headers ?? auth.provider,
           );
     const client = new Client(store, events, loop, options.limits ?? DEFAULT_LIMITS, auth);
-    loop?.start();
+    const tabs = options.storage.tabs;
+    if (tabs === undefined) loop?.start();
+    else client.tabs = joinTabs(tabs, store, events, auth, loop); // syncs while this tab leads
     return client;
   }
 
@@ -153,6 +161,15 @@ export class Client {
   /** What the sync is doing now (also sent as `status` events). */
   get status(): Status {
     return this.loop?.status ?? { state: "offline", pending: this.store.entries().length, endpoint: null, transport: null, lastError: null };
+  }
+
+  /**
+   * Whether this client runs the sync: always when it syncs and its storage is its own; of the
+   * tabs sharing one storage, the one that leads (the others follow its changes).
+   */
+  get leading(): boolean {
+    if (this.loop === null || this.closed) return false;
+    return this.tabs?.leading ?? true;
   }
 
   /** This device's id: the prefix of its mutation ids. */
@@ -183,6 +200,7 @@ export class Client {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.tabs?.leave();
     await this.loop?.stop();
     await this.store.close();
   }

@@ -9,7 +9,7 @@ import type { ClientEvents, Emitter } from "./events.js";
 import type { Document, LocalStore } from "./local-store.js";
 import { checkCollection, checkDocId, checkWrite } from "./mutation.js";
 import type { Limits } from "./mutation.js";
-import { buildQuery } from "./query.js";
+import { buildQuery, matches, runQuery } from "./query.js";
 import type { Where } from "./query.js";
 
 export interface QueryOptions {
@@ -74,16 +74,38 @@ export class Collection {
   /**
    * Call `listener` with the query's results now and again whenever they change (local writes,
    * pulled changes, rejections). Returns the function that stops watching.
+   *
+   * The watch keeps the documents matching the query's filters and, on a change, reads only the
+   * documents that changed and orders the set again (docs/adr/0034-shared-tabs.md): the whole
+   * collection is read once, and again only when the changes are not known (another tab's).
    */
   watch(options: QueryOptions, listener: (documents: Document[]) => void): () => void {
     const query = buildQuery(this.name, options.where, options.orderBy, options.limit);
     let last = "";
     let running = Promise.resolve();
     let active = true;
+    let matching: Map<string, Document> | null = null;
+    let seq = 0;
+    const update = async (): Promise<boolean> => {
+      const delta = matching === null ? null : await this.store.changesSince(this.name, seq);
+      if (delta === null || matching === null) {
+        const snapshot = await this.store.snapshot(query);
+        matching = new Map(snapshot.docs.map((doc) => [doc.id, doc]));
+        seq = snapshot.seq;
+        return true;
+      }
+      seq = delta.seq;
+      for (const [id, doc] of delta.docs) {
+        if (doc !== null && matches(query, doc.data)) matching.set(id, doc);
+        else matching.delete(id);
+      }
+      return delta.docs.size > 0;
+    };
     const refresh = (): void => {
       running = running
         .then(async () => {
-          const results = await this.store.query(query);
+          if (!(await update()) || matching === null) return;
+          const results = runQuery(query, matching.values());
           const text = JSON.stringify(results);
           if (active && text !== last) {
             last = text;

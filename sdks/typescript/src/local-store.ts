@@ -18,10 +18,11 @@ import type { JsonObject, Op, State } from "./document.js";
 import type { Problem } from "./errors.js";
 import { HybridClock } from "./hlc.js";
 import type { OutboxEntry, Rejection } from "./outbox.js";
-import { runQuery } from "./query.js";
+import { matches, runQuery } from "./query.js";
 import type { Query } from "./query.js";
 import { rebase, viewOf } from "./rebase.js";
 import type { StorageAdapter, Table, Write } from "./storage/adapter.js";
+import type { Tabs } from "./storage/tabs.js";
 
 /** A document as the device sees it; `pending` while local edits are not yet settled. */
 export interface Document {
@@ -58,12 +59,26 @@ const REMOVAL_OP = "remove";
 const docKey = (collection: string, id: string): string => `${collection}/${id}`;
 const positionKey = (position: number): string => String(position).padStart(15, "0");
 
+/** An operation waiting for the cross-tab lock; `run` settles the caller's promise and never rejects. */
+interface Waiting {
+  run: () => Promise<void>;
+  fail: (error: unknown) => void;
+}
+
+/** Operations one tab runs under one grant of the cross-tab lock before it lets others in. */
+const OPERATIONS_PER_GRANT = 64;
+
+/** Commits remembered for live queries; a watch further behind reads its query again. */
+const JOURNAL_LENGTH = 256;
+
 /** Counters in `server` hold folded bases (docs/adr/0019-compact-counters.md). */
 const COUNTER_FORMAT = 2;
 
 /** Writes staged by one operation, read back through before they are committed. */
 class Batch {
   readonly writes = new Map<string, Write>();
+  /** Stored values read ahead (`prefetch`), by the same key as `writes`. */
+  private readonly read = new Map<string, unknown>();
 
   constructor(private readonly adapter: StorageAdapter) {}
 
@@ -71,9 +86,17 @@ class Batch {
     this.writes.set(`${table}\u0000${key}`, { table, key, value });
   }
 
+  /** Read `keys` all at once (a pulled page's documents: one round of reads, not one per change). */
+  async prefetch(table: Table, keys: readonly string[]): Promise<void> {
+    const values = await Promise.all(keys.map((key) => this.adapter.get(table, key)));
+    keys.forEach((key, i) => this.read.set(`${table}\u0000${key}`, values[i]));
+  }
+
   async get(table: Table, key: string): Promise<unknown> {
-    const staged = this.writes.get(`${table}\u0000${key}`);
-    return staged === undefined ? this.adapter.get(table, key) : staged.value;
+    const id = `${table}\u0000${key}`;
+    const staged = this.writes.get(id);
+    if (staged !== undefined) return staged.value;
+    return this.read.has(id) ? this.read.get(id) : this.adapter.get(table, key);
   }
 }
 
@@ -84,8 +107,18 @@ export class LocalStore {
   resyncing = false;
   clock: HybridClock = new HybridClock("d-unset");
   private counter = 0;
+  /** The stored `generation` this object's cached state matches (each commit bumps it). */
+  private generation = -1;
   private outbox: OutboxEntry[] = [];
+  /** The local-view keys each commit of this object changed, oldest first (for live queries). */
+  private journal: { seq: number; keys: readonly string[] }[] = [];
+  private seq = 0;
+  /** Changes up to this sequence are not in the journal (trimmed, or another tab's). */
+  private forgotten = 0;
   private queue: Promise<unknown> = Promise.resolve();
+  /** Operations waiting for the cross-tab lock (storage shared between tabs). */
+  private waiting: Waiting[] = [];
+  private draining = false;
 
   constructor(
     private readonly adapter: StorageAdapter,
@@ -93,11 +126,42 @@ export class LocalStore {
     private readonly randomId: () => string = () => crypto.randomUUID().replaceAll("-", "").slice(0, 12),
   ) {}
 
-  /** Run `fn` after every earlier call has finished (one operation at a time). */
+  /**
+   * Run `fn` after every earlier call has finished (one operation at a time). With storage
+   * shared between tabs, also after every other tab's, on this tab's state refreshed first.
+   */
   private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const result = this.queue.then(fn);
-    this.queue = result.catch(() => undefined);
-    return result;
+    const tabs = this.adapter.tabs;
+    if (tabs === undefined) {
+      const result = this.queue.then(fn);
+      this.queue = result.catch(() => undefined);
+      return result;
+    }
+    return new Promise<T>((resolve, reject) => {
+      this.waiting.push({ run: () => fn().then(resolve, reject), fail: reject });
+      if (!this.draining) {
+        this.draining = true;
+        void this.drain(tabs);
+      }
+    });
+  }
+
+  /**
+   * Run the waiting operations, several under one grant of the cross-tab lock (taking the lock
+   * costs a round trip to the browser), at most `OPERATIONS_PER_GRANT` so other tabs get a turn.
+   */
+  private async drain(tabs: Tabs): Promise<void> {
+    while (this.waiting.length > 0) {
+      try {
+        await tabs.exclusive(async () => {
+          await this.catchUp();
+          for (let n = 0; n < OPERATIONS_PER_GRANT && this.waiting.length > 0; n++) await (this.waiting.shift() as Waiting).run();
+        });
+      } catch (error) {
+        for (const operation of this.waiting.splice(0, OPERATIONS_PER_GRANT)) operation.fail(error); // no lock or no state: fail those due
+      }
+    }
+    this.draining = false;
   }
 
   private async meta<T>(key: string, fallback: T): Promise<T> {
@@ -111,18 +175,51 @@ export class LocalStore {
       this.deviceId = await this.meta("device_id", "");
       if (!this.deviceId) {
         this.deviceId = this.randomId();
-        await this.adapter.commit([{ table: "meta", key: "device_id", value: this.deviceId }]);
+        await this.commit([{ table: "meta", key: "device_id", value: this.deviceId }]);
       }
-      this.counter = await this.meta("counter", 0);
-      this.clock = new HybridClock(`d-${this.deviceId}`, this.physicalMs, await this.meta("clock_offset_ms", 0));
-      const last = await this.meta("hlc", "");
-      if (last) this.clock.observe(last);
-      this.cursor = await this.meta("cursor", "");
-      this.stable = await this.meta("stable", {});
-      this.resyncing = await this.meta("resyncing", false);
-      this.outbox = (await this.adapter.list("outbox")).map(([, entry]) => entry as OutboxEntry);
+      await this.load();
       if ((await this.meta("counter_format", 1)) !== COUNTER_FORMAT) await this.forgetUnfoldedCounters();
     });
+  }
+
+  /** Read the cached state (all but the device id) from storage. */
+  private async load(): Promise<void> {
+    this.generation = await this.meta("generation", 0);
+    this.counter = await this.meta("counter", 0);
+    this.clock = new HybridClock(`d-${this.deviceId}`, this.physicalMs, await this.meta("clock_offset_ms", 0));
+    const last = await this.meta("hlc", "");
+    if (last) this.clock.observe(last);
+    this.cursor = await this.meta("cursor", "");
+    this.stable = await this.meta("stable", {});
+    this.resyncing = await this.meta("resyncing", false);
+    this.outbox = (await this.adapter.list("outbox")).map(([, entry]) => entry as OutboxEntry);
+    this.forget(); // whatever changed before is unknown here
+  }
+
+  private forget(): void {
+    this.journal = [];
+    this.forgotten = ++this.seq;
+  }
+
+  /** Reload the cached state if another tab committed since this one last did (shared storage). */
+  private async catchUp(): Promise<void> {
+    if (this.deviceId && (await this.meta("generation", 0)) !== this.generation) await this.load();
+  }
+
+  /** Commit `writes` with the next generation, so that other tabs see their cache is stale. */
+  private async commit(writes: readonly Write[]): Promise<void> {
+    const generation = this.generation + 1;
+    await this.adapter.commit([...writes, { table: "meta", key: "generation", value: generation }]);
+    this.generation = generation;
+    const keys = writes.filter((w) => w.table === "docs").map((w) => w.key);
+    if (keys.length === 0) return;
+    this.journal.push({ seq: ++this.seq, keys });
+    if (this.journal.length > JOURNAL_LENGTH) this.forgotten = (this.journal.shift() as { seq: number }).seq;
+  }
+
+  /** Catch up with what other tabs sharing the storage committed (after their notice). */
+  refresh(): Promise<void> {
+    return this.serial(async () => undefined);
   }
 
   /**
@@ -137,7 +234,7 @@ export class LocalStore {
       if (Object.values((value as ServerRow).state.n).some(isLegacy)) writes.push({ table: "server", key, value: undefined });
     }
     if (writes.length > 1 && this.cursor) await this.startResync(writes);
-    else await this.adapter.commit(writes);
+    else await this.commit(writes);
   }
 
   close(): Promise<void> {
@@ -151,7 +248,7 @@ export class LocalStore {
 
   /** Store (or, with `undefined`/`null`, forget) a setting, durably. */
   putMeta(key: string, value: unknown): Promise<void> {
-    return this.serial(() => this.adapter.commit([{ table: "meta", key, value: value ?? undefined }]));
+    return this.serial(() => this.commit([{ table: "meta", key, value: value ?? undefined }]));
   }
 
   // -- local writes and reads ---------------------------------------------------------------
@@ -180,7 +277,7 @@ export class LocalStore {
       batch.put("meta", "last_position", position);
       batch.put("outbox", positionKey(position), entry);
       const view = await this.refreshView(batch, outbox, collection, id);
-      await this.adapter.commit([...batch.writes.values()]);
+      await this.commit([...batch.writes.values()]);
       this.counter = counter;
       this.outbox = outbox;
       return { view, entry };
@@ -197,16 +294,41 @@ export class LocalStore {
 
   /** Live documents of the local view matching `query`, in its order. */
   query(query: Query): Promise<Document[]> {
+    return this.serial(async () => runQuery(query, await this.liveDocuments(query.collection)));
+  }
+
+  private async liveDocuments(collection: string): Promise<Document[]> {
+    const prefix = `${collection}/`;
+    const docs: Document[] = [];
+    for (const [key, value] of await this.adapter.list("docs", prefix)) {
+      const row = value as ViewRow;
+      if (row.data !== null) docs.push({ collection, id: key.slice(prefix.length), data: row.data, hlc: row.hlc, pending: row.pending });
+    }
+    return docs;
+  }
+
+  /** Every live document of `collection` matching `query`'s filters, and the change sequence they are current at. */
+  snapshot(query: Query): Promise<{ seq: number; docs: Document[] }> {
+    return this.serial(async () => ({ seq: this.seq, docs: (await this.liveDocuments(query.collection)).filter((doc) => matches(query, doc.data)) }));
+  }
+
+  /**
+   * The documents of `collection` whose local view changed after sequence `seq`, as they are now
+   * (`null`: gone), and the sequence that is current at; `null` when those changes are not known
+   * (another tab's, or too long ago): read the query again with `snapshot`.
+   */
+  changesSince(collection: string, seq: number): Promise<{ seq: number; docs: Map<string, Document | null> } | null> {
     return this.serial(async () => {
-      const prefix = `${query.collection}/`;
-      const docs: Document[] = [];
-      for (const [key, value] of await this.adapter.list("docs", prefix)) {
-        const row = value as ViewRow;
-        if (row.data !== null) {
-          docs.push({ collection: query.collection, id: key.slice(prefix.length), data: row.data, hlc: row.hlc, pending: row.pending });
-        }
+      if (seq < this.forgotten) return null;
+      const prefix = `${collection}/`;
+      const keys = new Set(this.journal.filter((entry) => entry.seq > seq).flatMap((entry) => entry.keys.filter((key) => key.startsWith(prefix))));
+      const docs = new Map<string, Document | null>();
+      for (const key of keys) {
+        const row = (await this.adapter.get("docs", key)) as ViewRow | undefined;
+        const id = key.slice(prefix.length);
+        docs.set(id, row?.data ? { collection, id, data: row.data, hlc: row.hlc, pending: row.pending } : null);
       }
-      return runQuery(query, docs);
+      return { seq: this.seq, docs };
     });
   }
 
@@ -253,7 +375,7 @@ export class LocalStore {
         const ack = byId.get(e.mutationId);
         return ack ? { ...e, ...ack } : e;
       });
-      await this.adapter.commit(outbox.filter((e) => byId.has(e.mutationId)).map((e) => ({ table: "outbox", key: positionKey(e.position), value: e })));
+      await this.commit(outbox.filter((e) => byId.has(e.mutationId)).map((e) => ({ table: "outbox", key: positionKey(e.position), value: e })));
       this.outbox = outbox;
     });
   }
@@ -273,7 +395,7 @@ export class LocalStore {
         rejections.push(rejection);
       }
       for (const e of gone) await this.refreshView(batch, outbox, e.collection, e.id);
-      await this.adapter.commit([...batch.writes.values()]);
+      await this.commit([...batch.writes.values()]);
       this.outbox = outbox;
       return rejections;
     });
@@ -288,7 +410,7 @@ export class LocalStore {
   forgetAcks(): Promise<void> {
     return this.serial(async () => {
       const outbox = this.outbox.map((e) => ({ ...e, origin: null, seq: null }));
-      await this.adapter.commit(outbox.map((e) => ({ table: "outbox", key: positionKey(e.position), value: e })));
+      await this.commit(outbox.map((e) => ({ table: "outbox", key: positionKey(e.position), value: e })));
       this.outbox = outbox;
     });
   }
@@ -307,7 +429,7 @@ export class LocalStore {
         const [collection, id] = splitKey(key);
         await this.refreshView(batch, outbox, collection, id);
       }
-      await this.adapter.commit([...batch.writes.values()]);
+      await this.commit([...batch.writes.values()]);
       this.outbox = outbox;
       return changed.length;
     });
@@ -335,6 +457,7 @@ export class LocalStore {
       }
       const batch = new Batch(this.adapter);
       const touched = new Set(latest.keys());
+      await batch.prefetch("server", [...latest.keys()]);
       for (const [key, incoming] of latest) {
         if (incoming === null) {
           batch.put("server", key, undefined);
@@ -369,7 +492,7 @@ export class LocalStore {
         const [collection, id] = splitKey(key);
         await this.refreshView(batch, outbox, collection, id);
       }
-      await this.adapter.commit([...batch.writes.values()]);
+      await this.commit([...batch.writes.values()]);
       this.cursor = cursor;
       this.stable = newStable;
       this.resyncing = resyncing;
@@ -390,7 +513,7 @@ export class LocalStore {
       if (JSON.stringify(stored ?? null) === JSON.stringify(scope)) return false;
       const scopeWrite: Write = { table: "meta", key: "scope", value: scope ?? undefined };
       if (!this.cursor) {
-        await this.adapter.commit([scopeWrite]); // nothing pulled yet (or a resync under way)
+        await this.commit([scopeWrite]); // nothing pulled yet (or a resync under way)
         return false;
       }
       await this.startResync([scopeWrite]);
@@ -423,7 +546,7 @@ export class LocalStore {
       { table: "meta", key: "stable", value: {} },
       { table: "meta", key: "resyncing", value: true },
     );
-    await this.adapter.commit(writes);
+    await this.commit(writes);
     this.outbox = outbox;
     this.cursor = "";
     this.stable = {};

@@ -284,17 +284,26 @@ export class SyncLoop {
 
   // -- pull ---------------------------------------------------------------------------------
 
+  /**
+   * Pull until caught up. The next page is requested (with this page's cursor) while this one
+   * is written to storage, so a first sync waits for the network and the storage at once.
+   */
   private async pullAll(api: NodeApi): Promise<void> {
     const progress = { changes: 0, pages: 0 };
+    const pull = (cursor: string): Promise<PullPage> => api.pull(cursor, this.settings.pullLimit, { collections: this.settings.collections });
+    let ahead: Promise<PullPage> | null = null;
     for (;;) {
       let page: PullPage;
       try {
-        page = await api.pull(this.store.cursor, this.settings.pullLimit, { collections: this.settings.collections });
+        page = await (ahead ?? pull(this.store.cursor));
       } catch (error) {
+        ahead = null;
         if (!(error instanceof CursorExpired)) throw error;
         await this.store.beginResync(); // any 410 on the cursor: start over, keep the outbox
         continue;
       }
+      ahead = page.has_more ? pull(page.cursor) : null;
+      ahead?.catch(() => undefined); // its failure is handled where it is awaited
       if (!(await this.applyPage(page, progress))) return;
     }
   }

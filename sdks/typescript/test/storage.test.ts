@@ -8,9 +8,10 @@ import { IDBFactory, IDBKeyRange } from "fake-indexeddb";
 import { afterAll, describe, expect, it } from "vitest";
 
 import type { StorageAdapter } from "../src/storage/adapter.js";
-import { IndexedDbStorage, StorageInUse } from "../src/storage/indexeddb.js";
+import { IndexedDbStorage } from "../src/storage/indexeddb.js";
 import { MemoryStorage } from "../src/storage/memory.js";
 import { SqlStorage } from "../src/storage/sql.js";
+import { fakeLocks } from "./fake-locks.js";
 
 const dir = mkdtempSync(join(tmpdir(), "bw-storage-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -95,31 +96,16 @@ describe.each(BACKENDS)("$name storage", (backend) => {
   });
 });
 
-/** The part of the Web Locks API that IndexedDbStorage uses, for one page's tabs. */
-function fakeLocks(): LockManager {
-  const held = new Set<string>();
-  const request = async (name: string, options: LockOptions, callback: (lock: Lock | null) => unknown): Promise<unknown> => {
-    if (options.ifAvailable && held.has(name)) return callback(null);
-    held.add(name);
-    try {
-      return await callback({ name, mode: "exclusive" });
-    } finally {
-      held.delete(name);
-    }
-  };
-  return { request } as unknown as LockManager;
-}
-
 describe("IndexedDbStorage in several tabs", () => {
-  it("refuses a second open of one database while the first is open, and allows it after close", async () => {
+  it("lets a second tab open the database, and coordinates the tabs only where Web Locks exist", async () => {
     const factory = new IDBFactory();
-    const locks = fakeLocks();
-    const first = await IndexedDbStorage.open("shared", factory, IDBKeyRange, locks);
-    await expect(IndexedDbStorage.open("shared", factory, IDBKeyRange, locks)).rejects.toBeInstanceOf(StorageInUse);
-    const other = await IndexedDbStorage.open("another", factory, IDBKeyRange, locks);
-    await first.close();
-    const again = await IndexedDbStorage.open("shared", factory, IDBKeyRange, locks);
-    await again.close();
-    await other.close();
+    const first = await IndexedDbStorage.open("shared", factory, IDBKeyRange, fakeLocks());
+    const second = await IndexedDbStorage.open("shared", factory, IDBKeyRange, fakeLocks());
+    await first.commit([{ table: "meta", key: "k", value: 1 }]);
+    expect(await second.get("meta", "k")).toBe(1);
+    expect(first.tabs).toBeDefined();
+    const alone = await IndexedDbStorage.open("alone", factory, IDBKeyRange, undefined);
+    expect(alone.tabs).toBeUndefined();
+    await Promise.all([first.close(), second.close(), alone.close()]);
   });
 });

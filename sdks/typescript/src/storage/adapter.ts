@@ -8,8 +8,11 @@
  * - `commit` applies all its writes atomically and durably: when it resolves they survive a crash
  *   of the app; when it rejects none of them happened. A write with `value: undefined` deletes.
  * - One `LocalStore` drives an adapter at a time and serialises its calls itself, so adapters
- *   need no locking of their own.
+ *   need no locking of their own. An adapter shared by several tabs offers `tabs`: the
+ *   `LocalStore` of each tab then runs its operations under `tabs.exclusive`.
  */
+
+import type { Tabs } from "./tabs.js";
 
 export type Table = "meta" | "server" | "docs" | "outbox" | "rejected";
 
@@ -26,4 +29,6 @@ export interface StorageAdapter {
   list(table: Table, prefix?: string): Promise<[string, unknown][]>;
   commit(writes: readonly Write[]): Promise<void>;
   close(): Promise<void>;
+  /** Present when other tabs may open the same storage (src/storage/tabs.ts). */
+  readonly tabs?: Tabs | undefined;
 }

@@ -2,36 +2,17 @@
  * Storage in IndexedDB, the browser default: one object store per table, one `readwrite`
  * transaction with `durability: "strict"` per commit, so a commit that resolved survives a crash.
  *
- * One client per database: a second tab opening the same database would interleave its outbox
- * with the first's and lose writes, so `open` takes a Web Lock for the database's life and
- * refuses with `StorageInUse` while another tab holds it (sharing one database between tabs is
- * not there yet).
+ * Several tabs of one app share the database (`tabs`, src/storage/tabs.ts): where Web Locks
+ * exist, every tab reads and writes it one operation at a time and one tab syncs. Without Web
+ * Locks (browsers before 2022) nothing coordinates the tabs: open the database in one tab only.
  */
 
 import { TABLES } from "./adapter.js";
 import type { StorageAdapter, Table, Write } from "./adapter.js";
+import { BrowserTabs } from "./tabs.js";
+import type { Channel, Tabs } from "./tabs.js";
 
 const VERSION = 1;
-
-/** The database is open in another tab or window (it holds the database's Web Lock). */
-export class StorageInUse extends Error {
-  constructor(name: string) {
-    super(`the database ${JSON.stringify(name)} is open in another tab`);
-    this.name = "StorageInUse";
-  }
-}
-
-/** Hold the lock `name` until the returned function is called; refuse at once if it is held. */
-function holdLock(locks: LockManager, name: string): Promise<() => void> {
-  return new Promise((resolve, reject) => {
-    locks
-      .request(name, { ifAvailable: true }, (lock) => {
-        if (lock === null) return reject(new StorageInUse(name));
-        return new Promise<void>((release) => resolve(release));
-      })
-      .catch(reject);
-  });
-}
 
 function done(request: IDBRequest): Promise<unknown> {
   return new Promise((resolve, reject) => {
@@ -44,32 +25,28 @@ export class IndexedDbStorage implements StorageAdapter {
   private constructor(
     private readonly db: IDBDatabase,
     private readonly keyRange: typeof IDBKeyRange,
-    private readonly release: () => void,
+    readonly tabs: Tabs | undefined,
   ) {}
 
   /**
-   * Open (creating when new) the database `name`. `factory`, `keyRange` and `locks` default to
-   * the page's globals; without a `LockManager` (old browsers) nothing guards against a second tab.
+   * Open (creating when new) the database `name`. `factory`, `keyRange`, `locks` and `channel`
+   * default to the page's globals; without a `LockManager` the tabs are not coordinated.
    */
   static async open(
     name: string,
     factory: IDBFactory = indexedDB,
     keyRange: typeof IDBKeyRange = IDBKeyRange,
     locks: LockManager | undefined = globalThis.navigator?.locks,
+    channel: (name: string) => Channel = (channelName) => new BroadcastChannel(channelName),
   ): Promise<IndexedDbStorage> {
-    const release = locks ? await holdLock(locks, `breakwater:${name}`) : () => undefined;
     const request = factory.open(name, VERSION);
     request.onupgradeneeded = () => {
       for (const table of TABLES) {
         if (!request.result.objectStoreNames.contains(table)) request.result.createObjectStore(table);
       }
     };
-    try {
-      return new IndexedDbStorage((await done(request)) as IDBDatabase, keyRange, release);
-    } catch (error) {
-      release();
-      throw error;
-    }
+    const db = (await done(request)) as IDBDatabase;
+    return new IndexedDbStorage(db, keyRange, locks ? new BrowserTabs(name, locks, channel(`breakwater:${name}`)) : undefined);
   }
 
   async get(table: Table, key: string): Promise<unknown> {
@@ -101,7 +78,7 @@ export class IndexedDbStorage implements StorageAdapter {
   }
 
   async close(): Promise<void> {
+    this.tabs?.close();
     this.db.close();
-    this.release();
   }
 }
