@@ -27,7 +27,9 @@ def page() -> dict[str, Any]:
         STATE,
     )
     feed = FeedPage([entry], {"eu~0a1b2c3d4e5f": 7}, False, {"eu~0a1b2c3d4e5f": 7})
-    body = page_json(feed, region="eu", state="active", stable={}, regions=["us"])
+    body = page_json(
+        feed, region="eu", origin="eu~0123456789ab", state="active", stable={}, regions=["us"]
+    )
     parsed: dict[str, Any] = codec.loads(codec.dumps(body))
     return parsed
 
