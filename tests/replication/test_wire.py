@@ -27,7 +27,9 @@ def page() -> dict[str, Any]:
         STATE,
     )
     feed = FeedPage([entry], {"eu~0a1b2c3d4e5f": 7}, False, {"eu~0a1b2c3d4e5f": 7})
-    body = page_json(feed, region="eu", state="active", stable={}, regions=["us"])
+    body = page_json(
+        feed, region="eu", origin="eu~0123456789ab", state="active", stable={}, regions=["us"]
+    )
     parsed: dict[str, Any] = codec.loads(codec.dumps(body))
     return parsed
 
@@ -50,12 +52,23 @@ def test_a_page_reads_back_as_it_was_sent() -> None:
     )
     assert read.vector == {"eu~0a1b2c3d4e5f": 7}
     assert read.regions == ("us",)
+    assert read.origin == "eu~0123456789ab"
+
+
+def test_a_page_from_a_peer_that_names_no_origin_reads_as_unknown() -> None:
+    """A peer from before ADR 0037 sends no origin: none of its incarnations counts as retired."""
+    body = page()
+    del body["origin"]
+    assert parse_page(body).origin is None
 
 
 @pytest.mark.parametrize(
     ("path", "value"),
     [
         (("region",), "e~u"),
+        (("origin",), "us~0123456789ab"),  # an origin of another region than the page's
+        (("origin",), "eu origin"),
+        (("origin",), 7),
         (("state",), "passive"),
         (("has_more",), "no"),
         (("cursor",), 7),

@@ -463,8 +463,12 @@ export class LocalStore {
           batch.put("server", key, undefined);
           continue;
         }
+        // A full resync replaces what the device held before it (the device may hold changes no
+        // region has: a node restored from a backup, a lost store, ADR 0037) and joins what the
+        // resync itself brought, as the Python SDK does (docs/protocol.md#cursors).
         const current = (await batch.get("server", key)) as ServerRow | undefined;
-        batch.put("server", key, { state: current ? join(current.state, incoming) : incoming, seen: true });
+        const held = current && (current.seen || !this.resyncing) ? current.state : undefined;
+        batch.put("server", key, { state: held ? join(held, incoming) : incoming, seen: true });
       }
       const newStable = mergeVectors(this.stable, stable);
       batch.put("meta", "cursor", cursor);

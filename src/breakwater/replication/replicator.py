@@ -289,6 +289,7 @@ class PeerReplicator:
             "cursor": page.vector,
             "caught_up": caught_up,
             "state": page.state,
+            "origin": page.origin,
             "regions": list(page.regions),
             "stable": page.stable,
             "head": page.head,

@@ -3,7 +3,8 @@
 A peer region is a very reliable client: it reads the same feed as devices do, but every entry
 carries the document's whole CRDT state (so joining it is the whole merge), its original
 ``(origin, seq)``, mutation id and HLC. With the page come the responder's head vector, its region
-name and state, its stable vector and the regions it replicates with.
+name, current origin (which says which of its incarnations are retired, ADR 0037) and state, its
+stable vector and the regions it replicates with.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from breakwater.core import hlc
 from breakwater.core.cursor import VersionVector
 from breakwater.core.engine import Change
 from breakwater.core.errors import ValidationError
-from breakwater.core.incarnation import REGION_PATTERN
+from breakwater.core.incarnation import REGION_PATTERN, region_of
 from breakwater.core.mutation import COLLECTION_PATTERN, ID_PATTERN, MUTATION_ID_PATTERN
 from breakwater.core.topology import REGION_STATES
 from breakwater.storage.base import DocSummary, FeedEntry, FeedPage
@@ -40,6 +41,8 @@ class ReplicaPage:
     head: VersionVector
     stable: VersionVector
     regions: tuple[str, ...]
+    origin: str | None = None
+    """The responder's current origin (``None`` from a peer that predates ADR 0037)."""
 
 
 def entry_json(entry: FeedEntry) -> dict[str, Any]:
@@ -61,6 +64,7 @@ def page_json(
     page: FeedPage,
     *,
     region: str,
+    origin: str,
     state: str,
     stable: Mapping[str, int],
     regions: Sequence[str],
@@ -68,6 +72,7 @@ def page_json(
     """The answer of ``GET /v1/replication/pull``."""
     return {
         "region": region,
+        "origin": origin,
         "state": state,
         "entries": [entry_json(entry) for entry in page.entries],
         "cursor": cursor_mod.encode(page.vector),
@@ -141,6 +146,13 @@ def parse_page(body: Any) -> ReplicaPage:
         raise ValidationError("the page names no valid region", field="region")
     if state not in REGION_STATES:
         raise ValidationError("the page names no valid region state", field="state")
+    origin = body.get("origin")
+    if origin is not None and not (
+        isinstance(origin, str)
+        and cursor_mod.ORIGIN_PATTERN.fullmatch(origin)
+        and region_of(origin) == region
+    ):
+        raise ValidationError("origin must be an origin of the page's region", field="origin")
     entries = body.get("entries")
     if not isinstance(entries, list):
         raise ValidationError("entries must be a list", field="entries")
@@ -163,6 +175,7 @@ def parse_page(body: Any) -> ReplicaPage:
         head=_vector(body.get("head"), "head"),
         stable=_vector(body.get("stable", {}), "stable"),
         regions=tuple(regions),
+        origin=origin,
     )
 
 

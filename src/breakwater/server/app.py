@@ -131,7 +131,15 @@ def build_node(
     read_cache = ReadCache(cache, metrics, config.cache_ttl)
     feed = FeedFollower(store, bus, page_size=min(PAGE_SIZE, config.realtime_queue))
     region = RegionView(config, store, engine, metrics)
-    realtime = Realtime(config, store, feed, metrics, tracing, stable_of=region.stable_for)
+    realtime = Realtime(
+        config,
+        store,
+        feed,
+        metrics,
+        tracing,
+        stable_of=region.stable_for,
+        peers_of=lambda: region.peers,
+    )
     # In this order: a client told of a change reads at least that version from this node.
     feed.subscribe(read_cache)
     feed.subscribe(realtime.fanout)

@@ -97,6 +97,7 @@ async def replication_pull(
         page_json(
             page,
             region=node.config.region,
+            origin=node.store.origin,
             state=node.region.state,
             stable=node.region.stable_for(page.head),
             regions=sorted(node.config.topology.peers),
