@@ -38,8 +38,15 @@ function transportsFor(names: readonly TransportName[], WebSocketImpl: WebSocket
 }
 
 export interface ClientOptions {
-  /** Base URLs of nodes, gateways or regions, in order of preference. */
+  /** Base URLs of nodes, gateways or regions, in order of preference (each its own region until the directory names it). */
   endpoints: readonly string[];
+  /** Endpoints grouped by region, e.g. `{eu: ["https://eu.example.com"], us: [...]}` (docs/sdk-js.md#regions). */
+  regions?: Readonly<Record<string, readonly string[]>>;
+  /** How often the other regions are probed (a way home after a failover). */
+  regionProbeIntervalMs?: number;
+  probeTimeoutMs?: number;
+  /** After the node answers `410 cursor_unknown` (it was restored), offer back the documents it lost (default `true`). */
+  offerAfterRestore?: boolean;
   /** The device's storage: `IndexedDbStorage` in browsers, `SqlStorage` on React Native, `MemoryStorage` in tests. */
   storage: StorageAdapter;
   /** Replaces `client.auth` as the source of credentials: headers for every request (e.g. an API key), called before each one. */
@@ -106,7 +113,8 @@ export class Client {
     const fetchFn = withTraceContext(options.fetch ?? globalThis.fetch.bind(globalThis), options.traceparent);
     const requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
     let loop: SyncLoop | null = null;
-    const auth = new Auth(store, options.endpoints, fetchFn, requestTimeoutMs, (session) => {
+    const urls = [...options.endpoints, ...Object.values(options.regions ?? {}).flat()];
+    const auth = new Auth(store, urls, fetchFn, requestTimeoutMs, (session) => {
       events.emit("auth", session === null ? null : { uid: session.uid, anonymous: session.anonymous });
       loop?.syncNow(); // writes refused for want of a token can go now
     });
@@ -118,7 +126,7 @@ export class Client {
         ? null
         : new SyncLoop(
             store,
-            new EndpointPool(options.endpoints, options.breakerFailures ?? 3, options.breakerResetMs ?? 5_000),
+            new EndpointPool(options.endpoints, { threshold: options.breakerFailures ?? 3, resetMs: options.breakerResetMs ?? 5_000, ...(options.regions ? { regions: options.regions } : {}) }),
             events,
             {
               pushBatch: options.pushBatch ?? 500,
@@ -131,6 +139,9 @@ export class Client {
               climbBackAfterMs: options.climbBackAfterMs ?? 300_000,
               idleTimeoutMs: options.idleTimeoutMs ?? 45_000,
               collections,
+              regionProbeIntervalMs: options.regionProbeIntervalMs ?? 5_000,
+              probeTimeoutMs: options.probeTimeoutMs ?? 2_000,
+              offerAfterRestore: options.offerAfterRestore ?? true,
             },
             fetchFn,
             transportsFor(options.transports ?? ["websocket", "sse", "long_poll"], options.WebSocket ?? globalThis.WebSocket, options.traceparent),
