@@ -369,7 +369,8 @@ export class SyncLoop {
       } catch (error) {
         ahead = null;
         if (!(error instanceof CursorExpired)) throw error;
-        await this.store.beginResync(); // any 410 on the cursor: start over, keep the outbox
+        // Any 410 on the cursor: start over, keep the outbox; after a restore, offer back what the node lost.
+        await this.store.beginResync(this.settings.offerAfterRestore && error.type === "cursor_unknown");
         continue;
       }
       ahead = page.has_more ? pull(page.cursor) : null;
