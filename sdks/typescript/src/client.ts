@@ -23,6 +23,8 @@ import type { Transport, TransportName, WebSocketConstructor } from "./realtime/
 import { WebSocketTransport } from "./realtime/websocket.js";
 import { SyncLoop } from "./sync.js";
 import { joinTabs } from "./tab-sharing.js";
+import { UploadQueue } from "./upload-queue.js";
+import type { UploadOptions } from "./upload-queue.js";
 import type { TabMembership } from "./tab-sharing.js";
 import { withTraceContext } from "./trace-context.js";
 import type { TraceparentSource } from "./trace-context.js";
@@ -95,6 +97,8 @@ export class Client {
   private readonly collections = new Map<string, Collection>();
   private closed = false;
   private tabs: TabMembership | null = null;
+  /** What an upload queue needs: the storage, the endpoints, the fetch and the credentials. */
+  private network!: { storage: StorageAdapter; urls: readonly string[]; fetch: Fetch; headers: HeadersProvider };
 
   private constructor(
     private readonly store: LocalStore,
@@ -148,6 +152,7 @@ export class Client {
             options.headers ?? auth.provider,
           );
     const client = new Client(store, events, loop, options.limits ?? DEFAULT_LIMITS, auth);
+    client.network = { storage: options.storage, urls, fetch: fetchFn, headers: options.headers ?? auth.provider };
     const tabs = options.storage.tabs;
     if (tabs === undefined) loop?.start();
     else client.tabs = joinTabs(tabs, store, events, auth, loop); // syncs while this tab leads
@@ -200,6 +205,17 @@ export class Client {
   /** Entries not yet acknowledged and stable, oldest first. */
   outbox(): readonly OutboxEntry[] {
     return this.store.entries();
+  }
+
+  /**
+   * The device's durable queue of file uploads (docs/sdk-js.md#files) in the client's storage,
+   * sent with tus to the endpoint the sync uses now (else the first), with the client's
+   * credentials: a tus upload lives on the node that created it.
+   */
+  uploadQueue(options: UploadOptions = {}): UploadQueue {
+    this.live();
+    const { storage, urls, fetch, headers } = this.network;
+    return new UploadQueue(storage, this.status.endpoint ?? (urls[0] as string), fetch, headers, options);
   }
 
   /** Every mutation the server refused, oldest first. */

@@ -12,7 +12,8 @@ import type { StorageAdapter, Table, Write } from "./adapter.js";
 import { BrowserTabs } from "./tabs.js";
 import type { Channel, Tabs } from "./tabs.js";
 
-const VERSION = 1;
+/** 2: the `uploads` table (an upgrade adds the tables a database lacks). */
+const VERSION = 2;
 
 function done(request: IDBRequest): Promise<unknown> {
   return new Promise((resolve, reject) => {
