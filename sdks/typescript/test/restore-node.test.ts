@@ -33,16 +33,22 @@ async function openClient(options: Partial<ClientOptions> & Pick<ClientOptions, 
   return client;
 }
 
+/** A started node and a folder for its backups, both removed after the test. */
+async function nodeWithBackups(): Promise<{ node: Node; backups: string }> {
+  const node = new Node(await freePort());
+  cleanups.push(() => node.remove());
+  await node.start();
+  const backups = mkdtempSync(join(tmpdir(), "bw-backups-"));
+  cleanups.push(async () => rmSync(backups, { recursive: true, force: true }));
+  return { node, backups };
+}
+
 const WAIT = { timeout: 20_000, interval: 50 };
 const settled = (client: Client) => vi.waitFor(() => expect(client.outbox()).toEqual([]), WAIT);
 
 describe("devices help a restore (breakwater restore)", () => {
   it("brings back what a device synced after the backup, its own writes and others' it pulled", { timeout: 120_000 }, async () => {
-    const node = new Node(await freePort());
-    cleanups.push(() => node.remove());
-    await node.start();
-    const backups = mkdtempSync(join(tmpdir(), "bw-backups-"));
-    cleanups.push(async () => rmSync(backups, { recursive: true, force: true }));
+    const { node, backups } = await nodeWithBackups();
     const helper = await openClient({ endpoints: [node.url] });
     const plain = await openClient({ endpoints: [node.url], offerAfterRestore: false });
     await helper.collection("notes").set("before", { v: 1 });
@@ -74,11 +80,7 @@ describe("devices help a restore (breakwater restore)", () => {
   });
 
   it("loses the writes after the backup when no device offers them", { timeout: 120_000 }, async () => {
-    const node = new Node(await freePort());
-    cleanups.push(() => node.remove());
-    await node.start();
-    const backups = mkdtempSync(join(tmpdir(), "bw-backups-"));
-    cleanups.push(async () => rmSync(backups, { recursive: true, force: true }));
+    const { node, backups } = await nodeWithBackups();
     const plain = await openClient({ endpoints: [node.url], offerAfterRestore: false });
     await plain.collection("notes").set("before", { v: 1 });
     await settled(plain);

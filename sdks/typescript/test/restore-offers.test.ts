@@ -10,17 +10,7 @@ import type { JsonObject, Op, State } from "../src/document.js";
 import { LocalStore } from "../src/local-store.js";
 import { offerFor } from "../src/restore-offers.js";
 import { MemoryStorage } from "../src/storage/memory.js";
-
-/** A small seeded generator (mulberry32), so a failure replays. */
-function random(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from "./prng.js";
 
 const stamp = (n: number): string => `${String(1000 + n).padStart(13, "0")}-0000-n`;
 
@@ -48,7 +38,7 @@ function randomWrites(next: () => number): [Op, JsonObject | null][] {
 
 describe("offerFor", () => {
   it("offers exactly what an earlier state of the same history lacks, and the offer brings the held document back", async () => {
-    const next = random(20_261_206);
+    const next = prng(20_261_206);
     let offered = 0;
     for (let round = 0; round < 400; round++) {
       const states = history(randomWrites(next));

@@ -15,6 +15,7 @@ import { IndexedDbStorage } from "../src/storage/indexeddb.js";
 import { MemoryStorage } from "../src/storage/memory.js";
 import { SqlStorage } from "../src/storage/sql.js";
 import { UploadQueue } from "../src/upload-queue.js";
+import { prng } from "./prng.js";
 
 const dir = mkdtempSync(join(tmpdir(), "bw-uploads-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -61,18 +62,8 @@ class FakeTus {
   }
 }
 
-function seeded(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function data(size: number, seed: number): Uint8Array<ArrayBuffer> {
-  const next = seeded(seed);
+  const next = prng(seed);
   return Uint8Array.from({ length: size }, () => Math.floor(next() * 256));
 }
 
@@ -105,7 +96,7 @@ const BACKENDS: { name: string; open: () => Promise<() => Promise<StorageAdapter
 describe.each(BACKENDS)("UploadQueue on $name storage", ({ open }) => {
   it("keeps a queued upload across a restart and sends it whole, reporting progress", async () => {
     const reopen = await open();
-    const server = new FakeTus(seeded(1));
+    const server = new FakeTus(prng(1));
     const first = await reopen();
     const bytes = data(700_000, 7); // several stored pieces and PATCHes
     const queued = await new UploadQueue(first, "http://node", server.fetch).enqueue(bytes, "photos", { contentType: "image/png", filename: "a.png" });
@@ -130,7 +121,7 @@ describe.each(BACKENDS)("UploadQueue on $name storage", ({ open }) => {
 
   it("resumes from the node's offset after cuts at random points, bytes exact, across a restart", async () => {
     const reopen = await open();
-    const server = new FakeTus(seeded(2));
+    const server = new FakeTus(prng(2));
     server.cuts = new Set([2, 3, 6]);
     let storage = await reopen();
     let queue = new UploadQueue(storage, "http://node", server.fetch, undefined, { chunkSize: 100_000, backoffBaseMs: 1, backoffCapMs: 5 });
@@ -150,7 +141,7 @@ describe.each(BACKENDS)("UploadQueue on $name storage", ({ open }) => {
 
 describe("UploadQueue refusals", () => {
   it("marks an upload the node refuses as failed with the reason, and goes on with the next", async () => {
-    const server = new FakeTus(seeded(3));
+    const server = new FakeTus(prng(3));
     const queue = new UploadQueue(new MemoryStorage(), "http://node", server.fetch);
     const refused = await queue.enqueue(data(10, 1), "secret");
     const failed: string[] = [];

@@ -15,6 +15,7 @@ import { EndpointUnavailable } from "../src/errors.js";
 import { SqlStorage } from "../src/storage/sql.js";
 import type { QueuedFile } from "../src/upload-queue.js";
 import { freePort, Node } from "./node.js";
+import { prng } from "./prng.js";
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -54,9 +55,7 @@ describe("uploads against breakwater serve", () => {
     const node = new Node(port);
     cleanups.push(() => node.remove());
     await node.start();
-    let seed = 20_261_206;
-    const random = (): number => ((seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31);
-    const network = cutting(4, random);
+    const network = cutting(4, prng(20_261_206));
     const restarted = await open(network.fetch);
     cleanups.push(() => restarted.close());
     const again = restarted.uploadQueue({ chunkSize: 512 * 1024, backoffBaseMs: 20, backoffCapMs: 100 });
