@@ -470,7 +470,10 @@ export class LocalStore {
         }
         const current = (await batch.get("server", key)) as ServerRow | undefined;
         await offers.consider(key, current, incoming);
-        batch.put("server", key, { state: current ? join(current.state, incoming) : incoming, seen: true });
+        // A full resync replaces what the device held (a restored node may lack changes the device
+        // saw: the device converges on the node, offering them back first), as the Python SDK does.
+        const joined = current !== undefined && (current.seen || !this.resyncing);
+        batch.put("server", key, { state: joined ? join(current.state, incoming) : incoming, seen: true });
       }
       const newStable = mergeVectors(this.stable, stable);
       batch.put("meta", "cursor", cursor);

@@ -107,12 +107,22 @@ describe("LocalStore after a restore", () => {
     expect((await store.get("notes", "older"))?.data).toEqual({ v: 2 });
   });
 
-  it("offers nothing after a resync that is not a restore (cursor expired, new scope)", async () => {
+  it("offers nothing after a resync that is not a restore, and converges on the node's states", async () => {
     const store = await synced();
     await store.beginResync();
     await store.applyPage(restoredPage, encodeCursor({ q: 2 }), {}, true);
     expect(store.entries()).toEqual([]);
     expect(await store.get("notes", "lost")).toBeNull();
+    expect((await store.get("notes", "older"))?.data).toEqual({ v: 1 }); // the node's, not the state held before
+  });
+
+  it("shows the node's state again when the node refuses an offer", async () => {
+    const store = await synced();
+    await store.beginResync(true);
+    await store.applyPage(restoredPage, encodeCursor({ q: 2 }), {}, true);
+    const older = store.entries().find((e) => e.id === "older");
+    await store.reject([[older?.mutationId ?? "", { type: "forbidden" }]]);
+    expect((await store.get("notes", "older"))?.data).toEqual({ v: 1 });
   });
 
   it("keeps offering after a reopen in the middle of the resync", async () => {
