@@ -183,4 +183,18 @@ describe("IndexedDB storage from before uploads", () => {
     expect((await new UploadQueue(storage, "http://node").queued()).map((f) => f.id)).toEqual([queued.id]);
     await storage.close();
   });
+
+  it("closes its connection when a newer version asks, so the upgrade does not wait", async () => {
+    const factory = new IDBFactory();
+    const current = await IndexedDbStorage.open("upgraded", factory, IDBKeyRange, undefined);
+    const newer = factory.open("upgraded", 3);
+    newer.onupgradeneeded = () => newer.result.createObjectStore("later");
+    const db = await new Promise<IDBDatabase>((resolve, reject) => {
+      newer.onsuccess = () => resolve(newer.result);
+      newer.onerror = () => reject(newer.error);
+    });
+    expect(db.objectStoreNames.contains("later")).toBe(true);
+    db.close();
+    await expect(current.get("meta", "device_id")).rejects.toThrow();
+  });
 });
