@@ -33,9 +33,23 @@ async function openClient(options: Partial<ClientOptions> & Pick<ClientOptions, 
   return client;
 }
 
-/** A started node and a folder for its backups, both removed after the test. */
-async function nodeWithBackups(): Promise<{ node: Node; backups: string }> {
-  const node = new Node(await freePort());
+/** Everyone reads the board, only a note's owner writes it (tests/client/test_restore_offers.py). */
+const OWNER_RULES = `
+[auth]
+mode = "enforce"
+password_memory_kib = 64
+password_time_cost = 1
+rate_auth_per_ip = 0
+
+[collections.board]
+owner = "owner"
+rules.read = "true"
+rules.write = "auth.uid == doc.owner"
+`;
+
+/** A started node (with `config`) and a folder for its backups, both removed after the test. */
+async function nodeWithBackups(config?: string): Promise<{ node: Node; backups: string }> {
+  const node = new Node(await freePort(), config === undefined ? {} : { config });
   cleanups.push(() => node.remove());
   await node.start();
   const backups = mkdtempSync(join(tmpdir(), "bw-backups-"));
@@ -94,5 +108,31 @@ describe("devices help a restore (breakwater restore)", () => {
     await vi.waitFor(async () => expect(await plain.collection("notes").get("after")).toBeNull(), WAIT);
     expect((await plain.collection("notes").get("before"))?.data).toEqual({ v: 1 });
     expect(await node.document("notes", "after")).toBeNull();
+  });
+
+  it("brings back only what its user could write: the node refuses the offer of another's note", { timeout: 120_000 }, async () => {
+    const { node, backups } = await nodeWithBackups(OWNER_RULES);
+    const ann = await openClient({ endpoints: [node.url] });
+    const bob = await openClient({ endpoints: [node.url] });
+    await ann.auth.signUp("ann@example.com", "correct horse battery");
+    await bob.auth.signUp("bob@example.com", "correct horse battery");
+    await node.cli("backup", "--to", `file://${backups}`, "--name", "b");
+    await ann.collection("board").set("ann-note", { text: "Ann's" });
+    await bob.collection("board").set("bob-note", { text: "Bob's" });
+    await settled(ann);
+    await settled(bob);
+    await vi.waitFor(async () => expect((await bob.collection("board").query({})).map((d) => d.id)).toEqual(["ann-note", "bob-note"]), WAIT);
+    await ann.close(); // only Bob's device is there to help
+
+    await node.stop();
+    await node.cli("restore", "--from", `file://${backups}`, "--backup", "b");
+    await node.start();
+    bob.syncNow();
+    await vi.waitFor(async () => expect((await bob.rejections()).map((r) => [r.id, r.problem.type])).toEqual([["ann-note", "forbidden"]]), WAIT);
+    await settled(bob);
+    const pulled = await fetch(`${node.url}/v1/sync/pull?limit=100`, { headers: await bob.auth.headers() });
+    const ids = ((await pulled.json()) as { changes: { id: string }[] }).changes.map((c) => c.id);
+    expect(ids).toEqual(["bob-note"]); // Bob's came back, Ann's did not
+    expect(await bob.collection("board").get("ann-note")).toBeNull(); // and Bob's device shows the node's board
   });
 });
