@@ -90,7 +90,7 @@ export class SyncLoop {
     private readonly transports: readonly Transport[],
     private readonly headers?: HeadersProvider,
     random?: () => number,
-    /** Milliseconds for round trips (tests give a fake clock). */
+    /** Milliseconds, for round trips and the directory's age (injected like `random`). */
     private readonly now: () => number = () => performance.now(),
   ) {
     this.backoff = new Backoff(settings.backoffBaseMs, settings.backoffCapMs, random);

@@ -22,7 +22,8 @@ export class TransportLadder {
     private readonly transports: readonly Transport[],
     private readonly climbBackAfterMs: number,
     private readonly onTransport: (name: TransportName | null) => void,
-    private readonly onExpired: () => void,
+    /** Wake the sync loop: the cursor expired (it pulls and resyncs) or the endpoint was lost (it fails over). */
+    private readonly wakeSync: () => void,
     private readonly random: () => number = Math.random,
     private readonly clock: () => number = () => performance.now(),
   ) {
@@ -49,7 +50,7 @@ export class TransportLadder {
           this.level += 1;
           this.fellAt = this.clock();
         } else {
-          if (error instanceof CursorExpired || error instanceof EndpointUnavailable) this.onExpired();
+          if (error instanceof CursorExpired || error instanceof EndpointUnavailable) this.wakeSync();
           if (error instanceof EndpointUnavailable) this.onTransport(null);
           const retryAfter = error instanceof EndpointUnavailable ? error.retryAfter : undefined;
           // Any other error (a malformed message) must not end realtime for good either.
