@@ -11,8 +11,9 @@ Why a consumer of ``node.feed`` at all: only to learn quickly that there is some
 ``deliver`` sets an event and returns, so a slow or dead receiver never slows the follower, the
 read cache, realtime or writes; without notices the tasks poll every ``poll_interval``.
 
-One deliverer per region: a node delivers only while it holds the region's lease in the webhook
-store, and only changes whose origin is of its own region (``region_of(origin)``): a change
+One deliverer per region: a node delivers only while it holds the region's lease
+``webhooks:<region>`` in the document store (``Store.take_lease``, the lease the replicators
+use too), and only changes whose origin is of its own region (``region_of(origin)``): a change
 replicated from another region is delivered there.
 """
 
@@ -127,8 +128,8 @@ class Deliverer:
             self._task = None
         await self._stop_workers()
         if self.leading:
-            try:
-                await self.store.release_lease(self.lease, self.holder)
+            try:  # a lease that ends now: another node takes over at once
+                await self.feed_store.take_lease(self.lease, self.holder, 0)
             except BreakwaterError as error:
                 _log.warning("webhook_lease_release_failed", error=error.type)
             self.leading = False
@@ -143,16 +144,15 @@ class Deliverer:
                 if not self._opened:
                     await self.store.open()
                     self._opened = True
-                now_ms = int(time.time() * 1000)
                 ttl_ms = int(self.policy.lease_ttl * 1000)
-                leading = await self.store.acquire_lease(self.lease, self.holder, ttl_ms, now_ms)
+                leading = await self.feed_store.take_lease(self.lease, self.holder, ttl_ms)
                 if leading != self.leading:
                     _log.info("webhook_deliverer", leading=leading, holder=self.holder)
                 self.leading = leading
                 self.metrics.leader.set(int(leading))
                 if leading:
                     await self._sync_workers()
-                    await self._forget_old_attempts(now_ms)
+                    await self._forget_old_attempts(int(time.time() * 1000))
                 else:
                     await self._stop_workers()
             except asyncio.CancelledError:
