@@ -145,6 +145,7 @@ def build_node(
         holder=clock.node,
         policy=webhook_policy(config),
         metrics=WebhookMetrics(metrics.registry),
+        peer_rows=lambda: region.peer_rows,
     )
     feed.subscribe(webhooks)
     file_metrics = FileMetrics(metrics.registry)
@@ -253,6 +254,7 @@ def webhook_policy(config: Config) -> DeliveryPolicy:
         concurrency=config.webhook_concurrency,
         allow_private=config.webhook_allow_private,
         log_retention=config.webhook_log_retention_days * 86400,
+        takeover_after=config.webhook_takeover_after,
     )
 
 

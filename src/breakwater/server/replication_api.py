@@ -103,6 +103,7 @@ async def replication_pull(
             state=node.region.state,
             stable=node.region.stable_for(page.head),
             regions=sorted(node.config.topology.peers),
+            webhooks=await node.webhooks.progress(),
         )
     )
     peer = region if region in node.config.topology.peers else "unknown"

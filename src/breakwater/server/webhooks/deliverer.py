@@ -14,7 +14,8 @@ read cache, realtime or writes; without notices the tasks poll every ``poll_inte
 One deliverer per region: a node delivers only while it holds the region's lease
 ``webhooks:<region>`` in the document store (``Store.take_lease``, the lease the replicators
 use too), and only changes whose origin is of its own region (``region_of(origin)``): a change
-replicated from another region is delivered there.
+replicated from another region is delivered there. When a peer region is lost, one live region
+takes its deliveries over from the progress it last reported (:mod:`.succession`, ADR 0042).
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from breakwater.core import hlc
 from breakwater.core.cursor import VersionVector
@@ -37,6 +39,7 @@ from breakwater.server.webhooks.metrics import WebhookMetrics
 from breakwater.server.webhooks.records import Attempt, DeadLetter, Subscription
 from breakwater.server.webhooks.sender import Sender
 from breakwater.server.webhooks.store import WebhookStore
+from breakwater.server.webhooks.succession import adopted_regions, rewound
 from breakwater.storage.base import FeedEntry, FeedPage, Store
 
 _log = get_logger("breakwater.webhooks")
@@ -58,6 +61,8 @@ class DeliveryPolicy:
     page_size: int = 100
     log_retention: float = 7 * 86400.0
     """Seconds the delivery log keeps an attempt."""
+    takeover_after: float = 60.0
+    """Seconds without a replication page after which a peer region counts as lost."""
 
 
 class Deliverer:
@@ -75,6 +80,7 @@ class Deliverer:
         sender: Sender | None = None,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
+        peer_rows: Callable[[], Mapping[str, Mapping[str, Any]]] = dict,
     ) -> None:
         self.store = store
         self.feed_store = feed_store
@@ -88,6 +94,10 @@ class Deliverer:
         self._rng = rng or random.Random()
         self.lease = f"webhooks:{region}"
         self.leading = False
+        self._peer_rows = peer_rows
+        """Each peer region's replication row (its last page's time, its reported progress)."""
+        self.adopted: dict[str, dict[str, VersionVector]] = {}
+        """Lost peer regions whose changes this region delivers, with their reported progress."""
         self._workers: dict[str, tuple[Subscription, asyncio.Task[None]]] = {}
         self._signal = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -151,9 +161,11 @@ class Deliverer:
                 self.leading = leading
                 self.metrics.leader.set(int(leading))
                 if leading:
+                    await self._follow_successions()
                     await self._sync_workers()
                     await self._forget_old_attempts(int(time.time() * 1000))
                 else:
+                    self.adopted = {}
                     await self._stop_workers()
             except asyncio.CancelledError:
                 raise
@@ -161,9 +173,58 @@ class Deliverer:
                 # Degrade, never die (I8): without the store nobody can renew, so stop too.
                 _log.warning("webhook_lease_failed", error=error.type, detail=error.detail)
                 self.leading = False
+                self.adopted = {}
                 self.metrics.leader.set(0)
                 await self._stop_workers()
             await asyncio.sleep(renew)
+
+    async def _follow_successions(self) -> None:
+        """Take over the deliveries of peer regions just found lost (rewinding each
+        subscription's cursor over their origins to what they reported), and give back those
+        that are heard from again (they resume from their own cursors)."""
+        adopted = adopted_regions(
+            self.region,
+            self._peer_rows(),
+            int(time.time() * 1000),
+            int(self.policy.takeover_after * 1000),
+        )
+        new = {name: reported for name, reported in adopted.items() if name not in self.adopted}
+        for name in set(self.adopted) - set(adopted):
+            _log.warning("webhook_takeover_ended", region=name)
+        if new:
+            await self._stop_workers()  # no task may save a cursor over the rewound one
+            for subscription in await self.store.subscriptions():
+                sub_id = subscription.sub_id
+                cursor = await self.store.cursor(sub_id)
+                if cursor is None:
+                    continue
+                moved = cursor
+                for name, reported in new.items():
+                    if sub_id in reported:
+                        moved = rewound(moved, name, reported[sub_id])
+                    else:
+                        _log.warning(
+                            "webhook_takeover_unreported", region=name, subscription=sub_id
+                        )
+                if moved != cursor:
+                    await self.store.save_cursor(sub_id, moved)
+            for name in new:
+                _log.warning("webhook_takeover", region=name, by=self.region)
+        self.adopted = adopted
+
+    async def progress(self) -> dict[str, VersionVector] | None:
+        """Per subscription, how far this region delivered its own origins' changes (for the
+        peers' pulls); ``None`` when the webhook store cannot tell now."""
+        if not self._opened:
+            return None
+        try:
+            cursors = await self.store.cursors()
+        except BreakwaterError:
+            return None
+        return {
+            sub_id: {o: seq for o, seq in cursor.items() if region_of(o) == self.region}
+            for sub_id, cursor in cursors.items()
+        }
 
     async def _forget_old_attempts(self, now_ms: int) -> None:
         """Trim the delivery log at most once an hour (the log is bounded in time)."""
@@ -248,9 +309,10 @@ class Deliverer:
 
     def _ours(self, subscription: Subscription, entry: FeedEntry) -> bool:
         change = entry.change
-        return region_of(change.origin) == self.region and subscription.wants(
-            change.collection, change.op
-        )
+        origin_region = region_of(change.origin)
+        return (
+            origin_region == self.region or origin_region in self.adopted
+        ) and subscription.wants(change.collection, change.op)
 
     def _observe_backlog(self, sub_id: str, todo: list[FeedEntry]) -> None:
         self.metrics.pending.labels(sub_id).set(len(todo))

@@ -165,6 +165,13 @@ class WebhookStore:
         vector: VersionVector = json.loads(rows[0][0])
         return vector
 
+    async def cursors(self) -> dict[str, VersionVector]:
+        """Every started subscription's cursor, by id (what a peer region learns, ADR 0042)."""
+        rows = await self.database.fetch(
+            "SELECT sub_id, cursor FROM webhook_subscriptions WHERE cursor IS NOT NULL", ()
+        )
+        return {str(row[0]): json.loads(row[1]) for row in rows}
+
     async def save_cursor(self, sub_id: str, cursor: VersionVector) -> None:
         """Every change up to ``cursor`` was delivered or dead-lettered (durable on return)."""
         await self.database.execute(
