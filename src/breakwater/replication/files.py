@@ -2,7 +2,7 @@
 
 Documents replicate with their ``{"$file": sha}`` references, not with the bytes; a region
 that lacks a referred file fetches it from a peer with the replication key that peer issued
-(docs/adr/0042-files-across-regions.md). Files are content-addressed, so the copy is checked
+(ADR 0042). Files are content-addressed, so the copy is checked
 against its name while it streams to disk: a peer can delay a file, never substitute one.
 """
 

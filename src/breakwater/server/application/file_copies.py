@@ -1,7 +1,7 @@
 """Files across regions: this region copies from its peers the files its documents refer to.
 
 Documents replicate with their ``{"$file": sha}`` references; the bytes follow here
-(docs/adr/0042-files-across-regions.md). A feed consumer notes every file a committed change
+(ADR 0042). A feed consumer notes every file a committed change
 refers to (local or replicated) and a background task copies each one this region's blob store
 lacks from a peer, verified against its hash. When the process starts, the whole feed is
 scanned once, so a file referred to while the node was down is copied too. A download that
@@ -152,6 +152,9 @@ class FileCopies:
                     detail=failure.detail,
                 )
                 continue
+            except OSError as error:  # the staging disk, not the peer: no use asking the next
+                _log.warning("file_copy_failed", file=sha256, kind="local", detail=repr(error))
+                break
             if fetched is not None:
                 info = await self.blobs.put(fetched.path, self._info(fetched))
                 self.metrics.copies.labels("copied").inc()
