@@ -30,6 +30,17 @@ async def stored_file(region_data: Path, sha256: str) -> bool:
     return (region_data / "files" / "blobs" / sha256[:2] / sha256).exists()
 
 
+async def reaches(region: httpx.AsyncClient, doc: str) -> None:
+    """Wait until the region serves document ``doc`` (``collection/id``): it replicated."""
+
+    async def there() -> bool:
+        collection, _, doc_id = doc.partition("/")
+        answer = await region.get(f"/v1/collections/{collection}/docs/{doc_id}")
+        return answer.status_code == 200
+
+    await eventually(there, 60, f"{doc} reaches the region")
+
+
 async def test_a_file_uploaded_in_one_region_is_served_by_another_after_the_first_is_lost(
     cluster: LocalCluster,
 ) -> None:
@@ -48,11 +59,7 @@ async def test_a_file_uploaded_in_one_region_is_served_by_another_after_the_firs
         )
         assert written.status_code in (200, 201), written.text
 
-        async def replicated() -> bool:
-            answer = await in_us.get("/v1/collections/photos/docs/p1")
-            return answer.status_code == 200
-
-        await eventually(replicated, 60, "the document reaches us")
+        await reaches(in_us, "photos/p1")
         download = await in_us.get(f"/v1/files/{sha256}", params={"doc": "photos/p1"})
         assert download.status_code == 200, download.text
         assert download.content == data
@@ -113,11 +120,7 @@ async def test_a_file_no_region_has_is_a_retryable_problem(cluster: LocalCluster
         written = await in_eu.put("/v1/collections/photos/docs/late", json={"f": {"$file": sha256}})
         assert written.status_code in (200, 201), written.text
 
-        async def replicated() -> bool:
-            answer = await in_us.get("/v1/collections/photos/docs/late")
-            return answer.status_code == 200
-
-        await eventually(replicated, 60, "the document reaches us")
+        await reaches(in_us, "photos/late")
         missing = await in_us.get(f"/v1/files/{sha256}", params={"doc": "photos/late"})
         assert missing.status_code == 503, missing.text
         assert missing.headers["content-type"] == "application/problem+json"

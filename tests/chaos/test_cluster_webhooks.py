@@ -20,7 +20,10 @@ from breakwater.core.incarnation import region_of
 from breakwater.server.webhooks import signature
 from breakwater.server.webhooks.payload import delivery_id
 from tests.chaos.test_cluster_regions import eventually
+from tests.webhooks.conftest import receiver
 from tests.webhooks.receiver import Received, Receiver
+
+__all__ = ["receiver"]
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 SUB_ID = "wh_everywhere"
@@ -33,14 +36,6 @@ SETTINGS = {
     "webhook_max_attempts": 1000,  # eu's refused deliveries stay undelivered, not dead letters
     "webhook_takeover_after": 25.0,
 }
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    running = Receiver()
-    await running.start()
-    yield running
-    await running.aclose()
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from breakwater.core.topology import Peer
-from breakwater.replication.client import PullFailed
+from breakwater.replication.client import PullFailed, peer_http
 
 FILES_PATH = "/v1/replication/files/"
 INFO_HEADER = "Breakwater-File-Info"
@@ -56,14 +56,7 @@ class PeerFiles:
         self.peer = peer
         self._next_url = 0
         self._timeout = httpx.Timeout(FETCH_TIMEOUT, connect=connect_timeout)
-        self._http = httpx.AsyncClient(
-            transport=transport,
-            trust_env=transport is None,
-            headers={
-                "Authorization": f"ApiKey {peer.key}",
-                "User-Agent": f"breakwater-replicator/{region}",
-            },
-        )
+        self._http = peer_http(peer, region, transport)
 
     async def fetch(self, sha256: str, staging: Path) -> FetchedFile | None:
         """The file ``sha256`` copied into ``staging``; ``None`` when the peer has not got it.
