@@ -4,7 +4,9 @@ A peer region is a very reliable client: it reads the same feed as devices do, b
 carries the document's whole CRDT state (so joining it is the whole merge), its original
 ``(origin, seq)``, mutation id and HLC. With the page come the responder's head vector, its region
 name, current origin (which says which of its incarnations are retired, ADR 0037) and state, its
-stable vector and the regions it replicates with.
+stable vector and the regions it replicates with, and how far it delivered its own changes to
+each webhook subscription (so a region that takes its deliveries over when it is lost starts
+there: docs/adr/0042-files-and-webhooks-across-regions.md).
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ class ReplicaPage:
     regions: tuple[str, ...]
     origin: str | None = None
     """The responder's current origin (``None`` from a peer that predates ADR 0037)."""
+    webhooks: dict[str, VersionVector] | None = None
+    """Per webhook subscription, the responder's cursor over its own region's origins
+    (``None``: not told, e.g. its webhook store was down)."""
 
 
 def entry_json(entry: FeedEntry) -> dict[str, Any]:
@@ -68,9 +73,10 @@ def page_json(
     state: str,
     stable: Mapping[str, int],
     regions: Sequence[str],
+    webhooks: Mapping[str, VersionVector] | None = None,
 ) -> dict[str, Any]:
     """The answer of ``GET /v1/replication/pull``."""
-    return {
+    answer: dict[str, Any] = {
         "region": region,
         "origin": origin,
         "state": state,
@@ -81,6 +87,19 @@ def page_json(
         "stable": dict(stable),
         "regions": sorted(regions),
     }
+    if webhooks is not None:
+        answer["webhooks"] = {sub_id: dict(vector) for sub_id, vector in webhooks.items()}
+    return answer
+
+
+def _webhooks(value: Any) -> dict[str, VersionVector] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(
+        isinstance(sub_id, str) and 0 < len(sub_id) <= 64 for sub_id in value
+    ):
+        raise ValidationError("webhooks must map subscription ids to vectors", field="webhooks")
+    return {sub_id: _vector(vector, "webhooks") for sub_id, vector in value.items()}
 
 
 def _vector(value: Any, name: str) -> VersionVector:
@@ -176,6 +195,7 @@ def parse_page(body: Any) -> ReplicaPage:
         stable=_vector(body.get("stable", {}), "stable"),
         regions=tuple(regions),
         origin=origin,
+        webhooks=_webhooks(body.get("webhooks")),
     )
 
 
