@@ -200,18 +200,19 @@ def test_bench_instructions_measures_the_push_path_and_reads_callgrinds_totals(
 @pytest.mark.parametrize("mode", ["off", "put"])
 def test_bench_instructions_per_request_program_writes_through_the_node(mode: str) -> None:
     """The program callgrind counts (here run without it) makes its pushes or REST ``PUT``s
-    through the whole app and fails on any answer that is not a success."""
+    through the whole app, logs each as ``serve`` does (one JSON access line) and fails on any
+    answer that is not a success."""
     from breakwater.bench.instructions_request import PROGRAM
 
     done = subprocess.run(
         [sys.executable, "-c", PROGRAM, "3", mode], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    routes = {
-        line.split("route=")[1].split()[0] for line in done.stdout.splitlines() if "route=" in line
-    }
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    requests = [line for line in lines if line["event"] == "request"]
     expected = "/v1/collections/{collection}/docs/{doc_id}" if mode == "put" else "/v1/sync/push"
-    assert routes == {expected}
+    assert {line["route"] for line in requests} == {expected}
+    assert len(requests) == 3
 
 
 def test_bench_instructions_without_valgrind_is_a_clear_error(
