@@ -9,10 +9,9 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from breakwater.obs.logging import get_logger
+from breakwater.obs.access_log import log_request
 from breakwater.obs.metrics import Metrics
 
-_log = get_logger("breakwater.access")
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 # Unique per process start, then a counter: cheaper than a UUID per request.
 _ID_PREFIX = secrets.token_hex(4)
@@ -53,15 +52,7 @@ class ObserveRequests:
             method = scope["method"]
             self.metrics.requests.labels(method, route, str(status)).inc()
             self.metrics.latency.labels(method, route).observe(elapsed)
-            _log.info(
-                "request",
-                method=method,
-                path=scope["path"],
-                route=route,
-                status=status,
-                duration_ms=round(elapsed * 1000, 3),
-                request_id=request_id,
-            )
+            log_request(method, scope["path"], route, status, round(elapsed * 1000, 3), request_id)
 
 
 def _request_id(scope: Scope) -> str:
