@@ -7,6 +7,7 @@ import re
 import secrets
 import time
 
+from prometheus_client.metrics import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from breakwater.obs.access_log import log_request
@@ -24,6 +25,9 @@ class ObserveRequests:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        # Each (method, route, status) series looked up once: ``labels()`` per request cost
+        # as much as counting and timing it (ADR 0044). As many entries as Prometheus series.
+        self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -50,9 +54,21 @@ class ObserveRequests:
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", "<unmatched>")
             method = scope["method"]
-            self.metrics.requests.labels(method, route, str(status)).inc()
-            self.metrics.latency.labels(method, route).observe(elapsed)
+            counted, timed = self._series_of(method, route, status)
+            counted.inc()
+            timed.observe(elapsed)
             log_request(method, scope["path"], route, status, round(elapsed * 1000, 3), request_id)
+
+    def _series_of(self, method: str, route: str, status: int) -> tuple[Counter, Histogram]:
+        key = (method, route, status)
+        series = self._series.get(key)
+        if series is None:
+            series = (
+                self.metrics.requests.labels(method, route, str(status)),
+                self.metrics.latency.labels(method, route),
+            )
+            self._series[key] = series
+        return series
 
 
 def _request_id(scope: Scope) -> str:
