@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -110,6 +111,32 @@ def test_bench_query_reports_indexed_and_unindexed(tmp_path: Path) -> None:
     report = bench(tmp_path, "query", "--documents", "2000", "--queries", "20")
     for case in ("indexed", "unindexed", "raw_sqlite_indexed"):
         assert report[case]["p50_ms"] > 0  # type: ignore[index]
+
+
+def test_bench_disk_reports_bytes_per_document_against_raw_json(tmp_path: Path) -> None:
+    """bench disk stores documents through the store and weighs the file after a checkpoint:
+    more than the raw JSON, and at least what the one-table SQLite reference takes."""
+    report: Any = bench(tmp_path, "disk", "--documents", "300")
+    assert report["documents"] == 300
+    raw = report["raw_json_bytes_per_doc"]
+    assert report["store_bytes_per_doc"] > report["one_table_bytes_per_doc"] > raw
+    assert report["store_over_raw"] == pytest.approx(report["store_bytes_per_doc"] / raw, rel=0.01)
+    parts = report["parts_bytes_per_doc"]
+    assert {"docs", "changes"} <= set(parts)
+    assert sum(part["bytes"] for part in parts.values()) <= report["store_bytes_per_doc"] + 1
+
+
+def test_bench_disk_documents_are_realistic_not_padding() -> None:
+    """About 1 KB each, all different, and compressing like prose (not like repeated filler)."""
+    import zlib
+
+    from breakwater.bench.disk import realistic_documents
+    from breakwater.core import codec
+
+    bodies = [codec.dumps(doc) for doc in realistic_documents(200)]
+    assert len(set(bodies)) == 200
+    assert 700 < sum(map(len, bodies)) / 200 <= 1024
+    assert all(len(zlib.compress(body)) > len(body) / 3 for body in bodies)
 
 
 def test_bench_startup_reports_seconds_to_healthy(tmp_path: Path) -> None:
