@@ -5,7 +5,8 @@ feed entry and every index, after a checkpoint (the write-ahead log folded into 
 documents are realistic rather than padding, which would compress or pack unrealistically:
 prose cut from the Python documentation that ships with the interpreter (``pydoc_data``), ids,
 timestamps, numbers, booleans, a tag list and nested objects. In the same run, the same JSON in
-a one-table SQLite file (``id`` key and the JSON text: what SQLite itself needs) and the JSON's
+a one-table SQLite file (``id`` key and the JSON text, the store's page size: what SQLite
+itself needs) and the JSON's
 zlib size (what compressing each stored body could save) are the references.
 """
 
@@ -23,7 +24,7 @@ from breakwater.core import codec
 from breakwater.core.engine import Engine
 from breakwater.core.hlc import HybridClock
 from breakwater.core.mutation import Mutation
-from breakwater.storage.sqlite import SqliteStore
+from breakwater.storage.sqlite import PAGE_BYTES, SqliteStore
 
 DOC_BYTES = 1024
 BATCH = 100
@@ -90,9 +91,11 @@ async def _store_documents(path: Path, documents: list[dict[str, Any]]) -> None:
 
 
 def _one_table(path: Path, documents: list[dict[str, Any]]) -> None:
-    """The same JSON in a one-table SQLite file: the reference of what SQLite itself needs."""
+    """The same JSON in a one-table SQLite file with the store's page size: the reference of
+    what SQLite itself needs."""
     conn = sqlite3.connect(path, isolation_level=None)
     try:
+        conn.execute(f"PRAGMA page_size = {PAGE_BYTES}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("CREATE TABLE docs (id TEXT PRIMARY KEY, data TEXT NOT NULL)")
         for start in range(0, len(documents), BATCH):
