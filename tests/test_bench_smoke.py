@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -112,6 +113,32 @@ def test_bench_query_reports_indexed_and_unindexed(tmp_path: Path) -> None:
         assert report[case]["p50_ms"] > 0  # type: ignore[index]
 
 
+def test_bench_disk_reports_bytes_per_document_against_raw_json(tmp_path: Path) -> None:
+    """bench disk stores documents through the store and weighs the file after a checkpoint:
+    more than the raw JSON, and at least what the one-table SQLite reference takes."""
+    report: Any = bench(tmp_path, "disk", "--documents", "300")
+    assert report["documents"] == 300
+    raw = report["raw_json_bytes_per_doc"]
+    assert report["store_bytes_per_doc"] > report["one_table_bytes_per_doc"] > raw
+    assert report["store_over_raw"] == pytest.approx(report["store_bytes_per_doc"] / raw, rel=0.01)
+    parts = report["parts_bytes_per_doc"]
+    assert {"docs", "changes"} <= set(parts)
+    assert sum(part["bytes"] for part in parts.values()) <= report["store_bytes_per_doc"] + 1
+
+
+def test_bench_disk_documents_are_realistic_not_padding() -> None:
+    """About 1 KB each, all different, and compressing like prose (not like repeated filler)."""
+    import zlib
+
+    from breakwater.bench.disk import realistic_documents
+    from breakwater.core import codec
+
+    bodies = [codec.dumps(doc) for doc in realistic_documents(200)]
+    assert len(set(bodies)) == 200
+    assert 700 < sum(map(len, bodies)) / 200 <= 1024
+    assert all(len(zlib.compress(body)) > len(body) / 3 for body in bodies)
+
+
 def test_bench_startup_reports_seconds_to_healthy(tmp_path: Path) -> None:
     """bench startup starts a node and times it."""
     report = bench(tmp_path, "startup", "--runs", "1")
@@ -200,18 +227,19 @@ def test_bench_instructions_measures_the_push_path_and_reads_callgrinds_totals(
 @pytest.mark.parametrize("mode", ["off", "put"])
 def test_bench_instructions_per_request_program_writes_through_the_node(mode: str) -> None:
     """The program callgrind counts (here run without it) makes its pushes or REST ``PUT``s
-    through the whole app and fails on any answer that is not a success."""
+    through the whole app, logs each as ``serve`` does (one JSON access line) and fails on any
+    answer that is not a success."""
     from breakwater.bench.instructions_request import PROGRAM
 
     done = subprocess.run(
         [sys.executable, "-c", PROGRAM, "3", mode], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    routes = {
-        line.split("route=")[1].split()[0] for line in done.stdout.splitlines() if "route=" in line
-    }
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    requests = [line for line in lines if line["event"] == "request"]
     expected = "/v1/collections/{collection}/docs/{doc_id}" if mode == "put" else "/v1/sync/push"
-    assert routes == {expected}
+    assert {line["route"] for line in requests} == {expected}
+    assert len(requests) == 3
 
 
 def test_bench_instructions_without_valgrind_is_a_clear_error(
