@@ -183,6 +183,7 @@ class Replication:
         """Read the region's bookkeeping, then start the refresh loop and the replicators."""
         await self.region.open()
         self._tasks.append(asyncio.create_task(self.region.run_forever()))
+        self._tasks.append(asyncio.create_task(self.region.write_held_forever()))
         for replicator in self.replicators:
             self._tasks.append(asyncio.create_task(replicator.run_forever()))
             self._watch_lag(replicator)
