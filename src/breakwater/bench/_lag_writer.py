@@ -7,8 +7,9 @@ are busy), so a slow answer delays no later write. Raw HTTP/1.1 (:mod:`breakwate
 keeps the generator's CPU small next to the nodes' it loads. Several processes split one
 schedule (write ``i`` belongs to process ``i % processes``). The report, one JSON object on
 stdout, holds each acknowledged write's id, region and ``CLOCK_MONOTONIC`` time of acknowledgement
-(one clock for every process of the machine), how late the sends were against the schedule, and
-the process's CPU seconds.
+(one clock for every process of the machine), each push's round trip (the local write path: a
+floor under the replication lag, whose every change is applied by one more write), how late the
+sends were against the schedule, and the process's CPU seconds.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class _Writer:
     opened: dict[str, int] = field(default_factory=dict)
     acked: list[tuple[str, str, float]] = field(default_factory=list)
     late_ms: list[float] = field(default_factory=list)
+    ack_ms: list[float] = field(default_factory=list)
     errors: int = 0
 
     async def _connection(self, region: str) -> HttpConnection | None:
@@ -51,7 +53,8 @@ class _Writer:
 
     async def one(self, region: str, number: int, due: float) -> None:
         """Push write ``number`` to ``region`` and stamp its acknowledgement."""
-        self.late_ms.append((time.monotonic() - due) * 1000)
+        sent = time.monotonic()
+        self.late_ms.append((sent - due) * 1000)
         doc_id = f"{self.prefix}-{region}-{number}"
         mutation = {"mutation_id": doc_id, "collection": "lag", "id": doc_id, "op": "set"}
         body = codec.dumps({"mutations": [{**mutation, "data": {"at": region}}]})
@@ -70,6 +73,7 @@ class _Writer:
         self.idle[region].append(connection)
         if status == 200 and codec.loads(answer)["results"][0]["status"] != "rejected":
             self.acked.append((doc_id, region, now))
+            self.ack_ms.append((now - sent) * 1000)
         else:
             self.errors += 1
 
@@ -111,6 +115,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         "send_seconds": sent_by - start,
         "late_p99_ms": percentile(writer.late_ms, 0.99),
         "late_max_ms": max(writer.late_ms, default=0.0),
+        "ack_ms": writer.ack_ms,
         "connections": sum(writer.opened.values()),
         "cpu_seconds": cpu,
     }

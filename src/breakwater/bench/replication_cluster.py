@@ -134,6 +134,7 @@ async def _generate(
         "send_seconds": max(r["send_seconds"] for r in reports),
         "late_p99_ms": max(r["late_p99_ms"] for r in reports),
         "late_max_ms": max(r["late_max_ms"] for r in reports),
+        "ack_ms": [ms for report in reports for ms in report["ack_ms"]],
         "connections": sum(r["connections"] for r in reports),
         "cpu_seconds": sum(r["cpu_seconds"] for r in reports),
     }
@@ -195,6 +196,8 @@ async def _lag_phase(
         "send_late_p99_ms": generated["late_p99_ms"],
         "send_late_max_ms": generated["late_max_ms"],
         "generator_connections": generated["connections"],
+        "push_ack_p50_ms": median(generated["ack_ms"]),
+        "push_ack_p99_ms": percentile(generated["ack_ms"], 0.99),
         "arrivals": len(lags),
         "expected_arrivals": 2 * acknowledged,
         "last_arrival_after_writes_s": arrivals_s,
