@@ -40,7 +40,11 @@ class _Writer:
     acked: list[tuple[str, str, float]] = field(default_factory=list)
     late_ms: list[float] = field(default_factory=list)
     ack_ms: list[float] = field(default_factory=list)
-    errors: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    """Failed writes by HTTP status or exception name."""
+
+    def _failed(self, kind: str) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
 
     async def _connection(self, region: str) -> HttpConnection | None:
         idle = self.idle.setdefault(region, [])
@@ -61,13 +65,13 @@ class _Writer:
         try:
             connection = await self._connection(region)
             if connection is None:
-                self.errors += 1
+                self._failed("no connection left")
                 return
             status, answer = await asyncio.wait_for(
                 connection.request("POST", "/v1/sync/push", body), TIMEOUT_S
             )
-        except (OSError, asyncio.IncompleteReadError, TimeoutError):
-            self.errors += 1  # the connection is dropped with its unfinished request
+        except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
+            self._failed(type(exc).__name__)  # the connection goes with its unfinished request
             return
         now = time.monotonic()
         self.idle[region].append(connection)
@@ -75,7 +79,7 @@ class _Writer:
             self.acked.append((doc_id, region, now))
             self.ack_ms.append((now - sent) * 1000)
         else:
-            self.errors += 1
+            self._failed(str(status))
 
     async def close(self) -> None:
         for connections in self.idle.values():

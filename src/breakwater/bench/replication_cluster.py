@@ -127,10 +127,14 @@ async def _generate(
                 await child.wait()
     reports = [json.loads(out) for out, _ in outputs]
     acked = [tuple(row) for report in reports for row in report["acked"]]
+    errors: dict[str, int] = {}
+    for report in reports:
+        for kind, count in report["errors"].items():
+            errors[kind] = errors.get(kind, 0) + count
     return {
         "sent": sum(r["sent"] for r in reports),
         "acked": acked,
-        "errors": sum(r["errors"] for r in reports),
+        "errors": errors,
         "send_seconds": max(r["send_seconds"] for r in reports),
         "late_p99_ms": max(r["late_p99_ms"] for r in reports),
         "late_max_ms": max(r["late_max_ms"] for r in reports),
