@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from breakwater.auth.sqlite_store import MIGRATIONS, SqliteAuthStore
 from breakwater.core.errors import StoreIncompatible
+
+PROCESSES = 6
 
 
 def test_a_file_from_before_versioning_gains_the_account_lifecycle(tmp_path: Path) -> None:
@@ -40,3 +44,28 @@ def test_a_file_from_a_newer_breakwater_is_refused(tmp_path: Path) -> None:
         db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
     with pytest.raises(StoreIncompatible, match="newer than this Breakwater"):
         SqliteAuthStore(path).open()
+
+
+def _open_at_once(path: str, barrier: Any) -> None:
+    barrier.wait()
+    store = SqliteAuthStore(Path(path))
+    store.open()
+    store.close()
+
+
+def test_processes_opening_a_new_file_at_once_migrate_it_once(tmp_path: Path) -> None:
+    """``serve --workers`` opens one new file from several processes: every one opens it, and
+    the file ends at the newest version (a step run twice used to fail and set it back)."""
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(PROCESSES)
+    path = tmp_path / "auth.db"
+    processes = [
+        context.Process(target=_open_at_once, args=(str(path), barrier)) for _ in range(PROCESSES)
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(60)
+    assert [p.exitcode for p in processes] == [0] * PROCESSES
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)

@@ -156,7 +156,12 @@ def _key(row: Sequence[Any]) -> ApiKey:
 
 
 def _migrate(db: sqlite3.Connection) -> None:
-    """Bring the file to the newest version, one transaction per step."""
+    """Bring the file to the newest version, one transaction per step.
+
+    The version is read again inside each step's write transaction: the workers of one node
+    (``serve --workers``) open a new file at once, and a step decided on a version read before
+    another process migrated would run twice (and set the version back).
+    """
     current = db.execute("PRAGMA user_version").fetchone()[0]
     if current > len(MIGRATIONS):
         db.close()
@@ -167,6 +172,9 @@ def _migrate(db: sqlite3.Connection) -> None:
     for version in range(current + 1, len(MIGRATIONS) + 1):
         db.execute("BEGIN IMMEDIATE")
         try:
+            if db.execute("PRAGMA user_version").fetchone()[0] >= version:
+                db.execute("COMMIT")  # another process took this step meanwhile
+                continue
             for statement in MIGRATIONS[version - 1].split(";"):
                 if statement.strip():
                     db.execute(statement)

@@ -48,6 +48,8 @@ class ClusterSpec:
     postgres: str = DEFAULT_POSTGRES
     region_names: tuple[str, ...] = ()
     """The regions' names (default: the first ``regions`` of :data:`REGION_NAMES`)."""
+    settings: Mapping[str, bool | int | float | str] = field(default_factory=dict)
+    """Top-level config keys every node gets (e.g. ``webhook_allow_private``)."""
 
     def __post_init__(self) -> None:
         if self.region_names and len(self.region_names) != self.regions:
@@ -98,6 +100,7 @@ class ClusterSpec:
             "clock_offsets_ms": dict(self.clock_offsets_ms),
             "postgres": self.postgres,
             "region_names": self.names,
+            "settings": dict(self.settings),
         }
 
     @classmethod
@@ -113,6 +116,7 @@ class ClusterSpec:
             clock_offsets_ms=dict(raw["clock_offsets_ms"]),
             postgres=str(raw["postgres"]),
             region_names=tuple(raw.get("region_names", ())),
+            settings=dict(raw.get("settings", {})),
         )
 
 

@@ -3,7 +3,10 @@
 A peer region is a very reliable client: it reads the same feed as devices do, but every entry
 carries the document's whole CRDT state (so joining it is the whole merge), its original
 ``(origin, seq)``, mutation id and HLC. With the page come the responder's head vector, its region
-name and state, its stable vector and the regions it replicates with.
+name, current origin (which says which of its incarnations are retired, ADR 0037) and state, its
+stable vector and the regions it replicates with, and how far it delivered its own changes to
+each webhook subscription (so a region that takes its deliveries over when it is lost starts
+there: docs/adr/0042-files-and-webhooks-across-regions.md).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from breakwater.core import hlc
 from breakwater.core.cursor import VersionVector
 from breakwater.core.engine import Change
 from breakwater.core.errors import ValidationError
-from breakwater.core.incarnation import REGION_PATTERN
+from breakwater.core.incarnation import REGION_PATTERN, region_of
 from breakwater.core.mutation import COLLECTION_PATTERN, ID_PATTERN, MUTATION_ID_PATTERN
 from breakwater.core.topology import REGION_STATES
 from breakwater.storage.base import DocSummary, FeedEntry, FeedPage
@@ -40,6 +43,11 @@ class ReplicaPage:
     head: VersionVector
     stable: VersionVector
     regions: tuple[str, ...]
+    origin: str | None = None
+    """The responder's current origin (``None`` from a peer that predates ADR 0037)."""
+    webhooks: dict[str, VersionVector] | None = None
+    """Per webhook subscription, the responder's cursor over its own region's origins
+    (``None``: not told, e.g. its webhook store was down)."""
 
 
 def entry_json(entry: FeedEntry) -> dict[str, Any]:
@@ -61,13 +69,16 @@ def page_json(
     page: FeedPage,
     *,
     region: str,
+    origin: str,
     state: str,
     stable: Mapping[str, int],
     regions: Sequence[str],
+    webhooks: Mapping[str, VersionVector] | None = None,
 ) -> dict[str, Any]:
     """The answer of ``GET /v1/replication/pull``."""
-    return {
+    answer: dict[str, Any] = {
         "region": region,
+        "origin": origin,
         "state": state,
         "entries": [entry_json(entry) for entry in page.entries],
         "cursor": cursor_mod.encode(page.vector),
@@ -76,6 +87,19 @@ def page_json(
         "stable": dict(stable),
         "regions": sorted(regions),
     }
+    if webhooks is not None:
+        answer["webhooks"] = {sub_id: dict(vector) for sub_id, vector in webhooks.items()}
+    return answer
+
+
+def _webhooks(value: Any) -> dict[str, VersionVector] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(
+        isinstance(sub_id, str) and 0 < len(sub_id) <= 64 for sub_id in value
+    ):
+        raise ValidationError("webhooks must map subscription ids to vectors", field="webhooks")
+    return {sub_id: _vector(vector, "webhooks") for sub_id, vector in value.items()}
 
 
 def _vector(value: Any, name: str) -> VersionVector:
@@ -141,6 +165,13 @@ def parse_page(body: Any) -> ReplicaPage:
         raise ValidationError("the page names no valid region", field="region")
     if state not in REGION_STATES:
         raise ValidationError("the page names no valid region state", field="state")
+    origin = body.get("origin")
+    if origin is not None and not (
+        isinstance(origin, str)
+        and cursor_mod.ORIGIN_PATTERN.fullmatch(origin)
+        and region_of(origin) == region
+    ):
+        raise ValidationError("origin must be an origin of the page's region", field="origin")
     entries = body.get("entries")
     if not isinstance(entries, list):
         raise ValidationError("entries must be a list", field="entries")
@@ -163,6 +194,8 @@ def parse_page(body: Any) -> ReplicaPage:
         head=_vector(body.get("head"), "head"),
         stable=_vector(body.get("stable", {}), "stable"),
         regions=tuple(regions),
+        origin=origin,
+        webhooks=_webhooks(body.get("webhooks")),
     )
 
 

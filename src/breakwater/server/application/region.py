@@ -17,9 +17,10 @@ from typing import Any
 
 from breakwater.config import Config
 from breakwater.core import cursor as cursor_mod
-from breakwater.core.cursor import VersionVector
+from breakwater.core.cursor import Peers, VersionVector
 from breakwater.core.engine import Engine
 from breakwater.core.errors import BreakwaterError, RegionStandby
+from breakwater.core.incarnation import region_of
 from breakwater.obs.logging import get_logger
 from breakwater.obs.metrics import Metrics
 from breakwater.replication.replicator import peer_key
@@ -50,6 +51,9 @@ class RegionView:
         self.unknown: frozenset[str] = frozenset()
         self._held_unwritten: set[str] = set()
         self._held_recorded = asyncio.Event()
+        self.peers = Peers(config.topology.peer_regions)
+        """What the peers' pulls told of their feeds (their current origins and heads): which
+        cursors this region can honour (ADR 0037)."""
         self._stable: VersionVector = {}
         self._waiters = 0
         self._refreshed = asyncio.Event()
@@ -107,6 +111,7 @@ class RegionView:
             for name in self.topology.peers
             if isinstance(row := values.get(peer_key(name)), dict)
         }
+        self.peers = _peers(self.topology.peer_regions, self.peer_rows.values())
         stored = {
             key[len(HELD_PREFIX) :]: dict(value)
             for key, value in values.items()
@@ -209,3 +214,15 @@ class RegionView:
             return True
         finally:
             self._waiters -= 1
+
+
+def _peers(regions: frozenset[str], rows: Iterable[Mapping[str, Any]]) -> Peers:
+    """The peers' current origins and the pointwise maximum of their heads, from their rows."""
+    current: dict[str, str] = {}
+    held: VersionVector = {}
+    for row in rows:
+        origin = row.get("origin")
+        if isinstance(origin, str):
+            current[region_of(origin)] = origin
+        held = cursor_mod.merge(held, row.get("head") or {})
+    return Peers(regions, current, held)
