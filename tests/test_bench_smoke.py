@@ -346,3 +346,46 @@ def test_bench_files_uploads_downloads_and_reports_both_floors(tmp_path: Path) -
     for key in ("copy_mb_s", "copy_hash_mb_s", "upload_mb_s", "download_mb_s"):
         value = report[key]
         assert isinstance(value, float) and value > 0, key
+
+
+def test_bench_replication_cluster_reports_lag_convergence_backlog_and_cpu(
+    tmp_path: Path,
+) -> None:
+    """bench replication --cluster: paced writes arrive in the other regions, the partition
+    heals into convergence, a backlog is caught up, and every process's CPU is reported."""
+    report = bench(
+        tmp_path,
+        "replication",
+        "--cluster",
+        "--rate",
+        "30",
+        "--seconds",
+        "2",
+        "--partition-seconds",
+        "2",
+        "--latency-ms",
+        "20",
+        "--backlog",
+        "300",
+    )
+    assert 0 < report["push_ack_p50_ms"] <= report["push_ack_p99_ms"]  # type: ignore[operator]
+    acknowledged = report["writes_acknowledged"]
+    assert isinstance(acknowledged, int) and acknowledged >= 50
+    assert report["arrivals"] == report["expected_arrivals"] == 2 * acknowledged
+    # a change crosses a link one way at least: 20 ms
+    assert 20 <= report["lag_p50_ms"] <= report["lag_p99_ms"] <= report["lag_max_ms"]  # type: ignore[operator]
+    # the link proxy adds 20 ms each way to whatever the node takes
+    assert report["link_rtt_ms"] >= 40 and report["node_rtt_ms"] > 0  # type: ignore[operator]
+    cores = report["cpu_cores"]
+    assert isinstance(cores, dict)
+    assert set(cores) == {"generator", "watchers", "proxies", "eu-n1", "us-n1", "ap-n1"}
+    assert all(value > 0 for value in cores.values())
+    assert report["partition_writes_crossed_before_heal"] == 0
+    assert report["partition_writes"] > 0  # type: ignore[operator]
+    assert 0 < report["converged_after_heal_s"] < 60  # type: ignore[operator]
+    assert report["backlog_changes"] == 300
+    for key in ("backlog_receiver_push_per_s", "backlog_catch_up_per_s"):
+        value = report[key]
+        assert isinstance(value, float) and value > 0, key
+    wire, plain = report["backlog_wire_bytes_per_change"], report["backlog_json_bytes_per_change"]
+    assert 0 < wire < plain  # type: ignore[operator]

@@ -291,6 +291,12 @@ def replication(
     latency_ms: Annotated[
         float, typer.Option(min=0, help="--cluster: ms added each way per cross-region link.")
     ] = 40,
+    backlog: Annotated[
+        int, typer.Option(min=0, help="--cluster: backlog a region catches up on (0: none).")
+    ] = 100_000,
+    writers: Annotated[
+        int, typer.Option(min=1, max=8, help="--cluster: load generator processes.")
+    ] = 1,
 ) -> None:
     """Catch-up rate on a peer's backlog vs the region's own batched push rate; wire bytes.
     With ``--cluster``: lag, convergence after a partition and bytes per change on
@@ -302,7 +308,13 @@ def replication(
         with console.status("starting") as status:
             result = asyncio.run(
                 replication_cluster.run(
-                    rate, seconds, partition_seconds, latency_ms, lambda t: status.update(t)
+                    rate,
+                    seconds,
+                    partition_seconds,
+                    latency_ms,
+                    lambda t: status.update(t),
+                    backlog=backlog,
+                    writers=writers,
                 )
             )
         for key, value in result.items():

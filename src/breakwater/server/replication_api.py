@@ -87,7 +87,7 @@ async def replication_pull(
         if not transfer:
             # A region pulls only from a cursor it has durably applied: it holds all of it
             # (not so a transfer's cursor: a change it covers may come in a later document).
-            await node.region.record_held(region, vector)
+            node.region.record_held(region, vector)
         node.replication.heard_from(region)
     deadline = time.monotonic() + wait
     page = await node.store.pull(vector, None, limit, include_state=True, past_horizon=transfer)
