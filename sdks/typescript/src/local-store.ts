@@ -90,7 +90,7 @@ class Batch {
 
   /** Read `keys` all at once (a pulled page's documents: one round of reads, not one per change). */
   async prefetch(table: Table, keys: readonly string[]): Promise<void> {
-    const values = await Promise.all(keys.map((key) => this.adapter.get(table, key)));
+    const values = this.adapter.getMany ? await this.adapter.getMany(table, keys) : await Promise.all(keys.map((key) => this.adapter.get(table, key)));
     keys.forEach((key, i) => this.read.set(`${table}\u0000${key}`, values[i]));
   }
 
