@@ -2,7 +2,9 @@
 // `breakwater serve`, against PouchDB replicating the same documents from pouchdb-server, in the
 // same browser and run (issue 20's target: >= 5x PouchDB's docs/s). Both start from an empty
 // browser database; each run uses new database names; the two are interleaved run by run. The
-// CPU time of each server process during its sync is read from /proc.
+// CPU time of each server process during its sync is read from /proc. The floor: the same number
+// of ~1 KB documents put into IndexedDB in one durable transaction, no network, in the same page.
+// BENCH_SDK: another build of the SDK (its dist/index.js), to compare versions in one sitting.
 // Run: `POUCHDB_DIR=<dir with pouchdb-server and pouchdb in node_modules> node bench/first-sync.mjs`
 // (after `npm ci` here and `npm run build` in sdks/typescript; /work/shared/peers/install.sh
 // pouchdb installs both packages).
@@ -102,13 +104,31 @@ try {
           await client.close();
           return { ms, stored };
         };
+        window.idbFloor = async (name, docs, pad) => {
+          const start = performance.now();
+          const db = await new Promise((resolve, reject) => {
+            const open = indexedDB.open(name, 1);
+            open.onupgradeneeded = () => open.result.createObjectStore("docs");
+            open.onsuccess = () => resolve(open.result);
+            open.onerror = () => reject(open.error);
+          });
+          await new Promise((resolve, reject) => {
+            const tx = db.transaction("docs", "readwrite", { durability: "strict" });
+            const store = tx.objectStore("docs");
+            for (let i = 0; i < docs; i++) store.put({ j: i, pad }, "docs/d" + String(i).padStart(6, "0"));
+            tx.oncomplete = resolve;
+            tx.onerror = () => reject(tx.error);
+          });
+          db.close();
+          return { ms: performance.now() - start, stored: docs };
+        };
         window.pouchSync = async (remote, name) => {
           const start = performance.now();
           const result = await new PouchDB(name).replicate.from(remote);
           return { ms: performance.now() - start, stored: result.docs_written };
         };`,
     },
-    bundle: true, format: "esm", write: false,
+    bundle: true, format: "esm", write: false, alias: process.env.BENCH_SDK ? { "@breakwater/client": process.env.BENCH_SDK } : {},
   });
   const pouchScript = readFileSync(join(POUCHDB_DIR, "node_modules/pouchdb/dist/pouchdb.min.js"), "utf8");
   const html = `<!doctype html><script>${pouchScript}</script><script type="module">${page.outputFiles[0].text}</script>`;
@@ -142,12 +162,15 @@ try {
       cpu = cpuSeconds(pouch.pid);
       const theirs = await tab.evaluate(([url, name]) => window.pouchSync(url, name), [`${pageUrl}/pouch/bench`, `pouch-${run}`]);
       const theirCpu = cpuSeconds(pouch.pid) - cpu;
+      const floor = await tab.evaluate(([name, n, pad]) => window.idbFloor(name, n, pad), [`floor-${run}`, DOCS, PAD]);
       const row = {
         run, load,
         breakwater: { docsPerS: Math.round((ours.stored / ours.ms) * 1000), stored: ours.stored, nodeCpuS: Number(ourCpu.toFixed(2)) },
         pouchdb: { docsPerS: Math.round((theirs.stored / theirs.ms) * 1000), stored: theirs.stored, serverCpuS: Number(theirCpu.toFixed(2)) },
       };
       row.ratio = Number((row.breakwater.docsPerS / row.pouchdb.docsPerS).toFixed(2));
+      row.floorDocsPerS = Math.round((floor.stored / floor.ms) * 1000);
+      row.ofFloor = Number((row.breakwater.docsPerS / row.floorDocsPerS).toFixed(2));
       runs.push(row);
       console.log(JSON.stringify(row));
     }
@@ -158,6 +181,8 @@ try {
         breakwaterDocsPerS: median(runs.map((r) => r.breakwater.docsPerS)),
         pouchdbDocsPerS: median(runs.map((r) => r.pouchdb.docsPerS)),
         ratio: median(runs.map((r) => r.ratio)),
+        floorDocsPerS: median(runs.map((r) => r.floorDocsPerS)),
+        ofFloor: median(runs.map((r) => r.ofFloor)),
         breakwaterNodeCpuS: median(runs.map((r) => r.breakwater.nodeCpuS)),
         pouchdbServerCpuS: median(runs.map((r) => r.pouchdb.serverCpuS)),
       },

@@ -2,6 +2,11 @@
 // `vite preview`, and Debian's headless Chromium (never a downloaded one). Each test file gets
 // its own node, data directory and screenshot folder (test-artifacts/<suite>/), so files may run
 // in parallel.
+//
+// `link` is a chaos proxy (`breakwater chaos proxy`) in front of the node: a page that reaches
+// the node through it loses the network truly when `link.cut()` runs. Chromium's own offline
+// switch (`context.setOffline`) is not enough: it keeps WebSockets opened before it, lets CORS
+// preflights through, and let a push out while a page reloaded (docs/adr/0039-offline-e2e.md).
 import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
@@ -34,8 +39,11 @@ function start(processes, command, args, options = {}) {
   return { child, output: () => output };
 }
 
+/** How long a process may take to answer: Python starts slowly on a loaded CI machine. */
+const START_MS = 90_000;
+
 async function waitFor(url, what, started) {
-  const deadline = Date.now() + 30_000;
+  const deadline = Date.now() + START_MS;
   while (Date.now() < deadline) {
     if (started.child.exitCode !== null) throw new Error(`${what} exited:\n${started.output()}`);
     try {
@@ -45,7 +53,7 @@ async function waitFor(url, what, started) {
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  throw new Error(`${what} did not answer ${url} in 30 s:\n${started.output()}`);
+  throw new Error(`${what} did not answer ${url} in ${START_MS / 1000} s:\n${started.output()}`);
 }
 
 /** The titles the page lists, in order. */
@@ -53,34 +61,71 @@ export async function titles(page) {
   return page.locator("#todos li .title").allTextContents();
 }
 
-/** Start a node, the app and Chromium for the test file `suite`; `stop()` ends all three. */
+/** Start a node, the link in front of it, the app and Chromium for the test file `suite`; `stop()` ends them all. */
 export async function startStack(suite) {
   const artifacts = join(HERE, "test-artifacts", suite);
   rmSync(artifacts, { recursive: true, force: true });
   mkdirSync(artifacts, { recursive: true });
   const processes = [];
   const data = mkdtempSync(join(tmpdir(), `todo-web-${suite}-`));
-  const [nodePort, appPort] = [await freePort(), await freePort()];
+  const stopAll = () => {
+    for (const child of processes) child.kill("SIGTERM");
+    rmSync(data, { recursive: true, force: true });
+  };
+  const [nodePort, appPort, linkPort, controlPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const nodeUrl = `http://127.0.0.1:${nodePort}`;
-  // On loopback the node allows pages from loopback origins (cors_origins' default) and
-  // signs in anonymous users (auth mode auto is open there).
-  const node = start(processes, BREAKWATER, ["serve", "--port", String(nodePort), "--data", data, "--drain-grace", "0"]);
-  await waitFor(`${nodeUrl}/healthz`, "breakwater serve", node);
-  const app = start(processes, process.execPath, [join(HERE, "node_modules/vite/bin/vite.js"), "preview", "--host", "127.0.0.1", "--port", String(appPort), "--strictPort"], { cwd: HERE });
-  const appUrl = `http://127.0.0.1:${appPort}/?node=${encodeURIComponent(nodeUrl)}`;
-  await waitFor(`http://127.0.0.1:${appPort}/`, "vite preview", app);
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  const control = `http://127.0.0.1:${controlPort}/proxies/link`;
+  let browser;
+  try {
+    // On loopback the node allows pages from loopback origins (cors_origins' default) and
+    // signs in anonymous users (auth mode auto is open there).
+    const node = start(processes, BREAKWATER, ["serve", "--port", String(nodePort), "--data", data, "--drain-grace", "0"]);
+    const proxy = start(processes, BREAKWATER, ["chaos", "proxy", "--listen", `127.0.0.1:${linkPort}`, "--upstream", `127.0.0.1:${nodePort}`, "--control", `127.0.0.1:${controlPort}`, "--name", "link"]);
+    const app = start(processes, process.execPath, [join(HERE, "node_modules/vite/bin/vite.js"), "preview", "--host", "127.0.0.1", "--port", String(appPort), "--strictPort"], { cwd: HERE });
+    await Promise.all([
+      waitFor(`${nodeUrl}/healthz`, "breakwater serve", node),
+      waitFor(control, "breakwater chaos proxy", proxy),
+      waitFor(`http://127.0.0.1:${appPort}/`, "vite preview", app),
+    ]);
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    });
+  } catch (error) {
+    stopAll(); // else the children keep the test process alive
+    throw error;
+  }
+  const fault = async (method, path, body) => {
+    const answer = await fetch(`${control}${path}`, { method, headers: { "content-type": "application/json" }, body: body && JSON.stringify(body) });
+    if (!answer.ok) throw new Error(`chaos proxy ${method} ${path}: ${answer.status} ${await answer.text()}`);
+  };
+  const appUrl = (node) => `http://127.0.0.1:${appPort}/?node=${encodeURIComponent(node)}`;
   const shot = (page, name) => page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
   return {
     nodeUrl,
     browser,
     shot,
-    /** Open the app in a new page of `context` and wait until it shows its list. */
-    async openApp(context) {
+    /** The node behind a link the test can cut: no byte passes and open connections are reset. */
+    link: {
+      url: `http://127.0.0.1:${linkPort}`,
+      // Partition first, so that nothing passes between the two faults; then reset what is open.
+      cut: async () => {
+        await fault("PUT", "/faults/partition", {});
+        await fault("PUT", "/faults/reset_peer", { after_ms: 0 });
+      },
+      heal: () => fault("DELETE", "/faults"),
+    },
+    /** The node's counter `name` (Prometheus text), summed over the series whose labels include `labels`. */
+    async metric(name, labels = "") {
+      const text = await (await fetch(`${nodeUrl}/metrics`)).text();
+      return text
+        .split("\n")
+        .filter((line) => line.startsWith(`${name}{`) && line.includes(labels))
+        .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(" ") + 1)), 0);
+    },
+    /** Open the app (syncing with `node`, by default straight to the node) in a new page of `context`; wait until it shows its list. */
+    async openApp(context, node = nodeUrl) {
       const page = await context.newPage();
       // Requests cut by the offline switch are expected; any other failure is worth seeing.
       page.on("requestfailed", (request) => {
@@ -88,7 +133,7 @@ export async function startStack(suite) {
         if (reason !== "net::ERR_INTERNET_DISCONNECTED") console.log(`[page] ${request.url()} failed: ${reason}`);
       });
       page.on("pageerror", (error) => console.log(`[page] error: ${error.message}`));
-      await page.goto(appUrl);
+      await page.goto(appUrl(node));
       await page.waitForSelector("body[data-ready=true]", { timeout: STEP_MS });
       return page;
     },
@@ -104,8 +149,7 @@ export async function startStack(suite) {
     },
     async stop() {
       await browser.close();
-      for (const child of processes) child.kill("SIGTERM");
-      rmSync(data, { recursive: true, force: true });
+      stopAll();
     },
   };
 }

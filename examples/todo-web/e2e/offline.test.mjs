@@ -1,6 +1,8 @@
 // End to end in real headless Chromium (Debian's, never a downloaded one): the built app
 // against a real `breakwater serve`. Offline writes and edits survive a reload with no
-// network, reach the node exactly once when it returns, and appear live in a second context.
+// network, reach the node exactly once when it returns (and not a byte of them before), and
+// appear live in a second context. The device reaches the node through a link the test cuts
+// (harness.mjs: Chromium's offline switch alone leaks) as well as switching its context offline.
 // Run with `npm run test:e2e` (builds first); screenshots of every step go to
 // test-artifacts/offline/.
 import assert from "node:assert/strict";
@@ -28,14 +30,16 @@ test("offline writes survive a reload and reach the node once, live in another c
 });
 
 async function offlineJourney() {
-  const { browser, openApp, shot } = stack;
+  const { browser, link, metric, openApp, shot } = stack;
   const device = await browser.newContext();
-  const page = await openApp(device);
+  const page = await openApp(device, link.url);
   await page.waitForSelector("#status[data-state=online]", { timeout: STEP_MS });
   // The service worker has cached the shell once it controls the page.
   await page.waitForFunction(() => navigator.serviceWorker.controller !== null, null, { timeout: STEP_MS });
   await shot(page, "1-online");
 
+  const pushesBefore = await metric("breakwater_http_requests_total", 'route="/v1/sync/push"');
+  await link.cut();
   await device.setOffline(true);
   await page.waitForSelector("#status[data-state=offline]", { timeout: STEP_MS });
   for (const title of ["milk", "bread"]) {
@@ -65,6 +69,10 @@ async function offlineJourney() {
   assert.deepEqual(await titles(watcher), []);
   await shot(watcher, "4-second-context-before");
 
+  // Nothing of the device's reached the node while it was offline: no change, not even a push request.
+  assert.deepEqual(await stack.pulled(), [], "the device's writes reached the node while it was offline");
+  assert.equal(await metric("breakwater_http_requests_total", 'route="/v1/sync/push"'), pushesBefore, "a push reached the node while the device was offline");
+  await link.heal();
   await device.setOffline(false);
   await page.waitForSelector("#status[data-state=online][data-pending='0']", { timeout: STEP_MS });
   await watcher.waitForFunction(
@@ -76,6 +84,8 @@ async function offlineJourney() {
   await shot(page, "5-back-online");
   await shot(watcher, "6-second-context-live");
 
+  // The counter read while offline does count this device's pushes.
+  assert.ok((await metric("breakwater_http_requests_total", 'route="/v1/sync/push"')) > pushesBefore, "no push counted after the network came back");
   const changes = await stack.pulled();
   const ids = changes.map((change) => change.mutation_id);
   assert.equal(new Set(ids).size, ids.length, "a mutation applied twice");

@@ -81,7 +81,7 @@ async function main(): Promise<void> {
   client.on("rejected", (rejection) => console.warn("refused by the node", rejection.mutationId, rejection.problem));
   addEventListener("online", () => {
     showStatus(last, client.leading);
-    void signIn(client).then(() => client.syncNow());
+    void signIn(client); // the SDK itself syncs when the browser is back online
   });
   addEventListener("offline", () => showStatus(last, client.leading));
   showStatus(null, client.leading);

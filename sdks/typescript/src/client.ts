@@ -14,6 +14,8 @@ import type { ClientEvents, Status } from "./events.js";
 import { LocalStore } from "./local-store.js";
 import { checkCollection, DEFAULT_LIMITS } from "./mutation.js";
 import type { Limits } from "./mutation.js";
+import { platformNetwork } from "./network.js";
+import type { NetworkState } from "./network.js";
 import type { Fetch, HeadersProvider } from "./node-api.js";
 import type { OutboxEntry, Rejection } from "./outbox.js";
 import type { StorageAdapter } from "./storage/adapter.js";
@@ -81,6 +83,8 @@ export interface ClientOptions {
   syncCollections?: readonly string[];
   /** The app's current trace context (a W3C `traceparent`) for each request; default: a new trace per request. */
   traceparent?: TraceparentSource;
+  /** Whether the platform has a network (default: `navigator.onLine` and its events where they exist); no sync is tried while it says offline. */
+  network?: NetworkState;
 }
 
 const MAX_SCOPE = 64;
@@ -149,6 +153,7 @@ export class Client {
             },
             fetchFn,
             transportsFor(options.transports ?? ["websocket", "sse", "long_poll"], options.WebSocket ?? globalThis.WebSocket, options.traceparent),
+            options.network ?? platformNetwork(),
             options.headers ?? auth.provider,
           );
     const client = new Client(store, events, loop, options.limits ?? DEFAULT_LIMITS, auth);

@@ -87,7 +87,7 @@ export class Collection {
     let matching: Map<string, Document> | null = null;
     let seq = 0;
     const update = async (): Promise<boolean> => {
-      const delta = matching === null ? null : await this.store.changesSince(this.name, seq);
+      const delta = matching === null ? null : this.store.changesSince(this.name, seq);
       if (delta === null || matching === null) {
         const snapshot = await this.store.snapshot(query);
         matching = new Map(snapshot.docs.map((doc) => [doc.id, doc]));

@@ -15,6 +15,8 @@ export type { ClientEvents, Status } from "./events.js";
 export type { Document } from "./local-store.js";
 export type { Directory } from "./endpoints.js";
 export type { Limits } from "./mutation.js";
+export { ASSUMED_ONLINE, platformNetwork } from "./network.js";
+export type { NetworkState } from "./network.js";
 export type { HeadersProvider } from "./node-api.js";
 export type { OutboxEntry, Rejection } from "./outbox.js";
 export type { Operator, Scalar, Where, WhereClause } from "./query.js";

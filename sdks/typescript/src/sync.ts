@@ -10,6 +10,9 @@
  *    a full resync that keeps the outbox;
  * 3. wait for a local write, `syncNow()`, a realtime notice or `pollIntervalMs` (a safety net).
  *
+ * While the platform says it is offline (`NetworkState`, a browser's `navigator.onLine`) the
+ * loop sends nothing and closes its realtime connection; its `online` event starts a round.
+ *
  * Realtime runs beside the loop on the current endpoint: the transport ladder (WebSocket, SSE,
  * long-poll, falling back when one is refused) only says that the feed moved past the device's
  * cursor, and the loop pulls the changes with their states.
@@ -32,6 +35,8 @@ import { BreakwaterError, CursorExpired, EndpointUnavailable } from "./errors.js
 import type { Problem } from "./errors.js";
 import type { ClientEvents, Emitter, Status } from "./events.js";
 import type { LocalStore } from "./local-store.js";
+import { whileOnline } from "./network.js";
+import type { NetworkState } from "./network.js";
 import { NodeApi } from "./node-api.js";
 import type { Fetch, HeadersProvider, PullPage, PushAnswer } from "./node-api.js";
 import { toWire } from "./outbox.js";
@@ -80,14 +85,17 @@ export class SyncLoop {
   private readonly notices = new Set<() => boolean>();
   private directoryTtlMs = DEFAULT_DIRECTORY_TTL_S * 1000;
   private directoryReadAt = -Infinity;
+  private readonly fetchFn: Fetch;
+  private unsubscribe: (() => void) | null = null;
 
   constructor(
     private readonly store: LocalStore,
     private readonly pool: EndpointPool,
     private readonly events: Emitter<ClientEvents>,
     private readonly settings: SyncSettings,
-    private readonly fetchFn: Fetch,
+    fetchFn: Fetch,
     private readonly transports: readonly Transport[],
+    private readonly network: NetworkState,
     private readonly headers?: HeadersProvider,
     random?: () => number,
     /** Milliseconds, for round trips and the directory's age (injected like `random`). */
@@ -95,14 +103,18 @@ export class SyncLoop {
   ) {
     this.backoff = new Backoff(settings.backoffBaseMs, settings.backoffCapMs, random);
     this.pushBatch = settings.pushBatch;
+    this.fetchFn = whileOnline(fetchFn, network); // a request started as the network goes fails, as it would
   }
 
   start(): void {
+    // Either way the loop must look again: go to the offline wait, or leave it now.
+    this.unsubscribe ??= this.network.subscribe((online) => (online ? this.syncNow() : (this.retry.abort(), this.wakeUp.abort())));
     this.running ??= this.run();
   }
 
   async stop(): Promise<void> {
     this.stopping.abort();
+    this.unsubscribe?.();
     await this.running;
     await this.stopRealtime();
   }
@@ -137,6 +149,10 @@ export class SyncLoop {
     if (this.pool.regions().length > 1) await this.probe(this.pool.unmeasured());
     const prober = this.probeRegions();
     while (!this.stopping.signal.aborted) {
+      if (!this.network.online) {
+        await this.offline();
+        continue;
+      }
       const endpoint = this.pool.choose();
       if (endpoint === null) {
         this.update({ state: "offline" });
@@ -147,6 +163,7 @@ export class SyncLoop {
       let checked = endpoint === this.endpoint;
       try {
         if (!checked) await this.use(endpoint, api);
+        else if (this.realtime === null) this.listen(endpoint);
         checked = true;
         await this.round(api);
         this.pool.succeeded(endpoint, api.lastLatency);
@@ -173,6 +190,7 @@ export class SyncLoop {
 
   /** `GET /readyz` on each of `endpoints` at once, each bounded by `probeTimeoutMs`: latency and streaks, or breakers. */
   private async probe(endpoints: readonly Endpoint[]): Promise<void> {
+    if (!this.network.online) return; // each would fail and count against its region
     await Promise.all(
       endpoints.map(async (endpoint) => {
         if (!endpoint.breaker.allow()) return;
@@ -208,6 +226,13 @@ export class SyncLoop {
     }
   }
 
+  /** No network, says the platform: drop realtime and wait for its `online` (or the poll interval). */
+  private async offline(): Promise<void> {
+    await this.stopRealtime();
+    this.update({ state: "offline", transport: null });
+    await this.wait(this.settings.pollIntervalMs);
+  }
+
   /** Switch to `endpoint` once it says it is ready; re-push what the old one did not make stable. */
   private async use(endpoint: Endpoint, api: NodeApi): Promise<void> {
     this.pool.succeeded(endpoint, await api.ready());
@@ -216,6 +241,11 @@ export class SyncLoop {
     await this.learn(api);
     this.update({ endpoint: endpoint.url });
     await this.stopRealtime();
+    this.listen(endpoint);
+  }
+
+  /** Follow `endpoint`'s feed with the transport ladder, beside the loop. */
+  private listen(endpoint: Endpoint): void {
     const stop = new AbortController();
     const ladder = new TransportLadder(
       this.transports,

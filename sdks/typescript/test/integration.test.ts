@@ -11,6 +11,7 @@ import { WebSocket as WsWebSocket } from "ws";
 import { Client } from "../src/client.js";
 import type { ClientOptions } from "../src/client.js";
 import type { Document } from "../src/local-store.js";
+import type { NetworkState } from "../src/network.js";
 import type { Fetch } from "../src/node-api.js";
 import type { Rejection } from "../src/outbox.js";
 import type { TransportName, WebSocketConstructor } from "../src/realtime/transport.js";
@@ -45,6 +46,22 @@ async function openClient(options: Partial<ClientOptions> & Pick<ClientOptions, 
   return client;
 }
 
+/** A platform network the test switches, as a browser's `online` and `offline` events would. */
+class SwitchedNetwork implements NetworkState {
+  online = true;
+  private readonly listeners = new Set<(online: boolean) => void>();
+
+  subscribe(listener: (online: boolean) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  set(online: boolean): void {
+    this.online = online;
+    for (const listener of this.listeners) listener(online);
+  }
+}
+
 const settled = (client: Client) => vi.waitFor(() => expect(client.outbox()).toEqual([]), { timeout: 15_000, interval: 50 });
 
 describe("against breakwater serve", () => {
@@ -64,6 +81,43 @@ describe("against breakwater serve", () => {
     expect((await node.document("todos", "t1"))?.data).toEqual({ title: "milk", done: true });
     expect((await node.document("stats", "s"))?.data).toEqual({ n: 2 });
     expect(await todos.get("t1")).toMatchObject({ data: { title: "milk", done: true }, pending: false });
+  });
+
+  it("sends nothing and keeps no realtime connection while the platform says offline, and syncs as it comes back", async () => {
+    const node = await startNode();
+    const sent: string[] = [];
+    const recording: Fetch = (input, init) => {
+      sent.push(new URL(String(input)).pathname);
+      return fetch(input, init);
+    };
+    const sockets = new Set<WsWebSocket>();
+    class TrackedSocket extends WsWebSocket {
+      constructor(url: string) {
+        super(url);
+        sockets.add(this);
+        this.on("close", () => sockets.delete(this));
+      }
+    }
+    const network = new SwitchedNetwork();
+    // A minute of backoff: only the platform's `online` can start the round that delivers the write.
+    const client = await openClient({ endpoints: [node.url], fetch: recording, WebSocket: TrackedSocket as unknown as WebSocketConstructor, network, backoffBaseMs: 60_000, backoffCapMs: 60_000 });
+    await vi.waitFor(() => expect(client.status).toMatchObject({ state: "online", transport: "websocket" }), { timeout: 10_000 });
+    expect(sockets.size).toBe(1);
+
+    network.set(false);
+    await vi.waitFor(() => expect(client.status).toMatchObject({ state: "offline", transport: null }));
+    await vi.waitFor(() => expect(sockets.size).toBe(0));
+    sent.length = 0;
+    await client.collection("todos").set("t1", { title: "milk" });
+    await new Promise((resolve) => setTimeout(resolve, 300)); // time enough for a push to leave
+    expect(sent).toEqual([]);
+    expect(await node.document("todos", "t1")).toBeNull();
+
+    network.set(true);
+    await settled(client);
+    expect((await node.document("todos", "t1"))?.data).toEqual({ title: "milk" });
+    await vi.waitFor(() => expect(client.status.transport).toBe("websocket"), { timeout: 10_000 });
+    expect(sockets.size).toBe(1);
   });
 
   it("applies every mutation once when each push reaches the node twice", async () => {

@@ -31,6 +31,22 @@ describe("LocalStore", () => {
     expect(again.entries().map((e) => e.mutationId)).toEqual(["dev1.1", "dev1.2", "dev1.3"]);
   });
 
+  it("tells a live query the documents changed since its sequence, until the journal outgrows its rows", async () => {
+    const store = await openStore();
+    const page = (from: number, n: number) =>
+      Array.from({ length: n }, (_, i) => ({ collection: "todos", id: `t${from + i}`, op: "set", state: serverState("0000000000500-0000-srv", { title: `n${from + i}` }) }));
+    const { seq: start } = await store.snapshot(buildQuery("todos"));
+    await store.applyPage(page(0, 5000), encodeCursor({ r: 1 }), {}, false);
+    const { seq: middle } = await store.snapshot(buildQuery("todos"));
+    expect(store.changesSince("todos", start)?.docs.size).toBe(5000);
+    expect(store.changesSince("notes", start)?.docs.size).toBe(0);
+    await store.applyPage(page(5000, 5000), encodeCursor({ r: 2 }), {}, true);
+    expect(store.changesSince("todos", start)).toBeNull(); // 10,000 rows: the first page is forgotten
+    const since = store.changesSince("todos", middle);
+    expect(since?.docs.size).toBe(5000);
+    expect(since?.docs.get("t9999")?.data).toEqual({ title: "n9999" });
+  });
+
   it("rolls a rejected write back to the server's state and keeps the rejection", async () => {
     const store = await openStore();
     await store.applyPage([{ collection: "todos", id: "t1", op: "set", state: serverState("0000000000500-0000-srv", { title: "server" }) }], encodeCursor({ r: 1 }), { r: 1 }, true);

@@ -6,6 +6,7 @@ import { EndpointPool } from "../src/endpoints.js";
 import { Emitter } from "../src/events.js";
 import type { ClientEvents } from "../src/events.js";
 import { LocalStore } from "../src/local-store.js";
+import { ASSUMED_ONLINE } from "../src/network.js";
 import { LongPollTransport } from "../src/realtime/long-poll.js";
 import { MemoryStorage } from "../src/storage/memory.js";
 import { SyncLoop } from "../src/sync.js";
@@ -112,7 +113,7 @@ describe("SyncLoop across regions", () => {
       offerAfterRestore: true,
     };
     const pool = new EndpointPool(urls, { threshold: 3, resetMs: 30 });
-    const loop = new SyncLoop(store, pool, events, settings, deployment.fetch, [new LongPollTransport()], undefined, () => 0.5);
+    const loop = new SyncLoop(store, pool, events, settings, deployment.fetch, [new LongPollTransport()], ASSUMED_ONLINE, undefined, () => 0.5);
     loop.start();
     stops.push(() => loop.stop());
     return { store, loop, regions };

@@ -96,6 +96,15 @@ describe.each(BACKENDS)("$name storage", (backend) => {
   });
 });
 
+describe("IndexedDbStorage.getMany", () => {
+  it("reads many keys in one go, in their order, undefined for those missing", async () => {
+    const store = await IndexedDbStorage.open(`db${serial++}`, new IDBFactory(), IDBKeyRange);
+    await store.commit([{ table: "server", key: "a", value: { n: 1 } }, { table: "server", key: "c", value: { n: 3 } }]);
+    expect(await store.getMany("server", ["c", "b", "a"])).toEqual([{ n: 3 }, undefined, { n: 1 }]);
+    expect(await store.getMany("server", [])).toEqual([]);
+  });
+});
+
 describe("IndexedDbStorage in several tabs", () => {
   it("lets a second tab open the database, and coordinates the tabs only where Web Locks exist", async () => {
     const factory = new IDBFactory();

@@ -27,6 +27,8 @@ export interface Write {
 
 export interface StorageAdapter {
   get(table: Table, key: string): Promise<unknown>;
+  /** Optional: `get` of each of `keys`, in order, at once (IndexedDB: one transaction instead of one per key). */
+  getMany?(table: Table, keys: readonly string[]): Promise<unknown[]>;
   list(table: Table, prefix?: string): Promise<[string, unknown][]>;
   commit(writes: readonly Write[]): Promise<void>;
   close(): Promise<void>;

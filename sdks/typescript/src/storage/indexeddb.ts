@@ -60,6 +60,11 @@ export class IndexedDbStorage implements StorageAdapter {
     return done(this.db.transaction(table, "readonly").objectStore(table).get(key));
   }
 
+  async getMany(table: Table, keys: readonly string[]): Promise<unknown[]> {
+    const store = this.db.transaction(table, "readonly").objectStore(table);
+    return Promise.all(keys.map((key) => done(store.get(key))));
+  }
+
   async list(table: Table, prefix = ""): Promise<[string, unknown][]> {
     const store = this.db.transaction(table, "readonly").objectStore(table);
     const range = this.keyRange.bound(prefix, `${prefix}\uffff`);
