@@ -63,8 +63,11 @@ async def test_unsent_edit_stays_visible_until_delivered_then_all_converge(
     phone.sync_now()
     async with asyncio.timeout(30):
         await phone.wait_synced()
-        tablet.sync_now()
-        await tablet.wait_synced()
+        # wait_synced says the tablet has nothing to send, not that it has pulled the phone's
+        # write: pull until it arrives (or the timeout fails the test).
+        while (await tablet.collection("todos").get("t1")).data != {"title": "phone"}:
+            tablet.sync_now()
+            await asyncio.sleep(0.1)
     on_server = server_doc(server.url, "todos", "t1")
     on_phone = await phone.collection("todos").get("t1")
     on_tablet = await tablet.collection("todos").get("t1")
