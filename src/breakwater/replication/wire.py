@@ -3,14 +3,17 @@
 A peer region is a very reliable client: it reads the same feed as devices do, but every entry
 carries the document's whole CRDT state (so joining it is the whole merge), its original
 ``(origin, seq)``, mutation id and HLC. With the page come the responder's head vector, its region
-name and state, its stable vector and the regions it replicates with.
+name and state, its stable vector and the regions it replicates with. When the responder
+traces and remembers the writes that made some of the page's changes, the page also carries
+``traces``: each write's ``traceparent`` and the positions it made (docs/adr/0041), so the
+puller's apply and realtime deliveries join the device's trace. Absent otherwise.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from breakwater.core import cursor as cursor_mod
@@ -26,6 +29,8 @@ from breakwater.storage.base import DocSummary, FeedEntry, FeedPage
 _OPS = frozenset({"set", "patch", "delete", "increment"})
 _STATE_KEYS = frozenset({"f", "s", "x", "n"})
 _HEX = re.compile(r"[0-9a-f]{32}", re.ASCII)
+_TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}", re.ASCII)
+Position = tuple[str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +45,8 @@ class ReplicaPage:
     head: VersionVector
     stable: VersionVector
     regions: tuple[str, ...]
+    traces: dict[str, list[Position]] = field(default_factory=dict)
+    """Positions of the page by the ``traceparent`` of the write that made them (tracing)."""
 
 
 def entry_json(entry: FeedEntry) -> dict[str, Any]:
@@ -64,9 +71,10 @@ def page_json(
     state: str,
     stable: Mapping[str, int],
     regions: Sequence[str],
+    traces: Mapping[str, Sequence[Position]] | None = None,
 ) -> dict[str, Any]:
-    """The answer of ``GET /v1/replication/pull``."""
-    return {
+    """The answer of ``GET /v1/replication/pull`` (``traces`` only when some are known)."""
+    body: dict[str, Any] = {
         "region": region,
         "state": state,
         "entries": [entry_json(entry) for entry in page.entries],
@@ -76,6 +84,39 @@ def page_json(
         "stable": dict(stable),
         "regions": sorted(regions),
     }
+    if traces:
+        body["traces"] = {value: [list(p) for p in made] for value, made in traces.items()}
+    return body
+
+
+def _traces(value: Any, entries: int) -> dict[str, list[Position]]:
+    """A page's ``traces``: at most one position per entry, each under a W3C traceparent."""
+    if value is None:
+        return {}
+    bad = ValidationError("traces must map traceparents to positions", field="traces")
+    if not isinstance(value, dict):
+        raise bad
+    traces: dict[str, list[Position]] = {}
+    count = 0
+    for traceparent, positions in value.items():
+        if not _TRACEPARENT.fullmatch(traceparent) or not isinstance(positions, list):
+            raise bad
+        parsed = []
+        for position in positions:
+            if not (isinstance(position, list) and len(position) == 2):
+                raise bad
+            origin, seq = position
+            valid_seq = isinstance(seq, int) and not isinstance(seq, bool) and 0 < seq < 2**63
+            if not (isinstance(origin, str) and cursor_mod.ORIGIN_PATTERN.fullmatch(origin)):
+                raise bad
+            if not valid_seq:
+                raise bad
+            parsed.append((origin, seq))
+        count += len(parsed)
+        traces[traceparent] = parsed
+    if count > entries:
+        raise bad
+    return traces
 
 
 def _vector(value: Any, name: str) -> VersionVector:
@@ -163,6 +204,7 @@ def parse_page(body: Any) -> ReplicaPage:
         head=_vector(body.get("head"), "head"),
         stable=_vector(body.get("stable", {}), "stable"),
         regions=tuple(regions),
+        traces=_traces(body.get("traces"), len(entries)),
     )
 
 

@@ -100,6 +100,9 @@ async def replication_pull(
             state=node.region.state,
             stable=node.region.stable_for(page.head),
             regions=sorted(node.config.topology.peers),
+            traces=None
+            if node.tracing is None
+            else node.tracing.traces_of((e.change.origin, e.change.seq) for e in page.entries),
         )
     )
     peer = region if region in node.config.topology.peers else "unknown"

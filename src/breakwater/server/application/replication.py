@@ -26,6 +26,7 @@ from breakwater.obs.metrics import Metrics
 from breakwater.replication.anti_entropy import RoundReport
 from breakwater.replication.client import PeerClient, Pulled, PullFailed
 from breakwater.replication.replicator import PeerReplicator, TransferProgress, peer_key
+from breakwater.replication.wire import Position
 from breakwater.server.application.region import RegionView
 from breakwater.server.application.writes import Writes
 from breakwater.storage.base import (
@@ -48,9 +49,12 @@ class _Target:
         self.writes = writes
 
     async def apply_replicated(
-        self, entries: Sequence[FeedEntry], progress: Mapping[str, object] | None = None
+        self,
+        entries: Sequence[FeedEntry],
+        progress: Mapping[str, object] | None = None,
+        traces: Mapping[str, Sequence[Position]] | None = None,
     ) -> ReplicaApplied:
-        return await self.writes.apply_replicated(entries, progress)
+        return await self.writes.apply_replicated(entries, progress, traces)
 
     async def replication_state(self) -> dict[str, Any]:
         return await self.store.replication_state()
