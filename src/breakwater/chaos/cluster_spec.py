@@ -48,6 +48,8 @@ class ClusterSpec:
     postgres: str = DEFAULT_POSTGRES
     region_names: tuple[str, ...] = ()
     """The regions' names (default: the first ``regions`` of :data:`REGION_NAMES`)."""
+    tracing_endpoint: str = ""
+    """An OTLP/HTTP traces URL: every node traces (``[tracing]``) and exports there."""
 
     def __post_init__(self) -> None:
         if self.region_names and len(self.region_names) != self.regions:
@@ -98,6 +100,7 @@ class ClusterSpec:
             "clock_offsets_ms": dict(self.clock_offsets_ms),
             "postgres": self.postgres,
             "region_names": self.names,
+            "tracing_endpoint": self.tracing_endpoint,
         }
 
     @classmethod
@@ -113,6 +116,7 @@ class ClusterSpec:
             clock_offsets_ms=dict(raw["clock_offsets_ms"]),
             postgres=str(raw["postgres"]),
             region_names=tuple(raw.get("region_names", ())),
+            tracing_endpoint=str(raw.get("tracing_endpoint", "")),
         )
 
 
