@@ -140,6 +140,8 @@ class PeerStatus:
     lag_changes: int = 0
     pulls: int = 0
     applied: int = 0
+    bytes_in: int = 0
+    """Page bytes pulled from the peer as they crossed the wire (compressed), by this node."""
 
     def lag_seconds(self, now: float) -> float | None:
         """Seconds since this region last held all the peer held (None: never)."""
@@ -278,6 +280,7 @@ class PeerReplicator:
             status = self.status
             status.pulls += 1
             status.applied += applied.applied
+            status.bytes_in += pulled.wire_bytes
             status.lag_changes = _lag(page.head, local)
             status.needs_full_transfer = False
             if not page.has_more:
@@ -386,6 +389,7 @@ class PeerReplicator:
             )
             self.status.transfer = progress
             self.status.applied += result.applied
+            self.status.bytes_in += pulled.wire_bytes
             self.observer.transfer(self.peer.name, progress)
             if done:
                 self.status.needs_full_transfer = False
