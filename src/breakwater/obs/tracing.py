@@ -139,11 +139,6 @@ class Tracing:
         """The span context of the write that made change ``key``, if it was made here lately."""
         return self._writes.get(key)
 
-    def traceparent_of(self, key: Key) -> str | None:
-        """Change ``key``'s write as a ``traceparent`` value, if it was made here lately."""
-        context = self.write_context(key)
-        return None if context is None else _traceparent(context)
-
     def traces_of(self, keys: Iterable[Key]) -> dict[str, list[Key]]:
         """The remembered writes that made some of ``keys``, as ``traceparent`` values with the
         keys each made (what a replication page carries; at most MAX_LINKS writes)."""
@@ -183,9 +178,7 @@ class Tracing:
         parent = trace.set_span_in_context(trace.NonRecordingSpan(links[0].context))
         return self.tracer.start_span(name, context=parent, links=links, attributes=attributes)
 
-    def replicated(
-        self, traces: Mapping[str, Iterable[Key]], start_ns: int, end_ns: int, **attributes: Any
-    ) -> None:
+    def replicated(self, traces: Mapping[str, Iterable[Key]], start_ns: int, end_ns: int) -> None:
         """Record the apply of a replication page (``start_ns`` to ``end_ns``, wall clock) as one
         ``replication.apply`` span per origin write the page names, each a child of that write
         (so it sits in the device's trace); this region's deliveries of the changes then join
@@ -199,7 +192,7 @@ class Tracing:
                 "replication.apply",
                 context=parent,
                 start_time=start_ns,
-                attributes={**attributes, "breakwater.changes": len(made)},
+                attributes={"breakwater.changes": len(made)},
             )
             self._remember(span.get_span_context(), made)
             span.end(end_ns)
