@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -112,6 +113,32 @@ def test_bench_query_reports_indexed_and_unindexed(tmp_path: Path) -> None:
         assert report[case]["p50_ms"] > 0  # type: ignore[index]
 
 
+def test_bench_disk_reports_bytes_per_document_against_raw_json(tmp_path: Path) -> None:
+    """bench disk stores documents through the store and weighs the file after a checkpoint:
+    more than the raw JSON, and at least what the one-table SQLite reference takes."""
+    report: Any = bench(tmp_path, "disk", "--documents", "300")
+    assert report["documents"] == 300
+    raw = report["raw_json_bytes_per_doc"]
+    assert report["store_bytes_per_doc"] > report["one_table_bytes_per_doc"] > raw
+    assert report["store_over_raw"] == pytest.approx(report["store_bytes_per_doc"] / raw, rel=0.01)
+    parts = report["parts_bytes_per_doc"]
+    assert {"docs", "changes"} <= set(parts)
+    assert sum(part["bytes"] for part in parts.values()) <= report["store_bytes_per_doc"] + 1
+
+
+def test_bench_disk_documents_are_realistic_not_padding() -> None:
+    """About 1 KB each, all different, and compressing like prose (not like repeated filler)."""
+    import zlib
+
+    from breakwater.bench.disk import realistic_documents
+    from breakwater.core import codec
+
+    bodies = [codec.dumps(doc) for doc in realistic_documents(200)]
+    assert len(set(bodies)) == 200
+    assert 700 < sum(map(len, bodies)) / 200 <= 1024
+    assert all(len(zlib.compress(body)) > len(body) / 3 for body in bodies)
+
+
 def test_bench_startup_reports_seconds_to_healthy(tmp_path: Path) -> None:
     """bench startup starts a node and times it."""
     report = bench(tmp_path, "startup", "--runs", "1")
@@ -200,18 +227,19 @@ def test_bench_instructions_measures_the_push_path_and_reads_callgrinds_totals(
 @pytest.mark.parametrize("mode", ["off", "put"])
 def test_bench_instructions_per_request_program_writes_through_the_node(mode: str) -> None:
     """The program callgrind counts (here run without it) makes its pushes or REST ``PUT``s
-    through the whole app and fails on any answer that is not a success."""
+    through the whole app, logs each as ``serve`` does (one JSON access line) and fails on any
+    answer that is not a success."""
     from breakwater.bench.instructions_request import PROGRAM
 
     done = subprocess.run(
         [sys.executable, "-c", PROGRAM, "3", mode], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    routes = {
-        line.split("route=")[1].split()[0] for line in done.stdout.splitlines() if "route=" in line
-    }
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    requests = [line for line in lines if line["event"] == "request"]
     expected = "/v1/collections/{collection}/docs/{doc_id}" if mode == "put" else "/v1/sync/push"
-    assert routes == {expected}
+    assert {line["route"] for line in requests} == {expected}
+    assert len(requests) == 3
 
 
 def test_bench_instructions_without_valgrind_is_a_clear_error(
@@ -318,3 +346,46 @@ def test_bench_files_uploads_downloads_and_reports_both_floors(tmp_path: Path) -
     for key in ("copy_mb_s", "copy_hash_mb_s", "upload_mb_s", "download_mb_s"):
         value = report[key]
         assert isinstance(value, float) and value > 0, key
+
+
+def test_bench_replication_cluster_reports_lag_convergence_backlog_and_cpu(
+    tmp_path: Path,
+) -> None:
+    """bench replication --cluster: paced writes arrive in the other regions, the partition
+    heals into convergence, a backlog is caught up, and every process's CPU is reported."""
+    report = bench(
+        tmp_path,
+        "replication",
+        "--cluster",
+        "--rate",
+        "30",
+        "--seconds",
+        "2",
+        "--partition-seconds",
+        "2",
+        "--latency-ms",
+        "20",
+        "--backlog",
+        "300",
+    )
+    assert 0 < report["push_ack_p50_ms"] <= report["push_ack_p99_ms"]  # type: ignore[operator]
+    acknowledged = report["writes_acknowledged"]
+    assert isinstance(acknowledged, int) and acknowledged >= 50
+    assert report["arrivals"] == report["expected_arrivals"] == 2 * acknowledged
+    # a change crosses a link one way at least: 20 ms
+    assert 20 <= report["lag_p50_ms"] <= report["lag_p99_ms"] <= report["lag_max_ms"]  # type: ignore[operator]
+    # the link proxy adds 20 ms each way to whatever the node takes
+    assert report["link_rtt_ms"] >= 40 and report["node_rtt_ms"] > 0  # type: ignore[operator]
+    cores = report["cpu_cores"]
+    assert isinstance(cores, dict)
+    assert set(cores) == {"generator", "watchers", "proxies", "eu-n1", "us-n1", "ap-n1"}
+    assert all(value > 0 for value in cores.values())
+    assert report["partition_writes_crossed_before_heal"] == 0
+    assert report["partition_writes"] > 0  # type: ignore[operator]
+    assert 0 < report["converged_after_heal_s"] < 60  # type: ignore[operator]
+    assert report["backlog_changes"] == 300
+    for key in ("backlog_receiver_push_per_s", "backlog_catch_up_per_s"):
+        value = report[key]
+        assert isinstance(value, float) and value > 0, key
+    wire, plain = report["backlog_wire_bytes_per_change"], report["backlog_json_bytes_per_change"]
+    assert 0 < wire < plain  # type: ignore[operator]

@@ -99,6 +99,9 @@ class Config:
     webhook_backoff_cap: float = 300.0
     webhook_concurrency: int = 4
     webhook_log_retention_days: float = 7.0
+    webhook_takeover_after: float = 60.0
+    """Seconds without a page from a peer region after which that region counts as lost and
+    one live region delivers its changes (ADR 0042)."""
     # Files: see docs/files.md. Empty files_store: on disk under <data>/files/blobs.
     files_store: str = ""
     files_max_size: int = 1 << 30
@@ -521,6 +524,12 @@ def _check(config: Config) -> None:
         raise ConfigError(
             f"realtime_transports = {config.realtime_transports!r} names {sorted(unknown)};"
             f" use a comma-separated subset of {list(REALTIME_TRANSPORTS)} (or empty)"
+        )
+    if config.webhook_takeover_after <= 2 * config.topology.pull_wait:
+        # A live peer answers an idle long-poll only every pull_wait seconds.
+        raise ConfigError(
+            f"webhook_takeover_after = {config.webhook_takeover_after!r} must be more than twice"
+            f" topology.pull_wait = {config.topology.pull_wait!r}"
         )
     if config.webhook_backoff_cap < config.webhook_backoff_base:
         raise ConfigError(

@@ -5,6 +5,7 @@ that signs in on its development login and consent pages."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import html
 import re
@@ -36,18 +37,15 @@ class Provider:
     process: subprocess.Popen[str]
 
 
-@pytest.fixture(scope="module")
-def oidc_provider() -> Iterator[Provider]:
-    """The provider on a free loopback port for the tests of one module."""
+@contextlib.contextmanager
+def run_provider(port: int, keys: Path | None = None) -> Iterator[Provider]:
+    """The provider on ``port`` (signing with the first of ``keys``' private JWKs, publishing
+    them all; development keys without), stopped on exit."""
     node = require_program("node")
     require_installed(PROVIDER_DIR / "node_modules" / "oidc-provider", "the test OIDC provider")
-    port = free_port()
+    argv = [node, "provider.mjs", str(port), *([str(keys)] if keys is not None else [])]
     process = subprocess.Popen(
-        [node, "provider.mjs", str(port)],
-        cwd=PROVIDER_DIR,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
+        argv, cwd=PROVIDER_DIR, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
     try:
         assert process.stdout is not None
@@ -59,6 +57,13 @@ def oidc_provider() -> Iterator[Provider]:
         process.wait(timeout=10)
         if process.stdout is not None:
             process.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def oidc_provider() -> Iterator[Provider]:
+    """The provider on a free loopback port for the tests of one module."""
+    with run_provider(free_port()) as provider:
+        yield provider
 
 
 def new_verifier() -> str:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from breakwater.chaos.checker import DocState, ReplicaState, Verdict, check, fold
+from breakwater.chaos.checker import DocState, ReplicaState, Verdict, check, divergences, fold
 from breakwater.chaos.history import MutationRecord, Operation
 from tests.chaos.histories import ANOMALIES, Run, plant, simulate
 
@@ -117,23 +117,55 @@ def test_a_mutation_met_under_two_origins_counts_once_under_one_it_is_twice() ->
     assert f"{mid} appears 3 times in n1's feed" in verdict(run).render()
 
 
-def test_across_regions_convergence_compares_data_not_versions() -> None:
-    """A replica with the same data under another version (a region's ETag) diverges when
-    versions are compared (one region), not across regions; other data diverges either way."""
+def test_convergence_compares_versions_but_in_reports_that_did_not() -> None:
+    """A replica with the same data under another version (another replicated state) diverges;
+    a report written before versions were compared across regions is re-checked by data."""
     run = simulate(6)
     replica = run.replicas[-1]
     key = next(k for k, d in replica.docs.items() if d.version)
     replica.docs[key] = DocState(replica.docs[key].data, "another-version")
     assert not verdict(run).result("convergence").passed
-    across = check(
+    old_report = check(
         run.history, run.replicas, healed_at=run.healed_at, bound_s=run.bound_s, versions=False
     )
-    assert across.result("convergence").passed
+    assert old_report.result("convergence").passed
     replica.docs[key] = DocState({"other": 1}, "another-version")
-    across = check(
+    old_report = check(
         run.history, run.replicas, healed_at=run.healed_at, bound_s=run.bound_s, versions=False
     )
-    assert not across.result("convergence").passed
+    assert not old_report.result("convergence").passed
+
+
+LIVE = DocState({"title": "a", "n": 5}, "v1", {"n": {"d1.1": 2, "d2.1": 3}})
+"""One document as region eu holds it: a field and a counter."""
+
+
+@pytest.mark.parametrize(
+    ("us", "how"),
+    [
+        (DocState({"title": "b", "n": 5}, "v2", LIVE.counters), "in data"),
+        (DocState(None, "v2"), "in deletion"),
+        (None, "in deletion"),  # us lacks a live document
+        (DocState({"title": "a", "n": 7}, "v2", {"n": {"d1.1": 2, "d2.1": 5}}), "in a counter"),
+        (DocState(LIVE.data, "v2", LIVE.counters), "in version"),
+    ],
+    ids=["data", "deleted", "missing", "counter", "version"],
+)
+def test_two_regions_that_differ_in_any_way_diverge(us: DocState | None, how: str) -> None:
+    """Regions differing in data, deletion, a counter's value or only in the replicated state
+    (the version) fail convergence, naming how they differ."""
+    eu = ReplicaState("eu-1", "node", {("todos", "t1"): LIVE})
+    other = ReplicaState("us-1", "node", {} if us is None else {("todos", "t1"): us})
+    assert divergences([eu, ReplicaState("eu-2", "node", {("todos", "t1"): LIVE})]) == []
+    [anomaly] = divergences([eu, other])
+    assert f"todos/t1 diverges {how}" in anomaly.message
+
+
+def test_a_tombstone_one_region_purged_is_no_divergence() -> None:
+    """A deleted document one region still holds as a tombstone and another purged agrees."""
+    eu = ReplicaState("eu-1", "node", {("todos", "t1"): DocState(None, "v9")})
+    us = ReplicaState("us-1", "node", {})
+    assert divergences([eu, us]) == []
 
 
 def test_convergence_late_past_the_bound_fails() -> None:

@@ -177,6 +177,48 @@ async def test_full_resync_forgets_purged_documents_and_keeps_the_outbox(store: 
     assert len(await store.outbox()) == 1 and await store.get("todos", "mine") is not None
 
 
+STAMP = "1700000000001-0000-d1"
+
+
+def _counter_state(counter: dict[str, Any]) -> dict[str, Any]:
+    return {"f": {}, "s": "", "x": "", "n": {"n": counter}}
+
+
+def _counter_page(counter: dict[str, Any]) -> list[dict[str, Any]]:
+    state = _counter_state(counter)
+    return [{"collection": "stats", "id": "likes", "op": "increment", "state": state}]
+
+
+async def test_a_resync_replaces_what_it_has_not_brought_and_joins_what_it_has(
+    store: LocalStore,
+) -> None:
+    """A lost store's copy of an increment goes in a resync (it counts once after the survivor
+    folded its re-pushed copy, ADR 0037); a later page of the resync joins the earlier one."""
+    lost = {"i": {"d1.1": [STAMP, 1, [["a~00000000000a", 5]]]}}
+    folded = {"b": {"b~00000000000b": [3, 1, STAMP]}}
+    later = {"b": {"b~00000000000b": [4, 2, STAMP]}}
+    await store.apply_page(_counter_page(lost), cursor_mod.encode({"a~00000000000a": 5}), {}, True)
+    assert (await _likes(store)) == {"n": 1}
+    await store.begin_resync()
+    await store.apply_page(
+        _counter_page(folded), cursor_mod.encode({"b~00000000000b": 3}), {}, False
+    )
+    assert (await _likes(store)) == {"n": 1}, "joined, the lost copy would count again"
+    await store.apply_page(
+        _counter_page(later), cursor_mod.encode({"b~00000000000b": 4}), {}, False
+    )
+    await store.apply_page(
+        _counter_page(folded), cursor_mod.encode({"b~00000000000b": 4}), {}, True
+    )
+    assert (await _likes(store)) == {"n": 2}, "an older copy on a later page takes nothing back"
+    assert not store.resyncing
+
+
+async def _likes(store: LocalStore) -> dict[str, Any] | None:
+    doc = await store.get("stats", "likes")
+    return None if doc is None else doc.data
+
+
 async def test_query_filters_orders_and_limits_like_the_server(store: LocalStore) -> None:
     """where (dict, clause strings, tuples), order_by with -field, limit; deleted docs excluded."""
     for i, (done, prio) in enumerate([(False, 3), (True, 1), (False, 2), (False, 5)]):

@@ -36,9 +36,9 @@ def test_an_origin_of_a_peer_region_may_be_ahead(
     )
     if own_ahead:
         with pytest.raises(CursorUnknown):
-            cursor.require_honourable(vector, head, peer_regions={"us"})
+            cursor.require_honourable(vector, head, cursor.Peers(frozenset({"us"})))
     else:
-        cursor.require_honourable(vector, head, peer_regions={"us"})
+        cursor.require_honourable(vector, head, cursor.Peers(frozenset({"us"})))
 
 
 @pytest.mark.parametrize(
@@ -55,3 +55,32 @@ def test_the_reason_says_whether_the_origin_is_known(vector: dict[str, int], rea
         "cursor_unknown",
         reason,
     )
+
+
+LOST = "us~00000000000a"
+REBUILT = "us~00000000000b"
+
+
+@pytest.mark.parametrize(
+    ("current", "held", "seq", "honoured"),
+    [
+        (None, {}, 9, True),  # the peer's incarnation is not known yet: it may bring them
+        (LOST, {}, 9, True),  # still the peer's current origin: replication may bring them
+        (REBUILT, {LOST: 9}, 9, True),  # retired, but a peer still holds that far
+        (REBUILT, {LOST: 8}, 9, False),  # retired, and no region holds change 9 of it
+        (REBUILT, {}, 3, True),  # retired, but within this store's own head
+    ],
+)
+def test_a_retired_incarnation_of_a_peer_is_honoured_only_as_far_as_someone_holds_it(
+    current: str | None, held: dict[str, int], seq: int, honoured: bool
+) -> None:
+    """A peer origin that is not the peer's current one never grows (ADR 0037)."""
+    peers = cursor.Peers(frozenset({"us"}), {} if current is None else {"us": current}, held)
+    head = {"eu~0123456789ab": 4, LOST: 3}
+    if honoured:
+        cursor.require_honourable({LOST: seq}, head, peers)
+        return
+    with pytest.raises(CursorUnknown) as refused:
+        cursor.require_honourable({LOST: seq}, head, peers)
+    problem = refused.value.to_problem()
+    assert (problem["status"], problem["reason"], problem["origin"]) == (410, "retired", LOST)

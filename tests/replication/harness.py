@@ -32,7 +32,11 @@ class Link(httpx.AsyncBaseTransport):
         if not self.up or self.target not in self.regions:
             raise httpx.ConnectError("link down", request=request)
         transport = httpx.ASGITransport(app=self.regions[self.target].app)
-        return await transport.handle_async_request(request)
+        response = await transport.handle_async_request(request)
+        if not self.up:  # cut while the request was in flight (a long poll): the answer is lost
+            await response.aclose()
+            raise httpx.ConnectError("link down", request=request)
+        return response
 
 
 @dataclass

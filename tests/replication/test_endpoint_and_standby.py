@@ -102,6 +102,34 @@ async def test_bad_replication_input_is_a_4xx_and_changes_nothing(
     assert a.name == "a"
 
 
+async def test_a_pull_records_what_the_peer_holds_at_once_and_the_store_keeps_it(
+    cluster: Cluster,
+) -> None:
+    """A peer's pull cursor is what it holds: known at once, then written to the store (where a
+    restarted node or another node of the region reads it), never going back."""
+    regions = await cluster.start({"a": ["b"], "b": ["a"]})
+    b = regions["b"]
+    await b.push(mutation("m1", "d1", title="x"), mutation("m2", "d2", title="y"))
+    head = await b.node.store.head()
+    key = f"ApiKey {cluster.keys['b']}"
+    query = f"region=a&cursor={cursor_mod.encode(head)}"
+    answer = await b.client.get(f"/v1/replication/pull?{query}", headers={"Authorization": key})
+    assert answer.status_code == 200, answer.text
+    assert cursor_mod.covers_all(b.node.region.held["a"], head)
+
+    async def stored() -> bool:
+        held = (await b.node.store.replication_state()).get("held:a", {})
+        return cursor_mod.covers_all(held, head)
+
+    await eventually(stored, what="the held vector in the store")
+    older = {origin: seq - 1 for origin, seq in head.items()}
+    query = f"region=a&cursor={cursor_mod.encode(older)}"
+    await b.client.get(f"/v1/replication/pull?{query}", headers={"Authorization": key})
+    await b.node.region.refresh()
+    assert cursor_mod.covers_all(b.node.region.held["a"], head)
+    assert await stored()
+
+
 async def test_a_standby_refuses_every_write_naming_the_active_regions(cluster: Cluster) -> None:
     """Push, PUT, PATCH, DELETE and increments on a standby: 503 region_standby listing the
     active regions, nothing applied; it still replicates and serves reads."""

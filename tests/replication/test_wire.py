@@ -28,7 +28,15 @@ def page(traces: dict[str, list[tuple[str, int]]] | None = None) -> dict[str, An
         STATE,
     )
     feed = FeedPage([entry], {"eu~0a1b2c3d4e5f": 7}, False, {"eu~0a1b2c3d4e5f": 7})
-    body = page_json(feed, region="eu", state="active", stable={}, regions=["us"], traces=traces)
+    body = page_json(
+        feed,
+        region="eu",
+        origin="eu~0123456789ab",
+        state="active",
+        stable={},
+        regions=["us"],
+        traces=traces,
+    )
     parsed: dict[str, Any] = codec.loads(codec.dumps(body))
     return parsed
 
@@ -51,12 +59,23 @@ def test_a_page_reads_back_as_it_was_sent() -> None:
     )
     assert read.vector == {"eu~0a1b2c3d4e5f": 7}
     assert read.regions == ("us",)
+    assert read.origin == "eu~0123456789ab"
+
+
+def test_a_page_from_a_peer_that_names_no_origin_reads_as_unknown() -> None:
+    """A peer from before ADR 0037 sends no origin: none of its incarnations counts as retired."""
+    body = page()
+    del body["origin"]
+    assert parse_page(body).origin is None
 
 
 @pytest.mark.parametrize(
     ("path", "value"),
     [
         (("region",), "e~u"),
+        (("origin",), "us~0123456789ab"),  # an origin of another region than the page's
+        (("origin",), "eu origin"),
+        (("origin",), 7),
         (("state",), "passive"),
         (("has_more",), "no"),
         (("cursor",), 7),
@@ -71,6 +90,8 @@ def test_a_page_reads_back_as_it_was_sent() -> None:
         (("entries", 0, "id"), ""),
         (("entries", 0, "state"), {"f": {}}),
         (("entries", 0, "state"), None),
+        (("webhooks",), ["wh_1"]),
+        (("webhooks",), {"wh_1": {"eu": -1}}),
         (("traces",), []),
         (("traces",), {"00-abc-def-01": [["eu~0a1b2c3d4e5f", 7]]}),
         (("traces",), {TRACEPARENT: [["eu~0a1b2c3d4e5f", 0]]}),
@@ -87,6 +108,25 @@ def test_a_malformed_page_is_a_validation_error(path: tuple[Any, ...], value: An
     target[path[-1]] = value
     with pytest.raises(ValidationError):
         parse_page(body)
+
+
+def test_a_regions_webhook_progress_travels_with_its_page() -> None:
+    """The responder's delivery progress per subscription reads back as sent; a page without
+    it says nothing (``None``), so the puller keeps what it knew."""
+    assert parse_page(page()).webhooks is None
+    entry = parse_page(page()).entries
+    feed = FeedPage(entry, {"eu~0a1b2c3d4e5f": 7}, False, {"eu~0a1b2c3d4e5f": 7})
+    progress = {"wh_1": {"eu~0a1b2c3d4e5f": 5}}
+    body = page_json(
+        feed,
+        region="eu",
+        origin="eu~0a1b2c3d4e5f",
+        state="active",
+        stable={},
+        regions=[],
+        webhooks=progress,
+    )
+    assert parse_page(codec.loads(codec.dumps(body))).webhooks == progress
 
 
 def test_a_page_carries_its_writes_traceparents_only_when_it_has_some() -> None:

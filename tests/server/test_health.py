@@ -38,3 +38,21 @@ async def test_metrics_count_requests_by_route_template(client: httpx.AsyncClien
         'route="/v1/collections/{collection}/docs/{doc_id}",status="201"} 1.0' in text
     )
     assert "breakwater_group_commit_mutations_count 1.0" in text
+
+
+async def test_metrics_count_each_request_in_its_own_series(client: httpx.AsyncClient) -> None:
+    """Repeated requests add to their (method, route, status) series and only to it; their
+    latency is timed once each."""
+    route = 'route="/v1/collections/{collection}/docs/{doc_id}"'
+    for doc_id in ("a", "b", "c"):
+        await client.put(f"/v1/collections/todos/docs/{doc_id}", json={"t": 1})
+    await client.put("/v1/collections/todos/docs/a", json={"t": 2})
+    await client.get("/v1/collections/todos/docs/missing")
+    await client.get("/v1/collections/todos/docs/a")
+    text = (await client.get("/metrics")).text
+    assert f'breakwater_http_requests_total{{method="PUT",{route},status="201"}} 3.0' in text
+    assert f'breakwater_http_requests_total{{method="PUT",{route},status="200"}} 1.0' in text
+    assert f'breakwater_http_requests_total{{method="GET",{route},status="404"}} 1.0' in text
+    assert f'breakwater_http_requests_total{{method="GET",{route},status="200"}} 1.0' in text
+    assert f'breakwater_http_request_duration_seconds_count{{method="PUT",{route}}} 4.0' in text
+    assert f'breakwater_http_request_duration_seconds_count{{method="GET",{route}}} 2.0' in text

@@ -796,6 +796,20 @@ async def test_a_lease_has_one_holder_until_it_expires(make_store: MakeStore) ->
     assert not await first.take_lease("us", "node-a", 3000)
 
 
+async def test_a_lease_given_up_with_no_time_left_is_free_at_once(make_store: MakeStore) -> None:
+    """``ttl_ms = 0`` by the holder frees the lease for another node now; by another node it
+    takes nothing away from the holder."""
+    now = [1_000_000]
+    first = await make_store(clock_ms=lambda: now[0])
+    second = await make_store(engine(node="n2"), clock_ms=lambda: now[0])
+    assert await first.take_lease("webhooks:us", "node-a", 15_000)
+    assert not await second.take_lease("webhooks:us", "node-b", 0)
+    assert not await second.take_lease("webhooks:us", "node-b", 15_000)
+    assert await first.take_lease("webhooks:us", "node-a", 0)
+    assert await second.take_lease("webhooks:us", "node-b", 15_000)
+    assert not await first.take_lease("webhooks:us", "node-a", 15_000)
+
+
 async def test_replication_state_keeps_a_value_when_asked_for_new_only(store: Store) -> None:
     """``only_new`` seeds a value once (a region's initial state), never overwriting it."""
     await store.put_replication_state({"region_state": "standby"}, only_new=True)

@@ -84,3 +84,23 @@ def test_migrations_refuse_a_newer_database(tmp_path: Path) -> None:
     conn.execute(f"PRAGMA user_version = {_sqlite_schema.LATEST + 1}")
     with pytest.raises(StoreUnavailable, match="newer than this Breakwater"):
         _sqlite_schema.migrate(conn)
+
+
+async def test_a_new_store_has_8_kb_pages_and_an_old_one_keeps_its_own(tmp_path: Path) -> None:
+    """New files get 8 KB pages (1 KB documents pack better); a store made with 4 KB pages
+    opens with them and keeps working (no rewrite, no migration)."""
+    old = tmp_path / "old.db"
+    with contextlib.closing(sqlite3.connect(old)) as conn:
+        conn.execute("PRAGMA page_size = 4096")
+        conn.execute("PRAGMA journal_mode = WAL")
+        _sqlite_schema.migrate(conn)
+    for path, expected in ((tmp_path / "new.db", 8192), (old, 4096)):
+        store = SqliteStore(path, Engine("r1", HybridClock("n1")))
+        await store.open()
+        try:
+            await store.apply([put(f"m-{expected}", "a")])
+            assert (await store.get("todos", "a")) is not None
+        finally:
+            await store.aclose()
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            assert conn.execute("PRAGMA page_size").fetchone()[0] == expected

@@ -30,12 +30,13 @@ def test_a_line_logged_outside_a_span_has_no_ids() -> None:
 CONFIGURED = """
 from opentelemetry.sdk.trace import TracerProvider
 
+from breakwater.obs.access_log import log_request
 from breakwater.obs.logging import configure, get_logger
 
 configure("info", trace_ids=True)
 tracer = TracerProvider().get_tracer("test")
 with tracer.start_as_current_span("request") as span:
-    get_logger("breakwater.access").info("request", status=200)
+    log_request("GET", "/healthz", "/healthz", 200, 0.1, "r-1")
     context = span.get_span_context()
     print(f"ids {context.trace_id:032x} {context.span_id:016x}", flush=True)
 get_logger("breakwater.access").info("outside")
@@ -43,7 +44,8 @@ get_logger("breakwater.access").info("outside")
 
 
 def test_configured_json_lines_carry_the_ids_inside_a_span_only() -> None:
-    """``configure(trace_ids=True)``: the JSON line logged in a span names it; others do not."""
+    """``configure(trace_ids=True)``: the JSON line logged in a span (the access line) names it;
+    others do not."""
     done = subprocess.run(
         [sys.executable, "-c", CONFIGURED], capture_output=True, text=True, timeout=60, check=True
     )

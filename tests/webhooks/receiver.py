@@ -25,6 +25,8 @@ class Receiver:
     """HTTP/1.1 on 127.0.0.1: ``mode`` decides each answer (200, 503, or no answer)."""
 
     mode: Mode = "ok"
+    refuse: Callable[[bytes], bool] | None = None
+    """When set, a body it returns True for is answered 503 whatever the mode."""
     requests: list[Received] = field(default_factory=list)
     port: int = 0
     _server: asyncio.Server | None = None
@@ -80,7 +82,8 @@ class Receiver:
                 if mode == "hang":
                     self._record(Received(headers, body, None))
                     await asyncio.sleep(3600)
-                status = 200 if mode == "ok" else 503
+                refused = self.refuse is not None and self.refuse(body)
+                status = 200 if mode == "ok" and not refused else 503
                 self._record(Received(headers, body, status))
                 reason = b"OK" if status == 200 else b"Service Unavailable"
                 writer.write(b"HTTP/1.1 %d %s\r\nContent-Length: 0\r\n\r\n" % (status, reason))

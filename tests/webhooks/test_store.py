@@ -105,17 +105,3 @@ async def test_a_dead_letter_is_queued_once_and_marked(reopen: Reopen) -> None:
     await store.mark_letter("wh_1", "d1", "redelivered")
     assert await store.count_dead("wh_1") == 0
     assert [d.state for d in await store.dead_letters("wh_1", 10)] == ["redelivered"]
-
-
-async def test_a_lease_has_one_holder_until_it_expires_or_is_released(reopen: Reopen) -> None:
-    """The holder renews; another node gets it only after expiry or release."""
-    store = await reopen()
-    assert await store.acquire_lease("webhooks:r", "a", 1000, now_ms=0)
-    assert not await store.acquire_lease("webhooks:r", "b", 1000, now_ms=500)
-    assert await store.acquire_lease("webhooks:r", "a", 1000, now_ms=900)  # renewed to 1900
-    assert not await store.acquire_lease("webhooks:r", "b", 1000, now_ms=1500)
-    assert await store.lease_holder("webhooks:r", 1500) == "a"
-    assert await store.acquire_lease("webhooks:r", "b", 1000, now_ms=2000)
-    assert not await store.acquire_lease("webhooks:r", "a", 1000, now_ms=2100)
-    await store.release_lease("webhooks:r", "b")
-    assert await store.acquire_lease("webhooks:r", "a", 1000, now_ms=2200)

@@ -35,7 +35,9 @@ BAD_CREATES = [
     Bad({"url": URL, "operations": []}, "operations"),
     Bad({"url": URL, "operations": ["upsert"]}, "operations"),
     Bad({"url": URL, "description": 5}, "description"),
-    Bad({"url": URL, "secret": "mine"}, "unknown"),
+    Bad({"url": URL, "secret": "mine"}, "secret must match"),
+    Bad({"url": URL, "id": "../x"}, "id must match"),
+    Bad({"url": URL, "owner": "me"}, "unknown"),
 ]
 
 
@@ -107,3 +109,21 @@ async def test_a_redelivery_of_an_unknown_letter_is_404(admin: Admin) -> None:
     created = await subscribe(admin.client, headers, URL)
     path = f"{BASE}/{created['id']}/dead-letters/whd_none/redeliver"
     assert (await admin.client.post(path, headers=headers)).status_code == 404
+
+
+async def test_a_subscription_made_with_a_given_id_and_secret_keeps_them_once(
+    admin: Admin,
+) -> None:
+    """An id and secret given at creation are the subscription's (as in every region of a
+    deployment); creating the same id again is a 409 that changes nothing."""
+    headers = admin.headers["admin key"]
+    given = {"url": URL, "id": "wh_everywhere", "secret": "whsec_" + "k" * 43}
+    created = await admin.client.post(BASE, json=given, headers=headers)
+    assert created.status_code == 201, created.text
+    assert created.json()["id"] == "wh_everywhere"
+    assert created.json()["secret"] == given["secret"]
+    again = await admin.client.post(BASE, json={**given, "url": URL + "2"}, headers=headers)
+    assert again.status_code == 409
+    assert again.headers["content-type"] == "application/problem+json"
+    [only] = (await admin.client.get(BASE, headers=headers)).json()["webhooks"]
+    assert only["url"] == URL

@@ -57,3 +57,20 @@ def test_the_cli_manages_subscriptions(tmp_path: Path) -> None:
     assert runner.invoke(app, ["webhooks", "remove", sub_id, *data]).exit_code != 0
     bad = runner.invoke(app, ["webhooks", "add", "ftp://x/y", *data])
     assert bad.exit_code != 0 and "http" in str(bad.exception)
+
+
+def test_the_cli_adds_a_subscription_with_a_given_id_and_secret_once(tmp_path: Path) -> None:
+    """``--id`` and ``--secret-file`` (as in every region of a deployment) are kept; the same id
+    again exits non-zero and changes nothing."""
+    runner = CliRunner()
+    data = ["--data", str(tmp_path)]
+    secret = "whsec_" + "z" * 43
+    (tmp_path / "secret").write_text(secret + "\n")
+    given = ["--id", "wh_everywhere", "--secret-file", str(tmp_path / "secret"), *data]
+    added = runner.invoke(app, ["webhooks", "add", "https://h.example/in", *given])
+    assert added.exit_code == 0, added.output
+    assert added.output.split() == ["wh_everywhere", "https://h.example/in", secret]
+    again = runner.invoke(app, ["webhooks", "add", "https://h.example/other", *given])
+    assert again.exit_code != 0
+    listed = runner.invoke(app, ["webhooks", "list", *data]).output
+    assert listed.count("wh_everywhere") == 1 and "other" not in listed

@@ -23,6 +23,8 @@ import type { Transport, TransportName, WebSocketConstructor } from "./realtime/
 import { WebSocketTransport } from "./realtime/websocket.js";
 import { SyncLoop } from "./sync.js";
 import { joinTabs } from "./tab-sharing.js";
+import { UploadQueue } from "./upload-queue.js";
+import type { UploadOptions } from "./upload-queue.js";
 import type { TabMembership } from "./tab-sharing.js";
 import { withTraceContext } from "./trace-context.js";
 import type { TraceparentSource } from "./trace-context.js";
@@ -38,8 +40,15 @@ function transportsFor(names: readonly TransportName[], WebSocketImpl: WebSocket
 }
 
 export interface ClientOptions {
-  /** Base URLs of nodes, gateways or regions, in order of preference. */
+  /** Base URLs of nodes, gateways or regions, in order of preference (each its own region until the directory names it). */
   endpoints: readonly string[];
+  /** Endpoints grouped by region, e.g. `{eu: ["https://eu.example.com"], us: [...]}` (docs/sdk-js.md#regions). */
+  regions?: Readonly<Record<string, readonly string[]>>;
+  /** How often the other regions are probed (a way home after a failover). */
+  regionProbeIntervalMs?: number;
+  probeTimeoutMs?: number;
+  /** After the node answers `410 cursor_unknown` (it was restored), offer back the documents it lost (default `true`). */
+  offerAfterRestore?: boolean;
   /** The device's storage: `IndexedDbStorage` in browsers, `SqlStorage` on React Native, `MemoryStorage` in tests. */
   storage: StorageAdapter;
   /** Replaces `client.auth` as the source of credentials: headers for every request (e.g. an API key), called before each one. */
@@ -88,6 +97,8 @@ export class Client {
   private readonly collections = new Map<string, Collection>();
   private closed = false;
   private tabs: TabMembership | null = null;
+  /** What an upload queue needs: the storage, the endpoints, the fetch and the credentials. */
+  private network!: { storage: StorageAdapter; urls: readonly string[]; fetch: Fetch; headers: HeadersProvider };
 
   private constructor(
     private readonly store: LocalStore,
@@ -106,7 +117,8 @@ export class Client {
     const fetchFn = withTraceContext(options.fetch ?? globalThis.fetch.bind(globalThis), options.traceparent);
     const requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
     let loop: SyncLoop | null = null;
-    const auth = new Auth(store, options.endpoints, fetchFn, requestTimeoutMs, (session) => {
+    const urls = [...options.endpoints, ...Object.values(options.regions ?? {}).flat()];
+    const auth = new Auth(store, urls, fetchFn, requestTimeoutMs, (session) => {
       events.emit("auth", session === null ? null : { uid: session.uid, anonymous: session.anonymous });
       loop?.syncNow(); // writes refused for want of a token can go now
     });
@@ -118,7 +130,7 @@ export class Client {
         ? null
         : new SyncLoop(
             store,
-            new EndpointPool(options.endpoints, options.breakerFailures ?? 3, options.breakerResetMs ?? 5_000),
+            new EndpointPool(options.endpoints, { threshold: options.breakerFailures ?? 3, resetMs: options.breakerResetMs ?? 5_000, ...(options.regions ? { regions: options.regions } : {}) }),
             events,
             {
               pushBatch: options.pushBatch ?? 500,
@@ -131,12 +143,16 @@ export class Client {
               climbBackAfterMs: options.climbBackAfterMs ?? 300_000,
               idleTimeoutMs: options.idleTimeoutMs ?? 45_000,
               collections,
+              regionProbeIntervalMs: options.regionProbeIntervalMs ?? 5_000,
+              probeTimeoutMs: options.probeTimeoutMs ?? 2_000,
+              offerAfterRestore: options.offerAfterRestore ?? true,
             },
             fetchFn,
             transportsFor(options.transports ?? ["websocket", "sse", "long_poll"], options.WebSocket ?? globalThis.WebSocket, options.traceparent),
             options.headers ?? auth.provider,
           );
     const client = new Client(store, events, loop, options.limits ?? DEFAULT_LIMITS, auth);
+    client.network = { storage: options.storage, urls, fetch: fetchFn, headers: options.headers ?? auth.provider };
     const tabs = options.storage.tabs;
     if (tabs === undefined) loop?.start();
     else client.tabs = joinTabs(tabs, store, events, auth, loop); // syncs while this tab leads
@@ -189,6 +205,17 @@ export class Client {
   /** Entries not yet acknowledged and stable, oldest first. */
   outbox(): readonly OutboxEntry[] {
     return this.store.entries();
+  }
+
+  /**
+   * The device's durable queue of file uploads (docs/sdk-js.md#files) in the client's storage,
+   * sent with tus to the endpoint the sync uses now (else the first), with the client's
+   * credentials: a tus upload lives on the node that created it.
+   */
+  uploadQueue(options: UploadOptions = {}): UploadQueue {
+    this.live();
+    const { storage, urls, fetch, headers } = this.network;
+    return new UploadQueue(storage, this.status.endpoint ?? (urls[0] as string), fetch, headers, options);
   }
 
   /** Every mutation the server refused, oldest first. */

@@ -43,7 +43,12 @@ export class EndpointUnavailable extends BreakwaterError {
   /** Seconds the node asked to wait (`Retry-After`), when it said. */
   readonly retryAfter: number | undefined;
 
-  constructor(detail: string, retryAfter?: number) {
+  constructor(
+    detail: string,
+    retryAfter?: number,
+    /** The refusal's own type when the node said (e.g. `region_standby`, `draining`). */
+    readonly reason?: string,
+  ) {
     super({ type: "unavailable", title: "Endpoint unavailable", detail });
     this.retryAfter = retryAfter;
   }
@@ -60,7 +65,7 @@ export class ClientClosed extends Error {
 export function errorForProblem(status: number, problem: Partial<Problem>, retryAfter?: number): BreakwaterError {
   const type = typeof problem.type === "string" ? problem.type : `http_${status}`;
   if (status >= 500 || status === 429) {
-    return new EndpointUnavailable(`${status} ${type}: ${problem.detail ?? ""}`.trim(), retryAfter);
+    return new EndpointUnavailable(`${status} ${type}: ${problem.detail ?? ""}`.trim(), retryAfter, type);
   }
   const full: Problem = { ...problem, type, status };
   return status === 410 ? new CursorExpired(full) : new BreakwaterError(full);

@@ -13,12 +13,15 @@ export { BreakwaterError, ClientClosed, CursorExpired, EndpointUnavailable, Vali
 export type { Problem } from "./errors.js";
 export type { ClientEvents, Status } from "./events.js";
 export type { Document } from "./local-store.js";
+export type { Directory } from "./endpoints.js";
 export type { Limits } from "./mutation.js";
 export type { HeadersProvider } from "./node-api.js";
 export type { OutboxEntry, Rejection } from "./outbox.js";
 export type { Operator, Scalar, Where, WhereClause } from "./query.js";
 export type { TransportName, WebSocketConstructor } from "./realtime/transport.js";
 export type { TraceparentSource } from "./trace-context.js";
+export { UploadQueue } from "./upload-queue.js";
+export type { QueuedFile, UploadEvents, UploadOptions } from "./upload-queue.js";
 export type { StorageAdapter, Table, Write } from "./storage/adapter.js";
 export { IndexedDbStorage } from "./storage/indexeddb.js";
 export { BrowserTabs } from "./storage/tabs.js";

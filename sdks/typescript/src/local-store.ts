@@ -21,6 +21,7 @@ import type { OutboxEntry, Rejection } from "./outbox.js";
 import { matches, runQuery } from "./query.js";
 import type { Query } from "./query.js";
 import { rebase, viewOf } from "./rebase.js";
+import { offerFor } from "./restore-offers.js";
 import type { StorageAdapter, Table, Write } from "./storage/adapter.js";
 import type { Tabs } from "./storage/tabs.js";
 
@@ -105,6 +106,8 @@ export class LocalStore {
   cursor = "";
   stable: VersionVector = {};
   resyncing = false;
+  /** The running resync follows a restore of the node: offer back what it lost (src/restore-offers.ts). */
+  offering = false;
   clock: HybridClock = new HybridClock("d-unset");
   private counter = 0;
   /** The stored `generation` this object's cached state matches (each commit bumps it). */
@@ -192,6 +195,7 @@ export class LocalStore {
     this.cursor = await this.meta("cursor", "");
     this.stable = await this.meta("stable", {});
     this.resyncing = await this.meta("resyncing", false);
+    this.offering = await this.meta("offering", false);
     this.outbox = (await this.adapter.list("outbox")).map(([, entry]) => entry as OutboxEntry);
     this.forget(); // whatever changed before is unknown here
   }
@@ -457,14 +461,20 @@ export class LocalStore {
       }
       const batch = new Batch(this.adapter);
       const touched = new Set(latest.keys());
+      const offers = new Offers(this.offering, this.outbox.at(-1)?.position ?? (await this.meta("last_position", 0)));
       await batch.prefetch("server", [...latest.keys()]);
       for (const [key, incoming] of latest) {
         if (incoming === null) {
           batch.put("server", key, undefined);
           continue;
         }
+        // A full resync replaces what the device held before it (the device may hold changes no
+        // region has: a node restored from a backup, a lost store, ADR 0037) and joins what the
+        // resync itself brought, as the Python SDK does (docs/protocol.md#cursors).
         const current = (await batch.get("server", key)) as ServerRow | undefined;
-        batch.put("server", key, { state: current ? join(current.state, incoming) : incoming, seen: true });
+        await offers.consider(key, current, incoming);
+        const held = current && (current.seen || !this.resyncing) ? current.state : undefined;
+        batch.put("server", key, { state: held ? join(held, incoming) : incoming, seen: true });
       }
       const newStable = mergeVectors(this.stable, stable);
       batch.put("meta", "cursor", cursor);
@@ -474,14 +484,22 @@ export class LocalStore {
       if (done && resyncing) {
         for (const [key, value] of await this.adapter.list("server")) {
           if (!(value as ServerRow).seen && !latest.has(key)) {
+            await offers.consider(key, value as ServerRow, null); // lost by a restore: offered back first
             batch.put("server", key, undefined); // purged while this device was away
             touched.add(key);
           }
         }
         resyncing = false;
         batch.put("meta", "resyncing", false);
+        batch.put("meta", "offering", undefined);
       }
-      const outbox = settle(this.outbox, newStable, decodeCursor(cursor));
+      const queued = offers.entries.filter((o) => !this.outbox.some((e) => e.mutationId === o.mutationId));
+      for (const entry of queued) {
+        batch.put("outbox", positionKey(entry.position), entry);
+        batch.put("meta", "last_position", entry.position);
+        touched.add(docKey(entry.collection, entry.id));
+      }
+      const outbox = settle([...this.outbox, ...queued], newStable, decodeCursor(cursor));
       for (const e of this.outbox) {
         if (!outbox.includes(e)) {
           batch.put("outbox", positionKey(e.position), undefined);
@@ -496,6 +514,7 @@ export class LocalStore {
       this.cursor = cursor;
       this.stable = newStable;
       this.resyncing = resyncing;
+      this.offering &&= resyncing;
       this.outbox = outbox;
       return new Set([...touched].map((key) => splitKey(key)[0]));
     });
@@ -521,9 +540,9 @@ export class LocalStore {
     });
   }
 
-  /** Start over from an empty cursor (`410` on the cursor), keeping the outbox. */
-  beginResync(): Promise<void> {
-    return this.serial(() => this.startResync([]));
+  /** Start over from an empty cursor (`410` on the cursor), keeping the outbox; `offer`: the node was restored, offer back what it lost. */
+  beginResync(offer = false): Promise<void> {
+    return this.serial(() => this.startResync([], offer));
   }
 
   /**
@@ -532,7 +551,7 @@ export class LocalStore {
    * restore the node may have lost a write it acknowledged, so each is pushed again (the node
    * answers `duplicate` for those it holds, I2), as the Python SDK does.
    */
-  private async startResync(writes: Write[]): Promise<void> {
+  private async startResync(writes: Write[], offer = false): Promise<void> {
     const rewritten = new Set(writes.filter((w) => w.table === "server").map((w) => w.key));
     for (const [key, value] of await this.adapter.list("server")) {
       if (!rewritten.has(key)) writes.push({ table: "server", key, value: { ...(value as ServerRow), seen: false } });
@@ -545,12 +564,34 @@ export class LocalStore {
       { table: "meta", key: "cursor", value: "" },
       { table: "meta", key: "stable", value: {} },
       { table: "meta", key: "resyncing", value: true },
+      { table: "meta", key: "offering", value: offer || undefined },
     );
     await this.commit(writes);
     this.outbox = outbox;
     this.cursor = "";
     this.stable = {};
     this.resyncing = true;
+    this.offering = offer;
+  }
+}
+
+/** The outbox entries a resync after a restore queues, for documents the node lost (src/restore-offers.ts). */
+class Offers {
+  readonly entries: OutboxEntry[] = [];
+
+  constructor(
+    private readonly offering: boolean,
+    private position: number,
+  ) {}
+
+  /** Offer what the device held of `key` before the resync (`row` not seen yet) if the node's state (`null`: none) lacks it. */
+  async consider(key: string, row: ServerRow | undefined, node: State | null): Promise<void> {
+    if (!this.offering || row === undefined || row.seen) return;
+    const [collection, id] = splitKey(key);
+    const offer = await offerFor(collection, id, row.state, node);
+    if (offer === null) return;
+    this.position += 1;
+    this.entries.push({ position: this.position, mutationId: offer.mutationId, collection, id, op: offer.op, data: offer.data, hlc: offer.hlc, origin: null, seq: null });
   }
 }
 

@@ -8,6 +8,7 @@
 import { EndpointUnavailable, errorForProblem } from "./errors.js";
 import type { Problem } from "./errors.js";
 import type { VersionVector } from "./cursor.js";
+import type { Directory } from "./endpoints.js";
 import type { PulledChange } from "./local-store.js";
 
 export type Fetch = typeof fetch;
@@ -145,8 +146,14 @@ export class NodeApi {
     return (await this.call("GET", `/v1/sync/pull?${params}`, undefined, waitS * 1000, signal)) as PullPage;
   }
 
-  /** `GET /readyz`: throws when the node cannot serve (a draining node answers 503). */
-  async ready(): Promise<void> {
-    await this.call("GET", "/readyz");
+  /** `GET /readyz`: the milliseconds it took; throws when the node cannot serve (a draining node answers 503). */
+  async ready(signal?: AbortSignal): Promise<number> {
+    await this.call("GET", "/readyz", undefined, 0, signal);
+    return this.lastLatency;
+  }
+
+  /** `GET /v1/regions`: the deployment's region directory. */
+  async regions(signal?: AbortSignal): Promise<Directory> {
+    return (await this.call("GET", "/v1/regions", undefined, 0, signal)) as Directory;
   }
 }

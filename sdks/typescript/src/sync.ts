@@ -18,6 +18,12 @@
  * reads). Failures mark the endpoint in the pool (breaker, failover) and wait with exponential
  * backoff and full jitter. Switching endpoints re-pushes acknowledged-but-unstable entries (the
  * old node may die before replicating them; mutation ids make the re-push safe).
+ *
+ * Region routing (docs/protocol.md#region-routing-every-sdk): before the first choice every
+ * endpoint is probed once (a new device starts in the nearest region); beside the loop a prober
+ * probes the other regions every `regionProbeIntervalMs`, re-reads the directory
+ * (`GET /v1/regions`) every `ttl`, and wakes the loop when the pool has a better region to move
+ * to. A failure while another region is known healthy fails over at once (no breaker threshold).
  */
 
 import { Backoff } from "./backoff.js";
@@ -51,7 +57,14 @@ export interface SyncSettings {
   idleTimeoutMs: number;
   /** The collections this device pulls and follows (`null`: all). */
   collections: readonly string[] | null;
+  regionProbeIntervalMs: number;
+  probeTimeoutMs: number;
+  /** After `410 cursor_unknown` (the node was restored) offer back what it lost (src/restore-offers.ts). */
+  offerAfterRestore: boolean;
 }
+
+/** Seconds the directory is kept when the node does not say (`ttl`). */
+const DEFAULT_DIRECTORY_TTL_S = 30;
 
 export class SyncLoop {
   status: Status = { state: "offline", pending: 0, endpoint: null, transport: null, lastError: null };
@@ -65,6 +78,8 @@ export class SyncLoop {
   private realtime: { stop: AbortController; done: Promise<void> } | null = null;
   /** Realtime notices waiting for the device to pull up to their cursor. */
   private readonly notices = new Set<() => boolean>();
+  private directoryTtlMs = DEFAULT_DIRECTORY_TTL_S * 1000;
+  private directoryReadAt = -Infinity;
 
   constructor(
     private readonly store: LocalStore,
@@ -75,6 +90,8 @@ export class SyncLoop {
     private readonly transports: readonly Transport[],
     private readonly headers?: HeadersProvider,
     random?: () => number,
+    /** Milliseconds, for round trips and the directory's age (injected like `random`). */
+    private readonly now: () => number = () => performance.now(),
   ) {
     this.backoff = new Backoff(settings.backoffBaseMs, settings.backoffCapMs, random);
     this.pushBatch = settings.pushBatch;
@@ -112,7 +129,13 @@ export class SyncLoop {
     if (this.retry.signal.aborted) this.retry = new AbortController();
   }
 
+  private api(url: string): NodeApi {
+    return new NodeApi(url, this.fetchFn, this.settings.requestTimeoutMs, this.headers, this.stopping.signal, this.now);
+  }
+
   private async run(): Promise<void> {
+    if (this.pool.regions().length > 1) await this.probe(this.pool.unmeasured());
+    const prober = this.probeRegions();
     while (!this.stopping.signal.aborted) {
       const endpoint = this.pool.choose();
       if (endpoint === null) {
@@ -120,30 +143,77 @@ export class SyncLoop {
         await this.wait(Math.max(this.pool.retryIn(), 50));
         continue;
       }
-      const api = new NodeApi(endpoint.url, this.fetchFn, this.settings.requestTimeoutMs, this.headers, this.stopping.signal);
+      const api = this.api(endpoint.url);
+      let checked = endpoint === this.endpoint;
       try {
-        if (endpoint !== this.endpoint) await this.use(endpoint, api);
+        if (!checked) await this.use(endpoint, api);
+        checked = true;
         await this.round(api);
         this.pool.succeeded(endpoint, api.lastLatency);
         this.backoff.reset();
         await this.follow();
       } catch (error) {
-        if (this.stopping.signal.aborted) return;
+        if (this.stopping.signal.aborted) break;
         const unavailable = error instanceof EndpointUnavailable;
-        if (unavailable) this.pool.failed(endpoint);
+        if (unavailable) {
+          if (error.reason === "region_standby") this.pool.regionStates.set(endpoint.region, "standby");
+          // At the first failure when another region is known healthy: a breaker's threshold costs a timeout each.
+          this.pool.failed(endpoint, !checked || this.pool.healthyElsewhere(endpoint));
+        }
         this.update({ ...(unavailable ? { state: "offline" as const } : {}), lastError: String(error) });
+        if (unavailable && this.pool.current === null && this.pool.hasAlternative()) continue; // fail over now
         const retryAfter = unavailable ? error.retryAfter : undefined;
         await this.wait(retryAfter !== undefined ? retryAfter * 1000 : this.backoff.next());
       }
+    }
+    await prober;
+  }
+
+  // -- region routing -----------------------------------------------------------------------
+
+  /** `GET /readyz` on each of `endpoints` at once, each bounded by `probeTimeoutMs`: latency and streaks, or breakers. */
+  private async probe(endpoints: readonly Endpoint[]): Promise<void> {
+    await Promise.all(
+      endpoints.map(async (endpoint) => {
+        if (!endpoint.breaker.allow()) return;
+        try {
+          this.pool.succeeded(endpoint, await this.api(endpoint.url).ready(AbortSignal.timeout(this.settings.probeTimeoutMs)));
+        } catch {
+          if (!this.stopping.signal.aborted) this.pool.failed(endpoint);
+        }
+      }),
+    );
+  }
+
+  /** Probe the other regions and re-read the directory until stopped; wake the loop when the pool would move. */
+  private async probeRegions(): Promise<void> {
+    for (;;) {
+      await pause(this.settings.regionProbeIntervalMs, this.stopping.signal);
+      if (this.stopping.signal.aborted) return;
+      if (this.endpoint !== null && this.now() - this.directoryReadAt > this.directoryTtlMs) await this.learn(this.api(this.endpoint.url));
+      await this.probe(this.pool.toProbe());
+      if (this.pool.betterRegion() !== null) this.wakeUp.abort();
+    }
+  }
+
+  /** Read the region directory from `api`'s node (an older node lacks it: the app's configuration is then all the SDK knows). */
+  private async learn(api: NodeApi): Promise<void> {
+    this.directoryReadAt = this.now();
+    try {
+      const directory = await api.regions(AbortSignal.timeout(this.settings.probeTimeoutMs));
+      if (typeof directory.ttl === "number" && directory.ttl > 0) this.directoryTtlMs = directory.ttl * 1000;
+      this.pool.learn(directory);
+    } catch {
+      // no directory: keep what is known
     }
   }
 
   /** Switch to `endpoint` once it says it is ready; re-push what the old one did not make stable. */
   private async use(endpoint: Endpoint, api: NodeApi): Promise<void> {
-    await api.ready();
-    this.pool.succeeded(endpoint, api.lastLatency);
+    this.pool.succeeded(endpoint, await api.ready());
     if (this.endpoint !== null) await this.store.forgetAcks();
     this.endpoint = endpoint;
+    await this.learn(api);
     this.update({ endpoint: endpoint.url });
     await this.stopRealtime();
     const stop = new AbortController();
@@ -299,7 +369,8 @@ export class SyncLoop {
       } catch (error) {
         ahead = null;
         if (!(error instanceof CursorExpired)) throw error;
-        await this.store.beginResync(); // any 410 on the cursor: start over, keep the outbox
+        // Any 410 on the cursor: start over, keep the outbox; after a restore, offer back what the node lost.
+        await this.store.beginResync(this.settings.offerAfterRestore && error.type === "cursor_unknown");
         continue;
       }
       ahead = page.has_more ? pull(page.cursor) : null;

@@ -7,17 +7,8 @@ import { apply, deltaFor, emptyState, join, settle, visible } from "../src/docum
 import type { JsonObject, Op, State } from "../src/document.js";
 import { encodeStamp } from "../src/hlc.js";
 import { rebase } from "../src/rebase.js";
+import { prng } from "./prng.js";
 
-/** A small seeded PRNG (mulberry32), so a failing case can be replayed from its seed. */
-function prng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface M {
   op: Op;

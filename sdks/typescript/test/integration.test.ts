@@ -179,7 +179,7 @@ describe("against breakwater serve", () => {
     cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
     const store = `sqlite:///${join(dir, "shared.db")}`;
     const [a, b] = [await startNode(undefined, { store }), await startNode(undefined, { store })];
-    const client = await openClient({ endpoints: [a!.url, b!.url], breakerFailures: 1 });
+    const client = await openClient({ endpoints: [], regions: { here: [a!.url, b!.url] }, breakerFailures: 1 }); // one region: no probing, the app's order
     const counters = client.collection("counters");
     await counters.increment("c", { n: 1 });
     await settled(client);

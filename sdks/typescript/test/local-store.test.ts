@@ -2,7 +2,9 @@
 import { describe, expect, it } from "vitest";
 
 import { encodeCursor } from "../src/cursor.js";
-import { apply, deltaFor, join, emptyState, settle } from "../src/document.js";
+import type { Counter } from "../src/counter.js";
+import { apply, deltaFor, join, emptyState, settle, visible } from "../src/document.js";
+import type { State } from "../src/document.js";
 import { LocalStore } from "../src/local-store.js";
 import { buildQuery } from "../src/query.js";
 import { MemoryStorage } from "../src/storage/memory.js";
@@ -82,6 +84,30 @@ describe("LocalStore", () => {
     const ids = (await store.query(buildQuery("todos"))).map((d) => d.id);
     expect(ids).toEqual(["mine"]);
     expect(store.entries()).toHaveLength(1);
+  });
+
+  it("replaces in a resync the server states it has not brought yet, so a lost store's increment counts once", async () => {
+    // d2 pulled increment d1.1 from region a's store, which was lost before replicating; d1
+    // re-pushed it to b, which folded it into b's base (ADR 0037).
+    const store = await openStore();
+    const stamp = "0000000000500-0000-dv1";
+    const counterState = (counter: Counter): State => ({ f: {}, s: "", x: "", n: { n: counter } });
+    const fromLostStore = counterState({ i: { "d1.1": [stamp, 1, [["a~00000000000a", 5]]] } });
+    const folded = counterState({ b: { "b~00000000000b": [3, 1, stamp] } });
+    const later = counterState({ b: { "b~00000000000b": [4, 2, stamp] } });
+    const page = (state: State) => [{ collection: "stats", id: "likes", op: "increment", state }];
+    await store.applyPage(page(fromLostStore), encodeCursor({ "a~00000000000a": 5 }), {}, true);
+    expect((await store.get("stats", "likes"))?.data).toEqual({ n: 1 });
+    // Joined, the lost position's copy survives the fold: the increment would show twice.
+    expect(visible(join(fromLostStore, folded))).toEqual({ n: 2 });
+    await store.beginResync();
+    await store.applyPage(page(folded), encodeCursor({ "b~00000000000b": 3 }), {}, false);
+    expect((await store.get("stats", "likes"))?.data).toEqual({ n: 1 });
+    // What the resync brought is joined: an older copy on a later page takes nothing back.
+    await store.applyPage(page(later), encodeCursor({ "b~00000000000b": 4 }), {}, false);
+    await store.applyPage(page(folded), encodeCursor({ "b~00000000000b": 4 }), {}, true);
+    expect((await store.get("stats", "likes"))?.data).toEqual({ n: 2 });
+    expect(store.resyncing).toBe(false);
   });
 
   it("starts a full resync, keeping the outbox, when opened with another scope", async () => {

@@ -78,6 +78,15 @@ export class Node {
     await exited;
   }
 
+  /** Run `breakwater <args> --data <this node's data>` (e.g. `backup`, `restore`) to its end. */
+  async cli(...args: string[]): Promise<void> {
+    const child = spawn(BREAKWATER, [...args, "--data", this.dataDir], { stdio: ["ignore", "ignore", "pipe"] });
+    let errors = "";
+    child.stderr?.on("data", (chunk: Buffer) => (errors += chunk.toString()));
+    const code = await new Promise((resolve) => child.once("exit", resolve));
+    if (code !== 0) throw new Error(`breakwater ${args[0]} exited with ${String(code)}: ${errors}`);
+  }
+
   async remove(): Promise<void> {
     await this.stop();
     rmSync(this.dataDir, { recursive: true, force: true });

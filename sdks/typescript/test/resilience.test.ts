@@ -16,7 +16,7 @@ describe("Backoff", () => {
 describe("EndpointPool", () => {
   it("moves to the next endpoint once the current one's breaker opens, and probes it after the reset time", () => {
     let now = 0;
-    const pool = new EndpointPool(["http://a/", "http://b"], 2, 1_000, () => now);
+    const pool = new EndpointPool(["http://a/", "http://b"], { threshold: 2, resetMs: 1_000, clock: () => now });
     const [a, b] = pool.endpoints;
     expect(pool.choose()).toBe(a);
     pool.failed(a!);
@@ -32,7 +32,7 @@ describe("EndpointPool", () => {
   });
 
   it("lets a probe through at once on probeNow", () => {
-    const pool = new EndpointPool(["http://a"], 1, 60_000, () => 0);
+    const pool = new EndpointPool(["http://a"], { threshold: 1, resetMs: 60_000, clock: () => 0 });
     pool.failed(pool.endpoints[0]!);
     expect(pool.choose()).toBeNull();
     pool.probeNow();

@@ -5,7 +5,8 @@ on with every trace dropped by the sampler) is a figure noise cannot move.
 
 The measured program is source text run with ``python -c``, so that it runs unchanged against
 another source tree (``PYTHONPATH``, e.g. a checkout of main) that lacks this module; it uses
-only ``load_config`` and ``create_app``, plus the node's tracing when asked for.
+only ``load_config``, ``create_app`` and the logging set-up of ``breakwater serve``, plus the
+node's tracing when asked for.
 """
 
 from __future__ import annotations
@@ -27,16 +28,19 @@ FEW, MANY = 40, 200
 """Pushes of the two measured runs; their difference is what one more push costs."""
 
 PROGRAM = """
-import asyncio, sys, tempfile
+import asyncio, logging, sys, tempfile
 from pathlib import Path
 
 import httpx
 
 from breakwater.config import load_config
+from breakwater.obs.logging import configure
 from breakwater.server.app import create_app
 
 PUSHES, MODE = int(sys.argv[1]), sys.argv[2]
 TRACED = MODE in ("on", "dropped")
+configure("info", trace_ids=TRACED)  # one JSON access line per request, as `serve` logs
+logging.getLogger("httpx").setLevel(logging.WARNING)  # the client's lines are not the node's
 
 
 async def main() -> None:

@@ -8,8 +8,9 @@
   appears that no client sent
   or that was certainly refused, and no counter holds more than its increments (a duplicate
   effect shows there: the workload increments counters so that each effect adds up).
-- ``convergence`` (c): every node and device holds identical documents, and the last of them was
-  read within the bound after the faults healed.
+- ``convergence`` (c): every node and device holds identical documents (the same data, deletion
+  state and counter values, and the same replicated state: its version), and the last of them
+  was read within the bound after the faults healed.
 - ``read_your_writes`` (d): a read by a device reflects each of that device's writes acknowledged
   before the read began.
 - ``gap_free_feed`` (e): in every node's feed each origin's seqs go up by one, in feed order (a
@@ -382,25 +383,44 @@ def _check_counter_state(
 
 
 def divergences(replicas: list[ReplicaState], versions: bool = True) -> list[Anomaly]:
-    """The documents on which ``replicas`` differ (in data, or with ``versions`` in version where
-    both have one).
+    """The documents on which ``replicas`` differ: in data (deletion and counter values
+    included), or, with ``versions``, in version where both have one.
 
-    A version is a region's: the ETag of its copy (``If-Match`` works within a region). Regions
-    holding the same data may show different versions for a while, e.g. a counter one region
-    already folded (ADR 0019: at the document's next write after ``stable`` passes), so runs over
-    several regions compare data only."""
+    A version is the hash of the document's whole replicated state, so equal versions are equal
+    states. Every node and device that holds the same changes holds the same state, in every
+    region (ADR 0037): the join is a semilattice, a counter is folded only at a local write
+    whose folded state travels with its change (a fold never stays in one region), and a device
+    drops a lost store's copies by the resync of ``cursor_unknown`` (``retired``). A replica
+    without a version (a tombstone another replica already purged) is compared by data only.
+    ``versions=False`` re-checks reports of runs from before versions were compared across
+    regions."""
     anomalies = []
     keys: set[DocKey] = set().union(*(replica.docs for replica in replicas))
     for key in sorted(keys):
         states = {r.name: r.docs.get(key, DocState(None)) for r in replicas}
         datas = {dumps_canonical(state.data) for state in states.values()}
         seen = {state.version for state in states.values() if state.version is not None}
+        how = _how_they_differ(list(states.values())) if len(datas) > 1 else "in version"
         if len(datas) > 1 or (versions and len(seen) > 1):
             shown = ", ".join(
                 f"{name}={state.version}:{state.data}" for name, state in sorted(states.items())
             )
-            anomalies.append(Anomaly(f"{_fmt(key)} diverges: {shown}"))
+            anomalies.append(Anomaly(f"{_fmt(key)} diverges {how}: {shown}"))
     return anomalies
+
+
+def _how_they_differ(states: list[DocState]) -> str:
+    """Which part of the documents differs: deletion, a counter's value, or other data."""
+    if len({state.data is None for state in states}) > 1:
+        return "in deletion"
+    counted = {name for state in states for name in (state.counters or {})}
+    fields = {name for state in states for name in (state.data or {})}
+    differing = {
+        name
+        for name in fields
+        if len({dumps_canonical((s.data or {}).get(name)) for s in states}) > 1
+    }
+    return "in a counter's value" if differing and differing <= counted else "in data"
 
 
 def _check_convergence(

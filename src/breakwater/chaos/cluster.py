@@ -312,6 +312,7 @@ class LocalCluster:
             'log_level = "warning"',
             # Devices reach a node through its proxy, so all from one address.
             "max_connections_per_address = 0",
+            *(f"{key} = {_toml_value(value)}" for key, value in self.spec.settings.items()),
         ]
         if len(info.regions) > 1 or region.state != "active":
             lines += [

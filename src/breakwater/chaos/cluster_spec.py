@@ -50,6 +50,8 @@ class ClusterSpec:
     """The regions' names (default: the first ``regions`` of :data:`REGION_NAMES`)."""
     tracing_endpoint: str = ""
     """An OTLP/HTTP traces URL: every node traces (``[tracing]``) and exports there."""
+    settings: Mapping[str, bool | int | float | str] = field(default_factory=dict)
+    """Top-level config keys every node gets (e.g. ``webhook_allow_private``)."""
 
     def __post_init__(self) -> None:
         if self.region_names and len(self.region_names) != self.regions:
@@ -101,6 +103,7 @@ class ClusterSpec:
             "postgres": self.postgres,
             "region_names": self.names,
             "tracing_endpoint": self.tracing_endpoint,
+            "settings": dict(self.settings),
         }
 
     @classmethod
@@ -117,6 +120,7 @@ class ClusterSpec:
             postgres=str(raw["postgres"]),
             region_names=tuple(raw.get("region_names", ())),
             tracing_endpoint=str(raw.get("tracing_endpoint", "")),
+            settings=dict(raw.get("settings", {})),
         )
 
 

@@ -408,7 +408,6 @@ async def _converge(
     devices: list[Device],
     recorder: Recorder,
     deadline: float,
-    versions: bool = True,
 ) -> tuple[list[ReplicaState], float | None]:
     """Sync every device until all replicas agree or ``deadline`` (monotonic) passes; the last
     states read, and when (history time) they were seen to agree, ``None`` if they never did.
@@ -424,7 +423,7 @@ async def _converge(
         )
         copies = await asyncio.gather(*(d.snapshot(recorder.now()) for d in devices))
         replicas = [*nodes, *copies]
-        if not any(d.pending() for d in devices) and not divergences(replicas, versions):
+        if not any(d.pending() for d in devices) and not divergences(replicas):
             return replicas, recorder.now()
         if time.monotonic() > deadline:
             return replicas, None
@@ -467,7 +466,6 @@ async def run_scenario(
     await asyncio.to_thread(fresh_run_dir, out)
     meta = {"scenario": scenario.name, "seed": scenario.seed, "started": time.time()}
     cluster = _topology(scenario, out)
-    versions = scenario.regions is None  # a version is a region's ETag (checker.divergences)
     devices: list[Device] = []
     with (out / "history.jsonl").open("wb") as history_file:
         try:
@@ -493,7 +491,7 @@ async def run_scenario(
             recorder.fault("heal", "all", "cluster")
             deadline = time.monotonic() + scenario.bounds.convergence_s
             progress("waiting for convergence")
-            replicas, agreed_at = await _converge(cluster, devices, recorder, deadline, versions)
+            replicas, agreed_at = await _converge(cluster, devices, recorder, deadline)
         finally:
             for device in devices:
                 await device.aclose()
@@ -501,10 +499,8 @@ async def run_scenario(
             with contextlib.suppress(OSError, RuntimeError):
                 await cluster.aclose()
     bound = scenario.bounds.convergence_s
-    verdict = check(
-        recorder.history, replicas, healed_at=healed_at, bound_s=bound, versions=versions
-    )
-    states = replicas_json(replicas, healed_at, bound, versions)
+    verdict = check(recorder.history, replicas, healed_at=healed_at, bound_s=bound)
+    states = replicas_json(replicas, healed_at, bound)
     (out / "replicas.json").write_bytes(codec.dumps(states) + b"\n")
     result = RunResult(scenario, verdict, out, _stats(recorder, replicas, healed_at, agreed_at))
     report = {"scenario": scenario.name, "stats": result.stats, "verdict": verdict.to_json()}

@@ -291,6 +291,12 @@ def replication(
     latency_ms: Annotated[
         float, typer.Option(min=0, help="--cluster: ms added each way per cross-region link.")
     ] = 40,
+    backlog: Annotated[
+        int, typer.Option(min=0, help="--cluster: backlog a region catches up on (0: none).")
+    ] = 100_000,
+    writers: Annotated[
+        int, typer.Option(min=1, max=8, help="--cluster: load generator processes.")
+    ] = 1,
 ) -> None:
     """Catch-up rate on a peer's backlog vs the region's own batched push rate; wire bytes.
     With ``--cluster``: lag, convergence after a partition and bytes per change on
@@ -302,7 +308,13 @@ def replication(
         with console.status("starting") as status:
             result = asyncio.run(
                 replication_cluster.run(
-                    rate, seconds, partition_seconds, latency_ms, lambda t: status.update(t)
+                    rate,
+                    seconds,
+                    partition_seconds,
+                    latency_ms,
+                    lambda t: status.update(t),
+                    backlog=backlog,
+                    writers=writers,
                 )
             )
         for key, value in result.items():
@@ -400,6 +412,33 @@ def query(
         table.add_row(case, f"{report[case]['p50_ms']:.3f}", f"{report[case]['p99_ms']:.3f}")
     console.print(table)
     console.print(f"indexed / raw sqlite: {report['indexed_over_raw']}x")
+    _write_json(report, json_path)
+
+
+@app.command("disk")
+def disk(
+    documents: Annotated[int, typer.Option(min=100, help="Documents to store.")] = 5_000,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+) -> None:
+    """Bytes on disk per realistic 1 KB document after a checkpoint, against its raw JSON."""
+    from breakwater.bench import disk as bench_disk
+
+    console = report_console()
+    with long_run.progress(f"storing {documents:,} documents"):
+        report = bench_disk.run(documents)
+    table = Table(title=f"breakwater bench disk ({documents:,} documents, SQLite)")
+    for column in ("part", "bytes per document", "of which rows"):
+        table.add_column(column, justify="left" if column == "part" else "right")
+    for name, sizes in report["parts_bytes_per_doc"].items():
+        table.add_row(name, f"{sizes['bytes']:,.0f}", f"{sizes['used']:,.0f}")
+    console.print(table)
+    raw = report["raw_json_bytes_per_doc"]
+    console.print(
+        f"raw JSON {raw:,.0f} B per document; the store {report['store_bytes_per_doc']:,.0f} B"
+        f" ({report['store_over_raw']:.3f} of raw); one-table SQLite"
+        f" {report['one_table_bytes_per_doc']:,.0f} B ({report['one_table_over_raw']:.3f});"
+        f" zlib of the JSON {report['zlib_json_bytes_per_doc']:,.0f} B"
+    )
     _write_json(report, json_path)
 
 

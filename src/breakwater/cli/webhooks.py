@@ -12,7 +12,7 @@ from typing import Annotated, TypeVar
 import typer
 
 from breakwater.config import load_config
-from breakwater.core.errors import NotFound
+from breakwater.core.errors import Conflict, NotFound
 from breakwater.server.webhooks.records import OPERATIONS
 from breakwater.server.webhooks.store import WebhookStore, webhook_store_for
 from breakwater.server.webhooks.subscriptions import new_subscription
@@ -54,6 +54,14 @@ def add(
         typer.Option("--operation", help=f"Only this operation ({', '.join(OPERATIONS)}); repeat."),
     ] = None,
     description: Annotated[str, typer.Option(help="What the receiver is for.")] = "",
+    sub_id: Annotated[
+        str | None,
+        typer.Option("--id", help="Its id (the same in every region; default: a new one)."),
+    ] = None,
+    secret_file: Annotated[
+        Path | None,
+        typer.Option(help="A file holding its signing secret (the same in every region)."),
+    ] = None,
     data: DataOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -66,8 +74,18 @@ def add(
         fields["collections"] = collection
     if operation:
         fields["operations"] = operation
+    if sub_id is not None:
+        fields["id"] = sub_id
+    if secret_file is not None:
+        fields["secret"] = secret_file.read_text().strip()
     subscription = new_subscription(fields, int(time.time() * 1000))
-    _run(data, config, lambda store: store.add(subscription, None))
+
+    async def add_new(store: WebhookStore) -> None:
+        if await store.subscription(subscription.sub_id) is not None:
+            raise Conflict(f"webhook subscription {subscription.sub_id!r} exists already")
+        await store.add(subscription, None)
+
+    _run(data, config, add_new)
     typer.echo(f"{subscription.sub_id}\t{subscription.url}")
     typer.echo(subscription.secret)
 

@@ -298,9 +298,14 @@ class LocalStore:
             documents.append(ServerDocument(collection, doc_id, visible(state), version(state)))
         return documents
 
-    def _server_state(self, collection: str, doc_id: str) -> State | None:
+    def _server_state(
+        self, collection: str, doc_id: str, *, seen_only: bool = False
+    ) -> State | None:
+        """The server state held of a document (``seen_only``: only if this resync brought it)."""
+        seen = " AND seen = 1" if seen_only else ""
         row = self._db.execute(
-            "SELECT state FROM server_docs WHERE collection = ? AND id = ?", (collection, doc_id)
+            f"SELECT state FROM server_docs WHERE collection = ? AND id = ?{seen}",
+            (collection, doc_id),
         ).fetchone()
         return None if row is None else codec.loads(row[0])
 
@@ -495,9 +500,10 @@ class LocalStore:
                         (collection, doc_id),
                     )
                     continue
-                # A full resync replaces what the device held: after a restore of the node
-                # from a backup, the device may hold changes the node no longer has.
-                current = None if self.resyncing else self._server_state(collection, doc_id)
+                # A full resync replaces what the device held before it (the device may hold
+                # changes no region has: a node restored from a backup, a lost store, ADR
+                # 0037) and joins what the resync itself brought (docs/protocol.md#cursors).
+                current = self._server_state(collection, doc_id, seen_only=self.resyncing)
                 if self.offering:
                     self._offer_if_lost(collection, doc_id, incoming)
                 merged = incoming if current is None else join(current, incoming)

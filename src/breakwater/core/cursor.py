@@ -10,7 +10,8 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 from breakwater.core import codec, incarnation
 from breakwater.core.errors import CursorUnknown, ValidationError
@@ -75,8 +76,38 @@ def covers_all(vector: Mapping[str, int], other: Mapping[str, int]) -> bool:
     return all(vector.get(origin, 0) >= seq for origin, seq in other.items())
 
 
+@dataclass(frozen=True, slots=True)
+class Peers:
+    """What a region knows of its peer regions' feeds: whose changes a cursor may name before
+    replication brings them here (see :func:`require_honourable`)."""
+
+    regions: frozenset[str] = frozenset()
+    """The peer regions."""
+    current: Mapping[str, str] = field(default_factory=dict)
+    """Each peer region's current origin (``region~incarnation``), where a pull told it."""
+    held: Mapping[str, int] = field(default_factory=dict)
+    """The pointwise maximum of the peers' heads as last pulled: how far some peer holds each
+    origin."""
+
+    def may_bring(self, origin: str, seq: int) -> bool:
+        """Whether replication may still bring the change ``(origin, seq)`` of a peer region.
+
+        A peer's current origin may be ahead of what has arrived. An origin the peer no longer
+        writes under (its store was lost or restored: a *retired* incarnation) never grows, so
+        only what some peer still holds of it can arrive; past that, nobody holds the change.
+        """
+        region = incarnation.region_of(origin)
+        if region not in self.regions:
+            return False
+        current = self.current.get(region)
+        return current is None or current == origin or seq <= self.held.get(origin, 0)
+
+
+NO_PEERS = Peers()
+
+
 def require_honourable(
-    vector: Mapping[str, int], head: Mapping[str, int], peer_regions: Container[str] = ()
+    vector: Mapping[str, int], head: Mapping[str, int], peers: Peers = NO_PEERS
 ) -> None:
     """Raise :class:`CursorUnknown` unless a store at ``head`` can answer "changes after
     ``vector``" without leaving a gap.
@@ -85,13 +116,22 @@ def require_honourable(
     the store does not hold: it was restored from a backup taken before them (``ahead``), or the
     origin never wrote here (``unknown_origin``: another deployment's cursor). Answering such a
     cursor with an empty page would hide from the reader every change the store later makes at
-    positions it believes it has. The one legal case is an origin of a peer region, whose changes
-    replication has not brought yet (a device that failed over): ``peer_regions`` names them.
+    positions it believes it has. The one legal case is an origin of a peer region whose changes
+    replication may still bring (a device that failed over, :meth:`Peers.may_bring`); a retired
+    incarnation of a peer past what any peer holds is refused as ``retired``: the reader holds
+    state that no region has (ADR 0037), which only a full resync drops.
     """
     for origin, seq in vector.items():
         known = head.get(origin)
-        if seq <= (known or 0) or incarnation.region_of(origin) in peer_regions:
+        if seq <= (known or 0) or peers.may_bring(origin, seq):
             continue
+        if incarnation.region_of(origin) in peers.regions:
+            raise CursorUnknown(
+                f"the cursor has seen changes of origin {origin!r}, a store of a peer region"
+                " that was lost or restored, which no region holds; resync from an empty cursor",
+                reason="retired",
+                origin=origin,
+            )
         reason = "unknown_origin" if known is None else "ahead"
         raise CursorUnknown(
             f"the cursor has seen changes of origin {origin!r} that this node does not hold"

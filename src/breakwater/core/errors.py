@@ -28,6 +28,7 @@ it is transient (retrying the same request later may succeed) or permanent. Retr
     │   └── CursorUnknown            410 cursor_unknown (names positions this store never had)
     ├── Unavailable                  transient, 503 unavailable (store down, draining)
     │   ├── RegionStandby            503 region_standby (a standby region refuses writes)
+    │   ├── FileNotReplicated        503 file_not_replicated (no peer region gave the file yet)
     │   └── StoreUnavailable         503 store_unavailable
     │       └── StoreIncompatible    permanent: the schema is newer than this code
     └── ConfigError                  a setting is wrong; the node does not start (also a ValueError)
@@ -235,6 +236,14 @@ class RegionStandby(Unavailable):
 
     type = "region_standby"
     title = "Region is a standby"
+
+
+class FileNotReplicated(Unavailable):
+    """A document here refers to a file whose bytes this region has not got yet and no peer
+    region could give just now; ``extra['retry_after']`` says when to ask again (ADR 0042)."""
+
+    type = "file_not_replicated"
+    title = "File not replicated yet"
 
 
 class StoreUnavailable(Unavailable):

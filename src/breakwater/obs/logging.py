@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 import orjson
 import structlog
 
+from breakwater.obs import access_log
 from breakwater.obs.redact import redact_event
 
 _SHARED: list[structlog.typing.Processor] = [
@@ -113,6 +114,10 @@ def configure(level: str = "info", *, trace_ids: bool = False) -> None:
     if numeric is None:
         raise ValueError(f"log level {level!r} is not one of debug, info, warning, error")
     shared = [*_SHARED, add_trace_ids] if trace_ids else list(_SHARED)
+    sink = StepBufferedLogger(sys.stdout.buffer)
+    access_log.install(
+        access_log.AccessLog(sink.msg, enabled=numeric <= logging.INFO, trace_ids=trace_ids)
+    )
     structlog.configure(
         processors=[
             *shared,
@@ -121,7 +126,7 @@ def configure(level: str = "info", *, trace_ids: bool = False) -> None:
             structlog.processors.JSONRenderer(serializer=orjson.dumps),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=_shared_factory(StepBufferedLogger(sys.stdout.buffer)),
+        logger_factory=_shared_factory(sink),
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stdout)

@@ -146,6 +146,12 @@ class Metrics:
             ["peer"],
             registry=r,
         )
+        self.replication_pages = Counter(
+            "breakwater_replication_pages",
+            "Pages pulled from a peer and applied (applied changes over pages: the batch size).",
+            ["peer"],
+            registry=r,
+        )
         self.replication_retries = Counter(
             "breakwater_replication_retries",
             "Failed pulls from a peer, by kind (unavailable, refused, expired, bad_answer).",

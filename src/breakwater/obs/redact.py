@@ -71,6 +71,13 @@ def redact_text(text: str) -> str:
     return _QUERY.sub(f"?{REDACTED}", text)
 
 
+def redact_texts(texts: tuple[str, ...]) -> tuple[str, ...]:
+    """Each of ``texts`` with its secrets redacted: one check of them all when none has any."""
+    if not _suspect("\n".join(texts)):
+        return texts
+    return tuple(redact_text(text) for text in texts)
+
+
 def _suspect(text: str) -> bool:
     lowered = text.lower()
     for word in _SUSPECT_WORDS:  # noqa: SIM110  (a plain loop: twice as fast as any() here)

@@ -54,6 +54,25 @@ class Pulled:
     json_bytes: int
 
 
+def peer_http(
+    peer: Peer,
+    region: str,
+    transport: httpx.AsyncBaseTransport | None,
+    headers: dict[str, str] | None = None,
+) -> httpx.AsyncClient:
+    """An HTTP client that calls ``peer`` with the replication key it issued to ``region``."""
+    return httpx.AsyncClient(
+        transport=transport,
+        # An injected transport is the whole route (tests); proxy variables would bypass it.
+        trust_env=transport is None,
+        headers={
+            "Authorization": f"ApiKey {peer.key}",
+            "User-Agent": f"breakwater-replicator/{region}",
+            **(headers or {}),
+        },
+    )
+
+
 class PeerClient:
     """Pulls from one peer region with the replication key it issued to this region."""
 
@@ -69,16 +88,7 @@ class PeerClient:
         self.region = region
         self._next_url = 0
         self._connect_timeout = connect_timeout
-        self._http = httpx.AsyncClient(
-            transport=transport,
-            # An injected transport is the whole route (tests); proxy variables would bypass it.
-            trust_env=transport is None,
-            headers={
-                "Authorization": f"ApiKey {peer.key}",
-                "Accept-Encoding": "gzip",
-                "User-Agent": f"breakwater-replicator/{region}",
-            },
-        )
+        self._http = peer_http(peer, region, transport, {"Accept-Encoding": "gzip"})
 
     @property
     def url(self) -> str:

@@ -266,7 +266,7 @@ class PeerReplicator:
             page = pulled.page
             if not page.has_more:
                 caught_up = page.head  # this page brings everything the peer held
-            row = self._row(page, caught_up)
+            row = self._row(page, caught_up, row)
             try:
                 applied = await self.target.apply_replicated(
                     page.entries, {peer_key(self.peer.name): row}, page.traces
@@ -290,17 +290,22 @@ class PeerReplicator:
             if not page.has_more and self._anti_entropy_due():
                 await self._anti_entropy()
 
-    def _row(self, page: ReplicaPage, caught_up: Any) -> dict[str, Any]:
-        """The progress row written with a page."""
+    def _row(
+        self, page: ReplicaPage, caught_up: Any, previous: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """The progress row written with a page (the peer's webhook progress kept when the
+        page does not tell it)."""
         return {
             "cursor": page.vector,
             "caught_up": caught_up,
             "state": page.state,
+            "origin": page.origin,
             "regions": list(page.regions),
             "stable": page.stable,
             "head": page.head,
             "needs_full_transfer": False,
             "updated_ms": int(self._wall() * 1000),
+            "webhooks": previous.get("webhooks", {}) if page.webhooks is None else page.webhooks,
         }
 
     def _succeeded(self) -> None:
@@ -369,7 +374,7 @@ class PeerReplicator:
                 done,
             )
             if done:
-                next_row = self._row(page, page.head)
+                next_row = self._row(page, page.head, row)
             else:
                 next_row = {
                     **row,

@@ -3,10 +3,13 @@
 A peer region is a very reliable client: it reads the same feed as devices do, but every entry
 carries the document's whole CRDT state (so joining it is the whole merge), its original
 ``(origin, seq)``, mutation id and HLC. With the page come the responder's head vector, its region
-name and state, its stable vector and the regions it replicates with. When the responder
-traces and remembers the writes that made some of the page's changes, the page also carries
-``traces``: each write's ``traceparent`` and the positions it made (docs/adr/0041), so the
-puller's apply and realtime deliveries join the device's trace. Absent otherwise.
+name, current origin (which says which of its incarnations are retired, ADR 0037) and state, its
+stable vector and the regions it replicates with, and how far it delivered its own changes to
+each webhook subscription (so a region that takes its deliveries over when it is lost starts
+there: docs/adr/0042-files-and-webhooks-across-regions.md). When the responder traces and
+remembers the writes that made some of the page's changes, the page also carries ``traces``:
+each write's ``traceparent`` and the positions it made (docs/adr/0041), so the puller's apply
+and realtime deliveries join the device's trace. Absent otherwise.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from breakwater.core import hlc
 from breakwater.core.cursor import VersionVector
 from breakwater.core.engine import Change
 from breakwater.core.errors import ValidationError
-from breakwater.core.incarnation import REGION_PATTERN
+from breakwater.core.incarnation import REGION_PATTERN, region_of
 from breakwater.core.mutation import COLLECTION_PATTERN, ID_PATTERN, MUTATION_ID_PATTERN
 from breakwater.core.topology import REGION_STATES
 from breakwater.storage.base import DocSummary, FeedEntry, FeedPage
@@ -45,6 +48,11 @@ class ReplicaPage:
     head: VersionVector
     stable: VersionVector
     regions: tuple[str, ...]
+    origin: str | None = None
+    """The responder's current origin (``None`` from a peer that predates ADR 0037)."""
+    webhooks: dict[str, VersionVector] | None = None
+    """Per webhook subscription, the responder's cursor over its own region's origins
+    (``None``: not told, e.g. its webhook store was down)."""
     traces: dict[str, list[Position]] = field(default_factory=dict)
     """Positions of the page by the ``traceparent`` of the write that made them (tracing)."""
 
@@ -68,14 +76,17 @@ def page_json(
     page: FeedPage,
     *,
     region: str,
+    origin: str,
     state: str,
     stable: Mapping[str, int],
     regions: Sequence[str],
+    webhooks: Mapping[str, VersionVector] | None = None,
     traces: Mapping[str, Sequence[Position]] | None = None,
 ) -> dict[str, Any]:
     """The answer of ``GET /v1/replication/pull`` (``traces`` only when some are known)."""
-    body: dict[str, Any] = {
+    answer: dict[str, Any] = {
         "region": region,
+        "origin": origin,
         "state": state,
         "entries": [entry_json(entry) for entry in page.entries],
         "cursor": cursor_mod.encode(page.vector),
@@ -84,9 +95,21 @@ def page_json(
         "stable": dict(stable),
         "regions": sorted(regions),
     }
+    if webhooks is not None:
+        answer["webhooks"] = {sub_id: dict(vector) for sub_id, vector in webhooks.items()}
     if traces:
-        body["traces"] = {value: [list(p) for p in made] for value, made in traces.items()}
-    return body
+        answer["traces"] = {value: [list(p) for p in made] for value, made in traces.items()}
+    return answer
+
+
+def _webhooks(value: Any) -> dict[str, VersionVector] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(
+        isinstance(sub_id, str) and 0 < len(sub_id) <= 64 for sub_id in value
+    ):
+        raise ValidationError("webhooks must map subscription ids to vectors", field="webhooks")
+    return {sub_id: _vector(vector, "webhooks") for sub_id, vector in value.items()}
 
 
 def _traces(value: Any, entries: int) -> dict[str, list[Position]]:
@@ -182,6 +205,13 @@ def parse_page(body: Any) -> ReplicaPage:
         raise ValidationError("the page names no valid region", field="region")
     if state not in REGION_STATES:
         raise ValidationError("the page names no valid region state", field="state")
+    origin = body.get("origin")
+    if origin is not None and not (
+        isinstance(origin, str)
+        and cursor_mod.ORIGIN_PATTERN.fullmatch(origin)
+        and region_of(origin) == region
+    ):
+        raise ValidationError("origin must be an origin of the page's region", field="origin")
     entries = body.get("entries")
     if not isinstance(entries, list):
         raise ValidationError("entries must be a list", field="entries")
@@ -204,6 +234,8 @@ def parse_page(body: Any) -> ReplicaPage:
         head=_vector(body.get("head"), "head"),
         stable=_vector(body.get("stable", {}), "stable"),
         regions=tuple(regions),
+        origin=origin,
+        webhooks=_webhooks(body.get("webhooks")),
         traces=_traces(body.get("traces"), len(entries)),
     )
 

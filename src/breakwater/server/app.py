@@ -38,6 +38,7 @@ from breakwater.files.uploads import Uploads
 from breakwater.obs.logging import get_logger
 from breakwater.obs.metrics import Metrics
 from breakwater.obs.worker_metrics import WorkerMetrics
+from breakwater.replication.files import PeerFiles
 from breakwater.server import (
     admin_api,
     auth_api,
@@ -54,6 +55,7 @@ from breakwater.server import (
 )
 from breakwater.server.access import Gatekeeper
 from breakwater.server.application.feed import PAGE_SIZE, FeedFollower
+from breakwater.server.application.file_copies import FileCopies
 from breakwater.server.application.file_metrics import FileMetrics
 from breakwater.server.application.files import FilePolicy, Files
 from breakwater.server.application.region import RegionView
@@ -131,7 +133,15 @@ def build_node(
     read_cache = ReadCache(cache, metrics, config.cache_ttl)
     feed = FeedFollower(store, bus, page_size=min(PAGE_SIZE, config.realtime_queue))
     region = RegionView(config, store, engine, metrics)
-    realtime = Realtime(config, store, feed, metrics, tracing, stable_of=region.stable_for)
+    realtime = Realtime(
+        config,
+        store,
+        feed,
+        metrics,
+        tracing,
+        stable_of=region.stable_for,
+        peers_of=lambda: region.peers,
+    )
     # In this order: a client told of a change reads at least that version from this node.
     feed.subscribe(read_cache)
     feed.subscribe(realtime.fanout)
@@ -143,8 +153,22 @@ def build_node(
         holder=clock.node,
         policy=webhook_policy(config),
         metrics=WebhookMetrics(metrics.registry),
+        peer_rows=lambda: region.peer_rows,
     )
     feed.subscribe(webhooks)
+    file_metrics = FileMetrics(metrics.registry)
+    blobs = open_blobs(config.files_store, config.data)
+    copies = FileCopies(
+        blobs,
+        store,
+        [
+            PeerFiles(peer, config.region, transport=(peer_transports or {}).get(peer.name))
+            for peer in config.topology.peers.values()
+        ],
+        config.data / "files" / "incoming",
+        file_metrics,
+    )
+    feed.subscribe(copies)
 
     settings = config.auth
     policy = Policy(
@@ -157,6 +181,7 @@ def build_node(
         await feed.start()
         await realtime.start()
         await replication.start()
+        await copies.start()
 
     metrics.dependency_up.labels("bus").set_function(lambda: 1 if bus.healthy else 0)
     metrics.watch_bus(lambda: (bus.stats.sent, bus.stats.received, bus.stats.reconnects))
@@ -210,7 +235,7 @@ def build_node(
         replication=replication,
         files=Files(
             Uploads(config.data / "files" / "uploads", config.files_upload_lifetime),
-            open_blobs(config.files_store, config.data),
+            blobs,
             store,
             policy,
             FilePolicy(
@@ -221,7 +246,8 @@ def build_node(
             ),
             # Shared by the nodes that share signing keys: a URL one signs, every one accepts.
             UrlSigner(keys.keys[0].secret),
-            metrics=FileMetrics(metrics.registry),
+            metrics=file_metrics,
+            copies=copies,
         ),
     )
 
@@ -236,6 +262,7 @@ def webhook_policy(config: Config) -> DeliveryPolicy:
         concurrency=config.webhook_concurrency,
         allow_private=config.webhook_allow_private,
         log_retention=config.webhook_log_retention_days * 86400,
+        takeover_after=config.webhook_takeover_after,
     )
 
 
@@ -388,8 +415,10 @@ def create_app(
             await asyncio.gather(*background, return_exceptions=True)
             await node.store_opener.aclose()
             await node.webhooks.aclose()
-            await node.files.blobs.aclose()
             await node.replication.aclose()
+            if node.files.copies is not None:
+                await node.files.copies.aclose()
+            await node.files.blobs.aclose()
             await node.realtime.aclose()
             await node.feed.aclose()
             await node.store.aclose()

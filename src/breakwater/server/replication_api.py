@@ -10,20 +10,23 @@ accepts it, and their bytes are counted before and after.
 from __future__ import annotations
 
 import gzip
+import json
 import time
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from breakwater.auth.identity import Identity
 from breakwater.core import codec
 from breakwater.core import cursor as cursor_mod
-from breakwater.core.errors import Forbidden, Unauthorized, ValidationError
+from breakwater.core.errors import Forbidden, NotFound, Unauthorized, ValidationError
 from breakwater.core.incarnation import REGION_PATTERN
 from breakwater.core.mutation import COLLECTION_PATTERN
 from breakwater.core.topology import MAX_BUCKETS
+from breakwater.files.references import is_sha256
 from breakwater.replication.anti_entropy import read_bucket, read_digest
+from breakwater.replication.files import INFO_HEADER
 from breakwater.replication.wire import bucket_json, digest_json, page_json
 from breakwater.server import openapi
 from breakwater.server.access import identity_of
@@ -84,7 +87,7 @@ async def replication_pull(
         if not transfer:
             # A region pulls only from a cursor it has durably applied: it holds all of it
             # (not so a transfer's cursor: a change it covers may come in a later document).
-            await node.region.record_held(region, vector)
+            node.region.record_held(region, vector)
         node.replication.heard_from(region)
     deadline = time.monotonic() + wait
     page = await node.store.pull(vector, None, limit, include_state=True, past_horizon=transfer)
@@ -97,9 +100,11 @@ async def replication_pull(
         page_json(
             page,
             region=node.config.region,
+            origin=node.store.origin,
             state=node.region.state,
             stable=node.region.stable_for(page.head),
             regions=sorted(node.config.topology.peers),
+            webhooks=await node.webhooks.progress(),
             traces=None
             if node.tracing is None
             else node.tracing.traces_of((e.change.origin, e.change.seq) for e in page.entries),
@@ -162,6 +167,34 @@ async def replication_bucket(
         raise ValidationError(f"bucket must be between 0 and {buckets - 1}", field="bucket")
     listing = await read_bucket(node.store, node.config.region, collection, bucket, buckets)
     return json_response(bucket_json(listing))
+
+
+@router.get(
+    "/v1/replication/files/{sha256}",
+    summary="A file's bytes for a peer region",
+    responses=openapi.REPLICATION_RESPONSES,
+)
+async def replication_file(sha256: str, request: Request) -> Response:
+    """The stored file ``sha256`` and, in ``Breakwater-File-Info``, its type, collection,
+    uploader and creation time; 404 when this node does not hold it (ADR 0042)."""
+    _replicator(request)
+    node = node_of(request)
+    if not is_sha256(sha256):
+        raise NotFound("a file is named by its lower-case hex SHA-256")
+    info = await node.files.blobs.stat(sha256)
+    if info is None:
+        raise NotFound(f"file {sha256} is not stored in region {node.config.region}")
+    described = {
+        "content_type": info.content_type,
+        "collection": info.collection,
+        "uploader": info.uploader,
+        "created": info.created,
+    }
+    return StreamingResponse(
+        node.files.blobs.read(sha256, 0, info.size),
+        media_type="application/octet-stream",
+        headers={"Content-Length": str(info.size), INFO_HEADER: json.dumps(described)},
+    )
 
 
 def _admin(request: Request, node: Node) -> Identity:

@@ -152,7 +152,7 @@ async def pull(
     view = node.policy.viewer(identity, names)
     deadline = time.monotonic() + wait
     page = await node.store.pull(vector, names, limit, include_state)
-    cursor_mod.require_honourable(vector, page.head, node.config.topology.peer_regions)
+    cursor_mod.require_honourable(vector, page.head, node.region.peers)
     changes = _shown(page, view)
     while not changes and not node.draining:
         # Nothing the caller may see yet: wait for the node's feed follower to see a commit

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from breakwater.core import codec
-from breakwater.core.errors import NotFound, ValidationError
+from breakwater.core.errors import Conflict, NotFound, ValidationError
 from breakwater.server.admin_api import require_admin
 from breakwater.server.body import read_json
 from breakwater.server.responses import json_response, node_of
@@ -102,11 +102,14 @@ async def list_subscriptions(request: Request) -> Response:
     BASE, summary="Create a webhook subscription", status_code=201, responses=_ERRORS | _BAD
 )
 async def create_subscription(request: Request) -> Response:
-    """``{url, collections?, operations?, description?}`` → the subscription and its signing
-    secret, shown this once. It delivers the changes committed from now on."""
+    """``{url, collections?, operations?, description?, id?, secret?}`` → the subscription and
+    its signing secret, shown this once. It delivers the changes committed from now on. Give
+    the same ``id`` and ``secret`` in every region of a deployment (409 if the id exists)."""
     store = await _store(request)
     node = node_of(request)
     subscription = new_subscription(await _fields(request), int(time.time() * 1000))
+    if await store.subscription(subscription.sub_id) is not None:
+        raise Conflict(f"webhook subscription {subscription.sub_id!r} exists already")
     await store.add(subscription, await node.store.head())
     body = _shown(subscription) | {"secret": subscription.secret}
     return json_response(body, 201, {"Cache-Control": "no-store"})

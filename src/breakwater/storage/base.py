@@ -265,4 +265,8 @@ class Store(Protocol):
         """Write bookkeeping values durably (``only_new``: keep values already stored)."""
 
     async def take_lease(self, name: str, holder: str, ttl_ms: int) -> bool:
-        """Take or renew lease ``name`` for ``holder``; False while another holder's is live."""
+        """Take or renew lease ``name`` for ``holder``; False while another holder's is live.
+
+        ``ttl_ms = 0`` gives a held lease up (it ends now, so another holder takes it at once)
+        and changes nothing when another holder's lease is live.
+        """

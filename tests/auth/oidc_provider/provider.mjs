@@ -1,11 +1,17 @@
 // A real OpenID Connect provider (the `oidc-provider` package) on loopback, for tests only.
-// Usage: node provider.mjs PORT. Prints "ready ISSUER" once it listens.
+// Usage: node provider.mjs PORT [KEYS.json]. Prints "ready ISSUER" once it listens.
+// KEYS.json: {"keys": [private JWKs]}; the first key signs, all are published (a rotation is a
+// restart with the new key first, then without the old one). Without it: development keys.
+// GET /_test/jwks_requests answers how many times /jwks was fetched since the start.
 // Users are made up from the login name (also their sub): any password signs in; a login ending in
 // "+unverified" gets email_verified false (so tests can check the linking policy).
+import { readFileSync } from 'node:fs';
 import Provider from 'oidc-provider';
 
 const port = Number(process.argv[2]);
 const issuer = `http://127.0.0.1:${port}`;
+const jwks = process.argv[3] ? JSON.parse(readFileSync(process.argv[3], 'utf8')) : undefined;
+let jwksRequests = 0;
 
 function claimsOf(login) {
   const unverified = login.endsWith('+unverified');
@@ -32,6 +38,7 @@ const provider = new Provider(issuer, {
       response_types: ['code'],
     },
   ],
+  ...(jwks ? { jwks } : {}),
   claims: { openid: ['sub'], email: ['email', 'email_verified'] },
   // The email in the ID token, as Google and Apple send it (Breakwater reads no userinfo).
   conformIdTokenClaims: false,
@@ -42,5 +49,13 @@ const provider = new Provider(issuer, {
   },
 });
 provider.proxy = false;
+provider.use(async (ctx, next) => {
+  if (ctx.path === '/_test/jwks_requests') {
+    ctx.body = { count: jwksRequests };
+    return;
+  }
+  if (ctx.path === '/jwks') jwksRequests += 1;
+  await next();
+});
 const server = provider.listen(port, '127.0.0.1', () => console.log(`ready ${issuer}`));
 process.on('SIGTERM', () => server.close(() => process.exit(0)));

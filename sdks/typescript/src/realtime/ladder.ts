@@ -2,8 +2,9 @@
  * Transport fallback, as in the Python SDK: WebSocket, then SSE, then long-poll. A transport the
  * endpoint refuses drops the ladder one rung; after `climbBackAfterMs` on a lower rung it tries
  * the rung above again (a flaky proxy may have been fixed). An unreachable endpoint is no reason
- * to fall back: the ladder waits (backoff with full jitter) and retries the same rung, while the
- * sync loop's failover picks another endpoint.
+ * to fall back: the ladder waits (backoff with full jitter) and retries the same rung, and wakes
+ * the sync loop, whose next round fails over to another endpoint (an idle device would otherwise
+ * notice the loss only at its next write).
  */
 
 import { Backoff } from "../backoff.js";
@@ -21,7 +22,8 @@ export class TransportLadder {
     private readonly transports: readonly Transport[],
     private readonly climbBackAfterMs: number,
     private readonly onTransport: (name: TransportName | null) => void,
-    private readonly onExpired: () => void,
+    /** Wake the sync loop: the cursor expired (it pulls and resyncs) or the endpoint was lost (it fails over). */
+    private readonly wakeSync: () => void,
     private readonly random: () => number = Math.random,
     private readonly clock: () => number = () => performance.now(),
   ) {
@@ -48,7 +50,7 @@ export class TransportLadder {
           this.level += 1;
           this.fellAt = this.clock();
         } else {
-          if (error instanceof CursorExpired) this.onExpired();
+          if (error instanceof CursorExpired || error instanceof EndpointUnavailable) this.wakeSync();
           if (error instanceof EndpointUnavailable) this.onTransport(null);
           const retryAfter = error instanceof EndpointUnavailable ? error.retryAfter : undefined;
           // Any other error (a malformed message) must not end realtime for good either.

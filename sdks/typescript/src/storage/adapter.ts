@@ -1,5 +1,5 @@
 /**
- * The one seam between the SDK and a device's storage: five tables of JSON values by string key.
+ * The one seam between the SDK and a device's storage: six tables of JSON values by string key.
  *
  * Contract (every adapter; `test/storage.test.ts` runs the same suite against each):
  * - `get` returns the stored value or `undefined`; values come back as fresh copies.
@@ -8,15 +8,16 @@
  * - `commit` applies all its writes atomically and durably: when it resolves they survive a crash
  *   of the app; when it rejects none of them happened. A write with `value: undefined` deletes.
  * - One `LocalStore` drives an adapter at a time and serialises its calls itself, so adapters
- *   need no locking of their own. An adapter shared by several tabs offers `tabs`: the
+ *   need no locking of their own. The upload queue (src/upload-queue.ts) alone uses `uploads`,
+ *   beside it. An adapter shared by several tabs offers `tabs`: the
  *   `LocalStore` of each tab then runs its operations under `tabs.exclusive`.
  */
 
 import type { Tabs } from "./tabs.js";
 
-export type Table = "meta" | "server" | "docs" | "outbox" | "rejected";
+export type Table = "meta" | "server" | "docs" | "outbox" | "rejected" | "uploads";
 
-export const TABLES: readonly Table[] = ["meta", "server", "docs", "outbox", "rejected"];
+export const TABLES: readonly Table[] = ["meta", "server", "docs", "outbox", "rejected", "uploads"];
 
 export interface Write {
   table: Table;

@@ -12,7 +12,13 @@ import type { StorageAdapter, Table, Write } from "./adapter.js";
 import { BrowserTabs } from "./tabs.js";
 import type { Channel, Tabs } from "./tabs.js";
 
-const VERSION = 1;
+/**
+ * 2: the `uploads` table (an upgrade adds the tables a database lacks). A tab of an older
+ * version holding the database open makes the upgrade wait (`blocked`) until it closes; from
+ * version 2 on, a tab closes its connection when a newer version asks (its operations then fail
+ * until the app reloads), so later upgrades do not wait.
+ */
+const VERSION = 2;
 
 function done(request: IDBRequest): Promise<unknown> {
   return new Promise((resolve, reject) => {
@@ -46,6 +52,7 @@ export class IndexedDbStorage implements StorageAdapter {
       }
     };
     const db = (await done(request)) as IDBDatabase;
+    db.onversionchange = () => db.close();
     return new IndexedDbStorage(db, keyRange, locks ? new BrowserTabs(name, locks, channel(`breakwater:${name}`)) : undefined);
   }
 

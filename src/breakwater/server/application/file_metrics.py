@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 
 class FileMetrics:
-    """Uploads and their bytes, downloads by how they were allowed, garbage collected."""
+    """Uploads and their bytes, downloads by how they were allowed, garbage collected, and
+    copies from peer regions."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = registry or CollectorRegistry()
@@ -36,5 +37,22 @@ class FileMetrics:
         self.expired_uploads = Counter(
             "breakwater_file_uploads_expired",
             "Unfinished uploads removed after their expiry.",
+            registry=r,
+        )
+        self.copies = Counter(
+            "breakwater_file_copies",
+            "Attempts to copy a referred file from peer regions (copied; missing: no peer gave"
+            " it, asked again later).",
+            ["outcome"],
+            registry=r,
+        )
+        self.copy_bytes = Counter(
+            "breakwater_file_copy_bytes",
+            "Bytes of files copied from peer regions (verified against their hash).",
+            registry=r,
+        )
+        self.copies_waiting = Gauge(
+            "breakwater_file_copies_waiting",
+            "Referred files this region has not got yet and asks its peers for.",
             registry=r,
         )

@@ -9,7 +9,9 @@ The access model (docs/adr/0031-files.md):
   one, by a caller who may read every document of the collection it was uploaded to (a
   public collection), and by its first uploader;
 - a signed URL (made by someone who may read the file) opens it until it expires;
-- a file no document refers to is deleted after a grace period (:meth:`Files.collect_garbage`).
+- a file no document refers to is deleted after a grace period (:meth:`Files.collect_garbage`);
+- in several regions, a file a document refers to is copied from a peer region
+  (:mod:`~breakwater.server.application.file_copies`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from breakwater.files.metadata import parse_metadata
 from breakwater.files.references import file_references, is_sha256
 from breakwater.files.signing import UrlSigner
 from breakwater.files.uploads import Upload, Uploads
+from breakwater.server.application.file_copies import FileCopies
 from breakwater.server.application.file_metrics import FileMetrics
 from breakwater.storage.base import Store
 
@@ -98,6 +101,7 @@ class Files:
         signer: UrlSigner,
         clock: Callable[[], float] = time.time,
         metrics: FileMetrics | None = None,
+        copies: FileCopies | None = None,
     ) -> None:
         self.uploads = uploads
         self.blobs = blobs
@@ -107,6 +111,8 @@ class Files:
         self.signer = signer
         self.clock = clock
         self.metrics = metrics or FileMetrics()
+        self.copies = copies
+        """Copies from peer regions: a file referred to but not here yet is asked for."""
 
     async def create(self, identity: Identity | None, length: int, metadata: str) -> Upload:
         """A new upload after the checks that need no byte: access, size, type."""
@@ -244,10 +250,14 @@ class Files:
         return f"/v1/files/{sha256}?expires={expires}&signature={mac}", expires
 
     async def _stored(self, sha256: str) -> BlobInfo:
+        """The file a checked reference or signature names; copied from a peer region if it
+        is not here yet (503 ``file_not_replicated`` when no peer gives it now)."""
         info = await self.blobs.stat(sha256)
-        if info is None:
-            raise NotFound(f"file {sha256} is not stored on this node")
-        return info
+        if info is not None:
+            return info
+        if self.copies is not None and self.copies.enabled:
+            return await self.copies.fetch_now(sha256)
+        raise NotFound(f"file {sha256} is not stored on this node")
 
     async def _check_reference(
         self, identity: Identity | None, collection: str, doc_id: str, sha256: str

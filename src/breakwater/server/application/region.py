@@ -17,9 +17,10 @@ from typing import Any
 
 from breakwater.config import Config
 from breakwater.core import cursor as cursor_mod
-from breakwater.core.cursor import VersionVector
+from breakwater.core.cursor import Peers, VersionVector
 from breakwater.core.engine import Engine
 from breakwater.core.errors import BreakwaterError, RegionStandby
+from breakwater.core.incarnation import region_of
 from breakwater.obs.logging import get_logger
 from breakwater.obs.metrics import Metrics
 from breakwater.replication.replicator import peer_key
@@ -48,6 +49,11 @@ class RegionView:
         """What each peer region confirmed holding of this region's feed (the cursor it pulls
         with: a region pulls only from a cursor it has durably applied)."""
         self.unknown: frozenset[str] = frozenset()
+        self._held_unwritten: set[str] = set()
+        self._held_recorded = asyncio.Event()
+        self.peers = Peers(config.topology.peer_regions)
+        """What the peers' pulls told of their feeds (their current origins and heads): which
+        cursors this region can honour (ADR 0037)."""
         self._stable: VersionVector = {}
         self._waiters = 0
         self._refreshed = asyncio.Event()
@@ -105,11 +111,16 @@ class RegionView:
             for name in self.topology.peers
             if isinstance(row := values.get(peer_key(name)), dict)
         }
-        self.held = {
+        self.peers = _peers(self.topology.peer_regions, self.peer_rows.values())
+        stored = {
             key[len(HELD_PREFIX) :]: dict(value)
             for key, value in values.items()
             if key.startswith(HELD_PREFIX) and isinstance(value, dict)
         }
+        # What a peer told this node may not be written yet: what it holds never goes back.
+        for region, vector in self.held.items():
+            stored[region] = cursor_mod.merge(stored.get(region, {}), vector)
+        self.held = stored
         if self.replicated:
             head = await self.store.head()
             self._update_stable(head)
@@ -144,16 +155,36 @@ class RegionView:
         _log.warning("region_promoted", region=self.region, before=before)
         return before
 
-    async def record_held(self, region: str, vector: Mapping[str, int]) -> None:
-        """Peer ``region`` pulled with ``vector``: it durably holds every change it covers."""
+    def record_held(self, region: str, vector: Mapping[str, int]) -> None:
+        """Peer ``region`` pulled with ``vector``: it durably holds every change it covers.
+
+        Known here at once; written to the store by :meth:`write_held_forever`, off the pull's
+        path (a pull waiting on a commit would add one to every replication round trip). A crash
+        before the write forgets only that the peer holds these changes, which makes ``stable``
+        and write concern ``replicated`` wait for the peer's next pull, never claim more."""
         if region not in self.topology.peers:
             return
         current = self.held.get(region, {})
         if cursor_mod.covers_all(current, vector):
             return
-        merged = cursor_mod.merge(current, vector)
-        self.held[region] = merged
-        await self.store.put_replication_state({HELD_PREFIX + region: merged})
+        self.held[region] = cursor_mod.merge(current, vector)
+        self._held_unwritten.add(region)
+        self._held_recorded.set()
+
+    async def write_held_forever(self) -> None:
+        """Write what peers hold as it changes, many pulls' news in one write when they come
+        faster than the store commits (so other nodes of the region learn it too)."""
+        while True:
+            await self._held_recorded.wait()
+            self._held_recorded.clear()
+            writes = {HELD_PREFIX + name: self.held[name] for name in self._held_unwritten}
+            self._held_unwritten.clear()
+            try:
+                await self.store.put_replication_state(writes)
+            except BreakwaterError:
+                self._held_unwritten.update(key[len(HELD_PREFIX) :] for key in writes)
+                await asyncio.sleep(REFRESH)  # the store is failing: try again later
+                self._held_recorded.set()
 
     def held_elsewhere(self, positions: Iterable[tuple[str, int]]) -> bool:
         """True when at least one peer region holds every one of ``positions``."""
@@ -185,3 +216,15 @@ class RegionView:
             return True
         finally:
             self._waiters -= 1
+
+
+def _peers(regions: frozenset[str], rows: Iterable[Mapping[str, Any]]) -> Peers:
+    """The peers' current origins and the pointwise maximum of their heads, from their rows."""
+    current: dict[str, str] = {}
+    held: VersionVector = {}
+    for row in rows:
+        origin = row.get("origin")
+        if isinstance(origin, str):
+            current[region_of(origin)] = origin
+        held = cursor_mod.merge(held, row.get("head") or {})
+    return Peers(regions, current, held)

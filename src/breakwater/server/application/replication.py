@@ -90,6 +90,7 @@ class _Reporter:
         m.replication_bytes.labels(peer, "in", "wire").inc(pulled.wire_bytes)
         m.replication_bytes.labels(peer, "in", "json").inc(pulled.json_bytes)
         m.replication_applied.labels(peer).inc(applied.applied)
+        m.replication_pages.labels(peer).inc()
         if self._last_failure.pop(peer, None) is not None:
             _log.info("replication_resumed", peer=peer)
 
@@ -188,6 +189,7 @@ class Replication:
         """Read the region's bookkeeping, then start the refresh loop and the replicators."""
         await self.region.open()
         self._tasks.append(asyncio.create_task(self.region.run_forever()))
+        self._tasks.append(asyncio.create_task(self.region.write_held_forever()))
         for replicator in self.replicators:
             self._tasks.append(asyncio.create_task(replicator.run_forever()))
             self._watch(replicator)

@@ -35,12 +35,12 @@ import contextlib
 import itertools
 import time
 from collections import deque
-from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from breakwater.core import cursor as cursor_mod
-from breakwater.core.cursor import VersionVector, covers_all
+from breakwater.core.cursor import NO_PEERS, Peers, VersionVector, covers_all
 from breakwater.core.errors import StoreUnavailable
 from breakwater.obs.logging import get_logger
 from breakwater.obs.metrics import Metrics
@@ -331,14 +331,15 @@ class Fanout:
         pacer: FanoutPacer | None = None,
         tracing: Tracing | None = None,
         stable_of: Callable[[VersionVector], VersionVector] = head_is_stable,
-        peer_regions: Container[str] = (),
+        peers_of: Callable[[], Peers] = lambda: NO_PEERS,
     ) -> None:
         self.store = store
         self.tracing = tracing
         self._untraced: list[tuple[str, int]] = []
         """Changes published for the live subscribers since the sender's last pass (tracing)."""
-        self.peer_regions = peer_regions
-        """Regions whose changes a cursor may name before replication brings them here."""
+        self.peers_of = peers_of
+        """What the region knows of its peers: whose changes a cursor may name before
+        replication brings them here."""
         self.feed = feed
         self.stable_of = stable_of
         """The ``stable`` vector to send with a page read at a head (the head itself for one
@@ -440,7 +441,7 @@ class Fanout:
         ):
             return self._replay_recent(sub)
         page = await self.store.pull(start, sub.store_filter, self.page_size)
-        cursor_mod.require_honourable(start, page.head, self.peer_regions)
+        cursor_mod.require_honourable(start, page.head, self.peers_of())
         # From here to the return nothing awaits: the switch to live is atomic with respect to
         # the follower, which moves the shared position in single steps too.
         if sub.closed:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from breakwater.auth.identity import Identity
 from breakwater.config import Config
-from breakwater.core.cursor import VersionVector
+from breakwater.core.cursor import NO_PEERS, Peers, VersionVector
 from breakwater.core.errors import BreakwaterError, RateLimited
 from breakwater.obs.metrics import Metrics
 from breakwater.resilience import TokenBucket
@@ -40,6 +40,7 @@ class Realtime:
         metrics: Metrics,
         tracing: Tracing | None = None,
         stable_of: Callable[[VersionVector], VersionVector] = head_is_stable,
+        peers_of: Callable[[], Peers] = lambda: NO_PEERS,
     ) -> None:
         self.config = config
         self.metrics = metrics
@@ -52,7 +53,7 @@ class Realtime:
             pacer=FanoutPacer(share=config.realtime_fanout_share),
             tracing=tracing,
             stable_of=stable_of,
-            peer_regions=config.topology.peer_regions,
+            peers_of=peers_of,
         )
         self.admission = Admission(
             config.max_realtime_connections,

@@ -190,7 +190,7 @@ async def realtime_sse(
         # cannot honour gets a plain 410 instead of a stream (EventSource does not retry a
         # non-200 answer).
         page = await hub.fanout.store.pull(vector, names, 1)
-        cursor_mod.require_honourable(vector, page.head, node.config.topology.peer_regions)
+        cursor_mod.require_honourable(vector, page.head, node.region.peers)
     except BaseException:
         hub.admission.release()
         hub.release_user_slot(identity)

@@ -11,9 +11,11 @@ Why a consumer of ``node.feed`` at all: only to learn quickly that there is some
 ``deliver`` sets an event and returns, so a slow or dead receiver never slows the follower, the
 read cache, realtime or writes; without notices the tasks poll every ``poll_interval``.
 
-One deliverer per region: a node delivers only while it holds the region's lease in the webhook
-store, and only changes whose origin is of its own region (``region_of(origin)``): a change
-replicated from another region is delivered there.
+One deliverer per region: a node delivers only while it holds the region's lease
+``webhooks:<region>`` in the document store (``Store.take_lease``, the lease the replicators
+use too), and only changes whose origin is of its own region (``region_of(origin)``): a change
+replicated from another region is delivered there. When a peer region is lost, one live region
+takes its deliveries over from the progress it last reported (:mod:`.succession`, ADR 0042).
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from breakwater.core import hlc
 from breakwater.core.cursor import VersionVector
@@ -36,6 +39,7 @@ from breakwater.server.webhooks.metrics import WebhookMetrics
 from breakwater.server.webhooks.records import Attempt, DeadLetter, Subscription
 from breakwater.server.webhooks.sender import Sender
 from breakwater.server.webhooks.store import WebhookStore
+from breakwater.server.webhooks.succession import adopted_regions, rewound
 from breakwater.storage.base import FeedEntry, FeedPage, Store
 
 _log = get_logger("breakwater.webhooks")
@@ -57,6 +61,8 @@ class DeliveryPolicy:
     page_size: int = 100
     log_retention: float = 7 * 86400.0
     """Seconds the delivery log keeps an attempt."""
+    takeover_after: float = 60.0
+    """Seconds without a replication page after which a peer region counts as lost."""
 
 
 class Deliverer:
@@ -74,6 +80,7 @@ class Deliverer:
         sender: Sender | None = None,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
+        peer_rows: Callable[[], Mapping[str, Mapping[str, Any]]] = dict,
     ) -> None:
         self.store = store
         self.feed_store = feed_store
@@ -87,6 +94,10 @@ class Deliverer:
         self._rng = rng or random.Random()
         self.lease = f"webhooks:{region}"
         self.leading = False
+        self._peer_rows = peer_rows
+        """Each peer region's replication row (its last page's time, its reported progress)."""
+        self.adopted: dict[str, dict[str, VersionVector]] = {}
+        """Lost peer regions whose changes this region delivers, with their reported progress."""
         self._workers: dict[str, tuple[Subscription, asyncio.Task[None]]] = {}
         self._signal = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -127,8 +138,8 @@ class Deliverer:
             self._task = None
         await self._stop_workers()
         if self.leading:
-            try:
-                await self.store.release_lease(self.lease, self.holder)
+            try:  # a lease that ends now: another node takes over at once
+                await self.feed_store.take_lease(self.lease, self.holder, 0)
             except BreakwaterError as error:
                 _log.warning("webhook_lease_release_failed", error=error.type)
             self.leading = False
@@ -143,17 +154,18 @@ class Deliverer:
                 if not self._opened:
                     await self.store.open()
                     self._opened = True
-                now_ms = int(time.time() * 1000)
                 ttl_ms = int(self.policy.lease_ttl * 1000)
-                leading = await self.store.acquire_lease(self.lease, self.holder, ttl_ms, now_ms)
+                leading = await self.feed_store.take_lease(self.lease, self.holder, ttl_ms)
                 if leading != self.leading:
                     _log.info("webhook_deliverer", leading=leading, holder=self.holder)
                 self.leading = leading
                 self.metrics.leader.set(int(leading))
                 if leading:
+                    await self._follow_successions()
                     await self._sync_workers()
-                    await self._forget_old_attempts(now_ms)
+                    await self._forget_old_attempts(int(time.time() * 1000))
                 else:
+                    self.adopted = {}
                     await self._stop_workers()
             except asyncio.CancelledError:
                 raise
@@ -161,9 +173,58 @@ class Deliverer:
                 # Degrade, never die (I8): without the store nobody can renew, so stop too.
                 _log.warning("webhook_lease_failed", error=error.type, detail=error.detail)
                 self.leading = False
+                self.adopted = {}
                 self.metrics.leader.set(0)
                 await self._stop_workers()
             await asyncio.sleep(renew)
+
+    async def _follow_successions(self) -> None:
+        """Take over the deliveries of peer regions just found lost (rewinding each
+        subscription's cursor over their origins to what they reported), and give back those
+        that are heard from again (they resume from their own cursors)."""
+        adopted = adopted_regions(
+            self.region,
+            self._peer_rows(),
+            int(time.time() * 1000),
+            int(self.policy.takeover_after * 1000),
+        )
+        new = {name: reported for name, reported in adopted.items() if name not in self.adopted}
+        for name in set(self.adopted) - set(adopted):
+            _log.warning("webhook_takeover_ended", region=name)
+        if new:
+            await self._stop_workers()  # no task may save a cursor over the rewound one
+            for subscription in await self.store.subscriptions():
+                sub_id = subscription.sub_id
+                cursor = await self.store.cursor(sub_id)
+                if cursor is None:
+                    continue
+                moved = cursor
+                for name, reported in new.items():
+                    if sub_id in reported:
+                        moved = rewound(moved, name, reported[sub_id])
+                    else:
+                        _log.warning(
+                            "webhook_takeover_unreported", region=name, subscription=sub_id
+                        )
+                if moved != cursor:
+                    await self.store.save_cursor(sub_id, moved)
+            for name in new:
+                _log.warning("webhook_takeover", region=name, by=self.region)
+        self.adopted = adopted
+
+    async def progress(self) -> dict[str, VersionVector] | None:
+        """Per subscription, how far this region delivered its own origins' changes (for the
+        peers' pulls); ``None`` when the webhook store cannot tell now."""
+        if not self._opened:
+            return None
+        try:
+            cursors = await self.store.cursors()
+        except BreakwaterError:
+            return None
+        return {
+            sub_id: {o: seq for o, seq in cursor.items() if region_of(o) == self.region}
+            for sub_id, cursor in cursors.items()
+        }
 
     async def _forget_old_attempts(self, now_ms: int) -> None:
         """Trim the delivery log at most once an hour (the log is bounded in time)."""
@@ -248,9 +309,10 @@ class Deliverer:
 
     def _ours(self, subscription: Subscription, entry: FeedEntry) -> bool:
         change = entry.change
-        return region_of(change.origin) == self.region and subscription.wants(
-            change.collection, change.op
-        )
+        origin_region = region_of(change.origin)
+        return (
+            origin_region == self.region or origin_region in self.adopted
+        ) and subscription.wants(change.collection, change.op)
 
     def _observe_backlog(self, sub_id: str, todo: list[FeedEntry]) -> None:
         self.metrics.pending.labels(sub_id).set(len(todo))

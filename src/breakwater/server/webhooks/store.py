@@ -1,5 +1,5 @@
-"""The webhook store: subscriptions, their durable feed cursors, delivery logs, dead letters and
-the region's deliverer lease.
+"""The webhook store: subscriptions, their durable feed cursors, delivery logs and dead letters
+(the deliverer's lease is the document store's ``take_lease``, ADR 0025).
 
 Contract:
 
@@ -7,8 +7,6 @@ Contract:
   subscription from there, so a change past the cursor is delivered at least once.
 - ``add_dead_letter`` is idempotent per ``(sub_id, delivery_id)``; ``queue_redelivery`` moves a
   dead letter to ``queued`` once (False if there is no dead one).
-- ``acquire_lease`` grants a lease to one holder at a time: the current holder renews it, anyone
-  takes it once it expired.
 - Errors of the database never escape: ``StoreUnavailable``.
 """
 
@@ -53,11 +51,6 @@ CREATE TABLE IF NOT EXISTS webhook_dead_letters (
     at_ms BIGINT NOT NULL,
     state TEXT NOT NULL,
     PRIMARY KEY (sub_id, delivery_id)
-);
-CREATE TABLE IF NOT EXISTS webhook_leases (
-    name TEXT PRIMARY KEY,
-    holder TEXT NOT NULL,
-    expires_ms BIGINT NOT NULL
 );
 """
 _SUB_COLUMNS = "sub_id, url, collections, operations, secret, created_ms, description"
@@ -172,6 +165,13 @@ class WebhookStore:
         vector: VersionVector = json.loads(rows[0][0])
         return vector
 
+    async def cursors(self) -> dict[str, VersionVector]:
+        """Every started subscription's cursor, by id (what a peer region learns, ADR 0042)."""
+        rows = await self.database.fetch(
+            "SELECT sub_id, cursor FROM webhook_subscriptions WHERE cursor IS NOT NULL", ()
+        )
+        return {str(row[0]): json.loads(row[1]) for row in rows}
+
     async def save_cursor(self, sub_id: str, cursor: VersionVector) -> None:
         """Every change up to ``cursor`` was delivered or dead-lettered (durable on return)."""
         await self.database.execute(
@@ -279,35 +279,6 @@ class WebhookStore:
             (sub_id,),
         )
         return int(rows[0][0])
-
-    # lease --------------------------------------------------------------------------------------
-
-    async def acquire_lease(self, name: str, holder: str, ttl_ms: int, now_ms: int) -> bool:
-        """Take or renew lease ``name`` until ``now_ms + ttl_ms``; True if ``holder`` has it."""
-        await self.database.execute(
-            "INSERT INTO webhook_leases (name, holder, expires_ms) VALUES (?, ?, ?)"
-            " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,"
-            " expires_ms = excluded.expires_ms"
-            " WHERE webhook_leases.holder = excluded.holder OR webhook_leases.expires_ms < ?",
-            (name, holder, now_ms + ttl_ms, now_ms),
-        )
-        rows = await self.database.fetch(
-            "SELECT holder FROM webhook_leases WHERE name = ?", (name,)
-        )
-        return bool(rows) and rows[0][0] == holder
-
-    async def lease_holder(self, name: str, now_ms: int) -> str | None:
-        """Who holds lease ``name`` now, if anyone."""
-        rows = await self.database.fetch(
-            "SELECT holder FROM webhook_leases WHERE name = ? AND expires_ms >= ?", (name, now_ms)
-        )
-        return str(rows[0][0]) if rows else None
-
-    async def release_lease(self, name: str, holder: str) -> None:
-        """Give the lease up (a clean shutdown), so another node takes over at once."""
-        await self.database.execute(
-            "DELETE FROM webhook_leases WHERE name = ? AND holder = ?", (name, holder)
-        )
 
 
 def webhook_store_for(config: Config) -> WebhookStore:

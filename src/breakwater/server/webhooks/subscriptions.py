@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import secrets
 from typing import Any
 
@@ -14,6 +15,11 @@ from breakwater.server.webhooks.targets import check_url
 MAX_COLLECTIONS = 100
 MAX_DESCRIPTION = 500
 EDITABLE = ("url", "collections", "operations", "description")
+GIVEN_AT_CREATION = ("id", "secret")
+"""Chosen by the admin or made here: the same in every region, a subscription is delivered once
+across them and a receiver checks one secret (docs/webhooks.md#several-regions)."""
+ID_PATTERN = re.compile(r"wh_[A-Za-z0-9_-]{1,61}", re.ASCII)
+SECRET_PATTERN = re.compile(r"whsec_[A-Za-z0-9_-]{32,250}", re.ASCII)
 
 
 def new_secret() -> str:
@@ -22,15 +28,29 @@ def new_secret() -> str:
 
 
 def new_subscription(fields: dict[str, Any], now_ms: int) -> Subscription:
-    """A subscription from ``{url, collections?, operations?, description?}`` with a new id and
-    secret; ``ValidationError`` naming the bad field."""
-    unknown = set(fields) - set(EDITABLE)
+    """A subscription from ``{url, collections?, operations?, description?, id?, secret?}``
+    (a new id and secret unless given); ``ValidationError`` naming the bad field."""
+    editable = {key: value for key, value in fields.items() if key not in GIVEN_AT_CREATION}
+    unknown = set(editable) - set(EDITABLE)
     if unknown:
-        raise ValidationError(f"unknown fields {sorted(unknown)}; use {list(EDITABLE)}")
+        allowed = [*EDITABLE, *GIVEN_AT_CREATION]
+        raise ValidationError(f"unknown fields {sorted(unknown)}; use {allowed}")
     if "url" not in fields:
         raise ValidationError("url is required")
-    blank = Subscription("wh_" + secrets.token_hex(8), "", (), OPERATIONS, new_secret(), now_ms)
-    return changed(blank, fields)
+    sub_id = _given(fields, "id", ID_PATTERN) or "wh_" + secrets.token_hex(8)
+    secret = _given(fields, "secret", SECRET_PATTERN) or new_secret()
+    blank = Subscription(sub_id, "", (), OPERATIONS, secret, now_ms)
+    return changed(blank, editable)
+
+
+def _given(fields: dict[str, Any], key: str, pattern: re.Pattern[str]) -> str | None:
+    if key not in fields:
+        return None
+    value = fields[key]
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        # Never echo the value: it may be a secret.
+        raise ValidationError(f"{key} must match {pattern.pattern}", field=key)
+    return value
 
 
 def changed(subscription: Subscription, fields: dict[str, Any]) -> Subscription:
