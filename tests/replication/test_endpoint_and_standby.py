@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -271,3 +272,31 @@ async def test_a_cursor_past_the_peers_retention_is_caught_up_by_a_full_transfer
     assert ready["replication"]["peers"]["b"]["transfer"]["done"] is True
     row = (await a.node.store.replication_state())["peer:b"]
     assert row["needs_full_transfer"] is False
+
+
+async def test_the_admin_report_shows_bytes_and_the_stable_lag(cluster: Cluster) -> None:
+    """Once b's write reached a: a's report counts the bytes it pulled from b, b's the bytes
+    it served to a, and both give the head, the stable vector and their difference."""
+    regions = await cluster.start({"a": ["b"], "b": ["a"]})
+    a, b = regions["a"], regions["b"]
+    admins = {name: issue_key(region.config, "ops", ["admin"]) for name, region in regions.items()}
+    assert (await b.client.put("/v1/collections/notes/docs/n1", json={"t": 1})).is_success
+
+    async def report(region: Region) -> dict[str, Any]:
+        answer = await region.client.get(
+            "/v1/admin/replication", headers={"Authorization": f"ApiKey {admins[region.name]}"}
+        )
+        assert answer.status_code == 200
+        body: dict[str, Any] = answer.json()
+        return body
+
+    async def replicated() -> bool:
+        return (await a.client.get("/v1/collections/notes/docs/n1")).status_code == 200
+
+    await eventually(replicated, what="b's write reached a")
+    from_b, to_a = (await report(a))["peers"]["b"], (await report(b))["peers"]["a"]
+    assert from_b["bytes_in"] > 0 and to_a["bytes_out"] > 0
+    assert from_b["breaker"] == "closed"
+    served = await report(b)
+    origin = next(iter(served["head"]))
+    assert served["stable_lag"][origin] == served["head"][origin] - served["stable"].get(origin, 0)

@@ -15,10 +15,11 @@ from breakwater.replication.wire import page_json, parse_page
 from breakwater.storage.base import FeedEntry, FeedPage
 
 STAMP = encode(1_795_306_552_962, 0, "eu-1")
+TRACEPARENT = "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01"
 STATE = {"f": {"title": [STAMP, "milk"]}, "s": "", "x": "", "n": {}}
 
 
-def page() -> dict[str, Any]:
+def page(traces: dict[str, list[tuple[str, int]]] | None = None) -> dict[str, Any]:
     """A one-entry page as a region answers it, through JSON."""
     entry = FeedEntry(
         Change("eu~0a1b2c3d4e5f", 7, "todos", "t1", "phone.1", STAMP, "patch"),
@@ -28,7 +29,13 @@ def page() -> dict[str, Any]:
     )
     feed = FeedPage([entry], {"eu~0a1b2c3d4e5f": 7}, False, {"eu~0a1b2c3d4e5f": 7})
     body = page_json(
-        feed, region="eu", origin="eu~0123456789ab", state="active", stable={}, regions=["us"]
+        feed,
+        region="eu",
+        origin="eu~0123456789ab",
+        state="active",
+        stable={},
+        regions=["us"],
+        traces=traces,
     )
     parsed: dict[str, Any] = codec.loads(codec.dumps(body))
     return parsed
@@ -85,6 +92,11 @@ def test_a_page_from_a_peer_that_names_no_origin_reads_as_unknown() -> None:
         (("entries", 0, "state"), None),
         (("webhooks",), ["wh_1"]),
         (("webhooks",), {"wh_1": {"eu": -1}}),
+        (("traces",), []),
+        (("traces",), {"00-abc-def-01": [["eu~0a1b2c3d4e5f", 7]]}),
+        (("traces",), {TRACEPARENT: [["eu~0a1b2c3d4e5f", 0]]}),
+        (("traces",), {TRACEPARENT: [["bad origin", 7]]}),
+        (("traces",), {TRACEPARENT: [["eu~0a1b2c3d4e5f", 7], ["eu~0a1b2c3d4e5f", 8]]}),
     ],
 )
 def test_a_malformed_page_is_a_validation_error(path: tuple[Any, ...], value: Any) -> None:
@@ -115,3 +127,12 @@ def test_a_regions_webhook_progress_travels_with_its_page() -> None:
         webhooks=progress,
     )
     assert parse_page(codec.loads(codec.dumps(body))).webhooks == progress
+
+
+def test_a_page_carries_its_writes_traceparents_only_when_it_has_some() -> None:
+    """``traces`` reads back position by position; without any, the key is not sent at all."""
+    assert "traces" not in page()
+    assert "traces" not in page({})
+    assert parse_page(page()).traces == {}
+    traced = page({TRACEPARENT: [("eu~0a1b2c3d4e5f", 7)]})
+    assert parse_page(traced).traces == {TRACEPARENT: [("eu~0a1b2c3d4e5f", 7)]}

@@ -146,41 +146,37 @@ def test_a_node_remembers_a_bounded_number_of_writes() -> None:
             tracing.remember([("o", seq)])
     assert tracing.write_context(("o", 1)) is None
     assert tracing.write_context(("o", 2)) is not None and tracing.write_context(("o", 3))
-    traceparent = tracing.traceparent_of(("o", 3))
     context = tracing.write_context(("o", 3))
     assert context is not None
-    assert (
-        traceparent
-        == f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
-    )
+    traceparent = f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+    assert tracing.traces_of([("o", 1), ("o", 3)]) == {traceparent: [("o", 3)]}
     tracing.shutdown()
 
 
-def test_a_replicated_batch_links_to_the_origin_writes_and_its_deliveries_to_it() -> None:
-    """The replication seam: a span linked to the origin's write (from its traceparent), and
-    the receiving region's deliveries of the changes linked to that span."""
+def test_a_replicated_apply_joins_the_origin_writes_trace_and_so_do_its_deliveries() -> None:
+    """Replication: the origin names its writes' traceparents per position; the receiving
+    region's apply is a child of that write (one span per write), a malformed value is
+    skipped, and the region's delivery of the change is in the same trace."""
     exporter = InMemorySpanExporter()
     origin = build_tracing(TracingSettings(True), "eu-1", "eu", SimpleSpanProcessor(exporter))
     with origin.span("write"):
-        origin.remember([("eu~1", 7)])
-    traceparent = origin.traceparent_of(("eu~1", 7))
-    assert traceparent is not None
+        origin.remember([("eu~1", 7), ("eu~1", 8)])
+    traces = origin.traces_of([("eu~1", 6), ("eu~1", 7), ("eu~1", 8)])
+    assert list(traces.values()) == [[("eu~1", 7), ("eu~1", 8)]]  # 6 was not written here
     region = build_tracing(TracingSettings(True), "us-1", "us", SimpleSpanProcessor(exporter))
-    headers: dict[str, str] = {}
-    with region.client_span("replication.pull", headers) as pull:
-        assert headers["traceparent"].split("-")[2] == f"{pull.get_span_context().span_id:016x}"
-    with region.linked("replication.apply", [traceparent, "malformed"]) as applied:
-        region.remember([("eu~1", 7)])
-    delivery = region.delivery_span("realtime.deliver", [("eu~1", 7)])
+    region.replicated({**traces, "malformed": [("eu~1", 9)]}, 1_000, 2_000)
+    delivery = region.delivery_span("realtime.deliver", [("eu~1", 8)])
     assert delivery is not None
     delivery.end()
     spans = {span.name: span for span in exporter.get_finished_spans()}
-    write_context = spans["write"].context
-    assert [link.context.span_id for link in spans["replication.apply"].links] == [
-        write_context.span_id
-    ]
-    assert spans["realtime.deliver"].links[0].context.span_id == (
-        applied.get_span_context().span_id
-    )
+    write, applied = spans["write"].context, spans["replication.apply"]
+    assert [s.name for s in exporter.get_finished_spans()].count("replication.apply") == 1
+    assert applied.parent is not None and applied.parent.span_id == write.span_id
+    assert applied.context.trace_id == write.trace_id
+    assert (applied.start_time, applied.end_time) == (1_000, 2_000)
+    assert applied.attributes is not None and applied.attributes["breakwater.changes"] == 2
+    assert spans["realtime.deliver"].context.trace_id == write.trace_id
+    assert spans["realtime.deliver"].links[0].context.span_id == applied.context.span_id
+    assert region.delivery_span("realtime.deliver", [("eu~1", 9)]) is None
     origin.shutdown()
     region.shutdown()

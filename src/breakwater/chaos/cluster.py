@@ -331,6 +331,13 @@ class LocalCluster:
                     f"public_urls = {_toml_value(info.regions[peer].device_urls())}",
                     f"key = {_toml_value(key)}",
                 ]
+        if self.spec.tracing_endpoint:
+            lines += [
+                "",
+                "[tracing]",
+                "enabled = true",
+                f"endpoint = {_toml_value(self.spec.tracing_endpoint)}",
+            ]
         region.config.touch(mode=0o600)  # it holds the peers' keys
         region.config.write_text("\n".join(lines) + "\n")
 

@@ -48,6 +48,8 @@ class ClusterSpec:
     postgres: str = DEFAULT_POSTGRES
     region_names: tuple[str, ...] = ()
     """The regions' names (default: the first ``regions`` of :data:`REGION_NAMES`)."""
+    tracing_endpoint: str = ""
+    """An OTLP/HTTP traces URL: every node traces (``[tracing]``) and exports there."""
     settings: Mapping[str, bool | int | float | str] = field(default_factory=dict)
     """Top-level config keys every node gets (e.g. ``webhook_allow_private``)."""
 
@@ -100,6 +102,7 @@ class ClusterSpec:
             "clock_offsets_ms": dict(self.clock_offsets_ms),
             "postgres": self.postgres,
             "region_names": self.names,
+            "tracing_endpoint": self.tracing_endpoint,
             "settings": dict(self.settings),
         }
 
@@ -116,6 +119,7 @@ class ClusterSpec:
             clock_offsets_ms=dict(raw["clock_offsets_ms"]),
             postgres=str(raw["postgres"]),
             region_names=tuple(raw.get("region_names", ())),
+            tracing_endpoint=str(raw.get("tracing_endpoint", "")),
             settings=dict(raw.get("settings", {})),
         )
 

@@ -43,6 +43,9 @@ def up(
     postgres: Annotated[
         str, typer.Option(help="PostgreSQL server for --store postgres (no database).")
     ] = "postgresql://postgres@127.0.0.1:5432",
+    tracing_endpoint: Annotated[
+        str, typer.Option(help="An OTLP/HTTP traces URL: every node traces and exports there.")
+    ] = "",
     directory: DirOption = DEFAULT_DIR,
 ) -> None:
     """Start the cluster and print its endpoints; it runs until ``breakwater cluster down``."""
@@ -58,6 +61,7 @@ def up(
         loss_pct=loss,
         standby=tuple(standby or ()),
         postgres=postgres.rstrip("/"),
+        tracing_endpoint=tracing_endpoint,
     )
     long_run.stop_cleanly_on_signals()
     with long_run.progress("cluster: starting") as step:

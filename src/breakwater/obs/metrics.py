@@ -166,7 +166,8 @@ class Metrics:
         )
         self.replication_lag_changes = Gauge(
             "breakwater_replication_lag_changes",
-            "Changes the peer's head held that this region had not applied, at the last pull.",
+            "Changes the peer's head held that this region had not applied, at the last pull (0 on"
+            " a node not replicating from the peer: the region's value is the max of its nodes).",
             ["peer"],
             registry=r,
         )
@@ -199,8 +200,17 @@ class Metrics:
         )
         self.replication_lag_seconds = Gauge(
             "breakwater_replication_lag_seconds",
-            "Seconds since this region last held everything the peer held (0 when caught up).",
+            "Seconds since this region last held everything the peer held (0 when caught up, and"
+            " on a node not replicating from the peer: the region's value is the max of its"
+            " nodes).",
             ["peer"],
+            registry=r,
+        )
+        self.stable_seq = Gauge(
+            "breakwater_stable_seq",
+            "The stable vector's position for an origin: its changes up to here every region"
+            " holds durably (it never goes back).",
+            ["origin"],
             registry=r,
         )
         self.stable_lag = Gauge(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -92,11 +92,6 @@ class Tracing:
         missing or malformed: W3C says ignore, never refuse)."""
         return _PROPAGATOR.extract(carrier)
 
-    @staticmethod
-    def inject(headers: MutableMapping[str, str]) -> None:
-        """Add the current span's ``traceparent`` (and ``tracestate``) to outgoing ``headers``."""
-        _PROPAGATOR.inject(headers)
-
     # spans --------------------------------------------------------------------------------------
 
     def start_server_span(self, name: str, parent: Context, attributes: dict[str, Any]) -> Span:
@@ -116,17 +111,6 @@ class Tracing:
         with self.tracer.start_as_current_span(name, attributes=attributes) as span:
             yield span
 
-    @contextlib.contextmanager
-    def client_span(self, name: str, headers: MutableMapping[str, str]) -> Iterator[Span]:
-        """A span for an outgoing request whose ``headers`` get its ``traceparent``.
-
-        The seam for replication: wrap each request to a peer region in it, and the peer's
-        server span becomes this span's child.
-        """
-        with self.tracer.start_as_current_span(name, kind=SpanKind.CLIENT) as span:
-            self.inject(headers)
-            yield span
-
     @staticmethod
     def describe(**attributes: Any) -> None:
         """Set attributes on the current span (a request's outcome on its server span)."""
@@ -140,7 +124,9 @@ class Tracing:
 
     def remember(self, keys: Iterable[Key]) -> None:
         """The current span made the changes ``keys``: deliveries of them will link to it."""
-        context = trace.get_current_span().get_span_context()
+        self._remember(trace.get_current_span().get_span_context(), keys)
+
+    def _remember(self, context: SpanContext, keys: Iterable[Key]) -> None:
         if not context.trace_flags.sampled:
             return  # a trace that is not kept: its deliveries are not traced either
         writes = self._writes
@@ -153,14 +139,21 @@ class Tracing:
         """The span context of the write that made change ``key``, if it was made here lately."""
         return self._writes.get(key)
 
-    def traceparent_of(self, key: Key) -> str | None:
-        """Change ``key``'s write as a ``traceparent`` value (for replication to carry along)."""
-        context = self.write_context(key)
-        if context is None:
-            return None
-        carrier: dict[str, str] = {}
-        _PROPAGATOR.inject(carrier, trace.set_span_in_context(trace.NonRecordingSpan(context)))
-        return carrier.get("traceparent")
+    def traces_of(self, keys: Iterable[Key]) -> dict[str, list[Key]]:
+        """The remembered writes that made some of ``keys``, as ``traceparent`` values with the
+        keys each made (what a replication page carries; at most MAX_LINKS writes)."""
+        by_write: dict[tuple[int, int], tuple[SpanContext, list[Key]]] = {}
+        writes = self._writes
+        for key in keys:
+            context = writes.get(key)
+            if context is None:
+                continue
+            ids = context.trace_id, context.span_id
+            if ids in by_write:
+                by_write[ids][1].append(key)
+            elif len(by_write) < MAX_LINKS:
+                by_write[ids] = context, [key]
+        return {_traceparent(context): made for context, made in by_write.values()}
 
     def links_to(self, keys: Iterable[Key]) -> list[Link]:
         """Links to the writes of ``keys`` (one per distinct write span, at most MAX_LINKS)."""
@@ -185,25 +178,34 @@ class Tracing:
         parent = trace.set_span_in_context(trace.NonRecordingSpan(links[0].context))
         return self.tracer.start_span(name, context=parent, links=links, attributes=attributes)
 
-    @contextlib.contextmanager
-    def linked(self, name: str, traceparents: Iterable[str], **attributes: Any) -> Iterator[Span]:
-        """A current span linked to the writes ``traceparents`` name, e.g. a replication batch
-        applying changes other regions wrote (malformed values are skipped).
-
-        Inside it, :meth:`remember` makes this region's deliveries of the changes link to it.
-        """
-        links: list[Link] = []
-        for value in traceparents:
-            context = trace.get_current_span(self.extract({"traceparent": value}))
-            if context.get_span_context().is_valid and len(links) < MAX_LINKS:
-                links.append(Link(context.get_span_context()))
-        with self.tracer.start_as_current_span(name, links=links, attributes=attributes) as span:
-            yield span
+    def replicated(self, traces: Mapping[str, Iterable[Key]], start_ns: int, end_ns: int) -> None:
+        """Record the apply of a replication page (``start_ns`` to ``end_ns``, wall clock) as one
+        ``replication.apply`` span per origin write the page names, each a child of that write
+        (so it sits in the device's trace); this region's deliveries of the changes then join
+        the same trace. Malformed ``traceparent`` values are skipped."""
+        for value, keys in list(traces.items())[:MAX_LINKS]:
+            parent = self.extract({"traceparent": value})
+            if not trace.get_current_span(parent).get_span_context().is_valid:
+                continue
+            made = list(keys)
+            span = self.tracer.start_span(
+                "replication.apply",
+                context=parent,
+                start_time=start_ns,
+                attributes={"breakwater.changes": len(made)},
+            )
+            self._remember(span.get_span_context(), made)
+            span.end(end_ns)
 
     @staticmethod
     def recording() -> bool:
         """Whether the current span is recorded (work under a dropped trace adds no spans)."""
         return trace.get_current_span().is_recording()
+
+
+def _traceparent(context: SpanContext) -> str:
+    """``context`` as a W3C ``traceparent`` value (version 00)."""
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
 
 
 def current_ids() -> tuple[str, str] | None:

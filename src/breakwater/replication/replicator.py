@@ -24,7 +24,7 @@ from breakwater.core.errors import BreakwaterError
 from breakwater.core.topology import Peer, Topology
 from breakwater.replication.anti_entropy import RoundReport, run_round
 from breakwater.replication.client import PeerClient, Pulled, PullFailed
-from breakwater.replication.wire import ReplicaPage
+from breakwater.replication.wire import Position, ReplicaPage
 from breakwater.resilience.backoff import Backoff
 from breakwater.resilience.circuit_breaker import CircuitBreaker
 from breakwater.storage.base import DocSummaries, FeedEntry, Repair, ReplicaApplied
@@ -43,9 +43,13 @@ class ReplicationTarget(Protocol):
     """Where replicated pages go: the node's application layer over its store."""
 
     async def apply_replicated(
-        self, entries: Sequence[FeedEntry], progress: Mapping[str, object] | None = None
+        self,
+        entries: Sequence[FeedEntry],
+        progress: Mapping[str, object] | None = None,
+        traces: Mapping[str, Sequence[Position]] | None = None,
     ) -> ReplicaApplied:
-        """Apply a page and write ``progress`` in the same transaction."""
+        """Apply a page and write ``progress`` in the same transaction; ``traces``: the page's
+        origin writes, for tracing (docs/adr/0041)."""
 
     async def replication_state(self) -> dict[str, Any]:
         """Every replication bookkeeping value by key."""
@@ -136,6 +140,8 @@ class PeerStatus:
     lag_changes: int = 0
     pulls: int = 0
     applied: int = 0
+    bytes_in: int = 0
+    """Page bytes pulled from the peer as they crossed the wire (compressed), by this node."""
 
     def lag_seconds(self, now: float) -> float | None:
         """Seconds since this region last held all the peer held (None: never)."""
@@ -263,7 +269,7 @@ class PeerReplicator:
             row = self._row(page, caught_up, row)
             try:
                 applied = await self.target.apply_replicated(
-                    page.entries, {peer_key(self.peer.name): row}
+                    page.entries, {peer_key(self.peer.name): row}, page.traces
                 )
                 local = await self.target.head()
             except BreakwaterError as error:
@@ -274,6 +280,7 @@ class PeerReplicator:
             status = self.status
             status.pulls += 1
             status.applied += applied.applied
+            status.bytes_in += pulled.wire_bytes
             status.lag_changes = _lag(page.head, local)
             status.needs_full_transfer = False
             if not page.has_more:
@@ -387,6 +394,7 @@ class PeerReplicator:
             )
             self.status.transfer = progress
             self.status.applied += result.applied
+            self.status.bytes_in += pulled.wire_bytes
             self.observer.transfer(self.peer.name, progress)
             if done:
                 self.status.needs_full_transfer = False

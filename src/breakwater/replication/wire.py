@@ -6,14 +6,17 @@ carries the document's whole CRDT state (so joining it is the whole merge), its 
 name, current origin (which says which of its incarnations are retired, ADR 0037) and state, its
 stable vector and the regions it replicates with, and how far it delivered its own changes to
 each webhook subscription (so a region that takes its deliveries over when it is lost starts
-there: docs/adr/0042-files-and-webhooks-across-regions.md).
+there: docs/adr/0042-files-and-webhooks-across-regions.md). When the responder traces and
+remembers the writes that made some of the page's changes, the page also carries ``traces``:
+each write's ``traceparent`` and the positions it made (docs/adr/0041), so the puller's apply
+and realtime deliveries join the device's trace. Absent otherwise.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from breakwater.core import cursor as cursor_mod
@@ -29,6 +32,8 @@ from breakwater.storage.base import DocSummary, FeedEntry, FeedPage
 _OPS = frozenset({"set", "patch", "delete", "increment"})
 _STATE_KEYS = frozenset({"f", "s", "x", "n"})
 _HEX = re.compile(r"[0-9a-f]{32}", re.ASCII)
+_TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}", re.ASCII)
+Position = tuple[str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +53,8 @@ class ReplicaPage:
     webhooks: dict[str, VersionVector] | None = None
     """Per webhook subscription, the responder's cursor over its own region's origins
     (``None``: not told, e.g. its webhook store was down)."""
+    traces: dict[str, list[Position]] = field(default_factory=dict)
+    """Positions of the page by the ``traceparent`` of the write that made them (tracing)."""
 
 
 def entry_json(entry: FeedEntry) -> dict[str, Any]:
@@ -74,8 +81,9 @@ def page_json(
     stable: Mapping[str, int],
     regions: Sequence[str],
     webhooks: Mapping[str, VersionVector] | None = None,
+    traces: Mapping[str, Sequence[Position]] | None = None,
 ) -> dict[str, Any]:
-    """The answer of ``GET /v1/replication/pull``."""
+    """The answer of ``GET /v1/replication/pull`` (``traces`` only when some are known)."""
     answer: dict[str, Any] = {
         "region": region,
         "origin": origin,
@@ -89,6 +97,8 @@ def page_json(
     }
     if webhooks is not None:
         answer["webhooks"] = {sub_id: dict(vector) for sub_id, vector in webhooks.items()}
+    if traces:
+        answer["traces"] = {value: [list(p) for p in made] for value, made in traces.items()}
     return answer
 
 
@@ -100,6 +110,36 @@ def _webhooks(value: Any) -> dict[str, VersionVector] | None:
     ):
         raise ValidationError("webhooks must map subscription ids to vectors", field="webhooks")
     return {sub_id: _vector(vector, "webhooks") for sub_id, vector in value.items()}
+
+
+def _traces(value: Any, entries: int) -> dict[str, list[Position]]:
+    """A page's ``traces``: at most one position per entry, each under a W3C traceparent."""
+    if value is None:
+        return {}
+    bad = ValidationError("traces must map traceparents to positions", field="traces")
+    if not isinstance(value, dict):
+        raise bad
+    traces: dict[str, list[Position]] = {}
+    count = 0
+    for traceparent, positions in value.items():
+        if not _TRACEPARENT.fullmatch(traceparent) or not isinstance(positions, list):
+            raise bad
+        parsed = []
+        for position in positions:
+            if not (isinstance(position, list) and len(position) == 2):
+                raise bad
+            origin, seq = position
+            valid_seq = isinstance(seq, int) and not isinstance(seq, bool) and 0 < seq < 2**63
+            if not (isinstance(origin, str) and cursor_mod.ORIGIN_PATTERN.fullmatch(origin)):
+                raise bad
+            if not valid_seq:
+                raise bad
+            parsed.append((origin, seq))
+        count += len(parsed)
+        traces[traceparent] = parsed
+    if count > entries:
+        raise bad
+    return traces
 
 
 def _vector(value: Any, name: str) -> VersionVector:
@@ -196,6 +236,7 @@ def parse_page(body: Any) -> ReplicaPage:
         regions=tuple(regions),
         origin=origin,
         webhooks=_webhooks(body.get("webhooks")),
+        traces=_traces(body.get("traces"), len(entries)),
     )
 
 

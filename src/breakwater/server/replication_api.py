@@ -105,6 +105,9 @@ async def replication_pull(
             stable=node.region.stable_for(page.head),
             regions=sorted(node.config.topology.peers),
             webhooks=await node.webhooks.progress(),
+            traces=None
+            if node.tracing is None
+            else node.tracing.traces_of((e.change.origin, e.change.seq) for e in page.entries),
         )
     )
     peer = region if region in node.config.topology.peers else "unknown"
@@ -114,6 +117,8 @@ async def replication_pull(
         body = gzip.compress(body, GZIP_LEVEL)
         headers["Content-Encoding"] = "gzip"
     node.metrics.replication_bytes.labels(peer, "out", "wire").inc(len(body))
+    if region is not None and region in node.config.topology.peers:
+        node.replication.served(region, len(body))
     return Response(body, media_type="application/json", headers=headers)
 
 
@@ -215,7 +220,8 @@ async def promote(request: Request) -> Response:
     responses=openapi.REPLICATION_RESPONSES,
 )
 async def replication_report(request: Request) -> Response:
-    """Each peer's state, cursor, caught-up head, lag, breaker and lease holder."""
+    """Each peer's state, cursor, caught-up head, lag, breaker, lease holder, repairs and this
+    node's bytes in and out; the region's head, stable vector and stable lag."""
     node = node_of(request)
     _admin(request, node)
     return json_response(await node.replication.report())

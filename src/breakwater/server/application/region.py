@@ -136,7 +136,9 @@ class RegionView:
         self._stable = cursor_mod.merge(self._stable, computed)
         self.engine.stable = dict(self._stable)
         for origin, seq in head.items():
-            self.metrics.stable_lag.labels(origin).set(max(0, seq - self._stable.get(origin, 0)))
+            stable = self._stable.get(origin, 0)
+            self.metrics.stable_seq.labels(origin).set(stable)
+            self.metrics.stable_lag.labels(origin).set(max(0, seq - stable))
 
     async def run_forever(self) -> None:
         """Re-read the bookkeeping twice a second (faster while writes wait on peers)."""

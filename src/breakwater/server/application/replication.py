@@ -26,6 +26,7 @@ from breakwater.obs.metrics import Metrics
 from breakwater.replication.anti_entropy import RoundReport
 from breakwater.replication.client import PeerClient, Pulled, PullFailed
 from breakwater.replication.replicator import PeerReplicator, TransferProgress, peer_key
+from breakwater.replication.wire import Position
 from breakwater.server.application.region import RegionView
 from breakwater.server.application.writes import Writes
 from breakwater.storage.base import (
@@ -38,6 +39,7 @@ from breakwater.storage.base import (
 )
 
 _log = get_logger("breakwater.replication")
+ROUND_OUTCOMES = ("in_sync", "repaired", "differing")
 
 
 class _Target:
@@ -48,9 +50,12 @@ class _Target:
         self.writes = writes
 
     async def apply_replicated(
-        self, entries: Sequence[FeedEntry], progress: Mapping[str, object] | None = None
+        self,
+        entries: Sequence[FeedEntry],
+        progress: Mapping[str, object] | None = None,
+        traces: Mapping[str, Sequence[Position]] | None = None,
     ) -> ReplicaApplied:
-        return await self.writes.apply_replicated(entries, progress)
+        return await self.writes.apply_replicated(entries, progress, traces)
 
     async def replication_state(self) -> dict[str, Any]:
         return await self.store.replication_state()
@@ -86,7 +91,6 @@ class _Reporter:
         m.replication_bytes.labels(peer, "in", "json").inc(pulled.json_bytes)
         m.replication_applied.labels(peer).inc(applied.applied)
         m.replication_pages.labels(peer).inc()
-        m.replication_lag_changes.labels(peer).set(lag)
         if self._last_failure.pop(peer, None) is not None:
             _log.info("replication_resumed", peer=peer)
 
@@ -178,6 +182,8 @@ class Replication:
             for peer in config.topology.peers.values()
         ]
         self._tasks: list[asyncio.Task[None]] = []
+        self.bytes_out: dict[str, int] = {}
+        """Page bytes this node served to each peer on the wire (compressed)."""
 
     async def start(self) -> None:
         """Read the region's bookkeeping, then start the refresh loop and the replicators."""
@@ -186,12 +192,23 @@ class Replication:
         self._tasks.append(asyncio.create_task(self.region.write_held_forever()))
         for replicator in self.replicators:
             self._tasks.append(asyncio.create_task(replicator.run_forever()))
-            self._watch_lag(replicator)
+            self._watch(replicator)
 
-    def _watch_lag(self, replicator: PeerReplicator) -> None:
-        status = replicator.status
-        gauge = self.metrics.replication_lag_seconds.labels(replicator.peer.name)
-        gauge.set_function(lambda: status.lag_seconds(time.time()) or 0.0)
+    def _watch(self, replicator: PeerReplicator) -> None:
+        """Export the peer's series from the start (alerts need a series to compare): lag
+        read from the replicator at each scrape, counted only on the node holding the lease
+        (the others' figures are stale), and the breaker and transfer at rest."""
+        status, name, m = replicator.status, replicator.peer.name, self.metrics
+        m.replication_lag_seconds.labels(name).set_function(
+            lambda: (status.lag_seconds(time.time()) or 0.0) if status.holding_lease else 0.0
+        )
+        m.replication_lag_changes.labels(name).set_function(
+            lambda: status.lag_changes if status.holding_lease else 0
+        )
+        m.replication_breaker.labels(name).set(0)
+        m.replication_transfer_progress.labels(name).set(1.0)
+        for outcome in ROUND_OUTCOMES:
+            m.replication_anti_entropy_rounds.labels(name, outcome)
 
     async def aclose(self) -> None:
         """Stop every task and close the peer connections."""
@@ -209,6 +226,10 @@ class Replication:
         for replicator in self.replicators:
             if replicator.peer.name == region:
                 replicator.nudge()
+
+    def served(self, peer: str, wire_bytes: int) -> None:
+        """A page of ``wire_bytes`` went to ``peer`` (for the admin view; metrics count too)."""
+        self.bytes_out[peer] = self.bytes_out.get(peer, 0) + wire_bytes
 
     def summary(self) -> dict[str, Any]:
         """Each peer's state and cursor as this node last read them (for ``/readyz``: no store
@@ -260,11 +281,19 @@ class Replication:
                 "transfer": _transfer_json(status.transfer),
                 "anti_entropy_at": status.anti_entropy_at,
                 "repairs": status.repairs,
+                "bytes_in": status.bytes_in,
+                "bytes_out": self.bytes_out.get(name, 0),
             }
+        head = await self.store.head()
+        stable = self.region.stable_for(head)
         return {
             "region": self.config.region,
             "state": self.region.state,
-            "stable": self.region.stable_for(await self.store.head()),
+            "head": head,
+            "stable": stable,
+            "stable_lag": {
+                origin: max(0, seq - stable.get(origin, 0)) for origin, seq in head.items()
+            },
             "unknown_regions": sorted(self.region.unknown),
             "peers": peers,
         }

@@ -8,6 +8,7 @@ the routes.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -20,6 +21,7 @@ from breakwater.core.errors import Forbidden
 from breakwater.core.hlc import HybridClock
 from breakwater.core.mutation import Mutation
 from breakwater.obs.metrics import Metrics
+from breakwater.replication.wire import Position
 from breakwater.server.application.region import RegionView
 from breakwater.server.read_cache import ReadCache
 from breakwater.storage.base import CommitPhases, FeedEntry, Repair, ReplicaApplied, Store
@@ -72,12 +74,21 @@ class Writes:
         return mutation if guard is None else replace(mutation, guard=guard)
 
     async def apply_replicated(
-        self, entries: Sequence[FeedEntry], progress: Mapping[str, object] | None = None
+        self,
+        entries: Sequence[FeedEntry],
+        progress: Mapping[str, object] | None = None,
+        traces: Mapping[str, Sequence[Position]] | None = None,
     ) -> ReplicaApplied:
         """Apply a page a peer region sent (replication's write path), with the replicator's
         ``progress`` in the same transaction. Realtime and long-polls see the changes through
-        the feed like any commit; the read cache forgets the documents before this returns."""
-        result = await self.store.apply_replicated(entries, progress)
+        the feed like any commit; the read cache forgets the documents before this returns.
+        ``traces`` (the origin writes' ``traceparent`` values) put the apply in their traces."""
+        if self.tracing is None or not traces:
+            result = await self.store.apply_replicated(entries, progress)
+        else:
+            started = time.time_ns()
+            result = await self.store.apply_replicated(entries, progress)
+            self.tracing.replicated(traces, started, time.time_ns())
         if result.applied:
             await self.cache.committed(
                 [
