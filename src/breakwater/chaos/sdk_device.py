@@ -20,10 +20,11 @@ The history is written from what the SDK tells the app, so it stays truthful:
   answer was lost may have been applied;
 - a read is the SDK's local read (``target`` ``local``), online or not: read-your-writes is the
   SDK's promise, and the checker holds it to it;
-- each pulled page the SDK commits (:class:`~breakwater.client.PageApplied`) is a ``cursor``
-  record: the cursor's vector and the synced data of the documents the page changed; a full
-  resync's start (:class:`~breakwater.client.ResyncStarted`) is one with the empty cursor. The
-  checker rebuilds the device's synced copy from them and holds it to its cursor.
+- each pulled page the SDK commits (:class:`~breakwater.client.PageApplied`) that moved the
+  cursor or changed a document is a ``cursor`` record: the cursor's vector and the synced data
+  of the documents the page changed; a full resync's start
+  (:class:`~breakwater.client.ResyncStarted`) is one with the empty cursor. The checker
+  rebuilds the device's synced copy from them and holds it to its cursor.
 
 Offline is :meth:`breakwater.client.Client.pause`: the SDK stops all traffic (an in-flight push
 is abandoned, its outcome unknown) until :meth:`~breakwater.client.Client.resume` (ADR 0013).
@@ -111,6 +112,7 @@ class SdkDevice:
         self._online = True
         self._invoked = 0.0
         self._unacknowledged: dict[str, tuple[float, OutboxEntry]] = {}
+        self._cursor: dict[str, int] = {}  # as last recorded
 
     async def open(self) -> SdkDevice:
         """Open the device database and start syncing."""
@@ -215,6 +217,9 @@ class SdkDevice:
         docs: dict[tuple[str, str], dict[str, Any] | None],
         resync: Literal["start", "done"] | None,
     ) -> None:
+        if cursor == self._cursor and not docs and resync is None:
+            return  # a page with nothing new: the checker would learn nothing from it
+        self._cursor = cursor
         collections = self.workload.collections
         self.recorder.add(
             CursorRecord(self.name, self.recorder.now(), cursor, docs, resync, collections)
