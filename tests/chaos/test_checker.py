@@ -316,3 +316,20 @@ def test_runs_recorded_without_cursors_or_positions_are_judged_as_before() -> No
     assert cursors(run).passed and cursors(run).checked == 0
     run.history.cursors.clear()
     assert cursors(run).checked == 0
+
+
+def test_an_increment_under_two_origins_is_one_effect_for_a_device() -> None:
+    """A device whose cursor covers an increment at its positions under two origins (applied in
+    two regions before they met) needs it counted once: (f) passes."""
+    run = simulate(15)
+    applied = set(run.node("n1").applied or ())
+    sent = run.history.mutations().values()
+    increment = next(m for m in sent if m.op == "increment" and m.mutation_id in applied)
+    for node in (r for r in run.replicas if r.kind == "node"):
+        assert node.applied is not None and node.positions is not None
+        node.applied.append(increment.mutation_id)
+        node.positions.append(("us~1", 1))
+    final = last_record(run, "d0")
+    run.history.cursors.append(CursorRecord("d0", 90.0, {**final.cursor, "us~1": 1}))
+    result = cursors(run)
+    assert result.passed, result.anomalies

@@ -662,6 +662,7 @@ class _Floor:
     increments' sums of the changes at or below the cursor, taken from the final feeds."""
 
     taken: dict[str, int] = field(default_factory=dict)  # entries of each origin counted
+    counted: set[str] = field(default_factory=set)  # one effect under two origins counts once
     newest: dict[DocKey, MutationRecord] = field(default_factory=dict)
     sums: dict[DocKey, Counter[str]] = field(default_factory=dict)
 
@@ -682,6 +683,9 @@ class _Floor:
                 index += 1
                 if mutation is None or (collections and mutation.collection not in collections):
                     continue
+                if mutation.mutation_id in self.counted:
+                    continue
+                self.counted.add(mutation.mutation_id)
                 key = (mutation.collection, mutation.doc_id)
                 risen.add(key)
                 if mutation.op == "increment":
