@@ -14,7 +14,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from breakwater.chaos.checker import WRITER_FIELD, DocState, ReplicaState
-from breakwater.chaos.history import History, MutationRecord, Operation, ReadRecord
+from breakwater.chaos.history import (
+    CursorRecord,
+    History,
+    MutationRecord,
+    Operation,
+    ReadRecord,
+)
 from breakwater.core import hlc
 
 ANOMALIES = (
@@ -26,6 +32,9 @@ ANOMALIES = (
     "stale",
     "seq_skipped",
     "seq_reused",
+    "cursor_skips",
+    "cursor_back",
+    "device_ahead",
 )
 
 
@@ -79,7 +88,9 @@ class Run:
 
 def simulate(seed: int, devices: int = 3, steps: int = 40, tokens: bool = False) -> Run:
     """A correct run: devices write their notes, share counters, read, retry; some pushes fail
-    or end unknown (applied or not); every device ends with an acknowledged write and a read.
+    or end unknown (applied or not); devices pull pages of the feed (each change with its
+    document's current data) and now and then resync in full, recording each page; every device
+    ends with an acknowledged write, a read and a pull to the end of the feed.
     A note's writer token is its mutation id, or with ``tokens`` one of the device's own (as an
     app that learns mutation ids only after writing makes)."""
     rng = random.Random(seed)
@@ -119,6 +130,7 @@ def simulate(seed: int, devices: int = 3, steps: int = 40, tokens: bool = False)
             status = "duplicate" if m.mutation_id in feed else "applied"
             if applies and status == "applied":
                 feed.append(m.mutation_id)
+                by_id[m.mutation_id] = m
                 docs.setdefault((m.collection, m.doc_id), _Doc()).apply(m)
             results[m.mutation_id] = status
         op = Operation(
@@ -148,11 +160,37 @@ def simulate(seed: int, devices: int = 3, steps: int = 40, tokens: bool = False)
             )
         )
 
+    cursors = dict.fromkeys(pending, 0)
+    by_id: dict[str, MutationRecord] = {}
+
+    def pull(device: str, resync: bool = False) -> None:
+        """Pages to the end of the feed (from the start, after a resync's start)."""
+        if resync:
+            cursors[device] = 0
+            history.cursors.append(CursorRecord(device, tick(), {}, resync="start"))
+        while True:
+            start = cursors[device]
+            page = feed[start : start + rng.randint(1, 5)]
+            cursors[device] = start + len(page)
+            touched = {(by_id[m].collection, by_id[m].doc_id) for m in page}
+            done = cursors[device] == len(feed)
+            history.cursors.append(
+                CursorRecord(
+                    device, tick(), {"r1": cursors[device]} if cursors[device] else {},
+                    {key: docs[key].data() for key in sorted(touched)},
+                    "done" if resync and done else None,
+                )
+            )  # fmt: skip
+            if done:
+                return
+
     names = list(pending)
     for _ in range(steps):
         device = rng.choice(names)
         action = rng.random()
-        if pending[device] and action < 0.3:
+        if action > 0.85:
+            pull(device, resync=rng.random() < 0.3)
+        elif pending[device] and action < 0.3:
             push(device, pending[device])
         elif action < 0.75:
             push(device, [*pending[device], new_write(device, rng.choice(["note", "counter"]))])
@@ -165,6 +203,9 @@ def simulate(seed: int, devices: int = 3, steps: int = 40, tokens: bool = False)
         push(device, [new_write(device, "counter")], "ok")
         read(device, ("counters", "c0"))
         read(device, ("counters", "c1"))
+    for device in names:
+        pull(device)
+        pull(device)  # nothing new: the same cursor again
     healed_at = tick()
     states = {key: doc.data() for key, doc in docs.items()}
     counters = {
@@ -257,7 +298,49 @@ def plant(run: Run, anomaly: str, rng: random.Random) -> str:
         stale = {WRITER_FIELD: rng.choice(older)} if older and rng.random() < 0.7 else None
         run.history.operations[index] = replace(op, read=replace(op.read, data=stale))
         return "read_your_writes"
+    if anomaly in ("cursor_skips", "cursor_back", "device_ahead"):
+        return _plant_in_cursors(run, anomaly, rng)
     raise ValueError(anomaly)
+
+
+def _plant_in_cursors(run: Run, anomaly: str, rng: random.Random) -> str:
+    """A page that left out a document it was the first to bring (the cursor covers a change
+    the device does not hold), a cursor lower than the one before without a resync, or a page
+    bringing a state no node holds (a counter too high, or a writer no push applied)."""
+    records = run.history.cursors
+    if anomaly == "cursor_skips":
+        held: set[tuple[str, tuple[str, str]]] = set()
+        firsts = []
+        for index, record in enumerate(records):
+            firsts += [(index, k) for k in record.docs if (record.process, k) not in held]
+            held |= {(record.process, k) for k in record.docs}
+        index, key = rng.choice(firsts)
+        docs = {k: d for k, d in records[index].docs.items() if k != key}
+        records[index] = replace(records[index], docs=docs)
+    elif anomaly == "cursor_back":
+        after = [
+            (i, before)
+            for i, record in enumerate(records)
+            if record.resync != "start" and (before := _previous(records, i)) and before.cursor
+        ]
+        index, before = rng.choice(after)
+        lower = {o: seq - 1 for o, seq in before.cursor.items()}
+        records[index] = replace(records[index], cursor=lower)
+    else:
+        index, key = rng.choice([(i, k) for i, r in enumerate(records) for k in r.docs])
+        data = dict(records[index].docs[key] or {})
+        if "n" in data:
+            data["n"] += 1000
+        else:
+            data[WRITER_FIELD] = "never-applied"
+        records[index] = replace(records[index], docs={**records[index].docs, key: data})
+    return "device_cursors"
+
+
+def _previous(records: list[CursorRecord], index: int) -> CursorRecord | None:
+    """The record of the same device before ``records[index]``, if any."""
+    device = records[index].process
+    return next((r for r in reversed(records[:index]) if r.process == device), None)
 
 
 def _own_acked_before(run: Run, read: Operation) -> list[MutationRecord]:

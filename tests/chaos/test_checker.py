@@ -8,8 +8,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from breakwater.chaos.checker import DocState, ReplicaState, Verdict, check, divergences, fold
-from breakwater.chaos.history import MutationRecord, Operation
+from breakwater.chaos.checker import (
+    CheckResult,
+    DocState,
+    ReplicaState,
+    Verdict,
+    check,
+    divergences,
+    fold,
+)
+from breakwater.chaos.history import CursorRecord, MutationRecord, Operation
 from tests.chaos.histories import ANOMALIES, Run, plant, simulate
 
 
@@ -48,8 +56,8 @@ def test_a_clean_run_passes(seed: int) -> None:
 @pytest.mark.parametrize("anomaly", ANOMALIES)
 def test_each_planted_anomaly_is_caught(anomaly: str) -> None:
     """A lost write, a lost effect, a duplicate in the feed, a counter counted twice, a divergent
-    replica, a stale read and a feed seq skipped or reused each fail the check they violate,
-    naming what is wrong."""
+    replica, a stale read, a feed seq skipped or reused and a device's cursor that skips, moves
+    back or holds what no node has each fail the check they violate, naming what is wrong."""
     run = simulate(11)
     expected = plant(run, anomaly, random.Random(3))
     result = verdict(run)
@@ -233,3 +241,95 @@ def test_replicas_survive_a_json_round_trip() -> None:
     again = check(run.history, replicas, healed_at=healed_at, bound_s=bound_s)
     assert again.to_json() == verdict(run).to_json()
     assert not again.passed
+
+
+def cursors(run: Run) -> CheckResult:
+    return verdict(run).result("device_cursors")
+
+
+@pytest.mark.parametrize(
+    ("anomaly", "named"),
+    [
+        ("cursor_skips", ("is absent, lacking", "less than the")),
+        ("cursor_back", ("cursor moved back",)),
+        ("device_ahead", ("took effect in no final feed", "more than the")),
+    ],
+)
+def test_each_device_cursor_anomaly_is_named(anomaly: str, named: tuple[str, ...]) -> None:
+    """A cursor that covers a change the device does not hold, a cursor lower than the one
+    before without a resync, and a held state with a write no final feed has each fail (f)."""
+    run = simulate(11)
+    assert cursors(run).passed
+    assert plant(run, anomaly, random.Random(3)) == "device_cursors"
+    result = cursors(run)
+    assert not result.passed
+    messages = " ".join(a.message for a in result.anomalies)
+    assert any(words in messages for words in named), messages
+
+
+def last_record(run: Run, device: str) -> CursorRecord:
+    return next(r for r in reversed(run.history.cursors) if r.process == device)
+
+
+def test_only_a_resync_moves_a_cursor_back_and_a_pulled_state_may_be_ahead() -> None:
+    """After a recorded resync start the cursor may restart low, and a page may bring states
+    newer than its cursor (a pull returns each document's current state): (f) passes; the same
+    page without the resync start fails."""
+    run = simulate(12)
+    final = last_record(run, "d0")
+    ahead = CursorRecord("d0", 90.0, {"r1": 1}, dict(final.docs))
+    run.history.cursors += [CursorRecord("d0", 89.0, {}, resync="start"), ahead]
+    result = cursors(run)
+    assert result.passed, result.anomalies
+    del run.history.cursors[-2]
+    assert "cursor moved back" in cursors(run).anomalies[0].message
+
+
+def test_a_lost_store_s_state_is_held_only_until_a_resync_ends() -> None:
+    """A device whose cursor covers a change no final feed has (its store was lost before it
+    replicated) may hold a write no region kept; once a full resync ends, holding it fails."""
+    run = simulate(13)
+    final = last_record(run, "d1")
+    lost = MutationRecord("d1.lost", "notes", "d1", "patch", {"w": "d1.lost"}, "9" * 13)
+    run.history.operations.append(
+        Operation(999, "d1", "push", "eu-1", 80.0, None, "unknown", (lost,))
+    )
+    ghost: dict[tuple[str, str], dict[str, object] | None] = {("notes", "d1"): {"w": "d1.lost"}}
+    beyond = {**final.cursor, "eu~lost": 4}
+    run.history.cursors.append(CursorRecord("d1", 90.0, beyond, ghost))
+    assert cursors(run).passed, cursors(run).anomalies
+    run.history.cursors += [
+        CursorRecord("d1", 91.0, {}, resync="start"),
+        CursorRecord("d1", 92.0, final.cursor, {}, resync="done"),
+    ]
+    [anomaly] = cursors(run).anomalies
+    assert "'d1.lost', a write that took effect in no final feed" in anomaly.message
+
+
+def test_runs_recorded_without_cursors_or_positions_are_judged_as_before() -> None:
+    """A history without cursor records checks nothing in (f); replicas without feed positions
+    (an older report) leave (f) unjudged, whatever the records say."""
+    run = simulate(14)
+    plant(run, "cursor_back", random.Random(1))
+    for node in (r for r in run.replicas if r.kind == "node"):
+        node.positions = None
+    assert cursors(run).passed and cursors(run).checked == 0
+    run.history.cursors.clear()
+    assert cursors(run).checked == 0
+
+
+def test_an_increment_under_two_origins_is_one_effect_for_a_device() -> None:
+    """A device whose cursor covers an increment at its positions under two origins (applied in
+    two regions before they met) needs it counted once: (f) passes."""
+    run = simulate(15)
+    applied = set(run.node("n1").applied or ())
+    sent = run.history.mutations().values()
+    increment = next(m for m in sent if m.op == "increment" and m.mutation_id in applied)
+    for node in (r for r in run.replicas if r.kind == "node"):
+        assert node.applied is not None and node.positions is not None
+        node.applied.append(increment.mutation_id)
+        node.positions.append(("us~1", 1))
+    final = last_record(run, "d0")
+    run.history.cursors.append(CursorRecord("d0", 90.0, {**final.cursor, "us~1": 1}))
+    result = cursors(run)
+    assert result.passed, result.anomalies

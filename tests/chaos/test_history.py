@@ -9,6 +9,7 @@ import pytest
 
 from breakwater.chaos.checker import check
 from breakwater.chaos.history import (
+    CursorRecord,
     FaultEvent,
     HistoryError,
     Operation,
@@ -21,9 +22,14 @@ from tests.chaos.histories import simulate
 
 
 def test_round_trip_keeps_every_record(tmp_path: Path) -> None:
-    """write_history then read_history gives the same operations, and the same verdict."""
+    """write_history then read_history gives the same operations, faults and cursor records,
+    and the same verdict."""
     run = simulate(9, devices=3, steps=30)
     run.history.faults.append(FaultEvent(1.5, "start", "latency", "n1", {"ms": 50.0}))
+    run.history.cursors += [
+        CursorRecord("d9", 60.0, {}, resync="start", collections=("notes",)),
+        CursorRecord("d9", 61.0, {"eu~1": 2}, {("notes", "a"): None}, "done", ("notes",)),
+    ]
     path = tmp_path / "history.jsonl"
     write_history(run.history, path)
     again = read_history(path)
@@ -31,6 +37,7 @@ def test_round_trip_keeps_every_record(tmp_path: Path) -> None:
         run.history.operations, key=lambda o: o.op_id
     )
     assert again.faults == run.history.faults
+    assert again.cursors == run.history.cursors
     assert again.meta == {"seed": 9}
     healed, bound = run.healed_at, run.bound_s
     assert (

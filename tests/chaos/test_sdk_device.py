@@ -98,6 +98,35 @@ async def test_offline_writes_are_read_locally_then_acknowledged_once_online(
         assert (copy.docs[key].data, copy.docs[key].version) == (state.data, state.version)
     verdict = check(recorder.history, [node, copy], healed_at=0.0, bound_s=1000.0)
     assert verdict.passed, verdict.render()
+    assert verdict.result("device_cursors").checked > 0
+
+
+async def test_each_committed_page_is_a_cursor_record_that_rebuilds_the_copy(
+    start_server: Callable[..., ServerProcess], make_sdk_device: Callable[..., Any]
+) -> None:
+    """The device's cursor records end at the node's head, rebuild exactly its synced copy,
+    never repeat a record that changed nothing, and (f) holds over them."""
+    server = start_server()
+    recorder = Recorder({})
+    device = await make_sdk_device(server.url, recorder)
+    for kind in ["note", "counter"] * 3:
+        await device.act(kind)
+        assert await device.sync()
+    assert await device.sync()
+    records = recorder.history.cursors
+    rebuilt: dict[tuple[str, str], Any] = {}
+    for before, record in zip([None, *records], records, strict=False):
+        assert record.process == "dev0" and record.resync is None
+        assert before is None or record.docs or record.cursor != before.cursor
+        rebuilt.update(record.docs)
+    node = await node_state(server.url, "n1", recorder.now())
+    assert node.positions is not None
+    [origin] = {o for o, _ in node.positions}
+    assert records[-1].cursor == {origin: max(seq for _, seq in node.positions)}
+    copy = await device.snapshot(recorder.now())
+    assert rebuilt == {key: doc.data for key, doc in copy.docs.items()}
+    verdict = check(recorder.history, [node, copy], healed_at=0.0, bound_s=1000.0)
+    assert verdict.result("device_cursors").checked == len(records) and verdict.passed
 
 
 async def test_a_write_never_acknowledged_is_recorded_unknown_when_the_device_closes(

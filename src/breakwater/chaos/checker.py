@@ -1,4 +1,4 @@
-"""The checker: from a history and the final replicas, prove or refute five properties.
+"""The checker: from a history and the final replicas, prove or refute six properties.
 
 - ``no_lost_writes`` (a): every acknowledged mutation is in every node's change feed, and every
   document on every node is what its mutations make it (a value missing there is a lost write).
@@ -15,6 +15,19 @@
   before the read began.
 - ``gap_free_feed`` (e): in every node's feed each origin's seqs go up by one, in feed order (a
   seq skipped or given twice would show; a database failover is where it could happen).
+- ``device_cursors`` (f): I3 seen from each device, from its ``cursor`` records (each page it
+  committed: the cursor, and the synced data of the documents the page changed, from which its
+  synced copy is rebuilt). Whenever a device records cursor ``C``, its synced copy of every
+  document (1) holds every change at or below ``C``: per the final feeds, every mutation at a
+  position ``(origin, seq)`` with ``seq <= C[origin]`` (a note shows a writer at least as new,
+  by HLC, as the newest of them; a counter at least the sum of their increments); (2) holds
+  nothing that took effect in no final feed (a note's writer is in a final feed; a counter is at
+  most the sum of the final feeds' increments), except from the moment its cursor covers a
+  position past every final feed (it pulled from a store lost before that store replicated)
+  until a full resync ends; and (3) ``C`` is not below the device's previous cursor for any
+  origin unless a resync started in between. A pulled state may be newer than ``C`` (a pull
+  returns each document's current state), so nothing bounds it from above but (2). A history
+  without cursor records, or replicas without feed positions, is judged as before.
 
 The reference model is independent of the server's merge code: a document is the fold, in HLC
 order, of the mutations that took effect on it (``set`` replaces, ``patch`` sets or removes
@@ -33,7 +46,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from breakwater.chaos.history import History, MutationRecord, Operation
+from breakwater.chaos.history import CursorRecord, History, MutationRecord, Operation
 from breakwater.core.canonical import dumps_canonical
 
 WRITER_FIELD = "w"
@@ -93,7 +106,7 @@ class CheckResult:
 
 @dataclass
 class Verdict:
-    """The five checks' results."""
+    """The six checks' results."""
 
     results: list[CheckResult]
 
@@ -575,7 +588,7 @@ def check(
     bound_s: float,
     versions: bool = True,
 ) -> Verdict:
-    """Run the five checks over ``history`` and the final ``replicas`` (``versions``: whether
+    """Run the six checks over ``history`` and the final ``replicas`` (``versions``: whether
     convergence also compares versions; not across regions, see :func:`divergences`)."""
     facts = _Facts.of(history)
     nodes = [replica for replica in replicas if replica.kind == "node"]
@@ -586,6 +599,7 @@ def check(
             _check_convergence(replicas, healed_at, bound_s, versions),
             _check_read_your_writes(history, facts),
             _check_gap_free(nodes),
+            _check_device_cursors(history, facts, nodes),
         ]
     )
 
@@ -609,3 +623,191 @@ def _check_gap_free(nodes: list[ReplicaState]) -> CheckResult:
                 )
             last[origin] = seq
     return result
+
+
+# (f) device cursors -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Feeds:
+    """The final feeds of the nodes: each origin's entries ``(seq, mutation id)`` in seq order,
+    the highest seq of each origin, and every mutation that took effect."""
+
+    entries: dict[str, list[tuple[int, str]]]
+    heads: dict[str, int]
+    effective: set[str]
+
+    @classmethod
+    def of(cls, nodes: list[ReplicaState]) -> _Feeds | None:
+        """``None`` when a node's positions were not recorded (an older report)."""
+        if any(node.positions is None for node in nodes):
+            return None
+        found: dict[str, set[tuple[int, str]]] = defaultdict(set)
+        for node in nodes:
+            for mid, (origin, seq) in zip(node.applied or (), node.positions or (), strict=False):
+                found[origin].add((seq, mid))
+        entries = {origin: sorted(pairs) for origin, pairs in found.items()}
+        heads = {origin: pairs[-1][0] for origin, pairs in entries.items()}
+        effective = {mid for node in nodes for mid in node.applied or ()}
+        return cls(entries, heads, effective)
+
+    def beyond(self, cursor: dict[str, int]) -> bool:
+        """Whether ``cursor`` covers a change no final feed holds (a lost store's)."""
+        return any(seq > self.heads.get(origin, 0) for origin, seq in cursor.items())
+
+
+@dataclass
+class _Floor:
+    """What a device's cursor says it holds, per document: the newest write (by HLC) and the
+    increments' sums of the changes at or below the cursor, taken from the final feeds."""
+
+    taken: dict[str, int] = field(default_factory=dict)  # entries of each origin counted
+    counted: set[str] = field(default_factory=set)  # one effect under two origins counts once
+    newest: dict[DocKey, MutationRecord] = field(default_factory=dict)
+    sums: dict[DocKey, Counter[str]] = field(default_factory=dict)
+
+    def advance(
+        self,
+        cursor: dict[str, int],
+        feeds: _Feeds,
+        sent: dict[str, MutationRecord],
+        collections: tuple[str, ...] | None,
+    ) -> set[DocKey]:
+        """Count the changes ``cursor`` newly covers; the documents whose floor rose."""
+        risen: set[DocKey] = set()
+        for origin, covered in cursor.items():
+            entries = feeds.entries.get(origin, [])
+            index = self.taken.get(origin, 0)
+            while index < len(entries) and entries[index][0] <= covered:
+                mutation = sent.get(entries[index][1])
+                index += 1
+                if mutation is None or (collections and mutation.collection not in collections):
+                    continue
+                if mutation.mutation_id in self.counted:
+                    continue
+                self.counted.add(mutation.mutation_id)
+                key = (mutation.collection, mutation.doc_id)
+                risen.add(key)
+                if mutation.op == "increment":
+                    self.sums.setdefault(key, Counter()).update(mutation.data or {})
+                elif key not in self.newest or self.newest[key].hlc < mutation.hlc:
+                    self.newest[key] = mutation
+            self.taken[origin] = index
+        return risen
+
+
+@dataclass
+class _Judge:
+    """What every device is judged against: the history's facts, the final feeds, and the sum
+    of the final feeds' increments of each counter document (one only ever incremented)."""
+
+    facts: _Facts
+    feeds: _Feeds
+    totals: dict[DocKey, Counter[str]]
+
+    @classmethod
+    def of(cls, facts: _Facts, feeds: _Feeds) -> _Judge:
+        by_doc = _by_doc(facts.sent.values())
+        totals: dict[DocKey, Counter[str]] = {
+            key: Counter() for key, ms in by_doc.items() if all(m.op == "increment" for m in ms)
+        }
+        for mid in feeds.effective:
+            mutation = facts.sent.get(mid)
+            if mutation is not None and (key := (mutation.collection, mutation.doc_id)) in totals:
+                totals[key].update(mutation.data or {})
+        return cls(facts, feeds, totals)
+
+    def below_floor(self, key: DocKey, data: dict[str, Any] | None, floor: _Floor) -> str | None:
+        """How ``data`` lacks a change its cursor covers, or ``None``."""
+        newest = floor.newest.get(key)
+        if newest is not None:
+            seen = self.facts.writers.get(str((data or {}).get(WRITER_FIELD)))
+            if data is None:
+                if newest.op != "delete" and not self._deleted_since(key, newest):
+                    return f"is absent, lacking {newest.op} {newest.mutation_id}"
+            elif seen is None or seen.hlc < newest.hlc:
+                return f"shows writer {data.get(WRITER_FIELD)!r}, older than {newest.mutation_id}"
+        if key in self.totals:
+            for name, total in floor.sums.get(key, Counter()).items():
+                value = (data or {}).get(name, 0)
+                if isinstance(value, int | float) and value < total:
+                    return f"has {name} = {value}, less than the {total} its covered increments add"
+        return None
+
+    def _deleted_since(self, key: DocKey, newest: MutationRecord) -> bool:
+        """Whether a delete newer than ``newest`` took effect (the device may hold it early)."""
+        return any(
+            m.op == "delete" and m.hlc > newest.hlc and m.mutation_id in self.feeds.effective
+            for m in self.facts.sent.values()
+            if (m.collection, m.doc_id) == key
+        )
+
+    def above_feeds(self, key: DocKey, data: dict[str, Any] | None) -> str | None:
+        """How ``data`` holds what no final feed has, or ``None``."""
+        if data is None:
+            return None
+        token = data.get(WRITER_FIELD)
+        if isinstance(token, str):
+            writer = self.facts.writers.get(token)
+            if writer is None or writer.mutation_id not in self.feeds.effective:
+                return f"shows writer {token!r}, a write that took effect in no final feed"
+        for name, total in self.totals.get(key, Counter()).items():
+            value = data.get(name)
+            if isinstance(value, int | float) and value > total:
+                return f"has {name} = {value}, more than the {total} the final feeds' add"
+        return None
+
+
+def _check_device_cursors(
+    history: History, facts: _Facts, nodes: list[ReplicaState]
+) -> CheckResult:
+    result = CheckResult(
+        "device_cursors", "(f) each device holds every change its cursor covers, and no other"
+    )
+    feeds = _Feeds.of(nodes)
+    if feeds is None:
+        return result
+    judge = _Judge.of(facts, feeds)
+    records: dict[str, list[CursorRecord]] = defaultdict(list)
+    for record in history.cursors:
+        records[record.process].append(record)
+    for device, moves in records.items():
+        result.checked += len(moves)
+        result.anomalies.extend(_judge_device(device, moves, judge))
+    return result
+
+
+def _judge_device(device: str, moves: list[CursorRecord], judge: _Judge) -> list[Anomaly]:
+    """Replay one device's cursor records, judging each document that changed or whose floor
+    rose (a document's judgement changes only then)."""
+    anomalies: list[Anomaly] = []
+    copy: dict[DocKey, dict[str, Any] | None] = {}
+    cursor: dict[str, int] = {}
+    floor = _Floor()
+    tainted = False  # it pulled changes of a store lost before they replicated
+    for move in moves:
+        if move.resync == "start":
+            cursor, floor = {}, _Floor()
+            continue
+        back = sorted(o for o, seq in cursor.items() if move.cursor.get(o, 0) < seq)
+        if back:
+            moved = ", ".join(f"{o} {cursor[o]} -> {move.cursor.get(o, 0)}" for o in back)
+            anomalies.append(Anomaly(f"{device}'s cursor moved back at {move.at}s: {moved}"))
+        cursor = move.cursor
+        copy.update(move.docs)
+        beyond = judge.feeds.beyond(cursor)
+        # Until a full resync ends, the device may hold what no region kept (ADR 0037).
+        tainted = beyond if move.resync == "done" else tainted or beyond
+        judged = set(move.docs)
+        judged |= floor.advance(cursor, judge.feeds, judge.facts.sent, move.collections)
+        if move.resync == "done":
+            judged |= set(copy)
+        for key in sorted(judged):
+            data = copy.get(key)
+            above = None if tainted else judge.above_feeds(key, data)
+            for what in (judge.below_floor(key, data, floor), above):
+                if what is not None:
+                    anomalies.append(
+                        Anomaly(f"{device} at {move.at}s (cursor {cursor}): {_fmt(key)} {what}")
+                    )
+    return anomalies

@@ -15,6 +15,12 @@ One line per record, each a JSON object with a ``type``:
   - ``unknown``: may or may not have been applied (timeout or reset after sending, other 5xx).
 
 - ``fault``: a fault starting or healing (``action`` ``start`` or ``heal``), for the report.
+- ``cursor``: a device's cursor moved (``process``, ``at``): a pulled page committed, with the
+  ``cursor`` it committed as its version vector and the synced (server) ``docs`` the page
+  changed (``data`` ``null``: none held), ``resync`` ``done`` if the page ended a full resync;
+  or the device dropped its cursor for a full resync (``resync`` ``start``, the cursor empty).
+  ``collections`` names what the device syncs when not every collection. Histories without
+  these records are judged as before.
 
 The checker needs nothing else from the run but the final states of the replicas.
 """
@@ -105,6 +111,21 @@ class FaultEvent:
     params: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class CursorRecord:
+    """A device's cursor moved at ``at``: see the ``cursor`` record above."""
+
+    process: str
+    at: float
+    cursor: dict[str, int]
+    docs: dict[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict)
+    resync: Literal["start", "done"] | None = None
+    collections: tuple[str, ...] | None = None
+
+
+Record = Operation | FaultEvent | CursorRecord
+
+
 @dataclass
 class History:
     """Everything recorded in one run."""
@@ -112,6 +133,7 @@ class History:
     meta: dict[str, Any] = field(default_factory=dict)
     operations: list[Operation] = field(default_factory=list)
     faults: list[FaultEvent] = field(default_factory=list)
+    cursors: list[CursorRecord] = field(default_factory=list)
 
     def mutations(self) -> dict[str, MutationRecord]:
         """Every mutation sent, by id (the first record of each id)."""
@@ -159,10 +181,42 @@ def _op_json(op: Operation) -> dict[str, Any]:
     return body
 
 
-def record_json(record: Operation | FaultEvent) -> dict[str, Any]:
+def _cursor_json(record: CursorRecord) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": "cursor",
+        "process": record.process,
+        "at": record.at,
+        "cursor": record.cursor,
+        "docs": [[c, i, data] for (c, i), data in record.docs.items()],
+    }
+    if record.resync is not None:
+        body["resync"] = record.resync
+    if record.collections is not None:
+        body["collections"] = list(record.collections)
+    return body
+
+
+def _cursor_record(raw: dict[str, Any]) -> CursorRecord:
+    resync = raw.get("resync")
+    if resync not in (None, "start", "done"):
+        raise ValueError(f"resync {resync!r} is not start or done")
+    collections = raw.get("collections")
+    return CursorRecord(
+        process=str(raw["process"]),
+        at=float(raw["at"]),
+        cursor={str(origin): int(seq) for origin, seq in raw["cursor"].items()},
+        docs={(str(c), str(i)): data for c, i, data in raw.get("docs", ())},
+        resync=resync,
+        collections=None if collections is None else tuple(str(c) for c in collections),
+    )
+
+
+def record_json(record: Record) -> dict[str, Any]:
     """The JSON line of one record."""
     if isinstance(record, Operation):
         return _op_json(record)
+    if isinstance(record, CursorRecord):
+        return _cursor_json(record)
     return {
         "type": "fault",
         "at": record.at,
@@ -220,6 +274,8 @@ def parse_lines(lines: Iterable[str], source: str = "history") -> History:
                 history.meta.update({k: v for k, v in raw.items() if k != "type"})
             elif kind == "op":
                 history.operations.append(_operation(raw))
+            elif kind == "cursor":
+                history.cursors.append(_cursor_record(raw))
             elif kind == "fault":
                 history.faults.append(
                     FaultEvent(
@@ -246,8 +302,8 @@ def read_history(path: Path) -> History:
 def iter_lines(history: History) -> Iterator[bytes]:
     """A history as JSON lines (meta, then faults and operations in time order)."""
     yield codec.dumps({"type": "meta", **history.meta}) + b"\n"
-    records: list[Operation | FaultEvent] = [*history.faults, *history.operations]
-    records.sort(key=lambda r: r.at if isinstance(r, FaultEvent) else (r.completed_at or 0.0))
+    records: list[Record] = [*history.faults, *history.operations, *history.cursors]
+    records.sort(key=lambda r: (r.completed_at or 0.0) if isinstance(r, Operation) else r.at)
     for record in records:
         yield codec.dumps(record_json(record)) + b"\n"
 
@@ -286,10 +342,12 @@ class Recorder:
         self._next_id += 1
         return self._next_id
 
-    def add(self, record: Operation | FaultEvent) -> None:
+    def add(self, record: Record) -> None:
         """Keep ``record`` (and write it out)."""
         if isinstance(record, Operation):
             self.history.operations.append(record)
+        elif isinstance(record, CursorRecord):
+            self.history.cursors.append(record)
         else:
             self.history.faults.append(record)
         if self._file is not None:

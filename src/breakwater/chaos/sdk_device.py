@@ -19,7 +19,12 @@ The history is written from what the SDK tells the app, so it stays truthful:
 - a write never acknowledged when the device closes is recorded ``unknown``: a push whose
   answer was lost may have been applied;
 - a read is the SDK's local read (``target`` ``local``), online or not: read-your-writes is the
-  SDK's promise, and the checker holds it to it.
+  SDK's promise, and the checker holds it to it;
+- each pulled page the SDK commits (:class:`~breakwater.client.PageApplied`) that moved the
+  cursor or changed a document is a ``cursor`` record: the cursor's vector and the synced data
+  of the documents the page changed; a full resync's start
+  (:class:`~breakwater.client.ResyncStarted`) is one with the empty cursor. The checker
+  rebuilds the device's synced copy from them and holds it to its cursor.
 
 Offline is :meth:`breakwater.client.Client.pause`: the SDK stops all traffic (an in-flight push
 is abandoned, its outcome unknown) until :meth:`~breakwater.client.Client.resume` (ADR 0013).
@@ -30,11 +35,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from breakwater.chaos.checker import DocState, ReplicaState
 from breakwater.chaos.device import Workload
-from breakwater.chaos.history import MutationRecord, Operation, Outcome, ReadRecord, Recorder
+from breakwater.chaos.history import (
+    CursorRecord,
+    MutationRecord,
+    Operation,
+    Outcome,
+    ReadRecord,
+    Recorder,
+)
 from breakwater.client import (
     Client,
     Event,
@@ -42,7 +54,10 @@ from breakwater.client import (
     MutationRejected,
     MutationsAcknowledged,
     OutboxEntry,
+    PageApplied,
+    ResyncStarted,
 )
+from breakwater.core.cursor import decode
 
 LOCAL = "local"
 """The ``target`` of a read answered by the device's own database."""
@@ -97,6 +112,7 @@ class SdkDevice:
         self._online = True
         self._invoked = 0.0
         self._unacknowledged: dict[str, tuple[float, OutboxEntry]] = {}
+        self._cursor: dict[str, int] = {}  # as last recorded
 
     async def open(self) -> SdkDevice:
         """Open the device database and start syncing."""
@@ -179,6 +195,12 @@ class SdkDevice:
                 status = "duplicate" if entry.mutation_id in event.duplicates else "applied"
                 results = {entry.mutation_id: status}
                 self._add(node, known[0], self.recorder.now(), "ok", entry, results)
+        elif isinstance(event, PageApplied):
+            self._moved(
+                decode(event.cursor), dict(event.documents), "done" if event.resynced else None
+            )
+        elif isinstance(event, ResyncStarted):
+            self._moved({}, {}, "start")
         elif isinstance(event, MutationRejected):
             rejection = event.rejection
             known = self._unacknowledged.pop(rejection.mutation_id, None)
@@ -188,6 +210,20 @@ class SdkDevice:
                 error = str(rejection.problem.get("type", "rejected"))
                 completed = self.recorder.now()
                 self._add(node, known[0], completed, "failed", known[1], results, error)
+
+    def _moved(
+        self,
+        cursor: dict[str, int],
+        docs: dict[tuple[str, str], dict[str, Any] | None],
+        resync: Literal["start", "done"] | None,
+    ) -> None:
+        if cursor == self._cursor and not docs and resync is None:
+            return  # a page with nothing new: the checker would learn nothing from it
+        self._cursor = cursor
+        collections = self.workload.collections
+        self.recorder.add(
+            CursorRecord(self.name, self.recorder.now(), cursor, docs, resync, collections)
+        )
 
     def _current_node(self) -> str:
         endpoint = (self.client.status.endpoint or "").rstrip("/")

@@ -61,6 +61,7 @@ CHECK_TITLES = {
     "convergence": "(c) convergence",
     "read_your_writes": "(d) read-your-writes",
     "gap_free_feed": "(e) gap-free feeds",
+    "device_cursors": "(f) gap-free device cursors",
 }
 
 

@@ -29,7 +29,14 @@ from breakwater.client.change_signal import ChangeSignal
 from breakwater.client.collection import Collection
 from breakwater.client.endpoints import EndpointPool
 from breakwater.client.errors import ClientClosed
-from breakwater.client.events import AuthChanged, Event, Listener, MutationQueued, Status
+from breakwater.client.events import (
+    AuthChanged,
+    Event,
+    Listener,
+    MutationQueued,
+    ResyncStarted,
+    Status,
+)
 from breakwater.client.local_store import LocalStore, ServerDocument
 from breakwater.client.node_api import HeadersProvider
 from breakwater.client.outbox import OutboxEntry, Rejection
@@ -151,6 +158,7 @@ class Client:
         self._open = True
         if self._sync_enabled and await self._store.follow(self._scope):
             log.info("the sync scope changed: full resync (the outbox is kept)")
+            self._board.emit(ResyncStarted("scope"))
         await self.auth.restore()
         self._board.update(
             pending=await self._store.pending_count(), last_synced_at=self._store.last_synced_at

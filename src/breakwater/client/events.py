@@ -6,9 +6,9 @@ not block. The same facts are readable at any time as ``Client.status`` and frie
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from breakwater.client.outbox import OutboxEntry, Rejection
 
@@ -74,6 +74,29 @@ class SyncProgress:
 
 
 @dataclass(frozen=True, slots=True)
+class PageApplied:
+    """A pulled page committed on the device, with the cursor it committed; for tools that
+    check the device's sync (the chaos checker), a UI wants :class:`SyncProgress`.
+
+    ``documents`` is the synced (server) data of each document the page changed, after the
+    join (``None``: the device holds none: deleted, removed, or dropped because the resync
+    this page ended did not bring it back); ``resynced``: the page ended a full resync."""
+
+    cursor: str
+    documents: Mapping[tuple[str, str], dict[str, Any] | None]
+    resynced: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ResyncStarted:
+    """The device dropped its cursor and pulls everything again, keeping its outbox;
+    ``reason`` is ``cursor_expired``, ``cursor_unknown`` or ``scope`` (the synced collections
+    changed)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class AuthState:
     """Who the device is signed in as: nobody, an email account, or an anonymous account."""
 
@@ -99,6 +122,8 @@ Event = (
     | MutationsAcknowledged
     | MutationRejected
     | SyncProgress
+    | PageApplied
+    | ResyncStarted
     | AuthChanged
 )
 Listener = Callable[[Event], None]

@@ -104,10 +104,14 @@ class ServerDocument:
 
 @dataclass(frozen=True, slots=True)
 class PageResult:
-    """What applying one pulled page changed, and the entries it settled."""
+    """What applying one pulled page changed, and the entries it settled; ``documents`` is the
+    synced data of each server document the page changed (``None``: none held), ``resynced``
+    whether the page ended a full resync."""
 
     collections: frozenset[str]
     settled: int
+    documents: dict[DocKey, dict[str, Any] | None]
+    resynced: bool = False
 
 
 def _dumps(value: Any) -> str:
@@ -492,6 +496,7 @@ class LocalStore:
             if change.get("hlc"):
                 self.clock.observe(change["hlc"])
         touched: set[DocKey] = set(latest)
+        synced: dict[DocKey, dict[str, Any] | None] = {}
         with self._transaction():
             for (collection, doc_id), incoming in latest.items():
                 if incoming is None:
@@ -499,6 +504,7 @@ class LocalStore:
                         "DELETE FROM server_docs WHERE collection = ? AND id = ?",
                         (collection, doc_id),
                     )
+                    synced[(collection, doc_id)] = None
                     continue
                 # A full resync replaces what the device held before it (the device may hold
                 # changes no region has: a node restored from a backup, a lost store, ADR
@@ -507,6 +513,7 @@ class LocalStore:
                 if self.offering:
                     self._offer_if_lost(collection, doc_id, incoming)
                 merged = incoming if current is None else join(current, incoming)
+                synced[(collection, doc_id)] = visible(merged)
                 self._db.execute(
                     "INSERT OR REPLACE INTO server_docs (collection, id, state, seen)"
                     " VALUES (?, ?, ?, 1)",
@@ -519,13 +526,16 @@ class LocalStore:
             if done:
                 self.last_synced_at = time.time()
                 self._set_meta("last_synced_at", repr(self.last_synced_at))
-            if done and self.resyncing:
-                touched |= self._finish_resync()
+            resynced = done and self.resyncing
+            if resynced:
+                gone = self._finish_resync()
+                synced.update(dict.fromkeys(gone))
+                touched |= gone
             settled = self._settle()
             touched |= settled
             for collection, doc_id in touched:
                 self._refresh_view(collection, doc_id)
-        return PageResult(frozenset(c for c, _ in touched), len(settled))
+        return PageResult(frozenset(c for c, _ in touched), len(settled), synced, resynced)
 
     def _settle(self) -> set[DocKey]:
         """Drop outbox entries that are acknowledged, stable and already pulled (I6).

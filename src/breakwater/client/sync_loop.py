@@ -38,7 +38,13 @@ import httpx
 
 from breakwater.client.endpoints import Endpoint, EndpointPool
 from breakwater.client.errors import EndpointUnavailable, is_permanent_input_error
-from breakwater.client.events import MutationRejected, MutationsAcknowledged, SyncProgress
+from breakwater.client.events import (
+    MutationRejected,
+    MutationsAcknowledged,
+    PageApplied,
+    ResyncStarted,
+    SyncProgress,
+)
 from breakwater.client.local_store import LocalStore
 from breakwater.client.node_api import HeadersProvider, NodeApi
 from breakwater.client.outbox import OutboxEntry
@@ -402,11 +408,13 @@ class SyncLoop:
                 log.warning("%s: full resync (the outbox is kept)", gone.type)
                 restored = isinstance(gone, CursorUnknown) and self.settings.offer_after_restore
                 await self.store.begin_resync(offer=restored)
+                self.board.emit(ResyncStarted(gone.type))
                 continue
             has_more = bool(page["has_more"])
             result = await self.store.apply_page(
                 page["changes"], page["cursor"], page.get("stable", {}), done=not has_more
             )
+            self.board.emit(PageApplied(page["cursor"], result.documents, result.resynced))
             if page.get("hlc"):
                 self.store.clock.observe(page["hlc"])
             changes += len(page["changes"])
