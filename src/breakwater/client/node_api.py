@@ -5,10 +5,15 @@ answers become the core error of their ``type``. httpx's exceptions never leave 
 
 With :class:`Credentials` (the SDK's ``client.auth``) a request refused with 401 is retried once
 after the credentials renewed the token.
+
+With a ``patience`` hook a request also gives up after the seconds it names (the routing's bound
+while another region is known healthy, ADR 0038); it then raises :class:`EndpointUnavailable`
+with ``waited``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -21,6 +26,8 @@ from breakwater.core import codec
 from breakwater.core.ascii import is_digits
 
 HeadersProvider = Callable[[], Mapping[str, str] | Awaitable[Mapping[str, str]]]
+Patience = Callable[[], float | None]
+"""Seconds the next request may wait for its answer (``None``: the HTTP client's timeout)."""
 
 
 @runtime_checkable
@@ -56,11 +63,16 @@ class NodeApi:
     """Push and pull against one endpoint; measures each call's latency for failover."""
 
     def __init__(
-        self, http: httpx.AsyncClient, base_url: str, headers: HeadersProvider | None = None
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        headers: HeadersProvider | None = None,
+        patience: Patience | None = None,
     ) -> None:
         self.http = http
         self.base_url = base_url.rstrip("/")
         self._headers = headers
+        self._patience = patience
         self.last_latency = 0.0
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -96,10 +108,16 @@ class NodeApi:
         if "content" in kwargs:
             headers = {**headers, "content-type": "application/json"}
         started = time.monotonic()
+        limit = None if self._patience is None else self._patience()
         try:
-            response = await self.http.request(
-                method, f"{self.base_url}{path}", headers=headers, **kwargs
-            )
+            async with asyncio.timeout(limit):
+                response = await self.http.request(
+                    method, f"{self.base_url}{path}", headers=headers, **kwargs
+                )
+        except TimeoutError as exc:
+            raise EndpointUnavailable(
+                f"{self.base_url}: no answer within {limit or 0.0:.2f} s", waited=limit
+            ) from exc
         except httpx.HTTPError as exc:
             raise EndpointUnavailable(f"{self.base_url}: {type(exc).__name__}: {exc}") from exc
         self.last_latency = time.monotonic() - started
