@@ -261,6 +261,7 @@ class SyncLoop:
             self.settings.climb_back_after,
             on_transport=lambda name: self.board.update(transport=name),
             on_expired=self.wake.set,
+            on_unavailable=self.wake.set,  # the stream's node failed: check it (failover)
         )
         context = StreamContext(
             endpoint.url,
