@@ -11,6 +11,7 @@ import pytest
 
 from breakwater.chaos.cluster import LocalCluster
 from breakwater.chaos.cluster_spec import ClusterSpec
+from breakwater.chaos.drill_devices import DeviceRecord
 from breakwater.chaos.drill_plot import acks_svg
 from breakwater.chaos.region_drill import (
     DRILLS,
@@ -28,6 +29,19 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile(values, 0.99) == 99.0
     assert percentile([3.0], 0.99) == 3.0
     assert percentile([], 0.5) is None
+
+
+def test_rto_counts_only_an_acknowledgement_from_another_node() -> None:
+    """An answer the lost node sent as the fault began is not a recovery; the first one from
+    elsewhere after the fault is."""
+    device = DeviceRecord("d0")
+    device.take({"device": "d0", "acked": [["m1", "x1", 10.0]], "by": "http://lost"})
+    device.take({"device": "d0", "acked": [["m2", "x2", 10.3]], "by": "http://lost"})
+    device.take({"device": "d0", "acked": [["m2", "x2", 11.5]], "by": "http://other"})
+    assert device.acked == {"m1": 10.0, "m2": 10.3}  # first acknowledgements, for the plot
+    assert device.first_ack_after(10.1, {"http://lost"}) == pytest.approx(1.4)
+    assert device.first_ack_after(10.1, set()) == pytest.approx(0.2)
+    assert device.first_ack_after(12.0, {"http://lost"}) is None
 
 
 def test_the_plot_is_svg_with_a_bar_per_second_and_both_marks() -> None:

@@ -7,7 +7,8 @@ stdin, opens its clients, and writes one JSON object a line on stdout:
 
 - ``{"ready": true}`` once every client is open (the drill's warm-up starts after all are);
 - ``{"device": name, "endpoint": url}`` when a device changes endpoint;
-- ``{"device": name, "acked": [[mutation_id, doc_id, monotonic], ...]}`` on acknowledgements;
+- ``{"device": name, "acked": [[mutation_id, doc_id, monotonic], ...], "by": url}`` on
+  acknowledgements (``by``: the endpoint that gave them);
 - ``{"device": name, "rejected": count}`` on rejections the app sees.
 
 Times are ``time.monotonic()``, one clock for every process of the machine (``CLOCK_MONOTONIC``),
@@ -50,11 +51,13 @@ class GroupSpec:
 @dataclass
 class DeviceRecord:
     """What the drill knows of one device: first acknowledgement of each mutation (monotonic
-    time) and its document, rejections, and the endpoint it is on."""
+    time) and its document, when each endpoint acknowledged anything, rejections, and the
+    endpoint it is on."""
 
     name: str
     acked: dict[str, float] = field(default_factory=dict)
     doc_of: dict[str, str] = field(default_factory=dict)
+    served: list[tuple[float, str]] = field(default_factory=list)
     rejected: int = 0
     endpoint: str | None = None
 
@@ -65,11 +68,15 @@ class DeviceRecord:
         for mutation_id, doc_id, at in message.get("acked", ()):
             self.acked.setdefault(mutation_id, float(at))
             self.doc_of[mutation_id] = doc_id
+        if message.get("acked"):
+            self.served.append((float(message["acked"][0][2]), str(message["by"])))
         self.rejected += int(message.get("rejected", 0))
 
-    def first_ack_after(self, moment: float) -> float | None:
-        """Seconds from ``moment`` to the first acknowledgement after it (``None``: none)."""
-        later = [at for at in self.acked.values() if at >= moment]
+    def first_ack_after(self, moment: float, elsewhere_than: set[str]) -> float | None:
+        """Seconds from ``moment`` to the first acknowledgement after it given by an endpoint
+        not in ``elsewhere_than`` (the lost ones: an answer they sent as the fault began
+        is not a recovery); ``None``: none."""
+        later = [at for at, by in self.served if at >= moment and by not in elsewhere_than]
         return min(later) - moment if later else None
 
 
@@ -146,7 +153,7 @@ def _listener(name: str) -> Callable[[Event], None]:
         if isinstance(event, MutationsAcknowledged):
             now = time.monotonic()
             acked = [[entry.mutation_id, entry.doc_id, now] for entry in event.entries]
-            _emit({"device": name, "acked": acked})
+            _emit({"device": name, "acked": acked, "by": event.endpoint})
         elif isinstance(event, MutationRejected):
             _emit({"device": name, "rejected": 1})
         elif isinstance(event, StatusChanged):

@@ -10,8 +10,10 @@ loss drill moves all of them. Each device writes a new document every ``write_in
 Measured:
 
 - **RTO** per device on what the fault takes away (the node, the region) when it begins: from
-  the fault to the first acknowledgement it receives afterwards, from any region (p50, p99, max
-  over those); in ``standby-promotion`` that includes the operator's ``promote_after_s``;
+  the moment the drill starts the fault to the first acknowledgement the device receives
+  afterwards from another node (p50, p99, max over those; an answer the lost node sent while
+  the fault was being injected is not a recovery); in ``standby-promotion`` that includes the
+  operator's ``promote_after_s``;
 - **RPO**: acknowledged writes missing from a surviving region once the drill has converged
   (must be 0: the SDK re-pushes acknowledged writes ``stable`` did not cover, I2 dedupes them);
 - **app errors**: writes the server rejected (the only errors an offline-first app sees);
@@ -232,7 +234,7 @@ async def run_drill(
     convergence = await _converged(cluster, acked_ids, heal_at)
     lost = await _lost(cluster, acked_ids)
     await cluster.clear_fault(farther, "latency")
-    rto = [d.first_ack_after(fault_at) for d in affected]
+    rto = [d.first_ack_after(fault_at, hit) for d in affected]
     measured = [value for value in rto if value is not None]
     ack_times = [at for d in devices for at in d.acked.values()]
     seconds = int(ended - started) + 1
