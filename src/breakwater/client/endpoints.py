@@ -8,8 +8,8 @@ flapping), else picks the best region (writable first, then fastest) whose break
 through. Moving while the current one works (back home after a failover, or to a region that
 became nearer) needs hysteresis: the other region answered ``settle_probes`` probes in a row
 and is faster by ``move_margin``, so two regions of similar latency never trade places.
-A request waits at most :meth:`EndpointPool.patience` while another region is known healthy, so a
-silent region (black-holed, not refusing) costs about a second, not the request timeout (ADR 0038).
+A request waits at most :meth:`EndpointPool.patience` when there is another region, so a silent
+region (black-holed, not refusing) costs about a second, not the request timeout (ADR 0038).
 See docs/protocol.md#region-routing for the rules every SDK follows.
 """
 
@@ -28,8 +28,8 @@ MOVE_MARGIN = 0.3
 UNAVAILABLE_STATES = frozenset({"standby", "draining"})
 """Directory states in which a region takes no writes: left while any other region works."""
 FAILOVER_TIMEOUT = 1.0
-"""Seconds a request may go unanswered, while another region is known healthy, before the
-device fails over (the floor of :meth:`EndpointPool.patience`)."""
+"""Seconds a request may go unanswered (its node silent too) before the device fails over to
+another region (the floor of :meth:`EndpointPool.patience`)."""
 PATIENCE_FACTOR = 4.0
 """A region this many times slower than usual counts as silent (for regions far enough that
 ``FAILOVER_TIMEOUT`` is not a generous bound)."""
@@ -222,9 +222,11 @@ class EndpointPool:
     def patience(self, endpoint: Endpoint) -> float | None:
         """Seconds a request to ``endpoint`` may wait for an answer before it counts as failed:
         ``failover_timeout`` (or ``PATIENCE_FACTOR`` times the region's latency, if longer)
-        while another region is known healthy; ``None`` (the request timeout) when there is
-        nowhere better to go, since waiting then beats failing."""
-        if not self.healthy_elsewhere(endpoint):
+        when the pool has another region; ``None`` (the request timeout) when it has none.
+        Not only while another region is known healthy: under load a probe of the others can
+        fail too, and a request then stuck on a silent node would wait out the whole request
+        timeout (a live node is kept anyway: :class:`~.node_api.NodeApi` probes it first)."""
+        if all(e.region == endpoint.region for e in self.endpoints):
             return None
         latency = self.region_latency(endpoint.region) or 0.0
         return max(self.failover_timeout, PATIENCE_FACTOR * latency)
