@@ -65,9 +65,9 @@ class Client:
     replaces httpx's network transport (e.g. ``httpx.ASGITransport`` for an in-process node).
     ``request_timeout``: seconds a request may wait for an answer before the endpoint counts as
     failed (a long poll adds its wait; connecting has its own 5 s bound).
-    ``failover_timeout``: the shorter bound while another region answered its last probe: a
-    silent region is left after about this long (or four times its usual latency, if longer;
-    docs/sdk.md#regions, ADR 0038).
+    ``failover_timeout``: the shorter bound when there is another region: a node silent
+    to the request and to a health probe is left after about this long (or four times its
+    usual latency, if longer; docs/sdk.md#regions, ADR 0038).
     ``sync_collections``: the collections this device pulls and follows in realtime (``None``:
     every one). Writes to other collections are still pushed; they stay in the local view until
     settled, then leave it (docs/sdk.md#scoped-sync).

@@ -7,7 +7,7 @@ With :class:`Credentials` (the SDK's ``client.auth``) a request refused with 401
 after the credentials renewed the token.
 
 With a ``patience`` hook a request also gives up after the seconds it names (the routing's bound
-while another region is known healthy, ADR 0038), unless a health probe sent half way shows the
+when there is another region, ADR 0038), unless a health probe sent half way shows the
 node alive; it then raises :class:`EndpointUnavailable` with ``waited``.
 """
 

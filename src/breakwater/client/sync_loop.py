@@ -15,7 +15,7 @@ A push refused as unavailable (a node whose store refuses writes) still lets the
 other devices' changes keep arriving while the device's own writes wait.
 
 Failures mark the endpoint in the pool (circuit breaker, failover) and wait with exponential
-backoff and full jitter before the next iteration. While another region is known healthy, every
+backoff and full jitter before the next iteration. With another region in the pool, every
 request of the loop waits at most the pool's ``patience`` (a silent region fails over in about a
 second, ADR 0038).
 
