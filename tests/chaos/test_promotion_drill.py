@@ -1,4 +1,4 @@
-"""``breakwater drill standby-promotion``: how a drill judges the feed, and one short drill."""
+"""``breakwater drill database-promotion``: how a drill judges the feed, and one short drill."""
 
 from __future__ import annotations
 

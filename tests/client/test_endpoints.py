@@ -200,3 +200,37 @@ def test_another_healthy_region_makes_one_failure_enough() -> None:
     assert pool.healthy_elsewhere(a)
     pool.failed(a, health_check=pool.healthy_elsewhere(a))
     assert pool.choose() is b
+
+
+def test_patience_is_the_failover_timeout_only_when_there_is_another_region() -> None:
+    """With one region a request waits its full timeout; with another region it waits the
+    failover timeout, or four times its region's latency if longer."""
+    single = EndpointPool(["http://a1", "http://a2"], regions={"a": ["http://a1", "http://a2"]})
+    assert single.patience(single.endpoints[0]) is None
+    pool = EndpointPool(
+        [], 3, 5.0, FakeClock(), regions={"a": ["http://a"], "b": ["http://b"]},
+        failover_timeout=1.0,
+    )  # fmt: skip
+    a, _ = pool.endpoints
+    assert pool.choose() is a
+    assert pool.patience(a) == 1.0
+    pool.succeeded(a, 0.5)
+    assert pool.patience(a) == 2.0
+
+
+def test_an_unanswered_call_counts_as_slow_so_the_device_does_not_move_straight_back() -> None:
+    """A silent region's wait enters its latency: after failing over, the next probe that
+    answers fast does not make it look nearer than the region the device moved to."""
+    clock = FakeClock()
+    pool = EndpointPool([], 3, 0.5, clock, regions={"a": ["http://a"], "b": ["http://b"]})
+    a, b = pool.endpoints
+    pool.succeeded(a, 0.01)
+    pool.succeeded(b, 0.03)
+    assert pool.choose() is a
+    pool.failed(a, health_check=True, waited=1.0)
+    assert pool.choose() is b
+    clock.now = 1.0
+    for _ in range(3):
+        pool.succeeded(a, 0.01)
+        pool.succeeded(b, 0.03)
+    assert pool.better_region() is None and pool.choose() is b

@@ -83,12 +83,17 @@ async def test_refusals_fall_back_rung_by_rung() -> None:
 
 
 async def test_unreachable_endpoint_does_not_fall_back() -> None:
-    """Connection failures retry the same rung (the endpoint is down, not the transport)."""
+    """Connection failures retry the same rung (the endpoint is down, not the transport), and
+    each one tells the sync loop, whose failover moves the device (no wait for its poll)."""
     recorder = Recorder(lambda names: names.count(None) >= 5)
     rungs = [Scripted("websocket", "down"), Scripted("sse", "ok")]
-    ladder = TransportLadder(rungs, 300, on_transport=recorder, sleep=no_sleep)
+    told: list[bool] = []
+    ladder = TransportLadder(
+        rungs, 300, on_transport=recorder, on_unavailable=lambda: told.append(True), sleep=no_sleep
+    )
     await run_until(ladder, recorder)
     assert ladder.current == "websocket" and "sse" not in recorder.names
+    assert len(told) == recorder.names.count(None)
 
 
 async def test_climbs_back_to_websocket_once_it_works_again() -> None:

@@ -198,17 +198,21 @@ def mutation(mid: str, doc_id: str, op: str = "set", **data: Any) -> dict[str, A
 
 class DeviceNet(httpx.AsyncBaseTransport):
     """The network between devices and regions: ``http://<region>.test`` reaches that region's
-    app after the region's added latency; a region in ``down`` refuses connections."""
+    app after the region's added latency; a region in ``down`` refuses connections, one in
+    ``silent`` never answers (a black-holed link: only the caller's own deadline ends it)."""
 
     def __init__(self, regions: Mapping[str, Region], latency: Mapping[str, float]) -> None:
         self.regions = regions
         self.latency = dict(latency)
         self.down: set[str] = set()
+        self.silent: set[str] = set()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         name = request.url.host.removesuffix(".test")
         if name in self.down or name not in self.regions:
             raise httpx.ConnectError(f"{name} is unreachable", request=request)
+        if name in self.silent:
+            await asyncio.Event().wait()
         await asyncio.sleep(self.latency.get(name, 0.0))
         transport = httpx.ASGITransport(app=self.regions[name].app)
         return await transport.handle_async_request(request)

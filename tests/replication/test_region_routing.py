@@ -13,7 +13,12 @@ from typing import Any
 import pytest
 
 from breakwater.client import Client
-from breakwater.client.events import Event, MutationRejected, StatusChanged
+from breakwater.client.events import (
+    Event,
+    MutationRejected,
+    MutationsAcknowledged,
+    StatusChanged,
+)
 from tests.replication.harness import Cluster, DeviceNet, eventually, isolate, mutation
 
 pytestmark = pytest.mark.timeout(180)
@@ -110,6 +115,46 @@ async def test_nearest_failover_without_loss_and_home_again_once(
         assert watched.rejected == []
         async with asyncio.timeout(20):
             await phone.wait_synced()
+
+
+async def test_a_silent_region_is_left_in_about_the_failover_timeout(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """b stops answering without refusing (a black-holed link; the in-process network has no
+    timeout of its own, and the request timeout is 60 s): the device's writes are acknowledged
+    by a within the failover timeout's reach, nothing is rejected, and once b answers again
+    the device goes home once."""
+    regions = await cluster.start(FULL_MESH, pull_wait=0.5)
+    net = DeviceNet(regions, LATENCY)
+    urls = {name: [f"http://{name}.test"] for name in regions}
+    options = {"request_timeout": 60.0, "failover_timeout": 0.5}
+    async with device(tmp_path / "d.db", net, endpoints=[], regions=urls, **options) as phone:
+        watched = Watched(phone)
+        acked_by: list[str] = []
+        phone.on(
+            lambda e: acked_by.append(e.endpoint) if isinstance(e, MutationsAcknowledged) else None
+        )
+        todos = phone.collection("todos")
+        await todos.set("before", {"n": 0})
+        async with asyncio.timeout(20):
+            await phone.wait_synced()
+        assert watched.regions == ["b"]
+
+        net.silent.add("b")
+        silenced = asyncio.get_running_loop().time()
+        await todos.set("during", {"n": 1})
+        await eventually(
+            lambda: _has(regions["a"], "during", {"n": 1}), seconds=20, what="the write in a"
+        )
+        # Far below the 60 s request timeout the device would otherwise wait out.
+        assert asyncio.get_running_loop().time() - silenced < 20
+        assert acked_by[-1] == "http://a.test"
+
+        net.silent.discard("b")
+        await eventually(lambda: _on(watched, "b"), seconds=30, what="home again")
+        await asyncio.sleep(2.0)  # probe rounds: no move back and forth
+        assert watched.regions == ["b", "a", "b"]
+        assert watched.rejected == []
 
 
 async def _on(watched: Watched, region: str) -> bool:

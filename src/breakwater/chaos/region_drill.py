@@ -1,13 +1,19 @@
-"""Region drills: lose a node, a region, a region's store, or cut a region off, while simulated
-SDK devices write and read, and measure what their users would have seen.
+"""Region drills: lose a node, a region, a region's store, silence a region, cut a region off, or
+lose the active region and promote its standby, while simulated SDK devices write, and measure
+what their users would have seen.
 
 The devices are real SDK clients (:class:`breakwater.client.Client`) given every region's device
-endpoints; the target region's are the nearest (the others' device proxies get
-:data:`FARTHER_MS` more), so every device starts there and a loss drill moves all of them. Each
-device writes a new document every ``write_interval_s``. Measured:
+endpoints, spread over ``processes`` child processes (:mod:`.drill_devices`), so that the figures
+are the SDK's rather than one starved event loop's. The target region's endpoints are the nearest
+(the others' device proxies get :data:`FARTHER_MS` more), so every device starts there and a
+loss drill moves all of them. Each device writes a new document every ``write_interval_s``.
+Measured:
 
 - **RTO** per device on what the fault takes away (the node, the region) when it begins: from
-  the fault to the first acknowledgement it receives afterwards (p50, p99, max over those);
+  the moment the drill starts the fault to the first acknowledgement the device receives
+  afterwards from another node (p50, p99, max over those; an answer the lost node sent while
+  the fault was being injected is not a recovery); in ``standby-promotion`` that includes the
+  operator's ``promote_after_s``;
 - **RPO**: acknowledged writes missing from a surviving region once the drill has converged
   (must be 0: the SDK re-pushes acknowledged writes ``stable`` did not cover, I2 dedupes them);
 - **app errors**: writes the server rejected (the only errors an offline-first app sees);
@@ -18,7 +24,6 @@ device writes a new document every ``write_interval_s``. Measured:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -28,14 +33,19 @@ from typing import Any, Literal
 import httpx
 
 from breakwater.chaos.cluster import LocalCluster
-from breakwater.client import Client, Event, MutationRejected, MutationsAcknowledged
-from breakwater.client.events import StatusChanged
+from breakwater.chaos.drill_devices import COLLECTION, DeviceGroup, GroupSpec
+from breakwater.client.endpoints import FAILOVER_TIMEOUT
 
-DrillName = Literal["node-loss", "region-loss", "store-loss", "region-partition"]
-DRILLS: tuple[DrillName, ...] = ("node-loss", "region-loss", "store-loss", "region-partition")
+DrillName = Literal[
+    "node-loss", "region-loss", "store-loss", "region-silence", "region-partition",
+    "standby-promotion",
+]  # fmt: skip
+DRILLS: tuple[DrillName, ...] = (
+    "node-loss", "region-loss", "store-loss", "region-silence", "region-partition",
+    "standby-promotion",
+)  # fmt: skip
 FARTHER_MS = 15.0
 """Added to the other regions' device links, so that the target is every device's nearest."""
-COLLECTION = "drill"
 CONVERGENCE_LIMIT_S = 120.0
 
 
@@ -50,6 +60,12 @@ class DrillPlan:
     settle_s: float = 6.0
     write_interval_s: float = 0.25
     target: str = ""
+    processes: int = 5
+    """Child processes the devices are spread over (at most one per device)."""
+    failover_timeout_s: float = FAILOVER_TIMEOUT
+    """The SDK's ``failover_timeout`` (its request timeout, 30 s, gives the old behaviour)."""
+    promote_after_s: float = 1.0
+    """``standby-promotion``: seconds from the loss to the promotion (the operator's part)."""
 
 
 @dataclass
@@ -72,6 +88,8 @@ class DrillReport:
     fault_at_s: float
     heal_at_s: float
     acks_per_second: list[int] = field(default_factory=list)
+    promoted_at_s: float | None = None
+    """``standby-promotion``: when the standby was promoted (seconds from the start)."""
 
     def to_json(self) -> dict[str, Any]:
         """The report as a JSON object."""
@@ -85,43 +103,6 @@ def percentile(values: Sequence[float], share: float) -> float | None:
     ordered = sorted(values)
     rank = max(0, min(len(ordered) - 1, int(share * len(ordered) + 0.999999) - 1))
     return ordered[rank]
-
-
-class DrillDevice:
-    """One simulated phone: writes a new document every interval, remembers every first
-    acknowledgement (mutation id and monotonic time) and each rejection."""
-
-    def __init__(self, name: str, client: Client) -> None:
-        self.name = name
-        self.client = client
-        self.acked: dict[str, float] = {}
-        self.doc_of: dict[str, str] = {}
-        self.rejected = 0
-        self.endpoint: str | None = None
-        client.on(self._event)
-
-    def _event(self, event: Event) -> None:
-        if isinstance(event, MutationsAcknowledged):
-            now = time.monotonic()
-            for entry in event.entries:
-                self.acked.setdefault(entry.mutation_id, now)
-                self.doc_of[entry.mutation_id] = entry.doc_id
-        elif isinstance(event, MutationRejected):
-            self.rejected += 1
-        elif isinstance(event, StatusChanged):
-            self.endpoint = event.status.endpoint
-
-    async def write_forever(self, interval: float) -> None:
-        docs = self.client.collection(COLLECTION)
-        count = 0
-        while True:
-            await docs.set(f"{self.name}-{count}", {"device": self.name, "n": count})
-            count += 1
-            await asyncio.sleep(interval)
-
-    def first_ack_after(self, moment: float) -> float | None:
-        later = [at for at in self.acked.values() if at >= moment]
-        return min(later) - moment if later else None
 
 
 async def doc_ids(url: str) -> set[str] | None:
@@ -148,10 +129,12 @@ async def doc_ids(url: str) -> set[str] | None:
 class Fault:
     """A drill's fault and its healing, on a running local cluster."""
 
-    def __init__(self, cluster: LocalCluster, drill: DrillName, target: str) -> None:
+    def __init__(self, cluster: LocalCluster, plan: DrillPlan, target: str) -> None:
         self.cluster = cluster
-        self.drill = drill
+        self.drill = plan.drill
         self.target = target
+        self.promote_after_s = plan.promote_after_s
+        self.promoted_at: float | None = None
 
     def hit_urls(self) -> set[str]:
         """The device URLs the fault takes away (none for a partition between regions)."""
@@ -164,21 +147,46 @@ class Fault:
         region = self.cluster.region(self.target)
         if self.drill == "node-loss":
             await self.cluster.kill_node(region.nodes[0].name)
-        elif self.drill == "region-loss":
+        elif self.drill in ("region-loss", "standby-promotion"):
             await self.cluster.kill_region(self.target)
         elif self.drill == "store-loss":
             await self.cluster.lose_region(self.target)
+        elif self.drill == "region-silence":
+            await self.cluster.set_fault(
+                region_device_proxies(self.cluster, self.target), "blackhole"
+            )
         else:
             await self.cluster.set_fault(self.cluster.region_links(self.target), "partition")
+        if self.drill == "standby-promotion":
+            await asyncio.sleep(self.promote_after_s)
+            await self.cluster.promote(standby_region(self.cluster))
+            self.promoted_at = time.monotonic()
 
     async def heal(self) -> None:
         region = self.cluster.region(self.target)
         if self.drill == "node-loss":
             await self.cluster.start_node(region.nodes[0].name)
-        elif self.drill in ("region-loss", "store-loss"):
+        elif self.drill in ("region-loss", "store-loss", "standby-promotion"):
             await self.cluster.start_region(self.target)
+        elif self.drill == "region-silence":
+            await self.cluster.clear_fault(
+                region_device_proxies(self.cluster, self.target), "blackhole"
+            )
         else:
             await self.cluster.clear_fault(self.cluster.region_links(self.target), "partition")
+
+
+def region_device_proxies(cluster: LocalCluster, name: str) -> list[str]:
+    """The proxies between devices and region ``name``'s nodes."""
+    return [node.device_proxy for node in cluster.region(name).nodes]
+
+
+def standby_region(cluster: LocalCluster) -> str:
+    """The cluster's (first) standby region, which ``standby-promotion`` promotes."""
+    for name, region in cluster.running.regions.items():
+        if region.state == "standby":
+            return name
+    raise ValueError("standby-promotion needs a cluster with a standby region (--standby)")
 
 
 def device_regions(cluster: LocalCluster, rotate: int) -> dict[str, list[str]]:
@@ -197,57 +205,42 @@ async def run_drill(
     """Run ``plan`` against the running ``cluster``; device databases go under ``work``."""
     target = plan.target or next(iter(cluster.running.regions))
     others = [name for name in cluster.running.regions if name != target]
-    farther = [n.device_proxy for name in others for n in cluster.region(name).nodes]
+    farther = [proxy for name in others for proxy in region_device_proxies(cluster, name)]
     await cluster.set_fault(farther, "latency", {"ms": FARTHER_MS})
-    fault = Fault(cluster, plan.drill, target)
+    fault = Fault(cluster, plan, target)
     started = time.monotonic()
-    async with contextlib.AsyncExitStack() as stack:
-        devices = []
-        for index in range(plan.devices):
-            client = Client(
-                [],
-                work / f"device-{index}.db",
-                regions=device_regions(cluster, index),
-                transports=("long_poll",),
-                backoff_base=0.05,
-                backoff_cap=0.5,
-                breaker_reset=1.0,
-                request_timeout=2.0,
-                region_probe_interval=1.0,
-                poll_interval=2.0,
-            )
-            await stack.enter_async_context(client)
-            devices.append(DrillDevice(f"d{index}", client))
-        writers = [asyncio.create_task(d.write_forever(plan.write_interval_s)) for d in devices]
-        try:
-            progress(f"{plan.drill}: {plan.devices} devices writing")
-            await asyncio.sleep(plan.warmup_s)
-            hit = fault.hit_urls()
-            affected = [d for d in devices if d.endpoint in hit]
-            fault_at = time.monotonic()
-            progress(f"{plan.drill}: fault on {target}")
-            await fault.inject()
-            await asyncio.sleep(plan.outage_s)
-            heal_at = time.monotonic()
-            progress(f"{plan.drill}: healing {target}")
-            await fault.heal()
-            await asyncio.sleep(plan.settle_s)
-        finally:
-            for task in writers:
-                task.cancel()
-            await asyncio.gather(*writers, return_exceptions=True)
-        acked_ids = {d.doc_of[m] for d in devices for m in d.acked if m in d.doc_of}
-        progress(f"{plan.drill}: waiting for convergence")
-        convergence = await _converged(cluster, acked_ids, heal_at)
-        lost = await _lost(cluster, acked_ids)
+    groups = _groups(plan, cluster, work)
+    try:
+        progress(f"{plan.drill}: opening {plan.devices} devices in {len(groups)} processes")
+        await asyncio.gather(*(group.start() for group in groups))
+        devices = [device for group in groups for device in group.devices.values()]
+        progress(f"{plan.drill}: {plan.devices} devices writing")
+        await asyncio.sleep(plan.warmup_s)
+        hit = fault.hit_urls()
+        affected = [d for d in devices if d.endpoint in hit]
+        fault_at = time.monotonic()
+        progress(f"{plan.drill}: fault on {target}")
+        await fault.inject()
+        await asyncio.sleep(max(0.0, fault_at + plan.outage_s - time.monotonic()))
+        heal_at = time.monotonic()
+        progress(f"{plan.drill}: healing {target}")
+        await fault.heal()
+        await asyncio.sleep(plan.settle_s)
+    finally:
+        await asyncio.gather(*(group.stop() for group in groups))
+    ended = time.monotonic()
+    acked_ids = {d.doc_of[m] for d in devices for m in d.acked if m in d.doc_of}
+    progress(f"{plan.drill}: waiting for convergence")
+    convergence = await _converged(cluster, acked_ids, heal_at)
+    lost = await _lost(cluster, acked_ids)
     await cluster.clear_fault(farther, "latency")
-    rto = [d.first_ack_after(fault_at) for d in affected]
+    rto = [d.first_ack_after(fault_at, hit) for d in affected]
     measured = [value for value in rto if value is not None]
     ack_times = [at for d in devices for at in d.acked.values()]
-    seconds = int(time.monotonic() - started) + 1
+    seconds = int(ended - started) + 1
     bins = [0] * seconds
     for at in ack_times:
-        bins[min(seconds - 1, int(at - started))] += 1
+        bins[max(0, min(seconds - 1, int(at - started)))] += 1
     return DrillReport(
         drill=plan.drill,
         target=target,
@@ -264,7 +257,26 @@ async def run_drill(
         fault_at_s=fault_at - started,
         heal_at_s=heal_at - started,
         acks_per_second=bins,
+        promoted_at_s=None if fault.promoted_at is None else fault.promoted_at - started,
     )
+
+
+def _groups(plan: DrillPlan, cluster: LocalCluster, work: Path) -> list[DeviceGroup]:
+    """The devices, dealt round-robin over the plan's processes."""
+    count = max(1, min(plan.processes, plan.devices))
+    names: list[list[str]] = [[] for _ in range(count)]
+    regions: list[list[dict[str, list[str]]]] = [[] for _ in range(count)]
+    for index in range(plan.devices):
+        names[index % count].append(f"d{index}")
+        regions[index % count].append(device_regions(cluster, index))
+    return [
+        DeviceGroup(
+            GroupSpec(
+                names[i], regions[i], str(work), plan.write_interval_s, plan.failover_timeout_s
+            )
+        )
+        for i in range(count)
+    ]
 
 
 async def _every_region(
@@ -321,7 +333,13 @@ def report_markdown(report: DrillReport, plot_name: str, command: str) -> str:
         "|---|---|",
         *(f"| {name} | {value} |" for name, value in rows),
         "",
-        f"Fault at {report.fault_at_s:.1f} s, heal at {report.heal_at_s:.1f} s.",
+        f"Fault at {report.fault_at_s:.1f} s, "
+        + (
+            f"standby promoted at {report.promoted_at_s:.1f} s, "
+            if report.promoted_at_s is not None
+            else ""
+        )
+        + f"heal at {report.heal_at_s:.1f} s.",
         "",
         f"![acknowledged writes per second]({plot_name})",
         "",

@@ -1,9 +1,10 @@
 """``breakwater drill``: named disasters, measured; one subcommand per drill.
 
-``standby-promotion`` loses a PostgreSQL primary under pushes (docs/deploy.md, "Failover to a
-standby"); ``node-loss``, ``region-loss``, ``store-loss`` and ``region-partition`` hit a local
-multi-region cluster (or one given by its cluster file) while SDK devices write, and report RTO,
-RPO, app errors, convergence and a plot (docs/operations.md#drills).
+``database-promotion`` loses a PostgreSQL primary under pushes (docs/deploy.md, "Failover to a
+standby"); ``node-loss``, ``region-loss``, ``store-loss``, ``region-silence``,
+``region-partition`` and ``standby-promotion`` hit a local multi-region cluster (or one given by
+its cluster file) while SDK devices write, and report RTO, RPO, app errors, convergence and a
+plot (docs/operations.md#drills).
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Run a named disaster against private engines and measure the recovery.")
 
 
-@app.command("standby-promotion")
-def standby_promotion(
+@app.command("database-promotion")
+def database_promotion(
     runs: Annotated[int, typer.Option(min=1, help="Drills per standby mode.")] = 5,
     standby: Annotated[
         list[str] | None,
@@ -58,10 +59,10 @@ def standby_promotion(
     modes = [known[mode] for mode in standby or STANDBY_MODES]
     long_run.stop_cleanly_on_signals()
     results: list[DrillResult] = []
-    with long_run.progress("standby-promotion: starting") as step:
+    with long_run.progress("database-promotion: starting") as step:
         for index in range(runs):
             for mode in modes:  # interleaved, so both modes meet the same machine load
-                step(f"standby-promotion: drill {index + 1}/{runs}, {mode} standby")
+                step(f"database-promotion: drill {index + 1}/{runs}, {mode} standby")
                 plan = DrillPlan(mode, writers, warmup, promote_after, settle)
                 with tempfile.TemporaryDirectory(prefix="breakwater-drill-") as work:
                     results.append(asyncio.run(run_drill(plan, Path(work))))
@@ -75,7 +76,7 @@ def _table(results: list[DrillResult], modes: Sequence[str]) -> Table:
     over its drills, and the totals of acknowledged, lost, twice-applied, skipped and reused."""
     from breakwater.bench.stats import median, percentile  # breakwater-tools, like the drill
 
-    table = Table(title="breakwater drill standby-promotion")
+    table = Table(title="breakwater drill database-promotion")
     for column in ("standby", "drills", "pushes/s", "loss→write p50/p99",
                    "promotion→write p50/p99", "acked", "lost", "twice", "skipped",
                    "reused"):  # fmt: skip
@@ -104,7 +105,9 @@ DRILL_HELP = {
     "node-loss": "SIGKILL one node of the target region (of two); devices move to the other.",
     "region-loss": "SIGKILL every node of the target region, restart it after the outage.",
     "store-loss": "Lose the target region with its store; rebuild it empty after the outage.",
+    "region-silence": "Black-hole the target region's device links (accepting, never answering).",
     "region-partition": "Cut the target region off from the others; heal after the outage.",
+    "standby-promotion": "SIGKILL the active region, promote the standby after --promote-after.",
 }
 
 
@@ -112,13 +115,18 @@ async def _run_region_drill(
     plan: DrillPlan, regions: int, cluster_dir: Path | None, work: Path, step: Any
 ) -> DrillReport:
     from breakwater.chaos.cluster import LocalCluster
-    from breakwater.chaos.cluster_spec import ClusterSpec
+    from breakwater.chaos.cluster_spec import REGION_NAMES, ClusterSpec
     from breakwater.chaos.region_drill import run_drill
 
     if cluster_dir is not None:
         return await run_drill(plan, LocalCluster.attach(cluster_dir, step), work, step)
     nodes = 2 if plan.drill == "node-loss" else 1
-    spec = ClusterSpec(regions=regions, nodes_per_region=nodes)
+    if plan.drill == "standby-promotion":
+        # The target active, the rest standby: the devices have nowhere to go but the promoted.
+        names = REGION_NAMES[:regions]
+        spec = ClusterSpec(regions=regions, nodes_per_region=nodes, standby=names[1:])
+    else:
+        spec = ClusterSpec(regions=regions, nodes_per_region=nodes)
     async with LocalCluster(spec, work / "cluster", step) as cluster:
         return await run_drill(plan, cluster, work, step)
 
@@ -159,6 +167,15 @@ def _register_region_drill(name: str) -> None:
             float, typer.Option(min=0.01, help="Seconds between two writes of a device.")
         ] = 0.25,
         target: Annotated[str, typer.Option(help="Region to hit (default: the first).")] = "",
+        processes: Annotated[
+            int, typer.Option(min=1, help="Processes the devices are spread over.")
+        ] = 5,
+        failover_timeout: Annotated[
+            float, typer.Option(min=0.1, help="The SDK's failover_timeout (seconds).")
+        ] = 1.0,
+        promote_after: Annotated[
+            float, typer.Option(min=0.0, help="standby-promotion: seconds from loss to promote.")
+        ] = 1.0,
         cluster_dir: Annotated[
             Path | None,
             typer.Option(help="Drill the cluster running there (its cluster.json)."),
@@ -169,7 +186,18 @@ def _register_region_drill(name: str) -> None:
     ) -> None:
         from breakwater.chaos.region_drill import DrillPlan
 
-        plan = DrillPlan(name, devices, warmup, outage, settle, write_interval, target)  # type: ignore[arg-type]
+        plan = DrillPlan(
+            name,  # type: ignore[arg-type]  # one of DRILL_HELP's names
+            devices,
+            warmup,
+            outage,
+            settle,
+            write_interval,
+            target,
+            processes,
+            failover_timeout,
+            promote_after,
+        )
         long_run.stop_cleanly_on_signals()
         with (
             long_run.progress(f"{name}: starting") as step,
@@ -181,6 +209,8 @@ def _register_region_drill(name: str) -> None:
             command_line = (
                 f"breakwater drill {name} --devices {devices} --warmup {warmup:g}"
                 f" --outage {outage:g} --settle {settle:g} --write-interval {write_interval:g}"
+                f" --processes {processes} --failover-timeout {failover_timeout:g}"
+                + (f" --promote-after {promote_after:g}" if name == "standby-promotion" else "")
                 + (" --cluster-dir DIR" if cluster_dir else f" --regions {regions}")
             )
             _write_region_report(report, report_dir, command_line)

@@ -27,7 +27,7 @@ import httpx
 
 from breakwater.client.change_signal import ChangeSignal
 from breakwater.client.collection import Collection
-from breakwater.client.endpoints import EndpointPool
+from breakwater.client.endpoints import FAILOVER_TIMEOUT, EndpointPool
 from breakwater.client.errors import ClientClosed
 from breakwater.client.events import (
     AuthChanged,
@@ -72,6 +72,9 @@ class Client:
     replaces httpx's network transport (e.g. ``httpx.ASGITransport`` for an in-process node).
     ``request_timeout``: seconds a request may wait for an answer before the endpoint counts as
     failed (a long poll adds its wait; connecting has its own 5 s bound).
+    ``failover_timeout``: the shorter bound when there is another region: a node silent
+    to the request and to a health probe is left after about this long (or four times its
+    usual latency, if longer; docs/sdk.md#regions, ADR 0038).
     ``sync_collections``: the collections this device pulls and follows in realtime (``None``:
     every one). Writes to other collections are still pushed; they stay in the local view until
     settled, then leave it (docs/sdk.md#scoped-sync).
@@ -105,12 +108,19 @@ class Client:
         physical_ms: Callable[[], int] = hlc_mod.system_ms,
         regions: Mapping[str, Sequence[str]] | None = None,
         region_probe_interval: float = 5.0,
+        failover_timeout: float = FAILOVER_TIMEOUT,
     ) -> None:
         unknown = set(transports) - set(TRANSPORTS)
         if unknown:
             raise ValueError(f"unknown transports {sorted(unknown)}; use {sorted(TRANSPORTS)}")
         self._store = LocalStore(db_path, physical_ms)
-        self._pool = EndpointPool(endpoints, breaker_failures, breaker_reset, regions=regions)
+        self._pool = EndpointPool(
+            endpoints,
+            breaker_failures,
+            breaker_reset,
+            regions=regions,
+            failover_timeout=failover_timeout,
+        )
         self._board = StatusBoard()
         self._signal = ChangeSignal()
         self._limits = limits or Limits()

@@ -8,6 +8,8 @@ flapping), else picks the best region (writable first, then fastest) whose break
 through. Moving while the current one works (back home after a failover, or to a region that
 became nearer) needs hysteresis: the other region answered ``settle_probes`` probes in a row
 and is faster by ``move_margin``, so two regions of similar latency never trade places.
+A request waits at most :meth:`EndpointPool.patience` when there is another region, so a silent
+region (black-holed, not refusing) costs about a second, not the request timeout (ADR 0038).
 See docs/protocol.md#region-routing for the rules every SDK follows.
 """
 
@@ -25,6 +27,12 @@ SETTLE_PROBES = 3
 MOVE_MARGIN = 0.3
 UNAVAILABLE_STATES = frozenset({"standby", "draining"})
 """Directory states in which a region takes no writes: left while any other region works."""
+FAILOVER_TIMEOUT = 1.0
+"""Seconds a request may go unanswered (its node silent too) before the device fails over to
+another region (the floor of :meth:`EndpointPool.patience`)."""
+PATIENCE_FACTOR = 4.0
+"""A region this many times slower than usual counts as silent (for regions far enough that
+``FAILOVER_TIMEOUT`` is not a generous bound)."""
 _STATE_RANK = {"active": 0, "unknown": 1, "unreachable": 2, "draining": 3, "standby": 3}
 
 
@@ -61,6 +69,7 @@ class EndpointPool:
         regions: Mapping[str, Sequence[str]] | None = None,
         settle_probes: int = SETTLE_PROBES,
         move_margin: float = MOVE_MARGIN,
+        failover_timeout: float = FAILOVER_TIMEOUT,
     ) -> None:
         grouped = [(url, url) for url in urls]
         grouped += [(url, name) for name, members in (regions or {}).items() for url in members]
@@ -71,6 +80,7 @@ class EndpointPool:
         self._clock = clock
         self.settle_probes = settle_probes
         self.move_margin = move_margin
+        self.failover_timeout = failover_timeout
         self.endpoints: list[Endpoint] = []
         self.region_states: dict[str, str] = {}
         """Each region's state from the last directory read (``active``, ``standby``, ...)."""
@@ -209,6 +219,18 @@ class EndpointPool:
             for e in self.endpoints
         )
 
+    def patience(self, endpoint: Endpoint) -> float | None:
+        """Seconds a request to ``endpoint`` may wait for an answer before it counts as failed:
+        ``failover_timeout`` (or ``PATIENCE_FACTOR`` times the region's latency, if longer)
+        when the pool has another region; ``None`` (the request timeout) when it has none.
+        Not only while another region is known healthy: under load a probe of the others can
+        fail too, and a request then stuck on a silent node would wait out the whole request
+        timeout (a live node is kept anyway: :class:`~.node_api.NodeApi` probes it first)."""
+        if all(e.region == endpoint.region for e in self.endpoints):
+            return None
+        latency = self.region_latency(endpoint.region) or 0.0
+        return max(self.failover_timeout, PATIENCE_FACTOR * latency)
+
     def has_alternative(self) -> bool:
         """Some endpoint other than the current one has a closed breaker (no backoff needed
         before trying it: backoff spares a failing server, and that one has not failed)."""
@@ -230,10 +252,17 @@ class EndpointPool:
         endpoint.streak += 1
         endpoint.failing = False
 
-    def failed(self, endpoint: Endpoint, health_check: bool = False) -> None:
+    def failed(
+        self, endpoint: Endpoint, health_check: bool = False, waited: float | None = None
+    ) -> None:
         """A call to ``endpoint`` failed; after enough failures its breaker opens. With
         ``health_check`` (a check before switching to it failed, or another region is known
-        healthy) it opens at once: a failover then costs one try, not a threshold of them."""
+        healthy) it opens at once: a failover then costs one try, not a threshold of them.
+        A call left unanswered for ``waited`` seconds counts that long in the latency
+        estimate: a region that went silent does not look near enough to move back to until
+        its probes say so again (no flapping on a slow region)."""
+        if waited is not None:
+            endpoint.observe_latency(waited)
         if health_check:
             endpoint.breaker.trip()
         else:

@@ -5,13 +5,18 @@ answers become the core error of their ``type``. httpx's exceptions never leave 
 
 With :class:`Credentials` (the SDK's ``client.auth``) a request refused with 401 is retried once
 after the credentials renewed the token.
+
+With a ``patience`` hook a request also gives up after the seconds it names (the routing's bound
+when there is another region, ADR 0038), unless a health probe sent half way shows the
+node alive; it then raises :class:`EndpointUnavailable` with ``waited``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import httpx
@@ -21,6 +26,8 @@ from breakwater.core import codec
 from breakwater.core.ascii import is_digits
 
 HeadersProvider = Callable[[], Mapping[str, str] | Awaitable[Mapping[str, str]]]
+Patience = Callable[[], float | None]
+"""Seconds the next request may wait for its answer (``None``: the HTTP client's timeout)."""
 
 
 @runtime_checkable
@@ -56,11 +63,16 @@ class NodeApi:
     """Push and pull against one endpoint; measures each call's latency for failover."""
 
     def __init__(
-        self, http: httpx.AsyncClient, base_url: str, headers: HeadersProvider | None = None
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        headers: HeadersProvider | None = None,
+        patience: Patience | None = None,
     ) -> None:
         self.http = http
         self.base_url = base_url.rstrip("/")
         self._headers = headers
+        self._patience = patience
         self.last_latency = 0.0
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -96,14 +108,49 @@ class NodeApi:
         if "content" in kwargs:
             headers = {**headers, "content-type": "application/json"}
         started = time.monotonic()
+        limit = None if self._patience is None else self._patience()
+        request = self.http.request(method, f"{self.base_url}{path}", headers=headers, **kwargs)
         try:
-            response = await self.http.request(
-                method, f"{self.base_url}{path}", headers=headers, **kwargs
-            )
+            if limit is None:
+                response = await request
+            else:
+                response = await self._patiently(request, limit)
         except httpx.HTTPError as exc:
             raise EndpointUnavailable(f"{self.base_url}: {type(exc).__name__}: {exc}") from exc
         self.last_latency = time.monotonic() - started
         return response
+
+    async def _patiently(
+        self, request: Coroutine[Any, Any, httpx.Response], limit: float
+    ) -> httpx.Response:
+        """``request``, given up after ``limit`` seconds unless the node shows it is alive: half
+        way, a ``GET /readyz`` goes out, and any answer to it (the node is slow, not gone) lets
+        the request take its full timeout. A silent node answers neither, a stalled machine
+        or a slow request on a live node answers the probe."""
+        task = asyncio.ensure_future(request)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=limit / 2)
+            if not done and not await self._answers(task, limit / 2):
+                task.cancel()
+                raise EndpointUnavailable(
+                    f"{self.base_url}: no answer within {limit:.2f} s", waited=limit
+                )
+            return await task
+        finally:
+            task.cancel()
+
+    async def _answers(self, request: asyncio.Future[httpx.Response], within: float) -> bool:
+        """Whether the node answers ``/readyz`` (any status) or ``request`` completes within
+        ``within`` seconds."""
+        probe = asyncio.ensure_future(self.http.get(f"{self.base_url}/readyz"))
+        try:
+            done, _ = await asyncio.wait(
+                {request, probe}, timeout=within, return_when=asyncio.FIRST_COMPLETED
+            )
+            alive = probe in done and probe.exception() is None
+            return alive or request in done
+        finally:
+            probe.cancel()
 
     async def post(self, path: str, body: dict[str, Any] | None) -> Any:
         """``POST`` a JSON body (or none); the decoded answer, ``None`` for an empty one."""

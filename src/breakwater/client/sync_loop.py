@@ -15,7 +15,9 @@ A push refused as unavailable (a node whose store refuses writes) still lets the
 other devices' changes keep arriving while the device's own writes wait.
 
 Failures mark the endpoint in the pool (circuit breaker, failover) and wait with exponential
-backoff and full jitter before the next iteration.
+backoff and full jitter before the next iteration. With another region in the pool, every
+request of the loop waits at most the pool's ``patience`` (a silent region fails over in about a
+second, ADR 0038).
 
 Region routing (docs/protocol.md#region-routing-every-sdk): before the first choice every
 endpoint is probed once (a new device starts in the nearest region); a prober task probes the
@@ -32,6 +34,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import httpx
@@ -136,7 +139,9 @@ class SyncLoop:
                     if await self._backoff_sleep(max(self.pool.retry_in(), 0.05)):
                         self.pool.probe_now()  # sync_now: the app says the network is back
                     continue
-                api = NodeApi(self.http, endpoint.url, self.headers)
+                api = NodeApi(
+                    self.http, endpoint.url, self.headers, partial(self.pool.patience, endpoint)
+                )
                 self.wake.clear()
                 # Cleared before the attempt, not before the wait after it: a sync_now that
                 # arrives while a request hangs on a dead link cuts the following wait short.
@@ -157,7 +162,8 @@ class SyncLoop:
                     # Fail over at the first timeout or refusal when another region is known
                     # healthy: a breaker's threshold of failures costs a timeout each.
                     trip = switching or self.pool.healthy_elsewhere(endpoint)
-                    self.pool.failed(endpoint, health_check=trip)
+                    waited = getattr(exc, "extra", {}).get("waited")
+                    self.pool.failed(endpoint, health_check=trip, waited=waited)
                     self.board.update(state="offline", last_error=str(exc))
                     if self.pool.current is None and self.pool.has_alternative():
                         continue  # fail over now: the next endpoint has not failed
@@ -261,6 +267,7 @@ class SyncLoop:
             self.settings.climb_back_after,
             on_transport=lambda name: self.board.update(transport=name),
             on_expired=self.wake.set,
+            on_unavailable=self.wake.set,  # the stream's node failed: check it (failover)
         )
         context = StreamContext(
             endpoint.url,

@@ -5,7 +5,9 @@ answered 4xx, a proxy that strips it, a stream that is not an event stream) drop
 rung; ``climb_back_after`` seconds on a lower rung, it tries the rung above again, so a client
 that fell back because of a flaky proxy returns to WebSocket once it works. An unreachable
 endpoint is not a reason to fall back: the ladder waits (backoff with full jitter) and retries
-the same rung, and the sync loop's failover picks another endpoint.
+the same rung, and tells the sync loop (``on_unavailable``), whose failover picks another
+endpoint: a device that only listens (no writes to push) notices a lost region at once, not at
+its next poll.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class TransportLadder:
         climb_back_after: float = 300.0,
         on_transport: Callable[[str | None], None] = lambda name: None,
         on_expired: Callable[[], None] = lambda: None,
+        on_unavailable: Callable[[], None] = lambda: None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -46,6 +49,7 @@ class TransportLadder:
         self._fell_at = 0.0
         self._on_transport = on_transport
         self._on_expired = on_expired
+        self._on_unavailable = on_unavailable
         self._sleep = sleep
         self._clock = clock
         self._backoff = Backoff(base=0.5, cap=15.0)
@@ -90,6 +94,7 @@ class TransportLadder:
                 await self._wait_for_credentials(context)
             except EndpointUnavailable as exc:
                 self._on_transport(None)
+                self._on_unavailable()
                 await self._sleep(exc.retry_after or self._backoff.next_delay())
             except BreakwaterError:
                 await self._sleep(self._backoff.next_delay())
