@@ -235,6 +235,21 @@ def document_vectors() -> dict[str, Any]:
     return {"cases": cases}
 
 
+def _folded_over_an_erased_copy() -> document.State:
+    """A server state as two regions fold it: both applied one increment before exchanging it,
+    and A's patch of the field erased A's copy; B's base then covers B's copy and adds nothing."""
+    increment: Mutation = ("increment", {"n": 4}, stamp(20, "dev"), "d.9")
+    regions = []
+    for origin in ("A", "B"):
+        _, state, _, _ = document.apply(None, "", *increment)
+        regions.append(document.settle(state, "d.9", origin, 1, {}))
+    a, b = regions
+    _, a, _, _ = document.apply(
+        a, document.newest_write(a), "patch", {"n": "many"}, stamp(21, "srv"), "s3"
+    )
+    return document.settle(document.join(a, b), "d.9", "A", 1, {"A": 2, "B": 1})
+
+
 def rebase_vectors() -> dict[str, Any]:
     """A server state with pending local mutations joined on top (the local view)."""
     server = _fold(
@@ -252,10 +267,15 @@ def rebase_vectors() -> dict[str, Any]:
         ],
         "pending_already_on_server": [("increment", {"n": 2}, stamp(11, "srv"), "s2")],
         "no_server_state": [("set", {"a": 1}, stamp(1, "dev"), "d.1")],
+        "folded_base_covering_an_erased_copy": [],
+        "folded_base_covering_an_erased_copy_then_increment": [
+            ("increment", {"n": 1}, stamp(22, "dev"), "d.10")
+        ],
     }
+    servers = {name: _folded_over_an_erased_copy() for name in pendings if "folded" in name}
     cases = []
     for name, pending in pendings.items():
-        base = None if name == "no_server_state" else server
+        base = None if name == "no_server_state" else servers.get(name, server)
         # Pending entries not yet acknowledged: no feed position (see client/rebase.py).
         data, newest = view_of(rebase(base, [(*mutation, None) for mutation in pending]))
         cases.append(

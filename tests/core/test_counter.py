@@ -6,6 +6,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -72,7 +73,8 @@ def fold_at(state: State, cut: dict[str, int]) -> State:
 
 @st.composite
 def ops(draw: st.DrawFn, max_size: int = 25, resets: bool = True) -> list[Op]:
-    """Increments of ``n`` (retries included: a repeated mutation id) mixed with resets."""
+    """Increments of ``n`` (retries included: a repeated mutation id) mixed with resets; a patch
+    may write a string (a counter field can hold any value)."""
     kinds = ["increment", "increment", "increment", "patch", "set", "delete"]
     result: list[Op] = []
     for index in range(draw(st.integers(1, max_size))):
@@ -85,7 +87,7 @@ def ops(draw: st.DrawFn, max_size: int = 25, resets: bool = True) -> list[Op]:
         if kind == "increment":
             data = {"n": draw(st.integers(-5, 9))}
         elif kind == "patch":
-            data = {"n": draw(st.one_of(st.integers(0, 50), st.none()))}
+            data = {"n": draw(st.one_of(st.integers(0, 50), st.none(), st.just("x")))}
         elif kind == "set":
             data = draw(st.sampled_from([{}, {"n": 7}, {"t": "x"}]))
         else:
@@ -245,6 +247,55 @@ def test_regions_with_resets_converge_to_what_they_would_without_folding(
     unfolded = run_regions(steps, fold=False)
     assert all(region.state == folded[0].state for region in folded)
     assert document.visible(folded[0].state) == document.visible(unfolded[0].state)
+
+
+def found_by_hypothesis(first: int, second: int) -> list[tuple[str, Any]]:
+    """The run hypothesis found (issue 17/19): ``m2`` is applied by A and by B before they
+    exchange it, A's patch removes ``n`` and erases A's copy, and the folds that follow must
+    not bring ``n`` back; the late deletes lose to the patch."""
+    return [
+        ("apply", (0, ("delete", None, stamp(1, "d1", 0), "m0"))),
+        ("barrier", 0),
+        ("apply", (0, ("increment", {"n": first}, stamp(1, "d1", 1), "m1"))),
+        ("barrier", 0),
+        ("apply", (0, ("increment", {"n": second}, stamp(1, "d1", 2), "m2"))),
+        ("apply", (1, ("increment", {"n": second}, stamp(1, "d1", 2), "m2"))),
+        ("apply", (0, ("patch", {"n": None}, stamp(2, "d1", 3), "m3"))),
+        ("barrier", 0),
+        ("apply", (0, ("delete", None, stamp(1, "d1", 0), "m0"))),
+        ("barrier", 0),
+        ("apply", (0, ("delete", None, stamp(1, "d1", 5), "m5"))),
+        ("barrier", 0),
+    ]
+
+
+@pytest.mark.parametrize(("first", "second"), [(0, 0), (5, 7)])
+def test_a_removed_counter_stays_removed_after_folding(first: int, second: int) -> None:
+    """Folding the erased copy of an increment that two regions applied does not bring a
+    removed counter back (it came back as 0 whatever the amounts)."""
+    folded = run_regions(found_by_hypothesis(first, second), fold=True)
+    unfolded = run_regions(found_by_hypothesis(first, second), fold=False)
+    assert document.visible(unfolded[0].state) == {}
+    assert document.visible(folded[0].state) == {}
+
+
+@pytest.mark.parametrize(("written", "shown"), [("x", {"n": "x"}), (None, {}), (10, {"n": 10})])
+def test_a_base_that_only_covers_another_regions_copy_adds_nothing(
+    written: Any, shown: dict[str, Any]
+) -> None:
+    """An increment applied by A and by B, erased by A's patch of the field: once folded at
+    the cut both hold, B's base only covers B's copy (the sum is under A) and must not make
+    the field a counter again (a written string read as 0)."""
+    a, b = Region("A"), Region("B")
+    a.apply(("increment", {"n": 4}, stamp(1), "m1"))
+    b.apply(("increment", {"n": 4}, stamp(1), "m1"))
+    a.apply(("patch", {"n": written}, stamp(2), "m2"))
+    exchange_all([a, b])
+    folded = fold_at(a.state, {"A": 2, "B": 1})
+    assert folded["n"]["n"]["b"]["B"] == [1, 0, ""]  # the copy is covered, not counted
+    assert document.visible(a.state) == shown
+    assert document.visible(folded) == shown
+    assert document.visible(document.join(folded, b.state)) == shown
 
 
 def test_a_reset_erases_what_the_node_holds_and_late_increments_count() -> None:

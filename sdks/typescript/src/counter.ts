@@ -109,10 +109,15 @@ function live(counter: Counter): [string, Increment][] {
   return Object.entries(counter.i ?? {}).filter(([, increment]) => !erased(increment, cut));
 }
 
+/**
+ * The bases that count: not erased, and holding at least one live increment's amount. A base
+ * also covers the other positions of increments summed under another origin; one that took
+ * nothing else has no stamp and adds nothing (counting it brought a removed counter back as 0).
+ */
 function liveBases(counter: Counter): [string, Base][] {
   const cut = counter.k ?? {};
   return Object.entries(counter.b ?? {})
-    .filter(([origin, base]) => base[0] > below(cut, origin))
+    .filter(([origin, base]) => base[0] > below(cut, origin) && base[2] !== "")
     .sort(([a], [b]) => compareCodePoints(a, b));
 }
 

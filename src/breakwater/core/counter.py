@@ -4,7 +4,8 @@ One counter is a JSON object with three optional members (empty ones are left ou
 
 ``b``  folded bases ``{origin: [upto_seq, sum, newest_hlc]}``: every increment with a position of
        ``origin`` up to ``upto_seq`` is folded, and ``sum`` adds those summed under ``origin``
-       (the first of their positions); a G-counter entry: the larger ``upto`` wins
+       (the first of their positions); a G-counter entry: the larger ``upto`` wins; a base
+       that only covers other copies of increments summed elsewhere is ``[upto, 0, ""]``
 ``i``  increments not folded yet ``{mutation_id: [hlc, amount, [[origin, seq], ...]]}``: every feed
        position the mutation was applied at (two regions may each apply it before they exchange
        it); a device's own increment the node has not acknowledged yet has none: ``[hlc, amount]``
@@ -124,8 +125,18 @@ def _live(counter: Counter) -> list[tuple[str, Increment]]:
 
 
 def _live_bases(counter: Counter) -> list[tuple[str, list[Any]]]:
+    """The bases that count: not erased, and holding at least one live increment's amount.
+
+    A base also covers the other positions of increments summed under another origin (a
+    mutation two regions applied); one that took nothing else has no stamp and adds nothing,
+    like the erased copies it covers (counting it brought a removed counter back as 0).
+    """
     cut = counter.get("k", {})
-    return sorted((o, base) for o, base in counter.get("b", {}).items() if base[0] > cut.get(o, -1))
+    return sorted(
+        (o, base)
+        for o, base in counter.get("b", {}).items()
+        if base[0] > cut.get(o, -1) and base[2]
+    )
 
 
 def counts(counter: Counter) -> bool:
