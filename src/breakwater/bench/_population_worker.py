@@ -10,8 +10,9 @@ second for ``T`` s and prints what it measured; ``{"exit": true}`` closes everyt
 A device is what the wire protocol needs of a phone and nothing more (no local database): a
 WebSocket subscribed to the device's own collection, answering the node's ``ping`` and sending
 its own every ``H`` s from its phase, and, for writers, one-mutation pushes. The pushes share a
-pool of ``K`` keep-alive connections per worker (ten thousand phones each with an idle HTTP
-connection beside its WebSocket would double the node's sockets for nothing); a write's latency
+pool of at most ``K`` keep-alive connections per worker, opened as needed (ten thousand phones
+each with an idle HTTP connection beside its WebSocket would double the node's sockets for
+nothing); a write's latency
 runs from its *scheduled* time to its acknowledgement, so a generator running late shows as lag
 (reported) instead of hiding in the figure.
 """
@@ -86,10 +87,43 @@ class Devices:
         loop.call_later(heartbeat_phase, beat)
 
 
+class Pool:
+    """Keep-alive push connections, opened as writes need them up to ``limit``: a write waits
+    for one only when ``limit`` are busy, so a slow node does not turn the open-loop offer
+    into a closed loop unnoticed (the wait shows as lag)."""
+
+    def __init__(self, port: int, limit: int) -> None:
+        self.port = port
+        self.limit = limit
+        self.opened = 0
+        self._idle: asyncio.Queue[HttpConnection] = asyncio.Queue()
+
+    async def get(self) -> HttpConnection:
+        """An idle connection, a new one below the limit, or the next one released."""
+        if self._idle.empty() and self.opened < self.limit:
+            self.opened += 1
+            try:
+                return await HttpConnection("127.0.0.1", self.port).__aenter__()
+            except OSError:
+                self.opened -= 1
+                raise
+        return await self._idle.get()
+
+    def put(self, conn: HttpConnection) -> None:
+        """Release ``conn`` for the next write."""
+        self._idle.put_nowait(conn)
+
+    async def aclose(self) -> None:
+        """Close the idle connections (every one, once the writes are over)."""
+        while not self._idle.empty():
+            with contextlib.suppress(OSError):
+                await self._idle.get_nowait().__aexit__(None, None, None)
+
+
 class Writes:
     """One step's writes: scheduled, sent over the pool, timed."""
 
-    def __init__(self, pool: asyncio.Queue[HttpConnection], warmup: float) -> None:
+    def __init__(self, pool: Pool, warmup: float) -> None:
         self.pool = pool
         self.warmup = warmup
         self.latencies_ms: list[float] = []
@@ -103,7 +137,11 @@ class Writes:
             b'{"client_id":"d%d","mutations":[{"mutation_id":"d%d-%d","collection":"u%d",'
             b'"id":"note","op":"set","data":{"n":%d}}]}' % (device, device, number, device, number)
         )
-        conn = await self.pool.get()
+        try:
+            conn = await self.pool.get()
+        except OSError:
+            self.errors += offset >= self.warmup
+            return
         sent = time.monotonic()
         ok = False
         try:
@@ -118,7 +156,7 @@ class Writes:
                 ok = status == 200 and b'"rejected"' not in answer
                 break
         finally:
-            self.pool.put_nowait(conn)
+            self.pool.put(conn)
         done = time.monotonic()
         if offset < self.warmup:
             return
@@ -143,7 +181,7 @@ async def _reopen(conn: HttpConnection) -> HttpConnection:
 
 async def run_step(
     writers: list[int],
-    pool: asyncio.Queue[HttpConnection],
+    pool: Pool,
     step: dict[str, float],
     rng: random.Random,
     numbers: Callable[[], int],
@@ -206,9 +244,7 @@ async def main() -> None:
             break
         _say({"connected": len(devices.clients), "subscribed": devices.subscribed})
         await asyncio.sleep(0.5)
-    pool: asyncio.Queue[HttpConnection] = asyncio.Queue()
-    for _ in range(setup["pool"]):
-        pool.put_nowait(await HttpConnection("127.0.0.1", args.port).__aenter__())
+    pool = Pool(args.port, setup["pool"])
     _say({"ready": devices.subscribed, "connected": len(devices.clients)})
     writers = [index for index, writer, _, _ in plans if writer]
     rng = random.Random(setup["seed"])
@@ -225,8 +261,7 @@ async def main() -> None:
         _say(result)
     for client in devices.clients:
         client.close()
-    while not pool.empty():
-        await pool.get_nowait().__aexit__(None, None, None)
+    await pool.aclose()
 
 
 if __name__ == "__main__":

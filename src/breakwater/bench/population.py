@@ -47,8 +47,8 @@ class Target:
 
     port: int | None = None
     pid: int | None = None
-    pool: int = 16
-    """Keep-alive push connections per worker."""
+    pool: int = 256
+    """Keep-alive push connections per worker, at most."""
 
 
 @dataclass

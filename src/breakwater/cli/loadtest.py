@@ -54,8 +54,8 @@ def loadtest(
         float, typer.Option(min=0, help="wire: seconds of each step left out of its figures.")
     ] = 3.0,
     pool: Annotated[
-        int, typer.Option(min=1, max=1000, help="wire: push connections per worker.")
-    ] = 16,
+        int, typer.Option(min=1, max=2000, help="wire: push connections per worker, at most.")
+    ] = 256,
     node_port: Annotated[
         int | None, typer.Option(help="wire: load this running node (default: start one).")
     ] = None,
