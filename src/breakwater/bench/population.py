@@ -256,7 +256,10 @@ async def run_population(
     with tempfile.TemporaryDirectory(prefix="breakwater-loadtest-") as tmp:
         try:
             if target.port is None:
-                node = BenchNode(Path(tmp) / "data", free_port(), "warning")
+                # Every device holds a realtime connection: the default cap (10,000) would
+                # measure itself at that scale.
+                cap = {"BREAKWATER_MAX_REALTIME_CONNECTIONS": str(spec.devices + 1000)}
+                node = BenchNode(Path(tmp) / "data", free_port(), "warning", settings=cap)
                 await node.wait_ready(60)
             port = target.port if node is None else node.port
             pid = target.pid if node is None else node.process.pid
