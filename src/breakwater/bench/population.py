@@ -147,7 +147,8 @@ def step_figures(
     limits: GeneratorLimits,
 ) -> tuple[StepResult, dict[str, Any]]:
     """The search's figures of one step and the details beside them, from the workers'
-    answers and the CPU seconds per second of the node and of each worker."""
+    answers and the CPU seconds per second of the node, of each worker and of this process
+    (the runner: the generator is the workers and the runner)."""
     latencies = [ms for answer in answers for ms in answer["latencies_ms"]]
     lags = [ms for answer in answers for ms in answer["lags_ms"]]
     acked = sum(answer["acked"] for answer in answers)
@@ -171,7 +172,8 @@ def step_figures(
         "changes_received": sum(answer["changes"] for answer in answers),
         "open_subscriptions": sum(answer["open"] for answer in answers),
         "node_cpu": round(cpu["node"], 3),
-        "generator_cpu": round(sum(cpu["workers"]), 3),
+        "generator_cpu": round(sum(cpu["workers"]) + cpu["runner"], 3),
+        "runner_cpu": round(cpu["runner"], 3),
         "worker_cpu": [round(c, 3) for c in cpu["workers"]],
         "generator_bound": verdict,
     }
@@ -193,6 +195,7 @@ async def _step(
     writers = sum(w.writers for w in workers)
     node_before = node_cpu()
     workers_before = [cpu_seconds(w.proc) for w in workers]
+    runner_before = time.process_time()
     began = time.monotonic()
     for worker in workers:
         share = rate * worker.writers / writers
@@ -213,6 +216,7 @@ async def _step(
     elapsed = time.monotonic() - began
     cpu = {
         "node": (node_cpu() - node_before) / elapsed,
+        "runner": (time.process_time() - runner_before) / elapsed,
         "workers": [
             (cpu_seconds(w.proc) - b) / elapsed
             for w, b in zip(workers, workers_before, strict=True)
