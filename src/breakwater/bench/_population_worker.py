@@ -56,6 +56,7 @@ class Devices:
         self.clients: list[WsClient] = []
         self.subscribed = 0
         self.changes = 0
+        self.retries = 0
 
     def _on_message(self, client: WsClient, payload: bytes) -> None:
         if payload == PING:
@@ -67,12 +68,17 @@ class Devices:
 
     async def connect(self, index: int, heartbeat_phase: float) -> None:
         """Open device ``index``'s subscription and start its heartbeat."""
-        for _ in range(50):
+        for attempt in range(50):
             try:
                 client = await WsClient.connect("127.0.0.1", self.port, PATH, self._on_message)
                 break
             except HandshakeRefused as refused:
                 await asyncio.sleep(refused.retry)
+            except OSError:
+                # A node busy accepting thousands may drop a handshake: reconnect after a
+                # growing, jittered pause, as a phone would.
+                self.retries += 1
+                await asyncio.sleep(random.uniform(0.5, 1.0) * min(8, 2**attempt))
         else:
             raise RuntimeError(f"device {index} was refused 50 times")
         client.send_text(b'{"type":"subscribe","collections":["u%d"],"cursor":""}' % index)
@@ -245,7 +251,9 @@ async def main() -> None:
         _say({"connected": len(devices.clients), "subscribed": devices.subscribed})
         await asyncio.sleep(0.5)
     pool = Pool(args.port, setup["pool"])
-    _say({"ready": devices.subscribed, "connected": len(devices.clients)})
+    _say(
+        {"ready": devices.subscribed, "connected": len(devices.clients), "retries": devices.retries}
+    )
     writers = [index for index, writer, _, _ in plans if writer]
     rng = random.Random(setup["seed"])
     count = iter(range(1, 1 << 62))

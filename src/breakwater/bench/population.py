@@ -67,6 +67,7 @@ class _Worker:
     writers: int
     subscribed: int = 0
     connected: int = 0
+    retries: int = 0
 
     @property
     def proc(self) -> Path:
@@ -126,6 +127,7 @@ async def _wait_ready(workers: list[_Worker], progress: Progress) -> None:
             worker.subscribed = line.get("subscribed", worker.subscribed)
             if "ready" in line:
                 worker.subscribed = line["ready"]
+                worker.retries = line["retries"]
                 return
             progress.connecting(
                 sum(w.connected for w in workers), sum(w.subscribed for w in workers)
@@ -300,7 +302,11 @@ async def run_population(
     report = {
         "spec": {**asdict(spec), "step_plan": asdict(plan), "pool": target.pool},
         "machine": {**machine(), "load_average": os.getloadavg()},
-        "connected": {"subscribed": subscribed, "seconds": round(connect_s, 1)},
+        "connected": {
+            "subscribed": subscribed,
+            "seconds": round(connect_s, 1),
+            "reconnects": sum(w.retries for w in workers),
+        },
         "find_max": search_report,
         "steps": details.steps,
     }
