@@ -18,13 +18,15 @@ from dataclasses import dataclass
 class PopulationSpec:
     """``devices`` connected devices over ``workers`` processes; a ``writer_share`` of them
     write (together at the step's rate), the others only hold their subscription. Devices
-    connect ``connect_rate`` per second (staggered, not all at once) and each sends a
+    connect ``connect_rate`` per second (staggered, not all at once; below the node's default
+    realtime admission rate of 200 per second, which refuses a faster stream with ``503``
+    and ``Retry-After``) and each sends a
     heartbeat every ``heartbeat_s`` from its own phase."""
 
     devices: int = 10_000
     workers: int = 4
     writer_share: float = 0.1
-    connect_rate: float = 500.0
+    connect_rate: float = 150.0
     heartbeat_s: float = 15.0
     seed: int = 1
 

@@ -40,8 +40,12 @@ def loadtest(
         float, typer.Option(min=0.0001, max=1, help="wire: the share of devices that write.")
     ] = 0.1,
     connect_rate: Annotated[
-        float, typer.Option(min=1, help="wire: devices connecting per second (staggered).")
-    ] = 500.0,
+        float,
+        typer.Option(
+            min=1,
+            help="wire: devices connecting per second (staggered; the node admits 200/s).",
+        ),
+    ] = 150.0,
     heartbeat_s: Annotated[
         float, typer.Option(min=0.1, help="wire: seconds between a device's pings.")
     ] = 15.0,
