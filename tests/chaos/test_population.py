@@ -92,18 +92,23 @@ def test_a_step_is_long_enough_for_its_p99_and_bounded(rate: float) -> None:
 
 
 @pytest.mark.parametrize(
-    ("workers", "lag_ms", "verdict"),
+    ("workers", "lag_ms", "p99_ms", "verdict"),
     [
-        ([0.4, 0.5], 1.0, None),
-        ([0.4, 0.9], 1.0, "a worker used 90% of a core"),
-        ([0.4, 0.5], 12.0, "writes left 12.0 ms late (p99)"),
-        ([], 0.0, None),
+        ([0.4, 0.5], 1.0, 30.0, None),
+        ([0.4, 0.9], 1.0, 30.0, "a worker used 90% of a core"),
+        ([0.4, 0.5], 12.0, 30.0, "writes left 12.0 ms late (p99)"),
+        ([0.4, 0.5], 12.0, 55.0, "writes left 12.0 ms late (p99)"),
+        ([0.4, 0.5], 12.0, 3000.0, None),
+        ([], 0.0, 0.0, None),
     ],
 )
-def test_the_generator_bound_rule(workers: list[float], lag_ms: float, verdict: str | None) -> None:
+def test_the_generator_bound_rule(
+    workers: list[float], lag_ms: float, p99_ms: float, verdict: str | None
+) -> None:
     """A worker busier than 85% of a core, or writes leaving more than a fifth of the bound
-    late (10 ms of 50), make the step the generator's."""
-    assert GeneratorLimits().verdict(workers, lag_ms, bound_ms=50) == verdict
+    late (10 ms of 50), make the step the generator's; but not a step that failed by more
+    than its lag (3 s of p99 with 12 ms of lag is the node's)."""
+    assert GeneratorLimits().verdict(workers, lag_ms, p99_ms, bound_ms=50) == verdict
 
 
 @pytest.mark.parametrize(

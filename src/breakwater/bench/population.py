@@ -156,11 +156,12 @@ def step_figures(
     acked = sum(answer["acked"] for answer in answers)
     errors = sum(answer["errors"] for answer in answers)
     lag_p99 = percentile(lags, 0.99) if lags else 0.0
-    verdict = limits.verdict(cpu["workers"], lag_p99, bound_ms)
+    p99 = percentile(latencies, 0.99) if latencies else 0.0
+    verdict = limits.verdict(cpu["workers"], lag_p99, p99, bound_ms)
     result = StepResult(
         offered=round(rate, 3),
         achieved=round(acked / max(1e-9, seconds - warmup), 1),
-        p99_ms=round(percentile(latencies, 0.99), 2) if latencies else 0.0,
+        p99_ms=round(p99, 2),
         errors=errors,
         devices=devices,
         generator_bound=verdict,

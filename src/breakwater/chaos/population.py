@@ -117,17 +117,20 @@ class StepPlan:
 class GeneratorLimits:
     """When the generator, not the node, limits a step: a worker process busy for more than
     ``worker_cpu`` of a core, or writes leaving later than scheduled (p99 of the lag) by more
-    than ``lag_share`` of the latency bound."""
+    than ``lag_share`` of the latency bound while that lag could explain the step's verdict
+    (a step whose p99 less the lag still exceeds the bound failed by the node's doing)."""
 
     worker_cpu: float = 0.85
     lag_share: float = 0.2
 
-    def verdict(self, worker_cpu: list[float], lag_p99_ms: float, bound_ms: float) -> str | None:
+    def verdict(
+        self, worker_cpu: list[float], lag_p99_ms: float, p99_ms: float, bound_ms: float
+    ) -> str | None:
         """Why the step was limited by the generator, or ``None`` when it was not. Each of
         ``worker_cpu`` is a worker's CPU seconds per second of the step."""
         busiest = max(worker_cpu, default=0.0)
         if busiest > self.worker_cpu:
             return f"a worker used {busiest:.0%} of a core"
-        if lag_p99_ms > self.lag_share * bound_ms:
+        if lag_p99_ms > self.lag_share * bound_ms and p99_ms - lag_p99_ms < bound_ms:
             return f"writes left {lag_p99_ms:.1f} ms late (p99)"
         return None
