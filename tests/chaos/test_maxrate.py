@@ -114,3 +114,44 @@ async def test_for_any_monotone_capacity_the_result_is_just_below_it(
         assert result.stopped == "resolved"
         assert best is not None
         assert limit / (1 + resolution) <= best.offered <= limit
+
+
+@settings(max_examples=200, deadline=None)
+@given(verdicts=st.lists(st.booleans(), min_size=1, max_size=40), max_steps=st.integers(1, 30))
+async def test_with_noisy_steps_the_search_stays_monotone_and_bounded(
+    verdicts: list[bool], max_steps: int
+) -> None:
+    """Steps pass or fail at random, whatever their rate (a noisy machine): still no passing
+    step is above a failing one, so the best is below every failure, and at most max_steps
+    steps run."""
+    answers = iter(verdicts * 40)
+
+    async def run_step(rate: float) -> StepResult:
+        return StepResult(rate, rate, 10.0 if next(answers) else 500.0, 0, 5)
+
+    result = await find_max(run_step, SearchSpec(max_steps=max_steps))
+    assert len(result.steps) <= max_steps
+    passed = [s.result.offered for s in result.steps if s.passed]
+    failed = [s.result.offered for s in result.steps if not s.passed]
+    assert max(passed, default=0.0) < min(failed, default=math.inf)
+    best = result.best
+    assert (best.offered if best else None) == (max(passed) if passed else None)
+
+
+async def test_a_generator_bound_step_stops_the_search_and_flags_it() -> None:
+    """At 100/s the generator is the limit: the search stops there, reports the best step
+    below it and says the figure is the generator's."""
+    offered: list[float] = []
+
+    async def run_step(rate: float) -> StepResult:
+        offered.append(rate)
+        bound = "a worker used 95% of a core" if rate >= 100 else None
+        return StepResult(rate, rate, 20.0, 0, 5, generator_bound=bound)
+
+    result = await find_max(run_step, SearchSpec())
+    assert offered == [25, 50, 100]
+    assert result.stopped == "generator"
+    report = result.to_json()
+    assert report["limited_by"] == "generator"
+    assert report["steps"][-1]["generator_bound"] == "a worker used 95% of a core"
+    assert (await find_max(capacity(130.0)[1], SearchSpec())).to_json()["limited_by"] == "node"

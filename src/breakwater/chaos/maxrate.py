@@ -12,6 +12,12 @@ bisected until the failing rate is within ``resolution`` of the passing one. Ste
 number (``max_steps``) and in time (``max_seconds``: a step that would end past it, judging by
 the longest step so far, is not started). With a latency that only grows with the rate, the
 result is never above the true maximum and, once ``resolved``, within ``resolution`` of it.
+Whatever the steps measure, every rate tried after a failure is below it, so no passing step
+above a failing one is ever reported (the search is monotone).
+
+A step may say that the generator, not the node, limited it (``generator_bound``): then nothing
+higher can be measured with this generator, the search stops (``"generator"``) and the report
+says that its figure is the generator's limit, a lower bound of the node's.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-Stopped = Literal["resolved", "ceiling", "floor", "steps", "time"]
+Stopped = Literal["resolved", "ceiling", "floor", "steps", "time", "generator"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,7 @@ class StepResult:
     p99_ms: float
     errors: int
     devices: int
+    generator_bound: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,7 @@ class SearchResult:
             "p99_ms": best.p99_ms if best else None,
             "devices": best.devices if best else None,
             "stopped": self.stopped,
+            "limited_by": "generator" if self.stopped == "generator" else "node",
             "search": asdict(self.spec),
             "steps": [{**asdict(s.result), "passed": s.passed, "seconds": s.seconds}
                       for s in self.steps],
@@ -142,6 +150,9 @@ async def find_max(
             passing = max(rate, passing or rate)
         else:
             failing = min(rate, failing or rate)
+        if measured.generator_bound is not None:
+            result.stopped = "generator"
+            return result
         following = _next_rate(spec, rate, passing, failing)
         if isinstance(following, str):
             result.stopped = following
