@@ -361,7 +361,7 @@ class SyncLoop:
             if not batch:
                 return
             try:
-                answer = await api.push(self.store.device_id, [e.to_wire() for e in batch])
+                answer = await api.push([e.to_wire() for e in batch])
             except ClockSkew as exc:
                 restamps += 1
                 if restamps > MAX_RESTAMPS_PER_PUSH:
