@@ -101,13 +101,14 @@ async def push(request: Request) -> Response:
             if answer["status"] != "rejected":
                 answer["replicated"] = held
         status = 200 if held else 202
-    answer: dict[str, Any] = {"results": answers, "hlc": node.clock.now()}
+    reply: dict[str, Any] = {"results": answers, "hlc": node.clock.now()}
     if include_state:
-        _add_states(answer, results, node, identity)
-    return json_response(answer, status)
+        _add_states(reply, results, node, identity)
+    return json_response(reply, status)
 
 
 def _flag(raw: str, name: str) -> bool:
+    """A ``true``/``false`` query parameter; anything else is refused before any write."""
     if raw not in ("true", "false"):
         raise ValidationError(f"{name} must be true or false", field=name)
     return raw == "true"
