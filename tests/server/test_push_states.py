@@ -53,3 +53,12 @@ async def test_a_bad_include_state_is_refused_and_applies_nothing(
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["field"] == "include_state"
     assert (await pull(client))["changes"] == []
+
+
+async def test_openapi_describes_include_state(client: httpx.AsyncClient) -> None:
+    """The push's query parameter and the members it adds are in the OpenAPI document."""
+    push = (await client.get("/openapi.json")).json()["paths"]["/v1/sync/push"]["post"]
+    assert [p["name"] for p in push["parameters"]] == ["include_state"]
+    answer = push["responses"]["200"]["content"]["application/json"]["schema"]
+    assert "stable" in answer["properties"]
+    assert "state" in answer["properties"]["results"]["items"]["properties"]
