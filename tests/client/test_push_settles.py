@@ -30,7 +30,8 @@ async def test_an_ack_right_after_the_cursor_with_its_state_settles_the_write(
     written = await store.write("todos", "t1", "set", {"title": "milk"})
     [ack] = node.push([written.entry])
     states = {ack[0]: node.states[("todos", "t1")]}
-    assert await store.record_acks([ack], states, {node.origin: ack[2]}) is True
+    taken = await store.record_acks([ack], states, {node.origin: ack[2]})
+    assert taken is not None and taken.documents == {("todos", "t1"): {"title": "milk"}}
     assert cursor_mod.decode(store.cursor) == {node.origin: 1}
     assert await store.pending_count() == 0
     document = await store.get("todos", "t1")
@@ -52,7 +53,8 @@ async def test_an_ack_behind_a_gap_waits_for_the_pull(store: LocalStore) -> None
     written = await store.write("todos", "t1", "set", {"title": "milk"})
     [ack] = node.push([written.entry])
     states = {ack[0]: node.states[("todos", "t1")]}
-    assert await store.record_acks([ack], states, {node.origin: ack[2]}) is False
+    taken = await store.record_acks([ack], states, {node.origin: ack[2]})
+    assert taken is not None and taken.documents == {}  # only stable was merged
     assert store.cursor == "" and await store.pending_count() == 1
     page = node.pull(store.cursor)
     await store.apply_page(page["changes"], page["cursor"], page["stable"], done=True)
@@ -67,7 +69,8 @@ async def test_an_ack_that_is_not_stable_stays_in_the_outbox(store: LocalStore) 
     written = await store.write("todos", "t1", "set", {"title": "milk"})
     [ack] = node.push([written.entry])
     states = {ack[0]: node.states[("todos", "t1")]}
-    assert await store.record_acks([ack], states, {}) is True
+    assert await store.record_acks([ack], states, {}) is not None
+    assert cursor_mod.decode(store.cursor) == {node.origin: 1}
     assert await store.pending_count() == 1
     document = await store.get("todos", "t1")
     assert document is not None and document.data == {"title": "milk"}
