@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from breakwater.bench._node import BenchNode, free_port, machine
+from breakwater.bench.loopback_receiver import LoopbackReceiver
 from breakwater.bench.stats import median, percentile
 from breakwater.server.webhooks._database import SqliteDatabase
 from breakwater.server.webhooks.store import WebhookStore
@@ -34,51 +35,20 @@ PUSH_ATTEMPTS = 3
 """Documents per push: 500 changes/s are 50 pushes/s, which a loaded 2-core machine sustains."""
 
 
-class _Receiver:
-    """A minimal HTTP/1.1 receiver that notes when each delivery's body arrived."""
+class _Receiver(LoopbackReceiver):
+    """Notes when each delivery's body arrived."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.arrived: dict[str, float] = {}
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._handlers: set[asyncio.Task[None]] = set()
 
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def aclose(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for task in self._handlers:
-                task.cancel()
-            await asyncio.gather(*self._handlers, return_exceptions=True)
-            await self._server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._handlers.add(task)
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":", 1)[1])
-                body = await reader.readexactly(length)
-                now = time.perf_counter()
-                if body.startswith(b"{"):
-                    doc_id = json.loads(body).get("doc_id")
-                    if isinstance(doc_id, str):
-                        self.arrived.setdefault(doc_id, now)
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            self._handlers.discard(task)
-            writer.close()
+    async def answer(self, headers: dict[str, str], body: bytes) -> int:
+        now = time.perf_counter()
+        if body.startswith(b"{"):
+            doc_id = json.loads(body).get("doc_id")
+            if isinstance(doc_id, str):
+                self.arrived.setdefault(doc_id, now)
+        return 200
 
 
 async def _subscribe(data: Path, url: str) -> None:
