@@ -8,9 +8,11 @@ import contextlib
 from collections.abc import Callable
 
 import httpx
+import pytest
 
 from breakwater.client.errors import EndpointUnavailable, TransportRefused
 from breakwater.client.transports import StreamContext, TransportLadder
+from breakwater.client.transports.websocket import WebSocketTransport
 
 
 class Scripted:
@@ -110,3 +112,38 @@ async def test_climbs_back_to_websocket_once_it_works_again() -> None:
     )
     await run_until(ladder, recorder)
     assert recorder.names == ["websocket", "sse", "websocket"]
+
+
+async def test_websocket_to_a_socket_closed_before_any_answer_is_unavailable_not_refused() -> None:
+    """A proxy whose node died accepts and closes: that endpoint is down (the device fails
+    over), not a refusal of WebSocket (which would only try WebSocket there again)."""
+
+    async def close_at_once(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    async def http_without_upgrade(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    async def notify(_cursor: str) -> None:
+        return None
+
+    async def listen_to(handler: Callable[..., object]) -> BaseException:
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)  # type: ignore[arg-type]
+        port = server.sockets[0].getsockname()[1]
+        try:
+            async with httpx.AsyncClient() as http:
+                context = StreamContext(f"http://127.0.0.1:{port}", http, None, lambda: "", notify)
+                with pytest.raises((EndpointUnavailable, TransportRefused)) as raised:
+                    await WebSocketTransport().listen(context)
+                return raised.value
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    assert isinstance(await listen_to(close_at_once), EndpointUnavailable)
+    assert isinstance(await listen_to(http_without_upgrade), TransportRefused)

@@ -14,7 +14,12 @@ import logging
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidMessage,
+    InvalidStatus,
+)
 from websockets.frames import Frame
 
 from breakwater.client.errors import EndpointUnavailable, TransportRefused, error_for_problem
@@ -90,6 +95,12 @@ class WebSocketTransport:
             if status >= 500 or status == 429:
                 raise EndpointUnavailable(f"WebSocket refused with {status}") from exc
             raise TransportRefused(f"WebSocket upgrade refused with {status}") from exc
+        except InvalidMessage as exc:
+            if isinstance(exc.__cause__, EOFError | OSError):
+                # Closed before any answer: nothing there speaks HTTP (a dead node behind a
+                # proxy), not a refusal of WebSocket, so the device fails over.
+                raise EndpointUnavailable(f"WebSocket: closed during the handshake: {exc}") from exc
+            raise TransportRefused(f"WebSocket handshake failed: {exc}") from exc
         except InvalidHandshake as exc:
             raise TransportRefused(f"WebSocket handshake failed: {exc}") from exc
         except Unauthorized as exc:  # the token expired on the open socket (error, then 4401)
