@@ -48,7 +48,7 @@ from breakwater.client.events import (
     ResyncStarted,
     SyncProgress,
 )
-from breakwater.client.local_store import LocalStore
+from breakwater.client.local_store import LocalStore, PageResult
 from breakwater.client.node_api import HeadersProvider, NodeApi
 from breakwater.client.outbox import OutboxEntry
 from breakwater.client.scope import Scope, scope_param
@@ -402,6 +402,15 @@ class SyncLoop:
 
     # -- pull -----------------------------------------------------------------------------
 
+    def _page_committed(self, cursor: str, applying: asyncio.Future[PageResult]) -> None:
+        """Tell the listeners of a pulled page that committed."""
+        if applying.cancelled() or applying.exception() is not None:
+            return
+        result = applying.result()
+        self.board.emit(PageApplied(cursor, result.documents, result.resynced))
+        if result.collections:
+            self._on_changed(result.collections)
+
     async def _pull_all(self, api: NodeApi) -> None:
         changes = pages = 0
         while True:
@@ -418,16 +427,20 @@ class SyncLoop:
                 self.board.emit(ResyncStarted(gone.type))
                 continue
             has_more = bool(page["has_more"])
-            result = await self.store.apply_page(
-                page["changes"], page["cursor"], page.get("stable", {}), done=not has_more
+            applying = asyncio.ensure_future(
+                self.store.apply_page(
+                    page["changes"], page["cursor"], page.get("stable", {}), done=not has_more
+                )
             )
-            self.board.emit(PageApplied(page["cursor"], result.documents, result.resynced))
+            # The page commits in the store's thread even when this sync is stopped meanwhile
+            # (pause, close): its listeners are told when it commits, not only if this task
+            # lives to see it, or live queries and PageApplied would miss a committed page.
+            applying.add_done_callback(partial(self._page_committed, page["cursor"]))
+            await asyncio.shield(applying)
             if page.get("hlc"):
                 self.store.clock.observe(page["hlc"])
             changes += len(page["changes"])
             pages += 1
-            if result.collections:
-                self._on_changed(result.collections)
             if page["changes"] or has_more:
                 self.board.emit(SyncProgress(changes, pages, has_more))
             if not has_more:
