@@ -5,6 +5,7 @@ nothing to repair; the digest and bucket endpoints refuse bad input and other cr
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 from collections.abc import AsyncIterator
@@ -221,7 +222,9 @@ async def test_rows_deleted_and_altered_in_a_postgresql_schema_are_repaired(
     """The same repair on PostgreSQL: rows changed by SQL in b's schema come back from a."""
     urls = {name: postgres_url(pool_size="4") for name in PAIR}
     try:
-        async with contextlib.AsyncExitStack() as stack:
+        # Inside pytest's timeout: a hang (seen once in CI, under load) fails with the stack of
+        # the await that hung, not the event loop's.
+        async with asyncio.timeout(90), contextlib.AsyncExitStack() as stack:
             cluster = Cluster(tmp_path, stack)
             regions = await cluster.start(PAIR, stores={n: u for n, (u, _) in urls.items()})
             a, b = regions["a"], regions["b"]
