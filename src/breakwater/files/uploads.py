@@ -29,9 +29,12 @@ from breakwater.core.errors import (
     PayloadTooLarge,
     UploadLocked,
 )
-from breakwater.files._pipeline import WRITE_BATCH, Batch, BodyPipeline
 from breakwater.files.checksums import ExpectedChecksum
 
+WRITE_BATCH = 1 << 20
+"""Bytes gathered before one write+hash in a thread (a request body arrives in ~64 KiB)."""
+PIPELINE = 4
+"""Batches that may wait for the writer thread (the memory one PATCH may hold)."""
 ID_BYTES = 16
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
 """What ``secrets.token_urlsafe`` makes; anything else names no upload (nor any path)."""
@@ -184,10 +187,10 @@ class Uploads:
         chunk_hasher = checksum.hasher() if checksum is not None else None
         handle = await asyncio.to_thread(self.part(upload_id).open, "r+b")
         written = 0
-        writer = BodyPipeline(handle, progress.hasher, chunk_hasher)
+        writer = _Writer(handle, progress.hasher, chunk_hasher)
         try:
             await asyncio.to_thread(handle.seek, offset)
-            batch: Batch = []
+            batch: list[bytes] = []
             pending = 0
             async for chunk in chunks:
                 if offset + written + pending + len(chunk) > upload.length:
@@ -198,10 +201,10 @@ class Uploads:
                 batch.append(chunk)
                 pending += len(chunk)
                 if pending >= WRITE_BATCH:
-                    await writer.put(batch)
+                    await writer.put(b"".join(batch))
                     written += pending
                     batch, pending = [], 0
-            await writer.put(batch)
+            await writer.put(b"".join(batch))
             written += pending
             await writer.finish()
             if (
@@ -278,6 +281,55 @@ class Uploads:
         if not self.root.exists():
             return 0
         return await asyncio.to_thread(sweep)
+
+
+class _Writer:
+    """Writes and hashes batches in a thread while the next batch is received.
+
+    At most :data:`PIPELINE` batches wait, so a fast client cannot fill the memory: receiving
+    stops (and TCP flow control slows the client) until the disk catches up.
+    """
+
+    def __init__(self, handle: Any, hasher: Any, chunk_hasher: Any) -> None:
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=PIPELINE)
+        self._task = asyncio.create_task(self._run(handle, hasher, chunk_hasher))
+
+    async def _run(self, handle: Any, hasher: Any, chunk_hasher: Any) -> None:
+        while (data := await self._queue.get()) is not None:
+            await asyncio.to_thread(_write, handle, data, hasher, chunk_hasher)
+
+    async def put(self, data: bytes) -> None:
+        """Queue ``data``; raises the writer's error if it failed."""
+        if self._task.done():
+            self._task.result()
+        if data:
+            await self._queue.put(data)
+
+    async def finish(self, failed: bool = False) -> None:
+        """Wait until every queued batch is written (``failed``: drop those not started).
+
+        Never cancels a write under way: the caller truncates the file after this returns,
+        which must not race a thread still writing.
+        """
+        if self._task.done():
+            if not failed:
+                self._task.result()
+            return
+        if failed:
+            while not self._queue.empty():
+                self._queue.get_nowait()
+        await self._queue.put(None)
+        if failed:
+            await asyncio.gather(self._task, return_exceptions=True)
+        else:
+            await self._task
+
+
+def _write(handle: Any, data: bytes, hasher: Any, chunk_hasher: Any) -> None:
+    handle.write(data)
+    hasher.update(data)
+    if chunk_hasher is not None:
+        chunk_hasher.update(data)
 
 
 def _truncate(handle: Any, offset: int) -> None:
