@@ -1,5 +1,6 @@
-"""PATCH bodies of many batches (written, synced and hashed on two threads): the running
-hash carries on across PATCHes and restarts, and a refused body leaves neither bytes nor hash."""
+"""PATCH bodies of many write batches (written and hashed in a thread while the next is
+received): the running hash carries on across PATCHes and restarts, and a refused body
+leaves neither bytes nor hash."""
 
 from __future__ import annotations
 
@@ -12,14 +13,13 @@ from pathlib import Path
 import pytest
 
 from breakwater.core.errors import ChecksumMismatch, PayloadTooLarge
-from breakwater.files._pipeline import SYNC_EVERY, WRITE_BATCH
 from breakwater.files.checksums import parse_checksum
-from breakwater.files.uploads import Uploads
+from breakwater.files.uploads import WRITE_BATCH, Uploads
 
 PIECE = 256 * 1024
 """What a request body arrives in."""
-SIZE = 2 * SYNC_EVERY + 3 * WRITE_BATCH + 12_345
-"""Several syncs and many batches, ending mid-batch."""
+SIZE = 19 * WRITE_BATCH + 12_345
+"""Many batches (more than the pipeline holds), ending mid-batch."""
 
 
 def _data(size: int = SIZE) -> bytes:
@@ -36,7 +36,7 @@ async def test_an_upload_resumed_across_patches_and_a_restart_is_named_by_its_ha
 ) -> None:
     """Three PATCHes, the node restarted between the last two: the exact bytes and hash."""
     data = _data()
-    cuts = [0, SYNC_EVERY + 5, 2 * SYNC_EVERY + 7, SIZE]
+    cuts = [0, 8 * WRITE_BATCH + 5, 16 * WRITE_BATCH + 7, SIZE]
     uploads = Uploads(tmp_path, lifetime=3600)
     upload = await uploads.create(SIZE, "photos", "u1", "image/png", "")
     for index, (start, stop) in enumerate(itertools.pairwise(cuts)):
