@@ -165,6 +165,11 @@ async def test_the_lease_holder_runs_rounds_at_the_configured_interval(cluster: 
         return await b.node.store.get("todos", "doc-1") is not None
 
     await eventually(repaired, 15, what="doc-1 repaired by b's own rounds")
+
+    async def counted() -> bool:  # the round counts its repairs once it ends
+        return repairs_metric(b, "a") >= 1
+
+    await eventually(counted, 15, what="b's repair counted")
     assert repairs_metric(b, "a") == 1
 
     async def in_sync_round() -> bool:
