@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -79,10 +80,12 @@ async def test_a_malformed_held_is_a_4xx_and_records_nothing(cluster: Cluster) -
 
 
 class _Recording(httpx.AsyncBaseTransport):
-    """The link to the peer's app, keeping each pull's ``cursor`` and ``held``."""
+    """The link to the peer's app, keeping each pull's ``cursor`` and ``held``; ``old``: the
+    peer answers as one that predates ``held`` (no ``accepts_held`` in its pages)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, *, old: bool = False) -> None:
         self._inner = httpx.ASGITransport(app=app)
+        self.old = old
         self.pulls: list[tuple[VersionVector, VersionVector | None]] = []
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -95,7 +98,14 @@ class _Recording(httpx.AsyncBaseTransport):
                     None if held is None else cursor_mod.decode(held),
                 )
             )
-        return await self._inner.handle_async_request(request)
+        if not self.old:
+            return await self._inner.handle_async_request(request)
+        del request.headers["accept-encoding"]
+        response = await self._inner.handle_async_request(request)
+        body = json.loads(await response.aread())
+        if isinstance(body, dict):
+            body.pop("accepts_held", None)
+        return httpx.Response(response.status_code, json=body)
 
 
 class _Target:
@@ -175,10 +185,36 @@ async def test_an_apply_failing_with_a_pull_in_flight_falls_back_to_the_durable_
     in order, with the peer never told of more than was committed."""
     regions = await cluster.start({"p": ["r"], "r": []})
     p = regions["p"]
-    await p.push(mutation("m1", "d1", title="x"))
     link = _Recording(p.app)
-    peer = Peer("p", ("http://p.test",), ("http://p.test",), cluster.keys["p"])
     target = _Target(p, "r")
+    await _replicate_three(cluster, p, link, target)
+    assert target.applied == ["m1", "m2", "m3"]
+    assert target.failures_left == 0
+    first_page_end = link.pulls[1][0]
+    assert link.pulls[0] == ({}, None)  # no page seen yet: no ``held``
+    assert link.pulls[1] == (first_page_end, {})  # sent ahead of the failed apply
+    assert first_page_end and link.pulls[2][0] == {}  # after it: the durable cursor again
+    ahead = [(cursor, held) for cursor, held in link.pulls if held is not None and held != cursor]
+    assert ahead, "some pull left before its page was applied"
+    assert cursor_mod.covers_all(p.node.region.held["r"], target.committed)
+
+
+async def test_no_pull_goes_ahead_to_a_peer_that_predates_held(cluster: Cluster) -> None:
+    """A peer whose pages lack ``accepts_held`` takes every cursor for a durable one: each pull
+    then leaves after the page before is applied, without ``held``, as before."""
+    regions = await cluster.start({"p": ["r"], "r": []})
+    p = regions["p"]
+    link = _Recording(p.app, old=True)
+    target = _Target(p, "r")
+    await _replicate_three(cluster, p, link, target)
+    assert target.applied == ["m1", "m2", "m3"]
+    assert all(held is None for _, held in link.pulls)
+
+
+async def _replicate_three(cluster: Cluster, p: Region, link: _Recording, target: _Target) -> None:
+    """Replicate m1, then m2 and m3, from ``p`` into ``target`` through ``link``."""
+    await p.push(mutation("m1", "d1", title="x"))
+    peer = Peer("p", ("http://p.test",), ("http://p.test",), cluster.keys["p"])
     client = PeerClient(peer, "r", transport=link)
     replicator = PeerReplicator(
         peer,
@@ -199,15 +235,6 @@ async def test_an_apply_failing_with_a_pull_in_flight_falls_back_to_the_durable_
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await client.aclose()
-    assert target.applied == ["m1", "m2", "m3"]
-    assert target.failures_left == 0
-    first_page_end = link.pulls[1][0]
-    assert link.pulls[0] == ({}, None)  # no page seen yet: no ``held``
-    assert link.pulls[1] == (first_page_end, {})  # sent ahead of the failed apply
-    assert first_page_end and link.pulls[2][0] == {}  # after it: the durable cursor again
-    ahead = [(cursor, held) for cursor, held in link.pulls if held is not None and held != cursor]
-    assert ahead, "some pull left before its page was applied"
-    assert cursor_mod.covers_all(p.node.region.held["r"], target.committed)
 
 
 async def _has(target: _Target, mutation_ids: list[str]) -> bool:
