@@ -1,4 +1,5 @@
-"""One peer's replicator: pull its feed from a durable cursor, apply, repeat.
+"""One peer's replicator: pull its feed from a durable cursor, apply, repeat (the next pull
+travels while a page is applied, ADR 0045).
 
 Exactly one node of a region replicates from a given peer: it holds a lease row in the store,
 renewed every second, which another node takes over once it has not been renewed for
