@@ -371,6 +371,7 @@ def test_bench_replication_cluster_reports_lag_convergence_backlog_and_cpu(
     assert 0 < report["push_ack_p50_ms"] <= report["push_ack_p99_ms"]  # type: ignore[operator]
     acknowledged = report["writes_acknowledged"]
     assert isinstance(acknowledged, int) and acknowledged >= 50
+    assert isinstance(report["writes_resent"], int)
     assert report["arrivals"] == report["expected_arrivals"] == 2 * acknowledged
     # a change crosses a link one way at least: 20 ms
     assert 20 <= report["lag_p50_ms"] <= report["lag_p99_ms"] <= report["lag_max_ms"]  # type: ignore[operator]

@@ -9,12 +9,15 @@ schedule (write ``i`` belongs to process ``i % processes``). The report, one JSO
 stdout, holds each acknowledged write's id, region and ``CLOCK_MONOTONIC`` time of acknowledgement
 (one clock for every process of the machine), each push's round trip (the local write path: a
 floor under the replication lag, whose every change is applied by one more write), how late the
-sends were against the schedule, and the process's CPU seconds.
+sends were against the schedule, and the process's CPU seconds. A push whose reused keep-alive
+connection turns out closed by the node is sent once more on a new
+connection: each write has its own mutation id, so a resend never applies twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -42,18 +45,45 @@ class _Writer:
     ack_ms: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
     """Failed writes by HTTP status or exception name."""
+    resent: int = 0
+    """Writes sent again on a new connection after a reused one was found closed."""
 
     def _failed(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
 
-    async def _connection(self, region: str) -> HttpConnection | None:
+    async def _connection(self, region: str) -> tuple[HttpConnection, bool] | None:
+        """An idle connection (``True``: reused) or a new one; ``None`` past the bound."""
         idle = self.idle.setdefault(region, [])
         if idle:
-            return idle.pop()
+            return idle.pop(), True
+        return await self._open(region)
+
+    async def _open(self, region: str) -> tuple[HttpConnection, bool] | None:
         if self.opened.get(region, 0) >= MAX_CONNECTIONS_PER_REGION:
             return None
         self.opened[region] = self.opened.get(region, 0) + 1
-        return await HttpConnection(*self.targets[region]).__aenter__()
+        return await HttpConnection(*self.targets[region]).__aenter__(), False
+
+    async def _push(self, region: str, body: bytes) -> tuple[int, bytes, HttpConnection] | None:
+        """The push's status and answer, and the connection to keep; ``None``: no connection
+        left. A reused connection the node closed meanwhile gets one resend on a new one."""
+        got = await self._connection(region)
+        while got is not None:
+            connection, reused = got
+            try:
+                status, answer = await asyncio.wait_for(
+                    connection.request("POST", "/v1/sync/push", body), TIMEOUT_S
+                )
+            except (asyncio.IncompleteReadError, ConnectionResetError, BrokenPipeError):
+                if not reused:  # a new connection's failure is the node's answer
+                    raise
+                with contextlib.suppress(OSError):
+                    await connection.__aexit__()
+                self.resent += 1
+                got = await self._open(region)
+                continue
+            return status, answer, connection
+        return None
 
     async def one(self, region: str, number: int, due: float) -> None:
         """Push write ``number`` to ``region`` and stamp its acknowledgement."""
@@ -63,16 +93,14 @@ class _Writer:
         mutation = {"mutation_id": doc_id, "collection": "lag", "id": doc_id, "op": "set"}
         body = codec.dumps({"mutations": [{**mutation, "data": {"at": region}}]})
         try:
-            connection = await self._connection(region)
-            if connection is None:
-                self._failed("no connection left")
-                return
-            status, answer = await asyncio.wait_for(
-                connection.request("POST", "/v1/sync/push", body), TIMEOUT_S
-            )
+            pushed = await self._push(region, body)
         except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
             self._failed(type(exc).__name__)  # the connection goes with its unfinished request
             return
+        if pushed is None:
+            self._failed("no connection left")
+            return
+        status, answer, connection = pushed
         now = time.monotonic()
         self.idle[region].append(connection)
         if status == 200 and codec.loads(answer)["results"][0]["status"] != "rejected":
@@ -116,6 +144,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         "sent": len(writer.late_ms),
         "acked": writer.acked,
         "errors": writer.errors,
+        "resent": writer.resent,
         "send_seconds": sent_by - start,
         "late_p99_ms": percentile(writer.late_ms, 0.99),
         "late_max_ms": max(writer.late_ms, default=0.0),

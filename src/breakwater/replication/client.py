@@ -96,16 +96,26 @@ class PeerClient:
         return self.peer.urls[self._next_url % len(self.peer.urls)]
 
     async def pull(
-        self, vector: VersionVector, limit: int, wait: float, *, transfer: bool = False
+        self,
+        vector: VersionVector,
+        limit: int,
+        wait: float,
+        *,
+        held: VersionVector | None = None,
+        transfer: bool = False,
     ) -> Pulled:
-        """One page past ``vector``; :class:`PullFailed` when there is none. ``transfer``: a
-        full state transfer's page, served past the peer's retention horizon."""
+        """One page past ``vector``; :class:`PullFailed` when there is none. ``held``: what this
+        region durably holds when that is behind ``vector`` (a pull sent before the previous
+        page is applied; only to a peer whose pages say ``accepts_held``). ``transfer``: a full
+        state transfer's page, served past the peer's retention horizon."""
         params = {
             "cursor": cursor_mod.encode(vector),
             "limit": str(limit),
             "wait": str(wait),
             "region": self.region,
         }
+        if held is not None:
+            params["held"] = cursor_mod.encode(held)
         if transfer:
             params["transfer"] = "true"
         body, wire = await self._get(PULL_PATH, params, wait + 10.0)

@@ -1,4 +1,5 @@
-"""One peer's replicator: pull its feed from a durable cursor, apply, repeat.
+"""One peer's replicator: pull its feed from a durable cursor, apply, repeat (the next pull
+travels while a page is applied, ADR 0045).
 
 Exactly one node of a region replicates from a given peer: it holds a lease row in the store,
 renewed every second, which another node takes over once it has not been renewed for
@@ -152,6 +153,15 @@ def _covered(vector: Mapping[str, int], head: Mapping[str, int]) -> int:
     return sum(min(vector.get(origin, 0), seq) for origin, seq in head.items())
 
 
+async def _drop(pull: asyncio.Task[Pulled] | None) -> None:
+    """Cancel a pull sent ahead and wait for it to end; its answer or failure no longer counts."""
+    if pull is None:
+        return
+    pull.cancel()
+    with contextlib.suppress(asyncio.CancelledError, PullFailed):
+        await pull
+
+
 def _lag(peer_head: Mapping[str, int], local_head: Mapping[str, int]) -> int:
     return sum(max(0, seq - local_head.get(origin, 0)) for origin, seq in peer_head.items())
 
@@ -241,54 +251,79 @@ class PeerReplicator:
                 return
 
     async def _replicate(self) -> None:
+        """Follow the peer's feed, each page applied in order with the cursor it ends at. Once
+        the peer's pages say ``accepts_held``, the next pull leaves as soon as a page arrives,
+        from that page's end with the durable cursor as ``held``, and travels while the page
+        is applied (ADR 0045); a failed pull or apply drops the pull in flight, and the next
+        one starts from the durable cursor."""
         row = (await self.target.replication_state()).get(peer_key(self.peer.name), {})
         vector: VersionVector = dict(row.get("cursor", {}))
         caught_up = row.get("caught_up")
         wait = 0.0
-        while True:
-            if row.get("needs_full_transfer"):
-                row = await self._transfer(row)
-                vector, caught_up, wait = dict(row["cursor"]), row.get("caught_up"), 0.0
-                await self._anti_entropy()  # finds what the peer deleted and purged
-                continue
-            if not self._breaker.allow():
-                self._set_breaker()
-                await self._pause(max(self._breaker.retry_in(), 0.05))
-                continue
-            try:
-                pulled = await self.client.pull(vector, self.topology.pull_limit, wait)
-            except PullFailed as failure:
-                if failure.kind == "expired":
-                    row = await self._expired(failure, row)
-                else:
-                    await self._failed(failure)
-                continue
-            page = pulled.page
-            if not page.has_more:
-                caught_up = page.head  # this page brings everything the peer held
-            row = self._row(page, caught_up, row)
-            try:
-                applied = await self.target.apply_replicated(
-                    page.entries, {peer_key(self.peer.name): row}, page.traces
-                )
-                local = await self.target.head()
-            except BreakwaterError as error:
-                await self._apply_failed(error)
-                continue
-            self._succeeded()
-            vector = page.vector
-            status = self.status
-            status.pulls += 1
-            status.applied += applied.applied
-            status.bytes_in += pulled.wire_bytes
-            status.lag_changes = _lag(page.head, local)
-            status.needs_full_transfer = False
-            if not page.has_more:
-                status.caught_up_at = self._wall()
-            self.observer.pulled(self.peer.name, pulled, applied, status.lag_changes)
-            wait = 0.0 if page.has_more else self.topology.pull_wait
-            if not page.has_more and self._anti_entropy_due():
-                await self._anti_entropy()
+        ahead: asyncio.Task[Pulled] | None = None
+        try:
+            while True:
+                if row.get("needs_full_transfer"):
+                    row = await self._transfer(row)
+                    vector, caught_up, wait = dict(row["cursor"]), row.get("caught_up"), 0.0
+                    await self._anti_entropy()  # finds what the peer deleted and purged
+                    continue
+                if ahead is None and not self._breaker.allow():
+                    self._set_breaker()
+                    await self._pause(max(self._breaker.retry_in(), 0.05))
+                    continue
+                try:
+                    if ahead is None:
+                        pulled = await self.client.pull(vector, self.topology.pull_limit, wait)
+                    else:
+                        pulled = await ahead
+                except PullFailed as failure:
+                    ahead = None
+                    if failure.kind == "expired":
+                        row = await self._expired(failure, row)
+                    else:
+                        await self._failed(failure)
+                    continue
+                page = pulled.page
+                ahead = self._pull_ahead(page, vector) if page.accepts_held else None
+                if not page.has_more:
+                    caught_up = page.head  # this page brings everything the peer held
+                row = self._row(page, caught_up, row)
+                try:
+                    applied = await self.target.apply_replicated(
+                        page.entries, {peer_key(self.peer.name): row}, page.traces
+                    )
+                    local = await self.target.head()
+                except BreakwaterError as error:
+                    await _drop(ahead)
+                    ahead = None
+                    await self._apply_failed(error)
+                    continue
+                self._succeeded()
+                vector = page.vector
+                status = self.status
+                status.pulls += 1
+                status.applied += applied.applied
+                status.bytes_in += pulled.wire_bytes
+                status.lag_changes = _lag(page.head, local)
+                status.needs_full_transfer = False
+                if not page.has_more:
+                    status.caught_up_at = self._wall()
+                self.observer.pulled(self.peer.name, pulled, applied, status.lag_changes)
+                wait = 0.0 if page.has_more else self.topology.pull_wait
+                if not page.has_more and self._anti_entropy_due():
+                    await self._anti_entropy()
+        finally:
+            await _drop(ahead)
+
+    def _pull_ahead(self, page: ReplicaPage, held: VersionVector) -> asyncio.Task[Pulled]:
+        """The pull after ``page``, sent before ``page`` is applied. A page that brought
+        changes is followed by one that does not wait, so the peer learns promptly that they
+        are held (``stable``, write concern ``replicated``); a long-poll follows an empty page,
+        whose ``held`` is then the whole durable cursor."""
+        wait = 0.0 if page.entries or page.has_more else self.topology.pull_wait
+        pull = self.client.pull(page.vector, self.topology.pull_limit, wait, held=held)
+        return asyncio.create_task(pull)
 
     def _row(
         self, page: ReplicaPage, caught_up: Any, previous: Mapping[str, Any]

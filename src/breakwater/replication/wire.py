@@ -55,6 +55,9 @@ class ReplicaPage:
     (``None``: not told, e.g. its webhook store was down)."""
     traces: dict[str, list[Position]] = field(default_factory=dict)
     """Positions of the page by the ``traceparent`` of the write that made them (tracing)."""
+    accepts_held: bool = False
+    """The responder records a pull's ``held`` parameter, not its ``cursor``, as what the puller
+    holds, so the next pull may leave before this page is applied (ADR 0045)."""
 
 
 def entry_json(entry: FeedEntry) -> dict[str, Any]:
@@ -94,6 +97,7 @@ def page_json(
         "head": dict(page.head),
         "stable": dict(stable),
         "regions": sorted(regions),
+        "accepts_held": True,
     }
     if webhooks is not None:
         answer["webhooks"] = {sub_id: dict(vector) for sub_id, vector in webhooks.items()}
@@ -237,6 +241,7 @@ def parse_page(body: Any) -> ReplicaPage:
         origin=origin,
         webhooks=_webhooks(body.get("webhooks")),
         traces=_traces(body.get("traces"), len(entries)),
+        accepts_held=body.get("accepts_held") is True,
     )
 
 

@@ -2,8 +2,10 @@
 
 ``GET /v1/replication/pull`` answers only an API key with the ``replication`` scope (a peer
 region's key): it returns every change past the cursor with the document's full CRDT state, so a
-device credential can never read through it. The puller's cursor also tells this region what the
-puller durably holds (write concern ``replicated``). Pages are gzip-compressed when the caller
+device credential can never read through it. The puller's ``held`` vector (its ``cursor`` when
+``held`` is left out, as older peers do) tells this region what the puller durably holds (write
+concern ``replicated``, ``stable``); a pull sent before the previous page is applied carries a
+``held`` behind its ``cursor`` (ADR 0045). Pages are gzip-compressed when the caller
 accepts it, and their bytes are counted before and after.
 """
 
@@ -65,6 +67,10 @@ async def replication_pull(
     limit: Annotated[AsciiInt, Query(description="entries per page")] = 500,
     wait: Annotated[AsciiFloat, Query(description="long-poll seconds when nothing is new")] = 0.0,
     region: Annotated[str | None, Query(description="the pulling region's name")] = None,
+    held: Annotated[
+        str | None,
+        Query(description="what the puller durably holds, when behind its cursor (ADR 0045)"),
+    ] = None,
     transfer: Annotated[
         bool, Query(description="a full state transfer continuing past the retention horizon")
     ] = False,
@@ -83,11 +89,13 @@ async def replication_pull(
     if region is not None and not REGION_PATTERN.fullmatch(region):
         raise ValidationError("region is not a region name", field="region")
     vector = cursor_mod.decode(cursor)
+    holds = vector if held is None else _held(held)
     if region is not None:
         if not transfer:
-            # A region pulls only from a cursor it has durably applied: it holds all of it
+            # Without ``held`` a region pulls only from a cursor it has durably applied, so it
+            # holds all of it; with ``held`` the cursor may run ahead of what it has committed
             # (not so a transfer's cursor: a change it covers may come in a later document).
-            node.region.record_held(region, vector)
+            node.region.record_held(region, holds)
         node.replication.heard_from(region)
     deadline = time.monotonic() + wait
     page = await node.store.pull(vector, None, limit, include_state=True, past_horizon=transfer)
@@ -120,6 +128,13 @@ async def replication_pull(
     if region is not None and region in node.config.topology.peers:
         node.replication.served(region, len(body))
     return Response(body, media_type="application/json", headers=headers)
+
+
+def _held(held: str) -> cursor_mod.VersionVector:
+    try:
+        return cursor_mod.decode(held)
+    except ValidationError as exc:
+        raise ValidationError("held is not a Breakwater cursor", field="held") from exc
 
 
 def _buckets(buckets: int) -> int:
