@@ -1,4 +1,4 @@
-"""The pull sent ahead of an apply (ADR 0045): the responder records ``held``, never the ahead
+"""The pull sent ahead of an apply (ADR 0047): the responder records ``held``, never the ahead
 pull's ``cursor``, as what the puller holds; a failed apply drops the pull in flight and starts
 again from the durable cursor, each page applied once, in order."""
 

@@ -1,5 +1,5 @@
 """One peer's replicator: pull its feed from a durable cursor, apply, repeat (the next pull
-travels while a page is applied, ADR 0045).
+travels while a page is applied, ADR 0047).
 
 Exactly one node of a region replicates from a given peer: it holds a lease row in the store,
 renewed every second, which another node takes over once it has not been renewed for
@@ -254,7 +254,7 @@ class PeerReplicator:
         """Follow the peer's feed, each page applied in order with the cursor it ends at. Once
         the peer's pages say ``accepts_held``, the next pull leaves as soon as a page arrives,
         from that page's end with the durable cursor as ``held``, and travels while the page
-        is applied (ADR 0045); a failed pull or apply drops the pull in flight, and the next
+        is applied (ADR 0047); a failed pull or apply drops the pull in flight, and the next
         one starts from the durable cursor."""
         row = (await self.target.replication_state()).get(peer_key(self.peer.name), {})
         vector: VersionVector = dict(row.get("cursor", {}))

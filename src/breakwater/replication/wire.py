@@ -57,7 +57,7 @@ class ReplicaPage:
     """Positions of the page by the ``traceparent`` of the write that made them (tracing)."""
     accepts_held: bool = False
     """The responder records a pull's ``held`` parameter, not its ``cursor``, as what the puller
-    holds, so the next pull may leave before this page is applied (ADR 0045)."""
+    holds, so the next pull may leave before this page is applied (ADR 0047)."""
 
 
 def entry_json(entry: FeedEntry) -> dict[str, Any]:

@@ -5,7 +5,7 @@ region's key): it returns every change past the cursor with the document's full 
 device credential can never read through it. The puller's ``held`` vector (its ``cursor`` when
 ``held`` is left out, as older peers do) tells this region what the puller durably holds (write
 concern ``replicated``, ``stable``); a pull sent before the previous page is applied carries a
-``held`` behind its ``cursor`` (ADR 0045). Pages are gzip-compressed when the caller
+``held`` behind its ``cursor`` (ADR 0047). Pages are gzip-compressed when the caller
 accepts it, and their bytes are counted before and after.
 """
 
@@ -69,7 +69,7 @@ async def replication_pull(
     region: Annotated[str | None, Query(description="the pulling region's name")] = None,
     held: Annotated[
         str | None,
-        Query(description="what the puller durably holds, when behind its cursor (ADR 0045)"),
+        Query(description="what the puller durably holds, when behind its cursor (ADR 0047)"),
     ] = None,
     transfer: Annotated[
         bool, Query(description="a full state transfer continuing past the retention horizon")
