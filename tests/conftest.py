@@ -16,12 +16,18 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import settings
 
 from breakwater.config import Config, load_config
 from breakwater.core.engine import Engine
 from breakwater.core.hlc import HybridClock
 from breakwater.server.app import create_app
 from breakwater.storage.sqlite import SqliteStore
+
+# No per-example deadline: on a loaded 2-core CI machine one example can take longer than
+# Hypothesis's default 200 ms, which fails a correct property as "flaky" (seen in a full run).
+settings.register_profile("breakwater", deadline=None)
+settings.load_profile("breakwater")
 
 
 @pytest.fixture
