@@ -196,3 +196,18 @@ def test_each_consumer_gets_every_change_once_in_feed_order(
     consumer is handed each change exactly once, in seq order (I3 for the node's consumers)."""
     with tempfile.TemporaryDirectory() as directory:
         asyncio.run(_follow_commits(Path(directory), page_size, commits, failures))
+
+
+async def test_a_long_poll_cancelled_as_the_feed_advances_ends_cancelled() -> None:
+    """A cancel landing in the same turn as the commit that ends the wait must cancel it (on
+    Python 3.11 ``wait_for`` returned the wait's result instead, and a long-poll being
+    cancelled, e.g. by a device pausing its sync, went on waiting)."""
+    follower = FeedFollower(None, MemoryBus())  # type: ignore[arg-type]  # no store is read
+    waiting = asyncio.create_task(follower.wait_beyond({}, 30.0))
+    await asyncio.sleep(0)  # it waits for the feed to advance
+    follower.position = {"o": 1}
+    follower._wake_waiters()
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert waiting.cancelled()

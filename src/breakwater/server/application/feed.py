@@ -99,7 +99,8 @@ class FeedFollower:
         self.stop_waiters()
         self._closing = True
         # Python 3.11's wait_for can swallow a cancellation that lands as its inner wait
-        # finishes; the flag ends the loop then, and the cancel is repeated until it is done.
+        # finishes (so waits here use asyncio.timeout); should one still be lost, the flag ends
+        # the loop, and the cancel is repeated until it is done.
         while self._task is not None and not self._task.done():
             self._task.cancel()
             await asyncio.wait({self._task}, timeout=1.0)
@@ -140,7 +141,8 @@ class FeedFollower:
         """The commit time of changes past the position, or None when nothing is new."""
         notice: CommitNotice | None
         try:
-            notice = await asyncio.wait_for(anext(notices), self.poll_interval)
+            async with asyncio.timeout(self.poll_interval):
+                notice = await anext(notices)
         except TimeoutError:
             notice = None
         except StopAsyncIteration:
@@ -189,7 +191,8 @@ class FeedFollower:
             if self._stopped or remaining <= 0:
                 return False
             try:
-                await asyncio.wait_for(self._advanced.wait(), remaining)
+                async with asyncio.timeout(remaining):  # not wait_for: see aclose
+                    await self._advanced.wait()
             except TimeoutError:
                 return False
         return True

@@ -199,7 +199,8 @@ class FileCopies:
             dues = [waiting.due for waiting in self.waiting.values()]
             pause = max(0.0, min(dues) - self.clock()) if dues else None
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), pause)
+                async with asyncio.timeout(pause):
+                    await self._wake.wait()
 
     async def _guarded(self, work: Awaitable[None]) -> None:
         try:

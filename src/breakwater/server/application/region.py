@@ -212,7 +212,8 @@ class RegionView:
                 if remaining <= 0:
                     return False
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._refreshed.wait(), remaining)
+                    async with asyncio.timeout(remaining):
+                        await self._refreshed.wait()
             return True
         finally:
             self._waiters -= 1

@@ -177,11 +177,13 @@ class Realtime:
         self.admission.draining = True
         self._say_goodbye()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._idle.wait()
         stuck = list(self.sessions)
         for session in stuck:
             session.abort("stalled")
         if stuck:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._idle.wait(), 1.0)
+                async with asyncio.timeout(1.0):
+                    await self._idle.wait()
         return len(stuck)
