@@ -3,8 +3,10 @@
  * outbox, cursor, stable vector and clock (the Python SDK's `local_store.py`, same rules).
  *
  * Tables: `server` (each document's replicated state as the server last sent it, and whether a
- * running full resync has seen it), `docs` (the local view: `server` with the outbox re-applied),
- * `outbox` (by position), `rejected`, `meta`. Every method runs alone (one queue), and commits
+ * running full resync has seen it), `docs` (the local view where it differs from `server`: the
+ * documents with outbox entries; docs/adr/0040-view-rows-for-pending-documents.md), `outbox` (by
+ * position), `rejected`, `meta`. A document without a `docs` row shows its server state, so a
+ * pulled document is one row written, not two. Every method runs alone (one queue), and commits
  * what it changed in one adapter commit, so a local write, its outbox entry and the clock's new
  * stamp survive a crash together or not at all.
  */
@@ -76,9 +78,19 @@ const JOURNAL_ROWS = 8192;
 /** Counters in `server` hold folded bases (docs/adr/0019-compact-counters.md). */
 const COUNTER_FORMAT = 2;
 
+/** The view of a document with no `docs` row: its server state as it is (no pending writes). */
+function serverView(row: ServerRow): ViewRow {
+  return { ...viewOf(row.state), pending: false };
+}
+
+const toDocument = (collection: string, id: string, row: ViewRow | undefined): Document | null =>
+  row?.data ? { collection, id, data: row.data, hlc: row.hlc, pending: row.pending } : null;
+
 /** Writes staged by one operation, read back through before they are committed. */
 class Batch {
   readonly writes = new Map<string, Write>();
+  /** The local views this operation changed (`undefined`: gone), for live queries. */
+  readonly views = new Map<string, ViewRow | undefined>();
   /** Stored values read ahead (`prefetch`), by the same key as `writes`. */
   private readonly read = new Map<string, unknown>();
 
@@ -213,12 +225,15 @@ export class LocalStore {
     if (this.deviceId && (await this.meta("generation", 0)) !== this.generation) await this.load();
   }
 
-  /** Commit `writes` with the next generation, so that other tabs see their cache is stale. */
-  private async commit(writes: readonly Write[]): Promise<void> {
+  /**
+   * Commit `writes` with the next generation, so that other tabs see their cache is stale, and
+   * journal `views`, the local views they changed.
+   */
+  private async commit(writes: readonly Write[], views: ReadonlyMap<string, ViewRow | undefined> = new Map()): Promise<void> {
     const generation = this.generation + 1;
     await this.adapter.commit([...writes, { table: "meta", key: "generation", value: generation }]);
     this.generation = generation;
-    const rows = new Map(writes.filter((w) => w.table === "docs").map((w) => [w.key, w.value as ViewRow | undefined]));
+    const rows = new Map(views);
     if (rows.size === 0) return;
     this.journal.push({ seq: ++this.seq, rows });
     this.journalRows += rows.size;
@@ -243,7 +258,10 @@ export class LocalStore {
   private async forgetUnfoldedCounters(): Promise<void> {
     const writes: Write[] = [{ table: "meta", key: "counter_format", value: COUNTER_FORMAT }];
     for (const [key, value] of await this.adapter.list("server")) {
-      if (Object.values((value as ServerRow).state.n).some(isLegacy)) writes.push({ table: "server", key, value: undefined });
+      if (!Object.values((value as ServerRow).state.n).some(isLegacy)) continue;
+      writes.push({ table: "server", key, value: undefined });
+      // The view shows the server state while no `docs` row exists: keep it in one until the resync brings the state back.
+      if ((await this.adapter.get("docs", key)) === undefined) writes.push({ table: "docs", key, value: serverView(value as ServerRow) });
     }
     if (writes.length > 1 && this.cursor) await this.startResync(writes);
     else await this.commit(writes);
@@ -289,7 +307,7 @@ export class LocalStore {
       batch.put("meta", "last_position", position);
       batch.put("outbox", positionKey(position), entry);
       const view = await this.refreshView(batch, outbox, collection, id);
-      await this.commit([...batch.writes.values()]);
+      await this.commit([...batch.writes.values()], batch.views);
       this.counter = counter;
       this.outbox = outbox;
       return { view, entry };
@@ -299,8 +317,9 @@ export class LocalStore {
   /** The local view of one document (`null` when missing or deleted). */
   get(collection: string, id: string): Promise<Document | null> {
     return this.serial(async () => {
-      const row = (await this.adapter.get("docs", docKey(collection, id))) as ViewRow | undefined;
-      return row?.data ? { collection, id, data: row.data, hlc: row.hlc, pending: row.pending } : null;
+      const key = docKey(collection, id);
+      const [view, server] = (await Promise.all([this.adapter.get("docs", key), this.adapter.get("server", key)])) as [ViewRow | undefined, ServerRow | undefined];
+      return toDocument(collection, id, view ?? (server && serverView(server)));
     });
   }
 
@@ -309,13 +328,22 @@ export class LocalStore {
     return this.serial(async () => runQuery(query, await this.liveDocuments(query.collection)));
   }
 
+  /** The local view of `collection` in key order: its `docs` rows, and its server states where it has none. */
   private async liveDocuments(collection: string): Promise<Document[]> {
     const prefix = `${collection}/`;
+    const [servers, views] = await Promise.all([this.adapter.list("server", prefix), this.adapter.list("docs", prefix)]);
     const docs: Document[] = [];
-    for (const [key, value] of await this.adapter.list("docs", prefix)) {
-      const row = value as ViewRow;
-      if (row.data !== null) docs.push({ collection, id: key.slice(prefix.length), data: row.data, hlc: row.hlc, pending: row.pending });
+    const add = (key: string, row: ViewRow): void => {
+      const doc = toDocument(collection, key.slice(prefix.length), row);
+      if (doc !== null) docs.push(doc);
+    };
+    let v = 0; // both lists are in key order: merge them, a `docs` row standing for the server state of its key
+    for (const [key, value] of servers) {
+      for (; v < views.length && (views[v] as [string, unknown])[0] < key; v++) add(...(views[v] as [string, ViewRow]));
+      if (v < views.length && (views[v] as [string, unknown])[0] === key) add(...(views[v++] as [string, ViewRow]));
+      else add(key, serverView(value as ServerRow));
     }
+    for (; v < views.length; v++) add(...(views[v] as [string, ViewRow]));
     return docs;
   }
 
@@ -340,13 +368,16 @@ export class LocalStore {
       for (const [key, row] of entry.rows) {
         if (!key.startsWith(prefix)) continue;
         const id = key.slice(prefix.length);
-        docs.set(id, row?.data ? { collection, id, data: row.data, hlc: row.hlc, pending: row.pending } : null);
+        docs.set(id, toDocument(collection, id, row));
       }
     }
     return { seq: this.seq, docs };
   }
 
-  /** Recompute one document's view from its server state and its outbox entries (staged). */
+  /**
+   * Recompute one document's view from its server state and its outbox entries (staged): a
+   * `docs` row while it has entries, none (its server state shows) once it has none.
+   */
   private async refreshView(batch: Batch, outbox: readonly OutboxEntry[], collection: string, id: string): Promise<Document | null> {
     const key = docKey(collection, id);
     const pending = outbox
@@ -359,14 +390,16 @@ export class LocalStore {
         position: e.origin === null || e.seq === null ? null : ([e.origin, e.seq] as Position),
       }));
     const server = (await batch.get("server", key)) as ServerRow | undefined;
-    if (server === undefined && pending.length === 0) {
-      batch.put("docs", key, undefined);
-      return null;
+    if (pending.length === 0) {
+      if ((await batch.get("docs", key)) !== undefined) batch.put("docs", key, undefined);
+      const row = server && serverView(server);
+      batch.views.set(key, row);
+      return toDocument(collection, id, row);
     }
-    const { data, hlc } = viewOf(rebase(server?.state ?? null, pending));
-    const row: ViewRow = { data, hlc, pending: pending.length > 0 };
+    const row: ViewRow = { ...viewOf(rebase(server?.state ?? null, pending)), pending: true };
     batch.put("docs", key, row);
-    return data === null ? null : { collection, id, data, hlc, pending: row.pending };
+    batch.views.set(key, row);
+    return toDocument(collection, id, row);
   }
 
   // -- the outbox ---------------------------------------------------------------------------
@@ -409,7 +442,7 @@ export class LocalStore {
         rejections.push(rejection);
       }
       for (const e of gone) await this.refreshView(batch, outbox, e.collection, e.id);
-      await this.commit([...batch.writes.values()]);
+      await this.commit([...batch.writes.values()], batch.views);
       this.outbox = outbox;
       return rejections;
     });
@@ -443,7 +476,7 @@ export class LocalStore {
         const [collection, id] = splitKey(key);
         await this.refreshView(batch, outbox, collection, id);
       }
-      await this.commit([...batch.writes.values()]);
+      await this.commit([...batch.writes.values()], batch.views);
       this.outbox = outbox;
       return changed.length;
     });
@@ -472,7 +505,8 @@ export class LocalStore {
       const batch = new Batch(this.adapter);
       const touched = new Set(latest.keys());
       const offers = new Offers(this.offering, this.outbox.at(-1)?.position ?? (await this.meta("last_position", 0)));
-      await batch.prefetch("server", [...latest.keys()]);
+      // The page's `docs` rows too (few: a document has one only while it has outbox entries), read beside the states.
+      await Promise.all([batch.prefetch("server", [...latest.keys()]), batch.prefetch("docs", [...latest.keys()])]);
       for (const [key, incoming] of latest) {
         if (incoming === null) {
           batch.put("server", key, undefined);
@@ -520,7 +554,7 @@ export class LocalStore {
         const [collection, id] = splitKey(key);
         await this.refreshView(batch, outbox, collection, id);
       }
-      await this.commit([...batch.writes.values()]);
+      await this.commit([...batch.writes.values()], batch.views);
       this.cursor = cursor;
       this.stable = newStable;
       this.resyncing = resyncing;
