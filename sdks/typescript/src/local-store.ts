@@ -24,7 +24,7 @@ import { matches, runQuery } from "./query.js";
 import type { Query } from "./query.js";
 import { rebase, viewOf } from "./rebase.js";
 import { offerFor } from "./restore-offers.js";
-import type { StorageAdapter, Table, Write } from "./storage/adapter.js";
+import type { Read, StorageAdapter, Table, Write } from "./storage/adapter.js";
 import type { Tabs } from "./storage/tabs.js";
 
 /** A document as the device sees it; `pending` while local edits are not yet settled. */
@@ -62,11 +62,32 @@ const REMOVAL_OP = "remove";
 const docKey = (collection: string, id: string): string => `${collection}/${id}`;
 const positionKey = (position: number): string => String(position).padStart(15, "0");
 
-/** An operation waiting for the cross-tab lock; `run` settles the caller's promise and never rejects. */
+/** An operation waiting its turn; `run` settles the caller's promise and never rejects. */
 interface Waiting {
   run: () => Promise<void>;
   fail: (error: unknown) => void;
+  /** It does its reads and its commit in one `update`, which checks the generation itself: no cross-tab lock needed. */
+  alone: boolean;
 }
+
+/** What an operation commits: its writes, and the local views they change (for live queries). */
+interface Staged {
+  writes: readonly Write[];
+  views: ReadonlyMap<string, ViewRow | undefined>;
+}
+
+/**
+ * Another tab committed since this tab read its cached state, so the commit was not made: the
+ * operation runs again on the state reloaded (at most `ATTEMPTS` times).
+ */
+export class StaleState extends Error {
+  constructor() {
+    super("other tabs kept committing to the shared storage while this tab tried to; try again");
+    this.name = "StaleState";
+  }
+}
+
+const ATTEMPTS = 8;
 
 /** Operations one tab runs under one grant of the cross-tab lock before it lets others in. */
 const OPERATIONS_PER_GRANT = 64;
@@ -147,15 +168,15 @@ export class LocalStore {
    * Run `fn` after every earlier call has finished (one operation at a time). With storage
    * shared between tabs, also after every other tab's, on this tab's state refreshed first.
    */
-  private serial<T>(fn: () => Promise<T>): Promise<T> {
+  private serial<T>(fn: () => Promise<T>, alone = false): Promise<T> {
     const tabs = this.adapter.tabs;
     if (tabs === undefined) {
-      const result = this.queue.then(fn);
+      const result = this.queue.then(() => this.attempt(fn));
       this.queue = result.catch(() => undefined);
       return result;
     }
     return new Promise<T>((resolve, reject) => {
-      this.waiting.push({ run: () => fn().then(resolve, reject), fail: reject });
+      this.waiting.push({ run: () => this.attempt(fn).then(resolve, reject), fail: reject, alone: alone && this.adapter.update !== undefined });
       if (!this.draining) {
         this.draining = true;
         void this.drain(tabs);
@@ -169,6 +190,10 @@ export class LocalStore {
    */
   private async drain(tabs: Tabs): Promise<void> {
     while (this.waiting.length > 0) {
+      if ((this.waiting[0] as Waiting).alone) {
+        await (this.waiting.shift() as Waiting).run();
+        continue;
+      }
       try {
         await tabs.exclusive(async () => {
           await this.catchUp();
@@ -181,6 +206,18 @@ export class LocalStore {
     this.draining = false;
   }
 
+  /** Run `fn`, and again on reloaded state while another tab's commit made its commit stale. */
+  private async attempt<T>(fn: () => Promise<T>): Promise<T> {
+    for (let n = 1; ; n++) {
+      try {
+        return await fn();
+      } catch (error) {
+        if (!(error instanceof StaleState) || n === ATTEMPTS) throw error;
+        await this.load();
+      }
+    }
+  }
+
   private async meta<T>(key: string, fallback: T): Promise<T> {
     const value = await this.adapter.get("meta", key);
     return value === undefined ? fallback : (value as T);
@@ -189,6 +226,7 @@ export class LocalStore {
   /** Load (creating when new) the device id, clock, cursor and outbox. */
   open(): Promise<void> {
     return this.serial(async () => {
+      this.generation = await this.meta("generation", 0);
       this.deviceId = await this.meta("device_id", "");
       if (!this.deviceId) {
         this.deviceId = this.randomId();
@@ -229,11 +267,30 @@ export class LocalStore {
    * Commit `writes` with the next generation, so that other tabs see their cache is stale, and
    * journal `views`, the local views they changed.
    */
-  private async commit(writes: readonly Write[], views: ReadonlyMap<string, ViewRow | undefined> = new Map()): Promise<void> {
+  private commit(writes: readonly Write[], views: ReadonlyMap<string, ViewRow | undefined> = new Map()): Promise<void> {
+    return this.transact([], () => ({ writes, views }));
+  }
+
+  /**
+   * Read `reads` and commit what `plan` stages from their values, with the next generation, in
+   * one transaction where the adapter has `update`; `StaleState` when the stored generation is
+   * not the one this tab's state was read at (another tab committed: with `update`, local writes
+   * take no cross-tab lock, so every commit checks). Journals the staged views.
+   */
+  private async transact(reads: readonly Read[], plan: (values: unknown[]) => Staged): Promise<void> {
     const generation = this.generation + 1;
-    await this.adapter.commit([...writes, { table: "meta", key: "generation", value: generation }]);
+    let staged = null as Staged | null;
+    const decide = ([stored, ...values]: unknown[]): readonly Write[] => {
+      if ((stored ?? 0) !== this.generation) return []; // another tab committed since this tab read its state
+      staged = plan(values);
+      return [...staged.writes, { table: "meta", key: "generation", value: generation }];
+    };
+    const all: Read[] = [["meta", "generation"], ...reads];
+    if (this.adapter.update) await this.adapter.update(all, decide);
+    else await this.adapter.commit(decide(await Promise.all(all.map(([table, key]) => this.adapter.get(table, key)))));
+    if (staged === null) throw new StaleState();
     this.generation = generation;
-    const rows = new Map(views);
+    const rows = new Map((staged as Staged).views);
     if (rows.size === 0) return;
     this.journal.push({ seq: ++this.seq, rows });
     this.journalRows += rows.size;
@@ -284,34 +341,48 @@ export class LocalStore {
   // -- local writes and reads ---------------------------------------------------------------
 
   /** Apply a local mutation and queue it, durably, in one commit. */
+  /**
+   * Apply a local mutation and queue it, durably, in one commit: its reads (the document's
+   * server state, the last outbox position) inside that commit's transaction, and without the
+   * cross-tab lock (the transaction checks no other tab committed since this tab's state was
+   * read), so a write is one round trip to the storage (docs/adr/0040-view-rows-for-pending-documents.md).
+   */
   write(collection: string, id: string, op: Op, data: JsonObject | null): Promise<{ view: Document | null; entry: OutboxEntry }> {
     return this.serial(async () => {
       const counter = this.counter + 1;
       const hlc = this.clock.now();
-      const position = (this.outbox.at(-1)?.position ?? (await this.meta("last_position", 0))) + 1;
-      const entry: OutboxEntry = {
-        position,
-        mutationId: `${this.deviceId}.${counter}`,
-        collection,
-        id,
-        op,
-        data: data === null ? null : structuredClone(data),
-        hlc,
-        origin: null,
-        seq: null,
-      };
-      const outbox = [...this.outbox, entry];
-      const batch = new Batch(this.adapter);
-      batch.put("meta", "counter", counter);
-      batch.put("meta", "hlc", hlc);
-      batch.put("meta", "last_position", position);
-      batch.put("outbox", positionKey(position), entry);
-      const view = await this.refreshView(batch, outbox, collection, id);
-      await this.commit([...batch.writes.values()], batch.views);
+      const key = docKey(collection, id);
+      let done = null as { view: Document | null; entry: OutboxEntry; outbox: OutboxEntry[] } | null;
+      await this.transact([["meta", "last_position"], ["server", key]], ([lastPosition, server]) => {
+        const position = (this.outbox.at(-1)?.position ?? ((lastPosition as number | undefined) ?? 0)) + 1;
+        const entry: OutboxEntry = {
+          position,
+          mutationId: `${this.deviceId}.${counter}`,
+          collection,
+          id,
+          op,
+          data: data === null ? null : structuredClone(data),
+          hlc,
+          origin: null,
+          seq: null,
+        };
+        const outbox = [...this.outbox, entry];
+        const row = pendingView(outbox, collection, id, server as ServerRow | undefined) as ViewRow; // it has `entry`
+        done = { view: toDocument(collection, id, row), entry, outbox };
+        const writes: Write[] = [
+          { table: "meta", key: "counter", value: counter },
+          { table: "meta", key: "hlc", value: hlc },
+          { table: "meta", key: "last_position", value: position },
+          { table: "outbox", key: positionKey(position), value: entry },
+          { table: "docs", key, value: row },
+        ];
+        return { writes, views: new Map([[key, row]]) };
+      });
+      const { view, entry, outbox } = done as unknown as { view: Document | null; entry: OutboxEntry; outbox: OutboxEntry[] };
       this.counter = counter;
       this.outbox = outbox;
       return { view, entry };
-    });
+    }, true);
   }
 
   /** The local view of one document (`null` when missing or deleted). */
@@ -380,26 +451,13 @@ export class LocalStore {
    */
   private async refreshView(batch: Batch, outbox: readonly OutboxEntry[], collection: string, id: string): Promise<Document | null> {
     const key = docKey(collection, id);
-    const pending = outbox
-      .filter((e) => e.collection === collection && e.id === id)
-      .map((e) => ({
-        op: e.op,
-        data: e.data,
-        hlc: e.hlc,
-        mutationId: e.mutationId,
-        position: e.origin === null || e.seq === null ? null : ([e.origin, e.seq] as Position),
-      }));
     const server = (await batch.get("server", key)) as ServerRow | undefined;
-    if (pending.length === 0) {
-      if ((await batch.get("docs", key)) !== undefined) batch.put("docs", key, undefined);
-      const row = server && serverView(server);
-      batch.views.set(key, row);
-      return toDocument(collection, id, row);
-    }
-    const row: ViewRow = { ...viewOf(rebase(server?.state ?? null, pending)), pending: true };
-    batch.put("docs", key, row);
-    batch.views.set(key, row);
-    return toDocument(collection, id, row);
+    const row = pendingView(outbox, collection, id, server);
+    if (row !== null) batch.put("docs", key, row);
+    else if ((await batch.get("docs", key)) !== undefined) batch.put("docs", key, undefined);
+    const view = row ?? (server && serverView(server));
+    batch.views.set(key, view);
+    return toDocument(collection, id, view);
   }
 
   // -- the outbox ---------------------------------------------------------------------------
@@ -637,6 +695,20 @@ class Offers {
     this.position += 1;
     this.entries.push({ position: this.position, mutationId: offer.mutationId, collection, id, op: offer.op, data: offer.data, hlc: offer.hlc, origin: null, seq: null });
   }
+}
+
+/** The view of a document with outbox entries in `outbox` (`null`: it has none, its server state shows). */
+function pendingView(outbox: readonly OutboxEntry[], collection: string, id: string, server: ServerRow | undefined): ViewRow | null {
+  const pending = outbox
+    .filter((e) => e.collection === collection && e.id === id)
+    .map((e) => ({
+      op: e.op,
+      data: e.data,
+      hlc: e.hlc,
+      mutationId: e.mutationId,
+      position: e.origin === null || e.seq === null ? null : ([e.origin, e.seq] as Position),
+    }));
+  return pending.length === 0 ? null : { ...viewOf(rebase(server?.state ?? null, pending)), pending: true };
 }
 
 function splitKey(key: string): [string, string] {
