@@ -121,10 +121,15 @@ class Batch {
     this.writes.set(`${table}\u0000${key}`, { table, key, value });
   }
 
-  /** Read `keys` all at once (a pulled page's documents: one round of reads, not one per change). */
-  async prefetch(table: Table, keys: readonly string[]): Promise<void> {
-    const values = this.adapter.getMany ? await this.adapter.getMany(table, keys) : await Promise.all(keys.map((key) => this.adapter.get(table, key)));
-    keys.forEach((key, i) => this.read.set(`${table}\u0000${key}`, values[i]));
+  /**
+   * Read `keys` all at once (a pulled page's documents: one round of reads, not one per change),
+   * but those `absent` says are not stored.
+   */
+  async prefetch(table: Table, keys: readonly string[], absent: (key: string) => boolean = () => false): Promise<void> {
+    const stored = keys.filter((key) => !absent(key));
+    const values = this.adapter.getMany ? await this.adapter.getMany(table, stored) : await Promise.all(stored.map((key) => this.adapter.get(table, key)));
+    for (const key of keys) this.read.set(`${table}\u0000${key}`, undefined);
+    stored.forEach((key, i) => this.read.set(`${table}\u0000${key}`, values[i]));
   }
 
   async get(table: Table, key: string): Promise<unknown> {
@@ -153,6 +158,12 @@ export class LocalStore {
   private seq = 0;
   /** Changes up to this sequence are not in the journal (trimmed, or another tab's). */
   private forgotten = 0;
+  /**
+   * Until the device's first sync has caught up (it never pulled before): every key `server`
+   * holds, so a first sync reads nothing for the documents it has not stored yet (no state, and
+   * no `docs` row but for documents with outbox entries). `null` otherwise.
+   */
+  private firstSync: Set<string> | null = null;
   private queue: Promise<unknown> = Promise.resolve();
   /** Operations waiting for the cross-tab lock (storage shared between tabs). */
   private waiting: Waiting[] = [];
@@ -247,6 +258,7 @@ export class LocalStore {
     this.cursor = await this.meta("cursor", "");
     this.stable = await this.meta("stable", {});
     this.resyncing = await this.meta("resyncing", false);
+    this.firstSync = this.cursor === "" && !this.resyncing ? new Set() : null;
     this.offering = await this.meta("offering", false);
     this.outbox = (await this.adapter.list("outbox")).map(([, entry]) => entry as OutboxEntry);
     this.forget(); // whatever changed before is unknown here
@@ -564,7 +576,12 @@ export class LocalStore {
       const touched = new Set(latest.keys());
       const offers = new Offers(this.offering, this.outbox.at(-1)?.position ?? (await this.meta("last_position", 0)));
       // The page's `docs` rows too (few: a document has one only while it has outbox entries), read beside the states.
-      await Promise.all([batch.prefetch("server", [...latest.keys()]), batch.prefetch("docs", [...latest.keys()])]);
+      const stored = this.firstSync;
+      const queued = new Set(this.outbox.map((e) => docKey(e.collection, e.id)));
+      await Promise.all([
+        batch.prefetch("server", [...latest.keys()], (key) => stored !== null && !stored.has(key)),
+        batch.prefetch("docs", [...latest.keys()], (key) => stored !== null && !queued.has(key)),
+      ]);
       for (const [key, incoming] of latest) {
         if (incoming === null) {
           batch.put("server", key, undefined);
@@ -595,13 +612,13 @@ export class LocalStore {
         batch.put("meta", "resyncing", false);
         batch.put("meta", "offering", undefined);
       }
-      const queued = offers.entries.filter((o) => !this.outbox.some((e) => e.mutationId === o.mutationId));
-      for (const entry of queued) {
+      const offered = offers.entries.filter((o) => !this.outbox.some((e) => e.mutationId === o.mutationId));
+      for (const entry of offered) {
         batch.put("outbox", positionKey(entry.position), entry);
         batch.put("meta", "last_position", entry.position);
         touched.add(docKey(entry.collection, entry.id));
       }
-      const outbox = settle([...this.outbox, ...queued], newStable, decodeCursor(cursor));
+      const outbox = settle([...this.outbox, ...offered], newStable, decodeCursor(cursor));
       for (const e of this.outbox) {
         if (!outbox.includes(e)) {
           batch.put("outbox", positionKey(e.position), undefined);
@@ -615,6 +632,8 @@ export class LocalStore {
       await this.commit([...batch.writes.values()], batch.views);
       this.cursor = cursor;
       this.stable = newStable;
+      for (const [key, incoming] of latest) stored?.[incoming === null ? "delete" : "add"](key);
+      if (done) this.firstSync = null;
       this.resyncing = resyncing;
       this.offering &&= resyncing;
       this.outbox = outbox;
@@ -670,6 +689,7 @@ export class LocalStore {
     );
     await this.commit(writes);
     this.outbox = outbox;
+    this.firstSync = null;
     this.cursor = "";
     this.stable = {};
     this.resyncing = true;

@@ -86,13 +86,25 @@ describe("the local view's rows", () => {
     expect((await store.snapshot(buildQuery("todos", { group: 1 }))).docs.map((d) => d.id)).toEqual(["b", "d", "e"]);
   });
 
+  it("joins a document a first sync brings twice, and rebases one written before the first sync on its state", async () => {
+    const storage = new MemoryStorage();
+    const store = await openStore(storage);
+    await store.write("todos", "mine", "patch", { done: 1 });
+    await store.applyPage([pulled("t1", { title: "new" }, "0000000000600-0000-srv"), pulled("mine", { title: "m" })], encodeCursor({ r: 2 }), {}, false);
+    await store.applyPage([pulled("t1", { title: "old", extra: "e" }, "0000000000400-0000-srv")], encodeCursor({ r: 3 }), {}, true);
+    expect((await store.get("todos", "t1"))?.data).toEqual({ title: "new" }); // the newer set wins, though it came first
+    expect(await store.get("todos", "mine")).toMatchObject({ data: { title: "m", done: 1 }, pending: true });
+    expect(await viewKeys(storage)).toEqual(["todos/mine"]);
+  });
+
   it("drops a row of the earlier layout (every document had one) when its document is pulled again", async () => {
     const storage = new MemoryStorage();
     const store = await openStore(storage);
     await store.applyPage([pulled("t1", { title: "a" })], encodeCursor({ r: 1 }), { r: 1 }, false);
     await storage.commit([{ table: "docs", key: "todos/t1", value: { data: { title: "a" }, hlc: "0000000000500-0000-srv", pending: false } }]);
-    await store.applyPage([pulled("t1", { title: "b" }, "0000000000600-0000-srv")], encodeCursor({ r: 2 }), { r: 2 }, true);
+    const upgraded = await openStore(storage);
+    await upgraded.applyPage([pulled("t1", { title: "b" }, "0000000000600-0000-srv")], encodeCursor({ r: 2 }), { r: 2 }, true);
     expect(await viewKeys(storage)).toEqual([]);
-    expect((await store.get("todos", "t1"))?.data).toEqual({ title: "b" });
+    expect((await upgraded.get("todos", "t1"))?.data).toEqual({ title: "b" });
   });
 });
