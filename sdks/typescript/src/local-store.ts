@@ -4,7 +4,7 @@
  *
  * Tables: `server` (each document's replicated state as the server last sent it, and whether a
  * running full resync has seen it), `docs` (the local view where it differs from `server`: the
- * documents with outbox entries; docs/adr/0040-view-rows-for-pending-documents.md), `outbox` (by
+ * documents with outbox entries; docs/adr/0045-view-rows-for-pending-documents.md), `outbox` (by
  * position), `rejected`, `meta`. A document without a `docs` row shows its server state, so a
  * pulled document is one row written, not two. Every method runs alone (one queue), and commits
  * what it changed in one adapter commit, so a local write, its outbox entry and the clock's new
@@ -357,7 +357,7 @@ export class LocalStore {
    * Apply a local mutation and queue it, durably, in one commit: its reads (the document's
    * server state, the last outbox position) inside that commit's transaction, and without the
    * cross-tab lock (the transaction checks no other tab committed since this tab's state was
-   * read), so a write is one round trip to the storage (docs/adr/0040-view-rows-for-pending-documents.md).
+   * read), so a write is one round trip to the storage (docs/adr/0045-view-rows-for-pending-documents.md).
    */
   write(collection: string, id: string, op: Op, data: JsonObject | null): Promise<{ view: Document | null; entry: OutboxEntry }> {
     return this.serial(async () => {

@@ -1,4 +1,4 @@
-// The local view's storage (docs/adr/0040-view-rows-for-pending-documents.md): a `docs` row only
+// The local view's storage (docs/adr/0045-view-rows-for-pending-documents.md): a `docs` row only
 // for documents with outbox entries; the others show their server state.
 import { describe, expect, it } from "vitest";
 
