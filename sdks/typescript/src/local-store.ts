@@ -17,6 +17,7 @@ import { decodeCursor, mergeVectors } from "./cursor.js";
 import type { VersionVector } from "./cursor.js";
 import { join } from "./document.js";
 import type { JsonObject, Op, State } from "./document.js";
+import { StaleState } from "./errors.js";
 import type { Problem } from "./errors.js";
 import { HybridClock } from "./hlc.js";
 import type { OutboxEntry, Rejection } from "./outbox.js";
@@ -76,17 +77,7 @@ interface Staged {
   views: ReadonlyMap<string, ViewRow | undefined>;
 }
 
-/**
- * Another tab committed since this tab read its cached state, so the commit was not made: the
- * operation runs again on the state reloaded (at most `ATTEMPTS` times).
- */
-export class StaleState extends Error {
-  constructor() {
-    super("other tabs kept committing to the shared storage while this tab tried to; try again");
-    this.name = "StaleState";
-  }
-}
-
+/** Runs of an operation whose commit another tab's overtook (`StaleState`), before the caller gets the error. */
 const ATTEMPTS = 8;
 
 /** Operations one tab runs under one grant of the cross-tab lock before it lets others in. */
@@ -177,7 +168,9 @@ export class LocalStore {
 
   /**
    * Run `fn` after every earlier call has finished (one operation at a time). With storage
-   * shared between tabs, also after every other tab's, on this tab's state refreshed first.
+   * shared between tabs, also after every other tab's, on this tab's state refreshed first; but
+   * an operation `alone` (one `update`: a local write) takes no cross-tab lock, its transaction
+   * checking the generation instead.
    */
   private serial<T>(fn: () => Promise<T>, alone = false): Promise<T> {
     const tabs = this.adapter.tabs;
