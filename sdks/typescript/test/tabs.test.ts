@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from "vitest";
 
 import { Client } from "../src/client.js";
 import { encodeCursor } from "../src/cursor.js";
+import { StaleState } from "../src/errors.js";
 import { deltaFor, emptyState, join } from "../src/document.js";
 import type { Document } from "../src/local-store.js";
 import { LocalStore } from "../src/local-store.js";
@@ -149,6 +150,27 @@ describe("LocalStore operations under the cross-tab lock", () => {
     await store.putMeta("theme", "light");
     expect(await store.getMeta("theme")).toBe("light");
     expect(store.entries().map((e) => [e.id, e.mutationId])).toEqual([["t1", "dev1.1"]]);
+  });
+
+  it("rejects with StaleState when other tabs' commits keep overtaking an operation, and goes on after", async () => {
+    const shared = new MemoryStorage();
+    const [tab] = browserTabs(1);
+    let busy = false;
+    const storage: StorageAdapter = {
+      ...tabStorage(shared, tab as Tabs),
+      update: async (reads, plan) => {
+        const generation = ((await shared.get("meta", "generation")) as number | undefined) ?? 0;
+        if (busy) await shared.commit([{ table: "meta", key: "generation", value: generation + 1 }]); // another tab, just before
+        return shared.update(reads, plan);
+      },
+    };
+    const store = new LocalStore(storage, () => 1_000, () => "dev1");
+    await store.open();
+    busy = true;
+    await expect(store.write("todos", "t1", "set", { n: 1 })).rejects.toBeInstanceOf(StaleState);
+    busy = false;
+    await store.write("todos", "t2", "set", { n: 2 });
+    expect((await shared.list("outbox")).map(([, e]) => (e as { id: string }).id)).toEqual(["t2"]);
   });
 
   it("runs an operation again on fresh state when another tab's write committed between its reads and its commit", async () => {
