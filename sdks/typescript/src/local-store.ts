@@ -117,9 +117,10 @@ class Batch {
    * but those `absent` says are not stored.
    */
   async prefetch(table: Table, keys: readonly string[], absent: (key: string) => boolean = () => false): Promise<void> {
-    const stored = keys.filter((key) => !absent(key));
-    const values = this.adapter.getMany ? await this.adapter.getMany(table, stored) : await Promise.all(stored.map((key) => this.adapter.get(table, key)));
     for (const key of keys) this.read.set(`${table}\u0000${key}`, undefined);
+    const stored = keys.filter((key) => !absent(key));
+    if (stored.length === 0) return; // no transaction for nothing
+    const values = this.adapter.getMany ? await this.adapter.getMany(table, stored) : await Promise.all(stored.map((key) => this.adapter.get(table, key)));
     stored.forEach((key, i) => this.read.set(`${table}\u0000${key}`, values[i]));
   }
 
