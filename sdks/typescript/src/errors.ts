@@ -6,6 +6,7 @@
  *     ├── CursorExpired        410 on a cursor: the device resyncs from scratch, keeping its outbox
  *     └── EndpointUnavailable  network error, timeout, 5xx or 429 (transient: back off, fail over)
  *     ClientClosed             the client was closed (not a BreakwaterError: a programming error)
+ *     StaleState               other tabs kept committing while this tab's operation tried to (transient: try again)
  */
 
 /** A problem object as the node sends it (docs/protocol.md#errors). */
@@ -58,6 +59,18 @@ export class ClientClosed extends Error {
   constructor() {
     super("the client is closed");
     this.name = "ClientClosed";
+  }
+}
+
+/**
+ * Another tab committed to the shared storage since this tab read its cached state, so this
+ * tab's commit was not made; the store runs the operation again on the reloaded state and
+ * rejects with this only when that kept happening (docs/adr/0048-view-rows-for-pending-documents.md).
+ */
+export class StaleState extends Error {
+  constructor() {
+    super("other tabs kept committing to the shared storage while this tab tried to; try again");
+    this.name = "StaleState";
   }
 }
 

@@ -9,7 +9,7 @@ export type { ClientOptions } from "./client.js";
 export { Collection } from "./collection.js";
 export type { QueryOptions } from "./collection.js";
 export type { Json, JsonObject } from "./document.js";
-export { BreakwaterError, ClientClosed, CursorExpired, EndpointUnavailable, ValidationError } from "./errors.js";
+export { BreakwaterError, ClientClosed, CursorExpired, EndpointUnavailable, StaleState, ValidationError } from "./errors.js";
 export type { Problem } from "./errors.js";
 export type { ClientEvents, Status } from "./events.js";
 export type { Document } from "./local-store.js";

@@ -3,8 +3,10 @@
  * outbox, cursor, stable vector and clock (the Python SDK's `local_store.py`, same rules).
  *
  * Tables: `server` (each document's replicated state as the server last sent it, and whether a
- * running full resync has seen it), `docs` (the local view: `server` with the outbox re-applied),
- * `outbox` (by position), `rejected`, `meta`. Every method runs alone (one queue), and commits
+ * running full resync has seen it), `docs` (the local view where it differs from `server`: the
+ * documents with outbox entries; docs/adr/0048-view-rows-for-pending-documents.md), `outbox` (by
+ * position), `rejected`, `meta`. A document without a `docs` row shows its server state, so a
+ * pulled document is one row written, not two. Every method runs alone (one queue), and commits
  * what it changed in one adapter commit, so a local write, its outbox entry and the clock's new
  * stamp survive a crash together or not at all.
  */
@@ -15,6 +17,7 @@ import { decodeCursor, mergeVectors } from "./cursor.js";
 import type { VersionVector } from "./cursor.js";
 import { join } from "./document.js";
 import type { JsonObject, Op, State } from "./document.js";
+import { StaleState } from "./errors.js";
 import type { Problem } from "./errors.js";
 import { HybridClock } from "./hlc.js";
 import type { OutboxEntry, Rejection } from "./outbox.js";
@@ -22,7 +25,7 @@ import { matches, runQuery } from "./query.js";
 import type { Query } from "./query.js";
 import { rebase, viewOf } from "./rebase.js";
 import { offerFor } from "./restore-offers.js";
-import type { StorageAdapter, Table, Write } from "./storage/adapter.js";
+import type { Read, StorageAdapter, Table, Write } from "./storage/adapter.js";
 import type { Tabs } from "./storage/tabs.js";
 
 /** A document as the device sees it; `pending` while local edits are not yet settled. */
@@ -60,11 +63,22 @@ const REMOVAL_OP = "remove";
 const docKey = (collection: string, id: string): string => `${collection}/${id}`;
 const positionKey = (position: number): string => String(position).padStart(15, "0");
 
-/** An operation waiting for the cross-tab lock; `run` settles the caller's promise and never rejects. */
+/** An operation waiting its turn; `run` settles the caller's promise and never rejects. */
 interface Waiting {
   run: () => Promise<void>;
   fail: (error: unknown) => void;
+  /** It does its reads and its commit in one `update`, which checks the generation itself: no cross-tab lock needed. */
+  alone: boolean;
 }
+
+/** What an operation commits: its writes, and the local views they change (for live queries). */
+interface Staged {
+  writes: readonly Write[];
+  views: ReadonlyMap<string, ViewRow | undefined>;
+}
+
+/** Runs of an operation whose commit another tab's overtook (`StaleState`), before the caller gets the error. */
+const ATTEMPTS = 8;
 
 /** Operations one tab runs under one grant of the cross-tab lock before it lets others in. */
 const OPERATIONS_PER_GRANT = 64;
@@ -76,9 +90,19 @@ const JOURNAL_ROWS = 8192;
 /** Counters in `server` hold folded bases (docs/adr/0019-compact-counters.md). */
 const COUNTER_FORMAT = 2;
 
+/** The view of a document with no `docs` row: its server state as it is (no pending writes). */
+function serverView(row: ServerRow): ViewRow {
+  return { ...viewOf(row.state), pending: false };
+}
+
+const toDocument = (collection: string, id: string, row: ViewRow | undefined): Document | null =>
+  row?.data ? { collection, id, data: row.data, hlc: row.hlc, pending: row.pending } : null;
+
 /** Writes staged by one operation, read back through before they are committed. */
 class Batch {
   readonly writes = new Map<string, Write>();
+  /** The local views this operation changed (`undefined`: gone), for live queries. */
+  readonly views = new Map<string, ViewRow | undefined>();
   /** Stored values read ahead (`prefetch`), by the same key as `writes`. */
   private readonly read = new Map<string, unknown>();
 
@@ -88,10 +112,16 @@ class Batch {
     this.writes.set(`${table}\u0000${key}`, { table, key, value });
   }
 
-  /** Read `keys` all at once (a pulled page's documents: one round of reads, not one per change). */
-  async prefetch(table: Table, keys: readonly string[]): Promise<void> {
-    const values = this.adapter.getMany ? await this.adapter.getMany(table, keys) : await Promise.all(keys.map((key) => this.adapter.get(table, key)));
-    keys.forEach((key, i) => this.read.set(`${table}\u0000${key}`, values[i]));
+  /**
+   * Read `keys` all at once (a pulled page's documents: one round of reads, not one per change),
+   * but those `absent` says are not stored.
+   */
+  async prefetch(table: Table, keys: readonly string[], absent: (key: string) => boolean = () => false): Promise<void> {
+    for (const key of keys) this.read.set(`${table}\u0000${key}`, undefined);
+    const stored = keys.filter((key) => !absent(key));
+    if (stored.length === 0) return; // no transaction for nothing
+    const values = this.adapter.getMany ? await this.adapter.getMany(table, stored) : await Promise.all(stored.map((key) => this.adapter.get(table, key)));
+    stored.forEach((key, i) => this.read.set(`${table}\u0000${key}`, values[i]));
   }
 
   async get(table: Table, key: string): Promise<unknown> {
@@ -120,6 +150,12 @@ export class LocalStore {
   private seq = 0;
   /** Changes up to this sequence are not in the journal (trimmed, or another tab's). */
   private forgotten = 0;
+  /**
+   * Until the device's first sync has caught up (it never pulled before): every key `server`
+   * holds, so a first sync reads nothing for the documents it has not stored yet (no state, and
+   * no `docs` row but for documents with outbox entries). `null` otherwise.
+   */
+  private firstSync: Set<string> | null = null;
   private queue: Promise<unknown> = Promise.resolve();
   /** Operations waiting for the cross-tab lock (storage shared between tabs). */
   private waiting: Waiting[] = [];
@@ -133,17 +169,19 @@ export class LocalStore {
 
   /**
    * Run `fn` after every earlier call has finished (one operation at a time). With storage
-   * shared between tabs, also after every other tab's, on this tab's state refreshed first.
+   * shared between tabs, also after every other tab's, on this tab's state refreshed first; but
+   * an operation `alone` (one `update`: a local write) takes no cross-tab lock, its transaction
+   * checking the generation instead.
    */
-  private serial<T>(fn: () => Promise<T>): Promise<T> {
+  private serial<T>(fn: () => Promise<T>, alone = false): Promise<T> {
     const tabs = this.adapter.tabs;
     if (tabs === undefined) {
-      const result = this.queue.then(fn);
+      const result = this.queue.then(() => this.attempt(fn));
       this.queue = result.catch(() => undefined);
       return result;
     }
     return new Promise<T>((resolve, reject) => {
-      this.waiting.push({ run: () => fn().then(resolve, reject), fail: reject });
+      this.waiting.push({ run: () => this.attempt(fn).then(resolve, reject), fail: reject, alone: alone && this.adapter.update !== undefined });
       if (!this.draining) {
         this.draining = true;
         void this.drain(tabs);
@@ -157,6 +195,10 @@ export class LocalStore {
    */
   private async drain(tabs: Tabs): Promise<void> {
     while (this.waiting.length > 0) {
+      if ((this.waiting[0] as Waiting).alone) {
+        await (this.waiting.shift() as Waiting).run();
+        continue;
+      }
       try {
         await tabs.exclusive(async () => {
           await this.catchUp();
@@ -169,6 +211,18 @@ export class LocalStore {
     this.draining = false;
   }
 
+  /** Run `fn`, and again on reloaded state while another tab's commit made its commit stale. */
+  private async attempt<T>(fn: () => Promise<T>): Promise<T> {
+    for (let n = 1; ; n++) {
+      try {
+        return await fn();
+      } catch (error) {
+        if (!(error instanceof StaleState) || n === ATTEMPTS) throw error;
+        await this.load();
+      }
+    }
+  }
+
   private async meta<T>(key: string, fallback: T): Promise<T> {
     const value = await this.adapter.get("meta", key);
     return value === undefined ? fallback : (value as T);
@@ -177,6 +231,7 @@ export class LocalStore {
   /** Load (creating when new) the device id, clock, cursor and outbox. */
   open(): Promise<void> {
     return this.serial(async () => {
+      this.generation = await this.meta("generation", 0);
       this.deviceId = await this.meta("device_id", "");
       if (!this.deviceId) {
         this.deviceId = this.randomId();
@@ -197,6 +252,7 @@ export class LocalStore {
     this.cursor = await this.meta("cursor", "");
     this.stable = await this.meta("stable", {});
     this.resyncing = await this.meta("resyncing", false);
+    this.firstSync = this.cursor === "" && !this.resyncing ? new Set() : null;
     this.offering = await this.meta("offering", false);
     this.outbox = (await this.adapter.list("outbox")).map(([, entry]) => entry as OutboxEntry);
     this.forget(); // whatever changed before is unknown here
@@ -213,12 +269,34 @@ export class LocalStore {
     if (this.deviceId && (await this.meta("generation", 0)) !== this.generation) await this.load();
   }
 
-  /** Commit `writes` with the next generation, so that other tabs see their cache is stale. */
-  private async commit(writes: readonly Write[]): Promise<void> {
+  /**
+   * Commit `writes` with the next generation, so that other tabs see their cache is stale, and
+   * journal `views`, the local views they changed.
+   */
+  private commit(writes: readonly Write[], views: ReadonlyMap<string, ViewRow | undefined> = new Map()): Promise<void> {
+    return this.transact([], () => ({ writes, views }));
+  }
+
+  /**
+   * Read `reads` and commit what `plan` stages from their values, with the next generation, in
+   * one transaction where the adapter has `update`; `StaleState` when the stored generation is
+   * not the one this tab's state was read at (another tab committed: with `update`, local writes
+   * take no cross-tab lock, so every commit checks). Journals the staged views.
+   */
+  private async transact(reads: readonly Read[], plan: (values: unknown[]) => Staged): Promise<void> {
     const generation = this.generation + 1;
-    await this.adapter.commit([...writes, { table: "meta", key: "generation", value: generation }]);
+    let staged = null as Staged | null;
+    const decide = ([stored, ...values]: unknown[]): readonly Write[] => {
+      if ((stored ?? 0) !== this.generation) return []; // another tab committed since this tab read its state
+      staged = plan(values);
+      return [...staged.writes, { table: "meta", key: "generation", value: generation }];
+    };
+    const all: Read[] = [["meta", "generation"], ...reads];
+    if (this.adapter.update) await this.adapter.update(all, decide);
+    else await this.adapter.commit(decide(await Promise.all(all.map(([table, key]) => this.adapter.get(table, key)))));
+    if (staged === null) throw new StaleState();
     this.generation = generation;
-    const rows = new Map(writes.filter((w) => w.table === "docs").map((w) => [w.key, w.value as ViewRow | undefined]));
+    const rows = new Map((staged as Staged).views);
     if (rows.size === 0) return;
     this.journal.push({ seq: ++this.seq, rows });
     this.journalRows += rows.size;
@@ -243,7 +321,10 @@ export class LocalStore {
   private async forgetUnfoldedCounters(): Promise<void> {
     const writes: Write[] = [{ table: "meta", key: "counter_format", value: COUNTER_FORMAT }];
     for (const [key, value] of await this.adapter.list("server")) {
-      if (Object.values((value as ServerRow).state.n).some(isLegacy)) writes.push({ table: "server", key, value: undefined });
+      if (!Object.values((value as ServerRow).state.n).some(isLegacy)) continue;
+      writes.push({ table: "server", key, value: undefined });
+      // The view shows the server state while no `docs` row exists: keep it in one until the resync brings the state back.
+      if ((await this.adapter.get("docs", key)) === undefined) writes.push({ table: "docs", key, value: serverView(value as ServerRow) });
     }
     if (writes.length > 1 && this.cursor) await this.startResync(writes);
     else await this.commit(writes);
@@ -266,41 +347,56 @@ export class LocalStore {
   // -- local writes and reads ---------------------------------------------------------------
 
   /** Apply a local mutation and queue it, durably, in one commit. */
+  /**
+   * Apply a local mutation and queue it, durably, in one commit: its reads (the document's
+   * server state, the last outbox position) inside that commit's transaction, and without the
+   * cross-tab lock (the transaction checks no other tab committed since this tab's state was
+   * read), so a write is one round trip to the storage (docs/adr/0048-view-rows-for-pending-documents.md).
+   */
   write(collection: string, id: string, op: Op, data: JsonObject | null): Promise<{ view: Document | null; entry: OutboxEntry }> {
     return this.serial(async () => {
       const counter = this.counter + 1;
       const hlc = this.clock.now();
-      const position = (this.outbox.at(-1)?.position ?? (await this.meta("last_position", 0))) + 1;
-      const entry: OutboxEntry = {
-        position,
-        mutationId: `${this.deviceId}.${counter}`,
-        collection,
-        id,
-        op,
-        data: data === null ? null : structuredClone(data),
-        hlc,
-        origin: null,
-        seq: null,
-      };
-      const outbox = [...this.outbox, entry];
-      const batch = new Batch(this.adapter);
-      batch.put("meta", "counter", counter);
-      batch.put("meta", "hlc", hlc);
-      batch.put("meta", "last_position", position);
-      batch.put("outbox", positionKey(position), entry);
-      const view = await this.refreshView(batch, outbox, collection, id);
-      await this.commit([...batch.writes.values()]);
+      const key = docKey(collection, id);
+      let done = null as { view: Document | null; entry: OutboxEntry; outbox: OutboxEntry[] } | null;
+      await this.transact([["meta", "last_position"], ["server", key]], ([lastPosition, server]) => {
+        const position = (this.outbox.at(-1)?.position ?? ((lastPosition as number | undefined) ?? 0)) + 1;
+        const entry: OutboxEntry = {
+          position,
+          mutationId: `${this.deviceId}.${counter}`,
+          collection,
+          id,
+          op,
+          data: data === null ? null : structuredClone(data),
+          hlc,
+          origin: null,
+          seq: null,
+        };
+        const outbox = [...this.outbox, entry];
+        const row = pendingView(outbox, collection, id, server as ServerRow | undefined) as ViewRow; // it has `entry`
+        done = { view: toDocument(collection, id, row), entry, outbox };
+        const writes: Write[] = [
+          { table: "meta", key: "counter", value: counter },
+          { table: "meta", key: "hlc", value: hlc },
+          { table: "meta", key: "last_position", value: position },
+          { table: "outbox", key: positionKey(position), value: entry },
+          { table: "docs", key, value: row },
+        ];
+        return { writes, views: new Map([[key, row]]) };
+      });
+      const { view, entry, outbox } = done as unknown as { view: Document | null; entry: OutboxEntry; outbox: OutboxEntry[] };
       this.counter = counter;
       this.outbox = outbox;
       return { view, entry };
-    });
+    }, true);
   }
 
   /** The local view of one document (`null` when missing or deleted). */
   get(collection: string, id: string): Promise<Document | null> {
     return this.serial(async () => {
-      const row = (await this.adapter.get("docs", docKey(collection, id))) as ViewRow | undefined;
-      return row?.data ? { collection, id, data: row.data, hlc: row.hlc, pending: row.pending } : null;
+      const key = docKey(collection, id);
+      const [view, server] = (await Promise.all([this.adapter.get("docs", key), this.adapter.get("server", key)])) as [ViewRow | undefined, ServerRow | undefined];
+      return toDocument(collection, id, view ?? (server && serverView(server)));
     });
   }
 
@@ -309,13 +405,22 @@ export class LocalStore {
     return this.serial(async () => runQuery(query, await this.liveDocuments(query.collection)));
   }
 
+  /** The local view of `collection` in key order: its `docs` rows, and its server states where it has none. */
   private async liveDocuments(collection: string): Promise<Document[]> {
     const prefix = `${collection}/`;
+    const [servers, views] = await Promise.all([this.adapter.list("server", prefix), this.adapter.list("docs", prefix)]);
     const docs: Document[] = [];
-    for (const [key, value] of await this.adapter.list("docs", prefix)) {
-      const row = value as ViewRow;
-      if (row.data !== null) docs.push({ collection, id: key.slice(prefix.length), data: row.data, hlc: row.hlc, pending: row.pending });
+    const add = (key: string, row: ViewRow): void => {
+      const doc = toDocument(collection, key.slice(prefix.length), row);
+      if (doc !== null) docs.push(doc);
+    };
+    let v = 0; // both lists are in key order: merge them, a `docs` row standing for the server state of its key
+    for (const [key, value] of servers) {
+      for (; v < views.length && (views[v] as [string, unknown])[0] < key; v++) add(...(views[v] as [string, ViewRow]));
+      if (v < views.length && (views[v] as [string, unknown])[0] === key) add(...(views[v++] as [string, ViewRow]));
+      else add(key, serverView(value as ServerRow));
     }
+    for (; v < views.length; v++) add(...(views[v] as [string, ViewRow]));
     return docs;
   }
 
@@ -340,33 +445,25 @@ export class LocalStore {
       for (const [key, row] of entry.rows) {
         if (!key.startsWith(prefix)) continue;
         const id = key.slice(prefix.length);
-        docs.set(id, row?.data ? { collection, id, data: row.data, hlc: row.hlc, pending: row.pending } : null);
+        docs.set(id, toDocument(collection, id, row));
       }
     }
     return { seq: this.seq, docs };
   }
 
-  /** Recompute one document's view from its server state and its outbox entries (staged). */
+  /**
+   * Recompute one document's view from its server state and its outbox entries (staged): a
+   * `docs` row while it has entries, none (its server state shows) once it has none.
+   */
   private async refreshView(batch: Batch, outbox: readonly OutboxEntry[], collection: string, id: string): Promise<Document | null> {
     const key = docKey(collection, id);
-    const pending = outbox
-      .filter((e) => e.collection === collection && e.id === id)
-      .map((e) => ({
-        op: e.op,
-        data: e.data,
-        hlc: e.hlc,
-        mutationId: e.mutationId,
-        position: e.origin === null || e.seq === null ? null : ([e.origin, e.seq] as Position),
-      }));
     const server = (await batch.get("server", key)) as ServerRow | undefined;
-    if (server === undefined && pending.length === 0) {
-      batch.put("docs", key, undefined);
-      return null;
-    }
-    const { data, hlc } = viewOf(rebase(server?.state ?? null, pending));
-    const row: ViewRow = { data, hlc, pending: pending.length > 0 };
-    batch.put("docs", key, row);
-    return data === null ? null : { collection, id, data, hlc, pending: row.pending };
+    const row = pendingView(outbox, collection, id, server);
+    if (row !== null) batch.put("docs", key, row);
+    else if ((await batch.get("docs", key)) !== undefined) batch.put("docs", key, undefined);
+    const view = row ?? (server && serverView(server));
+    batch.views.set(key, view);
+    return toDocument(collection, id, view);
   }
 
   // -- the outbox ---------------------------------------------------------------------------
@@ -409,7 +506,7 @@ export class LocalStore {
         rejections.push(rejection);
       }
       for (const e of gone) await this.refreshView(batch, outbox, e.collection, e.id);
-      await this.commit([...batch.writes.values()]);
+      await this.commit([...batch.writes.values()], batch.views);
       this.outbox = outbox;
       return rejections;
     });
@@ -443,7 +540,7 @@ export class LocalStore {
         const [collection, id] = splitKey(key);
         await this.refreshView(batch, outbox, collection, id);
       }
-      await this.commit([...batch.writes.values()]);
+      await this.commit([...batch.writes.values()], batch.views);
       this.outbox = outbox;
       return changed.length;
     });
@@ -472,7 +569,13 @@ export class LocalStore {
       const batch = new Batch(this.adapter);
       const touched = new Set(latest.keys());
       const offers = new Offers(this.offering, this.outbox.at(-1)?.position ?? (await this.meta("last_position", 0)));
-      await batch.prefetch("server", [...latest.keys()]);
+      // The page's `docs` rows too (few: a document has one only while it has outbox entries), read beside the states.
+      const stored = this.firstSync;
+      const queued = new Set(this.outbox.map((e) => docKey(e.collection, e.id)));
+      await Promise.all([
+        batch.prefetch("server", [...latest.keys()], (key) => stored !== null && !stored.has(key)),
+        batch.prefetch("docs", [...latest.keys()], (key) => stored !== null && !queued.has(key)),
+      ]);
       for (const [key, incoming] of latest) {
         if (incoming === null) {
           batch.put("server", key, undefined);
@@ -503,13 +606,13 @@ export class LocalStore {
         batch.put("meta", "resyncing", false);
         batch.put("meta", "offering", undefined);
       }
-      const queued = offers.entries.filter((o) => !this.outbox.some((e) => e.mutationId === o.mutationId));
-      for (const entry of queued) {
+      const offered = offers.entries.filter((o) => !this.outbox.some((e) => e.mutationId === o.mutationId));
+      for (const entry of offered) {
         batch.put("outbox", positionKey(entry.position), entry);
         batch.put("meta", "last_position", entry.position);
         touched.add(docKey(entry.collection, entry.id));
       }
-      const outbox = settle([...this.outbox, ...queued], newStable, decodeCursor(cursor));
+      const outbox = settle([...this.outbox, ...offered], newStable, decodeCursor(cursor));
       for (const e of this.outbox) {
         if (!outbox.includes(e)) {
           batch.put("outbox", positionKey(e.position), undefined);
@@ -520,9 +623,11 @@ export class LocalStore {
         const [collection, id] = splitKey(key);
         await this.refreshView(batch, outbox, collection, id);
       }
-      await this.commit([...batch.writes.values()]);
+      await this.commit([...batch.writes.values()], batch.views);
       this.cursor = cursor;
       this.stable = newStable;
+      for (const [key, incoming] of latest) stored?.[incoming === null ? "delete" : "add"](key);
+      if (done) this.firstSync = null;
       this.resyncing = resyncing;
       this.offering &&= resyncing;
       this.outbox = outbox;
@@ -578,6 +683,7 @@ export class LocalStore {
     );
     await this.commit(writes);
     this.outbox = outbox;
+    this.firstSync = null;
     this.cursor = "";
     this.stable = {};
     this.resyncing = true;
@@ -603,6 +709,20 @@ class Offers {
     this.position += 1;
     this.entries.push({ position: this.position, mutationId: offer.mutationId, collection, id, op: offer.op, data: offer.data, hlc: offer.hlc, origin: null, seq: null });
   }
+}
+
+/** The view of a document with outbox entries in `outbox` (`null`: it has none, its server state shows). */
+function pendingView(outbox: readonly OutboxEntry[], collection: string, id: string, server: ServerRow | undefined): ViewRow | null {
+  const pending = outbox
+    .filter((e) => e.collection === collection && e.id === id)
+    .map((e) => ({
+      op: e.op,
+      data: e.data,
+      hlc: e.hlc,
+      mutationId: e.mutationId,
+      position: e.origin === null || e.seq === null ? null : ([e.origin, e.seq] as Position),
+    }));
+  return pending.length === 0 ? null : { ...viewOf(rebase(server?.state ?? null, pending)), pending: true };
 }
 
 function splitKey(key: string): [string, string] {

@@ -7,7 +7,7 @@ import Database from "better-sqlite3";
 import { IDBFactory, IDBKeyRange } from "fake-indexeddb";
 import { afterAll, describe, expect, it } from "vitest";
 
-import type { StorageAdapter } from "../src/storage/adapter.js";
+import type { StorageAdapter, Write } from "../src/storage/adapter.js";
 import { IndexedDbStorage } from "../src/storage/indexeddb.js";
 import { MemoryStorage } from "../src/storage/memory.js";
 import { SqlStorage } from "../src/storage/sql.js";
@@ -56,6 +56,34 @@ describe.each(BACKENDS)("$name storage", (backend) => {
     expect(await store.get("docs", "todos/t1")).toEqual({ data: { a: [1, "é"] }, n: null });
     expect(await store.get("docs", "todos/t2")).toBeUndefined();
     expect(await store.get("server", "todos/t1")).toBeUndefined();
+  });
+
+  it("commits in an update what its plan makes of the values it read", async () => {
+    const { store } = await backend.make();
+    await store.commit([{ table: "meta", key: "n", value: 1 }]);
+    await (store.update as NonNullable<StorageAdapter["update"]>)(
+      [
+        ["meta", "n"],
+        ["docs", "none"],
+      ],
+      ([n, none]) => [
+        { table: "meta", key: "n", value: (n as number) + 1 },
+        { table: "docs", key: "seen", value: none === undefined },
+      ],
+    );
+    expect(await store.get("meta", "n")).toBe(2);
+    expect(await store.get("docs", "seen")).toBe(true);
+  });
+
+  it("writes nothing of an update whose plan throws, and rejects with its error", async () => {
+    const { store } = await backend.make();
+    await store.commit([{ table: "meta", key: "n", value: 1 }]);
+    const update = (store.update as NonNullable<StorageAdapter["update"]>).bind(store);
+    const refuse = (): Write[] => {
+      throw new Error("refused");
+    };
+    await expect(update([["meta", "n"]], refuse)).rejects.toThrow("refused");
+    expect(await store.get("meta", "n")).toBe(1);
   });
 
   it("lists a prefix in key order", async () => {

@@ -3,6 +3,9 @@
 import { afterEach, describe, expect, it } from "vitest";
 
 import { Client } from "../src/client.js";
+import { encodeCursor } from "../src/cursor.js";
+import { StaleState } from "../src/errors.js";
+import { deltaFor, emptyState, join } from "../src/document.js";
 import type { Document } from "../src/local-store.js";
 import { LocalStore } from "../src/local-store.js";
 import type { StorageAdapter } from "../src/storage/adapter.js";
@@ -24,12 +27,13 @@ function browserTabs(count: number, locks = fakeLocks(), name = `db${serial++}`)
   return tabs;
 }
 
-/** One tab's view of storage shared with other tabs (one `MemoryStorage` stands for IndexedDB). */
+/** One tab's view of storage shared with other tabs (one `MemoryStorage` stands for IndexedDB, `update` and all). */
 function tabStorage(shared: MemoryStorage, tabs: Tabs): StorageAdapter {
   return {
     get: (table, key) => shared.get(table, key),
     list: (table, prefix) => shared.list(table, prefix),
     commit: (writes) => shared.commit(writes),
+    update: (reads, plan) => shared.update(reads, plan),
     close: async () => tabs.close(),
     tabs,
   };
@@ -126,7 +130,7 @@ describe("LocalStore on storage shared by tabs", () => {
 });
 
 describe("LocalStore operations under the cross-tab lock", () => {
-  it("fails the operations due when the lock cannot be had, and runs later ones", async () => {
+  it("fails the operations due when the lock cannot be had, and runs later ones; a local write needs no lock", async () => {
     const [tab] = browserTabs(1);
     let refuse = false;
     const flaky: Tabs = {
@@ -140,10 +144,60 @@ describe("LocalStore operations under the cross-tab lock", () => {
     await store.open();
     await settle(); // the grant that ran `open` has ended
     refuse = true;
-    await expect(store.write("todos", "t1", "set", { n: 1 })).rejects.toThrow("lock refused");
+    await expect(store.putMeta("theme", "dark")).rejects.toThrow("lock refused");
+    await store.write("todos", "t1", "set", { n: 1 });
     refuse = false;
+    await store.putMeta("theme", "light");
+    expect(await store.getMeta("theme")).toBe("light");
+    expect(store.entries().map((e) => [e.id, e.mutationId])).toEqual([["t1", "dev1.1"]]);
+  });
+
+  it("rejects with StaleState when other tabs' commits keep overtaking an operation, and goes on after", async () => {
+    const shared = new MemoryStorage();
+    const [tab] = browserTabs(1);
+    let busy = false;
+    const storage: StorageAdapter = {
+      ...tabStorage(shared, tab as Tabs),
+      update: async (reads, plan) => {
+        const generation = ((await shared.get("meta", "generation")) as number | undefined) ?? 0;
+        if (busy) await shared.commit([{ table: "meta", key: "generation", value: generation + 1 }]); // another tab, just before
+        return shared.update(reads, plan);
+      },
+    };
+    const store = new LocalStore(storage, () => 1_000, () => "dev1");
+    await store.open();
+    busy = true;
+    await expect(store.write("todos", "t1", "set", { n: 1 })).rejects.toBeInstanceOf(StaleState);
+    busy = false;
     await store.write("todos", "t2", "set", { n: 2 });
-    expect(store.entries().map((e) => [e.id, e.mutationId])).toEqual([["t2", "dev1.1"]]);
+    expect((await shared.list("outbox")).map(([, e]) => (e as { id: string }).id)).toEqual(["t2"]);
+  });
+
+  it("runs an operation again on fresh state when another tab's write committed between its reads and its commit", async () => {
+    const shared = new MemoryStorage();
+    const [tabA, tabB] = browserTabs(2);
+    let meanwhile: (() => Promise<unknown>) | null = null;
+    const storageA: StorageAdapter = {
+      ...tabStorage(shared, tabA as Tabs),
+      get: async (table, key) => {
+        const value = await shared.get(table, key);
+        const other = meanwhile;
+        meanwhile = null;
+        await other?.();
+        return value;
+      },
+    };
+    const a = new LocalStore(storageA, () => 1_000, () => "dev1");
+    const b = new LocalStore(tabStorage(shared, tabB as Tabs), () => 1_000, () => "dev1");
+    await a.open();
+    await b.open();
+    const state = join(emptyState(), deltaFor("set", { title: "server", n: 1 }, "0000000000500-0000-srv", "srv.1"));
+    meanwhile = () => b.write("todos", "t1", "patch", { title: "b's" }); // lands while `a` reads the page's stored states
+    await a.applyPage([{ collection: "todos", id: "t1", op: "set", state }], encodeCursor({ r: 1 }), {}, true);
+    expect(a.entries().map((e) => e.mutationId)).toEqual(["dev1.1"]);
+    expect(await a.get("todos", "t1")).toMatchObject({ data: { title: "b's", n: 1 }, pending: true });
+    expect(await b.get("todos", "t1")).toMatchObject({ data: { title: "b's", n: 1 }, pending: true });
+    expect(await shared.get("meta", "cursor")).toBe(encodeCursor({ r: 1 }));
   });
 });
 

@@ -63,7 +63,8 @@ export class WebSocketTransport implements Transport {
       const finish = (error: unknown): void => {
         clearTimeout(idle);
         context.signal.removeEventListener("abort", aborted);
-        ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+        ws.onopen = ws.onmessage = ws.onclose = null;
+        ws.onerror = () => undefined; // closing before the handshake ends reports an error (Node's `ws` throws it when nobody listens)
         if (ws.readyState === ws.CONNECTING || ws.readyState === ws.OPEN) ws.close();
         resolve(error === undefined ? { opened } : { opened, error });
       };

@@ -7,8 +7,8 @@
  * Locks (browsers before 2022) nothing coordinates the tabs: open the database in one tab only.
  */
 
-import { TABLES } from "./adapter.js";
-import type { StorageAdapter, Table, Write } from "./adapter.js";
+import { STORE_TABLES, TABLES } from "./adapter.js";
+import type { Read, StorageAdapter, Table, Write } from "./adapter.js";
 import { BrowserTabs } from "./tabs.js";
 import type { Channel, Tabs } from "./tabs.js";
 
@@ -25,6 +25,23 @@ function done(request: IDBRequest): Promise<unknown> {
     request.onsuccess = () => resolve(request.result);
     request.onerror = () => reject(request.error);
   });
+}
+
+/** Resolves when `tx` commits, rejects when it aborts. */
+function completion(tx: IDBTransaction): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    tx.oncomplete = () => resolve();
+    tx.onerror = () => reject(tx.error);
+    tx.onabort = () => reject(tx.error ?? new Error("IndexedDB transaction aborted"));
+  });
+}
+
+function put(tx: IDBTransaction, writes: readonly Write[]): void {
+  for (const { table, key, value } of writes) {
+    const store = tx.objectStore(table);
+    if (value === undefined) store.delete(key);
+    else store.put(value, key);
+  }
 }
 
 export class IndexedDbStorage implements StorageAdapter {
@@ -74,18 +91,34 @@ export class IndexedDbStorage implements StorageAdapter {
 
   async commit(writes: readonly Write[]): Promise<void> {
     if (writes.length === 0) return;
-    const tables = [...new Set(writes.map((w) => w.table))];
-    const tx = this.db.transaction(tables, "readwrite", { durability: "strict" });
-    const finished = new Promise<void>((resolve, reject) => {
-      tx.oncomplete = () => resolve();
-      tx.onerror = () => reject(tx.error);
-      tx.onabort = () => reject(tx.error ?? new Error("IndexedDB transaction aborted"));
+    const tx = this.db.transaction([...new Set(writes.map((w) => w.table))], "readwrite", { durability: "strict" });
+    const finished = completion(tx);
+    put(tx, writes);
+    await finished;
+  }
+
+  /** The reads queued first in the commit's own transaction; `plan` runs in the last read's callback, while it is active. */
+  async update(reads: readonly Read[], plan: (values: unknown[]) => readonly Write[]): Promise<void> {
+    const tx = this.db.transaction([...STORE_TABLES], "readwrite", { durability: "strict" });
+    let failure: unknown = null;
+    const finished = completion(tx).catch((error: unknown) => Promise.reject(failure ?? error));
+    const values: unknown[] = [];
+    const decide = (): void => {
+      try {
+        put(tx, plan(values));
+      } catch (error) {
+        failure = error;
+        tx.abort();
+      }
+    };
+    if (reads.length === 0) decide();
+    reads.forEach(([table, key], i) => {
+      const request = tx.objectStore(table).get(key);
+      request.onsuccess = () => {
+        values[i] = request.result; // requests of one transaction succeed in the order they were made
+        if (i === reads.length - 1) decide();
+      };
     });
-    for (const { table, key, value } of writes) {
-      const store = tx.objectStore(table);
-      if (value === undefined) store.delete(key);
-      else store.put(value, key);
-    }
     await finished;
   }
 

@@ -1,7 +1,7 @@
 /** Storage in memory: for tests and for apps that want no persistence (nothing survives a reload). */
 
 import { TABLES } from "./adapter.js";
-import type { StorageAdapter, Table, Write } from "./adapter.js";
+import type { Read, StorageAdapter, Table, Write } from "./adapter.js";
 
 export class MemoryStorage implements StorageAdapter {
   private readonly tables = new Map<Table, Map<string, unknown>>(TABLES.map((t) => [t, new Map()]));
@@ -28,6 +28,14 @@ export class MemoryStorage implements StorageAdapter {
       if (value === undefined) this.table(table).delete(key);
       else this.table(table).set(key, value);
     }
+  }
+
+  async update(reads: readonly Read[], plan: (values: unknown[]) => readonly Write[]): Promise<void> {
+    const values = reads.map(([table, key]) => {
+      const value = this.table(table).get(key);
+      return value === undefined ? undefined : structuredClone(value);
+    });
+    await this.commit(plan(values));
   }
 
   async close(): Promise<void> {}

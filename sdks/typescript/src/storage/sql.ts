@@ -5,7 +5,7 @@
  * that returned is on disk.
  */
 
-import type { StorageAdapter, Table, Write } from "./adapter.js";
+import type { Read, StorageAdapter, Table, Write } from "./adapter.js";
 
 /** The calls of a better-sqlite3 `Database` this adapter uses. */
 export interface SqlDatabase {
@@ -32,6 +32,7 @@ export class SqlStorage implements StorageAdapter {
   private readonly putRow: SqlStatement;
   private readonly deleteRow: SqlStatement;
   private readonly apply: (writes: readonly Write[]) => void;
+  private readonly readAndApply: (reads: readonly Read[], plan: (values: unknown[]) => readonly Write[]) => void;
 
   constructor(private readonly db: SqlDatabase) {
     db.exec("PRAGMA journal_mode = WAL");
@@ -41,17 +42,25 @@ export class SqlStorage implements StorageAdapter {
     this.listRows = db.prepare("SELECT key, value FROM bw_kv WHERE tbl = ? AND key >= ? AND key < ? ORDER BY key");
     this.putRow = db.prepare("INSERT OR REPLACE INTO bw_kv (tbl, key, value) VALUES (?, ?, ?)");
     this.deleteRow = db.prepare("DELETE FROM bw_kv WHERE tbl = ? AND key = ?");
-    this.apply = db.transaction((writes: readonly Write[]) => {
+    const write = (writes: readonly Write[]): void => {
       for (const { table, key, value } of writes) {
         if (value === undefined) this.deleteRow.run(table, key);
         else this.putRow.run(table, key, JSON.stringify(value));
       }
+    };
+    this.apply = db.transaction(write);
+    this.readAndApply = db.transaction((reads: readonly Read[], plan: (values: unknown[]) => readonly Write[]) => {
+      write(plan(reads.map(([table, key]) => this.read(table, key))));
     });
   }
 
-  async get(table: Table, key: string): Promise<unknown> {
+  private read(table: Table, key: string): unknown {
     const row = this.getRow.get(table, key) as { value: string } | undefined;
     return row === undefined ? undefined : JSON.parse(row.value);
+  }
+
+  async get(table: Table, key: string): Promise<unknown> {
+    return this.read(table, key);
   }
 
   async list(table: Table, prefix = ""): Promise<[string, unknown][]> {
@@ -62,6 +71,10 @@ export class SqlStorage implements StorageAdapter {
 
   async commit(writes: readonly Write[]): Promise<void> {
     this.apply(writes);
+  }
+
+  async update(reads: readonly Read[], plan: (values: unknown[]) => readonly Write[]): Promise<void> {
+    this.readAndApply(reads, plan);
   }
 
   async close(): Promise<void> {
