@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
+from breakwater.client import Client, Event, PageApplied
 from breakwater.client.local_query import build_query
-from breakwater.client.local_store import LocalStore
+from breakwater.client.local_store import LocalStore, PageResult
+from breakwater.client.transports import LongPollTransport, StreamContext
 from breakwater.core import cursor as cursor_mod
+from tests.client.conftest import wait_status
 from tests.client.fake_node import FakeNode
+from tests.conftest import origin_of
 
 
 @pytest.fixture
@@ -74,3 +82,80 @@ async def test_an_ack_that_is_not_stable_stays_in_the_outbox(store: LocalStore) 
     assert await store.pending_count() == 1
     document = await store.get("todos", "t1")
     assert document is not None and document.data == {"title": "milk"}
+
+
+async def _hear_nothing(_transport: LongPollTransport, _context: StreamContext) -> None:
+    await asyncio.Event().wait()
+
+
+def _phone(node: httpx.AsyncClient, path: Path) -> Client:
+    return Client(
+        ["http://node"],
+        path,
+        http_transport=httpx.ASGITransport(app=node.app),  # type: ignore[attr-defined]
+        transports=("long_poll",),
+    )
+
+
+async def test_a_settling_push_is_told_as_a_page(
+    tmp_path: Path, make_client: Callable[..., Any]
+) -> None:
+    """The write taken in from the push answer is told as a PageApplied naming the cursor past
+    the change and the document's synced data (the chaos checker rebuilds the device's copy
+    from these)."""
+    node: httpx.AsyncClient = await make_client()
+    pages: list[PageApplied] = []
+    phone = _phone(node, tmp_path / "phone.db")
+    phone.on(lambda event: pages.append(event) if isinstance(event, PageApplied) else None)
+    async with phone:
+        async with asyncio.timeout(10):
+            await phone.refresh()
+        await phone.collection("todos").set("t1", {"title": "milk"})
+        await wait_status(phone, lambda s: s.pending == 0 and s.state == "online", 10)
+    told = [p for p in pages if ("todos", "t1") in p.documents]
+    assert [(cursor_mod.decode(p.cursor), dict(p.documents)) for p in told] == [
+        ({origin_of(node): 1}, {("todos", "t1"): {"title": "milk"}})
+    ]
+
+
+async def test_a_settling_push_committing_while_paused_is_still_told(
+    tmp_path: Path, make_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sync stopped (pause, going offline) while the push answer's states commit: they commit
+    in the store's thread either way, so the page is still told, with its cursor and document;
+    otherwise the device's copy rebuilt from the events would lag its cursor."""
+    node: httpx.AsyncClient = await make_client()
+    committed, release = threading.Event(), threading.Event()
+    original = LocalStore._record_acks
+
+    def slow_record(self: LocalStore, *args: Any) -> PageResult | None:
+        result = original(self, *args)
+        if result is not None and result.documents:
+            committed.set()
+            release.wait(10)  # taken in and committed; the thread is not done
+        return result
+
+    monkeypatch.setattr(LocalStore, "_record_acks", slow_record)
+    # Realtime hears nothing: an in-process long poll held open while the sync is cancelled can
+    # outlive the cancel (asyncio.wait_for in the node's wait, Python 3.11), hanging the pause.
+    monkeypatch.setattr(LongPollTransport, "listen", _hear_nothing)
+    told = asyncio.Event()
+    pages: list[PageApplied] = []
+
+    def listen(event: Event) -> None:
+        if isinstance(event, PageApplied) and event.documents:
+            pages.append(event)
+            told.set()
+
+    phone = _phone(node, tmp_path / "phone.db")
+    phone.on(listen)
+    async with phone:
+        await phone.collection("todos").set("t1", {"title": "milk"})
+        assert await asyncio.to_thread(committed.wait, 10)
+        await phone.pause()  # cancels the sync while the acks' thread is still running
+        release.set()
+        async with asyncio.timeout(10):
+            await told.wait()
+    [page] = pages
+    assert cursor_mod.decode(page.cursor) == {origin_of(node): 1}
+    assert page.documents == {("todos", "t1"): {"title": "milk"}}

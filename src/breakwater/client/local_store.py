@@ -104,10 +104,12 @@ class ServerDocument:
 
 @dataclass(frozen=True, slots=True)
 class PageResult:
-    """What applying one pulled page changed, and the entries it settled; ``documents`` is the
-    synced data of each server document the page changed (``None``: none held), ``resynced``
-    whether the page ended a full resync."""
+    """What committing one page of synced changes (pulled, or taken from a push answer)
+    changed, and the entries it settled; ``cursor`` is the cursor it committed, ``documents``
+    the synced data of each server document the page changed (``None``: none held),
+    ``resynced`` whether the page ended a full resync."""
 
+    cursor: str
     collections: frozenset[str]
     settled: int
     documents: dict[DocKey, dict[str, Any] | None]
@@ -595,7 +597,7 @@ class LocalStore:
         touched |= settled
         for collection, doc_id in touched:
             self._refresh_view(collection, doc_id)
-        return PageResult(frozenset(c for c, _ in touched), len(settled), synced, resynced)
+        return PageResult(cursor, frozenset(c for c, _ in touched), len(settled), synced, resynced)
 
     def _settle(self) -> set[DocKey]:
         """Drop outbox entries that are acknowledged, stable and already pulled (I6).

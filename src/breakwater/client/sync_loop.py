@@ -6,7 +6,8 @@ One iteration on the chosen endpoint:
    their ``(origin, seq)`` and stay queued; rejected ones leave the outbox and roll back;
    a ``clock_skew`` refusal corrects the device clock, re-stamps and pushes again; an
    acknowledgement that carries the document's state and follows the cursor without a gap is
-   taken in as its pull would be (so a stable write settles at once);
+   taken in as its pull would be (so a stable write settles at once) and told as a page
+   (:class:`PageApplied`), like a pulled one;
 2. when a pull is due, pull pages (``GET /v1/sync/pull``, with states, of the device's scope)
    until ``has_more`` is false; each page commits with its cursor, and entries acknowledged,
    stable and pulled (or behind the cursor: out of scope, they never arrive) leave the outbox;
@@ -38,7 +39,7 @@ import contextlib
 import dataclasses
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -421,13 +422,9 @@ class SyncLoop:
             self.board.emit(MutationsAcknowledged(entries, frozenset(duplicates), endpoint))
         states = {r["mutation_id"]: r["state"] for r in answer["results"] if "state" in r}
         stable = answer.get("stable")
-        taken = await self.store.record_acks(
-            acks, states, stable if isinstance(stable, dict) else None
+        await self._committed(
+            self.store.record_acks(acks, states, stable if isinstance(stable, dict) else None)
         )
-        if taken is not None:
-            self.board.emit(PageApplied(self.store.cursor, taken.documents, taken.resynced))
-            if taken.collections:
-                self._on_changed(taken.collections)
         if refused:
             await self._rejected(refused)
 
@@ -439,12 +436,26 @@ class SyncLoop:
 
     # -- pull -----------------------------------------------------------------------------
 
-    def _page_committed(self, cursor: str, applying: asyncio.Future[PageResult]) -> None:
-        """Tell the listeners of a pulled page that committed."""
+    async def _committed(self, commit: Coroutine[Any, Any, PageResult | None]) -> PageResult | None:
+        """Run ``commit`` (a store call that commits a page: pulled, or taken from a push
+        answer) and tell its listeners when it commits.
+
+        The page commits in the store's thread even when this sync is stopped meanwhile
+        (pause, close): its listeners are told when it commits, not only if this task lives to
+        see it, or live queries and PageApplied would miss a committed page (and the chaos
+        checker would judge the device's copy against a cursor it never heard of)."""
+        applying = asyncio.ensure_future(commit)
+        applying.add_done_callback(self._page_committed)
+        return await asyncio.shield(applying)
+
+    def _page_committed(self, applying: asyncio.Future[PageResult | None]) -> None:
+        """Tell the listeners of a page that committed (``None``: nothing was taken in)."""
         if applying.cancelled() or applying.exception() is not None:
             return
         result = applying.result()
-        self.board.emit(PageApplied(cursor, result.documents, result.resynced))
+        if result is None:
+            return
+        self.board.emit(PageApplied(result.cursor, result.documents, result.resynced))
         if result.collections:
             self._on_changed(result.collections)
 
@@ -464,16 +475,11 @@ class SyncLoop:
                 self.board.emit(ResyncStarted(gone.type))
                 continue
             has_more = bool(page["has_more"])
-            applying = asyncio.ensure_future(
+            await self._committed(
                 self.store.apply_page(
                     page["changes"], page["cursor"], page.get("stable", {}), done=not has_more
                 )
             )
-            # The page commits in the store's thread even when this sync is stopped meanwhile
-            # (pause, close): its listeners are told when it commits, not only if this task
-            # lives to see it, or live queries and PageApplied would miss a committed page.
-            applying.add_done_callback(partial(self._page_committed, page["cursor"]))
-            await asyncio.shield(applying)
             if page.get("hlc"):
                 self.store.clock.observe(page["hlc"])
             changes += len(page["changes"])
