@@ -41,7 +41,7 @@ async def test_a_silent_node_is_given_up_after_the_patience() -> None:
     async with httpx.AsyncClient(transport=node(answers_probe=False)) as http:
         api = NodeApi(http, "http://node", patience=lambda: PATIENCE)
         with pytest.raises(EndpointUnavailable) as caught:
-            await api.push("device", [])
+            await api.push([])
     assert caught.value.extra["waited"] == PATIENCE
 
 
@@ -50,5 +50,5 @@ async def test_a_slow_request_to_a_live_node_is_kept_beyond_the_patience() -> No
     answered = asyncio.Event()
     async with httpx.AsyncClient(transport=node(answers_probe=True, push_after=answered)) as http:
         api = NodeApi(http, "http://node", patience=lambda: PATIENCE)
-        assert await api.push("device", []) == {"results": [], "hlc": ""}
+        assert await api.push([]) == {"results": [], "hlc": ""}
     assert answered.is_set()

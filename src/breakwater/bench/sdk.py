@@ -11,6 +11,9 @@ Three figures, each next to a floor measured in the same run:
   for N pending writes, the user-visible "reconnect" figure (retry waits capped at 0.5 s, so
   the figure is the sync work, not the retry schedule: with the defaults add up to
   ``backoff_cap`` + ``breaker_reset``).
+
+And what one device write costs the phone once online (:mod:`.sdk_wire`): requests, WebSocket
+frames, bytes on the wire against the mutation's own encoded bytes, and the device's CPU.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 import httpx
 
 from breakwater.bench._node import BenchNode, free_port, machine
+from breakwater.bench.sdk_wire import device_writes
 from breakwater.bench.stats import median, percentile
 from breakwater.client import Client
 from breakwater.core import codec
@@ -118,8 +122,10 @@ async def _reconnect_seconds(tmp: Path, path: Path, log_level: str) -> float:
 
 
 async def _one_run(
-    tmp: Path, index: int, writes: int, pending: int, log_level: str
+    tmp: Path, index: int, writes: int, pending: int, device: int, log_level: str
 ) -> dict[str, Any]:
+    (tmp / f"wire-{index}").mkdir()
+    wire = await device_writes(tmp / f"wire-{index}", device, log_level)
     local = await _local_writes_ms(tmp / f"local-{index}.db", writes)
     raw = _raw_sqlite_commit_ms(tmp / f"raw-{index}.db", writes)
     await _queue(tmp / f"drain-{index}.db", pending)
@@ -144,6 +150,7 @@ async def _one_run(
         "drain_per_s": pending / drain,
         "raw_push_per_s": pending / raw_push,
         "reconnect_s": reconnect,
+        **{f"write_{key}": value for key, value in wire.items()},
     }
 
 
@@ -151,6 +158,7 @@ async def run(
     runs: int,
     writes: int,
     pending: int,
+    device: int = 20,
     log_level: str = "warning",
     progress: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:
@@ -159,7 +167,7 @@ async def run(
     with tempfile.TemporaryDirectory(prefix="bw-bench-sdk-") as tmp:
         for index in range(runs):
             progress(f"run {index + 1}/{runs}")
-            results.append(await _one_run(Path(tmp), index, writes, pending, log_level))
+            results.append(await _one_run(Path(tmp), index, writes, pending, device, log_level))
 
     def mid(key: str) -> float:
         return round(median([r[key] for r in results]), 3)
@@ -179,4 +187,6 @@ async def run(
         "raw_push_mutations_per_s": round(mid("raw_push_per_s")),
         "drain_ratio_to_raw_push": round(mid("drain_per_s") / mid("raw_push_per_s"), 2),
         "reconnect_to_synced_s": mid("reconnect_s"),
+        "device_writes": device,
+        **{key: mid(key) for key in results[0] if key.startswith("write_")},
     }

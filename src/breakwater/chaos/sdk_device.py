@@ -20,8 +20,9 @@ The history is written from what the SDK tells the app, so it stays truthful:
   answer was lost may have been applied;
 - a read is the SDK's local read (``target`` ``local``), online or not: read-your-writes is the
   SDK's promise, and the checker holds it to it;
-- each pulled page the SDK commits (:class:`~breakwater.client.PageApplied`) that moved the
-  cursor or changed a document is a ``cursor`` record: the cursor's vector and the synced data
+- each page the SDK commits (:class:`~breakwater.client.PageApplied`: pulled, or its own
+  writes taken in from a push answer) that moved the cursor or changed a document is a
+  ``cursor`` record: the cursor's vector and the synced data
   of the documents the page changed; a full resync's start
   (:class:`~breakwater.client.ResyncStarted`) is one with the empty cursor. The checker
   rebuilds the device's synced copy from them and holds it to its cursor.

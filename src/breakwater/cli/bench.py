@@ -623,15 +623,19 @@ def sdk(
     pending: Annotated[
         int, typer.Option(min=10, max=100_000, help="Pending writes to drain per run.")
     ] = 10_000,
+    device_writes: Annotated[
+        int, typer.Option(min=5, max=1000, help="Settled online writes counted per run.")
+    ] = 20,
     log_level: Annotated[str, typer.Option(help="The node's log level.")] = "warning",
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
 ) -> None:
-    """Client SDK: durable local write latency, outbox drain rate, reconnect to fully synced."""
+    """Client SDK: durable local write latency, outbox drain rate, reconnect to fully synced,
+    and per online write the requests, frames, bytes and device CPU."""
     from breakwater.bench import sdk as bench_sdk
 
     console = report_console()
     with long_run.progress() as step:
-        report = asyncio.run(bench_sdk.run(runs, writes, pending, log_level, step))
+        report = asyncio.run(bench_sdk.run(runs, writes, pending, device_writes, log_level, step))
     table = Table(title=f"breakwater bench sdk (medians of {runs} runs)")
     for column in ("figure", "SDK", "floor", "ratio"):
         table.add_column(column, justify="left" if column == "figure" else "right")
@@ -653,8 +657,25 @@ def sdk(
         "",
         "",
     )
+    table.add_row(
+        "per online write: HTTP requests / WebSocket frames in+out",
+        f"{report['write_requests']:.2f} / "
+        f"{report['write_frames_in'] + report['write_frames_out']:.2f}",
+        "1",
+        "",
+    )
+    table.add_row(
+        "per online write: bytes on the wire (out + in)",
+        f"{report['write_bytes_out']:.0f} + {report['write_bytes_in']:.0f}",
+        f"{report['write_mutation_bytes']:.0f}",
+        f"{report['write_bytes_ratio_to_mutation']:.2f}",
+    )
+    table.add_row("per online write: device CPU ms", f"{report['write_cpu_ms']:.2f}", "1", "")
     console.print(table)
-    console.print("floors: bare SQLite INSERT+COMMIT (WAL, FULL); bare HTTP pushes of 500")
+    console.print(
+        "floors: bare SQLite INSERT+COMMIT (WAL, FULL); bare HTTP pushes of 500; "
+        "one request and the mutation's own encoded bytes per online write"
+    )
     console.print(f"machine: {report['machine']}")
     _write_json(report, json_path)
 

@@ -324,7 +324,7 @@ class Client:
         platform reports the network back (no-op without sync)."""
         if self._loop is not None:
             self._loop.retry_now.set()
-            self._loop.wake.set()
+            self._loop.pull_soon()
 
     async def refresh(self) -> bool:
         """Sync now ("pull to refresh") and return ``True`` once a sync round that began after

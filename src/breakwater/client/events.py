@@ -75,8 +75,11 @@ class SyncProgress:
 
 @dataclass(frozen=True, slots=True)
 class PageApplied:
-    """A pulled page committed on the device, with the cursor it committed; for tools that
-    check the device's sync (the chaos checker), a UI wants :class:`SyncProgress`.
+    """A page of synced changes committed on the device, with the cursor it committed: a
+    pulled page, or the device's own acknowledged writes taken in from the push answer (those
+    that follow the cursor without a gap, ADR 0045), told once committed even if the sync was
+    stopped meanwhile. For tools that check the device's sync (the chaos checker: every move
+    of the cursor is one of these); a UI wants :class:`SyncProgress`.
 
     ``documents`` is the synced (server) data of each document the page changed, after the
     join (``None``: the device holds none: deleted, removed, or dropped because the resync

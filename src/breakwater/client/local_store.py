@@ -24,7 +24,7 @@ import asyncio
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,10 +104,12 @@ class ServerDocument:
 
 @dataclass(frozen=True, slots=True)
 class PageResult:
-    """What applying one pulled page changed, and the entries it settled; ``documents`` is the
-    synced data of each server document the page changed (``None``: none held), ``resynced``
-    whether the page ended a full resync."""
+    """What committing one page of synced changes (pulled, or taken from a push answer)
+    changed, and the entries it settled; ``cursor`` is the cursor it committed, ``documents``
+    the synced data of each server document the page changed (``None``: none held),
+    ``resynced`` whether the page ended a full resync."""
 
+    cursor: str
     collections: frozenset[str]
     settled: int
     documents: dict[DocKey, dict[str, Any] | None]
@@ -378,16 +380,70 @@ class LocalStore:
             lambda: int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
         )
 
-    async def record_acks(self, acks: Sequence[tuple[str, str, int]]) -> None:
-        """Remember ``(mutation_id, origin, seq)`` for acknowledged entries (they stay queued)."""
-        await self._run(self._record_acks, acks)
+    async def awaiting_acknowledged(self) -> bool:
+        """Whether acknowledged entries wait in the outbox (to become stable, or be pulled)."""
+        return await self._run(
+            lambda: (
+                self._db.execute("SELECT 1 FROM outbox WHERE origin IS NOT NULL LIMIT 1").fetchone()
+                is not None
+            )
+        )
 
-    def _record_acks(self, acks: Sequence[tuple[str, str, int]]) -> None:
+    async def record_acks(
+        self,
+        acks: Sequence[tuple[str, str, int]],
+        states: Mapping[str, State] | None = None,
+        stable: dict[str, int] | None = None,
+    ) -> PageResult | None:
+        """Remember ``(mutation_id, origin, seq)`` for acknowledged entries.
+
+        With the push answer's ``states`` (by mutation id) and ``stable``, acknowledged changes
+        right after the cursor are taken in as their pull would (states joined, the cursor moved
+        past them), and entries that makes settled leave the outbox: the device settles its own
+        write without pulling it back (docs/protocol.md#push). Returns what was taken in, as a
+        pulled page's result (``None``: nothing, the cursor did not move)."""
+        return await self._run(self._record_acks, acks, states or {}, stable or {})
+
+    def _record_acks(
+        self,
+        acks: Sequence[tuple[str, str, int]],
+        states: Mapping[str, State],
+        stable: dict[str, int],
+    ) -> PageResult | None:
         with self._transaction():
             self._db.executemany(
                 "UPDATE outbox SET origin = ?, seq = ? WHERE mutation_id = ?",
                 [(origin, seq, mid) for mid, origin, seq in acks],
             )
+            if self.resyncing:
+                return None
+            vector, changes = self._next_changes(acks, states)
+            if vector == cursor_mod.decode(self.cursor) and not stable:
+                return None
+            return self._join_page(changes, cursor_mod.encode(vector), stable, done=False)
+
+    def _next_changes(
+        self, acks: Sequence[tuple[str, str, int]], states: Mapping[str, State]
+    ) -> tuple[dict[str, int], list[dict[str, Any]]]:
+        """The cursor moved past the acknowledged changes that follow it without a gap, and
+        those changes as a pull would bring them (one outside the scope moves the cursor only,
+        as in a pull)."""
+        vector = cursor_mod.decode(self.cursor)
+        scope = codec.loads(self._meta("scope", "null"))
+        changes = []
+        for mid, origin, seq in sorted(acks, key=lambda ack: (ack[1], ack[2])):
+            state = states.get(mid)
+            if state is None or vector.get(origin, 0) != seq - 1:
+                continue
+            row = self._db.execute(
+                "SELECT collection, id FROM outbox WHERE mutation_id = ?", (mid,)
+            ).fetchone()
+            if row is None:
+                continue
+            vector[origin] = seq
+            if scope is None or row[0] in scope:
+                changes.append({"collection": row[0], "id": row[1], "state": state})
+        return vector, changes
 
     async def reject(self, rejections: Sequence[tuple[str, dict[str, Any]]]) -> list[Rejection]:
         """Move refused entries to ``rejected`` and roll their documents back to server state."""
@@ -483,6 +539,13 @@ class LocalStore:
     def _apply_page(
         self, changes: Sequence[dict[str, Any]], cursor: str, stable: dict[str, int], done: bool
     ) -> PageResult:
+        with self._transaction():
+            return self._join_page(changes, cursor, stable, done)
+
+    def _join_page(
+        self, changes: Sequence[dict[str, Any]], cursor: str, stable: dict[str, int], done: bool
+    ) -> PageResult:
+        """:meth:`apply_page` inside the caller's transaction."""
         latest: dict[DocKey, State | None] = {}
         for change in changes:
             state = change.get("state")
@@ -497,45 +560,44 @@ class LocalStore:
                 self.clock.observe(change["hlc"])
         touched: set[DocKey] = set(latest)
         synced: dict[DocKey, dict[str, Any] | None] = {}
-        with self._transaction():
-            for (collection, doc_id), incoming in latest.items():
-                if incoming is None:
-                    self._db.execute(
-                        "DELETE FROM server_docs WHERE collection = ? AND id = ?",
-                        (collection, doc_id),
-                    )
-                    synced[(collection, doc_id)] = None
-                    continue
-                # A full resync replaces what the device held before it (the device may hold
-                # changes no region has: a node restored from a backup, a lost store, ADR
-                # 0037) and joins what the resync itself brought (docs/protocol.md#cursors).
-                current = self._server_state(collection, doc_id, seen_only=self.resyncing)
-                if self.offering:
-                    self._offer_if_lost(collection, doc_id, incoming)
-                merged = incoming if current is None else join(current, incoming)
-                synced[(collection, doc_id)] = visible(merged)
+        for (collection, doc_id), incoming in latest.items():
+            if incoming is None:
                 self._db.execute(
-                    "INSERT OR REPLACE INTO server_docs (collection, id, state, seen)"
-                    " VALUES (?, ?, ?, 1)",
-                    (collection, doc_id, _dumps(merged)),
+                    "DELETE FROM server_docs WHERE collection = ? AND id = ?",
+                    (collection, doc_id),
                 )
-            self.cursor = cursor
-            self.stable = cursor_mod.merge(self.stable, stable)
-            self._set_meta("cursor", cursor)
-            self._set_meta("stable", _dumps(self.stable))
-            if done:
-                self.last_synced_at = time.time()
-                self._set_meta("last_synced_at", repr(self.last_synced_at))
-            resynced = done and self.resyncing
-            if resynced:
-                gone = self._finish_resync()
-                synced.update(dict.fromkeys(gone))
-                touched |= gone
-            settled = self._settle()
-            touched |= settled
-            for collection, doc_id in touched:
-                self._refresh_view(collection, doc_id)
-        return PageResult(frozenset(c for c, _ in touched), len(settled), synced, resynced)
+                synced[(collection, doc_id)] = None
+                continue
+            # A full resync replaces what the device held before it (the device may hold
+            # changes no region has: a node restored from a backup, a lost store, ADR
+            # 0037) and joins what the resync itself brought (docs/protocol.md#cursors).
+            current = self._server_state(collection, doc_id, seen_only=self.resyncing)
+            if self.offering:
+                self._offer_if_lost(collection, doc_id, incoming)
+            merged = incoming if current is None else join(current, incoming)
+            synced[(collection, doc_id)] = visible(merged)
+            self._db.execute(
+                "INSERT OR REPLACE INTO server_docs (collection, id, state, seen)"
+                " VALUES (?, ?, ?, 1)",
+                (collection, doc_id, _dumps(merged)),
+            )
+        self.cursor = cursor
+        self.stable = cursor_mod.merge(self.stable, stable)
+        self._set_meta("cursor", cursor)
+        self._set_meta("stable", _dumps(self.stable))
+        if done:
+            self.last_synced_at = time.time()
+            self._set_meta("last_synced_at", repr(self.last_synced_at))
+        resynced = done and self.resyncing
+        if resynced:
+            gone = self._finish_resync()
+            synced.update(dict.fromkeys(gone))
+            touched |= gone
+        settled = self._settle()
+        touched |= settled
+        for collection, doc_id in touched:
+            self._refresh_view(collection, doc_id)
+        return PageResult(cursor, frozenset(c for c, _ in touched), len(settled), synced, resynced)
 
     def _settle(self) -> set[DocKey]:
         """Drop outbox entries that are acknowledged, stable and already pulled (I6).

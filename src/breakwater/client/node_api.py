@@ -161,13 +161,17 @@ class NodeApi:
         """``GET`` a JSON answer."""
         return await self._call("GET", path)
 
-    async def push(self, client_id: str, mutations: list[dict[str, Any]]) -> dict[str, Any]:
-        """``POST /v1/sync/push``: one result per mutation, in order, and the node's clock."""
-        body = codec.dumps({"client_id": client_id, "mutations": mutations})
+    async def push(self, mutations: list[dict[str, Any]]) -> dict[str, Any]:
+        """``POST /v1/sync/push``: one result per mutation, in order, and the node's clock;
+        asks for the applied states and ``stable`` too (a query parameter, which a node
+        without it ignores), so the device can settle its writes without pulling them. No
+        ``client_id``: the node does not use it, and the mutation ids name the device."""
+        body = codec.dumps({"mutations": mutations})
         result: dict[str, Any] = await self._call(
             "POST",
             "/v1/sync/push",
             content=body,
+            params={"include_state": "true"},
         )
         return result
 

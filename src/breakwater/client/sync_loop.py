@@ -4,11 +4,18 @@ One iteration on the chosen endpoint:
 
 1. push unsent outbox entries in batches (``POST /v1/sync/push``); acknowledged entries keep
    their ``(origin, seq)`` and stay queued; rejected ones leave the outbox and roll back;
-   a ``clock_skew`` refusal corrects the device clock, re-stamps and pushes again;
-2. pull pages (``GET /v1/sync/pull``, with states, of the device's scope) until ``has_more``
-   is false; each page commits with its cursor, and entries acknowledged, stable and pulled
-   (or behind the cursor: out of scope, they never arrive) leave the outbox;
-   ``cursor_expired`` and ``cursor_unknown`` start a full resync that keeps the outbox;
+   a ``clock_skew`` refusal corrects the device clock, re-stamps and pushes again; an
+   acknowledgement that carries the document's state and follows the cursor without a gap is
+   taken in as its pull would be (so a stable write settles at once) and told as a page
+   (:class:`PageApplied`), like a pulled one;
+2. when a pull is due, pull pages (``GET /v1/sync/pull``, with states, of the device's scope)
+   until ``has_more`` is false; each page commits with its cursor, and entries acknowledged,
+   stable and pulled (or behind the cursor: out of scope, they never arrive) leave the outbox;
+   ``cursor_expired`` and ``cursor_unknown`` start a full resync that keeps the outbox.
+   A pull is due on the first round, after a failure, at ``poll_interval``, on ``sync_now``,
+   when realtime heard of changes past the cursor, and while the outbox holds entries (not yet
+   stable, or not taken in): a round that only pushed writes it settled pulls nothing, and the
+   realtime echo of the device's own change is behind the cursor already (no pull);
 3. wait until a local write or the realtime ladder wakes it (or ``poll_interval`` passes).
 
 A push refused as unavailable (a node whose store refuses writes) still lets the pull run, so
@@ -32,7 +39,7 @@ import contextlib
 import dataclasses
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -123,6 +130,9 @@ class SyncLoop:
         self._directory_read_at = -math.inf
         self._endpoint: Endpoint | None = None
         self._push_batch = settings.push_batch
+        self._pull_due = True
+        self._heard = ""
+        """The newest cursor realtime reported (a pull is due while it is ahead)."""
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -155,6 +165,7 @@ class SyncLoop:
                         await self._use(endpoint)
                     await self._sync_once(api)
                 except (EndpointUnavailable, httpx.HTTPError) as exc:
+                    self._pull_due = True
                     if isinstance(exc, EndpointUnavailable) and exc.extra.get("problem") in (
                         "region_standby",
                     ):
@@ -171,6 +182,7 @@ class SyncLoop:
                     await self._backoff_sleep(delay)
                     continue
                 except Exception as exc:
+                    self._pull_due = True
                     # A refusal the loop cannot act on (e.g. 401 before the token hook has a
                     # token) or a malformed answer: report it, back off, never stop syncing.
                     log.warning(
@@ -239,10 +251,18 @@ class SyncLoop:
             log.info("learned endpoints %s", [e.url for e in added])
 
     async def _sleep_or_wake(self, seconds: float) -> None:
-        """Wait up to ``seconds`` for a local write or a realtime notice."""
-        with contextlib.suppress(TimeoutError):
+        """Wait up to ``seconds`` for a local write or a realtime notice (a pull is due when
+        the wait ran out: the fallback when realtime missed something)."""
+        try:
             async with asyncio.timeout(seconds):
                 await self.wake.wait()
+        except TimeoutError:
+            self._pull_due = True
+
+    def pull_soon(self) -> None:
+        """Make the next round pull (``sync_now``, ``refresh``) and start it."""
+        self._pull_due = True
+        self.wake.set()
 
     async def _backoff_sleep(self, seconds: float) -> bool:
         """Wait after a failure; whether ``sync_now`` cut the wait short. New local writes do
@@ -259,6 +279,7 @@ class SyncLoop:
         if await self.store.use_endpoint(endpoint.url):
             log.info("now on %s: pushing unsettled acknowledged writes again", endpoint.url)
         self._endpoint = endpoint
+        self._pull_due = True
         await self._learn(NodeApi(self.http, endpoint.url))
         await self._stop_ladder()
         self.board.update(endpoint=endpoint.url)
@@ -266,8 +287,8 @@ class SyncLoop:
             self._transports,
             self.settings.climb_back_after,
             on_transport=lambda name: self.board.update(transport=name),
-            on_expired=self.wake.set,
-            on_unavailable=self.wake.set,  # the stream's node failed: check it (failover)
+            on_expired=self.pull_soon,
+            on_unavailable=self.pull_soon,  # the stream's node failed: check it (failover)
         )
         context = StreamContext(
             endpoint.url,
@@ -288,6 +309,7 @@ class SyncLoop:
 
     async def _notified(self, cursor: str) -> None:
         """A transport saw changes up to ``cursor``: wake the loop and wait until pulled."""
+        self._heard = cursor
         self.wake.set()
         async with self.synced:
             with contextlib.suppress(TimeoutError):
@@ -306,7 +328,10 @@ class SyncLoop:
             await self._push_all(api)
         except EndpointUnavailable as exc:
             push_failed = exc  # a node that refuses writes may still serve reads (I8): pull
-        await self._pull_all(api)
+            self._pull_due = True
+        if await self._pull_wanted():
+            self._pull_due = False
+            await self._pull_all(api)
         if push_failed is not None:
             raise push_failed
         pending = await self.store.pending_count()
@@ -323,6 +348,11 @@ class SyncLoop:
             self.rounds_done = this_round
             self.synced.notify_all()
 
+    async def _pull_wanted(self) -> bool:
+        """Whether this round pulls: see the module docstring."""
+        heard = bool(self._heard) and is_ahead(self._heard, self.store.cursor)
+        return self._pull_due or heard or await self.store.awaiting_acknowledged()
+
     # -- push -----------------------------------------------------------------------------
 
     async def _push_all(self, api: NodeApi) -> None:
@@ -332,7 +362,7 @@ class SyncLoop:
             if not batch:
                 return
             try:
-                answer = await api.push(self.store.device_id, [e.to_wire() for e in batch])
+                answer = await api.push([e.to_wire() for e in batch])
             except ClockSkew as exc:
                 restamps += 1
                 if restamps > MAX_RESTAMPS_PER_PUSH:
@@ -390,7 +420,11 @@ class SyncLoop:
                 if mid in pushed
             )
             self.board.emit(MutationsAcknowledged(entries, frozenset(duplicates), endpoint))
-        await self.store.record_acks(acks)
+        states = {r["mutation_id"]: r["state"] for r in answer["results"] if "state" in r}
+        stable = answer.get("stable")
+        await self._committed(
+            self.store.record_acks(acks, states, stable if isinstance(stable, dict) else None)
+        )
         if refused:
             await self._rejected(refused)
 
@@ -402,12 +436,26 @@ class SyncLoop:
 
     # -- pull -----------------------------------------------------------------------------
 
-    def _page_committed(self, cursor: str, applying: asyncio.Future[PageResult]) -> None:
-        """Tell the listeners of a pulled page that committed."""
+    async def _committed(self, commit: Coroutine[Any, Any, PageResult | None]) -> PageResult | None:
+        """Run ``commit`` (a store call that commits a page: pulled, or taken from a push
+        answer) and tell its listeners when it commits.
+
+        The page commits in the store's thread even when this sync is stopped meanwhile
+        (pause, close): its listeners are told when it commits, not only if this task lives to
+        see it, or live queries and PageApplied would miss a committed page (and the chaos
+        checker would judge the device's copy against a cursor it never heard of)."""
+        applying = asyncio.ensure_future(commit)
+        applying.add_done_callback(self._page_committed)
+        return await asyncio.shield(applying)
+
+    def _page_committed(self, applying: asyncio.Future[PageResult | None]) -> None:
+        """Tell the listeners of a page that committed (``None``: nothing was taken in)."""
         if applying.cancelled() or applying.exception() is not None:
             return
         result = applying.result()
-        self.board.emit(PageApplied(cursor, result.documents, result.resynced))
+        if result is None:
+            return
+        self.board.emit(PageApplied(result.cursor, result.documents, result.resynced))
         if result.collections:
             self._on_changed(result.collections)
 
@@ -427,16 +475,11 @@ class SyncLoop:
                 self.board.emit(ResyncStarted(gone.type))
                 continue
             has_more = bool(page["has_more"])
-            applying = asyncio.ensure_future(
+            await self._committed(
                 self.store.apply_page(
                     page["changes"], page["cursor"], page.get("stable", {}), done=not has_more
                 )
             )
-            # The page commits in the store's thread even when this sync is stopped meanwhile
-            # (pause, close): its listeners are told when it commits, not only if this task
-            # lives to see it, or live queries and PageApplied would miss a committed page.
-            applying.add_done_callback(partial(self._page_committed, page["cursor"]))
-            await asyncio.shield(applying)
             if page.get("hlc"):
                 self.store.clock.observe(page["hlc"])
             changes += len(page["changes"])

@@ -57,6 +57,7 @@ _RESULT = {
         "hlc": {"type": "string"},
         "conflict": {"type": "array", "items": {"type": "string"}},
         "error": _PROBLEM,
+        "state": {"type": "object"},
     },
 }
 _CHANGE = {
@@ -123,6 +124,15 @@ QUERY_RESPONSES: dict[int | str, dict[str, Any]] = {
     **_errors(400, 401, 403, 429, 503),
 }
 PUSH_BODY: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "include_state",
+            "in": "query",
+            "required": False,
+            "description": "add each applied document's CRDT state, and stable",
+            "schema": {"type": "string", "enum": ["true", "false"]},
+        }
+    ],
     "requestBody": {
         "required": True,
         "content": {
@@ -138,7 +148,7 @@ PUSH_BODY: dict[str, Any] = {
                 }
             }
         },
-    }
+    },
 }
 PUSH_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: _json(
@@ -149,6 +159,7 @@ PUSH_RESPONSES: dict[int | str, dict[str, Any]] = {
             "properties": {
                 "results": {"type": "array", "items": _RESULT},
                 "hlc": {"type": "string"},
+                "stable": {"type": "object", "additionalProperties": {"type": "integer"}},
             },
         },
     ),

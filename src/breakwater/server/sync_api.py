@@ -13,6 +13,7 @@ from starlette.responses import Response
 from breakwater.auth.identity import Identity
 from breakwater.auth.policy import Change
 from breakwater.core import cursor as cursor_mod
+from breakwater.core.engine import MutationResult
 from breakwater.core.errors import BreakwaterError, PayloadTooLarge, ValidationError
 from breakwater.core.mutation import Mutation, check_collection, parse_mutation
 from breakwater.server import openapi
@@ -80,11 +81,15 @@ def _parse_push(body: Any, node: Node, identity: Identity | None) -> list[Mutati
     summary="Push a batch of mutations",
 )
 async def push(request: Request) -> Response:
-    """Apply mutations once each; every result names the change ``(origin, seq)`` or a problem."""
+    """Apply mutations once each; every result names the change ``(origin, seq)`` or a problem.
+
+    ``?include_state=true`` adds each applied document's state and ``stable`` (read here, not
+    as a declared parameter: :mod:`.direct_routes` calls this endpoint with the request only)."""
     node = node_of(request)
     identity = identity_of(request)
     node.policy.admit_caller(identity)
     node.region.require_writable()
+    include_state = _flag(request.query_params.get("include_state", "false"), "include_state")
     body = await read_json(request, node.config.limits.max_body_bytes)
     mutations = _parse_push(body, node, identity)
     results = await node.writes.apply(mutations, "push")
@@ -96,7 +101,32 @@ async def push(request: Request) -> Response:
             if answer["status"] != "rejected":
                 answer["replicated"] = held
         status = 200 if held else 202
-    return json_response({"results": answers, "hlc": node.clock.now()}, status)
+    reply: dict[str, Any] = {"results": answers, "hlc": node.clock.now()}
+    if include_state:
+        _add_states(reply, results, node, identity)
+    return json_response(reply, status)
+
+
+def _flag(raw: str, name: str) -> bool:
+    """A ``true``/``false`` query parameter; anything else is refused before any write."""
+    if raw not in ("true", "false"):
+        raise ValidationError(f"{name} must be true or false", field=name)
+    return raw == "true"
+
+
+def _add_states(
+    answer: dict[str, Any], results: list[MutationResult], node: Node, identity: Identity | None
+) -> None:
+    """What lets a device settle its writes without pulling them back: ``stable`` and, when the
+    caller reads every change as it is, each applied document's state (as a pull would bring
+    it; a caller under read rules pulls, so a push never shows more than a pull would)."""
+    done = [(r.origin, r.seq) for r in results if r.origin is not None and r.seq is not None]
+    answer["stable"] = node.region.stable_for(cursor_mod.advance({}, done))
+    if node.policy.viewer(identity, None) is not None:
+        return
+    for result, body in zip(results, answer["results"], strict=True):
+        if result.status == "applied" and result.doc is not None:
+            body["state"] = result.doc.state
 
 
 def parse_collections(raw: str | None) -> list[str] | None:

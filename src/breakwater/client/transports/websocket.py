@@ -61,6 +61,8 @@ class WebSocketTransport:
     """Subscribe to the device's collections from its cursor and wake the sync loop."""
 
     name = "websocket"
+    connection_class: type[ClientConnection] = ClientConnection
+    """The socket's connection class (``breakwater bench sdk`` swaps in one that counts)."""
 
     def __init__(self) -> None:
         self.connections = 0
@@ -73,7 +75,11 @@ class WebSocketTransport:
         headers = await auth_headers(context.headers)
         try:
             async with connect(
-                url, additional_headers={**headers, **trace_headers()}, open_timeout=10, logger=_LOG
+                url,
+                additional_headers={**headers, **trace_headers()},
+                open_timeout=10,
+                logger=_LOG,
+                create_connection=self.connection_class,
             ) as ws:
                 self.connections += 1
                 renewing = None
