@@ -190,6 +190,23 @@ def test_a_failed_health_check_before_switching_opens_the_breaker_at_once() -> N
     assert pool.choose() is b1
 
 
+def test_a_fresh_answer_vouches_for_an_endpoint_until_it_fails_or_ages() -> None:
+    """A probe or call that succeeded within the window stands for a health check; a failure
+    since, an open breaker or an older answer does not."""
+    clock = FakeClock()
+    pool = EndpointPool(["http://a", "http://b"], 3, 5.0, clock)
+    a, b = pool.endpoints
+    assert not pool.vouched_for(b, 1.0)  # never answered
+    pool.succeeded(b, 0.02)
+    clock.now = 1.0
+    assert pool.vouched_for(b, 1.0)
+    clock.now = 1.5
+    assert not pool.vouched_for(b, 1.0)  # too old
+    pool.succeeded(a, 0.02)
+    pool.failed(a)
+    assert not pool.vouched_for(a, 1.0)  # failed since
+
+
 def test_another_healthy_region_makes_one_failure_enough() -> None:
     """Only a region that answered its last probe counts; an unprobed one does not."""
     pool = EndpointPool([], 3, 5.0, FakeClock(), regions={"a": ["http://a"], "b": ["http://b"]})

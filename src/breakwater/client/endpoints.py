@@ -48,6 +48,8 @@ class Endpoint:
     streak: int = 0
     failing: bool = False
     """Its last call failed (ranked after the others while its breaker is still closed)."""
+    answered_at: float | None = None
+    """The pool's clock when a probe or call of it last succeeded (``None``: never)."""
 
     def observe_latency(self, seconds: float) -> None:
         """Fold one measured round trip into the estimate."""
@@ -231,6 +233,19 @@ class EndpointPool:
         latency = self.region_latency(endpoint.region) or 0.0
         return max(self.failover_timeout, PATIENCE_FACTOR * latency)
 
+    def vouched_for(self, endpoint: Endpoint, within: float) -> bool:
+        """``endpoint`` answered a health probe or a call in the last ``within`` seconds and
+        has not failed since: that answer stands for the health check before switching to it,
+        so a failover does not spend a round trip (on a region that every failing-over device
+        now hits at once) asking again what the prober has just been told."""
+        answered = endpoint.answered_at
+        return (
+            endpoint.streak > 0
+            and endpoint.breaker.state == "closed"
+            and answered is not None
+            and self._clock() - answered <= within
+        )
+
     def has_alternative(self) -> bool:
         """Some endpoint other than the current one has a closed breaker (no backoff needed
         before trying it: backoff spares a failing server, and that one has not failed)."""
@@ -251,6 +266,7 @@ class EndpointPool:
         endpoint.observe_latency(latency)
         endpoint.streak += 1
         endpoint.failing = False
+        endpoint.answered_at = self._clock()
 
     def failed(
         self, endpoint: Endpoint, health_check: bool = False, waited: float | None = None
