@@ -211,7 +211,10 @@ async def run_drill(
     started = time.monotonic()
     groups = _groups(plan, cluster, work)
     try:
-        progress(f"{plan.drill}: opening {plan.devices} devices in {len(groups)} processes")
+        progress(
+            f"{plan.drill}: opening {plan.devices} devices in {len(groups)} processes"
+            " (each catches up with the feed before the warm-up)"
+        )
         await asyncio.gather(*(group.start() for group in groups))
         devices = [device for group in groups for device in group.devices.values()]
         progress(f"{plan.drill}: {plan.devices} devices writing")
