@@ -165,15 +165,16 @@ def test_only_other_regions_are_probed_one_endpoint_each() -> None:
         clock,
         regions={"a": ["http://a1", "http://a2"], "b": ["http://b1", "http://b2"]},
     )
-    a1, _, b1, b2 = pool.endpoints
-    pool.current = a1
-    assert pool.to_probe() == [b1]
-    pool.failed(b1)
-    assert pool.to_probe() == [b2]
-    pool.failed(b2)
+    pool.current = pool.endpoints[0]
+    [first] = pool.to_probe()
+    assert first.region == "b"
+    pool.failed(first)
+    [second] = pool.to_probe()
+    assert second.region == "b" and second is not first
+    pool.failed(second)
     assert pool.to_probe() == []
     clock.now = 5.0
-    assert pool.to_probe() == [b1]
+    assert pool.to_probe() == [first]
 
 
 def test_a_failed_health_check_before_switching_opens_the_breaker_at_once() -> None:
@@ -181,13 +182,60 @@ def test_a_failed_health_check_before_switching_opens_the_breaker_at_once() -> N
     pool = EndpointPool(
         [], 3, 5.0, FakeClock(), regions={"a": ["http://a1", "http://a2"], "b": ["http://b1"]}
     )
-    a1, a2, b1 = pool.endpoints
-    assert pool.choose() is a1
+    first = pool.choose()
+    assert first is not None and first.region == "a"
+    sibling = next(e for e in pool.endpoints if e.region == "a" and e is not first)
     for _ in range(3):
-        pool.failed(a1)
-    assert pool.choose() is a2 and pool.has_alternative()
-    pool.failed(a2, health_check=True)
-    assert pool.choose() is b1
+        pool.failed(first)
+    assert pool.choose() is sibling and pool.has_alternative()
+    pool.failed(sibling, health_check=True)
+    assert pool.choose() is pool.endpoints[2]
+
+
+def test_the_devices_of_a_region_spread_over_its_endpoints() -> None:
+    """Each pool takes a region's endpoints in its own order (seeded), the app's order of
+    regions kept: many devices land on every node of their region, not all on the first."""
+    regions = {"a": ["http://a1", "http://a2"], "b": ["http://b1", "http://b2"]}
+    chosen = set()
+    for seed in range(40):
+        pool = EndpointPool([], regions=regions, spread_seed=seed)
+        endpoint = pool.choose()
+        assert endpoint is not None and endpoint.region == "a"
+        chosen.add(endpoint.url)
+        assert {e.region for e in pool.to_probe()} == {"b"}
+    assert chosen == {"http://a1", "http://a2"}
+
+
+def test_the_probed_endpoint_of_a_region_is_the_one_the_device_would_choose() -> None:
+    """The prober asks the endpoint a failover would pick, so its answer can vouch for it."""
+    for seed in range(10):
+        pool = EndpointPool(
+            [], regions={"a": ["http://a"], "b": ["http://b1", "http://b2"]}, spread_seed=seed
+        )
+        a = pool.choose()
+        assert a is not None
+        [probed] = pool.to_probe()
+        for endpoint in pool.endpoints:
+            pool.succeeded(endpoint, 0.01)
+        pool.failed(a, health_check=True)
+        assert pool.choose() is probed
+
+
+def test_a_fresh_answer_vouches_for_an_endpoint_until_it_fails_or_ages() -> None:
+    """A probe or call that succeeded within the window stands for a health check; a failure
+    since, an open breaker or an older answer does not."""
+    clock = FakeClock()
+    pool = EndpointPool(["http://a", "http://b"], 3, 5.0, clock)
+    a, b = pool.endpoints
+    assert not pool.vouched_for(b, 1.0)  # never answered
+    pool.succeeded(b, 0.02)
+    clock.now = 1.0
+    assert pool.vouched_for(b, 1.0)
+    clock.now = 1.5
+    assert not pool.vouched_for(b, 1.0)  # too old
+    pool.succeeded(a, 0.02)
+    pool.failed(a)
+    assert not pool.vouched_for(a, 1.0)  # failed since
 
 
 def test_another_healthy_region_makes_one_failure_enough() -> None:

@@ -142,13 +142,19 @@ async def test_a_silent_region_is_left_in_about_the_failover_timeout(
 
         net.silent.add("b")
         silenced = asyncio.get_running_loop().time()
+        acked_before = len(acked_by)
         await todos.set("during", {"n": 1})
-        await eventually(
-            lambda: _has(regions["a"], "during", {"n": 1}), seconds=20, what="the write in a"
-        )
+
+        async def acknowledged() -> bool:  # by the device: the write can be in a before that
+            return len(acked_by) > acked_before
+
+        await eventually(acknowledged, seconds=20, what="the write acknowledged")
         # Far below the 60 s request timeout the device would otherwise wait out.
         assert asyncio.get_running_loop().time() - silenced < 20
         assert acked_by[-1] == "http://a.test"
+        await eventually(
+            lambda: _has(regions["a"], "during", {"n": 1}), seconds=20, what="the write in a"
+        )
 
         net.silent.discard("b")
         await eventually(lambda: _on(watched, "b"), seconds=30, what="home again")

@@ -5,7 +5,10 @@ SDK's failover (ADR 0038): a drill spreads its devices over ``processes`` childr
 (``python -m breakwater.chaos.drill_devices``) reads its :class:`GroupSpec` as one JSON line on
 stdin, opens its clients, and writes one JSON object a line on stdout:
 
-- ``{"ready": true}`` once every client is open (the drill's warm-up starts after all are);
+- ``{"ready": true}`` once every client is open and has caught up with the feed (the drill's
+  warm-up starts after all have: on a cluster that kept earlier runs' documents, a new device
+  first pulls all of them, and a drill that struck then would measure that catch-up, which
+  starves the machine, rather than the failover of devices in their steady state);
 - ``{"device": name, "endpoint": url}`` when a device changes endpoint;
 - ``{"device": name, "acked": [[mutation_id, doc_id, monotonic], ...], "by": url}`` on
   acknowledgements (``by``: the endpoint that gave them);
@@ -34,6 +37,7 @@ from breakwater.client.events import StatusChanged
 
 COLLECTION = "drill"
 STOP_TIMEOUT_S = 60.0
+CATCH_UP_TIMEOUT_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -198,6 +202,8 @@ async def run_group(spec: GroupSpec) -> None:
             client.on(_listener(name))
             await stack.enter_async_context(client)
             clients[name] = client
+        async with asyncio.timeout(CATCH_UP_TIMEOUT_S):
+            await asyncio.gather(*(client.refresh() for client in clients.values()))
         _emit({"ready": True})
         writers = [
             asyncio.create_task(_write_forever(name, client, spec.write_interval_s))

@@ -135,18 +135,27 @@ class Fault:
         self.target = target
         self.promote_after_s = plan.promote_after_s
         self.promoted_at: float | None = None
+        self.node = 0
+        """The index of the node ``node-loss`` kills (:meth:`aim`)."""
+
+    def aim(self, endpoints: Sequence[str | None]) -> None:
+        """For ``node-loss``: aim at the target region's node most devices are on (devices
+        spread over a region's nodes, so the first node may have none)."""
+        nodes = self.cluster.region(self.target).nodes
+        on = [sum(e == node.device_url for e in endpoints) for node in nodes]
+        self.node = on.index(max(on))
 
     def hit_urls(self) -> set[str]:
         """The device URLs the fault takes away (none for a partition between regions)."""
         region = self.cluster.region(self.target)
         if self.drill == "node-loss":
-            return {region.nodes[0].device_url}
+            return {region.nodes[self.node].device_url}
         return set() if self.drill == "region-partition" else set(region.device_urls())
 
     async def inject(self) -> None:
         region = self.cluster.region(self.target)
         if self.drill == "node-loss":
-            await self.cluster.kill_node(region.nodes[0].name)
+            await self.cluster.kill_node(region.nodes[self.node].name)
         elif self.drill in ("region-loss", "standby-promotion"):
             await self.cluster.kill_region(self.target)
         elif self.drill == "store-loss":
@@ -165,7 +174,7 @@ class Fault:
     async def heal(self) -> None:
         region = self.cluster.region(self.target)
         if self.drill == "node-loss":
-            await self.cluster.start_node(region.nodes[0].name)
+            await self.cluster.start_node(region.nodes[self.node].name)
         elif self.drill in ("region-loss", "store-loss", "standby-promotion"):
             await self.cluster.start_region(self.target)
         elif self.drill == "region-silence":
@@ -211,11 +220,15 @@ async def run_drill(
     started = time.monotonic()
     groups = _groups(plan, cluster, work)
     try:
-        progress(f"{plan.drill}: opening {plan.devices} devices in {len(groups)} processes")
+        progress(
+            f"{plan.drill}: opening {plan.devices} devices in {len(groups)} processes"
+            " (each catches up with the feed before the warm-up)"
+        )
         await asyncio.gather(*(group.start() for group in groups))
         devices = [device for group in groups for device in group.devices.values()]
         progress(f"{plan.drill}: {plan.devices} devices writing")
         await asyncio.sleep(plan.warmup_s)
+        fault.aim([d.endpoint for d in devices])
         hit = fault.hit_urls()
         affected = [d for d in devices if d.endpoint in hit]
         fault_at = time.monotonic()

@@ -102,7 +102,7 @@ def _table(results: list[DrillResult], modes: Sequence[str]) -> Table:
 
 
 DRILL_HELP = {
-    "node-loss": "SIGKILL one node of the target region (of two); devices move to the other.",
+    "node-loss": "SIGKILL the target region's node most devices are on; they move to the other.",
     "region-loss": "SIGKILL every node of the target region, restart it after the outage.",
     "store-loss": "Lose the target region with its store; rebuild it empty after the outage.",
     "region-silence": "Black-hole the target region's device links (accepting, never answering).",

@@ -15,7 +15,9 @@ See docs/protocol.md#region-routing for the rules every SDK follows.
 
 from __future__ import annotations
 
+import random
 import time
+import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +50,8 @@ class Endpoint:
     streak: int = 0
     failing: bool = False
     """Its last call failed (ranked after the others while its breaker is still closed)."""
+    answered_at: float | None = None
+    """The pool's clock when a probe or call of it last succeeded (``None``: never)."""
 
     def observe_latency(self, seconds: float) -> None:
         """Fold one measured round trip into the estimate."""
@@ -70,6 +74,7 @@ class EndpointPool:
         settle_probes: int = SETTLE_PROBES,
         move_margin: float = MOVE_MARGIN,
         failover_timeout: float = FAILOVER_TIMEOUT,
+        spread_seed: int | None = None,
     ) -> None:
         grouped = [(url, url) for url in urls]
         grouped += [(url, name) for name, members in (regions or {}).items() for url in members]
@@ -81,6 +86,7 @@ class EndpointPool:
         self.settle_probes = settle_probes
         self.move_margin = move_margin
         self.failover_timeout = failover_timeout
+        self._seed = random.getrandbits(32) if spread_seed is None else spread_seed
         self.endpoints: list[Endpoint] = []
         self.region_states: dict[str, str] = {}
         """Each region's state from the last directory read (``active``, ``standby``, ...)."""
@@ -138,15 +144,23 @@ class EndpointPool:
     def _writable(self, endpoint: Endpoint) -> bool:
         return self.region_states.get(endpoint.region, "unknown") not in UNAVAILABLE_STATES
 
-    def _rank(self, item: tuple[int, Endpoint]) -> tuple[bool, bool, int, float, int]:
-        index, endpoint = item
+    def _turn(self, endpoint: Endpoint) -> tuple[int, int]:
+        """``endpoint``'s place in this device's order: its region's place in the app's
+        order, then a place among the region's endpoints drawn from the pool's seed. The
+        endpoints of a region are its nodes, equally good: each device takes them in its own
+        order, so a region's devices (and those failing over to it) spread over its nodes
+        instead of all landing on the first one listed."""
+        first = next(i for i, e in enumerate(self.endpoints) if e.region == endpoint.region)
+        return first, zlib.crc32(f"{self._seed}:{endpoint.url}".encode())
+
+    def _rank(self, endpoint: Endpoint) -> tuple[bool, bool, int, float, tuple[int, int]]:
         latency = self.region_latency(endpoint.region)
         return (
             endpoint.breaker.state != "closed",
             endpoint.failing,
             _STATE_RANK.get(self.region_states.get(endpoint.region, "unknown"), 1),
             latency if latency is not None else 0.0,
-            index,
+            self._turn(endpoint),
         )
 
     def choose(self) -> Endpoint | None:
@@ -159,8 +173,7 @@ class EndpointPool:
                 return better
             if self._writable(current) or not self._others_writable(current):
                 return current
-        ranked = sorted(enumerate(self.endpoints), key=self._rank)
-        for _, endpoint in ranked:
+        for endpoint in sorted(self.endpoints, key=self._rank):
             if endpoint.breaker.allow():
                 self.current = endpoint
                 return endpoint
@@ -199,9 +212,11 @@ class EndpointPool:
 
     def to_probe(self) -> list[Endpoint]:
         """Endpoints of other regions to health-probe now: one per region, whose breaker lets
-        a call through (the current endpoint is measured by its real requests)."""
+        a call through, the one this device would choose (the current endpoint is measured
+        by its real requests)."""
         chosen: dict[str, Endpoint] = {}
-        for endpoint in sorted(self.endpoints, key=lambda e: e.breaker.state != "closed"):
+        ordered = sorted(self.endpoints, key=lambda e: (e.breaker.state != "closed", self._turn(e)))
+        for endpoint in ordered:
             here = self.current is not None and endpoint.region == self.current.region
             if not here and endpoint.breaker.retry_in() == 0:
                 chosen.setdefault(endpoint.region, endpoint)
@@ -231,6 +246,19 @@ class EndpointPool:
         latency = self.region_latency(endpoint.region) or 0.0
         return max(self.failover_timeout, PATIENCE_FACTOR * latency)
 
+    def vouched_for(self, endpoint: Endpoint, within: float) -> bool:
+        """``endpoint`` answered a health probe or a call in the last ``within`` seconds and
+        has not failed since: that answer stands for the health check before switching to it,
+        so a failover does not spend a round trip (on a region that every failing-over device
+        now hits at once) asking again what the prober has just been told."""
+        answered = endpoint.answered_at
+        return (
+            endpoint.streak > 0
+            and endpoint.breaker.state == "closed"
+            and answered is not None
+            and self._clock() - answered <= within
+        )
+
     def has_alternative(self) -> bool:
         """Some endpoint other than the current one has a closed breaker (no backoff needed
         before trying it: backoff spares a failing server, and that one has not failed)."""
@@ -251,6 +279,7 @@ class EndpointPool:
         endpoint.observe_latency(latency)
         endpoint.streak += 1
         endpoint.failing = False
+        endpoint.answered_at = self._clock()
 
     def failed(
         self, endpoint: Endpoint, health_check: bool = False, waited: float | None = None

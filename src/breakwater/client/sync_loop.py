@@ -29,7 +29,10 @@ second, ADR 0038).
 Region routing (docs/protocol.md#region-routing-every-sdk): before the first choice every
 endpoint is probed once (a new device starts in the nearest region); a prober task probes the
 other regions every ``region_probe_interval`` and re-reads the directory (``GET /v1/regions``)
-every ``ttl``, and wakes the loop when the pool has a better region to move to.
+every ``ttl``, and wakes the loop when the pool has a better region to move to. Switching to an
+endpoint costs no round trip before the push: a probe answer younger than
+``region_probe_interval`` stands for its health check, and the new endpoint's directory is read
+beside the first sync (ADR 0049).
 """
 
 from __future__ import annotations
@@ -126,6 +129,7 @@ class SyncLoop:
         self._backoff = Backoff(settings.backoff_base, settings.backoff_cap)
         self._ladder_task: asyncio.Task[None] | None = None
         self._prober_task: asyncio.Task[None] | None = None
+        self._directory_task: asyncio.Task[None] | None = None
         self._directory_ttl = DEFAULT_DIRECTORY_TTL
         self._directory_read_at = -math.inf
         self._endpoint: Endpoint | None = None
@@ -159,9 +163,12 @@ class SyncLoop:
                 switching = endpoint is not self._endpoint
                 try:
                     if switching:
-                        # Health before switching: a draining or unready node answers 503.
-                        self.pool.succeeded(endpoint, await api.ready())
-                        switching = False
+                        # Health before switching (a draining or unready node answers 503),
+                        # unless a probe just said so; then a failure of the first round on
+                        # it counts as the failed check (opens its breaker at once).
+                        if not self.pool.vouched_for(endpoint, self.settings.region_probe_interval):
+                            self.pool.succeeded(endpoint, await api.ready())
+                            switching = False
                         await self._use(endpoint)
                     await self._sync_once(api)
                 except (EndpointUnavailable, httpx.HTTPError) as exc:
@@ -196,10 +203,11 @@ class SyncLoop:
                 await self._sleep_or_wake(self.settings.poll_interval)
         finally:
             await self._stop_ladder()
-            if self._prober_task is not None:
-                self._prober_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._prober_task
+            for task in (self._prober_task, self._directory_task):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
 
     # -- region routing -------------------------------------------------------------------
 
@@ -232,6 +240,14 @@ class SyncLoop:
             await self._probe(self.pool.to_probe())
             if self.pool.better_region() is not None:
                 self.wake.set()
+
+    def _read_directory(self, endpoint: Endpoint) -> None:
+        """Re-read the region directory from ``endpoint`` beside the sync, not before it: a
+        device failing over pushes to its new region at once (the directory only refines
+        routing; the prober re-reads it every ``ttl`` anyway)."""
+        if self._directory_task is not None:
+            self._directory_task.cancel()  # of the endpoint left: its answer is not needed
+        self._directory_task = asyncio.create_task(self._learn(NodeApi(self.http, endpoint.url)))
 
     async def _learn(self, api: NodeApi) -> None:
         """Read the deployment's region directory from ``api``'s node (older nodes lack it:
@@ -280,7 +296,7 @@ class SyncLoop:
             log.info("now on %s: pushing unsettled acknowledged writes again", endpoint.url)
         self._endpoint = endpoint
         self._pull_due = True
-        await self._learn(NodeApi(self.http, endpoint.url))
+        self._read_directory(endpoint)
         await self._stop_ladder()
         self.board.update(endpoint=endpoint.url)
         ladder = TransportLadder(
