@@ -93,7 +93,8 @@ async def run(
         "backlog_heal_to_first_change_s": first - healed,
         "backlog_catch_up_s": done - healed,
         "backlog_catch_up_per_s": catch_up_from_heal,
-        "backlog_catch_up_from_first_per_s": changes / (done - first),
+        # None when the whole backlog came within one poll (a small one): no rate to measure.
+        "backlog_catch_up_from_first_per_s": changes / (done - first) if done > first else None,
         "backlog_catch_up_over_receiver_push": catch_up_from_heal / receiver_push,
         "target_backlog_catch_up_over_receiver_push": 0.5,
         "backlog_wire_bytes_per_change": wire / changes,
