@@ -26,6 +26,7 @@ from breakwater.auth.records import (
 )
 from breakwater.auth.store import EmailTaken, IdentityTaken, RotateOutcome
 from breakwater.core.errors import StoreIncompatible, StoreUnavailable
+from breakwater.core.sqlite_wal import enable_wal
 
 _SCHEMA_1 = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -200,7 +201,7 @@ class SqliteAuthStore:
             self.path.touch(mode=0o600, exist_ok=True)
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             db.execute("PRAGMA busy_timeout = 5000")
-            db.execute("PRAGMA journal_mode = WAL")
+            enable_wal(db)
             db.execute("PRAGMA synchronous = FULL")
             _migrate(db)
             db.executescript(_IDENTITY_SCHEMA)

@@ -29,6 +29,7 @@ from breakwater.core.engine import Change, Engine, MutationResult, StoredDoc
 from breakwater.core.errors import CursorExpired, StoreUnavailable
 from breakwater.core.mutation import Mutation, check_collection
 from breakwater.core.query import OPERATORS, Query, Scalar, Visible
+from breakwater.core.sqlite_wal import enable_wal
 from breakwater.storage import _replica, _sqlite_schema
 from breakwater.storage._phases import mark_phase
 from breakwater.storage._rows import (
@@ -72,7 +73,7 @@ def connect(path: str | Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.execute("PRAGMA busy_timeout = 30000")
     conn.execute(f"PRAGMA page_size = {PAGE_BYTES}")  # a new file only: WAL fixes it after
-    conn.execute("PRAGMA journal_mode = WAL")
+    enable_wal(conn)
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA cache_size = -32000")
     conn.execute("PRAGMA temp_store = MEMORY")

@@ -19,6 +19,7 @@ from typing import Any, Protocol, TypeVar
 import asyncpg
 
 from breakwater.core.errors import StoreUnavailable
+from breakwater.core.sqlite_wal import enable_wal
 
 Row = Sequence[Any]
 T = TypeVar("T")
@@ -76,7 +77,7 @@ class SqliteDatabase:
             self.path.touch(mode=0o600, exist_ok=True)
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             db.execute("PRAGMA busy_timeout = 5000")
-            db.execute("PRAGMA journal_mode = WAL")
+            enable_wal(db)
             db.execute("PRAGMA synchronous = NORMAL")
             db.executescript(schema)
         except (OSError, sqlite3.Error) as exc:
