@@ -88,6 +88,8 @@ export interface Endpoint {
   streak: number;
   /** Its last call failed (ranked after the others while its breaker is still closed). */
   failing: boolean;
+  /** When it last answered a probe or a call (the pool's clock; `null`: never). */
+  answeredAt: number | null;
 }
 
 export interface PoolOptions {
@@ -98,6 +100,21 @@ export interface PoolOptions {
   regions?: Readonly<Record<string, readonly string[]>>;
   settleProbes?: number;
   moveMargin?: number;
+  /** Seeds this device's order of a region's endpoints (random when absent; fixed in tests). */
+  spreadSeed?: number;
+}
+
+const CRC32_TABLE = Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  return c >>> 0;
+});
+
+/** CRC-32 of `text`'s UTF-8 bytes: the Python SDK's `zlib.crc32`, so both spread alike. */
+export function crc32(text: string): number {
+  let crc = 0xffffffff;
+  for (const byte of new TextEncoder().encode(text)) crc = (CRC32_TABLE[(crc ^ byte) & 0xff] as number) ^ (crc >>> 8);
+  return (crc ^ 0xffffffff) >>> 0;
 }
 
 /** A `GET /v1/regions` answer (docs/protocol.md#get-v1regions-the-region-directory). */
@@ -113,6 +130,8 @@ export class EndpointPool {
   current: Endpoint | null = null;
   readonly settleProbes: number;
   readonly moveMargin: number;
+  private readonly seed: number;
+  private readonly clock: () => number;
 
   constructor(
     urls: readonly string[],
@@ -120,6 +139,8 @@ export class EndpointPool {
   ) {
     this.settleProbes = options.settleProbes ?? 3;
     this.moveMargin = options.moveMargin ?? 0.3;
+    this.seed = options.spreadSeed ?? Math.floor(Math.random() * 2 ** 32);
+    this.clock = options.clock ?? (() => performance.now());
     for (const url of urls) this.add(url, null);
     for (const [name, members] of Object.entries(options.regions ?? {})) for (const url of members) this.add(url, name);
     if (this.endpoints.length === 0) throw new RangeError("at least one endpoint is needed");
@@ -133,7 +154,7 @@ export class EndpointPool {
       return known;
     }
     const { threshold = 3, resetMs = 5_000, clock } = this.options;
-    const endpoint: Endpoint = { url, region: region ?? url, breaker: new CircuitBreaker(threshold, resetMs, clock), latency: null, streak: 0, failing: false };
+    const endpoint: Endpoint = { url, region: region ?? url, breaker: new CircuitBreaker(threshold, resetMs, clock), latency: null, streak: 0, failing: false, answeredAt: null };
     this.endpoints.push(endpoint);
     return endpoint;
   }
@@ -172,12 +193,23 @@ export class EndpointPool {
     return !UNAVAILABLE_STATES.has(this.regionStates.get(endpoint.region) ?? "unknown");
   }
 
+  /**
+   * `endpoint`'s place in this device's order: its region's place in the app's order, then a
+   * place among the region's endpoints drawn from the pool's seed. A region's endpoints are its
+   * nodes, equally good: each device takes them in its own order, so a region's devices (and
+   * those failing over to it) spread over its nodes instead of all landing on the first listed.
+   */
+  private turn(endpoint: Endpoint): number[] {
+    return [this.endpoints.findIndex((e) => e.region === endpoint.region), crc32(`${this.seed}:${endpoint.url}`)];
+  }
+
   private rank(endpoint: Endpoint): number[] {
     return [
       Number(endpoint.breaker.state !== "closed"),
       Number(endpoint.failing),
       STATE_RANK[this.regionStates.get(endpoint.region) ?? "unknown"] ?? 1,
       this.regionLatency(endpoint.region) ?? 0,
+      ...this.turn(endpoint),
     ];
   }
 
@@ -189,13 +221,7 @@ export class EndpointPool {
       if (better !== null) return (this.current = better);
       if (this.writable(current) || !this.othersWritable(current)) return current;
     }
-    const ranked = this.endpoints
-      .map((endpoint, index) => ({ key: [...this.rank(endpoint), index], endpoint }))
-      .sort((a, b) => {
-        for (let i = 0; i < a.key.length; i++) if (a.key[i] !== b.key[i]) return (a.key[i] as number) - (b.key[i] as number);
-        return 0;
-      });
-    for (const { endpoint } of ranked) {
+    for (const endpoint of this.ordered((e) => this.rank(e))) {
       if (endpoint.breaker.allow()) return (this.current = endpoint);
     }
     return null;
@@ -217,11 +243,24 @@ export class EndpointPool {
     return best;
   }
 
-  /** One endpoint per other region to probe now, whose breaker lets a call through (the current one is measured by its requests). */
+  /** The endpoints sorted by `key` (compared element by element). */
+  private ordered(key: (endpoint: Endpoint) => number[]): Endpoint[] {
+    const keyed = this.endpoints.map((endpoint) => ({ key: key(endpoint), endpoint }));
+    keyed.sort((a, b) => {
+      for (let i = 0; i < a.key.length; i++) if (a.key[i] !== b.key[i]) return (a.key[i] as number) - (b.key[i] as number);
+      return 0;
+    });
+    return keyed.map(({ endpoint }) => endpoint);
+  }
+
+  /**
+   * One endpoint per other region to probe now, whose breaker lets a call through: the one this
+   * device would choose there, so that its answer can vouch for it (the current one is measured
+   * by its requests).
+   */
   toProbe(): Endpoint[] {
     const chosen = new Map<string, Endpoint>();
-    const ordered = [...this.endpoints].sort((a, b) => Number(a.breaker.state !== "closed") - Number(b.breaker.state !== "closed"));
-    for (const e of ordered) {
+    for (const e of this.ordered((e) => [Number(e.breaker.state !== "closed"), ...this.turn(e)])) {
       if (e.region !== this.current?.region && e.breaker.retryIn() === 0 && !chosen.has(e.region)) chosen.set(e.region, e);
     }
     return [...chosen.values()];
@@ -246,7 +285,19 @@ export class EndpointPool {
     for (const endpoint of this.endpoints) endpoint.breaker.probeNow();
   }
 
+  /**
+   * `endpoint` answered a health probe or a call in the last `withinMs` and has not failed
+   * since: that answer stands for the health check before switching to it, so a failover does
+   * not spend a round trip (on a region every failing-over device now hits at once) asking again
+   * what the prober has just been told.
+   */
+  vouchedFor(endpoint: Endpoint, withinMs: number): boolean {
+    const answered = endpoint.answeredAt;
+    return endpoint.streak > 0 && endpoint.breaker.state === "closed" && answered !== null && this.clock() - answered <= withinMs;
+  }
+
   succeeded(endpoint: Endpoint, latencyMs: number): void {
+    endpoint.answeredAt = this.clock();
     endpoint.breaker.recordSuccess();
     endpoint.latency = endpoint.latency === null ? latencyMs : (1 - EWMA_WEIGHT) * endpoint.latency + EWMA_WEIGHT * latencyMs;
     endpoint.streak += 1;

@@ -85,6 +85,8 @@ export class SyncLoop {
   private readonly notices = new Set<() => boolean>();
   private directoryTtlMs = DEFAULT_DIRECTORY_TTL_S * 1000;
   private directoryReadAt = -Infinity;
+  /** The directory read started by the last switch of endpoint (aborted by the next). */
+  private directoryRead: AbortController | null = null;
   private readonly fetchFn: Fetch;
   private unsubscribe: (() => void) | null = null;
 
@@ -160,11 +162,17 @@ export class SyncLoop {
         continue;
       }
       const api = this.api(endpoint.url);
-      let checked = endpoint === this.endpoint;
+      let switching = endpoint !== this.endpoint;
       try {
-        if (!checked) await this.use(endpoint, api);
-        else if (this.realtime === null) this.listen(endpoint);
-        checked = true;
+        if (switching) {
+          // Health before switching (a draining or unready node answers 503), unless a probe just
+          // said so; then a failure of the first round on it counts as the failed check.
+          if (!this.pool.vouchedFor(endpoint, this.settings.regionProbeIntervalMs)) {
+            this.pool.succeeded(endpoint, await api.ready());
+            switching = false;
+          }
+          await this.use(endpoint, api);
+        } else if (this.realtime === null) this.listen(endpoint);
         await this.round(api);
         this.pool.succeeded(endpoint, api.lastLatency);
         this.backoff.reset();
@@ -175,7 +183,7 @@ export class SyncLoop {
         if (unavailable) {
           if (error.reason === "region_standby") this.pool.regionStates.set(endpoint.region, "standby");
           // At the first failure when another region is known healthy: a breaker's threshold costs a timeout each.
-          this.pool.failed(endpoint, !checked || this.pool.healthyElsewhere(endpoint));
+          this.pool.failed(endpoint, switching || this.pool.healthyElsewhere(endpoint));
         }
         this.update({ ...(unavailable ? { state: "offline" as const } : {}), lastError: String(error) });
         if (unavailable && this.pool.current === null && this.pool.hasAlternative()) continue; // fail over now
@@ -214,11 +222,24 @@ export class SyncLoop {
     }
   }
 
+  /**
+   * Re-read the region directory from `api`'s node beside the sync, not before it: a device failing
+   * over pushes to its new region at once (the directory only refines routing; the prober re-reads
+   * it every `ttl` anyway). A read still running for the endpoint left is abandoned.
+   */
+  private readDirectory(api: NodeApi): void {
+    this.directoryRead?.abort();
+    const read = new AbortController();
+    this.directoryRead = read;
+    void this.learn(api, read.signal);
+  }
+
   /** Read the region directory from `api`'s node (an older node lacks it: the app's configuration is then all the SDK knows). */
-  private async learn(api: NodeApi): Promise<void> {
+  private async learn(api: NodeApi, signal?: AbortSignal): Promise<void> {
     this.directoryReadAt = this.now();
     try {
-      const directory = await api.regions(AbortSignal.timeout(this.settings.probeTimeoutMs));
+      const timeout = AbortSignal.timeout(this.settings.probeTimeoutMs);
+      const directory = await api.regions(signal === undefined ? timeout : AbortSignal.any([timeout, signal]));
       if (typeof directory.ttl === "number" && directory.ttl > 0) this.directoryTtlMs = directory.ttl * 1000;
       this.pool.learn(directory);
     } catch {
@@ -233,12 +254,11 @@ export class SyncLoop {
     await this.wait(this.settings.pollIntervalMs);
   }
 
-  /** Switch to `endpoint` once it says it is ready; re-push what the old one did not make stable. */
+  /** Switch to `endpoint`: re-push what the old one did not make stable, restart realtime. */
   private async use(endpoint: Endpoint, api: NodeApi): Promise<void> {
-    this.pool.succeeded(endpoint, await api.ready());
     if (this.endpoint !== null) await this.store.forgetAcks();
     this.endpoint = endpoint;
-    await this.learn(api);
+    this.readDirectory(api);
     this.update({ endpoint: endpoint.url });
     await this.stopRealtime();
     this.listen(endpoint);

@@ -2,7 +2,7 @@
 // and the sync loop over a fake deployment of regions (test/fake-regions.ts).
 import { afterEach, describe, expect, it, vi } from "vitest";
 
-import { EndpointPool } from "../src/endpoints.js";
+import { crc32, EndpointPool } from "../src/endpoints.js";
 import { Emitter } from "../src/events.js";
 import type { ClientEvents } from "../src/events.js";
 import { LocalStore } from "../src/local-store.js";
@@ -80,6 +80,50 @@ describe("EndpointPool routing", () => {
     expect(p.current).toBeNull();
     expect(p.toProbe().map((e) => e.url)).toEqual(["http://eu2", "http://us1"]);
   });
+
+  it("spreads the devices of a region over its endpoints, keeping the app's order of regions", () => {
+    const chosen = new Set<string>();
+    for (let seed = 0; seed < 40; seed++) {
+      const p = new EndpointPool([], { regions: { a: ["http://a1", "http://a2"], b: ["http://b1", "http://b2"] }, spreadSeed: seed });
+      const endpoint = p.choose();
+      expect(endpoint?.region).toBe("a");
+      chosen.add(endpoint!.url);
+      expect(p.toProbe().map((e) => e.region)).toEqual(["b"]);
+    }
+    expect([...chosen].sort()).toEqual(["http://a1", "http://a2"]);
+  });
+
+  it("probes, in another region, the endpoint a failover would choose", () => {
+    for (let seed = 0; seed < 10; seed++) {
+      const p = new EndpointPool([], { regions: { a: ["http://a"], b: ["http://b1", "http://b2"] }, spreadSeed: seed });
+      const a = p.choose()!;
+      const [probed] = p.toProbe();
+      for (const endpoint of p.endpoints) p.succeeded(endpoint, 10);
+      p.failed(a, true);
+      expect(p.choose()).toBe(probed);
+    }
+  });
+
+  it("takes a fresh answer for a health check until the endpoint fails or the answer ages", () => {
+    let now = 0;
+    const p = new EndpointPool(["http://a", "http://b"], { clock: () => now });
+    const [a, b] = p.endpoints;
+    expect(p.vouchedFor(b!, 1_000)).toBe(false); // never answered
+    p.succeeded(b!, 20);
+    now = 1_000;
+    expect(p.vouchedFor(b!, 1_000)).toBe(true);
+    now = 1_500;
+    expect(p.vouchedFor(b!, 1_000)).toBe(false); // too old
+    p.succeeded(a!, 20);
+    p.failed(a!);
+    expect(p.vouchedFor(a!, 1_000)).toBe(false); // failed since
+  });
+
+  it("spreads like the Python SDK: the same CRC-32", () => {
+    expect(crc32("")).toBe(0);
+    expect(crc32("123456789")).toBe(0xcbf43926); // the check value of CRC-32/ISO-HDLC (zlib's)
+    expect(crc32("7:http://a1")).toBe(3_293_248_739); // zlib.crc32(b"7:http://a1")
+  });
 });
 
 describe("SyncLoop across regions", () => {
@@ -88,7 +132,11 @@ describe("SyncLoop across regions", () => {
     for (const stop of stops.splice(0)) await stop();
   });
 
-  async function device(deployment: FakeDeployment, urls: string[]): Promise<{ store: LocalStore; loop: SyncLoop; regions: string[] }> {
+  async function device(
+    deployment: FakeDeployment,
+    urls: string[],
+    regionProbeIntervalMs = 5,
+  ): Promise<{ store: LocalStore; loop: SyncLoop; regions: string[] }> {
     const store = new LocalStore(new MemoryStorage());
     await store.open();
     const events = new Emitter<ClientEvents>();
@@ -108,7 +156,7 @@ describe("SyncLoop across regions", () => {
       climbBackAfterMs: 60_000,
       idleTimeoutMs: 60_000,
       collections: null,
-      regionProbeIntervalMs: 5,
+      regionProbeIntervalMs,
       probeTimeoutMs: 1_000,
       offerAfterRestore: true,
     };
@@ -143,6 +191,20 @@ describe("SyncLoop across regions", () => {
     expect((await store.get("todos", "t1"))?.data).toEqual({ title: "milk" }); // read-your-writes
     // realtime follows to the new region, from the device's cursor
     await vi.waitFor(() => expect(deployment.region("far").calls.filter((c) => c.startsWith("LONGPOLL")).at(-1)).toBe(`LONGPOLL ${store.cursor}`), wait);
+  });
+
+  it("fails over to a region its probe just vouched for without asking it again", async () => {
+    const deployment = new FakeDeployment({ near: 2, far: 120 });
+    const { store, loop, regions } = await device(deployment, ["http://near.test", "http://far.test"], 60_000);
+    await vi.waitFor(() => expect(regions).toEqual(["near"]), wait);
+    const { entry } = await store.write("todos", "t1", "set", { title: "milk" });
+    loop.wake();
+    await vi.waitFor(() => expect(store.entries()[0]?.origin).toBe("near"), wait);
+    deployment.region("near").down();
+    await vi.waitFor(() => expect(deployment.region("far").pushed).toContain(entry.mutationId), wait);
+    const far = deployment.region("far").calls;
+    expect(far[0]).toBe("GET /readyz"); // the probe before the first choice, which vouches
+    expect(far.filter((c) => c === "GET /readyz")).toHaveLength(1); // no second health check
   });
 
   it("returns home once it has proved healthy, and then stays", async () => {
