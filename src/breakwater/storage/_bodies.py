@@ -60,12 +60,25 @@ def unpack(stored: str | bytes) -> str | bytes:
     return stored
 
 
+_last: tuple[bytes, str] = (b"", "")
+"""The frame :func:`_body_text` read last and its text. SQLite evaluates each expression of a
+row on its own, so a scan that filters on one field and orders by another reads every body
+twice; one entry serves the second read. A tuple replaced whole: no thread can see one body's
+frame with another's text."""
+
+
 def _body_text(stored: str | bytes | None) -> str | None:
     """The body as text for SQL (``NULL``, a tombstone's body, stays ``NULL``)."""
+    global _last
     if not isinstance(stored, bytes):
         return stored
+    last = _last
+    if last[0] == stored:
+        return last[1]
     body = unpack(stored)
-    return body.decode() if isinstance(body, bytes) else body
+    text = body.decode() if isinstance(body, bytes) else body
+    _last = (stored, text)
+    return text
 
 
 def register(conn: sqlite3.Connection) -> None:
