@@ -20,6 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from breakwater.bench.disk import realistic_documents
+from breakwater.core.collections import CollectionConfig
 from breakwater.core.engine import StoredDoc
 from breakwater.core.mutation import Mutation
 from breakwater.ops import sealing
@@ -45,7 +47,7 @@ steps = st.lists(
 )
 
 
-def _docs(path: Path) -> dict[tuple[str, str], tuple[str, str | None, str, int]]:
+def _docs(path: Path) -> dict[tuple[str, str], tuple[str, str | bytes | None, str, int]]:
     """Every document row: version, data, origin, seq (what a restore must bring back)."""
     with contextlib.closing(sqlite3.connect(path)) as conn:
         rows = conn.execute("SELECT collection, id, version, data, origin, seq FROM docs")
@@ -59,8 +61,15 @@ def _feed(path: Path) -> list[tuple[str, int, str]]:
         return [(r[0], r[1], r[2]) for r in rows]
 
 
+BODY = realistic_documents(1)[0]["body"]
+"""Prose, so that odd values make bodies the SQLite store keeps compressed (ADR 0050)."""
+INDEXED = {"notes": CollectionConfig("notes", indexes=("v",))}
+"""A configured index: the replay's writes must compute it over compressed bodies too."""
+
+
 async def _write(store: SqliteStore, n: int, doc: str, value: int, delete: bool) -> StoredDoc:
-    op, data = ("delete", None) if delete else ("set", {"v": value, "n": n})
+    data = {"v": value, "n": n, **({"body": BODY} if value % 2 else {})}
+    op, data = ("delete", None) if delete else ("set", data)
     [result] = await store.apply([Mutation(f"m{n}", "notes", doc, op, data)])
     assert result.status == "applied" and result.doc is not None
     return result.doc
@@ -80,7 +89,7 @@ def test_a_replay_to_t_is_the_store_at_t_or_an_earlier_exact_point(
 
 async def _replay_to(folder: Path, script: list[Step], backup_at: int, cut: int) -> None:
     now = [1_000]
-    store = SqliteStore(folder / "live.db", engine(), clock_ms=lambda: now[0])
+    store = SqliteStore(folder / "live.db", engine(collections=INDEXED), clock_ms=lambda: now[0])
     await store.open()
     archive = FolderObjects(folder / "archive")
     archiver = Archiver(store, archive, None)

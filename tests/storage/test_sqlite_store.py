@@ -18,7 +18,8 @@ from breakwater.core.errors import StoreUnavailable
 from breakwater.core.hlc import HybridClock
 from breakwater.core.mutation import Mutation
 from breakwater.storage import _sqlite_schema
-from breakwater.storage.sqlite import SqliteStore
+from breakwater.storage._bodies import BODY_SQL
+from breakwater.storage.sqlite import SqliteStore, connect
 from tests.storage.backends import CountingHooks
 
 
@@ -61,12 +62,13 @@ async def test_configured_index_serves_queries(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "s.db", engine)
     await store.open()
     await store.aclose()
-    conn = sqlite3.connect(tmp_path / "s.db")
-    plan = conn.execute(
-        "EXPLAIN QUERY PLAN SELECT id FROM docs WHERE collection = 'todos' AND deleted = 0"
-        " AND json_extract(data, '$.done') = ? ORDER BY json_extract(data, '$.done'), id",
-        (1,),
-    ).fetchall()
+    with contextlib.closing(connect(tmp_path / "s.db")) as conn:
+        expr = f"json_extract({BODY_SQL}, '$.done')"  # over the body's text (ADR 0050)
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM docs WHERE collection = 'todos' AND deleted = 0"
+            f" AND {expr} = ? ORDER BY {expr}, id",
+            (1,),
+        ).fetchall()
     assert any("bw_todos__done" in row[-1] for row in plan)
 
 

@@ -7,7 +7,8 @@ prose cut from the Python documentation that ships with the interpreter (``pydoc
 timestamps, numbers, booleans, a tag list and nested objects. In the same run, the same JSON in
 a one-table SQLite file (``id`` key and the JSON text, the store's page size: what SQLite
 itself needs) and the JSON's
-zlib size (what compressing each stored body could save) are the references.
+zlib size are the references; ``stored_body_bytes_per_doc`` is what the store keeps of each JSON
+(a zstd frame where that pays, ADR 0050).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from breakwater.core import codec
 from breakwater.core.engine import Engine
 from breakwater.core.hlc import HybridClock
 from breakwater.core.mutation import Mutation
+from breakwater.storage._bodies import pack
 from breakwater.storage.sqlite import PAGE_BYTES, SqliteStore
 
 DOC_BYTES = 1024
@@ -131,11 +133,16 @@ def _checkpointed_size(path: Path) -> tuple[int, dict[str, dict[str, int]]]:
     }
 
 
+def _encoded(body: str | bytes) -> bytes:
+    return body.encode() if isinstance(body, str) else body
+
+
 def run(count: int) -> dict[str, Any]:
     """Bytes per document stored by the node's SQLite store, and the references."""
     documents = realistic_documents(count)
     raw = sum(len(codec.dumps(doc)) for doc in documents)
     compressed = sum(len(zlib.compress(codec.dumps(doc))) for doc in documents)
+    stored = sum(len(_encoded(pack(codec.dumps(doc)))) for doc in documents)
     with tempfile.TemporaryDirectory(prefix="bw-bench-disk-") as tmp:
         store_path, plain_path = Path(tmp) / "store.db", Path(tmp) / "plain.db"
         asyncio.run(_store_documents(store_path, documents))
@@ -151,6 +158,7 @@ def run(count: int) -> dict[str, Any]:
         "one_table_bytes_per_doc": round(plain_bytes / count, 1),
         "one_table_over_raw": round(plain_bytes / raw, 3),
         "zlib_json_bytes_per_doc": round(compressed / count, 1),
+        "stored_body_bytes_per_doc": round(stored / count, 1),
         "parts_bytes_per_doc": {
             name: {key: round(value / count, 1) for key, value in sizes.items()}
             for name, sizes in sorted(parts.items(), key=lambda item: -item[1]["bytes"])

@@ -23,7 +23,7 @@ from breakwater.bench.stats import median
 from breakwater.core import codec, document
 from breakwater.core.engine import Engine
 from breakwater.core.hlc import HybridClock
-from breakwater.storage import _pg_batch, _pg_schema, _sqlite_schema
+from breakwater.storage import _bodies, _pg_batch, _pg_schema, _sqlite_schema
 from breakwater.storage import _sqlite_batch as sql
 from breakwater.storage.postgres import PostgresStore
 from breakwater.storage.sqlite import connect
@@ -101,6 +101,7 @@ def _sqlite_groups(
     conn: sqlite3.Connection, columns: DocumentColumns, batch: int, seconds: float
 ) -> float:
     c = columns
+    body = _bodies.pack(c.data.encode())  # as the writer stores it (ADR 0050)
     marks = ", ".join("?" * batch)
     known_mutations = sql.KNOWN_MUTATIONS.format(marks=marks)
     known_docs = sql.KNOWN_DOCS.format(marks=marks)
@@ -125,7 +126,7 @@ def _sqlite_groups(
                 (
                     COLLECTION,
                     i,
-                    c.data,
+                    body,
                     c.state,
                     c.version,
                     c.hlc,

@@ -437,7 +437,8 @@ def disk(
         f"raw JSON {raw:,.0f} B per document; the store {report['store_bytes_per_doc']:,.0f} B"
         f" ({report['store_over_raw']:.3f} of raw); one-table SQLite"
         f" {report['one_table_bytes_per_doc']:,.0f} B ({report['one_table_over_raw']:.3f});"
-        f" zlib of the JSON {report['zlib_json_bytes_per_doc']:,.0f} B"
+        f" zlib of the JSON {report['zlib_json_bytes_per_doc']:,.0f} B; stored bodies"
+        f" {report['stored_body_bytes_per_doc']:,.0f} B"
     )
     _write_json(report, json_path)
 

@@ -18,6 +18,7 @@ import asyncpg
 
 from breakwater.core import codec, document
 from breakwater.ops.archive import ArchivedChange
+from breakwater.storage import _bodies
 from breakwater.storage._sqlite_batch import INSERT_CHANGES, LAST_LSN, UPSERT_DOCS, UPSERT_ORIGINS
 
 _CHUNK = 10_000
@@ -108,19 +109,26 @@ async def replay_postgres(
         await conn.close()
 
 
+def _stored_body(row: tuple[object, ...]) -> tuple[object, ...]:
+    """A ``docs`` row with its body as the SQLite writer stores it (ADR 0050)."""
+    data = row[2]
+    return row if not isinstance(data, str) else (*row[:2], _bodies.pack(data.encode()), *row[3:])
+
+
 def replay_sqlite(
     path: Path, changes: Sequence[ArchivedChange], report: Callable[[int], None]
 ) -> None:
     """Append ``changes`` to the SQLite store at ``path`` in chunks of one transaction each."""
     with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
         conn.execute("PRAGMA journal_mode = WAL")
+        _bodies.register(conn)  # the configured indexes read bodies through it
         lsn = conn.execute(LAST_LSN).fetchone()[0]
         for start in range(0, len(changes), _CHUNK):
             conn.execute("BEGIN IMMEDIATE")
             try:
                 feed, docs, heads = _rows(changes[start : start + _CHUNK], lsn)
                 conn.executemany(INSERT_CHANGES, feed)
-                conn.executemany(UPSERT_DOCS, docs)
+                conn.executemany(UPSERT_DOCS, [_stored_body(row) for row in docs])
                 conn.executemany(UPSERT_ORIGINS, heads)
                 conn.execute("COMMIT")
             except BaseException:

@@ -8,6 +8,7 @@ from breakwater.core import codec, cursor, document
 from breakwater.core.cursor import VersionVector
 from breakwater.core.engine import Change, StoredDoc
 from breakwater.core.query import Query, Visible, encode_page_token
+from breakwater.storage._bodies import unpack
 from breakwater.storage.base import DocSummary, FeedEntry, FeedPage, QueryPage, RecordedConflict
 
 DOC_COLUMNS = "collection, id, state, data, version, hlc, origin, seq"
@@ -17,7 +18,7 @@ SUMMARY_COLUMNS = "collection, id, version, origin, seq, hlc, data IS NULL"
 
 def doc_from_row(row: Any) -> StoredDoc:
     """A stored document from a row of :data:`DOC_COLUMNS` (a tuple or an asyncpg record)."""
-    data = None if row[3] is None else codec.loads(row[3])
+    data = None if row[3] is None else codec.loads(unpack(row[3]))
     return StoredDoc(
         collection=row[0],
         doc_id=row[1],
@@ -45,7 +46,7 @@ def conflict_of(row: Any) -> RecordedConflict:
 
 def feed_entry(
     change: Change,
-    data_json: str | None,
+    data_json: str | bytes | None,
     version: str,
     state_json: str | None,
     at_ms: int | None = None,
@@ -53,7 +54,7 @@ def feed_entry(
 ) -> FeedEntry:
     """A feed entry; the CRDT state (with the commit time and whether this change left it) is
     unpacked only when it was read (``include_state``)."""
-    data = None if data_json is None else codec.loads(data_json)
+    data = None if data_json is None else codec.loads(unpack(data_json))
     state = None if state_json is None else document.unpack(codec.loads(state_json), data)
     return FeedEntry(
         change=change,
@@ -98,7 +99,7 @@ class PageBuilder:
     def add(self, row: Any) -> bool:
         """Take one row of :data:`DOC_COLUMNS`; False once the page is complete (stop reading)."""
         if self._visible is not None:
-            data = None if row[3] is None else codec.loads(row[3])
+            data = None if row[3] is None else codec.loads(unpack(row[3]))
             if data is None or not self._visible(data):
                 return True
         if len(self._docs) == self._query.limit:

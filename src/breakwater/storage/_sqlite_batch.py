@@ -18,6 +18,7 @@ from typing import Any
 from breakwater.core import codec, document
 from breakwater.core.engine import Change, StoredDoc
 from breakwater.core.mutation import Mutation
+from breakwater.storage._bodies import pack
 from breakwater.storage._rows import DOC_COLUMNS, doc_from_row
 from breakwater.storage._staging import StagedBatch
 
@@ -138,7 +139,7 @@ class WriteBatch(StagedBatch):
                 (
                     doc.collection,
                     doc.doc_id,
-                    None if data_json is None else data_json.decode(),
+                    None if data_json is None else pack(data_json),
                     codec.dumps(document.pack(doc.state)).decode(),
                     doc.version,
                     doc.hlc,

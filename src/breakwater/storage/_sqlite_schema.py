@@ -1,15 +1,31 @@
-"""Versioned schema migrations of the SQLite store (``PRAGMA user_version`` is the version)."""
+"""Versioned schema migrations of the SQLite store (``PRAGMA user_version`` is the version).
+
+A step is SQL, or a function of the connection where the step depends on what the file holds.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from breakwater.core import incarnation
 from breakwater.core.errors import ConfigError, StoreIncompatible
 
-MIGRATIONS: tuple[str, ...] = (
+
+def _index_bodies(conn: sqlite3.Connection) -> None:
+    """Drop the configured indexes over the raw ``data`` column: a compressed body is no JSON
+    to ``json_extract``. The store's ``open`` creates them again over the body's text."""
+    rows = conn.execute(
+        "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'docs'"
+        " AND sql LIKE '%json_extract(data,%'"
+    ).fetchall()
+    for (name,) in rows:
+        conn.execute(f'DROP INDEX "{name}"')
+
+
+MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     # 1: documents (visible data + packed CRDT clocks), the change feed (which also answers
     # "was this mutation id applied?" for the retention horizon), per-origin heads, conflicts.
     """
@@ -74,6 +90,9 @@ MIGRATIONS: tuple[str, ...] = (
         updated_ms INTEGER NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 4: bodies may be stored compressed (ADR 0050); rows of text stay as they are, and the
+    # configured indexes read the body's text (``_bodies.BODY_SQL``).
+    _index_bodies,
 )
 
 LATEST = len(MIGRATIONS)
@@ -88,12 +107,16 @@ def migrate(conn: sqlite3.Connection) -> int:
             f"({LATEST}); upgrade Breakwater or restore a backup"
         )
     for version in range(current + 1, LATEST + 1):
+        step = MIGRATIONS[version - 1]
         conn.execute("BEGIN IMMEDIATE")
         try:
-            # executescript would commit on its own; run statement by statement instead.
-            for statement in MIGRATIONS[version - 1].split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            if callable(step):
+                step(conn)
+            else:
+                # executescript would commit on its own; run statement by statement instead.
+                for statement in step.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {version}")
             conn.execute("COMMIT")
         except BaseException:

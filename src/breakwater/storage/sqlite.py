@@ -30,7 +30,7 @@ from breakwater.core.errors import CursorExpired, StoreUnavailable
 from breakwater.core.mutation import Mutation, check_collection
 from breakwater.core.query import OPERATORS, Query, Scalar, Visible
 from breakwater.core.sqlite_wal import enable_wal
-from breakwater.storage import _replica, _sqlite_schema
+from breakwater.storage import _bodies, _replica, _sqlite_schema
 from breakwater.storage._phases import mark_phase
 from breakwater.storage._rows import (
     DOC_COLUMNS,
@@ -69,7 +69,8 @@ ADR 0044). A store created with other pages keeps them: SQLite reads either."""
 
 
 def connect(path: str | Path) -> sqlite3.Connection:
-    """A connection with the store's settings: WAL, ``synchronous=FULL``, a 30 s busy wait."""
+    """A connection with the store's settings: WAL, ``synchronous=FULL``, a 30 s busy wait,
+    and the SQL function that reads stored bodies (:data:`_bodies.BODY_SQL`)."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.execute("PRAGMA busy_timeout = 30000")
     conn.execute(f"PRAGMA page_size = {PAGE_BYTES}")  # a new file only: WAL fixes it after
@@ -77,6 +78,7 @@ def connect(path: str | Path) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA cache_size = -32000")
     conn.execute("PRAGMA temp_store = MEMORY")
+    _bodies.register(conn)
     return conn
 
 
@@ -168,7 +170,7 @@ class SqliteStore:
                 # expression must be literal for SQLite to match it against queries.
                 conn.execute(
                     f"CREATE INDEX IF NOT EXISTS bw_{config.name}__{name} ON docs"
-                    f" (json_extract(data, '$.{name}'), id)"
+                    f" (json_extract({_bodies.BODY_SQL}, '$.{name}'), id)"
                     f" WHERE collection = '{config.name}' AND deleted = 0"
                 )
 
@@ -619,7 +621,7 @@ def _query_sql(
     clauses = [f"collection = '{check_collection(query.collection)}'", "deleted = 0"]
     params: list[Any] = []
     for item in query.filters:
-        expr = f"json_extract(data, '$.{item.field}')"
+        expr = f"json_extract({_bodies.BODY_SQL}, '$.{item.field}')"
         if item.value is None:
             clauses.append(f"{expr} IS {'NOT ' if item.op == 'ne' else ''}NULL")
         else:
@@ -633,7 +635,7 @@ def _query_sql(
             params.append(query.after[1])
         order_sql = f"id {direction}"
     else:
-        expr = f"json_extract(data, '$.{query.order}')"
+        expr = f"json_extract({_bodies.BODY_SQL}, '$.{query.order}')"
         if query.after is not None:
             value, after_id = query.after
             if value is None:
