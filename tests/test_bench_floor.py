@@ -1,0 +1,54 @@
+"""bench floor: every server of the ladder answers the same write, and the durable ones
+commit it to SQLite before they answer (the floor must do the work it stands for)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from breakwater.bench import http_floor
+from breakwater.bench._http import HttpConnection
+
+pytestmark = pytest.mark.slow
+
+
+async def _write_twice(kind: str, data: Path) -> list[tuple[int, bytes]]:
+    served = http_floor._Served(kind, data)
+    try:
+        await served.wait_ready()
+        async with HttpConnection("127.0.0.1", served.port) as conn:
+            return [
+                await conn.request("POST", "/v1/sync/push", http_floor.body("t", index))
+                for index in (1, 2)
+            ]
+    finally:
+        served.stop()
+
+
+@pytest.mark.parametrize("kind", ["asgi", "node_http", "protocol", "commit", "group_commit"])
+def test_each_floor_server_answers_the_write(kind: str, tmp_path: Path) -> None:
+    """Each floor server answers a push-shaped body with the same small JSON, keep-alive."""
+    answers = asyncio.run(_write_twice(kind, tmp_path))
+    assert answers == [(200, http_floor.ANSWER)] * 2
+
+
+@pytest.mark.parametrize("kind", ["commit", "group_commit"])
+def test_durable_floor_servers_commit_each_body_before_answering(kind: str, tmp_path: Path) -> None:
+    """The commit floors hold every answered body in a WAL, synchronous=FULL SQLite file."""
+    asyncio.run(_write_twice(kind, tmp_path))
+    with sqlite3.connect(tmp_path / "floor.db") as conn:
+        bodies = [row[0] for row in conn.execute("SELECT body FROM rows ORDER BY id")]
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    # The readiness probe's body first, then the two writes.
+    assert bodies[-2:] == [http_floor.body("t", 1), http_floor.body("t", 2)]
+    assert mode == "wal"
+
+
+def test_the_node_takes_the_floor_body_as_a_one_mutation_push(tmp_path: Path) -> None:
+    """The node's figure is for the same body, applied as a new document each time."""
+    answers = asyncio.run(_write_twice("node", tmp_path))
+    assert [status for status, _ in answers] == [200, 200]
+    assert all(b'"status":"applied"' in body for _, body in answers)
