@@ -4,7 +4,10 @@ commit it to SQLite before they answer (the floor must do the work it stands for
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -52,3 +55,20 @@ def test_the_node_takes_the_floor_body_as_a_one_mutation_push(tmp_path: Path) ->
     answers = asyncio.run(_write_twice("node", tmp_path))
     assert [status for status, _ in answers] == [200, 200]
     assert all(b'"status":"applied"' in body for _, body in answers)
+
+
+def test_bench_floor_reports_every_server_of_the_ladder(tmp_path: Path) -> None:
+    """`breakwater bench floor` measures each server once per round, with no failed request."""
+    out = tmp_path / "floor.json"
+    command = ["bench", "floor", "--runs", "1", "--seconds", "0.5", "--json", str(out)]
+    subprocess.run(
+        [sys.executable, "-m", "breakwater", *command],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    report = json.loads(out.read_text())
+    assert [row["kind"] for row in report["results"]] == list(http_floor.KINDS)
+    for row in report["results"]:
+        assert row["requests_per_s"] > 0 and row["server_cpu_us"] > 0
+        assert row["errors"] == 0 and len(row["runs"]) == 1
