@@ -6,7 +6,7 @@ from breakwater.auth.identity import Identity
 from breakwater.auth.settings import AuthSettings
 from breakwater.cache.buckets import Limit, MemoryBuckets
 from breakwater.obs.metrics import Metrics
-from breakwater.server.rate_limit import Pseudonyms, RateLimiter
+from breakwater.server.rate_limit import REMEMBERED_NAMES, Pseudonyms, RateLimiter
 
 
 class CountingPseudonyms(Pseudonyms):
@@ -51,3 +51,37 @@ def test_anonymous_and_sign_in_requests_are_keyed_by_the_address_pseudonym() -> 
         ("ip", f"ip:{address}"),
         ("auth", f"a:ip:{address}"),
     ]
+
+
+class CountingDigests(Pseudonyms):
+    """Pseudonyms that count the HMACs they compute."""
+
+    def __init__(self) -> None:
+        super().__init__(b"k" * 32)
+        self.digests = 0
+
+    def _digest(self, kind: str, value: str) -> str:
+        self.digests += 1
+        return super()._digest(kind, value)
+
+
+def test_an_address_heard_again_reuses_its_pseudonym() -> None:
+    """A second request from one address computes no second HMAC, and gets the same name."""
+    names = CountingDigests()
+    first = names.of("ip", "10.0.0.1")
+    assert names.of("ip", "10.0.0.1") == first
+    assert names.digests == 1
+    assert names.of("email", "10.0.0.1") != first  # the kind is part of the name
+    assert names.digests == 2
+
+
+def test_remembered_pseudonyms_are_bounded_and_stay_the_same() -> None:
+    """Past the bound the names are computed again, and come out the same."""
+    names = CountingDigests()
+    first = names.of("ip", "a0")
+    for index in range(1, REMEMBERED_NAMES + 1):
+        names.of("ip", f"a{index}")
+    assert names.digests == REMEMBERED_NAMES + 1
+    assert names.of("ip", "a0") == first
+    assert names.digests == REMEMBERED_NAMES + 2
+    assert Pseudonyms(b"k" * 32).of("ip", "a0") == first

@@ -415,6 +415,39 @@ def query(
     _write_json(report, json_path)
 
 
+@app.command("floor")
+def floor(
+    runs: Annotated[int, typer.Option(min=1, max=20, help="Rounds; medians are reported.")] = 3,
+    seconds: Annotated[
+        float, typer.Option(min=0.5, max=60, help="Seconds of load per server and round.")
+    ] = 4.0,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+) -> None:
+    """Server CPU per small JSON write at concurrency 16: bare servers, a durable SQLite
+    commit, and the node's one-mutation push, in one run (the floor under issue 22's target)."""
+    from breakwater.bench import http_floor
+
+    console = report_console()
+    with long_run.progress() as step:
+        report = asyncio.run(http_floor.run(runs, seconds, progress=step))
+    table = Table(
+        title=f"breakwater bench floor (concurrency {report['concurrency']}, medians of"
+        f" {runs} rounds, {seconds:g} s each)"
+    )
+    for column in ("server", "requests/s", "server CPU µs/request", "load generator µs/request"):
+        table.add_column(column, justify="left" if column == "server" else "right")
+    for row in report["results"]:
+        table.add_row(
+            row["kind"],
+            f"{row['requests_per_s']:,}",
+            f"{row['server_cpu_us']:.1f}",
+            f"{row['client_cpu_us']:.1f}",
+        )
+    console.print(table)
+    console.print(f"load average {report['load_average']:.2f}; machine: {report['machine']}")
+    _write_json(report, json_path)
+
+
 @app.command("disk")
 def disk(
     documents: Annotated[int, typer.Option(min=100, help="Documents to store.")] = 5_000,

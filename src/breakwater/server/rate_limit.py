@@ -49,14 +49,29 @@ SIGN_IN_PATHS = frozenset(
 address, like sign-in, whatever token the request carries."""
 
 
+REMEMBERED_NAMES = 4096
+"""Pseudonyms kept per process: the addresses a node hears from repeat request after request,
+and each pseudonym is an HMAC (a few microseconds, on every anonymous request)."""
+
+
 class Pseudonyms:
     """Stable, unlinkable names for addresses and emails in bucket keys (HMAC-SHA256)."""
 
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
+        self._known: dict[tuple[str, str], str] = {}
 
     def of(self, kind: str, value: str) -> str:
         """``value``'s pseudonym, distinct per ``kind``; 128 bits in hex."""
+        key = (kind, value)
+        name = self._known.get(key)
+        if name is None:
+            if len(self._known) >= REMEMBERED_NAMES:
+                self._known.clear()  # bounded; the names are computed again as they come
+            name = self._known[key] = self._digest(kind, value)
+        return name
+
+    def _digest(self, kind: str, value: str) -> str:
         digest = hmac.new(self._secret, f"{kind}\0{value}".encode(), hashlib.sha256)
         return digest.hexdigest()[:32]
 

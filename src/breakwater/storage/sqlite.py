@@ -678,16 +678,23 @@ def _start_lsn(conn: sqlite3.Connection, vector: VersionVector, head: VersionVec
     return start or 0
 
 
-def _check_not_expired(conn: sqlite3.Connection, vector: VersionVector) -> None:
-    if not vector:
-        return  # the empty cursor (full sync) is always valid
-    for origin, low_water in conn.execute(
-        "SELECT origin, low_water FROM origins WHERE low_water > 0"
-    ):
-        if vector.get(origin, 0) < low_water:
-            raise CursorExpired(
-                "the cursor is older than the retention horizon; resync from an empty cursor"
-            )
+def _head_checked(
+    conn: sqlite3.Connection, vector: VersionVector, past_horizon: bool
+) -> VersionVector:
+    """The committed seq of every origin, read with the retention horizon in one statement
+    (every pull, the feed follower's after each commit included, needs both): raises
+    ``CursorExpired`` when ``vector`` is behind an origin's low water, unless ``past_horizon``
+    or the cursor is empty (a full sync is always valid)."""
+    head: VersionVector = {}
+    expired = False
+    for origin, seq, low_water in conn.execute("SELECT origin, seq, low_water FROM origins"):
+        head[origin] = seq
+        expired = expired or (low_water > 0 and vector.get(origin, 0) < low_water)
+    if expired and vector and not past_horizon:
+        raise CursorExpired(
+            "the cursor is older than the retention horizon; resync from an empty cursor"
+        )
+    return head
 
 
 def _pull(
@@ -698,9 +705,7 @@ def _pull(
     include_state: bool,
     past_horizon: bool = False,
 ) -> FeedPage:
-    if not past_horizon:
-        _check_not_expired(conn, vector)
-    head = _head(conn)
+    head = _head_checked(conn, vector, past_horizon)
     clauses = ["c.lsn > ?"]
     params: list[Any] = [_start_lsn(conn, vector, head)]
     covered = [(origin, seq) for origin, seq in vector.items() if seq > 0]

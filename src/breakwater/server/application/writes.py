@@ -126,7 +126,7 @@ class Writes:
             ]
         )
         for status, count in Counter(result.status for result in results).items():
-            self.metrics.mutations.labels(status).inc(count)
+            self.metrics.count_mutations(status, count)
         denied = sum(isinstance(result.error, Forbidden) for result in results)
         if denied:
             self.metrics.access_denied.labels(channel).inc(denied)
