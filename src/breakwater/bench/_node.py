@@ -114,12 +114,17 @@ class BenchNode:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it has not exited within 20 s."""
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process, 20)
+
+
+def stop_process(process: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM ``process`` (by its PID), then SIGKILL if it has not exited within ``grace`` s."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def cpu_seconds(folder: Path) -> float:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from breakwater.bench._http import HttpConnection
-from breakwater.bench._node import BenchNode, cpu_seconds, free_port, machine
+from breakwater.bench._node import BenchNode, cpu_seconds, free_port, machine, stop_process
 from breakwater.bench.stats import median
 
 CONCURRENCY = 16
@@ -231,12 +231,7 @@ class _Served:
         if self.node is not None:
             self.node.stop()
         elif self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            stop_process(self.process, 10)
 
 
 async def _load(port: int, seconds: float) -> tuple[int, int]:
