@@ -2,7 +2,9 @@
 
 One iteration on the chosen endpoint:
 
-1. push unsent outbox entries in batches (``POST /v1/sync/push``); acknowledged entries keep
+1. push unsent outbox entries in batches: over the realtime WebSocket when it is open (a
+   ``push`` message), else, or when it drops before the answer, ``POST /v1/sync/push``
+   (:mod:`.socket_push`); acknowledged entries keep
    their ``(origin, seq)`` and stay queued; rejected ones leave the outbox and roll back;
    a ``clock_skew`` refusal corrects the device clock, re-stamps and pushes again; an
    acknowledgement that carries the document's state and follows the cursor without a gap is
@@ -62,6 +64,7 @@ from breakwater.client.local_store import LocalStore, PageResult
 from breakwater.client.node_api import HeadersProvider, NodeApi
 from breakwater.client.outbox import OutboxEntry
 from breakwater.client.scope import Scope, scope_param
+from breakwater.client.socket_push import SocketGone, SocketPush
 from breakwater.client.status import StatusBoard
 from breakwater.client.transports import StreamContext, Transport, TransportLadder
 from breakwater.client.transports.base import is_ahead
@@ -78,6 +81,8 @@ from breakwater.resilience import Backoff
 log = logging.getLogger("breakwater.client")
 
 MAX_RESTAMPS_PER_PUSH = 3
+SOCKET_PUSH_TIMEOUT = 10.0
+"""Seconds a push over the socket waits for its answer when nothing else bounds it."""
 DEFAULT_DIRECTORY_TTL = 30.0
 
 
@@ -137,6 +142,8 @@ class SyncLoop:
         self._pull_due = True
         self._heard = ""
         """The newest cursor realtime reported (a pull is due while it is ahead)."""
+        self._socket = SocketPush()
+        """The realtime WebSocket of the endpoint in use, when open: pushes go there."""
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -306,6 +313,7 @@ class SyncLoop:
             on_expired=self.pull_soon,
             on_unavailable=self.pull_soon,  # the stream's node failed: check it (failover)
         )
+        self._socket = SocketPush()
         context = StreamContext(
             endpoint.url,
             self.http,
@@ -313,6 +321,7 @@ class SyncLoop:
             lambda: self.store.cursor,
             self._notified,
             collections=self.settings.collections,
+            socket=self._socket,
         )
         self._ladder_task = asyncio.create_task(ladder.run(context))
 
@@ -378,7 +387,7 @@ class SyncLoop:
             if not batch:
                 return
             try:
-                answer = await api.push([e.to_wire() for e in batch])
+                answer = await self._push(api, [e.to_wire() for e in batch])
             except ClockSkew as exc:
                 restamps += 1
                 if restamps > MAX_RESTAMPS_PER_PUSH:
@@ -404,6 +413,18 @@ class SyncLoop:
                 await self._reject(batch, exc)
                 continue
             await self._record(answer, batch, api.base_url)
+
+    async def _push(self, api: NodeApi, mutations: list[dict[str, Any]]) -> dict[str, Any]:
+        """Push over the open realtime WebSocket, or over HTTP when there is none or it gives
+        no answer (the same mutation ids: a repeat is applied once)."""
+        if self._socket.open:
+            patience = self.pool.patience(self._endpoint) if self._endpoint else None
+            timeout = patience or self.http.timeout.read or SOCKET_PUSH_TIMEOUT
+            try:
+                return await self._socket.push(mutations, timeout)
+            except SocketGone as exc:
+                log.info("push over HTTP: %s", exc)
+        return await api.push(mutations)
 
     async def _reject(self, batch: Sequence[Any], exc: BreakwaterError) -> None:
         """A whole push was refused for input: reject the mutation it names (or the first)."""
@@ -437,9 +458,16 @@ class SyncLoop:
             )
             self.board.emit(MutationsAcknowledged(entries, frozenset(duplicates), endpoint))
         states = {r["mutation_id"]: r["state"] for r in answer["results"] if "state" in r}
+        derive = frozenset(
+            r["mutation_id"]
+            for r in answer["results"]
+            if answer.get("derive") and r["status"] == "applied" and "state" not in r
+        )
         stable = answer.get("stable")
         await self._committed(
-            self.store.record_acks(acks, states, stable if isinstance(stable, dict) else None)
+            self.store.record_acks(
+                acks, states, stable if isinstance(stable, dict) else None, derive
+            )
         )
         if refused:
             await self._rejected(refused)

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import httpx
 
 from breakwater.client.node_api import Credentials, HeadersProvider
+from breakwater.client.socket_push import SocketPush
 from breakwater.core import cursor as cursor_mod
 from breakwater.core.errors import Unauthorized
 
@@ -54,6 +55,8 @@ class StreamContext:
     notify: Callable[[str], Awaitable[None]]
     idle_timeout: float = 45.0
     collections: tuple[str, ...] | None = None
+    socket: SocketPush | None = None
+    """Where a WebSocket transport lends its open socket for pushes (None: it does not)."""
 
 
 def brings_changes(message: Mapping[str, Any], local_cursor: str) -> bool:
