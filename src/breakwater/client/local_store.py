@@ -82,6 +82,15 @@ class Document:
 
 
 @dataclass(frozen=True, slots=True)
+class Backlog:
+    """What the outbox holds: every entry, those not yet pushed, those acknowledged."""
+
+    pending: int
+    unsent: int
+    acknowledged: int
+
+
+@dataclass(frozen=True, slots=True)
 class LocalWrite:
     """What a local write made: the document's new view and the queued outbox entry."""
 
@@ -380,14 +389,16 @@ class LocalStore:
             lambda: int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
         )
 
-    async def awaiting_acknowledged(self) -> bool:
-        """Whether acknowledged entries wait in the outbox (to become stable, or be pulled)."""
-        return await self._run(
-            lambda: (
-                self._db.execute("SELECT 1 FROM outbox WHERE origin IS NOT NULL LIMIT 1").fetchone()
-                is not None
-            )
-        )
+    async def backlog(self) -> Backlog:
+        """The outbox's entries, unsent ones and acknowledged ones, in one read (the sync
+        loop asks after every push: each call to the store's thread costs the device CPU)."""
+        return await self._run(self._backlog)
+
+    def _backlog(self) -> Backlog:
+        pending, unsent = self._db.execute(
+            "SELECT count(*), count(*) FILTER (WHERE origin IS NULL) FROM outbox"
+        ).fetchone()
+        return Backlog(int(pending), int(unsent), int(pending) - int(unsent))
 
     async def record_acks(
         self,

@@ -60,7 +60,7 @@ from breakwater.client.events import (
     ResyncStarted,
     SyncProgress,
 )
-from breakwater.client.local_store import LocalStore, PageResult
+from breakwater.client.local_store import Backlog, LocalStore, PageResult
 from breakwater.client.node_api import HeadersProvider, NodeApi
 from breakwater.client.outbox import OutboxEntry
 from breakwater.client.scope import Scope, scope_param
@@ -144,6 +144,8 @@ class SyncLoop:
         """The newest cursor realtime reported (a pull is due while it is ahead)."""
         self._socket = SocketPush()
         """The realtime WebSocket of the endpoint in use, when open: pushes go there."""
+        self._pushing = False
+        """Whether a round is pushing (realtime notices then do not wake the loop)."""
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -333,9 +335,17 @@ class SyncLoop:
             self._ladder_task = None
 
     async def _notified(self, cursor: str) -> None:
-        """A transport saw changes up to ``cursor``: wake the loop and wait until pulled."""
+        """A transport saw changes up to ``cursor``: wake the loop and wait until pulled.
+
+        Nothing is done for a cursor the device holds already (the echo of its own change
+        after the push answer was recorded), and while a round pushes the loop is not woken:
+        that round decides after the push whether a pull is due (the echo of the device's
+        own change is covered by then), and a notice would only cost another round."""
+        if not is_ahead(cursor, self.store.cursor):
+            return
         self._heard = cursor
-        self.wake.set()
+        if not self._pushing:
+            self.wake.set()
         async with self.synced:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.poll_interval):
@@ -344,39 +354,44 @@ class SyncLoop:
     async def _sync_once(self, api: NodeApi) -> None:
         self.rounds_started += 1
         this_round = self.rounds_started
-        pending = await self.store.pending_count()
-        if pending or self.board.status.state == "offline":
+        backlog = await self.store.backlog()
+        if backlog.pending or self.board.status.state == "offline":
             # A pull on a realtime notice while online is not shown as "syncing" (no flicker).
-            self.board.update(state="syncing", pending=pending)
+            self.board.update(state="syncing", pending=backlog.pending)
         push_failed: EndpointUnavailable | None = None
+        self._pushing = True
         try:
-            await self._push_all(api)
+            if backlog.unsent:
+                await self._push_all(api)
+                backlog = await self.store.backlog()
         except EndpointUnavailable as exc:
             push_failed = exc  # a node that refuses writes may still serve reads (I8): pull
             self._pull_due = True
-        if await self._pull_wanted():
+        finally:
+            self._pushing = False
+        if self._pull_wanted(backlog):
             self._pull_due = False
             await self._pull_all(api)
+            backlog = await self.store.backlog()
         if push_failed is not None:
             raise push_failed
-        pending = await self.store.pending_count()
-        unsent = await self.store.unsent(1)
         self.board.update(
-            state="syncing" if unsent else "online",
-            pending=pending,
+            state="syncing" if backlog.unsent else "online",
+            pending=backlog.pending,
             last_error=None,
             last_synced_at=self.store.last_synced_at,
         )
-        if unsent:
-            self.wake.set()  # written while this iteration ran: go again at once
+        if backlog.unsent or (self._heard and is_ahead(self._heard, self.store.cursor)):
+            # Written, or heard of, while this iteration ran: go again at once.
+            self.wake.set()
         async with self.synced:
             self.rounds_done = this_round
             self.synced.notify_all()
 
-    async def _pull_wanted(self) -> bool:
+    def _pull_wanted(self, backlog: Backlog) -> bool:
         """Whether this round pulls: see the module docstring."""
         heard = bool(self._heard) and is_ahead(self._heard, self.store.cursor)
-        return self._pull_due or heard or await self.store.awaiting_acknowledged()
+        return self._pull_due or heard or backlog.acknowledged > 0
 
     # -- push -----------------------------------------------------------------------------
 
@@ -413,6 +428,8 @@ class SyncLoop:
                 await self._reject(batch, exc)
                 continue
             await self._record(answer, batch, api.base_url)
+            if len(batch) < self._push_batch:
+                return  # the outbox is pushed; the round's end sees writes made meanwhile
 
     async def _push(self, api: NodeApi, mutations: list[dict[str, Any]]) -> dict[str, Any]:
         """Push over the open realtime WebSocket, or over HTTP when there is none or it gives
