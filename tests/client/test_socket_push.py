@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -13,61 +12,9 @@ from breakwater.client import MutationsAcknowledged
 from breakwater.client.socket_push import SocketGone, SocketPush
 from breakwater.core.errors import Forbidden
 from tests.client.conftest import feed, record_events, wait_status
+from tests.client.cut_proxy import CutProxy
 from tests.client.test_write_cost import RecordingTransport
 from tests.conftest import ServerProcess
-
-
-class SocketCutProxy:
-    """Forwards to a node; when :attr:`armed`, the WebSocket connection is cut at the first
-    bytes the node sends after the client's next frame (the node has the push, the client
-    never hears the answer). HTTP connections pass untouched."""
-
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
-        self.armed = False
-        self.cut = asyncio.Event()
-        self.port = 0
-        self._server: asyncio.Server | None = None
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def aclose(self) -> None:
-        if self._server is not None:
-            self._server.close()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-        socket = [False]
-        pushed = [False]
-
-        async def client_to_node() -> None:
-            while data := await reader.read(65536):
-                if data.startswith(b"GET /v1/realtime"):
-                    socket[0] = True
-                elif socket[0] and self.armed:
-                    pushed[0] = True
-                up_writer.write(data)
-                await up_writer.drain()
-
-        async def node_to_client() -> None:
-            while data := await up_reader.read(65536):
-                if pushed[0]:
-                    self.armed = False
-                    self.cut.set()
-                    return
-                writer.write(data)
-                await writer.drain()
-
-        tasks = [asyncio.create_task(client_to_node()), asyncio.create_task(node_to_client())]
-        with contextlib.suppress(Exception):
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in tasks:
-            task.cancel()
-        writer.close()
-        up_writer.close()
-
 
 pytestmark = pytest.mark.slow
 
@@ -79,7 +26,7 @@ async def test_a_push_cut_off_mid_answer_is_pushed_again_over_http_once(
     the same mutation over HTTP, the node answers ``duplicate``, the write settles, and the
     feed holds it once."""
     server = start_server()
-    proxy = SocketCutProxy(int(server.url.rsplit(":", 1)[1]))
+    proxy = CutProxy(int(server.url.rsplit(":", 1)[1]), on_cut=lambda: None, socket=True)
     await proxy.start()
     try:
         wire = RecordingTransport()
