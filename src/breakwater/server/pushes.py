@@ -155,26 +155,17 @@ def compact_answer(node: Node, request_id: int, pushed: Pushed) -> str:
     origin = next((r.origin for r in pushed.results if r.origin is not None), None)
     answers: list[dict[str, Any]] = []
     for mutation, result in zip(pushed.mutations, pushed.results, strict=True):
-        answer: dict[str, Any] = {}
-        if result.status != "applied":
-            answer["status"] = result.status
-        if result.status == "rejected":
-            assert result.error is not None
-            answer["error"] = result.error.to_problem()
-            answers.append(answer)
-            continue
-        if result.origin != origin:
-            answer["origin"] = result.origin
-        answer["seq"] = result.seq
-        if result.doc is not None:
-            answer["version"] = result.doc.version
-            answer["hlc"] = result.doc.hlc
-            if result.conflict_fields:
-                answer["conflict"] = result.conflict_fields
-            if pushed.reads_all and not derivable(mutation, result):
+        answer = result_json(result)
+        del answer["mutation_id"]  # the results are in the mutations' order
+        if answer["status"] == "applied":
+            del answer["status"]
+        if answer.get("origin") == origin:
+            del answer["origin"]
+        if result.status != "rejected":
+            if pushed.reads_all and result.doc is not None and not derivable(mutation, result):
                 answer["state"] = result.doc.state
-        if pushed.replicated is not None:
-            answer["replicated"] = pushed.replicated
+            if pushed.replicated is not None:
+                answer["replicated"] = pushed.replicated
         answers.append(answer)
     reply: dict[str, Any] = {"type": "pushed", "id": request_id, "origin": origin}
     reply["results"] = answers
