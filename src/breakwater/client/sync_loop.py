@@ -75,6 +75,7 @@ from breakwater.core.errors import (
     CursorUnknown,
     Forbidden,
     PayloadTooLarge,
+    Unauthorized,
 )
 from breakwater.resilience import Backoff
 
@@ -433,13 +434,14 @@ class SyncLoop:
 
     async def _push(self, api: NodeApi, mutations: list[dict[str, Any]]) -> dict[str, Any]:
         """Push over the open realtime WebSocket, or over HTTP when there is none or it gives
-        no answer (the same mutation ids: a repeat is applied once)."""
+        no answer (the same mutation ids: a repeat is applied once). A push the socket's
+        token no longer covers goes over HTTP too, where a 401 renews the token and retries."""
         if self._socket.open:
             patience = self.pool.patience(self._endpoint) if self._endpoint else None
             timeout = patience or self.http.timeout.read or SOCKET_PUSH_TIMEOUT
             try:
                 return await self._socket.push(mutations, timeout)
-            except SocketGone as exc:
+            except (SocketGone, Unauthorized) as exc:
                 log.info("push over HTTP: %s", exc)
         return await api.push(mutations)
 
