@@ -103,6 +103,9 @@ async def test_a_refused_mutation_and_a_refused_push(live: LiveNode) -> None:
         assert rejected["status"] == "rejected"
         assert rejected["error"]["type"] == "precondition_failed"
         assert applied["seq"] == 1
+        alone = await push(ws, 3, {**stale, "mutation_id": "d.5"})
+        assert alone["results"] == [{"status": "rejected", "error": alone["results"][0]["error"]}]
+        assert alone["origin"] is None
         bad = mutation("d.3", "t3", op="increment", data={"n": "one"})
         refused = await push(ws, 2, mutation("d.4", "t4", data={}), bad)
         assert refused["id"] == 2 and refused["error"]["type"] == "validation_error"

@@ -159,7 +159,7 @@ def compact_answer(node: Node, request_id: int, pushed: Pushed) -> str:
         del answer["mutation_id"]  # the results are in the mutations' order
         if answer["status"] == "applied":
             del answer["status"]
-        if answer.get("origin") == origin:
+        if "origin" in answer and answer["origin"] == origin:
             del answer["origin"]
         if result.status != "rejected":
             if pushed.reads_all and result.doc is not None and not derivable(mutation, result):
