@@ -1,7 +1,7 @@
 """Pushing over the open realtime WebSocket (docs/protocol.md#push-over-the-realtime-websocket).
 
 A device that holds a WebSocket to its node sends each push there as a ``push`` message and
-reads the ``pushed`` answer: no HTTP request and response headers per write (ADR 0050). The
+reads the ``pushed`` answer: no HTTP request and response headers per write (ADR 0052). The
 answer is compact; :meth:`SocketPush.push` expands it into the shape of the HTTP answer, so the
 sync loop records both the same way. Without a socket, when it drops before the answer, or when
 no answer comes in time, it raises :class:`SocketGone` and the caller pushes over HTTP instead:

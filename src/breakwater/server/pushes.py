@@ -1,5 +1,5 @@
 """A push, whichever way it arrives: ``POST /v1/sync/push`` or a ``push`` message on an open
-realtime WebSocket (docs/protocol.md#push, ADR 0050).
+realtime WebSocket (docs/protocol.md#push, ADR 0052).
 
 Both ways parse, admit, apply and wait for the write concern here, so their semantics,
 idempotency, access checks and limits cannot drift apart; only the rendering of the answer

@@ -2,7 +2,7 @@
 
 The client sends ``subscribe``/``unsubscribe``/``auth``/``push``/``ping``/``pong``; the server
 sends ``subscribed``, ``changes``, ``pushed``, ``ping``/``pong``, ``error`` and ``reconnect``
-(docs/protocol.md). A ``push`` is applied as ``POST /v1/sync/push`` would apply it (ADR 0050).
+(docs/protocol.md). A ``push`` is applied as ``POST /v1/sync/push`` would apply it (ADR 0052).
 permessage-deflate is negotiated by the server (uvicorn's ``websockets`` protocol) when the
 client offers it.
 
