@@ -147,7 +147,9 @@ class Subscriber:
         self.generation = 0
         """The follower's page count when an aligned subscriber was last sent to."""
         self.closed = False
-        self.queue: deque[Batch] = deque()
+        self.queue: list[Batch] = []
+        """Messages waiting for the connection (a list: an idle connection's empty deque would
+        cost 760 bytes, a list's 56)."""
         self.queued = 0
         self.wakeup = wakeup
         self.direct: Callable[[list[Batch]], int] | None = None
@@ -160,13 +162,16 @@ class Subscriber:
         When more are queued (the connection fell behind), they are merged into one message
         of up to ``max_bytes``: fewer, bigger messages is how a busy node keeps up.
         """
-        if not self.queue:
+        queue = self.queue
+        if not queue:
             return None
-        taken = [self.queue.popleft()]
-        size = taken[0].size
-        while self.queue and size + self.queue[0].size <= max_bytes:
-            size += self.queue[0].size
-            taken.append(self.queue.popleft())
+        size = queue[0].size
+        count = 1
+        while count < len(queue) and size + queue[count].size <= max_bytes:
+            size += queue[count].size
+            count += 1
+        taken = queue[:count]
+        del queue[:count]
         batch = merge_batches(taken)
         self.queued -= batch.changes
         self.resume_from = batch.cursor
