@@ -212,3 +212,50 @@ def test_recent_pages_by_generation(events: list[int | None], bound: int) -> Non
         expected = [history[g][0] for g in range(generation + 1, recent.generation + 1)]
         assert pages == expected
     assert recent.since(recent.generation) == []
+
+
+async def test_a_pass_visits_only_the_readers_of_the_changed_collections(tmp_path: Path) -> None:
+    """A change of one collection is handed to that collection's readers and to those of every
+    collection; the readers of other collections are not visited, yet their cursor moves past
+    it (a heartbeat hands it over) once the pass is done."""
+    async with running(tmp_path) as rig:
+        subs: dict[str | None, Subscriber] = {}
+        for name in ["a", "b", "c", None]:
+            sub = Subscriber(None if name is None else frozenset({name}), {}, Wakeup())
+            await catch_up(rig, sub)
+            subs[name] = sub
+        await rig.write(collection="b")
+        deadline = time.monotonic() + 5
+        while not (subs["b"].queue and subs[None].queue):
+            assert time.monotonic() < deadline, "the change never reached its readers"
+            await asyncio.sleep(0.005)
+        pages = rig.fanout.recent.since(rig.fanout.recent.generation - 1)
+        assert pages is not None
+        assert set(rig.fanout._readers_of(pages)) == {subs["b"], subs[None]}
+        while rig.fanout.cursor_of(subs["a"]) != {rig.store.origin: 1}:
+            assert time.monotonic() < deadline, "the quiet reader's cursor never moved"
+            await asyncio.sleep(0.005)
+        assert not subs["a"].queue and not subs["c"].queue
+        assert seqs(list(subs["b"].queue)) == [1]
+
+
+async def test_a_quiet_reader_gets_its_change_after_more_pages_than_memory_keeps(
+    tmp_path: Path,
+) -> None:
+    """A reader of a quiet collection, live while many more pages of others went by than the
+    fan-out keeps, gets the next change of its own collection live, without a replay."""
+    async with running(tmp_path) as rig:
+        rig.fanout.recent.max_changes = 4
+        quiet = Subscriber(frozenset({"quiet"}), {}, Wakeup())
+        await catch_up(rig, quiet)
+        for _ in range(12):
+            await rig.write(collection="busy")
+        await rig.write(collection="quiet")
+        deadline = time.monotonic() + 5
+        while not quiet.queue:
+            assert time.monotonic() < deadline, "the quiet reader never got its change"
+            assert quiet.live, "the quiet reader was sent back to replay"
+            await asyncio.sleep(0.005)
+        assert seqs(list(quiet.queue)) == [13]
+        assert quiet.queue[-1].cursor == {rig.store.origin: 13}
+        assert rig.metrics.realtime_overflows._value.get() == 0

@@ -22,6 +22,7 @@ leaves this protocol at its upgrade) lives as long as it is used.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import Counter
 from collections.abc import Callable
 from typing import cast
@@ -142,10 +143,14 @@ class GuardedHttpProtocol(CoalescingHttpToolsProtocol):
     def handle_websocket_upgrade(self) -> None:
         self._disarm()
         super().handle_websocket_upgrade()
-        if self._counted is not None:
+        if self._counted is not None and self.addresses is not None:
             # The WebSocket protocol owns the socket now; its end frees the address's slot.
+            # The release is handed over without this protocol (its parser, buffers and
+            # events), which would otherwise live as long as the WebSocket.
             taken_over = cast(asyncio.Protocol, self.transport.get_protocol())
-            self.transport.set_protocol(_ReleaseWhenLost(taken_over, self._release))
+            release = functools.partial(self.addresses.release, self._counted)
+            self._counted = None
+            self.transport.set_protocol(_ReleaseWhenLost(taken_over, release))
 
     def _arm(self, seconds: float) -> None:
         self._disarm()
