@@ -12,10 +12,6 @@ versions checked here; to allow a newer one, install it, run this file, adapt th
   ``on_message_begin``, ``on_headers_complete``, ``on_body``, ``on_message_complete`` and
   ``handle_websocket_upgrade``, and reads ``client``, ``cycle`` (``response_started``,
   ``response_complete``, ``waiting_for_100_continue``) and ``flow.read_paused``.
-- server/upload_bodies.py (a base of that protocol) reads ``scope``, ``headers`` and
-  ``root_path`` in ``on_headers_complete``, after uvicorn's own, to pick tus chunks; keeps
-  their body out of ``cycle.body``; checks ``cycle.response_complete``; pauses and resumes
-  ``flow``; and answers ``Expect: 100-continue`` itself through ``waiting_for_100_continue``.
 - server/realtime/websocket.py reads ``PROTOCOL_ATTRIBUTES`` of the websockets-sansio protocol,
   which it reaches as the ASGI ``send`` callable's ``__self__``.
 - server/runner.py overrides ``Server.handle_exit`` and ``Server.shutdown`` and reads
@@ -40,7 +36,6 @@ from breakwater.config import Config
 from breakwater.server.coalescing import CoalescingHttpToolsProtocol, CoalescingTransport
 from breakwater.server.realtime.websocket import PROTOCOL_ATTRIBUTES
 from breakwater.server.slow_clients import guarded_protocol
-from breakwater.server.upload_bodies import EXTENSION, HIGH_WATER, body_of
 
 UVICORN = version("uvicorn")
 
@@ -177,39 +172,3 @@ async def test_the_guarded_protocol_is_called_at_each_step_of_a_request() -> Non
     assert callable(getattr(protocol, "handle_websocket_upgrade", None)), moved(
         "HttpToolsProtocol.handle_websocket_upgrade"
     )
-
-
-async def test_a_tus_chunk_body_is_kept_out_of_the_asgi_cycle() -> None:
-    """After uvicorn's ``on_headers_complete`` the scope, headers and root path name the
-    request; the chunk's body goes to the upload body (not ``cycle.body``), which pauses the
-    socket at its mark and resumes it when drained; the cycle's 100-continue flag is the one
-    uvicorn's ``receive`` would have answered."""
-    guarded = guarded_protocol(Config())
-    config = uvicorn.Config(hello, http=guarded, log_config=None, access_log=False)
-    config.load()
-    protocol = guarded(config, ServerState(), {}, asyncio.get_running_loop())
-    protocol.connection_made(Transport())  # type: ignore[arg-type]
-    size = HIGH_WATER + 10
-    protocol.data_received(
-        b"PATCH /v1/uploads/abc HTTP/1.1\r\nHost: node\r\nTus-Resumable: 1.0.0\r\n"
-        b"Content-Type: application/offset+octet-stream\r\nExpect: 100-continue\r\n"
-        b"Content-Length: " + str(size).encode() + b"\r\n\r\n"
-    )
-    body = body_of(protocol.scope)
-    assert body is not None, moved("on_headers_complete's scope, headers or root_path")
-    assert protocol.scope["extensions"][EXTENSION] is body
-    cycle = protocol.cycle
-    assert cycle.waiting_for_100_continue is True, moved("RequestResponseCycle 100-continue")
-    protocol.data_received(b"x" * HIGH_WATER)
-    assert cycle.body == bytearray(), moved("HttpToolsProtocol.on_body's cycle.body")
-    assert protocol.flow.read_paused is True, moved("FlowControl.pause_reading")
-    chunks = body.__aiter__()
-    assert len(await anext(chunks)) == HIGH_WATER
-    assert cycle.waiting_for_100_continue is False
-    assert protocol.flow.read_paused is False, moved("FlowControl.resume_reading")
-    protocol.data_received(b"y" * 10)
-    assert await anext(chunks) == b"y" * 10
-    assert protocol.upload_slots is not None and protocol.upload_slots.taken == 0
-    with pytest.raises(StopAsyncIteration):
-        await anext(chunks)
-    protocol.connection_lost(None)

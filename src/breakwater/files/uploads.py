@@ -32,8 +32,7 @@ from breakwater.core.errors import (
 from breakwater.files.checksums import ExpectedChecksum
 
 WRITE_BATCH = 1 << 20
-"""Bytes gathered before one write+hash in a thread (a request body arrives in 64-256 KiB
-chunks, which are written and hashed as they are: no joined copy)."""
+"""Bytes gathered before one write+hash in a thread (a request body arrives in ~64 KiB)."""
 PIPELINE = 4
 """Batches that may wait for the writer thread (the memory one PATCH may hold)."""
 ID_BYTES = 16
@@ -202,10 +201,10 @@ class Uploads:
                 batch.append(chunk)
                 pending += len(chunk)
                 if pending >= WRITE_BATCH:
-                    await writer.put(batch)
+                    await writer.put(b"".join(batch))
                     written += pending
                     batch, pending = [], 0
-            await writer.put(batch)
+            await writer.put(b"".join(batch))
             written += pending
             await writer.finish()
             if (
@@ -292,16 +291,15 @@ class _Writer:
     """
 
     def __init__(self, handle: Any, hasher: Any, chunk_hasher: Any) -> None:
-        self._queue: asyncio.Queue[list[bytes] | None] = asyncio.Queue(maxsize=PIPELINE)
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=PIPELINE)
         self._task = asyncio.create_task(self._run(handle, hasher, chunk_hasher))
 
     async def _run(self, handle: Any, hasher: Any, chunk_hasher: Any) -> None:
         while (data := await self._queue.get()) is not None:
             await asyncio.to_thread(_write, handle, data, hasher, chunk_hasher)
 
-    async def put(self, data: list[bytes]) -> None:
-        """Queue the chunks ``data`` (written as they are: no joined copy); raises the
-        writer's error if it failed."""
+    async def put(self, data: bytes) -> None:
+        """Queue ``data``; raises the writer's error if it failed."""
         if self._task.done():
             self._task.result()
         if data:
@@ -327,12 +325,11 @@ class _Writer:
             await self._task
 
 
-def _write(handle: Any, data: list[bytes], hasher: Any, chunk_hasher: Any) -> None:
-    for chunk in data:
-        handle.write(chunk)
-        hasher.update(chunk)
-        if chunk_hasher is not None:
-            chunk_hasher.update(chunk)
+def _write(handle: Any, data: bytes, hasher: Any, chunk_hasher: Any) -> None:
+    handle.write(data)
+    hasher.update(data)
+    if chunk_hasher is not None:
+        chunk_hasher.update(data)
 
 
 def _truncate(handle: Any, offset: int) -> None:

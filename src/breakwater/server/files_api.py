@@ -32,7 +32,6 @@ from breakwater.server import openapi, problems
 from breakwater.server.access import identity_of
 from breakwater.server.params import AsciiFloat
 from breakwater.server.responses import json_response, node_of
-from breakwater.server.upload_bodies import body_of
 
 router = APIRouter(tags=["files"])
 
@@ -84,15 +83,7 @@ def _number(request: Request, name: str) -> int:
 
 
 async def _body(request: Request) -> AsyncIterator[bytes]:
-    """The request body; a client that goes away ends it (the bytes so far are kept).
-
-    A tus chunk usually comes straight from the HTTP protocol (ADR 0050), else through ASGI.
-    """
-    direct = body_of(request.scope)
-    if direct is not None:
-        async for chunk in direct:
-            yield chunk
-        return
+    """The request body; a client that goes away ends it (the bytes so far are kept)."""
     try:
         async for chunk in request.stream():
             if chunk:

@@ -29,8 +29,8 @@ from typing import cast
 from breakwater.auth.settings import proxy_networks, within
 from breakwater.config import Config
 from breakwater.core import codec
+from breakwater.server.coalescing import CoalescingHttpToolsProtocol
 from breakwater.server.problems import PROBLEM_JSON
-from breakwater.server.upload_bodies import MAX_BODIES, DirectUploadProtocol, UploadSlots
 
 _TIMEOUT_BODY = codec.dumps(
     {
@@ -99,7 +99,7 @@ class _ReleaseWhenLost(asyncio.Protocol):
         self.protocol.connection_lost(exc)
 
 
-class GuardedHttpProtocol(DirectUploadProtocol):
+class GuardedHttpProtocol(CoalescingHttpToolsProtocol):
     """The node's HTTP protocol: read deadlines and the per-address cap (see the module)."""
 
     header_timeout = 10.0
@@ -179,8 +179,7 @@ class GuardedHttpProtocol(DirectUploadProtocol):
 
 def guarded_protocol(config: Config) -> type[GuardedHttpProtocol]:
     """The protocol class a node's uvicorn serves with: ``config``'s deadlines, and one
-    per-address cap and one count of direct upload bodies shared by this process's
-    connections."""
+    per-address cap shared by this process's connections."""
     networks = proxy_networks(config.auth.trusted_proxies)
 
     def trusted(address: str) -> bool:
@@ -193,6 +192,5 @@ def guarded_protocol(config: Config) -> type[GuardedHttpProtocol]:
             "header_timeout": config.header_timeout,
             "body_timeout": config.body_timeout,
             "addresses": AddressCap(config.max_connections_per_address, trusted),
-            "upload_slots": UploadSlots(MAX_BODIES),
         },
     )
