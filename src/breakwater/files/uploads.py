@@ -32,7 +32,8 @@ from breakwater.core.errors import (
 from breakwater.files.checksums import ExpectedChecksum
 
 WRITE_BATCH = 1 << 20
-"""Bytes gathered before one write+hash in a thread (a request body arrives in ~64 KiB)."""
+"""Bytes gathered before one write+hash in a thread (a request body arrives in ~64 KiB
+through ASGI, in 1 MiB buffers when a thread reads it from the socket: ADR 0054)."""
 PIPELINE = 4
 """Batches that may wait for the writer thread (the memory one PATCH may hold)."""
 ID_BYTES = 16
@@ -151,7 +152,7 @@ class Uploads:
         self,
         upload_id: str,
         offset: int,
-        chunks: AsyncIterator[bytes],
+        chunks: AsyncIterator[bytes | bytearray],
         checksum: ExpectedChecksum | None = None,
     ) -> Upload:
         """Append a PATCH body at ``offset``; the upload as it is after.
@@ -173,7 +174,7 @@ class Uploads:
         self,
         upload_id: str,
         offset: int,
-        chunks: AsyncIterator[bytes],
+        chunks: AsyncIterator[bytes | bytearray],
         checksum: ExpectedChecksum | None,
     ) -> Upload:
         upload = await self.get(upload_id)
@@ -190,7 +191,7 @@ class Uploads:
         writer = _Writer(handle, progress.hasher, chunk_hasher)
         try:
             await asyncio.to_thread(handle.seek, offset)
-            batch: list[bytes] = []
+            batch: list[bytes | bytearray] = []
             pending = 0
             async for chunk in chunks:
                 if offset + written + pending + len(chunk) > upload.length:
@@ -201,10 +202,10 @@ class Uploads:
                 batch.append(chunk)
                 pending += len(chunk)
                 if pending >= WRITE_BATCH:
-                    await writer.put(b"".join(batch))
+                    await writer.put(_joined(batch))
                     written += pending
                     batch, pending = [], 0
-            await writer.put(b"".join(batch))
+            await writer.put(_joined(batch))
             written += pending
             await writer.finish()
             if (
@@ -291,14 +292,14 @@ class _Writer:
     """
 
     def __init__(self, handle: Any, hasher: Any, chunk_hasher: Any) -> None:
-        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=PIPELINE)
+        self._queue: asyncio.Queue[bytes | bytearray | None] = asyncio.Queue(maxsize=PIPELINE)
         self._task = asyncio.create_task(self._run(handle, hasher, chunk_hasher))
 
     async def _run(self, handle: Any, hasher: Any, chunk_hasher: Any) -> None:
         while (data := await self._queue.get()) is not None:
             await asyncio.to_thread(_write, handle, data, hasher, chunk_hasher)
 
-    async def put(self, data: bytes) -> None:
+    async def put(self, data: bytes | bytearray) -> None:
         """Queue ``data``; raises the writer's error if it failed."""
         if self._task.done():
             self._task.result()
@@ -325,7 +326,12 @@ class _Writer:
             await self._task
 
 
-def _write(handle: Any, data: bytes, hasher: Any, chunk_hasher: Any) -> None:
+def _joined(batch: list[bytes | bytearray]) -> bytes | bytearray:
+    """One buffer of the batch; a batch of one (a 1 MiB socket read) is not copied."""
+    return batch[0] if len(batch) == 1 else b"".join(batch)
+
+
+def _write(handle: Any, data: bytes | bytearray, hasher: Any, chunk_hasher: Any) -> None:
     handle.write(data)
     hasher.update(data)
     if chunk_hasher is not None:
