@@ -48,10 +48,6 @@ _TUS_PATCH = re.compile(r"/v1/uploads/[^/]+")
 _READERS = ThreadPoolExecutor(MAX_BODIES, thread_name_prefix="socket-body")
 
 
-class Stalled(Exception):
-    """The client sent nothing for the body's idle timeout."""
-
-
 class BodySlots:
     """Counts the bodies on this path; refuses one past ``limit``."""
 
@@ -125,7 +121,7 @@ class SocketBody:
         try:
             while left > 0 and not transport.is_closing():
                 try:
-                    buffer = await loop.run_in_executor(
+                    buffer, stalled = await loop.run_in_executor(
                         _READERS,
                         _fill,
                         fd,
@@ -133,9 +129,6 @@ class SocketBody:
                         protocol.body_timeout,
                         self._abandoned,
                     )
-                except Stalled:
-                    protocol.body_stalled()
-                    return
                 except OSError:
                     transport.close()
                     return
@@ -143,6 +136,9 @@ class SocketBody:
                 left -= len(buffer)
                 if buffer:
                     yield buffer
+                if stalled:
+                    protocol.body_stalled()
+                    return
                 if short:
                     transport.close()  # the client went away mid-body
                     return
@@ -165,13 +161,14 @@ class SocketBody:
             self._dup = -1
 
 
-def _fill(fd: int, size: int, timeout: float, abandoned: threading.Event) -> bytearray:
-    """Up to ``size`` bytes from non-blocking ``fd``, fewer only at the end of the stream;
-    :class:`Stalled` when nothing arrives for ``timeout`` seconds."""
+def _fill(fd: int, size: int, timeout: float, abandoned: threading.Event) -> tuple[bytearray, bool]:
+    """Up to ``size`` bytes from non-blocking ``fd``, fewer only at the end of the stream or
+    when nothing arrived for ``timeout`` seconds (then True: the client stalled)."""
     buffer = bytearray(size)
     view = memoryview(buffer)
     got = 0
     idle = 0.0
+    stalled = False
     poller = select.poll()
     poller.register(fd, select.POLLIN)
     while got < size:
@@ -185,7 +182,8 @@ def _fill(fd: int, size: int, timeout: float, abandoned: threading.Event) -> byt
                 continue
             idle += _POLL_SLICE
             if idle >= timeout:
-                raise Stalled from None
+                stalled = True
+                break
             continue
         except ConnectionError:
             break
@@ -195,7 +193,7 @@ def _fill(fd: int, size: int, timeout: float, abandoned: threading.Event) -> byt
         idle = 0.0
     view.release()
     del buffer[got:]
-    return buffer
+    return buffer, stalled
 
 
 def socket_body_of(scope: MutableMapping[str, Any]) -> SocketBody | None:
