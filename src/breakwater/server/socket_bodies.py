@@ -120,19 +120,22 @@ class SocketBody:
         loop = asyncio.get_running_loop()
         try:
             while left > 0 and not transport.is_closing():
+                size = min(left, READ_SIZE)
+                reading = loop.run_in_executor(
+                    _READERS, _fill, fd, size, protocol.body_timeout, self._abandoned
+                )
                 try:
-                    buffer, stalled = await loop.run_in_executor(
-                        _READERS,
-                        _fill,
-                        fd,
-                        min(left, READ_SIZE),
-                        protocol.body_timeout,
-                        self._abandoned,
-                    )
+                    buffer, stalled = await asyncio.shield(reading)
+                except asyncio.CancelledError:
+                    # The thread still reads from the duplicate: close it once it is done.
+                    self._abandoned.set()
+                    self._dup = -1
+                    reading.add_done_callback(lambda _: os.close(fd))
+                    raise
                 except OSError:
                     transport.close()
                     return
-                short = len(buffer) < min(left, READ_SIZE)
+                short = len(buffer) < size
                 left -= len(buffer)
                 if buffer:
                     yield buffer
