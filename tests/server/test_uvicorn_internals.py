@@ -12,6 +12,12 @@ versions checked here; to allow a newer one, install it, run this file, adapt th
   ``on_message_begin``, ``on_headers_complete``, ``on_body``, ``on_message_complete`` and
   ``handle_websocket_upgrade``, and reads ``client``, ``cycle`` (``response_started``,
   ``response_complete``, ``waiting_for_100_continue``) and ``flow.read_paused``.
+- server/socket_bodies.py (a base of that protocol) reads ``scope``, ``headers`` and
+  ``root_path`` in ``on_headers_complete``, after uvicorn's own, to pick tus PATCHes; keeps
+  their body out of ``cycle.body``; pauses and resumes ``flow``; answers ``Expect:
+  100-continue`` through ``waiting_for_100_continue``; sets ``cycle.keep_alive``; and, once a
+  thread has read the rest of a body, replaces ``parser`` with a new httptools parser (with
+  uvicorn's ``lenient_data_after_close``) and ends the message with ``on_message_complete``.
 - server/realtime/websocket.py reads ``PROTOCOL_ATTRIBUTES`` of the websockets-sansio protocol,
   which it reaches as the ASGI ``send`` callable's ``__self__``.
 - server/runner.py overrides ``Server.handle_exit`` and ``Server.shutdown`` and reads
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import socket
 from importlib.metadata import requires, version
 from typing import Any
 
@@ -36,6 +43,7 @@ from breakwater.config import Config
 from breakwater.server.coalescing import CoalescingHttpToolsProtocol, CoalescingTransport
 from breakwater.server.realtime.websocket import PROTOCOL_ATTRIBUTES
 from breakwater.server.slow_clients import guarded_protocol
+from breakwater.server.socket_bodies import HIGH_WATER, socket_body_of
 
 UVICORN = version("uvicorn")
 
@@ -172,3 +180,81 @@ async def test_the_guarded_protocol_is_called_at_each_step_of_a_request() -> Non
     assert callable(getattr(protocol, "handle_websocket_upgrade", None)), moved(
         "HttpToolsProtocol.handle_websocket_upgrade"
     )
+
+
+class SocketTransport(Transport):
+    """A :class:`Transport` over one end of a socket pair (what a thread reads a body from)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__()
+        self.sock = sock
+        self.reading = True
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.sock if name == "socket" else super().get_extra_info(name, default)
+
+
+async def test_a_tus_patch_body_is_read_by_a_thread_and_the_next_request_parsed() -> None:
+    """After uvicorn's ``on_headers_complete`` the scope, headers and root path name a tus
+    PATCH; the parser's body bytes stay out of ``cycle.body``; when the body is read, the
+    transport stops reading, a thread reads the rest from the socket, the message ends as
+    the parser would end it, and a new parser reads the connection's next request."""
+    answer = asyncio.Event()
+
+    async def answer_when_told(scope: Scope, receive: Receive, send: Send) -> None:
+        await answer.wait()
+        await hello(scope, receive, send)
+
+    guarded = guarded_protocol(Config())
+    config = uvicorn.Config(answer_when_told, http=guarded, log_config=None, access_log=False)
+    config.load()
+    protocol = guarded(config, ServerState(), {}, asyncio.get_running_loop())
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    real = SocketTransport(ours)
+    protocol.connection_made(real)  # type: ignore[arg-type]
+    size = 3 * HIGH_WATER
+    protocol.data_received(
+        b"PATCH /v1/uploads/abc HTTP/1.1\r\nHost: node\r\nTus-Resumable: 1.0.0\r\n"
+        b"Content-Type: application/offset+octet-stream\r\nExpect: 100-continue\r\n"
+        b"Content-Length: " + str(size).encode() + b"\r\n\r\n" + b"a" * 1000
+    )
+    body = socket_body_of(protocol.scope)
+    assert body is not None, moved("on_headers_complete's scope, headers or root_path")
+    cycle = protocol.cycle
+    assert cycle.body == bytearray(), moved("HttpToolsProtocol.on_body's cycle.body")
+    assert cycle.waiting_for_100_continue is True, moved("RequestResponseCycle 100-continue")
+    chunks = body.__aiter__()
+    assert await anext(chunks) == b"a" * 1000
+    assert cycle.waiting_for_100_continue is False
+    assert protocol.flow.read_paused is True and real.reading is False, moved("FlowControl")
+    sending = asyncio.create_task(asyncio.to_thread(theirs.sendall, b"b" * (size - 1000)))
+    received = b"".join([bytes(chunk) async for chunk in chunks])
+    await sending
+    assert received == b"b" * (size - 1000)
+    assert cycle.more_body is False, moved("on_message_complete's cycle.more_body")
+    assert protocol.flow.read_paused is False and real.reading is True
+    assert protocol.body_slots is not None and protocol.body_slots.taken == 0
+    body.end()
+    assert cycle.keep_alive is True, moved("RequestResponseCycle.keep_alive")
+    answer.set()
+    for _ in range(100):
+        if cycle.response_complete:
+            break
+        await asyncio.sleep(0.01)
+    first_parser = protocol.parser
+    protocol.data_received(b"GET / HTTP/1.1\r\nHost: node\r\n\r\n")
+    assert protocol.parser is first_parser
+    assert protocol.scope["method"] == "GET" and protocol.scope["path"] == "/", moved(
+        "HttpToolsProtocol.parser"
+    )
+    assert protocol.cycle is not cycle
+    protocol.connection_lost(None)
+    ours.close()
+    theirs.close()

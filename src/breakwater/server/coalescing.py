@@ -30,7 +30,7 @@ class CoalescingTransport:
         self._loop = loop
         self._pending: list[bytes] = []
         self._size = 0
-        self._fd = _plain_socket_fd(transport)
+        self._fd = plain_socket_fd(transport)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not self._pending:
@@ -94,7 +94,7 @@ class CoalescingTransport:
         return getattr(self._transport, name)
 
 
-def _plain_socket_fd(transport: asyncio.BaseTransport) -> int:
+def plain_socket_fd(transport: asyncio.BaseTransport) -> int:
     """The descriptor of the socket under ``transport`` when writing to it is the same as
     writing through the transport (a plain socket, not TLS); else -1."""
     if transport.get_extra_info("sslcontext") is not None:

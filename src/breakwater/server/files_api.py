@@ -32,6 +32,7 @@ from breakwater.server import openapi, problems
 from breakwater.server.access import identity_of
 from breakwater.server.params import AsciiFloat
 from breakwater.server.responses import json_response, node_of
+from breakwater.server.socket_bodies import socket_body_of
 
 router = APIRouter(tags=["files"])
 
@@ -82,8 +83,16 @@ def _number(request: Request, name: str) -> int:
     return int(value)
 
 
-async def _body(request: Request) -> AsyncIterator[bytes]:
-    """The request body; a client that goes away ends it (the bytes so far are kept)."""
+async def _body(request: Request) -> AsyncIterator[bytes | bytearray]:
+    """The request body; a client that goes away ends it (the bytes so far are kept).
+
+    A tus PATCH body is usually read from the socket by a thread (ADR 0055), else by ASGI.
+    """
+    direct = socket_body_of(request.scope)
+    if direct is not None:
+        async for chunk in direct:
+            yield chunk
+        return
     try:
         async for chunk in request.stream():
             if chunk:
@@ -185,9 +194,14 @@ async def append_chunk(upload_id: str, request: Request) -> Response:
         _check_stream(request)
         offset = _number(request, "upload-offset")
         checksum = parse_checksum(request.headers.get("upload-checksum"))
-        upload = await node_of(request).files.append(
-            identity_of(request), upload_id, offset, _body(request), checksum
-        )
+        try:
+            upload = await node_of(request).files.append(
+                identity_of(request), upload_id, offset, _body(request), checksum
+            )
+        finally:
+            direct = socket_body_of(request.scope)
+            if direct is not None:
+                direct.end()
         return Response(status_code=204, headers=_upload_headers(upload))
 
     return await _tus_answer(request, act)

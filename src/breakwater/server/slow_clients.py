@@ -30,8 +30,8 @@ from typing import cast
 from breakwater.auth.settings import proxy_networks, within
 from breakwater.config import Config
 from breakwater.core import codec
-from breakwater.server.coalescing import CoalescingHttpToolsProtocol
 from breakwater.server.problems import PROBLEM_JSON
+from breakwater.server.socket_bodies import MAX_BODIES, BodySlots, SocketBodyProtocol
 
 _TIMEOUT_BODY = codec.dumps(
     {
@@ -100,7 +100,7 @@ class _ReleaseWhenLost(asyncio.Protocol):
         self.protocol.connection_lost(exc)
 
 
-class GuardedHttpProtocol(CoalescingHttpToolsProtocol):
+class GuardedHttpProtocol(SocketBodyProtocol):
     """The node's HTTP protocol: read deadlines and the per-address cap (see the module)."""
 
     header_timeout = 10.0
@@ -152,6 +152,10 @@ class GuardedHttpProtocol(CoalescingHttpToolsProtocol):
             self._counted = None
             self.transport.set_protocol(_ReleaseWhenLost(taken_over, release))
 
+    def body_stalled(self) -> None:
+        """A body read by a thread (socket_bodies.py) missed ``body_timeout``."""
+        self._timed_out()
+
     def _arm(self, seconds: float) -> None:
         self._disarm()
         self._deadline = self.loop.call_later(seconds, self._deadline_passed, seconds)
@@ -177,6 +181,10 @@ class GuardedHttpProtocol(CoalescingHttpToolsProtocol):
         if waiting_on_us:
             self._arm(seconds)
             return
+        self._timed_out()
+
+    def _timed_out(self) -> None:
+        cycle = self.cycle
         if cycle is None or not cycle.response_started or cycle.response_complete:
             self.transport.write(REQUEST_TIMEOUT)
         self.transport.close()
@@ -184,7 +192,8 @@ class GuardedHttpProtocol(CoalescingHttpToolsProtocol):
 
 def guarded_protocol(config: Config) -> type[GuardedHttpProtocol]:
     """The protocol class a node's uvicorn serves with: ``config``'s deadlines, and one
-    per-address cap shared by this process's connections."""
+    per-address cap and one count of thread-read upload bodies shared by this process's
+    connections."""
     networks = proxy_networks(config.auth.trusted_proxies)
 
     def trusted(address: str) -> bool:
@@ -197,5 +206,6 @@ def guarded_protocol(config: Config) -> type[GuardedHttpProtocol]:
             "header_timeout": config.header_timeout,
             "body_timeout": config.body_timeout,
             "addresses": AddressCap(config.max_connections_per_address, trusted),
+            "body_slots": BodySlots(MAX_BODIES),
         },
     )

@@ -163,7 +163,7 @@ class Files:
         identity: Identity | None,
         upload_id: str,
         offset: int,
-        chunks: AsyncIterator[bytes],
+        chunks: AsyncIterator[bytes | bytearray],
         checksum: ExpectedChecksum | None,
     ) -> Upload:
         """A tus PATCH; the last byte stores the file under its SHA-256."""
