@@ -68,6 +68,7 @@ async def test_store_outage_is_503_and_recovers_without_losing_acknowledged_writ
 ) -> None:
     """Cut PostgreSQL off mid-traffic, check every degraded answer, restore, check everything."""
     acknowledged: dict[str, int] = {}
+    some_acknowledged = asyncio.Event()
 
     async def writer(name: str, stop: asyncio.Event) -> None:
         i = 0
@@ -76,13 +77,18 @@ async def test_store_outage_is_503_and_recovers_without_losing_acknowledged_writ
             response = await node.put(f"{DOCS}/{name}-{i}", json={"i": i})
             if response.status_code in (200, 201):
                 acknowledged[f"{name}-{i}"] = i
+                some_acknowledged.set()
             else:
                 assert response.status_code == 503, response.text
             await asyncio.sleep(0.005)
 
     stop = asyncio.Event()
     writers = [asyncio.ensure_future(writer(f"w{k}", stop)) for k in range(4)]
-    await asyncio.sleep(0.5)
+    # Cut mid-traffic: once writes are being acknowledged (under load the first ones, which
+    # open the pool's connections, took more than a fixed half second), then a little more.
+    async with asyncio.timeout(30):
+        await some_acknowledged.wait()
+    await asyncio.sleep(0.2)
     await forwarder.cut()
     await asyncio.sleep(0.5)
     stop.set()
