@@ -68,8 +68,8 @@ INDEXED = {"notes": CollectionConfig("notes", indexes=("v",))}
 
 
 async def _write(store: SqliteStore, n: int, doc: str, value: int, delete: bool) -> StoredDoc:
-    data = {"v": value, "n": n, **({"body": BODY} if value % 2 else {})}
-    op, data = ("delete", None) if delete else ("set", data)
+    data = None if delete else {"v": value, "n": n, **({"body": BODY} if value % 2 else {})}
+    op = "delete" if delete else "set"
     [result] = await store.apply([Mutation(f"m{n}", "notes", doc, op, data)])
     assert result.status == "applied" and result.doc is not None
     return result.doc

@@ -30,7 +30,7 @@ import asyncio
 import inspect
 import socket
 from importlib.metadata import requires, version
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import uvicorn
@@ -225,7 +225,7 @@ async def test_a_tus_patch_body_is_read_by_a_thread_and_the_next_request_parsed(
         b"Content-Type: application/offset+octet-stream\r\nExpect: 100-continue\r\n"
         b"Content-Length: " + str(size).encode() + b"\r\n\r\n" + b"a" * 1000
     )
-    body = socket_body_of(protocol.scope)
+    body = socket_body_of(cast(dict[str, Any], protocol.scope))
     assert body is not None, moved("on_headers_complete's scope, headers or root_path")
     cycle = protocol.cycle
     assert cycle.body == bytearray(), moved("HttpToolsProtocol.on_body's cycle.body")
