@@ -69,3 +69,17 @@ async def test_other_websocket_paths_still_reach_the_app(live: LiveNode) -> None
     with pytest.raises(InvalidStatus) as refused:
         await connect(f"{live.ws_url}/v1/elsewhere")
     assert refused.value.response.status_code == 403
+
+
+async def test_a_bad_handshake_gets_400(live: LiveNode) -> None:
+    """An upgrade without ``Sec-WebSocket-Key`` is answered 400 and closed."""
+    port = int(live.url.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"GET /v1/realtime HTTP/1.1\r\nHost: node\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    answer = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert b"Sec-WebSocket-Key" in answer

@@ -77,6 +77,7 @@ class RealtimeSocket(asyncio.Protocol):
         "_on_lost",
         "_read_paused",
         "_response",
+        "_task",
         "_waiter",
         "accepted",
         "close_sent",
@@ -108,6 +109,8 @@ class RealtimeSocket(asyncio.Protocol):
         self._fragment_kind = Opcode.TEXT
         self._close_timer: asyncio.TimerHandle | None = None
         self._response: Response | None = None
+        self._task: asyncio.Task[None] | None = None
+        """The endpoint's task (the event loop keeps only a weak reference to it)."""
         self._read_paused = False
         self.accepted = False
         """The handshake answered 101 (the endpoint sent ``websocket.accept``)."""
@@ -126,7 +129,16 @@ class RealtimeSocket(asyncio.Protocol):
         conn.receive_data(request)
         events = conn.events_received()
         if not events or not isinstance(events[0], Request):
-            self._answer(conn.reject(HTTPStatus.BAD_REQUEST, "Failed to open a WebSocket.\n"))
+            # websockets could not read it (over its limits): its own answer, or a 400.
+            self.responded = self.close_sent = True
+            output = b"".join(conn.data_to_send())
+            if not output:
+                output = conn.reject(
+                    HTTPStatus.BAD_REQUEST, "Failed to open a WebSocket.\n"
+                ).serialize()
+            if self.transport is not None:
+                self.transport.write(output)
+                self.transport.close()
             return
         response = conn.accept(events[0])
         if response.status_code != HTTPStatus.SWITCHING_PROTOCOLS:
@@ -135,7 +147,7 @@ class RealtimeSocket(asyncio.Protocol):
         self._response = response
         self._inbox.append({"type": "websocket.connect"})
         # The endpoint's coroutine alone holds the scope: it may let go of it once it has used it.
-        self._loop.create_task(self._run(endpoint(scope, self.receive, self.send)))
+        self._task = self._loop.create_task(self._run(endpoint(scope, self.receive, self.send)))
 
     async def _run(self, serving: Awaitable[None]) -> None:
         try:
