@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any, cast
@@ -44,6 +45,9 @@ CLOSE_TIMEOUT = 10.0
 CLOSE_RESTART = 1012
 
 _log = get_logger("breakwater.realtime")
+_server_log = logging.getLogger("uvicorn.error")
+"""Where uvicorn's WebSocket protocols log (handshake lines, websockets' debug frames): the
+same lines, under the same name, as before the node served these sockets itself."""
 
 
 class SocketGone(ConnectionError):
@@ -76,6 +80,7 @@ class RealtimeSocket(asyncio.Protocol):
         "_loop",
         "_on_lost",
         "_read_paused",
+        "_request_line",
         "_response",
         "_task",
         "_waiter",
@@ -99,7 +104,9 @@ class RealtimeSocket(asyncio.Protocol):
         self._connections = connections
         self._on_lost = on_lost
         self._loop = asyncio.get_running_loop()
-        self.conn = ServerProtocol(extensions=deflate_extensions(deflate), max_size=max_size)
+        self.conn = ServerProtocol(
+            extensions=deflate_extensions(deflate), max_size=max_size, logger=_server_log
+        )
         self.transport: asyncio.Transport | None = None
         self._inbox: list[Message] = []
         self._waiter: asyncio.Future[None] | None = None
@@ -109,6 +116,8 @@ class RealtimeSocket(asyncio.Protocol):
         self._fragment_kind = Opcode.TEXT
         self._close_timer: asyncio.TimerHandle | None = None
         self._response: Response | None = None
+        self._request_line = ""
+        """Who asked for what, for the handshake's log line (until it is answered)."""
         self._task: asyncio.Task[None] | None = None
         """The endpoint's task (the event loop keeps only a weak reference to it)."""
         self._read_paused = False
@@ -145,6 +154,7 @@ class RealtimeSocket(asyncio.Protocol):
             self._answer(response)
             return
         self._response = response
+        self._request_line = request_line(scope)
         self._inbox.append({"type": "websocket.connect"})
         # The endpoint's coroutine alone holds the scope: it may let go of it once it has used it.
         self._task = self._loop.create_task(self._run(endpoint(scope, self.receive, self.send)))
@@ -161,8 +171,14 @@ class RealtimeSocket(asyncio.Protocol):
         if self._close_timer is None and self.transport is not None:
             self.transport.close()
 
+    def _log_answer(self, status: object) -> None:
+        if self._request_line:
+            _server_log.info("%s %s", self._request_line, status)
+            self._request_line = ""
+
     def _answer(self, response: Response) -> None:
         """Answer the upgrade with ``response`` (not 101) and close."""
+        self._log_answer(response.status_code)
         self.responded = True
         self.close_sent = True
         self._response = None
@@ -212,6 +228,7 @@ class RealtimeSocket(asyncio.Protocol):
         if kind == "websocket.accept":
             self.accepted = True
             self._response = None
+            self._log_answer("[accepted]")
             for name, value in message.get("headers", ()):
                 response.headers[name.decode("latin-1")] = value.decode("latin-1")
             self.conn.send_response(response)
@@ -394,6 +411,17 @@ class RealtimeSocket(asyncio.Protocol):
         self._close_timer = None
         if self.transport is not None:
             self.transport.close()
+
+
+def request_line(scope: Scope) -> str:
+    """``client - "WebSocket path?query"``, as uvicorn logs a WebSocket handshake."""
+    client = scope.get("client")
+    target = scope["raw_path"].decode("latin-1")
+    if scope.get("query_string"):
+        target += "?" + scope["query_string"].decode("ascii", "replace")
+    address = f"{client[0]}:{client[1]}" if client else ""
+    quoted = target.replace('"', "%22")
+    return f'{address} - "WebSocket {quoted}"'
 
 
 def websocket_scope(http: dict[str, Any]) -> dict[str, Any]:
