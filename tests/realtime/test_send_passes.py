@@ -73,6 +73,24 @@ async def test_subscribers_lacking_the_same_pages_share_one_message(tmp_path: Pa
         assert seqs([first]) == [1, 2, 3]
 
 
+async def test_quiet_subscribers_are_handed_one_shared_cursor_message(tmp_path: Path) -> None:
+    """Subscribers of a collection nobody writes, at one position, are handed the same empty
+    ``changes`` message carrying the cursor past the changes they skipped."""
+    async with running(tmp_path) as rig:
+        quiet = [Subscriber(frozenset({"notes"}), {}, Wakeup()) for _ in range(3)]
+        for sub in quiet:
+            await catch_up(rig, sub)
+        await rig.write(2, collection="todos")
+        deadline = time.monotonic() + 5
+        while rig.fanout.handover(quiet[0]).cursor != {rig.store.origin: 2}:
+            assert time.monotonic() < deadline, "the pass never moved the quiet cursors"
+            await asyncio.sleep(0.005)
+        handed = [rig.fanout.handover(sub) for sub in quiet]
+        assert all(batch is handed[0] for batch in handed)
+        assert handed[0].changes == 0
+        assert all(not sub.queue for sub in quiet)
+
+
 class Follower:
     """A subscriber and the connection a test drives for it: it takes direct writes unless
     stalled, and drains its queue or replays when :meth:`serve` runs (as a session's pump)."""
@@ -232,7 +250,7 @@ async def test_a_pass_visits_only_the_readers_of_the_changed_collections(tmp_pat
         pages = rig.fanout.recent.since(rig.fanout.recent.generation - 1)
         assert pages is not None
         assert set(rig.fanout._readers_of(pages)) == {subs["b"], subs[None]}
-        while rig.fanout.cursor_of(subs["a"]) != {rig.store.origin: 1}:
+        while rig.fanout.handover(subs["a"]).cursor != {rig.store.origin: 1}:
             assert time.monotonic() < deadline, "the quiet reader's cursor never moved"
             await asyncio.sleep(0.005)
         assert not subs["a"].queue and not subs["c"].queue

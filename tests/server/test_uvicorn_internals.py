@@ -18,8 +18,10 @@ versions checked here; to allow a newer one, install it, run this file, adapt th
   100-continue`` through ``waiting_for_100_continue``; sets ``cycle.keep_alive``; and, once a
   thread has read the rest of a body, replaces ``parser`` with a new httptools parser (with
   uvicorn's ``lenient_data_after_close``) and ends the message with ``on_message_complete``.
-- server/realtime/websocket.py reads ``PROTOCOL_ATTRIBUTES`` of the websockets-sansio protocol,
-  which it reaches as the ASGI ``send`` callable's ``__self__``.
+- server/slow_clients.py takes ``/v1/realtime`` upgrades over in ``handle_websocket_upgrade``
+  (realtime/protocol.py serves them): it reads ``url``, ``root_path``, ``scope`` (``method``,
+  ``headers``; uvicorn leaves the path out of an upgrade's scope), ``connections`` and
+  ``server_state.connections``, and uvicorn must call ``shutdown()`` on what is in the latter.
 - server/runner.py overrides ``Server.handle_exit`` and ``Server.shutdown`` and reads
   ``force_exit`` and ``_captured_signals``.
 """
@@ -32,16 +34,13 @@ import socket
 from importlib.metadata import requires, version
 from typing import Any, cast
 
-import pytest
 import uvicorn
 from packaging.requirements import Requirement
 from starlette.types import Receive, Scope, Send
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 
 from breakwater.config import Config
 from breakwater.server.coalescing import CoalescingHttpToolsProtocol, CoalescingTransport
-from breakwater.server.realtime.websocket import PROTOCOL_ATTRIBUTES
 from breakwater.server.slow_clients import guarded_protocol
 from breakwater.server.socket_bodies import HIGH_WATER, socket_body_of
 
@@ -138,18 +137,51 @@ async def test_the_http_protocol_answers_through_the_coalescing_transport() -> N
     assert real.writes[0].endswith(b"\r\n\r\nhello")
 
 
-@pytest.mark.parametrize("name", PROTOCOL_ATTRIBUTES)
-async def test_the_websocket_protocol_keeps_what_the_direct_writer_reads(name: str) -> None:
-    """Each attribute the direct writer reads exists on a new sans-I/O protocol, and its ASGI
-    ``send`` is a bound method of the protocol (how the writer finds it)."""
-    config = uvicorn.Config(hello, ws="websockets-sansio", log_config=None)
+class RecordingHandoff:
+    """A WebSocket handoff that takes every upgrade and records what it was given."""
+
+    def __init__(self) -> None:
+        self.taken: list[tuple[dict[str, Any], bytes, set[Any]]] = []
+
+    def wants(self, scope: dict[str, Any]) -> bool:
+        return True
+
+    def take(
+        self,
+        transport: asyncio.Transport,
+        scope: dict[str, Any],
+        request: bytes,
+        connections: set[Any],
+        on_lost: Any,
+    ) -> None:
+        self.taken.append((scope, request, connections))
+
+
+async def test_the_guarded_protocol_hands_a_websocket_upgrade_over() -> None:
+    """uvicorn calls ``handle_websocket_upgrade`` on an upgrade request, with the URL, method
+    and headers the handoff rebuilds the request and its scope from, and the server's set of
+    connections (which the handoff's protocol joins, so that shutdown closes it)."""
+    handoff = RecordingHandoff()
+    guarded = guarded_protocol(Config(), handoff)
+    config = uvicorn.Config(hello, http=guarded, log_config=None, access_log=False)
     config.load()
-    protocol = WebSocketsSansIOProtocol(config, ServerState(), {}, asyncio.get_running_loop())
-    assert hasattr(protocol, name), moved(f"the websockets-sansio protocol's {name!r}")
-    assert getattr(protocol.send, "__self__", None) is protocol, moved(
-        "the websockets-sansio protocol's send"
+    state = ServerState()
+    protocol = guarded(config, state, {}, asyncio.get_running_loop())
+    protocol.connection_made(Transport())  # type: ignore[arg-type]
+    protocol.data_received(
+        b"GET /v1/realtime?access_token=t HTTP/1.1\r\nHost: node\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\n\r\n"
     )
-    assert config.ws_protocol_class is WebSocketsSansIOProtocol, moved("ws='websockets-sansio'")
+    assert len(handoff.taken) == 1, moved("HttpToolsProtocol.handle_websocket_upgrade")
+    scope, request, connections = handoff.taken[0]
+    assert scope["path"] == "/v1/realtime", moved("HttpToolsProtocol.url")
+    assert scope["query_string"] == b"access_token=t", moved("HttpToolsProtocol.url")
+    assert (b"upgrade", b"websocket") in scope["headers"], moved("the upgrade's scope headers")
+    assert request.startswith(b"GET /v1/realtime?access_token=t HTTP/1.1\r\n")
+    assert request.endswith(b"sec-websocket-version: 13\r\n\r\n")
+    assert connections is state.connections, moved("HttpToolsProtocol.server_state")
+    assert protocol not in state.connections, moved("HttpToolsProtocol.connections")
 
 
 async def test_the_guarded_protocol_is_called_at_each_step_of_a_request() -> None:

@@ -21,6 +21,7 @@ from breakwater.obs.logging import get_logger
 from breakwater.server.app import create_app
 from breakwater.server.gc_policy import CollectorPolicy
 from breakwater.server.node import Node
+from breakwater.server.realtime import websocket as realtime_websocket
 from breakwater.server.slow_clients import guarded_protocol
 from breakwater.server.workers import WorkerRole
 
@@ -78,7 +79,12 @@ def uvicorn_config(app: FastAPI, config: Config) -> uvicorn.Config:
         host=config.host,
         port=config.port,
         loop="uvloop",
-        http=guarded_protocol(config),
+        # /v1/realtime upgrades go to the node's own WebSocket protocol; any other to
+        # uvicorn's, through the app.
+        http=guarded_protocol(
+            config,
+            realtime_websocket.handoff(app.state.node, max_size=CLIENT_MESSAGE_BYTES, deflate=True),
+        ),
         ws="websockets-sansio",
         log_config=None,
         access_log=False,

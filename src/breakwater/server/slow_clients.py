@@ -23,9 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import urllib.parse
 from collections import Counter
 from collections.abc import Callable
-from typing import cast
+from typing import Any, Protocol, cast
+
+import httptools
 
 from breakwater.auth.settings import proxy_networks, within
 from breakwater.config import Config
@@ -76,6 +79,24 @@ class AddressCap:
             self._open[address] -= 1
 
 
+class WebSocketHandoff(Protocol):
+    """Serves some WebSocket upgrades with a protocol of its own instead of uvicorn's."""
+
+    def wants(self, scope: dict[str, Any]) -> bool:
+        """Whether the upgrade of ``scope`` (the HTTP request's) is one to take."""
+
+    def take(
+        self,
+        transport: asyncio.Transport,
+        scope: dict[str, Any],
+        request: bytes,
+        connections: set[Any],
+        on_lost: Callable[[], None] | None,
+    ) -> None:
+        """Take the socket over: ``request`` is the upgrade request's head, ``connections``
+        the server's open connections, ``on_lost`` (if any) is called once it closes."""
+
+
 class _ReleaseWhenLost(asyncio.Protocol):
     """Forwards to the protocol that took the socket over, and calls ``on_lost`` at its end."""
 
@@ -106,6 +127,7 @@ class GuardedHttpProtocol(SocketBodyProtocol):
     header_timeout = 10.0
     body_timeout = 30.0
     addresses: AddressCap | None = None
+    websocket_handoff: WebSocketHandoff | None = None
     _deadline: asyncio.TimerHandle | None = None
     _counted: str | None = None
 
@@ -142,15 +164,52 @@ class GuardedHttpProtocol(SocketBodyProtocol):
 
     def handle_websocket_upgrade(self) -> None:
         self._disarm()
-        super().handle_websocket_upgrade()
+        release: Callable[[], None] | None = None
         if self._counted is not None and self.addresses is not None:
             # The WebSocket protocol owns the socket now; its end frees the address's slot.
             # The release is handed over without this protocol (its parser, buffers and
             # events), which would otherwise live as long as the WebSocket.
-            taken_over = cast(asyncio.Protocol, self.transport.get_protocol())
             release = functools.partial(self.addresses.release, self._counted)
             self._counted = None
+        handoff = self.websocket_handoff
+        scope = self._upgrade_scope() if handoff is not None else None
+        if handoff is not None and scope is not None and handoff.wants(scope):
+            self.connections.discard(self)
+            handoff.take(
+                self.transport,
+                scope,
+                self._upgrade_request(),
+                self.server_state.connections,
+                release,
+            )
+            return
+        super().handle_websocket_upgrade()
+        if release is not None:
+            taken_over = cast(asyncio.Protocol, self.transport.get_protocol())
             self.transport.set_protocol(_ReleaseWhenLost(taken_over, release))
+
+    def _upgrade_scope(self) -> dict[str, Any] | None:
+        """The upgrade request's scope with its path and query, which uvicorn leaves out of an
+        upgrade's (its WebSocket protocols parse the request again); None if the URL is bad."""
+        try:
+            parsed = httptools.parse_url(self.url)
+            path = parsed.path.decode("ascii")
+        except (httptools.HttpParserInvalidURLError, UnicodeDecodeError):
+            return None
+        scope = cast(dict[str, Any], self.scope)
+        scope["path"] = self.root_path + (urllib.parse.unquote(path) if "%" in path else path)
+        scope["raw_path"] = self.root_path.encode("ascii") + parsed.path
+        scope["query_string"] = parsed.query or b""
+        return scope
+
+    def _upgrade_request(self) -> bytes:
+        """The upgrade request's head again, as uvicorn rebuilds it for its WebSocket
+        protocols (the WebSocket library checks the handshake from it)."""
+        output = [self.scope["method"].encode(), b" ", self.url, b" HTTP/1.1\r\n"]
+        for name, value in self.scope["headers"]:
+            output += [name, b": ", value, b"\r\n"]
+        output.append(b"\r\n")
+        return b"".join(output)
 
     def body_stalled(self) -> None:
         """A body read by a thread (socket_bodies.py) missed ``body_timeout``."""
@@ -190,10 +249,12 @@ class GuardedHttpProtocol(SocketBodyProtocol):
         self.transport.close()
 
 
-def guarded_protocol(config: Config) -> type[GuardedHttpProtocol]:
+def guarded_protocol(
+    config: Config, websocket_handoff: WebSocketHandoff | None = None
+) -> type[GuardedHttpProtocol]:
     """The protocol class a node's uvicorn serves with: ``config``'s deadlines, and one
     per-address cap and one count of thread-read upload bodies shared by this process's
-    connections."""
+    connections; ``websocket_handoff`` serves the WebSocket upgrades it wants."""
     networks = proxy_networks(config.auth.trusted_proxies)
 
     def trusted(address: str) -> bool:
@@ -207,5 +268,6 @@ def guarded_protocol(config: Config) -> type[GuardedHttpProtocol]:
             "body_timeout": config.body_timeout,
             "addresses": AddressCap(config.max_connections_per_address, trusted),
             "body_slots": BodySlots(MAX_BODIES),
+            "websocket_handoff": websocket_handoff,
         },
     )

@@ -238,6 +238,12 @@ def build_batches(
     return batches
 
 
+def _handover_batch(vector: VersionVector, stable: VersionVector) -> Batch:
+    """An empty ``changes`` message that moves the client's cursor to ``vector``."""
+    text = cursor_mod.encode(vector)
+    return Batch(messages.changes([], text, stable), vector, text, 0, None, [], stable)
+
+
 @dataclass(slots=True, eq=False)
 class RecentPage:
     """One page the follower published, kept for resumes and live sends: its changes, where it
@@ -376,6 +382,9 @@ class Fanout:
         """The generation the sender's last pass reached: an aligned subscriber lacks none of
         the pages up to it that touch its collections (it was visited for those)."""
         self._unaligned: set[Subscriber] = set()
+        self._handover: tuple[int, VersionVector, Batch] | None = None
+        """The last :meth:`handover` message of aligned subscribers: for which generation and
+        stable vector."""
         self._written_directly = 0
         """Live messages written straight to sockets since the figures were last recorded."""
         self._published = asyncio.Event()
@@ -411,13 +420,26 @@ class Fanout:
         sub.queue.clear()
         sub.queued = 0
 
-    def cursor_of(self, sub: Subscriber) -> VersionVector:
-        """Where a live subscriber stands once its queue is sent."""
+    def handover(self, sub: Subscriber) -> Batch:
+        """An empty ``changes`` message carrying where a live subscriber stands once its queue
+        is sent: a heartbeat hands it over when changes its filter skipped moved the cursor.
+
+        While writes go on that is nearly every heartbeat of every quiet subscriber, so the
+        aligned subscribers at one position share one message (and one frame), built once.
+        """
         if not sub.aligned:
-            return dict(sub.cursor)
-        vector = self.recent.end_of(max(sub.generation, self._swept))
-        # Forgotten: the sender will send it back to replay from where its messages ended.
-        return dict(sub.resume_from if vector is None else vector)
+            return _handover_batch(dict(sub.cursor), self.stable)
+        generation = max(sub.generation, self._swept)
+        cached = self._handover
+        if cached is not None and cached[0] == generation and cached[1] is self.stable:
+            return cached[2]
+        vector = self.recent.end_of(generation)
+        if vector is None:
+            # Forgotten: the sender will send it back to replay from where its messages ended.
+            return _handover_batch(dict(sub.resume_from), self.stable)
+        batch = _handover_batch(vector, self.stable)
+        self._handover = (generation, self.stable, batch)
+        return batch
 
     def _detach(self, sub: Subscriber) -> None:
         if sub.aligned:
@@ -708,7 +730,7 @@ class Fanout:
                 started = time.perf_counter()
         self._record_direct_writes(oldest)
         # Only now: until every reader of those pages was visited, a cursor handed over in a
-        # heartbeat (:meth:`cursor_of`) must not cover them.
+        # heartbeat (:meth:`handover`) must not cover them.
         self._swept = max(self._swept, reached)
         return spent + time.perf_counter() - started
 

@@ -413,15 +413,15 @@ class Session:
 
     async def _heartbeat(self, sub: Subscriber | None) -> None:
         if sub is not None and sub.live and not sub.queue:
-            vector = self.fanout.cursor_of(sub)
-            text = cursor_mod.encode(vector)
-            if text != self.sent_cursor:
+            batch = self.fanout.handover(sub)
+            if batch.cursor_text != self.sent_cursor:
                 # Changes the filter skipped moved the cursor: hand it over, so that a client
-                # of a quiet collection never falls behind the retention horizon.
-                sub.resume_from = vector
-                stable = self.fanout.stable
-                body = messages.changes([], text, stable)
-                await self._send_batch(Batch(body, vector, text, 0, None, [], stable))
+                # of a quiet collection never falls behind the retention horizon. The message
+                # is shared; an idle, plain socket takes its shared frame at once.
+                sub.resume_from = batch.cursor
+                if self.view is None and self._write_now([batch]):
+                    return
+                await self._send_batch(batch)
                 return
         await self._send(self.out.send_heartbeat())
 

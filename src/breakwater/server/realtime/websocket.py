@@ -2,21 +2,23 @@
 
 The client sends ``subscribe``/``unsubscribe``/``ping``/``pong``; the server sends
 ``subscribed``, ``changes``, ``ping``/``pong``, ``error`` and ``reconnect`` (docs/protocol.md).
-permessage-deflate is negotiated by the server (uvicorn's ``websockets`` protocol) when the
-client offers it.
+permessage-deflate is negotiated by the server when the client offers it.
 
-The endpoint is a plain ASGI handler placed in front of the router (:class:`WebSocketEntry`)
-rather than a routed endpoint: a WebSocket lives for hours, and every routing and middleware
-layer it passes through stays suspended for as long, in every connection. Each object kept per
-connection is one more for the garbage collector to walk on every full collection, and those
-walks stall the whole node; skipping the layers halves what a connection keeps.
+A WebSocket lives for hours, and every routing and middleware layer it passes through stays
+suspended for as long, in every connection: each object kept per connection is memory, and one
+more for the garbage collector to walk on every full collection, which stalls the whole node. So
+a node served by its runner takes these upgrades over from its HTTP protocol
+(:func:`handoff`) and serves them on a WebSocket protocol of its own
+(:mod:`~breakwater.server.realtime.protocol`), outside the application. Under another ASGI
+server (tests, or an app mounted elsewhere) the same endpoint is a plain ASGI handler placed in
+front of the router (:class:`WebSocketEntry`).
 """
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Callable
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,6 +31,7 @@ from breakwater.server.node import Node
 from breakwater.server.realtime import messages
 from breakwater.server.realtime.admission import Refused
 from breakwater.server.realtime.fanout import Batch
+from breakwater.server.realtime.protocol import Endpoint, RealtimeHandoff, RealtimeSocket
 from breakwater.server.realtime.session import Disconnected, Session, never_now
 from breakwater.server.security_headers import API_HEADERS
 
@@ -51,13 +54,9 @@ def text_frame(payload: bytes) -> bytes:
     return header + payload
 
 
-PROTOCOL_ATTRIBUTES = ("transport", "conn", "writable", "close_sent", "handshake_complete")
-"""What :class:`_DirectSocket` reads of uvicorn's sans-I/O WebSocket protocol (not public API:
-tests/server/test_uvicorn_internals.py checks them on the installed uvicorn)."""
-
-
 class _DirectSocket:
-    """The transport under uvicorn's WebSocket protocol, for frames written without a task.
+    """A node's own WebSocket connection (:class:`RealtimeSocket`), for frames written
+    without a task.
 
     A ``changes`` message is framed once and the same bytes go to every subscriber: no
     per-connection task wake-up, framing or ASGI call. Only while the connection is plainly
@@ -66,27 +65,25 @@ class _DirectSocket:
     coalescing transport, whose immediate write keeps order with bytes still pending.
     """
 
-    def __init__(self, protocol: Any) -> None:
-        self._protocol = protocol
-        self._writable = protocol.writable
-        self._send_frame: Callable[[bytes], bool] = protocol.transport.write_now
+    def __init__(self, socket: RealtimeSocket, transport: CoalescingTransport) -> None:
+        self._socket = socket
+        self._send_frame: Callable[[bytes], bool] = transport.write_now
 
     @classmethod
     def under(cls, send: Send) -> _DirectSocket | None:
-        """The socket under ``send`` if it is uvicorn's sans-I/O WebSocket protocol, accepted
-        and without compression (what the handshake settled never changes afterwards)."""
-        protocol = getattr(send, "__self__", None)
-        if protocol is None or not all(hasattr(protocol, name) for name in PROTOCOL_ATTRIBUTES):
+        """The socket under ``send`` if it is the node's own, accepted and without
+        compression (what the handshake settled never changes afterwards)."""
+        socket = getattr(send, "__self__", None)
+        if not isinstance(socket, RealtimeSocket) or not socket.accepted or socket.compressed:
             return None
-        if not protocol.handshake_complete or getattr(protocol.conn, "extensions", True):
+        if not isinstance(socket.transport, CoalescingTransport):
             return None
-        if not isinstance(protocol.transport, CoalescingTransport):
-            return None
-        return cls(protocol)
+        return cls(socket, socket.transport)
 
     def write(self, batch: Batch) -> bool:
         """Write ``batch``'s frame now; False if the connection is closing or paused."""
-        if self._protocol.close_sent or not self._writable.is_set():
+        socket = self._socket
+        if socket.close_sent or socket.paused:
             return False
         frame = batch.frame
         if frame is None:
@@ -110,8 +107,8 @@ class WebSocketOut:
         try:
             await self._send(message)
         except Exception as exc:
-            # uvicorn raises ClientDisconnected (an OSError) or RuntimeError once the socket is
-            # gone; both mean the same here.
+            # The socket raises SocketGone (uvicorn's, under another server, ClientDisconnected:
+            # both OSErrors) or RuntimeError once it is gone; all mean the same here.
             raise Disconnected from exc
         return len(text)
 
@@ -183,6 +180,8 @@ async def serve_websocket(node: Node, scope: Scope, receive: Receive, send: Send
         hub.release_user_slot(identity)
         await _refuse(scope, receive, send, refused)
         return
+    # The scope (headers, query) is of no more use: not kept for the connection's lifetime.
+    del scope, resolved
     try:
         await send({"type": "websocket.accept"})
         session = Session(
@@ -205,6 +204,19 @@ async def serve_websocket(node: Node, scope: Scope, receive: Receive, send: Send
     finally:
         hub.admission.release()
         hub.release_user_slot(identity)
+
+
+def handoff(node: Node, *, max_size: int, deflate: bool) -> RealtimeHandoff:
+    """What takes a node's :data:`PATH` upgrades over from its HTTP protocol."""
+
+    # A partial, not a coroutine around serve_websocket: its frame would keep the scope.
+    entry: Endpoint = functools.partial(serve_websocket, node)
+    endpoint = entry
+    if node.tracing is not None:
+        from breakwater.server.trace_requests import TraceRequests
+
+        endpoint = TraceRequests(entry, tracing=node.tracing)
+    return RealtimeHandoff(PATH, endpoint, max_size=max_size, deflate=deflate)
 
 
 class WebSocketEntry:
