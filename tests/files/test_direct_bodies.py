@@ -1,4 +1,4 @@
-"""Bodies that write themselves into the part file (files/direct_bodies.py, ADR 0056): the
+"""Bodies that write themselves into the part file (files/direct_bodies.py, ADR 0057): the
 running hash, read back from the file, covers exactly the bytes stored, across a body cut
 short, a checksum refused, a body past the length and a write that fails."""
 

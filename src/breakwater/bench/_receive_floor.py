@@ -3,7 +3,7 @@
 A thread sends the file over loopback TCP with ``sendfile`` (as the bench's tus client does);
 the receiver moves it socket → pipe → file with ``splice`` (one kernel copy) while a second
 thread hashes with SHA-256 each range once it is in the file, then ``fsync``s: the node's
-receive path (ADR 0056) minus HTTP, tus, metadata and the stored file's rename. An upload
+receive path (ADR 0057) minus HTTP, tus, metadata and the stored file's rename. An upload
 near this floor loses little to the node; the floor's own ratio to a plain copy says what
 the machine allows (the hash and the loopback copies are CPU a copy does not spend).
 """

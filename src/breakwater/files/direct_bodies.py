@@ -1,6 +1,6 @@
 """Bodies that move themselves into an upload's part file, and the hashing that follows them.
 
-ADR 0056. A tus PATCH body read from the socket by a thread (``server/socket_bodies.py``)
+ADR 0057. A tus PATCH body read from the socket by a thread (``server/socket_bodies.py``)
 goes socket → pipe → part file with ``splice``: the kernel copies each byte once, into the
 page cache, and no Python buffer holds the body. The upload's SHA-256 (its content address)
 and the chunk's ``Upload-Checksum`` digest are then computed by :class:`RangeHasher` on

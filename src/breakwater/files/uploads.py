@@ -312,7 +312,7 @@ async def _write(
 
 
 async def _move(handle: Any, offset: int, body: FileBody, hashers: list[Any]) -> int:
-    """Let a body write itself at ``offset`` (ADR 0056), hashing it from the file as it
+    """Let a body write itself at ``offset`` (ADR 0057), hashing it from the file as it
     lands; the count written. On any error, returns only once no thread works on it."""
     fd = handle.fileno()
     hasher = RangeHasher(fd, offset, [each for each in hashers if each is not None])

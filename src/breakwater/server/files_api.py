@@ -88,7 +88,7 @@ def _body(request: Request) -> AsyncIterator[bytes | bytearray] | FileBody:
     """The request body; a client that goes away ends it (the bytes so far are kept).
 
     A tus PATCH body is usually moved from the socket into the file by a thread (ADRs 0055,
-    0056), else read through ASGI.
+    0057), else read through ASGI.
     """
     direct = socket_body_of(request.scope)
     return _asgi_body(request) if direct is None else direct

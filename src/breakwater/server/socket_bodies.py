@@ -8,7 +8,7 @@ upload that was the slowest stage (ADRs 0046, 0050). For a tus chunk (``PATCH
 :class:`SocketBody`, reachable from ``scope["extensions"]``. When the endpoint starts reading
 it into the upload's part file (:meth:`SocketBody.into_file`), the transport stops reading and
 a thread of :data:`_READERS` moves exactly the rest of the ``Content-Length`` from a duplicate
-of the socket's descriptor into the file with ``splice`` through a pipe (ADR 0056: one copy in
+of the socket's descriptor into the file with ``splice`` through a pipe (ADR 0057: one copy in
 the kernel, no Python buffer; the event loop sees only the end). Once the body is read, the
 parser is replaced by a new one (the old one still waits for the body) and the transport reads
 again, so the connection goes on with its next request.
