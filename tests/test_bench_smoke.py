@@ -345,13 +345,14 @@ def test_bench_replication_measures_catch_up_transfer_and_a_round(tmp_path: Path
     assert isinstance(round_ms, float) and round_ms > 0
 
 
-def test_bench_files_uploads_downloads_and_reports_both_floors(tmp_path: Path) -> None:
-    """bench files reports upload, download and the copy floors, with two runs' samples."""
+def test_bench_files_uploads_downloads_and_reports_the_floors(tmp_path: Path) -> None:
+    """bench files reports upload, download, the copy floors and the receive floor, with two
+    runs' samples."""
     report = bench(tmp_path, "files", "--size-mb", "3", "--runs", "2", "--chunk-mb", "1")
     samples = report["samples_s"]
     assert isinstance(samples, dict)
     assert {len(values) for values in samples.values()} == {2}
-    for key in ("copy_mb_s", "copy_hash_mb_s", "upload_mb_s", "download_mb_s"):
+    for key in ("copy_mb_s", "copy_hash_mb_s", "receive_mb_s", "upload_mb_s", "download_mb_s"):
         value = report[key]
         assert isinstance(value, float) and value > 0, key
 

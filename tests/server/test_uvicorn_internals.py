@@ -16,8 +16,9 @@ versions checked here; to allow a newer one, install it, run this file, adapt th
   ``root_path`` in ``on_headers_complete``, after uvicorn's own, to pick tus PATCHes; keeps
   their body out of ``cycle.body``; pauses and resumes ``flow``; answers ``Expect:
   100-continue`` through ``waiting_for_100_continue``; sets ``cycle.keep_alive``; and, once a
-  thread has read the rest of a body, replaces ``parser`` with a new httptools parser (with
-  uvicorn's ``lenient_data_after_close``) and ends the message with ``on_message_complete``.
+  thread has moved the rest of a body into a file, replaces ``parser`` with a new httptools
+  parser (with uvicorn's ``lenient_data_after_close``) and ends the message with
+  ``on_message_complete``.
 - server/slow_clients.py takes ``/v1/realtime`` upgrades over in ``handle_websocket_upgrade``
   (realtime/protocol.py serves them): it reads ``url``, ``root_path``, ``scope`` (``method``,
   ``headers``; uvicorn leaves the path out of an upgrade's scope), ``connections`` and
@@ -30,7 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import socket
+import tempfile
 from importlib.metadata import requires, version
 from typing import Any, cast
 
@@ -234,9 +237,9 @@ class SocketTransport(Transport):
 
 async def test_a_tus_patch_body_is_read_by_a_thread_and_the_next_request_parsed() -> None:
     """After uvicorn's ``on_headers_complete`` the scope, headers and root path name a tus
-    PATCH; the parser's body bytes stay out of ``cycle.body``; when the body is read, the
-    transport stops reading, a thread reads the rest from the socket, the message ends as
-    the parser would end it, and a new parser reads the connection's next request."""
+    PATCH; the parser's body bytes stay out of ``cycle.body``; when the body is moved into a
+    file, the transport stops reading, a thread moves the rest from the socket, the message
+    ends as the parser would end it, and a new parser reads the connection's next request."""
     answer = asyncio.Event()
 
     async def answer_when_told(scope: Scope, receive: Receive, send: Send) -> None:
@@ -262,14 +265,21 @@ async def test_a_tus_patch_body_is_read_by_a_thread_and_the_next_request_parsed(
     cycle = protocol.cycle
     assert cycle.body == bytearray(), moved("HttpToolsProtocol.on_body's cycle.body")
     assert cycle.waiting_for_100_continue is True, moved("RequestResponseCycle 100-continue")
-    chunks = body.__aiter__()
-    assert await anext(chunks) == b"a" * 1000
-    assert cycle.waiting_for_100_continue is False
-    assert protocol.flow.read_paused is True and real.reading is False, moved("FlowControl")
-    sending = asyncio.create_task(asyncio.to_thread(theirs.sendall, b"b" * (size - 1000)))
-    received = b"".join([bytes(chunk) async for chunk in chunks])
-    await sending
-    assert received == b"b" * (size - 1000)
+    loop = asyncio.get_running_loop()
+    held_written = asyncio.Event()
+
+    def written(total: int) -> None:
+        if total == 1000:
+            loop.call_soon_threadsafe(held_written.set)
+
+    with tempfile.TemporaryFile() as target:
+        moving = asyncio.create_task(body.into_file(target.fileno(), 0, written))
+        await held_written.wait()
+        assert cycle.waiting_for_100_continue is False
+        assert protocol.flow.read_paused is True and real.reading is False, moved("FlowControl")
+        await asyncio.to_thread(theirs.sendall, b"b" * (size - 1000))
+        assert await moving == size
+        assert os.pread(target.fileno(), size + 1, 0) == b"a" * 1000 + b"b" * (size - 1000)
     assert cycle.more_body is False, moved("on_message_complete's cycle.more_body")
     assert protocol.flow.read_paused is False and real.reading is True
     assert protocol.body_slots is not None and protocol.body_slots.taken == 0

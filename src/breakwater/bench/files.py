@@ -8,7 +8,10 @@ whole file. The client is plain sockets (``sendfile`` up, ``recv_into`` a reused
 down), so the figures are the node's, not an HTTP library's. Floors in the same run:
 ``shutil.copyfile`` plus ``fsync`` (the physical job without HTTP, hashing or checks), and
 the same copy hashing every block with SHA-256 on the way (what content addressing cannot
-skip). The client runs on the same machine, so on a small one it competes for the CPU.
+skip). A third floor (:mod:`~breakwater.bench._receive_floor`): the same bytes sent over
+loopback TCP and received as the node does (``splice`` into a file, SHA-256 read back on a
+second thread, ``fsync``) without HTTP or tus. The client runs on the same machine, so on a
+small one it competes for the CPU.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from breakwater.bench._node import BenchNode, free_port, machine
+from breakwater.bench._receive_floor import receive_floor
 from breakwater.bench.stats import median
 
 MIB = 1 << 20
@@ -164,10 +168,14 @@ async def run(
         downloads: list[float] = []
         copies: list[float] = []
         hashed: list[float] = []
+        received: list[float] = []
         try:
             for run_index in range(runs):
                 copies.append(await asyncio.to_thread(_copy, source, root / "copy.bin"))
                 hashed.append(await asyncio.to_thread(_copy_and_hash, source, root / "copy.bin"))
+                received.append(
+                    await asyncio.to_thread(receive_floor, source, root / "copy.bin", size)
+                )
                 seconds, name = await asyncio.to_thread(_upload, port, source, size, chunk_mb * MIB)
                 uploads.append(seconds)
                 downloads.append(await asyncio.to_thread(_download, port, name, size))
@@ -183,7 +191,7 @@ async def run(
         return round(size_mb / seconds, 1)
 
     copy, upload, download = median(copies), median(uploads), median(downloads)
-    copy_hash = median(hashed)
+    copy_hash, receive = median(hashed), median(received)
     return {
         "size_mb": size_mb,
         "runs": runs,
@@ -192,12 +200,16 @@ async def run(
         "upload_mb_s": rate(upload),
         "download_mb_s": rate(download),
         "copy_hash_mb_s": rate(copy_hash),
+        "receive_mb_s": rate(receive),
         "upload_ratio_to_copy": round(copy / upload, 2),
         "upload_ratio_to_copy_hash": round(copy_hash / upload, 2),
+        "upload_ratio_to_receive": round(receive / upload, 2),
+        "receive_ratio_to_copy": round(copy / receive, 2),
         "download_ratio_to_copy": round(copy / download, 2),
         "samples_s": {
             "copy": copies,
             "copy_hash": hashed,
+            "receive": received,
             "upload": uploads,
             "download": downloads,
         },

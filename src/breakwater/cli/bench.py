@@ -876,18 +876,30 @@ def files(
     with long_run.progress(f"{runs} runs of a {size_mb} MiB file"):
         report = asyncio.run(bench_files.run(size_mb, runs, chunk_mb, settings))
     table = Table(title=f"breakwater bench files ({size_mb} MiB, medians of {runs} runs)")
-    for column in ("", "MB/s", "ratio to copy", "ratio to copy + SHA-256"):
+    for column in ("", "MB/s", "ratio to copy", "ratio to copy + SHA-256", "ratio to receive"):
         table.add_column(column, justify="right")
-    table.add_row("file copy + fsync (floor)", f"{report['copy_mb_s']:,}", "1.00", "")
-    table.add_row("copy + SHA-256 + fsync (floor)", f"{report['copy_hash_mb_s']:,}", "", "1.00")
+    table.add_row("file copy + fsync (floor)", f"{report['copy_mb_s']:,}", "1.00", "", "")
+    table.add_row("copy + SHA-256 + fsync (floor)", f"{report['copy_hash_mb_s']:,}", "", "1.00", "")
+    table.add_row(
+        "loopback receive + splice + SHA-256 + fsync (floor)",
+        f"{report['receive_mb_s']:,}",
+        f"{report['receive_ratio_to_copy']:.2f}",
+        "",
+        "1.00",
+    )
     table.add_row(
         f"tus upload ({chunk_mb} MiB PATCHes)",
         f"{report['upload_mb_s']:,}",
         f"{report['upload_ratio_to_copy']:.2f}",
         f"{report['upload_ratio_to_copy_hash']:.2f}",
+        f"{report['upload_ratio_to_receive']:.2f}",
     )
     table.add_row(
-        "download", f"{report['download_mb_s']:,}", f"{report['download_ratio_to_copy']:.2f}", ""
+        "download",
+        f"{report['download_mb_s']:,}",
+        f"{report['download_ratio_to_copy']:.2f}",
+        "",
+        "",
     )
     console = report_console()
     console.print(table)

@@ -18,7 +18,6 @@ import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,13 +30,11 @@ from breakwater.core.errors import (
     UploadLocked,
 )
 from breakwater.files.checksums import ExpectedChecksum
+from breakwater.files.direct_bodies import FileBody, Flusher, RangeHasher
 
 WRITE_BATCH = 1 << 20
 """Bytes gathered before one write+hash in a thread (a request body arrives in ~64 KiB
 through ASGI, in 1 MiB buffers when a thread reads it from the socket: ADR 0055)."""
-SYNC_EVERY = 8 << 20
-"""Bytes written between two background ``fdatasync``s while a body arrives (ADR 0055)."""
-_FLUSHER = ThreadPoolExecutor(2, thread_name_prefix="upload-flush")
 PIPELINE = 4
 """Batches that may wait for the writer thread (the memory one PATCH may hold)."""
 ID_BYTES = 16
@@ -156,7 +153,7 @@ class Uploads:
         self,
         upload_id: str,
         offset: int,
-        chunks: AsyncIterator[bytes | bytearray],
+        chunks: AsyncIterator[bytes | bytearray] | FileBody,
         checksum: ExpectedChecksum | None = None,
     ) -> Upload:
         """Append a PATCH body at ``offset``; the upload as it is after.
@@ -178,7 +175,7 @@ class Uploads:
         self,
         upload_id: str,
         offset: int,
-        chunks: AsyncIterator[bytes | bytearray],
+        chunks: AsyncIterator[bytes | bytearray] | FileBody,
         checksum: ExpectedChecksum | None,
     ) -> Upload:
         upload = await self.get(upload_id)
@@ -190,28 +187,19 @@ class Uploads:
         progress = await self._progress_at(upload_id, offset)
         before = progress.hasher.copy()
         chunk_hasher = checksum.hasher() if checksum is not None else None
+        if isinstance(chunks, FileBody) and offset + chunks.length > upload.length:
+            chunks.refuse()
+            raise PayloadTooLarge(
+                f"the body goes past Upload-Length ({upload.length} bytes)", limit=upload.length
+            )
         handle = await asyncio.to_thread(self.part(upload_id).open, "r+b")
-        written = 0
-        writer = _Writer(handle, progress.hasher, chunk_hasher)
         try:
-            await asyncio.to_thread(handle.seek, offset)
-            batch: list[bytes | bytearray] = []
-            pending = 0
-            async for chunk in chunks:
-                if offset + written + pending + len(chunk) > upload.length:
-                    raise PayloadTooLarge(
-                        f"the body goes past Upload-Length ({upload.length} bytes)",
-                        limit=upload.length,
-                    )
-                batch.append(chunk)
-                pending += len(chunk)
-                if pending >= WRITE_BATCH:
-                    await writer.put(_joined(batch))
-                    written += pending
-                    batch, pending = [], 0
-            await writer.put(_joined(batch))
-            written += pending
-            await writer.finish()
+            if isinstance(chunks, FileBody):
+                written = await _move(handle, offset, chunks, [progress.hasher, chunk_hasher])
+            else:
+                written = await _write(
+                    handle, offset, upload.length, chunks, progress.hasher, chunk_hasher
+                )
             if (
                 checksum is not None
                 and chunk_hasher is not None
@@ -222,7 +210,6 @@ class Uploads:
                 )
         except BaseException:
             # Nothing of a refused chunk stays: cut the part back to where it was.
-            await writer.finish(failed=True)
             await asyncio.to_thread(_truncate, handle, offset)
             self._progress[upload_id] = _Progress(offset, before)
             raise
@@ -288,6 +275,62 @@ class Uploads:
         return await asyncio.to_thread(sweep)
 
 
+async def _write(
+    handle: Any,
+    offset: int,
+    length: int,
+    chunks: AsyncIterator[bytes | bytearray],
+    hasher: Any,
+    chunk_hasher: Any,
+) -> int:
+    """Write a body that arrives as chunks at ``offset``, hashing it; the count written.
+    413 past ``length``. On any error, returns only once no thread writes any more."""
+    written = 0
+    writer = _Writer(handle, hasher, chunk_hasher)
+    try:
+        await asyncio.to_thread(handle.seek, offset)
+        batch: list[bytes | bytearray] = []
+        pending = 0
+        async for chunk in chunks:
+            if offset + written + pending + len(chunk) > length:
+                raise PayloadTooLarge(
+                    f"the body goes past Upload-Length ({length} bytes)", limit=length
+                )
+            batch.append(chunk)
+            pending += len(chunk)
+            if pending >= WRITE_BATCH:
+                await writer.put(_joined(batch))
+                written += pending
+                batch, pending = [], 0
+        await writer.put(_joined(batch))
+        written += pending
+        await writer.finish()
+    except BaseException:
+        await writer.finish(failed=True)
+        raise
+    return written
+
+
+async def _move(handle: Any, offset: int, body: FileBody, hashers: list[Any]) -> int:
+    """Let a body write itself at ``offset`` (ADR 0057), hashing it from the file as it
+    lands; the count written. On any error, returns only once no thread works on it."""
+    fd = handle.fileno()
+    hasher = RangeHasher(fd, offset, [each for each in hashers if each is not None])
+    flusher = Flusher(fd)
+
+    def moved(total: int) -> None:
+        hasher.moved(total)
+        flusher.wrote(total)
+
+    try:
+        written = await body.into_file(fd, offset, moved)
+    except BaseException:
+        await hasher.finish(failed=True)
+        raise
+    await hasher.finish()
+    return written
+
+
 class _Writer:
     """Writes batches on one thread and hashes them on another while the next batch is
     received (ADR 0055: once the event loop no longer copies the body, write + hash in one
@@ -346,29 +389,19 @@ class _Writer:
 
 
 def _write_into(handle: Any) -> Callable[[bytes | bytearray], None]:
-    """What the writing thread does with a batch: write it, and every :data:`SYNC_EVERY`
-    bytes start an ``fdatasync`` on :data:`_FLUSHER` without waiting for it, so that the
-    ``fsync`` ending a PATCH finds little left to flush (one runs at a time per upload)."""
-    unsynced = 0
-    running: Future[None] | None = None
+    """What the writing thread does with a batch: write it, flushing in the background as
+    it goes (:class:`~breakwater.files.direct_bodies.Flusher`)."""
+    flusher = Flusher(handle.fileno())
+    total = 0
 
     def write(data: bytes | bytearray) -> None:
-        nonlocal unsynced, running
+        nonlocal total
         handle.write(data)
-        unsynced += len(data)
-        if unsynced >= SYNC_EVERY and (running is None or running.done()):
-            handle.flush()
-            running = _FLUSHER.submit(_datasync, os.dup(handle.fileno()))
-            unsynced = 0
+        handle.flush()
+        total += len(data)
+        flusher.wrote(total)
 
     return write
-
-
-def _datasync(fd: int) -> None:
-    try:
-        os.fdatasync(fd)
-    finally:
-        os.close(fd)
 
 
 def _hash_into(hasher: Any, chunk_hasher: Any) -> Callable[[bytes | bytearray], None]:

@@ -26,6 +26,7 @@ from breakwater.core.errors import (
     ValidationError,
 )
 from breakwater.files.checksums import ALGORITHMS, parse_checksum
+from breakwater.files.direct_bodies import FileBody
 from breakwater.files.ranges import parse_range
 from breakwater.files.uploads import Upload
 from breakwater.server import openapi, problems
@@ -83,16 +84,17 @@ def _number(request: Request, name: str) -> int:
     return int(value)
 
 
-async def _body(request: Request) -> AsyncIterator[bytes | bytearray]:
+def _body(request: Request) -> AsyncIterator[bytes | bytearray] | FileBody:
     """The request body; a client that goes away ends it (the bytes so far are kept).
 
-    A tus PATCH body is usually read from the socket by a thread (ADR 0055), else by ASGI.
+    A tus PATCH body is usually moved from the socket into the file by a thread (ADRs 0055,
+    0057), else read through ASGI.
     """
     direct = socket_body_of(request.scope)
-    if direct is not None:
-        async for chunk in direct:
-            yield chunk
-        return
+    return _asgi_body(request) if direct is None else direct
+
+
+async def _asgi_body(request: Request) -> AsyncIterator[bytes | bytearray]:
     try:
         async for chunk in request.stream():
             if chunk:

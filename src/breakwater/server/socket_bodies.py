@@ -6,42 +6,51 @@ upload that was the slowest stage (ADRs 0046, 0050). For a tus chunk (``PATCH
 /v1/uploads/<id>`` with ``Content-Length``, no ``Transfer-Encoding``, on a plain socket)
 :class:`SocketBodyProtocol` keeps what the parser delivers with the head in a
 :class:`SocketBody`, reachable from ``scope["extensions"]``. When the endpoint starts reading
-it, the transport stops reading and a thread of :data:`_READERS` reads exactly the rest of the
-``Content-Length`` with ``readv`` from a duplicate of the socket's descriptor into fresh
-1 MiB buffers; the event loop only passes each buffer on to the upload's writer thread. Once
-the body is read, the parser is replaced by a new one (the old one still waits for the body)
-and the transport reads again, so the connection goes on with its next request.
+it into the upload's part file (:meth:`SocketBody.into_file`), the transport stops reading and
+a thread of :data:`_READERS` moves exactly the rest of the ``Content-Length`` from a duplicate
+of the socket's descriptor into the file with ``splice`` through a pipe (ADR 0057: one copy in
+the kernel, no Python buffer; the event loop sees only the end). Once the body is read, the
+parser is replaced by a new one (the old one still waits for the body) and the transport reads
+again, so the connection goes on with its next request.
 
 Contracts kept: an idle body past ``body_timeout`` ends with :meth:`body_stalled` (the node
 answers 408 and closes); a client that goes away ends the body early (the upload keeps what
 arrived, as on the ASGI path); a body the endpoint stops reading before its end (413, 460 on a
-cut, an error) closes the connection after the answer, since nothing can tell where its next
-request would start. A body the endpoint never reads goes through uvicorn as before.
+cut, an error) or refuses unread closes the connection after the answer, since nothing can
+tell where its next request would start. A body the endpoint never reads goes through uvicorn
+as before.
 At most :data:`MAX_BODIES` bodies per process take this path at once; the others use ASGI.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import os
 import re
 import select
 import threading
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import httptools
 
+from breakwater.files.direct_bodies import settled
 from breakwater.server.coalescing import CoalescingHttpToolsProtocol, plain_socket_fd
 
-READ_SIZE = 1 << 20
-"""Bytes one thread read fills before the buffer goes to the writer."""
+PIPE_SIZE = 1 << 20
+"""The pipe between socket and file: bytes moved per ``splice`` pair at most."""
 HIGH_WATER = 1 << 20
 """Body bytes the parser may deliver before the endpoint reads them (then reading pauses)."""
 MAX_BODIES = 8
 """Bodies read by threads at once in one process (the threads of :data:`_READERS`)."""
 EXTENSION = "breakwater.socket_body"
+_CAN_SPLICE = hasattr(os, "splice")
+"""Linux: elsewhere every body goes through ASGI."""
+_NONBLOCK = getattr(os, "SPLICE_F_NONBLOCK", 0)
 _POLL_SLICE = 0.5
 """Seconds a reader waits at once, between looks at whether its body was abandoned."""
 _TUS_PATCH = re.compile(r"/v1/uploads/[^/]+")
@@ -68,13 +77,13 @@ class BodySlots:
 
 
 class SocketBody:
-    """One request body: the chunks the parser delivered, then the rest read by a thread."""
+    """One request body: the chunks the parser delivered, then the rest moved by a thread."""
 
     def __init__(self, protocol: SocketBodyProtocol, fd: int, length: int) -> None:
         self._protocol = protocol
         self._cycle = protocol.cycle
         self._fd = fd
-        self._length = length
+        self.length = length
         self._chunks: list[bytes] = []
         self._delivered = 0
         self._complete = False
@@ -98,58 +107,52 @@ class SocketBody:
         """The connection is gone: a thread still reading stops at its next look."""
         self._abandoned.set()
 
-    async def __aiter__(self) -> AsyncIterator[bytes | bytearray]:
-        """The body's bytes; ends early when the client goes away or stalls."""
+    def refuse(self) -> None:
+        """The endpoint answers without reading the body: close the connection after."""
+        self._taken = True
+
+    async def into_file(self, fd: int, offset: int, moved: Callable[[int], None]) -> int:
+        """Write the body into ``fd`` from ``offset`` (the
+        :class:`~breakwater.files.direct_bodies.FileBody` contract): what the parser
+        delivered first, then the rest socket → pipe → file on a thread of :data:`_READERS`.
+        Ends early when the client goes away (the connection closes) or stalls (408)."""
         protocol, cycle = self._protocol, self._cycle
         if self._taken:
-            return
+            return 0
         self._taken = True
         transport = protocol.transport
         if cycle.waiting_for_100_continue and not transport.is_closing():
             transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             cycle.waiting_for_100_continue = False
         protocol.flow.pause_reading()
-        for chunk in self._chunks:
-            yield chunk
+        held = b"".join(self._chunks)
         self._chunks = []
-        if self._complete:
-            protocol.flow.resume_reading()
-            return
-        left = self._length - self._delivered
-        fd = self._dup = os.dup(self._fd)
-        loop = asyncio.get_running_loop()
+        left = 0 if self._complete else self.length - self._delivered
+        source = self._dup = os.dup(self._fd) if left else -1
+        moving = asyncio.get_running_loop().run_in_executor(
+            _READERS,
+            _move,
+            _Move(held, source, fd, offset, left, protocol.body_timeout, self._abandoned, moved),
+        )
         try:
-            while left > 0 and not transport.is_closing():
-                size = min(left, READ_SIZE)
-                reading = loop.run_in_executor(
-                    _READERS, _fill, fd, size, protocol.body_timeout, self._abandoned
-                )
-                try:
-                    buffer, stalled = await asyncio.shield(reading)
-                except asyncio.CancelledError:
-                    # The thread still reads from the duplicate: close it once it is done.
-                    self._abandoned.set()
-                    self._dup = -1
-                    reading.add_done_callback(lambda _: os.close(fd))
-                    raise
-                except OSError:
-                    transport.close()
-                    return
-                short = len(buffer) < size
-                left -= len(buffer)
-                if buffer:
-                    yield buffer
-                if stalled:
-                    protocol.body_stalled()
-                    return
-                if short:
-                    transport.close()  # the client went away mid-body
-                    return
+            await asyncio.wait([moving])
+        except asyncio.CancelledError:
+            self._abandoned.set()
+            await settled(moving)
+            raise
         finally:
             self._close_dup()
-        if left == 0 and not transport.is_closing():
+        written, stalled = moving.result()
+        if self._complete:
+            protocol.flow.resume_reading()
+        elif stalled:
+            protocol.body_stalled()
+        elif written < len(held) + left:
+            transport.close()  # the client went away mid-body
+        elif not transport.is_closing():
             self._read_all = True
             protocol.socket_body_read()
+        return written
 
     def end(self) -> None:
         """The endpoint is done with the body: one it stopped reading midway (or never
@@ -164,39 +167,74 @@ class SocketBody:
             self._dup = -1
 
 
-def _fill(fd: int, size: int, timeout: float, abandoned: threading.Event) -> tuple[bytearray, bool]:
-    """Up to ``size`` bytes from non-blocking ``fd``, fewer only at the end of the stream or
-    when nothing arrived for ``timeout`` seconds (then True: the client stalled)."""
-    buffer = bytearray(size)
-    view = memoryview(buffer)
-    got = 0
-    idle = 0.0
-    stalled = False
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    while got < size:
-        try:
-            count = os.readv(fd, [view[got:]])
-        except BlockingIOError:
-            if abandoned.is_set():
-                break
-            if poller.poll(int(_POLL_SLICE * 1000)):
-                idle = 0.0
+@dataclass(frozen=True)
+class _Move:
+    """What a reading thread moves: ``held`` (what the parser delivered), then ``left``
+    bytes from the non-blocking socket ``source``, into ``target`` from ``offset``."""
+
+    held: bytes
+    source: int
+    target: int
+    offset: int
+    left: int
+    timeout: float
+    abandoned: threading.Event
+    moved: Callable[[int], None]
+
+
+def _move(job: _Move) -> tuple[int, bool]:
+    """The bytes written, and True when nothing arrived for ``timeout`` seconds (the client
+    stalled). Fewer than asked only at the end of the stream or when abandoned; an error of
+    the target file is raised. Every byte taken from the socket is in the file on return."""
+    written = 0
+    at = job.offset
+    while written < len(job.held):
+        written += os.pwrite(job.target, job.held[written:], at + written)
+    if written:
+        job.moved(written)
+    if not job.left:
+        return written, False
+    pipe_out, pipe_in = os.pipe()
+    try:
+        with contextlib.suppress(OSError):  # past the user's pipe quota: the default size
+            fcntl.fcntl(pipe_in, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+        poller = select.poll()
+        poller.register(job.source, select.POLLIN)
+        left, idle = job.left, 0.0
+        while left > 0 and not job.abandoned.is_set():
+            try:
+                count = os.splice(job.source, pipe_in, min(left, PIPE_SIZE), flags=_NONBLOCK)
+            except BlockingIOError:
+                if poller.poll(int(_POLL_SLICE * 1000)):
+                    idle = 0.0
+                    continue
+                idle += _POLL_SLICE
+                if idle >= job.timeout:
+                    return written, True
                 continue
-            idle += _POLL_SLICE
-            if idle >= timeout:
-                stalled = True
+            except ConnectionError:
                 break
-            continue
-        except ConnectionError:
-            break
-        if count == 0:
-            break
-        got += count
-        idle = 0.0
-    view.release()
-    del buffer[got:]
-    return buffer, stalled
+            if count == 0:
+                break
+            _drain(pipe_out, job.target, at + written, count)
+            written += count
+            left -= count
+            idle = 0.0
+            job.moved(written)
+    finally:
+        os.close(pipe_out)
+        os.close(pipe_in)
+    return written, False
+
+
+def _drain(pipe: int, target: int, offset: int, count: int) -> None:
+    """Move ``count`` bytes waiting in ``pipe`` into ``target`` at ``offset``."""
+    while count:
+        moved = os.splice(pipe, target, count, offset_dst=offset)
+        if moved == 0:
+            raise OSError(f"the pipe ended {count} bytes short")
+        offset += moved
+        count -= moved
 
 
 def socket_body_of(scope: MutableMapping[str, Any]) -> SocketBody | None:
@@ -218,7 +256,7 @@ class SocketBodyProtocol(CoalescingHttpToolsProtocol):
         if length is None or self.body_slots is None:
             return
         fd = plain_socket_fd(self.transport)
-        if fd < 0 or not self.body_slots.take():
+        if fd < 0 or not _CAN_SPLICE or not self.body_slots.take():
             return
         self._body = SocketBody(self, fd, length)
         extensions: dict[str, object] = self.scope.setdefault("extensions", {})  # type: ignore[assignment]

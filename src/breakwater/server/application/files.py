@@ -34,6 +34,7 @@ from breakwater.core.errors import (
 from breakwater.core.mutation import check_collection, check_doc_id
 from breakwater.files.blobs import BlobInfo, BlobStore
 from breakwater.files.checksums import ExpectedChecksum
+from breakwater.files.direct_bodies import FileBody
 from breakwater.files.metadata import parse_metadata
 from breakwater.files.references import file_references, is_sha256
 from breakwater.files.signing import UrlSigner
@@ -163,7 +164,7 @@ class Files:
         identity: Identity | None,
         upload_id: str,
         offset: int,
-        chunks: AsyncIterator[bytes | bytearray],
+        chunks: AsyncIterator[bytes | bytearray] | FileBody,
         checksum: ExpectedChecksum | None,
     ) -> Upload:
         """A tus PATCH; the last byte stores the file under its SHA-256."""
