@@ -78,6 +78,7 @@ from breakwater.core.errors import (
     Unauthorized,
 )
 from breakwater.resilience import Backoff
+from breakwater.resilience.tasks import stop
 
 log = logging.getLogger("breakwater.client")
 
@@ -213,11 +214,8 @@ class SyncLoop:
                 await self._sleep_or_wake(self.settings.poll_interval)
         finally:
             await self._stop_ladder()
-            for task in (self._prober_task, self._directory_task):
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+            await stop(self._prober_task)
+            await stop(self._directory_task)
 
     # -- region routing -------------------------------------------------------------------
 
@@ -329,11 +327,10 @@ class SyncLoop:
         self._ladder_task = asyncio.create_task(ladder.run(context))
 
     async def _stop_ladder(self) -> None:
-        if self._ladder_task is not None:
-            self._ladder_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ladder_task
-            self._ladder_task = None
+        """Stop realtime and wait until it has: also from :meth:`_use`, where a cancellation
+        of this sync (``pause``, ``aclose``) must end it, not be taken for the ladder's."""
+        await stop(self._ladder_task)
+        self._ladder_task = None
 
     async def _notified(self, cursor: str) -> None:
         """A transport saw changes up to ``cursor``: wake the loop and wait until pulled.

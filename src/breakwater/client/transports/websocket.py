@@ -9,7 +9,6 @@ closed with 4401, renews the token and reconnects at once from the device's curs
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -34,6 +33,7 @@ from breakwater.client.transports.base import (
 )
 from breakwater.core import codec
 from breakwater.core.errors import Unauthorized
+from breakwater.resilience.tasks import stop
 
 CLOSE_UNAUTHORIZED = 4401
 CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
@@ -115,10 +115,7 @@ class WebSocketTransport:
                 try:
                     await self._follow(ws, context)
                 finally:
-                    if renewing is not None:
-                        renewing.cancel()
-                        with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
-                            await renewing
+                    await stop(renewing)
         except InvalidStatus as exc:
             status = exc.response.status_code
             if status == 401:
