@@ -76,6 +76,21 @@ async def test_a_socket_that_closes_before_the_answer_fails_the_waiting_push() -
         await waiting
 
 
+async def test_a_send_that_hangs_fails_the_push_within_its_time() -> None:
+    """A socket whose send does not complete (closing: ``websockets`` waits for the close)
+    fails the push with SocketGone after the push's time, so it goes over HTTP."""
+    socket = SocketPush()
+
+    async def send(text: str) -> None:
+        await asyncio.Event().wait()
+
+    socket.attach(send)
+    async with asyncio.timeout(5):
+        with pytest.raises(SocketGone):
+            await socket.push([{"mutation_id": "m1"}], 0.05)
+    assert not socket.waiting
+
+
 async def test_a_refused_push_raises_the_problems_error() -> None:
     """A ``pushed`` answer with a problem raises the error the HTTP answer would."""
     socket = SocketPush()

@@ -79,8 +79,10 @@ class SocketPush:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = future
         try:
-            await send(text)
+            # The send is bounded too: on a socket that is closing, ``websockets`` waits up to
+            # its close timeout before it raises.
             async with asyncio.timeout(within):
+                await send(text)
                 message = await future
         except TimeoutError as exc:
             raise SocketGone(f"no answer over the socket within {within:.1f} s") from exc
