@@ -92,6 +92,8 @@ class SocketPush:
             raise SocketGone(f"the realtime socket failed: {type(exc).__name__}") from exc
         finally:
             self._waiting.pop(request_id, None)
+            if future.done() and not future.cancelled():
+                future.exception()  # failed by detach while the send still ran: seen here
         if "error" in message:
             problem = message["error"]
             raise error_for_problem(int(problem.get("status", 400)), problem)
