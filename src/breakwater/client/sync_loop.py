@@ -213,6 +213,9 @@ class SyncLoop:
                 self._backoff.reset()
                 await self._sleep_or_wake(self.settings.poll_interval)
         finally:
+            for task in (self._ladder_task, self._prober_task, self._directory_task):
+                if task is not None:
+                    task.cancel()  # all at once: a second cancellation below leaves none running
             await self._stop_ladder()
             await stop(self._prober_task)
             await stop(self._directory_task)
