@@ -1,7 +1,10 @@
 """A TCP proxy that can cut the answer to a push: the node commits, the client never hears.
 
 When armed, the first bytes the node sends back for a ``POST /v1/sync/push`` trigger
-``on_cut`` (the test SIGKILLs the node there) and both sides are closed without forwarding them.
+``on_cut`` (the test SIGKILLs the node there, or does nothing) and both sides are closed without
+forwarding them. With ``socket=True`` it is the realtime WebSocket's push instead: the first
+bytes the node sends after a message the client sent while armed (arm it once the socket is up
+and subscribed: the client's next message is then its push).
 """
 
 from __future__ import annotations
@@ -14,10 +17,13 @@ from collections.abc import Callable
 class CutProxy:
     """Forwards ``127.0.0.1:port`` to ``upstream_port``; :attr:`armed` cuts the next push answer."""
 
-    def __init__(self, upstream_port: int, on_cut: Callable[[], None]) -> None:
+    def __init__(
+        self, upstream_port: int, on_cut: Callable[[], None], *, socket: bool = False
+    ) -> None:
         self.upstream_port = upstream_port
         self.on_cut = on_cut
-        self.armed = True
+        self.socket = socket
+        self.armed = not socket
         self.cut = asyncio.Event()
         self.port = 0
         self._server: asyncio.Server | None = None
@@ -37,17 +43,25 @@ class CutProxy:
             writer.close()
             return
         last_request = [b""]
+        sent_armed = [False]
 
         async def client_to_node() -> None:
             while data := await reader.read(65536):
                 if data[:4] in (b"POST", b"GET ", b"PUT ", b"PATC", b"DELE"):
                     last_request[0] = data.split(b"\r\n", 1)[0]
+                elif self.socket and self.armed:
+                    sent_armed[0] = last_request[0].startswith(b"GET /v1/realtime")
                 up_writer.write(data)
                 await up_writer.drain()
 
+        def cuts() -> bool:
+            if self.socket:
+                return sent_armed[0]
+            return self.armed and last_request[0].startswith(b"POST /v1/sync/push")
+
         async def node_to_client() -> None:
             while data := await up_reader.read(65536):
-                if self.armed and last_request[0].startswith(b"POST /v1/sync/push"):
+                if cuts():
                     self.armed = False
                     self.on_cut()
                     self.cut.set()

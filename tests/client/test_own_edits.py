@@ -42,7 +42,8 @@ async def test_unsent_edit_stays_visible_until_delivered_then_all_converge(
     still shows its own; once its push goes through, phone, tablet and node agree on it."""
     server = start_server()
     network = HoldPushes()
-    phone = await make_device(server.url, "phone", http_transport=network)
+    # Realtime over SSE: over a WebSocket the phone would push on the socket, past the hold.
+    phone = await make_device(server.url, "phone", http_transport=network, transports=("sse",))
     async with Client([server.url], tmp_path / "tablet.db", sync=False) as offline_tablet:
         await offline_tablet.collection("todos").set("t1", {"title": "tablet", "size": 1})
     await phone.collection("todos").set("t1", {"title": "phone"})  # later stamp, push held

@@ -81,7 +81,11 @@ async def test_node_killed_after_commit_before_answer_applies_the_retry_once(
     proxy = CutProxy(node_port, on_cut=lambda: server.kill())
     await proxy.start()
     try:
-        phone = await make_device(f"http://127.0.0.1:{proxy.port}", push_batch=50)
+        # Realtime over SSE, so the push is the HTTP one the proxy cuts (the socket's push is
+        # cut in tests/client/test_socket_push.py).
+        phone = await make_device(
+            f"http://127.0.0.1:{proxy.port}", push_batch=50, transports=("sse",)
+        )
         likes = phone.collection("likes")
         for _ in range(40):
             await likes.increment("post1", {"n": 1})

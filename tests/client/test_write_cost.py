@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from breakwater.core.document import version
 from tests.client.conftest import wait_status
 from tests.conftest import ServerProcess
 
@@ -31,11 +32,12 @@ class RecordingTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
-async def test_an_online_write_costs_one_push_and_no_pull(
+async def test_an_online_write_costs_no_request_and_no_pull(
     start_server: Callable[..., ServerProcess], make_device: Callable[..., Any]
 ) -> None:
-    """Online over WebSocket, each write is one push; it settles, and nothing else is sent
-    (the echo of the change on the stream is behind the device's cursor already)."""
+    """Online over WebSocket, each write is one ``push`` message on the open socket; it
+    settles, and no HTTP request is sent (the echo of the change on the stream is behind the
+    device's cursor already)."""
     server = start_server()
     wire = RecordingTransport()
     phone = await make_device(server.url, "phone", transports=("websocket",), http_transport=wire)
@@ -49,31 +51,28 @@ async def test_an_online_write_costs_one_push_and_no_pull(
         await todos.set(f"t{i}", {"title": f"task {i}"})
         await wait_status(phone, lambda s: s.pending == 0 and s.state == "online", 30)
         await asyncio.sleep(1.0)  # the echo arrives meanwhile
-        assert wire.requests == ["POST /v1/sync/push"]
+        assert wire.requests == []
         document = await todos.get(f"t{i}")
         assert document is not None and not document.pending
 
 
-async def test_another_devices_write_still_arrives_through_a_pull(
+async def test_a_state_derived_from_the_devices_own_write_is_the_nodes(
     start_server: Callable[..., ServerProcess], make_device: Callable[..., Any]
 ) -> None:
-    """Realtime still brings other devices' changes (a pull), and both devices converge with
-    their outboxes empty (a write acknowledged behind another's change: tests/client/
-    test_push_settles.py)."""
+    """Settled from a compact answer (no state sent for a plain set, patch or delete), the
+    device holds the same server state as the node: same versions after each write."""
     server = start_server()
-    wire = RecordingTransport()
-    phone = await make_device(server.url, "phone", transports=("websocket",), http_transport=wire)
-    tablet = await make_device(server.url, "tablet", transports=("websocket",))
-    async with asyncio.timeout(30):
-        await phone.wait_synced()
-        await tablet.wait_synced()
-    await tablet.collection("todos").set("from-tablet", {"title": "tablet"})
-    await phone.collection("todos").set("from-phone", {"title": "phone"})
-    async with asyncio.timeout(30):
-        while True:
-            seen = {d.id for d in await phone.collection("todos").query()}
-            theirs = {d.id for d in await tablet.collection("todos").query()}
-            if seen == theirs == {"from-tablet", "from-phone"} and phone.pending == 0:
-                break
-            await asyncio.sleep(0.1)
-    assert "GET /v1/sync/pull" in wire.requests
+    phone = await make_device(server.url, "phone", transports=("websocket",))
+    await wait_status(phone, lambda s: s.transport == "websocket", 30)
+    todos = phone.collection("todos")
+    await todos.set("t1", {"title": "milk", "n": 1})
+    await todos.patch("t1", {"title": "oat milk", "n": None})
+    await todos.set("t2", {"title": "bread"})
+    await todos.delete("t2")
+    await wait_status(phone, lambda s: s.pending == 0 and s.state == "online", 30)
+    held = {(d.collection, d.id): d.version for d in await phone.server_documents()}
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        page = (await http.get("/v1/sync/pull", params={"include_state": "true"})).json()
+    nodes = {(c["collection"], c["id"]): version(c["state"]) for c in page["changes"]}
+    assert held == nodes
+    assert nodes.keys() == {("todos", "t1"), ("todos", "t2")}

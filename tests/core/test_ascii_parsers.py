@@ -19,7 +19,7 @@ import breakwater.core.query
 import breakwater.server.conditional
 import breakwater.server.docs_api
 import breakwater.server.params
-import breakwater.server.sync_api
+import breakwater.server.pushes
 from breakwater.auth import totp
 from breakwater.core import cursor, hlc, query
 from breakwater.core.ascii import is_digits
@@ -40,7 +40,7 @@ PATTERN_MODULES = (
     breakwater.server.conditional,
     breakwater.server.docs_api,
     breakwater.server.params,
-    breakwater.server.sync_api,
+    breakwater.server.pushes,
 )
 
 

@@ -1,4 +1,7 @@
-"""What one device write costs the phone: requests, WebSocket frames, bytes on the wire, CPU.
+"""What one device write costs the phone: round trips, bytes on the wire, CPU.
+
+A round trip is an HTTP request or a message the device sends on its WebSocket (a ``push``;
+rarely a ``pong``): the device's push goes over its realtime socket when it has one.
 
 The device (a :class:`~breakwater.client.Client` with the WebSocket transport) runs in this
 process and the node in another, so ``time.process_time`` is the SDK's own work (the local
@@ -177,6 +180,7 @@ async def device_writes(tmp: Path, writes: int, log_level: str) -> dict[str, flo
     mutation = sum(pushed) / len(pushed)
     return {
         **wire,
+        "round_trips": wire["requests"] + wire["frames_out"],
         "bytes": wire["bytes_in"] + wire["bytes_out"],
         "mutation_bytes": mutation,
         "bytes_ratio_to_mutation": (wire["bytes_in"] + wire["bytes_out"]) / mutation,

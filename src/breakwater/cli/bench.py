@@ -692,9 +692,9 @@ def sdk(
         "",
     )
     table.add_row(
-        "per online write: HTTP requests / WebSocket frames in+out",
-        f"{report['write_requests']:.2f} / "
-        f"{report['write_frames_in'] + report['write_frames_out']:.2f}",
+        "per online write: round trips (HTTP requests / WebSocket frames out / in)",
+        f"{report['write_round_trips']:.2f} ({report['write_requests']:.2f} / "
+        f"{report['write_frames_out']:.2f} / {report['write_frames_in']:.2f})",
         "1",
         "",
     )
@@ -708,7 +708,7 @@ def sdk(
     console.print(table)
     console.print(
         "floors: bare SQLite INSERT+COMMIT (WAL, FULL); bare HTTP pushes of 500; "
-        "one request and the mutation's own encoded bytes per online write"
+        "one round trip and the mutation's own encoded bytes per online write"
     )
     console.print(f"machine: {report['machine']}")
     _write_json(report, json_path)

@@ -40,7 +40,7 @@ from breakwater.core import codec
 from breakwater.core import cursor as cursor_mod
 from breakwater.core import hlc as hlc_mod
 from breakwater.core.counter import is_legacy
-from breakwater.core.document import State, join, version, visible
+from breakwater.core.document import State, delta_for, empty_state, join, version, visible
 
 T = TypeVar("T")
 REMOVAL_OP = "remove"
@@ -79,6 +79,15 @@ class Document:
     data: dict[str, Any]
     hlc: str
     pending: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """What the outbox holds: every entry, those not yet pushed, those acknowledged."""
+
+    pending: int
+    unsent: int
+    acknowledged: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,20 +389,23 @@ class LocalStore:
             lambda: int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
         )
 
-    async def awaiting_acknowledged(self) -> bool:
-        """Whether acknowledged entries wait in the outbox (to become stable, or be pulled)."""
-        return await self._run(
-            lambda: (
-                self._db.execute("SELECT 1 FROM outbox WHERE origin IS NOT NULL LIMIT 1").fetchone()
-                is not None
-            )
-        )
+    async def backlog(self) -> Backlog:
+        """The outbox's entries, unsent ones and acknowledged ones, in one read (the sync
+        loop asks after every push: each call to the store's thread costs the device CPU)."""
+        return await self._run(self._backlog)
+
+    def _backlog(self) -> Backlog:
+        pending, unsent = self._db.execute(
+            "SELECT count(*), count(*) FILTER (WHERE origin IS NULL) FROM outbox"
+        ).fetchone()
+        return Backlog(int(pending), int(unsent), int(pending) - int(unsent))
 
     async def record_acks(
         self,
         acks: Sequence[tuple[str, str, int]],
         states: Mapping[str, State] | None = None,
         stable: dict[str, int] | None = None,
+        derive: frozenset[str] = frozenset(),
     ) -> PageResult | None:
         """Remember ``(mutation_id, origin, seq)`` for acknowledged entries.
 
@@ -401,14 +413,17 @@ class LocalStore:
         right after the cursor are taken in as their pull would (states joined, the cursor moved
         past them), and entries that makes settled leave the outbox: the device settles its own
         write without pulling it back (docs/protocol.md#push). Returns what was taken in, as a
-        pulled page's result (``None``: nothing, the cursor did not move)."""
-        return await self._run(self._record_acks, acks, states or {}, stable or {})
+        pulled page's result (``None``: nothing, the cursor did not move). For the mutation ids
+        in ``derive`` the node sent no state: the change's state is the entry's own delta
+        (docs/protocol.md#push-over-the-realtime-websocket)."""
+        return await self._run(self._record_acks, acks, states or {}, stable or {}, derive)
 
     def _record_acks(
         self,
         acks: Sequence[tuple[str, str, int]],
         states: Mapping[str, State],
         stable: dict[str, int],
+        derive: frozenset[str],
     ) -> PageResult | None:
         with self._transaction():
             self._db.executemany(
@@ -417,13 +432,16 @@ class LocalStore:
             )
             if self.resyncing:
                 return None
-            vector, changes = self._next_changes(acks, states)
+            vector, changes = self._next_changes(acks, states, derive)
             if vector == cursor_mod.decode(self.cursor) and not stable:
                 return None
             return self._join_page(changes, cursor_mod.encode(vector), stable, done=False)
 
     def _next_changes(
-        self, acks: Sequence[tuple[str, str, int]], states: Mapping[str, State]
+        self,
+        acks: Sequence[tuple[str, str, int]],
+        states: Mapping[str, State],
+        derive: frozenset[str],
     ) -> tuple[dict[str, int], list[dict[str, Any]]]:
         """The cursor moved past the acknowledged changes that follow it without a gap, and
         those changes as a pull would bring them (one outside the scope moves the cursor only,
@@ -431,15 +449,24 @@ class LocalStore:
         vector = cursor_mod.decode(self.cursor)
         scope = codec.loads(self._meta("scope", "null"))
         changes = []
+        taken: dict[DocKey, State] = {}
         for mid, origin, seq in sorted(acks, key=lambda ack: (ack[1], ack[2])):
             state = states.get(mid)
-            if state is None or vector.get(origin, 0) != seq - 1:
+            if (state is None and mid not in derive) or vector.get(origin, 0) != seq - 1:
                 continue
             row = self._db.execute(
-                "SELECT collection, id FROM outbox WHERE mutation_id = ?", (mid,)
+                "SELECT collection, id, op, data, hlc FROM outbox WHERE mutation_id = ?", (mid,)
             ).fetchone()
             if row is None:
                 continue
+            if state is None:
+                # The node's state is the one before joined with this delta (it said so):
+                # joined into the device's server state below (with this page's earlier
+                # changes of the document: a page keeps each document's last state), it is
+                # what a pull would bring.
+                delta = delta_for(row[2], _loads_or_none(row[3]), row[4], mid)
+                state = join(taken.get((row[0], row[1]), empty_state()), delta)
+            taken[(row[0], row[1])] = state
             vector[origin] = seq
             if scope is None or row[0] in scope:
                 changes.append({"collection": row[0], "id": row[1], "state": state})

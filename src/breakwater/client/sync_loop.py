@@ -2,7 +2,9 @@
 
 One iteration on the chosen endpoint:
 
-1. push unsent outbox entries in batches (``POST /v1/sync/push``); acknowledged entries keep
+1. push unsent outbox entries in batches: over the realtime WebSocket when it is open (a
+   ``push`` message), else, or when it drops before the answer, ``POST /v1/sync/push``
+   (:mod:`.socket_push`); acknowledged entries keep
    their ``(origin, seq)`` and stay queued; rejected ones leave the outbox and roll back;
    a ``clock_skew`` refusal corrects the device clock, re-stamps and pushes again; an
    acknowledgement that carries the document's state and follows the cursor without a gap is
@@ -58,10 +60,11 @@ from breakwater.client.events import (
     ResyncStarted,
     SyncProgress,
 )
-from breakwater.client.local_store import LocalStore, PageResult
+from breakwater.client.local_store import Backlog, LocalStore, PageResult
 from breakwater.client.node_api import HeadersProvider, NodeApi
 from breakwater.client.outbox import OutboxEntry
 from breakwater.client.scope import Scope, scope_param
+from breakwater.client.socket_push import SocketGone, SocketPush
 from breakwater.client.status import StatusBoard
 from breakwater.client.transports import StreamContext, Transport, TransportLadder
 from breakwater.client.transports.base import is_ahead
@@ -72,12 +75,16 @@ from breakwater.core.errors import (
     CursorUnknown,
     Forbidden,
     PayloadTooLarge,
+    Unauthorized,
 )
 from breakwater.resilience import Backoff
+from breakwater.resilience.tasks import stop
 
 log = logging.getLogger("breakwater.client")
 
 MAX_RESTAMPS_PER_PUSH = 3
+SOCKET_PUSH_TIMEOUT = 10.0
+"""Seconds a push over the socket waits for its answer when nothing else bounds it."""
 DEFAULT_DIRECTORY_TTL = 30.0
 
 
@@ -137,6 +144,10 @@ class SyncLoop:
         self._pull_due = True
         self._heard = ""
         """The newest cursor realtime reported (a pull is due while it is ahead)."""
+        self._socket = SocketPush()
+        """The realtime WebSocket of the endpoint in use, when open: pushes go there."""
+        self._pushing = False
+        """Whether a round is pushing (realtime notices then do not wake the loop)."""
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -202,12 +213,12 @@ class SyncLoop:
                 self._backoff.reset()
                 await self._sleep_or_wake(self.settings.poll_interval)
         finally:
-            await self._stop_ladder()
-            for task in (self._prober_task, self._directory_task):
+            for task in (self._ladder_task, self._prober_task, self._directory_task):
                 if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                    task.cancel()  # all at once: a second cancellation below leaves none running
+            await self._stop_ladder()
+            await stop(self._prober_task)
+            await stop(self._directory_task)
 
     # -- region routing -------------------------------------------------------------------
 
@@ -306,6 +317,7 @@ class SyncLoop:
             on_expired=self.pull_soon,
             on_unavailable=self.pull_soon,  # the stream's node failed: check it (failover)
         )
+        self._socket = SocketPush()
         context = StreamContext(
             endpoint.url,
             self.http,
@@ -313,20 +325,28 @@ class SyncLoop:
             lambda: self.store.cursor,
             self._notified,
             collections=self.settings.collections,
+            socket=self._socket,
         )
         self._ladder_task = asyncio.create_task(ladder.run(context))
 
     async def _stop_ladder(self) -> None:
-        if self._ladder_task is not None:
-            self._ladder_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ladder_task
-            self._ladder_task = None
+        """Stop realtime and wait until it has: also from :meth:`_use`, where a cancellation
+        of this sync (``pause``, ``aclose``) must end it, not be taken for the ladder's."""
+        await stop(self._ladder_task)
+        self._ladder_task = None
 
     async def _notified(self, cursor: str) -> None:
-        """A transport saw changes up to ``cursor``: wake the loop and wait until pulled."""
+        """A transport saw changes up to ``cursor``: wake the loop and wait until pulled.
+
+        Nothing is done for a cursor the device holds already (the echo of its own change
+        after the push answer was recorded), and while a round pushes the loop is not woken:
+        that round decides after the push whether a pull is due (the echo of the device's
+        own change is covered by then), and a notice would only cost another round."""
+        if not is_ahead(cursor, self.store.cursor):
+            return
         self._heard = cursor
-        self.wake.set()
+        if not self._pushing:
+            self.wake.set()
         async with self.synced:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.poll_interval):
@@ -335,39 +355,44 @@ class SyncLoop:
     async def _sync_once(self, api: NodeApi) -> None:
         self.rounds_started += 1
         this_round = self.rounds_started
-        pending = await self.store.pending_count()
-        if pending or self.board.status.state == "offline":
+        backlog = await self.store.backlog()
+        if backlog.pending or self.board.status.state == "offline":
             # A pull on a realtime notice while online is not shown as "syncing" (no flicker).
-            self.board.update(state="syncing", pending=pending)
+            self.board.update(state="syncing", pending=backlog.pending)
         push_failed: EndpointUnavailable | None = None
+        self._pushing = True
         try:
-            await self._push_all(api)
+            if backlog.unsent:
+                await self._push_all(api)
+                backlog = await self.store.backlog()
         except EndpointUnavailable as exc:
             push_failed = exc  # a node that refuses writes may still serve reads (I8): pull
             self._pull_due = True
-        if await self._pull_wanted():
+        finally:
+            self._pushing = False
+        if self._pull_wanted(backlog):
             self._pull_due = False
             await self._pull_all(api)
+            backlog = await self.store.backlog()
         if push_failed is not None:
             raise push_failed
-        pending = await self.store.pending_count()
-        unsent = await self.store.unsent(1)
         self.board.update(
-            state="syncing" if unsent else "online",
-            pending=pending,
+            state="syncing" if backlog.unsent else "online",
+            pending=backlog.pending,
             last_error=None,
             last_synced_at=self.store.last_synced_at,
         )
-        if unsent:
-            self.wake.set()  # written while this iteration ran: go again at once
+        if backlog.unsent or (self._heard and is_ahead(self._heard, self.store.cursor)):
+            # Written, or heard of, while this iteration ran: go again at once.
+            self.wake.set()
         async with self.synced:
             self.rounds_done = this_round
             self.synced.notify_all()
 
-    async def _pull_wanted(self) -> bool:
+    def _pull_wanted(self, backlog: Backlog) -> bool:
         """Whether this round pulls: see the module docstring."""
         heard = bool(self._heard) and is_ahead(self._heard, self.store.cursor)
-        return self._pull_due or heard or await self.store.awaiting_acknowledged()
+        return self._pull_due or heard or backlog.acknowledged > 0
 
     # -- push -----------------------------------------------------------------------------
 
@@ -378,7 +403,7 @@ class SyncLoop:
             if not batch:
                 return
             try:
-                answer = await api.push([e.to_wire() for e in batch])
+                answer = await self._push(api, [e.to_wire() for e in batch])
             except ClockSkew as exc:
                 restamps += 1
                 if restamps > MAX_RESTAMPS_PER_PUSH:
@@ -404,6 +429,21 @@ class SyncLoop:
                 await self._reject(batch, exc)
                 continue
             await self._record(answer, batch, api.base_url)
+            if len(batch) < self._push_batch:
+                return  # the outbox is pushed; the round's end sees writes made meanwhile
+
+    async def _push(self, api: NodeApi, mutations: list[dict[str, Any]]) -> dict[str, Any]:
+        """Push over the open realtime WebSocket, or over HTTP when there is none or it gives
+        no answer (the same mutation ids: a repeat is applied once). A push the socket's
+        token no longer covers goes over HTTP too, where a 401 renews the token and retries."""
+        if self._socket.open:
+            patience = self.pool.patience(self._endpoint) if self._endpoint else None
+            timeout = patience or self.http.timeout.read or SOCKET_PUSH_TIMEOUT
+            try:
+                return await self._socket.push(mutations, timeout)
+            except (SocketGone, Unauthorized) as exc:
+                log.info("push over HTTP: %s", exc)
+        return await api.push(mutations)
 
     async def _reject(self, batch: Sequence[Any], exc: BreakwaterError) -> None:
         """A whole push was refused for input: reject the mutation it names (or the first)."""
@@ -437,9 +477,16 @@ class SyncLoop:
             )
             self.board.emit(MutationsAcknowledged(entries, frozenset(duplicates), endpoint))
         states = {r["mutation_id"]: r["state"] for r in answer["results"] if "state" in r}
+        derive = frozenset(
+            r["mutation_id"]
+            for r in answer["results"]
+            if answer.get("derive") and r["status"] == "applied" and "state" not in r
+        )
         stable = answer.get("stable")
         await self._committed(
-            self.store.record_acks(acks, states, stable if isinstance(stable, dict) else None)
+            self.store.record_acks(
+                acks, states, stable if isinstance(stable, dict) else None, derive
+            )
         )
         if refused:
             await self._rejected(refused)

@@ -87,6 +87,9 @@ class MutationResult:
     created: bool = False
     error: BreakwaterError | None = None
     conflict_fields: list[str] = field(default_factory=list)
+    prior: dict[str, Any] | None = None
+    """An applied mutation's document state before it (``None``: a new document), so that a
+    push answer can tell whether the device can derive the new state itself."""
 
 
 class WriteTarget(Protocol):
@@ -241,6 +244,7 @@ class Engine:
             doc=stored,
             created=current is None or current.deleted,
             conflict_fields=lost,
+            prior=current.state if current is not None else None,
         )
 
 

@@ -2,76 +2,26 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from breakwater.auth.identity import Identity
 from breakwater.auth.policy import Change
 from breakwater.core import cursor as cursor_mod
-from breakwater.core.engine import MutationResult
-from breakwater.core.errors import BreakwaterError, PayloadTooLarge, ValidationError
-from breakwater.core.mutation import Mutation, check_collection, parse_mutation
-from breakwater.server import openapi
+from breakwater.core.errors import ValidationError
+from breakwater.core.mutation import check_collection
+from breakwater.server import openapi, pushes
 from breakwater.server.access import identity_of
 from breakwater.server.body import read_json
-from breakwater.server.node import Node
 from breakwater.server.params import AsciiFloat, AsciiInt
 from breakwater.server.responses import json_response, node_of
-from breakwater.server.wire import change_json, result_json
+from breakwater.server.wire import change_json
 from breakwater.storage.base import FeedPage
 
 router = APIRouter(prefix="/v1/sync", tags=["sync"])
-CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:~-]{1,128}$", re.ASCII)
-WRITE_CONCERNS = ("local", "replicated")
-"""``local``: acknowledged once durable in this region; ``replicated``: once another region
-holds it too, or after ``topology.write_concern_timeout`` with 202 (docs/protocol.md)."""
-
-
-def _parse_push(body: Any, node: Node, identity: Identity | None) -> list[Mutation]:
-    """Validate a whole push before anything is applied: one bad mutation refuses all of it.
-
-    That includes access: a mutation on a collection the caller may not write refuses the
-    push (403). What depends on the document (the write rule, the owner field) is checked by
-    each mutation's guard when it is applied, and rejects that mutation only.
-    """
-    limits = node.config.limits
-    if not isinstance(body, dict):
-        raise ValidationError("push body must be a JSON object")
-    unknown = set(body) - {"client_id", "mutations", "write_concern"}
-    if unknown:
-        raise ValidationError(f"unknown push fields: {sorted(unknown)}")
-    if body.get("write_concern", "local") not in WRITE_CONCERNS:
-        raise ValidationError(
-            f"write_concern must be one of {list(WRITE_CONCERNS)}", field="write_concern"
-        )
-    client_id = body.get("client_id")
-    if client_id is not None and (
-        not isinstance(client_id, str) or not CLIENT_ID_PATTERN.fullmatch(client_id)
-    ):
-        raise ValidationError(f"client_id must match {CLIENT_ID_PATTERN.pattern}")
-    raw = body.get("mutations")
-    if not isinstance(raw, list) or not raw:
-        raise ValidationError("mutations must be a non-empty list")
-    if len(raw) > limits.max_mutations_per_push:
-        raise PayloadTooLarge(
-            f"{len(raw)} mutations in one push; the limit is {limits.max_mutations_per_push}",
-            limit=limits.max_mutations_per_push,
-        )
-    mutations = []
-    for index, item in enumerate(raw):
-        try:
-            mutation = node.writes.admit(identity, parse_mutation(item, limits))
-        except BreakwaterError as error:
-            error.extra["index"] = index
-            error.detail = f"mutations[{index}]: {error.detail}"
-            raise
-        mutations.append(mutation)
-    return mutations
 
 
 @router.post(
@@ -87,24 +37,12 @@ async def push(request: Request) -> Response:
     as a declared parameter: :mod:`.direct_routes` calls this endpoint with the request only)."""
     node = node_of(request)
     identity = identity_of(request)
-    node.policy.admit_caller(identity)
-    node.region.require_writable()
+    pushes.admit(node, identity)
     include_state = _flag(request.query_params.get("include_state", "false"), "include_state")
     body = await read_json(request, node.config.limits.max_body_bytes)
-    mutations = _parse_push(body, node, identity)
-    results = await node.writes.apply(mutations, "push")
-    answers = [result_json(r) for r in results]
-    status = 200
-    if body.get("write_concern") == "replicated":
-        held = await node.writes.replicated(results, node.config.topology.write_concern_timeout)
-        for answer in answers:
-            if answer["status"] != "rejected":
-                answer["replicated"] = held
-        status = 200 if held else 202
-    reply: dict[str, Any] = {"results": answers, "hlc": node.clock.now()}
-    if include_state:
-        _add_states(reply, results, node, identity)
-    return json_response(reply, status)
+    pushed = await pushes.push(node, identity, body)
+    status = 200 if pushed.replicated in (None, True) else 202
+    return json_response(pushes.full_answer(node, pushed, include_state), status)
 
 
 def _flag(raw: str, name: str) -> bool:
@@ -112,21 +50,6 @@ def _flag(raw: str, name: str) -> bool:
     if raw not in ("true", "false"):
         raise ValidationError(f"{name} must be true or false", field=name)
     return raw == "true"
-
-
-def _add_states(
-    answer: dict[str, Any], results: list[MutationResult], node: Node, identity: Identity | None
-) -> None:
-    """What lets a device settle its writes without pulling them back: ``stable`` and, when the
-    caller reads every change as it is, each applied document's state (as a pull would bring
-    it; a caller under read rules pulls, so a push never shows more than a pull would)."""
-    done = [(r.origin, r.seq) for r in results if r.origin is not None and r.seq is not None]
-    answer["stable"] = node.region.stable_for(cursor_mod.advance({}, done))
-    if node.policy.viewer(identity, None) is not None:
-        return
-    for result, body in zip(results, answer["results"], strict=True):
-        if result.status == "applied" and result.doc is not None:
-            body["state"] = result.doc.state
 
 
 def parse_collections(raw: str | None) -> list[str] | None:

@@ -21,13 +21,16 @@ Contract of :meth:`Transport.listen`:
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Protocol
 
 import httpx
 
 from breakwater.client.node_api import Credentials, HeadersProvider
+from breakwater.client.socket_push import SocketPush
 from breakwater.core import cursor as cursor_mod
 from breakwater.core.errors import Unauthorized
 
@@ -54,6 +57,8 @@ class StreamContext:
     notify: Callable[[str], Awaitable[None]]
     idle_timeout: float = 45.0
     collections: tuple[str, ...] | None = None
+    socket: SocketPush | None = None
+    """Where a WebSocket transport lends its open socket for pushes (None: it does not)."""
 
 
 def brings_changes(message: Mapping[str, Any], local_cursor: str) -> bool:
@@ -65,10 +70,16 @@ def brings_changes(message: Mapping[str, Any], local_cursor: str) -> bool:
 
 def is_ahead(message_cursor: str, local_cursor: str) -> bool:
     """Whether a stream message's cursor covers changes the device has not pulled yet."""
-    local = cursor_mod.decode(local_cursor)
-    return any(
-        not cursor_mod.covers(local, o, s) for o, s in cursor_mod.decode(message_cursor).items()
-    )
+    local = _vector(local_cursor)
+    return any(local.get(o, 0) < s for o, s in _vector(message_cursor).items())
+
+
+@functools.lru_cache(maxsize=16)
+def _vector(cursor: str) -> Mapping[str, int]:
+    """A cursor's vector, read-only: the sync loop compares the same few cursors (its own,
+    the stream's last) after every message and every push, and decoding one (base64, JSON,
+    validation) costs more than the comparison."""
+    return MappingProxyType(cursor_mod.decode(cursor))
 
 
 def bearer_of(headers: Mapping[str, str]) -> str | None:

@@ -9,7 +9,6 @@ closed with 4401, renews the token and reconnects at once from the device's curs
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -34,6 +33,7 @@ from breakwater.client.transports.base import (
 )
 from breakwater.core import codec
 from breakwater.core.errors import Unauthorized
+from breakwater.resilience.tasks import stop
 
 CLOSE_UNAUTHORIZED = 4401
 CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
@@ -55,6 +55,31 @@ class WithoutSecrets(logging.LoggerAdapter[logging.Logger]):
 
 
 _LOG = WithoutSecrets(logging.getLogger("websockets.client"))
+
+
+class _Notices:
+    """Tells the sync loop of changes in a task of its own, newest cursor only: the reader goes
+    on reading, so the answer to a push (which may follow the echo of its own change) is never
+    stuck behind a notice that waits for that push to be recorded."""
+
+    def __init__(self, context: StreamContext) -> None:
+        self._context = context
+        self._latest: str | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def tell(self, cursor: str) -> None:
+        self._latest = cursor
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while self._latest is not None:
+            cursor, self._latest = self._latest, None
+            await self._context.notify(cursor)
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
 
 
 class WebSocketTransport:
@@ -90,10 +115,7 @@ class WebSocketTransport:
                 try:
                     await self._follow(ws, context)
                 finally:
-                    if renewing is not None:
-                        renewing.cancel()
-                        with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
-                            await renewing
+                    await stop(renewing)
         except InvalidStatus as exc:
             status = exc.response.status_code
             if status == 401:
@@ -123,6 +145,23 @@ class WebSocketTransport:
         if context.collections is not None:
             subscribe["collections"] = list(context.collections)
         await ws.send(codec.dumps(subscribe).decode())
+        socket = context.socket
+        if socket is None:
+            await self._read(ws, context, None)
+            return
+        socket.attach(ws.send)
+        notices = _Notices(context)
+        try:
+            await self._read(ws, context, notices)
+        finally:
+            socket.detach()
+            notices.stop()
+
+    async def _read(
+        self, ws: ClientConnection, context: StreamContext, notices: _Notices | None
+    ) -> None:
+        """Handle the node's messages until the stream ends; with ``notices`` (the socket
+        carries pushes) a notice of changes never holds up the reading of a push's answer."""
         while True:
             async with asyncio.timeout(context.idle_timeout):
                 raw = await ws.recv()
@@ -131,7 +170,12 @@ class WebSocketTransport:
             if kind == "ping":
                 await ws.send('{"type":"pong"}')
             elif kind == "changes" and brings_changes(message, context.cursor()):
-                await context.notify(message["cursor"])
+                if notices is None:
+                    await context.notify(message["cursor"])
+                else:
+                    notices.tell(message["cursor"])
+            elif kind == "pushed" and context.socket is not None:
+                context.socket.answered(message)
             elif kind == "authenticated":
                 self.reauthenticated += 1
             elif kind == "error":

@@ -53,8 +53,16 @@ CLOSE_RESTART = 1012
 CLOSE_TIMEOUT = 4408
 CLOSE_UNAUTHORIZED = 4401
 
+MAX_PUSHES = 4
+"""``push`` messages of one connection being applied at once; a client that sends more before
+their answers gets an ``error`` (an SDK sends one at a time)."""
+MAX_PUSH_ID = 2**53 - 1
+
 View = Callable[[dict[str, Any]], dict[str, Any] | None]
 Authenticate = Callable[[str], Identity]
+PushHandler = Callable[[int, dict[str, Any], int], Awaitable[str]]
+"""Applies a ``push`` message (its ``id``, its body without ``type`` and ``id``, and its size
+in bytes) for the connection's caller; returns the ``pushed`` answer, a refusal included."""
 
 
 def restrict(batch: Batch, view: View) -> Batch:
@@ -123,8 +131,12 @@ class Session:
         policy: Policy | None = None,
         identity: Identity | None = None,
         authenticate: Authenticate | None = None,
+        push: PushHandler | None = None,
     ) -> None:
         self.hub = hub
+        self.push = push
+        """Set on WebSocket connections: what applies their ``push`` messages."""
+        self._pushes: set[asyncio.Task[None]] = set()
         self.policy = policy
         self.identity = identity
         self.authenticate = authenticate
@@ -183,6 +195,10 @@ class Session:
                 self._timer.cancel()
             if self.subscriber is not None:
                 self.fanout.remove(self.subscriber)
+            for task in self._pushes:
+                # The client retries an unanswered push (over HTTP): its mutation ids make
+                # that safe whether or not this one committed.
+                task.cancel()
             self.hub.detach(self)
         return self.ending
 
@@ -269,6 +285,8 @@ class Session:
             self.send_control("subscribed", messages.subscribed(names, cursor))
         elif kind == "auth":
             self._reauthenticate(body)
+        elif kind == "push" and self.push is not None:
+            self._start_push(self.push, body, len(text))
         elif kind == "unsubscribe":
             _no_unknown(body, {"type"})
             self.unsubscribe()
@@ -276,9 +294,26 @@ class Session:
         else:
             raise ValidationError(
                 f"unknown message type {kind!r};"
-                " expected subscribe, unsubscribe, auth, ping or pong",
+                " expected subscribe, unsubscribe, auth, push, ping or pong",
                 field="type",
             )
+
+    def _start_push(self, handler: PushHandler, body: dict[str, Any], size: int) -> None:
+        """Apply a ``push`` in a task of its own (the reader goes on reading); its ``pushed``
+        answer goes out with the control messages, ahead of the changes."""
+        request_id = body.pop("id", None)
+        if type(request_id) is not int or not 0 <= request_id <= MAX_PUSH_ID:
+            raise ValidationError("a push needs an integer id (0 to 2**53 - 1)", field="id")
+        if len(self._pushes) >= MAX_PUSHES:
+            raise ValidationError(f"at most {MAX_PUSHES} pushes in flight per connection")
+        del body["type"]
+
+        async def run() -> None:
+            self.send_control("pushed", await handler(request_id, body, size))
+
+        task = asyncio.create_task(run())
+        self._pushes.add(task)
+        task.add_done_callback(self._pushes.discard)
 
     def _reauthenticate(self, body: dict[str, Any]) -> None:
         """Replace the access token (before the old one expires); the user must stay the same."""

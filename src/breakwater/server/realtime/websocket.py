@@ -1,7 +1,8 @@
 """``GET /v1/realtime``: the change stream over a WebSocket (JSON text frames).
 
-The client sends ``subscribe``/``unsubscribe``/``ping``/``pong``; the server sends
-``subscribed``, ``changes``, ``ping``/``pong``, ``error`` and ``reconnect`` (docs/protocol.md).
+The client sends ``subscribe``/``unsubscribe``/``auth``/``push``/``ping``/``pong``; the server
+sends ``subscribed``, ``changes``, ``pushed``, ``ping``/``pong``, ``error`` and ``reconnect``
+(docs/protocol.md). A ``push`` is applied as ``POST /v1/sync/push`` would apply it (ADR 0052).
 permessage-deflate is negotiated by the server when the client offers it.
 
 A WebSocket lives for hours, and every routing and middleware layer it passes through stays
@@ -18,13 +19,22 @@ from __future__ import annotations
 
 import functools
 import struct
+import time
 from collections.abc import Callable
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from breakwater.auth.identity import Identity
-from breakwater.core.errors import BreakwaterError, NotFound
-from breakwater.server import problems
+from breakwater.core.errors import (
+    BreakwaterError,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+    Unavailable,
+)
+from breakwater.obs.logging import get_logger
+from breakwater.server import problems, pushes
 from breakwater.server.access import client_ip, resolve
 from breakwater.server.coalescing import CoalescingTransport
 from breakwater.server.node import Node
@@ -35,7 +45,10 @@ from breakwater.server.realtime.protocol import Endpoint, RealtimeHandoff, Realt
 from breakwater.server.realtime.session import Disconnected, Session, never_now
 from breakwater.server.security_headers import API_HEADERS
 
+_log = get_logger("breakwater.realtime")
 PATH = "/v1/realtime"
+PUSH_PATH = "/v1/sync/push"
+"""The path a ``push`` message counts as for the rate limits (what it stands for)."""
 TRANSPORT = "websocket"
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_POLICY_VIOLATION = 1008
@@ -180,6 +193,7 @@ async def serve_websocket(node: Node, scope: Scope, receive: Receive, send: Send
         hub.release_user_slot(identity)
         await _refuse(scope, receive, send, refused)
         return
+    ip = client_ip(scope, node.limiter.trusted)
     # The scope (headers, query) is of no more use: not kept for the connection's lifetime.
     del scope, resolved
     try:
@@ -192,6 +206,11 @@ async def serve_websocket(node: Node, scope: Scope, receive: Receive, send: Send
             identity=identity,
             authenticate=node.verifier.verify_cached,
         )
+
+        async def push(request_id: int, body: dict[str, Any], size: int) -> str:
+            return await answer_push(node, session.identity, ip, request_id, body, size)
+
+        session.push = push
 
         async def read() -> None:
             while True:
@@ -217,6 +236,33 @@ def handoff(node: Node, *, max_size: int, deflate: bool) -> RealtimeHandoff:
 
         endpoint = TraceRequests(entry, tracing=node.tracing)
     return RealtimeHandoff(PATH, endpoint, max_size=max_size, deflate=deflate)
+
+
+async def answer_push(
+    node: Node,
+    identity: Identity | None,
+    ip: str,
+    request_id: int,
+    body: dict[str, Any],
+    size: int,
+) -> str:
+    """The ``pushed`` answer to a ``push`` message: applied as ``POST /v1/sync/push`` would
+    (the same rate limits, body limit, admission and write path), answered compactly."""
+    try:
+        if identity is not None and identity.expires is not None and time.time() > identity.expires:
+            raise Unauthorized("the access token expired; renew it (auth) and push again")
+        await node.limiter.check(identity, ip, PUSH_PATH)
+        pushes.admit(node, identity)
+        limit = node.config.limits.max_body_bytes
+        if size > limit:
+            raise PayloadTooLarge(f"the push is {size} bytes; the limit is {limit}", limit=limit)
+        return pushes.compact_answer(node, request_id, await pushes.push(node, identity, body))
+    except BreakwaterError as error:
+        return pushes.refused_answer(request_id, error)
+    except Exception:
+        # As an HTTP push's unexpected failure would: logged, and answered as one to retry.
+        _log.exception("websocket_push_failed")
+        return pushes.refused_answer(request_id, Unavailable("the push failed; retry it"))
 
 
 class WebSocketEntry:
