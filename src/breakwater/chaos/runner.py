@@ -417,17 +417,28 @@ async def _converge(
     """
     while True:
         await asyncio.gather(*(d.sync() for d in devices))
-        taken = recorder.now()
-        nodes = await asyncio.gather(
-            *(node_state(url, name, taken) for name, url in cluster.replica_urls().items())
-        )
-        copies = await asyncio.gather(*(d.snapshot(recorder.now()) for d in devices))
-        replicas = [*nodes, *copies]
+        replicas = await _replicas(cluster, devices, recorder)
         if not any(d.pending() for d in devices) and not divergences(replicas):
             return replicas, recorder.now()
         if time.monotonic() > deadline:
-            return replicas, None
+            # No agreement: devices still sync in the background and may yet record
+            # acknowledgements. They stop first, and the replicas are read again, so that no
+            # write acknowledged after the nodes' read is judged lost (I1).
+            await asyncio.gather(*(d.set_online(False) for d in devices))
+            return await _replicas(cluster, devices, recorder), None
         await asyncio.sleep(0.25)
+
+
+async def _replicas(
+    cluster: Topology, devices: list[Device], recorder: Recorder
+) -> list[ReplicaState]:
+    """Every node's state, then every device's copy."""
+    taken = recorder.now()
+    nodes = await asyncio.gather(
+        *(node_state(url, name, taken) for name, url in cluster.replica_urls().items())
+    )
+    copies = await asyncio.gather(*(d.snapshot(recorder.now()) for d in devices))
+    return [*nodes, *copies]
 
 
 def _stats(
