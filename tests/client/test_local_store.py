@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from breakwater.client.local_query import build_query
-from breakwater.client.local_store import LocalStore
+from breakwater.client.local_store import Backlog, LocalStore
 from breakwater.client.outbox import OutboxEntry
 from breakwater.client.rebase import Pending, rebase, view_of
 from breakwater.core import codec
@@ -308,6 +308,7 @@ async def _run_steps(path: Path, steps: list[tuple[Any, ...]]) -> None:
 
 async def _check_view(store: LocalStore) -> None:
     outbox = await store.outbox()
+    _check_backlog(store, outbox)
     for doc_id in ("d0", "d1"):
         server = await store._run(store._server_state, "c", doc_id)
         pending: list[Pending] = [
@@ -324,6 +325,52 @@ async def _check_view(store: LocalStore) -> None:
         expected = view_of(rebase(server, pending))[0] if (server or pending) else None
         doc = await store.get("c", doc_id)
         assert (None if doc is None else codec.loads(codec.dumps(doc.data))) == expected
+
+
+def _check_backlog(store: LocalStore, outbox: list[OutboxEntry]) -> None:
+    """The counts kept in memory are the outbox's."""
+    unsent = sum(1 for e in outbox if e.origin is None)
+    assert store.backlog == Backlog(len(outbox), unsent, len(outbox) - unsent)
+
+
+async def test_the_backlog_counts_follow_every_change_of_the_outbox(tmp_path: Path) -> None:
+    """Writes, a rolled-back transaction, acknowledgements (again for an acknowledged entry
+    too), settling, a move to another endpoint, a resync and a reopen all leave the counts the
+    sync loop reads equal to the table's."""
+    store = LocalStore(tmp_path / "d.db")
+    await store.open()
+    node = FakeNode()
+    try:
+        await store.use_endpoint("http://a")
+        for i in range(3):
+            await store.write("todos", f"t{i}", "set", {"n": i})
+        _check_backlog(store, await store.outbox())
+        acks = node.push(await store.unsent(2))
+        with pytest.raises(KeyError):  # a state it cannot take in: the acks roll back too
+            await store.record_acks(acks, {acks[0][0]: {"bogus": 1}})
+        assert store.backlog == Backlog(3, 3, 0)
+        await store.record_acks(acks)
+        _check_backlog(store, await store.outbox())
+        await store.record_acks(acks)  # the same acknowledgements again
+        _check_backlog(store, await store.outbox())
+        assert store.backlog == Backlog(3, 1, 2)
+        await store.use_endpoint("http://b")
+        _check_backlog(store, await store.outbox())
+        await store.record_acks(node.push(await store.unsent(10)))
+        await store.begin_resync()
+        _check_backlog(store, await store.outbox())
+        await store.record_acks(node.push(await store.unsent(10)))
+        await pull_all(store, node)
+        assert store.backlog == Backlog(0, 0, 0)
+        await store.write("todos", "t9", "set", {"n": 9})
+    finally:
+        await store.aclose()
+    again = LocalStore(tmp_path / "d.db")
+    await again.open()
+    try:
+        assert again.backlog == Backlog(1, 1, 0)
+    finally:
+        await again.aclose()
 
 
 async def test_last_sync_time_survives_reopen(tmp_path: Path) -> None:

@@ -16,6 +16,10 @@ The database runs in WAL mode with ``synchronous=FULL``: a call that returns has
 fsynced. A local write, its outbox entry and the clock's new stamp commit in one transaction, so
 a write the app saw returned survives a crash. All access goes through one thread (one
 connection), which serialises transactions without locks in Python.
+
+The outbox's counts (:class:`Backlog`) are kept in memory: each transaction that changes the
+outbox updates them in the store's thread and publishes them when it commits (a rollback counts
+them again from the table), so the sync loop reads them without a call to that thread.
 """
 
 from __future__ import annotations
@@ -148,6 +152,11 @@ class LocalStore:
         self.resyncing = False
         self.offering = False
         self.last_synced_at: float | None = None
+        self.backlog = Backlog(0, 0, 0)
+        """The outbox's counts as of the last commit (read from any thread)."""
+        self._pending = 0
+        self._unsent = 0
+        """The counts as the running transaction leaves them (the store's thread only)."""
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -196,6 +205,7 @@ class LocalStore:
         conn.executescript(SCHEMA)
         self._conn = conn
         with self._transaction():
+            self._count_outbox()
             self.device_id = self._meta("device_id") or secrets.token_hex(6)
             self._set_meta("device_id", self.device_id)
         offset = int(self._meta("clock_offset_ms", "0"))
@@ -240,7 +250,20 @@ class LocalStore:
         self._executor.shutdown(wait=True)
 
     def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
+        return _Transaction(self._db, self._ended)
+
+    def _ended(self, committed: bool) -> None:
+        """Publish the outbox's counts after a transaction (counted again after a rollback)."""
+        if not committed:
+            self._count_outbox()
+        self.backlog = Backlog(self._pending, self._unsent, self._pending - self._unsent)
+
+    def _count_outbox(self) -> None:
+        """Count the outbox's entries from the table (on open, after rare changes)."""
+        pending, unsent = self._db.execute(
+            "SELECT count(*), count(*) FILTER (WHERE origin IS NULL) FROM outbox"
+        ).fetchone()
+        self._pending, self._unsent = int(pending), int(unsent)
 
     # -- local writes and reads -----------------------------------------------------------
 
@@ -265,6 +288,8 @@ class LocalStore:
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (mutation_id, collection, doc_id, op, stored, stamp),
             )
+            self._pending += 1
+            self._unsent += 1
             # The entry as stored, so that the caller changing ``data`` later changes nothing.
             entry = OutboxEntry(
                 int(cursor.lastrowid or 0),
@@ -383,23 +408,6 @@ class LocalStore:
             for pos, mid, coll, doc_id, op, data, stamp, origin, seq in rows
         ]
 
-    async def pending_count(self) -> int:
-        """Entries in the outbox."""
-        return await self._run(
-            lambda: int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
-        )
-
-    async def backlog(self) -> Backlog:
-        """The outbox's entries, unsent ones and acknowledged ones, in one read (the sync
-        loop asks after every push: each call to the store's thread costs the device CPU)."""
-        return await self._run(self._backlog)
-
-    def _backlog(self) -> Backlog:
-        pending, unsent = self._db.execute(
-            "SELECT count(*), count(*) FILTER (WHERE origin IS NULL) FROM outbox"
-        ).fetchone()
-        return Backlog(int(pending), int(unsent), int(pending) - int(unsent))
-
     async def record_acks(
         self,
         acks: Sequence[tuple[str, str, int]],
@@ -426,10 +434,16 @@ class LocalStore:
         derive: frozenset[str],
     ) -> PageResult | None:
         with self._transaction():
-            self._db.executemany(
-                "UPDATE outbox SET origin = ?, seq = ? WHERE mutation_id = ?",
-                [(origin, seq, mid) for mid, origin, seq in acks],
-            )
+            rows = [(origin, seq, mid) for mid, origin, seq in acks]
+            newly = self._db.executemany(
+                "UPDATE outbox SET origin = ?, seq = ? WHERE mutation_id = ? AND origin IS NULL",
+                rows,
+            ).rowcount
+            self._unsent -= newly
+            if newly < len(rows):  # acknowledged before, or gone: as the node says now
+                self._db.executemany(
+                    "UPDATE outbox SET origin = ?, seq = ? WHERE mutation_id = ?", rows
+                )
             if self.resyncing:
                 return None
             vector, changes = self._next_changes(acks, states, derive)
@@ -496,6 +510,7 @@ class LocalStore:
                 done.append(
                     Rejection(mutation_id, collection, doc_id, op, _loads_or_none(data), problem)
                 )
+            self._count_outbox()
         return done
 
     async def rejections(self) -> list[Rejection]:
@@ -528,6 +543,7 @@ class LocalStore:
             if previous in ("", url):
                 return False
             self._db.execute("UPDATE outbox SET origin = NULL, seq = NULL")
+            self._unsent = self._pending
             return True
 
     async def restamp(self, node_stamp: str) -> int:
@@ -642,7 +658,9 @@ class LocalStore:
                     f"SELECT collection, id FROM outbox {where}", (origin, limit)
                 )
             )
-            self._db.execute(f"DELETE FROM outbox {where}", (origin, limit))
+            self._pending -= self._db.execute(
+                f"DELETE FROM outbox {where}", (origin, limit)
+            ).rowcount
         return settled
 
     async def follow(self, scope: Scope) -> bool:
@@ -683,6 +701,7 @@ class LocalStore:
         node answers ``duplicate`` for those it holds, I2)."""
         self._db.execute("UPDATE server_docs SET seen = 0")
         self._db.execute("UPDATE outbox SET origin = NULL, seq = NULL")
+        self._unsent = self._pending
         self.offering = False
         self._set_meta("offering", "0")
         self.cursor = ""
@@ -721,7 +740,7 @@ class LocalStore:
         offer = restore_offers.offer_for(collection, doc_id, codec.loads(row[0]), node)
         if offer is None:
             return
-        self._db.execute(
+        offered = self._db.execute(
             "INSERT OR IGNORE INTO outbox (mutation_id, collection, id, op, data, hlc)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             (
@@ -732,17 +751,32 @@ class LocalStore:
                 None if offer.data is None else _dumps(offer.data),
                 offer.hlc,
             ),
-        )
+        ).rowcount
+        self._pending += offered
+        self._unsent += offered
 
 
 class _Transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on error) on an autocommit connection."""
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on error) on an autocommit connection;
+    ``ended`` is told which (after it)."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, ended: Callable[[bool], None]) -> None:
         self._conn = conn
+        self._ended = ended
 
     def __enter__(self) -> None:
         self._conn.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self._conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        if exc_type is not None:
+            self._conn.execute("ROLLBACK")
+            self._ended(False)
+            return
+        try:
+            self._conn.execute("COMMIT")
+        except sqlite3.Error:
+            if self._conn.in_transaction:  # a failed COMMIT may leave it open
+                self._conn.execute("ROLLBACK")
+            self._ended(False)
+            raise
+        self._ended(True)
