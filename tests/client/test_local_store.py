@@ -307,8 +307,8 @@ async def _run_steps(path: Path, steps: list[tuple[Any, ...]]) -> None:
 
 
 async def _check_view(store: LocalStore) -> None:
+    await _check_known(store)
     outbox = await store.outbox()
-    _check_backlog(store, outbox)
     for doc_id in ("d0", "d1"):
         server = await store._run(store._server_state, "c", doc_id)
         pending: list[Pending] = [
@@ -327,16 +327,18 @@ async def _check_view(store: LocalStore) -> None:
         assert (None if doc is None else codec.loads(codec.dumps(doc.data))) == expected
 
 
-def _check_backlog(store: LocalStore, outbox: list[OutboxEntry]) -> None:
-    """The counts kept in memory are the outbox's."""
-    unsent = sum(1 for e in outbox if e.origin is None)
-    assert store.backlog == Backlog(len(outbox), unsent, len(outbox) - unsent)
+async def _check_known(store: LocalStore) -> None:
+    """The counts and unsent entries kept in memory are the outbox's."""
+    outbox = await store._run(store._entries, "", -1)
+    unsent = [e for e in outbox if e.origin is None]
+    assert store.backlog == Backlog(len(outbox), len(unsent), len(outbox) - len(unsent))
+    assert await store.unsent(1000) == unsent
 
 
-async def test_the_backlog_counts_follow_every_change_of_the_outbox(tmp_path: Path) -> None:
+async def test_what_is_kept_in_memory_follows_every_change_of_the_outbox(tmp_path: Path) -> None:
     """Writes, a rolled-back transaction, acknowledgements (again for an acknowledged entry
-    too), settling, a move to another endpoint, a resync and a reopen all leave the counts the
-    sync loop reads equal to the table's."""
+    too), settling, a move to another endpoint, a resync, a re-stamp and a reopen all leave the
+    counts and unsent entries the sync loop reads equal to the table's."""
     store = LocalStore(tmp_path / "d.db")
     await store.open()
     node = FakeNode()
@@ -344,21 +346,24 @@ async def test_the_backlog_counts_follow_every_change_of_the_outbox(tmp_path: Pa
         await store.use_endpoint("http://a")
         for i in range(3):
             await store.write("todos", f"t{i}", "set", {"n": i})
-        _check_backlog(store, await store.outbox())
+        await _check_known(store)
         acks = node.push(await store.unsent(2))
         with pytest.raises(KeyError):  # a state it cannot take in: the acks roll back too
             await store.record_acks(acks, {acks[0][0]: {"bogus": 1}})
         assert store.backlog == Backlog(3, 3, 0)
+        await _check_known(store)
         await store.record_acks(acks)
-        _check_backlog(store, await store.outbox())
+        await _check_known(store)
         await store.record_acks(acks)  # the same acknowledgements again
-        _check_backlog(store, await store.outbox())
+        await _check_known(store)
         assert store.backlog == Backlog(3, 1, 2)
         await store.use_endpoint("http://b")
-        _check_backlog(store, await store.outbox())
+        await _check_known(store)
         await store.record_acks(node.push(await store.unsent(10)))
         await store.begin_resync()
-        _check_backlog(store, await store.outbox())
+        await _check_known(store)
+        assert await store.restamp(store.clock.now()) == 3
+        await _check_known(store)
         await store.record_acks(node.push(await store.unsent(10)))
         await pull_all(store, node)
         assert store.backlog == Backlog(0, 0, 0)
@@ -369,6 +374,7 @@ async def test_the_backlog_counts_follow_every_change_of_the_outbox(tmp_path: Pa
     await again.open()
     try:
         assert again.backlog == Backlog(1, 1, 0)
+        await _check_known(again)
     finally:
         await again.aclose()
 

@@ -19,7 +19,11 @@ connection), which serialises transactions without locks in Python.
 
 The outbox's counts (:class:`Backlog`) are kept in memory: each transaction that changes the
 outbox updates them in the store's thread and publishes them when it commits (a rollback counts
-them again from the table), so the sync loop reads them without a call to that thread.
+them again from the table), so the sync loop reads them without a call to that thread. So are
+the unsent entries while they are few and known (none at open, then each local write's): the
+push of an online write reads them without a call either. A change the store does not follow
+entry by entry (a rejection, a re-stamp, unsent acknowledgements) forgets them, and the next
+read goes to the table.
 """
 
 from __future__ import annotations
@@ -70,6 +74,8 @@ CREATE TABLE IF NOT EXISTS rejected (
 """
 
 DocKey = tuple[str, str]
+MAX_KNOWN_UNSENT = 256
+"""Unsent entries held in memory at most (beyond: read from the table)."""
 COUNTER_FORMAT = "2"
 """Counters in ``server_docs`` hold folded bases (docs/adr/0019-compact-counters.md)."""
 
@@ -156,7 +162,11 @@ class LocalStore:
         """The outbox's counts as of the last commit (read from any thread)."""
         self._pending = 0
         self._unsent = 0
-        """The counts as the running transaction leaves them (the store's thread only)."""
+        self._known: list[OutboxEntry] | None = None
+        """The counts and the unsent entries (``None``: not known) as the running transaction
+        leaves them (the store's thread only)."""
+        self._known_unsent: tuple[OutboxEntry, ...] | None = None
+        """The unsent entries as of the last commit, when known (read from any thread)."""
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -257,6 +267,7 @@ class LocalStore:
         if not committed:
             self._count_outbox()
         self.backlog = Backlog(self._pending, self._unsent, self._pending - self._unsent)
+        self._known_unsent = None if self._known is None else tuple(self._known)
 
     def _count_outbox(self) -> None:
         """Count the outbox's entries from the table (on open, after rare changes)."""
@@ -264,6 +275,11 @@ class LocalStore:
             "SELECT count(*), count(*) FILTER (WHERE origin IS NULL) FROM outbox"
         ).fetchone()
         self._pending, self._unsent = int(pending), int(unsent)
+        self._forget_unsent()
+
+    def _forget_unsent(self) -> None:
+        """The unsent entries changed other than one by one: read them from the table next."""
+        self._known = [] if self._unsent == 0 else None
 
     # -- local writes and reads -----------------------------------------------------------
 
@@ -290,6 +306,20 @@ class LocalStore:
             )
             self._pending += 1
             self._unsent += 1
+            if self._known is not None and len(self._known) < MAX_KNOWN_UNSENT:
+                self._known.append(
+                    OutboxEntry(
+                        int(cursor.lastrowid or 0),
+                        mutation_id,
+                        collection,
+                        doc_id,
+                        op,
+                        _loads_or_none(stored),
+                        stamp,
+                    )
+                )
+            else:
+                self._known = None
             # The entry as stored, so that the caller changing ``data`` later changes nothing.
             entry = OutboxEntry(
                 int(cursor.lastrowid or 0),
@@ -391,7 +421,17 @@ class LocalStore:
 
     async def unsent(self, limit: int) -> list[OutboxEntry]:
         """The oldest ``limit`` entries not yet acknowledged, in write order."""
-        return await self._run(self._entries, "WHERE origin IS NULL", limit)
+        known = self._known_unsent
+        if known is not None:
+            return list(known[:limit])
+        return await self._run(self._read_unsent, limit)
+
+    def _read_unsent(self, limit: int) -> list[OutboxEntry]:
+        entries = self._entries("WHERE origin IS NULL", limit)
+        if len(entries) < limit and len(entries) <= MAX_KNOWN_UNSENT:  # all of them
+            self._known = list(entries)
+            self._known_unsent = tuple(entries)
+        return entries
 
     async def outbox(self) -> list[OutboxEntry]:
         """Every entry still in the outbox (acknowledged but not stable ones included)."""
@@ -440,6 +480,9 @@ class LocalStore:
                 rows,
             ).rowcount
             self._unsent -= newly
+            if self._known is not None:
+                acked = {mid for mid, _origin, _seq in acks}
+                self._known = [e for e in self._known if e.mutation_id not in acked]
             if newly < len(rows):  # acknowledged before, or gone: as the node says now
                 self._db.executemany(
                     "UPDATE outbox SET origin = ?, seq = ? WHERE mutation_id = ?", rows
@@ -544,6 +587,7 @@ class LocalStore:
                 return False
             self._db.execute("UPDATE outbox SET origin = NULL, seq = NULL")
             self._unsent = self._pending
+            self._forget_unsent()
             return True
 
     async def restamp(self, node_stamp: str) -> int:
@@ -561,6 +605,7 @@ class LocalStore:
                 stamp = self.clock.now()
                 self._db.execute("UPDATE outbox SET hlc = ? WHERE position = ?", (stamp, position))
                 docs.add((collection, doc_id))
+            self._forget_unsent()  # re-stamped
             self._set_meta("clock_offset_ms", str(self.clock.offset_ms))
             self._set_meta("hlc", self.clock.now())
             for collection, doc_id in docs:
@@ -702,6 +747,7 @@ class LocalStore:
         self._db.execute("UPDATE server_docs SET seen = 0")
         self._db.execute("UPDATE outbox SET origin = NULL, seq = NULL")
         self._unsent = self._pending
+        self._forget_unsent()
         self.offering = False
         self._set_meta("offering", "0")
         self.cursor = ""
@@ -754,6 +800,7 @@ class LocalStore:
         ).rowcount
         self._pending += offered
         self._unsent += offered
+        self._forget_unsent()
 
 
 class _Transaction:
