@@ -154,6 +154,12 @@ class LocalStore:
         self.device_id = ""
         self.clock = DeviceClock("d-unset")
         self.cursor = ""
+        self._decoded: tuple[str, dict[str, int]] = ("", {})
+        """The last cursor decoded, and its vector (the store's thread only)."""
+        self._scope = "null"
+        """The scope the cursor was pulled with, as stored (the store's thread only)."""
+        self._counter = 0
+        """The last mutation number given (the store's thread only)."""
         self.stable: dict[str, int] = {}
         self.resyncing = False
         self.offering = False
@@ -224,6 +230,8 @@ class LocalStore:
         if last:
             self.clock.observe(last)
         self.cursor = self._meta("cursor")
+        self._scope = self._meta("scope", "null")
+        self._counter = int(self._meta("counter", "0"))
         self.stable = codec.loads(self._meta("stable", "{}"))
         self.resyncing = self._meta("resyncing") == "1"
         self.offering = self._meta("offering") == "1"
@@ -266,6 +274,7 @@ class LocalStore:
         """Publish the outbox's counts after a transaction (counted again after a rollback)."""
         if not committed:
             self._count_outbox()
+            self._counter = int(self._meta("counter", "0"))
         self.backlog = Backlog(self._pending, self._unsent, self._pending - self._unsent)
         self._known_unsent = None if self._known is None else tuple(self._known)
 
@@ -293,7 +302,8 @@ class LocalStore:
         self, collection: str, doc_id: str, op: str, data: dict[str, Any] | None
     ) -> LocalWrite:
         with self._transaction():
-            counter = int(self._meta("counter", "0")) + 1
+            self._counter += 1
+            counter = self._counter
             self._set_meta("counter", str(counter))
             stamp = self.clock.now()
             self._set_meta("hlc", stamp)
@@ -490,7 +500,7 @@ class LocalStore:
             if self.resyncing:
                 return None
             vector, changes = self._next_changes(acks, states, derive)
-            if vector == cursor_mod.decode(self.cursor) and not stable:
+            if vector == self._vector() and not stable:
                 return None
             return self._join_page(changes, cursor_mod.encode(vector), stable, done=False)
 
@@ -503,8 +513,8 @@ class LocalStore:
         """The cursor moved past the acknowledged changes that follow it without a gap, and
         those changes as a pull would bring them (one outside the scope moves the cursor only,
         as in a pull)."""
-        vector = cursor_mod.decode(self.cursor)
-        scope = codec.loads(self._meta("scope", "null"))
+        vector = self._vector()
+        scope = codec.loads(self._scope)
         changes = []
         taken: dict[DocKey, State] = {}
         for mid, origin, seq in sorted(acks, key=lambda ack: (ack[1], ack[2])):
@@ -692,21 +702,23 @@ class LocalStore:
 
         "Pulled" is "behind the cursor": a write to a collection outside the device's scope is
         never pulled, so it settles there too, and its document leaves the local view."""
-        pulled = cursor_mod.decode(self.cursor)
+        pulled = self._vector()
         settled: set[DocKey] = set()
         for origin, stable_seq in self.stable.items():
             limit = min(stable_seq, pulled.get(origin, 0))
-            where = "WHERE origin = ? AND seq <= ?"
-            settled.update(
-                (str(c), str(i))
-                for c, i in self._db.execute(
-                    f"SELECT collection, id FROM outbox {where}", (origin, limit)
-                )
-            )
-            self._pending -= self._db.execute(
-                f"DELETE FROM outbox {where}", (origin, limit)
-            ).rowcount
+            gone = self._db.execute(
+                "DELETE FROM outbox WHERE origin = ? AND seq <= ? RETURNING collection, id",
+                (origin, limit),
+            ).fetchall()
+            self._pending -= len(gone)
+            settled.update((str(c), str(i)) for c, i in gone)
         return settled
+
+    def _vector(self) -> dict[str, int]:
+        """The cursor's vector, a copy to change (decoded once per cursor)."""
+        if self._decoded[0] != self.cursor:
+            self._decoded = (self.cursor, cursor_mod.decode(self.cursor))
+        return dict(self._decoded[1])
 
     async def follow(self, scope: Scope) -> bool:
         """Make the stored cursor belong to ``scope``; whether that started a full resync.
@@ -719,14 +731,15 @@ class LocalStore:
 
     def _follow(self, scope: Scope) -> bool:
         wanted = _dumps(None if scope is None else list(scope))
-        if self._meta("scope", "null") == wanted:
+        if self._scope == wanted:
             return False
         with self._transaction():
             self._set_meta("scope", wanted)
-            if not self.cursor:
-                return False  # nothing pulled yet (or a resync already under way)
-            self._start_resync()
-        return True
+            resync = bool(self.cursor)  # not when nothing was pulled yet, or a resync runs
+            if resync:
+                self._start_resync()
+        self._scope = wanted
+        return resync
 
     async def begin_resync(self, *, offer: bool = False) -> None:
         """Start over from an empty cursor (``cursor_expired``, ``cursor_unknown``), keeping
