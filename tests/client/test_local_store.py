@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from breakwater.client import local_store
 from breakwater.client.local_query import build_query
 from breakwater.client.local_store import Backlog, LocalStore
 from breakwater.client.outbox import OutboxEntry
@@ -377,6 +378,25 @@ async def test_what_is_kept_in_memory_follows_every_change_of_the_outbox(tmp_pat
         await _check_known(again)
     finally:
         await again.aclose()
+
+
+async def test_more_unsent_entries_than_are_kept_are_read_from_the_table(
+    store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the cap the unsent entries come from the table, in order, and are kept again once
+    a read finds them few enough."""
+    monkeypatch.setattr(local_store, "MAX_KNOWN_UNSENT", 3)
+    node = FakeNode()
+    for i in range(5):
+        await store.write("todos", f"t{i}", "set", {"n": i})
+        await _check_known(store)
+    assert store._known_unsent is None
+    await store.record_acks(node.push(await store.unsent(3)))
+    await _check_known(store)
+    assert [e.doc_id for e in await store.unsent(10)] == ["t3", "t4"]
+    assert store._known_unsent is not None
+    await store.write("todos", "t5", "set", {"n": 5})
+    await _check_known(store)
 
 
 async def test_last_sync_time_survives_reopen(tmp_path: Path) -> None:
