@@ -344,7 +344,9 @@ class Client:
         """Wait until the outbox is empty and the last sync succeeded (bound it with
         ``asyncio.timeout``)."""
         while True:
-            if self._board.status.state == "online" and self._store.backlog.pending == 0:
+            if self._board.status.state == "online" and (
+                (await self._store.queued_backlog()).pending == 0
+            ):
                 return
             if self._loop is not None:
                 self._loop.wake.set()  # not retry_now: waiting must not defeat the backoff

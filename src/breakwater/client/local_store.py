@@ -458,6 +458,11 @@ class LocalStore:
             for pos, mid, coll, doc_id, op, data, stamp, origin, seq in rows
         ]
 
+    async def queued_backlog(self) -> Backlog:
+        """:attr:`backlog` once every call to the store made before this one has run (a page
+        being committed may add offers to the outbox)."""
+        return await self._run(lambda: self.backlog)
+
     async def record_acks(
         self,
         acks: Sequence[tuple[str, str, int]],
