@@ -314,33 +314,22 @@ class LocalStore:
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (mutation_id, collection, doc_id, op, stored, stamp),
             )
+            position = int(cursor.lastrowid or 0)
+
+            def as_stored() -> OutboxEntry:
+                """The entry as stored, a copy of its own: the caller (or the app, told of it)
+                changing its ``data`` later changes nothing that is pushed."""
+                return OutboxEntry(
+                    position, mutation_id, collection, doc_id, op, _loads_or_none(stored), stamp
+                )
+
             self._pending += 1
             self._unsent += 1
             if self._known is not None and len(self._known) < MAX_KNOWN_UNSENT:
-                self._known.append(
-                    OutboxEntry(
-                        int(cursor.lastrowid or 0),
-                        mutation_id,
-                        collection,
-                        doc_id,
-                        op,
-                        _loads_or_none(stored),
-                        stamp,
-                    )
-                )
+                self._known.append(as_stored())
             else:
                 self._known = None
-            # The entry as stored, so that the caller changing ``data`` later changes nothing.
-            entry = OutboxEntry(
-                int(cursor.lastrowid or 0),
-                mutation_id,
-                collection,
-                doc_id,
-                op,
-                _loads_or_none(stored),
-                stamp,
-            )
-            return LocalWrite(self._refresh_view(collection, doc_id), entry)
+            return LocalWrite(self._refresh_view(collection, doc_id), as_stored())
 
     async def get(self, collection: str, doc_id: str) -> Document | None:
         """The local view of one document (``None`` when missing or deleted)."""
