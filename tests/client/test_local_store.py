@@ -11,8 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from breakwater.client import local_store
 from breakwater.client.local_query import build_query
-from breakwater.client.local_store import LocalStore
+from breakwater.client.local_store import Backlog, LocalStore
 from breakwater.client.outbox import OutboxEntry
 from breakwater.client.rebase import Pending, rebase, view_of
 from breakwater.core import codec
@@ -307,6 +308,7 @@ async def _run_steps(path: Path, steps: list[tuple[Any, ...]]) -> None:
 
 
 async def _check_view(store: LocalStore) -> None:
+    await _check_known(store)
     outbox = await store.outbox()
     for doc_id in ("d0", "d1"):
         server = await store._run(store._server_state, "c", doc_id)
@@ -324,6 +326,77 @@ async def _check_view(store: LocalStore) -> None:
         expected = view_of(rebase(server, pending))[0] if (server or pending) else None
         doc = await store.get("c", doc_id)
         assert (None if doc is None else codec.loads(codec.dumps(doc.data))) == expected
+
+
+async def _check_known(store: LocalStore) -> None:
+    """The counts and unsent entries kept in memory are the outbox's."""
+    outbox = await store._run(store._entries, "", -1)
+    unsent = [e for e in outbox if e.origin is None]
+    assert store.backlog == Backlog(len(outbox), len(unsent), len(outbox) - len(unsent))
+    assert await store.unsent(1000) == unsent
+
+
+async def test_what_is_kept_in_memory_follows_every_change_of_the_outbox(tmp_path: Path) -> None:
+    """Writes, a rolled-back transaction, acknowledgements (again for an acknowledged entry
+    too), settling, a move to another endpoint, a resync, a re-stamp and a reopen all leave the
+    counts and unsent entries the sync loop reads equal to the table's."""
+    store = LocalStore(tmp_path / "d.db")
+    await store.open()
+    node = FakeNode()
+    try:
+        await store.use_endpoint("http://a")
+        for i in range(3):
+            await store.write("todos", f"t{i}", "set", {"n": i})
+        await _check_known(store)
+        acks = node.push(await store.unsent(2))
+        with pytest.raises(KeyError):  # a state it cannot take in: the acks roll back too
+            await store.record_acks(acks, {acks[0][0]: {"bogus": 1}})
+        assert store.backlog == Backlog(3, 3, 0)
+        await _check_known(store)
+        await store.record_acks(acks)
+        await _check_known(store)
+        await store.record_acks(acks)  # the same acknowledgements again
+        await _check_known(store)
+        assert store.backlog == Backlog(3, 1, 2)
+        await store.use_endpoint("http://b")
+        await _check_known(store)
+        await store.record_acks(node.push(await store.unsent(10)))
+        await store.begin_resync()
+        await _check_known(store)
+        assert await store.restamp(store.clock.now()) == 3
+        await _check_known(store)
+        await store.record_acks(node.push(await store.unsent(10)))
+        await pull_all(store, node)
+        assert store.backlog == Backlog(0, 0, 0)
+        await store.write("todos", "t9", "set", {"n": 9})
+    finally:
+        await store.aclose()
+    again = LocalStore(tmp_path / "d.db")
+    await again.open()
+    try:
+        assert again.backlog == Backlog(1, 1, 0)
+        await _check_known(again)
+    finally:
+        await again.aclose()
+
+
+async def test_more_unsent_entries_than_are_kept_are_read_from_the_table(
+    store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the cap the unsent entries come from the table, in order, and are kept again once
+    a read finds them few enough."""
+    monkeypatch.setattr(local_store, "MAX_KNOWN_UNSENT", 3)
+    node = FakeNode()
+    for i in range(5):
+        await store.write("todos", f"t{i}", "set", {"n": i})
+        await _check_known(store)
+    assert store._known_unsent is None
+    await store.record_acks(node.push(await store.unsent(3)))
+    await _check_known(store)
+    assert [e.doc_id for e in await store.unsent(10)] == ["t3", "t4"]
+    assert store._known_unsent is not None
+    await store.write("todos", "t5", "set", {"n": 5})
+    await _check_known(store)
 
 
 async def test_last_sync_time_survives_reopen(tmp_path: Path) -> None:

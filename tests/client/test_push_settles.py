@@ -41,7 +41,7 @@ async def test_an_ack_right_after_the_cursor_with_its_state_settles_the_write(
     taken = await store.record_acks([ack], states, {node.origin: ack[2]})
     assert taken is not None and taken.documents == {("todos", "t1"): {"title": "milk"}}
     assert cursor_mod.decode(store.cursor) == {node.origin: 1}
-    assert await store.pending_count() == 0
+    assert store.backlog.pending == 0
     document = await store.get("todos", "t1")
     assert document is not None and document.data == {"title": "milk"} and not document.pending
     assert node.pull(store.cursor)["changes"] == []
@@ -63,10 +63,10 @@ async def test_an_ack_behind_a_gap_waits_for_the_pull(store: LocalStore) -> None
     states = {ack[0]: node.states[("todos", "t1")]}
     taken = await store.record_acks([ack], states, {node.origin: ack[2]})
     assert taken is not None and taken.documents == {}  # only stable was merged
-    assert store.cursor == "" and await store.pending_count() == 1
+    assert store.cursor == "" and store.backlog.pending == 1
     page = node.pull(store.cursor)
     await store.apply_page(page["changes"], page["cursor"], page["stable"], done=True)
-    assert await store.pending_count() == 0
+    assert store.backlog.pending == 0
     assert {d.id for d in await store.query(build_query("todos", None, None, None))} == {"t1", "t9"}
 
 
@@ -79,7 +79,7 @@ async def test_an_ack_that_is_not_stable_stays_in_the_outbox(store: LocalStore) 
     states = {ack[0]: node.states[("todos", "t1")]}
     assert await store.record_acks([ack], states, {}) is not None
     assert cursor_mod.decode(store.cursor) == {node.origin: 1}
-    assert await store.pending_count() == 1
+    assert store.backlog.pending == 1
     document = await store.get("todos", "t1")
     assert document is not None and document.data == {"title": "milk"}
 

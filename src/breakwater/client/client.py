@@ -171,7 +171,7 @@ class Client:
             self._board.emit(ResyncStarted("scope"))
         await self.auth.restore()
         self._board.update(
-            pending=await self._store.pending_count(), last_synced_at=self._store.last_synced_at
+            pending=self._store.backlog.pending, last_synced_at=self._store.last_synced_at
         )
         if self._sync_enabled:
             self._start_sync()
@@ -344,7 +344,9 @@ class Client:
         """Wait until the outbox is empty and the last sync succeeded (bound it with
         ``asyncio.timeout``)."""
         while True:
-            if self._board.status.state == "online" and await self._store.pending_count() == 0:
+            if self._board.status.state == "online" and (
+                (await self._store.queued_backlog()).pending == 0
+            ):
                 return
             if self._loop is not None:
                 self._loop.wake.set()  # not retry_now: waiting must not defeat the backoff

@@ -16,6 +16,14 @@ The database runs in WAL mode with ``synchronous=FULL``: a call that returns has
 fsynced. A local write, its outbox entry and the clock's new stamp commit in one transaction, so
 a write the app saw returned survives a crash. All access goes through one thread (one
 connection), which serialises transactions without locks in Python.
+
+The outbox's counts (:class:`Backlog`) are kept in memory: each transaction that changes the
+outbox updates them in the store's thread and publishes them when it commits (a rollback counts
+them again from the table), so the sync loop reads them without a call to that thread. So are
+the unsent entries while they are few and known (none at open, then each local write's): the
+push of an online write reads them without a call either. A change the store does not follow
+entry by entry (a rejection, a re-stamp, unsent acknowledgements) forgets them, and the next
+read goes to the table.
 """
 
 from __future__ import annotations
@@ -66,6 +74,8 @@ CREATE TABLE IF NOT EXISTS rejected (
 """
 
 DocKey = tuple[str, str]
+MAX_KNOWN_UNSENT = 256
+"""Unsent entries held in memory at most (beyond: read from the table)."""
 COUNTER_FORMAT = "2"
 """Counters in ``server_docs`` hold folded bases (docs/adr/0019-compact-counters.md)."""
 
@@ -144,10 +154,25 @@ class LocalStore:
         self.device_id = ""
         self.clock = DeviceClock("d-unset")
         self.cursor = ""
+        self._decoded: tuple[str, dict[str, int]] = ("", {})
+        """The last cursor decoded, and its vector (the store's thread only)."""
+        self._scope = "null"
+        """The scope the cursor was pulled with, as stored (the store's thread only)."""
+        self._counter = 0
+        """The last mutation number given (the store's thread only)."""
         self.stable: dict[str, int] = {}
         self.resyncing = False
         self.offering = False
         self.last_synced_at: float | None = None
+        self.backlog = Backlog(0, 0, 0)
+        """The outbox's counts as of the last commit (read from any thread)."""
+        self._pending = 0
+        self._unsent = 0
+        self._known: list[OutboxEntry] | None = None
+        """The counts and the unsent entries (``None``: not known) as the running transaction
+        leaves them (the store's thread only)."""
+        self._known_unsent: tuple[OutboxEntry, ...] | None = None
+        """The unsent entries as of the last commit, when known (read from any thread)."""
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -196,6 +221,7 @@ class LocalStore:
         conn.executescript(SCHEMA)
         self._conn = conn
         with self._transaction():
+            self._count_outbox()
             self.device_id = self._meta("device_id") or secrets.token_hex(6)
             self._set_meta("device_id", self.device_id)
         offset = int(self._meta("clock_offset_ms", "0"))
@@ -204,6 +230,8 @@ class LocalStore:
         if last:
             self.clock.observe(last)
         self.cursor = self._meta("cursor")
+        self._scope = self._meta("scope", "null")
+        self._counter = int(self._meta("counter", "0"))
         self.stable = codec.loads(self._meta("stable", "{}"))
         self.resyncing = self._meta("resyncing") == "1"
         self.offering = self._meta("offering") == "1"
@@ -240,7 +268,27 @@ class LocalStore:
         self._executor.shutdown(wait=True)
 
     def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
+        return _Transaction(self._db, self._ended)
+
+    def _ended(self, committed: bool) -> None:
+        """Publish the outbox's counts after a transaction (counted again after a rollback)."""
+        if not committed:
+            self._count_outbox()
+            self._counter = int(self._meta("counter", "0"))
+        self.backlog = Backlog(self._pending, self._unsent, self._pending - self._unsent)
+        self._known_unsent = None if self._known is None else tuple(self._known)
+
+    def _count_outbox(self) -> None:
+        """Count the outbox's entries from the table (on open, after rare changes)."""
+        pending, unsent = self._db.execute(
+            "SELECT count(*), count(*) FILTER (WHERE origin IS NULL) FROM outbox"
+        ).fetchone()
+        self._pending, self._unsent = int(pending), int(unsent)
+        self._forget_unsent()
+
+    def _forget_unsent(self) -> None:
+        """The unsent entries changed other than one by one: read them from the table next."""
+        self._known = [] if self._unsent == 0 else None
 
     # -- local writes and reads -----------------------------------------------------------
 
@@ -254,7 +302,8 @@ class LocalStore:
         self, collection: str, doc_id: str, op: str, data: dict[str, Any] | None
     ) -> LocalWrite:
         with self._transaction():
-            counter = int(self._meta("counter", "0")) + 1
+            self._counter += 1
+            counter = self._counter
             self._set_meta("counter", str(counter))
             stamp = self.clock.now()
             self._set_meta("hlc", stamp)
@@ -265,17 +314,22 @@ class LocalStore:
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (mutation_id, collection, doc_id, op, stored, stamp),
             )
-            # The entry as stored, so that the caller changing ``data`` later changes nothing.
-            entry = OutboxEntry(
-                int(cursor.lastrowid or 0),
-                mutation_id,
-                collection,
-                doc_id,
-                op,
-                _loads_or_none(stored),
-                stamp,
-            )
-            return LocalWrite(self._refresh_view(collection, doc_id), entry)
+            position = int(cursor.lastrowid or 0)
+
+            def as_stored() -> OutboxEntry:
+                """The entry as stored, a copy of its own: the caller (or the app, told of it)
+                changing its ``data`` later changes nothing that is pushed."""
+                return OutboxEntry(
+                    position, mutation_id, collection, doc_id, op, _loads_or_none(stored), stamp
+                )
+
+            self._pending += 1
+            self._unsent += 1
+            if self._known is not None and len(self._known) < MAX_KNOWN_UNSENT:
+                self._known.append(as_stored())
+            else:
+                self._known = None
+            return LocalWrite(self._refresh_view(collection, doc_id), as_stored())
 
     async def get(self, collection: str, doc_id: str) -> Document | None:
         """The local view of one document (``None`` when missing or deleted)."""
@@ -366,7 +420,17 @@ class LocalStore:
 
     async def unsent(self, limit: int) -> list[OutboxEntry]:
         """The oldest ``limit`` entries not yet acknowledged, in write order."""
-        return await self._run(self._entries, "WHERE origin IS NULL", limit)
+        known = self._known_unsent
+        if known is not None:
+            return list(known[:limit])
+        return await self._run(self._read_unsent, limit)
+
+    def _read_unsent(self, limit: int) -> list[OutboxEntry]:
+        entries = self._entries("WHERE origin IS NULL", limit)
+        if len(entries) < limit and len(entries) <= MAX_KNOWN_UNSENT:  # all of them
+            self._known = list(entries)
+            self._known_unsent = tuple(entries)
+        return entries
 
     async def outbox(self) -> list[OutboxEntry]:
         """Every entry still in the outbox (acknowledged but not stable ones included)."""
@@ -383,22 +447,10 @@ class LocalStore:
             for pos, mid, coll, doc_id, op, data, stamp, origin, seq in rows
         ]
 
-    async def pending_count(self) -> int:
-        """Entries in the outbox."""
-        return await self._run(
-            lambda: int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
-        )
-
-    async def backlog(self) -> Backlog:
-        """The outbox's entries, unsent ones and acknowledged ones, in one read (the sync
-        loop asks after every push: each call to the store's thread costs the device CPU)."""
-        return await self._run(self._backlog)
-
-    def _backlog(self) -> Backlog:
-        pending, unsent = self._db.execute(
-            "SELECT count(*), count(*) FILTER (WHERE origin IS NULL) FROM outbox"
-        ).fetchone()
-        return Backlog(int(pending), int(unsent), int(pending) - int(unsent))
+    async def queued_backlog(self) -> Backlog:
+        """:attr:`backlog` once every call to the store made before this one has run (a page
+        being committed may add offers to the outbox)."""
+        return await self._run(lambda: self.backlog)
 
     async def record_acks(
         self,
@@ -426,14 +478,23 @@ class LocalStore:
         derive: frozenset[str],
     ) -> PageResult | None:
         with self._transaction():
-            self._db.executemany(
-                "UPDATE outbox SET origin = ?, seq = ? WHERE mutation_id = ?",
-                [(origin, seq, mid) for mid, origin, seq in acks],
-            )
+            rows = [(origin, seq, mid) for mid, origin, seq in acks]
+            newly = self._db.executemany(
+                "UPDATE outbox SET origin = ?, seq = ? WHERE mutation_id = ? AND origin IS NULL",
+                rows,
+            ).rowcount
+            self._unsent -= newly
+            if self._known is not None:
+                acked = {mid for mid, _origin, _seq in acks}
+                self._known = [e for e in self._known if e.mutation_id not in acked]
+            if newly < len(rows):  # acknowledged before, or gone: as the node says now
+                self._db.executemany(
+                    "UPDATE outbox SET origin = ?, seq = ? WHERE mutation_id = ?", rows
+                )
             if self.resyncing:
                 return None
             vector, changes = self._next_changes(acks, states, derive)
-            if vector == cursor_mod.decode(self.cursor) and not stable:
+            if vector == self._vector() and not stable:
                 return None
             return self._join_page(changes, cursor_mod.encode(vector), stable, done=False)
 
@@ -446,8 +507,8 @@ class LocalStore:
         """The cursor moved past the acknowledged changes that follow it without a gap, and
         those changes as a pull would bring them (one outside the scope moves the cursor only,
         as in a pull)."""
-        vector = cursor_mod.decode(self.cursor)
-        scope = codec.loads(self._meta("scope", "null"))
+        vector = self._vector()
+        scope = codec.loads(self._scope)
         changes = []
         taken: dict[DocKey, State] = {}
         for mid, origin, seq in sorted(acks, key=lambda ack: (ack[1], ack[2])):
@@ -496,6 +557,7 @@ class LocalStore:
                 done.append(
                     Rejection(mutation_id, collection, doc_id, op, _loads_or_none(data), problem)
                 )
+            self._count_outbox()
         return done
 
     async def rejections(self) -> list[Rejection]:
@@ -528,6 +590,8 @@ class LocalStore:
             if previous in ("", url):
                 return False
             self._db.execute("UPDATE outbox SET origin = NULL, seq = NULL")
+            self._unsent = self._pending
+            self._forget_unsent()
             return True
 
     async def restamp(self, node_stamp: str) -> int:
@@ -545,6 +609,7 @@ class LocalStore:
                 stamp = self.clock.now()
                 self._db.execute("UPDATE outbox SET hlc = ? WHERE position = ?", (stamp, position))
                 docs.add((collection, doc_id))
+            self._forget_unsent()  # re-stamped
             self._set_meta("clock_offset_ms", str(self.clock.offset_ms))
             self._set_meta("hlc", self.clock.now())
             for collection, doc_id in docs:
@@ -631,19 +696,23 @@ class LocalStore:
 
         "Pulled" is "behind the cursor": a write to a collection outside the device's scope is
         never pulled, so it settles there too, and its document leaves the local view."""
-        pulled = cursor_mod.decode(self.cursor)
+        pulled = self._vector()
         settled: set[DocKey] = set()
         for origin, stable_seq in self.stable.items():
             limit = min(stable_seq, pulled.get(origin, 0))
-            where = "WHERE origin = ? AND seq <= ?"
-            settled.update(
-                (str(c), str(i))
-                for c, i in self._db.execute(
-                    f"SELECT collection, id FROM outbox {where}", (origin, limit)
-                )
-            )
-            self._db.execute(f"DELETE FROM outbox {where}", (origin, limit))
+            gone = self._db.execute(
+                "DELETE FROM outbox WHERE origin = ? AND seq <= ? RETURNING collection, id",
+                (origin, limit),
+            ).fetchall()
+            self._pending -= len(gone)
+            settled.update((str(c), str(i)) for c, i in gone)
         return settled
+
+    def _vector(self) -> dict[str, int]:
+        """The cursor's vector, a copy to change (decoded once per cursor)."""
+        if self._decoded[0] != self.cursor:
+            self._decoded = (self.cursor, cursor_mod.decode(self.cursor))
+        return dict(self._decoded[1])
 
     async def follow(self, scope: Scope) -> bool:
         """Make the stored cursor belong to ``scope``; whether that started a full resync.
@@ -656,14 +725,15 @@ class LocalStore:
 
     def _follow(self, scope: Scope) -> bool:
         wanted = _dumps(None if scope is None else list(scope))
-        if self._meta("scope", "null") == wanted:
+        if self._scope == wanted:
             return False
         with self._transaction():
             self._set_meta("scope", wanted)
-            if not self.cursor:
-                return False  # nothing pulled yet (or a resync already under way)
-            self._start_resync()
-        return True
+            resync = bool(self.cursor)  # not when nothing was pulled yet, or a resync runs
+            if resync:
+                self._start_resync()
+        self._scope = wanted
+        return resync
 
     async def begin_resync(self, *, offer: bool = False) -> None:
         """Start over from an empty cursor (``cursor_expired``, ``cursor_unknown``), keeping
@@ -683,6 +753,8 @@ class LocalStore:
         node answers ``duplicate`` for those it holds, I2)."""
         self._db.execute("UPDATE server_docs SET seen = 0")
         self._db.execute("UPDATE outbox SET origin = NULL, seq = NULL")
+        self._unsent = self._pending
+        self._forget_unsent()
         self.offering = False
         self._set_meta("offering", "0")
         self.cursor = ""
@@ -721,7 +793,7 @@ class LocalStore:
         offer = restore_offers.offer_for(collection, doc_id, codec.loads(row[0]), node)
         if offer is None:
             return
-        self._db.execute(
+        offered = self._db.execute(
             "INSERT OR IGNORE INTO outbox (mutation_id, collection, id, op, data, hlc)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             (
@@ -732,17 +804,33 @@ class LocalStore:
                 None if offer.data is None else _dumps(offer.data),
                 offer.hlc,
             ),
-        )
+        ).rowcount
+        self._pending += offered
+        self._unsent += offered
+        self._forget_unsent()
 
 
 class _Transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on error) on an autocommit connection."""
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on error) on an autocommit connection;
+    ``ended`` is told which (after it)."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, ended: Callable[[bool], None]) -> None:
         self._conn = conn
+        self._ended = ended
 
     def __enter__(self) -> None:
         self._conn.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self._conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        if exc_type is not None:
+            self._conn.execute("ROLLBACK")
+            self._ended(False)
+            return
+        try:
+            self._conn.execute("COMMIT")
+        except sqlite3.Error:
+            if self._conn.in_transaction:  # a failed COMMIT may leave it open
+                self._conn.execute("ROLLBACK")
+            self._ended(False)
+            raise
+        self._ended(True)

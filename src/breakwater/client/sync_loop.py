@@ -355,7 +355,7 @@ class SyncLoop:
     async def _sync_once(self, api: NodeApi) -> None:
         self.rounds_started += 1
         this_round = self.rounds_started
-        backlog = await self.store.backlog()
+        backlog = self.store.backlog
         if backlog.pending or self.board.status.state == "offline":
             # A pull on a realtime notice while online is not shown as "syncing" (no flicker).
             self.board.update(state="syncing", pending=backlog.pending)
@@ -364,7 +364,7 @@ class SyncLoop:
         try:
             if backlog.unsent:
                 await self._push_all(api)
-                backlog = await self.store.backlog()
+                backlog = self.store.backlog
         except EndpointUnavailable as exc:
             push_failed = exc  # a node that refuses writes may still serve reads (I8): pull
             self._pull_due = True
@@ -373,7 +373,7 @@ class SyncLoop:
         if self._pull_wanted(backlog):
             self._pull_due = False
             await self._pull_all(api)
-            backlog = await self.store.backlog()
+            backlog = self.store.backlog
         if push_failed is not None:
             raise push_failed
         self.board.update(
