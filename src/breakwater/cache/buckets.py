@@ -85,6 +85,11 @@ class Buckets(Protocol):
         """Whether ``key`` is remembered."""
 
 
+SLACK = 1e-9
+"""Seconds of wait that count as none: sums of float intervals are off by ulps, and a request
+due now must not be refused for 2e-16 s (Redis counts whole microseconds)."""
+
+
 class MemoryBuckets:
     """:class:`Buckets` in this process, with an injected monotonic ``clock``."""
 
@@ -116,7 +121,7 @@ class MemoryBuckets:
         for limit in limits:
             start = max(self._tats.get(limit.key, now), now)
             wait = (start - now) - (limit.burst - 1) * limit.interval
-            if wait > 0 and (longest is None or wait > longest.seconds):
+            if wait > SLACK and (longest is None or wait > longest.seconds):
                 longest = Wait(limit, wait)
             tats.append(start + limit.interval)
         if longest is not None:
