@@ -140,6 +140,11 @@ def derivable(mutation: Mutation, result: MutationResult) -> bool:
     level conflicts, counters folded or erased)."""
     if result.status != "applied" or result.doc is None or mutation.hlc is None:
         return False
+    if mutation.op == "increment":
+        # Across regions a counter's state is rewritten as its increments become stable
+        # (folded, ADR 0019); a device that derived one kept a state the nodes no longer had
+        # (the region-loss scenario: same value, another version, for good). Sent whole.
+        return False
     delta = delta_for(mutation.op, mutation.data, mutation.hlc, mutation.mutation_id)
     prior = result.prior if result.prior is not None else empty_state()
     return join(prior, delta) == result.doc.state
