@@ -33,7 +33,7 @@ from breakwater.server import openapi, problems
 from breakwater.server.access import identity_of
 from breakwater.server.params import AsciiFloat
 from breakwater.server.responses import json_response, node_of
-from breakwater.server.socket_bodies import socket_body_of
+from breakwater.server.socket_bodies import SocketBody, socket_body_of
 
 router = APIRouter(tags=["files"])
 
@@ -196,14 +196,14 @@ async def append_chunk(upload_id: str, request: Request) -> Response:
         _check_stream(request)
         offset = _number(request, "upload-offset")
         checksum = parse_checksum(request.headers.get("upload-checksum"))
+        body = _body(request)
         try:
             upload = await node_of(request).files.append(
-                identity_of(request), upload_id, offset, _body(request), checksum
+                identity_of(request), upload_id, offset, body, checksum
             )
         finally:
-            direct = socket_body_of(request.scope)
-            if direct is not None:
-                direct.end()
+            if isinstance(body, SocketBody):
+                body.end()
         return Response(status_code=204, headers=_upload_headers(upload))
 
     return await _tus_answer(request, act)
