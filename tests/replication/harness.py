@@ -29,14 +29,32 @@ class Link(httpx.AsyncBaseTransport):
         self.up = True
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if not self.up or self.target not in self.regions:
+        region = self.regions.get(self.target)
+        if not self.up or region is None or region.stopping.is_set():
             raise httpx.ConnectError("link down", request=request)
-        transport = httpx.ASGITransport(app=self.regions[self.target].app)
-        response = await transport.handle_async_request(request)
+        response = await _unless_stopping(region, request)
         if not self.up:  # cut while the request was in flight (a long poll): the answer is lost
             await response.aclose()
             raise httpx.ConnectError("link down", request=request)
         return response
+
+
+async def _unless_stopping(region: Region, request: httpx.Request) -> httpx.Response:
+    """``request`` served by ``region``'s app, cut when the region stops: a long poll into a
+    stopped app would never end, and the asking region's own stop would wait on it for good."""
+    transport = httpx.ASGITransport(app=region.app)
+    answer = asyncio.ensure_future(transport.handle_async_request(request))
+    stopping = asyncio.ensure_future(region.stopping.wait())
+    try:
+        await asyncio.wait((answer, stopping), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not answer.done():
+            answer.cancel()
+            await asyncio.wait((answer,))
+    if answer.cancelled():
+        raise httpx.ConnectError(f"{region.name} stopped", request=request)
+    return answer.result()
 
 
 @dataclass
@@ -48,6 +66,7 @@ class Region:
     app: Any
     client: httpx.AsyncClient
     links: dict[str, Link] = field(default_factory=dict)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def node(self) -> Node:
@@ -173,6 +192,9 @@ class Cluster:
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://node")
         await self.stack.enter_async_context(client)
         region = Region(name, config, app, client, links)
+        # Set before this region's lifespan ends (the stack unwinds last in, first out): links
+        # into it cut their requests then, as a stopped process's connections would be.
+        self.stack.callback(region.stopping.set)
         self.regions[name] = region
         return region
 
