@@ -70,3 +70,42 @@ async def test_a_sync_paused_while_it_switches_endpoints_stops(
         assert phone.paused
         # Stopped where the pause found it: realtime was never started on the other endpoint.
         assert SlowToClose.started == 1
+
+
+class SlowToStopSync:
+    """A sync loop that takes until ``release`` to wind down once cancelled."""
+
+    winding_down = asyncio.Event()
+    release = asyncio.Event()
+
+    def __init__(self, *args: object) -> None:
+        pass
+
+    async def run(self) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            type(self).winding_down.set()
+            await type(self).release.wait()
+            raise
+
+
+async def test_a_pause_cancelled_while_the_sync_winds_down_is_cancelled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The app gives up on a pause (its own timeout): the cancellation reaches the app, where
+    a suppressed wait for the sync used to swallow it and return as if paused."""
+    SlowToStopSync.winding_down = asyncio.Event()
+    SlowToStopSync.release = asyncio.Event()
+    monkeypatch.setattr("breakwater.client.client.SyncLoop", SlowToStopSync)
+    phone = Client(["http://a"], tmp_path / "phone.db")
+    async with phone:
+        pausing = asyncio.create_task(phone.pause())
+        async with asyncio.timeout(5):
+            await SlowToStopSync.winding_down.wait()
+        pausing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await pausing
+        assert not phone.paused  # the sync has not ended yet, and is still the client's
+        SlowToStopSync.release.set()
+    assert phone.paused

@@ -49,6 +49,7 @@ from breakwater.client.transports import TRANSPORTS, LongPollTransport
 from breakwater.client.upload_queue import UploadQueue
 from breakwater.core import hlc as hlc_mod
 from breakwater.core.limits import Limits
+from breakwater.resilience.tasks import stop
 
 DEFAULT_TRANSPORTS = ("websocket", "sse", "long_poll")
 
@@ -211,10 +212,9 @@ class Client:
         self._task = asyncio.create_task(self._loop.run(), name="breakwater-sync")
 
     async def _stop_sync(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        # ``stop`` raises a cancellation of the caller (a pause given up on) where a suppressed
+        # await would swallow it; the task stays ours until it has ended.
+        await stop(self._task)
         self._task = None
         self._loop = None
 
