@@ -18,6 +18,7 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.routing import APIRoute
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -57,6 +58,8 @@ class DirectRoutes:
                     response = await route.endpoint(request=request, **params)
                 except BreakwaterError as error:
                     response = await problems.breakwater_error(request, error)
+                except ClientDisconnect as gone:
+                    response = await problems.client_gone(request, gone)
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

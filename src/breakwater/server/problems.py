@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from breakwater.core import codec
@@ -85,6 +86,13 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     return problem(exc.status_code, type_, title, str(exc.detail), headers=exc.headers)
 
 
+async def client_gone(request: Request, exc: Exception) -> Response:
+    """The client went away before its body was read (a reset, a closed app): nobody reads an
+    answer and nothing failed on the node, so one quiet line, no traceback (499, as nginx)."""
+    _log.info("client_disconnected", path=request.url.path)
+    return Response(status_code=499)
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     _log.error("unhandled_error", path=request.url.path, exc_info=exc)
     return problem(500, "internal_error", "Internal error", "the node failed to answer; see logs")
@@ -95,4 +103,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(BreakwaterError, breakwater_error)
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(StarletteHTTPException, _http_exception)
+    app.add_exception_handler(ClientDisconnect, client_gone)
     app.add_exception_handler(Exception, _unexpected)
