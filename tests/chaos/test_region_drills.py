@@ -63,6 +63,17 @@ def test_the_markdown_report_names_rto_rpo_and_the_plot() -> None:
     assert "| RTO p50 / p99 / max | 0.50 s / 0.90 s / 1.00 s |" in page
     assert "| RPO: acknowledged writes lost | 0 |" in page
     assert "(drill-region-loss.svg)" in page
+    assert "lacked at the limit" not in page
+
+
+def test_a_drill_that_did_not_converge_says_what_each_region_lacked() -> None:
+    report = DrillReport(
+        "standby-promotion", "eu", 3, 3, 1.1, 1.2, 1.2, 0, 40, 0, 0, None, 3.0, 8.0, [1, 2]
+    )
+    report.short_at_limit = {"us": 0, "eu": 7}
+    page = report_markdown(report, "drill.svg", "breakwater drill standby-promotion")
+    assert "| convergence after the heal | n/a |" in page
+    assert "| acknowledged writes a region lacked at the limit | eu 7, us 0 |" in page
 
 
 @pytest.mark.slow

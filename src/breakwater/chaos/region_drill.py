@@ -90,6 +90,9 @@ class DrillReport:
     acks_per_second: list[int] = field(default_factory=list)
     promoted_at_s: float | None = None
     """``standby-promotion``: when the standby was promoted (seconds from the start)."""
+    short_at_limit: dict[str, int] = field(default_factory=dict)
+    """Not converged: the acknowledged writes each region still lacked at the limit (-1: the
+    region did not answer), so a failed drill says where replication stopped."""
 
     def to_json(self) -> dict[str, Any]:
         """The report as a JSON object."""
@@ -244,7 +247,7 @@ async def run_drill(
     ended = time.monotonic()
     acked_ids = {d.doc_of[m] for d in devices for m in d.acked if m in d.doc_of}
     progress(f"{plan.drill}: waiting for convergence")
-    convergence = await _converged(cluster, acked_ids, heal_at)
+    convergence, short = await _converged(cluster, acked_ids, heal_at)
     lost = await _lost(cluster, acked_ids)
     await cluster.clear_fault(farther, "latency")
     rto = [d.first_ack_after(fault_at, hit) for d in affected]
@@ -271,6 +274,7 @@ async def run_drill(
         heal_at_s=heal_at - started,
         acks_per_second=bins,
         promoted_at_s=None if fault.promoted_at is None else fault.promoted_at - started,
+        short_at_limit=short,
     )
 
 
@@ -293,8 +297,8 @@ def _groups(plan: DrillPlan, cluster: LocalCluster, work: Path) -> list[DeviceGr
 
 
 async def _every_region(
-    cluster: LocalCluster, check: Callable[[set[str] | None], bool]
-) -> Mapping[str, bool]:
+    cluster: LocalCluster, check: Callable[[set[str] | None], int]
+) -> Mapping[str, int]:
     regions = cluster.running.regions.values()
     found: list[set[str] | None] = await asyncio.gather(
         *(doc_ids(region.node_urls()[0]) for region in regions)
@@ -302,15 +306,19 @@ async def _every_region(
     return {region.name: check(ids) for region, ids in zip(regions, found, strict=True)}
 
 
-async def _converged(cluster: LocalCluster, acked: set[str], heal_at: float) -> float | None:
-    """Seconds from the heal until every region holds every acknowledged write."""
+async def _converged(
+    cluster: LocalCluster, acked: set[str], heal_at: float
+) -> tuple[float | None, dict[str, int]]:
+    """Seconds from the heal until every region holds every acknowledged write (``None`` past
+    the limit), and what each region still lacked then."""
     deadline = time.monotonic() + CONVERGENCE_LIMIT_S
-    while time.monotonic() < deadline:
-        held = await _every_region(cluster, lambda ids: ids is not None and acked <= ids)
-        if all(held.values()):
-            return time.monotonic() - heal_at
+    while True:
+        short = await _every_region(cluster, lambda ids: -1 if ids is None else len(acked - ids))
+        if not any(short.values()):
+            return time.monotonic() - heal_at, {}
+        if time.monotonic() >= deadline:
+            return None, dict(short)
         await asyncio.sleep(0.25)
-    return None
 
 
 async def _lost(cluster: LocalCluster, acked: set[str]) -> int:
@@ -337,6 +345,11 @@ def report_markdown(report: DrillReport, plot_name: str, command: str) -> str:
         ("errors seen by the app", str(report.app_errors)),
         ("convergence after the heal", _seconds(report.convergence_s)),
     ]
+    if report.short_at_limit:
+        short = ", ".join(
+            f"{name} {count}" for name, count in sorted(report.short_at_limit.items())
+        )
+        rows.append(("acknowledged writes a region lacked at the limit", short))
     lines = [
         f"# Drill `{report.drill}` on region `{report.target}`",
         "",
