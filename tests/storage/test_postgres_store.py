@@ -293,6 +293,104 @@ async def test_a_group_read_before_another_nodes_commit_is_redone_under_the_lock
         await b.aclose()
 
 
+async def test_a_group_read_before_another_nodes_commit_of_other_documents_is_numbered_after_it(
+    schema_url: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Node A reads without the lock; node B commits other documents before A writes: A's
+    group is written in its one statement, not redone, at the lsns and seqs after B's, and
+    A's answers (a duplicate within the group included) name the positions it was written at."""
+    url, _ = schema_url
+    hooks = CountingHooks()
+    a, b = PostgresStore(url, engine("na"), hooks=hooks), PostgresStore(url, engine("nb"))
+    await a.open()
+    await b.open()
+    try:
+        await a.apply([Mutation("m0", "c", "doc", "set", {"title": "first"})])
+        original = PgWriteBatch.prefetch
+        interleaved = False
+
+        async def prefetch_then_let_b_commit(self: PgWriteBatch, conn: object, ms: object) -> None:
+            nonlocal interleaved
+            await original(self, conn, ms)  # type: ignore[arg-type]
+            if not interleaved and conn is not None:
+                interleaved = True
+                await b.apply(
+                    [
+                        Mutation("mb", "c", "other", "set", {"by": "b"}),
+                        Mutation("mb2", "c", "third", "set", {"by": "b"}),
+                    ]
+                )
+
+        monkeypatch.setattr(PgWriteBatch, "prefetch", prefetch_then_let_b_commit)
+        applied, again = await a.apply(
+            [
+                Mutation("ma", "c", "doc", "patch", {"n": 1}),
+                Mutation("ma", "c", "doc", "patch", {"n": 1}),
+            ]
+        )
+        monkeypatch.undo()
+        assert interleaved and hooks.retries == 0
+        assert (applied.status, applied.seq) == ("applied", 4)
+        assert applied.doc is not None and applied.doc.seq == 4
+        assert (again.status, again.seq) == ("duplicate", 4)
+        doc = await a.get("c", "doc")
+        assert doc is not None and doc.seq == 4 and doc.data == {"title": "first", "n": 1}
+        page = await a.pull({}, None, 100)
+        assert [(e.change.seq, e.change.mutation_id) for e in page.entries] == [
+            (1, "m0"),
+            (2, "mb"),
+            (3, "mb2"),
+            (4, "ma"),
+        ]
+        [next_one] = await b.apply([Mutation("mb3", "c", "other", "patch", {"k": 1})])
+        assert next_one.seq == 5 and await a.head() == {a.origin: 5}
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_two_nodes_writing_apart_keep_the_feed_gap_free_and_their_answers_true(
+    schema_url: tuple[str, str],
+) -> None:
+    """I3 with groups numbered at write time: two nodes pushing different documents at once;
+    the feed holds each seq once in lsn order, and every answer and stored document names
+    the seq its feed entry has."""
+    url, _ = schema_url
+    nodes = [PostgresStore(url, engine(f"n{i}")) for i in range(2)]
+    for node in nodes:
+        await node.open()
+    try:
+
+        async def push(node: PostgresStore, name: str, count: int) -> list[tuple[str, int]]:
+            results = await asyncio.gather(
+                *(
+                    node.apply([Mutation(f"{name}-{i}", "c", f"{name}-{i % 7}", "set", {"i": i})])
+                    for i in range(count)
+                )
+            )
+            return [(r.mutation_id, r.seq or 0) for [r] in results]
+
+        answers: list[tuple[str, int]] = []
+        for round_ in range(6):
+            for part in await asyncio.gather(
+                *(push(node, f"{i}.{round_}", 20) for i, node in enumerate(nodes))
+            ):
+                answers += part
+        page = await nodes[0].pull({}, None, 1000)
+        feed = [(e.change.mutation_id, e.change.seq) for e in page.entries]
+        assert [seq for _, seq in feed] == list(range(1, len(answers) + 1))
+        assert sorted(feed) == sorted(answers)
+        newest: dict[str, int] = {}
+        for entry in page.entries:
+            newest[entry.change.doc_id] = entry.change.seq
+        for doc_id, seq in newest.items():
+            doc = await nodes[1].get("c", doc_id)
+            assert doc is not None and doc.seq == seq
+    finally:
+        for node in nodes:
+            await node.aclose()
+
+
 async def test_a_group_read_without_the_lock_commits_in_two_round_trips(
     schema_url: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -169,12 +169,18 @@ async def postgres_rate(url: str, payload: bytes, batch: int, seconds: float) ->
             lsns = list(range(head + 1, head + batch + 1))
             seqs = list(range(docs + 1, docs + batch + 1))
             written = await conn.fetchval(
-                _pg_batch.WRITE_IF_FRESH,
+                _pg_batch.WRITE_CLAIMED,
                 *_pg_group(columns, ids, lsns, seqs),
                 head,
+                ORIGIN,
+                docs,
+                True,
+                [COLLECTION] * batch,
+                ids,
+                ids,
             )
             if written is None:
-                raise RuntimeError("the feed head moved: another writer uses this schema")
+                raise RuntimeError("a row the group read changed: another writer uses this schema")
             docs += batch
     finally:
         await conn.close()
@@ -184,7 +190,7 @@ async def postgres_rate(url: str, payload: bytes, batch: int, seconds: float) ->
 def _pg_group(
     columns: DocumentColumns, ids: list[str], lsns: list[int], seqs: list[int]
 ) -> list[object]:
-    """The parameters ``$1`` to ``$30`` of :data:`_pg_batch.WRITE_IF_FRESH` for new documents."""
+    """The parameters ``$1`` to ``$30`` of :data:`_pg_batch.WRITE_CLAIMED` for new documents."""
     n = len(ids)
     return [
         lsns,

@@ -86,6 +86,39 @@ MIGRATIONS: tuple[str, ...] = (
         updated_ms bigint NOT NULL
     );
     """,
+    # 4: a group read without the lock takes it inside its one write statement (ADR 0059):
+    # NULL when a row the group read has changed since (redo it under the lock), else how far
+    # the feed head and the group's origin moved since its read, to number its rows after them.
+    # Statements in a volatile function take a fresh snapshot, so these reads, unlike the rest
+    # of the calling statement, see every group committed while this one waited for the lock.
+    """
+    CREATE FUNCTION claim_head(
+        read_lsn bigint, own text, read_seq bigint, renumber boolean,
+        keys_c text[], keys_i text[], mids text[]
+    ) RETURNS bigint[] LANGUAGE plpgsql VOLATILE AS $$
+    DECLARE
+        head bigint;
+        own_seq bigint;
+    BEGIN
+        SELECT lsn INTO head FROM feed_head FOR UPDATE;
+        IF head = read_lsn THEN
+            RETURN ARRAY[0, 0];
+        END IF;
+        IF NOT renumber
+            OR EXISTS (SELECT FROM unnest(keys_c, keys_i) AS k(c, i) CROSS JOIN LATERAL
+                (SELECT FROM docs d WHERE d.collection = k.c AND d.id = k.i
+                 AND d.lsn > read_lsn OFFSET 0) AS moved)
+            OR EXISTS (SELECT FROM unnest(mids) AS k(m) CROSS JOIN LATERAL
+                (SELECT FROM changes c WHERE c.mutation_id = k.m AND c.lsn > read_lsn
+                 OFFSET 0) AS seen)
+        THEN
+            RETURN NULL;
+        END IF;
+        SELECT seq INTO own_seq FROM origins WHERE origin = own;
+        RETURN ARRAY[head - read_lsn, COALESCE(own_seq, 0) - read_seq];
+    END
+    $$;
+    """,
 )
 
 LATEST = len(MIGRATIONS)

@@ -4,7 +4,8 @@ One writer task per node drains whatever requests queued while the previous comm
 applies them in one transaction (group commit: many requests, one WAL flush). Every group
 commit, of every node on the database, writes under the lock of the one row of ``feed_head``; it
 numbers its feed entries after the head it finds there and commits before the next group can
-read it (a group read without the lock writes only if the head did not move since,
+read it (a group read without the lock takes the lock in its one write statement, and writes only
+if no row it read changed since, numbered after the head it then finds,
 :mod:`breakwater.storage._pg_batch`). So
 local positions (``lsn``) and every origin's seqs are allocated in commit order, a reader never
 sees a position before a smaller one commits (I3), and two nodes never merge into the same
@@ -412,9 +413,11 @@ class PostgresStore:
                     await staged.prefetch(conn, mutations)
                     outcomes = [self._apply_request(staged, request) for request in batch]
                     mark_phase(traced, "merged")
-                    fresh = await staged.write_if_fresh(conn)
-                    self._optimism.record(stale=not fresh)
-                    if not fresh:
+                    shift = await staged.write_claimed(conn, self.engine.origin)
+                    self._optimism.record(stale=shift is None)
+                    if shift is not None and shift.seq:
+                        outcomes = staged.renumber(outcomes, self.engine.origin, shift)
+                    if shift is None:
                         # Another node committed in between: redo the group under the lock.
                         self.hooks.on_commit_retried()
                         staged = PgWriteBatch(staged.now_ms)
