@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from breakwater.core import codec, document
-from breakwater.core.canonical import dumps_canonical, number_text
+from breakwater.core.canonical import _encode, dumps_canonical, number_text
 
 finite = st.floats(allow_nan=False, allow_infinity=False)
 json_values = st.recursive(
@@ -63,3 +63,26 @@ def test_keys_are_sorted_by_code_point(value: dict[str, int]) -> None:
     """Object members in code point (UTF-8 byte) order."""
     parsed = codec.loads(dumps_canonical(value))
     assert list(parsed) == sorted(value)
+
+
+numberish = st.text(alphabet='0123456789.eE[:,-"x\\', max_size=24)
+"""Strings made of what numbers and their separators are made of, quotes and escapes."""
+json_like_numbers = st.recursive(
+    st.none() | st.booleans() | finite | st.integers(-(2**63), 2**64 - 1) | numberish,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(numberish, inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(json_values | json_like_numbers)
+def test_the_fast_path_writes_what_the_token_by_token_encoder_writes(value: Any) -> None:
+    """orjson's text with numbers as fragments gives the bytes of the value written token by
+    token (the encoder bare scalars use), strings that look like numbers included."""
+    if isinstance(value, dict | list):
+        assert dumps_canonical(value) == _encode(value).encode()
+
+
+def test_a_number_inside_a_string_is_left_as_it_is() -> None:
+    """Text such as ``":1.0"`` inside a string is not a number and keeps its spelling."""
+    value = {"a": ':1.0,[2.50]\\":3.0', "b": [1.0, "x\\", 1e-7]}
+    assert dumps_canonical(value) == b'{"a":":1.0,[2.50]\\\\\\":3.0","b":[1,"x\\\\",1e-7]}'

@@ -55,6 +55,24 @@ def test_a_key_twice_in_any_object_is_refused(
         codec.parse_body(text.encode())
 
 
+@given(pairs=st.lists(st.tuples(KEYS, VALUES), min_size=1, max_size=5), repeat=st.data())
+def test_a_key_twice_in_pythons_default_spelling_is_refused(
+    pairs: list[tuple[str, Any]], repeat: st.DataObject
+) -> None:
+    """A body as ``json.dumps`` writes it (a blank after "," and ":") with a key twice is
+    refused too."""
+    key, _ = repeat.draw(st.sampled_from(pairs))
+    members = ", ".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in [*pairs, (key, 1)])
+    with pytest.raises(ValidationError, match="twice"):
+        codec.parse_body("{" + members + "}")
+
+
+def test_keys_told_apart_by_blanks_are_two_keys() -> None:
+    """``"a, b"`` and ``"a,b"`` are two members, not a duplicate, and both are kept."""
+    text = json.dumps({"a, b": 1, "a,b": 2, "c": "x: y"})
+    assert codec.parse_body(text.encode()) == {"a, b": 1, "a,b": 2, "c": "x: y"}
+
+
 def test_a_key_and_its_escaped_spelling_are_the_same_key() -> None:
     """``"a"`` and ``"\\u0061"`` name one member: refused like any duplicate."""
     with pytest.raises(ValidationError, match="'a' twice"):
