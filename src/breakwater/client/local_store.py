@@ -14,8 +14,11 @@ Tables:
 
 The database runs in WAL mode with ``synchronous=FULL``: a call that returns has committed and
 fsynced. A local write, its outbox entry and the clock's new stamp commit in one transaction, so
-a write the app saw returned survives a crash. All access goes through one thread (one
-connection), which serialises transactions without locks in Python.
+a write the app saw returned survives a crash. The one exception is the record of a push's
+acknowledgement, committed without its own fsync (it survives the process's crash; an OS crash
+may lose it, and then the entry is pushed again and answered ``duplicate``, ADR 0059). All
+access goes through one thread (one connection), which serialises transactions without locks in
+Python.
 
 The outbox's counts (:class:`Backlog`) are kept in memory: each transaction that changes the
 outbox updates them in the store's thread and publishes them when it commits (a rollback counts
@@ -267,8 +270,8 @@ class LocalStore:
             self._conn = None
         self._executor.shutdown(wait=True)
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db, self._ended)
+    def _transaction(self, *, fsynced: bool = True) -> _Transaction:
+        return _Transaction(self._db, self._ended, fsynced=fsynced)
 
     def _ended(self, committed: bool) -> None:
         """Publish the outbox's counts after a transaction (counted again after a rollback)."""
@@ -477,7 +480,9 @@ class LocalStore:
         stable: dict[str, int],
         derive: frozenset[str],
     ) -> PageResult | None:
-        with self._transaction():
+        # Not fsynced: lost only to an OS crash, after which the entry is pushed again and the
+        # node answers ``duplicate`` (I2); the write it acknowledges was fsynced (ADR 0059).
+        with self._transaction(fsynced=False):
             rows = [(origin, seq, mid) for mid, origin, seq in acks]
             newly = self._db.executemany(
                 "UPDATE outbox SET origin = ?, seq = ? WHERE mutation_id = ? AND origin IS NULL",
@@ -812,17 +817,33 @@ class LocalStore:
 
 class _Transaction:
     """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on error) on an autocommit connection;
-    ``ended`` is told which (after it)."""
+    ``ended`` is told which (after it).
 
-    def __init__(self, conn: sqlite3.Connection, ended: Callable[[bool], None]) -> None:
+    Not ``fsynced`` (``synchronous=NORMAL`` for this transaction only, then ``FULL`` again): in
+    WAL mode its commit survives the process's crash, and the next fsynced commit makes it
+    durable; only an OS crash or power loss before that can lose it (ADR 0059)."""
+
+    def __init__(
+        self, conn: sqlite3.Connection, ended: Callable[[bool], None], *, fsynced: bool = True
+    ) -> None:
         self._conn = conn
         self._ended = ended
+        self._fsynced = fsynced
 
     def __enter__(self) -> None:
+        if not self._fsynced:
+            self._conn.execute("PRAGMA synchronous = NORMAL")
         self._conn.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is not None:
+        try:
+            self._end(exc_type is None)
+        finally:
+            if not self._fsynced:
+                self._conn.execute("PRAGMA synchronous = FULL")
+
+    def _end(self, commit: bool) -> None:
+        if not commit:
             self._conn.execute("ROLLBACK")
             self._ended(False)
             return
