@@ -326,6 +326,7 @@ class SyncLoop:
             self._notified,
             collections=self.settings.collections,
             socket=self._socket,
+            heard=self._heard_of,
         )
         self._ladder_task = asyncio.create_task(ladder.run(context))
 
@@ -336,21 +337,30 @@ class SyncLoop:
         self._ladder_task = None
 
     async def _notified(self, cursor: str) -> None:
-        """A transport saw changes up to ``cursor``: wake the loop and wait until pulled.
+        """A transport saw changes up to ``cursor``: tell the loop (:meth:`_heard_of`) and wait
+        until they are pulled (SSE and long-poll read on only then)."""
+        if not is_ahead(cursor, self.store.cursor):
+            return
+        self._heard_of(cursor)
+        async with self.synced:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.poll_interval):
+                    await self.synced.wait_for(lambda: not is_ahead(cursor, self.store.cursor))
+
+    def _heard_of(self, cursor: str) -> None:
+        """Realtime saw changes up to ``cursor``: note it and wake the loop, without waiting
+        (the WebSocket that carries pushes calls this directly).
 
         Nothing is done for a cursor the device holds already (the echo of its own change
         after the push answer was recorded), and while a round pushes the loop is not woken:
-        that round decides after the push whether a pull is due (the echo of the device's
-        own change is covered by then), and a notice would only cost another round."""
+        that round decides after the push whether a pull is due (the echo of the device's own
+        change, which usually arrives before the push's answer, is covered by then), and a
+        notice would only cost another round."""
         if not is_ahead(cursor, self.store.cursor):
             return
         self._heard = cursor
         if not self._pushing:
             self.wake.set()
-        async with self.synced:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.settings.poll_interval):
-                    await self.synced.wait_for(lambda: not is_ahead(cursor, self.store.cursor))
 
     async def _sync_once(self, api: NodeApi) -> None:
         self.rounds_started += 1
