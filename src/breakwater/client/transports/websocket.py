@@ -138,28 +138,38 @@ class WebSocketTransport:
         heard: Callable[[str], None] | None,
     ) -> None:
         """Handle the node's messages until the stream ends; with ``heard`` (the socket
-        carries pushes) a notice of changes never holds up the reading of a push's answer."""
-        while True:
-            async with asyncio.timeout(context.idle_timeout):
+        carries pushes) a notice of changes never holds up the reading of a push's answer.
+
+        A stream silent for ``idle_timeout`` ends with ``TimeoutError`` (at most a quarter
+        later: one deadline moved at most four times per period, not a timeout per message)."""
+        idle = context.idle_timeout
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(idle) as deadline:
+            while True:
                 raw = await ws.recv()
-            message = codec.loads(raw)
-            kind = message.get("type")
-            if kind == "ping":
-                await ws.send('{"type":"pong"}')
-            elif kind == "changes" and brings_changes(message, context.cursor()):
-                if heard is None:
-                    await context.notify(message["cursor"])
-                else:
-                    heard(message["cursor"])
-            elif kind == "pushed" and context.socket is not None:
-                context.socket.answered(message)
-            elif kind == "authenticated":
-                self.reauthenticated += 1
-            elif kind == "error":
-                problem = message.get("error", {})
-                raise error_for_problem(int(problem.get("status", 400)), problem)
-            elif kind == "reconnect":
-                return
+                now = loop.time()
+                if (deadline.when() or now) - now < idle:
+                    deadline.reschedule(now + idle * 1.25)
+                message = codec.loads(raw)
+                kind = message.get("type")
+                if kind == "ping":
+                    await ws.send('{"type":"pong"}')
+                elif kind == "changes" and brings_changes(message, context.cursor()):
+                    if heard is not None:
+                        heard(message["cursor"])
+                    else:
+                        deadline.reschedule(None)  # waiting for the pull is not silence
+                        await context.notify(message["cursor"])
+                        deadline.reschedule(loop.time() + idle)
+                elif kind == "pushed" and context.socket is not None:
+                    context.socket.answered(message)
+                elif kind == "authenticated":
+                    self.reauthenticated += 1
+                elif kind == "error":
+                    problem = message.get("error", {})
+                    raise error_for_problem(int(problem.get("status", 400)), problem)
+                elif kind == "reconnect":
+                    return
 
     async def _keep_authenticated(
         self, ws: ClientConnection, credentials: Credentials, token: str | None
