@@ -31,17 +31,16 @@ read goes to the table.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from breakwater.client import restore_offers
+from breakwater.client._store_thread import StoreThread
 from breakwater.client.clock import DeviceClock
 from breakwater.client.local_query import LocalQuery, query_sql
 from breakwater.client.outbox import OutboxEntry, Rejection
@@ -152,7 +151,7 @@ class LocalStore:
     def __init__(self, path: Path | str, physical_ms: Callable[[], int] = hlc_mod.system_ms):
         self.path = Path(path)
         self._physical_ms = physical_ms
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bw-local-store")
+        self._thread = StoreThread("bw-local-store")
         self._conn: sqlite3.Connection | None = None
         self.device_id = ""
         self.clock = DeviceClock("d-unset")
@@ -180,7 +179,7 @@ class LocalStore:
     # -- plumbing -------------------------------------------------------------------------
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        return await self._thread.run(fn, *args)
 
     @property
     def _db(self) -> sqlite3.Connection:
@@ -268,7 +267,7 @@ class LocalStore:
         if self._conn is not None:
             await self._run(self._db.close)
             self._conn = None
-        self._executor.shutdown(wait=True)
+        self._thread.stop()
 
     def _transaction(self, *, fsynced: bool = True) -> _Transaction:
         return _Transaction(self._db, self._ended, fsynced=fsynced)
