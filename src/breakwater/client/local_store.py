@@ -500,7 +500,9 @@ class LocalStore:
             vector, changes = self._next_changes(acks, states, derive)
             if vector == self._vector() and not stable:
                 return None
-            return self._join_page(changes, cursor_mod.encode(vector), stable, done=False)
+            cursor = cursor_mod.encode(vector)
+            self._decoded = (cursor, vector)  # known: not decoded again
+            return self._join_page(changes, cursor, stable, done=False)
 
     def _next_changes(
         self,
