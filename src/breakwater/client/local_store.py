@@ -31,6 +31,7 @@ read goes to the table.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import sqlite3
 import time
@@ -146,7 +147,10 @@ def _loads_or_none(text: str | None) -> Any:
 
 
 class LocalStore:
-    """The SDK's durable state; every public method is a coroutine that runs on the DB thread."""
+    """The SDK's durable state; every public method runs on the DB thread, awaited as a
+    coroutine, or as a future for the two that commit synced changes (:meth:`record_acks`,
+    :meth:`apply_page`): queued when called, they commit whether or not their caller still
+    waits, and the caller tells of the page from the future's done-callback."""
 
     def __init__(self, path: Path | str, physical_ms: Callable[[], int] = hlc_mod.system_ms):
         self.path = Path(path)
@@ -454,23 +458,23 @@ class LocalStore:
         being committed may add offers to the outbox)."""
         return await self._run(lambda: self.backlog)
 
-    async def record_acks(
+    def record_acks(
         self,
         acks: Sequence[tuple[str, str, int]],
         states: Mapping[str, State] | None = None,
         stable: dict[str, int] | None = None,
         derive: frozenset[str] = frozenset(),
-    ) -> PageResult | None:
+    ) -> asyncio.Future[PageResult | None]:
         """Remember ``(mutation_id, origin, seq)`` for acknowledged entries.
 
         With the push answer's ``states`` (by mutation id) and ``stable``, acknowledged changes
         right after the cursor are taken in as their pull would (states joined, the cursor moved
         past them), and entries that makes settled leave the outbox: the device settles its own
-        write without pulling it back (docs/protocol.md#push). Returns what was taken in, as a
+        write without pulling it back (docs/protocol.md#push). Gives what was taken in, as a
         pulled page's result (``None``: nothing, the cursor did not move). For the mutation ids
         in ``derive`` the node sent no state: the change's state is the entry's own delta
         (docs/protocol.md#push-over-the-realtime-websocket)."""
-        return await self._run(self._record_acks, acks, states or {}, stable or {}, derive)
+        return self._thread.run(self._record_acks, acks, states or {}, stable or {}, derive)
 
     def _record_acks(
         self,
@@ -624,15 +628,15 @@ class LocalStore:
 
     # -- pulled changes -------------------------------------------------------------------
 
-    async def apply_page(
+    def apply_page(
         self, changes: Sequence[dict[str, Any]], cursor: str, stable: dict[str, int], done: bool
-    ) -> PageResult:
+    ) -> asyncio.Future[PageResult]:
         """Join a pulled page into the server states, move the cursor and settle the outbox.
 
         Everything commits in one transaction, so a crash mid-sync resumes from this page's
         cursor with its documents in place. ``done`` (no more pages) ends a running resync.
         """
-        return await self._run(self._apply_page, changes, cursor, stable, done)
+        return self._thread.run(self._apply_page, changes, cursor, stable, done)
 
     def _apply_page(
         self, changes: Sequence[dict[str, Any]], cursor: str, stable: dict[str, int], done: bool

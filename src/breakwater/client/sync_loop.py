@@ -44,10 +44,10 @@ import contextlib
 import dataclasses
 import logging
 import math
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -86,6 +86,7 @@ MAX_RESTAMPS_PER_PUSH = 3
 SOCKET_PUSH_TIMEOUT = 10.0
 """Seconds a push over the socket waits for its answer when nothing else bounds it."""
 DEFAULT_DIRECTORY_TTL = 30.0
+_Page = TypeVar("_Page", bound=PageResult | None)
 
 
 @dataclass(frozen=True)
@@ -509,23 +510,22 @@ class SyncLoop:
 
     # -- pull -----------------------------------------------------------------------------
 
-    async def _committed(self, commit: Coroutine[Any, Any, PageResult | None]) -> PageResult | None:
-        """Run ``commit`` (a store call that commits a page: pulled, or taken from a push
-        answer) and tell its listeners when it commits.
+    async def _committed(self, applying: asyncio.Future[_Page]) -> _Page:
+        """Wait for ``applying`` (a store call that commits a page: pulled, or taken from a
+        push answer) and tell its listeners when it commits.
 
         The page commits in the store's thread even when this sync is stopped meanwhile
         (pause, close): its listeners are told when it commits, not only if this task lives to
         see it, or live queries and PageApplied would miss a committed page (and the chaos
         checker would judge the device's copy against a cursor it never heard of)."""
-        applying = asyncio.ensure_future(commit)
         applying.add_done_callback(self._page_committed)
         return await asyncio.shield(applying)
 
-    def _page_committed(self, applying: asyncio.Future[PageResult | None]) -> None:
+    def _page_committed(self, applying: asyncio.Future[Any]) -> None:
         """Tell the listeners of a page that committed (``None``: nothing was taken in)."""
         if applying.cancelled() or applying.exception() is not None:
             return
-        result = applying.result()
+        result: PageResult | None = applying.result()
         if result is None:
             return
         self.board.emit(PageApplied(result.cursor, result.documents, result.resynced))
