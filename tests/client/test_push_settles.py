@@ -159,3 +159,22 @@ async def test_a_settling_push_committing_while_paused_is_still_told(
     [page] = pages
     assert cursor_mod.decode(page.cursor) == {origin_of(node): 1}
     assert page.documents == {("todos", "t1"): {"title": "milk"}}
+
+
+async def test_only_the_acknowledgement_commits_without_its_own_fsync(store: LocalStore) -> None:
+    """The app's write commits with ``synchronous=FULL``; the record of its acknowledgement
+    with ``NORMAL`` (ADR 0060), and the connection is ``FULL`` again after it."""
+    statements: list[str] = []
+    await store._run(store._db.set_trace_callback, statements.append)
+    node = FakeNode()
+    written = await store.write("todos", "t1", "set", {"title": "milk"})
+    assert not any(s.startswith("PRAGMA") for s in statements)
+    statements.clear()
+    [ack] = node.push([written.entry])
+    await store.record_acks([ack], {ack[0]: node.states[("todos", "t1")]}, {node.origin: 1})
+    assert statements[:2] == ["PRAGMA synchronous = NORMAL", "BEGIN IMMEDIATE"]
+    assert statements[-2:] == ["COMMIT", "PRAGMA synchronous = FULL"]
+    assert store.backlog.pending == 0
+    await store.write("todos", "t2", "set", {"title": "bread"})
+    mode = await store._run(lambda: store._db.execute("PRAGMA synchronous").fetchone()[0])
+    assert mode == 2  # FULL

@@ -14,8 +14,11 @@ Tables:
 
 The database runs in WAL mode with ``synchronous=FULL``: a call that returns has committed and
 fsynced. A local write, its outbox entry and the clock's new stamp commit in one transaction, so
-a write the app saw returned survives a crash. All access goes through one thread (one
-connection), which serialises transactions without locks in Python.
+a write the app saw returned survives a crash. The one exception is the record of a push's
+acknowledgement, committed without its own fsync (it survives the process's crash; an OS crash
+may lose it, and then the entry is pushed again and answered ``duplicate``, ADR 0060). All
+access goes through one thread (one connection), which serialises transactions without locks in
+Python.
 
 The outbox's counts (:class:`Backlog`) are kept in memory: each transaction that changes the
 outbox updates them in the store's thread and publishes them when it commits (a rollback counts
@@ -33,12 +36,12 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from breakwater.client import restore_offers
+from breakwater.client._store_thread import StoreThread
 from breakwater.client.clock import DeviceClock
 from breakwater.client.local_query import LocalQuery, query_sql
 from breakwater.client.outbox import OutboxEntry, Rejection
@@ -144,12 +147,15 @@ def _loads_or_none(text: str | None) -> Any:
 
 
 class LocalStore:
-    """The SDK's durable state; every public method is a coroutine that runs on the DB thread."""
+    """The SDK's durable state; every public method runs on the DB thread, awaited as a
+    coroutine, or as a future for the two that commit synced changes (:meth:`record_acks`,
+    :meth:`apply_page`): queued when called, they commit whether or not their caller still
+    waits, and the caller tells of the page from the future's done-callback."""
 
     def __init__(self, path: Path | str, physical_ms: Callable[[], int] = hlc_mod.system_ms):
         self.path = Path(path)
         self._physical_ms = physical_ms
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bw-local-store")
+        self._thread = StoreThread("bw-local-store")
         self._conn: sqlite3.Connection | None = None
         self.device_id = ""
         self.clock = DeviceClock("d-unset")
@@ -177,7 +183,7 @@ class LocalStore:
     # -- plumbing -------------------------------------------------------------------------
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        return await self._thread.run(fn, *args)
 
     @property
     def _db(self) -> sqlite3.Connection:
@@ -265,10 +271,10 @@ class LocalStore:
         if self._conn is not None:
             await self._run(self._db.close)
             self._conn = None
-        self._executor.shutdown(wait=True)
+        self._thread.stop()
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db, self._ended)
+    def _transaction(self, *, fsynced: bool = True) -> _Transaction:
+        return _Transaction(self._db, self._ended, fsynced=fsynced)
 
     def _ended(self, committed: bool) -> None:
         """Publish the outbox's counts after a transaction (counted again after a rollback)."""
@@ -452,23 +458,23 @@ class LocalStore:
         being committed may add offers to the outbox)."""
         return await self._run(lambda: self.backlog)
 
-    async def record_acks(
+    def record_acks(
         self,
         acks: Sequence[tuple[str, str, int]],
         states: Mapping[str, State] | None = None,
         stable: dict[str, int] | None = None,
         derive: frozenset[str] = frozenset(),
-    ) -> PageResult | None:
+    ) -> asyncio.Future[PageResult | None]:
         """Remember ``(mutation_id, origin, seq)`` for acknowledged entries.
 
         With the push answer's ``states`` (by mutation id) and ``stable``, acknowledged changes
         right after the cursor are taken in as their pull would (states joined, the cursor moved
         past them), and entries that makes settled leave the outbox: the device settles its own
-        write without pulling it back (docs/protocol.md#push). Returns what was taken in, as a
+        write without pulling it back (docs/protocol.md#push). Gives what was taken in, as a
         pulled page's result (``None``: nothing, the cursor did not move). For the mutation ids
         in ``derive`` the node sent no state: the change's state is the entry's own delta
         (docs/protocol.md#push-over-the-realtime-websocket)."""
-        return await self._run(self._record_acks, acks, states or {}, stable or {}, derive)
+        return self._thread.run(self._record_acks, acks, states or {}, stable or {}, derive)
 
     def _record_acks(
         self,
@@ -477,7 +483,9 @@ class LocalStore:
         stable: dict[str, int],
         derive: frozenset[str],
     ) -> PageResult | None:
-        with self._transaction():
+        # Not fsynced: lost only to an OS crash, after which the entry is pushed again and the
+        # node answers ``duplicate`` (I2); the write it acknowledges was fsynced (ADR 0060).
+        with self._transaction(fsynced=False):
             rows = [(origin, seq, mid) for mid, origin, seq in acks]
             newly = self._db.executemany(
                 "UPDATE outbox SET origin = ?, seq = ? WHERE mutation_id = ? AND origin IS NULL",
@@ -496,7 +504,9 @@ class LocalStore:
             vector, changes = self._next_changes(acks, states, derive)
             if vector == self._vector() and not stable:
                 return None
-            return self._join_page(changes, cursor_mod.encode(vector), stable, done=False)
+            cursor = cursor_mod.encode(vector)
+            self._decoded = (cursor, vector)  # known: not decoded again
+            return self._join_page(changes, cursor, stable, done=False)
 
     def _next_changes(
         self,
@@ -618,15 +628,15 @@ class LocalStore:
 
     # -- pulled changes -------------------------------------------------------------------
 
-    async def apply_page(
+    def apply_page(
         self, changes: Sequence[dict[str, Any]], cursor: str, stable: dict[str, int], done: bool
-    ) -> PageResult:
+    ) -> asyncio.Future[PageResult]:
         """Join a pulled page into the server states, move the cursor and settle the outbox.
 
         Everything commits in one transaction, so a crash mid-sync resumes from this page's
         cursor with its documents in place. ``done`` (no more pages) ends a running resync.
         """
-        return await self._run(self._apply_page, changes, cursor, stable, done)
+        return self._thread.run(self._apply_page, changes, cursor, stable, done)
 
     def _apply_page(
         self, changes: Sequence[dict[str, Any]], cursor: str, stable: dict[str, int], done: bool
@@ -812,17 +822,33 @@ class LocalStore:
 
 class _Transaction:
     """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on error) on an autocommit connection;
-    ``ended`` is told which (after it)."""
+    ``ended`` is told which (after it).
 
-    def __init__(self, conn: sqlite3.Connection, ended: Callable[[bool], None]) -> None:
+    Not ``fsynced`` (``synchronous=NORMAL`` for this transaction only, then ``FULL`` again): in
+    WAL mode its commit survives the process's crash, and the next fsynced commit makes it
+    durable; only an OS crash or power loss before that can lose it (ADR 0060)."""
+
+    def __init__(
+        self, conn: sqlite3.Connection, ended: Callable[[bool], None], *, fsynced: bool = True
+    ) -> None:
         self._conn = conn
         self._ended = ended
+        self._fsynced = fsynced
 
     def __enter__(self) -> None:
+        if not self._fsynced:
+            self._conn.execute("PRAGMA synchronous = NORMAL")
         self._conn.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is not None:
+        try:
+            self._end(exc_type is None)
+        finally:
+            if not self._fsynced:
+                self._conn.execute("PRAGMA synchronous = FULL")
+
+    def _end(self, commit: bool) -> None:
+        if not commit:
             self._conn.execute("ROLLBACK")
             self._ended(False)
             return

@@ -44,10 +44,10 @@ import contextlib
 import dataclasses
 import logging
 import math
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -86,6 +86,7 @@ MAX_RESTAMPS_PER_PUSH = 3
 SOCKET_PUSH_TIMEOUT = 10.0
 """Seconds a push over the socket waits for its answer when nothing else bounds it."""
 DEFAULT_DIRECTORY_TTL = 30.0
+_Page = TypeVar("_Page", bound=PageResult | None)
 
 
 @dataclass(frozen=True)
@@ -326,6 +327,7 @@ class SyncLoop:
             self._notified,
             collections=self.settings.collections,
             socket=self._socket,
+            heard=self._heard_of,
         )
         self._ladder_task = asyncio.create_task(ladder.run(context))
 
@@ -336,21 +338,30 @@ class SyncLoop:
         self._ladder_task = None
 
     async def _notified(self, cursor: str) -> None:
-        """A transport saw changes up to ``cursor``: wake the loop and wait until pulled.
+        """A transport saw changes up to ``cursor``: tell the loop (:meth:`_heard_of`) and wait
+        until they are pulled (SSE and long-poll read on only then)."""
+        if not is_ahead(cursor, self.store.cursor):
+            return
+        self._heard_of(cursor)
+        async with self.synced:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.poll_interval):
+                    await self.synced.wait_for(lambda: not is_ahead(cursor, self.store.cursor))
+
+    def _heard_of(self, cursor: str) -> None:
+        """Realtime saw changes up to ``cursor``: note it and wake the loop, without waiting
+        (the WebSocket that carries pushes calls this directly).
 
         Nothing is done for a cursor the device holds already (the echo of its own change
         after the push answer was recorded), and while a round pushes the loop is not woken:
-        that round decides after the push whether a pull is due (the echo of the device's
-        own change is covered by then), and a notice would only cost another round."""
+        that round decides after the push whether a pull is due (the echo of the device's own
+        change, which usually arrives before the push's answer, is covered by then), and a
+        notice would only cost another round."""
         if not is_ahead(cursor, self.store.cursor):
             return
         self._heard = cursor
         if not self._pushing:
             self.wake.set()
-        async with self.synced:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.settings.poll_interval):
-                    await self.synced.wait_for(lambda: not is_ahead(cursor, self.store.cursor))
 
     async def _sync_once(self, api: NodeApi) -> None:
         self.rounds_started += 1
@@ -499,23 +510,22 @@ class SyncLoop:
 
     # -- pull -----------------------------------------------------------------------------
 
-    async def _committed(self, commit: Coroutine[Any, Any, PageResult | None]) -> PageResult | None:
-        """Run ``commit`` (a store call that commits a page: pulled, or taken from a push
-        answer) and tell its listeners when it commits.
+    async def _committed(self, applying: asyncio.Future[_Page]) -> _Page:
+        """Wait for ``applying`` (a store call that commits a page: pulled, or taken from a
+        push answer) and tell its listeners when it commits.
 
         The page commits in the store's thread even when this sync is stopped meanwhile
         (pause, close): its listeners are told when it commits, not only if this task lives to
         see it, or live queries and PageApplied would miss a committed page (and the chaos
         checker would judge the device's copy against a cursor it never heard of)."""
-        applying = asyncio.ensure_future(commit)
         applying.add_done_callback(self._page_committed)
         return await asyncio.shield(applying)
 
-    def _page_committed(self, applying: asyncio.Future[PageResult | None]) -> None:
+    def _page_committed(self, applying: asyncio.Future[Any]) -> None:
         """Tell the listeners of a page that committed (``None``: nothing was taken in)."""
         if applying.cancelled() or applying.exception() is not None:
             return
-        result = applying.result()
+        result: PageResult | None = applying.result()
         if result is None:
             return
         self.board.emit(PageApplied(result.cursor, result.documents, result.resynced))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -55,31 +56,6 @@ class WithoutSecrets(logging.LoggerAdapter[logging.Logger]):
 
 
 _LOG = WithoutSecrets(logging.getLogger("websockets.client"))
-
-
-class _Notices:
-    """Tells the sync loop of changes in a task of its own, newest cursor only: the reader goes
-    on reading, so the answer to a push (which may follow the echo of its own change) is never
-    stuck behind a notice that waits for that push to be recorded."""
-
-    def __init__(self, context: StreamContext) -> None:
-        self._context = context
-        self._latest: str | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    def tell(self, cursor: str) -> None:
-        self._latest = cursor
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        while self._latest is not None:
-            cursor, self._latest = self._latest, None
-            await self._context.notify(cursor)
-
-    def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
 
 
 class WebSocketTransport:
@@ -150,39 +126,50 @@ class WebSocketTransport:
             await self._read(ws, context, None)
             return
         socket.attach(ws.send)
-        notices = _Notices(context)
         try:
-            await self._read(ws, context, notices)
+            await self._read(ws, context, context.heard)
         finally:
             socket.detach()
-            notices.stop()
 
     async def _read(
-        self, ws: ClientConnection, context: StreamContext, notices: _Notices | None
+        self,
+        ws: ClientConnection,
+        context: StreamContext,
+        heard: Callable[[str], None] | None,
     ) -> None:
-        """Handle the node's messages until the stream ends; with ``notices`` (the socket
-        carries pushes) a notice of changes never holds up the reading of a push's answer."""
-        while True:
-            async with asyncio.timeout(context.idle_timeout):
+        """Handle the node's messages until the stream ends; with ``heard`` (the socket
+        carries pushes) a notice of changes never holds up the reading of a push's answer.
+
+        A stream silent for ``idle_timeout`` ends with ``TimeoutError`` (at most a quarter
+        later: one deadline moved at most four times per period, not a timeout per message)."""
+        idle = context.idle_timeout
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(idle) as deadline:
+            while True:
                 raw = await ws.recv()
-            message = codec.loads(raw)
-            kind = message.get("type")
-            if kind == "ping":
-                await ws.send('{"type":"pong"}')
-            elif kind == "changes" and brings_changes(message, context.cursor()):
-                if notices is None:
-                    await context.notify(message["cursor"])
-                else:
-                    notices.tell(message["cursor"])
-            elif kind == "pushed" and context.socket is not None:
-                context.socket.answered(message)
-            elif kind == "authenticated":
-                self.reauthenticated += 1
-            elif kind == "error":
-                problem = message.get("error", {})
-                raise error_for_problem(int(problem.get("status", 400)), problem)
-            elif kind == "reconnect":
-                return
+                now = loop.time()
+                if (deadline.when() or now) - now < idle:
+                    deadline.reschedule(now + idle * 1.25)
+                message = codec.loads(raw)
+                kind = message.get("type")
+                if kind == "ping":
+                    await ws.send('{"type":"pong"}')
+                elif kind == "changes" and brings_changes(message, context.cursor()):
+                    if heard is not None:
+                        heard(message["cursor"])
+                    else:
+                        deadline.reschedule(None)  # waiting for the pull is not silence
+                        await context.notify(message["cursor"])
+                        deadline.reschedule(loop.time() + idle)
+                elif kind == "pushed" and context.socket is not None:
+                    context.socket.answered(message)
+                elif kind == "authenticated":
+                    self.reauthenticated += 1
+                elif kind == "error":
+                    problem = message.get("error", {})
+                    raise error_for_problem(int(problem.get("status", 400)), problem)
+                elif kind == "reconnect":
+                    return
 
     async def _keep_authenticated(
         self, ws: ClientConnection, credentials: Credentials, token: str | None
