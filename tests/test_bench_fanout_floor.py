@@ -27,9 +27,11 @@ class _Inbox:
 
     def __init__(self) -> None:
         self.messages: list[dict[str, Any]] = []
+        self.received = asyncio.Event()
 
     def write(self, frame: bytes) -> None:
         self.messages.append(_payload(frame))
+        self.received.set()
 
     @property
     def seqs(self) -> list[int]:
@@ -83,6 +85,26 @@ async def test_a_change_made_during_a_pass_joins_it_for_the_subscribers_not_yet_
     assert first.seqs == [1]
     await fanout.send_pass()
     assert first.seqs == [1, 2] and second.seqs == [1, 2]
+
+
+async def test_a_busy_subscriber_waits_and_then_gets_what_it_lacks_in_one_message() -> None:
+    fanout = Fanout()
+    slow, quick = _Inbox(), _Inbox()
+    waiting = fanout.subscribe(slow.write)
+    fanout.subscribe(quick.write)
+    waiting.busy = True  # its socket still holds an earlier message
+    for index in range(2):
+        fanout.publish(_change(fanout, index))
+        await fanout.send_pass()
+    assert slow.messages == [] and quick.seqs == [1, 2]
+    sender = asyncio.create_task(fanout.run())
+    try:
+        fanout.ready(waiting)  # its socket drained: that alone starts a pass
+        async with asyncio.timeout(5):
+            await slow.received.wait()
+    finally:
+        sender.cancel()
+    assert slow.seqs == [1, 2] and len(slow.messages) == 1
 
 
 async def test_a_subscriber_starts_at_the_position_it_subscribed_at() -> None:

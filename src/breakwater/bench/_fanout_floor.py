@@ -84,13 +84,15 @@ def changes_message(changes: list[bytes], end: int) -> bytes:
 
 
 class Subscriber:
-    """Where a subscriber's frames go, and how many changes it has been sent."""
+    """Where a subscriber's frames go, how many changes it has been sent, and whether its
+    socket still holds unsent bytes (``busy``: it is skipped, and what it lacks waits)."""
 
-    __slots__ = ("sent", "write")
+    __slots__ = ("busy", "sent", "write")
 
     def __init__(self, write: Callable[[bytes], None], sent: int) -> None:
         self.write = write
         self.sent = sent
+        self.busy = False
 
 
 class Fanout:
@@ -118,6 +120,12 @@ class Fanout:
         """Stop sending to ``subscriber`` (its connection is gone)."""
         self.subscribers.remove(subscriber)
 
+    def ready(self, subscriber: Subscriber) -> None:
+        """``subscriber``'s socket has sent everything: it takes what it lacks in a pass."""
+        subscriber.busy = False
+        if subscriber.sent < len(self.changes):
+            self._published.set()
+
     async def run(self) -> None:
         """Send passes for as long as changes come (until cancelled)."""
         while True:
@@ -126,15 +134,21 @@ class Fanout:
             await self.send_pass()
 
     async def send_pass(self) -> None:
-        """Visit every subscriber once; each gets one message with every change it lacks, and
-        subscribers that lack the same changes share one frame."""
+        """Visit every subscriber once; each that is not busy gets one message with every
+        change it lacks, and subscribers that lack the same changes share one frame.
+
+        A busy subscriber (its last message not yet all in the kernel: the reader is slower)
+        is left for a later pass, with one message for everything it lacks by then, as a node
+        that keeps one message in flight per connection: buffering more would hold every
+        change once per subscriber in memory, and at 10,000 subscribers push the kernel's TCP
+        memory into pressure (stalls with retransmissions on loopback, measured)."""
         self.passes += 1
         frames: dict[int, bytes] = {}
         framed_to = -1
         for visited, subscriber in enumerate(list(self.subscribers), 1):
             end = len(self.changes)
             start = subscriber.sent
-            if start < end:
+            if start < end and not subscriber.busy:
                 if end != framed_to:
                     frames.clear()
                     framed_to = end
@@ -162,6 +176,16 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
         self.fd = transport.get_extra_info("socket").fileno()
+        # Paused as soon as a byte waits in the transport, resumed once all are sent.
+        transport.set_write_buffer_limits(high=0)  # type: ignore[attr-defined]
+
+    def pause_writing(self) -> None:
+        if self.subscriber is not None:
+            self.subscriber.busy = True
+
+    def resume_writing(self) -> None:
+        if self.subscriber is not None:
+            self.fanout.ready(self.subscriber)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.subscriber is not None:
