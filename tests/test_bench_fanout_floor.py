@@ -160,7 +160,7 @@ async def test_over_sockets_each_subscriber_receives_each_put_once_in_order() ->
 
 
 def _measured(subscribers_cpu_s: float) -> Measured:
-    return Measured([1.0], 1, 1, 1, 1, 0, 2.0, 0.5, subscribers_cpu_s)
+    return Measured([1.0], 1, 1, 1, 1, 0, 1.0, 2.0, 0.5, subscribers_cpu_s)
 
 
 def test_a_subscriber_process_near_a_full_core_flags_the_run_as_generator_bound() -> None:
