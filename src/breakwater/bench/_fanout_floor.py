@@ -6,7 +6,8 @@ validation, no auth, no durable commit), and a WebSocket subscriber is acknowled
 message. Changes leave as the node's send passes would at best: each change is encoded once, in
 the node's wire shape and about its size; a pass visits every subscriber in a fixed order and
 writes each one message with everything it lacks (so changes that arrived during a pass are
-merged into one message), framed once per distinct content and written with ``os.write``.
+merged into one message), framed once per distinct content and written with ``os.write``; a
+subscriber whose socket still holds bytes waits for a later pass (one message in flight each).
 Its latency is what any node could reach for this load on this machine, measured with the same
 writer and subscriber process as the node; how far the node is above it is the node's own cost.
 It prints its port on stdout once it listens and runs until stdin closes.
