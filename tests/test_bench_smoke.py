@@ -276,6 +276,10 @@ def test_bench_realtime_counts_every_change_at_the_counting_subscribers(tmp_path
     assert row["p99_per_raw_round"] == pytest.approx(
         row["p99_ms"] / row["raw_send_round_ms"], rel=0.5
     )
+    # So was the fan-out floor, with the same writes to the same subscriber process.
+    floor = row["floor"]
+    assert floor["delivered_fraction"] == 1.0 and floor["write_errors"] == 0
+    assert row["node_p99_per_floor_p99"] == pytest.approx(row["p99_ms"] / floor["p99_ms"], rel=0.5)
 
 
 def test_a_raw_send_round_costs_more_with_more_sockets() -> None:

@@ -22,6 +22,8 @@ pytestmark = pytest.mark.slow
 
 MEASURING = "writes/s for"
 """The progress line of the step in which nodes and subscribers all run."""
+FLOOR_MEASURING = "floor: writing"
+"""The progress line of the step in which the fan-out floor and subscribers run."""
 
 
 def descendants(root: int) -> set[int]:
@@ -136,3 +138,31 @@ def test_bench_realtime_shows_progress_and_stops_what_it_started_on_a_signal(
         time.sleep(0.1)
     assert [pid for pid in children if alive(pid)] == []
     assert list(scratch.iterdir()) == []
+
+
+def test_bench_realtime_stops_the_fanout_floor_and_its_subscribers_on_a_signal(
+    started: list[int],
+) -> None:
+    """A signal while the floor is measured leaves neither the floor nor its subscribers."""
+    command = [sys.executable, "-m", "breakwater", "bench", "realtime", "-n", "2"]
+    command += ["--runs", "1", "--seconds", "60", "--rate", "20"]
+    bench = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    started.append(bench.pid)
+    assert bench.stderr is not None
+    lines, reader = lines_of(bench.stderr)
+    try:
+        wait_for_line(lines, FLOOR_MEASURING, 120)
+        children = descendants(bench.pid)
+        started.extend(children)
+        assert len(children) >= 2  # the floor and the subscribers' process
+        os.kill(bench.pid, signal.SIGTERM)
+        assert bench.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+            bench.wait()
+        reader.join(timeout=30)
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [pid for pid in children if alive(pid)] == []

@@ -11,7 +11,11 @@ took to deliver them), resident memory per idle connection, and the node's own c
 time (from its ``breakwater_realtime_notify_seconds`` histogram: the upper bound of the bucket
 that holds the quantile). Before each run, the physical limit: one round of bare ``os.write``
 calls to as many loopback sockets (:mod:`breakwater.bench._raw_sends`), and the p99 as a multiple
-of it.
+of it. Then the floor of the same work (:mod:`breakwater.bench._fanout_floor`): the same writes at
+the same rate to a minimal fan-out server with no store, no app and no auth, received by the same
+subscriber process, so the node's p99 can be read against what any node could do on this machine.
+The subscriber process's CPU is reported beside both, and a run where it was near a full core is
+flagged as generator-bound: its latency then measures the load generator as much as the server.
 
 With ``--bus`` URLs (``redis://…``, ``nats://…``) each scenario also runs across two nodes: node
 A and node B share one SQLite file and the bus, the writer writes to A and the subscribers are
@@ -44,6 +48,7 @@ from breakwater.bench._node import BenchNode, cpu_seconds, free_port, machine
 from breakwater.bench._raw_sends import raw_send_round_ms
 from breakwater.bench.descriptors import BenchStopped, require_descriptors
 from breakwater.bench.stats import median, percentile
+from breakwater.chaos.population import GeneratorLimits
 from breakwater.core import codec
 
 SAMPLED = 50
@@ -54,6 +59,8 @@ STALL_SECONDS = 60.0
 """How long the subscriber process may go without a progress line before the run stops."""
 DRAIN_SECONDS = 15.0
 """How long after the last write the subscribers may take to receive everything."""
+GENERATOR_CPU = GeneratorLimits().worker_cpu
+"""A subscriber process busier than this share of a core limits the run (as in ``loadtest``)."""
 
 
 def notify_quantile(metrics_text: str, fraction: float) -> float | None:
@@ -74,25 +81,69 @@ def notify_quantile(metrics_text: str, fraction: float) -> float | None:
 
 
 @dataclass
-class Run:
-    """One scenario, one run."""
+class Measured:
+    """What the subscribers received of one stream of writes to one server, and the CPU the
+    server and the subscriber process used from the first write until the last delivery."""
 
-    notify_p50_ms: float | None
-    notify_p99_ms: float | None
     latencies_ms: list[float]
     deliveries: int
     expected: int
-    delivery_seconds: float
-    idle_kib_per_connection: float | None
     messages: int
     writes: int
     write_errors: int
-    node_cpu_s: float = 0.0
-    """CPU seconds the node used from the first write until every change was received."""
-    subscribers_cpu_s: float = 0.0
-    """The same for the subscribers' process (the load generator's share of the machine)."""
-    raw_round_ms: float = 0.0
-    """One round of bare writes to as many loopback sockets, in the same run (the floor)."""
+    write_seconds: float
+    """From the first write sent to the last answered: above the schedule's, the server's
+    answers held the writer's few connections back and it wrote at a lower rate."""
+    seconds: float
+    server_cpu_s: float
+    subscribers_cpu_s: float
+
+    @property
+    def p99_ms(self) -> float:
+        """The p99 write-to-delivery latency."""
+        return percentile(self.latencies_ms, 0.99)
+
+    @property
+    def subscribers_cpu(self) -> float:
+        """The subscriber process's CPU seconds per second (its share of a core)."""
+        return self.subscribers_cpu_s / self.seconds if self.seconds else 0.0
+
+    def generator_bound(self) -> str | None:
+        """Why the subscriber process (the load generator) limited this measurement, or
+        ``None``: near a full core, it reads the messages later than they arrive."""
+        if self.subscribers_cpu > GENERATOR_CPU:
+            return f"the subscriber process used {self.subscribers_cpu:.0%} of a core"
+        return None
+
+    def figures(self) -> dict[str, Any]:
+        """This measurement alone, for a run's row of the report."""
+        return {
+            "p50_ms": round(percentile(self.latencies_ms, 0.5), 2),
+            "p99_ms": round(self.p99_ms, 2),
+            "max_ms": round(max(self.latencies_ms, default=0.0), 2),
+            "deliveries": self.deliveries,
+            "expected": self.expected,
+            "writes_per_s_achieved": round(self.writes / self.write_seconds, 1),
+            "delivery_seconds": round(self.seconds, 2),
+            "messages": self.messages,
+            "server_cpu_s": round(self.server_cpu_s, 2),
+            "subscribers_cpu_s": round(self.subscribers_cpu_s, 2),
+            "generator_bound": self.generator_bound(),
+        }
+
+
+@dataclass
+class Run:
+    """One scenario, one run: the node's measurement and the floor's, in the same run."""
+
+    node: Measured
+    floor: Measured
+    """The same writes fanned out by the floor server to the same subscribers, in the same run."""
+    raw_round_ms: float
+    """One round of bare writes to as many loopback sockets, in the same run."""
+    notify_p50_ms: float | None
+    notify_p99_ms: float | None
+    idle_kib_per_connection: float | None
 
 
 MEMORY_BUS = "memory://"
@@ -102,6 +153,35 @@ def bus_label(bus: str) -> str:
     """How a report names a bus: its scheme, and whether the delivery crosses nodes."""
     scheme = bus.split("://", 1)[0]
     return "memory, same node" if bus == MEMORY_BUS else f"{scheme}, node A to node B"
+
+
+def _med(values: list[float]) -> float:
+    return round(median(values), 2)
+
+
+def _stream_summary(measured: list[Measured]) -> dict[str, Any]:
+    """Medians over the runs of what every server's measurement has."""
+    return {
+        "p50_ms": _med([percentile(m.latencies_ms, 0.5) for m in measured]),
+        "p99_ms": _med([m.p99_ms for m in measured]),
+        "max_ms": _med([max(m.latencies_ms, default=0.0) for m in measured]),
+        "deliveries_per_s": round(median([m.deliveries / m.seconds for m in measured])),
+        "delivered_fraction": round(
+            median([m.deliveries / m.expected if m.expected else 1.0 for m in measured]), 4
+        ),
+        "changes_per_message": _med(
+            [m.deliveries / m.messages if m.messages else 0.0 for m in measured]
+        ),
+        "write_errors": sum(m.write_errors for m in measured),
+        "writes_per_s_achieved": _med([m.writes / m.write_seconds for m in measured]),
+        "subscribers_cpu_us_per_delivery": _med(
+            [m.subscribers_cpu_s * 1e6 / m.deliveries for m in measured if m.deliveries]
+        ),
+        "subscribers_cpu": _med([m.subscribers_cpu for m in measured]),
+        "generator_bound": next(
+            (bound for m in measured if (bound := m.generator_bound()) is not None), None
+        ),
+    }
 
 
 @dataclass
@@ -114,55 +194,39 @@ class ScenarioResult:
     runs: list[Run] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
-        """Medians over the runs."""
-
-        def med(values: list[float]) -> float:
-            return round(median(values), 2)
-
+        """Medians over the runs; the floor's figures under ``floor``."""
+        nodes = [r.node for r in self.runs]
+        floors = [r.floor for r in self.runs]
         idle = [r.idle_kib_per_connection for r in self.runs if r.idle_kib_per_connection]
         return {
             "bus": bus_label(self.bus),
             "subscribers": self.subscribers,
             "writes_per_s": self.rate,
-            "p50_ms": med([percentile(r.latencies_ms, 0.5) for r in self.runs]),
-            "p99_ms": med([percentile(r.latencies_ms, 0.99) for r in self.runs]),
-            "max_ms": med([max(r.latencies_ms, default=0.0) for r in self.runs]),
-            "deliveries_per_s": round(
-                median([r.deliveries / r.delivery_seconds for r in self.runs])
-            ),
-            "delivered_fraction": round(
-                median([r.deliveries / r.expected if r.expected else 1.0 for r in self.runs]), 4
-            ),
-            "changes_per_message": med(
-                [r.deliveries / r.messages if r.messages else 0.0 for r in self.runs]
-            ),
-            "idle_kib_per_connection": med(idle) if idle else None,
+            **_stream_summary(nodes),
+            "idle_kib_per_connection": _med(idle) if idle else None,
             "notify_p50_ms_at_most": _median_or_none([r.notify_p50_ms for r in self.runs]),
             "notify_p99_ms_at_most": _median_or_none([r.notify_p99_ms for r in self.runs]),
-            "write_errors": sum(r.write_errors for r in self.runs),
-            "node_cpu_us_per_delivery": med(
-                [r.node_cpu_s * 1e6 / r.deliveries for r in self.runs if r.deliveries]
+            "node_cpu_us_per_delivery": _med(
+                [n.server_cpu_s * 1e6 / n.deliveries for n in nodes if n.deliveries]
             ),
-            "subscribers_cpu_us_per_delivery": med(
-                [r.subscribers_cpu_s * 1e6 / r.deliveries for r in self.runs if r.deliveries]
-            ),
-            "raw_send_round_ms": med([r.raw_round_ms for r in self.runs]),
-            "p99_per_raw_round": med(
-                [percentile(r.latencies_ms, 0.99) / r.raw_round_ms for r in self.runs]
+            "raw_send_round_ms": _med([r.raw_round_ms for r in self.runs]),
+            "p99_per_raw_round": _med([r.node.p99_ms / r.raw_round_ms for r in self.runs]),
+            "floor": {
+                **_stream_summary(floors),
+                "floor_cpu_us_per_delivery": _med(
+                    [f.server_cpu_s * 1e6 / f.deliveries for f in floors if f.deliveries]
+                ),
+                "p99_per_raw_round": _med([r.floor.p99_ms / r.raw_round_ms for r in self.runs]),
+            },
+            "node_p99_per_floor_p99": _med(
+                [r.node.p99_ms / r.floor.p99_ms for r in self.runs if r.floor.p99_ms]
             ),
             "runs": [
                 {
-                    "p50_ms": round(percentile(r.latencies_ms, 0.5), 2),
-                    "p99_ms": round(percentile(r.latencies_ms, 0.99), 2),
-                    "max_ms": round(max(r.latencies_ms, default=0.0), 2),
-                    "deliveries": r.deliveries,
-                    "expected": r.expected,
-                    "delivery_seconds": round(r.delivery_seconds, 2),
+                    **r.node.figures(),
                     "idle_kib_per_connection": r.idle_kib_per_connection,
-                    "messages": r.messages,
-                    "node_cpu_s": round(r.node_cpu_s, 2),
-                    "subscribers_cpu_s": round(r.subscribers_cpu_s, 2),
                     "raw_send_round_ms": round(r.raw_round_ms, 3),
+                    "floor": r.floor.figures(),
                 }
                 for r in self.runs
             ],
@@ -323,6 +387,99 @@ async def wait_ready(subscribers: LineSource, count: int, progress: Callable[[st
         )
 
 
+async def _measure(
+    subscribers: Subscribers,
+    port: int,
+    server_cpu: Callable[[], float],
+    count: int,
+    rate: float,
+    seconds: float,
+) -> Measured:
+    """Write at ``rate`` to ``port`` for ``seconds`` and wait until the ``count`` subscribers
+    received every change (at most :data:`DRAIN_SECONDS` more); what they saw."""
+    subscribers.command("measure")
+    started = time.perf_counter()
+    server_before, subscribers_before = server_cpu(), subscribers.cpu_seconds()
+    writes, errors = await _write_at_rate(port, rate, seconds)
+    writing = time.perf_counter() - started
+    expected = writes * count
+    deadline = time.perf_counter() + DRAIN_SECONDS
+    while True:
+        subscribers.command("report")
+        report = await subscribers.line(30)
+        if report["changes"] >= expected or time.perf_counter() > deadline:
+            break
+        await asyncio.sleep(0.1)
+    return Measured(
+        latencies_ms=[latency * 1000 for latency in report["latencies"]],
+        deliveries=report["changes"],
+        expected=expected,
+        messages=report["messages"],
+        writes=writes,
+        write_errors=errors,
+        write_seconds=writing,
+        seconds=time.perf_counter() - started,
+        server_cpu_s=server_cpu() - server_before,
+        subscribers_cpu_s=subscribers.cpu_seconds() - subscribers_before,
+    )
+
+
+class FloorProcess:
+    """The fan-out floor (:mod:`breakwater.bench._fanout_floor`) as a process of its own, like
+    the node, stopped by its PID."""
+
+    def __init__(self, connections: int) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "breakwater.bench._fanout_floor", str(connections)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    async def port(self) -> int:
+        """The port it listens on, once it does."""
+        assert self.process.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(self.process.stdout.readline), 30)
+        if not line.strip():
+            raise RuntimeError(f"the fan-out floor exited with {self.process.poll()}")
+        return int(line)
+
+    def cpu_seconds(self) -> float:
+        """CPU time it has used so far."""
+        return cpu_seconds(Path(f"/proc/{self.process.pid}"))
+
+    def stop(self) -> None:
+        """Close its stdin (its cue to exit) and make sure it did."""
+        assert self.process.stdin is not None
+        with contextlib.suppress(OSError):
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+async def _floor_run(
+    count: int, rate: float, seconds: float, progress: Callable[[str], None]
+) -> Measured:
+    """The same writes, rate and subscriber process as the node's run, served by the floor."""
+    progress(f"{count} subscribers: floor: connecting")
+    floor = FloorProcess(count)
+    subscribers: Subscribers | None = None
+    try:
+        port = await floor.port()
+        subscribers = Subscribers(port, count, False, "")
+        await wait_ready(subscribers, count, progress)
+        await asyncio.sleep(2)
+        progress(f"{count} subscribers: floor: writing {rate:g}/s for {seconds:g} s")
+        return await _measure(subscribers, port, floor.cpu_seconds, count, rate, seconds)
+    finally:
+        if subscribers is not None:
+            subscribers.stop()
+        floor.stop()
+
+
 async def _one_run(
     count: int,
     rate: float,
@@ -335,6 +492,7 @@ async def _one_run(
 ) -> Run:
     progress(f"{count} subscribers: a round of bare socket writes")
     raw_round = raw_send_round_ms(count)
+    floor = await _floor_run(count, rate, seconds, progress)
     with tempfile.TemporaryDirectory(prefix="bw-bench-rt-") as tmp:
         writer, node = await _start_nodes(Path(tmp) / "data", bus, workers, settings or {})
         subscribers: Subscribers | None = None
@@ -352,38 +510,19 @@ async def _one_run(
             await asyncio.sleep(2)
             idle = (node.rss_bytes() - before) / count / 1024 if count >= 100 else None
             progress(f"{count} subscribers: {rate:g} writes/s for {seconds:g} s")
-            subscribers.command("measure")
-            measured = time.perf_counter()
-            node_cpu, subscribers_cpu = node.cpu_seconds(), subscribers.cpu_seconds()
-            writes, errors = await _write_at_rate(writer.port, rate, seconds)
-            expected = writes * count
-            report: dict[str, Any] = {}
-            deadline = time.perf_counter() + DRAIN_SECONDS
-            while True:
-                subscribers.command("report")
-                report = await subscribers.line(30)
-                if report["changes"] >= expected or time.perf_counter() > deadline:
-                    break
-                await asyncio.sleep(0.1)
-            node_cpu = node.cpu_seconds() - node_cpu
-            subscribers_cpu = subscribers.cpu_seconds() - subscribers_cpu
+            measured = await _measure(
+                subscribers, writer.port, node.cpu_seconds, count, rate, seconds
+            )
             async with HttpConnection("127.0.0.1", node.port) as http:
                 _, metrics = await http.request("GET", "/metrics")
             text = metrics.decode()
             return Run(
+                node=measured,
+                floor=floor,
+                raw_round_ms=raw_round,
                 notify_p50_ms=notify_quantile(text, 0.5),
                 notify_p99_ms=notify_quantile(text, 0.99),
-                latencies_ms=[latency * 1000 for latency in report["latencies"]],
-                deliveries=report["changes"],
-                expected=expected,
-                delivery_seconds=time.perf_counter() - measured,
                 idle_kib_per_connection=round(idle, 1) if idle is not None else None,
-                messages=report["messages"],
-                writes=writes,
-                write_errors=errors,
-                node_cpu_s=node_cpu,
-                subscribers_cpu_s=subscribers_cpu,
-                raw_round_ms=raw_round,
             )
         finally:
             if subscribers is not None:

@@ -585,8 +585,56 @@ def realtime(
             f"{row['p99_per_raw_round']:.1f}",
         )
     console.print(table)
+    console.print(_realtime_floor_table(report))
     console.print(f"machine: {report['machine']}")
     _write_json(report, json_path)
+
+
+def _realtime_floor_table(report: dict[str, Any]) -> Table:
+    """The node against the fan-out floor (the same writes to the same subscriber process, served
+    with no store and no app), with the subscriber process's CPU beside each."""
+    table = Table(
+        title="the same writes and subscribers, fanned out by a floor server (no store, no app):"
+        " what any node could do here"
+    )
+    columns = (
+        "bus",
+        "subscribers",
+        "floor p50 ms",
+        "floor p99 ms",
+        "floor changes/msg",
+        "floor delivered",
+        "floor p99 ÷ raw round",
+        "node p99 ÷ raw round",
+        "writes/s done (floor / node)",
+        "node p99 ÷ floor p99",
+        "subscriber CPU (floor / node)",
+        "generator-bound",
+    )
+    for column in columns:
+        table.add_column(column, justify="right")
+    for row in report["results"]:
+        floor = row["floor"]
+        bound = "; ".join(
+            f"{who} run: {why}"
+            for who, why in (("floor", floor["generator_bound"]), ("node", row["generator_bound"]))
+            if why
+        )
+        table.add_row(
+            row["bus"],
+            f"{row['subscribers']:,}",
+            f"{floor['p50_ms']:.2f}",
+            f"{floor['p99_ms']:.2f}",
+            f"{floor['changes_per_message']:.1f}",
+            f"{floor['delivered_fraction']:.1%}",
+            f"{floor['p99_per_raw_round']:.1f}",
+            f"{row['p99_per_raw_round']:.1f}",
+            f"{floor['writes_per_s_achieved']:g} / {row['writes_per_s_achieved']:g}",
+            f"{row['node_p99_per_floor_p99']:.1f}",
+            f"{floor['subscribers_cpu']:.0%} / {row['subscribers_cpu']:.0%}",
+            bound or "no",
+        )
+    return table
 
 
 @app.command("auth")
