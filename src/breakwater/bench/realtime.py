@@ -11,9 +11,10 @@ took to deliver them), resident memory per idle connection, and the node's own c
 time (from its ``breakwater_realtime_notify_seconds`` histogram: the upper bound of the bucket
 that holds the quantile). Before each run, the physical limit: one round of bare ``os.write``
 calls to as many loopback sockets (:mod:`breakwater.bench._raw_sends`), and the p99 as a multiple
-of it. Then the floor of the same work (:mod:`breakwater.bench._fanout_floor`): the same writes at
-the same rate to a minimal fan-out server with no store, no app and no auth, received by the same
-subscriber process, so the node's p99 can be read against what any node could do on this machine.
+of it. After the node, the floor of the same work (:mod:`breakwater.bench._fanout_floor`): the
+same writes at the same rate to a minimal fan-out server with no store, no app and no auth,
+received by the same subscriber process, so the node's p99 can be read against what any node
+could do on this machine.
 The subscriber process's CPU is reported beside both, and a run where it was near a full core is
 flagged as generator-bound: its latency then measures the load generator as much as the server.
 
@@ -492,7 +493,6 @@ async def _one_run(
 ) -> Run:
     progress(f"{count} subscribers: a round of bare socket writes")
     raw_round = raw_send_round_ms(count)
-    floor = await _floor_run(count, rate, seconds, progress)
     with tempfile.TemporaryDirectory(prefix="bw-bench-rt-") as tmp:
         writer, node = await _start_nodes(Path(tmp) / "data", bus, workers, settings or {})
         subscribers: Subscribers | None = None
@@ -516,20 +516,22 @@ async def _one_run(
             async with HttpConnection("127.0.0.1", node.port) as http:
                 _, metrics = await http.request("GET", "/metrics")
             text = metrics.decode()
-            return Run(
-                node=measured,
-                floor=floor,
-                raw_round_ms=raw_round,
-                notify_p50_ms=notify_quantile(text, 0.5),
-                notify_p99_ms=notify_quantile(text, 0.99),
-                idle_kib_per_connection=round(idle, 1) if idle is not None else None,
-            )
         finally:
             if subscribers is not None:
                 subscribers.stop()
             node.stop()
             if writer is not node:
                 writer.stop()
+    # After the node (its machine to itself while measured): the same work, fanned out by the floor.
+    floor = await _floor_run(count, rate, seconds, progress)
+    return Run(
+        node=measured,
+        floor=floor,
+        raw_round_ms=raw_round,
+        notify_p50_ms=notify_quantile(text, 0.5),
+        notify_p99_ms=notify_quantile(text, 0.99),
+        idle_kib_per_connection=round(idle, 1) if idle is not None else None,
+    )
 
 
 async def run(
