@@ -49,7 +49,7 @@ class HaproxyProcess:
 
     def start(self) -> None:
         """Write and check the configuration, start HAProxy and wait until it accepts
-        connections; :class:`GatewayError` (with its log) if it does not."""
+        connections and admin commands; :class:`GatewayError` (with its log) if it does not."""
         self.folder.mkdir(parents=True, exist_ok=True)
         text = render(self.plan)
         check_config(text, self.program)
@@ -65,7 +65,7 @@ class HaproxyProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise GatewayError(f"haproxy exited with {self.process.returncode}: {self._log()}")
-            if self._listening():
+            if self._listening() and self._admin_answers():
                 return
             time.sleep(0.05)
         self.stop()
@@ -134,6 +134,15 @@ class HaproxyProcess:
             socket.create_connection((host, self.plan.bind_port), timeout=0.5).close()
             return True
         return False
+
+    def _admin_answers(self) -> bool:
+        """The admin socket takes commands: HAProxy may listen on its port a moment before it
+        has made the socket, and a caller reads the servers' states through it at once."""
+        try:
+            self.command("show info")
+        except GatewayError:
+            return False
+        return True
 
     def _log(self) -> str:
         return self.log_path.read_text(errors="replace")[-2000:] if self.log_path.exists() else ""
