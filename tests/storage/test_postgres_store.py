@@ -249,6 +249,34 @@ async def test_a_node_whose_id_was_taken_meanwhile_answers_unavailable_until_it_
         await first.aclose()
 
 
+class _Interleaved:
+    """Whether ``other`` committed between a group's read and its write (truthy once it has)."""
+
+    def __init__(self) -> None:
+        self.done = False
+
+    def __bool__(self) -> bool:
+        return self.done
+
+
+def _commit_after_the_next_read(
+    monkeypatch: pytest.MonkeyPatch, other: PostgresStore, mutations: list[Mutation]
+) -> _Interleaved:
+    """Right after the next group read without the lock (only that one), ``other`` commits
+    ``mutations``: another node committing between a group's read and its write."""
+    original = PgWriteBatch.prefetch
+    interleaved = _Interleaved()
+
+    async def prefetch_then_commit(self: PgWriteBatch, conn: object, ms: object) -> None:
+        await original(self, conn, ms)  # type: ignore[arg-type]
+        if not interleaved and conn is not None:
+            interleaved.done = True
+            await other.apply(mutations)
+
+    monkeypatch.setattr(PgWriteBatch, "prefetch", prefetch_then_commit)
+    return interleaved
+
+
 async def test_a_group_read_before_another_nodes_commit_is_redone_under_the_lock(
     schema_url: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -262,22 +290,14 @@ async def test_a_group_read_before_another_nodes_commit_is_redone_under_the_lock
     await b.open()
     try:
         await a.apply([Mutation("m0", "c", "doc", "set", {"title": "first", "n": 1})])
-        original = PgWriteBatch.prefetch
-        interleaved = False
-
-        async def prefetch_then_let_b_commit(self: PgWriteBatch, conn: object, ms: object) -> None:
-            nonlocal interleaved
-            await original(self, conn, ms)  # type: ignore[arg-type]
-            if not interleaved and conn is not None:
-                interleaved = True  # only A's first read: B commits right after it
-                await b.apply(
-                    [
-                        Mutation("mb", "c", "doc", "increment", {"n": 10}),
-                        Mutation("mb2", "c", "other", "set", {"by": "b"}),
-                    ]
-                )
-
-        monkeypatch.setattr(PgWriteBatch, "prefetch", prefetch_then_let_b_commit)
+        interleaved = _commit_after_the_next_read(
+            monkeypatch,
+            b,
+            [
+                Mutation("mb", "c", "doc", "increment", {"n": 10}),
+                Mutation("mb2", "c", "other", "set", {"by": "b"}),
+            ],
+        )
         [result] = await a.apply([Mutation("ma", "c", "doc", "increment", {"n": 100})])
         monkeypatch.undo()
         assert interleaved and hooks.retries == 1
@@ -306,22 +326,14 @@ async def test_a_group_read_before_another_nodes_commit_of_other_documents_is_nu
     await b.open()
     try:
         await a.apply([Mutation("m0", "c", "doc", "set", {"title": "first"})])
-        original = PgWriteBatch.prefetch
-        interleaved = False
-
-        async def prefetch_then_let_b_commit(self: PgWriteBatch, conn: object, ms: object) -> None:
-            nonlocal interleaved
-            await original(self, conn, ms)  # type: ignore[arg-type]
-            if not interleaved and conn is not None:
-                interleaved = True
-                await b.apply(
-                    [
-                        Mutation("mb", "c", "other", "set", {"by": "b"}),
-                        Mutation("mb2", "c", "third", "set", {"by": "b"}),
-                    ]
-                )
-
-        monkeypatch.setattr(PgWriteBatch, "prefetch", prefetch_then_let_b_commit)
+        interleaved = _commit_after_the_next_read(
+            monkeypatch,
+            b,
+            [
+                Mutation("mb", "c", "other", "set", {"by": "b"}),
+                Mutation("mb2", "c", "third", "set", {"by": "b"}),
+            ],
+        )
         applied, again = await a.apply(
             [
                 Mutation("ma", "c", "doc", "patch", {"n": 1}),
