@@ -64,6 +64,22 @@ def lines_of(stream: IO[str]) -> tuple[queue.Queue[str], threading.Thread]:
     return lines, reader
 
 
+def end(process: subprocess.Popen[str], reader: threading.Thread) -> None:
+    """Kill ``process`` if the test left it running, and let its output's reader finish."""
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+    reader.join(timeout=30)
+
+
+def still_alive(pids: set[int], seconds: float = 10) -> list[int]:
+    """Those of ``pids`` still alive after up to ``seconds`` of waiting for them to go."""
+    deadline = time.monotonic() + seconds
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return [pid for pid in pids if alive(pid)]
+
+
 def wait_for_line(lines: queue.Queue[str], text: str, seconds: float) -> list[str]:
     """The lines up to the first that contains ``text``; fails after ``seconds``."""
     seen: list[str] = []
@@ -129,14 +145,8 @@ def test_bench_realtime_shows_progress_and_stops_what_it_started_on_a_signal(
         os.kill(bench.pid, signum)
         assert bench.wait(timeout=60) == status
     finally:
-        if bench.poll() is None:
-            bench.kill()
-            bench.wait()
-        reader.join(timeout=30)
-    deadline = time.monotonic() + 10
-    while any(alive(pid) for pid in children) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert [pid for pid in children if alive(pid)] == []
+        end(bench, reader)
+    assert still_alive(children) == []
     assert list(scratch.iterdir()) == []
 
 
@@ -159,11 +169,5 @@ def test_bench_realtime_stops_the_fanout_floor_and_its_subscribers_on_a_signal(
         os.kill(bench.pid, signal.SIGTERM)
         assert bench.wait(timeout=60) == 128 + signal.SIGTERM
     finally:
-        if bench.poll() is None:
-            bench.kill()
-            bench.wait()
-        reader.join(timeout=30)
-    deadline = time.monotonic() + 10
-    while any(alive(pid) for pid in children) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert [pid for pid in children if alive(pid)] == []
+        end(bench, reader)
+    assert still_alive(children) == []
