@@ -340,17 +340,16 @@ class SyncLoop:
     async def _notified(self, cursor: str) -> None:
         """A transport saw changes up to ``cursor``: tell the loop (:meth:`_heard_of`) and wait
         until they are pulled (SSE and long-poll read on only then)."""
-        if not is_ahead(cursor, self.store.cursor):
+        if not self._heard_of(cursor):
             return
-        self._heard_of(cursor)
         async with self.synced:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.poll_interval):
                     await self.synced.wait_for(lambda: not is_ahead(cursor, self.store.cursor))
 
-    def _heard_of(self, cursor: str) -> None:
+    def _heard_of(self, cursor: str) -> bool:
         """Realtime saw changes up to ``cursor``: note it and wake the loop, without waiting
-        (the WebSocket that carries pushes calls this directly).
+        (the WebSocket that carries pushes calls this directly); whether they were news.
 
         Nothing is done for a cursor the device holds already (the echo of its own change
         after the push answer was recorded), and while a round pushes the loop is not woken:
@@ -358,10 +357,11 @@ class SyncLoop:
         change, which usually arrives before the push's answer, is covered by then), and a
         notice would only cost another round."""
         if not is_ahead(cursor, self.store.cursor):
-            return
+            return False
         self._heard = cursor
         if not self._pushing:
             self.wake.set()
+        return True
 
     async def _sync_once(self, api: NodeApi) -> None:
         self.rounds_started += 1

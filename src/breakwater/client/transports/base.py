@@ -59,7 +59,7 @@ class StreamContext:
     collections: tuple[str, ...] | None = None
     socket: SocketPush | None = None
     """Where a WebSocket transport lends its open socket for pushes (None: it does not)."""
-    heard: Callable[[str], None] | None = None
+    heard: Callable[[str], object] | None = None
     """Given with ``socket``: how a transport whose socket carries pushes tells of changes up to
     a cursor without waiting (``notify`` waits until they are pulled, and the answer to a push
     may be the next message on the same socket). The sync loop pulls them when due."""

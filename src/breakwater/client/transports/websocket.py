@@ -135,7 +135,7 @@ class WebSocketTransport:
         self,
         ws: ClientConnection,
         context: StreamContext,
-        heard: Callable[[str], None] | None,
+        heard: Callable[[str], object] | None,
     ) -> None:
         """Handle the node's messages until the stream ends; with ``heard`` (the socket
         carries pushes) a notice of changes never holds up the reading of a push's answer.
