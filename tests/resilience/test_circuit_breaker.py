@@ -86,3 +86,23 @@ def test_probe_now_lets_one_probe_through_before_the_timeout() -> None:
     assert not breaker.allow()
     breaker.record_failure()
     assert state_of(breaker) == "open" and breaker.retry_in() == 5
+
+
+def test_a_probe_never_answered_is_presumed_lost_after_a_timeout() -> None:
+    """A probe whose caller never records its outcome (cancelled, or met an error it did not
+    count) holds the breaker half-open for one more timeout, not for good: then the next
+    caller probes (a replicator wedged this way stopped pulling from a restarted region)."""
+    clock = FakeClock()
+    breaker = CircuitBreaker(failure_threshold=1, reset_timeout=5, clock=clock)
+    breaker.record_failure()
+    clock.now = 5.0
+    assert breaker.allow()  # the probe goes out, and its outcome is never recorded
+    clock.now = 9.0
+    assert not breaker.allow() and breaker.retry_in() == 1
+    breaker.probe_now()  # news of the dependency does not start a second probe meanwhile
+    assert not breaker.allow()
+    clock.now = 10.0
+    assert breaker.retry_in() == 0
+    assert breaker.allow() and not breaker.allow()  # one new probe
+    breaker.record_success()
+    assert state_of(breaker) == "closed"

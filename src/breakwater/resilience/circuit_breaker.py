@@ -2,7 +2,10 @@
 
 States: ``closed`` (calls pass; ``failure_threshold`` consecutive failures open it), ``open``
 (calls are refused for ``reset_timeout`` seconds), ``half_open`` (one probe passes; its success
-closes the breaker, its failure opens it again). The clock is injected so tests never sleep.
+closes the breaker, its failure opens it again). A probe whose outcome is never recorded (its
+caller was cancelled, or met an error it did not count) is presumed lost after another
+``reset_timeout``, and the next call probes: a breaker is never left half-open for good with no
+probe to end it. The clock is injected so tests never sleep.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at: float | None = None
         self._probing = False
+        self._probe_at = 0.0
 
     @property
     def state(self) -> State:
@@ -46,22 +50,31 @@ class CircuitBreaker:
         state = self.state
         if state == "closed":
             return True
-        if state == "half_open" and not self._probing:
+        if state == "half_open" and not self._probing_now():
             self._probing = True
+            self._probe_at = self._clock()
             return True
         return False
 
+    def _probing_now(self) -> bool:
+        """A probe is out and not yet presumed lost."""
+        return self._probing and self._clock() - self._probe_at < self.reset_timeout
+
     def retry_in(self) -> float:
-        """Seconds until an open breaker lets a probe through (0 when it would now)."""
-        if self._opened_at is None or self._probing:
+        """Seconds until an open breaker lets a probe through, or a probe out is presumed lost
+        (0 when a probe would go now)."""
+        if self._opened_at is None:
             return 0.0
+        if self._probing:
+            return max(0.0, self.reset_timeout - (self._clock() - self._probe_at))
         return max(0.0, self.reset_timeout - (self._clock() - self._opened_at))
 
     def probe_now(self) -> None:
         """Let the next call through as a probe, without waiting out ``reset_timeout`` (the
         caller has news that the dependency is back, such as the OS reporting the network)."""
-        if self._opened_at is not None and not self._probing:
+        if self._opened_at is not None and not self._probing_now():
             self._opened_at = self._clock() - self.reset_timeout
+            self._probing = False
 
     def trip(self) -> None:
         """Open now, whatever the count (a health check before first use failed)."""
