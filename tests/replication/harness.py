@@ -14,10 +14,19 @@ from typing import Any
 import httpx
 
 from breakwater.config import Config, load_config
+from breakwater.core import cursor as cursor_mod
+from breakwater.core.cursor import VersionVector
+from breakwater.core.engine import StoredDoc
+from breakwater.core.errors import StoreUnavailable
 from breakwater.core.topology import Peer, Topology
+from breakwater.replication.anti_entropy import RoundReport
+from breakwater.replication.client import Pulled
+from breakwater.replication.replicator import TransferProgress, peer_key
+from breakwater.replication.wire import Position
 from breakwater.server.app import create_app
 from breakwater.server.auth_backend import auth_store_for
 from breakwater.server.node import Node
+from breakwater.storage.base import DocSummaries, FeedEntry, Repair, ReplicaApplied
 
 
 class Link(httpx.AsyncBaseTransport):
@@ -251,3 +260,74 @@ def isolate(regions: Mapping[str, Region], name: str, net: DeviceNet, up: bool =
         for peer, link in region.links.items():
             if name in (region.name, peer):
                 link.up = up
+
+
+class MemoryTarget:
+    """A receiving region in memory whose first ``failures`` applies of entries fail; it checks
+    on every apply that the peer never believes it holds more than it has committed."""
+
+    def __init__(self, peer: Region, name: str, failures: int = 1) -> None:
+        self.peer = peer
+        self.name = name
+        self.committed: VersionVector = {}
+        self.applied: list[str] = []
+        self.failures_left = failures
+
+    def _check_peer_belief(self) -> None:
+        believed = self.peer.node.region.held.get(self.name, {})
+        assert cursor_mod.covers_all(self.committed, believed), (believed, self.committed)
+
+    async def apply_replicated(
+        self,
+        entries: Sequence[FeedEntry],
+        progress: Mapping[str, object] | None = None,
+        traces: Mapping[str, Sequence[Position]] | None = None,
+    ) -> ReplicaApplied:
+        await asyncio.sleep(0.05)  # the pull sent ahead reaches the peer meanwhile
+        self._check_peer_belief()
+        if self.failures_left and entries:
+            self.failures_left -= 1
+            raise StoreUnavailable("the store is down for this apply")
+        row: Any = (progress or {})[peer_key(self.peer.name)]
+        self.applied.extend(entry.change.mutation_id for entry in entries)
+        self.committed = dict(row["cursor"])
+        return ReplicaApplied(len(entries), 0)
+
+    async def replication_state(self) -> dict[str, Any]:
+        return {}
+
+    async def put_replication_state(
+        self, writes: Mapping[str, object], *, only_new: bool = False
+    ) -> None:
+        return None
+
+    async def take_lease(self, name: str, holder: str, ttl_ms: int) -> bool:
+        return True
+
+    async def head(self) -> VersionVector:
+        return dict(self.committed)
+
+    async def doc_summaries(self, collection: str | None = None) -> DocSummaries:
+        raise NotImplementedError
+
+    async def apply_repairs(self, repairs: Sequence[Repair]) -> list[StoredDoc]:
+        raise NotImplementedError
+
+
+class QuietObserver:
+    """An observer that keeps nothing."""
+
+    def pulled(self, peer: str, pulled: Pulled, applied: ReplicaApplied, lag: int) -> None:
+        pass
+
+    def failed(self, peer: str, failure: Exception) -> None:
+        pass
+
+    def breaker(self, peer: str, state: str) -> None:
+        pass
+
+    def transfer(self, peer: str, progress: TransferProgress) -> None:
+        pass
+
+    def anti_entropy(self, peer: str, report: RoundReport) -> None:
+        pass

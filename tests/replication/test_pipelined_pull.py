@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +16,18 @@ import pytest
 
 from breakwater.core import cursor as cursor_mod
 from breakwater.core.cursor import VersionVector
-from breakwater.core.engine import StoredDoc
-from breakwater.core.errors import StoreUnavailable
 from breakwater.core.topology import Peer, Topology
-from breakwater.replication.anti_entropy import RoundReport
-from breakwater.replication.client import PeerClient, Pulled
-from breakwater.replication.replicator import PeerReplicator, TransferProgress, peer_key
-from breakwater.replication.wire import Position
+from breakwater.replication.client import PeerClient
+from breakwater.replication.replicator import PeerReplicator
 from breakwater.resilience.backoff import Backoff
-from breakwater.storage.base import DocSummaries, FeedEntry, Repair, ReplicaApplied
-from tests.replication.harness import Cluster, Region, eventually, mutation
+from tests.replication.harness import (
+    Cluster,
+    MemoryTarget,
+    QuietObserver,
+    Region,
+    eventually,
+    mutation,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -109,75 +111,6 @@ class _Recording(httpx.AsyncBaseTransport):
         return httpx.Response(response.status_code, json=body)
 
 
-class _Target:
-    """A receiving region in memory whose first apply fails; it checks on every apply that the
-    peer never believes it holds more than it has committed."""
-
-    def __init__(self, peer: Region, name: str) -> None:
-        self.peer = peer
-        self.name = name
-        self.committed: VersionVector = {}
-        self.applied: list[str] = []
-        self.failures_left = 1
-
-    def _check_peer_belief(self) -> None:
-        believed = self.peer.node.region.held.get(self.name, {})
-        assert cursor_mod.covers_all(self.committed, believed), (believed, self.committed)
-
-    async def apply_replicated(
-        self,
-        entries: Sequence[FeedEntry],
-        progress: Mapping[str, object] | None = None,
-        traces: Mapping[str, Sequence[Position]] | None = None,
-    ) -> ReplicaApplied:
-        await asyncio.sleep(0.05)  # the pull sent ahead reaches the peer meanwhile
-        self._check_peer_belief()
-        if self.failures_left and entries:
-            self.failures_left -= 1
-            raise StoreUnavailable("the store is down for this apply")
-        row: Any = (progress or {})[peer_key(self.peer.name)]
-        self.applied.extend(entry.change.mutation_id for entry in entries)
-        self.committed = dict(row["cursor"])
-        return ReplicaApplied(len(entries), 0)
-
-    async def replication_state(self) -> dict[str, Any]:
-        return {}
-
-    async def put_replication_state(
-        self, writes: Mapping[str, object], *, only_new: bool = False
-    ) -> None:
-        return None
-
-    async def take_lease(self, name: str, holder: str, ttl_ms: int) -> bool:
-        return True
-
-    async def head(self) -> VersionVector:
-        return dict(self.committed)
-
-    async def doc_summaries(self, collection: str | None = None) -> DocSummaries:
-        raise NotImplementedError
-
-    async def apply_repairs(self, repairs: Sequence[Repair]) -> list[StoredDoc]:
-        raise NotImplementedError
-
-
-class _Quiet:
-    def pulled(self, peer: str, pulled: Pulled, applied: ReplicaApplied, lag: int) -> None:
-        pass
-
-    def failed(self, peer: str, failure: Exception) -> None:
-        pass
-
-    def breaker(self, peer: str, state: str) -> None:
-        pass
-
-    def transfer(self, peer: str, progress: TransferProgress) -> None:
-        pass
-
-    def anti_entropy(self, peer: str, report: RoundReport) -> None:
-        pass
-
-
 async def test_an_apply_failing_with_a_pull_in_flight_falls_back_to_the_durable_cursor(
     cluster: Cluster,
 ) -> None:
@@ -187,7 +120,7 @@ async def test_an_apply_failing_with_a_pull_in_flight_falls_back_to_the_durable_
     regions = await cluster.start({"p": ["r"], "r": []})
     p = regions["p"]
     link = _Recording(p.app)
-    target = _Target(p, "r")
+    target = MemoryTarget(p, "r")
     await _replicate_three(cluster, p, link, target)
     assert target.applied == ["m1", "m2", "m3"]
     assert target.failures_left == 0
@@ -206,13 +139,15 @@ async def test_no_pull_goes_ahead_to_a_peer_that_predates_held(cluster: Cluster)
     regions = await cluster.start({"p": ["r"], "r": []})
     p = regions["p"]
     link = _Recording(p.app, old=True)
-    target = _Target(p, "r")
+    target = MemoryTarget(p, "r")
     await _replicate_three(cluster, p, link, target)
     assert target.applied == ["m1", "m2", "m3"]
     assert all(held is None for _, held in link.pulls)
 
 
-async def _replicate_three(cluster: Cluster, p: Region, link: _Recording, target: _Target) -> None:
+async def _replicate_three(
+    cluster: Cluster, p: Region, link: _Recording, target: MemoryTarget
+) -> None:
     """Replicate m1, then m2 and m3, from ``p`` into ``target`` through ``link``."""
     await p.push(mutation("m1", "d1", title="x"))
     peer = Peer("p", ("http://p.test",), ("http://p.test",), cluster.keys["p"])
@@ -222,7 +157,7 @@ async def _replicate_three(cluster: Cluster, p: Region, link: _Recording, target
         Topology(peers={"p": peer}, pull_wait=0.2, anti_entropy_interval=0),
         "r-node",
         target,
-        _Quiet(),
+        QuietObserver(),
         client,
         backoff=Backoff(base=0.01, cap=0.01),
     )
@@ -238,5 +173,5 @@ async def _replicate_three(cluster: Cluster, p: Region, link: _Recording, target
         await client.aclose()
 
 
-async def _has(target: _Target, mutation_ids: list[str]) -> bool:
+async def _has(target: MemoryTarget, mutation_ids: list[str]) -> bool:
     return target.applied == mutation_ids

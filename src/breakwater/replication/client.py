@@ -145,7 +145,10 @@ class PeerClient:
         try:
             response = await self._http.get(url + path, params=params, timeout=timeout)
             body = response.content
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, AttributeError) as exc:
+            # AttributeError: asyncio's transport loses its socket when the peer resets the
+            # connection as it is made, and the connect step then reads the peer name of
+            # ``None``; seen through a proxy that cuts links (the chaos tests).
             self._next_url += 1  # the next try goes to the peer's next URL
             raise PullFailed("unavailable", f"{url}: {type(exc).__name__}") from exc
         if response.status_code == 410:

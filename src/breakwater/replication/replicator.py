@@ -180,6 +180,7 @@ class PeerReplicator:
         *,
         wall: Callable[[], float] = time.time,
         backoff: Backoff | None = None,
+        breaker: CircuitBreaker | None = None,
         retention_ms: int = 30 * 86_400_000,
     ) -> None:
         self.peer = peer
@@ -191,7 +192,7 @@ class PeerReplicator:
         self.status = PeerStatus(peer.name)
         self._wall = wall
         self._backoff = backoff or Backoff(base=0.2, cap=10.0)
-        self._breaker = CircuitBreaker(failure_threshold=3, reset_timeout=5.0)
+        self._breaker = breaker or CircuitBreaker(failure_threshold=3, reset_timeout=5.0)
         self._nudged = asyncio.Event()
         self.retention_ms = retention_ms
         """The retention horizon: a document older than it may have had its delete purged."""
@@ -284,6 +285,7 @@ class PeerReplicator:
                     else:
                         await self._failed(failure)
                     continue
+                self._answered()
                 page = pulled.page
                 ahead = self._pull_ahead(page, vector) if page.accepts_held else None
                 if not page.has_more:
@@ -343,9 +345,13 @@ class PeerReplicator:
             "webhooks": previous.get("webhooks", {}) if page.webhooks is None else page.webhooks,
         }
 
-    def _succeeded(self) -> None:
+    def _answered(self) -> None:
+        """The peer answered: it is up, whatever becomes of its page here (an apply that
+        fails is this region's trouble, and must not leave a probe's outcome unrecorded)."""
         self._breaker.record_success()
         self._set_breaker()
+
+    def _succeeded(self) -> None:
         self._backoff.reset()
         self.status.last_error = ""
 
@@ -358,8 +364,7 @@ class PeerReplicator:
 
     async def _expired(self, failure: PullFailed, row: Mapping[str, Any]) -> dict[str, Any]:
         """Past the peer's retention horizon: only a full state transfer can catch up."""
-        self._breaker.record_success()  # the peer answered: it is up (a half-open probe ends)
-        self._set_breaker()
+        self._answered()  # the peer is up (a half-open probe ends)
         self.observer.failed(self.peer.name, failure)
         self.status.last_error = f"{failure.kind}: {failure.detail}"
         self.status.needs_full_transfer = True
@@ -392,11 +397,12 @@ class PeerReplicator:
             except PullFailed as failure:
                 if failure.kind == "expired":  # the peer compacted past the transfer: restart
                     vector, changes, applied = {}, 0, 0
-                    self._breaker.record_success()
+                    self._answered()
                     self.observer.failed(self.peer.name, failure)
                 else:
                     await self._failed(failure)
                 continue
+            self._answered()
             page = pulled.page
             done = not page.has_more
             seconds = max(0.0, self._wall() - started_ms / 1000)
@@ -475,11 +481,11 @@ class PeerReplicator:
     async def _failed(self, failure: PullFailed) -> None:
         self.observer.failed(self.peer.name, failure)
         self.status.last_error = f"{failure.kind}: {failure.detail}"
+        self._breaker.record_failure()
+        self._set_breaker()
         if failure.kind == "refused":
             await asyncio.sleep(SLOW_RETRY)
             return
-        self._breaker.record_failure()
-        self._set_breaker()
         await self._pause(self._backoff.next_delay())
 
     def _set_breaker(self) -> None:
