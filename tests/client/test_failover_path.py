@@ -93,3 +93,55 @@ async def test_the_push_to_a_new_region_does_not_wait_for_its_directory(
     transport = TwoRegions(start_server(), directory_waits_for_push=True)
     await write_until_acknowledged(tmp_path, transport)
     assert transport.directory_saw_push is True
+
+
+class ResetAsConnected(TwoRegions):
+    """As :class:`TwoRegions`, but region ``a``'s every connection fails as uvloop's does when
+    the peer resets it as it is made: an AttributeError from inside httpx. Counts a's tries."""
+
+    def __init__(self, node: ServerProcess) -> None:
+        super().__init__(node)
+        self.tries_of_a = 0
+        self.tried_a = asyncio.Event()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.host == "a":
+            self.tries_of_a += 1
+            self.tried_a.set()
+            raise AttributeError("'NoneType' object has no attribute 'getpeername'")
+        return await super().handle_async_request(request)
+
+
+@pytest.mark.slow
+async def test_the_region_prober_goes_on_after_a_probe_meets_an_unexpected_error(
+    tmp_path: Path, start_server: Callable[..., ServerProcess]
+) -> None:
+    """A probe of region ``a`` that fails from inside httpx is a failed probe: the device
+    writes to b and keeps probing a (to move back when it answers)."""
+    transport = ResetAsConnected(start_server())
+    acknowledged = asyncio.Event()
+
+    def listen(event: object) -> None:
+        if isinstance(event, MutationsAcknowledged):
+            acknowledged.set()
+
+    phone = Client(
+        [],
+        tmp_path / "phone.db",
+        regions={"a": ["http://a"], "b": ["http://b"]},
+        http_transport=transport,
+        transports=("long_poll",),
+        region_probe_interval=0.1,
+    )
+    phone.on(listen)
+    async with phone:
+        await phone.collection("todos").set("t1", {"title": "milk"})
+
+        async def probed_again() -> None:
+            await acknowledged.wait()
+            for _ in range(3):  # a tried again, three times, after the write went to b
+                transport.tried_a.clear()
+                await transport.tried_a.wait()
+
+        async with asyncio.timeout(BOUND_S * 2):
+            await probed_again()

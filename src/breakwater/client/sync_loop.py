@@ -236,6 +236,13 @@ class SyncLoop:
             except (EndpointUnavailable, httpx.HTTPError, TimeoutError, BreakwaterError):
                 self.pool.failed(endpoint)
                 return
+            except Exception:
+                # Not a failure a probe expects (on uvloop, a reset as the connection is made
+                # surfaces from inside httpx as an AttributeError): still a failed probe, and
+                # the prober must go on, or the device never moves back to its region.
+                log.warning("region probe of %s failed", endpoint.url, exc_info=True)
+                self.pool.failed(endpoint)
+                return
             self.pool.succeeded(endpoint, latency)
 
         await asyncio.gather(*(probe(endpoint) for endpoint in endpoints))
@@ -270,6 +277,9 @@ class SyncLoop:
                 directory = await api.regions()
         except (EndpointUnavailable, httpx.HTTPError, TimeoutError, BreakwaterError) as exc:
             log.debug("no region directory from %s: %s", api.base_url, exc)
+            return
+        except Exception:  # as in a probe: the prober that reads it must go on
+            log.warning("reading the region directory from %s failed", api.base_url, exc_info=True)
             return
         ttl = directory.get("ttl")
         if isinstance(ttl, int | float) and ttl > 0:
