@@ -24,6 +24,7 @@ import pytest
 
 from tests.conftest import ServerProcess
 from tests.process.test_durability import counters, push_until_killed
+from tests.process.test_multinode import changes, subscribe
 from tests.services import NATS_URL, REDIS_URL, require_service
 
 pytestmark = pytest.mark.slow
@@ -151,6 +152,38 @@ async def test_a_commit_in_one_worker_wakes_a_long_poll_in_the_other(
         assert statistics.median(delays) < 0.5, f"woken by the fallback poll only: {delays}"
     finally:
         for http in clients.values():
+            await http.aclose()
+
+
+async def test_a_realtime_subscriber_gets_both_workers_writes_once_in_order(
+    start_server: Callable[..., ServerProcess],
+) -> None:
+    """A WebSocket subscriber gets every write made through either worker once, in seq order
+    with no gap, those made before it subscribed (while no worker read the feed) included,
+    and each later one well within the one-second fallback poll."""
+    server = start_server(None, "--workers", "2")
+    clients = await client_of_each_worker(server.url)
+    writers = list(clients.values())
+    ws = None
+    try:
+        for index in range(4):  # nobody subscribed: the followers move on unread
+            await writers[index % 2].put(f"/v1/collections/todos/docs/d{index}", json={})
+        ws = await subscribe(server)
+        seqs = [change["seq"] for change in await changes(ws, 10)]
+        delays = []
+        for index in range(4, 14):  # alternately: half of them from the other worker
+            written = time.monotonic()
+            response = await writers[index % 2].put(f"/v1/collections/todos/docs/d{index}", json={})
+            assert response.status_code == 201
+            while len(seqs) <= index:
+                seqs += [change["seq"] for change in await changes(ws, 10)]
+            delays.append(time.monotonic() - written)
+        assert seqs == list(range(1, 15))
+        assert statistics.median(delays) < 0.5, f"woken by the fallback poll only: {delays}"
+    finally:
+        if ws is not None:
+            await ws.close()
+        for http in writers:
             await http.aclose()
 
 

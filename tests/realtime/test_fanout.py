@@ -305,6 +305,7 @@ class CountingStore:
 
 async def test_a_resume_from_a_recent_cursor_is_served_from_memory(rig: Rig) -> None:
     """Cursors within the recent changes catch up without a single store pull."""
+    await catch_up(rig, Subscriber(None, {}, Wakeup()))  # live: the changes are kept
     await rig.write(30)
     await asyncio.sleep(0.1)  # the follower has published them
     counting = CountingStore(rig.store)
@@ -322,6 +323,7 @@ async def test_a_cursor_older_than_the_recent_changes_reads_the_store(tmp_path: 
     await rig.store.open()
     await rig.start()
     try:
+        await catch_up(rig, Subscriber(None, {}, Wakeup()))  # live: the changes are kept
         for _ in range(10):
             await rig.write(4)
         await asyncio.sleep(0.1)
@@ -336,6 +338,52 @@ async def test_a_cursor_older_than_the_recent_changes_reads_the_store(tmp_path: 
     finally:
         await rig.aclose()
         await rig.store.aclose()
+
+
+async def test_without_a_live_subscriber_nothing_is_kept_and_resumes_read_the_store(
+    rig: Rig,
+) -> None:
+    """Changes committed while nobody is live are not read for the fan-out; a resume then
+    pulls them from the store and misses none."""
+    await rig.write(6)
+    await until_position(rig, 6)
+    assert rig.fanout.recent.changes == 0
+    assert rig.fanout.position == {rig.store.origin: 6}
+    counting = CountingStore(rig.store)
+    rig.fanout.store = counting
+    sub = Subscriber(None, {rig.store.origin: 2}, Wakeup())
+    assert seqs(await receive(rig, sub, 4)) == [3, 4, 5, 6]
+    assert counting.pulls >= 1
+
+
+async def test_a_subscriber_live_after_unread_commits_gets_every_later_one_once(
+    rig: Rig,
+) -> None:
+    """Going live where the follower moved on unread, a subscriber gets each later change
+    once, in order, and the fan-out goes back to reading nothing once it leaves."""
+    await rig.write(3)
+    await until_position(rig, 3)
+    sub = Subscriber(None, {}, Wakeup())
+    replayed = await catch_up(rig, sub)
+    assert rig.fanout.wants_changes
+    for count in (2, 1, 3):
+        await rig.write(count)
+    assert seqs(replayed + await drain_live(sub, 6)) == list(range(1, 10))
+    rig.fanout.remove(sub)
+    assert not rig.fanout.wants_changes
+    await rig.write(2)
+    await until_position(rig, 11)
+    assert not sub.queue
+    assert rig.fanout.recent.changes == 0
+
+
+async def until_position(rig: Rig, seq: int) -> None:
+    """Wait until the follower's position reaches ``seq`` (bounded, not a timed assertion)."""
+    for _ in range(500):
+        if rig.feed.position.get(rig.store.origin, 0) >= seq:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the follower stayed at {rig.feed.position}")
 
 
 async def test_a_connection_that_fell_behind_gets_queued_messages_merged(rig: Rig) -> None:

@@ -32,6 +32,7 @@ class Recorder:
         self.fail = fail
         self.seqs: list[int] = []
         self.restarts: list[VersionVector] = []
+        self.wants_changes = True
 
     def restart(self, head: VersionVector) -> None:
         self.restarts.append(head)
@@ -138,6 +139,46 @@ async def test_a_long_poll_waiter_wakes_once_the_position_moves(rig: Rig) -> Non
     assert not waiter.done()
     await rig.write(1)
     assert await asyncio.wait_for(waiter, 5)
+
+
+async def test_with_no_consumer_wanting_changes_each_head_restarts_them_unread(
+    rig: Rig,
+) -> None:
+    """While no consumer wants the changes, none is delivered: consumers restart at each new
+    head, and long-polls wake as the position moves."""
+    log: list[tuple[str, int]] = []
+    first, second = Recorder("first", log), Recorder("second", log)
+    first.wants_changes = second.wants_changes = False
+    rig.feed.subscribe(first)
+    rig.feed.subscribe(second)
+    await rig.feed.start()
+    waiter = asyncio.ensure_future(rig.feed.wait_beyond({}, 10))
+    for count in (2, 1):
+        await rig.write(count)
+    assert await asyncio.wait_for(waiter, 5)
+    await until(lambda: rig.feed.position == {rig.store.origin: 3})
+    assert first.seqs == second.seqs == []
+    assert first.restarts[-1] == second.restarts[-1] == {rig.store.origin: 3}
+
+
+async def test_a_consumer_that_starts_wanting_changes_gets_each_later_one_once(
+    rig: Rig,
+) -> None:
+    """Changes committed after a consumer starts wanting them all reach it, in order, from
+    the head the follower last moved to unread (I3 across the switch)."""
+    log: list[tuple[str, int]] = []
+    consumer = Recorder("a", log)
+    consumer.wants_changes = False
+    rig.feed.subscribe(consumer)
+    await rig.feed.start()
+    await rig.write(3)
+    await until(lambda: rig.feed.position == {rig.store.origin: 3})
+    consumer.wants_changes = True
+    for count in (2, 1, 4):
+        await rig.write(count)
+    await until(lambda: len(consumer.seqs) >= 7)
+    assert consumer.seqs == list(range(4, 11))
+    assert consumer.restarts[-1] == {rig.store.origin: 3}
 
 
 async def test_a_position_behind_the_retention_horizon_restarts_consumers_at_the_head(

@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from breakwater.cache import Cache, CacheUnavailable
+from breakwater.cache.none import NoCache
 from breakwater.core import codec
 from breakwater.core.cursor import VersionVector
 from breakwater.core.engine import StoredDoc
@@ -247,6 +248,12 @@ class ReadCache:
         await self.invalidate(others)
 
     # as a consumer of the node's feed follower ---------------------------------------------
+
+    @property
+    def wants_changes(self) -> bool:
+        """Unless nothing is cached (``none://``, a worker's default): other nodes' changes
+        must invalidate what this node cached."""
+        return not isinstance(self.cache, NoCache)
 
     def restart(self, head: VersionVector) -> None:
         """Nothing to do: entries of changes the follower skips expire with their ttl."""

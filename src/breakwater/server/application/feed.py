@@ -7,6 +7,12 @@ read cache first (so that a realtime client told of a change reads at least that
 this node), then the realtime fan-out; replication and webhooks are meant to join them. Long-polls
 wait here for the position to move, and compaction tells the follower how far the store forgot.
 
+Only while a consumer wants the changes themselves (a realtime subscriber, a read cache to keep
+fresh, files to copy) are they read: otherwise the follower moves to the announced head without
+reading and restarts its consumers there. In a node of several workers every worker hears of
+every worker's commits, and reading them all for nobody took 11-22 % of each worker's event loop
+(ADR 0061).
+
 A consumer is awaited page by page; a consumer that does not await while it takes a page sees the
 follower's position move in one step with it (the fan-out's switch of subscribers to live relies
 on that). Everything here runs on the node's event loop.
@@ -33,11 +39,16 @@ POLL_INTERVAL = 1.0
 class FeedConsumer(Protocol):
     """What the follower tells each of its subscribers."""
 
+    @property
+    def wants_changes(self) -> bool:
+        """True while it needs the changes themselves; else a restart at each new head will do."""
+
     def restart(self, head: VersionVector) -> None:
         """The follower starts at ``head``: nothing before it will be delivered.
 
-        Called when it first reads the store's head, and again when its position fell behind
-        the retention horizon (the changes in between are never delivered).
+        Called when it first reads the store's head, again when its position fell behind the
+        retention horizon, and at each new head while no consumer wants the changes (the
+        changes in between are never delivered).
         """
 
     async def deliver(self, page: FeedPage, at: float) -> None:
@@ -122,9 +133,14 @@ class FeedFollower:
                 try:
                     if not self.following:
                         self._start_at(await self.store.head())
-                    at = await self._next_commit(notices)
-                    if at is not None:
+                    commit = await self._next_commit(notices)
+                    if commit is None:
+                        continue
+                    head, at = commit
+                    if any(consumer.wants_changes for consumer in self._consumers):
                         await self._catch_up(at)
+                    else:
+                        self._skip_to(head)
                 except asyncio.CancelledError:
                     raise
                 except Exception as error:
@@ -137,8 +153,8 @@ class FeedFollower:
         finally:
             notices.close()
 
-    async def _next_commit(self, notices: Subscription) -> float | None:
-        """The commit time of changes past the position, or None when nothing is new."""
+    async def _next_commit(self, notices: Subscription) -> tuple[VersionVector, float] | None:
+        """A head past the position and the time of its commit, or None when nothing is new."""
         notice: CommitNotice | None
         try:
             async with asyncio.timeout(self.poll_interval):
@@ -149,11 +165,23 @@ class FeedFollower:
             await asyncio.sleep(self.poll_interval)  # the bus is closed: poll only
             notice = None
         if notice is not None:
-            return None if covers_all(self.position, notice.head) else notice.at
+            return None if covers_all(self.position, notice.head) else (notice.head, notice.at)
         # No notice for a while: writers in another process (or a bus that lost its broker)
         # do not reach us, so look at the store's head.
         head = await self.store.head()
-        return None if covers_all(self.position, head) else time.time()
+        return None if covers_all(self.position, head) else (head, time.time())
+
+    def _skip_to(self, head: VersionVector) -> None:
+        """Move to ``head`` without reading the changes before it (nobody wants them).
+
+        A notice's head is committed up to each of its seqs (the store's hook contract), so
+        the position stays a gap-free prefix of the feed. Consumers restart there in this
+        same step: one that starts wanting changes later gets every change after it.
+        """
+        self.position = cursor_mod.merge(self.position, head)
+        for consumer in self._consumers:
+            consumer.restart(dict(self.position))
+        self._wake_waiters()
 
     async def _catch_up(self, at: float) -> None:
         """Deliver every page past the position."""

@@ -83,6 +83,11 @@ class FileCopies:
 
     # The feed consumer: note what committed changes refer to, never wait for a copy.
 
+    @property
+    def wants_changes(self) -> bool:
+        """Only with peers: the changes name the files to copy from them."""
+        return self.enabled
+
     def restart(self, head: VersionVector) -> None:
         """The node (re)starts following: scan the whole feed once for references."""
         self._scan = self.enabled

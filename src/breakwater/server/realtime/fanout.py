@@ -582,9 +582,15 @@ class Fanout:
 
     # the feed's consumer ------------------------------------------------------------------------
 
+    @property
+    def wants_changes(self) -> bool:
+        """While a subscriber is live: one still replaying reads the store itself."""
+        return bool(self._live or self._unaligned)
+
     def restart(self, head: VersionVector) -> None:
-        """The follower starts at ``head``: every live subscriber (none at the first start, all
-        when the follower fell behind the retention horizon) replays from its cursor."""
+        """The follower starts at ``head``: every live subscriber (none at the first start or
+        when it moved on unread, all when it fell behind the retention horizon) replays from
+        its cursor, and the recent changes start there."""
         for sub in list(self._live) + list(self._unaligned):
             self._overflow(sub)
         self.position = dict(head)

@@ -106,8 +106,13 @@ class Deliverer:
 
     # FeedConsumer: only a wake-up, never a wait -------------------------------------------------
 
+    @property
+    def wants_changes(self) -> bool:
+        """No: the subscriptions read the feed from their own cursors; a wake-up will do."""
+        return False
+
     def restart(self, head: VersionVector) -> None:
-        """The follower (re)started: look at the feed."""
+        """The follower (re)started or moved on: look at the feed."""
         self.wake()
 
     async def deliver(self, page: FeedPage, at: float) -> None:
