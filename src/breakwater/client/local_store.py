@@ -21,8 +21,9 @@ access goes through one thread (one connection), which serialises transactions w
 Python.
 
 The outbox's counts (:class:`Backlog`) are kept in memory: each transaction that changes the
-outbox updates them in the store's thread and publishes them when it commits (a rollback counts
-them again from the table), so the sync loop reads them without a call to that thread. So are
+outbox updates them in the store's thread and publishes them when it commits (a rollback reads
+them, and the cursor, ``stable`` and the resync flags it changed, again from the table), so the
+sync loop reads them without a call to that thread. So are
 the unsent entries while they are few and known (none at open, then each local write's): the
 push of an online write reads them without a call either. A change the store does not follow
 entry by entry (a rejection, a re-stamp, unsent acknowledgements) forgets them, and the next
@@ -235,16 +236,22 @@ class LocalStore:
         last = self._meta("hlc")
         if last:
             self.clock.observe(last)
-        self.cursor = self._meta("cursor")
         self._scope = self._meta("scope", "null")
+        self._load_sync_state()
+        if self._meta("counter_format", "1") != COUNTER_FORMAT:
+            self._forget_unfolded_counters()
+
+    def _load_sync_state(self) -> None:
+        """Read what transactions change in memory as they go (the mutation counter, cursor,
+        ``stable``, resync flags, last pull) from the table: on open, and after a rollback so
+        that memory is never ahead of what is stored."""
         self._counter = int(self._meta("counter", "0"))
+        self.cursor = self._meta("cursor")
         self.stable = codec.loads(self._meta("stable", "{}"))
         self.resyncing = self._meta("resyncing") == "1"
         self.offering = self._meta("offering") == "1"
         synced = self._meta("last_synced_at")
         self.last_synced_at = float(synced) if synced else None
-        if self._meta("counter_format", "1") != COUNTER_FORMAT:
-            self._forget_unfolded_counters()
 
     def _forget_unfolded_counters(self) -> None:
         """Drop server states whose counters predate folding and pull everything again.
@@ -277,10 +284,11 @@ class LocalStore:
         return _Transaction(self._db, self._ended, fsynced=fsynced)
 
     def _ended(self, committed: bool) -> None:
-        """Publish the outbox's counts after a transaction (counted again after a rollback)."""
+        """Publish the outbox's counts after a transaction; after a rollback, read them and
+        the sync state the transaction changed in memory again from the table."""
         if not committed:
             self._count_outbox()
-            self._counter = int(self._meta("counter", "0"))
+            self._load_sync_state()
         self.backlog = Backlog(self._pending, self._unsent, self._pending - self._unsent)
         self._known_unsent = None if self._known is None else tuple(self._known)
 
