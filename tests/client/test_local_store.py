@@ -18,6 +18,7 @@ from breakwater.client.outbox import OutboxEntry
 from breakwater.client.rebase import Pending, rebase, view_of
 from breakwater.core import codec
 from breakwater.core import cursor as cursor_mod
+from breakwater.core.errors import ValidationError
 from tests.client.fake_node import FakeNode
 
 
@@ -376,6 +377,30 @@ async def test_what_is_kept_in_memory_follows_every_change_of_the_outbox(tmp_pat
     try:
         assert again.backlog == Backlog(1, 1, 0)
         await _check_known(again)
+    finally:
+        await again.aclose()
+
+
+async def test_a_rolled_back_page_leaves_the_state_in_memory_as_stored(tmp_path: Path) -> None:
+    """A page that fails after moving the cursor (a cursor that does not decode) rolls back
+    the cursor, ``stable`` and the end of the pull in memory too, as a reopen reads them."""
+    store = LocalStore(tmp_path / "d.db")
+    await store.open()
+    node = FakeNode()
+    try:
+        await store.write("todos", "t1", "set", {"n": 1})
+        await store.record_acks(node.push(await store.unsent(10)))
+        await pull_all(store, node)
+        before = (store.cursor, store.stable, store.last_synced_at, store.resyncing)
+        with pytest.raises(ValidationError):
+            await store.apply_page([], "not a cursor", {node.origin: 9, "other": 4}, done=True)
+        assert (store.cursor, store.stable, store.last_synced_at, store.resyncing) == before
+    finally:
+        await store.aclose()
+    again = LocalStore(tmp_path / "d.db")
+    await again.open()
+    try:
+        assert (again.cursor, again.stable, again.last_synced_at, again.resyncing) == before
     finally:
         await again.aclose()
 

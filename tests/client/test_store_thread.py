@@ -58,3 +58,36 @@ async def test_a_call_whose_caller_gave_up_still_runs() -> None:
     finally:
         worker.stop()
     assert ran == ["abandoned", "after"]
+
+
+async def test_then_is_given_the_result_also_when_the_caller_gave_up() -> None:
+    """A call's ``then`` hears of its result on the loop, before the caller does, and even when
+    the caller cancelled its wait (a committed page is always told)."""
+    worker = StoreThread("test-store")
+    release = threading.Event()
+    told: list[int] = []
+    try:
+        blocker = worker.run(release.wait)
+        abandoned = worker.run(len, "abc", then=told.append)
+        abandoned.cancel()
+        release.set()
+        await blocker
+        waited = worker.run(len, "abcd", then=told.append)
+        assert await waited == 4
+        assert told == [3, 4]
+    finally:
+        worker.stop()
+
+
+async def test_a_failing_then_still_answers_the_caller(caplog: pytest.LogCaptureFixture) -> None:
+    """An error in ``then`` goes to the loop's handler; the caller still gets its result."""
+    worker = StoreThread("test-store")
+
+    def fail(_result: int) -> None:
+        raise ValueError("listener")
+
+    try:
+        assert await worker.run(len, "abc", then=fail) == 3
+    finally:
+        worker.stop()
+    assert "listener" in caplog.text

@@ -23,7 +23,10 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-_Call = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[..., Any], tuple[Any, ...]]
+_Then = Callable[[Any], None] | None
+_Call = tuple[
+    asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[..., Any], tuple[Any, ...], _Then
+]
 
 
 class StoreThread:
@@ -35,14 +38,20 @@ class StoreThread:
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
-    def run(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-        """``fn(*args)`` on the thread, after every call made before; its result or error."""
+    def run(
+        self, fn: Callable[..., T], *args: Any, then: Callable[[T], None] | None = None
+    ) -> asyncio.Future[T]:
+        """``fn(*args)`` on the thread, after every call made before; its result or error.
+
+        ``then`` is given the result on the loop, just before the future is: also when the
+        caller has cancelled its wait (a commit is told of whether or not anyone still waits,
+        without a second future shielding the first)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         if self._thread is None:
             self._thread = threading.Thread(target=self._work, name=self._name, daemon=True)
             self._thread.start()
-        self._calls.put((loop, future, fn, args))
+        self._calls.put((loop, future, fn, args, then))
         return future
 
     def stop(self) -> None:
@@ -54,19 +63,24 @@ class StoreThread:
 
     def _work(self) -> None:
         while (call := self._calls.get()) is not None:
-            loop, future, fn, args = call
+            loop, future, fn, args, then = call
             try:
                 result, error = fn(*args), None
             except BaseException as exc:  # the caller's to see, as an executor would give it
                 result, error = None, exc
             with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits for it
-                loop.call_soon_threadsafe(_answer, future, result, error)
+                loop.call_soon_threadsafe(_answer, future, result, error, then)
 
 
-def _answer(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.cancelled():
-        return
-    if error is None:
-        future.set_result(result)
-    else:
-        future.set_exception(error)
+def _answer(
+    future: asyncio.Future[Any], result: Any, error: BaseException | None, then: _Then
+) -> None:
+    try:
+        if error is None and then is not None:
+            then(result)
+    finally:  # a failing ``then`` is the loop's to report; the caller still gets its answer
+        if not future.cancelled():
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)

@@ -21,8 +21,9 @@ access goes through one thread (one connection), which serialises transactions w
 Python.
 
 The outbox's counts (:class:`Backlog`) are kept in memory: each transaction that changes the
-outbox updates them in the store's thread and publishes them when it commits (a rollback counts
-them again from the table), so the sync loop reads them without a call to that thread. So are
+outbox updates them in the store's thread and publishes them when it commits (a rollback reads
+them, and the cursor, ``stable`` and the resync flags it changed, again from the table), so the
+sync loop reads them without a call to that thread. So are
 the unsent entries while they are few and known (none at open, then each local write's): the
 push of an online write reads them without a call either. A change the store does not follow
 entry by entry (a rejection, a re-stamp, unsent acknowledgements) forgets them, and the next
@@ -150,7 +151,8 @@ class LocalStore:
     """The SDK's durable state; every public method runs on the DB thread, awaited as a
     coroutine, or as a future for the two that commit synced changes (:meth:`record_acks`,
     :meth:`apply_page`): queued when called, they commit whether or not their caller still
-    waits, and the caller tells of the page from the future's done-callback."""
+    waits, and their ``committed`` callback is given the page's result on the event loop
+    once it has committed, whether or not the caller still waits."""
 
     def __init__(self, path: Path | str, physical_ms: Callable[[], int] = hlc_mod.system_ms):
         self.path = Path(path)
@@ -195,8 +197,12 @@ class LocalStore:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return str(row[0]) if row else default
 
-    def _set_meta(self, key: str, value: str) -> None:
-        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+    def _set_meta(self, *pairs: tuple[str, str]) -> None:
+        """Store ``(key, value)`` pairs in one statement (a write and a push's acknowledgement
+        each set two: a statement less for each)."""
+        rows = ", ".join(["(?, ?)"] * len(pairs))
+        params = [item for pair in pairs for item in pair]
+        self._db.execute(f"INSERT OR REPLACE INTO meta (key, value) VALUES {rows}", params)
 
     async def credential(self, key: str) -> str:
         """A stored credential (``""`` when none): the device database keeps the session."""
@@ -209,7 +215,7 @@ class LocalStore:
     def _write_credential(self, key: str, value: str) -> None:
         with self._transaction():
             if value:
-                self._set_meta(key, value)
+                self._set_meta((key, value))
             else:
                 self._db.execute("DELETE FROM meta WHERE key = ?", (key,))
 
@@ -229,22 +235,28 @@ class LocalStore:
         with self._transaction():
             self._count_outbox()
             self.device_id = self._meta("device_id") or secrets.token_hex(6)
-            self._set_meta("device_id", self.device_id)
+            self._set_meta(("device_id", self.device_id))
         offset = int(self._meta("clock_offset_ms", "0"))
         self.clock = DeviceClock(f"d-{self.device_id}", self._physical_ms, offset)
         last = self._meta("hlc")
         if last:
             self.clock.observe(last)
-        self.cursor = self._meta("cursor")
         self._scope = self._meta("scope", "null")
+        self._load_sync_state()
+        if self._meta("counter_format", "1") != COUNTER_FORMAT:
+            self._forget_unfolded_counters()
+
+    def _load_sync_state(self) -> None:
+        """Read what transactions change in memory as they go (the mutation counter, cursor,
+        ``stable``, resync flags, last pull) from the table: on open, and after a rollback so
+        that memory is never ahead of what is stored."""
         self._counter = int(self._meta("counter", "0"))
+        self.cursor = self._meta("cursor")
         self.stable = codec.loads(self._meta("stable", "{}"))
         self.resyncing = self._meta("resyncing") == "1"
         self.offering = self._meta("offering") == "1"
         synced = self._meta("last_synced_at")
         self.last_synced_at = float(synced) if synced else None
-        if self._meta("counter_format", "1") != COUNTER_FORMAT:
-            self._forget_unfolded_counters()
 
     def _forget_unfolded_counters(self) -> None:
         """Drop server states whose counters predate folding and pull everything again.
@@ -264,7 +276,7 @@ class LocalStore:
             self._db.executemany("DELETE FROM server_docs WHERE collection = ? AND id = ?", stale)
             if stale and self.cursor:
                 self._start_resync()
-            self._set_meta("counter_format", COUNTER_FORMAT)
+            self._set_meta(("counter_format", COUNTER_FORMAT))
 
     async def aclose(self) -> None:
         """Close the database and stop its thread."""
@@ -277,10 +289,11 @@ class LocalStore:
         return _Transaction(self._db, self._ended, fsynced=fsynced)
 
     def _ended(self, committed: bool) -> None:
-        """Publish the outbox's counts after a transaction (counted again after a rollback)."""
+        """Publish the outbox's counts after a transaction; after a rollback, read them and
+        the sync state the transaction changed in memory again from the table."""
         if not committed:
             self._count_outbox()
-            self._counter = int(self._meta("counter", "0"))
+            self._load_sync_state()
         self.backlog = Backlog(self._pending, self._unsent, self._pending - self._unsent)
         self._known_unsent = None if self._known is None else tuple(self._known)
 
@@ -310,9 +323,8 @@ class LocalStore:
         with self._transaction():
             self._counter += 1
             counter = self._counter
-            self._set_meta("counter", str(counter))
             stamp = self.clock.now()
-            self._set_meta("hlc", stamp)
+            self._set_meta(("counter", str(counter)), ("hlc", stamp))
             mutation_id = f"{self.device_id}.{counter}"
             stored = None if data is None else _dumps(data)
             cursor = self._db.execute(
@@ -384,8 +396,11 @@ class LocalStore:
         ).fetchone()
         return None if row is None else codec.loads(row[0])
 
-    def _refresh_view(self, collection: str, doc_id: str) -> Document | None:
-        """Recompute one document's local view from its server state and its outbox entries."""
+    def _refresh_view(
+        self, collection: str, doc_id: str, held: Mapping[DocKey, State | None] | None = None
+    ) -> Document | None:
+        """Recompute one document's local view from its server state and its outbox entries;
+        ``held``: server states just written, by key (``None``: deleted), not read again."""
         pending: list[Pending] = [
             (
                 op,
@@ -400,7 +415,11 @@ class LocalStore:
                 (collection, doc_id),
             )
         ]
-        server = self._server_state(collection, doc_id)
+        key = (collection, doc_id)
+        if held is not None and key in held:
+            server = held[key]
+        else:
+            server = self._server_state(collection, doc_id)
         if server is None and not pending:
             self._db.execute(
                 "DELETE FROM docs WHERE collection = ? AND id = ?", (collection, doc_id)
@@ -464,6 +483,7 @@ class LocalStore:
         states: Mapping[str, State] | None = None,
         stable: dict[str, int] | None = None,
         derive: frozenset[str] = frozenset(),
+        committed: Callable[[PageResult | None], None] | None = None,
     ) -> asyncio.Future[PageResult | None]:
         """Remember ``(mutation_id, origin, seq)`` for acknowledged entries.
 
@@ -474,7 +494,9 @@ class LocalStore:
         pulled page's result (``None``: nothing, the cursor did not move). For the mutation ids
         in ``derive`` the node sent no state: the change's state is the entry's own delta
         (docs/protocol.md#push-over-the-realtime-websocket)."""
-        return self._thread.run(self._record_acks, acks, states or {}, stable or {}, derive)
+        return self._thread.run(
+            self._record_acks, acks, states or {}, stable or {}, derive, then=committed
+        )
 
     def _record_acks(
         self,
@@ -596,7 +618,7 @@ class LocalStore:
     def _use_endpoint(self, url: str) -> bool:
         with self._transaction():
             previous = self._meta("endpoint")
-            self._set_meta("endpoint", url)
+            self._set_meta(("endpoint", url))
             if previous in ("", url):
                 return False
             self._db.execute("UPDATE outbox SET origin = NULL, seq = NULL")
@@ -620,8 +642,9 @@ class LocalStore:
                 self._db.execute("UPDATE outbox SET hlc = ? WHERE position = ?", (stamp, position))
                 docs.add((collection, doc_id))
             self._forget_unsent()  # re-stamped
-            self._set_meta("clock_offset_ms", str(self.clock.offset_ms))
-            self._set_meta("hlc", self.clock.now())
+            self._set_meta(
+                ("clock_offset_ms", str(self.clock.offset_ms)), ("hlc", self.clock.now())
+            )
             for collection, doc_id in docs:
                 self._refresh_view(collection, doc_id)
         return len(rows)
@@ -629,14 +652,19 @@ class LocalStore:
     # -- pulled changes -------------------------------------------------------------------
 
     def apply_page(
-        self, changes: Sequence[dict[str, Any]], cursor: str, stable: dict[str, int], done: bool
+        self,
+        changes: Sequence[dict[str, Any]],
+        cursor: str,
+        stable: dict[str, int],
+        done: bool,
+        committed: Callable[[PageResult], None] | None = None,
     ) -> asyncio.Future[PageResult]:
         """Join a pulled page into the server states, move the cursor and settle the outbox.
 
         Everything commits in one transaction, so a crash mid-sync resumes from this page's
         cursor with its documents in place. ``done`` (no more pages) ends a running resync.
         """
-        return self._thread.run(self._apply_page, changes, cursor, stable, done)
+        return self._thread.run(self._apply_page, changes, cursor, stable, done, then=committed)
 
     def _apply_page(
         self, changes: Sequence[dict[str, Any]], cursor: str, stable: dict[str, int], done: bool
@@ -662,13 +690,14 @@ class LocalStore:
                 self.clock.observe(change["hlc"])
         touched: set[DocKey] = set(latest)
         synced: dict[DocKey, dict[str, Any] | None] = {}
+        held: dict[DocKey, State | None] = {}
         for (collection, doc_id), incoming in latest.items():
             if incoming is None:
                 self._db.execute(
                     "DELETE FROM server_docs WHERE collection = ? AND id = ?",
                     (collection, doc_id),
                 )
-                synced[(collection, doc_id)] = None
+                synced[(collection, doc_id)] = held[(collection, doc_id)] = None
                 continue
             # A full resync replaces what the device held before it (the device may hold
             # changes no region has: a node restored from a backup, a lost store, ADR
@@ -677,6 +706,7 @@ class LocalStore:
             if self.offering:
                 self._offer_if_lost(collection, doc_id, incoming)
             merged = incoming if current is None else join(current, incoming)
+            held[(collection, doc_id)] = merged
             synced[(collection, doc_id)] = visible(merged)
             self._db.execute(
                 "INSERT OR REPLACE INTO server_docs (collection, id, state, seen)"
@@ -685,11 +715,10 @@ class LocalStore:
             )
         self.cursor = cursor
         self.stable = cursor_mod.merge(self.stable, stable)
-        self._set_meta("cursor", cursor)
-        self._set_meta("stable", _dumps(self.stable))
+        self._set_meta(("cursor", cursor), ("stable", _dumps(self.stable)))
         if done:
             self.last_synced_at = time.time()
-            self._set_meta("last_synced_at", repr(self.last_synced_at))
+            self._set_meta(("last_synced_at", repr(self.last_synced_at)))
         resynced = done and self.resyncing
         if resynced:
             gone = self._finish_resync()
@@ -698,7 +727,7 @@ class LocalStore:
         settled = self._settle()
         touched |= settled
         for collection, doc_id in touched:
-            self._refresh_view(collection, doc_id)
+            self._refresh_view(collection, doc_id, held)
         return PageResult(cursor, frozenset(c for c, _ in touched), len(settled), synced, resynced)
 
     def _settle(self) -> set[DocKey]:
@@ -738,7 +767,7 @@ class LocalStore:
         if self._scope == wanted:
             return False
         with self._transaction():
-            self._set_meta("scope", wanted)
+            self._set_meta(("scope", wanted))
             resync = bool(self.cursor)  # not when nothing was pulled yet, or a resync runs
             if resync:
                 self._start_resync()
@@ -755,7 +784,7 @@ class LocalStore:
         with self._transaction():
             self._start_resync()
             self.offering = offer
-            self._set_meta("offering", "1" if offer else "0")
+            self._set_meta(("offering", "1" if offer else "0"))
 
     def _start_resync(self) -> None:
         """Forget the cursor, ``stable`` and the acknowledgements of unsettled writes: after a
@@ -766,13 +795,10 @@ class LocalStore:
         self._unsent = self._pending
         self._forget_unsent()
         self.offering = False
-        self._set_meta("offering", "0")
         self.cursor = ""
         self.stable = {}
         self.resyncing = True
-        self._set_meta("cursor", "")
-        self._set_meta("stable", _dumps(self.stable))
-        self._set_meta("resyncing", "1")
+        self._set_meta(("offering", "0"), ("cursor", ""), ("stable", "{}"), ("resyncing", "1"))
 
     def _finish_resync(self) -> set[DocKey]:
         """Forget server documents the full resync did not bring back (purged meanwhile, or
@@ -787,8 +813,7 @@ class LocalStore:
         self._db.execute("DELETE FROM server_docs WHERE seen = 0")
         self.resyncing = False
         self.offering = False
-        self._set_meta("resyncing", "0")
-        self._set_meta("offering", "0")
+        self._set_meta(("resyncing", "0"), ("offering", "0"))
         return gone
 
     def _offer_if_lost(self, collection: str, doc_id: str, node: State | None) -> None:

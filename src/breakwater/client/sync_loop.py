@@ -47,7 +47,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 
@@ -86,7 +86,6 @@ MAX_RESTAMPS_PER_PUSH = 3
 SOCKET_PUSH_TIMEOUT = 10.0
 """Seconds a push over the socket waits for its answer when nothing else bounds it."""
 DEFAULT_DIRECTORY_TTL = 30.0
-_Page = TypeVar("_Page", bound=PageResult | None)
 
 
 @dataclass(frozen=True)
@@ -504,10 +503,12 @@ class SyncLoop:
             if answer.get("derive") and r["status"] == "applied" and "state" not in r
         )
         stable = answer.get("stable")
-        await self._committed(
-            self.store.record_acks(
-                acks, states, stable if isinstance(stable, dict) else None, derive
-            )
+        await self.store.record_acks(
+            acks,
+            states,
+            stable if isinstance(stable, dict) else None,
+            derive,
+            committed=self._page_committed,
         )
         if refused:
             await self._rejected(refused)
@@ -520,22 +521,15 @@ class SyncLoop:
 
     # -- pull -----------------------------------------------------------------------------
 
-    async def _committed(self, applying: asyncio.Future[_Page]) -> _Page:
-        """Wait for ``applying`` (a store call that commits a page: pulled, or taken from a
-        push answer) and tell its listeners when it commits.
+    def _page_committed(self, result: PageResult | None) -> None:
+        """Tell the listeners of a page that committed (``None``: nothing was taken in): a
+        store call that commits a page (pulled, or taken from a push answer) calls this once
+        it has, on the loop.
 
         The page commits in the store's thread even when this sync is stopped meanwhile
         (pause, close): its listeners are told when it commits, not only if this task lives to
         see it, or live queries and PageApplied would miss a committed page (and the chaos
         checker would judge the device's copy against a cursor it never heard of)."""
-        applying.add_done_callback(self._page_committed)
-        return await asyncio.shield(applying)
-
-    def _page_committed(self, applying: asyncio.Future[Any]) -> None:
-        """Tell the listeners of a page that committed (``None``: nothing was taken in)."""
-        if applying.cancelled() or applying.exception() is not None:
-            return
-        result: PageResult | None = applying.result()
         if result is None:
             return
         self.board.emit(PageApplied(result.cursor, result.documents, result.resynced))
@@ -558,10 +552,12 @@ class SyncLoop:
                 self.board.emit(ResyncStarted(gone.type))
                 continue
             has_more = bool(page["has_more"])
-            await self._committed(
-                self.store.apply_page(
-                    page["changes"], page["cursor"], page.get("stable", {}), done=not has_more
-                )
+            await self.store.apply_page(
+                page["changes"],
+                page["cursor"],
+                page.get("stable", {}),
+                done=not has_more,
+                committed=self._page_committed,
             )
             if page.get("hlc"):
                 self.store.clock.observe(page["hlc"])
