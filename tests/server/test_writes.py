@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from breakwater.auth.identity import Identity
-from breakwater.auth.policy import Policy
+from breakwater.auth.policy import Action, Policy
 from breakwater.auth.rules import compile_rules
 from breakwater.cache.memory import MemoryCache
 from breakwater.core import hlc
@@ -91,3 +91,29 @@ def test_admission_refuses_an_anonymous_caller_and_a_stamp_from_the_future(
     ahead = hlc.encode(int(time.time() * 1000) + 3_600_000, 0, "n9")
     with pytest.raises(ClockSkew):
         writes.admit(ALICE, Mutation("m2", "notes", "n1", "set", {"v": 1}, hlc=ahead))
+
+
+class CountingPolicy(Policy):
+    """A policy that counts how often a collection's write access is decided."""
+
+    decided = 0
+
+    def admit(self, identity: Identity | None, collection: str, action: Action) -> None:
+        type(self).decided += 1
+        super().admit(identity, collection, action)
+
+
+def test_one_admission_decides_each_collection_of_a_request_once(writes: Writes) -> None:
+    """A hundred mutations of one collection ask the policy once, each keeps the guard, and a
+    stamp from the future is still refused at its own mutation."""
+    CountingPolicy.decided = 0
+    writes.policy = CountingPolicy(writes.policy.mode, writes.policy.rules)
+    admit = writes.admission(ALICE)
+    admitted = [admit(note(f"m{i}", ALICE.uid)) for i in range(100)]
+    assert CountingPolicy.decided == 1
+    assert all(m.guard is admitted[0].guard is not None for m in admitted)
+    ahead = hlc.encode(int(time.time() * 1000) + 3_600_000, 0, "n9")
+    with pytest.raises(ClockSkew):
+        admit(Mutation("m100", "notes", "n1", "set", {"v": 1}, hlc=ahead))
+    with pytest.raises(Forbidden):
+        admit(Mutation("m101", "closed", "c1", "set", {"v": 1}))

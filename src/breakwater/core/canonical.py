@@ -24,10 +24,18 @@ _SAFE_INTEGER = 2**53
 # ":" or ","; a string that looks so costs the slow path, never a wrong answer. The search
 # runs over the text with every byte that cannot be part of such a match deleted first (a
 # number's bytes are contiguous, so a match survives it; quotes stay, so that a string of
-# digits, such as a stamp, cannot come to follow a "[" or ","): a regular expression that
-# tries every byte of a 1 KB document cost twice the rest of its version.
-_MAYBE_DIFFERENT = re.compile(rb"[\[:,]-?(?:\d+[.eE]|\d{16})")
-_NOT_IN_A_MATCH = bytes(sorted(set(range(256)) - set(b'0123456789.eE[:,-"')))
+# digits, such as a stamp, cannot come to follow a "[" or ","), and in the same pass the bytes
+# left mapped to one byte per class: a separator to ":", a digit or "-" to "0", "." or an
+# exponent to ".". The pattern then starts with the literal ":0", which the regular-expression
+# engine finds with a fast scan and tries only where a number starts, instead of trying at
+# every byte (the two together cost 19,000 instructions for a 1 KB document's state, where
+# deleting alone and a pattern that starts with a class of three cost 43,000); it matches
+# wherever the unmapped pattern ``[\[:,]-?(?:\d+[.eE]|\d{16})`` would (and where a "-" stands
+# for a seventeenth digit, a slow path for nothing).
+_IN_A_MATCH = b'0123456789-[:,.eE"'
+_CLASS_OF = bytes.maketrans(_IN_A_MATCH, b'00000000000:::..."')
+_NOT_IN_A_MATCH = bytes(sorted(set(range(256)) - set(_IN_A_MATCH)))
+_MAYBE_DIFFERENT = re.compile(rb":0(?:0*\.|0{15})")
 
 
 def dumps_canonical(value: Any) -> bytes:
@@ -35,7 +43,7 @@ def dumps_canonical(value: Any) -> bytes:
     if not isinstance(value, dict | list):  # a bare scalar: nothing precedes a number
         return _encode(value).encode()
     fast = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-    if _MAYBE_DIFFERENT.search(fast.translate(None, _NOT_IN_A_MATCH)) is None:
+    if _MAYBE_DIFFERENT.search(fast.translate(_CLASS_OF, _NOT_IN_A_MATCH)) is None:
         return fast
     # Floats and integers beyond 2**53 go in as fragments of their canonical text; the rest
     # orjson writes as the canonical form does.

@@ -72,9 +72,10 @@ def parse_push(body: Any, node: Node, identity: Identity | None) -> list[Mutatio
             limit=limits.max_mutations_per_push,
         )
     mutations = []
+    admit = node.writes.admission(identity)
     for index, item in enumerate(raw):
         try:
-            mutation = node.writes.admit(identity, parse_mutation(item, limits))
+            mutation = admit(parse_mutation(item, limits))
         except BreakwaterError as error:
             error.extra["index"] = index
             error.detail = f"mutations[{index}]: {error.detail}"

@@ -272,8 +272,11 @@ class ReadCache:
         """Replace the tokens of the committed ``(collection, id)`` documents and their
         collections. On failure the epoch must be replaced before this node reads again."""
         tokens: dict[str, bytes] = {}
+        collections: set[str] = set()
         for collection, doc_id in documents:
             tokens[f"g/{collection}/{doc_id}"] = _token()
+            collections.add(collection)
+        for collection in collections:  # one new token per collection, however many documents
             tokens[f"c/{collection}"] = _token()
         if not tokens:
             return
