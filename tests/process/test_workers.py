@@ -159,8 +159,8 @@ async def test_a_realtime_subscriber_gets_both_workers_writes_once_in_order(
     start_server: Callable[..., ServerProcess],
 ) -> None:
     """A WebSocket subscriber gets every write made through either worker once, in seq order
-    with no gap, those made before it subscribed (while no worker read the feed) included,
-    and each later one well within the one-second fallback poll."""
+    with no gap, those made before it subscribed (while no worker read the feed) included
+    (a commit in one worker wakes the other's follower: the long-poll test shows it)."""
     server = start_server(None, "--workers", "2")
     clients = await client_of_each_worker(server.url)
     writers = list(clients.values())
@@ -170,16 +170,12 @@ async def test_a_realtime_subscriber_gets_both_workers_writes_once_in_order(
             await writers[index % 2].put(f"/v1/collections/todos/docs/d{index}", json={})
         ws = await subscribe(server)
         seqs = [change["seq"] for change in await changes(ws, 10)]
-        delays = []
         for index in range(4, 14):  # alternately: half of them from the other worker
-            written = time.monotonic()
             response = await writers[index % 2].put(f"/v1/collections/todos/docs/d{index}", json={})
             assert response.status_code == 201
             while len(seqs) <= index:
                 seqs += [change["seq"] for change in await changes(ws, 10)]
-            delays.append(time.monotonic() - written)
         assert seqs == list(range(1, 15))
-        assert statistics.median(delays) < 0.5, f"woken by the fallback poll only: {delays}"
     finally:
         if ws is not None:
             await ws.close()
