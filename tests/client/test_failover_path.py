@@ -4,7 +4,8 @@ nothing that waits on a round trip the failover does not need (issue 18's tail).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
@@ -51,8 +52,13 @@ class TwoRegions(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
-async def write_until_acknowledged(tmp_path: Path, transport: TwoRegions) -> None:
-    """A device of regions a (first) and b writes once; return when b acknowledged it."""
+@contextlib.asynccontextmanager
+async def written_through_b(
+    tmp_path: Path, transport: TwoRegions, probe_interval: float = 60.0
+) -> AsyncIterator[None]:
+    """A device of regions a (first) and b writes once; enter when b acknowledged it (the
+    device still runs inside). ``probe_interval``: its region probes' period (by default the
+    start's probe is the only one)."""
     acknowledged = asyncio.Event()
 
     def listen(event: object) -> None:
@@ -65,13 +71,14 @@ async def write_until_acknowledged(tmp_path: Path, transport: TwoRegions) -> Non
         regions={"a": ["http://a"], "b": ["http://b"]},
         http_transport=transport,
         transports=("long_poll",),
-        region_probe_interval=60.0,  # the start's probe is the only one in this test
+        region_probe_interval=probe_interval,
     )
     phone.on(listen)
     async with phone:
         await phone.collection("todos").set("t1", {"title": "milk"})
         async with asyncio.timeout(BOUND_S * 2):
             await acknowledged.wait()
+        yield
 
 
 @pytest.mark.slow
@@ -80,7 +87,8 @@ async def test_a_region_just_probed_healthy_is_used_without_another_health_check
 ) -> None:
     """The probe's answer stands for the check before switching: one /readyz, then the push."""
     transport = TwoRegions(start_server())
-    await write_until_acknowledged(tmp_path, transport)
+    async with written_through_b(tmp_path, transport):
+        pass
     before_push = transport.paths[: transport.paths.index("/v1/sync/push")]
     assert before_push.count("/readyz") == 1
 
@@ -91,22 +99,22 @@ async def test_the_push_to_a_new_region_does_not_wait_for_its_directory(
 ) -> None:
     """The region directory is read beside the first sync: the push goes out meanwhile."""
     transport = TwoRegions(start_server(), directory_waits_for_push=True)
-    await write_until_acknowledged(tmp_path, transport)
+    async with written_through_b(tmp_path, transport):
+        pass
     assert transport.directory_saw_push is True
 
 
 class ResetAsConnected(TwoRegions):
     """As :class:`TwoRegions`, but region ``a``'s every connection fails as uvloop's does when
-    the peer resets it as it is made: an AttributeError from inside httpx. Counts a's tries."""
+    the peer resets it as it is made: an AttributeError from inside httpx; ``tried_a`` is set at
+    each try of a."""
 
     def __init__(self, node: ServerProcess) -> None:
         super().__init__(node)
-        self.tries_of_a = 0
         self.tried_a = asyncio.Event()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if request.url.host == "a":
-            self.tries_of_a += 1
             self.tried_a.set()
             raise AttributeError("'NoneType' object has no attribute 'getpeername'")
         return await super().handle_async_request(request)
@@ -119,29 +127,8 @@ async def test_the_region_prober_goes_on_after_a_probe_meets_an_unexpected_error
     """A probe of region ``a`` that fails from inside httpx is a failed probe: the device
     writes to b and keeps probing a (to move back when it answers)."""
     transport = ResetAsConnected(start_server())
-    acknowledged = asyncio.Event()
-
-    def listen(event: object) -> None:
-        if isinstance(event, MutationsAcknowledged):
-            acknowledged.set()
-
-    phone = Client(
-        [],
-        tmp_path / "phone.db",
-        regions={"a": ["http://a"], "b": ["http://b"]},
-        http_transport=transport,
-        transports=("long_poll",),
-        region_probe_interval=0.1,
-    )
-    phone.on(listen)
-    async with phone:
-        await phone.collection("todos").set("t1", {"title": "milk"})
-
-        async def probed_again() -> None:
-            await acknowledged.wait()
+    async with written_through_b(tmp_path, transport, probe_interval=0.1):
+        async with asyncio.timeout(BOUND_S * 2):
             for _ in range(3):  # a tried again, three times, after the write went to b
                 transport.tried_a.clear()
                 await transport.tried_a.wait()
-
-        async with asyncio.timeout(BOUND_S * 2):
-            await probed_again()
