@@ -5,8 +5,6 @@ re-pushed copy, that device must not count it twice (ADR 0037)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -20,13 +18,6 @@ from tests.replication.harness import Cluster, DeviceNet, Region, eventually, is
 pytestmark = pytest.mark.timeout(180)
 LATENCY = {"a": 0.0, "b": 0.1}
 """a is the devices' nearest region."""
-
-
-@pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    """Regions of one test; all stopped at teardown."""
-    async with contextlib.AsyncExitStack() as stack:
-        yield Cluster(tmp_path, stack)
 
 
 def device(path: Path, net: DeviceNet) -> Client:

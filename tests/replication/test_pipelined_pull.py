@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,13 +28,6 @@ from tests.replication.harness import (
 )
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    """Regions of one test; all stopped at teardown."""
-    async with contextlib.AsyncExitStack() as stack:
-        yield Cluster(tmp_path, stack)
 
 
 def _pull(responder: Region, key: str, **params: str) -> Any:

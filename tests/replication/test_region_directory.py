@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,13 +11,6 @@ from breakwater.server.regions_api import peer_state
 from tests.replication.harness import Cluster, Region, eventually
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    """Regions of one test; all stopped at teardown."""
-    async with contextlib.AsyncExitStack() as stack:
-        yield Cluster(tmp_path, stack)
 
 
 async def directory(region: Region) -> dict[str, Any]:

@@ -5,8 +5,6 @@ returns home once (no flapping), and never shows a document older than one it sh
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +23,6 @@ pytestmark = pytest.mark.timeout(180)
 FULL_MESH = {"a": ["b", "c"], "b": ["a", "c"], "c": ["a", "b"]}
 LATENCY = {"a": 0.08, "b": 0.0, "c": 0.16}
 """b is the nearest, then a, then c."""
-
-
-@pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    """Regions of one test; all stopped at teardown."""
-    async with contextlib.AsyncExitStack() as stack:
-        yield Cluster(tmp_path, stack)
 
 
 class Watched:

@@ -4,7 +4,6 @@ regions, durable cursors, the stable vector after a round, and write concern ``r
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +15,6 @@ from tests.storage.backends import drop_schema, postgres_url
 
 pytestmark = pytest.mark.timeout(120)
 FULL_MESH = {"a": ["b", "c"], "b": ["a", "c"], "c": ["a", "b"]}
-
-
-@pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    """Regions of one test; all stopped at teardown."""
-    async with contextlib.AsyncExitStack() as stack:
-        yield Cluster(tmp_path, stack)
 
 
 async def docs_of(region: Region, ids: list[str]) -> list[Any]:

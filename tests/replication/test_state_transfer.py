@@ -6,9 +6,6 @@ purged meanwhile is deleted here, never brought back there."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -25,13 +22,6 @@ pytestmark = pytest.mark.timeout(120)
 PAIR = {"a": ["b"], "b": ["a"]}
 RETENTION_DAYS = 0.1 / 86_400
 """A horizon of 100 ms: what the test waits past instead of days."""
-
-
-@pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    """Regions of one test; all stopped at teardown."""
-    async with contextlib.AsyncExitStack() as stack:
-        yield Cluster(tmp_path, stack)
 
 
 async def data(region: Region, doc_id: str) -> Any:
