@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -20,9 +20,11 @@ from breakwater.core.engine import StoredDoc
 from breakwater.core.errors import StoreUnavailable
 from breakwater.core.topology import Peer, Topology
 from breakwater.replication.anti_entropy import RoundReport
-from breakwater.replication.client import Pulled
-from breakwater.replication.replicator import TransferProgress, peer_key
+from breakwater.replication.client import PeerClient, Pulled
+from breakwater.replication.replicator import PeerReplicator, TransferProgress, peer_key
 from breakwater.replication.wire import Position
+from breakwater.resilience.backoff import Backoff
+from breakwater.resilience.circuit_breaker import CircuitBreaker
 from breakwater.server.app import create_app
 from breakwater.server.auth_backend import auth_store_for
 from breakwater.server.node import Node
@@ -273,6 +275,10 @@ class MemoryTarget:
         self.applied: list[str] = []
         self.failures_left = failures
 
+    async def holds(self, mutation_ids: list[str]) -> bool:
+        """Whether exactly ``mutation_ids`` were applied, in this order."""
+        return self.applied == mutation_ids
+
     def _check_peer_belief(self) -> None:
         believed = self.peer.node.region.held.get(self.name, {})
         assert cursor_mod.covers_all(self.committed, believed), (believed, self.committed)
@@ -331,3 +337,34 @@ class QuietObserver:
 
     def anti_entropy(self, peer: str, report: RoundReport) -> None:
         pass
+
+
+@contextlib.asynccontextmanager
+async def replicating(
+    key: str,
+    link: httpx.AsyncBaseTransport,
+    target: MemoryTarget,
+    breaker: CircuitBreaker | None = None,
+) -> AsyncIterator[PeerReplicator]:
+    """Region ``r``'s replicator of region ``p`` (whose replication key is ``key``), pulling
+    through ``link`` into ``target``, running inside (no anti-entropy, a short backoff)."""
+    peer = Peer("p", ("http://p.test",), ("http://p.test",), key)
+    client = PeerClient(peer, "r", transport=link)
+    replicator = PeerReplicator(
+        peer,
+        Topology(peers={"p": peer}, pull_wait=0.2, anti_entropy_interval=0),
+        "r-node",
+        target,
+        QuietObserver(),
+        client,
+        backoff=Backoff(base=0.01, cap=0.01),
+        breaker=breaker,
+    )
+    task = asyncio.create_task(replicator.run_forever())
+    try:
+        yield replicator
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await client.aclose()

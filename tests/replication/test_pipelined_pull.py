@@ -4,8 +4,6 @@ again from the durable cursor, each page applied once, in order."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 from typing import Any
 
@@ -14,17 +12,13 @@ import pytest
 
 from breakwater.core import cursor as cursor_mod
 from breakwater.core.cursor import VersionVector
-from breakwater.core.topology import Peer, Topology
-from breakwater.replication.client import PeerClient
-from breakwater.replication.replicator import PeerReplicator
-from breakwater.resilience.backoff import Backoff
 from tests.replication.harness import (
     Cluster,
     MemoryTarget,
-    QuietObserver,
     Region,
     eventually,
     mutation,
+    replicating,
 )
 
 pytestmark = pytest.mark.timeout(120)
@@ -141,28 +135,7 @@ async def _replicate_three(
 ) -> None:
     """Replicate m1, then m2 and m3, from ``p`` into ``target`` through ``link``."""
     await p.push(mutation("m1", "d1", title="x"))
-    peer = Peer("p", ("http://p.test",), ("http://p.test",), cluster.keys["p"])
-    client = PeerClient(peer, "r", transport=link)
-    replicator = PeerReplicator(
-        peer,
-        Topology(peers={"p": peer}, pull_wait=0.2, anti_entropy_interval=0),
-        "r-node",
-        target,
-        QuietObserver(),
-        client,
-        backoff=Backoff(base=0.01, cap=0.01),
-    )
-    task = asyncio.create_task(replicator.run_forever())
-    try:
-        await eventually(lambda: _has(target, ["m1"]), what="m1 applied")
+    async with replicating(cluster.keys["p"], link, target):
+        await eventually(lambda: target.holds(["m1"]), what="m1 applied")
         await p.push(mutation("m2", "d2", title="y"), mutation("m3", "d3", title="z"))
-        await eventually(lambda: _has(target, ["m1", "m2", "m3"]), what="m2 and m3 applied")
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await client.aclose()
-
-
-async def _has(target: MemoryTarget, mutation_ids: list[str]) -> bool:
-    return target.applied == mutation_ids
+        await eventually(lambda: target.holds(["m1", "m2", "m3"]), what="m2 and m3 applied")

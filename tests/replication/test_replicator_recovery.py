@@ -4,25 +4,18 @@ in the connection, this region's store failing the probe's page, or a reset as i
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
 
-from breakwater.core.topology import Peer, Topology
+from breakwater.core.topology import Peer
 from breakwater.replication.client import PeerClient, PullFailed
-from breakwater.replication.replicator import PeerReplicator
-from breakwater.resilience.backoff import Backoff
 from breakwater.resilience.circuit_breaker import CircuitBreaker
 from tests.replication.harness import (
     Cluster,
     MemoryTarget,
-    QuietObserver,
-    Region,
     eventually,
     mutation,
+    replicating,
 )
 
 pytestmark = pytest.mark.timeout(120)
@@ -46,40 +39,6 @@ def _down() -> httpx.ConnectError:
     return httpx.ConnectError("connection refused")
 
 
-async def _replicate(
-    cluster: Cluster, p: Region, link: _Scripted, target: MemoryTarget, reset_timeout: float
-) -> tuple[PeerReplicator, PeerClient]:
-    peer = Peer("p", ("http://p.test",), ("http://p.test",), cluster.keys["p"])
-    client = PeerClient(peer, "r", transport=link)
-    replicator = PeerReplicator(
-        peer,
-        Topology(peers={"p": peer}, pull_wait=0.2, anti_entropy_interval=0),
-        "r-node",
-        target,
-        QuietObserver(),
-        client,
-        backoff=Backoff(base=0.01, cap=0.01),
-        breaker=CircuitBreaker(failure_threshold=3, reset_timeout=reset_timeout),
-    )
-    return replicator, client
-
-
-@contextlib.asynccontextmanager
-async def _running(replicator: PeerReplicator, client: PeerClient) -> AsyncIterator[None]:
-    task = asyncio.create_task(replicator.run_forever())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await client.aclose()
-
-
-async def _applied(target: MemoryTarget, mutation_ids: list[str]) -> bool:
-    return target.applied == mutation_ids
-
-
 async def test_a_probe_that_meets_a_bug_is_followed_by_another(cluster: Cluster) -> None:
     """Three failed pulls open the breaker; its probe then meets an error nobody counts (a bug
     below the client). The probe is presumed lost after the breaker's timeout and the next
@@ -89,9 +48,8 @@ async def test_a_probe_that_meets_a_bug_is_followed_by_another(cluster: Cluster)
     await p.push(mutation("m1", "d1", title="x"))
     link = _Scripted(p.app, [_down(), _down(), _down(), RuntimeError("a bug under the pull")])
     target = MemoryTarget(p, "r", failures=0)
-    replicator, client = await _replicate(cluster, p, link, target, reset_timeout=0.3)
-    async with _running(replicator, client):
-        await eventually(lambda: _applied(target, ["m1"]), what="m1 applied after the bug")
+    async with replicating(cluster.keys["p"], link, target, CircuitBreaker(3, 0.3)):
+        await eventually(lambda: target.holds(["m1"]), what="m1 applied after the bug")
     assert not link.script
 
 
@@ -106,15 +64,14 @@ async def test_a_probe_whose_page_this_region_fails_to_apply_closes_the_breaker(
     await p.push(mutation("m1", "d1", title="x"))
     link = _Scripted(p.app, [_down(), _down(), _down()])
     target = MemoryTarget(p, "r", failures=1)
-    replicator, client = await _replicate(cluster, p, link, target, reset_timeout=60.0)
-    async with _running(replicator, client):
+    async with replicating(cluster.keys["p"], link, target, CircuitBreaker(3, 60.0)) as replicator:
 
         async def opened() -> bool:
             return replicator.status.breaker == "open"
 
         await eventually(opened, what="the breaker open after three failures")
         replicator.nudge()  # the peer is back: probe now
-        await eventually(lambda: _applied(target, ["m1"]), what="m1 applied after the failure")
+        await eventually(lambda: target.holds(["m1"]), what="m1 applied after the failure")
     assert target.failures_left == 0
     assert replicator.status.breaker == "closed"
 
