@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import httpx
 import pytest
 from hypothesis import settings
 
+from breakwater.chaos.ports import free_port as free_port
 from breakwater.config import Config, load_config
 from breakwater.core.engine import Engine
 from breakwater.core.hlc import HybridClock
@@ -84,14 +84,6 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
     await sqlite_store.open()
     yield sqlite_store
     await sqlite_store.aclose()
-
-
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import platform
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from breakwater.bench._http import HttpConnection
+from breakwater.chaos.ports import free_port as free_port
 
 
 class BenchNode:
@@ -136,14 +136,6 @@ def cpu_seconds(folder: Path) -> float:
         return 0.0
     # Fields 14 and 15 of proc(5), counted from 1 with the pid and the name before ")".
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    """A loopback TCP port nothing listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def machine() -> dict[str, Any]:

@@ -26,9 +26,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import random
 import shutil
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -46,6 +44,7 @@ from breakwater.chaos.cluster_spec import (
 )
 from breakwater.chaos.detached import ProcessRecord, clean_env, spawn
 from breakwater.chaos.faults import parse_fault
+from breakwater.chaos.ports import PortPicker
 from breakwater.chaos.proxy_host import ProxySpec, write_specs
 from breakwater.core.errors import BreakwaterError
 
@@ -58,42 +57,6 @@ class ClusterFailed(BreakwaterError):
     """A process of the cluster did not start; the detail ends with its log's tail."""
 
     type = "cluster_failed"
-
-
-def _ephemeral_low() -> int:
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
-class PortPicker:
-    """Distinct free loopback ports below the kernel's ephemeral range.
-
-    A node binds its port seconds after the plan picked it; a port from the ephemeral range
-    (what ``bind(0)`` hands out) may by then be the local end of some outgoing connection, the
-    proxies' own included, and the node fails with "address already in use". Below that range
-    only listeners take ports."""
-
-    def __init__(self, rng: random.Random | None = None) -> None:
-        self.rng = rng or random.Random()
-        self.high = _ephemeral_low() - 1
-        self.low = max(10_000, self.high - 20_000)
-        self.taken: set[int] = set()
-
-    def __call__(self) -> int:
-        for _ in range(1000):
-            port = self.rng.randint(self.low, self.high)
-            if port in self.taken:
-                continue
-            with socket.socket() as sock:
-                try:
-                    sock.bind((LOOPBACK, port))
-                except OSError:
-                    continue
-            self.taken.add(port)
-            return port
-        raise ClusterFailed(f"no free port between {self.low} and {self.high}")
 
 
 def _log_tail(path: str, lines: int = 20) -> str:

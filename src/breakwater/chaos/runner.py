@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import random
 import shutil
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ from breakwater.chaos.device import Device, Workload
 from breakwater.chaos.engines import Engine, PostgresEngine, RedisEngine
 from breakwater.chaos.faults import FAULT_TYPES, parse_fault
 from breakwater.chaos.history import Recorder
+from breakwater.chaos.ports import free_port as free_port
 from breakwater.chaos.processes import NodeProcess
 from breakwater.chaos.proxy import ChaosProxy
 from breakwater.chaos.scenario import ENGINE_FAULTS, FaultStep, Scenario
@@ -61,14 +61,6 @@ def fresh_run_dir(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for leftover in ("data", "devices", "cluster"):
         shutil.rmtree(out / leftover, ignore_errors=True)
-
-
-def free_port() -> int:
-    """A loopback TCP port that nothing listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
