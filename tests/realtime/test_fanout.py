@@ -14,6 +14,7 @@ import pytest
 from breakwater.bus import CommitNotice
 from breakwater.bus.memory import MemoryBus
 from breakwater.core import codec
+from breakwater.core.cursor import VersionVector
 from breakwater.core.engine import Engine
 from breakwater.core.hlc import HybridClock
 from breakwater.core.mutation import Mutation
@@ -23,14 +24,35 @@ from breakwater.server.realtime.fanout import Batch, Fanout, Subscriber
 from breakwater.server.realtime.pacing import FanoutPacer
 from breakwater.server.realtime.wakeup import Wakeup
 from breakwater.server.store_hooks import NodeStoreHooks
+from breakwater.storage.base import FeedPage
 from breakwater.storage.sqlite import SqliteStore
+
+
+class EveryPage:
+    """A consumer that wants every change, as a node's memory cache does; keeps what it got."""
+
+    wants_changes = True
+
+    def __init__(self) -> None:
+        self.seqs: list[int] = []
+
+    def restart(self, head: VersionVector) -> None:
+        """Nothing to forget."""
+
+    async def deliver(self, page: FeedPage, at: float) -> None:
+        """Keep the page's seqs."""
+        self.seqs += [entry.change.seq for entry in page.entries]
 
 
 class Rig:
     """A store that publishes commit notices, a bus, and a running fan-out over them."""
 
     def __init__(
-        self, tmp_path: Path, queue_limit: int = 1000, pacer: FanoutPacer | None = None
+        self,
+        tmp_path: Path,
+        queue_limit: int = 1000,
+        pacer: FanoutPacer | None = None,
+        reader: EveryPage | None = None,
     ) -> None:
         self.metrics = Metrics()
         self.bus = MemoryBus()
@@ -39,6 +61,8 @@ class Rig:
             tmp_path / "s.db", engine, hooks=NodeStoreHooks(self.metrics, self.bus)
         )
         self.feed = FeedFollower(self.store, self.bus, page_size=min(500, queue_limit))
+        if reader is not None:
+            self.feed.subscribe(reader)  # first, as the read cache is
         self.fanout = Fanout(
             self.store, self.feed, self.metrics, queue_limit=queue_limit, pacer=pacer
         )
@@ -69,10 +93,13 @@ class Rig:
 
 @contextlib.asynccontextmanager
 async def running(
-    tmp_path: Path, pacer: FanoutPacer | None = None, queue_limit: int = 1000
+    tmp_path: Path,
+    pacer: FanoutPacer | None = None,
+    queue_limit: int = 1000,
+    reader: EveryPage | None = None,
 ) -> AsyncIterator[Rig]:
     """A rig with its store open and its fan-out following, closed on exit."""
-    opened = Rig(tmp_path, queue_limit=queue_limit, pacer=pacer)
+    opened = Rig(tmp_path, queue_limit=queue_limit, pacer=pacer, reader=reader)
     await opened.store.open()
     await opened.start()
     try:
@@ -375,6 +402,52 @@ async def test_a_subscriber_live_after_unread_commits_gets_every_later_one_once(
     await until_position(rig, 11)
     assert not sub.queue
     assert rig.fanout.recent.changes == 0
+
+
+async def test_pages_another_consumer_reads_are_not_kept_while_nobody_is_live(
+    tmp_path: Path,
+) -> None:
+    """With a consumer that has every page read (the read cache), the fan-out only moves past
+    them while no subscriber is live; a resume then pulls them from the store and misses none."""
+    reader = EveryPage()
+    async with running(tmp_path, reader=reader) as rig:
+        for count in (2, 3, 1):
+            await rig.write(count)
+        await until_position(rig, 6)
+        assert reader.seqs == [1, 2, 3, 4, 5, 6]
+        assert rig.fanout.recent.changes == 0
+        assert rig.fanout.position == {rig.store.origin: 6}
+        counting = CountingStore(rig.store)
+        rig.fanout.store = counting
+        sub = Subscriber(None, {rig.store.origin: 2}, Wakeup())
+        assert seqs(await receive(rig, sub, 4)) == [3, 4, 5, 6]
+        assert counting.pulls >= 1
+
+
+async def test_a_subscriber_arriving_after_pages_read_for_another_consumer_gets_each_later_once(
+    tmp_path: Path,
+) -> None:
+    """Going live after pages the fan-out passed over, a subscriber gets every change once, in
+    order; once it leaves, the fan-out keeps nothing again."""
+    reader = EveryPage()
+    async with running(tmp_path, reader=reader) as rig:
+        await rig.write(3)
+        await until_position(rig, 3)
+        sub = Subscriber(None, {}, Wakeup())
+        replayed = await catch_up(rig, sub)
+        for count in (2, 1, 3):
+            await rig.write(count)
+        assert seqs(replayed + await drain_live(sub, 6)) == list(range(1, 10))
+        assert rig.fanout.recent.changes == 6
+        rig.fanout.remove(sub)
+        await rig.write(2)
+        await until_position(rig, 11)
+        assert not sub.queue
+        assert rig.fanout.recent.changes == 0
+        late = Subscriber(None, {rig.store.origin: 9}, Wakeup())
+        await rig.write(1)
+        assert seqs(await receive(rig, late, 3)) == [10, 11, 12]
+        assert reader.seqs == list(range(1, 13))
 
 
 async def until_position(rig: Rig, seq: int) -> None:

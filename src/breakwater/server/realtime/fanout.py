@@ -2,11 +2,12 @@
 
 The fan-out is a consumer of the node's feed follower (:mod:`breakwater.server.application.feed`):
 it keeps a shared ``position`` in the feed and publishes each page the follower delivers into the
-recent changes it keeps in memory, moving the position past it. A *sender* task hands the *live*
-subscribers what they lack, in passes over them in a fixed order: each gets, at its visit, every
-page published since its last one, written straight to its socket when the connection is idle,
-else through its bounded queue. Subscribers lacking the same pages with the same filter share one
-message text.
+recent changes it keeps in memory, moving the position past it; while no subscriber is live it
+only moves the position (docs/adr/0061-no-fan-out-for-nobody.md). A *sender* task hands the
+*live* subscribers what they lack, in passes over them in a fixed order: each gets, at its visit,
+every page published since its last one, written straight to its socket when the connection is
+idle, else through its bounded queue. Subscribers lacking the same pages with the same filter
+share one message text.
 
 A subscriber starts in *replay* mode: its connection catches up from its own cursor
 (:meth:`Fanout.replay`), from the recent changes the fan-out keeps in memory when they reach back
@@ -601,8 +602,25 @@ class Fanout:
 
     async def deliver(self, page: FeedPage, at: float) -> None:
         """Publish the follower's next page (without awaiting, so the position moves in one
-        step)."""
-        self._publish(page, at)
+        step); while nobody is live, only move past it."""
+        if self._live or self._unaligned:
+            self._publish(page, at)
+        else:
+            self._pass(page)
+
+    def _pass(self, page: FeedPage) -> None:
+        """Move the position past ``page`` without encoding or keeping its changes.
+
+        Another consumer (the read cache) may have the follower read every page while no
+        subscriber is live; encoding each change into the recent changes for nobody cost a
+        one-worker node CPU on every write. The recent changes start again at the new
+        position, as at a :meth:`restart`, so a subscriber arriving later replays from the
+        store up to a position it then goes live at (I5), as when the follower skips.
+        """
+        self.position = page.vector
+        self.stable = self.stable_of(page.head)
+        self.recent.reset(page.vector)
+        self._swept = self.recent.generation
 
     def _publish(self, page: FeedPage, at: float) -> None:
         """Add one page to the recent changes and move the shared position past it.
