@@ -3,7 +3,7 @@
 The fan-out is a consumer of the node's feed follower (:mod:`breakwater.server.application.feed`):
 it keeps a shared ``position`` in the feed and publishes each page the follower delivers into the
 recent changes it keeps in memory, moving the position past it; while no subscriber is live it
-only moves the position (docs/adr/0061-no-fan-out-for-nobody.md). A *sender* task hands the
+only moves the position (docs/adr/0062-no-fan-out-for-nobody.md). A *sender* task hands the
 *live* subscribers what they lack, in passes over them in a fixed order: each gets, at its visit,
 every page published since its last one, written straight to its socket when the connection is
 idle, else through its bounded queue. Subscribers lacking the same pages with the same filter
