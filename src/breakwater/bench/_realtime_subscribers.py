@@ -2,11 +2,11 @@
 
 ``python -m breakwater.bench._realtime_subscribers --port P --n N`` opens ``N`` WebSocket
 subscriptions, prints ``{"ready": ...}`` once every one is acknowledged, then follows commands
-on stdin, one per line: ``measure`` starts counting (and resets), ``report`` prints what was
-counted since, as one JSON line, ``exit`` closes everything. A few *sampled* subscribers parse
-every message to time each change (its ``data.t`` is the writer's send time); the others only
-count changes, to keep the client's CPU per message small; they are spread evenly over the
-connection order.
+on stdin, one per line: ``measure`` starts counting (and resets) and says so with a line,
+``report`` prints what was counted since, as one JSON line, ``exit`` closes everything. A few
+*sampled* subscribers parse every message to time each change (its ``data.t`` is the writer's
+scheduled send time); the others only count changes, to keep the client's CPU per message
+small; they are spread evenly over the connection order.
 """
 
 from __future__ import annotations
@@ -151,6 +151,7 @@ async def main() -> None:
             counters.changes = counters.messages = 0
             counters.latencies = []
             measured_at = time.monotonic()
+            _say({"measuring": True})  # the writer starts only now: no change counted before
         elif command == "report":
             report = {
                 "changes": counters.changes,

@@ -408,6 +408,7 @@ async def _measure(
     """Write at ``rate`` to ``port`` for ``seconds`` and wait until the ``count`` subscribers
     received every change (at most :data:`DRAIN_SECONDS` more); what they saw."""
     subscribers.command("measure")
+    await subscribers.line(30)  # counting has started: a first write cannot be reset away
     started = time.perf_counter()
     server_before, subscribers_before = server_cpu(), subscribers.cpu_seconds()
     writes, errors = await _write_at_rate(port, rate, seconds)
