@@ -367,13 +367,9 @@ async def test_a_cursor_older_than_the_recent_changes_reads_the_store(tmp_path: 
         await rig.store.aclose()
 
 
-async def test_without_a_live_subscriber_nothing_is_kept_and_resumes_read_the_store(
-    rig: Rig,
-) -> None:
-    """Changes committed while nobody is live are not read for the fan-out; a resume then
-    pulls them from the store and misses none."""
-    await rig.write(6)
-    await until_position(rig, 6)
+async def _nothing_kept_and_a_resume_reads_the_store(rig: Rig) -> None:
+    """After six changes passed with nobody live: none kept, and a resume from seq 2 pulls
+    3-6 from the store."""
     assert rig.fanout.recent.changes == 0
     assert rig.fanout.position == {rig.store.origin: 6}
     counting = CountingStore(rig.store)
@@ -381,6 +377,16 @@ async def test_without_a_live_subscriber_nothing_is_kept_and_resumes_read_the_st
     sub = Subscriber(None, {rig.store.origin: 2}, Wakeup())
     assert seqs(await receive(rig, sub, 4)) == [3, 4, 5, 6]
     assert counting.pulls >= 1
+
+
+async def test_without_a_live_subscriber_nothing_is_kept_and_resumes_read_the_store(
+    rig: Rig,
+) -> None:
+    """Changes committed while nobody is live are not read for the fan-out; a resume then
+    pulls them from the store and misses none."""
+    await rig.write(6)
+    await until_position(rig, 6)
+    await _nothing_kept_and_a_resume_reads_the_store(rig)
 
 
 async def test_a_subscriber_live_after_unread_commits_gets_every_later_one_once(
@@ -415,13 +421,7 @@ async def test_pages_another_consumer_reads_are_not_kept_while_nobody_is_live(
             await rig.write(count)
         await until_position(rig, 6)
         assert reader.seqs == [1, 2, 3, 4, 5, 6]
-        assert rig.fanout.recent.changes == 0
-        assert rig.fanout.position == {rig.store.origin: 6}
-        counting = CountingStore(rig.store)
-        rig.fanout.store = counting
-        sub = Subscriber(None, {rig.store.origin: 2}, Wakeup())
-        assert seqs(await receive(rig, sub, 4)) == [3, 4, 5, 6]
-        assert counting.pulls >= 1
+        await _nothing_kept_and_a_resume_reads_the_store(rig)
 
 
 async def test_a_subscriber_arriving_after_pages_read_for_another_consumer_gets_each_later_once(
