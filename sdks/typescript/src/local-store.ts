@@ -15,7 +15,7 @@ import { isLegacy } from "./counter.js";
 import type { Position } from "./counter.js";
 import { decodeCursor, encodeCursor, mergeVectors } from "./cursor.js";
 import type { VersionVector } from "./cursor.js";
-import { join } from "./document.js";
+import { deltaFor, emptyState, join } from "./document.js";
 import type { JsonObject, Op, State } from "./document.js";
 import { StaleState } from "./errors.js";
 import type { Problem } from "./errors.js";
@@ -569,10 +569,17 @@ export class LocalStore {
    * that follow the cursor without a gap as their pull would (docs/protocol.md#settling-a-write-
    * from-the-push-answer-every-sdk): states joined (collections in scope), cursor moved,
    * `stable` merged, settled entries out, all in one commit. A change behind a gap, or without
-   * a state (`duplicate`), is only recorded: the device pulls it. Returns the collections whose
-   * local view changed.
+   * a state (`duplicate`), is only recorded: the device pulls it. For the mutation ids in
+   * `derive` the node sent no state: the change's state is the entry's own delta
+   * (docs/protocol.md#push-over-the-realtime-websocket). Returns the collections whose local
+   * view changed.
    */
-  recordAcks(acks: readonly (readonly [string, string, number])[], states: ReadonlyMap<string, State> = new Map(), stable: VersionVector = {}): Promise<Set<string>> {
+  recordAcks(
+    acks: readonly (readonly [string, string, number])[],
+    states: ReadonlyMap<string, State> = new Map(),
+    stable: VersionVector = {},
+    derive: ReadonlySet<string> = new Set(),
+  ): Promise<Set<string>> {
     return this.serial(async () => {
       const byId = new Map(acks.map(([mid, origin, seq]) => [mid, { origin, seq }]));
       const outbox = this.outbox.map((e) => {
@@ -581,7 +588,7 @@ export class LocalStore {
       });
       const batch = new Batch(this.adapter);
       for (const e of outbox) if (byId.has(e.mutationId)) batch.put("outbox", positionKey(e.position), e);
-      const next = this.resyncing ? null : this.nextChanges(outbox, acks, states);
+      const next = this.resyncing ? null : this.nextChanges(outbox, acks, states, derive);
       if (next === null || (next.cursor === this.cursor && Object.keys(stable).length === 0)) {
         // Nothing to take in (a resync runs, or every result lies behind a gap): recorded only.
         await this.commit([...batch.writes.values()], batch.views);
@@ -603,15 +610,23 @@ export class LocalStore {
     outbox: readonly OutboxEntry[],
     acks: readonly (readonly [string, string, number])[],
     states: ReadonlyMap<string, State>,
+    derive: ReadonlySet<string>,
   ): { cursor: string; changes: PulledChange[] } {
     const vector = decodeCursor(this.cursor);
     let moved = false;
     const entries = new Map(outbox.map((e) => [e.mutationId, e]));
     const changes: PulledChange[] = [];
+    /** Each document's state as this page has it so far (a page keeps a document's last state). */
+    const taken = new Map<string, State>();
     for (const [mid, origin, seq] of [...acks].sort((a, b) => (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : a[2] - b[2]))) {
-      const state = states.get(mid);
+      let state = states.get(mid);
       const entry = entries.get(mid);
-      if (state === undefined || entry === undefined || (vector[origin] ?? 0) !== seq - 1) continue;
+      if ((state === undefined && !derive.has(mid)) || entry === undefined || (vector[origin] ?? 0) !== seq - 1) continue;
+      const key = docKey(entry.collection, entry.id);
+      // The node's state is the one before joined with this delta (it said so): joined into the
+      // device's server state, with this page's earlier changes of the document, it is what a pull would bring.
+      state ??= join(taken.get(key) ?? emptyState(), deltaFor(entry.op, entry.data, entry.hlc, mid));
+      taken.set(key, state);
       vector[origin] = seq;
       moved = true;
       if (this.scope === null || this.scope.includes(entry.collection)) changes.push({ collection: entry.collection, id: entry.id, op: entry.op, state });

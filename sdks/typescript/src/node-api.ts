@@ -34,6 +34,8 @@ export interface PushAnswer {
   hlc?: string;
   /** With `include_state=true`: as in a pull. */
   stable?: VersionVector;
+  /** Over the WebSocket: an applied result without `state` has the state the device derives from its own mutation. */
+  derive?: boolean;
 }
 
 export interface PullPage {

@@ -2,7 +2,9 @@
  * The background sync, with the Python SDK's rules (docs/sdk.md#sync-in-detail). One round on
  * the chosen endpoint:
  *
- * 1. push unsent outbox entries in batches; acknowledged entries keep their `(origin, seq)` and
+ * 1. push unsent outbox entries in batches, over the realtime WebSocket when it is open (a `push`
+ *    message, src/realtime/socket-push.ts), else, or when it gives no answer, over HTTP;
+ *    acknowledged entries keep their `(origin, seq)` and
  *    stay queued; rejected ones leave the outbox and roll back; a `clock_skew` refusal corrects
  *    the device clock, re-stamps and pushes again; a `413` without an index halves the batch;
  *    an acknowledgement whose state the answer carries and that follows the cursor without a
@@ -53,6 +55,7 @@ import { toWire } from "./outbox.js";
 import type { OutboxEntry } from "./outbox.js";
 import { pause } from "./pause.js";
 import { TransportLadder } from "./realtime/ladder.js";
+import { SocketGone, SocketPush } from "./realtime/socket-push.js";
 import { isAhead } from "./realtime/transport.js";
 import type { StreamContext, Transport } from "./realtime/transport.js";
 
@@ -99,6 +102,8 @@ export class SyncLoop {
   private heard = "";
   /** A round is pushing: realtime notices do not wake the loop then. */
   private pushing = false;
+  /** The WebSocket of the realtime in use, when open: pushes go there. */
+  private socket = new SocketPush();
   private directoryTtlMs = DEFAULT_DIRECTORY_TTL_S * 1000;
   private directoryReadAt = -Infinity;
   /** The directory read started by the last switch of endpoint (aborted by the next). */
@@ -293,6 +298,7 @@ export class SyncLoop {
       (transport) => this.update({ transport }),
       () => this.pullSoon(), // the cursor expired (pull, resync) or the stream's node failed (check it)
     );
+    this.socket = new SocketPush();
     const context: StreamContext = {
       baseUrl: endpoint.url,
       fetch: this.fetchFn,
@@ -304,6 +310,7 @@ export class SyncLoop {
       collections: this.settings.collections,
       cursor: () => this.store.cursor,
       notify: (cursor) => this.notified(cursor),
+      socket: this.socket,
     };
     this.realtime = { stop, done: ladder.run(context) };
   }
@@ -398,7 +405,7 @@ export class SyncLoop {
       if (batch.length === 0) return;
       let answer: PushAnswer;
       try {
-        answer = await api.push(this.store.deviceId, batch.map(toWire));
+        answer = await this.push(api, batch.map(toWire));
       } catch (error) {
         if (!(error instanceof BreakwaterError) || error instanceof EndpointUnavailable) throw error;
         const index = error.problem["index"];
@@ -420,6 +427,23 @@ export class SyncLoop {
       }
       await this.record(answer, batch, api.baseUrl);
     }
+  }
+
+  /**
+   * Push over the open realtime WebSocket, or over HTTP when there is none or it gives no answer
+   * (the same mutation ids: a repeat is applied once). A push the socket's token no longer
+   * covers goes over HTTP too, where a 401 renews the token and retries.
+   */
+  private async push(api: NodeApi, mutations: readonly Record<string, unknown>[]): Promise<PushAnswer> {
+    if (this.socket.open) {
+      try {
+        return await this.socket.push(mutations, this.settings.requestTimeoutMs);
+      } catch (error) {
+        const unauthorized = error instanceof BreakwaterError && error.type === "unauthorized";
+        if (!(error instanceof SocketGone) && !unauthorized) throw error;
+      }
+    }
+    return api.push(this.store.deviceId, mutations);
   }
 
   private async record(answer: PushAnswer, batch: readonly OutboxEntry[], endpoint: string): Promise<void> {
@@ -444,8 +468,13 @@ export class SyncLoop {
       // Told before the device records it, so that a stop in between cannot hide an ack.
       this.events.emit("acknowledged", { entries, duplicates, endpoint });
       const states = new Map<string, State>();
-      for (const result of answer.results) if (result.status === "applied" && result.state !== undefined) states.set(result.mutation_id, result.state);
-      this.synced(await this.store.recordAcks(acks, states, answer.stable ?? {}));
+      const derive = new Set<string>();
+      for (const result of answer.results) {
+        if (result.status !== "applied") continue;
+        if (result.state !== undefined) states.set(result.mutation_id, result.state);
+        else if (answer.derive) derive.add(result.mutation_id);
+      }
+      this.synced(await this.store.recordAcks(acks, states, answer.stable ?? {}, derive));
     }
     if (refused.length > 0) await this.rejected(refused);
   }

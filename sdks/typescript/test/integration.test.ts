@@ -120,15 +120,26 @@ describe("against breakwater serve", () => {
     expect(sockets.size).toBe(1);
   });
 
-  it("settles each online write with one push: neither the answer nor the realtime echo costs a pull", async () => {
+  it.each<[TransportName, number]>([
+    ["sse", 5], // pushes over HTTP
+    ["websocket", 0], // pushes on the open socket
+  ])("settles each online write with one push and no pull (realtime over %s)", async (transport, httpPushes) => {
     const node = await startNode();
     const paths: string[] = [];
     const counting: Fetch = (input, init) => {
       paths.push(new URL(String(input)).pathname);
       return fetch(input, init);
     };
-    const client = await openClient({ endpoints: [node.url], fetch: counting, WebSocket: WsWebSocket as unknown as WebSocketConstructor });
-    await vi.waitFor(() => expect(client.status).toMatchObject({ state: "online", transport: "websocket" }), { timeout: 10_000 });
+    let socketPushes = 0;
+    class CountingWebSocket extends WsWebSocket {
+      override send(data: string): void {
+        if ((JSON.parse(data) as { type?: string }).type === "push") socketPushes += 1;
+        super.send(data);
+      }
+    }
+    const WebSocket = CountingWebSocket as unknown as WebSocketConstructor;
+    const client = await openClient({ endpoints: [node.url], fetch: counting, WebSocket, transports: [transport] });
+    await vi.waitFor(() => expect(client.status).toMatchObject({ state: "online", transport }), { timeout: 10_000 });
     const from = paths.length;
     const todos = client.collection("todos");
     for (let i = 0; i < 5; i++) {
@@ -138,7 +149,9 @@ describe("against breakwater serve", () => {
     // Another writer's change follows the echoes on the stream: once the device has it, it has heard every echo.
     await node.put("notes", "n1", { text: "from elsewhere" });
     await vi.waitFor(async () => expect(await client.collection("notes").get("n1")).not.toBeNull(), { timeout: 10_000 });
-    expect(paths.slice(from).filter((path) => path.startsWith("/v1/sync/"))).toEqual([...Array<string>(5).fill("/v1/sync/push"), "/v1/sync/pull"]);
+    const sync = paths.slice(from).filter((path) => path.startsWith("/v1/sync/"));
+    expect(sync).toEqual([...Array<string>(httpPushes).fill("/v1/sync/push"), "/v1/sync/pull"]);
+    expect(socketPushes).toBe(5 - httpPushes);
     expect((await todos.query()).map((d) => [d.data["n"], d.pending])).toEqual([0, 1, 2, 3, 4].map((n) => [n, false]));
   });
 
