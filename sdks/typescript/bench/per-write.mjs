@@ -1,5 +1,6 @@
 // What one settled online write costs a device running the TypeScript SDK in Node (issue 22):
-// HTTP requests, bytes on the wire both ways, and the device process's CPU. A `breakwater serve`
+// round trips (HTTP requests, and pushes sent on the realtime WebSocket), bytes on the wire both
+// ways, and the device process's CPU. A `breakwater serve`
 // (this repository's venv, a free port, a temporary data directory) behind a byte-counting TCP
 // proxy in a child process (so its CPU is not the device's); one client (memory storage,
 // WebSocket realtime through the proxy) makes BENCH_WRITES writes of a small todo, each followed
@@ -78,7 +79,14 @@ async function main() {
       requests.push(`${init?.method ?? "GET"} ${new URL(String(input)).pathname}`);
       return fetch(input, init);
     };
-    client = await Client.open({ endpoints: [`http://127.0.0.1:${proxyPort}`], storage: new MemoryStorage(), fetch: counting, WebSocket, pollIntervalMs: 600_000 });
+    let socketPushes = 0;
+    class CountingWebSocket extends WebSocket {
+      send(data) {
+        if (JSON.parse(data).type === "push") socketPushes += 1;
+        super.send(data);
+      }
+    }
+    client = await Client.open({ endpoints: [`http://127.0.0.1:${proxyPort}`], storage: new MemoryStorage(), fetch: counting, WebSocket: CountingWebSocket, pollIntervalMs: 600_000 });
     await waitFor(() => client.status.state === "online" && client.status.transport === "websocket", "online over a WebSocket");
     const todos = client.collection("todos");
     const write = async (i) => {
@@ -87,7 +95,7 @@ async function main() {
       await new Promise((resolve) => setTimeout(resolve, PAUSE_MS));
     };
     for (let i = 0; i < 5; i++) await write(i);
-    const before = { ...(await counts()), requests: requests.length, cpu: process.cpuUsage() };
+    const before = { ...(await counts()), requests: requests.length, socketPushes, cpu: process.cpuUsage() };
     for (let i = 5; i < 5 + WRITES; i++) await write(i);
     const cpu = process.cpuUsage(before.cpu);
     const after = await counts();
@@ -100,6 +108,7 @@ async function main() {
         requests: per(counted.length),
         pushes: per(counted.filter((r) => r === "POST /v1/sync/push").length),
         pulls: per(counted.filter((r) => r === "GET /v1/sync/pull").length),
+        socket_pushes: per(socketPushes - before.socketPushes),
         bytes_out: per(after.up - before.up),
         bytes_in: per(after.down - before.down),
         cpu_ms: Math.round(((cpu.user + cpu.system) / 1000 / WRITES) * 1000) / 1000,
