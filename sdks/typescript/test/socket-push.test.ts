@@ -11,6 +11,7 @@ import type { PushedMessage } from "../src/realtime/socket-push.js";
 import type { WebSocketConstructor } from "../src/realtime/transport.js";
 import { MemoryStorage } from "../src/storage/memory.js";
 import { FakeDeployment } from "./fake-regions.js";
+import { fakeSocket } from "./fake-socket.js";
 
 const mutations = [
   { mutation_id: "d.1", collection: "todos", id: "t1", op: "set", data: { title: "milk" }, hlc: "h1" },
@@ -95,31 +96,12 @@ describe("SocketPush", () => {
   });
 });
 
-/** A realtime socket that opens at once, hears every message sent on it, and closes when a push arrives, unanswered. */
+/** A realtime socket that hears every message sent on it, and closes when a push arrives, unanswered. */
 function closingOnPush(sent: string[]): WebSocketConstructor {
-  class FakeSocket {
-    readonly CONNECTING = 0;
-    readonly OPEN = 1;
-    readyState = 0;
-    onopen: (() => void) | null = null;
-    onmessage: ((event: { data: string }) => void) | null = null;
-    onclose: (() => void) | null = null;
-    onerror: (() => void) | null = null;
-    constructor() {
-      setTimeout(() => {
-        this.readyState = 1;
-        this.onopen?.();
-      });
-    }
-    send(text: string): void {
-      sent.push((JSON.parse(text) as { type: string }).type);
-      if (sent.at(-1) === "push") setTimeout(() => this.onclose?.());
-    }
-    close(): void {
-      this.readyState = 3;
-    }
-  }
-  return FakeSocket as unknown as WebSocketConstructor;
+  return fakeSocket((text, node) => {
+    sent.push((JSON.parse(text) as { type: string }).type);
+    if (sent.at(-1) === "push") node.close();
+  });
 }
 
 const cleanups: (() => Promise<void>)[] = [];
