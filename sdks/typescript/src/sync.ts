@@ -4,9 +4,9 @@
  *
  * 1. push unsent outbox entries in batches, over the realtime WebSocket when it is open (a `push`
  *    message, src/realtime/socket-push.ts), else, or when it gives no answer, over HTTP;
- *    acknowledged entries keep their `(origin, seq)` and
- *    stay queued; rejected ones leave the outbox and roll back; a `clock_skew` refusal corrects
- *    the device clock, re-stamps and pushes again; a `413` without an index halves the batch;
+ *    acknowledged entries keep their `(origin, seq)` and stay queued; rejected ones leave the
+ *    outbox and roll back; a `clock_skew` refusal corrects the device clock, re-stamps and
+ *    pushes again; a `413` without an index halves the batch;
  *    an acknowledgement whose state the answer carries and that follows the cursor without a
  *    gap is taken in as its pull would be, in the transaction that records it (a stable write
  *    settles at once; docs/protocol.md#settling-a-write-from-the-push-answer-every-sdk);
@@ -41,6 +41,7 @@
  */
 
 import { Backoff } from "./backoff.js";
+import type { State } from "./document.js";
 import type { Endpoint, EndpointPool } from "./endpoints.js";
 import { BreakwaterError, CursorExpired, EndpointUnavailable } from "./errors.js";
 import type { Problem } from "./errors.js";
@@ -48,7 +49,6 @@ import type { ClientEvents, Emitter, Status } from "./events.js";
 import type { LocalStore } from "./local-store.js";
 import { whileOnline } from "./network.js";
 import type { NetworkState } from "./network.js";
-import type { State } from "./document.js";
 import { NodeApi } from "./node-api.js";
 import type { Fetch, HeadersProvider, PullPage, PushAnswer } from "./node-api.js";
 import { toWire } from "./outbox.js";
