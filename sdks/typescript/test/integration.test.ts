@@ -155,6 +155,34 @@ describe("against breakwater serve", () => {
     expect((await todos.query()).map((d) => [d.data["n"], d.pending])).toEqual([0, 1, 2, 3, 4].map((n) => [n, false]));
   });
 
+  it("settles writes pushed on the socket to the node's documents, derived or sent", async () => {
+    const node = await startNode();
+    const paths: string[] = [];
+    const counting: Fetch = (input, init) => {
+      paths.push(new URL(String(input)).pathname);
+      return fetch(input, init);
+    };
+    const client = await openClient({ endpoints: [node.url], fetch: counting, WebSocket: WsWebSocket as unknown as WebSocketConstructor, transports: ["websocket"] });
+    await vi.waitFor(() => expect(client.status).toMatchObject({ state: "online", transport: "websocket" }), { timeout: 10_000 });
+    const todos = client.collection("todos");
+    const stats = client.collection("stats");
+    await todos.set("t1", { title: "milk", done: false, tags: ["a"] });
+    await todos.patch("t1", { done: true, tags: null }); // its state derived from the device's own delta
+    await todos.set("t2", { title: "eggs" });
+    await todos.delete("t2");
+    await stats.increment("s", { n: 2 }); // a counter's state is always sent
+    await settled(client);
+    expect(await todos.get("t1")).toMatchObject({ data: { title: "milk", done: true }, pending: false });
+    expect((await node.document("todos", "t1"))?.data).toEqual({ title: "milk", done: true });
+    expect(await todos.get("t2")).toBeNull();
+    expect(await node.document("todos", "t2")).toBeNull();
+    await stats.increment("s", { n: 3 });
+    await settled(client);
+    expect((await stats.get("s"))?.data).toEqual({ n: 5 });
+    expect((await node.document("stats", "s"))?.data).toEqual({ n: 5 });
+    expect(paths.filter((path) => path === "/v1/sync/push")).toEqual([]); // all on the socket
+  });
+
   it("applies every mutation once when each push reaches the node twice", async () => {
     const node = await startNode();
     const doubled: Fetch = async (input, init) => {
