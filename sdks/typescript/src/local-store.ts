@@ -13,9 +13,9 @@
 
 import { isLegacy } from "./counter.js";
 import type { Position } from "./counter.js";
-import { decodeCursor, mergeVectors } from "./cursor.js";
+import { decodeCursor, encodeCursor, mergeVectors } from "./cursor.js";
 import type { VersionVector } from "./cursor.js";
-import { join } from "./document.js";
+import { deltaFor, emptyState, join } from "./document.js";
 import type { JsonObject, Op, State } from "./document.js";
 import { StaleState } from "./errors.js";
 import type { Problem } from "./errors.js";
@@ -55,6 +55,17 @@ interface ViewRow {
   data: JsonObject | null;
   hlc: string;
   pending: boolean;
+}
+
+/** A staged page of synced changes: what `LocalStore` takes as its own once the page commits. */
+interface StagedPage {
+  latest: ReadonlyMap<string, State | null>;
+  touched: ReadonlySet<string>;
+  cursor: string;
+  stable: VersionVector;
+  resyncing: boolean;
+  done: boolean;
+  outbox: OutboxEntry[];
 }
 
 /** A pulled change of a document the user may not read (any more): it leaves the device. */
@@ -139,6 +150,8 @@ export class LocalStore {
   resyncing = false;
   /** The running resync follows a restore of the node: offer back what it lost (src/restore-offers.ts). */
   offering = false;
+  /** The collections the cursor is pulled with (sorted; `null`: all), as `follow` stored them. */
+  private scope: readonly string[] | null = null;
   clock: HybridClock = new HybridClock("d-unset");
   private counter = 0;
   /** The stored `generation` this object's cached state matches (each commit bumps it). */
@@ -254,6 +267,7 @@ export class LocalStore {
     this.resyncing = await this.meta("resyncing", false);
     this.firstSync = this.cursor === "" && !this.resyncing ? new Set() : null;
     this.offering = await this.meta("offering", false);
+    this.scope = await this.meta<string[] | null>("scope", null);
     this.outbox = (await this.adapter.list("outbox")).map(([, entry]) => entry as OutboxEntry);
     this.forget(); // whatever changed before is unknown here
   }
@@ -478,19 +492,6 @@ export class LocalStore {
     return this.outbox;
   }
 
-  /** Remember `[mutationId, origin, seq]` for acknowledged entries (they stay queued). */
-  recordAcks(acks: readonly (readonly [string, string, number])[]): Promise<void> {
-    return this.serial(async () => {
-      const byId = new Map(acks.map(([mid, origin, seq]) => [mid, { origin, seq }]));
-      const outbox = this.outbox.map((e) => {
-        const ack = byId.get(e.mutationId);
-        return ack ? { ...e, ...ack } : e;
-      });
-      await this.commit(outbox.filter((e) => byId.has(e.mutationId)).map((e) => ({ table: "outbox", key: positionKey(e.position), value: e })));
-      this.outbox = outbox;
-    });
-  }
-
   /** Move refused entries to `rejected` and roll their documents back. */
   reject(refused: readonly (readonly [string, Problem])[]): Promise<Rejection[]> {
     return this.serial(async () => {
@@ -555,84 +556,171 @@ export class LocalStore {
    */
   applyPage(changes: readonly PulledChange[], cursor: string, stable: VersionVector, done: boolean): Promise<Set<string>> {
     return this.serial(async () => {
-      const latest = new Map<string, State | null>();
-      for (const change of changes) {
-        const key = docKey(change.collection, change.id);
-        if (change.op === REMOVAL_OP) {
-          latest.set(key, null);
-          continue;
-        }
-        if (change.state === undefined) throw new Error("pulled change without state (pull with include_state=true)");
-        latest.set(key, change.state);
-        if (change.hlc) this.clock.observe(change.hlc);
-      }
       const batch = new Batch(this.adapter);
-      const touched = new Set(latest.keys());
-      const offers = new Offers(this.offering, this.outbox.at(-1)?.position ?? (await this.meta("last_position", 0)));
-      // The page's `docs` rows too (few: a document has one only while it has outbox entries), read beside the states.
-      const stored = this.firstSync;
-      const queued = new Set(this.outbox.map((e) => docKey(e.collection, e.id)));
-      await Promise.all([
-        batch.prefetch("server", [...latest.keys()], (key) => stored !== null && !stored.has(key)),
-        batch.prefetch("docs", [...latest.keys()], (key) => stored !== null && !queued.has(key)),
-      ]);
-      for (const [key, incoming] of latest) {
-        if (incoming === null) {
-          batch.put("server", key, undefined);
-          continue;
-        }
-        // A full resync replaces what the device held before it (the device may hold changes no
-        // region has: a node restored from a backup, a lost store, ADR 0037) and joins what the
-        // resync itself brought, as the Python SDK does (docs/protocol.md#cursors).
-        const current = (await batch.get("server", key)) as ServerRow | undefined;
-        await offers.consider(key, current, incoming);
-        const held = current && (current.seen || !this.resyncing) ? current.state : undefined;
-        batch.put("server", key, { state: held ? join(held, incoming) : incoming, seen: true });
-      }
-      const newStable = mergeVectors(this.stable, stable);
-      batch.put("meta", "cursor", cursor);
-      batch.put("meta", "stable", newStable);
-      batch.put("meta", "hlc", this.clock.now());
-      let resyncing = this.resyncing;
-      if (done && resyncing) {
-        for (const [key, value] of await this.adapter.list("server")) {
-          if (!(value as ServerRow).seen && !latest.has(key)) {
-            await offers.consider(key, value as ServerRow, null); // lost by a restore: offered back first
-            batch.put("server", key, undefined); // purged while this device was away
-            touched.add(key);
-          }
-        }
-        resyncing = false;
-        batch.put("meta", "resyncing", false);
-        batch.put("meta", "offering", undefined);
-      }
-      const offered = offers.entries.filter((o) => !this.outbox.some((e) => e.mutationId === o.mutationId));
-      for (const entry of offered) {
-        batch.put("outbox", positionKey(entry.position), entry);
-        batch.put("meta", "last_position", entry.position);
-        touched.add(docKey(entry.collection, entry.id));
-      }
-      const outbox = settle([...this.outbox, ...offered], newStable, decodeCursor(cursor));
-      for (const e of this.outbox) {
-        if (!outbox.includes(e)) {
-          batch.put("outbox", positionKey(e.position), undefined);
-          touched.add(docKey(e.collection, e.id));
-        }
-      }
-      for (const key of touched) {
-        const [collection, id] = splitKey(key);
-        await this.refreshView(batch, outbox, collection, id);
-      }
+      const page = await this.stagePage(batch, this.outbox, changes, cursor, stable, done);
       await this.commit([...batch.writes.values()], batch.views);
-      this.cursor = cursor;
-      this.stable = newStable;
-      for (const [key, incoming] of latest) stored?.[incoming === null ? "delete" : "add"](key);
-      if (done) this.firstSync = null;
-      this.resyncing = resyncing;
-      this.offering &&= resyncing;
-      this.outbox = outbox;
-      return new Set([...touched].map((key) => splitKey(key)[0]));
+      return this.adopt(page);
     });
+  }
+
+  /**
+   * Remember `[mutationId, origin, seq]` for acknowledged entries (they stay queued), and with
+   * the push answer's `states` (by mutation id) and `stable`, take in the acknowledged changes
+   * that follow the cursor without a gap as their pull would (docs/protocol.md#settling-a-write-
+   * from-the-push-answer-every-sdk): states joined (collections in scope), cursor moved,
+   * `stable` merged, settled entries out, all in one commit. A change behind a gap, or without
+   * a state (`duplicate`), is only recorded: the device pulls it. For the mutation ids in
+   * `derive` the node sent no state: the change's state is the entry's own delta
+   * (docs/protocol.md#push-over-the-realtime-websocket). Returns the collections whose local
+   * view changed.
+   */
+  recordAcks(
+    acks: readonly (readonly [string, string, number])[],
+    states: ReadonlyMap<string, State> = new Map(),
+    stable: VersionVector = {},
+    derive: ReadonlySet<string> = new Set(),
+  ): Promise<Set<string>> {
+    return this.serial(async () => {
+      const byId = new Map(acks.map(([mid, origin, seq]) => [mid, { origin, seq }]));
+      const outbox = this.outbox.map((e) => {
+        const ack = byId.get(e.mutationId);
+        return ack ? { ...e, ...ack } : e;
+      });
+      const batch = new Batch(this.adapter);
+      for (const e of outbox) if (byId.has(e.mutationId)) batch.put("outbox", positionKey(e.position), e);
+      const next = this.resyncing ? null : this.nextChanges(outbox, acks, states, derive);
+      if (next === null || (next.cursor === this.cursor && Object.keys(stable).length === 0)) {
+        // Nothing to take in (a resync runs, or every result lies behind a gap): recorded only.
+        await this.commit([...batch.writes.values()], batch.views);
+        this.outbox = outbox;
+        return new Set<string>();
+      }
+      const page = await this.stagePage(batch, outbox, next.changes, next.cursor, stable, false);
+      await this.commit([...batch.writes.values()], batch.views);
+      return this.adopt(page);
+    });
+  }
+
+  /**
+   * The cursor moved past the acknowledged changes that follow it without a gap (each with a
+   * state), and those changes as a pull would bring them: one outside the device's scope moves
+   * the cursor only, as in a pull.
+   */
+  private nextChanges(
+    outbox: readonly OutboxEntry[],
+    acks: readonly (readonly [string, string, number])[],
+    states: ReadonlyMap<string, State>,
+    derive: ReadonlySet<string>,
+  ): { cursor: string; changes: PulledChange[] } {
+    const vector = decodeCursor(this.cursor);
+    let moved = false;
+    const entries = new Map(outbox.map((e) => [e.mutationId, e]));
+    const changes: PulledChange[] = [];
+    /** Each document's state as this page has it so far (a page keeps a document's last state). */
+    const taken = new Map<string, State>();
+    for (const [mid, origin, seq] of [...acks].sort((a, b) => (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : a[2] - b[2]))) {
+      let state = states.get(mid);
+      const entry = entries.get(mid);
+      if ((state === undefined && !derive.has(mid)) || entry === undefined || (vector[origin] ?? 0) !== seq - 1) continue;
+      const key = docKey(entry.collection, entry.id);
+      // The node's state is the one before joined with this delta (it said so): joined into the
+      // device's server state, with this page's earlier changes of the document, it is what a pull would bring.
+      state ??= join(taken.get(key) ?? emptyState(), deltaFor(entry.op, entry.data, entry.hlc, mid));
+      taken.set(key, state);
+      vector[origin] = seq;
+      moved = true;
+      if (this.scope === null || this.scope.includes(entry.collection)) changes.push({ collection: entry.collection, id: entry.id, op: entry.op, state });
+    }
+    return { cursor: moved ? encodeCursor(vector) : this.cursor, changes };
+  }
+
+  /**
+   * Stage a page of synced changes (pulled, or taken from a push answer) over `outbox` in
+   * `batch`: states joined, cursor and `stable` written, settled entries out, views refreshed.
+   * What the caller adopts once `batch` commits.
+   */
+  private async stagePage(batch: Batch, base: readonly OutboxEntry[], changes: readonly PulledChange[], cursor: string, stable: VersionVector, done: boolean): Promise<StagedPage> {
+    const latest = new Map<string, State | null>();
+    for (const change of changes) {
+      const key = docKey(change.collection, change.id);
+      if (change.op === REMOVAL_OP) {
+        latest.set(key, null);
+        continue;
+      }
+      if (change.state === undefined) throw new Error("pulled change without state (pull with include_state=true)");
+      latest.set(key, change.state);
+      if (change.hlc) this.clock.observe(change.hlc);
+    }
+    const touched = new Set(latest.keys());
+    const offers = new Offers(this.offering, base.at(-1)?.position ?? (await this.meta("last_position", 0)));
+    // The page's `docs` rows too (few: a document has one only while it has outbox entries), read beside the states.
+    const stored = this.firstSync;
+    const queued = new Set(base.map((e) => docKey(e.collection, e.id)));
+    await Promise.all([
+      batch.prefetch("server", [...latest.keys()], (key) => stored !== null && !stored.has(key)),
+      batch.prefetch("docs", [...latest.keys()], (key) => stored !== null && !queued.has(key)),
+    ]);
+    for (const [key, incoming] of latest) {
+      if (incoming === null) {
+        batch.put("server", key, undefined);
+        continue;
+      }
+      // A full resync replaces what the device held before it (the device may hold changes no
+      // region has: a node restored from a backup, a lost store, ADR 0037) and joins what the
+      // resync itself brought, as the Python SDK does (docs/protocol.md#cursors).
+      const current = (await batch.get("server", key)) as ServerRow | undefined;
+      await offers.consider(key, current, incoming);
+      const held = current && (current.seen || !this.resyncing) ? current.state : undefined;
+      batch.put("server", key, { state: held ? join(held, incoming) : incoming, seen: true });
+    }
+    const newStable = mergeVectors(this.stable, stable);
+    batch.put("meta", "cursor", cursor);
+    batch.put("meta", "stable", newStable);
+    batch.put("meta", "hlc", this.clock.now());
+    let resyncing = this.resyncing;
+    if (done && resyncing) {
+      for (const [key, value] of await this.adapter.list("server")) {
+        if (!(value as ServerRow).seen && !latest.has(key)) {
+          await offers.consider(key, value as ServerRow, null); // lost by a restore: offered back first
+          batch.put("server", key, undefined); // purged while this device was away
+          touched.add(key);
+        }
+      }
+      resyncing = false;
+      batch.put("meta", "resyncing", false);
+      batch.put("meta", "offering", undefined);
+    }
+    const offered = offers.entries.filter((o) => !base.some((e) => e.mutationId === o.mutationId));
+    for (const entry of offered) {
+      batch.put("outbox", positionKey(entry.position), entry);
+      batch.put("meta", "last_position", entry.position);
+      touched.add(docKey(entry.collection, entry.id));
+    }
+    const outbox = settle([...base, ...offered], newStable, decodeCursor(cursor));
+    for (const e of base) {
+      if (!outbox.includes(e)) {
+        batch.put("outbox", positionKey(e.position), undefined);
+        touched.add(docKey(e.collection, e.id));
+      }
+    }
+    for (const key of touched) {
+      const [collection, id] = splitKey(key);
+      await this.refreshView(batch, outbox, collection, id);
+    }
+    return { latest, touched, cursor, stable: newStable, resyncing, done, outbox };
+  }
+
+  /** Take a committed page's state as this object's own; the collections whose local view changed. */
+  private adopt(page: StagedPage): Set<string> {
+    this.cursor = page.cursor;
+    this.stable = page.stable;
+    const stored = this.firstSync;
+    for (const [key, incoming] of page.latest) stored?.[incoming === null ? "delete" : "add"](key);
+    if (page.done) this.firstSync = null;
+    this.resyncing = page.resyncing;
+    this.offering &&= page.resyncing;
+    this.outbox = page.outbox;
+    return new Set([...page.touched].map((key) => splitKey(key)[0]));
   }
 
   /**
@@ -646,12 +734,11 @@ export class LocalStore {
       const stored = (await this.adapter.get("meta", "scope")) as string[] | null | undefined;
       if (JSON.stringify(stored ?? null) === JSON.stringify(scope)) return false;
       const scopeWrite: Write = { table: "meta", key: "scope", value: scope ?? undefined };
-      if (!this.cursor) {
-        await this.commit([scopeWrite]); // nothing pulled yet (or a resync under way)
-        return false;
-      }
-      await this.startResync([scopeWrite]);
-      return true;
+      const resync = this.cursor !== "";
+      if (resync) await this.startResync([scopeWrite]);
+      else await this.commit([scopeWrite]); // nothing pulled yet (or a resync under way)
+      this.scope = scope;
+      return resync;
     });
   }
 

@@ -9,6 +9,7 @@ import { EndpointUnavailable, errorForProblem } from "./errors.js";
 import type { Problem } from "./errors.js";
 import type { VersionVector } from "./cursor.js";
 import type { Directory } from "./endpoints.js";
+import type { State } from "./document.js";
 import type { PulledChange } from "./local-store.js";
 
 export type Fetch = typeof fetch;
@@ -23,12 +24,18 @@ export interface PushResult {
   status: "applied" | "duplicate" | "rejected";
   origin?: string;
   seq?: number;
+  /** With `include_state=true`, on an `applied` result: the document's state right after the change. */
+  state?: State;
   error?: Problem;
 }
 
 export interface PushAnswer {
   results: PushResult[];
   hlc?: string;
+  /** With `include_state=true`: as in a pull. */
+  stable?: VersionVector;
+  /** Over the WebSocket: an applied result without `state` has the state the device derives from its own mutation. */
+  derive?: boolean;
 }
 
 export interface PullPage {
@@ -127,9 +134,13 @@ export class NodeApi {
     return this.call("GET", path);
   }
 
-  /** `POST /v1/sync/push`: one result per mutation, in order, and the node's clock. */
+  /**
+   * `POST /v1/sync/push`: one result per mutation, in order, and the node's clock; asks for the
+   * applied states and `stable` too (a query parameter, which a node without it ignores), so the
+   * device can settle its writes without pulling them (docs/protocol.md#settling-a-write-from-the-push-answer-every-sdk).
+   */
   async push(clientId: string, mutations: readonly Record<string, unknown>[]): Promise<PushAnswer> {
-    return (await this.call("POST", "/v1/sync/push", { client_id: clientId, mutations })) as PushAnswer;
+    return (await this.call("POST", "/v1/sync/push?include_state=true", { client_id: clientId, mutations })) as PushAnswer;
   }
 
   /** `GET /v1/sync/pull` (with states unless told, of `collections` only when given); `waitS` > 0 long-polls (the timeout counts on top of it). */

@@ -2,12 +2,22 @@
  * The background sync, with the Python SDK's rules (docs/sdk.md#sync-in-detail). One round on
  * the chosen endpoint:
  *
- * 1. push unsent outbox entries in batches; acknowledged entries keep their `(origin, seq)` and
- *    stay queued; rejected ones leave the outbox and roll back; a `clock_skew` refusal corrects
- *    the device clock, re-stamps and pushes again; a `413` without an index halves the batch;
- * 2. pull pages (with states) until `has_more` is false; each page commits with its cursor, and
- *    entries acknowledged, stable and pulled back leave the outbox; a `410` on the cursor starts
- *    a full resync that keeps the outbox;
+ * 1. push unsent outbox entries in batches, over the realtime WebSocket when it is open (a `push`
+ *    message, src/realtime/socket-push.ts), else, or when it gives no answer, over HTTP;
+ *    acknowledged entries keep their `(origin, seq)` and stay queued; rejected ones leave the
+ *    outbox and roll back; a `clock_skew` refusal corrects the device clock, re-stamps and
+ *    pushes again; a `413` without an index halves the batch;
+ *    an acknowledgement whose state the answer carries and that follows the cursor without a
+ *    gap is taken in as its pull would be, in the transaction that records it (a stable write
+ *    settles at once; docs/protocol.md#settling-a-write-from-the-push-answer-every-sdk);
+ * 2. when a pull is due, pull pages (with states) until `has_more` is false; each page commits
+ *    with its cursor, and entries acknowledged, stable and pulled back leave the outbox; a `410`
+ *    on the cursor starts a full resync that keeps the outbox. A pull is due on the first round,
+ *    after a failure or an endpoint switch, when realtime reported a cursor ahead of the
+ *    device's, after `pollIntervalMs` without a wake-up, on `syncNow()`, and while the outbox
+ *    holds acknowledged entries (not yet stable, or not taken in): a round that only pushed
+ *    writes it settled pulls nothing, and the realtime echo of the device's own change is
+ *    behind the cursor by then (no pull);
  * 3. wait for a local write, `syncNow()`, a realtime notice or `pollIntervalMs` (a safety net).
  *
  * While the platform says it is offline (`NetworkState`, a browser's `navigator.onLine`) the
@@ -15,7 +25,8 @@
  *
  * Realtime runs beside the loop on the current endpoint: the transport ladder (WebSocket, SSE,
  * long-poll, falling back when one is refused) only says that the feed moved past the device's
- * cursor, and the loop pulls the changes with their states.
+ * cursor, and the loop pulls the changes with their states. A notice that arrives while a round
+ * pushes does not wake the loop: the round decides after the push whether it still lies ahead.
  *
  * A push refused as unavailable still lets the pull run (a node that refuses writes may serve
  * reads). Failures mark the endpoint in the pool (breaker, failover) and wait with exponential
@@ -30,6 +41,7 @@
  */
 
 import { Backoff } from "./backoff.js";
+import type { State } from "./document.js";
 import type { Endpoint, EndpointPool } from "./endpoints.js";
 import { BreakwaterError, CursorExpired, EndpointUnavailable } from "./errors.js";
 import type { Problem } from "./errors.js";
@@ -43,6 +55,7 @@ import { toWire } from "./outbox.js";
 import type { OutboxEntry } from "./outbox.js";
 import { pause } from "./pause.js";
 import { TransportLadder } from "./realtime/ladder.js";
+import { SocketGone, SocketPush } from "./realtime/socket-push.js";
 import { isAhead } from "./realtime/transport.js";
 import type { StreamContext, Transport } from "./realtime/transport.js";
 
@@ -83,6 +96,14 @@ export class SyncLoop {
   private realtime: { stop: AbortController; done: Promise<void> } | null = null;
   /** Realtime notices waiting for the device to pull up to their cursor. */
   private readonly notices = new Set<() => boolean>();
+  /** Whether the next round pulls whatever realtime said (see the module docstring). */
+  private pullDue = true;
+  /** The newest cursor realtime reported (a pull is due while it is ahead of the device's). */
+  private heard = "";
+  /** A round is pushing: realtime notices do not wake the loop then. */
+  private pushing = false;
+  /** The WebSocket of the realtime in use, when open: pushes go there. */
+  private socket = new SocketPush();
   private directoryTtlMs = DEFAULT_DIRECTORY_TTL_S * 1000;
   private directoryReadAt = -Infinity;
   /** The directory read started by the last switch of endpoint (aborted by the next). */
@@ -126,8 +147,9 @@ export class SyncLoop {
     this.wakeUp.abort();
   }
 
-  /** The app says the network is back: probe every endpoint and retry now. */
+  /** The app says the network is back: probe every endpoint and retry now (pulling too). */
   syncNow(): void {
+    this.pullDue = true;
     this.pool.probeNow();
     this.retry.abort();
     this.wakeUp.abort();
@@ -179,6 +201,7 @@ export class SyncLoop {
         await this.follow();
       } catch (error) {
         if (this.stopping.signal.aborted) break;
+        this.pullDue = true;
         const unavailable = error instanceof EndpointUnavailable;
         if (unavailable) {
           if (error.reason === "region_standby") this.pool.regionStates.set(endpoint.region, "standby");
@@ -250,6 +273,7 @@ export class SyncLoop {
   /** No network, says the platform: drop realtime and wait for its `online` (or the poll interval). */
   private async offline(): Promise<void> {
     await this.stopRealtime();
+    this.pullDue = true; // realtime was down: what it would have said is unknown
     this.update({ state: "offline", transport: null });
     await this.wait(this.settings.pollIntervalMs);
   }
@@ -258,6 +282,7 @@ export class SyncLoop {
   private async use(endpoint: Endpoint, api: NodeApi): Promise<void> {
     if (this.endpoint !== null) await this.store.forgetAcks();
     this.endpoint = endpoint;
+    this.pullDue = true;
     this.readDirectory(api);
     this.update({ endpoint: endpoint.url });
     await this.stopRealtime();
@@ -271,8 +296,9 @@ export class SyncLoop {
       this.transports,
       this.settings.climbBackAfterMs,
       (transport) => this.update({ transport }),
-      () => this.wakeUp.abort(),
+      () => this.pullSoon(), // the cursor expired (pull, resync) or the stream's node failed (check it)
     );
+    this.socket = new SocketPush();
     const context: StreamContext = {
       baseUrl: endpoint.url,
       fetch: this.fetchFn,
@@ -284,6 +310,7 @@ export class SyncLoop {
       collections: this.settings.collections,
       cursor: () => this.store.cursor,
       notify: (cursor) => this.notified(cursor),
+      socket: this.socket,
     };
     this.realtime = { stop, done: ladder.run(context) };
   }
@@ -295,9 +322,22 @@ export class SyncLoop {
     await realtime?.done;
   }
 
-  /** A transport saw the feed move to `cursor`: wake the loop; resolves once pulled (or after the poll interval). */
-  private notified(cursor: string): Promise<void> {
+  /** Make the next round pull, and start it. */
+  private pullSoon(): void {
+    this.pullDue = true;
     this.wakeUp.abort();
+  }
+
+  /**
+   * A transport saw the feed move to `cursor`: note it and wake the loop (not while a round
+   * pushes: the round looks after its push); resolves once the device's cursor covers it (or
+   * after the poll interval). Nothing is done for a cursor the device holds already: the echo
+   * of its own change, taken in from the push answer.
+   */
+  private notified(cursor: string): Promise<void> {
+    if (!isAhead(cursor, this.store.cursor)) return Promise.resolve();
+    this.heard = cursor;
+    if (!this.pushing) this.wakeUp.abort();
     return new Promise((resolve) => {
       const waiter = (): boolean => {
         if (isAhead(cursor, this.store.cursor)) return false;
@@ -317,22 +357,41 @@ export class SyncLoop {
   private async round(api: NodeApi): Promise<void> {
     if (this.store.entries().length > 0 || this.status.state === "offline") this.update({ state: "syncing" });
     let pushFailed: EndpointUnavailable | null = null;
+    this.pushing = true;
     try {
       await this.pushAll(api);
     } catch (error) {
       if (!(error instanceof EndpointUnavailable)) throw error;
       pushFailed = error; // a node that refuses writes may still serve reads: pull
+      this.pullDue = true;
+    } finally {
+      this.pushing = false;
     }
-    await this.pullAll(api);
+    if (this.pullWanted()) {
+      this.pullDue = false;
+      await this.pullAll(api);
+    }
     if (pushFailed !== null) throw pushFailed;
     this.update({ state: this.store.unsent(1).length > 0 ? "syncing" : "online", lastError: null });
+    if (this.heardAhead()) this.wakeUp.abort(); // heard of while this round ran: go again at once
   }
 
-  /** Wait for a local write, `syncNow()`, a realtime notice or the poll interval. */
+  /** Whether this round pulls: see the module docstring. */
+  private pullWanted(): boolean {
+    return this.pullDue || this.heardAhead() || this.store.entries().some((e) => e.origin !== null);
+  }
+
+  private heardAhead(): boolean {
+    return this.heard !== "" && isAhead(this.heard, this.store.cursor);
+  }
+
+  /** Wait for a local write, `syncNow()`, a realtime notice or the poll interval (after which a pull is due). */
   private async follow(): Promise<void> {
     // A wake-up during the round (a notice of changes it may have missed) counts too.
     if (this.store.unsent(1).length === 0 && !this.wakeUp.signal.aborted) {
-      await pause(this.settings.pollIntervalMs, AbortSignal.any([this.wakeUp.signal, this.stopping.signal]));
+      const woken = AbortSignal.any([this.wakeUp.signal, this.stopping.signal]);
+      await pause(this.settings.pollIntervalMs, woken);
+      if (!woken.aborted) this.pullDue = true;
     }
     this.wakeUp = new AbortController();
   }
@@ -346,7 +405,7 @@ export class SyncLoop {
       if (batch.length === 0) return;
       let answer: PushAnswer;
       try {
-        answer = await api.push(this.store.deviceId, batch.map(toWire));
+        answer = await this.push(api, batch.map(toWire));
       } catch (error) {
         if (!(error instanceof BreakwaterError) || error instanceof EndpointUnavailable) throw error;
         const index = error.problem["index"];
@@ -370,6 +429,23 @@ export class SyncLoop {
     }
   }
 
+  /**
+   * Push over the open realtime WebSocket, or over HTTP when there is none or it gives no answer
+   * (the same mutation ids: a repeat is applied once). A push the socket's token no longer
+   * covers goes over HTTP too, where a 401 renews the token and retries.
+   */
+  private async push(api: NodeApi, mutations: readonly Record<string, unknown>[]): Promise<PushAnswer> {
+    if (this.socket.open) {
+      try {
+        return await this.socket.push(mutations, this.settings.requestTimeoutMs);
+      } catch (error) {
+        const unauthorized = error instanceof BreakwaterError && error.type === "unauthorized";
+        if (!(error instanceof SocketGone) && !unauthorized) throw error;
+      }
+    }
+    return api.push(this.store.deviceId, mutations);
+  }
+
   private async record(answer: PushAnswer, batch: readonly OutboxEntry[], endpoint: string): Promise<void> {
     const acks: [string, string, number][] = [];
     const duplicates = new Set<string>();
@@ -391,7 +467,14 @@ export class SyncLoop {
       });
       // Told before the device records it, so that a stop in between cannot hide an ack.
       this.events.emit("acknowledged", { entries, duplicates, endpoint });
-      await this.store.recordAcks(acks);
+      const states = new Map<string, State>();
+      const derive = new Set<string>();
+      for (const result of answer.results) {
+        if (result.status !== "applied") continue;
+        if (result.state !== undefined) states.set(result.mutation_id, result.state);
+        else if (answer.derive) derive.add(result.mutation_id);
+      }
+      this.synced(await this.store.recordAcks(acks, states, answer.stable ?? {}, derive));
     }
     if (refused.length > 0) await this.rejected(refused);
   }
@@ -433,12 +516,17 @@ export class SyncLoop {
   private async applyPage(page: PullPage, progress: { changes: number; pages: number }): Promise<boolean> {
     const collections = await this.store.applyPage(page.changes, page.cursor, page.stable ?? {}, !page.has_more);
     if (page.hlc) this.store.clock.observe(page.hlc);
-    for (const waiter of this.notices) waiter();
     progress.changes += page.changes.length;
     progress.pages += 1;
-    if (collections.size > 0) this.events.emit("changed", collections);
+    this.synced(collections);
     if (page.changes.length > 0 || page.has_more) this.events.emit("progress", { ...progress, hasMore: page.has_more });
     this.update({});
     return page.has_more;
+  }
+
+  /** A page of synced changes committed (pulled, or taken from a push answer): tell the notices it covers and the views. */
+  private synced(collections: ReadonlySet<string>): void {
+    for (const waiter of this.notices) waiter();
+    if (collections.size > 0) this.events.emit("changed", collections);
   }
 }

@@ -1,7 +1,8 @@
 // A fake deployment of regions behind one `fetch`, for routing tests without a network: each
 // region has its own feed (origin = its name) and applies pushes once per mutation id; pulls
 // answer the changes past a cursor with the documents' states; `replicate` copies one region's
-// changes to another. A call to a region takes its `latency` in milliseconds (a real timer: the
+// changes to another. A push with `include_state=true` answers each applied result's state and
+// the deployment's `stable`, as a node does. A call to a region takes its `latency` in milliseconds (a real timer: the
 // SDK measures round trips with its own clock); a region that is `down` refuses connections.
 import { advance, decodeCursor, encodeCursor } from "../src/cursor.js";
 import type { VersionVector } from "../src/cursor.js";
@@ -29,6 +30,8 @@ export class FakeRegion {
   readonly pushed: string[] = [];
   /** Long polls held open, ended with a reset when the region goes down. */
   readonly held = new Set<(error: Error) => void>();
+  /** What the region writes for a mutation's data (a rule setting an owner field, say); default: the data as sent. */
+  rule: (data: JsonObject) => JsonObject = (data) => data;
 
   constructor(
     readonly name: string,
@@ -95,7 +98,7 @@ export class FakeDeployment {
     region.calls.push(`${method} ${url.pathname}`);
     if (url.pathname === "/readyz") return region.state === "draining" ? json(503, { status: "draining" }) : json(200, { status: "ready" });
     if (url.pathname === "/v1/regions") return json(200, this.directory(region));
-    if (url.pathname === "/v1/sync/push") return this.push(region, JSON.parse(String(init?.body)) as { mutations: Record<string, unknown>[] });
+    if (url.pathname === "/v1/sync/push") return this.push(region, JSON.parse(String(init?.body)) as { mutations: Record<string, unknown>[] }, url.searchParams.get("include_state") === "true");
     if (url.pathname === "/v1/sync/pull") return json(200, this.page(region, url.searchParams.get("cursor") ?? ""));
     return json(404, { type: "not_found" });
   };
@@ -105,7 +108,7 @@ export class FakeDeployment {
     return { region: here.name, regions, ttl: 30 };
   }
 
-  private push(region: FakeRegion, body: { mutations: Record<string, unknown>[] }): Response {
+  private push(region: FakeRegion, body: { mutations: Record<string, unknown>[] }, includeState: boolean): Response {
     if (region.state === "standby") return json(503, { type: "region_standby", title: "standby" });
     const results = body.mutations.map((m) => {
       const mutationId = String(m["mutation_id"]);
@@ -114,11 +117,13 @@ export class FakeDeployment {
       if (known !== undefined) return { mutation_id: mutationId, status: "duplicate", origin: known.origin, seq: known.seq };
       const seq = region.feed.filter((c) => c.origin === region.name).length + 1;
       const op = m["op"] as Op;
-      const delta = deltaFor(op, (m["data"] ?? null) as JsonObject | null, String(m["hlc"]), mutationId);
-      region.apply({ origin: region.name, seq, collection: String(m["collection"]), id: String(m["id"]), op, mutationId, delta });
-      return { mutation_id: mutationId, status: "applied", origin: region.name, seq };
+      const data = (m["data"] ?? null) as JsonObject | null;
+      const delta = deltaFor(op, data === null ? null : region.rule(data), String(m["hlc"]), mutationId);
+      const [collection, id] = [String(m["collection"]), String(m["id"])];
+      region.apply({ origin: region.name, seq, collection, id, op, mutationId, delta });
+      return { mutation_id: mutationId, status: "applied", origin: region.name, seq, ...(includeState ? { state: region.data(collection, id) } : {}) };
     });
-    return json(200, { results });
+    return json(200, { results, ...(includeState ? { stable: this.stable } : {}) });
   }
 
   private page(region: FakeRegion, cursor: string): unknown {

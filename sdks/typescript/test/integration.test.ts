@@ -120,10 +120,73 @@ describe("against breakwater serve", () => {
     expect(sockets.size).toBe(1);
   });
 
+  it.each<[TransportName, number]>([
+    ["sse", 5], // pushes over HTTP
+    ["websocket", 0], // pushes on the open socket
+  ])("settles each online write with one push and no pull (realtime over %s)", async (transport, httpPushes) => {
+    const node = await startNode();
+    const paths: string[] = [];
+    const counting: Fetch = (input, init) => {
+      paths.push(new URL(String(input)).pathname);
+      return fetch(input, init);
+    };
+    let socketPushes = 0;
+    class CountingWebSocket extends WsWebSocket {
+      override send(data: string): void {
+        if ((JSON.parse(data) as { type?: string }).type === "push") socketPushes += 1;
+        super.send(data);
+      }
+    }
+    const WebSocket = CountingWebSocket as unknown as WebSocketConstructor;
+    const client = await openClient({ endpoints: [node.url], fetch: counting, WebSocket, transports: [transport] });
+    await vi.waitFor(() => expect(client.status).toMatchObject({ state: "online", transport }), { timeout: 10_000 });
+    const from = paths.length;
+    const todos = client.collection("todos");
+    for (let i = 0; i < 5; i++) {
+      await todos.set(`t${i}`, { n: i });
+      await settled(client);
+    }
+    // Another writer's change follows the echoes on the stream: once the device has it, it has heard every echo.
+    await node.put("notes", "n1", { text: "from elsewhere" });
+    await vi.waitFor(async () => expect(await client.collection("notes").get("n1")).not.toBeNull(), { timeout: 10_000 });
+    const sync = paths.slice(from).filter((path) => path.startsWith("/v1/sync/"));
+    expect(sync).toEqual([...Array<string>(httpPushes).fill("/v1/sync/push"), "/v1/sync/pull"]);
+    expect(socketPushes).toBe(5 - httpPushes);
+    expect((await todos.query()).map((d) => [d.data["n"], d.pending])).toEqual([0, 1, 2, 3, 4].map((n) => [n, false]));
+  });
+
+  it("settles writes pushed on the socket to the node's documents, derived or sent", async () => {
+    const node = await startNode();
+    const paths: string[] = [];
+    const counting: Fetch = (input, init) => {
+      paths.push(new URL(String(input)).pathname);
+      return fetch(input, init);
+    };
+    const client = await openClient({ endpoints: [node.url], fetch: counting, WebSocket: WsWebSocket as unknown as WebSocketConstructor, transports: ["websocket"] });
+    await vi.waitFor(() => expect(client.status).toMatchObject({ state: "online", transport: "websocket" }), { timeout: 10_000 });
+    const todos = client.collection("todos");
+    const stats = client.collection("stats");
+    await todos.set("t1", { title: "milk", done: false, tags: ["a"] });
+    await todos.patch("t1", { done: true, tags: null }); // its state derived from the device's own delta
+    await todos.set("t2", { title: "eggs" });
+    await todos.delete("t2");
+    await stats.increment("s", { n: 2 }); // a counter's state is always sent
+    await settled(client);
+    expect(await todos.get("t1")).toMatchObject({ data: { title: "milk", done: true }, pending: false });
+    expect((await node.document("todos", "t1"))?.data).toEqual({ title: "milk", done: true });
+    expect(await todos.get("t2")).toBeNull();
+    expect(await node.document("todos", "t2")).toBeNull();
+    await stats.increment("s", { n: 3 });
+    await settled(client);
+    expect((await stats.get("s"))?.data).toEqual({ n: 5 });
+    expect((await node.document("stats", "s"))?.data).toEqual({ n: 5 });
+    expect(paths.filter((path) => path === "/v1/sync/push")).toEqual([]); // all on the socket
+  });
+
   it("applies every mutation once when each push reaches the node twice", async () => {
     const node = await startNode();
     const doubled: Fetch = async (input, init) => {
-      if (String(input).endsWith("/v1/sync/push")) await fetch(input, init); // a retry after a lost answer
+      if (new URL(String(input)).pathname === "/v1/sync/push") await fetch(input, init); // a retry after a lost answer
       return fetch(input, init);
     };
     const client = await openClient({ endpoints: [node.url], fetch: doubled });

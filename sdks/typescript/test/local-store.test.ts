@@ -19,6 +19,30 @@ async function openStore(storage = new MemoryStorage()): Promise<LocalStore> {
 const serverState = (hlc: string, data: Record<string, string>) => join(emptyState(), deltaFor("set", data, hlc, "srv.1"));
 
 describe("LocalStore", () => {
+  it("takes in acknowledged writes whose states it derives, each of a document joined with the ones before it", async () => {
+    const storage = new MemoryStorage();
+    const store = await openStore(storage);
+    await store.write("todos", "t1", "set", { title: "a" });
+    await store.write("todos", "t1", "patch", { done: true });
+    await store.write("todos", "t2", "set", { title: "b" });
+    const changed = await store.recordAcks(
+      [
+        ["dev1.1", "o", 1],
+        ["dev1.2", "o", 2],
+        ["dev1.3", "o", 4], // behind a gap (another writer's change is 3): only recorded
+      ],
+      new Map(),
+      { o: 4 },
+      new Set(["dev1.1", "dev1.2", "dev1.3"]),
+    );
+    expect(changed).toEqual(new Set(["todos"]));
+    expect(store.cursor).toBe(encodeCursor({ o: 2 }));
+    expect(store.entries().map((e) => [e.mutationId, e.seq])).toEqual([["dev1.3", 4]]);
+    const again = await openStore(storage); // as committed
+    expect(await again.get("todos", "t1")).toMatchObject({ data: { title: "a", done: true }, pending: false });
+    expect(again.cursor).toBe(encodeCursor({ o: 2 }));
+  });
+
   it("queues each write with a unique mutation id and keeps it across a reopen", async () => {
     const storage = new MemoryStorage();
     const store = await openStore(storage);

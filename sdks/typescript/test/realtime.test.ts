@@ -6,6 +6,7 @@ import { TransportLadder } from "../src/realtime/ladder.js";
 import { TransportRefused } from "../src/realtime/transport.js";
 import type { StreamContext, Transport, TransportName, WebSocketConstructor } from "../src/realtime/transport.js";
 import { WebSocketTransport } from "../src/realtime/websocket.js";
+import { fakeSocket } from "./fake-socket.js";
 
 function context(signal: AbortSignal, notified: string[] = []): StreamContext {
   return {
@@ -25,30 +26,11 @@ function context(signal: AbortSignal, notified: string[] = []): StreamContext {
 }
 
 /** A WebSocket that opens at once and plays `messages` to the client after its first send. */
-function fakeSocket(messages: string[], sent: string[]): WebSocketConstructor {
-  class FakeSocket {
-    readonly CONNECTING = 0;
-    readonly OPEN = 1;
-    readyState = 0;
-    onopen: (() => void) | null = null;
-    onmessage: ((event: { data: string }) => void) | null = null;
-    onclose: (() => void) | null = null;
-    onerror: (() => void) | null = null;
-    constructor() {
-      setTimeout(() => {
-        this.readyState = 1;
-        this.onopen?.();
-      });
-    }
-    send(text: string): void {
-      sent.push(text);
-      if (sent.length === 1) for (const data of messages) setTimeout(() => this.onmessage?.({ data }));
-    }
-    close(): void {
-      this.readyState = 3;
-    }
-  }
-  return FakeSocket as unknown as WebSocketConstructor;
+function playing(messages: string[], sent: string[]): WebSocketConstructor {
+  return fakeSocket((text, node) => {
+    sent.push(text);
+    if (sent.length === 1) for (const data of messages) node.receive(data);
+  });
 }
 
 describe("WebSocketTransport", () => {
@@ -60,14 +42,14 @@ describe("WebSocketTransport", () => {
       JSON.stringify({ type: "changes", changes: [{}], cursor: "c1.eyJyIjoxfQ" }),
       JSON.stringify({ type: "reconnect", reason: "draining" }),
     ];
-    const transport = new WebSocketTransport(fakeSocket(messages, sent));
+    const transport = new WebSocketTransport(playing(messages, sent));
     await transport.listen(context(new AbortController().signal, notified));
     expect(sent.map((text) => JSON.parse(text).type)).toEqual(["subscribe", "pong"]);
     expect(notified).toEqual(["c1.eyJyIjoxfQ"]);
   });
 
   it("ends with a transient error on a malformed message instead of throwing in the handler", async () => {
-    const transport = new WebSocketTransport(fakeSocket(["not json"], []));
+    const transport = new WebSocketTransport(playing(["not json"], []));
     await expect(transport.listen(context(new AbortController().signal))).rejects.toBeInstanceOf(EndpointUnavailable);
   });
 });

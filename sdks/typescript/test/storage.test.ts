@@ -1,53 +1,11 @@
 // One contract suite for every storage adapter (src/storage/adapter.ts), reopened where durable.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-
-import Database from "better-sqlite3";
 import { IDBFactory, IDBKeyRange } from "fake-indexeddb";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 
 import type { StorageAdapter, Write } from "../src/storage/adapter.js";
 import { IndexedDbStorage } from "../src/storage/indexeddb.js";
-import { MemoryStorage } from "../src/storage/memory.js";
-import { SqlStorage } from "../src/storage/sql.js";
+import { BACKENDS } from "./backends.js";
 import { fakeLocks } from "./fake-locks.js";
-
-const dir = mkdtempSync(join(tmpdir(), "bw-storage-"));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-interface Backend {
-  name: string;
-  /** A fresh store, and how to open it again (the same data) after closing it. */
-  make(): Promise<{ store: StorageAdapter; reopen: () => Promise<StorageAdapter> }>;
-}
-
-let serial = 0;
-export const BACKENDS: Backend[] = [
-  {
-    name: "memory",
-    async make() {
-      const store = new MemoryStorage();
-      return { store, reopen: async () => store };
-    },
-  },
-  {
-    name: "indexeddb",
-    async make() {
-      const factory = new IDBFactory();
-      const name = `db${serial++}`;
-      const open = () => IndexedDbStorage.open(name, factory, IDBKeyRange);
-      return { store: await open(), reopen: open };
-    },
-  },
-  {
-    name: "sql",
-    async make() {
-      const path = join(dir, `db${serial++}.sqlite`);
-      return { store: new SqlStorage(new Database(path)), reopen: async () => new SqlStorage(new Database(path)) };
-    },
-  },
-];
 
 describe.each(BACKENDS)("$name storage", (backend) => {
   it("returns what was committed, and undefined for what was not", async () => {
@@ -126,7 +84,7 @@ describe.each(BACKENDS)("$name storage", (backend) => {
 
 describe("IndexedDbStorage.getMany", () => {
   it("reads many keys in one go, in their order, undefined for those missing", async () => {
-    const store = await IndexedDbStorage.open(`db${serial++}`, new IDBFactory(), IDBKeyRange);
+    const store = await IndexedDbStorage.open("getmany", new IDBFactory(), IDBKeyRange);
     await store.commit([{ table: "server", key: "a", value: { n: 1 } }, { table: "server", key: "c", value: { n: 3 } }]);
     expect(await store.getMany("server", ["c", "b", "a"])).toEqual([{ n: 3 }, undefined, { n: 1 }]);
     expect(await store.getMany("server", [])).toEqual([]);

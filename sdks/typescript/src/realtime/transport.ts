@@ -14,6 +14,7 @@
 
 import { covers, decodeCursor } from "../cursor.js";
 import type { Fetch, HeadersProvider } from "../node-api.js";
+import type { SocketPush } from "./socket-push.js";
 
 export type TransportName = "websocket" | "sse" | "long_poll";
 
@@ -35,6 +36,8 @@ export interface StreamContext {
   cursor(): string;
   /** The feed moved to `cursor`: resolves once the device has pulled up to it (or gave up). */
   notify(cursor: string): Promise<void>;
+  /** Where the WebSocket transport lends its open socket for pushes (src/realtime/socket-push.ts). */
+  readonly socket?: SocketPush;
 }
 
 export interface Transport {

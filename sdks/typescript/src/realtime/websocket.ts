@@ -1,12 +1,14 @@
 /**
  * Realtime over a WebSocket (`GET /v1/realtime`): subscribe from the device's cursor, answer
- * pings, wake the sync loop on new changes. A browser's WebSocket hides why a connection failed
+ * pings, wake the sync loop on new changes, and lend the open socket for pushes
+ * (`context.socket`: `pushed` answers go there). A browser's WebSocket hides why a connection failed
  * before it opened, so the endpoint's `/healthz` tells a refused transport (the node answers)
  * from an unreachable node.
  */
 
 import { EndpointUnavailable, errorForProblem } from "../errors.js";
 import type { Problem } from "../errors.js";
+import type { PushedMessage } from "./socket-push.js";
 import { bringsChanges, TransportRefused } from "./transport.js";
 import type { StreamContext, Transport, WebSocketConstructor } from "./transport.js";
 import { traceparentFrom } from "../trace-context.js";
@@ -62,6 +64,7 @@ export class WebSocketTransport implements Transport {
       let queue = Promise.resolve();
       const finish = (error: unknown): void => {
         clearTimeout(idle);
+        context.socket?.detach();
         context.signal.removeEventListener("abort", aborted);
         ws.onopen = ws.onmessage = ws.onclose = null;
         ws.onerror = () => undefined; // closing before the handshake ends reports an error (Node's `ws` throws it when nobody listens)
@@ -73,6 +76,7 @@ export class WebSocketTransport implements Transport {
       ws.onopen = () => {
         opened = true;
         ws.send(JSON.stringify({ type: "subscribe", collections: context.collections, cursor: context.cursor() }));
+        context.socket?.attach((text) => ws.send(text));
       };
       const handle = (message: Message): void => {
         if (message.type === "ping") ws.send(JSON.stringify({ type: "pong" }));
@@ -82,7 +86,8 @@ export class WebSocketTransport implements Transport {
         } else if (message.type === "error") {
           const problem = message.error ?? {};
           finish(errorForProblem(problem.status ?? 400, problem)); // a 410: CursorExpired
-        } else if (message.type === "reconnect") finish(undefined);
+        } else if (message.type === "pushed") context.socket?.answered(message as PushedMessage);
+        else if (message.type === "reconnect") finish(undefined);
       };
       ws.onmessage = (event: MessageEvent) => {
         clearTimeout(idle);
