@@ -1,12 +1,12 @@
 """Who is calling, from the request's credential, and the rate limits every request passes.
 
-:func:`admit` runs in front of the HTTP routes (in the :class:`Gatekeeper` wrapper, or in the
-node's edge for the hot routes). It reads the credential once (``Authorization: Bearer <access
-token>``, ``Authorization: ApiKey <key>``, or, for EventSource clients that cannot set headers,
-``?access_token=`` on the SSE stream), then applies the rate limits (per account or API key, per
-address without a credential; see ``rate_limit``). A bad credential is not refused here: the
-auth endpoints must still work with a stale token in the header, so the error is kept and
-raised by :func:`identity_of` when a data endpoint asks who the caller is.
+:class:`Gatekeeper` is a plain ASGI wrapper in front of the HTTP routes. It reads the
+credential once (``Authorization: Bearer <access token>``, ``Authorization: ApiKey <key>``,
+or, for EventSource clients that cannot set headers, ``?access_token=`` on the SSE stream),
+then applies the rate limits (per account or API key, per address without a credential; see
+``rate_limit``). A bad credential is not refused here: the auth endpoints must still work with
+a stale token in the header, so the error is kept and raised by :func:`identity_of` when a data
+endpoint asks who the caller is.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from fastapi import Request
-from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from breakwater.auth.identity import Identity
@@ -99,32 +98,25 @@ def client_ip(scope: Scope, trusted: tuple[IPNetwork, ...] = ()) -> str:
     return peer
 
 
-async def admit(node: Node, scope: Scope) -> Response | None:
-    """Resolve the caller of an HTTP request into its scope's state and apply the rate limits:
-    the refusal, or None. Probes and metrics (/healthz, /readyz, /metrics) are never limited."""
-    path = scope["path"]
-    if not path.startswith(API_PREFIX):
-        return None
-    resolved = await resolve(node, scope, allow_query_token=path == SSE_PATH)
-    scope.setdefault("state", {})["identity"] = resolved
-    caller = resolved if isinstance(resolved, Identity) else None
-    try:
-        await node.limiter.check(caller, client_ip(scope, node.limiter.trusted), path)
-    except BreakwaterError as error:
-        return problems.error_response(error)
-    return None
-
-
 class Gatekeeper:
-    """ASGI wrapper: :func:`admit` for every HTTP request."""
+    """Resolves the caller and applies the rate limits to every HTTP request."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            refusal = await admit(scope["app"].state.node, scope)
-            if refusal is not None:
-                await refusal(scope, receive, send)
-                return
+        if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
+            # Probes and metrics (/healthz, /readyz, /metrics) are never limited.
+            await self.app(scope, receive, send)
+            return
+        node: Node = scope["app"].state.node
+        path = scope["path"]
+        resolved = await resolve(node, scope, allow_query_token=path == SSE_PATH)
+        scope.setdefault("state", {})["identity"] = resolved
+        caller = resolved if isinstance(resolved, Identity) else None
+        try:
+            await node.limiter.check(caller, client_ip(scope, node.limiter.trusted), path)
+        except BreakwaterError as error:
+            await problems.error_response(error)(scope, receive, send)
+            return
         await self.app(scope, receive, send)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -63,9 +62,9 @@ from breakwater.server.application.region import RegionView
 from breakwater.server.application.replication import Replication
 from breakwater.server.application.writes import Writes
 from breakwater.server.auth_backend import auth_store_for
-from breakwater.server.cors import Cors, CorsPolicy, Origins
-from breakwater.server.edge import Edge, NodeApp
-from breakwater.server.middleware import ObserveRequests, RequestObserver
+from breakwater.server.cors import Cors, Origins
+from breakwater.server.direct_routes import DirectRoutes
+from breakwater.server.middleware import ObserveRequests
 from breakwater.server.node import Node
 from breakwater.server.rate_limit import Pseudonyms, RateLimiter
 from breakwater.server.read_cache import ReadCache
@@ -73,6 +72,7 @@ from breakwater.server.realtime import sse as realtime_sse
 from breakwater.server.realtime import websocket as realtime_websocket
 from breakwater.server.realtime.hub import Realtime
 from breakwater.server.region_buckets import RegionBuckets
+from breakwater.server.security_headers import NodeApp
 from breakwater.server.sign_in_guard import SignInGuard
 from breakwater.server.store_hooks import NodeStoreHooks
 from breakwater.server.store_opener import StoreOpener
@@ -85,7 +85,6 @@ from breakwater.storage.base import CompactionReport, Store
 
 if TYPE_CHECKING:
     from breakwater.obs.tracing import Tracing
-    from breakwater.server.trace_requests import RequestSpans
 
 _log = get_logger("breakwater.server")
 DAY_MS = 86_400_000
@@ -331,7 +330,7 @@ async def _compact_forever(node: Node) -> None:
 
 
 def _direct_routes() -> list[tuple[str, APIRoute]]:
-    """The hot routes :class:`Edge` answers: the push, and one document's read and
+    """The hot routes :class:`DirectRoutes` answers: the push, and one document's read and
     writes (not ``HEAD``, which FastAPI answers without a body)."""
     hot = {
         sync_api.push: ("POST",),
@@ -458,33 +457,20 @@ def create_app(
     app.include_router(replication_api.router)
     app.include_router(regions_api.router)
     app.include_router(realtime_sse.router)
-    observer = RequestObserver(node.metrics)
-    cors = CorsPolicy(node.origins, max_age=config.cors_max_age)
-    spans: RequestSpans | None = None
-    # Outside the routes, so that every request, pushes included, has its caller resolved
-    # and its rate limits applied (inside the observer: refusals are counted).
+    app.add_middleware(DirectRoutes, routes=_direct_routes())
+    # Outside the direct routes, so that every request, pushes included, has its caller
+    # resolved and its rate limits applied (inside the observer: refusals are counted).
     app.add_middleware(Gatekeeper)
     # Outside the gatekeeper: preflights carry no credential, and refusals (401, 429) need
     # the CORS headers for a page to read them.
-    app.add_middleware(Cors, policy=cors)
-    app.add_middleware(ObserveRequests, observer=observer)
+    app.add_middleware(Cors, origins=node.origins, max_age=config.cors_max_age)
+    app.add_middleware(ObserveRequests, metrics=node.metrics)
     # Realtime WebSockets skip the routing layers (see its module).
     app.add_middleware(realtime_websocket.WebSocketEntry)
     if node.tracing is not None:
-        from breakwater.server.trace_requests import RequestSpans, TraceRequests
+        from breakwater.server.trace_requests import TraceRequests
 
-        spans = RequestSpans(node.tracing)
         # Outermost: a request's access log line carries its trace ids, and WebSocket
         # handshakes are seen before the realtime entry takes them.
         app.add_middleware(TraceRequests, tracing=node.tracing)
-    # The hot routes cross one layer that calls the same concerns in the same order (ADR 0064).
-    app.edge = functools.partial(
-        Edge,
-        routes=_direct_routes(),
-        node=node,
-        observer=observer,
-        cors=cors,
-        unexpected=problems.unexpected,
-        spans=spans,
-    )
     return app

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers, MutableHeaders
-from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from breakwater.auth.settings import is_loopback
@@ -93,74 +92,52 @@ def _same_origin(origin: str, host: str | None) -> bool:
         return False
 
 
-class CorsPolicy:
-    """What CORS makes of a request: the one implementation that :class:`Cors` and the node's
-    edge both call."""
-
-    def __init__(self, origins: Origins, max_age: int) -> None:
-        self.origins = origins
-        self.max_age = str(max_age)
-
-    def screen(self, scope: Scope) -> Response | str | None:
-        """An answer in place of the route's (a refusal, a preflight), or the allowed origin
-        whose CORS headers go on the route's answer (:func:`expose_to`), or None (no
-        ``Origin``, or the node's own pages)."""
-        headers = Headers(scope=scope)
-        origin = headers.get("origin")
-        if origin is None:
-            return None
-        refused = self.origins.refusal(scope)
-        if refused is not None:
-            return problems.error_response(refused)
-        if not self.origins.allows(origin):  # same-origin: no CORS headers needed
-            return None
-        if scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
-            return self._preflight(origin)
-        return origin
-
-    def _preflight(self, origin: str) -> Response:
-        """204 naming what any route accepts; the browser checks the request against it."""
-        headers = {
-            "access-control-allow-origin": origin,
-            "access-control-allow-methods": ALLOWED_METHODS,
-            "access-control-allow-headers": ALLOWED_HEADERS,
-            "access-control-max-age": self.max_age,
-            "vary": "Origin",
-        }
-        return Response(status_code=204, headers=headers)
-
-
-def expose_to(origin: str, start: Message) -> None:
-    """Add to an answer's ``http.response.start`` what lets pages of ``origin`` read it."""
-    response_headers = MutableHeaders(scope=start)
-    response_headers["Access-Control-Allow-Origin"] = origin
-    response_headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
-    response_headers.add_vary_header("Origin")
-
-
 class Cors:
     """ASGI wrapper: preflights, CORS headers on answers, refusal of other pages' requests."""
 
-    def __init__(self, app: ASGIApp, policy: CorsPolicy) -> None:
+    def __init__(self, app: ASGIApp, origins: Origins, max_age: int) -> None:
         self.app = app
-        self.policy = policy
+        self.origins = origins
+        self.max_age = str(max_age)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        verdict = self.policy.screen(scope)
-        if isinstance(verdict, Response):
-            await verdict(scope, receive, send)
-            return
-        if verdict is None:
+        headers = Headers(scope=scope)
+        origin = headers.get("origin")
+        if origin is None:
             await self.app(scope, receive, send)
             return
-        origin = verdict
+        refused = self.origins.refusal(scope)
+        if refused is not None:
+            await problems.error_response(refused)(scope, receive, send)
+            return
+        if not self.origins.allows(origin):  # same-origin: no CORS headers needed
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
+            await self._preflight(origin, scope, receive, send)
+            return
 
         async def send_with_cors(message: Message) -> None:
             if message["type"] == "http.response.start":
-                expose_to(origin, message)
+                response_headers = MutableHeaders(scope=message)
+                response_headers["Access-Control-Allow-Origin"] = origin
+                response_headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
+                response_headers.add_vary_header("Origin")
             await send(message)
 
         await self.app(scope, receive, send_with_cors)
+
+    async def _preflight(self, origin: str, scope: Scope, receive: Receive, send: Send) -> None:
+        """204 naming what any route accepts; the browser checks the request against it."""
+        headers = [
+            (b"access-control-allow-origin", origin.encode("latin-1")),
+            (b"access-control-allow-methods", ALLOWED_METHODS.encode()),
+            (b"access-control-allow-headers", ALLOWED_HEADERS.encode()),
+            (b"access-control-max-age", self.max_age.encode()),
+            (b"vary", b"Origin"),
+        ]
+        await send({"type": "http.response.start", "status": 204, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})

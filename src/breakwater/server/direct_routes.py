@@ -50,24 +50,19 @@ class DirectRoutes:
         if scope["type"] == "http":
             found = self._find(scope["method"], scope["path"])
             if found is not None:
-                await self.serve(scope, receive, send, *found)
+                route, params = found
+                scope["route"] = route  # the observer labels metrics with its template
+                scope["path_params"] = params
+                request = Request(scope, receive)
+                try:
+                    response = await route.endpoint(request=request, **params)
+                except BreakwaterError as error:
+                    response = await problems.breakwater_error(request, error)
+                except ClientDisconnect as gone:
+                    response = await problems.client_gone(request, gone)
+                await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
-
-    async def serve(
-        self, scope: Scope, receive: Receive, send: Send, route: APIRoute, params: dict[str, Any]
-    ) -> None:
-        """Answer ``scope`` with ``route``'s endpoint, its errors as the app's handlers would."""
-        scope["route"] = route  # the observer labels metrics with its template
-        scope["path_params"] = params
-        request = Request(scope, receive)
-        try:
-            response = await route.endpoint(request=request, **params)
-        except BreakwaterError as error:
-            response = await problems.breakwater_error(request, error)
-        except ClientDisconnect as gone:
-            response = await problems.client_gone(request, gone)
-        await response(scope, receive, send)
 
     def _find(self, method: str, path: str) -> tuple[APIRoute, dict[str, Any]] | None:
         route = self.exact.get((method, path))

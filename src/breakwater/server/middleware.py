@@ -1,4 +1,4 @@
-"""Per-request observation: request id, metrics, one JSON log line."""
+"""Per-request observation as a plain ASGI wrapper: request id, metrics, one JSON log line."""
 
 from __future__ import annotations
 
@@ -19,38 +19,45 @@ _ID_PREFIX = secrets.token_hex(4)
 _ID_COUNTER = itertools.count(1)
 
 
-Observation = tuple[float, str]
-"""When a request's handling started (``perf_counter``) and its request id."""
+class ObserveRequests:
+    """Counts, times and logs every HTTP request (never its body, query string or headers)."""
 
-
-class RequestObserver:
-    """Counts, times and logs HTTP requests (never their body, query string or headers): the one
-    implementation that :class:`ObserveRequests` and the node's edge both call."""
-
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
         self.metrics = metrics
         # Each (method, route, status) series looked up once: ``labels()`` per request cost
         # as much as counting and timing it (ADR 0044). As many entries as Prometheus series.
         self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
-    def begin(self, scope: Scope) -> Observation:
-        """Start observing ``scope``; the caller must call :meth:`end`, whatever happens."""
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
         request_id = _request_id(scope)
-        self.metrics.in_flight.inc()
-        return started, request_id
+        status = 500
 
-    def end(self, scope: Scope, observation: Observation, status: int) -> None:
-        """Count, time and log the request, answered with ``status``."""
-        started, request_id = observation
-        self.metrics.in_flight.dec()
-        elapsed = time.perf_counter() - started
-        route = getattr(scope.get("route"), "path", "<unmatched>")
-        method = scope["method"]
-        counted, timed = self._series_of(method, route, status)
-        counted.inc()
-        timed.observe(elapsed)
-        log_request(method, scope["path"], route, status, round(elapsed * 1000, 3), request_id)
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            self.metrics.in_flight.dec()
+            elapsed = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", "<unmatched>")
+            method = scope["method"]
+            counted, timed = self._series_of(method, route, status)
+            counted.inc()
+            timed.observe(elapsed)
+            log_request(method, scope["path"], route, status, round(elapsed * 1000, 3), request_id)
 
     def _series_of(self, method: str, route: str, status: int) -> tuple[Counter, Histogram]:
         key = (method, route, status)
@@ -62,39 +69,6 @@ class RequestObserver:
             )
             self._series[key] = series
         return series
-
-
-def id_header(observation: Observation) -> tuple[bytes, bytes]:
-    """The ``X-Request-ID`` header every answer carries."""
-    return (b"x-request-id", observation[1].encode())
-
-
-class ObserveRequests:
-    """ASGI wrapper: every HTTP request observed by a :class:`RequestObserver`."""
-
-    def __init__(self, app: ASGIApp, observer: RequestObserver) -> None:
-        self.app = app
-        self.observer = observer
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        observation = self.observer.begin(scope)
-        status = 500
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                headers = [*message.get("headers", []), id_header(observation)]
-                message = {**message, "headers": headers}
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            self.observer.end(scope, observation, status)
 
 
 def _request_id(scope: Scope) -> str:

@@ -93,8 +93,7 @@ async def client_gone(request: Request, exc: Exception) -> Response:
     return Response(status_code=499)
 
 
-async def unexpected(request: Request, exc: Exception) -> Response:
-    """The bare 500 of an error nothing expected (logged with its traceback)."""
+async def _unexpected(request: Request, exc: Exception) -> Response:
     _log.error("unhandled_error", path=request.url.path, exc_info=exc)
     return problem(500, "internal_error", "Internal error", "the node failed to answer; see logs")
 
@@ -105,4 +104,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(StarletteHTTPException, _http_exception)
     app.add_exception_handler(ClientDisconnect, client_gone)
-    app.add_exception_handler(Exception, unexpected)
+    app.add_exception_handler(Exception, _unexpected)

@@ -7,18 +7,15 @@ pulls and streams are the caller's view under its read rules, and auth answers c
 so no cache (shared or the browser's) may keep any of them. The one exception is a file's
 download (``/v1/files/``), whose route sets its own policy: its bytes never change.
 
-The wrapper sits outside FastAPI's own error middleware (see
-:class:`~breakwater.server.edge.NodeApp`), so the bare 500 of an unexpected error carries the
-headers too; the node's edge applies the same :func:`secured` to the hot routes' answers.
-WebSocket scopes pass through untouched: the realtime fast path writes frames straight to the
-socket under uvicorn's own ``send``, which a wrapper would hide; a refused handshake adds
-:data:`API_HEADERS` itself.
+The wrapper sits outside FastAPI's own error middleware (see :class:`NodeApp`), so the bare 500
+of an unexpected error carries the headers too. WebSocket scopes pass through untouched: the
+realtime fast path writes frames straight to the socket under uvicorn's own ``send``, which a
+wrapper would hide; a refused handshake adds :data:`API_HEADERS` itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
+from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 API_HEADERS = {"x-content-type-options": "nosniff", "cache-control": "private, no-store"}
@@ -26,22 +23,6 @@ NOSNIFF = (b"x-content-type-options", b"nosniff")
 NO_STORE = (b"cache-control", b"private, no-store")
 API_PREFIX = "/v1/"
 FILES_PREFIX = "/v1/files/"
-
-
-Header = tuple[bytes, bytes]
-
-
-def secured(path: str, headers: Iterable[Header]) -> list[Header]:
-    """An answer's ``headers`` for a request to ``path``, with :data:`NOSNIFF`, and
-    :data:`NO_STORE` in place of any cache policy under ``/v1/`` (but a file download's own)."""
-    headers = list(headers)
-    api = path.startswith(API_PREFIX)
-    own = path.startswith(FILES_PREFIX) and any(h[0] == NO_STORE[0] for h in headers)
-    if api and not own:  # the one cache policy of the API, whatever a route set
-        headers = [h for h in headers if h[0] != NO_STORE[0]]
-        headers.append(NO_STORE)
-    headers.append(NOSNIFF)
-    return headers
 
 
 class SecurityHeaders:
@@ -54,11 +35,25 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = scope["path"]
+        api = scope["path"].startswith(API_PREFIX)
+        files = scope["path"].startswith(FILES_PREFIX)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message = {**message, "headers": secured(path, message.get("headers", ()))}
+                headers = list(message.get("headers", ()))
+                own = files and any(h[0] == NO_STORE[0] for h in headers)
+                if api and not own:  # the one cache policy of the API, whatever a route set
+                    headers = [h for h in headers if h[0] != NO_STORE[0]]
+                    headers.append(NO_STORE)
+                headers.append(NOSNIFF)
+                message = {**message, "headers": headers}
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class NodeApp(FastAPI):
+    """The node's FastAPI app, with :class:`SecurityHeaders` outside every other layer."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return SecurityHeaders(super().build_middleware_stack())

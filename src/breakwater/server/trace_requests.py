@@ -11,13 +11,11 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qs
 
-from opentelemetry.trace import Span, StatusCode
+from opentelemetry.trace import StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from breakwater.obs.tracing import Tracing, attach, detach
 
-Traced = tuple[Span, object]
-"""A recording span and the token that restores the context before it."""
 _PROPAGATED = {b"traceparent": "traceparent", b"tracestate": "tracestate"}
 
 
@@ -38,49 +36,12 @@ def trace_query(scope: Scope) -> dict[str, str]:
     return {key: values[0] for key, values in query.items() if key in _PROPAGATED.values()}
 
 
-class RequestSpans:
-    """The server span of one HTTP request, current while it is handled: the one implementation
-    that :class:`TraceRequests` and the node's edge both call."""
-
-    def __init__(self, tracing: Tracing) -> None:
-        self.tracing = tracing
-
-    def begin(self, scope: Scope) -> Traced | None:
-        """Start ``scope``'s span and make it current; None when the sampler dropped the trace
-        (nothing below records, nothing needs the context)."""
-        method = scope["method"]
-        parent = self.tracing.extract(trace_headers(scope))
-        attributes: dict[str, Any] = {"http.request.method": method, "url.path": scope["path"]}
-        span = self.tracing.start_server_span(method, parent, attributes)
-        if not span.is_recording():
-            return None
-        return span, attach(self.tracing.in_span(span, parent))
-
-    @staticmethod
-    def end(traced: Traced, scope: Scope, status: int, error: BaseException | None = None) -> None:
-        """End the span of a request answered with ``status`` (or failed with ``error``),
-        named for its route template when it reached a route."""
-        span, token = traced
-        if error is not None:
-            span.record_exception(error)
-        route = getattr(scope.get("route"), "path", None)
-        if route is not None:
-            span.update_name(f"{scope['method']} {route}")
-            span.set_attribute("http.route", route)
-        span.set_attribute("http.response.status_code", status)
-        if status >= 500:
-            span.set_status(StatusCode.ERROR)
-        span.end()
-        detach(token)
-
-
 class TraceRequests:
     """Wraps every HTTP request in a server span named for its route template."""
 
     def __init__(self, app: ASGIApp, tracing: Tracing) -> None:
         self.app = app
         self.tracing = tracing
-        self.spans = RequestSpans(tracing)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -89,12 +50,16 @@ class TraceRequests:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        traced = self.spans.begin(scope)
-        if traced is None:
+        method = scope["method"]
+        parent = self.tracing.extract(trace_headers(scope))
+        attributes: dict[str, Any] = {"http.request.method": method, "url.path": scope["path"]}
+        span = self.tracing.start_server_span(method, parent, attributes)
+        if not span.is_recording():
+            # A trace the sampler dropped: nothing below records, nothing needs the context.
             await self.app(scope, receive, send)
             return
+        token = attach(self.tracing.in_span(span, parent))
         status = 500
-        error: BaseException | None = None
 
         async def send_observed(message: Message) -> None:
             nonlocal status
@@ -104,11 +69,19 @@ class TraceRequests:
 
         try:
             await self.app(scope, receive, send_observed)
-        except BaseException as failure:
-            error = failure
+        except BaseException as error:
+            span.record_exception(error)
             raise
         finally:
-            self.spans.end(traced, scope, status, error)
+            route = getattr(scope.get("route"), "path", None)
+            if route is not None:
+                span.update_name(f"{method} {route}")
+                span.set_attribute("http.route", route)
+            span.set_attribute("http.response.status_code", status)
+            if status >= 500:
+                span.set_status(StatusCode.ERROR)
+            span.end()
+            detach(token)
 
     async def _handshake(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A realtime connection gets a span for its handshake only (a span as long as the
