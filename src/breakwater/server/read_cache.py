@@ -249,8 +249,7 @@ class ReadCache:
 
     # as a consumer of the node's feed follower ---------------------------------------------
 
-    @property
-    def wants_changes(self) -> bool:
+    def wants_changes(self, since: VersionVector, head: VersionVector) -> bool:
         """Unless nothing is cached (``none://``, a worker's default): other nodes' changes
         must invalidate what this node cached."""
         return not isinstance(self.cache, NoCache)

@@ -39,9 +39,9 @@ POLL_INTERVAL = 1.0
 class FeedConsumer(Protocol):
     """What the follower tells each of its subscribers."""
 
-    @property
-    def wants_changes(self) -> bool:
-        """True while it needs the changes themselves; else a restart at each new head will do."""
+    def wants_changes(self, since: VersionVector, head: VersionVector) -> bool:
+        """True if it needs the changes past ``since`` up to ``head`` delivered; else a restart
+        at the new position will do (and the follower may not read them)."""
 
     def restart(self, head: VersionVector) -> None:
         """The follower starts at ``head``: nothing before it will be delivered.
@@ -137,7 +137,8 @@ class FeedFollower:
                     if commit is None:
                         continue
                     head, at = commit
-                    if any(consumer.wants_changes for consumer in self._consumers):
+                    position = self.position
+                    if any(consumer.wants_changes(position, head) for consumer in self._consumers):
                         await self._catch_up(at)
                     else:
                         self._skip_to(head)
