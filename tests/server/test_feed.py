@@ -184,6 +184,34 @@ async def test_a_consumer_that_starts_wanting_changes_gets_each_later_one_once(
     assert consumer.restarts[-1] == {rig.store.origin: 3}
 
 
+async def test_a_commit_no_notice_announces_is_met_within_a_poll_while_notices_keep_coming(
+    tmp_path: Path,
+) -> None:
+    """Another origin's commit that no notice announces (a replicated apply by another
+    process) is passed within the poll interval, though this store's notices never pause."""
+    rig = Rig(tmp_path)
+    rig.feed.poll_interval = 0.2
+    other = SqliteStore(tmp_path / "s.db", Engine("r2", HybridClock("n2")))
+    await rig.store.open()
+    await other.open()
+    consumer = Recorder("a", [])
+    consumer.wants = False
+    rig.feed.subscribe(consumer)
+    await rig.feed.start()
+    try:
+        await other.apply([Mutation("x1", "todos", "x", "set", {})])
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5.0
+        while other.origin not in rig.feed.position and loop.time() < deadline:
+            await rig.write(1)  # a notice every few ms: never a second of silence
+            await asyncio.sleep(0.01)
+        assert rig.feed.position.get(other.origin) == 1
+    finally:
+        await rig.feed.aclose()
+        await other.aclose()
+        await rig.store.aclose()
+
+
 async def test_a_position_behind_the_retention_horizon_restarts_consumers_at_the_head(
     rig: Rig,
 ) -> None:
