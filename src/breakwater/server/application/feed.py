@@ -11,9 +11,11 @@ Only while a consumer wants the changes themselves (a realtime subscriber, a rea
 fresh, files to copy) are they read: otherwise the follower moves to the announced head without
 reading and restarts its consumers there. In a node of several workers every worker hears of
 every worker's commits, and reading them all for nobody took 11-22 % of each worker's event loop
-(ADR 0061). Because a skip reads no further than the announced head, the store's head is looked
-at once a second even while notices keep coming, so that the commits of writers the bus does not
-reach (or whose notices were lost) are met within that second.
+(ADR 0061). Each consumer is asked about the changes between the position and the new head: the
+read cache needs none of those this node committed and invalidated itself (ADR 0064). Because a
+skip reads no further than the announced head, the store's head is looked at once a second
+even while notices keep coming, so that the commits of writers the bus does not reach (or whose
+notices were lost) are met within that second.
 
 A consumer is awaited page by page; a consumer that does not await while it takes a page sees the
 follower's position move in one step with it (the fan-out's switch of subscribers to live relies
