@@ -31,10 +31,12 @@ from breakwater.storage.sqlite import SqliteStore
 class EveryPage:
     """A consumer that wants every change, as a node's memory cache does; keeps what it got."""
 
-    wants_changes = True
-
     def __init__(self) -> None:
         self.seqs: list[int] = []
+
+    def wants_changes(self, since: VersionVector, head: VersionVector) -> bool:
+        """Always."""
+        return True
 
     def restart(self, head: VersionVector) -> None:
         """Nothing to forget."""
@@ -398,12 +400,12 @@ async def test_a_subscriber_live_after_unread_commits_gets_every_later_one_once(
     await until_position(rig, 3)
     sub = Subscriber(None, {}, Wakeup())
     replayed = await catch_up(rig, sub)
-    assert rig.fanout.wants_changes
+    assert rig.fanout.wants_changes({}, {})
     for count in (2, 1, 3):
         await rig.write(count)
     assert seqs(replayed + await drain_live(sub, 6)) == list(range(1, 10))
     rig.fanout.remove(sub)
-    assert not rig.fanout.wants_changes
+    assert not rig.fanout.wants_changes({}, {})
     await rig.write(2)
     await until_position(rig, 11)
     assert not sub.queue

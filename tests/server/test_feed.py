@@ -32,7 +32,10 @@ class Recorder:
         self.fail = fail
         self.seqs: list[int] = []
         self.restarts: list[VersionVector] = []
-        self.wants_changes = True
+        self.wants = True
+
+    def wants_changes(self, since: VersionVector, head: VersionVector) -> bool:
+        return self.wants
 
     def restart(self, head: VersionVector) -> None:
         self.restarts.append(head)
@@ -148,7 +151,7 @@ async def test_with_no_consumer_wanting_changes_each_head_restarts_them_unread(
     head, and long-polls wake as the position moves."""
     log: list[tuple[str, int]] = []
     first, second = Recorder("first", log), Recorder("second", log)
-    first.wants_changes = second.wants_changes = False
+    first.wants = second.wants = False
     rig.feed.subscribe(first)
     rig.feed.subscribe(second)
     await rig.feed.start()
@@ -168,17 +171,45 @@ async def test_a_consumer_that_starts_wanting_changes_gets_each_later_one_once(
     the head the follower last moved to unread (I3 across the switch)."""
     log: list[tuple[str, int]] = []
     consumer = Recorder("a", log)
-    consumer.wants_changes = False
+    consumer.wants = False
     rig.feed.subscribe(consumer)
     await rig.feed.start()
     await rig.write(3)
     await until(lambda: rig.feed.position == {rig.store.origin: 3})
-    consumer.wants_changes = True
+    consumer.wants = True
     for count in (2, 1, 4):
         await rig.write(count)
     await until(lambda: len(consumer.seqs) >= 7)
     assert consumer.seqs == list(range(4, 11))
     assert consumer.restarts[-1] == {rig.store.origin: 3}
+
+
+async def test_a_commit_no_notice_announces_is_met_within_a_poll_while_notices_keep_coming(
+    tmp_path: Path,
+) -> None:
+    """Another origin's commit that no notice announces (a replicated apply by another
+    process) is passed within the poll interval, though this store's notices never pause."""
+    rig = Rig(tmp_path)
+    rig.feed.poll_interval = 0.2
+    other = SqliteStore(tmp_path / "s.db", Engine("r2", HybridClock("n2")))
+    await rig.store.open()
+    await other.open()
+    consumer = Recorder("a", [])
+    consumer.wants = False
+    rig.feed.subscribe(consumer)
+    await rig.feed.start()
+    try:
+        await other.apply([Mutation("x1", "todos", "x", "set", {})])
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5.0
+        while other.origin not in rig.feed.position and loop.time() < deadline:
+            await rig.write(1)  # a notice every few ms: never a second of silence
+            await asyncio.sleep(0.01)
+        assert rig.feed.position.get(other.origin) == 1
+    finally:
+        await rig.feed.aclose()
+        await other.aclose()
+        await rig.store.aclose()
 
 
 async def test_a_position_behind_the_retention_horizon_restarts_consumers_at_the_head(

@@ -42,7 +42,8 @@ EPOCH = "e"
 TOKEN_TTL_FACTOR = 4
 """Tokens outlive the entries they validate (a lost token only costs misses)."""
 REMEMBERED = 10_000
-"""Changes this node invalidated itself, remembered so its follower does not do it again."""
+"""Changes this node invalidated itself, remembered so its follower does not do it again (or,
+when they are all it would read, does not read them at all)."""
 
 Touched = tuple[str, str, str, int]
 """A committed change: ``(collection, id, origin, seq)``."""
@@ -249,14 +250,35 @@ class ReadCache:
 
     # as a consumer of the node's feed follower ---------------------------------------------
 
-    @property
-    def wants_changes(self) -> bool:
-        """Unless nothing is cached (``none://``, a worker's default): other nodes' changes
-        must invalidate what this node cached."""
-        return not isinstance(self.cache, NoCache)
+    def wants_changes(self, since: VersionVector, head: VersionVector) -> bool:
+        """Whether a change past ``since`` up to ``head`` may be one this node has not
+        invalidated: other writers' changes must invalidate what this node cached.
+
+        No when nothing is cached (``none://``, a worker's default), and no when each of
+        those positions is a change this node :meth:`committed` (and so invalidated, before
+        its writer was acknowledged): reading them back would only find them done (ADR 0065).
+        """
+        if isinstance(self.cache, NoCache):
+            return False
+        done = self._done
+        for origin, seq in head.items():
+            first = since.get(origin, 0) + 1
+            if seq - first >= len(done):  # more changes than this node remembers
+                return True
+            if any((origin, each) not in done for each in range(first, seq + 1)):
+                return True
+        return False
 
     def restart(self, head: VersionVector) -> None:
-        """Nothing to do: entries of changes the follower skips expire with their ttl."""
+        """Forget the remembered changes at or before ``head``, oldest first: they will not
+        be delivered. (Other writers' changes skipped past a retention horizon are never
+        delivered: the entries they made stale expire with their ttl.)"""
+        done = self._done
+        while done:
+            origin, seq = next(iter(done))
+            if seq > head.get(origin, 0):
+                return
+            del done[origin, seq]
 
     async def deliver(self, page: FeedPage, at: float) -> None:
         """Invalidate what a page of the feed changed (before the fan-out tells anyone)."""

@@ -11,7 +11,11 @@ Only while a consumer wants the changes themselves (a realtime subscriber, a rea
 fresh, files to copy) are they read: otherwise the follower moves to the announced head without
 reading and restarts its consumers there. In a node of several workers every worker hears of
 every worker's commits, and reading them all for nobody took 11-22 % of each worker's event loop
-(ADR 0061).
+(ADR 0061). Each consumer is asked about the changes between the position and the new head: the
+read cache needs none of those this node committed and invalidated itself (ADR 0065). Because a
+skip reads no further than the announced head, the store's head is looked at once a second
+even while notices keep coming, so that the commits of writers the bus does not reach (or whose
+notices were lost) are met within that second.
 
 A consumer is awaited page by page; a consumer that does not await while it takes a page sees the
 follower's position move in one step with it (the fan-out's switch of subscribers to live relies
@@ -39,9 +43,9 @@ POLL_INTERVAL = 1.0
 class FeedConsumer(Protocol):
     """What the follower tells each of its subscribers."""
 
-    @property
-    def wants_changes(self) -> bool:
-        """True while it needs the changes themselves; else a restart at each new head will do."""
+    def wants_changes(self, since: VersionVector, head: VersionVector) -> bool:
+        """True if it needs the changes past ``since`` up to ``head`` delivered; else a restart
+        at the new position will do (and the follower may not read them)."""
 
     def restart(self, head: VersionVector) -> None:
         """The follower starts at ``head``: nothing before it will be delivered.
@@ -81,6 +85,8 @@ class FeedFollower:
         """How far the store has forgotten changes (retention passes)."""
         self.following = False
         """True once the position is the store's head."""
+        self._looked_at = -poll_interval
+        """Loop time when the follower last read the store to its end or polled its head."""
         self._consumers: list[FeedConsumer] = []
         self._advanced = asyncio.Event()
         self._stopped = False
@@ -122,6 +128,7 @@ class FeedFollower:
         self.low_water = cursor_mod.merge(self.low_water, low_water)
 
     def _start_at(self, head: VersionVector) -> None:
+        self._looked_at = asyncio.get_running_loop().time()
         self.position = head
         self.following = True
         for consumer in self._consumers:
@@ -137,7 +144,8 @@ class FeedFollower:
                     if commit is None:
                         continue
                     head, at = commit
-                    if any(consumer.wants_changes for consumer in self._consumers):
+                    position = self.position
+                    if any(consumer.wants_changes(position, head) for consumer in self._consumers):
                         await self._catch_up(at)
                     else:
                         self._skip_to(head)
@@ -155,20 +163,24 @@ class FeedFollower:
 
     async def _next_commit(self, notices: Subscription) -> tuple[VersionVector, float] | None:
         """A head past the position and the time of its commit, or None when nothing is new."""
-        notice: CommitNotice | None
-        try:
-            async with asyncio.timeout(self.poll_interval):
-                notice = await anext(notices)
-        except TimeoutError:
-            notice = None
-        except StopAsyncIteration:
-            await asyncio.sleep(self.poll_interval)  # the bus is closed: poll only
-            notice = None
+        loop = asyncio.get_running_loop()
+        wait = self._looked_at + self.poll_interval - loop.time()
+        notice: CommitNotice | None = None
+        if wait > 0:
+            try:
+                async with asyncio.timeout(wait):
+                    notice = await anext(notices)
+            except TimeoutError:
+                pass
+            except StopAsyncIteration:
+                await asyncio.sleep(wait)  # the bus is closed: poll only
         if notice is not None:
             return None if covers_all(self.position, notice.head) else (notice.head, notice.at)
-        # No notice for a while: writers in another process (or a bus that lost its broker)
-        # do not reach us, so look at the store's head.
+        # The store's end not seen for a while: writers in another process (or a bus that lost
+        # its broker, or a notice dropped) do not reach us, and skips read nothing past the
+        # heads they were told, so look at the store's head.
         head = await self.store.head()
+        self._looked_at = loop.time()
         return None if covers_all(self.position, head) else (head, time.time())
 
     def _skip_to(self, head: VersionVector) -> None:
@@ -197,6 +209,7 @@ class FeedFollower:
             self.position = page.vector
             self._wake_waiters()
             if not page.has_more:
+                self._looked_at = asyncio.get_running_loop().time()
                 return
 
     # long-poll ----------------------------------------------------------------------------------

@@ -83,8 +83,7 @@ class FileCopies:
 
     # The feed consumer: note what committed changes refer to, never wait for a copy.
 
-    @property
-    def wants_changes(self) -> bool:
+    def wants_changes(self, since: VersionVector, head: VersionVector) -> bool:
         """Only with peers: the changes name the files to copy from them."""
         return self.enabled
 

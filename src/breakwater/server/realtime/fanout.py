@@ -583,8 +583,7 @@ class Fanout:
 
     # the feed's consumer ------------------------------------------------------------------------
 
-    @property
-    def wants_changes(self) -> bool:
+    def wants_changes(self, since: VersionVector, head: VersionVector) -> bool:
         """While a subscriber is live: one still replaying reads the store itself."""
         return bool(self._live or self._unaligned)
 

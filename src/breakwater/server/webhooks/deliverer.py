@@ -106,8 +106,7 @@ class Deliverer:
 
     # FeedConsumer: only a wake-up, never a wait -------------------------------------------------
 
-    @property
-    def wants_changes(self) -> bool:
+    def wants_changes(self, since: VersionVector, head: VersionVector) -> bool:
         """No: the subscriptions read the feed from their own cursors; a wake-up will do."""
         return False
 
