@@ -8,6 +8,8 @@
 // Bytes are what crosses the proxy's sockets: HTTP request and status lines, headers and bodies,
 // WebSocket frames (the realtime echo included). CPU is `process.cpuUsage()` of this process.
 // BENCH_SDK: another build of the SDK (its dist/index.js), to compare versions in one sitting.
+// BENCH_STORAGE: `memory` (default), `indexeddb` (fake-indexeddb, in memory) or `sql` (better-sqlite3,
+// a file in the temporary directory).
 // Run: `npm run build && node bench/per-write.mjs` (prints one JSON line).
 import { fork, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -22,6 +24,7 @@ const HERE = fileURLToPath(new URL("..", import.meta.url));
 const WRITES = Number(process.env.BENCH_WRITES ?? 50);
 const PAUSE_MS = Number(process.env.BENCH_PAUSE_MS ?? 150);
 const SDK = process.env.BENCH_SDK ?? join(HERE, "dist/index.js");
+const STORAGE = process.env.BENCH_STORAGE ?? "memory";
 const BREAKWATER = process.env.BREAKWATER_BIN ?? join(HERE, "../../.venv/bin/breakwater");
 
 if (process.argv[2] === "proxy") {
@@ -63,8 +66,23 @@ async function waitFor(condition, what, ms = 20_000) {
   }
 }
 
+/** The device's storage the client writes to (BENCH_STORAGE). */
+async function openStorage(sdk, dir) {
+  if (STORAGE === "memory") return new sdk.MemoryStorage();
+  if (STORAGE === "indexeddb") {
+    const { IDBFactory, IDBKeyRange } = await import("fake-indexeddb");
+    return sdk.IndexedDbStorage.open("bench", new IDBFactory(), IDBKeyRange);
+  }
+  if (STORAGE === "sql") {
+    const { default: Database } = await import("better-sqlite3");
+    return new sdk.SqlStorage(new Database(join(dir, "device.sqlite")));
+  }
+  throw new Error(`BENCH_STORAGE: memory, indexeddb or sql, not ${STORAGE}`);
+}
+
 async function main() {
-  const { Client, MemoryStorage } = await import(pathToFileURL(SDK).href);
+  const sdk = await import(pathToFileURL(SDK).href);
+  const { Client } = sdk;
   const data = mkdtempSync(join(tmpdir(), "bw-per-write-"));
   const port = await freePort();
   const node = spawn(BREAKWATER, ["serve", "--host", "127.0.0.1", "--port", String(port), "--data", data, "--log-level", "warning"], { stdio: ["ignore", "ignore", "inherit"] });
@@ -86,7 +104,7 @@ async function main() {
         super.send(data);
       }
     }
-    client = await Client.open({ endpoints: [`http://127.0.0.1:${proxyPort}`], storage: new MemoryStorage(), fetch: counting, WebSocket: CountingWebSocket, pollIntervalMs: 600_000 });
+    client = await Client.open({ endpoints: [`http://127.0.0.1:${proxyPort}`], storage: await openStorage(sdk, data), fetch: counting, WebSocket: CountingWebSocket, pollIntervalMs: 600_000 });
     await waitFor(() => client.status.state === "online" && client.status.transport === "websocket", "online over a WebSocket");
     const todos = client.collection("todos");
     const write = async (i) => {
@@ -104,6 +122,7 @@ async function main() {
     console.log(
       JSON.stringify({
         sdk: SDK,
+        storage: STORAGE,
         writes: WRITES,
         requests: per(counted.length),
         pushes: per(counted.filter((r) => r === "POST /v1/sync/push").length),

@@ -18,19 +18,40 @@ function base64url(text: string): string {
   return btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
 }
 
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
+
 function fromBase64url(body: string): string {
   const binary = atob(body.replaceAll("-", "+").replaceAll("_", "/"));
-  return new TextDecoder("utf-8", { fatal: true }).decode(Uint8Array.from(binary, (c) => c.charCodeAt(0)));
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return UTF8.decode(bytes);
 }
+
+/**
+ * The last cursors decoded, each already validated: a write compares and decodes the same few
+ * cursors (the device's, the push answer's, the realtime echo's) several times.
+ */
+const decoded = new Map<string, Readonly<VersionVector>>();
+const DECODED_KEPT = 8;
 
 /** The cursor for `vector` (origins sorted, so equal vectors give equal cursors). */
 export function encodeCursor(vector: VersionVector): string {
   return Object.keys(vector).length === 0 ? "" : PREFIX + base64url(canonicalJson(vector));
 }
 
-/** The vector inside `cursor`; a malformed cursor is a `ValidationError`. */
+/** The vector inside `cursor` (the caller's own copy); a malformed cursor is a `ValidationError`. */
 export function decodeCursor(cursor: string | null | undefined): VersionVector {
   if (!cursor) return {};
+  let vector = decoded.get(cursor);
+  if (vector === undefined) {
+    vector = parseCursor(cursor);
+    if (decoded.size >= DECODED_KEPT) decoded.clear();
+    decoded.set(cursor, vector);
+  }
+  return { ...vector };
+}
+
+function parseCursor(cursor: string): VersionVector {
   if (!cursor.startsWith(PREFIX) || cursor.length > 16_384) {
     throw new ValidationError("cursor is not a Breakwater cursor", "cursor");
   }

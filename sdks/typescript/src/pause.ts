@@ -1,13 +1,17 @@
-/** A wait that ends early when a signal aborts (a stop, a wake-up), so no wait outlives its cause. */
-export function pause(ms: number, signal: AbortSignal): Promise<void> {
+/**
+ * A wait that ends early when any of `signals` aborts (a stop, a wake-up), so no wait outlives
+ * its cause. Listening to each signal costs less than joining them with `AbortSignal.any`, which
+ * makes a signal and registers it with each source: the sync loop waits once per write.
+ */
+export function pause(ms: number, ...signals: AbortSignal[]): Promise<void> {
   return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
+    if (signals.some((signal) => signal.aborted)) return resolve();
     const timer = setTimeout(done, ms);
     function done(): void {
       clearTimeout(timer);
-      signal.removeEventListener("abort", done);
+      for (const signal of signals) signal.removeEventListener("abort", done);
       resolve();
     }
-    signal.addEventListener("abort", done);
+    for (const signal of signals) signal.addEventListener("abort", done);
   });
 }

@@ -123,6 +123,13 @@ describe("cursor vectors", () => {
   it.each(vectors.invalid)("refuses %j", (cursor) => {
     expect(() => decodeCursor(cursor)).toThrow(/cursor/);
   });
+  it("hands each decode its own vector: changing one changes no later decode", () => {
+    const cursor = encodeCursor({ "eu-1": 4, "us-1": 2 });
+    const first = decodeCursor(cursor);
+    first["eu-1"] = 9;
+    delete first["us-1"];
+    expect(decodeCursor(cursor)).toEqual({ "eu-1": 4, "us-1": 2 });
+  });
   it("advances, merges and covers", () => {
     for (const c of vectors.advance) expect(advance(c.vector, c.changes)).toEqual(c.result);
     for (const c of vectors.merge) expect(mergeVectors(c.left, c.right)).toEqual(c.result);

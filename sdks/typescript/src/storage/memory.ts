@@ -3,6 +3,11 @@
 import { TABLES } from "./adapter.js";
 import type { Read, StorageAdapter, Table, Write } from "./adapter.js";
 
+/** A value the caller cannot change behind the storage's back: objects copied, primitives as they are. */
+function copy(value: unknown): unknown {
+  return typeof value === "object" && value !== null ? structuredClone(value) : value;
+}
+
 export class MemoryStorage implements StorageAdapter {
   private readonly tables = new Map<Table, Map<string, unknown>>(TABLES.map((t) => [t, new Map()]));
 
@@ -11,19 +16,18 @@ export class MemoryStorage implements StorageAdapter {
   }
 
   async get(table: Table, key: string): Promise<unknown> {
-    const value = this.table(table).get(key);
-    return value === undefined ? undefined : structuredClone(value);
+    return copy(this.table(table).get(key));
   }
 
   async list(table: Table, prefix = ""): Promise<[string, unknown][]> {
     return [...this.table(table)]
       .filter(([key]) => key.startsWith(prefix))
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-      .map(([key, value]) => [key, structuredClone(value)]);
+      .map(([key, value]) => [key, copy(value)]);
   }
 
   async commit(writes: readonly Write[]): Promise<void> {
-    const copies = writes.map((w) => ({ ...w, value: w.value === undefined ? undefined : structuredClone(w.value) }));
+    const copies = writes.map((w) => ({ ...w, value: copy(w.value) }));
     for (const { table, key, value } of copies) {
       if (value === undefined) this.table(table).delete(key);
       else this.table(table).set(key, value);
@@ -31,10 +35,7 @@ export class MemoryStorage implements StorageAdapter {
   }
 
   async update(reads: readonly Read[], plan: (values: unknown[]) => readonly Write[]): Promise<void> {
-    const values = reads.map(([table, key]) => {
-      const value = this.table(table).get(key);
-      return value === undefined ? undefined : structuredClone(value);
-    });
+    const values = reads.map(([table, key]) => copy(this.table(table).get(key)));
     await this.commit(plan(values));
   }
 
