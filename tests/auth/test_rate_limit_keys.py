@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from breakwater.auth.identity import Identity
 from breakwater.auth.settings import AuthSettings
 from breakwater.cache.buckets import Limit, MemoryBuckets
@@ -26,7 +28,7 @@ def limiter() -> tuple[RateLimiter, CountingPseudonyms]:
     return RateLimiter(AuthSettings(), Metrics(), MemoryBuckets(), names), names
 
 
-def keys(limits: list[tuple[str, Limit]]) -> list[tuple[str, str]]:
+def keys(limits: Sequence[tuple[str, Limit]]) -> list[tuple[str, str]]:
     """Scope and bucket key of each limit but the global one (off by default)."""
     return [(scope, limit.key) for scope, limit in limits if scope != "global"]
 
@@ -85,3 +87,42 @@ def test_remembered_pseudonyms_are_bounded_and_stay_the_same() -> None:
     assert names.of("ip", "a0") == first
     assert names.digests == REMEMBERED_NAMES + 2
     assert Pseudonyms(b"k" * 32).of("ip", "a0") == first
+
+
+def test_a_repeat_callers_limits_are_built_once() -> None:
+    """A second request of the same caller to the same kind of path reuses the first's list."""
+    rate_limiter, names = limiter()
+    first = rate_limiter.limits(None, "10.0.0.1", "/v1/sync/push")
+    assert rate_limiter.limits(None, "10.0.0.1", "/v1/docs/a") is first
+    assert names.computed == 1
+    user = rate_limiter.limits(Identity("u1"), "10.0.0.1", "/v1/sync/push")
+    assert rate_limiter.limits(Identity("u1"), "10.0.0.2", "/v1/sync/push") is user
+
+
+def test_remembered_limits_follow_the_callers_kind_address_and_path() -> None:
+    """The same uid as a user and as an API key, an auth path or not, another address: each
+    is remembered apart, with the buckets a list built per request would have."""
+    rate_limiter, _ = limiter()
+    callers = [
+        (Identity("u1"), "10.0.0.1", "/v1/sync/push", [("user", "u:u1")]),
+        (Identity("u1", kind="key"), "10.0.0.1", "/v1/sync/push", [("key", "k:u1")]),
+        (Identity("u1"), "10.0.0.1", "/v1/auth/sessions", [("user", "u:u1"), ("auth", "a:u:u1")]),
+    ]
+    for caller, ip, path, expected in callers * 2:
+        assert keys(rate_limiter.limits(caller, ip, path)) == expected
+    one = rate_limiter.limits(None, "10.0.0.1", "/v1/sync/push")
+    other = rate_limiter.limits(None, "10.0.0.2", "/v1/sync/push")
+    assert keys(one) != keys(other)
+    assert rate_limiter.limits(None, "10.0.0.2", "/v1/sync/push") is other
+
+
+def test_remembered_limits_are_bounded_and_stay_the_same() -> None:
+    """Past the bound the lists are built again, with the same buckets."""
+    rate_limiter, _ = limiter()
+    first = rate_limiter.limits(None, "a0", "/v1/sync/push")
+    assert rate_limiter.limits(None, "a0", "/v1/sync/push") is first
+    for index in range(1, REMEMBERED_NAMES + 1):
+        rate_limiter.limits(None, f"a{index}", "/v1/sync/push")
+    again = rate_limiter.limits(None, "a0", "/v1/sync/push")
+    assert again is not first
+    assert again == first

@@ -116,18 +116,22 @@ class MemoryBuckets:
     async def take(self, limits: Sequence[Limit]) -> Wait | None:
         """GCRA over every bucket; the TATs move only when all of them let the request in."""
         now = self.clock()
+        known = self._tats
         longest: Wait | None = None
         tats = []
         for limit in limits:
-            start = max(self._tats.get(limit.key, now), now)
-            wait = (start - now) - (limit.burst - 1) * limit.interval
+            start = known.get(limit.key, now)
+            if start < now:  # max(start, now) without the call: this runs for every request
+                start = now
+            interval = limit.interval
+            wait = (start - now) - (limit.burst - 1) * interval
             if wait > SLACK and (longest is None or wait > longest.seconds):
                 longest = Wait(limit, wait)
-            tats.append(start + limit.interval)
+            tats.append(start + interval)
         if longest is not None:
             return longest
         for limit, tat in zip(limits, tats, strict=True):
-            self._keep(self._tats, limit.key, tat)
+            self._keep(known, limit.key, tat)
         return None
 
     async def refund(self, limits: Sequence[Limit]) -> None:

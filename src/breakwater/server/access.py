@@ -101,15 +101,18 @@ def client_ip(scope: Scope, trusted: tuple[IPNetwork, ...] = ()) -> str:
 class Gatekeeper:
     """Resolves the caller and applies the rate limits to every HTTP request."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, node: Node) -> None:
         self.app = app
+        # Given, not read from ``scope["app"].state`` per request (Starlette's ``State``
+        # lookup cost as much as the credential check of a request without one).
+        self.node = node
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
             # Probes and metrics (/healthz, /readyz, /metrics) are never limited.
             await self.app(scope, receive, send)
             return
-        node: Node = scope["app"].state.node
+        node = self.node
         path = scope["path"]
         resolved = await resolve(node, scope, allow_query_token=path == SSE_PATH)
         scope.setdefault("state", {})["identity"] = resolved

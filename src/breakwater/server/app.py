@@ -460,7 +460,7 @@ def create_app(
     app.add_middleware(DirectRoutes, routes=_direct_routes())
     # Outside the direct routes, so that every request, pushes included, has its caller
     # resolved and its rate limits applied (inside the observer: refusals are counted).
-    app.add_middleware(Gatekeeper)
+    app.add_middleware(Gatekeeper, node=node)
     # Outside the gatekeeper: preflights carry no credential, and refusals (401, 429) need
     # the CORS headers for a page to read them.
     app.add_middleware(Cors, origins=node.origins, max_age=config.cors_max_age)

@@ -47,6 +47,9 @@ SIGN_IN_PATHS = frozenset(
 )
 """The auth endpoints a caller uses before it has (or to renew) a credential: limited per
 address, like sign-in, whatever token the request carries."""
+Scoped = tuple[tuple[str, Limit], ...]
+"""Buckets with the scope each is named by in a refusal."""
+Limits = tuple[Limit, ...]
 
 
 REMEMBERED_NAMES = 4096
@@ -97,32 +100,55 @@ class RateLimiter:
         self.names = names
         self.trusted = proxy_networks(settings.trusted_proxies)
         """Proxies whose ``X-Forwarded-For`` names the client (see ``access.client_ip``)."""
+        self._known: dict[tuple[str, str, bool], tuple[Scoped, Limits]] = {}
 
-    def limits(self, caller: Identity | None, ip: str, path: str) -> list[tuple[str, Limit]]:
+    def limits(self, caller: Identity | None, ip: str, path: str) -> Scoped:
         """The buckets (with their scope names) a request of ``caller`` from ``ip`` takes from."""
+        return self._lookup(caller, ip, path)[0]
+
+    def _lookup(self, caller: Identity | None, ip: str, path: str) -> tuple[Scoped, Limits]:
+        """:meth:`limits`, and the same limits alone, remembered per (whose bucket, address
+        or uid, auth endpoint or not): the settings are fixed for the limiter's life, and
+        building the list cost a third of a request's gatekeeping (docs/benchmarks.md)."""
+        auth = path.startswith(AUTH_PATH_PREFIX)
+        if caller is None or path in SIGN_IN_PATHS:
+            key = ("ip", ip, auth)
+        else:
+            key = ("key" if caller.kind == "key" else "user", caller.uid, auth)
+        known = self._known.get(key)
+        if known is None:
+            if len(self._known) >= REMEMBERED_NAMES:
+                self._known.clear()  # bounded; the lists are built again as they come
+            scoped = self._build(*key)
+            known = self._known[key] = (scoped, tuple(limit for _, limit in scoped))
+        return known
+
+    def _build(self, kind: str, who: str, auth: bool) -> Scoped:
         s = self.settings
         wanted: list[tuple[str, str, float, int]] = [("global", "g", s.rate_global, s.burst_global)]
-        if caller is None or path in SIGN_IN_PATHS:
+        if kind == "ip":
             # The address's pseudonym (an HMAC) only where a bucket is keyed by it: not for
             # the signed-in callers that make most requests.
-            who = f"ip:{self.names.of('ip', ip)}"
-            wanted.append(("ip", who, s.rate_per_ip, s.burst_per_ip))
+            bucket = f"ip:{self.names.of('ip', who)}"
+            wanted.append(("ip", bucket, s.rate_per_ip, s.burst_per_ip))
         else:
-            who = f"u:{caller.uid}"
-            if caller.kind == "key":
-                wanted.append(("key", f"k:{caller.uid}", s.rate_per_key, s.burst_per_key))
+            bucket = f"u:{who}"
+            if kind == "key":
+                wanted.append(("key", f"k:{who}", s.rate_per_key, s.burst_per_key))
             else:
-                wanted.append(("user", who, s.rate_per_user, s.burst_per_user))
-        if path.startswith(AUTH_PATH_PREFIX):
-            wanted.append(("auth", f"a:{who}", s.rate_auth_per_ip, s.burst_auth_per_ip))
-        return [(scope, Limit(key, rate, burst)) for scope, key, rate, burst in wanted if rate > 0]
+                wanted.append(("user", bucket, s.rate_per_user, s.burst_per_user))
+        if auth:
+            wanted.append(("auth", f"a:{bucket}", s.rate_auth_per_ip, s.burst_auth_per_ip))
+        return tuple(
+            (scope, Limit(key, rate, burst)) for scope, key, rate, burst in wanted if rate > 0
+        )
 
     async def check(self, caller: Identity | None, ip: str, path: str) -> None:
         """Take one token from every bucket that applies, or refuse with the longest wait."""
-        scoped = self.limits(caller, ip, path)
-        if not scoped:
+        scoped, limits = self._lookup(caller, ip, path)
+        if not limits:
             return
-        wait = await self.buckets.take([limit for _, limit in scoped])
+        wait = await self.buckets.take(limits)
         if wait is not None:
             scope = next(scope for scope, limit in scoped if limit == wait.limit)
             raise refusal(scope, wait.seconds, self.metrics)

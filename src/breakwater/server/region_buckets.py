@@ -93,6 +93,8 @@ class RegionBuckets:
 
     async def take(self, limits: Sequence[Limit]) -> Wait | None:
         """See :meth:`Buckets.take`."""
+        if self.shared is None:  # every request's path without Redis: no breaker, no closure
+            return await self.local.take(limits)
         return await self._call(lambda buckets: buckets.take(limits))
 
     async def refund(self, limits: Sequence[Limit]) -> None:
