@@ -314,7 +314,7 @@ async def test_a_reconnect_storm_is_paced_and_everyone_catches_up(
     # Paced: in no one-second window were more admitted than the rate plus the burst, give or
     # take half a second of the rate: the times are when the one client process, busy with
     # 2,000 sockets, saw each handshake end, so a slow loop step bunches them (323 in a second
-    # on a loaded CI machine). Unpaced, nearly all 2,000 were admitted within a second.
+    # on a loaded CI machine). The storm's 2,000 all try within its first second.
     rate, burst, seen_late = 200, 100, 0.5
     for index, start in enumerate(admitted):
         window = sum(1 for t in admitted[index:] if t < start + 1.0)
