@@ -65,12 +65,14 @@ class RegionBuckets:
         return self.healthy
 
     async def _call(self, operation: Callable[[Buckets], Awaitable[T]]) -> T:
-        if self.shared is not None and self.breaker.allow():
-            answered, result = await self._shared(self.shared, operation)
+        shared = self.shared
+        if shared is None:  # every call without Redis: the node's own buckets, no breaker
+            return await operation(self.local)
+        if self.breaker.allow():
+            answered, result = await self._shared(shared, operation)
             if answered:
                 return result  # type: ignore[return-value]
-        if self.shared is not None:
-            self.metrics.rate_limit_fallbacks.inc()
+        self.metrics.rate_limit_fallbacks.inc()
         return await operation(self.local)
 
     async def _shared(
@@ -93,8 +95,6 @@ class RegionBuckets:
 
     async def take(self, limits: Sequence[Limit]) -> Wait | None:
         """See :meth:`Buckets.take`."""
-        if self.shared is None:  # every request's path without Redis: no breaker, no closure
-            return await self.local.take(limits)
         return await self._call(lambda buckets: buckets.take(limits))
 
     async def refund(self, limits: Sequence[Limit]) -> None:
