@@ -106,7 +106,7 @@ async def test_an_apply_failing_with_a_pull_in_flight_falls_back_to_the_durable_
     p = regions["p"]
     link = _Recording(p.app)
     target = MemoryTarget(p, "r")
-    await _replicate_three(cluster, p, link, target)
+    await _replicate_three(cluster, p, link, target, told=True)
     assert target.applied == ["m1", "m2", "m3"]
     assert target.failures_left == 0
     first_page_end = link.pulls[1][0]
@@ -115,7 +115,8 @@ async def test_an_apply_failing_with_a_pull_in_flight_falls_back_to_the_durable_
     assert first_page_end and link.pulls[2][0] == {}  # after it: the durable cursor again
     ahead = [(cursor, held) for cursor, held in link.pulls if held is not None and held != cursor]
     assert ahead, "some pull left before its page was applied"
-    assert cursor_mod.covers_all(p.node.region.held["r"], target.committed)
+    held = p.node.region.held["r"]
+    assert held == target.committed, "told of exactly what was committed, never more"
 
 
 async def test_no_pull_goes_ahead_to_a_peer_that_predates_held(cluster: Cluster) -> None:
@@ -131,11 +132,18 @@ async def test_no_pull_goes_ahead_to_a_peer_that_predates_held(cluster: Cluster)
 
 
 async def _replicate_three(
-    cluster: Cluster, p: Region, link: _Recording, target: MemoryTarget
+    cluster: Cluster, p: Region, link: _Recording, target: MemoryTarget, *, told: bool = False
 ) -> None:
-    """Replicate m1, then m2 and m3, from ``p`` into ``target`` through ``link``."""
+    """Replicate m1, then m2 and m3, from ``p`` into ``target`` through ``link``; ``told``:
+    also wait for the pull after the last apply, which tells ``p`` what ``target`` holds."""
     await p.push(mutation("m1", "d1", title="x"))
     async with replicating(cluster.keys["p"], link, target):
         await eventually(lambda: target.holds(["m1"]), what="m1 applied")
         await p.push(mutation("m2", "d2", title="y"), mutation("m3", "d3", title="z"))
         await eventually(lambda: target.holds(["m1", "m2", "m3"]), what="m2 and m3 applied")
+        if told:
+
+            async def told_all() -> bool:
+                return cursor_mod.covers_all(p.node.region.held.get("r", {}), target.committed)
+
+            await eventually(told_all, what="p told what r committed")
