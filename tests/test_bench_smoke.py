@@ -232,15 +232,20 @@ def test_bench_instructions_measures_the_push_path_and_reads_callgrinds_totals(
     }
 
 
-@pytest.mark.parametrize("mode", ["off", "put"])
-def test_bench_instructions_per_request_program_writes_through_the_node(mode: str) -> None:
-    """The program callgrind counts (here run without it) makes its pushes or REST ``PUT``s
-    through the whole app, logs each as ``serve`` does (one JSON access line) and fails on any
-    answer that is not a success."""
+@pytest.mark.parametrize(("mode", "body"), [("off", "small"), ("put", "small"), ("off", "peers")])
+def test_bench_instructions_per_request_program_writes_through_the_node(
+    mode: str, body: str
+) -> None:
+    """The program callgrind counts (here run without it) makes its pushes (small or the peers'
+    1 KB documents) or REST ``PUT``s through the whole app, logs each as ``serve`` does (one
+    JSON access line) and fails on any answer that is not a success."""
     from breakwater.bench.instructions_request import PROGRAM
 
     done = subprocess.run(
-        [sys.executable, "-c", PROGRAM, "3", mode], capture_output=True, text=True, check=False
+        [sys.executable, "-c", PROGRAM, "3", mode, body],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     lines = [json.loads(line) for line in done.stdout.splitlines()]

@@ -86,3 +86,12 @@ def test_a_number_inside_a_string_is_left_as_it_is() -> None:
     """Text such as ``":1.0"`` inside a string is not a number and keeps its spelling."""
     value = {"a": ':1.0,[2.50]\\":3.0', "b": [1.0, "x\\", 1e-7]}
     assert dumps_canonical(value) == b'{"a":":1.0,[2.50]\\\\\\":3.0","b":[1,"x\\\\",1e-7]}'
+
+
+@given(finite | st.floats(min_value=-1e22, max_value=1e22) | st.floats(-1e-4, 1e-4))
+def test_every_float_inside_a_document_is_written_as_javascript_writes_it(value: float) -> None:
+    """Whole, fractional and exponent floats of every magnitude, as members: the fast path
+    keeps orjson's text only where it is ECMAScript's."""
+    assert dumps_canonical({"v": value, "w": [value]}) == (
+        f'{{"v":{number_text(value)},"w":[{number_text(value)}]}}'.encode()
+    )

@@ -16,6 +16,10 @@ and divides each server's CPU seconds (``/proc``) by the requests it answered:
   node's writer does;
 - ``node``: ``breakwater serve`` taking the same body as a one-mutation push.
 
+``--body peers`` sends instead the peers' harness's push (``/work/shared/peers/loadgen.py``: a
+1 KB document with a float time stamp and a padding string, as Python's ``json.dumps`` writes
+it), so that a small and a 1 KB push can be compared on the same ladder.
+
 Server programs are source text run with ``python -c`` (as :mod:`.instructions_request`), so a
 run measures exactly the process that serves.
 """
@@ -23,6 +27,7 @@ run measures exactly the process that serves.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -32,7 +37,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from breakwater.bench._http import HttpConnection
 from breakwater.bench._node import BenchNode, cpu_seconds, free_port, machine, stop_process
@@ -41,6 +46,10 @@ from breakwater.bench.stats import median
 CONCURRENCY = 16
 WARMUP_SECONDS = 1.0
 KINDS = ("asgi", "node_http", "protocol", "commit", "group_commit", "node")
+Body = Literal["small", "peers"]
+BODIES: tuple[Body, ...] = ("small", "peers")
+PEERS_DOCUMENT_BYTES = 1024
+"""The size ``loadgen.py`` aims its documents at (its ``--doc-size`` default)."""
 ANSWER = b'{"results":[{"status":"applied","origin":"bench","seq":1}],"hlc":"0000000000000"}'
 """About the size of a one-mutation push's answer."""
 
@@ -170,14 +179,33 @@ else:
 """.replace("__ANSWER__", repr(ANSWER))
 
 
-def body(prefix: str, index: int) -> bytes:
-    """A one-mutation push of about 250 bytes (a new document each time)."""
+def body(prefix: str, index: int, kind: Body = "small") -> bytes:
+    """A one-mutation push of a new document: about 250 bytes, compact (``small``), or the
+    peers' harness's 1 KB push (``peers``)."""
+    if kind == "peers":
+        return _peers_body(prefix, index)
     return (
         b'{"client_id":"bench","mutations":[{"mutation_id":"%s-%d","collection":"bench",'
         b'"id":"%s-%d","op":"set","data":{"title":"a short note","done":false,"n":%d,'
         b'"tags":["floor","bench"],"body":"%s"}}]}'
         % (prefix.encode(), index, prefix.encode(), index, index, b"x" * 64)
     )
+
+
+def _peers_body(prefix: str, index: int) -> bytes:
+    """``loadgen.py --mode push --batch 1``'s body: its ``make_doc`` and ``push_mutation``,
+    with ids of its length (32 characters) made of ``prefix`` and ``index``."""
+    name = f"{prefix}{index:0{32 - len(prefix)}d}"
+    document: dict[str, Any] = {"type": "bench", "ts": time.time()}
+    document["pad"] = "x" * max(PEERS_DOCUMENT_BYTES - len(json.dumps(document)) - 12, 0)
+    mutation = {
+        "mutation_id": name,
+        "collection": "single",
+        "id": name,
+        "op": "set",
+        "data": document,
+    }
+    return json.dumps({"client_id": "loadgen", "mutations": [mutation]}).encode()
 
 
 @dataclass
@@ -234,7 +262,7 @@ class _Served:
             stop_process(self.process, 10)
 
 
-async def _load(port: int, seconds: float) -> tuple[int, int]:
+async def _load(port: int, seconds: float, kind: Body = "small") -> tuple[int, int]:
     """Requests answered 200 and others, from :data:`CONCURRENCY` connections."""
     deadline = time.perf_counter() + seconds
     counts = [0, 0]
@@ -244,7 +272,7 @@ async def _load(port: int, seconds: float) -> tuple[int, int]:
         sent = 0
         async with HttpConnection("127.0.0.1", port) as conn:
             while time.perf_counter() < deadline:
-                status, _ = await conn.request("POST", "/v1/sync/push", body(prefix, sent))
+                status, _ = await conn.request("POST", "/v1/sync/push", body(prefix, sent, kind))
                 counts[0 if status == 200 else 1] += 1
                 sent += 1
 
@@ -252,17 +280,18 @@ async def _load(port: int, seconds: float) -> tuple[int, int]:
     return counts[0], counts[1]
 
 
-async def measure(kind: str, seconds: float) -> Measurement:
-    """One run of ``kind``: a fresh server, a warm-up, then ``seconds`` of load."""
+async def measure(kind: str, seconds: float, sent: Body = "small") -> Measurement:
+    """One run of ``kind``: a fresh server, a warm-up, then ``seconds`` of load of ``sent``
+    bodies."""
     with tempfile.TemporaryDirectory(prefix="bw-bench-floor-") as tmp:
         served = _Served(kind, Path(tmp))
         try:
             await served.wait_ready()
-            await _load(served.port, WARMUP_SECONDS)
+            await _load(served.port, WARMUP_SECONDS, sent)
             cpu = served.cpu_seconds()
             own = time.process_time()
             started = time.perf_counter()
-            ok, errors = await _load(served.port, seconds)
+            ok, errors = await _load(served.port, seconds, sent)
             elapsed = time.perf_counter() - started
             server_cpu = served.cpu_seconds() - cpu
             client_cpu = time.process_time() - own
@@ -283,16 +312,19 @@ async def run(
     seconds: float,
     kinds: tuple[str, ...] = KINDS,
     progress: Callable[[str], None] = lambda _: None,
+    sent: Body = "small",
 ) -> dict[str, Any]:
-    """Every kind ``runs`` times, interleaved (one of each per round); medians per kind."""
+    """Every kind ``runs`` times, interleaved (one of each per round), each sent ``sent``
+    bodies; medians per kind."""
     measured: dict[str, list[Measurement]] = {kind: [] for kind in kinds}
     for round_index in range(runs):
         for kind in kinds:
             progress(f"round {round_index + 1}/{runs}: {kind}")
-            measured[kind].append(await measure(kind, seconds))
+            measured[kind].append(await measure(kind, seconds, sent))
     return {
         "benchmark": "floor",
         "concurrency": CONCURRENCY,
+        "body": sent,
         "seconds": seconds,
         "runs": runs,
         "load_average": os.getloadavg()[0],

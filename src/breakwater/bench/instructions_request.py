@@ -6,7 +6,10 @@ on with every trace dropped by the sampler) is a figure noise cannot move.
 The measured program is source text run with ``python -c``, so that it runs unchanged against
 another source tree (``PYTHONPATH``, e.g. a checkout of main) that lacks this module; it uses
 only ``load_config``, ``create_app`` and the logging set-up of ``breakwater serve``, plus the
-node's tracing when asked for.
+node's tracing when asked for. Each push sets a small document (``{"n": i}``, compact), or with
+``body="peers"`` the peers' harness's 1 KB document (a float time stamp and a padding string)
+as Python's ``json.dumps`` writes the push, the body issue 22's per-push targets are measured
+with.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+Body = Literal["small", "peers"]
 Mode = Literal["off", "on", "dropped", "put"]
 """Tracing off; on with every trace kept; on with every trace dropped by the sampler; tracing
 off with each write a REST ``PUT`` of the same document instead of a push."""
@@ -28,7 +32,7 @@ FEW, MANY = 40, 200
 """Pushes of the two measured runs; their difference is what one more push costs."""
 
 PROGRAM = """
-import asyncio, logging, sys, tempfile
+import asyncio, json, logging, sys, tempfile
 from pathlib import Path
 
 import httpx
@@ -37,7 +41,7 @@ from breakwater.config import load_config
 from breakwater.obs.logging import configure
 from breakwater.server.app import create_app
 
-PUSHES, MODE = int(sys.argv[1]), sys.argv[2]
+PUSHES, MODE, BODY = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 TRACED = MODE in ("on", "dropped")
 configure("info", trace_ids=TRACED)  # one JSON access line per request, as `serve` logs
 logging.getLogger("httpx").setLevel(logging.WARNING)  # the client's lines are not the node's
@@ -70,6 +74,15 @@ async def main() -> None:
                 if MODE == "put":
                     answer = await client.put(f"/v1/collections/bench/docs/d{index}",
                                               json={"n": index}, headers=headers)
+                elif BODY == "peers":  # loadgen.py's push: json.dumps, 1 KB, a float
+                    data = {"type": "bench", "ts": 1765000000.123456 + index / 1000}
+                    data["pad"] = "x" * (1024 - len(json.dumps(data)) - 12)
+                    name = f"{index:032x}"
+                    body = {"client_id": "loadgen", "mutations": [{"mutation_id": name,
+                            "collection": "single", "id": name, "op": "set", "data": data}]}
+                    sent = {**headers, "content-type": "application/json"}
+                    text = json.dumps(body)
+                    answer = await client.post("/v1/sync/push", content=text, headers=sent)
                 else:
                     body = {"mutations": [{"mutation_id": f"m{index}", "collection": "bench",
                                            "id": f"d{index}", "op": "set", "data": {"n": index}}]}
@@ -83,7 +96,7 @@ asyncio.run(main())
 """
 
 
-def count(pushes: int, mode: Mode, source: Path | None = None) -> int:
+def count(pushes: int, mode: Mode, source: Path | None = None, body: Body = "small") -> int:
     """Instructions of one run of :data:`PROGRAM` under callgrind (``source``: another tree)."""
     valgrind = shutil.which("valgrind")
     if valgrind is None:
@@ -102,6 +115,7 @@ def count(pushes: int, mode: Mode, source: Path | None = None) -> int:
                 PROGRAM,
                 str(pushes),
                 mode,
+                body,
             ],
             capture_output=True,
             text=True,
@@ -114,21 +128,23 @@ def count(pushes: int, mode: Mode, source: Path | None = None) -> int:
         return int(match.group(1))
 
 
-def per_push(mode: Mode, source: Path | None = None) -> int:
+def per_push(mode: Mode, source: Path | None = None, body: Body = "small") -> int:
     """Instructions one more push costs (the difference of two runs)."""
-    return (count(MANY, mode, source) - count(FEW, mode, source)) // (MANY - FEW)
+    return (count(MANY, mode, source, body) - count(FEW, mode, source, body)) // (MANY - FEW)
 
 
 def run(
-    baseline_src: Path | None = None, modes: tuple[Mode, ...] = ("off", "on", "dropped", "put")
+    baseline_src: Path | None = None,
+    modes: tuple[Mode, ...] = ("off", "on", "dropped", "put"),
+    body: Body = "small",
 ) -> dict[str, Any]:
     """Instructions per write in each mode, and for ``baseline_src`` (tracing off, and a
-    ``PUT`` when ``put`` is among the modes)."""
-    report: dict[str, Any] = {"pushes": [FEW, MANY], "mutations_per_push": 1}
+    ``PUT`` when ``put`` is among the modes); pushes carry ``body`` documents."""
+    report: dict[str, Any] = {"pushes": [FEW, MANY], "mutations_per_push": 1, "body": body}
     for mode in modes:
-        report["rest_put" if mode == "put" else f"tracing_{mode}"] = per_push(mode)
+        report["rest_put" if mode == "put" else f"tracing_{mode}"] = per_push(mode, body=body)
     if baseline_src is not None:
-        report["baseline"] = per_push("off", baseline_src)
+        report["baseline"] = per_push("off", baseline_src, body)
         if "put" in modes:
             report["baseline_put"] = per_push("put", baseline_src)
     return report

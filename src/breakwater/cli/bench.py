@@ -152,14 +152,18 @@ def _push_tracing(
     _write_json(report, json_path)
 
 
-def _instructions_per_request(baseline_src: Path | None, json_path: Path | None) -> None:
-    """Instructions per push through the whole node: tracing off, on, and a baseline tree."""
+def _instructions_per_request(baseline_src: Path | None, json_path: Path | None, body: str) -> None:
+    """Instructions per push through the whole node: tracing off, on, and a baseline tree
+    (the peers' 1 KB body: tracing off only)."""
     from breakwater.bench import instructions_request
 
     console = report_console()
     with long_run.progress("counting instructions under callgrind (a few minutes)"):
         try:
-            report = instructions_request.run(baseline_src)
+            if body == "peers":
+                report = instructions_request.run(baseline_src, ("off",), "peers")
+            else:
+                report = instructions_request.run(baseline_src)
         except RuntimeError as error:
             console.print(f"[red]{error}[/red]")
             raise typer.Exit(1) from error
@@ -372,10 +376,19 @@ def instructions(
         Path | None,
         typer.Option(help="With --requests: also count a node served from this src/ folder."),
     ] = None,
+    body: Annotated[
+        str,
+        typer.Option(
+            help="With --requests: small (a one-field document) or peers (the peers' harness's"
+            " 1 KB document as Python's json.dumps writes it; tracing off only)."
+        ),
+    ] = "small",
 ) -> None:
     """CPU instructions per pushed document (callgrind): the push path's cost, free of noise."""
+    if body not in ("small", "peers"):
+        raise typer.BadParameter("choose small or peers", param_hint="--body")
     if requests:
-        _instructions_per_request(baseline_src, json_path)
+        _instructions_per_request(baseline_src, json_path, body)
         return
     from breakwater.bench import instructions as bench_instructions
 
@@ -421,18 +434,41 @@ def floor(
     seconds: Annotated[
         float, typer.Option(min=0.5, max=60, help="Seconds of load per server and round.")
     ] = 4.0,
+    body: Annotated[
+        str,
+        typer.Option(
+            help="The push sent: small (about 250 B, compact) or peers (the peers' harness's"
+            " 1 KB document, as Python's json.dumps writes it)."
+        ),
+    ] = "small",
+    server: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Measure only this rung (repeatable): asgi, node_http, protocol, commit,"
+            " group_commit or node."
+        ),
+    ] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
 ) -> None:
-    """Server CPU per small JSON write at concurrency 16: bare servers, a durable SQLite
-    commit, and the node's one-mutation push, in one run (the floor under issue 22's target)."""
+    """Server CPU per JSON write at concurrency 16: bare servers, a durable SQLite commit,
+    and the node's one-mutation push, in one run (the floor under issue 22's target)."""
     from breakwater.bench import http_floor
 
     console = report_console()
+    if body not in http_floor.BODIES:
+        raise typer.BadParameter(
+            f"choose one of {', '.join(http_floor.BODIES)}", param_hint="--body"
+        )
+    unknown = sorted(set(server or ()) - set(http_floor.KINDS))
+    if unknown:
+        raise typer.BadParameter(f"unknown rung {unknown[0]!r}", param_hint="--server")
+    kinds = tuple(k for k in http_floor.KINDS if k in server) if server else http_floor.KINDS
+    sent: http_floor.Body = "peers" if body == "peers" else "small"
     with long_run.progress() as step:
-        report = asyncio.run(http_floor.run(runs, seconds, progress=step))
+        report = asyncio.run(http_floor.run(runs, seconds, kinds, progress=step, sent=sent))
     table = Table(
-        title=f"breakwater bench floor (concurrency {report['concurrency']}, medians of"
-        f" {runs} rounds, {seconds:g} s each)"
+        title=f"breakwater bench floor (concurrency {report['concurrency']}, {body} body,"
+        f" medians of {runs} rounds, {seconds:g} s each)"
     )
     for column in ("server", "requests/s", "server CPU µs/request", "load generator µs/request"):
         table.add_column(column, justify="left" if column == "server" else "right")

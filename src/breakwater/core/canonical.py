@@ -19,23 +19,25 @@ from typing import Any
 import orjson
 
 _SAFE_INTEGER = 2**53
-# orjson's bytes are already canonical unless they hold a float (digits then "." or an
-# exponent) or an integer of 16 digits or more. Compact JSON starts a number only after "[",
-# ":" or ","; a string that looks so costs the slow path, never a wrong answer. The search
-# runs over the text with every byte that cannot be part of such a match deleted first (a
-# number's bytes are contiguous, so a match survives it; quotes stay, so that a string of
-# digits, such as a stamp, cannot come to follow a "[" or ","), and in the same pass the bytes
-# left mapped to one byte per class: a separator to ":", a digit or "-" to "0", "." or an
-# exponent to ".". The pattern then starts with the literal ":0", which the regular-expression
-# engine finds with a fast scan and tries only where a number starts, instead of trying at
-# every byte (the two together cost 19,000 instructions for a 1 KB document's state, where
-# deleting alone and a pattern that starts with a class of three cost 43,000); it matches
-# wherever the unmapped pattern ``[\[:,]-?(?:\d+[.eE]|\d{16})`` would (and where a "-" stands
-# for a seventeenth digit, a slow path for nothing).
-_IN_A_MATCH = b'0123456789-[:,.eE"'
-_CLASS_OF = bytes.maketrans(_IN_A_MATCH, b'00000000000:::..."')
+# orjson's bytes are already canonical unless they hold a float written another way than
+# ECMAScript writes it, or an integer of 16 digits or more. orjson writes a float as its
+# shortest round-trip digits, in decimal notation from 1e-5 to 1e16 (where ECMAScript uses it
+# too, with the same digits) and with an exponent elsewhere; so only a whole float ("3.0",
+# which ECMAScript writes "3") or an exponent can differ, and a float with a fraction, such as
+# a time stamp or a coordinate, cannot. Compact JSON starts a number only after "[", ":" or
+# ",", and ends it at ",", "]" or "}"; a string that looks so costs the slow path, never a
+# wrong answer. The search runs over the text with every byte that cannot be part of such a
+# match deleted first (a number's bytes are contiguous but for its signs, which do not
+# matter; quotes stay, so that a string of digits, such as a stamp, cannot come to follow a
+# "[" or ","), and in the same pass the bytes left mapped to one byte per class: a separator
+# before a number to ":", one after it to "]" ("," is both: ":"), "0" to "0", any other digit
+# to "1", "." to "." and an exponent to "e". The pattern starts with the literal ":", which the
+# regular-expression engine finds with a fast scan; it matches wherever the unmapped pattern
+# ``[\[:,]-?(?:\d+(?:\.0[,\]}]|\.\d+[eE]|[eE])|\d{16})`` would.
+_IN_A_MATCH = b'0123456789[:,]}.eE"'
+_CLASS_OF = bytes.maketrans(_IN_A_MATCH, b'0111111111:::]].ee"')
 _NOT_IN_A_MATCH = bytes(sorted(set(range(256)) - set(_IN_A_MATCH)))
-_MAYBE_DIFFERENT = re.compile(rb":0(?:0*\.|0{15})")
+_MAYBE_DIFFERENT = re.compile(rb":(?:[01]+(?:\.0[:\]]|\.[01]+e|e)|[01]{16})")
 
 
 def dumps_canonical(value: Any) -> bytes:
