@@ -124,9 +124,9 @@ def _counted_sockets(count: WireCount) -> Iterator[None]:
         WebSocketTransport.connection_class = saved
 
 
-async def _settled(client: Client) -> None:
-    """Wait out the write's consequences, then until the outbox is empty."""
-    await asyncio.sleep(SETTLE_SECONDS)
+async def _settled(client: Client, pause: float) -> None:
+    """Wait out the write's consequences (``pause`` s), then until the outbox is empty."""
+    await asyncio.sleep(pause)
     empty = asyncio.Event()
 
     def check(_event: Event | None) -> None:
@@ -142,8 +142,11 @@ async def _settled(client: Client) -> None:
         remove()
 
 
-async def device_writes(tmp: Path, writes: int, log_level: str) -> dict[str, float]:
-    """``writes`` writes of one device, each settled before the next; per-write averages."""
+async def device_writes(
+    tmp: Path, writes: int, log_level: str, pause: float = SETTLE_SECONDS
+) -> dict[str, float]:
+    """``writes`` writes of one device, each settled before the next (``pause`` s, then an
+    empty outbox); per-write averages."""
     count = WireCount()
     port = free_port()
     node = BenchNode(tmp / "node", port, log_level)
@@ -160,7 +163,7 @@ async def device_writes(tmp: Path, writes: int, log_level: str) -> dict[str, flo
                 await todos.set("warm-up", DOC)  # connection, subscription, first pull
                 async with asyncio.timeout(60):
                     await client.wait_synced()
-                await _settled(client)
+                await _settled(client, pause)
                 before = WireCount(**vars(count))
                 pushed: list[int] = []
 
@@ -172,7 +175,7 @@ async def device_writes(tmp: Path, writes: int, log_level: str) -> dict[str, flo
                 cpu_started = time.process_time()
                 for i in range(writes):
                     await todos.set(f"t{i}", DOC)
-                    await _settled(client)
+                    await _settled(client, pause)
                 cpu = time.process_time() - cpu_started
     finally:
         node.stop()
