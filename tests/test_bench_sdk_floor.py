@@ -1,16 +1,18 @@
 """The SDK's CPU floor does the work it stands for: the peer answers each push as a node does
-(two messages), the durable transaction commits the outbox row, and the peer process ends."""
+(two messages), the durable transaction commits the outbox row, and the peer process ends;
+the device and its floor are measured in a process of their own."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
 
-from breakwater.bench import _ws_echo, sdk_floor
+from breakwater.bench import _sdk_device, _ws_echo, sdk_floor
 
 pytestmark = pytest.mark.slow
 
@@ -70,3 +72,24 @@ def test_measure_reports_every_floor_per_run(tmp_path: Path) -> None:
     }
     assert all(value >= 0 for value in report.values())
     assert report["write_b2b_ms"] > report["exchange_b2b_ms"] > 0
+
+
+def test_the_device_is_measured_in_a_process_of_its_own(tmp_path: Path) -> None:
+    """The device's and the floor's CPU leave out what the bench's own process does meanwhile
+    (a thread busy for the whole measurement would add about a pause per idle slot)."""
+    stop = threading.Event()
+
+    def busy() -> None:
+        while not stop.is_set():
+            sum(range(1000))
+
+    burner = threading.Thread(target=busy)
+    burner.start()
+    try:
+        report = asyncio.run(_sdk_device.in_child(tmp_path, 5, 0.05, "warning"))
+    finally:
+        stop.set()
+        burner.join()
+    assert report["write_requests"] == 0 and report["write_cpu_ms"] > 0
+    assert 0 < report["floor_idle_ms"] < 10  # in this process: about 50 ms per slot
+    assert report["floor_write_ms"] > 0

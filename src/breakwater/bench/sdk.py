@@ -14,7 +14,8 @@ Three figures, each next to a floor measured in the same run:
 
 And what one device write costs the phone once online (:mod:`.sdk_wire`): requests, WebSocket
 frames, bytes on the wire against the mutation's own encoded bytes, and the device's CPU, the
-latter next to its floor in CPython at the same pace (:mod:`.sdk_floor`).
+latter next to its floor in CPython at the same pace (:mod:`.sdk_floor`), both in a process
+of their own (:mod:`._sdk_device`).
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ from typing import Any
 
 import httpx
 
-from breakwater.bench import sdk_floor
+from breakwater.bench import _sdk_device
 from breakwater.bench._node import BenchNode, free_port, machine
-from breakwater.bench.sdk_wire import SETTLE_SECONDS, device_writes
+from breakwater.bench.sdk_wire import SETTLE_SECONDS
 from breakwater.bench.stats import median, percentile
 from breakwater.client import Client
 from breakwater.core import codec
@@ -126,10 +127,8 @@ async def _reconnect_seconds(tmp: Path, path: Path, log_level: str) -> float:
 async def _one_run(
     tmp: Path, index: int, writes: int, pending: int, device: int, log_level: str, pause: float
 ) -> dict[str, Any]:
-    (tmp / f"wire-{index}").mkdir()
-    wire = await device_writes(tmp / f"wire-{index}", device, log_level, pause)
-    (tmp / f"floor-{index}").mkdir()
-    floor = await sdk_floor.measure(tmp / f"floor-{index}", device, pause)
+    (tmp / f"device-{index}").mkdir()
+    device_figures = await _sdk_device.in_child(tmp / f"device-{index}", device, pause, log_level)
     local = await _local_writes_ms(tmp / f"local-{index}.db", writes)
     raw = _raw_sqlite_commit_ms(tmp / f"raw-{index}.db", writes)
     await _queue(tmp / f"drain-{index}.db", pending)
@@ -154,8 +153,7 @@ async def _one_run(
         "drain_per_s": pending / drain,
         "raw_push_per_s": pending / raw_push,
         "reconnect_s": reconnect,
-        **{f"write_{key}": value for key, value in wire.items()},
-        **{f"floor_{key}": value for key, value in floor.items()},
+        **device_figures,
     }
 
 
