@@ -6,9 +6,10 @@ rarely a ``pong``): the device's push goes over its realtime socket when it has 
 The device (a :class:`~breakwater.client.Client` with the WebSocket transport) runs in this
 process and the node in another, so ``time.process_time`` is the SDK's own work (the local
 transaction, encoding, the sync round, the realtime echo) when the process runs nothing else:
-``breakwater bench sdk`` runs it in a process of its own (:mod:`._sdk_device`). Every write is followed by a pause
-long enough for everything it causes (the push, its acknowledgement, the realtime echo and any
-pull) to happen, and the outbox must be empty after it: a settled write, not a queued one.
+``breakwater bench sdk`` runs it in a process of its own (:mod:`._sdk_device`). Every write
+is followed by a pause long enough for everything it causes (the push, its acknowledgement,
+the realtime echo and any pull) to happen, and the outbox must be empty after it: a settled
+write, not a queued one.
 
 Bytes are counted at the transport: HTTP request and response lines, headers and bodies as
 HTTP/1.1 frames them; WebSocket bytes as read from and written to the socket (frame headers,
