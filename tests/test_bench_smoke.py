@@ -195,9 +195,13 @@ def test_bench_auth_reports_every_figure(tmp_path: Path) -> None:
 
 def test_bench_sdk_reports_latency_drain_and_reconnect(tmp_path: Path) -> None:
     """bench sdk times local writes, drains an outbox and reconnects, with their floors, and
-    counts what a settled online write costs: one push on the socket, no HTTP request."""
+    counts what a settled online write costs: one push on the socket, no HTTP request, and
+    its device CPU beside CPython's floor at the same pace."""
     report = bench(
-        tmp_path, "sdk", "--runs", "1", "--writes", "20", "--pending", "50", "--device-writes", "5"
+        tmp_path,
+        "sdk",
+        *("--runs", "1", "--writes", "20", "--pending", "50"),
+        *("--device-writes", "5", "--device-pause", "0.05"),
     )
     assert report["write_requests"] == 0
     assert 1 <= report["write_round_trips"] < 1.5  # type: ignore[operator]  # a pong, rarely
@@ -206,6 +210,10 @@ def test_bench_sdk_reports_latency_drain_and_reconnect(tmp_path: Path) -> None:
     assert report["local_write_p50_ms"] > 0 and report["raw_sqlite_commit_p50_ms"] > 0  # type: ignore[operator]
     assert report["drain_mutations_per_s"] > 0 and report["raw_push_mutations_per_s"] > 0  # type: ignore[operator]
     assert report["reconnect_to_synced_s"] > 0  # type: ignore[operator]
+    assert report["device_pause_s"] == 0.05
+    assert report["floor_write_ms"] > 0 and report["floor_exchange_plain_ms"] > 0  # type: ignore[operator]
+    ratio = report["write_cpu_ms"] / report["floor_write_ms"]  # type: ignore[operator]
+    assert report["write_cpu_ratio_to_floor"] == pytest.approx(ratio, abs=0.02)
 
 
 def test_bench_instructions_measures_the_push_path_and_reads_callgrinds_totals(

@@ -178,3 +178,43 @@ async def test_only_the_acknowledgement_commits_without_its_own_fsync(store: Loc
     await store.write("todos", "t2", "set", {"title": "bread"})
     mode = await store._run(lambda: store._db.execute("PRAGMA synchronous").fetchone()[0])
     assert mode == 2  # FULL
+
+
+READ_BACK = "SELECT op, data, hlc, mutation_id, origin, seq FROM outbox"
+
+
+async def test_an_online_write_is_viewed_and_settled_without_reading_the_outbox_back(
+    store: LocalStore,
+) -> None:
+    """A write into an empty outbox, and the acknowledgement that empties it again, compute
+    the document's view without reading its outbox entries back (it holds this one, or none),
+    and the view is the same as read back: pending after the write, settled after the ack."""
+    statements: list[str] = []
+    await store._run(store._db.set_trace_callback, statements.append)
+    node = FakeNode()
+    written = await store.write("todos", "t1", "set", {"title": "milk", "tags": ["a"]})
+    assert written.view is not None and written.view.pending
+    assert written.view.data == {"title": "milk", "tags": ["a"]}
+    [ack] = node.push([written.entry])
+    await store.record_acks([ack], {ack[0]: node.states[("todos", "t1")]}, {node.origin: 1})
+    assert not any(s.startswith(READ_BACK) for s in statements)
+    document = await store.get("todos", "t1")
+    assert document is not None and not document.pending
+    assert document.data == {"title": "milk", "tags": ["a"]}
+
+
+async def test_a_write_behind_a_pending_one_of_its_document_reads_both(
+    store: LocalStore,
+) -> None:
+    """With an earlier write of the document still in the outbox, the view of a new write is
+    rebased on both (read back), and settling the first leaves the second pending on top."""
+    node = FakeNode()
+    first = await store.write("todos", "t1", "set", {"title": "milk", "n": 1})
+    second = await store.write("todos", "t1", "patch", {"title": "oat milk"})
+    assert second.view is not None and second.view.data == {"title": "oat milk", "n": 1}
+    [ack] = node.push([first.entry])
+    await store.record_acks([ack], {ack[0]: node.states[("todos", "t1")]}, {node.origin: 1})
+    document = await store.get("todos", "t1")
+    assert document is not None and document.pending
+    assert document.data == {"title": "oat milk", "n": 1}
+    assert store.backlog.pending == 1

@@ -13,7 +13,9 @@ Three figures, each next to a floor measured in the same run:
   ``backoff_cap`` + ``breaker_reset``).
 
 And what one device write costs the phone once online (:mod:`.sdk_wire`): requests, WebSocket
-frames, bytes on the wire against the mutation's own encoded bytes, and the device's CPU.
+frames, bytes on the wire against the mutation's own encoded bytes, and the device's CPU, the
+latter next to its floor in CPython at the same pace (:mod:`.sdk_floor`), both in a process
+of their own (:mod:`._sdk_device`).
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ from typing import Any
 
 import httpx
 
+from breakwater.bench import _sdk_device
 from breakwater.bench._node import BenchNode, free_port, machine
-from breakwater.bench.sdk_wire import device_writes
+from breakwater.bench.sdk_wire import SETTLE_SECONDS
 from breakwater.bench.stats import median, percentile
 from breakwater.client import Client
 from breakwater.core import codec
@@ -122,10 +125,10 @@ async def _reconnect_seconds(tmp: Path, path: Path, log_level: str) -> float:
 
 
 async def _one_run(
-    tmp: Path, index: int, writes: int, pending: int, device: int, log_level: str
+    tmp: Path, index: int, writes: int, pending: int, device: int, log_level: str, pause: float
 ) -> dict[str, Any]:
-    (tmp / f"wire-{index}").mkdir()
-    wire = await device_writes(tmp / f"wire-{index}", device, log_level)
+    (tmp / f"device-{index}").mkdir()
+    device_figures = await _sdk_device.in_child(tmp / f"device-{index}", device, pause, log_level)
     local = await _local_writes_ms(tmp / f"local-{index}.db", writes)
     raw = _raw_sqlite_commit_ms(tmp / f"raw-{index}.db", writes)
     await _queue(tmp / f"drain-{index}.db", pending)
@@ -150,7 +153,7 @@ async def _one_run(
         "drain_per_s": pending / drain,
         "raw_push_per_s": pending / raw_push,
         "reconnect_s": reconnect,
-        **{f"write_{key}": value for key, value in wire.items()},
+        **device_figures,
     }
 
 
@@ -161,13 +164,17 @@ async def run(
     device: int = 20,
     log_level: str = "warning",
     progress: Callable[[str], None] = lambda _: None,
+    pause: float = SETTLE_SECONDS,
 ) -> dict[str, Any]:
-    """Measure ``runs`` times and report medians."""
+    """Measure ``runs`` times and report medians; ``pause``: seconds between device writes
+    (and between the floor's runs)."""
     results = []
     with tempfile.TemporaryDirectory(prefix="bw-bench-sdk-") as tmp:
         for index in range(runs):
             progress(f"run {index + 1}/{runs}")
-            results.append(await _one_run(Path(tmp), index, writes, pending, device, log_level))
+            results.append(
+                await _one_run(Path(tmp), index, writes, pending, device, log_level, pause)
+            )
 
     def mid(key: str) -> float:
         return round(median([r[key] for r in results]), 3)
@@ -188,5 +195,7 @@ async def run(
         "drain_ratio_to_raw_push": round(mid("drain_per_s") / mid("raw_push_per_s"), 2),
         "reconnect_to_synced_s": mid("reconnect_s"),
         "device_writes": device,
-        **{key: mid(key) for key in results[0] if key.startswith("write_")},
+        "device_pause_s": pause,
+        **{key: mid(key) for key in results[0] if key.startswith(("write_", "floor_"))},
+        "write_cpu_ratio_to_floor": round(mid("write_cpu_ms") / mid("floor_write_ms"), 2),
     }

@@ -5,9 +5,11 @@ rarely a ``pong``): the device's push goes over its realtime socket when it has 
 
 The device (a :class:`~breakwater.client.Client` with the WebSocket transport) runs in this
 process and the node in another, so ``time.process_time`` is the SDK's own work (the local
-transaction, encoding, the sync round, the realtime echo). Every write is followed by a pause
-long enough for everything it causes (the push, its acknowledgement, the realtime echo and any
-pull) to happen, and the outbox must be empty after it: a settled write, not a queued one.
+transaction, encoding, the sync round, the realtime echo) when the process runs nothing else:
+``breakwater bench sdk`` runs it in a process of its own (:mod:`._sdk_device`). Every write
+is followed by a pause long enough for everything it causes (the push, its acknowledgement,
+the realtime echo and any pull) to happen, and the outbox must be empty after it: a settled
+write, not a queued one.
 
 Bytes are counted at the transport: HTTP request and response lines, headers and bodies as
 HTTP/1.1 frames them; WebSocket bytes as read from and written to the socket (frame headers,
@@ -124,9 +126,9 @@ def _counted_sockets(count: WireCount) -> Iterator[None]:
         WebSocketTransport.connection_class = saved
 
 
-async def _settled(client: Client) -> None:
-    """Wait out the write's consequences, then until the outbox is empty."""
-    await asyncio.sleep(SETTLE_SECONDS)
+async def _settled(client: Client, pause: float) -> None:
+    """Wait out the write's consequences (``pause`` s), then until the outbox is empty."""
+    await asyncio.sleep(pause)
     empty = asyncio.Event()
 
     def check(_event: Event | None) -> None:
@@ -142,8 +144,11 @@ async def _settled(client: Client) -> None:
         remove()
 
 
-async def device_writes(tmp: Path, writes: int, log_level: str) -> dict[str, float]:
-    """``writes`` writes of one device, each settled before the next; per-write averages."""
+async def device_writes(
+    tmp: Path, writes: int, log_level: str, pause: float = SETTLE_SECONDS
+) -> dict[str, float]:
+    """``writes`` writes of one device, each settled before the next (``pause`` s, then an
+    empty outbox); per-write averages."""
     count = WireCount()
     port = free_port()
     node = BenchNode(tmp / "node", port, log_level)
@@ -160,7 +165,7 @@ async def device_writes(tmp: Path, writes: int, log_level: str) -> dict[str, flo
                 await todos.set("warm-up", DOC)  # connection, subscription, first pull
                 async with asyncio.timeout(60):
                     await client.wait_synced()
-                await _settled(client)
+                await _settled(client, pause)
                 before = WireCount(**vars(count))
                 pushed: list[int] = []
 
@@ -172,7 +177,7 @@ async def device_writes(tmp: Path, writes: int, log_level: str) -> dict[str, flo
                 cpu_started = time.process_time()
                 for i in range(writes):
                     await todos.set(f"t{i}", DOC)
-                    await _settled(client)
+                    await _settled(client, pause)
                 cpu = time.process_time() - cpu_started
     finally:
         node.stop()

@@ -341,13 +341,18 @@ class LocalStore:
                     position, mutation_id, collection, doc_id, op, _loads_or_none(stored), stamp
                 )
 
+            # An outbox empty before this write holds only this entry of the document: the
+            # view needs no read of it (the common online write, settled before the next).
+            pending: list[Pending] | None = None
+            if self._pending == 0:
+                pending = [(op, _loads_or_none(stored), stamp, mutation_id, None)]
             self._pending += 1
             self._unsent += 1
             if self._known is not None and len(self._known) < MAX_KNOWN_UNSENT:
                 self._known.append(as_stored())
             else:
                 self._known = None
-            return LocalWrite(self._refresh_view(collection, doc_id), as_stored())
+            return LocalWrite(self._refresh_view(collection, doc_id, pending=pending), as_stored())
 
     async def get(self, collection: str, doc_id: str) -> Document | None:
         """The local view of one document (``None`` when missing or deleted)."""
@@ -397,24 +402,30 @@ class LocalStore:
         return None if row is None else codec.loads(row[0])
 
     def _refresh_view(
-        self, collection: str, doc_id: str, held: Mapping[DocKey, State | None] | None = None
+        self,
+        collection: str,
+        doc_id: str,
+        held: Mapping[DocKey, State | None] | None = None,
+        pending: list[Pending] | None = None,
     ) -> Document | None:
         """Recompute one document's local view from its server state and its outbox entries;
-        ``held``: server states just written, by key (``None``: deleted), not read again."""
-        pending: list[Pending] = [
-            (
-                op,
-                _loads_or_none(data),
-                stamp,
-                mutation_id,
-                None if origin is None else (origin, seq),
-            )
-            for op, data, stamp, mutation_id, origin, seq in self._db.execute(
-                "SELECT op, data, hlc, mutation_id, origin, seq FROM outbox"
-                " WHERE collection = ? AND id = ? ORDER BY position",
-                (collection, doc_id),
-            )
-        ]
+        ``held``: server states just written, by key (``None``: deleted), not read again;
+        ``pending``: the document's outbox entries when the caller knows them (not read)."""
+        if pending is None:
+            pending = [
+                (
+                    op,
+                    _loads_or_none(data),
+                    stamp,
+                    mutation_id,
+                    None if origin is None else (origin, seq),
+                )
+                for op, data, stamp, mutation_id, origin, seq in self._db.execute(
+                    "SELECT op, data, hlc, mutation_id, origin, seq FROM outbox"
+                    " WHERE collection = ? AND id = ? ORDER BY position",
+                    (collection, doc_id),
+                )
+            ]
         key = (collection, doc_id)
         if held is not None and key in held:
             server = held[key]
@@ -726,8 +737,9 @@ class LocalStore:
             touched |= gone
         settled = self._settle()
         touched |= settled
+        none_left: list[Pending] | None = [] if self._pending == 0 else None  # nothing to read
         for collection, doc_id in touched:
-            self._refresh_view(collection, doc_id, held)
+            self._refresh_view(collection, doc_id, held, none_left)
         return PageResult(cursor, frozenset(c for c, _ in touched), len(settled), synced, resynced)
 
     def _settle(self) -> set[DocKey]:
