@@ -307,7 +307,10 @@ class ReadCache:
             self.metrics.cache_errors.labels("invalidate").inc()
             return
         try:
-            await self.cache.set_many(tokens, self.token_ttl)
+            # A token that is not there validates nothing, and a reader that adds it later
+            # reads the store after this commit (ADR 0006): only tokens present are replaced,
+            # so the documents a push creates add nothing to the cache.
+            await self.cache.replace_many(tokens, self.token_ttl)
         except CacheUnavailable:
             self._epoch_stale = True
             self._failed("invalidate")
