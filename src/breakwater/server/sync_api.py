@@ -39,7 +39,7 @@ async def push(request: Request) -> Response:
     identity = identity_of(request)
     pushes.admit(node, identity)
     # Most pushes have no query string: then no query parameters are parsed.
-    query = request.query_params if request.scope["query_string"] else {}
+    query = request.query_params if request.scope.get("query_string") else {}
     include_state = _flag(query.get("include_state", "false"), "include_state")
     body = await read_json(request, node.config.limits.max_body_bytes)
     pushed = await pushes.push(node, identity, body)
