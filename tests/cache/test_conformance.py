@@ -61,10 +61,28 @@ async def test_concurrent_adds_have_one_winner(cache: Cache) -> None:
     assert stored == str(results.index(True)).encode()
 
 
+async def test_replace_stores_only_into_a_key_that_holds_a_value(cache: Cache) -> None:
+    """``replace_many`` replaces a live value and leaves an empty or expired key empty."""
+    await cache.set_many({"held": b"old", "expired": b"old"}, ttl=30)
+    await cache.set_many({"expired": b"old"}, ttl=0.1)
+    await asyncio.sleep(0.3)
+    await cache.replace_many({"held": b"new", "empty": b"new", "expired": b"new"}, ttl=30)
+    assert await cache.get_many(["held", "empty", "expired"]) == [b"new", None, None]
+
+
+async def test_a_replaced_value_lives_for_its_new_ttl(cache: Cache) -> None:
+    """``replace_many`` gives the value its own time to live."""
+    await cache.set_many({"k": b"old"}, ttl=0.2)
+    await cache.replace_many({"k": b"new"}, ttl=30)
+    await asyncio.sleep(0.4)
+    assert await cache.get_many(["k"]) == [b"new"]
+
+
 async def test_empty_calls_are_harmless(cache: Cache) -> None:
     """No keys, no items: nothing happens and nothing fails."""
     assert await cache.get_many([]) == []
     await cache.set_many({}, ttl=1)
+    await cache.replace_many({}, ttl=1)
 
 
 async def test_caches_of_other_namespaces_keep_apart(cache_url: str) -> None:

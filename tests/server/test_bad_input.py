@@ -785,6 +785,27 @@ async def test_a_bad_mutation_names_its_index(make_client: MakeClient) -> None:
     assert response.json()["detail"].startswith("mutations[2]:")
 
 
+@pytest.mark.parametrize(
+    ("mutations", "expected"),
+    [
+        ([mut(hlc="SKEW"), mut(mutation_id="m2", op="nope")], (0, "clock_skew")),
+        ([mut(op="nope"), mut(mutation_id="m2", hlc="SKEW")], (0, V)),
+        ([mut(), mut(mutation_id="m2", hlc="SKEW")], (1, "clock_skew")),
+    ],
+)
+async def test_a_push_is_refused_for_its_first_problem_in_order(
+    make_client: MakeClient, mutations: list[dict[str, Any]], expected: tuple[int, str]
+) -> None:
+    """Whether a mutation is invalid or not admitted, the first one in order is named."""
+    client: httpx.AsyncClient = await make_client()
+    for mutation in mutations:
+        if mutation.get("hlc") == "SKEW":
+            mutation["hlc"] = future_stamp(3_600_000)
+    response = await client.post(PUSH, json=pushing(*mutations))
+    problem = response.json()
+    assert (problem["index"], problem["type"]) == expected
+
+
 async def test_limits_take_effect_only_above_their_value(make_client: MakeClient) -> None:
     """Exactly max_mutations_per_push mutations and a body just under the limit are accepted."""
     client: httpx.AsyncClient = await make_client(LIMITS_TOML)

@@ -218,6 +218,17 @@ async def test_a_read_racing_a_commit_never_keeps_the_old_state() -> None:
     assert again is not None and again.version == "v2"
 
 
+async def test_a_commit_of_documents_never_read_adds_nothing_to_the_cache() -> None:
+    """Invalidating documents that have no token stores nothing: a push of new documents
+    does not fill the LRU with tokens (and evict what readers use)."""
+    memory = MemoryCache()
+    cache = ReadCache(memory, Metrics(), ttl=60)
+    await cache.start()
+    before = len(memory)
+    await cache.invalidate([("notes", f"n{index}") for index in range(100)])
+    assert len(memory) == before
+
+
 @pytest.mark.parametrize("evicted", ["e", "g/notes/n1"])
 async def test_an_evicted_token_never_revives_an_old_entry(evicted: str) -> None:
     """When a token is evicted and recreated, entries tagged with the old one stay invalid."""

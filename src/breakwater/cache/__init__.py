@@ -13,6 +13,9 @@ Contract for every backend (checked by tests/cache/test_conformance.py):
   a key replaces it.
 - ``add`` stores the item only if the key holds nothing, and says whether it did (atomic: of two
   concurrent ``add`` calls for one key, one wins).
+- ``replace_many`` stores each item only if its key holds a value, key by key atomically: of an
+  ``add`` and a ``replace_many`` of one key, either the add comes first and is replaced, or the
+  replace finds nothing and leaves the key empty.
 - Failures are :class:`CacheUnavailable` (transient), raised promptly: a backend bounds every
   call with a short timeout. Lifecycle: ``await open()`` … ``await aclose()``.
 
@@ -59,6 +62,10 @@ class Cache(Protocol):
 
     async def add(self, key: str, value: bytes, ttl: float) -> bool:
         """Store ``value`` only if ``key`` holds nothing; True if it did."""
+
+    async def replace_many(self, items: Mapping[str, bytes], ttl: float) -> None:
+        """Store, for ``ttl`` seconds, each item whose key holds a value; leave the others
+        empty."""
 
 
 def _options(url: str) -> tuple[str, dict[str, str]]:

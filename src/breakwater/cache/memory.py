@@ -80,6 +80,15 @@ class MemoryCache:
         for key, value in items.items():
             self._set(key, value, expires)
 
+    async def replace_many(self, items: Mapping[str, bytes], ttl: float) -> None:
+        """Store each item whose key holds a live value (each one then recently used)."""
+        now = self._clock()
+        entries = self._entries
+        for key, value in items.items():
+            found = entries.get(key)
+            if found is not None and found[1] > now:
+                self._set(key, value, now + ttl)
+
     async def add(self, key: str, value: bytes, ttl: float) -> bool:
         """Store ``value`` unless ``key`` holds a live one."""
         now = self._clock()

@@ -24,3 +24,6 @@ class NoCache:
     async def add(self, key: str, value: bytes, ttl: float) -> bool:
         """Keep nothing (as if another caller had won)."""
         return False
+
+    async def replace_many(self, items: Mapping[str, bytes], ttl: float) -> None:
+        """Nothing is ever there to replace."""

@@ -1,8 +1,9 @@
 """The Redis cache (``redis://``): one cache shared by the nodes of a region.
 
-Every call is one round trip (``MGET``, a pipeline of ``SET … PX``, ``SET … NX PX``) bounded by
-a short socket timeout, without retries: a slow or absent Redis must cost a read a fraction of
-a second at most before the server reads the store instead. Keys live under ``<prefix>:``.
+Every call is one round trip (``MGET``, a pipeline of ``SET … PX`` or of ``SET … XX PX``,
+``SET … NX PX``) bounded by a short socket timeout, without retries: a slow or absent Redis must
+cost a read a fraction of a second at most before the server reads the store instead. Keys live
+under ``<prefix>:``.
 """
 
 from __future__ import annotations
@@ -78,6 +79,19 @@ class RedisCache:
             async with self._redis().pipeline(transaction=False) as pipe:
                 for key, value in items.items():
                     pipe.set(self.prefix + key, value, px=ms)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise CacheUnavailable("the Redis cache did not answer") from exc
+
+    async def replace_many(self, items: Mapping[str, bytes], ttl: float) -> None:
+        """``SET key value XX PX ttl`` for every item, in one pipeline."""
+        if not items:
+            return
+        ms = max(1, int(ttl * 1000))
+        try:
+            async with self._redis().pipeline(transaction=False) as pipe:
+                for key, value in items.items():
+                    pipe.set(self.prefix + key, value, px=ms, xx=True)
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             raise CacheUnavailable("the Redis cache did not answer") from exc

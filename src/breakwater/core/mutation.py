@@ -8,6 +8,7 @@ What depends on the stored document (``If-Match``, the collection schema) is che
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from breakwater.core import codec
@@ -147,6 +148,128 @@ def _check_increment(data: dict[str, Any]) -> None:
     for name, amount in data.items():
         if isinstance(amount, bool) or not isinstance(amount, int | float):
             raise ValidationError(f"increment of {_shown(name)} must be a number", field="data")
+
+
+def _joined(pattern: str) -> re.Pattern[str]:
+    """``pattern`` (one name, anchored) as a pattern for names each followed by a newline."""
+    return re.compile(f"(?:{pattern.removeprefix('^').removesuffix('$')}\n)*", re.ASCII)
+
+
+# None of these patterns accepts a newline, so names joined with newlines all match theirs
+# exactly when the joined text matches and holds no newline but the separators.
+_JOINED_IDS = _joined(ID_PATTERN.pattern)
+_JOINED_COLLECTIONS = _joined(COLLECTION_PATTERN.pattern)
+_JOINED_MUTATION_IDS = _joined(MUTATION_ID_PATTERN.pattern)
+_JOINED_FIELDS = _joined(FIELD_PATTERN.pattern)
+_CONTAINERS = (dict, list)
+
+
+def _all_match(joined: re.Pattern[str], names: list[Any]) -> bool:
+    """Whether every one of ``names`` is a string that the joined ``pattern`` accepts."""
+    if not names:
+        return True
+    try:
+        text = "\n".join(names) + "\n"
+    except TypeError:  # a name that is not a string
+        return False
+    return text.count("\n") == len(names) and joined.fullmatch(text) is not None
+
+
+def parse_valid_mutations(raws: list[Any], limits: Limits) -> list[Mutation] | None:
+    """The mutations of ``raws`` if :func:`parse_mutation` accepts every one of them, else None.
+
+    A push of a hundred mutations paid for a hundred of each name check; here each kind of
+    name is checked by one regular expression over all of them joined, and flat documents
+    skip the depth walk. It decides nothing itself: on None the caller parses each mutation
+    with :func:`parse_mutation`, which names the first problem, so the errors and their
+    order stay that function's.
+    """
+    if limits.max_depth < 2:
+        return None  # a flat document's depth is not enough to pass: let each check say so
+    mutations: list[Mutation] = []
+    mutation_ids: list[Any] = []
+    collections: list[Any] = []
+    doc_ids: list[Any] = []
+    fields: list[Any] = []
+    documents: list[dict[str, Any]] = []
+    for raw in raws:
+        if type(raw) is not dict or not raw.keys() <= MUTATION_FIELDS:
+            return None
+        get: Callable[[str], Any] = raw.get
+        op = get("op")
+        data = get("data")
+        if op == "delete":
+            if data is not None:
+                return None
+        elif op == "set" or op == "patch" or op == "increment":
+            if type(data) is not dict:
+                return None
+            for value in data.values():
+                if isinstance(value, _CONTAINERS):
+                    try:
+                        check_depth(data, limits.max_depth)
+                    except ValidationError:
+                        return None
+                    break
+            if op == "increment" and not _valid_increment(data):
+                return None
+            fields.extend(data)
+            documents.append(data)
+        else:
+            return None
+        hlc = get("hlc")
+        if hlc is not None and type(hlc) is not str:
+            return None
+        if_match = get("if_match")
+        if if_match is not None and not _valid_version(if_match):
+            return None
+        mutation_id, collection, doc_id = get("mutation_id"), get("collection"), get("id")
+        mutation_ids.append(mutation_id)
+        collections.append(collection)
+        doc_ids.append(doc_id)
+        mutations.append(
+            Mutation(
+                mutation_id=mutation_id,
+                collection=collection,
+                doc_id=doc_id,
+                op=op,
+                data=data,
+                hlc=hlc,
+                if_match=None if if_match is None else (if_match,),
+            )
+        )
+    valid = (
+        _all_match(_JOINED_MUTATION_IDS, mutation_ids)
+        and _all_match(_JOINED_COLLECTIONS, collections)
+        and _all_match(_JOINED_IDS, doc_ids)
+        and _all_match(_JOINED_FIELDS, fields)
+        and _within_size(documents, limits.max_document_bytes)
+    )
+    return mutations if valid else None
+
+
+def _within_size(documents: list[dict[str, Any]], max_bytes: int) -> bool:
+    """Whether each document encodes within ``max_bytes``."""
+    try:
+        return all(len(codec.dumps(document)) <= max_bytes for document in documents)
+    except TypeError:  # too deep for the encoder
+        return False
+
+
+def _valid_increment(data: dict[str, Any]) -> bool:
+    try:
+        _check_increment(data)
+    except ValidationError:
+        return False
+    return True
+
+
+def _valid_version(value: Any) -> bool:
+    try:
+        check_version(value)
+    except ValidationError:
+        return False
+    return True
 
 
 def parse_mutation(raw: Any, limits: Limits) -> Mutation:

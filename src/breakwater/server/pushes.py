@@ -18,7 +18,7 @@ from breakwater.core import cursor as cursor_mod
 from breakwater.core.document import delta_for, empty_state, join
 from breakwater.core.engine import MutationResult
 from breakwater.core.errors import BreakwaterError, PayloadTooLarge, ValidationError
-from breakwater.core.mutation import Mutation, parse_mutation
+from breakwater.core.mutation import Mutation, parse_mutation, parse_valid_mutations
 from breakwater.server.node import Node
 from breakwater.server.wire import result_json
 
@@ -71,11 +71,15 @@ def parse_push(body: Any, node: Node, identity: Identity | None) -> list[Mutatio
             f"{len(raw)} mutations in one push; the limit is {limits.max_mutations_per_push}",
             limit=limits.max_mutations_per_push,
         )
-    mutations = []
     admit = node.writes.admission(identity)
+    # Parsed all at once when every mutation is valid (the common case); else one at a time,
+    # which finds the first problem. Either way each is admitted in order, so a refusal is
+    # the one that parsing and admitting each mutation in turn meets first.
+    parsed = parse_valid_mutations(raw, limits)
+    mutations = []
     for index, item in enumerate(raw):
         try:
-            mutation = admit(parse_mutation(item, limits))
+            mutation = admit(parse_mutation(item, limits) if parsed is None else parsed[index])
         except BreakwaterError as error:
             error.extra["index"] = index
             error.detail = f"mutations[{index}]: {error.detail}"

@@ -293,13 +293,16 @@ class ReadCache:
     async def invalidate(self, documents: Iterable[tuple[str, str]]) -> None:
         """Replace the tokens of the committed ``(collection, id)`` documents and their
         collections. On failure the epoch must be replaced before this node reads again."""
+        # One new token for every key: a key's token only has to differ from each it held
+        # before, and a token is never issued twice.
+        token = _token()
         tokens: dict[str, bytes] = {}
         collections: set[str] = set()
         for collection, doc_id in documents:
-            tokens[f"g/{collection}/{doc_id}"] = _token()
+            tokens[f"g/{collection}/{doc_id}"] = token
             collections.add(collection)
-        for collection in collections:  # one new token per collection, however many documents
-            tokens[f"c/{collection}"] = _token()
+        for collection in collections:
+            tokens[f"c/{collection}"] = token
         if not tokens:
             return
         if not self._usable():
@@ -307,7 +310,10 @@ class ReadCache:
             self.metrics.cache_errors.labels("invalidate").inc()
             return
         try:
-            await self.cache.set_many(tokens, self.token_ttl)
+            # A token that is not there validates nothing, and a reader that adds it later
+            # reads the store after this commit (ADR 0006): only tokens present are replaced,
+            # so the documents a push creates add nothing to the cache.
+            await self.cache.replace_many(tokens, self.token_ttl)
         except CacheUnavailable:
             self._epoch_stale = True
             self._failed("invalidate")
