@@ -72,26 +72,23 @@ class RedisCache:
 
     async def set_many(self, items: Mapping[str, bytes], ttl: float) -> None:
         """``SET key value PX ttl`` for every item, in one pipeline."""
-        if not items:
-            return
-        ms = max(1, int(ttl * 1000))
-        try:
-            async with self._redis().pipeline(transaction=False) as pipe:
-                for key, value in items.items():
-                    pipe.set(self.prefix + key, value, px=ms)
-                await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise CacheUnavailable("the Redis cache did not answer") from exc
+        await self._set_each(items, ttl, only_present=False)
 
     async def replace_many(self, items: Mapping[str, bytes], ttl: float) -> None:
         """``SET key value XX PX ttl`` for every item, in one pipeline."""
+        await self._set_each(items, ttl, only_present=True)
+
+    async def _set_each(
+        self, items: Mapping[str, bytes], ttl: float, *, only_present: bool
+    ) -> None:
+        """One pipeline of ``SET … PX`` (with ``XX``: only where the key holds a value)."""
         if not items:
             return
         ms = max(1, int(ttl * 1000))
         try:
             async with self._redis().pipeline(transaction=False) as pipe:
                 for key, value in items.items():
-                    pipe.set(self.prefix + key, value, px=ms, xx=True)
+                    pipe.set(self.prefix + key, value, px=ms, xx=only_present)
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             raise CacheUnavailable("the Redis cache did not answer") from exc
