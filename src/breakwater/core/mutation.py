@@ -161,7 +161,6 @@ _JOINED_IDS = _joined(ID_PATTERN.pattern)
 _JOINED_COLLECTIONS = _joined(COLLECTION_PATTERN.pattern)
 _JOINED_MUTATION_IDS = _joined(MUTATION_ID_PATTERN.pattern)
 _JOINED_FIELDS = _joined(FIELD_PATTERN.pattern)
-_CONTAINERS = (dict, list)
 
 
 def _all_match(joined: re.Pattern[str], names: list[Any]) -> bool:
@@ -179,13 +178,10 @@ def parse_valid_mutations(raws: list[Any], limits: Limits) -> list[Mutation] | N
     """The mutations of ``raws`` if :func:`parse_mutation` accepts every one of them, else None.
 
     A push of a hundred mutations paid for a hundred of each name check; here each kind of
-    name is checked by one regular expression over all of them joined, and flat documents
-    skip the depth walk. It decides nothing itself: on None the caller parses each mutation
-    with :func:`parse_mutation`, which names the first problem, so the errors and their
-    order stay that function's.
+    name is checked by one regular expression over all of them joined. It decides nothing
+    itself: on None the caller parses each mutation with :func:`parse_mutation`, which names
+    the first problem, so the errors and their order stay that function's.
     """
-    if limits.max_depth < 2:
-        return None  # a flat document's depth is not enough to pass: let each check say so
     mutations: list[Mutation] = []
     mutation_ids: list[Any] = []
     collections: list[Any] = []
@@ -202,15 +198,8 @@ def parse_valid_mutations(raws: list[Any], limits: Limits) -> list[Mutation] | N
             if data is not None:
                 return None
         elif op == "set" or op == "patch" or op == "increment":
-            if type(data) is not dict:
+            if type(data) is not dict or not _within_depth(data, limits.max_depth):
                 return None
-            for value in data.values():
-                if isinstance(value, _CONTAINERS):
-                    try:
-                        check_depth(data, limits.max_depth)
-                    except ValidationError:
-                        return None
-                    break
             if op == "increment" and not _valid_increment(data):
                 return None
             fields.extend(data)
@@ -254,6 +243,14 @@ def _within_size(documents: list[dict[str, Any]], max_bytes: int) -> bool:
         return all(len(codec.dumps(document)) <= max_bytes for document in documents)
     except TypeError:  # too deep for the encoder
         return False
+
+
+def _within_depth(data: dict[str, Any], max_depth: int) -> bool:
+    try:
+        check_depth(data, max_depth)
+    except ValidationError:
+        return False
+    return True
 
 
 def _valid_increment(data: dict[str, Any]) -> bool:
