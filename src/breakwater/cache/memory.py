@@ -83,10 +83,8 @@ class MemoryCache:
     async def replace_many(self, items: Mapping[str, bytes], ttl: float) -> None:
         """Store each item whose key holds a live value (each one then recently used)."""
         now = self._clock()
-        entries = self._entries
         for key, value in items.items():
-            found = entries.get(key)
-            if found is not None and found[1] > now:
+            if self._get(key, now) is not None:
                 self._set(key, value, now + ttl)
 
     async def add(self, key: str, value: bytes, ttl: float) -> bool:
