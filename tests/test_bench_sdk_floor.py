@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from breakwater.bench import _sdk_device, _ws_echo, sdk_floor
+from breakwater.client import local_store
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +47,7 @@ def test_the_push_message_is_json_and_the_size_of_the_sdks() -> None:
 def test_the_durable_transaction_commits_with_the_stores_pragmas(tmp_path: Path) -> None:
     """The floor's transaction is WAL with ``synchronous=FULL`` and leaves its row stored;
     the acknowledgement's record runs ``NORMAL`` and goes back to ``FULL``."""
-    conn = sdk_floor.open_database(tmp_path / "f.db")
+    conn = local_store.connect(tmp_path / "f.db")
     position = sdk_floor.durable_insert(conn, 1)
     assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     assert conn.execute("PRAGMA synchronous").fetchone() == (2,)

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from websockets.asyncio.client import ClientConnection, connect
 
-from breakwater.client.local_store import SCHEMA
+from breakwater.client import local_store
 
 WARM_UP = 5
 DOC_TEXT = '{"title":"a todo item of ordinary size","done":false,"tags":["home","errand"]}'
@@ -74,16 +74,6 @@ async def echo_socket(compression: str | None) -> AsyncIterator[ClientConnection
         except TimeoutError:
             peer.kill()
             await peer.wait()
-
-
-def open_database(path: Path) -> sqlite3.Connection:
-    """A database with the local store's pragmas and schema."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA busy_timeout = 5000")
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = FULL")
-    conn.executescript(SCHEMA)
-    return conn
 
 
 def durable_insert(conn: sqlite3.Connection, n: int) -> int:
@@ -133,7 +123,7 @@ async def measure(tmp: Path, count: int, pause: float) -> dict[str, float]:
     """Every floor at ``pause`` s between runs, and the ``exchange`` and ``write`` figures
     back to back too; CPU ms per run, keyed ``<what>_ms`` (``..._b2b_ms`` back to back)."""
     report: dict[str, float] = {}
-    conn = open_database(tmp / "floor.db")
+    conn = local_store.connect(tmp / "floor.db")
 
     async def nothing(_n: int) -> None:
         return None

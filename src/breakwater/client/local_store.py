@@ -147,6 +147,17 @@ def _loads_or_none(text: str | None) -> Any:
     return None if text is None else codec.loads(text)
 
 
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection to the local store's database at ``path``, with its pragmas and schema
+    (also what ``breakwater bench sdk``'s floor writes through)."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 5000")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.executescript(SCHEMA)
+    return conn
+
+
 class LocalStore:
     """The SDK's durable state; every public method runs on the DB thread, awaited as a
     coroutine, or as a future for the two that commit synced changes (:meth:`record_acks`,
@@ -225,12 +236,8 @@ class LocalStore:
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn = connect(self.path)
         self.path.chmod(0o600)  # the session's refresh token is a bearer secret (docs/sdk.md)
-        conn.execute("PRAGMA busy_timeout = 5000")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.executescript(SCHEMA)
         self._conn = conn
         with self._transaction():
             self._count_outbox()
